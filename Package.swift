@@ -1,0 +1,57 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Layout: see ../shared/DESIGN.md §2. Each directory under Plugins/ is one dynamic
+// library product named `Pylon<Folder>`, built to `lib<Name>.so` and copied to plugins/.
+let package = Package(
+    name: "pylon-swift",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "pylon-host", targets: ["pylon-host"]),
+        .library(name: "PylonHost", targets: ["PylonHost"]),
+        .library(name: "PylonStoreSQLite", type: .dynamic, targets: ["PylonStoreSQLite"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+    ],
+    targets: [
+        // THE contract: pure C99 header, no Swift.
+        .target(name: "PylonPluginABI", path: "Sources/PylonPluginABI"),
+        .systemLibrary(
+            name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"])]),
+        .target(
+            name: "PylonHost",
+            dependencies: [
+                "PylonPluginABI",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            path: "Sources/PylonHost"),
+        .executableTarget(
+            name: "pylon-host",
+            dependencies: [
+                "PylonHost",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Sources/pylon-host"),
+        .target(
+            name: "PylonStoreSQLite",
+            dependencies: ["PylonPluginABI", "CSQLite"],
+            path: "Plugins/StoreSQLite"),
+        .testTarget(
+            name: "PylonHostTests",
+            dependencies: ["PylonHost", "PylonPluginABI"],
+            path: "Tests/PylonHostTests"),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,360 @@
+import CSQLite
+import Foundation
+import PylonPluginABI
+
+/// The SQLite store plugin: `pylon.store/1`, dialect "sqlite", over the system libsqlite3.
+/// WAL journal, busy timeout, one writer plus readers (the host opens them, sized by
+/// `max_readers`), a prepared-statement cache per connection, typed binding both ways.
+/// Every call completes inline and may block (PYLON_STORE_FLAG_COMPLETES_INLINE), so the
+/// host calls it from its store threads, never from an event loop.
+
+/// The plugin instance behind `pylon_instance *`. Created by `create`, freed by `destroy`.
+final class SQLiteInstance {
+    let config: SQLiteConfig
+    let host: UnsafePointer<pylon_host_v1>
+
+    init(config: SQLiteConfig, host: UnsafePointer<pylon_host_v1>) {
+        self.config = config
+        self.host = host
+    }
+
+    func log(_ level: Int32, _ message: String) {
+        var m = message
+        m.withUTF8 { buf in
+            buf.withMemoryRebound(to: CChar.self) { c in
+                host.pointee.log?(host.pointee.host_ctx, level, c.baseAddress, c.count)
+            }
+        }
+    }
+}
+
+/// Writes `status`, `code` and `message` into a caller-owned `pylon_error`.
+func fillError(_ err: UnsafeMutablePointer<pylon_error>?, _ status: pylon_status, _ code: String, _ message: String) {
+    guard let err else { return }
+    err.pointee.status = status
+    withUnsafeMutableBytes(of: &err.pointee.code) { copyCString(code, into: $0) }
+    withUnsafeMutableBytes(of: &err.pointee.message) { copyCString(message, into: $0) }
+}
+
+private func copyCString(_ s: String, into buf: UnsafeMutableRawBufferPointer) {
+    let bytes = Array(s.utf8.prefix(buf.count - 1))
+    buf.copyBytes(from: bytes)
+    buf[bytes.count] = 0
+}
+
+struct ConfigError: Error {
+    var message: String
+    init(_ m: String) { message = m }
+}
+
+private func parseConfig(_ ptr: UnsafePointer<CChar>?, _ len: Int) -> Result<SQLiteConfig, ConfigError> {
+    var config = SQLiteConfig()
+    guard let ptr, len > 0 else { return .success(config) }
+    let data = Data(bytes: ptr, count: len)
+    guard let obj = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+        return .failure(ConfigError("store config is not a JSON object"))
+    }
+    if let v = obj["path"] {
+        guard let s = v as? String, !s.isEmpty else { return .failure(ConfigError("\"path\" must be a non-empty string (the SQLite file)")) }
+        config.path = s
+    }
+    func int(_ key: String, _ range: ClosedRange<Int>) -> Result<Int?, ConfigError> {
+        guard let v = obj[key] else { return .success(nil) }
+        guard let n = v as? Int, range.contains(n) else {
+            return .failure(ConfigError("\"\(key)\" must be an integer in \(range.lowerBound)...\(range.upperBound)"))
+        }
+        return .success(n)
+    }
+    switch int("busy_timeout_ms", 0...600_000) {
+    case let .success(v): if let v { config.busyTimeoutMs = v }
+    case let .failure(m): return .failure(m)
+    }
+    switch int("readers", 1...64) {
+    case let .success(v): if let v { config.readers = v }
+    case let .failure(m): return .failure(m)
+    }
+    switch int("statement_cache", 1...10_000) {
+    case let .success(v): if let v { config.statementCache = v }
+    case let .failure(m): return .failure(m)
+    }
+    if let v = obj["synchronous"] {
+        guard let s = (v as? String)?.uppercased(), ["OFF", "NORMAL", "FULL", "EXTRA"].contains(s) else {
+            return .failure(ConfigError("\"synchronous\" must be one of off, normal, full, extra"))
+        }
+        config.synchronous = s
+    }
+    return .success(config)
+}
+
+// MARK: - Static descriptor and tables
+
+nonisolated(unsafe) private let capabilityIDs: UnsafeMutablePointer<UnsafePointer<CChar>?> = {
+    let p = UnsafeMutablePointer<UnsafePointer<CChar>?>.allocate(capacity: 1)
+    p[0] = UnsafePointer(strdup(PYLON_CAP_STORE))
+    return p
+}()
+
+nonisolated(unsafe) private let descriptor: UnsafeMutablePointer<pylon_plugin_descriptor> = {
+    let d = UnsafeMutablePointer<pylon_plugin_descriptor>.allocate(capacity: 1)
+    d.initialize(to: pylon_plugin_descriptor())
+    d.pointee.struct_size = UInt32(MemoryLayout<pylon_plugin_descriptor>.size)
+    d.pointee.abi_major = UInt32(PYLON_ABI_MAJOR)
+    d.pointee.abi_minor = UInt32(PYLON_ABI_MINOR)
+    d.pointee.abi_header_hash = UInt32(PYLON_ABI_HEADER_HASH)
+    d.pointee.sizeof_pointer = UInt32(MemoryLayout<UnsafeRawPointer>.size)
+    d.pointee.sizeof_value = UInt32(MemoryLayout<pylon_value>.size)
+    d.pointee.sizeof_error = UInt32(MemoryLayout<pylon_error>.size)
+    d.pointee.sizeof_host = UInt32(MemoryLayout<pylon_host_v1>.size)
+    d.pointee.plugin_id = UnsafePointer(strdup("pylon.store.sqlite"))
+    d.pointee.plugin_version = UnsafePointer(strdup("0.1.0"))
+    d.pointee.description = UnsafePointer(strdup("SQLite store (libsqlite3 \(String(cString: sqlite3_libversion())), WAL)"))
+    d.pointee.capabilities = UnsafePointer(capabilityIDs)
+    d.pointee.capability_count = 1
+    d.pointee.create = sqliteCreate
+    d.pointee.destroy = sqliteDestroy
+    d.pointee.get_interface = sqliteGetInterface
+    return d
+}()
+
+nonisolated(unsafe) private let storeTable: UnsafeMutablePointer<pylon_store_v1> = {
+    let t = UnsafeMutablePointer<pylon_store_v1>.allocate(capacity: 1)
+    t.initialize(to: pylon_store_v1())
+    t.pointee.struct_size = UInt32(MemoryLayout<pylon_store_v1>.size)
+    t.pointee.flags = PYLON_STORE_FLAG_COMPLETES_INLINE
+    t.pointee.dialect = UnsafePointer(strdup("sqlite"))
+    t.pointee.max_readers = 4
+    t.pointee.open = sqliteOpen
+    t.pointee.close = sqliteClose
+    t.pointee.execute = sqliteExecute
+    t.pointee.transaction = sqliteTransaction
+    return t
+}()
+
+/// The one exported symbol. Cheap and side-effect free apart from building the static
+/// descriptor on first call.
+@_cdecl("pylon_plugin_entry")
+public func pylonPluginEntry() -> UnsafePointer<pylon_plugin_descriptor> {
+    UnsafePointer(descriptor)
+}
+
+// MARK: - Lifecycle
+
+private func sqliteCreate(
+    _ host: UnsafePointer<pylon_host_v1>?, _ config: UnsafePointer<CChar>?, _ len: Int,
+    _ out: UnsafeMutablePointer<OpaquePointer?>?, _ err: UnsafeMutablePointer<pylon_error>?
+) -> pylon_status {
+    out?.pointee = nil
+    guard let host, let out else {
+        fillError(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "create called without host table or out pointer")
+        return PYLON_ERR_INVALID_ARGUMENT
+    }
+    switch parseConfig(config, len) {
+    case let .failure(problem):
+        fillError(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_CONFIG", "pylon.store.sqlite: \(problem.message)")
+        return PYLON_ERR_INVALID_ARGUMENT
+    case let .success(cfg):
+        let instance = SQLiteInstance(config: cfg, host: host)
+        out.pointee = OpaquePointer(Unmanaged.passRetained(instance).toOpaque())
+        instance.log(PYLON_LOG_DEBUG, "sqlite store at \(cfg.path), synchronous=\(cfg.synchronous)")
+        return PYLON_OK
+    }
+}
+
+private func sqliteDestroy(_ instance: OpaquePointer?) {
+    guard let instance else { return }
+    Unmanaged<SQLiteInstance>.fromOpaque(UnsafeRawPointer(instance)).release()
+}
+
+private func sqliteGetInterface(_ instance: OpaquePointer?, _ id: UnsafePointer<CChar>?) -> UnsafeRawPointer? {
+    guard let id, strcmp(id, PYLON_CAP_STORE) == 0 else { return nil }
+    return UnsafeRawPointer(storeTable)
+}
+
+// MARK: - pylon.store/1
+
+private func sqliteOpen(
+    _ instance: OpaquePointer?, _ mode: Int32, _ out: UnsafeMutablePointer<OpaquePointer?>?,
+    _ err: UnsafeMutablePointer<pylon_error>?
+) -> pylon_status {
+    out?.pointee = nil
+    guard let instance, let out else {
+        fillError(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "open called without instance or out pointer")
+        return PYLON_ERR_INVALID_ARGUMENT
+    }
+    let inst = Unmanaged<SQLiteInstance>.fromOpaque(UnsafeRawPointer(instance)).takeUnretainedValue()
+    switch SQLiteConnection.open(config: inst.config, writable: mode == PYLON_STORE_OPEN_WRITE) {
+    case let .failure(f):
+        fillError(err, f.status, f.code, f.message)
+        return f.status
+    case let .success(conn):
+        out.pointee = OpaquePointer(Unmanaged.passRetained(conn).toOpaque())
+        return PYLON_OK
+    }
+}
+
+private func sqliteClose(_ conn: OpaquePointer?) {
+    guard let conn else { return }
+    let c = Unmanaged<SQLiteConnection>.fromOpaque(UnsafeRawPointer(conn))
+    c.takeUnretainedValue().close()
+    c.release()
+}
+
+private func complete(
+    _ done: pylon_store_done_fn?, _ ctx: UnsafeMutableRawPointer?, _ failure: SQLiteFailure?,
+    rowsAffected: Int64 = 0, lastID: Int64 = 0
+) {
+    guard let done else { return }
+    if let failure {
+        var e = pylon_error()
+        e.struct_size = UInt32(MemoryLayout<pylon_error>.size)
+        fillError(&e, failure.status, failure.code, failure.message)
+        done(ctx, failure.status, nil, &e)
+    } else {
+        var r = pylon_exec_result()
+        r.struct_size = UInt32(MemoryLayout<pylon_exec_result>.size)
+        r.rows_affected = rowsAffected
+        r.last_insert_id = lastID
+        done(ctx, PYLON_OK, &r, nil)
+    }
+}
+
+private func sqliteExecute(
+    _ connPtr: OpaquePointer?, _ sql: UnsafePointer<CChar>?, _ sqlLen: Int,
+    _ params: UnsafePointer<pylon_value>?, _ paramCount: Int,
+    _ sink: UnsafePointer<pylon_row_sink>?, _ done: pylon_store_done_fn?, _ ctx: UnsafeMutableRawPointer?
+) {
+    guard let connPtr, let sql else {
+        complete(done, ctx, SQLiteFailure(rc: SQLITE_MISUSE, message: "execute called without connection or SQL"))
+        return
+    }
+    let conn = Unmanaged<SQLiteConnection>.fromOpaque(UnsafeRawPointer(connPtr)).takeUnretainedValue()
+    let text = String(decoding: UnsafeRawBufferPointer(start: sql, count: sqlLen), as: UTF8.self)
+    let stmt: OpaquePointer
+    switch conn.prepare(text) {
+    case let .failure(f): complete(done, ctx, f); return
+    case let .success(s): stmt = s
+    }
+    defer {
+        sqlite3_reset(stmt)
+        sqlite3_clear_bindings(stmt)
+    }
+    let expected = Int(sqlite3_bind_parameter_count(stmt))
+    if expected != paramCount {
+        complete(done, ctx, SQLiteFailure(rc: SQLITE_RANGE, message: "statement expects \(expected) parameters, got \(paramCount)"))
+        return
+    }
+    for i in 0..<paramCount {
+        let v = params![i]
+        let idx = Int32(i + 1)
+        let rc: Int32
+        switch v.type {
+        case PYLON_VALUE_NULL: rc = sqlite3_bind_null(stmt, idx)
+        case PYLON_VALUE_INT: rc = sqlite3_bind_int64(stmt, idx, v.as.i)
+        case PYLON_VALUE_DOUBLE: rc = sqlite3_bind_double(stmt, idx, v.as.d)
+        case PYLON_VALUE_TEXT:
+            // SQLITE_STATIC (nil): the host keeps the bytes alive until `done`, and the
+            // bindings are cleared before this function returns.
+            rc = v.as.bytes.ptr.withMemoryRebound(to: CChar.self, capacity: max(v.as.bytes.len, 1)) {
+                sqlite3_bind_text(stmt, idx, $0, Int32(v.as.bytes.len), nil)
+            }
+        case PYLON_VALUE_BLOB:
+            rc = sqlite3_bind_blob(stmt, idx, v.as.bytes.ptr, Int32(v.as.bytes.len), nil)
+        default:
+            complete(done, ctx, SQLiteFailure(rc: SQLITE_MISMATCH, message: "parameter \(i + 1) has unknown value type \(v.type)"))
+            return
+        }
+        if rc != SQLITE_OK {
+            complete(done, ctx, SQLiteFailure(rc: rc, message: String(cString: sqlite3_errmsg(conn.db))))
+            return
+        }
+    }
+    let ncols = Int(sqlite3_column_count(stmt))
+    let sinkRef = sink?.pointee
+    if let sinkRef, let columns = sinkRef.columns {
+        var names = [pylon_str](repeating: pylon_str(), count: ncols)
+        for c in 0..<ncols {
+            let name = sqlite3_column_name(stmt, Int32(c))!
+            names[c] = pylon_str(ptr: name, len: strlen(name))
+        }
+        if columns(sinkRef.ctx, names, ncols) != PYLON_OK {
+            complete(done, ctx, SQLiteFailure(rc: SQLITE_ABORT, message: "row sink stopped the statement"))
+            return
+        }
+    }
+    var values = [pylon_value](repeating: pylon_value(), count: ncols)
+    while true {
+        let rc = sqlite3_step(stmt)
+        if rc == SQLITE_DONE { break }
+        guard rc == SQLITE_ROW else {
+            complete(done, ctx, SQLiteFailure(rc: sqlite3_extended_errcode(conn.db), message: String(cString: sqlite3_errmsg(conn.db))))
+            return
+        }
+        guard let sinkRef, let rowFn = sinkRef.row else { continue }
+        for c in 0..<ncols {
+            let ci = Int32(c)
+            var v = pylon_value()
+            switch sqlite3_column_type(stmt, ci) {
+            case SQLITE_INTEGER:
+                v.type = PYLON_VALUE_INT
+                v.as.i = sqlite3_column_int64(stmt, ci)
+            case SQLITE_FLOAT:
+                v.type = PYLON_VALUE_DOUBLE
+                v.as.d = sqlite3_column_double(stmt, ci)
+            case SQLITE_TEXT:
+                v.type = PYLON_VALUE_TEXT
+                let p = sqlite3_column_text(stmt, ci)
+                v.as.bytes.len = Int(sqlite3_column_bytes(stmt, ci))
+                v.as.bytes.ptr = p.map { UnsafePointer($0) }
+            case SQLITE_BLOB:
+                v.type = PYLON_VALUE_BLOB
+                let p = sqlite3_column_blob(stmt, ci)
+                v.as.bytes.len = Int(sqlite3_column_bytes(stmt, ci))
+                v.as.bytes.ptr = p?.assumingMemoryBound(to: UInt8.self)
+            default:
+                v.type = PYLON_VALUE_NULL
+            }
+            values[c] = v
+        }
+        if rowFn(sinkRef.ctx, values, ncols) != PYLON_OK {
+            complete(done, ctx, SQLiteFailure(rc: SQLITE_ABORT, message: "row sink stopped the statement"))
+            return
+        }
+    }
+    let changed = sqlite3_stmt_readonly(stmt) != 0 ? 0 : Int64(sqlite3_changes64(conn.db))
+    complete(done, ctx, nil, rowsAffected: changed, lastID: sqlite3_last_insert_rowid(conn.db))
+}
+
+private func sqliteTransaction(
+    _ connPtr: OpaquePointer?, _ op: Int32, _ done: pylon_store_done_fn?, _ ctx: UnsafeMutableRawPointer?
+) {
+    guard let connPtr else {
+        complete(done, ctx, SQLiteFailure(rc: SQLITE_MISUSE, message: "transaction called without connection"))
+        return
+    }
+    let conn = Unmanaged<SQLiteConnection>.fromOpaque(UnsafeRawPointer(connPtr)).takeUnretainedValue()
+    let sql: String
+    switch op {
+    case PYLON_TX_BEGIN: sql = "BEGIN IMMEDIATE"
+    case PYLON_TX_BEGIN_READ: sql = "BEGIN DEFERRED"
+    case PYLON_TX_COMMIT: sql = "COMMIT"
+    case PYLON_TX_ROLLBACK: sql = "ROLLBACK"
+    default:
+        complete(done, ctx, SQLiteFailure(rc: SQLITE_MISUSE, message: "unknown transaction op \(op)"))
+        return
+    }
+    let stmt: OpaquePointer
+    switch conn.prepare(sql) {
+    case let .failure(f): complete(done, ctx, f); return
+    case let .success(s): stmt = s
+    }
+    let rc = sqlite3_step(stmt)
+    sqlite3_reset(stmt)
+    if rc != SQLITE_DONE {
+        let failure = SQLiteFailure(rc: sqlite3_extended_errcode(conn.db), message: String(cString: sqlite3_errmsg(conn.db)))
+        // A failed COMMIT must not leave a transaction open (ABI rule).
+        if op == PYLON_TX_COMMIT, conn.inTransaction { _ = conn.exec("ROLLBACK") }
+        complete(done, ctx, failure)
+        return
+    }
+    complete(done, ctx, nil)
+}

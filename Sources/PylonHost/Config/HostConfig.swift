@@ -1,0 +1,48 @@
+import Foundation
+
+/// Settings of one host process. Precedence: command-line flag, then environment
+/// (`PYLON_PORT`, `PYLON_DB_PATH`, `PYLON_ADMIN_TOKEN`, `PYLON_DEV_MODE`, ...), then the
+/// manifest's `plugins` section, then these defaults.
+public struct HostConfig: Sendable {
+    public var pluginsDir = "plugins"
+    public var manifestPath = "pylon.manifest.json"
+    public var bindHost = "127.0.0.1"
+    public var port = 4321
+    /// SQLite file (overrides `plugins.store.path`). nil: the manifest's, else `pylon.db`.
+    public var dbPath: String?
+    public var dev = false
+    public var adminToken: String?
+    /// Pylon clients expect WS on port+1 and SSE on port+2 (served once sync lands).
+    public var compatPorts = true
+    public var maxBodyBytes = 10 * 1024 * 1024
+    /// Change-log entries kept before trimming (PYLON_CHANGELOG_RETENTION).
+    public var changelogRetention: Int64 = 1_000_000
+    /// Read connections (PYLON_STORE_READERS); capped by the store's max_readers.
+    public var readers = 4
+    public var cookieName = "pylon_session"
+    public var corsOrigin = "*"
+
+    public init() {}
+
+    /// Applies the environment over the defaults. Flags are applied after this by the CLI.
+    public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws(HostError) -> HostConfig {
+        var c = HostConfig()
+        func int(_ key: String) throws(HostError) -> Int? {
+            guard let v = env[key], !v.isEmpty else { return nil }
+            guard let n = Int(v), n >= 0 else {
+                throw HostError(status: 500, code: "CONFIG_INVALID", message: "\(key)=\(v) is not a non-negative integer")
+            }
+            return n
+        }
+        if let p = try int("PYLON_PORT") { c.port = p }
+        if let d = env["PYLON_DB_PATH"], !d.isEmpty { c.dbPath = d }
+        if let t = env["PYLON_ADMIN_TOKEN"], !t.isEmpty { c.adminToken = t }
+        if let d = env["PYLON_DEV_MODE"] { c.dev = ["1", "true", "yes"].contains(d.lowercased()) }
+        if let b = try int("PYLON_MAX_BODY_BYTES") { c.maxBodyBytes = b }
+        if let r = try int("PYLON_CHANGELOG_RETENTION") { c.changelogRetention = Int64(max(r, 1)) }
+        if let r = try int("PYLON_STORE_READERS") { c.readers = max(1, min(r, 64)) }
+        if let p = env["PYLON_PLUGINS_DIR"], !p.isEmpty { c.pluginsDir = p }
+        if let o = env["PYLON_CORS_ORIGIN"], !o.isEmpty { c.corsOrigin = o }
+        return c
+    }
+}

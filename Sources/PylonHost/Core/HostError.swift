@@ -1,0 +1,46 @@
+/// The host's one error type. `code` is stable and goes on the wire as
+/// `{"error":{"code","message",...}}` with `status` as the HTTP status; messages say what
+/// to do next.
+public struct HostError: Error, Sendable, CustomStringConvertible {
+    public var status: Int
+    public var code: String
+    public var message: String
+    public var hint: String?
+    /// Extra keys inside `error`, e.g. `oldest_seq` on RESYNC_REQUIRED.
+    public var extra: [(String, JSONValue)] = []
+
+    public init(status: Int, code: String, message: String, hint: String? = nil, extra: [(String, JSONValue)] = []) {
+        self.status = status
+        self.code = code
+        self.message = message
+        self.hint = hint
+        self.extra = extra
+    }
+
+    public var description: String { "\(status) \(code): \(message)" }
+
+    public static func badRequest(_ code: String, _ message: String) -> HostError {
+        HostError(status: 400, code: code, message: message)
+    }
+    public static func notFound(_ message: String) -> HostError {
+        HostError(status: 404, code: "NOT_FOUND", message: message)
+    }
+    public static func forbidden(_ message: String) -> HostError {
+        HostError(status: 403, code: "FORBIDDEN", message: message)
+    }
+    public static func unavailable(_ message: String) -> HostError {
+        HostError(status: 503, code: "UNAVAILABLE", message: message)
+    }
+    public static func entityNotFound(_ name: String) -> HostError {
+        HostError(status: 400, code: "ENTITY_NOT_FOUND",
+                  message: "entity \"\(name)\" is not in the manifest; check the name (it is case-sensitive)")
+    }
+
+    /// The wire body.
+    public var body: JSONValue {
+        var inner: [(String, JSONValue)] = [("code", .string(code)), ("message", .string(message))]
+        if let hint { inner.append(("hint", .string(hint))) }
+        inner.append(contentsOf: extra)
+        return .object([("error", .object(inner))])
+    }
+}

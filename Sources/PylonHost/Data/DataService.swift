@@ -1,0 +1,338 @@
+import Foundation
+
+/// The data plane: entity CRUD, queries, lookup, links, batch and transact, all through
+/// the store plugin via `StoreThreads`. Every write appends its change-log entry in the
+/// same transaction as the row change (`ChangeLog.append`), so the log and the rows can
+/// never disagree; events reach subscribers only after commit.
+public final class DataService: Sendable {
+    public let manifest: Manifest
+    let dialect: SQLDialect
+    let store: StoreThreads
+    let codecs: [String: RowCodec]
+
+    init(manifest: Manifest, dialect: SQLDialect, store: StoreThreads) {
+        self.manifest = manifest
+        self.dialect = dialect
+        self.store = store
+        var c: [String: RowCodec] = [:]
+        for e in manifest.entities { c[e.name] = RowCodec(entity: e, dialect: dialect) }
+        codecs = c
+    }
+
+    public func codec(_ entity: String) throws(HostError) -> RowCodec {
+        guard let c = codecs[entity] else { throw HostError.entityNotFound(entity) }
+        return c
+    }
+
+    // MARK: Reads
+
+    public func get(_ entity: String, id: String) async throws -> JSONValue? {
+        let codec = try codec(entity)
+        let sql = "SELECT \(codec.selectList) FROM \(dialect.quote(entity)) WHERE \(dialect.quote("id")) = \(dialect.placeholder(1))"
+        return try await store.read { conn in
+            try conn.execute(sql, [.text(id)]).rows.first.map(codec.decode)
+        }
+    }
+
+    /// Runs a compiled filter and returns rows.
+    public func query(_ entity: String, filter: JSONValue?, extraLimit: Int64? = nil) async throws -> [JSONValue] {
+        let codec = try codec(entity)
+        var compiler = FilterCompiler(codec: codec, dialect: dialect)
+        var f = try compiler.compile(filter)
+        if let extraLimit { f.limit = min(f.limit ?? extraLimit, extraLimit) }
+        var params = f.params
+        var limitPH: String?
+        var offsetPH: String?
+        if let l = f.limit { params.append(.int(l)); limitPH = dialect.placeholder(params.count) }
+        if let o = f.offset { params.append(.int(o)); offsetPH = dialect.placeholder(params.count) }
+        let sql = "SELECT \(codec.selectList) FROM \(dialect.quote(entity))\(f.whereSQL)\(f.orderSQL)\(dialect.limitOffset(limit: limitPH, offset: offsetPH))"
+        let bound = params
+        return try await store.read { conn in
+            try conn.execute(sql, bound).rows.map(codec.decode)
+        }
+    }
+
+    /// `GET /api/entities/E?limit&offset`, ordered by id.
+    public func list(_ entity: String, limit: Int64?, offset: Int64) async throws -> [JSONValue] {
+        var filter: [(String, JSONValue)] = [("$offset", .int(offset))]
+        if let limit { filter.append(("$limit", .int(limit))) }
+        return try await query(entity, filter: .object(filter))
+    }
+
+    /// Keyset page by id: rows with `id > after`, up to `limit` (+1 to learn `has_more`).
+    public func page(_ entity: String, after: String?, limit: Int64) async throws -> (rows: [JSONValue], hasMore: Bool) {
+        var filter: [(String, JSONValue)] = [("$limit", .int(limit + 1))]
+        if let after { filter.append(("id", .object([("$gt", .string(after))]))) }
+        var rows = try await query(entity, filter: .object(filter))
+        let hasMore = rows.count > Int(limit)
+        if hasMore { rows.removeLast(rows.count - Int(limit)) }
+        return (rows, hasMore)
+    }
+
+    /// First row whose `field` equals `value` (text from the URL, converted to the field type).
+    public func lookup(_ entity: String, field: String, value: String) async throws -> JSONValue? {
+        let codec = try codec(entity)
+        let v: JSONValue
+        if field == "id" {
+            v = .string(value)
+        } else {
+            guard let f = codec.field(field) else {
+                throw HostError.badRequest("INVALID_COLUMN", "\(entity) has no field \"\(field)\"")
+            }
+            switch f.type?.storage {
+            case .integer?:
+                guard let i = Int64(value) else { return nil }
+                v = .int(i)
+            case .real?:
+                guard let d = Double(value) else { return nil }
+                v = .double(d)
+            case .boolean?:
+                guard value == "true" || value == "false" else { return nil }
+                v = .bool(value == "true")
+            default: v = .string(value)
+            }
+        }
+        return try await query(entity, filter: .object([(field, v), ("$limit", 1)])).first
+    }
+
+    // MARK: Writes (each runs inside the writer's transaction)
+
+    /// Inserts a row and returns the stored row (with its new `id`).
+    public func insert(_ entity: String, _ body: JSONValue) async throws -> JSONValue {
+        let codec = try codec(entity)
+        let data = try Self.object(body)
+        return try await store.write { tx in try Self.insert(tx, codec, data, id: RowID.generate()) }
+    }
+
+    public func update(_ entity: String, id: String, _ body: JSONValue) async throws -> JSONValue {
+        let codec = try codec(entity)
+        let patch = try Self.object(body)
+        return try await store.write { tx in try Self.update(tx, codec, id: id, patch) }
+    }
+
+    public func delete(_ entity: String, id: String) async throws -> JSONValue {
+        let codec = try codec(entity)
+        return try await store.write { tx in try Self.delete(tx, codec, id: id) }
+    }
+
+    static func object(_ body: JSONValue) throws(HostError) -> [(String, JSONValue)] {
+        guard let o = body.objectValue else {
+            throw HostError.badRequest("INVALID_DATA", "the body must be a JSON object of field values, got \(body.typeName)")
+        }
+        return o
+    }
+
+    static func insert(_ tx: WriteTransaction, _ codec: RowCodec, _ data: [(String, JSONValue)], id: String) throws -> JSONValue {
+        try codec.checkKeys(data)
+        let d = tx.dialect
+        var cols = [d.quote("id")]
+        var params: [SQLValue] = [.text(id)]
+        var row: [(String, JSONValue)] = [("id", .string(id))]
+        for f in codec.entity.fields {
+            let given = data.last(where: { $0.0 == f.name })?.1
+            guard let value = given else {
+                if !f.optional {
+                    throw HostError.badRequest("MISSING_FIELD", "field \"\(f.name)\" of \(codec.entity.name) is required")
+                }
+                row.append((f.name, .null))
+                continue
+            }
+            params.append(try codec.encode(value, for: f))
+            cols.append(d.quote(f.name))
+            row.append((f.name, value.isNull ? .null : codec.normalized(value, for: f)))
+        }
+        let phs = (1...params.count).map { d.placeholder($0) }.joined(separator: ", ")
+        let sql = "INSERT INTO \(d.quote(codec.entity.name)) (\(cols.joined(separator: ", "))) VALUES (\(phs))"
+        do {
+            try tx.connection.execute(sql, params, wantRows: false)
+        } catch {
+            throw mapWriteError(error, codec.entity.name, "INSERT_FAILED")
+        }
+        let stored = JSONValue.object(row)
+        try ChangeLog.append(tx, entity: codec.entity.name, rowID: id, kind: .insert, data: stored, before: nil)
+        return stored
+    }
+
+    static func fetch(_ tx: WriteTransaction, _ codec: RowCodec, id: String) throws -> JSONValue? {
+        let d = tx.dialect
+        let sql = "SELECT \(codec.selectList) FROM \(d.quote(codec.entity.name)) WHERE \(d.quote("id")) = \(d.placeholder(1))"
+        return try tx.connection.execute(sql, [.text(id)]).rows.first.map(codec.decode)
+    }
+
+    static func update(_ tx: WriteTransaction, _ codec: RowCodec, id: String, _ patch: [(String, JSONValue)]) throws -> JSONValue {
+        try codec.checkKeys(patch)
+        let changes = patch.filter { $0.0 != "id" }
+        if changes.isEmpty {
+            throw HostError.badRequest("INVALID_DATA", "the patch has no fields to update; send at least one field of \(codec.entity.name)")
+        }
+        guard let before = try fetch(tx, codec, id: id) else {
+            throw HostError.notFound("\(codec.entity.name) with id \"\(id)\" not found")
+        }
+        let d = tx.dialect
+        var sets: [String] = []
+        var params: [SQLValue] = []
+        var after = before
+        for (k, v) in changes {
+            let f = codec.field(k)!
+            params.append(try codec.encode(v, for: f))
+            sets.append("\(d.quote(k)) = \(d.placeholder(params.count))")
+            after = after.setting(k, v.isNull ? .null : codec.normalized(v, for: f))
+        }
+        params.append(.text(id))
+        let sql = "UPDATE \(d.quote(codec.entity.name)) SET \(sets.joined(separator: ", ")) WHERE \(d.quote("id")) = \(d.placeholder(params.count))"
+        do {
+            try tx.connection.execute(sql, params, wantRows: false)
+        } catch {
+            throw mapWriteError(error, codec.entity.name, "UPDATE_FAILED")
+        }
+        try ChangeLog.append(tx, entity: codec.entity.name, rowID: id, kind: .update, data: after, before: before)
+        return after
+    }
+
+    static func delete(_ tx: WriteTransaction, _ codec: RowCodec, id: String) throws -> JSONValue {
+        guard let before = try fetch(tx, codec, id: id) else {
+            throw HostError.notFound("\(codec.entity.name) with id \"\(id)\" not found")
+        }
+        let d = tx.dialect
+        let sql = "DELETE FROM \(d.quote(codec.entity.name)) WHERE \(d.quote("id")) = \(d.placeholder(1))"
+        do {
+            try tx.connection.execute(sql, [.text(id)], wantRows: false)
+        } catch {
+            throw mapWriteError(error, codec.entity.name, "DELETE_FAILED")
+        }
+        try ChangeLog.append(tx, entity: codec.entity.name, rowID: id, kind: .delete, data: nil, before: before)
+        return before
+    }
+
+    static func mapWriteError(_ error: Error, _ entity: String, _ fallback: String) -> Error {
+        guard let e = error as? StoreError else { return error }
+        if e.isUniqueViolation {
+            return HostError(status: 409, code: "UNIQUE_VIOLATION", message: "a \(entity) with the same unique value already exists (\(e.message))")
+        }
+        if e.isConstraint { return HostError.badRequest(fallback, "\(entity): \(e.message)") }
+        return error
+    }
+
+    // MARK: Links
+
+    /// Sets (`targetID` non-nil) or clears the relation's foreign-key field. An ordinary
+    /// update, so it is change-logged like any other write.
+    public func link(_ entity: String, id: String, relation: String, targetID: String?) async throws {
+        let codec = try codec(entity)
+        guard let rel = codec.entity.relations.first(where: { $0.name == relation }) else {
+            throw HostError.badRequest("RELATION_NOT_FOUND", "\(entity) has no relation \"\(relation)\"; relations are: \(codec.entity.relations.map(\.name).joined(separator: ", "))")
+        }
+        guard codec.field(rel.field) != nil else {
+            throw HostError.badRequest("RELATION_NOT_FOUND", "relation \"\(relation)\" of \(entity) names field \"\(rel.field)\", which does not exist")
+        }
+        let value: JSONValue = targetID.map { .string($0) } ?? .null
+        _ = try await store.write { tx in
+            guard try Self.fetch(tx, codec, id: id) != nil else {
+                throw HostError.notFound("Source entity not found")
+            }
+            return try Self.update(tx, codec, id: id, [(rel.field, value)])
+        }
+    }
+
+    // MARK: Batch and transact
+
+    /// One operation of `/api/batch` and `/api/transact`.
+    public struct Operation: Sendable {
+        public var op: String
+        public var entity: String
+        public var id: String?
+        public var data: JSONValue?
+    }
+
+    public static func parseOperations(_ items: [JSONValue]) throws(HostError) -> [Operation] {
+        var ops: [Operation] = []
+        for (i, item) in items.enumerated() {
+            guard let op = item["op"]?.stringValue, ["insert", "update", "delete"].contains(op) else {
+                throw HostError.badRequest("INVALID_DATA", "operations[\(i)].op must be \"insert\", \"update\" or \"delete\"")
+            }
+            guard let entity = item["entity"]?.stringValue else {
+                throw HostError.badRequest("INVALID_DATA", "operations[\(i)].entity is required")
+            }
+            ops.append(Operation(op: op, entity: entity, id: item["id"]?.stringValue, data: item["data"]))
+        }
+        return ops
+    }
+
+    /// Applies one operation inside `tx`; returns the row id it touched.
+    static func apply(_ tx: WriteTransaction, _ codecs: [String: RowCodec], _ op: Operation) throws -> String {
+        guard let codec = codecs[op.entity] else { throw HostError.entityNotFound(op.entity) }
+        switch op.op {
+        case "insert":
+            let id = RowID.generate()
+            _ = try insert(tx, codec, try object(op.data ?? .null), id: id)
+            return id
+        case "update":
+            guard let id = op.id else { throw HostError.badRequest("INVALID_DATA", "update needs an id") }
+            _ = try update(tx, codec, id: id, try object(op.data ?? .null))
+            return id
+        default:
+            guard let id = op.id else { throw HostError.badRequest("INVALID_DATA", "delete needs an id") }
+            _ = try delete(tx, codec, id: id)
+            return id
+        }
+    }
+
+    /// `/api/batch`: every operation independent (its own savepoint), all in one commit.
+    public func batch(_ ops: [Operation]) async throws -> [Result<String, HostError>] {
+        let codecs = self.codecs
+        return try await store.write { tx in
+            var results: [Result<String, HostError>] = []
+            for op in ops {
+                try tx.connection.execute("SAVEPOINT pylon_op", wantRows: false)
+                let mark = tx.events.count
+                do {
+                    let id = try Self.apply(tx, codecs, op)
+                    try tx.connection.execute("RELEASE pylon_op", wantRows: false)
+                    results.append(.success(id))
+                } catch {
+                    try tx.connection.execute("ROLLBACK TO pylon_op", wantRows: false)
+                    try tx.connection.execute("RELEASE pylon_op", wantRows: false)
+                    tx.events.removeSubrange(mark...)
+                    results.append(.failure(Self.hostError(error)))
+                }
+            }
+            return results
+        }
+    }
+
+    /// `/api/transact`: all operations or none. Returns per-op results; `committed` false
+    /// means everything was rolled back (the failing op carries the error).
+    public func transact(_ ops: [Operation]) async throws -> (committed: Bool, results: [Result<String, HostError>]) {
+        let codecs = self.codecs
+        do {
+            let ids = try await store.write { tx in
+                var ids: [String] = []
+                for (i, op) in ops.enumerated() {
+                    do {
+                        ids.append(try Self.apply(tx, codecs, op))
+                    } catch {
+                        throw TransactFailure(index: i, done: ids, error: Self.hostError(error))
+                    }
+                }
+                return ids
+            }
+            return (true, ids.map { .success($0) })
+        } catch let f as TransactFailure {
+            var results: [Result<String, HostError>] = f.done.map { .success($0) }
+            results.append(.failure(f.error))
+            return (false, results)
+        }
+    }
+
+    struct TransactFailure: Error {
+        var index: Int
+        var done: [String]
+        var error: HostError
+    }
+
+    static func hostError(_ error: Error) -> HostError {
+        if let h = error as? HostError { return h }
+        if let s = error as? StoreError { return HostError(status: 500, code: "STORE_ERROR", message: s.message) }
+        return HostError(status: 500, code: "INTERNAL", message: "\(error)")
+    }
+}

@@ -1,0 +1,158 @@
+/// Compiles Pylon's filter object (pylon-core.md §6.1) into a parameterized WHERE clause
+/// plus ORDER BY / LIMIT / OFFSET for one entity. Column names are checked against the
+/// manifest; every value is a bound parameter.
+///
+/// Differences from Pylon, on purpose: `{field: null}` matches rows where the field IS
+/// NULL (Pylon matched nothing), `$not` is null-safe (`$not: null` = IS NOT NULL, and a
+/// NULL column counts as "not equal" to a value), and unknown `$operators` are an error
+/// instead of being silently ignored.
+public struct CompiledFilter: Sendable {
+    public var whereSQL: String = ""
+    public var params: [SQLValue] = []
+    public var orderSQL: String = ""
+    public var limit: Int64?
+    public var offset: Int64?
+}
+
+public struct FilterCompiler {
+    let codec: RowCodec
+    let dialect: SQLDialect
+    private var params: [SQLValue] = []
+
+    public init(codec: RowCodec, dialect: SQLDialect) {
+        self.codec = codec
+        self.dialect = dialect
+    }
+
+    private mutating func bind(_ v: SQLValue) -> String {
+        params.append(v)
+        return dialect.placeholder(params.count)
+    }
+
+    /// The field for a filter key; `id` is a text pseudo-field.
+    private func column(_ name: String) throws(HostError) -> (String, Field) {
+        if name == "id" {
+            return (dialect.quote("id"), Field(name: "id", typeName: "string", optional: false, unique: true))
+        }
+        guard let f = codec.field(name) else {
+            throw HostError.badRequest("INVALID_COLUMN", "\(codec.entity.name) has no field \"\(name)\"; fields are: id, \(codec.entity.fields.map(\.name).joined(separator: ", "))")
+        }
+        return (dialect.quote(name), f)
+    }
+
+    /// A comparison operand: typed like the field, but lenient enough for operators
+    /// (`$gt: 3` on a float, a string compared to a datetime).
+    private func operand(_ v: JSONValue, _ f: Field, _ op: String) throws(HostError) -> SQLValue {
+        switch v {
+        case .null: return .null
+        case let .bool(b): return dialect.bind(b)
+        case let .int(i): return f.type?.storage == .real ? .double(Double(i)) : .int(i)
+        case let .double(d): return .double(d)
+        case let .string(s): return .text(s)
+        case .array, .object:
+            throw HostError.badRequest("INVALID_QUERY", "operand of \(op) on \"\(f.name)\" must be a scalar, got \(v.typeName)")
+        }
+    }
+
+    public mutating func compile(_ filter: JSONValue?, startingParams: [SQLValue] = []) throws(HostError) -> CompiledFilter {
+        params = startingParams
+        var out = CompiledFilter()
+        guard let filter, !filter.isNull else { out.params = params; return out }
+        guard let pairs = filter.objectValue else {
+            throw HostError.badRequest("INVALID_QUERY", "the filter must be a JSON object, got \(filter.typeName)")
+        }
+        var clauses: [String] = []
+        for (key, value) in pairs {
+            switch key {
+            case "$order":
+                guard let order = value.objectValue else {
+                    throw HostError.badRequest("INVALID_QUERY", "$order must be an object like {\"createdAt\": \"desc\"}")
+                }
+                var parts: [String] = []
+                for (field, dir) in order {
+                    let (col, _) = try column(field)
+                    let d = (dir.stringValue?.lowercased() == "desc") ? "DESC" : "ASC"
+                    parts.append("\(col) \(d)")
+                }
+                if !parts.isEmpty { out.orderSQL = " ORDER BY " + parts.joined(separator: ", ") + ", \(dialect.quote("id")) ASC" }
+            case "$limit":
+                guard let n = value.intValue, n >= 0 else {
+                    throw HostError.badRequest("INVALID_QUERY", "$limit must be a non-negative integer")
+                }
+                out.limit = n
+            case "$offset":
+                guard let n = value.intValue, n >= 0 else {
+                    throw HostError.badRequest("INVALID_QUERY", "$offset must be a non-negative integer")
+                }
+                out.offset = n
+            case "$search":
+                throw HostError(status: 400, code: "SEARCH_NOT_CONFIGURED", message: "$search is not supported by this host yet; use $like on a field")
+            default:
+                let (col, field) = try column(key)
+                clauses.append(contentsOf: try conditions(col, field, value))
+            }
+        }
+        if !clauses.isEmpty { out.whereSQL = " WHERE " + clauses.joined(separator: " AND ") }
+        if out.orderSQL.isEmpty { out.orderSQL = " ORDER BY \(dialect.quote("id")) ASC" }
+        out.params = params
+        return out
+    }
+
+    private mutating func conditions(_ col: String, _ field: Field, _ value: JSONValue) throws(HostError) -> [String] {
+        guard let ops = value.objectValue, let first = ops.first, first.0.hasPrefix("$") else {
+            if value.isNull { return ["\(col) IS NULL"] }
+            if case .array = value {
+                throw HostError.badRequest("INVALID_QUERY", "use {\"$in\": [...]} to match \"\(field.name)\" against a list")
+            }
+            if case .object = value {
+                throw HostError.badRequest("INVALID_QUERY", "filter value for \"\(field.name)\" must be a scalar or an operator object like {\"$gt\": 1}")
+            }
+            return ["\(col) = \(bind(try operand(value, field, "=")))"]
+        }
+        var out: [String] = []
+        for (op, v) in ops {
+            switch op {
+            case "$not", "$ne":
+                if v.isNull { out.append("\(col) IS NOT NULL") } else {
+                    out.append(dialect.nullSafeNotEqual(col, bind(try operand(v, field, op))))
+                }
+            case "$eq":
+                if v.isNull { out.append("\(col) IS NULL") } else {
+                    out.append("\(col) = \(bind(try operand(v, field, op)))")
+                }
+            case "$gt": out.append("\(col) > \(bind(try operand(v, field, op)))")
+            case "$gte": out.append("\(col) >= \(bind(try operand(v, field, op)))")
+            case "$lt": out.append("\(col) < \(bind(try operand(v, field, op)))")
+            case "$lte": out.append("\(col) <= \(bind(try operand(v, field, op)))")
+            case "$like":
+                guard let s = v.stringValue else {
+                    throw HostError.badRequest("INVALID_QUERY", "$like on \"\(field.name)\" needs a string")
+                }
+                // Substring match, like Pylon; %, _ and \ in the value match themselves.
+                var escaped = ""
+                for c in s {
+                    if c == "%" || c == "_" || c == "\\" { escaped.append("\\") }
+                    escaped.append(c)
+                }
+                out.append(dialect.likeInsensitive(col, bind(.text("%" + escaped + "%"))))
+            case "$in":
+                guard let items = v.arrayValue else {
+                    throw HostError.badRequest("INVALID_QUERY", "$in on \"\(field.name)\" needs an array")
+                }
+                if items.isEmpty { out.append("1 = 0"); continue }
+                var phs: [String] = []
+                var hasNull = false
+                for item in items {
+                    if item.isNull { hasNull = true; continue }
+                    phs.append(bind(try operand(item, field, op)))
+                }
+                var clause = phs.isEmpty ? "1 = 0" : "\(col) IN (\(phs.joined(separator: ", ")))"
+                if hasNull { clause = "(\(clause) OR \(col) IS NULL)" }
+                out.append(clause)
+            default:
+                throw HostError.badRequest("INVALID_QUERY", "unknown operator \(op) on \"\(field.name)\"; use $eq, $not, $gt, $gte, $lt, $lte, $like or $in")
+            }
+        }
+        return out
+    }
+}

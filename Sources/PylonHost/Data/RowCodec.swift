@@ -1,0 +1,141 @@
+import Foundation
+
+/// Converts between JSON rows and typed SQL values for one entity, using the manifest's
+/// field types: booleans go out as `true`/`false` whatever the store keeps, ints as
+/// integers, floats as floats. Every write is type-checked here before any SQL runs.
+public struct RowCodec: Sendable {
+    public let entity: Entity
+    let dialect: SQLDialect
+    /// `"id", "f1", "f2"...` — every SELECT of this entity uses exactly this column list,
+    /// so rows decode by position.
+    public let selectList: String
+    let fieldIndex: [String: Int]
+
+    public init(entity: Entity, dialect: SQLDialect) {
+        self.entity = entity
+        self.dialect = dialect
+        selectList = (["id"] + entity.fields.map(\.name)).map { dialect.quote($0) }.joined(separator: ", ")
+        var idx: [String: Int] = [:]
+        for (i, f) in entity.fields.enumerated() { idx[f.name] = i }
+        fieldIndex = idx
+    }
+
+    /// A stored row (id + fields, in select-list order) as a JSON object.
+    public func decode(_ row: [SQLValue]) -> JSONValue {
+        var pairs: [(String, JSONValue)] = []
+        pairs.reserveCapacity(row.count)
+        pairs.append(("id", Self.plain(row[0])))
+        for (i, f) in entity.fields.enumerated() {
+            pairs.append((f.name, decodeValue(row[i + 1], f)))
+        }
+        return .object(pairs)
+    }
+
+    func decodeValue(_ v: SQLValue, _ f: Field) -> JSONValue {
+        switch (v, f.type?.storage) {
+        case (.null, _): return .null
+        case let (.int(i), .boolean?): return .bool(i != 0)
+        case let (.int(i), .real?): return .double(Double(i))
+        case let (.text(s), .boolean?): return .bool(s == "true" || s == "t" || s == "1")
+        default: return Self.plain(v)
+        }
+    }
+
+    static func plain(_ v: SQLValue) -> JSONValue {
+        switch v {
+        case .null: return .null
+        case let .int(i): return .int(i)
+        case let .double(d): return .double(d)
+        case let .text(s): return .string(s)
+        case let .blob(b): return .string(Data(b).base64EncodedString())
+        }
+    }
+
+    /// Checks one incoming value against its field and converts it for binding.
+    public func encode(_ value: JSONValue, for f: Field) throws(HostError) -> SQLValue {
+        guard let type = f.type else { throw HostError.badRequest("INVALID_DATA", "field \"\(f.name)\" has an unknown type") }
+        if value.isNull {
+            guard f.optional else {
+                throw HostError.badRequest("INVALID_DATA", "field \"\(f.name)\" of \(entity.name) is required and cannot be null")
+            }
+            return .null
+        }
+        func wrong(_ expected: String) -> HostError {
+            HostError.badRequest("INVALID_DATA", "field \"\(f.name)\" of \(entity.name) must be \(expected), got \(value.typeName)")
+        }
+        switch type {
+        case .string, .richtext, .datetime, .id:
+            guard let s = value.stringValue else { throw wrong("a string") }
+            return .text(s)
+        case .int:
+            guard let i = value.intValue else { throw wrong("an integer") }
+            return .int(i)
+        case .float:
+            guard let d = value.doubleValue else { throw wrong("a number") }
+            return .double(d)
+        case .bool:
+            guard let b = value.boolValue else { throw wrong("true or false") }
+            return dialect.bind(b)
+        }
+    }
+
+    /// The JSON form of a value as it will read back after storage.
+    func normalized(_ value: JSONValue, for f: Field) -> JSONValue {
+        switch (value, f.type) {
+        case let (.int(i), .float?): return .double(Double(i))
+        case let (.double(d), .int?): return .int(Int64(d))
+        default: return value
+        }
+    }
+
+    public func field(_ name: String) -> Field? {
+        fieldIndex[name].map { entity.fields[$0] }
+    }
+
+    /// Rejects keys that are not fields (`id` is allowed and ignored, like Pylon).
+    public func checkKeys(_ body: [(String, JSONValue)]) throws(HostError) {
+        for (k, _) in body where k != "id" && fieldIndex[k] == nil {
+            throw HostError.badRequest("INVALID_COLUMN", "\(entity.name) has no field \"\(k)\"; fields are: \(entity.fields.map(\.name).joined(separator: ", "))")
+        }
+    }
+}
+
+/// Row ids: 32 hex digits of Unix time in nanoseconds, then 8 hex digits of a process-wide
+/// counter (pylon-core.md §0.2). Sorts in creation order within a process.
+public enum RowID {
+    private static let counter = AtomicCounter()
+
+    public static func generate() -> String {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        let nanos = UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+        let n = counter.next()
+        return hex(UInt64(0), 16) + hex(nanos, 16) + hex(UInt64(n & 0xFFFF_FFFF), 8)
+    }
+
+    private static let digits: [UInt8] = Array("0123456789abcdef".utf8)
+
+    static func hex(_ v: UInt64, _ width: Int) -> String {
+        var out = [UInt8](repeating: UInt8(ascii: "0"), count: width)
+        var x = v
+        var i = width - 1
+        while i >= 0 {
+            out[i] = digits[Int(x & 0xF)]
+            x >>= 4
+            i -= 1
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
+
+/// A lock-protected counter (Synchronization's Atomic needs newer deployment targets).
+final class AtomicCounter: @unchecked Sendable {
+    private var value: UInt64 = 0
+    private let lock = NSLock()
+    func next() -> UInt64 {
+        lock.lock()
+        defer { lock.unlock() }
+        value &+= 1
+        return value
+    }
+}

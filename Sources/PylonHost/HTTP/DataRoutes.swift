@@ -1,0 +1,233 @@
+import Foundation
+import Hummingbird
+
+/// Everything a route handler needs. Immutable; shared by all requests.
+struct RouteContext: Sendable {
+    let data: DataService
+    let changes: ChangeLog
+    let sessions: SessionStore
+    let config: HostConfig
+    let metrics: Metrics
+    let startedAt: Date
+    let stubs: [CapabilityInfo]
+
+    /// Resolves the caller (pylon-core.md §0.4 step 5): bearer header wins over the session
+    /// cookie; the admin token is compared in constant time; unknown or expired session
+    /// tokens are anonymous.
+    func auth(_ request: Request) async throws -> AuthContext {
+        guard let token = Self.token(request, cookieName: config.cookieName) else { return .anonymous }
+        if let admin = config.adminToken, !admin.isEmpty, Self.constantTimeEqual(token, admin) { return .admin }
+        if token.hasPrefix("pylon_"), let s = try await sessions.resolve(token) {
+            return AuthContext(userID: s.userID, isAdmin: false, isGuest: s.isGuest, roles: [], tenantID: s.tenantID)
+        }
+        return .anonymous
+    }
+
+    static func token(_ request: Request, cookieName: String) -> String? {
+        if let h = request.headers[.authorization], h.lowercased().hasPrefix("bearer ") {
+            let t = h.dropFirst(7).trimmingCharacters(in: .whitespaces)
+            return t.isEmpty ? nil : t
+        }
+        if let cookies = request.headers[.cookie] {
+            for part in cookies.split(separator: ";") {
+                let kv = part.trimmingCharacters(in: .whitespaces)
+                if kv.hasPrefix(cookieName + "=") { return String(kv.dropFirst(cookieName.count + 1)) }
+            }
+        }
+        return nil
+    }
+
+    static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
+        let x = Array(a.utf8), y = Array(b.utf8)
+        var diff = UInt8(x.count == y.count ? 0 : 1)
+        for i in 0..<max(x.count, y.count) {
+            diff |= (i < x.count ? x[i] : 0) ^ (i < y.count ? y[i] : 0)
+        }
+        return diff == 0
+    }
+
+    func requireAdmin(_ request: Request, _ what: String) async throws {
+        guard try await auth(request).isAdmin else {
+            throw HostError.forbidden("\(what) requires admin auth (send Authorization: Bearer $PYLON_ADMIN_TOKEN)")
+        }
+    }
+
+    func body(_ request: Request, empty: JSONValue? = nil) async throws -> JSONValue {
+        try await HTTPSupport.body(request, limit: config.maxBodyBytes, empty: empty)
+    }
+
+    static func intParam(_ request: Request, _ name: String) throws(HostError) -> Int64? {
+        guard let s = request.uri.queryParameters.get(name), !s.isEmpty else { return nil }
+        guard let n = Int64(s), n >= 0 else {
+            throw HostError.badRequest("INVALID_QUERY", "query parameter \(name) must be a non-negative integer, got \"\(s)\"")
+        }
+        return n
+    }
+}
+
+extension RouteContext {
+    func addDataRoutes(_ router: Router<BasicRequestContext>) {
+        router.get("/api/entities/:entity") { req, ctx in
+            let entity = try ctx.parameters.require("entity")
+            let limit = try Self.intParam(req, "limit")
+            let offset = try Self.intParam(req, "offset") ?? 0
+            let rows = try await data.list(entity, limit: limit, offset: offset)
+            return HTTPSupport.json(.object([
+                ("data", .array(rows)), ("count", .int(Int64(rows.count))), ("offset", .int(offset)),
+                ("limit", limit.map { .int($0) } ?? .null),
+            ]))
+        }
+        router.post("/api/entities/:entity") { req, ctx in
+            let entity = try ctx.parameters.require("entity")
+            _ = try data.codec(entity)
+            let row = try await data.insert(entity, try await body(req))
+            return HTTPSupport.json(.object([("id", row["id"] ?? .null)]), status: .created)
+        }
+        router.get("/api/entities/:entity/cursor") { req, ctx in
+            let entity = try ctx.parameters.require("entity")
+            let limit = min(max(try Self.intParam(req, "limit") ?? 20, 1), 100)
+            let after = req.uri.queryParameters.get("after").flatMap { $0.isEmpty ? nil : String($0) }
+            let page = try await data.page(entity, after: after, limit: limit)
+            return HTTPSupport.json(.object([
+                ("data", .array(page.rows)),
+                ("next_cursor", page.rows.last?["id"] ?? .null),
+                ("has_more", .bool(page.hasMore)),
+            ]))
+        }
+        router.get("/api/entities/:entity/:id") { _, ctx in
+            let entity = try ctx.parameters.require("entity")
+            let id = try ctx.parameters.require("id")
+            guard let row = try await data.get(entity, id: id) else {
+                throw HostError.notFound("\(entity) with id \"\(id)\" not found")
+            }
+            return HTTPSupport.json(row)
+        }
+        router.patch("/api/entities/:entity/:id") { req, ctx in
+            let entity = try ctx.parameters.require("entity")
+            let id = try ctx.parameters.require("id")
+            _ = try data.codec(entity)
+            _ = try await data.update(entity, id: id, try await body(req))
+            return HTTPSupport.json(.object([("updated", true)]))
+        }
+        router.delete("/api/entities/:entity/:id") { _, ctx in
+            let entity = try ctx.parameters.require("entity")
+            let id = try ctx.parameters.require("id")
+            _ = try await data.delete(entity, id: id)
+            return HTTPSupport.json(.object([("deleted", true)]))
+        }
+        for path in ["/api/entities/:entity", "/api/entities/:entity/:id"] {
+            for method in [HTTPRequest.Method.put] {
+                router.on(RouterPath(path), method: method) { _, _ -> Response in
+                    throw HostError(status: 405, code: "METHOD_NOT_ALLOWED", message: "use POST to insert, PATCH to update and DELETE to delete")
+                }
+            }
+        }
+        router.post("/api/query/:entity") { req, ctx in
+            let entity = try ctx.parameters.require("entity")
+            _ = try data.codec(entity)
+            let rows = try await data.query(entity, filter: try await body(req, empty: .object([])))
+            return HTTPSupport.json(.array(rows))
+        }
+        router.post("/api/query") { req, _ in
+            try await graphQuery(try await body(req))
+        }
+        router.get("/api/lookup/:entity/:field/:value") { _, ctx in
+            let entity = try ctx.parameters.require("entity")
+            let field = try ctx.parameters.require("field")
+            let value = try ctx.parameters.require("value")
+            let decoded = value.removingPercentEncoding ?? value
+            guard let row = try await data.lookup(entity, field: field, value: decoded) else {
+                throw HostError.notFound("\(entity).\(field) = \(decoded) not found")
+            }
+            return HTTPSupport.json(row)
+        }
+        router.post("/api/link") { req, _ in
+            let b = try await body(req)
+            guard let entity = b["entity"]?.stringValue, let id = b["id"]?.stringValue,
+                  let relation = b["relation"]?.stringValue, let target = b["target_id"]?.stringValue
+            else { throw HostError.badRequest("MISSING_FIELD", "link needs {\"entity\",\"id\",\"relation\",\"target_id\"}") }
+            try await data.link(entity, id: id, relation: relation, targetID: target)
+            return HTTPSupport.json(.object([("linked", true)]))
+        }
+        router.post("/api/unlink") { req, _ in
+            let b = try await body(req)
+            guard let entity = b["entity"]?.stringValue, let id = b["id"]?.stringValue,
+                  let relation = b["relation"]?.stringValue
+            else { throw HostError.badRequest("MISSING_FIELD", "unlink needs {\"entity\",\"id\",\"relation\"}") }
+            try await data.link(entity, id: id, relation: relation, targetID: nil)
+            return HTTPSupport.json(.object([("unlinked", true)]))
+        }
+        router.post("/api/batch") { req, _ in
+            try await requireAdmin(req, "/api/batch")
+            let b = try await body(req)
+            guard let items = b["operations"]?.arrayValue else {
+                throw HostError.badRequest("MISSING_OPERATIONS", "body must be {\"operations\": [{\"op\",\"entity\",\"id\"?,\"data\"?}]}")
+            }
+            let ops = try DataService.parseOperations(items)
+            let results = try await data.batch(ops)
+            var ok = 0
+            let out: [JSONValue] = zip(ops, results).map { op, r in
+                switch r {
+                case let .success(id):
+                    ok += 1
+                    return .object([("op", .string(op.op)), ("id", .string(id)), ("ok", true)])
+                case let .failure(e):
+                    var o: [(String, JSONValue)] = [("op", .string(op.op))]
+                    if let id = op.id { o.append(("id", .string(id))) }
+                    o += [("ok", false), ("error", .string(e.message)), ("code", .string(e.code))]
+                    return .object(o)
+                }
+            }
+            return HTTPSupport.json(.object([
+                ("results", .array(out)), ("succeeded", .int(Int64(ok))), ("failed", .int(Int64(ops.count - ok))),
+            ]))
+        }
+        router.post("/api/transact") { req, _ in
+            try await requireAdmin(req, "/api/transact")
+            let b = try await body(req)
+            guard let items = b.arrayValue ?? b["operations"]?.arrayValue else {
+                throw HostError.badRequest("MISSING_OPERATIONS", "body must be an array of {\"op\",\"entity\",\"id\"?,\"data\"?}")
+            }
+            let ops = try DataService.parseOperations(items)
+            let (committed, results) = try await data.transact(ops)
+            let out: [JSONValue] = zip(ops, results).map { op, r in
+                switch r {
+                case let .success(id): return .object([("op", .string(op.op)), ("id", .string(id))])
+                case let .failure(e): return .object([("op", .string(op.op)), ("error", .string(e.message)), ("code", .string(e.code))])
+                }
+            }
+            return HTTPSupport.json(.object([("committed", .bool(committed)), ("results", .array(out))]),
+                                    status: committed ? .ok : .badRequest)
+        }
+    }
+
+    /// `POST /api/query` (pylon-core.md §6.3): `{"E": {"where", "include", "limit"}}`.
+    /// Fixed vs Pylon: a has-many include matches the target's `field` against this row's id.
+    func graphQuery(_ body: JSONValue) async throws -> Response {
+        guard let spec = body.objectValue else {
+            throw HostError.badRequest("INVALID_QUERY", "body must be {\"<Entity>\": {\"where\", \"include\", \"limit\"}}")
+        }
+        var out: [(String, JSONValue)] = []
+        for (entity, q) in spec {
+            let codec = try data.codec(entity)
+            var rows = try await data.query(entity, filter: q["where"])
+            if let include = q["include"]?.objectValue {
+                for (relName, _) in include {
+                    guard let rel = codec.entity.relations.first(where: { $0.name == relName }) else { continue }
+                    for i in rows.indices {
+                        if rel.many {
+                            guard let id = rows[i]["id"]?.stringValue else { continue }
+                            let related = try await data.query(rel.target, filter: .object([(rel.field, .string(id))]))
+                            rows[i] = rows[i].setting(relName, .array(related))
+                        } else if let fk = rows[i][rel.field]?.stringValue, let r = try await data.get(rel.target, id: fk) {
+                            rows[i] = rows[i].setting(relName, r)
+                        }
+                    }
+                }
+            }
+            if let limit = q["limit"]?.intValue, limit >= 0, rows.count > Int(limit) { rows = Array(rows.prefix(Int(limit))) }
+            out.append((entity, .array(rows)))
+        }
+        return HTTPSupport.json(.object(out))
+    }
+}

@@ -1,0 +1,91 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// JSON responses, error mapping and the headers every response carries.
+enum HTTPSupport {
+    static let allocator = ByteBufferAllocator()
+
+    static func json(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {
+        bytes(JSONWriter.encode(value), status: status)
+    }
+
+    static func bytes(_ bytes: [UInt8], status: HTTPResponse.Status = .ok) -> Response {
+        var buf = allocator.buffer(capacity: bytes.count)
+        buf.writeBytes(bytes)
+        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: buf))
+    }
+
+    static func error(_ e: HostError) -> Response {
+        json(e.body, status: HTTPResponse.Status(code: e.status))
+    }
+
+    /// Reads and parses a JSON body, enforcing the size limit. Empty body → `empty`.
+    static func body(_ request: Request, limit: Int, empty: JSONValue? = nil) async throws -> JSONValue {
+        var req = request
+        let buffer: ByteBuffer
+        do {
+            buffer = try await req.collectBody(upTo: limit)
+        } catch let e as HTTPError where e.status == .contentTooLarge {
+            throw HostError(status: 413, code: "PAYLOAD_TOO_LARGE", message: "the request body is larger than \(limit) bytes; send less data per request (PYLON_MAX_BODY_BYTES raises the limit)")
+        }
+        if buffer.readableBytes == 0, let empty { return empty }
+        do {
+            return try JSONParser.parse(Array(buffer.readableBytesView))
+        } catch {
+            throw HostError(status: 400, code: "INVALID_JSON", message: "Invalid request body: \(error)")
+        }
+    }
+}
+
+/// Turns every error into the wire error body, adds CORS and security headers, answers
+/// OPTIONS preflights, and counts requests.
+struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
+    let corsOrigin: String
+    let metrics: Metrics
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        metrics.add("http_requests_total", 1)
+        var response: Response
+        if request.method == .options {
+            response = Response(status: .noContent)
+        } else {
+            do {
+                response = try await next(request, context)
+            } catch let e as HostError {
+                response = HTTPSupport.error(e)
+            } catch let e as StoreError {
+                response = HTTPSupport.error(HostError(status: e.status == 5 ? 503 : 500, code: "STORE_ERROR", message: e.message))
+            } catch let e as HTTPError {
+                let code: String
+                switch e.status.code {
+                case 404: code = "NOT_FOUND"
+                case 405: code = "METHOD_NOT_ALLOWED"
+                case 413: code = "PAYLOAD_TOO_LARGE"
+                default: code = "HTTP_\(e.status.code)"
+                }
+                let msg = e.status.code == 404 ? "no route for \(request.method) \(request.uri.path)" : (e.body ?? e.status.reasonPhrase)
+                var h = HostError(status: e.status.code, code: code, message: msg)
+                if e.status.code == 404 {
+                    h.hint = "data routes live under /api/entities/<Entity>, /api/query/<Entity>, /api/sync/pull and /api/sync/push"
+                }
+                response = HTTPSupport.error(h)
+            } catch {
+                metrics.add("http_errors_total", 1)
+                response = HTTPSupport.error(HostError(status: 500, code: "INTERNAL", message: "internal error: \(error)"))
+            }
+        }
+        response.headers[.accessControlAllowOrigin] = corsOrigin
+        response.headers[.accessControlAllowMethods] = "GET, POST, PATCH, DELETE, OPTIONS"
+        response.headers[.accessControlAllowHeaders] = "Content-Type, Authorization"
+        if corsOrigin != "*" {
+            response.headers[.accessControlAllowCredentials] = "true"
+            response.headers[.vary] = "Origin"
+        }
+        response.headers[HTTPField.Name("X-Content-Type-Options")!] = "nosniff"
+        response.headers[HTTPField.Name("X-Frame-Options")!] = "DENY"
+        response.headers[HTTPField.Name("Referrer-Policy")!] = "strict-origin-when-cross-origin"
+        return response
+    }
+}

@@ -1,0 +1,169 @@
+import Foundation
+import Hummingbird
+
+extension RouteContext {
+    func addSyncRoutes(_ router: Router<BasicRequestContext>) {
+        router.get("/api/sync/pull") { req, _ in
+            let since = (try? Self.intParam(req, "since")) ?? 0
+            let requested = try Self.intParam(req, "limit") ?? 100
+            let limit = Int(min(requested, 1000))
+            let epoch = req.uri.queryParameters.get("epoch").map { String($0) }
+            if limit == 0 {
+                let (_, newest) = try await changes.bounds()
+                return HTTPSupport.json(.object([
+                    ("changes", .array([])),
+                    ("cursor", .object([("last_seq", .int(since)), ("epoch", .string(changes.epoch))])),
+                    ("has_more", .bool(newest > since)),
+                ]))
+            }
+            let page = try await changes.pull(since: since, limit: limit, epoch: epoch)
+            var w = JSONWriter(reserving: 256 + page.events.count * 200)
+            w.raw("{\"changes\":[")
+            for (i, e) in page.events.enumerated() {
+                if i > 0 { w.raw(",") }
+                e.write(to: &w)
+            }
+            w.raw("],\"cursor\":{\"last_seq\":\(page.lastSeq),\"epoch\":")
+            w.writeString(changes.epoch)
+            w.raw("},\"has_more\":\(page.hasMore)}")
+            return HTTPSupport.bytes(w.bytes)
+        }
+        router.post("/api/sync/push") { req, _ in
+            // Admin-only until policies land (then it becomes policy-checked per change).
+            try await requireAdmin(req, "/api/sync/push")
+            let result = try await data.push(try await body(req))
+            let (_, newest) = try await changes.bounds()
+            return HTTPSupport.json(.object([
+                ("applied", .int(Int64(result.applied))), ("deduped", .int(Int64(result.deduped))),
+                ("errors", .array(result.errors.map { .string($0) })),
+                ("cursor", .object([("last_seq", .int(newest))])),
+                ("id_map", .object(result.idMap.map { ($0.0, .string($0.1)) })),
+                ("results", .array(result.results)),
+            ]))
+        }
+    }
+
+    func addAuthRoutes(_ router: Router<BasicRequestContext>) {
+        router.get("/api/auth/me") { req, _ in HTTPSupport.json(try await auth(req).json) }
+        router.post("/api/auth/session") { req, _ in
+            let who = try await auth(req)
+            guard config.dev || who.isAdmin else {
+                throw HostError.forbidden("minting a session for any user id is only allowed in --dev mode or with the admin token")
+            }
+            let b = try await body(req)
+            guard let userID = b["user_id"]?.stringValue, !userID.isEmpty else {
+                throw HostError.badRequest("MISSING_FIELD", "body must be {\"user_id\": \"...\"}")
+            }
+            let (token, expires) = try await sessions.create(userID: userID, device: req.headers[.userAgent])
+            return HTTPSupport.json(.object([("token", .string(token)), ("user_id", .string(userID)), ("expires_at", .int(expires))]), status: .created)
+        }
+        router.post("/api/auth/guest") { req, _ in
+            var rng = SystemRandomNumberGenerator()
+            let userID = "guest_" + (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &rng)) }.joined()
+            let (token, _) = try await sessions.create(userID: userID, device: req.headers[.userAgent])
+            return HTTPSupport.json(.object([("token", .string(token)), ("user_id", .string(userID)), ("guest", true)]), status: .created)
+        }
+        let logout: @Sendable (Request, BasicRequestContext) async throws -> Response = { req, _ in
+            var revoked = false
+            if let token = Self.token(req, cookieName: config.cookieName), token.hasPrefix("pylon_") {
+                revoked = try await sessions.revoke(token)
+            }
+            var r = HTTPSupport.json(.object([("revoked", .bool(revoked))]))
+            r.headers[.setCookie] = "\(config.cookieName)=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"
+            return r
+        }
+        router.post("/api/auth/logout", use: logout)
+        router.delete("/api/auth/session", use: logout)
+    }
+
+    func addSystemRoutes(_ router: Router<BasicRequestContext>) {
+        router.get("/health") { _, _ in
+            HTTPSupport.json(.object([
+                ("status", "ok"), ("version", .string(PylonVersion.string)),
+                ("uptime_secs", .int(Int64(Date().timeIntervalSince(startedAt)))),
+            ]))
+        }
+        router.get("/api/manifest") { req, _ in
+            let full = ["1", "true"].contains(req.uri.queryParameters.get("full").map { String($0) } ?? "")
+            if full { try await requireAdmin(req, "the full manifest") }
+            return HTTPSupport.json(ManifestJSON.encode(data.manifest, redactPolicies: !full))
+        }
+        router.get("/metrics") { req, _ in
+            if !config.dev { try await requireAdmin(req, "/metrics") }
+            let snap = metrics.snapshot()
+            return HTTPSupport.json(.object([
+                ("requests", .object([("total", .int(snap.counters["http_requests_total"] ?? 0))])),
+                ("counters", .object(snap.counters.sorted { $0.key < $1.key }.map { ($0.key, .int($0.value)) })),
+                ("gauges", .object(snap.gauges.sorted { $0.key < $1.key }.map { ($0.key, .double($0.value)) })),
+            ]))
+        }
+        // Capabilities with no plugin: their routes answer 501 naming the capability.
+        for cap in stubs {
+            for prefix in cap.routePrefixes {
+                for path in [prefix, prefix + "/**"] {
+                    for method in [HTTPRequest.Method.get, .post, .patch, .delete, .put] {
+                        router.on(RouterPath(path), method: method) { _, _ -> Response in
+                            throw HostError(status: 501, code: "CAPABILITY_UNAVAILABLE",
+                                            message: "\(cap.id) is not configured: no plugin provides it. Put \(cap.providerHint) in the plugins folder (or select it under \"plugins\".\"\(cap.key)\" in the manifest) and restart.")
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+public enum PylonVersion {
+    public static let string = "0.1.0"
+}
+
+/// The manifest as served by `GET /api/manifest` (policy expressions blanked unless full).
+enum ManifestJSON {
+    static func field(_ f: Field) -> JSONValue {
+        var o: [(String, JSONValue)] = [("name", .string(f.name)), ("type", .string(f.typeName)),
+                                        ("optional", .bool(f.optional)), ("unique", .bool(f.unique))]
+        if let c = f.crdt { o.append(("crdt", .string(c))) }
+        return .object(o)
+    }
+
+    static func encode(_ m: Manifest, redactPolicies: Bool) -> JSONValue {
+        let entities: [JSONValue] = m.entities.map { e in
+            var o: [(String, JSONValue)] = [
+                ("name", .string(e.name)), ("fields", .array(e.fields.map(field))),
+                ("indexes", .array(e.indexes.map { .object([("name", .string($0.name)), ("fields", .array($0.fields.map { .string($0) })), ("unique", .bool($0.unique))]) })),
+            ]
+            if !e.relations.isEmpty {
+                o.append(("relations", .array(e.relations.map { .object([("name", .string($0.name)), ("target", .string($0.target)), ("field", .string($0.field)), ("many", .bool($0.many))]) })))
+            }
+            o.append(("crdt", .bool(e.crdt)))
+            return .object(o)
+        }
+        let policies: [JSONValue] = m.policies.map { p in
+            var o: [(String, JSONValue)] = [("name", .string(p.name))]
+            if let e = p.entity { o.append(("entity", .string(e))) }
+            if let a = p.action { o.append(("action", .string(a))) }
+            if !redactPolicies {
+                if !p.allow.isEmpty { o.append(("allow", .string(p.allow))) }
+                for (k, v) in [("allowRead", p.allowRead), ("allowInsert", p.allowInsert), ("allowUpdate", p.allowUpdate),
+                               ("allowDelete", p.allowDelete), ("allowWrite", p.allowWrite)] {
+                    if let v { o.append((k, .string(v))) }
+                }
+            }
+            return .object(o)
+        }
+        let named: ([NamedInput]) -> JSONValue = { list in
+            .array(list.map { .object([("name", .string($0.name)), ("input", .array($0.input.map(field)))]) })
+        }
+        return .object([
+            ("manifest_version", .int(Int64(m.manifestVersion))), ("name", .string(m.name)), ("version", .string(m.version)),
+            ("entities", .array(entities)),
+            ("routes", .array(m.routes.map { r in
+                var o: [(String, JSONValue)] = [("path", .string(r.path)), ("mode", .string(r.mode))]
+                if let q = r.query { o.append(("query", .string(q))) }
+                if let a = r.auth { o.append(("auth", .string(a))) }
+                return .object(o)
+            })),
+            ("queries", named(m.queries)), ("actions", named(m.actions)), ("policies", .array(policies)),
+        ])
+    }
+}

@@ -1,0 +1,160 @@
+import Foundation
+import Hummingbird
+import Logging
+import PylonPluginABI
+
+/// The host process: loads the manifest and plugins, opens the store, migrates, and serves
+/// HTTP. `pylon-host serve` is `try await Host.start(config).run()`.
+public final class Host: Sendable {
+    public let config: HostConfig
+    public let manifest: Manifest
+    let registry: PluginRegistry
+    let store: StoreThreads
+    public let data: DataService
+    public let changes: ChangeLog
+    let sessions: SessionStore
+    let metrics: Metrics
+    let logger: Logger
+
+    /// Everything before serving; throws `HostError` with a message saying what to fix.
+    public static func start(_ config: HostConfig, logger: Logger = Logger(label: "pylon")) throws -> Host {
+        let manifest = try loadManifest(config.manifestPath)
+        let metrics = Metrics()
+        let services = HostServices(logger: logger, metrics: metrics)
+        let scan = PluginLoader.scan(directory: config.pluginsDir)
+        for p in scan.loaded {
+            logger.info("plugin \(p.id) \(p.version) loaded from \(p.fileName) (ABI \(p.abiMajor).\(p.abiMinor); \(p.capabilities.joined(separator: ", ")))")
+            for w in p.warnings { logger.warning("plugin \(p.fileName): \(w)") }
+        }
+        for r in scan.refused { logger.error("plugin \(r.description)") }
+        let registry = PluginRegistry(scan: scan, services: services)
+        var overrides: [String: [(String, JSONValue)]] = [:]
+        let storePath = config.dbPath ?? manifest.plugins["store"]?.config["path"]?.stringValue ?? "pylon.db"
+        overrides["store"] = [("path", .string(storePath))]
+        let lines = try registry.activate(selections: manifest.plugins, overrides: overrides)
+        for l in lines { logger.info("capability \(l)") }
+
+        guard let served = registry.served[PYLON_CAP_STORE] else {
+            throw HostError(status: 500, code: "STORE_UNAVAILABLE",
+                            message: "no store plugin in \(config.pluginsDir): put libPylonStoreSQLite.so there (make build copies it) or pass --plugins with the right folder")
+        }
+        let table = served.table.assumingMemoryBound(to: pylon_store_v1.self)
+        let dialectName = table.pointee.dialect.map { String(cString: $0) } ?? ""
+        let dialect: SQLDialect
+        switch dialectName {
+        case "sqlite": dialect = SQLiteDialect()
+        default:
+            throw HostError(status: 500, code: "STORE_DIALECT_UNSUPPORTED",
+                            message: "store plugin \(served.plugin.id) declares dialect \"\(dialectName)\"; this host generates SQL for: sqlite")
+        }
+        let writer = try open(table, served.instance, PYLON_STORE_OPEN_WRITE, served.plugin)
+        let migrations: [String]
+        let epoch: String
+        do {
+            migrations = try SchemaApplier.apply(manifest.entities, on: writer, dialect: dialect)
+            epoch = try SchemaApplier.epoch(writer, dialect)
+        } catch {
+            writer.close()
+            throw error
+        }
+        for m in migrations { logger.info("schema: \(m)") }
+        let readerCount = max(1, min(config.readers, Int(table.pointee.max_readers == 0 ? 4 : table.pointee.max_readers)))
+        var readers: [StoreConnection] = []
+        for _ in 0..<readerCount {
+            readers.append(try open(table, served.instance, PYLON_STORE_OPEN_READ, served.plugin))
+        }
+        let store = StoreThreads(writer: writer, readers: readers, dialect: dialect)
+        let data = DataService(manifest: manifest, dialect: dialect, store: store)
+        let changes = ChangeLog(store: store, dialect: dialect, epoch: epoch, retention: config.changelogRetention)
+        let sessions = SessionStore(store: store, dialect: dialect, lifetime: manifest.auth.sessionExpiresIn)
+        store.onCommit = { events in metrics.add("changes_committed_total", Int64(events.count)) }
+        logger.info("store: \(served.plugin.id) at \(storePath), dialect \(dialect.name), \(readerCount) readers, epoch \(epoch)")
+        if manifest.policies.isEmpty && !config.dev {
+            logger.warning("no policies in the manifest and not in --dev mode: every entity is reachable by anyone who can reach this port until policies are added")
+        }
+        return Host(config: config, manifest: manifest, registry: registry, store: store, data: data,
+                    changes: changes, sessions: sessions, metrics: metrics, logger: logger)
+    }
+
+    private init(config: HostConfig, manifest: Manifest, registry: PluginRegistry, store: StoreThreads,
+                 data: DataService, changes: ChangeLog, sessions: SessionStore, metrics: Metrics, logger: Logger) {
+        self.config = config
+        self.manifest = manifest
+        self.registry = registry
+        self.store = store
+        self.data = data
+        self.changes = changes
+        self.sessions = sessions
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    static func open(_ table: UnsafePointer<pylon_store_v1>, _ instance: OpaquePointer, _ mode: Int32,
+                     _ plugin: LoadedPlugin) throws(HostError) -> StoreConnection {
+        var err = pylon_error()
+        err.struct_size = UInt32(MemoryLayout<pylon_error>.size)
+        var handle: OpaquePointer?
+        let status = table.pointee.open(instance, mode, &handle, &err)
+        guard status == PYLON_OK, let handle else {
+            let msg = withUnsafeBytes(of: &err.message) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            throw HostError(status: 500, code: "STORE_OPEN_FAILED", message: "\(plugin.id): \(msg)")
+        }
+        return StoreConnection(table: table, handle: handle)
+    }
+
+    /// Reads, decodes and validates the manifest; every problem is listed in one error.
+    public static func loadManifest(_ path: String) throws(HostError) -> Manifest {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw HostError(status: 500, code: "MANIFEST_NOT_FOUND",
+                            message: "cannot read manifest \(path); pass --manifest with the path to pylon.manifest.json")
+        }
+        let manifest: Manifest
+        do {
+            manifest = try Manifest.decode(Array(data))
+        } catch {
+            throw HostError(status: 500, code: error.code, message: "\(path): \(error.path): \(error.message)")
+        }
+        let problems = ManifestValidator.validate(manifest)
+        if !problems.isEmpty {
+            throw HostError(status: 500, code: problems[0].code,
+                            message: "\(path) has \(problems.count) problem(s):\n  " + problems.map(\.description).joined(separator: "\n  "))
+        }
+        return manifest
+    }
+
+    /// Serves HTTP until the process is stopped.
+    public func run() async throws {
+        let stubs = CapabilityInfo.all.filter { registry.served[$0.id] == nil }
+        let routes = RouteContext(data: data, changes: changes, sessions: sessions, config: config,
+                                  metrics: metrics, startedAt: Date(), stubs: stubs)
+        let router = Router()
+        router.add(middleware: APIMiddleware(corsOrigin: config.corsOrigin, metrics: metrics))
+        routes.addSystemRoutes(router)
+        routes.addAuthRoutes(router)
+        routes.addDataRoutes(router)
+        routes.addSyncRoutes(router)
+        var appLogger = logger
+        appLogger.logLevel = .warning
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname(config.bindHost, port: config.port), serverName: "pylon-host"),
+            onServerRunning: { [logger, config] _ in
+                logger.info("pylon-host listening on http://\(config.bindHost):\(config.port)\(config.dev ? " (dev mode)" : "")")
+            },
+            logger: appLogger)
+        let trimmer = Task { [changes, logger] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(60))
+                do {
+                    let n = try await changes.trim()
+                    if n > 0 { logger.info("change log: trimmed \(n) entries beyond retention") }
+                } catch {
+                    logger.warning("change log trim failed: \(error)")
+                }
+            }
+        }
+        defer { trimmer.cancel() }
+        try await app.runService()
+        store.shutdown()
+    }
+}

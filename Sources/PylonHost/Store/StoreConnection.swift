@@ -1,0 +1,187 @@
+import Dispatch
+import PylonPluginABI
+
+/// A typed SQL value as it crosses `pylon.store/1`.
+public enum SQLValue: Sendable, Equatable {
+    case null
+    case int(Int64)
+    case double(Double)
+    case text(String)
+    case blob([UInt8])
+}
+
+/// An error reported by a store plugin, with the ABI status and the plugin's stable code.
+public struct StoreError: Error, Sendable, CustomStringConvertible {
+    public var status: Int32
+    public var code: String
+    public var message: String
+
+    public var description: String { "\(code): \(message)" }
+
+    public var isConstraint: Bool { status == PYLON_ERR_CONSTRAINT }
+    public var isUniqueViolation: Bool { code == "UNIQUE_VIOLATION" }
+}
+
+/// Result rows of one statement, copied out of the plugin's buffers.
+public struct QueryResult: Sendable {
+    public var columns: [String] = []
+    public var rows: [[SQLValue]] = []
+    public var rowsAffected: Int64 = 0
+    public var lastInsertID: Int64 = 0
+}
+
+/// Gathers the callbacks of one `execute`/`transaction` call. Passed to the plugin as the
+/// sink/done context; lives until `done` has been called (the caller waits for it).
+private final class CallState {
+    var result = QueryResult()
+    var error: StoreError?
+    let finished = DispatchSemaphore(value: 0)
+    let wantsRows: Bool
+    init(wantsRows: Bool) { self.wantsRows = wantsRows }
+}
+
+private func text(_ p: UnsafePointer<UInt8>?, _ n: Int) -> String {
+    guard let p, n > 0 else { return "" }
+    return String(decoding: UnsafeBufferPointer(start: p, count: n), as: UTF8.self)
+}
+
+private let sinkColumns: @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<pylon_str>?, Int) -> pylon_status = {
+    ctx, names, count in
+    let state = Unmanaged<CallState>.fromOpaque(ctx!).takeUnretainedValue()
+    var cols: [String] = []
+    cols.reserveCapacity(count)
+    for i in 0..<count {
+        let s = names![i]
+        cols.append(s.ptr.map { p in p.withMemoryRebound(to: UInt8.self, capacity: s.len) { text($0, s.len) } } ?? "")
+    }
+    state.result.columns = cols
+    return PYLON_OK
+}
+
+private let sinkRow: @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<pylon_value>?, Int) -> pylon_status = {
+    ctx, values, count in
+    let state = Unmanaged<CallState>.fromOpaque(ctx!).takeUnretainedValue()
+    var row: [SQLValue] = []
+    row.reserveCapacity(count)
+    for i in 0..<count {
+        let v = values![i]
+        switch v.type {
+        case PYLON_VALUE_INT: row.append(.int(v.as.i))
+        case PYLON_VALUE_DOUBLE: row.append(.double(v.as.d))
+        case PYLON_VALUE_TEXT: row.append(.text(text(v.as.bytes.ptr, v.as.bytes.len)))
+        case PYLON_VALUE_BLOB:
+            let b = v.as.bytes
+            row.append(.blob(b.ptr.map { Array(UnsafeBufferPointer(start: $0, count: b.len)) } ?? []))
+        default: row.append(.null)
+        }
+    }
+    state.result.rows.append(row)
+    return PYLON_OK
+}
+
+private let callDone: pylon_store_done_fn = { ctx, status, result, err in
+    let state = Unmanaged<CallState>.fromOpaque(ctx!).takeUnretainedValue()
+    if status != PYLON_OK {
+        var code = "STORE_ERROR"
+        var message = "store call failed with status \(status)"
+        if let err {
+            var e = err.pointee
+            code = withUnsafeBytes(of: &e.code) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            message = withUnsafeBytes(of: &e.message) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+        }
+        state.error = StoreError(status: status, code: code, message: message)
+    } else if let result {
+        state.result.rowsAffected = result.pointee.rows_affected
+        state.result.lastInsertID = result.pointee.last_insert_id
+    }
+    state.finished.signal()
+}
+
+/// One connection of a store plugin. Not thread-safe: owned by exactly one host store
+/// thread (`StoreThreads`), matching the ABI's [one-thread-at-a-time] rule. Calls block
+/// that thread until the plugin's completion callback has run, whether the plugin completes
+/// inline or from its own threads.
+public final class StoreConnection: @unchecked Sendable {
+    let table: UnsafePointer<pylon_store_v1>
+    let handle: OpaquePointer
+
+    init(table: UnsafePointer<pylon_store_v1>, handle: OpaquePointer) {
+        self.table = table
+        self.handle = handle
+    }
+
+    /// Runs one statement. `wantRows: false` skips copying result rows.
+    @discardableResult
+    public func execute(_ sql: String, _ params: [SQLValue] = [], wantRows: Bool = true) throws(StoreError) -> QueryResult {
+        let state = CallState(wantsRows: wantRows)
+        let ctx = Unmanaged.passRetained(state).toOpaque()
+        defer { Unmanaged<CallState>.fromOpaque(ctx).release() }
+        // Pack every text/blob parameter into one arena so the pointers stay valid for the
+        // whole call (the ABI lets the plugin keep them until `done`).
+        var arena: [UInt8] = []
+        var offsets: [Int] = []
+        offsets.reserveCapacity(params.count)
+        for p in params {
+            offsets.append(arena.count)
+            switch p {
+            case let .text(s): arena.append(contentsOf: s.utf8)
+            case let .blob(b): arena.append(contentsOf: b)
+            default: break
+            }
+        }
+        arena.append(0)
+        var sink = pylon_row_sink()
+        sink.struct_size = UInt32(MemoryLayout<pylon_row_sink>.size)
+        sink.ctx = ctx
+        sink.columns = wantRows ? sinkColumns : nil
+        sink.row = wantRows ? sinkRow : nil
+        var sqlBytes = Array(sql.utf8)
+        sqlBytes.append(0)
+        arena.withUnsafeBufferPointer { arenaBuf in
+            var values = [pylon_value](repeating: pylon_value(), count: params.count)
+            for (i, p) in params.enumerated() {
+                switch p {
+                case .null: values[i].type = PYLON_VALUE_NULL
+                case let .int(v): values[i].type = PYLON_VALUE_INT; values[i].as.i = v
+                case let .double(v): values[i].type = PYLON_VALUE_DOUBLE; values[i].as.d = v
+                case let .text(s):
+                    values[i].type = PYLON_VALUE_TEXT
+                    values[i].as.bytes.ptr = arenaBuf.baseAddress! + offsets[i]
+                    values[i].as.bytes.len = s.utf8.count
+                case let .blob(b):
+                    values[i].type = PYLON_VALUE_BLOB
+                    values[i].as.bytes.ptr = arenaBuf.baseAddress! + offsets[i]
+                    values[i].as.bytes.len = b.count
+                }
+            }
+            sqlBytes.withUnsafeBufferPointer { sqlBuf in
+                sqlBuf.withMemoryRebound(to: CChar.self) { sqlC in
+                    withUnsafePointer(to: &sink) { sinkPtr in
+                        table.pointee.execute(handle, sqlC.baseAddress, sqlC.count - 1, values, values.count,
+                                              sinkPtr, callDone, ctx)
+                        // Inline stores have already signalled; others finish later. Either way
+                        // the buffers above stay alive until `done` has run.
+                        state.finished.wait()
+                    }
+                }
+            }
+        }
+        if let e = state.error { throw e }
+        return state.result
+    }
+
+    public func transaction(_ op: Int32) throws(StoreError) {
+        let state = CallState(wantsRows: false)
+        let ctx = Unmanaged.passRetained(state).toOpaque()
+        defer { Unmanaged<CallState>.fromOpaque(ctx).release() }
+        table.pointee.transaction(handle, op, callDone, ctx)
+        state.finished.wait()
+        if let e = state.error { throw e }
+    }
+
+    public func begin() throws(StoreError) { try transaction(PYLON_TX_BEGIN) }
+    public func commit() throws(StoreError) { try transaction(PYLON_TX_COMMIT) }
+    public func rollback() throws(StoreError) { try transaction(PYLON_TX_ROLLBACK) }
+
+    func close() { table.pointee.close(handle) }
+}

@@ -1,0 +1,133 @@
+import Foundation
+
+/// The durable change log (`_pylon_changes`). Appends happen inside the write transaction
+/// of the row change; `seq` is gapless and ordered by commit because one writer assigns it
+/// (see SQLiteDialect.bootstrap). The database's `epoch` (random, created with the
+/// database) lets a client detect a cursor that belongs to another database.
+public final class ChangeLog: Sendable {
+    let store: StoreThreads
+    let dialect: SQLDialect
+    public let epoch: String
+    /// Entries kept; older ones are trimmed and their cursors get 410 RESYNC_REQUIRED.
+    public let retention: Int64
+
+    init(store: StoreThreads, dialect: SQLDialect, epoch: String, retention: Int64) {
+        self.store = store
+        self.dialect = dialect
+        self.epoch = epoch
+        self.retention = retention
+    }
+
+    static func append(_ tx: WriteTransaction, entity: String, rowID: String, kind: ChangeKind,
+                       data: JSONValue?, before: JSONValue?) throws {
+        let now = Int64(Date().timeIntervalSince1970)
+        let params: [SQLValue] = [
+            .text(entity), .text(rowID), .text(kind.rawValue),
+            data.map { .text(JSONWriter.string($0)) } ?? .null,
+            before.map { .text(JSONWriter.string($0)) } ?? .null,
+            .int(now),
+        ]
+        let r = try tx.connection.execute(tx.dialect.appendChangeSQL, params)
+        guard case let .int(seq)? = r.rows.first?.first else {
+            throw HostError(status: 500, code: "CHANGELOG_FAILED", message: "the store did not return a seq for the change-log entry")
+        }
+        tx.events.append(ChangeEvent(seq: seq, entity: entity, rowID: rowID, kind: kind, data: data,
+                                     before: before, timestamp: now))
+    }
+
+    /// Oldest and newest retained seq (0, 0 when empty).
+    public func bounds() async throws -> (oldest: Int64, newest: Int64) {
+        try await store.read { conn in
+            let r = try conn.execute("SELECT MIN(seq), MAX(seq) FROM _pylon_changes")
+            guard let row = r.rows.first else { return (0, 0) }
+            if case let .int(lo) = row[0], case let .int(hi) = row[1] { return (lo, hi) }
+            return (0, 0)
+        }
+    }
+
+    public struct Page: Sendable {
+        /// Pre-serialized events (data is spliced from storage without re-parsing).
+        public var events: [StoredEvent]
+        public var lastSeq: Int64
+        public var hasMore: Bool
+    }
+
+    /// An event as read back from the log.
+    public struct StoredEvent: Sendable {
+        public var seq: Int64
+        public var entity: String
+        public var rowID: String
+        public var kind: String
+        public var dataJSON: String?
+        public var beforeJSON: String?
+        public var timestamp: Int64
+    }
+
+    /// Events after `since`, at most `limit`. Throws RESYNC_REQUIRED (410) for a cursor that
+    /// is ahead of the log, older than the retained window, or from another epoch.
+    public func pull(since: Int64, limit: Int, epoch clientEpoch: String?) async throws -> Page {
+        let (oldest, newest) = try await bounds()
+        if let clientEpoch, !clientEpoch.isEmpty, clientEpoch != epoch {
+            throw resync("cursor belongs to database epoch \(clientEpoch), this database is \(epoch); client must re-sync", oldest: max(oldest, 1))
+        }
+        if since > newest {
+            throw resync("cursor last_seq=\(since) is ahead of this database's newest seq=\(newest) (another database, or a restored backup); client must re-sync", oldest: newest + 1)
+        }
+        if since > 0, oldest > 0, since + 1 < oldest {
+            throw resync("cursor last_seq=\(since) is older than the oldest retained seq=\(oldest); client must re-sync", oldest: oldest)
+        }
+        let sql = "SELECT seq, entity, row_id, kind, data, before, ts FROM _pylon_changes WHERE seq > \(dialect.placeholder(1)) ORDER BY seq LIMIT \(dialect.placeholder(2))"
+        let rows = try await store.read { conn in
+            try conn.execute(sql, [.int(since), .int(Int64(limit) + 1)]).rows
+        }
+        var events: [StoredEvent] = []
+        events.reserveCapacity(min(rows.count, limit))
+        for row in rows.prefix(limit) {
+            guard case let .int(seq) = row[0], case let .text(entity) = row[1], case let .text(rowID) = row[2],
+                  case let .text(kind) = row[3], case let .int(ts) = row[6] else { continue }
+            var data: String?
+            if case let .text(d) = row[4] { data = d }
+            var before: String?
+            if case let .text(b) = row[5] { before = b }
+            events.append(StoredEvent(seq: seq, entity: entity, rowID: rowID, kind: kind, dataJSON: data,
+                                      beforeJSON: before, timestamp: ts))
+        }
+        return Page(events: events, lastSeq: events.last?.seq ?? since, hasMore: rows.count > limit)
+    }
+
+    func resync(_ message: String, oldest: Int64) -> HostError {
+        HostError(status: 410, code: "RESYNC_REQUIRED", message: message,
+                  extra: [("oldest_seq", .int(oldest)), ("epoch", .string(epoch))])
+    }
+
+    /// Deletes entries beyond the retention window, never the newest one.
+    public func trim() async throws -> Int64 {
+        let keep = retention
+        return try await store.write { tx in
+            let r = try tx.connection.execute("SELECT MAX(seq) FROM _pylon_changes")
+            guard case let .int(newest)? = r.rows.first?.first else { return 0 }
+            let cutoff = newest - keep
+            guard cutoff > 0 else { return 0 }
+            let res = try tx.connection.execute(
+                "DELETE FROM _pylon_changes WHERE seq <= \(tx.dialect.placeholder(1))", [.int(cutoff)], wantRows: false)
+            return res.rowsAffected
+        }
+    }
+}
+
+extension ChangeLog.StoredEvent {
+    /// Appends the wire JSON of this event.
+    func write(to w: inout JSONWriter) {
+        w.raw("{\"seq\":\(seq),\"entity\":")
+        w.writeString(entity)
+        w.raw(",\"row_id\":")
+        w.writeString(rowID)
+        w.raw(",\"kind\":")
+        w.writeString(kind)
+        if let dataJSON {
+            w.raw(",\"data\":")
+            w.raw(dataJSON)
+        }
+        w.raw(",\"timestamp\":\"\(timestamp)Z\"}")
+    }
+}

@@ -1,0 +1,110 @@
+import Foundation
+
+/// `POST /api/sync/push` (pylon-core.md §3.6), applied durably and exactly once per
+/// `op_id`: the op id is recorded in `_pylon_push_ops` in the same transaction as its
+/// change, so a retried op is deduped even across restarts, and a failed op is not
+/// recorded, so it can be retried. Optimistic client ids (`_pending_…`) get server ids;
+/// the mapping is returned as `id_map`, and later changes in the same push (or a retry)
+/// that name a pending id are applied to the server row.
+public struct PushResult: Sendable {
+    public var applied = 0
+    public var deduped = 0
+    public var errors: [String] = []
+    public var idMap: [(String, String)] = []
+    public var results: [JSONValue] = []
+}
+
+extension DataService {
+    public func push(_ body: JSONValue) async throws -> PushResult {
+        guard let changes = body["changes"]?.arrayValue else {
+            throw HostError.badRequest("INVALID_DATA", "push body must be {\"changes\": [...], \"client_id\"?}")
+        }
+        let clientID = body["client_id"]?.stringValue
+        let codecs = self.codecs
+        return try await store.write { tx in
+            var out = PushResult()
+            var idMap: [String: String] = [:]
+            let d = tx.dialect
+            for (i, change) in changes.enumerated() {
+                let entity = change["entity"]?.stringValue ?? ""
+                let kind = change["kind"]?.stringValue ?? ""
+                var rowID = change["row_id"]?.stringValue ?? ""
+                let opID = change["op_id"]?.stringValue
+                if let opID {
+                    let r = try tx.connection.execute(
+                        "SELECT row_id FROM _pylon_push_ops WHERE op_id = \(d.placeholder(1))", [.text(opID)])
+                    if let row = r.rows.first {
+                        out.deduped += 1
+                        if case let .text(server) = row[0], rowID.hasPrefix("_pending_") {
+                            idMap[rowID] = server
+                            out.idMap.append((rowID, server))
+                        }
+                        out.results.append(.object([("index", .int(Int64(i))), ("status", "deduped")]))
+                        continue
+                    }
+                }
+                if let mapped = idMap[rowID] { rowID = mapped }
+                try tx.connection.execute("SAVEPOINT pylon_push", wantRows: false)
+                let mark = tx.events.count
+                do {
+                    guard let codec = codecs[entity] else { throw HostError.entityNotFound(entity) }
+                    var serverID = rowID
+                    switch kind {
+                    case "insert":
+                        guard var data = change["data"], case .object = data else {
+                            throw HostError.badRequest("INVALID_DATA", "insert needs data")
+                        }
+                        data = Self.replacingPendingIDs(data, idMap)
+                        serverID = RowID.generate()
+                        _ = try Self.insert(tx, codec, try Self.object(data), id: serverID)
+                        if rowID.hasPrefix("_pending_") {
+                            idMap[rowID] = serverID
+                            out.idMap.append((rowID, serverID))
+                        }
+                    case "update":
+                        guard let data = change["data"], case .object = data else {
+                            throw HostError.badRequest("INVALID_DATA", "update needs data")
+                        }
+                        _ = try Self.update(tx, codec, id: rowID, try Self.object(Self.replacingPendingIDs(data, idMap)))
+                    case "delete":
+                        do {
+                            _ = try Self.delete(tx, codec, id: rowID)
+                        } catch let e as HostError where e.status == 404 {
+                            // Already gone: deleting is idempotent, nothing to log.
+                        }
+                    default:
+                        throw HostError.badRequest("INVALID_DATA", "kind must be insert, update or delete")
+                    }
+                    if let opID {
+                        try tx.connection.execute(
+                            "INSERT INTO _pylon_push_ops (op_id, client_id, row_id, created_at) VALUES (\(d.placeholder(1)), \(d.placeholder(2)), \(d.placeholder(3)), \(d.placeholder(4)))",
+                            [.text(opID), clientID.map { .text($0) } ?? .null, .text(serverID), .int(Int64(Date().timeIntervalSince1970))],
+                            wantRows: false)
+                    }
+                    try tx.connection.execute("RELEASE pylon_push", wantRows: false)
+                    out.applied += 1
+                    out.results.append(.object([("index", .int(Int64(i))), ("status", "applied"), ("row_id", .string(serverID))]))
+                } catch {
+                    try tx.connection.execute("ROLLBACK TO pylon_push", wantRows: false)
+                    try tx.connection.execute("RELEASE pylon_push", wantRows: false)
+                    tx.events.removeSubrange(mark...)
+                    let h = Self.hostError(error)
+                    let label = kind == "insert" ? "insert \(entity)" : "\(kind) \(entity)/\(rowID)"
+                    out.errors.append("\(label): \(h.message)")
+                    out.results.append(.object([("index", .int(Int64(i))), ("status", "error"),
+                                                ("code", .string(h.code)), ("message", .string(h.message))]))
+                }
+            }
+            return out
+        }
+    }
+
+    /// Replaces string values that are pending ids already mapped in this push.
+    static func replacingPendingIDs(_ data: JSONValue, _ map: [String: String]) -> JSONValue {
+        guard !map.isEmpty, case let .object(pairs) = data else { return data }
+        return .object(pairs.map { k, v in
+            if let s = v.stringValue, let mapped = map[s] { return (k, .string(mapped)) }
+            return (k, v)
+        })
+    }
+}

@@ -1,0 +1,346 @@
+/*
+ * pylon_plugin.h — the Pylon plugin ABI, version 1.
+ *
+ * THE contract between `pylon-host` and every plugin (SQLite/Postgres/D1 stores, auth
+ * backends, the Bun function runtime, the RESP cache, shard transports, third-party
+ * executors). Pure C99. A plugin is a shared library that exports exactly one symbol,
+ * `pylon_plugin_entry`; everything else is reached through the tables below.
+ *
+ * Rules (see DESIGN.md §3):
+ *  - Handshake first: the host reads `abi_major`, `struct_size` and the layout fields of
+ *    the descriptor before calling anything. Major mismatch => refused. Minor => probe.
+ *  - Tables are append-only and start with `struct_size`. Slots are never reordered.
+ *  - Buffers are (pointer, length) pairs and are NOT NUL-terminated unless stated.
+ *  - Memory is freed by the side that allocated it. Every pointer below says who owns it
+ *    and how long it lives ("OWNER:" / "LIFETIME:").
+ *  - Errors are status codes plus a caller-owned `pylon_error` out-parameter. Nothing
+ *    unwinds across this boundary (no C++ exceptions, Rust panics, Swift errors).
+ *  - Thread rules are tagged on every function: [any-thread] may be called concurrently
+ *    from any thread; [one-thread-at-a-time] may be called from any thread but never
+ *    concurrently for the same object; [may-block] may block the calling thread (the host
+ *    calls it only from threads where blocking is allowed, never from an event loop).
+ *  - Calls that can take time are asynchronous: they take a completion callback that is
+ *    called exactly once, either before the call returns (inline) or later from any thread.
+ *  - Plugins are trusted in-process code, loaded only from the `--plugins` folder with
+ *    RTLD_NOW|RTLD_LOCAL|RTLD_NODELETE, and never unloaded.
+ *
+ * The `abi_header_hash` line below is the FNV-1a (32-bit) hash of this file with that one
+ * line removed; a host test recomputes it, so any edit of this header must update it.
+ */
+#ifndef PYLON_PLUGIN_H
+#define PYLON_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------------------ */
+/* Versions                                                                               */
+/* ------------------------------------------------------------------------------------ */
+
+/** Incompatible changes bump the major; the host refuses any other major. */
+#define PYLON_ABI_MAJOR 1
+/** Additive changes (new slots appended, new capability ids) bump the minor. */
+#define PYLON_ABI_MINOR 0
+#define PYLON_ABI_HEADER_HASH 0xf5bbd654u /* abi_header_hash */
+
+/* ------------------------------------------------------------------------------------ */
+/* Status codes                                                                           */
+/* ------------------------------------------------------------------------------------ */
+
+/** Status returned by every fallible call. 0 is success; values are stable forever. */
+typedef int32_t pylon_status;
+#define PYLON_OK                    0
+#define PYLON_ERR_GENERIC           1  /* anything not listed below */
+#define PYLON_ERR_INVALID_ARGUMENT  2  /* bad SQL, bad parameter, bad config JSON */
+#define PYLON_ERR_NOT_FOUND         3
+#define PYLON_ERR_CONSTRAINT        4  /* UNIQUE / NOT NULL / CHECK / FK violated */
+#define PYLON_ERR_BUSY              5  /* lock or pool timeout; retrying may succeed */
+#define PYLON_ERR_IO                6  /* disk or network I/O failed */
+#define PYLON_ERR_UNSUPPORTED       7  /* operation or capability not provided */
+#define PYLON_ERR_CONNECTION        8  /* connection lost; the next call may reconnect */
+#define PYLON_ERR_NO_MEMORY         9
+#define PYLON_ERR_ABORTED          10  /* a callback asked to stop */
+#define PYLON_ERR_CORRUPT          11  /* the database or a frame is corrupt */
+
+/** Size of the inline message buffer in `pylon_error`. */
+#define PYLON_ERROR_MESSAGE_CAPACITY 1024
+
+/**
+ * Error out-parameter.
+ * OWNER: the caller allocates it (usually on its stack) and sets `struct_size`.
+ * The callee writes `status`, a short stable `code` (e.g. "UNIQUE_VIOLATION") and a
+ * human `message`, both NUL-terminated and truncated to fit. Nothing to free.
+ */
+typedef struct pylon_error {
+    uint32_t struct_size;
+    pylon_status status;
+    char code[32];
+    char message[PYLON_ERROR_MESSAGE_CAPACITY];
+} pylon_error;
+
+/** A byte string. Not NUL-terminated. Owner and lifetime are given where it is used. */
+typedef struct pylon_str {
+    const char *ptr;
+    size_t len;
+} pylon_str;
+
+/* ------------------------------------------------------------------------------------ */
+/* Typed values (SQL parameters and result columns)                                       */
+/* ------------------------------------------------------------------------------------ */
+
+#define PYLON_VALUE_NULL   0
+#define PYLON_VALUE_INT    1  /* int64 */
+#define PYLON_VALUE_DOUBLE 2  /* IEEE double */
+#define PYLON_VALUE_TEXT   3  /* UTF-8 bytes, not NUL-terminated */
+#define PYLON_VALUE_BLOB   4  /* raw bytes */
+
+/**
+ * One typed value. `type` selects the member of `as` that is valid.
+ * For TEXT and BLOB, `as.bytes` points into memory owned by whoever passed the value:
+ * see the call it is passed to.
+ */
+typedef struct pylon_value {
+    int32_t type;
+    int32_t reserved; /* 0 */
+    union {
+        int64_t i;
+        double d;
+        struct {
+            const uint8_t *ptr;
+            size_t len;
+        } bytes;
+    } as;
+} pylon_value;
+
+/* ------------------------------------------------------------------------------------ */
+/* Host services (passed to every plugin at create)                                       */
+/* ------------------------------------------------------------------------------------ */
+
+/** An instance created by a plugin. Opaque to the host. OWNER: the plugin. */
+typedef struct pylon_instance pylon_instance;
+
+#define PYLON_LOG_TRACE 0
+#define PYLON_LOG_DEBUG 1
+#define PYLON_LOG_INFO  2
+#define PYLON_LOG_WARN  3
+#define PYLON_LOG_ERROR 4
+
+/**
+ * The host's function table.
+ * OWNER: the host. LIFETIME: valid from `create` until after `destroy` returns; a plugin
+ * may keep the pointer. All functions are [any-thread] and never block for long.
+ * Plugins never link against host symbols; this table is the only way in.
+ */
+typedef struct pylon_host_v1 {
+    uint32_t struct_size;
+    uint32_t abi_minor;       /* the host's PYLON_ABI_MINOR */
+    void *host_ctx;           /* opaque; pass back unchanged to every function below */
+
+    /** Log one line. `msg` is borrowed for the call only. */
+    void (*log)(void *host_ctx, int32_t level, const char *msg, size_t msg_len);
+    /** Wall clock, nanoseconds since the Unix epoch. */
+    int64_t (*now_unix_nanos)(void *host_ctx);
+    /** Monotonic clock, nanoseconds from an arbitrary origin. */
+    int64_t (*monotonic_nanos)(void *host_ctx);
+    /** Add `delta` to the counter `name` (borrowed for the call; created on first use). */
+    void (*counter_add)(void *host_ctx, const char *name, size_t name_len, int64_t delta);
+    /** Set the gauge `name` (borrowed for the call; created on first use). */
+    void (*gauge_set)(void *host_ctx, const char *name, size_t name_len, double value);
+    /**
+     * Reach the capability `capability_id` (NUL-terminated, e.g. "pylon.store/1") as the
+     * host has selected it for this app — served by another plugin, or NULL when it is
+     * absent or stubbed. On success `*instance_out` receives the serving plugin's instance,
+     * to be passed as the first argument of the returned table's functions.
+     * LIFETIME: both pointers stay valid until the host shuts down.
+     */
+    const void *(*get_capability)(void *host_ctx, const char *capability_id,
+                                  pylon_instance **instance_out);
+} pylon_host_v1;
+
+/* ------------------------------------------------------------------------------------ */
+/* The plugin descriptor and the one entry symbol                                        */
+/* ------------------------------------------------------------------------------------ */
+
+/**
+ * What `pylon_plugin_entry` returns.
+ * OWNER: the plugin; static, constant, valid for the life of the process.
+ * The host reads the first four fields and the layout fields before anything else.
+ */
+typedef struct pylon_plugin_descriptor {
+    uint32_t struct_size;     /* sizeof(pylon_plugin_descriptor) as the plugin compiled it */
+    uint32_t abi_major;       /* PYLON_ABI_MAJOR */
+    uint32_t abi_minor;       /* PYLON_ABI_MINOR */
+    uint32_t abi_header_hash; /* PYLON_ABI_HEADER_HASH; a mismatch is reported, not refused */
+
+    /* Layout check: each is sizeof() of the named type as the plugin compiled it. */
+    uint32_t sizeof_pointer;
+    uint32_t sizeof_value;    /* pylon_value */
+    uint32_t sizeof_error;    /* pylon_error */
+    uint32_t sizeof_host;     /* pylon_host_v1 the plugin was built against */
+
+    /** Reverse-DNS-ish unique id, e.g. "pylon.store.sqlite". NUL-terminated, static. */
+    const char *plugin_id;
+    /** Free-form version, e.g. "0.1.0". NUL-terminated, static. */
+    const char *plugin_version;
+    /** One line for `pylon-host plugins`. NUL-terminated, static; may be NULL. */
+    const char *description;
+    /** Capability ids this plugin provides; `capability_count` entries, static. */
+    const char *const *capabilities;
+    uint32_t capability_count;
+    uint32_t reserved0;
+
+    /**
+     * Create an instance. No work may happen before this (no constructors).
+     * `host`: OWNER host, valid until after `destroy`. `config_json`: the plugin's config
+     * object from the manifest (`plugins.<capability>` minus "use"), borrowed for the call.
+     * On failure return non-zero, fill `err`, leave `*out` NULL.  [one-thread-at-a-time]
+     */
+    pylon_status (*create)(const pylon_host_v1 *host, const char *config_json,
+                           size_t config_len, pylon_instance **out, pylon_error *err);
+    /** Destroy an instance created by `create`; its interfaces become invalid. */
+    void (*destroy)(pylon_instance *instance);
+    /**
+     * The interface table for `capability_id` (NUL-terminated), or NULL if not provided.
+     * The table starts with uint32_t struct_size. LIFETIME: until `destroy`. [any-thread]
+     */
+    const void *(*get_interface)(pylon_instance *instance, const char *capability_id);
+} pylon_plugin_descriptor;
+
+/** Name of the one exported symbol. */
+#define PYLON_PLUGIN_ENTRY_SYMBOL "pylon_plugin_entry"
+
+/** Type of the one exported symbol: `const pylon_plugin_descriptor *pylon_plugin_entry(void)`.
+ *  Must be cheap, side-effect free and callable more than once. */
+typedef const pylon_plugin_descriptor *(*pylon_plugin_entry_fn)(void);
+
+/* ------------------------------------------------------------------------------------ */
+/* Capability ids                                                                         */
+/* ------------------------------------------------------------------------------------ */
+
+/** SQL executor with transactions: `pylon_store_v1` below. */
+#define PYLON_CAP_STORE            "pylon.store/1"
+/* Reserved; their tables are defined by the issues that fill them.                     */
+/** TypeScript server functions (query/mutation/action), asynchronous calls. */
+#define PYLON_CAP_FUNCTIONS        "pylon.functions/1"
+/** Magic email codes: generate, deliver, verify. */
+#define PYLON_CAP_AUTH_CODE        "pylon.auth.code/1"
+/** OAuth 2 / OIDC providers: authorize URL, code exchange, identity. */
+#define PYLON_CAP_AUTH_OAUTH       "pylon.auth.oauth/1"
+/** Redis-compatible cache and pub/sub. */
+#define PYLON_CAP_CACHE            "pylon.cache/1"
+/** Shard WebSocket transport and tick loop. */
+#define PYLON_CAP_SHARD_TRANSPORT  "pylon.shard.transport/1"
+/** Shard simulation state (the game logic). */
+#define PYLON_CAP_SHARD_SIM        "pylon.shard.sim/1"
+
+/* ------------------------------------------------------------------------------------ */
+/* pylon.store/1 — a SQL executor                                                         */
+/* ------------------------------------------------------------------------------------ */
+/*
+ * The host owns the data model: it generates every statement for the store's declared
+ * dialect, with values always bound as parameters. A store only executes.
+ */
+
+/** A connection. Opaque to the host. OWNER: the plugin; freed by `close`.
+ *  [one-thread-at-a-time]: the host never starts a call on a connection before the
+ *  previous call on it has completed. */
+typedef struct pylon_store_conn pylon_store_conn;
+
+/** Connection modes for `open`. */
+#define PYLON_STORE_OPEN_READ  1  /* reads only; may be served by a replica or reader */
+#define PYLON_STORE_OPEN_WRITE 2  /* reads and writes; transactions */
+
+/** Transaction operations for `transaction`. */
+#define PYLON_TX_BEGIN          1  /* start a write transaction (takes the write lock now) */
+#define PYLON_TX_COMMIT         2
+#define PYLON_TX_ROLLBACK       3
+#define PYLON_TX_BEGIN_READ     4  /* start a read snapshot */
+
+/** Store flags. */
+/** Calls complete inline, on the calling thread, and may block it ([may-block]). */
+#define PYLON_STORE_FLAG_COMPLETES_INLINE 0x1u
+/** Several connections may write at once (the database serializes them itself). */
+#define PYLON_STORE_FLAG_CONCURRENT_WRITERS 0x2u
+
+/**
+ * Receives a statement's result rows.
+ * OWNER: the host; borrowed for the duration of the `execute` call until `done` runs.
+ * The plugin calls `columns` once (before any row, also when there are no rows), then
+ * `row` once per row, all on one thread, never concurrently, always before `done`.
+ * Names and values passed to the callbacks are OWNED BY THE PLUGIN and valid only during
+ * that callback: the host copies what it keeps. A non-zero return stops the statement,
+ * which then completes with PYLON_ERR_ABORTED.
+ */
+typedef struct pylon_row_sink {
+    uint32_t struct_size;
+    void *ctx;
+    pylon_status (*columns)(void *ctx, const pylon_str *names, size_t count); /* may be NULL */
+    pylon_status (*row)(void *ctx, const pylon_value *values, size_t count);  /* may be NULL */
+} pylon_row_sink;
+
+/** Summary of a finished statement. OWNER: the plugin; valid during `done` only. */
+typedef struct pylon_exec_result {
+    uint32_t struct_size;
+    uint32_t reserved;
+    int64_t rows_affected;   /* INSERT/UPDATE/DELETE; 0 for queries */
+    int64_t last_insert_id;  /* 0 where the dialect has none */
+} pylon_exec_result;
+
+/**
+ * Completion of an asynchronous store call. Called exactly once per call, inline or
+ * later from any plugin thread. `result` and `err` are OWNED BY THE PLUGIN and valid
+ * during the callback only; `err` is NULL on success, `result` NULL on failure.
+ * The host must not call back into the same connection from inside `done`.
+ */
+typedef void (*pylon_store_done_fn)(void *done_ctx, pylon_status status,
+                                    const pylon_exec_result *result,
+                                    const pylon_error *err);
+
+/** The `pylon.store/1` interface table. OWNER: the plugin; valid until `destroy`. */
+typedef struct pylon_store_v1 {
+    uint32_t struct_size;
+    uint32_t flags;           /* PYLON_STORE_FLAG_* */
+    /** SQL dialect the host must generate: "sqlite" or "postgres". Static, NUL-terminated. */
+    const char *dialect;
+    /** Suggested number of read connections (the host may open fewer). */
+    uint32_t max_readers;
+    uint32_t reserved;
+
+    /**
+     * Open a connection in `mode` (PYLON_STORE_OPEN_*). [any-thread] [may-block]
+     * On success `*out` is a new connection the host must `close`.
+     */
+    pylon_status (*open)(pylon_instance *instance, int32_t mode, pylon_store_conn **out,
+                         pylon_error *err);
+    /** Close a connection; rolls back an open transaction. [one-thread-at-a-time] [may-block] */
+    void (*close)(pylon_store_conn *conn);
+
+    /**
+     * Execute one statement with positional parameters ("?" for sqlite, "$1".. for
+     * postgres). `sql` and `params` (and the bytes they point to) are OWNED BY THE HOST
+     * and stay valid until `done` is called. `sink` may be NULL for statements whose
+     * rows are not wanted. [one-thread-at-a-time per connection]
+     * If the store has PYLON_STORE_FLAG_COMPLETES_INLINE, `done` runs before `execute`
+     * returns and the call may block; otherwise it returns at once and completes later.
+     */
+    void (*execute)(pylon_store_conn *conn, const char *sql, size_t sql_len,
+                    const pylon_value *params, size_t param_count,
+                    const pylon_row_sink *sink, pylon_store_done_fn done, void *done_ctx);
+
+    /**
+     * Begin, commit or roll back (PYLON_TX_*). Same completion rules as `execute`.
+     * A failed COMMIT leaves no transaction open (the store rolls back).
+     */
+    void (*transaction)(pylon_store_conn *conn, int32_t op, pylon_store_done_fn done,
+                        void *done_ctx);
+} pylon_store_v1;
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PYLON_PLUGIN_H */

@@ -1,0 +1,79 @@
+import ArgumentParser
+import Foundation
+import Logging
+import PylonHost
+
+/// `pylon-host [serve] | plugins | check` — thin CLI over the PylonHost library.
+@main
+struct PylonHostCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pylon-host",
+        abstract: "A realtime backend host that loads its storage, auth, functions and cache as plugins.",
+        version: PylonVersion.string,
+        subcommands: [Serve.self, Plugins.self, Check.self],
+        defaultSubcommand: Serve.self)
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Serve the app (default).")
+
+    @Option(help: "Folder of plugin .so files (env PYLON_PLUGINS_DIR).") var plugins: String?
+    @Option(help: "Path to pylon.manifest.json.") var manifest: String = "pylon.manifest.json"
+    @Option(help: "HTTP port (env PYLON_PORT, default 4321).") var port: Int?
+    @Option(help: "Address to bind (default 127.0.0.1).") var host: String?
+    @Option(help: "SQLite database file (env PYLON_DB_PATH).") var db: String?
+    @Flag(help: "Development mode (env PYLON_DEV_MODE=1).") var dev = false
+    @Flag(help: "Do not open Pylon's extra WS (port+1) and SSE (port+2) listeners.") var noCompatPorts = false
+
+    func run() async throws {
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) } ?? .info
+            return h
+        }
+        let logger = Logger(label: "pylon")
+        do {
+            var config = try HostConfig.fromEnvironment()
+            if let plugins { config.pluginsDir = plugins }
+            config.manifestPath = manifest
+            if let port { config.port = port }
+            if let host { config.bindHost = host }
+            if let db { config.dbPath = db }
+            if dev { config.dev = true }
+            if noCompatPorts { config.compatPorts = false }
+            let h = try Host.start(config, logger: logger)
+            try await h.run()
+        } catch let e as HostError {
+            FileHandle.standardError.write(Data("pylon-host: error: \(e.code): \(e.message)\n".utf8))
+            throw ExitCode(2)
+        }
+    }
+}
+
+struct Plugins: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Inspect a plugins folder without serving.")
+
+    @Option(help: "Folder of plugin .so files.") var plugins: String = "plugins"
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        let report = PluginInspector.report(directory: plugins)
+        print(json ? report.json : report.text, terminator: json ? "\n" : "")
+    }
+}
+
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Validate a manifest and exit.")
+
+    @Option(help: "Path to pylon.manifest.json.") var manifest: String = "pylon.manifest.json"
+
+    func run() throws {
+        do {
+            let m = try Host.loadManifest(manifest)
+            print("\(manifest): ok (\(m.entities.count) entities, \(m.policies.count) policies)")
+        } catch {
+            FileHandle.standardError.write(Data("\(error.code): \(error.message)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
