@@ -142,6 +142,9 @@ public final class Host: Sendable {
                 logger.info("pylon-host listening on http://\(config.bindHost):\(config.port)\(config.dev ? " (dev mode)" : "")")
             },
             logger: appLogger)
+        // Trim once before serving (so a restart applies a lowered retention at once),
+        // then every minute.
+        if let n = try? await changes.trim(), n > 0 { logger.info("change log: trimmed \(n) entries beyond retention") }
         let trimmer = Task { [changes, logger] in
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(60))
