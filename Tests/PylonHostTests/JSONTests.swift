@@ -1,0 +1,101 @@
+import Testing
+@testable import PylonHost
+
+@Suite("JSON parser and writer")
+struct JSONTests {
+    @Test func roundTripKeepsOrderAndNumberKinds() throws {
+        let text = #"{"b":1,"a":2.5,"c":[true,false,null,"x\n\"y\""],"d":{"z":3.0},"e":-0.5e3}"#
+        let v = try JSONParser.parse(text)
+        #expect(v["b"] == .int(1))
+        #expect(v["a"] == .double(2.5))
+        #expect(v["d"]?["z"] == .double(3.0))
+        #expect(v["e"] == .double(-500))
+        let out = JSONWriter.string(v)
+        #expect(out == #"{"b":1,"a":2.5,"c":[true,false,null,"x\n\"y\""],"d":{"z":3.0},"e":-500.0}"#)
+    }
+
+    @Test func unicodeEscapesAndSurrogates() throws {
+        let v = try JSONParser.parse(#""\u00e9\ud83d\ude00""#)
+        #expect(v == .string("é😀"))
+        #expect(throws: JSONParseError.self) { try JSONParser.parse(#""\ud83d""#) }
+    }
+
+    @Test(arguments: ["", "{", "[1,]", "{\"a\" 1}", "01", "1.", "tru", "\"\u{01}\"", "{\"a\":1}x", "[1 2]", "-", "\"\\x\""])
+    func malformedInputIsRejected(_ text: String) {
+        #expect(throws: JSONParseError.self) { try JSONParser.parse(text) }
+    }
+
+    @Test func deepNestingIsRefusedNotCrashing() {
+        let deep = String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000)
+        #expect(throws: JSONParseError.self) { try JSONParser.parse(deep) }
+        let ok = String(repeating: "[", count: 200) + String(repeating: "]", count: 200)
+        #expect(throws: Never.self) { try JSONParser.parse(ok) }
+    }
+
+    @Test func invalidUTF8IsRejected() {
+        #expect(throws: JSONParseError.self) { try JSONParser.parse([0x22, 0xFF, 0xFE, 0x22]) }
+    }
+
+    @Test func bigIntegersFallBackToDouble() throws {
+        #expect(try JSONParser.parse("9223372036854775807") == .int(Int64.max))
+        #expect(try JSONParser.parse("92233720368547758070") == .double(92233720368547758070))
+    }
+
+    @Test func controlCharactersAreEscapedOnOutput() {
+        #expect(JSONWriter.string(.string("a\u{01}b\tc")) == #""a\u0001b\tc""#)
+        #expect(JSONWriter.string(.double(.nan)) == "null")
+    }
+
+    @Test func duplicateKeysKeepTheLast() throws {
+        let v = try JSONParser.parse(#"{"a":1,"a":2}"#)
+        #expect(v["a"] == .int(2))
+        #expect(v.objectValue?.count == 1)
+    }
+}
+
+@Suite("Filter compiler")
+struct FilterCompilerTests {
+    let entity = Entity(
+        name: "Todo",
+        fields: [
+            Field(name: "title", typeName: "string", optional: false, unique: false, crdt: nil),
+            Field(name: "done", typeName: "bool", optional: false, unique: false, crdt: nil),
+            Field(name: "score", typeName: "float", optional: true, unique: false, crdt: nil),
+        ],
+        indexes: [], relations: [], crdt: true)
+
+    func compile(_ json: String) throws -> CompiledFilter {
+        var c = FilterCompiler(codec: RowCodec(entity: entity, dialect: SQLiteDialect()), dialect: SQLiteDialect())
+        return try c.compile(try JSONParser.parse(json))
+    }
+
+    @Test func operatorsBecomeBoundParameters() throws {
+        let f = try compile(#"{"title":{"$like":"50%_off"},"done":false,"score":{"$gte":1,"$lt":5},"$order":{"score":"desc"},"$limit":10}"#)
+        #expect(f.whereSQL == #" WHERE "title" LIKE ? ESCAPE '\' AND "done" = ? AND "score" >= ? AND "score" < ?"#)
+        #expect(f.params == [.text("%50\\%\\_off%"), .int(0), .double(1), .int(5)])
+        #expect(f.orderSQL == #" ORDER BY "score" DESC, "id" ASC"#)
+        #expect(f.limit == 10)
+    }
+
+    @Test func nullEqualityAndNullSafeNot() throws {
+        let f = try compile(#"{"score":null,"title":{"$not":"x"}}"#)
+        #expect(f.whereSQL == #" WHERE "score" IS NULL AND "title" IS NOT ?"#)
+        let g = try compile(#"{"score":{"$not":null}}"#)
+        #expect(g.whereSQL == #" WHERE "score" IS NOT NULL"#)
+    }
+
+    @Test func inHandlesEmptyAndNull() throws {
+        #expect(try compile(#"{"title":{"$in":[]}}"#).whereSQL == " WHERE 1 = 0")
+        let f = try compile(#"{"score":{"$in":[1.5,null]}}"#)
+        #expect(f.whereSQL == #" WHERE ("score" IN (?) OR "score" IS NULL)"#)
+    }
+
+    @Test(arguments: [#"{"nope":1}"#, #"{"title":{"$regex":"x"}}"#, #"{"$limit":-1}"#, #"{"title":[1]}"#, "[1]"])
+    func badFiltersAreClientErrors(_ json: String) {
+        #expect(throws: HostError.self) { try compile(json) }
+    }
+
+    @Test func identifiersAreQuoted() {
+        #expect(SQLiteDialect().quote(#"a"b"#) == #""a""b""#)
+    }
+}
