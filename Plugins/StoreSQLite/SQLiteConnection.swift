@@ -32,6 +32,9 @@ final class SQLiteConnection {
             return .failure(SQLiteFailure(rc: rc, message: "cannot open SQLite database at \(config.path): \(msg); check that the folder exists and is writable"))
         }
         sqlite3_extended_result_codes(handle, 1)
+        // A double-quoted identifier that names no column must be an error, never the
+        // string literal SQLite's legacy fallback would make of it.
+        _ = pylon_sqlite_disable_dqs(handle)
         sqlite3_busy_timeout(handle, Int32(config.busyTimeoutMs))
         let conn = SQLiteConnection(db: handle, writable: writable, cacheCapacity: config.statementCache)
         var pragmas = ["PRAGMA foreign_keys=OFF", "PRAGMA temp_store=MEMORY", "PRAGMA cache_size=-16000"]

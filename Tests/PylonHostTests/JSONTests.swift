@@ -72,7 +72,7 @@ struct FilterCompilerTests {
     @Test func operatorsBecomeBoundParameters() throws {
         let f = try compile(#"{"title":{"$like":"50%_off"},"done":false,"score":{"$gte":1,"$lt":5},"$order":{"score":"desc"},"$limit":10}"#)
         #expect(f.whereSQL == #" WHERE "title" LIKE ? ESCAPE '\' AND "done" = ? AND "score" >= ? AND "score" < ?"#)
-        #expect(f.params == [.text("%50\\%\\_off%"), .int(0), .double(1), .int(5)])
+        #expect(f.params == [.text("%50\\%\\_off%"), .int(0), .double(1), .double(5)])
         #expect(f.orderSQL == #" ORDER BY "score" DESC, "id" ASC"#)
         #expect(f.limit == 10)
     }

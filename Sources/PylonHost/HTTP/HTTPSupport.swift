@@ -27,6 +27,8 @@ enum HTTPSupport {
         let buffer: ByteBuffer
         do {
             buffer = try await req.collectBody(upTo: limit)
+        } catch is NIOTooManyBytesError {
+            throw HostError(status: 413, code: "PAYLOAD_TOO_LARGE", message: "the request body is larger than \(limit) bytes; send less data per request (PYLON_MAX_BODY_BYTES raises the limit)")
         } catch let e as HTTPError where e.status == .contentTooLarge {
             throw HostError(status: 413, code: "PAYLOAD_TOO_LARGE", message: "the request body is larger than \(limit) bytes; send less data per request (PYLON_MAX_BODY_BYTES raises the limit)")
         }
@@ -86,6 +88,8 @@ struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
         response.headers[HTTPField.Name("X-Content-Type-Options")!] = "nosniff"
         response.headers[HTTPField.Name("X-Frame-Options")!] = "DENY"
         response.headers[HTTPField.Name("Referrer-Policy")!] = "strict-origin-when-cross-origin"
+        response.headers[HTTPField.Name("X-XSS-Protection")!] = "0"
+        response.headers[HTTPField.Name("Permissions-Policy")!] = "camera=(), microphone=(), geolocation=()"
         return response
     }
 }

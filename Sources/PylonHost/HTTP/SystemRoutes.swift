@@ -8,14 +8,8 @@ extension RouteContext {
             let requested = try Self.intParam(req, "limit") ?? 100
             let limit = Int(min(requested, 1000))
             let epoch = req.uri.queryParameters.get("epoch").map { String($0) }
-            if limit == 0 {
-                let (_, newest) = try await changes.bounds()
-                return HTTPSupport.json(.object([
-                    ("changes", .array([])),
-                    ("cursor", .object([("last_seq", .int(since)), ("epoch", .string(changes.epoch))])),
-                    ("has_more", .bool(newest > since)),
-                ]))
-            }
+            // limit=0 reads the cursor only (Pylon's SSR helper); the cursor is still
+            // validated, so a stale cursor learns it must resync.
             let page = try await changes.pull(since: since, limit: limit, epoch: epoch)
             var w = JSONWriter(reserving: 256 + page.events.count * 200)
             w.raw("{\"changes\":[")

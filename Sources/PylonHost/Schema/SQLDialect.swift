@@ -40,7 +40,7 @@ extension SQLDialect {
 
     /// Name of the unique index backing a `unique: true` field.
     public func uniqueIndexName(_ entity: String, _ field: String) -> String {
-        "_pylon_uq_\(entity)_\(field)"
+        SchemaDiff.uniqueIndexName(entity, field)
     }
 }
 
@@ -87,8 +87,9 @@ public struct SQLiteDialect: SQLDialect {
             "CREATE INDEX IF NOT EXISTS _pylon_sessions_user ON _pylon_sessions (user_id)",
             """
             CREATE TABLE IF NOT EXISTS _pylon_push_ops (op_id TEXT PRIMARY KEY NOT NULL, \
-            client_id TEXT, row_id TEXT, created_at INTEGER NOT NULL)
+            client_id TEXT, row_id TEXT, pending_id TEXT, created_at INTEGER NOT NULL)
             """,
+            "CREATE INDEX IF NOT EXISTS _pylon_push_ops_pending ON _pylon_push_ops (pending_id)",
         ]
     }
 

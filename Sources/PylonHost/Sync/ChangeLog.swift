@@ -77,6 +77,9 @@ public final class ChangeLog: Sendable {
             throw resync("cursor last_seq=\(since) is older than the oldest retained seq=\(oldest); client must re-sync", oldest: oldest)
         }
         let sql = "SELECT seq, entity, row_id, kind, data, before, ts FROM _pylon_changes WHERE seq > \(dialect.placeholder(1)) ORDER BY seq LIMIT \(dialect.placeholder(2))"
+        if limit == 0 {
+            return Page(events: [], lastSeq: since, hasMore: newest > since)
+        }
         let rows = try await store.read { conn in
             try conn.execute(sql, [.int(since), .int(Int64(limit) + 1)]).rows
         }

@@ -43,12 +43,24 @@ extension DataService {
                         continue
                     }
                 }
-                if let mapped = idMap[rowID] { rowID = mapped }
+                if let mapped = idMap[rowID] {
+                    rowID = mapped
+                } else if rowID.hasPrefix("_pending_") {
+                    // Pylon clients never swap in the server id: a later push names the
+                    // pending id again, so resolve it from an earlier push's record.
+                    let r = try tx.connection.execute(
+                        "SELECT row_id FROM _pylon_push_ops WHERE pending_id = \(d.placeholder(1)) LIMIT 1", [.text(rowID)])
+                    if case let .text(server)? = r.rows.first?.first {
+                        idMap[rowID] = server
+                        rowID = server
+                    }
+                }
                 try tx.connection.execute("SAVEPOINT pylon_push", wantRows: false)
                 let mark = tx.events.count
                 do {
                     guard let codec = codecs[entity] else { throw HostError.entityNotFound(entity) }
                     var serverID = rowID
+                    let pendingID = (change["row_id"]?.stringValue).flatMap { $0.hasPrefix("_pending_") && kind == "insert" ? $0 : nil }
                     switch kind {
                     case "insert":
                         guard var data = change["data"], case .object = data else {
@@ -77,8 +89,9 @@ extension DataService {
                     }
                     if let opID {
                         try tx.connection.execute(
-                            "INSERT INTO _pylon_push_ops (op_id, client_id, row_id, created_at) VALUES (\(d.placeholder(1)), \(d.placeholder(2)), \(d.placeholder(3)), \(d.placeholder(4)))",
-                            [.text(opID), clientID.map { .text($0) } ?? .null, .text(serverID), .int(Int64(Date().timeIntervalSince1970))],
+                            "INSERT INTO _pylon_push_ops (op_id, client_id, row_id, pending_id, created_at) VALUES (\(d.placeholder(1)), \(d.placeholder(2)), \(d.placeholder(3)), \(d.placeholder(4)), \(d.placeholder(5)))",
+                            [.text(opID), clientID.map { .text($0) } ?? .null, .text(serverID),
+                             pendingID.map { .text($0) } ?? .null, .int(Int64(Date().timeIntervalSince1970))],
                             wantRows: false)
                     }
                     try tx.connection.execute("RELEASE pylon_push", wantRows: false)

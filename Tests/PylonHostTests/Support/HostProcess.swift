@@ -1,0 +1,464 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Why the harness could not start or talk to the host. The description carries the
+/// host's log when there is one, so a failing test says what the host said.
+struct HostProcessError: Error, CustomStringConvertible {
+    var description: String
+}
+
+/// A real `pylon-host` process for black-box tests: the release binary from
+/// `.build/release/pylon-host`, the real plugin folder `plugins/`, a fresh temp directory
+/// (manifest, SQLite file, log), a free loopback port, and an HTTP client.
+///
+/// The binary is built by `make build` (the README's test command runs it before
+/// `swift test`); the harness never builds anything itself.
+final class HostProcess: @unchecked Sendable {
+    /// The admin bearer token every host started by the harness accepts.
+    static let adminToken = "test-admin"
+
+    /// The package root: this file is `Tests/PylonHostTests/Support/HostProcess.swift`.
+    static let packageRoot: URL = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent()   // Support
+        .deletingLastPathComponent()   // PylonHostTests
+        .deletingLastPathComponent()   // Tests
+        .deletingLastPathComponent()   // root
+
+    static var binaryPath: String { packageRoot.appendingPathComponent(".build/release/pylon-host").path }
+    static var pluginsDir: String { packageRoot.appendingPathComponent("plugins").path }
+
+    let directory: URL
+    let manifestPath: String
+    let dbPath: String
+    let logPath: String
+    let env: [String: String]
+    let dev: Bool
+    private let ownsDirectory: Bool
+    private let lock = NSLock()
+    private var process: Process?
+    private var _port = 0
+    private let session: URLSession
+
+    var port: Int { lock.withLock { _port } }
+    var baseURL: String { "http://127.0.0.1:\(port)" }
+
+    /// Everything the host wrote to stdout and stderr, across restarts.
+    var log: String {
+        (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "(no log at \(logPath))"
+    }
+
+    private init(directory: URL, manifestPath: String, dbPath: String, env: [String: String], dev: Bool) {
+        self.directory = directory
+        self.manifestPath = manifestPath
+        self.dbPath = dbPath
+        self.logPath = directory.appendingPathComponent("host.log").path
+        self.env = env
+        self.dev = dev
+        self.ownsDirectory = true
+        let cfg = URLSessionConfiguration.ephemeral
+        cfg.timeoutIntervalForRequest = 30
+        cfg.requestCachePolicy = .reloadIgnoringLocalCacheData
+        cfg.urlCache = nil
+        cfg.httpCookieStorage = nil
+        cfg.httpShouldSetCookies = false
+        self.session = URLSession(configuration: cfg)
+    }
+
+    deinit {
+        if let p = process, p.isRunning {
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+        }
+        session.invalidateAndCancel()
+        if ownsDirectory && ProcessInfo.processInfo.environment["PYLON_TEST_KEEP"] == nil {
+            try? FileManager.default.removeItem(at: directory)
+        }
+    }
+
+    /// Writes `manifest` to a fresh temp directory and starts the host on a free port;
+    /// returns once `GET /health` answers 200.
+    static func start(manifest: String, env: [String: String] = [:], dev: Bool = true,
+                      dbPath: String? = nil) async throws -> HostProcess {
+        let fm = FileManager.default
+        guard fm.isExecutableFile(atPath: binaryPath) else {
+            throw HostProcessError(description: "\(binaryPath) is missing: run `make build` first (it builds the host and copies the plugins)")
+        }
+        guard fm.fileExists(atPath: pluginsDir + "/libPylonStoreSQLite.so") else {
+            throw HostProcessError(description: "\(pluginsDir)/libPylonStoreSQLite.so is missing: run `make build` first (it copies the plugins)")
+        }
+        let dir = fm.temporaryDirectory.appendingPathComponent("pylon-test-\(UUID().uuidString)")
+        try fm.createDirectory(at: dir, withIntermediateDirectories: true)
+        let manifestPath = dir.appendingPathComponent("pylon.manifest.json").path
+        try Data(manifest.utf8).write(to: URL(fileURLWithPath: manifestPath))
+        let db = dbPath ?? dir.appendingPathComponent("app.db").path
+        _ = fm.createFile(atPath: dir.appendingPathComponent("host.log").path, contents: nil)
+        let host = HostProcess(directory: dir, manifestPath: manifestPath, dbPath: db, env: env, dev: dev)
+        try await host.launch()
+        return host
+    }
+
+    /// A free loopback port: bind 127.0.0.1:0, read the port the kernel chose, close.
+    static func freePort() throws -> Int {
+        #if canImport(Glibc)
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        #else
+        let fd = socket(AF_INET, SOCK_STREAM, 0)
+        #endif
+        guard fd >= 0 else { throw HostProcessError(description: "socket() failed: errno \(errno)") }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = 0
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0 else { throw HostProcessError(description: "bind(127.0.0.1:0) failed: errno \(errno)") }
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let named = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+        }
+        guard named == 0 else { throw HostProcessError(description: "getsockname failed: errno \(errno)") }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+
+    private func appendLog(_ line: String) {
+        guard let h = FileHandle(forWritingAtPath: logPath) else { return }
+        h.seekToEndOfFile()
+        h.write(Data(line.utf8))
+        try? h.close()
+    }
+
+    /// Starts the process (on a new free port) and waits for `/health`. A port taken in
+    /// the gap between picking and binding is retried on another port.
+    private func launch() async throws {
+        var lastError: Error?
+        for attempt in 0..<3 {
+            let port = try Self.freePort()
+            do {
+                try await launchOnce(port: port)
+                return
+            } catch let e as HostProcessError {
+                lastError = e
+                let addressInUse = log.lowercased().contains("address already in use")
+                if !addressInUse || attempt == 2 { throw e }
+            }
+        }
+        throw lastError ?? HostProcessError(description: "could not start pylon-host")
+    }
+
+    private func launchOnce(port: Int) async throws {
+        appendLog("=== harness: starting pylon-host on port \(port) ===\n")
+        var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PYLON_") }
+        environment["PYLON_ADMIN_TOKEN"] = Self.adminToken
+        for (k, v) in env { environment[k] = v }
+        var args = ["serve", "--plugins", Self.pluginsDir, "--manifest", manifestPath, "--db", dbPath,
+                    "--port", String(port), "--no-compat-ports"]
+        if dev { args.append("--dev") }
+
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Self.binaryPath)
+        p.arguments = args
+        p.environment = environment
+        p.currentDirectoryURL = directory
+        guard let out = FileHandle(forWritingAtPath: logPath) else {
+            throw HostProcessError(description: "cannot open log file \(logPath)")
+        }
+        out.seekToEndOfFile()
+        p.standardOutput = out
+        p.standardError = out
+        p.standardInput = FileHandle.nullDevice
+        do {
+            try p.run()
+        } catch {
+            throw HostProcessError(description: "cannot launch \(Self.binaryPath): \(error)")
+        }
+        try? out.close()
+        lock.withLock {
+            process = p
+            _port = port
+        }
+
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            if !p.isRunning {
+                throw HostProcessError(description: "pylon-host exited with status \(p.terminationStatus) before answering /health. Log:\n\(log)")
+            }
+            if let r = try? await request("GET", "/health", timeout: 2), r.status == 200 { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        throw HostProcessError(description: "pylon-host did not answer GET /health on port \(port) within 30 s. Log:\n\(log)")
+    }
+
+    /// One HTTP request. `json` is sent as the body with `Content-Type: application/json`;
+    /// `token` as `Authorization: Bearer`. `json` in the result is the parsed body
+    /// (see `TestJSON` for the Swift types), nil if the body is not JSON.
+    func request(_ method: String, _ path: String, json: String? = nil, token: String? = nil,
+                 headers: [String: String] = [:], timeout: TimeInterval = 30)
+        async throws -> (status: Int, body: String, json: Any?)
+    {
+        let r = try await rawRequest(method, path, body: json.map { Data($0.utf8) }, token: token,
+                                     headers: headers, timeout: timeout)
+        return (r.status, r.body, r.json)
+    }
+
+    /// Like `request`, plus the response headers (names lowercased).
+    func rawRequest(_ method: String, _ path: String, body: Data? = nil, token: String? = nil,
+                    headers: [String: String] = [:], timeout: TimeInterval = 30)
+        async throws -> (status: Int, body: String, json: Any?, headers: [String: String])
+    {
+        guard let url = URL(string: baseURL + path) else {
+            throw HostProcessError(description: "bad URL \(baseURL + path)")
+        }
+        var req = URLRequest(url: url)
+        req.httpMethod = method
+        req.timeoutInterval = timeout
+        if let body {
+            req.httpBody = body
+            req.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        }
+        if let token { req.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+        for (k, v) in headers { req.setValue(v, forHTTPHeaderField: k) }
+        let (data, response) = try await session.data(for: req)
+        guard let http = response as? HTTPURLResponse else {
+            throw HostProcessError(description: "\(method) \(path): not an HTTP response")
+        }
+        let text = String(decoding: data, as: UTF8.self)
+        var hs: [String: String] = [:]
+        for (k, v) in http.allHeaderFields {
+            if let k = k as? String, let v = v as? String { hs[k.lowercased()] = v }
+        }
+        return (http.statusCode, text, try? TestJSON.parse(text), hs)
+    }
+
+    /// SIGTERM, then wait (SIGKILL after 15 s).
+    func stop() {
+        guard let p = lock.withLock({ process }) else { return }
+        if p.isRunning {
+            kill(p.processIdentifier, SIGTERM)
+            let deadline = Date().addingTimeInterval(15)
+            while p.isRunning && Date() < deadline { usleep(20_000) }
+            if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        }
+        p.waitUntilExit()
+    }
+
+    /// SIGKILL (a crash: no shutdown code runs), then wait.
+    func kill9() {
+        guard let p = lock.withLock({ process }) else { return }
+        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        p.waitUntilExit()
+    }
+
+    /// Stops the host if it runs and starts it again on the same database (and manifest,
+    /// environment and mode), on a new free port.
+    func restart() async throws {
+        stop()
+        try await launch()
+    }
+}
+
+// MARK: - JSON for tests
+
+/// A small strict JSON parser that keeps JSON's types apart, which `JSONSerialization`
+/// does not (it turns `true`, `1` and `1.0` into the same NSNumber on Linux):
+/// object → `[String: Any]`, array → `[Any]`, string → `String`, integer → `Int`,
+/// number with a fraction or exponent → `Double`, `true`/`false` → `Bool`, `null` → `NSNull`.
+enum TestJSON {
+    struct ParseError: Error, CustomStringConvertible { var description: String }
+
+    static func parse(_ text: String) throws -> Any {
+        var p = Parser(bytes: Array(text.utf8))
+        p.skipSpace()
+        let v = try p.value()
+        p.skipSpace()
+        guard p.i == p.bytes.count else { throw ParseError(description: "trailing characters at \(p.i)") }
+        return v
+    }
+
+    /// A JSON string literal for `s` (for building request bodies).
+    static func quote(_ s: String) -> String {
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
+            }
+        }
+        return out + "\""
+    }
+
+    private struct Parser {
+        let bytes: [UInt8]
+        var i = 0
+
+        mutating func skipSpace() {
+            while i < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[i]) { i += 1 }
+        }
+
+        func fail(_ what: String) -> ParseError { ParseError(description: "\(what) at byte \(i)") }
+
+        mutating func literal(_ word: String) throws {
+            let w = Array(word.utf8)
+            guard i + w.count <= bytes.count, Array(bytes[i..<(i + w.count)]) == w else { throw fail("expected \(word)") }
+            i += w.count
+        }
+
+        mutating func value() throws -> Any {
+            guard i < bytes.count else { throw fail("unexpected end") }
+            switch bytes[i] {
+            case UInt8(ascii: "{"): return try object()
+            case UInt8(ascii: "["): return try array()
+            case UInt8(ascii: "\""): return try string()
+            case UInt8(ascii: "t"): try literal("true"); return true
+            case UInt8(ascii: "f"): try literal("false"); return false
+            case UInt8(ascii: "n"): try literal("null"); return NSNull()
+            default: return try number()
+            }
+        }
+
+        mutating func object() throws -> [String: Any] {
+            i += 1
+            var out: [String: Any] = [:]
+            skipSpace()
+            if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return out }
+            while true {
+                skipSpace()
+                guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw fail("expected a key") }
+                let k = try string()
+                skipSpace()
+                guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { throw fail("expected :") }
+                i += 1
+                skipSpace()
+                out[k] = try value()
+                skipSpace()
+                guard i < bytes.count else { throw fail("unterminated object") }
+                if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
+                if bytes[i] == UInt8(ascii: "}") { i += 1; return out }
+                throw fail("expected , or }")
+            }
+        }
+
+        mutating func array() throws -> [Any] {
+            i += 1
+            var out: [Any] = []
+            skipSpace()
+            if i < bytes.count, bytes[i] == UInt8(ascii: "]") { i += 1; return out }
+            while true {
+                skipSpace()
+                out.append(try value())
+                skipSpace()
+                guard i < bytes.count else { throw fail("unterminated array") }
+                if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
+                if bytes[i] == UInt8(ascii: "]") { i += 1; return out }
+                throw fail("expected , or ]")
+            }
+        }
+
+        mutating func hex4() throws -> UInt32 {
+            guard i + 4 <= bytes.count, let v = UInt32(String(decoding: bytes[i..<(i + 4)], as: UTF8.self), radix: 16) else {
+                throw fail("bad \\u escape")
+            }
+            i += 4
+            return v
+        }
+
+        mutating func string() throws -> String {
+            i += 1
+            var out = [UInt8]()
+            while i < bytes.count {
+                let c = bytes[i]
+                i += 1
+                if c == UInt8(ascii: "\"") { return String(decoding: out, as: UTF8.self) }
+                if c != UInt8(ascii: "\\") { out.append(c); continue }
+                guard i < bytes.count else { break }
+                let e = bytes[i]
+                i += 1
+                switch e {
+                case UInt8(ascii: "n"): out.append(0x0A)
+                case UInt8(ascii: "t"): out.append(0x09)
+                case UInt8(ascii: "r"): out.append(0x0D)
+                case UInt8(ascii: "b"): out.append(0x08)
+                case UInt8(ascii: "f"): out.append(0x0C)
+                case UInt8(ascii: "u"):
+                    var scalar = try hex4()
+                    if (0xD800..<0xDC00).contains(scalar), i + 6 <= bytes.count,
+                       bytes[i] == UInt8(ascii: "\\"), bytes[i + 1] == UInt8(ascii: "u") {
+                        i += 2
+                        let low = try hex4()
+                        scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+                    }
+                    out.append(contentsOf: Array(String(Character(Unicode.Scalar(scalar) ?? "\u{FFFD}")).utf8))
+                default: out.append(e)
+                }
+            }
+            throw fail("unterminated string")
+        }
+
+        mutating func number() throws -> Any {
+            let start = i
+            var isFloat = false
+            while i < bytes.count {
+                let c = bytes[i]
+                if (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9")) || c == UInt8(ascii: "-") || c == UInt8(ascii: "+") {
+                    i += 1
+                } else if c == UInt8(ascii: ".") || c == UInt8(ascii: "e") || c == UInt8(ascii: "E") {
+                    isFloat = true
+                    i += 1
+                } else { break }
+            }
+            let s = String(decoding: bytes[start..<i], as: UTF8.self)
+            guard !s.isEmpty else { throw fail("unexpected character") }
+            if !isFloat, let n = Int(s) { return n }
+            guard let d = Double(s) else { throw fail("bad number \(s)") }
+            return d
+        }
+    }
+}
+
+// MARK: - Reading parsed JSON in assertions
+
+extension Optional where Wrapped == Any {
+    /// `json["key"]` on a parsed object (nil when this is not an object).
+    subscript(key: String) -> Any? {
+        guard let o = self as? [String: Any] else { return nil }
+        return o[key]
+    }
+
+    /// `json[0]` on a parsed array (nil when out of range or not an array).
+    subscript(index: Int) -> Any? {
+        guard let a = self as? [Any], index >= 0, index < a.count else { return nil }
+        return a[index]
+    }
+
+    var string: String? { self as? String }
+    var int: Int? { self as? Int }
+    var double: Double? { self as? Double }
+    var bool: Bool? { self as? Bool }
+    var array: [Any]? { self as? [Any] }
+    var object: [String: Any]? { self as? [String: Any] }
+    /// True for JSON `null` (and false for a missing key).
+    var isNull: Bool { self is NSNull }
+    /// `error.code` of an error body.
+    var errorCode: String? { self["error"]["code"].string }
+}
+
+extension Optional where Wrapped == Any {
+    /// The elements of a parsed array, each as `Any?` so they can be subscripted again
+    /// (empty when this is not an array).
+    var items: [Any?] { (self as? [Any])?.map { Optional($0) } ?? [] }
+}
