@@ -202,6 +202,11 @@ OUT_LOG="$OUTDIR/crud-$STAMP.log"
 : >"$OUT_LOG"
 declare -A R   # R[server.workload.phase.key]
 
+CLK_TCK="$(getconf CLK_TCK)"
+cpu_ticks() { # pid -> user + system CPU time so far, in clock ticks (fields 14 and 15 of stat)
+    sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+}
+
 run_wrk() { # server workload phase duration
     local s=$1 w=$2 phase=$3 dur=$4 url script extra=() out line kv
     case $w in
@@ -212,7 +217,9 @@ run_wrk() { # server workload phase duration
     out="$TMP/wrk-$s-$w-$phase.txt"
     local cmd=(wrk -t"$THREADS" -c"$CONNS" -d"$dur" -s "$BENCH/wrk/$script.lua" "$url" "${extra[@]}")
     log "$s $w ($phase, $dur): ${cmd[*]}"
+    local cpu0; cpu0="$(cpu_ticks "${PID[$s]}")"
     BENCH_WRK_DIR="$BENCH/wrk" "${cmd[@]}" >"$out" 2>&1 || { cat "$out" >&2; die "wrk failed for $s $w"; }
+    R["$s.$w.$phase.cpu_ticks"]=$(( $(cpu_ticks "${PID[$s]}") - cpu0 ))
     { echo "### $s $w $phase: ${cmd[*]}"; cat "$out"; echo; } >>"$OUT_LOG"
     line="$(grep '^BENCH_RESULT ' "$out" || true)"
     [ -n "$line" ] || { cat "$out" >&2; die "wrk printed no BENCH_RESULT line for $s $w"; }
@@ -285,6 +292,11 @@ ratio() {
     else echo "n/a"; fi
 }
 lat() { want "$1" && echo "${R[$1.$2.run.$3]}" || echo "n/a"; }
+cpu_per_req() { # server workload -> server CPU microseconds per answered request
+    want "$1" || { echo "n/a"; return; }
+    LC_ALL=C awk -v t="${R[$1.$2.run.cpu_ticks]}" -v hz="$CLK_TCK" -v n="${R[$1.$2.run.requests]}" \
+        'BEGIN { if (n > 0) printf "%.0f", t / hz * 1e6 / n; else print "n/a" }'
+}
 
 TOTAL_BAD=0
 for s in "${SERVERS[@]}"; do for w in "${WORKLOADS[@]}"; do for p in "${PHASES[@]}"; do
@@ -314,11 +326,13 @@ want pocketbase && pb_version="$("$PB_BIN" --version 2>&1 | head -n 1)"
         echo "| ${WNAME[$w]} | $(cell pylon "$w") | $(cell pocketbase "$w") | $(ratio "$w") | $(errs pylon "$w") | $(errs pocketbase "$w") |"
     done
     echo
-    echo "| workload | pylon p50 ms | pylon p99 ms | PocketBase p50 ms | PocketBase p99 ms |"
-    echo "|---|---:|---:|---:|---:|"
+    echo "| workload | pylon p50 ms | pylon p99 ms | PocketBase p50 ms | PocketBase p99 ms | pylon CPU µs/req | PocketBase CPU µs/req |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
     for w in "${WORKLOADS[@]}"; do
-        echo "| ${WNAME[$w]} | $(lat pylon "$w" p50_ms) | $(lat pylon "$w" p99_ms) | $(lat pocketbase "$w" p50_ms) | $(lat pocketbase "$w" p99_ms) |"
+        echo "| ${WNAME[$w]} | $(lat pylon "$w" p50_ms) | $(lat pylon "$w" p99_ms) | $(lat pocketbase "$w" p50_ms) | $(lat pocketbase "$w" p99_ms) | $(cpu_per_req pylon "$w") | $(cpu_per_req pocketbase "$w") |"
     done
+    echo
+    echo "CPU µs/req: the server process's user + system CPU time during the measured run divided by the requests answered (wrk's CPU not included)."
     echo
     if want pylon && want pocketbase; then
         for g in "insert 5" "get 4"; do

@@ -298,6 +298,31 @@ struct DurabilityTests {
     }
 }
 
+extension DurabilityTests {
+    /// The refusal tells the user to drop a column themselves; after they do, the host
+    /// must accept the manifest without it (the recorded schema is reconciled).
+    @Test func columnDroppedByHandIsAcceptedAfterARefusal() async throws {
+        let host = try DurHost.make(manifest: Self.schemaManifest(fields: Self.baseFields))
+        defer { host.dispose() }
+        try await host.launch()
+        let r = await host.post(#"{"title":"keep","priority":1,"notes":"gone soon"}"#, entity: "Task")
+        #expect(r.id != nil, "POST: \(r.summary)")
+        await host.stop()
+        let withoutNotes = """
+            {"name": "title", "type": "string", "optional": false, "unique": false},
+            {"name": "priority", "type": "int", "optional": true, "unique": false}
+            """
+        try host.writeManifest(Self.schemaManifest(fields: withoutNotes))
+        let refused = try await host.launchExpectingExit()
+        #expect(refused.exited && refused.status != 0, "dropping a field must be refused first:\n\(refused.log)")
+        let sqlite = try await DurRun.run("/usr/bin/sqlite3", [host.dbPath, "ALTER TABLE Task DROP COLUMN notes"])
+        #expect(sqlite.status == 0, "sqlite3: \(sqlite.stderr)")
+        try await host.launch()
+        let ids = try await host.listIDs("Task")
+        #expect(ids.count == 1, "the row survives the hand-made drop")
+    }
+}
+
 // MARK: - Helpers (fileprivate: this file stands alone)
 
 fileprivate struct DurSetupError: Error, CustomStringConvertible {

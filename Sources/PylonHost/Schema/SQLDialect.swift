@@ -29,6 +29,9 @@ public protocol SQLDialect: Sendable {
     func addColumn(_ entity: String, _ field: Field) -> [String]
     func createIndex(_ entity: String, _ index: Index) -> String
     func dropIndex(_ name: String) -> String
+    /// A query returning one row per column name of the table named by parameter 1
+    /// (no rows when the table does not exist).
+    var columnNamesSQL: String { get }
 }
 
 extension SQLDialect {
@@ -133,4 +136,6 @@ public struct SQLiteDialect: SQLDialect {
     }
 
     public func dropIndex(_ name: String) -> String { "DROP INDEX IF EXISTS \(quote(name))" }
+
+    public var columnNamesSQL: String { "SELECT name FROM pragma_table_info(?)" }
 }

@@ -21,7 +21,8 @@ enum SchemaApplier {
         var log: [String] = []
         var changes: [SchemaChange] = []
         if case let .text(json)? = r.rows.first?.first {
-            let old = try SchemaSnapshot.decode(try JSONParser.parse(json))
+            let recorded = try SchemaSnapshot.decode(try JSONParser.parse(json))
+            let old = try reconcile(recorded, with: entities, conn, d)
             switch SchemaDiff.plan(from: old, to: entities) {
             case let .success(c): changes = c
             case let .failure(e):
@@ -52,6 +53,29 @@ enum SchemaApplier {
         try conn.execute("INSERT INTO _pylon_meta (key, value) VALUES (\(d.placeholder(1)), \(d.placeholder(2)))",
                          [.text("schema"), .text(snapshot)], wantRows: false)
         return log
+    }
+
+    /// Forgets recorded tables and columns that the user has dropped by hand (as the
+    /// destructive-change message tells them to), so the next start can proceed. Only
+    /// things the new manifest no longer declares are forgotten; anything else missing is
+    /// left for the diff (and the store) to report.
+    static func reconcile(_ recorded: [Entity], with manifest: [Entity], _ conn: StoreConnection, _ d: SQLDialect) throws -> [Entity] {
+        var out: [Entity] = []
+        for var e in recorded {
+            let cols = Set(try conn.execute(d.columnNamesSQL, [.text(e.name)]).rows.compactMap { row -> String? in
+                if case let .text(n) = row[0] { return n }
+                return nil
+            })
+            let wanted = manifest.first { $0.name == e.name }
+            if cols.isEmpty {
+                if wanted == nil { continue }  // table dropped by hand, and gone from the manifest
+                out.append(e)
+                continue
+            }
+            e.fields.removeAll { f in !cols.contains(f.name) && wanted?.field(named: f.name) == nil }
+            out.append(e)
+        }
+        return out
     }
 
     /// The database's epoch id, created on first start.
