@@ -1,7 +1,9 @@
 import Foundation
 import Hummingbird
+import HummingbirdWebSocket
 import Logging
 import PylonPluginABI
+import ServiceLifecycle
 
 /// The host process: loads the manifest and plugins, opens the store, migrates, and serves
 /// HTTP. `pylon-host serve` is `try await Host.start(config).run()`.
@@ -15,10 +17,17 @@ public final class Host: Sendable {
     let sessions: SessionStore
     let metrics: Metrics
     let logger: Logger
+    let hub: ChangeHub
 
     /// Everything before serving; throws `HostError` with a message saying what to fix.
     public static func start(_ config: HostConfig, logger: Logger = Logger(label: "pylon")) throws -> Host {
         let manifest = try loadManifest(config.manifestPath)
+        let policies: PolicyEngine
+        do {
+            policies = try PolicyEngine(manifest: manifest, dev: config.dev)
+        } catch {
+            throw HostError(status: 500, code: error.code, message: "\(config.manifestPath): \(error.path): \(error.message)")
+        }
         let metrics = Metrics()
         let services = HostServices(logger: logger, metrics: metrics)
         let scan = PluginLoader.scan(directory: config.pluginsDir)
@@ -64,20 +73,29 @@ public final class Host: Sendable {
             readers.append(try open(table, served.instance, PYLON_STORE_OPEN_READ, served.plugin))
         }
         let store = StoreThreads(writer: writer, readers: readers, dialect: dialect)
-        let data = DataService(manifest: manifest, dialect: dialect, store: store)
+        let data = DataService(manifest: manifest, dialect: dialect, store: store, policies: policies)
         let changes = ChangeLog(store: store, dialect: dialect, epoch: epoch, retention: config.changelogRetention)
         let sessions = SessionStore(store: store, dialect: dialect, lifetime: manifest.auth.sessionExpiresIn)
-        store.onCommit = { events in metrics.add("changes_committed_total", Int64(events.count)) }
+        let hub = ChangeHub(queueLimit: config.syncQueueLimit, maxPerAddress: config.maxConnectionsPerAddress, metrics: metrics)
+        store.onCommit = { events in
+            metrics.add("changes_committed_total", Int64(events.count))
+            hub.publish(events)
+        }
         logger.info("store: \(served.plugin.id) at \(storePath), dialect \(dialect.name), \(readerCount) readers, epoch \(epoch)")
-        if manifest.policies.isEmpty && !config.dev {
-            logger.warning("no policies in the manifest and not in --dev mode: every entity is reachable by anyone who can reach this port until policies are added")
+        for e in policies.unprotectedEntities {
+            logger.warning("entity \(e) has no policy: \(config.dev ? "open to everyone (--dev)" : "admin-only until a policy names it")")
+        }
+        for (e, ops) in policies.unguardedOperations where !ops.isEmpty {
+            logger.warning("entity \(e): no rule covers \(ops.map(\.rawValue).joined(separator: ", ")); those operations are open to everyone")
         }
         return Host(config: config, manifest: manifest, registry: registry, store: store, data: data,
-                    changes: changes, sessions: sessions, metrics: metrics, logger: logger)
+                    changes: changes, sessions: sessions, metrics: metrics, logger: logger, hub: hub)
     }
 
     private init(config: HostConfig, manifest: Manifest, registry: PluginRegistry, store: StoreThreads,
-                 data: DataService, changes: ChangeLog, sessions: SessionStore, metrics: Metrics, logger: Logger) {
+                 data: DataService, changes: ChangeLog, sessions: SessionStore, metrics: Metrics, logger: Logger,
+                 hub: ChangeHub) {
+        self.hub = hub
         self.config = config
         self.manifest = manifest
         self.registry = registry
@@ -119,29 +137,67 @@ public final class Host: Sendable {
             throw HostError(status: 500, code: problems[0].code,
                             message: "\(path) has \(problems.count) problem(s):\n  " + problems.map(\.description).joined(separator: "\n  "))
         }
+        do {
+            _ = try PolicyEngine(manifest: manifest, dev: false)
+        } catch {
+            throw HostError(status: 500, code: error.code, message: "\(path): \(error.path): \(error.message)")
+        }
         return manifest
     }
 
-    /// Serves HTTP until the process is stopped.
+    /// Serves HTTP (and WS/SSE) until the process is stopped: the API port, plus Pylon's
+    /// WS (port+1) and SSE (port+2) listeners unless `compatPorts` is off.
     public func run() async throws {
         let stubs = CapabilityInfo.all.filter { registry.served[$0.id] == nil }
+        let sync = SyncStream(hub: hub, changes: changes, canRead: { [data] auth, entity, row in
+            data.canRead(entity, row, auth: auth)
+        })
+        let realtime = RealtimeConfig(maxFrameBytes: config.maxFrameBytes)
         let routes = RouteContext(data: data, changes: changes, sessions: sessions, config: config,
-                                  metrics: metrics, startedAt: Date(), stubs: stubs)
-        let router = Router()
-        router.add(middleware: APIMiddleware(corsOrigin: config.corsOrigin, metrics: metrics))
+                                  metrics: metrics, startedAt: Date(), stubs: stubs, hub: hub, sync: sync,
+                                  realtime: realtime)
+        let middleware = APIMiddleware<PylonRequestContext>(corsOrigin: config.corsOrigin, metrics: metrics)
+        let router = Router(context: PylonRequestContext.self)
+        router.add(middleware: middleware)
         routes.addSystemRoutes(router)
         routes.addAuthRoutes(router)
         routes.addDataRoutes(router)
         routes.addSyncRoutes(router)
+        routes.addEventStreamRoute(router, path: "/api/sync/events")
+        let wsRouter = Router(context: PylonRequestContext.self)
+        routes.addWebSocketRoute(wsRouter, path: "/api/sync/ws")
         var appLogger = logger
         appLogger.logLevel = .warning
-        let app = Application(
+        let wsConfig = WebSocketServerConfiguration(maxFrameSize: config.maxFrameBytes, autoPing: .enabled(timePeriod: .seconds(30)))
+        let main = Application(
             router: router,
+            server: .http1WebSocketUpgrade(webSocketRouter: wsRouter, configuration: .init(ws: wsConfig)),
             configuration: .init(address: .hostname(config.bindHost, port: config.port), serverName: "pylon-host"),
             onServerRunning: { [logger, config] _ in
                 logger.info("pylon-host listening on http://\(config.bindHost):\(config.port)\(config.dev ? " (dev mode)" : "")")
             },
             logger: appLogger)
+        var services: [any Service] = [main]
+        if config.compatPorts {
+            let wsOnly = Router(context: PylonRequestContext.self)
+            routes.addWebSocketRoute(wsOnly, path: "/")
+            routes.addWebSocketRoute(wsOnly, path: "/**")
+            let wsApp = Application(
+                router: Router(context: PylonRequestContext.self),
+                server: .http1WebSocketUpgrade(webSocketRouter: wsOnly, configuration: .init(ws: wsConfig)),
+                configuration: .init(address: .hostname(config.bindHost, port: config.port + 1), serverName: "pylon-host"),
+                logger: appLogger)
+            let sseRouter = Router(context: PylonRequestContext.self)
+            sseRouter.add(middleware: middleware)
+            routes.addEventStreamRoute(sseRouter, path: "/")
+            routes.addEventStreamRoute(sseRouter, path: "/**")
+            let sseApp = Application(
+                router: sseRouter,
+                configuration: .init(address: .hostname(config.bindHost, port: config.port + 2), serverName: "pylon-host"),
+                logger: appLogger)
+            services += [wsApp, sseApp]
+            logger.info("Pylon-compatible listeners: WebSocket on port \(config.port + 1), SSE on port \(config.port + 2)")
+        }
         // Trim once before serving (so a restart applies a lowered retention at once),
         // then every minute.
         if let n = try? await changes.trim(), n > 0 { logger.info("change log: trimmed \(n) entries beyond retention") }
@@ -157,7 +213,8 @@ public final class Host: Sendable {
             }
         }
         defer { trimmer.cancel() }
-        try await app.runService()
+        let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: appLogger)
+        try await group.run()
         store.shutdown()
     }
 }

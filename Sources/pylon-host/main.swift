@@ -1,11 +1,13 @@
 import ArgumentParser
+import Dispatch
 import Foundation
 import Logging
+import NIOCore
+import NIOPosix
 import PylonHost
 
 /// `pylon-host [serve] | plugins | check` — thin CLI over the PylonHost library.
-@main
-struct PylonHostCommand: AsyncParsableCommand {
+struct PylonHostCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pylon-host",
         abstract: "A realtime backend host that loads its storage, auth, functions and cache as plugins.",
@@ -14,7 +16,7 @@ struct PylonHostCommand: AsyncParsableCommand {
         defaultSubcommand: Serve.self)
 }
 
-struct Serve: AsyncParsableCommand {
+struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Serve the app (default).")
 
     @Option(help: "Folder of plugin .so files (env PYLON_PLUGINS_DIR).") var plugins: String?
@@ -25,7 +27,7 @@ struct Serve: AsyncParsableCommand {
     @Flag(help: "Development mode (env PYLON_DEV_MODE=1).") var dev = false
     @Flag(help: "Do not open Pylon's extra WS (port+1) and SSE (port+2) listeners.") var noCompatPorts = false
 
-    func run() async throws {
+    func run() throws {
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)
             h.logLevel = ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) } ?? .info
@@ -42,7 +44,7 @@ struct Serve: AsyncParsableCommand {
             if dev { config.dev = true }
             if noCompatPorts { config.compatPorts = false }
             let h = try Host.start(config, logger: logger)
-            try await h.run()
+            try blockOn { try await h.run() }
         } catch let e as HostError {
             FileHandle.standardError.write(Data("pylon-host: error: \(e.code): \(e.message)\n".utf8))
             throw ExitCode(2)
@@ -77,3 +79,23 @@ struct Check: ParsableCommand {
         }
     }
 }
+
+/// Runs async work from this synchronous CLI and waits for it. The main thread is not an
+/// event loop, so waiting here blocks nothing that serves requests.
+func blockOn(_ work: @escaping @Sendable () async throws -> Void) throws {
+    final class Outcome: @unchecked Sendable { var error: Error? }
+    let outcome = Outcome()
+    let done = DispatchSemaphore(value: 0)
+    Task {
+        do { try await work() } catch { outcome.error = error }
+        done.signal()
+    }
+    done.wait()
+    if let e = outcome.error { throw e }
+}
+
+// Swift concurrency runs on NIO's event-loop threads, so request handlers do not hop
+// between the concurrency pool and the event loops (fewer context switches per request).
+// Must happen before any async code runs, hence top-level code instead of @main.
+_ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+PylonHostCommand.main()

@@ -1,13 +1,5 @@
 import Foundation
 import Testing
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// Black-box durability of the release host (DESIGN.md §4): concurrent writers against the
 /// change log, `kill -9` in the middle of a write load, manifest validation through
@@ -184,11 +176,11 @@ struct DurabilityTests {
 
     @Test(arguments: DurabilityTests.badManifests)
     func checkRejectsABadManifestWithItsCode(_ bad: BadManifest) async throws {
-        let dir = try DurPaths.tempDir("check")
-        defer { DurPaths.remove(dir) }
+        let dir = try TestPaths.freshTempDir("pylon-dur-check")
+        defer { TestPaths.removeTempDir(dir) }
         let path = dir.appendingPathComponent("pylon.manifest.json").path
         try Data(bad.text.utf8).write(to: URL(fileURLWithPath: path))
-        let r = try await DurRun.run(DurPaths.hostBinary, ["check", "--manifest", path])
+        let r = try await TestCommand.run(TestPaths.hostBinary, ["check", "--manifest", path])
         #expect(r.status != 0, "pylon-host check accepted a manifest with \(bad.name); stdout: \(r.stdout)")
         #expect(r.stderr.contains(bad.code), "stderr should carry \(bad.code):\n\(r.stderr)")
         for word in bad.mentions {
@@ -197,11 +189,11 @@ struct DurabilityTests {
     }
 
     @Test func checkAcceptsAGoodManifest() async throws {
-        let dir = try DurPaths.tempDir("check")
-        defer { DurPaths.remove(dir) }
+        let dir = try TestPaths.freshTempDir("pylon-dur-check")
+        defer { TestPaths.removeTempDir(dir) }
         let path = dir.appendingPathComponent("pylon.manifest.json").path
         try Data(Self.itemManifest.utf8).write(to: URL(fileURLWithPath: path))
-        let r = try await DurRun.run(DurPaths.hostBinary, ["check", "--manifest", path])
+        let r = try await TestCommand.run(TestPaths.hostBinary, ["check", "--manifest", path])
         #expect(r.status == 0, "pylon-host check refused a good manifest: \(r.stderr)")
     }
 
@@ -315,7 +307,7 @@ extension DurabilityTests {
         try host.writeManifest(Self.schemaManifest(fields: withoutNotes))
         let refused = try await host.launchExpectingExit()
         #expect(refused.exited && refused.status != 0, "dropping a field must be refused first:\n\(refused.log)")
-        let sqlite = try await DurRun.run("/usr/bin/sqlite3", [host.dbPath, "ALTER TABLE Task DROP COLUMN notes"])
+        let sqlite = try await TestCommand.run("/usr/bin/sqlite3", [host.dbPath, "ALTER TABLE Task DROP COLUMN notes"])
         #expect(sqlite.status == 0, "sqlite3: \(sqlite.stderr)")
         try await host.launch()
         let ids = try await host.listIDs("Task")
@@ -323,80 +315,7 @@ extension DurabilityTests {
     }
 }
 
-// MARK: - Helpers (fileprivate: this file stands alone)
-
-fileprivate struct DurSetupError: Error, CustomStringConvertible {
-    var description: String
-}
-
-fileprivate enum DurPaths {
-    /// `Tests/PylonHostTests/DurabilityTests.swift` → the package root.
-    static let root = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    static var hostBinary: String { root.appendingPathComponent(".build/release/pylon-host").path }
-    static var pluginsDir: String { root.appendingPathComponent("plugins").path }
-
-    static func requireBuild() throws {
-        guard FileManager.default.isExecutableFile(atPath: hostBinary) else {
-            throw DurSetupError(description: "\(hostBinary) is missing: run `make build` first")
-        }
-        guard FileManager.default.fileExists(atPath: pluginsDir + "/libPylonStoreSQLite.so") else {
-            throw DurSetupError(description: "\(pluginsDir)/libPylonStoreSQLite.so is missing: run `make build` first")
-        }
-    }
-
-    static func tempDir(_ tag: String) throws -> URL {
-        try requireBuild()
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pylon-dur-\(tag)-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        return dir
-    }
-
-    static func remove(_ dir: URL) {
-        if ProcessInfo.processInfo.environment["PYLON_TEST_KEEP"] == nil {
-            try? FileManager.default.removeItem(at: dir)
-        }
-    }
-}
-
-fileprivate enum DurRun {
-    /// Runs a command to completion; stdout and stderr go through temp files.
-    static func run(_ executable: String, _ args: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
-        let fm = FileManager.default
-        let base = fm.temporaryDirectory.appendingPathComponent("pylon-dur-run-\(UUID().uuidString)").path
-        let outPath = base + ".out", errPath = base + ".err"
-        _ = fm.createFile(atPath: outPath, contents: nil)
-        _ = fm.createFile(atPath: errPath, contents: nil)
-        defer {
-            try? fm.removeItem(atPath: outPath)
-            try? fm.removeItem(atPath: errPath)
-        }
-        guard let out = FileHandle(forWritingAtPath: outPath), let err = FileHandle(forWritingAtPath: errPath) else {
-            throw DurSetupError(description: "cannot create output files")
-        }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: executable)
-        p.arguments = args
-        p.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PYLON_") }
-        p.standardOutput = out
-        p.standardError = err
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
-        try? out.close()
-        try? err.close()
-        let deadline = Date().addingTimeInterval(60)
-        while p.isRunning && Date() < deadline { try await Task.sleep(for: .milliseconds(20)) }
-        if p.isRunning {
-            kill(p.processIdentifier, SIGKILL)
-            p.waitUntilExit()
-            throw DurSetupError(description: "\(executable) \(args.joined(separator: " ")) did not finish within 60 s")
-        }
-        p.waitUntilExit()
-        return (p.terminationStatus,
-                (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "",
-                (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "")
-    }
-}
+// MARK: - Helpers (paths, commands, the served host itself: Support/TestSupport.swift)
 
 /// The outcome of one POST: the new id on 201, else what went wrong.
 fileprivate struct DurPost: Sendable {
@@ -489,40 +408,20 @@ fileprivate actor DurTally {
             if n >= target { return }
             if f > maxFailures {
                 let some = await failures.prefix(3)
-                throw DurSetupError(description: "writers keep failing (\(n) acknowledged): \(some)")
+                throw TestSetupError(description: "writers keep failing (\(n) acknowledged): \(some)")
             }
             try await Task.sleep(for: .milliseconds(10))
         }
     }
 }
 
-/// One `pylon-host serve` on a temp dir: manifest, database, a log per launch.
-fileprivate final class DurHost: @unchecked Sendable {
-    let directory: URL
-    let manifestPath: String
-    let dbPath: String
-    private let lock = NSLock()
-    private var process: Process?
-    private var port = 0
-    private var launches = 0
-    private var logPath: String
-    private let session: URLSession
-
-    private init(directory: URL) {
-        self.directory = directory
-        manifestPath = directory.appendingPathComponent("pylon.manifest.json").path
-        dbPath = directory.appendingPathComponent("app.db").path
-        logPath = directory.appendingPathComponent("host-0.log").path
-        let cfg = URLSessionConfiguration.ephemeral
-        cfg.timeoutIntervalForRequest = 30
-        cfg.httpMaximumConnectionsPerHost = 16
-        cfg.urlCache = nil
-        cfg.httpCookieStorage = nil
-        session = URLSession(configuration: cfg)
-    }
-
+/// One `pylon-host serve` on a temp dir of its own: manifest, database, a log per launch.
+fileprivate final class DurHost: ServedHost, @unchecked Sendable {
     static func make(manifest: String) throws -> DurHost {
-        let host = DurHost(directory: try DurPaths.tempDir("host"))
+        let dir = try TestPaths.freshTempDir("pylon-dur-host")
+        let host = DurHost(directory: dir, manifestPath: dir.appendingPathComponent("pylon.manifest.json").path,
+                           dbPath: dir.appendingPathComponent("app.db").path,
+                           logPerLaunch: true, maxConnectionsPerHost: 16)
         try host.writeManifest(manifest)
         return host
     }
@@ -531,119 +430,10 @@ fileprivate final class DurHost: @unchecked Sendable {
         try Data(text.utf8).write(to: URL(fileURLWithPath: manifestPath))
     }
 
-    /// The log of the latest launch.
-    var log: String {
-        let path = lock.withLock { logPath }
-        return (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
-    }
-
     /// Kills the host if it runs and removes the temp dir.
     func dispose() {
         kill9()
-        session.invalidateAndCancel()
-        DurPaths.remove(directory)
-    }
-
-    private func spawn() throws -> Process {
-        let port = try durFreePort()
-        let path = lock.withLock { () -> String in
-            launches += 1
-            logPath = directory.appendingPathComponent("host-\(launches).log").path
-            return logPath
-        }
-        _ = FileManager.default.createFile(atPath: path, contents: nil)
-        guard let out = FileHandle(forWritingAtPath: path) else { throw DurSetupError(description: "cannot write \(path)") }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: DurPaths.hostBinary)
-        p.arguments = ["serve", "--plugins", DurPaths.pluginsDir, "--manifest", manifestPath, "--db", dbPath,
-                       "--port", String(port), "--dev", "--no-compat-ports"]
-        p.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PYLON_") }
-        p.currentDirectoryURL = directory
-        p.standardOutput = out
-        p.standardError = out
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
-        try? out.close()
-        lock.withLock {
-            process = p
-            self.port = port
-        }
-        return p
-    }
-
-    /// Starts the host and waits for `GET /health` → 200 (retrying on a port race).
-    func launch() async throws {
-        for attempt in 0..<3 {
-            let p = try spawn()
-            let deadline = Date().addingTimeInterval(60)
-            while Date() < deadline && p.isRunning {
-                if let r = try? await request("GET", "/health", timeout: 2), r.status == 200 { return }
-                try await Task.sleep(for: .milliseconds(50))
-            }
-            if p.isRunning {
-                kill9()
-                throw DurSetupError(description: "pylon-host did not answer /health within 60 s; log:\n\(log)")
-            }
-            p.waitUntilExit()
-            if !log.lowercased().contains("address already in use") || attempt == 2 {
-                throw DurSetupError(description: "pylon-host exited with status \(p.terminationStatus) before serving; log:\n\(log)")
-            }
-        }
-    }
-
-    /// Starts the host expecting it to refuse to start. `exited` is false when it served
-    /// instead (then it is killed).
-    func launchExpectingExit() async throws -> (exited: Bool, status: Int32, log: String) {
-        let p = try spawn()
-        let deadline = Date().addingTimeInterval(60)
-        while Date() < deadline && p.isRunning {
-            if let r = try? await request("GET", "/health", timeout: 2), r.status == 200 {
-                kill9()
-                return (false, 0, log)
-            }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        if p.isRunning {
-            kill9()
-            return (false, 0, log)
-        }
-        p.waitUntilExit()
-        return (true, p.terminationStatus, log)
-    }
-
-    /// SIGKILL: a crash, no shutdown code runs.
-    func kill9() {
-        guard let p = lock.withLock({ process }) else { return }
-        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
-        p.waitUntilExit()
-    }
-
-    /// SIGTERM and wait (SIGKILL after 15 s).
-    func stop() async {
-        guard let p = lock.withLock({ process }) else { return }
-        if p.isRunning { kill(p.processIdentifier, SIGTERM) }
-        let deadline = Date().addingTimeInterval(15)
-        while p.isRunning && Date() < deadline { try? await Task.sleep(for: .milliseconds(20)) }
-        kill9()
-    }
-
-    func request(_ method: String, _ path: String, body: String? = nil, timeout: TimeInterval = 30)
-        async throws -> (status: Int, data: Data, text: String)
-    {
-        let port = lock.withLock { self.port }
-        guard let url = URL(string: "http://127.0.0.1:\(port)\(path)") else {
-            throw DurSetupError(description: "bad path \(path)")
-        }
-        var req = URLRequest(url: url)
-        req.httpMethod = method
-        req.timeoutInterval = timeout
-        if let body {
-            req.httpBody = Data(body.utf8)
-            req.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        }
-        let (data, response) = try await session.data(for: req)
-        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
-        return (status, data, String(decoding: data, as: UTF8.self))
+        TestPaths.removeTempDir(directory)
     }
 
     /// POST a row; never throws (a transport error is a failed post).
@@ -664,7 +454,7 @@ fileprivate final class DurHost: @unchecked Sendable {
         let e = epoch.map { "&epoch=\($0)" } ?? ""
         let r = try await request("GET", "/api/sync/pull?since=\(since)&limit=\(limit)\(e)")
         guard r.status == 200 else {
-            throw DurSetupError(description: "GET /api/sync/pull?since=\(since)&limit=\(limit)\(e): \(r.status) \(r.text)")
+            throw TestSetupError(description: "GET /api/sync/pull?since=\(since)&limit=\(limit)\(e): \(r.status) \(r.text)")
         }
         return try JSONDecoder().decode(DurPull.self, from: r.data)
     }
@@ -683,41 +473,16 @@ fileprivate final class DurHost: @unchecked Sendable {
             }
             guard page.has_more else { return (all, lastEpoch) }
             guard !page.changes.isEmpty, page.cursor.last_seq > cursor else {
-                throw DurSetupError(description: "pull since=\(cursor) says has_more but does not advance")
+                throw TestSetupError(description: "pull since=\(cursor) says has_more but does not advance")
             }
             cursor = page.cursor.last_seq
         }
-        throw DurSetupError(description: "pull did not finish after 10000 pages")
+        throw TestSetupError(description: "pull did not finish after 10000 pages")
     }
 
     func listIDs(_ entity: String) async throws -> [String] {
         let r = try await request("GET", "/api/entities/\(entity)")
-        guard r.status == 200 else { throw DurSetupError(description: "GET /api/entities/\(entity): \(r.status) \(r.text)") }
+        guard r.status == 200 else { throw TestSetupError(description: "GET /api/entities/\(entity): \(r.status) \(r.text)") }
         return try JSONDecoder().decode(DurList.self, from: r.data).data.map(\.id)
     }
-}
-
-/// A free loopback port: bind 127.0.0.1:0 and read back what the kernel chose.
-fileprivate func durFreePort() throws -> Int {
-    #if canImport(Glibc)
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    #else
-    let fd = socket(AF_INET, SOCK_STREAM, 0)
-    #endif
-    guard fd >= 0 else { throw DurSetupError(description: "socket() failed: errno \(errno)") }
-    defer { close(fd) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_port = 0
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let bound = withUnsafePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    guard bound == 0 else { throw DurSetupError(description: "bind(127.0.0.1:0) failed: errno \(errno)") }
-    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let named = withUnsafeMutablePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
-    }
-    guard named == 0 else { throw DurSetupError(description: "getsockname() failed: errno \(errno)") }
-    return Int(UInt16(bigEndian: addr.sin_port))
 }

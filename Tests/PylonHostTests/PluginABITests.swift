@@ -1,14 +1,6 @@
 import Foundation
 import PylonPluginABI
 import Testing
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// The plugin ABI from the outside (DESIGN.md §3): a plugins folder with the real SQLite
 /// store, a valid C99 fixture and one broken file per refusal reason, inspected with
@@ -21,7 +13,7 @@ struct PluginABITests {
     @Test func pluginsJSONListsLoadedPluginsAndEveryRefusalWithItsReason() async throws {
         let folder = try await ABIFixtureFolder.make()
         defer { folder.remove() }
-        let r = try await ABIRun.run(ABIPaths.hostBinary, ["plugins", "--plugins", folder.plugins.path, "--json"])
+        let r = try await ABIRun.run(TestPaths.hostBinary, ["plugins", "--plugins", folder.plugins.path, "--json"])
         #expect(r.status == 0, "pylon-host plugins --json exited \(r.status); stderr:\n\(r.stderr)")
         let report = try JSONDecoder().decode(ABIPluginsReport.self, from: Data(r.stdout.utf8))
 
@@ -71,9 +63,9 @@ struct PluginABITests {
     @Test func pluginsTextOutputShowsTheSameVerdicts() async throws {
         let folder = try await ABIFixtureFolder.make()
         defer { folder.remove() }
-        let json = try await ABIRun.run(ABIPaths.hostBinary, ["plugins", "--plugins", folder.plugins.path, "--json"])
+        let json = try await ABIRun.run(TestPaths.hostBinary, ["plugins", "--plugins", folder.plugins.path, "--json"])
         let report = try JSONDecoder().decode(ABIPluginsReport.self, from: Data(json.stdout.utf8))
-        let r = try await ABIRun.run(ABIPaths.hostBinary, ["plugins", "--plugins", folder.plugins.path])
+        let r = try await ABIRun.run(TestPaths.hostBinary, ["plugins", "--plugins", folder.plugins.path])
         #expect(r.status == 0, "pylon-host plugins exited \(r.status); stderr:\n\(r.stderr)")
         #expect(!r.stdout.hasPrefix("{"), "text mode printed JSON:\n\(r.stdout)")
         for p in report.plugins {
@@ -103,8 +95,8 @@ struct PluginABITests {
         """
         let manifestPath = folder.root.appendingPathComponent("pylon.manifest.json").path
         try Data(manifest.utf8).write(to: URL(fileURLWithPath: manifestPath))
-        let host = ABIServedHost(directory: folder.root, pluginsDir: folder.plugins.path, manifestPath: manifestPath,
-                                 dbPath: folder.root.appendingPathComponent("app.db").path)
+        let host = ServedHost(directory: folder.root, pluginsDir: folder.plugins.path, manifestPath: manifestPath,
+                              dbPath: folder.root.appendingPathComponent("app.db").path)
         defer { host.kill9() }
         try await host.launch()
 
@@ -135,7 +127,7 @@ struct PluginABITests {
     }
 
     @Test func headerHashMatchesTheHeader() throws {
-        let path = ABIPaths.root.appendingPathComponent("Sources/PylonPluginABI/include/pylon_plugin.h").path
+        let path = TestPaths.packageRoot.appendingPathComponent("Sources/PylonPluginABI/include/pylon_plugin.h").path
         guard let data = FileManager.default.contents(atPath: path) else {
             Issue.record("cannot read \(path)")
             return
@@ -180,28 +172,9 @@ struct PluginABITests {
 
 // MARK: - Fixture folder
 
-fileprivate struct ABISetupError: Error, CustomStringConvertible {
-    var description: String
-}
-
 fileprivate enum ABIPaths {
-    /// `Tests/PylonHostTests/PluginABITests.swift` → the package root.
-    static let root = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    static var hostBinary: String { root.appendingPathComponent(".build/release/pylon-host").path }
-    static var sqlitePlugin: String { root.appendingPathComponent("plugins/libPylonStoreSQLite.so").path }
-    static var fixtures: URL { root.appendingPathComponent("Tests/Fixtures/plugins") }
-    static var abiInclude: String { root.appendingPathComponent("Sources/PylonPluginABI/include").path }
-
-    static func requireBuild() throws {
-        let fm = FileManager.default
-        guard fm.isExecutableFile(atPath: hostBinary) else {
-            throw ABISetupError(description: "\(hostBinary) is missing: run `make build` first")
-        }
-        guard fm.fileExists(atPath: sqlitePlugin) else {
-            throw ABISetupError(description: "\(sqlitePlugin) is missing: run `make build` first")
-        }
-    }
+    static var fixtures: URL { TestPaths.packageRoot.appendingPathComponent("Tests/Fixtures/plugins") }
+    static var abiInclude: String { TestPaths.packageRoot.appendingPathComponent("Sources/PylonPluginABI/include").path }
 }
 
 /// A temp dir with `plugins/` holding the real store, good and bad fixtures.
@@ -221,14 +194,13 @@ fileprivate struct ABIFixtureFolder {
     let plugins: URL
 
     static func make() async throws -> ABIFixtureFolder {
-        try ABIPaths.requireBuild()
         let fm = FileManager.default
-        let root = fm.temporaryDirectory.appendingPathComponent("pylon-abi-\(UUID().uuidString)")
+        let root = try TestPaths.freshTempDir("pylon-abi")
         let plugins = root.appendingPathComponent("plugins")
-        try fm.createDirectory(at: plugins, withIntermediateDirectories: true)
         let folder = ABIFixtureFolder(root: root, plugins: plugins)
         do {
-            try fm.copyItem(atPath: ABIPaths.sqlitePlugin, toPath: plugins.appendingPathComponent(sqliteFile).path)
+            try fm.createDirectory(at: plugins, withIntermediateDirectories: true)
+            try fm.copyItem(atPath: TestPaths.sqlitePlugin, toPath: plugins.appendingPathComponent(sqliteFile).path)
             let fixture = ABIPaths.fixtures.appendingPathComponent("fixture_plugin.c").path
             let noEntry = ABIPaths.fixtures.appendingPathComponent("no_entry.c").path
             try await compile(fixture, to: plugins.appendingPathComponent(fixtureFirst).path,
@@ -254,55 +226,19 @@ fileprivate struct ABIFixtureFolder {
             + ["-o", output, source]
         let r = try await ABIRun.run("/usr/bin/env", args)
         guard r.status == 0 else {
-            throw ABISetupError(description: "cc failed (\(r.status)): \(args.joined(separator: " "))\n\(r.stderr)")
+            throw TestSetupError(description: "cc failed (\(r.status)): \(args.joined(separator: " "))\n\(r.stderr)")
         }
     }
 
-    func remove() {
-        if ProcessInfo.processInfo.environment["PYLON_TEST_KEEP"] == nil {
-            try? FileManager.default.removeItem(at: root)
-        }
-    }
+    func remove() { TestPaths.removeTempDir(root) }
 }
 
 // MARK: - Running commands
 
 fileprivate enum ABIRun {
-    /// Runs a command to completion with stdout and stderr captured in temp files.
+    /// `TestCommand.run` with this file's 120 s limit (a `cc` run can be slow).
     static func run(_ executable: String, _ args: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
-        let fm = FileManager.default
-        let base = fm.temporaryDirectory.appendingPathComponent("pylon-abi-run-\(UUID().uuidString)")
-        let outPath = base.path + ".out", errPath = base.path + ".err"
-        _ = fm.createFile(atPath: outPath, contents: nil)
-        _ = fm.createFile(atPath: errPath, contents: nil)
-        defer {
-            try? fm.removeItem(atPath: outPath)
-            try? fm.removeItem(atPath: errPath)
-        }
-        guard let out = FileHandle(forWritingAtPath: outPath), let err = FileHandle(forWritingAtPath: errPath) else {
-            throw ABISetupError(description: "cannot create output files in \(fm.temporaryDirectory.path)")
-        }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: executable)
-        p.arguments = args
-        p.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PYLON_") }
-        p.standardOutput = out
-        p.standardError = err
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
-        try? out.close()
-        try? err.close()
-        let deadline = Date().addingTimeInterval(120)
-        while p.isRunning && Date() < deadline { try await Task.sleep(for: .milliseconds(20)) }
-        if p.isRunning {
-            kill(p.processIdentifier, SIGKILL)
-            p.waitUntilExit()
-            throw ABISetupError(description: "\(executable) \(args.joined(separator: " ")) did not finish within 120 s")
-        }
-        p.waitUntilExit()
-        let stdout = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
-        let stderr = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
-        return (p.terminationStatus, stdout, stderr)
+        try await TestCommand.run(executable, args, timeout: 120)
     }
 }
 
@@ -356,124 +292,4 @@ fileprivate struct ABINote: Decodable {
     var id: String
     var title: String
     var stars: Int?
-}
-
-// MARK: - A served host with a custom plugins folder
-
-fileprivate final class ABIServedHost: @unchecked Sendable {
-    let directory: URL
-    let pluginsDir: String
-    let manifestPath: String
-    let dbPath: String
-    let logPath: String
-    private let lock = NSLock()
-    private var process: Process?
-    private var port = 0
-    private let session: URLSession
-
-    init(directory: URL, pluginsDir: String, manifestPath: String, dbPath: String) {
-        self.directory = directory
-        self.pluginsDir = pluginsDir
-        self.manifestPath = manifestPath
-        self.dbPath = dbPath
-        self.logPath = directory.appendingPathComponent("host.log").path
-        let cfg = URLSessionConfiguration.ephemeral
-        cfg.timeoutIntervalForRequest = 30
-        cfg.urlCache = nil
-        cfg.httpCookieStorage = nil
-        session = URLSession(configuration: cfg)
-    }
-
-    deinit { session.invalidateAndCancel() }
-
-    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
-
-    func launch() async throws {
-        for attempt in 0..<3 {
-            let port = try abiFreePort()
-            _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-            guard let out = FileHandle(forWritingAtPath: logPath) else {
-                throw ABISetupError(description: "cannot write \(logPath)")
-            }
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: ABIPaths.hostBinary)
-            p.arguments = ["serve", "--plugins", pluginsDir, "--manifest", manifestPath, "--db", dbPath,
-                           "--port", String(port), "--dev", "--no-compat-ports"]
-            p.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PYLON_") }
-            p.currentDirectoryURL = directory
-            p.standardOutput = out
-            p.standardError = out
-            p.standardInput = FileHandle.nullDevice
-            try p.run()
-            try? out.close()
-            lock.withLock {
-                process = p
-                self.port = port
-            }
-            let deadline = Date().addingTimeInterval(60)
-            while Date() < deadline {
-                if !p.isRunning { break }
-                if let r = try? await request("GET", "/health", timeout: 2), r.status == 200 { return }
-                try await Task.sleep(for: .milliseconds(50))
-            }
-            if p.isRunning {
-                kill9()
-                throw ABISetupError(description: "pylon-host did not answer /health within 60 s; log:\n\(log)")
-            }
-            p.waitUntilExit()
-            if !log.lowercased().contains("address already in use") || attempt == 2 {
-                throw ABISetupError(description: "pylon-host exited with status \(p.terminationStatus) before serving; log:\n\(log)")
-            }
-        }
-    }
-
-    func kill9() {
-        guard let p = lock.withLock({ process }) else { return }
-        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
-        p.waitUntilExit()
-    }
-
-    func request(_ method: String, _ path: String, body: String? = nil, timeout: TimeInterval = 30)
-        async throws -> (status: Int, data: Data, text: String)
-    {
-        let port = lock.withLock { self.port }
-        guard let url = URL(string: "http://127.0.0.1:\(port)\(path)") else {
-            throw ABISetupError(description: "bad path \(path)")
-        }
-        var req = URLRequest(url: url)
-        req.httpMethod = method
-        req.timeoutInterval = timeout
-        if let body {
-            req.httpBody = Data(body.utf8)
-            req.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        }
-        let (data, response) = try await session.data(for: req)
-        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
-        return (status, data, String(decoding: data, as: UTF8.self))
-    }
-}
-
-/// A free loopback port: bind 127.0.0.1:0 and read back what the kernel chose.
-fileprivate func abiFreePort() throws -> Int {
-    #if canImport(Glibc)
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    #else
-    let fd = socket(AF_INET, SOCK_STREAM, 0)
-    #endif
-    guard fd >= 0 else { throw ABISetupError(description: "socket() failed: errno \(errno)") }
-    defer { close(fd) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_port = 0
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let bound = withUnsafePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    guard bound == 0 else { throw ABISetupError(description: "bind(127.0.0.1:0) failed: errno \(errno)") }
-    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let named = withUnsafeMutablePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
-    }
-    guard named == 0 else { throw ABISetupError(description: "getsockname() failed: errno \(errno)") }
-    return Int(UInt16(bigEndian: addr.sin_port))
 }

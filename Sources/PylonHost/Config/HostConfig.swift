@@ -20,6 +20,12 @@ public struct HostConfig: Sendable {
     /// Read connections (PYLON_STORE_READERS); capped by the store's max_readers.
     public var readers = 4
     public var cookieName = "pylon_session"
+    /// Per-connection queue of undelivered realtime events (PYLON_SYNC_QUEUE).
+    public var syncQueueLimit = 4096
+    /// WS + SSE connections per client address (PYLON_MAX_CONNECTIONS_PER_IP).
+    public var maxConnectionsPerAddress = 64
+    /// Largest WebSocket frame accepted (PYLON_WS_MAX_FRAME).
+    public var maxFrameBytes = 16 * 1024 * 1024
     public var corsOrigin = "*"
 
     public init() {}
@@ -43,6 +49,9 @@ public struct HostConfig: Sendable {
         if let r = try int("PYLON_STORE_READERS") { c.readers = max(1, min(r, 64)) }
         if let p = env["PYLON_PLUGINS_DIR"], !p.isEmpty { c.pluginsDir = p }
         if let o = env["PYLON_CORS_ORIGIN"], !o.isEmpty { c.corsOrigin = o }
+        if let q = try int("PYLON_SYNC_QUEUE") { c.syncQueueLimit = max(16, q) }
+        if let m = try int("PYLON_MAX_CONNECTIONS_PER_IP") { c.maxConnectionsPerAddress = max(1, m) }
+        if let f = try int("PYLON_WS_MAX_FRAME") { c.maxFrameBytes = max(1024, f) }
         return c
     }
 }

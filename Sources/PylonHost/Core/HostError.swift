@@ -36,6 +36,11 @@ public struct HostError: Error, Sendable, CustomStringConvertible {
                   message: "entity \"\(name)\" is not in the manifest; check the name (it is case-sensitive)")
     }
 
+    public static func policyDenied(_ op: String, _ entity: String) -> HostError {
+        HostError(status: 403, code: "POLICY_DENIED", message: "Access denied by policy (\(op) \(entity))",
+                  hint: "Check your auth token or the policy rules in your schema")
+    }
+
     /// The wire body.
     public var body: JSONValue {
         var inner: [(String, JSONValue)] = [("code", .string(code)), ("message", .string(message))]

@@ -9,11 +9,13 @@ public final class DataService: Sendable {
     let dialect: SQLDialect
     let store: StoreThreads
     let codecs: [String: RowCodec]
+    public let policies: PolicyEngine
 
-    init(manifest: Manifest, dialect: SQLDialect, store: StoreThreads) {
+    init(manifest: Manifest, dialect: SQLDialect, store: StoreThreads, policies: PolicyEngine) {
         self.manifest = manifest
         self.dialect = dialect
         self.store = store
+        self.policies = policies
         var c: [String: RowCodec] = [:]
         for e in manifest.entities { c[e.name] = RowCodec(entity: e, dialect: dialect) }
         codecs = c
@@ -98,21 +100,24 @@ public final class DataService: Sendable {
     // MARK: Writes (each runs inside the writer's transaction)
 
     /// Inserts a row and returns the stored row (with its new `id`).
-    public func insert(_ entity: String, _ body: JSONValue) async throws -> JSONValue {
+    public func insert(_ entity: String, _ body: JSONValue, auth: AuthContext) async throws -> JSONValue {
         let codec = try codec(entity)
         let data = try Self.object(body)
-        return try await store.write { tx in try Self.insert(tx, codec, data, id: RowID.generate()) }
+        let guardian = WriteGuard(policies: policies, auth: auth)
+        return try await store.write { tx in try Self.insert(tx, codec, data, id: RowID.generate(), guardian) }
     }
 
-    public func update(_ entity: String, id: String, _ body: JSONValue) async throws -> JSONValue {
+    public func update(_ entity: String, id: String, _ body: JSONValue, auth: AuthContext) async throws -> JSONValue {
         let codec = try codec(entity)
         let patch = try Self.object(body)
-        return try await store.write { tx in try Self.update(tx, codec, id: id, patch) }
+        let guardian = WriteGuard(policies: policies, auth: auth)
+        return try await store.write { tx in try Self.update(tx, codec, id: id, patch, guardian) }
     }
 
-    public func delete(_ entity: String, id: String) async throws -> JSONValue {
+    public func delete(_ entity: String, id: String, auth: AuthContext) async throws -> JSONValue {
         let codec = try codec(entity)
-        return try await store.write { tx in try Self.delete(tx, codec, id: id) }
+        let guardian = WriteGuard(policies: policies, auth: auth)
+        return try await store.write { tx in try Self.delete(tx, codec, id: id, guardian) }
     }
 
     static func object(_ body: JSONValue) throws(HostError) -> [(String, JSONValue)] {
@@ -122,7 +127,8 @@ public final class DataService: Sendable {
         return o
     }
 
-    static func insert(_ tx: WriteTransaction, _ codec: RowCodec, _ data: [(String, JSONValue)], id: String) throws -> JSONValue {
+    static func insert(_ tx: WriteTransaction, _ codec: RowCodec, _ data: [(String, JSONValue)], id: String,
+                       _ guardian: WriteGuard) throws -> JSONValue {
         try codec.checkKeys(data)
         let d = tx.dialect
         var cols = [d.quote("id")]
@@ -141,6 +147,7 @@ public final class DataService: Sendable {
             cols.append(d.quote(f.name))
             row.append((f.name, value.isNull ? .null : codec.normalized(value, for: f)))
         }
+        try guardian.require(.insert, codec.entity.name, data: .object(row), existing: nil)
         let phs = (1...params.count).map { d.placeholder($0) }.joined(separator: ", ")
         let sql = "INSERT INTO \(d.quote(codec.entity.name)) (\(cols.joined(separator: ", "))) VALUES (\(phs))"
         do {
@@ -159,7 +166,8 @@ public final class DataService: Sendable {
         return try tx.connection.execute(sql, [.text(id)]).rows.first.map(codec.decode)
     }
 
-    static func update(_ tx: WriteTransaction, _ codec: RowCodec, id: String, _ patch: [(String, JSONValue)]) throws -> JSONValue {
+    static func update(_ tx: WriteTransaction, _ codec: RowCodec, id: String, _ patch: [(String, JSONValue)],
+                       _ guardian: WriteGuard) throws -> JSONValue {
         try codec.checkKeys(patch)
         let changes = patch.filter { $0.0 != "id" }
         if changes.isEmpty {
@@ -178,6 +186,11 @@ public final class DataService: Sendable {
             sets.append("\(d.quote(k)) = \(d.placeholder(params.count))")
             after = after.setting(k, v.isNull ? .null : codec.normalized(v, for: f))
         }
+        // The rule must allow both touching the stored row (Pylon's meaning of `data` on
+        // update) and the row it would become, so a patch can never move a row out of
+        // its owner's reach (e.g. by rewriting ownerId).
+        try guardian.require(.update, codec.entity.name, data: before, existing: before)
+        try guardian.require(.update, codec.entity.name, data: after, existing: before)
         params.append(.text(id))
         let sql = "UPDATE \(d.quote(codec.entity.name)) SET \(sets.joined(separator: ", ")) WHERE \(d.quote("id")) = \(d.placeholder(params.count))"
         do {
@@ -189,10 +202,11 @@ public final class DataService: Sendable {
         return after
     }
 
-    static func delete(_ tx: WriteTransaction, _ codec: RowCodec, id: String) throws -> JSONValue {
+    static func delete(_ tx: WriteTransaction, _ codec: RowCodec, id: String, _ guardian: WriteGuard) throws -> JSONValue {
         guard let before = try fetch(tx, codec, id: id) else {
             throw HostError.notFound("\(codec.entity.name) with id \"\(id)\" not found")
         }
+        try guardian.require(.delete, codec.entity.name, data: before, existing: before)
         let d = tx.dialect
         let sql = "DELETE FROM \(d.quote(codec.entity.name)) WHERE \(d.quote("id")) = \(d.placeholder(1))"
         do {
@@ -217,7 +231,7 @@ public final class DataService: Sendable {
 
     /// Sets (`targetID` non-nil) or clears the relation's foreign-key field. An ordinary
     /// update, so it is change-logged like any other write.
-    public func link(_ entity: String, id: String, relation: String, targetID: String?) async throws {
+    public func link(_ entity: String, id: String, relation: String, targetID: String?, auth: AuthContext) async throws {
         let codec = try codec(entity)
         guard let rel = codec.entity.relations.first(where: { $0.name == relation }) else {
             throw HostError.badRequest("RELATION_NOT_FOUND", "\(entity) has no relation \"\(relation)\"; relations are: \(codec.entity.relations.map(\.name).joined(separator: ", "))")
@@ -226,11 +240,12 @@ public final class DataService: Sendable {
             throw HostError.badRequest("RELATION_NOT_FOUND", "relation \"\(relation)\" of \(entity) names field \"\(rel.field)\", which does not exist")
         }
         let value: JSONValue = targetID.map { .string($0) } ?? .null
+        let guardian = WriteGuard(policies: policies, auth: auth)
         _ = try await store.write { tx in
             guard try Self.fetch(tx, codec, id: id) != nil else {
                 throw HostError.notFound("Source entity not found")
             }
-            return try Self.update(tx, codec, id: id, [(rel.field, value)])
+            return try Self.update(tx, codec, id: id, [(rel.field, value)], guardian)
         }
     }
 
@@ -259,34 +274,35 @@ public final class DataService: Sendable {
     }
 
     /// Applies one operation inside `tx`; returns the row id it touched.
-    static func apply(_ tx: WriteTransaction, _ codecs: [String: RowCodec], _ op: Operation) throws -> String {
+    static func apply(_ tx: WriteTransaction, _ codecs: [String: RowCodec], _ op: Operation, _ guardian: WriteGuard) throws -> String {
         guard let codec = codecs[op.entity] else { throw HostError.entityNotFound(op.entity) }
         switch op.op {
         case "insert":
             let id = RowID.generate()
-            _ = try insert(tx, codec, try object(op.data ?? .null), id: id)
+            _ = try insert(tx, codec, try object(op.data ?? .null), id: id, guardian)
             return id
         case "update":
             guard let id = op.id else { throw HostError.badRequest("INVALID_DATA", "update needs an id") }
-            _ = try update(tx, codec, id: id, try object(op.data ?? .null))
+            _ = try update(tx, codec, id: id, try object(op.data ?? .null), guardian)
             return id
         default:
             guard let id = op.id else { throw HostError.badRequest("INVALID_DATA", "delete needs an id") }
-            _ = try delete(tx, codec, id: id)
+            _ = try delete(tx, codec, id: id, guardian)
             return id
         }
     }
 
     /// `/api/batch`: every operation independent (its own savepoint), all in one commit.
-    public func batch(_ ops: [Operation]) async throws -> [Result<String, HostError>] {
+    public func batch(_ ops: [Operation], auth: AuthContext) async throws -> [Result<String, HostError>] {
         let codecs = self.codecs
+        let guardian = WriteGuard(policies: policies, auth: auth)
         return try await store.write { tx in
             var results: [Result<String, HostError>] = []
             for op in ops {
                 try tx.connection.execute("SAVEPOINT pylon_op", wantRows: false)
                 let mark = tx.events.count
                 do {
-                    let id = try Self.apply(tx, codecs, op)
+                    let id = try Self.apply(tx, codecs, op, guardian)
                     try tx.connection.execute("RELEASE pylon_op", wantRows: false)
                     results.append(.success(id))
                 } catch {
@@ -302,14 +318,15 @@ public final class DataService: Sendable {
 
     /// `/api/transact`: all operations or none. Returns per-op results; `committed` false
     /// means everything was rolled back (the failing op carries the error).
-    public func transact(_ ops: [Operation]) async throws -> (committed: Bool, results: [Result<String, HostError>]) {
+    public func transact(_ ops: [Operation], auth: AuthContext) async throws -> (committed: Bool, results: [Result<String, HostError>]) {
         let codecs = self.codecs
+        let guardian = WriteGuard(policies: policies, auth: auth)
         do {
             let ids = try await store.write { tx in
                 var ids: [String] = []
                 for (i, op) in ops.enumerated() {
                     do {
-                        ids.append(try Self.apply(tx, codecs, op))
+                        ids.append(try Self.apply(tx, codecs, op, guardian))
                     } catch {
                         throw TransactFailure(index: i, done: ids, error: Self.hostError(error))
                     }
@@ -334,5 +351,40 @@ public final class DataService: Sendable {
         if let h = error as? HostError { return h }
         if let s = error as? StoreError { return HostError(status: 500, code: "STORE_ERROR", message: s.message) }
         return HostError(status: 500, code: "INTERNAL", message: "\(error)")
+    }
+}
+
+/// Checks write policies inside the write transaction, against rows read in that same
+/// transaction, so a concurrent write cannot slip between check and change.
+struct WriteGuard: Sendable {
+    let policies: PolicyEngine
+    let auth: AuthContext
+
+    func require(_ op: PolicyEngine.Operation, _ entity: String, data: JSONValue?, existing: JSONValue?) throws(HostError) {
+        guard policies.check(op, entity: entity, PolicyInput(auth: auth, data: data, existing: existing)) else {
+            throw HostError.policyDenied(op.rawValue, entity)
+        }
+    }
+}
+
+extension DataService {
+    /// Whether `auth` may read `row` of `entity`.
+    public func canRead(_ entity: String, _ row: JSONValue?, auth: AuthContext) -> Bool {
+        policies.check(.read, entity: entity, PolicyInput(auth: auth, data: row))
+    }
+
+    /// Applies the read policy to list-style results: the entity gate first (403 when no
+    /// row could ever pass), then per row when the rule depends on the row.
+    public func filterReadable(_ entity: String, _ rows: [JSONValue], auth: AuthContext) throws(HostError) -> [JSONValue] {
+        switch policies.readGate(entity: entity, auth: auth) {
+        case .allowAll: return rows
+        case .denyAll: throw HostError.policyDenied("read", entity)
+        case .perRow: return rows.filter { canRead(entity, $0, auth: auth) }
+        }
+    }
+
+    /// 403 unless `auth` could read at least some rows of `entity`.
+    public func requireReadGate(_ entity: String, auth: AuthContext) throws(HostError) {
+        if policies.readGate(entity: entity, auth: auth) == .denyAll { throw HostError.policyDenied("read", entity) }
     }
 }

@@ -10,6 +10,9 @@ struct RouteContext: Sendable {
     let metrics: Metrics
     let startedAt: Date
     let stubs: [CapabilityInfo]
+    let hub: ChangeHub
+    let sync: SyncStream
+    let realtime: RealtimeConfig
 
     /// Resolves the caller (pylon-core.md §0.4 step 5): bearer header wins over the session
     /// cookie; the admin token is compared in constant time; unknown or expired session
@@ -66,12 +69,15 @@ struct RouteContext: Sendable {
 }
 
 extension RouteContext {
-    func addDataRoutes(_ router: Router<BasicRequestContext>) {
+    func addDataRoutes(_ router: Router<PylonRequestContext>) {
         router.get("/api/entities/:entity") { req, ctx in
             let entity = try ctx.parameters.require("entity")
             let limit = try Self.intParam(req, "limit")
             let offset = try Self.intParam(req, "offset") ?? 0
-            let rows = try await data.list(entity, limit: limit, offset: offset)
+            let who = try await auth(req)
+            _ = try data.codec(entity)
+            try data.requireReadGate(entity, auth: who)
+            let rows = try data.filterReadable(entity, try await data.list(entity, limit: limit, offset: offset), auth: who)
             return HTTPSupport.json(.object([
                 ("data", .array(rows)), ("count", .int(Int64(rows.count))), ("offset", .int(offset)),
                 ("limit", limit.map { .int($0) } ?? .null),
@@ -80,39 +86,47 @@ extension RouteContext {
         router.post("/api/entities/:entity") { req, ctx in
             let entity = try ctx.parameters.require("entity")
             _ = try data.codec(entity)
-            let row = try await data.insert(entity, try await body(req))
+            let row = try await data.insert(entity, try await body(req), auth: try await auth(req))
             return HTTPSupport.json(.object([("id", row["id"] ?? .null)]), status: .created)
         }
         router.get("/api/entities/:entity/cursor") { req, ctx in
             let entity = try ctx.parameters.require("entity")
             let limit = min(max(try Self.intParam(req, "limit") ?? 20, 1), 100)
             let after = req.uri.queryParameters.get("after").flatMap { $0.isEmpty ? nil : String($0) }
+            let who = try await auth(req)
+            _ = try data.codec(entity)
+            try data.requireReadGate(entity, auth: who)
             let page = try await data.page(entity, after: after, limit: limit)
+            // next_cursor is the last row scanned, readable or not, so paging moves past
+            // rows the caller may not see.
             return HTTPSupport.json(.object([
-                ("data", .array(page.rows)),
+                ("data", .array(try data.filterReadable(entity, page.rows, auth: who))),
                 ("next_cursor", page.rows.last?["id"] ?? .null),
                 ("has_more", .bool(page.hasMore)),
             ]))
         }
-        router.get("/api/entities/:entity/:id") { _, ctx in
+        router.get("/api/entities/:entity/:id") { req, ctx in
             let entity = try ctx.parameters.require("entity")
             let id = try ctx.parameters.require("id")
+            let who = try await auth(req)
             guard let row = try await data.get(entity, id: id) else {
+                try data.requireReadGate(entity, auth: who)
                 throw HostError.notFound("\(entity) with id \"\(id)\" not found")
             }
+            guard data.canRead(entity, row, auth: who) else { throw HostError.policyDenied("read", entity) }
             return HTTPSupport.json(row)
         }
         router.patch("/api/entities/:entity/:id") { req, ctx in
             let entity = try ctx.parameters.require("entity")
             let id = try ctx.parameters.require("id")
             _ = try data.codec(entity)
-            _ = try await data.update(entity, id: id, try await body(req))
+            _ = try await data.update(entity, id: id, try await body(req), auth: try await auth(req))
             return HTTPSupport.json(.object([("updated", true)]))
         }
-        router.delete("/api/entities/:entity/:id") { _, ctx in
+        router.delete("/api/entities/:entity/:id") { req, ctx in
             let entity = try ctx.parameters.require("entity")
             let id = try ctx.parameters.require("id")
-            _ = try await data.delete(entity, id: id)
+            _ = try await data.delete(entity, id: id, auth: try await auth(req))
             return HTTPSupport.json(.object([("deleted", true)]))
         }
         for path in ["/api/entities/:entity", "/api/entities/:entity/:id"] {
@@ -125,13 +139,15 @@ extension RouteContext {
         router.post("/api/query/:entity") { req, ctx in
             let entity = try ctx.parameters.require("entity")
             _ = try data.codec(entity)
+            let who = try await auth(req)
+            try data.requireReadGate(entity, auth: who)
             let rows = try await data.query(entity, filter: try await body(req, empty: .object([])))
-            return HTTPSupport.json(.array(rows))
+            return HTTPSupport.json(.array(try data.filterReadable(entity, rows, auth: who)))
         }
         router.post("/api/query") { req, _ in
-            try await graphQuery(try await body(req))
+            try await graphQuery(try await body(req), auth: try await auth(req))
         }
-        router.get("/api/lookup/:entity/:field/:value") { _, ctx in
+        router.get("/api/lookup/:entity/:field/:value") { req, ctx in
             let entity = try ctx.parameters.require("entity")
             let field = try ctx.parameters.require("field")
             let value = try ctx.parameters.require("value")
@@ -139,6 +155,7 @@ extension RouteContext {
             guard let row = try await data.lookup(entity, field: field, value: decoded) else {
                 throw HostError.notFound("\(entity).\(field) = \(decoded) not found")
             }
+            guard data.canRead(entity, row, auth: try await auth(req)) else { throw HostError.policyDenied("read", entity) }
             return HTTPSupport.json(row)
         }
         router.post("/api/link") { req, _ in
@@ -146,7 +163,7 @@ extension RouteContext {
             guard let entity = b["entity"]?.stringValue, let id = b["id"]?.stringValue,
                   let relation = b["relation"]?.stringValue, let target = b["target_id"]?.stringValue
             else { throw HostError.badRequest("MISSING_FIELD", "link needs {\"entity\",\"id\",\"relation\",\"target_id\"}") }
-            try await data.link(entity, id: id, relation: relation, targetID: target)
+            try await data.link(entity, id: id, relation: relation, targetID: target, auth: try await auth(req))
             return HTTPSupport.json(.object([("linked", true)]))
         }
         router.post("/api/unlink") { req, _ in
@@ -154,7 +171,7 @@ extension RouteContext {
             guard let entity = b["entity"]?.stringValue, let id = b["id"]?.stringValue,
                   let relation = b["relation"]?.stringValue
             else { throw HostError.badRequest("MISSING_FIELD", "unlink needs {\"entity\",\"id\",\"relation\"}") }
-            try await data.link(entity, id: id, relation: relation, targetID: nil)
+            try await data.link(entity, id: id, relation: relation, targetID: nil, auth: try await auth(req))
             return HTTPSupport.json(.object([("unlinked", true)]))
         }
         router.post("/api/batch") { req, _ in
@@ -164,7 +181,7 @@ extension RouteContext {
                 throw HostError.badRequest("MISSING_OPERATIONS", "body must be {\"operations\": [{\"op\",\"entity\",\"id\"?,\"data\"?}]}")
             }
             let ops = try DataService.parseOperations(items)
-            let results = try await data.batch(ops)
+            let results = try await data.batch(ops, auth: .admin)
             var ok = 0
             let out: [JSONValue] = zip(ops, results).map { op, r in
                 switch r {
@@ -189,7 +206,7 @@ extension RouteContext {
                 throw HostError.badRequest("MISSING_OPERATIONS", "body must be an array of {\"op\",\"entity\",\"id\"?,\"data\"?}")
             }
             let ops = try DataService.parseOperations(items)
-            let (committed, results) = try await data.transact(ops)
+            let (committed, results) = try await data.transact(ops, auth: .admin)
             let out: [JSONValue] = zip(ops, results).map { op, r in
                 switch r {
                 case let .success(id): return .object([("op", .string(op.op)), ("id", .string(id))])
@@ -203,14 +220,15 @@ extension RouteContext {
 
     /// `POST /api/query` (pylon-core.md §6.3): `{"E": {"where", "include", "limit"}}`.
     /// Fixed vs Pylon: a has-many include matches the target's `field` against this row's id.
-    func graphQuery(_ body: JSONValue) async throws -> Response {
+    func graphQuery(_ body: JSONValue, auth who: AuthContext) async throws -> Response {
         guard let spec = body.objectValue else {
             throw HostError.badRequest("INVALID_QUERY", "body must be {\"<Entity>\": {\"where\", \"include\", \"limit\"}}")
         }
         var out: [(String, JSONValue)] = []
         for (entity, q) in spec {
             let codec = try data.codec(entity)
-            var rows = try await data.query(entity, filter: q["where"])
+            try data.requireReadGate(entity, auth: who)
+            var rows = try data.filterReadable(entity, try await data.query(entity, filter: q["where"]), auth: who)
             if let include = q["include"]?.objectValue {
                 for (relName, _) in include {
                     guard let rel = codec.entity.relations.first(where: { $0.name == relName }) else { continue }
@@ -218,8 +236,10 @@ extension RouteContext {
                         if rel.many {
                             guard let id = rows[i]["id"]?.stringValue else { continue }
                             let related = try await data.query(rel.target, filter: .object([(rel.field, .string(id))]))
+                                .filter { data.canRead(rel.target, $0, auth: who) }
                             rows[i] = rows[i].setting(relName, .array(related))
-                        } else if let fk = rows[i][rel.field]?.stringValue, let r = try await data.get(rel.target, id: fk) {
+                        } else if let fk = rows[i][rel.field]?.stringValue, let r = try await data.get(rel.target, id: fk),
+                                  data.canRead(rel.target, r, auth: who) {
                             rows[i] = rows[i].setting(relName, r)
                         }
                     }

@@ -44,6 +44,11 @@ enum HTTPSupport {
 /// Turns every error into the wire error body, adds CORS and security headers, answers
 /// OPTIONS preflights, and counts requests.
 struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
+    /// Built once: header names are validated on construction, which is not free.
+    static var securityHeaders: HTTPFields {
+        HeaderCache.security
+    }
+
     let corsOrigin: String
     let metrics: Metrics
 
@@ -85,11 +90,17 @@ struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
             response.headers[.accessControlAllowCredentials] = "true"
             response.headers[.vary] = "Origin"
         }
-        response.headers[HTTPField.Name("X-Content-Type-Options")!] = "nosniff"
-        response.headers[HTTPField.Name("X-Frame-Options")!] = "DENY"
-        response.headers[HTTPField.Name("Referrer-Policy")!] = "strict-origin-when-cross-origin"
-        response.headers[HTTPField.Name("X-XSS-Protection")!] = "0"
-        response.headers[HTTPField.Name("Permissions-Policy")!] = "camera=(), microphone=(), geolocation=()"
+        response.headers.append(contentsOf: Self.securityHeaders)
         return response
     }
+}
+
+enum HeaderCache {
+    static let security: HTTPFields = [
+        HTTPField.Name("X-Content-Type-Options")!: "nosniff",
+        HTTPField.Name("X-Frame-Options")!: "DENY",
+        HTTPField.Name("Referrer-Policy")!: "strict-origin-when-cross-origin",
+        HTTPField.Name("X-XSS-Protection")!: "0",
+        HTTPField.Name("Permissions-Policy")!: "camera=(), microphone=(), geolocation=()",
+    ]
 }

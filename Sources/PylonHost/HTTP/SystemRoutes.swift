@@ -2,7 +2,7 @@ import Foundation
 import Hummingbird
 
 extension RouteContext {
-    func addSyncRoutes(_ router: Router<BasicRequestContext>) {
+    func addSyncRoutes(_ router: Router<PylonRequestContext>) {
         router.get("/api/sync/pull") { req, _ in
             let since = (try? Self.intParam(req, "since")) ?? 0
             let requested = try Self.intParam(req, "limit") ?? 100
@@ -11,9 +11,14 @@ extension RouteContext {
             // limit=0 reads the cursor only (Pylon's SSR helper); the cursor is still
             // validated, so a stale cursor learns it must resync.
             let page = try await changes.pull(since: since, limit: limit, epoch: epoch)
+            // The cursor advances over events the caller may not read; they are just not sent.
+            let who = try await auth(req)
+            let visible = page.events.filter { e in
+                data.canRead(e.entity, (e.dataJSON ?? e.beforeJSON).flatMap { try? JSONParser.parse($0) }, auth: who)
+            }
             var w = JSONWriter(reserving: 256 + page.events.count * 200)
             w.raw("{\"changes\":[")
-            for (i, e) in page.events.enumerated() {
+            for (i, e) in visible.enumerated() {
                 if i > 0 { w.raw(",") }
                 e.write(to: &w)
             }
@@ -23,9 +28,8 @@ extension RouteContext {
             return HTTPSupport.bytes(w.bytes)
         }
         router.post("/api/sync/push") { req, _ in
-            // Admin-only until policies land (then it becomes policy-checked per change).
-            try await requireAdmin(req, "/api/sync/push")
-            let result = try await data.push(try await body(req))
+            // Policy-checked per change, exactly like the entity routes (Pylon: admin-only).
+            let result = try await data.push(try await body(req), auth: try await auth(req))
             let (_, newest) = try await changes.bounds()
             return HTTPSupport.json(.object([
                 ("applied", .int(Int64(result.applied))), ("deduped", .int(Int64(result.deduped))),
@@ -37,7 +41,7 @@ extension RouteContext {
         }
     }
 
-    func addAuthRoutes(_ router: Router<BasicRequestContext>) {
+    func addAuthRoutes(_ router: Router<PylonRequestContext>) {
         router.get("/api/auth/me") { req, _ in HTTPSupport.json(try await auth(req).json) }
         router.post("/api/auth/session") { req, _ in
             let who = try await auth(req)
@@ -57,7 +61,7 @@ extension RouteContext {
             let (token, _) = try await sessions.create(userID: userID, device: req.headers[.userAgent])
             return HTTPSupport.json(.object([("token", .string(token)), ("user_id", .string(userID)), ("guest", true)]), status: .created)
         }
-        let logout: @Sendable (Request, BasicRequestContext) async throws -> Response = { req, _ in
+        let logout: @Sendable (Request, PylonRequestContext) async throws -> Response = { req, _ in
             var revoked = false
             if let token = Self.token(req, cookieName: config.cookieName), token.hasPrefix("pylon_") {
                 revoked = try await sessions.revoke(token)
@@ -70,7 +74,7 @@ extension RouteContext {
         router.delete("/api/auth/session", use: logout)
     }
 
-    func addSystemRoutes(_ router: Router<BasicRequestContext>) {
+    func addSystemRoutes(_ router: Router<PylonRequestContext>) {
         router.get("/health") { _, _ in
             HTTPSupport.json(.object([
                 ("status", "ok"), ("version", .string(PylonVersion.string)),

@@ -35,9 +35,24 @@ public struct QueryResult: Sendable {
 private final class CallState {
     var result = QueryResult()
     var error: StoreError?
-    let finished = DispatchSemaphore(value: 0)
+    /// Set by `done`. For inline stores it is already true when the call returns, so the
+    /// caller never touches the semaphore.
+    var completed = false
+    /// Only used when the store completes from another thread.
+    let finished: DispatchSemaphore?
     let wantsRows: Bool
-    init(wantsRows: Bool) { self.wantsRows = wantsRows }
+    init(wantsRows: Bool, inline: Bool) {
+        self.wantsRows = wantsRows
+        finished = inline ? nil : DispatchSemaphore(value: 0)
+    }
+
+    func wait() {
+        if let finished { finished.wait() }
+        if !completed {
+            error = StoreError(status: PYLON_ERR_GENERIC, code: "PLUGIN_CONTRACT",
+                               message: "the store plugin declares inline completion but returned without calling done; fix the plugin")
+        }
+    }
 }
 
 private func text(_ p: UnsafePointer<UInt8>?, _ n: Int) -> String {
@@ -94,7 +109,8 @@ private let callDone: pylon_store_done_fn = { ctx, status, result, err in
         state.result.rowsAffected = result.pointee.rows_affected
         state.result.lastInsertID = result.pointee.last_insert_id
     }
-    state.finished.signal()
+    state.completed = true
+    state.finished?.signal()
 }
 
 /// One connection of a store plugin. Not thread-safe: owned by exactly one host store
@@ -104,16 +120,18 @@ private let callDone: pylon_store_done_fn = { ctx, status, result, err in
 public final class StoreConnection: @unchecked Sendable {
     let table: UnsafePointer<pylon_store_v1>
     let handle: OpaquePointer
+    let inline: Bool
 
     init(table: UnsafePointer<pylon_store_v1>, handle: OpaquePointer) {
         self.table = table
         self.handle = handle
+        inline = table.pointee.flags & PYLON_STORE_FLAG_COMPLETES_INLINE != 0
     }
 
     /// Runs one statement. `wantRows: false` skips copying result rows.
     @discardableResult
     public func execute(_ sql: String, _ params: [SQLValue] = [], wantRows: Bool = true) throws(StoreError) -> QueryResult {
-        let state = CallState(wantsRows: wantRows)
+        let state = CallState(wantsRows: wantRows, inline: inline)
         let ctx = Unmanaged.passRetained(state).toOpaque()
         defer { Unmanaged<CallState>.fromOpaque(ctx).release() }
         // Pack every text/blob parameter into one arena so the pointers stay valid for the
@@ -161,7 +179,7 @@ public final class StoreConnection: @unchecked Sendable {
                                               sinkPtr, callDone, ctx)
                         // Inline stores have already signalled; others finish later. Either way
                         // the buffers above stay alive until `done` has run.
-                        state.finished.wait()
+                        state.wait()
                     }
                 }
             }
@@ -171,11 +189,11 @@ public final class StoreConnection: @unchecked Sendable {
     }
 
     public func transaction(_ op: Int32) throws(StoreError) {
-        let state = CallState(wantsRows: false)
+        let state = CallState(wantsRows: false, inline: inline)
         let ctx = Unmanaged.passRetained(state).toOpaque()
         defer { Unmanaged<CallState>.fromOpaque(ctx).release() }
         table.pointee.transaction(handle, op, callDone, ctx)
-        state.finished.wait()
+        state.wait()
         if let e = state.error { throw e }
     }
 

@@ -15,12 +15,13 @@ public struct PushResult: Sendable {
 }
 
 extension DataService {
-    public func push(_ body: JSONValue) async throws -> PushResult {
+    public func push(_ body: JSONValue, auth: AuthContext) async throws -> PushResult {
         guard let changes = body["changes"]?.arrayValue else {
             throw HostError.badRequest("INVALID_DATA", "push body must be {\"changes\": [...], \"client_id\"?}")
         }
         let clientID = body["client_id"]?.stringValue
         let codecs = self.codecs
+        let guardian = WriteGuard(policies: policies, auth: auth)
         return try await store.write { tx in
             var out = PushResult()
             var idMap: [String: String] = [:]
@@ -68,7 +69,7 @@ extension DataService {
                         }
                         data = Self.replacingPendingIDs(data, idMap)
                         serverID = RowID.generate()
-                        _ = try Self.insert(tx, codec, try Self.object(data), id: serverID)
+                        _ = try Self.insert(tx, codec, try Self.object(data), id: serverID, guardian)
                         if rowID.hasPrefix("_pending_") {
                             idMap[rowID] = serverID
                             out.idMap.append((rowID, serverID))
@@ -77,10 +78,10 @@ extension DataService {
                         guard let data = change["data"], case .object = data else {
                             throw HostError.badRequest("INVALID_DATA", "update needs data")
                         }
-                        _ = try Self.update(tx, codec, id: rowID, try Self.object(Self.replacingPendingIDs(data, idMap)))
+                        _ = try Self.update(tx, codec, id: rowID, try Self.object(Self.replacingPendingIDs(data, idMap)), guardian)
                     case "delete":
                         do {
-                            _ = try Self.delete(tx, codec, id: rowID)
+                            _ = try Self.delete(tx, codec, id: rowID, guardian)
                         } catch let e as HostError where e.status == 404 {
                             // Already gone: deleting is idempotent, nothing to log.
                         }

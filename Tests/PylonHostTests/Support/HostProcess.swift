@@ -24,16 +24,6 @@ final class HostProcess: @unchecked Sendable {
     /// The admin bearer token every host started by the harness accepts.
     static let adminToken = "test-admin"
 
-    /// The package root: this file is `Tests/PylonHostTests/Support/HostProcess.swift`.
-    static let packageRoot: URL = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent()   // Support
-        .deletingLastPathComponent()   // PylonHostTests
-        .deletingLastPathComponent()   // Tests
-        .deletingLastPathComponent()   // root
-
-    static var binaryPath: String { packageRoot.appendingPathComponent(".build/release/pylon-host").path }
-    static var pluginsDir: String { packageRoot.appendingPathComponent("plugins").path }
-
     let directory: URL
     let manifestPath: String
     let dbPath: String
@@ -77,9 +67,7 @@ final class HostProcess: @unchecked Sendable {
             p.waitUntilExit()
         }
         session.invalidateAndCancel()
-        if ownsDirectory && ProcessInfo.processInfo.environment["PYLON_TEST_KEEP"] == nil {
-            try? FileManager.default.removeItem(at: directory)
-        }
+        if ownsDirectory { TestPaths.removeTempDir(directory) }
     }
 
     /// Writes `manifest` to a fresh temp directory and starts the host on a free port;
@@ -87,14 +75,7 @@ final class HostProcess: @unchecked Sendable {
     static func start(manifest: String, env: [String: String] = [:], dev: Bool = true,
                       dbPath: String? = nil) async throws -> HostProcess {
         let fm = FileManager.default
-        guard fm.isExecutableFile(atPath: binaryPath) else {
-            throw HostProcessError(description: "\(binaryPath) is missing: run `make build` first (it builds the host and copies the plugins)")
-        }
-        guard fm.fileExists(atPath: pluginsDir + "/libPylonStoreSQLite.so") else {
-            throw HostProcessError(description: "\(pluginsDir)/libPylonStoreSQLite.so is missing: run `make build` first (it copies the plugins)")
-        }
-        let dir = fm.temporaryDirectory.appendingPathComponent("pylon-test-\(UUID().uuidString)")
-        try fm.createDirectory(at: dir, withIntermediateDirectories: true)
+        let dir = try TestPaths.freshTempDir("pylon-test")
         let manifestPath = dir.appendingPathComponent("pylon.manifest.json").path
         try Data(manifest.utf8).write(to: URL(fileURLWithPath: manifestPath))
         let db = dbPath ?? dir.appendingPathComponent("app.db").path
@@ -102,31 +83,6 @@ final class HostProcess: @unchecked Sendable {
         let host = HostProcess(directory: dir, manifestPath: manifestPath, dbPath: db, env: env, dev: dev)
         try await host.launch()
         return host
-    }
-
-    /// A free loopback port: bind 127.0.0.1:0, read the port the kernel chose, close.
-    static func freePort() throws -> Int {
-        #if canImport(Glibc)
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        #else
-        let fd = socket(AF_INET, SOCK_STREAM, 0)
-        #endif
-        guard fd >= 0 else { throw HostProcessError(description: "socket() failed: errno \(errno)") }
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = 0
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0 else { throw HostProcessError(description: "bind(127.0.0.1:0) failed: errno \(errno)") }
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let named = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
-        }
-        guard named == 0 else { throw HostProcessError(description: "getsockname failed: errno \(errno)") }
-        return Int(UInt16(bigEndian: addr.sin_port))
     }
 
     private func appendLog(_ line: String) {
@@ -141,7 +97,7 @@ final class HostProcess: @unchecked Sendable {
     private func launch() async throws {
         var lastError: Error?
         for attempt in 0..<3 {
-            let port = try Self.freePort()
+            let port = try freeLoopbackPort()
             do {
                 try await launchOnce(port: port)
                 return
@@ -159,12 +115,12 @@ final class HostProcess: @unchecked Sendable {
         var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PYLON_") }
         environment["PYLON_ADMIN_TOKEN"] = Self.adminToken
         for (k, v) in env { environment[k] = v }
-        var args = ["serve", "--plugins", Self.pluginsDir, "--manifest", manifestPath, "--db", dbPath,
+        var args = ["serve", "--plugins", TestPaths.pluginsDir, "--manifest", manifestPath, "--db", dbPath,
                     "--port", String(port), "--no-compat-ports"]
         if dev { args.append("--dev") }
 
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: Self.binaryPath)
+        p.executableURL = URL(fileURLWithPath: TestPaths.hostBinary)
         p.arguments = args
         p.environment = environment
         p.currentDirectoryURL = directory
@@ -178,7 +134,7 @@ final class HostProcess: @unchecked Sendable {
         do {
             try p.run()
         } catch {
-            throw HostProcessError(description: "cannot launch \(Self.binaryPath): \(error)")
+            throw HostProcessError(description: "cannot launch \(TestPaths.hostBinary): \(error)")
         }
         try? out.close()
         lock.withLock {

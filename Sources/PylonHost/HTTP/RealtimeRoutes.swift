@@ -1,0 +1,213 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdWebSocket
+import NIOCore
+
+/// The request context of every host route: the basics, WebSocket upgrade support, and the
+/// peer address (for per-address connection limits).
+public struct PylonRequestContext: RequestContext, WebSocketRequestContext, RemoteAddressRequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public let webSocket: WebSocketHandlerReference<Self>
+    public let remoteAddress: SocketAddress?
+    let channel: any Channel
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        webSocket = .init()
+        remoteAddress = source.channel.remoteAddress
+        channel = source.channel
+    }
+
+    var addressKey: String { remoteAddress?.ipAddress ?? "unknown" }
+}
+
+/// Settings of the realtime transports.
+struct RealtimeConfig: Sendable {
+    var maxFrameBytes = 16 * 1024 * 1024
+    var keepaliveSeconds = 15
+}
+
+extension RouteContext {
+    /// The token a WebSocket handshake carries: `Authorization: Bearer`, or a
+    /// `Sec-WebSocket-Protocol` entry `bearer.<percent-encoded token>` (echoed back).
+    static func webSocketToken(_ request: Request) -> (token: String?, protocolEcho: String?) {
+        if let h = request.headers[.authorization], h.lowercased().hasPrefix("bearer ") {
+            return (String(h.dropFirst(7)).trimmingCharacters(in: .whitespaces), nil)
+        }
+        if let protos = request.headers[.secWebSocketProtocol] {
+            for p in protos.split(separator: ",") {
+                let entry = p.trimmingCharacters(in: .whitespaces)
+                if entry.hasPrefix("bearer.") {
+                    let raw = String(entry.dropFirst(7)).replacingOccurrences(of: "+", with: " ")
+                    return (raw.removingPercentEncoding ?? raw, entry)
+                }
+            }
+        }
+        return (nil, nil)
+    }
+
+    func authFor(token: String?) async throws -> AuthContext {
+        guard let token, !token.isEmpty else { return .anonymous }
+        if let admin = config.adminToken, !admin.isEmpty, Self.constantTimeEqual(token, admin) { return .admin }
+        if token.hasPrefix("pylon_"), let s = try await sessions.resolve(token) {
+            return AuthContext(userID: s.userID, isAdmin: false, isGuest: s.isGuest, roles: [], tenantID: s.tenantID)
+        }
+        return .anonymous
+    }
+
+    static func cursorParam(_ request: Request) -> Int64? {
+        if let s = request.uri.queryParameters.get("since"), let n = Int64(s), n >= 0 { return n }
+        if let s = request.headers[HTTPField.Name("Last-Event-ID")!], let n = Int64(s.trimmingCharacters(in: .whitespaces)), n >= 0 {
+            return n
+        }
+        return nil
+    }
+
+    /// Adds the WebSocket route at `path` ("/api/sync/ws" on the main port, "**" on port+1).
+    func addWebSocketRoute(_ router: Router<PylonRequestContext>, path: RouterPath) {
+        router.ws(path, shouldUpgrade: { request, _ in
+            let (_, echo) = Self.webSocketToken(request)
+            var headers = HTTPFields()
+            if let echo { headers[.secWebSocketProtocol] = echo }
+            return .upgrade(headers)
+        }, onUpgrade: { inbound, outbound, wsContext in
+            let request = wsContext.request
+            let ctx = wsContext.requestContext
+            let auth = try await authFor(token: Self.webSocketToken(request).token)
+            guard auth.isAdmin || auth.userID != nil else {
+                try await outbound.close(.policyViolation, reason: "unauthorized: bearer token required")
+                return
+            }
+            let sub: Subscriber
+            do {
+                sub = try hub.subscribe(auth: auth, address: ctx.addressKey, wantsRelays: true)
+            } catch let error as HostError {
+                try await outbound.close(.policyViolation, reason: error.message)
+                return
+            }
+            let channel = ctx.channel
+            sub.onOverflow = {
+                // Give the sender a moment to deliver the resync notice, then cut the socket
+                // even if it is stuck writing to a client that stopped reading.
+                channel.eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
+            }
+            defer {
+                hub.unsubscribe(sub)
+                let bye = JSONWriter.string(.object([("type", "presence"), ("event", "disconnect"), ("clientId", .int(Int64(sub.id)))]))
+                hub.relay(bye, except: sub.id)
+            }
+            let sink = WebSocketSink(outbound: outbound)
+            let since = Self.cursorParam(request)
+            let epoch = request.uri.queryParameters.get("epoch").map { String($0) }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    try await sync.run(sub, since: since, epoch: epoch, sink: sink)
+                }
+                group.addTask {
+                    for try await message in inbound.messages(maxSize: realtime.maxFrameBytes) {
+                        guard case let .text(text) = message, let v = try? JSONParser.parse(text),
+                              let type = v["type"]?.stringValue, type == "presence" || type == "topic" else { continue }
+                        let from: JSONValue = auth.isAdmin ? "admin" : .string(auth.userID ?? "")
+                        hub.relay(JSONWriter.string(v.setting("from", from)), except: nil)
+                    }
+                }
+                // Whichever ends first (client gone, or resync/close) ends the connection.
+                _ = try await group.next()
+                sub.close()
+                group.cancelAll()
+            }
+        })
+    }
+
+    /// Adds the SSE route at `path` ("/api/sync/events" on the main port, "**" on port+2).
+    func addEventStreamRoute(_ router: Router<PylonRequestContext>, path: RouterPath) {
+        router.get(path) { request, ctx -> Response in
+            let token = Self.token(request, cookieName: config.cookieName)
+                ?? request.uri.queryParameters.get("token").map { String($0) }
+            let auth = try await authFor(token: token)
+            guard auth.isAdmin || auth.userID != nil else {
+                throw HostError(status: 401, code: "AUTH_REQUIRED", message: "the event stream needs a session: send Authorization: Bearer <token> or ?token=")
+            }
+            let sub = try hub.subscribe(auth: auth, address: ctx.addressKey, wantsRelays: false)
+            let since = Self.cursorParam(request)
+            let epoch = request.uri.queryParameters.get("epoch").map { String($0) }
+            let channel = ctx.channel
+            sub.onOverflow = { channel.eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) } }
+            let keepalive = realtime.keepaliveSeconds
+            let body = ResponseBody { writer in
+                let sink = EventStreamSink(writer: EventStreamWriterBox(writer))
+                defer { hub.unsubscribe(sub) }
+                try await sink.write(": connected\n\n")
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await sync.run(sub, since: since, epoch: epoch, sink: sink) }
+                    group.addTask {
+                        while !Task.isCancelled {
+                            try await Task.sleep(for: .seconds(keepalive))
+                            sub.poke()
+                        }
+                    }
+                    _ = try await group.next()
+                    sub.close()
+                    group.cancelAll()
+                }
+                try await sink.finish()
+            }
+            return Response(status: .ok, headers: [
+                .contentType: "text/event-stream", .cacheControl: "no-cache", .connection: "keep-alive",
+            ], body: body)
+        }
+    }
+}
+
+/// Frames to a WebSocket. Change events and relays are text frames; a resync notice is
+/// the 410 error body, then close code 4410.
+struct WebSocketSink: SyncSink {
+    let outbound: WebSocketOutboundWriter
+
+    func sendChange(_ payload: String, seq: Int64) async throws { try await outbound.write(.text(payload)) }
+    func sendRelay(_ payload: String) async throws { try await outbound.write(.text(payload)) }
+    func sendKeepalive() async throws {}
+    func sendResyncAndClose(_ error: HostError) async throws {
+        try await outbound.write(.text(JSONWriter.string(error.body)))
+        try await outbound.close(.unknown(4410), reason: "RESYNC_REQUIRED")
+    }
+}
+
+/// Holds an SSE response's body writer. Only the connection's sender task writes to it
+/// (keepalives are routed through the subscriber's wake-ups), and `finish` runs after that
+/// task ended, so no two writes ever overlap: hence the unchecked Sendable.
+final class EventStreamWriterBox: @unchecked Sendable {
+    private var writer: (any ResponseBodyWriter)?
+    init(_ writer: any ResponseBodyWriter) { self.writer = writer }
+
+    func write(_ text: String) async throws {
+        guard var w = writer else { return }
+        var buf = ByteBufferAllocator().buffer(capacity: text.utf8.count)
+        buf.writeString(text)
+        try await w.write(buf)
+        writer = w
+    }
+
+    func finish() async throws {
+        guard let w = writer else { return }
+        writer = nil
+        try await w.finish(nil)
+    }
+}
+
+/// Frames to an SSE response: `id: <seq>` + `data: <event>` per change, `: keepalive`
+/// comments, and `event: resync` before closing.
+struct EventStreamSink: SyncSink {
+    let writer: EventStreamWriterBox
+
+    func write(_ text: String) async throws { try await writer.write(text) }
+    func finish() async throws { try await writer.finish() }
+    func sendChange(_ payload: String, seq: Int64) async throws { try await write("id: \(seq)\ndata: \(payload)\n\n") }
+    func sendRelay(_ payload: String) async throws {}
+    func sendKeepalive() async throws { try await write(": keepalive\n\n") }
+    func sendResyncAndClose(_ error: HostError) async throws {
+        try await write("event: resync\ndata: \(JSONWriter.string(error.body))\n\n")
+        try await finish()
+    }
+}
