@@ -149,9 +149,11 @@ public final class Host: Sendable {
     /// WS (port+1) and SSE (port+2) listeners unless `compatPorts` is off.
     public func run() async throws {
         let stubs = CapabilityInfo.all.filter { registry.served[$0.id] == nil }
-        let sync = SyncStream(hub: hub, changes: changes, canRead: { [data] auth, entity, row in
+        let canRead: @Sendable (AuthContext, String, JSONValue?) -> Bool = { [data] auth, entity, row in
             data.canRead(entity, row, auth: auth)
-        })
+        }
+        hub.canRead = canRead
+        let sync = SyncStream(hub: hub, changes: changes, canRead: canRead)
         let realtime = RealtimeConfig(maxFrameBytes: config.maxFrameBytes)
         let routes = RouteContext(data: data, changes: changes, sessions: sessions, config: config,
                                   metrics: metrics, startedAt: Date(), stubs: stubs, hub: hub, sync: sync,

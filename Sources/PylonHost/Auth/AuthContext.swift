@@ -1,6 +1,6 @@
 /// Who is calling (pylon-core.md §0.5). Built by the host from the request's token; never
 /// decoded from client input.
-public struct AuthContext: Sendable, Equatable {
+public struct AuthContext: Sendable, Hashable {
     public var userID: String?
     public var isAdmin: Bool
     public var isGuest: Bool

@@ -77,6 +77,14 @@ public final class Subscriber: @unchecked Sendable {
         wakeContinuation.yield()
     }
 
+    /// Records that `seq` was published without queueing it (the caller may not read it):
+    /// a subscriber still catching up must read the log at least that far.
+    func note(_ seq: Int64) {
+        lock.withLock {
+            if !live { newestWhileCatchingUp = max(newestWhileCatchingUp, seq) }
+        }
+    }
+
     /// Switches from log catch-up to live delivery; returns the newest seq published while
     /// catching up (the sender reads the log once more up to it; duplicates are dropped by seq).
     func goLive() -> Int64 {
@@ -106,17 +114,23 @@ public final class Subscriber: @unchecked Sendable {
     public var queued: Int { lock.withLock { queue.count } }
 }
 
-/// Fans committed changes out to every live WS/SSE connection, after commit and in seq
-/// order (it is fed by the writer thread). Tracks connections per client address so one
-/// address cannot hold more than `maxPerAddress` of them.
+/// Fans committed changes out to every live WS/SSE connection, in seq order, on its own
+/// serial queue (the writer thread only hands the batch over). Connections are grouped by
+/// identity: the read policy is evaluated once per event per distinct caller, not once per
+/// connection, and only connections that may read an event are queued and woken. Tracks
+/// connections per client address so one address cannot hold more than `maxPerAddress`.
 public final class ChangeHub: @unchecked Sendable {
     private let lock = NSLock()
     private var subscribers: [UInt64: Subscriber] = [:]
+    private var groups: [AuthContext: [UInt64: Subscriber]] = [:]
     private var perAddress: [String: Int] = [:]
     private var nextID: UInt64 = 1
     public let queueLimit: Int
     public let maxPerAddress: Int
     let metrics: Metrics
+    private let fanout = DispatchQueue(label: "pylon-fanout")
+    /// Whether `auth` may read the row of an event; set by the host (policies).
+    var canRead: @Sendable (AuthContext, String, JSONValue?) -> Bool = { _, _, _ in true }
 
     init(queueLimit: Int, maxPerAddress: Int, metrics: Metrics) {
         self.queueLimit = queueLimit
@@ -128,19 +142,18 @@ public final class ChangeHub: @unchecked Sendable {
     func subscribe(auth: AuthContext, address: String, wantsRelays: Bool) throws(HostError) -> Subscriber {
         lock.lock()
         defer { lock.unlock() }
-        do {
-            let n = perAddress[address, default: 0]
-            if n >= maxPerAddress {
-                throw HostError(status: 429, code: "TOO_MANY_CONNECTIONS",
-                                message: "\(address) already holds \(n) realtime connections (limit \(maxPerAddress), PYLON_MAX_CONNECTIONS_PER_IP); close some first")
-            }
-            perAddress[address] = n + 1
-            let s = Subscriber(id: nextID, auth: auth, address: address, wantsRelays: wantsRelays, limit: queueLimit)
-            nextID += 1
-            subscribers[s.id] = s
-            metrics.set("realtime_connections", Double(subscribers.count))
-            return s
+        let n = perAddress[address, default: 0]
+        if n >= maxPerAddress {
+            throw HostError(status: 429, code: "TOO_MANY_CONNECTIONS",
+                            message: "\(address) already holds \(n) realtime connections (limit \(maxPerAddress), PYLON_MAX_CONNECTIONS_PER_IP); close some first")
         }
+        perAddress[address] = n + 1
+        let s = Subscriber(id: nextID, auth: auth, address: address, wantsRelays: wantsRelays, limit: queueLimit)
+        nextID += 1
+        subscribers[s.id] = s
+        groups[auth, default: [:]][s.id] = s
+        metrics.set("realtime_connections", Double(subscribers.count))
+        return s
     }
 
     func unsubscribe(_ s: Subscriber) {
@@ -149,28 +162,47 @@ public final class ChangeHub: @unchecked Sendable {
             if subscribers.removeValue(forKey: s.id) != nil {
                 let n = (perAddress[s.address] ?? 1) - 1
                 perAddress[s.address] = n > 0 ? n : nil
+                groups[s.auth]?.removeValue(forKey: s.id)
+                if groups[s.auth]?.isEmpty == true { groups.removeValue(forKey: s.auth) }
             }
             metrics.set("realtime_connections", Double(subscribers.count))
         }
     }
 
-    private func snapshot() -> [Subscriber] { lock.withLock { Array(subscribers.values) } }
-
-    /// Called after each commit with that commit's events in seq order.
+    /// Called by the writer after each commit with that commit's events in seq order.
     func publish(_ events: [ChangeEvent]) {
-        let subs = snapshot()
-        guard !subs.isEmpty else { return }
-        for e in events {
-            let hub = HubEvent(seq: e.seq, entity: e.entity, kind: e.kind,
-                               payload: JSONWriter.string(e.json), row: e.data ?? e.before)
-            for s in subs { s.offer(.change(hub)) }
-        }
-        metrics.add("realtime_events_fanned_out_total", Int64(events.count * subs.count))
+        fanout.async { [self] in deliver(events) }
     }
 
-    /// Sends a presence/topic frame to every WS connection except `sender`.
+    private func deliver(_ events: [ChangeEvent]) {
+        let snapshot: [(AuthContext, [Subscriber])] = lock.withLock {
+            groups.map { ($0.key, Array($0.value.values)) }
+        }
+        guard !snapshot.isEmpty else { return }
+        var delivered = 0
+        for e in events {
+            let row = e.data ?? e.before
+            let hub = HubEvent(seq: e.seq, entity: e.entity, kind: e.kind, payload: JSONWriter.string(e.json), row: row)
+            for (auth, members) in snapshot {
+                if canRead(auth, e.entity, row) {
+                    for s in members { s.offer(.change(hub)) }
+                    delivered += members.count
+                } else {
+                    // Still advance catching-up subscribers' notion of the newest seq.
+                    for s in members { s.note(e.seq) }
+                }
+            }
+        }
+        metrics.add("realtime_deliveries_total", Int64(delivered))
+    }
+
+    /// Sends a presence/topic frame to every WS connection (on the fan-out queue, so it
+    /// keeps its place relative to change events).
     func relay(_ text: String, except sender: UInt64?) {
-        for s in snapshot() where s.wantsRelays && s.id != sender { s.offer(.relay(text)) }
+        fanout.async { [self] in
+            let subs = lock.withLock { Array(subscribers.values) }
+            for s in subs where s.wantsRelays && s.id != sender { s.offer(.relay(text)) }
+        }
     }
 
     public var connectionCount: Int { lock.withLock { subscribers.count } }
