@@ -179,7 +179,7 @@ public final class Host: Sendable {
                 logger.info("pylon-host listening on http://\(config.bindHost):\(config.port)\(config.dev ? " (dev mode)" : "")")
             },
             logger: appLogger)
-        var services: [any Service] = [main]
+        var services: [any Service] = [main, RealtimeShutdown(hub: hub)]
         if config.compatPorts {
             let wsOnly = Router(context: PylonRequestContext.self)
             routes.addWebSocketRoute(wsOnly, path: "/")

@@ -54,13 +54,6 @@ public final class DataService: Sendable {
         }
     }
 
-    /// `GET /api/entities/E?limit&offset`, ordered by id.
-    public func list(_ entity: String, limit: Int64?, offset: Int64) async throws -> [JSONValue] {
-        var filter: [(String, JSONValue)] = [("$offset", .int(offset))]
-        if let limit { filter.append(("$limit", .int(limit))) }
-        return try await query(entity, filter: .object(filter))
-    }
-
     /// Keyset page by id: rows with `id > after`, up to `limit` (+1 to learn `has_more`).
     public func page(_ entity: String, after: String?, limit: Int64) async throws -> (rows: [JSONValue], hasMore: Bool) {
         var filter: [(String, JSONValue)] = [("$limit", .int(limit + 1))]
@@ -371,6 +364,40 @@ extension DataService {
     /// Whether `auth` may read `row` of `entity`.
     public func canRead(_ entity: String, _ row: JSONValue?, auth: AuthContext) -> Bool {
         policies.check(.read, entity: entity, PolicyInput(auth: auth, data: row))
+    }
+
+    /// A filtered query as `auth` may see it. With a row-dependent read rule, `$limit` and
+    /// `$offset` count readable rows only (they are applied after the policy, so a page is
+    /// never short because of rows the caller cannot see); the scan then reads every
+    /// matching row, which is the price of a rule SQL does not evaluate.
+    public func readableQuery(_ entity: String, filter: JSONValue?, auth: AuthContext) async throws -> [JSONValue] {
+        _ = try codec(entity)
+        switch policies.readGate(entity: entity, auth: auth) {
+        case .denyAll: throw HostError.policyDenied("read", entity)
+        case .allowAll: return try await query(entity, filter: filter)
+        case .perRow:
+            var limit: Int64?
+            var offset: Int64 = 0
+            var rest: [(String, JSONValue)] = []
+            for (k, v) in filter?.objectValue ?? [] {
+                switch k {
+                case "$limit":
+                    guard let n = v.intValue, n >= 0 else { throw HostError.badRequest("INVALID_QUERY", "$limit must be a non-negative integer") }
+                    limit = n
+                case "$offset":
+                    guard let n = v.intValue, n >= 0 else { throw HostError.badRequest("INVALID_QUERY", "$offset must be a non-negative integer") }
+                    offset = n
+                default: rest.append((k, v))
+                }
+            }
+            if let filter, filter.objectValue == nil {
+                throw HostError.badRequest("INVALID_QUERY", "the filter must be a JSON object, got \(filter.typeName)")
+            }
+            let readable = try await query(entity, filter: .object(rest)).filter { canRead(entity, $0, auth: auth) }
+            let start = min(Int(offset), readable.count)
+            let end = limit.map { min(start + Int($0), readable.count) } ?? readable.count
+            return Array(readable[start..<end])
+        }
     }
 
     /// Applies the read policy to list-style results: the entity gate first (403 when no

@@ -74,10 +74,9 @@ extension RouteContext {
             let entity = try ctx.parameters.require("entity")
             let limit = try Self.intParam(req, "limit")
             let offset = try Self.intParam(req, "offset") ?? 0
-            let who = try await auth(req)
-            _ = try data.codec(entity)
-            try data.requireReadGate(entity, auth: who)
-            let rows = try data.filterReadable(entity, try await data.list(entity, limit: limit, offset: offset), auth: who)
+            var filter: [(String, JSONValue)] = [("$offset", .int(offset))]
+            if let limit { filter.append(("$limit", .int(limit))) }
+            let rows = try await data.readableQuery(entity, filter: .object(filter), auth: try await auth(req))
             return HTTPSupport.json(.object([
                 ("data", .array(rows)), ("count", .int(Int64(rows.count))), ("offset", .int(offset)),
                 ("limit", limit.map { .int($0) } ?? .null),
@@ -139,10 +138,8 @@ extension RouteContext {
         router.post("/api/query/:entity") { req, ctx in
             let entity = try ctx.parameters.require("entity")
             _ = try data.codec(entity)
-            let who = try await auth(req)
-            try data.requireReadGate(entity, auth: who)
-            let rows = try await data.query(entity, filter: try await body(req, empty: .object([])))
-            return HTTPSupport.json(.array(try data.filterReadable(entity, rows, auth: who)))
+            let rows = try await data.readableQuery(entity, filter: try await body(req, empty: .object([])), auth: try await auth(req))
+            return HTTPSupport.json(.array(rows))
         }
         router.post("/api/query") { req, _ in
             try await graphQuery(try await body(req), auth: try await auth(req))
@@ -227,8 +224,7 @@ extension RouteContext {
         var out: [(String, JSONValue)] = []
         for (entity, q) in spec {
             let codec = try data.codec(entity)
-            try data.requireReadGate(entity, auth: who)
-            var rows = try data.filterReadable(entity, try await data.query(entity, filter: q["where"]), auth: who)
+            var rows = try await data.readableQuery(entity, filter: q["where"], auth: who)
             if let include = q["include"]?.objectValue {
                 for (relName, _) in include {
                     guard let rel = codec.entity.relations.first(where: { $0.name == relName }) else { continue }

@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdWebSocket
 import NIOCore
+import ServiceLifecycle
 
 /// The request context of every host route: the basics, WebSocket upgrade support, and the
 /// peer address (for per-address connection limits).
@@ -26,6 +27,19 @@ public struct PylonRequestContext: RequestContext, WebSocketRequestContext, Remo
 struct RealtimeConfig: Sendable {
     var maxFrameBytes = 16 * 1024 * 1024
     var keepaliveSeconds = 15
+    /// A subscriber that overflowed and then delivers nothing for this long is closed.
+    var stallSeconds = 5
+}
+
+/// Ends every realtime stream when graceful shutdown begins; SSE responses and WebSocket
+/// senders would otherwise keep the server's shutdown waiting forever.
+struct RealtimeShutdown: Service {
+    let hub: ChangeHub
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        hub.closeAll()
+    }
 }
 
 extension RouteContext {
@@ -64,6 +78,22 @@ extension RouteContext {
         return nil
     }
 
+    /// When a subscriber's queue overflows, its sender falls back to the log. If it then
+    /// delivers nothing for `stallSeconds` (the client stopped reading and the socket is
+    /// full), the connection is closed: the client reconnects with its cursor.
+    func armStallWatchdog(_ sub: Subscriber, channel: any Channel) {
+        let seconds = Int64(realtime.stallSeconds)
+        let metrics = self.metrics
+        sub.onOverflow = { [weak sub] in
+            guard let mark = sub?.progress else { return }
+            channel.eventLoop.scheduleTask(in: .seconds(seconds)) {
+                guard let sub, sub.progress == mark else { return }
+                metrics.add("realtime_slow_consumers_closed_total", 1)
+                channel.close(promise: nil)
+            }
+        }
+    }
+
     /// Adds the WebSocket route at `path` ("/api/sync/ws" on the main port, "**" on port+1).
     func addWebSocketRoute(_ router: Router<PylonRequestContext>, path: RouterPath) {
         router.ws(path, shouldUpgrade: { request, _ in
@@ -86,12 +116,7 @@ extension RouteContext {
                 try await outbound.close(.policyViolation, reason: error.message)
                 return
             }
-            let channel = ctx.channel
-            sub.onOverflow = {
-                // Give the sender a moment to deliver the resync notice, then cut the socket
-                // even if it is stuck writing to a client that stopped reading.
-                channel.eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
-            }
+            armStallWatchdog(sub, channel: ctx.channel)
             defer {
                 hub.unsubscribe(sub)
                 let bye = JSONWriter.string(.object([("type", "presence"), ("event", "disconnect"), ("clientId", .int(Int64(sub.id)))]))
@@ -132,8 +157,7 @@ extension RouteContext {
             let sub = try hub.subscribe(auth: auth, address: ctx.addressKey, wantsRelays: false)
             let since = Self.cursorParam(request)
             let epoch = request.uri.queryParameters.get("epoch").map { String($0) }
-            let channel = ctx.channel
-            sub.onOverflow = { channel.eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) } }
+            armStallWatchdog(sub, channel: ctx.channel)
             let keepalive = realtime.keepaliveSeconds
             let body = ResponseBody { writer in
                 let sink = EventStreamSink(writer: EventStreamWriterBox(writer))

@@ -13,14 +13,14 @@ extension RouteContext {
             let page = try await changes.pull(since: since, limit: limit, epoch: epoch)
             // The cursor advances over events the caller may not read; they are just not sent.
             let who = try await auth(req)
-            let visible = page.events.filter { e in
-                data.canRead(e.entity, (e.dataJSON ?? e.beforeJSON).flatMap { try? JSONParser.parse($0) }, auth: who)
+            let visible: [String] = page.events.compactMap { e in
+                e.visibleJSON { data.canRead(e.entity, $0, auth: who) }
             }
             var w = JSONWriter(reserving: 256 + page.events.count * 200)
             w.raw("{\"changes\":[")
             for (i, e) in visible.enumerated() {
                 if i > 0 { w.raw(",") }
-                e.write(to: &w)
+                w.raw(e)
             }
             w.raw("],\"cursor\":{\"last_seq\":\(page.lastSeq),\"epoch\":")
             w.writeString(changes.epoch)

@@ -22,12 +22,13 @@ public enum HubMessage: Sendable {
 }
 
 /// One WS or SSE connection's view of the hub. Its queue is bounded: when a consumer
-/// falls behind by more than `limit` messages the subscriber is marked overflowed and
-/// stops queueing; its sender then tells the client to resync and closes. A subscriber
-/// never silently skips an event and never holds more than `limit` messages.
+/// falls more than `limit` messages behind, the queue is dropped and the subscriber goes
+/// back to reading the durable log from its cursor (so a large commit or a slow reader
+/// loses nothing and memory stays bounded). A consumer that makes no progress at all for
+/// a while after that is closed by its transport (`onOverflow` arms that watchdog).
 ///
-/// Threads: `offer` is called by the store's writer thread (via the hub), `drain` by the
-/// connection's sender task; a lock guards the queue.
+/// Threads: `offer` is called by the hub's fan-out queue, `drain` by the connection's
+/// sender task; a lock guards the state.
 public final class Subscriber: @unchecked Sendable {
     public let id: UInt64
     public let auth: AuthContext
@@ -56,26 +57,41 @@ public final class Subscriber: @unchecked Sendable {
         (wakes, wakeContinuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
-    /// Queues a message, or notes the newest seq while the sender is still reading the log.
+    /// Queues a message, or notes the newest seq while the sender is reading the log.
     func offer(_ message: HubMessage) {
         var overflowNow = false
-        lock.withLock {
-            guard !closedFlag, !overflowedFlag else { return }
+        let proceed: Bool = lock.withLock {
+            guard !closedFlag else { return false }
             if !live {
                 if case let .change(e) = message { newestWhileCatchingUp = max(newestWhileCatchingUp, e.seq) }
-                return
+                return false
             }
             if queue.count >= limit {
+                // Fall back to the log: forget the queue, remember how far the log must be read.
                 overflowedFlag = true
+                live = false
                 queue.removeAll()
+                if case let .change(e) = message { newestWhileCatchingUp = max(newestWhileCatchingUp, e.seq) }
                 overflowNow = true
             } else {
                 queue.append(message)
             }
+            return true
         }
-        if overflowNow { onOverflow?() }
-        wakeContinuation.yield()
+        if overflowNow {
+            overflowCount += 1
+            onOverflow?()
+        }
+        if proceed || overflowNow { wakeContinuation.yield() }
     }
+
+    /// How many times this subscriber fell back to the log (read by its watchdog).
+    private(set) var overflowCount = 0
+    private var progressCounter: UInt64 = 0
+
+    /// Called by the sender after delivering frames; the watchdog compares snapshots.
+    func madeProgress() { lock.withLock { progressCounter &+= 1 } }
+    var progress: UInt64 { lock.withLock { progressCounter } }
 
     /// Records that `seq` was published without queueing it (the caller may not read it):
     /// a subscriber still catching up must read the log at least that far.
@@ -94,12 +110,15 @@ public final class Subscriber: @unchecked Sendable {
         }
     }
 
-    /// Takes everything queued. `overflowed` true means the client must resync.
+    /// Takes everything queued. `overflowed` true means the queue was dropped and the sender
+    /// must read the log from its cursor, then call `goLive` again.
     func drain() -> (messages: [HubMessage], overflowed: Bool) {
         lock.withLock {
             let out = queue
             queue.removeAll(keepingCapacity: true)
-            return (out, overflowedFlag)
+            let o = overflowedFlag
+            overflowedFlag = false
+            return (out, o)
         }
     }
 
@@ -181,11 +200,26 @@ public final class ChangeHub: @unchecked Sendable {
         guard !snapshot.isEmpty else { return }
         var delivered = 0
         for e in events {
-            let row = e.data ?? e.before
-            let hub = HubEvent(seq: e.seq, entity: e.entity, kind: e.kind, payload: JSONWriter.string(e.json), row: row)
+            let full = HubEvent(seq: e.seq, entity: e.entity, kind: e.kind, payload: JSONWriter.string(e.json),
+                                row: e.data ?? e.before)
+            var asDelete: HubEvent?
             for (auth, members) in snapshot {
-                if canRead(auth, e.entity, row) {
-                    for s in members { s.offer(.change(hub)) }
+                let message: HubEvent?
+                switch Visibility.of(kind: e.kind, data: e.data, before: e.before, { canRead(auth, e.entity, $0) }) {
+                case .full: message = full
+                case .asDelete:
+                    if asDelete == nil {
+                        var gone = e
+                        gone.kind = .delete
+                        gone.data = nil
+                        asDelete = HubEvent(seq: e.seq, entity: e.entity, kind: .delete, payload: JSONWriter.string(gone.json),
+                                            row: e.before)
+                    }
+                    message = asDelete
+                case .hidden: message = nil
+                }
+                if let message {
+                    for s in members { s.offer(.change(message)) }
                     delivered += members.count
                 } else {
                     // Still advance catching-up subscribers' notion of the newest seq.
@@ -206,4 +240,27 @@ public final class ChangeHub: @unchecked Sendable {
     }
 
     public var connectionCount: Int { lock.withLock { subscribers.count } }
+
+    /// Ends every stream (graceful shutdown: SSE responses never end by themselves).
+    func closeAll() {
+        for s in lock.withLock({ Array(subscribers.values) }) { s.close() }
+    }
+}
+
+/// How a change appears to one reader. An update that moves a row out of the reader's
+/// sight (e.g. its owner changed) is sent as a delete, so replicas drop the row; an update
+/// judged on the patch alone would leave it behind.
+enum Visibility {
+    case full, asDelete, hidden
+
+    static func of(kind: ChangeKind, data: JSONValue?, before: JSONValue?, _ canRead: (JSONValue?) -> Bool) -> Visibility {
+        switch kind {
+        case .insert: return canRead(data) ? .full : .hidden
+        case .delete: return canRead(before) ? .full : .hidden
+        case .update:
+            if canRead(data) { return .full }
+            if before != nil, canRead(before) { return .asDelete }
+            return .hidden
+        }
+    }
 }

@@ -119,6 +119,24 @@ public final class ChangeLog: Sendable {
 }
 
 extension ChangeLog.StoredEvent {
+    /// The wire JSON of this event as a reader allowed by `canRead` sees it (see
+    /// `Visibility`), or nil when it must not see it at all.
+    func visibleJSON(_ canRead: (JSONValue?) -> Bool) -> String? {
+        let data = dataJSON.flatMap { try? JSONParser.parse($0) }
+        let before = beforeJSON.flatMap { try? JSONParser.parse($0) }
+        var w = JSONWriter()
+        switch Visibility.of(kind: ChangeKind(rawValue: kind) ?? .update, data: data, before: before, canRead) {
+        case .hidden: return nil
+        case .full: write(to: &w)
+        case .asDelete:
+            var gone = self
+            gone.kind = ChangeKind.delete.rawValue
+            gone.dataJSON = nil
+            gone.write(to: &w)
+        }
+        return String(decoding: w.bytes, as: UTF8.self)
+    }
+
     /// Appends the wire JSON of this event.
     func write(to w: inout JSONWriter) {
         w.raw("{\"seq\":\(seq),\"entity\":")

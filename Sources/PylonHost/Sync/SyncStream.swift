@@ -40,12 +40,17 @@ struct SyncStream: Sendable {
         for await _ in sub.wakes {
             let (messages, overflowed) = sub.drain()
             if overflowed {
-                hub.metrics.add("realtime_slow_consumers_closed_total", 1)
-                try await sink.sendResyncAndClose(HostError(
-                    status: 410, code: "RESYNC_REQUIRED",
-                    message: "this connection fell more than \(hub.queueLimit) events behind and was closed; pull from last_seq=\(cursor) and reconnect",
-                    extra: [("oldest_seq", .int(cursor + 1)), ("last_seq", .int(cursor))]))
-                return
+                // The queue was dropped: continue from the durable log, then go live again.
+                hub.metrics.add("realtime_queue_fallbacks_total", 1)
+                do {
+                    cursor = try await catchUp(sub, from: cursor, epoch: nil, sink: sink)
+                    let newest = sub.goLive()
+                    if newest > cursor { cursor = try await catchUp(sub, from: cursor, epoch: nil, sink: sink) }
+                } catch let e as HostError where e.code == "RESYNC_REQUIRED" {
+                    try await sink.sendResyncAndClose(e)
+                    return
+                }
+                continue
             }
             if messages.isEmpty {
                 try await sink.sendKeepalive()
@@ -54,13 +59,15 @@ struct SyncStream: Sendable {
             for m in messages {
                 switch m {
                 case let .change(e):
+                    // The hub already applied the read policy for this identity.
                     guard e.seq > cursor else { continue }
                     cursor = e.seq
-                    if canRead(sub.auth, e.entity, e.row) { try await sink.sendChange(e.payload, seq: e.seq) }
+                    try await sink.sendChange(e.payload, seq: e.seq)
                 case let .relay(text):
                     try await sink.sendRelay(text)
                 }
             }
+            sub.madeProgress()
         }
     }
 
@@ -72,14 +79,12 @@ struct SyncStream: Sendable {
             let page = try await changes.pull(since: cursor, limit: 1000, epoch: epoch)
             epoch = nil
             for e in page.events {
-                let row: JSONValue? = (e.dataJSON ?? e.beforeJSON).flatMap { try? JSONParser.parse($0) }
-                if canRead(sub.auth, e.entity, row) {
-                    var w = JSONWriter()
-                    e.write(to: &w)
-                    try await sink.sendChange(String(decoding: w.bytes, as: UTF8.self), seq: e.seq)
+                if let json = e.visibleJSON({ canRead(sub.auth, e.entity, $0) }) {
+                    try await sink.sendChange(json, seq: e.seq)
                 }
             }
             cursor = page.lastSeq
+            sub.madeProgress()
             if !page.hasMore { return cursor }
         }
     }

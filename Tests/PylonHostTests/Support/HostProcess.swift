@@ -30,6 +30,8 @@ final class HostProcess: @unchecked Sendable {
     let logPath: String
     let env: [String: String]
     let dev: Bool
+    /// Whether the host also serves Pylon's WS (port+1) and SSE (port+2) listeners.
+    let compatPorts: Bool
     private let ownsDirectory: Bool
     private let lock = NSLock()
     private var process: Process?
@@ -37,6 +39,12 @@ final class HostProcess: @unchecked Sendable {
     private let session: URLSession
 
     var port: Int { lock.withLock { _port } }
+    /// Pylon's WebSocket listener (only with `compatPorts`).
+    var wsCompatPort: Int { port + 1 }
+    /// Pylon's SSE listener (only with `compatPorts`).
+    var sseCompatPort: Int { port + 2 }
+    /// The process id of the running host (nil before the first launch).
+    var pid: Int32? { lock.withLock { process?.processIdentifier } }
     var baseURL: String { "http://127.0.0.1:\(port)" }
 
     /// Everything the host wrote to stdout and stderr, across restarts.
@@ -44,13 +52,15 @@ final class HostProcess: @unchecked Sendable {
         (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "(no log at \(logPath))"
     }
 
-    private init(directory: URL, manifestPath: String, dbPath: String, env: [String: String], dev: Bool) {
+    private init(directory: URL, manifestPath: String, dbPath: String, env: [String: String], dev: Bool,
+                 compatPorts: Bool) {
         self.directory = directory
         self.manifestPath = manifestPath
         self.dbPath = dbPath
         self.logPath = directory.appendingPathComponent("host.log").path
         self.env = env
         self.dev = dev
+        self.compatPorts = compatPorts
         self.ownsDirectory = true
         let cfg = URLSessionConfiguration.ephemeral
         cfg.timeoutIntervalForRequest = 30
@@ -71,16 +81,19 @@ final class HostProcess: @unchecked Sendable {
     }
 
     /// Writes `manifest` to a fresh temp directory and starts the host on a free port;
-    /// returns once `GET /health` answers 200.
+    /// returns once `GET /health` answers 200. With `compatPorts` the host keeps Pylon's
+    /// WS (port+1) and SSE (port+2) listeners, and the harness also waits for those;
+    /// otherwise it runs with `--no-compat-ports`.
     static func start(manifest: String, env: [String: String] = [:], dev: Bool = true,
-                      dbPath: String? = nil) async throws -> HostProcess {
+                      dbPath: String? = nil, compatPorts: Bool = false) async throws -> HostProcess {
         let fm = FileManager.default
         let dir = try TestPaths.freshTempDir("pylon-test")
         let manifestPath = dir.appendingPathComponent("pylon.manifest.json").path
         try Data(manifest.utf8).write(to: URL(fileURLWithPath: manifestPath))
         let db = dbPath ?? dir.appendingPathComponent("app.db").path
         _ = fm.createFile(atPath: dir.appendingPathComponent("host.log").path, contents: nil)
-        let host = HostProcess(directory: dir, manifestPath: manifestPath, dbPath: db, env: env, dev: dev)
+        let host = HostProcess(directory: dir, manifestPath: manifestPath, dbPath: db, env: env, dev: dev,
+                               compatPorts: compatPorts)
         try await host.launch()
         return host
     }
@@ -97,7 +110,7 @@ final class HostProcess: @unchecked Sendable {
     private func launch() async throws {
         var lastError: Error?
         for attempt in 0..<3 {
-            let port = try freeLoopbackPort()
+            let port = compatPorts ? try freeLoopbackPortRun(count: 3) : try freeLoopbackPort()
             do {
                 try await launchOnce(port: port)
                 return
@@ -116,7 +129,8 @@ final class HostProcess: @unchecked Sendable {
         environment["PYLON_ADMIN_TOKEN"] = Self.adminToken
         for (k, v) in env { environment[k] = v }
         var args = ["serve", "--plugins", TestPaths.pluginsDir, "--manifest", manifestPath, "--db", dbPath,
-                    "--port", String(port), "--no-compat-ports"]
+                    "--port", String(port)]
+        if !compatPorts { args.append("--no-compat-ports") }
         if dev { args.append("--dev") }
 
         let p = Process()
@@ -147,7 +161,10 @@ final class HostProcess: @unchecked Sendable {
             if !p.isRunning {
                 throw HostProcessError(description: "pylon-host exited with status \(p.terminationStatus) before answering /health. Log:\n\(log)")
             }
-            if let r = try? await request("GET", "/health", timeout: 2), r.status == 200 { return }
+            if let r = try? await request("GET", "/health", timeout: 2), r.status == 200,
+               !compatPorts || (loopbackPortAccepts(port + 1) && loopbackPortAccepts(port + 2)) {
+                return
+            }
             try await Task.sleep(for: .milliseconds(50))
         }
         kill(p.processIdentifier, SIGKILL)
@@ -207,6 +224,15 @@ final class HostProcess: @unchecked Sendable {
         }
         p.waitUntilExit()
     }
+
+    /// Sends SIGTERM and returns at once (see `hasExited`).
+    func terminate() {
+        guard let p = lock.withLock({ process }), p.isRunning else { return }
+        kill(p.processIdentifier, SIGTERM)
+    }
+
+    /// Whether the host process has exited (true before the first launch).
+    var hasExited: Bool { lock.withLock { process.map { !$0.isRunning } ?? true } }
 
     /// SIGKILL (a crash: no shutdown code runs), then wait.
     func kill9() {
