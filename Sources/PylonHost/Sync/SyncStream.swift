@@ -25,15 +25,8 @@ struct SyncStream: Sendable {
     func run(_ sub: Subscriber, since: Int64?, epoch: String?, sink: some SyncSink) async throws {
         var cursor: Int64 = 0
         if let since {
-            cursor = since
-            do {
-                cursor = try await catchUp(sub, from: cursor, epoch: epoch, sink: sink)
-                let newest = sub.goLive()
-                if newest > cursor { cursor = try await catchUp(sub, from: cursor, epoch: nil, sink: sink) }
-            } catch let e as HostError where e.code == "RESYNC_REQUIRED" {
-                try await sink.sendResyncAndClose(e)
-                return
-            }
+            guard let c = try await resume(sub, from: since, epoch: epoch, sink: sink) else { return }
+            cursor = c
         } else {
             _ = sub.goLive()
         }
@@ -42,14 +35,8 @@ struct SyncStream: Sendable {
             if overflowed {
                 // The queue was dropped: continue from the durable log, then go live again.
                 hub.metrics.add("realtime_queue_fallbacks_total", 1)
-                do {
-                    cursor = try await catchUp(sub, from: cursor, epoch: nil, sink: sink)
-                    let newest = sub.goLive()
-                    if newest > cursor { cursor = try await catchUp(sub, from: cursor, epoch: nil, sink: sink) }
-                } catch let e as HostError where e.code == "RESYNC_REQUIRED" {
-                    try await sink.sendResyncAndClose(e)
-                    return
-                }
+                guard let c = try await resume(sub, from: cursor, epoch: nil, sink: sink) else { return }
+                cursor = c
                 continue
             }
             if messages.isEmpty {
@@ -68,6 +55,21 @@ struct SyncStream: Sendable {
                 }
             }
             sub.madeProgress()
+        }
+    }
+
+    /// Reads the log from `from` up to the present, switches the subscriber to live, and
+    /// reads once more up to whatever was published meanwhile (duplicates are dropped by
+    /// seq later). Returns the cursor, or nil after telling the client to resync.
+    private func resume(_ sub: Subscriber, from: Int64, epoch: String?, sink: some SyncSink) async throws -> Int64? {
+        do {
+            var cursor = try await catchUp(sub, from: from, epoch: epoch, sink: sink)
+            let newest = sub.goLive()
+            if newest > cursor { cursor = try await catchUp(sub, from: cursor, epoch: nil, sink: sink) }
+            return cursor
+        } catch let e as HostError where e.code == "RESYNC_REQUIRED" {
+            try await sink.sendResyncAndClose(e)
+            return nil
         }
     }
 

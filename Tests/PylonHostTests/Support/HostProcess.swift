@@ -1,4 +1,5 @@
 import Foundation
+import PylonHost
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -251,20 +252,20 @@ final class HostProcess: @unchecked Sendable {
 
 // MARK: - JSON for tests
 
-/// A small strict JSON parser that keeps JSON's types apart, which `JSONSerialization`
-/// does not (it turns `true`, `1` and `1.0` into the same NSNumber on Linux):
+/// JSON for assertions, parsed with the host's own strict parser because it keeps JSON's
+/// types apart, which `JSONSerialization` does not (it turns `true`, `1` and `1.0` into
+/// the same NSNumber on Linux):
 /// object → `[String: Any]`, array → `[Any]`, string → `String`, integer → `Int`,
 /// number with a fraction or exponent → `Double`, `true`/`false` → `Bool`, `null` → `NSNull`.
 enum TestJSON {
     struct ParseError: Error, CustomStringConvertible { var description: String }
 
     static func parse(_ text: String) throws -> Any {
-        var p = Parser(bytes: Array(text.utf8))
-        p.skipSpace()
-        let v = try p.value()
-        p.skipSpace()
-        guard p.i == p.bytes.count else { throw ParseError(description: "trailing characters at \(p.i)") }
-        return v
+        do {
+            return plain(try JSONParser.parse(text))
+        } catch {
+            throw ParseError(description: error.description)
+        }
     }
 
     /// A JSON string literal for `s` (for building request bodies).
@@ -284,130 +285,16 @@ enum TestJSON {
         return out + "\""
     }
 
-    private struct Parser {
-        let bytes: [UInt8]
-        var i = 0
-
-        mutating func skipSpace() {
-            while i < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[i]) { i += 1 }
-        }
-
-        func fail(_ what: String) -> ParseError { ParseError(description: "\(what) at byte \(i)") }
-
-        mutating func literal(_ word: String) throws {
-            let w = Array(word.utf8)
-            guard i + w.count <= bytes.count, Array(bytes[i..<(i + w.count)]) == w else { throw fail("expected \(word)") }
-            i += w.count
-        }
-
-        mutating func value() throws -> Any {
-            guard i < bytes.count else { throw fail("unexpected end") }
-            switch bytes[i] {
-            case UInt8(ascii: "{"): return try object()
-            case UInt8(ascii: "["): return try array()
-            case UInt8(ascii: "\""): return try string()
-            case UInt8(ascii: "t"): try literal("true"); return true
-            case UInt8(ascii: "f"): try literal("false"); return false
-            case UInt8(ascii: "n"): try literal("null"); return NSNull()
-            default: return try number()
-            }
-        }
-
-        mutating func object() throws -> [String: Any] {
-            i += 1
-            var out: [String: Any] = [:]
-            skipSpace()
-            if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return out }
-            while true {
-                skipSpace()
-                guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw fail("expected a key") }
-                let k = try string()
-                skipSpace()
-                guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { throw fail("expected :") }
-                i += 1
-                skipSpace()
-                out[k] = try value()
-                skipSpace()
-                guard i < bytes.count else { throw fail("unterminated object") }
-                if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
-                if bytes[i] == UInt8(ascii: "}") { i += 1; return out }
-                throw fail("expected , or }")
-            }
-        }
-
-        mutating func array() throws -> [Any] {
-            i += 1
-            var out: [Any] = []
-            skipSpace()
-            if i < bytes.count, bytes[i] == UInt8(ascii: "]") { i += 1; return out }
-            while true {
-                skipSpace()
-                out.append(try value())
-                skipSpace()
-                guard i < bytes.count else { throw fail("unterminated array") }
-                if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
-                if bytes[i] == UInt8(ascii: "]") { i += 1; return out }
-                throw fail("expected , or ]")
-            }
-        }
-
-        mutating func hex4() throws -> UInt32 {
-            guard i + 4 <= bytes.count, let v = UInt32(String(decoding: bytes[i..<(i + 4)], as: UTF8.self), radix: 16) else {
-                throw fail("bad \\u escape")
-            }
-            i += 4
-            return v
-        }
-
-        mutating func string() throws -> String {
-            i += 1
-            var out = [UInt8]()
-            while i < bytes.count {
-                let c = bytes[i]
-                i += 1
-                if c == UInt8(ascii: "\"") { return String(decoding: out, as: UTF8.self) }
-                if c != UInt8(ascii: "\\") { out.append(c); continue }
-                guard i < bytes.count else { break }
-                let e = bytes[i]
-                i += 1
-                switch e {
-                case UInt8(ascii: "n"): out.append(0x0A)
-                case UInt8(ascii: "t"): out.append(0x09)
-                case UInt8(ascii: "r"): out.append(0x0D)
-                case UInt8(ascii: "b"): out.append(0x08)
-                case UInt8(ascii: "f"): out.append(0x0C)
-                case UInt8(ascii: "u"):
-                    var scalar = try hex4()
-                    if (0xD800..<0xDC00).contains(scalar), i + 6 <= bytes.count,
-                       bytes[i] == UInt8(ascii: "\\"), bytes[i + 1] == UInt8(ascii: "u") {
-                        i += 2
-                        let low = try hex4()
-                        scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
-                    }
-                    out.append(contentsOf: Array(String(Character(Unicode.Scalar(scalar) ?? "\u{FFFD}")).utf8))
-                default: out.append(e)
-                }
-            }
-            throw fail("unterminated string")
-        }
-
-        mutating func number() throws -> Any {
-            let start = i
-            var isFloat = false
-            while i < bytes.count {
-                let c = bytes[i]
-                if (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9")) || c == UInt8(ascii: "-") || c == UInt8(ascii: "+") {
-                    i += 1
-                } else if c == UInt8(ascii: ".") || c == UInt8(ascii: "e") || c == UInt8(ascii: "E") {
-                    isFloat = true
-                    i += 1
-                } else { break }
-            }
-            let s = String(decoding: bytes[start..<i], as: UTF8.self)
-            guard !s.isEmpty else { throw fail("unexpected character") }
-            if !isFloat, let n = Int(s) { return n }
-            guard let d = Double(s) else { throw fail("bad number \(s)") }
-            return d
+    /// The host's own JSON value as plain Swift values for assertions.
+    static func plain(_ v: JSONValue) -> Any {
+        switch v {
+        case .null: return NSNull()
+        case let .bool(b): return b
+        case let .int(i): return Int(i)
+        case let .double(d): return d
+        case let .string(s): return s
+        case let .array(a): return a.map(plain)
+        case let .object(o): return Dictionary(o.map { ($0.0, plain($0.1)) }, uniquingKeysWith: { _, last in last })
         }
     }
 }
