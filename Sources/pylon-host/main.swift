@@ -1,6 +1,9 @@
 import ArgumentParser
 import Dispatch
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import NIOCore
 import NIOPosix
@@ -98,4 +101,15 @@ func blockOn(_ work: @escaping @Sendable () async throws -> Void) throws {
 // between the concurrency pool and the event loops (fewer context switches per request).
 // Must happen before any async code runs, hence top-level code instead of @main.
 _ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+#if canImport(Glibc)
+// glibc gives every thread that allocates its own malloc arena (up to 8 per core); with
+// event loops, store threads and thousands of sockets the freed memory of one arena is
+// not reusable by another and RSS balloons. Two arenas are plenty for this process.
+// mallopt is declared in <malloc.h>, which the Glibc module does not import.
+if let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") {
+    typealias MalloptFn = @convention(c) (Int32, Int32) -> Int32
+    let M_ARENA_MAX: Int32 = -8
+    _ = unsafeBitCast(sym, to: MalloptFn.self)(M_ARENA_MAX, 2)
+}
+#endif
 PylonHostCommand.main()

@@ -125,20 +125,25 @@ extension RouteContext {
             let sink = WebSocketSink(outbound: outbound)
             let since = Self.cursorParam(request)
             let epoch = request.uri.queryParameters.get("epoch").map { String($0) }
+            // One child task sends; this task reads. Whichever ends first (client gone, or
+            // the sender closed the socket for a resync) ends the other. Two tasks per
+            // connection rather than three keeps 10,000 idle sockets cheap.
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
                     try await sync.run(sub, since: since, epoch: epoch, sink: sink)
                 }
-                group.addTask {
+                do {
                     for try await message in inbound.messages(maxSize: realtime.maxFrameBytes) {
                         guard case let .text(text) = message, let v = try? JSONParser.parse(text),
                               let type = v["type"]?.stringValue, type == "presence" || type == "topic" else { continue }
                         let from: JSONValue = auth.isAdmin ? "admin" : .string(auth.userID ?? "")
                         hub.relay(JSONWriter.string(v.setting("from", from)), except: nil)
                     }
+                } catch {
+                    sub.close()
+                    group.cancelAll()
+                    throw error
                 }
-                // Whichever ends first (client gone, or resync/close) ends the connection.
-                _ = try await group.next()
                 sub.close()
                 group.cancelAll()
             }
