@@ -13,7 +13,8 @@ deps:
 build: deps
 	$(SWIFT) build -c release
 	mkdir -p plugins
-	cp .build/release/libPylon*.so plugins/
+	# --remove-destination: a new inode, so a host that has the old file mapped keeps running.
+	cp --remove-destination .build/release/libPylon*.so plugins/
 
 run: build
 	cd examples/todo && mkdir -p data && ../../.build/release/pylon-host serve \

