@@ -86,7 +86,7 @@ public final class Host: Sendable {
             logger.warning("entity \(e) has no policy: \(config.dev ? "open to everyone (--dev)" : "admin-only until a policy names it")")
         }
         for (e, ops) in policies.unguardedOperations where !ops.isEmpty {
-            logger.warning("entity \(e): no rule covers \(ops.map(\.rawValue).joined(separator: ", ")); those operations are open to everyone")
+            logger.warning("entity \(e): no rule covers \(ops.map(\.rawValue).joined(separator: ", ")); \(config.dev ? "open to everyone (--dev)" : "admin-only")")
         }
         return Host(config: config, manifest: manifest, registry: registry, store: store, data: data,
                     changes: changes, sessions: sessions, metrics: metrics, logger: logger, hub: hub)

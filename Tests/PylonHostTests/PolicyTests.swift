@@ -498,10 +498,14 @@ struct PolicyEngineTests {
         #expect(!e.check(.read, entity: "Open", PolicyInput(auth: user("u1"))))
     }
 
-    @Test func operationsNoPolicyMentionsAreOpen() throws {
+    @Test func operationsNoPolicyMentionsAreAdminOnlyOutsideDev() throws {
+        // Pylon left them open; we fail closed (open only in --dev).
         let e = try engine([policy(read: "auth.userId != null")])
-        #expect(e.check(.insert, entity: "Note", PolicyInput(auth: .anonymous)))
-        #expect(e.check(.delete, entity: "Note", PolicyInput(auth: .anonymous)))
+        #expect(!e.check(.insert, entity: "Note", PolicyInput(auth: .anonymous)))
+        #expect(!e.check(.delete, entity: "Note", PolicyInput(auth: user("u1"))))
+        #expect(e.check(.delete, entity: "Note", PolicyInput(auth: .admin)))
+        let devEngine = try engine([policy(read: "auth.userId != null")], dev: true)
+        #expect(devEngine.check(.insert, entity: "Note", PolicyInput(auth: .anonymous)))
         #expect(!e.check(.read, entity: "Note", PolicyInput(auth: .anonymous)))
         #expect(e.unguardedOperations.count == 1)
         #expect(e.unguardedOperations.first?.entity == "Note")
@@ -564,7 +568,7 @@ struct PolicyEngineTests {
         let two = [policy("a", read: "data.ownerId == auth.userId"), policy("b", read: #"auth.hasRole("x")"#)]
         #expect(try gate(two, user()) == .denyAll)
         #expect(try gate(two, user(roles: ["x"])) == .perRow)
-        #expect(try gate([policy(write: "false")], .anonymous) == .allowAll)
+        #expect(try gate([policy(write: "false")], .anonymous) == .denyAll, "no read rule at all: admin-only outside dev")
         #expect(try gate([policy(read: "input.x == null")], .anonymous) == .allowAll)
     }
 

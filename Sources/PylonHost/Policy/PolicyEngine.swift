@@ -6,8 +6,10 @@
 /// order; each uses its resolved expression for the operation (read: `allowRead`, then
 /// `allow`; insert/update/delete: `allowX`, then `allowWrite`, then `allow` — `allowRead`
 /// never falls back to `allowWrite`); a resolved expression that is empty (absent or `""`)
-/// is skipped, so when every policy of an entity resolves to empty for an operation, that
-/// operation is allowed (`unguardedOperations` lists these so the host can say so).
+/// is skipped. When every policy of an entity resolves to empty for an operation, that
+/// operation is open only in dev mode and admin-only otherwise — Pylon allowed it, which
+/// left e.g. update and delete open on an entity that only declared read and insert rules
+/// (`unguardedOperations` lists these so the host can say so).
 public final class PolicyEngine: Sendable {
     public enum Operation: String, Sendable, CaseIterable {
         case read, insert, update, delete
@@ -105,7 +107,7 @@ public final class PolicyEngine: Sendable {
     public var unprotectedActions: [String] { unprotectedActionNames }
 
     /// Entities that have policies but none of them says anything about some operations;
-    /// those operations are open to everyone (Pylon's rule).
+    /// those operations are open in dev mode and admin-only otherwise.
     public var unguardedOperations: [(entity: String, operations: [Operation])] { unguarded }
 
     /// Whether `input.auth` may perform `op` on `entity`; see pylon-core.md §4.4 for which
@@ -113,10 +115,14 @@ public final class PolicyEngine: Sendable {
     public func check(_ op: Operation, entity: String, _ input: PolicyInput) -> Bool {
         if input.auth.isAdmin { return true }
         guard let rules = entityRules[entity] else { return dev }
+        var covered = false
         for rule in rules {
-            if let e = rule.expression(op), !e.evaluate(input) { return false }
+            guard let e = rule.expression(op) else { continue }
+            covered = true
+            if !e.evaluate(input) { return false }
         }
-        return true
+        // No rule speaks about this operation: fail closed outside dev (Pylon allowed it).
+        return covered || dev
     }
 
     /// Whether `auth` may run action `name` with `input` (the request body). Only `allow`
@@ -141,14 +147,17 @@ public final class PolicyEngine: Sendable {
         guard let rules = entityRules[entity] else { return dev ? .allowAll : .denyAll }
         let context = PolicyInput(auth: auth, authEmail: authEmail)
         var perRow = false
+        var covered = false
         for rule in rules {
             guard let e = rule.read else { continue }
+            covered = true
             switch e.rowIndependentResult(context) {
             case false?: return .denyAll
             case nil: perRow = true
             case true?: continue
             }
         }
+        if !covered { return dev ? .allowAll : .denyAll }
         return perRow ? .perRow : .allowAll
     }
 }

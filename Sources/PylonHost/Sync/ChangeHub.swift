@@ -142,6 +142,8 @@ public final class ChangeHub: @unchecked Sendable {
     private let lock = NSLock()
     private var subscribers: [UInt64: Subscriber] = [:]
     private var groups: [AuthContext: [UInt64: Subscriber]] = [:]
+    /// `groups` flattened for delivery; rebuilt only after (un)subscribes, not per commit.
+    private var cachedGroups: [(AuthContext, [Subscriber])]?
     private var perAddress: [String: Int] = [:]
     private var nextID: UInt64 = 1
     public let queueLimit: Int
@@ -171,6 +173,7 @@ public final class ChangeHub: @unchecked Sendable {
         nextID += 1
         subscribers[s.id] = s
         groups[auth, default: [:]][s.id] = s
+        cachedGroups = nil
         metrics.set("realtime_connections", Double(subscribers.count))
         return s
     }
@@ -183,6 +186,7 @@ public final class ChangeHub: @unchecked Sendable {
                 perAddress[s.address] = n > 0 ? n : nil
                 groups[s.auth]?.removeValue(forKey: s.id)
                 if groups[s.auth]?.isEmpty == true { groups.removeValue(forKey: s.auth) }
+                cachedGroups = nil
             }
             metrics.set("realtime_connections", Double(subscribers.count))
         }
@@ -195,7 +199,10 @@ public final class ChangeHub: @unchecked Sendable {
 
     private func deliver(_ events: [ChangeEvent]) {
         let snapshot: [(AuthContext, [Subscriber])] = lock.withLock {
-            groups.map { ($0.key, Array($0.value.values)) }
+            if let cached = cachedGroups { return cached }
+            let built = groups.map { ($0.key, Array($0.value.values)) }
+            cachedGroups = built
+            return built
         }
         guard !snapshot.isEmpty else { return }
         var delivered = 0
