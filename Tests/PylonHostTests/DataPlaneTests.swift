@@ -130,6 +130,40 @@ struct DataPlaneTests {
         #expect(try await host.request("GET", "/api/entities/Todo/mine").status == 404)
     }
 
+    @Test("Aggregate: count, sum, avg, min, max, countDistinct, groupBy field and time bucket, where")
+    func aggregate() async throws {
+        let host = try await Self.start()
+        defer { host.stop() }
+        let rows = [
+            #"{"title":"a","done":true,"priority":1,"estimate":1.5,"dueAt":"2026-01-05T10:00:00Z"}"#,
+            #"{"title":"b","done":true,"priority":3,"estimate":2.5,"dueAt":"2026-01-20T10:00:00Z"}"#,
+            #"{"title":"c","done":false,"priority":3,"dueAt":"2026-02-01T10:00:00Z"}"#,
+        ]
+        for r in rows { _ = try await host.insert("Todo", r) }
+
+        let all = try await host.request("POST", "/api/aggregate/Todo", json: #"{"count":"*","sum":["priority"],"avg":["estimate"],"min":["priority"],"max":["dueAt"],"countDistinct":["priority"]}"#)
+        #expect(all.status == 200, "\(all.body)")
+        let row = all.json["rows"][0]
+        #expect(row["count"].int == 3, "\(all.body)")
+        #expect(row["sum_priority"].int == 7)
+        #expect(row["avg_estimate"].double == 2.0)
+        #expect(row["min_priority"].int == 1)
+        #expect(row["max_dueAt"].string == "2026-02-01T10:00:00Z")
+        #expect(row["count_distinct_priority"].int == 2)
+
+        let grouped = try await host.request("POST", "/api/aggregate/Todo", json: #"{"count":"*","groupBy":["done"]}"#)
+        #expect(grouped.json["rows"].items.map { $0["done"].bool } == [false, true], "\(grouped.body)")
+        #expect(grouped.json["rows"].items.map { $0["count"].int } == [1, 2])
+
+        let monthly = try await host.request("POST", "/api/aggregate/Todo", json: #"{"count":"*","groupBy":[{"field":"dueAt","bucket":"month"}],"where":{"done":true}}"#)
+        #expect(monthly.json["rows"].items.map { $0["dueAt_month"].string } == ["2026-01"], "\(monthly.body)")
+        #expect(monthly.json["rows"].items.map { $0["count"].int } == [2])
+
+        #expect(try await host.request("POST", "/api/aggregate/Todo", json: "{}").json.errorCode == "INVALID_QUERY")
+        #expect(try await host.request("POST", "/api/aggregate/Todo", json: #"{"sum":["nope"]}"#).json.errorCode == "INVALID_COLUMN")
+        #expect(try await host.request("POST", "/api/aggregate/Nope", json: #"{"count":"*"}"#).json.errorCode == "ENTITY_NOT_FOUND")
+    }
+
     @Test("List with ?limit and ?offset, ordered by id, with count")
     func listLimitOffset() async throws {
         let host = try await Self.start()

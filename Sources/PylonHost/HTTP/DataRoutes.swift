@@ -144,6 +144,11 @@ extension RouteContext {
         router.post("/api/query") { req, _ in
             try await graphQuery(try await body(req), auth: try await auth(req))
         }
+        router.post("/api/aggregate/:entity") { req, ctx in
+            let entity = try ctx.parameters.require("entity")
+            _ = try data.codec(entity)
+            return HTTPSupport.json(try await data.aggregate(entity, try await body(req), auth: try await auth(req)))
+        }
         router.get("/api/lookup/:entity/:field/:value") { req, ctx in
             let entity = try ctx.parameters.require("entity")
             let field = try ctx.parameters.require("field")

@@ -29,6 +29,9 @@ public protocol SQLDialect: Sendable {
     func addColumn(_ entity: String, _ field: Field) -> [String]
     func createIndex(_ entity: String, _ index: Index) -> String
     func dropIndex(_ name: String) -> String
+    /// An expression truncating ISO-8601 datetime text in `column` to `unit`
+    /// (hour, day, week, month, year), or nil for an unknown unit.
+    func timeBucket(_ column: String, _ unit: String) -> String?
     /// A query returning one row per column name of the table named by parameter 1
     /// (no rows when the table does not exist).
     var columnNamesSQL: String { get }
@@ -138,4 +141,17 @@ public struct SQLiteDialect: SQLDialect {
     public func dropIndex(_ name: String) -> String { "DROP INDEX IF EXISTS \(quote(name))" }
 
     public var columnNamesSQL: String { "SELECT name FROM pragma_table_info(?)" }
+
+    public func timeBucket(_ column: String, _ unit: String) -> String? {
+        let format: String
+        switch unit {
+        case "hour": format = "%Y-%m-%dT%H:00"
+        case "day": format = "%Y-%m-%d"
+        case "week": format = "%Y-W%W"
+        case "month": format = "%Y-%m"
+        case "year": format = "%Y"
+        default: return nil
+        }
+        return "strftime('\(format)', \(column))"
+    }
 }
