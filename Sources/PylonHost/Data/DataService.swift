@@ -37,11 +37,10 @@ public final class DataService: Sendable {
     }
 
     /// Runs a compiled filter and returns rows.
-    public func query(_ entity: String, filter: JSONValue?, extraLimit: Int64? = nil) async throws -> [JSONValue] {
+    public func query(_ entity: String, filter: JSONValue?) async throws -> [JSONValue] {
         let codec = try codec(entity)
         var compiler = FilterCompiler(codec: codec, dialect: dialect)
-        var f = try compiler.compile(filter)
-        if let extraLimit { f.limit = min(f.limit ?? extraLimit, extraLimit) }
+        let f = try compiler.compile(filter)
         var params = f.params
         var limitPH: String?
         var offsetPH: String?

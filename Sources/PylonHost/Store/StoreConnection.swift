@@ -40,9 +40,7 @@ private final class CallState {
     var completed = false
     /// Only used when the store completes from another thread.
     let finished: DispatchSemaphore?
-    let wantsRows: Bool
-    init(wantsRows: Bool, inline: Bool) {
-        self.wantsRows = wantsRows
+    init(inline: Bool) {
         finished = inline ? nil : DispatchSemaphore(value: 0)
     }
 
@@ -131,7 +129,7 @@ public final class StoreConnection: @unchecked Sendable {
     /// Runs one statement. `wantRows: false` skips copying result rows.
     @discardableResult
     public func execute(_ sql: String, _ params: [SQLValue] = [], wantRows: Bool = true) throws(StoreError) -> QueryResult {
-        let state = CallState(wantsRows: wantRows, inline: inline)
+        let state = CallState(inline: inline)
         let ctx = Unmanaged.passRetained(state).toOpaque()
         defer { Unmanaged<CallState>.fromOpaque(ctx).release() }
         // Pack every text/blob parameter into one arena so the pointers stay valid for the
@@ -189,7 +187,7 @@ public final class StoreConnection: @unchecked Sendable {
     }
 
     public func transaction(_ op: Int32) throws(StoreError) {
-        let state = CallState(wantsRows: false, inline: inline)
+        let state = CallState(inline: inline)
         let ctx = Unmanaged.passRetained(state).toOpaque()
         defer { Unmanaged<CallState>.fromOpaque(ctx).release() }
         table.pointee.transaction(handle, op, callDone, ctx)

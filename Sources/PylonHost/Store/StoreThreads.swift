@@ -67,11 +67,6 @@ final class StoreThreads: @unchecked Sendable {
         }
     }
 
-    /// Runs `body` on the writer thread outside of any transaction (migrations, setup).
-    func writeUnbatched<T: Sendable>(_ body: @escaping @Sendable (StoreConnection) throws -> T) async throws -> T {
-        try await write { tx in try body(tx.connection) }
-    }
-
     func shutdown() {
         readQueue.close()
         writeQueue.close()

@@ -78,15 +78,10 @@ public final class Subscriber: @unchecked Sendable {
             }
             return true
         }
-        if overflowNow {
-            overflowCount += 1
-            onOverflow?()
-        }
+        if overflowNow { onOverflow?() }
         if proceed || overflowNow { wakeContinuation.yield() }
     }
 
-    /// How many times this subscriber fell back to the log (read by its watchdog).
-    private(set) var overflowCount = 0
     private var progressCounter: UInt64 = 0
 
     /// Called by the sender after delivering frames; the watchdog compares snapshots.
@@ -129,8 +124,6 @@ public final class Subscriber: @unchecked Sendable {
         lock.withLock { closedFlag = true }
         wakeContinuation.finish()
     }
-
-    public var queued: Int { lock.withLock { queue.count } }
 }
 
 /// Fans committed changes out to every live WS/SSE connection, in seq order, on its own
