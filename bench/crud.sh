@@ -40,20 +40,13 @@ SEED_ROWS="${BENCH_SEED_ROWS:-1000}"
 ONLY="${BENCH_ONLY:-both}"
 LIST_N=50
 
-log() { printf '[crud] %s\n' "$*" >&2; }
-die() { printf '[crud] ERROR: %s\n' "$*" >&2; exit 1; }
 
-case "$ONLY" in
-    both) SERVERS=(pylon pocketbase) ;;
-    pylon) SERVERS=(pylon) ;;
-    pocketbase) SERVERS=(pocketbase) ;;
-    *) die "BENCH_ONLY must be both, pylon or pocketbase (got '$ONLY')" ;;
-esac
-want() { [[ " ${SERVERS[*]} " == *" $1 "* ]]; }
+BENCH_TAG=crud
+# shellcheck source=lib/servers.sh
+. "$BENCH/lib/servers.sh"
 (( SEED_ROWS >= LIST_N )) || die "BENCH_SEED_ROWS must be at least $LIST_N (list-of-$LIST_N needs that many rows)"
 (( CONNS >= THREADS )) || die "BENCH_CONNECTIONS must be at least BENCH_THREADS"
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # ---------------------------------------------------------------- tools
 PY="$(command -v python3 || command -v python || true)"
@@ -65,8 +58,6 @@ if ! command -v wrk >/dev/null; then
     as_root apt-get install -y wrk
 fi
 
-# shellcheck source=lib/servers.sh
-. "$BENCH/lib/servers.sh"
 ensure_servers
 
 # ---------------------------------------------------------------- temp dir and cleanup

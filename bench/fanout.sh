@@ -44,17 +44,10 @@ WORKERS="${BENCH_WORKERS:-1}"
 ONLY="${BENCH_ONLY:-both}"
 SEED="${BENCH_SEED:-1}"
 
-log() { printf '[fanout] %s\n' "$*" >&2; }
-die() { printf '[fanout] ERROR: %s\n' "$*" >&2; exit 1; }
 
-case "$ONLY" in
-    both) SERVERS=(pylon pocketbase) ;;
-    pylon) SERVERS=(pylon) ;;
-    pocketbase) SERVERS=(pocketbase) ;;
-    *) die "BENCH_ONLY must be both, pylon or pocketbase (got '$ONLY')" ;;
-esac
-want() { [[ " ${SERVERS[*]} " == *" $1 "* ]]; }
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+BENCH_TAG=fanout
+# shellcheck source=lib/servers.sh
+. "$BENCH/lib/servers.sh"
 
 # ---------------------------------------------------------------- tools
 PY="$(command -v python3 || command -v python || true)"
@@ -66,8 +59,6 @@ if ! "$PY" -c 'import websockets, aiohttp, uvloop; from websockets.client import
 fi
 "$PY" -c 'import orjson' 2>/dev/null || "$PY" -m pip install --quiet orjson || log "orjson unavailable: using json"
 
-# shellcheck source=lib/servers.sh
-. "$BENCH/lib/servers.sh"
 ensure_servers
 
 # ---------------------------------------------------------------- file descriptors

@@ -1,6 +1,19 @@
-# Shared by crud.sh and fanout.sh (sourced after they define PY, HELP, log, die, want).
-# Sets PB_BIN and PYLON_BIN, installing or building what is missing.
+# Shared by crud.sh and fanout.sh. Source it after setting BENCH_TAG and ONLY; it defines
+# log/die/want/as_root and SERVERS, and ensure_servers (call it once PY and HELP are set).
 
+log() { printf '[%s] %s\n' "$BENCH_TAG" "$*" >&2; }
+die() { printf '[%s] ERROR: %s\n' "$BENCH_TAG" "$*" >&2; exit 1; }
+
+case "$ONLY" in
+    both) SERVERS=(pylon pocketbase) ;;
+    pylon) SERVERS=(pylon) ;;
+    pocketbase) SERVERS=(pocketbase) ;;
+    *) die "BENCH_ONLY must be both, pylon or pocketbase (got '$ONLY')" ;;
+esac
+want() { [[ " ${SERVERS[*]} " == *" $1 "* ]]; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# Sets PB_BIN and PYLON_BIN, installing or building what is missing.
 ensure_servers() {
     PB_BIN=""
     if want pocketbase; then
