@@ -19,18 +19,17 @@ enum SchemaApplier {
         for ddl in d.bootstrap { try conn.execute(ddl, wantRows: false) }
         let r = try conn.execute("SELECT value FROM _pylon_meta WHERE key = \(d.placeholder(1))", [.text("schema")])
         var log: [String] = []
-        var changes: [SchemaChange] = []
+        var old: [Entity] = []
         if case let .text(json)? = r.rows.first?.first {
             let recorded = try SchemaSnapshot.decode(try JSONParser.parse(json))
-            let old = try reconcile(recorded, with: entities, conn, d)
-            switch SchemaDiff.plan(from: old, to: entities) {
-            case let .success(c): changes = c
-            case let .failure(e):
-                throw HostError(status: 500, code: "SCHEMA_DESTRUCTIVE_CHANGE",
-                                message: "the manifest would destroy data, so nothing was migrated:\n  " + e.problems.map(\.description).joined(separator: "\n  "))
-            }
-        } else {
-            changes = entities.map { .createEntity($0) }
+            old = try reconcile(recorded, with: entities, conn, d)
+        }
+        let changes: [SchemaChange]
+        switch SchemaDiff.plan(from: old, to: entities) {
+        case let .success(c): changes = c
+        case let .failure(e):
+            throw HostError(status: 500, code: "SCHEMA_DESTRUCTIVE_CHANGE",
+                            message: "the manifest would destroy data, so nothing was migrated:\n  " + e.problems.map(\.description).joined(separator: "\n  "))
         }
         for change in changes {
             switch change {
@@ -46,6 +45,15 @@ enum SchemaApplier {
             case let .dropIndex(entity, name):
                 try conn.execute(d.dropIndex(name), wantRows: false)
                 log.append("dropped index \(name) on \(entity)")
+            case let .enableSearch(e):
+                let columns = try columnNames(e.name, conn, d)
+                for s in d.enableSearch(e, hasDocColumn: columns.contains(SearchIndex.docColumn)) {
+                    try conn.execute(s, wantRows: false)
+                }
+                log.append("built search index on \(e.name) (\(e.search?.text.joined(separator: ", ") ?? ""))")
+            case let .disableSearch(entity):
+                for s in d.disableSearch(entity) { try conn.execute(s, wantRows: false) }
+                log.append("dropped search index on \(entity)")
             }
         }
         let snapshot = JSONWriter.string(SchemaSnapshot.encode(entities))
@@ -62,10 +70,7 @@ enum SchemaApplier {
     static func reconcile(_ recorded: [Entity], with manifest: [Entity], _ conn: StoreConnection, _ d: SQLDialect) throws -> [Entity] {
         var out: [Entity] = []
         for var e in recorded {
-            let cols = Set(try conn.execute(d.columnNamesSQL, [.text(e.name)]).rows.compactMap { row -> String? in
-                if case let .text(n) = row[0] { return n }
-                return nil
-            })
+            let cols = try columnNames(e.name, conn, d)
             let wanted = manifest.first { $0.name == e.name }
             if cols.isEmpty {
                 if wanted == nil { continue }  // table dropped by hand, and gone from the manifest
@@ -76,6 +81,14 @@ enum SchemaApplier {
             out.append(e)
         }
         return out
+    }
+
+    /// The columns the store reports for `table` (empty when the table does not exist).
+    static func columnNames(_ table: String, _ conn: StoreConnection, _ d: SQLDialect) throws -> Set<String> {
+        Set(try conn.execute(d.columnNamesSQL, [.text(table)]).rows.compactMap { row -> String? in
+            if case let .text(n) = row[0] { return n }
+            return nil
+        })
     }
 
     /// The database's epoch id, created on first start.
