@@ -10,6 +10,7 @@ let package = Package(
         .executable(name: "pylon-host", targets: ["pylon-host"]),
         .library(name: "PylonHost", targets: ["PylonHost"]),
         .library(name: "PylonStoreSQLite", type: .dynamic, targets: ["PylonStoreSQLite"]),
+        .library(name: "PylonStorePostgres", type: .dynamic, targets: ["PylonStorePostgres"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -24,9 +25,14 @@ let package = Package(
     targets: [
         // THE contract: pure C99 header, no Swift.
         .target(name: "PylonPluginABI", path: "Sources/PylonPluginABI"),
+        // Optional Swift helpers for plugins written in Swift (linked statically into each).
+        .target(name: "PylonPluginKit", dependencies: ["PylonPluginABI"], path: "Sources/PylonPluginKit"),
         .systemLibrary(
             name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(
+            name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"])]),
         .target(
             name: "PylonHost",
             dependencies: [
@@ -54,6 +60,10 @@ let package = Package(
             name: "PylonStoreSQLite",
             dependencies: ["PylonPluginABI", "CSQLite"],
             path: "Plugins/StoreSQLite"),
+        .target(
+            name: "PylonStorePostgres",
+            dependencies: ["PylonPluginABI", "PylonPluginKit", "CLibPQ"],
+            path: "Plugins/StorePostgres"),
         .testTarget(
             name: "PylonHostTests",
             dependencies: ["PylonHost", "PylonPluginABI"],

@@ -52,7 +52,7 @@ public final class DataService: Sendable {
             return try await store.read { conn in
                 try conn.execute(sql, bound).rows.map(codec.decode)
             }
-        } catch let e as StoreError where !f.joinSQL.isEmpty && e.isStatementError {
+        } catch let e as StoreError where f.usesSearch && e.isStatementError {
             // A raw `$search` expression the full-text engine cannot parse.
             throw HostError.badRequest("INVALID_QUERY", "$search could not be run: \(e.message)")
         }

@@ -9,6 +9,8 @@
 public struct CompiledFilter: Sendable {
     /// Goes right after `FROM <table>`: the full-text match of `$search`, else empty.
     public var joinSQL: String = ""
+    /// The filter has `$search` (its text may be rejected by the full-text engine).
+    public var usesSearch = false
     public var whereSQL: String = ""
     public var params: [SQLValue] = []
     public var orderSQL: String = ""
@@ -70,6 +72,7 @@ public struct FilterCompiler {
         if let text = pairs.last(where: { $0.0 == "$search" })?.1 {
             let match = try searchMatch(text)
             out.joinSQL = match.join
+            out.usesSearch = true
             if let c = match.condition { clauses.append(c) }
             rank = match.rank
         }
@@ -123,7 +126,7 @@ public struct FilterCompiler {
         guard let s = text.stringValue else {
             throw HostError.badRequest("INVALID_QUERY", "$search must be a string, got \(text.typeName)")
         }
-        return dialect.searchMatch(entity.name, search, placeholder: bind(.text(s)))
+        return dialect.searchMatch(entity.name, search, placeholder: bind(.text(s)), raw: true)
     }
 
     private mutating func conditions(_ col: String, _ field: Field, _ value: JSONValue) throws(HostError) -> [String] {

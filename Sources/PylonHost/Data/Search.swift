@@ -43,7 +43,7 @@ extension DataService {
             }
             if let q = d.searchQuery(text) {
                 params.append(.text(q))
-                let match = d.searchMatch(entity, config, placeholder: d.placeholder(1))
+                let match = d.searchMatch(entity, config, placeholder: d.placeholder(1), raw: false)
                 join = match.join
                 if let c = match.condition { conditions.append(c) }
                 rank = match.rank

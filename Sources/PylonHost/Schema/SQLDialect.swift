@@ -20,6 +20,10 @@ public protocol SQLDialect: Sendable {
     func likeInsensitive(_ lhs: String, _ rhs: String) -> String
     /// LIMIT/OFFSET clause (either may be nil).
     func limitOffset(limit: String?, offset: String?) -> String
+    /// A statement every write transaction runs right after BEGIN, or nil. Stores that
+    /// several hosts write at once (Postgres) serialize writers with it, so change-log
+    /// seqs commit in order (see `PostgresDialect`).
+    var writeLockSQL: String? { get }
     /// DDL for the host's own tables (change log, meta, sessions, push ops).
     var bootstrap: [String] { get }
     /// `INSERT` of one change-log entry returning its `seq`. Parameters in order:
@@ -47,8 +51,9 @@ public protocol SQLDialect: Sendable {
     func disableSearch(_ entity: String) -> [String]
     /// How a SELECT over `entity` keeps only rows matching the full-text query bound at
     /// `placeholder` (a value from `searchQuery`, or the caller's raw `$search` text).
-    /// Matches in fields listed earlier in `search.text` rank higher.
-    func searchMatch(_ entity: String, _ search: SearchConfig, placeholder: String) -> SearchMatch
+    /// Matches in fields listed earlier in `search.text` rank higher. `raw`: the value is
+    /// the caller's own query text (`$search`) in the engine's user syntax, not `searchQuery` output.
+    func searchMatch(_ entity: String, _ search: SearchConfig, placeholder: String, raw: Bool) -> SearchMatch
     /// A user's free text as this dialect's full-text query: every word must match, the
     /// last one as a prefix (search as you type); syntax characters match nothing special.
     /// Nil when the text has no word to search for.
@@ -92,6 +97,9 @@ public struct SQLiteDialect: SQLDialect {
         case let (l?, o?): return " LIMIT \(l) OFFSET \(o)"
         }
     }
+
+    /// One SQLite file has one writer: `BEGIN IMMEDIATE` already serializes.
+    public var writeLockSQL: String? { nil }
 
     public var bootstrap: [String] {
         [
@@ -200,7 +208,8 @@ public struct SQLiteDialect: SQLDialect {
             + ["DROP TABLE IF EXISTS \(quote(SearchIndex.table(entity)))"]
     }
 
-    public func searchMatch(_ entity: String, _ search: SearchConfig, placeholder: String) -> SearchMatch {
+    /// FTS5 query syntax either way (`raw` changes nothing).
+    public func searchMatch(_ entity: String, _ search: SearchConfig, placeholder: String, raw: Bool) -> SearchMatch {
         let fts = quote(SearchIndex.table(entity))
         // bm25 is lower for better matches; each column weighted by its place in the list.
         let weights = SearchIndex.weights(search.text.count).map { String($0) }.joined(separator: ", ")

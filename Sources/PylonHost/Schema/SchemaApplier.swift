@@ -6,6 +6,8 @@ enum SchemaApplier {
     static func apply(_ entities: [Entity], on conn: StoreConnection, dialect: SQLDialect) throws -> [String] {
         try conn.begin()
         do {
+            // Hosts starting together on one database migrate one after the other.
+            if let lock = dialect.writeLockSQL { try conn.execute(lock, wantRows: false) }
             let log = try applyInTransaction(entities, conn, dialect)
             try conn.commit()
             return log
@@ -91,8 +93,21 @@ enum SchemaApplier {
         })
     }
 
-    /// The database's epoch id, created on first start.
+    /// The database's epoch id, created on first start (by exactly one host).
     static func epoch(_ conn: StoreConnection, _ d: SQLDialect) throws -> String {
+        try conn.begin()
+        do {
+            if let lock = d.writeLockSQL { try conn.execute(lock, wantRows: false) }
+            let e = try epochInTransaction(conn, d)
+            try conn.commit()
+            return e
+        } catch {
+            try? conn.rollback()
+            throw error
+        }
+    }
+
+    private static func epochInTransaction(_ conn: StoreConnection, _ d: SQLDialect) throws -> String {
         let r = try conn.execute("SELECT value FROM _pylon_meta WHERE key = \(d.placeholder(1))", [.text("epoch")])
         if case let .text(e)? = r.rows.first?.first { return e }
         var rng = SystemRandomNumberGenerator()
