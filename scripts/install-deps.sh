@@ -3,7 +3,9 @@
 # Swift itself comes with the machine image (Swift 6.x toolchain on PATH).
 set -euo pipefail
 need=()
-for pkg in libsqlite3-dev pkg-config sqlite3 gcc libc6-dev; do
+# libpq-dev + postgresql-15: the Postgres store plugin and the Postgres tests (which start
+# their own server with scripts/pg-server.sh).
+for pkg in libsqlite3-dev pkg-config sqlite3 gcc libc6-dev libpq-dev postgresql-15 postgresql-client-15; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

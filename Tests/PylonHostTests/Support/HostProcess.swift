@@ -90,6 +90,13 @@ final class HostProcess: @unchecked Sendable {
         let fm = FileManager.default
         let dir = try TestPaths.freshTempDir("pylon-test")
         let manifestPath = dir.appendingPathComponent("pylon.manifest.json").path
+        var manifest = manifest
+        if ProcessInfo.processInfo.environment["PYLON_TEST_PG_HACK"] != nil {
+            let url = try await TestPostgres.shared().freshDatabase()
+            var obj = try JSONSerialization.jsonObject(with: Data(manifest.utf8)) as! [String: Any]
+            obj["plugins"] = ["store": ["use": "postgres", "url": url]]
+            manifest = String(decoding: try JSONSerialization.data(withJSONObject: obj), as: UTF8.self)
+        }
         try Data(manifest.utf8).write(to: URL(fileURLWithPath: manifestPath))
         let db = dbPath ?? dir.appendingPathComponent("app.db").path
         _ = fm.createFile(atPath: dir.appendingPathComponent("host.log").path, contents: nil)
