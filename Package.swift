@@ -58,7 +58,7 @@ let package = Package(
             path: "Sources/pylon-host"),
         .target(
             name: "PylonStoreSQLite",
-            dependencies: ["PylonPluginABI", "CSQLite"],
+            dependencies: ["PylonPluginABI", "PylonPluginKit", "CSQLite"],
             path: "Plugins/StoreSQLite"),
         .target(
             name: "PylonStorePostgres",
