@@ -173,6 +173,8 @@ struct PostgresTests {
         let first = try await a.create("Item", #"{"title": "from A"}"#)
         let event = try await sub.waitForEvent(rowID: first, kind: "insert")
         #expect(event["data"]["title"].string == "from A")
+        // B learned of A's commit through LISTEN/NOTIFY (polling is only the fallback).
+        #expect(b.log.contains("change tailer: woken by database signals"), "\(b.log)")
         sub.disconnect()
         try await b.restart()
         let second = try await a.create("Item", #"{"title": "while B was down"}"#)

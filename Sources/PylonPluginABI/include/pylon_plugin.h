@@ -44,8 +44,8 @@ extern "C" {
 /** Incompatible changes bump the major; the host refuses any other major. */
 #define PYLON_ABI_MAJOR 1
 /** Additive changes (new slots appended, new capability ids) bump the minor. */
-#define PYLON_ABI_MINOR 0
-#define PYLON_ABI_HEADER_HASH 0xf5bbd654u /* abi_header_hash */
+#define PYLON_ABI_MINOR 1
+#define PYLON_ABI_HEADER_HASH 0xbfd6b035u /* abi_header_hash */
 
 /* ------------------------------------------------------------------------------------ */
 /* Status codes                                                                           */
@@ -337,7 +337,27 @@ typedef struct pylon_store_v1 {
      */
     void (*transaction)(pylon_store_conn *conn, int32_t op, pylon_store_done_fn done,
                         void *done_ctx);
+
+    /* ---- ABI 1.1. A table whose struct_size does not cover a slot lacks it: the host
+     *      checks struct_size >= offsetof(slot) + sizeof(slot pointer) before each use,
+     *      and a NULL slot means the same. ---- */
+
+    /**
+     * Optional. Block until the database signals `channel` (NUL-terminated, borrowed for
+     * the call) or `timeout_ms` passes. The first call subscribes `conn` to the channel
+     * (Postgres: LISTEN); signals that arrived since the previous call count, several
+     * collapse into one. Returns PYLON_OK when signalled, PYLON_ERR_BUSY on timeout,
+     * another status (with `err` filled) when the connection failed; the host then polls.
+     * The host uses a connection it dedicates to waiting, from one thread.
+     * [one-thread-at-a-time] [may-block]
+     */
+    pylon_status (*wait_notify)(pylon_store_conn *conn, const char *channel, int32_t timeout_ms,
+                                pylon_error *err);
 } pylon_store_v1;
+
+/** Size of a `pylon_store_v1` from ABI 1.0 (before `wait_notify`): the smallest table the
+ *  host accepts. */
+#define PYLON_STORE_V1_0_SIZE (offsetof(pylon_store_v1, transaction) + sizeof(void (*)(void)))
 
 #ifdef __cplusplus
 }
