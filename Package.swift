@@ -10,6 +10,7 @@ let package = Package(
         .executable(name: "pylon-host", targets: ["pylon-host"]),
         .library(name: "PylonHost", targets: ["PylonHost"]),
         .library(name: "PylonStoreSQLite", type: .dynamic, targets: ["PylonStoreSQLite"]),
+        .library(name: "PylonStoreD1", type: .dynamic, targets: ["PylonStoreD1"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -27,6 +28,11 @@ let package = Package(
         .systemLibrary(
             name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(
+            name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]),
+        // Optional helpers for plugins written in Swift (static; the host does not use it).
+        .target(name: "PylonPluginKit", dependencies: ["PylonPluginABI"], path: "Sources/PylonPluginKit"),
         .target(
             name: "PylonHost",
             dependencies: [
@@ -52,8 +58,12 @@ let package = Package(
             path: "Sources/pylon-host"),
         .target(
             name: "PylonStoreSQLite",
-            dependencies: ["PylonPluginABI", "CSQLite"],
+            dependencies: ["PylonPluginABI", "PylonPluginKit", "CSQLite"],
             path: "Plugins/StoreSQLite"),
+        .target(
+            name: "PylonStoreD1",
+            dependencies: ["PylonPluginABI", "PylonPluginKit", "CCurl"],
+            path: "Plugins/StoreD1"),
         .testTarget(
             name: "PylonHostTests",
             dependencies: ["PylonHost", "PylonPluginABI"],

@@ -1,6 +1,7 @@
 import CSQLite
 import Foundation
 import PylonPluginABI
+import PylonPluginKit
 
 /// The SQLite store plugin: `pylon.store/1`, dialect "sqlite", over the system libsqlite3.
 /// WAL journal, busy timeout, one writer plus readers (the host opens them, sized by
@@ -26,20 +27,6 @@ final class SQLiteInstance {
             }
         }
     }
-}
-
-/// Writes `status`, `code` and `message` into a caller-owned `pylon_error`.
-func fillError(_ err: UnsafeMutablePointer<pylon_error>?, _ status: pylon_status, _ code: String, _ message: String) {
-    guard let err else { return }
-    err.pointee.status = status
-    withUnsafeMutableBytes(of: &err.pointee.code) { copyCString(code, into: $0) }
-    withUnsafeMutableBytes(of: &err.pointee.message) { copyCString(message, into: $0) }
-}
-
-private func copyCString(_ s: String, into buf: UnsafeMutableRawBufferPointer) {
-    let bytes = Array(s.utf8.prefix(buf.count - 1))
-    buf.copyBytes(from: bytes)
-    buf[bytes.count] = 0
 }
 
 struct ConfigError: Error {

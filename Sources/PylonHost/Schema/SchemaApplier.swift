@@ -4,6 +4,17 @@
 /// with a message saying what to do; nothing is applied in that case.
 enum SchemaApplier {
     static func apply(_ entities: [Entity], on conn: StoreConnection, dialect: SQLDialect) throws -> [String] {
+        // The host's own tables first, committed on their own: the plan below reads
+        // `_pylon_meta`, which a deferred-write store (D1) would not have created yet if the
+        // CREATE were still buffered in the same transaction. Every statement is idempotent.
+        try conn.begin()
+        do {
+            for ddl in dialect.bootstrap { try conn.execute(ddl, wantRows: false) }
+            try conn.commit()
+        } catch {
+            try? conn.rollback()
+            throw error
+        }
         try conn.begin()
         do {
             let log = try applyInTransaction(entities, conn, dialect)
@@ -16,7 +27,6 @@ enum SchemaApplier {
     }
 
     private static func applyInTransaction(_ entities: [Entity], _ conn: StoreConnection, _ d: SQLDialect) throws -> [String] {
-        for ddl in d.bootstrap { try conn.execute(ddl, wantRows: false) }
         let r = try conn.execute("SELECT value FROM _pylon_meta WHERE key = \(d.placeholder(1))", [.text("schema")])
         var log: [String] = []
         var changes: [SchemaChange] = []
@@ -63,7 +73,7 @@ enum SchemaApplier {
         var out: [Entity] = []
         for var e in recorded {
             let cols = Set(try conn.execute(d.columnNamesSQL, [.text(e.name)]).rows.compactMap { row -> String? in
-                if case let .text(n) = row[0] { return n }
+                if case let .text(n) = row.at(0) { return n }
                 return nil
             })
             let wanted = manifest.first { $0.name == e.name }
