@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import sqlite3
 import threading
 import time
@@ -214,6 +215,17 @@ def main():
     ap.add_argument("--database", required=True)
     ap.add_argument("--token", required=True)
     args = ap.parse_args()
+    # Exit on SIGTERM even if the parent started us with it ignored, and when the parent
+    # (the test process) goes away without stopping us.
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    parent = os.getppid()
+
+    def watch_parent():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch_parent, daemon=True).start()
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     server.state = {
