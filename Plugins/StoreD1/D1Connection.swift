@@ -19,7 +19,7 @@ import PylonPluginKit
 ///   entries itself and remembers the rows it wrote) and gives each write job its own
 ///   transaction, so a constraint violation reported for the whole batch at COMMIT belongs
 ///   to exactly one request.
-/// - Every batch ends with `INSERT INTO _pylon_d1_commits (id)` of a fresh random id. If the
+/// - Every batch starts with `INSERT INTO _pylon_d1_commits (id)` of a fresh random id. If the
 ///   COMMIT request fails in a way that leaves its outcome unknown (timeout, dropped
 ///   connection), the connection asks D1 whether that id exists: the batch was applied
 ///   exactly when it does. A batch that reaches D1 twice fails the second time on the id's
@@ -113,8 +113,11 @@ final class D1Connection {
         if buffer.isEmpty { return nil }
         let id = Self.randomID()
         let now = Int64(time(nil))
-        var statements = buffer
-        statements.append(D1Wire.statement("INSERT INTO \(Self.commitsTable) (id, at) VALUES (?, ?)", [.string(id), .int(now)]))
+        // The marker goes first: a batch that reaches D1 a second time (libcurl silently
+        // re-sends a request whose reused connection died) fails on it before anything else
+        // and is rolled back whole, and that failure is recognizable as "already applied".
+        var statements = [D1Wire.statement("INSERT INTO \(Self.commitsTable) (id, at) VALUES (?, ?)", [.string(id), .int(now)])]
+        statements += buffer
         statements.append(D1Wire.statement("DELETE FROM \(Self.commitsTable) WHERE at < ?", [.int(now - Self.markerRetentionSeconds)]))
         switch http.post(D1Wire.body(statements, batch: true)) {
         case let .answered(status, body):

@@ -87,7 +87,8 @@ final class D1HTTP {
             let bytes = out.data.map { Array(UnsafeRawBufferPointer(start: $0, count: out.len)) } ?? []
             return .answered(status: status, body: bytes)
         }
-        let detail = errbuf[0] != 0 ? String(cString: errbuf) : String(cString: curl_easy_strerror(rc))
+        let message = errbuf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+        let detail = message.isEmpty ? String(cString: curl_easy_strerror(rc)) : String(decoding: message, as: UTF8.self)
         let what = "\(config.baseURL): \(detail) (curl \(rc.rawValue))"
         switch rc {
         case CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY, CURLE_COULDNT_CONNECT, CURLE_UNSUPPORTED_PROTOCOL, CURLE_URL_MALFORMAT:

@@ -15,13 +15,15 @@ with D1-style errors ({"success": false, "errors": [{"code", "message"}]}, messa
 It has never been compared byte for byte with Cloudflare's service.
 
 Test hooks (not part of D1):
-    POST /__fault {"mode": M, "times": N}   the next N query requests misbehave, M one of
+    POST /__fault {"mode": M, "times": N, "on": "any"|"batch"}
+        the next N query requests (or only batch requests) misbehave, M one of
         http_500           answer 500 with an HTML body, apply nothing
         drop_before_apply  close the connection without applying or answering
         drop_after_apply   apply, then close the connection without answering
         garbage            answer 200 with a body that is not JSON, apply nothing
         d1_error           answer 200 {"success": false, "errors": [...]}, apply nothing
     GET /__stats -> {"requests": n, "applied_batches": n}
+    POST /__exit   the server exits (connections to it are refused from then on)
 
 Usage: d1_server.py --db FILE --port-file FILE --account A --database D --token T
 Binds 127.0.0.1 on a free port and writes the port number to --port-file.
@@ -147,10 +149,14 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         st = self.server.state
         body = self.read_body()
+        if self.path == "/__exit":  # the service goes away: later requests are refused
+            self.answer(200, {"ok": True})
+            self.wfile.flush()
+            os._exit(0)
         if self.path == "/__fault":
             spec = json.loads(body or b"{}")
             with st["fault_lock"]:
-                st["fault"] = (spec.get("mode"), int(spec.get("times", 1)))
+                st["fault"] = (spec.get("mode"), int(spec.get("times", 1)), spec.get("on", "any"))
             self.answer(200, {"ok": True})
             return
         m = re.fullmatch(r"/client/v4/accounts/([^/]+)/d1/database/([^/]+)/query", self.path)
@@ -164,12 +170,13 @@ class Handler(BaseHTTPRequestHandler):
             self.fail(404, 7404, "Could not find database %s" % m.group(2))
             return
         st["requests"] += 1
+        is_batch = b'"batch"' in body[:20]
         fault = None
         with st["fault_lock"]:
-            mode, times = st["fault"]
-            if mode and times > 0:
+            mode, times, on = st["fault"]
+            if mode and times > 0 and (on == "any" or is_batch):
                 fault = mode
-                st["fault"] = (mode, times - 1)
+                st["fault"] = (mode, times - 1, on)
         if fault == "http_500":
             self.answer(500, b"<html><body>internal error</body></html>", "text/html")
             return
@@ -230,7 +237,7 @@ def main():
     server.daemon_threads = True
     server.state = {
         "db": Database(args.db), "token": args.token, "account": args.account, "database": args.database,
-        "requests": 0, "fault": (None, 0), "fault_lock": threading.Lock(),
+        "requests": 0, "fault": (None, 0, "any"), "fault_lock": threading.Lock(),
     }
     tmp = args.port_file + ".tmp"
     with open(tmp, "w") as f:

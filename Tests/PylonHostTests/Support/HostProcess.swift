@@ -38,6 +38,8 @@ final class HostProcess: @unchecked Sendable {
     private let backend: TestStoreBackend?
     /// The SQLite file that holds the data whatever the store (nil when not inspectable).
     var storeFile: String? { backend?.sqliteFile }
+    /// The store's fixture server, if it has one (D1).
+    var storeFixtureURL: String? { backend?.fixtureURL }
     /// Whether the host also serves Pylon's WS (port+1) and SSE (port+2) listeners.
     let compatPorts: Bool
     private let ownsDirectory: Bool

@@ -53,13 +53,16 @@ final class TestStoreBackend: @unchecked Sendable {
     /// The SQLite file that ends up holding the data, for tests that look inside it; nil
     /// when the store keeps its data elsewhere.
     let sqliteFile: String?
+    /// Base URL of a fixture server the store talks to (for tests that inject faults).
+    let fixtureURL: String?
     private let onStop: @Sendable () -> Void
 
     init(storeConfig: [(String, JSONValue)], env: [String: String] = [:], sqliteFile: String?,
-         onStop: @escaping @Sendable () -> Void = {}) {
+         fixtureURL: String? = nil, onStop: @escaping @Sendable () -> Void = {}) {
         self.storeConfig = storeConfig
         self.env = env
         self.sqliteFile = sqliteFile
+        self.fixtureURL = fixtureURL
         self.onStop = onStop
     }
 
@@ -135,7 +138,8 @@ enum D1FixtureServer {
             ("use", .string("d1")), ("account_id", .string(account)), ("database_id", .string(database)),
             ("api_token_env", .string(tokenVariable)), ("base_url", .string("http://127.0.0.1:\(port)/client/v4")),
         ]
-        let backend = TestStoreBackend(storeConfig: config, env: [tokenVariable: token], sqliteFile: dbFile) {
+        let backend = TestStoreBackend(storeConfig: config, env: [tokenVariable: token], sqliteFile: dbFile,
+                                       fixtureURL: "http://127.0.0.1:\(port)") {
             // A test server: nothing to shut down gracefully.
             if p.isRunning { kill(p.processIdentifier, SIGKILL) }
         }
