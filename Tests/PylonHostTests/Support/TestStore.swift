@@ -89,7 +89,7 @@ final class TestStoreBackend: @unchecked Sendable {
 enum D1FixtureServer {
     static let account = "test-account"
     static let database = "test-db"
-    static let tokenVariable = "PYLON_D1_TEST_TOKEN"
+    static let tokenVariable = "D1_TEST_API_TOKEN"
 
     struct Started {
         let backend: TestStoreBackend
