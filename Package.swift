@@ -68,6 +68,11 @@ let package = Package(
             name: "PylonHostTests",
             dependencies: ["PylonHost", "PylonPluginABI"],
             path: "Tests/PylonHostTests"),
+        // Unit tests of StoreD1's pure parts (JSON, statement kinds, response mapping, config).
+        .testTarget(
+            name: "PylonStoreD1Tests",
+            dependencies: ["PylonStoreD1", "PylonPluginABI", "PylonPluginKit"],
+            path: "Tests/PylonStoreD1Tests"),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -189,7 +189,7 @@ enum StatementKind: Equatable {
     case transactionControl
 
     static func of(_ sql: String) -> StatementKind {
-        let words = leadingWords(sql, max: 4)
+        let words = leadingWords(sql, max: 5)
         guard let first = words.first else { return .read }
         switch first {
         case "SELECT", "WITH", "PRAGMA", "EXPLAIN", "VALUES": return .read
