@@ -3,7 +3,7 @@
 # Swift itself comes with the machine image (Swift 6.x toolchain on PATH).
 set -euo pipefail
 need=()
-for pkg in libsqlite3-dev libcurl4-openssl-dev pkg-config sqlite3 gcc libc6-dev make python3; do
+for pkg in libsqlite3-dev libcurl4-openssl-dev pkg-config sqlite3 gcc libc6-dev make python3 openssl; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -16,6 +16,9 @@ struct D1Config {
     var databaseID = ""
     var apiToken = ""
     var baseURL = defaultBaseURL
+    /// A PEM file of CA certificates to verify the server with, instead of the system's
+    /// (a private gateway, or the tests' local HTTPS server). Verification is never off.
+    var caFile: String?
     var timeoutMs = 30_000
     var connectTimeoutMs = 10_000
     var maxReaders = 4
@@ -26,7 +29,7 @@ struct D1Config {
     var queryURL: String { "\(baseURL)/accounts/\(accountID)/d1/database/\(databaseID)/query" }
 
     static let knownKeys: Set<String> = ["account_id", "database_id", "api_token", "api_token_env", "base_url",
-                                         "timeout_ms", "connect_timeout_ms", "readers", "path"]
+                                         "timeout_ms", "connect_timeout_ms", "readers", "ca_file", "path"]
 
     static func parse(_ bytes: [UInt8]) -> Result<D1Config, ConfigProblem> {
         var c = D1Config()
@@ -82,6 +85,13 @@ struct D1Config {
                 return .failure(ConfigProblem("\"base_url\" must start with https:// (or http:// for a local test server)"))
             }
             c.baseURL = url.hasSuffix("/") ? String(url.dropLast()) : url
+        case .success(nil): break
+        }
+        switch string("ca_file") {
+        case let .failure(p): return .failure(p)
+        case let .success(path?):
+            guard access(path, R_OK) == 0 else { return .failure(ConfigProblem("\"ca_file\" \(path) cannot be read")) }
+            c.caFile = path
         case .success(nil): break
         }
         switch int("timeout_ms", 100...600_000) { case let .success(v): if let v { c.timeoutMs = v }; case let .failure(p): return .failure(p) }

@@ -18,6 +18,7 @@ final class D1HTTP {
     private let handle: UnsafeMutableRawPointer
     private let headers: UnsafeMutablePointer<curl_slist>
     private let url: [CChar]
+    private let caFile: [CChar]?
 
     /// What became of one request.
     enum Outcome {
@@ -34,6 +35,7 @@ final class D1HTTP {
         self.handle = handle
         self.headers = headers
         url = Array(config.queryURL.utf8CString)
+        caFile = config.caFile.map { Array($0.utf8CString) }
     }
 
     static func make(_ config: D1Config) -> Result<D1HTTP, StoreFailure> {
@@ -77,8 +79,10 @@ final class D1HTTP {
             b.withMemoryRebound(to: CChar.self) { c in
                 url.withUnsafeBufferPointer { u in
                     errbuf.withUnsafeMutableBufferPointer { e in
-                        pylon_curl_post(handle, u.baseAddress, headers, c.baseAddress, c.count, config.timeoutMs,
-                                        config.connectTimeoutMs, &out, &status, e.baseAddress)
+                        withOptionalCString(caFile) { ca in
+                            pylon_curl_post(handle, u.baseAddress, headers, c.baseAddress, c.count, config.timeoutMs,
+                                            config.connectTimeoutMs, ca, &out, &status, e.baseAddress)
+                        }
                     }
                 }
             }
@@ -97,6 +101,11 @@ final class D1HTTP {
             return .unknown(what)
         }
     }
+}
+
+private func withOptionalCString<R>(_ s: [CChar]?, _ body: (UnsafePointer<CChar>?) -> R) -> R {
+    guard let s else { return body(nil) }
+    return s.withUnsafeBufferPointer { body($0.baseAddress) }
 }
 
 /// libcurl's global setup, done once, from `create` (never from a library constructor).

@@ -33,10 +33,12 @@ static size_t pylon_curl_collect(char *ptr, size_t size, size_t nmemb, void *use
 
 /* POSTs `body` to `url` on the reusable handle `h`. Returns the curl result; on CURLE_OK
  * `*status` is the HTTP status and `out` the response body. `errbuf` must hold
- * CURL_ERROR_SIZE bytes. `headers` is a list built with curl_slist_append (OWNER: caller). */
+ * CURL_ERROR_SIZE bytes. `headers` is a list built with curl_slist_append (OWNER: caller).
+ * `ca_file`: a PEM bundle to verify the server with instead of the system's, or NULL.
+ * TLS peer and host verification are always on. */
 static inline CURLcode pylon_curl_post(CURL *h, const char *url, struct curl_slist *headers, const char *body,
                                        size_t body_len, long timeout_ms, long connect_timeout_ms,
-                                       pylon_curl_body *out, long *status, char *errbuf) {
+                                       const char *ca_file, pylon_curl_body *out, long *status, char *errbuf) {
     errbuf[0] = '\0';
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
@@ -51,6 +53,9 @@ static inline CURLcode pylon_curl_post(CURL *h, const char *url, struct curl_sli
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (ca_file != NULL) curl_easy_setopt(h, CURLOPT_CAINFO, ca_file);
     CURLcode rc = curl_easy_perform(h);
     *status = 0;
     if (rc == CURLE_OK) curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);

@@ -135,4 +135,30 @@ struct StoreD1Tests {
         #expect(r.exited, "\(r.log)")
         #expect(r.log.contains("unknown key \"databse_id\""), "\(r.log)")
     }
+
+    @Test("HTTPS: with the server's CA in ca_file the data plane works; without it the host refuses to start")
+    func https() async throws {
+        let dir = try TestPaths.freshTempDir("pylon-d1-tls")
+        defer { TestPaths.removeTempDir(dir) }
+        let server = try await D1FixtureServer.start(in: dir, tls: true)
+        let manifestPath = dir.appendingPathComponent("pylon.manifest.json").path
+        try Data(try server.backend.manifest(Self.manifest).utf8).write(to: URL(fileURLWithPath: manifestPath))
+        let host = ServedHost(directory: dir, manifestPath: manifestPath, dbPath: dir.appendingPathComponent("x.db").path,
+                              environment: server.backend.env)
+        defer { host.kill9() }
+        try await host.launch()
+        let created = try await host.request("POST", "/api/entities/Todo", body: #"{"title":"over tls","done":false}"#)
+        #expect(created.status == 201, "\(created.text)\n\(host.log)")
+        let list = try await host.request("GET", "/api/entities/Todo")
+        #expect(list.text.contains("over tls"), "\(list.text)")
+        await host.stop()
+
+        // The same server without trusting its certificate: verification is never skipped.
+        let untrusted = server.backend.storeConfig.filter { $0.0 != "ca_file" }
+        let text = try TestStoreBackend(storeConfig: untrusted, sqliteFile: nil).manifest(Self.manifest)
+        try Data(text.utf8).write(to: URL(fileURLWithPath: manifestPath))
+        let refused = try await host.launchExpectingExit()
+        #expect(refused.exited, "\(refused.log)")
+        #expect(refused.log.lowercased().contains("certificate"), "names the certificate problem:\n\(refused.log)")
+    }
 }

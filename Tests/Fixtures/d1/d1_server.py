@@ -26,13 +26,16 @@ Test hooks (not part of D1):
     POST /__exit   the server exits (connections to it are refused from then on)
 
 Usage: d1_server.py --db FILE --port-file FILE --account A --database D --token T
-Binds 127.0.0.1 on a free port and writes the port number to --port-file.
+                    [--tls-cert PEM --tls-key PEM]
+Binds 127.0.0.1 on a free port and writes the port number to --port-file; with a
+certificate it serves HTTPS.
 """
 import argparse
 import json
 import os
 import re
 import signal
+import ssl
 import sqlite3
 import threading
 import time
@@ -221,6 +224,8 @@ def main():
     ap.add_argument("--account", required=True)
     ap.add_argument("--database", required=True)
     ap.add_argument("--token", required=True)
+    ap.add_argument("--tls-cert")
+    ap.add_argument("--tls-key")
     args = ap.parse_args()
     # Exit on SIGTERM even if the parent started us with it ignored, and when the parent
     # (the test process) goes away without stopping us.
@@ -235,6 +240,10 @@ def main():
     threading.Thread(target=watch_parent, daemon=True).start()
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
+    if args.tls_cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
     server.state = {
         "db": Database(args.db), "token": args.token, "account": args.account, "database": args.database,
         "requests": 0, "fault": (None, 0, "any"), "fault_lock": threading.Lock(),

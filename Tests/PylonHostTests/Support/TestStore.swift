@@ -98,8 +98,20 @@ enum D1FixtureServer {
 
     static var script: String { TestPaths.packageRoot.appendingPathComponent("Tests/Fixtures/d1/d1_server.py").path }
 
-    static func start(in dir: URL) async throws -> Started {
+    /// With `tls`, the server speaks HTTPS with a fresh self-signed certificate for
+    /// 127.0.0.1 (made with `openssl`), and the store config trusts it through `ca_file`.
+    static func start(in dir: URL, tls: Bool = false) async throws -> Started {
         let token = "t" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+        var tlsArgs: [String] = []
+        let cert = dir.appendingPathComponent("d1-cert.pem").path
+        if tls {
+            let key = dir.appendingPathComponent("d1-key.pem").path
+            let r = try await TestCommand.run("/usr/bin/env", ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                                                               "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1",
+                                                               "-addext", "subjectAltName=IP:127.0.0.1"])
+            guard r.status == 0 else { throw TestSetupError(description: "openssl could not make a certificate:\n\(r.stderr)") }
+            tlsArgs = ["--tls-cert", cert, "--tls-key", key]
+        }
         let portFile = dir.appendingPathComponent("d1.port").path
         let dbFile = dir.appendingPathComponent("d1.sqlite").path
         let logPath = dir.appendingPathComponent("d1-server.log").path
@@ -110,7 +122,7 @@ enum D1FixtureServer {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         p.arguments = ["python3", script, "--db", dbFile, "--port-file", portFile, "--account", account,
-                       "--database", database, "--token", token]
+                       "--database", database, "--token", token] + tlsArgs
         p.standardOutput = log
         p.standardError = log
         p.standardInput = FileHandle.nullDevice
@@ -134,12 +146,14 @@ enum D1FixtureServer {
             let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
             throw TestSetupError(description: "the D1 fixture server did not start within 30 s; its log:\n\(text)")
         }
-        let config: [(String, JSONValue)] = [
+        let base = "\(tls ? "https" : "http")://127.0.0.1:\(port)"
+        var config: [(String, JSONValue)] = [
             ("use", .string("d1")), ("account_id", .string(account)), ("database_id", .string(database)),
-            ("api_token_env", .string(tokenVariable)), ("base_url", .string("http://127.0.0.1:\(port)/client/v4")),
+            ("api_token_env", .string(tokenVariable)), ("base_url", .string(base + "/client/v4")),
         ]
+        if tls { config.append(("ca_file", .string(cert))) }
         let backend = TestStoreBackend(storeConfig: config, env: [tokenVariable: token], sqliteFile: dbFile,
-                                       fixtureURL: "http://127.0.0.1:\(port)") {
+                                       fixtureURL: base) {
             // A test server: nothing to shut down gracefully.
             if p.isRunning { kill(p.processIdentifier, SIGKILL) }
         }
