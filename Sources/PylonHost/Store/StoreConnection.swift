@@ -133,8 +133,14 @@ private let callDone: pylon_store_done_fn = { ctx, status, result, err in
         }
         state.error = StoreError(status: status, code: code, message: message)
     } else if let result {
-        state.result.rowsAffected = result.pointee.rows_affected
-        state.result.lastInsertID = result.pointee.last_insert_id
+        // Read only what the plugin's struct_size says it filled.
+        let size = Int(result.pointee.struct_size)
+        if size >= MemoryLayout<pylon_exec_result>.offset(of: \pylon_exec_result.rows_affected)! + 8 {
+            state.result.rowsAffected = result.pointee.rows_affected
+        }
+        if size >= MemoryLayout<pylon_exec_result>.offset(of: \pylon_exec_result.last_insert_id)! + 8 {
+            state.result.lastInsertID = result.pointee.last_insert_id
+        }
     }
     state.completed = true
     state.finished?.signal()

@@ -129,13 +129,25 @@ final class StoreThreads: @unchecked Sendable {
             try conn.commit()
         } catch {
             try? conn.rollback()
-            for j in batch { j.fail(error) }
+            let reported = Self.commitFailure(error)
+            for j in batch { j.fail(reported) }
             return
         }
         if !events.isEmpty { onCommit?(events) }
         for (job, outcome) in zip(batch, outcomes) {
             if let outcome { job.fail(outcome) } else { job.succeed() }
         }
+    }
+}
+
+extension StoreThreads {
+    /// A COMMIT that failed on the change log's seq key means another process wrote to the
+    /// same database (possible only with a deferred-write store, where the host numbers the
+    /// log itself): say so instead of reporting a unique violation of the user's data.
+    static func commitFailure(_ error: Error) -> Error {
+        guard let e = error as? StoreError, e.isUniqueViolation, e.message.contains("_pylon_changes") else { return error }
+        return HostError(status: 503, code: "CONCURRENT_WRITER",
+                         message: "another process wrote to this database's change log; only one pylon-host may write to a store with deferred writes (D1). Nothing was applied; retry")
     }
 }
 
