@@ -9,7 +9,7 @@ import PylonPluginKit
 /// D1 runs one statement per request, or a *batch* of statements as one transaction that is
 /// applied entirely or not at all. There is no BEGIN ... COMMIT spanning requests. So:
 ///
-/// - Outside a transaction every statement is sent at once.
+/// - Outside a transaction every statement is sent at once (a write as a batch of its own).
 /// - Inside a write transaction (`PYLON_TX_BEGIN`) statements that change data are buffered
 ///   and answered at once with no rows; reads are sent at once and see committed data only.
 ///   SAVEPOINT / RELEASE / ROLLBACK TO work on the buffer (a rollback drops the statements
@@ -74,9 +74,20 @@ final class D1Connection {
             return .success(.buffered)
         case .write where !writable:
             return .failure(StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "READ_ONLY", "this is a read connection; writes go through the write connection"))
-        case .read, .write:
+        case .write:
+            // Outside a transaction a write is a transaction of its own, with a commit
+            // marker like any other, so a re-sent request cannot apply it twice either.
+            return applyAtomically([D1Wire.statement(sql, params)]).map { .ran($0?.first ?? D1Wire.StatementResult()) }
+        case .read:
             return send([D1Wire.statement(sql, params)], batch: false).map { .ran($0[0]) }
         }
+    }
+
+    /// Creates the table of commit markers (idempotent); once per write connection, before
+    /// any write.
+    func prepareWriter() -> StoreFailure? {
+        if case let .failure(f) = send([D1Wire.statement(Self.createCommitsTable, [])], batch: false) { return f }
+        return nil
     }
 
     func transaction(_ op: Int32) -> StoreFailure? {
@@ -111,27 +122,36 @@ final class D1Connection {
 
     private func commit() -> StoreFailure? {
         if buffer.isEmpty { return nil }
+        if case let .failure(f) = applyAtomically(buffer) { return f }
+        return nil
+    }
+
+    /// Sends `statements` as one batch behind a fresh commit marker. Returns each
+    /// statement's result, or nil when the batch is known to be applied but its answer was
+    /// lost (settled through the marker).
+    private func applyAtomically(_ statements: [D1JSON]) -> Result<[D1Wire.StatementResult]?, StoreFailure> {
         let id = Self.randomID()
         let now = Int64(time(nil))
         // The marker goes first: a batch that reaches D1 a second time (libcurl silently
         // re-sends a request whose reused connection died) fails on it before anything else
         // and is rolled back whole, and that failure is recognizable as "already applied".
-        var statements = [D1Wire.statement("INSERT INTO \(Self.commitsTable) (id, at) VALUES (?, ?)", [.string(id), .int(now)])]
-        statements += buffer
-        statements.append(D1Wire.statement("DELETE FROM \(Self.commitsTable) WHERE at < ?", [.int(now - Self.markerRetentionSeconds)]))
-        switch http.post(D1Wire.body(statements, batch: true)) {
+        var batch = [D1Wire.statement("INSERT INTO \(Self.commitsTable) (id, at) VALUES (?, ?)", [.string(id), .int(now)])]
+        batch += statements
+        batch.append(D1Wire.statement("DELETE FROM \(Self.commitsTable) WHERE at < ?", [.int(now - Self.markerRetentionSeconds)]))
+        switch http.post(D1Wire.body(batch, batch: true)) {
         case let .answered(status, body):
-            switch D1Wire.decode(status: status, body: body, expected: statements.count) {
-            case .success: return nil
+            switch D1Wire.decode(status: status, body: body, expected: batch.count) {
+            case let .success(results): return .success(Array(results.dropFirst().dropLast()))
             case let .failure(f):
                 // Our own marker already there: an earlier send of this very batch was applied.
-                if f.code == "UNIQUE_VIOLATION" && f.message.contains(Self.commitsTable) { return nil }
-                return f
+                if f.code == "UNIQUE_VIOLATION" && f.message.contains(Self.commitsTable) { return .success(nil) }
+                return .failure(f)
             }
         case let .notSent(why):
-            return StoreFailure(PYLON_ERR_CONNECTION, "D1_UNREACHABLE", "cannot reach D1 (\(why)); nothing was applied; retry")
+            return .failure(StoreFailure(PYLON_ERR_CONNECTION, "D1_UNREACHABLE", "cannot reach D1 (\(why)); nothing was applied; retry"))
         case let .unknown(why):
-            return settle(id, why)
+            if let f = settle(id, why) { return .failure(f) }
+            return .success(nil)
         }
     }
 

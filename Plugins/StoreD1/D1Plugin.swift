@@ -153,7 +153,7 @@ private func d1Open(
     if writable {
         // Reaches D1 once at startup (so a wrong token or id stops the host with a clear
         // message) and creates the table of commit markers.
-        if case let .failure(f) = conn.execute(D1Connection.createCommitsTable, []) {
+        if let f = conn.prepareWriter() {
             fillError(err, f.status, f.code, "pylon.store.d1: \(f.message)")
             return f.status
         }

@@ -173,7 +173,8 @@ static pylon_status exec_create(const pylon_host_v1 *host, const char *config_js
     inst->host = host;
     inst->busy_timeout_ms = 5000;
     snprintf(inst->path, sizeof inst->path, "%s", "pylon.db");
-    const char *end = config_json + config_len;
+    if (config_json == NULL) config_len = 0;
+    const char *end = config_json ? config_json + config_len : NULL;
     const char *v = config_json ? json_find(config_json, config_len, "path") : NULL;
     if (v != NULL && json_string(v, end, inst->path, sizeof inst->path) != 0) {
         free(inst);
