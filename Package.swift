@@ -10,6 +10,7 @@ let package = Package(
         .executable(name: "pylon-host", targets: ["pylon-host"]),
         .library(name: "PylonHost", targets: ["PylonHost"]),
         .library(name: "PylonStoreSQLite", type: .dynamic, targets: ["PylonStoreSQLite"]),
+        .library(name: "PylonStorePostgres", type: .dynamic, targets: ["PylonStorePostgres"]),
         .library(name: "PylonStoreD1", type: .dynamic, targets: ["PylonStoreD1"]),
     ],
     dependencies: [
@@ -25,14 +26,17 @@ let package = Package(
     targets: [
         // THE contract: pure C99 header, no Swift.
         .target(name: "PylonPluginABI", path: "Sources/PylonPluginABI"),
+        // Optional Swift helpers for plugins written in Swift (linked statically into each).
+        .target(name: "PylonPluginKit", dependencies: ["PylonPluginABI"], path: "Sources/PylonPluginKit"),
         .systemLibrary(
             name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(
+            name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(
             name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl",
             providers: [.apt(["libcurl4-openssl-dev"])]),
-        // Optional helpers for plugins written in Swift (static; the host does not use it).
-        .target(name: "PylonPluginKit", dependencies: ["PylonPluginABI"], path: "Sources/PylonPluginKit"),
         .target(
             name: "PylonHost",
             dependencies: [
@@ -60,6 +64,10 @@ let package = Package(
             name: "PylonStoreSQLite",
             dependencies: ["PylonPluginABI", "PylonPluginKit", "CSQLite"],
             path: "Plugins/StoreSQLite"),
+        .target(
+            name: "PylonStorePostgres",
+            dependencies: ["PylonPluginABI", "PylonPluginKit", "CLibPQ"],
+            path: "Plugins/StorePostgres"),
         .target(
             name: "PylonStoreD1",
             dependencies: ["PylonPluginABI", "PylonPluginKit", "CCurl"],

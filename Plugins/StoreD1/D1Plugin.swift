@@ -13,65 +13,25 @@ import PylonPluginKit
 /// The instance behind `pylon_instance *`: the config, read-only after `create`.
 final class D1Instance {
     let config: D1Config
-    let host: UnsafePointer<pylon_host_v1>
+    let log: HostLog
 
-    init(config: D1Config, host: UnsafePointer<pylon_host_v1>) {
+    init(config: D1Config, log: HostLog) {
         self.config = config
-        self.host = host
-    }
-
-    func log(_ level: Int32, _ message: String) {
-        var m = message
-        m.withUTF8 { buf in
-            buf.withMemoryRebound(to: CChar.self) { c in host.pointee.log?(host.pointee.host_ctx, level, c.baseAddress, c.count) }
-        }
+        self.log = log
     }
 }
 
 // MARK: - Static descriptor and tables
 
-nonisolated(unsafe) private let capabilityIDs: UnsafeMutablePointer<UnsafePointer<CChar>?> = {
-    let p = UnsafeMutablePointer<UnsafePointer<CChar>?>.allocate(capacity: 1)
-    p[0] = UnsafePointer(strdup(PYLON_CAP_STORE))
-    return p
-}()
+nonisolated(unsafe) private let descriptor = makeDescriptor(
+    id: "pylon.store.d1", version: "0.1.0",
+    description: "Cloudflare D1 store over the HTTP query API (SQLite dialect, libcurl)",
+    capabilities: [PYLON_CAP_STORE],
+    create: d1Create, destroy: d1Destroy, getInterface: d1GetInterface)
 
-nonisolated(unsafe) private let descriptor: UnsafeMutablePointer<pylon_plugin_descriptor> = {
-    let d = UnsafeMutablePointer<pylon_plugin_descriptor>.allocate(capacity: 1)
-    d.initialize(to: pylon_plugin_descriptor())
-    d.pointee.struct_size = UInt32(MemoryLayout<pylon_plugin_descriptor>.size)
-    d.pointee.abi_major = UInt32(PYLON_ABI_MAJOR)
-    d.pointee.abi_minor = UInt32(PYLON_ABI_MINOR)
-    d.pointee.abi_header_hash = UInt32(PYLON_ABI_HEADER_HASH)
-    d.pointee.sizeof_pointer = UInt32(MemoryLayout<UnsafeRawPointer>.size)
-    d.pointee.sizeof_value = UInt32(MemoryLayout<pylon_value>.size)
-    d.pointee.sizeof_error = UInt32(MemoryLayout<pylon_error>.size)
-    d.pointee.sizeof_host = UInt32(MemoryLayout<pylon_host_v1>.size)
-    d.pointee.plugin_id = UnsafePointer(strdup("pylon.store.d1"))
-    d.pointee.plugin_version = UnsafePointer(strdup("0.1.0"))
-    d.pointee.description = UnsafePointer(strdup("Cloudflare D1 store over the HTTP query API (SQLite dialect, libcurl)"))
-    d.pointee.capabilities = UnsafePointer(capabilityIDs)
-    d.pointee.capability_count = 1
-    d.pointee.create = d1Create
-    d.pointee.destroy = d1Destroy
-    d.pointee.get_interface = d1GetInterface
-    return d
-}()
-
-nonisolated(unsafe) private let storeTable: UnsafeMutablePointer<pylon_store_v1> = {
-    let t = UnsafeMutablePointer<pylon_store_v1>.allocate(capacity: 1)
-    t.initialize(to: pylon_store_v1())
-    t.pointee.struct_size = UInt32(MemoryLayout<pylon_store_v1>.size)
-    t.pointee.flags = PYLON_STORE_FLAG_COMPLETES_INLINE | PYLON_STORE_FLAG_DEFERRED_WRITES
-    t.pointee.dialect = UnsafePointer(strdup("sqlite"))
-    t.pointee.max_readers = 4
-    t.pointee.open = d1Open
-    t.pointee.close = d1Close
-    t.pointee.execute = d1Execute
-    t.pointee.transaction = d1Transaction
-    t.pointee.describe = d1Describe
-    return t
-}()
+nonisolated(unsafe) private let storeTable = makeStoreTable(
+    flags: PYLON_STORE_FLAG_COMPLETES_INLINE | PYLON_STORE_FLAG_DEFERRED_WRITES, dialect: "sqlite", maxReaders: 4,
+    open: d1Open, close: d1Close, execute: d1Execute, transaction: d1Transaction, describe: d1Describe)
 
 /// The one exported symbol.
 @_cdecl("pylon_plugin_entry")
@@ -101,8 +61,8 @@ private func d1Create(
             return PYLON_ERR_GENERIC
         }
         storeTable.pointee.max_readers = UInt32(cfg.maxReaders)
-        let instance = D1Instance(config: cfg, host: host)
-        out.pointee = OpaquePointer(Unmanaged.passRetained(instance).toOpaque())
+        let instance = D1Instance(config: cfg, log: HostLog(host))
+        out.pointee = Handle.retain(instance)
         instance.log(PYLON_LOG_DEBUG, "d1 store for database \(cfg.databaseID) via \(cfg.baseURL)")
         return PYLON_OK
     }
@@ -110,7 +70,7 @@ private func d1Create(
 
 private func d1Destroy(_ instance: OpaquePointer?) {
     guard let instance else { return }
-    Unmanaged<D1Instance>.fromOpaque(UnsafeRawPointer(instance)).release()
+    _ = Handle.release(instance, as: D1Instance.self)
 }
 
 private func d1GetInterface(_ instance: OpaquePointer?, _ id: UnsafePointer<CChar>?) -> UnsafeRawPointer? {
@@ -120,7 +80,7 @@ private func d1GetInterface(_ instance: OpaquePointer?, _ id: UnsafePointer<CCha
 
 private func d1Describe(_ instance: OpaquePointer?, _ buf: UnsafeMutablePointer<CChar>?, _ cap: Int) -> Int {
     guard let instance, let buf, cap > 0 else { return 0 }
-    let inst = Unmanaged<D1Instance>.fromOpaque(UnsafeRawPointer(instance)).takeUnretainedValue()
+    let inst = Handle.borrow(instance, as: D1Instance.self)
     let text = Array("D1 database \(inst.config.databaseID) (account \(inst.config.accountID)) via \(inst.config.baseURL)".utf8.prefix(cap - 1))
     text.withUnsafeBufferPointer { src in
         UnsafeMutableRawPointer(buf).copyMemory(from: src.baseAddress!, byteCount: src.count)
@@ -140,7 +100,7 @@ private func d1Open(
         fillError(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "open called without instance or out pointer")
         return PYLON_ERR_INVALID_ARGUMENT
     }
-    let inst = Unmanaged<D1Instance>.fromOpaque(UnsafeRawPointer(instance)).takeUnretainedValue()
+    let inst = Handle.borrow(instance, as: D1Instance.self)
     let http: D1HTTP
     switch D1HTTP.make(inst.config) {
     case let .failure(f):
@@ -158,15 +118,13 @@ private func d1Open(
             return f.status
         }
     }
-    out.pointee = OpaquePointer(Unmanaged.passRetained(conn).toOpaque())
+    out.pointee = Handle.retain(conn)
     return PYLON_OK
 }
 
 private func d1Close(_ conn: OpaquePointer?) {
     guard let conn else { return }
-    let c = Unmanaged<D1Connection>.fromOpaque(UnsafeRawPointer(conn))
-    _ = c.takeUnretainedValue().transaction(PYLON_TX_ROLLBACK)
-    c.release()
+    _ = Handle.release(conn, as: D1Connection.self).transaction(PYLON_TX_ROLLBACK)
 }
 
 private func d1Execute(
@@ -175,30 +133,30 @@ private func d1Execute(
     _ sink: UnsafePointer<pylon_row_sink>?, _ done: pylon_store_done_fn?, _ ctx: UnsafeMutableRawPointer?
 ) {
     guard let connPtr, let sql, paramCount == 0 || params != nil else {
-        completeStore(done, ctx, StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "execute called without connection, SQL or parameters"))
+        completeStoreCall(done, ctx, StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "execute called without connection, SQL or parameters"))
         return
     }
-    let conn = Unmanaged<D1Connection>.fromOpaque(UnsafeRawPointer(connPtr)).takeUnretainedValue()
+    let conn = Handle.borrow(connPtr, as: D1Connection.self)
     let text = String(decoding: UnsafeRawBufferPointer(start: sql, count: sqlLen), as: UTF8.self)
     var values: [D1JSON] = []
     values.reserveCapacity(paramCount)
     for i in 0..<paramCount {
         switch D1Wire.param(params![i]) {
         case let .success(v): values.append(v)
-        case let .failure(f): completeStore(done, ctx, f); return
+        case let .failure(f): completeStoreCall(done, ctx, f); return
         }
     }
     let result: D1Wire.StatementResult
     switch conn.execute(text, values) {
-    case let .failure(f): completeStore(done, ctx, f); return
+    case let .failure(f): completeStoreCall(done, ctx, f); return
     case .success(.buffered): result = D1Wire.StatementResult()
     case let .success(.ran(r)): result = r
     }
     if let failure = deliver(result, to: sink?.pointee) {
-        completeStore(done, ctx, failure)
+        completeStoreCall(done, ctx, failure)
         return
     }
-    completeStore(done, ctx, nil, rowsAffected: result.changes, lastInsertID: result.lastRowID)
+    completeStoreCall(done, ctx, nil, rowsAffected: result.changes, lastID: result.lastRowID)
 }
 
 /// Streams a result to the host's sink: column names once, then each row. Text and blob
@@ -262,9 +220,9 @@ private func d1Transaction(
     _ connPtr: OpaquePointer?, _ op: Int32, _ done: pylon_store_done_fn?, _ ctx: UnsafeMutableRawPointer?
 ) {
     guard let connPtr else {
-        completeStore(done, ctx, StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "transaction called without connection"))
+        completeStoreCall(done, ctx, StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "transaction called without connection"))
         return
     }
-    let conn = Unmanaged<D1Connection>.fromOpaque(UnsafeRawPointer(connPtr)).takeUnretainedValue()
-    completeStore(done, ctx, conn.transaction(op))
+    let conn = Handle.borrow(connPtr, as: D1Connection.self)
+    completeStoreCall(done, ctx, conn.transaction(op))
 }

@@ -75,47 +75,15 @@ private func parseConfig(_ ptr: UnsafePointer<CChar>?, _ len: Int) -> Result<SQL
 
 // MARK: - Static descriptor and tables
 
-nonisolated(unsafe) private let capabilityIDs: UnsafeMutablePointer<UnsafePointer<CChar>?> = {
-    let p = UnsafeMutablePointer<UnsafePointer<CChar>?>.allocate(capacity: 1)
-    p[0] = UnsafePointer(strdup(PYLON_CAP_STORE))
-    return p
-}()
+nonisolated(unsafe) private let descriptor = makeDescriptor(
+    id: "pylon.store.sqlite", version: "0.1.0",
+    description: "SQLite store (libsqlite3 \(String(cString: sqlite3_libversion())), WAL)",
+    capabilities: [PYLON_CAP_STORE],
+    create: sqliteCreate, destroy: sqliteDestroy, getInterface: sqliteGetInterface)
 
-nonisolated(unsafe) private let descriptor: UnsafeMutablePointer<pylon_plugin_descriptor> = {
-    let d = UnsafeMutablePointer<pylon_plugin_descriptor>.allocate(capacity: 1)
-    d.initialize(to: pylon_plugin_descriptor())
-    d.pointee.struct_size = UInt32(MemoryLayout<pylon_plugin_descriptor>.size)
-    d.pointee.abi_major = UInt32(PYLON_ABI_MAJOR)
-    d.pointee.abi_minor = UInt32(PYLON_ABI_MINOR)
-    d.pointee.abi_header_hash = UInt32(PYLON_ABI_HEADER_HASH)
-    d.pointee.sizeof_pointer = UInt32(MemoryLayout<UnsafeRawPointer>.size)
-    d.pointee.sizeof_value = UInt32(MemoryLayout<pylon_value>.size)
-    d.pointee.sizeof_error = UInt32(MemoryLayout<pylon_error>.size)
-    d.pointee.sizeof_host = UInt32(MemoryLayout<pylon_host_v1>.size)
-    d.pointee.plugin_id = UnsafePointer(strdup("pylon.store.sqlite"))
-    d.pointee.plugin_version = UnsafePointer(strdup("0.1.0"))
-    d.pointee.description = UnsafePointer(strdup("SQLite store (libsqlite3 \(String(cString: sqlite3_libversion())), WAL)"))
-    d.pointee.capabilities = UnsafePointer(capabilityIDs)
-    d.pointee.capability_count = 1
-    d.pointee.create = sqliteCreate
-    d.pointee.destroy = sqliteDestroy
-    d.pointee.get_interface = sqliteGetInterface
-    return d
-}()
-
-nonisolated(unsafe) private let storeTable: UnsafeMutablePointer<pylon_store_v1> = {
-    let t = UnsafeMutablePointer<pylon_store_v1>.allocate(capacity: 1)
-    t.initialize(to: pylon_store_v1())
-    t.pointee.struct_size = UInt32(MemoryLayout<pylon_store_v1>.size)
-    t.pointee.flags = PYLON_STORE_FLAG_COMPLETES_INLINE
-    t.pointee.dialect = UnsafePointer(strdup("sqlite"))
-    t.pointee.max_readers = 4
-    t.pointee.open = sqliteOpen
-    t.pointee.close = sqliteClose
-    t.pointee.execute = sqliteExecute
-    t.pointee.transaction = sqliteTransaction
-    return t
-}()
+nonisolated(unsafe) private let storeTable = makeStoreTable(
+    flags: PYLON_STORE_FLAG_COMPLETES_INLINE, dialect: "sqlite", maxReaders: 4,
+    open: sqliteOpen, close: sqliteClose, execute: sqliteExecute, transaction: sqliteTransaction)
 
 /// The one exported symbol. Cheap and side-effect free apart from building the static
 /// descriptor on first call.
@@ -190,19 +158,8 @@ private func complete(
     _ done: pylon_store_done_fn?, _ ctx: UnsafeMutableRawPointer?, _ failure: SQLiteFailure?,
     rowsAffected: Int64 = 0, lastID: Int64 = 0
 ) {
-    guard let done else { return }
-    if let failure {
-        var e = pylon_error()
-        e.struct_size = UInt32(MemoryLayout<pylon_error>.size)
-        fillError(&e, failure.status, failure.code, failure.message)
-        done(ctx, failure.status, nil, &e)
-    } else {
-        var r = pylon_exec_result()
-        r.struct_size = UInt32(MemoryLayout<pylon_exec_result>.size)
-        r.rows_affected = rowsAffected
-        r.last_insert_id = lastID
-        done(ctx, PYLON_OK, &r, nil)
-    }
+    completeStoreCall(done, ctx, failure.map { StoreFailure($0.status, $0.code, $0.message) },
+                      rowsAffected: rowsAffected, lastID: lastID)
 }
 
 private func sqliteExecute(

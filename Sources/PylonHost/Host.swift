@@ -18,6 +18,8 @@ public final class Host: Sendable {
     let metrics: Metrics
     let logger: Logger
     let hub: ChangeHub
+    /// Feeds `hub` from the shared change log when other hosts may write the store.
+    let tailer: ChangeTailer?
 
     /// Everything before serving; throws `HostError` with a message saying what to fix.
     public static func start(_ config: HostConfig, logger: Logger = Logger(label: "pylon")) throws -> Host {
@@ -57,9 +59,10 @@ public final class Host: Sendable {
         let dialect: SQLDialect
         switch dialectName {
         case "sqlite": dialect = SQLiteDialect()
+        case "postgres": dialect = PostgresDialect()
         default:
             throw HostError(status: 500, code: "STORE_DIALECT_UNSUPPORTED",
-                            message: "store plugin \(served.plugin.id) declares dialect \"\(dialectName)\"; this host generates SQL for: sqlite")
+                            message: "store plugin \(served.plugin.id) declares dialect \"\(dialectName)\"; this host generates SQL for: sqlite, postgres")
         }
         let writer = try open(table, served.instance, PYLON_STORE_OPEN_WRITE, served.plugin)
         let migrations: [String]
@@ -82,9 +85,26 @@ public final class Host: Sendable {
         let changes = ChangeLog(store: store, dialect: dialect, epoch: epoch, retention: config.changelogRetention)
         let sessions = SessionStore(store: store, dialect: dialect, lifetime: manifest.auth.sessionExpiresIn)
         let hub = ChangeHub(queueLimit: config.syncQueueLimit, maxPerAddress: config.maxConnectionsPerAddress, metrics: metrics)
-        store.onCommit = { events in
-            metrics.add("changes_committed_total", Int64(events.count))
-            hub.publish(events)
+        var tailer: ChangeTailer?
+        if table.pointee.flags & PYLON_STORE_FLAG_CONCURRENT_WRITERS != 0 {
+            // Other hosts may write this database: the hub is fed from the shared log.
+            let conn = try open(table, served.instance, PYLON_STORE_OPEN_READ, served.plugin)
+            var newest: Int64 = 0
+            if case let .int(n)? = try conn.execute("SELECT MAX(seq) FROM _pylon_changes").rows.first?.first { newest = n }
+            let t = ChangeTailer(connection: conn, dialect: dialect, from: newest, pollInterval: Double(config.changePollMs) / 1000,
+                                 logger: logger, publish: { hub.publish($0) })
+            store.onCommit = { events in
+                metrics.add("changes_committed_total", Int64(events.count))
+                t.wake()
+            }
+            t.start()
+            tailer = t
+            logger.info("realtime: fed from the shared change log (poll every \(config.changePollMs) ms, woken by local commits)")
+        } else {
+            store.onCommit = { events in
+                metrics.add("changes_committed_total", Int64(events.count))
+                hub.publish(events)
+            }
         }
         let location = StoreTable.describe(table, served.instance) ?? storePath
         logger.info("store: \(served.plugin.id) at \(location), dialect \(dialect.name), \(readerCount) readers, epoch \(epoch)")
@@ -95,13 +115,14 @@ public final class Host: Sendable {
             logger.warning("entity \(e): no rule covers \(ops.map(\.rawValue).joined(separator: ", ")); \(config.dev ? "open to everyone (--dev)" : "admin-only")")
         }
         return Host(config: config, manifest: manifest, registry: registry, store: store, data: data,
-                    changes: changes, sessions: sessions, metrics: metrics, logger: logger, hub: hub)
+                    changes: changes, sessions: sessions, metrics: metrics, logger: logger, hub: hub, tailer: tailer)
     }
 
     private init(config: HostConfig, manifest: Manifest, registry: PluginRegistry, store: StoreThreads,
                  data: DataService, changes: ChangeLog, sessions: SessionStore, metrics: Metrics, logger: Logger,
-                 hub: ChangeHub) {
+                 hub: ChangeHub, tailer: ChangeTailer?) {
         self.hub = hub
+        self.tailer = tailer
         self.config = config
         self.manifest = manifest
         self.registry = registry
@@ -223,6 +244,7 @@ public final class Host: Sendable {
         defer { trimmer.cancel() }
         let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: appLogger)
         try await group.run()
+        tailer?.stop()
         store.shutdown()
     }
 }

@@ -46,10 +46,15 @@ public final class DataService: Sendable {
         var offsetPH: String?
         if let l = f.limit { params.append(.int(l)); limitPH = dialect.placeholder(params.count) }
         if let o = f.offset { params.append(.int(o)); offsetPH = dialect.placeholder(params.count) }
-        let sql = "SELECT \(codec.selectList) FROM \(dialect.quote(entity))\(f.whereSQL)\(f.orderSQL)\(dialect.limitOffset(limit: limitPH, offset: offsetPH))"
+        let sql = "SELECT \(codec.selectList) FROM \(dialect.quote(entity))\(f.joinSQL)\(f.whereSQL)\(f.orderSQL)\(dialect.limitOffset(limit: limitPH, offset: offsetPH))"
         let bound = params
-        return try await store.read { conn in
-            try conn.execute(sql, bound).rows.map(codec.decode)
+        do {
+            return try await store.read { conn in
+                try conn.execute(sql, bound).rows.map(codec.decode)
+            }
+        } catch let e as StoreError where f.usesSearch && e.isStatementError {
+            // A raw `$search` expression the full-text engine cannot parse.
+            throw HostError.badRequest("INVALID_QUERY", "$search could not be run: \(e.message)")
         }
     }
 

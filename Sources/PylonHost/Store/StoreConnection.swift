@@ -20,6 +20,8 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
 
     public var isConstraint: Bool { status == PYLON_ERR_CONSTRAINT }
     public var isUniqueViolation: Bool { code == "UNIQUE_VIOLATION" }
+    /// The statement itself was rejected (syntax, bad argument), not the store.
+    public var isStatementError: Bool { status == PYLON_ERR_GENERIC || status == PYLON_ERR_INVALID_ARGUMENT }
 }
 
 /// Result rows of one statement, copied out of the plugin's buffers.
@@ -234,6 +236,8 @@ public final class StoreConnection: @unchecked Sendable {
     }
 
     public func begin() throws(StoreError) { try transaction(PYLON_TX_BEGIN) }
+    /// Starts a read snapshot (end it with `rollback`), so several SELECTs see one state.
+    public func beginRead() throws(StoreError) { try transaction(PYLON_TX_BEGIN_READ) }
     public func commit() throws(StoreError) { try transaction(PYLON_TX_COMMIT) }
     public func rollback() throws(StoreError) { try transaction(PYLON_TX_ROLLBACK) }
 

@@ -86,7 +86,9 @@ final class StoreThreads: @unchecked Sendable {
     private func runBatch(_ batch: [WriteJob], _ conn: StoreConnection) {
         do {
             try conn.begin()
+            if let lock = dialect.writeLockSQL { try conn.execute(lock, wantRows: false) }
         } catch {
+            try? conn.rollback()
             for j in batch { j.fail(error) }
             return
         }

@@ -107,6 +107,9 @@ final class HostProcess: @unchecked Sendable {
         let dir = try TestPaths.freshTempDir("pylon-test")
         let manifestPath = dir.appendingPathComponent("pylon.manifest.json").path
         let db = dbPath ?? dir.appendingPathComponent("app.db").path
+        // PYLON_TEST_PG_HACK: run every default (SQLite) host on PostgreSQL instead.
+        let store = store.name == TestStore.sqlite.name && ProcessInfo.processInfo.environment["PYLON_TEST_PG_HACK"] != nil
+            ? TestStore.postgres : store
         let pluginsDir: String
         let backend: TestStoreBackend
         do {

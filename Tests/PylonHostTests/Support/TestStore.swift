@@ -24,7 +24,14 @@ struct TestStore: Sendable, CustomStringConvertible, CustomTestStringConvertible
     var description: String { name }
     var testDescription: String { name }
 
-    static let all: [TestStore] = [.sqlite, .d1, .executorC]
+    /// The stores every data-plane test runs on: `PYLON_TEST_STORES` (comma-separated
+    /// names, e.g. `sqlite,postgres`) or, by default, sqlite, d1 and executor-c.
+    static let all: [TestStore] = {
+        let known: [TestStore] = [.sqlite, .d1, .executorC, .postgres]
+        guard let wanted = ProcessInfo.processInfo.environment["PYLON_TEST_STORES"]?.split(separator: ",").map(String.init),
+              !wanted.isEmpty else { return [.sqlite, .d1, .executorC] }
+        return known.filter { wanted.contains($0.name) }
+    }()
 
     /// The real SQLite plugin from `plugins/` (the default store).
     static let sqlite = TestStore(
@@ -36,6 +43,16 @@ struct TestStore: Sendable, CustomStringConvertible, CustomTestStringConvertible
     static let d1 = TestStore(
         name: "d1", pluginsDir: { TestPaths.pluginsDir },
         provision: { dir, _ in try await D1FixtureServer.start(in: dir).backend })
+
+    /// `libPylonStorePostgres.so` from `plugins/` on a fresh database of the test process's
+    /// shared PostgreSQL server (`TestPostgres`). Not in the default `all` yet: select it
+    /// with `PYLON_TEST_STORES`.
+    static let postgres = TestStore(
+        name: "postgres", pluginsDir: { TestPaths.pluginsDir },
+        provision: { _, _ in
+            let url = try await TestPostgres.shared().freshDatabase()
+            return TestStoreBackend(storeConfig: [("use", .string("postgres")), ("url", .string(url))], sqliteFile: nil)
+        })
 
     /// `examples/executor-c`, compiled with the system `cc` by its own Makefile and dropped
     /// into an otherwise empty plugins folder.
