@@ -45,26 +45,19 @@ private func d1Create(
     _ host: UnsafePointer<pylon_host_v1>?, _ config: UnsafePointer<CChar>?, _ len: Int,
     _ out: UnsafeMutablePointer<OpaquePointer?>?, _ err: UnsafeMutablePointer<pylon_error>?
 ) -> pylon_status {
-    out?.pointee = nil
-    guard let host, let out else {
-        fillError(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "create called without host table or out pointer")
-        return PYLON_ERR_INVALID_ARGUMENT
-    }
-    let bytes = config.map { Array(UnsafeRawBufferPointer(start: $0, count: len)) } ?? []
-    switch D1Config.parse(bytes) {
-    case let .failure(problem):
-        fillError(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_CONFIG", "pylon.store.d1: \(problem.message)")
-        return PYLON_ERR_INVALID_ARGUMENT
-    case let .success(cfg):
-        guard CurlGlobal.ensure() else {
-            fillError(err, PYLON_ERR_GENERIC, "CURL_INIT_FAILED", "pylon.store.d1: curl_global_init failed")
-            return PYLON_ERR_GENERIC
+    createInstance(host, config, len, out, err) { host, bytes -> Result<D1Instance, StoreFailure> in
+        switch D1Config.parse(bytes) {
+        case let .failure(problem):
+            return .failure(StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_CONFIG", "pylon.store.d1: \(problem.message)"))
+        case let .success(cfg):
+            guard CurlGlobal.ensure() else {
+                return .failure(StoreFailure(PYLON_ERR_GENERIC, "CURL_INIT_FAILED", "pylon.store.d1: curl_global_init failed"))
+            }
+            storeTable.pointee.max_readers = UInt32(cfg.maxReaders)
+            let instance = D1Instance(config: cfg, log: HostLog(host))
+            instance.log(PYLON_LOG_DEBUG, "d1 store for database \(cfg.databaseID) via \(cfg.baseURL)")
+            return .success(instance)
         }
-        storeTable.pointee.max_readers = UInt32(cfg.maxReaders)
-        let instance = D1Instance(config: cfg, log: HostLog(host))
-        out.pointee = Handle.retain(instance)
-        instance.log(PYLON_LOG_DEBUG, "d1 store for database \(cfg.databaseID) via \(cfg.baseURL)")
-        return PYLON_OK
     }
 }
 

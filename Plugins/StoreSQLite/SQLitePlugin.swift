@@ -34,11 +34,10 @@ struct ConfigError: Error {
     init(_ m: String) { message = m }
 }
 
-private func parseConfig(_ ptr: UnsafePointer<CChar>?, _ len: Int) -> Result<SQLiteConfig, ConfigError> {
+private func parseConfig(_ bytes: [UInt8]) -> Result<SQLiteConfig, ConfigError> {
     var config = SQLiteConfig()
-    guard let ptr, len > 0 else { return .success(config) }
-    let data = Data(bytes: ptr, count: len)
-    guard let obj = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+    guard !bytes.isEmpty else { return .success(config) }
+    guard let obj = (try? JSONSerialization.jsonObject(with: Data(bytes))) as? [String: Any] else {
         return .failure(ConfigError("store config is not a JSON object"))
     }
     if let v = obj["path"] {
@@ -98,20 +97,15 @@ private func sqliteCreate(
     _ host: UnsafePointer<pylon_host_v1>?, _ config: UnsafePointer<CChar>?, _ len: Int,
     _ out: UnsafeMutablePointer<OpaquePointer?>?, _ err: UnsafeMutablePointer<pylon_error>?
 ) -> pylon_status {
-    out?.pointee = nil
-    guard let host, let out else {
-        fillError(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "create called without host table or out pointer")
-        return PYLON_ERR_INVALID_ARGUMENT
-    }
-    switch parseConfig(config, len) {
-    case let .failure(problem):
-        fillError(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_CONFIG", "pylon.store.sqlite: \(problem.message)")
-        return PYLON_ERR_INVALID_ARGUMENT
-    case let .success(cfg):
-        let instance = SQLiteInstance(config: cfg, host: host)
-        out.pointee = OpaquePointer(Unmanaged.passRetained(instance).toOpaque())
-        instance.log(PYLON_LOG_DEBUG, "sqlite store at \(cfg.path), synchronous=\(cfg.synchronous)")
-        return PYLON_OK
+    createInstance(host, config, len, out, err) { host, bytes -> Result<SQLiteInstance, StoreFailure> in
+        switch parseConfig(bytes) {
+        case let .failure(problem):
+            return .failure(StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_CONFIG", "pylon.store.sqlite: \(problem.message)"))
+        case let .success(cfg):
+            let instance = SQLiteInstance(config: cfg, host: host)
+            instance.log(PYLON_LOG_DEBUG, "sqlite store at \(cfg.path), synchronous=\(cfg.synchronous)")
+            return .success(instance)
+        }
     }
 }
 

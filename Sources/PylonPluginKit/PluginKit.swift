@@ -98,6 +98,30 @@ public func makeDescriptor(
     return d
 }
 
+/// A whole typical `create`: checks the arguments, lets `make` build the instance from the
+/// host table and the config bytes (borrowed: copy what you keep), and hands the instance to
+/// the host (`Handle.retain`; take it back in `destroy` with `Handle.release`).
+public func createInstance<T: AnyObject>(
+    _ host: UnsafePointer<pylon_host_v1>?, _ config: UnsafePointer<CChar>?, _ len: Int,
+    _ out: UnsafeMutablePointer<OpaquePointer?>?, _ err: UnsafeMutablePointer<pylon_error>?,
+    _ make: (UnsafePointer<pylon_host_v1>, [UInt8]) -> Result<T, StoreFailure>
+) -> pylon_status {
+    out?.pointee = nil
+    guard let host, let out else {
+        fillError(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "create called without host table or out pointer")
+        return PYLON_ERR_INVALID_ARGUMENT
+    }
+    let bytes = config.map { Array(UnsafeRawBufferPointer(start: $0, count: len)) } ?? []
+    switch make(host, bytes) {
+    case let .failure(f):
+        fillError(err, f.status, f.code, f.message)
+        return f.status
+    case let .success(instance):
+        out.pointee = Handle.retain(instance)
+        return PYLON_OK
+    }
+}
+
 /// Builds a static `pylon.store/1` table (the host reads it for the life of the process).
 /// `describe` is the optional ABI 1.1 slot.
 public func makeStoreTable(
