@@ -4,7 +4,7 @@ import Testing
 /// Black-box tests of the data plane (pylon-core.md §2, §3, §6.1): each test starts the
 /// real release `pylon-host` on its own database and port and talks HTTP to it, once per
 /// store in `TestStore.all` (SQLite, D1 over the local D1-compatible server, the C executor
-/// from examples/). Build first: `make build` (or `swift build -c release` and copy the
+/// from examples/, PostgreSQL). Build first: `make build` (or `swift build -c release` and copy the
 /// plugins into `plugins/`).
 @Suite("Data plane (black-box, real pylon-host)")
 struct DataPlaneTests {

@@ -13,7 +13,7 @@ import Glibc
 /// it to `HostProcess.start(manifest:store:)`. A new store (Postgres) is one more static
 /// value with its own `provision`.
 struct TestStore: Sendable, CustomStringConvertible, CustomTestStringConvertible {
-    /// Short name shown in test results ("sqlite", "d1", "executor-c").
+    /// Short name shown in test results ("sqlite", "d1", "executor-c", "postgres").
     let name: String
     /// The plugins folder the host is started with (may build something the first time).
     let pluginsDir: @Sendable () async throws -> String
@@ -24,12 +24,12 @@ struct TestStore: Sendable, CustomStringConvertible, CustomTestStringConvertible
     var description: String { name }
     var testDescription: String { name }
 
-    /// The stores every data-plane test runs on: `PYLON_TEST_STORES` (comma-separated
-    /// names, e.g. `sqlite,postgres`) or, by default, sqlite, d1 and executor-c.
+    /// The stores every data-plane test runs on: all of them, or those named in
+    /// `PYLON_TEST_STORES` (comma-separated, e.g. `sqlite,postgres`).
     static let all: [TestStore] = {
         let known: [TestStore] = [.sqlite, .d1, .executorC, .postgres]
         guard let wanted = ProcessInfo.processInfo.environment["PYLON_TEST_STORES"]?.split(separator: ",").map(String.init),
-              !wanted.isEmpty else { return [.sqlite, .d1, .executorC] }
+              !wanted.isEmpty else { return known }
         return known.filter { wanted.contains($0.name) }
     }()
 
@@ -45,8 +45,7 @@ struct TestStore: Sendable, CustomStringConvertible, CustomTestStringConvertible
         provision: { dir, _ in try await D1FixtureServer.start(in: dir).backend })
 
     /// `libPylonStorePostgres.so` from `plugins/` on a fresh database of the test process's
-    /// shared PostgreSQL server (`TestPostgres`). Not in the default `all` yet: select it
-    /// with `PYLON_TEST_STORES`.
+    /// shared PostgreSQL server (`TestPostgres`, started by scripts/pg-server.sh).
     static let postgres = TestStore(
         name: "postgres", pluginsDir: { TestPaths.pluginsDir },
         provision: { _, _ in
