@@ -4,7 +4,7 @@
 SWIFT ?= swift
 PORT ?= 4321
 
-.PHONY: deps build run test bench clean
+.PHONY: deps build run test bench edge clean
 
 deps:
 	./scripts/install-deps.sh
@@ -23,8 +23,14 @@ run: build
 test: build
 	$(SWIFT) test
 
+# Minimal edge build: the host and exactly one store plugin in $(EDGE_DIR)/ (see README).
+EDGE_STORE ?= executor-c
+EDGE_DIR ?= edge
+edge: deps
+	./scripts/edge-build.sh $(EDGE_STORE) $(EDGE_DIR)
+
 bench: build
 	bash bench/crud.sh
 
 clean:
-	rm -rf .build plugins
+	rm -rf .build plugins edge

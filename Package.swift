@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "PylonHost", targets: ["PylonHost"]),
         .library(name: "PylonStoreSQLite", type: .dynamic, targets: ["PylonStoreSQLite"]),
         .library(name: "PylonStorePostgres", type: .dynamic, targets: ["PylonStorePostgres"]),
+        .library(name: "PylonStoreD1", type: .dynamic, targets: ["PylonStoreD1"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -33,6 +34,9 @@ let package = Package(
         .systemLibrary(
             name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq",
             providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(
+            name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]),
         .target(
             name: "PylonHost",
             dependencies: [
@@ -64,10 +68,19 @@ let package = Package(
             name: "PylonStorePostgres",
             dependencies: ["PylonPluginABI", "PylonPluginKit", "CLibPQ"],
             path: "Plugins/StorePostgres"),
+        .target(
+            name: "PylonStoreD1",
+            dependencies: ["PylonPluginABI", "PylonPluginKit", "CCurl"],
+            path: "Plugins/StoreD1"),
         .testTarget(
             name: "PylonHostTests",
             dependencies: ["PylonHost", "PylonPluginABI"],
             path: "Tests/PylonHostTests"),
+        // Unit tests of StoreD1's pure parts (JSON, statement kinds, response mapping, config).
+        .testTarget(
+            name: "PylonStoreD1Tests",
+            dependencies: ["PylonStoreD1", "PylonPluginABI", "PylonPluginKit"],
+            path: "Tests/PylonStoreD1Tests"),
     ],
     swiftLanguageModes: [.v6]
 )

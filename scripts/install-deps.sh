@@ -4,8 +4,11 @@
 set -euo pipefail
 need=()
 # libpq-dev + postgresql-15: the Postgres store plugin and the Postgres tests (which start
-# their own server with scripts/pg-server.sh).
-for pkg in libsqlite3-dev pkg-config sqlite3 gcc libc6-dev libpq-dev postgresql-15 postgresql-client-15; do
+# their own server with scripts/pg-server.sh). libcurl4-openssl-dev: the D1 store plugin;
+# make, python3, openssl: the C executor example, the D1 fixture server and its test
+# certificate.
+for pkg in libsqlite3-dev pkg-config sqlite3 gcc libc6-dev libpq-dev postgresql-15 postgresql-client-15 \
+           libcurl4-openssl-dev make python3 openssl; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -12,11 +12,20 @@ import PylonPluginKit
 /// The plugin instance behind `pylon_instance *`. Created by `create`, freed by `destroy`.
 final class SQLiteInstance {
     let config: SQLiteConfig
-    let log: HostLog
+    let host: UnsafePointer<pylon_host_v1>
 
     init(config: SQLiteConfig, host: UnsafePointer<pylon_host_v1>) {
         self.config = config
-        self.log = HostLog(host)
+        self.host = host
+    }
+
+    func log(_ level: Int32, _ message: String) {
+        var m = message
+        m.withUTF8 { buf in
+            buf.withMemoryRebound(to: CChar.self) { c in
+                host.pointee.log?(host.pointee.host_ctx, level, c.baseAddress, c.count)
+            }
+        }
     }
 }
 
@@ -25,11 +34,10 @@ struct ConfigError: Error {
     init(_ m: String) { message = m }
 }
 
-private func parseConfig(_ ptr: UnsafePointer<CChar>?, _ len: Int) -> Result<SQLiteConfig, ConfigError> {
+private func parseConfig(_ bytes: [UInt8]) -> Result<SQLiteConfig, ConfigError> {
     var config = SQLiteConfig()
-    guard let ptr, len > 0 else { return .success(config) }
-    let data = Data(bytes: ptr, count: len)
-    guard let obj = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+    guard !bytes.isEmpty else { return .success(config) }
+    guard let obj = (try? JSONSerialization.jsonObject(with: Data(bytes))) as? [String: Any] else {
         return .failure(ConfigError("store config is not a JSON object"))
     }
     if let v = obj["path"] {
@@ -72,19 +80,9 @@ nonisolated(unsafe) private let descriptor = makeDescriptor(
     capabilities: [PYLON_CAP_STORE],
     create: sqliteCreate, destroy: sqliteDestroy, getInterface: sqliteGetInterface)
 
-nonisolated(unsafe) private let storeTable: UnsafeMutablePointer<pylon_store_v1> = {
-    let t = UnsafeMutablePointer<pylon_store_v1>.allocate(capacity: 1)
-    t.initialize(to: pylon_store_v1())
-    t.pointee.struct_size = UInt32(MemoryLayout<pylon_store_v1>.size)
-    t.pointee.flags = PYLON_STORE_FLAG_COMPLETES_INLINE
-    t.pointee.dialect = UnsafePointer(strdup("sqlite"))
-    t.pointee.max_readers = 4
-    t.pointee.open = sqliteOpen
-    t.pointee.close = sqliteClose
-    t.pointee.execute = sqliteExecute
-    t.pointee.transaction = sqliteTransaction
-    return t
-}()
+nonisolated(unsafe) private let storeTable = makeStoreTable(
+    flags: PYLON_STORE_FLAG_COMPLETES_INLINE, dialect: "sqlite", maxReaders: 4,
+    open: sqliteOpen, close: sqliteClose, execute: sqliteExecute, transaction: sqliteTransaction)
 
 /// The one exported symbol. Cheap and side-effect free apart from building the static
 /// descriptor on first call.
@@ -99,20 +97,15 @@ private func sqliteCreate(
     _ host: UnsafePointer<pylon_host_v1>?, _ config: UnsafePointer<CChar>?, _ len: Int,
     _ out: UnsafeMutablePointer<OpaquePointer?>?, _ err: UnsafeMutablePointer<pylon_error>?
 ) -> pylon_status {
-    out?.pointee = nil
-    guard let host, let out else {
-        fillError(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "create called without host table or out pointer")
-        return PYLON_ERR_INVALID_ARGUMENT
-    }
-    switch parseConfig(config, len) {
-    case let .failure(problem):
-        fillError(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_CONFIG", "pylon.store.sqlite: \(problem.message)")
-        return PYLON_ERR_INVALID_ARGUMENT
-    case let .success(cfg):
-        let instance = SQLiteInstance(config: cfg, host: host)
-        out.pointee = OpaquePointer(Unmanaged.passRetained(instance).toOpaque())
-        instance.log(PYLON_LOG_DEBUG, "sqlite store at \(cfg.path), synchronous=\(cfg.synchronous)")
-        return PYLON_OK
+    createInstance(host, config, len, out, err) { host, bytes -> Result<SQLiteInstance, StoreFailure> in
+        switch parseConfig(bytes) {
+        case let .failure(problem):
+            return .failure(StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_CONFIG", "pylon.store.sqlite: \(problem.message)"))
+        case let .success(cfg):
+            let instance = SQLiteInstance(config: cfg, host: host)
+            instance.log(PYLON_LOG_DEBUG, "sqlite store at \(cfg.path), synchronous=\(cfg.synchronous)")
+            return .success(instance)
+        }
     }
 }
 

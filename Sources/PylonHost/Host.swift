@@ -49,7 +49,12 @@ public final class Host: Sendable {
             throw HostError(status: 500, code: "STORE_UNAVAILABLE",
                             message: "no store plugin in \(config.pluginsDir): put libPylonStoreSQLite.so there (make build copies it) or pass --plugins with the right folder")
         }
-        let table = served.table.assumingMemoryBound(to: pylon_store_v1.self)
+        let table = StoreTable.normalized(served.table)
+        guard table.pointee.open != nil, table.pointee.close != nil, table.pointee.execute != nil,
+              table.pointee.transaction != nil, table.pointee.dialect != nil else {
+            throw HostError(status: 500, code: "PLUGIN_INTERFACE_INCOMPLETE",
+                            message: "store plugin \(served.plugin.id) (\(served.plugin.fileName)) left open, close, execute, transaction or dialect NULL; the plugin is broken")
+        }
         let dialectName = table.pointee.dialect.map { String(cString: $0) } ?? ""
         let dialect: SQLDialect
         switch dialectName {
@@ -101,7 +106,8 @@ public final class Host: Sendable {
                 hub.publish(events)
             }
         }
-        logger.info("store: \(served.plugin.id) at \(storePath), dialect \(dialect.name), \(readerCount) readers, epoch \(epoch)")
+        let location = StoreTable.describe(table, served.instance) ?? storePath
+        logger.info("store: \(served.plugin.id) at \(location), dialect \(dialect.name), \(readerCount) readers, epoch \(epoch)")
         for e in policies.unprotectedEntities {
             logger.warning("entity \(e) has no policy: \(config.dev ? "open to everyone (--dev)" : "admin-only until a policy names it")")
         }
@@ -135,7 +141,7 @@ public final class Host: Sendable {
         var handle: OpaquePointer?
         let status = table.pointee.open(instance, mode, &handle, &err)
         guard status == PYLON_OK, let handle else {
-            let msg = withUnsafeBytes(of: &err.message) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            let msg = boundedCString(err.message)
             throw HostError(status: 500, code: "STORE_OPEN_FAILED", message: "\(plugin.id): \(msg)")
         }
         return StoreConnection(table: table, handle: handle)

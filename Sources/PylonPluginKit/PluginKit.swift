@@ -18,7 +18,19 @@ public func fillError(_ err: UnsafeMutablePointer<pylon_error>?, _ status: pylon
 }
 
 private func copyCString(_ s: String, into buf: UnsafeMutableRawBufferPointer) {
-    let bytes = Array(s.utf8.prefix(buf.count - 1))
+    guard buf.count > 0 else { return }
+    var bytes = Array(s.utf8)
+    if bytes.count > buf.count - 1 {
+        bytes.removeSubrange((buf.count - 1)...)
+        // Never leave half a UTF-8 character at the cut.
+        var start = bytes.count
+        while start > 0 && bytes[start - 1] & 0xC0 == 0x80 { start -= 1 }
+        if start > 0 && bytes[start - 1] & 0x80 != 0 {
+            let lead = bytes[start - 1]
+            let length = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2
+            if bytes.count - (start - 1) < length { bytes.removeSubrange((start - 1)...) }
+        }
+    }
     buf.copyBytes(from: bytes)
     buf[bytes.count] = 0
 }
@@ -84,6 +96,56 @@ public func makeDescriptor(
     d.pointee.destroy = destroy
     d.pointee.get_interface = getInterface
     return d
+}
+
+/// A whole typical `create`: checks the arguments, lets `make` build the instance from the
+/// host table and the config bytes (borrowed: copy what you keep), and hands the instance to
+/// the host (`Handle.retain`; take it back in `destroy` with `Handle.release`).
+public func createInstance<T: AnyObject>(
+    _ host: UnsafePointer<pylon_host_v1>?, _ config: UnsafePointer<CChar>?, _ len: Int,
+    _ out: UnsafeMutablePointer<OpaquePointer?>?, _ err: UnsafeMutablePointer<pylon_error>?,
+    _ make: (UnsafePointer<pylon_host_v1>, [UInt8]) -> Result<T, StoreFailure>
+) -> pylon_status {
+    out?.pointee = nil
+    guard let host, let out else {
+        fillError(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "create called without host table or out pointer")
+        return PYLON_ERR_INVALID_ARGUMENT
+    }
+    let bytes = config.map { Array(UnsafeRawBufferPointer(start: $0, count: len)) } ?? []
+    switch make(host, bytes) {
+    case let .failure(f):
+        fillError(err, f.status, f.code, f.message)
+        return f.status
+    case let .success(instance):
+        out.pointee = Handle.retain(instance)
+        return PYLON_OK
+    }
+}
+
+/// Builds a static `pylon.store/1` table (the host reads it for the life of the process).
+/// `describe` is the optional ABI 1.1 slot.
+public func makeStoreTable(
+    flags: UInt32, dialect: String, maxReaders: UInt32,
+    open: @escaping @convention(c) (OpaquePointer?, Int32, UnsafeMutablePointer<OpaquePointer?>?,
+                                    UnsafeMutablePointer<pylon_error>?) -> pylon_status,
+    close: @escaping @convention(c) (OpaquePointer?) -> Void,
+    execute: @escaping @convention(c) (OpaquePointer?, UnsafePointer<CChar>?, Int, UnsafePointer<pylon_value>?, Int,
+                                       UnsafePointer<pylon_row_sink>?, pylon_store_done_fn?, UnsafeMutableRawPointer?) -> Void,
+    transaction: @escaping @convention(c) (OpaquePointer?, Int32, pylon_store_done_fn?, UnsafeMutableRawPointer?) -> Void,
+    describe: (@convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>?, Int) -> Int)? = nil
+) -> UnsafeMutablePointer<pylon_store_v1> {
+    let t = UnsafeMutablePointer<pylon_store_v1>.allocate(capacity: 1)
+    t.initialize(to: pylon_store_v1())
+    t.pointee.struct_size = UInt32(MemoryLayout<pylon_store_v1>.size)
+    t.pointee.flags = flags
+    t.pointee.dialect = UnsafePointer(strdup(dialect))
+    t.pointee.max_readers = maxReaders
+    t.pointee.open = open
+    t.pointee.close = close
+    t.pointee.execute = execute
+    t.pointee.transaction = transaction
+    t.pointee.describe = describe
+    return t
 }
 
 /// Logging through the host table. Holds the borrowed table pointer, valid until the

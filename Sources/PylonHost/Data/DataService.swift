@@ -154,10 +154,13 @@ public final class DataService: Sendable {
         }
         let stored = JSONValue.object(row)
         try ChangeLog.append(tx, entity: codec.entity.name, rowID: id, kind: .insert, data: stored, before: nil)
+        tx.remember(codec.entity.name, id, stored)
         return stored
     }
 
+    /// The row as this transaction sees it (including its own writes on a deferred-write store).
     static func fetch(_ tx: WriteTransaction, _ codec: RowCodec, id: String) throws -> JSONValue? {
+        if let mine = tx.writtenRow(codec.entity.name, id) { return mine }
         let d = tx.dialect
         let sql = "SELECT \(codec.selectList) FROM \(d.quote(codec.entity.name)) WHERE \(d.quote("id")) = \(d.placeholder(1))"
         return try tx.connection.execute(sql, [.text(id)]).rows.first.map(codec.decode)
@@ -196,6 +199,7 @@ public final class DataService: Sendable {
             throw mapWriteError(error, codec.entity.name, "UPDATE_FAILED")
         }
         try ChangeLog.append(tx, entity: codec.entity.name, rowID: id, kind: .update, data: after, before: before)
+        tx.remember(codec.entity.name, id, after)
         return after
     }
 
@@ -212,6 +216,7 @@ public final class DataService: Sendable {
             throw mapWriteError(error, codec.entity.name, "DELETE_FAILED")
         }
         try ChangeLog.append(tx, entity: codec.entity.name, rowID: id, kind: .delete, data: nil, before: before)
+        tx.remember(codec.entity.name, id, nil)
         return before
     }
 
@@ -296,16 +301,13 @@ public final class DataService: Sendable {
         return try await store.write { tx in
             var results: [Result<String, HostError>] = []
             for op in ops {
-                try tx.connection.execute("SAVEPOINT pylon_op", wantRows: false)
-                let mark = tx.events.count
+                let mark = try tx.savepoint("pylon_op")
                 do {
                     let id = try Self.apply(tx, codecs, op, guardian)
-                    try tx.connection.execute("RELEASE pylon_op", wantRows: false)
+                    try tx.release("pylon_op")
                     results.append(.success(id))
                 } catch {
-                    try tx.connection.execute("ROLLBACK TO pylon_op", wantRows: false)
-                    try tx.connection.execute("RELEASE pylon_op", wantRows: false)
-                    tx.events.removeSubrange(mark...)
+                    try tx.rollback(to: "pylon_op", mark)
                     results.append(.failure(Self.hostError(error)))
                 }
             }

@@ -67,6 +67,10 @@ public struct PostgresDialect: SQLDialect {
         """
     }
 
+    public var appendChangeWithSeqSQL: String {
+        "INSERT INTO _pylon_changes (seq, entity, row_id, kind, data, before, ts) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+    }
+
     private func columnDef(_ f: Field, forAdd: Bool) -> String {
         let storage = f.type?.storage ?? .text
         var def = "\(quote(f.name)) \(columnType(storage))"

@@ -32,6 +32,9 @@ public protocol SQLDialect: Sendable {
     /// `INSERT` of one change-log entry returning its `seq`. Parameters in order:
     /// entity, row_id, kind, data, before, ts.
     var appendChangeSQL: String { get }
+    /// `INSERT` of one change-log entry with a seq chosen by the host (deferred-write
+    /// stores). Parameters in order: seq, entity, row_id, kind, data, before, ts.
+    var appendChangeWithSeqSQL: String { get }
     func createTable(_ entity: Entity) -> [String]
     func addColumn(_ entity: String, _ field: Field) -> [String]
     func createIndex(_ entity: String, _ index: Index) -> String
@@ -131,6 +134,10 @@ public struct SQLiteDialect: SQLDialect {
 
     public var appendChangeSQL: String {
         "INSERT INTO _pylon_changes (entity, row_id, kind, data, before, ts) VALUES (?, ?, ?, ?, ?, ?) RETURNING seq"
+    }
+
+    public var appendChangeWithSeqSQL: String {
+        "INSERT INTO _pylon_changes (seq, entity, row_id, kind, data, before, ts) VALUES (?, ?, ?, ?, ?, ?, ?)"
     }
 
     private func columnDef(_ f: Field, forAdd: Bool) -> String {

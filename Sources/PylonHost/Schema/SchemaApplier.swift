@@ -4,6 +4,20 @@
 /// with a message saying what to do; nothing is applied in that case.
 enum SchemaApplier {
     static func apply(_ entities: [Entity], on conn: StoreConnection, dialect: SQLDialect) throws -> [String] {
+        // The host's own tables first, committed on their own: the plan below reads
+        // `_pylon_meta`, which a deferred-write store (D1) would not have created yet if the
+        // CREATE were still buffered in the same transaction. Every statement is idempotent.
+        try conn.begin()
+        do {
+            // Under the same lock as the migration: concurrent CREATE ... IF NOT EXISTS can
+            // collide on PostgreSQL when hosts start together.
+            if let lock = dialect.writeLockSQL { try conn.execute(lock, wantRows: false) }
+            for ddl in dialect.bootstrap { try conn.execute(ddl, wantRows: false) }
+            try conn.commit()
+        } catch {
+            try? conn.rollback()
+            throw error
+        }
         try conn.begin()
         do {
             // Hosts starting together on one database migrate one after the other.
@@ -18,7 +32,6 @@ enum SchemaApplier {
     }
 
     private static func applyInTransaction(_ entities: [Entity], _ conn: StoreConnection, _ d: SQLDialect) throws -> [String] {
-        for ddl in d.bootstrap { try conn.execute(ddl, wantRows: false) }
         let r = try conn.execute("SELECT value FROM _pylon_meta WHERE key = \(d.placeholder(1))", [.text("schema")])
         var log: [String] = []
         var old: [Entity] = []
@@ -88,7 +101,7 @@ enum SchemaApplier {
     /// The columns the store reports for `table` (empty when the table does not exist).
     static func columnNames(_ table: String, _ conn: StoreConnection, _ d: SQLDialect) throws -> Set<String> {
         Set(try conn.execute(d.columnNamesSQL, [.text(table)]).rows.compactMap { row -> String? in
-            if case let .text(n) = row[0] { return n }
+            if case let .text(n) = row.at(0) { return n }
             return nil
         })
     }
