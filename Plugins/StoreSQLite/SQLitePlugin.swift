@@ -81,7 +81,7 @@ nonisolated(unsafe) private let descriptor = makeDescriptor(
     create: sqliteCreate, destroy: sqliteDestroy, getInterface: sqliteGetInterface)
 
 nonisolated(unsafe) private let storeTable = makeStoreTable(
-    flags: PYLON_STORE_FLAG_COMPLETES_INLINE, dialect: "sqlite", maxReaders: 4,
+    flags: PYLON_STORE_FLAG_COMPLETES_INLINE | PYLON_STORE_FLAG_LOCAL_READS, dialect: "sqlite", maxReaders: 4,
     open: sqliteOpen, close: sqliteClose, execute: sqliteExecute, transaction: sqliteTransaction)
 
 /// The one exported symbol. Cheap and side-effect free apart from building the static

@@ -80,7 +80,14 @@ public final class Host: Sendable {
         for _ in 0..<readerCount {
             readers.append(try open(table, served.instance, PYLON_STORE_OPEN_READ, served.plugin))
         }
-        let store = StoreThreads(writer: writer, readers: readers, dialect: dialect)
+        var quick: [StoreConnection] = []
+        if table.pointee.flags & PYLON_STORE_FLAG_LOCAL_READS != 0 {
+            // One per core: as many as requests can run their point reads at once.
+            for _ in 0..<max(1, ProcessInfo.processInfo.activeProcessorCount) {
+                quick.append(try open(table, served.instance, PYLON_STORE_OPEN_READ, served.plugin))
+            }
+        }
+        let store = StoreThreads(writer: writer, readers: readers, quickReaders: quick, dialect: dialect)
         let data = DataService(manifest: manifest, dialect: dialect, store: store, policies: policies)
         let changes = ChangeLog(store: store, dialect: dialect, epoch: epoch, retention: config.changelogRetention)
         let sessions = SessionStore(store: store, dialect: dialect, lifetime: manifest.auth.sessionExpiresIn)

@@ -6,7 +6,9 @@ import Testing
 /// store in `TestStore.all` (SQLite, D1 over the local D1-compatible server, the C executor
 /// from examples/, PostgreSQL). Build first: `make build` (or `swift build -c release` and copy the
 /// plugins into `plugins/`).
-@Suite("Data plane (black-box, real pylon-host)")
+/// Serialized: every test runs on every store, and running them all at once (well over a
+/// hundred hosts with their fixture servers and database sessions) starves a small machine.
+@Suite("Data plane (black-box, real pylon-host)", .serialized)
 struct DataPlaneTests {
 
     // MARK: - Fixtures

@@ -8,7 +8,7 @@ import Testing
 /// following every write path (and rollbacks), policies, and schema changes that add,
 /// rebuild and drop the index on a database that already holds rows. Where the engines
 /// differ (accents, stop words, query syntax) the expectation says so.
-@Suite("Search (black-box, real pylon-host)")
+@Suite("Search (black-box, real pylon-host)", .serialized)
 struct SearchTests {
     static let admin = HostProcess.adminToken
 

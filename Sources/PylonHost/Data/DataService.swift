@@ -31,7 +31,7 @@ public final class DataService: Sendable {
     public func get(_ entity: String, id: String) async throws -> JSONValue? {
         let codec = try codec(entity)
         let sql = "SELECT \(codec.selectList) FROM \(dialect.quote(entity)) WHERE \(dialect.quote("id")) = \(dialect.placeholder(1))"
-        return try await store.read { conn in
+        return try await store.readQuick { conn in
             try conn.execute(sql, [.text(id)]).rows.first.map(codec.decode)
         }
     }

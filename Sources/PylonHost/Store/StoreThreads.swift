@@ -27,8 +27,17 @@ final class StoreThreads: @unchecked Sendable {
         let succeed: () -> Void
     }
 
-    init(writer: StoreConnection, readers: [StoreConnection], dialect: SQLDialect, maxBatch: Int = 512) {
+    /// Read connections for `readQuick`, free ones on the stack (empty for remote stores).
+    private let quickLock = NSLock()
+    private var quickFree: [StoreConnection]
+    private var quickClosed = false
+
+    /// `quickReaders`: extra read connections of a store with PYLON_STORE_FLAG_LOCAL_READS,
+    /// used inline by `readQuick` (none for other stores).
+    init(writer: StoreConnection, readers: [StoreConnection], quickReaders: [StoreConnection] = [],
+         dialect: SQLDialect, maxBatch: Int = 512) {
         self.dialect = dialect
+        quickFree = quickReaders
         // A deferred-write store reports constraint violations only at COMMIT, for the whole
         // transaction: one job per transaction keeps a failure with the job that caused it.
         self.maxBatch = writer.defersWrites ? 1 : maxBatch
@@ -56,6 +65,17 @@ final class StoreThreads: @unchecked Sendable {
         }
     }
 
+    /// Runs a short read (one row by key) at once on the calling thread, when the store is
+    /// local (PYLON_STORE_FLAG_LOCAL_READS) and a quick connection is free: no hand-off to
+    /// a reader thread and back, which costs more than the read itself. Otherwise like `read`.
+    /// Only for reads that touch a few rows: they briefly hold the request's thread.
+    func readQuick<T: Sendable>(_ body: @escaping @Sendable (StoreConnection) throws -> T) async throws -> T {
+        let conn: StoreConnection? = quickLock.withLock { quickClosed ? nil : quickFree.popLast() }
+        guard let conn else { return try await read(body) }
+        defer { quickLock.withLock { quickFree.append(conn) } }
+        return try body(conn)
+    }
+
     /// Runs `body` inside the writer's transaction. Its change events are published after
     /// commit; the call returns after commit.
     func write<T: Sendable>(_ body: @escaping @Sendable (WriteTransaction) throws -> T) async throws -> T {
@@ -72,6 +92,13 @@ final class StoreThreads: @unchecked Sendable {
     func shutdown() {
         readQueue.close()
         writeQueue.close()
+        // Quick connections in use are closed by nobody: the process is ending.
+        let idle = quickLock.withLock { () -> [StoreConnection] in
+            quickClosed = true
+            defer { quickFree.removeAll() }
+            return quickFree
+        }
+        for c in idle { c.close() }
     }
 
     private func writerLoop(_ conn: StoreConnection) {

@@ -44,10 +44,11 @@ extern "C" {
 /** Incompatible changes bump the major; the host refuses any other major. */
 #define PYLON_ABI_MAJOR 1
 /** Additive changes (new slots appended, new capability ids, new flags) bump the minor.
- *  1.1: PYLON_STORE_FLAG_DEFERRED_WRITES and the optional `pylon_store_v1.describe` and
+ *  1.1: PYLON_STORE_FLAG_DEFERRED_WRITES, PYLON_STORE_FLAG_LOCAL_READS and the optional
+ *  `pylon_store_v1.describe` and
  *  `pylon_store_v1.wait_notify` slots. */
 #define PYLON_ABI_MINOR 1
-#define PYLON_ABI_HEADER_HASH 0xc14fc9d4u /* abi_header_hash */
+#define PYLON_ABI_HEADER_HASH 0x1240395cu /* abi_header_hash */
 
 /* ------------------------------------------------------------------------------------ */
 /* Status codes                                                                           */
@@ -278,6 +279,13 @@ typedef struct pylon_store_conn pylon_store_conn;
  * transaction. Outside a transaction every statement runs at once.
  */
 #define PYLON_STORE_FLAG_DEFERRED_WRITES 0x4u
+/**
+ * (ABI 1.1) Reads are served from local storage in microseconds (an embedded database on
+ * this machine). The host may then run short reads (one row by key) inline on the thread
+ * that handles the request, on extra read connections it opens for that, instead of
+ * handing them to a store thread. Never set it for a store that talks over a network.
+ */
+#define PYLON_STORE_FLAG_LOCAL_READS 0x8u
 
 /**
  * Receives a statement's result rows.
