@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "PylonHost", targets: ["PylonHost"]),
         .library(name: "PylonStoreSQLite", type: .dynamic, targets: ["PylonStoreSQLite"]),
         .library(name: "PylonStorePostgres", type: .dynamic, targets: ["PylonStorePostgres"]),
+        .library(name: "PylonFnBun", type: .dynamic, targets: ["PylonFnBun"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -64,6 +65,12 @@ let package = Package(
             name: "PylonStorePostgres",
             dependencies: ["PylonPluginABI", "PylonPluginKit", "CLibPQ"],
             path: "Plugins/StorePostgres"),
+        // The Bun function runtime; runtime/*.ts is embedded by scripts/gen-fn-runtime.py.
+        .target(
+            name: "PylonFnBun",
+            dependencies: ["PylonPluginABI", "PylonPluginKit"],
+            path: "Plugins/FnBun",
+            exclude: ["runtime"]),
         .testTarget(
             name: "PylonHostTests",
             dependencies: ["PylonHost", "PylonPluginABI"],

@@ -85,10 +85,18 @@ final class HostProcess: @unchecked Sendable {
     /// returns once `GET /health` answers 200. With `compatPorts` the host keeps Pylon's
     /// WS (port+1) and SSE (port+2) listeners, and the harness also waits for those;
     /// otherwise it runs with `--no-compat-ports`.
+    /// `files` (path relative to the manifest's folder → contents) are written first, e.g.
+    /// `functions/hello.ts`.
     static func start(manifest: String, env: [String: String] = [:], dev: Bool = true,
-                      dbPath: String? = nil, compatPorts: Bool = false) async throws -> HostProcess {
+                      dbPath: String? = nil, compatPorts: Bool = false,
+                      files: [String: String] = [:]) async throws -> HostProcess {
         let fm = FileManager.default
         let dir = try TestPaths.freshTempDir("pylon-test")
+        for (path, contents) in files {
+            let url = dir.appendingPathComponent(path)
+            try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try Data(contents.utf8).write(to: url)
+        }
         let manifestPath = dir.appendingPathComponent("pylon.manifest.json").path
         var manifest = manifest
         if ProcessInfo.processInfo.environment["PYLON_TEST_PG_HACK"] != nil {
