@@ -29,6 +29,13 @@ final class FnInstance: @unchecked Sendable {
         self.unavailable = unavailable.map { (status: $0.0, code: $0.1, message: $0.2) }
         self.runtimeDir = runtimeDir
     }
+
+    /// Fills `err` and returns its status when no call can run.
+    func refuse(_ err: UnsafeMutablePointer<pylon_error>?) -> pylon_status? {
+        guard let u = unavailable else { return nil }
+        fillError(err, u.status, u.code, u.message)
+        return u.status
+    }
 }
 
 struct FnConfig {
@@ -215,10 +222,7 @@ private func fnDescribe(_ instance: OpaquePointer?, _ name: UnsafePointer<CChar>
         return PYLON_ERR_INVALID_ARGUMENT
     }
     let inst = Handle.borrow(instance, as: FnInstance.self)
-    if let u = inst.unavailable {
-        fillError(err, u.status, u.code, u.message)
-        return u.status
-    }
+    if let status = inst.refuse(err) { return status }
     let fn = text(name, len)
     switch inst.pool!.describe(fn) {
     case let .found(meta):
@@ -247,10 +251,7 @@ private func fnStartCall(_ instance: OpaquePointer?, _ call: UnsafePointer<pylon
         return PYLON_ERR_INVALID_ARGUMENT
     }
     let inst = Handle.borrow(instance, as: FnInstance.self)
-    if let u = inst.unavailable {
-        fillError(err, u.status, u.code, u.message)
-        return u.status
-    }
+    if let status = inst.refuse(err) { return status }
     guard let pool = inst.pool, pool.host != nil else {
         fillError(err, PYLON_ERR_INVALID_ARGUMENT, "NOT_BOUND", "start_call before bind_host")
         return PYLON_ERR_INVALID_ARGUMENT

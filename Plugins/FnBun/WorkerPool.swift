@@ -446,8 +446,9 @@ final class WorkerPool: @unchecked Sendable {
             _ = lock.wait(until: Date().addingTimeInterval(0.02))
             if stopping { break }
             let now = monotonicSeconds()
-            var expired: [Call] = []
-            for c in calls.values where c.deadline <= now { expired.append(c) }
+            // With the pid of the child running each, read now: it may be replaced later.
+            var expired: [(call: Call, pid: pid_t?)] = []
+            for c in calls.values where c.deadline <= now { expired.append((c, c.worker?.pid)) }
             for w in workers {
                 switch w.state {
                 case let .waiting(at) where at <= now: spawn(w)
@@ -460,24 +461,16 @@ final class WorkerPool: @unchecked Sendable {
             }
             if expired.isEmpty { continue }
             lock.unlock()
-            for c in expired {
-                let victim = c.worker
+            for (c, victim) in expired {
                 finish(c.key, PYLON_ERR_BUSY, result: nil, code: "FUNCTION_TIMEOUT",
                        message: victim == nil
                            ? "no Bun worker was ready within \(callTimeout) s (PYLON_FN_CALL_TIMEOUT)"
                            : "the function ran longer than \(callTimeout) s (PYLON_FN_CALL_TIMEOUT); its worker was restarted")
-                if let victim, victim.pid > 0 { kill(victim.pid, SIGKILL) }
+                if let victim, victim > 0 { kill(victim, SIGKILL) }
             }
             lock.lock()
         }
         lock.unlock()
-    }
-
-    /// Process ids of the running children (for tests and ops tooling, via `list`).
-    func pids() -> [pid_t] {
-        lock.lock()
-        defer { lock.unlock() }
-        return workers.filter(\.isReady).map(\.pid)
     }
 }
 

