@@ -130,6 +130,10 @@ export interface DbWriter extends DbReader {
   insert(entity: string, data: Record<string, unknown>): Promise<string>;
   update(entity: string, id: string, data: Record<string, unknown>): Promise<boolean>;
   delete(entity: string, id: string): Promise<boolean>;
+  /** Sets `relation`'s foreign key on the row (false when the row does not exist). */
+  link(entity: string, id: string, relation: string, targetId: string): Promise<boolean>;
+  /** Clears `relation`'s foreign key on the row. */
+  unlink(entity: string, id: string, relation: string): Promise<boolean>;
 }
 
 export interface Stream {
@@ -139,7 +143,12 @@ export interface Stream {
 
 export interface QueryCtx { db: DbReader; auth: Auth; env: Record<string, string | undefined> }
 export interface MutationCtx { db: DbWriter; auth: Auth; env: Record<string, string | undefined>; stream: Stream; error(code: string, message: string): never }
-export interface ActionCtx extends MutationCtx {}
+export interface ActionCtx extends MutationCtx {
+  /** Runs a query / mutation / action as the same user (admin rights dropped); a mutation in its own transaction. */
+  runQuery(name: string, args?: Record<string, unknown>): Promise<any>;
+  runMutation(name: string, args?: Record<string, unknown>): Promise<any>;
+  runAction(name: string, args?: Record<string, unknown>): Promise<any>;
+}
 
 type Handler<C> = (ctx: C, args: any) => unknown;
 type Def<C> = { args?: Record<string, Validator>; handler: Handler<C>; privileged?: boolean } | Handler<C>;
@@ -231,13 +240,13 @@ type Pending = { resolve: (v: any) => void; reject: (e: unknown) => void };
 const pending = new Map<string, Pending>();
 const opCounters = new Map<string, number>();
 
-function rpc(callId: string, frame: Record<string, unknown>): Promise<any> {
+function rpc(callId: string, frame: Record<string, unknown>, type = "db"): Promise<any> {
   const n = (opCounters.get(callId) ?? 0) + 1;
   opCounters.set(callId, n);
   const opId = `${callId}#${n}`;
   return new Promise((resolve, reject) => {
     pending.set(opId, { resolve, reject });
-    send({ ...frame, type: "db", call_id: callId, op_id: opId });
+    send({ ...frame, type, call_id: callId, op_id: opId });
   });
 }
 
@@ -252,7 +261,7 @@ function makeDb(callId: string, writable: boolean) {
       r("paginate", { entity, after: o.cursor ?? null, limit: o.numItems ?? 20 }),
   };
   if (!writable) {
-    for (const m of ["insert", "update", "delete"])
+    for (const m of ["insert", "update", "delete", "link", "unlink"])
       reader[m] = () => Promise.reject(new api.FunctionError("READ_ONLY", `ctx.db.${m} is not available in a query; use a mutation`));
     return reader;
   }
@@ -261,6 +270,9 @@ function makeDb(callId: string, writable: boolean) {
     insert: async (entity: string, data: Record<string, unknown>) => (await r("insert", { entity, data })).id,
     update: async (entity: string, id: string, data: Record<string, unknown>) => (await r("update", { entity, id, data })).updated,
     delete: async (entity: string, id: string) => (await r("delete", { entity, id })).deleted,
+    link: async (entity: string, id: string, relation: string, targetId: string) =>
+      (await r("link", { entity, id, relation, target_id: targetId })).linked,
+    unlink: async (entity: string, id: string, relation: string) => (await r("unlink", { entity, id, relation })).unlinked,
   };
 }
 
@@ -294,8 +306,10 @@ async function handleCall(f: any) {
       ctx.scheduler = { runAfter: notYet("ctx.scheduler.runAfter"), runAt: notYet("ctx.scheduler.runAt"), cancel: notYet("ctx.scheduler.cancel") };
     }
     if (def.type === "action") {
-      ctx.runQuery = notYet("ctx.runQuery");
-      ctx.runMutation = notYet("ctx.runMutation");
+      const run = (fn_type: string) => (fn_name: string, fnArgs: unknown = {}) => rpc(callId, { fn_name, fn_type, args: fnArgs ?? {} }, "run_fn");
+      ctx.runQuery = run("query");
+      ctx.runMutation = run("mutation");
+      ctx.runAction = run("action");
     }
     const value = await def.handler(ctx, args);
     send({ type: "return", call_id: callId, value: value === undefined ? null : value });

@@ -349,6 +349,14 @@ final class WorkerPool: @unchecked Sendable {
             guard let key = str("call_id"), isMine(w, key) else { return }
             finish(key, PYLON_ERR_GENERIC, result: nil, code: str("code") ?? "HANDLER_ERROR", message: str("message") ?? "the function failed")
         case "db": onDB(w, gen, line, key: str("call_id"), opID: str("op_id"))
+        case "run_fn":
+            let kind: Int32 = switch str("fn_type") {
+            case "query": PYLON_FN_QUERY
+            case "mutation": PYLON_FN_MUTATION
+            default: PYLON_FN_ACTION
+            }
+            let args = f["args"].map { Array(line[$0]) } ?? Array("{}".utf8)
+            onRunFn(w, gen, key: str("call_id"), opID: str("op_id"), name: str("fn_name") ?? "", kind: kind, args: args)
         case "stream":
             guard let key = str("call_id"), let call = activeCall(key), let host else { return }
             let event = Array((str("event") ?? "").utf8)
@@ -363,7 +371,7 @@ final class WorkerPool: @unchecked Sendable {
                 }
             }
             call.lock.unlock()
-        case "schedule", "cancel_schedule", "run_fn":
+        case "schedule", "cancel_schedule":
             let key = str("call_id") ?? ""
             w.send(Array("{\"type\":\"result\",\"call_id\":\(jsonQuote(key)),\"op_id\":\(jsonQuote(str("op_id") ?? "")),\"error\":{\"code\":\"NOT_IMPLEMENTED\",\"message\":\"\(type) is not supported by this host yet\"}}\n".utf8), generation: gen)
         default:
@@ -419,6 +427,31 @@ final class WorkerPool: @unchecked Sendable {
     }
 
     private func onDB(_ w: Worker, _ gen: Int, _ line: [UInt8], key: String?, opID: String?) {
+        withActiveCall(w, gen, key: key, opID: opID) { host, call, ctx in
+            line.withUnsafeBytes { raw in
+                host.pointee.db_call(host.pointee.host_ctx, call.ctx, raw.baseAddress?.assumingMemoryBound(to: CChar.self), raw.count,
+                                     dbDone, ctx)
+            }
+        }
+    }
+
+    private func onRunFn(_ w: Worker, _ gen: Int, key: String?, opID: String?, name: String, kind: Int32, args: [UInt8]) {
+        withActiveCall(w, gen, key: key, opID: opID) { host, call, ctx in
+            let n = Array(name.utf8)
+            n.withUnsafeBytes { nb in
+                args.withUnsafeBytes { ab in
+                    host.pointee.run_fn(host.pointee.host_ctx, call.ctx, nb.baseAddress?.assumingMemoryBound(to: CChar.self), nb.count,
+                                        kind, ab.baseAddress?.assumingMemoryBound(to: CChar.self), ab.count, dbDone, ctx)
+                }
+            }
+        }
+    }
+
+    /// Runs `body` with the call's host table while the call is known to be unfinished
+    /// (holding its lock, so `complete` cannot overlap), handing it a retained reply
+    /// context for `dbDone`; answers the child with CALL_FINISHED otherwise.
+    private func withActiveCall(_ w: Worker, _ gen: Int, key: String?, opID: String?,
+                                _ body: (UnsafePointer<pylon_fn_host_v1>, Call, UnsafeMutableRawPointer) -> Void) {
         guard let key, let opID else { return }
         let reply = DBReply(pool: self, worker: w, generation: gen, callKey: key, opID: opID)
         guard let call = activeCall(key), let host else {
@@ -431,11 +464,7 @@ final class WorkerPool: @unchecked Sendable {
             reply.fail("CALL_FINISHED", "the call already finished")
             return
         }
-        let ctx = Unmanaged.passRetained(reply).toOpaque()
-        line.withUnsafeBytes { raw in
-            host.pointee.db_call(host.pointee.host_ctx, call.ctx, raw.baseAddress?.assumingMemoryBound(to: CChar.self), raw.count,
-                                 dbDone, ctx)
-        }
+        body(host, call, Unmanaged.passRetained(reply).toOpaque())
     }
 
     // MARK: Supervision

@@ -15,7 +15,9 @@ struct FunctionsTests {
           {"name": "title", "type": "string", "optional": false, "unique": false},
           {"name": "done", "type": "bool", "optional": false, "unique": false},
           {"name": "priority", "type": "int", "optional": true, "unique": false},
-          {"name": "ownerId", "type": "string", "optional": true, "unique": false}], "indexes": []},
+          {"name": "ownerId", "type": "string", "optional": true, "unique": false},
+          {"name": "noteId", "type": "string", "optional": true, "unique": false}], "indexes": [],
+        "relations": [{"name": "note", "target": "Note", "field": "noteId", "many": false}]},
        {"name": "Note", "fields": [
           {"name": "ownerId", "type": "string", "optional": false, "unique": false},
           {"name": "title", "type": "string", "optional": false, "unique": false}], "indexes": []}],
@@ -68,6 +70,13 @@ struct FunctionsTests {
           const missing = await ctx.db.get("Todo", "0000000000000000000000000000000000000000");
           const updated = await ctx.db.update("Todo", a, { title: "alpha2" });
           const updatedMissing = await ctx.db.update("Todo", "nope", { title: "x" });
+          const linked = await ctx.db.link("Todo", a, "note", "n-1");
+          const linkedNote = (await ctx.db.get("Todo", a)).noteId;
+          const unlinked = await ctx.db.unlink("Todo", a, "note");
+          const unlinkedNote = (await ctx.db.get("Todo", a)).noteId;
+          const linkMissing = await ctx.db.link("Todo", "nope", "note", "n-1");
+          let badRelation = null;
+          try { await ctx.db.link("Todo", a, "nope", "x"); } catch (e) { badRelation = e.code; }
           const looked = await ctx.db.lookup("Todo", "title", "alpha2");
           const lookedByInt = await ctx.db.lookup("Todo", "priority", 2);
           const open = await ctx.db.query("Todo", { done: false });
@@ -79,7 +88,8 @@ struct FunctionsTests {
           try { await ctx.db.list("Nope"); } catch (e) { badEntity = e.code; }
           return { a, b, got, missing, updated, updatedMissing, looked: looked?.id, lookedByInt: lookedByInt?.id,
                    open: open.map((r) => r.id), pageSize: page.page.length, pageDone: page.isDone, next: page.nextCursor,
-                   all: all.length, deleted, deletedAgain, badEntity, auth: ctx.auth };
+                   all: all.length, deleted, deletedAgain, badEntity, auth: ctx.auth,
+                   linked, linkedNote, unlinked, unlinkedNote, linkMissing, badRelation };
         });
         """,
         "functions/validate.ts": """
@@ -92,6 +102,18 @@ struct FunctionsTests {
             dt: v.optional(v.datetime()), f: v.optional(v.float()), bo: v.optional(v.bool()),
           },
           handler: async (_ctx, args) => ({ ok: true, args }),
+        });
+        """,
+        "functions/orchestrate.ts": """
+        import { action } from "@pylon/functions";
+        export default action(async (ctx) => {
+          const r = await ctx.runMutation("addTodos", { titles: ["via action"] });
+          const list = await ctx.runQuery("listTodos", {});
+          let mismatch = null, invalid = null;
+          try { await ctx.runQuery("addTodos", { titles: [] }); } catch (e) { mismatch = e.code; }
+          try { await ctx.runMutation("addTodos", {}); } catch (e) { invalid = e.code; }
+          const who = await ctx.runAction("whoami", {});
+          return { ids: r.ids, titles: list.map((t) => t.title), mismatch, invalid, nestedAuth: who.auth };
         });
         """,
         "functions/whoami.ts": """
@@ -263,6 +285,12 @@ struct FunctionsTests {
         #expect(j["deleted"].bool == true && j["deletedAgain"].bool == false)
         #expect(j["badEntity"].string == "ENTITY_NOT_FOUND")
         #expect(j["auth"]["userId"].string == "tour-user")
+        #expect(j["linked"].bool == true && j["linkedNote"].string == "n-1")
+        #expect(j["unlinked"].bool == true && j["unlinkedNote"].isNull)
+        #expect(j["linkMissing"].bool == false && j["badRelation"].string == "RELATION_NOT_FOUND")
+        let pulled = try await host.pullAll(token: HostProcess.adminToken)
+        #expect(pulled.map { $0["kind"].string ?? "?" } == ["insert", "insert", "update", "update", "update", "delete"],
+                "inserts, update, link, unlink (updates of the key) and delete are change-logged; failed operations are not")
         let rows = try await host.request("GET", "/api/entities/Todo", token: HostProcess.adminToken)
         #expect(rows.json["data"].items.compactMap { $0["title"].string } == ["alpha2"])
 
@@ -272,6 +300,20 @@ struct FunctionsTests {
         #expect(kept.status == 200, "an action's write stands alone: the failed second write does not undo it")
         let q = try await host.request("POST", "/api/fn/queryWrites", json: "{}")
         #expect(q.status == 400 && q.json.errorCode == "READ_ONLY", "\(q.body)")
+    }
+
+    @Test("ctx.runQuery / runMutation / runAction from an action: nested calls as the same user, admin dropped")
+    func nestedCalls() async throws {
+        let host = try await Self.start(env: ["PYLON_FN_WORKERS": "2"])
+        defer { host.stop() }
+        let r = try await host.request("POST", "/api/fn/orchestrate", json: "{}", token: HostProcess.adminToken)
+        #expect(r.status == 200, "\(r.body)")
+        #expect(r.json["ids"].array?.count == 1)
+        #expect(r.json["titles"].array?.compactMap { $0 as? String } == ["via action"])
+        #expect(r.json["mismatch"].string == "FN_TYPE_MISMATCH")
+        #expect(r.json["invalid"].string == "INVALID_ARGS")
+        #expect(r.json["nestedAuth"]["isAdmin"].bool == false)
+        #expect(r.json["nestedAuth"]["userId"].string == "__admin__")
     }
 
     @Test("a mutation that fails after two inserts leaves no rows and no change events; a successful one's events follow its commit")
@@ -375,7 +417,7 @@ struct FunctionsTests {
         kill(Int32(pidA)!, SIGKILL)
         let a = try await first
         #expect(a.status == 503 && a.json.errorCode == "WORKER_CRASHED", "\(a.body)")
-        FileManager.default.createFile(atPath: dir.path + "/release", contents: nil)
+        _ = FileManager.default.createFile(atPath: dir.path + "/release", contents: nil)
         let b = try await second
         #expect(b.status == 200 && b.json["tag"].string == "b", "the other worker's call is untouched: \(b.body)")
         for n in 0..<4 {

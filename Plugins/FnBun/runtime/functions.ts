@@ -124,6 +124,10 @@ export interface DbWriter extends DbReader {
   insert(entity: string, data: Record<string, unknown>): Promise<string>;
   update(entity: string, id: string, data: Record<string, unknown>): Promise<boolean>;
   delete(entity: string, id: string): Promise<boolean>;
+  /** Sets `relation`'s foreign key on the row (false when the row does not exist). */
+  link(entity: string, id: string, relation: string, targetId: string): Promise<boolean>;
+  /** Clears `relation`'s foreign key on the row. */
+  unlink(entity: string, id: string, relation: string): Promise<boolean>;
 }
 
 export interface Stream {
@@ -133,7 +137,12 @@ export interface Stream {
 
 export interface QueryCtx { db: DbReader; auth: Auth; env: Record<string, string | undefined> }
 export interface MutationCtx { db: DbWriter; auth: Auth; env: Record<string, string | undefined>; stream: Stream; error(code: string, message: string): never }
-export interface ActionCtx extends MutationCtx {}
+export interface ActionCtx extends MutationCtx {
+  /** Runs a query / mutation / action as the same user (admin rights dropped); a mutation in its own transaction. */
+  runQuery(name: string, args?: Record<string, unknown>): Promise<any>;
+  runMutation(name: string, args?: Record<string, unknown>): Promise<any>;
+  runAction(name: string, args?: Record<string, unknown>): Promise<any>;
+}
 
 type Handler<C> = (ctx: C, args: any) => unknown;
 type Def<C> = { args?: Record<string, Validator>; handler: Handler<C>; privileged?: boolean } | Handler<C>;

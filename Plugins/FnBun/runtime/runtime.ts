@@ -59,13 +59,13 @@ type Pending = { resolve: (v: any) => void; reject: (e: unknown) => void };
 const pending = new Map<string, Pending>();
 const opCounters = new Map<string, number>();
 
-function rpc(callId: string, frame: Record<string, unknown>): Promise<any> {
+function rpc(callId: string, frame: Record<string, unknown>, type = "db"): Promise<any> {
   const n = (opCounters.get(callId) ?? 0) + 1;
   opCounters.set(callId, n);
   const opId = `${callId}#${n}`;
   return new Promise((resolve, reject) => {
     pending.set(opId, { resolve, reject });
-    send({ ...frame, type: "db", call_id: callId, op_id: opId });
+    send({ ...frame, type, call_id: callId, op_id: opId });
   });
 }
 
@@ -80,7 +80,7 @@ function makeDb(callId: string, writable: boolean) {
       r("paginate", { entity, after: o.cursor ?? null, limit: o.numItems ?? 20 }),
   };
   if (!writable) {
-    for (const m of ["insert", "update", "delete"])
+    for (const m of ["insert", "update", "delete", "link", "unlink"])
       reader[m] = () => Promise.reject(new api.FunctionError("READ_ONLY", `ctx.db.${m} is not available in a query; use a mutation`));
     return reader;
   }
@@ -89,6 +89,9 @@ function makeDb(callId: string, writable: boolean) {
     insert: async (entity: string, data: Record<string, unknown>) => (await r("insert", { entity, data })).id,
     update: async (entity: string, id: string, data: Record<string, unknown>) => (await r("update", { entity, id, data })).updated,
     delete: async (entity: string, id: string) => (await r("delete", { entity, id })).deleted,
+    link: async (entity: string, id: string, relation: string, targetId: string) =>
+      (await r("link", { entity, id, relation, target_id: targetId })).linked,
+    unlink: async (entity: string, id: string, relation: string) => (await r("unlink", { entity, id, relation })).unlinked,
   };
 }
 
@@ -122,8 +125,10 @@ async function handleCall(f: any) {
       ctx.scheduler = { runAfter: notYet("ctx.scheduler.runAfter"), runAt: notYet("ctx.scheduler.runAt"), cancel: notYet("ctx.scheduler.cancel") };
     }
     if (def.type === "action") {
-      ctx.runQuery = notYet("ctx.runQuery");
-      ctx.runMutation = notYet("ctx.runMutation");
+      const run = (fn_type: string) => (fn_name: string, fnArgs: unknown = {}) => rpc(callId, { fn_name, fn_type, args: fnArgs ?? {} }, "run_fn");
+      ctx.runQuery = run("query");
+      ctx.runMutation = run("mutation");
+      ctx.runAction = run("action");
     }
     const value = await def.handler(ctx, args);
     send({ type: "return", call_id: callId, value: value === undefined ? null : value });

@@ -267,20 +267,32 @@ public final class DataService: Sendable {
     /// update, so it is change-logged like any other write.
     public func link(_ entity: String, id: String, relation: String, targetID: String?, auth: AuthContext) async throws {
         let codec = try codec(entity)
+        let guardian = WriteGuard(policies: policies, auth: auth)
+        try Self.relationField(codec, relation)
+        let found = try await store.write { tx in try Self.link(tx, codec, id: id, relation: relation, targetID: targetID, guardian) }
+        if !found { throw HostError.notFound("Source entity not found") }
+    }
+
+    /// The foreign-key field of `relation` on `codec`'s entity, or a RELATION_NOT_FOUND error.
+    @discardableResult
+    static func relationField(_ codec: RowCodec, _ relation: String) throws(HostError) -> String {
+        let entity = codec.entity.name
         guard let rel = codec.entity.relations.first(where: { $0.name == relation }) else {
             throw HostError.badRequest("RELATION_NOT_FOUND", "\(entity) has no relation \"\(relation)\"; relations are: \(codec.entity.relations.map(\.name).joined(separator: ", "))")
         }
         guard codec.field(rel.field) != nil else {
             throw HostError.badRequest("RELATION_NOT_FOUND", "relation \"\(relation)\" of \(entity) names field \"\(rel.field)\", which does not exist")
         }
-        let value: JSONValue = targetID.map { .string($0) } ?? .null
-        let guardian = WriteGuard(policies: policies, auth: auth)
-        _ = try await store.write { tx in
-            guard try Self.fetch(tx, codec, id: id) != nil else {
-                throw HostError.notFound("Source entity not found")
-            }
-            return try Self.update(tx, codec, id: id, [(rel.field, value)], guardian)
-        }
+        return rel.field
+    }
+
+    /// Sets or clears the relation's field inside `tx`; false when the source row is absent.
+    static func link(_ tx: WriteTransaction, _ codec: RowCodec, id: String, relation: String, targetID: String?,
+                     _ guardian: WriteGuard) throws -> Bool {
+        let field = try relationField(codec, relation)
+        guard try fetch(tx, codec, id: id) != nil else { return false }
+        _ = try update(tx, codec, id: id, [(field, targetID.map { .string($0) } ?? .null)], guardian)
+        return true
     }
 
     // MARK: Batch and transact

@@ -10,9 +10,11 @@ struct FnOp: Sendable {
     var value: JSONValue?
     var after: String?
     var limit: Int64?
+    var relation: String?
+    var targetID: String?
 
     static let reads: Set<String> = ["get", "list", "query", "lookup", "paginate"]
-    static let writes: Set<String> = ["insert", "update", "delete"]
+    static let writes: Set<String> = ["insert", "update", "delete", "link", "unlink"]
 
     static func parse(_ bytes: [UInt8]) throws -> FnOp {
         let v: JSONValue
@@ -27,7 +29,8 @@ struct FnOp: Sendable {
         }
         guard let entity = v["entity"]?.stringValue else { throw HostError.badRequest("INVALID_OP", "\(op) needs an entity name") }
         return FnOp(op: op, entity: entity, id: v["id"]?.stringValue, data: v["data"].flatMap { $0.isNull ? nil : $0 },
-                    field: v["field"]?.stringValue, value: v["value"], after: v["after"]?.stringValue, limit: v["limit"]?.intValue)
+                    field: v["field"]?.stringValue, value: v["value"], after: v["after"]?.stringValue, limit: v["limit"]?.intValue,
+                     relation: v["relation"]?.stringValue, targetID: v["target_id"]?.stringValue)
     }
 
     func requireID() throws -> String {
@@ -46,6 +49,18 @@ struct FnOp: Sendable {
         default: throw HostError.badRequest("INVALID_OP", "lookup on \(entity).\(field) needs a string, number or boolean value")
         }
     }
+
+    /// `link` needs a relation and a target id; `unlink` a relation (it clears the field).
+    func linkArguments() throws -> (String, String?) {
+        guard let relation, !relation.isEmpty else { throw HostError.badRequest("INVALID_OP", "\(op) on \(entity) needs a relation name") }
+        if op == "link" {
+            guard let targetID, !targetID.isEmpty else { throw HostError.badRequest("INVALID_OP", "link on \(entity) needs a target id") }
+            return (relation, targetID)
+        }
+        return (relation, nil)
+    }
+
+    var linkResultKey: String { op == "link" ? "linked" : "unlinked" }
 
     var pageLimit: Int64 { min(max(limit ?? 20, 1), 1000) }
 }
@@ -85,6 +100,14 @@ struct FnOps: Sendable {
             case "insert":
                 let row = try await data.insert(op.entity, op.data ?? .null, auth: auth)
                 return .object([("id", row["id"] ?? .null)])
+            case "link", "unlink":
+                let (relation, target) = try op.linkArguments()
+                do {
+                    try await data.link(op.entity, id: try op.requireID(), relation: relation, targetID: target, auth: auth)
+                    return .object([(op.linkResultKey, .bool(true))])
+                } catch let e as HostError where e.code == "NOT_FOUND" {
+                    return .object([(op.linkResultKey, .bool(false))])
+                }
             case "update":
                 do {
                     _ = try await data.update(op.entity, id: try op.requireID(), op.data ?? .null, auth: auth)
@@ -135,6 +158,11 @@ struct FnOps: Sendable {
             guard try DataService.fetch(tx, codec, id: id) != nil else { return .object([("updated", false)]) }
             _ = try DataService.update(tx, codec, id: id, try DataService.object(op.data ?? .null), guardian)
             return .object([("updated", true)])
+        case "link", "unlink":
+            let (relation, target) = try op.linkArguments()
+            let found = try DataService.link(tx, try data.codec(op.entity), id: try op.requireID(), relation: relation,
+                                             targetID: target, guardian)
+            return .object([(op.linkResultKey, .bool(found))])
         default:
             let codec = try data.codec(op.entity)
             let id = try op.requireID()

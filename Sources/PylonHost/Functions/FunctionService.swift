@@ -38,6 +38,7 @@ final class FunctionService: @unchecked Sendable {
         hostTable.pointee.db_call = fnHostDBCall
         hostTable.pointee.stream = { _, _, _, _, _, _ in } // JSON responses drop stream chunks (as Pylon)
         hostTable.pointee.complete = fnHostComplete
+        hostTable.pointee.run_fn = fnHostRunFn
         hostTable.pointee.host_ctx = Unmanaged.passUnretained(self).toOpaque()
         var err = pylon_error()
         err.struct_size = UInt32(MemoryLayout<pylon_error>.size)
@@ -71,6 +72,14 @@ final class FunctionService: @unchecked Sendable {
         return HostError(status: http, code: code.isEmpty ? "FUNCTION_ERROR" : code, message: message)
     }
 
+    static func kindName(_ kind: Int32) -> String {
+        switch kind {
+        case PYLON_FN_QUERY: "query"
+        case PYLON_FN_MUTATION: "mutation"
+        default: "action"
+        }
+    }
+
     /// `GET /api/fn`: the functions with kind and argument schema (raw JSON array).
     func list() -> [UInt8] {
         let box = ByteBox()
@@ -82,8 +91,9 @@ final class FunctionService: @unchecked Sendable {
         return box.bytes.isEmpty ? Array("[]".utf8) : box.bytes
     }
 
-    /// Runs `name` for `auth`; the function's return value as JSON text.
-    func call(_ name: String, args: JSONValue, auth: AuthContext) async throws -> [UInt8] {
+    /// Runs `name` for `auth`; the function's return value as JSON text. `expecting` (a
+    /// nested call's declared kind) must match the function's.
+    func call(_ name: String, args: JSONValue, auth: AuthContext, expecting: Int32? = nil) async throws -> [UInt8] {
         var err = pylon_error()
         err.struct_size = UInt32(MemoryLayout<pylon_error>.size)
         var info = pylon_fn_info()
@@ -93,8 +103,11 @@ final class FunctionService: @unchecked Sendable {
             b.withMemoryRebound(to: CChar.self) { table.pointee.describe(instance, $0.baseAddress, $0.count, &info, &err) }
         }
         if st != PYLON_OK { throw Self.hostError(st, Self.code(err), Self.message(err)) }
+        if let expecting, expecting != info.kind {
+            throw HostError.badRequest("FN_TYPE_MISMATCH", "\"\(name)\" is a \(Self.kindName(info.kind)), not a \(Self.kindName(expecting))")
+        }
         let privileged = info.flags & PYLON_FN_FLAG_PRIVILEGED != 0
-        let fc = FnCall(service: self, kind: info.kind, policyAuth: privileged ? .admin : auth)
+        let fc = FnCall(service: self, kind: info.kind, auth: auth, policyAuth: privileged ? .admin : auth)
         let argBytes = JSONWriter.encode(args)
         let authBytes = JSONWriter.encode(auth.functionJSON)
         let id = callIDs.next()
@@ -148,16 +161,39 @@ extension AuthContext {
 final class FnCall: @unchecked Sendable {
     let service: FunctionService
     let kind: Int32
+    /// The caller (`ctx.auth`).
+    let auth: AuthContext
     /// Whose policies `ctx.db` obeys: the caller's, or admin's for a privileged function.
     let policyAuth: AuthContext
     var continuation: CheckedContinuation<[UInt8], Error>?
     private let lock = NSLock()
     private var session: MutationSession?
 
-    init(service: FunctionService, kind: Int32, policyAuth: AuthContext) {
+    init(service: FunctionService, kind: Int32, auth: AuthContext, policyAuth: AuthContext) {
         self.service = service
         self.kind = kind
+        self.auth = auth
         self.policyAuth = policyAuth
+    }
+
+    /// `ctx.runQuery` / `ctx.runMutation` from an action: a new top-level call as the same
+    /// user without admin rights (Pylon's rule for nested calls).
+    func runNested(_ name: String, kind expected: Int32, args: JSONValue, _ reply: DBReplyBox) {
+        guard kind == PYLON_FN_ACTION else {
+            reply.fail(HostError.badRequest("NESTED_CALL_NOT_ALLOWED", "only actions may call other functions (ctx.runQuery / ctx.runMutation)"))
+            return
+        }
+        var nested = auth
+        nested.isAdmin = false
+        nested.roles.removeAll { $0 == "admin" }
+        let service = service
+        Task {
+            do {
+                reply.succeed(raw: try await service.call(name, args: args, auth: nested, expecting: expected))
+            } catch {
+                reply.fail(DataService.hostError(error))
+            }
+        }
     }
 
     func db(_ op: FnOp, _ reply: DBReplyBox) {
@@ -309,7 +345,10 @@ final class DBReplyBox: @unchecked Sendable {
     }
 
     func succeed(_ value: JSONValue) {
-        let bytes = JSONWriter.encode(value)
+        succeed(raw: JSONWriter.encode(value))
+    }
+
+    func succeed(raw bytes: [UInt8]) {
         bytes.withUnsafeBufferPointer { b in
             b.withMemoryRebound(to: CChar.self) { done(ctx, PYLON_OK, $0.baseAddress, $0.count, nil) }
         }
@@ -367,4 +406,27 @@ private func fnHostComplete(_ hostCtx: UnsafeMutableRawPointer?, _ callCtx: Unsa
         let e = err?.pointee ?? pylon_error()
         call.complete(.failure(FunctionService.hostError(status, FunctionService.code(e), FunctionService.message(e))))
     }
+}
+
+private func fnHostRunFn(_ hostCtx: UnsafeMutableRawPointer?, _ callCtx: UnsafeMutableRawPointer?, _ name: UnsafePointer<CChar>?,
+                         _ nameLen: Int, _ kind: Int32, _ args: UnsafePointer<CChar>?, _ argsLen: Int,
+                         _ done: pylon_fn_db_done_fn?, _ doneCtx: UnsafeMutableRawPointer?) {
+    guard let done else { return }
+    let reply = DBReplyBox(done: done, ctx: doneCtx)
+    guard let callCtx, let name, nameLen > 0 else {
+        reply.fail(HostError.badRequest("INVALID_OP", "run_fn without a call or a function name"))
+        return
+    }
+    let call = Unmanaged<FnCall>.fromOpaque(callCtx).takeUnretainedValue()
+    let fn = String(decoding: UnsafeRawBufferPointer(start: name, count: nameLen), as: UTF8.self)
+    var value: JSONValue = .object([])
+    if let args, argsLen > 0 {
+        do {
+            value = try JSONParser.parse(Array(UnsafeRawBufferPointer(start: args, count: argsLen)))
+        } catch {
+            reply.fail(HostError.badRequest("INVALID_ARGS", "the arguments are not JSON: \(error)"))
+            return
+        }
+    }
+    call.runNested(fn, kind: kind, args: value, reply)
 }

@@ -45,7 +45,7 @@ extern "C" {
 #define PYLON_ABI_MAJOR 1
 /** Additive changes (new slots appended, new capability ids) bump the minor. */
 #define PYLON_ABI_MINOR 1
-#define PYLON_ABI_HEADER_HASH 0x3dedb4efu /* abi_header_hash */
+#define PYLON_ABI_HEADER_HASH 0xf4665da8u /* abi_header_hash */
 
 /* ------------------------------------------------------------------------------------ */
 /* Status codes                                                                           */
@@ -414,8 +414,8 @@ typedef struct pylon_fn_call {
 } pylon_fn_call;
 
 /**
- * Reply to one `db_call`. Called exactly once per `db_call`, inline or later, from any
- * host thread. On success `status` is PYLON_OK and `result_json` is the operation's
+ * Reply to one `db_call` or `run_fn`. Called exactly once per request, inline or later,
+ * from any host thread. On success `status` is PYLON_OK and `result_json` is the operation's
  * result (a JSON value) with `err` NULL; on failure `result_json` is NULL and `err` says
  * why (`code` e.g. "POLICY_DENIED", "NOT_FOUND", "INVALID_OP"). Both are OWNED BY THE HOST
  * and valid during the callback only.
@@ -460,6 +460,17 @@ typedef struct pylon_fn_host_v1 {
      */
     void (*complete)(void *host_ctx, void *call_ctx, pylon_status status, const char *result_json,
                      size_t result_len, const pylon_error *err);
+    /**
+     * Run another function for the call `call_ctx` (`ctx.runQuery` / `ctx.runMutation` in
+     * an action). `name` and `args_json` are borrowed for the call; `kind` (PYLON_FN_*) is
+     * what the caller expects, a mismatch fails with "FN_TYPE_MISMATCH". The nested call
+     * runs as the caller's user with admin rights dropped (as in Pylon), a mutation in its
+     * own transaction, and may land on any worker. `done` receives its return value (JSON)
+     * or its error, exactly once, from any thread. Only an action may do this; for a query or
+     * mutation the host answers "NESTED_CALL_NOT_ALLOWED". Never after `complete`.
+     */
+    void (*run_fn)(void *host_ctx, void *call_ctx, const char *name, size_t name_len, int32_t kind,
+                   const char *args_json, size_t args_len, pylon_fn_db_done_fn done, void *done_ctx);
 } pylon_fn_host_v1;
 
 /**
