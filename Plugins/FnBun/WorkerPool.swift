@@ -477,7 +477,11 @@ final class WorkerPool: @unchecked Sendable {
             let now = monotonicSeconds()
             // With the pid of the child running each, read now: it may be replaced later.
             var expired: [(call: Call, pid: pid_t?)] = []
-            for c in calls.values where c.deadline <= now { expired.append((c, c.worker?.pid)) }
+            for c in calls.values where c.deadline <= now {
+                expired.append((c, c.worker?.pid))
+                // About to be killed: no new call may go to it (the reader respawns it).
+                c.worker?.state = .stopped
+            }
             for w in workers {
                 switch w.state {
                 case let .waiting(at) where at <= now: spawn(w)

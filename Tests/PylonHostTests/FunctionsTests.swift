@@ -116,6 +116,16 @@ struct FunctionsTests {
           return { ids: r.ids, titles: list.map((t) => t.title), mismatch, invalid, nestedAuth: who.auth };
         });
         """,
+        "functions/streamer.ts": """
+        import { action, v } from "@pylon/functions";
+        export default action({ args: { fail: v.optional(v.boolean()) }, async handler(ctx, { fail }) {
+          ctx.stream.write("one");
+          ctx.stream.write("two\\nlines");
+          ctx.stream.writeEvent("named", "three");
+          if (fail) ctx.error("STREAM_FAILED", "as asked");
+          return { done: true };
+        } });
+        """,
         "functions/whoami.ts": """
         import { action } from "@pylon/functions";
         export default action(async (ctx) => ({ auth: ctx.auth, pid: process.pid }));
@@ -314,6 +324,22 @@ struct FunctionsTests {
         #expect(r.json["invalid"].string == "INVALID_ARGS")
         #expect(r.json["nestedAuth"]["isAdmin"].bool == false)
         #expect(r.json["nestedAuth"]["userId"].string == "__admin__")
+    }
+
+    @Test("Accept: text/event-stream streams ctx.stream chunks, then the result or the error")
+    func streaming() async throws {
+        let host = try await Self.start(env: ["PYLON_FN_WORKERS": "1"])
+        defer { host.stop() }
+        let sse = ["Accept": "text/event-stream"]
+        let ok = try await host.rawRequest("POST", "/api/fn/streamer", body: Data("{}".utf8), headers: sse)
+        #expect(ok.status == 200 && ok.headers["content-type"] == "text/event-stream", "\(ok.headers)")
+        #expect(ok.body == "data: one\n\ndata: two\ndata: lines\n\ndata: three\n\nevent: result\ndata: {\"done\":true}\n\n", "\(ok.body)")
+        let failed = try await host.rawRequest("POST", "/api/fn/streamer", body: Data(#"{"fail":true}"#.utf8), headers: sse)
+        #expect(failed.body.hasSuffix("data: three\n\nevent: error\ndata: {\"code\":\"STREAM_FAILED\",\"message\":\"as asked\"}\n\n"), "\(failed.body)")
+        let missing = try await host.rawRequest("POST", "/api/fn/nope", body: Data("{}".utf8), headers: sse)
+        #expect(missing.status == 404 && missing.json.errorCode == "FN_NOT_FOUND")
+        let plain = try await host.request("POST", "/api/fn/streamer", json: "{}")
+        #expect(plain.status == 200 && plain.json["done"].bool == true, "chunks are dropped on the JSON path: \(plain.body)")
     }
 
     @Test("a mutation that fails after two inserts leaves no rows and no change events; a successful one's events follow its commit")

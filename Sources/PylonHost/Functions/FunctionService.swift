@@ -36,7 +36,7 @@ final class FunctionService: @unchecked Sendable {
         hostTable.initialize(to: pylon_fn_host_v1())
         hostTable.pointee.struct_size = UInt32(MemoryLayout<pylon_fn_host_v1>.size)
         hostTable.pointee.db_call = fnHostDBCall
-        hostTable.pointee.stream = { _, _, _, _, _, _ in } // JSON responses drop stream chunks (as Pylon)
+        hostTable.pointee.stream = fnHostStream
         hostTable.pointee.complete = fnHostComplete
         hostTable.pointee.run_fn = fnHostRunFn
         hostTable.pointee.host_ctx = Unmanaged.passUnretained(self).toOpaque()
@@ -72,6 +72,19 @@ final class FunctionService: @unchecked Sendable {
         return HostError(status: http, code: code.isEmpty ? "FUNCTION_ERROR" : code, message: message)
     }
 
+    /// Kind and flags of `name`, or the wire error (404 FN_NOT_FOUND, 501 without Bun).
+    func describe(_ name: String) throws -> pylon_fn_info {
+        var err = pylon_error()
+        err.struct_size = UInt32(MemoryLayout<pylon_error>.size)
+        var info = pylon_fn_info()
+        info.struct_size = UInt32(MemoryLayout<pylon_fn_info>.size)
+        let st = Array(name.utf8).withUnsafeBufferPointer { b in
+            b.withMemoryRebound(to: CChar.self) { table.pointee.describe(instance, $0.baseAddress, $0.count, &info, &err) }
+        }
+        if st != PYLON_OK { throw Self.hostError(st, Self.code(err), Self.message(err)) }
+        return info
+    }
+
     static func kindName(_ kind: Int32) -> String {
         switch kind {
         case PYLON_FN_QUERY: "query"
@@ -93,21 +106,18 @@ final class FunctionService: @unchecked Sendable {
 
     /// Runs `name` for `auth`; the function's return value as JSON text. `expecting` (a
     /// nested call's declared kind) must match the function's.
-    func call(_ name: String, args: JSONValue, auth: AuthContext, expecting: Int32? = nil) async throws -> [UInt8] {
-        var err = pylon_error()
-        err.struct_size = UInt32(MemoryLayout<pylon_error>.size)
-        var info = pylon_fn_info()
-        info.struct_size = UInt32(MemoryLayout<pylon_fn_info>.size)
+    /// `stream` receives `ctx.stream` chunks (event name, data) in order, all before the
+    /// call returns; without it they are dropped (Pylon's JSON path does the same).
+    func call(_ name: String, args: JSONValue, auth: AuthContext, expecting: Int32? = nil,
+              stream: (@Sendable (String, String) -> Void)? = nil) async throws -> [UInt8] {
+        let info = try describe(name)
         let nameBytes = Array(name.utf8)
-        let st = nameBytes.withUnsafeBufferPointer { b in
-            b.withMemoryRebound(to: CChar.self) { table.pointee.describe(instance, $0.baseAddress, $0.count, &info, &err) }
-        }
-        if st != PYLON_OK { throw Self.hostError(st, Self.code(err), Self.message(err)) }
         if let expecting, expecting != info.kind {
             throw HostError.badRequest("FN_TYPE_MISMATCH", "\"\(name)\" is a \(Self.kindName(info.kind)), not a \(Self.kindName(expecting))")
         }
         let privileged = info.flags & PYLON_FN_FLAG_PRIVILEGED != 0
         let fc = FnCall(service: self, kind: info.kind, auth: auth, policyAuth: privileged ? .admin : auth)
+        fc.onStream = stream
         let argBytes = JSONWriter.encode(args)
         let authBytes = JSONWriter.encode(auth.functionJSON)
         let id = callIDs.next()
@@ -166,6 +176,8 @@ final class FnCall: @unchecked Sendable {
     /// Whose policies `ctx.db` obeys: the caller's, or admin's for a privileged function.
     let policyAuth: AuthContext
     var continuation: CheckedContinuation<[UInt8], Error>?
+    /// Set before the call starts; called from the plugin's threads, one chunk at a time.
+    var onStream: (@Sendable (String, String) -> Void)?
     private let lock = NSLock()
     private var session: MutationSession?
 
@@ -429,4 +441,15 @@ private func fnHostRunFn(_ hostCtx: UnsafeMutableRawPointer?, _ callCtx: UnsafeM
         }
     }
     call.runNested(fn, kind: kind, args: value, reply)
+}
+
+private func fnHostStream(_ hostCtx: UnsafeMutableRawPointer?, _ callCtx: UnsafeMutableRawPointer?, _ event: UnsafePointer<CChar>?,
+                          _ eventLen: Int, _ data: UnsafePointer<CChar>?, _ dataLen: Int) {
+    guard let callCtx else { return }
+    let call = Unmanaged<FnCall>.fromOpaque(callCtx).takeUnretainedValue()
+    guard let sink = call.onStream else { return }
+    let text = { (p: UnsafePointer<CChar>?, n: Int) in
+        p.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: n), as: UTF8.self) } ?? ""
+    }
+    sink(text(event, eventLen), text(data, dataLen))
 }
