@@ -14,7 +14,9 @@ import Glibc
 /// (`PYLON_FUNCTIONS_DIR`; the host passes `<manifest folder>/functions`), `workers`
 /// (`PYLON_FN_WORKERS`, default: number of cores), `call_timeout_ms`
 /// (`PYLON_FN_CALL_TIMEOUT` in seconds, default 30), `bun` (`PYLON_BUN`; else `bun` on
-/// PATH, else `~/.bun/bin/bun`). Without Bun the plugin still loads and every call fails
+/// PATH, else `~/.bun/bin/bun`), `max_rss_mb` (`PYLON_FN_MAX_RSS_MB`, default 1024, 0 = no
+/// limit: a child over it is killed), `dev` (the host passes `--dev`: reload the children
+/// when files in the folder change). Without Bun the plugin still loads and every call fails
 /// with PYLON_ERR_UNSUPPORTED and a message saying how to install it.
 final class FnInstance: @unchecked Sendable {
     let log: HostLog
@@ -43,6 +45,8 @@ struct FnConfig {
     var workers = max(1, ProcessInfo.processInfo.activeProcessorCount)
     var callTimeout = 30.0
     var bun: String?
+    var maxRSSMB = 1024
+    var dev = false
 }
 
 private func parseConfig(_ ptr: UnsafePointer<CChar>?, _ len: Int) -> Result<FnConfig, StoreFailure> {
@@ -64,6 +68,11 @@ private func parseConfig(_ ptr: UnsafePointer<CChar>?, _ len: Int) -> Result<FnC
             guard let n = v as? Int, n > 0 else { return .failure(bad("\"call_timeout_ms\" must be a positive integer")) }
             c.callTimeout = Double(n) / 1000
         }
+        if let v = obj["max_rss_mb"] {
+            guard let n = v as? Int, n >= 0 else { return .failure(bad("\"max_rss_mb\" must be a non-negative integer (0: no limit)")) }
+            c.maxRSSMB = n
+        }
+        if let v = obj["dev"] as? Bool { c.dev = v }
         if let v = obj["bun"] {
             guard let s = v as? String, !s.isEmpty else { return .failure(bad("\"bun\" must be the path of the bun binary")) }
             c.bun = s
@@ -80,6 +89,10 @@ private func parseConfig(_ ptr: UnsafePointer<CChar>?, _ len: Int) -> Result<FnC
         c.callTimeout = d
     }
     if let s = env["PYLON_BUN"], !s.isEmpty { c.bun = s }
+    if let s = env["PYLON_FN_MAX_RSS_MB"], !s.isEmpty {
+        guard let n = Int(s), n >= 0 else { return .failure(bad("PYLON_FN_MAX_RSS_MB must be a non-negative integer (0: no limit), got \"\(s)\"")) }
+        c.maxRSSMB = n
+    }
     return .success(c)
 }
 
@@ -174,8 +187,8 @@ private func fnCreate(
         }
     }
     let pool = WorkerPool(bun: bun, runtimeScript: "\(runtimeDir)/runtime.ts", functionsDir: dir, workers: cfg.workers,
-                          callTimeout: cfg.callTimeout, log: log)
-    log(PYLON_LOG_INFO, "fnbun: \(cfg.workers) Bun worker(s) (\(bun)) for \(dir), call timeout \(cfg.callTimeout) s")
+                          callTimeout: cfg.callTimeout, maxRSSMB: cfg.maxRSSMB, watch: cfg.dev, log: log)
+    log(PYLON_LOG_INFO, "fnbun: \(cfg.workers) Bun worker(s) (\(bun)) for \(dir), call timeout \(cfg.callTimeout) s, memory limit \(cfg.maxRSSMB == 0 ? "none" : "\(cfg.maxRSSMB) MiB")\(cfg.dev ? ", reloading on file changes" : "")")
     pool.start()
     out.pointee = Handle.retain(FnInstance(log: log, pool: pool, unavailable: nil, runtimeDir: runtimeDir))
     return PYLON_OK

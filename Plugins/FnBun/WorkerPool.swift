@@ -31,6 +31,10 @@ final class Worker: @unchecked Sendable {
     var generation = 0
     var readyAt: Double = 0
     var failures = 0
+    /// Why the pool killed this child (its in-flight calls fail with this code).
+    var killReason: (code: String, message: String)?
+    /// Being replaced after a code change: takes no calls; stdin is closed once idle.
+    var draining = false
     let writeLock = NSLock()
 
     init(index: Int) { self.index = index }
@@ -107,7 +111,17 @@ final class WorkerPool: @unchecked Sendable {
     private var supervisor: Thread?
     static let readyTimeout = 10.0
 
-    init(bun: String, runtimeScript: String, functionsDir: String, workers count: Int, callTimeout: Double, log: HostLog) {
+    /// Kill a child whose resident memory exceeds this many bytes (0: no limit).
+    let maxRSS: Int
+    /// Reload the children when files in the functions folder change (`--dev`).
+    let watch: Bool
+    private var lastScan: Double = 0
+    private var signature: [String]?
+
+    init(bun: String, runtimeScript: String, functionsDir: String, workers count: Int, callTimeout: Double,
+         maxRSSMB: Int, watch: Bool, log: HostLog) {
+        self.maxRSS = maxRSSMB << 20
+        self.watch = watch
         self.bun = bun
         self.runtimeScript = runtimeScript
         self.functionsDir = functionsDir
@@ -287,6 +301,28 @@ final class WorkerPool: @unchecked Sendable {
         t.start()
     }
 
+    /// Pool lock held.
+    private func checkMemory() { checkMemoryLocked(workers) }
+
+    /// `--dev`: when a file in the functions folder changes, replace every child: each
+    /// takes no new calls, finishes the ones it has, and exits; its successor loads the new
+    /// code. Calls arriving meanwhile wait for a ready child. Pool lock held.
+    private func checkForChanges() {
+        let now = folderSignature()
+        guard let before = signature else { signature = now; return }
+        guard now != before else { return }
+        signature = now
+        log(PYLON_LOG_INFO, "fnbun: files in \(functionsDir) changed; reloading the workers")
+        for w in workers {
+            switch w.state {
+            case .ready, .starting:
+                w.draining = true
+                w.state = .stopped
+            default: break
+            }
+        }
+    }
+
     private func backoff(_ failures: Int) -> Double {
         failures <= 1 ? 0 : min(0.1 * pow(2, Double(failures - 2)), 10)
     }
@@ -322,15 +358,18 @@ final class WorkerPool: @unchecked Sendable {
         let orphans = w.inflight
         w.inflight.removeAll()
         let now = monotonicSeconds()
-        if w.isReady && now - w.readyAt > 5 { w.failures = 0 }
-        w.failures += 1
+        let reason = w.killReason ?? ("WORKER_CRASHED", "the Bun worker running this call exited (crash, kill or a timeout of another call on it); retry the call")
+        let reload = w.draining
+        w.killReason = nil
+        w.draining = false
+        if reload || (w.isReady && now - w.readyAt > 5) { w.failures = 0 }
+        if !reload { w.failures += 1 }
         w.state = stopping ? .stopped : .waiting(respawnAt: now + backoff(w.failures))
-        let quiet = stopping
+        let quiet = stopping || reload
         lock.unlock()
         if !quiet { log(PYLON_LOG_WARN, "fnbun: worker \(w.index) (pid \(pid)) exited; \(orphans.count) call(s) in flight failed; respawning") }
         for key in orphans {
-            finish(key, PYLON_ERR_CONNECTION, result: nil, code: "WORKER_CRASHED",
-                   message: "the Bun worker running this call exited (crash, kill or a timeout of another call on it); retry the call")
+            finish(key, PYLON_ERR_CONNECTION, result: nil, code: reason.code, message: reason.message)
         }
     }
 
@@ -482,6 +521,16 @@ final class WorkerPool: @unchecked Sendable {
                 // About to be killed: no new call may go to it (the reader respawns it).
                 c.worker?.state = .stopped
             }
+            if now - lastScan >= 0.5 {
+                lastScan = now
+                checkMemory()
+                if watch { checkForChanges() }
+            }
+            for w in workers where w.draining && w.inflight.isEmpty {
+                w.writeLock.lock()
+                if w.stdinFD >= 0 { close(w.stdinFD); w.stdinFD = -1 } // the runtime exits on EOF
+                w.writeLock.unlock()
+            }
             for w in workers {
                 switch w.state {
                 case let .waiting(at) where at <= now: spawn(w)
@@ -504,6 +553,38 @@ final class WorkerPool: @unchecked Sendable {
             lock.lock()
         }
         lock.unlock()
+    }
+}
+
+extension WorkerPool {
+    /// Kills children over the memory limit. Pool lock held.
+    fileprivate func checkMemoryLocked(_ workers: [Worker]) {
+        guard maxRSS > 0 else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        for w in workers where w.pid > 0 && w.killReason == nil {
+            switch w.state {
+            case .ready, .starting: break
+            default: continue
+            }
+            guard let statm = try? String(contentsOfFile: "/proc/\(w.pid)/statm", encoding: .utf8) else { continue }
+            let fields = statm.split(separator: " ")
+            guard fields.count > 1, let pages = Int(fields[1]), pages * page > maxRSS else { continue }
+            let mb = (pages * page) >> 20
+            log(PYLON_LOG_ERROR, "fnbun: worker \(w.index) (pid \(w.pid)) uses \(mb) MiB, over the limit of \(maxRSS >> 20) MiB (PYLON_FN_MAX_RSS_MB); killing it")
+            w.killReason = ("WORKER_MEMORY_LIMIT", "the Bun worker running this call used \(mb) MiB, over the limit of \(maxRSS >> 20) MiB (PYLON_FN_MAX_RSS_MB); it was restarted")
+            w.state = .stopped
+            kill(w.pid, SIGKILL)
+        }
+    }
+
+    /// The functions folder's files with size and modification time, for change detection.
+    fileprivate func folderSignature() -> [String] {
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: functionsDir)) ?? []).sorted()
+        return names.map { name in
+            var st = stat()
+            let ok = stat("\(functionsDir)/\(name)", &st) == 0
+            return ok ? "\(name):\(st.st_size):\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)" : name
+        }
     }
 }
 

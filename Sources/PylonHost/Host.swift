@@ -47,7 +47,8 @@ public final class Host: Sendable {
         // Functions live next to the manifest unless the manifest says otherwise.
         let manifestDir = URL(fileURLWithPath: config.manifestPath).deletingLastPathComponent()
         let fnDir = manifest.plugins["functions"]?.config["dir"]?.stringValue ?? "functions"
-        overrides["functions"] = [("dir", .string(URL(fileURLWithPath: fnDir, relativeTo: manifestDir).standardizedFileURL.path))]
+        overrides["functions"] = [("dir", .string(URL(fileURLWithPath: fnDir, relativeTo: manifestDir).standardizedFileURL.path)),
+                                  ("dev", .bool(config.dev))]
         let lines = try registry.activate(selections: manifest.plugins, overrides: overrides)
         for l in lines { logger.info("capability \(l)") }
 

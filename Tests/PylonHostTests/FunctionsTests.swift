@@ -126,6 +126,13 @@ struct FunctionsTests {
           return { done: true };
         } });
         """,
+        "functions/hog.ts": """
+        import { action } from "@pylon/functions";
+        export default action(async () => {
+          const keep = [];
+          for (;;) { keep.push(new Float64Array(1 << 20).fill(1)); await Bun.sleep(1); }
+        });
+        """,
         "functions/whoami.ts": """
         import { action } from "@pylon/functions";
         export default action(async (ctx) => ({ auth: ctx.auth, pid: process.pid }));
@@ -464,6 +471,41 @@ struct FunctionsTests {
         let e = try await host.request("POST", "/api/fn/echo", json: #"{"n":21}"#)
         #expect(e.status == 200 && e.json["twice"].int == 42, "the worker is respawned: \(e.body)")
         #expect(host.log.contains("not a protocol frame"))
+    }
+
+    @Test("a worker over PYLON_FN_MAX_RSS_MB is killed: its call fails with WORKER_MEMORY_LIMIT, the pool recovers")
+    func memoryLimit() async throws {
+        let host = try await Self.start(env: ["PYLON_FN_WORKERS": "1", "PYLON_FN_MAX_RSS_MB": "300"])
+        defer { host.stop() }
+        let r = try await host.request("POST", "/api/fn/hog", json: "{}")
+        #expect(r.status == 503 && r.json.errorCode == "WORKER_MEMORY_LIMIT", "\(r.body)")
+        let e = try await host.request("POST", "/api/fn/echo", json: #"{"n":2}"#)
+        #expect(e.status == 200, "\(e.body)")
+    }
+
+    @Test("--dev: editing or adding a file in functions/ reloads the workers without restarting the host")
+    func devReload() async throws {
+        let host = try await Self.start(env: ["PYLON_FN_WORKERS": "2"], dev: true)
+        defer { host.stop() }
+        let pid = host.pid
+        #expect(try await host.request("POST", "/api/fn/echo", json: #"{"n":2}"#).json["twice"].int == 4)
+        let fn = host.directory.appendingPathComponent("functions")
+        try Data(#"""
+        import { query, v } from "@pylon/functions";
+        export default query({ args: { n: v.int() }, handler: async (_ctx, { n }) => ({ n, thrice: n * 3 }) });
+        """#.utf8).write(to: fn.appendingPathComponent("echo.ts"))
+        try Data(#"""
+        import { query } from "@pylon/functions";
+        export default query(async () => "new");
+        """#.utf8).write(to: fn.appendingPathComponent("fresh.ts"))
+        let fresh = try await eventuallyAsync("the new function is served") {
+            let r = try await host.request("POST", "/api/fn/fresh", json: "{}")
+            return r.status == 200 ? r : nil
+        }
+        #expect(fresh.json.string == "new")
+        let echo = try await host.request("POST", "/api/fn/echo", json: #"{"n":2}"#)
+        #expect(echo.json["thrice"].int == 6, "\(echo.body)")
+        #expect(host.pid == pid, "same host process")
     }
 
     @Test("without Bun, /api/fn answers 501 with the install hint and the rest of the host works")

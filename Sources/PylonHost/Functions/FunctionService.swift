@@ -66,7 +66,7 @@ final class FunctionService: @unchecked Sendable {
         case (_, "FN_NOT_FOUND"), (PYLON_ERR_NOT_FOUND, _): http = code == "FN_NOT_FOUND" || code.isEmpty ? 404 : 400
         case (PYLON_ERR_UNSUPPORTED, _): http = 501
         case (_, "FUNCTION_TIMEOUT"): http = 504
-        case (_, "WORKER_CRASHED"), (_, "FUNCTIONS_STARTING"): http = 503
+        case (PYLON_ERR_CONNECTION, _), (_, "WORKER_CRASHED"), (_, "FUNCTIONS_STARTING"): http = 503
         default: http = 400
         }
         return HostError(status: http, code: code.isEmpty ? "FUNCTION_ERROR" : code, message: message)
