@@ -142,7 +142,22 @@ export interface Stream {
 }
 
 export interface QueryCtx { db: DbReader; auth: Auth; env: Record<string, string | undefined> }
-export interface MutationCtx { db: DbWriter; auth: Auth; env: Record<string, string | undefined>; stream: Stream; error(code: string, message: string): never }
+/** Durable scheduled calls: stored by the host (in a mutation, inside its transaction). */
+export interface Scheduler {
+  runAfter(ms: number, fn: string, args?: Record<string, unknown>): Promise<string>;
+  runAt(at: number | Date, fn: string, args?: Record<string, unknown>): Promise<string>;
+  /** True when the call had not run yet and now never will. */
+  cancel(id: string): Promise<boolean>;
+}
+
+export interface MutationCtx {
+  db: DbWriter;
+  auth: Auth;
+  env: Record<string, string | undefined>;
+  stream: Stream;
+  scheduler: Scheduler;
+  error(code: string, message: string): never;
+}
 export interface ActionCtx extends MutationCtx {
   /** Runs a query / mutation / action as the same user (admin rights dropped); a mutation in its own transaction. */
   runQuery(name: string, args?: Record<string, unknown>): Promise<any>;
@@ -276,10 +291,6 @@ function makeDb(callId: string, writable: boolean) {
   };
 }
 
-const notYet = (what: string) => () => {
-  throw new api.FunctionError("NOT_IMPLEMENTED", `${what} is not supported by this host yet`);
-};
-
 async function handleCall(f: any) {
   const callId = String(f.call_id);
   try {
@@ -303,7 +314,14 @@ async function handleCall(f: any) {
       ctx.error = (code: string, message: string) => {
         throw new api.FunctionError(code, message);
       };
-      ctx.scheduler = { runAfter: notYet("ctx.scheduler.runAfter"), runAt: notYet("ctx.scheduler.runAt"), cancel: notYet("ctx.scheduler.cancel") };
+      // Durable: the host stores the schedule (in a mutation, in its transaction).
+      const schedule = async (fn: string, args: unknown, when: Record<string, number>) =>
+        (await rpc(callId, { op: "schedule", fn_name: String(fn), args: args ?? {}, ...when })).id as string;
+      ctx.scheduler = {
+        runAfter: (ms: number, fn: string, args?: unknown) => schedule(fn, args, { delay_ms: Math.max(0, Math.floor(ms)) }),
+        runAt: (at: number | Date, fn: string, args?: unknown) => schedule(fn, args, { run_at: at instanceof Date ? at.getTime() : Math.floor(at) }),
+        cancel: async (id: string) => (await rpc(callId, { op: "cancel_schedule", schedule_id: id })).cancelled as boolean,
+      };
     }
     if (def.type === "action") {
       const run = (fn_type: string) => (fn_name: string, fnArgs: unknown = {}) => rpc(callId, { fn_name, fn_type, args: fnArgs ?? {} }, "run_fn");

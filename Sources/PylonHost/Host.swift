@@ -77,6 +77,14 @@ public final class Host: Sendable {
             throw error
         }
         for m in migrations { logger.info("schema: \(m)") }
+        if registry.served[PYLON_CAP_FUNCTIONS] != nil {
+            do {
+                try writer.execute(FunctionScheduler.createSQL(dialect), wantRows: false)
+            } catch {
+                writer.close()
+                throw HostError(status: 500, code: "SCHEMA_FAILED", message: "cannot create the function schedules table: \(error)")
+            }
+        }
         let readerCount = max(1, min(config.readers, Int(table.pointee.max_readers == 0 ? 4 : table.pointee.max_readers)))
         var readers: [StoreConnection] = []
         for _ in 0..<readerCount {
@@ -250,6 +258,8 @@ public final class Host: Sendable {
             }
         }
         defer { trimmer.cancel() }
+        let scheduler = functions.map { fn in Task { [logger] in await FunctionScheduler.run(fn, logger: logger) } }
+        defer { scheduler?.cancel() }
         let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: appLogger)
         try await group.run()
         tailer?.stop()

@@ -133,6 +133,24 @@ struct FunctionsTests {
           for (;;) { keep.push(new Float64Array(1 << 20).fill(1)); await Bun.sleep(1); }
         });
         """,
+        "functions/later.ts": """
+        import { mutation, v } from "@pylon/functions";
+        export default mutation({ args: { delay: v.number(), tag: v.string(), fail: v.optional(v.boolean()) },
+          async handler(ctx, { delay, tag, fail }) {
+            const id = await ctx.scheduler.runAfter(delay, "record", { tag });
+            if (fail) ctx.error("ROLLED_BACK", "and so is the schedule");
+            return id;
+          } });
+        """,
+        "functions/cancelIt.ts": """
+        import { mutation, v } from "@pylon/functions";
+        export default mutation({ args: { id: v.string() }, handler: async (ctx, { id }) => ctx.scheduler.cancel(id) });
+        """,
+        "functions/record.ts": """
+        import { mutation, v } from "@pylon/functions";
+        export default mutation({ args: { tag: v.string() },
+          handler: async (ctx, { tag }) => ctx.db.insert("Todo", { title: tag, done: !!ctx.auth.userId }) });
+        """,
         "functions/whoami.ts": """
         import { action } from "@pylon/functions";
         export default action(async (ctx) => ({ auth: ctx.auth, pid: process.pid }));
@@ -347,6 +365,36 @@ struct FunctionsTests {
         #expect(missing.status == 404 && missing.json.errorCode == "FN_NOT_FOUND")
         let plain = try await host.request("POST", "/api/fn/streamer", json: "{}")
         #expect(plain.status == 200 && plain.json["done"].bool == true, "chunks are dropped on the JSON path: \(plain.body)")
+    }
+
+    @Test("ctx.scheduler: a scheduled call survives a host restart and runs once; cancelled or rolled-back ones never run")
+    func scheduler() async throws {
+        let host = try await Self.start(env: ["PYLON_FN_WORKERS": "1"])
+        defer { host.stop() }
+        let user = try await host.mintSession("scheduler-user")
+        let kept = try await host.request("POST", "/api/fn/later", json: #"{"delay":4000,"tag":"survivor"}"#, token: user)
+        #expect(kept.status == 200 && kept.json.string?.count == 40, "\(kept.body)")
+        let doomed = try await host.request("POST", "/api/fn/later", json: #"{"delay":4000,"tag":"cancelled"}"#)
+        let cancel = try await host.request("POST", "/api/fn/cancelIt", json: #"{"id":\#(TestJSON.quote(doomed.json.string ?? ""))}"#)
+        #expect(cancel.status == 200 && cancel.json.bool == true, "\(cancel.body)")
+        let again = try await host.request("POST", "/api/fn/cancelIt", json: #"{"id":\#(TestJSON.quote(doomed.json.string ?? ""))}"#)
+        #expect(again.json.bool == false, "a second cancel finds nothing")
+        let failed = try await host.request("POST", "/api/fn/later", json: #"{"delay":0,"tag":"rolledback","fail":true}"#)
+        #expect(failed.json.errorCode == "ROLLED_BACK")
+
+        try await host.restart()
+        let titles: @Sendable () async throws -> [String] = {
+            try await host.request("GET", "/api/entities/Todo", token: HostProcess.adminToken).json["data"].items.compactMap { $0["title"].string }
+        }
+        _ = try await eventuallyAsync("the scheduled call runs after the restart") { try await titles().contains("survivor") ? true : nil }
+        // A marker scheduled now runs after everything that was due earlier.
+        _ = try await host.request("POST", "/api/fn/later", json: #"{"delay":0,"tag":"marker"}"#)
+        _ = try await eventuallyAsync("the marker runs") { try await titles().contains("marker") ? true : nil }
+        let all = try await titles()
+        #expect(all.filter { $0 == "survivor" }.count == 1, "runs once: \(all)")
+        #expect(!all.contains("cancelled") && !all.contains("rolledback"), "\(all)")
+        let rows = try await host.request("GET", "/api/entities/Todo", token: HostProcess.adminToken)
+        #expect(rows.json["data"].items.allSatisfy { $0["done"].bool == false }, "scheduled calls run as nobody")
     }
 
     @Test("a mutation that fails after two inserts leaves no rows and no change events; a successful one's events follow its commit")

@@ -136,7 +136,22 @@ export interface Stream {
 }
 
 export interface QueryCtx { db: DbReader; auth: Auth; env: Record<string, string | undefined> }
-export interface MutationCtx { db: DbWriter; auth: Auth; env: Record<string, string | undefined>; stream: Stream; error(code: string, message: string): never }
+/** Durable scheduled calls: stored by the host (in a mutation, inside its transaction). */
+export interface Scheduler {
+  runAfter(ms: number, fn: string, args?: Record<string, unknown>): Promise<string>;
+  runAt(at: number | Date, fn: string, args?: Record<string, unknown>): Promise<string>;
+  /** True when the call had not run yet and now never will. */
+  cancel(id: string): Promise<boolean>;
+}
+
+export interface MutationCtx {
+  db: DbWriter;
+  auth: Auth;
+  env: Record<string, string | undefined>;
+  stream: Stream;
+  scheduler: Scheduler;
+  error(code: string, message: string): never;
+}
 export interface ActionCtx extends MutationCtx {
   /** Runs a query / mutation / action as the same user (admin rights dropped); a mutation in its own transaction. */
   runQuery(name: string, args?: Record<string, unknown>): Promise<any>;

@@ -95,10 +95,6 @@ function makeDb(callId: string, writable: boolean) {
   };
 }
 
-const notYet = (what: string) => () => {
-  throw new api.FunctionError("NOT_IMPLEMENTED", `${what} is not supported by this host yet`);
-};
-
 async function handleCall(f: any) {
   const callId = String(f.call_id);
   try {
@@ -122,7 +118,14 @@ async function handleCall(f: any) {
       ctx.error = (code: string, message: string) => {
         throw new api.FunctionError(code, message);
       };
-      ctx.scheduler = { runAfter: notYet("ctx.scheduler.runAfter"), runAt: notYet("ctx.scheduler.runAt"), cancel: notYet("ctx.scheduler.cancel") };
+      // Durable: the host stores the schedule (in a mutation, in its transaction).
+      const schedule = async (fn: string, args: unknown, when: Record<string, number>) =>
+        (await rpc(callId, { op: "schedule", fn_name: String(fn), args: args ?? {}, ...when })).id as string;
+      ctx.scheduler = {
+        runAfter: (ms: number, fn: string, args?: unknown) => schedule(fn, args, { delay_ms: Math.max(0, Math.floor(ms)) }),
+        runAt: (at: number | Date, fn: string, args?: unknown) => schedule(fn, args, { run_at: at instanceof Date ? at.getTime() : Math.floor(at) }),
+        cancel: async (id: string) => (await rpc(callId, { op: "cancel_schedule", schedule_id: id })).cancelled as boolean,
+      };
     }
     if (def.type === "action") {
       const run = (fn_type: string) => (fn_name: string, fnArgs: unknown = {}) => rpc(callId, { fn_name, fn_type, args: fnArgs ?? {} }, "run_fn");

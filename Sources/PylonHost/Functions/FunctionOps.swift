@@ -12,9 +12,11 @@ struct FnOp: Sendable {
     var limit: Int64?
     var relation: String?
     var targetID: String?
+    /// The whole operation (schedule fields: fn_name, args, delay_ms, run_at, schedule_id).
+    var raw: JSONValue = .null
 
     static let reads: Set<String> = ["get", "list", "query", "lookup", "paginate"]
-    static let writes: Set<String> = ["insert", "update", "delete", "link", "unlink"]
+    static let writes: Set<String> = ["insert", "update", "delete", "link", "unlink", "schedule", "cancel_schedule"]
 
     static func parse(_ bytes: [UInt8]) throws -> FnOp {
         let v: JSONValue
@@ -27,10 +29,11 @@ struct FnOp: Sendable {
         guard reads.contains(op) || writes.contains(op) else {
             throw HostError.badRequest("INVALID_OP", "unknown db operation \"\(op)\"; supported: \((reads.union(writes)).sorted().joined(separator: ", "))")
         }
-        guard let entity = v["entity"]?.stringValue else { throw HostError.badRequest("INVALID_OP", "\(op) needs an entity name") }
+        let entity = v["entity"]?.stringValue ?? ""
+        if entity.isEmpty && !op.hasSuffix("schedule") { throw HostError.badRequest("INVALID_OP", "\(op) needs an entity name") }
         return FnOp(op: op, entity: entity, id: v["id"]?.stringValue, data: v["data"].flatMap { $0.isNull ? nil : $0 },
                     field: v["field"]?.stringValue, value: v["value"], after: v["after"]?.stringValue, limit: v["limit"]?.intValue,
-                     relation: v["relation"]?.stringValue, targetID: v["target_id"]?.stringValue)
+                     relation: v["relation"]?.stringValue, targetID: v["target_id"]?.stringValue, raw: v)
     }
 
     func requireID() throws -> String {
@@ -61,6 +64,21 @@ struct FnOp: Sendable {
     }
 
     var linkResultKey: String { op == "link" ? "linked" : "unlinked" }
+
+    /// The function a `schedule` op names.
+    func scheduledName() throws -> String {
+        guard let name = raw["fn_name"]?.stringValue, !name.isEmpty else {
+            throw HostError.badRequest("INVALID_OP", "schedule needs the name of the function to run")
+        }
+        return name
+    }
+
+    func scheduleID() throws -> String {
+        guard let id = raw["schedule_id"]?.stringValue, !id.isEmpty else {
+            throw HostError.badRequest("INVALID_OP", "cancel needs the id runAfter/runAt returned")
+        }
+        return id
+    }
 
     var pageLimit: Int64 { min(max(limit ?? 20, 1), 1000) }
 }
@@ -100,6 +118,16 @@ struct FnOps: Sendable {
             case "insert":
                 let row = try await data.insert(op.entity, op.data ?? .null, auth: auth)
                 return .object([("id", row["id"] ?? .null)])
+            case "schedule":
+                let name = try op.scheduledName()
+                let at = try FunctionScheduler.runAt(op)
+                let args = op.raw["args"] ?? .object([])
+                let id = try await data.store.write { tx in try FunctionScheduler.insert(tx, name: name, args: args, runAt: at) }
+                return .object([("scheduled", true), ("id", .string(id))])
+            case "cancel_schedule":
+                let id = try op.scheduleID()
+                let gone = try await data.store.write { tx in try FunctionScheduler.delete(tx, id: id) }
+                return .object([("cancelled", .bool(gone))])
             case "link", "unlink":
                 let (relation, target) = try op.linkArguments()
                 do {
@@ -158,6 +186,12 @@ struct FnOps: Sendable {
             guard try DataService.fetch(tx, codec, id: id) != nil else { return .object([("updated", false)]) }
             _ = try DataService.update(tx, codec, id: id, try DataService.object(op.data ?? .null), guardian)
             return .object([("updated", true)])
+        case "schedule":
+            let id = try FunctionScheduler.insert(tx, name: try op.scheduledName(), args: op.raw["args"] ?? .object([]),
+                                                  runAt: try FunctionScheduler.runAt(op))
+            return .object([("scheduled", true), ("id", .string(id))])
+        case "cancel_schedule":
+            return .object([("cancelled", .bool(try FunctionScheduler.delete(tx, id: try op.scheduleID())))])
         case "link", "unlink":
             let (relation, target) = try op.linkArguments()
             let found = try DataService.link(tx, try data.codec(op.entity), id: try op.requireID(), relation: relation,
