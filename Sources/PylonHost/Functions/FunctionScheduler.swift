@@ -6,8 +6,8 @@ import Logging
 /// mutation that rolls back schedules nothing) and deleted by `cancel`. Every host polls
 /// for due rows and claims each by deleting it before running it, so a call runs once,
 /// even with several hosts on one Postgres database, and survives restarts; a host that
-/// dies while running one loses that run (at most once). A failed run is retried up to 3
-/// times (1 s, 2 s, 4 s later). Scheduled calls run as nobody (`user_id` null, not admin),
+/// dies while running one loses that run (at most once). A failed run is retried twice
+/// (1 s, then 2 s later). Scheduled calls run as nobody (`user_id` null, not admin),
 /// as in Pylon.
 enum FunctionScheduler {
     static let table = "_pylon_schedules"
@@ -69,7 +69,7 @@ enum FunctionScheduler {
                         } catch {
                             let e = DataService.hostError(error)
                             if attempts + 1 < maxAttempts {
-                                let retryAt = nowMillis() + 1000 << attempts
+                                let retryAt = nowMillis() + (1000 << attempts)
                                 _ = try? await store.write { tx in try insert(tx, name: name, args: (try? JSONParser.parse(argText)) ?? .object([]), runAt: retryAt, attempts: attempts + 1) }
                                 logger.warning("scheduled call \(name) failed (\(e.code): \(e.message)); retry \(attempts + 1) of \(maxAttempts - 1)")
                             } else {

@@ -45,7 +45,7 @@ extern "C" {
 #define PYLON_ABI_MAJOR 1
 /** Additive changes (new slots appended, new capability ids) bump the minor. */
 #define PYLON_ABI_MINOR 1
-#define PYLON_ABI_HEADER_HASH 0xf4665da8u /* abi_header_hash */
+#define PYLON_ABI_HEADER_HASH 0xe19e72f3u /* abi_header_hash */
 
 /* ------------------------------------------------------------------------------------ */
 /* Status codes                                                                           */
@@ -435,9 +435,13 @@ typedef struct pylon_fn_host_v1 {
     void *host_ctx;  /* opaque; pass back unchanged */
 
     /**
-     * Run one `ctx.db` operation for the call `call_ctx`. `op_json` (borrowed for the
-     * call) is an object {"op", "entity", "id"?, "data"?, "field"?, "value"?, "after"?,
-     * "limit"?} with op one of get, list, query, lookup, paginate, insert, update, delete.
+     * Run one `ctx.db` or `ctx.scheduler` operation for the call `call_ctx`. `op_json`
+     * (borrowed for the call) is an object {"op", "entity", "id"?, "data"?, "field"?,
+     * "value"?, "after"?, "limit"?, "relation"?, "target_id"?, "fn_name"?, "args"?,
+     * "delay_ms"?, "run_at"?, "schedule_id"?} with op one of get, list, query, lookup,
+     * paginate, insert, update, delete, link, unlink, schedule, cancel_schedule (Pylon's
+     * `db` frame; results as in Pylon: a row or null, rows, {"id"}, {"updated"},
+     * {"deleted"}, {"linked"}, {"unlinked"}, {"scheduled","id"}, {"cancelled"}).
      * The host applies the caller's policies unless the function is privileged. `done` is
      * called exactly once, possibly before `db_call` returns. After `complete` for the
      * call the plugin must not call `db_call` for it again.
