@@ -493,7 +493,8 @@ final class WorkerPool: @unchecked Sendable {
                                 _ body: (UnsafePointer<pylon_fn_host_v1>, Call, UnsafeMutableRawPointer) -> Void) {
         guard let key, let opID else { return }
         let reply = DBReply(pool: self, worker: w, generation: gen, callKey: key, opID: opID)
-        guard let call = activeCall(key), let host else {
+        // Only the child running a call may act for it.
+        guard let call = activeCall(key), call.worker === w, let host else {
             reply.fail("CALL_FINISHED", "the call already finished")
             return
         }
