@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "PylonStoreSQLite", type: .dynamic, targets: ["PylonStoreSQLite"]),
         .library(name: "PylonStorePostgres", type: .dynamic, targets: ["PylonStorePostgres"]),
         .library(name: "PylonStoreD1", type: .dynamic, targets: ["PylonStoreD1"]),
+        .library(name: "PylonFnBun", type: .dynamic, targets: ["PylonFnBun"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -72,6 +73,12 @@ let package = Package(
             name: "PylonStoreD1",
             dependencies: ["PylonPluginABI", "PylonPluginKit", "CCurl"],
             path: "Plugins/StoreD1"),
+        // The Bun function runtime; runtime/*.ts is embedded by scripts/gen-fn-runtime.py.
+        .target(
+            name: "PylonFnBun",
+            dependencies: ["PylonPluginABI", "PylonPluginKit"],
+            path: "Plugins/FnBun",
+            exclude: ["runtime"]),
         .testTarget(
             name: "PylonHostTests",
             dependencies: ["PylonHost", "PylonPluginABI"],

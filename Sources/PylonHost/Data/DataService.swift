@@ -38,6 +38,33 @@ public final class DataService: Sendable {
 
     /// Runs a compiled filter and returns rows.
     public func query(_ entity: String, filter: JSONValue?) async throws -> [JSONValue] {
+        let q = try compileQuery(entity, filter: filter)
+        do {
+            return try await store.read { conn in try Self.run(q, on: conn) }
+        } catch let e as StoreError where q.usesSearch && e.isStatementError {
+            // A raw `$search` expression the full-text engine cannot parse.
+            throw HostError.badRequest("INVALID_QUERY", "$search could not be run: \(e.message)")
+        }
+    }
+
+    /// The same query on a given connection (a function mutation's write transaction).
+    func query(_ entity: String, filter: JSONValue?, on conn: StoreConnection) throws -> [JSONValue] {
+        let q = try compileQuery(entity, filter: filter)
+        do {
+            return try Self.run(q, on: conn)
+        } catch let e as StoreError where q.usesSearch && e.isStatementError {
+            throw HostError.badRequest("INVALID_QUERY", "$search could not be run: \(e.message)")
+        }
+    }
+
+    struct CompiledQuery: Sendable {
+        var sql: String
+        var params: [SQLValue]
+        var codec: RowCodec
+        var usesSearch: Bool
+    }
+
+    func compileQuery(_ entity: String, filter: JSONValue?) throws -> CompiledQuery {
         let codec = try codec(entity)
         var compiler = FilterCompiler(codec: codec, dialect: dialect)
         let f = try compiler.compile(filter)
@@ -47,22 +74,26 @@ public final class DataService: Sendable {
         if let l = f.limit { params.append(.int(l)); limitPH = dialect.placeholder(params.count) }
         if let o = f.offset { params.append(.int(o)); offsetPH = dialect.placeholder(params.count) }
         let sql = "SELECT \(codec.selectList) FROM \(dialect.quote(entity))\(f.joinSQL)\(f.whereSQL)\(f.orderSQL)\(dialect.limitOffset(limit: limitPH, offset: offsetPH))"
-        let bound = params
-        do {
-            return try await store.read { conn in
-                try conn.execute(sql, bound).rows.map(codec.decode)
-            }
-        } catch let e as StoreError where f.usesSearch && e.isStatementError {
-            // A raw `$search` expression the full-text engine cannot parse.
-            throw HostError.badRequest("INVALID_QUERY", "$search could not be run: \(e.message)")
-        }
+        return CompiledQuery(sql: sql, params: params, codec: codec, usesSearch: f.usesSearch)
+    }
+
+    static func run(_ q: CompiledQuery, on conn: StoreConnection) throws -> [JSONValue] {
+        try conn.execute(q.sql, q.params).rows.map(q.codec.decode)
     }
 
     /// Keyset page by id: rows with `id > after`, up to `limit` (+1 to learn `has_more`).
     public func page(_ entity: String, after: String?, limit: Int64) async throws -> (rows: [JSONValue], hasMore: Bool) {
+        Self.trimPage(try await query(entity, filter: Self.pageFilter(after: after, limit: limit)), limit: limit)
+    }
+
+    static func pageFilter(after: String?, limit: Int64) -> JSONValue {
         var filter: [(String, JSONValue)] = [("$limit", .int(limit + 1))]
         if let after { filter.append(("id", .object([("$gt", .string(after))]))) }
-        var rows = try await query(entity, filter: .object(filter))
+        return .object(filter)
+    }
+
+    static func trimPage(_ rows: [JSONValue], limit: Int64) -> (rows: [JSONValue], hasMore: Bool) {
+        var rows = rows
         let hasMore = rows.count > Int(limit)
         if hasMore { rows.removeLast(rows.count - Int(limit)) }
         return (rows, hasMore)
@@ -70,6 +101,12 @@ public final class DataService: Sendable {
 
     /// First row whose `field` equals `value` (text from the URL, converted to the field type).
     public func lookup(_ entity: String, field: String, value: String) async throws -> JSONValue? {
+        guard let filter = try lookupFilter(entity, field: field, value: value) else { return nil }
+        return try await query(entity, filter: filter).first
+    }
+
+    /// The filter `lookup` runs, or nil when `value` cannot match the field's type.
+    func lookupFilter(_ entity: String, field: String, value: String) throws -> JSONValue? {
         let codec = try codec(entity)
         let v: JSONValue
         if field == "id" {
@@ -91,7 +128,7 @@ public final class DataService: Sendable {
             default: v = .string(value)
             }
         }
-        return try await query(entity, filter: .object([(field, v), ("$limit", 1)])).first
+        return .object([(field, v), ("$limit", 1)])
     }
 
     // MARK: Writes (each runs inside the writer's transaction)
@@ -235,20 +272,32 @@ public final class DataService: Sendable {
     /// update, so it is change-logged like any other write.
     public func link(_ entity: String, id: String, relation: String, targetID: String?, auth: AuthContext) async throws {
         let codec = try codec(entity)
+        let guardian = WriteGuard(policies: policies, auth: auth)
+        try Self.relationField(codec, relation)
+        let found = try await store.write { tx in try Self.link(tx, codec, id: id, relation: relation, targetID: targetID, guardian) }
+        if !found { throw HostError.notFound("Source entity not found") }
+    }
+
+    /// The foreign-key field of `relation` on `codec`'s entity, or a RELATION_NOT_FOUND error.
+    @discardableResult
+    static func relationField(_ codec: RowCodec, _ relation: String) throws(HostError) -> String {
+        let entity = codec.entity.name
         guard let rel = codec.entity.relations.first(where: { $0.name == relation }) else {
             throw HostError.badRequest("RELATION_NOT_FOUND", "\(entity) has no relation \"\(relation)\"; relations are: \(codec.entity.relations.map(\.name).joined(separator: ", "))")
         }
         guard codec.field(rel.field) != nil else {
             throw HostError.badRequest("RELATION_NOT_FOUND", "relation \"\(relation)\" of \(entity) names field \"\(rel.field)\", which does not exist")
         }
-        let value: JSONValue = targetID.map { .string($0) } ?? .null
-        let guardian = WriteGuard(policies: policies, auth: auth)
-        _ = try await store.write { tx in
-            guard try Self.fetch(tx, codec, id: id) != nil else {
-                throw HostError.notFound("Source entity not found")
-            }
-            return try Self.update(tx, codec, id: id, [(rel.field, value)], guardian)
-        }
+        return rel.field
+    }
+
+    /// Sets or clears the relation's field inside `tx`; false when the source row is absent.
+    static func link(_ tx: WriteTransaction, _ codec: RowCodec, id: String, relation: String, targetID: String?,
+                     _ guardian: WriteGuard) throws -> Bool {
+        let field = try relationField(codec, relation)
+        guard try fetch(tx, codec, id: id) != nil else { return false }
+        _ = try update(tx, codec, id: id, [(field, targetID.map { .string($0) } ?? .null)], guardian)
+        return true
     }
 
     // MARK: Batch and transact
@@ -377,10 +426,38 @@ extension DataService {
     /// never short because of rows the caller cannot see); the scan then reads every
     /// matching row, which is the price of a rule SQL does not evaluate.
     public func readableQuery(_ entity: String, filter: JSONValue?, auth: AuthContext) async throws -> [JSONValue] {
+        let plan = try readPlan(entity, filter: filter, auth: auth)
+        return plan.finish(try await query(entity, filter: plan.filter), self, entity, auth)
+    }
+
+    /// `readableQuery` on a given connection (a function mutation's write transaction).
+    func readableQuery(_ entity: String, filter: JSONValue?, auth: AuthContext, on conn: StoreConnection) throws -> [JSONValue] {
+        let plan = try readPlan(entity, filter: filter, auth: auth)
+        return plan.finish(try query(entity, filter: plan.filter, on: conn), self, entity, auth)
+    }
+
+    /// How a filtered read is run for `auth`: as is, or (row-dependent rule) without
+    /// `$limit`/`$offset`, which are then applied to the readable rows.
+    struct ReadPlan {
+        var filter: JSONValue?
+        var perRow: Bool
+        var limit: Int64?
+        var offset: Int64
+
+        func finish(_ rows: [JSONValue], _ data: DataService, _ entity: String, _ auth: AuthContext) -> [JSONValue] {
+            guard perRow else { return rows }
+            let readable = rows.filter { data.canRead(entity, $0, auth: auth) }
+            let start = min(Int(offset), readable.count)
+            let end = limit.map { min(start + Int($0), readable.count) } ?? readable.count
+            return Array(readable[start..<end])
+        }
+    }
+
+    func readPlan(_ entity: String, filter: JSONValue?, auth: AuthContext) throws -> ReadPlan {
         _ = try codec(entity)
         switch policies.readGate(entity: entity, auth: auth) {
         case .denyAll: throw HostError.policyDenied("read", entity)
-        case .allowAll: return try await query(entity, filter: filter)
+        case .allowAll: return ReadPlan(filter: filter, perRow: false, limit: nil, offset: 0)
         case .perRow:
             var limit: Int64?
             var offset: Int64 = 0
@@ -399,10 +476,7 @@ extension DataService {
             if let filter, filter.objectValue == nil {
                 throw HostError.badRequest("INVALID_QUERY", "the filter must be a JSON object, got \(filter.typeName)")
             }
-            let readable = try await query(entity, filter: .object(rest)).filter { canRead(entity, $0, auth: auth) }
-            let start = min(Int(offset), readable.count)
-            let end = limit.map { min(start + Int($0), readable.count) } ?? readable.count
-            return Array(readable[start..<end])
+            return ReadPlan(filter: .object(rest), perRow: true, limit: limit, offset: offset)
         }
     }
 

@@ -13,6 +13,7 @@ struct RouteContext: Sendable {
     let hub: ChangeHub
     let sync: SyncStream
     let realtime: RealtimeConfig
+    let functions: FunctionService?
 
     /// Resolves the caller (pylon-core.md §0.4 step 5): bearer header wins over the session
     /// cookie; the admin token is compared in constant time; unknown or expired session

@@ -48,7 +48,7 @@ extern "C" {
  *  `pylon_store_v1.describe` and
  *  `pylon_store_v1.wait_notify` slots. */
 #define PYLON_ABI_MINOR 1
-#define PYLON_ABI_HEADER_HASH 0x1240395cu /* abi_header_hash */
+#define PYLON_ABI_HEADER_HASH 0x1ff08be8u /* abi_header_hash */
 
 /* ------------------------------------------------------------------------------------ */
 /* Status codes                                                                           */
@@ -226,9 +226,9 @@ typedef const pylon_plugin_descriptor *(*pylon_plugin_entry_fn)(void);
 
 /** SQL executor with transactions: `pylon_store_v1` below. */
 #define PYLON_CAP_STORE            "pylon.store/1"
-/* Reserved; their tables are defined by the issues that fill them.                     */
-/** TypeScript server functions (query/mutation/action), asynchronous calls. */
+/** TypeScript server functions (query/mutation/action), asynchronous: `pylon_fn_v1` below. */
 #define PYLON_CAP_FUNCTIONS        "pylon.functions/1"
+/* Reserved; their tables are defined by the issues that fill them.                     */
 /** Magic email codes: generate, deliver, verify. */
 #define PYLON_CAP_AUTH_CODE        "pylon.auth.code/1"
 /** OAuth 2 / OIDC providers: authorize URL, code exchange, identity. */
@@ -387,6 +387,165 @@ typedef struct pylon_store_v1 {
 /** Size of a `pylon_store_v1` table built against ABI 1.0 (everything before `describe`):
  *  the smallest store table a host accepts. */
 #define PYLON_STORE_V1_SIZE_1_0 (offsetof(pylon_store_v1, describe))
+
+/* ------------------------------------------------------------------------------------ */
+/* pylon.functions/1 — server functions (query / mutation / action), asynchronous       */
+/* ------------------------------------------------------------------------------------ */
+/*
+ * The plugin runs app functions (e.g. TypeScript under Bun); the HOST owns the database:
+ * every `ctx.db` operation a function makes comes back to the host through
+ * `pylon_fn_host_v1.db_call`, and the host runs it with its own data service and policies
+ * — inside the call's write transaction for a mutation (one transaction per mutation,
+ * committed or rolled back as a whole, change events published after commit), on read
+ * connections for a query, each operation on its own for an action. The plugin never
+ * sees SQL, transactions or the change log.
+ *
+ * A call: the host `describe`s the function (kind, flags), then `start_call`s it; the
+ * plugin answers any number of `db_call`s and `stream` chunks, then exactly one
+ * `complete`. JSON documents cross the boundary as UTF-8 (ptr, len), never NUL-terminated.
+ */
+
+/** Function kinds (`pylon_fn_info.kind`, `pylon_fn_call.kind`). */
+#define PYLON_FN_QUERY    1  /* reads only; runs concurrently on read connections */
+#define PYLON_FN_MUTATION 2  /* one write transaction per call */
+#define PYLON_FN_ACTION   3  /* no transaction; each db operation stands alone */
+
+/** Function flags (`pylon_fn_info.flags`). */
+/** Declared `privileged: true` in its definition: its `ctx.db` operations bypass the
+ *  manifest's policies (the caller's identity is still passed as `ctx.auth`). */
+#define PYLON_FN_FLAG_PRIVILEGED 0x1u
+
+/** What `describe` reports about one function. OWNER: the caller (host), filled by the
+ *  plugin; the caller sets `struct_size`. */
+typedef struct pylon_fn_info {
+    uint32_t struct_size;
+    int32_t kind;    /* PYLON_FN_* */
+    uint32_t flags;  /* PYLON_FN_FLAG_* */
+    uint32_t reserved;
+} pylon_fn_info;
+
+/**
+ * One call, as the host starts it. OWNER: the host; every pointer (and the bytes behind
+ * it) is borrowed for the duration of `start_call` only: the plugin copies what it keeps.
+ */
+typedef struct pylon_fn_call {
+    uint32_t struct_size;
+    int32_t kind;          /* the kind `describe` reported; a mismatch fails the call */
+    uint64_t call_id;      /* unique per host process; for logs and correlation */
+    pylon_str name;        /* function name */
+    pylon_str args_json;   /* the arguments: a JSON value (normally an object) */
+    /** The caller: {"user_id": string|null, "is_admin": bool, "is_guest": bool,
+     *  "roles": [string], "tenant_id": string|null}. */
+    pylon_str auth_json;
+    /** Opaque host pointer identifying the call; passed back unchanged to every
+     *  `pylon_fn_host_v1` function for this call. Valid until `complete` returns. */
+    void *call_ctx;
+} pylon_fn_call;
+
+/**
+ * Reply to one `db_call` or `run_fn`. Called exactly once per request, inline or later,
+ * from any host thread. On success `status` is PYLON_OK and `result_json` is the operation's
+ * result (a JSON value) with `err` NULL; on failure `result_json` is NULL and `err` says
+ * why (`code` e.g. "POLICY_DENIED", "NOT_FOUND", "INVALID_OP"). Both are OWNED BY THE HOST
+ * and valid during the callback only.
+ */
+typedef void (*pylon_fn_db_done_fn)(void *done_ctx, pylon_status status, const char *result_json,
+                                    size_t result_len, const pylon_error *err);
+
+/**
+ * The host's side of `pylon.functions/1`, handed to the plugin by `bind_host` right after
+ * `create`. OWNER: the host. LIFETIME: until after the plugin instance is destroyed.
+ * Every function is [any-thread] and returns without blocking on the database (work that
+ * takes time completes through the callback).
+ */
+typedef struct pylon_fn_host_v1 {
+    uint32_t struct_size;
+    uint32_t reserved;
+    void *host_ctx;  /* opaque; pass back unchanged */
+
+    /**
+     * Run one `ctx.db` or `ctx.scheduler` operation for the call `call_ctx`. `op_json`
+     * (borrowed for the call) is an object {"op", "entity", "id"?, "data"?, "field"?,
+     * "value"?, "after"?, "limit"?, "relation"?, "target_id"?, "fn_name"?, "args"?,
+     * "delay_ms"?, "run_at"?, "schedule_id"?} with op one of get, list, query, lookup,
+     * paginate, insert, update, delete, link, unlink, schedule, cancel_schedule (Pylon's
+     * `db` frame; results as in Pylon: a row or null, rows, {"id"}, {"updated"},
+     * {"deleted"}, {"linked"}, {"unlinked"}, {"scheduled","id"}, {"cancelled"}).
+     * The host applies the caller's policies unless the function is privileged. `done` is
+     * called exactly once, possibly before `db_call` returns. After `complete` for the
+     * call the plugin must not call `db_call` for it again.
+     */
+    void (*db_call)(void *host_ctx, void *call_ctx, const char *op_json, size_t op_len,
+                    pylon_fn_db_done_fn done, void *done_ctx);
+    /**
+     * One streamed chunk of the call's response (`ctx.stream`). `event` may be empty.
+     * Both buffers are borrowed for the call. Never after `complete`.
+     */
+    void (*stream)(void *host_ctx, void *call_ctx, const char *event, size_t event_len,
+                   const char *data, size_t data_len);
+    /**
+     * Finish the call: exactly once per started call, from any plugin thread. On success
+     * `status` is PYLON_OK, `result_json` is the function's return value (a JSON value)
+     * and `err` is NULL; on failure `result_json` is NULL and `err->code` is the stable
+     * code (e.g. "INVALID_ARGS", "FUNCTION_TIMEOUT", "WORKER_CRASHED", or the function's
+     * own code). Buffers are OWNED BY THE PLUGIN and valid during the call only. After it
+     * returns, `call_ctx` is invalid.
+     */
+    void (*complete)(void *host_ctx, void *call_ctx, pylon_status status, const char *result_json,
+                     size_t result_len, const pylon_error *err);
+    /**
+     * Run another function for the call `call_ctx` (`ctx.runQuery` / `ctx.runMutation` in
+     * an action). `name` and `args_json` are borrowed for the call; `kind` (PYLON_FN_*) is
+     * what the caller expects, a mismatch fails with "FN_TYPE_MISMATCH". The nested call
+     * runs as the caller's user with admin rights dropped (as in Pylon), a mutation in its
+     * own transaction, and may land on any worker. `done` receives its return value (JSON)
+     * or its error, exactly once, from any thread. Only an action may do this; for a query or
+     * mutation the host answers "NESTED_CALL_NOT_ALLOWED". Never after `complete`.
+     */
+    void (*run_fn)(void *host_ctx, void *call_ctx, const char *name, size_t name_len, int32_t kind,
+                   const char *args_json, size_t args_len, pylon_fn_db_done_fn done, void *done_ctx);
+} pylon_fn_host_v1;
+
+/**
+ * Receives a JSON document produced by the plugin (see `list`). `json` is OWNED BY THE
+ * PLUGIN and valid during the callback only.
+ */
+typedef void (*pylon_fn_json_fn)(void *ctx, const char *json, size_t json_len);
+
+/** The `pylon.functions/1` interface table. OWNER: the plugin; valid until `destroy`. */
+typedef struct pylon_fn_v1 {
+    uint32_t struct_size;
+    uint32_t reserved;
+
+    /**
+     * Hand the plugin the host's side of the interface. Called once, after `create` and
+     * before any other function of this table. `host` stays valid until after `destroy`.
+     * [one-thread-at-a-time]
+     */
+    pylon_status (*bind_host)(pylon_instance *instance, const pylon_fn_host_v1 *host,
+                              pylon_error *err);
+    /**
+     * Kind and flags of the function `name` (borrowed for the call). PYLON_ERR_NOT_FOUND
+     * (code "FN_NOT_FOUND") when there is none; PYLON_ERR_UNSUPPORTED when the runtime is
+     * not available (e.g. Bun is not installed; the message says how to install it).
+     * Never blocks. [any-thread]
+     */
+    pylon_status (*describe)(pylon_instance *instance, const char *name, size_t name_len,
+                             pylon_fn_info *out, pylon_error *err);
+    /**
+     * Calls `cb` once, before returning, with a JSON array describing every function:
+     * [{"name", "fn_type": "query"|"mutation"|"action", "args_schema": object|null,
+     * "privileged": bool}]. Never blocks for long. [any-thread]
+     */
+    void (*list)(pylon_instance *instance, pylon_fn_json_fn cb, void *ctx);
+    /**
+     * Start a call. Returns at once. On PYLON_OK the plugin later calls
+     * `host->complete(call->call_ctx, ...)` exactly once (possibly before `start_call`
+     * returns). On any other status the call did not start, `complete` is never called
+     * for it, and `err` says why. [any-thread]
+     */
+    pylon_status (*start_call)(pylon_instance *instance, const pylon_fn_call *call, pylon_error *err);
+} pylon_fn_v1;
 
 #ifdef __cplusplus
 }

@@ -99,12 +99,19 @@ final class HostProcess: @unchecked Sendable {
     /// otherwise it runs with `--no-compat-ports`.
     ///
     /// `store` picks the plugins folder and `plugins.store` (the manifest's other keys are
-    /// kept); with the default, SQLite, the manifest is used unchanged.
+    /// kept); with the default, SQLite, the manifest is used unchanged. `files` (path
+    /// relative to the manifest's folder → contents) are written first, e.g.
+    /// `functions/hello.ts`.
     static func start(manifest: String, env: [String: String] = [:], dev: Bool = true,
                       dbPath: String? = nil, compatPorts: Bool = false,
-                      store: TestStore = .sqlite) async throws -> HostProcess {
+                      store: TestStore = .sqlite, files: [String: String] = [:]) async throws -> HostProcess {
         let fm = FileManager.default
         let dir = try TestPaths.freshTempDir("pylon-test")
+        for (path, contents) in files {
+            let url = dir.appendingPathComponent(path)
+            try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try Data(contents.utf8).write(to: url)
+        }
         let manifestPath = dir.appendingPathComponent("pylon.manifest.json").path
         let db = dbPath ?? dir.appendingPathComponent("app.db").path
         // PYLON_TEST_DEFAULT_STORE=postgres (or d1, executor-c): suites that do not take a

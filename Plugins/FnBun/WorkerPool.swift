@@ -1,0 +1,655 @@
+import Foundation
+import PylonPluginABI
+import PylonPluginKit
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Monotonic seconds.
+func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+/// What the pool knows about one function, from the workers' `ready` frames.
+struct FnMeta {
+    var kind: Int32
+    var privileged: Bool
+}
+
+/// One Bun child. Fields are guarded by the pool lock, except `stdinFD` writes (writeLock).
+final class Worker: @unchecked Sendable {
+    enum State { case waiting(respawnAt: Double), starting(deadline: Double), ready, stopped }
+    let index: Int
+    var pid: pid_t = 0
+    var stdinFD: Int32 = -1
+    var state: State = .waiting(respawnAt: 0)
+    /// Wire ids of the calls dispatched to this child and not finished.
+    var inflight: Set<String> = []
+    /// Bumped at every spawn, so replies meant for a dead child never reach its successor.
+    var generation = 0
+    var readyAt: Double = 0
+    var failures = 0
+    /// Why the pool killed this child (its in-flight calls fail with this code).
+    var killReason: (code: String, message: String)?
+    /// Being replaced after a code change: takes no calls; stdin is closed once idle.
+    var draining = false
+    let writeLock = NSLock()
+
+    init(index: Int) { self.index = index }
+
+    var isReady: Bool { if case .ready = state { return true } else { return false } }
+
+    /// Writes one frame; a dead pipe is ignored (the reader notices the exit). Returns false
+    /// when `generation` is no longer the current child.
+    @discardableResult
+    func send(_ bytes: [UInt8], generation gen: Int? = nil) -> Bool {
+        writeLock.lock()
+        defer { writeLock.unlock() }
+        if let gen, gen != generation { return false }
+        let fd = stdinFD
+        guard fd >= 0 else { return false }
+        var off = 0
+        return bytes.withUnsafeBytes { raw in
+            while off < raw.count {
+                let n = write(fd, raw.baseAddress! + off, raw.count - off)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return false
+                }
+                off += n
+            }
+            return true
+        }
+    }
+}
+
+/// One call between `start_call` and `complete`.
+final class Call: @unchecked Sendable {
+    let key: String
+    let ctx: UnsafeMutableRawPointer?
+    let frame: [UInt8]
+    let deadline: Double
+    var worker: Worker?
+    /// Serializes this call's host callbacks: no `db_call`/`stream` overlaps or follows
+    /// `complete` (the ABI's promise to the host).
+    let lock = NSLock()
+    var finished = false
+
+    init(key: String, ctx: UnsafeMutableRawPointer?, frame: [UInt8], deadline: Double) {
+        self.key = key
+        self.ctx = ctx
+        self.frame = frame
+        self.deadline = deadline
+    }
+}
+
+/// Supervises `workers` Bun children speaking NDJSON over stdio, multiplexed: any number
+/// of calls per child, matched by `call_id`, database replies by `op_id`. Calls go to the
+/// ready child with the fewest calls in flight, or wait for one. A call past its deadline
+/// fails with FUNCTION_TIMEOUT and its child is killed (the child's other calls fail with
+/// WORKER_CRASHED); a child that exits is respawned with backoff. Nothing a child writes
+/// can crash the host: unparseable lines are logged and skipped.
+final class WorkerPool: @unchecked Sendable {
+    let bun: String
+    let runtimeScript: String
+    let functionsDir: String
+    let callTimeout: Double
+    let log: HostLog
+    var host: UnsafePointer<pylon_fn_host_v1>?
+
+    private let lock = NSCondition()
+    private var workers: [Worker] = []
+    private var calls: [String: Call] = [:]
+    private var queued: [Call] = []
+    private var registry: [String: FnMeta] = [:]
+    private(set) var listJSON: [UInt8] = Array("[]".utf8)
+    private var everReady = false
+    private var stopping = false
+    private var nextCall: UInt64 = 0
+    private var supervisor: Thread?
+    static let readyTimeout = 10.0
+
+    /// Kill a child whose resident memory exceeds this many bytes (0: no limit).
+    let maxRSS: Int
+    /// Reload the children when files in the functions folder change (`--dev`).
+    let watch: Bool
+    private var lastScan: Double = 0
+    private var signature: [String]?
+
+    init(bun: String, runtimeScript: String, functionsDir: String, workers count: Int, callTimeout: Double,
+         maxRSSMB: Int, watch: Bool, log: HostLog) {
+        self.maxRSS = maxRSSMB << 20
+        self.watch = watch
+        self.bun = bun
+        self.runtimeScript = runtimeScript
+        self.functionsDir = functionsDir
+        self.callTimeout = callTimeout
+        self.log = log
+        workers = (0..<count).map { Worker(index: $0) }
+    }
+
+    /// Spawns the children and waits (up to 10 s) until each has reported its functions,
+    /// so the host starts serving with the whole pool.
+    func start() {
+        lock.lock()
+        for w in workers { spawn(w) }
+        lock.unlock()
+        let t = Thread { [self] in supervise() }
+        t.name = "pylon-fnbun-supervisor"
+        supervisor = t
+        t.start()
+        lock.lock()
+        let until = Date().addingTimeInterval(Self.readyTimeout)
+        while !workers.allSatisfy(\.isReady) && !stopping && Date() < until { _ = lock.wait(until: until) }
+        let ok = everReady
+        lock.unlock()
+        if !ok { log(PYLON_LOG_ERROR, "fnbun: no Bun worker became ready within \(Int(Self.readyTimeout)) s; calls wait for one") }
+    }
+
+    func stop() {
+        lock.lock()
+        stopping = true
+        let ws = workers
+        lock.unlock()
+        for w in ws {
+            w.writeLock.lock()
+            if w.stdinFD >= 0 { close(w.stdinFD); w.stdinFD = -1 }
+            w.writeLock.unlock()
+            if w.pid > 0 { kill(w.pid, SIGKILL) }
+        }
+        lock.lock()
+        lock.broadcast()
+        lock.unlock()
+    }
+
+    // MARK: Registry
+
+    enum Lookup { case found(FnMeta), missing, starting }
+
+    func describe(_ name: String) -> Lookup {
+        lock.lock()
+        defer { lock.unlock() }
+        if let m = registry[name] { return .found(m) }
+        return everReady ? .missing : .starting
+    }
+
+    func list() -> [UInt8] {
+        lock.lock()
+        defer { lock.unlock() }
+        return listJSON
+    }
+
+    // MARK: Calls
+
+    func startCall(name: String, kind: Int32, args: [UInt8], auth: [UInt8], ctx: UnsafeMutableRawPointer?) {
+        lock.lock()
+        nextCall += 1
+        let key = "c_\(nextCall)"
+        var frame = Array("{\"type\":\"call\",\"call_id\":\"\(key)\",\"fn_name\":\(jsonQuote(name)),\"fn_type\":\"\(kindName(kind))\",\"args\":".utf8)
+        frame += args.isEmpty ? Array("{}".utf8) : args
+        frame += Array(",\"auth\":".utf8)
+        frame += auth.isEmpty ? Array("{}".utf8) : auth
+        frame += Array("}\n".utf8)
+        let call = Call(key: key, ctx: ctx, frame: frame, deadline: monotonicSeconds() + callTimeout)
+        calls[key] = call
+        let target = pickWorker()
+        if let target {
+            target.inflight.insert(key)
+            call.worker = target
+        } else {
+            queued.append(call)
+        }
+        let gen = target?.generation
+        lock.unlock()
+        target?.send(frame, generation: gen)
+    }
+
+    /// The ready child with the fewest calls in flight. Pool lock held.
+    private func pickWorker() -> Worker? {
+        var best: Worker?
+        for w in workers where w.isReady {
+            if best == nil || w.inflight.count < best!.inflight.count { best = w }
+        }
+        return best
+    }
+
+    /// Completes a call exactly once; later attempts (a reply racing a timeout) are ignored.
+    func finish(_ key: String, _ status: pylon_status, result: ArraySlice<UInt8>?, code: String = "", message: String = "") {
+        lock.lock()
+        guard let call = calls.removeValue(forKey: key) else {
+            lock.unlock()
+            return
+        }
+        call.worker?.inflight.remove(key)
+        if call.worker == nil { queued.removeAll { $0 === call } }
+        lock.unlock()
+        call.lock.lock()
+        defer { call.lock.unlock() }
+        call.finished = true
+        guard let host else { return }
+        if status == PYLON_OK, let result {
+            result.withUnsafeBytes { raw in
+                host.pointee.complete(host.pointee.host_ctx, call.ctx, PYLON_OK,
+                                      raw.baseAddress?.assumingMemoryBound(to: CChar.self), raw.count, nil)
+            }
+        } else {
+            var e = pylon_error()
+            e.struct_size = UInt32(MemoryLayout<pylon_error>.size)
+            fillError(&e, status == PYLON_OK ? PYLON_ERR_GENERIC : status, code, message)
+            host.pointee.complete(host.pointee.host_ctx, call.ctx, e.status, nil, 0, &e)
+        }
+    }
+
+    // MARK: Children
+
+    /// Starts a child for `w`. Pool lock held.
+    private func spawn(_ w: Worker) {
+        var toChild: [Int32] = [-1, -1]
+        var fromChild: [Int32] = [-1, -1]
+        guard cloexecPipe(&toChild) else {
+            w.state = .waiting(respawnAt: monotonicSeconds() + 1)
+            return
+        }
+        guard cloexecPipe(&fromChild) else {
+            close(toChild[0]); close(toChild[1])
+            w.state = .waiting(respawnAt: monotonicSeconds() + 1)
+            return
+        }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        posix_spawn_file_actions_adddup2(&actions, toChild[0], 0)
+        posix_spawn_file_actions_adddup2(&actions, fromChild[1], 1)
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        sigaddset(&defaults, SIGPIPE)
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigdefault(&attr, &defaults)
+        posix_spawnattr_setsigmask(&attr, &empty)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        let argv = [bun, "run", "--no-install", runtimeScript, functionsDir]
+        let cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, bun, &actions, &attr, cargs, environ)
+        for p in cargs { free(p) }
+        posix_spawn_file_actions_destroy(&actions)
+        posix_spawnattr_destroy(&attr)
+        close(toChild[0])
+        close(fromChild[1])
+        if rc != 0 {
+            close(toChild[1]); close(fromChild[0])
+            log(PYLON_LOG_ERROR, "fnbun: cannot start \(bun): \(String(cString: strerror(rc)))")
+            w.failures += 1
+            w.state = .waiting(respawnAt: monotonicSeconds() + backoff(w.failures))
+            return
+        }
+        w.writeLock.lock()
+        w.generation += 1
+        w.stdinFD = toChild[1]
+        w.writeLock.unlock()
+        w.pid = pid
+        w.state = .starting(deadline: monotonicSeconds() + Self.readyTimeout)
+        let gen = w.generation
+        let fd = fromChild[0]
+        let child = pid
+        let t = Thread { [self] in readLoop(w, fd: fd, generation: gen, pid: child) }
+        t.name = "pylon-fnbun-worker-\(w.index)"
+        t.start()
+    }
+
+    /// Pool lock held.
+    private func checkMemory() { checkMemoryLocked(workers) }
+
+    /// `--dev`: when a file in the functions folder changes, replace every child: each
+    /// takes no new calls, finishes the ones it has, and exits; its successor loads the new
+    /// code. Calls arriving meanwhile wait for a ready child. Pool lock held.
+    private func checkForChanges() {
+        let now = folderSignature()
+        guard let before = signature else { signature = now; return }
+        guard now != before else { return }
+        signature = now
+        log(PYLON_LOG_INFO, "fnbun: files in \(functionsDir) changed; reloading the workers")
+        for w in workers {
+            switch w.state {
+            case .ready, .starting:
+                w.draining = true
+                w.state = .stopped
+            default: break
+            }
+        }
+    }
+
+    private func backoff(_ failures: Int) -> Double {
+        failures <= 1 ? 0 : min(0.1 * pow(2, Double(failures - 2)), 10)
+    }
+
+    private func readLoop(_ w: Worker, fd: Int32, generation: Int, pid: pid_t) {
+        var buf: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            buf.append(contentsOf: chunk[0..<n])
+            var start = 0
+            while let nl = buf[start...].firstIndex(of: 0x0A) {
+                if nl > start { handleLine(w, generation, Array(buf[start..<nl])) }
+                start = nl + 1
+            }
+            if start > 0 { buf.removeFirst(start) }
+            if buf.count > 256 << 20 {
+                log(PYLON_LOG_ERROR, "fnbun: worker \(w.index) wrote a line over 256 MiB; killing it")
+                kill(pid, SIGKILL)
+                break
+            }
+        }
+        close(fd)
+        kill(pid, SIGKILL)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        lock.lock()
+        w.writeLock.lock()
+        if w.generation == generation, w.stdinFD >= 0 { close(w.stdinFD); w.stdinFD = -1 }
+        w.writeLock.unlock()
+        let orphans = w.inflight
+        w.inflight.removeAll()
+        let now = monotonicSeconds()
+        let reason = w.killReason ?? ("WORKER_CRASHED", "the Bun worker running this call exited (crash, kill or a timeout of another call on it); retry the call")
+        let reload = w.draining
+        w.killReason = nil
+        w.draining = false
+        if reload || (w.isReady && now - w.readyAt > 5) { w.failures = 0 }
+        if !reload { w.failures += 1 }
+        w.state = stopping ? .stopped : .waiting(respawnAt: now + backoff(w.failures))
+        let quiet = stopping || reload
+        lock.unlock()
+        if !quiet { log(PYLON_LOG_WARN, "fnbun: worker \(w.index) (pid \(pid)) exited; \(orphans.count) call(s) in flight failed; respawning") }
+        for key in orphans {
+            finish(key, PYLON_ERR_CONNECTION, result: nil, code: reason.code, message: reason.message)
+        }
+    }
+
+    private func handleLine(_ w: Worker, _ gen: Int, _ line: [UInt8]) {
+        guard let f = JSONScan.object(line), let tr = f["type"], let type = JSONScan.string(line[tr]) else {
+            log(PYLON_LOG_WARN, "fnbun: worker \(w.index) wrote a line that is not a protocol frame; skipped: \(String(decoding: line.prefix(200), as: UTF8.self))")
+            return
+        }
+        func str(_ k: String) -> String? { f[k].flatMap { JSONScan.string(line[$0]) } }
+        switch type {
+        case "ready": onReady(w, line, f)
+        case "return":
+            guard let key = str("call_id"), isMine(w, key) else { return }
+            finish(key, PYLON_OK, result: f["value"].map { line[$0] } ?? ArraySlice(Array("null".utf8)))
+        case "error":
+            guard let key = str("call_id"), isMine(w, key) else { return }
+            finish(key, PYLON_ERR_GENERIC, result: nil, code: str("code") ?? "HANDLER_ERROR", message: str("message") ?? "the function failed")
+        case "db": onDB(w, gen, line, key: str("call_id"), opID: str("op_id"))
+        case "run_fn":
+            let kind: Int32 = switch str("fn_type") {
+            case "query": PYLON_FN_QUERY
+            case "mutation": PYLON_FN_MUTATION
+            default: PYLON_FN_ACTION
+            }
+            let args = f["args"].map { Array(line[$0]) } ?? Array("{}".utf8)
+            onRunFn(w, gen, key: str("call_id"), opID: str("op_id"), name: str("fn_name") ?? "", kind: kind, args: args)
+        case "stream":
+            guard let key = str("call_id"), let call = activeCall(key), let host else { return }
+            let event = Array((str("event") ?? "").utf8)
+            let data = Array((str("data") ?? "").utf8)
+            call.lock.lock()
+            if !call.finished {
+                event.withUnsafeBytes { e in
+                    data.withUnsafeBytes { d in
+                        host.pointee.stream(host.pointee.host_ctx, call.ctx, e.baseAddress?.assumingMemoryBound(to: CChar.self), e.count,
+                                            d.baseAddress?.assumingMemoryBound(to: CChar.self), d.count)
+                    }
+                }
+            }
+            call.lock.unlock()
+        case "schedule", "cancel_schedule":
+            let key = str("call_id") ?? ""
+            w.send(Array("{\"type\":\"result\",\"call_id\":\(jsonQuote(key)),\"op_id\":\(jsonQuote(str("op_id") ?? "")),\"error\":{\"code\":\"NOT_IMPLEMENTED\",\"message\":\"\(type) is not supported by this host yet\"}}\n".utf8), generation: gen)
+        default:
+            log(PYLON_LOG_WARN, "fnbun: worker \(w.index) sent an unknown frame type \"\(type)\"; skipped")
+        }
+    }
+
+    private func isMine(_ w: Worker, _ key: String) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return w.inflight.contains(key)
+    }
+
+    private func activeCall(_ key: String) -> Call? {
+        lock.lock()
+        defer { lock.unlock() }
+        return calls[key]
+    }
+
+    private func onReady(_ w: Worker, _ line: [UInt8], _ f: [String: Range<Int>]) {
+        var reg: [String: FnMeta] = [:]
+        var list = Array("[]".utf8)
+        if let r = f["functions"], let items = JSONScan.array(Array(line[r])) {
+            let arr = Array(line[r])
+            list = arr
+            for item in items {
+                let bytes = Array(arr[item])
+                guard let o = JSONScan.object(bytes), let nr = o["name"], let name = JSONScan.string(bytes[nr]),
+                      let tr = o["fn_type"], let t = JSONScan.string(bytes[tr]) else { continue }
+                let kind: Int32 = t == "query" ? PYLON_FN_QUERY : t == "mutation" ? PYLON_FN_MUTATION : PYLON_FN_ACTION
+                let privileged = o["privileged"].map { String(decoding: bytes[$0], as: UTF8.self) == "true" } ?? false
+                reg[name] = FnMeta(kind: kind, privileged: privileged)
+            }
+        }
+        lock.lock()
+        registry = reg
+        listJSON = list
+        let first = !everReady
+        everReady = true
+        w.state = .ready
+        w.readyAt = monotonicSeconds()
+        var sends: [(Worker, [UInt8], Int)] = []
+        while !queued.isEmpty, let t = pickWorker() {
+            let c = queued.removeFirst()
+            c.worker = t
+            t.inflight.insert(c.key)
+            sends.append((t, c.frame, t.generation))
+        }
+        lock.broadcast()
+        lock.unlock()
+        if first { log(PYLON_LOG_INFO, "fnbun: \(reg.count) function(s) from \(functionsDir): \(reg.keys.sorted().joined(separator: ", "))") }
+        for (t, frame, gen) in sends { t.send(frame, generation: gen) }
+    }
+
+    private func onDB(_ w: Worker, _ gen: Int, _ line: [UInt8], key: String?, opID: String?) {
+        withActiveCall(w, gen, key: key, opID: opID) { host, call, ctx in
+            line.withUnsafeBytes { raw in
+                host.pointee.db_call(host.pointee.host_ctx, call.ctx, raw.baseAddress?.assumingMemoryBound(to: CChar.self), raw.count,
+                                     dbDone, ctx)
+            }
+        }
+    }
+
+    private func onRunFn(_ w: Worker, _ gen: Int, key: String?, opID: String?, name: String, kind: Int32, args: [UInt8]) {
+        withActiveCall(w, gen, key: key, opID: opID) { host, call, ctx in
+            let n = Array(name.utf8)
+            n.withUnsafeBytes { nb in
+                args.withUnsafeBytes { ab in
+                    host.pointee.run_fn(host.pointee.host_ctx, call.ctx, nb.baseAddress?.assumingMemoryBound(to: CChar.self), nb.count,
+                                        kind, ab.baseAddress?.assumingMemoryBound(to: CChar.self), ab.count, dbDone, ctx)
+                }
+            }
+        }
+    }
+
+    /// Runs `body` with the call's host table while the call is known to be unfinished
+    /// (holding its lock, so `complete` cannot overlap), handing it a retained reply
+    /// context for `dbDone`; answers the child with CALL_FINISHED otherwise.
+    private func withActiveCall(_ w: Worker, _ gen: Int, key: String?, opID: String?,
+                                _ body: (UnsafePointer<pylon_fn_host_v1>, Call, UnsafeMutableRawPointer) -> Void) {
+        guard let key, let opID else { return }
+        let reply = DBReply(pool: self, worker: w, generation: gen, callKey: key, opID: opID)
+        // Only the child running a call may act for it.
+        guard let call = activeCall(key), call.worker === w, let host else {
+            reply.fail("CALL_FINISHED", "the call already finished")
+            return
+        }
+        call.lock.lock()
+        defer { call.lock.unlock() }
+        if call.finished {
+            reply.fail("CALL_FINISHED", "the call already finished")
+            return
+        }
+        body(host, call, Unmanaged.passRetained(reply).toOpaque())
+    }
+
+    // MARK: Supervision
+
+    private func supervise() {
+        lock.lock()
+        while !stopping {
+            _ = lock.wait(until: Date().addingTimeInterval(0.02))
+            if stopping { break }
+            let now = monotonicSeconds()
+            // With the pid of the child running each, read now: it may be replaced later.
+            var expired: [(call: Call, pid: pid_t?)] = []
+            for c in calls.values where c.deadline <= now {
+                expired.append((c, c.worker?.pid))
+                // About to be killed: no new call may go to it (the reader respawns it).
+                c.worker?.state = .stopped
+            }
+            if now - lastScan >= 0.5 {
+                lastScan = now
+                checkMemory()
+                if watch { checkForChanges() }
+            }
+            for w in workers where w.draining && w.inflight.isEmpty {
+                w.writeLock.lock()
+                if w.stdinFD >= 0 { close(w.stdinFD); w.stdinFD = -1 } // the runtime exits on EOF
+                w.writeLock.unlock()
+            }
+            for w in workers {
+                switch w.state {
+                case let .waiting(at) where at <= now: spawn(w)
+                case let .starting(deadline) where deadline <= now:
+                    log(PYLON_LOG_ERROR, "fnbun: worker \(w.index) sent no ready frame within \(Int(Self.readyTimeout)) s; killing it")
+                    kill(w.pid, SIGKILL)
+                    w.state = .stopped // the reader moves it to .waiting
+                default: break
+                }
+            }
+            if expired.isEmpty { continue }
+            lock.unlock()
+            for (c, victim) in expired {
+                finish(c.key, PYLON_ERR_BUSY, result: nil, code: "FUNCTION_TIMEOUT",
+                       message: victim == nil
+                           ? "no Bun worker was ready within \(callTimeout) s (PYLON_FN_CALL_TIMEOUT)"
+                           : "the function ran longer than \(callTimeout) s (PYLON_FN_CALL_TIMEOUT); its worker was restarted")
+                if let victim, victim > 0 { kill(victim, SIGKILL) }
+            }
+            lock.lock()
+        }
+        lock.unlock()
+    }
+}
+
+extension WorkerPool {
+    /// Kills children over the memory limit. Pool lock held.
+    fileprivate func checkMemoryLocked(_ workers: [Worker]) {
+        guard maxRSS > 0 else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        for w in workers where w.pid > 0 && w.killReason == nil {
+            switch w.state {
+            case .ready, .starting: break
+            default: continue
+            }
+            guard let statm = try? String(contentsOfFile: "/proc/\(w.pid)/statm", encoding: .utf8) else { continue }
+            let fields = statm.split(separator: " ")
+            guard fields.count > 1, let pages = Int(fields[1]), pages * page > maxRSS else { continue }
+            let mb = (pages * page) >> 20
+            log(PYLON_LOG_ERROR, "fnbun: worker \(w.index) (pid \(w.pid)) uses \(mb) MiB, over the limit of \(maxRSS >> 20) MiB (PYLON_FN_MAX_RSS_MB); killing it")
+            w.killReason = ("WORKER_MEMORY_LIMIT", "the Bun worker running this call used \(mb) MiB, over the limit of \(maxRSS >> 20) MiB (PYLON_FN_MAX_RSS_MB); it was restarted")
+            w.state = .stopped
+            kill(w.pid, SIGKILL)
+        }
+    }
+
+    /// The functions folder's files with size and modification time, for change detection.
+    fileprivate func folderSignature() -> [String] {
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: functionsDir)) ?? []).sorted()
+        return names.map { name in
+            var st = stat()
+            let ok = stat("\(functionsDir)/\(name)", &st) == 0
+            return ok ? "\(name):\(st.st_size):\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)" : name
+        }
+    }
+}
+
+/// A pipe whose ends are not inherited by other children (posix_spawn's dup2 clears the
+/// flag on the child's stdin/stdout copies).
+private func cloexecPipe(_ fds: inout [Int32]) -> Bool {
+    guard pipe(&fds) == 0 else { return false }
+    _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
+    _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
+    return true
+}
+
+func kindName(_ k: Int32) -> String {
+    switch k {
+    case PYLON_FN_QUERY: "query"
+    case PYLON_FN_MUTATION: "mutation"
+    default: "action"
+    }
+}
+
+/// Where the host's answer to one `db` frame goes: back to the child that asked, unless
+/// that child has been replaced meanwhile. Retained across the host's `db_call`.
+final class DBReply {
+    let pool: WorkerPool
+    let worker: Worker
+    let generation: Int
+    let callKey: String
+    let opID: String
+
+    init(pool: WorkerPool, worker: Worker, generation: Int, callKey: String, opID: String) {
+        self.pool = pool
+        self.worker = worker
+        self.generation = generation
+        self.callKey = callKey
+        self.opID = opID
+    }
+
+    private var head: String { "{\"type\":\"result\",\"call_id\":\(jsonQuote(callKey)),\"op_id\":\(jsonQuote(opID))," }
+
+    func fail(_ code: String, _ message: String) {
+        worker.send(Array("\(head)\"error\":{\"code\":\(jsonQuote(code)),\"message\":\(jsonQuote(message))}}\n".utf8), generation: generation)
+    }
+
+    func succeed(_ json: UnsafeRawBufferPointer) {
+        var frame = Array("\(head)\"data\":".utf8)
+        if json.count == 0 { frame += Array("null".utf8) } else { frame.append(contentsOf: json) }
+        frame += Array("}\n".utf8)
+        worker.send(frame, generation: generation)
+    }
+}
+
+private let dbDone: pylon_fn_db_done_fn = { ctx, status, json, len, err in
+    guard let ctx else { return }
+    let reply = Unmanaged<DBReply>.fromOpaque(ctx).takeRetainedValue()
+    if status == PYLON_OK {
+        reply.succeed(UnsafeRawBufferPointer(start: UnsafeRawPointer(json), count: json == nil ? 0 : len))
+    } else {
+        var code = "DB_ERROR"
+        var message = "database operation failed"
+        if let err {
+            var e = err.pointee
+            code = withUnsafeBytes(of: &e.code) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            message = withUnsafeBytes(of: &e.message) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+        }
+        reply.fail(code, message)
+    }
+}

@@ -1,0 +1,188 @@
+// @pylon/functions (also importable as @pylonsync/functions): the API app code in
+// functions/*.ts uses. Shipped inside libPylonFnBun.so and served to app code by the
+// worker's module plugin (see runtime.ts), so no npm registry is involved.
+
+/** A validator is plain JSON; the same object is reported as the function's args schema. */
+export interface Validator {
+  type: string;
+  optional?: boolean;
+  table?: string;
+  items?: Validator;
+  fields?: Record<string, Validator>;
+  variants?: Validator[];
+  value?: unknown;
+}
+
+export const v = {
+  string: (): Validator => ({ type: "string" }),
+  datetime: (): Validator => ({ type: "string" }),
+  richtext: (): Validator => ({ type: "string" }),
+  number: (): Validator => ({ type: "number" }),
+  float: (): Validator => ({ type: "number" }),
+  int: (): Validator => ({ type: "int" }),
+  boolean: (): Validator => ({ type: "boolean" }),
+  bool: (): Validator => ({ type: "boolean" }),
+  id: (table: string): Validator => ({ type: "id", table }),
+  null: (): Validator => ({ type: "null" }),
+  array: (items: Validator): Validator => ({ type: "array", items }),
+  object: (fields: Record<string, Validator>): Validator => ({ type: "object", fields }),
+  optional: (inner: Validator): Validator => ({ ...inner, optional: true }),
+  union: (...variants: Validator[]): Validator => ({ type: "union", variants }),
+  literal: (value: string | number | boolean | null): Validator => ({ type: "literal", value }),
+  any: (): Validator => ({ type: "any" }),
+};
+
+function typeOf(x: unknown): string {
+  if (x === null) return "null";
+  if (Array.isArray(x)) return "array";
+  return typeof x;
+}
+
+/** The first problem with `value` against `schema`, or null. `path` names the value. */
+export function check(schema: Validator, value: unknown, path: string): string | null {
+  switch (schema.type) {
+    case "string":
+    case "number":
+    case "boolean":
+      return typeof value === schema.type ? null : `${path}: expected ${schema.type}, got ${typeOf(value)}`;
+    case "int":
+      if (typeof value !== "number") return `${path}: expected int, got ${typeOf(value)}`;
+      return Number.isInteger(value) ? null : `${path}: expected int, got non-integer ${value}`;
+    case "id":
+      return typeof value === "string" ? null : `${path}: expected id${schema.table ? ` of ${schema.table}` : ""} (a string), got ${typeOf(value)}`;
+    case "null":
+      return value === null ? null : `${path}: expected null, got ${typeOf(value)}`;
+    case "array": {
+      if (!Array.isArray(value)) return `${path}: expected array, got ${typeOf(value)}`;
+      if (!schema.items) return null;
+      for (let i = 0; i < value.length; i++) {
+        const p = check(schema.items, value[i], `${path}[${i}]`);
+        if (p) return p;
+      }
+      return null;
+    }
+    case "object": {
+      if (typeOf(value) !== "object") return `${path}: expected object, got ${typeOf(value)}`;
+      const o = value as Record<string, unknown>;
+      for (const [k, f] of Object.entries(schema.fields ?? {})) {
+        if (o[k] === undefined) {
+          if (f.optional) continue;
+          return `${path}.${k}: required field missing`;
+        }
+        const p = check(f, o[k], `${path}.${k}`);
+        if (p) return p;
+      }
+      return null;
+    }
+    case "union": {
+      const vs = schema.variants ?? [];
+      if (vs.some((s) => check(s, value, path) === null)) return null;
+      return `${path}: expected one of ${vs.map((s) => s.type === "literal" ? JSON.stringify(s.value) : s.type).join(" | ")}, got ${typeOf(value)}`;
+    }
+    case "literal":
+      return value === schema.value ? null : `${path}: expected ${JSON.stringify(schema.value)}, got ${JSON.stringify(value) ?? typeOf(value)}`;
+    default:
+      return null; // "any" and unknown types pass, as in Pylon
+  }
+}
+
+/** Every problem with the top-level `args` (null or undefined count as missing there). */
+export function validateArgs(schema: Record<string, Validator>, args: unknown): string[] {
+  if (typeOf(args) !== "object") return ["args must be an object"];
+  const a = args as Record<string, unknown>;
+  const problems: string[] = [];
+  for (const [k, s] of Object.entries(schema)) {
+    if (a[k] === undefined || a[k] === null) {
+      if (!s.optional) problems.push(`Missing required field "${k}" (type: ${s.type})`);
+      continue;
+    }
+    const p = check(s, a[k], k);
+    if (p) problems.push(p);
+  }
+  return problems;
+}
+
+export interface Auth {
+  userId: string | null;
+  isAdmin: boolean;
+  isGuest: boolean;
+  roles: string[];
+  tenantId: string | null;
+}
+
+export type Row = Record<string, any> & { id: string };
+
+export interface DbReader {
+  get(entity: string, id: string): Promise<Row | null>;
+  list(entity: string): Promise<Row[]>;
+  query(entity: string, filter?: Record<string, unknown>): Promise<Row[]>;
+  lookup(entity: string, field: string, value: unknown): Promise<Row | null>;
+  paginate(entity: string, opts?: { cursor?: string | null; numItems?: number }): Promise<{ page: Row[]; nextCursor: string | null; isDone: boolean }>;
+}
+
+export interface DbWriter extends DbReader {
+  insert(entity: string, data: Record<string, unknown>): Promise<string>;
+  update(entity: string, id: string, data: Record<string, unknown>): Promise<boolean>;
+  delete(entity: string, id: string): Promise<boolean>;
+  /** Sets `relation`'s foreign key on the row (false when the row does not exist). */
+  link(entity: string, id: string, relation: string, targetId: string): Promise<boolean>;
+  /** Clears `relation`'s foreign key on the row. */
+  unlink(entity: string, id: string, relation: string): Promise<boolean>;
+}
+
+export interface Stream {
+  write(data: string): void;
+  writeEvent(event: string, data: string): void;
+}
+
+export interface QueryCtx { db: DbReader; auth: Auth; env: Record<string, string | undefined> }
+/** Durable scheduled calls: stored by the host (in a mutation, inside its transaction). */
+export interface Scheduler {
+  runAfter(ms: number, fn: string, args?: Record<string, unknown>): Promise<string>;
+  runAt(at: number | Date, fn: string, args?: Record<string, unknown>): Promise<string>;
+  /** True when the call had not run yet and now never will. */
+  cancel(id: string): Promise<boolean>;
+}
+
+export interface MutationCtx {
+  db: DbWriter;
+  auth: Auth;
+  env: Record<string, string | undefined>;
+  stream: Stream;
+  scheduler: Scheduler;
+  error(code: string, message: string): never;
+}
+export interface ActionCtx extends MutationCtx {
+  /** Runs a query / mutation / action as the same user (admin rights dropped); a mutation in its own transaction. */
+  runQuery(name: string, args?: Record<string, unknown>): Promise<any>;
+  runMutation(name: string, args?: Record<string, unknown>): Promise<any>;
+  runAction(name: string, args?: Record<string, unknown>): Promise<any>;
+}
+
+type Handler<C> = (ctx: C, args: any) => unknown;
+type Def<C> = { args?: Record<string, Validator>; handler: Handler<C>; privileged?: boolean } | Handler<C>;
+
+export interface FunctionDefinition {
+  type: "query" | "mutation" | "action";
+  args?: Record<string, Validator>;
+  handler: Handler<any>;
+  /** Explicit: this function's ctx.db calls bypass the manifest's policies. */
+  privileged?: boolean;
+}
+
+function define(type: FunctionDefinition["type"], def: Def<any>): FunctionDefinition {
+  return typeof def === "function" ? { type, handler: def } : { type, ...def };
+}
+
+export const query = (def: Def<QueryCtx>) => define("query", def);
+export const mutation = (def: Def<MutationCtx>) => define("mutation", def);
+export const action = (def: Def<ActionCtx>) => define("action", def);
+
+/** An error with a stable code: thrown by ctx.error, returned to the caller as-is. */
+export class FunctionError extends Error {
+  code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.code = code;
+  }
+}

@@ -1,0 +1,455 @@
+import Foundation
+import Logging
+import PylonPluginABI
+
+/// Runs server functions through the plugin serving `pylon.functions/1`, and answers
+/// their `ctx.db` operations itself (DESIGN.md §4): a mutation's operations all run inside
+/// one write transaction on the writer thread (committed when the function returns,
+/// rolled back when it throws; change events are published after commit, like every other
+/// write), a query's on read connections, an action's one by one, each write its own
+/// transaction. The caller's policies apply to every operation unless the function is
+/// declared `privileged` in its definition.
+final class FunctionService: @unchecked Sendable {
+    let table: UnsafePointer<pylon_fn_v1>
+    let instance: OpaquePointer
+    let data: DataService
+    let store: StoreThreads
+    let logger: Logger
+    private let hostTable: UnsafeMutablePointer<pylon_fn_host_v1>
+    private let callIDs = CallCounter()
+
+    /// Longest a mutation may hold the write transaction waiting for its function; the
+    /// plugin's own call timeout (PYLON_FN_CALL_TIMEOUT) normally ends it much sooner.
+    static let mutationHoldLimit: TimeInterval = 600
+
+    init(served: ServedCapability, data: DataService, store: StoreThreads, logger: Logger) throws(HostError) {
+        table = served.table.assumingMemoryBound(to: pylon_fn_v1.self)
+        instance = served.instance
+        self.data = data
+        self.store = store
+        self.logger = logger
+        guard Int(table.pointee.struct_size) >= MemoryLayout<pylon_fn_v1>.size else {
+            throw HostError(status: 500, code: "PLUGIN_INTERFACE_TOO_SMALL",
+                            message: "plugin \(served.plugin.id) returned a pylon.functions/1 table of \(table.pointee.struct_size) bytes, expected \(MemoryLayout<pylon_fn_v1>.size); rebuild it against this host's header")
+        }
+        hostTable = .allocate(capacity: 1)
+        hostTable.initialize(to: pylon_fn_host_v1())
+        hostTable.pointee.struct_size = UInt32(MemoryLayout<pylon_fn_host_v1>.size)
+        hostTable.pointee.db_call = fnHostDBCall
+        hostTable.pointee.stream = fnHostStream
+        hostTable.pointee.complete = fnHostComplete
+        hostTable.pointee.run_fn = fnHostRunFn
+        hostTable.pointee.host_ctx = Unmanaged.passUnretained(self).toOpaque()
+        var err = pylon_error()
+        err.struct_size = UInt32(MemoryLayout<pylon_error>.size)
+        let status = table.pointee.bind_host(instance, hostTable, &err)
+        if status != PYLON_OK {
+            throw HostError(status: 500, code: "PLUGIN_CREATE_FAILED", message: "plugin \(served.plugin.id): bind_host failed: \(Self.message(err))")
+        }
+    }
+
+    static func message(_ err: pylon_error) -> String {
+        var e = err
+        return withUnsafeBytes(of: &e.message) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+    }
+
+    static func code(_ err: pylon_error) -> String {
+        var e = err
+        return withUnsafeBytes(of: &e.code) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+    }
+
+    /// The plugin's failure as the wire error: HTTP status by ABI status and code.
+    static func hostError(_ status: pylon_status, _ code: String, _ message: String) -> HostError {
+        let http: Int
+        switch (status, code) {
+        case (_, "POLICY_DENIED"): http = 403
+        case (_, "FN_NOT_FOUND"), (PYLON_ERR_NOT_FOUND, _): http = code == "FN_NOT_FOUND" || code.isEmpty ? 404 : 400
+        case (PYLON_ERR_UNSUPPORTED, _): http = 501
+        case (_, "FUNCTION_TIMEOUT"): http = 504
+        case (PYLON_ERR_CONNECTION, _), (_, "WORKER_CRASHED"), (_, "FUNCTIONS_STARTING"): http = 503
+        default: http = 400
+        }
+        return HostError(status: http, code: code.isEmpty ? "FUNCTION_ERROR" : code, message: message)
+    }
+
+    /// Kind and flags of `name`, or the wire error (404 FN_NOT_FOUND, 501 without Bun).
+    func describe(_ name: String) throws -> pylon_fn_info {
+        var err = pylon_error()
+        err.struct_size = UInt32(MemoryLayout<pylon_error>.size)
+        var info = pylon_fn_info()
+        info.struct_size = UInt32(MemoryLayout<pylon_fn_info>.size)
+        let st = Array(name.utf8).withUnsafeBufferPointer { b in
+            b.withMemoryRebound(to: CChar.self) { table.pointee.describe(instance, $0.baseAddress, $0.count, &info, &err) }
+        }
+        if st != PYLON_OK { throw Self.hostError(st, Self.code(err), Self.message(err)) }
+        return info
+    }
+
+    static func kindName(_ kind: Int32) -> String {
+        switch kind {
+        case PYLON_FN_QUERY: "query"
+        case PYLON_FN_MUTATION: "mutation"
+        default: "action"
+        }
+    }
+
+    /// `GET /api/fn`: the functions with kind and argument schema (raw JSON array).
+    func list() -> [UInt8] {
+        let box = ByteBox()
+        let ctx = Unmanaged.passUnretained(box).toOpaque()
+        table.pointee.list(instance, { ctx, json, len in
+            let box = Unmanaged<ByteBox>.fromOpaque(ctx!).takeUnretainedValue()
+            if let json { box.bytes = Array(UnsafeRawBufferPointer(start: json, count: len)) }
+        }, ctx)
+        return box.bytes.isEmpty ? Array("[]".utf8) : box.bytes
+    }
+
+    /// Runs `name` for `auth`; the function's return value as JSON text. `expecting` (a
+    /// nested call's declared kind) must match the function's.
+    /// `stream` receives `ctx.stream` chunks (event name, data) in order, all before the
+    /// call returns; without it they are dropped (Pylon's JSON path does the same).
+    func call(_ name: String, args: JSONValue, auth: AuthContext, expecting: Int32? = nil,
+              stream: (@Sendable (String, String) -> Void)? = nil) async throws -> [UInt8] {
+        let info = try describe(name)
+        let nameBytes = Array(name.utf8)
+        if let expecting, expecting != info.kind {
+            throw HostError.badRequest("FN_TYPE_MISMATCH", "\"\(name)\" is a \(Self.kindName(info.kind)), not a \(Self.kindName(expecting))")
+        }
+        let privileged = info.flags & PYLON_FN_FLAG_PRIVILEGED != 0
+        let fc = FnCall(service: self, kind: info.kind, auth: auth, policyAuth: privileged ? .admin : auth)
+        fc.onStream = stream
+        let argBytes = JSONWriter.encode(args)
+        let authBytes = JSONWriter.encode(auth.functionJSON)
+        let id = callIDs.next()
+        return try await withCheckedThrowingContinuation { (cont: CheckedContinuation<[UInt8], Error>) in
+            fc.continuation = cont
+            let ctx = Unmanaged.passRetained(fc).toOpaque()
+            var e = pylon_error()
+            e.struct_size = UInt32(MemoryLayout<pylon_error>.size)
+            let status = nameBytes.withUnsafeBufferPointer { n in
+                argBytes.withUnsafeBufferPointer { a in
+                    authBytes.withUnsafeBufferPointer { u in
+                        var c = pylon_fn_call()
+                        c.struct_size = UInt32(MemoryLayout<pylon_fn_call>.size)
+                        c.kind = info.kind
+                        c.call_id = id
+                        c.name = pylon_str(ptr: UnsafeRawPointer(n.baseAddress)?.assumingMemoryBound(to: CChar.self), len: n.count)
+                        c.args_json = pylon_str(ptr: UnsafeRawPointer(a.baseAddress)?.assumingMemoryBound(to: CChar.self), len: a.count)
+                        c.auth_json = pylon_str(ptr: UnsafeRawPointer(u.baseAddress)?.assumingMemoryBound(to: CChar.self), len: u.count)
+                        c.call_ctx = ctx
+                        return table.pointee.start_call(instance, &c, &e)
+                    }
+                }
+            }
+            if status != PYLON_OK {
+                Unmanaged<FnCall>.fromOpaque(ctx).release()
+                cont.resume(throwing: Self.hostError(status, Self.code(e), Self.message(e)))
+            }
+        }
+    }
+}
+
+private final class ByteBox: @unchecked Sendable { var bytes: [UInt8] = [] }
+
+private final class CallCounter: @unchecked Sendable {
+    private var n: UInt64 = 0
+    private let lock = NSLock()
+    func next() -> UInt64 { lock.withLock { n += 1; return n } }
+}
+
+extension AuthContext {
+    /// The caller as a function sees it (`ctx.auth`), snake_case as in Pylon's frames.
+    var functionJSON: JSONValue {
+        .object([
+            ("user_id", userID.map { .string($0) } ?? .null), ("is_admin", .bool(isAdmin)), ("is_guest", .bool(isGuest)),
+            ("roles", .array(roles.map { .string($0) })), ("tenant_id", tenantID.map { .string($0) } ?? .null),
+        ])
+    }
+}
+
+/// One running call: the host's `call_ctx`. Retained from `start_call` until `complete`.
+final class FnCall: @unchecked Sendable {
+    let service: FunctionService
+    let kind: Int32
+    /// The caller (`ctx.auth`).
+    let auth: AuthContext
+    /// Whose policies `ctx.db` obeys: the caller's, or admin's for a privileged function.
+    let policyAuth: AuthContext
+    var continuation: CheckedContinuation<[UInt8], Error>?
+    /// Set before the call starts; called from the plugin's threads, one chunk at a time.
+    var onStream: (@Sendable (String, String) -> Void)?
+    private let lock = NSLock()
+    private var session: MutationSession?
+
+    init(service: FunctionService, kind: Int32, auth: AuthContext, policyAuth: AuthContext) {
+        self.service = service
+        self.kind = kind
+        self.auth = auth
+        self.policyAuth = policyAuth
+    }
+
+    /// `ctx.runQuery` / `ctx.runMutation` from an action: a new top-level call as the same
+    /// user without admin rights (Pylon's rule for nested calls).
+    func runNested(_ name: String, kind expected: Int32, args: JSONValue, _ reply: DBReplyBox) {
+        guard kind == PYLON_FN_ACTION else {
+            reply.fail(HostError.badRequest("NESTED_CALL_NOT_ALLOWED", "only actions may call other functions (ctx.runQuery / ctx.runMutation)"))
+            return
+        }
+        var nested = auth
+        nested.isAdmin = false
+        nested.roles.removeAll { $0 == "admin" }
+        let service = service
+        Task {
+            do {
+                reply.succeed(raw: try await service.call(name, args: args, auth: nested, expecting: expected))
+            } catch {
+                reply.fail(DataService.hostError(error))
+            }
+        }
+    }
+
+    func db(_ op: FnOp, _ reply: DBReplyBox) {
+        if kind == PYLON_FN_MUTATION {
+            var started: MutationSession?
+            let s: MutationSession = lock.withLock {
+                if let s = session { return s }
+                let s = MutationSession(ops: FnOps(data: service.data, auth: policyAuth))
+                session = s
+                started = s
+                return s
+            }
+            s.post(.op(op, reply))
+            if let started { begin(started) }
+            return
+        }
+        let ops = FnOps(data: service.data, auth: policyAuth)
+        let readOnly = kind == PYLON_FN_QUERY
+        Task {
+            do {
+                reply.succeed(try await ops.run(op, readOnly: readOnly))
+            } catch {
+                reply.fail(DataService.hostError(error))
+            }
+        }
+    }
+
+    /// The mutation's write transaction: holds the writer until the function finishes.
+    private func begin(_ s: MutationSession) {
+        let store = service.store
+        let cont = continuation
+        continuation = nil
+        Task {
+            do {
+                let result = try await store.write { tx in try s.run(tx) }
+                cont?.resume(returning: result)
+            } catch {
+                s.abandon()
+                cont?.resume(throwing: error)
+            }
+        }
+    }
+
+    func complete(_ result: Result<[UInt8], HostError>) {
+        if let s = lock.withLock({ session }) {
+            s.post(.finish(result))
+            return
+        }
+        let cont = continuation
+        continuation = nil
+        switch result {
+        case let .success(bytes): cont?.resume(returning: bytes)
+        case let .failure(e): cont?.resume(throwing: e)
+        }
+    }
+}
+
+/// A mutation's operations, run one by one on the writer thread inside its transaction.
+final class MutationSession: @unchecked Sendable {
+    enum Item {
+        case op(FnOp, DBReplyBox)
+        case finish(Result<[UInt8], HostError>)
+    }
+
+    private let cond = NSCondition()
+    private var items: [Item] = []
+    private var over = false
+    let ops: FnOps
+
+    init(ops: FnOps) { self.ops = ops }
+
+    func post(_ item: Item) {
+        cond.lock()
+        if over {
+            cond.unlock()
+            if case let .op(_, reply) = item {
+                reply.fail(HostError(status: 409, code: "CALL_FINISHED", message: "the mutation's transaction has already ended"))
+            }
+            return
+        }
+        items.append(item)
+        cond.signal()
+        cond.unlock()
+    }
+
+    /// The transaction ended without running (or finishing) the function: answer what waits.
+    func abandon() {
+        cond.lock()
+        over = true
+        let left = items
+        items.removeAll()
+        cond.unlock()
+        for case let .op(_, reply) in left {
+            reply.fail(HostError(status: 409, code: "CALL_FINISHED", message: "the mutation's transaction has already ended"))
+        }
+    }
+
+    /// Runs inside `store.write`: each operation in a savepoint (a failed one is undone
+    /// alone and reported to the function, which may catch it); the function's return
+    /// commits, its error rolls everything back.
+    func run(_ tx: WriteTransaction) throws -> [UInt8] {
+        let deadline = Date().addingTimeInterval(FunctionService.mutationHoldLimit)
+        while true {
+            cond.lock()
+            while items.isEmpty {
+                if !cond.wait(until: deadline) && items.isEmpty {
+                    over = true
+                    cond.unlock()
+                    throw HostError(status: 504, code: "FUNCTION_TIMEOUT", message: "the mutation held its transaction for \(Int(FunctionService.mutationHoldLimit)) s without finishing; rolled back")
+                }
+            }
+            let item = items.removeFirst()
+            if case .finish = item { over = true }
+            cond.unlock()
+            switch item {
+            case let .finish(.success(bytes)): return bytes
+            case let .finish(.failure(e)): throw e
+            case let .op(op, reply):
+                let mark = tx.events.count
+                do {
+                    try tx.connection.execute("SAVEPOINT pylon_fn_op", wantRows: false)
+                } catch {
+                    reply.fail(DataService.hostError(error))
+                    continue
+                }
+                do {
+                    let r = try ops.run(op, in: tx)
+                    try tx.connection.execute("RELEASE pylon_fn_op", wantRows: false)
+                    reply.succeed(r)
+                } catch {
+                    _ = try? tx.connection.execute("ROLLBACK TO pylon_fn_op", wantRows: false)
+                    _ = try? tx.connection.execute("RELEASE pylon_fn_op", wantRows: false)
+                    if tx.events.count > mark { tx.events.removeSubrange(mark...) }
+                    reply.fail(DataService.hostError(error))
+                }
+            }
+        }
+    }
+}
+
+/// The reply to one `db_call`: calls the plugin's `done` exactly once.
+final class DBReplyBox: @unchecked Sendable {
+    let done: pylon_fn_db_done_fn
+    let ctx: UnsafeMutableRawPointer?
+
+    init(done: pylon_fn_db_done_fn, ctx: UnsafeMutableRawPointer?) {
+        self.done = done
+        self.ctx = ctx
+    }
+
+    func succeed(_ value: JSONValue) {
+        succeed(raw: JSONWriter.encode(value))
+    }
+
+    func succeed(raw bytes: [UInt8]) {
+        bytes.withUnsafeBufferPointer { b in
+            b.withMemoryRebound(to: CChar.self) { done(ctx, PYLON_OK, $0.baseAddress, $0.count, nil) }
+        }
+    }
+
+    func fail(_ e: HostError) {
+        var err = pylon_error()
+        err.struct_size = UInt32(MemoryLayout<pylon_error>.size)
+        let status: pylon_status = e.status == 404 ? PYLON_ERR_NOT_FOUND : e.status == 409 ? PYLON_ERR_CONSTRAINT : PYLON_ERR_GENERIC
+        err.status = status
+        withUnsafeMutableBytes(of: &err.code) { copyC(e.code, $0) }
+        withUnsafeMutableBytes(of: &err.message) { copyC(e.message, $0) }
+        done(ctx, status, nil, 0, &err)
+    }
+}
+
+private func copyC(_ s: String, _ buf: UnsafeMutableRawBufferPointer) {
+    let bytes = Array(s.utf8.prefix(buf.count - 1))
+    buf.copyBytes(from: bytes)
+    buf[bytes.count] = 0
+}
+
+private func fnHostDBCall(_ hostCtx: UnsafeMutableRawPointer?, _ callCtx: UnsafeMutableRawPointer?, _ json: UnsafePointer<CChar>?,
+                          _ len: Int, _ done: pylon_fn_db_done_fn?, _ doneCtx: UnsafeMutableRawPointer?) {
+    guard let done else { return }
+    let reply = DBReplyBox(done: done, ctx: doneCtx)
+    guard let callCtx, let json else {
+        reply.fail(HostError.badRequest("INVALID_OP", "db_call without a call or an operation"))
+        return
+    }
+    let call = Unmanaged<FnCall>.fromOpaque(callCtx).takeUnretainedValue()
+    let op: FnOp
+    do {
+        op = try FnOp.parse(Array(UnsafeRawBufferPointer(start: json, count: len)))
+    } catch {
+        reply.fail(DataService.hostError(error))
+        return
+    }
+    call.db(op, reply)
+}
+
+private func fnHostComplete(_ hostCtx: UnsafeMutableRawPointer?, _ callCtx: UnsafeMutableRawPointer?, _ status: pylon_status,
+                            _ json: UnsafePointer<CChar>?, _ len: Int, _ err: UnsafePointer<pylon_error>?) {
+    guard let callCtx else { return }
+    let call = Unmanaged<FnCall>.fromOpaque(callCtx).takeRetainedValue()
+    if status == PYLON_OK {
+        let bytes = json.map { Array(UnsafeRawBufferPointer(start: $0, count: len)) } ?? Array("null".utf8)
+        // The plugin hands over the function's value; never trust it to be JSON.
+        if (try? JSONParser.parse(bytes)) == nil {
+            call.complete(.failure(HostError(status: 502, code: "INVALID_RESULT", message: "the function runtime returned a result that is not JSON")))
+        } else {
+            call.complete(.success(bytes))
+        }
+    } else {
+        let e = err?.pointee ?? pylon_error()
+        call.complete(.failure(FunctionService.hostError(status, FunctionService.code(e), FunctionService.message(e))))
+    }
+}
+
+private func fnHostRunFn(_ hostCtx: UnsafeMutableRawPointer?, _ callCtx: UnsafeMutableRawPointer?, _ name: UnsafePointer<CChar>?,
+                         _ nameLen: Int, _ kind: Int32, _ args: UnsafePointer<CChar>?, _ argsLen: Int,
+                         _ done: pylon_fn_db_done_fn?, _ doneCtx: UnsafeMutableRawPointer?) {
+    guard let done else { return }
+    let reply = DBReplyBox(done: done, ctx: doneCtx)
+    guard let callCtx, let name, nameLen > 0 else {
+        reply.fail(HostError.badRequest("INVALID_OP", "run_fn without a call or a function name"))
+        return
+    }
+    let call = Unmanaged<FnCall>.fromOpaque(callCtx).takeUnretainedValue()
+    let fn = String(decoding: UnsafeRawBufferPointer(start: name, count: nameLen), as: UTF8.self)
+    var value: JSONValue = .object([])
+    if let args, argsLen > 0 {
+        do {
+            value = try JSONParser.parse(Array(UnsafeRawBufferPointer(start: args, count: argsLen)))
+        } catch {
+            reply.fail(HostError.badRequest("INVALID_ARGS", "the arguments are not JSON: \(error)"))
+            return
+        }
+    }
+    call.runNested(fn, kind: kind, args: value, reply)
+}
+
+private func fnHostStream(_ hostCtx: UnsafeMutableRawPointer?, _ callCtx: UnsafeMutableRawPointer?, _ event: UnsafePointer<CChar>?,
+                          _ eventLen: Int, _ data: UnsafePointer<CChar>?, _ dataLen: Int) {
+    guard let callCtx else { return }
+    let call = Unmanaged<FnCall>.fromOpaque(callCtx).takeUnretainedValue()
+    guard let sink = call.onStream else { return }
+    let text = { (p: UnsafePointer<CChar>?, n: Int) in
+        p.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: n), as: UTF8.self) } ?? ""
+    }
+    sink(text(event, eventLen), text(data, dataLen))
+}
