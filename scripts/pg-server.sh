@@ -46,10 +46,15 @@ stop)
   ;;
 kill)
   if [ -f "$dir/data/postmaster.pid" ]; then
-    kill -9 "$(head -1 "$dir/data/postmaster.pid")" 2>/dev/null || true
-    # Backends notice the dead postmaster and exit on their own; wait for the port to free.
-    for _ in $(seq 1 100); do pgrep -u "$user" -f "$dir/data" >/dev/null || break; sleep 0.1; done
-    pkill -9 -u "$user" -f "$dir/data" 2>/dev/null || true
+    pid=$(head -1 "$dir/data/postmaster.pid")
+    # Every server process at once, as a machine crash would: children first, then the
+    # postmaster, then wait until none is left holding the shared memory.
+    pkill -9 -P "$pid" 2>/dev/null || true
+    kill -9 "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do
+      pgrep -P "$pid" >/dev/null 2>&1 || kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
   fi
   ;;
 *) echo "usage: $0 start DIR PORT [fast] | stop DIR | kill DIR" >&2; exit 2 ;;

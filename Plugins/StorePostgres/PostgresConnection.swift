@@ -19,6 +19,8 @@ final class PostgresConnection {
     private var prepared: [String: String] = [:]
     private var nextName = 0
     private(set) var inTransaction = false
+    /// Channels this session LISTENs on (forgotten with a lost session).
+    private var listening: Set<String> = []
 
     private init(pg: OpaquePointer, config: PostgresConfig, writable: Bool) {
         self.pg = pg
@@ -74,6 +76,7 @@ final class PostgresConnection {
         if let pg { PQfinish(pg) }
         pg = nil
         prepared.removeAll()
+        listening.removeAll()
         switch Self.connect(config) {
         case let .failure(f): return f
         case let .success(c):
@@ -209,6 +212,44 @@ final class PostgresConnection {
         if d.isNaN { return "NaN" }
         if d.isInfinite { return d > 0 ? "Infinity" : "-Infinity" }
         return "\(d)"
+    }
+
+    /// `wait_notify`: LISTEN on first use, then wait on the session's socket for a
+    /// notification (several collapse into one) until `timeoutMs`. `.success(true)` when
+    /// notified, `.success(false)` on timeout.
+    func waitNotify(channel: String, timeoutMs: Int32) -> Result<Bool, StoreFailure> {
+        if let f = ensureConnected() { return .failure(f) }
+        if !listening.contains(channel) {
+            let r = PQexec(pg, "LISTEN \"" + channel.replacingOccurrences(of: "\"", with: "\"\"") + "\"")
+            defer { PQclear(r) }
+            guard PQresultStatus(r) == PGRES_COMMAND_OK else { return .failure(failure(r)) }
+            listening.insert(channel)
+        }
+        let deadline = monotonicMillis() + Int64(max(timeoutMs, 0))
+        while true {
+            guard PQconsumeInput(pg) == 1 else {
+                return .failure(lostFailure(nil) ?? StoreFailure(PYLON_ERR_CONNECTION, "CONNECTION_LOST", Self.errorText(pg)))
+            }
+            var notified = false
+            while let n = PQnotifies(pg) {
+                notified = true
+                PQfreemem(n)
+            }
+            if notified { return .success(true) }
+            let left = deadline - monotonicMillis()
+            if left <= 0 { return .success(false) }
+            var fds = pollfd(fd: PQsocket(pg), events: Int16(POLLIN), revents: 0)
+            let rc = poll(&fds, 1, Int32(min(left, Int64(Int32.max))))
+            if rc < 0 && errno != EINTR {
+                return .failure(StoreFailure(PYLON_ERR_IO, "IO_ERROR", "poll on the PostgreSQL socket failed: errno \(errno)"))
+            }
+        }
+    }
+
+    private func monotonicMillis() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
     }
 
     /// BEGIN / COMMIT / ROLLBACK. A COMMIT the server turned into a ROLLBACK (the

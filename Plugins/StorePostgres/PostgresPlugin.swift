@@ -85,6 +85,7 @@ nonisolated(unsafe) private let storeTable: UnsafeMutablePointer<pylon_store_v1>
     t.pointee.close = pgClose
     t.pointee.execute = pgExecute
     t.pointee.transaction = pgTransaction
+    t.pointee.wait_notify = pgWaitNotify
     return t
 }()
 
@@ -180,4 +181,20 @@ private func pgTransaction(
         return
     }
     completeStoreCall(done, ctx, Handle.borrow(connPtr, as: PostgresConnection.self).transaction(op))
+}
+
+private func pgWaitNotify(
+    _ connPtr: OpaquePointer?, _ channel: UnsafePointer<CChar>?, _ timeoutMs: Int32, _ err: UnsafeMutablePointer<pylon_error>?
+) -> pylon_status {
+    guard let connPtr, let channel else {
+        fillError(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "wait_notify called without connection or channel")
+        return PYLON_ERR_INVALID_ARGUMENT
+    }
+    switch Handle.borrow(connPtr, as: PostgresConnection.self).waitNotify(channel: String(cString: channel), timeoutMs: timeoutMs) {
+    case .success(true): return PYLON_OK
+    case .success(false): return PYLON_ERR_BUSY
+    case let .failure(f):
+        fillError(err, f.status, f.code, f.message)
+        return f.status
+    }
 }

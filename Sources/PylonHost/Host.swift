@@ -99,7 +99,7 @@ public final class Host: Sendable {
             }
             t.start()
             tailer = t
-            logger.info("realtime: fed from the shared change log (poll every \(config.changePollMs) ms, woken by local commits)")
+            logger.info("realtime: fed from the shared change log (other hosts may write this store)")
         } else {
             store.onCommit = { events in
                 metrics.add("changes_committed_total", Int64(events.count))

@@ -431,6 +431,7 @@ static const pylon_store_v1 exec_store_table = {
     exec_close,
     exec_execute,
     exec_transaction,
+    NULL, /* wait_notify (ABI 1.1, optional): no database notifications */
     exec_describe,
 };
 

@@ -33,6 +33,8 @@ public struct PostgresDialect: SQLDialect {
     }
 
     public var writeLockSQL: String? { "SELECT pg_advisory_xact_lock(\(Self.writeLockKey))" }
+    /// Wakes every host's change tailer (which LISTENs on the channel) when the commit lands.
+    public var notifyChangesSQL: String? { "NOTIFY \(ChangeTailer.channel)" }
 
     public var bootstrap: [String] {
         [

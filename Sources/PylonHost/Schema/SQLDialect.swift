@@ -24,6 +24,9 @@ public protocol SQLDialect: Sendable {
     /// several hosts write at once (Postgres) serialize writers with it, so change-log
     /// seqs commit in order (see `PostgresDialect`).
     var writeLockSQL: String? { get }
+    /// A statement a write transaction that appended to the change log runs before
+    /// COMMIT, signalling other hosts (delivered at commit), or nil.
+    var notifyChangesSQL: String? { get }
     /// DDL for the host's own tables (change log, meta, sessions, push ops).
     var bootstrap: [String] { get }
     /// `INSERT` of one change-log entry returning its `seq`. Parameters in order:
@@ -103,6 +106,7 @@ public struct SQLiteDialect: SQLDialect {
 
     /// One SQLite file has one writer: `BEGIN IMMEDIATE` already serializes.
     public var writeLockSQL: String? { nil }
+    public var notifyChangesSQL: String? { nil }
 
     public var bootstrap: [String] {
         [

@@ -242,6 +242,43 @@ public final class StoreConnection: @unchecked Sendable {
     public func rollback() throws(StoreError) { try transaction(PYLON_TX_ROLLBACK) }
 
     func close() { table.pointee.close(handle) }
+
+    /// The smallest `pylon_store_v1` the host accepts: the ABI 1.0 table, up to `transaction`.
+    static let minimumTableSize = MemoryLayout<pylon_store_v1>.offset(of: \pylon_store_v1.transaction)!
+        + MemoryLayout<UnsafeRawPointer>.size
+
+    /// Whether the plugin's table (of its own `struct_size`) has the slot at `offset`.
+    static func tableHasSlot(_ table: UnsafePointer<pylon_store_v1>, at offset: Int) -> Bool {
+        Int(table.pointee.struct_size) >= offset + MemoryLayout<UnsafeRawPointer>.size
+    }
+
+    /// Whether this store can wait for database signals (`wait_notify`, ABI 1.1).
+    var canWaitForNotify: Bool {
+        Self.tableHasSlot(table, at: MemoryLayout<pylon_store_v1>.offset(of: \pylon_store_v1.wait_notify)!)
+            && table.pointee.wait_notify != nil
+    }
+
+    /// Outcome of `waitForNotify`.
+    enum NotifyWait { case signalled, timedOut }
+
+    /// Blocks until the database signals `channel` or `timeoutMs` passes (see
+    /// `pylon_store_v1.wait_notify`). Only call when `canWaitForNotify`.
+    func waitForNotify(_ channel: String, timeoutMs: Int32) throws(StoreError) -> NotifyWait {
+        guard canWaitForNotify, let wait = table.pointee.wait_notify else {
+            throw StoreError(status: PYLON_ERR_UNSUPPORTED, code: "UNSUPPORTED", message: "the store cannot wait for notifications")
+        }
+        var err = pylon_error()
+        err.struct_size = UInt32(MemoryLayout<pylon_error>.size)
+        let status = wait(handle, channel, timeoutMs, &err)
+        switch status {
+        case PYLON_OK: return .signalled
+        case PYLON_ERR_BUSY: return .timedOut
+        default:
+            let code = withUnsafeBytes(of: &err.code) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            let message = withUnsafeBytes(of: &err.message) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            throw StoreError(status: status, code: code.isEmpty ? "NOTIFY_FAILED" : code, message: message)
+        }
+    }
 }
 
 extension Array where Element == SQLValue {

@@ -128,6 +128,7 @@ final class StoreThreads: @unchecked Sendable {
             }
         }
         do {
+            if !events.isEmpty, let notify = dialect.notifyChangesSQL { try conn.execute(notify, wantRows: false) }
             try conn.commit()
         } catch {
             try? conn.rollback()

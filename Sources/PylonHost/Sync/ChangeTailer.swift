@@ -11,8 +11,11 @@ import Logging
 /// that commits later. Every host's hub, local writes included, is fed only from here,
 /// so all subscribers see one order.
 ///
-/// Wake-ups: a local commit wakes the tailer at once; entries from other hosts are found
-/// by polling every `pollInterval` (PYLON_CHANGE_POLL_MS).
+/// Wake-ups: when the store can wait for database signals (`wait_notify`: Postgres
+/// LISTEN/NOTIFY), every host's write transaction signals `channel` at commit and the
+/// tailer blocks on it, polling only as a safety net every `notifyFallback`. Otherwise, or
+/// while waiting fails, it polls every `pollInterval` (PYLON_CHANGE_POLL_MS), and a local
+/// commit wakes it at once.
 ///
 /// Threads: one dedicated thread owning one read connection; `wake` and `stop` from any
 /// thread. A failing read (database restarting) is logged and retried with backoff; the
@@ -32,6 +35,10 @@ final class ChangeTailer: @unchecked Sendable {
 
     /// Entries read per query.
     static let batch = 1000
+    /// The signal channel (Postgres NOTIFY/LISTEN) of change-log commits.
+    static let channel = "pylon_changes"
+    /// With signals, the longest wait before reading the log anyway.
+    static let notifyFallback: Int32 = 1000
 
     init(connection: StoreConnection, dialect: SQLDialect, from seq: Int64, pollInterval: TimeInterval,
          logger: Logger, publish: @escaping @Sendable ([ChangeEvent]) -> Void) {
@@ -68,9 +75,20 @@ final class ChangeTailer: @unchecked Sendable {
 
     private func loop() {
         var failures = 0
+        var useSignals = connection.canWaitForNotify
+        if useSignals { logger.info("change tailer: woken by database signals (\(Self.channel)), polling every \(Self.notifyFallback) ms as a fallback") }
         while true {
+            if useSignals && failures == 0 && !isStopped {
+                do {
+                    _ = try connection.waitForNotify(Self.channel, timeoutMs: Self.notifyFallback)
+                } catch {
+                    // Poll instead, and try signals again once reading works.
+                    logger.warning("change tailer: waiting for database signals failed (\(error)); polling")
+                    useSignals = false
+                }
+            }
             condition.lock()
-            if !woken && !stopped {
+            if !woken && !stopped && !(useSignals && failures == 0) {
                 let backoff = failures == 0 ? pollInterval : min(2.0, pollInterval * Double(1 << min(failures, 6)))
                 _ = condition.wait(until: Date().addingTimeInterval(backoff))
             }
@@ -82,12 +100,19 @@ final class ChangeTailer: @unchecked Sendable {
                 while try readOnce() {}
                 if failures > 0 { logger.info("change tailer: reading the change log again (from seq \(last))") }
                 failures = 0
+                if !useSignals && connection.canWaitForNotify { useSignals = true }
             } catch {
                 if failures == 0 { logger.warning("change tailer: cannot read the change log (\(error)); retrying") }
                 failures += 1
             }
         }
         connection.close()
+    }
+
+    private var isStopped: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return stopped
     }
 
     /// Reads and publishes the next entries; true when there may be more.

@@ -7,9 +7,9 @@
  *   -DFIXTURE_NEWER_MINOR   built "against a newer minor": abi_minor = PYLON_ABI_MINOR + 1,
  *                           a descriptor and a store table each one slot longer. The extra
  *                           slots abort() if anyone calls them: the host must ignore them.
- *   -DFIXTURE_MINOR0        built against ABI 1.0: the store table ends before `describe`
- *                           (struct_size = PYLON_STORE_V1_SIZE_1_0). The describe slot in
- *                           memory aborts if called: the host must probe struct_size first.
+ *   -DFIXTURE_MINOR0        built against ABI 1.0: the store table ends after `transaction`
+ *                           (struct_size = PYLON_STORE_V1_0_SIZE). The 1.1 slots in memory
+ *                           abort if called: the host must probe struct_size first.
  *   -DFIXTURE_MISBEHAVE     SELECTs from certain tables misbehave (see misbehave()).
  *   -DFIXTURE_TABLE_SIZE=N  a store table claiming N bytes (too small: refused).
  *
@@ -43,6 +43,15 @@ static void must_not_be_called(void) {
 }
 
 #ifdef FIXTURE_MINOR0
+static pylon_status wait_notify_must_not_be_called(pylon_store_conn *conn, const char *channel, int32_t timeout_ms,
+                                                   pylon_error *err) {
+    (void)conn;
+    (void)channel;
+    (void)timeout_ms;
+    (void)err;
+    abort();
+}
+
 static size_t describe_must_not_be_called(pylon_instance *instance, char *buf, size_t cap) {
     (void)instance;
     (void)buf;
@@ -136,7 +145,7 @@ typedef struct fixture_store_table {
 #ifdef FIXTURE_NEWER_MINOR
 #define FIXTURE_TABLE_SIZE sizeof(fixture_store_table)
 #elif defined(FIXTURE_MINOR0)
-#define FIXTURE_TABLE_SIZE PYLON_STORE_V1_SIZE_1_0
+#define FIXTURE_TABLE_SIZE PYLON_STORE_V1_0_SIZE
 #else
 #define FIXTURE_TABLE_SIZE sizeof(pylon_store_v1)
 #endif
@@ -157,6 +166,11 @@ static const fixture_store_table fixture_table = {
         exec_execute,
 #endif
         exec_transaction,
+#ifdef FIXTURE_MINOR0
+        wait_notify_must_not_be_called, /* in memory, but past struct_size */
+#else
+        NULL,
+#endif
 #ifdef FIXTURE_NEWER_MINOR
         newer_describe,
 #elif defined(FIXTURE_MINOR0)
