@@ -12,11 +12,20 @@ import PylonPluginKit
 /// The plugin instance behind `pylon_instance *`. Created by `create`, freed by `destroy`.
 final class SQLiteInstance {
     let config: SQLiteConfig
-    let log: HostLog
+    let host: UnsafePointer<pylon_host_v1>
 
     init(config: SQLiteConfig, host: UnsafePointer<pylon_host_v1>) {
         self.config = config
-        self.log = HostLog(host)
+        self.host = host
+    }
+
+    func log(_ level: Int32, _ message: String) {
+        var m = message
+        m.withUTF8 { buf in
+            buf.withMemoryRebound(to: CChar.self) { c in
+                host.pointee.log?(host.pointee.host_ctx, level, c.baseAddress, c.count)
+            }
+        }
     }
 }
 

@@ -431,8 +431,8 @@ static const pylon_store_v1 exec_store_table = {
     exec_close,
     exec_execute,
     exec_transaction,
-    NULL, /* wait_notify (ABI 1.1, optional): no database notifications */
     exec_describe,
+    NULL, /* wait_notify: optional; one SQLite file has one host, which needs no signals */
 };
 
 static const void *exec_get_interface(pylon_instance *instance, const char *capability_id) {

@@ -243,20 +243,9 @@ public final class StoreConnection: @unchecked Sendable {
 
     func close() { table.pointee.close(handle) }
 
-    /// The smallest `pylon_store_v1` the host accepts: the ABI 1.0 table, up to `transaction`.
-    static let minimumTableSize = MemoryLayout<pylon_store_v1>.offset(of: \pylon_store_v1.transaction)!
-        + MemoryLayout<UnsafeRawPointer>.size
-
-    /// Whether the plugin's table (of its own `struct_size`) has the slot at `offset`.
-    static func tableHasSlot(_ table: UnsafePointer<pylon_store_v1>, at offset: Int) -> Bool {
-        Int(table.pointee.struct_size) >= offset + MemoryLayout<UnsafeRawPointer>.size
-    }
-
-    /// Whether this store can wait for database signals (`wait_notify`, ABI 1.1).
-    var canWaitForNotify: Bool {
-        Self.tableHasSlot(table, at: MemoryLayout<pylon_store_v1>.offset(of: \pylon_store_v1.wait_notify)!)
-            && table.pointee.wait_notify != nil
-    }
+    /// Whether this store can wait for database signals (`wait_notify`, ABI 1.1). The
+    /// table is the host's normalized copy (`StoreTable`), so an older plugin reads NULL.
+    var canWaitForNotify: Bool { table.pointee.wait_notify != nil }
 
     /// Outcome of `waitForNotify`.
     enum NotifyWait { case signalled, timedOut }

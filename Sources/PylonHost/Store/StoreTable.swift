@@ -7,10 +7,12 @@ import PylonPluginABI
 /// layout, so a slot added in a later minor reads as NULL for an older plugin (and the host
 /// falls back), and slots of a newer minor that the host does not know are never read.
 enum StoreTable {
+    /// The ABI 1.0 layout: everything before the first 1.1 slot (`describe`).
+    static let minimumSize: Int = MemoryLayout<pylon_store_v1>.offset(of: \pylon_store_v1.describe)!
+
     /// A host-owned copy of the plugin's table (`struct_size` bytes of it, the rest zero).
     /// Lives for the whole process, like the plugin's table. The caller has checked
-    /// `struct_size >= StoreConnection.minimumTableSize`. The copy keeps the plugin's
-    /// `struct_size`, so `StoreConnection.tableHasSlot` still answers for the plugin.
+    /// `struct_size >= minimumSize`.
     static func normalized(_ raw: UnsafeRawPointer) -> UnsafePointer<pylon_store_v1> {
         let size = Int(raw.load(as: UInt32.self))
         let copy = UnsafeMutablePointer<pylon_store_v1>.allocate(capacity: 1)
@@ -22,8 +24,7 @@ enum StoreTable {
     /// The store's own one-line description of where its data lives (ABI 1.1 `describe`),
     /// or nil when the plugin predates the slot or leaves it NULL.
     static func describe(_ table: UnsafePointer<pylon_store_v1>, _ instance: OpaquePointer) -> String? {
-        guard StoreConnection.tableHasSlot(table, at: MemoryLayout<pylon_store_v1>.offset(of: \pylon_store_v1.describe)!),
-              let fn = table.pointee.describe else { return nil }
+        guard let fn = table.pointee.describe else { return nil }
         var buf = [CChar](repeating: 0, count: 512)
         let n = buf.withUnsafeMutableBufferPointer { fn(instance, $0.baseAddress, $0.count) }
         guard n > 0 else { return nil }

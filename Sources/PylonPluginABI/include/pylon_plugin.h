@@ -44,10 +44,10 @@ extern "C" {
 /** Incompatible changes bump the major; the host refuses any other major. */
 #define PYLON_ABI_MAJOR 1
 /** Additive changes (new slots appended, new capability ids, new flags) bump the minor.
- *  1.1: the optional `pylon_store_v1` slots `wait_notify` and `describe`, and
- *  PYLON_STORE_FLAG_DEFERRED_WRITES. */
+ *  1.1: PYLON_STORE_FLAG_DEFERRED_WRITES and the optional `pylon_store_v1.describe` and
+ *  `pylon_store_v1.wait_notify` slots. */
 #define PYLON_ABI_MINOR 1
-#define PYLON_ABI_HEADER_HASH 0x810b962cu /* abi_header_hash */
+#define PYLON_ABI_HEADER_HASH 0xc14fc9d4u /* abi_header_hash */
 
 /* ------------------------------------------------------------------------------------ */
 /* Status codes                                                                           */
@@ -351,35 +351,34 @@ typedef struct pylon_store_v1 {
     void (*transaction)(pylon_store_conn *conn, int32_t op, pylon_store_done_fn done,
                         void *done_ctx);
 
-    /* ---- ABI 1.1. A table whose struct_size does not cover a slot lacks it: the host
-     *      checks struct_size >= offsetof(slot) + sizeof(slot pointer) before each use,
-     *      and a NULL slot means the same. ---- */
+    /* ---- ABI 1.1. A host reads a slot below only when `struct_size` covers it and it is
+     * not NULL (a 1.0 plugin's table ends above); otherwise it falls back as stated. ---- */
 
     /**
-     * Optional. Block until the database signals `channel` (NUL-terminated, borrowed for
-     * the call) or `timeout_ms` passes. The first call subscribes `conn` to the channel
-     * (Postgres: LISTEN); signals that arrived since the previous call count, several
-     * collapse into one. Returns PYLON_OK when signalled, PYLON_ERR_BUSY on timeout,
-     * another status (with `err` filled) when the connection failed; the host then polls.
-     * The host uses a connection it dedicates to waiting, from one thread.
-     * [one-thread-at-a-time] [may-block]
+     * One line saying where the data lives, for the host's startup log, e.g.
+     * "D1 database 0f3c... via https://api.cloudflare.com/client/v4". Never contains secrets.
+     * Writes at most `cap` bytes including a terminating NUL into `buf` (OWNER: the host) and
+     * returns the length without the NUL. [any-thread] Optional: NULL or absent => the host
+     * logs the config's `path`.
+     */
+    size_t (*describe)(pylon_instance *instance, char *buf, size_t cap);
+
+    /**
+     * Block until the database signals `channel` (NUL-terminated, borrowed for the call) or
+     * `timeout_ms` passes. The first call subscribes `conn` to the channel (Postgres:
+     * LISTEN); signals that arrived since the previous call count, several collapse into
+     * one. Returns PYLON_OK when signalled, PYLON_ERR_BUSY on timeout, another status (with
+     * `err` filled) when the connection failed. The host uses a connection it dedicates to
+     * waiting, from one thread. [one-thread-at-a-time] [may-block]
+     * Optional: NULL or absent => the host polls the change log instead.
      */
     pylon_status (*wait_notify)(pylon_store_conn *conn, const char *channel, int32_t timeout_ms,
                                 pylon_error *err);
-
-    /**
-     * Optional. One line saying where the data lives, for the host's startup log, e.g.
-     * "D1 database 0f3c... via https://api.cloudflare.com/client/v4". Never contains secrets.
-     * Writes at most `cap` bytes including a terminating NUL into `buf` (OWNER: the host) and
-     * returns the length without the NUL. [any-thread] NULL or absent => the host logs the
-     * config's `path`.
-     */
-    size_t (*describe)(pylon_instance *instance, char *buf, size_t cap);
 } pylon_store_v1;
 
-/** Size of a `pylon_store_v1` from ABI 1.0 (before `wait_notify`): the smallest table the
- *  host accepts. */
-#define PYLON_STORE_V1_0_SIZE (offsetof(pylon_store_v1, transaction) + sizeof(void (*)(void)))
+/** Size of a `pylon_store_v1` table built against ABI 1.0 (everything before `describe`):
+ *  the smallest store table a host accepts. */
+#define PYLON_STORE_V1_SIZE_1_0 (offsetof(pylon_store_v1, describe))
 
 #ifdef __cplusplus
 }

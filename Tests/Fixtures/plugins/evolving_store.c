@@ -8,7 +8,7 @@
  *                           a descriptor and a store table each one slot longer. The extra
  *                           slots abort() if anyone calls them: the host must ignore them.
  *   -DFIXTURE_MINOR0        built against ABI 1.0: the store table ends after `transaction`
- *                           (struct_size = PYLON_STORE_V1_0_SIZE). The 1.1 slots in memory
+ *                           (struct_size = PYLON_STORE_V1_SIZE_1_0). The 1.1 slots in memory
  *                           abort if called: the host must probe struct_size first.
  *   -DFIXTURE_MISBEHAVE     SELECTs from certain tables misbehave (see misbehave()).
  *   -DFIXTURE_TABLE_SIZE=N  a store table claiming N bytes (too small: refused).
@@ -145,7 +145,7 @@ typedef struct fixture_store_table {
 #ifdef FIXTURE_NEWER_MINOR
 #define FIXTURE_TABLE_SIZE sizeof(fixture_store_table)
 #elif defined(FIXTURE_MINOR0)
-#define FIXTURE_TABLE_SIZE PYLON_STORE_V1_0_SIZE
+#define FIXTURE_TABLE_SIZE PYLON_STORE_V1_SIZE_1_0
 #else
 #define FIXTURE_TABLE_SIZE sizeof(pylon_store_v1)
 #endif
@@ -166,17 +166,17 @@ static const fixture_store_table fixture_table = {
         exec_execute,
 #endif
         exec_transaction,
-#ifdef FIXTURE_MINOR0
-        wait_notify_must_not_be_called, /* in memory, but past struct_size */
-#else
-        NULL,
-#endif
 #ifdef FIXTURE_NEWER_MINOR
         newer_describe,
 #elif defined(FIXTURE_MINOR0)
         describe_must_not_be_called, /* in memory, but past struct_size: never to be read */
 #else
         NULL, /* optional: the host falls back to the config's path */
+#endif
+#ifdef FIXTURE_MINOR0
+        wait_notify_must_not_be_called, /* in memory, but past struct_size */
+#else
+        NULL, /* wait_notify: optional; the host polls */
 #endif
     },
     must_not_be_called,
