@@ -20,8 +20,11 @@ run: build
 	cd examples/todo && mkdir -p data && ../../.build/release/pylon-host serve \
 		--plugins ../../plugins --manifest pylon.manifest.json --port $(PORT) --dev
 
+# Every suite; then the policy and realtime suites once more with Postgres as the store
+# (the data-plane and search suites already run on every store, see TestStore.all).
 test: build
 	$(SWIFT) test
+	PYLON_TEST_DEFAULT_STORE=postgres $(SWIFT) test --skip-build --filter 'PolicyMatrixTests|RealtimeTests'
 
 # Minimal edge build: the host and exactly one store plugin in $(EDGE_DIR)/ (see README).
 EDGE_STORE ?= executor-c

@@ -194,6 +194,11 @@ struct PostgresTests {
         let url = try await pg.freshDatabase()
         let host = try await HostProcess.start(manifest: Self.manifest(url: url))
         defer { host.stop() }
+        // A second host on the same database: its subscriber sees every write of the first
+        // through the shared log, across the crash.
+        let other = try await HostProcess.start(manifest: Self.manifest(url: url))
+        defer { other.stop() }
+        let watcher = try await TestWebSocket.connect(port: other.port, token: Self.admin, label: "subscriber on the other host")
         let acknowledged = Acknowledged()
         let load = Task {
             for n in 0..<100_000 {
@@ -227,6 +232,9 @@ struct PostgresTests {
         // The log matches the rows: one insert per stored row, gapless.
         let log = try await pg.psql("SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM _pylon_changes", url: url)
         #expect(log.trimmingCharacters(in: .whitespacesAndNewlines) == "\(ids.count)|\(ids.count)", "\(log)")
+        // The other host's tailer reconnected by itself: its subscriber got every entry once, in order.
+        let events = try await watcher.waitForChangeEvents(ids.count, timeout: 60)
+        #expect(seqs(events) == Array(1...ids.count), "\(events.count) events for \(ids.count) rows")
     }
 }
 

@@ -107,9 +107,9 @@ final class HostProcess: @unchecked Sendable {
         let dir = try TestPaths.freshTempDir("pylon-test")
         let manifestPath = dir.appendingPathComponent("pylon.manifest.json").path
         let db = dbPath ?? dir.appendingPathComponent("app.db").path
-        // PYLON_TEST_PG_HACK: run every default (SQLite) host on PostgreSQL instead.
-        let store = store.name == TestStore.sqlite.name && ProcessInfo.processInfo.environment["PYLON_TEST_PG_HACK"] != nil
-            ? TestStore.postgres : store
+        // PYLON_TEST_DEFAULT_STORE=postgres (or d1, executor-c): suites that do not take a
+        // store argument (policies, realtime) run on that store instead of SQLite.
+        let store = store.name == TestStore.sqlite.name ? TestStore.defaultStore : store
         let pluginsDir: String
         let backend: TestStoreBackend
         do {
@@ -277,6 +277,13 @@ final class HostProcess: @unchecked Sendable {
     func restart() async throws {
         stop()
         try await launch()
+    }
+
+    /// Replaces the manifest file (for the next `restart`), keeping this host's store
+    /// selection (`plugins.store`) whatever `manifest` says.
+    func writeManifest(_ manifest: String) throws {
+        let text = store.name == TestStore.sqlite.name || backend == nil ? manifest : try backend!.manifest(manifest)
+        try Data(text.utf8).write(to: URL(fileURLWithPath: manifestPath))
     }
 }
 

@@ -33,6 +33,17 @@ struct TestStore: Sendable, CustomStringConvertible, CustomTestStringConvertible
         return known.filter { wanted.contains($0.name) }
     }()
 
+    /// The store of hosts started without a store argument: SQLite, or the store named by
+    /// `PYLON_TEST_DEFAULT_STORE` (the README's test command runs the policy and realtime
+    /// suites a second time with `postgres`).
+    static let defaultStore: TestStore = {
+        guard let name = ProcessInfo.processInfo.environment["PYLON_TEST_DEFAULT_STORE"], !name.isEmpty else { return .sqlite }
+        guard let s = ([.sqlite, .d1, .executorC, .postgres] as [TestStore]).first(where: { $0.name == name }) else {
+            fatalError("PYLON_TEST_DEFAULT_STORE=\(name) names no store; use sqlite, d1, executor-c or postgres")
+        }
+        return s
+    }()
+
     /// The real SQLite plugin from `plugins/` (the default store).
     static let sqlite = TestStore(
         name: "sqlite", pluginsDir: { TestPaths.pluginsDir },
