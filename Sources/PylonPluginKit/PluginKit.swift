@@ -123,7 +123,7 @@ public func createInstance<T: AnyObject>(
 }
 
 /// Builds a static `pylon.store/1` table (the host reads it for the life of the process).
-/// `describe` is the optional ABI 1.1 slot.
+/// `waitNotify` and `describe` are the optional ABI 1.1 slots.
 public func makeStoreTable(
     flags: UInt32, dialect: String, maxReaders: UInt32,
     open: @escaping @convention(c) (OpaquePointer?, Int32, UnsafeMutablePointer<OpaquePointer?>?,
@@ -132,6 +132,7 @@ public func makeStoreTable(
     execute: @escaping @convention(c) (OpaquePointer?, UnsafePointer<CChar>?, Int, UnsafePointer<pylon_value>?, Int,
                                        UnsafePointer<pylon_row_sink>?, pylon_store_done_fn?, UnsafeMutableRawPointer?) -> Void,
     transaction: @escaping @convention(c) (OpaquePointer?, Int32, pylon_store_done_fn?, UnsafeMutableRawPointer?) -> Void,
+    waitNotify: (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?, Int32, UnsafeMutablePointer<pylon_error>?) -> pylon_status)? = nil,
     describe: (@convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>?, Int) -> Int)? = nil
 ) -> UnsafeMutablePointer<pylon_store_v1> {
     let t = UnsafeMutablePointer<pylon_store_v1>.allocate(capacity: 1)
@@ -144,6 +145,7 @@ public func makeStoreTable(
     t.pointee.close = close
     t.pointee.execute = execute
     t.pointee.transaction = transaction
+    t.pointee.wait_notify = waitNotify
     t.pointee.describe = describe
     return t
 }

@@ -25,6 +25,9 @@ extension DataService {
         return try await store.write { tx in
             var out = PushResult()
             var idMap: [String: String] = [:]
+            // Op ids applied earlier in this push (→ server row id): a store with deferred
+            // writes (D1) cannot read them back from _pylon_push_ops before COMMIT.
+            var appliedOps: [String: String] = [:]
             let d = tx.dialect
             for (i, change) in changes.enumerated() {
                 let entity = change["entity"]?.stringValue ?? ""
@@ -32,11 +35,15 @@ extension DataService {
                 var rowID = change["row_id"]?.stringValue ?? ""
                 let opID = change["op_id"]?.stringValue
                 if let opID {
-                    let r = try tx.connection.execute(
-                        "SELECT row_id FROM _pylon_push_ops WHERE op_id = \(d.placeholder(1))", [.text(opID)])
-                    if let row = r.rows.first {
+                    var seen: SQLValue? = appliedOps[opID].map { .text($0) }
+                    if seen == nil {
+                        let r = try tx.connection.execute(
+                            "SELECT row_id FROM _pylon_push_ops WHERE op_id = \(d.placeholder(1))", [.text(opID)])
+                        seen = r.rows.first.map { $0.at(0) }
+                    }
+                    if let seen {
                         out.deduped += 1
-                        if case let .text(server) = row.at(0), rowID.hasPrefix("_pending_") {
+                        if case let .text(server) = seen, rowID.hasPrefix("_pending_") {
                             idMap[rowID] = server
                             out.idMap.append((rowID, server))
                         }
@@ -95,6 +102,7 @@ extension DataService {
                             wantRows: false)
                     }
                     try tx.release("pylon_push")
+                    if let opID { appliedOps[opID] = serverID }
                     out.applied += 1
                     out.results.append(.object([("index", .int(Int64(i))), ("status", "applied"), ("row_id", .string(serverID))]))
                 } catch {

@@ -7,9 +7,9 @@
  *   -DFIXTURE_NEWER_MINOR   built "against a newer minor": abi_minor = PYLON_ABI_MINOR + 1,
  *                           a descriptor and a store table each one slot longer. The extra
  *                           slots abort() if anyone calls them: the host must ignore them.
- *   -DFIXTURE_MINOR0        built against ABI 1.0: the store table ends before `describe`
- *                           (struct_size = PYLON_STORE_V1_SIZE_1_0). The describe slot in
- *                           memory aborts if called: the host must probe struct_size first.
+ *   -DFIXTURE_MINOR0        built against ABI 1.0: the store table ends after `transaction`
+ *                           (struct_size = PYLON_STORE_V1_SIZE_1_0). The 1.1 slots in memory
+ *                           abort if called: the host must probe struct_size first.
  *   -DFIXTURE_MISBEHAVE     SELECTs from certain tables misbehave (see misbehave()).
  *   -DFIXTURE_TABLE_SIZE=N  a store table claiming N bytes (too small: refused).
  *
@@ -43,6 +43,15 @@ static void must_not_be_called(void) {
 }
 
 #ifdef FIXTURE_MINOR0
+static pylon_status wait_notify_must_not_be_called(pylon_store_conn *conn, const char *channel, int32_t timeout_ms,
+                                                   pylon_error *err) {
+    (void)conn;
+    (void)channel;
+    (void)timeout_ms;
+    (void)err;
+    abort();
+}
+
 static size_t describe_must_not_be_called(pylon_instance *instance, char *buf, size_t cap) {
     (void)instance;
     (void)buf;
@@ -164,7 +173,11 @@ static const fixture_store_table fixture_table = {
 #else
         NULL, /* optional: the host falls back to the config's path */
 #endif
+#ifdef FIXTURE_MINOR0
+        wait_notify_must_not_be_called, /* in memory, but past struct_size */
+#else
         NULL, /* wait_notify: optional; the host polls */
+#endif
     },
     must_not_be_called,
 };

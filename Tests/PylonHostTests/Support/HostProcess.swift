@@ -87,7 +87,7 @@ final class HostProcess: @unchecked Sendable {
     deinit {
         if let p = process, p.isRunning {
             kill(p.processIdentifier, SIGKILL)
-            p.waitUntilExit()
+            p.waitForExit()
         }
         session.invalidateAndCancel()
         if ownsDirectory { TestPaths.removeTempDir(directory) }
@@ -206,7 +206,7 @@ final class HostProcess: @unchecked Sendable {
             try await Task.sleep(for: .milliseconds(50))
         }
         kill(p.processIdentifier, SIGKILL)
-        p.waitUntilExit()
+        p.waitForExit()
         throw HostProcessError(description: "pylon-host did not answer GET /health on port \(port) within 30 s. Log:\n\(log)")
     }
 
@@ -260,7 +260,7 @@ final class HostProcess: @unchecked Sendable {
             while p.isRunning && Date() < deadline { usleep(20_000) }
             if p.isRunning { kill(p.processIdentifier, SIGKILL) }
         }
-        p.waitUntilExit()
+        p.waitForExit()
     }
 
     /// Sends SIGTERM and returns at once (see `hasExited`).
@@ -276,7 +276,7 @@ final class HostProcess: @unchecked Sendable {
     func kill9() {
         guard let p = lock.withLock({ process }) else { return }
         if p.isRunning { kill(p.processIdentifier, SIGKILL) }
-        p.waitUntilExit()
+        p.waitForExit()
     }
 
     /// Stops the host if it runs and starts it again on the same database (and manifest,

@@ -61,7 +61,10 @@ struct TestStore: Sendable, CustomStringConvertible, CustomTestStringConvertible
         name: "postgres", pluginsDir: { TestPaths.pluginsDir },
         provision: { _, _ in
             let url = try await TestPostgres.shared().freshDatabase()
-            return TestStoreBackend(storeConfig: [("use", .string("postgres")), ("url", .string(url))], sqliteFile: nil)
+            // One reader: every suite runs its hosts in parallel on the one shared server, and
+            // each host also holds a writer and its change-log listener (max_connections).
+            return TestStoreBackend(storeConfig: [("use", .string("postgres")), ("url", .string(url)), ("readers", .int(1))],
+                                    sqliteFile: nil)
         })
 
     /// `examples/executor-c`, compiled with the system `cc` by its own Makefile and dropped
@@ -169,7 +172,7 @@ enum D1FixtureServer {
         }
         guard port > 0 else {
             if p.isRunning { kill(p.processIdentifier, SIGKILL) }
-            p.waitUntilExit()
+            p.waitForExit()
             let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
             throw TestSetupError(description: "the D1 fixture server did not start within 30 s; its log:\n\(text)")
         }

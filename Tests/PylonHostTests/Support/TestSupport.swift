@@ -98,13 +98,27 @@ enum TestCommand {
         while p.isRunning && Date() < deadline { try await Task.sleep(for: .milliseconds(20)) }
         if p.isRunning {
             kill(p.processIdentifier, SIGKILL)
-            p.waitUntilExit()
+            p.waitForExit()
             throw TestSetupError(description: "\(executable) \(args.joined(separator: " ")) did not finish within \(Int(timeout)) s")
         }
         p.waitUntilExit()
         return (p.terminationStatus,
                 (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "",
                 (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "")
+    }
+}
+
+// MARK: - Waiting for a child
+
+extension Process {
+    /// Waits until the process has ended, for at most `seconds`. Used instead of
+    /// `waitUntilExit` after a kill: on Linux, Foundation can miss the exit of a child when
+    /// many end at once (seen with a hundred hosts and fixture servers in one test run), and
+    /// `waitUntilExit` then parks a Swift concurrency thread for good — with two cores, two
+    /// such waits stall every test in the process.
+    func waitForExit(seconds: Double = 10) {
+        let deadline = Date().addingTimeInterval(seconds)
+        while isRunning && Date() < deadline { usleep(10_000) }
     }
 }
 
@@ -259,7 +273,7 @@ class ServedHost: @unchecked Sendable {
     func kill9() {
         guard let p = lock.withLock({ process }) else { return }
         if p.isRunning { kill(p.processIdentifier, SIGKILL) }
-        p.waitUntilExit()
+        p.waitForExit()
     }
 
     /// SIGTERM and wait (SIGKILL after 15 s).
