@@ -10,6 +10,7 @@ let package = Package(
         .executable(name: "pylon-host", targets: ["pylon-host"]),
         .library(name: "PylonHost", targets: ["PylonHost"]),
         .library(name: "PylonStoreSQLite", type: .dynamic, targets: ["PylonStoreSQLite"]),
+        .library(name: "PylonCacheRESP", type: .dynamic, targets: ["PylonCacheRESP"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -54,6 +55,12 @@ let package = Package(
             name: "PylonStoreSQLite",
             dependencies: ["PylonPluginABI", "CSQLite"],
             path: "Plugins/StoreSQLite"),
+        .target(name: "CCacheRESPShim", path: "Plugins/CacheRESP/Shim"),
+        .target(
+            name: "PylonCacheRESP",
+            dependencies: ["PylonPluginABI", "CCacheRESPShim"],
+            path: "Plugins/CacheRESP",
+            exclude: ["Shim"]),
         .testTarget(
             name: "PylonHostTests",
             dependencies: ["PylonHost", "PylonPluginABI"],
