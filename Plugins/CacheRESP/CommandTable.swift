@@ -162,6 +162,32 @@ struct CommandTable {
         return Int(h ^ (h >> 15))
     }
 
+    /// Container commands' subcommands and their arities (Redis 7 looks these up with the
+    /// command, so an unknown one is rejected before a MULTI queues it).
+    static let subcommands: [Cmd: [String: Int]] = [
+        .client: ["id": 2, "setname": 3, "getname": 2, "setinfo": 4, "info": 2, "list": -2, "help": 2],
+        .command: ["count": 2, "list": -2, "info": -2, "docs": -2, "help": 2],
+        .pubsub: ["channels": -2, "numsub": -2, "numpat": 2, "help": 2],
+    ]
+
+    /// An error for an unknown subcommand or a wrong subcommand arity, or nil.
+    func checkSubcommand(_ cmd: Cmd, _ argv: UnsafeMutablePointer<Arg>, _ argc: Int) -> String? {
+        switch cmd {
+        case .client, .command, .pubsub: break
+        default: return nil
+        }
+        guard let subs = Self.subcommands[cmd], argc >= 2 else { return nil }
+        let name = argv[1].string.lowercased()
+        let container = specs[cmd.rawValue].name
+        guard let arity = subs[name] else {
+            return "ERR unknown subcommand '\(argv[1].string.prefix(128))'. Try \(container.uppercased()) HELP."
+        }
+        if (arity > 0 && argc != arity) || argc < -arity {
+            return "ERR wrong number of arguments for '\(container)|\(name)' command"
+        }
+        return nil
+    }
+
     /// The command named by `a` (any case), or nil.
     @inline(__always)
     func lookup(_ a: Arg) -> Cmd? {

@@ -62,6 +62,11 @@ final class Engine {
             out.error("ERR wrong number of arguments for '\(spec.name)' command")
             return
         }
+        if let problem = table.checkSubcommand(cmd, argv, argc) {
+            if c.inMulti { c.multiDirty = true }
+            out.error(problem)
+            return
+        }
         if !c.authenticated && !spec.noAuth {
             if c.inMulti { c.multiDirty = true }
             out.error(Err.noAuth)

@@ -26,8 +26,8 @@ extension Engine {
         }
         var count = -1
         if n == 3 {
-            guard let v = intArg(c, a[2]) else { return }
-            if v < 0 {
+            // Redis gives the same message for a non-integer and a negative count.
+            guard let v = parseInt64(a[2]), v >= 0 else {
                 c.out.error(Err.outOfRangePositive)
                 return
             }

@@ -101,7 +101,7 @@ extension Engine {
             c.out.array(names.count)
             for ch in names { c.out.bulk(ch) }
         } else if sub.is("numsub") {
-            c.out.map(n - 2)
+            c.out.array(2 * (n - 2)) // a flat array in RESP3 too, as Redis 7.0
             for i in 2..<max(2, n) {
                 c.out.bulk(a[i])
                 c.out.integer(pubsub.channels[a[i].array]?.count ?? 0)

@@ -53,11 +53,6 @@ extension Engine {
         var sets: [SetValue?] = []
         for k in 1..<n {
             guard let (_, s) = setAt(c, a[k], create: false) else { return }
-            if s == nil && !union {
-                // Redis answers at the first missing key, before looking at later ones.
-                c.out.set(0)
-                return
-            }
             sets.append(s)
         }
         var result: [[UInt8]] = []

@@ -181,16 +181,17 @@ extension Engine {
             }
             j += 1
         }
+        // Redis's order: options, then the key and its type, then the expiry value.
+        guard let i = typed(c, a[1], .string) else { return }
+        if i < 0 {
+            c.out.null()
+            return
+        }
         if optIndex >= 0 {
             let o = a[optIndex]
             let unit: Int64 = o.is("ex") || o.is("exat") ? 1000 : 1
             guard let t = expireOption(c, a[optIndex + 1], unitMs: unit, absolute: o.is("exat") || o.is("pxat"), command: "getex") else { return }
             expireAt = t
-        }
-        guard let i = typed(c, a[1], .string) else { return }
-        if i < 0 {
-            c.out.null()
-            return
         }
         replyString(c, db.entry(i))
         if optIndex >= 0 {

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Sorted-set commands: ZADD ZINCRBY ZREM ZSCORE ZCARD ZRANGE ZRANGEBYSCORE ZREVRANGE ZRANK.
 extension Engine {
     @inline(__always)
@@ -147,14 +151,22 @@ extension Engine {
         zrangeGeneric(c, a, n, rangeType: .rank, reverse: true)
     }
 
-    /// A score bound: "(x" exclusive, "-inf"/"+inf".
+    /// A score bound: "(x" exclusive, "-inf"/"+inf". Parsed with plain `strtod` over the
+    /// whole string, as Redis's `zslParseRange` does (so "" and "(" mean 0, " 1" is 1).
     private func parseBound(_ a: Arg) -> (Double, Bool)? {
-        if a.len > 0 && a[0] == 40 {
-            guard let v = parseDouble(Arg(ptr: a.ptr + 1, len: a.len - 1)) else { return nil }
-            return (v, true)
+        let exclusive = a.len > 0 && a[0] == 40
+        let body = exclusive ? Arg(ptr: a.ptr + 1, len: a.len - 1) : a
+        var text = [CChar](repeating: 0, count: body.len + 1)
+        for i in 0..<body.len {
+            if body[i] == 0 { return nil }
+            text[i] = CChar(bitPattern: body[i])
         }
-        guard let v = parseDouble(a) else { return nil }
-        return (v, false)
+        return text.withUnsafeBufferPointer { t -> (Double, Bool)? in
+            var end: UnsafeMutablePointer<CChar>?
+            let v = strtod(t.baseAddress!, &end)
+            guard let end, end.pointee == 0, !v.isNaN else { return nil }
+            return (v, exclusive)
+        }
     }
 
     private func zrangeGeneric(_ c: Client, _ a: UnsafeMutablePointer<Arg>, _ n: Int, rangeType initial: RangeType, reverse initialReverse: Bool?) {
