@@ -18,6 +18,7 @@ public final class Host: Sendable {
     let metrics: Metrics
     let logger: Logger
     let hub: ChangeHub
+    let cache: CacheService?
 
     /// Everything before serving; throws `HostError` with a message saying what to fix.
     public static func start(_ config: HostConfig, logger: Logger = Logger(label: "pylon")) throws -> Host {
@@ -40,6 +41,9 @@ public final class Host: Sendable {
         var overrides: [String: [(String, JSONValue)]] = [:]
         let storePath = config.dbPath ?? manifest.plugins["store"]?.config["path"]?.stringValue ?? "pylon.db"
         overrides["store"] = [("path", .string(storePath))]
+        // The cache keeps its snapshot (when enabled) beside the database.
+        let dataDir = (storePath as NSString).deletingLastPathComponent
+        overrides["cache"] = [("data_dir", .string(dataDir.isEmpty ? "." : dataDir))] + config.cacheOverrides
         let lines = try registry.activate(selections: manifest.plugins, overrides: overrides)
         for l in lines { logger.info("capability \(l)") }
 
@@ -81,6 +85,19 @@ public final class Host: Sendable {
             metrics.add("changes_committed_total", Int64(events.count))
             hub.publish(events)
         }
+        var cache: CacheService?
+        if let c = registry.served[PYLON_CAP_CACHE] {
+            let size = c.table.load(as: UInt32.self)
+            guard Int(size) >= MemoryLayout<pylon_cache_v1>.size else {
+                throw HostError(status: 500, code: "PLUGIN_INTERFACE_TOO_SMALL",
+                                message: "plugin \(c.plugin.id) returned a pylon.cache/1 table of \(size) bytes, expected at least \(MemoryLayout<pylon_cache_v1>.size); rebuild it against this host's header")
+            }
+            let service = CacheService(table: c.table.assumingMemoryBound(to: pylon_cache_v1.self), instance: c.instance,
+                                       plugin: c.plugin, hub: hub)
+            let port = service.respPort
+            logger.info("cache: \(c.plugin.id), RESP \(port == 0 ? "listener off" : "on port \(port)"); HTTP /api/cache and /api/pubsub (admin)")
+            cache = service
+        }
         logger.info("store: \(served.plugin.id) at \(storePath), dialect \(dialect.name), \(readerCount) readers, epoch \(epoch)")
         for e in policies.unprotectedEntities {
             logger.warning("entity \(e) has no policy: \(config.dev ? "open to everyone (--dev)" : "admin-only until a policy names it")")
@@ -89,13 +106,14 @@ public final class Host: Sendable {
             logger.warning("entity \(e): no rule covers \(ops.map(\.rawValue).joined(separator: ", ")); \(config.dev ? "open to everyone (--dev)" : "admin-only")")
         }
         return Host(config: config, manifest: manifest, registry: registry, store: store, data: data,
-                    changes: changes, sessions: sessions, metrics: metrics, logger: logger, hub: hub)
+                    changes: changes, sessions: sessions, metrics: metrics, logger: logger, hub: hub, cache: cache)
     }
 
     private init(config: HostConfig, manifest: Manifest, registry: PluginRegistry, store: StoreThreads,
                  data: DataService, changes: ChangeLog, sessions: SessionStore, metrics: Metrics, logger: Logger,
-                 hub: ChangeHub) {
+                 hub: ChangeHub, cache: CacheService?) {
         self.hub = hub
+        self.cache = cache
         self.config = config
         self.manifest = manifest
         self.registry = registry
@@ -157,7 +175,7 @@ public final class Host: Sendable {
         let realtime = RealtimeConfig(maxFrameBytes: config.maxFrameBytes)
         let routes = RouteContext(data: data, changes: changes, sessions: sessions, config: config,
                                   metrics: metrics, startedAt: Date(), stubs: stubs, hub: hub, sync: sync,
-                                  realtime: realtime)
+                                  realtime: realtime, cache: cache)
         let middleware = APIMiddleware<PylonRequestContext>(corsOrigin: config.corsOrigin, metrics: metrics)
         let router = Router(context: PylonRequestContext.self)
         router.add(middleware: middleware)
@@ -165,6 +183,7 @@ public final class Host: Sendable {
         routes.addAuthRoutes(router)
         routes.addDataRoutes(router)
         routes.addSyncRoutes(router)
+        if let cache { routes.addCacheRoutes(router, cache) }
         routes.addEventStreamRoute(router, path: "/api/sync/events")
         let wsRouter = Router(context: PylonRequestContext.self)
         routes.addWebSocketRoute(wsRouter, path: "/api/sync/ws")
@@ -218,5 +237,8 @@ public final class Host: Sendable {
         let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: appLogger)
         try await group.run()
         store.shutdown()
+        // Plugins stop their threads and save what they keep (the cache's snapshot).
+        cache?.detach()
+        registry.shutdown()
     }
 }
