@@ -3,7 +3,9 @@
 # Swift itself comes with the machine image (Swift 6.x toolchain on PATH).
 set -euo pipefail
 need=()
-for pkg in libsqlite3-dev pkg-config sqlite3 gcc libc6-dev; do
+# redis-server and redis-tools (redis-cli, redis-benchmark): the CacheRESP tests compare
+# replies with a real Redis, and bench/cache.sh measures against it.
+for pkg in libsqlite3-dev pkg-config sqlite3 gcc libc6-dev redis-server redis-tools python3 python3-pip; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -12,5 +14,11 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
+fi
+# The Python `redis` client drives the CacheRESP tests (Tests/Fixtures/cache).
+if ! python3 -c 'import redis' >/dev/null 2>&1; then
+  echo "installing: pip redis"
+  python3 -m pip install --quiet redis 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages redis
 fi
 command -v swift >/dev/null || { echo "swift is not on PATH; install a Swift 6 toolchain" >&2; exit 1; }
