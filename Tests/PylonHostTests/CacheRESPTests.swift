@@ -19,7 +19,7 @@ struct CacheRESPTests {
             (["CLIENT", "SETNAME", "cli"], "OK"), (["DBSIZE"], "0"), (["FLUSHDB"], "OK"), (["FLUSHALL"], "OK"),
             (["SET", "k", "v", "EX", "100"], "OK"), (["GET", "k"], "v"), (["TTL", "k"], "100"), (["PERSIST", "k"], "1"), (["TTL", "k"], "-1"),
             (["SET", "k", "w", "NX"], ""), (["SET", "k", "w", "XX", "GET"], "v"), (["SET", "k", "x", "KEEPTTL"], "OK"),
-            (["MSET", "a", "1", "b", "2"], "OK"), (["MGET", "a", "b", "c"], "1\n2\n"), (["SETNX", "a", "9"], "0"),
+            (["MSET", "a", "1", "b", "2"], "OK"), (["MGET", "a", "b", "c"], "1\n2"), (["SETNX", "a", "9"], "0"),
             (["GETDEL", "b"], "2"), (["GETEX", "a", "PX", "100000"], "1"), (["INCR", "a"], "2"), (["INCRBY", "a", "5"], "7"),
             (["DECR", "a"], "6"), (["DECRBY", "a", "10"], "-4"), (["INCRBYFLOAT", "f", "10.5"], "10.5"), (["INCRBYFLOAT", "f", "0.1"], "10.6"),
             (["APPEND", "k", "yz"], "3"), (["STRLEN", "k"], "3"), (["GETRANGE", "k", "1", "-1"], "yz"),
@@ -28,7 +28,7 @@ struct CacheRESPTests {
             (["EXPIREAT", "a", "9999999999"], "1"), (["PEXPIREAT", "a", "9999999999000"], "1"), (["PTTL", "nope"], "-2"),
             (["RENAME", "a", "a2"], "OK"), (["RENAME", "nope", "x"], "ERR no such key"), (["DEL", "a2"], "1"), (["UNLINK", "f"], "1"),
             (["KEYS", "*"], "k"), (["SCAN", "0", "MATCH", "k*"], "0\nk"),
-            (["HSET", "h", "f1", "1", "f2", "2"], "2"), (["HGET", "h", "f1"], "1"), (["HMGET", "h", "f1", "x"], "1\n"),
+            (["HSET", "h", "f1", "1", "f2", "2"], "2"), (["HGET", "h", "f1"], "1"), (["HMGET", "h", "f1", "x"], "1"),
             (["HINCRBY", "h", "f1", "4"], "5"), (["HLEN", "h"], "2"), (["HEXISTS", "h", "f2"], "1"), (["HDEL", "h", "f2"], "1"),
             (["HGETALL", "h"], "f1\n5"), (["HKEYS", "h"], "f1"), (["HVALS", "h"], "5"),
             (["LPUSH", "l", "a", "b"], "2"), (["RPUSH", "l", "c"], "3"), (["LRANGE", "l", "0", "-1"], "b\na\nc"), (["LLEN", "l"], "3"),
@@ -54,9 +54,10 @@ struct CacheRESPTests {
         #expect(Int(try await CacheFixtures.cli(port, ["CLIENT", "ID"])) != nil)
         #expect(try await CacheFixtures.cli(port, ["CLIENT", "GETNAME"]) == "")
         #expect(try await CacheFixtures.cli(port, ["-3", "HELLO", "3"]).contains("proto"))
-        // MULTI/EXEC and QUIT through one redis-cli session (commands on stdin).
+        // MULTI/EXEC and QUIT through one redis-cli session (commands on stdin; redis-cli
+        // prints QUIT's OK as an empty line).
         let r = try await TestCommand.run("/bin/sh", ["-c", "printf 'MULTI\\nSET tx 1\\nINCR tx\\nEXEC\\nDISCARD\\nQUIT\\n' | redis-cli -p \(port)"])
-        #expect(r.stdout == "OK\nQUEUED\nQUEUED\nOK\n2\nERR DISCARD without MULTI\nOK\n", "MULTI session: \(r.stdout.debugDescription) \(r.stderr)")
+        #expect(r.stdout == "OK\nQUEUED\nQUEUED\nOK\n2\nERR DISCARD without MULTI\n\n", "MULTI session: \(r.stdout.debugDescription) \(r.stderr)")
     }
 
     @Test("Python redis client: every command, RESP2 and RESP3")
@@ -176,7 +177,7 @@ struct CacheRESPTests {
         let steady = try TestSocket.connect(port: port)
         defer { steady.close() }
         let out = try await CacheFixtures.python("badinput_check.py", [String(port), "--max-bulk", "65536", "--max-multibulk", "1000",
-                                                                       "--seed", "7", "--fuzz", "400"])
+                                                                       "--seed", "7", "--fuzz", "400", "--others", "1"])
         #expect(out.contains("ok"), "\(out)")
         let pong = try await onThread { () throws -> String in
             try steady.send("PING\r\n")
@@ -235,8 +236,9 @@ struct CacheRESPTests {
         let size = Int(try await CacheFixtures.cli(port, ["DBSIZE"])) ?? 0
         #expect(size > 100 && size < 5000, "evicted down to the limit: \(size) keys")
         let info = try await CacheFixtures.cli(port, ["INFO", "memory"])
-        let used = info.split(separator: "\n").first { $0.hasPrefix("used_memory:") }.flatMap { Int($0.dropFirst(12).trimmingCharacters(in: .whitespacesAndNewlines)) } ?? -1
-        #expect(used > 0 && used <= 1024 * 1024, "used_memory \(used) within maxmemory")
+        let used = info.split(whereSeparator: \.isNewline).first { $0.hasPrefix("used_memory:") }.flatMap { Int($0.dropFirst(12).trimmingCharacters(in: .whitespacesAndNewlines)) } ?? -1
+        // Eviction runs before each write (as in Redis), so the last write may overshoot by its own size.
+        #expect(used > 0 && used <= 1024 * 1024 + 2048, "used_memory \(used) within maxmemory plus one write")
         #expect(try await CacheFixtures.cli(port, ["EXISTS", "key:4999"]) == "1", "the newest key survives")
         #expect(try await CacheFixtures.cli(port, ["INFO", "stats"]).contains("evicted_keys:"))
 

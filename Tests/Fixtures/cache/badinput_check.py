@@ -2,7 +2,9 @@
 """Bad input at the RESP port: each offending client gets an error and is disconnected,
 while a well-formed client keeps being served; then a seeded fuzz loop of random bytes.
 
-    badinput_check.py PORT --max-bulk N --max-multibulk N [--seed S] [--fuzz N]
+    badinput_check.py PORT --max-bulk N --max-multibulk N [--seed S] [--fuzz N] [--others N]
+
+--others: connections the caller itself keeps open during the run.
 
 Expects the server to run with max_bulk_bytes=N, max_multibulk=N and a short
 partial_timeout_ms. Exits non-zero with what went wrong."""
@@ -69,6 +71,7 @@ def main():
     max_mb = int(a[a.index("--max-multibulk") + 1])
     seed = int(a[a.index("--seed") + 1]) if "--seed" in a else 1
     fuzz = int(a[a.index("--fuzz") + 1]) if "--fuzz" in a else 300
+    others = int(a[a.index("--others") + 1]) if "--others" in a else 0
     w = Watcher(port)
     w.check()
 
@@ -128,7 +131,7 @@ def main():
     while True:
         info = w.c.call("INFO", "clients")[1].decode()
         n = int(info.split("connected_clients:")[1].split("\r\n")[0])
-        if n <= 1:
+        if n <= 1 + others:
             break
         assert time.time() < deadline, "fuzz connections still open: %d" % n
         time.sleep(0.1)

@@ -48,7 +48,9 @@ extension HostProcess {
     }
 }
 
-/// A real redis-server on a free loopback port, without persistence.
+/// A real redis-server on a free loopback port, without persistence. Stopped with
+/// SIGKILL: children of the test process may inherit a blocked SIGTERM, and there is
+/// nothing to save.
 final class RedisServer: @unchecked Sendable {
     let port: Int
     let process: Process
@@ -58,14 +60,14 @@ final class RedisServer: @unchecked Sendable {
         process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["redis-server", "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--daemonize", "no", "--dir", FileManager.default.temporaryDirectory.path, "--logfile", ""]
+                             "--daemonize", "no", "--dir", FileManager.default.temporaryDirectory.path]
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         process.standardInput = FileHandle.nullDevice
         do {
             try process.run()
         } catch {
-            throw TestSetupError(description: "cannot start redis-server (apt-get install redis-server; make test installs it): \(error)")
+            throw TestSetupError(description: "cannot start redis-server (make test installs it with apt-get): \(error)")
         }
         let deadline = Date().addingTimeInterval(30)
         while !loopbackPortAccepts(port) {
@@ -78,13 +80,10 @@ final class RedisServer: @unchecked Sendable {
     }
 
     func stop() {
-        if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
-        }
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
     }
-
-    deinit { stop() }
 }
 
 /// Sends raw RESP on a blocking test socket and reads until `done` says the reply is
@@ -105,13 +104,3 @@ func respExchange(_ port: Int, _ payload: String, until done: @escaping @Sendabl
     }
 }
 
-/// `eventually` for probes that are themselves async (HTTP requests, redis-cli runs).
-@discardableResult
-func eventuallyAsync<T>(_ what: String, timeout: TimeInterval = 30, _ probe: () async throws -> T?) async throws -> T {
-    let deadline = Date().addingTimeInterval(timeout)
-    while true {
-        if let v = try await probe() { return v }
-        if Date() >= deadline { throw RealtimeTestError("timed out after \(Int(timeout)) s waiting for \(what)") }
-        try await Task.sleep(for: .milliseconds(20))
-    }
-}
