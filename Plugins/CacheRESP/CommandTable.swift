@@ -46,12 +46,28 @@ struct CommandSpec {
     var group = "generic"
 }
 
+/// The per-command facts the dispatcher checks on every call, as plain values (copying a
+/// `CommandSpec` would retain its strings on the hot path).
+struct CommandRule {
+    var arity: Int32
+    var bits: UInt16
+
+    static let denyOOM: UInt16 = 1, noAuth: UInt16 = 2, pubsubContext: UInt16 = 4, notQueued: UInt16 = 8
+    static let write: UInt16 = 16, internalOnly: UInt16 = 32, connectionOnly: UInt16 = 64, subcommands: UInt16 = 128
+
+    @inline(__always) func has(_ b: UInt16) -> Bool { bits & b != 0 }
+}
+
 /// Command lookup by name without allocating: an open-addressing table over the
 /// case-folded name bytes.
 struct CommandTable {
     let specs: [CommandSpec]
+    let rules: [CommandRule]
     private var slots: [Int16]
-    private let names: [[UInt8]]
+    /// All names back to back (lower case); command i is `nameLength[i]` bytes at `nameStart[i]`.
+    private let nameBytes: [UInt8]
+    private let nameStart: [Int]
+    private let nameLength: [Int]
     private static let size = 512
 
     init() {
@@ -144,7 +160,28 @@ struct CommandTable {
             list.append(spec)
         }
         specs = list
-        names = list.map { Array($0.name.utf8) }
+        rules = list.enumerated().map { i, s in
+            var b: UInt16 = 0
+            if s.denyOOM { b |= CommandRule.denyOOM }
+            if s.noAuth { b |= CommandRule.noAuth }
+            if s.pubsubContext { b |= CommandRule.pubsubContext }
+            if s.notQueued { b |= CommandRule.notQueued }
+            if s.write { b |= CommandRule.write }
+            if s.internalOnly { b |= CommandRule.internalOnly }
+            if s.connectionOnly { b |= CommandRule.connectionOnly }
+            if Self.subcommands[Cmd(rawValue: i)!] != nil { b |= CommandRule.subcommands }
+            return CommandRule(arity: Int32(s.arity), bits: b)
+        }
+        let names = list.map { Array($0.name.utf8) }
+        nameBytes = names.flatMap { $0 }
+        nameLength = names.map(\.count)
+        var start = 0
+        var starts: [Int] = []
+        for n in names {
+            starts.append(start)
+            start += n.count
+        }
+        nameStart = starts
         slots = [Int16](repeating: -1, count: Self.size)
         for (i, n) in names.enumerated() {
             var s = n.withUnsafeBufferPointer { Self.foldedHash($0.baseAddress!, $0.count) } & (Self.size - 1)
@@ -172,10 +209,6 @@ struct CommandTable {
 
     /// An error for an unknown subcommand or a wrong subcommand arity, or nil.
     func checkSubcommand(_ cmd: Cmd, _ argv: UnsafeMutablePointer<Arg>, _ argc: Int) -> String? {
-        switch cmd {
-        case .client, .command, .pubsub: break
-        default: return nil
-        }
         guard let subs = Self.subcommands[cmd], argc >= 2 else { return nil }
         let name = argv[1].string.lowercased()
         let container = specs[cmd.rawValue].name
@@ -196,10 +229,10 @@ struct CommandTable {
         while true {
             let i = Int(slots[s])
             if i < 0 { return nil }
-            let n = names[i]
-            if n.count == a.len {
+            if nameLength[i] == a.len {
+                let base = nameStart[i]
                 var same = true
-                for j in 0..<a.len where n[j] != (a.ptr[j] >= 65 && a.ptr[j] <= 90 ? a.ptr[j] | 0x20 : a.ptr[j]) {
+                for j in 0..<a.len where nameBytes[base + j] != (a.ptr[j] >= 65 && a.ptr[j] <= 90 ? a.ptr[j] | 0x20 : a.ptr[j]) {
                     same = false
                     break
                 }

@@ -51,47 +51,48 @@ final class Engine {
     func execute(_ c: Client, _ argv: UnsafeMutablePointer<Arg>, _ argc: Int) {
         totalCommands += 1
         let out = c.out
-        guard let cmd = table.lookup(argv[0]), !(table.specs[cmd.rawValue].internalOnly && !c.isInternal) else {
+        guard let cmd = table.lookup(argv[0]), !(table.rules[cmd.rawValue].has(CommandRule.internalOnly) && !c.isInternal) else {
             if c.inMulti { c.multiDirty = true }
             out.error(unknownCommandMessage(argv, argc))
             return
         }
-        let spec = table.specs[cmd.rawValue]
-        if (spec.arity > 0 && argc != spec.arity) || argc < -spec.arity {
+        let rule = table.rules[cmd.rawValue]
+        let arity = Int(rule.arity)
+        if (arity > 0 && argc != arity) || argc < -arity {
             if c.inMulti { c.multiDirty = true }
-            out.error("ERR wrong number of arguments for '\(spec.name)' command")
+            out.error("ERR wrong number of arguments for '\(table.specs[cmd.rawValue].name)' command")
             return
         }
-        if let problem = table.checkSubcommand(cmd, argv, argc) {
+        if rule.has(CommandRule.subcommands), let problem = table.checkSubcommand(cmd, argv, argc) {
             if c.inMulti { c.multiDirty = true }
             out.error(problem)
             return
         }
-        if !c.authenticated && !spec.noAuth {
+        if !c.authenticated && !rule.has(CommandRule.noAuth) {
             if c.inMulti { c.multiDirty = true }
             out.error(Err.noAuth)
             return
         }
-        if c.isInternal && spec.connectionOnly {
-            out.error("ERR '\(spec.name)' is not available through the host interface")
+        if c.isInternal && rule.has(CommandRule.connectionOnly) {
+            out.error("ERR '\(table.specs[cmd.rawValue].name)' is not available through the host interface")
             return
         }
-        if spec.denyOOM && db.maxmemory > 0 && !db.evictIfNeeded() {
+        if rule.has(CommandRule.denyOOM) && db.maxmemory > 0 && !db.evictIfNeeded() {
             if c.inMulti { c.multiDirty = true }
             out.error(Err.oom)
             return
         }
-        if out.resp == 2 && c.subscriptionCount > 0 && !spec.pubsubContext {
-            out.error("ERR Can't execute '\(spec.name)': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context")
+        if out.resp == 2 && !rule.has(CommandRule.pubsubContext) && c.subscriptionCount > 0 {
+            out.error("ERR Can't execute '\(table.specs[cmd.rawValue].name)': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context")
             return
         }
-        if c.inMulti && !spec.notQueued {
+        if c.inMulti && !rule.has(CommandRule.notQueued) {
             c.queued.append((0..<argc).map { argv[$0].array })
             out.raw("+QUEUED\r\n")
             return
         }
         run(cmd, c, argv, argc)
-        if spec.write { dirty += 1 }
+        if rule.has(CommandRule.write) { dirty += 1 }
     }
 
     func unknownCommandMessage(_ argv: UnsafeMutablePointer<Arg>, _ argc: Int) -> String {
@@ -276,13 +277,13 @@ final class Engine {
                 scratch[i] = Arg(ptr: UnsafePointer(b.baseAddress!), len: bytes.count)
             }
             let cmd = table.lookup(scratch[0])!
-            let spec = table.specs[cmd.rawValue]
-            if spec.denyOOM && db.maxmemory > 0 && !db.evictIfNeeded() {
+            let rule = table.rules[cmd.rawValue]
+            if rule.has(CommandRule.denyOOM) && db.maxmemory > 0 && !db.evictIfNeeded() {
                 c.out.error(Err.oom)
             } else {
                 totalCommands += 1
                 run(cmd, c, scratch, argv.count)
-                if spec.write { dirty += 1 }
+                if rule.has(CommandRule.write) { dirty += 1 }
             }
             for b in ptrs { b.deallocate() }
         }
