@@ -1,4 +1,5 @@
 import Foundation
+@testable import PylonHost
 import Testing
 
 /// CacheRESP (issue 6), black-box: the release `pylon-host` with the real plugins folder,
@@ -293,5 +294,38 @@ struct CacheRESPTests {
         #expect(aside.count == 1, "set aside: \(aside)")
         #expect(try await CacheFixtures.cli(port, ["DBSIZE"]) == "0")
         #expect(try await CacheFixtures.cli(port, ["SET", "after", "1"]) == "OK")
+    }
+}
+
+/// The host's pure parts of the cache integration: RESP3 decoding of plugin replies and
+/// Pylon's JSON command mapping.
+@Suite("CacheRESP host side: RESP3 replies and the JSON command mapping")
+struct CacheRESPHostUnitTests {
+    @Test("RESP3 values decode, nest, and map to JSON; garbage and trailing bytes are refused")
+    func decode() throws {
+        let reply = Array("%2\r\n$1\r\na\r\n*3\r\n:1\r\n,2.5\r\n_\r\n+s\r\n~1\r\n#t\r\n".utf8)
+        let v = try RESPValue.decode(reply)
+        #expect(v == .map([(.bulk(Array("a".utf8)), .array([.integer(1), .double(2.5), .null])), (.simple("s"), .set([.boolean(true)]))]))
+        #expect(JSONWriter.string(v.json) == #"{"a":[1,2.5,null],"s":[true]}"#)
+        #expect(try RESPValue.decode(Array("-WRONGTYPE x\r\n".utf8)) == .error("WRONGTYPE x"))
+        #expect(try RESPValue.decode(Array("=8\r\ntxt:info\r\n".utf8)) == .bulk(Array("info".utf8)))
+        #expect(try RESPValue.decode(Array(",inf\r\n".utf8)).json == .string("inf"))
+        for bad in ["", "$5\r\nab\r\n", "*2\r\n:1\r\n", ":1\r\n:2\r\n", "?x\r\n", ":abc\r\n"] {
+            #expect(throws: RESPValue.DecodeError.self, "\(bad.debugDescription)") { try RESPValue.decode(Array(bad.utf8)) }
+        }
+    }
+
+    @Test("Pylon's JSON cache commands become Redis argv; missing fields and unknown commands are 400s")
+    func mapping() throws {
+        let body = { (s: String) throws -> JSONValue in try JSONParser.parse(s) }
+        #expect(try CacheCommandMapping.arguments("SET", body(#"{"key":"k","value":5,"ttl":10}"#)) == ["SET", "k", "5", "EX", "10"])
+        #expect(try CacheCommandMapping.arguments("MSET", body(#"{"pairs":{"a":"1","b":true}}"#)) == ["MSET", "a", "1", "b", "true"])
+        #expect(try CacheCommandMapping.arguments("ZRANGE", body(#"{"key":"z"}"#)) == ["ZRANGE", "z", "0", "10", "WITHSCORES"])
+        #expect(try CacheCommandMapping.arguments("CLEANUP", body("{}")) == ["PYLON.CLEANUP"])
+        #expect(throws: HostError.self) { try CacheCommandMapping.arguments("GET", body("{}")) }
+        #expect(throws: HostError.self) { try CacheCommandMapping.arguments("SHUTDOWN", body("{}")) }
+        #expect(CacheCommandMapping.result("EXISTS", .integer(1)) == .bool(true))
+        #expect(CacheCommandMapping.result("ZRANGE", .array([.array([.bulk(Array("m".utf8)), .double(1.5)])]))
+            == .array([.object([("member", .string("m")), ("score", .double(1.5))])]))
     }
 }
