@@ -4,7 +4,7 @@
 SWIFT ?= swift
 PORT ?= 4321
 
-.PHONY: deps build run test bench clean
+.PHONY: deps build run test bench bench-cache clean
 
 deps:
 	./scripts/install-deps.sh
@@ -25,6 +25,9 @@ test: build
 
 bench: build
 	bash bench/crud.sh
+
+bench-cache: build
+	bash bench/cache.sh
 
 clean:
 	rm -rf .build plugins

@@ -243,7 +243,7 @@ final class Keyspace {
         while !expiring.isEmpty && sampled < budget {
             var expiredInRound = 0
             let round = min(20, expiring.count)
-            for _ in 0..<round {
+            for _ in 0..<round where !expiring.isEmpty {
                 let idx = Int.random(in: 0..<expiring.count)
                 let pos = expiring[idx]
                 if map.values[pos].expireAt <= now {
