@@ -4,7 +4,7 @@
 SWIFT ?= swift
 PORT ?= 4321
 
-.PHONY: deps build run test bench bench-cache clean
+.PHONY: deps build run test bench bench-cache edge clean
 
 deps:
 	./scripts/install-deps.sh
@@ -20,8 +20,17 @@ run: build
 	cd examples/todo && mkdir -p data && ../../.build/release/pylon-host serve \
 		--plugins ../../plugins --manifest pylon.manifest.json --port $(PORT) --dev
 
+# Every suite; then the policy and realtime suites once more with Postgres as the store
+# (the data-plane and search suites already run on every store, see TestStore.all).
 test: build
 	$(SWIFT) test
+	PYLON_TEST_DEFAULT_STORE=postgres $(SWIFT) test --skip-build --filter 'PolicyMatrixTests|RealtimeTests'
+
+# Minimal edge build: the host and exactly one store plugin in $(EDGE_DIR)/ (see README).
+EDGE_STORE ?= executor-c
+EDGE_DIR ?= edge
+edge: deps
+	./scripts/edge-build.sh $(EDGE_STORE) $(EDGE_DIR)
 
 bench: build
 	bash bench/crud.sh
@@ -30,4 +39,4 @@ bench-cache: build
 	bash bench/cache.sh
 
 clean:
-	rm -rf .build plugins
+	rm -rf .build plugins edge

@@ -10,6 +10,8 @@ let package = Package(
         .executable(name: "pylon-host", targets: ["pylon-host"]),
         .library(name: "PylonHost", targets: ["PylonHost"]),
         .library(name: "PylonStoreSQLite", type: .dynamic, targets: ["PylonStoreSQLite"]),
+        .library(name: "PylonStorePostgres", type: .dynamic, targets: ["PylonStorePostgres"]),
+        .library(name: "PylonStoreD1", type: .dynamic, targets: ["PylonStoreD1"]),
         .library(name: "PylonCacheRESP", type: .dynamic, targets: ["PylonCacheRESP"]),
     ],
     dependencies: [
@@ -25,9 +27,17 @@ let package = Package(
     targets: [
         // THE contract: pure C99 header, no Swift.
         .target(name: "PylonPluginABI", path: "Sources/PylonPluginABI"),
+        // Optional Swift helpers for plugins written in Swift (linked statically into each).
+        .target(name: "PylonPluginKit", dependencies: ["PylonPluginABI"], path: "Sources/PylonPluginKit"),
         .systemLibrary(
             name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(
+            name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(
+            name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]),
         .target(
             name: "PylonHost",
             dependencies: [
@@ -53,8 +63,16 @@ let package = Package(
             path: "Sources/pylon-host"),
         .target(
             name: "PylonStoreSQLite",
-            dependencies: ["PylonPluginABI", "CSQLite"],
+            dependencies: ["PylonPluginABI", "PylonPluginKit", "CSQLite"],
             path: "Plugins/StoreSQLite"),
+        .target(
+            name: "PylonStorePostgres",
+            dependencies: ["PylonPluginABI", "PylonPluginKit", "CLibPQ"],
+            path: "Plugins/StorePostgres"),
+        .target(
+            name: "PylonStoreD1",
+            dependencies: ["PylonPluginABI", "PylonPluginKit", "CCurl"],
+            path: "Plugins/StoreD1"),
         .target(name: "CCacheRESPShim", path: "Plugins/CacheRESP/Shim"),
         .target(
             name: "PylonCacheRESP",
@@ -65,6 +83,11 @@ let package = Package(
             name: "PylonHostTests",
             dependencies: ["PylonHost", "PylonPluginABI"],
             path: "Tests/PylonHostTests"),
+        // Unit tests of StoreD1's pure parts (JSON, statement kinds, response mapping, config).
+        .testTarget(
+            name: "PylonStoreD1Tests",
+            dependencies: ["PylonStoreD1", "PylonPluginABI", "PylonPluginKit"],
+            path: "Tests/PylonStoreD1Tests"),
     ],
     swiftLanguageModes: [.v6]
 )

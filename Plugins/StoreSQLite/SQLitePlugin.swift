@@ -1,6 +1,7 @@
 import CSQLite
 import Foundation
 import PylonPluginABI
+import PylonPluginKit
 
 /// The SQLite store plugin: `pylon.store/1`, dialect "sqlite", over the system libsqlite3.
 /// WAL journal, busy timeout, one writer plus readers (the host opens them, sized by
@@ -28,30 +29,15 @@ final class SQLiteInstance {
     }
 }
 
-/// Writes `status`, `code` and `message` into a caller-owned `pylon_error`.
-func fillError(_ err: UnsafeMutablePointer<pylon_error>?, _ status: pylon_status, _ code: String, _ message: String) {
-    guard let err else { return }
-    err.pointee.status = status
-    withUnsafeMutableBytes(of: &err.pointee.code) { copyCString(code, into: $0) }
-    withUnsafeMutableBytes(of: &err.pointee.message) { copyCString(message, into: $0) }
-}
-
-private func copyCString(_ s: String, into buf: UnsafeMutableRawBufferPointer) {
-    let bytes = Array(s.utf8.prefix(buf.count - 1))
-    buf.copyBytes(from: bytes)
-    buf[bytes.count] = 0
-}
-
 struct ConfigError: Error {
     var message: String
     init(_ m: String) { message = m }
 }
 
-private func parseConfig(_ ptr: UnsafePointer<CChar>?, _ len: Int) -> Result<SQLiteConfig, ConfigError> {
+private func parseConfig(_ bytes: [UInt8]) -> Result<SQLiteConfig, ConfigError> {
     var config = SQLiteConfig()
-    guard let ptr, len > 0 else { return .success(config) }
-    let data = Data(bytes: ptr, count: len)
-    guard let obj = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+    guard !bytes.isEmpty else { return .success(config) }
+    guard let obj = (try? JSONSerialization.jsonObject(with: Data(bytes))) as? [String: Any] else {
         return .failure(ConfigError("store config is not a JSON object"))
     }
     if let v = obj["path"] {
@@ -88,47 +74,15 @@ private func parseConfig(_ ptr: UnsafePointer<CChar>?, _ len: Int) -> Result<SQL
 
 // MARK: - Static descriptor and tables
 
-nonisolated(unsafe) private let capabilityIDs: UnsafeMutablePointer<UnsafePointer<CChar>?> = {
-    let p = UnsafeMutablePointer<UnsafePointer<CChar>?>.allocate(capacity: 1)
-    p[0] = UnsafePointer(strdup(PYLON_CAP_STORE))
-    return p
-}()
+nonisolated(unsafe) private let descriptor = makeDescriptor(
+    id: "pylon.store.sqlite", version: "0.1.0",
+    description: "SQLite store (libsqlite3 \(String(cString: sqlite3_libversion())), WAL)",
+    capabilities: [PYLON_CAP_STORE],
+    create: sqliteCreate, destroy: sqliteDestroy, getInterface: sqliteGetInterface)
 
-nonisolated(unsafe) private let descriptor: UnsafeMutablePointer<pylon_plugin_descriptor> = {
-    let d = UnsafeMutablePointer<pylon_plugin_descriptor>.allocate(capacity: 1)
-    d.initialize(to: pylon_plugin_descriptor())
-    d.pointee.struct_size = UInt32(MemoryLayout<pylon_plugin_descriptor>.size)
-    d.pointee.abi_major = UInt32(PYLON_ABI_MAJOR)
-    d.pointee.abi_minor = UInt32(PYLON_ABI_MINOR)
-    d.pointee.abi_header_hash = UInt32(PYLON_ABI_HEADER_HASH)
-    d.pointee.sizeof_pointer = UInt32(MemoryLayout<UnsafeRawPointer>.size)
-    d.pointee.sizeof_value = UInt32(MemoryLayout<pylon_value>.size)
-    d.pointee.sizeof_error = UInt32(MemoryLayout<pylon_error>.size)
-    d.pointee.sizeof_host = UInt32(MemoryLayout<pylon_host_v1>.size)
-    d.pointee.plugin_id = UnsafePointer(strdup("pylon.store.sqlite"))
-    d.pointee.plugin_version = UnsafePointer(strdup("0.1.0"))
-    d.pointee.description = UnsafePointer(strdup("SQLite store (libsqlite3 \(String(cString: sqlite3_libversion())), WAL)"))
-    d.pointee.capabilities = UnsafePointer(capabilityIDs)
-    d.pointee.capability_count = 1
-    d.pointee.create = sqliteCreate
-    d.pointee.destroy = sqliteDestroy
-    d.pointee.get_interface = sqliteGetInterface
-    return d
-}()
-
-nonisolated(unsafe) private let storeTable: UnsafeMutablePointer<pylon_store_v1> = {
-    let t = UnsafeMutablePointer<pylon_store_v1>.allocate(capacity: 1)
-    t.initialize(to: pylon_store_v1())
-    t.pointee.struct_size = UInt32(MemoryLayout<pylon_store_v1>.size)
-    t.pointee.flags = PYLON_STORE_FLAG_COMPLETES_INLINE
-    t.pointee.dialect = UnsafePointer(strdup("sqlite"))
-    t.pointee.max_readers = 4
-    t.pointee.open = sqliteOpen
-    t.pointee.close = sqliteClose
-    t.pointee.execute = sqliteExecute
-    t.pointee.transaction = sqliteTransaction
-    return t
-}()
+nonisolated(unsafe) private let storeTable = makeStoreTable(
+    flags: PYLON_STORE_FLAG_COMPLETES_INLINE, dialect: "sqlite", maxReaders: 4,
+    open: sqliteOpen, close: sqliteClose, execute: sqliteExecute, transaction: sqliteTransaction)
 
 /// The one exported symbol. Cheap and side-effect free apart from building the static
 /// descriptor on first call.
@@ -143,20 +97,15 @@ private func sqliteCreate(
     _ host: UnsafePointer<pylon_host_v1>?, _ config: UnsafePointer<CChar>?, _ len: Int,
     _ out: UnsafeMutablePointer<OpaquePointer?>?, _ err: UnsafeMutablePointer<pylon_error>?
 ) -> pylon_status {
-    out?.pointee = nil
-    guard let host, let out else {
-        fillError(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "create called without host table or out pointer")
-        return PYLON_ERR_INVALID_ARGUMENT
-    }
-    switch parseConfig(config, len) {
-    case let .failure(problem):
-        fillError(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_CONFIG", "pylon.store.sqlite: \(problem.message)")
-        return PYLON_ERR_INVALID_ARGUMENT
-    case let .success(cfg):
-        let instance = SQLiteInstance(config: cfg, host: host)
-        out.pointee = OpaquePointer(Unmanaged.passRetained(instance).toOpaque())
-        instance.log(PYLON_LOG_DEBUG, "sqlite store at \(cfg.path), synchronous=\(cfg.synchronous)")
-        return PYLON_OK
+    createInstance(host, config, len, out, err) { host, bytes -> Result<SQLiteInstance, StoreFailure> in
+        switch parseConfig(bytes) {
+        case let .failure(problem):
+            return .failure(StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_CONFIG", "pylon.store.sqlite: \(problem.message)"))
+        case let .success(cfg):
+            let instance = SQLiteInstance(config: cfg, host: host)
+            instance.log(PYLON_LOG_DEBUG, "sqlite store at \(cfg.path), synchronous=\(cfg.synchronous)")
+            return .success(instance)
+        }
     }
 }
 
@@ -203,19 +152,8 @@ private func complete(
     _ done: pylon_store_done_fn?, _ ctx: UnsafeMutableRawPointer?, _ failure: SQLiteFailure?,
     rowsAffected: Int64 = 0, lastID: Int64 = 0
 ) {
-    guard let done else { return }
-    if let failure {
-        var e = pylon_error()
-        e.struct_size = UInt32(MemoryLayout<pylon_error>.size)
-        fillError(&e, failure.status, failure.code, failure.message)
-        done(ctx, failure.status, nil, &e)
-    } else {
-        var r = pylon_exec_result()
-        r.struct_size = UInt32(MemoryLayout<pylon_exec_result>.size)
-        r.rows_affected = rowsAffected
-        r.last_insert_id = lastID
-        done(ctx, PYLON_OK, &r, nil)
-    }
+    completeStoreCall(done, ctx, failure.map { StoreFailure($0.status, $0.code, $0.message) },
+                      rowsAffected: rowsAffected, lastID: lastID)
 }
 
 private func sqliteExecute(

@@ -19,6 +19,8 @@ public final class Host: Sendable {
     let logger: Logger
     let hub: ChangeHub
     let cache: CacheService?
+    /// Feeds `hub` from the shared change log when other hosts may write the store.
+    let tailer: ChangeTailer?
 
     /// Everything before serving; throws `HostError` with a message saying what to fix.
     public static func start(_ config: HostConfig, logger: Logger = Logger(label: "pylon")) throws -> Host {
@@ -51,14 +53,20 @@ public final class Host: Sendable {
             throw HostError(status: 500, code: "STORE_UNAVAILABLE",
                             message: "no store plugin in \(config.pluginsDir): put libPylonStoreSQLite.so there (make build copies it) or pass --plugins with the right folder")
         }
-        let table = served.table.assumingMemoryBound(to: pylon_store_v1.self)
+        let table = StoreTable.normalized(served.table)
+        guard table.pointee.open != nil, table.pointee.close != nil, table.pointee.execute != nil,
+              table.pointee.transaction != nil, table.pointee.dialect != nil else {
+            throw HostError(status: 500, code: "PLUGIN_INTERFACE_INCOMPLETE",
+                            message: "store plugin \(served.plugin.id) (\(served.plugin.fileName)) left open, close, execute, transaction or dialect NULL; the plugin is broken")
+        }
         let dialectName = table.pointee.dialect.map { String(cString: $0) } ?? ""
         let dialect: SQLDialect
         switch dialectName {
         case "sqlite": dialect = SQLiteDialect()
+        case "postgres": dialect = PostgresDialect()
         default:
             throw HostError(status: 500, code: "STORE_DIALECT_UNSUPPORTED",
-                            message: "store plugin \(served.plugin.id) declares dialect \"\(dialectName)\"; this host generates SQL for: sqlite")
+                            message: "store plugin \(served.plugin.id) declares dialect \"\(dialectName)\"; this host generates SQL for: sqlite, postgres")
         }
         let writer = try open(table, served.instance, PYLON_STORE_OPEN_WRITE, served.plugin)
         let migrations: [String]
@@ -81,9 +89,26 @@ public final class Host: Sendable {
         let changes = ChangeLog(store: store, dialect: dialect, epoch: epoch, retention: config.changelogRetention)
         let sessions = SessionStore(store: store, dialect: dialect, lifetime: manifest.auth.sessionExpiresIn)
         let hub = ChangeHub(queueLimit: config.syncQueueLimit, maxPerAddress: config.maxConnectionsPerAddress, metrics: metrics)
-        store.onCommit = { events in
-            metrics.add("changes_committed_total", Int64(events.count))
-            hub.publish(events)
+        var tailer: ChangeTailer?
+        if table.pointee.flags & PYLON_STORE_FLAG_CONCURRENT_WRITERS != 0 {
+            // Other hosts may write this database: the hub is fed from the shared log.
+            let conn = try open(table, served.instance, PYLON_STORE_OPEN_READ, served.plugin)
+            var newest: Int64 = 0
+            if case let .int(n)? = try conn.execute("SELECT MAX(seq) FROM _pylon_changes").rows.first?.first { newest = n }
+            let t = ChangeTailer(connection: conn, dialect: dialect, from: newest, pollInterval: Double(config.changePollMs) / 1000,
+                                 logger: logger, publish: { hub.publish($0) })
+            store.onCommit = { events in
+                metrics.add("changes_committed_total", Int64(events.count))
+                t.wake()
+            }
+            t.start()
+            tailer = t
+            logger.info("realtime: fed from the shared change log (other hosts may write this store)")
+        } else {
+            store.onCommit = { events in
+                metrics.add("changes_committed_total", Int64(events.count))
+                hub.publish(events)
+            }
         }
         var cache: CacheService?
         if let c = registry.served[PYLON_CAP_CACHE] {
@@ -98,7 +123,8 @@ public final class Host: Sendable {
             logger.info("cache: \(c.plugin.id), RESP \(port == 0 ? "listener off" : "on port \(port)"); HTTP /api/cache and /api/pubsub (admin)")
             cache = service
         }
-        logger.info("store: \(served.plugin.id) at \(storePath), dialect \(dialect.name), \(readerCount) readers, epoch \(epoch)")
+        let location = StoreTable.describe(table, served.instance) ?? storePath
+        logger.info("store: \(served.plugin.id) at \(location), dialect \(dialect.name), \(readerCount) readers, epoch \(epoch)")
         for e in policies.unprotectedEntities {
             logger.warning("entity \(e) has no policy: \(config.dev ? "open to everyone (--dev)" : "admin-only until a policy names it")")
         }
@@ -106,13 +132,15 @@ public final class Host: Sendable {
             logger.warning("entity \(e): no rule covers \(ops.map(\.rawValue).joined(separator: ", ")); \(config.dev ? "open to everyone (--dev)" : "admin-only")")
         }
         return Host(config: config, manifest: manifest, registry: registry, store: store, data: data,
-                    changes: changes, sessions: sessions, metrics: metrics, logger: logger, hub: hub, cache: cache)
+                    changes: changes, sessions: sessions, metrics: metrics, logger: logger, hub: hub, tailer: tailer,
+                    cache: cache)
     }
 
     private init(config: HostConfig, manifest: Manifest, registry: PluginRegistry, store: StoreThreads,
                  data: DataService, changes: ChangeLog, sessions: SessionStore, metrics: Metrics, logger: Logger,
-                 hub: ChangeHub, cache: CacheService?) {
+                 hub: ChangeHub, tailer: ChangeTailer?, cache: CacheService?) {
         self.hub = hub
+        self.tailer = tailer
         self.cache = cache
         self.config = config
         self.manifest = manifest
@@ -132,7 +160,7 @@ public final class Host: Sendable {
         var handle: OpaquePointer?
         let status = table.pointee.open(instance, mode, &handle, &err)
         guard status == PYLON_OK, let handle else {
-            let msg = withUnsafeBytes(of: &err.message) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            let msg = boundedCString(err.message)
             throw HostError(status: 500, code: "STORE_OPEN_FAILED", message: "\(plugin.id): \(msg)")
         }
         return StoreConnection(table: table, handle: handle)
@@ -236,6 +264,7 @@ public final class Host: Sendable {
         defer { trimmer.cancel() }
         let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: appLogger)
         try await group.run()
+        tailer?.stop()
         store.shutdown()
         // Plugins stop their threads and save what they keep (the cache's snapshot).
         cache?.detach()

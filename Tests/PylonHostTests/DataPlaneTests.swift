@@ -2,9 +2,10 @@ import Foundation
 import Testing
 
 /// Black-box tests of the data plane (pylon-core.md §2, §3, §6.1): each test starts the
-/// real release `pylon-host` with the real `plugins/` folder on its own database and port,
-/// and talks HTTP to it. Build first: `make build` (or `swift build -c release` and copy
-/// `libPylonStoreSQLite.so` into `plugins/`).
+/// real release `pylon-host` on its own database and port and talks HTTP to it, once per
+/// store in `TestStore.all` (SQLite, D1 over the local D1-compatible server, the C executor
+/// from examples/, PostgreSQL). Build first: `make build` (or `swift build -c release` and copy the
+/// plugins into `plugins/`).
 @Suite("Data plane (black-box, real pylon-host)")
 struct DataPlaneTests {
 
@@ -53,8 +54,8 @@ struct DataPlaneTests {
 
     static let admin = HostProcess.adminToken
 
-    static func start(env: [String: String] = [:], dev: Bool = true) async throws -> HostProcess {
-        try await HostProcess.start(manifest: manifest, env: env, dev: dev)
+    static func start(_ store: TestStore, env: [String: String] = [:], dev: Bool = true) async throws -> HostProcess {
+        try await HostProcess.start(manifest: manifest, env: env, dev: dev, store: store)
     }
 
     static func isHex(_ s: String?, count: Int) -> Bool {
@@ -64,9 +65,9 @@ struct DataPlaneTests {
 
     // MARK: - CRUD
 
-    @Test("CRUD lifecycle: insert, typed read, patch, delete, 404")
-    func crudLifecycle() async throws {
-        let host = try await Self.start()
+    @Test("CRUD lifecycle: insert, typed read, patch, delete, 404", arguments: TestStore.all)
+    func crudLifecycle(store: TestStore) async throws {
+        let host = try await Self.start(store)
         defer { host.stop() }
 
         let created = try await host.request("POST", "/api/entities/Todo",
@@ -118,9 +119,9 @@ struct DataPlaneTests {
         #expect(deleteGone.json.errorCode == "NOT_FOUND")
     }
 
-    @Test("An id in the insert body is ignored: the server mints the id")
-    func clientIdIgnored() async throws {
-        let host = try await Self.start()
+    @Test("An id in the insert body is ignored: the server mints the id", arguments: TestStore.all)
+    func clientIdIgnored(store: TestStore) async throws {
+        let host = try await Self.start(store)
         defer { host.stop() }
         let r = try await host.request("POST", "/api/entities/Todo", json: #"{"id":"mine","title":"x","done":false}"#)
         #expect(r.status == 201, "\(r.body)")
@@ -130,9 +131,9 @@ struct DataPlaneTests {
         #expect(try await host.request("GET", "/api/entities/Todo/mine").status == 404)
     }
 
-    @Test("Aggregate: count, sum, avg, min, max, countDistinct, groupBy field and time bucket, where")
-    func aggregate() async throws {
-        let host = try await Self.start()
+    @Test("Aggregate: count, sum, avg, min, max, countDistinct, groupBy field and time bucket, where", arguments: TestStore.all)
+    func aggregate(store: TestStore) async throws {
+        let host = try await Self.start(store)
         defer { host.stop() }
         let rows = [
             #"{"title":"a","done":true,"priority":1,"estimate":1.5,"dueAt":"2026-01-05T10:00:00Z"}"#,
@@ -164,9 +165,9 @@ struct DataPlaneTests {
         #expect(try await host.request("POST", "/api/aggregate/Nope", json: #"{"count":"*"}"#).json.errorCode == "ENTITY_NOT_FOUND")
     }
 
-    @Test("List with ?limit and ?offset, ordered by id, with count")
-    func listLimitOffset() async throws {
-        let host = try await Self.start()
+    @Test("List with ?limit and ?offset, ordered by id, with count", arguments: TestStore.all)
+    func listLimitOffset(store: TestStore) async throws {
+        let host = try await Self.start(store)
         defer { host.stop() }
         var ids: [String] = []
         for i in 1...5 { ids.append(try await host.insert("Todo", #"{"title":"t\#(i)","done":false}"#)) }
@@ -194,9 +195,9 @@ struct DataPlaneTests {
         #expect(past.json["data"].items.isEmpty)
     }
 
-    @Test("Cursor pagination walks every row once: next_cursor and has_more")
-    func cursorPagination() async throws {
-        let host = try await Self.start()
+    @Test("Cursor pagination walks every row once: next_cursor and has_more", arguments: TestStore.all)
+    func cursorPagination(store: TestStore) async throws {
+        let host = try await Self.start(store)
         defer { host.stop() }
 
         let empty = try await host.request("GET", "/api/entities/Todo/cursor?limit=3")
@@ -237,9 +238,9 @@ struct DataPlaneTests {
 
     // MARK: - Filters
 
-    @Test("Filter operators: $gt $gte $lt $lte $like $in $not, null, $order, $limit, $offset")
-    func filterOperators() async throws {
-        let host = try await Self.start()
+    @Test("Filter operators: $gt $gte $lt $lte $like $in $not, null, $order, $limit, $offset", arguments: TestStore.all)
+    func filterOperators(store: TestStore) async throws {
+        let host = try await Self.start(store)
         defer { host.stop() }
         let rows = [
             #"{"title":"Buy milk","done":false,"priority":1,"estimate":0.5,"dueAt":"2026-01-01T00:00:00Z"}"#,
@@ -314,9 +315,9 @@ struct DataPlaneTests {
 
     // MARK: - Errors
 
-    @Test("Error codes: INVALID_COLUMN, INVALID_JSON, INVALID_DATA, MISSING_FIELD, ENTITY_NOT_FOUND")
-    func errorCodes() async throws {
-        let host = try await Self.start()
+    @Test("Error codes: INVALID_COLUMN, INVALID_JSON, INVALID_DATA, MISSING_FIELD, ENTITY_NOT_FOUND", arguments: TestStore.all)
+    func errorCodes(store: TestStore) async throws {
+        let host = try await Self.start(store)
         defer { host.stop() }
         let id = try await host.insert("Todo", #"{"title":"x","done":false}"#)
 
@@ -363,9 +364,9 @@ struct DataPlaneTests {
         #expect(try await host.request("GET", "/api/entities/Todo").json["count"].int == 1)
     }
 
-    @Test("Unique violation → 409 UNIQUE_VIOLATION, on insert and on update")
-    func uniqueViolation() async throws {
-        let host = try await Self.start()
+    @Test("Unique violation → 409 UNIQUE_VIOLATION, on insert and on update", arguments: TestStore.all)
+    func uniqueViolation(store: TestStore) async throws {
+        let host = try await Self.start(store)
         defer { host.stop() }
         _ = try await host.insert("User", #"{"email":"ann@example.com","displayName":"Ann"}"#)
         let bob = try await host.insert("User", #"{"email":"bob@example.com","displayName":"Bob"}"#)
@@ -383,9 +384,9 @@ struct DataPlaneTests {
         #expect(try await host.drain(since: 0).events.count == 2, "failed writes are not logged")
     }
 
-    @Test("Lookup by a string field and an int field; missing → 404")
-    func lookup() async throws {
-        let host = try await Self.start()
+    @Test("Lookup by a string field and an int field; missing → 404", arguments: TestStore.all)
+    func lookup(store: TestStore) async throws {
+        let host = try await Self.start(store)
         defer { host.stop() }
         let ann = try await host.insert("User", #"{"email":"ann@example.com","displayName":"Ann","age":42}"#)
         _ = try await host.insert("User", #"{"email":"bob@example.com","displayName":"Bob","age":7}"#)
@@ -421,9 +422,9 @@ struct DataPlaneTests {
 
     // MARK: - Links and graph queries
 
-    @Test("Link and unlink set and clear Todo.ownerId, each logged as an update")
-    func linkUnlink() async throws {
-        let host = try await Self.start()
+    @Test("Link and unlink set and clear Todo.ownerId, each logged as an update", arguments: TestStore.all)
+    func linkUnlink(store: TestStore) async throws {
+        let host = try await Self.start(store)
         defer { host.stop() }
         let user = try await host.insert("User", #"{"email":"ann@example.com","displayName":"Ann"}"#)
         let todo = try await host.insert("Todo", #"{"title":"x","done":false}"#)
@@ -465,9 +466,9 @@ struct DataPlaneTests {
         #expect(badRel.json.errorCode == "RELATION_NOT_FOUND")
     }
 
-    @Test("Graph query with include (belongs-to and has-many) and limit")
-    func graphQuery() async throws {
-        let host = try await Self.start()
+    @Test("Graph query with include (belongs-to and has-many) and limit", arguments: TestStore.all)
+    func graphQuery(store: TestStore) async throws {
+        let host = try await Self.start(store)
         defer { host.stop() }
         let ann = try await host.insert("User", #"{"email":"ann@example.com","displayName":"Ann"}"#)
         let bob = try await host.insert("User", #"{"email":"bob@example.com","displayName":"Bob"}"#)
@@ -502,9 +503,9 @@ struct DataPlaneTests {
 
     // MARK: - Batch and transact
 
-    @Test("Batch: independent ops, a failing op does not stop the others; admin only")
-    func batch() async throws {
-        let host = try await Self.start()
+    @Test("Batch: independent ops, a failing op does not stop the others; admin only", arguments: TestStore.all)
+    func batch(store: TestStore) async throws {
+        let host = try await Self.start(store)
         defer { host.stop() }
         let existing = try await host.insert("Todo", #"{"title":"old","done":false}"#)
         let start = try await host.drain(since: 0)
@@ -556,9 +557,9 @@ struct DataPlaneTests {
         #expect(missing.json.errorCode == "MISSING_OPERATIONS")
     }
 
-    @Test("Transact: all or nothing; a failure rolls back and leaves no change-log entries")
-    func transact() async throws {
-        let host = try await Self.start()
+    @Test("Transact: all or nothing; a failure rolls back and leaves no change-log entries", arguments: TestStore.all)
+    func transact(store: TestStore) async throws {
+        let host = try await Self.start(store)
         defer { host.stop() }
         let existing = try await host.insert("Todo", #"{"title":"old","done":false}"#)
         let start = try await host.drain(since: 0)
@@ -607,9 +608,9 @@ struct DataPlaneTests {
 
     // MARK: - Pull
 
-    @Test("Pull honours since and limit; has_more; cursor echo on an empty page; event shapes")
-    func pull() async throws {
-        let host = try await Self.start()
+    @Test("Pull honours since and limit; has_more; cursor echo on an empty page; event shapes", arguments: TestStore.all)
+    func pull(store: TestStore) async throws {
+        let host = try await Self.start(store)
         defer { host.stop() }
 
         let empty = try await host.request("GET", "/api/sync/pull?since=0")
@@ -680,9 +681,9 @@ struct DataPlaneTests {
         #expect(all.json["changes"].items.count == 7, "\(all.body)")
     }
 
-    @Test("Pull caps limit at 1000")
-    func pullLimitCap() async throws {
-        let host = try await Self.start()
+    @Test("Pull caps limit at 1000", arguments: TestStore.all)
+    func pullLimitCap(store: TestStore) async throws {
+        let host = try await Self.start(store)
         defer { host.stop() }
         let ops = (0..<1005).map { #"{"op":"insert","entity":"Todo","data":{"title":"r\#($0)","done":false}}"# }
         let r = try await host.request("POST", "/api/batch", json: #"{"operations":[\#(ops.joined(separator: ","))]}"#, token: Self.admin)
@@ -707,9 +708,9 @@ struct DataPlaneTests {
         #expect(defaultPage.json["has_more"].bool == true)
     }
 
-    @Test("410 RESYNC_REQUIRED for a future cursor and for another database's epoch")
-    func resyncFutureAndEpoch() async throws {
-        let host = try await Self.start()
+    @Test("410 RESYNC_REQUIRED for a future cursor and for another database's epoch", arguments: TestStore.all)
+    func resyncFutureAndEpoch(store: TestStore) async throws {
+        let host = try await Self.start(store)
         defer { host.stop() }
         for i in 1...3 { _ = try await host.insert("Todo", #"{"title":"t\#(i)","done":false}"#) }
         let head = try await host.request("GET", "/api/sync/pull?since=0")
@@ -746,9 +747,9 @@ struct DataPlaneTests {
         #expect(sameDB.json["changes"].items.compactMap { $0["seq"].int } == [2, 3])
     }
 
-    @Test("410 for a cursor older than retention (PYLON_CHANGELOG_RETENTION=5, trimmed at restart)")
-    func resyncRetention() async throws {
-        let host = try await Self.start(env: ["PYLON_CHANGELOG_RETENTION": "5"])
+    @Test("410 for a cursor older than retention (PYLON_CHANGELOG_RETENTION=5, trimmed at restart)", arguments: TestStore.all)
+    func resyncRetention(store: TestStore) async throws {
+        let host = try await Self.start(store, env: ["PYLON_CHANGELOG_RETENTION": "5"])
         defer { host.stop() }
         let ops = (1...20).map { #"{"op":"insert","entity":"Todo","data":{"title":"r\#($0)","done":false}}"# }
         let r = try await host.request("POST", "/api/batch", json: #"{"operations":[\#(ops.joined(separator: ","))]}"#, token: Self.admin)
@@ -777,9 +778,9 @@ struct DataPlaneTests {
         #expect(try await host.request("GET", "/api/entities/Todo").json["count"].int == 20, "trimming the log keeps the rows")
     }
 
-    @Test("Concurrent writes get gapless, unique seqs and each appears once in the log")
-    func concurrentWrites() async throws {
-        let host = try await Self.start()
+    @Test("Concurrent writes get gapless, unique seqs and each appears once in the log", arguments: TestStore.all)
+    func concurrentWrites(store: TestStore) async throws {
+        let host = try await Self.start(store)
         defer { host.stop() }
         let ids = try await withThrowingTaskGroup(of: String.self) { group in
             for i in 0..<40 {
@@ -798,9 +799,9 @@ struct DataPlaneTests {
 
     // MARK: - Push
 
-    @Test("Push: policy-checked (open in dev with no policy); pending ids map to server ids; dedupe by op_id; failed ops can be retried")
-    func push() async throws {
-        let host = try await Self.start()
+    @Test("Push: policy-checked (open in dev with no policy); pending ids map to server ids; dedupe by op_id; failed ops can be retried", arguments: TestStore.all)
+    func push(store: TestStore) async throws {
+        let host = try await Self.start(store)
         defer { host.stop() }
 
         let first = """
@@ -861,9 +862,9 @@ struct DataPlaneTests {
         #expect(try await host.request("GET", "/api/entities/Todo").json["count"].int == 2)
     }
 
-    @Test("Push dedupe survives a host restart")
-    func pushDedupeAcrossRestart() async throws {
-        let host = try await Self.start()
+    @Test("Push dedupe survives a host restart", arguments: TestStore.all)
+    func pushDedupeAcrossRestart(store: TestStore) async throws {
+        let host = try await Self.start(store)
         defer { host.stop() }
         let body = #"{"changes":[{"entity":"Todo","row_id":"_pending_r","kind":"insert","data":{"title":"once","done":false},"op_id":"op-restart"}]}"#
         let first = try await host.request("POST", "/api/sync/push", json: body, token: Self.admin)
@@ -877,9 +878,9 @@ struct DataPlaneTests {
 
     // MARK: - System routes and limits
 
-    @Test("/health answers with security headers")
-    func healthHeaders() async throws {
-        let host = try await Self.start()
+    @Test("/health answers with security headers", arguments: TestStore.all)
+    func healthHeaders(store: TestStore) async throws {
+        let host = try await Self.start(store)
         defer { host.stop() }
         let r = try await host.rawRequest("GET", "/health")
         #expect(r.status == 200, "\(r.body)")
@@ -896,9 +897,9 @@ struct DataPlaneTests {
         #expect(options.status == 204, "preflight: \(options.body)")
     }
 
-    @Test("A capability without a plugin answers 501 CAPABILITY_UNAVAILABLE")
-    func capabilityStub() async throws {
-        let host = try await Self.start()
+    @Test("A capability without a plugin answers 501 CAPABILITY_UNAVAILABLE", arguments: TestStore.all)
+    func capabilityStub(store: TestStore) async throws {
+        let host = try await Self.start(store)
         defer { host.stop() }
         for (method, json) in [("POST", "{}"), ("GET", nil)] as [(String, String?)] {
             let r = try await host.request(method, "/api/fn/anything", json: json)
@@ -911,9 +912,9 @@ struct DataPlaneTests {
         #expect(unknown.json.errorCode == "NOT_FOUND")
     }
 
-    @Test("A body over PYLON_MAX_BODY_BYTES → 413 PAYLOAD_TOO_LARGE")
-    func payloadTooLarge() async throws {
-        let host = try await Self.start(env: ["PYLON_MAX_BODY_BYTES": "1000"])
+    @Test("A body over PYLON_MAX_BODY_BYTES → 413 PAYLOAD_TOO_LARGE", arguments: TestStore.all)
+    func payloadTooLarge(store: TestStore) async throws {
+        let host = try await Self.start(store, env: ["PYLON_MAX_BODY_BYTES": "1000"])
         defer { host.stop() }
         let small = try await host.request("POST", "/api/entities/Todo", json: #"{"title":"small","done":false}"#)
         #expect(small.status == 201, "\(small.body)")
@@ -927,9 +928,9 @@ struct DataPlaneTests {
 
     // MARK: - Sessions
 
-    @Test("Sessions (dev): mint, /me, logout revokes")
-    func sessionsDev() async throws {
-        let host = try await Self.start()
+    @Test("Sessions (dev): mint, /me, logout revokes", arguments: TestStore.all)
+    func sessionsDev(store: TestStore) async throws {
+        let host = try await Self.start(store)
         defer { host.stop() }
         let anon = try await host.request("GET", "/api/auth/me")
         #expect(anon.json["user_id"].isNull, "\(anon.body)")
@@ -960,9 +961,9 @@ struct DataPlaneTests {
         #expect(missing.status == 400, "\(missing.body)")
     }
 
-    @Test("Sessions (not dev): minting needs the admin token")
-    func sessionsNonDev() async throws {
-        let host = try await Self.start(dev: false)
+    @Test("Sessions (not dev): minting needs the admin token", arguments: TestStore.all)
+    func sessionsNonDev(store: TestStore) async throws {
+        let host = try await Self.start(store, dev: false)
         defer { host.stop() }
         let denied = try await host.request("POST", "/api/auth/session", json: #"{"user_id":"user-1"}"#)
         #expect(denied.status == 403, "\(denied.body)")
@@ -976,17 +977,18 @@ struct DataPlaneTests {
         #expect(try await host.request("GET", "/api/auth/me", token: token).json["user_id"].string == "user-1")
     }
 
-    @Test("A session survives a restart and is stored hashed")
-    func sessionSurvivesRestart() async throws {
-        let host = try await Self.start()
+    @Test("A session survives a restart and is stored hashed", arguments: TestStore.all)
+    func sessionSurvivesRestart(store: TestStore) async throws {
+        let host = try await Self.start(store)
         defer { host.stop() }
         let s = try await host.request("POST", "/api/auth/session", json: #"{"user_id":"persisted-user"}"#)
         let token = try #require(s.json["token"].string, "\(s.body)")
 
         host.stop()
         let sqlite = "/usr/bin/sqlite3"
-        if FileManager.default.isExecutableFile(atPath: sqlite) {
-            let dump = try Self.run(sqlite, [host.dbPath, "SELECT * FROM _pylon_sessions;"])
+        // Every store here keeps its data in a SQLite file (D1's fixture server too).
+        if FileManager.default.isExecutableFile(atPath: sqlite), let file = host.storeFile {
+            let dump = try Self.run(sqlite, [file, "SELECT * FROM _pylon_sessions;"])
             #expect(dump.contains("persisted-user"), "the session row exists: \(dump)")
             #expect(!dump.contains(token), "the plaintext token is not stored")
             #expect(!dump.contains(String(token.dropFirst(6))), "nor its hex part")
@@ -997,9 +999,9 @@ struct DataPlaneTests {
         #expect(me.json["user_id"].string == "persisted-user", "\(me.body)")
     }
 
-    @Test("Committed writes survive kill -9")
-    func survivesKill9() async throws {
-        let host = try await Self.start()
+    @Test("Committed writes survive kill -9", arguments: TestStore.all)
+    func survivesKill9(store: TestStore) async throws {
+        let host = try await Self.start(store)
         defer { host.stop() }
         let id = try await host.insert("Todo", #"{"title":"durable","done":true}"#)
         host.kill9()

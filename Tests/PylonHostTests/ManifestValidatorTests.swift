@@ -313,6 +313,28 @@ let problemCases: [ProblemCase] = [
         code: "FIELD_ID_TARGET_NOT_FOUND", path: "$.actions[0](archive).input[0](noteId)",
         message: #"input "noteId" of action "archive" has type "id(Note)", but no entity "Note" is declared; declare entity "Note" or reference an existing one (declared entities: Todo)"#),
 
+    // Search
+    ProblemCase(
+        label: "SEARCH_FIELD_NOT_FOUND",
+        manifest: ManifestJSON.manifest(entities: [#"{"name": "Todo", "fields": [\#(ManifestJSON.field("title"))], "search": {"text": ["titel"]}}"#]),
+        code: "SEARCH_FIELD_NOT_FOUND", path: "$.entities[0](Todo).search.text[0](titel)",
+        message: #"search.text of entity "Todo" names field "titel", which entity "Todo" does not have (did you mean "title"?); use one of its fields (id, title)"#),
+    ProblemCase(
+        label: "SEARCH_TEXT_FIELD_TYPE",
+        manifest: ManifestJSON.manifest(entities: [#"{"name": "Todo", "fields": [\#(ManifestJSON.field("title")), \#(ManifestJSON.field("done", "bool"))], "search": {"text": ["title", "done"], "facets": ["done"]}}"#]),
+        code: "SEARCH_TEXT_FIELD_TYPE", path: "$.entities[0](Todo).search.text[1](done)",
+        message: #"search.text of entity "Todo" lists "done", a bool field; full-text search indexes text only, so list string or richtext fields there (use facets or sortable for "done")"#),
+    ProblemCase(
+        label: "SEARCH_FIELD_DUPLICATE",
+        manifest: ManifestJSON.manifest(entities: [#"{"name": "Todo", "fields": [\#(ManifestJSON.field("title"))], "search": {"sortable": ["title", "title"]}}"#]),
+        code: "SEARCH_FIELD_DUPLICATE", path: "$.entities[0](Todo).search.sortable[1](title)",
+        message: #"search.sortable of entity "Todo" lists "title" twice; remove one"#),
+    ProblemCase(
+        label: "SEARCH_LANGUAGE_INVALID",
+        manifest: ManifestJSON.manifest(entities: [#"{"name": "Todo", "fields": [\#(ManifestJSON.field("title"))], "search": {"text": ["title"], "language": "english'); drop"}}"#]),
+        code: "SEARCH_LANGUAGE_INVALID", path: "$.entities[0](Todo).search.language",
+        message: #"search.language of entity "Todo" is "english'); drop"; use a text-search configuration name in lower case, such as "english", "simple" or "german""#),
+
     // Policies
     ProblemCase(
         label: "POLICY_NAME_EMPTY", manifest: ManifestJSON.manifest(policies: [#"{"name": "", "entity": "Todo", "allow": "true"}"#]),
@@ -420,7 +442,8 @@ struct ManifestValidatorTests {
             "POLICY_ACTION_NOT_FOUND", "ROUTE_PATH_EMPTY", "ROUTE_PATH_NO_SLASH", "ROUTE_PATH_DUPLICATE",
             "ROUTE_QUERY_NOT_FOUND", "ROUTE_PARAM_NOT_IN_QUERY", "ROUTE_AUTH_INVALID", "NAME_INVALID",
             "NAME_RESERVED", "FIELD_CRDT_INVALID", "RELATION_TARGET_NOT_FOUND", "RELATION_FIELD_NOT_FOUND",
-            "ENTITY_NAME_CASE_DUPLICATE", "RELATION_DUPLICATE",
+            "ENTITY_NAME_CASE_DUPLICATE", "RELATION_DUPLICATE", "SEARCH_FIELD_NOT_FOUND", "SEARCH_TEXT_FIELD_TYPE",
+            "SEARCH_FIELD_DUPLICATE", "SEARCH_LANGUAGE_INVALID",
         ]
         #expect(codes == expected)
     }

@@ -11,6 +11,14 @@ private func e(_ name: String, _ fields: [Field], indexes: [Index] = [], relatio
     Entity(name: name, fields: fields, indexes: indexes, relations: relations, crdt: crdt)
 }
 
+extension Entity {
+    fileprivate func with(fields: [Field]) -> Entity {
+        var copy = self
+        copy.fields = fields
+        return copy
+    }
+}
+
 private func ix(_ name: String, _ fields: [String], unique: Bool = false) -> Index {
     Index(name: name, fields: fields, unique: unique)
 }
@@ -153,6 +161,32 @@ struct SchemaDiffTests {
     @Test func firstStartCreatesEveryEntityInManifestOrder() throws {
         let note = e("Note", [f("body", "richtext", optional: true)])
         #expect(try planned([], [user, todo, note]) == [.createEntity(user), .createEntity(todo), .createEntity(note)])
+    }
+
+    @Test func searchIsBuiltAfterColumnsRebuiltOnTextChangesAndDroppedWhenRemoved() throws {
+        var plain = e("Doc", [f("title")])
+        var searchable = plain
+        searchable.search = SearchConfig(text: ["title"], facets: [], sortable: [])
+        // A new searchable entity: the table first, then its index.
+        #expect(try planned([], [searchable]) == [.createEntity(searchable), .enableSearch(searchable)])
+        // Search added to an existing table, together with a new text field it indexes.
+        var wider = searchable
+        wider.fields.append(f("body", "richtext", optional: true))
+        wider.search?.text = ["title", "body"]
+        #expect(try planned([plain], [wider]) == [.addColumn(entity: "Doc", field: f("body", "richtext", optional: true)), .enableSearch(wider)])
+        // Text fields or language change: drop and rebuild.
+        plain.fields = wider.fields
+        #expect(try planned([searchable.with(fields: wider.fields)], [wider]) == [.disableSearch(entity: "Doc"), .enableSearch(wider)])
+        var german = wider
+        german.search?.language = "german"
+        #expect(try planned([wider], [german]) == [.disableSearch(entity: "Doc"), .enableSearch(german)])
+        // Facets and sortable are query-time only.
+        var faceted = wider
+        faceted.search?.facets = ["title"]
+        faceted.search?.sortable = ["title"]
+        #expect(try planned([wider], [faceted]) == [])
+        // Removed: the index goes, the data stays.
+        #expect(try planned([wider], [plain]) == [.disableSearch(entity: "Doc")])
     }
 
     @Test func unchangedSchemaPlansNothing() throws {

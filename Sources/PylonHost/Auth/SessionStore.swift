@@ -63,10 +63,10 @@ public final class SessionStore: @unchecked Sendable {
         }
         let sql = "SELECT user_id, expires_at, tenant_id FROM _pylon_sessions WHERE token_hash = \(dialect.placeholder(1))"
         let row = try await store.read { conn in try conn.execute(sql, [.text(hash)]).rows.first }
-        guard let row, case let .text(user) = row[0], case let .int(expires) = row[1] else { return nil }
+        guard let row, case let .text(user) = row.at(0), case let .int(expires) = row.at(1) else { return nil }
         if expires != 0 && now >= expires { return nil }
         var tenant: String?
-        if case let .text(t) = row[2] { tenant = t }
+        if case let .text(t) = row.at(2) { tenant = t }
         let s = Session(userID: user, expiresAt: expires, isGuest: user.hasPrefix("guest_"), tenantID: tenant)
         remember(hash, s, now)
         return s
@@ -92,10 +92,13 @@ public final class SessionStore: @unchecked Sendable {
     public func revoke(_ token: String) async throws -> Bool {
         let hash = Self.hash(token)
         forget(hash)
+        let find = "SELECT 1 FROM _pylon_sessions WHERE token_hash = \(dialect.placeholder(1))"
         let sql = "DELETE FROM _pylon_sessions WHERE token_hash = \(dialect.placeholder(1))"
-        let n = try await store.write { tx in
-            try tx.connection.execute(sql, [.text(hash)], wantRows: false).rowsAffected
+        // Asked before deleting: a deferred-write store (D1) reports no row counts until commit.
+        return try await store.write { tx in
+            let existed = !(try tx.connection.execute(find, [.text(hash)]).rows.isEmpty)
+            try tx.connection.execute(sql, [.text(hash)], wantRows: false)
+            return existed
         }
-        return n > 0
     }
 }

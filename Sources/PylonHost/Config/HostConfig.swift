@@ -22,6 +22,9 @@ public struct HostConfig: Sendable {
     public var cookieName = "pylon_session"
     /// Per-connection queue of undelivered realtime events (PYLON_SYNC_QUEUE).
     public var syncQueueLimit = 4096
+    /// How often a host on a shared store polls the change log for other hosts' writes
+    /// (PYLON_CHANGE_POLL_MS).
+    public var changePollMs = 25
     /// WS + SSE connections per client address (PYLON_MAX_CONNECTIONS_PER_IP).
     public var maxConnectionsPerAddress = 64
     /// Largest WebSocket frame accepted (PYLON_WS_MAX_FRAME).
@@ -53,6 +56,7 @@ public struct HostConfig: Sendable {
         if let p = env["PYLON_PLUGINS_DIR"], !p.isEmpty { c.pluginsDir = p }
         if let o = env["PYLON_CORS_ORIGIN"], !o.isEmpty { c.corsOrigin = o }
         if let q = try int("PYLON_SYNC_QUEUE") { c.syncQueueLimit = max(16, q) }
+        if let p = try int("PYLON_CHANGE_POLL_MS") { c.changePollMs = max(1, min(p, 10_000)) }
         if let m = try int("PYLON_MAX_CONNECTIONS_PER_IP") { c.maxConnectionsPerAddress = max(1, m) }
         if let f = try int("PYLON_WS_MAX_FRAME") { c.maxFrameBytes = max(1024, f) }
         if let p = try int("PYLON_CACHE_PORT") {

@@ -46,10 +46,15 @@ public final class DataService: Sendable {
         var offsetPH: String?
         if let l = f.limit { params.append(.int(l)); limitPH = dialect.placeholder(params.count) }
         if let o = f.offset { params.append(.int(o)); offsetPH = dialect.placeholder(params.count) }
-        let sql = "SELECT \(codec.selectList) FROM \(dialect.quote(entity))\(f.whereSQL)\(f.orderSQL)\(dialect.limitOffset(limit: limitPH, offset: offsetPH))"
+        let sql = "SELECT \(codec.selectList) FROM \(dialect.quote(entity))\(f.joinSQL)\(f.whereSQL)\(f.orderSQL)\(dialect.limitOffset(limit: limitPH, offset: offsetPH))"
         let bound = params
-        return try await store.read { conn in
-            try conn.execute(sql, bound).rows.map(codec.decode)
+        do {
+            return try await store.read { conn in
+                try conn.execute(sql, bound).rows.map(codec.decode)
+            }
+        } catch let e as StoreError where f.usesSearch && e.isStatementError {
+            // A raw `$search` expression the full-text engine cannot parse.
+            throw HostError.badRequest("INVALID_QUERY", "$search could not be run: \(e.message)")
         }
     }
 
@@ -149,10 +154,13 @@ public final class DataService: Sendable {
         }
         let stored = JSONValue.object(row)
         try ChangeLog.append(tx, entity: codec.entity.name, rowID: id, kind: .insert, data: stored, before: nil)
+        tx.remember(codec.entity.name, id, stored)
         return stored
     }
 
+    /// The row as this transaction sees it (including its own writes on a deferred-write store).
     static func fetch(_ tx: WriteTransaction, _ codec: RowCodec, id: String) throws -> JSONValue? {
+        if let mine = tx.writtenRow(codec.entity.name, id) { return mine }
         let d = tx.dialect
         let sql = "SELECT \(codec.selectList) FROM \(d.quote(codec.entity.name)) WHERE \(d.quote("id")) = \(d.placeholder(1))"
         return try tx.connection.execute(sql, [.text(id)]).rows.first.map(codec.decode)
@@ -191,6 +199,7 @@ public final class DataService: Sendable {
             throw mapWriteError(error, codec.entity.name, "UPDATE_FAILED")
         }
         try ChangeLog.append(tx, entity: codec.entity.name, rowID: id, kind: .update, data: after, before: before)
+        tx.remember(codec.entity.name, id, after)
         return after
     }
 
@@ -207,6 +216,7 @@ public final class DataService: Sendable {
             throw mapWriteError(error, codec.entity.name, "DELETE_FAILED")
         }
         try ChangeLog.append(tx, entity: codec.entity.name, rowID: id, kind: .delete, data: nil, before: before)
+        tx.remember(codec.entity.name, id, nil)
         return before
     }
 
@@ -291,16 +301,13 @@ public final class DataService: Sendable {
         return try await store.write { tx in
             var results: [Result<String, HostError>] = []
             for op in ops {
-                try tx.connection.execute("SAVEPOINT pylon_op", wantRows: false)
-                let mark = tx.events.count
+                let mark = try tx.savepoint("pylon_op")
                 do {
                     let id = try Self.apply(tx, codecs, op, guardian)
-                    try tx.connection.execute("RELEASE pylon_op", wantRows: false)
+                    try tx.release("pylon_op")
                     results.append(.success(id))
                 } catch {
-                    try tx.connection.execute("ROLLBACK TO pylon_op", wantRows: false)
-                    try tx.connection.execute("RELEASE pylon_op", wantRows: false)
-                    tx.events.removeSubrange(mark...)
+                    try tx.rollback(to: "pylon_op", mark)
                     results.append(.failure(Self.hostError(error)))
                 }
             }

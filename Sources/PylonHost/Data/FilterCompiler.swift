@@ -7,6 +7,10 @@
 /// NULL column counts as "not equal" to a value), and unknown `$operators` are an error
 /// instead of being silently ignored.
 public struct CompiledFilter: Sendable {
+    /// Goes right after `FROM <table>`: the full-text match of `$search`, else empty.
+    public var joinSQL: String = ""
+    /// The filter has `$search` (its text may be rejected by the full-text engine).
+    public var usesSearch = false
     public var whereSQL: String = ""
     public var params: [SQLValue] = []
     public var orderSQL: String = ""
@@ -62,6 +66,16 @@ public struct FilterCompiler {
             throw HostError.badRequest("INVALID_QUERY", "the filter must be a JSON object, got \(filter.typeName)")
         }
         var clauses: [String] = []
+        var rank: String?
+        // `$search` first: its JOIN precedes the WHERE clause, so with positional
+        // placeholders its parameter must be bound before any condition's.
+        if let text = pairs.last(where: { $0.0 == "$search" })?.1 {
+            let match = try searchMatch(text)
+            out.joinSQL = match.join
+            out.usesSearch = true
+            if let c = match.condition { clauses.append(c) }
+            rank = match.rank
+        }
         for (key, value) in pairs {
             switch key {
             case "$order":
@@ -86,16 +100,33 @@ public struct FilterCompiler {
                 }
                 out.offset = n
             case "$search":
-                throw HostError(status: 400, code: "SEARCH_NOT_CONFIGURED", message: "$search is not supported by this host yet; use $like on a field")
+                continue
             default:
                 let (col, field) = try column(key)
                 clauses.append(contentsOf: try conditions(col, field, value))
             }
         }
         if !clauses.isEmpty { out.whereSQL = " WHERE " + clauses.joined(separator: " AND ") }
-        if out.orderSQL.isEmpty { out.orderSQL = " ORDER BY \(dialect.quote("id")) ASC" }
+        if out.orderSQL.isEmpty {
+            out.orderSQL = " ORDER BY " + (rank.map { "\($0) ASC, " } ?? "") + "\(dialect.quote("id")) ASC"
+        }
         out.params = params
         return out
+    }
+
+    /// `$search`: the caller's text is handed to the store's full-text engine as it is
+    /// (FTS5 query syntax on SQLite, as in Pylon); the best matches come first unless
+    /// `$order` says otherwise.
+    private mutating func searchMatch(_ text: JSONValue) throws(HostError) -> SearchMatch {
+        let entity = codec.entity
+        guard let search = entity.search, !search.text.isEmpty else {
+            throw HostError(status: 400, code: "SEARCH_NOT_CONFIGURED",
+                            message: "\(entity.name) has no full-text index; add \"search\": {\"text\": [...]} to the entity in the manifest")
+        }
+        guard let s = text.stringValue else {
+            throw HostError.badRequest("INVALID_QUERY", "$search must be a string, got \(text.typeName)")
+        }
+        return dialect.searchMatch(entity.name, search, placeholder: bind(.text(s)), raw: true)
     }
 
     private mutating func conditions(_ col: String, _ field: Field, _ value: JSONValue) throws(HostError) -> [String] {

@@ -24,9 +24,11 @@ public struct RowCodec: Sendable {
     public func decode(_ row: [SQLValue]) -> JSONValue {
         var pairs: [(String, JSONValue)] = []
         pairs.reserveCapacity(row.count)
-        pairs.append(("id", Self.plain(row[0])))
+        // A store returns what was selected; a short row (a broken plugin) reads as nulls
+        // rather than trapping.
+        pairs.append(("id", row.isEmpty ? .null : Self.plain(row[0])))
         for (i, f) in entity.fields.enumerated() {
-            pairs.append((f.name, decodeValue(row[i + 1], f)))
+            pairs.append((f.name, i + 1 < row.count ? decodeValue(row[i + 1], f) : .null))
         }
         return .object(pairs)
     }

@@ -151,6 +151,15 @@ extension RouteContext {
             _ = try data.codec(entity)
             return HTTPSupport.json(try await data.aggregate(entity, try await body(req), auth: try await auth(req)))
         }
+        router.post("/api/search/:entity") { req, ctx in
+            let entity = try ctx.parameters.require("entity")
+            return HTTPSupport.json(try await data.search(entity, try await body(req, empty: .object([])), auth: try await auth(req)))
+        }
+        for method in [HTTPRequest.Method.get, .put, .patch, .delete] {
+            router.on(RouterPath("/api/search/:entity"), method: method) { _, _ -> Response in
+                throw HostError(status: 405, code: "METHOD_NOT_ALLOWED", message: "use POST /api/search/<entity> with a JSON body like {\"query\": \"...\"}")
+            }
+        }
         router.get("/api/lookup/:entity/:field/:value") { req, ctx in
             let entity = try ctx.parameters.require("entity")
             let field = try ctx.parameters.require("field")

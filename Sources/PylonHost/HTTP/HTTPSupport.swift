@@ -62,6 +62,9 @@ struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
                 response = try await next(request, context)
             } catch let e as HostError {
                 response = HTTPSupport.error(e)
+            } catch let e as StoreError where e.isUniqueViolation {
+                // Reaches here when the store reports it at COMMIT (deferred-write stores).
+                response = HTTPSupport.error(HostError(status: 409, code: "UNIQUE_VIOLATION", message: "a row with the same unique value already exists (\(e.message))"))
             } catch let e as StoreError {
                 response = HTTPSupport.error(HostError(status: e.status == 5 ? 503 : 500, code: "STORE_ERROR", message: e.message))
             } catch let e as HTTPError {

@@ -24,8 +24,31 @@ public struct Entity: Sendable, Equatable {
     public var indexes: [Index]
     public var relations: [Relation]
     public var crdt: Bool
+    /// Full-text search and facets (pylon-core.md §1.6); nil when the entity is not searchable.
+    public var search: SearchConfig? = nil
 
     public func field(named name: String) -> Field? { fields.first { $0.name == name } }
+}
+
+/// `search` on an entity: which text fields are indexed for full-text matching, which
+/// fields may be counted as facets and sorted on, and the text language (a Postgres
+/// text-search configuration name; SQLite's tokenizer ignores it).
+public struct SearchConfig: Sendable, Equatable {
+    public var text: [String] = []
+    public var facets: [String] = []
+    public var sortable: [String] = []
+    public var language: String = "english"
+
+    public init(text: [String] = [], facets: [String] = [], sortable: [String] = [], language: String = "english") {
+        self.text = text
+        self.facets = facets
+        self.sortable = sortable
+        self.language = language
+    }
+
+    /// Whether the stored index must be rebuilt to go from `self` to `other` (facets and
+    /// sortable fields are query-time only).
+    public func sameIndex(as other: SearchConfig) -> Bool { text == other.text && language == other.language }
 }
 
 public struct Field: Sendable, Equatable {
@@ -302,7 +325,23 @@ struct ManifestDecoder {
                                       field: try str(ro, "field", rp), many: try bool(ro, "many", rp, default: false)))
         }
         return Entity(name: name, fields: fields, indexes: indexes, relations: relations,
-                      crdt: try bool(o, "crdt", ep, default: true))
+                      crdt: try bool(o, "crdt", ep, default: true), search: try searchConfig(o, ep))
+    }
+
+    func searchConfig(_ o: JSONValue, _ ep: String) throws(ManifestError) -> SearchConfig? {
+        guard let v = o["search"], !v.isNull else { return nil }
+        let sp = "\(ep).search"
+        let so = try obj(v, sp)
+        func names(_ key: String) throws(ManifestError) -> [String] {
+            var out: [String] = []
+            for (k, item) in try arr(so, key, sp, required: false).enumerated() {
+                guard let s = item.stringValue else { throw fail("\(sp).\(key)[\(k)]", "expected a field name string") }
+                out.append(s)
+            }
+            return out
+        }
+        return SearchConfig(text: try names("text"), facets: try names("facets"), sortable: try names("sortable"),
+                            language: try optStr(so, "language", sp) ?? "english")
     }
 
     func field(_ v: JSONValue, _ p: String, requireAll: Bool) throws(ManifestError) -> Field {

@@ -166,6 +166,40 @@ private struct ValidationRun {
             checkFields(e, path: ep)
             checkIndexes(e, path: ep, owners: &indexOwners, tableNames: tableNames)
             checkRelations(e, path: ep)
+            checkSearch(e, path: ep)
+        }
+    }
+
+    /// `search`: every listed field exists; text fields hold text; the language is a plain
+    /// name (it becomes part of Postgres DDL, so it is checked rather than quoted).
+    mutating func checkSearch(_ e: Entity, path ep: String) {
+        guard let search = e.search else { return }
+        let sp = ep + ".search"
+        for (list, names) in [("text", search.text), ("facets", search.facets), ("sortable", search.sortable)] {
+            var seen: Set<String> = []
+            for (n, name) in names.enumerated() {
+                let p = sp + "." + ManifestValidator.element(list, n, name)
+                if !seen.insert(name).inserted {
+                    add("SEARCH_FIELD_DUPLICATE", p, "search.\(list) of entity \"\(e.name)\" lists \"\(name)\" twice; remove one")
+                    continue
+                }
+                if name == "id" && list != "text" { continue }
+                guard let f = e.field(named: name) else {
+                    let hint = ManifestValidator.suggestion(for: name, among: e.fields.map(\.name))
+                    add("SEARCH_FIELD_NOT_FOUND", p,
+                        "search.\(list) of entity \"\(e.name)\" names field \"\(name)\", which entity \"\(e.name)\" does not have\(hint); use one of its fields (\(fieldList(e)))")
+                    continue
+                }
+                if list == "text", let t = f.type, t.storage != .text {
+                    add("SEARCH_TEXT_FIELD_TYPE", p,
+                        "search.text of entity \"\(e.name)\" lists \"\(name)\", a \(f.typeName) field; full-text search indexes text only, so list string or richtext fields there (use facets or sortable for \"\(name)\")")
+                }
+            }
+        }
+        let lang = search.language.utf8
+        if lang.isEmpty || lang.count > 63 || !lang.allSatisfy({ ($0 >= 97 && $0 <= 122) || $0 == 95 }) {
+            add("SEARCH_LANGUAGE_INVALID", sp + ".language",
+                "search.language of entity \"\(e.name)\" is \"\(search.language)\"; use a text-search configuration name in lower case, such as \"english\", \"simple\" or \"german\"")
         }
     }
 

@@ -84,9 +84,9 @@ public final class PluginRegistry: @unchecked Sendable {
                                 message: "plugin \(plugin.id) (\(plugin.fileName)) lists \(cap.id) but returned no interface for it; the plugin is broken")
             }
             let size = table.load(as: UInt32.self)
-            if cap.id == PYLON_CAP_STORE && Int(size) < MemoryLayout<pylon_store_v1>.size {
+            if cap.id == PYLON_CAP_STORE && Int(size) < StoreTable.minimumSize {
                 throw HostError(status: 500, code: "PLUGIN_INTERFACE_TOO_SMALL",
-                                message: "plugin \(plugin.id) returned a pylon.store/1 table of \(size) bytes, expected at least \(MemoryLayout<pylon_store_v1>.size); rebuild it against this host's header")
+                                message: "plugin \(plugin.id) returned a pylon.store/1 table of \(size) bytes, expected at least \(StoreTable.minimumSize) (ABI 1.0); rebuild it against this host's header")
             }
             served[cap.id] = ServedCapability(plugin: plugin, instance: instance, table: table)
             lines.append("\(cap.id): \(plugin.id) \(plugin.version) (\(plugin.fileName))")
@@ -106,7 +106,7 @@ public final class PluginRegistry: @unchecked Sendable {
             }
         }
         guard status == PYLON_OK, let out else {
-            let msg = withUnsafeBytes(of: &err.message) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            let msg = boundedCString(err.message)
             throw HostError(status: 500, code: "PLUGIN_CREATE_FAILED",
                             message: "plugin \(plugin.id) (\(plugin.fileName)) failed to start: \(msg.isEmpty ? "status \(status)" : msg)")
         }

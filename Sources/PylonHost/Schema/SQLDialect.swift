@@ -20,11 +20,21 @@ public protocol SQLDialect: Sendable {
     func likeInsensitive(_ lhs: String, _ rhs: String) -> String
     /// LIMIT/OFFSET clause (either may be nil).
     func limitOffset(limit: String?, offset: String?) -> String
+    /// A statement every write transaction runs right after BEGIN, or nil. Stores that
+    /// several hosts write at once (Postgres) serialize writers with it, so change-log
+    /// seqs commit in order (see `PostgresDialect`).
+    var writeLockSQL: String? { get }
+    /// A statement a write transaction that appended to the change log runs before
+    /// COMMIT, signalling other hosts (delivered at commit), or nil.
+    var notifyChangesSQL: String? { get }
     /// DDL for the host's own tables (change log, meta, sessions, push ops).
     var bootstrap: [String] { get }
     /// `INSERT` of one change-log entry returning its `seq`. Parameters in order:
     /// entity, row_id, kind, data, before, ts.
     var appendChangeSQL: String { get }
+    /// `INSERT` of one change-log entry with a seq chosen by the host (deferred-write
+    /// stores). Parameters in order: seq, entity, row_id, kind, data, before, ts.
+    var appendChangeWithSeqSQL: String { get }
     func createTable(_ entity: Entity) -> [String]
     func addColumn(_ entity: String, _ field: Field) -> [String]
     func createIndex(_ entity: String, _ index: Index) -> String
@@ -35,6 +45,25 @@ public protocol SQLDialect: Sendable {
     /// A query returning one row per column name of the table named by parameter 1
     /// (no rows when the table does not exist).
     var columnNamesSQL: String { get }
+
+    // Full-text search (see `SearchIndex`).
+
+    /// DDL that builds `entity`'s full-text index over its `search.text` fields, fills it
+    /// from the rows already stored, and keeps it current inside every later write's own
+    /// transaction, whichever path the write takes. `hasDocColumn`: the table already has
+    /// `SearchIndex.docColumn` (search was enabled before). Empty when there are no text fields.
+    func enableSearch(_ entity: Entity, hasDocColumn: Bool) -> [String]
+    /// DDL that drops the full-text index of `entity` (no user data).
+    func disableSearch(_ entity: String) -> [String]
+    /// How a SELECT over `entity` keeps only rows matching the full-text query bound at
+    /// `placeholder` (a value from `searchQuery`, or the caller's raw `$search` text).
+    /// Matches in fields listed earlier in `search.text` rank higher. `raw`: the value is
+    /// the caller's own query text (`$search`) in the engine's user syntax, not `searchQuery` output.
+    func searchMatch(_ entity: String, _ search: SearchConfig, placeholder: String, raw: Bool) -> SearchMatch
+    /// A user's free text as this dialect's full-text query: every word must match, the
+    /// last one as a prefix (search as you type); syntax characters match nothing special.
+    /// Nil when the text has no word to search for.
+    func searchQuery(_ text: String) -> String?
 }
 
 extension SQLDialect {
@@ -75,6 +104,10 @@ public struct SQLiteDialect: SQLDialect {
         }
     }
 
+    /// One SQLite file has one writer: `BEGIN IMMEDIATE` already serializes.
+    public var writeLockSQL: String? { nil }
+    public var notifyChangesSQL: String? { nil }
+
     public var bootstrap: [String] {
         [
             "CREATE TABLE IF NOT EXISTS _pylon_meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)",
@@ -101,6 +134,10 @@ public struct SQLiteDialect: SQLDialect {
 
     public var appendChangeSQL: String {
         "INSERT INTO _pylon_changes (entity, row_id, kind, data, before, ts) VALUES (?, ?, ?, ?, ?, ?) RETURNING seq"
+    }
+
+    public var appendChangeWithSeqSQL: String {
+        "INSERT INTO _pylon_changes (seq, entity, row_id, kind, data, before, ts) VALUES (?, ?, ?, ?, ?, ?, ?)"
     }
 
     private func columnDef(_ f: Field, forAdd: Bool) -> String {
@@ -141,6 +178,65 @@ public struct SQLiteDialect: SQLDialect {
     public func dropIndex(_ name: String) -> String { "DROP INDEX IF EXISTS \(quote(name))" }
 
     public var columnNamesSQL: String { "SELECT name FROM pragma_table_info(?)" }
+
+    // MARK: Full-text search: FTS5
+    //
+    // One contentless FTS5 table per searchable entity (`_pylon_fts_<E>`, columns c0, c1...
+    // so no field name can clash with FTS5's own `rank`/`rowid`), keyed by a stable
+    // integer `_pylon_docid` column on the entity table. Not the table's rowid: VACUUM and
+    // dump/restore may renumber rowids of tables without an INTEGER PRIMARY KEY, a stored
+    // column survives both. Triggers keep the index in step inside the writing
+    // transaction, so every path (CRUD, batch, transact, push, functions) is covered and a
+    // rollback rolls the index back too.
+
+    public func enableSearch(_ entity: Entity, hasDocColumn: Bool) -> [String] {
+        guard let text = entity.search?.text, !text.isEmpty else { return [] }
+        let t = quote(entity.name)
+        let fts = quote(SearchIndex.table(entity.name))
+        let doc = quote(SearchIndex.docColumn)
+        let slotList = text.indices.map { "c\($0)" }.joined(separator: ", ")
+        let columns = text.map { quote($0) }.joined(separator: ", ")
+        func values(_ row: String) -> String { text.map { "\(row).\(quote($0))" }.joined(separator: ", ") }
+        func trigger(_ suffix: String) -> String { quote(SearchIndex.table(entity.name) + "_" + suffix) }
+        let removeOld = "INSERT INTO \(fts) (\(fts), rowid, \(slotList)) VALUES ('delete', old.\(doc), \(values("old")));"
+        return [
+            hasDocColumn ? "UPDATE \(t) SET \(doc) = NULL" : "ALTER TABLE \(t) ADD COLUMN \(doc) INTEGER",
+            "CREATE UNIQUE INDEX IF NOT EXISTS \(quote(SearchIndex.docIndex(entity.name))) ON \(t) (\(doc))",
+            "UPDATE \(t) SET \(doc) = rowid",
+            "CREATE VIRTUAL TABLE \(fts) USING fts5(\(slotList), content='', tokenize='unicode61 remove_diacritics 2')",
+            "INSERT INTO \(fts) (rowid, \(slotList)) SELECT \(doc), \(columns) FROM \(t)",
+            "CREATE TRIGGER \(trigger("ai")) AFTER INSERT ON \(t) BEGIN "
+                + "UPDATE \(t) SET \(doc) = (SELECT COALESCE(MAX(\(doc)), 0) + 1 FROM \(t)) WHERE rowid = new.rowid; "
+                + "INSERT INTO \(fts) (rowid, \(slotList)) SELECT \(doc), \(columns) FROM \(t) WHERE rowid = new.rowid; END",
+            "CREATE TRIGGER \(trigger("au")) AFTER UPDATE OF \(columns) ON \(t) BEGIN \(removeOld) "
+                + "INSERT INTO \(fts) (rowid, \(slotList)) VALUES (new.\(doc), \(values("new"))); END",
+            "CREATE TRIGGER \(trigger("ad")) AFTER DELETE ON \(t) BEGIN \(removeOld) END",
+        ]
+    }
+
+    public func disableSearch(_ entity: String) -> [String] {
+        ["ai", "au", "ad"].map { "DROP TRIGGER IF EXISTS \(quote(SearchIndex.table(entity) + "_" + $0))" }
+            + ["DROP TABLE IF EXISTS \(quote(SearchIndex.table(entity)))"]
+    }
+
+    /// FTS5 query syntax either way (`raw` changes nothing).
+    public func searchMatch(_ entity: String, _ search: SearchConfig, placeholder: String, raw: Bool) -> SearchMatch {
+        let fts = quote(SearchIndex.table(entity))
+        // bm25 is lower for better matches; each column weighted by its place in the list.
+        let weights = SearchIndex.weights(search.text.count).map { String($0) }.joined(separator: ", ")
+        let join = " JOIN (SELECT rowid AS _pylon_d, bm25(\(fts), \(weights)) AS _pylon_r FROM \(fts) WHERE \(fts) MATCH \(placeholder)) AS _pylon_s"
+            + " ON _pylon_s._pylon_d = \(quote(entity)).\(quote(SearchIndex.docColumn))"
+        return SearchMatch(join: join, condition: nil, rank: "_pylon_s._pylon_r")
+    }
+
+    public func searchQuery(_ text: String) -> String? {
+        let words = SearchIndex.words(text)
+        guard !words.isEmpty else { return nil }
+        // Each word as an FTS5 string, so AND/OR/NEAR/-/: in the text are plain words.
+        var parts = words.map { "\"" + $0 + "\"" }
+        parts[parts.count - 1] += "*"
+        return parts.joined(separator: " ")
+    }
 
     public func timeBucket(_ column: String, _ unit: String) -> String? {
         let format: String

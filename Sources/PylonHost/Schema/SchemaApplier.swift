@@ -4,8 +4,24 @@
 /// with a message saying what to do; nothing is applied in that case.
 enum SchemaApplier {
     static func apply(_ entities: [Entity], on conn: StoreConnection, dialect: SQLDialect) throws -> [String] {
+        // The host's own tables first, committed on their own: the plan below reads
+        // `_pylon_meta`, which a deferred-write store (D1) would not have created yet if the
+        // CREATE were still buffered in the same transaction. Every statement is idempotent.
         try conn.begin()
         do {
+            // Under the same lock as the migration: concurrent CREATE ... IF NOT EXISTS can
+            // collide on PostgreSQL when hosts start together.
+            if let lock = dialect.writeLockSQL { try conn.execute(lock, wantRows: false) }
+            for ddl in dialect.bootstrap { try conn.execute(ddl, wantRows: false) }
+            try conn.commit()
+        } catch {
+            try? conn.rollback()
+            throw error
+        }
+        try conn.begin()
+        do {
+            // Hosts starting together on one database migrate one after the other.
+            if let lock = dialect.writeLockSQL { try conn.execute(lock, wantRows: false) }
             let log = try applyInTransaction(entities, conn, dialect)
             try conn.commit()
             return log
@@ -16,21 +32,19 @@ enum SchemaApplier {
     }
 
     private static func applyInTransaction(_ entities: [Entity], _ conn: StoreConnection, _ d: SQLDialect) throws -> [String] {
-        for ddl in d.bootstrap { try conn.execute(ddl, wantRows: false) }
         let r = try conn.execute("SELECT value FROM _pylon_meta WHERE key = \(d.placeholder(1))", [.text("schema")])
         var log: [String] = []
-        var changes: [SchemaChange] = []
+        var old: [Entity] = []
         if case let .text(json)? = r.rows.first?.first {
             let recorded = try SchemaSnapshot.decode(try JSONParser.parse(json))
-            let old = try reconcile(recorded, with: entities, conn, d)
-            switch SchemaDiff.plan(from: old, to: entities) {
-            case let .success(c): changes = c
-            case let .failure(e):
-                throw HostError(status: 500, code: "SCHEMA_DESTRUCTIVE_CHANGE",
-                                message: "the manifest would destroy data, so nothing was migrated:\n  " + e.problems.map(\.description).joined(separator: "\n  "))
-            }
-        } else {
-            changes = entities.map { .createEntity($0) }
+            old = try reconcile(recorded, with: entities, conn, d)
+        }
+        let changes: [SchemaChange]
+        switch SchemaDiff.plan(from: old, to: entities) {
+        case let .success(c): changes = c
+        case let .failure(e):
+            throw HostError(status: 500, code: "SCHEMA_DESTRUCTIVE_CHANGE",
+                            message: "the manifest would destroy data, so nothing was migrated:\n  " + e.problems.map(\.description).joined(separator: "\n  "))
         }
         for change in changes {
             switch change {
@@ -46,6 +60,15 @@ enum SchemaApplier {
             case let .dropIndex(entity, name):
                 try conn.execute(d.dropIndex(name), wantRows: false)
                 log.append("dropped index \(name) on \(entity)")
+            case let .enableSearch(e):
+                let columns = try columnNames(e.name, conn, d)
+                for s in d.enableSearch(e, hasDocColumn: columns.contains(SearchIndex.docColumn)) {
+                    try conn.execute(s, wantRows: false)
+                }
+                log.append("built search index on \(e.name) (\(e.search?.text.joined(separator: ", ") ?? ""))")
+            case let .disableSearch(entity):
+                for s in d.disableSearch(entity) { try conn.execute(s, wantRows: false) }
+                log.append("dropped search index on \(entity)")
             }
         }
         let snapshot = JSONWriter.string(SchemaSnapshot.encode(entities))
@@ -62,10 +85,7 @@ enum SchemaApplier {
     static func reconcile(_ recorded: [Entity], with manifest: [Entity], _ conn: StoreConnection, _ d: SQLDialect) throws -> [Entity] {
         var out: [Entity] = []
         for var e in recorded {
-            let cols = Set(try conn.execute(d.columnNamesSQL, [.text(e.name)]).rows.compactMap { row -> String? in
-                if case let .text(n) = row[0] { return n }
-                return nil
-            })
+            let cols = try columnNames(e.name, conn, d)
             let wanted = manifest.first { $0.name == e.name }
             if cols.isEmpty {
                 if wanted == nil { continue }  // table dropped by hand, and gone from the manifest
@@ -78,8 +98,29 @@ enum SchemaApplier {
         return out
     }
 
-    /// The database's epoch id, created on first start.
+    /// The columns the store reports for `table` (empty when the table does not exist).
+    static func columnNames(_ table: String, _ conn: StoreConnection, _ d: SQLDialect) throws -> Set<String> {
+        Set(try conn.execute(d.columnNamesSQL, [.text(table)]).rows.compactMap { row -> String? in
+            if case let .text(n) = row.at(0) { return n }
+            return nil
+        })
+    }
+
+    /// The database's epoch id, created on first start (by exactly one host).
     static func epoch(_ conn: StoreConnection, _ d: SQLDialect) throws -> String {
+        try conn.begin()
+        do {
+            if let lock = d.writeLockSQL { try conn.execute(lock, wantRows: false) }
+            let e = try epochInTransaction(conn, d)
+            try conn.commit()
+            return e
+        } catch {
+            try? conn.rollback()
+            throw error
+        }
+    }
+
+    private static func epochInTransaction(_ conn: StoreConnection, _ d: SQLDialect) throws -> String {
         let r = try conn.execute("SELECT value FROM _pylon_meta WHERE key = \(d.placeholder(1))", [.text("epoch")])
         if case let .text(e)? = r.rows.first?.first { return e }
         var rng = SystemRandomNumberGenerator()

@@ -69,7 +69,12 @@ public enum SchemaSnapshot {
                          ("field", .string(r.field)), ("many", .bool(r.many))])
             })),
             ("crdt", .bool(e.crdt)),
-        ])
+        ] + (e.search.map { c in
+            [("search", JSONValue.object([
+                ("text", .array(c.text.map { .string($0) })), ("facets", .array(c.facets.map { .string($0) })),
+                ("sortable", .array(c.sortable.map { .string($0) })), ("language", .string(c.language)),
+            ]))]
+        } ?? []))
     }
 }
 
@@ -84,6 +89,13 @@ public enum SchemaChange: Sendable, Equatable {
     /// Loses no data: used when an index is removed or changed, and when a field stops
     /// being unique (its backing index is dropped).
     case dropIndex(entity: String, name: String)
+    /// Builds the entity's full-text index from its `search.text` fields, fills it from the
+    /// rows already stored, and keeps it current from then on, inside every write's own
+    /// transaction (the dialect decides how: triggers on SQLite).
+    case enableSearch(Entity)
+    /// Drops the full-text index (never user data); also the first half of a rebuild when
+    /// the indexed fields or the language change.
+    case disableSearch(entity: String)
 }
 
 /// The manifest asks for changes that would destroy or reject existing data. Every such
@@ -101,7 +113,8 @@ public struct SchemaDiffError: Error, Sendable, CustomStringConvertible {
 /// Allowed: new entities, new fields (optional, or required: the dialect fills existing
 /// rows with a zero default), new, removed or changed indexes, a field that stops being
 /// unique, a type change that keeps the storage class (e.g. string → datetime, both text),
-/// and any change to `crdt` annotations or relations, which are not storage.
+/// any change to `crdt` annotations or relations, which are not storage, and any change to
+/// `search` (the full-text index is derived data: it is dropped and rebuilt from the rows).
 ///
 /// Refused, all at once: a removed entity or field (a rename is a removal plus an
 /// addition), a type change across storage classes, any change of `optional` (SQLite
@@ -130,6 +143,8 @@ public enum SchemaDiff {
         var columns: [SchemaChange] = []
         var drops: [SchemaChange] = []
         var indexCreates: [SchemaChange] = []
+        /// Full-text indexes to build, after every column they read exists.
+        var searches: [SchemaChange] = []
         /// New entities whose declared indexes are created separately (see below).
         var deferredIndexes: [(entity: String, index: Index)] = []
 
@@ -181,6 +196,15 @@ public enum SchemaDiff {
             for x in e.indexes where oldIndexes[x.name] != x {
                 indexCreates.append(.createIndex(entity: e.name, index: x))
             }
+
+            switch (was.search, e.search) {
+            case (nil, _?): searches.append(.enableSearch(e))
+            case (_?, nil): drops.append(.disableSearch(entity: e.name))
+            case let (a?, b?) where !a.sameIndex(as: b):
+                drops.append(.disableSearch(entity: e.name))
+                searches.append(.enableSearch(e))
+            default: break
+            }
         }
 
         // An index name may move from an existing entity to a new one. Index names are per
@@ -198,11 +222,12 @@ public enum SchemaDiff {
                 return false
             }
             creates.append(.createEntity(table))
+            if e.search != nil { searches.append(.enableSearch(e)) }
         }
         indexCreates += deferredIndexes.map { .createIndex(entity: $0.entity, index: $0.index) }
 
         if !problems.isEmpty { return .failure(SchemaDiffError(problems: problems)) }
-        return .success(creates + columns + drops + indexCreates)
+        return .success(creates + columns + drops + indexCreates + searches)
     }
 
     /// Name of the index that backs a `unique: true` field. Must stay equal to

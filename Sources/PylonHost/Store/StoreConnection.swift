@@ -20,6 +20,8 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
 
     public var isConstraint: Bool { status == PYLON_ERR_CONSTRAINT }
     public var isUniqueViolation: Bool { code == "UNIQUE_VIOLATION" }
+    /// The statement itself was rejected (syntax, bad argument), not the store.
+    public var isStatementError: Bool { status == PYLON_ERR_GENERIC || status == PYLON_ERR_INVALID_ARGUMENT }
 }
 
 /// Result rows of one statement, copied out of the plugin's buffers.
@@ -35,6 +37,10 @@ public struct QueryResult: Sendable {
 private final class CallState {
     var result = QueryResult()
     var error: StoreError?
+    /// A broken promise of the plugin seen in the sink (rows wider or narrower than the
+    /// columns, NULL arrays): the call fails with PLUGIN_CONTRACT instead of trusting it.
+    var contractViolation: String?
+    var sawColumns = false
     /// Set by `done`. For inline stores it is already true when the call returns, so the
     /// caller never touches the semaphore.
     var completed = false
@@ -49,7 +55,18 @@ private final class CallState {
         if !completed {
             error = StoreError(status: PYLON_ERR_GENERIC, code: "PLUGIN_CONTRACT",
                                message: "the store plugin declares inline completion but returned without calling done; fix the plugin")
+        } else if error == nil, let contractViolation {
+            error = StoreError(status: PYLON_ERR_GENERIC, code: "PLUGIN_CONTRACT", message: "the store plugin \(contractViolation); fix the plugin")
         }
+    }
+}
+
+/// A fixed C char array read up to its first NUL or its end: a plugin that forgets the NUL
+/// must not make the host read past the buffer.
+func boundedCString<T>(_ tuple: T) -> String {
+    withUnsafeBytes(of: tuple) { raw in
+        let bytes = raw.prefix { $0 != 0 }
+        return String(decoding: bytes, as: UTF8.self)
     }
 }
 
@@ -61,6 +78,11 @@ private func text(_ p: UnsafePointer<UInt8>?, _ n: Int) -> String {
 private let sinkColumns: @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<pylon_str>?, Int) -> pylon_status = {
     ctx, names, count in
     let state = Unmanaged<CallState>.fromOpaque(ctx!).takeUnretainedValue()
+    state.sawColumns = true
+    guard count <= 32_767, count == 0 || names != nil else {
+        state.contractViolation = "passed \(count) column names \(names == nil ? "as NULL" : "(more than SQLite allows)")"
+        return PYLON_ERR_ABORTED
+    }
     var cols: [String] = []
     cols.reserveCapacity(count)
     for i in 0..<count {
@@ -74,6 +96,10 @@ private let sinkColumns: @convention(c) (UnsafeMutableRawPointer?, UnsafePointer
 private let sinkRow: @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<pylon_value>?, Int) -> pylon_status = {
     ctx, values, count in
     let state = Unmanaged<CallState>.fromOpaque(ctx!).takeUnretainedValue()
+    guard count == 0 || values != nil, !state.sawColumns || count == state.result.columns.count else {
+        state.contractViolation = "sent a row of \(count) values\(values == nil ? " as NULL" : "") for \(state.result.columns.count) columns"
+        return PYLON_ERR_ABORTED
+    }
     var row: [SQLValue] = []
     row.reserveCapacity(count)
     for i in 0..<count {
@@ -85,7 +111,10 @@ private let sinkRow: @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<pyl
         case PYLON_VALUE_BLOB:
             let b = v.as.bytes
             row.append(.blob(b.ptr.map { Array(UnsafeBufferPointer(start: $0, count: b.len)) } ?? []))
-        default: row.append(.null)
+        case PYLON_VALUE_NULL: row.append(.null)
+        default:
+            state.contractViolation = "sent a value of unknown type \(v.type)"
+            return PYLON_ERR_ABORTED
         }
     }
     state.result.rows.append(row)
@@ -98,14 +127,22 @@ private let callDone: pylon_store_done_fn = { ctx, status, result, err in
         var code = "STORE_ERROR"
         var message = "store call failed with status \(status)"
         if let err {
-            var e = err.pointee
-            code = withUnsafeBytes(of: &e.code) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-            message = withUnsafeBytes(of: &e.message) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            let e = err.pointee
+            let c = boundedCString(e.code)
+            let m = boundedCString(e.message)
+            if !c.isEmpty { code = c }
+            if !m.isEmpty { message = m }
         }
         state.error = StoreError(status: status, code: code, message: message)
     } else if let result {
-        state.result.rowsAffected = result.pointee.rows_affected
-        state.result.lastInsertID = result.pointee.last_insert_id
+        // Read only what the plugin's struct_size says it filled.
+        let size = Int(result.pointee.struct_size)
+        if size >= MemoryLayout<pylon_exec_result>.offset(of: \pylon_exec_result.rows_affected)! + 8 {
+            state.result.rowsAffected = result.pointee.rows_affected
+        }
+        if size >= MemoryLayout<pylon_exec_result>.offset(of: \pylon_exec_result.last_insert_id)! + 8 {
+            state.result.lastInsertID = result.pointee.last_insert_id
+        }
     }
     state.completed = true
     state.finished?.signal()
@@ -119,11 +156,14 @@ public final class StoreConnection: @unchecked Sendable {
     let table: UnsafePointer<pylon_store_v1>
     let handle: OpaquePointer
     let inline: Bool
+    /// PYLON_STORE_FLAG_DEFERRED_WRITES: writes in a transaction apply at COMMIT.
+    let defersWrites: Bool
 
     init(table: UnsafePointer<pylon_store_v1>, handle: OpaquePointer) {
         self.table = table
         self.handle = handle
         inline = table.pointee.flags & PYLON_STORE_FLAG_COMPLETES_INLINE != 0
+        defersWrites = table.pointee.flags & PYLON_STORE_FLAG_DEFERRED_WRITES != 0
     }
 
     /// Runs one statement. `wantRows: false` skips copying result rows.
@@ -196,8 +236,42 @@ public final class StoreConnection: @unchecked Sendable {
     }
 
     public func begin() throws(StoreError) { try transaction(PYLON_TX_BEGIN) }
+    /// Starts a read snapshot (end it with `rollback`), so several SELECTs see one state.
+    public func beginRead() throws(StoreError) { try transaction(PYLON_TX_BEGIN_READ) }
     public func commit() throws(StoreError) { try transaction(PYLON_TX_COMMIT) }
     public func rollback() throws(StoreError) { try transaction(PYLON_TX_ROLLBACK) }
 
     func close() { table.pointee.close(handle) }
+
+    /// Whether this store can wait for database signals (`wait_notify`, ABI 1.1). The
+    /// table is the host's normalized copy (`StoreTable`), so an older plugin reads NULL.
+    var canWaitForNotify: Bool { table.pointee.wait_notify != nil }
+
+    /// Outcome of `waitForNotify`.
+    enum NotifyWait { case signalled, timedOut }
+
+    /// Blocks until the database signals `channel` or `timeoutMs` passes (see
+    /// `pylon_store_v1.wait_notify`). Only call when `canWaitForNotify`.
+    func waitForNotify(_ channel: String, timeoutMs: Int32) throws(StoreError) -> NotifyWait {
+        guard canWaitForNotify, let wait = table.pointee.wait_notify else {
+            throw StoreError(status: PYLON_ERR_UNSUPPORTED, code: "UNSUPPORTED", message: "the store cannot wait for notifications")
+        }
+        var err = pylon_error()
+        err.struct_size = UInt32(MemoryLayout<pylon_error>.size)
+        let status = wait(handle, channel, timeoutMs, &err)
+        switch status {
+        case PYLON_OK: return .signalled
+        case PYLON_ERR_BUSY: return .timedOut
+        default:
+            let code = withUnsafeBytes(of: &err.code) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            let message = withUnsafeBytes(of: &err.message) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            throw StoreError(status: status, code: code.isEmpty ? "NOTIFY_FAILED" : code, message: message)
+        }
+    }
+}
+
+extension Array where Element == SQLValue {
+    /// Column `i` of a result row, or NULL when the store sent fewer columns than the host
+    /// selected (a broken plugin must make the host answer with an error, never trap).
+    public func at(_ i: Int) -> SQLValue { i >= 0 && i < count ? self[i] : .null }
 }

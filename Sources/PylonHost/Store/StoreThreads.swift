@@ -29,7 +29,9 @@ final class StoreThreads: @unchecked Sendable {
 
     init(writer: StoreConnection, readers: [StoreConnection], dialect: SQLDialect, maxBatch: Int = 512) {
         self.dialect = dialect
-        self.maxBatch = maxBatch
+        // A deferred-write store reports constraint violations only at COMMIT, for the whole
+        // transaction: one job per transaction keeps a failure with the job that caused it.
+        self.maxBatch = writer.defersWrites ? 1 : maxBatch
         for (i, conn) in readers.enumerated() {
             let t = Thread { [readQueue] in
                 while let job = readQueue.take() { job(conn) }
@@ -84,7 +86,9 @@ final class StoreThreads: @unchecked Sendable {
     private func runBatch(_ batch: [WriteJob], _ conn: StoreConnection) {
         do {
             try conn.begin()
+            if let lock = dialect.writeLockSQL { try conn.execute(lock, wantRows: false) }
         } catch {
+            try? conn.rollback()
             for j in batch { j.fail(error) }
             return
         }
@@ -106,34 +110,47 @@ final class StoreThreads: @unchecked Sendable {
                 }
                 continue
             }
+            let mark: WriteTransaction.Mark
             do {
-                try conn.execute("SAVEPOINT pylon_job", wantRows: false)
+                mark = try tx.savepoint("pylon_job")
             } catch {
                 outcomes.append(error)
                 continue
             }
             do {
                 try job.body(tx)
-                try conn.execute("RELEASE pylon_job", wantRows: false)
+                try tx.release("pylon_job")
                 outcomes.append(nil)
                 events.append(contentsOf: tx.events)
             } catch {
-                _ = try? conn.execute("ROLLBACK TO pylon_job", wantRows: false)
-                _ = try? conn.execute("RELEASE pylon_job", wantRows: false)
+                try? tx.rollback(to: "pylon_job", mark)
                 outcomes.append(error)
             }
         }
         do {
+            if !events.isEmpty, let notify = dialect.notifyChangesSQL { try conn.execute(notify, wantRows: false) }
             try conn.commit()
         } catch {
             try? conn.rollback()
-            for j in batch { j.fail(error) }
+            let reported = Self.commitFailure(error)
+            for j in batch { j.fail(reported) }
             return
         }
         if !events.isEmpty { onCommit?(events) }
         for (job, outcome) in zip(batch, outcomes) {
             if let outcome { job.fail(outcome) } else { job.succeed() }
         }
+    }
+}
+
+extension StoreThreads {
+    /// A COMMIT that failed on the change log's seq key means another process wrote to the
+    /// same database (possible only with a deferred-write store, where the host numbers the
+    /// log itself): say so instead of reporting a unique violation of the user's data.
+    static func commitFailure(_ error: Error) -> Error {
+        guard let e = error as? StoreError, e.isUniqueViolation, e.message.contains("_pylon_changes") else { return error }
+        return HostError(status: 503, code: "CONCURRENT_WRITER",
+                         message: "another process wrote to this database's change log; only one pylon-host may write to a store with deferred writes (D1). Nothing was applied; retry")
     }
 }
 
@@ -144,15 +161,84 @@ private final class ResultBox<T>: @unchecked Sendable {
 }
 
 /// The writer's view of the open transaction, handed to write jobs.
+///
+/// On a deferred-write store (`PYLON_STORE_FLAG_DEFERRED_WRITES`, e.g. D1) the rows a job
+/// writes are not readable inside the transaction and RETURNING yields nothing until COMMIT,
+/// so the transaction itself remembers what it wrote (`written`, consulted by row fetches)
+/// and numbers change-log entries itself (`nextSeq`). One writer owns the log, so
+/// MAX(seq)+1 read at the first append is the number the store would have chosen; a second
+/// writer on the same database makes the COMMIT fail on the seq primary key instead of
+/// reusing a number.
 final class WriteTransaction: @unchecked Sendable {
     let connection: StoreConnection
     let dialect: SQLDialect
     /// Change events appended by the current job, with their seq.
     var events: [ChangeEvent] = []
+    /// Rows written in this transaction (deferred-write stores only): "Entity\0id" → the
+    /// row as it now is, or nil once deleted.
+    private(set) var written: [String: JSONValue?] = [:]
+    /// The last change-log seq handed out in this transaction (deferred-write stores only).
+    private var lastSeq: Int64?
+
+    var defersWrites: Bool { connection.defersWrites }
 
     init(connection: StoreConnection, dialect: SQLDialect) {
         self.connection = connection
         self.dialect = dialect
+    }
+
+    /// What a savepoint restores besides the store's own state.
+    struct Mark {
+        fileprivate var events: Int
+        fileprivate var written: [String: JSONValue?]
+        fileprivate var lastSeq: Int64?
+    }
+
+    func savepoint(_ name: String) throws -> Mark {
+        try connection.execute("SAVEPOINT \(name)", wantRows: false)
+        return Mark(events: events.count, written: written, lastSeq: lastSeq)
+    }
+
+    func release(_ name: String) throws {
+        try connection.execute("RELEASE \(name)", wantRows: false)
+    }
+
+    /// Undoes everything since `savepoint(name)`: the store's changes, the job's events, the
+    /// remembered rows and seq numbers.
+    func rollback(to name: String, _ mark: Mark) throws {
+        if events.count > mark.events { events.removeSubrange(mark.events...) }
+        written = mark.written
+        lastSeq = mark.lastSeq
+        try connection.execute("ROLLBACK TO \(name)", wantRows: false)
+        try connection.execute("RELEASE \(name)", wantRows: false)
+    }
+
+    private static func key(_ entity: String, _ id: String) -> String { entity + "\u{0}" + id }
+
+    /// Records the row as written in this transaction (nil: deleted). A no-op on stores
+    /// that read their own writes.
+    func remember(_ entity: String, _ id: String, _ row: JSONValue?) {
+        guard defersWrites else { return }
+        written[Self.key(entity, id)] = .some(row)
+    }
+
+    /// `.some(row or nil)` when this transaction wrote the row, nil when it did not.
+    func writtenRow(_ entity: String, _ id: String) -> JSONValue?? {
+        guard defersWrites else { return nil }
+        return written[Self.key(entity, id)]
+    }
+
+    /// The next change-log seq on a deferred-write store.
+    func nextSeq() throws -> Int64 {
+        if lastSeq == nil {
+            let r = try connection.execute("SELECT COALESCE(MAX(seq), 0) FROM _pylon_changes")
+            guard case let .int(max)? = r.rows.first?.first else {
+                throw HostError(status: 500, code: "CHANGELOG_FAILED", message: "the store did not return the newest change-log seq")
+            }
+            lastSeq = max
+        }
+        lastSeq! += 1
+        return lastSeq!
     }
 }
 

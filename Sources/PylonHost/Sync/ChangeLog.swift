@@ -27,9 +27,16 @@ public final class ChangeLog: Sendable {
             before.map { .text(JSONWriter.string($0)) } ?? .null,
             .int(now),
         ]
-        let r = try tx.connection.execute(tx.dialect.appendChangeSQL, params)
-        guard case let .int(seq)? = r.rows.first?.first else {
-            throw HostError(status: 500, code: "CHANGELOG_FAILED", message: "the store did not return a seq for the change-log entry")
+        let seq: Int64
+        if tx.defersWrites {
+            seq = try tx.nextSeq()
+            try tx.connection.execute(tx.dialect.appendChangeWithSeqSQL, [.int(seq)] + params, wantRows: false)
+        } else {
+            let r = try tx.connection.execute(tx.dialect.appendChangeSQL, params)
+            guard case let .int(s)? = r.rows.first?.first else {
+                throw HostError(status: 500, code: "CHANGELOG_FAILED", message: "the store did not return a seq for the change-log entry")
+            }
+            seq = s
         }
         tx.events.append(ChangeEvent(seq: seq, entity: entity, rowID: rowID, kind: kind, data: data,
                                      before: before, timestamp: now))
@@ -40,7 +47,7 @@ public final class ChangeLog: Sendable {
         try await store.read { conn in
             let r = try conn.execute("SELECT MIN(seq), MAX(seq) FROM _pylon_changes")
             guard let row = r.rows.first else { return (0, 0) }
-            if case let .int(lo) = row[0], case let .int(hi) = row[1] { return (lo, hi) }
+            if case let .int(lo) = row.at(0), case let .int(hi) = row.at(1) { return (lo, hi) }
             return (0, 0)
         }
     }
@@ -86,12 +93,12 @@ public final class ChangeLog: Sendable {
         var events: [StoredEvent] = []
         events.reserveCapacity(min(rows.count, limit))
         for row in rows.prefix(limit) {
-            guard case let .int(seq) = row[0], case let .text(entity) = row[1], case let .text(rowID) = row[2],
-                  case let .text(kind) = row[3], case let .int(ts) = row[6] else { continue }
+            guard case let .int(seq) = row.at(0), case let .text(entity) = row.at(1), case let .text(rowID) = row.at(2),
+                  case let .text(kind) = row.at(3), case let .int(ts) = row.at(6) else { continue }
             var data: String?
-            if case let .text(d) = row[4] { data = d }
+            if case let .text(d) = row.at(4) { data = d }
             var before: String?
-            if case let .text(b) = row[5] { before = b }
+            if case let .text(b) = row.at(5) { before = b }
             events.append(StoredEvent(seq: seq, entity: entity, rowID: rowID, kind: kind, dataJSON: data,
                                       beforeJSON: before, timestamp: ts))
         }

@@ -36,7 +36,7 @@ extension DataService {
                         "SELECT row_id FROM _pylon_push_ops WHERE op_id = \(d.placeholder(1))", [.text(opID)])
                     if let row = r.rows.first {
                         out.deduped += 1
-                        if case let .text(server) = row[0], rowID.hasPrefix("_pending_") {
+                        if case let .text(server) = row.at(0), rowID.hasPrefix("_pending_") {
                             idMap[rowID] = server
                             out.idMap.append((rowID, server))
                         }
@@ -56,8 +56,7 @@ extension DataService {
                         rowID = server
                     }
                 }
-                try tx.connection.execute("SAVEPOINT pylon_push", wantRows: false)
-                let mark = tx.events.count
+                let mark = try tx.savepoint("pylon_push")
                 do {
                     guard let codec = codecs[entity] else { throw HostError.entityNotFound(entity) }
                     var serverID = rowID
@@ -95,13 +94,11 @@ extension DataService {
                              pendingID.map { .text($0) } ?? .null, .int(Int64(Date().timeIntervalSince1970))],
                             wantRows: false)
                     }
-                    try tx.connection.execute("RELEASE pylon_push", wantRows: false)
+                    try tx.release("pylon_push")
                     out.applied += 1
                     out.results.append(.object([("index", .int(Int64(i))), ("status", "applied"), ("row_id", .string(serverID))]))
                 } catch {
-                    try tx.connection.execute("ROLLBACK TO pylon_push", wantRows: false)
-                    try tx.connection.execute("RELEASE pylon_push", wantRows: false)
-                    tx.events.removeSubrange(mark...)
+                    try tx.rollback(to: "pylon_push", mark)
                     let h = Self.hostError(error)
                     let label = kind == "insert" ? "insert \(entity)" : "\(kind) \(entity)/\(rowID)"
                     out.errors.append("\(label): \(h.message)")

@@ -43,9 +43,11 @@ extern "C" {
 
 /** Incompatible changes bump the major; the host refuses any other major. */
 #define PYLON_ABI_MAJOR 1
-/** Additive changes (new slots appended, new capability ids) bump the minor. */
-#define PYLON_ABI_MINOR 1 /* 1: the pylon.cache/1 table */
-#define PYLON_ABI_HEADER_HASH 0x0828fd2fu /* abi_header_hash */
+/** Additive changes (new slots appended, new capability ids, new flags) bump the minor.
+ *  1.1: PYLON_STORE_FLAG_DEFERRED_WRITES and the optional `pylon_store_v1.describe` and
+ *  `pylon_store_v1.wait_notify` slots. 1.2: the `pylon.cache/1` table (`pylon_cache_v1`). */
+#define PYLON_ABI_MINOR 2
+#define PYLON_ABI_HEADER_HASH 0x2097ac4bu /* abi_header_hash */
 
 /* ------------------------------------------------------------------------------------ */
 /* Status codes                                                                           */
@@ -265,6 +267,17 @@ typedef struct pylon_store_conn pylon_store_conn;
 #define PYLON_STORE_FLAG_COMPLETES_INLINE 0x1u
 /** Several connections may write at once (the database serializes them itself). */
 #define PYLON_STORE_FLAG_CONCURRENT_WRITERS 0x2u
+/**
+ * (ABI 1.1) Statements that change data inside a write transaction are buffered and applied
+ * at COMMIT, all or nothing (e.g. a store that sends them to a remote database as one
+ * batch). Until COMMIT they complete at once with no rows and rows_affected 0, and reads in
+ * the transaction see only committed data. SAVEPOINT / RELEASE / ROLLBACK TO must still be
+ * honoured (by dropping the statements buffered since the savepoint). Constraint violations
+ * surface at COMMIT. The host then never relies on RETURNING or on reading its own writes
+ * inside a transaction, assigns change-log numbers itself, and runs one write job per
+ * transaction. Outside a transaction every statement runs at once.
+ */
+#define PYLON_STORE_FLAG_DEFERRED_WRITES 0x4u
 
 /**
  * Receives a statement's result rows.
@@ -337,7 +350,35 @@ typedef struct pylon_store_v1 {
      */
     void (*transaction)(pylon_store_conn *conn, int32_t op, pylon_store_done_fn done,
                         void *done_ctx);
+
+    /* ---- ABI 1.1. A host reads a slot below only when `struct_size` covers it and it is
+     * not NULL (a 1.0 plugin's table ends above); otherwise it falls back as stated. ---- */
+
+    /**
+     * One line saying where the data lives, for the host's startup log, e.g.
+     * "D1 database 0f3c... via https://api.cloudflare.com/client/v4". Never contains secrets.
+     * Writes at most `cap` bytes including a terminating NUL into `buf` (OWNER: the host) and
+     * returns the length without the NUL. [any-thread] Optional: NULL or absent => the host
+     * logs the config's `path`.
+     */
+    size_t (*describe)(pylon_instance *instance, char *buf, size_t cap);
+
+    /**
+     * Block until the database signals `channel` (NUL-terminated, borrowed for the call) or
+     * `timeout_ms` passes. The first call subscribes `conn` to the channel (Postgres:
+     * LISTEN); signals that arrived since the previous call count, several collapse into
+     * one. Returns PYLON_OK when signalled, PYLON_ERR_BUSY on timeout, another status (with
+     * `err` filled) when the connection failed. The host uses a connection it dedicates to
+     * waiting, from one thread. [one-thread-at-a-time] [may-block]
+     * Optional: NULL or absent => the host polls the change log instead.
+     */
+    pylon_status (*wait_notify)(pylon_store_conn *conn, const char *channel, int32_t timeout_ms,
+                                pylon_error *err);
 } pylon_store_v1;
+
+/** Size of a `pylon_store_v1` table built against ABI 1.0 (everything before `describe`):
+ *  the smallest store table a host accepts. */
+#define PYLON_STORE_V1_SIZE_1_0 (offsetof(pylon_store_v1, describe))
 
 /* ------------------------------------------------------------------------------------ */
 /* pylon.cache/1 — a Redis-compatible cache and pub/sub broker                           */

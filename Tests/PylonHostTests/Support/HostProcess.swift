@@ -16,8 +16,9 @@ struct HostProcessError: Error, CustomStringConvertible {
 }
 
 /// A real `pylon-host` process for black-box tests: the release binary from
-/// `.build/release/pylon-host`, the real plugin folder `plugins/`, a fresh temp directory
-/// (manifest, SQLite file, log), a free loopback port, and an HTTP client.
+/// `.build/release/pylon-host`, the plugins folder and store of a `TestStore` (by default the
+/// real `plugins/` folder and SQLite), a fresh temp directory (manifest, database, log), a
+/// free loopback port, and an HTTP client.
 ///
 /// The binary is built by `make build` (the README's test command runs it before
 /// `swift test`); the harness never builds anything itself.
@@ -31,6 +32,14 @@ final class HostProcess: @unchecked Sendable {
     let logPath: String
     let env: [String: String]
     let dev: Bool
+    /// The store this host runs on, and what was started for it (kept until the host goes).
+    let store: TestStore
+    let pluginsDir: String
+    private let backend: TestStoreBackend?
+    /// The SQLite file that holds the data whatever the store (nil when not inspectable).
+    var storeFile: String? { backend?.sqliteFile }
+    /// The store's fixture server, if it has one (D1).
+    var storeFixtureURL: String? { backend?.fixtureURL }
     /// Whether the host also serves Pylon's WS (port+1) and SSE (port+2) listeners.
     let compatPorts: Bool
     private let ownsDirectory: Bool
@@ -54,7 +63,10 @@ final class HostProcess: @unchecked Sendable {
     }
 
     private init(directory: URL, manifestPath: String, dbPath: String, env: [String: String], dev: Bool,
-                 compatPorts: Bool) {
+                 compatPorts: Bool, store: TestStore, pluginsDir: String, backend: TestStoreBackend?) {
+        self.store = store
+        self.pluginsDir = pluginsDir
+        self.backend = backend
         self.directory = directory
         self.manifestPath = manifestPath
         self.dbPath = dbPath
@@ -85,16 +97,34 @@ final class HostProcess: @unchecked Sendable {
     /// returns once `GET /health` answers 200. With `compatPorts` the host keeps Pylon's
     /// WS (port+1) and SSE (port+2) listeners, and the harness also waits for those;
     /// otherwise it runs with `--no-compat-ports`.
+    ///
+    /// `store` picks the plugins folder and `plugins.store` (the manifest's other keys are
+    /// kept); with the default, SQLite, the manifest is used unchanged.
     static func start(manifest: String, env: [String: String] = [:], dev: Bool = true,
-                      dbPath: String? = nil, compatPorts: Bool = false) async throws -> HostProcess {
+                      dbPath: String? = nil, compatPorts: Bool = false,
+                      store: TestStore = .sqlite) async throws -> HostProcess {
         let fm = FileManager.default
         let dir = try TestPaths.freshTempDir("pylon-test")
         let manifestPath = dir.appendingPathComponent("pylon.manifest.json").path
-        try Data(manifest.utf8).write(to: URL(fileURLWithPath: manifestPath))
         let db = dbPath ?? dir.appendingPathComponent("app.db").path
+        // PYLON_TEST_DEFAULT_STORE=postgres (or d1, executor-c): suites that do not take a
+        // store argument (policies, realtime) run on that store instead of SQLite.
+        let store = store.name == TestStore.sqlite.name ? TestStore.defaultStore : store
+        let pluginsDir: String
+        let backend: TestStoreBackend
+        do {
+            pluginsDir = try await store.pluginsDir()
+            backend = try await store.provision(dir, db)
+        } catch {
+            TestPaths.removeTempDir(dir)
+            throw error
+        }
+        let text = store.name == TestStore.sqlite.name ? manifest : try backend.manifest(manifest)
+        try Data(text.utf8).write(to: URL(fileURLWithPath: manifestPath))
         _ = fm.createFile(atPath: dir.appendingPathComponent("host.log").path, contents: nil)
-        let host = HostProcess(directory: dir, manifestPath: manifestPath, dbPath: db, env: env, dev: dev,
-                               compatPorts: compatPorts)
+        let host = HostProcess(directory: dir, manifestPath: manifestPath, dbPath: db,
+                               env: backend.env.merging(env) { _, given in given }, dev: dev,
+                               compatPorts: compatPorts, store: store, pluginsDir: pluginsDir, backend: backend)
         try await host.launch()
         return host
     }
@@ -129,7 +159,7 @@ final class HostProcess: @unchecked Sendable {
         var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PYLON_") }
         environment["PYLON_ADMIN_TOKEN"] = Self.adminToken
         for (k, v) in env { environment[k] = v }
-        var args = ["serve", "--plugins", TestPaths.pluginsDir, "--manifest", manifestPath, "--db", dbPath,
+        var args = ["serve", "--plugins", pluginsDir, "--manifest", manifestPath, "--db", dbPath,
                     "--port", String(port)]
         if !compatPorts { args.append("--no-compat-ports") }
         if dev { args.append("--dev") }
@@ -247,6 +277,13 @@ final class HostProcess: @unchecked Sendable {
     func restart() async throws {
         stop()
         try await launch()
+    }
+
+    /// Replaces the manifest file (for the next `restart`), keeping this host's store
+    /// selection (`plugins.store`) whatever `manifest` says.
+    func writeManifest(_ manifest: String) throws {
+        let text = store.name == TestStore.sqlite.name || backend == nil ? manifest : try backend!.manifest(manifest)
+        try Data(text.utf8).write(to: URL(fileURLWithPath: manifestPath))
     }
 }
 

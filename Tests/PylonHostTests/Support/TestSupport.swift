@@ -156,8 +156,16 @@ class ServedHost: @unchecked Sendable {
     private var launches = 0
     private var logPath: String
 
+    /// The host binary (the release build unless a test runs another copy, e.g. the edge build).
+    let hostBinary: String
+    /// Extra environment for the host.
+    let environment: [String: String]
+
     init(directory: URL, pluginsDir: String = TestPaths.pluginsDir, manifestPath: String, dbPath: String,
-         logPerLaunch: Bool = false, maxConnectionsPerHost: Int? = nil) {
+         logPerLaunch: Bool = false, maxConnectionsPerHost: Int? = nil, hostBinary: String = TestPaths.hostBinary,
+         environment: [String: String] = [:]) {
+        self.hostBinary = hostBinary
+        self.environment = environment
         self.directory = directory
         self.pluginsDir = pluginsDir
         self.manifestPath = manifestPath
@@ -191,10 +199,11 @@ class ServedHost: @unchecked Sendable {
         _ = FileManager.default.createFile(atPath: path, contents: nil)
         guard let out = FileHandle(forWritingAtPath: path) else { throw TestSetupError(description: "cannot write \(path)") }
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: TestPaths.hostBinary)
+        p.executableURL = URL(fileURLWithPath: hostBinary)
         p.arguments = ["serve", "--plugins", pluginsDir, "--manifest", manifestPath, "--db", dbPath,
                        "--port", String(port), "--dev", "--no-compat-ports"]
         p.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PYLON_") }
+            .merging(environment) { _, given in given }
         p.currentDirectoryURL = directory
         p.standardOutput = out
         p.standardError = out

@@ -1,0 +1,221 @@
+import Foundation
+import PylonPluginABI
+import PylonPluginKit
+
+/// The D1 store plugin: `pylon.store/1`, dialect "sqlite", executing over HTTP against
+/// Cloudflare D1's query API (or anything that speaks its shape). How transactions map onto
+/// D1 is explained on `D1Connection`. Every call completes inline and may block on the
+/// network (PYLON_STORE_FLAG_COMPLETES_INLINE), so the host calls it from its store threads.
+///
+/// NOTE: tested against the local D1-compatible server in Tests/Fixtures/d1, never against
+/// Cloudflare's service itself.
+
+/// The instance behind `pylon_instance *`: the config, read-only after `create`.
+final class D1Instance {
+    let config: D1Config
+    let log: HostLog
+
+    init(config: D1Config, log: HostLog) {
+        self.config = config
+        self.log = log
+    }
+}
+
+// MARK: - Static descriptor and tables
+
+nonisolated(unsafe) private let descriptor = makeDescriptor(
+    id: "pylon.store.d1", version: "0.1.0",
+    description: "Cloudflare D1 store over the HTTP query API (SQLite dialect, libcurl)",
+    capabilities: [PYLON_CAP_STORE],
+    create: d1Create, destroy: d1Destroy, getInterface: d1GetInterface)
+
+nonisolated(unsafe) private let storeTable = makeStoreTable(
+    flags: PYLON_STORE_FLAG_COMPLETES_INLINE | PYLON_STORE_FLAG_DEFERRED_WRITES, dialect: "sqlite", maxReaders: 4,
+    open: d1Open, close: d1Close, execute: d1Execute, transaction: d1Transaction, describe: d1Describe)
+
+/// The one exported symbol.
+@_cdecl("pylon_plugin_entry")
+public func pylonPluginEntry() -> UnsafePointer<pylon_plugin_descriptor> {
+    UnsafePointer(descriptor)
+}
+
+// MARK: - Lifecycle
+
+private func d1Create(
+    _ host: UnsafePointer<pylon_host_v1>?, _ config: UnsafePointer<CChar>?, _ len: Int,
+    _ out: UnsafeMutablePointer<OpaquePointer?>?, _ err: UnsafeMutablePointer<pylon_error>?
+) -> pylon_status {
+    createInstance(host, config, len, out, err) { host, bytes -> Result<D1Instance, StoreFailure> in
+        switch D1Config.parse(bytes) {
+        case let .failure(problem):
+            return .failure(StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_CONFIG", "pylon.store.d1: \(problem.message)"))
+        case let .success(cfg):
+            guard CurlGlobal.ensure() else {
+                return .failure(StoreFailure(PYLON_ERR_GENERIC, "CURL_INIT_FAILED", "pylon.store.d1: curl_global_init failed"))
+            }
+            storeTable.pointee.max_readers = UInt32(cfg.maxReaders)
+            let instance = D1Instance(config: cfg, log: HostLog(host))
+            instance.log(PYLON_LOG_DEBUG, "d1 store for database \(cfg.databaseID) via \(cfg.baseURL)")
+            return .success(instance)
+        }
+    }
+}
+
+private func d1Destroy(_ instance: OpaquePointer?) {
+    guard let instance else { return }
+    _ = Handle.release(instance, as: D1Instance.self)
+}
+
+private func d1GetInterface(_ instance: OpaquePointer?, _ id: UnsafePointer<CChar>?) -> UnsafeRawPointer? {
+    guard instance != nil, let id, strcmp(id, PYLON_CAP_STORE) == 0 else { return nil }
+    return UnsafeRawPointer(storeTable)
+}
+
+private func d1Describe(_ instance: OpaquePointer?, _ buf: UnsafeMutablePointer<CChar>?, _ cap: Int) -> Int {
+    guard let instance, let buf, cap > 0 else { return 0 }
+    let inst = Handle.borrow(instance, as: D1Instance.self)
+    let text = Array("D1 database \(inst.config.databaseID) (account \(inst.config.accountID)) via \(inst.config.baseURL)".utf8.prefix(cap - 1))
+    text.withUnsafeBufferPointer { src in
+        UnsafeMutableRawPointer(buf).copyMemory(from: src.baseAddress!, byteCount: src.count)
+    }
+    buf[text.count] = 0
+    return text.count
+}
+
+// MARK: - pylon.store/1
+
+private func d1Open(
+    _ instance: OpaquePointer?, _ mode: Int32, _ out: UnsafeMutablePointer<OpaquePointer?>?,
+    _ err: UnsafeMutablePointer<pylon_error>?
+) -> pylon_status {
+    out?.pointee = nil
+    guard let instance, let out else {
+        fillError(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "open called without instance or out pointer")
+        return PYLON_ERR_INVALID_ARGUMENT
+    }
+    let inst = Handle.borrow(instance, as: D1Instance.self)
+    let http: D1HTTP
+    switch D1HTTP.make(inst.config) {
+    case let .failure(f):
+        fillError(err, f.status, f.code, f.message)
+        return f.status
+    case let .success(h): http = h
+    }
+    let writable = mode == PYLON_STORE_OPEN_WRITE
+    let conn = D1Connection(http: http, writable: writable)
+    if writable {
+        // Reaches D1 once at startup (so a wrong token or id stops the host with a clear
+        // message) and creates the table of commit markers.
+        if let f = conn.prepareWriter() {
+            fillError(err, f.status, f.code, "pylon.store.d1: \(f.message)")
+            return f.status
+        }
+    }
+    out.pointee = Handle.retain(conn)
+    return PYLON_OK
+}
+
+private func d1Close(_ conn: OpaquePointer?) {
+    guard let conn else { return }
+    _ = Handle.release(conn, as: D1Connection.self).transaction(PYLON_TX_ROLLBACK)
+}
+
+private func d1Execute(
+    _ connPtr: OpaquePointer?, _ sql: UnsafePointer<CChar>?, _ sqlLen: Int,
+    _ params: UnsafePointer<pylon_value>?, _ paramCount: Int,
+    _ sink: UnsafePointer<pylon_row_sink>?, _ done: pylon_store_done_fn?, _ ctx: UnsafeMutableRawPointer?
+) {
+    guard let connPtr, let sql, paramCount == 0 || params != nil else {
+        completeStoreCall(done, ctx, StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "execute called without connection, SQL or parameters"))
+        return
+    }
+    let conn = Handle.borrow(connPtr, as: D1Connection.self)
+    let text = String(decoding: UnsafeRawBufferPointer(start: sql, count: sqlLen), as: UTF8.self)
+    var values: [D1JSON] = []
+    values.reserveCapacity(paramCount)
+    for i in 0..<paramCount {
+        switch D1Wire.param(params![i]) {
+        case let .success(v): values.append(v)
+        case let .failure(f): completeStoreCall(done, ctx, f); return
+        }
+    }
+    let result: D1Wire.StatementResult
+    switch conn.execute(text, values) {
+    case let .failure(f): completeStoreCall(done, ctx, f); return
+    case .success(.buffered): result = D1Wire.StatementResult()
+    case let .success(.ran(r)): result = r
+    }
+    if let failure = deliver(result, to: sink?.pointee) {
+        completeStoreCall(done, ctx, failure)
+        return
+    }
+    completeStoreCall(done, ctx, nil, rowsAffected: result.changes, lastID: result.lastRowID)
+}
+
+/// Streams a result to the host's sink: column names once, then each row. Text and blob
+/// bytes are packed into one arena per call, so every pointer handed over stays valid until
+/// the callback returns (the ABI's rule) and no pointer escapes its buffer's scope.
+private func deliver(_ result: D1Wire.StatementResult, to sink: pylon_row_sink?) -> StoreFailure? {
+    guard let sink else { return nil }
+    let stopped = StoreFailure(PYLON_ERR_ABORTED, "ABORTED", "the row sink stopped the statement")
+    if let columns = sink.columns {
+        let status = withArena(result.columns.map { Array($0.utf8) }) { base, spans in
+            let names = spans.map { pylon_str(ptr: UnsafeRawPointer(base + $0.offset).assumingMemoryBound(to: CChar.self), len: $0.count) }
+            return columns(sink.ctx, names, names.count)
+        }
+        if status != PYLON_OK { return stopped }
+    }
+    guard let rowFn = sink.row else { return nil }
+    for row in result.rows {
+        let bytes: [[UInt8]] = row.map { v in
+            switch v {
+            case let .string(s): return Array(s.utf8)
+            case let .array(items): return items.map { UInt8(truncatingIfNeeded: $0.intValue ?? 0) }
+            default: return []
+            }
+        }
+        let status = withArena(bytes) { base, spans in
+            var vals = [pylon_value](repeating: pylon_value(), count: row.count)
+            for (i, v) in row.enumerated() {
+                switch v {
+                case .null, .object: vals[i].type = PYLON_VALUE_NULL
+                case let .bool(b): vals[i].type = PYLON_VALUE_INT; vals[i].as.i = b ? 1 : 0
+                case let .int(n): vals[i].type = PYLON_VALUE_INT; vals[i].as.i = n
+                case let .double(d): vals[i].type = PYLON_VALUE_DOUBLE; vals[i].as.d = d
+                case .string, .array:
+                    if case .string = v { vals[i].type = PYLON_VALUE_TEXT } else { vals[i].type = PYLON_VALUE_BLOB }
+                    vals[i].as.bytes.ptr = UnsafePointer(base + spans[i].offset)
+                    vals[i].as.bytes.len = spans[i].count
+                }
+            }
+            return rowFn(sink.ctx, vals, vals.count)
+        }
+        if status != PYLON_OK { return stopped }
+    }
+    return nil
+}
+
+/// Packs `parts` into one NUL-separated buffer and calls `body` with its base address and
+/// each part's span (valid during the call only).
+private func withArena<R>(_ parts: [[UInt8]], _ body: (UnsafeMutablePointer<UInt8>, [(offset: Int, count: Int)]) -> R) -> R {
+    var arena: [UInt8] = []
+    var spans: [(offset: Int, count: Int)] = []
+    for p in parts {
+        spans.append((arena.count, p.count))
+        arena += p
+        arena.append(0)
+    }
+    arena.append(0)
+    return arena.withUnsafeMutableBufferPointer { body($0.baseAddress!, spans) }
+}
+
+private func d1Transaction(
+    _ connPtr: OpaquePointer?, _ op: Int32, _ done: pylon_store_done_fn?, _ ctx: UnsafeMutableRawPointer?
+) {
+    guard let connPtr else {
+        completeStoreCall(done, ctx, StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "transaction called without connection"))
+        return
+    }
+    let conn = Handle.borrow(connPtr, as: D1Connection.self)
+    completeStoreCall(done, ctx, conn.transaction(op))
+}

@@ -1,0 +1,341 @@
+import CLibPQ
+import Foundation
+import PylonPluginABI
+import PylonPluginKit
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One libpq connection with a prepared-statement cache.
+/// Threads: used by one thread at a time (the ABI's [one-thread-at-a-time] rule), so it
+/// needs no lock. A lost connection is reset on the next call outside a transaction; work
+/// in flight when it broke fails with PYLON_ERR_CONNECTION ("CONNECTION_LOST").
+final class PostgresConnection {
+    private var pg: OpaquePointer?
+    let config: PostgresConfig
+    let writable: Bool
+    /// SQL text → prepared statement name, on this session.
+    private var prepared: [String: String] = [:]
+    private var nextName = 0
+    private(set) var inTransaction = false
+    /// Channels this session LISTENs on (forgotten with a lost session).
+    private var listening: Set<String> = []
+
+    private init(pg: OpaquePointer, config: PostgresConfig, writable: Bool) {
+        self.pg = pg
+        self.config = config
+        self.writable = writable
+    }
+
+    static func open(config: PostgresConfig, writable: Bool) -> Result<PostgresConnection, StoreFailure> {
+        switch connect(config) {
+        case let .failure(f): return .failure(f)
+        case let .success(pg): return .success(PostgresConnection(pg: pg, config: config, writable: writable))
+        }
+    }
+
+    private static func connect(_ config: PostgresConfig) -> Result<OpaquePointer, StoreFailure> {
+        guard let pg = PQconnectdb(config.conninfo) else {
+            return .failure(StoreFailure(PYLON_ERR_NO_MEMORY, "NO_MEMORY", "libpq could not allocate a connection"))
+        }
+        guard PQstatus(pg) == CONNECTION_OK else {
+            let msg = errorText(pg)
+            PQfinish(pg)
+            return .failure(StoreFailure(PYLON_ERR_CONNECTION, "CONNECTION_FAILED",
+                                         "cannot connect to PostgreSQL (\(config.redactedTarget)): \(msg); check the url / DATABASE_URL, that the server runs and accepts this user"))
+        }
+        // UTC timestamps, no notices on stderr, ISO dates: the same text on every host.
+        for setup in ["SET TIME ZONE 'UTC'", "SET client_min_messages TO warning", "SET DateStyle TO ISO"] {
+            let r = PQexec(pg, setup)
+            let ok = PQresultStatus(r) == PGRES_COMMAND_OK
+            PQclear(r)
+            if !ok {
+                let msg = errorText(pg)
+                PQfinish(pg)
+                return .failure(StoreFailure(PYLON_ERR_CONNECTION, "CONNECTION_FAILED", "PostgreSQL session setup failed: \(msg)"))
+            }
+        }
+        return .success(pg)
+    }
+
+    static func errorText(_ pg: OpaquePointer?) -> String {
+        guard let pg, let m = PQerrorMessage(pg) else { return "unknown error" }
+        return String(cString: m).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// A usable session: resets a broken one, unless a transaction was open on it (then
+    /// the transaction is gone, which the caller must hear about).
+    private func ensureConnected() -> StoreFailure? {
+        if let pg, PQstatus(pg) == CONNECTION_OK { return nil }
+        if inTransaction {
+            inTransaction = false
+            return StoreFailure(PYLON_ERR_CONNECTION, "CONNECTION_LOST",
+                                "the connection to PostgreSQL was lost inside a transaction, which was rolled back; retry the request")
+        }
+        if let pg { PQfinish(pg) }
+        pg = nil
+        prepared.removeAll()
+        listening.removeAll()
+        switch Self.connect(config) {
+        case let .failure(f): return f
+        case let .success(c):
+            pg = c
+            return nil
+        }
+    }
+
+    /// After a failed call: a dead socket means the session is gone.
+    private func lostFailure(_ sqlState: String?) -> StoreFailure? {
+        guard let pg, PQstatus(pg) != CONNECTION_OK else { return nil }
+        let wasInTransaction = inTransaction
+        inTransaction = false
+        prepared.removeAll()
+        return StoreFailure(PYLON_ERR_CONNECTION, "CONNECTION_LOST",
+                            "the connection to PostgreSQL was lost\(wasInTransaction ? " inside a transaction, which was rolled back" : ""): \(Self.errorText(pg)); retry the request")
+    }
+
+    /// Runs one statement. Text parameters go as untyped text (the server infers each
+    /// parameter's type from the statement), blobs in binary as bytea.
+    func execute(_ sql: String, _ params: UnsafeBufferPointer<pylon_value>, sink: UnsafePointer<pylon_row_sink>?)
+        -> Result<Int64, StoreFailure>
+    {
+        if let f = ensureConnected() { return .failure(f) }
+        let name: String
+        if let n = prepared[sql] {
+            name = n
+        } else {
+            if prepared.count >= config.statementCache {
+                let r = PQexec(pg, "DEALLOCATE ALL")
+                PQclear(r)
+                prepared.removeAll()
+            }
+            nextName += 1
+            name = "pylon_\(nextName)"
+            let r = PQprepare(pg, name, sql, Int32(params.count), nil)
+            defer { PQclear(r) }
+            guard PQresultStatus(r) == PGRES_COMMAND_OK else { return .failure(failure(r)) }
+            prepared[sql] = name
+        }
+
+        // Parameter buffers: NUL-terminated text for text format, raw bytes for bytea.
+        var storage: [UnsafeMutablePointer<CChar>?] = []
+        defer { for p in storage { free(p) } }
+        var values: [UnsafePointer<CChar>?] = []
+        var lengths: [Int32] = []
+        var formats: [Int32] = []
+        for i in 0..<params.count {
+            let v = params[i]
+            var text: String?
+            var bytes: UnsafeRawBufferPointer?
+            var binary = false
+            switch v.type {
+            case PYLON_VALUE_NULL: break
+            case PYLON_VALUE_INT: text = String(v.as.i)
+            case PYLON_VALUE_DOUBLE: text = Self.doubleText(v.as.d)
+            case PYLON_VALUE_TEXT: bytes = UnsafeRawBufferPointer(start: v.as.bytes.ptr, count: v.as.bytes.len)
+            case PYLON_VALUE_BLOB:
+                bytes = UnsafeRawBufferPointer(start: v.as.bytes.ptr, count: v.as.bytes.len)
+                binary = true
+            default:
+                return .failure(StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "parameter \(i + 1) has unknown value type \(v.type)"))
+            }
+            if let text { bytes = nil; storage.append(strdup(text)) } else if let bytes {
+                if !binary, bytes.contains(0) {
+                    return .failure(StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "parameter \(i + 1): PostgreSQL text cannot contain a NUL character"))
+                }
+                let p = UnsafeMutablePointer<CChar>.allocate(capacity: bytes.count + 1)
+                if let base = bytes.baseAddress, bytes.count > 0 {
+                    UnsafeMutableRawPointer(p).copyMemory(from: base, byteCount: bytes.count)
+                }
+                p[bytes.count] = 0
+                storage.append(p)
+            } else {
+                storage.append(nil)
+            }
+            values.append(storage.last!.map { UnsafePointer($0) })
+            lengths.append(Int32(bytes?.count ?? 0))
+            formats.append(binary ? 1 : 0)
+        }
+        let r = PQexecPrepared(pg, name, Int32(params.count), values, lengths, formats, 0)
+        defer { PQclear(r) }
+        let status = PQresultStatus(r)
+        guard status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK else {
+            let f = failure(r)
+            // A statement whose plan went stale (e.g. the table changed) is prepared anew next time.
+            if f.code == "SQL_ERROR" { prepared.removeValue(forKey: sql) }
+            return .failure(f)
+        }
+        if status == PGRES_TUPLES_OK, let sink, let stop = Self.deliver(r, sink) { return .failure(stop) }
+        if status == PGRES_COMMAND_OK, let sink, let columns = sink.pointee.columns {
+            if columns(sink.pointee.ctx, nil, 0) != PYLON_OK {
+                return .failure(StoreFailure(PYLON_ERR_ABORTED, "ABORTED", "row sink stopped the statement"))
+            }
+        }
+        let affected = PQcmdTuples(r).map { Int64(String(cString: $0)) ?? 0 } ?? 0
+        return .success(affected)
+    }
+
+    /// Streams a result's columns and rows to the sink, typed by column OID.
+    private static func deliver(_ r: OpaquePointer?, _ sink: UnsafePointer<pylon_row_sink>) -> StoreFailure? {
+        let s = sink.pointee
+        let ncols = Int(PQnfields(r))
+        let nrows = Int(PQntuples(r))
+        if let columns = s.columns {
+            var names = [pylon_str](repeating: pylon_str(), count: ncols)
+            for c in 0..<ncols {
+                let n = PQfname(r, Int32(c))!
+                names[c] = pylon_str(ptr: n, len: strlen(n))
+            }
+            if columns(s.ctx, names, ncols) != PYLON_OK {
+                return StoreFailure(PYLON_ERR_ABORTED, "ABORTED", "row sink stopped the statement")
+            }
+        }
+        guard let rowFn = s.row else { return nil }
+        let types = (0..<ncols).map { PQftype(r, Int32($0)) }
+        var values = [pylon_value](repeating: pylon_value(), count: ncols)
+        // Converted text (timestamps, bytea) must outlive the row callback.
+        var scratch: [[UInt8]] = Array(repeating: [], count: ncols)
+        for row in 0..<nrows {
+            for c in 0..<ncols {
+                values[c] = PostgresValues.value(r, Int32(row), Int32(c), type: types[c], scratch: &scratch[c])
+            }
+            let rc = scratch.withUnsafeBufferPointer { _ in
+                values.withUnsafeBufferPointer { rowFn(s.ctx, $0.baseAddress, ncols) }
+            }
+            if rc != PYLON_OK { return StoreFailure(PYLON_ERR_ABORTED, "ABORTED", "row sink stopped the statement") }
+        }
+        return nil
+    }
+
+    static func doubleText(_ d: Double) -> String {
+        if d.isNaN { return "NaN" }
+        if d.isInfinite { return d > 0 ? "Infinity" : "-Infinity" }
+        return "\(d)"
+    }
+
+    /// `wait_notify`: LISTEN on first use, then wait on the session's socket for a
+    /// notification (several collapse into one) until `timeoutMs`. `.success(true)` when
+    /// notified, `.success(false)` on timeout.
+    func waitNotify(channel: String, timeoutMs: Int32) -> Result<Bool, StoreFailure> {
+        if let f = ensureConnected() { return .failure(f) }
+        if !listening.contains(channel) {
+            let r = PQexec(pg, "LISTEN \"" + channel.replacingOccurrences(of: "\"", with: "\"\"") + "\"")
+            defer { PQclear(r) }
+            guard PQresultStatus(r) == PGRES_COMMAND_OK else { return .failure(failure(r)) }
+            listening.insert(channel)
+        }
+        let deadline = monotonicMillis() + Int64(max(timeoutMs, 0))
+        while true {
+            guard PQconsumeInput(pg) == 1 else {
+                return .failure(lostFailure(nil) ?? StoreFailure(PYLON_ERR_CONNECTION, "CONNECTION_LOST", Self.errorText(pg)))
+            }
+            var notified = false
+            while let n = PQnotifies(pg) {
+                notified = true
+                PQfreemem(n)
+            }
+            if notified { return .success(true) }
+            let left = deadline - monotonicMillis()
+            if left <= 0 { return .success(false) }
+            var fds = pollfd(fd: PQsocket(pg), events: Int16(POLLIN), revents: 0)
+            let rc = poll(&fds, 1, Int32(min(left, Int64(Int32.max))))
+            if rc < 0 && errno != EINTR {
+                return .failure(StoreFailure(PYLON_ERR_IO, "IO_ERROR", "poll on the PostgreSQL socket failed: errno \(errno)"))
+            }
+        }
+    }
+
+    private func monotonicMillis() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+    }
+
+    /// BEGIN / COMMIT / ROLLBACK. A COMMIT the server turned into a ROLLBACK (the
+    /// transaction had failed) is reported as a failure, as the ABI requires.
+    func transaction(_ op: Int32) -> StoreFailure? {
+        let sql: String
+        switch op {
+        case PYLON_TX_BEGIN: sql = "BEGIN"
+        case PYLON_TX_BEGIN_READ: sql = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+        case PYLON_TX_COMMIT: sql = "COMMIT"
+        case PYLON_TX_ROLLBACK: sql = "ROLLBACK"
+        default: return StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "unknown transaction op \(op)")
+        }
+        if op == PYLON_TX_BEGIN || op == PYLON_TX_BEGIN_READ {
+            if let f = ensureConnected() { return f }
+        } else if pg == nil || PQstatus(pg) != CONNECTION_OK {
+            let was = inTransaction
+            inTransaction = false
+            if op == PYLON_TX_ROLLBACK { return nil }  // the server rolled it back with the session
+            return StoreFailure(PYLON_ERR_CONNECTION, "CONNECTION_LOST",
+                                "the connection to PostgreSQL was lost\(was ? " before COMMIT; the transaction was rolled back" : ""); retry the request")
+        }
+        let r = PQexec(pg, sql)
+        defer { PQclear(r) }
+        guard PQresultStatus(r) == PGRES_COMMAND_OK else {
+            let f = failure(r)
+            if op == PYLON_TX_COMMIT {
+                let x = PQexec(pg, "ROLLBACK")
+                PQclear(x)
+                inTransaction = false
+            }
+            return f
+        }
+        switch op {
+        case PYLON_TX_BEGIN, PYLON_TX_BEGIN_READ: inTransaction = true
+        default:
+            inTransaction = false
+            if op == PYLON_TX_COMMIT, let tag = PQcmdStatus(r), String(cString: tag) == "ROLLBACK" {
+                return StoreFailure(PYLON_ERR_ABORTED, "TRANSACTION_ABORTED",
+                                    "PostgreSQL rolled the transaction back at COMMIT because a statement in it had failed")
+            }
+        }
+        return nil
+    }
+
+    /// The error of a failed result (or of the session), mapped by SQLSTATE.
+    private func failure(_ r: OpaquePointer?) -> StoreFailure {
+        let state = r.flatMap { PQresultErrorField($0, Int32(UInt8(ascii: "C"))) }.map { String(cString: $0) }
+        if let lost = lostFailure(state) { return lost }
+        let message = r.flatMap { PQresultErrorMessage($0) }.map { String(cString: $0) }
+            .map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+            .flatMap { $0.isEmpty ? nil : $0 } ?? Self.errorText(pg)
+        return PostgresValues.failure(sqlState: state, message: message)
+    }
+
+    func close() {
+        if let pg {
+            if inTransaction {
+                let r = PQexec(pg, "ROLLBACK")
+                PQclear(r)
+            }
+            PQfinish(pg)
+        }
+        pg = nil
+    }
+}
+
+/// The plugin's config object from the manifest (`plugins.store`).
+struct PostgresConfig {
+    /// A libpq connection string or `postgres://` URI (sslmode and every other libpq
+    /// option go in it).
+    var conninfo = ""
+    var statementCache = 256
+    var readers: UInt32 = 4
+
+    /// Host/port/database for messages, never the password.
+    var redactedTarget: String {
+        guard let opts = PQconninfoParse(conninfo, nil) else { return "invalid connection string" }
+        defer { PQconninfoFree(opts) }
+        var parts: [String: String] = [:]
+        var p = opts
+        while let kw = p.pointee.keyword {
+            if let v = p.pointee.val { parts[String(cString: kw)] = String(cString: v) }
+            p += 1
+        }
+        let host = parts["host"] ?? parts["hostaddr"] ?? "localhost"
+        return "host \(host) port \(parts["port"] ?? "5432") database \(parts["dbname"] ?? parts["user"] ?? "(default)") user \(parts["user"] ?? "(default)")"
+    }
+}

@@ -1,0 +1,176 @@
+/// PostgreSQL 12+ (generated columns, websearch-free tsquery, RETURNING).
+///
+/// Several hosts may share one database. The change log's `seq` must then be gapless and
+/// visible in order: no reader may see seq N+1 before N is committed, or a tailer that
+/// moved past N would never deliver it. Every write transaction therefore takes one
+/// transaction-scoped advisory lock right after BEGIN (`writeLockSQL`), before any
+/// statement reads `MAX(seq)`; the lock is released only after the commit is visible, so
+/// commits happen one at a time in seq order, across all hosts. The cost is what SQLite
+/// has anyway (one writer at a time); each host still batches many requests per
+/// transaction (group commit), so the lock is taken once per batch, not per request.
+public struct PostgresDialect: SQLDialect {
+    /// The advisory lock key ("pylon" in ASCII) shared by every host on a database.
+    public static let writeLockKey: Int64 = 0x70796C6F6E
+
+    public init() {}
+    public var name: String { "postgres" }
+    public func placeholder(_ n: Int) -> String { "$\(n)" }
+    public func columnType(_ storage: StorageClass) -> String {
+        switch storage {
+        case .text: return "TEXT"
+        case .integer: return "BIGINT"
+        case .boolean: return "BOOLEAN"
+        case .real: return "DOUBLE PRECISION"
+        }
+    }
+    /// Sent as text; the server types the parameter from the boolean column it meets.
+    public func bind(_ b: Bool) -> SQLValue { .text(b ? "true" : "false") }
+    public func nullSafeEqual(_ lhs: String, _ rhs: String) -> String { "\(lhs) IS NOT DISTINCT FROM \(rhs)" }
+    public func nullSafeNotEqual(_ lhs: String, _ rhs: String) -> String { "\(lhs) IS DISTINCT FROM \(rhs)" }
+    public func likeInsensitive(_ lhs: String, _ rhs: String) -> String { "\(lhs) ILIKE \(rhs) ESCAPE '\\'" }
+    public func limitOffset(limit: String?, offset: String?) -> String {
+        (limit.map { " LIMIT \($0)" } ?? "") + (offset.map { " OFFSET \($0)" } ?? "")
+    }
+
+    public var writeLockSQL: String? { "SELECT pg_advisory_xact_lock(\(Self.writeLockKey))" }
+    /// Wakes every host's change tailer (which LISTENs on the channel) when the commit lands.
+    public var notifyChangesSQL: String? { "NOTIFY \(ChangeTailer.channel)" }
+
+    public var bootstrap: [String] {
+        [
+            "CREATE TABLE IF NOT EXISTS _pylon_meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)",
+            // seq is MAX(seq)+1 under the write lock (see the type's comment): gapless,
+            // and in commit order across hosts.
+            """
+            CREATE TABLE IF NOT EXISTS _pylon_changes (seq BIGINT PRIMARY KEY, entity TEXT NOT NULL, \
+            row_id TEXT NOT NULL, kind TEXT NOT NULL, data TEXT, before TEXT, ts BIGINT NOT NULL)
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS _pylon_sessions (token_hash TEXT PRIMARY KEY NOT NULL, \
+            user_id TEXT NOT NULL, expires_at BIGINT NOT NULL, created_at BIGINT NOT NULL, \
+            device TEXT, tenant_id TEXT)
+            """,
+            "CREATE INDEX IF NOT EXISTS _pylon_sessions_user ON _pylon_sessions (user_id)",
+            """
+            CREATE TABLE IF NOT EXISTS _pylon_push_ops (op_id TEXT PRIMARY KEY NOT NULL, \
+            client_id TEXT, row_id TEXT, pending_id TEXT, created_at BIGINT NOT NULL)
+            """,
+            "CREATE INDEX IF NOT EXISTS _pylon_push_ops_pending ON _pylon_push_ops (pending_id)",
+        ]
+    }
+
+    public var appendChangeSQL: String {
+        """
+        INSERT INTO _pylon_changes (seq, entity, row_id, kind, data, before, ts) \
+        SELECT COALESCE(MAX(seq), 0) + 1, $1::text, $2::text, $3::text, $4::text, $5::text, $6::bigint \
+        FROM _pylon_changes RETURNING seq
+        """
+    }
+
+    public var appendChangeWithSeqSQL: String {
+        "INSERT INTO _pylon_changes (seq, entity, row_id, kind, data, before, ts) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+    }
+
+    private func columnDef(_ f: Field, forAdd: Bool) -> String {
+        let storage = f.type?.storage ?? .text
+        var def = "\(quote(f.name)) \(columnType(storage))"
+        if !f.optional {
+            def += " NOT NULL"
+            if forAdd {
+                switch storage {
+                case .text: def += " DEFAULT ''"
+                case .boolean: def += " DEFAULT false"
+                case .integer, .real: def += " DEFAULT 0"
+                }
+            }
+        }
+        return def
+    }
+
+    public func createTable(_ entity: Entity) -> [String] {
+        var cols = ["\"id\" TEXT PRIMARY KEY NOT NULL"]
+        cols += entity.fields.map { columnDef($0, forAdd: false) }
+        var out = ["CREATE TABLE IF NOT EXISTS \(quote(entity.name)) (\(cols.joined(separator: ", ")))"]
+        for f in entity.fields where f.unique {
+            out.append("CREATE UNIQUE INDEX IF NOT EXISTS \(quote(uniqueIndexName(entity.name, f.name))) ON \(quote(entity.name)) (\(quote(f.name)))")
+        }
+        for i in entity.indexes { out.append(createIndex(entity.name, i)) }
+        return out
+    }
+
+    public func addColumn(_ entity: String, _ field: Field) -> [String] {
+        var out = ["ALTER TABLE \(quote(entity)) ADD COLUMN \(columnDef(field, forAdd: true))"]
+        if field.unique {
+            out.append("CREATE UNIQUE INDEX IF NOT EXISTS \(quote(uniqueIndexName(entity, field.name))) ON \(quote(entity)) (\(quote(field.name)))")
+        }
+        return out
+    }
+
+    public func createIndex(_ entity: String, _ index: Index) -> String {
+        let cols = index.fields.map { quote($0) }.joined(separator: ", ")
+        return "CREATE \(index.unique ? "UNIQUE " : "")INDEX IF NOT EXISTS \(quote(index.name)) ON \(quote(entity)) (\(cols))"
+    }
+
+    public func dropIndex(_ name: String) -> String { "DROP INDEX IF EXISTS \(quote(name))" }
+
+    public var columnNamesSQL: String {
+        "SELECT column_name::text FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1"
+    }
+
+    /// The same bucket labels as SQLite's strftime formats, so both stores group alike.
+    public func timeBucket(_ column: String, _ unit: String) -> String? {
+        let t = "(\(column))::timestamptz AT TIME ZONE 'UTC'"
+        switch unit {
+        case "hour": return "to_char(\(t), 'YYYY-MM-DD\"T\"HH24:00')"
+        case "day": return "to_char(\(t), 'YYYY-MM-DD')"
+        case "month": return "to_char(\(t), 'YYYY-MM')"
+        case "year": return "to_char(\(t), 'YYYY')"
+        case "week":
+            // SQLite's %W: weeks start on Monday; days before the year's first Monday are week 00.
+            let week = "((EXTRACT(DOY FROM \(t))::int + 6 - ((EXTRACT(DOW FROM \(t))::int + 6) % 7)) / 7)"
+            return "to_char(\(t), 'YYYY') || '-W' || lpad(\(week)::text, 2, '0')"
+        default: return nil
+        }
+    }
+
+    // MARK: Full-text search: a generated tsvector column with a GIN index
+    //
+    // `_pylon_tsv` is computed by the server from the text fields on every write, in the
+    // writing transaction; earlier fields get higher weights (A, B, C, then D).
+
+    static let tsvColumn = "_pylon_tsv"
+
+    public func enableSearch(_ entity: Entity, hasDocColumn: Bool) -> [String] {
+        guard let search = entity.search, !search.text.isEmpty else { return [] }
+        let lang = "'\(search.language)'::regconfig"
+        let weights = ["A", "B", "C"]
+        let vector = search.text.enumerated().map { i, f in
+            "setweight(to_tsvector(\(lang), coalesce(\(quote(f)), '')), '\(i < weights.count ? weights[i] : "D")')"
+        }.joined(separator: " || ")
+        return [
+            "ALTER TABLE \(quote(entity.name)) ADD COLUMN \(quote(Self.tsvColumn)) tsvector GENERATED ALWAYS AS (\(vector)) STORED",
+            "CREATE INDEX IF NOT EXISTS \(quote(SearchIndex.table(entity.name))) ON \(quote(entity.name)) USING GIN (\(quote(Self.tsvColumn)))",
+        ]
+    }
+
+    public func disableSearch(_ entity: String) -> [String] {
+        ["DROP INDEX IF EXISTS \(quote(SearchIndex.table(entity)))",
+         "ALTER TABLE \(quote(entity)) DROP COLUMN IF EXISTS \(quote(Self.tsvColumn))"]
+    }
+
+    /// `raw` (`$search`): web-search syntax (words, "quoted phrases", or, -word), which
+    /// never fails to parse; otherwise the tsquery `searchQuery` built.
+    public func searchMatch(_ entity: String, _ search: SearchConfig, placeholder: String, raw: Bool) -> SearchMatch {
+        let vector = "\(quote(entity)).\(quote(Self.tsvColumn))"
+        let query = "\(raw ? "websearch_to_tsquery" : "to_tsquery")('\(search.language)'::regconfig, \(placeholder)::text)"
+        return SearchMatch(join: "", condition: "\(vector) @@ \(query)", rank: "(-ts_rank(\(vector), \(query)))")
+    }
+
+    public func searchQuery(_ text: String) -> String? {
+        let words = SearchIndex.words(text)
+        guard !words.isEmpty else { return nil }
+        var parts = words
+        parts[parts.count - 1] += ":*"
+        return parts.joined(separator: " & ")
+    }
+}

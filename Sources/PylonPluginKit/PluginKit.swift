@@ -1,0 +1,182 @@
+import PylonPluginABI
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Helpers for writing plugins in Swift against `pylon_plugin.h` (DESIGN.md §2): error
+/// filling, the static descriptor, store-call completion, and logging through the host
+/// table. Linked statically into each plugin; the ABI stays the C header alone.
+
+/// Writes `status`, `code` and `message` into a caller-owned `pylon_error` (truncating
+/// to the fixed buffers, always NUL-terminated). A NULL `err` is ignored.
+public func fillError(_ err: UnsafeMutablePointer<pylon_error>?, _ status: pylon_status, _ code: String, _ message: String) {
+    guard let err else { return }
+    err.pointee.status = status
+    withUnsafeMutableBytes(of: &err.pointee.code) { copyCString(code, into: $0) }
+    withUnsafeMutableBytes(of: &err.pointee.message) { copyCString(message, into: $0) }
+}
+
+private func copyCString(_ s: String, into buf: UnsafeMutableRawBufferPointer) {
+    guard buf.count > 0 else { return }
+    var bytes = Array(s.utf8)
+    if bytes.count > buf.count - 1 {
+        bytes.removeSubrange((buf.count - 1)...)
+        // Never leave half a UTF-8 character at the cut.
+        var start = bytes.count
+        while start > 0 && bytes[start - 1] & 0xC0 == 0x80 { start -= 1 }
+        if start > 0 && bytes[start - 1] & 0x80 != 0 {
+            let lead = bytes[start - 1]
+            let length = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2
+            if bytes.count - (start - 1) < length { bytes.removeSubrange((start - 1)...) }
+        }
+    }
+    buf.copyBytes(from: bytes)
+    buf[bytes.count] = 0
+}
+
+/// A failed store call: ABI status, stable code, message for people.
+public struct StoreFailure: Error, Sendable {
+    public var status: pylon_status
+    public var code: String
+    public var message: String
+
+    public init(_ status: pylon_status, _ code: String, _ message: String) {
+        self.status = status
+        self.code = code
+        self.message = message
+    }
+}
+
+/// Calls a store call's `done` exactly once: with `failure`, or with a result summary.
+public func completeStoreCall(_ done: pylon_store_done_fn?, _ ctx: UnsafeMutableRawPointer?, _ failure: StoreFailure?,
+                              rowsAffected: Int64 = 0, lastID: Int64 = 0) {
+    guard let done else { return }
+    if let failure {
+        var e = pylon_error()
+        e.struct_size = UInt32(MemoryLayout<pylon_error>.size)
+        fillError(&e, failure.status, failure.code, failure.message)
+        done(ctx, failure.status, nil, &e)
+    } else {
+        var r = pylon_exec_result()
+        r.struct_size = UInt32(MemoryLayout<pylon_exec_result>.size)
+        r.rows_affected = rowsAffected
+        r.last_insert_id = lastID
+        done(ctx, PYLON_OK, &r, nil)
+    }
+}
+
+/// Builds the static descriptor `pylon_plugin_entry` returns. Call once (from a global
+/// initializer); the memory lives for the process, as the ABI requires.
+public func makeDescriptor(
+    id: String, version: String, description: String, capabilities: [String],
+    create: @escaping @convention(c) (UnsafePointer<pylon_host_v1>?, UnsafePointer<CChar>?, Int,
+                                      UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<pylon_error>?) -> pylon_status,
+    destroy: @escaping @convention(c) (OpaquePointer?) -> Void,
+    getInterface: @escaping @convention(c) (OpaquePointer?, UnsafePointer<CChar>?) -> UnsafeRawPointer?
+) -> UnsafeMutablePointer<pylon_plugin_descriptor> {
+    let caps = UnsafeMutablePointer<UnsafePointer<CChar>?>.allocate(capacity: max(capabilities.count, 1))
+    for (i, c) in capabilities.enumerated() { caps[i] = UnsafePointer(strdup(c)) }
+    let d = UnsafeMutablePointer<pylon_plugin_descriptor>.allocate(capacity: 1)
+    d.initialize(to: pylon_plugin_descriptor())
+    d.pointee.struct_size = UInt32(MemoryLayout<pylon_plugin_descriptor>.size)
+    d.pointee.abi_major = UInt32(PYLON_ABI_MAJOR)
+    d.pointee.abi_minor = UInt32(PYLON_ABI_MINOR)
+    d.pointee.abi_header_hash = UInt32(PYLON_ABI_HEADER_HASH)
+    d.pointee.sizeof_pointer = UInt32(MemoryLayout<UnsafeRawPointer>.size)
+    d.pointee.sizeof_value = UInt32(MemoryLayout<pylon_value>.size)
+    d.pointee.sizeof_error = UInt32(MemoryLayout<pylon_error>.size)
+    d.pointee.sizeof_host = UInt32(MemoryLayout<pylon_host_v1>.size)
+    d.pointee.plugin_id = UnsafePointer(strdup(id))
+    d.pointee.plugin_version = UnsafePointer(strdup(version))
+    d.pointee.description = UnsafePointer(strdup(description))
+    d.pointee.capabilities = UnsafePointer(caps)
+    d.pointee.capability_count = UInt32(capabilities.count)
+    d.pointee.create = create
+    d.pointee.destroy = destroy
+    d.pointee.get_interface = getInterface
+    return d
+}
+
+/// A whole typical `create`: checks the arguments, lets `make` build the instance from the
+/// host table and the config bytes (borrowed: copy what you keep), and hands the instance to
+/// the host (`Handle.retain`; take it back in `destroy` with `Handle.release`).
+public func createInstance<T: AnyObject>(
+    _ host: UnsafePointer<pylon_host_v1>?, _ config: UnsafePointer<CChar>?, _ len: Int,
+    _ out: UnsafeMutablePointer<OpaquePointer?>?, _ err: UnsafeMutablePointer<pylon_error>?,
+    _ make: (UnsafePointer<pylon_host_v1>, [UInt8]) -> Result<T, StoreFailure>
+) -> pylon_status {
+    out?.pointee = nil
+    guard let host, let out else {
+        fillError(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "create called without host table or out pointer")
+        return PYLON_ERR_INVALID_ARGUMENT
+    }
+    let bytes = config.map { Array(UnsafeRawBufferPointer(start: $0, count: len)) } ?? []
+    switch make(host, bytes) {
+    case let .failure(f):
+        fillError(err, f.status, f.code, f.message)
+        return f.status
+    case let .success(instance):
+        out.pointee = Handle.retain(instance)
+        return PYLON_OK
+    }
+}
+
+/// Builds a static `pylon.store/1` table (the host reads it for the life of the process).
+/// `describe` is the optional ABI 1.1 slot.
+public func makeStoreTable(
+    flags: UInt32, dialect: String, maxReaders: UInt32,
+    open: @escaping @convention(c) (OpaquePointer?, Int32, UnsafeMutablePointer<OpaquePointer?>?,
+                                    UnsafeMutablePointer<pylon_error>?) -> pylon_status,
+    close: @escaping @convention(c) (OpaquePointer?) -> Void,
+    execute: @escaping @convention(c) (OpaquePointer?, UnsafePointer<CChar>?, Int, UnsafePointer<pylon_value>?, Int,
+                                       UnsafePointer<pylon_row_sink>?, pylon_store_done_fn?, UnsafeMutableRawPointer?) -> Void,
+    transaction: @escaping @convention(c) (OpaquePointer?, Int32, pylon_store_done_fn?, UnsafeMutableRawPointer?) -> Void,
+    describe: (@convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>?, Int) -> Int)? = nil
+) -> UnsafeMutablePointer<pylon_store_v1> {
+    let t = UnsafeMutablePointer<pylon_store_v1>.allocate(capacity: 1)
+    t.initialize(to: pylon_store_v1())
+    t.pointee.struct_size = UInt32(MemoryLayout<pylon_store_v1>.size)
+    t.pointee.flags = flags
+    t.pointee.dialect = UnsafePointer(strdup(dialect))
+    t.pointee.max_readers = maxReaders
+    t.pointee.open = open
+    t.pointee.close = close
+    t.pointee.execute = execute
+    t.pointee.transaction = transaction
+    t.pointee.describe = describe
+    return t
+}
+
+/// Logging through the host table. Holds the borrowed table pointer, valid until the
+/// plugin instance is destroyed (ABI lifetime of `pylon_host_v1`). [any-thread]
+public struct HostLog: @unchecked Sendable {
+    public let host: UnsafePointer<pylon_host_v1>
+
+    public init(_ host: UnsafePointer<pylon_host_v1>) { self.host = host }
+
+    public func callAsFunction(_ level: Int32, _ message: String) {
+        var m = message
+        m.withUTF8 { buf in
+            buf.withMemoryRebound(to: CChar.self) { c in
+                host.pointee.log?(host.pointee.host_ctx, level, c.baseAddress, c.count)
+            }
+        }
+    }
+}
+
+/// Swift object ↔ opaque handle for instances and connections: `retain` hands ownership
+/// to the C side, `release` takes it back (from `destroy` / `close`), `borrow` uses it.
+public enum Handle {
+    public static func retain<T: AnyObject>(_ object: T) -> OpaquePointer {
+        OpaquePointer(Unmanaged.passRetained(object).toOpaque())
+    }
+
+    public static func borrow<T: AnyObject>(_ handle: OpaquePointer, as: T.Type = T.self) -> T {
+        Unmanaged<T>.fromOpaque(UnsafeRawPointer(handle)).takeUnretainedValue()
+    }
+
+    public static func release<T: AnyObject>(_ handle: OpaquePointer, as: T.Type = T.self) -> T {
+        Unmanaged<T>.fromOpaque(UnsafeRawPointer(handle)).takeRetainedValue()
+    }
+}
