@@ -4,7 +4,7 @@
 SWIFT ?= swift
 PORT ?= 4321
 
-.PHONY: deps build run test bench edge clean
+.PHONY: deps build run test bench bench-cache edge clean
 
 deps:
 	./scripts/install-deps.sh
@@ -34,6 +34,9 @@ edge: deps
 
 bench: build
 	bash bench/crud.sh
+
+bench-cache: build
+	bash bench/cache.sh
 
 clean:
 	rm -rf .build plugins edge

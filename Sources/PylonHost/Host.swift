@@ -18,6 +18,7 @@ public final class Host: Sendable {
     let metrics: Metrics
     let logger: Logger
     let hub: ChangeHub
+    let cache: CacheService?
     /// Feeds `hub` from the shared change log when other hosts may write the store.
     let tailer: ChangeTailer?
     /// Server functions, when a plugin serves `pylon.functions/1`.
@@ -49,6 +50,9 @@ public final class Host: Sendable {
         let fnDir = manifest.plugins["functions"]?.config["dir"]?.stringValue ?? "functions"
         overrides["functions"] = [("dir", .string(URL(fileURLWithPath: fnDir, relativeTo: manifestDir).standardizedFileURL.path)),
                                   ("dev", .bool(config.dev))]
+        // The cache keeps its snapshot (when enabled) beside the database.
+        let dataDir = (storePath as NSString).deletingLastPathComponent
+        overrides["cache"] = [("data_dir", .string(dataDir.isEmpty ? "." : dataDir))] + config.cacheOverrides
         let lines = try registry.activate(selections: manifest.plugins, overrides: overrides)
         for l in lines { logger.info("capability \(l)") }
 
@@ -132,6 +136,19 @@ public final class Host: Sendable {
         if let fn = registry.served[PYLON_CAP_FUNCTIONS] {
             functions = try FunctionService(served: fn, data: data, store: store, logger: logger)
         }
+        var cache: CacheService?
+        if let c = registry.served[PYLON_CAP_CACHE] {
+            let size = c.table.load(as: UInt32.self)
+            guard Int(size) >= MemoryLayout<pylon_cache_v1>.size else {
+                throw HostError(status: 500, code: "PLUGIN_INTERFACE_TOO_SMALL",
+                                message: "plugin \(c.plugin.id) returned a pylon.cache/1 table of \(size) bytes, expected at least \(MemoryLayout<pylon_cache_v1>.size); rebuild it against this host's header")
+            }
+            let service = CacheService(table: c.table.assumingMemoryBound(to: pylon_cache_v1.self), instance: c.instance,
+                                       plugin: c.plugin, hub: hub)
+            let port = service.respPort
+            logger.info("cache: \(c.plugin.id), RESP \(port == 0 ? "listener off" : "on port \(port)"); HTTP /api/cache and /api/pubsub (admin)")
+            cache = service
+        }
         let location = StoreTable.describe(table, served.instance) ?? storePath
         logger.info("store: \(served.plugin.id) at \(location), dialect \(dialect.name), \(readerCount) readers, epoch \(epoch)")
         for e in policies.unprotectedEntities {
@@ -142,15 +159,16 @@ public final class Host: Sendable {
         }
         return Host(config: config, manifest: manifest, registry: registry, store: store, data: data,
                     changes: changes, sessions: sessions, metrics: metrics, logger: logger, hub: hub, tailer: tailer,
-                    functions: functions)
+                    functions: functions, cache: cache)
     }
 
     private init(config: HostConfig, manifest: Manifest, registry: PluginRegistry, store: StoreThreads,
                  data: DataService, changes: ChangeLog, sessions: SessionStore, metrics: Metrics, logger: Logger,
-                 hub: ChangeHub, tailer: ChangeTailer?, functions: FunctionService?) {
+                 hub: ChangeHub, tailer: ChangeTailer?, functions: FunctionService?, cache: CacheService?) {
         self.functions = functions
         self.hub = hub
         self.tailer = tailer
+        self.cache = cache
         self.config = config
         self.manifest = manifest
         self.registry = registry
@@ -212,7 +230,7 @@ public final class Host: Sendable {
         let realtime = RealtimeConfig(maxFrameBytes: config.maxFrameBytes)
         let routes = RouteContext(data: data, changes: changes, sessions: sessions, config: config,
                                   metrics: metrics, startedAt: Date(), stubs: stubs, hub: hub, sync: sync,
-                                  realtime: realtime, functions: functions)
+                                  realtime: realtime, functions: functions, cache: cache)
         let middleware = APIMiddleware<PylonRequestContext>(corsOrigin: config.corsOrigin, metrics: metrics)
         let router = Router(context: PylonRequestContext.self)
         router.add(middleware: middleware)
@@ -221,6 +239,7 @@ public final class Host: Sendable {
         routes.addDataRoutes(router)
         routes.addSyncRoutes(router)
         routes.addFunctionRoutes(router)
+        if let cache { routes.addCacheRoutes(router, cache) }
         routes.addEventStreamRoute(router, path: "/api/sync/events")
         let wsRouter = Router(context: PylonRequestContext.self)
         routes.addWebSocketRoute(wsRouter, path: "/api/sync/ws")
@@ -277,5 +296,8 @@ public final class Host: Sendable {
         try await group.run()
         tailer?.stop()
         store.shutdown()
+        // Plugins stop their threads and save what they keep (the cache's snapshot).
+        cache?.detach()
+        registry.shutdown()
     }
 }

@@ -30,6 +30,9 @@ public struct HostConfig: Sendable {
     /// Largest WebSocket frame accepted (PYLON_WS_MAX_FRAME).
     public var maxFrameBytes = 16 * 1024 * 1024
     public var corsOrigin = "*"
+    /// Settings for the cache plugin from `PYLON_CACHE_*`, merged over the manifest's
+    /// `plugins.cache` (port, bind, requirepass, maxmemory, snapshot).
+    public var cacheOverrides: [(String, JSONValue)] = []
 
     public init() {}
 
@@ -56,6 +59,17 @@ public struct HostConfig: Sendable {
         if let p = try int("PYLON_CHANGE_POLL_MS") { c.changePollMs = max(1, min(p, 10_000)) }
         if let m = try int("PYLON_MAX_CONNECTIONS_PER_IP") { c.maxConnectionsPerAddress = max(1, m) }
         if let f = try int("PYLON_WS_MAX_FRAME") { c.maxFrameBytes = max(1024, f) }
+        if let p = try int("PYLON_CACHE_PORT") {
+            guard p <= 65535 else { throw HostError(status: 500, code: "CONFIG_INVALID", message: "PYLON_CACHE_PORT=\(p) is not a TCP port (0 turns the RESP listener off)") }
+            c.cacheOverrides.append(("port", .int(Int64(p))))
+        }
+        if let b = env["PYLON_CACHE_BIND"], !b.isEmpty { c.cacheOverrides.append(("bind", .string(b))) }
+        if let p = env["PYLON_CACHE_PASSWORD"], !p.isEmpty { c.cacheOverrides.append(("requirepass", .string(p))) }
+        if let m = env["PYLON_CACHE_MAXMEMORY"], !m.isEmpty { c.cacheOverrides.append(("maxmemory", .string(m))) }
+        if let s = env["PYLON_CACHE_SNAPSHOT"], !s.isEmpty {
+            let v: JSONValue = ["1", "true", "yes"].contains(s.lowercased()) ? .bool(true) : (["0", "false", "no"].contains(s.lowercased()) ? .bool(false) : .string(s))
+            c.cacheOverrides.append(("snapshot", v))
+        }
         return c
     }
 }

@@ -14,6 +14,8 @@ struct RouteContext: Sendable {
     let sync: SyncStream
     let realtime: RealtimeConfig
     let functions: FunctionService?
+    /// The cache plugin, when one serves `pylon.cache/1` (else its routes are stubs).
+    let cache: CacheService?
 
     /// Resolves the caller (pylon-core.md §0.4 step 5): bearer header wins over the session
     /// cookie; the admin token is compared in constant time; unknown or expired session

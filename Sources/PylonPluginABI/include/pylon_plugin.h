@@ -45,10 +45,11 @@ extern "C" {
 #define PYLON_ABI_MAJOR 1
 /** Additive changes (new slots appended, new capability ids, new flags) bump the minor.
  *  1.1: PYLON_STORE_FLAG_DEFERRED_WRITES, PYLON_STORE_FLAG_LOCAL_READS and the optional
- *  `pylon_store_v1.describe` and
- *  `pylon_store_v1.wait_notify` slots. */
-#define PYLON_ABI_MINOR 1
-#define PYLON_ABI_HEADER_HASH 0x1ff08be8u /* abi_header_hash */
+ *  `pylon_store_v1.describe` and `pylon_store_v1.wait_notify` slots.
+ *  1.2: the `pylon.cache/1` table (`pylon_cache_v1`) and the `pylon.functions/1` tables
+ *  (`pylon_fn_v1`, `pylon_fn_host_v1`). */
+#define PYLON_ABI_MINOR 2
+#define PYLON_ABI_HEADER_HASH 0x092d6d57u /* abi_header_hash */
 
 /* ------------------------------------------------------------------------------------ */
 /* Status codes                                                                           */
@@ -233,7 +234,7 @@ typedef const pylon_plugin_descriptor *(*pylon_plugin_entry_fn)(void);
 #define PYLON_CAP_AUTH_CODE        "pylon.auth.code/1"
 /** OAuth 2 / OIDC providers: authorize URL, code exchange, identity. */
 #define PYLON_CAP_AUTH_OAUTH       "pylon.auth.oauth/1"
-/** Redis-compatible cache and pub/sub. */
+/** Redis-compatible cache and pub/sub: `pylon_cache_v1` below. */
 #define PYLON_CAP_CACHE            "pylon.cache/1"
 /** Shard WebSocket transport and tick loop. */
 #define PYLON_CAP_SHARD_TRANSPORT  "pylon.shard.transport/1"
@@ -546,6 +547,71 @@ typedef struct pylon_fn_v1 {
      */
     pylon_status (*start_call)(pylon_instance *instance, const pylon_fn_call *call, pylon_error *err);
 } pylon_fn_v1;
+
+/* ------------------------------------------------------------------------------------ */
+/* pylon.cache/1 — a Redis-compatible cache and pub/sub broker                           */
+/* ------------------------------------------------------------------------------------ */
+/*
+ * The plugin owns the keyspace and the pub/sub broker and normally serves RESP itself,
+ * on its own port and threads. The host reaches the same store for its HTTP routes
+ * (/api/cache, /api/pubsub) by running commands through `command`, and hears every
+ * published message (from RESP clients or from `command`) through the one listener it
+ * registers, to relay it to WebSocket subscribers of that topic.
+ * Commands, arguments and replies are Redis's: the reply is one RESP3 value, which the
+ * host decodes (RESP3 keeps maps, doubles, booleans and nulls apart).
+ */
+
+/**
+ * Completion of `command`. Called exactly once per call, inline or later from any plugin
+ * thread. When the command ran, `status` is PYLON_OK, `err` is NULL and `reply` holds
+ * exactly one RESP3-encoded value (a Redis error reply is a RESP3 simple error such as
+ * "-WRONGTYPE ...\r\n" and still has status PYLON_OK). Otherwise `status` is non-zero,
+ * `err` says why and `reply` is NULL.
+ * `reply` and `err` are OWNED BY THE PLUGIN and valid during the callback only: the host
+ * copies what it keeps. The callback must not block; it may call `command` again.
+ */
+typedef void (*pylon_cache_reply_fn)(void *done_ctx, pylon_status status,
+                                     const uint8_t *reply, size_t reply_len,
+                                     const pylon_error *err);
+
+/**
+ * Receives every message published on any channel, after the plugin's own subscribers
+ * got it. `channel` and `message` are OWNED BY THE PLUGIN and valid during the call only.
+ * Called from a plugin thread, one call at a time, in publish order; it must return
+ * quickly (hand the message off) and must not wait for a `command` reply.
+ */
+typedef void (*pylon_cache_message_fn)(void *ctx, const uint8_t *channel, size_t channel_len,
+                                       const uint8_t *message, size_t message_len);
+
+/** The `pylon.cache/1` interface table. OWNER: the plugin; valid until `destroy`. */
+typedef struct pylon_cache_v1 {
+    uint32_t struct_size;
+    uint32_t flags;           /* 0; reserved for PYLON_CACHE_FLAG_* */
+
+    /**
+     * Runs one command; `argv[0]` is its name (any case), e.g. {"SET","k","v","EX","10"}.
+     * `argv` and the bytes it points to are OWNED BY THE HOST and need to stay valid only
+     * until `command` returns (the plugin copies them). The command runs as a privileged
+     * internal client (no AUTH needed, RESP3 replies). Commands that need a connection of
+     * their own (SUBSCRIBE, PSUBSCRIBE, UNSUBSCRIBE, MULTI, EXEC, AUTH, HELLO, CLIENT, QUIT,
+     * RESET) are answered with an error reply. `done` follows `pylon_cache_reply_fn`.
+     * [any-thread]; never blocks the caller on other clients' work.
+     */
+    void (*command)(pylon_instance *instance, const pylon_str *argv, size_t argc,
+                    pylon_cache_reply_fn done, void *done_ctx);
+
+    /**
+     * Registers the one message listener (replacing any earlier one); `fn` NULL removes
+     * it. `ctx` is OWNED BY THE HOST and must stay valid until the listener is replaced or
+     * removed, or the instance destroyed; after this call returns the old listener is
+     * not called again. [any-thread]
+     */
+    void (*set_message_listener)(pylon_instance *instance, pylon_cache_message_fn fn,
+                                 void *ctx);
+
+    /** The TCP port the RESP server listens on, or 0 when it has no listener. [any-thread] */
+    int32_t (*resp_port)(pylon_instance *instance);
+} pylon_cache_v1;
 
 #ifdef __cplusplus
 }

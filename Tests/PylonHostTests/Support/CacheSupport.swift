@@ -1,0 +1,106 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// Helpers for the CacheRESP black-box tests: a host whose cache plugin listens on a
+// free port, the Python fixtures under Tests/Fixtures/cache, redis-cli, and a real
+// redis-server for the differential test.
+
+enum CacheFixtures {
+    static var directory: String { TestPaths.packageRoot.appendingPathComponent("Tests/Fixtures/cache").path }
+
+    /// Runs `python3 Tests/Fixtures/cache/<script> args...`; throws with its output unless
+    /// it exits 0.
+    @discardableResult
+    static func python(_ script: String, _ args: [String], timeout: TimeInterval = 600) async throws -> String {
+        let r = try await TestCommand.run("/usr/bin/env", ["python3", directory + "/" + script] + args, timeout: timeout)
+        guard r.status == 0 else {
+            throw TestSetupError(description: "\(script) \(args.joined(separator: " ")) exited \(r.status):\n\(r.stdout)\n\(r.stderr)")
+        }
+        return r.stdout
+    }
+
+    /// `redis-cli -p port args...` (raw output: one line per value).
+    static func cli(_ port: Int, _ args: [String]) async throws -> String {
+        let r = try await TestCommand.run("/usr/bin/env", ["redis-cli", "-p", String(port)] + args, timeout: 60)
+        guard r.status == 0 else {
+            throw TestSetupError(description: "redis-cli \(args.joined(separator: " ")) exited \(r.status): \(r.stderr)")
+        }
+        return r.stdout.trimmingCharacters(in: .newlines)
+    }
+}
+
+extension HostProcess {
+    /// A host whose cache plugin serves RESP on a free port, configured with
+    /// `cacheConfig` (extra keys of `plugins.cache`, JSON without braces).
+    static func startWithCache(cacheConfig: String = "", env: [String: String] = [:]) async throws -> (HostProcess, Int) {
+        let port = try freeLoopbackPort()
+        let extra = cacheConfig.isEmpty ? "" : ", " + cacheConfig
+        let manifest = """
+        {"manifest_version": 1, "name": "cache-test", "version": "0.1.0",
+         "entities": [{"name": "Item", "fields": [{"name": "title", "type": "string", "optional": false, "unique": false}], "indexes": []}],
+         "routes": [], "policies": [],
+         "plugins": {"cache": {"use": "resp", "port": \(port)\(extra)}}}
+        """
+        let host = try await HostProcess.start(manifest: manifest, env: env, dev: true)
+        return (host, port)
+    }
+}
+
+/// A real redis-server on a free loopback port, without persistence. Stopped with
+/// SIGKILL: children of the test process may inherit a blocked SIGTERM, and there is
+/// nothing to save.
+final class RedisServer: @unchecked Sendable {
+    let port: Int
+    let process: Process
+
+    init() async throws {
+        port = try freeLoopbackPort()
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["redis-server", "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--daemonize", "no", "--dir", FileManager.default.temporaryDirectory.path]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        do {
+            try process.run()
+        } catch {
+            throw TestSetupError(description: "cannot start redis-server (make test installs it with apt-get): \(error)")
+        }
+        let deadline = Date().addingTimeInterval(30)
+        while !loopbackPortAccepts(port) {
+            guard process.isRunning, Date() < deadline else {
+                stop()
+                throw TestSetupError(description: "redis-server did not start on port \(port)")
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    func stop() {
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+}
+
+/// Sends raw RESP on a blocking test socket and reads until `done` says the reply is
+/// complete (or the peer closes).
+func respExchange(_ port: Int, _ payload: String, until done: @escaping @Sendable (String) -> Bool) async throws -> String {
+    try await onThread {
+        let s = try TestSocket.connect(port: port)
+        defer { s.close() }
+        try s.send(payload)
+        var got = [UInt8]()
+        while !done(String(decoding: got, as: UTF8.self)) {
+            switch s.receive() {
+            case let .bytes(b): got += b
+            case .end, .failed: return String(decoding: got, as: UTF8.self)
+            }
+        }
+        return String(decoding: got, as: UTF8.self)
+    }
+}
+
