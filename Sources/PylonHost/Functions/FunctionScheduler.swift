@@ -52,7 +52,13 @@ enum FunctionScheduler {
         let store = functions.store
         let d = store.dialect
         let due = "SELECT \(d.quote("id")), \(d.quote("fn_name")), \(d.quote("args")), \(d.quote("attempts")) FROM \(d.quote(table)) WHERE \(d.quote("run_at")) <= \(d.placeholder(1)) ORDER BY \(d.quote("run_at")) LIMIT 32"
+        let none = Array("[]".utf8)
         while !Task.isCancelled {
+            // An app without functions has nothing to run: no store query every tick.
+            if functions.list() == none {
+                try? await Task.sleep(for: .milliseconds(200))
+                continue
+            }
             do {
                 let now = nowMillis()
                 let rows = try await store.read { conn in try conn.execute(due, [.int(now)]).rows }
