@@ -72,14 +72,10 @@ private func d1GetInterface(_ instance: OpaquePointer?, _ id: UnsafePointer<CCha
 }
 
 private func d1Describe(_ instance: OpaquePointer?, _ buf: UnsafeMutablePointer<CChar>?, _ cap: Int) -> Int {
-    guard let instance, let buf, cap > 0 else { return 0 }
+    guard let instance else { return 0 }
     let inst = Handle.borrow(instance, as: D1Instance.self)
-    let text = Array("D1 database \(inst.config.databaseID) (account \(inst.config.accountID)) via \(inst.config.baseURL)".utf8.prefix(cap - 1))
-    text.withUnsafeBufferPointer { src in
-        UnsafeMutableRawPointer(buf).copyMemory(from: src.baseAddress!, byteCount: src.count)
-    }
-    buf[text.count] = 0
-    return text.count
+    return writeDescription("D1 database \(inst.config.databaseID) (account \(inst.config.accountID)) via \(inst.config.baseURL)",
+                            into: buf, capacity: cap)
 }
 
 // MARK: - pylon.store/1

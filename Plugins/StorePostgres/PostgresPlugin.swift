@@ -86,6 +86,7 @@ nonisolated(unsafe) private let storeTable: UnsafeMutablePointer<pylon_store_v1>
     t.pointee.execute = pgExecute
     t.pointee.transaction = pgTransaction
     t.pointee.wait_notify = pgWaitNotify
+    t.pointee.describe = pgDescribe
     return t
 }()
 
@@ -127,6 +128,13 @@ private func pgDestroy(_ instance: OpaquePointer?) {
 private func pgGetInterface(_ instance: OpaquePointer?, _ id: UnsafePointer<CChar>?) -> UnsafeRawPointer? {
     guard let id, strcmp(id, PYLON_CAP_STORE) == 0 else { return nil }
     return UnsafeRawPointer(storeTable)
+}
+
+/// `describe`: where the data lives, without the password.
+private func pgDescribe(_ instance: OpaquePointer?, _ buf: UnsafeMutablePointer<CChar>?, _ cap: Int) -> Int {
+    guard let instance else { return 0 }
+    return writeDescription("PostgreSQL " + Handle.borrow(instance, as: PostgresInstance.self).config.redactedTarget,
+                            into: buf, capacity: cap)
 }
 
 // MARK: - pylon.store/1

@@ -182,3 +182,15 @@ public enum Handle {
         Unmanaged<T>.fromOpaque(UnsafeRawPointer(handle)).takeRetainedValue()
     }
 }
+
+/// Fills a `pylon_store_v1.describe` buffer: at most `cap` bytes including the NUL;
+/// returns the length written without the NUL (0 when there is no buffer).
+public func writeDescription(_ text: String, into buf: UnsafeMutablePointer<CChar>?, capacity cap: Int) -> Int {
+    guard let buf, cap > 0 else { return 0 }
+    let bytes = Array(text.utf8.prefix(cap - 1))
+    bytes.withUnsafeBufferPointer { src in
+        if let base = src.baseAddress { UnsafeMutableRawPointer(buf).copyMemory(from: base, byteCount: src.count) }
+    }
+    buf[bytes.count] = 0
+    return bytes.count
+}
