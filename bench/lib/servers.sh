@@ -64,18 +64,20 @@ ensure_servers() {
 
 # Postgres for the pylon-pg server: a fresh throwaway server from scripts/pg-server.sh
 # (fsync on: durable like the SQLite stores), one database in it.
-#   pg_start DIR DBNAME   sets PG_DIR, PG_PORT, PG_URL (the database's URL), PG_ADMIN_URL
+#   pg_start DIR DBNAME [fast]   sets PG_DIR, PG_PORT, PG_URL (the database's URL),
+#                         PG_ADMIN_URL, PG_MODE; "fast" = fsync off (a diagnostic only)
 #   pg_stop               stops it (safe to call twice; call it from the EXIT trap)
 #   pg_cpu_ticks          CPU clock ticks used so far by the whole server: the postmaster,
 #                         its finished children (cutime/cstime) and its live children
 pg_start() {
     local dir=$1 db=$2 try
     PG_DIR="$dir"
+    PG_MODE="${3:-}"
     # As root the server runs as the user "pylonpg", which must be able to reach DIR.
     [ "$(id -u)" = 0 ] && chmod o+x "$(dirname "$dir")"
     for try in 1 2 3; do
         PG_PORT="$("$PY" "$HELP" free-port)"
-        if PG_ADMIN_URL="$(bash scripts/pg-server.sh start "$dir" "$PG_PORT" 2>"$dir.start.log")"; then break; fi
+        if PG_ADMIN_URL="$(bash scripts/pg-server.sh start "$dir" "$PG_PORT" $PG_MODE 2>"$dir.start.log")"; then break; fi
         PG_ADMIN_URL=""
     done
     [ -n "$PG_ADMIN_URL" ] || { cat "$dir.start.log" >&2; die "scripts/pg-server.sh start failed"; }
