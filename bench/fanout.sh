@@ -53,34 +53,21 @@ BENCH_TAG=fanout
 PY="$(command -v python3 || command -v python || true)"
 [ -n "$PY" ] || die "python3 is needed"
 command -v curl >/dev/null || { as_root apt-get update; as_root apt-get install -y curl; }
-if ! "$PY" -c 'import websockets, aiohttp, uvloop; from websockets.client import ClientProtocol' 2>/dev/null; then
-    log "installing the load generator's packages: pip install websockets aiohttp uvloop"
-    "$PY" -m pip install --quiet 'websockets>=13' aiohttp uvloop
-fi
-"$PY" -c 'import orjson' 2>/dev/null || "$PY" -m pip install --quiet orjson || log "orjson unavailable: using json"
+ensure_loadgen
 
 ensure_servers
 
 # ---------------------------------------------------------------- file descriptors
 max_n=0
 for spec in $NS; do n=${spec%%:*}; [[ $n =~ ^[0-9]+$ ]] || die "BENCH_NS entry '$spec' is not N or N:SECONDS"; (( n > max_n )) && max_n=$n; done
-need_fd=$(( max_n + 4096 ))
-if (( $(ulimit -n) < need_fd )); then
-    ulimit -n "$need_fd" 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-fi
-(( $(ulimit -n) >= max_n + 512 )) || die "open-file limit $(ulimit -n) is too low for $max_n subscribers (raise the hard limit: ulimit -Hn)"
-log "open-file limit $(ulimit -n)"
+raise_fd_limit "$max_n"
 
 # ---------------------------------------------------------------- temp dir and cleanup
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/pylon-fanout.XXXXXX")"
 SERVER_PID=""
 stop_server() {
-    local pid=$SERVER_PID i
-    [ -n "$pid" ] || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+    [ -n "$SERVER_PID" ] || return 0
+    stop_pids "$SERVER_PID"
     SERVER_PID=""
 }
 cleanup() {
@@ -90,53 +77,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-wait_health() { # name pid url logfile
-    local name=$1 pid=$2 url=$3 logf=$4 i
-    for i in $(seq 300); do
-        if ! kill -0 "$pid" 2>/dev/null; then tail -n 40 "$logf" >&2 || true; die "$name exited before it answered $url"; fi
-        if [ "$(curl -s -o /dev/null -w '%{http_code}' "$url" 2>/dev/null || true)" = 200 ]; then return 0; fi
-        sleep 0.1
-    done
-    tail -n 40 "$logf" >&2 || true
-    die "$name did not answer 200 on $url within 30 s"
-}
-
-busy_pct() { # share of one core the whole machine was busy over 2 s
-    local a b
-    a=($(head -n 1 /proc/stat)); sleep 2; b=($(head -n 1 /proc/stat))
-    local busy=0 idle=0 i
-    for i in 1 2 3 6 7 8; do busy=$(( busy + b[i] - a[i] )); done
-    echo $(( busy * 100 / 2 / $(getconf CLK_TCK) ))
-}
-wait_idle() { # before each measured run: wait (up to BENCH_WAIT_IDLE s) for the machine to be idle
-    local limit=${BENCH_WAIT_IDLE:-600} t=0 p quiet=0
-    while :; do
-        p="$(busy_pct)"
-        if (( p <= 15 )); then
-            quiet=$(( quiet + 1 ))
-            (( quiet >= 3 )) && return 0   # idle for 3 samples in a row (about 6 s)
-            t=$(( t + 2 )); continue
-        fi
-        quiet=0
-        if (( t >= limit )); then log "machine still busy (${p}% of a core) after ${limit} s: measuring anyway (the report flags it)"; return 0; fi
-        (( t == 0 )) && log "machine busy (${p}% of a core used by other processes): waiting for it to go idle (BENCH_WAIT_IDLE=$limit)"
-        sleep 8; t=$(( t + 10 ))
-    done
-}
-
 workers_for() { # N -> subscriber processes
     [[ $WORKERS =~ ^[1-9][0-9]*$ ]] || die "BENCH_WORKERS must be a positive number"
     echo "$WORKERS"
 }
 
-# Run a copy of the binary and plugins, so a rebuild during the run cannot change what is measured.
-if want pylon; then
-    mkdir -p "$TMP/pylon-bin/plugins"
-    cp "$PYLON_BIN" "$TMP/pylon-bin/pylon-host"
-    cp plugins/*.so "$TMP/pylon-bin/plugins/"
-    PYLON_BUILD="commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$( [ -n "$(git status --porcelain -- Sources Package.swift 2>/dev/null)" ] && echo ' + uncommitted Sources changes'), binary built $(date -u -r "$PYLON_BIN" +%Y-%m-%dT%H:%MZ)"
-    PYLON_BIN="$TMP/pylon-bin/pylon-host"
-fi
+want pylon && copy_pylon_build "$TMP/pylon-bin"
 
 STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
 LOADAVG0="$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -244,18 +190,4 @@ set +e
 "$PY" "$LOAD" report "$OUT_MD" "$TMP/header.md" "${RESULTS[@]}"
 rc=$?
 set -e
-echo
-cat "$OUT_MD"
-echo
-log "table written to $OUT_MD (raw results: $RAW/)"
-if (( rc == 3 )); then
-    {
-        echo
-        echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
-        echo "!!! RUN WITH PROBLEMS: missing / duplicate / leaked events, failed writes"
-        echo "!!! or dropped subscribers (see the end of the table)"
-        echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
-    } >&2
-    exit 3
-fi
-(( rc == 0 )) || die "report failed"
+finish_report "$rc" "$OUT_MD" "$RAW" "missing / duplicate / leaked events, failed writes or dropped subscribers"

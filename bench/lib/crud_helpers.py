@@ -12,6 +12,7 @@ Every failure exits non-zero with a message that shows the request and the answe
   check-list URL KEY N                       GET URL, expect 200 and a JSON list of N rows at KEY
   json-get KEY                               read JSON on stdin, print the string at KEY
   db-count DB TABLE [CHANGES_TABLE ENTITY]   journal mode, rows (and change-log inserts) as k=v
+  manifest-store IN OUT STORE_JSON           copy a manifest, with plugins.store = STORE_JSON
 """
 
 import http.client
@@ -143,6 +144,17 @@ def db_count(db, table, changes=None, entity=None):
     print(" ".join("%s=%s" % kv for kv in out.items()))
 
 
+def manifest_store(src, out, store):
+    with open(src) as f:
+        m = json.load(f)
+    try:
+        m.setdefault("plugins", {})["store"] = json.loads(store)
+    except ValueError:
+        die("manifest-store: not JSON: %r" % store)
+    with open(out, "w") as f:
+        json.dump(m, f)
+
+
 def main(argv):
     if not argv:
         die("usage: see the module docstring")
@@ -154,6 +166,7 @@ def main(argv):
         "check-get": (check_get, 2),
         "check-list": (check_list, 3),
         "json-get": (json_get, 1),
+        "manifest-store": (manifest_store, 3),
     }
     if cmd == "db-count":
         if len(args) not in (2, 4):

@@ -11,7 +11,10 @@ and PocketBase (SSE realtime) with an owner-based read rule.
   run --server pylon|pocketbase --base URL --users JSON --n N --rate R --duration S
       --workers W --drain S --server-pid PID --out JSON [--seed K] [--inflight M]
       [--admin-token T]   (pylon: for the writer and /metrics)
+      [--bases URL,URL...] [--server-pids PID,PID...] [--write-to first|alternate]
+      [--db-pid PID]      (several hosts: see below)
   report OUT_MD RESULT_JSON...
+  report-crosshost OUT_MD HEADER_MD RESULT_JSON...
 
 `run`: W subscriber processes (fork) each hold a share of the N subscribers; subscriber i
 is user i % USERS. This (main) process is the writer: it inserts rows
@@ -27,6 +30,16 @@ the CPU time of the server and of every load-generator process is read from /pro
 Both clients are asyncio Protocols (no task per message): the WebSocket one drives the
 `websockets` package's Sans-I/O ClientProtocol, the SSE one parses HTTP/1.1 chunked
 event streams itself. The writer and PocketBase's subscription POSTs use aiohttp.
+
+Several hosts (bench/crosshost.sh): --bases lists every host's base URL (the first is
+--base); subscriber i connects to host (i // USERS) % H, so each user's subscribers are
+spread over every host. The writer sends row i to the first host (--write-to first) or to
+host i % H (alternate). Each delivery is classed same-host (the subscriber is on the host
+that took the write) or cross-host, with a latency distribution for each. Pylon events
+carry `seq`: every subscriber must see strictly increasing seqs, and every subscriber
+must see the same seq for a given row. --server-pids are all the hosts' pids (CPU and
+liveness; RSS is sampled on the first), --db-pid the database server's postmaster (CPU of
+it and all its children, kept apart from "other processes").
 """
 
 import array
@@ -144,6 +157,27 @@ def cpu_seconds(pid):
         return None
 
 
+def tree_cpu_seconds(pid):
+    """CPU time of pid, of its children that have ended (cutime/cstime) and of its live
+    children: the whole of a PostgreSQL server when pid is its postmaster."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    total = sum(int(x) for x in fields[11:15])
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            kids = [int(x) for x in f.read().split()]
+    except OSError:
+        kids = []
+    for k in kids:
+        c = cpu_seconds(k)
+        if c is not None:
+            total += c * CLK_TCK
+    return total / CLK_TCK
+
+
 def thread_cpu(pid):
     """{tid: (name, cpu seconds)} for every thread of pid."""
     out = {}
@@ -206,12 +240,14 @@ class RSSSampler(threading.Thread):
 
 # ---------------------------------------------------------------- subscribers
 class SubState:
-    __slots__ = ("gidx", "owner_idx", "owner", "got", "lat", "foreign", "other", "closed", "parse_err")
+    __slots__ = ("gidx", "owner_idx", "owner", "host", "got", "lat", "seq", "foreign", "other", "closed",
+                 "parse_err")
 
-    def __init__(self, gidx, owner_idx, owner):
-        self.gidx, self.owner_idx, self.owner = gidx, owner_idx, owner
+    def __init__(self, gidx, owner_idx, owner, host=0):
+        self.gidx, self.owner_idx, self.owner, self.host = gidx, owner_idx, owner, host
         self.got = array.array("i")      # write index of each delivered row event
         self.lat = array.array("d")      # its latency, ms
+        self.seq = array.array("q")      # its change-log seq (pylon; -1 when absent)
         self.foreign = array.array("i")  # write indices of rows owned by another user
         self.other = 0                   # frames that are not row events (presence, ...)
         self.closed = None               # why the connection ended early, if it did
@@ -224,7 +260,7 @@ class Worker:
         self.measuring = True
         self.stopping = False
 
-    def on_row(self, st, owner, body, sent_at, now):
+    def on_row(self, st, owner, body, sent_at, now, seq=-1):
         try:
             i = int(body[1:body.index(" ")])
         except (ValueError, TypeError, AttributeError):
@@ -234,6 +270,7 @@ class Worker:
             st.foreign.append(i)
         st.got.append(i)
         st.lat.append(now - sent_at)
+        st.seq.append(seq if isinstance(seq, int) else -1)
 
 
 class WSSub(asyncio.Protocol):
@@ -303,7 +340,7 @@ class WSSub(asyncio.Protocol):
             if st.other <= 3 and ev.get("code"):  # an error body, e.g. RESYNC_REQUIRED
                 self.note_close("error frame %r" % payload[:300])
             return 0
-        self.w.on_row(st, data.get("ownerId"), data.get("body"), data.get("sentAt"), now)
+        self.w.on_row(st, data.get("ownerId"), data.get("body"), data.get("sentAt"), now, ev.get("seq"))
         return 1
 
     def note_close(self, why):
@@ -459,8 +496,7 @@ def worker_main(cfg, subs, conn, counter):
 async def worker_async(cfg, subs, conn, counter):
     loop = asyncio.get_running_loop()
     w = Worker(counter)
-    u = urllib.parse.urlsplit(cfg["base"])
-    host, port = u.hostname, u.port
+    hostports = [(u.hostname, u.port) for u in map(urllib.parse.urlsplit, cfg["bases"])]
     states, transports, failed = [], [], []
     sem = asyncio.Semaphore(cfg.get("connect_concurrency", 200))
     session = None
@@ -469,8 +505,9 @@ async def worker_async(cfg, subs, conn, counter):
 
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100))
 
-    async def open_one(gidx, owner_idx, owner, token):
-        st = SubState(gidx, owner_idx, owner)
+    async def open_one(gidx, owner_idx, owner, token, h=0):
+        st = SubState(gidx, owner_idx, owner, h)
+        host, port = hostports[h]
         async with sem:
             try:
                 if cfg["server"] == "pylon":
@@ -498,15 +535,20 @@ async def worker_async(cfg, subs, conn, counter):
     await asyncio.gather(*(open_one(*s) for s in subs))
     if session is not None:
         await session.close()
+    ready_by_host = [0] * len(hostports)
+    for st in states:
+        if st.closed is None:
+            ready_by_host[st.host] += 1
     conn.send({"ready": len(subs) - len(failed), "failed": failed[:20], "n_failed": len(failed),
-               "connect_s": time.time() - t0})
+               "connect_s": time.time() - t0, "ready_by_host": ready_by_host})
 
     # Blocking pipe reads run in a thread: the pipe's fd must stay blocking.
     await loop.run_in_executor(None, conn.recv)  # "stop"
     w.measuring = False
     w.stopping = True
-    conn.send({"subs": [{"gidx": s.gidx, "owner_idx": s.owner_idx, "got": s.got.tobytes(),
-                         "lat": s.lat.tobytes(), "foreign": s.foreign.tobytes(), "other": s.other,
+    conn.send({"subs": [{"gidx": s.gidx, "owner_idx": s.owner_idx, "host": s.host, "got": s.got.tobytes(),
+                         "lat": s.lat.tobytes(), "seq": s.seq.tobytes(), "foreign": s.foreign.tobytes(),
+                         "other": s.other,
                          "closed": s.closed, "parse_err": s.parse_err} for s in states]})
     await loop.run_in_executor(None, conn.recv)  # "exit": close every socket at once
     for tr in transports:
@@ -540,11 +582,14 @@ async def writer(cfg, users, session, stamp, drain):
     owners = [rng.randrange(len(users)) for _ in range(total)]
     sem = asyncio.Semaphore(cfg["inflight"])
     if cfg["server"] == "pylon":
-        url = cfg["base"] + "/api/entities/Msg"
+        path = "/api/entities/Msg"
         hdr = {"Authorization": "Bearer " + cfg["admin_token"], "Content-Type": "application/json"}
     else:
-        url = cfg["base"] + "/api/collections/msgs/records"
+        path = "/api/collections/msgs/records"
         hdr = {"Authorization": cfg["writer_token"], "Content-Type": "application/json"}
+    urls = [b + path for b in cfg["bases"]]
+    nh = len(urls) if cfg.get("write_to") == "alternate" else 1
+    stamp["write_host"] = [i % nh for i in range(total)]
     # writes[i] = (owner_idx, status, http ms, send lag ms); status -1 skipped, 0 failed/unanswered
     writes = [None] * total
     errors = []
@@ -555,7 +600,7 @@ async def writer(cfg, users, session, stamp, drain):
         try:
             body = jdumps({"ownerId": users[owners[i]]["owner"],
                            "body": "#%d fan-out benchmark row" % i, "sentAt": sent})
-            async with session.post(url, data=body, headers=hdr) as r:
+            async with session.post(urls[i % nh], data=body, headers=hdr) as r:
                 data = await r.read()
                 st = r.status
             writes[i] = (owners[i], st, time.time() * 1000.0 - sent, lag)
@@ -621,19 +666,28 @@ def run(argv):
     ap.add_argument("--inflight", type=int, default=256)
     ap.add_argument("--admin-token", default="")
     ap.add_argument("--teardown-wait", type=float, default=30)
+    ap.add_argument("--bases", default="", help="every host's base URL, comma-separated (default: --base)")
+    ap.add_argument("--server-pids", default="", help="every host's pid, comma-separated (default: --server-pid)")
+    ap.add_argument("--write-to", choices=["first", "alternate"], default="first")
+    ap.add_argument("--db-pid", type=int, default=0, help="database server (postmaster) pid")
+    ap.add_argument("--label", default="", help="free text kept in the result (crosshost: the poll interval)")
     a = ap.parse_args(argv)
 
     ud = json.load(open(a.users))
     users = ud["users"]
-    cfg = {"server": a.server, "base": a.base.rstrip("/"), "rate": a.rate, "duration": a.duration,
+    bases = [b.rstrip("/") for b in (a.bases.split(",") if a.bases else [a.base])]
+    a.server_pids = [int(p) for p in a.server_pids.split(",")] if a.server_pids else [a.server_pid]
+    if len(bases) > 1 and a.server != "pylon":
+        die("--bases with more than one host is for pylon only")
+    cfg = {"server": a.server, "base": bases[0], "bases": bases, "rate": a.rate, "duration": a.duration,
            "seed": a.seed, "inflight": a.inflight, "admin_token": a.admin_token,
-           "writer_token": ud.get("writer_token", "")}
+           "writer_token": ud.get("writer_token", ""), "write_to": a.write_to}
     W = max(1, min(a.workers, a.n))
-    # subscriber i -> user i % U; worker w holds subscribers i with i % W == w
+    # subscriber i -> user i % U and host (i // U) % H; worker w holds subscribers i with i % W == w
     shares = [[] for _ in range(W)]
     for i in range(a.n):
         k = i % len(users)
-        shares[i % W].append((i, k, users[k]["owner"], users[k]["token"]))
+        shares[i % W].append((i, k, users[k]["owner"], users[k]["token"], (i // len(users)) % len(bases)))
     subs_per_user = [0] * len(users)
     for i in range(a.n):
         subs_per_user[i % len(users)] += 1
@@ -672,13 +726,14 @@ async def run_async(a, cfg, users, subs_per_user, procs, pipes, counters, sample
 
     loop = asyncio.get_running_loop()
     res = {"server": a.server, "n": a.n, "users": len(users), "rate": a.rate, "duration": a.duration,
-           "drain_limit": a.drain, "invalid": []}
+           "drain_limit": a.drain, "invalid": [], "label": a.label}
     t0 = time.time()
     ready = await asyncio.gather(*(loop.run_in_executor(None, p.recv) for p in pipes))
     for r in ready:
         if "fatal" in r:
             die("a subscriber process failed: %s" % r["fatal"])
     res["connected"] = sum(r["ready"] for r in ready)
+    res["connected_by_host"] = [sum(r["ready_by_host"][h] for r in ready) for h in range(len(cfg["bases"]))]
     res["connect_failed"] = sum(r["n_failed"] for r in ready)
     res["connect_fail_samples"] = [f for r in ready for f in r["failed"]][:10]
     res["connect_s"] = time.time() - t0
@@ -690,25 +745,29 @@ async def run_async(a, cfg, users, subs_per_user, procs, pipes, counters, sample
     if a.server == "pylon":
         # The handshake completes before the host registers the subscriber: wait until its
         # gauge shows every connection, so no subscriber misses the first rows.
-        deadline = time.time() + 60
-        while True:
-            m, err = await metrics_gauge(session, cfg["base"], a.admin_token, "realtime_connections")
-            have = (m or {}).get("gauges", {}).get("realtime_connections", -1)
-            if have >= res["connected"]:
-                break
-            if time.time() > deadline:
-                res["invalid"].append("host reports %s realtime connections after 60 s, want %d (%s)" % (
-                    have, res["connected"], err))
-                break
-            await asyncio.sleep(0.1)
-        res["host_connections_held"] = have
+        res["host_connections_held_by_host"] = []
+        for h, base in enumerate(cfg["bases"]):
+            deadline = time.time() + 60
+            while True:
+                m, err = await metrics_gauge(session, base, a.admin_token, "realtime_connections")
+                have = (m or {}).get("gauges", {}).get("realtime_connections", -1)
+                if have >= res["connected_by_host"][h]:
+                    break
+                if time.time() > deadline:
+                    res["invalid"].append("host %s reports %s realtime connections after 60 s, want %d (%s)" % (
+                        base, have, res["connected_by_host"][h], err))
+                    break
+                await asyncio.sleep(0.1)
+            res["host_connections_held_by_host"].append(have)
+        res["host_connections_held"] = sum(res["host_connections_held_by_host"])
     await asyncio.sleep(1.0)
     sampler.phase = "held"
     await asyncio.sleep(0.5)
     res["rss_held_kb"] = sampler.sample()
 
     pids = [os.getpid()] + [p.pid for p in procs]
-    cpu0 = {pid: cpu_seconds(pid) for pid in pids + [a.server_pid]}
+    cpu0 = {pid: cpu_seconds(pid) for pid in pids + a.server_pids}
+    db0 = tree_cpu_seconds(a.db_pid) if a.db_pid else None
     busy0 = machine_busy_seconds()
     thr0 = thread_cpu(a.server_pid)
     w0 = time.time()
@@ -727,7 +786,8 @@ async def run_async(a, cfg, users, subs_per_user, procs, pipes, counters, sample
         await asyncio.sleep(0.02)
     res["drain_s"] = time.time() - d0
     w1 = time.time()
-    cpu1 = {pid: cpu_seconds(pid) for pid in pids + [a.server_pid]}
+    cpu1 = {pid: cpu_seconds(pid) for pid in pids + a.server_pids}
+    db1 = tree_cpu_seconds(a.db_pid) if a.db_pid else None
     busy1 = machine_busy_seconds()
     thr1 = thread_cpu(a.server_pid)
     window = w1 - w0
@@ -736,27 +796,33 @@ async def run_async(a, cfg, users, subs_per_user, procs, pipes, counters, sample
     results = await asyncio.gather(*(loop.run_in_executor(None, p.recv) for p in pipes))
     sampler.phase = "teardown"
     if a.server == "pylon":
-        m, err = await metrics_gauge(session, cfg["base"], a.admin_token, "")
-        res["host_metrics"] = m
+        res["host_metrics_by_host"] = []
+        for base in cfg["bases"]:
+            m, err = await metrics_gauge(session, base, a.admin_token, "")
+            res["host_metrics_by_host"].append(m)
+        res["host_metrics"] = res["host_metrics_by_host"][0]
     for p in pipes:
         p.send("exit")
     if a.server == "pylon":
-        # How long the host takes to notice N clients gone (each WS disconnect relays a
+        # How long the hosts take to notice N clients gone (each WS disconnect relays a
         # presence frame to every other WS connection).
         td0 = time.time()
         have = None
         while time.time() - td0 < a.teardown_wait:
-            try:
-                m, err = await metrics_gauge(session, cfg["base"], a.admin_token, "")
-                have = (m or {}).get("gauges", {}).get("realtime_connections")
-            except Exception as e:
-                have = "error %r" % (e,)
+            have = 0
+            for base in cfg["bases"]:
+                try:
+                    m, err = await metrics_gauge(session, base, a.admin_token, "")
+                    g = (m or {}).get("gauges", {}).get("realtime_connections")
+                    have = have + g if isinstance(g, (int, float)) and isinstance(have, (int, float)) else "n/a"
+                except Exception as e:
+                    have = "error %r" % (e,)
             if have == 0:
                 break
             await asyncio.sleep(0.2)
         res["teardown_s"] = time.time() - td0
         res["teardown_connections_left"] = have
-        res["host_alive_after"] = os.path.exists("/proc/%d" % a.server_pid)
+        res["host_alive_after"] = all(os.path.exists("/proc/%d" % p) for p in a.server_pids)
     await session.close()
 
     # ---- verify and aggregate
@@ -772,6 +838,9 @@ async def run_async(a, cfg, users, subs_per_user, procs, pipes, counters, sample
             got.frombytes(s["got"])
             lat = array.array("d")
             lat.frombytes(s["lat"])
+            sq = array.array("q")
+            sq.frombytes(s.get("seq", b""))
+            s["seqs"] = sq
             subs.append((s, got, lat))
     acked_set = set(acked)
     seen_rows = set()
@@ -784,6 +853,11 @@ async def run_async(a, cfg, users, subs_per_user, procs, pipes, counters, sample
     for i in written:
         by_owner.setdefault(owner_of[i], set()).add(i)
     lats = array.array("d")
+    write_host = stamp.get("write_host") or []
+    lats_by_kind = {"same": array.array("d"), "cross": array.array("d")}
+    seq_of = {}          # write index -> seq, as the first subscriber saw it
+    order_bad = seq_mismatch = 0
+    order_samples = []
     delivered = missing = dups = foreign = unacked = 0
     bad_subs, closed, samples, other_frames = 0, [], [], 0
     for s, got, lat in subs:
@@ -801,6 +875,21 @@ async def run_async(a, cfg, users, subs_per_user, procs, pipes, counters, sample
                 if i not in acked_set:
                     unacked += 1
                 lats.append(l)
+                if len(cfg["bases"]) > 1 and i < len(write_host):
+                    lats_by_kind["same" if s.get("host", 0) == write_host[i] else "cross"].append(l)
+            sq = s["seqs"]
+            if len(sq) == len(got) and (len(sq) == 0 or sq[0] >= 0):
+                for k in range(len(sq)):
+                    if k and sq[k] <= sq[k - 1]:
+                        order_bad += 1
+                        if len(order_samples) < 5:
+                            order_samples.append("subscriber %d: seq %d after seq %d" % (s["gidx"], sq[k], sq[k - 1]))
+                    first = seq_of.setdefault(got[k], sq[k])
+                    if first != sq[k]:
+                        seq_mismatch += 1
+                        if len(order_samples) < 5:
+                            order_samples.append("row %d: seq %d at subscriber %d, %d elsewhere" % (
+                                got[k], sq[k], s["gidx"], first))
             sub_missing = len(want - seen)
             delivered += len(seen & want)
             missing += sub_missing
@@ -817,6 +906,18 @@ async def run_async(a, cfg, users, subs_per_user, procs, pipes, counters, sample
                         ", closed: " + s["closed"] if s["closed"] else "",
                         ", " + s["parse_err"] if s["parse_err"] else ""))
     lats = sorted(lats)
+    if len(cfg["bases"]) > 1:
+        res["latency_same_ms"] = _summ(sorted(lats_by_kind["same"]))
+        res["latency_cross_ms"] = _summ(sorted(lats_by_kind["cross"]))
+        res["bases"] = cfg["bases"]
+        res["write_to"] = cfg["write_to"]
+    res["seq_checked"] = bool(seq_of)
+    res["seq_order_violations"] = order_bad
+    res["seq_mismatches"] = seq_mismatch
+    res["seq_samples"] = order_samples
+    if order_bad or seq_mismatch:
+        res["invalid"].append("seq order: %d deliveries out of seq order, %d rows seen with different seqs; e.g. %s" % (
+            order_bad, seq_mismatch, order_samples[:3]))
     n_err = sum(1 for w in writes if w and w[1] >= 0 and not 200 <= w[1] < 300) - unanswered
     res.update({
         "writes_planned": len(writes), "writes_acked": len(acked), "write_errors": n_err,
@@ -834,7 +935,9 @@ async def run_async(a, cfg, users, subs_per_user, procs, pipes, counters, sample
         "closed_early": len(closed), "closed_samples": closed[:5], "other_frames": other_frames,
         "latency_ms": _summ(lats),
         "window_s": window,
-        "server_cpu_s": _d(cpu1[a.server_pid], cpu0[a.server_pid]),
+        "server_cpu_s": sum(_d(cpu1[p], cpu0[p]) or 0 for p in a.server_pids),
+        "server_cpu_s_by_host": [_d(cpu1[p], cpu0[p]) for p in a.server_pids],
+        "db_cpu_s": _d(db1, db0) if a.db_pid else None,
         "machine_busy_s": busy1 - busy0,
         "server_threads": sorted(([n, t - thr0.get(tid, (n, 0.0))[1]] for tid, (n, t) in thr1.items()),
                                  key=lambda x: -x[1])[:8],
@@ -842,6 +945,8 @@ async def run_async(a, cfg, users, subs_per_user, procs, pipes, counters, sample
         "loadgen_cpu_s_by_process": {("writer" if p == pids[0] else "subscribers-%d" % k): _d(cpu1[p], cpu0[p])
                                      for k, p in enumerate(pids)},
     })
+    res["other_cpu_s"] = max(0.0, res["machine_busy_s"] - res["server_cpu_s"] - res["loadgen_cpu_s"]
+                             - (res["db_cpu_s"] or 0))
     if n_err:
         res["invalid"].append("%d of %d writes failed, e.g. %s" % (n_err, len(writes), errors[:2]))
     if skipped or unanswered:
@@ -956,17 +1061,73 @@ def report(out_md, header_file, *files):
             lines.append("- **disturbed:** N=%d %s: other processes used %.0f%% of a core during the window; "
                          "the figures of this run are not comparable (rerun on an idle machine)." % (
                              r["n"], r["server"], 100 * other))
+    return write_report(out_md, lines, rs, lambda r: "N=%d %s" % (r["n"], r["server"]))
+
+
+def write_report(out_md, lines, rs, name):
+    """Appends the problems of the runs that had any (name(r) says which run), writes the
+    report; returns 3 when a run had problems, else 0."""
     bad = [r for r in rs if r["invalid"]]
     if bad:
         lines += ["", "**⚠ Runs with problems (figures marked ⚠):**"]
         for r in bad:
             for why in r["invalid"]:
-                lines.append("- N=%d %s: %s" % (r["n"], r["server"], why))
-            for s in r["bad_samples"][:3]:
-                lines.append("  - %s" % s)
+                lines.append("- %s: %s" % (name(r), why))
+            for x in r["bad_samples"][:3] + r.get("seq_samples", [])[:3]:
+                lines.append("  - %s" % x)
     with open(out_md, "w") as f:
         f.write("\n".join(lines) + "\n")
     return 3 if bad else 0
+
+
+def report_crosshost(out_md, header_file, *files):
+    """Cross-host table for bench/crosshost.sh; returns 3 when a run had problems."""
+    rs = [json.load(open(f)) for f in files]
+    lines = [open(header_file).read().rstrip("\n"), ""]
+
+    def pq(L, *ks):
+        return " / ".join(f1(L.get(k)) for k in ks)
+
+    lines.append("| writes to | poll ms | subscribers per host | writes/s | same-host p50 / p99 ms | cross-host p50 / p99 / max ms | delivered / expected | duplicates / missing / out of seq order |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rs:
+        mark = " ⚠" if r["invalid"] else ""
+        lines.append("| %s | %s | %s | %.0f | %s | %s | %d / %d%s | %d / %d / %d |" % (
+            "host A" if r["write_to"] == "first" else "A and B alternately", r["label"] or "n/a",
+            " / ".join(str(x) for x in r["connected_by_host"]), r["rate"],
+            pq(r["latency_same_ms"], "p50", "p99"), pq(r["latency_cross_ms"], "p50", "p99", "max"),
+            r["delivered"], r["expected"], mark, r["duplicates"], r["missing"],
+            r["seq_order_violations"] + r["seq_mismatches"]))
+    lines += ["", "Details (window = first write to end of drain; CPU as a share of one core):", ""]
+    lines.append("| writes to | poll ms | writes ok / planned | insert HTTP p50 / p99 ms | cross-host p90 / p99.9 ms | same-host max ms | host CPU (A / B) | PostgreSQL CPU | load-gen CPU | other processes CPU | connect s | drain s |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rs:
+        win = r["window_s"]
+        H = r["write_http_ms"]
+        lines.append("| %s | %s | %d / %d | %s | %s | %s | %s | %s | %.0f%% | %.0f%% | %.1f | %.1f |" % (
+            "A" if r["write_to"] == "first" else "alternate", r["label"] or "n/a",
+            r["writes_acked"], r["writes_planned"], pq(H, "p50", "p99"),
+            pq(r["latency_cross_ms"], "p90", "p999"), f1(r["latency_same_ms"].get("max")),
+            " / ".join("%.0f%%" % (100.0 * (c or 0) / win) for c in r["server_cpu_s_by_host"]),
+            "n/a" if r.get("db_cpu_s") is None else "%.0f%%" % (100.0 * r["db_cpu_s"] / win),
+            100.0 * r["loadgen_cpu_s"] / win, 100.0 * r["other_cpu_s"] / win,
+            r["connect_s"], r["drain_s"]))
+    lines.append("")
+    for r in rs:
+        L = r["latency_cross_ms"]
+        p99 = L.get("p99")
+        ok = p99 is not None and p99 <= 100 and not r["invalid"] and r["rate"] >= 100
+        disturbed = int(100 * r["other_cpu_s"] / r["window_s"]) > 10  # as crosshost.sh's retry
+        lines.append("- goal: cross-host p99 ≤ 100 ms at %.0f writes/s (writes to %s, poll %s ms): **%s** (p99 %s ms%s)%s" % (
+            r["rate"], "A" if r["write_to"] == "first" else "A and B", r["label"] or "?",
+            "met" if ok else "NOT met", f1(p99), "; run has problems" if r["invalid"] else "",
+            " — **disturbed run: not a valid measurement**" if disturbed else ""))
+        if not r.get("seq_checked"):
+            lines.append("  - (no seq in the events: order not checked)")
+        if disturbed:
+            lines.append("  - **disturbed:** other processes used %.0f%% of a core during the window; rerun on an idle machine" % (
+                100 * r["other_cpu_s"] / r["window_s"]))
+    return write_report(out_md, lines, rs, lambda r: "writes to %s, poll %s ms" % (r["write_to"], r["label"]))
 
 
 def main(argv):
@@ -981,6 +1142,8 @@ def main(argv):
         run(args)
     elif cmd == "report" and len(args) >= 3:
         sys.exit(report(*args))
+    elif cmd == "report-crosshost" and len(args) >= 3:
+        sys.exit(report_crosshost(*args))
     else:
         die("unknown command or wrong arguments: %s" % " ".join(argv))
 
