@@ -71,7 +71,7 @@ public struct PostgresDialect: SQLDialect {
         "INSERT INTO _pylon_changes (seq, entity, row_id, kind, data, before, ts) VALUES ($1, $2, $3, $4, $5, $6, $7)"
     }
 
-    private func columnDef(_ f: Field, forAdd: Bool) -> String {
+    public func columnDefinition(_ f: Field, forAdd: Bool) -> String {
         let storage = f.type?.storage ?? .text
         var def = "\(quote(f.name)) \(columnType(storage))"
         if !f.optional {
@@ -87,31 +87,6 @@ public struct PostgresDialect: SQLDialect {
         return def
     }
 
-    public func createTable(_ entity: Entity) -> [String] {
-        var cols = ["\"id\" TEXT PRIMARY KEY NOT NULL"]
-        cols += entity.fields.map { columnDef($0, forAdd: false) }
-        var out = ["CREATE TABLE IF NOT EXISTS \(quote(entity.name)) (\(cols.joined(separator: ", ")))"]
-        for f in entity.fields where f.unique {
-            out.append("CREATE UNIQUE INDEX IF NOT EXISTS \(quote(uniqueIndexName(entity.name, f.name))) ON \(quote(entity.name)) (\(quote(f.name)))")
-        }
-        for i in entity.indexes { out.append(createIndex(entity.name, i)) }
-        return out
-    }
-
-    public func addColumn(_ entity: String, _ field: Field) -> [String] {
-        var out = ["ALTER TABLE \(quote(entity)) ADD COLUMN \(columnDef(field, forAdd: true))"]
-        if field.unique {
-            out.append("CREATE UNIQUE INDEX IF NOT EXISTS \(quote(uniqueIndexName(entity, field.name))) ON \(quote(entity)) (\(quote(field.name)))")
-        }
-        return out
-    }
-
-    public func createIndex(_ entity: String, _ index: Index) -> String {
-        let cols = index.fields.map { quote($0) }.joined(separator: ", ")
-        return "CREATE \(index.unique ? "UNIQUE " : "")INDEX IF NOT EXISTS \(quote(index.name)) ON \(quote(entity)) (\(cols))"
-    }
-
-    public func dropIndex(_ name: String) -> String { "DROP INDEX IF EXISTS \(quote(name))" }
 
     public var columnNamesSQL: String {
         "SELECT column_name::text FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1"

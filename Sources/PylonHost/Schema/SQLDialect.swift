@@ -35,6 +35,9 @@ public protocol SQLDialect: Sendable {
     /// `INSERT` of one change-log entry with a seq chosen by the host (deferred-write
     /// stores). Parameters in order: seq, entity, row_id, kind, data, before, ts.
     var appendChangeWithSeqSQL: String { get }
+    /// One column's definition (name, type, NOT NULL; with `forAdd`, the default that
+    /// fills existing rows of a required column added later).
+    func columnDefinition(_ f: Field, forAdd: Bool) -> String
     func createTable(_ entity: Entity) -> [String]
     func addColumn(_ entity: String, _ field: Field) -> [String]
     func createIndex(_ entity: String, _ index: Index) -> String
@@ -71,6 +74,32 @@ extension SQLDialect {
     /// (`^[A-Za-z_][A-Za-z0-9_]*$`); quotes are still escaped as a second line of defence.
     public func quote(_ ident: String) -> String {
         "\"" + ident.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+
+    /// The table with its columns, unique-field indexes and declared indexes.
+    public func createTable(_ entity: Entity) -> [String] {
+        var cols = ["\"id\" TEXT PRIMARY KEY NOT NULL"]
+        cols += entity.fields.map { columnDefinition($0, forAdd: false) }
+        var out = ["CREATE TABLE IF NOT EXISTS \(quote(entity.name)) (\(cols.joined(separator: ", ")))"]
+        for f in entity.fields where f.unique { out.append(uniqueIndex(entity.name, f.name)) }
+        for i in entity.indexes { out.append(createIndex(entity.name, i)) }
+        return out
+    }
+
+    public func addColumn(_ entity: String, _ field: Field) -> [String] {
+        ["ALTER TABLE \(quote(entity)) ADD COLUMN \(columnDefinition(field, forAdd: true))"]
+            + (field.unique ? [uniqueIndex(entity, field.name)] : [])
+    }
+
+    public func createIndex(_ entity: String, _ index: Index) -> String {
+        let cols = index.fields.map { quote($0) }.joined(separator: ", ")
+        return "CREATE \(index.unique ? "UNIQUE " : "")INDEX IF NOT EXISTS \(quote(index.name)) ON \(quote(entity)) (\(cols))"
+    }
+
+    public func dropIndex(_ name: String) -> String { "DROP INDEX IF EXISTS \(quote(name))" }
+
+    func uniqueIndex(_ entity: String, _ field: String) -> String {
+        "CREATE UNIQUE INDEX IF NOT EXISTS \(quote(uniqueIndexName(entity, field))) ON \(quote(entity)) (\(quote(field)))"
     }
 
     /// Name of the unique index backing a `unique: true` field.
@@ -140,7 +169,7 @@ public struct SQLiteDialect: SQLDialect {
         "INSERT INTO _pylon_changes (seq, entity, row_id, kind, data, before, ts) VALUES (?, ?, ?, ?, ?, ?, ?)"
     }
 
-    private func columnDef(_ f: Field, forAdd: Bool) -> String {
+    public func columnDefinition(_ f: Field, forAdd: Bool) -> String {
         let storage = f.type?.storage ?? .text
         var def = "\(quote(f.name)) \(columnType(storage))"
         if !f.optional {
@@ -151,31 +180,6 @@ public struct SQLiteDialect: SQLDialect {
         return def
     }
 
-    public func createTable(_ entity: Entity) -> [String] {
-        var cols = ["\"id\" TEXT PRIMARY KEY NOT NULL"]
-        cols += entity.fields.map { columnDef($0, forAdd: false) }
-        var out = ["CREATE TABLE IF NOT EXISTS \(quote(entity.name)) (\(cols.joined(separator: ", ")))"]
-        for f in entity.fields where f.unique {
-            out.append("CREATE UNIQUE INDEX IF NOT EXISTS \(quote(uniqueIndexName(entity.name, f.name))) ON \(quote(entity.name)) (\(quote(f.name)))")
-        }
-        for i in entity.indexes { out.append(createIndex(entity.name, i)) }
-        return out
-    }
-
-    public func addColumn(_ entity: String, _ field: Field) -> [String] {
-        var out = ["ALTER TABLE \(quote(entity)) ADD COLUMN \(columnDef(field, forAdd: true))"]
-        if field.unique {
-            out.append("CREATE UNIQUE INDEX IF NOT EXISTS \(quote(uniqueIndexName(entity, field.name))) ON \(quote(entity)) (\(quote(field.name)))")
-        }
-        return out
-    }
-
-    public func createIndex(_ entity: String, _ index: Index) -> String {
-        let cols = index.fields.map { quote($0) }.joined(separator: ", ")
-        return "CREATE \(index.unique ? "UNIQUE " : "")INDEX IF NOT EXISTS \(quote(index.name)) ON \(quote(entity)) (\(cols))"
-    }
-
-    public func dropIndex(_ name: String) -> String { "DROP INDEX IF EXISTS \(quote(name))" }
 
     public var columnNamesSQL: String { "SELECT name FROM pragma_table_info(?)" }
 
