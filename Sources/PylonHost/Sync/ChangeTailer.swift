@@ -121,7 +121,10 @@ final class ChangeTailer: @unchecked Sendable {
         let rows = try connection.execute(sql, [.int(last), .int(Int64(Self.batch))]).rows
         var events: [ChangeEvent] = []
         events.reserveCapacity(rows.count)
+        var newest = last
         for row in rows {
+            // Past every row read, even one that cannot be decoded, so a bad row is skipped once.
+            if case let .int(seq) = row.first { newest = max(newest, seq) }
             guard case let .int(seq) = row[0], case let .text(entity) = row[1], case let .text(rowID) = row[2],
                   case let .text(kindText) = row[3], case let .int(ts) = row[6] else { continue }
             func json(_ v: SQLValue) -> JSONValue? {
@@ -131,9 +134,10 @@ final class ChangeTailer: @unchecked Sendable {
             events.append(ChangeEvent(seq: seq, entity: entity, rowID: rowID, kind: ChangeKind(rawValue: kindText) ?? .update,
                                       data: json(row[4]), before: json(row[5]), timestamp: ts))
         }
-        if let newest = events.last?.seq {
+        if newest != last {
+            if events.count < rows.count { logger.warning("change tailer: skipped \(rows.count - events.count) change-log row(s) that could not be read") }
             last = newest
-            publish(events)
+            if !events.isEmpty { publish(events) }
         }
         return rows.count == Self.batch
     }
