@@ -183,7 +183,8 @@ final class WorkerPool: @unchecked Sendable {
 
     // MARK: Calls
 
-    func startCall(name: String, kind: Int32, args: [UInt8], auth: [UInt8], ctx: UnsafeMutableRawPointer?) {
+    /// `request` (a webhook's HTTP request, JSON) becomes the frame's `request`; empty: none.
+    func startCall(name: String, kind: Int32, args: [UInt8], auth: [UInt8], request: [UInt8], ctx: UnsafeMutableRawPointer?) {
         lock.lock()
         nextCall += 1
         let key = "c_\(nextCall)"
@@ -191,6 +192,10 @@ final class WorkerPool: @unchecked Sendable {
         frame += args.isEmpty ? Array("{}".utf8) : args
         frame += Array(",\"auth\":".utf8)
         frame += auth.isEmpty ? Array("{}".utf8) : auth
+        if !request.isEmpty {
+            frame += Array(",\"request\":".utf8)
+            frame += request
+        }
         frame += Array("}\n".utf8)
         let call = Call(key: key, ctx: ctx, frame: frame, deadline: monotonicSeconds() + callTimeout)
         calls[key] = call

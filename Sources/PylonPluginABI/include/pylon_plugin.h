@@ -47,9 +47,11 @@ extern "C" {
  *  1.1: PYLON_STORE_FLAG_DEFERRED_WRITES, PYLON_STORE_FLAG_LOCAL_READS and the optional
  *  `pylon_store_v1.describe` and `pylon_store_v1.wait_notify` slots.
  *  1.2: the `pylon.cache/1` table (`pylon_cache_v1`) and the `pylon.functions/1` tables
- *  (`pylon_fn_v1`, `pylon_fn_host_v1`). */
-#define PYLON_ABI_MINOR 2
-#define PYLON_ABI_HEADER_HASH 0x092d6d57u /* abi_header_hash */
+ *  (`pylon_fn_v1`, `pylon_fn_host_v1`).
+ *  1.3: `pylon_fn_call.request_json` (the HTTP request of a webhook call); the `search`
+ *  and `query_graph` operations of `pylon_fn_host_v1.db_call`. */
+#define PYLON_ABI_MINOR 3
+#define PYLON_ABI_HEADER_HASH 0x8d29ea4fu /* abi_header_hash */
 
 /* ------------------------------------------------------------------------------------ */
 /* Status codes                                                                           */
@@ -441,6 +443,12 @@ typedef struct pylon_fn_call {
     /** Opaque host pointer identifying the call; passed back unchanged to every
      *  `pylon_fn_host_v1` function for this call. Valid until `complete` returns. */
     void *call_ctx;
+    /** Since 1.3 (read it only when `struct_size` covers it). For a webhook call
+     *  (`/api/webhooks/NAME`, always an action) the HTTP request: {"method", "path" (with
+     *  the query string), "headers": {lowercased name: value, repeated headers joined
+     *  with ", "}, "raw_body": string}, which the function sees as `ctx.request`. Empty
+     *  (len 0) for every other call. */
+    pylon_str request_json;
 } pylon_fn_call;
 
 /**
@@ -469,9 +477,11 @@ typedef struct pylon_fn_host_v1 {
      * (borrowed for the call) is an object {"op", "entity", "id"?, "data"?, "field"?,
      * "value"?, "after"?, "limit"?, "relation"?, "target_id"?, "fn_name"?, "args"?,
      * "delay_ms"?, "run_at"?, "schedule_id"?} with op one of get, list, query, lookup,
-     * paginate, insert, update, delete, link, unlink, schedule, cancel_schedule (Pylon's
-     * `db` frame; results as in Pylon: a row or null, rows, {"id"}, {"updated"},
-     * {"deleted"}, {"linked"}, {"unlinked"}, {"scheduled","id"}, {"cancelled"}).
+     * paginate, search, query_graph, insert, update, delete, link, unlink, schedule,
+     * cancel_schedule (Pylon's `db` frame; results as in Pylon: a row or null, rows,
+     * {"hits","facetCounts","total","tookMs"} for search (data = the search body),
+     * {"<Entity>": [row]} for query_graph (entity "", data = the graph query), {"id"},
+     * {"updated"}, {"deleted"}, {"linked"}, {"unlinked"}, {"scheduled","id"}, {"cancelled"}).
      * The host applies the caller's policies unless the function is privileged. `done` is
      * called exactly once, possibly before `db_call` returns. After `complete` for the
      * call the plugin must not call `db_call` for it again.
