@@ -245,7 +245,10 @@ struct FunctionsTests {
         """,
         "functions/hook.ts": """
         import { action } from "@pylon/functions";
-        export default action(async (ctx, args) => ({ args, request: ctx.request ?? null, user: ctx.auth.userId }));
+        export default action(async (ctx, args) => {
+          if (args.rawBody === "reject") ctx.error("HOOK_SIGNATURE_REJECTED_BY_THE_HANDLER", "bad signature");
+          return { args, request: ctx.request ?? null, user: ctx.auth.userId };
+        });
         """,
         "functions/die.ts": """
         import { action } from "@pylon/functions";
@@ -562,7 +565,7 @@ struct FunctionsTests {
             return String(decoding: bytes, as: UTF8.self)
         }
         let rawBody = raw.components(separatedBy: "\r\n\r\n").dropFirst().joined(separator: "\r\n\r\n")
-        let joined = try TestJSON.parse(rawBody)
+        let joined: Any? = try TestJSON.parse(rawBody)
         #expect(raw.hasPrefix("HTTP/1.1 200"), "\(raw)")
         #expect(joined["request"]["headers"]["x-tag"].string == "a, b", "\(raw)")
         #expect(joined["request"]["method"].string == "DELETE" && joined["args"]["rawBody"].string == "hi", "\(raw)")
@@ -573,8 +576,9 @@ struct FunctionsTests {
         #expect(mutation.status == 400 && mutation.json.errorCode == "NOT_AN_ACTION", "\(mutation.body)")
         let missing = try await host.request("POST", "/api/webhooks/nope", json: "{}")
         #expect(missing.status == 404 && missing.json.errorCode == "FN_NOT_FOUND", "\(missing.body)")
-        let failing = try await host.request("POST", "/api/webhooks/streamer", json: "{}")
-        #expect(failing.status == 400 && failing.json.errorCode == "INVALID_ARGS", "args are {rawBody}, validated as usual: \(failing.body)")
+        let rejected = try await host.rawRequest("POST", "/api/webhooks/hook", body: Data("reject".utf8))
+        #expect(rejected.status == 400 && rejected.json.errorCode == "HOOK_SIGNATURE_REJECTED_BY_THE_HANDLER",
+                "the function's error as on /api/fn, its code whole (longer than pylon_error.code): \(rejected.body)")
         let plain = try await host.request("POST", "/api/fn/hook", json: #"{"a":1}"#)
         #expect(plain.json["request"].isNull && plain.json["args"]["a"].int == 1, "no ctx.request on /api/fn: \(plain.body)")
     }

@@ -446,7 +446,11 @@ final class DBReplyBox: @unchecked Sendable {
         err.status = status
         withUnsafeMutableBytes(of: &err.code) { copyC(e.code, $0) }
         withUnsafeMutableBytes(of: &err.message) { copyC(e.message, $0) }
-        done(ctx, status, nil, 0, &err)
+        // The whole error too: `err.code` holds 31 bytes (ABI 1.3).
+        let whole = JSONWriter.encode(.object([("code", .string(e.code)), ("message", .string(e.message))]))
+        whole.withUnsafeBufferPointer { b in
+            b.withMemoryRebound(to: CChar.self) { done(ctx, status, $0.baseAddress, $0.count, &err) }
+        }
     }
 }
 
@@ -487,6 +491,10 @@ private func fnHostComplete(_ hostCtx: UnsafeMutableRawPointer?, _ callCtx: Unsa
         } else {
             call.complete(.success(bytes))
         }
+    } else if let json, len > 0, let whole = try? JSONParser.parse(Array(UnsafeRawBufferPointer(start: json, count: len))),
+              let code = whole["code"]?.stringValue {
+        // ABI 1.3: the untruncated error.
+        call.complete(.failure(FunctionService.hostError(status, code, whole["message"]?.stringValue ?? "")))
     } else {
         let e = err?.pointee ?? pylon_error()
         call.complete(.failure(FunctionService.hostError(status, FunctionService.code(e), FunctionService.message(e))))

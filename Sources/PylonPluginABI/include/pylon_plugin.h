@@ -49,9 +49,10 @@ extern "C" {
  *  1.2: the `pylon.cache/1` table (`pylon_cache_v1`) and the `pylon.functions/1` tables
  *  (`pylon_fn_v1`, `pylon_fn_host_v1`).
  *  1.3: `pylon_fn_call.request_json` (the HTTP request of a webhook call); the `search`
- *  and `query_graph` operations of `pylon_fn_host_v1.db_call`. */
+ *  and `query_graph` operations of `pylon_fn_host_v1.db_call`; a failed `db_call`,
+ *  `run_fn` or `complete` may carry the untruncated error as JSON in `result_json`. */
 #define PYLON_ABI_MINOR 3
-#define PYLON_ABI_HEADER_HASH 0x8d29ea4fu /* abi_header_hash */
+#define PYLON_ABI_HEADER_HASH 0x95186992u /* abi_header_hash */
 
 /* ------------------------------------------------------------------------------------ */
 /* Status codes                                                                           */
@@ -454,9 +455,11 @@ typedef struct pylon_fn_call {
 /**
  * Reply to one `db_call` or `run_fn`. Called exactly once per request, inline or later,
  * from any host thread. On success `status` is PYLON_OK and `result_json` is the operation's
- * result (a JSON value) with `err` NULL; on failure `result_json` is NULL and `err` says
- * why (`code` e.g. "POLICY_DENIED", "NOT_FOUND", "INVALID_OP"). Both are OWNED BY THE HOST
- * and valid during the callback only.
+ * result (a JSON value) with `err` NULL; on failure `err` says why (`code` e.g.
+ * "POLICY_DENIED", "NOT_FOUND", "INVALID_OP") and `result_json` is NULL or (since 1.3) the
+ * whole error as {"code", "message"}, which is what to report when present: `err->code`
+ * holds 31 bytes, and codes such as "SEARCH_REQUIRES_ROW_INDEPENDENT_POLICY" are longer.
+ * Both are OWNED BY THE HOST and valid during the callback only.
  */
 typedef void (*pylon_fn_db_done_fn)(void *done_ctx, pylon_status status, const char *result_json,
                                     size_t result_len, const pylon_error *err);
@@ -497,10 +500,12 @@ typedef struct pylon_fn_host_v1 {
     /**
      * Finish the call: exactly once per started call, from any plugin thread. On success
      * `status` is PYLON_OK, `result_json` is the function's return value (a JSON value)
-     * and `err` is NULL; on failure `result_json` is NULL and `err->code` is the stable
-     * code (e.g. "INVALID_ARGS", "FUNCTION_TIMEOUT", "WORKER_CRASHED", or the function's
-     * own code). Buffers are OWNED BY THE PLUGIN and valid during the call only. After it
-     * returns, `call_ctx` is invalid.
+     * and `err` is NULL; on failure `err->code` is the stable code (e.g. "INVALID_ARGS",
+     * "FUNCTION_TIMEOUT", "WORKER_CRASHED", or the function's own code) and `result_json`
+     * is NULL or (since 1.3) the whole error as {"code", "message"}, which the host then
+     * reports instead (a function's own code may be longer than `err->code` holds).
+     * Buffers are OWNED BY THE PLUGIN and valid during the call only. After it returns,
+     * `call_ctx` is invalid.
      */
     void (*complete)(void *host_ctx, void *call_ctx, pylon_status status, const char *result_json,
                      size_t result_len, const pylon_error *err);
