@@ -47,9 +47,10 @@ extern "C" {
  *  1.1: PYLON_STORE_FLAG_DEFERRED_WRITES, PYLON_STORE_FLAG_LOCAL_READS and the optional
  *  `pylon_store_v1.describe` and `pylon_store_v1.wait_notify` slots.
  *  1.2: the `pylon.cache/1` table (`pylon_cache_v1`) and the `pylon.functions/1` tables
- *  (`pylon_fn_v1`, `pylon_fn_host_v1`). */
-#define PYLON_ABI_MINOR 2
-#define PYLON_ABI_HEADER_HASH 0x092d6d57u /* abi_header_hash */
+ *  (`pylon_fn_v1`, `pylon_fn_host_v1`).
+ *  1.3: the optional `pylon_store_v1.execute_batch` slot (`pylon_statement`). */
+#define PYLON_ABI_MINOR 3
+#define PYLON_ABI_HEADER_HASH 0x5655235fu /* abi_header_hash */
 
 /* ------------------------------------------------------------------------------------ */
 /* Status codes                                                                           */
@@ -322,6 +323,15 @@ typedef void (*pylon_store_done_fn)(void *done_ctx, pylon_status status,
                                     const pylon_exec_result *result,
                                     const pylon_error *err);
 
+/** One statement of an `execute_batch` call. OWNER: the host; the struct, `sql`, `params`
+ *  and the bytes they point to stay valid until the call's `done` runs. */
+typedef struct pylon_statement {
+    const char *sql;           /* NUL-terminated; `sql_len` excludes the NUL */
+    size_t sql_len;
+    const pylon_value *params; /* positional parameters, as for `execute` */
+    size_t param_count;
+} pylon_statement;
+
 /** The `pylon.store/1` interface table. OWNER: the plugin; valid until `destroy`. */
 typedef struct pylon_store_v1 {
     uint32_t struct_size;
@@ -383,6 +393,22 @@ typedef struct pylon_store_v1 {
      */
     pylon_status (*wait_notify)(pylon_store_conn *conn, const char *channel, int32_t timeout_ms,
                                 pylon_error *err);
+
+    /* ---- ABI 1.3 (same reading rule as the 1.1 slots). ---- */
+
+    /**
+     * Execute `count` statements in order, inside the connection's open write transaction,
+     * none of them returning rows, as if by `count` `execute` calls without a sink — but
+     * letting a store with network round trips send them together (Postgres: one pipeline,
+     * one round trip). Stops at the first statement that fails: `done` then gets that
+     * statement's error, the transaction is left failed (the host rolls back) and which
+     * statements before it took effect does not matter. On success `done` gets
+     * `rows_affected` summed over the statements. Same completion and ownership rules as
+     * `execute`. [one-thread-at-a-time per connection]
+     * Optional: NULL or absent => the host runs the statements one `execute` at a time.
+     */
+    void (*execute_batch)(pylon_store_conn *conn, const pylon_statement *statements, size_t count,
+                          pylon_store_done_fn done, void *done_ctx);
 } pylon_store_v1;
 
 /** Size of a `pylon_store_v1` table built against ABI 1.0 (everything before `describe`):
