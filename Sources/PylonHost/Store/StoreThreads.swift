@@ -22,6 +22,9 @@ final class StoreThreads: @unchecked Sendable {
     let dialect: SQLDialect
     /// Called on the writer thread after each successful commit, before jobs are answered.
     var onCommit: (@Sendable ([ChangeEvent]) -> Void)?
+    /// Called on the writer thread after each batch: how many jobs it held and whether it
+    /// had to be replayed with savepoints (for the host's metrics).
+    var onBatch: (@Sendable (_ jobs: Int, _ replayed: Bool) -> Void)?
     /// Upper bound of jobs folded into one transaction.
     let maxBatch: Int
 
@@ -121,8 +124,13 @@ final class StoreThreads: @unchecked Sendable {
     }
 
     private func runBatch(_ batch: [WriteJob], _ conn: StoreConnection) {
-        if batch.count > 1, batch.allSatisfy(\.replayable), runTogether(batch, conn) { return }
+        let together = batch.count > 1 && batch.allSatisfy(\.replayable)
+        if together, runTogether(batch, conn) {
+            onBatch?(batch.count, false)
+            return
+        }
         runIsolated(batch, conn)
+        onBatch?(batch.count, together)
     }
 
     /// BEGIN and the dialect's write lock; on failure every job fails and false is returned.
