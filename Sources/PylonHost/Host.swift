@@ -126,7 +126,7 @@ public final class Host: Sendable {
                                  logger: logger, publish: { hub.publish($0) })
             store.onCommit = { events in
                 metrics.add("changes_committed_total", Int64(events.count))
-                t.wake()
+                t.offer(events)
             }
             t.start()
             tailer = t
