@@ -243,7 +243,7 @@ final class WorkerPool: @unchecked Sendable {
             var e = pylon_error()
             e.struct_size = UInt32(MemoryLayout<pylon_error>.size)
             fillError(&e, status == PYLON_OK ? PYLON_ERR_GENERIC : status, code, message)
-            // The whole error too (ABI 1.3): a function's own code may not fit `e.code`.
+            // The whole error too (ABI 1.4): a function's own code may not fit `e.code`.
             let whole = Array("{\"code\":\(jsonQuote(code)),\"message\":\(jsonQuote(message))}".utf8)
             whole.withUnsafeBytes { raw in
                 host.pointee.complete(host.pointee.host_ctx, call.ctx, e.status, raw.baseAddress?.assumingMemoryBound(to: CChar.self), raw.count, &e)
@@ -652,7 +652,7 @@ private let dbDone: pylon_fn_db_done_fn = { ctx, status, json, len, err in
     if status == PYLON_OK {
         reply.succeed(UnsafeRawBufferPointer(start: UnsafeRawPointer(json), count: json == nil ? 0 : len))
     } else if let json, len > 0, let whole = wholeError(Array(UnsafeRawBufferPointer(start: json, count: len))) {
-        reply.fail(whole.code, whole.message) // ABI 1.3: the untruncated error
+        reply.fail(whole.code, whole.message) // ABI 1.4: the untruncated error
     } else {
         var code = "DB_ERROR"
         var message = "database operation failed"
@@ -665,7 +665,7 @@ private let dbDone: pylon_fn_db_done_fn = { ctx, status, json, len, err in
     }
 }
 
-/// `{"code", "message"}` as a failed host reply carries it since ABI 1.3.
+/// `{"code", "message"}` as a failed host reply carries it since ABI 1.4.
 private func wholeError(_ bytes: [UInt8]) -> (code: String, message: String)? {
     guard let o = JSONScan.object(bytes), let c = o["code"], let code = JSONScan.string(bytes[c]) else { return nil }
     return (code, o["message"].flatMap { JSONScan.string(bytes[$0]) } ?? "database operation failed")

@@ -95,6 +95,27 @@ final class PostgresConnection {
                             "the connection to PostgreSQL was lost\(wasInTransaction ? " inside a transaction, which was rolled back" : ""): \(Self.errorText(pg)); retry the request")
     }
 
+    /// Bumped by every DEALLOCATE ALL (statement names handed out before it are gone).
+    private var deallocations = 0
+
+    /// The name of `sql` prepared on this session, preparing it now if needed.
+    private func preparedName(_ sql: String, parameterCount: Int) -> Result<String, StoreFailure> {
+        if let n = prepared[sql] { return .success(n) }
+        if prepared.count >= config.statementCache {
+            let r = PQexec(pg, "DEALLOCATE ALL")
+            PQclear(r)
+            prepared.removeAll()
+            deallocations += 1
+        }
+        nextName += 1
+        let name = "pylon_\(nextName)"
+        let r = PQprepare(pg, name, sql, Int32(parameterCount), nil)
+        defer { PQclear(r) }
+        guard PQresultStatus(r) == PGRES_COMMAND_OK else { return .failure(failure(r)) }
+        prepared[sql] = name
+        return .success(name)
+    }
+
     /// Runs one statement. Text parameters go as untyped text (the server infers each
     /// parameter's type from the statement), blobs in binary as bytea.
     func execute(_ sql: String, _ params: UnsafeBufferPointer<pylon_value>, sink: UnsafePointer<pylon_row_sink>?)
@@ -102,62 +123,16 @@ final class PostgresConnection {
     {
         if let f = ensureConnected() { return .failure(f) }
         let name: String
-        if let n = prepared[sql] {
-            name = n
-        } else {
-            if prepared.count >= config.statementCache {
-                let r = PQexec(pg, "DEALLOCATE ALL")
-                PQclear(r)
-                prepared.removeAll()
-            }
-            nextName += 1
-            name = "pylon_\(nextName)"
-            let r = PQprepare(pg, name, sql, Int32(params.count), nil)
-            defer { PQclear(r) }
-            guard PQresultStatus(r) == PGRES_COMMAND_OK else { return .failure(failure(r)) }
-            prepared[sql] = name
+        switch preparedName(sql, parameterCount: params.count) {
+        case let .failure(f): return .failure(f)
+        case let .success(n): name = n
         }
-
-        // Parameter buffers: NUL-terminated text for text format, raw bytes for bytea.
-        var storage: [UnsafeMutablePointer<CChar>?] = []
-        defer { for p in storage { free(p) } }
-        var values: [UnsafePointer<CChar>?] = []
-        var lengths: [Int32] = []
-        var formats: [Int32] = []
-        for i in 0..<params.count {
-            let v = params[i]
-            var text: String?
-            var bytes: UnsafeRawBufferPointer?
-            var binary = false
-            switch v.type {
-            case PYLON_VALUE_NULL: break
-            case PYLON_VALUE_INT: text = String(v.as.i)
-            case PYLON_VALUE_DOUBLE: text = Self.doubleText(v.as.d)
-            case PYLON_VALUE_TEXT: bytes = UnsafeRawBufferPointer(start: v.as.bytes.ptr, count: v.as.bytes.len)
-            case PYLON_VALUE_BLOB:
-                bytes = UnsafeRawBufferPointer(start: v.as.bytes.ptr, count: v.as.bytes.len)
-                binary = true
-            default:
-                return .failure(StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "parameter \(i + 1) has unknown value type \(v.type)"))
-            }
-            if let text { bytes = nil; storage.append(strdup(text)) } else if let bytes {
-                if !binary, bytes.contains(0) {
-                    return .failure(StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "parameter \(i + 1): PostgreSQL text cannot contain a NUL character"))
-                }
-                let p = UnsafeMutablePointer<CChar>.allocate(capacity: bytes.count + 1)
-                if let base = bytes.baseAddress, bytes.count > 0 {
-                    UnsafeMutableRawPointer(p).copyMemory(from: base, byteCount: bytes.count)
-                }
-                p[bytes.count] = 0
-                storage.append(p)
-            } else {
-                storage.append(nil)
-            }
-            values.append(storage.last!.map { UnsafePointer($0) })
-            lengths.append(Int32(bytes?.count ?? 0))
-            formats.append(binary ? 1 : 0)
+        let buffers: ParameterBuffers
+        switch ParameterBuffers.make(params) {
+        case let .failure(f): return .failure(f)
+        case let .success(b): buffers = b
         }
-        let r = PQexecPrepared(pg, name, Int32(params.count), values, lengths, formats, 0)
+        let r = PQexecPrepared(pg, name, Int32(params.count), buffers.values, buffers.lengths, buffers.formats, 0)
         defer { PQclear(r) }
         let status = PQresultStatus(r)
         guard status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK else {
@@ -172,8 +147,95 @@ final class PostgresConnection {
                 return .failure(StoreFailure(PYLON_ERR_ABORTED, "ABORTED", "row sink stopped the statement"))
             }
         }
-        let affected = PQcmdTuples(r).map { Int64(String(cString: $0)) ?? 0 } ?? 0
-        return .success(affected)
+        return .success(Self.affectedRows(r))
+    }
+
+    private static func affectedRows(_ r: OpaquePointer?) -> Int64 {
+        PQcmdTuples(r).map { Int64(String(cString: $0)) ?? 0 } ?? 0
+    }
+
+    /// `execute_batch`: the statements in one pipeline (one round trip), results read in
+    /// order; the first failure is returned (the server skips the rest of the pipeline and
+    /// the transaction is then failed). Falls back to one `execute` at a time when the
+    /// statements do not all fit in the prepared-statement cache.
+    func executeBatch(_ statements: UnsafeBufferPointer<pylon_statement>) -> Result<Int64, StoreFailure> {
+        if let f = ensureConnected() { return .failure(f) }
+        func text(_ s: pylon_statement) -> String {
+            String(decoding: UnsafeRawBufferPointer(start: s.sql, count: s.sql == nil ? 0 : s.sql_len), as: UTF8.self)
+        }
+        func params(_ s: pylon_statement) -> UnsafeBufferPointer<pylon_value> {
+            UnsafeBufferPointer(start: s.params, count: s.params == nil ? 0 : s.param_count)
+        }
+        let generation = deallocations
+        var names: [String] = []
+        names.reserveCapacity(statements.count)
+        for s in statements {
+            guard s.sql != nil else {
+                return .failure(StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "execute_batch: a statement without SQL"))
+            }
+            switch preparedName(text(s), parameterCount: params(s).count) {
+            case let .failure(f): return .failure(f)
+            case let .success(n): names.append(n)
+            }
+        }
+        guard generation == deallocations, PQenterPipelineMode(pg) == 1 else {
+            var total: Int64 = 0
+            for s in statements {
+                switch execute(text(s), params(s), sink: nil) {
+                case let .failure(f): return .failure(f)
+                case let .success(n): total += n
+                }
+            }
+            return .success(total)
+        }
+        defer { PQexitPipelineMode(pg) }
+        var sent = 0
+        var failed: StoreFailure?
+        for (i, s) in statements.enumerated() {
+            switch ParameterBuffers.make(params(s)) {
+            case let .failure(f): failed = f
+            case let .success(b):
+                if PQsendQueryPrepared(pg, names[i], Int32(params(s).count), b.values, b.lengths, b.formats, 0) != 1 {
+                    failed = lostFailure(nil) ?? StoreFailure(PYLON_ERR_GENERIC, "SQL_ERROR", Self.errorText(pg))
+                }
+            }
+            if failed != nil { break }
+            sent += 1
+        }
+        if PQpipelineSync(pg) != 1 {
+            return .failure(lostFailure(nil) ?? StoreFailure(PYLON_ERR_CONNECTION, "CONNECTION_LOST", Self.errorText(pg)))
+        }
+        var total: Int64 = 0
+        for i in 0..<sent {
+            guard let r = PQgetResult(pg) else {
+                return .failure(lostFailure(nil) ?? StoreFailure(PYLON_ERR_CONNECTION, "CONNECTION_LOST", "no result for statement \(i + 1) of the pipeline: \(Self.errorText(pg))"))
+            }
+            let status = PQresultStatus(r)
+            if status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK {
+                total += Self.affectedRows(r)
+            } else if failed == nil, status != PGRES_PIPELINE_ABORTED {
+                let f = failure(r)
+                if f.code == "SQL_ERROR" { prepared.removeValue(forKey: text(statements[i])) }
+                failed = f
+            }
+            PQclear(r)
+            // Each statement's results end with a NULL.
+            while let extra = PQgetResult(pg) { PQclear(extra) }
+        }
+        // The sync point ends the pipeline.
+        while true {
+            guard let r = PQgetResult(pg) else {
+                if PQstatus(pg) != CONNECTION_OK {
+                    return .failure(lostFailure(nil) ?? StoreFailure(PYLON_ERR_CONNECTION, "CONNECTION_LOST", Self.errorText(pg)))
+                }
+                continue
+            }
+            let status = PQresultStatus(r)
+            PQclear(r)
+            if status == PGRES_PIPELINE_SYNC { break }
+        }
+        if let failed { return .failure(failed) }
+        return .success(total)
     }
 
     /// Streams a result's columns and rows to the sink, typed by column OID.
@@ -314,6 +376,57 @@ final class PostgresConnection {
             PQfinish(pg)
         }
         pg = nil
+    }
+}
+
+/// C parameter arrays for one prepared statement: NUL-terminated text for text format,
+/// raw bytes for bytea. Frees its buffers when released.
+private final class ParameterBuffers {
+    private var storage: [UnsafeMutablePointer<CChar>?] = []
+    var values: [UnsafePointer<CChar>?] = []
+    var lengths: [Int32] = []
+    var formats: [Int32] = []
+
+    deinit { for p in storage { free(p) } }
+
+    static func make(_ params: UnsafeBufferPointer<pylon_value>) -> Result<ParameterBuffers, StoreFailure> {
+        let b = ParameterBuffers()
+        b.storage.reserveCapacity(params.count)
+        b.values.reserveCapacity(params.count)
+        for i in 0..<params.count {
+            let v = params[i]
+            var text: String?
+            var bytes: UnsafeRawBufferPointer?
+            var binary = false
+            switch v.type {
+            case PYLON_VALUE_NULL: break
+            case PYLON_VALUE_INT: text = String(v.as.i)
+            case PYLON_VALUE_DOUBLE: text = PostgresConnection.doubleText(v.as.d)
+            case PYLON_VALUE_TEXT: bytes = UnsafeRawBufferPointer(start: v.as.bytes.ptr, count: v.as.bytes.len)
+            case PYLON_VALUE_BLOB:
+                bytes = UnsafeRawBufferPointer(start: v.as.bytes.ptr, count: v.as.bytes.len)
+                binary = true
+            default:
+                return .failure(StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "parameter \(i + 1) has unknown value type \(v.type)"))
+            }
+            if let text { bytes = nil; b.storage.append(strdup(text)) } else if let bytes {
+                if !binary, bytes.contains(0) {
+                    return .failure(StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "parameter \(i + 1): PostgreSQL text cannot contain a NUL character"))
+                }
+                let p = malloc(bytes.count + 1)!.assumingMemoryBound(to: CChar.self)
+                if let base = bytes.baseAddress, bytes.count > 0 {
+                    UnsafeMutableRawPointer(p).copyMemory(from: base, byteCount: bytes.count)
+                }
+                p[bytes.count] = 0
+                b.storage.append(p)
+            } else {
+                b.storage.append(nil)
+            }
+            b.values.append(b.storage.last!.map { UnsafePointer($0) })
+            b.lengths.append(Int32(bytes?.count ?? 0))
+            b.formats.append(binary ? 1 : 0)
+        }
+        return .success(b)
     }
 }
 

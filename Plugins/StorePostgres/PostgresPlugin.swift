@@ -74,21 +74,10 @@ nonisolated(unsafe) private let descriptor = makeDescriptor(
     capabilities: [PYLON_CAP_STORE],
     create: pgCreate, destroy: pgDestroy, getInterface: pgGetInterface)
 
-nonisolated(unsafe) private let storeTable: UnsafeMutablePointer<pylon_store_v1> = {
-    let t = UnsafeMutablePointer<pylon_store_v1>.allocate(capacity: 1)
-    t.initialize(to: pylon_store_v1())
-    t.pointee.struct_size = UInt32(MemoryLayout<pylon_store_v1>.size)
-    t.pointee.flags = PYLON_STORE_FLAG_COMPLETES_INLINE | PYLON_STORE_FLAG_CONCURRENT_WRITERS
-    t.pointee.dialect = UnsafePointer(strdup("postgres"))
-    t.pointee.max_readers = 4
-    t.pointee.open = pgOpen
-    t.pointee.close = pgClose
-    t.pointee.execute = pgExecute
-    t.pointee.transaction = pgTransaction
-    t.pointee.wait_notify = pgWaitNotify
-    t.pointee.describe = pgDescribe
-    return t
-}()
+nonisolated(unsafe) private let storeTable = makeStoreTable(
+    flags: PYLON_STORE_FLAG_COMPLETES_INLINE | PYLON_STORE_FLAG_CONCURRENT_WRITERS, dialect: "postgres", maxReaders: 4,
+    open: pgOpen, close: pgClose, execute: pgExecute, transaction: pgTransaction,
+    waitNotify: pgWaitNotify, describe: pgDescribe, executeBatch: pgExecuteBatch)
 
 /// The one exported symbol. Cheap and side-effect free apart from building the static
 /// descriptor on first call.
@@ -103,20 +92,14 @@ private func pgCreate(
     _ host: UnsafePointer<pylon_host_v1>?, _ config: UnsafePointer<CChar>?, _ len: Int,
     _ out: UnsafeMutablePointer<OpaquePointer?>?, _ err: UnsafeMutablePointer<pylon_error>?
 ) -> pylon_status {
-    out?.pointee = nil
-    guard let host, let out else {
-        fillError(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "create called without host table or out pointer")
-        return PYLON_ERR_INVALID_ARGUMENT
-    }
-    switch parseConfig(config, len) {
-    case let .failure(f):
-        fillError(err, f.status, f.code, f.message)
-        return f.status
-    case let .success(cfg):
-        let instance = PostgresInstance(config: cfg, log: HostLog(host))
-        out.pointee = Handle.retain(instance)
-        instance.log(PYLON_LOG_DEBUG, "postgres store at \(cfg.redactedTarget)")
-        return PYLON_OK
+    createInstance(host, config, len, out, err) { host, bytes -> Result<PostgresInstance, StoreFailure> in
+        bytes.withUnsafeBufferPointer { buf in
+            buf.withMemoryRebound(to: CChar.self) { parseConfig($0.baseAddress, $0.count) }
+        }.map { cfg in
+            let instance = PostgresInstance(config: cfg, log: HostLog(host))
+            instance.log(PYLON_LOG_DEBUG, "postgres store at \(cfg.redactedTarget)")
+            return instance
+        }
     }
 }
 
@@ -176,6 +159,21 @@ private func pgExecute(
     let conn = Handle.borrow(connPtr, as: PostgresConnection.self)
     let text = String(decoding: UnsafeRawBufferPointer(start: sql, count: sqlLen), as: UTF8.self)
     switch conn.execute(text, UnsafeBufferPointer(start: params, count: params == nil ? 0 : paramCount), sink: sink) {
+    case let .failure(f): completeStoreCall(done, ctx, f)
+    case let .success(affected): completeStoreCall(done, ctx, nil, rowsAffected: affected)
+    }
+}
+
+private func pgExecuteBatch(
+    _ connPtr: OpaquePointer?, _ statements: UnsafePointer<pylon_statement>?, _ count: Int,
+    _ done: pylon_store_done_fn?, _ ctx: UnsafeMutableRawPointer?
+) {
+    guard let connPtr, statements != nil || count == 0 else {
+        completeStoreCall(done, ctx, StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "execute_batch called without connection or statements"))
+        return
+    }
+    let conn = Handle.borrow(connPtr, as: PostgresConnection.self)
+    switch conn.executeBatch(UnsafeBufferPointer(start: statements, count: count)) {
     case let .failure(f): completeStoreCall(done, ctx, f)
     case let .success(affected): completeStoreCall(done, ctx, nil, rowsAffected: affected)
     }

@@ -107,6 +107,11 @@ public final class Host: Sendable {
             }
         }
         let store = StoreThreads(writer: writer, readers: readers, quickReaders: quick, dialect: dialect)
+        store.onBatch = { jobs, replayed in
+            metrics.add("write_batches_total", 1)
+            metrics.add("write_jobs_total", Int64(jobs))
+            if replayed { metrics.add("write_batches_replayed_total", 1) }
+        }
         let data = DataService(manifest: manifest, dialect: dialect, store: store, policies: policies)
         let changes = ChangeLog(store: store, dialect: dialect, epoch: epoch, retention: config.changelogRetention)
         let sessions = SessionStore(store: store, dialect: dialect, lifetime: manifest.auth.sessionExpiresIn)
@@ -121,7 +126,7 @@ public final class Host: Sendable {
                                  logger: logger, publish: { hub.publish($0) })
             store.onCommit = { events in
                 metrics.add("changes_committed_total", Int64(events.count))
-                t.wake()
+                t.offer(events)
             }
             t.start()
             tailer = t

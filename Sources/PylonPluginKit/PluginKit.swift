@@ -123,7 +123,7 @@ public func createInstance<T: AnyObject>(
 }
 
 /// Builds a static `pylon.store/1` table (the host reads it for the life of the process).
-/// `waitNotify` and `describe` are the optional ABI 1.1 slots.
+/// `waitNotify` and `describe` are the optional ABI 1.1 slots, `executeBatch` the 1.3 one.
 public func makeStoreTable(
     flags: UInt32, dialect: String, maxReaders: UInt32,
     open: @escaping @convention(c) (OpaquePointer?, Int32, UnsafeMutablePointer<OpaquePointer?>?,
@@ -133,7 +133,9 @@ public func makeStoreTable(
                                        UnsafePointer<pylon_row_sink>?, pylon_store_done_fn?, UnsafeMutableRawPointer?) -> Void,
     transaction: @escaping @convention(c) (OpaquePointer?, Int32, pylon_store_done_fn?, UnsafeMutableRawPointer?) -> Void,
     waitNotify: (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?, Int32, UnsafeMutablePointer<pylon_error>?) -> pylon_status)? = nil,
-    describe: (@convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>?, Int) -> Int)? = nil
+    describe: (@convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>?, Int) -> Int)? = nil,
+    executeBatch: (@convention(c) (OpaquePointer?, UnsafePointer<pylon_statement>?, Int, pylon_store_done_fn?,
+                                   UnsafeMutableRawPointer?) -> Void)? = nil
 ) -> UnsafeMutablePointer<pylon_store_v1> {
     let t = UnsafeMutablePointer<pylon_store_v1>.allocate(capacity: 1)
     t.initialize(to: pylon_store_v1())
@@ -147,6 +149,7 @@ public func makeStoreTable(
     t.pointee.transaction = transaction
     t.pointee.wait_notify = waitNotify
     t.pointee.describe = describe
+    t.pointee.execute_batch = executeBatch
     return t
 }
 

@@ -799,6 +799,76 @@ struct DataPlaneTests {
         #expect(log.lastSeq == 40)
     }
 
+    /// The writer folds concurrent requests into one transaction and runs them without
+    /// savepoints first; a failing one must make it roll back and replay them one savepoint
+    /// each, so that only the failing requests fail. Inserts, updates and deletes race here,
+    /// a fifth of them bound to fail (duplicate email, patch onto a taken email, delete of a
+    /// missing row), over several rounds so that failures land inside many batches.
+    @Test("Concurrent writes with failures among them: only the failing ones fail, every success is logged once", arguments: TestStore.all)
+    func concurrentWritesWithFailures(store: TestStore) async throws {
+        let host = try await Self.start(store)
+        defer { host.stop() }
+        var expectedRows = 0
+        var successes = 0
+        for round in 0..<3 {
+            let seeded = try await host.insert("User", #"{"email":"seed\#(round)@example.com","displayName":"S"}"#)
+            successes += 1
+            expectedRows += 1
+            // (kind, status) per request: 0 insert ok, 1 duplicate insert, 2 patch ok,
+            // 3 patch onto a taken email, 4 delete of a missing row.
+            let results = try await withThrowingTaskGroup(of: (Int, Int, String?).self) { group in
+                for i in 0..<60 {
+                    let kind = i % 10 == 9 ? 1 : i % 10 == 8 ? 3 : i % 10 == 7 ? 4 : i % 10 == 6 ? 2 : 0
+                    group.addTask {
+                        switch kind {
+                        case 0:
+                            let r = try await host.request("POST", "/api/entities/User", json: #"{"email":"r\#(round)-\#(i)@example.com","displayName":"U"}"#)
+                            return (kind, r.status, r.json.errorCode)
+                        case 1:
+                            let r = try await host.request("POST", "/api/entities/User", json: #"{"email":"seed\#(round)@example.com","displayName":"Dup"}"#)
+                            return (kind, r.status, r.json.errorCode)
+                        case 2:
+                            let r = try await host.request("PATCH", "/api/entities/User/\(seeded)", json: #"{"displayName":"P\#(i)"}"#)
+                            return (kind, r.status, r.json.errorCode)
+                        case 3:
+                            let r = try await host.request("PATCH", "/api/entities/User/\(seeded)", json: #"{"email":"seed0@example.com"}"#)
+                            return (kind, r.status, r.json.errorCode)
+                        default:
+                            let r = try await host.request("DELETE", "/api/entities/User/missing-\(i)")
+                            return (kind, r.status, r.json.errorCode)
+                        }
+                    }
+                }
+                var out: [(Int, Int, String?)] = []
+                for try await r in group { out.append(r) }
+                return out
+            }
+            for (kind, status, code) in results {
+                switch kind {
+                case 0, 2: #expect((200..<300).contains(status), "kind \(kind) must succeed: \(status) \(code ?? "")")
+                case 1, 3:
+                    // Round 0's patch of seed0 onto its own email is no conflict.
+                    if kind == 3 && round == 0 { #expect((200..<300).contains(status)); break }
+                    #expect(status == 409 && code == "UNIQUE_VIOLATION", "kind \(kind): \(status) \(code ?? "")")
+                default: #expect(status == 404, "delete of a missing row: \(status) \(code ?? "")")
+                }
+                if (200..<300).contains(status) { successes += 1 }
+                if kind == 0 && (200..<300).contains(status) { expectedRows += 1 }
+            }
+        }
+        let log = try await host.drain(since: 0)
+        #expect(log.events.compactMap { $0["seq"].int } == Array(1...successes), "one entry per successful write, gapless")
+        #expect(try await host.request("GET", "/api/entities/User?limit=1000").json["count"].int == expectedRows)
+        let emails = try await host.request("GET", "/api/entities/User?limit=1000").json["data"].items.compactMap { $0["email"].string }
+        #expect(Set(emails).count == emails.count, "no email twice")
+        let counters = try await host.request("GET", "/metrics").json["counters"]
+        if store.name == "postgres" {
+            // Its round trips guarantee batches of several requests: the replay path ran.
+            #expect((counters["write_batches_replayed_total"].int ?? 0) > 0, "no batch was replayed: \(counters)")
+        }
+        print("[\(store)] write batches \(counters["write_batches_total"].int ?? -1), jobs \(counters["write_jobs_total"].int ?? -1), replayed \(counters["write_batches_replayed_total"].int ?? 0)")
+    }
+
     // MARK: - Push
 
     @Test("Push: policy-checked (open in dev with no policy); pending ids map to server ids; dedupe by op_id; failed ops can be retried", arguments: TestStore.all)

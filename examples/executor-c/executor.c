@@ -421,18 +421,20 @@ static size_t exec_describe(pylon_instance *inst, char *buf, size_t cap) {
 /* Tables and the entry point                                                                 */
 /* ---------------------------------------------------------------------------------------- */
 
+/* Designated initializers: slots added by later ABI minors (execute_batch in 1.3, ...) are
+ * left NULL, which means "not provided", and the file keeps compiling without warnings. */
 static const pylon_store_v1 exec_store_table = {
-    (uint32_t)sizeof(pylon_store_v1),
-    PYLON_STORE_FLAG_COMPLETES_INLINE,
-    "sqlite",
-    4, /* max_readers */
-    0,
-    exec_open,
-    exec_close,
-    exec_execute,
-    exec_transaction,
-    exec_describe,
-    NULL, /* wait_notify: optional; one SQLite file has one host, which needs no signals */
+    .struct_size = (uint32_t)sizeof(pylon_store_v1),
+    .flags = PYLON_STORE_FLAG_COMPLETES_INLINE,
+    .dialect = "sqlite",
+    .max_readers = 4,
+    .open = exec_open,
+    .close = exec_close,
+    .execute = exec_execute,
+    .transaction = exec_transaction,
+    .describe = exec_describe,
+    /* wait_notify: optional; one SQLite file has one host, which needs no signals.
+     * execute_batch: optional; statements to a local file need no round trips saved. */
 };
 
 static const void *exec_get_interface(pylon_instance *instance, const char *capability_id) {

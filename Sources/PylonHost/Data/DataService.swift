@@ -138,20 +138,20 @@ public final class DataService: Sendable {
         let codec = try codec(entity)
         let data = try Self.object(body)
         let guardian = WriteGuard(policies: policies, auth: auth)
-        return try await store.write { tx in try Self.insert(tx, codec, data, id: RowID.generate(), guardian) }
+        return try await store.write(replayable: true) { tx in try Self.insert(tx, codec, data, id: RowID.generate(), guardian) }
     }
 
     public func update(_ entity: String, id: String, _ body: JSONValue, auth: AuthContext) async throws -> JSONValue {
         let codec = try codec(entity)
         let patch = try Self.object(body)
         let guardian = WriteGuard(policies: policies, auth: auth)
-        return try await store.write { tx in try Self.update(tx, codec, id: id, patch, guardian) }
+        return try await store.write(replayable: true) { tx in try Self.update(tx, codec, id: id, patch, guardian) }
     }
 
     public func delete(_ entity: String, id: String, auth: AuthContext) async throws -> JSONValue {
         let codec = try codec(entity)
         let guardian = WriteGuard(policies: policies, auth: auth)
-        return try await store.write { tx in try Self.delete(tx, codec, id: id, guardian) }
+        return try await store.write(replayable: true) { tx in try Self.delete(tx, codec, id: id, guardian) }
     }
 
     static func object(_ body: JSONValue) throws(HostError) -> [(String, JSONValue)] {
@@ -185,7 +185,7 @@ public final class DataService: Sendable {
         let phs = (1...params.count).map { d.placeholder($0) }.joined(separator: ", ")
         let sql = "INSERT INTO \(d.quote(codec.entity.name)) (\(cols.joined(separator: ", "))) VALUES (\(phs))"
         do {
-            try tx.connection.execute(sql, params, wantRows: false)
+            try tx.write(sql, params)
         } catch {
             throw mapWriteError(error, codec.entity.name, "INSERT_FAILED")
         }
@@ -231,7 +231,7 @@ public final class DataService: Sendable {
         params.append(.text(id))
         let sql = "UPDATE \(d.quote(codec.entity.name)) SET \(sets.joined(separator: ", ")) WHERE \(d.quote("id")) = \(d.placeholder(params.count))"
         do {
-            try tx.connection.execute(sql, params, wantRows: false)
+            try tx.write(sql, params)
         } catch {
             throw mapWriteError(error, codec.entity.name, "UPDATE_FAILED")
         }
@@ -248,7 +248,7 @@ public final class DataService: Sendable {
         let d = tx.dialect
         let sql = "DELETE FROM \(d.quote(codec.entity.name)) WHERE \(d.quote("id")) = \(d.placeholder(1))"
         do {
-            try tx.connection.execute(sql, [.text(id)], wantRows: false)
+            try tx.write(sql, [.text(id)])
         } catch {
             throw mapWriteError(error, codec.entity.name, "DELETE_FAILED")
         }
@@ -274,7 +274,7 @@ public final class DataService: Sendable {
         let codec = try codec(entity)
         let guardian = WriteGuard(policies: policies, auth: auth)
         try Self.relationField(codec, relation)
-        let found = try await store.write { tx in try Self.link(tx, codec, id: id, relation: relation, targetID: targetID, guardian) }
+        let found = try await store.write(replayable: true) { tx in try Self.link(tx, codec, id: id, relation: relation, targetID: targetID, guardian) }
         if !found { throw HostError.notFound("Source entity not found") }
     }
 

@@ -446,7 +446,7 @@ final class DBReplyBox: @unchecked Sendable {
         err.status = status
         withUnsafeMutableBytes(of: &err.code) { copyC(e.code, $0) }
         withUnsafeMutableBytes(of: &err.message) { copyC(e.message, $0) }
-        // The whole error too: `err.code` holds 31 bytes (ABI 1.3).
+        // The whole error too: `err.code` holds 31 bytes (ABI 1.4).
         let whole = JSONWriter.encode(.object([("code", .string(e.code)), ("message", .string(e.message))]))
         whole.withUnsafeBufferPointer { b in
             b.withMemoryRebound(to: CChar.self) { done(ctx, status, $0.baseAddress, $0.count, &err) }
@@ -493,7 +493,7 @@ private func fnHostComplete(_ hostCtx: UnsafeMutableRawPointer?, _ callCtx: Unsa
         }
     } else if let json, len > 0, let whole = try? JSONParser.parse(Array(UnsafeRawBufferPointer(start: json, count: len))),
               let code = whole["code"]?.stringValue {
-        // ABI 1.3: the untruncated error.
+        // ABI 1.4: the untruncated error.
         call.complete(.failure(FunctionService.hostError(status, code, whole["message"]?.stringValue ?? "")))
     } else {
         let e = err?.pointee ?? pylon_error()

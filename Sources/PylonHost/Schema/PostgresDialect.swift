@@ -3,9 +3,10 @@
 /// Several hosts may share one database. The change log's `seq` must then be gapless and
 /// visible in order: no reader may see seq N+1 before N is committed, or a tailer that
 /// moved past N would never deliver it. Every write transaction therefore takes one
-/// transaction-scoped advisory lock right after BEGIN (`writeLockSQL`), before any
-/// statement reads `MAX(seq)`; the lock is released only after the commit is visible, so
-/// commits happen one at a time in seq order, across all hosts. The cost is what SQLite
+/// transaction-scoped advisory lock right after BEGIN (`writeLockSQL`), before it reads
+/// `MAX(seq)` to number its entries (`WriteTransaction.nextSeq`, READ COMMITTED: the read
+/// sees every commit made before the lock was granted); the lock is released only after
+/// the commit is visible, so commits happen one at a time in seq order, across all hosts. The cost is what SQLite
 /// has anyway (one writer at a time); each host still batches many requests per
 /// transaction (group commit), so the lock is taken once per batch, not per request.
 public struct PostgresDialect: SQLDialect {
@@ -39,8 +40,8 @@ public struct PostgresDialect: SQLDialect {
     public var bootstrap: [String] {
         [
             "CREATE TABLE IF NOT EXISTS _pylon_meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)",
-            // seq is MAX(seq)+1 under the write lock (see the type's comment): gapless,
-            // and in commit order across hosts.
+            // seq is numbered by the host from MAX(seq), read under the write lock (see
+            // the type's comment): gapless, and in commit order across hosts.
             """
             CREATE TABLE IF NOT EXISTS _pylon_changes (seq BIGINT PRIMARY KEY, entity TEXT NOT NULL, \
             row_id TEXT NOT NULL, kind TEXT NOT NULL, data TEXT, before TEXT, ts BIGINT NOT NULL)
@@ -59,13 +60,8 @@ public struct PostgresDialect: SQLDialect {
         ]
     }
 
-    public var appendChangeSQL: String {
-        """
-        INSERT INTO _pylon_changes (seq, entity, row_id, kind, data, before, ts) \
-        SELECT COALESCE(MAX(seq), 0) + 1, $1::text, $2::text, $3::text, $4::text, $5::text, $6::bigint \
-        FROM _pylon_changes RETURNING seq
-        """
-    }
+    /// The host numbers entries: MAX(seq) read once per transaction, under the write lock.
+    public var appendChangeSQL: String? { nil }
 
     public var appendChangeWithSeqSQL: String {
         "INSERT INTO _pylon_changes (seq, entity, row_id, kind, data, before, ts) VALUES ($1, $2, $3, $4, $5, $6, $7)"

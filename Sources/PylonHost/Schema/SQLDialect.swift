@@ -29,11 +29,13 @@ public protocol SQLDialect: Sendable {
     var notifyChangesSQL: String? { get }
     /// DDL for the host's own tables (change log, meta, sessions, push ops).
     var bootstrap: [String] { get }
-    /// `INSERT` of one change-log entry returning its `seq`. Parameters in order:
-    /// entity, row_id, kind, data, before, ts.
-    var appendChangeSQL: String { get }
-    /// `INSERT` of one change-log entry with a seq chosen by the host (deferred-write
-    /// stores). Parameters in order: seq, entity, row_id, kind, data, before, ts.
+    /// `INSERT` of one change-log entry returning the `seq` the store chose, or nil when
+    /// the host numbers entries itself (see `WriteTransaction.nextSeq`). Parameters in
+    /// order: entity, row_id, kind, data, before, ts.
+    var appendChangeSQL: String? { get }
+    /// `INSERT` of one change-log entry with a seq chosen by the host (dialects without
+    /// `appendChangeSQL`, deferred-write stores). Parameters in order: seq, entity, row_id,
+    /// kind, data, before, ts.
     var appendChangeWithSeqSQL: String { get }
     /// One column's definition (name, type, NOT NULL; with `forAdd`, the default that
     /// fills existing rows of a required column added later).
@@ -161,7 +163,7 @@ public struct SQLiteDialect: SQLDialect {
         ]
     }
 
-    public var appendChangeSQL: String {
+    public var appendChangeSQL: String? {
         "INSERT INTO _pylon_changes (entity, row_id, kind, data, before, ts) VALUES (?, ?, ?, ?, ?, ?) RETURNING seq"
     }
 

@@ -166,9 +166,117 @@ public final class StoreConnection: @unchecked Sendable {
         defersWrites = table.pointee.flags & PYLON_STORE_FLAG_DEFERRED_WRITES != 0
     }
 
-    /// Runs one statement. `wantRows: false` skips copying result rows.
+    /// Statements queued by `enqueue` (only on a store with `execute_batch`), sent before
+    /// the next call on this connection does anything else.
+    private var pending: [(sql: String, params: [SQLValue])] = []
+
+    /// Whether the store runs several statements in one call (`execute_batch`, ABI 1.3).
+    /// The table is the host's normalized copy (`StoreTable`), so an older plugin reads NULL.
+    var canBatch: Bool { table.pointee.execute_batch != nil }
+
+    /// Runs a statement whose result is not needed — later, together with the next ones,
+    /// when the store can batch (its error then surfaces from whichever call sends the
+    /// queue: `flush`, the next `execute`, SAVEPOINT or COMMIT); at once otherwise. Inside a
+    /// write transaction only; ROLLBACK drops what is still queued.
+    public func enqueue(_ sql: String, _ params: [SQLValue]) throws(StoreError) {
+        guard canBatch else {
+            try execute(sql, params, wantRows: false)
+            return
+        }
+        pending.append((sql, params))
+        // Bounded, so the replies of one batch always fit the socket's buffers.
+        if pending.count >= Self.maxPending { try flush() }
+    }
+
+    /// Statements queued before `enqueue` sends them.
+    static let maxPending = 256
+
+    /// Sends the queued statements (one `execute_batch` call). The queue is empty afterwards,
+    /// also when a statement failed.
+    public func flush() throws(StoreError) {
+        guard !pending.isEmpty else { return }
+        let batch = pending
+        pending.removeAll(keepingCapacity: true)
+        guard let executeBatch = table.pointee.execute_batch else { return }
+        let state = CallState(inline: inline)
+        let ctx = Unmanaged.passRetained(state).toOpaque()
+        defer { Unmanaged<CallState>.fromOpaque(ctx).release() }
+        // One arena holds every statement's SQL (NUL-terminated) and parameter bytes, one
+        // array every statement's values; both outlive the call (until `done`).
+        var arena: [UInt8] = []
+        var sqlOffsets: [Int] = []
+        var paramOffsets: [Int] = []
+        var paramCount = 0
+        for (sql, params) in batch {
+            sqlOffsets.append(arena.count)
+            arena.append(contentsOf: sql.utf8)
+            arena.append(0)
+            for p in params { paramOffsets.append(arena.count); Self.appendBytes(p, to: &arena) }
+            paramCount += params.count
+        }
+        arena.withUnsafeBufferPointer { arenaBuf in
+            let base = arenaBuf.baseAddress!
+            var values = [pylon_value](repeating: pylon_value(), count: paramCount)
+            var k = 0
+            for (_, params) in batch {
+                for p in params {
+                    values[k] = Self.value(p, at: base + paramOffsets[k])
+                    k += 1
+                }
+            }
+            values.withUnsafeBufferPointer { valueBuf in
+                var statements: [pylon_statement] = []
+                statements.reserveCapacity(batch.count)
+                var first = 0
+                for (i, (sql, params)) in batch.enumerated() {
+                    let sqlPtr = UnsafeRawPointer(base + sqlOffsets[i]).assumingMemoryBound(to: CChar.self)
+                    statements.append(pylon_statement(sql: sqlPtr, sql_len: sql.utf8.count,
+                                                      params: params.isEmpty ? nil : valueBuf.baseAddress! + first,
+                                                      param_count: params.count))
+                    first += params.count
+                }
+                statements.withUnsafeBufferPointer { stmts in
+                    executeBatch(handle, stmts.baseAddress, stmts.count, callDone, ctx)
+                    state.wait()
+                }
+            }
+        }
+        if let e = state.error { throw e }
+    }
+
+    /// Appends a parameter's text/blob bytes (nothing for other types).
+    private static func appendBytes(_ p: SQLValue, to arena: inout [UInt8]) {
+        switch p {
+        case let .text(s): arena.append(contentsOf: s.utf8)
+        case let .blob(b): arena.append(contentsOf: b)
+        default: break
+        }
+    }
+
+    /// The ABI value of a parameter whose bytes (if any) start at `bytes`.
+    private static func value(_ p: SQLValue, at bytes: UnsafePointer<UInt8>) -> pylon_value {
+        var v = pylon_value()
+        switch p {
+        case .null: v.type = PYLON_VALUE_NULL
+        case let .int(i): v.type = PYLON_VALUE_INT; v.as.i = i
+        case let .double(d): v.type = PYLON_VALUE_DOUBLE; v.as.d = d
+        case let .text(s):
+            v.type = PYLON_VALUE_TEXT
+            v.as.bytes.ptr = bytes
+            v.as.bytes.len = s.utf8.count
+        case let .blob(b):
+            v.type = PYLON_VALUE_BLOB
+            v.as.bytes.ptr = bytes
+            v.as.bytes.len = b.count
+        }
+        return v
+    }
+
+    /// Runs one statement (after anything `enqueue`d). `wantRows: false` skips copying
+    /// result rows.
     @discardableResult
     public func execute(_ sql: String, _ params: [SQLValue] = [], wantRows: Bool = true) throws(StoreError) -> QueryResult {
+        if !pending.isEmpty { try flush() }
         let state = CallState(inline: inline)
         let ctx = Unmanaged.passRetained(state).toOpaque()
         defer { Unmanaged<CallState>.fromOpaque(ctx).release() }
@@ -179,11 +287,7 @@ public final class StoreConnection: @unchecked Sendable {
         offsets.reserveCapacity(params.count)
         for p in params {
             offsets.append(arena.count)
-            switch p {
-            case let .text(s): arena.append(contentsOf: s.utf8)
-            case let .blob(b): arena.append(contentsOf: b)
-            default: break
-            }
+            Self.appendBytes(p, to: &arena)
         }
         arena.append(0)
         var sink = pylon_row_sink()
@@ -195,21 +299,7 @@ public final class StoreConnection: @unchecked Sendable {
         sqlBytes.append(0)
         arena.withUnsafeBufferPointer { arenaBuf in
             var values = [pylon_value](repeating: pylon_value(), count: params.count)
-            for (i, p) in params.enumerated() {
-                switch p {
-                case .null: values[i].type = PYLON_VALUE_NULL
-                case let .int(v): values[i].type = PYLON_VALUE_INT; values[i].as.i = v
-                case let .double(v): values[i].type = PYLON_VALUE_DOUBLE; values[i].as.d = v
-                case let .text(s):
-                    values[i].type = PYLON_VALUE_TEXT
-                    values[i].as.bytes.ptr = arenaBuf.baseAddress! + offsets[i]
-                    values[i].as.bytes.len = s.utf8.count
-                case let .blob(b):
-                    values[i].type = PYLON_VALUE_BLOB
-                    values[i].as.bytes.ptr = arenaBuf.baseAddress! + offsets[i]
-                    values[i].as.bytes.len = b.count
-                }
-            }
+            for (i, p) in params.enumerated() { values[i] = Self.value(p, at: arenaBuf.baseAddress! + offsets[i]) }
             sqlBytes.withUnsafeBufferPointer { sqlBuf in
                 sqlBuf.withMemoryRebound(to: CChar.self) { sqlC in
                     withUnsafePointer(to: &sink) { sinkPtr in
@@ -226,7 +316,9 @@ public final class StoreConnection: @unchecked Sendable {
         return state.result
     }
 
+    /// BEGIN / COMMIT / ROLLBACK. COMMIT sends what is queued first; ROLLBACK drops it.
     public func transaction(_ op: Int32) throws(StoreError) {
+        if op == PYLON_TX_ROLLBACK { pending.removeAll() } else if !pending.isEmpty { try flush() }
         let state = CallState(inline: inline)
         let ctx = Unmanaged.passRetained(state).toOpaque()
         defer { Unmanaged<CallState>.fromOpaque(ctx).release() }

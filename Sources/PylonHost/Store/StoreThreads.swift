@@ -7,10 +7,14 @@ import PylonPluginABI
 ///
 /// - Readers: `readerCount` threads, each with a read connection, sharing one job queue.
 /// - Writer: one thread with the one write connection. It drains every queued write job into
-///   a single transaction (group commit): each job runs inside its own SAVEPOINT so a failed
-///   job rolls back alone, and every job is answered only after COMMIT returned — a 2xx
-///   always means durable. After each commit `onCommit` receives the change events of the
-///   jobs that succeeded, in commit (seq) order.
+///   a single transaction (group commit), and every job is answered only after COMMIT
+///   returned — a 2xx always means durable. A failed job must roll back alone: a batch of
+///   jobs that may run twice (`replayable`: their body only touches the transaction) first
+///   runs without savepoints; if any of them fails, the transaction is rolled back and the
+///   batch runs again with each job inside its own SAVEPOINT, which is how every other batch
+///   runs. (A savepoint costs two statements per job, each a round trip on a remote store.)
+///   After each commit `onCommit` receives the change events of the jobs that succeeded, in
+///   commit (seq) order.
 final class StoreThreads: @unchecked Sendable {
     private let readQueue = JobQueue<(StoreConnection) -> Void>()
     private let writeQueue = JobQueue<WriteJob>()
@@ -18,10 +22,16 @@ final class StoreThreads: @unchecked Sendable {
     let dialect: SQLDialect
     /// Called on the writer thread after each successful commit, before jobs are answered.
     var onCommit: (@Sendable ([ChangeEvent]) -> Void)?
+    /// Called on the writer thread after each batch: how many jobs it held and whether it
+    /// had to be replayed with savepoints (for the host's metrics).
+    var onBatch: (@Sendable (_ jobs: Int, _ replayed: Bool) -> Void)?
     /// Upper bound of jobs folded into one transaction.
     let maxBatch: Int
 
     struct WriteJob {
+        /// The body only reads and writes through the transaction, so running it again
+        /// after a rollback does the same thing (see the type's comment).
+        let replayable: Bool
         let body: (WriteTransaction) throws -> Void
         let fail: (Error) -> Void
         let succeed: () -> Void
@@ -77,11 +87,14 @@ final class StoreThreads: @unchecked Sendable {
     }
 
     /// Runs `body` inside the writer's transaction. Its change events are published after
-    /// commit; the call returns after commit.
-    func write<T: Sendable>(_ body: @escaping @Sendable (WriteTransaction) throws -> T) async throws -> T {
+    /// commit; the call returns after commit. `replayable`: `body` has no effect outside
+    /// the transaction (no I/O, no shared state), so the writer may run it a second time
+    /// after rolling back a batch; its last run is the one that counts.
+    func write<T: Sendable>(replayable: Bool = false, _ body: @escaping @Sendable (WriteTransaction) throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { (cont: CheckedContinuation<T, Error>) in
             let box = ResultBox<T>()
             let job = WriteJob(
+                replayable: replayable,
                 body: { tx in box.value = try body(tx) },
                 fail: { cont.resume(throwing: $0) },
                 succeed: { cont.resume(returning: box.value!) })
@@ -111,32 +124,81 @@ final class StoreThreads: @unchecked Sendable {
     }
 
     private func runBatch(_ batch: [WriteJob], _ conn: StoreConnection) {
+        let together = batch.count > 1 && batch.allSatisfy(\.replayable)
+        if together, runTogether(batch, conn) {
+            onBatch?(batch.count, false)
+            return
+        }
+        runIsolated(batch, conn)
+        onBatch?(batch.count, together)
+    }
+
+    /// BEGIN and the dialect's write lock; on failure every job fails and false is returned.
+    private func open(_ batch: [WriteJob], _ conn: StoreConnection) -> Bool {
         do {
             try conn.begin()
             if let lock = dialect.writeLockSQL { try conn.execute(lock, wantRows: false) }
+            return true
         } catch {
             try? conn.rollback()
             for j in batch { j.fail(error) }
+            return false
+        }
+    }
+
+    /// Signals other hosts, commits, publishes and answers; a failed COMMIT fails every job.
+    private func close(_ batch: [WriteJob], _ outcomes: [Error?], _ events: [ChangeEvent], _ tx: WriteTransaction) {
+        let conn = tx.connection
+        do {
+            if !events.isEmpty, let notify = dialect.notifyChangesSQL { try conn.execute(notify, wantRows: false) }
+            try conn.commit()
+        } catch {
+            try? conn.rollback()
+            let reported = Self.commitFailure(error)
+            for j in batch { j.fail(reported) }
             return
         }
+        if !events.isEmpty { onCommit?(events) }
+        for (job, outcome) in zip(batch, outcomes) {
+            if let outcome { job.fail(outcome) } else { job.succeed() }
+        }
+    }
+
+    /// Runs replayable jobs without savepoints. Returns false, with the transaction rolled
+    /// back and no job answered, when one of them failed: the caller runs them isolated.
+    private func runTogether(_ batch: [WriteJob], _ conn: StoreConnection) -> Bool {
+        guard open(batch, conn) else { return true }
+        let tx = WriteTransaction(connection: conn, dialect: dialect, batching: true)
+        do {
+            for job in batch { try job.body(tx) }
+            try conn.flush()
+        } catch {
+            try? conn.rollback()
+            return false
+        }
+        close(batch, Array(repeating: nil, count: batch.count), tx.events, tx)
+        return true
+    }
+
+    /// Runs each job inside its own savepoint (a single job needs none).
+    private func runIsolated(_ batch: [WriteJob], _ conn: StoreConnection) {
+        guard open(batch, conn) else { return }
         var outcomes: [Error?] = []
         var events: [ChangeEvent] = []
         let tx = WriteTransaction(connection: conn, dialect: dialect)
-        let single = batch.count == 1
+        if batch.count == 1 {
+            do {
+                try batch[0].body(tx)
+            } catch {
+                try? conn.rollback()
+                batch[0].fail(error)
+                return
+            }
+            close(batch, [nil], tx.events, tx)
+            return
+        }
         for job in batch {
             tx.events.removeAll(keepingCapacity: true)
-            if single {
-                do {
-                    try job.body(tx)
-                    outcomes.append(nil)
-                    events.append(contentsOf: tx.events)
-                } catch {
-                    try? conn.rollback()
-                    job.fail(error)
-                    return
-                }
-                continue
-            }
             let mark: WriteTransaction.Mark
             do {
                 mark = try tx.savepoint("pylon_job")
@@ -154,19 +216,7 @@ final class StoreThreads: @unchecked Sendable {
                 outcomes.append(error)
             }
         }
-        do {
-            if !events.isEmpty, let notify = dialect.notifyChangesSQL { try conn.execute(notify, wantRows: false) }
-            try conn.commit()
-        } catch {
-            try? conn.rollback()
-            let reported = Self.commitFailure(error)
-            for j in batch { j.fail(reported) }
-            return
-        }
-        if !events.isEmpty { onCommit?(events) }
-        for (job, outcome) in zip(batch, outcomes) {
-            if let outcome { job.fail(outcome) } else { job.succeed() }
-        }
+        close(batch, outcomes, events, tx)
     }
 }
 
@@ -189,13 +239,21 @@ private final class ResultBox<T>: @unchecked Sendable {
 
 /// The writer's view of the open transaction, handed to write jobs.
 ///
+/// Writes whose result a job does not need go through `write`: when the batch runs without
+/// savepoints (`batching`) they are queued on the connection and sent together (one round
+/// trip on a store with `execute_batch`); otherwise each runs at once, so a failure is
+/// reported by the statement that caused it.
+///
 /// On a deferred-write store (`PYLON_STORE_FLAG_DEFERRED_WRITES`, e.g. D1) the rows a job
 /// writes are not readable inside the transaction and RETURNING yields nothing until COMMIT,
-/// so the transaction itself remembers what it wrote (`written`, consulted by row fetches)
-/// and numbers change-log entries itself (`nextSeq`). One writer owns the log, so
-/// MAX(seq)+1 read at the first append is the number the store would have chosen; a second
-/// writer on the same database makes the COMMIT fail on the seq primary key instead of
-/// reusing a number.
+/// so the transaction itself remembers what it wrote (`written`, consulted by row fetches).
+///
+/// Change-log entries are numbered by the transaction itself (`nextSeq`) on such a store
+/// and wherever the dialect asks for it (Postgres, whose writers hold a lock across hosts):
+/// MAX(seq) is read once, at the first append, and counted up from there, so an append
+/// needs no answer from the store. One writer at a time owns the log, so that is the number
+/// the store would have chosen; a second writer on a deferred-write database makes the
+/// COMMIT fail on the seq primary key instead of reusing a number.
 final class WriteTransaction: @unchecked Sendable {
     let connection: StoreConnection
     let dialect: SQLDialect
@@ -204,14 +262,24 @@ final class WriteTransaction: @unchecked Sendable {
     /// Rows written in this transaction (deferred-write stores only): "Entity\0id" → the
     /// row as it now is, or nil once deleted.
     private(set) var written: [String: JSONValue?] = [:]
-    /// The last change-log seq handed out in this transaction (deferred-write stores only).
+    /// The last change-log seq handed out in this transaction (when the host numbers them).
     private var lastSeq: Int64?
 
     var defersWrites: Bool { connection.defersWrites }
 
-    init(connection: StoreConnection, dialect: SQLDialect) {
+    /// Writes are queued (see the type's comment).
+    let batching: Bool
+
+    init(connection: StoreConnection, dialect: SQLDialect, batching: Bool = false) {
         self.connection = connection
         self.dialect = dialect
+        self.batching = batching
+    }
+
+    /// Runs a statement whose result is not needed (queued when `batching`). Its failure
+    /// may surface later, from the call that sends the queue, when batching.
+    func write(_ sql: String, _ params: [SQLValue]) throws {
+        if batching { try connection.enqueue(sql, params) } else { try connection.execute(sql, params, wantRows: false) }
     }
 
     /// What a savepoint restores besides the store's own state.
@@ -255,7 +323,8 @@ final class WriteTransaction: @unchecked Sendable {
         return written[Self.key(entity, id)]
     }
 
-    /// The next change-log seq on a deferred-write store.
+    /// The next change-log seq, on a deferred-write store or a dialect without
+    /// `appendChangeSQL`.
     func nextSeq() throws -> Int64 {
         if lastSeq == nil {
             let r = try connection.execute("SELECT COALESCE(MAX(seq), 0) FROM _pylon_changes")

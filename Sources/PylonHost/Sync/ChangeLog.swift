@@ -28,15 +28,15 @@ public final class ChangeLog: Sendable {
             .int(now),
         ]
         let seq: Int64
-        if tx.defersWrites {
-            seq = try tx.nextSeq()
-            try tx.connection.execute(tx.dialect.appendChangeWithSeqSQL, [.int(seq)] + params, wantRows: false)
-        } else {
-            let r = try tx.connection.execute(tx.dialect.appendChangeSQL, params)
+        if let sql = tx.dialect.appendChangeSQL, !tx.defersWrites {
+            let r = try tx.connection.execute(sql, params)
             guard case let .int(s)? = r.rows.first?.first else {
                 throw HostError(status: 500, code: "CHANGELOG_FAILED", message: "the store did not return a seq for the change-log entry")
             }
             seq = s
+        } else {
+            seq = try tx.nextSeq()
+            try tx.write(tx.dialect.appendChangeWithSeqSQL, [.int(seq)] + params)
         }
         tx.events.append(ChangeEvent(seq: seq, entity: entity, rowID: rowID, kind: kind, data: data,
                                      before: before, timestamp: now))

@@ -8,8 +8,11 @@ import Logging
 ///
 /// Order and completeness: the dialect's write lock makes entries commit in `seq` order
 /// (see `PostgresDialect`), so reading `seq > last ORDER BY seq` can never skip an entry
-/// that commits later. Every host's hub, local writes included, is fed only from here,
-/// so all subscribers see one order.
+/// that commits later. Every host's hub, local writes included, is fed only through here,
+/// in seq order without gaps, so all subscribers see one order. This host's own commits
+/// are handed over by `offer` and published without reading them back when they continue
+/// the published sequence (no other host committed in between); otherwise the tailer reads
+/// the log.
 ///
 /// Wake-ups: when the store can wait for database signals (`wait_notify`: Postgres
 /// LISTEN/NOTIFY), every host's write transaction signals `channel` at commit and the
@@ -30,8 +33,10 @@ final class ChangeTailer: @unchecked Sendable {
     private var woken = false
     private var stopped = false
     private var thread: Thread?
-    /// Highest seq handed to the hub. Touched by the tailer thread only.
+    /// Highest seq handed to the hub. Read and advanced under `feed` (the tailer thread and
+    /// `offer` both publish), which also keeps publications in order.
     private var last: Int64
+    private let feed = NSLock()
 
     /// Entries read per query.
     static let batch = 1000
@@ -57,7 +62,20 @@ final class ChangeTailer: @unchecked Sendable {
         t.start()
     }
 
-    /// A local commit happened: read the log now instead of at the next poll.
+    /// This host committed `events` (in seq order). They are published at once when they
+    /// directly follow what was published; otherwise the tailer reads the log now.
+    func offer(_ events: [ChangeEvent]) {
+        guard let first = events.first, let end = events.last?.seq else { return }
+        let published: Bool = feed.withLock {
+            guard first.seq == last + 1 else { return false }
+            last = end
+            publish(events)
+            return true
+        }
+        if !published { wake() }
+    }
+
+    /// Read the log now instead of at the next poll.
     func wake() {
         condition.lock()
         woken = true
@@ -118,15 +136,20 @@ final class ChangeTailer: @unchecked Sendable {
     /// Reads and publishes the next entries; true when there may be more.
     private func readOnce() throws -> Bool {
         let sql = "SELECT seq, entity, row_id, kind, data, before, ts FROM _pylon_changes WHERE seq > \(dialect.placeholder(1)) ORDER BY seq LIMIT \(dialect.placeholder(2))"
-        let rows = try connection.execute(sql, [.int(last), .int(Int64(Self.batch))]).rows
+        let from = feed.withLock { last }
+        let rows = try connection.execute(sql, [.int(from), .int(Int64(Self.batch))]).rows
         var events: [ChangeEvent] = []
         events.reserveCapacity(rows.count)
-        var newest = last
+        var newest = from
+        var unreadable = 0
         for row in rows {
             // Past every row read, even one that cannot be decoded, so a bad row is skipped once.
             if case let .int(seq) = row.first { newest = max(newest, seq) }
             guard case let .int(seq) = row[0], case let .text(entity) = row[1], case let .text(rowID) = row[2],
-                  case let .text(kindText) = row[3], case let .int(ts) = row[6] else { continue }
+                  case let .text(kindText) = row[3], case let .int(ts) = row[6] else {
+                unreadable += 1
+                continue
+            }
             func json(_ v: SQLValue) -> JSONValue? {
                 if case let .text(s) = v { return try? JSONParser.parse(s) }
                 return nil
@@ -134,10 +157,13 @@ final class ChangeTailer: @unchecked Sendable {
             events.append(ChangeEvent(seq: seq, entity: entity, rowID: rowID, kind: ChangeKind(rawValue: kindText) ?? .update,
                                       data: json(row[4]), before: json(row[5]), timestamp: ts))
         }
-        if newest != last {
-            if events.count < rows.count { logger.warning("change tailer: skipped \(rows.count - events.count) change-log row(s) that could not be read") }
+        if unreadable > 0 { logger.warning("change tailer: skipped \(unreadable) change-log row(s) that could not be read") }
+        feed.withLock {
+            // `offer` may have published some or all of these meanwhile; the rest continue it.
+            guard newest > last else { return }
+            let fresh = events.drop { $0.seq <= last }
             last = newest
-            if !events.isEmpty { publish(events) }
+            if !fresh.isEmpty { publish(Array(fresh)) }
         }
         return rows.count == Self.batch
     }

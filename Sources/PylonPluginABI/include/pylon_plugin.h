@@ -48,11 +48,12 @@ extern "C" {
  *  `pylon_store_v1.describe` and `pylon_store_v1.wait_notify` slots.
  *  1.2: the `pylon.cache/1` table (`pylon_cache_v1`) and the `pylon.functions/1` tables
  *  (`pylon_fn_v1`, `pylon_fn_host_v1`).
- *  1.3: `pylon_fn_call.request_json` (the HTTP request of a webhook call); the `search`
+ *  1.3: the optional `pylon_store_v1.execute_batch` slot (`pylon_statement`).
+ *  1.4: `pylon_fn_call.request_json` (the HTTP request of a webhook call); the `search`
  *  and `query_graph` operations of `pylon_fn_host_v1.db_call`; a failed `db_call`,
  *  `run_fn` or `complete` may carry the untruncated error as JSON in `result_json`. */
-#define PYLON_ABI_MINOR 3
-#define PYLON_ABI_HEADER_HASH 0x95186992u /* abi_header_hash */
+#define PYLON_ABI_MINOR 4
+#define PYLON_ABI_HEADER_HASH 0x17abe05cu /* abi_header_hash */
 
 /* ------------------------------------------------------------------------------------ */
 /* Status codes                                                                           */
@@ -325,6 +326,15 @@ typedef void (*pylon_store_done_fn)(void *done_ctx, pylon_status status,
                                     const pylon_exec_result *result,
                                     const pylon_error *err);
 
+/** One statement of an `execute_batch` call. OWNER: the host; the struct, `sql`, `params`
+ *  and the bytes they point to stay valid until the call's `done` runs. */
+typedef struct pylon_statement {
+    const char *sql;           /* NUL-terminated; `sql_len` excludes the NUL */
+    size_t sql_len;
+    const pylon_value *params; /* positional parameters, as for `execute` */
+    size_t param_count;
+} pylon_statement;
+
 /** The `pylon.store/1` interface table. OWNER: the plugin; valid until `destroy`. */
 typedef struct pylon_store_v1 {
     uint32_t struct_size;
@@ -386,6 +396,22 @@ typedef struct pylon_store_v1 {
      */
     pylon_status (*wait_notify)(pylon_store_conn *conn, const char *channel, int32_t timeout_ms,
                                 pylon_error *err);
+
+    /* ---- ABI 1.3 (same reading rule as the 1.1 slots). ---- */
+
+    /**
+     * Execute `count` statements in order, inside the connection's open write transaction,
+     * none of them returning rows, as if by `count` `execute` calls without a sink — but
+     * letting a store with network round trips send them together (Postgres: one pipeline,
+     * one round trip). Stops at the first statement that fails: `done` then gets that
+     * statement's error, the transaction is left failed (the host rolls back) and which
+     * statements before it took effect does not matter. On success `done` gets
+     * `rows_affected` summed over the statements. Same completion and ownership rules as
+     * `execute`. [one-thread-at-a-time per connection]
+     * Optional: NULL or absent => the host runs the statements one `execute` at a time.
+     */
+    void (*execute_batch)(pylon_store_conn *conn, const pylon_statement *statements, size_t count,
+                          pylon_store_done_fn done, void *done_ctx);
 } pylon_store_v1;
 
 /** Size of a `pylon_store_v1` table built against ABI 1.0 (everything before `describe`):
@@ -444,7 +470,7 @@ typedef struct pylon_fn_call {
     /** Opaque host pointer identifying the call; passed back unchanged to every
      *  `pylon_fn_host_v1` function for this call. Valid until `complete` returns. */
     void *call_ctx;
-    /** Since 1.3 (read it only when `struct_size` covers it). For a webhook call
+    /** Since 1.4 (read it only when `struct_size` covers it). For a webhook call
      *  (`/api/webhooks/NAME`, always an action) the HTTP request: {"method", "path" (with
      *  the query string), "headers": {lowercased name: value, repeated headers joined
      *  with ", "}, "raw_body": string}, which the function sees as `ctx.request`. Empty
@@ -456,7 +482,7 @@ typedef struct pylon_fn_call {
  * Reply to one `db_call` or `run_fn`. Called exactly once per request, inline or later,
  * from any host thread. On success `status` is PYLON_OK and `result_json` is the operation's
  * result (a JSON value) with `err` NULL; on failure `err` says why (`code` e.g.
- * "POLICY_DENIED", "NOT_FOUND", "INVALID_OP") and `result_json` is NULL or (since 1.3) the
+ * "POLICY_DENIED", "NOT_FOUND", "INVALID_OP") and `result_json` is NULL or (since 1.4) the
  * whole error as {"code", "message"}, which is what to report when present: `err->code`
  * holds 31 bytes, and codes such as "SEARCH_REQUIRES_ROW_INDEPENDENT_POLICY" are longer.
  * Both are OWNED BY THE HOST and valid during the callback only.
@@ -502,7 +528,7 @@ typedef struct pylon_fn_host_v1 {
      * `status` is PYLON_OK, `result_json` is the function's return value (a JSON value)
      * and `err` is NULL; on failure `err->code` is the stable code (e.g. "INVALID_ARGS",
      * "FUNCTION_TIMEOUT", "WORKER_CRASHED", or the function's own code) and `result_json`
-     * is NULL or (since 1.3) the whole error as {"code", "message"}, which the host then
+     * is NULL or (since 1.4) the whole error as {"code", "message"}, which the host then
      * reports instead (a function's own code may be longer than `err->code` holds).
      * Buffers are OWNED BY THE PLUGIN and valid during the call only. After it returns,
      * `call_ctx` is invalid.
