@@ -29,14 +29,14 @@ public final class SessionStore: @unchecked Sendable {
     static func now() -> Int64 { Int64(Date().timeIntervalSince1970) }
 
     public static func hash(_ token: String) -> String {
-        SHA256.hash(data: Array(token.utf8)).map { String(format: "%02x", $0) }.joined()
+        RowID.hex(bytes: SHA256.hash(data: Array(token.utf8)))
     }
 
     public static func newToken() -> String {
         var rng = SystemRandomNumberGenerator()
         var bytes = [UInt8](repeating: 0, count: 32)
         for i in 0..<32 { bytes[i] = UInt8.random(in: 0...255, using: &rng) }
-        return "pylon_" + bytes.map { String(format: "%02x", $0) }.joined()
+        return "pylon_" + RowID.hex(bytes: bytes)
     }
 
     /// Creates a session and returns its token (the only time the plaintext exists).

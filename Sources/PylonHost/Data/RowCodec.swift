@@ -117,6 +117,17 @@ public enum RowID {
 
     private static let digits: [UInt8] = Array("0123456789abcdef".utf8)
 
+    /// Lowercase hex of `bytes` (two digits per byte).
+    static func hex<Bytes: Sequence>(bytes: Bytes) -> String where Bytes.Element == UInt8 {
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.underestimatedCount * 2)
+        for b in bytes {
+            out.append(digits[Int(b >> 4)])
+            out.append(digits[Int(b & 0xF)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
     static func hex(_ v: UInt64, _ width: Int) -> String {
         var out = [UInt8](repeating: UInt8(ascii: "0"), count: width)
         var x = v

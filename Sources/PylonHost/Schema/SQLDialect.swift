@@ -74,8 +74,15 @@ public protocol SQLDialect: Sendable {
 extension SQLDialect {
     /// Double-quoted identifier. Names are validated by the manifest validator
     /// (`^[A-Za-z_][A-Za-z0-9_]*$`); quotes are still escaped as a second line of defence.
+    /// On every statement's hot path: plain Swift, no Foundation bridging.
     public func quote(_ ident: String) -> String {
-        "\"" + ident.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+        guard ident.utf8.contains(UInt8(ascii: "\"")) else { return "\"" + ident + "\"" }
+        var out = "\""
+        for ch in ident {
+            if ch == "\"" { out.append("\"\"") } else { out.append(ch) }
+        }
+        out.append("\"")
+        return out
     }
 
     /// The table with its columns, unique-field indexes and declared indexes.
