@@ -271,6 +271,9 @@ private func fnStartCall(_ instance: OpaquePointer?, _ call: UnsafePointer<pylon
     }
     let c = call.pointee
     let name = String(decoding: bytes(c.name), as: UTF8.self)
-    pool.startCall(name: name, kind: c.kind, args: bytes(c.args_json), auth: bytes(c.auth_json), ctx: c.call_ctx)
+    // ABI 1.4 appended `request_json`; an older host's struct ends before it.
+    let requestEnd = MemoryLayout<pylon_fn_call>.offset(of: \.request_json)! + MemoryLayout<pylon_str>.size
+    let request = Int(c.struct_size) >= requestEnd ? bytes(c.request_json) : []
+    pool.startCall(name: name, kind: c.kind, args: bytes(c.args_json), auth: bytes(c.auth_json), request: request, ctx: c.call_ctx)
     return PYLON_OK
 }

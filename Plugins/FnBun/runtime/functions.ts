@@ -112,12 +112,37 @@ export interface Auth {
 
 export type Row = Record<string, any> & { id: string };
 
+/** The body of `ctx.db.search` (the same as `POST /api/search/E`). */
+export interface SearchQuery {
+  query?: string;
+  filters?: Record<string, unknown>;
+  facets?: string[];
+  sort?: [string, "asc" | "desc"] | Record<string, "asc" | "desc">;
+  page?: number;
+  page_size?: number;
+}
+
+export interface SearchResult {
+  hits: Row[];
+  /** facet field → value → count */
+  facetCounts: Record<string, Record<string, number>>;
+  total: number;
+  tookMs: number;
+}
+
+/** `ctx.db.queryGraph`: entity → {where, include, limit} (the same as `POST /api/query`). */
+export type GraphQuery = Record<string, { where?: Record<string, unknown>; include?: Record<string, unknown>; limit?: number }>;
+
 export interface DbReader {
   get(entity: string, id: string): Promise<Row | null>;
   list(entity: string): Promise<Row[]>;
   query(entity: string, filter?: Record<string, unknown>): Promise<Row[]>;
   lookup(entity: string, field: string, value: unknown): Promise<Row | null>;
   paginate(entity: string, opts?: { cursor?: string | null; numItems?: number }): Promise<{ page: Row[]; nextCursor: string | null; isDone: boolean }>;
+  /** Full-text search with facets; needs the entity's `search` config and a read rule that does not depend on the row. */
+  search(entity: string, body?: SearchQuery): Promise<SearchResult>;
+  /** Several entities with their related rows at once: `{E: [row]}`. */
+  queryGraph(query: GraphQuery): Promise<Record<string, Row[]>>;
 }
 
 export interface DbWriter extends DbReader {
@@ -152,7 +177,19 @@ export interface MutationCtx {
   scheduler: Scheduler;
   error(code: string, message: string): never;
 }
+/** The HTTP request of a webhook call (`/api/webhooks/NAME`). */
+export interface WebhookRequest {
+  method: string;
+  /** The path with the query string, as requested. */
+  path: string;
+  /** Lowercased names; repeated headers joined with ", ". */
+  headers: Record<string, string>;
+  rawBody: string;
+}
+
 export interface ActionCtx extends MutationCtx {
+  /** Set when the action runs as a webhook; its args are then `{ rawBody }`. */
+  request?: WebhookRequest;
   /** Runs a query / mutation / action as the same user (admin rights dropped); a mutation in its own transaction. */
   runQuery(name: string, args?: Record<string, unknown>): Promise<any>;
   runMutation(name: string, args?: Record<string, unknown>): Promise<any>;

@@ -78,6 +78,8 @@ function makeDb(callId: string, writable: boolean) {
     lookup: (entity: string, field: string, value: unknown) => r("lookup", { entity, field, value }),
     paginate: (entity: string, o: { cursor?: string | null; numItems?: number } = {}) =>
       r("paginate", { entity, after: o.cursor ?? null, limit: o.numItems ?? 20 }),
+    search: (entity: string, body: Record<string, unknown> = {}) => r("search", { entity, data: body ?? {} }),
+    queryGraph: (query: Record<string, unknown>) => r("query_graph", { entity: "", data: query ?? {} }),
   };
   if (!writable) {
     for (const m of ["insert", "update", "delete", "link", "unlink"])
@@ -132,6 +134,9 @@ async function handleCall(f: any) {
       ctx.runQuery = run("query");
       ctx.runMutation = run("mutation");
       ctx.runAction = run("action");
+      const q = f.request;
+      if (q && typeof q === "object")
+        ctx.request = { method: String(q.method ?? ""), path: String(q.path ?? ""), headers: q.headers ?? {}, rawBody: String(q.raw_body ?? "") };
     }
     const value = await def.handler(ctx, args);
     send({ type: "return", call_id: callId, value: value === undefined ? null : value });

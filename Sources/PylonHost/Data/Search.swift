@@ -14,6 +14,23 @@ extension DataService {
 
     public func search(_ entity: String, _ body: JSONValue, auth: AuthContext) async throws -> JSONValue {
         let started = DispatchTime.now().uptimeNanoseconds
+        let plan = try searchPlan(entity, body, auth: auth)
+        return try await store.read { conn in
+            try conn.beginRead()
+            defer { try? conn.rollback() }
+            return try plan.run(on: conn, started: started)
+        }
+    }
+
+    /// The same search on a given connection (a function mutation's write transaction,
+    /// whose own writes it sees).
+    func search(_ entity: String, _ body: JSONValue, auth: AuthContext, on conn: StoreConnection) throws -> JSONValue {
+        let started = DispatchTime.now().uptimeNanoseconds
+        return try searchPlan(entity, body, auth: auth).run(on: conn, started: started)
+    }
+
+    /// Checks the entity, the caller's read rule and the body, and builds the statements.
+    func searchPlan(_ entity: String, _ body: JSONValue, auth: AuthContext) throws -> SearchPlan {
         guard let codec = codecs[entity] else {
             throw HostError(status: 404, code: "ENTITY_NOT_FOUND", message: "entity \"\(entity)\" is not in the manifest; check the name (it is case-sensitive)")
         }
@@ -71,25 +88,40 @@ extension DataService {
             let col = "\(d.quote(entity)).\(d.quote(f))"
             return (f, "SELECT \(col), COUNT(*)\(from) GROUP BY \(col) ORDER BY COUNT(*) DESC, \(col) ASC\(d.limitOffset(limit: String(Self.maxFacetValues), offset: nil))")
         }
-        let bound = params
-        let boundHits = hitParams
+        return SearchPlan(codec: codec, countSQL: countSQL, hitsSQL: hitsSQL, facetSQL: facetSQL, params: params, hitParams: hitParams)
+    }
 
-        let (total, hits, facets): (Int64, [JSONValue], [(String, JSONValue)]) = try await store.read { conn in
-            try conn.beginRead()
-            defer { try? conn.rollback() }
-            let total: Int64
-            if case let .int(n)? = try conn.execute(countSQL, bound).rows.first?.first { total = n } else { total = 0 }
-            let hits = try conn.execute(hitsSQL, boundHits).rows.map(codec.decode)
-            var facets: [(String, JSONValue)] = []
-            for (f, sql) in facetSQL {
-                let field = codec.field(f)
-                let counts = try conn.execute(sql, bound).rows.map { row -> (String, JSONValue) in
-                    let value = field.map { codec.decodeValue(row[0], $0) } ?? RowCodec.plain(row[0])
-                    return (Self.facetKey(value), RowCodec.plain(row[1]))
-                }
-                facets.append((f, .object(counts)))
+    /// A facet value as an object key: strings as they are, everything else as JSON text.
+    static func facetKey(_ v: JSONValue) -> String {
+        if let s = v.stringValue { return s }
+        return JSONWriter.string(v)
+    }
+}
+
+/// A checked search, ready to run: the count, hits and facet statements with their
+/// parameters. Run inside one read snapshot (or one transaction), so `total`,
+/// `facetCounts` and `hits` describe the same rows.
+struct SearchPlan: Sendable {
+    let codec: RowCodec
+    let countSQL: String
+    let hitsSQL: String
+    let facetSQL: [(String, String)]
+    let params: [SQLValue]
+    let hitParams: [SQLValue]
+
+    /// `{hits, facetCounts, total, tookMs}`; `started` (uptime ns) is when the request began.
+    func run(on conn: StoreConnection, started: UInt64) throws -> JSONValue {
+        let total: Int64
+        if case let .int(n)? = try conn.execute(countSQL, params).rows.first?.first { total = n } else { total = 0 }
+        let hits = try conn.execute(hitsSQL, hitParams).rows.map(codec.decode)
+        var facets: [(String, JSONValue)] = []
+        for (f, sql) in facetSQL {
+            let field = codec.field(f)
+            let counts = try conn.execute(sql, params).rows.map { row -> (String, JSONValue) in
+                let value = field.map { codec.decodeValue(row[0], $0) } ?? RowCodec.plain(row[0])
+                return (DataService.facetKey(value), RowCodec.plain(row[1]))
             }
-            return (total, hits, facets)
+            facets.append((f, .object(counts)))
         }
         let tookMs = Int64((DispatchTime.now().uptimeNanoseconds - started) / 1_000_000)
         return .object([
@@ -98,12 +130,6 @@ extension DataService {
             ("total", .int(total)),
             ("tookMs", .int(tookMs)),
         ])
-    }
-
-    /// A facet value as an object key: strings as they are, everything else as JSON text.
-    static func facetKey(_ v: JSONValue) -> String {
-        if let s = v.stringValue { return s }
-        return JSONWriter.string(v)
     }
 }
 

@@ -15,7 +15,7 @@ struct FnOp: Sendable {
     /// The whole operation (schedule fields: fn_name, args, delay_ms, run_at, schedule_id).
     var raw: JSONValue = .null
 
-    static let reads: Set<String> = ["get", "list", "query", "lookup", "paginate"]
+    static let reads: Set<String> = ["get", "list", "query", "lookup", "paginate", "search", "query_graph"]
     static let writes: Set<String> = ["insert", "update", "delete", "link", "unlink", "schedule", "cancel_schedule"]
 
     static func parse(_ bytes: [UInt8]) throws -> FnOp {
@@ -30,7 +30,9 @@ struct FnOp: Sendable {
             throw HostError.badRequest("INVALID_OP", "unknown db operation \"\(op)\"; supported: \((reads.union(writes)).sorted().joined(separator: ", "))")
         }
         let entity = v["entity"]?.stringValue ?? ""
-        if entity.isEmpty && !op.hasSuffix("schedule") { throw HostError.badRequest("INVALID_OP", "\(op) needs an entity name") }
+        if entity.isEmpty && !op.hasSuffix("schedule") && op != "query_graph" {
+            throw HostError.badRequest("INVALID_OP", "\(op) needs an entity name")
+        }
         return FnOp(op: op, entity: entity, id: v["id"]?.stringValue, data: v["data"].flatMap { $0.isNull ? nil : $0 },
                     field: v["field"]?.stringValue, value: v["value"], after: v["after"]?.stringValue, limit: v["limit"]?.intValue,
                      relation: v["relation"]?.stringValue, targetID: v["target_id"]?.stringValue, raw: v)
@@ -81,11 +83,15 @@ struct FnOp: Sendable {
     }
 
     var pageLimit: Int64 { min(max(limit ?? 20, 1), 1000) }
+
+    /// The body of `search` (pylon-core.md §2.7) or `query_graph` (§6.3); none is `{}`.
+    var body: JSONValue { data ?? .object([]) }
 }
 
 /// Runs `FnOp`s with the data service, under `auth`'s policies (admin for privileged
 /// functions). Results have Pylon's shapes: rows, `{"id"}`, `{"updated"}`, `{"deleted"}`,
-/// `{"page","nextCursor","isDone"}`.
+/// `{"page","nextCursor","isDone"}`, `{"hits","facetCounts","total","tookMs"}` (search, with
+/// `/api/search`'s rules), `{"E": [row]}` (query_graph, as `POST /api/query`).
 struct FnOps: Sendable {
     let data: DataService
     let auth: AuthContext
@@ -110,6 +116,10 @@ struct FnOps: Sendable {
             try data.requireReadGate(op.entity, auth: auth)
             let page = try await data.page(op.entity, after: op.after, limit: op.pageLimit)
             return try pageJSON(op.entity, page)
+        case "search":
+            return try await data.search(op.entity, op.body, auth: auth)
+        case "query_graph":
+            return try await data.graphQuery(op.body, auth: auth)
         default:
             if readOnly {
                 throw HostError(status: 400, code: "READ_ONLY", message: "ctx.db.\(op.op) is not available in a query; use a mutation")
@@ -176,6 +186,10 @@ struct FnOps: Sendable {
             let limit = op.pageLimit
             let rows = try data.query(op.entity, filter: DataService.pageFilter(after: op.after, limit: limit), on: conn)
             return try pageJSON(op.entity, DataService.trimPage(rows, limit: limit))
+        case "search":
+            return try data.search(op.entity, op.body, auth: auth, on: conn)
+        case "query_graph":
+            return try data.graphQuery(op.body, auth: auth, on: conn)
         case "insert":
             let row = try DataService.insert(tx, try data.codec(op.entity), try DataService.object(op.data ?? .null),
                                              id: RowID.generate(), guardian)

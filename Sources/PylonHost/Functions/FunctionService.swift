@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import Logging
 import PylonPluginABI
@@ -17,6 +18,8 @@ final class FunctionService: @unchecked Sendable {
     let logger: Logger
     private let hostTable: UnsafeMutablePointer<pylon_fn_host_v1>
     private let callIDs = CallCounter()
+    /// Recent calls for `GET /api/fn/traces`.
+    let traces = FnTraceRing()
 
     /// Longest a mutation may hold the write transaction waiting for its function; the
     /// plugin's own call timeout (PYLON_FN_CALL_TIMEOUT) normally ends it much sooner.
@@ -108,8 +111,11 @@ final class FunctionService: @unchecked Sendable {
     /// nested call's declared kind) must match the function's.
     /// `stream` receives `ctx.stream` chunks (event name, data) in order, all before the
     /// call returns; without it they are dropped (Pylon's JSON path does the same).
-    func call(_ name: String, args: JSONValue, auth: AuthContext, expecting: Int32? = nil,
+    /// `request` (a webhook's HTTP request) becomes the action's `ctx.request`.
+    /// Every started call is traced (`traces`), whatever its outcome.
+    func call(_ name: String, args: JSONValue, auth: AuthContext, expecting: Int32? = nil, request: JSONValue? = nil,
               stream: (@Sendable (String, String) -> Void)? = nil) async throws -> [UInt8] {
+        let started = DispatchTime.now().uptimeNanoseconds
         let info = try describe(name)
         let nameBytes = Array(name.utf8)
         if let expecting, expecting != info.kind {
@@ -120,8 +126,26 @@ final class FunctionService: @unchecked Sendable {
         fc.onStream = stream
         let argBytes = JSONWriter.encode(args)
         let authBytes = JSONWriter.encode(auth.functionJSON)
+        let requestBytes = request.map(JSONWriter.encode) ?? []
         let id = callIDs.next()
-        return try await withCheckedThrowingContinuation { (cont: CheckedContinuation<[UInt8], Error>) in
+        let startedAt = Int64(Date().timeIntervalSince1970 * 1000)
+        do {
+            let result = try await start(fc, id: id, name: nameBytes, args: argBytes, auth: authBytes, request: requestBytes)
+            traces.push(fc.trace(id: id, name: name, startedAt: startedAt, since: started, .ok))
+            return result
+        } catch {
+            let e = DataService.hostError(error)
+            let outcome: FnTrace.Outcome = fc.beganTransaction
+                ? .rolledBack(code: e.code, message: e.message) : .error(code: e.code, message: e.message)
+            traces.push(fc.trace(id: id, name: name, startedAt: startedAt, since: started, outcome))
+            throw error
+        }
+    }
+
+    /// Hands the call to the plugin; its return value once `complete` arrives.
+    private func start(_ fc: FnCall, id: UInt64, name nameBytes: [UInt8], args argBytes: [UInt8], auth authBytes: [UInt8],
+                       request requestBytes: [UInt8]) async throws -> [UInt8] {
+        try await withCheckedThrowingContinuation { (cont: CheckedContinuation<[UInt8], Error>) in
             fc.continuation = cont
             let ctx = Unmanaged.passRetained(fc).toOpaque()
             var e = pylon_error()
@@ -129,15 +153,18 @@ final class FunctionService: @unchecked Sendable {
             let status = nameBytes.withUnsafeBufferPointer { n in
                 argBytes.withUnsafeBufferPointer { a in
                     authBytes.withUnsafeBufferPointer { u in
-                        var c = pylon_fn_call()
-                        c.struct_size = UInt32(MemoryLayout<pylon_fn_call>.size)
-                        c.kind = info.kind
-                        c.call_id = id
-                        c.name = pylon_str(ptr: UnsafeRawPointer(n.baseAddress)?.assumingMemoryBound(to: CChar.self), len: n.count)
-                        c.args_json = pylon_str(ptr: UnsafeRawPointer(a.baseAddress)?.assumingMemoryBound(to: CChar.self), len: a.count)
-                        c.auth_json = pylon_str(ptr: UnsafeRawPointer(u.baseAddress)?.assumingMemoryBound(to: CChar.self), len: u.count)
-                        c.call_ctx = ctx
-                        return table.pointee.start_call(instance, &c, &e)
+                        requestBytes.withUnsafeBufferPointer { r in
+                            var c = pylon_fn_call()
+                            c.struct_size = UInt32(MemoryLayout<pylon_fn_call>.size)
+                            c.kind = fc.kind
+                            c.call_id = id
+                            c.name = Self.str(n)
+                            c.args_json = Self.str(a)
+                            c.auth_json = Self.str(u)
+                            c.request_json = Self.str(r)
+                            c.call_ctx = ctx
+                            return table.pointee.start_call(instance, &c, &e)
+                        }
                     }
                 }
             }
@@ -146,6 +173,17 @@ final class FunctionService: @unchecked Sendable {
                 cont.resume(throwing: Self.hostError(status, Self.code(e), Self.message(e)))
             }
         }
+    }
+}
+
+extension FunctionService {
+    static func str(_ b: UnsafeBufferPointer<UInt8>) -> pylon_str {
+        pylon_str(ptr: UnsafeRawPointer(b.baseAddress)?.assumingMemoryBound(to: CChar.self), len: b.count)
+    }
+
+    /// `GET /api/fn/traces`: the most recent calls, newest first.
+    func recentTraces(limit: Int) -> JSONValue {
+        .array(traces.recent(limit).map(\.json))
     }
 }
 
@@ -180,6 +218,7 @@ final class FnCall: @unchecked Sendable {
     var onStream: (@Sendable (String, String) -> Void)?
     private let lock = NSLock()
     private var session: MutationSession?
+    private var details = FnTraceBuilder()
 
     init(service: FunctionService, kind: Int32, auth: AuthContext, policyAuth: AuthContext) {
         self.service = service
@@ -208,7 +247,37 @@ final class FnCall: @unchecked Sendable {
         }
     }
 
+    /// A mutation whose write transaction started (its failure rolled something back).
+    var beganTransaction: Bool { lock.withLock { session != nil } }
+
+    /// Called as each operation is answered, before the function sees the answer.
+    func recordOp(_ op: FnOp, durationMs: Double, result: JSONValue?) {
+        if op.op == "cancel_schedule" { return }
+        if op.op == "schedule" {
+            guard result != nil else { return }
+            let s = FnScheduleTrace(fnName: op.raw["fn_name"]?.stringValue ?? "", delayMs: op.raw["delay_ms"]?.intValue,
+                                    runAt: op.raw["run_at"]?.intValue)
+            lock.withLock { details.record(s) }
+            return
+        }
+        let t = FnOpTrace(op: op.op, entity: op.entity, id: op.id ?? (op.op == "insert" ? result?["id"]?.stringValue : nil),
+                          durationMs: durationMs, rowCount: result.flatMap { FnOpTrace.rowCount(op.op, $0) }, ok: result != nil)
+        lock.withLock { details.record(t) }
+    }
+
+    func recordStream(bytes: Int) {
+        lock.withLock { details.recordStream(bytes: bytes) }
+    }
+
+    /// The finished call's trace; `since` is when it began (uptime ns).
+    func trace(id: UInt64, name: String, startedAt: Int64, since: UInt64, _ outcome: FnTrace.Outcome) -> FnTrace {
+        let ms = Double(DispatchTime.now().uptimeNanoseconds - since) / 1e6
+        return FnTrace(callID: id, fnName: name, kind: kind, userID: auth.userID, startedAt: startedAt, durationMs: ms,
+                       outcome: outcome, details: lock.withLock { details })
+    }
+
     func db(_ op: FnOp, _ reply: DBReplyBox) {
+        reply.timer = FnOpTimer(call: self, op: op)
         if kind == PYLON_FN_MUTATION {
             var started: MutationSession?
             let s: MutationSession = lock.withLock {
@@ -350,6 +419,8 @@ final class MutationSession: @unchecked Sendable {
 final class DBReplyBox: @unchecked Sendable {
     let done: pylon_fn_db_done_fn
     let ctx: UnsafeMutableRawPointer?
+    /// Set for `ctx.db` operations: traces the operation when it is answered.
+    var timer: FnOpTimer?
 
     init(done: pylon_fn_db_done_fn, ctx: UnsafeMutableRawPointer?) {
         self.done = done
@@ -357,6 +428,7 @@ final class DBReplyBox: @unchecked Sendable {
     }
 
     func succeed(_ value: JSONValue) {
+        timer?.finish(value)
         succeed(raw: JSONWriter.encode(value))
     }
 
@@ -367,13 +439,18 @@ final class DBReplyBox: @unchecked Sendable {
     }
 
     func fail(_ e: HostError) {
+        timer?.finish(nil)
         var err = pylon_error()
         err.struct_size = UInt32(MemoryLayout<pylon_error>.size)
         let status: pylon_status = e.status == 404 ? PYLON_ERR_NOT_FOUND : e.status == 409 ? PYLON_ERR_CONSTRAINT : PYLON_ERR_GENERIC
         err.status = status
         withUnsafeMutableBytes(of: &err.code) { copyC(e.code, $0) }
         withUnsafeMutableBytes(of: &err.message) { copyC(e.message, $0) }
-        done(ctx, status, nil, 0, &err)
+        // The whole error too: `err.code` holds 31 bytes (ABI 1.4).
+        let whole = JSONWriter.encode(.object([("code", .string(e.code)), ("message", .string(e.message))]))
+        whole.withUnsafeBufferPointer { b in
+            b.withMemoryRebound(to: CChar.self) { done(ctx, status, $0.baseAddress, $0.count, &err) }
+        }
     }
 }
 
@@ -414,6 +491,10 @@ private func fnHostComplete(_ hostCtx: UnsafeMutableRawPointer?, _ callCtx: Unsa
         } else {
             call.complete(.success(bytes))
         }
+    } else if let json, len > 0, let whole = try? JSONParser.parse(Array(UnsafeRawBufferPointer(start: json, count: len))),
+              let code = whole["code"]?.stringValue {
+        // ABI 1.4: the untruncated error.
+        call.complete(.failure(FunctionService.hostError(status, code, whole["message"]?.stringValue ?? "")))
     } else {
         let e = err?.pointee ?? pylon_error()
         call.complete(.failure(FunctionService.hostError(status, FunctionService.code(e), FunctionService.message(e))))
@@ -447,6 +528,7 @@ private func fnHostStream(_ hostCtx: UnsafeMutableRawPointer?, _ callCtx: Unsafe
                           _ eventLen: Int, _ data: UnsafePointer<CChar>?, _ dataLen: Int) {
     guard let callCtx else { return }
     let call = Unmanaged<FnCall>.fromOpaque(callCtx).takeUnretainedValue()
+    call.recordStream(bytes: dataLen)
     guard let sink = call.onStream else { return }
     let text = { (p: UnsafePointer<CChar>?, n: Int) in
         p.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: n), as: UTF8.self) } ?? ""

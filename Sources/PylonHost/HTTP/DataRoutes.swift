@@ -145,7 +145,7 @@ extension RouteContext {
             return HTTPSupport.json(.array(rows))
         }
         router.post("/api/query") { req, _ in
-            try await graphQuery(try await body(req), auth: try await auth(req))
+            HTTPSupport.json(try await data.graphQuery(try await body(req), auth: try await auth(req)))
         }
         router.post("/api/aggregate/:entity") { req, ctx in
             let entity = try ctx.parameters.require("entity")
@@ -230,37 +230,5 @@ extension RouteContext {
             return HTTPSupport.json(.object([("committed", .bool(committed)), ("results", .array(out))]),
                                     status: committed ? .ok : .badRequest)
         }
-    }
-
-    /// `POST /api/query` (pylon-core.md §6.3): `{"E": {"where", "include", "limit"}}`.
-    /// Fixed vs Pylon: a has-many include matches the target's `field` against this row's id.
-    func graphQuery(_ body: JSONValue, auth who: AuthContext) async throws -> Response {
-        guard let spec = body.objectValue else {
-            throw HostError.badRequest("INVALID_QUERY", "body must be {\"<Entity>\": {\"where\", \"include\", \"limit\"}}")
-        }
-        var out: [(String, JSONValue)] = []
-        for (entity, q) in spec {
-            let codec = try data.codec(entity)
-            var rows = try await data.readableQuery(entity, filter: q["where"], auth: who)
-            if let include = q["include"]?.objectValue {
-                for (relName, _) in include {
-                    guard let rel = codec.entity.relations.first(where: { $0.name == relName }) else { continue }
-                    for i in rows.indices {
-                        if rel.many {
-                            guard let id = rows[i]["id"]?.stringValue else { continue }
-                            let related = try await data.query(rel.target, filter: .object([(rel.field, .string(id))]))
-                                .filter { data.canRead(rel.target, $0, auth: who) }
-                            rows[i] = rows[i].setting(relName, .array(related))
-                        } else if let fk = rows[i][rel.field]?.stringValue, let r = try await data.get(rel.target, id: fk),
-                                  data.canRead(rel.target, r, auth: who) {
-                            rows[i] = rows[i].setting(relName, r)
-                        }
-                    }
-                }
-            }
-            if let limit = q["limit"]?.intValue, limit >= 0, rows.count > Int(limit) { rows = Array(rows.prefix(Int(limit))) }
-            out.append((entity, .array(rows)))
-        }
-        return HTTPSupport.json(.object(out))
     }
 }

@@ -23,21 +23,31 @@ enum HTTPSupport {
 
     /// Reads and parses a JSON body, enforcing the size limit. Empty body → `empty`.
     static func body(_ request: Request, limit: Int, empty: JSONValue? = nil) async throws -> JSONValue {
-        var req = request
-        let buffer: ByteBuffer
-        do {
-            buffer = try await req.collectBody(upTo: limit)
-        } catch is NIOTooManyBytesError {
-            throw HostError(status: 413, code: "PAYLOAD_TOO_LARGE", message: "the request body is larger than \(limit) bytes; send less data per request (PYLON_MAX_BODY_BYTES raises the limit)")
-        } catch let e as HTTPError where e.status == .contentTooLarge {
-            throw HostError(status: 413, code: "PAYLOAD_TOO_LARGE", message: "the request body is larger than \(limit) bytes; send less data per request (PYLON_MAX_BODY_BYTES raises the limit)")
-        }
+        let buffer = try await rawBody(request, limit: limit)
         if buffer.readableBytes == 0, let empty { return empty }
         do {
             return try JSONParser.parse(Array(buffer.readableBytesView))
         } catch {
             throw HostError(status: 400, code: "INVALID_JSON", message: "Invalid request body: \(error)")
         }
+    }
+}
+
+extension HTTPSupport {
+    /// The body as sent, enforcing the size limit (413 PAYLOAD_TOO_LARGE).
+    static func rawBody(_ request: Request, limit: Int) async throws -> ByteBuffer {
+        var req = request
+        do {
+            return try await req.collectBody(upTo: limit)
+        } catch is NIOTooManyBytesError {
+            throw tooLarge(limit)
+        } catch let e as HTTPError where e.status == .contentTooLarge {
+            throw tooLarge(limit)
+        }
+    }
+
+    private static func tooLarge(_ limit: Int) -> HostError {
+        HostError(status: 413, code: "PAYLOAD_TOO_LARGE", message: "the request body is larger than \(limit) bytes; send less data per request (PYLON_MAX_BODY_BYTES raises the limit)")
     }
 }
 

@@ -48,9 +48,12 @@ extern "C" {
  *  `pylon_store_v1.describe` and `pylon_store_v1.wait_notify` slots.
  *  1.2: the `pylon.cache/1` table (`pylon_cache_v1`) and the `pylon.functions/1` tables
  *  (`pylon_fn_v1`, `pylon_fn_host_v1`).
- *  1.3: the optional `pylon_store_v1.execute_batch` slot (`pylon_statement`). */
-#define PYLON_ABI_MINOR 3
-#define PYLON_ABI_HEADER_HASH 0x5655235fu /* abi_header_hash */
+ *  1.3: the optional `pylon_store_v1.execute_batch` slot (`pylon_statement`).
+ *  1.4: `pylon_fn_call.request_json` (the HTTP request of a webhook call); the `search`
+ *  and `query_graph` operations of `pylon_fn_host_v1.db_call`; a failed `db_call`,
+ *  `run_fn` or `complete` may carry the untruncated error as JSON in `result_json`. */
+#define PYLON_ABI_MINOR 4
+#define PYLON_ABI_HEADER_HASH 0x17abe05cu /* abi_header_hash */
 
 /* ------------------------------------------------------------------------------------ */
 /* Status codes                                                                           */
@@ -467,14 +470,22 @@ typedef struct pylon_fn_call {
     /** Opaque host pointer identifying the call; passed back unchanged to every
      *  `pylon_fn_host_v1` function for this call. Valid until `complete` returns. */
     void *call_ctx;
+    /** Since 1.4 (read it only when `struct_size` covers it). For a webhook call
+     *  (`/api/webhooks/NAME`, always an action) the HTTP request: {"method", "path" (with
+     *  the query string), "headers": {lowercased name: value, repeated headers joined
+     *  with ", "}, "raw_body": string}, which the function sees as `ctx.request`. Empty
+     *  (len 0) for every other call. */
+    pylon_str request_json;
 } pylon_fn_call;
 
 /**
  * Reply to one `db_call` or `run_fn`. Called exactly once per request, inline or later,
  * from any host thread. On success `status` is PYLON_OK and `result_json` is the operation's
- * result (a JSON value) with `err` NULL; on failure `result_json` is NULL and `err` says
- * why (`code` e.g. "POLICY_DENIED", "NOT_FOUND", "INVALID_OP"). Both are OWNED BY THE HOST
- * and valid during the callback only.
+ * result (a JSON value) with `err` NULL; on failure `err` says why (`code` e.g.
+ * "POLICY_DENIED", "NOT_FOUND", "INVALID_OP") and `result_json` is NULL or (since 1.4) the
+ * whole error as {"code", "message"}, which is what to report when present: `err->code`
+ * holds 31 bytes, and codes such as "SEARCH_REQUIRES_ROW_INDEPENDENT_POLICY" are longer.
+ * Both are OWNED BY THE HOST and valid during the callback only.
  */
 typedef void (*pylon_fn_db_done_fn)(void *done_ctx, pylon_status status, const char *result_json,
                                     size_t result_len, const pylon_error *err);
@@ -495,9 +506,11 @@ typedef struct pylon_fn_host_v1 {
      * (borrowed for the call) is an object {"op", "entity", "id"?, "data"?, "field"?,
      * "value"?, "after"?, "limit"?, "relation"?, "target_id"?, "fn_name"?, "args"?,
      * "delay_ms"?, "run_at"?, "schedule_id"?} with op one of get, list, query, lookup,
-     * paginate, insert, update, delete, link, unlink, schedule, cancel_schedule (Pylon's
-     * `db` frame; results as in Pylon: a row or null, rows, {"id"}, {"updated"},
-     * {"deleted"}, {"linked"}, {"unlinked"}, {"scheduled","id"}, {"cancelled"}).
+     * paginate, search, query_graph, insert, update, delete, link, unlink, schedule,
+     * cancel_schedule (Pylon's `db` frame; results as in Pylon: a row or null, rows,
+     * {"hits","facetCounts","total","tookMs"} for search (data = the search body),
+     * {"<Entity>": [row]} for query_graph (entity "", data = the graph query), {"id"},
+     * {"updated"}, {"deleted"}, {"linked"}, {"unlinked"}, {"scheduled","id"}, {"cancelled"}).
      * The host applies the caller's policies unless the function is privileged. `done` is
      * called exactly once, possibly before `db_call` returns. After `complete` for the
      * call the plugin must not call `db_call` for it again.
@@ -513,10 +526,12 @@ typedef struct pylon_fn_host_v1 {
     /**
      * Finish the call: exactly once per started call, from any plugin thread. On success
      * `status` is PYLON_OK, `result_json` is the function's return value (a JSON value)
-     * and `err` is NULL; on failure `result_json` is NULL and `err->code` is the stable
-     * code (e.g. "INVALID_ARGS", "FUNCTION_TIMEOUT", "WORKER_CRASHED", or the function's
-     * own code). Buffers are OWNED BY THE PLUGIN and valid during the call only. After it
-     * returns, `call_ctx` is invalid.
+     * and `err` is NULL; on failure `err->code` is the stable code (e.g. "INVALID_ARGS",
+     * "FUNCTION_TIMEOUT", "WORKER_CRASHED", or the function's own code) and `result_json`
+     * is NULL or (since 1.4) the whole error as {"code", "message"}, which the host then
+     * reports instead (a function's own code may be longer than `err->code` holds).
+     * Buffers are OWNED BY THE PLUGIN and valid during the call only. After it returns,
+     * `call_ctx` is invalid.
      */
     void (*complete)(void *host_ctx, void *call_ctx, pylon_status status, const char *result_json,
                      size_t result_len, const pylon_error *err);

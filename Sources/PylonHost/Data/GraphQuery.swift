@@ -1,0 +1,50 @@
+/// The graph query behind `POST /api/query` and a function's `ctx.db.queryGraph`
+/// (pylon-core.md §2.4, §6.3): `{"E": {"where", "include", "limit"}}` → `{"E": [row]}`.
+/// Each top-level entity is read as `auth` may (read gate, then the row rule); included
+/// related rows are filtered by the target's read rule too (Pylon does not check them).
+/// Fixed vs Pylon: a has-many include matches the target's `field` against this row's id.
+extension DataService {
+    /// On one read connection, so every entity and include is read from the same state.
+    public func graphQuery(_ body: JSONValue, auth: AuthContext) async throws -> JSONValue {
+        let spec = try Self.graphSpec(body)
+        return try await store.read { conn in try self.graphQuery(spec, auth: auth, on: conn) }
+    }
+
+    /// The same on a given connection (a function mutation's write transaction).
+    func graphQuery(_ body: JSONValue, auth: AuthContext, on conn: StoreConnection) throws -> JSONValue {
+        try graphQuery(try Self.graphSpec(body), auth: auth, on: conn)
+    }
+
+    private static func graphSpec(_ body: JSONValue) throws(HostError) -> [(String, JSONValue)] {
+        guard let spec = body.objectValue else {
+            throw HostError.badRequest("INVALID_QUERY", "a graph query must be {\"<Entity>\": {\"where\", \"include\", \"limit\"}}, got \(body.typeName)")
+        }
+        return spec
+    }
+
+    private func graphQuery(_ spec: [(String, JSONValue)], auth: AuthContext, on conn: StoreConnection) throws -> JSONValue {
+        var out: [(String, JSONValue)] = []
+        for (entity, q) in spec {
+            let codec = try codec(entity)
+            var rows = try readableQuery(entity, filter: q["where"], auth: auth, on: conn)
+            if let limit = q["limit"]?.intValue, limit >= 0, rows.count > Int(limit) { rows = Array(rows.prefix(Int(limit))) }
+            for (relName, _) in q["include"]?.objectValue ?? [] {
+                guard let rel = codec.entity.relations.first(where: { $0.name == relName }) else { continue }
+                for i in rows.indices {
+                    if rel.many {
+                        guard let id = rows[i]["id"]?.stringValue else { continue }
+                        let related = try query(rel.target, filter: .object([(rel.field, .string(id))]), on: conn)
+                            .filter { canRead(rel.target, $0, auth: auth) }
+                        rows[i] = rows[i].setting(relName, .array(related))
+                    } else if let fk = rows[i][rel.field]?.stringValue,
+                              let r = try query(rel.target, filter: .object([("id", .string(fk)), ("$limit", 1)]), on: conn).first,
+                              canRead(rel.target, r, auth: auth) {
+                        rows[i] = rows[i].setting(relName, r)
+                    }
+                }
+            }
+            out.append((entity, .array(rows)))
+        }
+        return .object(out)
+    }
+}
