@@ -251,9 +251,15 @@ public final class Host: Sendable {
         var appLogger = logger
         appLogger.logLevel = .warning
         let wsConfig = WebSocketServerConfiguration(maxFrameSize: config.maxFrameBytes, autoPing: .enabled(timePeriod: .seconds(30)))
+        // PYLON_HTTP_FAST_LANE=0 sends every request through Hummingbird's own path.
+        let lane: FastLane.Shared? = config.fastLane
+            ? FastLane.Shared(responder: router.buildResponder(), logger: appLogger, serverName: "pylon-host",
+                              maxBody: min(config.maxBodyBytes, 1 << 20), metrics: metrics)
+            : nil
         let main = Application(
             router: router,
-            server: .http1WebSocketUpgrade(webSocketRouter: wsRouter, configuration: .init(ws: wsConfig)),
+            server: .http1WebSocketUpgrade(webSocketRouter: wsRouter, configuration: wsConfig,
+                                           additionalChannelHandlers: lane.map { [FastLane($0)] } ?? []),
             configuration: .init(address: .hostname(config.bindHost, port: config.port), serverName: "pylon-host"),
             onServerRunning: { [logger, config] _ in
                 logger.info("pylon-host listening on http://\(config.bindHost):\(config.port)\(config.dev ? " (dev mode)" : "")")

@@ -30,6 +30,9 @@ public struct HostConfig: Sendable {
     /// Largest WebSocket frame accepted (PYLON_WS_MAX_FRAME).
     public var maxFrameBytes = 16 * 1024 * 1024
     public var corsOrigin = "*"
+    /// Short requests are served from the connection's pipeline (`FastLane`);
+    /// PYLON_HTTP_FAST_LANE=0 sends every request through Hummingbird's own path.
+    public var fastLane = true
     /// Settings for the cache plugin from `PYLON_CACHE_*`, merged over the manifest's
     /// `plugins.cache` (port, bind, requirepass, maxmemory, snapshot).
     public var cacheOverrides: [(String, JSONValue)] = []
@@ -55,6 +58,7 @@ public struct HostConfig: Sendable {
         if let r = try int("PYLON_STORE_READERS") { c.readers = max(1, min(r, 64)) }
         if let p = env["PYLON_PLUGINS_DIR"], !p.isEmpty { c.pluginsDir = p }
         if let o = env["PYLON_CORS_ORIGIN"], !o.isEmpty { c.corsOrigin = o }
+        if let f = env["PYLON_HTTP_FAST_LANE"], !f.isEmpty { c.fastLane = !["0", "false", "no", "off"].contains(f.lowercased()) }
         if let q = try int("PYLON_SYNC_QUEUE") { c.syncQueueLimit = max(16, q) }
         if let p = try int("PYLON_CHANGE_POLL_MS") { c.changePollMs = max(1, min(p, 10_000)) }
         if let m = try int("PYLON_MAX_CONNECTIONS_PER_IP") { c.maxConnectionsPerAddress = max(1, m) }

@@ -1,0 +1,255 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import NIOHTTPTypes
+
+/// Serves short request/response exchanges (CRUD, queries, function calls) straight from
+/// the connection's channel pipeline, through the same router, middleware and handlers as
+/// every other request — only without Hummingbird's per-connection async machinery (the
+/// async inbound stream and outbound writer a request otherwise crosses twice), which on
+/// this host cost about as much CPU as the work of an insert itself.
+///
+/// It sits in each HTTP/1 connection's pipeline after the HTTP codec
+/// (`additionalChannelHandlers`). A request qualifies when the whole body is announced by
+/// Content-Length and small, the path is one of `routes` and the answer cannot be a
+/// stream (no SSE, no upgrade). Everything else — and every request that arrives while a
+/// forwarded one is still being answered — goes on to Hummingbird unchanged, so answers
+/// always leave in request order. While a fast-lane request is being handled, later
+/// pipelined requests wait in `queued` and reads are held back (backpressure).
+///
+/// Threads: every method runs on the channel's event loop; the handler's Task hops back
+/// to it to write the answer.
+final class FastLane: ChannelDuplexHandler, RemovableChannelHandler, @unchecked Sendable {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
+
+    /// What every connection's lane shares.
+    struct Shared: Sendable {
+        let responder: RouterResponder<PylonRequestContext>
+        let logger: Logger
+        let serverName: String
+        /// Bodies above this go to Hummingbird, which streams them.
+        let maxBody: Int
+        /// Gets `http_fast_lane_requests_total` when a connection ends.
+        let metrics: Metrics
+    }
+
+    /// Path prefixes served here: routes whose answer is one finite body.
+    static let routes = ["/api/entities/", "/api/fn/", "/api/query", "/api/lookup/", "/api/batch", "/api/transact",
+                         "/api/sync/pull", "/api/sync/push", "/api/search/", "/api/aggregate/", "/api/link", "/api/unlink",
+                         "/health"]
+
+    private enum State {
+        case idle
+        /// A forwarded request's parts are passing through.
+        case forwarding
+        case collecting(HTTPRequest, ByteBuffer)
+        /// The handler runs; inbound parts wait in `queued`.
+        case answering
+    }
+
+    private let shared: Shared
+    private var state = State.idle
+    /// Forwarded requests whose answer has not fully left yet.
+    private var forwardedOpen = 0
+    private var queued: [HTTPRequestPart] = []
+    private var readHeld = false
+    /// Set when a part was handed on to Hummingbird (see `finish`).
+    private var handedOn = false
+    /// Requests answered here on this connection (counted into the metrics at its end).
+    private var served: Int64 = 0
+
+    init(_ shared: Shared) { self.shared = shared }
+
+    // MARK: Inbound
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part = unwrapInboundIn(data)
+        if case .answering = state {
+            queued.append(part)
+            return
+        }
+        handle(part, context: context)
+    }
+
+    private func handle(_ part: HTTPRequestPart, context: ChannelHandlerContext) {
+        switch (part, state) {
+        case let (.head(head), .idle):
+            if forwardedOpen == 0, let size = qualifies(head) {
+                state = .collecting(head, context.channel.allocator.buffer(capacity: size))
+            } else {
+                forwardedOpen += 1
+                state = .forwarding
+                pass(part, context)
+            }
+        case (.body(var chunk), .collecting(let head, var body)):
+            state = .answering  // no copy of `body` stays in `state` while appending
+            body.writeBuffer(&chunk)
+            state = .collecting(head, body)
+        case let (.end, .collecting(head, body)):
+            state = .answering
+            served += 1
+            answer(head, body, context: context)
+        case (.end, .forwarding):
+            state = .idle
+            pass(part, context)
+        default:
+            // .body while forwarding, or anything the decoder should never produce here:
+            // Hummingbird's side reports it.
+            pass(part, context)
+        }
+    }
+
+    private func pass(_ part: HTTPRequestPart, _ context: ChannelHandlerContext) {
+        handedOn = true
+        context.fireChannelRead(wrapInboundOut(part))
+    }
+
+    /// The body capacity to reserve when `head` may be answered here; nil when it goes on.
+    private func qualifies(_ head: HTTPRequest) -> Int? {
+        switch head.method {
+        case .get, .post, .patch, .put, .delete: break
+        default: return nil
+        }
+        guard let path = head.path, Self.routes.contains(where: { path.hasPrefix($0) }) else { return nil }
+        let h = head.headerFields
+        if h[.upgrade] != nil || h[.expect] != nil || h[.transferEncoding] != nil { return nil }
+        if let c = h[.connection], c.lowercased() != "keep-alive" { return nil }
+        if let accept = h[.accept], accept.contains("text/event-stream") { return nil }
+        guard let length = h[.contentLength].map({ Int($0) }) ?? 0, length <= shared.maxBody else { return nil }
+        return length
+    }
+
+    private func answer(_ head: HTTPRequest, _ body: ByteBuffer, context: ChannelHandlerContext) {
+        let channel = context.channel
+        let loop = context.eventLoop
+        let shared = self.shared
+        let request = Request(head: head, body: .init(buffer: body))
+        let ctx = PylonRequestContext(source: .init(channel: channel, logger: shared.logger))
+        let bound = NIOLoopBound((self, context), eventLoop: loop)
+        Task {
+            var response: Response
+            do {
+                response = try await shared.responder.respond(to: request, context: ctx)
+            } catch {
+                // APIMiddleware turns errors into answers; this is the framework's last resort.
+                response = Response(status: .internalServerError)
+            }
+            let collected = CollectedBody(channel.allocator.buffer(capacity: response.body.contentLength ?? 256))
+            var failed = false
+            do {
+                let body = response.body
+                try await body.write(BodyCollector(into: collected))
+            } catch {
+                failed = true
+            }
+            var head = response.head
+            head.headerFields[.date] = HTTPDate.now()
+            head.headerFields[.server] = shared.serverName
+            head.headerFields[.contentLength] = String(collected.buffer.readableBytes)
+            let bytes = collected.buffer
+            loop.execute {
+                let (lane, context) = bound.value
+                lane.finish(head, bytes, abort: failed, context: context)
+            }
+        }
+    }
+
+    /// Writes the answer, then resumes with what arrived meanwhile.
+    private func finish(_ head: HTTPResponse, _ body: ByteBuffer, abort: Bool, context: ChannelHandlerContext) {
+        guard context.channel.isActive else { return }
+        if abort {
+            // The body failed half-way: the answer cannot be completed honestly.
+            context.close(promise: nil)
+            return
+        }
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        if body.readableBytes > 0 { context.write(wrapOutboundOut(.body(body)), promise: nil) }
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        state = .idle
+        // Queued parts handed on to Hummingbird need a read-complete after them: its async
+        // channel delivers what it buffered only then.
+        handedOn = false
+        while !queued.isEmpty {
+            if case .answering = state { break }
+            handle(queued.removeFirst(), context: context)
+        }
+        if handedOn { context.fireChannelReadComplete() }
+        if case .answering = state { return }
+        if readHeld {
+            readHeld = false
+            context.read()
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if served > 0 { shared.metrics.add("http_fast_lane_requests_total", served) }
+        served = 0
+        context.fireChannelInactive()
+    }
+
+    // MARK: Outbound
+
+    func read(context: ChannelHandlerContext) {
+        if case .answering = state {
+            readHeld = true
+            return
+        }
+        context.read()
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if case .end = unwrapOutboundIn(data) { forwardedOpen = max(0, forwardedOpen - 1) }
+        context.write(data, promise: promise)
+    }
+}
+
+/// A response body gathered into one buffer (owned by the answering Task).
+private final class CollectedBody: @unchecked Sendable {
+    var buffer: ByteBuffer
+    init(_ buffer: ByteBuffer) { self.buffer = buffer }
+}
+
+/// Writes a response body into a `CollectedBody`.
+private struct BodyCollector: ResponseBodyWriter {
+    let into: CollectedBody
+
+    mutating func write(_ chunk: ByteBuffer) async throws {
+        var c = chunk
+        into.buffer.writeBuffer(&c)
+    }
+
+    mutating func write(contentsOf chunks: some Sequence<ByteBuffer>) async throws {
+        for c in chunks { try await write(c) }
+    }
+
+    consuming func finish(_ trailingHeaders: HTTPFields?) async throws {}
+}
+
+/// The IMF-fixdate of the current second ("Mon, 23 Nov 2026 18:30:00 GMT"), formatted
+/// once per second.
+enum HTTPDate {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var second: time_t = 0
+    nonisolated(unsafe) private static var text = ""
+
+    static func now() -> String {
+        let t = time(nil)
+        lock.lock()
+        defer { lock.unlock() }
+        if t != second {
+            var tm = tm()
+            var copy = t
+            gmtime_r(&copy, &tm)
+            var buf = [CChar](repeating: 0, count: 40)
+            let n = strftime(&buf, buf.count, "%a, %d %b %Y %H:%M:%S GMT", &tm)
+            text = String(decoding: buf.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            second = t
+        }
+        return text
+    }
+}

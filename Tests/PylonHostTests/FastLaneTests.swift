@@ -1,0 +1,189 @@
+import Foundation
+import Testing
+
+/// The HTTP fast lane (Sources/PylonHost/HTTP/FastLane.swift) answers short requests from
+/// the connection's pipeline and hands the rest to Hummingbird. Every other black-box suite
+/// already goes through it (their clients send plain keep-alive requests); these tests pin
+/// down what only a raw socket shows: answers to pipelined requests leave in request order
+/// whichever side answers each, `Connection: close` and oversized bodies take Hummingbird's
+/// path, a client vanishing mid-request costs nothing, and PYLON_HTTP_FAST_LANE=0 turns it off.
+@Suite("HTTP fast lane (black-box, raw sockets)")
+struct FastLaneTests {
+    static let manifest = """
+    {"manifest_version":1,"name":"lane","version":"0.1.0",
+     "entities":[{"name":"Item","fields":[{"name":"title","type":"string","optional":false,"unique":false}],"indexes":[]}],
+     "routes":[],"policies":[]}
+    """
+
+    struct Answer {
+        var status: Int
+        var headers: [String: String]
+        var body: String
+    }
+
+    /// Reads `count` Content-Length-framed answers, then reports whether the host closed the
+    /// connection right after them (`closeExpected`: wait for that; otherwise do not wait).
+    /// The socket is shut after `timeout` so a hung host fails the test instead of hanging it.
+    static func read(_ socket: TestSocket, count: Int, closeExpected: Bool = false,
+                     timeout: TimeInterval = 30) async throws -> (answers: [Answer], closed: Bool) {
+        let watchdog = Task {
+            try await Task.sleep(for: .seconds(timeout))
+            socket.close()
+        }
+        defer { watchdog.cancel() }
+        return try await onThread {
+            var buf: [UInt8] = []
+            var answers: [Answer] = []
+            var ended = false
+            func more() throws {
+                switch socket.receive() {
+                case let .bytes(b): buf += b
+                case .end: ended = true
+                case let .failed(e): throw RealtimeTestError("receive failed: \(e)")
+                }
+            }
+            while answers.count < count {
+                guard let headEnd = Self.find(buf, Array("\r\n\r\n".utf8)) else {
+                    if ended { throw RealtimeTestError("connection ended after \(answers.count) of \(count) answers: \(String(decoding: buf, as: UTF8.self))") }
+                    try more()
+                    continue
+                }
+                let lines = String(decoding: buf[0..<headEnd], as: UTF8.self).components(separatedBy: "\r\n")
+                let status = Int(lines[0].split(separator: " ")[1]) ?? 0
+                var headers: [String: String] = [:]
+                for l in lines.dropFirst() {
+                    guard let c = l.firstIndex(of: ":") else { continue }
+                    headers[l[..<c].lowercased()] = l[l.index(after: c)...].trimmingCharacters(in: .whitespaces)
+                }
+                let length = Int(headers["content-length"] ?? "") ?? 0
+                while buf.count < headEnd + 4 + length {
+                    if ended { throw RealtimeTestError("connection ended inside an answer body") }
+                    try more()
+                }
+                answers.append(Answer(status: status, headers: headers,
+                                      body: String(decoding: buf[(headEnd + 4)..<(headEnd + 4 + length)], as: UTF8.self)))
+                buf.removeFirst(headEnd + 4 + length)
+            }
+            if closeExpected {
+                while !ended && buf.isEmpty { try more() }
+            }
+            return (answers, ended && buf.isEmpty)
+        }
+    }
+
+    static func find(_ hay: [UInt8], _ needle: [UInt8]) -> Int? {
+        guard hay.count >= needle.count else { return nil }
+        for i in 0...(hay.count - needle.count) where hay[i] == needle[0] && Array(hay[i..<(i + needle.count)]) == needle {
+            return i
+        }
+        return nil
+    }
+
+    static func post(_ path: String, _ body: String, extra: String = "") -> String {
+        "POST \(path) HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\(extra)\r\n\(body)"
+    }
+
+    static func get(_ path: String, extra: String = "") -> String { "GET \(path) HTTP/1.1\r\nHost: x\r\n\(extra)\r\n" }
+
+    @Test("Pipelined requests, some answered in the lane and some by Hummingbird, are answered in request order; Connection: close ends the connection")
+    func pipelinedOrder() async throws {
+        let host = try await HostProcess.start(manifest: Self.manifest)
+        defer { host.stop() }
+        let socket = try TestSocket.connect(port: host.port)
+        defer { socket.close() }
+        // health (lane), insert (lane), manifest (Hummingbird: not a lane route), a missing
+        // row (behind a forwarded request: Hummingbird too), a malformed insert, health, and
+        // a last request asking to close.
+        let batch = Self.get("/health") + Self.post("/api/entities/Item", #"{"title":"one"}"#) + Self.get("/api/manifest")
+            + Self.get("/api/entities/Item/nope") + Self.post("/api/entities/Item", "{not json")
+            + Self.get("/health") + Self.post("/api/entities/Item", #"{"title":"two"}"#, extra: "Connection: close\r\n")
+        try socket.send(batch)
+        let (answers, closed) = try await Self.read(socket, count: 7, closeExpected: true)
+        #expect(answers.map(\.status) == [200, 201, 200, 404, 400, 200, 201], "\(answers.map { "\($0.status) \($0.body.prefix(80))" })")
+        #expect(answers[0].body.contains("\"status\":\"ok\""))
+        #expect(answers[2].body.contains("\"entities\""), "the manifest answer is third: \(answers[2].body.prefix(200))")
+        #expect(answers[4].body.contains("INVALID_JSON"), "\(answers[4].body)")
+        #expect(closed, "the host closes the connection after answering Connection: close")
+        for a in answers {
+            #expect(a.headers["server"] == "pylon-host" && a.headers["date"] != nil && a.headers["access-control-allow-origin"] == "*",
+                    "every answer carries the same framework headers: \(a.headers)")
+        }
+        let list = try await host.request("GET", "/api/entities/Item")
+        #expect(list.json["count"].int == 2, "both inserts landed: \(list.body)")
+    }
+
+    @Test("200 pipelined requests in one write are all answered, in order")
+    func pipelinedFlood() async throws {
+        let host = try await HostProcess.start(manifest: Self.manifest)
+        defer { host.stop() }
+        let socket = try TestSocket.connect(port: host.port)
+        defer { socket.close() }
+        var batch = ""
+        for i in 0..<200 {
+            batch += i % 3 == 2 ? Self.get("/api/entities/Item?limit=1&i=\(i)") : Self.post("/api/entities/Item", #"{"title":"n\#(i)"}"#)
+        }
+        try socket.send(batch)
+        let (answers, _) = try await Self.read(socket, count: 200)
+        for (i, a) in answers.enumerated() {
+            #expect(a.status == (i % 3 == 2 ? 200 : 201), "answer \(i): \(a.status) \(a.body.prefix(100))")
+        }
+        #expect(try await host.request("GET", "/api/entities/Item?limit=1000").json["count"].int == 134)
+    }
+
+    @Test("Bodies over the lane's 1 MiB go to Hummingbird (and over PYLON_MAX_BODY_BYTES get 413 there)")
+    func bigBodies() async throws {
+        let host = try await HostProcess.start(manifest: Self.manifest, env: ["PYLON_MAX_BODY_BYTES": "3000000"])
+        defer { host.stop() }
+        let big = String(repeating: "b", count: 2_000_000)
+        let ok = try await host.request("POST", "/api/entities/Item", json: #"{"title":"\#(big)"}"#)
+        #expect(ok.status == 201, "\(ok.body.prefix(200))")
+        let id = try #require(ok.json["id"].string)
+        #expect(try await host.request("GET", "/api/entities/Item/\(id)").json["title"].string?.count == big.count)
+        let huge = String(repeating: "h", count: 3_100_000)
+        let tooBig = try await host.request("POST", "/api/entities/Item", json: #"{"title":"\#(huge)"}"#)
+        #expect(tooBig.status == 413, "\(tooBig.status) \(tooBig.body.prefix(200))")
+    }
+
+    @Test("A client that vanishes mid-request or before its answer costs nothing; counted lane requests show on /metrics")
+    func vanishingClients() async throws {
+        let host = try await HostProcess.start(manifest: Self.manifest)
+        defer { host.stop() }
+        for _ in 0..<20 {
+            let half = try TestSocket.connect(port: host.port)
+            // A complete JSON body, but 84 bytes short of what the head announced.
+            try half.send("POST /api/entities/Item HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"title\":\"half\"}")
+            half.close()
+            let gone = try TestSocket.connect(port: host.port)
+            try gone.send(Self.post("/api/entities/Item", #"{"title":"left"}"#))
+            gone.close()
+        }
+        let socket = try TestSocket.connect(port: host.port)
+        try socket.send(Self.get("/health") + Self.get("/health", extra: "Connection: close\r\n"))
+        let (answers, _) = try await Self.read(socket, count: 2, closeExpected: true)
+        #expect(answers.map(\.status) == [200, 200])
+        socket.close()
+        let rows = try await host.request("GET", "/api/entities/Item?limit=1000").json["data"].items
+        #expect(!rows.contains { $0["title"].string == "half" }, "a request cut short is never answered or applied")
+        #expect(rows.count <= 20)
+        let served = try await eventuallyAsync("the lane's counter on /metrics") { () async throws -> Int? in
+            let n = try await host.request("GET", "/metrics").json["counters"]["http_fast_lane_requests_total"].int ?? 0
+            return n > 0 ? n : nil
+        }
+        #expect(served >= 1)
+    }
+
+    @Test("PYLON_HTTP_FAST_LANE=0: every request goes through Hummingbird, answers unchanged")
+    func switchedOff() async throws {
+        let host = try await HostProcess.start(manifest: Self.manifest, env: ["PYLON_HTTP_FAST_LANE": "0"])
+        defer { host.stop() }
+        let socket = try TestSocket.connect(port: host.port)
+        try socket.send(Self.post("/api/entities/Item", #"{"title":"x"}"#) + Self.get("/health", extra: "Connection: close\r\n"))
+        let (answers, closed) = try await Self.read(socket, count: 2, closeExpected: true)
+        #expect(answers.map(\.status) == [201, 200])
+        #expect(closed)
+        socket.close()
+        try await Task.sleep(for: .milliseconds(300))
+        let counters = try await host.request("GET", "/metrics").json["counters"]
+        #expect(counters["http_fast_lane_requests_total"].int == nil, "\(counters)")
+    }
+}
