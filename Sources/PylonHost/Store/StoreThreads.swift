@@ -147,10 +147,12 @@ final class StoreThreads: @unchecked Sendable {
     }
 
     /// Signals other hosts, commits, publishes and answers; a failed COMMIT fails every job.
-    private func close(_ batch: [WriteJob], _ outcomes: [Error?], _ events: [ChangeEvent], _ tx: WriteTransaction) {
+    /// `notified`: the signal was already sent (queued with the batch's writes).
+    private func close(_ batch: [WriteJob], _ outcomes: [Error?], _ events: [ChangeEvent], _ tx: WriteTransaction,
+                       notified: Bool = false) {
         let conn = tx.connection
         do {
-            if !events.isEmpty, let notify = dialect.notifyChangesSQL { try conn.execute(notify, wantRows: false) }
+            if !notified, !events.isEmpty, let notify = dialect.notifyChangesSQL { try conn.execute(notify, wantRows: false) }
             try conn.commit()
         } catch {
             try? conn.rollback()
@@ -169,14 +171,20 @@ final class StoreThreads: @unchecked Sendable {
     private func runTogether(_ batch: [WriteJob], _ conn: StoreConnection) -> Bool {
         guard open(batch, conn) else { return true }
         let tx = WriteTransaction(connection: conn, dialect: dialect, batching: true)
+        var notified = false
         do {
             for job in batch { try job.body(tx) }
+            // The signal rides with the writes (one round trip on a batching store).
+            if !tx.events.isEmpty, let notify = dialect.notifyChangesSQL {
+                try conn.enqueue(notify, [])
+                notified = true
+            }
             try conn.flush()
         } catch {
             try? conn.rollback()
             return false
         }
-        close(batch, Array(repeating: nil, count: batch.count), tx.events, tx)
+        close(batch, Array(repeating: nil, count: batch.count), tx.events, tx, notified: notified)
         return true
     }
 
