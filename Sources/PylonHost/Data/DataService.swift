@@ -184,13 +184,9 @@ public final class DataService: Sendable {
         try guardian.require(.insert, codec.entity.name, data: .object(row), existing: nil)
         let phs = (1...params.count).map { d.placeholder($0) }.joined(separator: ", ")
         let sql = "INSERT INTO \(d.quote(codec.entity.name)) (\(cols.joined(separator: ", "))) VALUES (\(phs))"
-        do {
-            try tx.write(sql, params)
-        } catch {
-            throw mapWriteError(error, codec.entity.name, "INSERT_FAILED")
-        }
         let stored = JSONValue.object(row)
-        try ChangeLog.append(tx, entity: codec.entity.name, rowID: id, kind: .insert, data: stored, before: nil)
+        try ChangeLog.write(tx, sql, params, mapError: { mapWriteError($0, codec.entity.name, "INSERT_FAILED") },
+                            entity: codec.entity.name, rowID: id, kind: .insert, data: stored, before: nil)
         tx.remember(codec.entity.name, id, stored)
         return stored
     }
@@ -230,12 +226,8 @@ public final class DataService: Sendable {
         try guardian.require(.update, codec.entity.name, data: after, existing: before)
         params.append(.text(id))
         let sql = "UPDATE \(d.quote(codec.entity.name)) SET \(sets.joined(separator: ", ")) WHERE \(d.quote("id")) = \(d.placeholder(params.count))"
-        do {
-            try tx.write(sql, params)
-        } catch {
-            throw mapWriteError(error, codec.entity.name, "UPDATE_FAILED")
-        }
-        try ChangeLog.append(tx, entity: codec.entity.name, rowID: id, kind: .update, data: after, before: before)
+        try ChangeLog.write(tx, sql, params, mapError: { mapWriteError($0, codec.entity.name, "UPDATE_FAILED") },
+                            entity: codec.entity.name, rowID: id, kind: .update, data: after, before: before)
         tx.remember(codec.entity.name, id, after)
         return after
     }
@@ -247,12 +239,8 @@ public final class DataService: Sendable {
         try guardian.require(.delete, codec.entity.name, data: before, existing: before)
         let d = tx.dialect
         let sql = "DELETE FROM \(d.quote(codec.entity.name)) WHERE \(d.quote("id")) = \(d.placeholder(1))"
-        do {
-            try tx.write(sql, [.text(id)])
-        } catch {
-            throw mapWriteError(error, codec.entity.name, "DELETE_FAILED")
-        }
-        try ChangeLog.append(tx, entity: codec.entity.name, rowID: id, kind: .delete, data: nil, before: before)
+        try ChangeLog.write(tx, sql, [.text(id)], mapError: { mapWriteError($0, codec.entity.name, "DELETE_FAILED") },
+                            entity: codec.entity.name, rowID: id, kind: .delete, data: nil, before: before)
         tx.remember(codec.entity.name, id, nil)
         return before
     }

@@ -63,6 +63,13 @@ public struct PostgresDialect: SQLDialect {
     /// The host numbers entries: MAX(seq) read once per transaction, under the write lock.
     public var appendChangeSQL: String? { nil }
 
+    /// A data-modifying WITH: the row write runs exactly once, before the log insert, in
+    /// one statement (and one failure: a violated constraint fails both).
+    public func chainedChangeSQL(_ rowSQL: String, rowParameters n: Int) -> String? {
+        let ps = (1...7).map { "$\(n + $0)" }.joined(separator: ", ")
+        return "WITH pylon_row AS (\(rowSQL)) INSERT INTO _pylon_changes (seq, entity, row_id, kind, data, before, ts) VALUES (\(ps))"
+    }
+
     public var appendChangeWithSeqSQL: String {
         "INSERT INTO _pylon_changes (seq, entity, row_id, kind, data, before, ts) VALUES ($1, $2, $3, $4, $5, $6, $7)"
     }

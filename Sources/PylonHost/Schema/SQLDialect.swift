@@ -37,6 +37,10 @@ public protocol SQLDialect: Sendable {
     /// `appendChangeSQL`, deferred-write stores). Parameters in order: seq, entity, row_id,
     /// kind, data, before, ts.
     var appendChangeWithSeqSQL: String { get }
+    /// One statement doing `rowSQL` (an INSERT/UPDATE/DELETE with `rowParameters`
+    /// parameters) and then `appendChangeWithSeqSQL` (its parameters numbered after the
+    /// row's), or nil when the dialect cannot chain them. Saves a statement per write.
+    func chainedChangeSQL(_ rowSQL: String, rowParameters: Int) -> String?
     /// One column's definition (name, type, NOT NULL; with `forAdd`, the default that
     /// fills existing rows of a required column added later).
     func columnDefinition(_ f: Field, forAdd: Bool) -> String
@@ -177,6 +181,9 @@ public struct SQLiteDialect: SQLDialect {
     public var appendChangeWithSeqSQL: String {
         "INSERT INTO _pylon_changes (seq, entity, row_id, kind, data, before, ts) VALUES (?, ?, ?, ?, ?, ?, ?)"
     }
+
+    /// SQLite has no data-modifying WITH; two statements in-process cost little.
+    public func chainedChangeSQL(_ rowSQL: String, rowParameters: Int) -> String? { nil }
 
     public func columnDefinition(_ f: Field, forAdd: Bool) -> String {
         let storage = f.type?.storage ?? .text

@@ -18,28 +18,71 @@ public final class ChangeLog: Sendable {
         self.retention = retention
     }
 
+    /// Runs a row write (`rowSQL` with `rowParams`) and appends its change-log entry, in
+    /// one statement where the dialect chains them (`chainedChangeSQL`: Postgres), else in
+    /// two. `mapError` turns a failure of the row write into the caller's error.
+    static func write(_ tx: WriteTransaction, _ rowSQL: String, _ rowParams: [SQLValue], mapError: (Error) -> Error,
+                      entity: String, rowID: String, kind: ChangeKind, data: JSONValue?, before: JSONValue?) throws {
+        let entry = Entry(entity: entity, rowID: rowID, kind: kind, data: data, before: before)
+        if tx.dialect.appendChangeSQL == nil || tx.defersWrites,
+           let chained = tx.dialect.chainedChangeSQL(rowSQL, rowParameters: rowParams.count) {
+            let seq = try tx.nextSeq()
+            do {
+                try tx.write(chained, rowParams + [.int(seq)] + entry.parameters)
+            } catch {
+                throw mapError(error)
+            }
+            tx.events.append(entry.event(seq))
+            return
+        }
+        do {
+            try tx.write(rowSQL, rowParams)
+        } catch {
+            throw mapError(error)
+        }
+        try append(tx, entry)
+    }
+
     static func append(_ tx: WriteTransaction, entity: String, rowID: String, kind: ChangeKind,
                        data: JSONValue?, before: JSONValue?) throws {
-        let now = Int64(Date().timeIntervalSince1970)
-        let params: [SQLValue] = [
-            .text(entity), .text(rowID), .text(kind.rawValue),
-            data.map { .text(JSONWriter.string($0)) } ?? .null,
-            before.map { .text(JSONWriter.string($0)) } ?? .null,
-            .int(now),
-        ]
+        try append(tx, Entry(entity: entity, rowID: rowID, kind: kind, data: data, before: before))
+    }
+
+    private static func append(_ tx: WriteTransaction, _ entry: Entry) throws {
         let seq: Int64
         if let sql = tx.dialect.appendChangeSQL, !tx.defersWrites {
-            let r = try tx.connection.execute(sql, params)
+            let r = try tx.connection.execute(sql, entry.parameters)
             guard case let .int(s)? = r.rows.first?.first else {
                 throw HostError(status: 500, code: "CHANGELOG_FAILED", message: "the store did not return a seq for the change-log entry")
             }
             seq = s
         } else {
             seq = try tx.nextSeq()
-            try tx.write(tx.dialect.appendChangeWithSeqSQL, [.int(seq)] + params)
+            try tx.write(tx.dialect.appendChangeWithSeqSQL, [.int(seq)] + entry.parameters)
         }
-        tx.events.append(ChangeEvent(seq: seq, entity: entity, rowID: rowID, kind: kind, data: data,
-                                     before: before, timestamp: now))
+        tx.events.append(entry.event(seq))
+    }
+
+    /// One change-log entry before it has a seq.
+    private struct Entry {
+        var entity: String
+        var rowID: String
+        var kind: ChangeKind
+        var data: JSONValue?
+        var before: JSONValue?
+        let timestamp = Int64(Date().timeIntervalSince1970)
+
+        /// entity, row_id, kind, data, before, ts (see `SQLDialect.appendChangeSQL`).
+        var parameters: [SQLValue] {
+            [.text(entity), .text(rowID), .text(kind.rawValue),
+             data.map { .text(JSONWriter.string($0)) } ?? .null,
+             before.map { .text(JSONWriter.string($0)) } ?? .null,
+             .int(timestamp)]
+        }
+
+        func event(_ seq: Int64) -> ChangeEvent {
+            ChangeEvent(seq: seq, entity: entity, rowID: rowID, kind: kind, data: data, before: before, timestamp: timestamp)
+        }
     }
 
     /// Oldest and newest retained seq (0, 0 when empty).
