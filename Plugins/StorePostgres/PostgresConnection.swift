@@ -19,6 +19,9 @@ final class PostgresConnection {
     private var prepared: [String: String] = [:]
     private var nextName = 0
     private(set) var inTransaction = false
+    /// BEGIN is not sent on its own: it goes out in front of the transaction's first
+    /// statement (same round trip). Set between `transaction(BEGIN)` and that statement.
+    private var deferredBegin: String?
     /// Channels this session LISTENs on (forgotten with a lost session).
     private var listening: Set<String> = []
 
@@ -70,6 +73,7 @@ final class PostgresConnection {
         if let pg, PQstatus(pg) == CONNECTION_OK { return nil }
         if inTransaction {
             inTransaction = false
+            deferredBegin = nil
             return StoreFailure(PYLON_ERR_CONNECTION, "CONNECTION_LOST",
                                 "the connection to PostgreSQL was lost inside a transaction, which was rolled back; retry the request")
         }
@@ -90,6 +94,7 @@ final class PostgresConnection {
         guard let pg, PQstatus(pg) != CONNECTION_OK else { return nil }
         let wasInTransaction = inTransaction
         inTransaction = false
+        deferredBegin = nil
         prepared.removeAll()
         return StoreFailure(PYLON_ERR_CONNECTION, "CONNECTION_LOST",
                             "the connection to PostgreSQL was lost\(wasInTransaction ? " inside a transaction, which was rolled back" : ""): \(Self.errorText(pg)); retry the request")
@@ -116,12 +121,25 @@ final class PostgresConnection {
         return .success(name)
     }
 
-    /// Runs one statement. Text parameters go as untyped text (the server infers each
-    /// parameter's type from the statement), blobs in binary as bytea.
+    /// Runs one statement (with a deferred BEGIN in front of it, in one round trip). Text
+    /// parameters go as untyped text (the server infers each parameter's type from the
+    /// statement), blobs in binary as bytea.
     func execute(_ sql: String, _ params: UnsafeBufferPointer<pylon_value>, sink: UnsafePointer<pylon_row_sink>?)
         -> Result<Int64, StoreFailure>
     {
         if let f = ensureConnected() { return .failure(f) }
+        if deferredBegin != nil {
+            return sql.withCString { c in
+                let one = pylon_statement(sql: c, sql_len: sql.utf8.count, params: params.baseAddress, param_count: params.count)
+                return withUnsafePointer(to: one) { executeBatch(UnsafeBufferPointer(start: $0, count: 1), sink: sink) }
+            }
+        }
+        return runPrepared(sql, params, sink: sink)
+    }
+
+    private func runPrepared(_ sql: String, _ params: UnsafeBufferPointer<pylon_value>, sink: UnsafePointer<pylon_row_sink>?)
+        -> Result<Int64, StoreFailure>
+    {
         let name: String
         switch preparedName(sql, parameterCount: params.count) {
         case let .failure(f): return .failure(f)
@@ -154,11 +172,14 @@ final class PostgresConnection {
         PQcmdTuples(r).map { Int64(String(cString: $0)) ?? 0 } ?? 0
     }
 
-    /// `execute_batch`: the statements in one pipeline (one round trip), results read in
-    /// order; the first failure is returned (the server skips the rest of the pipeline and
-    /// the transaction is then failed). Falls back to one `execute` at a time when the
-    /// statements do not all fit in the prepared-statement cache.
-    func executeBatch(_ statements: UnsafeBufferPointer<pylon_statement>) -> Result<Int64, StoreFailure> {
+    /// `execute_batch`: the statements in one pipeline (one round trip; a deferred BEGIN
+    /// goes first in it), results read in order, the last one's rows to `sink`; the first
+    /// failure is returned (the server skips the rest of the pipeline and the transaction
+    /// is then failed). Falls back to one `execute` at a time when the statements do not
+    /// all fit in the prepared-statement cache.
+    func executeBatch(_ statements: UnsafeBufferPointer<pylon_statement>, sink: UnsafePointer<pylon_row_sink>?)
+        -> Result<Int64, StoreFailure>
+    {
         if let f = ensureConnected() { return .failure(f) }
         func text(_ s: pylon_statement) -> String {
             String(decoding: UnsafeRawBufferPointer(start: s.sql, count: s.sql == nil ? 0 : s.sql_len), as: UTF8.self)
@@ -166,6 +187,7 @@ final class PostgresConnection {
         func params(_ s: pylon_statement) -> UnsafeBufferPointer<pylon_value> {
             UnsafeBufferPointer(start: s.params, count: s.params == nil ? 0 : s.param_count)
         }
+        guard !statements.isEmpty else { return .success(0) }
         let generation = deallocations
         var names: [String] = []
         names.reserveCapacity(statements.count)
@@ -179,43 +201,68 @@ final class PostgresConnection {
             }
         }
         guard generation == deallocations, PQenterPipelineMode(pg) == 1 else {
-            var total: Int64 = 0
-            for s in statements {
-                switch execute(text(s), params(s), sink: nil) {
+            if let f = sendDeferredBegin() { return .failure(f) }
+            var last: Int64 = 0
+            for (i, s) in statements.enumerated() {
+                switch runPrepared(text(s), params(s), sink: i == statements.count - 1 ? sink : nil) {
                 case let .failure(f): return .failure(f)
-                case let .success(n): total += n
+                case let .success(n): last = n
                 }
             }
-            return .success(total)
+            return .success(last)
         }
         defer { PQexitPipelineMode(pg) }
-        var sent = 0
         var failed: StoreFailure?
-        for (i, s) in statements.enumerated() {
-            switch ParameterBuffers.make(params(s)) {
-            case let .failure(f): failed = f
-            case let .success(b):
-                if PQsendQueryPrepared(pg, names[i], Int32(params(s).count), b.values, b.lengths, b.formats, 0) != 1 {
-                    failed = lostFailure(nil) ?? StoreFailure(PYLON_ERR_GENERIC, "SQL_ERROR", Self.errorText(pg))
-                }
+        // The deferred BEGIN counts as statement -1.
+        var expected = 0
+        if let begin = deferredBegin {
+            deferredBegin = nil
+            if PQsendQueryParams(pg, begin, 0, nil, nil, nil, nil, 0) != 1 {
+                failed = lostFailure(nil) ?? StoreFailure(PYLON_ERR_GENERIC, "SQL_ERROR", Self.errorText(pg))
+            } else {
+                expected += 1
             }
-            if failed != nil { break }
-            sent += 1
         }
+        let hasBegin = expected == 1
+        var sent = 0
+        if failed == nil {
+            for (i, s) in statements.enumerated() {
+                switch ParameterBuffers.make(params(s)) {
+                case let .failure(f): failed = f
+                case let .success(b):
+                    if PQsendQueryPrepared(pg, names[i], Int32(params(s).count), b.values, b.lengths, b.formats, 0) != 1 {
+                        failed = lostFailure(nil) ?? StoreFailure(PYLON_ERR_GENERIC, "SQL_ERROR", Self.errorText(pg))
+                    }
+                }
+                if failed != nil { break }
+                sent += 1
+            }
+        }
+        expected += sent
         if PQpipelineSync(pg) != 1 {
             return .failure(lostFailure(nil) ?? StoreFailure(PYLON_ERR_CONNECTION, "CONNECTION_LOST", Self.errorText(pg)))
         }
-        var total: Int64 = 0
-        for i in 0..<sent {
+        var last: Int64 = 0
+        for k in 0..<expected {
+            let i = hasBegin ? k - 1 : k  // index into `statements`; -1 = BEGIN
             guard let r = PQgetResult(pg) else {
                 return .failure(lostFailure(nil) ?? StoreFailure(PYLON_ERR_CONNECTION, "CONNECTION_LOST", "no result for statement \(i + 1) of the pipeline: \(Self.errorText(pg))"))
             }
             let status = PQresultStatus(r)
             if status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK {
-                total += Self.affectedRows(r)
+                if i == statements.count - 1, failed == nil {
+                    last = Self.affectedRows(r)
+                    if let sink {
+                        if status == PGRES_TUPLES_OK {
+                            failed = Self.deliver(r, sink)
+                        } else if let columns = sink.pointee.columns, columns(sink.pointee.ctx, nil, 0) != PYLON_OK {
+                            failed = StoreFailure(PYLON_ERR_ABORTED, "ABORTED", "row sink stopped the statement")
+                        }
+                    }
+                }
             } else if failed == nil, status != PGRES_PIPELINE_ABORTED {
                 let f = failure(r)
-                if f.code == "SQL_ERROR" { prepared.removeValue(forKey: text(statements[i])) }
+                if f.code == "SQL_ERROR", i >= 0 { prepared.removeValue(forKey: text(statements[i])) }
                 failed = f
             }
             PQclear(r)
@@ -235,7 +282,16 @@ final class PostgresConnection {
             if status == PGRES_PIPELINE_SYNC { break }
         }
         if let failed { return .failure(failed) }
-        return .success(total)
+        return .success(last)
+    }
+
+    /// Sends a deferred BEGIN on its own (when a statement cannot ride in a pipeline).
+    private func sendDeferredBegin() -> StoreFailure? {
+        guard let begin = deferredBegin else { return nil }
+        deferredBegin = nil
+        let r = PQexec(pg, begin)
+        defer { PQclear(r) }
+        return PQresultStatus(r) == PGRES_COMMAND_OK ? nil : failure(r)
     }
 
     /// Streams a result's columns and rows to the sink, typed by column OID.
@@ -314,8 +370,9 @@ final class PostgresConnection {
         return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
     }
 
-    /// BEGIN / COMMIT / ROLLBACK. A COMMIT the server turned into a ROLLBACK (the
-    /// transaction had failed) is reported as a failure, as the ABI requires.
+    /// BEGIN / COMMIT / ROLLBACK. BEGIN is deferred to the first statement (one round trip
+    /// less per transaction). A COMMIT the server turned into a ROLLBACK (the transaction
+    /// had failed) is reported as a failure, as the ABI requires.
     func transaction(_ op: Int32) -> StoreFailure? {
         let sql: String
         switch op {
@@ -327,7 +384,18 @@ final class PostgresConnection {
         }
         if op == PYLON_TX_BEGIN || op == PYLON_TX_BEGIN_READ {
             if let f = ensureConnected() { return f }
-        } else if pg == nil || PQstatus(pg) != CONNECTION_OK {
+            // Sent with the transaction's first statement (see `deferredBegin`).
+            deferredBegin = sql
+            inTransaction = true
+            return nil
+        }
+        if deferredBegin != nil {
+            // Nothing was sent: there is no transaction on the server to end.
+            deferredBegin = nil
+            inTransaction = false
+            return nil
+        }
+        if pg == nil || PQstatus(pg) != CONNECTION_OK {
             let was = inTransaction
             inTransaction = false
             if op == PYLON_TX_ROLLBACK { return nil }  // the server rolled it back with the session
@@ -345,14 +413,10 @@ final class PostgresConnection {
             }
             return f
         }
-        switch op {
-        case PYLON_TX_BEGIN, PYLON_TX_BEGIN_READ: inTransaction = true
-        default:
-            inTransaction = false
-            if op == PYLON_TX_COMMIT, let tag = PQcmdStatus(r), String(cString: tag) == "ROLLBACK" {
-                return StoreFailure(PYLON_ERR_ABORTED, "TRANSACTION_ABORTED",
-                                    "PostgreSQL rolled the transaction back at COMMIT because a statement in it had failed")
-            }
+        inTransaction = false
+        if op == PYLON_TX_COMMIT, let tag = PQcmdStatus(r), String(cString: tag) == "ROLLBACK" {
+            return StoreFailure(PYLON_ERR_ABORTED, "TRANSACTION_ABORTED",
+                                "PostgreSQL rolled the transaction back at COMMIT because a statement in it had failed")
         }
         return nil
     }
@@ -369,7 +433,7 @@ final class PostgresConnection {
 
     func close() {
         if let pg {
-            if inTransaction {
+            if inTransaction && deferredBegin == nil {
                 let r = PQexec(pg, "ROLLBACK")
                 PQclear(r)
             }

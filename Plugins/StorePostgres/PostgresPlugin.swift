@@ -166,14 +166,14 @@ private func pgExecute(
 
 private func pgExecuteBatch(
     _ connPtr: OpaquePointer?, _ statements: UnsafePointer<pylon_statement>?, _ count: Int,
-    _ done: pylon_store_done_fn?, _ ctx: UnsafeMutableRawPointer?
+    _ sink: UnsafePointer<pylon_row_sink>?, _ done: pylon_store_done_fn?, _ ctx: UnsafeMutableRawPointer?
 ) {
     guard let connPtr, statements != nil || count == 0 else {
         completeStoreCall(done, ctx, StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "execute_batch called without connection or statements"))
         return
     }
     let conn = Handle.borrow(connPtr, as: PostgresConnection.self)
-    switch conn.executeBatch(UnsafeBufferPointer(start: statements, count: count)) {
+    switch conn.executeBatch(UnsafeBufferPointer(start: statements, count: count), sink: sink) {
     case let .failure(f): completeStoreCall(done, ctx, f)
     case let .success(affected): completeStoreCall(done, ctx, nil, rowsAffected: affected)
     }

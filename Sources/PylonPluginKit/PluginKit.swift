@@ -134,8 +134,8 @@ public func makeStoreTable(
     transaction: @escaping @convention(c) (OpaquePointer?, Int32, pylon_store_done_fn?, UnsafeMutableRawPointer?) -> Void,
     waitNotify: (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?, Int32, UnsafeMutablePointer<pylon_error>?) -> pylon_status)? = nil,
     describe: (@convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>?, Int) -> Int)? = nil,
-    executeBatch: (@convention(c) (OpaquePointer?, UnsafePointer<pylon_statement>?, Int, pylon_store_done_fn?,
-                                   UnsafeMutableRawPointer?) -> Void)? = nil
+    executeBatch: (@convention(c) (OpaquePointer?, UnsafePointer<pylon_statement>?, Int, UnsafePointer<pylon_row_sink>?,
+                                   pylon_store_done_fn?, UnsafeMutableRawPointer?) -> Void)? = nil
 ) -> UnsafeMutablePointer<pylon_store_v1> {
     let t = UnsafeMutablePointer<pylon_store_v1>.allocate(capacity: 1)
     t.initialize(to: pylon_store_v1())

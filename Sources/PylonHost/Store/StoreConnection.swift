@@ -197,10 +197,21 @@ public final class StoreConnection: @unchecked Sendable {
         guard !pending.isEmpty else { return }
         let batch = pending
         pending.removeAll(keepingCapacity: true)
-        guard let executeBatch = table.pointee.execute_batch else { return }
+        _ = try executeBatch(batch, wantRows: false)
+    }
+
+    /// One `execute_batch` call; the result (rows when `wantRows`, rows affected) is the
+    /// last statement's.
+    private func executeBatch(_ batch: [(sql: String, params: [SQLValue])], wantRows: Bool) throws(StoreError) -> QueryResult {
+        guard let executeBatch = table.pointee.execute_batch, !batch.isEmpty else { return QueryResult() }
         let state = CallState(inline: inline)
         let ctx = Unmanaged.passRetained(state).toOpaque()
         defer { Unmanaged<CallState>.fromOpaque(ctx).release() }
+        var sink = pylon_row_sink()
+        sink.struct_size = UInt32(MemoryLayout<pylon_row_sink>.size)
+        sink.ctx = ctx
+        sink.columns = wantRows ? sinkColumns : nil
+        sink.row = wantRows ? sinkRow : nil
         // One arena holds every statement's SQL (NUL-terminated) and parameter bytes, one
         // array every statement's values; both outlive the call (until `done`).
         var arena: [UInt8] = []
@@ -236,12 +247,15 @@ public final class StoreConnection: @unchecked Sendable {
                     first += params.count
                 }
                 statements.withUnsafeBufferPointer { stmts in
-                    executeBatch(handle, stmts.baseAddress, stmts.count, callDone, ctx)
-                    state.wait()
+                    withUnsafePointer(to: &sink) { sinkPtr in
+                        executeBatch(handle, stmts.baseAddress, stmts.count, sinkPtr, callDone, ctx)
+                        state.wait()
+                    }
                 }
             }
         }
         if let e = state.error { throw e }
+        return state.result
     }
 
     /// Appends a parameter's text/blob bytes (nothing for other types).
@@ -272,11 +286,17 @@ public final class StoreConnection: @unchecked Sendable {
         return v
     }
 
-    /// Runs one statement (after anything `enqueue`d). `wantRows: false` skips copying
-    /// result rows.
+    /// Runs one statement (after anything `enqueue`d, in the same call). `wantRows: false`
+    /// skips copying result rows.
     @discardableResult
     public func execute(_ sql: String, _ params: [SQLValue] = [], wantRows: Bool = true) throws(StoreError) -> QueryResult {
-        if !pending.isEmpty { try flush() }
+        if !pending.isEmpty {
+            // Queued statements and this one in one call (one round trip).
+            var batch = pending
+            pending.removeAll(keepingCapacity: true)
+            batch.append((sql, params))
+            return try executeBatch(batch, wantRows: wantRows)
+        }
         let state = CallState(inline: inline)
         let ctx = Unmanaged.passRetained(state).toOpaque()
         defer { Unmanaged<CallState>.fromOpaque(ctx).release() }

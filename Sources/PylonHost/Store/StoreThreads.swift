@@ -134,10 +134,15 @@ final class StoreThreads: @unchecked Sendable {
     }
 
     /// BEGIN and the dialect's write lock; on failure every job fails and false is returned.
-    private func open(_ batch: [WriteJob], _ conn: StoreConnection) -> Bool {
+    /// `queueLock`: the lock statement waits in the connection's queue for the batch's
+    /// first statement (one round trip fewer on a batching store; a failure then surfaces
+    /// there, and the batch is replayed).
+    private func open(_ batch: [WriteJob], _ conn: StoreConnection, queueLock: Bool = false) -> Bool {
         do {
             try conn.begin()
-            if let lock = dialect.writeLockSQL { try conn.execute(lock, wantRows: false) }
+            if let lock = dialect.writeLockSQL {
+                if queueLock { try conn.enqueue(lock, []) } else { try conn.execute(lock, wantRows: false) }
+            }
             return true
         } catch {
             try? conn.rollback()
@@ -169,7 +174,7 @@ final class StoreThreads: @unchecked Sendable {
     /// Runs replayable jobs without savepoints. Returns false, with the transaction rolled
     /// back and no job answered, when one of them failed: the caller runs them isolated.
     private func runTogether(_ batch: [WriteJob], _ conn: StoreConnection) -> Bool {
-        guard open(batch, conn) else { return true }
+        guard open(batch, conn, queueLock: true) else { return true }
         let tx = WriteTransaction(connection: conn, dialect: dialect, batching: true)
         var notified = false
         do {

@@ -53,7 +53,7 @@ extern "C" {
  *  and `query_graph` operations of `pylon_fn_host_v1.db_call`; a failed `db_call`,
  *  `run_fn` or `complete` may carry the untruncated error as JSON in `result_json`. */
 #define PYLON_ABI_MINOR 4
-#define PYLON_ABI_HEADER_HASH 0x17abe05cu /* abi_header_hash */
+#define PYLON_ABI_HEADER_HASH 0xf36ea1d9u /* abi_header_hash */
 
 /* ------------------------------------------------------------------------------------ */
 /* Status codes                                                                           */
@@ -400,18 +400,18 @@ typedef struct pylon_store_v1 {
     /* ---- ABI 1.3 (same reading rule as the 1.1 slots). ---- */
 
     /**
-     * Execute `count` statements in order, inside the connection's open write transaction,
-     * none of them returning rows, as if by `count` `execute` calls without a sink — but
-     * letting a store with network round trips send them together (Postgres: one pipeline,
-     * one round trip). Stops at the first statement that fails: `done` then gets that
-     * statement's error, the transaction is left failed (the host rolls back) and which
-     * statements before it took effect does not matter. On success `done` gets
-     * `rows_affected` summed over the statements. Same completion and ownership rules as
-     * `execute`. [one-thread-at-a-time per connection]
+     * Execute `count` (>= 1) statements in order, inside the connection's open transaction,
+     * as if by `count` `execute` calls of which only the last has a sink (`sink`, may be
+     * NULL: its rows go there, the others' are dropped) — but letting a store with network
+     * round trips send them together (Postgres: one pipeline, one round trip). Stops at the
+     * first statement that fails: `done` then gets that statement's error, the transaction
+     * is left failed (the host rolls back) and which statements before it took effect does
+     * not matter. On success `done` gets the last statement's `rows_affected`. Same
+     * completion and ownership rules as `execute`. [one-thread-at-a-time per connection]
      * Optional: NULL or absent => the host runs the statements one `execute` at a time.
      */
     void (*execute_batch)(pylon_store_conn *conn, const pylon_statement *statements, size_t count,
-                          pylon_store_done_fn done, void *done_ctx);
+                          const pylon_row_sink *sink, pylon_store_done_fn done, void *done_ctx);
 } pylon_store_v1;
 
 /** Size of a `pylon_store_v1` table built against ABI 1.0 (everything before `describe`):
