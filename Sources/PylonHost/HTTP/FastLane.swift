@@ -120,7 +120,7 @@ final class FastLane: ChannelDuplexHandler, RemovableChannelHandler, @unchecked 
         if h[.upgrade] != nil || h[.expect] != nil || h[.transferEncoding] != nil { return nil }
         if let c = h[.connection], c.lowercased() != "keep-alive" { return nil }
         if let accept = h[.accept], accept.contains("text/event-stream") { return nil }
-        guard let length = h[.contentLength].map({ Int($0) }) ?? 0, length <= shared.maxBody else { return nil }
+        guard let length = h[.contentLength].map({ Int($0) }) ?? 0, length >= 0, length <= shared.maxBody else { return nil }
         return length
     }
 
