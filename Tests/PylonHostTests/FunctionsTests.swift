@@ -176,6 +176,18 @@ struct FunctionsTests {
         export default mutation({ args: { ownerId: v.string() },
           handler: async (ctx, { ownerId }) => ctx.db.insert("Note", { ownerId, title: "n" }) });
         """,
+        "functions/insertCatch.ts": """
+        import { mutation, v } from "@pylon/functions";
+        // Inserts only (the optimistic path), one of which the caller's policy may refuse.
+        export default mutation({ args: { owner: v.string() },
+          async handler(ctx, { owner }) {
+            const first = await ctx.db.insert("Todo", { title: "before", done: false });
+            let caught = null;
+            try { await ctx.db.insert("Note", { ownerId: owner, title: "n" }); } catch (e) { caught = e.code ?? String(e); }
+            const after = await ctx.db.insert("Todo", { title: "after", done: false });
+            return { caught, first, after };
+          } });
+        """,
         "functions/addNoteAsSystem.ts": """
         import { mutation, v } from "@pylon/functions";
         export default mutation({ privileged: true, args: { ownerId: v.string() },
@@ -481,6 +493,41 @@ struct FunctionsTests {
         #expect(seen.json.array?.compactMap { $0 as? String } == ["alice"], "reads are filtered by the read rule: \(seen.body)")
         let all = try await host.request("POST", "/api/fn/listNotes", json: "{}", token: HostProcess.adminToken)
         #expect(Set(all.json.array?.compactMap { $0 as? String } ?? []) == ["alice", "bob"])
+    }
+
+    @Test("a mutation of inserts only: answered without holding the writer, yet a refused insert is met where it was made (caught by the function, the rest kept)")
+    func insertOnlyMutations() async throws {
+        let host = try await Self.start(env: ["PYLON_FN_WORKERS": "1"], dev: false)
+        defer { host.stop() }
+        let alice = try await host.mintSession("alice")
+        let ok = try await host.request("POST", "/api/fn/insertCatch", json: #"{"owner":"alice"}"#, token: alice)
+        #expect(ok.status == 200 && ok.json["caught"] is NSNull, "\(ok.body)")
+        let refused = try await host.request("POST", "/api/fn/insertCatch", json: #"{"owner":"bob"}"#, token: alice)
+        #expect(refused.status == 200 && refused.json["caught"].string == "POLICY_DENIED", "\(refused.body)")
+        let todos = try await host.request("GET", "/api/entities/Todo?limit=100", token: HostProcess.adminToken).json["data"].items
+        let ids = Set(todos.compactMap { $0["id"].string })
+        let returned = [ok, refused].flatMap { [$0.json["first"].string, $0.json["after"].string] }.compactMap { $0 }
+        #expect(ids == Set(returned), "exactly the rows the two calls returned, none from an abandoned attempt: \(todos)")
+        let notes = try await host.request("GET", "/api/entities/Note?limit=100", token: HostProcess.adminToken).json["data"].items
+        #expect(notes.compactMap { $0["ownerId"].string } == ["alice"], "the refused note was never written: \(notes)")
+        let log = try await host.pullAll(token: HostProcess.adminToken)
+        #expect(log.count == 5, "one change-log entry per row written: \(log.count)")
+        // Many at once: every call's rows, once each.
+        let results = try await withThrowingTaskGroup(of: (Int, String?).self) { group in
+            for i in 0..<40 {
+                group.addTask {
+                    let r = try await host.request("POST", "/api/fn/insertCatch", json: i % 4 == 0 ? #"{"owner":"bob"}"# : #"{"owner":"alice"}"#, token: alice)
+                    return (r.status, r.json["caught"].string)
+                }
+            }
+            var out: [(Int, String?)] = []
+            for try await r in group { out.append(r) }
+            return out
+        }
+        #expect(results.allSatisfy { $0.0 == 200 })
+        #expect(results.filter { $0.1 == "POLICY_DENIED" }.count == 10)
+        let all = try await host.request("GET", "/api/entities/Todo?limit=1000", token: HostProcess.adminToken).json
+        #expect(all["count"].int == 4 + 80, "\(all["count"].int ?? -1) Todo rows")
     }
 
     @Test("ctx.db.search and ctx.db.queryGraph from TypeScript: the HTTP routes' results and policies; privileged bypasses")

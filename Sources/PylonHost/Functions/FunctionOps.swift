@@ -165,6 +165,14 @@ struct FnOps: Sendable {
     }
 
     /// Inside a mutation's write transaction (reads see its own writes).
+    /// Applies inserts a mutation made optimistically, with the ids it was given.
+    func applyHeld(_ held: [(op: FnOp, id: String)], in tx: WriteTransaction) throws {
+        let guardian = WriteGuard(policies: data.policies, auth: auth)
+        for (op, id) in held {
+            _ = try DataService.insert(tx, try data.codec(op.entity), try DataService.object(op.data ?? .null), id: id, guardian)
+        }
+    }
+
     func run(_ op: FnOp, in tx: WriteTransaction) throws -> JSONValue {
         let conn = tx.connection
         let guardian = WriteGuard(policies: data.policies, auth: auth)

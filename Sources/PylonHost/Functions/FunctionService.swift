@@ -122,23 +122,33 @@ final class FunctionService: @unchecked Sendable {
             throw HostError.badRequest("FN_TYPE_MISMATCH", "\"\(name)\" is a \(Self.kindName(info.kind)), not a \(Self.kindName(expecting))")
         }
         let privileged = info.flags & PYLON_FN_FLAG_PRIVILEGED != 0
-        let fc = FnCall(service: self, kind: info.kind, auth: auth, policyAuth: privileged ? .admin : auth)
-        fc.onStream = stream
         let argBytes = JSONWriter.encode(args)
         let authBytes = JSONWriter.encode(auth.functionJSON)
         let requestBytes = request.map(JSONWriter.encode) ?? []
-        let id = callIDs.next()
-        let startedAt = Int64(Date().timeIntervalSince1970 * 1000)
-        do {
-            let result = try await start(fc, id: id, name: nameBytes, args: argBytes, auth: authBytes, request: requestBytes)
-            traces.push(fc.trace(id: id, name: name, startedAt: startedAt, since: started, .ok))
-            return result
-        } catch {
-            let e = DataService.hostError(error)
-            let outcome: FnTrace.Outcome = fc.beganTransaction
-                ? .rolledBack(code: e.code, message: e.message) : .error(code: e.code, message: e.message)
-            traces.push(fc.trace(id: id, name: name, startedAt: startedAt, since: started, outcome))
-            throw error
+        // A mutation first runs optimistically (see `FnCall.held`); when that cannot be
+        // completed it runs again from the start holding the transaction throughout. A
+        // streamed call never runs twice: its chunks are already on their way.
+        var optimistic = info.kind == PYLON_FN_MUTATION && stream == nil
+        while true {
+            let fc = FnCall(service: self, kind: info.kind, auth: auth, policyAuth: privileged ? .admin : auth,
+                            optimistic: optimistic)
+            fc.onStream = stream
+            let id = callIDs.next()
+            let startedAt = Int64(Date().timeIntervalSince1970 * 1000)
+            do {
+                let result = try await start(fc, id: id, name: nameBytes, args: argBytes, auth: authBytes, request: requestBytes)
+                traces.push(fc.trace(id: id, name: name, startedAt: startedAt, since: started, .ok))
+                return result
+            } catch is FnRestart {
+                optimistic = false
+                continue
+            } catch {
+                let e = DataService.hostError(error)
+                let outcome: FnTrace.Outcome = fc.beganTransaction
+                    ? .rolledBack(code: e.code, message: e.message) : .error(code: e.code, message: e.message)
+                traces.push(fc.trace(id: id, name: name, startedAt: startedAt, since: started, outcome))
+                throw error
+            }
         }
     }
 
@@ -219,12 +229,27 @@ final class FnCall: @unchecked Sendable {
     private let lock = NSLock()
     private var session: MutationSession?
     private var details = FnTraceBuilder()
+    /// A mutation's inserts made before anything else, with the ids already handed to the
+    /// function (`optimistic`): an insert's answer does not depend on the database, so it
+    /// is answered at once and the writer is not held while the function runs. When the
+    /// function returns, the held inserts are applied in one short write job (grouped with
+    /// other requests); when it makes any other operation first, they are applied at the
+    /// start of its transaction, which then runs as usual. If applying them fails (a
+    /// constraint, a policy, a bad field), the call is abandoned with `FnRestart` and run
+    /// again from the start without this shortcut, so the function meets the failure at
+    /// the insert that caused it — as it would have the first time. A function that has
+    /// effects outside `ctx.db` (logging, global state) may then see them twice.
+    private var held: [(op: FnOp, id: String)] = []
+    /// Whether anything was ever held (for the trace's outcome).
+    private var heldAny = false
+    let optimistic: Bool
 
-    init(service: FunctionService, kind: Int32, auth: AuthContext, policyAuth: AuthContext) {
+    init(service: FunctionService, kind: Int32, auth: AuthContext, policyAuth: AuthContext, optimistic: Bool = false) {
         self.service = service
         self.kind = kind
         self.auth = auth
         self.policyAuth = policyAuth
+        self.optimistic = optimistic && kind == PYLON_FN_MUTATION
     }
 
     /// `ctx.runQuery` / `ctx.runMutation` from an action: a new top-level call as the same
@@ -247,8 +272,9 @@ final class FnCall: @unchecked Sendable {
         }
     }
 
-    /// A mutation whose write transaction started (its failure rolled something back).
-    var beganTransaction: Bool { lock.withLock { session != nil } }
+    /// A mutation that wrote inside its transaction or optimistically (its failure undid
+    /// something).
+    var beganTransaction: Bool { lock.withLock { session != nil || heldAny } }
 
     /// Called as each operation is answered, before the function sees the answer.
     func recordOp(_ op: FnOp, durationMs: Double, result: JSONValue?) {
@@ -280,9 +306,21 @@ final class FnCall: @unchecked Sendable {
         reply.timer = FnOpTimer(call: self, op: op)
         if kind == PYLON_FN_MUTATION {
             var started: MutationSession?
+            let heldID: String? = lock.withLock {
+                guard session == nil, optimistic, op.op == "insert" else { return nil }
+                let id = RowID.generate()
+                held.append((op, id))
+                heldAny = true
+                return id
+            }
+            if let heldID {
+                reply.succeed(.object([("id", .string(heldID))]))
+                return
+            }
             let s: MutationSession = lock.withLock {
                 if let s = session { return s }
-                let s = MutationSession(ops: FnOps(data: service.data, auth: policyAuth))
+                let s = MutationSession(ops: FnOps(data: service.data, auth: policyAuth), held: held)
+                held = []
                 session = s
                 started = s
                 return s
@@ -319,18 +357,39 @@ final class FnCall: @unchecked Sendable {
     }
 
     func complete(_ result: Result<[UInt8], HostError>) {
-        if let s = lock.withLock({ session }) {
+        let (s, inserts) = lock.withLock { () -> (MutationSession?, [(op: FnOp, id: String)]) in
+            defer { held = [] }
+            return (session, held)
+        }
+        if let s {
             s.post(.finish(result))
             return
         }
         let cont = continuation
         continuation = nil
+        if !inserts.isEmpty, case let .success(bytes) = result {
+            let ops = FnOps(data: service.data, auth: policyAuth)
+            let store = service.store
+            Task {
+                do {
+                    try await store.write(replayable: true) { tx in try ops.applyHeld(inserts, in: tx) }
+                    cont?.resume(returning: bytes)
+                } catch {
+                    cont?.resume(throwing: FnRestart())
+                }
+            }
+            return
+        }
         switch result {
         case let .success(bytes): cont?.resume(returning: bytes)
         case let .failure(e): cont?.resume(throwing: e)
         }
     }
 }
+
+/// An optimistic mutation could not be completed as it ran; `FunctionService.call` runs it
+/// again from the start, holding its transaction throughout (see `FnCall.held`).
+struct FnRestart: Error {}
 
 /// A mutation's operations, run one by one on the writer thread inside its transaction.
 final class MutationSession: @unchecked Sendable {
@@ -343,8 +402,13 @@ final class MutationSession: @unchecked Sendable {
     private var items: [Item] = []
     private var over = false
     let ops: FnOps
+    /// Inserts the function made before its transaction began (`FnCall.held`).
+    private let held: [(op: FnOp, id: String)]
 
-    init(ops: FnOps) { self.ops = ops }
+    init(ops: FnOps, held: [(op: FnOp, id: String)] = []) {
+        self.ops = ops
+        self.held = held
+    }
 
     func post(_ item: Item) {
         cond.lock()
@@ -377,6 +441,17 @@ final class MutationSession: @unchecked Sendable {
     /// commits, its error rolls everything back.
     func run(_ tx: WriteTransaction) throws -> [UInt8] {
         let deadline = Date().addingTimeInterval(FunctionService.mutationHoldLimit)
+        if !held.isEmpty {
+            do {
+                try ops.applyHeld(held, in: tx)
+            } catch {
+                // The function was told these succeeded: run it again the ordinary way.
+                cond.lock()
+                over = true
+                cond.unlock()
+                throw FnRestart()
+            }
+        }
         while true {
             cond.lock()
             while items.isEmpty {
