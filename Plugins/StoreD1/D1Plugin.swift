@@ -84,31 +84,17 @@ private func d1Open(
     _ instance: OpaquePointer?, _ mode: Int32, _ out: UnsafeMutablePointer<OpaquePointer?>?,
     _ err: UnsafeMutablePointer<pylon_error>?
 ) -> pylon_status {
-    out?.pointee = nil
-    guard let instance, let out else {
-        fillError(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "open called without instance or out pointer")
-        return PYLON_ERR_INVALID_ARGUMENT
-    }
-    let inst = Handle.borrow(instance, as: D1Instance.self)
-    let http: D1HTTP
-    switch D1HTTP.make(inst.config) {
-    case let .failure(f):
-        fillError(err, f.status, f.code, f.message)
-        return f.status
-    case let .success(h): http = h
-    }
-    let writable = mode == PYLON_STORE_OPEN_WRITE
-    let conn = D1Connection(http: http, writable: writable)
-    if writable {
-        // Reaches D1 once at startup (so a wrong token or id stops the host with a clear
-        // message) and creates the table of commit markers.
-        if let f = conn.prepareWriter() {
-            fillError(err, f.status, f.code, "pylon.store.d1: \(f.message)")
-            return f.status
+    openConnection(instance, mode, out, err, as: D1Instance.self) { inst, writable -> Result<D1Connection, StoreFailure> in
+        D1HTTP.make(inst.config).flatMap { http -> Result<D1Connection, StoreFailure> in
+            let conn = D1Connection(http: http, writable: writable)
+            // A writer reaches D1 once at startup (so a wrong token or id stops the host with
+            // a clear message) and creates the table of commit markers.
+            if writable, let f = conn.prepareWriter() {
+                return .failure(StoreFailure(f.status, f.code, "pylon.store.d1: \(f.message)"))
+            }
+            return .success(conn)
         }
     }
-    out.pointee = Handle.retain(conn)
-    return PYLON_OK
 }
 
 private func d1Close(_ conn: OpaquePointer?) {

@@ -126,19 +126,8 @@ private func pgOpen(
     _ instance: OpaquePointer?, _ mode: Int32, _ out: UnsafeMutablePointer<OpaquePointer?>?,
     _ err: UnsafeMutablePointer<pylon_error>?
 ) -> pylon_status {
-    out?.pointee = nil
-    guard let instance, let out else {
-        fillError(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "open called without instance or out pointer")
-        return PYLON_ERR_INVALID_ARGUMENT
-    }
-    let inst = Handle.borrow(instance, as: PostgresInstance.self)
-    switch PostgresConnection.open(config: inst.config, writable: mode == PYLON_STORE_OPEN_WRITE) {
-    case let .failure(f):
-        fillError(err, f.status, f.code, f.message)
-        return f.status
-    case let .success(conn):
-        out.pointee = Handle.retain(conn)
-        return PYLON_OK
+    openConnection(instance, mode, out, err, as: PostgresInstance.self) { inst, writable in
+        PostgresConnection.open(config: inst.config, writable: writable)
     }
 }
 

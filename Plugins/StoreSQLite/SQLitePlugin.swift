@@ -125,19 +125,8 @@ private func sqliteOpen(
     _ instance: OpaquePointer?, _ mode: Int32, _ out: UnsafeMutablePointer<OpaquePointer?>?,
     _ err: UnsafeMutablePointer<pylon_error>?
 ) -> pylon_status {
-    out?.pointee = nil
-    guard let instance, let out else {
-        fillError(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "open called without instance or out pointer")
-        return PYLON_ERR_INVALID_ARGUMENT
-    }
-    let inst = Unmanaged<SQLiteInstance>.fromOpaque(UnsafeRawPointer(instance)).takeUnretainedValue()
-    switch SQLiteConnection.open(config: inst.config, writable: mode == PYLON_STORE_OPEN_WRITE) {
-    case let .failure(f):
-        fillError(err, f.status, f.code, f.message)
-        return f.status
-    case let .success(conn):
-        out.pointee = OpaquePointer(Unmanaged.passRetained(conn).toOpaque())
-        return PYLON_OK
+    openConnection(instance, mode, out, err, as: SQLiteInstance.self) { inst, writable in
+        SQLiteConnection.open(config: inst.config, writable: writable).mapError { StoreFailure($0.status, $0.code, $0.message) }
     }
 }
 

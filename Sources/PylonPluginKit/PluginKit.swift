@@ -122,6 +122,29 @@ public func createInstance<T: AnyObject>(
     }
 }
 
+/// A whole typical store `open`: checks the arguments, lets `make` open a connection for the
+/// instance (`I`, as handed out by `createInstance`; `writable` = PYLON_STORE_OPEN_WRITE) and
+/// hands it to the host (`Handle.retain`; take it back in `close` with `Handle.release`).
+public func openConnection<I: AnyObject, C: AnyObject>(
+    _ instance: OpaquePointer?, _ mode: Int32, _ out: UnsafeMutablePointer<OpaquePointer?>?,
+    _ err: UnsafeMutablePointer<pylon_error>?, as _: I.Type,
+    _ make: (I, _ writable: Bool) -> Result<C, StoreFailure>
+) -> pylon_status {
+    out?.pointee = nil
+    guard let instance, let out else {
+        fillError(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "open called without instance or out pointer")
+        return PYLON_ERR_INVALID_ARGUMENT
+    }
+    switch make(Handle.borrow(instance, as: I.self), mode == PYLON_STORE_OPEN_WRITE) {
+    case let .failure(f):
+        fillError(err, f.status, f.code, f.message)
+        return f.status
+    case let .success(conn):
+        out.pointee = Handle.retain(conn)
+        return PYLON_OK
+    }
+}
+
 /// Builds a static `pylon.store/1` table (the host reads it for the life of the process).
 /// `waitNotify` and `describe` are the optional ABI 1.1 slots, `executeBatch` the 1.3 one.
 public func makeStoreTable(
