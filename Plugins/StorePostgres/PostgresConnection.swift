@@ -177,8 +177,30 @@ final class PostgresConnection {
     /// failure is returned (the server skips the rest of the pipeline and the transaction
     /// is then failed). Falls back to one `execute` at a time when the statements do not
     /// all fit in the prepared-statement cache.
-    func executeBatch(_ statements: UnsafeBufferPointer<pylon_statement>, sink: UnsafePointer<pylon_row_sink>?)
-        -> Result<Int64, StoreFailure>
+    /// `commit` (`commit_batch`): COMMIT ends the pipeline; on any failure the transaction
+    /// is rolled back before returning, so none is left open.
+    func executeBatch(_ statements: UnsafeBufferPointer<pylon_statement>, sink: UnsafePointer<pylon_row_sink>?,
+                      commit: Bool = false) -> Result<Int64, StoreFailure>
+    {
+        guard commit else { return runBatch(statements, sink: sink, commit: false) }
+        let outcome = runBatch(statements, sink: sink, commit: true)
+        if case .failure = outcome { abandonTransaction() }
+        return outcome
+    }
+
+    /// After a failed `commit_batch`: rolls back whatever is still open on the server.
+    private func abandonTransaction() {
+        deferredBegin = nil
+        inTransaction = false
+        guard let pg, PQstatus(pg) == CONNECTION_OK else { return }
+        let state = PQtransactionStatus(pg)
+        if state == PQTRANS_INTRANS || state == PQTRANS_INERROR {
+            PQclear(PQexec(pg, "ROLLBACK"))
+        }
+    }
+
+    private func runBatch(_ statements: UnsafeBufferPointer<pylon_statement>, sink: UnsafePointer<pylon_row_sink>?,
+                          commit: Bool) -> Result<Int64, StoreFailure>
     {
         if let f = ensureConnected() { return .failure(f) }
         func text(_ s: pylon_statement) -> String {
@@ -187,7 +209,10 @@ final class PostgresConnection {
         func params(_ s: pylon_statement) -> UnsafeBufferPointer<pylon_value> {
             UnsafeBufferPointer(start: s.params, count: s.params == nil ? 0 : s.param_count)
         }
-        guard !statements.isEmpty else { return .success(0) }
+        guard !statements.isEmpty else {
+            if commit, let f = transaction(PYLON_TX_COMMIT) { return .failure(f) }
+            return .success(0)
+        }
         let generation = deallocations
         var names: [String] = []
         names.reserveCapacity(statements.count)
@@ -209,6 +234,7 @@ final class PostgresConnection {
                 case let .success(n): last = n
                 }
             }
+            if commit, let f = transaction(PYLON_TX_COMMIT) { return .failure(f) }
             return .success(last)
         }
         defer { PQexitPipelineMode(pg) }
@@ -239,6 +265,16 @@ final class PostgresConnection {
             }
         }
         expected += sent
+        // COMMIT rides at the end (statement index `statements.count`).
+        var commitSent = false
+        if commit, failed == nil {
+            if PQsendQueryParams(pg, "COMMIT", 0, nil, nil, nil, nil, 0) != 1 {
+                failed = lostFailure(nil) ?? StoreFailure(PYLON_ERR_GENERIC, "SQL_ERROR", Self.errorText(pg))
+            } else {
+                commitSent = true
+                expected += 1
+            }
+        }
         if PQpipelineSync(pg) != 1 {
             return .failure(lostFailure(nil) ?? StoreFailure(PYLON_ERR_CONNECTION, "CONNECTION_LOST", Self.errorText(pg)))
         }
@@ -249,7 +285,17 @@ final class PostgresConnection {
                 return .failure(lostFailure(nil) ?? StoreFailure(PYLON_ERR_CONNECTION, "CONNECTION_LOST", "no result for statement \(i + 1) of the pipeline: \(Self.errorText(pg))"))
             }
             let status = PQresultStatus(r)
-            if status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK {
+            if commitSent, i == statements.count {
+                // A COMMIT of a failed transaction answers ROLLBACK.
+                if failed == nil {
+                    if status != PGRES_COMMAND_OK {
+                        if status != PGRES_PIPELINE_ABORTED { failed = failure(r) }
+                    } else if let tag = PQcmdStatus(r), String(cString: tag) == "ROLLBACK" {
+                        failed = StoreFailure(PYLON_ERR_ABORTED, "TRANSACTION_ABORTED",
+                                              "PostgreSQL rolled the transaction back at COMMIT because a statement in it had failed")
+                    }
+                }
+            } else if status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK {
                 if i == statements.count - 1, failed == nil {
                     last = Self.affectedRows(r)
                     if let sink {
@@ -282,6 +328,7 @@ final class PostgresConnection {
             if status == PGRES_PIPELINE_SYNC { break }
         }
         if let failed { return .failure(failed) }
+        if commitSent { inTransaction = false }
         return .success(last)
     }
 
@@ -389,6 +436,8 @@ final class PostgresConnection {
             inTransaction = true
             return nil
         }
+        // Nothing open (e.g. a failed `commit_batch` already rolled back): nothing to end.
+        if op == PYLON_TX_ROLLBACK && !inTransaction { return nil }
         if deferredBegin != nil {
             // Nothing was sent: there is no transaction on the server to end.
             deferredBegin = nil

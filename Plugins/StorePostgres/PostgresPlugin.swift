@@ -77,7 +77,7 @@ nonisolated(unsafe) private let descriptor = makeDescriptor(
 nonisolated(unsafe) private let storeTable = makeStoreTable(
     flags: PYLON_STORE_FLAG_COMPLETES_INLINE | PYLON_STORE_FLAG_CONCURRENT_WRITERS, dialect: "postgres", maxReaders: 4,
     open: pgOpen, close: pgClose, execute: pgExecute, transaction: pgTransaction,
-    waitNotify: pgWaitNotify, describe: pgDescribe, executeBatch: pgExecuteBatch)
+    waitNotify: pgWaitNotify, describe: pgDescribe, executeBatch: pgExecuteBatch, commitBatch: pgCommitBatch)
 
 /// The one exported symbol. Cheap and side-effect free apart from building the static
 /// descriptor on first call.
@@ -157,12 +157,28 @@ private func pgExecuteBatch(
     _ connPtr: OpaquePointer?, _ statements: UnsafePointer<pylon_statement>?, _ count: Int,
     _ sink: UnsafePointer<pylon_row_sink>?, _ done: pylon_store_done_fn?, _ ctx: UnsafeMutableRawPointer?
 ) {
+    runBatch(connPtr, statements, count, sink, done, ctx, commit: false)
+}
+
+/// `commit_batch` (ABI 1.5): the batch and COMMIT in one pipeline.
+private func pgCommitBatch(
+    _ connPtr: OpaquePointer?, _ statements: UnsafePointer<pylon_statement>?, _ count: Int,
+    _ sink: UnsafePointer<pylon_row_sink>?, _ done: pylon_store_done_fn?, _ ctx: UnsafeMutableRawPointer?
+) {
+    runBatch(connPtr, statements, count, sink, done, ctx, commit: true)
+}
+
+private func runBatch(
+    _ connPtr: OpaquePointer?, _ statements: UnsafePointer<pylon_statement>?, _ count: Int,
+    _ sink: UnsafePointer<pylon_row_sink>?, _ done: pylon_store_done_fn?, _ ctx: UnsafeMutableRawPointer?, commit: Bool
+) {
     guard let connPtr, statements != nil || count == 0 else {
-        completeStoreCall(done, ctx, StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "execute_batch called without connection or statements"))
+        let slot = commit ? "commit_batch" : "execute_batch"
+        completeStoreCall(done, ctx, StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "\(slot) called without connection or statements"))
         return
     }
     let conn = Handle.borrow(connPtr, as: PostgresConnection.self)
-    switch conn.executeBatch(UnsafeBufferPointer(start: statements, count: count), sink: sink) {
+    switch conn.executeBatch(UnsafeBufferPointer(start: statements, count: count), sink: sink, commit: commit) {
     case let .failure(f): completeStoreCall(done, ctx, f)
     case let .success(affected): completeStoreCall(done, ctx, nil, rowsAffected: affected)
     }

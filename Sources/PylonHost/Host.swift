@@ -112,6 +112,10 @@ public final class Host: Sendable {
             metrics.add("write_jobs_total", Int64(jobs))
             if replayed { metrics.add("write_batches_replayed_total", 1) }
         }
+        store.onUnnumbered = { [logger] n in
+            metrics.add("write_events_unnumbered_total", Int64(n))
+            logger.warning("store: a committed batch's \(n) change event(s) came back without their seq (the store did not return the newest seq); they reach subscribers from the change log instead")
+        }
         let data = DataService(manifest: manifest, dialect: dialect, store: store, policies: policies)
         let changes = ChangeLog(store: store, dialect: dialect, epoch: epoch, retention: config.changelogRetention)
         let sessions = SessionStore(store: store, dialect: dialect, lifetime: manifest.auth.sessionExpiresIn)

@@ -145,8 +145,13 @@ public func openConnection<I: AnyObject, C: AnyObject>(
     }
 }
 
+/// The shape of `execute_batch` and `commit_batch`.
+public typealias StoreBatchFn = @convention(c) (OpaquePointer?, UnsafePointer<pylon_statement>?, Int, UnsafePointer<pylon_row_sink>?,
+                                               pylon_store_done_fn?, UnsafeMutableRawPointer?) -> Void
+
 /// Builds a static `pylon.store/1` table (the host reads it for the life of the process).
-/// `waitNotify` and `describe` are the optional ABI 1.1 slots, `executeBatch` the 1.3 one.
+/// `waitNotify` and `describe` are the optional ABI 1.1 slots, `executeBatch` the 1.3 one,
+/// `commitBatch` the 1.5 one.
 public func makeStoreTable(
     flags: UInt32, dialect: String, maxReaders: UInt32,
     open: @escaping @convention(c) (OpaquePointer?, Int32, UnsafeMutablePointer<OpaquePointer?>?,
@@ -157,8 +162,8 @@ public func makeStoreTable(
     transaction: @escaping @convention(c) (OpaquePointer?, Int32, pylon_store_done_fn?, UnsafeMutableRawPointer?) -> Void,
     waitNotify: (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?, Int32, UnsafeMutablePointer<pylon_error>?) -> pylon_status)? = nil,
     describe: (@convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>?, Int) -> Int)? = nil,
-    executeBatch: (@convention(c) (OpaquePointer?, UnsafePointer<pylon_statement>?, Int, UnsafePointer<pylon_row_sink>?,
-                                   pylon_store_done_fn?, UnsafeMutableRawPointer?) -> Void)? = nil
+    executeBatch: StoreBatchFn? = nil,
+    commitBatch: StoreBatchFn? = nil
 ) -> UnsafeMutablePointer<pylon_store_v1> {
     let t = UnsafeMutablePointer<pylon_store_v1>.allocate(capacity: 1)
     t.initialize(to: pylon_store_v1())
@@ -173,6 +178,7 @@ public func makeStoreTable(
     t.pointee.wait_notify = waitNotify
     t.pointee.describe = describe
     t.pointee.execute_batch = executeBatch
+    t.pointee.commit_batch = commitBatch
     return t
 }
 

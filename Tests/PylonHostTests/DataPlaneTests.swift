@@ -804,10 +804,15 @@ struct DataPlaneTests {
     /// each, so that only the failing requests fail. Inserts, updates and deletes race here,
     /// a fifth of them bound to fail (duplicate email, patch onto a taken email, delete of a
     /// missing row), over several rounds so that failures land inside many batches.
-    @Test("Concurrent writes with failures among them: only the failing ones fail, every success is logged once", arguments: TestStore.all)
+    /// A subscriber must get the same events live, numbered as in the log (on Postgres a
+    /// batch's statements number its entries and the writer learns the numbers at COMMIT).
+    @Test("Concurrent writes with failures among them: only the failing ones fail, every success is logged once and delivered live with its logged seq", arguments: TestStore.all)
     func concurrentWritesWithFailures(store: TestStore) async throws {
         let host = try await Self.start(store)
         defer { host.stop() }
+        let live = try await TestEventStream.connect(port: host.port, path: "/api/sync/events", token: HostProcess.adminToken)
+        defer { live.close() }
+        #expect(live.status == 200, "SSE: \(live.summary)")
         var expectedRows = 0
         var successes = 0
         for round in 0..<3 {
@@ -858,6 +863,9 @@ struct DataPlaneTests {
         }
         let log = try await host.drain(since: 0)
         #expect(log.events.compactMap { $0["seq"].int } == Array(1...successes), "one entry per successful write, gapless")
+        let delivered = try await live.waitForChangeEvents(successes)
+        let key = { (e: Any?) in "\(e["seq"].int ?? -1) \(e["kind"].string ?? "?") \(e["row_id"].string ?? "?")" }
+        #expect(delivered.map { key($0.json) } == log.events.map(key), "live events = the log, seq for seq")
         #expect(try await host.request("GET", "/api/entities/User?limit=1000").json["count"].int == expectedRows)
         let emails = try await host.request("GET", "/api/entities/User?limit=1000").json["data"].items.compactMap { $0["email"].string }
         #expect(Set(emails).count == emails.count, "no email twice")

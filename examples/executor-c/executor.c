@@ -434,7 +434,7 @@ static const pylon_store_v1 exec_store_table = {
     .transaction = exec_transaction,
     .describe = exec_describe,
     /* wait_notify: optional; one SQLite file has one host, which needs no signals.
-     * execute_batch: optional; statements to a local file need no round trips saved. */
+     * execute_batch, commit_batch: optional; statements to a local file need no round trips saved. */
 };
 
 static const void *exec_get_interface(pylon_instance *instance, const char *capability_id) {

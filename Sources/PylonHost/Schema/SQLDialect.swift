@@ -41,6 +41,16 @@ public protocol SQLDialect: Sendable {
     /// parameters) and then `appendChangeWithSeqSQL` (its parameters numbered after the
     /// row's), or nil when the dialect cannot chain them. Saves a statement per write.
     func chainedChangeSQL(_ rowSQL: String, rowParameters: Int) -> String?
+    /// `INSERT` of one change-log entry numbered by the statement itself (the newest seq
+    /// plus one, read under the dialect's write lock), for a writer that sends a batch
+    /// without waiting for answers (`WriteTransaction.seqByStatement`); nil when the
+    /// dialect cannot. Parameters in order: entity, row_id, kind, data, before, ts.
+    var appendNextChangeSQL: String? { get }
+    /// `chainedChangeSQL` with `appendNextChangeSQL` as its second half, or nil.
+    func chainedNextChangeSQL(_ rowSQL: String, rowParameters: Int) -> String?
+    /// Run once in a transaction, under the write lock, before its first
+    /// `appendNextChangeSQL`: picks up numbering after the newest entry. Nil: not needed.
+    var startNextChangesSQL: String? { get }
     /// One column's definition (name, type, NOT NULL; with `forAdd`, the default that
     /// fills existing rows of a required column added later).
     func columnDefinition(_ f: Field, forAdd: Bool) -> String
@@ -184,6 +194,11 @@ public struct SQLiteDialect: SQLDialect {
 
     /// SQLite has no data-modifying WITH; two statements in-process cost little.
     public func chainedChangeSQL(_ rowSQL: String, rowParameters: Int) -> String? { nil }
+
+    /// The store numbers entries already (`appendChangeSQL`), with no round trip to save.
+    public var appendNextChangeSQL: String? { nil }
+    public func chainedNextChangeSQL(_ rowSQL: String, rowParameters: Int) -> String? { nil }
+    public var startNextChangesSQL: String? { nil }
 
     public func columnDefinition(_ f: Field, forAdd: Bool) -> String {
         let storage = f.type?.storage ?? .text

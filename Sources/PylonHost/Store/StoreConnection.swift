@@ -174,6 +174,11 @@ public final class StoreConnection: @unchecked Sendable {
     /// The table is the host's normalized copy (`StoreTable`), so an older plugin reads NULL.
     var canBatch: Bool { table.pointee.execute_batch != nil }
 
+    /// `execute_batch` and `commit_batch`.
+    private typealias BatchFn = @convention(c) (OpaquePointer?, UnsafePointer<pylon_statement>?, Int,
+                                                UnsafePointer<pylon_row_sink>?, pylon_store_done_fn?,
+                                                UnsafeMutableRawPointer?) -> Void
+
     /// Runs a statement whose result is not needed — later, together with the next ones,
     /// when the store can batch (its error then surfaces from whichever call sends the
     /// queue: `flush`, the next `execute`, SAVEPOINT or COMMIT); at once otherwise. Inside a
@@ -200,10 +205,30 @@ public final class StoreConnection: @unchecked Sendable {
         _ = try executeBatch(batch, wantRows: false)
     }
 
-    /// One `execute_batch` call; the result (rows when `wantRows`, rows affected) is the
-    /// last statement's.
-    private func executeBatch(_ batch: [(sql: String, params: [SQLValue])], wantRows: Bool) throws(StoreError) -> QueryResult {
-        guard let executeBatch = table.pointee.execute_batch, !batch.isEmpty else { return QueryResult() }
+    /// Sends what is queued, then `sql` when given (its rows are the result), then COMMIT:
+    /// one call on a store with `commit_batch` (ABI 1.5), after which no transaction is
+    /// open whether it succeeded or not; otherwise `execute` and `commit`.
+    public func commit(after sql: String?) throws(StoreError) -> QueryResult {
+        guard let commitBatch = table.pointee.commit_batch else {
+            let r = try sql.map { s throws(StoreError) in try execute(s) } ?? QueryResult()
+            try commit()
+            return r
+        }
+        var batch = pending
+        pending.removeAll(keepingCapacity: true)
+        if let sql { batch.append((sql, [])) }
+        if batch.isEmpty {
+            try commit()
+            return QueryResult()
+        }
+        return try executeBatch(batch, wantRows: sql != nil, using: commitBatch)
+    }
+
+    /// One `execute_batch` call (or `using` another function of its shape); the result
+    /// (rows when `wantRows`, rows affected) is the last statement's.
+    private func executeBatch(_ batch: [(sql: String, params: [SQLValue])], wantRows: Bool,
+                              using fn: BatchFn? = nil) throws(StoreError) -> QueryResult {
+        guard let executeBatch = fn ?? table.pointee.execute_batch, !batch.isEmpty else { return QueryResult() }
         let state = CallState(inline: inline)
         let ctx = Unmanaged.passRetained(state).toOpaque()
         defer { Unmanaged<CallState>.fromOpaque(ctx).release() }

@@ -25,6 +25,10 @@ final class StoreThreads: @unchecked Sendable {
     /// Called on the writer thread after each batch: how many jobs it held and whether it
     /// had to be replayed with savepoints (for the host's metrics).
     var onBatch: (@Sendable (_ jobs: Int, _ replayed: Bool) -> Void)?
+    /// Called on the writer thread when a committed batch's change events could not be
+    /// numbered (the store did not return the newest seq): they are not published from
+    /// the writer; the change tailer reads them from the log.
+    var onUnnumbered: (@Sendable (_ events: Int) -> Void)?
     /// Upper bound of jobs folded into one transaction.
     let maxBatch: Int
 
@@ -152,12 +156,10 @@ final class StoreThreads: @unchecked Sendable {
     }
 
     /// Signals other hosts, commits, publishes and answers; a failed COMMIT fails every job.
-    /// `notified`: the signal was already sent (queued with the batch's writes).
-    private func close(_ batch: [WriteJob], _ outcomes: [Error?], _ events: [ChangeEvent], _ tx: WriteTransaction,
-                       notified: Bool = false) {
+    private func close(_ batch: [WriteJob], _ outcomes: [Error?], _ events: [ChangeEvent], _ tx: WriteTransaction) {
         let conn = tx.connection
         do {
-            if !notified, !events.isEmpty, let notify = dialect.notifyChangesSQL { try conn.execute(notify, wantRows: false) }
+            if !events.isEmpty, let notify = dialect.notifyChangesSQL { try conn.execute(notify, wantRows: false) }
             try conn.commit()
         } catch {
             try? conn.rollback()
@@ -165,6 +167,11 @@ final class StoreThreads: @unchecked Sendable {
             for j in batch { j.fail(reported) }
             return
         }
+        finish(batch, outcomes, events)
+    }
+
+    /// After COMMIT: publishes the events, then answers the jobs.
+    private func finish(_ batch: [WriteJob], _ outcomes: [Error?], _ events: [ChangeEvent]) {
         if !events.isEmpty { onCommit?(events) }
         for (job, outcome) in zip(batch, outcomes) {
             if let outcome { job.fail(outcome) } else { job.succeed() }
@@ -173,23 +180,37 @@ final class StoreThreads: @unchecked Sendable {
 
     /// Runs replayable jobs without savepoints. Returns false, with the transaction rolled
     /// back and no job answered, when one of them failed: the caller runs them isolated.
+    /// On a batching store the queued writes, the signal to other hosts, the newest seq
+    /// (when the statements numbered the log: `WriteTransaction.seqByStatement`) and COMMIT
+    /// go together — on Postgres the whole transaction is one round trip.
     private func runTogether(_ batch: [WriteJob], _ conn: StoreConnection) -> Bool {
         guard open(batch, conn, queueLock: true) else { return true }
         let tx = WriteTransaction(connection: conn, dialect: dialect, batching: true)
-        var notified = false
+        let committed: QueryResult
+        let numbering: Bool
         do {
             for job in batch { try job.body(tx) }
-            // The signal rides with the writes (one round trip on a batching store).
-            if !tx.events.isEmpty, let notify = dialect.notifyChangesSQL {
-                try conn.enqueue(notify, [])
-                notified = true
-            }
-            try conn.flush()
+            if !tx.events.isEmpty, let notify = dialect.notifyChangesSQL { try conn.enqueue(notify, []) }
+            numbering = tx.seqByStatement && !tx.events.isEmpty
+            committed = try conn.commit(after: numbering ? WriteTransaction.newestSeqSQL : nil)
         } catch {
             try? conn.rollback()
+            // A connection lost around COMMIT leaves the outcome unknown: answer every job
+            // with the failure rather than run them a second time.
+            if let e = error as? StoreError, e.status == PYLON_ERR_CONNECTION {
+                for j in batch { j.fail(e) }
+                return true
+            }
             return false
         }
-        close(batch, Array(repeating: nil, count: batch.count), tx.events, tx, notified: notified)
+        var events = tx.events
+        if numbering, !tx.numberEvents(newest: committed.rows.first?.first) {
+            // Committed, but the store did not say the newest seq: the change tailer
+            // publishes these entries from the log instead.
+            onUnnumbered?(events.count)
+            events = []
+        }
+        finish(batch, Array(repeating: nil, count: batch.count), events)
         return true
     }
 
@@ -283,10 +304,44 @@ final class WriteTransaction: @unchecked Sendable {
     /// Writes are queued (see the type's comment).
     let batching: Bool
 
+    /// The statements that append to the change log number their entries themselves
+    /// (`SQLDialect.appendNextChangeSQL`), so a batch needs no answer from the store before
+    /// it is sent: the events carry `unnumbered` until `numberEvents`. Chosen for a batching
+    /// transaction on a store that can send batches and whose dialect can number in SQL
+    /// (Postgres); its events must all come from such statements.
+    let seqByStatement: Bool
+
+    /// The seq of an event whose entry the store has not numbered yet.
+    static let unnumbered: Int64 = 0
+    /// The newest change-log seq.
+    static let newestSeqSQL = "SELECT COALESCE(MAX(seq), 0) FROM _pylon_changes"
+
     init(connection: StoreConnection, dialect: SQLDialect, batching: Bool = false) {
         self.connection = connection
         self.dialect = dialect
         self.batching = batching
+        seqByStatement = batching && connection.canBatch && !connection.defersWrites && dialect.appendChangeSQL == nil
+            && dialect.appendNextChangeSQL != nil
+    }
+
+    private var numberingStarted = false
+
+    /// Queues the dialect's `startNextChangesSQL` before the transaction's first
+    /// statement-numbered append (`seqByStatement`).
+    func startNumbering() throws {
+        guard !numberingStarted else { return }
+        numberingStarted = true
+        if let sql = dialect.startNextChangesSQL { try write(sql, []) }
+    }
+
+    /// Numbers `events` from the newest seq read after the statements that appended them:
+    /// each appended one entry, in order, so they hold the last `events.count` numbers.
+    /// False when `newest` is not a seq that covers them.
+    func numberEvents(newest: SQLValue?) -> Bool {
+        guard case let .int(last)? = newest, last >= Int64(events.count) else { return false }
+        let first = last - Int64(events.count) + 1
+        for i in events.indices { events[i].seq = first + Int64(i) }
+        return true
     }
 
     /// Runs a statement whose result is not needed (queued when `batching`). Its failure
@@ -340,7 +395,7 @@ final class WriteTransaction: @unchecked Sendable {
     /// `appendChangeSQL`.
     func nextSeq() throws -> Int64 {
         if lastSeq == nil {
-            let r = try connection.execute("SELECT COALESCE(MAX(seq), 0) FROM _pylon_changes")
+            let r = try connection.execute(Self.newestSeqSQL)
             guard case let .int(max)? = r.rows.first?.first else {
                 throw HostError(status: 500, code: "CHANGELOG_FAILED", message: "the store did not return the newest change-log seq")
             }

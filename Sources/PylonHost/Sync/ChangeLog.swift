@@ -24,6 +24,16 @@ public final class ChangeLog: Sendable {
     static func write(_ tx: WriteTransaction, _ rowSQL: String, _ rowParams: [SQLValue], mapError: (Error) -> Error,
                       entity: String, rowID: String, kind: ChangeKind, data: JSONValue?, before: JSONValue?) throws {
         let entry = Entry(entity: entity, rowID: rowID, kind: kind, data: data, before: before)
+        if tx.seqByStatement, let chained = tx.dialect.chainedNextChangeSQL(rowSQL, rowParameters: rowParams.count) {
+            try tx.startNumbering()
+            do {
+                try tx.write(chained, rowParams + entry.parameters)
+            } catch {
+                throw mapError(error)
+            }
+            tx.events.append(entry.event(WriteTransaction.unnumbered))
+            return
+        }
         if tx.dialect.appendChangeSQL == nil || tx.defersWrites,
            let chained = tx.dialect.chainedChangeSQL(rowSQL, rowParameters: rowParams.count) {
             let seq = try tx.nextSeq()
@@ -50,7 +60,11 @@ public final class ChangeLog: Sendable {
 
     private static func append(_ tx: WriteTransaction, _ entry: Entry) throws {
         let seq: Int64
-        if let sql = tx.dialect.appendChangeSQL, !tx.defersWrites {
+        if tx.seqByStatement, let sql = tx.dialect.appendNextChangeSQL {
+            try tx.startNumbering()
+            try tx.write(sql, entry.parameters)
+            seq = WriteTransaction.unnumbered
+        } else if let sql = tx.dialect.appendChangeSQL, !tx.defersWrites {
             let r = try tx.connection.execute(sql, entry.parameters)
             guard case let .int(s)? = r.rows.first?.first else {
                 throw HostError(status: 500, code: "CHANGELOG_FAILED", message: "the store did not return a seq for the change-log entry")

@@ -51,9 +51,10 @@ extern "C" {
  *  1.3: the optional `pylon_store_v1.execute_batch` slot (`pylon_statement`).
  *  1.4: `pylon_fn_call.request_json` (the HTTP request of a webhook call); the `search`
  *  and `query_graph` operations of `pylon_fn_host_v1.db_call`; a failed `db_call`,
- *  `run_fn` or `complete` may carry the untruncated error as JSON in `result_json`. */
-#define PYLON_ABI_MINOR 4
-#define PYLON_ABI_HEADER_HASH 0xf36ea1d9u /* abi_header_hash */
+ *  `run_fn` or `complete` may carry the untruncated error as JSON in `result_json`.
+ *  1.5: the optional `pylon_store_v1.commit_batch` slot. */
+#define PYLON_ABI_MINOR 5
+#define PYLON_ABI_HEADER_HASH 0x900a283eu /* abi_header_hash */
 
 /* ------------------------------------------------------------------------------------ */
 /* Status codes                                                                           */
@@ -412,6 +413,21 @@ typedef struct pylon_store_v1 {
      */
     void (*execute_batch)(pylon_store_conn *conn, const pylon_statement *statements, size_t count,
                           const pylon_row_sink *sink, pylon_store_done_fn done, void *done_ctx);
+
+    /* ---- ABI 1.5 (same reading rule as the 1.1 slots). ---- */
+
+    /**
+     * `execute_batch` followed by COMMIT of the connection's open write transaction, sent
+     * together (Postgres: one pipeline ending in COMMIT, one round trip for the whole
+     * transaction). `count` may be 0 (then it is a plain COMMIT and `sink` gets nothing).
+     * On success the transaction is committed and `done` gets the last statement's
+     * `rows_affected` (its rows went to `sink`). On failure nothing was committed and, as
+     * after a failed COMMIT, no transaction is left open (the store rolled back); `done`
+     * gets the first failure. Ownership, completion and threading as for `execute_batch`.
+     * Optional: NULL or absent => the host calls `execute_batch`, then `transaction(COMMIT)`.
+     */
+    void (*commit_batch)(pylon_store_conn *conn, const pylon_statement *statements, size_t count,
+                         const pylon_row_sink *sink, pylon_store_done_fn done, void *done_ctx);
 } pylon_store_v1;
 
 /** Size of a `pylon_store_v1` table built against ABI 1.0 (everything before `describe`):
