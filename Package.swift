@@ -85,7 +85,7 @@ let package = Package(
         .target(name: "CCacheRESPShim", path: "Plugins/CacheRESP/Shim"),
         .target(
             name: "PylonCacheRESP",
-            dependencies: ["PylonPluginABI", "CCacheRESPShim"],
+            dependencies: ["PylonPluginABI", "PylonPluginKit", "CCacheRESPShim"],
             path: "Plugins/CacheRESP",
             exclude: ["Shim"]),
         .testTarget(

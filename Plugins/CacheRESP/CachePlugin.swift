@@ -1,5 +1,6 @@
 import Foundation
 import PylonPluginABI
+import PylonPluginKit
 
 /// The CacheRESP plugin: `pylon.cache/1`, a Redis-compatible cache and pub/sub server.
 /// It speaks RESP2 and RESP3 on its own port from its own event-loop thread (see
@@ -127,48 +128,14 @@ final class CacheInstance {
     }
 }
 
-private func fillError(_ err: UnsafeMutablePointer<pylon_error>?, _ status: pylon_status, _ code: String, _ message: String) {
-    guard let err else { return }
-    err.pointee.status = status
-    withUnsafeMutableBytes(of: &err.pointee.code) { copyCString(code, into: $0) }
-    withUnsafeMutableBytes(of: &err.pointee.message) { copyCString(message, into: $0) }
-}
-
-private func copyCString(_ s: String, into buf: UnsafeMutableRawBufferPointer) {
-    let bytes = Array(s.utf8.prefix(buf.count - 1))
-    buf.copyBytes(from: bytes)
-    buf[bytes.count] = 0
-}
 
 // MARK: - Static descriptor and table
 
-nonisolated(unsafe) private let capabilityIDs: UnsafeMutablePointer<UnsafePointer<CChar>?> = {
-    let p = UnsafeMutablePointer<UnsafePointer<CChar>?>.allocate(capacity: 1)
-    p[0] = UnsafePointer(strdup(PYLON_CAP_CACHE))
-    return p
-}()
-
-nonisolated(unsafe) private let descriptor: UnsafeMutablePointer<pylon_plugin_descriptor> = {
-    let d = UnsafeMutablePointer<pylon_plugin_descriptor>.allocate(capacity: 1)
-    d.initialize(to: pylon_plugin_descriptor())
-    d.pointee.struct_size = UInt32(MemoryLayout<pylon_plugin_descriptor>.size)
-    d.pointee.abi_major = UInt32(PYLON_ABI_MAJOR)
-    d.pointee.abi_minor = UInt32(PYLON_ABI_MINOR)
-    d.pointee.abi_header_hash = UInt32(PYLON_ABI_HEADER_HASH)
-    d.pointee.sizeof_pointer = UInt32(MemoryLayout<UnsafeRawPointer>.size)
-    d.pointee.sizeof_value = UInt32(MemoryLayout<pylon_value>.size)
-    d.pointee.sizeof_error = UInt32(MemoryLayout<pylon_error>.size)
-    d.pointee.sizeof_host = UInt32(MemoryLayout<pylon_host_v1>.size)
-    d.pointee.plugin_id = UnsafePointer(strdup("pylon.cache.resp"))
-    d.pointee.plugin_version = UnsafePointer(strdup("0.1.0"))
-    d.pointee.description = UnsafePointer(strdup("Redis-compatible cache and pub/sub (RESP2/RESP3 server, Redis \(Engine.serverVersion) semantics)"))
-    d.pointee.capabilities = UnsafePointer(capabilityIDs)
-    d.pointee.capability_count = 1
-    d.pointee.create = cacheCreate
-    d.pointee.destroy = cacheDestroy
-    d.pointee.get_interface = cacheGetInterface
-    return d
-}()
+nonisolated(unsafe) private let descriptor = makeDescriptor(
+    id: "pylon.cache.resp", version: "0.1.0",
+    description: "Redis-compatible cache and pub/sub (RESP2/RESP3 server, Redis \(Engine.serverVersion) semantics)",
+    capabilities: [PYLON_CAP_CACHE],
+    create: cacheCreate, destroy: cacheDestroy, getInterface: cacheGetInterface)
 
 nonisolated(unsafe) private let cacheTable: UnsafeMutablePointer<pylon_cache_v1> = {
     let t = UnsafeMutablePointer<pylon_cache_v1>.allocate(capacity: 1)
@@ -188,40 +155,30 @@ public func pylonPluginEntry() -> UnsafePointer<pylon_plugin_descriptor> {
 
 @inline(__always)
 private func instance(_ p: OpaquePointer?) -> CacheInstance? {
-    guard let p else { return nil }
-    return Unmanaged<CacheInstance>.fromOpaque(UnsafeRawPointer(p)).takeUnretainedValue()
+    p.map { Handle.borrow($0, as: CacheInstance.self) }
 }
 
 private func cacheCreate(
     _ host: UnsafePointer<pylon_host_v1>?, _ config: UnsafePointer<CChar>?, _ len: Int,
     _ out: UnsafeMutablePointer<OpaquePointer?>?, _ err: UnsafeMutablePointer<pylon_error>?
 ) -> pylon_status {
-    out?.pointee = nil
-    guard let host, let out else {
-        fillError(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "create called without host table or out pointer")
-        return PYLON_ERR_INVALID_ARGUMENT
-    }
-    let json = config.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: len), as: UTF8.self) } ?? ""
-    switch CacheConfig.parse(json) {
-    case let .failure(problem):
-        fillError(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_CONFIG", "pylon.cache.resp: \(problem.message)")
-        return PYLON_ERR_INVALID_ARGUMENT
-    case let .success(cfg):
-        let inst = CacheInstance(host: host, config: cfg)
-        if let problem = inst.server.start() {
-            fillError(err, PYLON_ERR_IO, "CACHE_LISTEN_FAILED", "pylon.cache.resp: \(problem); choose another port (PYLON_CACHE_PORT or plugins.cache.port)")
-            return PYLON_ERR_IO
+    createInstance(host, config, len, out, err) { host, bytes -> Result<CacheInstance, StoreFailure> in
+        switch CacheConfig.parse(String(decoding: bytes, as: UTF8.self)) {
+        case let .failure(problem):
+            return .failure(StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_CONFIG", "pylon.cache.resp: \(problem.message)"))
+        case let .success(cfg):
+            let inst = CacheInstance(host: host, config: cfg)
+            if let problem = inst.server.start() {
+                return .failure(StoreFailure(PYLON_ERR_IO, "CACHE_LISTEN_FAILED", "pylon.cache.resp: \(problem); choose another port (PYLON_CACHE_PORT or plugins.cache.port)"))
+            }
+            return .success(inst)
         }
-        out.pointee = OpaquePointer(Unmanaged.passRetained(inst).toOpaque())
-        return PYLON_OK
     }
 }
 
 private func cacheDestroy(_ p: OpaquePointer?) {
     guard let p else { return }
-    let u = Unmanaged<CacheInstance>.fromOpaque(UnsafeRawPointer(p))
-    u.takeUnretainedValue().server.stop()
-    u.release()
+    Handle.release(p, as: CacheInstance.self).server.stop()
 }
 
 private func cacheGetInterface(_ p: OpaquePointer?, _ id: UnsafePointer<CChar>?) -> UnsafeRawPointer? {

@@ -49,11 +49,11 @@ struct FnConfig {
     var dev = false
 }
 
-private func parseConfig(_ ptr: UnsafePointer<CChar>?, _ len: Int) -> Result<FnConfig, StoreFailure> {
+private func parseConfig(_ bytes: [UInt8]) -> Result<FnConfig, StoreFailure> {
     var c = FnConfig()
     let bad = { (m: String) in StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_CONFIG", "pylon.functions.bun: \(m)") }
-    if let ptr, len > 0 {
-        guard let obj = (try? JSONSerialization.jsonObject(with: Data(bytes: ptr, count: len))) as? [String: Any] else {
+    if !bytes.isEmpty {
+        guard let obj = (try? JSONSerialization.jsonObject(with: Data(bytes))) as? [String: Any] else {
             return .failure(bad("config is not a JSON object"))
         }
         if let v = obj["dir"] {
@@ -142,56 +142,44 @@ private func fnCreate(
     _ host: UnsafePointer<pylon_host_v1>?, _ config: UnsafePointer<CChar>?, _ len: Int,
     _ out: UnsafeMutablePointer<OpaquePointer?>?, _ err: UnsafeMutablePointer<pylon_error>?
 ) -> pylon_status {
-    out?.pointee = nil
-    guard let host, let out else {
-        fillError(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "create called without host table or out pointer")
-        return PYLON_ERR_INVALID_ARGUMENT
+    createInstance(host, config, len, out, err) { host, bytes in
+        parseConfig(bytes).flatMap { makeInstance(HostLog(host), $0) }
     }
-    let cfg: FnConfig
-    switch parseConfig(config, len) {
-    case let .failure(f):
-        fillError(err, f.status, f.code, f.message)
-        return f.status
-    case let .success(c): cfg = c
-    }
-    let log = HostLog(host)
+}
+
+/// The instance for `cfg`: without a functions folder or without Bun, one that answers
+/// every call with why; otherwise the runtime written out and the worker pool started.
+private func makeInstance(_ log: HostLog, _ cfg: FnConfig) -> Result<FnInstance, StoreFailure> {
     // Writing to a child that just died must not kill the host.
     signal(SIGPIPE, SIG_IGN)
     var isDir: ObjCBool = false
     let dir = URL(fileURLWithPath: cfg.dir).standardizedFileURL.path
     guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
         log(PYLON_LOG_INFO, "fnbun: no functions folder at \(dir); no workers started")
-        let inst = FnInstance(log: log, pool: nil, unavailable: (PYLON_ERR_NOT_FOUND, "FN_NOT_FOUND", "there are no functions: the folder \(dir) does not exist"), runtimeDir: nil)
-        out.pointee = Handle.retain(inst)
-        return PYLON_OK
+        return .success(FnInstance(log: log, pool: nil, unavailable: (PYLON_ERR_NOT_FOUND, "FN_NOT_FOUND", "there are no functions: the folder \(dir) does not exist"), runtimeDir: nil))
     }
     guard let bun = findBun(cfg.bun) else {
         log(PYLON_LOG_WARN, "fnbun: \(installHint)")
-        let inst = FnInstance(log: log, pool: nil, unavailable: (PYLON_ERR_UNSUPPORTED, "CAPABILITY_UNAVAILABLE", "pylon.functions/1: \(installHint)"), runtimeDir: nil)
-        out.pointee = Handle.retain(inst)
-        return PYLON_OK
+        return .success(FnInstance(log: log, pool: nil, unavailable: (PYLON_ERR_UNSUPPORTED, "CAPABILITY_UNAVAILABLE", "pylon.functions/1: \(installHint)"), runtimeDir: nil))
     }
     // The runtime ships inside this library; write it where Bun can run it.
     var template = Array((NSTemporaryDirectory() + "/pylon-fnbun-XXXXXX").utf8CString)
     guard let made = mkdtemp(&template) else {
-        fillError(err, PYLON_ERR_IO, "RUNTIME_WRITE_FAILED", "cannot create a temp folder for the Bun runtime: \(String(cString: strerror(errno)))")
-        return PYLON_ERR_IO
+        return .failure(StoreFailure(PYLON_ERR_IO, "RUNTIME_WRITE_FAILED", "cannot create a temp folder for the Bun runtime: \(String(cString: strerror(errno)))"))
     }
     let runtimeDir = String(cString: made)
     for f in RuntimeFiles.files {
         do {
             try f.source.write(toFile: "\(runtimeDir)/\(f.name)", atomically: false, encoding: .utf8)
         } catch {
-            fillError(err, PYLON_ERR_IO, "RUNTIME_WRITE_FAILED", "cannot write the Bun runtime to \(runtimeDir): \(error)")
-            return PYLON_ERR_IO
+            return .failure(StoreFailure(PYLON_ERR_IO, "RUNTIME_WRITE_FAILED", "cannot write the Bun runtime to \(runtimeDir): \(error)"))
         }
     }
     let pool = WorkerPool(bun: bun, runtimeScript: "\(runtimeDir)/runtime.ts", functionsDir: dir, workers: cfg.workers,
                           callTimeout: cfg.callTimeout, maxRSSMB: cfg.maxRSSMB, watch: cfg.dev, log: log)
     log(PYLON_LOG_INFO, "fnbun: \(cfg.workers) Bun worker(s) (\(bun)) for \(dir), call timeout \(cfg.callTimeout) s, memory limit \(cfg.maxRSSMB == 0 ? "none" : "\(cfg.maxRSSMB) MiB")\(cfg.dev ? ", reloading on file changes" : "")")
     pool.start()
-    out.pointee = Handle.retain(FnInstance(log: log, pool: pool, unavailable: nil, runtimeDir: runtimeDir))
-    return PYLON_OK
+    return .success(FnInstance(log: log, pool: pool, unavailable: nil, runtimeDir: runtimeDir))
 }
 
 private func fnDestroy(_ instance: OpaquePointer?) {
