@@ -29,11 +29,21 @@ public final class DataService: Sendable {
     // MARK: Reads
 
     public func get(_ entity: String, id: String) async throws -> JSONValue? {
+        let read = try rowByID(entity, id: id)
+        return try await store.readQuick(read)
+    }
+
+    /// `get` on the calling thread when a quick read connection is free: `.some(row or
+    /// nil)`; nil when none is (then use `get`).
+    func getNow(_ entity: String, id: String) throws -> JSONValue?? {
+        try store.readNow(try rowByID(entity, id: id))
+    }
+
+    /// Reads row `id` of `entity` (nil: no such row) on the connection it is given.
+    private func rowByID(_ entity: String, id: String) throws -> @Sendable (StoreConnection) throws -> JSONValue? {
         let codec = try codec(entity)
         let sql = "SELECT \(codec.selectList) FROM \(dialect.quote(entity)) WHERE \(dialect.quote("id")) = \(dialect.placeholder(1))"
-        return try await store.readQuick { conn in
-            try conn.execute(sql, [.text(id)]).rows.first.map(codec.decode)
-        }
+        return { conn in try conn.execute(sql, [.text(id)]).rows.first.map(codec.decode) }
     }
 
     /// Runs a compiled filter and returns rows.

@@ -98,6 +98,14 @@ struct FnOps: Sendable {
 
     /// Outside a transaction: reads on read connections; writes (actions only) each in
     /// their own write transaction.
+    /// A `get` answered on the calling thread, when a quick read connection is free (see
+    /// `StoreThreads.readNow`); nil when it cannot be (then `run`).
+    func runNow(_ op: FnOp) throws -> JSONValue? {
+        guard op.op == "get" else { return nil }
+        guard let row = try data.getNow(op.entity, id: try op.requireID()) else { return nil }
+        return try readable(op.entity, row)
+    }
+
     func run(_ op: FnOp, readOnly: Bool) async throws -> JSONValue {
         switch op.op {
         case "get":

@@ -84,8 +84,16 @@ final class StoreThreads: @unchecked Sendable {
     /// a reader thread and back, which costs more than the read itself. Otherwise like `read`.
     /// Only for reads that touch a few rows: they briefly hold the request's thread.
     func readQuick<T: Sendable>(_ body: @escaping @Sendable (StoreConnection) throws -> T) async throws -> T {
+        if let value = try readNow(body) { return value }
+        return try await read(body)
+    }
+
+    /// `readQuick` without suspending, for callers on a thread of their own (a plugin's):
+    /// `body`'s result, or nil when no quick connection is free (the store has none, or all
+    /// are in use) — then the caller uses `read`.
+    func readNow<T>(_ body: (StoreConnection) throws -> T) throws -> T? {
         let conn: StoreConnection? = quickLock.withLock { quickClosed ? nil : quickFree.popLast() }
-        guard let conn else { return try await read(body) }
+        guard let conn else { return nil }
         defer { quickLock.withLock { quickFree.append(conn) } }
         return try body(conn)
     }
