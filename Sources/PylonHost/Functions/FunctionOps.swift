@@ -96,8 +96,6 @@ struct FnOps: Sendable {
     let data: DataService
     let auth: AuthContext
 
-    /// Outside a transaction: reads on read connections; writes (actions only) each in
-    /// their own write transaction.
     /// A `get` answered on the calling thread, when a quick read connection is free (see
     /// `StoreThreads.readNow`); nil when it cannot be (then `run`).
     func runNow(_ op: FnOp) throws -> JSONValue? {
@@ -106,6 +104,8 @@ struct FnOps: Sendable {
         return try readable(op.entity, row)
     }
 
+    /// Outside a transaction: reads on read connections; writes (actions only) each in
+    /// their own write transaction.
     func run(_ op: FnOp, readOnly: Bool) async throws -> JSONValue {
         switch op.op {
         case "get":

@@ -41,10 +41,11 @@ public protocol SQLDialect: Sendable {
     /// parameters) and then `appendChangeWithSeqSQL` (its parameters numbered after the
     /// row's), or nil when the dialect cannot chain them. Saves a statement per write.
     func chainedChangeSQL(_ rowSQL: String, rowParameters: Int) -> String?
-    /// `INSERT` of one change-log entry numbered by the statement itself (the newest seq
-    /// plus one, read under the dialect's write lock), for a writer that sends a batch
-    /// without waiting for answers (`WriteTransaction.seqByStatement`); nil when the
-    /// dialect cannot. Parameters in order: entity, row_id, kind, data, before, ts.
+    /// `INSERT` of one change-log entry numbered by the statement itself (counting on from
+    /// where `startNextChangesSQL` put the numbering, under the dialect's write lock), for
+    /// a writer that sends a batch without waiting for answers
+    /// (`WriteTransaction.seqByStatement`); nil when the dialect cannot. Parameters in
+    /// order: entity, row_id, kind, data, before, ts.
     var appendNextChangeSQL: String? { get }
     /// `chainedChangeSQL` with `appendNextChangeSQL` as its second half, or nil.
     func chainedNextChangeSQL(_ rowSQL: String, rowParameters: Int) -> String?
