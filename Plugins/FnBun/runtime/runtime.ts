@@ -18,6 +18,20 @@ plugin({
   },
 });
 
+// Frames sent while handling one batch of input (or one turn of the event loop) leave in
+// one write: under load many calls are in flight, and a write per frame costs more than
+// the frame.
+let outbox: string[] = [];
+let flushQueued = false;
+
+function flush() {
+  flushQueued = false;
+  if (outbox.length === 0) return;
+  const text = outbox.join("");
+  outbox = [];
+  process.stdout.write(text);
+}
+
 function send(frame: Record<string, unknown>) {
   let line: string;
   try {
@@ -25,7 +39,11 @@ function send(frame: Record<string, unknown>) {
   } catch (e) {
     line = JSON.stringify({ type: "error", call_id: frame.call_id, code: "RESULT_NOT_SERIALIZABLE", message: `the function returned a value that is not JSON: ${e}` });
   }
-  process.stdout.write(line + "\n");
+  outbox.push(line + "\n");
+  if (!flushQueued) {
+    flushQueued = true;
+    setImmediate(flush);
+  }
 }
 
 const dir = resolve(process.argv[2] ?? "functions");
@@ -190,4 +208,5 @@ for await (const chunk of Bun.stdin.stream()) {
   }
 }
 for (const p of pending.values()) p.reject(new api.FunctionError("HOST_GONE", "the host closed the connection"));
+flush();
 process.exit(0);
