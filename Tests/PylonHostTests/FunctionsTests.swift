@@ -211,6 +211,10 @@ struct FunctionsTests {
           return { tag, pid: process.pid };
         } });
         """,
+        "functions/getTodo.ts": """
+        import { query, v } from "@pylon/functions";
+        export default query({ args: { id: v.string() }, handler: async (ctx, { id }) => ctx.db.get("Todo", id) });
+        """,
         "functions/echo.ts": """
         import { query, v } from "@pylon/functions";
         export default query({ args: { n: v.int() }, handler: async (_ctx, { n }) => ({ n, twice: n * 2 }) });
@@ -717,6 +721,35 @@ struct FunctionsTests {
         }
         let rows = try await host.request("GET", "/api/entities/Todo", token: HostProcess.adminToken)
         #expect(rows.json["count"].int == 50)
+    }
+
+    /// A query's point read is answered on the plugin's reader thread, which then writes
+    /// the answer to the worker's stdin while the worker may be writing to us: big rows,
+    /// many at once, must all arrive whole (frames far larger than a pipe's buffer, both
+    /// ways).
+    @Test("a query reading rows far bigger than a pipe's buffer, many at once: every answer arrives whole")
+    func bigRowsByGet() async throws {
+        let host = try await Self.start(env: ["PYLON_FN_WORKERS": "1"])
+        defer { host.stop() }
+        let title = String(repeating: "0123456789abcdef", count: 12_800) // 200 KiB
+        let created = try await host.request("POST", "/api/entities/Todo", json: #"{"title":"\#(title)","done":false}"#,
+                                             token: HostProcess.adminToken)
+        #expect(created.status == 201, "\(created.status) \(created.body.prefix(300))")
+        let id = try #require(created.json["id"].string)
+        let sizes = try await withThrowingTaskGroup(of: (Int, Int).self) { group in
+            for _ in 0..<24 {
+                group.addTask {
+                    let r = try await host.request("POST", "/api/fn/getTodo", json: #"{"id":"\#(id)"}"#)
+                    return (r.status, r.json["title"].string?.count ?? -1)
+                }
+            }
+            var all: [(Int, Int)] = []
+            for try await r in group { all.append(r) }
+            return all
+        }
+        for (status, size) in sizes {
+            #expect(status == 200 && size == title.count, "status \(status), title of \(size) characters")
+        }
     }
 
     @Test("an endless handler times out with FUNCTION_TIMEOUT while other workers keep answering")
