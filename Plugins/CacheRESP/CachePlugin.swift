@@ -128,7 +128,6 @@ final class CacheInstance {
     }
 }
 
-
 // MARK: - Static descriptor and table
 
 nonisolated(unsafe) private let descriptor = makeDescriptor(
