@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import HummingbirdWebSocket
 import Logging
 import PylonPluginABI
@@ -258,12 +259,19 @@ public final class Host: Sendable {
         // PYLON_HTTP_FAST_LANE=0 sends every request through Hummingbird's own path.
         let lane: FastLane.Shared? = config.fastLane
             ? FastLane.Shared(responder: router.buildResponder(), logger: appLogger, serverName: "pylon-host",
-                              maxBody: min(config.maxBodyBytes, 1 << 20), metrics: metrics)
+                              maxBody: min(config.maxBodyBytes, 1 << 20), metrics: metrics, rawFront: config.rawFront)
             : nil
+        let wsResponder = wsRouter.buildResponder()
+        let server = HTTPServerBuilder { responder -> any ServerChildChannel in
+            let channel = HTTP1WebSocketUpgradeChannel(responder: responder, webSocketResponder: wsResponder, configuration: wsConfig,
+                                                       additionalChannelHandlers: { lane.map { [FastLane($0)] } ?? [] })
+            // The raw front takes a connection's requests ahead of the upgrade handler and codec.
+            if let lane, lane.rawFront { return FrontedChannel(inner: channel, shared: lane) }
+            return channel
+        }
         let main = Application(
             router: router,
-            server: .http1WebSocketUpgrade(webSocketRouter: wsRouter, configuration: wsConfig,
-                                           additionalChannelHandlers: lane.map { [FastLane($0)] } ?? []),
+            server: server,
             configuration: .init(address: .hostname(config.bindHost, port: config.port), serverName: "pylon-host"),
             onServerRunning: { [logger, config] _ in
                 logger.info("pylon-host listening on http://\(config.bindHost):\(config.port)\(config.dev ? " (dev mode)" : "")")

@@ -26,8 +26,10 @@ struct FastLaneTests {
     /// The socket is shut after `timeout` so a hung host fails the test instead of hanging it.
     static func read(_ socket: TestSocket, count: Int, closeExpected: Bool = false,
                      timeout: TimeInterval = 30) async throws -> (answers: [Answer], closed: Bool) {
+        let fired = Fired()
         let watchdog = Task {
             try await Task.sleep(for: .seconds(timeout))
+            fired.set()
             socket.close()
         }
         defer { watchdog.cancel() }
@@ -67,8 +69,26 @@ struct FastLaneTests {
             if closeExpected {
                 while !ended && buf.isEmpty { try more() }
             }
-            return (answers, ended && buf.isEmpty)
+            // A close by the watchdog is not the host's.
+            return (answers, ended && buf.isEmpty && !fired.value)
         }
+    }
+
+    final class Fired: @unchecked Sendable {
+        private let lock = NSLock()
+        private var flag = false
+        func set() { lock.withLock { flag = true } }
+        var value: Bool { lock.withLock { flag } }
+    }
+
+    /// An insert and a last request asking to close, pipelined: answered 201, 200, closed.
+    static func insertThenClose(_ host: HostProcess) async throws {
+        let socket = try TestSocket.connect(port: host.port)
+        defer { socket.close() }
+        try socket.send(post("/api/entities/Item", #"{"title":"x"}"#) + get("/health", extra: "Connection: close\r\n"))
+        let (answers, closed) = try await read(socket, count: 2, closeExpected: true)
+        #expect(answers.map(\.status) == [201, 200])
+        #expect(closed)
     }
 
     static func find(_ hay: [UInt8], _ needle: [UInt8]) -> Int? {
@@ -176,14 +196,95 @@ struct FastLaneTests {
     func switchedOff() async throws {
         let host = try await HostProcess.start(manifest: Self.manifest, env: ["PYLON_HTTP_FAST_LANE": "0"])
         defer { host.stop() }
-        let socket = try TestSocket.connect(port: host.port)
-        try socket.send(Self.post("/api/entities/Item", #"{"title":"x"}"#) + Self.get("/health", extra: "Connection: close\r\n"))
-        let (answers, closed) = try await Self.read(socket, count: 2, closeExpected: true)
-        #expect(answers.map(\.status) == [201, 200])
-        #expect(closed)
-        socket.close()
+        try await Self.insertThenClose(host)
         try await Task.sleep(for: .milliseconds(300))
         let counters = try await host.request("GET", "/metrics").json["counters"]
         #expect(counters["http_fast_lane_requests_total"].int == nil, "\(counters)")
+    }
+
+    // MARK: The raw front (Sources/PylonHost/HTTP/RawFront.swift)
+
+    @Test("Raw front: requests cut into small pieces at any boundary are answered whole and in order")
+    func piecesAtAnyBoundary() async throws {
+        let host = try await HostProcess.start(manifest: Self.manifest)
+        defer { host.stop() }
+        let socket = try TestSocket.connect(port: host.port)
+        defer { socket.close() }
+        let batch = Array((Self.post("/api/entities/Item", #"{"title":"p1"}"#) + Self.get("/health")
+            + Self.post("/api/entities/Item", #"{"title":"p2"}"#, extra: "Cookie: a=1; b=2\r\n")).utf8)
+        var at = 0
+        var size = 1
+        while at < batch.count {
+            let end = min(batch.count, at + size)
+            try socket.send(String(decoding: batch[at..<end], as: UTF8.self))
+            try await Task.sleep(for: .milliseconds(2))
+            at = end
+            size = size % 13 + 1
+        }
+        let (answers, _) = try await Self.read(socket, count: 3)
+        #expect(answers.map(\.status) == [201, 200, 201], "\(answers.map { "\($0.status) \($0.body.prefix(80))" })")
+        let rows = try await host.request("GET", "/api/entities/Item?limit=10").json["data"].items.compactMap { $0["title"].string }
+        #expect(Set(rows) == ["p1", "p2"], "\(rows)")
+    }
+
+    @Test("Raw front: what it does not take goes to the codec, which answers it as before; malformed input gets 400 and a close; earlier answers stand")
+    func handsOnToTheCodec() async throws {
+        let host = try await HostProcess.start(manifest: Self.manifest)
+        defer { host.stop() }
+        // Each: a request the front answers, then another: well-formed ones it does not take go
+        // on to the codec; malformed ones get 400 and the connection ends.
+        let cases: [(String, String, [Int])] = [
+            ("duplicate Content-Length", "POST /api/entities/Item HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}", [200, 400]),
+            ("a header name with a space", "GET /health HTTP/1.1\r\nHost: x\r\nBad Name: y\r\n\r\n", [200, 400]),
+            ("not HTTP at all", "HELLO\r\n\r\n", [200, 400]),
+            ("a route outside the lane", Self.get("/api/manifest") + Self.get("/health", extra: "Connection: close\r\n"), [200, 200, 200]),
+            ("a chunked body", "POST /api/entities/Item HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n10\r\n{\"title\":\"chnk\"}\r\n0\r\n\r\n"
+                + Self.get("/health", extra: "Connection: close\r\n"), [200, 201, 200]),
+        ]
+        for (name, tail, statuses) in cases {
+            let socket = try TestSocket.connect(port: host.port)
+            defer { socket.close() }
+            try socket.send(Self.get("/health") + tail)
+            let (answers, closed) = try await Self.read(socket, count: statuses.count, closeExpected: true, timeout: 10)
+            #expect(answers.map(\.status) == statuses, "\(name): \(answers.map { "\($0.status) \($0.body.prefix(80))" })")
+            #expect(closed, "\(name): the connection ends")
+        }
+        // A malformed first request gets a 400 saying what is wrong, and the connection ends.
+        let bad = try TestSocket.connect(port: host.port)
+        defer { bad.close() }
+        try bad.send("GET /health HTTP/1.1\r\nHost: x\r\nBad Name: y\r\n\r\n")
+        let (rejected, badClosed) = try await Self.read(bad, count: 1, closeExpected: true, timeout: 10)
+        #expect(rejected.first?.status == 400 && rejected.first?.body.contains("MALFORMED_HTTP") == true, "\(rejected.map(\.body))")
+        #expect(badClosed)
+        // HTTP/1.0 goes to the codec too.
+        let old = try TestSocket.connect(port: host.port)
+        defer { old.close() }
+        try old.send("GET /health HTTP/1.0\r\n\r\n")
+        #expect(try await Self.read(old, count: 1, timeout: 10).answers.map(\.status) == [200])
+        let rows = try await host.request("GET", "/api/entities/Item?limit=10").json["data"].items.compactMap { $0["title"].string }
+        #expect(rows == ["chnk"], "only the chunked insert was a valid write: \(rows)")
+        #expect(try await host.request("GET", "/health").status == 200, "the host is fine")
+    }
+
+    @Test("Raw front: on shutdown an idle keep-alive connection is closed and the host exits")
+    func shutdownClosesIdleConnections() async throws {
+        let host = try await HostProcess.start(manifest: Self.manifest)
+        defer { host.stop() }
+        let socket = try TestSocket.connect(port: host.port)
+        defer { socket.close() }
+        try socket.send(Self.get("/health"))
+        let (answers, _) = try await Self.read(socket, count: 1)
+        #expect(answers.map(\.status) == [200])
+        host.terminate()
+        let (_, closed) = try await Self.read(socket, count: 0, closeExpected: true, timeout: 20)
+        #expect(closed, "the host closed the idle connection")
+        try await eventually("the host exits after SIGTERM", timeout: 20) { host.hasExited ? true : nil }
+    }
+
+    @Test("PYLON_HTTP_RAW_FRONT=0: the codec parses every request, the lane still answers")
+    func rawFrontOff() async throws {
+        let host = try await HostProcess.start(manifest: Self.manifest, env: ["PYLON_HTTP_RAW_FRONT": "0"])
+        defer { host.stop() }
+        try await Self.insertThenClose(host)
     }
 }

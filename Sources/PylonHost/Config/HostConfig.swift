@@ -33,6 +33,9 @@ public struct HostConfig: Sendable {
     /// Short requests are served from the connection's pipeline (`FastLane`);
     /// PYLON_HTTP_FAST_LANE=0 sends every request through Hummingbird's own path.
     public var fastLane = true
+    /// With the fast lane, a connection's requests are parsed and answered ahead of the
+    /// HTTP codec (`RawFront`) until one needs the codec; PYLON_HTTP_RAW_FRONT=0 turns that off.
+    public var rawFront = true
     /// Settings for the cache plugin from `PYLON_CACHE_*`, merged over the manifest's
     /// `plugins.cache` (port, bind, requirepass, maxmemory, snapshot).
     public var cacheOverrides: [(String, JSONValue)] = []
@@ -59,6 +62,7 @@ public struct HostConfig: Sendable {
         if let p = env["PYLON_PLUGINS_DIR"], !p.isEmpty { c.pluginsDir = p }
         if let o = env["PYLON_CORS_ORIGIN"], !o.isEmpty { c.corsOrigin = o }
         if let f = env["PYLON_HTTP_FAST_LANE"], !f.isEmpty { c.fastLane = !["0", "false", "no", "off"].contains(f.lowercased()) }
+        if let f = env["PYLON_HTTP_RAW_FRONT"], !f.isEmpty { c.rawFront = !["0", "false", "no", "off"].contains(f.lowercased()) }
         if let q = try int("PYLON_SYNC_QUEUE") { c.syncQueueLimit = max(16, q) }
         if let p = try int("PYLON_CHANGE_POLL_MS") { c.changePollMs = max(1, min(p, 10_000)) }
         if let m = try int("PYLON_MAX_CONNECTIONS_PER_IP") { c.maxConnectionsPerAddress = max(1, m) }

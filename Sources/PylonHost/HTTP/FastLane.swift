@@ -39,6 +39,9 @@ final class FastLane: ChannelDuplexHandler, RemovableChannelHandler, @unchecked 
         let maxBody: Int
         /// Gets `http_fast_lane_requests_total` when a connection ends.
         let metrics: Metrics
+        /// Whether each API-port connection also gets a `RawFront` (PYLON_HTTP_RAW_FRONT,
+        /// default on; see `FrontedChannel`).
+        var rawFront = true
     }
 
     /// Path prefixes served here: routes whose answer is one finite body.
@@ -131,14 +134,25 @@ final class FastLane: ChannelDuplexHandler, RemovableChannelHandler, @unchecked 
     }
 
     private func answer(_ head: HTTPRequest, _ body: ByteBuffer, context: ChannelHandlerContext) {
-        let channel = context.channel
-        let loop = context.eventLoop
-        let shared = self.shared
+        let executor = self.executor ?? LoopTaskExecutor(context.eventLoop)
+        self.executor = executor
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        Self.respond(head, body, channel: context.channel, shared: shared, executor: executor) { head, bytes, failed in
+            let (lane, context) = bound.value
+            lane.finish(head, bytes, abort: failed, context: context)
+        }
+    }
+
+    /// Runs one request through the router and middleware on a Task preferring `executor`
+    /// (the channel's loop) and collects the answer's body. `then` runs on the channel's
+    /// loop with the answer's head (Date, Server and Content-Length set), its body, and
+    /// whether the body failed half-way. Shared by `FastLane` and `RawFront`.
+    static func respond(_ head: HTTPRequest, _ body: ByteBuffer, channel: any Channel, shared: Shared, executor: LoopTaskExecutor,
+                        then: @escaping (HTTPResponse, ByteBuffer, Bool) -> Void) {
+        let loop = channel.eventLoop
         let request = Request(head: head, body: .init(buffer: body))
         let ctx = PylonRequestContext(source: .init(channel: channel, logger: shared.logger))
-        let bound = NIOLoopBound((self, context), eventLoop: loop)
-        let executor = self.executor ?? LoopTaskExecutor(loop)
-        self.executor = executor
+        let then = NIOLoopBound(then, eventLoop: loop)
         Task(executorPreference: executor) {
             var response: Response
             do {
@@ -162,10 +176,7 @@ final class FastLane: ChannelDuplexHandler, RemovableChannelHandler, @unchecked 
             let bytes = collected.buffer
             // Queued even when already on the loop: writing inside the handler's job measured
             // slower (get-by-id 18k vs 28k/s) than leaving it to the loop's next task run.
-            loop.execute {
-                let (lane, context) = bound.value
-                lane.finish(head, bytes, abort: failed, context: context)
-            }
+            loop.execute { then.value(head, bytes, failed) }
         }
     }
 
