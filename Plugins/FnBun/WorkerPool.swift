@@ -41,15 +41,68 @@ final class Worker: @unchecked Sendable {
 
     var isReady: Bool { if case .ready = state { return true } else { return false } }
 
-    /// Writes one frame; a dead pipe is ignored (the reader notices the exit). Returns false
-    /// when `generation` is no longer the current child.
+    /// Frames waiting for the thread that is writing (writeLock).
+    private var outbox: [UInt8] = []
+    /// A thread is writing `outbox` to the pipe, outside the lock (writeLock).
+    private var writing = false
+    /// The fd that write goes to (writeLock).
+    private var inFlightFD: Int32 = -1
+    /// The pipe was given up while a write was in progress: the writer closes this fd when
+    /// it is done (writeLock).
+    private var closeAfterWrite: Int32 = -1
+
+    /// Queues one frame for the child; a dead pipe is ignored (the reader notices the exit).
+    /// Frames sent while another thread is writing leave with its next write, so a busy
+    /// pool writes several frames per syscall. Returns false when `generation` is no longer
+    /// the current child.
     @discardableResult
     func send(_ bytes: [UInt8], generation gen: Int? = nil) -> Bool {
         writeLock.lock()
-        defer { writeLock.unlock() }
-        if let gen, gen != generation { return false }
-        let fd = stdinFD
-        guard fd >= 0 else { return false }
+        if let gen, gen != generation {
+            writeLock.unlock()
+            return false
+        }
+        guard stdinFD >= 0 else {
+            writeLock.unlock()
+            return false
+        }
+        outbox += bytes
+        if writing {
+            writeLock.unlock()
+            return true
+        }
+        writing = true
+        var ok = true
+        while !outbox.isEmpty && stdinFD >= 0 {
+            let fd = stdinFD
+            inFlightFD = fd
+            let batch = outbox
+            outbox.removeAll(keepingCapacity: true)
+            writeLock.unlock()
+            ok = Self.writeAll(fd, batch)
+            writeLock.lock()
+        }
+        writing = false
+        inFlightFD = -1
+        outbox.removeAll()
+        if closeAfterWrite >= 0 {
+            close(closeAfterWrite)
+            closeAfterWrite = -1
+        }
+        writeLock.unlock()
+        return ok
+    }
+
+    /// Gives up the pipe to the child (it sees EOF). writeLock held. A write in progress
+    /// keeps the fd open until it ends, so the number is never reused under it.
+    func closeStdin() {
+        guard stdinFD >= 0 else { return }
+        if writing && stdinFD == inFlightFD { closeAfterWrite = stdinFD } else { close(stdinFD) }
+        stdinFD = -1
+        outbox.removeAll()
+    }
+
+    private static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
         var off = 0
         return bytes.withUnsafeBytes { raw in
             while off < raw.count {
@@ -155,7 +208,7 @@ final class WorkerPool: @unchecked Sendable {
         lock.unlock()
         for w in ws {
             w.writeLock.lock()
-            if w.stdinFD >= 0 { close(w.stdinFD); w.stdinFD = -1 }
+            w.closeStdin()
             w.writeLock.unlock()
             if w.pid > 0 { kill(w.pid, SIGKILL) }
         }
@@ -362,7 +415,7 @@ final class WorkerPool: @unchecked Sendable {
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         lock.lock()
         w.writeLock.lock()
-        if w.generation == generation, w.stdinFD >= 0 { close(w.stdinFD); w.stdinFD = -1 }
+        if w.generation == generation { w.closeStdin() }
         w.writeLock.unlock()
         let orphans = w.inflight
         w.inflight.removeAll()
@@ -538,7 +591,7 @@ final class WorkerPool: @unchecked Sendable {
             }
             for w in workers where w.draining && w.inflight.isEmpty {
                 w.writeLock.lock()
-                if w.stdinFD >= 0 { close(w.stdinFD); w.stdinFD = -1 } // the runtime exits on EOF
+                w.closeStdin() // the runtime exits on EOF
                 w.writeLock.unlock()
             }
             for w in workers {
