@@ -51,10 +51,16 @@ final class Worker: @unchecked Sendable {
     /// it is done (writeLock).
     private var closeAfterWrite: Int32 = -1
 
+    /// The child's reader thread while it handles a batch of the child's frames: the
+    /// answers it sends meanwhile wait in `outbox` and leave together at `releaseWrites`
+    /// (writeLock).
+    private var holder: pthread_t?
+
     /// Queues one frame for the child; a dead pipe is ignored (the reader notices the exit).
-    /// Frames sent while another thread is writing leave with its next write, so a busy
-    /// pool writes several frames per syscall. Returns false when `generation` is no longer
-    /// the current child.
+    /// Frames sent while another thread is writing leave with its next write, and frames the
+    /// reader sends while handling a batch leave when the batch is done, so a busy pool
+    /// writes several frames per syscall. Returns false when `generation` is no longer the
+    /// current child.
     @discardableResult
     func send(_ bytes: [UInt8], generation gen: Int? = nil) -> Bool {
         writeLock.lock()
@@ -67,10 +73,34 @@ final class Worker: @unchecked Sendable {
             return false
         }
         outbox += bytes
-        if writing {
+        if writing || (holder.map { pthread_equal($0, pthread_self()) != 0 } ?? false) {
             writeLock.unlock()
             return true
         }
+        return drainAndUnlock()
+    }
+
+    /// The calling thread (the reader) holds its own sends back until `releaseWrites`.
+    func holdWrites() {
+        writeLock.lock()
+        holder = pthread_self()
+        writeLock.unlock()
+    }
+
+    /// Sends what the reader held back, in one write.
+    func releaseWrites() {
+        writeLock.lock()
+        holder = nil
+        if writing || outbox.isEmpty || stdinFD < 0 {
+            writeLock.unlock()
+            return
+        }
+        _ = drainAndUnlock()
+    }
+
+    /// Writes `outbox` until it stays empty, outside the lock. writeLock held on entry,
+    /// released on return; `writing` false on entry.
+    private func drainAndUnlock() -> Bool {
         writing = true
         var ok = true
         while !outbox.isEmpty && stdinFD >= 0 {
@@ -398,10 +428,12 @@ final class WorkerPool: @unchecked Sendable {
             if n <= 0 { break }
             buf.append(contentsOf: chunk[0..<n])
             var start = 0
+            w.holdWrites()
             while let nl = buf[start...].firstIndex(of: 0x0A) {
                 if nl > start { handleLine(w, generation, Array(buf[start..<nl])) }
                 start = nl + 1
             }
+            w.releaseWrites()
             if start > 0 { buf.removeFirst(start) }
             if buf.count > 256 << 20 {
                 log(PYLON_LOG_ERROR, "fnbun: worker \(w.index) wrote a line over 256 MiB; killing it")

@@ -26,7 +26,7 @@ import NIOCore
 ///
 /// Requests go through the same router, middleware and handlers as every other request
 /// (`FastLane.respond`). While one is being answered, later pipelined bytes wait in `pending`
-/// and reads are held back. A server shutdown (`ChannelShouldQuiesceEvent`) closes the
+/// (reads are held back once 64 KiB wait). A server shutdown (`ChannelShouldQuiesceEvent`) closes the
 /// connection once the answer in progress has left; the codec's handlers, which never saw
 /// these requests, do not get the event.
 ///
@@ -203,13 +203,19 @@ final class RawFront: ChannelDuplexHandler, RemovableChannelHandler, @unchecked 
 
     // MARK: Outbound
 
+    /// While a request is being answered the socket stays readable (taking it off the
+    /// selector and back costs two `epoll_ctl`s per request); reads stop only once
+    /// `maxPending` bytes of pipelined requests wait.
     func read(context: ChannelHandlerContext) {
-        if case .answering = mode {
+        if case .answering = mode, (pending?.readableBytes ?? 0) >= Self.maxPending {
             readHeld = true
             return
         }
         context.read()
     }
+
+    /// Pipelined bytes buffered while answering before reads are held back.
+    static let maxPending = 64 * 1024
 }
 
 /// The request subset `RawFront` answers, parsed from raw bytes.
