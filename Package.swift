@@ -3,6 +3,12 @@ import PackageDescription
 
 // Layout: see ../shared/DESIGN.md §2. Each directory under Plugins/ is one dynamic
 // library product named `Pylon<Folder>`, built to `lib<Name>.so` and copied to plugins/.
+
+// pylon-host links jemalloc (libjemalloc-dev), which then serves every allocation in the
+// process, plugins included: with many threads handing buffers to each other glibc's
+// malloc spends a large share of the host's CPU on arena locks (bench/RESULTS.md).
+// PYLON_SYSTEM_MALLOC=1 at build time builds without it (glibc's malloc).
+let jemalloc = Context.environment["PYLON_SYSTEM_MALLOC"] != "1"
 let package = Package(
     name: "pylon-swift",
     platforms: [.macOS(.v14)],
@@ -38,6 +44,9 @@ let package = Package(
             name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq",
             providers: [.apt(["libpq-dev"])]),
         .systemLibrary(
+            name: "CJemalloc", path: "Sources/CJemalloc", pkgConfig: "jemalloc",
+            providers: [.apt(["libjemalloc-dev"])]),
+        .systemLibrary(
             name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl",
             providers: [.apt(["libcurl4-openssl-dev"])]),
         .target(
@@ -62,7 +71,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-            ],
+            ] + (jemalloc ? ["CJemalloc"] : []),
             path: "Sources/pylon-host"),
         .target(
             name: "PylonStoreSQLite",

@@ -51,15 +51,15 @@ final class Worker: @unchecked Sendable {
     /// it is done (writeLock).
     private var closeAfterWrite: Int32 = -1
 
-    /// The child's reader thread while it handles a batch of the child's frames: the
-    /// answers it sends meanwhile wait in `outbox` and leave together at `releaseWrites`
-    /// (writeLock).
-    private var holder: pthread_t?
+    /// The child's reader thread while it handles a batch of the child's frames: frames sent
+    /// meanwhile (its answers, and calls other threads start) wait in `outbox` and leave
+    /// together at `releaseWrites` (writeLock).
+    private var holding = false
 
     /// Queues one frame for the child; a dead pipe is ignored (the reader notices the exit).
-    /// Frames sent while another thread is writing leave with its next write, and frames the
-    /// reader sends while handling a batch leave when the batch is done, so a busy pool
-    /// writes several frames per syscall. Returns false when `generation` is no longer the
+    /// Frames sent while another thread is writing leave with its next write, and frames sent
+    /// while the reader handles a batch leave when the batch is done, so a busy pool writes
+    /// several frames per syscall. Returns false when `generation` is no longer the
     /// current child.
     @discardableResult
     func send(_ bytes: [UInt8], generation gen: Int? = nil) -> Bool {
@@ -73,7 +73,8 @@ final class Worker: @unchecked Sendable {
             return false
         }
         outbox += bytes
-        if writing || (holder.map { pthread_equal($0, pthread_self()) != 0 } ?? false) {
+        // The reader handling a batch writes everything queued when it is done with it.
+        if writing || holding {
             writeLock.unlock()
             return true
         }
@@ -83,14 +84,14 @@ final class Worker: @unchecked Sendable {
     /// The calling thread (the reader) holds its own sends back until `releaseWrites`.
     func holdWrites() {
         writeLock.lock()
-        holder = pthread_self()
+        holding = true
         writeLock.unlock()
     }
 
     /// Sends what the reader held back, in one write.
     func releaseWrites() {
         writeLock.lock()
-        holder = nil
+        holding = false
         if writing || outbox.isEmpty || stdinFD < 0 {
             writeLock.unlock()
             return
@@ -186,9 +187,15 @@ final class WorkerPool: @unchecked Sendable {
     private var workers: [Worker] = []
     private var calls: [String: Call] = [:]
     private var queued: [Call] = []
+    /// What the workers' `ready` frames reported, under `registryLock` (read on every call,
+    /// written when a worker becomes ready: kept apart from the pool lock).
+    private let registryLock = NSLock()
     private var registry: [String: FnMeta] = [:]
-    private(set) var listJSON: [UInt8] = Array("[]".utf8)
+    private var listJSON: [UInt8] = Array("[]".utf8)
+    /// A worker has been ready at least once (pool lock).
     private var everReady = false
+    /// The same, under `registryLock`.
+    private var registryFilled = false
     private var stopping = false
     private var nextCall: UInt64 = 0
     private var supervisor: Thread?
@@ -252,15 +259,15 @@ final class WorkerPool: @unchecked Sendable {
     enum Lookup { case found(FnMeta), missing, starting }
 
     func describe(_ name: String) -> Lookup {
-        lock.lock()
-        defer { lock.unlock() }
+        registryLock.lock()
+        defer { registryLock.unlock() }
         if let m = registry[name] { return .found(m) }
-        return everReady ? .missing : .starting
+        return registryFilled ? .missing : .starting
     }
 
     func list() -> [UInt8] {
-        lock.lock()
-        defer { lock.unlock() }
+        registryLock.lock()
+        defer { registryLock.unlock() }
         return listJSON
     }
 
@@ -304,8 +311,14 @@ final class WorkerPool: @unchecked Sendable {
     }
 
     /// Completes a call exactly once; later attempts (a reply racing a timeout) are ignored.
-    func finish(_ key: String, _ status: pylon_status, result: ArraySlice<UInt8>?, code: String = "", message: String = "") {
+    /// `from`: the child that answered, which must be the one running the call.
+    func finish(_ key: String, _ status: pylon_status, result: ArraySlice<UInt8>?, code: String = "", message: String = "",
+                from child: Worker? = nil) {
         lock.lock()
+        if let child, !child.inflight.contains(key) {
+            lock.unlock()
+            return
+        }
         guard let call = calls.removeValue(forKey: key) else {
             lock.unlock()
             return
@@ -476,11 +489,12 @@ final class WorkerPool: @unchecked Sendable {
         switch type {
         case "ready": onReady(w, line, f)
         case "return":
-            guard let key = str("call_id"), isMine(w, key) else { return }
-            finish(key, PYLON_OK, result: f["value"].map { line[$0] } ?? ArraySlice(Array("null".utf8)))
+            guard let key = str("call_id") else { return }
+            finish(key, PYLON_OK, result: f["value"].map { line[$0] } ?? ArraySlice(Array("null".utf8)), from: w)
         case "error":
-            guard let key = str("call_id"), isMine(w, key) else { return }
-            finish(key, PYLON_ERR_GENERIC, result: nil, code: str("code") ?? "HANDLER_ERROR", message: str("message") ?? "the function failed")
+            guard let key = str("call_id") else { return }
+            finish(key, PYLON_ERR_GENERIC, result: nil, code: str("code") ?? "HANDLER_ERROR", message: str("message") ?? "the function failed",
+                   from: w)
         case "db": onDB(w, gen, line, key: str("call_id"), opID: str("op_id"))
         case "run_fn":
             let kind: Int32 = switch str("fn_type") {
@@ -512,12 +526,6 @@ final class WorkerPool: @unchecked Sendable {
         }
     }
 
-    private func isMine(_ w: Worker, _ key: String) -> Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return w.inflight.contains(key)
-    }
-
     private func activeCall(_ key: String) -> Call? {
         lock.lock()
         defer { lock.unlock() }
@@ -539,9 +547,12 @@ final class WorkerPool: @unchecked Sendable {
                 reg[name] = FnMeta(kind: kind, privileged: privileged)
             }
         }
-        lock.lock()
+        registryLock.lock()
         registry = reg
         listJSON = list
+        registryFilled = true
+        registryLock.unlock()
+        lock.lock()
         let first = !everReady
         everReady = true
         w.state = .ready

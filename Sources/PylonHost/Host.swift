@@ -274,7 +274,7 @@ public final class Host: Sendable {
             server: server,
             configuration: .init(address: .hostname(config.bindHost, port: config.port), serverName: "pylon-host"),
             onServerRunning: { [logger, config] _ in
-                logger.info("pylon-host listening on http://\(config.bindHost):\(config.port)\(config.dev ? " (dev mode)" : "")")
+                logger.info("pylon-host listening on http://\(config.bindHost):\(config.port)\(config.dev ? " (dev mode)" : "") (\(Allocator.description))")
             },
             logger: appLogger)
         var services: [any Service] = [main, RealtimeShutdown(hub: hub)]

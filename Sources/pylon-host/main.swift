@@ -1,4 +1,7 @@
 import ArgumentParser
+#if canImport(CJemalloc)
+import CJemalloc
+#endif
 import Dispatch
 import Foundation
 #if canImport(Glibc)
@@ -31,6 +34,10 @@ struct Serve: ParsableCommand {
     @Flag(help: "Do not open Pylon's extra WS (port+1) and SSE (port+2) listeners.") var noCompatPorts = false
 
     func run() throws {
+        #if canImport(CJemalloc)
+        // Referenced so the linker keeps libjemalloc, which then serves every malloc.
+        _ = mallctl
+        #endif
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)
             h.logLevel = ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) } ?? .info
