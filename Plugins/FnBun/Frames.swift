@@ -43,22 +43,37 @@ struct JSONScan {
     }
 
     mutating func members() -> [String: Range<Int>]? {
+        guard let ranges = memberRanges() else { return nil }
+        var out: [String: Range<Int>] = [:]
+        for (key, value) in ranges {
+            guard let name = JSONScan.string(b[(key.lowerBound - 1)...key.upperBound]) else { return nil }
+            out[name] = value
+        }
+        return out
+    }
+
+    /// Top-level members of an object in order: the key's bytes inside its quotes (escapes
+    /// left as written) and the raw value. Builds no strings.
+    mutating func memberRanges() -> [(key: Range<Int>, value: Range<Int>)]? {
         ws()
         guard i < b.count, b[i] == UInt8(ascii: "{") else { return nil }
         i += 1
-        var out: [String: Range<Int>] = [:]
+        var out: [(key: Range<Int>, value: Range<Int>)] = []
         ws()
         if i < b.count, b[i] == UInt8(ascii: "}") { return out }
         while true {
             ws()
-            guard let key = readString() else { return nil }
+            guard i < b.count, b[i] == UInt8(ascii: "\"") else { return nil }
+            let keyStart = i + 1
+            guard skipStringFast() else { return nil }
+            let key = keyStart..<(i - 1)
             ws()
             guard i < b.count, b[i] == UInt8(ascii: ":") else { return nil }
             i += 1
             ws()
             let start = i
             guard skipValue() else { return nil }
-            out[key] = start..<i
+            out.append((key, start..<i))
             ws()
             guard i < b.count else { return nil }
             if b[i] == UInt8(ascii: ",") { i += 1; continue }
@@ -165,6 +180,40 @@ struct JSONScan {
         i += 4
         return v
     }
+}
+
+/// One protocol frame's top-level members, located in one pass (`JSONScan.memberRanges`)
+/// and looked up by comparing key bytes: the frames' keys are plain ASCII, so no strings or
+/// dictionary are built for the lines a busy pool reads by the thousand.
+struct Frame {
+    let line: [UInt8]
+    private let members: [(key: Range<Int>, value: Range<Int>)]
+
+    init?(_ line: [UInt8]) {
+        var scan = JSONScan(line)
+        guard let members = scan.memberRanges() else { return nil }
+        self.line = line
+        self.members = members
+    }
+
+    /// The raw value of `key` (the last one when repeated, as a JSON parser keeps it).
+    subscript(_ key: StaticString) -> Range<Int>? {
+        let n = key.utf8CodeUnitCount
+        let k = key.utf8Start
+        var found: Range<Int>?
+        for m in members where m.key.count == n {
+            var same = true
+            for j in 0..<n where line[m.key.lowerBound + j] != k[j] {
+                same = false
+                break
+            }
+            if same { found = m.value }
+        }
+        return found
+    }
+
+    /// The string value of `key`, decoded.
+    func string(_ key: StaticString) -> String? { self[key].flatMap { JSONScan.string(line[$0]) } }
 }
 
 /// JSON text of a Swift string (quotes and escapes).

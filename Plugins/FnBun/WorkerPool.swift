@@ -81,7 +81,7 @@ final class Worker: @unchecked Sendable {
         return drainAndUnlock()
     }
 
-    /// The calling thread (the reader) holds its own sends back until `releaseWrites`.
+    /// The reader is handling a batch: sends wait in `outbox` until `releaseWrites`.
     func holdWrites() {
         writeLock.lock()
         holding = true
@@ -481,13 +481,13 @@ final class WorkerPool: @unchecked Sendable {
     }
 
     private func handleLine(_ w: Worker, _ gen: Int, _ line: [UInt8]) {
-        guard let f = JSONScan.object(line), let tr = f["type"], let type = JSONScan.string(line[tr]) else {
+        guard let f = Frame(line), let type = f.string("type") else {
             log(PYLON_LOG_WARN, "fnbun: worker \(w.index) wrote a line that is not a protocol frame; skipped: \(String(decoding: line.prefix(200), as: UTF8.self))")
             return
         }
-        func str(_ k: String) -> String? { f[k].flatMap { JSONScan.string(line[$0]) } }
+        func str(_ k: StaticString) -> String? { f.string(k) }
         switch type {
-        case "ready": onReady(w, line, f)
+        case "ready": onReady(w, f)
         case "return":
             guard let key = str("call_id") else { return }
             finish(key, PYLON_OK, result: f["value"].map { line[$0] } ?? ArraySlice(Array("null".utf8)), from: w)
@@ -532,7 +532,8 @@ final class WorkerPool: @unchecked Sendable {
         return calls[key]
     }
 
-    private func onReady(_ w: Worker, _ line: [UInt8], _ f: [String: Range<Int>]) {
+    private func onReady(_ w: Worker, _ f: Frame) {
+        let line = f.line
         var reg: [String: FnMeta] = [:]
         var list = Array("[]".utf8)
         if let r = f["functions"], let items = JSONScan.array(Array(line[r])) {
