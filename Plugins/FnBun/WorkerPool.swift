@@ -51,7 +51,7 @@ final class Worker: @unchecked Sendable {
     /// it is done (writeLock).
     private var closeAfterWrite: Int32 = -1
 
-    /// The child's reader thread while it handles a batch of the child's frames: frames sent
+    /// The reader thread is handling a batch of the child's frames: frames sent
     /// meanwhile (its answers, and calls other threads start) wait in `outbox` and leave
     /// together at `releaseWrites` (writeLock).
     private var holding = false
@@ -495,7 +495,7 @@ final class WorkerPool: @unchecked Sendable {
             guard let key = str("call_id") else { return }
             finish(key, PYLON_ERR_GENERIC, result: nil, code: str("code") ?? "HANDLER_ERROR", message: str("message") ?? "the function failed",
                    from: w)
-        case "db": onDB(w, gen, line, key: str("call_id"), opID: str("op_id"))
+        case "db": onDB(w, gen, f)
         case "run_fn":
             let kind: Int32 = switch str("fn_type") {
             case "query": PYLON_FN_QUERY
@@ -503,7 +503,7 @@ final class WorkerPool: @unchecked Sendable {
             default: PYLON_FN_ACTION
             }
             let args = f["args"].map { Array(line[$0]) } ?? Array("{}".utf8)
-            onRunFn(w, gen, key: str("call_id"), opID: str("op_id"), name: str("fn_name") ?? "", kind: kind, args: args)
+            onRunFn(w, gen, f, name: str("fn_name") ?? "", kind: kind, args: args)
         case "stream":
             guard let key = str("call_id"), let call = activeCall(key), let host else { return }
             let event = Array((str("event") ?? "").utf8)
@@ -571,17 +571,17 @@ final class WorkerPool: @unchecked Sendable {
         for (t, frame, gen) in sends { t.send(frame, generation: gen) }
     }
 
-    private func onDB(_ w: Worker, _ gen: Int, _ line: [UInt8], key: String?, opID: String?) {
-        withActiveCall(w, gen, key: key, opID: opID) { host, call, ctx in
-            line.withUnsafeBytes { raw in
+    private func onDB(_ w: Worker, _ gen: Int, _ f: Frame) {
+        withActiveCall(w, gen, f) { host, call, ctx in
+            f.line.withUnsafeBytes { raw in
                 host.pointee.db_call(host.pointee.host_ctx, call.ctx, raw.baseAddress?.assumingMemoryBound(to: CChar.self), raw.count,
                                      dbDone, ctx)
             }
         }
     }
 
-    private func onRunFn(_ w: Worker, _ gen: Int, key: String?, opID: String?, name: String, kind: Int32, args: [UInt8]) {
-        withActiveCall(w, gen, key: key, opID: opID) { host, call, ctx in
+    private func onRunFn(_ w: Worker, _ gen: Int, _ f: Frame, name: String, kind: Int32, args: [UInt8]) {
+        withActiveCall(w, gen, f) { host, call, ctx in
             let n = Array(name.utf8)
             n.withUnsafeBytes { nb in
                 args.withUnsafeBytes { ab in
@@ -595,10 +595,12 @@ final class WorkerPool: @unchecked Sendable {
     /// Runs `body` with the call's host table while the call is known to be unfinished
     /// (holding its lock, so `complete` cannot overlap), handing it a retained reply
     /// context for `dbDone`; answers the child with CALL_FINISHED otherwise.
-    private func withActiveCall(_ w: Worker, _ gen: Int, key: String?, opID: String?,
+    /// The frame's `call_id` and `op_id` must be strings; the reply echoes them as sent.
+    private func withActiveCall(_ w: Worker, _ gen: Int, _ f: Frame,
                                 _ body: (UnsafePointer<pylon_fn_host_v1>, Call, UnsafeMutableRawPointer) -> Void) {
-        guard let key, let opID else { return }
-        let reply = DBReply(pool: self, worker: w, generation: gen, callKey: key, opID: opID)
+        guard let key = f.string("call_id"), let rawKey = f["call_id"], let rawOp = f["op_id"],
+              f.line[rawOp.lowerBound] == UInt8(ascii: "\"") else { return }
+        let reply = DBReply(worker: w, generation: gen, callID: f.line[rawKey], opID: f.line[rawOp])
         // Only the child running a call may act for it.
         guard let call = activeCall(key), call.worker === w, let host else {
             reply.fail("CALL_FINISHED", "the call already finished")
@@ -715,28 +717,31 @@ func kindName(_ k: Int32) -> String {
 /// Where the host's answer to one `db` frame goes: back to the child that asked, unless
 /// that child has been replaced meanwhile. Retained across the host's `db_call`.
 final class DBReply {
-    let pool: WorkerPool
     let worker: Worker
     let generation: Int
-    let callKey: String
-    let opID: String
+    /// `{"type":"result","call_id":…,"op_id":…,` with the ids' JSON as the child sent them.
+    private let head: [UInt8]
 
-    init(pool: WorkerPool, worker: Worker, generation: Int, callKey: String, opID: String) {
-        self.pool = pool
+    /// `callID`, `opID`: the raw JSON strings from the child's frame.
+    init(worker: Worker, generation: Int, callID: ArraySlice<UInt8>, opID: ArraySlice<UInt8>) {
         self.worker = worker
         self.generation = generation
-        self.callKey = callKey
-        self.opID = opID
+        var h = Array(#"{"type":"result","call_id":"#.utf8)
+        h += callID
+        h += Array(#","op_id":"#.utf8)
+        h += opID
+        h.append(UInt8(ascii: ","))
+        head = h
     }
 
-    private var head: String { "{\"type\":\"result\",\"call_id\":\(jsonQuote(callKey)),\"op_id\":\(jsonQuote(opID))," }
-
     func fail(_ code: String, _ message: String) {
-        worker.send(Array("\(head)\"error\":{\"code\":\(jsonQuote(code)),\"message\":\(jsonQuote(message))}}\n".utf8), generation: generation)
+        worker.send(head + Array("\"error\":{\"code\":\(jsonQuote(code)),\"message\":\(jsonQuote(message))}}\n".utf8), generation: generation)
     }
 
     func succeed(_ json: UnsafeRawBufferPointer) {
-        var frame = Array("\(head)\"data\":".utf8)
+        var frame = head
+        frame.reserveCapacity(head.count + json.count + 12)
+        frame += Array(#""data":"#.utf8)
         if json.count == 0 { frame += Array("null".utf8) } else { frame.append(contentsOf: json) }
         frame += Array("}\n".utf8)
         worker.send(frame, generation: generation)
