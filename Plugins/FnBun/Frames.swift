@@ -216,6 +216,15 @@ struct Frame {
     func string(_ key: StaticString) -> String? { self[key].flatMap { JSONScan.string(line[$0]) } }
 }
 
+/// Appends JSON text to an NDJSON frame on one line: in valid JSON a CR or LF can only be
+/// whitespace between tokens (inside strings they are escaped), so each becomes a space.
+/// The host passes arguments as the client sent them, pretty-printed or not.
+func appendOneLine<C: Collection>(_ frame: inout [UInt8], _ json: C) where C.Element == UInt8 {
+    let start = frame.count
+    frame.append(contentsOf: json)
+    for k in start..<frame.count where frame[k] == 0x0A || frame[k] == 0x0D { frame[k] = 0x20 }
+}
+
 /// JSON text of a Swift string (quotes and escapes).
 func jsonQuote(_ s: String) -> String {
     var out = "\""

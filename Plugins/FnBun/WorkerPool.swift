@@ -279,12 +279,12 @@ final class WorkerPool: @unchecked Sendable {
         nextCall += 1
         let key = "c_\(nextCall)"
         var frame = Array("{\"type\":\"call\",\"call_id\":\"\(key)\",\"fn_name\":\(jsonQuote(name)),\"fn_type\":\"\(kindName(kind))\",\"args\":".utf8)
-        frame += args.isEmpty ? Array("{}".utf8) : args
+        appendOneLine(&frame, args.isEmpty ? Array("{}".utf8) : args)
         frame += Array(",\"auth\":".utf8)
-        frame += auth.isEmpty ? Array("{}".utf8) : auth
+        appendOneLine(&frame, auth.isEmpty ? Array("{}".utf8) : auth)
         if !request.isEmpty {
             frame += Array(",\"request\":".utf8)
-            frame += request
+            appendOneLine(&frame, request)
         }
         frame += Array("}\n".utf8)
         let call = Call(key: key, ctx: ctx, frame: frame, deadline: monotonicSeconds() + callTimeout)
@@ -742,7 +742,7 @@ final class DBReply {
         var frame = head
         frame.reserveCapacity(head.count + json.count + 12)
         frame += Array(#""data":"#.utf8)
-        if json.count == 0 { frame += Array("null".utf8) } else { frame.append(contentsOf: json) }
+        if json.count == 0 { frame += Array("null".utf8) } else { appendOneLine(&frame, json) }
         frame += Array("}\n".utf8)
         worker.send(frame, generation: generation)
     }

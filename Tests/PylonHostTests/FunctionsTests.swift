@@ -301,6 +301,12 @@ struct FunctionsTests {
         #expect(missing.status == 404 && missing.json.errorCode == "FN_NOT_FOUND", "\(missing.body)")
         let badJSON = try await host.request("POST", "/api/fn/listTodos", json: "{nope")
         #expect(badJSON.status == 400 && badJSON.json.errorCode == "INVALID_JSON")
+        // Arguments reach the worker as sent: pretty-printed JSON (CR/LF between tokens,
+        // an escaped newline inside a string) must not break the line-framed protocol.
+        let pretty = try await host.request("POST", "/api/fn/addTodos", json: "{\r\n  \"titles\": [\n    \"three\\nlines\"\n  ]\n}\n")
+        #expect(pretty.status == 200 && pretty.json["ids"].array?.count == 1, "\(pretty.body)")
+        let three = try await host.request("POST", "/api/fn/listTodos", json: "{\n\"done\": false}")
+        #expect(three.json.items.contains { $0["title"].string == "three\nlines" }, "\(three.body)")
 
         let listing = try await host.request("GET", "/api/fn", token: HostProcess.adminToken)
         #expect(listing.status == 200)

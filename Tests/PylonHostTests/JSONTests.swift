@@ -25,6 +25,26 @@ struct JSONTests {
         #expect(throws: JSONParseError.self) { try JSONParser.parse(text) }
     }
 
+    /// `validate` (for JSON that is only passed on) must accept and refuse exactly what
+    /// `parse` does, with the same error.
+    @Test func validateAgreesWithParse() {
+        var inputs: [[UInt8]] = ["", "{", "[1,]", "{\"a\" 1}", "01", "1.", "tru", "\"\u{01}\"", "{\"a\":1}x", "[1 2]", "-", "\"\\x\"",
+                                 #"{"b":1,"a":2.5,"c":[true,false,null,"x\n\"y\""],"d":{"z":3.0},"e":-0.5e3}"#, #""\u00e9\ud83d\ude00""#,
+                                 #""\ud83d""#, #""\ude00""#, #""\ud83dx""#, "[]", "{}", " [ { } , [ ] ] ", "1e", "-0.5E+3", "\"é\"",
+                                 "{\"a\":}", "{1:2}", "[1,2", "nul", "9223372036854775807", "92233720368547758070"].map { Array($0.utf8) }
+        inputs.append([0x22, 0xFF, 0xFE, 0x22])
+        inputs.append(Array((String(repeating: "[", count: 256) + String(repeating: "]", count: 256)).utf8))
+        inputs.append(Array((String(repeating: "{\"k\":", count: 257) + "1" + String(repeating: "}", count: 257)).utf8))
+        inputs.append(Array((String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000)).utf8))
+        for bytes in inputs {
+            var parsed: String?
+            var validated: String?
+            do { _ = try JSONParser.parse(bytes) } catch { parsed = error.description }
+            do { try JSONParser.validate(bytes) } catch { validated = error.description }
+            #expect(parsed == validated, "\(String(decoding: bytes.prefix(60), as: UTF8.self))")
+        }
+    }
+
     @Test func deepNestingIsRefusedNotCrashing() {
         let deep = String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000)
         #expect(throws: JSONParseError.self) { try JSONParser.parse(deep) }

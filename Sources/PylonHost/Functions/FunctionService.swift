@@ -115,6 +115,12 @@ final class FunctionService: @unchecked Sendable {
     /// Every started call is traced (`traces`), whatever its outcome.
     func call(_ name: String, args: JSONValue, auth: AuthContext, expecting: Int32? = nil, request: JSONValue? = nil,
               stream: (@Sendable (String, String) -> Void)? = nil) async throws -> [UInt8] {
+        try await call(name, argsJSON: JSONWriter.encode(args), auth: auth, expecting: expecting, request: request, stream: stream)
+    }
+
+    /// The same with the arguments as JSON text (the caller has checked it is JSON).
+    func call(_ name: String, argsJSON argBytes: [UInt8], auth: AuthContext, expecting: Int32? = nil, request: JSONValue? = nil,
+              stream: (@Sendable (String, String) -> Void)? = nil) async throws -> [UInt8] {
         let started = DispatchTime.now().uptimeNanoseconds
         let info = try describe(name)
         let nameBytes = Array(name.utf8)
@@ -122,7 +128,6 @@ final class FunctionService: @unchecked Sendable {
             throw HostError.badRequest("FN_TYPE_MISMATCH", "\"\(name)\" is a \(Self.kindName(info.kind)), not a \(Self.kindName(expecting))")
         }
         let privileged = info.flags & PYLON_FN_FLAG_PRIVILEGED != 0
-        let argBytes = JSONWriter.encode(args)
         let authBytes = JSONWriter.encode(auth.functionJSON)
         let requestBytes = request.map(JSONWriter.encode) ?? []
         // A mutation first runs optimistically (see `FnCall.held`); when that cannot be
@@ -572,7 +577,7 @@ private func fnHostComplete(_ hostCtx: UnsafeMutableRawPointer?, _ callCtx: Unsa
     if status == PYLON_OK {
         let bytes = json.map { Array(UnsafeRawBufferPointer(start: $0, count: len)) } ?? Array("null".utf8)
         // The plugin hands over the function's value; never trust it to be JSON.
-        if (try? JSONParser.parse(bytes)) == nil {
+        if (try? JSONParser.validate(bytes)) == nil {
             call.complete(.failure(HostError(status: 502, code: "INVALID_RESULT", message: "the function runtime returned a result that is not JSON")))
         } else {
             call.complete(.success(bytes))

@@ -23,14 +23,15 @@ extension RouteContext {
         }
         router.post("/api/fn/:name") { req, ctx in
             let name = try ctx.parameters.require("name")
-            let args = try await body(req, empty: .object([]))
+            // Passed on to the function as sent, once checked to be JSON.
+            let args = try await HTTPSupport.jsonBytes(req, limit: config.maxBodyBytes, empty: Array("{}".utf8))
             let who = try await auth(req)
             metrics.add("fn_calls_total", 1)
             if req.headers[.accept]?.contains("text/event-stream") == true {
                 _ = try functions.describe(name) // unknown → 404 JSON, not a stream
                 return Self.streamCall(functions, name, args, who)
             }
-            return HTTPSupport.bytes(try await functions.call(name, args: args, auth: who))
+            return HTTPSupport.bytes(try await functions.call(name, argsJSON: args, auth: who))
         }
     }
 
@@ -79,13 +80,13 @@ extension RouteContext {
     /// `data:` event (a chunk with newlines becomes several `data:` lines, as SSE requires;
     /// event names are dropped, as in Pylon), then `event: result` with the return value or
     /// `event: error` with `{"code","message"}`, then the response ends.
-    static func streamCall(_ functions: FunctionService, _ name: String, _ args: JSONValue, _ who: AuthContext) -> Response {
+    static func streamCall(_ functions: FunctionService, _ name: String, _ args: [UInt8], _ who: AuthContext) -> Response {
         let (chunks, feed) = AsyncStream<String>.makeStream()
         let body = ResponseBody { writer in
             let out = EventStreamWriterBox(writer)
             let call = Task {
                 do {
-                    let result = try await functions.call(name, args: args, auth: who, stream: { _, data in
+                    let result = try await functions.call(name, argsJSON: args, auth: who, stream: { _, data in
                         feed.yield(sseData(data))
                     })
                     feed.yield("event: result\n" + sseData(String(decoding: result, as: UTF8.self)))

@@ -28,8 +28,26 @@ enum HTTPSupport {
         do {
             return try JSONParser.parse(Array(buffer.readableBytesView))
         } catch {
-            throw HostError(status: 400, code: "INVALID_JSON", message: "Invalid request body: \(error)")
+            throw invalidJSON(error)
         }
+    }
+
+    /// The body as JSON text, checked but not parsed (for JSON that is only passed on);
+    /// `empty` when there is no body.
+    static func jsonBytes(_ request: Request, limit: Int, empty: [UInt8]) async throws -> [UInt8] {
+        let buffer = try await rawBody(request, limit: limit)
+        if buffer.readableBytes == 0 { return empty }
+        let bytes = Array(buffer.readableBytesView)
+        do {
+            try JSONParser.validate(bytes)
+        } catch {
+            throw invalidJSON(error)
+        }
+        return bytes
+    }
+
+    private static func invalidJSON(_ error: JSONParseError) -> HostError {
+        HostError(status: 400, code: "INVALID_JSON", message: "Invalid request body: \(error)")
     }
 }
 

@@ -31,6 +31,21 @@ public struct JSONParser {
         try parse(Array(text.utf8))
     }
 
+    /// Checks that `bytes` is one JSON document, by the same rules and with the same errors
+    /// as `parse`, building nothing: for JSON that is only passed on (a function's
+    /// arguments and return value).
+    public static func validate(_ bytes: UnsafeBufferPointer<UInt8>) throws(JSONParseError) {
+        var p = JSONParser(buf: bytes)
+        p.skipWS()
+        try p.skipValue(depth: 0)
+        p.skipWS()
+        if p.i != bytes.count { throw p.fail("unexpected trailing characters") }
+    }
+
+    public static func validate(_ bytes: [UInt8]) throws(JSONParseError) {
+        try bytes.withUnsafeBufferPointer { b throws(JSONParseError) in try validate(b) }
+    }
+
     private let buf: UnsafeBufferPointer<UInt8>
     private var i = 0
 
@@ -154,23 +169,28 @@ public struct JSONParser {
             case UInt8(ascii: "r"): out.append(0x0D)
             case UInt8(ascii: "t"): out.append(0x09)
             case UInt8(ascii: "u"):
-                var scalar = try hex4()
-                if (0xD800...0xDBFF).contains(scalar) {
-                    guard i + 1 < buf.count, buf[i] == UInt8(ascii: "\\"), buf[i + 1] == UInt8(ascii: "u")
-                    else { throw fail("unpaired surrogate") }
-                    i += 2
-                    let low = try hex4()
-                    guard (0xDC00...0xDFFF).contains(low) else { throw fail("unpaired surrogate") }
-                    scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
-                } else if (0xDC00...0xDFFF).contains(scalar) {
-                    throw fail("unpaired surrogate")
-                }
+                let scalar = try unicodeEscape()
                 guard let u = Unicode.Scalar(scalar) else { throw fail("invalid \\u escape") }
                 out.append(contentsOf: Array(String(Character(u)).utf8))
             default: throw fail("invalid escape")
             }
         }
         throw fail("unterminated string")
+    }
+
+    /// After `\u`: the code point, a surrogate pair joined; a lone surrogate is an error.
+    private mutating func unicodeEscape() throws(JSONParseError) -> UInt32 {
+        let scalar = try hex4()
+        if (0xD800...0xDBFF).contains(scalar) {
+            guard i + 1 < buf.count, buf[i] == UInt8(ascii: "\\"), buf[i + 1] == UInt8(ascii: "u")
+            else { throw fail("unpaired surrogate") }
+            i += 2
+            let low = try hex4()
+            guard (0xDC00...0xDFFF).contains(low) else { throw fail("unpaired surrogate") }
+            return 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+        }
+        if (0xDC00...0xDFFF).contains(scalar) { throw fail("unpaired surrogate") }
+        return scalar
     }
 
     private mutating func hex4() throws(JSONParseError) -> UInt32 {
@@ -190,7 +210,81 @@ public struct JSONParser {
         return v
     }
 
+    /// `value` without building it.
+    private mutating func skipValue(depth: Int) throws(JSONParseError) {
+        guard i < buf.count else { throw fail("unexpected end of input") }
+        switch buf[i] {
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            let close = buf[i] == UInt8(ascii: "{") ? UInt8(ascii: "}") : UInt8(ascii: "]")
+            if depth + 1 > JSONParser.maxDepth { throw fail("nesting deeper than \(JSONParser.maxDepth)") }
+            i += 1
+            skipWS()
+            if i < buf.count, buf[i] == close { i += 1; return }
+            while true {
+                skipWS()
+                if close == UInt8(ascii: "}") {
+                    guard i < buf.count, buf[i] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
+                    try skipString()
+                    skipWS()
+                    guard i < buf.count, buf[i] == UInt8(ascii: ":") else { throw fail("expected ':'") }
+                    i += 1
+                    skipWS()
+                }
+                try skipValue(depth: depth + 1)
+                skipWS()
+                guard i < buf.count else { throw fail("unexpected end of input in \(close == UInt8(ascii: "}") ? "object" : "array")") }
+                if buf[i] == UInt8(ascii: ",") { i += 1; continue }
+                if buf[i] == close { i += 1; return }
+                throw fail(close == UInt8(ascii: "}") ? "expected ',' or '}'" : "expected ',' or ']'")
+            }
+        case UInt8(ascii: "\""): try skipString()
+        case UInt8(ascii: "t"): try literal("true")
+        case UInt8(ascii: "f"): try literal("false")
+        case UInt8(ascii: "n"): try literal("null")
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): _ = try scanNumber()
+        default: throw fail("unexpected character '\(Character(Unicode.Scalar(buf[i])))'")
+        }
+    }
+
+    /// `string` without building it: escapes, surrogate pairs and UTF-8 checked the same way.
+    private mutating func skipString() throws(JSONParseError) {
+        i += 1  // opening quote
+        let start = i
+        while i < buf.count {
+            let c = buf[i]
+            if c == UInt8(ascii: "\"") {
+                i += 1
+                if !Self.isValidUTF8(UnsafeBufferPointer(rebasing: buf[start..<(i - 1)])) { throw fail("invalid UTF-8 in string") }
+                return
+            }
+            if c < 0x20 { throw fail("control character in string") }
+            if c != UInt8(ascii: "\\") { i += 1; continue }
+            i += 1
+            guard i < buf.count else { break }
+            let e = buf[i]
+            i += 1
+            switch e {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
+                 UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+                continue
+            case UInt8(ascii: "u"):
+                _ = try unicodeEscape()
+            default: throw fail("invalid escape")
+            }
+        }
+        throw fail("unterminated string")
+    }
+
     private mutating func number() throws(JSONParseError) -> JSONValue {
+        let (start, isInt) = try scanNumber()
+        let text = String(decoding: UnsafeBufferPointer(rebasing: buf[start..<i]), as: UTF8.self)
+        if isInt, let v = Int64(text) { return .int(v) }
+        guard let d = Double(text) else { throw fail("invalid number") }
+        return .double(d)
+    }
+
+    /// Moves past a number; where it began and whether it is an integer.
+    private mutating func scanNumber() throws(JSONParseError) -> (start: Int, isInt: Bool) {
         let start = i
         var isInt = true
         if buf[i] == UInt8(ascii: "-") { i += 1 }
@@ -219,10 +313,7 @@ public struct JSONParser {
             }
             while i < buf.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(buf[i]) { i += 1 }
         }
-        let text = String(decoding: UnsafeBufferPointer(rebasing: buf[start..<i]), as: UTF8.self)
-        if isInt, let v = Int64(text) { return .int(v) }
-        guard let d = Double(text) else { throw fail("invalid number") }
-        return .double(d)
+        return (start, isInt)
     }
 
     static func isValidUTF8<C: Collection>(_ bytes: C) -> Bool where C.Element == UInt8 {
