@@ -16,7 +16,10 @@ import Glibc
 /// (`PYLON_FN_CALL_TIMEOUT` in seconds, default 30), `bun` (`PYLON_BUN`; else `bun` on
 /// PATH, else `~/.bun/bin/bun`), `max_rss_mb` (`PYLON_FN_MAX_RSS_MB`, default 1024, 0 = no
 /// limit: a child over it is killed), `dev` (the host passes `--dev`: reload the children
-/// when files in the folder change). Without Bun the plugin still loads and every call fails
+/// when files in the folder change), `host_loops` (`PYLON_FN_HOST_LOOPS`, default true:
+/// the host's event loops read the children's output when the host offers them, ABI 1.6;
+/// false: a thread per child does), `batch_scheduling` (`PYLON_FN_BATCH_SCHEDULING`,
+/// default true: the children run under SCHED_BATCH, see `withSpawnPolicy`). Without Bun the plugin still loads and every call fails
 /// with PYLON_ERR_UNSUPPORTED and a message saying how to install it.
 final class FnInstance: @unchecked Sendable {
     let log: HostLog
@@ -47,6 +50,8 @@ struct FnConfig {
     var bun: String?
     var maxRSSMB = 1024
     var dev = false
+    var hostLoops = true
+    var batchScheduling = true
 }
 
 private func parseConfig(_ bytes: [UInt8]) -> Result<FnConfig, StoreFailure> {
@@ -73,6 +78,11 @@ private func parseConfig(_ bytes: [UInt8]) -> Result<FnConfig, StoreFailure> {
             c.maxRSSMB = n
         }
         if let v = obj["dev"] as? Bool { c.dev = v }
+        for (key, path) in [("host_loops", \FnConfig.hostLoops), ("batch_scheduling", \FnConfig.batchScheduling)] {
+            guard let v = obj[key] else { continue }
+            guard let b = v as? Bool else { return .failure(bad("\"\(key)\" must be true or false")) }
+            c[keyPath: path] = b
+        }
         if let v = obj["bun"] {
             guard let s = v as? String, !s.isEmpty else { return .failure(bad("\"bun\" must be the path of the bun binary")) }
             c.bun = s
@@ -92,6 +102,14 @@ private func parseConfig(_ bytes: [UInt8]) -> Result<FnConfig, StoreFailure> {
     if let s = env["PYLON_FN_MAX_RSS_MB"], !s.isEmpty {
         guard let n = Int(s), n >= 0 else { return .failure(bad("PYLON_FN_MAX_RSS_MB must be a non-negative integer (0: no limit), got \"\(s)\"")) }
         c.maxRSSMB = n
+    }
+    for (name, path) in [("PYLON_FN_HOST_LOOPS", \FnConfig.hostLoops), ("PYLON_FN_BATCH_SCHEDULING", \FnConfig.batchScheduling)] {
+        guard let s = env[name], !s.isEmpty else { continue }
+        switch s {
+        case "1", "true": c[keyPath: path] = true
+        case "0", "false": c[keyPath: path] = false
+        default: return .failure(bad("\(name) must be 1 or 0, got \"\(s)\""))
+        }
     }
     return .success(c)
 }
@@ -175,9 +193,11 @@ private func makeInstance(_ log: HostLog, _ cfg: FnConfig) -> Result<FnInstance,
             return .failure(StoreFailure(PYLON_ERR_IO, "RUNTIME_WRITE_FAILED", "cannot write the Bun runtime to \(runtimeDir): \(error)"))
         }
     }
+    let loops = cfg.hostLoops ? HostEventLoops(log.host) : nil
     let pool = WorkerPool(bun: bun, runtimeScript: "\(runtimeDir)/runtime.ts", functionsDir: dir, workers: cfg.workers,
-                          callTimeout: cfg.callTimeout, maxRSSMB: cfg.maxRSSMB, watch: cfg.dev, log: log)
-    log(PYLON_LOG_INFO, "fnbun: \(cfg.workers) Bun worker(s) (\(bun)) for \(dir), call timeout \(cfg.callTimeout) s, memory limit \(cfg.maxRSSMB == 0 ? "none" : "\(cfg.maxRSSMB) MiB")\(cfg.dev ? ", reloading on file changes" : "")")
+                          callTimeout: cfg.callTimeout, maxRSSMB: cfg.maxRSSMB, watch: cfg.dev,
+                          batchScheduling: cfg.batchScheduling, loops: loops, log: log)
+    log(PYLON_LOG_INFO, "fnbun: \(cfg.workers) Bun worker(s) (\(bun)) for \(dir), call timeout \(cfg.callTimeout) s, memory limit \(cfg.maxRSSMB == 0 ? "none" : "\(cfg.maxRSSMB) MiB"), output read by \(loops.map { "the host's \($0.count) event loop(s)" } ?? "a thread per worker")\(cfg.batchScheduling ? ", SCHED_BATCH" : "")\(cfg.dev ? ", reloading on file changes" : "")")
     pool.start()
     return .success(FnInstance(log: log, pool: pool, unavailable: nil, runtimeDir: runtimeDir))
 }

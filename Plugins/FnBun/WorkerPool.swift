@@ -35,6 +35,13 @@ final class Worker: @unchecked Sendable {
     var killReason: (code: String, message: String)?
     /// Being replaced after a code change: takes no calls; stdin is closed once idle.
     var draining = false
+    /// The host event loop that reads this child's stdout (`HostEventLoops`), -1 when a
+    /// thread of the pool does. Calls arriving on that loop prefer this child. Fixed.
+    var loop = -1
+    /// When the child last finished a call (monotonic seconds): a child with calls in
+    /// flight that has been silent longer than `WorkerPool.stallAfter` may be stuck in a
+    /// long handler, and gets no calls for the sake of affinity.
+    var lastReturn: Double = 0
     let writeLock = NSLock()
 
     init(index: Int) { self.index = index }
@@ -100,7 +107,9 @@ final class Worker: @unchecked Sendable {
     }
 
     /// Writes `outbox` until it stays empty, outside the lock. writeLock held on entry,
-    /// released on return; `writing` false on entry.
+    /// released on return. The pipe is non-blocking (callers include the host's event
+    /// loops): when it is full, the rest stays first in `outbox`, `writing` stays set and a
+    /// thread of its own waits for room and goes on (`flushWhenWritable`).
     private func drainAndUnlock() -> Bool {
         writing = true
         var ok = true
@@ -110,8 +119,22 @@ final class Worker: @unchecked Sendable {
             let batch = outbox
             outbox.removeAll(keepingCapacity: true)
             writeLock.unlock()
-            ok = Self.writeAll(fd, batch)
+            let written = Self.writeSome(fd, batch)
             writeLock.lock()
+            if written < 0 {
+                // The child is gone: its reader fails what it had in flight.
+                ok = false
+                outbox.removeAll()
+                break
+            }
+            if written < batch.count {
+                outbox = Array(batch[written...]) + outbox
+                let t = Thread { [self] in flushWhenWritable(fd) }
+                t.name = "pylon-fnbun-flush-\(index)"
+                t.start()
+                writeLock.unlock()
+                return true
+            }
         }
         writing = false
         inFlightFD = -1
@@ -133,18 +156,36 @@ final class Worker: @unchecked Sendable {
         outbox.removeAll()
     }
 
-    private static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+    /// A full pipe (a child busy in a long handler while calls pile up) waits here, off
+    /// the caller's thread; `writing` is set throughout, so other senders only queue.
+    private func flushWhenWritable(_ fd: Int32) {
+        while true {
+            var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+            if poll(&p, 1, 1000) != 0 { break } // room, an error, or EINTR: try again
+            writeLock.lock()
+            let gone = stdinFD != fd
+            writeLock.unlock()
+            if gone { break }
+        }
+        writeLock.lock()
+        _ = drainAndUnlock()
+    }
+
+    /// Writes what fits: the byte count written (short when the pipe is full), -1 when the
+    /// pipe is broken.
+    private static func writeSome(_ fd: Int32, _ bytes: [UInt8]) -> Int {
         var off = 0
         return bytes.withUnsafeBytes { raw in
             while off < raw.count {
                 let n = write(fd, raw.baseAddress! + off, raw.count - off)
                 if n < 0 {
                     if errno == EINTR { continue }
-                    return false
+                    if errno == EAGAIN || errno == EWOULDBLOCK { return off }
+                    return -1
                 }
                 off += n
             }
-            return true
+            return off
         }
     }
 }
@@ -182,6 +223,9 @@ final class WorkerPool: @unchecked Sendable {
     let callTimeout: Double
     let log: HostLog
     var host: UnsafePointer<pylon_fn_host_v1>?
+    /// The host's event loops read the children's stdout when it offers them (ABI 1.6);
+    /// nil: a thread per child does.
+    let loops: HostEventLoops?
 
     private let lock = NSCondition()
     private var workers: [Worker] = []
@@ -205,11 +249,17 @@ final class WorkerPool: @unchecked Sendable {
     let maxRSS: Int
     /// Reload the children when files in the functions folder change (`--dev`).
     let watch: Bool
+    /// Run the children under SCHED_BATCH (see `withSpawnPolicy`).
+    let batchScheduling: Bool
     private var lastScan: Double = 0
     private var signature: [String]?
+    /// The `fn_workers_ready` gauge as last set (pool lock).
+    private var publishedReady = -1
 
     init(bun: String, runtimeScript: String, functionsDir: String, workers count: Int, callTimeout: Double,
-         maxRSSMB: Int, watch: Bool, log: HostLog) {
+         maxRSSMB: Int, watch: Bool, batchScheduling: Bool, loops: HostEventLoops?, log: HostLog) {
+        self.loops = loops
+        self.batchScheduling = batchScheduling
         self.maxRSS = maxRSSMB << 20
         self.watch = watch
         self.bun = bun
@@ -218,6 +268,10 @@ final class WorkerPool: @unchecked Sendable {
         self.callTimeout = callTimeout
         self.log = log
         workers = (0..<count).map { Worker(index: $0) }
+        if let loops {
+            let n = loops.count
+            for w in workers { w.loop = w.index % n }
+        }
     }
 
     /// Spawns the children and waits (up to 10 s) until each has reported its functions,
@@ -275,6 +329,7 @@ final class WorkerPool: @unchecked Sendable {
 
     /// `request` (a webhook's HTTP request, JSON) becomes the frame's `request`; empty: none.
     func startCall(name: String, kind: Int32, args: [UInt8], auth: [UInt8], request: [UInt8], ctx: UnsafeMutableRawPointer?) {
+        let here = loops?.current() ?? -1
         lock.lock()
         nextCall += 1
         let key = "c_\(nextCall)"
@@ -289,7 +344,7 @@ final class WorkerPool: @unchecked Sendable {
         frame += Array("}\n".utf8)
         let call = Call(key: key, ctx: ctx, frame: frame, deadline: monotonicSeconds() + callTimeout)
         calls[key] = call
-        let target = pickWorker()
+        let target = pickWorker(near: here)
         if let target {
             target.inflight.insert(key)
             call.worker = target
@@ -301,14 +356,29 @@ final class WorkerPool: @unchecked Sendable {
         target?.send(frame, generation: gen)
     }
 
-    /// The ready child with the fewest calls in flight. Pool lock held.
-    private func pickWorker() -> Worker? {
+    /// The ready child with the fewest calls in flight — preferring the least busy child
+    /// read by event loop `loop` (the caller's) while it is idle, or answering and within
+    /// `affinitySlack` calls of that one: its replies then complete the call on the thread
+    /// that answers the request, with no wake-up of another thread. A child that has calls
+    /// but has finished none for `stallAfter` (one handler spinning: a Bun child runs one
+    /// piece of JavaScript at a time) gets calls only as the least busy. Pool lock held.
+    private func pickWorker(near loop: Int = -1) -> Worker? {
         var best: Worker?
+        var local: Worker?
         for w in workers where w.isReady {
             if best == nil || w.inflight.count < best!.inflight.count { best = w }
+            if loop >= 0, w.loop == loop, local == nil || w.inflight.count < local!.inflight.count { local = w }
+        }
+        guard let local, let best, local !== best else { return best }
+        if local.inflight.isEmpty { return local }
+        if local.inflight.count <= best.inflight.count + Self.affinitySlack, monotonicSeconds() - local.lastReturn < Self.stallAfter {
+            return local
         }
         return best
     }
+
+    static let affinitySlack = 8
+    static let stallAfter = 0.02
 
     /// Completes a call exactly once; later attempts (a reply racing a timeout) are ignored.
     /// `from`: the child that answered, which must be the one running the call.
@@ -325,6 +395,7 @@ final class WorkerPool: @unchecked Sendable {
         }
         call.worker?.inflight.remove(key)
         if call.worker == nil { queued.removeAll { $0 === call } }
+        if let child { child.lastReturn = monotonicSeconds() }
         lock.unlock()
         call.lock.lock()
         defer { call.lock.unlock() }
@@ -375,11 +446,12 @@ final class WorkerPool: @unchecked Sendable {
         sigemptyset(&empty)
         posix_spawnattr_setsigdefault(&attr, &defaults)
         posix_spawnattr_setsigmask(&attr, &empty)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        var flags = POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK
+        posix_spawnattr_setflags(&attr, Int16(flags))
         let argv = [bun, "run", "--no-install", runtimeScript, functionsDir]
         let cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
         var pid: pid_t = 0
-        let rc = posix_spawn(&pid, bun, &actions, &attr, cargs, environ)
+        let rc = withSpawnPolicy(batchScheduling) { posix_spawn(&pid, bun, &actions, &attr, cargs, environ) }
         for p in cargs { free(p) }
         posix_spawn_file_actions_destroy(&actions)
         posix_spawnattr_destroy(&attr)
@@ -392,16 +464,29 @@ final class WorkerPool: @unchecked Sendable {
             w.state = .waiting(respawnAt: monotonicSeconds() + backoff(w.failures))
             return
         }
+        // Sends never block the sender (often a host event loop): see `Worker.drainAndUnlock`.
+        _ = fcntl(toChild[1], F_SETFL, fcntl(toChild[1], F_GETFL) | O_NONBLOCK)
         w.writeLock.lock()
         w.generation += 1
         w.stdinFD = toChild[1]
         w.writeLock.unlock()
         w.pid = pid
         w.state = .starting(deadline: monotonicSeconds() + Self.readyTimeout)
-        let gen = w.generation
+        let reader = ChildReader(pool: self, worker: w, generation: w.generation, pid: pid)
         let fd = fromChild[0]
-        let child = pid
-        let t = Thread { [self] in readLoop(w, fd: fd, generation: gen, pid: child) }
+        if let loops {
+            let ctx = Unmanaged.passRetained(reader).toOpaque()
+            if let handle = loops.watch(fd: fd, loop: w.loop, onData: childData, onClose: childClosed, ctx: ctx) {
+                reader.adopt(handle, loops)
+                return
+            }
+            Unmanaged<ChildReader>.fromOpaque(ctx).release()
+        }
+        let t = Thread { [self] in
+            reader.readLoop(fd)
+            close(fd)
+            childExited(reader)
+        }
         t.name = "pylon-fnbun-worker-\(w.index)"
         t.start()
     }
@@ -432,29 +517,12 @@ final class WorkerPool: @unchecked Sendable {
         failures <= 1 ? 0 : min(0.1 * pow(2, Double(failures - 2)), 10)
     }
 
-    private func readLoop(_ w: Worker, fd: Int32, generation: Int, pid: pid_t) {
-        var buf: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
-            buf.append(contentsOf: chunk[0..<n])
-            var start = 0
-            w.holdWrites()
-            while let nl = buf[start...].firstIndex(of: 0x0A) {
-                if nl > start { handleLine(w, generation, Array(buf[start..<nl])) }
-                start = nl + 1
-            }
-            w.releaseWrites()
-            if start > 0 { buf.removeFirst(start) }
-            if buf.count > 256 << 20 {
-                log(PYLON_LOG_ERROR, "fnbun: worker \(w.index) wrote a line over 256 MiB; killing it")
-                kill(pid, SIGKILL)
-                break
-            }
-        }
-        close(fd)
+    /// A child's stdout has ended (it exited, was killed, or closed it): reap it, fail its
+    /// calls in flight, schedule its successor. On a thread that may block (not a loop).
+    fileprivate func childExited(_ reader: ChildReader) {
+        let w = reader.worker
+        let generation = reader.generation
+        let pid = reader.pid
         kill(pid, SIGKILL)
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
@@ -472,6 +540,7 @@ final class WorkerPool: @unchecked Sendable {
         if reload || (w.isReady && now - w.readyAt > 5) { w.failures = 0 }
         if !reload { w.failures += 1 }
         w.state = stopping ? .stopped : .waiting(respawnAt: now + backoff(w.failures))
+        publishReady()
         let quiet = stopping || reload
         lock.unlock()
         if !quiet { log(PYLON_LOG_WARN, "fnbun: worker \(w.index) (pid \(pid)) exited; \(orphans.count) call(s) in flight failed; respawning") }
@@ -480,7 +549,7 @@ final class WorkerPool: @unchecked Sendable {
         }
     }
 
-    private func handleLine(_ w: Worker, _ gen: Int, _ line: [UInt8]) {
+    fileprivate func handleLine(_ w: Worker, _ gen: Int, _ line: [UInt8]) {
         guard let f = Frame(line), let type = f.string("type") else {
             log(PYLON_LOG_WARN, "fnbun: worker \(w.index) wrote a line that is not a protocol frame; skipped: \(String(decoding: line.prefix(200), as: UTF8.self))")
             return
@@ -565,6 +634,7 @@ final class WorkerPool: @unchecked Sendable {
             t.inflight.insert(c.key)
             sends.append((t, c.frame, t.generation))
         }
+        publishReady()
         lock.broadcast()
         lock.unlock()
         if first { log(PYLON_LOG_INFO, "fnbun: \(reg.count) function(s) from \(functionsDir): \(reg.keys.sorted().joined(separator: ", "))") }
@@ -617,6 +687,19 @@ final class WorkerPool: @unchecked Sendable {
 
     // MARK: Supervision
 
+    /// Sets the host gauge `fn_workers_ready` (children taking calls) when it changed.
+    /// Pool lock held.
+    private func publishReady() {
+        let n = workers.reduce(0) { $0 + ($1.isReady ? 1 : 0) }
+        guard n != publishedReady else { return }
+        publishedReady = n
+        let host = log.host
+        let name = "fn_workers_ready"
+        name.utf8CString.withUnsafeBufferPointer { c in
+            host.pointee.gauge_set?(host.pointee.host_ctx, c.baseAddress, c.count - 1, Double(n))
+        }
+    }
+
     private func supervise() {
         lock.lock()
         while !stopping {
@@ -650,6 +733,7 @@ final class WorkerPool: @unchecked Sendable {
                 default: break
                 }
             }
+            publishReady()
             if expired.isEmpty { continue }
             lock.unlock()
             for (c, victim) in expired {
@@ -696,6 +780,27 @@ extension WorkerPool {
         }
     }
 }
+
+/// Runs `spawn` with the calling thread under SCHED_BATCH when `batch`, so the child (and
+/// every thread it starts) inherits that policy; the thread's own policy is put back after.
+/// A SCHED_BATCH process is woken without preempting the thread that woke it: the host's
+/// event loop that writes a call frame keeps its CPU and goes on writing the frames of
+/// other requests, and the child, once it runs, finds them all in one read (likewise for
+/// the answers it gets). Without it every frame was a context switch each way (measured in
+/// bench/RESULTS.md, session 7). Fairness is unchanged: the child still gets its share of
+/// CPU. Unprivileged processes may switch between SCHED_OTHER and SCHED_BATCH; if the
+/// switch fails the child simply keeps the normal policy.
+private func withSpawnPolicy<T>(_ batch: Bool, _ spawn: () -> T) -> T {
+    guard batch else { return spawn() }
+    let before = sched_getscheduler(0)
+    var param = sched_param()
+    guard before >= 0, sched_setscheduler(0, schedBatch, &param) == 0 else { return spawn() }
+    defer { _ = sched_setscheduler(0, before, &param) }
+    return spawn()
+}
+
+/// SCHED_BATCH from <sched.h> (glibc declares it only under _GNU_SOURCE).
+private let schedBatch: Int32 = 3
 
 /// A pipe whose ends are not inherited by other children (posix_spawn's dup2 clears the
 /// flag on the child's stdin/stdout copies).
@@ -771,4 +876,116 @@ private let dbDone: pylon_fn_db_done_fn = { ctx, status, json, len, err in
 private func wholeError(_ bytes: [UInt8]) -> (code: String, message: String)? {
     guard let o = JSONScan.object(bytes), let c = o["code"], let code = JSONScan.string(bytes[c]) else { return nil }
     return (code, o["message"].flatMap { JSONScan.string(bytes[$0]) } ?? "database operation failed")
+}
+
+/// Reads one child's stdout — on a host event loop (`childData` / `childClosed`) or on a
+/// thread of its own (`readLoop`) — and hands each NDJSON line to the pool. Lives for one
+/// spawn (one `generation`).
+final class ChildReader: @unchecked Sendable {
+    let pool: WorkerPool
+    let worker: Worker
+    let generation: Int
+    let pid: pid_t
+    /// A line not ended yet (the reading thread's, or the loop's, only).
+    private var partial: [UInt8] = []
+    private var killed = false
+    /// The `watch_fd` handle, until the stream ends (`lock`).
+    private let lock = NSLock()
+    private var handle: UnsafeMutableRawPointer?
+    private var loops: HostEventLoops?
+    private var ended = false
+    static let maxLine = 256 << 20
+
+    init(pool: WorkerPool, worker: Worker, generation: Int, pid: pid_t) {
+        self.pool = pool
+        self.worker = worker
+        self.generation = generation
+        self.pid = pid
+    }
+
+    /// Handles every complete line in `bytes` (after what `partial` holds); the frames
+    /// this sends to the child meanwhile leave in one write.
+    func consume(_ bytes: UnsafeRawBufferPointer) {
+        guard !killed else { return }
+        worker.holdWrites()
+        defer { worker.releaseWrites() }
+        var start = 0
+        if !partial.isEmpty {
+            guard let nl = bytes.firstIndex(of: 0x0A) else {
+                keep(bytes[...])
+                return
+            }
+            partial.append(contentsOf: bytes[..<nl])
+            let line = partial
+            partial = []
+            if !line.isEmpty { pool.handleLine(worker, generation, line) }
+            start = nl + 1
+        }
+        while let nl = bytes[start...].firstIndex(of: 0x0A) {
+            if nl > start { pool.handleLine(worker, generation, Array(bytes[start..<nl])) }
+            start = nl + 1
+        }
+        if start < bytes.count { keep(bytes[start...]) }
+    }
+
+    private func keep(_ rest: Slice<UnsafeRawBufferPointer>) {
+        partial.append(contentsOf: rest)
+        if partial.count > Self.maxLine {
+            pool.log(PYLON_LOG_ERROR, "fnbun: worker \(worker.index) wrote a line over 256 MiB; killing it")
+            killed = true
+            partial = []
+            kill(pid, SIGKILL) // its end of file follows
+        }
+    }
+
+    /// Without host loops: blocking reads until end of file.
+    func readLoop(_ fd: Int32) {
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            chunk.withUnsafeBytes { consume(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+        }
+    }
+
+    /// `watch_fd` returned `handle`; given back at the end of the stream (maybe already).
+    func adopt(_ handle: UnsafeMutableRawPointer, _ loops: HostEventLoops) {
+        lock.lock()
+        if ended {
+            lock.unlock()
+            loops.unwatch(handle)
+            return
+        }
+        self.handle = handle
+        self.loops = loops
+        lock.unlock()
+    }
+
+    /// The stream ended (`on_close`, on the loop): the rest runs on a thread, since reaping
+    /// the child may wait.
+    func finishOnThread() {
+        let t = Thread { [self] in
+            lock.lock()
+            ended = true
+            let h = handle
+            let l = loops
+            handle = nil
+            lock.unlock()
+            if let h, let l { l.unwatch(h) }
+            pool.childExited(self)
+        }
+        t.name = "pylon-fnbun-reap-\(worker.index)"
+        t.start()
+    }
+}
+
+private let childData: HostEventLoops.OnData = { ctx, bytes, len in
+    guard let ctx else { return }
+    Unmanaged<ChildReader>.fromOpaque(ctx).takeUnretainedValue().consume(UnsafeRawBufferPointer(start: bytes, count: bytes == nil ? 0 : len))
+}
+
+private let childClosed: HostEventLoops.OnClose = { ctx, _ in
+    guard let ctx else { return }
+    Unmanaged<ChildReader>.fromOpaque(ctx).takeRetainedValue().finishOnThread()
 }

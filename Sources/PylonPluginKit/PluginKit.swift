@@ -226,3 +226,34 @@ public func writeDescription(_ text: String, into buf: UnsafeMutablePointer<CCha
     buf[bytes.count] = 0
     return bytes.count
 }
+
+/// The host's event-loop slots (ABI 1.6: `loop_count`, `current_loop`, `watch_fd`,
+/// `unwatch_fd`), present only when the host's table has all four.
+public struct HostEventLoops: @unchecked Sendable {
+    public let host: UnsafePointer<pylon_host_v1>
+    public typealias OnData = @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<UInt8>?, Int) -> Void
+    public typealias OnClose = @convention(c) (UnsafeMutableRawPointer?, pylon_status) -> Void
+
+    public init?(_ host: UnsafePointer<pylon_host_v1>) {
+        let end = MemoryLayout<pylon_host_v1>.offset(of: \.unwatch_fd)! + MemoryLayout<UnsafeRawPointer>.size
+        let t = host.pointee
+        guard Int(t.struct_size) >= end, t.loop_count != nil, t.current_loop != nil, t.watch_fd != nil, t.unwatch_fd != nil
+        else { return nil }
+        self.host = host
+    }
+
+    /// How many loops the host runs (at least 1).
+    public var count: Int { max(1, Int(host.pointee.loop_count(host.pointee.host_ctx))) }
+    /// The calling thread's loop, -1 when it is not one of them.
+    public func current() -> Int { Int(host.pointee.current_loop(host.pointee.host_ctx)) }
+
+    /// Hands `fd` to loop `loop` (see `watch_fd` for ownership); nil: still the caller's.
+    public func watch(fd: Int32, loop: Int, onData: OnData, onClose: OnClose, ctx: UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
+        host.pointee.watch_fd(host.pointee.host_ctx, fd, Int32(loop), onData, onClose, ctx)
+    }
+
+    /// Gives a `watch` handle back, exactly once.
+    public func unwatch(_ handle: UnsafeMutableRawPointer) {
+        host.pointee.unwatch_fd(host.pointee.host_ctx, handle)
+    }
+}

@@ -177,6 +177,15 @@ final class HostServices: @unchecked Sendable {
             out?.pointee = served.instance
             return served.table
         }
+        table.pointee.loop_count = { _ in Int32(HostLoops.loops.count) }
+        table.pointee.current_loop = { _ in HostLoops.current() }
+        table.pointee.watch_fd = { _, fd, loop, onData, onClose, ctx in
+            guard let onData, let onClose else { return nil }
+            return HostLoops.watch(fd: fd, loop: loop, onData: onData, onClose: onClose, ctx: ctx)
+        }
+        table.pointee.unwatch_fd = { _, handle in
+            if let handle { HostLoops.unwatch(handle) }
+        }
     }
 }
 

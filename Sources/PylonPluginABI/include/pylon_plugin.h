@@ -52,9 +52,11 @@ extern "C" {
  *  1.4: `pylon_fn_call.request_json` (the HTTP request of a webhook call); the `search`
  *  and `query_graph` operations of `pylon_fn_host_v1.db_call`; a failed `db_call`,
  *  `run_fn` or `complete` may carry the untruncated error as JSON in `result_json`.
- *  1.5: the optional `pylon_store_v1.commit_batch` slot. */
-#define PYLON_ABI_MINOR 5
-#define PYLON_ABI_HEADER_HASH 0x900a283eu /* abi_header_hash */
+ *  1.5: the optional `pylon_store_v1.commit_batch` slot.
+ *  1.6: the optional event-loop slots of `pylon_host_v1` (`loop_count`, `current_loop`,
+ *  `watch_fd`, `unwatch_fd`). */
+#define PYLON_ABI_MINOR 6
+#define PYLON_ABI_HEADER_HASH 0x840be0a4u /* abi_header_hash */
 
 /* ------------------------------------------------------------------------------------ */
 /* Status codes                                                                           */
@@ -168,6 +170,42 @@ typedef struct pylon_host_v1 {
      */
     const void *(*get_capability)(void *host_ctx, const char *capability_id,
                                   pylon_instance **instance_out);
+
+    /* ---- ABI 1.6: the host's event loops. A plugin reads a slot below only when
+     * `struct_size` covers it and it is not NULL. They let a plugin that talks to child
+     * processes or sockets have its reads done by the loops that serve the HTTP
+     * connections, instead of by threads of its own: a reply then reaches the host on the
+     * thread that will answer the request, with no thread hand-off in between. */
+
+    /** How many event loops the host runs (>= 1). [any-thread] */
+    int32_t (*loop_count)(void *host_ctx);
+    /** The index (0 ..< loop_count) of the event loop running the calling thread, or -1
+     *  when the caller is not on one. A plugin may use it to keep a request's work on the
+     *  loop it arrived on (e.g. pick the child whose fd that loop watches). [any-thread] */
+    int32_t (*current_loop)(void *host_ctx);
+    /**
+     * Have one event loop read `fd` (a pipe's read end or a connected stream socket).
+     * OWNERSHIP of `fd` passes to the host on success: it makes the fd non-blocking and
+     * closes it after `on_close`; the plugin must not read or close it any more. On failure
+     * (NULL) the fd stays the plugin's, unchanged, and the plugin reads it itself.
+     * `loop` picks the loop (taken modulo `loop_count`; -1: any).
+     * `on_data(ctx, bytes, len)` runs on that loop's thread each time bytes arrive, in
+     * order; `bytes` is OWNED BY THE HOST, valid during the callback only.
+     * `on_close(ctx, status)` runs exactly once, on the same thread, after the last
+     * `on_data`: at end of file (PYLON_OK), a read error (PYLON_ERR_IO) or after
+     * `unwatch_fd` (PYLON_ERR_ABORTED). `ctx` must stay valid until `on_close` returns.
+     * Both callbacks run ON AN EVENT LOOP: they must not block (no waiting for a child,
+     * no blocking write); work that waits belongs on a thread of the plugin's own.
+     * Returns a handle OWNED BY THE PLUGIN until it passes it to `unwatch_fd`, which it
+     * must do exactly once, before or after `on_close`. [any-thread]
+     */
+    void *(*watch_fd)(void *host_ctx, int32_t fd, int32_t loop,
+                      void (*on_data)(void *ctx, const uint8_t *bytes, size_t len),
+                      void (*on_close)(void *ctx, pylon_status status), void *ctx);
+    /** Give the handle back: reading stops (`on_close` follows with PYLON_ERR_ABORTED if
+     *  it has not run yet) and `handle` is invalid once this returns. Exactly once per
+     *  handle, from any thread but never from inside its own callbacks. [any-thread] */
+    void (*unwatch_fd)(void *host_ctx, void *handle);
 } pylon_host_v1;
 
 /* ------------------------------------------------------------------------------------ */
