@@ -259,7 +259,8 @@ public final class Host: Sendable {
         // PYLON_HTTP_FAST_LANE=0 sends every request through Hummingbird's own path.
         let lane: FastLane.Shared? = config.fastLane
             ? FastLane.Shared(responder: router.buildResponder(), logger: appLogger, serverName: "pylon-host",
-                              maxBody: min(config.maxBodyBytes, 1 << 20), metrics: metrics, rawFront: config.rawFront)
+                              maxBody: min(config.maxBodyBytes, 1 << 20), metrics: metrics, rawFront: config.rawFront,
+                              middleware: middleware, direct: { routes.directRoute($0) })
             : nil
         let wsResponder = wsRouter.buildResponder()
         let server = HTTPServerBuilder { responder -> any ServerChildChannel in

@@ -289,6 +289,32 @@ struct FunctionsTests {
         Issue.record("fn_workers_ready is \(seen.map { "\($0)" } ?? "missing"), not \(count), after 20 s")
     }
 
+    /// `POST /api/fn/NAME` with a plain name skips the router (`RouteContext.directRoute`);
+    /// with a query string it goes through the router. Both must answer alike: the same
+    /// middleware headers, errors and auth.
+    @Test("POST /api/fn/NAME answers the same past the router as through it: headers, errors, auth")
+    func directRouteMatchesRouter() async throws {
+        let host = try await Self.start(env: ["PYLON_FN_WORKERS": "1"])
+        defer { host.stop() }
+        for suffix in ["", "?via=router"] {
+            let ok = try await host.rawRequest("POST", "/api/fn/echo" + suffix, body: Data(#"{"n":4}"#.utf8),
+                                               headers: ["Content-Type": "application/json"])
+            #expect(ok.status == 200 && ok.json["twice"].int == 8, "\(suffix): \(ok.body)")
+            for name in ["access-control-allow-origin", "x-content-type-options", "x-frame-options", "referrer-policy",
+                         "content-type"] {
+                #expect(ok.headers[name] != nil, "\(suffix): header \(name) missing in \(ok.headers)")
+            }
+            let missing = try await host.request("POST", "/api/fn/noSuchFunction" + suffix, json: "{}")
+            #expect(missing.status == 404 && missing.json.errorCode == "FN_NOT_FOUND", "\(suffix): \(missing.body)")
+            let bad = try await host.request("POST", "/api/fn/echo" + suffix, json: "{not json")
+            #expect(bad.status == 400, "\(suffix): \(bad.body)")
+            let who = try await host.request("POST", "/api/fn/whoami" + suffix, json: "{}", token: HostProcess.adminToken)
+            #expect(who.status == 200 && who.json["auth"]["isAdmin"].bool == true, "\(suffix): \(who.body)")
+        }
+        let traces = try await host.request("POST", "/api/fn/traces", json: "{}")
+        #expect(traces.status == 404 && traces.json.errorCode == "FN_NOT_FOUND", "POST to a GET-only path is a function name: \(traces.body)")
+    }
+
     @Test("query, mutation and action over HTTP; GET /api/fn lists kinds and schemas")
     func kindsAndListing() async throws {
         let host = try await Self.start(env: ["PYLON_FN_WORKERS": "2"])

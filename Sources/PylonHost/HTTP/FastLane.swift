@@ -42,7 +42,15 @@ final class FastLane: ChannelDuplexHandler, RemovableChannelHandler, @unchecked 
         /// Whether each API-port connection also gets a `RawFront` (PYLON_HTTP_RAW_FRONT,
         /// default on; see `FrontedChannel`).
         var rawFront = true
+        /// The router's middleware, for requests that skip the router (`direct`).
+        var middleware: APIMiddleware<PylonRequestContext>?
+        /// The handler of a request the router would send to one fixed route, found
+        /// without the router's trie (`RouteContext.directRoute`): it still runs inside
+        /// `middleware`, exactly as the router would run it. Nil: the router decides.
+        var direct: (@Sendable (HTTPRequest) -> DirectHandler?)?
     }
+
+    typealias DirectHandler = @Sendable (Request, PylonRequestContext) async throws -> Response
 
     /// Path prefixes served here: routes whose answer is one finite body.
     static let routes = ["/api/entities/", "/api/fn/", "/api/query", "/api/lookup/", "/api/batch", "/api/transact",
@@ -156,7 +164,11 @@ final class FastLane: ChannelDuplexHandler, RemovableChannelHandler, @unchecked 
         Task(executorPreference: executor) {
             var response: Response
             do {
-                response = try await shared.responder.respond(to: request, context: ctx)
+                if let middleware = shared.middleware, let handler = shared.direct?(head) {
+                    response = try await middleware.handle(request, context: ctx, next: handler)
+                } else {
+                    response = try await shared.responder.respond(to: request, context: ctx)
+                }
             } catch {
                 // APIMiddleware turns errors into answers; this is the framework's last resort.
                 response = Response(status: .internalServerError)
