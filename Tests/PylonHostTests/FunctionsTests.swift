@@ -311,6 +311,15 @@ struct FunctionsTests {
             let who = try await host.request("POST", "/api/fn/whoami" + suffix, json: "{}", token: HostProcess.adminToken)
             #expect(who.status == 200 && who.json["auth"]["isAdmin"].bool == true, "\(suffix): \(who.body)")
         }
+        // A configured origin: the fields the middleware adds for it, once each.
+        let strict = try await Self.start(env: ["PYLON_FN_WORKERS": "1", "PYLON_CORS_ORIGIN": "https://app.example"])
+        defer { strict.stop() }
+        for path in ["/api/fn/echo", "/api/fn/echo?via=router", "/health"] {
+            let r = try await strict.rawRequest("POST", path, body: Data(#"{"n":1}"#.utf8), headers: ["Content-Type": "application/json"])
+            #expect(r.headers["access-control-allow-origin"] == "https://app.example", "\(path): \(r.headers)")
+            #expect(r.headers["access-control-allow-credentials"] == "true", "\(path): \(r.headers)")
+            #expect(r.headers["vary"] == "Origin", "\(path): \(r.headers)")
+        }
         let traces = try await host.request("POST", "/api/fn/traces", json: "{}")
         #expect(traces.status == 404 && traces.json.errorCode == "FN_NOT_FOUND", "POST to a GET-only path is a function name: \(traces.body)")
     }
