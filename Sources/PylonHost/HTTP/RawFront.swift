@@ -135,10 +135,7 @@ final class RawFront: ChannelDuplexHandler, RemovableChannelHandler, @unchecked 
         var head = HTTPResponse(status: .badRequest)
         head.headerFields[.contentType] = "application/json"
         head.headerFields[.connection] = "close"
-        head.headerFields[.date] = HTTPDate.now()
-        head.headerFields[.server] = shared.serverName
-        head.headerFields[.contentLength] = String(body.readableBytes)
-        context.writeAndFlush(wrapOutboundOut(.byteBuffer(Self.encode(head, body, context.channel.allocator)))).whenComplete { _ in
+        context.writeAndFlush(wrapOutboundOut(.byteBuffer(Self.encode(head, body, server: shared.serverName, context.channel.allocator)))).whenComplete { _ in
             context.close(promise: nil)
         }
     }
@@ -151,7 +148,8 @@ final class RawFront: ChannelDuplexHandler, RemovableChannelHandler, @unchecked 
             context.close(promise: nil)
             return
         }
-        context.writeAndFlush(wrapOutboundOut(.byteBuffer(Self.encode(head, body, context.channel.allocator))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.byteBuffer(Self.encode(head, body, server: shared.serverName, context.channel.allocator))),
+                              promise: nil)
         mode = .parsing
         next(context, inRead: false)
         if case .answering = mode { return }
@@ -161,25 +159,38 @@ final class RawFront: ChannelDuplexHandler, RemovableChannelHandler, @unchecked 
         }
     }
 
-    /// Status line, header lines and body in one buffer. No body (and no Content-Length)
-    /// for 1xx, 204 and 304, as HTTP/1.1 requires.
-    static func encode(_ head: HTTPResponse, _ body: ByteBuffer, _ allocator: ByteBufferAllocator) -> ByteBuffer {
+    /// Status line, header lines and body in one buffer, with Date, Server and
+    /// Content-Length written here (`head` has none of them, see `FastLane.respond`). No
+    /// body (and no Content-Length) for 1xx, 204 and 304, as HTTP/1.1 requires.
+    static func encode(_ head: HTTPResponse, _ body: ByteBuffer, server: String, _ allocator: ByteBufferAllocator) -> ByteBuffer {
         let code = head.status.code
         let bodiless = code < 200 || code == 204 || code == 304
-        var out = allocator.buffer(capacity: 160 + head.headerFields.count * 32 + (bodiless ? 0 : body.readableBytes))
+        var out = allocator.buffer(capacity: 224 + head.headerFields.count * 32 + (bodiless ? 0 : body.readableBytes))
         out.writeStaticString("HTTP/1.1 ")
         out.writeString(String(code))
         out.writeStaticString(" ")
         out.writeString(head.status.reasonPhrase)
         out.writeStaticString("\r\n")
         for field in head.headerFields {
-            if bodiless && field.name == .contentLength { continue }
+            // Hummingbird's Response may carry its own Content-Length; these three are ours.
+            switch field.name {
+            case .contentLength, .date, .server: continue
+            default: break
+            }
             out.writeString(field.name.rawName)
             out.writeStaticString(": ")
             out.writeString(field.value)
             out.writeStaticString("\r\n")
         }
-        out.writeStaticString("\r\n")
+        out.writeStaticString("Date: ")
+        out.writeString(HTTPDate.now())
+        out.writeStaticString("\r\nServer: ")
+        out.writeString(server)
+        if !bodiless {
+            out.writeStaticString("\r\nContent-Length: ")
+            out.writeString(String(body.readableBytes))
+        }
+        out.writeStaticString("\r\n\r\n")
         if !bodiless { out.writeImmutableBuffer(body) }
         return out
     }
