@@ -14,8 +14,11 @@ enum HTTPSupport {
     static func bytes(_ bytes: [UInt8], status: HTTPResponse.Status = .ok) -> Response {
         var buf = allocator.buffer(capacity: bytes.count)
         buf.writeBytes(bytes)
-        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: buf))
+        return Response(status: status, headers: jsonHeaders, body: .init(byteBuffer: buf))
     }
+
+    /// Built once (a field literal validates its name and value each time).
+    static let jsonHeaders: HTTPFields = [.contentType: "application/json"]
 
     static func error(_ e: HostError) -> Response {
         json(e.body, status: HTTPResponse.Status(code: e.status))
