@@ -8,7 +8,10 @@
 #   bash bench/functions.sh
 #
 # Settings: BENCH_DURATION (seconds, default 10), BENCH_WARMUP (default 2),
-# BENCH_CONNECTIONS (64), BENCH_THREADS (2), PYLON_FN_WORKERS (host default: cores),
+# BENCH_CONNECTIONS (64), BENCH_THREADS (2), BENCH_ROUNDS (3: each round measures pylon then
+# bare Bun back to back for each workload; the table shows each side's median and the median
+# of the rounds' ratios, so one slow minute of a shared machine skews one round, not the
+# result), PYLON_FN_WORKERS (host default: cores),
 # BENCH_KEEP_TMP=1 keeps the temp dir. Prints a markdown table and writes it to
 # bench/out/functions-<timestamp>.md. Exits 3 when any answer was not 2xx.
 set -euo pipefail
@@ -21,6 +24,7 @@ DURATION="${BENCH_DURATION:-10}"
 WARMUP="${BENCH_WARMUP:-2}"
 CONNS="${BENCH_CONNECTIONS:-64}"
 THREADS="${BENCH_THREADS:-2}"
+ROUNDS="${BENCH_ROUNDS:-3}"
 BENCH_TAG=functions
 ONLY=pylon
 # shellcheck source=lib/servers.sh
@@ -91,23 +95,47 @@ run() { # key url body
     done
     log "$1: ${R[$1.rps]} req/s, p99 ${R[$1.p99_ms]} ms, non-2xx ${R[$1.non2xx]}"
 }
-run pylon.get "http://127.0.0.1:$pport/api/fn/getItem" "{\"id\":\"$pid_id\"}"
-run bare.get "http://127.0.0.1:$bport/getItem" "{\"id\":\"$bid_id\"}"
-run pylon.add "http://127.0.0.1:$pport/api/fn/addItem" '{"title":"bench"}'
-run bare.add "http://127.0.0.1:$bport/addItem" '{"title":"bench"}'
-
-ratio() { LC_ALL=C awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "n/a" }'; }
+ratio() { LC_ALL=C awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "0" }'; }
+median() { printf '%s\n' "$@" | LC_ALL=C sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+declare -A ROUND_RATIOS
+for round in $(seq "$ROUNDS"); do
+    log "round $round of $ROUNDS"
+    run "pylon.get.$round" "http://127.0.0.1:$pport/api/fn/getItem" "{\"id\":\"$pid_id\"}"
+    run "bare.get.$round" "http://127.0.0.1:$bport/getItem" "{\"id\":\"$bid_id\"}"
+    run "pylon.add.$round" "http://127.0.0.1:$pport/api/fn/addItem" '{"title":"bench"}'
+    run "bare.add.$round" "http://127.0.0.1:$bport/addItem" '{"title":"bench"}'
+    for w in get add; do
+        ROUND_RATIOS[$w]+="$(ratio "${R[pylon.$w.$round.rps]}" "${R[bare.$w.$round.rps]}") "
+    done
+done
+# Each side's median over the rounds, and the median of the per-round ratios.
+for side in pylon bare; do
+    for w in get add; do
+        for m in rps p99_ms; do
+            vals=()
+            for round in $(seq "$ROUNDS"); do vals+=("${R[$side.$w.$round.$m]}"); done
+            R[$side.$w.$m]="$(median "${vals[@]}")"
+        done
+        bad=0
+        for round in $(seq "$ROUNDS"); do (( ${R[$side.$w.$round.non2xx]} == 0 )) || bad=1; done
+        R[$side.$w.non2xx]=$bad
+    done
+done
+# shellcheck disable=SC2086
+RATIO_GET="$(median ${ROUND_RATIOS[get]})"
+# shellcheck disable=SC2086
+RATIO_ADD="$(median ${ROUND_RATIOS[add]})"
 mkdir -p "$BENCH/out"
 OUT="$BENCH/out/functions-$(date -u +%Y%m%dT%H%M%SZ).md"
 {
     echo "## Server functions: pylon-host (FnBun) vs bare Bun.serve + bun:sqlite — $(date -u +%FT%TZ)"
     echo
-    echo "- wrk -t$THREADS -c$CONNS -d${DURATION}s (warm-up ${WARMUP}s), $(nproc) cores shared by everything; $("$BUN" --version | sed 's/^/bun /'); pylon tree $(git rev-parse --short HEAD)"
+    echo "- wrk -t$THREADS -c$CONNS -d${DURATION}s (warm-up ${WARMUP}s), $ROUNDS rounds (medians; ratio = median of the rounds' ratios), $(nproc) cores shared by everything; $("$BUN" --version | sed 's/^/bun /'); pylon tree $(git rev-parse --short HEAD)"
     echo
-    echo "| workload | pylon calls/s | pylon p99 ms | bare Bun req/s | bare Bun p99 ms | ratio (goal ≥ 0.5×) |"
-    echo "|---|---|---|---|---|---|"
-    echo "| query: one row by id | ${R[pylon.get.rps]} | ${R[pylon.get.p99_ms]} | ${R[bare.get.rps]} | ${R[bare.get.p99_ms]} | $(ratio "${R[pylon.get.rps]}" "${R[bare.get.rps]}") |"
-    echo "| mutation: insert one row | ${R[pylon.add.rps]} | ${R[pylon.add.p99_ms]} | ${R[bare.add.rps]} | ${R[bare.add.p99_ms]} | $(ratio "${R[pylon.add.rps]}" "${R[bare.add.rps]}") |"
+    echo "| workload | pylon calls/s | pylon p99 ms | bare Bun req/s | bare Bun p99 ms | ratio (goal ≥ 0.5×) | ratio per round |"
+    echo "|---|---|---|---|---|---|---|"
+    echo "| query: one row by id | ${R[pylon.get.rps]} | ${R[pylon.get.p99_ms]} | ${R[bare.get.rps]} | ${R[bare.get.p99_ms]} | ${RATIO_GET}× | ${ROUND_RATIOS[get]}|"
+    echo "| mutation: insert one row | ${R[pylon.add.rps]} | ${R[pylon.add.p99_ms]} | ${R[bare.add.rps]} | ${R[bare.add.p99_ms]} | ${RATIO_ADD}× | ${ROUND_RATIOS[add]}|"
 } | tee "$OUT"
 bad=0
 for k in pylon.get bare.get pylon.add bare.add; do (( ${R[$k.non2xx]} == 0 )) || bad=1; done
