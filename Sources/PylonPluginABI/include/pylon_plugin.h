@@ -56,7 +56,7 @@ extern "C" {
  *  1.6: the optional event-loop slots of `pylon_host_v1` (`loop_count`, `current_loop`,
  *  `watch_fd`, `unwatch_fd`). */
 #define PYLON_ABI_MINOR 6
-#define PYLON_ABI_HEADER_HASH 0x840be0a4u /* abi_header_hash */
+#define PYLON_ABI_HEADER_HASH 0x6b29ff26u /* abi_header_hash */
 
 /* ------------------------------------------------------------------------------------ */
 /* Status codes                                                                           */
@@ -187,7 +187,9 @@ typedef struct pylon_host_v1 {
      * Have one event loop read `fd` (a pipe's read end or a connected stream socket).
      * OWNERSHIP of `fd` passes to the host on success: it makes the fd non-blocking and
      * closes it after `on_close`; the plugin must not read or close it any more. On failure
-     * (NULL) the fd stays the plugin's, unchanged, and the plugin reads it itself.
+     * (NULL: not a pipe or a socket) the fd stays the plugin's, unchanged, and the plugin
+     * reads it itself. A registration that fails after `watch_fd` returned is reported as
+     * `on_close(PYLON_ERR_IO)` (the host has closed the fd).
      * `loop` picks the loop (taken modulo `loop_count`; -1: any).
      * `on_data(ctx, bytes, len)` runs on that loop's thread each time bytes arrive, in
      * order; `bytes` is OWNED BY THE HOST, valid during the callback only.
