@@ -333,15 +333,24 @@ final class WorkerPool: @unchecked Sendable {
         lock.lock()
         nextCall += 1
         let key = "c_\(nextCall)"
-        var frame = Array("{\"type\":\"call\",\"call_id\":\"\(key)\",\"fn_name\":\(jsonQuote(name)),\"fn_type\":\"\(kindName(kind))\",\"args\":".utf8)
-        appendOneLine(&frame, args.isEmpty ? Array("{}".utf8) : args)
-        frame += Array(",\"auth\":".utf8)
-        appendOneLine(&frame, auth.isEmpty ? Array("{}".utf8) : auth)
+        // Built as bytes: this runs once per call, on the caller's event loop.
+        var frame: [UInt8] = []
+        frame.reserveCapacity(96 + name.utf8.count + args.count + auth.count + request.count)
+        frame.append(contentsOf: #"{"type":"call","call_id":""#.utf8)
+        frame.append(contentsOf: key.utf8)
+        frame.append(contentsOf: #"","fn_name":"#.utf8)
+        frame.append(contentsOf: jsonQuote(name).utf8)
+        frame.append(contentsOf: #","fn_type":""#.utf8)
+        frame.append(contentsOf: kindName(kind).utf8)
+        frame.append(contentsOf: #"","args":"#.utf8)
+        if args.isEmpty { frame.append(contentsOf: "{}".utf8) } else { appendOneLine(&frame, args) }
+        frame.append(contentsOf: #","auth":"#.utf8)
+        if auth.isEmpty { frame.append(contentsOf: "{}".utf8) } else { appendOneLine(&frame, auth) }
         if !request.isEmpty {
-            frame += Array(",\"request\":".utf8)
+            frame.append(contentsOf: #","request":"#.utf8)
             appendOneLine(&frame, request)
         }
-        frame += Array("}\n".utf8)
+        frame.append(contentsOf: "}\n".utf8)
         let call = Call(key: key, ctx: ctx, frame: frame, deadline: monotonicSeconds() + callTimeout)
         calls[key] = call
         let target = pickWorker(near: here)

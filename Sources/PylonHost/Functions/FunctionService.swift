@@ -128,7 +128,7 @@ final class FunctionService: @unchecked Sendable {
             throw HostError.badRequest("FN_TYPE_MISMATCH", "\"\(name)\" is a \(Self.kindName(info.kind)), not a \(Self.kindName(expecting))")
         }
         let privileged = info.flags & PYLON_FN_FLAG_PRIVILEGED != 0
-        let authBytes = JSONWriter.encode(auth.functionJSON)
+        let authBytes = auth.functionJSONBytes
         let requestBytes = request.map(JSONWriter.encode) ?? []
         // A mutation first runs optimistically (see `FnCall.held`); when that cannot be
         // completed it runs again from the start holding the transaction throughout. A
@@ -160,7 +160,7 @@ final class FunctionService: @unchecked Sendable {
     /// Hands the call to the plugin; its return value once `complete` arrives.
     private func start(_ fc: FnCall, id: UInt64, name nameBytes: [UInt8], args argBytes: [UInt8], auth authBytes: [UInt8],
                        request requestBytes: [UInt8]) async throws -> [UInt8] {
-        try await withCheckedThrowingContinuation { (cont: CheckedContinuation<[UInt8], Error>) in
+        try await withUnsafeThrowingContinuation { (cont: UnsafeContinuation<[UInt8], Error>) in
             fc.continuation = cont
             let ctx = Unmanaged.passRetained(fc).toOpaque()
             var e = pylon_error()
@@ -212,6 +212,14 @@ private final class CallCounter: @unchecked Sendable {
 
 extension AuthContext {
     /// The caller as a function sees it (`ctx.auth`), snake_case as in Pylon's frames.
+    /// `functionJSON` as text; the anonymous caller's (most calls of a public app) is
+    /// encoded once.
+    var functionJSONBytes: [UInt8] {
+        self == .anonymous ? Self.anonymousFunctionJSON : JSONWriter.encode(functionJSON)
+    }
+
+    private static let anonymousFunctionJSON = JSONWriter.encode(AuthContext.anonymous.functionJSON)
+
     var functionJSON: JSONValue {
         .object([
             ("user_id", userID.map { .string($0) } ?? .null), ("is_admin", .bool(isAdmin)), ("is_guest", .bool(isGuest)),
@@ -228,7 +236,9 @@ final class FnCall: @unchecked Sendable {
     let auth: AuthContext
     /// Whose policies `ctx.db` obeys: the caller's, or admin's for a privileged function.
     let policyAuth: AuthContext
-    var continuation: CheckedContinuation<[UInt8], Error>?
+    /// Resumed exactly once: taken and cleared by `begin` or `complete`, which the ABI never
+    /// lets overlap for one call (no `db_call` after or during `complete`).
+    var continuation: UnsafeContinuation<[UInt8], Error>?
     /// Set before the call starts; called from the plugin's threads, one chunk at a time.
     var onStream: (@Sendable (String, String) -> Void)?
     private let lock = NSLock()
