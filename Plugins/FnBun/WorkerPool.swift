@@ -485,7 +485,7 @@ final class WorkerPool: @unchecked Sendable {
         if let loops {
             let ctx = Unmanaged.passRetained(reader).toOpaque()
             if let handle = loops.watch(fd: fd, loop: w.loop, onData: childData, onClose: childClosed, ctx: ctx) {
-                reader.adopt(handle, loops)
+                reader.adopt(handle)
                 return
             }
             Unmanaged<ChildReader>.fromOpaque(ctx).release()
@@ -900,7 +900,6 @@ final class ChildReader: @unchecked Sendable {
     /// The `watch_fd` handle, until the stream ends (`lock`).
     private let lock = NSLock()
     private var handle: UnsafeMutableRawPointer?
-    private var loops: HostEventLoops?
     private var ended = false
     static let maxLine = 256 << 20
 
@@ -958,15 +957,14 @@ final class ChildReader: @unchecked Sendable {
     }
 
     /// `watch_fd` returned `handle`; given back at the end of the stream (maybe already).
-    func adopt(_ handle: UnsafeMutableRawPointer, _ loops: HostEventLoops) {
+    func adopt(_ handle: UnsafeMutableRawPointer) {
         lock.lock()
         if ended {
             lock.unlock()
-            loops.unwatch(handle)
+            pool.loops?.unwatch(handle)
             return
         }
         self.handle = handle
-        self.loops = loops
         lock.unlock()
     }
 
@@ -977,10 +975,9 @@ final class ChildReader: @unchecked Sendable {
             lock.lock()
             ended = true
             let h = handle
-            let l = loops
             handle = nil
             lock.unlock()
-            if let h, let l { l.unwatch(h) }
+            if let h { pool.loops?.unwatch(h) }
             pool.childExited(self)
         }
         t.name = "pylon-fnbun-reap-\(worker.index)"
