@@ -199,8 +199,13 @@ final class HostProcess: @unchecked Sendable {
             if !p.isRunning {
                 throw HostProcessError(description: "pylon-host exited with status \(p.terminationStatus) before answering /health. Log:\n\(log)")
             }
+            // Only our own child counts: if another test's host won this port, its /health
+            // would answer too — keep waiting until ours exits (address in use → retry).
             if let r = try? await request("GET", "/health", timeout: 2), r.status == 200,
-               !compatPorts || (loopbackPortAccepts(port + 1) && loopbackPortAccepts(port + 2)) {
+               processListens(pid: p.processIdentifier, port: port),
+               !compatPorts || (loopbackPortAccepts(port + 1) && loopbackPortAccepts(port + 2)
+                                && processListens(pid: p.processIdentifier, port: port + 1)
+                                && processListens(pid: p.processIdentifier, port: port + 2)) {
                 return
             }
             try await Task.sleep(for: .milliseconds(50))

@@ -65,7 +65,7 @@ func freeLoopbackPortRun(count: Int) throws -> Int {
     for _ in 0..<200 {
         let p = try freeLoopbackPort()
         guard p + count - 1 <= 65535 else { continue }
-        if (1..<count).allSatisfy({ loopbackPortIsFree(p + $0) }) { return p }
+        if (1..<count).allSatisfy({ loopbackPortIsFree(p + $0) && handedOutPorts.claim(p + $0) }) { return p }
     }
     throw RealtimeTestError("found no run of \(count) free loopback ports")
 }
@@ -79,6 +79,28 @@ func loopbackPortIsFree(_ port: Int) -> Bool {
     return withUnsafePointer(to: &addr) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
     } == 0
+}
+
+/// Whether process `pid` itself holds a socket listening on TCP `port` (Linux: the LISTEN
+/// entries of /proc/net/tcp for that port, matched by inode against /proc/<pid>/fd). A health
+/// check that answers proves only that *some* process listens there; this proves it is ours.
+/// Where /proc is unavailable it returns true (nothing to check against).
+func processListens(pid: Int32, port: Int) -> Bool {
+    guard let table = try? String(contentsOfFile: "/proc/net/tcp", encoding: .utf8) else { return true }
+    let portHex = String(format: ":%04X", port)
+    var inodes = Set<String>()
+    for line in table.split(separator: "\n").dropFirst() {
+        let f = line.split(separator: " ", omittingEmptySubsequences: true)
+        // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+        guard f.count > 9, f[1].hasSuffix(portHex), f[3] == "0A" else { continue }
+        inodes.insert("socket:[\(f[9])]")
+    }
+    guard !inodes.isEmpty else { return false }
+    let fdDir = "/proc/\(pid)/fd"
+    guard let fds = try? FileManager.default.contentsOfDirectory(atPath: fdDir) else { return false }
+    return fds.contains { fd in
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "\(fdDir)/\(fd)")).map(inodes.contains) ?? false
+    }
 }
 
 /// Whether something accepts TCP connections on 127.0.0.1:`port`.

@@ -124,8 +124,32 @@ extension Process {
 
 // MARK: - A free port
 
-/// A free loopback port: bind 127.0.0.1:0, read back the port the kernel chose, close.
+/// Ports this test process has handed out already. The kernel can give the same port to two
+/// `bind(…:0)` calls once the first socket is closed, and the suites run in parallel in one
+/// process: two hosts started at once could then be told the same port, and the one that
+/// loses the bind race would have its health check answered by the other (seen in CI: one
+/// test's users wrote into another test's host). Never handing a port out twice removes
+/// that race inside this process; `HostProcess` also checks that its own child listens.
+let handedOutPorts = HandedOutPorts()
+
+final class HandedOutPorts: @unchecked Sendable {
+    private let lock = NSLock()
+    private var ports = Set<Int>()
+    /// True if `port` was not handed out before (and records it).
+    func claim(_ port: Int) -> Bool { lock.withLock { ports.insert(port).inserted } }
+}
+
+/// A free loopback port not handed out before in this process: bind 127.0.0.1:0, read back
+/// the port the kernel chose, close.
 func freeLoopbackPort() throws -> Int {
+    for _ in 0..<1000 {
+        let port = try kernelChosenLoopbackPort()
+        if handedOutPorts.claim(port) { return port }
+    }
+    throw TestSetupError(description: "no loopback port left that this test process has not used")
+}
+
+private func kernelChosenLoopbackPort() throws -> Int {
     #if canImport(Glibc)
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     #else
@@ -231,11 +255,14 @@ class ServedHost: @unchecked Sendable {
         return p
     }
 
-    /// Polls `GET /health` every 50 ms while `p` runs, for up to 60 s: true once it answers 200.
+    /// Polls `GET /health` every 50 ms while `p` runs, for up to 60 s: true once it answers
+    /// 200 and `p` itself listens on the port (not another test's host that won the port).
     private func answersHealth(_ p: Process) async throws -> Bool {
         let deadline = Date().addingTimeInterval(60)
+        let port = lock.withLock { self.port }
         while Date() < deadline && p.isRunning {
-            if let r = try? await request("GET", "/health", timeout: 2), r.status == 200 { return true }
+            if let r = try? await request("GET", "/health", timeout: 2), r.status == 200,
+               processListens(pid: p.processIdentifier, port: port) { return true }
             try await Task.sleep(for: .milliseconds(50))
         }
         return false
