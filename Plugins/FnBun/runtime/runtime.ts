@@ -75,48 +75,58 @@ async function load() {
 // ---- db RPC ----
 type Pending = { resolve: (v: any) => void; reject: (e: unknown) => void };
 const pending = new Map<string, Pending>();
-const opCounters = new Map<string, number>();
 
-function rpc(callId: string, frame: Record<string, unknown>, type = "db"): Promise<any> {
-  const n = (opCounters.get(callId) ?? 0) + 1;
-  opCounters.set(callId, n);
-  const opId = `${callId}#${n}`;
+/** One running call: its id and how many operations it has sent (op ids are `<call>#<n>`). */
+type CallState = { id: string; ops: number };
+
+/** Sends `frame` (an object of its own, completed here: no copies per operation) for call `c`. */
+function rpc(c: CallState, frame: Record<string, unknown>, type = "db"): Promise<any> {
+  const opId = c.id + "#" + ++c.ops;
+  frame.type = type;
+  frame.call_id = c.id;
+  frame.op_id = opId;
   return new Promise((resolve, reject) => {
     pending.set(opId, { resolve, reject });
-    send({ ...frame, type, call_id: callId, op_id: opId });
+    send(frame);
   });
 }
 
-function makeDb(callId: string, writable: boolean) {
-  const r = (op: string, f: Record<string, unknown>) => rpc(callId, { op, ...f });
+const readOnly = (m: string) => () =>
+  Promise.reject(new api.FunctionError("READ_ONLY", `ctx.db.${m} is not available in a query; use a mutation`));
+const queryOnlyWrites = { insert: readOnly("insert"), update: readOnly("update"), delete: readOnly("delete"), link: readOnly("link"), unlink: readOnly("unlink") };
+
+function makeDb(c: CallState, writable: boolean) {
   const reader: Record<string, Function> = {
-    get: (entity: string, id: string) => r("get", { entity, id }),
-    list: (entity: string) => r("list", { entity }),
-    query: (entity: string, filter: Record<string, unknown> = {}) => r("query", { entity, data: filter }),
-    lookup: (entity: string, field: string, value: unknown) => r("lookup", { entity, field, value }),
+    get: (entity: string, id: string) => rpc(c, { op: "get", entity, id }),
+    list: (entity: string) => rpc(c, { op: "list", entity }),
+    query: (entity: string, filter: Record<string, unknown> = {}) => rpc(c, { op: "query", entity, data: filter }),
+    lookup: (entity: string, field: string, value: unknown) => rpc(c, { op: "lookup", entity, field, value }),
     paginate: (entity: string, o: { cursor?: string | null; numItems?: number } = {}) =>
-      r("paginate", { entity, after: o.cursor ?? null, limit: o.numItems ?? 20 }),
-    search: (entity: string, body: Record<string, unknown> = {}) => r("search", { entity, data: body ?? {} }),
-    queryGraph: (query: Record<string, unknown>) => r("query_graph", { entity: "", data: query ?? {} }),
+      rpc(c, { op: "paginate", entity, after: o.cursor ?? null, limit: o.numItems ?? 20 }),
+    search: (entity: string, body: Record<string, unknown> = {}) => rpc(c, { op: "search", entity, data: body ?? {} }),
+    queryGraph: (query: Record<string, unknown>) => rpc(c, { op: "query_graph", entity: "", data: query ?? {} }),
   };
-  if (!writable) {
-    for (const m of ["insert", "update", "delete", "link", "unlink"])
-      reader[m] = () => Promise.reject(new api.FunctionError("READ_ONLY", `ctx.db.${m} is not available in a query; use a mutation`));
-    return reader;
-  }
-  return {
-    ...reader,
-    insert: async (entity: string, data: Record<string, unknown>) => (await r("insert", { entity, data })).id,
-    update: async (entity: string, id: string, data: Record<string, unknown>) => (await r("update", { entity, id, data })).updated,
-    delete: async (entity: string, id: string) => (await r("delete", { entity, id })).deleted,
-    link: async (entity: string, id: string, relation: string, targetId: string) =>
-      (await r("link", { entity, id, relation, target_id: targetId })).linked,
-    unlink: async (entity: string, id: string, relation: string) => (await r("unlink", { entity, id, relation })).unlinked,
-  };
+  const w = writable
+    ? {
+        insert: async (entity: string, data: Record<string, unknown>) => (await rpc(c, { op: "insert", entity, data })).id,
+        update: async (entity: string, id: string, data: Record<string, unknown>) => (await rpc(c, { op: "update", entity, id, data })).updated,
+        delete: async (entity: string, id: string) => (await rpc(c, { op: "delete", entity, id })).deleted,
+        link: async (entity: string, id: string, relation: string, targetId: string) =>
+          (await rpc(c, { op: "link", entity, id, relation, target_id: targetId })).linked,
+        unlink: async (entity: string, id: string, relation: string) => (await rpc(c, { op: "unlink", entity, id, relation })).unlinked,
+      }
+    : queryOnlyWrites;
+  reader.insert = w.insert;
+  reader.update = w.update;
+  reader.delete = w.delete;
+  reader.link = w.link;
+  reader.unlink = w.unlink;
+  return reader;
 }
 
 async function handleCall(f: any) {
   const callId = String(f.call_id);
+  const c: CallState = { id: callId, ops: 0 };
   try {
     const def = registry.get(f.fn_name);
     if (!def) return send({ type: "error", call_id: callId, code: "FN_NOT_FOUND", message: `no function named "${f.fn_name}"` });
@@ -129,7 +139,7 @@ async function handleCall(f: any) {
     }
     const a = f.auth ?? {};
     const auth: Auth = { userId: a.user_id ?? null, isAdmin: !!a.is_admin, isGuest: !!a.is_guest, roles: a.roles ?? [], tenantId: a.tenant_id ?? null };
-    const ctx: Record<string, unknown> = { auth, env: process.env, db: makeDb(callId, def.type !== "query") };
+    const ctx: Record<string, unknown> = { auth, env: process.env, db: makeDb(c, def.type !== "query") };
     if (def.type !== "query") {
       ctx.stream = {
         write: (data: string) => send({ type: "stream", call_id: callId, data: String(data) }),
@@ -140,15 +150,15 @@ async function handleCall(f: any) {
       };
       // Durable: the host stores the schedule (in a mutation, in its transaction).
       const schedule = async (fn: string, args: unknown, when: Record<string, number>) =>
-        (await rpc(callId, { op: "schedule", fn_name: String(fn), args: args ?? {}, ...when })).id as string;
+        (await rpc(c, Object.assign({ op: "schedule", fn_name: String(fn), args: args ?? {} }, when))).id as string;
       ctx.scheduler = {
         runAfter: (ms: number, fn: string, args?: unknown) => schedule(fn, args, { delay_ms: Math.max(0, Math.floor(ms)) }),
         runAt: (at: number | Date, fn: string, args?: unknown) => schedule(fn, args, { run_at: at instanceof Date ? at.getTime() : Math.floor(at) }),
-        cancel: async (id: string) => (await rpc(callId, { op: "cancel_schedule", schedule_id: id })).cancelled as boolean,
+        cancel: async (id: string) => (await rpc(c, { op: "cancel_schedule", schedule_id: id })).cancelled as boolean,
       };
     }
     if (def.type === "action") {
-      const run = (fn_type: string) => (fn_name: string, fnArgs: unknown = {}) => rpc(callId, { fn_name, fn_type, args: fnArgs ?? {} }, "run_fn");
+      const run = (fn_type: string) => (fn_name: string, fnArgs: unknown = {}) => rpc(c, { fn_name, fn_type, args: fnArgs ?? {} }, "run_fn");
       ctx.runQuery = run("query");
       ctx.runMutation = run("mutation");
       ctx.runAction = run("action");
@@ -165,8 +175,6 @@ async function handleCall(f: any) {
       out(`[fn] ${f.fn_name} threw: ${e instanceof Error ? e.stack ?? e.message : e}`);
       send({ type: "error", call_id: callId, code: "HANDLER_ERROR", message: "Internal handler error" });
     }
-  } finally {
-    opCounters.delete(callId);
   }
 }
 
@@ -193,10 +201,12 @@ const decoder = new TextDecoder();
 let buf = "";
 for await (const chunk of Bun.stdin.stream()) {
   buf += decoder.decode(chunk, { stream: true });
+  // Every complete line of the chunk, then the rest is kept (one slice per chunk, not per line).
+  let start = 0;
   let i: number;
-  while ((i = buf.indexOf("\n")) >= 0) {
-    const line = buf.slice(0, i);
-    buf = buf.slice(i + 1);
+  while ((i = buf.indexOf("\n", start)) >= 0) {
+    const line = buf.slice(start, i);
+    start = i + 1;
     if (!line.trim()) continue;
     let f: unknown;
     try {
@@ -206,6 +216,7 @@ for await (const chunk of Bun.stdin.stream()) {
     }
     onFrame(f);
   }
+  if (start > 0) buf = buf.slice(start);
 }
 for (const p of pending.values()) p.reject(new api.FunctionError("HOST_GONE", "the host closed the connection"));
 flush();
