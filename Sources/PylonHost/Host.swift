@@ -260,7 +260,8 @@ public final class Host: Sendable {
         let lane: FastLane.Shared? = config.fastLane
             ? FastLane.Shared(responder: router.buildResponder(), logger: appLogger, serverName: "pylon-host",
                               maxBody: min(config.maxBodyBytes, 1 << 20), metrics: metrics, rawFront: config.rawFront,
-                              middleware: middleware, direct: { routes.directRoute($0) })
+                              middleware: middleware, direct: { routes.directRoute($0) },
+                              immediate: { routes.immediateRoute($0, middleware) })
             : nil
         let wsResponder = wsRouter.buildResponder()
         let server = HTTPServerBuilder { responder -> any ServerChildChannel in

@@ -289,14 +289,25 @@ struct FunctionsTests {
         Issue.record("fn_workers_ready is \(seen.map { "\($0)" } ?? "missing"), not \(count), after 20 s")
     }
 
-    /// `POST /api/fn/NAME` with a plain name skips the router (`RouteContext.directRoute`);
-    /// with a query string it goes through the router. Both must answer alike: the same
-    /// middleware headers, errors and auth.
-    @Test("POST /api/fn/NAME answers the same past the router as through it: headers, errors, auth")
+    /// `POST /api/fn/NAME` with a plain name skips the router: without a Task when the
+    /// caller is anonymous or the admin (`RouteContext.immediateRoute`), on a Task with a
+    /// session (`directRoute`); with a query string it goes through the router. All must
+    /// answer alike: the same middleware headers, errors, auth and counters.
+    @Test("POST /api/fn/NAME answers the same past the router (with and without a Task) as through it: headers, errors, auth, counters")
     func directRouteMatchesRouter() async throws {
         let host = try await Self.start(env: ["PYLON_FN_WORKERS": "1"])
         defer { host.stop() }
+        let user = try await host.mintSession("u-direct")
+        let callsBefore = try await host.metricCounter("fn_calls_total") ?? 0
+        let requestsBefore = try await host.metricCounter("http_requests_total") ?? 0
         for suffix in ["", "?via=router"] {
+            let mine = try await host.request("POST", "/api/fn/whoami" + suffix, json: "{}", token: user)
+            #expect(mine.status == 200 && mine.json["auth"]["userId"].string == "u-direct", "\(suffix): \(mine.body)")
+            let anon = try await host.request("POST", "/api/fn/whoami" + suffix, json: "{}")
+            #expect(anon.status == 200 && anon.json["auth"]["userId"].isNull, "\(suffix): \(anon.body)")
+            let empty = try await host.request("POST", "/api/fn/echo" + suffix)
+            #expect(empty.status == 400 && empty.json.errorCode == "INVALID_ARGS",
+                    "an empty body is {}, which lacks echo's n: \(suffix): \(empty.body)")
             let ok = try await host.rawRequest("POST", "/api/fn/echo" + suffix, body: Data(#"{"n":4}"#.utf8),
                                                headers: ["Content-Type": "application/json"])
             #expect(ok.status == 200 && ok.json["twice"].int == 8, "\(suffix): \(ok.body)")
@@ -322,6 +333,13 @@ struct FunctionsTests {
         }
         let traces = try await host.request("POST", "/api/fn/traces", json: "{}")
         #expect(traces.status == 404 && traces.json.errorCode == "FN_NOT_FOUND", "POST to a GET-only path is a function name: \(traces.body)")
+        // Per path: whoami ×2, echo (empty), echo, noSuchFunction, echo (bad JSON), whoami
+        // (admin) = 7 requests, of which all but the bad JSON count as calls; plus the
+        // POST to traces (a call too).
+        let calls = try await host.metricCounter("fn_calls_total") ?? 0
+        #expect(calls - callsBefore == 2 * 6 + 1, "fn_calls_total counts every call whichever path took it")
+        let requests = try await host.metricCounter("http_requests_total") ?? 0
+        #expect(requests - requestsBefore >= 2 * 7 + 1, "http_requests_total counts every request whichever path took it")
     }
 
     @Test("query, mutation and action over HTTP; GET /api/fn lists kinds and schemas")

@@ -121,72 +121,101 @@ final class FunctionService: @unchecked Sendable {
     /// The same with the arguments as JSON text (the caller has checked it is JSON).
     func call(_ name: String, argsJSON argBytes: [UInt8], auth: AuthContext, expecting: Int32? = nil, request: JSONValue? = nil,
               stream: (@Sendable (String, String) -> Void)? = nil) async throws -> [UInt8] {
-        let started = DispatchTime.now().uptimeNanoseconds
-        let info = try describe(name)
-        let nameBytes = Array(name.utf8)
-        if let expecting, expecting != info.kind {
-            throw HostError.badRequest("FN_TYPE_MISMATCH", "\"\(name)\" is a \(Self.kindName(info.kind)), not a \(Self.kindName(expecting))")
-        }
-        let privileged = info.flags & PYLON_FN_FLAG_PRIVILEGED != 0
-        let authBytes = auth.functionJSONBytes
-        let requestBytes = request.map(JSONWriter.encode) ?? []
-        // A mutation first runs optimistically (see `FnCall.held`); when that cannot be
-        // completed it runs again from the start holding the transaction throughout. A
-        // streamed call never runs twice: its chunks are already on their way.
-        var optimistic = info.kind == PYLON_FN_MUTATION && stream == nil
-        while true {
-            let fc = FnCall(service: self, kind: info.kind, auth: auth, policyAuth: privileged ? .admin : auth,
-                            optimistic: optimistic)
-            fc.onStream = stream
-            let id = callIDs.next()
-            let startedAt = Int64(Date().timeIntervalSince1970 * 1000)
-            do {
-                let result = try await start(fc, id: id, name: nameBytes, args: argBytes, auth: authBytes, request: requestBytes)
-                traces.push(fc.trace(id: id, name: name, startedAt: startedAt, since: started, .ok))
-                return result
-            } catch is FnRestart {
-                optimistic = false
-                continue
-            } catch {
-                let e = DataService.hostError(error)
-                let outcome: FnTrace.Outcome = fc.beganTransaction
-                    ? .rolledBack(code: e.code, message: e.message) : .error(code: e.code, message: e.message)
-                traces.push(fc.trace(id: id, name: name, startedAt: startedAt, since: started, outcome))
-                throw error
-            }
+        try await withUnsafeThrowingContinuation { (cont: UnsafeContinuation<[UInt8], Error>) in
+            start(name, argsJSON: argBytes, auth: auth, expecting: expecting, request: request, stream: stream) { cont.resume(with: $0) }
         }
     }
 
-    /// Hands the call to the plugin; its return value once `complete` arrives.
-    private func start(_ fc: FnCall, id: UInt64, name nameBytes: [UInt8], args argBytes: [UInt8], auth authBytes: [UInt8],
-                       request requestBytes: [UInt8]) async throws -> [UInt8] {
-        try await withUnsafeThrowingContinuation { (cont: UnsafeContinuation<[UInt8], Error>) in
-            fc.continuation = cont
-            let ctx = Unmanaged.passRetained(fc).toOpaque()
-            var e = pylon_error()
-            e.struct_size = UInt32(MemoryLayout<pylon_error>.size)
-            let status = nameBytes.withUnsafeBufferPointer { n in
-                argBytes.withUnsafeBufferPointer { a in
-                    authBytes.withUnsafeBufferPointer { u in
-                        requestBytes.withUnsafeBufferPointer { r in
-                            var c = pylon_fn_call()
-                            c.struct_size = UInt32(MemoryLayout<pylon_fn_call>.size)
-                            c.kind = fc.kind
-                            c.call_id = id
-                            c.name = Self.str(n)
-                            c.args_json = Self.str(a)
-                            c.auth_json = Self.str(u)
-                            c.request_json = Self.str(r)
-                            c.call_ctx = ctx
-                            return table.pointee.start_call(instance, &c, &e)
-                        }
+    /// `call` without a Task: `done` receives the function's return value (JSON text) or
+    /// the error exactly once — on the thread that finishes the call (a plugin's or an
+    /// event loop's thread, a store thread, or the caller's own when the call cannot start),
+    /// possibly before `start` returns. Every started call is traced, whatever its outcome.
+    func start(_ name: String, argsJSON argBytes: [UInt8], auth: AuthContext, expecting: Int32? = nil, request: JSONValue? = nil,
+               stream: (@Sendable (String, String) -> Void)? = nil, done: @escaping @Sendable (Result<[UInt8], Error>) -> Void) {
+        let started = DispatchTime.now().uptimeNanoseconds
+        let info: pylon_fn_info
+        do {
+            info = try describe(name)
+        } catch {
+            done(.failure(error))
+            return
+        }
+        if let expecting, expecting != info.kind {
+            done(.failure(HostError.badRequest("FN_TYPE_MISMATCH", "\"\(name)\" is a \(Self.kindName(info.kind)), not a \(Self.kindName(expecting))")))
+            return
+        }
+        let privileged = info.flags & PYLON_FN_FLAG_PRIVILEGED != 0
+        let call = PreparedCall(name: name, nameBytes: Array(name.utf8), kind: info.kind, auth: auth, policyAuth: privileged ? .admin : auth,
+                                args: argBytes, authBytes: auth.functionJSONBytes, requestBytes: request.map(JSONWriter.encode) ?? [],
+                                stream: stream, started: started)
+        // A mutation first runs optimistically (see `FnCall.held`); when that cannot be
+        // completed it runs again from the start holding the transaction throughout. A
+        // streamed call never runs twice: its chunks are already on their way.
+        attempt(call, optimistic: info.kind == PYLON_FN_MUTATION && stream == nil, done)
+    }
+
+    /// What every attempt of one call sends to the plugin.
+    private struct PreparedCall: Sendable {
+        let name: String
+        let nameBytes: [UInt8]
+        let kind: Int32
+        let auth: AuthContext
+        let policyAuth: AuthContext
+        let args: [UInt8]
+        let authBytes: [UInt8]
+        let requestBytes: [UInt8]
+        let stream: (@Sendable (String, String) -> Void)?
+        /// Uptime ns when the call was asked for (the trace's duration).
+        let started: UInt64
+    }
+
+    private func attempt(_ p: PreparedCall, optimistic: Bool, _ done: @escaping @Sendable (Result<[UInt8], Error>) -> Void) {
+        let fc = FnCall(service: self, kind: p.kind, auth: p.auth, policyAuth: p.policyAuth, optimistic: optimistic)
+        fc.onStream = p.stream
+        let id = callIDs.next()
+        let startedAt = Int64(Date().timeIntervalSince1970 * 1000)
+        // Cleared by whoever takes it (FnCall.take), so the cycle fc → finish → fc ends
+        // with the call.
+        fc.finish = { [self] result in
+            switch result {
+            case .success:
+                traces.push(fc.trace(id: id, name: p.name, startedAt: startedAt, since: p.started, .ok))
+                done(result)
+            case .failure(is FnRestart):
+                attempt(p, optimistic: false, done)
+            case let .failure(error):
+                let e = DataService.hostError(error)
+                let outcome: FnTrace.Outcome = fc.beganTransaction
+                    ? .rolledBack(code: e.code, message: e.message) : .error(code: e.code, message: e.message)
+                traces.push(fc.trace(id: id, name: p.name, startedAt: startedAt, since: p.started, outcome))
+                done(result)
+            }
+        }
+        let ctx = Unmanaged.passRetained(fc).toOpaque()
+        var e = pylon_error()
+        e.struct_size = UInt32(MemoryLayout<pylon_error>.size)
+        let status = p.nameBytes.withUnsafeBufferPointer { n in
+            p.args.withUnsafeBufferPointer { a in
+                p.authBytes.withUnsafeBufferPointer { u in
+                    p.requestBytes.withUnsafeBufferPointer { r in
+                        var c = pylon_fn_call()
+                        c.struct_size = UInt32(MemoryLayout<pylon_fn_call>.size)
+                        c.kind = fc.kind
+                        c.call_id = id
+                        c.name = Self.str(n)
+                        c.args_json = Self.str(a)
+                        c.auth_json = Self.str(u)
+                        c.request_json = Self.str(r)
+                        c.call_ctx = ctx
+                        return table.pointee.start_call(instance, &c, &e)
                     }
                 }
             }
-            if status != PYLON_OK {
-                Unmanaged<FnCall>.fromOpaque(ctx).release()
-                cont.resume(throwing: Self.hostError(status, Self.code(e), Self.message(e)))
-            }
+        }
+        if status != PYLON_OK {
+            // The plugin refused the call: no `complete` will come.
+            Unmanaged<FnCall>.fromOpaque(ctx).release()
+            fc.take()?(.failure(Self.hostError(status, Self.code(e), Self.message(e))))
         }
     }
 }
@@ -236,9 +265,17 @@ final class FnCall: @unchecked Sendable {
     let auth: AuthContext
     /// Whose policies `ctx.db` obeys: the caller's, or admin's for a privileged function.
     let policyAuth: AuthContext
-    /// Resumed exactly once: taken and cleared by `begin` or `complete`, which the ABI never
-    /// lets overlap for one call (no `db_call` after or during `complete`).
-    var continuation: UnsafeContinuation<[UInt8], Error>?
+    /// Called exactly once with the outcome: taken and cleared (`take`) by `begin`,
+    /// `complete` or a refused start, which the ABI never lets overlap for one call (no
+    /// `db_call` after or during `complete`).
+    var finish: (@Sendable (Result<[UInt8], Error>) -> Void)?
+
+    /// `finish`, cleared.
+    func take() -> (@Sendable (Result<[UInt8], Error>) -> Void)? {
+        let f = finish
+        finish = nil
+        return f
+    }
     /// Set before the call starts; called from the plugin's threads, one chunk at a time.
     var onStream: (@Sendable (String, String) -> Void)?
     private let lock = NSLock()
@@ -369,15 +406,14 @@ final class FnCall: @unchecked Sendable {
     /// The mutation's write transaction: holds the writer until the function finishes.
     private func begin(_ s: MutationSession) {
         let store = service.store
-        let cont = continuation
-        continuation = nil
+        let finish = take()
         Task {
             do {
                 let result = try await store.write { tx in try s.run(tx) }
-                cont?.resume(returning: result)
+                finish?(.success(result))
             } catch {
                 s.abandon()
-                cont?.resume(throwing: error)
+                finish?(.failure(error))
             }
         }
     }
@@ -391,25 +427,21 @@ final class FnCall: @unchecked Sendable {
             s.post(.finish(result))
             return
         }
-        let cont = continuation
-        continuation = nil
+        let finish = take()
         if !inserts.isEmpty, case let .success(bytes) = result {
             let ops = FnOps(data: service.data, auth: policyAuth)
             let store = service.store
             Task {
                 do {
                     try await store.write(replayable: true) { tx in try ops.applyHeld(inserts, in: tx) }
-                    cont?.resume(returning: bytes)
+                    finish?(.success(bytes))
                 } catch {
-                    cont?.resume(throwing: FnRestart())
+                    finish?(.failure(FnRestart()))
                 }
             }
             return
         }
-        switch result {
-        case let .success(bytes): cont?.resume(returning: bytes)
-        case let .failure(e): cont?.resume(throwing: e)
-        }
+        finish?(result.mapError { $0 })
     }
 }
 

@@ -30,11 +30,15 @@ struct RouteContext: Sendable {
     }
 
     static func token(_ request: Request, cookieName: String) -> String? {
-        if let h = request.headers[.authorization], h.lowercased().hasPrefix("bearer ") {
+        token(request.headers, cookieName: cookieName)
+    }
+
+    static func token(_ headers: HTTPFields, cookieName: String) -> String? {
+        if let h = headers[.authorization], h.lowercased().hasPrefix("bearer ") {
             let t = h.dropFirst(7).trimmingCharacters(in: .whitespaces)
             return t.isEmpty ? nil : t
         }
-        if let cookies = request.headers[.cookie] {
+        if let cookies = headers[.cookie] {
             for part in cookies.split(separator: ";") {
                 let kv = part.trimmingCharacters(in: .whitespaces)
                 if kv.hasPrefix(cookieName + "=") { return String(kv.dropFirst(cookieName.count + 1)) }

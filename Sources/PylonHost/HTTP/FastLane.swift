@@ -48,9 +48,16 @@ final class FastLane: ChannelDuplexHandler, RemovableChannelHandler, @unchecked 
         /// without the router's trie (`RouteContext.directRoute`): it still runs inside
         /// `middleware`, exactly as the router would run it. Nil: the router decides.
         var direct: (@Sendable (HTTPRequest) -> DirectHandler?)?
+        /// The handler of a request that can be answered without a Task at all
+        /// (`RouteContext.immediateRoute`, which wraps it in `APIMiddleware.handleNow`); nil:
+        /// `direct` or the router, on a Task.
+        var immediate: (@Sendable (HTTPRequest) -> ImmediateHandler?)?
     }
 
     typealias DirectHandler = @Sendable (Request, PylonRequestContext) async throws -> Response
+    /// Gets the request's whole body and calls its reply exactly once, from any thread, with
+    /// the answer's head and body.
+    typealias ImmediateHandler = @Sendable (ByteBuffer, @escaping @Sendable (HTTPResponse, ByteBuffer) -> Void) -> Void
 
     /// Path prefixes served here: routes whose answer is one finite body.
     static let routes = ["/api/entities/", "/api/fn/", "/api/query", "/api/lookup/", "/api/batch", "/api/transact",
@@ -162,13 +169,22 @@ final class FastLane: ChannelDuplexHandler, RemovableChannelHandler, @unchecked 
     }
 
     /// Runs one request through the router and middleware on a Task preferring `executor`
-    /// (the channel's loop) and collects the answer's body. `then` runs on the channel's
+    /// (the channel's loop) and collects the answer's body — or, for an `immediate` route,
+    /// without a Task. `then` runs on the channel's
     /// loop with the answer's head, its body, and whether the body failed half-way. The
     /// head has no Date, Server or Content-Length yet: `FastLane` sets them on it (`framed`),
     /// `RawFront` writes them straight into the bytes it sends. Shared by both.
     static func respond(_ head: HTTPRequest, _ body: ByteBuffer, channel: any Channel, shared: Shared, executor: LoopTaskExecutor,
                         then: @escaping (HTTPResponse, ByteBuffer, Bool) -> Void) {
         let loop = channel.eventLoop
+        if let immediate = shared.immediate?(head) {
+            let then = NIOLoopBound(then, eventLoop: loop)
+            immediate(body) { head, bytes in
+                // Queued even when already on the loop, as below.
+                loop.execute { then.value(head, bytes, false) }
+            }
+            return
+        }
         let request = Request(head: head, body: .init(buffer: body))
         let ctx = PylonRequestContext(source: .init(channel: channel, logger: shared.logger))
         let then = NIOLoopBound(then, eventLoop: loop)

@@ -45,7 +45,39 @@ extension RouteContext {
     /// methods, `GET /api/fn/traces`, odd names, a trailing slash — returns nil and goes
     /// through the router, which answers it as before.
     func directRoute(_ head: HTTPRequest) -> FastLane.DirectHandler? {
-        guard let functions, head.method == .post, let path = head.path else { return nil }
+        guard let functions, let fnName = Self.plainFunctionName(head) else { return nil }
+        return { req, _ in try await callFunction(functions, fnName, req) }
+    }
+
+    /// The same route without a Task (`FastLane.Shared.immediate`) when nothing in it has to
+    /// wait but the function itself: the caller is anonymous or presents the admin token
+    /// (a session token needs a store lookup: `directRoute` then), and the answer is JSON,
+    /// not a stream. It answers exactly as `callFunction` inside `middleware` does.
+    func immediateRoute(_ head: HTTPRequest, _ middleware: APIMiddleware<PylonRequestContext>) -> FastLane.ImmediateHandler? {
+        guard let functions, let fnName = Self.plainFunctionName(head) else { return nil }
+        if head.headerFields[.accept]?.contains("text/event-stream") == true { return nil }
+        let who: AuthContext
+        switch Self.token(head.headerFields, cookieName: config.cookieName) {
+        case nil: who = .anonymous
+        case let token?:
+            guard let admin = config.adminToken, !admin.isEmpty, Self.constantTimeEqual(token, admin) else { return nil }
+            who = .admin
+        }
+        let limit = config.maxBodyBytes
+        let metrics = metrics
+        let path = head.path ?? ""
+        return { body, reply in
+            middleware.handleNow(method: .post, path: path, { finish in
+                let args = try HTTPSupport.jsonBytes(body, limit: limit, empty: Array("{}".utf8))
+                metrics.add("fn_calls_total", 1)
+                functions.start(fnName, argsJSON: args, auth: who, done: finish)
+            }, reply: reply)
+        }
+    }
+
+    /// NAME of `POST /api/fn/NAME` when it is a plain name (see `directRoute`).
+    static func plainFunctionName(_ head: HTTPRequest) -> String? {
+        guard head.method == .post, let path = head.path else { return nil }
         let prefix = "/api/fn/"
         guard path.utf8.count > prefix.utf8.count, path.hasPrefix(prefix) else { return nil }
         let name = path.utf8.dropFirst(prefix.utf8.count)
@@ -56,8 +88,7 @@ extension RouteContext {
             default: return nil
             }
         }
-        let fnName = String(Substring(name))
-        return { req, _ in try await callFunction(functions, fnName, req) }
+        return String(Substring(name))
     }
 
     static let defaultTraceLimit: Int64 = 50

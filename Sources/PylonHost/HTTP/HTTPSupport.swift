@@ -38,7 +38,12 @@ enum HTTPSupport {
     /// The body as JSON text, checked but not parsed (for JSON that is only passed on);
     /// `empty` when there is no body.
     static func jsonBytes(_ request: Request, limit: Int, empty: [UInt8]) async throws -> [UInt8] {
-        let buffer = try await rawBody(request, limit: limit)
+        try jsonBytes(try await rawBody(request, limit: limit), limit: limit, empty: empty)
+    }
+
+    /// The same for a body already collected (the fast lane's immediate routes).
+    static func jsonBytes(_ buffer: ByteBuffer, limit: Int, empty: [UInt8]) throws -> [UInt8] {
+        if buffer.readableBytes > limit { throw tooLarge(limit) }
         if buffer.readableBytes == 0 { return empty }
         let bytes = Array(buffer.readableBytesView)
         do {
@@ -67,7 +72,7 @@ extension HTTPSupport {
         }
     }
 
-    private static func tooLarge(_ limit: Int) -> HostError {
+    fileprivate static func tooLarge(_ limit: Int) -> HostError {
         HostError(status: 413, code: "PAYLOAD_TOO_LARGE", message: "the request body is larger than \(limit) bytes; send less data per request (PYLON_MAX_BODY_BYTES raises the limit)")
     }
 }
@@ -109,35 +114,76 @@ struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
         } else {
             do {
                 response = try await next(request, context)
-            } catch let e as HostError {
-                response = HTTPSupport.error(e)
-            } catch let e as StoreError where e.isUniqueViolation {
-                // Reaches here when the store reports it at COMMIT (deferred-write stores).
-                response = HTTPSupport.error(HostError(status: 409, code: "UNIQUE_VIOLATION", message: "a row with the same unique value already exists (\(e.message))"))
-            } catch let e as StoreError {
-                response = HTTPSupport.error(HostError(status: e.status == 5 ? 503 : 500, code: "STORE_ERROR", message: e.message))
-            } catch let e as HTTPError {
-                let code: String
-                switch e.status.code {
-                case 404: code = "NOT_FOUND"
-                case 405: code = "METHOD_NOT_ALLOWED"
-                case 413: code = "PAYLOAD_TOO_LARGE"
-                default: code = "HTTP_\(e.status.code)"
-                }
-                let msg = e.status.code == 404 ? "no route for \(request.method) \(request.uri.path)" : (e.body ?? e.status.reasonPhrase)
-                var h = HostError(status: e.status.code, code: code, message: msg)
-                if e.status.code == 404 {
-                    h.hint = "data routes live under /api/entities/<Entity>, /api/query/<Entity>, /api/sync/pull and /api/sync/push"
-                }
-                response = HTTPSupport.error(h)
             } catch {
-                metrics.add("http_errors_total", 1)
-                response = HTTPSupport.error(HostError(status: 500, code: "INTERNAL", message: "internal error: \(error)"))
+                response = HTTPSupport.error(answer(for: error, method: request.method, path: request.uri.path))
             }
         }
         // No handler sets these fields, so appending equals setting them.
         response.headers.append(contentsOf: fixedHeaders)
         return response
+    }
+
+    /// `handle` for a handler that answers by callback instead of as an `async` function
+    /// (the fast lane's immediate routes, `FastLane.Shared.immediate`): the same request
+    /// count, error answers and fixed fields. `run` gets a `finish` that it (or whatever it
+    /// starts) calls exactly once, from any thread, with the JSON body of a 200 answer or
+    /// the error; a throw from `run` itself is that call. `reply` then gets the whole
+    /// answer, on the thread that called `finish`.
+    func handleNow(method: HTTPRequest.Method, path: String,
+                   _ run: (@escaping @Sendable (Result<[UInt8], Error>) -> Void) throws -> Void,
+                   reply: @escaping @Sendable (HTTPResponse, ByteBuffer) -> Void) {
+        metrics.add("http_requests_total", 1)
+        let finish: @Sendable (Result<[UInt8], Error>) -> Void = { [self] result in
+            let status: HTTPResponse.Status
+            let bytes: [UInt8]
+            switch result {
+            case let .success(b):
+                (status, bytes) = (.ok, b)
+            case let .failure(error):
+                let e = answer(for: error, method: method, path: path)
+                (status, bytes) = (HTTPResponse.Status(code: e.status), JSONWriter.encode(e.body))
+            }
+            var head = HTTPResponse(status: status, headerFields: HTTPSupport.jsonHeaders)
+            head.headerFields.append(contentsOf: fixedHeaders)
+            var body = HTTPSupport.allocator.buffer(capacity: bytes.count)
+            body.writeBytes(bytes)
+            reply(head, body)
+        }
+        do {
+            try run(finish)
+        } catch {
+            finish(.failure(error))
+        }
+    }
+
+    /// The wire error for what a handler threw.
+    func answer(for error: Error, method: HTTPRequest.Method, path: String) -> HostError {
+        switch error {
+        case let e as HostError:
+            return e
+        case let e as StoreError where e.isUniqueViolation:
+            // Reaches here when the store reports it at COMMIT (deferred-write stores).
+            return HostError(status: 409, code: "UNIQUE_VIOLATION", message: "a row with the same unique value already exists (\(e.message))")
+        case let e as StoreError:
+            return HostError(status: e.status == 5 ? 503 : 500, code: "STORE_ERROR", message: e.message)
+        case let e as HTTPError:
+            let code: String
+            switch e.status.code {
+            case 404: code = "NOT_FOUND"
+            case 405: code = "METHOD_NOT_ALLOWED"
+            case 413: code = "PAYLOAD_TOO_LARGE"
+            default: code = "HTTP_\(e.status.code)"
+            }
+            let msg = e.status.code == 404 ? "no route for \(method) \(path)" : (e.body ?? e.status.reasonPhrase)
+            var h = HostError(status: e.status.code, code: code, message: msg)
+            if e.status.code == 404 {
+                h.hint = "data routes live under /api/entities/<Entity>, /api/query/<Entity>, /api/sync/pull and /api/sync/push"
+            }
+            return h
+        default:
+            metrics.add("http_errors_total", 1)
+            return HostError(status: 500, code: "INTERNAL", message: "internal error: \(error)")
+        }
     }
 }
 
