@@ -42,8 +42,7 @@ public final class DataService: Sendable {
     /// Reads row `id` of `entity` (nil: no such row) on the connection it is given.
     private func rowByID(_ entity: String, id: String) throws -> @Sendable (StoreConnection) throws -> JSONValue? {
         let codec = try codec(entity)
-        let sql = "SELECT \(codec.selectList) FROM \(dialect.quote(entity)) WHERE \(dialect.quote("id")) = \(dialect.placeholder(1))"
-        return { conn in try conn.execute(sql, [.text(id)]).rows.first.map(codec.decode) }
+        return { conn in try conn.execute(codec.selectByID, [.text(id)]).rows.first.map(codec.decode) }
     }
 
     /// Runs a compiled filter and returns rows.
@@ -204,9 +203,7 @@ public final class DataService: Sendable {
     /// The row as this transaction sees it (including its own writes on a deferred-write store).
     static func fetch(_ tx: WriteTransaction, _ codec: RowCodec, id: String) throws -> JSONValue? {
         if let mine = tx.writtenRow(codec.entity.name, id) { return mine }
-        let d = tx.dialect
-        let sql = "SELECT \(codec.selectList) FROM \(d.quote(codec.entity.name)) WHERE \(d.quote("id")) = \(d.placeholder(1))"
-        return try tx.connection.execute(sql, [.text(id)]).rows.first.map(codec.decode)
+        return try tx.connection.execute(codec.selectByID, [.text(id)]).rows.first.map(codec.decode)
     }
 
     static func update(_ tx: WriteTransaction, _ codec: RowCodec, id: String, _ patch: [(String, JSONValue)],

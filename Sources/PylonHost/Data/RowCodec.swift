@@ -9,12 +9,16 @@ public struct RowCodec: Sendable {
     /// `"id", "f1", "f2"...` — every SELECT of this entity uses exactly this column list,
     /// so rows decode by position.
     public let selectList: String
+    /// `SELECT <selectList> FROM <entity> WHERE id = <placeholder 1>`: the point read, built
+    /// once (it is the statement cache's key on every get by id).
+    let selectByID: String
     let fieldIndex: [String: Int]
 
     public init(entity: Entity, dialect: SQLDialect) {
         self.entity = entity
         self.dialect = dialect
         selectList = (["id"] + entity.fields.map(\.name)).map { dialect.quote($0) }.joined(separator: ", ")
+        selectByID = "SELECT \(selectList) FROM \(dialect.quote(entity.name)) WHERE \(dialect.quote("id")) = \(dialect.placeholder(1))"
         var idx: [String: Int] = [:]
         for (i, f) in entity.fields.enumerated() { idx[f.name] = i }
         fieldIndex = idx

@@ -90,6 +90,9 @@ struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
     /// The CORS fields for `corsOrigin` plus the security headers, built once: setting
     /// them one by one validated each name and value on every request.
     private let fixedHeaders: HTTPFields
+    /// `HTTPSupport.jsonHeaders` + `fixedHeaders`: every `handleNow` answer's fields, shared
+    /// (copy-on-write) instead of appended per answer.
+    private let jsonAnswerHeaders: HTTPFields
 
     init(corsOrigin: String, metrics: Metrics) {
         self.corsOrigin = corsOrigin
@@ -104,6 +107,9 @@ struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
         }
         h.append(contentsOf: Self.securityHeaders)
         fixedHeaders = h
+        var json = HTTPSupport.jsonHeaders
+        json.append(contentsOf: h)
+        jsonAnswerHeaders = json
     }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
@@ -143,8 +149,7 @@ struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
                 let e = answer(for: error, method: method, path: path)
                 (status, bytes) = (HTTPResponse.Status(code: e.status), JSONWriter.encode(e.body))
             }
-            var head = HTTPResponse(status: status, headerFields: HTTPSupport.jsonHeaders)
-            head.headerFields.append(contentsOf: fixedHeaders)
+            let head = HTTPResponse(status: status, headerFields: jsonAnswerHeaders)
             var body = HTTPSupport.allocator.buffer(capacity: bytes.count)
             body.writeBytes(bytes)
             reply(head, body)
