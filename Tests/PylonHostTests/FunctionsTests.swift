@@ -331,15 +331,23 @@ struct FunctionsTests {
             #expect(r.headers["access-control-allow-credentials"] == "true", "\(path): \(r.headers)")
             #expect(r.headers["vary"] == "Origin", "\(path): \(r.headers)")
         }
+        // A session known to the cache is answered without a Task too; logging out ends it
+        // there at once, as on every other path.
+        let out = try await host.request("POST", "/api/auth/logout", token: user)
+        #expect(out.status == 200, "\(out.body)")
+        for suffix in ["", "?via=router"] {
+            let gone = try await host.request("POST", "/api/fn/whoami" + suffix, json: "{}", token: user)
+            #expect(gone.status == 200 && gone.json["auth"]["userId"].isNull, "after logout: \(suffix): \(gone.body)")
+        }
         let traces = try await host.request("POST", "/api/fn/traces", json: "{}")
         #expect(traces.status == 404 && traces.json.errorCode == "FN_NOT_FOUND", "POST to a GET-only path is a function name: \(traces.body)")
         // Per path: whoami ×2, echo (empty), echo, noSuchFunction, echo (bad JSON), whoami
-        // (admin) = 7 requests, of which all but the bad JSON count as calls; plus the
-        // POST to traces (a call too).
+        // (admin), whoami (logged out) = 8 requests, of which all but the bad JSON count as
+        // calls; plus the POST to traces (a call too).
         let calls = try await host.metricCounter("fn_calls_total") ?? 0
-        #expect(calls - callsBefore == 2 * 6 + 1, "fn_calls_total counts every call whichever path took it")
+        #expect(calls - callsBefore == 2 * 7 + 1, "fn_calls_total counts every call whichever path took it")
         let requests = try await host.metricCounter("http_requests_total") ?? 0
-        #expect(requests - requestsBefore >= 2 * 7 + 1, "http_requests_total counts every request whichever path took it")
+        #expect(requests - requestsBefore >= 2 * 8 + 1, "http_requests_total counts every request whichever path took it")
     }
 
     @Test("query, mutation and action over HTTP; GET /api/fn lists kinds and schemas")

@@ -58,9 +58,7 @@ public final class SessionStore: @unchecked Sendable {
     public func resolve(_ token: String) async throws -> Session? {
         let hash = Self.hash(token)
         let now = Self.now()
-        if let hit = cached(hash), now - hit.cachedAt < Self.cacheSeconds {
-            return hit.session.expiresAt != 0 && now >= hit.session.expiresAt ? nil : hit.session
-        }
+        if let known = fromCache(hash, now) { return known }
         let sql = "SELECT user_id, expires_at, tenant_id FROM _pylon_sessions WHERE token_hash = \(dialect.placeholder(1))"
         let row = try await store.readQuick { conn in try conn.execute(sql, [.text(hash)]).rows.first }
         guard let row, case let .text(user) = row.at(0), case let .int(expires) = row.at(1) else { return nil }
@@ -70,6 +68,17 @@ public final class SessionStore: @unchecked Sendable {
         let s = Session(userID: user, expiresAt: expires, isGuest: user.hasPrefix("guest_"), tenantID: tenant)
         remember(hash, s, now)
         return s
+    }
+
+    /// `resolve` without waiting, when its answer is cached: `.some(session)`, `.some(nil)`
+    /// (expired), or nil when the store must be asked (then `resolve`).
+    public func resolveCached(_ token: String) -> Session?? {
+        fromCache(Self.hash(token), Self.now())
+    }
+
+    private func fromCache(_ hash: String, _ now: Int64) -> Session?? {
+        guard let hit = cached(hash), now - hit.cachedAt < Self.cacheSeconds else { return nil }
+        return .some(hit.session.expiresAt != 0 && now >= hit.session.expiresAt ? nil : hit.session)
     }
 
     private func cached(_ hash: String) -> (session: Session, cachedAt: Int64)? {

@@ -21,12 +21,12 @@ struct RouteContext: Sendable {
     /// cookie; the admin token is compared in constant time; unknown or expired session
     /// tokens are anonymous.
     func auth(_ request: Request) async throws -> AuthContext {
-        guard let token = Self.token(request, cookieName: config.cookieName) else { return .anonymous }
-        if let admin = config.adminToken, !admin.isEmpty, Self.constantTimeEqual(token, admin) { return .admin }
-        if token.hasPrefix("pylon_"), let s = try await sessions.resolve(token) {
-            return AuthContext(userID: s.userID, isAdmin: false, isGuest: s.isGuest, roles: [], tenantID: s.tenantID)
-        }
-        return .anonymous
+        try await authFor(token: Self.token(request, cookieName: config.cookieName))
+    }
+
+    /// `auth` without waiting (`authNow(token:)`) for the request's headers.
+    func authNow(_ headers: HTTPFields) -> AuthContext? {
+        authNow(token: Self.token(headers, cookieName: config.cookieName))
     }
 
     static func token(_ request: Request, cookieName: String) -> String? {

@@ -50,19 +50,14 @@ extension RouteContext {
     }
 
     /// The same route without a Task (`FastLane.Shared.immediate`) when nothing in it has to
-    /// wait but the function itself: the caller is anonymous or presents the admin token
-    /// (a session token needs a store lookup: `directRoute` then), and the answer is JSON,
-    /// not a stream. It answers exactly as `callFunction` inside `middleware` does.
+    /// wait but the function itself: the caller is known at once (`authNow`: anonymous, the
+    /// admin, or a cached session — an uncached one needs a store lookup: `directRoute`
+    /// then), and the answer is JSON, not a stream. It answers exactly as `callFunction`
+    /// inside `middleware` does.
     func immediateRoute(_ head: HTTPRequest, _ middleware: APIMiddleware<PylonRequestContext>) -> FastLane.ImmediateHandler? {
         guard let functions, let fnName = Self.plainFunctionName(head) else { return nil }
         if head.headerFields[.accept]?.contains("text/event-stream") == true { return nil }
-        let who: AuthContext
-        switch Self.token(head.headerFields, cookieName: config.cookieName) {
-        case nil: who = .anonymous
-        case let token?:
-            guard let admin = config.adminToken, !admin.isEmpty, Self.constantTimeEqual(token, admin) else { return nil }
-            who = .admin
-        }
+        guard let who = authNow(head.headerFields) else { return nil }
         let limit = config.maxBodyBytes
         let metrics = metrics
         let path = head.path ?? ""

@@ -61,13 +61,24 @@ extension RouteContext {
         return (nil, nil)
     }
 
+    /// The caller a token stands for (none: anonymous; the admin token; a session token;
+    /// anything else: anonymous).
     func authFor(token: String?) async throws -> AuthContext {
+        if let known = authNow(token: token) { return known }
+        // Only a session token not in the cache gets here.
+        guard let token, let s = try await sessions.resolve(token) else { return .anonymous }
+        return AuthContext(s)
+    }
+
+    /// `authFor` when the answer is known without waiting: anonymous, the admin, or a
+    /// session the session cache holds; nil when a session token must be looked up in the
+    /// store.
+    func authNow(token: String?) -> AuthContext? {
         guard let token, !token.isEmpty else { return .anonymous }
         if let admin = config.adminToken, !admin.isEmpty, Self.constantTimeEqual(token, admin) { return .admin }
-        if token.hasPrefix("pylon_"), let s = try await sessions.resolve(token) {
-            return AuthContext(userID: s.userID, isAdmin: false, isGuest: s.isGuest, roles: [], tenantID: s.tenantID)
-        }
-        return .anonymous
+        guard token.hasPrefix("pylon_") else { return .anonymous }
+        guard let cached = sessions.resolveCached(token) else { return nil }
+        return cached.map(AuthContext.init) ?? .anonymous
     }
 
     static func cursorParam(_ request: Request) -> Int64? {
