@@ -403,18 +403,13 @@ final class FnCall: @unchecked Sendable {
         }
     }
 
-    /// The mutation's write transaction: holds the writer until the function finishes.
+    /// The mutation's write transaction: holds the writer until the function finishes. The
+    /// outcome goes to `finish` on the writer thread, after commit or rollback.
     private func begin(_ s: MutationSession) {
-        let store = service.store
         let finish = take()
-        Task {
-            do {
-                let result = try await store.write { tx in try s.run(tx) }
-                finish?(.success(result))
-            } catch {
-                s.abandon()
-                finish?(.failure(error))
-            }
+        service.store.write({ tx in try s.run(tx) }) { result in
+            if case .failure = result { s.abandon() }
+            finish?(result)
         }
     }
 
@@ -430,14 +425,8 @@ final class FnCall: @unchecked Sendable {
         let finish = take()
         if !inserts.isEmpty, case let .success(bytes) = result {
             let ops = FnOps(data: service.data, auth: policyAuth)
-            let store = service.store
-            Task {
-                do {
-                    try await store.write(replayable: true) { tx in try ops.applyHeld(inserts, in: tx) }
-                    finish?(.success(bytes))
-                } catch {
-                    finish?(.failure(FnRestart()))
-                }
+            service.store.write(replayable: true, { tx in try ops.applyHeld(inserts, in: tx) }) { applied in
+                finish?(applied.map { bytes }.mapError { _ in FnRestart() })
             }
             return
         }

@@ -104,14 +104,22 @@ final class StoreThreads: @unchecked Sendable {
     /// after rolling back a batch; its last run is the one that counts.
     func write<T: Sendable>(replayable: Bool = false, _ body: @escaping @Sendable (WriteTransaction) throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { (cont: CheckedContinuation<T, Error>) in
-            let box = ResultBox<T>()
-            let job = WriteJob(
-                replayable: replayable,
-                body: { tx in box.value = try body(tx) },
-                fail: { cont.resume(throwing: $0) },
-                succeed: { cont.resume(returning: box.value!) })
-            if !writeQueue.put(job) { cont.resume(throwing: HostError.unavailable("the store is shutting down")) }
+            write(replayable: replayable, body) { cont.resume(with: $0) }
         }
+    }
+
+    /// `write` without a Task: `done` gets the outcome exactly once — on the writer thread
+    /// after commit (or rollback), or on the caller's thread when the store is shutting
+    /// down. It must not block: the writer waits for it.
+    func write<T: Sendable>(replayable: Bool = false, _ body: @escaping @Sendable (WriteTransaction) throws -> T,
+                            done: @escaping @Sendable (Result<T, Error>) -> Void) {
+        let box = ResultBox<T>()
+        let job = WriteJob(
+            replayable: replayable,
+            body: { tx in box.value = try body(tx) },
+            fail: { done(.failure($0)) },
+            succeed: { done(.success(box.value!)) })
+        if !writeQueue.put(job) { done(.failure(HostError.unavailable("the store is shutting down"))) }
     }
 
     func shutdown() {
