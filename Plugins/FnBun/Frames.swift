@@ -42,6 +42,15 @@ struct JSONScan {
         return s.readString()
     }
 
+    /// The same for the value at `range` of `bytes`, without copying it out first.
+    static func string(in bytes: [UInt8], _ range: Range<Int>) -> String? {
+        var s = JSONScan(bytes)
+        s.i = range.lowerBound
+        s.ws()
+        guard let v = s.readString(), s.i <= range.upperBound else { return nil }
+        return v
+    }
+
     mutating func members() -> [String: Range<Int>]? {
         guard let ranges = memberRanges() else { return nil }
         var out: [String: Range<Int>] = [:]
@@ -128,7 +137,14 @@ struct JSONScan {
     mutating func readString() -> String? {
         guard i < b.count, b[i] == UInt8(ascii: "\"") else { return nil }
         i += 1
-        var out: [UInt8] = []
+        // Most strings (keys, ids, names) have no escapes: made straight from the bytes.
+        let start = i
+        while i < b.count, b[i] != UInt8(ascii: "\""), b[i] != UInt8(ascii: "\\") { i += 1 }
+        if i < b.count, b[i] == UInt8(ascii: "\"") {
+            i += 1
+            return String(decoding: b[start..<(i - 1)], as: UTF8.self)
+        }
+        var out = Array(b[start..<i])
         while i < b.count {
             let c = b[i]
             if c == UInt8(ascii: "\"") {
@@ -213,7 +229,7 @@ struct Frame {
     }
 
     /// The string value of `key`, decoded.
-    func string(_ key: StaticString) -> String? { self[key].flatMap { JSONScan.string(line[$0]) } }
+    func string(_ key: StaticString) -> String? { self[key].flatMap { JSONScan.string(in: line, $0) } }
 }
 
 /// Appends JSON text to an NDJSON frame on one line: in valid JSON a CR or LF can only be

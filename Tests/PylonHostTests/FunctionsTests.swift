@@ -56,6 +56,12 @@ struct FunctionsTests {
           },
         });
         """,
+        "functions/say.ts": """
+        import { action, v } from "@pylon/functions";
+        // Echoes its text as the value, or as an error message when asked to fail.
+        export default action({ args: { text: v.string(), fail: v.optional(v.boolean()) },
+          handler: async (ctx, { text, fail }) => { if (fail) ctx.error("SAID", text); return { text }; } });
+        """,
         "functions/crash.ts": """
         import { mutation } from "@pylon/functions";
         export default mutation(async (ctx) => {
@@ -348,6 +354,20 @@ struct FunctionsTests {
         #expect(calls - callsBefore == 2 * 7 + 1, "fn_calls_total counts every call whichever path took it")
         let requests = try await host.metricCounter("http_requests_total") ?? 0
         #expect(requests - requestsBefore >= 2 * 8 + 1, "http_requests_total counts every request whichever path took it")
+    }
+
+    /// Frames carry text with JSON escapes (quotes, backslashes, control characters as
+    /// `\uXXXX`) and non-ASCII; the plugin's frame scanner must decode them exactly, in
+    /// return values and in error messages.
+    @Test("text with escapes crosses the worker protocol exactly: return values and error messages")
+    func escapedTextRoundTrips() async throws {
+        let host = try await Self.start(env: ["PYLON_FN_WORKERS": "1"])
+        defer { host.stop() }
+        let text = "say \"hi\" \\ back\nslash\ttab é 😀 \u{01}"
+        let ok = try await host.request("POST", "/api/fn/say", json: #"{"text":"# + TestJSON.quote(text) + "}")
+        #expect(ok.status == 200 && ok.json["text"].string == text, "\(ok.body)")
+        let failed = try await host.request("POST", "/api/fn/say", json: #"{"fail":true,"text":"# + TestJSON.quote(text) + "}")
+        #expect(failed.status == 400 && failed.json.errorCode == "SAID" && failed.json["error"]["message"].string == text, "\(failed.body)")
     }
 
     @Test("query, mutation and action over HTTP; GET /api/fn lists kinds and schemas")

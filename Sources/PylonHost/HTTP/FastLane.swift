@@ -170,10 +170,10 @@ final class FastLane: ChannelDuplexHandler, RemovableChannelHandler, @unchecked 
 
     /// Runs one request through the router and middleware on a Task preferring `executor`
     /// (the channel's loop) and collects the answer's body — or, for an `immediate` route,
-    /// without a Task. `then` runs on the channel's
-    /// loop with the answer's head, its body, and whether the body failed half-way. The
-    /// head has no Date, Server or Content-Length yet: `FastLane` sets them on it (`framed`),
-    /// `RawFront` writes them straight into the bytes it sends. Shared by both.
+    /// without a Task. `then` runs on the channel's loop with the answer's head, its body,
+    /// and whether the body failed half-way. The head has no Date, Server or Content-Length
+    /// yet: `FastLane` sets them on it (`framed`), `RawFront` writes them straight into the
+    /// bytes it sends. Shared by both.
     static func respond(_ head: HTTPRequest, _ body: ByteBuffer, channel: any Channel, shared: Shared, executor: LoopTaskExecutor,
                         then: @escaping (HTTPResponse, ByteBuffer, Bool) -> Void) {
         let loop = channel.eventLoop
