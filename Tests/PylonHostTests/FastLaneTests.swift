@@ -288,4 +288,46 @@ struct FastLaneTests {
         defer { host.stop() }
         try await Self.insertThenClose(host)
     }
+
+    /// `GET /api/entities/E/ID` with plain names is answered without a Task
+    /// (`RouteContext.immediateRoute` → `getRow`); with a query string it goes through the
+    /// router. Both must answer alike for every caller and outcome.
+    @Test("GET /api/entities/E/ID answers the same without a Task as through the router: rows, 403, 404, headers")
+    func pointReadPastTheRouter() async throws {
+        let manifest = """
+        {"manifest_version":1,"name":"lane-policy","version":"0.1.0",
+         "entities":[{"name":"Note","fields":[{"name":"ownerId","type":"string","optional":false,"unique":false},
+                                              {"name":"title","type":"string","optional":false,"unique":false}],"indexes":[]}],
+         "routes":[],
+         "policies":[{"name":"own","entity":"Note","allowRead":"auth.userId == data.ownerId","allowInsert":"auth.userId == data.ownerId"}]}
+        """
+        let host = try await HostProcess.start(manifest: manifest, dev: false)
+        defer { host.stop() }
+        let alice = try await host.mintSession("alice"), bob = try await host.mintSession("bob")
+        let mine = try await host.create("Note", #"{"ownerId":"alice","title":"a \"quoted\" é"}"#, token: alice)
+        let theirs = try await host.create("Note", #"{"ownerId":"bob","title":"b"}"#, token: bob)
+        let cases: [(String, String?, Int, String?)] = [
+            ("/api/entities/Note/\(mine)", alice, 200, nil),
+            ("/api/entities/Note/\(mine)", HostProcess.adminToken, 200, nil),
+            ("/api/entities/Note/\(theirs)", alice, 403, "POLICY_DENIED"),
+            ("/api/entities/Note/\(mine)", nil, 403, "POLICY_DENIED"),
+            ("/api/entities/Note/nosuchid", alice, 404, "NOT_FOUND"),
+            ("/api/entities/Nope/\(mine)", alice, 400, "ENTITY_NOT_FOUND"),
+        ]
+        for (path, token, status, code) in cases {
+            let fast = try await host.rawRequest("GET", path, token: token)
+            let routed = try await host.rawRequest("GET", path + "?via=router", token: token)
+            #expect(fast.status == status && routed.status == status, "\(path): \(fast.status) \(fast.body) / \(routed.status) \(routed.body)")
+            if let code { #expect(fast.json.errorCode == code, "\(path): \(fast.body)") }
+            #expect(fast.body == routed.body, "\(path): the same answer both ways: \(fast.body) vs \(routed.body)")
+            for name in ["content-type", "access-control-allow-origin", "x-content-type-options", "referrer-policy"] {
+                #expect(fast.headers[name] != nil && fast.headers[name] == routed.headers[name], "\(path): header \(name): \(fast.headers)")
+            }
+        }
+        let row = try await host.request("GET", "/api/entities/Note/\(mine)", token: alice)
+        #expect(row.json["title"].string == "a \"quoted\" é" && row.json["id"].string == mine, "\(row.body)")
+        // `cursor` is its own route, whatever the fast lane does.
+        let page = try await host.request("GET", "/api/entities/Note/cursor", token: alice)
+        #expect(page.status == 200 && page.json["data"].items.count == 1, "\(page.body)")
+    }
 }

@@ -33,6 +33,19 @@ public final class DataService: Sendable {
         return try await store.readQuick(read)
     }
 
+    /// `get` without a Task (`StoreThreads.readQuick(_:done:)`: on the calling thread when
+    /// it can be).
+    func get(_ entity: String, id: String, done: @escaping @Sendable (Result<JSONValue?, Error>) -> Void) {
+        let read: @Sendable (StoreConnection) throws -> JSONValue?
+        do {
+            read = try rowByID(entity, id: id)
+        } catch {
+            done(.failure(error))
+            return
+        }
+        store.readQuick(read, done: done)
+    }
+
     /// `get` on the calling thread when a quick read connection is free: `.some(row or
     /// nil)`; nil when none is (then use `get`).
     func getNow(_ entity: String, id: String) throws -> JSONValue?? {

@@ -49,43 +49,6 @@ extension RouteContext {
         return { req, _ in try await callFunction(functions, fnName, req) }
     }
 
-    /// The same route without a Task (`FastLane.Shared.immediate`) when nothing in it has to
-    /// wait but the function itself: the caller is known at once (`authNow`: anonymous, the
-    /// admin, or a cached session — an uncached one needs a store lookup: `directRoute`
-    /// then), and the answer is JSON, not a stream. It answers exactly as `callFunction`
-    /// inside `middleware` does.
-    func immediateRoute(_ head: HTTPRequest, _ middleware: APIMiddleware<PylonRequestContext>) -> FastLane.ImmediateHandler? {
-        guard let functions, let fnName = Self.plainFunctionName(head) else { return nil }
-        if head.headerFields[.accept]?.contains("text/event-stream") == true { return nil }
-        guard let who = authNow(head.headerFields) else { return nil }
-        let limit = config.maxBodyBytes
-        let metrics = metrics
-        let path = head.path ?? ""
-        return { body, reply in
-            middleware.handleNow(method: .post, path: path, { finish in
-                let args = try HTTPSupport.jsonBytes(body, limit: limit, empty: Array("{}".utf8))
-                metrics.add("fn_calls_total", 1)
-                functions.start(fnName, argsJSON: args, auth: who, done: finish)
-            }, reply: reply)
-        }
-    }
-
-    /// NAME of `POST /api/fn/NAME` when it is a plain name (see `directRoute`).
-    static func plainFunctionName(_ head: HTTPRequest) -> String? {
-        guard head.method == .post, let path = head.path else { return nil }
-        let prefix = "/api/fn/"
-        guard path.utf8.count > prefix.utf8.count, path.hasPrefix(prefix) else { return nil }
-        let name = path.utf8.dropFirst(prefix.utf8.count)
-        for c in name {
-            switch c {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-                 UInt8(ascii: "_"), UInt8(ascii: "-"), UInt8(ascii: "."): continue
-            default: return nil
-            }
-        }
-        return String(Substring(name))
-    }
-
     static let defaultTraceLimit: Int64 = 50
     /// OPTIONS is answered by the CORS preflight before routing; HEAD has no body to return.
     static let webhookMethods: [HTTPRequest.Method] = [.get, .post, .put, .patch, .delete]

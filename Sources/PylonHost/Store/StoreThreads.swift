@@ -72,11 +72,16 @@ final class StoreThreads: @unchecked Sendable {
     /// Runs `body` on a reader connection.
     func read<T: Sendable>(_ body: @escaping @Sendable (StoreConnection) throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { (cont: CheckedContinuation<T, Error>) in
-            let ok = readQueue.put { conn in
-                do { cont.resume(returning: try body(conn)) } catch { cont.resume(throwing: error) }
-            }
-            if !ok { cont.resume(throwing: HostError.unavailable("the store is shutting down")) }
+            read(body) { cont.resume(with: $0) }
         }
+    }
+
+    /// `read` without a Task: `done` gets the outcome exactly once, on a reader thread (or
+    /// the caller's when the store is shutting down). It must not block.
+    func read<T: Sendable>(_ body: @escaping @Sendable (StoreConnection) throws -> T,
+                           done: @escaping @Sendable (Result<T, Error>) -> Void) {
+        let ok = readQueue.put { conn in done(Result { try body(conn) }) }
+        if !ok { done(.failure(HostError.unavailable("the store is shutting down"))) }
     }
 
     /// Runs a short read (one row by key) at once on the calling thread, when the store is
@@ -86,6 +91,20 @@ final class StoreThreads: @unchecked Sendable {
     func readQuick<T: Sendable>(_ body: @escaping @Sendable (StoreConnection) throws -> T) async throws -> T {
         if let value = try readNow(body) { return value }
         return try await read(body)
+    }
+
+    /// `readQuick` without a Task: `done` runs on the calling thread when the read could be
+    /// done there, else on a reader thread (`read(_:done:)`).
+    func readQuick<T: Sendable>(_ body: @escaping @Sendable (StoreConnection) throws -> T,
+                                done: @escaping @Sendable (Result<T, Error>) -> Void) {
+        let now: T?
+        do {
+            now = try readNow(body)
+        } catch {
+            done(.failure(error))
+            return
+        }
+        if let now { done(.success(now)) } else { read(body, done: done) }
     }
 
     /// `readQuick` without suspending, for callers on a thread of their own (a plugin's):

@@ -1,0 +1,74 @@
+import HTTPTypes
+import Hummingbird
+
+/// The fast lane's routes that need no Task (`FastLane.Shared.immediate`): the requests
+/// that dominate a busy app — function calls and point reads — answered by callback on the
+/// connection's event loop (or a store or plugin thread), through the same middleware
+/// semantics (`APIMiddleware.handleNow`) and the same handler code as their routes.
+extension RouteContext {
+    /// The handler for `head` when it can be answered without a Task
+    /// (`FastLane.Shared.immediate`): `POST /api/fn/NAME` (as `callFunction`) and
+    /// `GET /api/entities/E/ID` (as its route, through `getRow`), when the caller is known
+    /// at once (`authNow`: anonymous, the admin, or a cached session — an uncached session
+    /// needs a store lookup, so such a request goes on a Task) and, for a function, the
+    /// answer is JSON, not a stream. Each answers exactly as its route inside `middleware`
+    /// does; nil: `directRoute` or the router.
+    func immediateRoute(_ head: HTTPRequest, _ middleware: APIMiddleware<PylonRequestContext>) -> FastLane.ImmediateHandler? {
+        if let (entity, id) = Self.plainEntityGet(head) {
+            // `GET /api/entities/E/ID` (`getRow`): a point read, no Task either.
+            guard let who = authNow(head.headerFields) else { return nil }
+            let path = head.path ?? ""
+            return { _, reply in
+                middleware.handleNow(method: .get, path: path, { finish in getRow(entity, id, who: who, done: finish) }, reply: reply)
+            }
+        }
+        guard let functions, let fnName = Self.plainFunctionName(head) else { return nil }
+        if head.headerFields[.accept]?.contains("text/event-stream") == true { return nil }
+        guard let who = authNow(head.headerFields) else { return nil }
+        let limit = config.maxBodyBytes
+        let metrics = metrics
+        let path = head.path ?? ""
+        return { body, reply in
+            middleware.handleNow(method: .post, path: path, { finish in
+                let args = try HTTPSupport.jsonBytes(body, limit: limit, empty: Array("{}".utf8))
+                metrics.add("fn_calls_total", 1)
+                functions.start(fnName, argsJSON: args, auth: who, done: finish)
+            }, reply: reply)
+        }
+    }
+
+    /// NAME of `POST /api/fn/NAME` when it is a plain name (see `directRoute`).
+    static func plainFunctionName(_ head: HTTPRequest) -> String? {
+        guard head.method == .post, let path = head.path, path.hasPrefix("/api/fn/") else { return nil }
+        let name = path.utf8.dropFirst("/api/fn/".utf8.count)
+        return isPlainName(name) ? String(Substring(name)) : nil
+    }
+
+    /// Entity and id of `GET /api/entities/E/ID` when both are plain (letters, digits, `_`,
+    /// `-`, `.`; no query string, no percent-encoding) and ID is not `cursor` (its own
+    /// route); nil otherwise — the router then decides.
+    static func plainEntityGet(_ head: HTTPRequest) -> (entity: String, id: String)? {
+        guard head.method == .get, let path = head.path else { return nil }
+        let prefix = "/api/entities/"
+        guard path.hasPrefix(prefix) else { return nil }
+        let rest = path.utf8.dropFirst(prefix.utf8.count)
+        guard let slash = rest.firstIndex(of: UInt8(ascii: "/")) else { return nil }
+        let entity = rest[rest.startIndex..<slash], id = rest[rest.index(after: slash)...]
+        guard isPlainName(entity), isPlainName(id) else { return nil }
+        let idText = String(Substring(id))
+        return idText == "cursor" ? nil : (String(Substring(entity)), idText)
+    }
+
+    /// Non-empty and only letters, digits, `_`, `-`, `.`.
+    static func isPlainName(_ s: Substring.UTF8View) -> Bool {
+        guard !s.isEmpty else { return false }
+        for c in s {
+            switch c {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                 UInt8(ascii: "_"), UInt8(ascii: "-"), UInt8(ascii: "."): continue
+            default: return false
+            }
+        }
+        return true
+    }
+}
