@@ -254,5 +254,4 @@ extension RouteContext {
             })
         }
     }
-
 }

@@ -19,6 +19,11 @@ import NIOHTTPTypes
 /// always leave in request order. While a fast-lane request is being handled, later
 /// pipelined requests wait in `queued` and reads are held back (backpressure).
 ///
+/// The requests that dominate a busy app — `POST /api/fn/NAME` and `GET /api/entities/E/ID`
+/// by a caller known at once — skip the Task as well (`Shared.immediate`,
+/// HTTP/ImmediateRoutes.swift): their handlers finish by callback, with the middleware's
+/// semantics from `APIMiddleware.handleNow`.
+///
 /// Threads: every method runs on the channel's event loop. The handler's Task prefers that
 /// loop too (`LoopTaskExecutor`): it starts there, every continuation resumed from another
 /// thread (a store thread, a plugin's thread) comes back there, and the answer is queued on
