@@ -289,10 +289,10 @@ struct FastLaneTests {
         try await Self.insertThenClose(host)
     }
 
-    /// `GET /api/entities/E/ID` with plain names is answered without a Task
-    /// (`RouteContext.immediateRoute` → `getRow`); with a query string it goes through the
-    /// router. Both must answer alike for every caller and outcome.
-    @Test("GET /api/entities/E/ID answers the same without a Task as through the router: rows, 403, 404, headers")
+    /// `GET /api/entities/E/ID` and `POST /api/entities/E` with plain names are answered
+    /// without a Task (`RouteContext.immediateRoute` → `getRow` / `insertRow`); with a query
+    /// string they go through the router. Both must answer alike for every caller and outcome.
+    @Test("GET /api/entities/E/ID and POST /api/entities/E answer the same without a Task as through the router: rows, 201, 403, 404, 400, headers")
     func pointReadPastTheRouter() async throws {
         let manifest = """
         {"manifest_version":1,"name":"lane-policy","version":"0.1.0",
@@ -326,8 +326,36 @@ struct FastLaneTests {
         }
         let row = try await host.request("GET", "/api/entities/Note/\(mine)", token: alice)
         #expect(row.json["title"].string == "a \"quoted\" é" && row.json["id"].string == mine, "\(row.body)")
+        // Inserts: `POST /api/entities/E` is answered without a Task too (`insertRow`).
+        let inserts: [(String, String?, Int, String?)] = [
+            (#"{"ownerId":"alice","title":"new"}"#, alice, 201, nil),
+            (#"{"ownerId":"bob","title":"forged"}"#, alice, 403, "POLICY_DENIED"),
+            (#"{"ownerId":"alice","title":"anon"}"#, nil, 403, "POLICY_DENIED"),
+            ("{not json", alice, 400, "INVALID_JSON"),
+            ("[1]", alice, 400, "INVALID_DATA"),
+            (#"{"ownerId":"alice","title":"x","nope":1}"#, alice, 400, nil),
+        ]
+        for (json, token, status, code) in inserts {
+            let fast = try await host.rawRequest("POST", "/api/entities/Note", body: Data(json.utf8), token: token,
+                                                 headers: ["Content-Type": "application/json"])
+            let routed = try await host.rawRequest("POST", "/api/entities/Note?via=router", body: Data(json.utf8), token: token,
+                                                   headers: ["Content-Type": "application/json"])
+            #expect(fast.status == status && routed.status == status, "\(json): \(fast.status) \(fast.body) / \(routed.status) \(routed.body)")
+            if let code { #expect(fast.json.errorCode == code, "\(json): \(fast.body)") }
+            #expect(fast.json.errorCode == routed.json.errorCode, "\(json): \(fast.body) vs \(routed.body)")
+            if status == 201 {
+                for r in [fast, routed] {
+                    let id = try #require(r.json["id"].string, "\(r.body)")
+                    let back = try await host.request("GET", "/api/entities/Note/\(id)", token: alice)
+                    #expect(back.json["title"].string == "new", "\(back.body)")
+                }
+            }
+            #expect(fast.headers["access-control-allow-origin"] != nil && fast.headers["content-type"] == routed.headers["content-type"])
+        }
+        let unknown = try await host.request("POST", "/api/entities/Nope", json: "{}", token: alice)
+        #expect(unknown.status == 400 && unknown.json.errorCode == "ENTITY_NOT_FOUND", "\(unknown.body)")
         // `cursor` is its own route, whatever the fast lane does.
         let page = try await host.request("GET", "/api/entities/Note/cursor", token: alice)
-        #expect(page.status == 200 && page.json["data"].items.count == 1, "\(page.body)")
+        #expect(page.status == 200 && page.json["data"].items.count == 3, "alice's first note and her two new ones: \(page.body)")
     }
 }

@@ -157,10 +157,23 @@ public final class DataService: Sendable {
 
     /// Inserts a row and returns the stored row (with its new `id`).
     public func insert(_ entity: String, _ body: JSONValue, auth: AuthContext) async throws -> JSONValue {
-        let codec = try codec(entity)
-        let data = try Self.object(body)
+        try await withCheckedThrowingContinuation { cont in insert(entity, body, auth: auth) { cont.resume(with: $0) } }
+    }
+
+    /// `insert` without a Task: `done` gets the stored row or the error exactly once — on
+    /// the writer thread after commit, or on the caller's when the input is refused first.
+    func insert(_ entity: String, _ body: JSONValue, auth: AuthContext, done: @escaping @Sendable (Result<JSONValue, Error>) -> Void) {
+        let codec: RowCodec
+        let data: [(String, JSONValue)]
+        do {
+            codec = try self.codec(entity)
+            data = try Self.object(body)
+        } catch {
+            done(.failure(error))
+            return
+        }
         let guardian = WriteGuard(policies: policies, auth: auth)
-        return try await store.write(replayable: true) { tx in try Self.insert(tx, codec, data, id: RowID.generate(), guardian) }
+        store.write(replayable: true, { tx in try Self.insert(tx, codec, data, id: RowID.generate(), guardian) }, done: done)
     }
 
     public func update(_ entity: String, id: String, _ body: JSONValue, auth: AuthContext) async throws -> JSONValue {

@@ -19,8 +19,8 @@ import NIOHTTPTypes
 /// always leave in request order. While a fast-lane request is being handled, later
 /// pipelined requests wait in `queued` and reads are held back (backpressure).
 ///
-/// The requests that dominate a busy app — `POST /api/fn/NAME` and `GET /api/entities/E/ID`
-/// by a caller known at once — skip the Task as well (`Shared.immediate`,
+/// The requests that dominate a busy app — `POST /api/fn/NAME`, `GET /api/entities/E/ID`
+/// and `POST /api/entities/E` by a caller known at once — skip the Task as well (`Shared.immediate`,
 /// HTTP/ImmediateRoutes.swift): their handlers finish by callback, with the middleware's
 /// semantics from `APIMiddleware.handleNow`.
 ///

@@ -26,7 +26,12 @@ enum HTTPSupport {
 
     /// Reads and parses a JSON body, enforcing the size limit. Empty body → `empty`.
     static func body(_ request: Request, limit: Int, empty: JSONValue? = nil) async throws -> JSONValue {
-        let buffer = try await rawBody(request, limit: limit)
+        try body(try await rawBody(request, limit: limit), limit: limit, empty: empty)
+    }
+
+    /// The same for a body already collected (the fast lane's immediate routes).
+    static func body(_ buffer: ByteBuffer, limit: Int, empty: JSONValue? = nil) throws -> JSONValue {
+        if buffer.readableBytes > limit { throw tooLarge(limit) }
         if buffer.readableBytes == 0, let empty { return empty }
         do {
             return try JSONParser.parse(Array(buffer.readableBytesView))
@@ -132,10 +137,10 @@ struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
     /// `handle` for a handler that answers by callback instead of as an `async` function
     /// (the fast lane's immediate routes, `FastLane.Shared.immediate`): the same request
     /// count, error answers and fixed fields. `run` gets a `finish` that it (or whatever it
-    /// starts) calls exactly once, from any thread, with the JSON body of a 200 answer or
-    /// the error; a throw from `run` itself is that call. `reply` then gets the whole
+    /// starts) calls exactly once, from any thread, with the JSON body of a `success` (200)
+    /// answer or the error; a throw from `run` itself is that call. `reply` then gets the whole
     /// answer, on the thread that called `finish`.
-    func handleNow(method: HTTPRequest.Method, path: String,
+    func handleNow(method: HTTPRequest.Method, path: String, success: HTTPResponse.Status = .ok,
                    _ run: (@escaping @Sendable (Result<[UInt8], Error>) -> Void) throws -> Void,
                    reply: @escaping @Sendable (HTTPResponse, ByteBuffer) -> Void) {
         metrics.add("http_requests_total", 1)
@@ -144,7 +149,7 @@ struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
             let bytes: [UInt8]
             switch result {
             case let .success(b):
-                (status, bytes) = (.ok, b)
+                (status, bytes) = (success, b)
             case let .failure(error):
                 let e = answer(for: error, method: method, path: path)
                 (status, bytes) = (HTTPResponse.Status(code: e.status), JSONWriter.encode(e.body))

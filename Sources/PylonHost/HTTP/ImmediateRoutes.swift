@@ -2,13 +2,14 @@ import HTTPTypes
 import Hummingbird
 
 /// The fast lane's routes that need no Task (`FastLane.Shared.immediate`): the requests
-/// that dominate a busy app — function calls and point reads — answered by callback on the
+/// that dominate a busy app — function calls, point reads, inserts — answered by callback on the
 /// connection's event loop (or a store or plugin thread), through the same middleware
 /// semantics (`APIMiddleware.handleNow`) and the same handler code as their routes.
 extension RouteContext {
     /// The handler for `head` when it can be answered without a Task
-    /// (`FastLane.Shared.immediate`): `POST /api/fn/NAME` (as `callFunction`) and
-    /// `GET /api/entities/E/ID` (as its route, through `getRow`), when the caller is known
+    /// (`FastLane.Shared.immediate`): `POST /api/fn/NAME` (as `callFunction`),
+    /// `GET /api/entities/E/ID` and `POST /api/entities/E` (as their routes, through `getRow`
+    /// and `insertRow`), when the caller is known
     /// at once (`authNow`: anonymous, the admin, or a cached session — an uncached session
     /// needs a store lookup, so such a request goes on a Task) and, for a function, the
     /// answer is JSON, not a stream. Each answers exactly as its route inside `middleware`
@@ -20,6 +21,19 @@ extension RouteContext {
             let path = head.path ?? ""
             return { _, reply in
                 middleware.handleNow(method: .get, path: path, { finish in getRow(entity, id, who: who, done: finish) }, reply: reply)
+            }
+        }
+        if let entity = Self.plainEntityInsert(head) {
+            // `POST /api/entities/E` (`insertRow`): one row, answered after its commit.
+            guard let who = authNow(head.headerFields) else { return nil }
+            let path = head.path ?? ""
+            let limit = config.maxBodyBytes
+            let data = data
+            return { body, reply in
+                middleware.handleNow(method: .post, path: path, success: .created, { finish in
+                    _ = try data.codec(entity)
+                    insertRow(entity, try HTTPSupport.body(body, limit: limit), who: who, done: finish)
+                }, reply: reply)
             }
         }
         guard let functions, let fnName = Self.plainFunctionName(head) else { return nil }
@@ -42,6 +56,13 @@ extension RouteContext {
         guard head.method == .post, let path = head.path, path.hasPrefix("/api/fn/") else { return nil }
         let name = path.utf8.dropFirst("/api/fn/".utf8.count)
         return isPlainName(name) ? String(Substring(name)) : nil
+    }
+
+    /// E of `POST /api/entities/E` when it is plain (as in `plainEntityGet`).
+    static func plainEntityInsert(_ head: HTTPRequest) -> String? {
+        guard head.method == .post, let path = head.path, path.hasPrefix("/api/entities/") else { return nil }
+        let entity = path.utf8.dropFirst("/api/entities/".utf8.count)
+        return isPlainName(entity) ? String(Substring(entity)) : nil
     }
 
     /// Entity and id of `GET /api/entities/E/ID` when both are plain (letters, digits, `_`,
