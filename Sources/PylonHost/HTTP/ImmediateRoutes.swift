@@ -2,52 +2,50 @@ import HTTPTypes
 import Hummingbird
 
 /// The fast lane's routes that need no Task (`FastLane.Shared.immediate`): the requests
-/// that dominate a busy app — function calls, point reads, inserts — answered by callback on the
-/// connection's event loop (or a store or plugin thread), through the same middleware
-/// semantics (`APIMiddleware.handleNow`) and the same handler code as their routes.
+/// that dominate a busy app — function calls, point reads, inserts — answered by callback
+/// on the connection's event loop (or a store or plugin thread), through the same
+/// middleware semantics (`APIMiddleware.handleNow`) and the same handler code as their
+/// routes.
 extension RouteContext {
     /// The handler for `head` when it can be answered without a Task
     /// (`FastLane.Shared.immediate`): `POST /api/fn/NAME` (as `callFunction`),
     /// `GET /api/entities/E/ID` and `POST /api/entities/E` (as their routes, through `getRow`
-    /// and `insertRow`), when the caller is known
-    /// at once (`authNow`: anonymous, the admin, or a cached session — an uncached session
-    /// needs a store lookup, so such a request goes on a Task) and, for a function, the
-    /// answer is JSON, not a stream. Each answers exactly as its route inside `middleware`
-    /// does; nil: `directRoute` or the router.
+    /// and `insertRow`), when the caller is known at once (`authNow`: anonymous, the admin,
+    /// or a cached session — an uncached session needs a store lookup, so such a request goes
+    /// on a Task) and, for a function, the answer is JSON, not a stream. Each answers exactly
+    /// as its route inside `middleware` does; nil: `directRoute` or the router.
     func immediateRoute(_ head: HTTPRequest, _ middleware: APIMiddleware<PylonRequestContext>) -> FastLane.ImmediateHandler? {
-        if let (entity, id) = Self.plainEntityGet(head) {
-            // `GET /api/entities/E/ID` (`getRow`): a point read, no Task either.
-            guard let who = authNow(head.headerFields) else { return nil }
-            let path = head.path ?? ""
-            return { _, reply in
-                middleware.handleNow(method: .get, path: path, { finish in getRow(entity, id, who: who, done: finish) }, reply: reply)
-            }
-        }
-        if let entity = Self.plainEntityInsert(head) {
-            // `POST /api/entities/E` (`insertRow`): one row, answered after its commit.
-            guard let who = authNow(head.headerFields) else { return nil }
-            let path = head.path ?? ""
-            let limit = config.maxBodyBytes
-            let data = data
-            return { body, reply in
-                middleware.handleNow(method: .post, path: path, success: .created, { finish in
-                    _ = try data.codec(entity)
-                    insertRow(entity, try HTTPSupport.body(body, limit: limit), who: who, done: finish)
-                }, reply: reply)
-            }
-        }
-        guard let functions, let fnName = Self.plainFunctionName(head) else { return nil }
-        if head.headerFields[.accept]?.contains("text/event-stream") == true { return nil }
-        guard let who = authNow(head.headerFields) else { return nil }
+        typealias Finish = @Sendable (Result<[UInt8], Error>) -> Void
         let limit = config.maxBodyBytes
-        let metrics = metrics
-        let path = head.path ?? ""
-        return { body, reply in
-            middleware.handleNow(method: .post, path: path, { finish in
+        let success: HTTPResponse.Status
+        let run: @Sendable (ByteBuffer, AuthContext, @escaping Finish) throws -> Void
+        if let (entity, id) = Self.plainEntityGet(head) {
+            success = .ok
+            run = { _, who, finish in getRow(entity, id, who: who, done: finish) }
+        } else if let entity = Self.plainEntityInsert(head) {
+            // Answered after its commit.
+            success = .created
+            let data = data
+            run = { body, who, finish in
+                _ = try data.codec(entity)
+                insertRow(entity, try HTTPSupport.body(body, limit: limit), who: who, done: finish)
+            }
+        } else if let functions, let fnName = Self.plainFunctionName(head),
+                  head.headerFields[.accept]?.contains("text/event-stream") != true {
+            success = .ok
+            let metrics = metrics
+            run = { body, who, finish in
                 let args = try HTTPSupport.jsonBytes(body, limit: limit, empty: Array("{}".utf8))
                 metrics.add("fn_calls_total", 1)
                 functions.start(fnName, argsJSON: args, auth: who, done: finish)
-            }, reply: reply)
+            }
+        } else {
+            return nil
+        }
+        guard let who = authNow(head.headerFields) else { return nil }
+        let method = head.method, path = head.path ?? ""
+        return { body, reply in
+            middleware.handleNow(method: method, path: path, success: success, { finish in try run(body, who, finish) }, reply: reply)
         }
     }
 
