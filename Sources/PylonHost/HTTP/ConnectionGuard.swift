@@ -82,11 +82,13 @@ final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler, @un
         arm(now: now)
     }
 
-    /// Upgraded (WebSocket): its own pings keep it honest; no HTTP deadlines.
+    /// Upgraded (WebSocket): its own pings keep it honest; no HTTP deadlines, so this
+    /// handler leaves the pipeline (nothing per frame, nothing held per subscriber).
     func upgraded() {
         deadlines.upgrade()
         timer?.cancel()
         timer = nil
+        if let context { context.pipeline.removeHandler(context: context, promise: nil) }
     }
 
     /// Whether a final answer's head has left without its end (a fault answer would

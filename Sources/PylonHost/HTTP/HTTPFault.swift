@@ -31,6 +31,8 @@ enum HTTPFault: Error, Equatable, Sendable {
     init(_ error: HTTPParserError) {
         switch error {
         case .invalidMethod: self = .methodNotImplemented
+        // NIO reports an HTTP/2.0 request line and a garbled version (a bare LF right after
+        // it) alike; 505 fits the first, which is what clients actually send.
         case .invalidVersion: self = .versionNotSupported
         case .headerOverflow: self = .headTooLarge
         case .lfExpected: self = .malformed("a line does not end with CRLF")
@@ -41,7 +43,7 @@ enum HTTPFault: Error, Equatable, Sendable {
         case .invalidURL: self = .malformed("the request target is not valid")
         case .invalidCharactersUsed: self = .malformed("the head has characters HTTP does not allow")
         case .invalidEOFState: self = .malformed("the connection ended inside a request")
-        default: self = .malformed("\(error.debugDescription)")
+        default: self = .malformed("it is not valid HTTP/1.1 framing (a bare LF, Content-Length with Transfer-Encoding, or another error in the head)")
         }
     }
 

@@ -3,6 +3,7 @@ import HTTPTypes
 import HummingbirdCore
 import Logging
 import NIOCore
+import NIOHTTP1
 
 /// The fast lane's front half: parses HTTP/1.1 requests straight from the socket's bytes and
 /// writes each answer as one buffer, ahead of NIO's HTTP codec. For the short requests that
@@ -178,7 +179,8 @@ final class RawFront: ChannelDuplexHandler, RemovableChannelHandler, @unchecked 
         out.writeStaticString("HTTP/1.1 ")
         out.writeString(String(code))
         out.writeStaticString(" ")
-        out.writeString(head.status.reasonPhrase)
+        // A status made from a bare code (`Status(code:)`) has no phrase: NIO's table has it.
+        out.writeString(head.status.reasonPhrase.isEmpty ? HTTPResponseStatus(statusCode: code).reasonPhrase : head.status.reasonPhrase)
         out.writeStaticString("\r\n")
         for field in head.headerFields {
             // Hummingbird's Response may carry its own Content-Length; these three are ours.
