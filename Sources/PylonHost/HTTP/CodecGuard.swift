@@ -39,6 +39,8 @@ final class CodecGuard: ChannelDuplexHandler, RemovableChannelHandler, @unchecke
     private var failed = false
     /// A fault whose answer waits for the earlier answers to finish.
     private var deferred: HTTPFault?
+    /// A 101 went by: remove this handler at the next flush.
+    private var leaving = false
 
     init(_ connection: ConnectionGuard, maxBody: Int, serverName: String) {
         self.connection = connection
@@ -74,6 +76,16 @@ final class CodecGuard: ChannelDuplexHandler, RemovableChannelHandler, @unchecke
         }
         context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .continue))), promise: nil)
         return nil
+    }
+
+    /// Leaves after the 101 is flushed: NIO writes it with `writeAndFlush`, whose flush
+    /// would be lost if this context were gone between its write and its flush.
+    func flush(context: ChannelHandlerContext) {
+        context.flush()
+        if leaving {
+            leaving = false
+            context.pipeline.removeHandler(self, promise: nil)
+        }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -114,9 +126,7 @@ final class CodecGuard: ChannelDuplexHandler, RemovableChannelHandler, @unchecke
         switch unwrapOutboundIn(data) {
         case let .head(head) where head.status == .switchingProtocols:
             connection.upgraded()
-            context.write(data, promise: promise)
-            context.pipeline.removeHandler(self, promise: nil)
-            return
+            leaving = true
         case let .head(head):
             if head.status.code >= 200 { connection.responseStarted() }
         case .body:

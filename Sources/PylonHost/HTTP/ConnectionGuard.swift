@@ -82,13 +82,12 @@ final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler, @un
         arm(now: now)
     }
 
-    /// Upgraded (WebSocket): its own pings keep it honest; no HTTP deadlines, so this
-    /// handler leaves the pipeline (nothing per frame, nothing held per subscriber).
+    /// Upgraded (WebSocket): its own pings keep it honest; no HTTP deadlines (and no timer;
+    /// per frame only the phase check in `channelRead`).
     func upgraded() {
         deadlines.upgrade()
         timer?.cancel()
         timer = nil
-        if let context { context.pipeline.removeHandler(context: context, promise: nil) }
     }
 
     /// Whether a final answer's head has left without its end (a fault answer would
