@@ -126,7 +126,8 @@ final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler, @un
         case let .answer(fault)?:
             ending = true
             let bytes = fault.encoded(server: serverName, context.channel.allocator)
-            context.writeAndFlush(NIOAny(IOData.byteBuffer(bytes))).whenComplete { _ in context.close(promise: nil) }
+            let channel = context.channel
+            context.writeAndFlush(NIOAny(IOData.byteBuffer(bytes))).whenComplete { _ in channel.close(promise: nil) }
         }
     }
 }
