@@ -227,7 +227,10 @@ struct HostileClientTests {
             let interim = try await onThread { try readHTTPHead(socket) }
             #expect(interim.status == 100, "\(listener): \(interim)")
             try socket.send(body)
-            let seen = try await Self.readToClose(socket)
+            var seen = try await Self.readToClose(socket)
+            // Ports +1 and +2 have no such route: their 404 may come before the body does,
+            // in the same read as the 100.
+            seen.text = String(decoding: interim.rest, as: UTF8.self) + seen.text
             let final = listener == "API" ? 201 : 404
             #expect(seen.statuses == [final] && seen.closed, "\(listener): \(seen)")
         }
