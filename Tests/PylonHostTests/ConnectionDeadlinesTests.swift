@@ -94,6 +94,22 @@ struct ConnectionDeadlinesTests {
         #expect(d.expiry(now: 1_000_000 * Self.s) == nil)
     }
 
+    @Test("Between requests (or inside an incomplete head) nothing is owed: a shutdown may close the connection at once")
+    func betweenRequests() {
+        var d = ConnectionDeadlines(Self.limits, now: 0)
+        #expect(d.isBetweenRequests)
+        d.received(now: 0)
+        #expect(d.isBetweenRequests)
+        d.headReceived(now: 0)
+        #expect(!d.isBetweenRequests)
+        d.requestReceived(now: 0)
+        #expect(!d.isBetweenRequests, "its answer is owed")
+        d.answered(now: 1)
+        #expect(d.isBetweenRequests)
+        d.upgrade()
+        #expect(!d.isBetweenRequests)
+    }
+
     @Test("A timeout that is off never expires; the others still do")
     func limitsOff() {
         var d = ConnectionDeadlines(.init(header: 2 * Self.s, body: nil, idle: nil), now: 0)

@@ -105,6 +105,16 @@ struct ConnectionDeadlines: Sendable {
         responding = false
     }
 
+    /// Nothing owed either way: between requests, or inside a head not complete yet. A
+    /// server shutdown closes such a connection at once.
+    var isBetweenRequests: Bool {
+        guard unanswered == 0 else { return false }
+        switch phase {
+        case .idle, .head: return true
+        case .body, .upgraded: return false
+        }
+    }
+
     // MARK: Time
 
     /// When the client's time runs out, nil when the host is not waiting for the client.

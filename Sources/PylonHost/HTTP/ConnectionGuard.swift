@@ -54,6 +54,19 @@ final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler, @un
         context.fireChannelRead(data)
     }
 
+    /// On server shutdown (`ChannelShouldQuiesceEvent`) a connection with nothing owed
+    /// either way closes now. Without this, one that has not sent a whole first request
+    /// would hold the shutdown until its timeout: Hummingbird's quiescing handler joins the
+    /// pipeline only with the first request.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent, deadlines.isBetweenRequests {
+            ending = true
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
         timer?.cancel()
         timer = nil
