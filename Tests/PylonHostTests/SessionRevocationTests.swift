@@ -153,7 +153,7 @@ struct SessionRevocationTests {
     }
     // Always on Postgres. Under PYLON_TEST_DEFAULT_STORE the harness would give each host a
     // database of its own, so it runs only in the default (SQLite) pass.
-    @Test("Postgres, two hosts on one database: logout on host A ends the session's streams on host B (both ports, WS and SSE) and B treats the token as anonymous; a session deleted in SQL ends its streams on both hosts",
+    @Test("Postgres, two hosts on one database: logout on host A ends the session's streams on host B (both ports, WS and SSE) and B treats the token as anonymous; a session deleted in SQL ends its streams on both hosts, also when its log entry commits after a later-numbered one",
           .enabled(if: TestStore.defaultStore.name == TestStore.sqlite.name))
     func revocationAcrossHosts() async throws {
         let pg = try await TestPostgres.shared()
@@ -186,5 +186,29 @@ struct SessionRevocationTests {
         #expect(try await a.me(judy) == nil)
         #expect(try await b.me(judy) == nil)
         judyA.close(); judyB.close()
+
+        // Out of order: kim's DELETE takes the next log number but commits seconds later,
+        // after leo's (the next number) committed. The hosts pass over kim's number at
+        // first, and must still end kim's streams when it commits.
+        let kim = try await a.mintSession("kim")
+        let leo = try await a.mintSession("leo")
+        let kims = try await SessionStreams.open(b, token: kim, label: "kim on B")
+        let leos = try await SessionStreams.open(b, token: leo, label: "leo on B")
+        let sequence = "SELECT last_value FROM _pylon_session_changes_seq_seq"
+        let before = try await pg.psql(sequence, url: url)
+        let slow = Task {
+            try await pg.psql("BEGIN; DELETE FROM _pylon_sessions WHERE user_id = 'kim'; SELECT pg_sleep(3); COMMIT", url: url)
+        }
+        var taken = before
+        while taken == before { // kim's entry has its number
+            try await Task.sleep(for: .milliseconds(20))
+            taken = try await pg.psql(sequence, url: url)
+        }
+        _ = try await pg.psql("DELETE FROM _pylon_sessions WHERE user_id = 'leo'", url: url)
+        try await leos.expectEnded("leo's DELETE, committed first")
+        _ = try await slow.value
+        try await kims.expectEnded("kim's DELETE, committed later with the earlier number")
+        #expect(try await b.me(kim) == nil)
+        kims.close(); leos.close()
     }
 }
