@@ -38,6 +38,8 @@ struct SyncStream: Sendable {
             _ = sub.goLive()
         }
         for await _ in sub.wakes {
+            // A wake-up buffered before `close` still arrives; an ended stream sends nothing more.
+            if sub.isClosed { return }
             let (messages, overflowed) = sub.drain()
             if overflowed {
                 // The queue was dropped: continue from the durable log, then go live again.
