@@ -20,7 +20,7 @@ struct SessionRevocationTests {
         let host = try await Self.start()
         defer { host.kill9() } // open SSE streams hold up a graceful stop
         let witness = try await TestWebSocket.connect(port: host.port, token: Self.admin, label: "admin witness")
-        try await RealtimeTests.ready(witness)
+        try await SessionStreams.live(witness)
         let bob = try await host.mintSession("bob")
         let bobs = try await SessionStreams.open(host, token: bob, label: "bob")
 
@@ -36,7 +36,7 @@ struct SessionRevocationTests {
             // The revoked WebSocket speaks for no one any more.
             try? streams.sockets[0].sendText(#"{"type":"topic","topic":"after-logout","data":1}"#)
             _ = try await host.insertSeenBy(witness)
-            try await RealtimeTests.ready(witness)
+            try await SessionStreams.live(witness)
             #expect(streams.changeCounts == counts, "no change event after the end: \(streams.sockets.map(\.summary)) \(streams.events.map(\.summary))")
             #expect(!witness.jsonMessages.contains { $0["topic"].string == "after-logout" }, "no relay from a revoked session: \(witness.summary)")
             // A second logout with the same token revokes nothing.
@@ -92,7 +92,7 @@ struct SessionRevocationTests {
         let host = try await Self.start()
         defer { host.kill9() }
         let witness = try await TestWebSocket.connect(port: host.port, token: Self.admin, label: "admin witness")
-        try await RealtimeTests.ready(witness)
+        try await SessionStreams.live(witness)
         let cases: [(user: String, sql: (String) -> String)] = [
             ("erin", { "DELETE FROM _pylon_sessions WHERE user_id = '\($0)'" }),
             ("frank", { "UPDATE _pylon_sessions SET expires_at = 1 WHERE user_id = '\($0)'" }),
@@ -163,7 +163,7 @@ struct SessionRevocationTests {
         let b = try await HostProcess.start(manifest: PostgresTests.manifest(url: url), compatPorts: true)
         defer { b.kill9() }
         let witness = try await TestWebSocket.connect(port: b.port, token: Self.admin, label: "admin witness on B")
-        try await RealtimeTests.ready(witness)
+        try await SessionStreams.live(witness)
 
         let ivan = try await a.mintSession("ivan")
         #expect(try await b.me(ivan) == "ivan") // now in B's session cache

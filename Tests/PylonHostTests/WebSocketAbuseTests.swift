@@ -16,16 +16,16 @@ struct WebSocketAbuseTests {
         defer { host.kill9() }
         let mallory = try await host.mintSession("mallory")
         let observer = try await TestWebSocket.connect(port: host.port, token: Self.admin, label: "observer")
-        try await RealtimeTests.ready(observer)
+        try await SessionStreams.live(observer)
         for (port, path) in [(host.port, "/api/sync/ws"), (host.wsCompatPort, "/")] {
             let unmasked = try await TestWebSocket.connect(port: port, path: path, token: mallory, label: "unmasked \(port)")
-            try await RealtimeTests.ready(unmasked)
+            try await SessionStreams.live(unmasked)
             try unmasked.sendFrame(opcode: 0x1, Array(#"{"type":"topic","topic":"unmasked","data":1}"#.utf8), masked: false)
             let close = try await unmasked.waitForClose()
             #expect(close?.code == 1002, "an unmasked client frame is a protocol error (RFC 6455 §5.1): \(unmasked.summary)")
 
             let badText = try await TestWebSocket.connect(port: port, path: path, token: mallory, label: "bad UTF-8 \(port)")
-            try await RealtimeTests.ready(badText)
+            try await SessionStreams.live(badText)
             // A topic frame with a lone continuation byte and an overlong encoding of "/".
             let payload = Array(#"{"type":"topic","topic":"bad-utf8","data":""#.utf8) + [0x80, 0xC0, 0xAF] + Array(#""}"#.utf8)
             try badText.sendFrame(opcode: 0x1, payload)
@@ -33,7 +33,7 @@ struct WebSocketAbuseTests {
             #expect(close2?.code == 1007, "invalid UTF-8 in a text message (RFC 6455 §8.1): \(badText.summary)")
         }
         // The observer proves its own frames still flow, and saw none of the bad ones.
-        try await RealtimeTests.ready(observer)
+        try await SessionStreams.live(observer)
         #expect(!observer.jsonMessages.contains { ["unmasked", "bad-utf8"].contains($0["topic"].string ?? "") }, "\(observer.summary)")
         let health = try await host.request("GET", "/health")
         #expect(health.status == 200)
@@ -48,7 +48,7 @@ struct WebSocketAbuseTests {
         let guest = try await host.request("POST", "/api/auth/guest")
         let guestToken = try #require(guest.json["token"].string, "\(guest.body)")
         let observer = try await TestWebSocket.connect(port: host.port, token: Self.admin, label: "observer")
-        try await RealtimeTests.ready(observer)
+        try await SessionStreams.live(observer)
 
         for (port, path) in [(host.port, "/api/sync/ws"), (host.wsCompatPort, "/")] {
             let flooder = try await TestWebSocket.connect(port: port, path: path, token: guestToken, label: "flooder \(port)")
@@ -67,7 +67,7 @@ struct WebSocketAbuseTests {
             #expect(!errors.isEmpty && errors.allSatisfy { $0.errorCode == "RELAY_RATE_LIMITED" }, "\(flooder.summary)")
             // Everything relayed was relayed before the close, and reaches the observer in
             // order ahead of its own ready frame.
-            try await RealtimeTests.ready(observer)
+            try await SessionStreams.live(observer)
             let seen = observer.jsonMessages.filter { $0["topic"].string == tag }.count
             // The burst, plus one per second of refill while the flood lasted.
             let allowed = 5 + Int(Date().timeIntervalSince(started).rounded(.up))

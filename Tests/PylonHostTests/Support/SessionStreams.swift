@@ -19,9 +19,25 @@ struct SessionStreams {
             try await TestEventStream.connect(port: host.sseCompatPort, path: "/", token: token, label: "\(label) SSE port+2"),
         ]
         for s in events where s.status != 200 { throw RealtimeTestError("\(s.summary)") }
-        for ws in sockets { try await RealtimeTests.ready(ws) }
+        for ws in sockets { try await live(ws) }
         try await RealtimeTests.warmUp(host, events)
         return SessionStreams(label: label, sockets: sockets, events: events)
+    }
+
+    /// Like `RealtimeTests.ready`, but sends a fresh topic frame every 2 s until one comes
+    /// back: a frame read before the connection's sender went live is relayed to everyone
+    /// but that connection, so the first one alone can be missed on a loaded machine.
+    static func live(_ ws: TestWebSocket) async throws {
+        for attempt in 1...15 {
+            let nonce = UUID().uuidString
+            try ws.sendText(#"{"type":"topic","topic":"ready","data":"\#(nonce)"}"#)
+            do {
+                try await ws.waitForJSON("its own ready relay \(nonce)", timeout: 2) { $0["type"].string == "topic" && $0["data"].string == nonce }
+                return
+            } catch where attempt < 15 {
+                continue
+            }
+        }
     }
 
     /// Waits for every stream to end as a revoked session's must: WS close 1008 `session
