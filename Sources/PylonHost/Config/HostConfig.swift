@@ -29,6 +29,10 @@ public struct HostConfig: Sendable {
     public var maxConnectionsPerAddress = 64
     /// Largest WebSocket frame accepted (PYLON_WS_MAX_FRAME).
     public var maxFrameBytes = 16 * 1024 * 1024
+    /// Messages (topic/presence relays) one WebSocket client may send per second on
+    /// average (PYLON_WS_RELAY_RATE), and in a burst (PYLON_WS_RELAY_BURST); see `RelayLimiter`.
+    public var wsRelayRate = 20
+    public var wsRelayBurst = 40
     public var corsOrigin = "*"
     /// Short requests are served from the connection's pipeline (`FastLane`);
     /// PYLON_HTTP_FAST_LANE=0 sends every request through Hummingbird's own path.
@@ -67,6 +71,8 @@ public struct HostConfig: Sendable {
         if let p = try int("PYLON_CHANGE_POLL_MS") { c.changePollMs = max(1, min(p, 10_000)) }
         if let m = try int("PYLON_MAX_CONNECTIONS_PER_IP") { c.maxConnectionsPerAddress = max(1, m) }
         if let f = try int("PYLON_WS_MAX_FRAME") { c.maxFrameBytes = max(1024, f) }
+        if let r = try int("PYLON_WS_RELAY_RATE") { c.wsRelayRate = max(1, min(r, 100_000)) }
+        if let b = try int("PYLON_WS_RELAY_BURST") { c.wsRelayBurst = max(1, min(b, 100_000)) }
         if let p = try int("PYLON_CACHE_PORT") {
             guard p <= 65535 else { throw HostError(status: 500, code: "CONFIG_INVALID", message: "PYLON_CACHE_PORT=\(p) is not a TCP port (0 turns the RESP listener off)") }
             c.cacheOverrides.append(("port", .int(Int64(p))))

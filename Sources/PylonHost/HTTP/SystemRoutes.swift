@@ -72,6 +72,39 @@ extension RouteContext {
         }
         router.post("/api/auth/logout", use: logout)
         router.delete("/api/auth/session", use: logout)
+        router.get("/api/auth/sessions") { req, _ in
+            let user = try await sessionUser(req)
+            let current = Self.token(req, cookieName: config.cookieName).map(SessionStore.hash)
+            let listed = try await sessions.list(userID: user)
+            return HTTPSupport.json(.array(listed.map { s in
+                // Only a prefix of the token's SHA-256: enough to tell sessions apart, useless to sign in.
+                var o: [(String, JSONValue)] = [("id", .string(String(s.tokenHash.prefix(16)))), ("user_id", .string(user)),
+                                                ("device", s.device.map { .string($0) } ?? .null),
+                                                ("created_at", .int(s.createdAt)), ("expires_at", .int(s.expiresAt))]
+                o.append(("current", .bool(s.tokenHash == current)))
+                return .object(o)
+            }))
+        }
+        router.delete("/api/auth/sessions") { req, _ in
+            let user = try await sessionUser(req)
+            let n = try await sessions.revokeAll(userID: user)
+            var r = HTTPSupport.json(.object([("revoked_count", .int(Int64(n)))]))
+            r.headers[.setCookie] = "\(config.cookieName)=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"
+            return r
+        }
+    }
+
+    /// The user id of a request signed in with a session (`/api/auth/sessions`): anonymous
+    /// callers get 401, the admin token (which has no sessions) 403.
+    private func sessionUser(_ req: Request) async throws -> String {
+        let who = try await auth(req)
+        if who.isAdmin {
+            throw HostError.forbidden("the admin token has no sessions; call this with a user's session token")
+        }
+        guard let user = who.userID else {
+            throw HostError(status: 401, code: "AUTH_REQUIRED", message: "sign in first: send Authorization: Bearer <session token> or the session cookie")
+        }
+        return user
     }
 
     func addSystemRoutes(_ router: Router<PylonRequestContext>) {

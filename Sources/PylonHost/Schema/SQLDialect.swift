@@ -177,6 +177,21 @@ public struct SQLiteDialect: SQLDialect {
             device TEXT, tenant_id TEXT)
             """,
             "CREATE INDEX IF NOT EXISTS _pylon_sessions_user ON _pylon_sessions (user_id)",
+            // The session change log (see `SessionWatcher`): every UPDATE or DELETE of a
+            // session row, by any code path or by hand, appends the old token hash.
+            // AUTOINCREMENT: trimming the log never lets a number be handed out twice.
+            """
+            CREATE TABLE IF NOT EXISTS _pylon_session_changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, \
+            token_hash TEXT NOT NULL, ts INTEGER NOT NULL)
+            """,
+            """
+            CREATE TRIGGER IF NOT EXISTS _pylon_sessions_deleted AFTER DELETE ON _pylon_sessions BEGIN \
+            INSERT INTO _pylon_session_changes (token_hash, ts) VALUES (OLD.token_hash, CAST(strftime('%s', 'now') AS INTEGER)); END
+            """,
+            """
+            CREATE TRIGGER IF NOT EXISTS _pylon_sessions_updated AFTER UPDATE ON _pylon_sessions BEGIN \
+            INSERT INTO _pylon_session_changes (token_hash, ts) VALUES (OLD.token_hash, CAST(strftime('%s', 'now') AS INTEGER)); END
+            """,
             """
             CREATE TABLE IF NOT EXISTS _pylon_push_ops (op_id TEXT PRIMARY KEY NOT NULL, \
             client_id TEXT, row_id TEXT, pending_id TEXT, created_at INTEGER NOT NULL)

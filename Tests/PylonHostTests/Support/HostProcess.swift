@@ -40,6 +40,8 @@ final class HostProcess: @unchecked Sendable {
     var storeFile: String? { backend?.sqliteFile }
     /// The store's fixture server, if it has one (D1).
     var storeFixtureURL: String? { backend?.fixtureURL }
+    /// The store's database URL (`plugins.store.url`: Postgres), if it has one.
+    var storeURL: String? { backend?.storeConfig.first { $0.0 == "url" }?.1.stringValue }
     /// Whether the host also serves Pylon's WS (port+1) and SSE (port+2) listeners.
     let compatPorts: Bool
     private let ownsDirectory: Bool
