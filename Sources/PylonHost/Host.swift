@@ -240,8 +240,10 @@ public final class Host: Sendable {
         let realtime = RealtimeConfig(maxFrameBytes: config.maxFrameBytes)
         let routes = RouteContext(data: data, changes: changes, sessions: sessions, config: config,
                                   metrics: metrics, startedAt: Date(), stubs: stubs, hub: hub, sync: sync,
-                                  realtime: realtime, functions: functions, cache: cache)
-        let middleware = APIMiddleware<PylonRequestContext>(corsOrigin: config.corsOrigin, metrics: metrics)
+                                  realtime: realtime, functions: functions, cache: cache,
+                                  authLimiter: AuthRateLimiter(config.authRateLimits, maxKeys: config.rateLimitClients))
+        let requestGuard = RequestGuard(config: config, trustedOrigins: config.csrfOrigins(manifest: manifest), metrics: metrics)
+        let middleware = APIMiddleware<PylonRequestContext>(corsOrigin: config.corsOrigin, metrics: metrics, requestGuard: requestGuard)
         let router = Router(context: PylonRequestContext.self)
         router.add(middleware: middleware)
         routes.addSystemRoutes(router)

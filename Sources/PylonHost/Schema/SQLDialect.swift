@@ -177,11 +177,12 @@ public struct SQLiteDialect: SQLDialect {
             device TEXT, tenant_id TEXT)
             """,
             "CREATE INDEX IF NOT EXISTS _pylon_sessions_user ON _pylon_sessions (user_id)",
+            // Op and pending ids are the caller's own (`PushScope`).
             """
-            CREATE TABLE IF NOT EXISTS _pylon_push_ops (op_id TEXT PRIMARY KEY NOT NULL, \
-            client_id TEXT, row_id TEXT, pending_id TEXT, created_at INTEGER NOT NULL)
+            CREATE TABLE IF NOT EXISTS _pylon_push_ops (scope TEXT NOT NULL, op_id TEXT NOT NULL, \
+            client_id TEXT, row_id TEXT, pending_id TEXT, created_at INTEGER NOT NULL, PRIMARY KEY (scope, op_id))
             """,
-            "CREATE INDEX IF NOT EXISTS _pylon_push_ops_pending ON _pylon_push_ops (pending_id)",
+            "CREATE INDEX IF NOT EXISTS _pylon_push_ops_scope_pending ON _pylon_push_ops (scope, pending_id)",
         ]
     }
 
