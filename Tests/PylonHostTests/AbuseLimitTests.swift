@@ -103,7 +103,7 @@ struct AbuseLimitTests {
 
     @Test("Guest and anonymous sessions share the SEND auth bucket per address: 429 + Retry-After beyond it; X-Forwarded-For is ignored without trusted hops")
     func guestBucket() async throws {
-        let host = try await HostProcess.start(manifest: Self.manifest, dev: false, env: ["PYLON_AUTH_RATE_LIMIT_SEND": "2"])
+        let host = try await HostProcess.start(manifest: Self.manifest, env: ["PYLON_AUTH_RATE_LIMIT_SEND": "2"], dev: false)
         defer { host.stop() }
         let guest = try await host.rawRequest("POST", "/api/auth/guest")
         #expect(guest.status == 201, "\(guest.body)")
@@ -131,7 +131,7 @@ struct AbuseLimitTests {
 
     @Test("CSRF: cookie writes need a trusted Origin (or Referer) or the host's own; no origin is refused; bearer writes and reads are not checked")
     func csrf() async throws {
-        let host = try await HostProcess.start(manifest: Self.manifest, dev: false, env: ["PYLON_TRUSTED_ORIGINS": "https://app.example, https://admin.example/"])
+        let host = try await HostProcess.start(manifest: Self.manifest, env: ["PYLON_TRUSTED_ORIGINS": "https://app.example, https://admin.example/"], dev: false)
         defer { host.stop() }
         let token = try await host.mintSession("alice")
         // Warm the session cache, so inserts are answered without a Task as well.

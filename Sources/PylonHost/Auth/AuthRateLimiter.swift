@@ -65,10 +65,10 @@ final class AuthRateLimiter: Sendable {
     /// route names one); throws 429 when either is over its cap.
     func check(_ bucket: AuthBucket, client: ClientAddress, account: String? = nil) throws(HostError) {
         if let wait = byAddress[bucket]?.take(client) {
-            throw .rateLimited(retryAfter: wait, "too many \(bucket.rawValue) attempts from your address: retry after \(wait) s")
+            throw .rateLimited(retryAfter: wait, "your address has reached the \(bucket.rawValue) limit of this kind of auth request (PYLON_AUTH_RATE_LIMIT_\(bucket.rawValue.uppercased())): retry after \(wait) s")
         }
         if let account, let wait = byAccount[bucket]?.take(account.lowercased()) {
-            throw .rateLimited(retryAfter: wait, "too many \(bucket.rawValue) attempts for this account: retry after \(wait) s")
+            throw .rateLimited(retryAfter: wait, "this account has reached the \(bucket.rawValue) limit of this kind of auth request (PYLON_AUTH_RATE_LIMIT_\(bucket.rawValue.uppercased())): retry after \(wait) s")
         }
     }
 }
