@@ -188,7 +188,19 @@ struct AbuseLimitTests {
         #expect(answers.map(\.status) == [201, 201], "\(answers.map { "\($0.status) \($0.body.prefix(90))" })")
     }
 
-    // MARK: - Units: the limiter and client addresses
+    // MARK: - Units: trusted origins, the limiter and client addresses
+
+    @Test("CSRFGuard: configured origins are normalized (case, trailing slash, a URL's path dropped); `*` trusts all; a Referer's origin")
+    func trustedOrigins() {
+        let g = CSRFGuard(origins: ["https://app.example/login", " HTTPS://B.example/ ", "", "http://localhost:5173"], cookieName: "s")
+        #expect(g.trusted == ["https://app.example", "https://b.example", "http://localhost:5173"])
+        #expect(CSRFGuard(origins: ["https://a.example", "*"], cookieName: "s").trusted == nil)
+        #expect(CSRFGuard.origin(ofURL: "https://app.example:8443/p?q#f") == "https://app.example:8443")
+        #expect(CSRFGuard.origin(ofURL: "https://app.example?x=https://b") == "https://app.example")
+        for bad in ["", "/relative/path", "://x", "app.example"] {
+            #expect(CSRFGuard.origin(ofURL: bad) == nil, "\(bad)")
+        }
+    }
 
     @Test("FixedWindowLimiter: limit per window, Retry-After until the window's end, a new window after it")
     func limiterWindow() {

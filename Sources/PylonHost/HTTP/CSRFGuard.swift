@@ -19,9 +19,10 @@ struct CSRFGuard: Sendable {
     let trusted: Set<String>?
     let cookieName: String
 
-    /// `origins` as configured (`*` anywhere: all; entries are normalized, empty ones dropped).
+    /// `origins` as configured (`*` anywhere: all; a URL with a path counts as its origin;
+    /// entries are normalized, empty ones dropped).
     init(origins: [String], cookieName: String) {
-        let list = origins.map(Self.normalize).filter { !$0.isEmpty }
+        let list = origins.map { Self.origin(ofURL: $0) ?? Self.normalize($0) }.filter { !$0.isEmpty }
         trusted = list.contains("*") ? nil : Set(list)
         self.cookieName = cookieName
     }
