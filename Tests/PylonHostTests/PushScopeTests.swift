@@ -102,7 +102,14 @@ struct PushScopeTests {
         """
     }
 
-    @Test("An unscoped _pylon_push_ops upgrades in place: old records kept in the legacy scope, which no caller matches", arguments: ["sqlite", "postgres"])
+    /// Runs `sql` with the sqlite3 tool on `file`; returns stdout.
+    static func sqlite(_ file: String, _ sql: String) async throws -> String {
+        let r = try await TestCommand.run("/usr/bin/sqlite3", [file, sql])
+        guard r.status == 0 else { throw TestSetupError(description: "sqlite3 \(sql): \(r.stderr)") }
+        return r.stdout
+    }
+
+    @Test("An unscoped _pylon_push_ops upgrades in place: old records kept in the legacy scope, which no caller matches", arguments: ["sqlite", "d1", "postgres"])
     func upgradeUnscopedTable(storeName: String) async throws {
         let dir = try TestPaths.freshTempDir("pylon-push-upgrade")
         defer { TestPaths.removeTempDir(dir) }
@@ -110,7 +117,8 @@ struct PushScopeTests {
         let query: @Sendable (String) async throws -> String
         let store: TestStore
         var dbPath: String?
-        if storeName == "postgres" {
+        switch storeName {
+        case "postgres":
             let pg = try await TestPostgres.shared()
             let url = try await pg.freshDatabase()
             _ = try await pg.psql(Self.oldShape(intType: "BIGINT"), url: url)
@@ -118,17 +126,22 @@ struct PushScopeTests {
                 TestStoreBackend(storeConfig: [("use", .string("postgres")), ("url", .string(url)), ("readers", .int(1))], sqliteFile: nil)
             })
             query = { sql in try await pg.psql(sql, url: url) }
-        } else {
+        case "d1":
+            // The fixture server's SQLite file, made before it starts (D1FixtureServer's name).
+            let file = LockedPath()
+            store = TestStore(name: "d1", pluginsDir: { TestPaths.pluginsDir }, provision: { hostDir, _ in
+                let path = hostDir.appendingPathComponent("d1.sqlite").path
+                _ = try await Self.sqlite(path, Self.oldShape(intType: "INTEGER"))
+                file.set(path)
+                return try await D1FixtureServer.start(in: hostDir).backend
+            })
+            query = { sql in try await Self.sqlite(file.get(), sql) }
+        default:
             let file = dir.appendingPathComponent("old.db").path
-            let made = try await TestCommand.run("/usr/bin/sqlite3", [file, Self.oldShape(intType: "INTEGER")])
-            #expect(made.status == 0, "\(made.stderr)")
+            _ = try await Self.sqlite(file, Self.oldShape(intType: "INTEGER"))
             store = .sqlite
             dbPath = file
-            query = { sql in
-                let r = try await TestCommand.run("/usr/bin/sqlite3", [file, sql])
-                guard r.status == 0 else { throw TestSetupError(description: "sqlite3: \(r.stderr)") }
-                return r.stdout
-            }
+            query = { sql in try await Self.sqlite(file, sql) }
         }
         let host = try await HostProcess.start(manifest: Self.manifest, dev: false, dbPath: dbPath, store: store)
         defer { host.stop() }
@@ -148,4 +161,12 @@ struct PushScopeTests {
         let again = try await Self.push(host, alice, #"{"entity":"Note","row_id":"_pending_old","kind":"insert","data":{"ownerId":"alice","title":"new"},"op_id":"op-old"}"#)
         #expect(again.json["deduped"].int == 1 && again.json["id_map"]["_pending_old"].string == aliceID, "\(again.body)")
     }
+}
+
+/// A path set once from a store's `provision` and read by the test afterwards.
+final class LockedPath: @unchecked Sendable {
+    private let lock = NSLock()
+    private var path = ""
+    func set(_ p: String) { lock.withLock { path = p } }
+    func get() -> String { lock.withLock { path } }
 }
