@@ -188,7 +188,39 @@ struct AbuseLimitTests {
         #expect(answers.map(\.status) == [201, 201], "\(answers.map { "\($0.status) \($0.body.prefix(90))" })")
     }
 
-    // MARK: - Units: trusted origins, the limiter and client addresses
+    // MARK: - Units: settings, trusted origins, the limiter and client addresses
+
+    @Test("Settings: Pylon's defaults (600 per 60 s, 100,000 in --dev), environment overrides, auth buckets, trusted origins")
+    func settings() throws {
+        var c = try HostConfig.fromEnvironment([:])
+        #expect(c.requestRateLimit == 600 && c.rateLimitWindow == 60 && c.trustProxyHops == 0)
+        #expect(c.authRateLimits.caps[.send] == AuthRateLimits.Caps(perAddressPerMinute: 3, perAccountPerHour: 10))
+        c.dev = true
+        #expect(c.requestRateLimit == 100_000)
+        let e = try HostConfig.fromEnvironment([
+            "PYLON_RATE_LIMIT_MAX": "0", "PYLON_RATE_LIMIT_WINDOW": "5", "PYLON_TRUST_PROXY_HOPS": "2",
+            "PYLON_AUTH_RATE_LIMIT_SEND": "7", "PYLON_AUTH_RATE_LIMIT_LOGIN": "1, 2",
+            "PYLON_TRUSTED_ORIGINS": "https://a.example", "PYLON_CSRF_ORIGINS": "https://b.example,",
+        ])
+        #expect(e.requestRateLimit == 0 && e.rateLimitWindow == 5 && e.trustProxyHops == 2)
+        #expect(e.authRateLimits.caps[.send] == AuthRateLimits.Caps(perAddressPerMinute: 7, perAccountPerHour: 0))
+        #expect(e.authRateLimits.caps[.login] == AuthRateLimits.Caps(perAddressPerMinute: 1, perAccountPerHour: 2))
+        #expect(e.trustedOrigins == ["https://a.example", "https://b.example"])
+        for bad in [["PYLON_RATE_LIMIT_MAX": "-1"], ["PYLON_AUTH_RATE_LIMIT_SEND": "3,x"], ["PYLON_AUTH_RATE_LIMIT_VERIFY": "1,2,3"]] {
+            #expect(throws: HostError.self, "\(bad)") { try HostConfig.fromEnvironment(bad) }
+        }
+        // Trusted origins: the environment's; else * in --dev; else the manifest's and the CORS origin.
+        var manifest = try Manifest.decode(Array(Self.manifest.utf8))
+        manifest.auth.trustedOrigins = ["https://m.example"]
+        var p = HostConfig()
+        #expect(p.csrfOrigins(manifest: manifest) == ["https://m.example"])
+        p.corsOrigin = "https://cors.example"
+        #expect(p.csrfOrigins(manifest: manifest) == ["https://m.example", "https://cors.example"])
+        p.dev = true
+        #expect(p.csrfOrigins(manifest: manifest) == ["*"])
+        p.trustedOrigins = ["https://env.example"]
+        #expect(p.csrfOrigins(manifest: manifest) == ["https://env.example"])
+    }
 
     @Test("CSRFGuard: configured origins are normalized (case, trailing slash, a URL's path dropped); `*` trusts all; a Referer's origin")
     func trustedOrigins() {
