@@ -240,8 +240,13 @@ public final class Host: Sendable {
         let realtime = RealtimeConfig(maxFrameBytes: config.maxFrameBytes, relayRate: config.wsRelayRate, relayBurst: config.wsRelayBurst)
         let routes = RouteContext(data: data, changes: changes, sessions: sessions, config: config,
                                   metrics: metrics, startedAt: Date(), stubs: stubs, hub: hub, sync: sync,
-                                  realtime: realtime, functions: functions, cache: cache)
-        let middleware = APIMiddleware<PylonRequestContext>(corsOrigin: config.corsOrigin, metrics: metrics)
+                                  realtime: realtime, functions: functions, cache: cache,
+                                  authLimiter: AuthRateLimiter(config.authRateLimits, maxKeys: config.rateLimitClients))
+        let trustedOrigins = config.csrfOrigins(manifest: manifest)
+        let requestGuard = RequestGuard(config: config, trustedOrigins: trustedOrigins, metrics: metrics)
+        let limit = config.requestRateLimit
+        logger.info("request limit: \(limit > 0 ? "\(limit) per \(config.rateLimitWindow) s per client address" : "off"); writes with the session cookie accepted from: \(trustedOrigins.isEmpty ? "the host's own origin only (PYLON_TRUSTED_ORIGINS adds others)" : trustedOrigins.joined(separator: ", "))")
+        let middleware = APIMiddleware<PylonRequestContext>(corsOrigin: config.corsOrigin, metrics: metrics, requestGuard: requestGuard)
         let router = Router(context: PylonRequestContext.self)
         router.add(middleware: middleware)
         routes.addSystemRoutes(router)

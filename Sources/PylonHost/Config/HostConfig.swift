@@ -34,6 +34,22 @@ public struct HostConfig: Sendable {
     public var wsRelayRate = 20
     public var wsRelayBurst = 40
     public var corsOrigin = "*"
+    /// Requests per client address per `rateLimitWindow` (PYLON_RATE_LIMIT_MAX; 0: no
+    /// limit). nil: `requestRateLimit`'s default.
+    public var rateLimitMax: Int?
+    /// Seconds (PYLON_RATE_LIMIT_WINDOW).
+    public var rateLimitWindow = 60
+    /// Client addresses each limiter tracks at once (PYLON_RATE_LIMIT_CLIENTS): the bound on
+    /// its memory (`FixedWindowLimiter`).
+    public var rateLimitClients = 100_000
+    /// Proxies in front of the host whose `X-Forwarded-For` entry names the client
+    /// (PYLON_TRUST_PROXY_HOPS; `ClientAddress.resolve`). 0: the socket peer.
+    public var trustProxyHops = 0
+    /// Origins trusted for cookie-authenticated writes (PYLON_TRUSTED_ORIGINS and
+    /// PYLON_CSRF_ORIGINS, comma-separated); nil when neither is set (`csrfOrigins`).
+    public var trustedOrigins: [String]?
+    /// Auth buckets (PYLON_AUTH_RATE_LIMIT_LOGIN / _SEND / _VERIFY).
+    public var authRateLimits = AuthRateLimits.pylon
     /// Short requests are served from the connection's pipeline (`FastLane`);
     /// PYLON_HTTP_FAST_LANE=0 sends every request through Hummingbird's own path.
     public var fastLane = true
@@ -45,6 +61,19 @@ public struct HostConfig: Sendable {
     public var cacheOverrides: [(String, JSONValue)] = []
 
     public init() {}
+
+    /// The request limit in force: `rateLimitMax`, else Pylon's defaults (pylon-aux.md §6.2)
+    /// — 100,000 per window in --dev, 600 otherwise.
+    public var requestRateLimit: Int { rateLimitMax ?? (dev ? 100_000 : 600) }
+
+    /// The origins `CSRFGuard` trusts: those set in the environment; else `*` in --dev; else
+    /// the manifest's `auth.trusted_origins` together with the CORS origin when it is not `*`
+    /// (empty: no cookie-authenticated write is accepted from any page but the host's own).
+    public func csrfOrigins(manifest: Manifest) -> [String] {
+        if let trustedOrigins { return trustedOrigins }
+        if dev { return ["*"] }
+        return manifest.auth.trustedOrigins + (corsOrigin == "*" ? [] : [corsOrigin])
+    }
 
     /// Applies the environment over the defaults. Flags are applied after this by the CLI.
     public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws(HostError) -> HostConfig {
@@ -73,6 +102,22 @@ public struct HostConfig: Sendable {
         if let f = try int("PYLON_WS_MAX_FRAME") { c.maxFrameBytes = max(1024, f) }
         if let r = try int("PYLON_WS_RELAY_RATE") { c.wsRelayRate = max(1, min(r, 100_000)) }
         if let b = try int("PYLON_WS_RELAY_BURST") { c.wsRelayBurst = max(1, min(b, 100_000)) }
+        if let m = try int("PYLON_RATE_LIMIT_MAX") { c.rateLimitMax = m }
+        if let w = try int("PYLON_RATE_LIMIT_WINDOW") { c.rateLimitWindow = max(1, w) }
+        if let n = try int("PYLON_RATE_LIMIT_CLIENTS") { c.rateLimitClients = max(FixedWindowLimiter<ClientAddress>.stripeCount, n) }
+        if let h = try int("PYLON_TRUST_PROXY_HOPS") { c.trustProxyHops = min(h, 64) }
+        for key in ["PYLON_TRUSTED_ORIGINS", "PYLON_CSRF_ORIGINS"] {
+            guard let list = env[key], !list.isEmpty else { continue }
+            c.trustedOrigins = (c.trustedOrigins ?? []) + list.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
+        }
+        for bucket in AuthBucket.allCases {
+            let key = "PYLON_AUTH_RATE_LIMIT_\(bucket.rawValue.uppercased())"
+            guard let v = env[key], !v.isEmpty else { continue }
+            guard let caps = AuthRateLimits.parse(v) else {
+                throw HostError(status: 500, code: "CONFIG_INVALID", message: "\(key)=\(v) is not <per-address-per-minute>[,<per-account-per-hour>] (non-negative integers; 0: no limit)")
+            }
+            c.authRateLimits.caps[bucket] = caps
+        }
         if let p = try int("PYLON_CACHE_PORT") {
             guard p <= 65535 else { throw HostError(status: 500, code: "CONFIG_INVALID", message: "PYLON_CACHE_PORT=\(p) is not a TCP port (0 turns the RESP listener off)") }
             c.cacheOverrides.append(("port", .int(Int64(p))))

@@ -55,11 +55,15 @@ extension RouteContext {
             let (token, expires) = try await sessions.create(userID: userID, device: req.headers[.userAgent])
             return HTTPSupport.json(.object([("token", .string(token)), ("user_id", .string(userID)), ("expires_at", .int(expires))]), status: .created)
         }
-        router.post("/api/auth/guest") { req, _ in
-            var rng = SystemRandomNumberGenerator()
-            let userID = "guest_" + (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &rng)) }.joined()
-            let (token, _) = try await sessions.create(userID: userID, device: req.headers[.userAgent])
+        router.post("/api/auth/guest") { req, ctx in
+            let (token, userID, _) = try await mintGuest(req, ctx)
             return HTTPSupport.json(.object([("token", .string(token)), ("user_id", .string(userID)), ("guest", true)]), status: .created)
+        }
+        // better-auth's name for the same thing, with its wire shape (pylon-aux.md §1.4).
+        router.post("/api/auth/anonymous") { req, ctx in
+            let (token, userID, expires) = try await mintGuest(req, ctx)
+            return HTTPSupport.json(.object([("token", .string(token)), ("user_id", .string(userID)), ("is_guest", true),
+                                             ("expires_at", .int(expires))]))
         }
         let logout: @Sendable (Request, PylonRequestContext) async throws -> Response = { req, _ in
             var revoked = false
@@ -105,6 +109,21 @@ extension RouteContext {
             throw HostError(status: 401, code: "AUTH_REQUIRED", message: "sign in first: send Authorization: Bearer <session token> or the session cookie")
         }
         return user
+    }
+
+    /// A new guest session (`guest_` + 32 hex user id): each is a database write anyone can
+    /// ask for, so it is counted in the `send` auth bucket of the caller's address first.
+    func mintGuest(_ req: Request, _ ctx: PylonRequestContext) async throws -> (token: String, userID: String, expiresAt: Int64) {
+        try authLimiter.check(.send, client: client(req, ctx))
+        var rng = SystemRandomNumberGenerator()
+        let userID = "guest_" + (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &rng)) }.joined()
+        let (token, expires) = try await sessions.create(userID: userID, device: req.headers[.userAgent])
+        return (token, userID, expires)
+    }
+
+    /// The client `req` is counted against (`ClientAddress.resolve`).
+    func client(_ req: Request, _ ctx: PylonRequestContext) -> ClientAddress {
+        ClientAddress.resolve(peer: ctx.remoteAddress, headers: req.headers, trustHops: config.trustProxyHops)
     }
 
     func addSystemRoutes(_ router: Router<PylonRequestContext>) {

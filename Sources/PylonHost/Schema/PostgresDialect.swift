@@ -72,11 +72,12 @@ public struct PostgresDialect: SQLDialect {
             CREATE TRIGGER _pylon_sessions_changed AFTER UPDATE OR DELETE ON _pylon_sessions \
             FOR EACH ROW EXECUTE FUNCTION _pylon_session_changed(); END IF; END $$
             """,
+            // Op and pending ids are the caller's own (`PushScope`).
             """
-            CREATE TABLE IF NOT EXISTS _pylon_push_ops (op_id TEXT PRIMARY KEY NOT NULL, \
-            client_id TEXT, row_id TEXT, pending_id TEXT, created_at BIGINT NOT NULL)
+            CREATE TABLE IF NOT EXISTS _pylon_push_ops (scope TEXT NOT NULL, op_id TEXT NOT NULL, \
+            client_id TEXT, row_id TEXT, pending_id TEXT, created_at BIGINT NOT NULL, PRIMARY KEY (scope, op_id))
             """,
-            "CREATE INDEX IF NOT EXISTS _pylon_push_ops_pending ON _pylon_push_ops (pending_id)",
+            "CREATE INDEX IF NOT EXISTS _pylon_push_ops_scope_pending ON _pylon_push_ops (scope, pending_id)",
         ]
     }
 

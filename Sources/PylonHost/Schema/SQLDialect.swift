@@ -192,11 +192,12 @@ public struct SQLiteDialect: SQLDialect {
             CREATE TRIGGER IF NOT EXISTS _pylon_sessions_updated AFTER UPDATE ON _pylon_sessions BEGIN \
             INSERT INTO _pylon_session_changes (token_hash, ts) VALUES (OLD.token_hash, CAST(strftime('%s', 'now') AS INTEGER)); END
             """,
+            // Op and pending ids are the caller's own (`PushScope`).
             """
-            CREATE TABLE IF NOT EXISTS _pylon_push_ops (op_id TEXT PRIMARY KEY NOT NULL, \
-            client_id TEXT, row_id TEXT, pending_id TEXT, created_at INTEGER NOT NULL)
+            CREATE TABLE IF NOT EXISTS _pylon_push_ops (scope TEXT NOT NULL, op_id TEXT NOT NULL, \
+            client_id TEXT, row_id TEXT, pending_id TEXT, created_at INTEGER NOT NULL, PRIMARY KEY (scope, op_id))
             """,
-            "CREATE INDEX IF NOT EXISTS _pylon_push_ops_pending ON _pylon_push_ops (pending_id)",
+            "CREATE INDEX IF NOT EXISTS _pylon_push_ops_scope_pending ON _pylon_push_ops (scope, pending_id)",
         ]
     }
 

@@ -167,6 +167,7 @@ final class HostProcess: @unchecked Sendable {
         appendLog("=== harness: starting pylon-host on port \(port) ===\n")
         var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PYLON_") }
         environment["PYLON_ADMIN_TOKEN"] = Self.adminToken
+        for (k, v) in TestPaths.relaxedLimits { environment[k] = v }
         for (k, v) in env { environment[k] = v }
         var args = ["serve", "--plugins", pluginsDir, "--manifest", manifestPath, "--db", dbPath,
                     "--port", String(port)]
