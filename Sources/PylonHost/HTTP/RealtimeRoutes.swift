@@ -148,7 +148,8 @@ extension RouteContext {
             }
             let sub: Subscriber
             do {
-                sub = try hub.subscribe(auth: auth, address: ctx.addressKey, wantsRelays: true, session: caller.session)
+                sub = try hub.subscribe(auth: auth, address: ctx.addressKey, wantsRelays: true, session: caller.session,
+                                        live: Self.cursorParam(request) == nil)
             } catch let error as HostError {
                 try await outbound.close(.policyViolation, reason: error.message)
                 return
@@ -211,14 +212,15 @@ extension RouteContext {
             guard auth.isAdmin || auth.userID != nil else {
                 throw HostError(status: 401, code: "AUTH_REQUIRED", message: "the event stream needs a session: send Authorization: Bearer <token> or ?token=")
             }
-            let sub = try hub.subscribe(auth: auth, address: ctx.addressKey, wantsRelays: false, session: caller.session)
+            let since = Self.cursorParam(request)
+            let sub = try hub.subscribe(auth: auth, address: ctx.addressKey, wantsRelays: false, session: caller.session,
+                                        live: since == nil)
             do {
                 try await confirmSession(sub, since: caller.generation)
             } catch {
                 hub.unsubscribe(sub)
                 throw error
             }
-            let since = Self.cursorParam(request)
             let epoch = request.uri.queryParameters.get("epoch").map { String($0) }
             armStallWatchdog(sub, channel: ctx.channel)
             let keepalive = realtime.keepaliveSeconds

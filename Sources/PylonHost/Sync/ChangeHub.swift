@@ -52,8 +52,12 @@ public final class Subscriber: @unchecked Sendable {
     /// socket can be closed from outside.
     var onOverflow: (@Sendable () -> Void)?
 
-    init(id: UInt64, auth: AuthContext, address: String, wantsRelays: Bool, session: StreamSession?, limit: Int) {
+    /// `live`: queue from the start (a connection with no cursor: what commits after it
+    /// subscribed is what it must get, so nothing may be dropped before its sender runs).
+    init(id: UInt64, auth: AuthContext, address: String, wantsRelays: Bool, session: StreamSession?, limit: Int,
+         live: Bool = false) {
         self.id = id
+        self.live = live
         self.auth = auth
         self.address = address
         self.wantsRelays = wantsRelays
@@ -195,8 +199,11 @@ public final class ChangeHub: @unchecked Sendable {
         self.metrics = metrics
     }
 
-    /// Registers a connection, or refuses it when its address is at the limit.
-    func subscribe(auth: AuthContext, address: String, wantsRelays: Bool, session: StreamSession?) throws(HostError) -> Subscriber {
+    /// Registers a connection, or refuses it when its address is at the limit. `live`: the
+    /// connection has no cursor, so it is queued from now on (see `Subscriber.init`); with a
+    /// cursor it reads the log first and goes live later (`SyncStream.run`).
+    func subscribe(auth: AuthContext, address: String, wantsRelays: Bool, session: StreamSession?,
+                   live: Bool = false) throws(HostError) -> Subscriber {
         lock.lock()
         defer { lock.unlock() }
         let n = perAddress[address, default: 0]
@@ -205,7 +212,8 @@ public final class ChangeHub: @unchecked Sendable {
                             message: "\(address) already holds \(n) realtime connections (limit \(maxPerAddress), PYLON_MAX_CONNECTIONS_PER_IP); close some first")
         }
         perAddress[address] = n + 1
-        let s = Subscriber(id: nextID, auth: auth, address: address, wantsRelays: wantsRelays, session: session, limit: queueLimit)
+        let s = Subscriber(id: nextID, auth: auth, address: address, wantsRelays: wantsRelays, session: session, limit: queueLimit,
+                           live: live)
         nextID += 1
         subscribers[s.id] = s
         groups[auth, default: [:]][s.id] = s
