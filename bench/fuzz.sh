@@ -57,7 +57,7 @@ for a in link:
     elif a.endswith(".o"):
         objects.append(a)
 objects = [o for o in objects if "/PylonHost.build/" not in o and "/pylon_host.build/" not in o and "/pylon-host.build/" not in o]
-open(out + "/module/objects", "w").write("\n".join(objects) + "\n")
+open(out + "/module/objects", "w").write("\n".join('"%s"' % o for o in objects) + "\n")  # some names have spaces
 PY
 mapfile -t FLAGS < "$OUT/module/flags"
 
@@ -66,7 +66,7 @@ MODULE_OBJ=$OUT/module/PylonHost.o
 if [ ! -f "$MODULE_OBJ" ] || [ -n "$(find Sources/PylonHost -name '*.swift' -newer "$MODULE_OBJ" | head -1)" ]; then
     echo "fuzz.sh: compiling Sources/PylonHost with -sanitize=fuzzer,address (a few minutes)"
     find Sources/PylonHost -name '*.swift' | sort > "$OUT/module/sources"
-    swiftc -module-name PylonHost -parse-as-library -O -wmo -enable-testing -sanitize=fuzzer,address \
+    swiftc -module-name PylonHost -parse-as-library -O -wmo -enable-testing -sanitize=fuzzer,address -suppress-warnings \
         -emit-module -emit-module-path "$OUT/module/PylonHost.swiftmodule" -c @"$OUT/module/sources" \
         -o "$MODULE_OBJ" "${FLAGS[@]}"
 fi

@@ -120,8 +120,10 @@ func nonLoopbackIPv4Address() -> String? {
               flags & Int32(IFF_UP) != 0, flags & Int32(IFF_LOOPBACK) == 0 else { continue }
         var addr = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr }
         var text = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))
-        guard inet_ntop(AF_INET, &addr, &text, socklen_t(text.count)) != nil else { continue }
-        return String(cString: text)
+        let shown = text.withUnsafeMutableBufferPointer { buf in
+            inet_ntop(AF_INET, &addr, buf.baseAddress, socklen_t(buf.count)).map { String(cString: $0) }
+        }
+        if let shown { return shown }
     }
     return nil
 }
