@@ -22,6 +22,8 @@ SECONDS_EACH=${FUZZ_SECONDS:-60}
 OUT=${FUZZ_OUT:-$ROOT/.build/fuzz}
 TARGETS=("$@")
 [ ${#TARGETS[@]} -eq 0 ] && TARGETS=(http-head json policy)
+COMMIT=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- Sources Fuzz || echo "+changes")
+STARTED=$(date -u +%FT%TZ)
 YAML=$ROOT/.build/release.yaml
 [ -f "$YAML" ] || { echo "fuzz.sh: no release build; run 'make build' first" >&2; exit 2; }
 mkdir -p "$OUT/module" "$OUT/bin" "$OUT/logs"
@@ -114,6 +116,6 @@ for t in "${TARGETS[@]}"; do
     fi
 done
 echo
-echo "fuzz.sh summary ($(date -u +%FT%TZ), commit $(git rev-parse --short HEAD), ${SECONDS_EACH}s each):"
+echo "fuzz.sh summary (started $STARTED, ended $(date -u +%FT%TZ), sources at $COMMIT, ${SECONDS_EACH}s each):"
 printf '%s' "$SUMMARY"
 exit $found
