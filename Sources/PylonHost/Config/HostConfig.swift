@@ -57,7 +57,7 @@ public struct HostConfig: Sendable {
     /// HTTP codec (`RawFront`) until one needs the codec; PYLON_HTTP_RAW_FRONT=0 turns that off.
     public var rawFront = true
     /// Settings for the cache plugin from `PYLON_CACHE_*`, merged over the manifest's
-    /// `plugins.cache` (port, bind, requirepass, maxmemory, snapshot).
+    /// `plugins.cache` (port, bind, requirepass, protected_mode, maxmemory, snapshot).
     public var cacheOverrides: [(String, JSONValue)] = []
 
     public init() {}
@@ -124,6 +124,13 @@ public struct HostConfig: Sendable {
         }
         if let b = env["PYLON_CACHE_BIND"], !b.isEmpty { c.cacheOverrides.append(("bind", .string(b))) }
         if let p = env["PYLON_CACHE_PASSWORD"], !p.isEmpty { c.cacheOverrides.append(("requirepass", .string(p))) }
+        if let m = env["PYLON_CACHE_PROTECTED_MODE"], !m.isEmpty {
+            switch m.lowercased() {
+            case "1", "true", "yes", "on": c.cacheOverrides.append(("protected_mode", .bool(true)))
+            case "0", "false", "no", "off": c.cacheOverrides.append(("protected_mode", .bool(false)))
+            default: throw HostError(status: 500, code: "CONFIG_INVALID", message: "PYLON_CACHE_PROTECTED_MODE=\(m) is not 1 or 0 (0 serves RESP clients from any address without a password)")
+            }
+        }
         if let m = env["PYLON_CACHE_MAXMEMORY"], !m.isEmpty { c.cacheOverrides.append(("maxmemory", .string(m))) }
         if let s = env["PYLON_CACHE_SNAPSHOT"], !s.isEmpty {
             let v: JSONValue = ["1", "true", "yes"].contains(s.lowercased()) ? .bool(true) : (["0", "false", "no"].contains(s.lowercased()) ? .bool(false) : .string(s))
