@@ -61,7 +61,9 @@ cat > "$TMP/manifest.json" <<JSON
 {"manifest_version": 1, "name": "cache-bench", "version": "0.1.0", "entities": [], "routes": [], "policies": [],
  "plugins": {"cache": {"use": "resp", "port": $CACHE_PORT}}}
 JSON
-.build/release/pylon-host serve --plugins plugins --manifest "$TMP/manifest.json" --db "$TMP/app.db" \
+# Load comes from one address: the per-address request limit is set out of reach.
+PYLON_RATE_LIMIT_MAX="${PYLON_RATE_LIMIT_MAX:-1000000000}" \
+    .build/release/pylon-host serve --plugins plugins --manifest "$TMP/manifest.json" --db "$TMP/app.db" \
     --port "$HTTP_PORT" --no-compat-ports > "$TMP/pylon.log" 2>&1 &
 PIDS+=($!)
 CACHE_PID=$!

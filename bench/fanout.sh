@@ -98,6 +98,8 @@ run_pylon() { # N DURATION
     port="$("$PY" "$HELP" free-port)"
     admin="$("$PY" -c 'import secrets; print(secrets.token_hex(24))')"
     log "N=$n pylon: starting pylon-host on 127.0.0.1:$port"
+    # Load comes from one address: the per-address request limit is set out of reach.
+    PYLON_RATE_LIMIT_MAX="${PYLON_RATE_LIMIT_MAX:-1000000000}" \
     PYLON_ADMIN_TOKEN="$admin" PYLON_MAX_CONNECTIONS_PER_IP=$(( n + 1000 )) \
         "$PYLON_BIN" serve --plugins "$TMP/pylon-bin/plugins" --manifest "$BENCH/fanout-manifest.json" \
         --db "$dir/pylon.db" --port "$port" --no-compat-ports >"$dir/server.log" 2>&1 &

@@ -65,6 +65,8 @@ cp -r "$BENCH/fn-app" "$TMP/app"
 pport="$("$PY" "$HELP" free-port)"
 bport="$("$PY" "$HELP" free-port)"
 log "starting pylon-host (FnBun) on 127.0.0.1:$pport"
+# Load comes from one address: the per-address request limit is set out of reach.
+PYLON_RATE_LIMIT_MAX="${PYLON_RATE_LIMIT_MAX:-1000000000}" \
 PYLON_BUN="$BUN" "$PYLON_BIN" serve --plugins plugins --manifest "$TMP/app/pylon.manifest.json" --db "$TMP/pylon.db" \
     --port "$pport" --dev --no-compat-ports >"$TMP/pylon.log" 2>&1 &
 PIDS+=($!)

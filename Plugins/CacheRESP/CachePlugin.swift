@@ -16,6 +16,9 @@ struct CacheConfig {
     /// explicitly); otherwise the cache runs without a RESP listener and logs why.
     var portRequired = false
     var requirepass: String?
+    /// Redis' protected mode (`ProtectedMode`): with no password and a non-loopback
+    /// `bind`, only loopback clients are served. `protected_mode: false` turns it off.
+    var protectedMode = true
     var maxmemory = 0
     var maxmemoryPolicy = "allkeys-lru"
     var maxBulkBytes = 512 * 1024 * 1024
@@ -53,6 +56,10 @@ struct CacheConfig {
             if let p = obj["requirepass"] {
                 guard let s = p as? String else { throw ConfigProblem("\"requirepass\" must be a string") }
                 c.requirepass = s.isEmpty ? nil : s
+            }
+            if let p = obj["protected_mode"] {
+                guard let on = p as? Bool else { throw ConfigProblem("\"protected_mode\" must be true or false") }
+                c.protectedMode = on
             }
             if let m = obj["maxmemory"] {
                 guard let n = parseSize(m) else { throw ConfigProblem("\"maxmemory\" must be bytes (an integer) or a size such as \"100mb\"") }

@@ -44,6 +44,7 @@ final class Server: @unchecked Sendable {
     private var clients: [Client?] = []
     private var pendingWrites: [Client] = []
     private let internalClient: Client
+    private let protectedMode: ProtectedMode
     private var thread: pthread_t?
     /// The port actually bound (0 = no RESP listener).
     private(set) var boundPort = 0
@@ -61,6 +62,7 @@ final class Server: @unchecked Sendable {
         self.config = config
         self.log = log
         engine = Engine(config: config)
+        protectedMode = ProtectedMode(config: config)
         parser = RequestParser(maxBulk: config.maxBulkBytes, maxMultibulk: config.maxMultibulk)
         internalClient = Client(fd: -1, id: 0, authenticated: true, isInternal: true)
         engine.wakeForWrite = { [unowned self] c in
@@ -124,7 +126,10 @@ final class Server: @unchecked Sendable {
             return "cannot start the RESP thread (error \(rc))"
         }
         thread = tid
-        if boundPort != 0 { log(PYLON_LOG_INFO, "pylon.cache.resp: RESP2/RESP3 on \(config.bind):\(boundPort)") }
+        if boundPort != 0 {
+            log(PYLON_LOG_INFO, "pylon.cache.resp: RESP2/RESP3 on \(config.bind):\(boundPort)")
+            if let warning = ProtectedMode.warning(config, endpoint: "\(config.bind):\(boundPort)") { log(PYLON_LOG_WARN, warning) }
+        }
         return nil
     }
 
@@ -294,14 +299,16 @@ final class Server: @unchecked Sendable {
 
     private func acceptAll() {
         while true {
-            let fd = pcr_accept(listenFD)
+            var peer: UInt32 = 0
+            let fd = pcr_accept(listenFD, &peer)
             if fd < 0 { return }
             engine.totalConnections += 1
+            if protectedMode.refuses(peer: peer) {
+                refuse(fd, ProtectedMode.deniedReply)
+                continue
+            }
             if engine.connectedClients >= config.maxClients {
-                engine.rejectedConnections += 1
-                let msg = "-ERR max number of clients reached\r\n"
-                _ = msg.withCString { send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
-                Glibc.close(fd)
+                refuse(fd, "-ERR max number of clients reached\r\n")
                 continue
             }
             var one: Int32 = 1
@@ -313,6 +320,14 @@ final class Server: @unchecked Sendable {
             clients[Int(fd)] = c
             watch(fd, UInt32(PCR_EV_IN))
         }
+    }
+
+    /// Answers a connection that is not served with one error line and closes it; the
+    /// reply is short, so one non-blocking send fits the fresh socket's buffer.
+    private func refuse(_ fd: Int32, _ reply: String) {
+        engine.rejectedConnections += 1
+        _ = reply.withCString { send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
+        Glibc.close(fd)
     }
 
     private func readFrom(_ c: Client) {

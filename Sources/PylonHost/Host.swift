@@ -271,11 +271,16 @@ public final class Host: Sendable {
         }
         hub.canRead = canRead
         let sync = SyncStream(hub: hub, changes: changes, canRead: canRead)
-        let realtime = RealtimeConfig(maxFrameBytes: config.maxFrameBytes)
+        let realtime = RealtimeConfig(maxFrameBytes: config.maxFrameBytes, relayRate: config.wsRelayRate, relayBurst: config.wsRelayBurst)
         let routes = RouteContext(data: data, changes: changes, sessions: sessions, config: config,
                                   metrics: metrics, startedAt: Date(), stubs: stubs, hub: hub, sync: sync,
-                                  realtime: realtime, functions: functions, cache: cache)
-        let middleware = APIMiddleware<PylonRequestContext>(corsOrigin: config.corsOrigin, metrics: metrics)
+                                  realtime: realtime, functions: functions, cache: cache,
+                                  authLimiter: AuthRateLimiter(config.authRateLimits, maxKeys: config.rateLimitClients))
+        let trustedOrigins = config.csrfOrigins(manifest: manifest)
+        let requestGuard = RequestGuard(config: config, trustedOrigins: trustedOrigins, metrics: metrics)
+        let limit = config.requestRateLimit
+        logger.info("request limit: \(limit > 0 ? "\(limit) per \(config.rateLimitWindow) s per client address" : "off"); writes with the session cookie accepted from: \(trustedOrigins.isEmpty ? "the host's own origin only (PYLON_TRUSTED_ORIGINS adds others)" : trustedOrigins.joined(separator: ", "))")
+        let middleware = APIMiddleware<PylonRequestContext>(corsOrigin: config.corsOrigin, metrics: metrics, requestGuard: requestGuard)
         // HEAD is answered wherever GET is (the GET handler's head, no body).
         let router = Router(context: PylonRequestContext.self, options: .autoGenerateHeadEndpoints)
         router.add(middleware: middleware)
@@ -290,7 +295,7 @@ public final class Host: Sendable {
         routes.addWebSocketRoute(wsRouter, path: "/api/sync/ws")
         var appLogger = logger
         appLogger.logLevel = .warning
-        let wsConfig = WebSocketServerConfiguration(maxFrameSize: config.maxFrameBytes, autoPing: .enabled(timePeriod: .seconds(30)))
+        let wsConfig = WebSocketFrameRules.configuration(maxFrameSize: config.maxFrameBytes)
         // PYLON_HTTP_FAST_LANE=0 sends every request through Hummingbird's own path.
         let lane: FastLane.Shared? = config.fastLane
             ? FastLane.Shared(responder: router.buildResponder(), logger: appLogger, serverName: "pylon-host",
@@ -376,6 +381,11 @@ public final class Host: Sendable {
             }
         }
         defer { trimmer.cancel() }
+        // Revoked, expired or changed sessions end their streams and leave the cache.
+        sessions.onRevoked = { [hub] in hub.endSessions($0) }
+        let watcher = SessionWatcher(store: store, dialect: store.dialect, sessions: sessions, hub: hub, logger: logger)
+        let watching = Task { await watcher.run() }
+        defer { watching.cancel() }
         let scheduler = functions.map { fn in Task { [logger] in await FunctionScheduler.run(fn, logger: logger) } }
         defer { scheduler?.cancel() }
         let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: appLogger)

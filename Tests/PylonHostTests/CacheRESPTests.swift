@@ -229,6 +229,77 @@ struct CacheRESPTests {
         try await CacheFixtures.python("redis_py_check.py", [String(port), "--password", "s3cret"])
     }
 
+    @Test("Protected mode, as Redis: bound beyond loopback without a password, a client not on loopback gets redis-server's own -DENIED reply and is disconnected, loopback clients are served and the start-up log warns; a password, protected_mode: false or PYLON_CACHE_PROTECTED_MODE=0 serves everyone",
+          .enabled(if: nonLoopbackIPv4Address() != nil, "needs an IPv4 address of this machine besides loopback"))
+    func protectedMode() async throws {
+        let remote = try #require(nonLoopbackIPv4Address())
+        let redis = try await RedisServer(bind: ["127.0.0.1", remote])
+        defer { redis.stop() }
+        let expected = try await Self.firstReply(redis.port, from: remote)
+        #expect(expected.closed && expected.reply.hasPrefix("-DENIED Redis is running in protected mode"), "redis-server: \(expected)")
+
+        let (host, port) = try await HostProcess.startWithCache(cacheConfig: #""bind": "0.0.0.0""#)
+        defer { host.stop() }
+        let refused = try await Self.firstReply(port, from: remote)
+        #expect(refused.reply == expected.reply, "the same bytes as redis-server: \(refused.reply.debugDescription)")
+        #expect(refused.closed, "the refused connection is closed")
+        #expect(try await CacheFixtures.cli(port, ["PING"]) == "PONG", "a loopback client is served")
+        #expect(try await CacheFixtures.cli(port, ["INFO", "stats"]).contains("rejected_connections:1"))
+        #expect(host.log.contains("protected mode: 0.0.0.0:\(port) has no password"), "\(host.log)")
+
+        // Explicitly off, from the manifest and from the environment: a remote client is served.
+        let (manifestOff, manifestOffPort) = try await HostProcess.startWithCache(cacheConfig: "\"bind\": \"\(remote)\", \"protected_mode\": false")
+        defer { manifestOff.stop() }
+        let (envOff, envOffPort) = try await HostProcess.startWithCache(cacheConfig: "\"bind\": \"\(remote)\"", env: ["PYLON_CACHE_PROTECTED_MODE": "0"])
+        defer { envOff.stop() }
+        for (off, offPort) in [(manifestOff, manifestOffPort), (envOff, envOffPort)] {
+            let served = try await Self.firstReply(offPort, from: remote, sending: "PING\r\n")
+            #expect(served.reply == "+PONG\r\n" && !served.closed, "protected mode off: \(served)")
+            #expect(off.log.contains("protected mode is off and \(remote):\(offPort) has no password"), "\(off.log)")
+        }
+
+        // A password: remote clients are served and must authenticate; nothing to warn about.
+        let (locked, lockedPort) = try await HostProcess.startWithCache(cacheConfig: "\"bind\": \"\(remote)\"", env: ["PYLON_CACHE_PASSWORD": "s3cret"])
+        defer { locked.stop() }
+        let noauth = try await Self.firstReply(lockedPort, from: remote, sending: "GET k\r\n")
+        #expect(noauth.reply == "-NOAUTH Authentication required.\r\n" && !noauth.closed, "\(noauth)")
+        let authed = try await respExchange(lockedPort, address: remote, "AUTH s3cret\r\nPING\r\n") { $0.hasSuffix("+PONG\r\n") }
+        #expect(authed == "+OK\r\n+PONG\r\n")
+        #expect(!locked.log.contains("protected mode"), "\(locked.log)")
+    }
+
+    @Test("PYLON_CACHE_PROTECTED_MODE: 0/1 (and no/yes) become plugins.cache.protected_mode; anything else is CONFIG_INVALID")
+    func protectedModeSetting() throws {
+        for (text, on) in [("0", false), ("no", false), ("OFF", false), ("1", true), ("yes", true)] {
+            let c = try HostConfig.fromEnvironment(["PYLON_CACHE_PROTECTED_MODE": text])
+            #expect(c.cacheOverrides.first { $0.0 == "protected_mode" }?.1 == .bool(on), "\(text)")
+        }
+        #expect(try HostConfig.fromEnvironment([:]).cacheOverrides.isEmpty, "unset: the plugin's default (on)")
+        #expect(throws: HostError.self) { try HostConfig.fromEnvironment(["PYLON_CACHE_PROTECTED_MODE": "maybe"]) }
+    }
+
+    /// Connects to `port` on this machine's `address`, sends `sending`, and reads the first
+    /// reply line; then checks whether the server closed the connection without waiting on
+    /// it (a PING on a connection still open is answered, on a closed one it is not).
+    static func firstReply(_ port: Int, from address: String, sending: String = "") async throws -> (reply: String, closed: Bool) {
+        try await onThread {
+            let s = try TestSocket.connect(port: port, address: address)
+            defer { s.close() }
+            if !sending.isEmpty { try s.send(sending) }
+            var got = [UInt8]()
+            while !got.suffix(2).elementsEqual([13, 10]) {
+                switch s.receive() {
+                case let .bytes(b): got += b
+                case .end, .failed: return (String(decoding: got, as: UTF8.self), true)
+                }
+            }
+            let reply = String(decoding: got, as: UTF8.self)
+            try? s.send("PING\r\n")
+            guard case .bytes = s.receive() else { return (reply, true) }
+            return (reply, false)
+        }
+    }
+
     @Test("maxmemory: approximate-LRU eviction keeps memory under the limit and keeps recent keys; noeviction answers OOM; active expiry removes keys nobody reads")
     func memoryAndExpiry() async throws {
         let (host, port) = try await HostProcess.startWithCache(cacheConfig: #""maxmemory": "1mb""#)

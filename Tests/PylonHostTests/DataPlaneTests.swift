@@ -910,8 +910,9 @@ struct DataPlaneTests {
         #expect(log.events.map { $0["kind"].string } == ["insert", "update"], "\(log.events)")
         #expect(log.events.map { $0["row_id"].string } == [serverID, serverID])
 
-        // The same op ids again: deduped, nothing applied twice.
-        let again = try await host.request("POST", "/api/sync/push", json: first, token: Self.admin)
+        // The same op ids again from the same (anonymous) caller: deduped, nothing applied
+        // twice. (Op ids are per caller: PushScopeTests.)
+        let again = try await host.request("POST", "/api/sync/push", json: first)
         #expect(again.status == 200, "\(again.body)")
         #expect(again.json["applied"].int == 0, "\(again.body)")
         #expect(again.json["deduped"].int == 2, "\(again.body)")
@@ -919,7 +920,7 @@ struct DataPlaneTests {
         #expect(try await host.drain(since: log.lastSeq).events.isEmpty)
 
         let single = #"{"changes":[{"entity":"Todo","row_id":"_pending_x","kind":"insert","data":{"title":"p","done":false},"op_id":"op-1"}]}"#
-        let once = try await host.request("POST", "/api/sync/push", json: single, token: Self.admin)
+        let once = try await host.request("POST", "/api/sync/push", json: single)
         #expect(once.json["deduped"].int == 1, "\(once.body)")
         #expect(once.json["applied"].int == 0)
         #expect(try await host.request("GET", "/api/entities/Todo").json["count"].int == 1)

@@ -883,11 +883,13 @@ struct FunctionsTests {
         let dir = try TestPaths.freshTempDir("fn-hang")
         defer { TestPaths.removeTempDir(dir) }
         async let first = host.request("POST", "/api/fn/hang", json: #"{"dir":\#(TestJSON.quote(dir.path)),"tag":"a"}"#)
-        let pidA = try await eventually("hang a running") { try? String(contentsOfFile: dir.path + "/a.pid", encoding: .utf8) }
+        // The file may be seen created but not yet written: wait for a whole pid.
+        let pidA = try await eventually("hang a running") { (try? String(contentsOfFile: dir.path + "/a.pid", encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) } }
         async let second = host.request("POST", "/api/fn/hang", json: #"{"dir":\#(TestJSON.quote(dir.path)),"tag":"b"}"#)
-        let pidB = try await eventually("hang b running") { try? String(contentsOfFile: dir.path + "/b.pid", encoding: .utf8) }
+        // The file may be seen created but not yet written: wait for a whole pid.
+        let pidB = try await eventually("hang b running") { (try? String(contentsOfFile: dir.path + "/b.pid", encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) } }
         #expect(pidA != pidB, "the second call goes to the idle worker")
-        kill(Int32(pidA)!, SIGKILL)
+        kill(pidA, SIGKILL)
         let a = try await first
         #expect(a.status == 503 && a.json.errorCode == "WORKER_CRASHED", "\(a.body)")
         _ = FileManager.default.createFile(atPath: dir.path + "/release", contents: nil)

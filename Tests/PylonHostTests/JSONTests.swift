@@ -71,6 +71,39 @@ struct JSONTests {
         #expect(v["a"] == .int(2))
         #expect(v.objectValue?.count == 1)
     }
+
+    /// Fuzzing (bench/fuzz.sh, json): `1e400` parsed as infinity, which JSONWriter writes as
+    /// `null`, so a stored value silently changed. Out-of-range numbers are refused, by
+    /// `validate` as by `parse`; tiny ones still underflow to 0 as every parser does.
+    @Test(arguments: ["1e400", "-1e400", "[0, 1E+309]", "{\"n\": 2.5e99999}", String(repeating: "9", count: 310),
+                      "-" + String(repeating: "1", count: 320) + ".5"])
+    func numbersBeyondADoubleAreRefused(_ text: String) {
+        var parsed: JSONParseError?
+        var validated: JSONParseError?
+        do { _ = try JSONParser.parse(text) } catch { parsed = error }
+        do { try JSONParser.validate(Array(text.utf8)) } catch { validated = error }
+        #expect(parsed?.message.hasPrefix("number out of range") == true, "\(text.prefix(40)): \(String(describing: parsed))")
+        #expect(parsed?.description == validated?.description)
+    }
+
+    @Test func numbersAtTheEdgeOfADoubleStillParse() throws {
+        #expect(try JSONParser.parse("1.7976931348623157e308") == .double(.greatestFiniteMagnitude))
+        #expect(try JSONParser.parse("1e-400") == .double(0))
+        #expect(try JSONParser.parse(String(repeating: "9", count: 300)).doubleValue?.isFinite == true)
+        #expect(try JSONParser.parse("0." + String(repeating: "0", count: 400) + "1") == .double(0))
+    }
+
+    /// An object of 100,000 distinct keys (1.4 MB, under the body limit) took minutes of CPU
+    /// when each key was checked for a duplicate by a scan; it must parse, and a duplicate
+    /// far from its first occurrence still replaces the value in place.
+    @Test func manyKeysParseAndLateDuplicatesReplaceInPlace() throws {
+        let body = "{" + (0..<100_000).map { "\"k\($0)\":\($0)" }.joined(separator: ",") + ",\"k3\":\"last\"}"
+        let pairs = try #require(try JSONParser.parse(body).objectValue)
+        #expect(pairs.count == 100_000)
+        #expect(pairs[3].0 == "k3" && pairs[3].1 == .string("last"))
+        #expect(pairs[99_999].0 == "k99999")
+        try JSONParser.validate(Array(body.utf8))
+    }
 }
 
 @Suite("Filter compiler")

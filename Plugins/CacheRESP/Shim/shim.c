@@ -5,6 +5,7 @@
 #include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
 _Static_assert(PCR_EV_IN == EPOLLIN && PCR_EV_OUT == EPOLLOUT && PCR_EV_ERR == (EPOLLERR | EPOLLHUP), "epoll flags");
@@ -33,7 +34,13 @@ int pcr_epoll_wait(int ep, pcr_event *out, int max, int timeout_ms) {
 
 int pcr_eventfd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
 
-int pcr_accept(int fd) { return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC); }
+int pcr_accept(int fd, uint32_t *peer_ipv4) {
+    struct sockaddr_in addr;
+    socklen_t len = sizeof addr;
+    int c = accept4(fd, (struct sockaddr *)&addr, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    *peer_ipv4 = (c >= 0 && len >= sizeof addr && addr.sin_family == AF_INET) ? ntohl(addr.sin_addr.s_addr) : 0;
+    return c;
+}
 
 int pcr_listen_socket(void) { return socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0); }
 

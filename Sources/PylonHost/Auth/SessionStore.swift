@@ -4,14 +4,22 @@ import Foundation
 /// Sessions in the app database (`_pylon_sessions`). Tokens are `pylon_` + 64 hex chars
 /// (32 CSPRNG bytes); only their SHA-256 is stored, so a leaked database does not leak
 /// usable tokens. Resolved sessions are cached in memory (by hash) for a short time so a
-/// request does not cost a database read; logout removes the cache entry at once.
+/// request does not cost a database read. The cache never outlives the database row: any
+/// change or deletion of a session row (logout on any host, SQL by hand) reaches
+/// `forget` through `SessionWatcher` within a poll, and a revocation on this host at once.
 public final class SessionStore: @unchecked Sendable {
     let store: StoreThreads
     let dialect: SQLDialect
     let lifetime: Int64
     private var cache: [String: (session: Session, cachedAt: Int64)] = [:]
+    /// Bumped by every `forget`: a lookup that read the database before a revocation was
+    /// processed must not put its (stale) answer in the cache after it.
+    private var generationCounter: UInt64 = 0
     private let lock = NSLock()
     static let cacheSeconds: Int64 = 30
+    /// Told the token hashes this host revoked, after commit (set by the host: ends the
+    /// streams those sessions authenticated without waiting for the watcher's next poll).
+    var onRevoked: (@Sendable ([String]) -> Void)?
 
     public struct Session: Sendable {
         public var userID: String
@@ -59,6 +67,7 @@ public final class SessionStore: @unchecked Sendable {
         let hash = Self.hash(token)
         let now = Self.now()
         if let known = fromCache(hash, now) { return known }
+        let before = generation
         let sql = "SELECT user_id, expires_at, tenant_id FROM _pylon_sessions WHERE token_hash = \(dialect.placeholder(1))"
         let row = try await store.readQuick { conn in try conn.execute(sql, [.text(hash)]).rows.first }
         guard let row, case let .text(user) = row.at(0), case let .int(expires) = row.at(1) else { return nil }
@@ -66,9 +75,12 @@ public final class SessionStore: @unchecked Sendable {
         var tenant: String?
         if case let .text(t) = row.at(2) { tenant = t }
         let s = Session(userID: user, expiresAt: expires, isGuest: user.hasPrefix("guest_"), tenantID: tenant)
-        remember(hash, s, now)
+        remember(hash, s, now, ifGeneration: before)
         return s
     }
+
+    /// Changes with every `forget`; see `generationCounter`.
+    var generation: UInt64 { lock.withLock { generationCounter } }
 
     /// `resolve` without waiting, when its answer is cached: `.some(session)`, `.some(nil)`
     /// (expired), or nil when the store must be asked (then `resolve`).
@@ -85,29 +97,101 @@ public final class SessionStore: @unchecked Sendable {
         lock.withLock { cache[hash] }
     }
 
-    private func remember(_ hash: String, _ s: Session, _ now: Int64) {
+    private func remember(_ hash: String, _ s: Session, _ now: Int64, ifGeneration read: UInt64) {
         lock.withLock {
+            guard generationCounter == read else { return }
             if cache.count > 100_000 { cache.removeAll() }
             cache[hash] = (s, now)
         }
     }
 
-    private func forget(_ hash: String) {
-        _ = lock.withLock { cache.removeValue(forKey: hash) }
+    /// Drops these sessions from the cache (their rows changed or are gone).
+    func forget(_ hashes: some Sequence<String>) {
+        lock.withLock {
+            generationCounter &+= 1
+            for h in hashes { cache.removeValue(forKey: h) }
+        }
+    }
+
+    /// Drops every cached session (the watcher lost track of the change log for a while).
+    func forgetAll() {
+        lock.withLock {
+            generationCounter &+= 1
+            cache.removeAll()
+        }
     }
 
     /// Revokes `token`. Returns whether a session existed.
     @discardableResult
     public func revoke(_ token: String) async throws -> Bool {
         let hash = Self.hash(token)
-        forget(hash)
         let find = "SELECT 1 FROM _pylon_sessions WHERE token_hash = \(dialect.placeholder(1))"
         let sql = "DELETE FROM _pylon_sessions WHERE token_hash = \(dialect.placeholder(1))"
         // Asked before deleting: a deferred-write store (D1) reports no row counts until commit.
-        return try await store.write { tx in
+        let existed = try await store.write { tx in
             let existed = !(try tx.connection.execute(find, [.text(hash)]).rows.isEmpty)
             try tx.connection.execute(sql, [.text(hash)], wantRows: false)
             return existed
         }
+        revoked([hash])
+        return existed
+    }
+
+    /// Revokes every session of `userID`; returns how many there were.
+    public func revokeAll(userID: String) async throws -> Int {
+        let find = "SELECT token_hash FROM _pylon_sessions WHERE user_id = \(dialect.placeholder(1))"
+        let sql = "DELETE FROM _pylon_sessions WHERE user_id = \(dialect.placeholder(1))"
+        let hashes: [String] = try await store.write { tx in
+            let rows = try tx.connection.execute(find, [.text(userID)]).rows
+            try tx.connection.execute(sql, [.text(userID)], wantRows: false)
+            return rows.compactMap { if case let .text(h) = $0.at(0) { return h } else { return nil } }
+        }
+        revoked(hashes)
+        return hashes.count
+    }
+
+    /// After a committed revocation on this host: out of the cache, streams ended now.
+    private func revoked(_ hashes: [String]) {
+        forget(hashes)
+        if !hashes.isEmpty { onRevoked?(hashes) }
+    }
+
+    /// One of a user's live sessions, as `GET /api/auth/sessions` lists it.
+    public struct Listed: Sendable {
+        public var tokenHash: String
+        public var device: String?
+        public var createdAt: Int64
+        public var expiresAt: Int64
+    }
+
+    /// The user's live sessions, newest first (at most `limit`).
+    public func list(userID: String, limit: Int = 1000) async throws -> [Listed] {
+        let d = dialect
+        let sql = "SELECT token_hash, device, created_at, expires_at FROM _pylon_sessions WHERE user_id = \(d.placeholder(1)) "
+            + "AND (expires_at = 0 OR expires_at > \(d.placeholder(2))) ORDER BY created_at DESC\(d.limitOffset(limit: String(limit), offset: nil))"
+        let rows = try await store.read { conn in try conn.execute(sql, [.text(userID), .int(Self.now())]).rows }
+        return rows.compactMap { row in
+            guard case let .text(h) = row.at(0), case let .int(created) = row.at(2), case let .int(expires) = row.at(3) else { return nil }
+            var device: String?
+            if case let .text(t) = row.at(1) { device = t }
+            return Listed(tokenHash: h, device: device, createdAt: created, expiresAt: expires)
+        }
+    }
+
+    /// The expiry (`expires_at`, 0 = never) of each of these sessions that still exists;
+    /// a hash missing from the answer has no row.
+    func expiries(_ hashes: [String]) async throws -> [String: Int64] {
+        var out: [String: Int64] = [:]
+        // In chunks: a bound parameter list stays well under every store's limit.
+        for start in stride(from: 0, to: hashes.count, by: 500) {
+            let chunk = Array(hashes[start..<min(start + 500, hashes.count)])
+            let list = (1...chunk.count).map { dialect.placeholder($0) }.joined(separator: ", ")
+            let sql = "SELECT token_hash, expires_at FROM _pylon_sessions WHERE token_hash IN (\(list))"
+            let rows = try await store.read { conn in try conn.execute(sql, chunk.map { SQLValue.text($0) }).rows }
+            for row in rows {
+                if case let .text(h) = row.at(0), case let .int(e) = row.at(1) { out[h] = e }
+            }
+        }
+        return out
     }
 }

@@ -29,7 +29,27 @@ public struct HostConfig: Sendable {
     public var maxConnectionsPerAddress = 64
     /// Largest WebSocket frame accepted (PYLON_WS_MAX_FRAME).
     public var maxFrameBytes = 16 * 1024 * 1024
+    /// Messages (topic/presence relays) one WebSocket client may send per second on
+    /// average (PYLON_WS_RELAY_RATE), and in a burst (PYLON_WS_RELAY_BURST); see `RelayLimiter`.
+    public var wsRelayRate = 20
+    public var wsRelayBurst = 40
     public var corsOrigin = "*"
+    /// Requests per client address per `rateLimitWindow` (PYLON_RATE_LIMIT_MAX; 0: no
+    /// limit). nil: `requestRateLimit`'s default.
+    public var rateLimitMax: Int?
+    /// Seconds (PYLON_RATE_LIMIT_WINDOW).
+    public var rateLimitWindow = 60
+    /// Client addresses each limiter tracks at once (PYLON_RATE_LIMIT_CLIENTS): the bound on
+    /// its memory (`FixedWindowLimiter`).
+    public var rateLimitClients = 100_000
+    /// Proxies in front of the host whose `X-Forwarded-For` entry names the client
+    /// (PYLON_TRUST_PROXY_HOPS; `ClientAddress.resolve`). 0: the socket peer.
+    public var trustProxyHops = 0
+    /// Origins trusted for cookie-authenticated writes (PYLON_TRUSTED_ORIGINS and
+    /// PYLON_CSRF_ORIGINS, comma-separated); nil when neither is set (`csrfOrigins`).
+    public var trustedOrigins: [String]?
+    /// Auth buckets (PYLON_AUTH_RATE_LIMIT_LOGIN / _SEND / _VERIFY).
+    public var authRateLimits = AuthRateLimits.pylon
     /// Short requests are served from the connection's pipeline (`FastLane`);
     /// PYLON_HTTP_FAST_LANE=0 sends every request through Hummingbird's own path.
     public var fastLane = true
@@ -47,10 +67,23 @@ public struct HostConfig: Sendable {
     /// backlog. nil: derived from the open-file limit (`Host.connectionCap`).
     public var maxConnections: Int?
     /// Settings for the cache plugin from `PYLON_CACHE_*`, merged over the manifest's
-    /// `plugins.cache` (port, bind, requirepass, maxmemory, snapshot).
+    /// `plugins.cache` (port, bind, requirepass, protected_mode, maxmemory, snapshot).
     public var cacheOverrides: [(String, JSONValue)] = []
 
     public init() {}
+
+    /// The request limit in force: `rateLimitMax`, else Pylon's defaults (pylon-aux.md §6.2)
+    /// — 100,000 per window in --dev, 600 otherwise.
+    public var requestRateLimit: Int { rateLimitMax ?? (dev ? 100_000 : 600) }
+
+    /// The origins `CSRFGuard` trusts: those set in the environment; else `*` in --dev; else
+    /// the manifest's `auth.trusted_origins` together with the CORS origin when it is not `*`
+    /// (empty: no cookie-authenticated write is accepted from any page but the host's own).
+    public func csrfOrigins(manifest: Manifest) -> [String] {
+        if let trustedOrigins { return trustedOrigins }
+        if dev { return ["*"] }
+        return manifest.auth.trustedOrigins + (corsOrigin == "*" ? [] : [corsOrigin])
+    }
 
     /// The HTTP timeouts as `ConnectionDeadlines` takes them (nanoseconds, nil = off).
     var connectionLimits: ConnectionDeadlines.Limits {
@@ -96,12 +129,37 @@ public struct HostConfig: Sendable {
         if let t = try seconds("PYLON_HTTP_BODY_TIMEOUT") { c.httpBodyTimeout = t }
         if let t = try seconds("PYLON_HTTP_IDLE_TIMEOUT") { c.httpIdleTimeout = t }
         if let m = try int("PYLON_MAX_CONNECTIONS") { c.maxConnections = max(1, m) }
+        if let r = try int("PYLON_WS_RELAY_RATE") { c.wsRelayRate = max(1, min(r, 100_000)) }
+        if let b = try int("PYLON_WS_RELAY_BURST") { c.wsRelayBurst = max(1, min(b, 100_000)) }
+        if let m = try int("PYLON_RATE_LIMIT_MAX") { c.rateLimitMax = m }
+        if let w = try int("PYLON_RATE_LIMIT_WINDOW") { c.rateLimitWindow = max(1, w) }
+        if let n = try int("PYLON_RATE_LIMIT_CLIENTS") { c.rateLimitClients = max(FixedWindowLimiter<ClientAddress>.stripeCount, n) }
+        if let h = try int("PYLON_TRUST_PROXY_HOPS") { c.trustProxyHops = min(h, 64) }
+        for key in ["PYLON_TRUSTED_ORIGINS", "PYLON_CSRF_ORIGINS"] {
+            guard let list = env[key], !list.isEmpty else { continue }
+            c.trustedOrigins = (c.trustedOrigins ?? []) + list.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
+        }
+        for bucket in AuthBucket.allCases {
+            let key = "PYLON_AUTH_RATE_LIMIT_\(bucket.rawValue.uppercased())"
+            guard let v = env[key], !v.isEmpty else { continue }
+            guard let caps = AuthRateLimits.parse(v) else {
+                throw HostError(status: 500, code: "CONFIG_INVALID", message: "\(key)=\(v) is not <per-address-per-minute>[,<per-account-per-hour>] (non-negative integers; 0: no limit)")
+            }
+            c.authRateLimits.caps[bucket] = caps
+        }
         if let p = try int("PYLON_CACHE_PORT") {
             guard p <= 65535 else { throw HostError(status: 500, code: "CONFIG_INVALID", message: "PYLON_CACHE_PORT=\(p) is not a TCP port (0 turns the RESP listener off)") }
             c.cacheOverrides.append(("port", .int(Int64(p))))
         }
         if let b = env["PYLON_CACHE_BIND"], !b.isEmpty { c.cacheOverrides.append(("bind", .string(b))) }
         if let p = env["PYLON_CACHE_PASSWORD"], !p.isEmpty { c.cacheOverrides.append(("requirepass", .string(p))) }
+        if let m = env["PYLON_CACHE_PROTECTED_MODE"], !m.isEmpty {
+            switch m.lowercased() {
+            case "1", "true", "yes", "on": c.cacheOverrides.append(("protected_mode", .bool(true)))
+            case "0", "false", "no", "off": c.cacheOverrides.append(("protected_mode", .bool(false)))
+            default: throw HostError(status: 500, code: "CONFIG_INVALID", message: "PYLON_CACHE_PROTECTED_MODE=\(m) is not 1 or 0 (0 serves RESP clients from any address without a password)")
+            }
+        }
         if let m = env["PYLON_CACHE_MAXMEMORY"], !m.isEmpty { c.cacheOverrides.append(("maxmemory", .string(m))) }
         if let s = env["PYLON_CACHE_SNAPSHOT"], !s.isEmpty {
             let v: JSONValue = ["1", "true", "yes"].contains(s.lowercased()) ? .bool(true) : (["0", "false", "no"].contains(s.lowercased()) ? .bool(false) : .string(s))

@@ -8,6 +8,8 @@ public struct HostError: Error, Sendable, CustomStringConvertible {
     public var hint: String?
     /// Extra keys inside `error`, e.g. `oldest_seq` on RESYNC_REQUIRED.
     public var extra: [(String, JSONValue)] = []
+    /// Seconds to send as `Retry-After` (a 429's).
+    public var retryAfter: Int?
 
     public init(status: Int, code: String, message: String, hint: String? = nil, extra: [(String, JSONValue)] = []) {
         self.status = status
@@ -34,6 +36,14 @@ public struct HostError: Error, Sendable, CustomStringConvertible {
     public static func entityNotFound(_ name: String) -> HostError {
         HostError(status: 400, code: "ENTITY_NOT_FOUND",
                   message: "entity \"\(name)\" is not in the manifest; check the name (it is case-sensitive)")
+    }
+
+    /// 429 `RATE_LIMITED` with `Retry-After` (and `retry_after_secs` in the body, as Pylon's
+    /// function limiter sends it).
+    public static func rateLimited(retryAfter: Int, _ message: String) -> HostError {
+        var e = HostError(status: 429, code: "RATE_LIMITED", message: message, extra: [("retry_after_secs", .int(Int64(retryAfter)))])
+        e.retryAfter = retryAfter
+        return e
     }
 
     public static func policyDenied(_ op: String, _ entity: String) -> HostError {

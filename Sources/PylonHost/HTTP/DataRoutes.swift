@@ -16,6 +16,8 @@ struct RouteContext: Sendable {
     let functions: FunctionService?
     /// The cache plugin, when one serves `pylon.cache/1` (else its routes are stubs).
     let cache: CacheService?
+    /// Pylon's auth buckets (guest and anonymous sessions).
+    let authLimiter: AuthRateLimiter
 
     /// Resolves the caller (pylon-core.md §0.4 step 5): bearer header wins over the session
     /// cookie; the admin token is compared in constant time; unknown or expired session
@@ -34,14 +36,20 @@ struct RouteContext: Sendable {
     }
 
     static func token(_ headers: HTTPFields, cookieName: String) -> String? {
+        credential(headers, cookieName: cookieName)?.token
+    }
+
+    /// The caller's token, and whether it came from the session cookie (which a browser
+    /// attaches by itself, so `CSRFGuard` checks where such a request comes from).
+    static func credential(_ headers: HTTPFields, cookieName: String) -> (token: String, fromCookie: Bool)? {
         if let h = headers[.authorization], h.lowercased().hasPrefix("bearer ") {
             let t = h.dropFirst(7).trimmingCharacters(in: .whitespaces)
-            return t.isEmpty ? nil : t
+            return t.isEmpty ? nil : (t, false)
         }
         if let cookies = headers[.cookie] {
             for part in cookies.split(separator: ";") {
                 let kv = part.trimmingCharacters(in: .whitespaces)
-                if kv.hasPrefix(cookieName + "=") { return String(kv.dropFirst(cookieName.count + 1)) }
+                if kv.hasPrefix(cookieName + "=") { return (String(kv.dropFirst(cookieName.count + 1)), true) }
             }
         }
         return nil

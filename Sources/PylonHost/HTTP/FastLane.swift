@@ -60,9 +60,9 @@ final class FastLane: ChannelDuplexHandler, RemovableChannelHandler, @unchecked 
     }
 
     typealias DirectHandler = @Sendable (Request, PylonRequestContext) async throws -> Response
-    /// Gets the request's whole body and calls its reply exactly once, from any thread, with
-    /// the answer's head and body.
-    typealias ImmediateHandler = @Sendable (ByteBuffer, @escaping @Sendable (HTTPResponse, ByteBuffer) -> Void) -> Void
+    /// Gets the request's whole body and the connection's remote address, and calls its reply
+    /// exactly once, from any thread, with the answer's head and body.
+    typealias ImmediateHandler = @Sendable (ByteBuffer, SocketAddress?, @escaping @Sendable (HTTPResponse, ByteBuffer) -> Void) -> Void
 
     /// Path prefixes served here: routes whose answer is one finite body.
     static let routes = ["/api/entities/", "/api/fn/", "/api/query", "/api/lookup/", "/api/batch", "/api/transact",
@@ -184,7 +184,7 @@ final class FastLane: ChannelDuplexHandler, RemovableChannelHandler, @unchecked 
         let loop = channel.eventLoop
         if let immediate = shared.immediate?(head) {
             let then = NIOLoopBound(then, eventLoop: loop)
-            immediate(body) { head, bytes in
+            immediate(body, channel.remoteAddress) { head, bytes in
                 // Queued even when already on the loop, as below.
                 loop.execute { then.value(head, bytes, false) }
             }

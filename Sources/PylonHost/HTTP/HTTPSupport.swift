@@ -21,7 +21,14 @@ enum HTTPSupport {
     static let jsonHeaders: HTTPFields = [.contentType: "application/json"]
 
     static func error(_ e: HostError) -> Response {
-        json(e.body, status: HTTPResponse.Status(code: e.status))
+        var r = json(e.body, status: HTTPResponse.Status(code: e.status))
+        addFields(of: e, to: &r.headers)
+        return r
+    }
+
+    /// The header fields an error answer carries beside its body (`Retry-After`).
+    static func addFields(of e: HostError, to fields: inout HTTPFields) {
+        if let wait = e.retryAfter { fields[.retryAfter] = String(wait) }
     }
 
     /// Reads and parses a JSON body, enforcing the size limit. Empty body → `empty`.
@@ -83,8 +90,9 @@ extension HTTPSupport {
 }
 
 /// Turns every error into the wire error body, adds CORS and security headers, answers
-/// OPTIONS preflights, and counts requests.
-struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
+/// OPTIONS preflights, counts requests, and refuses what `RequestGuard` refuses (rate
+/// limit, CSRF) before any handler runs.
+struct APIMiddleware<Context: RemoteAddressRequestContext>: RouterMiddleware {
     /// Built once: header names are validated on construction, which is not free.
     static var securityHeaders: HTTPFields {
         HeaderCache.security
@@ -92,6 +100,7 @@ struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
 
     let corsOrigin: String
     let metrics: Metrics
+    let requestGuard: RequestGuard
     /// The CORS fields for `corsOrigin` plus the security headers, built once: setting
     /// them one by one validated each name and value on every request.
     private let fixedHeaders: HTTPFields
@@ -99,9 +108,10 @@ struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
     /// (copy-on-write) instead of appended per answer.
     private let jsonAnswerHeaders: HTTPFields
 
-    init(corsOrigin: String, metrics: Metrics) {
+    init(corsOrigin: String, metrics: Metrics, requestGuard: RequestGuard) {
         self.corsOrigin = corsOrigin
         self.metrics = metrics
+        self.requestGuard = requestGuard
         var h = HTTPFields()
         h[.accessControlAllowOrigin] = corsOrigin
         h[.accessControlAllowMethods] = "GET, POST, PATCH, DELETE, OPTIONS"
@@ -122,6 +132,8 @@ struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
         var response: Response
         if request.method == .options {
             response = Response(status: .noContent)
+        } else if let refused = requestGuard.check(request.head, peer: context.remoteAddress) {
+            response = HTTPSupport.error(refused)
         } else {
             do {
                 response = try await next(request, context)
@@ -139,28 +151,36 @@ struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
 
     /// `handle` for a handler that answers by callback instead of as an `async` function
     /// (the fast lane's immediate routes, `FastLane.Shared.immediate`): the same request
-    /// count, error answers and fixed fields. `run` gets a `finish` that it (or whatever it
-    /// starts) calls exactly once, from any thread, with the JSON body of a `success` (200)
-    /// answer or the error; a throw from `run` itself is that call. `reply` then gets the whole
-    /// answer, on the thread that called `finish`.
-    func handleNow(method: HTTPRequest.Method, path: String, success: HTTPResponse.Status = .ok,
+    /// count, `RequestGuard` check, error answers and fixed fields. `run` gets a `finish` that
+    /// it (or whatever it starts) calls exactly once, from any thread, with the JSON body of a
+    /// `success` (200) answer or the error; a throw from `run` itself is that call. `reply`
+    /// then gets the whole answer, on the thread that called `finish`. `peer`: the
+    /// connection's remote address.
+    func handleNow(_ request: HTTPRequest, peer: SocketAddress?, success: HTTPResponse.Status = .ok,
                    _ run: (@escaping @Sendable (Result<[UInt8], Error>) -> Void) throws -> Void,
                    reply: @escaping @Sendable (HTTPResponse, ByteBuffer) -> Void) {
         metrics.add("http_requests_total", 1)
+        let method = request.method, path = request.path ?? ""
         let finish: @Sendable (Result<[UInt8], Error>) -> Void = { [self] result in
             let status: HTTPResponse.Status
             let bytes: [UInt8]
+            var fields = jsonAnswerHeaders
             switch result {
             case let .success(b):
                 (status, bytes) = (success, b)
             case let .failure(error):
                 let e = answer(for: error, method: method, path: path)
                 (status, bytes) = (HTTPResponse.Status(code: e.status), JSONWriter.encode(e.body))
+                HTTPSupport.addFields(of: e, to: &fields)
             }
-            let head = HTTPResponse(status: status, headerFields: jsonAnswerHeaders)
+            let head = HTTPResponse(status: status, headerFields: fields)
             var body = HTTPSupport.allocator.buffer(capacity: bytes.count)
             body.writeBytes(bytes)
             reply(head, body)
+        }
+        if let refused = requestGuard.check(request, peer: peer) {
+            finish(.failure(refused))
+            return
         }
         do {
             try run(finish)

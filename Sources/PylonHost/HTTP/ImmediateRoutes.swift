@@ -43,9 +43,8 @@ extension RouteContext {
             return nil
         }
         guard let who = authNow(head.headerFields) else { return nil }
-        let method = head.method, path = head.path ?? ""
-        return { body, reply in
-            middleware.handleNow(method: method, path: path, success: success, { finish in try run(body, who, finish) }, reply: reply)
+        return { body, peer, reply in
+            middleware.handleNow(head, peer: peer, success: success, { finish in try run(body, who, finish) }, reply: reply)
         }
     }
 

@@ -29,6 +29,9 @@ struct RealtimeConfig: Sendable {
     var keepaliveSeconds = 15
     /// A subscriber that overflowed and then delivers nothing for this long is closed.
     var stallSeconds = 5
+    /// Per-connection limit on client messages (`RelayLimiter`).
+    var relayRate = 20
+    var relayBurst = 40
 }
 
 /// Ends every realtime stream when graceful shutdown begins; SSE responses and WebSocket
@@ -81,6 +84,28 @@ extension RouteContext {
         return cached.map(AuthContext.init) ?? .anonymous
     }
 
+    /// The caller of a stream and the session behind it (nil for the admin token and for
+    /// anonymous callers): the stream ends with that session. `generation` is the session
+    /// cache's before the lookup (see `confirmSession`).
+    func streamCaller(token: String?) async throws -> (auth: AuthContext, session: StreamSession?, generation: UInt64) {
+        let generation = sessions.generation
+        let auth = try await authFor(token: token)
+        guard !auth.isAdmin, auth.userID != nil, let token else { return (auth, nil, generation) }
+        // `authFor` just resolved it, so this is a cache hit (or one more read after a revocation).
+        guard let s = try await sessions.resolve(token) else { return (.anonymous, nil, generation) }
+        return (auth, StreamSession(tokenHash: SessionStore.hash(token), expiresAt: s.expiresAt), generation)
+    }
+
+    /// Closes the race between looking a session up and subscribing: a revocation processed
+    /// in between found no stream to end. If any was processed since `generation`, the
+    /// session is read again and the stream ended if it is gone.
+    func confirmSession(_ sub: Subscriber, since generation: UInt64) async throws {
+        guard let session = sub.session, sessions.generation != generation else { return }
+        let e = try await sessions.expiries([session.tokenHash])[session.tokenHash]
+        if let e, e == 0 || SessionStore.now() < e { return }
+        sub.endSession()
+    }
+
     static func cursorParam(_ request: Request) -> Int64? {
         if let s = request.uri.queryParameters.get("since"), let n = Int64(s), n >= 0 { return n }
         if let s = request.headers[HTTPField.Name("Last-Event-ID")!], let n = Int64(s.trimmingCharacters(in: .whitespaces)), n >= 0 {
@@ -115,14 +140,16 @@ extension RouteContext {
         }, onUpgrade: { inbound, outbound, wsContext in
             let request = wsContext.request
             let ctx = wsContext.requestContext
-            let auth = try await authFor(token: Self.webSocketToken(request).token)
+            let caller = try await streamCaller(token: Self.webSocketToken(request).token)
+            let auth = caller.auth
             guard auth.isAdmin || auth.userID != nil else {
                 try await outbound.close(.policyViolation, reason: "unauthorized: bearer token required")
                 return
             }
             let sub: Subscriber
             do {
-                sub = try hub.subscribe(auth: auth, address: ctx.addressKey, wantsRelays: true)
+                sub = try hub.subscribe(auth: auth, address: ctx.addressKey, wantsRelays: true, session: caller.session,
+                                        live: Self.cursorParam(request) == nil)
             } catch let error as HostError {
                 try await outbound.close(.policyViolation, reason: error.message)
                 return
@@ -144,7 +171,21 @@ extension RouteContext {
                     try await sync.run(sub, since: since, epoch: epoch, sink: sink)
                 }
                 do {
-                    for try await message in inbound.messages(maxSize: realtime.maxFrameBytes) {
+                    try await confirmSession(sub, since: caller.generation)
+                    var limiter = RelayLimiter(rate: realtime.relayRate, burst: realtime.relayBurst)
+                    reading: for try await message in inbound.messages(maxSize: realtime.maxFrameBytes) {
+                        // A stream whose session ended speaks for no one any more.
+                        if sub.isClosed { break reading }
+                        switch limiter.admit() {
+                        case .accept: break
+                        case .drop:
+                            try await outbound.write(.text(limiter.errorFrame))
+                            continue reading
+                        case .close:
+                            metrics.add("realtime_relay_floods_closed_total", 1)
+                            try await outbound.close(.policyViolation, reason: "relay rate limit exceeded")
+                            break reading
+                        }
                         guard case let .text(text) = message, let v = try? JSONParser.parse(text),
                               let type = v["type"]?.stringValue, type == "presence" || type == "topic" else { continue }
                         let from: JSONValue = auth.isAdmin ? "admin" : .string(auth.userID ?? "")
@@ -166,12 +207,20 @@ extension RouteContext {
         router.get(path) { request, ctx -> Response in
             let token = Self.token(request, cookieName: config.cookieName)
                 ?? request.uri.queryParameters.get("token").map { String($0) }
-            let auth = try await authFor(token: token)
+            let caller = try await streamCaller(token: token)
+            let auth = caller.auth
             guard auth.isAdmin || auth.userID != nil else {
                 throw HostError(status: 401, code: "AUTH_REQUIRED", message: "the event stream needs a session: send Authorization: Bearer <token> or ?token=")
             }
-            let sub = try hub.subscribe(auth: auth, address: ctx.addressKey, wantsRelays: false)
             let since = Self.cursorParam(request)
+            let sub = try hub.subscribe(auth: auth, address: ctx.addressKey, wantsRelays: false, session: caller.session,
+                                        live: since == nil)
+            do {
+                try await confirmSession(sub, since: caller.generation)
+            } catch {
+                hub.unsubscribe(sub)
+                throw error
+            }
             let epoch = request.uri.queryParameters.get("epoch").map { String($0) }
             armStallWatchdog(sub, channel: ctx.channel)
             let keepalive = realtime.keepaliveSeconds
@@ -212,6 +261,7 @@ struct WebSocketSink: SyncSink {
         try await outbound.write(.text(JSONWriter.string(error.body)))
         try await outbound.close(.unknown(4410), reason: "RESYNC_REQUIRED")
     }
+    func sendSessionEnded() async throws { try await outbound.close(.policyViolation, reason: "session revoked") }
 }
 
 /// Holds an SSE response's body writer. Only the connection's sender task writes to it
@@ -249,5 +299,10 @@ struct EventStreamSink: SyncSink {
     func sendResyncAndClose(_ error: HostError) async throws {
         try await write("event: resync\ndata: \(JSONWriter.string(error.body))\n\n")
         try await finish()
+    }
+    /// `event: session_ended` with a SESSION_REVOKED error body; the route then ends the stream.
+    func sendSessionEnded() async throws {
+        let e = HostError(status: 401, code: "SESSION_REVOKED", message: "the session of this stream was revoked or expired; sign in again")
+        try await write("event: session_ended\ndata: \(JSONWriter.string(e.body))\n\n")
     }
 }

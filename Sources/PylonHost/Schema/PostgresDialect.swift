@@ -54,11 +54,30 @@ public struct PostgresDialect: SQLDialect {
             device TEXT, tenant_id TEXT)
             """,
             "CREATE INDEX IF NOT EXISTS _pylon_sessions_user ON _pylon_sessions (user_id)",
+            // The session change log (see `SessionWatcher`): every UPDATE or DELETE of a
+            // session row, by any host, code path or hand, appends the old token hash.
             """
-            CREATE TABLE IF NOT EXISTS _pylon_push_ops (op_id TEXT PRIMARY KEY NOT NULL, \
-            client_id TEXT, row_id TEXT, pending_id TEXT, created_at BIGINT NOT NULL)
+            CREATE TABLE IF NOT EXISTS _pylon_session_changes (seq BIGSERIAL PRIMARY KEY, \
+            token_hash TEXT NOT NULL, ts BIGINT NOT NULL)
             """,
-            "CREATE INDEX IF NOT EXISTS _pylon_push_ops_pending ON _pylon_push_ops (pending_id)",
+            """
+            CREATE OR REPLACE FUNCTION _pylon_session_changed() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+            INSERT INTO _pylon_session_changes (token_hash, ts) VALUES (OLD.token_hash, EXTRACT(EPOCH FROM now())::BIGINT); \
+            RETURN NULL; END $$
+            """,
+            // CREATE OR REPLACE TRIGGER needs PostgreSQL 14; bootstrap runs under the write lock.
+            """
+            DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = '_pylon_sessions_changed' \
+            AND tgrelid = '_pylon_sessions'::regclass) THEN \
+            CREATE TRIGGER _pylon_sessions_changed AFTER UPDATE OR DELETE ON _pylon_sessions \
+            FOR EACH ROW EXECUTE FUNCTION _pylon_session_changed(); END IF; END $$
+            """,
+            // Op and pending ids are the caller's own (`PushScope`).
+            """
+            CREATE TABLE IF NOT EXISTS _pylon_push_ops (scope TEXT NOT NULL, op_id TEXT NOT NULL, \
+            client_id TEXT, row_id TEXT, pending_id TEXT, created_at BIGINT NOT NULL, PRIMARY KEY (scope, op_id))
+            """,
+            "CREATE INDEX IF NOT EXISTS _pylon_push_ops_scope_pending ON _pylon_push_ops (scope, pending_id)",
         ]
     }
 

@@ -177,11 +177,27 @@ public struct SQLiteDialect: SQLDialect {
             device TEXT, tenant_id TEXT)
             """,
             "CREATE INDEX IF NOT EXISTS _pylon_sessions_user ON _pylon_sessions (user_id)",
+            // The session change log (see `SessionWatcher`): every UPDATE or DELETE of a
+            // session row, by any code path or by hand, appends the old token hash.
+            // AUTOINCREMENT: trimming the log never lets a number be handed out twice.
             """
-            CREATE TABLE IF NOT EXISTS _pylon_push_ops (op_id TEXT PRIMARY KEY NOT NULL, \
-            client_id TEXT, row_id TEXT, pending_id TEXT, created_at INTEGER NOT NULL)
+            CREATE TABLE IF NOT EXISTS _pylon_session_changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, \
+            token_hash TEXT NOT NULL, ts INTEGER NOT NULL)
             """,
-            "CREATE INDEX IF NOT EXISTS _pylon_push_ops_pending ON _pylon_push_ops (pending_id)",
+            """
+            CREATE TRIGGER IF NOT EXISTS _pylon_sessions_deleted AFTER DELETE ON _pylon_sessions BEGIN \
+            INSERT INTO _pylon_session_changes (token_hash, ts) VALUES (OLD.token_hash, CAST(strftime('%s', 'now') AS INTEGER)); END
+            """,
+            """
+            CREATE TRIGGER IF NOT EXISTS _pylon_sessions_updated AFTER UPDATE ON _pylon_sessions BEGIN \
+            INSERT INTO _pylon_session_changes (token_hash, ts) VALUES (OLD.token_hash, CAST(strftime('%s', 'now') AS INTEGER)); END
+            """,
+            // Op and pending ids are the caller's own (`PushScope`).
+            """
+            CREATE TABLE IF NOT EXISTS _pylon_push_ops (scope TEXT NOT NULL, op_id TEXT NOT NULL, \
+            client_id TEXT, row_id TEXT, pending_id TEXT, created_at INTEGER NOT NULL, PRIMARY KEY (scope, op_id))
+            """,
+            "CREATE INDEX IF NOT EXISTS _pylon_push_ops_scope_pending ON _pylon_push_ops (scope, pending_id)",
         ]
     }
 

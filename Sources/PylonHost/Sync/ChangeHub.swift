@@ -34,6 +34,9 @@ public final class Subscriber: @unchecked Sendable {
     public let auth: AuthContext
     public let address: String
     public let wantsRelays: Bool
+    /// The session that authenticated the connection (nil: the admin token). The stream
+    /// ends when that session is revoked or expires (`ChangeHub.endSessions`).
+    let session: StreamSession?
     let limit: Int
     private let lock = NSLock()
     private var queue: [HubMessage] = []
@@ -41,6 +44,7 @@ public final class Subscriber: @unchecked Sendable {
     private var newestWhileCatchingUp: Int64 = 0
     private var overflowedFlag = false
     private var closedFlag = false
+    private var sessionEndedFlag = false
     private let wakeContinuation: AsyncStream<Void>.Continuation
     /// Yields whenever there is something to drain (coalesced).
     public let wakes: AsyncStream<Void>
@@ -48,11 +52,16 @@ public final class Subscriber: @unchecked Sendable {
     /// socket can be closed from outside.
     var onOverflow: (@Sendable () -> Void)?
 
-    init(id: UInt64, auth: AuthContext, address: String, wantsRelays: Bool, limit: Int) {
+    /// `live`: queue from the start (a connection with no cursor: what commits after it
+    /// subscribed is what it must get, so nothing may be dropped before its sender runs).
+    init(id: UInt64, auth: AuthContext, address: String, wantsRelays: Bool, session: StreamSession?, limit: Int,
+         live: Bool = false) {
         self.id = id
+        self.live = live
         self.auth = auth
         self.address = address
         self.wantsRelays = wantsRelays
+        self.session = session
         self.limit = limit
         (wakes, wakeContinuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
@@ -124,6 +133,39 @@ public final class Subscriber: @unchecked Sendable {
         lock.withLock { closedFlag = true }
         wakeContinuation.finish()
     }
+
+    /// Ends the stream because its session was revoked or expired: the sender tells the
+    /// client so (`SyncSink.sendSessionEnded`) and the connection relays nothing more.
+    func endSession() {
+        lock.withLock { sessionEndedFlag = true }
+        close()
+    }
+
+    var isClosed: Bool { lock.withLock { closedFlag } }
+    var sessionEnded: Bool { lock.withLock { sessionEndedFlag } }
+}
+
+/// The session behind a stream: its token hash (what revocations name) and its expiry
+/// (unix seconds, 0 = never), which a change of the session row may move.
+final class StreamSession: @unchecked Sendable {
+    let tokenHash: String
+    private let lock = NSLock()
+    private var expires: Int64
+
+    init(tokenHash: String, expiresAt: Int64) {
+        self.tokenHash = tokenHash
+        self.expires = expiresAt
+    }
+
+    var expiresAt: Int64 {
+        get { lock.withLock { expires } }
+        set { lock.withLock { expires = newValue } }
+    }
+
+    func isExpired(at now: Int64) -> Bool {
+        let e = expiresAt
+        return e != 0 && now >= e
+    }
 }
 
 /// Fans committed changes out to every live WS/SSE connection, in seq order, on its own
@@ -138,6 +180,11 @@ public final class ChangeHub: @unchecked Sendable {
     /// `groups` flattened for delivery; rebuilt only after (un)subscribes, not per commit.
     private var cachedGroups: [(AuthContext, [Subscriber])]?
     private var perAddress: [String: Int] = [:]
+    /// Streams by the token hash of the session that authenticated them.
+    private var bySession: [String: [UInt64: Subscriber]] = [:]
+    /// The soonest expiry among session streams (0: none expires), so `endExpired`
+    /// scans only when one is due.
+    private var soonestExpiry: Int64 = 0
     private var nextID: UInt64 = 1
     public let queueLimit: Int
     public let maxPerAddress: Int
@@ -152,8 +199,11 @@ public final class ChangeHub: @unchecked Sendable {
         self.metrics = metrics
     }
 
-    /// Registers a connection, or refuses it when its address is at the limit.
-    func subscribe(auth: AuthContext, address: String, wantsRelays: Bool) throws(HostError) -> Subscriber {
+    /// Registers a connection, or refuses it when its address is at the limit. `live`: the
+    /// connection has no cursor, so it is queued from now on (see `Subscriber.init`); with a
+    /// cursor it reads the log first and goes live later (`SyncStream.run`).
+    func subscribe(auth: AuthContext, address: String, wantsRelays: Bool, session: StreamSession?,
+                   live: Bool = false) throws(HostError) -> Subscriber {
         lock.lock()
         defer { lock.unlock() }
         let n = perAddress[address, default: 0]
@@ -162,10 +212,15 @@ public final class ChangeHub: @unchecked Sendable {
                             message: "\(address) already holds \(n) realtime connections (limit \(maxPerAddress), PYLON_MAX_CONNECTIONS_PER_IP); close some first")
         }
         perAddress[address] = n + 1
-        let s = Subscriber(id: nextID, auth: auth, address: address, wantsRelays: wantsRelays, limit: queueLimit)
+        let s = Subscriber(id: nextID, auth: auth, address: address, wantsRelays: wantsRelays, session: session, limit: queueLimit,
+                           live: live)
         nextID += 1
         subscribers[s.id] = s
         groups[auth, default: [:]][s.id] = s
+        if let session {
+            bySession[session.tokenHash, default: [:]][s.id] = s
+            noteExpiry(session.expiresAt)
+        }
         cachedGroups = nil
         metrics.set("realtime_connections", Double(subscribers.count))
         return s
@@ -179,6 +234,10 @@ public final class ChangeHub: @unchecked Sendable {
                 perAddress[s.address] = n > 0 ? n : nil
                 groups[s.auth]?.removeValue(forKey: s.id)
                 if groups[s.auth]?.isEmpty == true { groups.removeValue(forKey: s.auth) }
+                if let h = s.session?.tokenHash {
+                    bySession[h]?.removeValue(forKey: s.id)
+                    if bySession[h]?.isEmpty == true { bySession.removeValue(forKey: h) }
+                }
                 cachedGroups = nil
             }
             metrics.set("realtime_connections", Double(subscribers.count))
@@ -240,6 +299,57 @@ public final class ChangeHub: @unchecked Sendable {
     }
 
     public var connectionCount: Int { lock.withLock { subscribers.count } }
+
+    // MARK: Sessions (see `SessionWatcher`)
+
+    /// Must hold `lock`.
+    private func noteExpiry(_ e: Int64) {
+        if e != 0 && (soonestExpiry == 0 || e < soonestExpiry) { soonestExpiry = e }
+    }
+
+    /// The token hashes, among `hashes`, that authenticate open streams.
+    func streamingSessions(among hashes: some Sequence<String>) -> [String] {
+        lock.withLock { hashes.filter { bySession[$0] != nil } }
+    }
+
+    /// Every token hash that authenticates an open stream.
+    func streamingSessions() -> [String] {
+        lock.withLock { Array(bySession.keys) }
+    }
+
+    /// Ends every stream these sessions authenticated.
+    func endSessions(_ hashes: some Sequence<String>) {
+        let ending: [Subscriber] = lock.withLock { hashes.flatMap { bySession[$0].map { Array($0.values) } ?? [] } }
+        for s in ending { s.endSession() }
+        if !ending.isEmpty { metrics.add("realtime_sessions_ended_total", Int64(ending.count)) }
+    }
+
+    /// A session row changed (its expiry moved): its streams take the new expiry.
+    func updateExpiry(_ hash: String, to expiresAt: Int64) {
+        lock.withLock {
+            guard let members = bySession[hash] else { return }
+            for s in members.values { s.session?.expiresAt = expiresAt }
+            noteExpiry(expiresAt)
+        }
+    }
+
+    /// Ends the streams whose session expired by `now`. Cheap when none is due.
+    func endExpired(now: Int64) {
+        let due: [Subscriber] = lock.withLock {
+            guard soonestExpiry != 0, now >= soonestExpiry else { return [] }
+            soonestExpiry = 0
+            var due: [Subscriber] = []
+            for members in bySession.values {
+                for s in members.values {
+                    guard let session = s.session else { continue }
+                    if session.isExpired(at: now) { due.append(s) } else { noteExpiry(session.expiresAt) }
+                }
+            }
+            return due
+        }
+        for s in due { s.endSession() }
+        if !due.isEmpty { metrics.add("realtime_sessions_ended_total", Int64(due.count)) }
+    }
 
     /// Ends every stream (graceful shutdown: SSE responses never end by themselves).
     func closeAll() {

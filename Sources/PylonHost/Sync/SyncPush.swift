@@ -6,6 +6,10 @@ import Foundation
 /// recorded, so it can be retried. Optimistic client ids (`_pending_…`) get server ids;
 /// the mapping is returned as `id_map`, and later changes in the same push (or a retry)
 /// that name a pending id are applied to the server row.
+///
+/// Both are remembered per caller (`PushScope`): the same `op_id` from two users is two
+/// writes, and a pending id resolves only for the caller who created it, so no one learns
+/// another user's row ids through `id_map` or writes through another user's pending ids.
 public struct PushResult: Sendable {
     public var applied = 0
     public var deduped = 0
@@ -20,6 +24,7 @@ extension DataService {
             throw HostError.badRequest("INVALID_DATA", "push body must be {\"changes\": [...], \"client_id\"?}")
         }
         let clientID = body["client_id"]?.stringValue
+        let scope = SQLValue.text(PushScope.of(auth))
         let codecs = self.codecs
         let guardian = WriteGuard(policies: policies, auth: auth)
         return try await store.write { tx in
@@ -38,7 +43,8 @@ extension DataService {
                     var seen: SQLValue? = appliedOps[opID].map { .text($0) }
                     if seen == nil {
                         let r = try tx.connection.execute(
-                            "SELECT row_id FROM _pylon_push_ops WHERE op_id = \(d.placeholder(1))", [.text(opID)])
+                            "SELECT row_id FROM _pylon_push_ops WHERE scope = \(d.placeholder(1)) AND op_id = \(d.placeholder(2))",
+                            [scope, .text(opID)])
                         seen = r.rows.first.map { $0.at(0) }
                     }
                     if let seen {
@@ -57,7 +63,8 @@ extension DataService {
                     // Pylon clients never swap in the server id: a later push names the
                     // pending id again, so resolve it from an earlier push's record.
                     let r = try tx.connection.execute(
-                        "SELECT row_id FROM _pylon_push_ops WHERE pending_id = \(d.placeholder(1)) LIMIT 1", [.text(rowID)])
+                        "SELECT row_id FROM _pylon_push_ops WHERE scope = \(d.placeholder(1)) AND pending_id = \(d.placeholder(2)) LIMIT 1",
+                        [scope, .text(rowID)])
                     if case let .text(server)? = r.rows.first?.first {
                         idMap[rowID] = server
                         rowID = server
@@ -96,8 +103,8 @@ extension DataService {
                     }
                     if let opID {
                         try tx.connection.execute(
-                            "INSERT INTO _pylon_push_ops (op_id, client_id, row_id, pending_id, created_at) VALUES (\(d.placeholder(1)), \(d.placeholder(2)), \(d.placeholder(3)), \(d.placeholder(4)), \(d.placeholder(5)))",
-                            [.text(opID), clientID.map { .text($0) } ?? .null, .text(serverID),
+                            "INSERT INTO _pylon_push_ops (scope, op_id, client_id, row_id, pending_id, created_at) VALUES (\((1...6).map { d.placeholder($0) }.joined(separator: ", ")))",
+                            [scope, .text(opID), clientID.map { .text($0) } ?? .null, .text(serverID),
                              pendingID.map { .text($0) } ?? .null, .int(Int64(Date().timeIntervalSince1970))],
                             wantRows: false)
                     }

@@ -10,6 +10,8 @@ protocol SyncSink: Sendable {
     func sendResyncAndClose(_ error: HostError) async throws
     /// Keepalive (SSE comment); WS relies on protocol pings.
     func sendKeepalive() async throws
+    /// Tells the client its session was revoked or expired, and ends the stream.
+    func sendSessionEnded() async throws
 }
 
 /// The per-connection delivery loop shared by WS and SSE: resume from a cursor through the
@@ -23,6 +25,11 @@ struct SyncStream: Sendable {
 
     /// Runs until the connection ends or must resync. `since` nil = live from now.
     func run(_ sub: Subscriber, since: Int64?, epoch: String?, sink: some SyncSink) async throws {
+        try await deliver(sub, since: since, epoch: epoch, sink: sink)
+        if sub.sessionEnded { try await sink.sendSessionEnded() }
+    }
+
+    private func deliver(_ sub: Subscriber, since: Int64?, epoch: String?, sink: some SyncSink) async throws {
         var cursor: Int64 = 0
         if let since {
             guard let c = try await resume(sub, from: since, epoch: epoch, sink: sink) else { return }
@@ -31,6 +38,8 @@ struct SyncStream: Sendable {
             _ = sub.goLive()
         }
         for await _ in sub.wakes {
+            // A wake-up buffered before `close` still arrives; an ended stream sends nothing more.
+            if sub.isClosed { return }
             let (messages, overflowed) = sub.drain()
             if overflowed {
                 // The queue was dropped: continue from the durable log, then go live again.
@@ -77,7 +86,8 @@ struct SyncStream: Sendable {
     private func catchUp(_ sub: Subscriber, from: Int64, epoch: String?, sink: some SyncSink) async throws -> Int64 {
         var cursor = from
         var epoch = epoch
-        while true {
+        // A stream ended meanwhile (its session was revoked) sends no more pages.
+        while !sub.isClosed {
             let page = try await changes.pull(since: cursor, limit: 1000, epoch: epoch)
             epoch = nil
             for e in page.events {
@@ -89,5 +99,6 @@ struct SyncStream: Sendable {
             sub.madeProgress()
             if !page.hasMore { return cursor }
         }
+        return cursor
     }
 }

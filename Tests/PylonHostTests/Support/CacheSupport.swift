@@ -55,11 +55,12 @@ final class RedisServer: @unchecked Sendable {
     let port: Int
     let process: Process
 
-    init() async throws {
+    /// `bind`: the addresses it listens on (keep loopback among them, for the start check).
+    init(bind: [String] = ["127.0.0.1"]) async throws {
         port = try freeLoopbackPort()
         process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["redis-server", "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+        process.arguments = ["redis-server", "--port", String(port), "--bind"] + bind + ["--save", "", "--appendonly", "no",
                              "--daemonize", "no", "--dir", FileManager.default.temporaryDirectory.path]
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
@@ -88,9 +89,10 @@ final class RedisServer: @unchecked Sendable {
 
 /// Sends raw RESP on a blocking test socket and reads until `done` says the reply is
 /// complete (or the peer closes).
-func respExchange(_ port: Int, _ payload: String, until done: @escaping @Sendable (String) -> Bool) async throws -> String {
+func respExchange(_ port: Int, address: String = "127.0.0.1", _ payload: String,
+                  until done: @escaping @Sendable (String) -> Bool) async throws -> String {
     try await onThread {
-        let s = try TestSocket.connect(port: port)
+        let s = try TestSocket.connect(port: port, address: address)
         defer { s.close() }
         try s.send(payload)
         var got = [UInt8]()
@@ -104,3 +106,24 @@ func respExchange(_ port: Int, _ payload: String, until done: @escaping @Sendabl
     }
 }
 
+
+/// One of this machine's own IPv4 addresses that is not loopback (an interface that is up),
+/// nil when it has none: the tests of protected mode connect from it as a client that is
+/// not on loopback.
+func nonLoopbackIPv4Address() -> String? {
+    var list: UnsafeMutablePointer<ifaddrs>?
+    guard getifaddrs(&list) == 0, let first = list else { return nil }
+    defer { freeifaddrs(list) }
+    for entry in sequence(first: first, next: { $0.pointee.ifa_next }) {
+        let flags = Int32(entry.pointee.ifa_flags)
+        guard let sa = entry.pointee.ifa_addr, sa.pointee.sa_family == sa_family_t(AF_INET),
+              flags & Int32(IFF_UP) != 0, flags & Int32(IFF_LOOPBACK) == 0 else { continue }
+        var addr = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr }
+        var text = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))
+        let shown = text.withUnsafeMutableBufferPointer { buf in
+            inet_ntop(AF_INET, &addr, buf.baseAddress, socklen_t(buf.count)).map { String(cString: $0) }
+        }
+        if let shown { return shown }
+    }
+    return nil
+}

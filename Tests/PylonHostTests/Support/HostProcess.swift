@@ -40,6 +40,8 @@ final class HostProcess: @unchecked Sendable {
     var storeFile: String? { backend?.sqliteFile }
     /// The store's fixture server, if it has one (D1).
     var storeFixtureURL: String? { backend?.fixtureURL }
+    /// The store's database URL (`plugins.store.url`: Postgres), if it has one.
+    var storeURL: String? { backend?.storeConfig.first { $0.0 == "url" }?.1.stringValue }
     /// Whether the host also serves Pylon's WS (port+1) and SSE (port+2) listeners.
     let compatPorts: Bool
     /// A command the host binary is started through (e.g. `prlimit --nofile=…`), or empty.
@@ -169,6 +171,7 @@ final class HostProcess: @unchecked Sendable {
         appendLog("=== harness: starting pylon-host on port \(port) ===\n")
         var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PYLON_") }
         environment["PYLON_ADMIN_TOKEN"] = Self.adminToken
+        for (k, v) in TestPaths.relaxedLimits { environment[k] = v }
         for (k, v) in env { environment[k] = v }
         var args = ["serve", "--plugins", pluginsDir, "--manifest", manifestPath, "--db", dbPath,
                     "--port", String(port)]

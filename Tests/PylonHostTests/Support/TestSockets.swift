@@ -163,7 +163,9 @@ final class TestSocket: @unchecked Sendable {
     /// Connects (blocking; loopback connects at once or is refused). `receiveBuffer` sets
     /// SO_RCVBUF before connecting, which fixes the advertised window: a small one makes a
     /// client that stops reading push back on the sender quickly.
-    static func connect(port: Int, receiveBuffer: Int? = nil) throws -> TestSocket {
+    /// `address`: another of this machine's own IPv4 addresses, for a client that is not on
+    /// loopback (the kernel then uses that address as the source too).
+    static func connect(port: Int, address: String = "127.0.0.1", receiveBuffer: Int? = nil) throws -> TestSocket {
         let fd = socket(AF_INET, streamType, 0)
         guard fd >= 0 else { throw RealtimeTestError("socket() failed: errno \(errno)") }
         var one: Int32 = 1
@@ -176,6 +178,7 @@ final class TestSocket: @unchecked Sendable {
             _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
         }
         var addr = loopback(port)
+        addr.sin_addr.s_addr = inet_addr(address)
         let r = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                 sysConnect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
@@ -184,7 +187,7 @@ final class TestSocket: @unchecked Sendable {
         guard r == 0 else {
             let e = errno
             sysClose(fd)
-            throw RealtimeTestError("connect to 127.0.0.1:\(port) failed: \(String(cString: strerror(e)))")
+            throw RealtimeTestError("connect to \(address):\(port) failed: \(String(cString: strerror(e)))")
         }
         return TestSocket(fd: fd, port: port)
     }

@@ -56,6 +56,17 @@ enum TestPaths {
         return dir
     }
 
+    /// Environment every harness-started host gets unless the test sets these itself: tests
+    /// (and their loops) send from 127.0.0.1 far faster than any one real client, so the
+    /// per-address request limit and the auth buckets are set out of reach. The suites that
+    /// test the limits (AbuseLimitTests) set small ones.
+    static let relaxedLimits: [String: String] = [
+        "PYLON_RATE_LIMIT_MAX": "1000000000",
+        "PYLON_AUTH_RATE_LIMIT_LOGIN": "1000000,1000000",
+        "PYLON_AUTH_RATE_LIMIT_SEND": "1000000,1000000",
+        "PYLON_AUTH_RATE_LIMIT_VERIFY": "1000000,1000000",
+    ]
+
     /// Removes a temp folder, unless `PYLON_TEST_KEEP` is set (to look at it after a failure).
     static func removeTempDir(_ dir: URL) {
         if ProcessInfo.processInfo.environment["PYLON_TEST_KEEP"] == nil {
@@ -241,6 +252,7 @@ class ServedHost: @unchecked Sendable {
         p.arguments = ["serve", "--plugins", pluginsDir, "--manifest", manifestPath, "--db", dbPath,
                        "--port", String(port), "--dev", "--no-compat-ports"]
         p.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PYLON_") }
+            .merging(TestPaths.relaxedLimits) { _, given in given }
             .merging(environment) { _, given in given }
         p.currentDirectoryURL = directory
         p.standardOutput = out

@@ -119,16 +119,22 @@ final class TestWebSocket: @unchecked Sendable {
     func sendText(_ text: String) throws { try sendFrame(opcode: 0x1, Array(text.utf8)) }
 
     /// Sends one frame; `fin` false leaves a fragmented message open (continue with opcode 0).
-    func sendFrame(opcode: UInt8, _ payload: [UInt8], fin: Bool = true) throws {
+    /// `masked: false` sends it as no client may (RFC 6455 §5.1), for hostile tests.
+    func sendFrame(opcode: UInt8, _ payload: [UInt8], fin: Bool = true, masked: Bool = true) throws {
         var frame: [UInt8] = [(fin ? 0x80 : 0) | opcode]
         let n = payload.count
+        let maskBit: UInt8 = masked ? 0x80 : 0
         if n < 126 {
-            frame.append(0x80 | UInt8(n))
+            frame.append(maskBit | UInt8(n))
         } else if n < 65536 {
-            frame += [0x80 | 126, UInt8(n >> 8), UInt8(n & 0xFF)]
+            frame += [maskBit | 126, UInt8(n >> 8), UInt8(n & 0xFF)]
         } else {
-            frame.append(0x80 | 127)
+            frame.append(maskBit | 127)
             for i in (0..<8).reversed() { frame.append(UInt8(truncatingIfNeeded: UInt64(n) >> (UInt64(i) * 8))) }
+        }
+        guard masked else {
+            try socket.send(frame + payload)
+            return
         }
         let mask = (0..<4).map { _ in UInt8.random(in: 0...255) }
         frame += mask

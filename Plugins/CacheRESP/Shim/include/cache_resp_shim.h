@@ -25,8 +25,9 @@ int pcr_epoll_ctl(int ep, int op, int fd, uint32_t events);
 int pcr_epoll_wait(int ep, pcr_event *out, int max, int timeout_ms);
 /** A non-blocking, close-on-exec eventfd. */
 int pcr_eventfd(void);
-/** accept4 with SOCK_NONBLOCK | SOCK_CLOEXEC; -1 when nothing is pending. */
-int pcr_accept(int fd);
+/** accept4 with SOCK_NONBLOCK | SOCK_CLOEXEC; -1 when nothing is pending. `peer_ipv4`
+ * gets the client's IPv4 address in host byte order (0 when not IPv4), for protected mode. */
+int pcr_accept(int fd, uint32_t *peer_ipv4);
 /** A non-blocking, close-on-exec IPv4 stream socket. */
 int pcr_listen_socket(void);
 uint64_t pcr_random_u64(void);

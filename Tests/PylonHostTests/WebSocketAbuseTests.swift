@@ -1,0 +1,85 @@
+import Foundation
+import Testing
+
+/// Hostile WebSocket clients (issue 16 items 8 and 9) on both WebSocket listeners
+/// (`/api/sync/ws` and port+1): RFC 6455 framing (an unmasked client frame closes with
+/// 1002, invalid UTF-8 text with 1007, and neither is relayed) and the per-connection limit
+/// on relayed messages (PYLON_WS_RELAY_RATE / PYLON_WS_RELAY_BURST). The host keeps
+/// serving everyone else. Nothing asserts on timing.
+@Suite("WebSocket abuse: RFC 6455 framing and relay flood limits (black-box, real pylon-host)")
+struct WebSocketAbuseTests {
+    static let admin = HostProcess.adminToken
+
+    @Test("An unmasked client frame closes with 1002 and an invalid UTF-8 text message with 1007, on /api/sync/ws and port+1; neither reaches other clients; the host keeps serving")
+    func framingRules() async throws {
+        let host = try await HostProcess.start(manifest: RealtimeTests.manifest, dev: true, compatPorts: true)
+        defer { host.kill9() }
+        let mallory = try await host.mintSession("mallory")
+        let observer = try await TestWebSocket.connect(port: host.port, token: Self.admin, label: "observer")
+        try await SessionStreams.live(observer)
+        for (port, path) in [(host.port, "/api/sync/ws"), (host.wsCompatPort, "/")] {
+            let unmasked = try await TestWebSocket.connect(port: port, path: path, token: mallory, label: "unmasked \(port)")
+            try await SessionStreams.live(unmasked)
+            try unmasked.sendFrame(opcode: 0x1, Array(#"{"type":"topic","topic":"unmasked","data":1}"#.utf8), masked: false)
+            let close = try await unmasked.waitForClose()
+            #expect(close?.code == 1002, "an unmasked client frame is a protocol error (RFC 6455 §5.1): \(unmasked.summary)")
+
+            let badText = try await TestWebSocket.connect(port: port, path: path, token: mallory, label: "bad UTF-8 \(port)")
+            try await SessionStreams.live(badText)
+            // A topic frame with a lone continuation byte and an overlong encoding of "/".
+            let payload = Array(#"{"type":"topic","topic":"bad-utf8","data":""#.utf8) + [0x80, 0xC0, 0xAF] + Array(#""}"#.utf8)
+            try badText.sendFrame(opcode: 0x1, payload)
+            let close2 = try await badText.waitForClose()
+            #expect(close2?.code == 1007, "invalid UTF-8 in a text message (RFC 6455 §8.1): \(badText.summary)")
+        }
+        // The observer proves its own frames still flow, and saw none of the bad ones.
+        try await SessionStreams.live(observer)
+        #expect(!observer.jsonMessages.contains { ["unmasked", "bad-utf8"].contains($0["topic"].string ?? "") }, "\(observer.summary)")
+        let health = try await host.request("GET", "/health")
+        #expect(health.status == 200)
+    }
+
+    @Test("PYLON_WS_RELAY_RATE=1, PYLON_WS_RELAY_BURST=5: a flooding client gets RELAY_RATE_LIMITED error frames, then close 1008; other clients get at most the allowed frames; a polite client is untouched")
+    func relayFlood() async throws {
+        let host = try await HostProcess.start(manifest: RealtimeTests.manifest,
+                                               env: ["PYLON_WS_RELAY_RATE": "1", "PYLON_WS_RELAY_BURST": "5"],
+                                               dev: true, compatPorts: true)
+        defer { host.kill9() }
+        let guest = try await host.request("POST", "/api/auth/guest")
+        let guestToken = try #require(guest.json["token"].string, "\(guest.body)")
+        let observer = try await TestWebSocket.connect(port: host.port, token: Self.admin, label: "observer")
+        try await SessionStreams.live(observer)
+
+        for (port, path) in [(host.port, "/api/sync/ws"), (host.wsCompatPort, "/")] {
+            let flooder = try await TestWebSocket.connect(port: port, path: path, token: guestToken, label: "flooder \(port)")
+            let tag = "flood-\(port)"
+            let started = Date()
+            for i in 0..<200 {
+                do {
+                    try flooder.sendText(#"{"type":"topic","topic":"\#(tag)","data":\#(i)}"#)
+                } catch {
+                    break // the host closed the connection
+                }
+            }
+            let close = try await flooder.waitForClose()
+            #expect(close?.code == 1008 && close?.reason == "relay rate limit exceeded", "\(flooder.summary)")
+            let errors = flooder.jsonMessages.filter { $0["type"].string == "error" }
+            #expect(!errors.isEmpty && errors.allSatisfy { $0.errorCode == "RELAY_RATE_LIMITED" }, "\(flooder.summary)")
+            // Everything relayed was relayed before the close, and reaches the observer in
+            // order ahead of its own ready frame.
+            try await SessionStreams.live(observer)
+            let seen = observer.jsonMessages.filter { $0["topic"].string == tag }.count
+            // The burst, plus one per second of refill while the flood lasted.
+            let allowed = 5 + Int(Date().timeIntervalSince(started).rounded(.up))
+            #expect(seen >= 1 && seen <= allowed, "the observer got \(seen) of the flood's frames, allowed \(allowed)")
+        }
+
+        // A client under the limit: every frame relayed, no error.
+        let polite = try await TestWebSocket.connect(port: host.port, token: guestToken, label: "polite")
+        for i in 0..<3 { try polite.sendText(#"{"type":"topic","topic":"polite","data":\#(i)}"#) }
+        try await observer.waitForJSON("the polite client's third frame") { $0["topic"].string == "polite" && $0["data"].int == 2 }
+        #expect(!polite.jsonMessages.contains { $0["type"].string == "error" }, "\(polite.summary)")
+        #expect(polite.closeFrame == nil)
+        #expect(try await host.request("GET", "/health").status == 200)
+    }
+}
