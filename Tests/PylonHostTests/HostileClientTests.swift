@@ -236,7 +236,7 @@ struct HostileClientTests {
         }
     }
 
-    @Test("A bad query parameter is 400 INVALID_QUERY: GET /api/sync/pull?since=abc")
+    @Test("A bad query parameter is 400 INVALID_QUERY: GET /api/sync/pull?since=abc, and the event stream's since")
     func badQueryParameter() async throws {
         let host = try await HostProcess.start(manifest: Self.manifest)
         for query in ["since=abc", "since=-1", "limit=x"] {
@@ -245,6 +245,9 @@ struct HostileClientTests {
         }
         let ok = try await host.request("GET", "/api/sync/pull?since=0")
         #expect(ok.status == 200, "\(ok.body)")
+        // The event stream's cursor too (before any stream starts).
+        let sse = try await host.request("GET", "/api/sync/events?since=abc", token: HostProcess.adminToken, headers: ["Accept": "text/event-stream"])
+        #expect(sse.status == 400 && sse.body.contains("INVALID_QUERY"), "\(sse.body)")
     }
 
     @Test("Connections are capped per listener: the next client waits in the backlog until one closes; other listeners are unaffected")
