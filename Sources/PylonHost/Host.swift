@@ -228,6 +228,40 @@ public final class Host: Sendable {
         return manifest
     }
 
+    /// Open connections per listener: `configured`, but never more than the open-file limit
+    /// allows with every listener full and `reservedDescriptors` left for the store,
+    /// plugins and logs. At the cap a listener stops accepting (Hummingbird's
+    /// `MaximumAvailableConnections`) and clients wait in the backlog, so connections never
+    /// exhaust the descriptors: at EMFILE NIO only backs off accepting, but other code does
+    /// not survive it (libdispatch, which runs Swift's task pool on Linux, aborts the process
+    /// when its worker monitor cannot open /proc). Per listener because that is what
+    /// Hummingbird's handler can resume (with a shared count a listener with no connections
+    /// of its own would wait for ever).
+    static func connectionCap(_ configured: Int?, listeners: Int) -> Int {
+        var limit = rlimit()
+        guard getrlimit(openFiles, &limit) == 0 else { return configured ?? 1024 }
+        let files = Int(clamping: min(UInt64(limit.rlim_cur), UInt64(Int32.max)))
+        let budget = max(16, (files - reservedDescriptors) / max(1, listeners))
+        return min(configured ?? budget, budget)
+    }
+
+    /// Raises the soft open-file limit to the hard one (as Go's runtime does): the default
+    /// soft limit (often 1024) would cap connections far below what the system allows.
+    static func raiseOpenFileLimit() {
+        var limit = rlimit()
+        guard getrlimit(openFiles, &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+        limit.rlim_cur = limit.rlim_max
+        _ = setrlimit(openFiles, &limit)
+    }
+
+    #if canImport(Glibc)
+    private static let openFiles = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+    #else
+    private static let openFiles = RLIMIT_NOFILE
+    #endif
+
+    static let reservedDescriptors = 128
+
     /// Serves HTTP (and WS/SSE) until the process is stopped: the API port, plus Pylon's
     /// WS (port+1) and SSE (port+2) listeners unless `compatPorts` is off.
     public func run() async throws {
@@ -247,7 +281,8 @@ public final class Host: Sendable {
         let limit = config.requestRateLimit
         logger.info("request limit: \(limit > 0 ? "\(limit) per \(config.rateLimitWindow) s per client address" : "off"); writes with the session cookie accepted from: \(trustedOrigins.isEmpty ? "the host's own origin only (PYLON_TRUSTED_ORIGINS adds others)" : trustedOrigins.joined(separator: ", "))")
         let middleware = APIMiddleware<PylonRequestContext>(corsOrigin: config.corsOrigin, metrics: metrics, requestGuard: requestGuard)
-        let router = Router(context: PylonRequestContext.self)
+        // HEAD is answered wherever GET is (the GET handler's head, no body).
+        let router = Router(context: PylonRequestContext.self, options: .autoGenerateHeadEndpoints)
         router.add(middleware: middleware)
         routes.addSystemRoutes(router)
         routes.addAuthRoutes(router)
@@ -269,17 +304,31 @@ public final class Host: Sendable {
                               immediate: { routes.immediateRoute($0, middleware) })
             : nil
         let wsResponder = wsRouter.buildResponder()
+        let guards = ListenerGuards(limits: config.connectionLimits, maxBody: config.maxBodyBytes, serverName: "pylon-host")
+        let listeners = config.compatPorts ? 3 : 1
+        Self.raiseOpenFileLimit()
+        let cap = Self.connectionCap(config.maxConnections, listeners: listeners)
+        if let asked = config.maxConnections, asked > cap {
+            logger.warning("PYLON_MAX_CONNECTIONS=\(asked) is more than the open-file limit allows for \(listeners) listener(s); serving at most \(cap) per listener (raise the limit with ulimit -n)")
+        }
+        logger.info("HTTP: at most \(cap) open connections per listener; timeouts: head \(config.httpHeaderTimeout) s, body \(config.httpBodyTimeout) s, idle \(config.httpIdleTimeout) s (0 = off)")
+        /// Every listener's configuration: its address and the connection cap.
+        func listening(on port: Int) -> ApplicationConfiguration {
+            .init(address: .hostname(config.bindHost, port: port), serverName: "pylon-host",
+                  availableConnectionsDelegate: MaximumAvailableConnections(cap, logger: appLogger))
+        }
+        let http1 = HTTP1Channel.Configuration(additionalChannelHandlers: lane.map { [FastLane($0)] } ?? [],
+                                               httpDecoderConfiguration: .pylon)
         let server = HTTPServerBuilder { responder -> any ServerChildChannel in
-            let channel = HTTP1WebSocketUpgradeChannel(responder: responder, webSocketResponder: wsResponder, configuration: wsConfig,
-                                                       additionalChannelHandlers: { lane.map { [FastLane($0)] } ?? [] })
             // The raw front takes a connection's requests ahead of the upgrade handler and codec.
-            if let lane, lane.rawFront { return FrontedChannel(inner: channel, shared: lane) }
-            return channel
+            HTTPListener(inner: HTTP1WebSocketUpgradeChannel(responder: responder, webSocketResponder: wsResponder,
+                                                             configuration: .init(http1: http1, ws: wsConfig)),
+                         guards: guards, front: lane.flatMap { $0.rawFront ? $0 : nil })
         }
         let main = Application(
             router: router,
             server: server,
-            configuration: .init(address: .hostname(config.bindHost, port: config.port), serverName: "pylon-host"),
+            configuration: listening(on: config.port),
             onServerRunning: { [logger, config] _ in
                 logger.info("pylon-host listening on http://\(config.bindHost):\(config.port)\(config.dev ? " (dev mode)" : "") (\(Allocator.description))")
             },
@@ -289,18 +338,30 @@ public final class Host: Sendable {
             let wsOnly = Router(context: PylonRequestContext.self)
             routes.addWebSocketRoute(wsOnly, path: "/")
             routes.addWebSocketRoute(wsOnly, path: "/**")
+            let wsOnlyResponder = wsOnly.buildResponder()
+            let plain = HTTP1Channel.Configuration(httpDecoderConfiguration: .pylon)
+            // Requests that are not upgrades get the API's error answers (404 in JSON).
+            let wsHTTP = Router(context: PylonRequestContext.self, options: .autoGenerateHeadEndpoints)
+            wsHTTP.add(middleware: middleware)
             let wsApp = Application(
-                router: Router(context: PylonRequestContext.self),
-                server: .http1WebSocketUpgrade(webSocketRouter: wsOnly, configuration: .init(ws: wsConfig)),
-                configuration: .init(address: .hostname(config.bindHost, port: config.port + 1), serverName: "pylon-host"),
+                router: wsHTTP,
+                server: HTTPServerBuilder { responder in
+                    HTTPListener(inner: HTTP1WebSocketUpgradeChannel(responder: responder, webSocketResponder: wsOnlyResponder,
+                                                                     configuration: .init(http1: plain, ws: wsConfig)),
+                                 guards: guards)
+                },
+                configuration: listening(on: config.port + 1),
                 logger: appLogger)
-            let sseRouter = Router(context: PylonRequestContext.self)
+            let sseRouter = Router(context: PylonRequestContext.self, options: .autoGenerateHeadEndpoints)
             sseRouter.add(middleware: middleware)
             routes.addEventStreamRoute(sseRouter, path: "/")
             routes.addEventStreamRoute(sseRouter, path: "/**")
             let sseApp = Application(
                 router: sseRouter,
-                configuration: .init(address: .hostname(config.bindHost, port: config.port + 2), serverName: "pylon-host"),
+                server: HTTPServerBuilder { responder in
+                    HTTPListener(inner: HTTP1Channel(responder: responder, configuration: plain), guards: guards)
+                },
+                configuration: listening(on: config.port + 2),
                 logger: appLogger)
             services += [wsApp, sseApp]
             logger.info("Pylon-compatible listeners: WebSocket on port \(config.port + 1), SSE on port \(config.port + 2)")

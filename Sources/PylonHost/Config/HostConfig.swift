@@ -56,6 +56,16 @@ public struct HostConfig: Sendable {
     /// With the fast lane, a connection's requests are parsed and answered ahead of the
     /// HTTP codec (`RawFront`) until one needs the codec; PYLON_HTTP_RAW_FRONT=0 turns that off.
     public var rawFront = true
+    /// Seconds a request head may take from its first byte (PYLON_HTTP_HEADER_TIMEOUT), its
+    /// body from the end of the head (PYLON_HTTP_BODY_TIMEOUT), and a keep-alive connection
+    /// may sit idle between requests (PYLON_HTTP_IDLE_TIMEOUT); 0 turns one off. Every
+    /// HTTP listener enforces them (`ConnectionDeadlines`).
+    public var httpHeaderTimeout = 10.0
+    public var httpBodyTimeout = 30.0
+    public var httpIdleTimeout = 60.0
+    /// Open connections per HTTP listener (PYLON_MAX_CONNECTIONS); more wait in the accept
+    /// backlog. nil: derived from the open-file limit (`Host.connectionCap`).
+    public var maxConnections: Int?
     /// Settings for the cache plugin from `PYLON_CACHE_*`, merged over the manifest's
     /// `plugins.cache` (port, bind, requirepass, protected_mode, maxmemory, snapshot).
     public var cacheOverrides: [(String, JSONValue)] = []
@@ -73,6 +83,12 @@ public struct HostConfig: Sendable {
         if let trustedOrigins { return trustedOrigins }
         if dev { return ["*"] }
         return manifest.auth.trustedOrigins + (corsOrigin == "*" ? [] : [corsOrigin])
+    }
+
+    /// The HTTP timeouts as `ConnectionDeadlines` takes them (nanoseconds, nil = off).
+    var connectionLimits: ConnectionDeadlines.Limits {
+        func ns(_ s: Double) -> Int64? { s > 0 ? Int64(s * 1e9) : nil }
+        return .init(header: ns(httpHeaderTimeout), body: ns(httpBodyTimeout), idle: ns(httpIdleTimeout))
     }
 
     /// Applies the environment over the defaults. Flags are applied after this by the CLI.
@@ -100,6 +116,19 @@ public struct HostConfig: Sendable {
         if let p = try int("PYLON_CHANGE_POLL_MS") { c.changePollMs = max(1, min(p, 10_000)) }
         if let m = try int("PYLON_MAX_CONNECTIONS_PER_IP") { c.maxConnectionsPerAddress = max(1, m) }
         if let f = try int("PYLON_WS_MAX_FRAME") { c.maxFrameBytes = max(1024, f) }
+        /// Seconds, fractions allowed ("0.5"), or milliseconds with "ms" ("500ms").
+        func seconds(_ key: String) throws(HostError) -> Double? {
+            guard let v = env[key]?.trimmingCharacters(in: .whitespaces), !v.isEmpty else { return nil }
+            let n = v.hasSuffix("ms") ? Double(v.dropLast(2)).map { $0 / 1000 } : Double(v.hasSuffix("s") ? String(v.dropLast()) : v)
+            guard let n, n.isFinite, n >= 0, n <= 86_400 else {
+                throw HostError(status: 500, code: "CONFIG_INVALID", message: "\(key)=\(v) is not a duration; give seconds (\"10\", \"0.5\") or milliseconds (\"500ms\"), 0 for none")
+            }
+            return n
+        }
+        if let t = try seconds("PYLON_HTTP_HEADER_TIMEOUT") { c.httpHeaderTimeout = t }
+        if let t = try seconds("PYLON_HTTP_BODY_TIMEOUT") { c.httpBodyTimeout = t }
+        if let t = try seconds("PYLON_HTTP_IDLE_TIMEOUT") { c.httpIdleTimeout = t }
+        if let m = try int("PYLON_MAX_CONNECTIONS") { c.maxConnections = max(1, m) }
         if let r = try int("PYLON_WS_RELAY_RATE") { c.wsRelayRate = max(1, min(r, 100_000)) }
         if let b = try int("PYLON_WS_RELAY_BURST") { c.wsRelayBurst = max(1, min(b, 100_000)) }
         if let m = try int("PYLON_RATE_LIMIT_MAX") { c.rateLimitMax = m }

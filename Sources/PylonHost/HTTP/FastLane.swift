@@ -45,7 +45,7 @@ final class FastLane: ChannelDuplexHandler, RemovableChannelHandler, @unchecked 
         /// Gets `http_fast_lane_requests_total` when a connection ends.
         let metrics: Metrics
         /// Whether each API-port connection also gets a `RawFront` (PYLON_HTTP_RAW_FRONT,
-        /// default on; see `FrontedChannel`).
+        /// default on; see `HTTPListener`).
         var rawFront = true
         /// The router's middleware, for requests that skip the router (`direct`).
         var middleware: APIMiddleware<PylonRequestContext>?

@@ -143,6 +143,9 @@ struct APIMiddleware<Context: RemoteAddressRequestContext>: RouterMiddleware {
         }
         // No handler sets these fields, so appending equals setting them.
         response.headers.append(contentsOf: fixedHeaders)
+        // HEAD routes come from GET (`autoGenerateHeadEndpoints`), which drops the body;
+        // an answer from no route (404) or an error still has one, which HEAD must not carry.
+        if request.method == .head { response = response.createHeadResponse() }
         return response
     }
 

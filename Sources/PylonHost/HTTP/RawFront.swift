@@ -3,6 +3,7 @@ import HTTPTypes
 import HummingbirdCore
 import Logging
 import NIOCore
+import NIOHTTP1
 
 /// The fast lane's front half: parses HTTP/1.1 requests straight from the socket's bytes and
 /// writes each answer as one buffer, ahead of NIO's HTTP codec. For the short requests that
@@ -21,8 +22,10 @@ import NIOCore
 /// takes its share behind them). Nothing is lost or reordered: the switch happens only
 /// between requests, when no answer from here is outstanding. A head that is not HTTP/1.x
 /// as RFC 9112 writes it (a bad request line, a header line without a token name, a bare
-/// LF, two Content-Lengths) is answered 400 MALFORMED_HTTP with the reason, and the
-/// connection closed.
+/// LF, two Content-Lengths) gets its `HTTPFault` answer (400 MALFORMED_HTTP with the
+/// reason; 505 for another HTTP version, 414 for a request line over
+/// `HTTPLimits.maxRequestLine`, 431 for too many fields), and the connection is closed.
+/// Each request's boundaries go to the connection's `ConnectionGuard` (its deadlines).
 ///
 /// Requests go through the same router, middleware and handlers as every other request
 /// (`FastLane.respond`). While one is being answered, later pipelined bytes wait in `pending`
@@ -30,8 +33,8 @@ import NIOCore
 /// connection once the answer in progress has left; the codec's handlers, which never saw
 /// these requests, do not get the event.
 ///
-/// It is the first handler of every connection on the API port (`FrontedChannel`), ahead
-/// of Hummingbird's WebSocket upgrade handler and HTTP codec, so it sees a connection's
+/// It follows the `ConnectionGuard` on every connection of the API port (`HTTPListener`),
+/// ahead of Hummingbird's WebSocket upgrade handler and HTTP codec, so it sees a connection's
 /// bytes from the first; what it passes on reaches them as if straight from the socket.
 ///
 /// Threads: every method runs on the channel's event loop.
@@ -44,7 +47,10 @@ final class RawFront: ChannelDuplexHandler, RemovableChannelHandler, @unchecked 
     private enum Mode { case parsing, answering, passThrough }
 
     private let shared: FastLane.Shared
+    private let connection: ConnectionGuard
     private var mode = Mode.parsing
+    /// The head of the request whose body is still arriving was reported to `connection`.
+    private var headReported = false
     /// Received bytes not yet consumed by a request.
     private var pending: ByteBuffer?
     private var readHeld = false
@@ -53,7 +59,10 @@ final class RawFront: ChannelDuplexHandler, RemovableChannelHandler, @unchecked 
     private var executor: LoopTaskExecutor?
     private var served: Int64 = 0
 
-    init(_ shared: FastLane.Shared) { self.shared = shared }
+    init(_ shared: FastLane.Shared, _ connection: ConnectionGuard) {
+        self.shared = shared
+        self.connection = connection
+    }
 
     // MARK: Inbound
 
@@ -91,10 +100,16 @@ final class RawFront: ChannelDuplexHandler, RemovableChannelHandler, @unchecked 
             return
         case .passThrough:
             passThrough(context, inRead: inRead)
-        case let .malformed(why):
-            reject(why, context)
+        case let .fault(fault):
+            reject(fault, context)
         case let .request(head, headLength, bodyLength):
+            if !headReported {
+                headReported = true
+                connection.headReceived()
+            }
             guard buffer.readableBytes >= headLength + bodyLength else { return }
+            headReported = false
+            connection.requestReceived()
             buffer.moveReaderIndex(forwardBy: headLength)
             let body = buffer.readSlice(length: bodyLength)!
             pending = buffer.readableBytes > 0 ? buffer : nil
@@ -125,17 +140,11 @@ final class RawFront: ChannelDuplexHandler, RemovableChannelHandler, @unchecked 
         }
     }
 
-    /// Answers 400 with the reason and closes: nothing after a malformed head can be framed.
-    private func reject(_ why: String, _ context: ChannelHandlerContext) {
+    /// Answers the fault and closes: nothing after a malformed head can be framed.
+    private func reject(_ fault: HTTPFault, _ context: ChannelHandlerContext) {
         mode = .answering // takes nothing more
         pending = nil
-        let error = HostError.badRequest("MALFORMED_HTTP", "malformed HTTP/1.1 request: \(why); the connection is closed")
-        var body = context.channel.allocator.buffer(capacity: 160)
-        body.writeBytes(JSONWriter.encode(error.body))
-        var head = HTTPResponse(status: .badRequest)
-        head.headerFields[.contentType] = "application/json"
-        head.headerFields[.connection] = "close"
-        context.writeAndFlush(wrapOutboundOut(.byteBuffer(Self.encode(head, body, server: shared.serverName, context.channel.allocator)))).whenComplete { _ in
+        context.writeAndFlush(wrapOutboundOut(.byteBuffer(fault.encoded(server: shared.serverName, context.channel.allocator)))).whenComplete { _ in
             context.close(promise: nil)
         }
     }
@@ -150,6 +159,7 @@ final class RawFront: ChannelDuplexHandler, RemovableChannelHandler, @unchecked 
         }
         context.writeAndFlush(wrapOutboundOut(.byteBuffer(Self.encode(head, body, server: shared.serverName, context.channel.allocator))),
                               promise: nil)
+        connection.answered()
         mode = .parsing
         next(context, inRead: false)
         if case .answering = mode { return }
@@ -169,7 +179,8 @@ final class RawFront: ChannelDuplexHandler, RemovableChannelHandler, @unchecked 
         out.writeStaticString("HTTP/1.1 ")
         out.writeString(String(code))
         out.writeStaticString(" ")
-        out.writeString(head.status.reasonPhrase)
+        // A status made from a bare code (`Status(code:)`) has no phrase: NIO's table has it.
+        out.writeString(head.status.reasonPhrase.isEmpty ? HTTPResponseStatus(statusCode: code).reasonPhrase : head.status.reasonPhrase)
         out.writeStaticString("\r\n")
         for field in head.headerFields {
             // Hummingbird's Response may carry its own Content-Length; these three are ours.
@@ -236,34 +247,46 @@ enum RawRequest {
         case needMore
         /// Well-formed but not for the front: the codec takes it from here.
         case passThrough
-        /// Not HTTP/1.x as RFC 9112 writes it: answered 400 here, and the connection closed.
-        case malformed(String)
+        /// Not a request the host can take (not HTTP/1.x as RFC 9112 writes it, or over a
+        /// limit): answered here, and the connection closed.
+        case fault(HTTPFault)
         case request(HTTPRequest, headLength: Int, bodyLength: Int)
     }
 
     /// Heads longer than this go to the codec.
     static let maxHead = 8192
-    static let maxFields = 100
 
     static func parse(_ p: UnsafeRawBufferPointer, maxBody: Int) -> Parsed {
         let limit = min(p.count, maxHead)
         // The head ends at the first empty line.
+        // A bare LF anywhere in it is malformed (and would never make the end appear).
         var end = -1
         var i = 0
-        while i + 3 < limit {
-            if p[i] == 0x0D && p[i + 1] == 0x0A && p[i + 2] == 0x0D && p[i + 3] == 0x0A { end = i; break }
+        while i < limit {
+            if p[i] == 0x0A {
+                guard i > 0, p[i - 1] == 0x0D else { return .fault(.malformed("a line ends with a bare LF")) }
+                if i >= 3 && p[i - 2] == 0x0A && p[i - 3] == 0x0D { end = i - 3; break }
+            }
             i += 1
         }
-        if end < 0 { return p.count >= maxHead ? .passThrough : .needMore }
+        if end < 0 {
+            guard p.count >= maxHead else { return .needMore }
+            // A request line that does not end within its limit is a target too long.
+            return index(of: 0x0A, p, 0, min(p.count, HTTPLimits.maxRequestLine)) == nil ? .fault(.targetTooLong) : .passThrough
+        }
         // Request line: METHOD SP request-target SP HTTP/1.x — ours: a lane method, an
         // origin-form target under a lane route, HTTP/1.1.
-        guard let lineEnd = crlf(p, from: 0, to: end + 2) else { return .malformed("the request line does not end with CRLF") }
+        guard let lineEnd = crlf(p, from: 0, to: end + 2) else { return .fault(.malformed("the request line does not end with CRLF")) }
         guard let sp1 = index(of: 0x20, p, 0, lineEnd), let sp2 = index(of: 0x20, p, sp1 + 1, lineEnd), sp1 > 0, sp2 > sp1 + 1
-        else { return .malformed("the request line is not \"METHOD target HTTP/1.1\"") }
-        for k in 0..<sp1 where !isTokenByte(p[k]) { return .malformed("the method is not a token") }
-        for k in (sp1 + 1)..<sp2 where p[k] <= 0x20 || p[k] == 0x7F { return .malformed("the request target has a control character or a space") }
+        else { return .fault(.malformed("the request line is not \"METHOD target HTTP/1.1\"")) }
+        for k in 0..<sp1 where !isTokenByte(p[k]) { return .fault(.malformed("the method is not a token")) }
+        for k in (sp1 + 1)..<sp2 where p[k] <= 0x20 || p[k] == 0x7F { return .fault(.malformed("the request target has a control character or a space")) }
         let v11 = lineEnd - sp2 - 1 == 8 && equals(p, sp2 + 1, "HTTP/1.1")
-        guard v11 || (lineEnd - sp2 - 1 == 8 && equals(p, sp2 + 1, "HTTP/1.0")) else { return .malformed("the HTTP version is not HTTP/1.1 or HTTP/1.0") }
+        guard v11 || (lineEnd - sp2 - 1 == 8 && equals(p, sp2 + 1, "HTTP/1.0")) else {
+            // "HTTP/d.d" of another version: well-formed, not supported (as NIO's decoder says).
+            let other = lineEnd - sp2 - 1 == 8 && equals(p, sp2 + 1, "HTTP/") && isDigit(p[sp2 + 6]) && p[sp2 + 7] == 0x2E && isDigit(p[sp2 + 8])
+            return other ? .fault(.versionNotSupported) : .fault(.malformed("the HTTP version is not HTTP/1.1 or HTTP/1.0"))
+        }
         let method = method(p, sp1)
         let path = String(decoding: UnsafeRawBufferPointer(rebasing: p[(sp1 + 1)..<sp2]), as: UTF8.self)
         // Not ours: the headers are still checked, so that what goes on is well-formed.
@@ -274,24 +297,24 @@ enum RawRequest {
         var line = lineEnd + 2
         var count = 0
         while line < end + 2 {
-            guard let e = crlf(p, from: line, to: end + 2), e > line else { return .malformed("a header line does not end with CRLF") }
+            guard let e = crlf(p, from: line, to: end + 2), e > line else { return .fault(.malformed("a header line does not end with CRLF")) }
             count += 1
-            if count > maxFields { return .passThrough }
-            guard let colon = index(of: 0x3A, p, line, e), colon > line else { return .malformed("a header line has no \"name:\"") }
-            for k in line..<colon where !isTokenByte(p[k]) { return .malformed("a header name is not a token (or the line is folded)") }
+            if count > HTTPLimits.maxHeaderFields { return .fault(.headTooLarge) }
+            guard let colon = index(of: 0x3A, p, line, e), colon > line else { return .fault(.malformed("a header line has no \"name:\"")) }
+            for k in line..<colon where !isTokenByte(p[k]) { return .fault(.malformed("a header name is not a token (or the line is folded)")) }
             var vs = colon + 1
             var ve = e
             while vs < ve && (p[vs] == 0x20 || p[vs] == 0x09) { vs += 1 }
             while ve > vs && (p[ve - 1] == 0x20 || p[ve - 1] == 0x09) { ve -= 1 }
-            for k in vs..<ve where (p[k] < 0x20 && p[k] != 0x09) || p[k] == 0x7F { return .malformed("a header value has a control character") }
+            for k in vs..<ve where (p[k] < 0x20 && p[k] != 0x09) || p[k] == 0x7F { return .fault(.malformed("a header value has a control character")) }
             let rawName = String(decoding: UnsafeRawBufferPointer(rebasing: p[line..<colon]), as: UTF8.self)
             let value = String(decoding: UnsafeRawBufferPointer(rebasing: p[vs..<ve]), as: UTF8.self)
             line = e + 2
-            guard let name = HTTPField.Name(rawName) else { return .malformed("a header name is not valid") }
+            guard let name = HTTPField.Name(rawName) else { return .fault(.malformed("a header name is not valid")) }
             if name == .contentLength {
-                guard length == nil else { return .malformed("Content-Length is given more than once") }
+                guard length == nil else { return .fault(.malformed("Content-Length is given more than once")) }
                 guard !value.isEmpty, value.utf8.count <= 18, value.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let n = Int(value)
-                else { return .malformed("Content-Length is not a number") }
+                else { return .fault(.malformed("Content-Length is not a number")) }
                 length = n
                 if n > maxBody { ours = false }
             }
@@ -363,6 +386,8 @@ enum RawRequest {
         return nil
     }
 
+    private static func isDigit(_ c: UInt8) -> Bool { c >= 0x30 && c <= 0x39 }
+
     /// RFC 9110 tchar.
     private static func isTokenByte(_ c: UInt8) -> Bool {
         switch c {
@@ -370,22 +395,5 @@ enum RawRequest {
         case 0x21, 0x23, 0x24, 0x25, 0x26, 0x27, 0x2A, 0x2B, 0x2D, 0x2E, 0x5E, 0x5F, 0x60, 0x7C, 0x7E: true
         default: false
         }
-    }
-}
-
-/// A server child channel with a `RawFront` put ahead of everything `inner` sets up.
-struct FrontedChannel<Inner: ServerChildChannel>: ServerChildChannel {
-    typealias Value = Inner.Value
-    let inner: Inner
-    let shared: FastLane.Shared
-
-    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
-        channel.eventLoop.makeCompletedFuture {
-            try channel.pipeline.syncOperations.addHandler(RawFront(shared), position: .first)
-        }.flatMap { inner.setup(channel: channel, logger: logger) }
-    }
-
-    func handle(value: Value, logger: Logger) async {
-        await inner.handle(value: value, logger: logger)
     }
 }

@@ -114,6 +114,15 @@ extension RouteContext {
         return nil
     }
 
+    /// `cursorParam`, refusing a `since` that is given but not a cursor (400 INVALID_QUERY,
+    /// as on `/api/sync/pull`) instead of reading it as "no cursor".
+    static func checkedCursorParam(_ request: Request) throws(HostError) -> Int64? {
+        if let s = request.uri.queryParameters.get("since"), !s.isEmpty, Int64(s).map({ $0 < 0 }) ?? true {
+            throw HostError.badRequest("INVALID_QUERY", "query parameter since must be a non-negative integer (a change-log cursor), got \"\(s)\"")
+        }
+        return cursorParam(request)
+    }
+
     /// When a subscriber's queue overflows, its sender falls back to the log. If it then
     /// delivers nothing for `stallSeconds` (the client stopped reading and the socket is
     /// full), the connection is closed: the client reconnects with its cursor.
@@ -212,7 +221,7 @@ extension RouteContext {
             guard auth.isAdmin || auth.userID != nil else {
                 throw HostError(status: 401, code: "AUTH_REQUIRED", message: "the event stream needs a session: send Authorization: Bearer <token> or ?token=")
             }
-            let since = Self.cursorParam(request)
+            let since = try Self.checkedCursorParam(request)
             let sub = try hub.subscribe(auth: auth, address: ctx.addressKey, wantsRelays: false, session: caller.session,
                                         live: since == nil)
             do {

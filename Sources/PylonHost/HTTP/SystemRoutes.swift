@@ -4,7 +4,7 @@ import Hummingbird
 extension RouteContext {
     func addSyncRoutes(_ router: Router<PylonRequestContext>) {
         router.get("/api/sync/pull") { req, _ in
-            let since = (try? Self.intParam(req, "since")) ?? 0
+            let since = try Self.intParam(req, "since") ?? 0
             let requested = try Self.intParam(req, "limit") ?? 100
             let limit = Int(min(requested, 1000))
             let epoch = req.uri.queryParameters.get("epoch").map { String($0) }

@@ -44,6 +44,8 @@ final class HostProcess: @unchecked Sendable {
     var storeURL: String? { backend?.storeConfig.first { $0.0 == "url" }?.1.stringValue }
     /// Whether the host also serves Pylon's WS (port+1) and SSE (port+2) listeners.
     let compatPorts: Bool
+    /// A command the host binary is started through (e.g. `prlimit --nofile=…`), or empty.
+    private var launcher: [String] = []
     private let ownsDirectory: Bool
     private let lock = NSLock()
     private var process: Process?
@@ -106,7 +108,8 @@ final class HostProcess: @unchecked Sendable {
     /// `functions/hello.ts`.
     static func start(manifest: String, env: [String: String] = [:], dev: Bool = true,
                       dbPath: String? = nil, compatPorts: Bool = false,
-                      store: TestStore = .sqlite, files: [String: String] = [:]) async throws -> HostProcess {
+                      store: TestStore = .sqlite, files: [String: String] = [:],
+                      launcher: [String] = []) async throws -> HostProcess {
         let fm = FileManager.default
         let dir = try TestPaths.freshTempDir("pylon-test")
         for (path, contents) in files {
@@ -134,6 +137,7 @@ final class HostProcess: @unchecked Sendable {
         let host = HostProcess(directory: dir, manifestPath: manifestPath, dbPath: db,
                                env: backend.env.merging(env) { _, given in given }, dev: dev,
                                compatPorts: compatPorts, store: store, pluginsDir: pluginsDir, backend: backend)
+        host.launcher = launcher
         try await host.launch()
         return host
     }
@@ -175,8 +179,8 @@ final class HostProcess: @unchecked Sendable {
         if dev { args.append("--dev") }
 
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: TestPaths.hostBinary)
-        p.arguments = args
+        p.executableURL = URL(fileURLWithPath: launcher.first ?? TestPaths.hostBinary)
+        p.arguments = launcher.isEmpty ? args : Array(launcher.dropFirst()) + [TestPaths.hostBinary] + args
         p.environment = environment
         p.currentDirectoryURL = directory
         guard let out = FileHandle(forWritingAtPath: logPath) else {

@@ -1,0 +1,103 @@
+import HTTPTypes
+import NIOCore
+import NIOHTTP1
+
+/// A request the host cannot serve at the HTTP layer, before any route sees it, and its
+/// RFC 9110/9112 answer. Every front maps its failures here (`RawFront`'s parser, NIO's
+/// decoder through `CodecGuard`, the timeouts of `ConnectionGuard`), so the same fault gets
+/// the same status, code and body on every port and every path. Each answer closes the
+/// connection: after any of these the framing of what follows is in doubt.
+enum HTTPFault: Error, Equatable, Sendable {
+    /// Not HTTP/1.1 as RFC 9112 writes it (the reason says what).
+    case malformed(String)
+    /// A method token the host does not know (`FOO`, lowercase `get`): 501.
+    case methodNotImplemented
+    /// A request line with an HTTP version other than 1.x: 505.
+    case versionNotSupported
+    /// The request line alone is over the head limit: 414.
+    case targetTooLong
+    /// The head (fields, count or size) is over the limits: 431.
+    case headTooLarge
+    /// A body announced larger than the host takes (`Expect: 100-continue` refused): 413.
+    case bodyTooLarge(limit: Int)
+    /// An `Expect` other than `100-continue`: 417.
+    case expectationFailed
+    /// The head did not complete within the header timeout: 408.
+    case headTimeout
+    /// The body did not complete within the body timeout: 408.
+    case bodyTimeout
+
+    /// NIO's decoder errors (`HTTPParserError`) as faults.
+    init(_ error: HTTPParserError) {
+        switch error {
+        case .invalidMethod: self = .methodNotImplemented
+        // NIO reports an HTTP/2.0 request line and a garbled version (a bare LF right after
+        // it) alike; 505 fits the first, which is what clients actually send.
+        case .invalidVersion: self = .versionNotSupported
+        case .headerOverflow: self = .headTooLarge
+        case .lfExpected: self = .malformed("a line does not end with CRLF")
+        case .unexpectedContentLength: self = .malformed("Content-Length comes with Transfer-Encoding, or more than once")
+        case .invalidContentLength: self = .malformed("Content-Length is not a number")
+        case .invalidChunkSize: self = .malformed("a chunk size is not a hexadecimal number")
+        case .invalidHeaderToken: self = .malformed("a header line is not \"name: value\" with a token name")
+        case .invalidURL: self = .malformed("the request target is not valid")
+        case .invalidCharactersUsed: self = .malformed("the head has characters HTTP does not allow")
+        case .invalidEOFState: self = .malformed("the connection ended inside a request")
+        default: self = .malformed("it is not valid HTTP/1.1 framing (a bare LF, Content-Length with Transfer-Encoding, or another error in the head)")
+        }
+    }
+
+    /// The wire error: status, stable code and a message that says what to change.
+    var error: HostError {
+        switch self {
+        case let .malformed(why):
+            return HostError(status: 400, code: "MALFORMED_HTTP", message: "malformed HTTP/1.1 request: \(why); the connection is closed")
+        case .methodNotImplemented:
+            return HostError(status: 501, code: "METHOD_NOT_IMPLEMENTED",
+                             message: "the request method is not one this host implements; use GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS (methods are case-sensitive)")
+        case .versionNotSupported:
+            return HostError(status: 505, code: "HTTP_VERSION_NOT_SUPPORTED", message: "this host speaks HTTP/1.1 (and 1.0); send the request as HTTP/1.1")
+        case .targetTooLong:
+            return HostError(status: 414, code: "URI_TOO_LONG", message: "the request target is longer than \(HTTPLimits.maxRequestLine) bytes; send long input in a POST body")
+        case .headTooLarge:
+            return HostError(status: 431, code: "HEADERS_TOO_LARGE",
+                             message: "the request head is over the limits (\(HTTPLimits.maxHeaderFields) fields, \(HTTPLimits.maxHeaderFieldBytes) bytes per field, \(HTTPLimits.maxHeadBytes) bytes in all); send fewer or shorter header fields")
+        case let .bodyTooLarge(limit):
+            return HostError(status: 413, code: "PAYLOAD_TOO_LARGE", message: "the request body is larger than \(limit) bytes; send less data per request (PYLON_MAX_BODY_BYTES raises the limit)")
+        case .expectationFailed:
+            return HostError(status: 417, code: "EXPECTATION_FAILED", message: "the only expectation this host meets is \"Expect: 100-continue\"")
+        case .headTimeout:
+            return HostError(status: 408, code: "REQUEST_TIMEOUT", message: "the request head did not arrive in time (PYLON_HTTP_HEADER_TIMEOUT); send the whole head at once")
+        case .bodyTimeout:
+            return HostError(status: 408, code: "REQUEST_TIMEOUT", message: "the request body did not arrive in time (PYLON_HTTP_BODY_TIMEOUT); send it right after the head")
+        }
+    }
+
+    /// The answer: head (JSON, `Connection: close`; no Date, Server or Content-Length, which
+    /// each front's encoder adds) and body.
+    func answer(_ allocator: ByteBufferAllocator) -> (HTTPResponse, ByteBuffer) {
+        let e = error
+        let bytes = JSONWriter.encode(e.body)
+        var body = allocator.buffer(capacity: bytes.count)
+        body.writeBytes(bytes)
+        var head = HTTPResponse(status: HTTPResponse.Status(code: e.status))
+        head.headerFields[.contentType] = "application/json"
+        head.headerFields[.connection] = "close"
+        return (head, body)
+    }
+
+    /// The whole answer as bytes, for a front that writes straight to the socket.
+    func encoded(server: String, _ allocator: ByteBufferAllocator) -> ByteBuffer {
+        let (head, body) = answer(allocator)
+        return RawFront.encode(head, body, server: server, allocator)
+    }
+}
+
+/// The limits on a request head, the same for `RawFront` and NIO's decoder (set on every
+/// listener's codec in `HTTPListener`). Over them: 431 (414 for the request line alone).
+enum HTTPLimits {
+    static let maxRequestLine = 8192
+    static let maxHeaderFields = 100
+    static let maxHeaderFieldBytes = 16 * 1024
+    static let maxHeadBytes = 32 * 1024
+}
