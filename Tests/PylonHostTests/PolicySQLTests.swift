@@ -356,3 +356,54 @@ struct PolicyOracleTests {
         }
     }
 }
+
+/// The SQL a rule becomes (in-process, no host): what it binds and where NULL is spelled out.
+@Suite("Read rules in SQL: the predicate text")
+struct RowPredicateTests {
+    static let entity = Entity(name: "Note", fields: [
+        Field(name: "ownerId", typeName: "string", optional: true, unique: false),
+        Field(name: "n", typeName: "int", optional: true, unique: false),
+        Field(name: "b", typeName: "bool", optional: true, unique: false),
+    ], indexes: [], relations: [], crdt: false)
+
+    /// The rule as SQL for `userID` (SQLite text, `?` placeholders) and its parameters; nil
+    /// when it does not compile.
+    static func sql(_ rule: String, _ userID: String? = "alice", dialect: SQLDialect = SQLiteDialect()) throws -> (String, [SQLValue])? {
+        let auth = AuthContext(userID: userID, isAdmin: false, isGuest: false, roles: [], tenantID: nil)
+        guard let p = RowPredicate.compile(try PolicyExpression(rule).root, entity: entity, PolicyInput(auth: auth), dialect) else { return nil }
+        var params: [SQLValue] = []
+        let text = p.sql(table: "Note", dialect) { v in
+            params.append(v)
+            return dialect.placeholder(params.count)
+        }
+        return (text, params)
+    }
+
+    @Test("The owner rule is one indexable equality; anonymous callers get IS NULL")
+    func ownerRule() throws {
+        let alice = try #require(try Self.sql("auth.userId == data.ownerId"))
+        #expect(alice.0 == #""Note"."ownerId" = ?"# && alice.1 == [.text("alice")])
+        let anonymous = try #require(try Self.sql("auth.userId == data.ownerId", nil))
+        #expect(anonymous.0 == #""Note"."ownerId" IS NULL"# && anonymous.1.isEmpty)
+    }
+
+    @Test("Negations spell out NULL, mismatched types are constants, strings order by bytes on Postgres")
+    func negationsAndTypes() throws {
+        #expect(try Self.sql("!(data.n < 5)")?.0 == #"("Note"."n" IS NULL OR "Note"."n" >= ?)"#)
+        #expect(try Self.sql("data.ownerId != auth.userId")?.0 == #"("Note"."ownerId" IS NULL OR "Note"."ownerId" <> ?)"#)
+        #expect(try Self.sql(#"data.n == "5""#)?.0 == "1 = 0")
+        #expect(try Self.sql(#"data.n != "5""#)?.0 == "1 = 1")
+        #expect(try Self.sql("data.b")?.0 == #""Note"."b" <> ?"#)
+        #expect(try Self.sql("data.n == 5.0")?.1 == [.int(5)])
+        let pg = try #require(try Self.sql(#"data.ownerId < "b" && data.n in [1, 2]"#, dialect: PostgresDialect()))
+        #expect(pg.0 == #"("Note"."ownerId" COLLATE "C" < $1 AND ("Note"."n" = $2 OR "Note"."n" = $3))"#)
+    }
+
+    @Test("Rules SQL cannot evaluate exactly stay per-row", arguments: [
+        "data.ownerId == data.n", "data.n == 1.5", "data.n < 2.5", "data == null", "(data.n == 5) == true",
+        "data.ownerId in [data.n]", #"data.ownerId == "a\0b""#,
+    ])
+    func notCompiled(_ rule: String) throws {
+        #expect(try Self.sql(rule) == nil)
+    }
+}

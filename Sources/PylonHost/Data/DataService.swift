@@ -258,6 +258,7 @@ public final class DataService: Sendable {
         if changes.isEmpty {
             throw HostError.badRequest("INVALID_DATA", "the patch has no fields to update; send at least one field of \(codec.entity.name)")
         }
+        try guardian.requireSomeRow(.update, codec.entity.name)
         guard let before = try fetch(tx, codec, id: id) else {
             throw HostError.notFound("\(codec.entity.name) with id \"\(id)\" not found")
         }
@@ -285,6 +286,7 @@ public final class DataService: Sendable {
     }
 
     static func delete(_ tx: WriteTransaction, _ codec: RowCodec, id: String, _ guardian: WriteGuard) throws -> JSONValue {
+        try guardian.requireSomeRow(.delete, codec.entity.name)
         guard let before = try fetch(tx, codec, id: id) else {
             throw HostError.notFound("\(codec.entity.name) with id \"\(id)\" not found")
         }
@@ -335,6 +337,7 @@ public final class DataService: Sendable {
     static func link(_ tx: WriteTransaction, _ codec: RowCodec, id: String, relation: String, targetID: String?,
                      _ guardian: WriteGuard) throws -> Bool {
         let field = try relationField(codec, relation)
+        try guardian.requireSomeRow(.update, codec.entity.name)
         guard try fetch(tx, codec, id: id) != nil else { return false }
         do {
             _ = try update(tx, codec, id: id, [(field, targetID.map { .string($0) } ?? .null)], guardian)
@@ -456,6 +459,12 @@ struct WriteGuard: Sendable {
         guard policies.check(op, entity: entity, PolicyInput(auth: auth, data: data, existing: existing)) else {
             throw HostError.policyDenied(op.rawValue, entity)
         }
+    }
+
+    /// 403 when the caller may do `op` on no row of `entity` at all, before any row is
+    /// looked up: then an absent and an existing row get the same answer.
+    func requireSomeRow(_ op: PolicyEngine.Operation, _ entity: String) throws(HostError) {
+        if policies.deniesEveryRow(op, entity: entity, auth: auth) { throw HostError.policyDenied(op.rawValue, entity) }
     }
 
     /// `require` for changing the stored row `row` (`data` and `existing` are both the

@@ -207,8 +207,11 @@ struct FnOps: Sendable {
         case "update":
             let codec = try data.codec(op.entity)
             let id = try op.requireID()
-            guard try DataService.fetch(tx, codec, id: id) != nil else { return .object([("updated", false)]) }
-            _ = try DataService.update(tx, codec, id: id, try DataService.object(op.data ?? .null), guardian)
+            do {
+                _ = try DataService.update(tx, codec, id: id, try DataService.object(op.data ?? .null), guardian)
+            } catch let e as HostError where e.code == "NOT_FOUND" {
+                return .object([("updated", false)]) // absent, or hidden from the caller
+            }
             return .object([("updated", true)])
         case "schedule":
             let id = try FunctionScheduler.insert(tx, name: try op.scheduledName(), args: op.raw["args"] ?? .object([]),
@@ -224,8 +227,11 @@ struct FnOps: Sendable {
         default:
             let codec = try data.codec(op.entity)
             let id = try op.requireID()
-            guard try DataService.fetch(tx, codec, id: id) != nil else { return .object([("deleted", false)]) }
-            _ = try DataService.delete(tx, codec, id: id, guardian)
+            do {
+                _ = try DataService.delete(tx, codec, id: id, guardian)
+            } catch let e as HostError where e.code == "NOT_FOUND" {
+                return .object([("deleted", false)]) // absent, or hidden from the caller
+            }
             return .object([("deleted", true)])
         }
     }

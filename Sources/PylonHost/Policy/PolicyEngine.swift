@@ -172,6 +172,22 @@ public final class PolicyEngine: Sendable {
         return perRow ? .perRow : .allowAll
     }
 
+    /// Whether `op` on `entity` is refused to `auth` whatever the row (its rules are false
+    /// without looking at `data`/`existing`). Such a write can be refused before its row is
+    /// looked up, which says nothing about rows; one refused for a particular row cannot.
+    public func deniesEveryRow(_ op: Operation, entity: String, auth: AuthContext) -> Bool {
+        if auth.isAdmin { return false }
+        guard let rules = entityRules[entity] else { return !dev }
+        let context = PolicyInput(auth: auth)
+        var covered = false
+        for rule in rules {
+            guard let e = rule.expression(op) else { continue }
+            covered = true
+            if e.rowIndependentResult(context) == false { return true }
+        }
+        return !covered && !dev
+    }
+
     /// `readGate`, with row-dependent rules compiled to a SQL condition for this caller
     /// when every read rule of `entity` compiles exactly (`RowPredicate.compile`); `.perRow`
     /// when one does not. Per-row checks use no `authEmail`, so neither does this.

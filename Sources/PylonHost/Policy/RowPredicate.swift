@@ -104,8 +104,7 @@ public indirect enum RowPredicate: Sendable, Equatable {
     /// be compiled exactly. `positive` false compiles the negation.
     static func compile(_ node: PolicyNode, entity: Entity, _ input: PolicyInput, _ dialect: SQLDialect,
                         positive: Bool = true) -> RowPredicate? {
-        var c = RowPredicateCompiler(entity: entity, input: input, dialect: dialect)
-        return c.condition(node, positive)
+        RowPredicateCompiler(entity: entity, input: input, dialect: dialect).condition(node, positive)
     }
 }
 
@@ -149,8 +148,8 @@ private struct RowPredicateCompiler {
             // A non-empty array literal is truthy whatever it holds.
             return .always(!items.isEmpty == positive)
         case .path:
-            guard let operand = operand(node) else { return nil }
-            return truthy(operand, positive)
+            guard let value = operand(node) else { return nil }
+            return truthy(value, positive)
         case let .compare(op, l, r):
             return compare(op, l, r, positive)
         case .literal, .hasRole, .hasAnyRole:
