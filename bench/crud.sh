@@ -70,15 +70,7 @@ fi
 ensure_servers
 
 # ---------------------------------------------------------------- temp dir and cleanup
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/pylon-crud.XXXXXX")"
-PIDS=()
-cleanup() {
-    stop_pids "${PIDS[@]}"
-    pg_stop
-    if [ "${BENCH_KEEP_TMP:-0}" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_tmp crud
 
 # http METHOD URL [BODY] [HEADER...]: prints the body; fails loudly (request + answer)
 # unless the status is 2xx.

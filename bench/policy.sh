@@ -17,7 +17,12 @@
 #   BENCH_PER_ROW      1 = also measure the same list under a rule SQL cannot evaluate
 #                      (`... || data.title == data.ownerId`: the per-row filter, which
 #                      reads the whole table per request), on a second table of the same
-#                      rows (default 1; 0 = skip)
+#                      rows, with BENCH_PER_ROW_CONNECTIONS (default 4) connections and a
+#                      30 s request timeout (default 1; 0 = skip)
+#   BENCH_INDEX        owner-id = the tables' index is [ownerId, id] (default), which also
+#                      serves the list's order (id) within one owner, so a page reads only
+#                      its own rows; owner = [ownerId] alone, so each page sorts all of the
+#                      owner's rows by id
 #   BENCH_ONLY         all | a comma-separated list of pylon (SQLite store), pylon-pg
 #                      (Postgres store) (default all)
 #   BENCH_WAIT_IDLE    seconds to wait, before each measured run, for the machine to go
@@ -42,6 +47,8 @@ ROWS="${BENCH_ROWS:-100000}"
 OWNERS="${BENCH_OWNERS:-100}"
 PAGE="${BENCH_PAGE:-50}"
 PER_ROW="${BENCH_PER_ROW:-1}"
+PER_ROW_CONNS="${BENCH_PER_ROW_CONNECTIONS:-4}"
+INDEX="${BENCH_INDEX:-owner-id}"
 ONLY="${BENCH_ONLY:-all}"
 export BENCH_WAIT_IDLE="${BENCH_WAIT_IDLE:-120}"
 KNOWN_SERVERS=(pylon pylon-pg)
@@ -56,16 +63,23 @@ command -v curl >/dev/null || { as_root apt-get update; as_root apt-get install 
 command -v wrk >/dev/null || { as_root apt-get update; as_root apt-get install -y wrk; }
 ensure_servers
 
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/pylon-policy.XXXXXX")"
-PIDS=()
-cleanup() {
-    stop_pids "${PIDS[@]}"
-    pg_stop
-    if [ "${BENCH_KEEP_TMP:-0}" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_tmp policy
 
+case "$INDEX" in
+    owner-id) MANIFEST="$BENCH/policy-manifest.json" ;;
+    owner)
+        MANIFEST="$TMP/policy-manifest.json"
+        "$PY" - "$BENCH/policy-manifest.json" "$MANIFEST" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))
+for e in m["entities"]:
+    for i in e["indexes"]:
+        i["fields"] = ["ownerId"]
+json.dump(m, open(sys.argv[2], "w"))
+PY
+        ;;
+    *) die "BENCH_INDEX must be owner or owner-id" ;;
+esac
 ADMIN="$("$PY" -c 'import secrets; print(secrets.token_hex(24))')"
 USER_ID="u7"
 declare -A LABEL=([pylon]="pylon SQLite" [pylon-pg]="pylon Postgres")
@@ -84,10 +98,10 @@ start_pylon() { # server manifest [serve flags...]
     BASE[$s]="http://127.0.0.1:$port"
     wait_health "pylon-host ($s)" "${PID[$s]}" "${BASE[$s]}/health" "${LOGF[$s]}"
 }
-want pylon && start_pylon pylon "$BENCH/policy-manifest.json" --db "$TMP/pylon.db"
+want pylon && start_pylon pylon "$MANIFEST" --db "$TMP/pylon.db"
 if want pylon-pg; then
     pg_start "$TMP/pg" bench
-    "$PY" "$HELP" manifest-store "$BENCH/policy-manifest.json" "$TMP/manifest-pg.json" "{\"use\":\"postgres\",\"url\":\"$PG_URL\"}"
+    "$PY" "$HELP" manifest-store "$MANIFEST" "$TMP/manifest-pg.json" "{\"use\":\"postgres\",\"url\":\"$PG_URL\"}"
     start_pylon pylon-pg "$TMP/manifest-pg.json"
 fi
 
@@ -147,11 +161,12 @@ WORKLOADS=(admin user); [ "$PER_ROW" = 1 ] && WORKLOADS+=(per-row)
 declare -A WNAME=([admin]="admin list-of-$PAGE (no rule)" [user]="user list-of-$PAGE, rule in SQL"
                   [per-row]="user list-of-$PAGE, rule SQL cannot evaluate (per-row filter)")
 run_wrk() { # server workload phase duration
-    local s=$1 w=$2 phase=$3 dur=$4 entity=Doc token=$ADMIN out line kv
+    local s=$1 w=$2 phase=$3 dur=$4 entity=Doc token=$ADMIN conns=$CONNS extra=() out line kv
     [ "$w" != admin ] && token="${TOKEN[$s]}"
-    [ "$w" = per-row ] && entity=Memo
+    # A per-row list reads the whole table: few connections, and time for each answer.
+    [ "$w" = per-row ] && { entity=Memo; conns=$PER_ROW_CONNS; extra=(--timeout 30s); }
     out="$TMP/wrk-$s-$w-$phase.txt"
-    local cmd=(wrk -t"$THREADS" -c"$CONNS" -d"$dur" -H "Authorization: Bearer $token" -s "$BENCH/wrk/list.lua"
+    local cmd=(wrk -t"$THREADS" -c"$conns" -d"$dur" "${extra[@]}" -H "Authorization: Bearer $token" -s "$BENCH/wrk/list.lua"
                "${BASE[$s]}/api/entities/$entity?limit=$PAGE")
     log "$s $w ($phase, $dur)"
     [ "$phase" = run ] && wait_idle
@@ -166,7 +181,7 @@ run_wrk() { # server workload phase duration
     for kv in ${line#BENCH_RESULT }; do R["$s.$w.$phase.${kv%%=*}"]="${kv#*=}"; done
     R["$s.$w.$phase.bad"]=$(( R[$s.$w.$phase.non2xx] + R[$s.$w.$phase.connect] + R[$s.$w.$phase.read] + R[$s.$w.$phase.write] + R[$s.$w.$phase.timeout] ))
     R["$s.$w.$phase.cpu_us"]="$(LC_ALL=C awk -v t=$(( c1 - c0 )) -v hz="$CLK_TCK" -v n="${R[$s.$w.$phase.requests]}" \
-        'BEGIN { printf "%.0f", n > 0 ? t / hz * 1e6 / n : 0 }')"
+        'BEGIN { printf "%.0f", (n > 0 ? t / hz * 1e6 / n : 0) }')"
     # What the rest of the machine (not the host, not wrk) used meanwhile, % of all cores.
     local pg=0; [ "$s" = pylon-pg ] && pg=1
     R["$s.$w.$phase.other_pct"]="$(LC_ALL=C awk -v b=$(( b1 - b0 )) -v h=$(( c1 - c0 )) -v pg="$pg" \
@@ -188,11 +203,11 @@ rev="$(git rev-parse --short HEAD 2>/dev/null || echo "no git")"
 {
     echo "## Read rules: owner-filtered list vs admin list — $STAMP"
     echo
-    echo "- command: \`$(env | grep -E '^BENCH_[A-Z_]+=' | grep -v -e '^BENCH_WRK_DIR=' -e '^BENCH_WAIT_IDLE=' | sort | tr '\n' ' ' || true)bash bench/policy.sh\`"
+    echo "- command: \`$(env | grep -E '^BENCH_[A-Z_]+=' | grep -v -e '^BENCH_WRK_DIR=' | sort | tr '\n' ' ' || true)bash bench/policy.sh\`"
     echo "- machine: $NCPU cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), Linux $(uname -r)"
     echo "- pylon-host $("$PYLON_BIN" --version 2>&1 | head -n 1 || true) (tree $rev, binary built $(date -u -r "$PYLON_BIN" +%FT%TZ)), not --dev; $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2 || true)$(want pylon-pg && echo "; PostgreSQL $(psql_at "$PG_URL" 'SHOW server_version' 2>/dev/null || echo '?') (scripts/pg-server.sh, fsync on)")"
-    echo "- table: $ROWS rows, owners u0..u$(( OWNERS - 1 )) round robin ($(( ROWS / OWNERS )) rows each), index on ownerId; the user is $USER_ID"
-    echo "- load: wrk -t$THREADS -c$CONNS, $DURATION measured after a $WARMUP warm-up, loopback, host and wrk on the same machine; \`GET /api/entities/E?limit=$PAGE\`"
+    echo "- table: $ROWS rows, owners u0..u$(( OWNERS - 1 )) round robin ($(( ROWS / OWNERS )) rows each), index on $([ "$INDEX" = owner ] && echo "[ownerId]" || echo "[ownerId, id]"); the user is $USER_ID"
+    echo "- load: wrk -t$THREADS -c$CONNS (per-row: -c$PER_ROW_CONNS --timeout 30s), $DURATION measured after a $WARMUP warm-up, loopback, host and wrk on the same machine; \`GET /api/entities/E?limit=$PAGE\`"
     echo
     row server workload "req/s" "p50 ms" "p99 ms" "host CPU µs/req" "admin req/s ÷ this" "other load %" "non-2xx / socket errors"
     row --- --- ---: ---: ---: ---: ---: ---: ---:
@@ -202,7 +217,7 @@ rev="$(git rev-parse --short HEAD 2>/dev/null || echo "no git")"
             BAD=$(( BAD + bad ))
             row "${LABEL[$s]}" "${WNAME[$w]}" "$(LC_ALL=C printf '%.0f' "${R[$s.$w.run.rps]}")$( (( bad )) && echo ' ⚠')" \
                 "${R[$s.$w.run.p50_ms]}" "${R[$s.$w.run.p99_ms]}" "${R[$s.$w.run.cpu_us]}" \
-                "$(LC_ALL=C awk -v a="${R[$s.admin.run.rps]}" -v b="${R[$s.$w.run.rps]}" 'BEGIN { printf "%.2f×", b > 0 ? a / b : 0 }')" \
+                "$(LC_ALL=C awk -v a="${R[$s.admin.run.rps]}" -v b="${R[$s.$w.run.rps]}" 'BEGIN { printf "%.2f×", (b > 0 ? a / b : 0) }')" \
                 "${R[$s.$w.run.other_pct]}" "$bad"
         done
     done

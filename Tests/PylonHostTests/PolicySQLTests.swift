@@ -67,7 +67,7 @@ struct PolicySQLEquivalenceTests {
             "data.n != 0", "data.f < 0", #"auth.userId == "alice""#, "data.id != null", "auth.userId == null",
             "data.s == data.ownerId",
         ]
-        var rng = SplitMix64(seed: 16)
+        var rng = SeededGenerator(state: 16)
         func expr(_ depth: Int) -> String {
             if depth == 0 || rng.next() % 3 == 0 { return atoms[Int(rng.next() % UInt64(atoms.count))] }
             switch rng.next() % 3 {
@@ -211,20 +211,6 @@ struct PolicySQLEquivalenceTests {
                 }
             }
         }
-    }
-}
-
-/// A small deterministic generator (SplitMix64), so the generated rules are the same on
-/// every run and a failure can be reproduced.
-struct SplitMix64 {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 

@@ -73,30 +73,25 @@ public indirect enum RowPredicate: Sendable, Equatable {
         }
     }
 
-    static func all(_ items: [RowPredicate]) -> RowPredicate {
-        var kept: [RowPredicate] = []
-        for item in items {
-            switch item {
-            case .always(false): return .always(false)
-            case .always(true): continue
-            case let .and(inner): kept += inner
-            default: kept.append(item)
-            }
-        }
-        return kept.isEmpty ? .always(true) : (kept.count == 1 ? kept[0] : .and(kept))
-    }
+    static func all(_ items: [RowPredicate]) -> RowPredicate { join(items, and: true) }
 
-    static func any(_ items: [RowPredicate]) -> RowPredicate {
+    static func any(_ items: [RowPredicate]) -> RowPredicate { join(items, and: false) }
+
+    /// The conjunction (`and`) or disjunction of `items`, with constants folded away and
+    /// nested joins of the same kind flattened.
+    private static func join(_ items: [RowPredicate], and conjunction: Bool) -> RowPredicate {
         var kept: [RowPredicate] = []
         for item in items {
             switch item {
-            case .always(true): return .always(true)
-            case .always(false): continue
-            case let .or(inner): kept += inner
+            case let .always(b):
+                if b != conjunction { return item } // false decides an AND, true an OR
+            case let .and(inner) where conjunction: kept += inner
+            case let .or(inner) where !conjunction: kept += inner
             default: kept.append(item)
             }
         }
-        return kept.isEmpty ? .always(false) : (kept.count == 1 ? kept[0] : .or(kept))
+        if kept.isEmpty { return .always(conjunction) }
+        return kept.count == 1 ? kept[0] : (conjunction ? .and(kept) : .or(kept))
     }
 
     /// `node` as a condition over `entity`'s rows for the caller in `input` (its `data`,
