@@ -272,12 +272,7 @@ WORKLOADS=(insert get list)
 declare -A WNAME=([insert]="single-row insert" [get]="get-by-id" [list]="list-of-$LIST_N")
 PHASES=(run)
 [ "$WARMUP" != 0s ] && PHASES=(warm run)
-for w in "${WORKLOADS[@]}"; do
-    for s in "${SERVERS[@]}"; do
-        [ "$WARMUP" != 0s ] && run_wrk "$s" "$w" warm "$WARMUP"
-        run_wrk "$s" "$w" run "$DURATION"
-    done
-done
+run_workloads
 
 # ---------------------------------------------------------------- durability after a crash
 # Every insert that wrk saw answered 2xx (seed + warm-up + measured) must be in the

@@ -188,12 +188,7 @@ run_wrk() { # server workload phase duration
         -v wrk="$(awk '{ print $1 + $2 }' "$out.time")" -v hz="$CLK_TCK" -v n="$NCPU" -v t0="$t0" -v t1="$t1" \
         'BEGIN { o = (b - h - wrk * hz) / (hz * n * (t1 - t0)) * 100; if (o < 0) o = 0; printf "%.0f%s", o, pg ? " (incl. PostgreSQL)" : "" }')"
 }
-for w in "${WORKLOADS[@]}"; do
-    for s in "${SERVERS[@]}"; do
-        [ "$WARMUP" != 0s ] && run_wrk "$s" "$w" warm "$WARMUP"
-        run_wrk "$s" "$w" run "$DURATION"
-    done
-done
+run_workloads
 
 # ---------------------------------------------------------------- report
 BAD=0

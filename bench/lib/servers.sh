@@ -131,6 +131,19 @@ bench_cleanup() {
     if [ "${BENCH_KEEP_TMP:-0}" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
 }
 
+# run_workloads: for each workload in WORKLOADS and each server in SERVERS, an unmeasured
+# warm-up (unless WARMUP is 0s) and the measured run of DURATION, through the script's
+# run_wrk SERVER WORKLOAD PHASE DURATION.
+run_workloads() {
+    local w s
+    for w in "${WORKLOADS[@]}"; do
+        for s in "${SERVERS[@]}"; do
+            if [ "$WARMUP" != 0s ]; then run_wrk "$s" "$w" warm "$WARMUP"; fi
+            run_wrk "$s" "$w" run "$DURATION"
+        done
+    done
+}
+
 stop_pids() { # PID...: SIGTERM each, wait up to 5 s for each, then SIGKILL; reaps them
     local pid i
     for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
