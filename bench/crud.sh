@@ -70,15 +70,7 @@ fi
 ensure_servers
 
 # ---------------------------------------------------------------- temp dir and cleanup
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/pylon-crud.XXXXXX")"
-PIDS=()
-cleanup() {
-    stop_pids "${PIDS[@]}"
-    pg_stop
-    if [ "${BENCH_KEEP_TMP:-0}" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_tmp crud
 
 # http METHOD URL [BODY] [HEADER...]: prints the body; fails loudly (request + answer)
 # unless the status is 2xx.
@@ -282,12 +274,7 @@ WORKLOADS=(insert get list)
 declare -A WNAME=([insert]="single-row insert" [get]="get-by-id" [list]="list-of-$LIST_N")
 PHASES=(run)
 [ "$WARMUP" != 0s ] && PHASES=(warm run)
-for w in "${WORKLOADS[@]}"; do
-    for s in "${SERVERS[@]}"; do
-        [ "$WARMUP" != 0s ] && run_wrk "$s" "$w" warm "$WARMUP"
-        run_wrk "$s" "$w" run "$DURATION"
-    done
-done
+run_workloads
 
 # ---------------------------------------------------------------- durability after a crash
 # Every insert that wrk saw answered 2xx (seed + warm-up + measured) must be in the

@@ -207,20 +207,21 @@ struct PolicyMatrixTests {
                 let r = try await host.request("GET", "/api/entities/Note/\(id)", token: t)
                 #expect(r.status == 200 && r.json["ownerId"].string == me.name, "\(me.name) GET own \(id): \(r.body)")
             }
+            // The other's rows answer exactly as absent ones (DESIGN.md §4: no oracle by status).
             for id in theirs {
                 let r = try await host.request("GET", "/api/entities/Note/\(id)", token: t)
-                #expect(r.status == 403 && r.json.errorCode == "POLICY_DENIED", "\(me.name) GET other's \(id) → 403: \(r.status) \(r.body)")
+                #expect(r.status == 404 && r.json.errorCode == "NOT_FOUND", "\(me.name) GET other's \(id) → 404: \(r.status) \(r.body)")
                 let l = try await host.request("GET", "/api/lookup/Note/id/\(id)", token: t)
-                #expect(l.status == 403 && l.json.errorCode == "POLICY_DENIED", "\(me.name) lookup other's id: \(l.status) \(l.body)")
+                #expect(l.status == 404 && l.json.errorCode == "NOT_FOUND", "\(me.name) lookup other's id: \(l.status) \(l.body)")
             }
             for c in theirComments {
                 let r = try await host.request("GET", "/api/entities/Comment/\(c)", token: t)
-                #expect(r.status == 403 && r.json.errorCode == "POLICY_DENIED", "\(me.name) GET other's comment: \(r.status) \(r.body)")
+                #expect(r.status == 404 && r.json.errorCode == "NOT_FOUND", "\(me.name) GET other's comment: \(r.status) \(r.body)")
             }
             let ownLookup = try await host.request("GET", "/api/lookup/Note/title/\(me.name)-2", token: t)
             #expect(ownLookup.status == 200 && ownLookup.json["ownerId"].string == me.name, "\(ownLookup.body)")
             let theirLookup = try await host.request("GET", "/api/lookup/Note/title/\(other.name)-2", token: t)
-            #expect(theirLookup.status == 403 && theirLookup.json.errorCode == "POLICY_DENIED", "\(me.name) lookup other's title: \(theirLookup.status) \(theirLookup.body)")
+            #expect(theirLookup.status == 404 && theirLookup.json.errorCode == "NOT_FOUND", "\(me.name) lookup other's title: \(theirLookup.status) \(theirLookup.body)")
 
             // Pull.
             let pulled = try await host.pullAll(token: t)
@@ -308,7 +309,7 @@ struct PolicyMatrixTests {
 
     // MARK: - Writes
 
-    @Test("No user can update, delete or take over the other's note (entity routes, link, push): 403 and no change event; partial updates and deletes reach exactly the owner over WS and SSE")
+    @Test("No user can update, delete or take over the other's note (entity routes, link, push): 404 for a row they cannot read, 403 for their own, no change event; partial updates and deletes reach exactly the owner over WS and SSE")
     func writesAreCheckedAndEventsReachOnlyTheOwner() async throws {
         let w = try await Self.world()
         let host = w.host
@@ -329,15 +330,20 @@ struct PolicyMatrixTests {
                           sourceLocation: SourceLocation = #_sourceLocation) {
             #expect(r.status == 403 && r.json.errorCode == "POLICY_DENIED", "\(what) → \(r.status) \(r.body)", sourceLocation: sourceLocation)
         }
-        expectDenied(try await host.request("PATCH", "/api/entities/Note/\(a1)", json: #"{"title":"hacked"}"#, token: bob), "bob renames alice's note")
-        expectDenied(try await host.request("PATCH", "/api/entities/Note/\(a1)", json: #"{"ownerId":"bob"}"#, token: bob), "bob takes alice's note")
-        expectDenied(try await host.request("PATCH", "/api/entities/Note/\(a1)", json: #"{"ownerId":"bob","title":"mine now"}"#, token: bob), "bob takes and renames alice's note")
+        // A row the caller cannot read answers as an absent one: 404, never 403.
+        func expectHidden(_ r: (status: Int, body: String, json: Any?), _ what: String,
+                          sourceLocation: SourceLocation = #_sourceLocation) {
+            #expect(r.status == 404 && r.json.errorCode == "NOT_FOUND", "\(what) → \(r.status) \(r.body)", sourceLocation: sourceLocation)
+        }
+        expectHidden(try await host.request("PATCH", "/api/entities/Note/\(a1)", json: #"{"title":"hacked"}"#, token: bob), "bob renames alice's note")
+        expectHidden(try await host.request("PATCH", "/api/entities/Note/\(a1)", json: #"{"ownerId":"bob"}"#, token: bob), "bob takes alice's note")
+        expectHidden(try await host.request("PATCH", "/api/entities/Note/\(a1)", json: #"{"ownerId":"bob","title":"mine now"}"#, token: bob), "bob takes and renames alice's note")
         expectDenied(try await host.request("PATCH", "/api/entities/Note/\(a2)", json: #"{"ownerId":"bob"}"#, token: alice), "alice gives her note to bob")
-        expectDenied(try await host.request("PATCH", "/api/entities/Note/\(b1)", json: #"{"ownerId":"alice"}"#, token: alice), "alice takes bob's note")
-        expectDenied(try await host.request("DELETE", "/api/entities/Note/\(a1)", token: bob), "bob deletes alice's note")
+        expectHidden(try await host.request("PATCH", "/api/entities/Note/\(b1)", json: #"{"ownerId":"alice"}"#, token: alice), "alice takes bob's note")
+        expectHidden(try await host.request("DELETE", "/api/entities/Note/\(a1)", token: bob), "bob deletes alice's note")
         expectDenied(try await host.request("POST", "/api/entities/Note", json: #"{"ownerId":"alice","title":"forged"}"#, token: bob), "bob inserts a note owned by alice")
-        expectDenied(try await host.request("POST", "/api/link", json: #"{"entity":"Comment","id":"\#(ac)","relation":"note","target_id":"\#(b1)"}"#, token: bob), "bob relinks alice's comment")
-        expectDenied(try await host.request("DELETE", "/api/entities/Comment/\(ac)", token: bob), "bob deletes alice's comment")
+        expectHidden(try await host.request("POST", "/api/link", json: #"{"entity":"Comment","id":"\#(ac)","relation":"note","target_id":"\#(b1)"}"#, token: bob), "bob relinks alice's comment")
+        expectHidden(try await host.request("DELETE", "/api/entities/Comment/\(ac)", token: bob), "bob deletes alice's comment")
 
         // Push: each change checked on its own; the denied ones are errors, the rest apply.
         let push = #"""
@@ -353,11 +359,15 @@ struct PolicyMatrixTests {
         """#
         let pr = try await host.request("POST", "/api/sync/push", json: push, token: bob)
         #expect(pr.status == 200, "\(pr.body)")
-        #expect(pr.json["applied"].int == 2, "bob's own insert and edit apply: \(pr.body)")
-        #expect(pr.json["errors"].items.count == 5, "five denied changes: \(pr.body)")
+        // Changes to alice's rows, which bob cannot read, answer as changes to absent rows:
+        // an update is NOT_FOUND, a delete of an absent row is idempotent ("applied",
+        // nothing changes); his forged insert and his hand-over of his own note are denied.
+        #expect(pr.json["applied"].int == 3, "bob's own insert and edit apply, the delete of a row he cannot see is a no-op: \(pr.body)")
+        #expect(pr.json["errors"].items.count == 4, "four refused changes: \(pr.body)")
         let statuses = pr.json["results"].items.map { $0["status"].string ?? "?" }
-        #expect(statuses == ["applied", "error", "error", "error", "error", "error", "applied"], "\(pr.body)")
-        #expect(pr.json["results"].items.filter { $0["status"].string == "error" }.allSatisfy { $0["code"].string == "POLICY_DENIED" }, "\(pr.body)")
+        #expect(statuses == ["applied", "error", "error", "error", "applied", "error", "applied"], "\(pr.body)")
+        let codes = pr.json["results"].items.filter { $0["status"].string == "error" }.map { $0["code"].string ?? "?" }
+        #expect(codes == ["POLICY_DENIED", "NOT_FOUND", "NOT_FOUND", "POLICY_DENIED"], "\(pr.body)")
         let b2 = try #require(pr.json["id_map"]["_pending_b2"].string, "\(pr.body)")
         #expect(pr.json["id_map"]["_pending_f"] == nil, "\(pr.body)")
 

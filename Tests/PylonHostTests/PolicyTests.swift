@@ -603,8 +603,8 @@ struct PolicyEngineTests {
 
 // MARK: - Property test
 
-/// SplitMix64: small, seedable, identical on every platform.
-private struct SeededGenerator: RandomNumberGenerator {
+/// SplitMix64: small, seedable, identical on every platform (also used by PolicySQLTests).
+struct SeededGenerator: RandomNumberGenerator {
     var state: UInt64
     mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15

@@ -117,6 +117,33 @@ copy_pylon_build() { # DIR
     PYLON_BIN="$1/pylon-host"
 }
 
+# bench_tmp TAG: a fresh temp dir in TMP (pylon-TAG.XXXXXX) and an empty PIDS; on exit the
+# servers in PIDS are stopped, the Postgres too, and TMP is removed (kept with BENCH_KEEP_TMP=1).
+bench_tmp() {
+    TMP="$(mktemp -d "${TMPDIR:-/tmp}/pylon-$1.XXXXXX")"
+    PIDS=()
+    trap bench_cleanup EXIT
+    trap 'exit 130' INT TERM
+}
+bench_cleanup() {
+    stop_pids "${PIDS[@]}"
+    pg_stop
+    if [ "${BENCH_KEEP_TMP:-0}" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
+}
+
+# run_workloads: for each workload in WORKLOADS and each server in SERVERS, an unmeasured
+# warm-up (unless WARMUP is 0s) and the measured run of DURATION, through the script's
+# run_wrk SERVER WORKLOAD PHASE DURATION.
+run_workloads() {
+    local w s
+    for w in "${WORKLOADS[@]}"; do
+        for s in "${SERVERS[@]}"; do
+            if [ "$WARMUP" != 0s ]; then run_wrk "$s" "$w" warm "$WARMUP"; fi
+            run_wrk "$s" "$w" run "$DURATION"
+        done
+    done
+}
+
 stop_pids() { # PID...: SIGTERM each, wait up to 5 s for each, then SIGKILL; reaps them
     local pid i
     for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done

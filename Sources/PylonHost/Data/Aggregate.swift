@@ -1,15 +1,19 @@
 /// `POST /api/aggregate/E` (pylon-core.md §2.6): counts, sums, averages, min/max and
 /// distinct counts, optionally grouped by fields or by time buckets of a datetime field.
-/// Runs entirely in SQL; the `where` object is the ordinary filter language.
+/// Runs entirely in SQL; the `where` object is the ordinary filter language. A read rule
+/// that depends on the row is ANDed in SQL, so the figures cover only readable rows; one
+/// SQL cannot evaluate exactly is refused (403), since the figures would count hidden rows.
 extension DataService {
     public func aggregate(_ entity: String, _ spec: JSONValue, auth: AuthContext) async throws -> JSONValue {
         let codec = try codec(entity)
-        switch policies.readGate(entity: entity, auth: auth) {
+        var rule: RowPredicate?
+        switch policies.readFilter(entity: codec.entity, auth: auth, dialect: dialect) {
         case .allowAll: break
+        case let .sql(p): rule = p
         case .denyAll: throw HostError.policyDenied("read", entity)
         case .perRow:
             throw HostError(status: 403, code: "AGGREGATE_REQUIRES_ROW_INDEPENDENT_POLICY",
-                            message: "\(entity)'s read rule depends on the row, so an aggregate would count rows you cannot read; query the rows instead")
+                            message: "\(entity)'s read rule depends on the row in a way SQL cannot evaluate, so an aggregate would count rows you cannot read; query the rows instead")
         }
         guard let pairs = spec.objectValue else {
             throw HostError.badRequest("INVALID_QUERY", "the aggregate spec must be an object like {\"count\":\"*\",\"groupBy\":[\"status\"]}")
@@ -74,7 +78,7 @@ extension DataService {
         // Ordering and paging keys make no sense for an aggregate; everything else filters.
         let filter = (spec["where"]?.objectValue ?? []).filter { !$0.0.hasPrefix("$") }
         var compiler = FilterCompiler(codec: codec, dialect: d)
-        let f = try compiler.compile(.object(filter))
+        let f = try compiler.compile(.object(filter), rule: rule)
         let grouping = groups.isEmpty ? "" : " GROUP BY \(groups.joined(separator: ", ")) ORDER BY \(groups.joined(separator: ", "))"
         let sql = "SELECT \(select.joined(separator: ", ")) FROM \(d.quote(entity))\(f.whereSQL)\(grouping)"
         let params = f.params

@@ -58,9 +58,10 @@ public final class DataService: Sendable {
         return { conn in try conn.execute(codec.selectByID, [.text(id)]).rows.first.map(codec.decode) }
     }
 
-    /// Runs a compiled filter and returns rows.
-    public func query(_ entity: String, filter: JSONValue?) async throws -> [JSONValue] {
-        let q = try compileQuery(entity, filter: filter)
+    /// Runs a compiled filter and returns rows; `rule` (the caller's read rule in SQL) is
+    /// ANDed into it.
+    public func query(_ entity: String, filter: JSONValue?, rule: RowPredicate? = nil) async throws -> [JSONValue] {
+        let q = try compileQuery(entity, filter: filter, rule: rule)
         do {
             return try await store.read { conn in try Self.run(q, on: conn) }
         } catch let e as StoreError where q.usesSearch && e.isStatementError {
@@ -70,8 +71,8 @@ public final class DataService: Sendable {
     }
 
     /// The same query on a given connection (a function mutation's write transaction).
-    func query(_ entity: String, filter: JSONValue?, on conn: StoreConnection) throws -> [JSONValue] {
-        let q = try compileQuery(entity, filter: filter)
+    func query(_ entity: String, filter: JSONValue?, rule: RowPredicate? = nil, on conn: StoreConnection) throws -> [JSONValue] {
+        let q = try compileQuery(entity, filter: filter, rule: rule)
         do {
             return try Self.run(q, on: conn)
         } catch let e as StoreError where q.usesSearch && e.isStatementError {
@@ -86,10 +87,10 @@ public final class DataService: Sendable {
         var usesSearch: Bool
     }
 
-    func compileQuery(_ entity: String, filter: JSONValue?) throws -> CompiledQuery {
+    func compileQuery(_ entity: String, filter: JSONValue?, rule: RowPredicate? = nil) throws -> CompiledQuery {
         let codec = try codec(entity)
         var compiler = FilterCompiler(codec: codec, dialect: dialect)
-        let f = try compiler.compile(filter)
+        let f = try compiler.compile(filter, rule: rule)
         var params = f.params
         var limitPH: String?
         var offsetPH: String?
@@ -103,9 +104,16 @@ public final class DataService: Sendable {
         try conn.execute(q.sql, q.params).rows.map(q.codec.decode)
     }
 
-    /// Keyset page by id: rows with `id > after`, up to `limit` (+1 to learn `has_more`).
-    public func page(_ entity: String, after: String?, limit: Int64) async throws -> (rows: [JSONValue], hasMore: Bool) {
-        Self.trimPage(try await query(entity, filter: Self.pageFilter(after: after, limit: limit)), limit: limit)
+    /// Keyset page by id of the rows `auth` may read: readable rows with `id > after`, up
+    /// to `limit` (+1 to learn `has_more`). The page holds only readable rows, so the next
+    /// cursor (the last row's id) never names a row the caller cannot read.
+    public func readablePage(_ entity: String, after: String?, limit: Int64, auth: AuthContext) async throws -> (rows: [JSONValue], hasMore: Bool) {
+        Self.trimPage(try await readableQuery(entity, filter: Self.pageFilter(after: after, limit: limit), auth: auth), limit: limit)
+    }
+
+    /// `readablePage` on a given connection (a function mutation's write transaction).
+    func readablePage(_ entity: String, after: String?, limit: Int64, auth: AuthContext, on conn: StoreConnection) throws -> (rows: [JSONValue], hasMore: Bool) {
+        Self.trimPage(try readableQuery(entity, filter: Self.pageFilter(after: after, limit: limit), auth: auth, on: conn), limit: limit)
     }
 
     static func pageFilter(after: String?, limit: Int64) -> JSONValue {
@@ -121,10 +129,21 @@ public final class DataService: Sendable {
         return (rows, hasMore)
     }
 
-    /// First row whose `field` equals `value` (text from the URL, converted to the field type).
-    public func lookup(_ entity: String, field: String, value: String) async throws -> JSONValue? {
+    /// First row `auth` may read whose `field` equals `value` (text from the URL, converted
+    /// to the field type); nil both when no row has it and when only hidden rows do, so a
+    /// lookup tells nothing about rows the caller cannot read. 403 only when the caller may
+    /// read no row of `entity` at all.
+    public func lookup(_ entity: String, field: String, value: String, auth: AuthContext) async throws -> JSONValue? {
+        try requireReadGate(entity, auth: auth)
         guard let filter = try lookupFilter(entity, field: field, value: value) else { return nil }
-        return try await query(entity, filter: filter).first
+        return try await readableQuery(entity, filter: filter, auth: auth).first
+    }
+
+    /// `lookup` on a given connection (a function mutation's write transaction).
+    func lookup(_ entity: String, field: String, value: String, auth: AuthContext, on conn: StoreConnection) throws -> JSONValue? {
+        try requireReadGate(entity, auth: auth)
+        guard let filter = try lookupFilter(entity, field: field, value: value) else { return nil }
+        return try readableQuery(entity, filter: filter, auth: auth, on: conn).first
     }
 
     /// The filter `lookup` runs, or nil when `value` cannot match the field's type.
@@ -239,6 +258,7 @@ public final class DataService: Sendable {
         if changes.isEmpty {
             throw HostError.badRequest("INVALID_DATA", "the patch has no fields to update; send at least one field of \(codec.entity.name)")
         }
+        try guardian.requireSomeRow(.update, codec.entity.name)
         guard let before = try fetch(tx, codec, id: id) else {
             throw HostError.notFound("\(codec.entity.name) with id \"\(id)\" not found")
         }
@@ -255,7 +275,7 @@ public final class DataService: Sendable {
         // The rule must allow both touching the stored row (Pylon's meaning of `data` on
         // update) and the row it would become, so a patch can never move a row out of
         // its owner's reach (e.g. by rewriting ownerId).
-        try guardian.require(.update, codec.entity.name, data: before, existing: before)
+        try guardian.requireOnStored(.update, codec, id: id, before)
         try guardian.require(.update, codec.entity.name, data: after, existing: before)
         params.append(.text(id))
         let sql = "UPDATE \(d.quote(codec.entity.name)) SET \(sets.joined(separator: ", ")) WHERE \(d.quote("id")) = \(d.placeholder(params.count))"
@@ -266,10 +286,11 @@ public final class DataService: Sendable {
     }
 
     static func delete(_ tx: WriteTransaction, _ codec: RowCodec, id: String, _ guardian: WriteGuard) throws -> JSONValue {
+        try guardian.requireSomeRow(.delete, codec.entity.name)
         guard let before = try fetch(tx, codec, id: id) else {
             throw HostError.notFound("\(codec.entity.name) with id \"\(id)\" not found")
         }
-        try guardian.require(.delete, codec.entity.name, data: before, existing: before)
+        try guardian.requireOnStored(.delete, codec, id: id, before)
         let d = tx.dialect
         let sql = "DELETE FROM \(d.quote(codec.entity.name)) WHERE \(d.quote("id")) = \(d.placeholder(1))"
         try ChangeLog.write(tx, sql, [.text(id)], mapError: { mapWriteError($0, codec.entity.name, "DELETE_FAILED") },
@@ -316,8 +337,13 @@ public final class DataService: Sendable {
     static func link(_ tx: WriteTransaction, _ codec: RowCodec, id: String, relation: String, targetID: String?,
                      _ guardian: WriteGuard) throws -> Bool {
         let field = try relationField(codec, relation)
+        try guardian.requireSomeRow(.update, codec.entity.name)
         guard try fetch(tx, codec, id: id) != nil else { return false }
-        _ = try update(tx, codec, id: id, [(field, targetID.map { .string($0) } ?? .null)], guardian)
+        do {
+            _ = try update(tx, codec, id: id, [(field, targetID.map { .string($0) } ?? .null)], guardian)
+        } catch let e as HostError where e.status == 404 {
+            return false // hidden from the caller: answered as absent
+        }
         return true
     }
 
@@ -434,6 +460,24 @@ struct WriteGuard: Sendable {
             throw HostError.policyDenied(op.rawValue, entity)
         }
     }
+
+    /// 403 when the caller may do `op` on no row of `entity` at all, before any row is
+    /// looked up: then an absent and an existing row get the same answer.
+    func requireSomeRow(_ op: PolicyEngine.Operation, _ entity: String) throws(HostError) {
+        if policies.deniesEveryRow(op, entity: entity, auth: auth) { throw HostError.policyDenied(op.rawValue, entity) }
+    }
+
+    /// `require` for changing the stored row `row` (`data` and `existing` are both the
+    /// row). When the caller may not do it and may not read the row either, the answer is
+    /// 404 with the body of an absent id: a 403 would tell them the row exists.
+    func requireOnStored(_ op: PolicyEngine.Operation, _ codec: RowCodec, id: String, _ row: JSONValue) throws(HostError) {
+        let entity = codec.entity.name
+        if policies.check(op, entity: entity, PolicyInput(auth: auth, data: row, existing: row)) { return }
+        guard policies.check(.read, entity: entity, PolicyInput(auth: auth, data: row)) else {
+            throw HostError.notFound("\(entity) with id \"\(id)\" not found")
+        }
+        throw HostError.policyDenied(op.rawValue, entity)
+    }
 }
 
 extension DataService {
@@ -448,19 +492,21 @@ extension DataService {
     /// matching row, which is the price of a rule SQL does not evaluate.
     public func readableQuery(_ entity: String, filter: JSONValue?, auth: AuthContext) async throws -> [JSONValue] {
         let plan = try readPlan(entity, filter: filter, auth: auth)
-        return plan.finish(try await query(entity, filter: plan.filter), self, entity, auth)
+        return plan.finish(try await query(entity, filter: plan.filter, rule: plan.rule), self, entity, auth)
     }
 
     /// `readableQuery` on a given connection (a function mutation's write transaction).
     func readableQuery(_ entity: String, filter: JSONValue?, auth: AuthContext, on conn: StoreConnection) throws -> [JSONValue] {
         let plan = try readPlan(entity, filter: filter, auth: auth)
-        return plan.finish(try query(entity, filter: plan.filter, on: conn), self, entity, auth)
+        return plan.finish(try query(entity, filter: plan.filter, rule: plan.rule, on: conn), self, entity, auth)
     }
 
-    /// How a filtered read is run for `auth`: as is, or (row-dependent rule) without
-    /// `$limit`/`$offset`, which are then applied to the readable rows.
+    /// How a filtered read is run for `auth`: as is; with the read rule ANDed in SQL
+    /// (`rule`); or, for a rule SQL cannot evaluate, without `$limit`/`$offset`, which are
+    /// then applied to the rows that pass the per-row check.
     struct ReadPlan {
         var filter: JSONValue?
+        var rule: RowPredicate? = nil
         var perRow: Bool
         var limit: Int64?
         var offset: Int64
@@ -475,10 +521,11 @@ extension DataService {
     }
 
     func readPlan(_ entity: String, filter: JSONValue?, auth: AuthContext) throws -> ReadPlan {
-        _ = try codec(entity)
-        switch policies.readGate(entity: entity, auth: auth) {
+        let codec = try codec(entity)
+        switch policies.readFilter(entity: codec.entity, auth: auth, dialect: dialect) {
         case .denyAll: throw HostError.policyDenied("read", entity)
         case .allowAll: return ReadPlan(filter: filter, perRow: false, limit: nil, offset: 0)
+        case let .sql(rule): return ReadPlan(filter: filter, rule: rule, perRow: false, limit: nil, offset: 0)
         case .perRow:
             var limit: Int64?
             var offset: Int64 = 0
@@ -498,16 +545,6 @@ extension DataService {
                 throw HostError.badRequest("INVALID_QUERY", "the filter must be a JSON object, got \(filter.typeName)")
             }
             return ReadPlan(filter: .object(rest), perRow: true, limit: limit, offset: offset)
-        }
-    }
-
-    /// Applies the read policy to list-style results: the entity gate first (403 when no
-    /// row could ever pass), then per row when the rule depends on the row.
-    public func filterReadable(_ entity: String, _ rows: [JSONValue], auth: AuthContext) throws(HostError) -> [JSONValue] {
-        switch policies.readGate(entity: entity, auth: auth) {
-        case .allowAll: return rows
-        case .denyAll: throw HostError.policyDenied("read", entity)
-        case .perRow: return rows.filter { canRead(entity, $0, auth: auth) }
         }
     }
 

@@ -58,12 +58,20 @@ public struct FilterCompiler {
         }
     }
 
-    public mutating func compile(_ filter: JSONValue?, startingParams: [SQLValue] = []) throws(HostError) -> CompiledFilter {
+    /// `rule` (the caller's read rule in SQL, `PolicyEngine.readFilter`) is ANDed after
+    /// the filter's own conditions.
+    public mutating func compile(_ filter: JSONValue?, startingParams: [SQLValue] = [],
+                                 rule: RowPredicate? = nil) throws(HostError) -> CompiledFilter {
         params = startingParams
         var out = CompiledFilter()
-        guard let filter, !filter.isNull else { out.params = params; return out }
-        guard let pairs = filter.objectValue else {
-            throw HostError.badRequest("INVALID_QUERY", "the filter must be a JSON object, got \(filter.typeName)")
+        let given = filter?.isNull == false ? filter : nil
+        if given == nil && rule == nil { out.params = params; return out }
+        var pairs: [(String, JSONValue)] = []
+        if let given {
+            guard let o = given.objectValue else {
+                throw HostError.badRequest("INVALID_QUERY", "the filter must be a JSON object, got \(given.typeName)")
+            }
+            pairs = o
         }
         var clauses: [String] = []
         var rank: String?
@@ -106,6 +114,7 @@ public struct FilterCompiler {
                 clauses.append(contentsOf: try conditions(col, field, value))
             }
         }
+        if let rule { clauses.append(rule.sql(table: codec.entity.name, dialect) { bind($0) }) }
         if !clauses.isEmpty { out.whereSQL = " WHERE " + clauses.joined(separator: " AND ") }
         if out.orderSQL.isEmpty {
             out.orderSQL = " ORDER BY " + (rank.map { "\($0) ASC, " } ?? "") + "\(dialect.quote("id")) ASC"

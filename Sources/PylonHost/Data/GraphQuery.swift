@@ -1,7 +1,8 @@
 /// The graph query behind `POST /api/query` and a function's `ctx.db.queryGraph`
 /// (pylon-core.md §2.4, §6.3): `{"E": {"where", "include", "limit"}}` → `{"E": [row]}`.
 /// Each top-level entity is read as `auth` may (read gate, then the row rule); included
-/// related rows are filtered by the target's read rule too (Pylon does not check them).
+/// related rows are filtered by the target's read rule too (Pylon does not check them),
+/// in SQL when the rule compiles (`readableQuery`).
 /// Fixed vs Pylon: a has-many include matches the target's `field` against this row's id.
 extension DataService {
     /// On one read connection, so every entity and include is read from the same state.
@@ -33,12 +34,10 @@ extension DataService {
                 for i in rows.indices {
                     if rel.many {
                         guard let id = rows[i]["id"]?.stringValue else { continue }
-                        let related = try query(rel.target, filter: .object([(rel.field, .string(id))]), on: conn)
-                            .filter { canRead(rel.target, $0, auth: auth) }
+                        let related = try includedRows(rel.target, .object([(rel.field, .string(id))]), auth: auth, on: conn)
                         rows[i] = rows[i].setting(relName, .array(related))
                     } else if let fk = rows[i][rel.field]?.stringValue,
-                              let r = try query(rel.target, filter: .object([("id", .string(fk)), ("$limit", 1)]), on: conn).first,
-                              canRead(rel.target, r, auth: auth) {
+                              let r = try includedRows(rel.target, .object([("id", .string(fk)), ("$limit", 1)]), auth: auth, on: conn).first {
                         rows[i] = rows[i].setting(relName, r)
                     }
                 }
@@ -46,5 +45,11 @@ extension DataService {
             out.append((entity, .array(rows)))
         }
         return .object(out)
+    }
+
+    /// Related rows `auth` may read: none (not a 403) when it may read no row of `entity`.
+    private func includedRows(_ entity: String, _ filter: JSONValue, auth: AuthContext, on conn: StoreConnection) throws -> [JSONValue] {
+        if policies.readGate(entity: entity, auth: auth) == .denyAll { return [] }
+        return try readableQuery(entity, filter: filter, auth: auth, on: conn)
     }
 }

@@ -5,9 +5,10 @@ import Dispatch
 /// fields, and page/page_size paging. Runs in SQL on one read connection, inside one read
 /// snapshot, so `total`, `facetCounts` and `hits` describe the same rows.
 ///
-/// Only callers whose read rule allows them every row may search (otherwise the counts
-/// would reveal rows they cannot read): a rule that depends on the row answers
-/// `403 SEARCH_REQUIRES_ROW_INDEPENDENT_POLICY`, as in Pylon.
+/// Totals, facet counts and hits cover only rows the caller may read: a read rule that
+/// depends on the row is ANDed into every statement in SQL (`PolicyEngine.readFilter`).
+/// A rule SQL cannot evaluate exactly answers `403 SEARCH_REQUIRES_ROW_INDEPENDENT_POLICY`
+/// (as Pylon does for every row-dependent rule), since counting would reveal hidden rows.
 extension DataService {
     /// The most values counted per facet, most frequent first.
     static let maxFacetValues = 100
@@ -38,14 +39,16 @@ extension DataService {
             throw HostError.badRequest("SEARCH_NOT_CONFIGURED",
                                        "\(entity) is not searchable; add \"search\": {\"text\": [...], \"facets\": [...], \"sortable\": [...]} to the entity in the manifest")
         }
-        switch policies.readGate(entity: entity, auth: auth) {
+        var rule: RowPredicate?
+        switch policies.readFilter(entity: codec.entity, auth: auth, dialect: dialect) {
         case .allowAll: break
+        case let .sql(p): rule = p
         case .denyAll:
             throw HostError(status: 403, code: "SEARCH_REQUIRES_ROW_INDEPENDENT_POLICY",
                             message: "the read policy of \(entity) denies this caller every row, so there is nothing to search")
         case .perRow:
             throw HostError(status: 403, code: "SEARCH_REQUIRES_ROW_INDEPENDENT_POLICY",
-                            message: "\(entity)'s read rule depends on the row, so search totals and facet counts would reveal rows you cannot read; use POST /api/query/\(entity) with $search instead")
+                            message: "\(entity)'s read rule depends on the row in a way SQL cannot evaluate, so search totals and facet counts would reveal rows you cannot read; use POST /api/query/\(entity) with $search instead")
         }
         let request = try SearchRequest(body, entity: codec.entity, config: config)
         let d = dialect
@@ -67,7 +70,7 @@ extension DataService {
             }
         }
         var compiler = FilterCompiler(codec: codec, dialect: d)
-        let filter = try compiler.compile(.object(request.filters), startingParams: params)
+        let filter = try compiler.compile(.object(request.filters), startingParams: params, rule: rule)
         params = filter.params
         if !filter.whereSQL.isEmpty { conditions.append(String(filter.whereSQL.dropFirst(" WHERE ".count))) }
         let from = " FROM \(d.quote(entity))\(join)" + (conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND "))

@@ -118,12 +118,10 @@ struct FnOps: Sendable {
             return .array(try await data.readableQuery(op.entity, filter: op.data ?? .object([]), auth: auth))
         case "lookup":
             let (field, text) = try op.lookupText()
-            return try readable(op.entity, try await data.lookup(op.entity, field: field, value: text))
+            return try await data.lookup(op.entity, field: field, value: text, auth: auth) ?? .null
         case "paginate":
             _ = try data.codec(op.entity)
-            try data.requireReadGate(op.entity, auth: auth)
-            let page = try await data.page(op.entity, after: op.after, limit: op.pageLimit)
-            return try pageJSON(op.entity, page)
+            return pageJSON(try await data.readablePage(op.entity, after: op.after, limit: op.pageLimit, auth: auth))
         case "search":
             return try await data.search(op.entity, op.body, auth: auth)
         case "query_graph":
@@ -194,14 +192,10 @@ struct FnOps: Sendable {
             return .array(try data.readableQuery(op.entity, filter: op.data ?? .object([]), auth: auth, on: conn))
         case "lookup":
             let (field, text) = try op.lookupText()
-            guard let filter = try data.lookupFilter(op.entity, field: field, value: text) else { return .null }
-            return try readable(op.entity, try data.query(op.entity, filter: filter, on: conn).first)
+            return try data.lookup(op.entity, field: field, value: text, auth: auth, on: conn) ?? .null
         case "paginate":
             _ = try data.codec(op.entity)
-            try data.requireReadGate(op.entity, auth: auth)
-            let limit = op.pageLimit
-            let rows = try data.query(op.entity, filter: DataService.pageFilter(after: op.after, limit: limit), on: conn)
-            return try pageJSON(op.entity, DataService.trimPage(rows, limit: limit))
+            return pageJSON(try data.readablePage(op.entity, after: op.after, limit: op.pageLimit, auth: auth, on: conn))
         case "search":
             return try data.search(op.entity, op.body, auth: auth, on: conn)
         case "query_graph":
@@ -213,8 +207,11 @@ struct FnOps: Sendable {
         case "update":
             let codec = try data.codec(op.entity)
             let id = try op.requireID()
-            guard try DataService.fetch(tx, codec, id: id) != nil else { return .object([("updated", false)]) }
-            _ = try DataService.update(tx, codec, id: id, try DataService.object(op.data ?? .null), guardian)
+            do {
+                _ = try DataService.update(tx, codec, id: id, try DataService.object(op.data ?? .null), guardian)
+            } catch let e as HostError where e.code == "NOT_FOUND" {
+                return .object([("updated", false)]) // absent, or hidden from the caller
+            }
             return .object([("updated", true)])
         case "schedule":
             let id = try FunctionScheduler.insert(tx, name: try op.scheduledName(), args: op.raw["args"] ?? .object([]),
@@ -230,25 +227,30 @@ struct FnOps: Sendable {
         default:
             let codec = try data.codec(op.entity)
             let id = try op.requireID()
-            guard try DataService.fetch(tx, codec, id: id) != nil else { return .object([("deleted", false)]) }
-            _ = try DataService.delete(tx, codec, id: id, guardian)
+            do {
+                _ = try DataService.delete(tx, codec, id: id, guardian)
+            } catch let e as HostError where e.code == "NOT_FOUND" {
+                return .object([("deleted", false)]) // absent, or hidden from the caller
+            }
             return .object([("deleted", true)])
         }
     }
 
-    /// A single row as the caller may see it: null when absent, POLICY_DENIED when hidden.
+    /// A single row as the caller may see it: null both when absent and when hidden (as
+    /// the HTTP routes answer 404 for both); POLICY_DENIED only when the caller may read no
+    /// row of the entity.
     private func readable(_ entity: String, _ row: JSONValue?) throws -> JSONValue {
-        guard let row else {
+        guard let row, data.canRead(entity, row, auth: auth) else {
             try data.requireReadGate(entity, auth: auth)
             return .null
         }
-        guard data.canRead(entity, row, auth: auth) else { throw HostError.policyDenied("read", entity) }
         return row
     }
 
-    private func pageJSON(_ entity: String, _ page: (rows: [JSONValue], hasMore: Bool)) throws -> JSONValue {
+    /// A page of readable rows (`DataService.readablePage`) as `ctx.db.paginate` returns it.
+    private func pageJSON(_ page: (rows: [JSONValue], hasMore: Bool)) -> JSONValue {
         .object([
-            ("page", .array(try data.filterReadable(entity, page.rows, auth: auth))),
+            ("page", .array(page.rows)),
             ("nextCursor", page.hasMore ? (page.rows.last?["id"] ?? .null) : .null),
             ("isDone", .bool(!page.hasMore)),
         ])

@@ -113,12 +113,11 @@ extension RouteContext {
             let after = req.uri.queryParameters.get("after").flatMap { $0.isEmpty ? nil : String($0) }
             let who = try await auth(req)
             _ = try data.codec(entity)
-            try data.requireReadGate(entity, auth: who)
-            let page = try await data.page(entity, after: after, limit: limit)
-            // next_cursor is the last row scanned, readable or not, so paging moves past
-            // rows the caller may not see.
+            // Only readable rows are paged, so next_cursor (the last row returned) never
+            // names a row the caller cannot read.
+            let page = try await data.readablePage(entity, after: after, limit: limit, auth: who)
             return HTTPSupport.json(.object([
-                ("data", .array(try data.filterReadable(entity, page.rows, auth: who))),
+                ("data", .array(page.rows)),
                 ("next_cursor", page.rows.last?["id"] ?? .null),
                 ("has_more", .bool(page.hasMore)),
             ]))
@@ -180,10 +179,10 @@ extension RouteContext {
             let field = try ctx.parameters.require("field")
             let value = try ctx.parameters.require("value")
             let decoded = value.removingPercentEncoding ?? value
-            guard let row = try await data.lookup(entity, field: field, value: decoded) else {
+            // The same 404 whether no row has the value or only rows the caller cannot read.
+            guard let row = try await data.lookup(entity, field: field, value: decoded, auth: try await auth(req)) else {
                 throw HostError.notFound("\(entity).\(field) = \(decoded) not found")
             }
-            guard data.canRead(entity, row, auth: try await auth(req)) else { throw HostError.policyDenied("read", entity) }
             return HTTPSupport.json(row)
         }
         router.post("/api/link") { req, _ in
@@ -248,11 +247,6 @@ extension RouteContext {
 }
 
 extension RouteContext {
-    /// `GET /api/entities/E/ID` for `who`: `done` gets the row as JSON text, or the error
-    /// (404 when absent — 403 instead when `who` may not read E at all — and 403 when the
-    /// row is hidden from `who`), exactly once: on the calling thread when a quick read
-    /// connection is free, else on a reader thread. Used by the route on a Task and by the
-    /// fast lane's immediate path alike.
     /// `POST /api/entities/E` for `who`: `done` gets `{"id": …}` as JSON text (answered
     /// 201) or the error, exactly once — on the writer thread after commit, or on the
     /// caller's when the input is refused first. Used by the route on a Task and by the fast
@@ -263,15 +257,19 @@ extension RouteContext {
         }
     }
 
+    /// `GET /api/entities/E/ID` for `who`: `done` gets the row as JSON text, or the error,
+    /// exactly once: on the calling thread when a quick read connection is free, else on a
+    /// reader thread. Used by the route on a Task and by the fast lane's immediate path
+    /// alike. A row hidden from `who` answers exactly as an absent id (404, same body:
+    /// DESIGN.md §4, no oracle by status code); 403 only when `who` may read no row of E.
     func getRow(_ entity: String, _ id: String, who: AuthContext, done: @escaping @Sendable (Result<[UInt8], Error>) -> Void) {
         let data = data
         data.get(entity, id: id) { result in
             done(Result {
-                guard let row = try result.get() else {
+                guard let row = try result.get(), data.canRead(entity, row, auth: who) else {
                     try data.requireReadGate(entity, auth: who)
                     throw HostError.notFound("\(entity) with id \"\(id)\" not found")
                 }
-                guard data.canRead(entity, row, auth: who) else { throw HostError.policyDenied("read", entity) }
                 return JSONWriter.encode(row)
             })
         }

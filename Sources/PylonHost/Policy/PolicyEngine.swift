@@ -25,6 +25,17 @@ public final class PolicyEngine: Sendable {
         case perRow
     }
 
+    /// How a list-style read keeps only the rows the caller may read (`readFilter`).
+    public enum ReadFilter: Sendable, Equatable {
+        case allowAll
+        case denyAll
+        /// The rows matching this condition: every read rule compiled to SQL for this
+        /// caller; ANDed into the query, so LIMIT/OFFSET count readable rows.
+        case sql(RowPredicate)
+        /// A rule SQL cannot evaluate exactly: filter with `check(.read, …)` per row.
+        case perRow
+    }
+
     /// One entity policy with its expression resolved per operation; nil = skipped.
     struct EntityRule: Sendable {
         var name: String
@@ -159,5 +170,40 @@ public final class PolicyEngine: Sendable {
         }
         if !covered { return dev ? .allowAll : .denyAll }
         return perRow ? .perRow : .allowAll
+    }
+
+    /// Whether `op` on `entity` is refused to `auth` whatever the row (its rules are false
+    /// without looking at `data`/`existing`). Such a write can be refused before its row is
+    /// looked up, which says nothing about rows; one refused for a particular row cannot.
+    public func deniesEveryRow(_ op: Operation, entity: String, auth: AuthContext) -> Bool {
+        if auth.isAdmin { return false }
+        guard let rules = entityRules[entity] else { return !dev }
+        let context = PolicyInput(auth: auth)
+        var covered = false
+        for rule in rules {
+            guard let e = rule.expression(op) else { continue }
+            covered = true
+            if e.rowIndependentResult(context) == false { return true }
+        }
+        return !covered && !dev
+    }
+
+    /// `readGate`, with row-dependent rules compiled to a SQL condition for this caller
+    /// when every read rule of `entity` compiles exactly (`RowPredicate.compile`); `.perRow`
+    /// when one does not. Per-row checks use no `authEmail`, so neither does this.
+    public func readFilter(entity: Entity, auth: AuthContext, dialect: SQLDialect) -> ReadFilter {
+        switch readGate(entity: entity.name, auth: auth) {
+        case .allowAll: return .allowAll
+        case .denyAll: return .denyAll
+        case .perRow: break
+        }
+        let input = PolicyInput(auth: auth)
+        var parts: [RowPredicate] = []
+        for rule in entityRules[entity.name] ?? [] {
+            guard let e = rule.read else { continue }
+            guard let p = RowPredicate.compile(e.root, entity: entity, input, dialect) else { return .perRow }
+            parts.append(p)
+        }
+        return .sql(RowPredicate.all(parts))
     }
 }

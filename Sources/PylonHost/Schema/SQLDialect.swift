@@ -18,6 +18,9 @@ public protocol SQLDialect: Sendable {
     func nullSafeNotEqual(_ lhs: String, _ rhs: String) -> String
     /// Case-insensitive LIKE with `\` as escape character.
     func likeInsensitive(_ lhs: String, _ rhs: String) -> String
+    /// `column` ordered by the bytes of its UTF-8 text (how policy rules order strings),
+    /// for `<`, `<=`, `>`, `>=`.
+    func binaryOrder(_ column: String) -> String
     /// LIMIT/OFFSET clause (either may be nil).
     func limitOffset(limit: String?, offset: String?) -> String
     /// A statement every write transaction runs right after BEGIN, or nil. Stores that
@@ -148,6 +151,8 @@ public struct SQLiteDialect: SQLDialect {
     public func nullSafeEqual(_ lhs: String, _ rhs: String) -> String { "\(lhs) IS \(rhs)" }
     public func nullSafeNotEqual(_ lhs: String, _ rhs: String) -> String { "\(lhs) IS NOT \(rhs)" }
     public func likeInsensitive(_ lhs: String, _ rhs: String) -> String { "\(lhs) LIKE \(rhs) ESCAPE '\\'" }
+    /// Columns use SQLite's default BINARY collation (memcmp of UTF-8).
+    public func binaryOrder(_ column: String) -> String { column }
     public func limitOffset(limit: String?, offset: String?) -> String {
         switch (limit, offset) {
         case (nil, nil): return ""
