@@ -15,8 +15,10 @@ with D1-style errors ({"success": false, "errors": [{"code", "message"}]}, messa
 It has never been compared byte for byte with Cloudflare's service.
 
 Test hooks (not part of D1):
-    POST /__fault {"mode": M, "times": N, "on": "any"|"batch"}
-        the next N query requests (or only batch requests) misbehave, M one of
+    POST /__fault {"mode": M, "times": N, "on": "any"|"batch", "match"?: TEXT}
+        the next N query requests (or only batch requests; with "match", only those whose
+        body contains TEXT, so the host's own background reads are not hit) misbehave,
+        M one of
         http_500           answer 500 with an HTML body, apply nothing
         drop_before_apply  close the connection without applying or answering
         drop_after_apply   apply, then close the connection without answering
@@ -159,7 +161,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/__fault":
             spec = json.loads(body or b"{}")
             with st["fault_lock"]:
-                st["fault"] = (spec.get("mode"), int(spec.get("times", 1)), spec.get("on", "any"))
+                st["fault"] = (spec.get("mode"), int(spec.get("times", 1)), spec.get("on", "any"),
+                               spec.get("match", "").encode())
             self.answer(200, {"ok": True})
             return
         m = re.fullmatch(r"/client/v4/accounts/([^/]+)/d1/database/([^/]+)/query", self.path)
@@ -176,10 +179,10 @@ class Handler(BaseHTTPRequestHandler):
         is_batch = b'"batch"' in body[:20]
         fault = None
         with st["fault_lock"]:
-            mode, times, on = st["fault"]
-            if mode and times > 0 and (on == "any" or is_batch):
+            mode, times, on, match = st["fault"]
+            if mode and times > 0 and (on == "any" or is_batch) and match in body:
                 fault = mode
-                st["fault"] = (mode, times - 1, on)
+                st["fault"] = (mode, times - 1, on, match)
         if fault == "http_500":
             self.answer(500, b"<html><body>internal error</body></html>", "text/html")
             return
@@ -246,7 +249,7 @@ def main():
         server.socket = ctx.wrap_socket(server.socket, server_side=True)
     server.state = {
         "db": Database(args.db), "token": args.token, "account": args.account, "database": args.database,
-        "requests": 0, "fault": (None, 0, "any"), "fault_lock": threading.Lock(),
+        "requests": 0, "fault": (None, 0, "any", b""), "fault_lock": threading.Lock(),
     }
     tmp = args.port_file + ".tmp"
     with open(tmp, "w") as f:
