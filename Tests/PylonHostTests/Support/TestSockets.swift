@@ -86,7 +86,11 @@ func loopbackPortIsFree(_ port: Int) -> Bool {
 /// check that answers proves only that *some* process listens there; this proves it is ours.
 /// Where /proc is unavailable it returns true (nothing to check against).
 func processListens(pid: Int32, port: Int) -> Bool {
-    guard let table = try? String(contentsOfFile: "/proc/net/tcp", encoding: .utf8) else { return true }
+    // Read to the end: String(contentsOfFile:) returns only the first page of a procfs file
+    // (about 27 sockets), so with many sockets open the listener's line was never seen.
+    guard let handle = FileHandle(forReadingAtPath: "/proc/net/tcp") else { return true }
+    defer { try? handle.close() }
+    let table = String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
     let portHex = String(format: ":%04X", port)
     var inodes = Set<String>()
     for line in table.split(separator: "\n").dropFirst() {
