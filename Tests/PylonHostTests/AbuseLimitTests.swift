@@ -10,18 +10,8 @@ import Testing
 /// write, so a burst reaches the host at once whatever the machine's load.
 @Suite("Abuse limits and CSRF (black-box, raw sockets; limiter units)")
 struct AbuseLimitTests {
-    static let manifest = """
-    {"manifest_version": 1, "name": "abuse", "version": "0.1.0",
-     "entities": [
-       {"name": "Note", "fields": [
-          {"name": "ownerId", "type": "string", "optional": false, "unique": false},
-          {"name": "title", "type": "string", "optional": false, "unique": false}], "indexes": []}],
-     "routes": [],
-     "policies": [
-       {"name": "own-notes", "entity": "Note",
-        "allowRead": "auth.userId == data.ownerId", "allowInsert": "auth.userId == data.ownerId",
-        "allowUpdate": "auth.userId == data.ownerId", "allowDelete": "auth.userId == data.ownerId"}]}
-    """
+    /// Alice and bob with an owner-only rule on `Note`: the push-scope suite's app.
+    static let manifest = PushScopeTests.manifest
 
     typealias Answer = FastLaneTests.Answer
 
