@@ -26,14 +26,7 @@ struct FastLaneTests {
     /// The socket is shut after `timeout` so a hung host fails the test instead of hanging it.
     static func read(_ socket: TestSocket, count: Int, closeExpected: Bool = false,
                      timeout: TimeInterval = 30) async throws -> (answers: [Answer], closed: Bool) {
-        let fired = Fired()
-        let watchdog = Task {
-            try await Task.sleep(for: .seconds(timeout))
-            fired.set()
-            socket.close()
-        }
-        defer { watchdog.cancel() }
-        return try await onThread {
+        try await watched(socket, timeout: timeout) { fired in
             var buf: [UInt8] = []
             var answers: [Answer] = []
             var ended = false
@@ -72,6 +65,21 @@ struct FastLaneTests {
             // A close by the watchdog is not the host's.
             return (answers, ended && buf.isEmpty && !fired.value)
         }
+    }
+
+    /// Runs `read` (blocking reads of `socket`) on its own thread; the socket is shut after
+    /// `timeout` so a hung host fails the test instead of hanging it, and `read` can tell
+    /// that close from the host's by `fired`.
+    static func watched<T: Sendable>(_ socket: TestSocket, timeout: TimeInterval,
+                                     _ read: @escaping @Sendable (Fired) throws -> T) async throws -> T {
+        let fired = Fired()
+        let watchdog = Task {
+            try await Task.sleep(for: .seconds(timeout))
+            fired.set()
+            socket.close()
+        }
+        defer { watchdog.cancel() }
+        return try await onThread { try read(fired) }
     }
 
     final class Fired: @unchecked Sendable {

@@ -39,14 +39,7 @@ struct HostileClientTests {
     }
 
     static func readToClose(_ socket: TestSocket, timeout: TimeInterval = 30) async throws -> Seen {
-        let fired = FastLaneTests.Fired()
-        let watchdog = Task {
-            try await Task.sleep(for: .seconds(timeout))
-            fired.set()
-            socket.close()
-        }
-        defer { watchdog.cancel() }
-        return try await onThread {
+        try await FastLaneTests.watched(socket, timeout: timeout) { fired in
             var buf: [UInt8] = []
             loop: while true {
                 switch socket.receive() {
