@@ -149,7 +149,7 @@ public final class Host: Sendable {
         }
         var functions: FunctionService?
         if let fn = registry.served[PYLON_CAP_FUNCTIONS] {
-            functions = try FunctionService(served: fn, data: data, store: store, logger: logger)
+            functions = try FunctionService(served: fn, data: data, store: store, enforcePolicies: manifest.functionsEnforcePolicies, logger: logger)
         }
         var cache: CacheService?
         if let c = registry.served[PYLON_CAP_CACHE] {

@@ -125,6 +125,16 @@ private struct ValidationRun {
         checkNamedInputs(manifest.actions, list: "actions", kind: "action", codePrefix: "ACTION")
         checkPolicies()
         checkRoutes()
+        checkFunctionsPolicies()
+    }
+
+    /// `plugins.functions.policies` is "enforce" or "trusted" when given.
+    mutating func checkFunctionsPolicies() {
+        guard let v = manifest.plugins["functions"]?.config["policies"], !v.isNull else { return }
+        if v.stringValue != "enforce" && v.stringValue != "trusted" {
+            add("FUNCTIONS_POLICIES_INVALID", "$.plugins.functions.policies",
+                "\"policies\" must be \"trusted\" (functions bypass entity policies, as in Pylon; the default) or \"enforce\" (their ctx.db obeys the caller's policies)")
+        }
     }
 
     /// `declared entities: A, B` (or a note that there are none), for "not found" messages.
