@@ -172,6 +172,10 @@ public final class Host: Sendable {
         for (e, ops) in policies.unguardedOperations where !ops.isEmpty {
             logger.warning("entity \(e): no rule covers \(ops.map(\.rawValue).joined(separator: ", ")); \(config.dev ? "open to everyone (--dev)" : "admin-only")")
         }
+        let crdtFields = manifest.entities.flatMap { e in e.fields.compactMap { f in f.crdt.flatMap { $0 == "lww" ? nil : "\(e.name).\(f.name) (\($0))" } } }
+        if !crdtFields.isEmpty {
+            logger.info("crdt: \(crdtFields.joined(separator: ", ")) stored and synced as plain values (last write wins): no plugin serves \(PYLON_CAP_CRDT), so /api/crdt answers 501")
+        }
         return Host(config: config, manifest: manifest, registry: registry, store: store, data: data,
                     changes: changes, sessions: sessions, metrics: metrics, logger: logger, hub: hub, tailer: tailer,
                     functions: functions, cache: cache)
@@ -298,6 +302,7 @@ public final class Host: Sendable {
         routes.addDataRoutes(router)
         routes.addSyncRoutes(router)
         routes.addFunctionRoutes(router)
+        routes.addAdminDataRoutes(router)
         if let cache { routes.addCacheRoutes(router, cache) }
         routes.addEventStreamRoute(router, path: "/api/sync/events")
         let wsRouter = Router(context: PylonRequestContext.self)

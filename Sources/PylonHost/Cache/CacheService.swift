@@ -45,7 +45,7 @@ final class CacheService: @unchecked Sendable {
     var respPort: Int { Int(table.pointee.resp_port(instance)) }
 
     private func published(channel: String, message: String) {
-        let m = Message(channel: channel, message: message, timestamp: Self.isoNow())
+        let m = Message(channel: channel, message: message, timestamp: ISOTime.now())
         lock.withLock {
             if history[channel] == nil {
                 historyOrder.append(channel)
@@ -66,11 +66,6 @@ final class CacheService: @unchecked Sendable {
         lock.withLock { Array((history[channel] ?? []).suffix(limit)) }
     }
 
-    static func isoNow() -> String {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return f.string(from: Date())
-    }
 
     private final class Pending: @unchecked Sendable {
         let continuation: CheckedContinuation<Result<RESPValue, HostError>, Never>
