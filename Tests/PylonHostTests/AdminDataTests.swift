@@ -134,6 +134,24 @@ struct AdminDataTests {
         #expect(try await prod.request("GET", "/api/export", token: Self.admin).json["counts"]["Note"].int == 3)
     }
 
+    @Test("The studio's admin listings: sessions without tokens, the pending schedules and search indexes; admin only, GET only", arguments: stores)
+    func adminListings(store: TestStore) async throws {
+        let host = try await Self.start(store)
+        defer { host.stop() }
+        let token = try await host.mintSession("u1")
+        #expect(try await host.request("GET", "/api/admin/auth/sessions", token: token).status == 403)
+        let sessions = try await host.request("GET", "/api/admin/auth/sessions", token: Self.admin)
+        #expect(sessions.status == 200 && sessions.json.items.count == 1, "\(sessions.body)")
+        let listed = try #require(sessions.json.items.first)
+        #expect(listed["user_id"].string == "u1" && listed["id"].string?.count == 16, "\(sessions.body)")
+        #expect(!sessions.body.contains(token) && !sessions.body.contains(String(token.dropFirst(6).prefix(12))), "no token, not even a prefix")
+        for path in ["auth/accounts", "auth/oauth_state", "auth/magic_codes", "ops/jobs", "ops/workflows", "ops/scheduler", "ops/search_indexes"] {
+            let r = try await host.request("GET", "/api/admin/\(path)", token: Self.admin)
+            #expect(r.status == 200 && r.json.items.isEmpty && r.body.hasPrefix("["), "\(path): \(r.body)")
+        }
+        #expect(try await host.request("POST", "/api/admin/auth/sessions", json: "{}", token: Self.admin).status == 405)
+    }
+
     @Test("Manifest actions as Pylon answers them: policy first, then existence and required input; success echoes; only POST; /api/crdt is 501 and crdt fields are plain values")
     func actionsAndCRDT() async throws {
         let host = try await Self.start(.sqlite)

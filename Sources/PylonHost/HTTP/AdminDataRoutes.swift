@@ -71,12 +71,69 @@ extension RouteContext {
             let deleted = try await data.deleteAllRows()
             return HTTPSupport.json(.object([("reset", true), ("deleted", .object(deleted.map { ($0.entity, .int(Int64($0.deleted))) }))]))
         }
+        addAdminListings(router)
         router.post("/api/actions/:name") { req, ctx in try await runAction(try ctx.parameters.require("name"), req) }
         for method in [HTTPRequest.Method.get, .put, .patch, .delete] {
             router.on("/api/actions/:name", method: method) { _, _ -> Response in
                 throw HostError(status: 405, code: "METHOD_NOT_ALLOWED", message: "manifest actions are called with POST")
             }
         }
+    }
+
+    /// The read-only admin listings Pylon's studio reads (pylon-aux.md §6.6), GET only.
+    /// Tables of features this host does not have yet (OAuth accounts and state, magic
+    /// codes, jobs, workflows) list nothing. Secrets never appear: a session shows as the
+    /// first 16 hex characters of its token's SHA-256 (the host keeps no token).
+    func addAdminListings(_ router: Router<PylonRequestContext>) {
+        let listings: [(String, @Sendable () async throws -> JSONValue)] = [
+            ("auth/sessions", { try await self.allSessions() }),
+            ("auth/accounts", { .array([]) }), ("auth/oauth_state", { .array([]) }), ("auth/magic_codes", { .array([]) }),
+            ("ops/jobs", { .array([]) }), ("ops/workflows", { .array([]) }),
+            ("ops/scheduler", { try await self.pendingSchedules() }),
+            ("ops/search_indexes", { .array(self.data.manifest.entities.compactMap { e in
+                e.search.map { s in .object([
+                    ("entity", .string(e.name)), ("text_fields", .array(s.text.map { .string($0) })),
+                    ("facet_fields", .array(s.facets.map { .string($0) })), ("sortable_fields", .array(s.sortable.map { .string($0) })),
+                    ("fts_table", .string(SearchIndex.table(e.name))),
+                ]) }
+            }) }),
+        ]
+        for (path, list) in listings {
+            router.get(RouterPath("/api/admin/" + path)) { req, _ in
+                try await requireAdmin(req, "/api/admin/\(path)")
+                return HTTPSupport.json(try await list())
+            }
+            for method in [HTTPRequest.Method.post, .put, .patch, .delete] {
+                router.on(RouterPath("/api/admin/" + path), method: method) { _, _ -> Response in
+                    throw HostError(status: 405, code: "METHOD_NOT_ALLOWED", message: "/api/admin/\(path) is read-only (GET)")
+                }
+            }
+        }
+    }
+
+    /// Every live session (at most 1000, newest first), without tokens.
+    func allSessions() async throws -> JSONValue {
+        let d = data.dialect
+        let sql = "SELECT token_hash, user_id, device, created_at, expires_at FROM _pylon_sessions "
+            + "WHERE expires_at = 0 OR expires_at > \(d.placeholder(1)) ORDER BY created_at DESC\(d.limitOffset(limit: "1000", offset: nil))"
+        let rows = try await data.store.read { conn in try conn.execute(sql, [.int(SessionStore.now())]).rows }
+        return .array(rows.map { row in
+            .object([("id", row.at(0).textValue.map { .string(String($0.prefix(16))) } ?? .null), ("user_id", row.at(1).json),
+                     ("device", row.at(2).json), ("created_at", row.at(3).json), ("expires_at", row.at(4).json)])
+        })
+    }
+
+    /// The scheduled function calls not yet run (`ctx.scheduler`), soonest first (at most 1000).
+    func pendingSchedules() async throws -> JSONValue {
+        let d = data.dialect
+        let sql = "SELECT \(["id", "fn_name", "args", "run_at", "attempts"].map(d.quote).joined(separator: ", ")) FROM \(d.quote(FunctionScheduler.table)) "
+            + "ORDER BY \(d.quote("run_at"))\(d.limitOffset(limit: "1000", offset: nil))"
+        let rows = try await data.store.read { conn in try conn.execute(sql).rows }
+        return .array(rows.map { row in
+            .object([("id", row.at(0).json), ("fn_name", row.at(1).json),
+                     ("args", row.at(2).textValue.flatMap { try? JSONParser.parse($0) } ?? .null),
+                     ("run_at", row.at(3).json), ("attempts", row.at(4).json)])
+        })
     }
 
     /// `POST /api/actions/NAME`, as Pylon answers it (pylon-core.md §2.11): the action's

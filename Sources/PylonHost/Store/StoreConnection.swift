@@ -8,6 +8,19 @@ public enum SQLValue: Sendable, Equatable {
     case double(Double)
     case text(String)
     case blob([UInt8])
+
+    public var textValue: String? { if case let .text(s) = self { return s } else { return nil } }
+
+    /// As JSON, for listings of the host's own tables (a blob as lowercase hex).
+    var json: JSONValue {
+        switch self {
+        case .null: return .null
+        case let .int(i): return .int(i)
+        case let .double(d): return .double(d)
+        case let .text(s): return .string(s)
+        case let .blob(b): return .string(RowID.hex(bytes: b))
+        }
+    }
 }
 
 /// An error reported by a store plugin, with the ABI status and the plugin's stable code.
