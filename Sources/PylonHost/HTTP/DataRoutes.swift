@@ -98,14 +98,7 @@ extension RouteContext {
             ]))
         }
         router.post("/api/entities/:entity") { req, ctx in
-            let entity = try ctx.parameters.require("entity")
-            _ = try data.codec(entity)
-            let body = try await body(req)
-            let who = try await auth(req)
-            let bytes = try await withCheckedThrowingContinuation { (cont: CheckedContinuation<[UInt8], Error>) in
-                insertRow(entity, body, who: who) { cont.resume(with: $0) }
-            }
-            return HTTPSupport.bytes(bytes, status: .created)
+            try await respond(insertHandler(try ctx.parameters.require("entity")), req, success: .created)
         }
         router.get("/api/entities/:entity/cursor") { req, ctx in
             let entity = try ctx.parameters.require("entity")
@@ -123,13 +116,7 @@ extension RouteContext {
             ]))
         }
         router.get("/api/entities/:entity/:id") { req, ctx in
-            let entity = try ctx.parameters.require("entity")
-            let id = try ctx.parameters.require("id")
-            let who = try await auth(req)
-            let bytes = try await withCheckedThrowingContinuation { (cont: CheckedContinuation<[UInt8], Error>) in
-                getRow(entity, id, who: who) { cont.resume(with: $0) }
-            }
-            return HTTPSupport.bytes(bytes)
+            try await respond(getHandler(try ctx.parameters.require("entity"), try ctx.parameters.require("id")), req, success: .ok)
         }
         router.patch("/api/entities/:entity/:id") { req, ctx in
             let entity = try ctx.parameters.require("entity")

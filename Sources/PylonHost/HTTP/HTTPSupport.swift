@@ -36,7 +36,7 @@ enum HTTPSupport {
         try body(try await rawBody(request, limit: limit), limit: limit, empty: empty)
     }
 
-    /// The same for a body already collected (the fast lane's immediate routes).
+    /// The same for a body already collected (the routes that finish by callback, HTTP/ImmediateRoutes.swift).
     static func body(_ buffer: ByteBuffer, limit: Int, empty: JSONValue? = nil) throws -> JSONValue {
         if buffer.readableBytes > limit { throw tooLarge(limit) }
         if buffer.readableBytes == 0, let empty { return empty }
@@ -53,7 +53,7 @@ enum HTTPSupport {
         try jsonBytes(try await rawBody(request, limit: limit), limit: limit, empty: empty)
     }
 
-    /// The same for a body already collected (the fast lane's immediate routes).
+    /// The same for a body already collected (the routes that finish by callback, HTTP/ImmediateRoutes.swift).
     static func jsonBytes(_ buffer: ByteBuffer, limit: Int, empty: [UInt8]) throws -> [UInt8] {
         if buffer.readableBytes > limit { throw tooLarge(limit) }
         if buffer.readableBytes == 0 { return empty }
