@@ -47,6 +47,9 @@ final class CodecGuard: ChannelDuplexHandler, RemovableChannelHandler, @unchecke
     private var deferred: HostError?
     /// A 101 went by: remove this handler at the next flush.
     private var leaving = false
+    /// A request without keep-alive went by: the connection ends with its answer, so what the
+    /// client sends after it is not read, and not answered either (RFC 9112 §9.6).
+    private var last = false
 
     init(_ connection: ConnectionGuard, maxBody: Int, serverName: String, requestGuard: RequestGuard? = nil) {
         self.connection = connection
@@ -68,6 +71,7 @@ final class CodecGuard: ChannelDuplexHandler, RemovableChannelHandler, @unchecke
                 return
             }
             connection.headReceived()
+            last = !head.isKeepAlive
             if !head.isKeepAlive, !head.headers[canonicalForm: "connection"].contains(where: { $0.lowercased() == "close" }) {
                 head.headers.add(name: "Connection", value: "close")
                 context.fireChannelRead(wrapInboundOut(.head(head)))
@@ -130,7 +134,9 @@ final class CodecGuard: ChannelDuplexHandler, RemovableChannelHandler, @unchecke
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if let e = error as? HTTPParserError {
+        if last, error is HTTPParserError {
+            failed = true
+        } else if let e = error as? HTTPParserError {
             // See `ConnectionGuard.bareLFAfterVersion`.
             let fault = e == .invalidVersion && connection.bareLFAfterVersion() ? HTTPFault.malformed("the request line ends with a bare LF") : HTTPFault(e)
             fail(fault.error, context)

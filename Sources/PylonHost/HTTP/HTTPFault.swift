@@ -127,11 +127,12 @@ enum HTTPLimits {
     /// The fault of a parsed head over the limits; nil when within them.
     static func fault(target: Int, fields: some Sequence<(name: Int, value: Int)>) -> HTTPFault? {
         if target > maxRequestLine { return .targetTooLong }
-        var total = target
+        var total = target, count = 0
         for f in fields {
             if f.name + f.value > maxHeaderFieldBytes { return .headTooLarge }
             total += f.name + f.value + 4
+            count += 1
         }
-        return total > maxHeadBytes ? .headTooLarge : nil
+        return total > maxHeadBytes || count > maxHeaderFields ? .headTooLarge : nil
     }
 }
