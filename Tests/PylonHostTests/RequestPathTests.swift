@@ -227,7 +227,7 @@ struct RequestPathTests {
         let cases: [(String, String, [Int])] = [
             ("duplicate Content-Length", "POST /api/entities/Item HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}", [200, 400]),
             ("a header name with a space", "GET /health HTTP/1.1\r\nHost: x\r\nBad Name: y\r\n\r\n", [200, 400]),
-            ("not HTTP at all", "HELLO\r\n\r\n", [200, 400]),
+            ("not HTTP at all (not a method llhttp knows)", "HELLO\r\n\r\n", [200, 501]),
             ("a routed request", Self.get("/api/manifest") + Self.get("/health", extra: "Connection: close\r\n"), [200, 200, 200]),
             ("a chunked body", "POST /api/entities/Item HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n10\r\n{\"title\":\"chnk\"}\r\n0\r\n\r\n"
                 + Self.get("/health", extra: "Connection: close\r\n"), [200, 201, 200]),
