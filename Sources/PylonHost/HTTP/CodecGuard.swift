@@ -172,6 +172,23 @@ final class CodecGuard: ChannelDuplexHandler, RemovableChannelHandler, @unchecke
         context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
     }
 
+    /// An answer `HTTPFront` wrote as bytes past the codec (`HTTPFront.write`): the same
+    /// bookkeeping as for one whose head and end went through `write`.
+    func answeredPastCodec() {
+        connection.responseStarted()
+        connection.answered()
+        if let fault = deferred, !connection.owesEarlierAnswers, let context {
+            deferred = nil
+            answer(fault, context)
+        }
+    }
+
+    private var context: ChannelHandlerContext?
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {
         case let .head(head) where head.status == .switchingProtocols:

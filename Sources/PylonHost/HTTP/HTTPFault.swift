@@ -93,19 +93,11 @@ enum HTTPFault: Error, Equatable, Sendable {
         return (head, body)
     }
 
-    /// The whole answer as bytes, for what writes straight to the socket, ahead of the codec
-    /// (`ConnectionGuard`'s 408): status line, the answer's fields, Date, Server,
-    /// Content-Length, body.
+    /// The whole answer as bytes (`HTTPFront.encode`), for what writes straight to the socket
+    /// (`ConnectionGuard`'s 408).
     func encoded(server: String, _ allocator: ByteBufferAllocator) -> ByteBuffer {
         let (head, body) = answer(allocator)
-        var out = allocator.buffer(capacity: 256 + body.readableBytes)
-        out.writeString("HTTP/1.1 \(head.status.code) \(HTTPResponseStatus(statusCode: head.status.code).reasonPhrase)\r\n")
-        for field in head.headerFields {
-            out.writeString("\(field.name.rawName): \(field.value)\r\n")
-        }
-        out.writeString("Date: \(HTTPDate.now())\r\nServer: \(server)\r\nContent-Length: \(body.readableBytes)\r\n\r\n")
-        out.writeImmutableBuffer(body)
-        return out
+        return HTTPFront.encode(head, body, server: server, close: false, allocator)
     }
 }
 

@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import NIOHTTP1
 import NIOHTTPTypes
 
 /// The one way a request is answered, on every listener the host opens: it sits in each
@@ -211,7 +212,7 @@ final class HTTPFront: ChannelDuplexHandler, RemovableChannelHandler, @unchecked
 
     private func startStream(_ head: HTTPResponse, context: ChannelHandlerContext) -> Bool {
         guard context.channel.isActive else { return false }
-        context.writeAndFlush(wrapOutboundOut(.head(framed(head, bodyLength: nil))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.head(framed(head))), promise: nil)
         return true
     }
 
@@ -226,18 +227,12 @@ final class HTTPFront: ChannelDuplexHandler, RemovableChannelHandler, @unchecked
         answered(context)
     }
 
-    /// `head` with the fields every answer carries: Date, Server and Content-Length (none for
-    /// a stream, whose length is not known, nor for 1xx, 204 and 304, which have no body; a
-    /// HEAD answer keeps the one its route set), and `Connection: close` when the connection
-    /// ends with it.
-    private func framed(_ head: HTTPResponse, bodyLength: Int?) -> HTTPResponse {
+    /// A stream's `head` with Date and Server (no Content-Length: its length is not known),
+    /// and `Connection: close` when the connection ends with it.
+    private func framed(_ head: HTTPResponse) -> HTTPResponse {
         var head = head
         head.headerFields[.date] = HTTPDate.now()
         head.headerFields[.server] = shared.serverName
-        let code = head.status.code
-        if let bodyLength, code >= 200, code != 204, code != 304, head.headerFields[.contentLength] == nil || bodyLength > 0 {
-            head.headerFields[.contentLength] = String(bodyLength)
-        }
         if closeAfter || quiescing { head.headerFields[.connection] = "close" }
         return head
     }
@@ -245,10 +240,79 @@ final class HTTPFront: ChannelDuplexHandler, RemovableChannelHandler, @unchecked
     /// Writes a whole answer, then goes on with what arrived meanwhile.
     private func finish(_ head: HTTPResponse, _ body: ByteBuffer, context: ChannelHandlerContext) {
         guard context.channel.isActive else { return }
-        context.write(wrapOutboundOut(.head(framed(head, bodyLength: body.readableBytes))), promise: nil)
-        if body.readableBytes > 0 { context.write(wrapOutboundOut(.body(body)), promise: nil) }
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        write(head, body, context)
         answered(context)
+    }
+
+    /// A whole answer goes out as one buffer (`encode`) from the connection's first handler,
+    /// past NIO's response encoder and the conversion to its types, which for these short
+    /// answers cost about as much as the rest of the front; `CodecGuard` does its bookkeeping
+    /// as for an answer that went through it. Streams go through the codec (`startStream`).
+    private func write(_ head: HTTPResponse, _ body: ByteBuffer, _ context: ChannelHandlerContext) {
+        let sync = context.pipeline.syncOperations
+        if wire == nil { wire = try? sync.context(handlerType: ConnectionGuard.self) }
+        if codec == nil { codec = try? sync.handler(type: CodecGuard.self) }
+        guard let wire, let codec else {
+            // Every listener's pipeline has both (`HTTPListener`).
+            context.close(promise: nil)
+            return
+        }
+        let bytes = Self.encode(head, body, server: shared.serverName, close: closeAfter || quiescing, context.channel.allocator)
+        wire.writeAndFlush(NIOAny(IOData.byteBuffer(bytes)), promise: nil)
+        codec.answeredPastCodec()
+    }
+
+    /// The connection's first handler (`ConnectionGuard`), where whole answers are written,
+    /// and its `CodecGuard`; found on the first answer.
+    private var wire: ChannelHandlerContext?
+    private var codec: CodecGuard?
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        wire = nil
+        codec = nil
+    }
+
+    /// Status line, header fields and body in one buffer, with Date, Server and
+    /// Content-Length written here (any the handler set are dropped, except a HEAD answer's
+    /// Content-Length: its body is empty) and `Connection: close` when `close`. No body (and
+    /// no Content-Length) for 1xx, 204 and 304, as HTTP/1.1 requires.
+    static func encode(_ head: HTTPResponse, _ body: ByteBuffer, server: String, close: Bool, _ allocator: ByteBufferAllocator) -> ByteBuffer {
+        let code = head.status.code
+        let bodiless = code < 200 || code == 204 || code == 304
+        var length = bodiless ? nil : String(body.readableBytes)
+        var out = allocator.buffer(capacity: 224 + head.headerFields.count * 32 + (bodiless ? 0 : body.readableBytes))
+        out.writeStaticString("HTTP/1.1 ")
+        out.writeString(String(code))
+        out.writeStaticString(" ")
+        // A status made from a bare code (`Status(code:)`) has no phrase: NIO's table has it.
+        out.writeString(head.status.reasonPhrase.isEmpty ? HTTPResponseStatus(statusCode: code).reasonPhrase : head.status.reasonPhrase)
+        out.writeStaticString("\r\n")
+        for field in head.headerFields {
+            switch field.name {
+            case .date, .server: continue
+            case .contentLength:
+                if length != nil && body.readableBytes == 0 { length = field.value }
+                continue
+            case .connection where close: continue
+            default: break
+            }
+            out.writeString(field.name.rawName)
+            out.writeStaticString(": ")
+            out.writeString(field.value)
+            out.writeStaticString("\r\n")
+        }
+        out.writeStaticString("Date: ")
+        out.writeString(HTTPDate.now())
+        out.writeStaticString("\r\nServer: ")
+        out.writeString(server)
+        if let length {
+            out.writeStaticString("\r\nContent-Length: ")
+            out.writeString(length)
+        }
+        if close { out.writeStaticString("\r\nConnection: close") }
+        out.writeStaticString("\r\n\r\n")
+        if !bodiless { out.writeImmutableBuffer(body) }
+        return out
     }
 
     /// A request refused before its handler (its body is over the limit): the fault's answer
@@ -259,9 +323,7 @@ final class HTTPFront: ChannelDuplexHandler, RemovableChannelHandler, @unchecked
         state = .refusing
         closeAfter = true
         let (head, body) = fault.answer(context.channel.allocator)
-        context.write(wrapOutboundOut(.head(framed(head, bodyLength: body.readableBytes))), promise: nil)
-        context.write(wrapOutboundOut(.body(body)), promise: nil)
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        write(head, body, context)
     }
 
     /// The answer has left: close if asked to, else take the next queued request.
