@@ -236,8 +236,7 @@ extension RouteContext {
 extension RouteContext {
     /// `POST /api/entities/E` for `who`: `done` gets `{"id": …}` as JSON text (answered
     /// 201) or the error, exactly once — on the writer thread after commit, or on the
-    /// caller's when the input is refused first. Used by the route on a Task and by the fast
-    /// lane's immediate path alike.
+    /// caller's when the input is refused first. The route's handler (`insertHandler`).
     func insertRow(_ entity: String, _ body: JSONValue, who: AuthContext, done: @escaping @Sendable (Result<[UInt8], Error>) -> Void) {
         data.insert(entity, body, auth: who) { result in
             done(result.map { row in JSONWriter.encode(.object([("id", row["id"] ?? .null)])) })
@@ -246,8 +245,7 @@ extension RouteContext {
 
     /// `GET /api/entities/E/ID` for `who`: `done` gets the row as JSON text, or the error,
     /// exactly once: on the calling thread when a quick read connection is free, else on a
-    /// reader thread. Used by the route on a Task and by the fast lane's immediate path
-    /// alike. A row hidden from `who` answers exactly as an absent id (404, same body:
+    /// reader thread. The route's handler (`getHandler`). A row hidden from `who` answers exactly as an absent id (404, same body:
     /// DESIGN.md §4, no oracle by status code); 403 only when `who` may read no row of E.
     func getRow(_ entity: String, _ id: String, who: AuthContext, done: @escaping @Sendable (Result<[UInt8], Error>) -> Void) {
         let data = data

@@ -150,7 +150,7 @@ struct APIMiddleware<Context: RemoteAddressRequestContext>: RouterMiddleware {
     }
 
     /// `handle` for a handler that answers by callback instead of as an `async` function
-    /// (the fast lane's immediate routes, `FastLane.Shared.immediate`): the same request
+    /// (the routes `HTTPFront` runs without a Task, `HTTPFront.Shared.immediate`): the same request
     /// count, `RequestGuard` check, error answers and fixed fields. `run` gets a `finish` that
     /// it (or whatever it starts) calls exactly once, from any thread, with the JSON body of a
     /// `success` (200) answer or the error; a throw from `run` itself is that call. `reply`
