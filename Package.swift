@@ -100,7 +100,11 @@ let package = Package(
             exclude: ["Shim"]),
         .testTarget(
             name: "PylonHostTests",
-            dependencies: ["PylonHost", "PylonPluginABI"],
+            dependencies: ["PylonHost", "PylonPluginABI",
+                           // HTTPFrontTests: the front's pipeline on an EmbeddedChannel.
+                           .product(name: "NIOEmbedded", package: "swift-nio"),
+                           .product(name: "NIOHTTP1", package: "swift-nio"),
+                           .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras")],
             path: "Tests/PylonHostTests"),
         // Unit tests of StoreD1's pure parts (JSON, statement kinds, response mapping, config).
         .testTarget(

@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import HummingbirdCore
 import HummingbirdWebSocket
@@ -310,13 +311,14 @@ public final class Host: Sendable {
         var appLogger = logger
         appLogger.logLevel = .warning
         let wsConfig = WebSocketFrameRules.configuration(maxFrameSize: config.maxFrameBytes)
-        // PYLON_HTTP_FAST_LANE=0 sends every request through Hummingbird's own path.
-        let lane: FastLane.Shared? = config.fastLane
-            ? FastLane.Shared(responder: router.buildResponder(), logger: appLogger, serverName: "pylon-host",
-                              maxBody: min(config.maxBodyBytes, 1 << 20), metrics: metrics, rawFront: config.rawFront,
-                              middleware: middleware, direct: { routes.directRoute($0) },
-                              immediate: { routes.immediateRoute($0, middleware) })
-            : nil
+        /// The HTTP handlers of a listener answering with `router`: its `HTTPFront` (the one
+        /// path every request takes; see HTTP/HTTPFront.swift) after NIO's codec.
+        func answering(_ router: Router<PylonRequestContext>,
+                       immediate: (@Sendable (HTTPRequest) -> HTTPFront.ImmediateHandler?)? = nil) -> HTTP1Channel.Configuration {
+            let front = HTTPFront.Shared(responder: router.buildResponder(), logger: appLogger, serverName: "pylon-host",
+                                         maxBody: config.maxBodyBytes, immediate: immediate)
+            return HTTP1Channel.Configuration(additionalChannelHandlers: [HTTPFront(front)], httpDecoderConfiguration: .pylon)
+        }
         let wsResponder = wsRouter.buildResponder()
         let guards = ListenerGuards(limits: config.connectionLimits, maxBody: config.maxBodyBytes, serverName: "pylon-host")
         let listeners = Self.listenerCount(config)
@@ -330,13 +332,11 @@ public final class Host: Sendable {
             .init(address: .hostname(config.bindHost, port: port), serverName: "pylon-host",
                   availableConnectionsDelegate: MaximumAvailableConnections(cap, logger: appLogger))
         }
-        let http1 = HTTP1Channel.Configuration(additionalChannelHandlers: lane.map { [FastLane($0)] } ?? [],
-                                               httpDecoderConfiguration: .pylon)
+        let http1 = answering(router, immediate: { routes.immediateRoute($0, middleware) })
         let server = HTTPServerBuilder { responder -> any ServerChildChannel in
-            // The raw front takes a connection's requests ahead of the upgrade handler and codec.
             HTTPListener(inner: HTTP1WebSocketUpgradeChannel(responder: responder, webSocketResponder: wsResponder,
                                                              configuration: .init(http1: http1, ws: wsConfig)),
-                         guards: guards, front: lane.flatMap { $0.rawFront ? $0 : nil })
+                         guards: guards, upgrades: requestGuard)
         }
         let main = Application(
             router: router,
@@ -352,16 +352,16 @@ public final class Host: Sendable {
             routes.addWebSocketRoute(wsOnly, path: "/")
             routes.addWebSocketRoute(wsOnly, path: "/**")
             let wsOnlyResponder = wsOnly.buildResponder()
-            let plain = HTTP1Channel.Configuration(httpDecoderConfiguration: .pylon)
             // Requests that are not upgrades get the API's error answers (404 in JSON).
             let wsHTTP = Router(context: PylonRequestContext.self, options: .autoGenerateHeadEndpoints)
             wsHTTP.add(middleware: middleware)
+            let wsPlain = answering(wsHTTP)
             let wsApp = Application(
                 router: wsHTTP,
                 server: HTTPServerBuilder { responder in
                     HTTPListener(inner: HTTP1WebSocketUpgradeChannel(responder: responder, webSocketResponder: wsOnlyResponder,
-                                                                     configuration: .init(http1: plain, ws: wsConfig)),
-                                 guards: guards)
+                                                                     configuration: .init(http1: wsPlain, ws: wsConfig)),
+                                 guards: guards, upgrades: requestGuard)
                 },
                 configuration: listening(on: config.port + 1),
                 logger: appLogger)
@@ -369,10 +369,11 @@ public final class Host: Sendable {
             sseRouter.add(middleware: middleware)
             routes.addEventStreamRoute(sseRouter, path: "/")
             routes.addEventStreamRoute(sseRouter, path: "/**")
+            let ssePlain = answering(sseRouter)
             let sseApp = Application(
                 router: sseRouter,
                 server: HTTPServerBuilder { responder in
-                    HTTPListener(inner: HTTP1Channel(responder: responder, configuration: plain), guards: guards)
+                    HTTPListener(inner: HTTP1Channel(responder: responder, configuration: ssePlain), guards: guards)
                 },
                 configuration: listening(on: config.port + 2),
                 logger: appLogger)

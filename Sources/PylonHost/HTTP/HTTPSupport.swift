@@ -36,7 +36,7 @@ enum HTTPSupport {
         try body(try await rawBody(request, limit: limit), limit: limit, empty: empty)
     }
 
-    /// The same for a body already collected (the fast lane's immediate routes).
+    /// The same for a body already collected (the routes that finish by callback, HTTP/ImmediateRoutes.swift).
     static func body(_ buffer: ByteBuffer, limit: Int, empty: JSONValue? = nil) throws -> JSONValue {
         if buffer.readableBytes > limit { throw tooLarge(limit) }
         if buffer.readableBytes == 0, let empty { return empty }
@@ -53,7 +53,7 @@ enum HTTPSupport {
         try jsonBytes(try await rawBody(request, limit: limit), limit: limit, empty: empty)
     }
 
-    /// The same for a body already collected (the fast lane's immediate routes).
+    /// The same for a body already collected (the routes that finish by callback, HTTP/ImmediateRoutes.swift).
     static func jsonBytes(_ buffer: ByteBuffer, limit: Int, empty: [UInt8]) throws -> [UInt8] {
         if buffer.readableBytes > limit { throw tooLarge(limit) }
         if buffer.readableBytes == 0 { return empty }
@@ -150,7 +150,7 @@ struct APIMiddleware<Context: RemoteAddressRequestContext>: RouterMiddleware {
     }
 
     /// `handle` for a handler that answers by callback instead of as an `async` function
-    /// (the fast lane's immediate routes, `FastLane.Shared.immediate`): the same request
+    /// (the routes `HTTPFront` runs without a Task, `HTTPFront.Shared.immediate`): the same request
     /// count, `RequestGuard` check, error answers and fixed fields. `run` gets a `finish` that
     /// it (or whatever it starts) calls exactly once, from any thread, with the JSON body of a
     /// `success` (200) answer or the error; a throw from `run` itself is that call. `reply`
