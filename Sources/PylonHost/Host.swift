@@ -1,7 +1,6 @@
 import Foundation
 import Hummingbird
 import HummingbirdCore
-import HummingbirdWebSocket
 import Logging
 import PylonPluginABI
 import ServiceLifecycle
@@ -291,11 +290,8 @@ public final class Host: Sendable {
         routes.addFunctionRoutes(router)
         if let cache { routes.addCacheRoutes(router, cache) }
         routes.addEventStreamRoute(router, path: "/api/sync/events")
-        let wsRouter = Router(context: PylonRequestContext.self)
-        routes.addWebSocketRoute(wsRouter, path: "/api/sync/ws")
         var appLogger = logger
         appLogger.logLevel = .warning
-        let wsConfig = WebSocketFrameRules.configuration(maxFrameSize: config.maxFrameBytes)
         // PYLON_HTTP_FAST_LANE=0 sends every request through Hummingbird's own path.
         let lane: FastLane.Shared? = config.fastLane
             ? FastLane.Shared(responder: router.buildResponder(), logger: appLogger, serverName: "pylon-host",
@@ -303,7 +299,6 @@ public final class Host: Sendable {
                               middleware: middleware, direct: { routes.directRoute($0) },
                               immediate: { routes.immediateRoute($0, middleware) })
             : nil
-        let wsResponder = wsRouter.buildResponder()
         let guards = ListenerGuards(limits: config.connectionLimits, maxBody: config.maxBodyBytes, serverName: "pylon-host")
         let listeners = config.compatPorts ? 3 : 1
         Self.raiseOpenFileLimit()
@@ -321,8 +316,8 @@ public final class Host: Sendable {
                                                httpDecoderConfiguration: .pylon)
         let server = HTTPServerBuilder { responder -> any ServerChildChannel in
             // The raw front takes a connection's requests ahead of the upgrade handler and codec.
-            HTTPListener(inner: HTTP1WebSocketUpgradeChannel(responder: responder, webSocketResponder: wsResponder,
-                                                             configuration: .init(http1: http1, ws: wsConfig)),
+            HTTPListener(inner: WebSocketUpgradeChannel(responder: responder, http1: http1, routes: routes,
+                                                        upgrades: { $0 == "/api/sync/ws" }),
                          guards: guards, front: lane.flatMap { $0.rawFront ? $0 : nil })
         }
         let main = Application(
@@ -335,10 +330,6 @@ public final class Host: Sendable {
             logger: appLogger)
         var services: [any Service] = [main, RealtimeShutdown(hub: hub)]
         if config.compatPorts {
-            let wsOnly = Router(context: PylonRequestContext.self)
-            routes.addWebSocketRoute(wsOnly, path: "/")
-            routes.addWebSocketRoute(wsOnly, path: "/**")
-            let wsOnlyResponder = wsOnly.buildResponder()
             let plain = HTTP1Channel.Configuration(httpDecoderConfiguration: .pylon)
             // Requests that are not upgrades get the API's error answers (404 in JSON).
             let wsHTTP = Router(context: PylonRequestContext.self, options: .autoGenerateHeadEndpoints)
@@ -346,8 +337,9 @@ public final class Host: Sendable {
             let wsApp = Application(
                 router: wsHTTP,
                 server: HTTPServerBuilder { responder in
-                    HTTPListener(inner: HTTP1WebSocketUpgradeChannel(responder: responder, webSocketResponder: wsOnlyResponder,
-                                                                     configuration: .init(http1: plain, ws: wsConfig)),
+                    // Every path upgrades here, as on Pylon's WebSocket port.
+                    HTTPListener(inner: WebSocketUpgradeChannel(responder: responder, http1: plain, routes: routes,
+                                                                upgrades: { _ in true }),
                                  guards: guards)
                 },
                 configuration: listening(on: config.port + 1),
