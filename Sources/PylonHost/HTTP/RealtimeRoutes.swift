@@ -161,14 +161,14 @@ extension RouteContext {
     /// Serves an upgraded WebSocket (on its event loop): subscribes it and hands it to a
     /// `WebSocketConnection`, or closes it with 1008 and the reason (no token, or its
     /// address holds too many streams).
-    func openWebSocket(_ caller: WebSocketCaller, channel: any Channel) throws {
+    func openWebSocket(_ caller: WebSocketCaller, channel: any Channel, services: WebSocketServices) throws {
         let refusal: String
         if caller.auth.isAdmin || caller.auth.userID != nil {
             do {
                 let address = channel.remoteAddress?.ipAddress ?? "unknown"
                 let sub = try hub.subscribe(auth: caller.auth, address: address, wantsRelays: true, session: caller.session,
                                             live: caller.start.since == nil)
-                try channel.pipeline.syncOperations.addHandler(WebSocketConnection(routes: self, subscriber: sub, start: caller.start))
+                try channel.pipeline.syncOperations.addHandler(WebSocketConnection(services: services, subscriber: sub, start: caller.start))
                 return
             } catch let error as HostError {
                 refusal = error.message

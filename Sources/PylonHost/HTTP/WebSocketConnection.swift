@@ -33,7 +33,7 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
 
     private enum Phase { case catchingUp, live, closing, closed }
 
-    private let routes: RouteContext
+    private let services: WebSocketServices
     private let sub: Subscriber
     private let start: Start
     /// What relayed messages carry as `from`.
@@ -52,12 +52,12 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
     private var lastLogWrite: EventLoopFuture<Void>?
     private var context: ChannelHandlerContext?
 
-    init(routes: RouteContext, subscriber: Subscriber, start: Start) {
-        self.routes = routes
+    init(services: WebSocketServices, subscriber: Subscriber, start: Start) {
+        self.services = services
         sub = subscriber
         self.start = start
         from = subscriber.auth.isAdmin ? "admin" : .string(subscriber.auth.userID ?? "")
-        limiter = RelayLimiter(rate: routes.realtime.relayRate, burst: routes.realtime.relayBurst)
+        limiter = RelayLimiter(rate: services.routes.realtime.relayRate, burst: services.routes.realtime.relayBurst)
     }
 
     // MARK: Channel events
@@ -66,17 +66,17 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
         self.context = context
         let me = NIOLoopBound(self, eventLoop: context.eventLoop)
         sub.attach(ConnectionWaker(connection: me, eventLoop: context.eventLoop))
-        let period = TimeAmount.seconds(Int64(routes.realtime.pingSeconds))
+        let period = TimeAmount.seconds(Int64(services.routes.realtime.pingSeconds))
         pinger = context.eventLoop.scheduleRepeatedTask(initialDelay: period, delay: period) { _ in me.value.ping() }
-        routes.armStallWatchdog(sub, channel: context.channel)
+        services.routes.armStallWatchdog(sub, channel: context.channel)
         if let since = start.since {
             readLog(from: since, epoch: start.epoch)
         } else {
             _ = sub.goLive()
             phase = .live
         }
-        if routes.sessions.generation != start.generation {
-            Task { [routes, sub, start] in try? await routes.confirmSession(sub, since: start.generation) }
+        if services.routes.sessions.generation != start.generation {
+            Task { [routes = services.routes, sub, start] in try? await routes.confirmSession(sub, since: start.generation) }
         }
     }
 
@@ -85,9 +85,9 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
         pinger?.cancel()
         closeTimer?.cancel()
         reader?.cancel()
-        routes.hub.unsubscribe(sub)
+        services.routes.hub.unsubscribe(sub)
         let bye = JSONWriter.string(.object([("type", "presence"), ("event", "disconnect"), ("clientId", .int(Int64(sub.id)))]))
-        routes.hub.relay(bye, except: sub.id)
+        services.routes.hub.relay(bye, except: sub.id)
         self.context = nil
         context.fireChannelInactive()
     }
@@ -147,7 +147,7 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
             closeNow(.protocolError)
             return
         }
-        guard message.data.readableBytes <= routes.realtime.maxFrameBytes else {
+        guard message.data.readableBytes <= services.routes.realtime.maxFrameBytes else {
             closeNow(.messageTooLarge)
             return
         }
@@ -179,13 +179,13 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
             context?.flush()
             return
         case .close:
-            routes.metrics.add("realtime_relay_floods_closed_total", 1)
+            services.routes.metrics.add("realtime_relay_floods_closed_total", 1)
             close(.policyViolation, reason: "relay rate limit exceeded")
             return
         }
         guard let text, let v = try? JSONParser.parse(text),
               let type = v["type"]?.stringValue, type == "presence" || type == "topic" else { return }
-        routes.hub.relay(JSONWriter.string(v.setting("from", from)), except: nil)
+        services.routes.hub.relay(JSONWriter.string(v.setting("from", from)), except: nil)
     }
 
     // MARK: Delivery
@@ -197,7 +197,7 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
         let (messages, overflowed) = sub.drain()
         if overflowed {
             // The queue was dropped: continue from the durable log, then go live again.
-            routes.metrics.add("realtime_queue_fallbacks_total", 1)
+            services.routes.metrics.add("realtime_queue_fallbacks_total", 1)
             readLog(from: cursor, epoch: nil)
             return
         }
@@ -224,7 +224,7 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
         let me = NIOLoopBound(self, eventLoop: context.eventLoop)
         let sink = WebSocketSink(connection: me, eventLoop: context.eventLoop)
         let channel = context.channel
-        reader = Task { [sync = routes.sync, sub] in
+        reader = Task { [sync = services.routes.sync, sub] in
             do {
                 guard let c = try await sync.resume(sub, from: from, epoch: epoch, sink: sink) else { return }
                 channel.eventLoop.execute { me.value.caughtUp(to: c) }
@@ -299,7 +299,7 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
         data.writeString(reason)
         context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)), promise: nil)
         let channel = context.channel
-        closeTimer = context.eventLoop.scheduleTask(in: .seconds(Int64(routes.realtime.closeSeconds))) {
+        closeTimer = context.eventLoop.scheduleTask(in: .seconds(Int64(services.routes.realtime.closeSeconds))) {
             channel.close(promise: nil)
         }
     }
@@ -342,6 +342,13 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
         context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)))
             .whenComplete { _ in channel.close(promise: nil) }
     }
+}
+
+/// What every WebSocket connection of a listener shares: one reference per connection
+/// instead of a copy of the route context (with the host's settings) in each.
+final class WebSocketServices: Sendable {
+    let routes: RouteContext
+    init(_ routes: RouteContext) { self.routes = routes }
 }
 
 /// Wakes a WebSocket connection on its event loop (the hub calls it from its fan-out queue).

@@ -30,6 +30,7 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
     let responder: HTTPChannelHandler.Responder
     let http1: HTTP1Channel.Configuration
     let routes: RouteContext
+    let services: WebSocketServices
     /// Whether a request path upgrades on this listener.
     let upgrades: @Sendable (String) -> Bool
 
@@ -38,6 +39,7 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
         self.responder = Self.redirectingLateUpgrades(responder)
         self.http1 = http1
         self.routes = routes
+        services = WebSocketServices(routes)
         self.upgrades = upgrades
     }
 
@@ -59,7 +61,7 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
                     channel.eventLoop.makeCompletedFuture {
                         guard let c = caller.value else { throw ChannelError.inappropriateOperationForState }
                         caller.value = nil
-                        try routes.openWebSocket(c, channel: channel)
+                        try routes.openWebSocket(c, channel: channel, services: services)
                         return .webSocket
                     }
                 })
