@@ -86,6 +86,7 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
         closeTimer?.cancel()
         reader?.cancel()
         services.routes.hub.unsubscribe(sub)
+        sub.detach()
         let bye = JSONWriter.string(.object([("type", "presence"), ("event", "disconnect"), ("clientId", .int(Int64(sub.id)))]))
         services.routes.hub.relay(bye, except: sub.id)
         self.context = nil

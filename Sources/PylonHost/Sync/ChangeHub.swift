@@ -79,6 +79,10 @@ public final class Subscriber: @unchecked Sendable {
         if closed { w.subscriberClosed() } else if pending { w.wake() }
     }
 
+    /// Disconnects the connection (it closed): the waker refers back to it, so keeping it
+    /// would keep both alive.
+    func detach() { lock.withLock { waker = nil } }
+
     /// The waker to call after a change of state, unless a wake-up is already pending. Must hold `lock`.
     private func takeWake() -> (any SubscriberWaker)? {
         guard !wakePending, let waker else { return nil }
