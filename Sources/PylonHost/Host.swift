@@ -2,7 +2,6 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdCore
-import HummingbirdWebSocket
 import Logging
 import PylonPluginABI
 import ServiceLifecycle
@@ -306,11 +305,8 @@ public final class Host: Sendable {
         routes.addAdminDataRoutes(router)
         if let cache { routes.addCacheRoutes(router, cache) }
         routes.addEventStreamRoute(router, path: "/api/sync/events")
-        let wsRouter = Router(context: PylonRequestContext.self)
-        routes.addWebSocketRoute(wsRouter, path: "/api/sync/ws")
         var appLogger = logger
         appLogger.logLevel = .warning
-        let wsConfig = WebSocketFrameRules.configuration(maxFrameSize: config.maxFrameBytes)
         /// The HTTP handlers of a listener answering with `router`: its `HTTPFront` (the one
         /// path every request takes; see HTTP/HTTPFront.swift) after NIO's codec.
         func answering(_ router: Router<PylonRequestContext>,
@@ -319,7 +315,6 @@ public final class Host: Sendable {
                                          maxBody: config.maxBodyBytes, immediate: immediate)
             return HTTP1Channel.Configuration(additionalChannelHandlers: [HTTPFront(front)], httpDecoderConfiguration: .pylon)
         }
-        let wsResponder = wsRouter.buildResponder()
         let guards = ListenerGuards(limits: config.connectionLimits, maxBody: config.maxBodyBytes, serverName: "pylon-host")
         let listeners = Self.listenerCount(config)
         let cap = Self.connectionCap(config.maxConnections, listeners: listeners)
@@ -334,8 +329,8 @@ public final class Host: Sendable {
         }
         let http1 = answering(router, immediate: { routes.immediateRoute($0, middleware) })
         let server = HTTPServerBuilder { responder -> any ServerChildChannel in
-            HTTPListener(inner: HTTP1WebSocketUpgradeChannel(responder: responder, webSocketResponder: wsResponder,
-                                                             configuration: .init(http1: http1, ws: wsConfig)),
+            HTTPListener(inner: WebSocketUpgradeChannel(responder: responder, http1: http1, routes: routes,
+                                                        upgrades: { $0 == "/api/sync/ws" }),
                          guards: guards, upgrades: requestGuard)
         }
         let main = Application(
@@ -348,10 +343,6 @@ public final class Host: Sendable {
             logger: appLogger)
         var services: [any Service] = [main, RealtimeShutdown(hub: hub)]
         if config.compatPorts {
-            let wsOnly = Router(context: PylonRequestContext.self)
-            routes.addWebSocketRoute(wsOnly, path: "/")
-            routes.addWebSocketRoute(wsOnly, path: "/**")
-            let wsOnlyResponder = wsOnly.buildResponder()
             // Requests that are not upgrades get the API's error answers (404 in JSON).
             let wsHTTP = Router(context: PylonRequestContext.self, options: .autoGenerateHeadEndpoints)
             wsHTTP.add(middleware: middleware)
@@ -359,8 +350,9 @@ public final class Host: Sendable {
             let wsApp = Application(
                 router: wsHTTP,
                 server: HTTPServerBuilder { responder in
-                    HTTPListener(inner: HTTP1WebSocketUpgradeChannel(responder: responder, webSocketResponder: wsOnlyResponder,
-                                                                     configuration: .init(http1: wsPlain, ws: wsConfig)),
+                    // Every path upgrades here, as on Pylon's WebSocket port.
+                    HTTPListener(inner: WebSocketUpgradeChannel(responder: responder, http1: wsPlain, routes: routes,
+                                                                upgrades: { _ in true }),
                                  guards: guards, upgrades: requestGuard)
                 },
                 configuration: listening(on: config.port + 1),
