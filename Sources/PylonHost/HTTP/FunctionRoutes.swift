@@ -31,7 +31,6 @@ extension RouteContext {
         // Passed on to the function as sent, once checked to be JSON.
         let args = try await HTTPSupport.jsonBytes(req, limit: config.maxBodyBytes, empty: Array("{}".utf8))
         let who = try await auth(req)
-        metrics.add("fn_calls_total", 1)
         if req.headers[.accept]?.contains("text/event-stream") == true {
             _ = try functions.describe(name) // unknown → 404 JSON, not a stream
             return Self.streamCall(functions, name, args, who)
@@ -46,7 +45,10 @@ extension RouteContext {
     /// through the router, which answers it as before.
     func directRoute(_ head: HTTPRequest) -> FastLane.DirectHandler? {
         guard let functions, let fnName = Self.plainFunctionName(head) else { return nil }
-        return { req, _ in try await callFunction(functions, fnName, req) }
+        return { req, ctx in
+            ctx.coreContext.endpointPath.value = RequestMetrics.functionCallRoute
+            return try await callFunction(functions, fnName, req)
+        }
     }
 
     static let defaultTraceLimit: Int64 = 50
@@ -66,7 +68,6 @@ extension RouteContext {
         let body = String(decoding: raw.readableBytesView, as: UTF8.self)
         let request = Self.webhookRequest(req, rawBody: body)
         let who = try await auth(req)
-        metrics.add("fn_calls_total", 1)
         return HTTPSupport.bytes(try await functions.call(name, args: .object([("rawBody", .string(body))]), auth: who,
                                                           expecting: PYLON_FN_ACTION, request: request))
     }

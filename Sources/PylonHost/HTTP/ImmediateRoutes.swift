@@ -18,13 +18,16 @@ extension RouteContext {
         typealias Finish = @Sendable (Result<[UInt8], Error>) -> Void
         let limit = config.maxBodyBytes
         let success: HTTPResponse.Status
+        let route: String
         let run: @Sendable (ByteBuffer, AuthContext, @escaping Finish) throws -> Void
         if let (entity, id) = Self.plainEntityGet(head) {
             success = .ok
+            route = RequestMetrics.entityRowRoute
             run = { _, who, finish in getRow(entity, id, who: who, done: finish) }
         } else if let entity = Self.plainEntityInsert(head) {
             // Answered after its commit.
             success = .created
+            route = RequestMetrics.entityRoute
             let data = data
             run = { body, who, finish in
                 _ = try data.codec(entity)
@@ -33,10 +36,9 @@ extension RouteContext {
         } else if let functions, let fnName = Self.plainFunctionName(head),
                   head.headerFields[.accept]?.contains("text/event-stream") != true {
             success = .ok
-            let metrics = metrics
+            route = RequestMetrics.functionCallRoute
             run = { body, who, finish in
                 let args = try HTTPSupport.jsonBytes(body, limit: limit, empty: Array("{}".utf8))
-                metrics.add("fn_calls_total", 1)
                 functions.start(fnName, argsJSON: args, auth: who, done: finish)
             }
         } else {
@@ -44,7 +46,7 @@ extension RouteContext {
         }
         guard let who = authNow(head.headerFields) else { return nil }
         return { body, peer, reply in
-            middleware.handleNow(head, peer: peer, success: success, { finish in try run(body, who, finish) }, reply: reply)
+            middleware.handleNow(head, peer: peer, route: route, success: success, { finish in try run(body, who, finish) }, reply: reply)
         }
     }
 
