@@ -36,17 +36,19 @@ struct MetricsTests {
         guard run.status == 0 else {
             throw TestSetupError(description: "prometheus_client could not parse /metrics (\(run.stderr)); the text was:\n\(r.body)")
         }
-        let parsed = try TestJSON.parse(run.stdout)
+        let parsed: Any? = try TestJSON.parse(run.stdout)
         var out: [String: (type: String, samples: [Sample])] = [:]
         for (name, family) in parsed["families"].object ?? [:] {
-            let f = Optional(family)
-            let samples = f["samples"].items.map { s in
-                Sample(name: s["name"].string ?? "", labels: (s["labels"].object ?? [:]).compactMapValues { $0 as? String },
-                       value: s["value"].double ?? s["value"].int.map(Double.init))
-            }
-            out[name] = (f["type"].string ?? "", samples)
+            let f: Any? = family
+            out[name] = (f["type"].string ?? "", f["samples"].items.map(Self.sample))
         }
         return out
+    }
+
+    static func sample(_ s: Any?) -> Sample {
+        let labels: [String: String] = (s["labels"].object ?? [:]).compactMapValues { $0 as? String }
+        let value: Double? = s["value"].double ?? s["value"].int.map { Double($0) }
+        return Sample(name: s["name"].string ?? "", labels: labels, value: value)
     }
 
     /// The value of the sample `name` whose labels include `labels` (0 when absent).
@@ -99,11 +101,11 @@ struct MetricsTests {
         let before = try await host.request("GET", "/metrics", token: HostProcess.adminToken)
         #expect(before.status == 200, "\(before.body)")
         let b = before.json
-        #expect(b["uptime_secs"].int != nil, before.body)
+        #expect(b["uptime_secs"].int != nil, "\(before.body)")
         for key in ["total", "ok", "error"] { #expect(b["requests"][key].int != nil, "requests.\(key): \(before.body)") }
         for m in ["GET", "POST", "PATCH", "DELETE"] { #expect(b["methods"][m].int != nil, "methods.\(m): \(before.body)") }
-        #expect(b["gauges"]["realtime_connections"].int != nil || b["gauges"]["realtime_connections"].double != nil, before.body)
-        #expect(b["histograms"]["http_request_duration_seconds"]["count"].int != nil, before.body)
+        #expect(b["gauges"]["realtime_connections"].int != nil || b["gauges"]["realtime_connections"].double != nil, "\(before.body)")
+        #expect(b["histograms"]["http_request_duration_seconds"]["count"].int != nil, "\(before.body)")
         let route = "GET /api/entities/{entity}/{id}"
         let routeBefore = b["routes"][route]["2xx"].int ?? 0
         let totalBefore = try #require(b["requests"]["total"].int)

@@ -53,3 +53,8 @@ final class SeriesEntry<Series: AnyObject & Sendable>: Sendable {
         self.series = series
     }
 }
+
+extension ManagedAtomicLazyReference {
+    /// The stored instance, or `make()`'s once stored (by this call or a concurrent one).
+    func get(_ make: () -> Instance) -> Instance { load() ?? storeIfNilThenLoad(make()) }
+}

@@ -62,13 +62,14 @@ final class MethodSeries: Sendable {
 
     func record(status: Int, since start: UInt64) {
         let i = min(max(status / 100, 1), 5) - 1
-        let counter = counters[i].load() ?? counters[i].storeIfNilThenLoad(
+        counters[i].get {
             CoreMetrics.Counter(label: Metrics.prefix + "http_requests_total",
-                                dimensions: [("method", method), ("route", route), ("status", Self.classes[i])], factory: factory))
-        counter.increment()
-        let timer = duration.load() ?? duration.storeIfNilThenLoad(
+                                dimensions: [("method", method), ("route", route), ("status", Self.classes[i])], factory: factory)
+        }.increment()
+        let timer = duration.get {
             CoreMetrics.Timer(label: Metrics.prefix + "http_request_duration_seconds",
-                              dimensions: [("method", method), ("route", route)], factory: factory))
+                              dimensions: [("method", method), ("route", route)], factory: factory)
+        }
         Metrics.record(timer, since: start)
     }
 }
