@@ -121,6 +121,28 @@ struct MetricsTests {
         #expect((after["counters"]["write_batches_total"].int ?? 0) >= 1, "\(String(describing: after["counters"]))")
     }
 
+    @Test("Realtime: connections gauge, fan-out latency and deliveries move with a live WebSocket subscriber")
+    func realtime() async throws {
+        let host = try await HostProcess.start(manifest: Self.manifest, dev: false)
+        defer { host.stop() }
+        let ws = try await TestWebSocket.connect(port: host.port, token: HostProcess.adminToken)
+        let id = try await host.create("Todo", #"{"title":"live"}"#)
+        _ = try await ws.waitForEvent(rowID: id)
+        let m = try await Self.scrape(host)
+        #expect(Self.value(m, "pylon_realtime_connections", "pylon_realtime_connections", [:]) == 1)
+        #expect(Self.value(m, "pylon_realtime_fanout_duration_seconds", "pylon_realtime_fanout_duration_seconds_count", [:]) >= 1)
+        #expect(Self.value(m, "pylon_realtime_deliveries", "pylon_realtime_deliveries_total", [:]) >= 1)
+        #expect(m["pylon_realtime_queue_depth_max"]?.type == "gauge")
+        ws.disconnect()
+        var open: Double?
+        for _ in 0..<400 {
+            open = try await host.request("GET", "/metrics", token: HostProcess.adminToken).json["gauges"]["realtime_connections"].double
+            if open == 0 { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(open == 0, "the gauge did not return to 0 after the subscriber left")
+    }
+
     @Test("Outside --dev only the admin reads /metrics, in both formats; in --dev anyone does")
     func adminOnlyOutsideDev() async throws {
         let host = try await HostProcess.start(manifest: Self.manifest, dev: false)
