@@ -24,6 +24,12 @@ struct CacheConfig {
     var maxBulkBytes = 512 * 1024 * 1024
     var maxMultibulk = 1024 * 1024
     var maxClients = 10_000
+    /// The host's ceiling on `maxClients` (`maxclients_cap`): the RESP listener's share of
+    /// the process' open files, so cache clients cannot exhaust the descriptors the HTTP
+    /// listeners and the host need. nil: no ceiling (a host that does not send one).
+    var maxClientsCap: Int?
+    /// `maxClients` within the host's ceiling.
+    var clientLimit: Int { min(maxClients, maxClientsCap ?? .max) }
     /// A client that sends part of a command and then nothing for this long gets an error
     /// and is disconnected (0 = never).
     var partialTimeoutMs = 30_000
@@ -77,6 +83,7 @@ struct CacheConfig {
             }
             if let n = try int("max_multibulk", 1...Int(Int32.max)) { c.maxMultibulk = n }
             if let n = try int("maxclients", 1...1_000_000) { c.maxClients = n }
+            if let n = try int("maxclients_cap", 1...Int(Int32.max)) { c.maxClientsCap = n }
             if let n = try int("partial_timeout_ms", 0...86_400_000) { c.partialTimeoutMs = n }
             if let m = obj["max_output_bytes"] {
                 guard let n = parseSize(m), n >= 1024 else { throw ConfigProblem("\"max_output_bytes\" must be a size of at least 1024") }

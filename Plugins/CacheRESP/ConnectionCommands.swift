@@ -254,7 +254,7 @@ extension Engine {
             ("Server", [("redis_version", Self.serverVersion), ("pylon_cache", "CacheRESP 0.1.0"), ("redis_mode", "standalone"),
                         ("process_id", "\(pcr_getpid())"), ("tcp_port", "\(config.port)"),
                         ("uptime_in_seconds", "\((now - startedAt) / 1000)")]),
-            ("Clients", [("connected_clients", "\(connectedClients)"), ("maxclients", "\(config.maxClients)")]),
+            ("Clients", [("connected_clients", "\(connectedClients)"), ("maxclients", "\(config.clientLimit)")]),
             ("Memory", [("used_memory", "\(db.used)"), ("maxmemory", "\(db.maxmemory)"),
                         ("maxmemory_policy", config.maxmemoryPolicy)]),
             ("Persistence", [("rdb_changes_since_last_save", "\(dirty)"),

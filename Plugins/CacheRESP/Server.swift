@@ -56,6 +56,10 @@ final class Server: @unchecked Sendable {
     private var listener: (pylon_cache_message_fn, UnsafeMutableRawPointer?)?
 
     private var lastCron: Int64 = 0
+    /// While the process is out of file descriptors the listener is not watched (a
+    /// level-triggered listener that cannot accept would wake the loop without end); `cron`
+    /// watches it again at this time (Unix ms). 0: accepting.
+    private var acceptPausedUntil: Int64 = 0
     private var lastSnapshot: Int64 = 0
 
     init(config: CacheConfig, log: @escaping (Int32, String) -> Void) {
@@ -129,6 +133,9 @@ final class Server: @unchecked Sendable {
         if boundPort != 0 {
             log(PYLON_LOG_INFO, "pylon.cache.resp: RESP2/RESP3 on \(config.bind):\(boundPort)")
             if let warning = ProtectedMode.warning(config, endpoint: "\(config.bind):\(boundPort)") { log(PYLON_LOG_WARN, warning) }
+            if config.clientLimit < config.maxClients {
+                log(PYLON_LOG_WARN, "pylon.cache.resp: maxclients \(config.maxClients) is more than the open-file limit allows; serving at most \(config.clientLimit) clients (raise the limit with ulimit -n)")
+            }
         }
         return nil
     }
@@ -244,6 +251,10 @@ final class Server: @unchecked Sendable {
     }
 
     private func cron(_ now: Int64) {
+        if acceptPausedUntil != 0 && now >= acceptPausedUntil {
+            acceptPausedUntil = 0
+            watch(listenFD, UInt32(PCR_EV_IN))
+        }
         engine.db.expireCycle()
         if config.partialTimeoutMs > 0 {
             for case let c? in clients where !c.closed && c.unparsed > 0 && c.partialSince > 0
@@ -301,13 +312,16 @@ final class Server: @unchecked Sendable {
         while true {
             var peer: UInt32 = 0
             let fd = pcr_accept(listenFD, &peer)
-            if fd < 0 { return }
+            if fd < 0 {
+                if errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM { pauseAccepting() }
+                return
+            }
             engine.totalConnections += 1
             if protectedMode.refuses(peer: peer) {
                 refuse(fd, ProtectedMode.deniedReply)
                 continue
             }
-            if engine.connectedClients >= config.maxClients {
+            if engine.connectedClients >= config.clientLimit {
                 refuse(fd, "-ERR max number of clients reached\r\n")
                 continue
             }
@@ -320,6 +334,17 @@ final class Server: @unchecked Sendable {
             clients[Int(fd)] = c
             watch(fd, UInt32(PCR_EV_IN))
         }
+    }
+
+    /// Out of descriptors (or kernel memory): stop watching the listener for 100 ms instead of
+    /// spinning on it; waiting clients stay in the backlog, served clients are unaffected.
+    private func pauseAccepting() {
+        if acceptPausedUntil == 0 {
+            engine.rejectedConnections += 1
+            log(PYLON_LOG_WARN, "pylon.cache.resp: cannot accept a client (\(String(cString: strerror(errno)))); pausing accepts for 100 ms (raise the open-file limit or lower maxclients)")
+        }
+        _ = pcr_epoll_ctl(epfd, 2, listenFD, 0)
+        acceptPausedUntil = unixMillis() + 100
     }
 
     /// Answers a connection that is not served with one error line and closes it; the

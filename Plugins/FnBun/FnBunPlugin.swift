@@ -248,7 +248,7 @@ private func fnDescribe(_ instance: OpaquePointer?, _ name: UnsafePointer<CChar>
     switch inst.pool!.describe(fn) {
     case let .found(meta):
         out.pointee.kind = meta.kind
-        out.pointee.flags = meta.privileged ? PYLON_FN_FLAG_PRIVILEGED : 0
+        out.pointee.flags = meta.flags
         return PYLON_OK
     case .missing:
         fillError(err, PYLON_ERR_NOT_FOUND, "FN_NOT_FOUND", "no function named \"\(fn)\" (functions are the files in the functions folder; the name is the file name without extension)")

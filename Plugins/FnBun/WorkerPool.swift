@@ -15,7 +15,8 @@ func monotonicSeconds() -> Double {
 /// What the pool knows about one function, from the workers' `ready` frames.
 struct FnMeta {
     var kind: Int32
-    var privileged: Bool
+    /// `pylon_fn_info.flags`: PYLON_FN_FLAG_PRIVILEGED, PYLON_FN_FLAG_ENFORCE_POLICIES.
+    var flags: UInt32
 }
 
 /// One Bun child. Fields are guarded by the pool lock, except `stdinFD` writes (writeLock).
@@ -621,8 +622,9 @@ final class WorkerPool: @unchecked Sendable {
                 guard let o = JSONScan.object(bytes), let nr = o["name"], let name = JSONScan.string(bytes[nr]),
                       let tr = o["fn_type"], let t = JSONScan.string(bytes[tr]) else { continue }
                 let kind: Int32 = t == "query" ? PYLON_FN_QUERY : t == "mutation" ? PYLON_FN_MUTATION : PYLON_FN_ACTION
-                let privileged = o["privileged"].map { String(decoding: bytes[$0], as: UTF8.self) == "true" } ?? false
-                reg[name] = FnMeta(kind: kind, privileged: privileged)
+                func isTrue(_ key: String) -> Bool { o[key].map { String(decoding: bytes[$0], as: UTF8.self) == "true" } ?? false }
+                reg[name] = FnMeta(kind: kind, flags: (isTrue("privileged") ? PYLON_FN_FLAG_PRIVILEGED : 0)
+                                       | (isTrue("enforce_policies") ? PYLON_FN_FLAG_ENFORCE_POLICIES : 0))
             }
         }
         registryLock.lock()

@@ -53,7 +53,12 @@ public final class Host: Sendable {
                                   ("dev", .bool(config.dev))]
         // The cache keeps its snapshot (when enabled) beside the database.
         let dataDir = (storePath as NSString).deletingLastPathComponent
-        overrides["cache"] = [("data_dir", .string(dataDir.isEmpty ? "." : dataDir))] + config.cacheOverrides
+        // The RESP listener's clients share the open-file budget with the HTTP listeners
+        // (`connectionCap`): the cache serves at most one listener's share.
+        Self.raiseOpenFileLimit()
+        let respCap = Self.connectionCap(nil, listeners: Self.listenerCount(config))
+        overrides["cache"] = [("data_dir", .string(dataDir.isEmpty ? "." : dataDir)), ("maxclients_cap", .int(Int64(respCap)))]
+            + config.cacheOverrides
         let lines = try registry.activate(selections: manifest.plugins, overrides: overrides)
         for l in lines { logger.info("capability \(l)") }
 
@@ -146,7 +151,8 @@ public final class Host: Sendable {
         }
         var functions: FunctionService?
         if let fn = registry.served[PYLON_CAP_FUNCTIONS] {
-            functions = try FunctionService(served: fn, data: data, store: store, logger: logger, metrics: metrics)
+            functions = try FunctionService(served: fn, data: data, store: store, enforcePolicies: manifest.functionsEnforcePolicies,
+                                            logger: logger, metrics: metrics)
         }
         var cache: CacheService?
         if let c = registry.served[PYLON_CAP_CACHE] {
@@ -264,6 +270,10 @@ public final class Host: Sendable {
 
     static let reservedDescriptors = 128
 
+    /// Listeners that share the open-file budget: the API port, the compat ports when on,
+    /// and the cache's RESP listener (counted whether or not a cache plugin listens).
+    static func listenerCount(_ config: HostConfig) -> Int { (config.compatPorts ? 3 : 1) + 1 }
+
     /// Serves HTTP (and WS/SSE) until the process is stopped: the API port, plus Pylon's
     /// WS (port+1) and SSE (port+2) listeners unless `compatPorts` is off.
     public func run() async throws {
@@ -307,8 +317,7 @@ public final class Host: Sendable {
             : nil
         let wsResponder = wsRouter.buildResponder()
         let guards = ListenerGuards(limits: config.connectionLimits, maxBody: config.maxBodyBytes, serverName: "pylon-host")
-        let listeners = config.compatPorts ? 3 : 1
-        Self.raiseOpenFileLimit()
+        let listeners = Self.listenerCount(config)
         let cap = Self.connectionCap(config.maxConnections, listeners: listeners)
         if let asked = config.maxConnections, asked > cap {
             logger.warning("PYLON_MAX_CONNECTIONS=\(asked) is more than the open-file limit allows for \(listeners) listener(s); serving at most \(cap) per listener (raise the limit with ulimit -n)")
@@ -385,7 +394,8 @@ public final class Host: Sendable {
         defer { trimmer.cancel() }
         // Revoked, expired or changed sessions end their streams and leave the cache.
         sessions.onRevoked = { [hub] in hub.endSessions($0) }
-        let watcher = SessionWatcher(store: store, dialect: store.dialect, sessions: sessions, hub: hub, logger: logger)
+        let watcher = SessionWatcher(store: store, dialect: store.dialect, sessions: sessions, hub: hub,
+                                     pollInterval: .milliseconds(config.sessionPollMs), logger: logger)
         let watching = Task { await watcher.run() }
         defer { watching.cancel() }
         let scheduler = functions.map { fn in Task { [logger] in await FunctionScheduler.run(fn, logger: logger) } }

@@ -278,6 +278,44 @@ struct CacheRESPTests {
         #expect(throws: HostError.self) { try HostConfig.fromEnvironment(["PYLON_CACHE_PROTECTED_MODE": "maybe"]) }
     }
 
+    @Test("RESP clients share the open-file budget: at a low limit the listener serves its share, later clients get Redis' max-clients error, and the host and its served clients carry on")
+    func clientsWithinTheOpenFileLimit() async throws {
+        // 200 descriptors: two listeners' shares (API and RESP) of what is left after the
+        // host's reserve — a few dozen RESP clients, far below maxclients' 10,000.
+        let (host, port) = try await HostProcess.startWithCache(launcher: ["/usr/bin/prlimit", "--nofile=200:200", "--"])
+        defer { host.stop() }
+        let replies = try await onThread { () -> [String] in
+            var held: [TestSocket] = []
+            defer { for s in held { s.close() } }
+            var replies: [String] = []
+            for _ in 0..<120 {
+                let s = try TestSocket.connect(port: port)
+                held.append(s)
+                try s.send("PING\r\n")
+                // A refused client reads the error, or a reset when its PING arrived first.
+                guard case let .bytes(b) = s.receive() else { replies.append("(closed)"); continue }
+                replies.append(String(decoding: b, as: UTF8.self))
+            }
+            // The first client is still served after the refusals, and reports the limit.
+            try held[0].send("INFO clients\r\n")
+            var info = [UInt8]()
+            while !String(decoding: info, as: UTF8.self).contains("maxclients:") || info.last != 10 {
+                guard case let .bytes(b) = held[0].receive() else { break }
+                info += b
+            }
+            replies.append(String(decoding: info, as: UTF8.self))
+            return replies
+        }
+        let served = replies.dropLast().filter { $0 == "+PONG\r\n" }.count
+        #expect(served >= 16 && served < 120, "served \(served) of 120: \(Set(replies))")
+        let refusals = Set(replies.dropLast().filter { $0 != "+PONG\r\n" })
+        #expect(refusals.isSubset(of: ["-ERR max number of clients reached\r\n", "(closed)"]), "\(refusals)")
+        let limit = replies.last?.split(separator: "\r\n").first { $0.hasPrefix("maxclients:") }.flatMap { Int($0.dropFirst(11)) }
+        #expect(limit.map { $0 == served } == true, "INFO: \(replies.last ?? "")")
+        #expect(host.log.contains("maxclients 10000 is more than the open-file limit allows"), "\(host.log)")
+        #expect(try await host.request("GET", "/health").status == 200)
+    }
+
     /// Connects to `port` on this machine's `address`, sends `sending`, and reads the first
     /// reply line; then checks whether the server closed the connection without waiting on
     /// it (a PING on a connection still open is answered, on a closed one it is not).
@@ -349,7 +387,7 @@ struct CacheRESPTests {
                      ["SADD", "set", "m"], ["ZADD", "z", "1.5", "m"], ["SET", "gone", "x", "PX", "1"]] {
             _ = try await CacheFixtures.cli(port, args)
         }
-        host.stop()
+        await host.stopAndWait()
         let file = host.directory.appendingPathComponent("cache.snapshot").path
         #expect(FileManager.default.fileExists(atPath: file), "snapshot written on shutdown at \(file)")
         try await host.restart()
@@ -362,7 +400,7 @@ struct CacheRESPTests {
         #expect(try await CacheFixtures.cli(port, ["ZSCORE", "z", "m"]) == "1.5")
         #expect(try await CacheFixtures.cli(port, ["EXISTS", "gone"]) == "0")
 
-        host.stop()
+        await host.stopAndWait()
         try Data("PYLONCACHE\u{1}garbage that is not a snapshot".utf8).write(to: URL(fileURLWithPath: file))
         try await host.restart()
         #expect(host.log.contains("is corrupt"), "the corrupt snapshot is reported")

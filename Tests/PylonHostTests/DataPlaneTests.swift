@@ -376,6 +376,8 @@ struct DataPlaneTests {
         let dup = try await host.request("POST", "/api/entities/User", json: #"{"email":"ann@example.com","displayName":"Other"}"#)
         #expect(dup.status == 409, "\(dup.body)")
         #expect(dup.json.errorCode == "UNIQUE_VIOLATION", "\(dup.body)")
+        // Says the value is taken and no more: not the index, not the stored key.
+        #expect(!dup.body.contains("ann@") && !dup.body.lowercased().contains("constraint"), "\(dup.body)")
 
         let patch = try await host.request("PATCH", "/api/entities/User/\(bob)", json: #"{"email":"ann@example.com"}"#)
         #expect(patch.status == 409, "\(patch.body)")
@@ -1084,7 +1086,7 @@ struct DataPlaneTests {
         let s = try await host.request("POST", "/api/auth/session", json: #"{"user_id":"persisted-user"}"#)
         let token = try #require(s.json["token"].string, "\(s.body)")
 
-        host.stop()
+        await host.stopAndWait()
         let sqlite = "/usr/bin/sqlite3"
         // Every store here keeps its data in a SQLite file (D1's fixture server too).
         if FileManager.default.isExecutableFile(atPath: sqlite), let file = host.storeFile {

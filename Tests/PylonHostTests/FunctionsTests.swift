@@ -30,10 +30,13 @@ struct FunctionsTests {
        {"name": "todos", "entity": "Todo", "allow": "true"},
        {"name": "own-notes", "entity": "Note",
         "allowRead": "auth.userId == data.ownerId", "allowInsert": "auth.userId == data.ownerId",
-        "allowUpdate": "auth.userId == data.ownerId", "allowDelete": "auth.userId == data.ownerId"}]}
+        "allowUpdate": "auth.userId == data.ownerId", "allowDelete": "auth.userId == data.ownerId"}],
+     "plugins": {"functions": {"policies": "enforce"}}}
     """
 
-    /// Functions used across the tests.
+    /// Functions used across the tests. The app enforces policies on functions (strict
+    /// mode), so these tests see the caller's policies in `ctx.db`; `TrustedFunctionsTests`
+    /// covers Pylon's default, where functions bypass them.
     static let functions: [String: String] = [
         "functions/listTodos.ts": """
         import { query, v } from "@pylon/functions";
@@ -414,6 +417,8 @@ struct FunctionsTests {
         #expect(byName["addTodos"]["args_schema"]["titles"]["type"].string == "array")
         #expect(byName["addTodos"]["args_schema"]["titles"]["items"]["type"].string == "string")
         #expect(byName["addNoteAsSystem"]["privileged"].bool == true)
+        #expect(byName["addNoteAsSystem"]["policies"].string == "trusted" && byName["listNotes"]["policies"].string == "enforced",
+                "privileged is exempt from the app's enforcement: \(listing.body)")
         #expect(byName["broken"] == nil, "a file that fails to load is skipped, the others still load")
         let notAdmin = try await host.request("GET", "/api/fn", token: user)
         #expect(notAdmin.status == 403)
@@ -580,7 +585,7 @@ struct FunctionsTests {
         #expect(pulled.allSatisfy { $0["kind"].string == "insert" })
     }
 
-    @Test("ctx.db obeys the caller's policies; a privileged function bypasses them")
+    @Test("With policies enforced on functions (plugins.functions.policies: enforce), ctx.db obeys the caller's policies; a privileged function bypasses them")
     func policies() async throws {
         let host = try await Self.start(env: ["PYLON_FN_WORKERS": "1"], dev: false)
         defer { host.stop() }

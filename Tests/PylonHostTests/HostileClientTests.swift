@@ -241,6 +241,14 @@ struct HostileClientTests {
         // The event stream's cursor too (before any stream starts).
         let sse = try await host.request("GET", "/api/sync/events?since=abc", token: HostProcess.adminToken, headers: ["Accept": "text/event-stream"])
         #expect(sse.status == 400 && sse.body.contains("INVALID_QUERY"), "\(sse.body)")
+        // And the WebSocket's, refused before the upgrade (not read as "no cursor").
+        let ws = try TestSocket.connect(port: host.port)
+        defer { ws.close() }
+        try ws.send("GET /api/sync/ws?since=abc HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            + "Authorization: Bearer \(HostProcess.adminToken)\r\n\r\n")
+        let head = try await onThread { try readHTTPHead(ws) }
+        #expect(head.status == 400, "\(head)")
     }
 
     @Test("Connections are capped per listener: the next client waits in the backlog until one closes; other listeners are unaffected")

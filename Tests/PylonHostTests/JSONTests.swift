@@ -72,6 +72,21 @@ struct JSONTests {
         #expect(v.objectValue?.count == 1)
     }
 
+    /// Keys compare by code points, as in JavaScript: KELVIN SIGN + "ey" is canonically
+    /// equivalent to "Key" (Swift's `==` says equal) but is another key, in small objects
+    /// and in large ones (`slots`), and for lookup.
+    @Test func keysCompareByCodePointsNotCanonicalEquivalence() throws {
+        let small = try JSONParser.parse("{\"Key\":1,\"\u{212A}ey\":2}")
+        #expect(small.objectValue?.count == 2)
+        #expect(small["Key"] == .int(1) && small["\u{212A}ey"] == .int(2))
+        let precomposed = try JSONParser.parse(#"{"caf\u00e9":1}"#)
+        #expect(precomposed["cafe\u{301}"] == nil && precomposed["caf\u{e9}"] == .int(1))
+        let many = "{" + (0..<20).map { "\"k\($0)\":\($0)" }.joined(separator: ",") + ",\"Key\":1,\"\u{212A}ey\":2,\"Key\":3}"
+        let large = try JSONParser.parse(many)
+        #expect(large.objectValue?.count == 22 && large["Key"] == .int(3) && large["\u{212A}ey"] == .int(2))
+        #expect(JSONValue.object([("Key", 1)]) != JSONValue.object([("\u{212A}ey", 1)]))
+    }
+
     /// Fuzzing (bench/fuzz.sh, json): `1e400` parsed as infinity, which JSONWriter writes as
     /// `null`, so a stored value silently changed. Out-of-range numbers are refused, by
     /// `validate` as by `parse`; tiny ones still underflow to 0 as every parser does.
@@ -128,6 +143,18 @@ struct FilterCompilerTests {
         #expect(f.params == [.text("%50\\%\\_off%"), .int(0), .double(1), .double(5)])
         #expect(f.orderSQL == #" ORDER BY "score" DESC, "id" ASC"#)
         #expect(f.limit == 10)
+    }
+
+    /// A field name only canonically equivalent to a real one ("\u{212A}ey" for "Key") is
+    /// no field: a write with it is INVALID_COLUMN, a filter on it INVALID_FILTER-style.
+    @Test func fieldNamesMatchByCodePoints() throws {
+        let e = Entity(name: "Lock", fields: [Field(name: "Key", typeName: "string", optional: false, unique: false, crdt: nil)],
+                       indexes: [], relations: [], crdt: true)
+        let codec = RowCodec(entity: e, dialect: SQLiteDialect())
+        #expect(codec.field("Key") != nil && codec.field("\u{212A}ey") == nil)
+        #expect(throws: HostError.self) { try codec.checkKeys([("\u{212A}ey", "x")]) }
+        var c = FilterCompiler(codec: codec, dialect: SQLiteDialect())
+        #expect(throws: HostError.self) { try c.compile(try JSONParser.parse("{\"\u{212A}ey\":\"x\"}")) }
     }
 
     @Test func nullEqualityAndNullSafeNot() throws {

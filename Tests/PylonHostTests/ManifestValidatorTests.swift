@@ -220,23 +220,28 @@ let problemCases: [ProblemCase] = [
         code: "INDEX_NAME_EMPTY", path: "$.entities[0](Todo).indexes[0]",
         message: #"index #0 of entity "Todo" has an empty name; name it, e.g. "Todo_by_title""#),
     ProblemCase(
-        label: "INDEX_NAME_DUPLICATE across entities",
-        manifest: ManifestJSON.manifest(entities: [
-            ManifestJSON.entity("Todo", [ManifestJSON.field("title")], indexes: [ManifestJSON.index("by_title", ["title"])]),
-            ManifestJSON.entity("Note", [ManifestJSON.field("title")], indexes: [ManifestJSON.index("by_title", ["title"])]),
-        ]),
-        code: "INDEX_NAME_DUPLICATE", path: "$.entities[1](Note).indexes[0](by_title)",
-        message: #"index "by_title" of entity "Note" has the same name as index "by_title" of entity "Todo"; index names are shared by the whole database, so rename one (e.g. "Note_by_title")"#),
+        label: "INDEX_NAME_DUPLICATE within an entity",
+        manifest: ManifestJSON.manifest(entities: [ManifestJSON.entity("Todo", [ManifestJSON.field("title")], indexes: [ManifestJSON.index("by_title", ["title"]), ManifestJSON.index("by_title", ["id"])])]),
+        code: "INDEX_NAME_DUPLICATE", path: "$.entities[0](Todo).indexes[1](by_title)",
+        message: #"index "by_title" of entity "Todo" has the same name as another index of "Todo", "by_title"; rename one"#),
     ProblemCase(
         label: "INDEX_NAME_DUPLICATE by case",
         manifest: ManifestJSON.manifest(entities: [ManifestJSON.entity("Todo", [ManifestJSON.field("title")], indexes: [ManifestJSON.index("by_title", ["title"]), ManifestJSON.index("BY_TITLE", ["title"], unique: true)])]),
         code: "INDEX_NAME_DUPLICATE", path: "$.entities[0](Todo).indexes[1](BY_TITLE)",
-        message: #"index "BY_TITLE" of entity "Todo" has a name that differs only in letter case from index "by_title" of entity "Todo"; index names are shared by the whole database, so rename one (e.g. "Todo_BY_TITLE")"#),
+        message: #"index "BY_TITLE" of entity "Todo" has a name that differs only in letter case from another index of "Todo", "by_title"; rename one"#),
+    ProblemCase(
+        label: "INDEX_NAME_DUPLICATE: two indexes that would have one database name",
+        manifest: ManifestJSON.manifest(entities: [
+            ManifestJSON.entity("A", [ManifestJSON.field("title")], indexes: [ManifestJSON.index("b_c", ["title"])]),
+            ManifestJSON.entity("A_b", [ManifestJSON.field("title")], indexes: [ManifestJSON.index("c", ["title"])]),
+        ]),
+        code: "INDEX_NAME_DUPLICATE", path: "$.entities[1](A_b).indexes[0](c)",
+        message: #"index "c" of entity "A_b" and index "b_c" of entity "A" would both be the database index "A_b_c" (<Entity>_<index>); rename one"#),
     ProblemCase(
         label: "INDEX_NAME_DUPLICATE with an entity name",
-        manifest: ManifestJSON.manifest(entities: [ManifestJSON.entity("Note", [ManifestJSON.field("title")], indexes: [ManifestJSON.index("todo", ["title"])]), ManifestJSON.todo]),
+        manifest: ManifestJSON.manifest(entities: [ManifestJSON.entity("Note", [ManifestJSON.field("title")], indexes: [ManifestJSON.index("todo", ["title"])]), ManifestJSON.entity("Note_todo", [ManifestJSON.field("title")])]),
         code: "INDEX_NAME_DUPLICATE", path: "$.entities[0](Note).indexes[0](todo)",
-        message: #"index "todo" of entity "Note" has the name of entity "Todo"; tables and indexes share one namespace in the database, so rename the index (e.g. "Note_by_title")"#),
+        message: #"index "todo" of entity "Note" would be the database index "Note_todo" (<Entity>_<index>), which is the name of entity "Note_todo"; tables and indexes share one namespace in the database, so rename the index"#),
     ProblemCase(
         label: "INDEX_FIELDS_EMPTY", manifest: ManifestJSON.manifest(entities: [ManifestJSON.entity("Todo", [ManifestJSON.field("title")], indexes: [ManifestJSON.index("by_nothing", [])])]),
         code: "INDEX_FIELDS_EMPTY", path: "$.entities[0](Todo).indexes[0](by_nothing)",

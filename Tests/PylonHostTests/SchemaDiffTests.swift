@@ -42,13 +42,13 @@ struct SchemaSnapshotTests {
                        indexes: [ix("todo_by_n", ["n", "title"], unique: true)],
                        relations: [Relation(name: "self", target: "Todo", field: "id", many: true)], crdt: false)
         #expect(JSONWriter.string(SchemaSnapshot.encode([entity])) == """
-            {"snapshot_version":1,"entities":[{"name":"Todo","fields":[\
+            {"snapshot_version":2,"entities":[{"name":"Todo","fields":[\
             {"name":"title","type":"string","optional":false,"unique":false,"crdt":"text"},\
             {"name":"n","type":"int","optional":true,"unique":true}],\
             "indexes":[{"name":"todo_by_n","fields":["n","title"],"unique":true}],\
             "relations":[{"name":"self","target":"Todo","field":"id","many":true}],"crdt":false}]}
             """)
-        #expect(JSONWriter.string(SchemaSnapshot.encode([])) == #"{"snapshot_version":1,"entities":[]}"#)
+        #expect(JSONWriter.string(SchemaSnapshot.encode([])) == #"{"snapshot_version":2,"entities":[]}"#)
     }
 
     @Test func emptyAndHandBuiltSnapshotsDecode() throws {
@@ -69,9 +69,9 @@ struct SchemaSnapshotTests {
         #expect(array.path == "$")
         #expect(array.message.contains(#"expected an object with "snapshot_version" and "entities", found array"#))
 
-        let newer = try #require(try snapshotError(#"{"snapshot_version": 2, "entities": []}"#))
+        let newer = try #require(try snapshotError(#"{"snapshot_version": 3, "entities": []}"#))
         #expect(newer.path == "$.snapshot_version")
-        #expect(newer.message.contains("snapshot version 2; this host reads version 1, so run a newer pylon-host"))
+        #expect(newer.message.contains("snapshot version 3; this host reads version 2, so run a newer pylon-host"))
 
         let noEntities = try #require(try snapshotError(#"{"snapshot_version": 1}"#))
         #expect(noEntities.path == "$.entities")
@@ -219,9 +219,9 @@ struct SchemaDiffTests {
             .addColumn(entity: "Todo", field: priority),
             .addColumn(entity: "Todo", field: estimate),
             .addColumn(entity: "Tag", field: color),
-            .dropIndex(entity: "Todo", name: "todo_by_done"),
-            .dropIndex(entity: "Todo", name: "todo_old"),
-            .dropIndex(entity: "Tag", name: "tag_by_label"),
+            .dropIndex(entity: "Todo", name: "Todo_todo_by_done"),
+            .dropIndex(entity: "Todo", name: "Todo_todo_old"),
+            .dropIndex(entity: "Tag", name: "Tag_tag_by_label"),
             .createIndex(entity: "Todo", index: ix("todo_by_done", ["done"], unique: true)),
             .createIndex(entity: "Todo", index: ix("todo_by_priority", ["priority", "done"])),
             .createIndex(entity: "Tag", index: ix("tag_by_label", ["label", "color"])),
@@ -232,7 +232,7 @@ struct SchemaDiffTests {
         let old = [e("Todo", [f("a"), f("b")], indexes: [ix("todo_ab", ["a", "b"])])]
         let new = [e("Todo", [f("a"), f("b")], indexes: [ix("todo_ab", ["b", "a"])])]
         #expect(try planned(old, new) == [
-            .dropIndex(entity: "Todo", name: "todo_ab"),
+            .dropIndex(entity: "Todo", name: "Todo_todo_ab"),
             .createIndex(entity: "Todo", index: ix("todo_ab", ["b", "a"])),
         ])
     }
@@ -243,26 +243,53 @@ struct SchemaDiffTests {
         #expect(try planned(old, new) == [.dropIndex(entity: "User", name: "_pylon_uq_User_email")])
     }
 
-    @Test func indexMovedToANewEntityIsCreatedAfterTheOldOneIsDropped() throws {
-        let old = [e("Todo", [f("ownerId")], indexes: [ix("by_owner", ["ownerId"])])]
-        let task = e("Task", [f("ownerId"), f("title")], indexes: [ix("by_owner", ["ownerId"]), ix("task_by_title", ["title"])])
-        let new = [e("Todo", [f("ownerId")]), task]
-        var table = task
-        table.indexes = [ix("task_by_title", ["title"])]
+    /// Index names are per entity: a new entity may reuse an existing entity's index name
+    /// (Pylon's manifests do), and each becomes its own database index.
+    @Test func anIndexNameReusedByANewEntityIsItsOwnIndex() throws {
+        let old = [e("Address", [f("userId")], indexes: [ix("by_user", ["userId"])])]
+        let cart = e("CartItem", [f("userId")], indexes: [ix("by_user", ["userId"])])
+        let new = [old[0], cart]
+        #expect(try planned(old, new) == [.createEntity(cart)])
+        #expect(IndexNames.declared("Address", "by_user") != IndexNames.declared("CartItem", "by_user"))
+    }
+
+    /// Where two indexes would have one database name (`A`'s `b_c`, `A_b`'s `c`; the
+    /// validator refuses both at once, but one may replace the other), the new one is
+    /// created after the old one is dropped, not with its table.
+    @Test func aDatabaseIndexNamePassedToANewEntityIsCreatedAfterTheDrop() throws {
+        let old = [e("A", [f("x")], indexes: [ix("b_c", ["x"])])]
+        let ab = e("A_b", [f("x"), f("title")], indexes: [ix("c", ["x"]), ix("by_title", ["title"])])
+        let new = [e("A", [f("x")]), ab]
+        var table = ab
+        table.indexes = [ix("by_title", ["title"])]
         #expect(try planned(old, new) == [
             .createEntity(table),
-            .dropIndex(entity: "Todo", name: "by_owner"),
-            .createIndex(entity: "Task", index: ix("by_owner", ["ownerId"])),
+            .dropIndex(entity: "A", name: "A_b_c"),
+            .createIndex(entity: "A_b", index: ix("c", ["x"])),
         ])
     }
 
-    @Test func indexMovedBetweenExistingEntitiesIsDroppedFirst() throws {
+    @Test func indexMovedBetweenExistingEntitiesIsDroppedAndCreated() throws {
         let old = [e("A", [f("x")], indexes: [ix("by_x", ["x"])]), e("B", [f("x")])]
         let new = [e("A", [f("x")]), e("B", [f("x")], indexes: [ix("by_x", ["x"])])]
         #expect(try planned(old, new) == [
-            .dropIndex(entity: "A", name: "by_x"),
+            .dropIndex(entity: "A", name: "A_by_x"),
             .createIndex(entity: "B", index: ix("by_x", ["x"])),
         ])
+    }
+
+    /// Database index names stay within PostgreSQL's 63 bytes, and two long names that
+    /// share their first 63 bytes stay two names.
+    @Test func longIndexNamesAreCutWithADigest() {
+        let entity = String(repeating: "E", count: 40)
+        let a = IndexNames.declared(entity, "by_" + String(repeating: "x", count: 30) + "_a")
+        let b = IndexNames.declared(entity, "by_" + String(repeating: "x", count: 30) + "_b")
+        #expect(a.utf8.count == 63 && b.utf8.count == 63 && a != b)
+        #expect(a == IndexNames.declared(entity, "by_" + String(repeating: "x", count: 30) + "_a"), "stable")
+        let u1 = IndexNames.unique(String(repeating: "U", count: 50), String(repeating: "f", count: 20) + "1")
+        let u2 = IndexNames.unique(String(repeating: "U", count: 50), String(repeating: "f", count: 20) + "2")
+        #expect(u1.utf8.count == 63 && u1 != u2 && u1.hasPrefix("_pylon_uq_"))
+        #expect(IndexNames.declared("Todo", "by_title") == "Todo_by_title")
     }
 
     @Test func changesThatAreNotStorageArePlannedAsNothing() throws {
@@ -325,6 +352,6 @@ struct SchemaDiffTests {
     }
 
     @Test func uniqueIndexNameMatchesTheDialectConvention() {
-        #expect(SchemaDiff.uniqueIndexName("User", "email") == "_pylon_uq_User_email")
+        #expect(IndexNames.unique("User", "email") == "_pylon_uq_User_email")
     }
 }

@@ -285,7 +285,7 @@ struct SearchTests {
         #expect(before.status == 400 && before.json.errorCode == "SEARCH_NOT_CONFIGURED")
 
         func restart(with search: String?) async throws {
-            host.stop()
+            await host.stopAndWait()
             try host.writeManifest(Self.manifest(search: search))
             try await host.restart()
         }
@@ -325,7 +325,7 @@ struct SearchTests {
         guard let file = host.storeFile, !Self.isPostgres(store) else { return }
         // Deleting early rows leaves rowid gaps that VACUUM may close.
         for id in ids.prefix(2) { _ = try await host.request("DELETE", "/api/entities/Product/\(id)", token: Self.admin) }
-        host.stop()
+        await host.stopAndWait()
         let vacuum = try await TestCommand.run("/usr/bin/sqlite3", [file, "VACUUM;"])
         #expect(vacuum.status == 0, "\(vacuum.stderr)")
         try await host.restart()

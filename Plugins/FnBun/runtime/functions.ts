@@ -197,18 +197,28 @@ export interface ActionCtx extends MutationCtx {
 }
 
 type Handler<C> = (ctx: C, args: any) => unknown;
-type Def<C> = { args?: Record<string, Validator>; handler: Handler<C>; privileged?: boolean } | Handler<C>;
+type Def<C> =
+  | { args?: Record<string, Validator>; handler: Handler<C>; privileged?: boolean; policies?: "enforce" | "trusted" }
+  | Handler<C>;
 
 export interface FunctionDefinition {
   type: "query" | "mutation" | "action";
   args?: Record<string, Validator>;
   handler: Handler<any>;
-  /** Explicit: this function's ctx.db calls bypass the manifest's policies. */
+  /** ctx.db bypasses the manifest's policies even where the app enforces them on
+   *  functions (the default already bypasses them, as in Pylon). */
   privileged?: boolean;
+  /** "enforce": ctx.db obeys the caller's policies whatever the app's setting; "trusted":
+   *  the same as `privileged: true`. */
+  policies?: "enforce" | "trusted";
 }
 
 function define(type: FunctionDefinition["type"], def: Def<any>): FunctionDefinition {
-  return typeof def === "function" ? { type, handler: def } : { type, ...def };
+  if (typeof def === "function") return { type, handler: def };
+  if (def.policies !== undefined && def.policies !== "enforce" && def.policies !== "trusted") {
+    throw new Error(`policies must be "enforce" or "trusted", got ${JSON.stringify(def.policies)}`);
+  }
+  return { type, ...def };
 }
 
 export const query = (def: Def<QueryCtx>) => define("query", def);

@@ -194,7 +194,10 @@ function onFrame(f: any) {
 await load();
 send({
   type: "ready",
-  functions: [...registry].map(([name, d]) => ({ name, fn_type: d.type, args_schema: d.args ?? null, privileged: !!d.privileged })),
+  functions: [...registry].map(([name, d]) => ({
+    name, fn_type: d.type, args_schema: d.args ?? null,
+    privileged: !!d.privileged || d.policies === "trusted", enforce_policies: d.policies === "enforce",
+  })),
 });
 
 const decoder = new TextDecoder();

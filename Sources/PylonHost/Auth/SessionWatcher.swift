@@ -32,15 +32,16 @@ final class SessionWatcher: @unchecked Sendable {
     private let hub: ChangeHub
     private let logger: Logger
 
-    static let pollInterval: Duration = .milliseconds(200)
+    /// PYLON_SESSION_POLL_MS (default 200 ms).
+    private let pollInterval: Duration
     /// How long a skipped number is waited for.
     static let gapPatience: Int64 = 600
     /// More missing numbers than this: start over instead of tracking each.
     static let maxGaps = 500
     static let batch = 1000
     static let retentionSeconds: Int64 = 3600
-    /// Polls between trims of the log (about a minute).
-    static let trimEvery = 300
+    /// Seconds between trims of the log.
+    static let trimSeconds = 60
 
     // Touched only by `run`'s task.
     /// The newest entry seen; nil while the log was empty at start (every entry is new).
@@ -49,7 +50,8 @@ final class SessionWatcher: @unchecked Sendable {
     private var gaps: [Int64: Int64] = [:]
     private var lostTrack = false
 
-    init(store: StoreThreads, dialect: SQLDialect, sessions: SessionStore, hub: ChangeHub, logger: Logger) {
+    init(store: StoreThreads, dialect: SQLDialect, sessions: SessionStore, hub: ChangeHub, pollInterval: Duration, logger: Logger) {
+        self.pollInterval = pollInterval
         self.store = store
         self.dialect = dialect
         self.sessions = sessions
@@ -68,13 +70,15 @@ final class SessionWatcher: @unchecked Sendable {
             logger.warning("sessions: cannot read the session change log (\(error)); retrying")
             lostTrack = true
         }
-        var polls = 0
+        var trimmed = SessionStore.now()
         while !Task.isCancelled {
-            try? await Task.sleep(for: Self.pollInterval)
+            try? await Task.sleep(for: pollInterval)
             hub.endExpired(now: SessionStore.now())
             await poll()
-            polls += 1
-            if polls % Self.trimEvery == 0 { await trim() }
+            if SessionStore.now() - trimmed >= Self.trimSeconds {
+                trimmed = SessionStore.now()
+                await trim()
+            }
         }
     }
 

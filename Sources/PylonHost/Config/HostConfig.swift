@@ -25,6 +25,9 @@ public struct HostConfig: Sendable {
     /// How often a host on a shared store polls the change log for other hosts' writes
     /// (PYLON_CHANGE_POLL_MS).
     public var changePollMs = 25
+    /// How often every host reads the session change log (PYLON_SESSION_POLL_MS,
+    /// `SessionWatcher`): the bound on how late another host's revocation ends streams here.
+    public var sessionPollMs = 200
     /// WS + SSE connections per client address (PYLON_MAX_CONNECTIONS_PER_IP).
     public var maxConnectionsPerAddress = 64
     /// Largest WebSocket frame accepted (PYLON_WS_MAX_FRAME).
@@ -114,6 +117,7 @@ public struct HostConfig: Sendable {
         if let f = env["PYLON_HTTP_RAW_FRONT"], !f.isEmpty { c.rawFront = !["0", "false", "no", "off"].contains(f.lowercased()) }
         if let q = try int("PYLON_SYNC_QUEUE") { c.syncQueueLimit = max(16, q) }
         if let p = try int("PYLON_CHANGE_POLL_MS") { c.changePollMs = max(1, min(p, 10_000)) }
+        if let p = try int("PYLON_SESSION_POLL_MS") { c.sessionPollMs = max(10, min(p, 60_000)) }
         if let m = try int("PYLON_MAX_CONNECTIONS_PER_IP") { c.maxConnectionsPerAddress = max(1, m) }
         if let f = try int("PYLON_WS_MAX_FRAME") { c.maxFrameBytes = max(1024, f) }
         /// Seconds, fractions allowed ("0.5"), or milliseconds with "ms" ("500ms").

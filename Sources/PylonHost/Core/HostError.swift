@@ -24,6 +24,13 @@ public struct HostError: Error, Sendable, CustomStringConvertible {
     public static func badRequest(_ code: String, _ message: String) -> HostError {
         HostError(status: 400, code: code, message: message)
     }
+    /// A write hit a unique field or index. The store's own text is left out: it names the
+    /// index and (on Postgres) echoes the key, and the answer should say no more than that
+    /// the value is taken — which a unique constraint unavoidably tells any writer.
+    public static func uniqueViolation(_ entity: String?) -> HostError {
+        HostError(status: 409, code: "UNIQUE_VIOLATION",
+                  message: "a \(entity ?? "row") with the same value in a unique field already exists; use another value")
+    }
     public static func notFound(_ message: String) -> HostError {
         HostError(status: 404, code: "NOT_FOUND", message: message)
     }

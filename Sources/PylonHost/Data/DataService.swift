@@ -302,7 +302,7 @@ public final class DataService: Sendable {
     static func mapWriteError(_ error: Error, _ entity: String, _ fallback: String) -> Error {
         guard let e = error as? StoreError else { return error }
         if e.isUniqueViolation {
-            return HostError(status: 409, code: "UNIQUE_VIOLATION", message: "a \(entity) with the same unique value already exists (\(e.message))")
+            return HostError.uniqueViolation(entity)
         }
         if e.isConstraint { return HostError.badRequest(fallback, "\(entity): \(e.message)") }
         return error

@@ -94,13 +94,17 @@ public struct RowCodec: Sendable {
         }
     }
 
+    /// The field called `name`, code point for code point (`JSONValue.sameKey`): a name
+    /// merely canonically equivalent to a field's (which Swift's `==` and the index accept)
+    /// is no field, as it would be to SQL and to JavaScript.
     public func field(_ name: String) -> Field? {
-        fieldIndex[name].map { entity.fields[$0] }
+        guard let i = fieldIndex[name], JSONValue.sameKey(entity.fields[i].name, name) else { return nil }
+        return entity.fields[i]
     }
 
     /// Rejects keys that are not fields (`id` is allowed and ignored, like Pylon).
     public func checkKeys(_ body: [(String, JSONValue)]) throws(HostError) {
-        for (k, _) in body where k != "id" && fieldIndex[k] == nil {
+        for (k, _) in body where k != "id" && field(k) == nil {
             throw HostError.badRequest("INVALID_COLUMN", "\(entity.name) has no field \"\(k)\"; fields are: \(entity.fields.map(\.name).joined(separator: ", "))")
         }
     }

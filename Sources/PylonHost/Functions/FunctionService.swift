@@ -8,8 +8,10 @@ import PylonPluginABI
 /// one write transaction on the writer thread (committed when the function returns,
 /// rolled back when it throws; change events are published after commit, like every other
 /// write), a query's on read connections, an action's one by one, each write its own
-/// transaction. The caller's policies apply to every operation unless the function is
-/// declared `privileged` in its definition.
+/// transaction. A function is the app's trusted code: its operations bypass the entity
+/// policies (as in Pylon and Convex) unless the app enforces them on functions (manifest
+/// `plugins.functions.policies: "enforce"`) or the function asks for it
+/// (`policies: "enforce"`); `enforcesPolicies` decides.
 final class FunctionService: @unchecked Sendable {
     let table: UnsafePointer<pylon_fn_v1>
     let instance: OpaquePointer
@@ -26,7 +28,12 @@ final class FunctionService: @unchecked Sendable {
     /// plugin's own call timeout (PYLON_FN_CALL_TIMEOUT) normally ends it much sooner.
     static let mutationHoldLimit: TimeInterval = 600
 
-    init(served: ServedCapability, data: DataService, store: StoreThreads, logger: Logger, metrics: Metrics) throws(HostError) {
+    /// The app's setting (`Manifest.functionsEnforcePolicies`).
+    let appEnforcesPolicies: Bool
+
+    init(served: ServedCapability, data: DataService, store: StoreThreads, enforcePolicies: Bool, logger: Logger,
+         metrics: Metrics) throws(HostError) {
+        appEnforcesPolicies = enforcePolicies
         table = served.table.assumingMemoryBound(to: pylon_fn_v1.self)
         instance = served.instance
         self.data = data
@@ -99,7 +106,17 @@ final class FunctionService: @unchecked Sendable {
         }
     }
 
-    /// `GET /api/fn`: the functions with kind and argument schema (raw JSON array).
+    /// Whether a function with `flags` runs its `ctx.db` operations under the caller's
+    /// policies (else as the admin): its own `policies: "enforce"`, else its `privileged`,
+    /// else the app's setting.
+    func enforcesPolicies(_ flags: UInt32) -> Bool {
+        if flags & PYLON_FN_FLAG_ENFORCE_POLICIES != 0 { return true }
+        if flags & PYLON_FN_FLAG_PRIVILEGED != 0 { return false }
+        return appEnforcesPolicies
+    }
+
+    /// `GET /api/fn`: the plugin's list of functions (kind, argument schema), each with
+    /// `policies`: "enforced" or "trusted", as calls will run it.
     func list() -> [UInt8] {
         let box = ByteBox()
         let ctx = Unmanaged.passUnretained(box).toOpaque()
@@ -107,7 +124,11 @@ final class FunctionService: @unchecked Sendable {
             let box = Unmanaged<ByteBox>.fromOpaque(ctx!).takeUnretainedValue()
             if let json { box.bytes = Array(UnsafeRawBufferPointer(start: json, count: len)) }
         }, ctx)
-        return box.bytes.isEmpty ? Array("[]".utf8) : box.bytes
+        guard let items = (try? JSONParser.parse(box.bytes))?.arrayValue else { return Array("[]".utf8) }
+        return JSONWriter.encode(.array(items.map { item in
+            guard let name = item["name"]?.stringValue, let info = try? describe(name) else { return item }
+            return item.setting("policies", .string(enforcesPolicies(info.flags) ? "enforced" : "trusted"))
+        }))
     }
 
     /// Runs `name` for `auth`; the function's return value as JSON text. `expecting` (a
@@ -149,8 +170,8 @@ final class FunctionService: @unchecked Sendable {
             done(.failure(HostError.badRequest("FN_TYPE_MISMATCH", "\"\(name)\" is a \(Self.kindName(info.kind)), not a \(Self.kindName(expecting))")))
             return
         }
-        let privileged = info.flags & PYLON_FN_FLAG_PRIVILEGED != 0
-        let call = PreparedCall(name: name, nameBytes: Array(name.utf8), kind: info.kind, auth: auth, policyAuth: privileged ? .admin : auth,
+        let call = PreparedCall(name: name, nameBytes: Array(name.utf8), kind: info.kind, auth: auth,
+                                policyAuth: enforcesPolicies(info.flags) ? auth : .admin,
                                 args: argBytes, authBytes: auth.functionJSONBytes, requestBytes: request.map(JSONWriter.encode) ?? [],
                                 stream: stream, started: started)
         // A mutation first runs optimistically (see `FnCall.held`); when that cannot be

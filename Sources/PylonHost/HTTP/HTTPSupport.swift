@@ -200,7 +200,7 @@ struct APIMiddleware<Context: RemoteAddressRequestContext>: RouterMiddleware {
             return e
         case let e as StoreError where e.isUniqueViolation:
             // Reaches here when the store reports it at COMMIT (deferred-write stores).
-            return HostError(status: 409, code: "UNIQUE_VIOLATION", message: "a row with the same unique value already exists (\(e.message))")
+            return HostError.uniqueViolation(nil)
         case let e as StoreError:
             return HostError(status: e.status == 5 ? 503 : 500, code: "STORE_ERROR", message: e.message)
         case let e as HTTPError:

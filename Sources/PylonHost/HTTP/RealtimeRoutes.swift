@@ -142,6 +142,8 @@ extension RouteContext {
     /// Adds the WebSocket route at `path` ("/api/sync/ws" on the main port, "**" on port+1).
     func addWebSocketRoute(_ router: Router<PylonRequestContext>, path: RouterPath) {
         router.ws(path, shouldUpgrade: { request, _ in
+            // A `since` that is not a cursor is refused before the upgrade, as on SSE and pull.
+            _ = try Self.checkedCursorParam(request)
             let (_, echo) = Self.webSocketToken(request)
             var headers = HTTPFields()
             if let echo { headers[.secWebSocketProtocol] = echo }

@@ -88,7 +88,8 @@ public struct JSONParser {
         var pairs: [(String, JSONValue)] = []
         // Where each key is, once the object has more than a few: with a scan per key, a
         // body of 100,000 distinct keys took minutes of CPU (quadratic); now it is linear.
-        var slots: [String: Int] = [:]
+        // Keyed by the key's bytes: keys compare by code points (`JSONValue.sameKey`).
+        var slots: [[UInt8]: Int] = [:]
         skipWS()
         if i < buf.count, buf[i] == UInt8(ascii: "}") { i += 1; return .object(pairs) }
         while true {
@@ -101,12 +102,14 @@ public struct JSONParser {
             skipWS()
             let v = try value(depth: depth)
             if pairs.count >= 16 && slots.isEmpty {
-                for (n, pair) in pairs.enumerated() { slots[pair.0] = n }
+                for (n, pair) in pairs.enumerated() { slots[Array(pair.0.utf8)] = n }
             }
-            if let existing = slots.isEmpty ? pairs.firstIndex(where: { $0.0 == key }) : slots[key] {
+            let slot = slots.isEmpty ? nil : Array(key.utf8)
+            let existing = if let slot { slots[slot] } else { pairs.firstIndex(where: { JSONValue.sameKey($0.0, key) }) }
+            if let existing {
                 pairs[existing].1 = v
             } else {
-                if !slots.isEmpty { slots[key] = pairs.count }
+                if let slot { slots[slot] = pairs.count }
                 pairs.append((key, v))
             }
             skipWS()

@@ -24,7 +24,7 @@ public enum JSONValue: Sendable, Equatable {
         case let (.object(a), .object(b)):
             guard a.count == b.count else { return false }
             for (k, v) in a {
-                guard let other = b.first(where: { $0.0 == k }), other.1 == v else { return false }
+                guard let other = b.first(where: { JSONValue.sameKey($0.0, k) }), other.1 == v else { return false }
             }
             return true
         default: return false
@@ -34,9 +34,16 @@ public enum JSONValue: Sendable, Equatable {
     /// Member lookup on objects; nil for missing keys and non-objects.
     public subscript(key: String) -> JSONValue? {
         guard case let .object(pairs) = self else { return nil }
-        for (k, v) in pairs.reversed() where k == key { return v }
+        for (k, v) in pairs.reversed() where Self.sameKey(k, key) { return v }
         return nil
     }
+
+    /// Object keys are the same when their code points are (RFC 8259 §8.3, and what
+    /// JavaScript's objects do), not when Swift's `==` finds them canonically equivalent:
+    /// "\u{212A}ey" (KELVIN SIGN) is not the field "Key", and `{"Key":1,"\u{212A}ey":2}`
+    /// has two members here as in a function's `JSON.parse`.
+    @inline(__always)
+    public static func sameKey(_ a: String, _ b: String) -> Bool { a.utf8.elementsEqual(b.utf8) }
 
     public var isNull: Bool { if case .null = self { return true } else { return false } }
 
@@ -79,7 +86,7 @@ public enum JSONValue: Sendable, Equatable {
     /// Object with `key` set (replaced in place if present, appended otherwise).
     public func setting(_ key: String, _ value: JSONValue) -> JSONValue {
         guard case var .object(pairs) = self else { return self }
-        if let i = pairs.firstIndex(where: { $0.0 == key }) {
+        if let i = pairs.firstIndex(where: { Self.sameKey($0.0, key) }) {
             pairs[i].1 = value
         } else {
             pairs.append((key, value))

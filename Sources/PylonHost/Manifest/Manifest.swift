@@ -15,6 +15,12 @@ public struct Manifest: Sendable {
     public var plugins: [String: PluginSelection]
 
     public func entity(named name: String) -> Entity? { entities.first { $0.name == name } }
+
+    /// `plugins.functions.policies`: "enforce" makes every function's `ctx.db` obey the
+    /// caller's policies; absent or "trusted" (the default), functions are the app's trusted
+    /// code and bypass them, as in Pylon. A function's own `policies`/`privileged` wins
+    /// (`FunctionService.enforcesPolicies`). `ManifestValidator` refuses other values.
+    public var functionsEnforcePolicies: Bool { plugins["functions"]?.config["policies"]?.stringValue == "enforce" }
 }
 
 /// One table. `id` is implicit (TEXT primary key) and never declared.

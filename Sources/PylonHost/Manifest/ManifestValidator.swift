@@ -23,9 +23,11 @@
 /// `id(Entity)` targets are checked for query and action inputs too
 /// (`FIELD_ID_TARGET_NOT_FOUND`).
 ///
-/// SQLite compares identifiers case-insensitively, so two fields, or two indexes, whose
-/// names differ only in case are reported as duplicates too, and an index may not share
-/// its name with an entity (tables and indexes live in one namespace on SQLite and Postgres).
+/// SQLite compares identifiers case-insensitively, so two fields, or two indexes of one
+/// entity, whose names differ only in case are reported as duplicates too. Index names are
+/// per entity, as in Pylon; the database's name (`IndexNames`, `<Entity>_<index>`) may not
+/// clash with another index's or an entity's (tables and indexes live in one namespace on
+/// SQLite and Postgres), which only contrived names do (`A`'s `b_c` and `A_b`'s `c`).
 ///
 /// Every problem carries a path in the style of `Manifest.decode`
 /// (`$.entities[1](Todo).fields[2](done)`) and a message that says what to change.
@@ -123,6 +125,16 @@ private struct ValidationRun {
         checkNamedInputs(manifest.actions, list: "actions", kind: "action", codePrefix: "ACTION")
         checkPolicies()
         checkRoutes()
+        checkFunctionsPolicies()
+    }
+
+    /// `plugins.functions.policies` is "enforce" or "trusted" when given.
+    mutating func checkFunctionsPolicies() {
+        guard let v = manifest.plugins["functions"]?.config["policies"], !v.isNull else { return }
+        if v.stringValue != "enforce" && v.stringValue != "trusted" {
+            add("FUNCTIONS_POLICIES_INVALID", "$.plugins.functions.policies",
+                "\"policies\" must be \"trusted\" (functions bypass entity policies, as in Pylon; the default) or \"enforce\" (their ctx.db obeys the caller's policies)")
+        }
     }
 
     /// `declared entities: A, B` (or a note that there are none), for "not found" messages.
@@ -137,7 +149,7 @@ private struct ValidationRun {
     mutating func checkEntities() {
         var firstByName: [String: Int] = [:]
         var firstByLowerName: [String: Int] = [:]
-        // Index names are per database: lowercased name → (entity, index) of first use.
+        // Database index names (`IndexNames`), lowercased → (entity, index) of first use.
         var indexOwners: [String: (entity: String, index: String)] = [:]
         let tableNames = Dictionary(manifest.entities.map { ($0.name.lowercased(), $0.name) },
                                     uniquingKeysWith: { first, _ in first })
@@ -305,6 +317,8 @@ private struct ValidationRun {
                                owners: inout [String: (entity: String, index: String)],
                                tableNames: [String: String]) {
         let columns = Set(e.fields.map(\.name) + ["id"])
+        // This entity's index names, lowercased → as declared first.
+        var mine: [String: String] = [:]
         for (k, x) in e.indexes.enumerated() {
             let ip = ep + "." + ManifestValidator.element("indexes", k, x.name)
             if x.name.isEmpty {
@@ -316,18 +330,21 @@ private struct ValidationRun {
                     add("NAME_RESERVED", ip,
                         "index name \"\(x.name)\" of entity \"\(e.name)\" starts with \"_pylon\", which is reserved for the host's own indexes; rename the index")
                 }
-                let lower = x.name.lowercased()
-                if let first = owners[lower] {
-                    let same = first.index == x.name ? "the same name as" : "a name that differs only in letter case from"
+                // Names are per entity (as in Pylon); the database's name is `<Entity>_<name>`.
+                let physical = IndexNames.declared(e.name, x.name)
+                if let first = mine[x.name.lowercased()] {
+                    let same = first == x.name ? "the same name as" : "a name that differs only in letter case from"
                     add("INDEX_NAME_DUPLICATE", ip,
-                        "index \"\(x.name)\" of entity \"\(e.name)\" has \(same) index \"\(first.index)\" of entity \"\(first.entity)\"; index names are shared by the whole database, so rename one (e.g. \"\(e.name)_\(x.name)\")")
-                } else {
-                    owners[lower] = (e.name, x.name)
-                    if let table = tableNames[lower] {
-                        add("INDEX_NAME_DUPLICATE", ip,
-                            "index \"\(x.name)\" of entity \"\(e.name)\" has the name of entity \"\(table)\"; tables and indexes share one namespace in the database, so rename the index (e.g. \"\(e.name)_by_\(x.fields.first ?? "field")\")")
-                    }
+                        "index \"\(x.name)\" of entity \"\(e.name)\" has \(same) another index of \"\(e.name)\", \"\(first)\"; rename one")
+                } else if let first = owners[physical.lowercased()] {
+                    add("INDEX_NAME_DUPLICATE", ip,
+                        "index \"\(x.name)\" of entity \"\(e.name)\" and index \"\(first.index)\" of entity \"\(first.entity)\" would both be the database index \"\(physical)\" (<Entity>_<index>); rename one")
+                } else if let table = tableNames[physical.lowercased()] {
+                    add("INDEX_NAME_DUPLICATE", ip,
+                        "index \"\(x.name)\" of entity \"\(e.name)\" would be the database index \"\(physical)\" (<Entity>_<index>), which is the name of entity \"\(table)\"; tables and indexes share one namespace in the database, so rename the index")
                 }
+                mine[x.name.lowercased()] = mine[x.name.lowercased()] ?? x.name
+                owners[physical.lowercased()] = owners[physical.lowercased()] ?? (e.name, x.name)
             }
             if x.fields.isEmpty {
                 add("INDEX_FIELDS_EMPTY", ip,

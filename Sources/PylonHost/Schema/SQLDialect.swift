@@ -120,18 +120,13 @@ extension SQLDialect {
 
     public func createIndex(_ entity: String, _ index: Index) -> String {
         let cols = index.fields.map { quote($0) }.joined(separator: ", ")
-        return "CREATE \(index.unique ? "UNIQUE " : "")INDEX IF NOT EXISTS \(quote(index.name)) ON \(quote(entity)) (\(cols))"
+        return "CREATE \(index.unique ? "UNIQUE " : "")INDEX IF NOT EXISTS \(quote(IndexNames.declared(entity, index.name))) ON \(quote(entity)) (\(cols))"
     }
 
     public func dropIndex(_ name: String) -> String { "DROP INDEX IF EXISTS \(quote(name))" }
 
     func uniqueIndex(_ entity: String, _ field: String) -> String {
-        "CREATE UNIQUE INDEX IF NOT EXISTS \(quote(uniqueIndexName(entity, field))) ON \(quote(entity)) (\(quote(field)))"
-    }
-
-    /// Name of the unique index backing a `unique: true` field.
-    public func uniqueIndexName(_ entity: String, _ field: String) -> String {
-        SchemaDiff.uniqueIndexName(entity, field)
+        "CREATE UNIQUE INDEX IF NOT EXISTS \(quote(IndexNames.unique(entity, field))) ON \(quote(entity)) (\(quote(field)))"
     }
 }
 

@@ -38,7 +38,9 @@ enum SchemaApplier {
         var log: [String] = []
         var old: [Entity] = []
         if case let .text(json)? = r.rows.first?.first {
-            let recorded = try SchemaSnapshot.decode(try JSONParser.parse(json))
+            let snapshot = try JSONParser.parse(json)
+            var recorded = try SchemaSnapshot.decode(snapshot)
+            if SchemaSnapshot.hasLegacyIndexNames(snapshot) { log += try renameLegacyIndexes(&recorded, conn, d) }
             old = try reconcile(recorded, with: entities, conn, d)
         }
         let changes: [SchemaChange]
@@ -77,6 +79,33 @@ enum SchemaApplier {
         try conn.execute("DELETE FROM _pylon_meta WHERE key = \(d.placeholder(1))", [.text("schema")], wantRows: false)
         try conn.execute("INSERT INTO _pylon_meta (key, value) VALUES (\(d.placeholder(1)), \(d.placeholder(2)))",
                          [.text("schema"), .text(snapshot)], wantRows: false)
+        return log
+    }
+
+    /// A database from before per-entity index names (`IndexNames`): its declared indexes
+    /// carry the manifest's names and a long unique-field index name may have been cut by
+    /// PostgreSQL. Each declared index is dropped and forgotten, so the plan creates the
+    /// manifest's indexes again under their new names; a unique-field index whose name
+    /// changed is rebuilt at once. Rows are untouched; the indexes are rebuilt from them in
+    /// the same transaction as the rest of the migration.
+    static func renameLegacyIndexes(_ recorded: inout [Entity], _ conn: StoreConnection, _ d: SQLDialect) throws -> [String] {
+        var log: [String] = []
+        for i in recorded.indices {
+            let e = recorded[i]
+            for x in e.indexes {
+                try conn.execute(d.dropIndex(x.name), wantRows: false)
+                log.append("dropped index \(x.name) on \(e.name) (index names are now per entity; it is created again as \(IndexNames.declared(e.name, x.name)))")
+            }
+            recorded[i].indexes = []
+            let columns = try columnNames(e.name, conn, d)
+            for f in e.fields where f.unique && columns.contains(f.name) {
+                let legacy = "_pylon_uq_\(e.name)_\(f.name)"
+                guard legacy != IndexNames.unique(e.name, f.name) else { continue }
+                try conn.execute(d.dropIndex(legacy), wantRows: false)
+                try conn.execute(d.uniqueIndex(e.name, f.name), wantRows: false)
+                log.append("renamed the unique index of \(e.name).\(f.name) to \(IndexNames.unique(e.name, f.name))")
+            }
+        }
         return log
     }
 

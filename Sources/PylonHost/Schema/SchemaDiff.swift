@@ -6,8 +6,10 @@
 /// `{"snapshot_version": 1, "entities": [{"name", "fields", "indexes", "relations", "crdt"}]}`,
 /// so a person can read it and `Manifest.decode`'s entity decoder reads it back.
 public enum SchemaSnapshot {
-    /// The snapshot format this host writes and reads.
-    public static let version: Int64 = 1
+    /// The snapshot format this host writes and reads. Version 2: the database names of the
+    /// recorded indexes are per entity (`IndexNames`); in version 1 they were the manifest's
+    /// names (`SchemaApplier.renameLegacyIndexes` moves them).
+    public static let version: Int64 = 2
 
     public static func encode(_ entities: [Entity]) -> JSONValue {
         .object([
@@ -25,7 +27,7 @@ public enum SchemaSnapshot {
         guard let sv = v["snapshot_version"]?.intValue else {
             throw invalid("$.snapshot_version", "\"snapshot_version\" is missing or not a number")
         }
-        guard sv == version else {
+        guard sv == version || sv == 1 else {
             throw invalid("$.snapshot_version",
                           "the schema was recorded by a host that writes snapshot version \(sv); this host reads version \(version), so run a newer pylon-host")
         }
@@ -43,6 +45,9 @@ public enum SchemaSnapshot {
         }
         return out
     }
+
+    /// Whether the snapshot was written when index names were database-wide (version 1).
+    static func hasLegacyIndexNames(_ v: JSONValue) -> Bool { v["snapshot_version"]?.intValue == 1 }
 
     static func invalid(_ path: String, _ detail: String) -> ManifestError {
         ManifestError(code: "SCHEMA_SNAPSHOT_INVALID", path: path,
@@ -88,6 +93,7 @@ public enum SchemaChange: Sendable, Equatable {
     case createIndex(entity: String, index: Index)
     /// Loses no data: used when an index is removed or changed, and when a field stops
     /// being unique (its backing index is dropped).
+    /// `name` is the database's name (`IndexNames`).
     case dropIndex(entity: String, name: String)
     /// Builds the entity's full-text index from its `search.text` fields, fills it from the
     /// rows already stored, and keeps it current from then on, inside every write's own
@@ -184,14 +190,14 @@ public enum SchemaDiff {
                     refuse(fp,
                            "field \"\(f.name)\" of entity \"\(e.name)\" was not unique and is now unique, which would fail if existing rows already hold duplicate values; keep \"unique\": false and add a unique index instead ({\"name\": \"\(e.name)_\(f.name)_unique\", \"fields\": [\"\(f.name)\"], \"unique\": true}) after removing any duplicates")
                 } else if before.unique && !f.unique {
-                    drops.append(.dropIndex(entity: e.name, name: uniqueIndexName(e.name, f.name)))
+                    drops.append(.dropIndex(entity: e.name, name: IndexNames.unique(e.name, f.name)))
                 }
             }
 
             let newIndexes = Dictionary(e.indexes.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
             let oldIndexes = Dictionary(was.indexes.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
             for x in was.indexes where newIndexes[x.name] != x {
-                drops.append(.dropIndex(entity: e.name, name: x.name))
+                drops.append(.dropIndex(entity: e.name, name: IndexNames.declared(e.name, x.name)))
             }
             for x in e.indexes where oldIndexes[x.name] != x {
                 indexCreates.append(.createIndex(entity: e.name, index: x))
@@ -207,7 +213,8 @@ public enum SchemaDiff {
             }
         }
 
-        // An index name may move from an existing entity to a new one. Index names are per
+        // A database index name may pass from a dropped index to a new entity's (only where
+        // `IndexNames` makes one name of two, e.g. `A`'s `b_c` and `A_b`'s `c`). Names are per
         // database and creation is `IF NOT EXISTS`, so the new entity's index must be created
         // after the old one is dropped, not with the table.
         let droppedNames = Set(drops.compactMap { change -> String? in
@@ -217,7 +224,7 @@ public enum SchemaDiff {
         for e in new where oldByName[e.name] == nil {
             var table = e
             table.indexes = e.indexes.filter { x in
-                guard droppedNames.contains(x.name.lowercased()) else { return true }
+                guard droppedNames.contains(IndexNames.declared(e.name, x.name).lowercased()) else { return true }
                 deferredIndexes.append((e.name, x))
                 return false
             }
@@ -228,12 +235,6 @@ public enum SchemaDiff {
 
         if !problems.isEmpty { return .failure(SchemaDiffError(problems: problems)) }
         return .success(creates + columns + drops + indexCreates + searches)
-    }
-
-    /// Name of the index that backs a `unique: true` field. Must stay equal to
-    /// `SQLDialect.uniqueIndexName`, which creates it.
-    static func uniqueIndexName(_ entity: String, _ field: String) -> String {
-        "_pylon_uq_\(entity)_\(field)"
     }
 
     /// Whether a field's column keeps its storage class (so no data or DDL change is needed).

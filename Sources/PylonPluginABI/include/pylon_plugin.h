@@ -54,9 +54,10 @@ extern "C" {
  *  `run_fn` or `complete` may carry the untruncated error as JSON in `result_json`.
  *  1.5: the optional `pylon_store_v1.commit_batch` slot.
  *  1.6: the optional event-loop slots of `pylon_host_v1` (`loop_count`, `current_loop`,
- *  `watch_fd`, `unwatch_fd`). */
-#define PYLON_ABI_MINOR 6
-#define PYLON_ABI_HEADER_HASH 0x6b29ff26u /* abi_header_hash */
+ *  `watch_fd`, `unwatch_fd`).
+ *  1.7: PYLON_FN_FLAG_ENFORCE_POLICIES. */
+#define PYLON_ABI_MINOR 7
+#define PYLON_ABI_HEADER_HASH 0x0e384e07u /* abi_header_hash */
 
 /* ------------------------------------------------------------------------------------ */
 /* Status codes                                                                           */
@@ -496,10 +497,16 @@ typedef struct pylon_store_v1 {
 #define PYLON_FN_MUTATION 2  /* one write transaction per call */
 #define PYLON_FN_ACTION   3  /* no transaction; each db operation stands alone */
 
-/** Function flags (`pylon_fn_info.flags`). */
-/** Declared `privileged: true` in its definition: its `ctx.db` operations bypass the
- *  manifest's policies (the caller's identity is still passed as `ctx.auth`). */
+/** Function flags (`pylon_fn_info.flags`). A function's `ctx.db` operations bypass the
+ *  manifest's policies (it is the app's trusted code, as in Pylon), unless the app asks
+ *  for policies on function calls (manifest `plugins.functions.policies: "enforce"`) or
+ *  the function does; the caller's identity is passed as `ctx.auth` either way. */
+/** Declared `privileged: true` (or `policies: "trusted"`): bypasses policies even in an
+ *  app that enforces them. */
 #define PYLON_FN_FLAG_PRIVILEGED 0x1u
+/** Declared `policies: "enforce"` (1.7): its `ctx.db` operations obey the caller's
+ *  policies whatever the app's setting. Wins over PYLON_FN_FLAG_PRIVILEGED. */
+#define PYLON_FN_FLAG_ENFORCE_POLICIES 0x2u
 
 /** What `describe` reports about one function. OWNER: the caller (host), filled by the
  *  plugin; the caller sets `struct_size`. */

@@ -34,7 +34,7 @@ enum CacheFixtures {
 extension HostProcess {
     /// A host whose cache plugin serves RESP on a free port, configured with
     /// `cacheConfig` (extra keys of `plugins.cache`, JSON without braces).
-    static func startWithCache(cacheConfig: String = "", env: [String: String] = [:]) async throws -> (HostProcess, Int) {
+    static func startWithCache(cacheConfig: String = "", env: [String: String] = [:], launcher: [String] = []) async throws -> (HostProcess, Int) {
         let port = try freeLoopbackPort()
         let extra = cacheConfig.isEmpty ? "" : ", " + cacheConfig
         let manifest = """
@@ -43,7 +43,7 @@ extension HostProcess {
          "routes": [], "policies": [],
          "plugins": {"cache": {"use": "resp", "port": \(port)\(extra)}}}
         """
-        let host = try await HostProcess.start(manifest: manifest, env: env, dev: true)
+        let host = try await HostProcess.start(manifest: manifest, env: env, dev: true, launcher: launcher)
         return (host, port)
     }
 }

@@ -263,16 +263,24 @@ final class HostProcess: @unchecked Sendable {
         return (http.statusCode, text, try? TestJSON.parse(text), hs)
     }
 
-    /// SIGTERM, then wait (SIGKILL after 15 s).
+    /// SIGTERM, and return at once: a thread of its own (not one of Swift concurrency's
+    /// threads, of which a 2-core machine has two — a test blocking one stalls half the suite)
+    /// waits for the exit and sends SIGKILL after 15 s. For a test's end (`defer`); a test
+    /// that needs the process gone before it goes on awaits `stopAndWait`.
     func stop() {
-        guard let p = lock.withLock({ process }) else { return }
-        if p.isRunning {
-            kill(p.processIdentifier, SIGTERM)
+        guard let p = lock.withLock({ process }), p.isRunning else { return }
+        kill(p.processIdentifier, SIGTERM)
+        Thread.detachNewThread {
             let deadline = Date().addingTimeInterval(15)
             while p.isRunning && Date() < deadline { usleep(20_000) }
             if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+            p.waitForExit()
         }
-        p.waitForExit()
+    }
+
+    /// SIGTERM, then wait without holding a thread (SIGKILL after 15 s).
+    func stopAndWait() async {
+        await lock.withLock({ process })?.terminateAndWait()
     }
 
     /// Sends SIGTERM and returns at once (see `hasExited`).
@@ -294,7 +302,7 @@ final class HostProcess: @unchecked Sendable {
     /// Stops the host if it runs and starts it again on the same database (and manifest,
     /// environment and mode), on a new free port.
     func restart() async throws {
-        stop()
+        await stopAndWait()
         try await launch()
     }
 

@@ -70,15 +70,16 @@ struct SessionStreams {
 
 extension HostProcess {
     /// Runs SQL on the host's database behind its back (psql for Postgres, sqlite3 for a
-    /// SQLite file), as an operator would.
-    func sql(_ statement: String) async throws {
+    /// SQLite file), as an operator would; returns what the tool printed.
+    @discardableResult
+    func sql(_ statement: String) async throws -> String {
         if let url = storeURL {
-            _ = try await TestPostgres.shared().psql(statement, url: url)
-            return
+            return try await TestPostgres.shared().psql(statement, url: url)
         }
         guard let file = storeFile else { throw RealtimeTestError("no database to run SQL on for this store") }
         let r = try await TestCommand.run("/usr/bin/sqlite3", ["-cmd", ".timeout 10000", file, statement])
         guard r.status == 0 else { throw RealtimeTestError("sqlite3 \(statement): \(r.stderr)") }
+        return r.stdout
     }
 
     /// `GET /api/auth/me` with `token`: the user id it stands for (nil: anonymous).

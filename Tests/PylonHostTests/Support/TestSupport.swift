@@ -131,6 +131,16 @@ extension Process {
         let deadline = Date().addingTimeInterval(seconds)
         while isRunning && Date() < deadline { usleep(10_000) }
     }
+
+    /// SIGTERM, then wait without holding a thread; SIGKILL after `seconds`, and wait for
+    /// that too (at most 10 s more).
+    func terminateAndWait(seconds: Double = 15) async {
+        for (signal, wait) in [(SIGTERM, seconds), (SIGKILL, 10)] where isRunning {
+            kill(processIdentifier, signal)
+            let deadline = Date().addingTimeInterval(wait)
+            while isRunning && Date() < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+        }
+    }
 }
 
 // MARK: - A free port
@@ -317,11 +327,7 @@ class ServedHost: @unchecked Sendable {
 
     /// SIGTERM and wait (SIGKILL after 15 s).
     func stop() async {
-        guard let p = lock.withLock({ process }) else { return }
-        if p.isRunning { kill(p.processIdentifier, SIGTERM) }
-        let deadline = Date().addingTimeInterval(15)
-        while p.isRunning && Date() < deadline { try? await Task.sleep(for: .milliseconds(20)) }
-        kill9()
+        await lock.withLock({ process })?.terminateAndWait()
     }
 
     func request(_ method: String, _ path: String, body: String? = nil, timeout: TimeInterval = 30)
