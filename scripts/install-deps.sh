@@ -31,4 +31,10 @@ if ! python3 -c 'import redis' >/dev/null 2>&1; then
   python3 -m pip install --quiet redis 2>/dev/null \
     || python3 -m pip install --quiet --break-system-packages redis
 fi
+# prometheus-client's parser reads /metrics in the Prometheus text format (MetricsTests).
+if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
+  echo "installing: pip prometheus-client"
+  python3 -m pip install --quiet prometheus-client 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages prometheus-client
+fi
 command -v swift >/dev/null || { echo "swift is not on PATH; install a Swift 6 toolchain" >&2; exit 1; }

@@ -81,7 +81,7 @@ public final class Host: Sendable {
             throw HostError(status: 500, code: "STORE_DIALECT_UNSUPPORTED",
                             message: "store plugin \(served.plugin.id) declares dialect \"\(dialectName)\"; this host generates SQL for: sqlite, postgres")
         }
-        let writer = try open(table, served.instance, PYLON_STORE_OPEN_WRITE, served.plugin)
+        let writer = try open(table, served.instance, PYLON_STORE_OPEN_WRITE, served.plugin, metrics)
         let migrations: [String]
         let epoch: String
         do {
@@ -103,17 +103,19 @@ public final class Host: Sendable {
         let readerCount = max(1, min(config.readers, Int(table.pointee.max_readers == 0 ? 4 : table.pointee.max_readers)))
         var readers: [StoreConnection] = []
         for _ in 0..<readerCount {
-            readers.append(try open(table, served.instance, PYLON_STORE_OPEN_READ, served.plugin))
+            readers.append(try open(table, served.instance, PYLON_STORE_OPEN_READ, served.plugin, metrics))
         }
         var quick: [StoreConnection] = []
         if table.pointee.flags & PYLON_STORE_FLAG_LOCAL_READS != 0 {
             // One per core: as many as requests can run their point reads at once.
             for _ in 0..<max(1, ProcessInfo.processInfo.activeProcessorCount) {
-                quick.append(try open(table, served.instance, PYLON_STORE_OPEN_READ, served.plugin))
+                quick.append(try open(table, served.instance, PYLON_STORE_OPEN_READ, served.plugin, metrics))
             }
         }
         let store = StoreThreads(writer: writer, readers: readers, quickReaders: quick, dialect: dialect)
-        store.onBatch = { jobs, replayed in
+        store.onBatch = { jobs, replayed, began in
+            Metrics.record(metrics.commitDuration, since: began)
+            metrics.batchJobs.record(jobs)
             metrics.add("write_batches_total", 1)
             metrics.add("write_jobs_total", Int64(jobs))
             if replayed { metrics.add("write_batches_replayed_total", 1) }
@@ -129,7 +131,7 @@ public final class Host: Sendable {
         var tailer: ChangeTailer?
         if table.pointee.flags & PYLON_STORE_FLAG_CONCURRENT_WRITERS != 0 {
             // Other hosts may write this database: the hub is fed from the shared log.
-            let conn = try open(table, served.instance, PYLON_STORE_OPEN_READ, served.plugin)
+            let conn = try open(table, served.instance, PYLON_STORE_OPEN_READ, served.plugin, metrics)
             var newest: Int64 = 0
             if case let .int(n)? = try conn.execute("SELECT MAX(seq) FROM _pylon_changes").rows.first?.first { newest = n }
             let t = ChangeTailer(connection: conn, dialect: dialect, from: newest, pollInterval: Double(config.changePollMs) / 1000,
@@ -149,7 +151,8 @@ public final class Host: Sendable {
         }
         var functions: FunctionService?
         if let fn = registry.served[PYLON_CAP_FUNCTIONS] {
-            functions = try FunctionService(served: fn, data: data, store: store, enforcePolicies: manifest.functionsEnforcePolicies, logger: logger)
+            functions = try FunctionService(served: fn, data: data, store: store, enforcePolicies: manifest.functionsEnforcePolicies,
+                                            logger: logger, metrics: metrics)
         }
         var cache: CacheService?
         if let c = registry.served[PYLON_CAP_CACHE] {
@@ -200,7 +203,7 @@ public final class Host: Sendable {
     }
 
     static func open(_ table: UnsafePointer<pylon_store_v1>, _ instance: OpaquePointer, _ mode: Int32,
-                     _ plugin: LoadedPlugin) throws(HostError) -> StoreConnection {
+                     _ plugin: LoadedPlugin, _ metrics: Metrics) throws(HostError) -> StoreConnection {
         var err = pylon_error()
         err.struct_size = UInt32(MemoryLayout<pylon_error>.size)
         var handle: OpaquePointer?
@@ -209,7 +212,7 @@ public final class Host: Sendable {
             let msg = boundedCString(err.message)
             throw HostError(status: 500, code: "STORE_OPEN_FAILED", message: "\(plugin.id): \(msg)")
         }
-        return StoreConnection(table: table, handle: handle)
+        return StoreConnection(table: table, handle: handle, calls: metrics.pluginCalls)
     }
 
     /// Reads, decodes and validates the manifest; every problem is listed in one error.

@@ -87,6 +87,7 @@ final class CacheService: @unchecked Sendable {
                 strs[i] = pylon_str(ptr: UnsafeRawPointer(storage + off).assumingMemoryBound(to: CChar.self), len: b.count)
                 off += b.count
             }
+            hub.metrics.pluginCalls.cacheCommand.increment()
             table.pointee.command(instance, strs, bytes.count, { ctx, status, reply, len, err in
                 let p = Unmanaged<Pending>.fromOpaque(ctx!).takeRetainedValue()
                 guard status == PYLON_OK, let reply else {

@@ -33,7 +33,6 @@ extension RouteContext {
         // Passed on to the function as sent, once checked to be JSON.
         let args = try await HTTPSupport.jsonBytes(req, limit: config.maxBodyBytes, empty: Array("{}".utf8))
         let who = try await auth(req)
-        metrics.add("fn_calls_total", 1)
         _ = try functions.describe(name) // unknown → 404 JSON, not a stream
         return Self.streamCall(functions, name, args, who)
     }
@@ -55,7 +54,6 @@ extension RouteContext {
         let body = String(decoding: raw.readableBytesView, as: UTF8.self)
         let request = Self.webhookRequest(req, rawBody: body)
         let who = try await auth(req)
-        metrics.add("fn_calls_total", 1)
         return HTTPSupport.bytes(try await functions.call(name, args: .object([("rawBody", .string(body))]), auth: who,
                                                           expecting: PYLON_FN_ACTION, request: request))
     }

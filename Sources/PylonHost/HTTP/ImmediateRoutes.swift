@@ -31,11 +31,10 @@ extension RouteContext {
 
     /// `POST /api/fn/NAME` answered as JSON (not a stream): the function's return value.
     func functionCallHandler(_ functions: FunctionService, _ name: String) -> CallbackHandler {
-        let metrics = metrics, limit = config.maxBodyBytes
+        let limit = config.maxBodyBytes
         return { body, who, finish in
             // Passed on to the function as sent, once checked to be JSON.
             let args = try HTTPSupport.jsonBytes(body, limit: limit, empty: Array("{}".utf8))
-            metrics.add("fn_calls_total", 1)
             functions.start(name, argsJSON: args, auth: who, done: finish)
         }
     }
@@ -63,19 +62,20 @@ extension RouteContext {
     /// is JSON, not a stream. Nil: the router.
     func immediateRoute(_ head: HTTPRequest, _ middleware: APIMiddleware<PylonRequestContext>) -> HTTPFront.ImmediateHandler? {
         let success: HTTPResponse.Status
+        let route: String
         let handler: CallbackHandler
         if let (entity, id) = Self.plainEntityGet(head) {
-            (success, handler) = (.ok, getHandler(entity, id))
+            (success, route, handler) = (.ok, RequestMetrics.entityRowRoute, getHandler(entity, id))
         } else if let entity = Self.plainEntityInsert(head) {
-            (success, handler) = (.created, insertHandler(entity))
+            (success, route, handler) = (.created, RequestMetrics.entityRoute, insertHandler(entity))
         } else if let functions, let fnName = Self.plainFunctionName(head), !Self.wantsStream(head.headerFields) {
-            (success, handler) = (.ok, functionCallHandler(functions, fnName))
+            (success, route, handler) = (.ok, RequestMetrics.functionCallRoute, functionCallHandler(functions, fnName))
         } else {
             return nil
         }
         guard let who = authNow(head.headerFields) else { return nil }
         return { body, peer, reply in
-            middleware.handleNow(head, peer: peer, success: success, { finish in try handler(body, who, finish) }, reply: reply)
+            middleware.handleNow(head, peer: peer, route: route, success: success, { finish in try handler(body, who, finish) }, reply: reply)
         }
     }
 

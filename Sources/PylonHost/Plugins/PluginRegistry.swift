@@ -190,30 +190,3 @@ final class HostServices: @unchecked Sendable {
         }
     }
 }
-
-/// Process-wide counters and gauges (plugin metrics and the host's own), shown on /metrics.
-public final class Metrics: @unchecked Sendable {
-    private var counters: [String: Int64] = [:]
-    private var gauges: [String: Double] = [:]
-    private let lock = NSLock()
-
-    public init() {}
-
-    public func add(_ name: String, _ delta: Int64) {
-        lock.lock()
-        counters[name, default: 0] += delta
-        lock.unlock()
-    }
-
-    public func set(_ name: String, _ value: Double) {
-        lock.lock()
-        gauges[name] = value
-        lock.unlock()
-    }
-
-    public func snapshot() -> (counters: [String: Int64], gauges: [String: Double]) {
-        lock.lock()
-        defer { lock.unlock() }
-        return (counters, gauges)
-    }
-}

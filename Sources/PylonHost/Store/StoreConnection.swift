@@ -171,10 +171,13 @@ public final class StoreConnection: @unchecked Sendable {
     let inline: Bool
     /// PYLON_STORE_FLAG_DEFERRED_WRITES: writes in a transaction apply at COMMIT.
     let defersWrites: Bool
+    /// Counts this connection's calls into the plugin (`pylon_plugin_calls_total`); nil: none.
+    let calls: PluginCallCounters?
 
-    init(table: UnsafePointer<pylon_store_v1>, handle: OpaquePointer) {
+    init(table: UnsafePointer<pylon_store_v1>, handle: OpaquePointer, calls: PluginCallCounters? = nil) {
         self.table = table
         self.handle = handle
+        self.calls = calls
         inline = table.pointee.flags & PYLON_STORE_FLAG_COMPLETES_INLINE != 0
         defersWrites = table.pointee.flags & PYLON_STORE_FLAG_DEFERRED_WRITES != 0
     }
@@ -242,6 +245,7 @@ public final class StoreConnection: @unchecked Sendable {
     private func executeBatch(_ batch: [(sql: String, params: [SQLValue])], wantRows: Bool,
                               using fn: BatchFn? = nil) throws(StoreError) -> QueryResult {
         guard let executeBatch = fn ?? table.pointee.execute_batch, !batch.isEmpty else { return QueryResult() }
+        (fn == nil ? calls?.storeExecuteBatch : calls?.storeCommitBatch)?.increment()
         let state = CallState(inline: inline)
         let ctx = Unmanaged.passRetained(state).toOpaque()
         defer { Unmanaged<CallState>.fromOpaque(ctx).release() }
@@ -355,6 +359,7 @@ public final class StoreConnection: @unchecked Sendable {
         sink.row = wantRows ? sinkRow : nil
         var sqlBytes = Array(sql.utf8)
         sqlBytes.append(0)
+        calls?.storeExecute.increment()
         arena.withUnsafeBufferPointer { arenaBuf in
             var values = [pylon_value](repeating: pylon_value(), count: params.count)
             for (i, p) in params.enumerated() { values[i] = Self.value(p, at: arenaBuf.baseAddress! + offsets[i]) }
@@ -380,6 +385,7 @@ public final class StoreConnection: @unchecked Sendable {
         let state = CallState(inline: inline)
         let ctx = Unmanaged.passRetained(state).toOpaque()
         defer { Unmanaged<CallState>.fromOpaque(ctx).release() }
+        calls?.storeTransaction.increment()
         table.pointee.transaction(handle, op, callDone, ctx)
         state.wait()
         if let e = state.error { throw e }

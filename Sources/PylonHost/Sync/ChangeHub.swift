@@ -172,6 +172,8 @@ public final class Subscriber: @unchecked Sendable {
     }
 
     var isClosed: Bool { lock.withLock { closedFlag } }
+    /// Messages waiting for the sender (metrics).
+    var queued: Int { lock.withLock { queue.count } }
     var sessionEnded: Bool { lock.withLock { sessionEndedFlag } }
 }
 
@@ -236,6 +238,14 @@ public final class ChangeHub: @unchecked Sendable {
         self.queueLimit = queueLimit
         self.maxPerAddress = maxPerAddress
         self.metrics = metrics
+        let queued = metrics.collectedGauge("realtime_queued_messages")
+        let deepest = metrics.collectedGauge("realtime_queue_depth_max")
+        metrics.onCollect { [weak self] _ in
+            guard let self else { return }
+            let depths = lock.withLock { Array(subscribers.values) }.map(\.queued)
+            queued.set(Double(depths.reduce(0, +)))
+            deepest.set(Double(depths.max() ?? 0))
+        }
     }
 
     /// Registers a connection, or refuses it when its address is at the limit. `live`: the
@@ -285,10 +295,13 @@ public final class ChangeHub: @unchecked Sendable {
 
     /// Called by the writer after each commit with that commit's events in seq order.
     func publish(_ events: [ChangeEvent]) {
-        fanout.async { [self] in deliver(events) }
+        let committed = DispatchTime.now().uptimeNanoseconds
+        fanout.async { [self] in deliver(events, committed: committed) }
     }
 
-    private func deliver(_ events: [ChangeEvent]) {
+    /// `committed`: when the writer handed the events over (`realtime_fanout_duration_seconds`
+    /// runs from there until they are in every reader's queue).
+    private func deliver(_ events: [ChangeEvent], committed: UInt64) {
         let snapshot: [(AuthContext, [Subscriber])] = lock.withLock {
             if let cached = cachedGroups { return cached }
             let built = groups.map { ($0.key, Array($0.value.values)) }
@@ -326,6 +339,7 @@ public final class ChangeHub: @unchecked Sendable {
             }
         }
         metrics.add("realtime_deliveries_total", Int64(delivered))
+        Metrics.record(metrics.fanoutDuration, since: committed)
     }
 
     /// Sends a presence/topic frame to every WS connection (on the fan-out queue, so it
