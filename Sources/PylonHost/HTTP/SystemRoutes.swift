@@ -138,6 +138,11 @@ extension RouteContext {
             if full { try await requireAdmin(req, "the full manifest") }
             return HTTPSupport.json(ManifestJSON.encode(data.manifest, redactPolicies: !full))
         }
+        // No auth, as in Pylon: built once, since the manifest and the routes are fixed at start.
+        let openAPI = JSONWriter.encode(OpenAPIDocument.build(.init(
+            manifest: data.manifest, cookieName: config.cookieName, dev: config.dev,
+            functions: functions != nil, cache: cache != nil, unavailable: stubs)))
+        router.get("/api/openapi.json") { _, _ in HTTPSupport.bytes(openAPI) }
         router.get("/metrics") { req, _ in
             if !config.dev { try await requireAdmin(req, "/metrics") }
             let snap = metrics.snapshot()
