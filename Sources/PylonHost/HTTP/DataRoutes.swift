@@ -144,10 +144,10 @@ extension RouteContext {
             _ = try await data.delete(entity, id: id, auth: try await auth(req))
             return HTTPSupport.json(.object([("deleted", true)]))
         }
-        for path in ["/api/entities/:entity", "/api/entities/:entity/:id"] {
+        for (path, allow) in [("/api/entities/:entity", "GET, HEAD, POST"), ("/api/entities/:entity/:id", "GET, HEAD, PATCH, DELETE")] {
             for method in [HTTPRequest.Method.put] {
                 router.on(RouterPath(path), method: method) { _, _ -> Response in
-                    throw HostError(status: 405, code: "METHOD_NOT_ALLOWED", message: "use POST to insert, PATCH to update and DELETE to delete")
+                    Self.methodNotAllowed(allow, "use POST to insert, PATCH to update and DELETE to delete")
                 }
             }
         }
@@ -171,7 +171,7 @@ extension RouteContext {
         }
         for method in [HTTPRequest.Method.get, .put, .patch, .delete] {
             router.on(RouterPath("/api/search/:entity"), method: method) { _, _ -> Response in
-                throw HostError(status: 405, code: "METHOD_NOT_ALLOWED", message: "use POST /api/search/<entity> with a JSON body like {\"query\": \"...\"}")
+                Self.methodNotAllowed("POST", "use POST /api/search/<entity> with a JSON body like {\"query\": \"...\"}")
             }
         }
         router.get("/api/lookup/:entity/:field/:value") { req, ctx in
@@ -247,6 +247,13 @@ extension RouteContext {
 }
 
 extension RouteContext {
+    /// 405 with the `Allow` header RFC 9110 §15.5.6 requires.
+    static func methodNotAllowed(_ allow: String, _ message: String) -> Response {
+        var r = HTTPSupport.json(HostError(status: 405, code: "METHOD_NOT_ALLOWED", message: message).body, status: .methodNotAllowed)
+        r.headers[.allow] = allow
+        return r
+    }
+
     /// `POST /api/entities/E` for `who`: `done` gets `{"id": …}` as JSON text (answered
     /// 201) or the error, exactly once — on the writer thread after commit, or on the
     /// caller's when the input is refused first. Used by the route on a Task and by the fast

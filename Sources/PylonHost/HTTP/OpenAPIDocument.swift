@@ -26,7 +26,7 @@ enum OpenAPIDocument {
         paths += systemPaths(s)
         paths += authPaths
         for e in s.manifest.entities { paths += entityPaths(e) }
-        paths += dataPaths
+        paths += dataPaths(s.manifest)
         paths += syncPaths
         if s.functions { paths += functionPaths }
         if s.cache { paths += cachePaths }
@@ -71,7 +71,7 @@ enum OpenAPIDocument {
     static let string: JSONValue = ["type": "string"]
     static let boolean: JSONValue = ["type": "boolean"]
     static let int64: JSONValue = ["type": "integer", "minimum": .int(Int64.min), "maximum": .int(Int64.max)]
-    static let count: JSONValue = ["type": "integer", "minimum": 0]
+    static let count: JSONValue = ["type": "integer", "minimum": 0, "maximum": .int(Int64.max)]
     static let anyObject: JSONValue = ["type": "object"]
     static let anyValue: JSONValue = [:]
 
@@ -175,7 +175,7 @@ enum OpenAPIDocument {
                                 ("kind", ["type": "string", "enum": ["insert", "update", "delete"]]),
                                 ("data", anyObject), ("timestamp", string)], required: ["seq", "entity", "row_id", "kind"])),
         ("Operation", object([("op", ["type": "string", "enum": ["insert", "update", "delete"]]), ("entity", string),
-                              ("id", string), ("data", anyObject)], required: ["op", "entity"])),
+                              ("id", ["type": ["string", "null"]]), ("data", ["type": ["object", "null"]])], required: ["op", "entity"])),
     ]
 
     /// A field's value in a row; `null` too when the field is optional.
@@ -201,28 +201,35 @@ enum OpenAPIDocument {
         return [
             (e.name, object([("id", string)] + fields, required: ["id"] + e.fields.map(\.name))),
             ("\(e.name)Insert", object([("id", idIgnored)] + fields, required: e.fields.filter { !$0.optional }.map(\.name), closed: true)),
-            ("\(e.name)Patch", object([("id", idIgnored)] + fields, closed: true)),
-            ("\(e.name)Filter", filterSchema(e)),
+            ("\(e.name)Patch", object(fields, closed: true).setting("minProperties", 1)),
+            ("\(e.name)Filter", filterSchema(e, paging: true)),
+            ("\(e.name)Where", filterSchema(e, paging: false)),
         ]
     }
 
     /// The filter language of `POST /api/query/E` (README "HTTP API"): field → value, null,
-    /// or an operator object; `$order`, `$limit`, `$offset`, and `$search` when searchable.
-    static func filterSchema(_ e: Entity) -> JSONValue {
-        var props: [(String, JSONValue)] = [
-            ("$order", ["type": "object", "propertyNames": ["enum": .array((["id"] + e.fields.map(\.name)).map { .string($0) })],
-                        "description": "field → \"asc\" or \"desc\""]),
-            ("$limit", count), ("$offset", count),
-        ]
-        if e.search.map({ !$0.text.isEmpty }) == true {
-            props.append(("$search", ["type": "string", "description": "full-text query (FTS5 syntax on SQLite)"]))
+    /// or an operator object (`$like` on text fields only); with `paging`, also `$order`,
+    /// `$limit`, `$offset`, and `$search` when searchable (search `filters` take fields only).
+    static func filterSchema(_ e: Entity, paging: Bool) -> JSONValue {
+        var props: [(String, JSONValue)] = []
+        if paging {
+            props += [
+                ("$order", ["type": "object", "propertyNames": ["enum": .array((["id"] + e.fields.map(\.name)).map { .string($0) })],
+                            "additionalProperties": ["description": "\"desc\" (any case) sorts descending, anything else ascending"]]),
+                ("$limit", count), ("$offset", count),
+            ]
+            if e.search.map({ !$0.text.isEmpty }) == true {
+                props.append(("$search", ["type": "string", "description": "full-text query (FTS5 syntax on SQLite)"]))
+            }
         }
         let idField = Field(name: "id", typeName: "string", optional: false, unique: true)
         for f in [idField] + e.fields {
             let scalar = fieldSchema(Field(name: f.name, typeName: f.typeName, optional: true, unique: false))
-            let ops = object([("$eq", scalar), ("$not", scalar), ("$ne", scalar), ("$gt", scalar), ("$gte", scalar),
-                              ("$lt", scalar), ("$lte", scalar), ("$like", string),
-                              ("$in", ["type": "array", "items": scalar])], closed: true)
+            var operators: [(String, JSONValue)] = [("$eq", scalar), ("$not", scalar), ("$ne", scalar), ("$gt", scalar),
+                                                    ("$gte", scalar), ("$lt", scalar), ("$lte", scalar)]
+            if f.type?.storage == .text { operators.append(("$like", string)) }
+            operators.append(("$in", ["type": "array", "items": scalar]))
+            let ops = object(operators, closed: true)
             props.append((f.name, ["anyOf": [scalar, ops.setting("minProperties", 1)]]))
         }
         return object(props, closed: true)
@@ -241,7 +248,7 @@ enum OpenAPIDocument {
             ])]),
             ("/api/manifest", ["get": op("getManifest", "the manifest (policy expressions blanked unless ?full=1 with the admin token)",
                                          access: .anyone, tags: ["system"],
-                                         parameters: [query("full", ["type": "string", "enum": ["0", "1", "true", "false"]], "1 or true: with policies (admin)")],
+                                         parameters: [query("full", string, "1 or true: with policies (admin); anything else: without")],
                                          responses: [("200", ok(anyObject))])]),
             ("/api/openapi.json", ["get": op("openapi", "this document", access: .anyone, tags: ["system"],
                                              responses: [("200", ok(object([("openapi", string)], required: ["openapi", "info", "paths"])))])]),
@@ -328,61 +335,87 @@ enum OpenAPIDocument {
         return out
     }
 
+    /// At least one measure or grouping; sum/avg over numbers, min/max over all but
+    /// booleans, time buckets over datetime fields (what `DataService.aggregate` accepts).
     static func aggregateSchema(_ e: Entity) -> JSONValue {
-        let all: JSONValue = .array((["id"] + e.fields.map(\.name)).map { .string($0) })
-        let numeric: JSONValue = .array(e.fields.filter { $0.type == .int || $0.type == .float }.map { .string($0.name) })
-        let dates: JSONValue = .array(e.fields.filter { $0.type == .datetime }.map { .string($0.name) })
-        let list: (JSONValue) -> JSONValue = { names in ["type": "array", "items": ["enum": names]] }
-        var groupBy: [JSONValue] = [["enum": all]]
-        if case let .array(d) = dates, !d.isEmpty {
-            groupBy.append(object([("field", ["enum": dates]), ("bucket", ["enum": ["hour", "day", "week", "month", "year"]])],
+        let names: ([String]) -> JSONValue = { .array($0.map { .string($0) }) }
+        let all = ["id"] + e.fields.map(\.name)
+        let numeric = e.fields.filter { $0.type == .int || $0.type == .float }.map(\.name)
+        let ordered = ["id"] + e.fields.filter { $0.type != .bool }.map(\.name)
+        let dates = e.fields.filter { $0.type == .datetime }.map(\.name)
+        let list: ([String]) -> JSONValue = { ["type": "array", "minItems": 1, "items": ["enum": names($0)]] }
+        var groupBy: [JSONValue] = [["enum": names(all)]]
+        if !dates.isEmpty {
+            groupBy.append(object([("field", ["enum": names(dates)]), ("bucket", ["enum": ["hour", "day", "week", "month", "year"]])],
                                   required: ["field", "bucket"], closed: true))
         }
-        return object([
-            ("count", ["anyOf": [["const": "*"], ["enum": all]]]),
-            ("sum", list(numeric)), ("avg", list(numeric)), ("min", list(all)), ("max", list(all)), ("countDistinct", list(all)),
-            ("groupBy", ["type": "array", "items": ["anyOf": .array(groupBy)]]),
-            ("where", ref("\(e.name)Filter")),
-        ], closed: true).setting("minProperties", 1)
+        var props: [(String, JSONValue)] = [("count", ["anyOf": [["const": "*"], ["enum": names(all)]]])]
+        if !numeric.isEmpty { props += [("sum", list(numeric)), ("avg", list(numeric))] }
+        props += [("min", list(ordered)), ("max", list(ordered)), ("countDistinct", list(all)),
+                  ("groupBy", ["type": "array", "minItems": 1, "items": ["anyOf": .array(groupBy)]])]
+        let measures: [JSONValue] = props.map { ["required": [.string($0.0)]] }
+        props.append(("where", ref("\(e.name)Filter")))
+        return object(props, closed: true).setting("anyOf", .array(measures))
     }
 
     static func searchSchema(_ e: Entity, _ s: SearchConfig) -> JSONValue {
         var props: [(String, JSONValue)] = [
             ("query", string),
-            ("filters", ref("\(e.name)Filter")),
+            ("filters", ref("\(e.name)Where")),
             ("facets", ["type": "array", "items": ["enum": .array(s.facets.map { .string($0) })]]),
             ("page", count), ("page_size", ["type": "integer", "minimum": 1]),
         ]
-        if !s.sortable.isEmpty {
-            props.append(("sort", ["type": "array", "prefixItems": [["enum": .array(s.sortable.map { .string($0) })],
-                                                                      ["enum": ["asc", "desc"]]],
-                                   "minItems": 1, "maxItems": 2, "items": false]))
-        }
+        let sortable: JSONValue = .array((["id"] + s.sortable).map { .string($0) })
+        let direction: JSONValue = ["enum": ["asc", "desc", "ASC", "DESC"]]
+        props.append(("sort", ["anyOf": [
+            ["type": "array", "prefixItems": [["enum": sortable], direction], "minItems": 1, "maxItems": 2, "items": false],
+            ["type": "object", "propertyNames": ["enum": sortable], "additionalProperties": direction, "minProperties": 1, "maxProperties": 1],
+        ]]))
         return object(props, closed: true)
     }
 
-    static let dataPaths: [(String, JSONValue)] = [
-        ("/api/query", ["post": op("graphQuery", "rows of several entities with include of relations", access: .anyone, tags: ["data"],
-                                   body: body(anyObject), responses: [("200", ok(anyObject))])]),
-        ("/api/link", ["post": op("link", "set a relation's foreign key", access: .anyone, tags: ["data"],
-                                  body: body(object([("entity", string), ("id", string), ("relation", string), ("target_id", string)],
-                                                    required: ["entity", "id", "relation", "target_id"])),
-                                  responses: [("200", ok(object([("linked", ["const": true])], required: ["linked"])))])]),
-        ("/api/unlink", ["post": op("unlink", "clear a relation's foreign key", access: .anyone, tags: ["data"],
-                                    body: body(object([("entity", string), ("id", string), ("relation", string)],
-                                                      required: ["entity", "id", "relation"])),
-                                    responses: [("200", ok(object([("unlinked", ["const": true])], required: ["unlinked"])))])]),
-        ("/api/batch", ["post": op("batch", "independent operations", access: .admin, tags: ["data"],
-                                   body: body(object([("operations", ["type": "array", "items": ref("Operation")])], required: ["operations"])),
-                                   responses: [("200", ok(object([("results", ["type": "array", "items": anyObject]), ("succeeded", count),
-                                                                  ("failed", count)], required: ["results", "succeeded", "failed"])))])]),
-        ("/api/transact", ["post": op("transact", "all-or-nothing operations (400 with committed false when one fails)", access: .admin,
-                                      tags: ["data"],
-                                      body: body(["oneOf": [["type": "array", "items": ref("Operation")],
-                                                            object([("operations", ["type": "array", "items": ref("Operation")])],
-                                                                   required: ["operations"])]]),
-                                      responses: [("200", ok(object([("committed", boolean), ("results", ["type": "array", "items": anyObject])],
-                                                                    required: ["committed", "results"])))])]),
+    static func dataPaths(_ m: Manifest) -> [(String, JSONValue)] {
+        let graph = m.entities.map { e in
+            (e.name, object([("where", ["anyOf": [ref("\(e.name)Filter"), ["type": "null"]]]), ("limit", ["type": ["integer", "null"], "minimum": 0, "maximum": .int(Int64.max)]),
+                             ("include", ["type": ["object", "null"]])]))
+        }
+        let graphReply = object(m.entities.map { ($0.name, ["type": "array", "items": ref($0.name)]) })
+        // Link bodies name an entity that has relations and one of its relations' names.
+        let linking = m.entities.filter { !$0.relations.isEmpty }
+        let entityName: JSONValue = linking.isEmpty ? string : ["enum": .array(linking.map { .string($0.name) })]
+        let relationName: JSONValue = linking.isEmpty ? string : ["enum": .array(linking.flatMap { $0.relations.map { .string($0.name) } })]
+        let link: [(String, JSONValue)] = [("entity", entityName), ("id", string), ("relation", relationName)]
+        return [
+            ("/api/query", ["post": op("graphQuery", "rows of several entities with include of relations", access: .anyone, tags: ["data"],
+                                       body: body(object(graph, closed: true)), responses: [("200", ok(graphReply))])]),
+            ("/api/link", ["post": op("link", "set a relation's foreign key", access: .anyone, tags: ["data"],
+                                      body: body(object(link + [("target_id", string)], required: ["entity", "id", "relation", "target_id"])),
+                                      responses: [("200", ok(object([("linked", ["const": true])], required: ["linked"])))])]),
+            ("/api/unlink", ["post": op("unlink", "clear a relation's foreign key", access: .anyone, tags: ["data"],
+                                        body: body(object(link, required: ["entity", "id", "relation"])),
+                                        responses: [("200", ok(object([("unlinked", ["const": true])], required: ["unlinked"])))])]),
+            ("/api/batch", ["post": op("batch", "independent operations", access: .admin, tags: ["data"],
+                                       body: body(object([("operations", ["type": "array", "items": ref("Operation")])], required: ["operations"])),
+                                       responses: [("200", ok(object([("results", ["type": "array", "items": anyObject]), ("succeeded", count),
+                                                                      ("failed", count)], required: ["results", "succeeded", "failed"])))])]),
+            ("/api/transact", ["post": op("transact", "all-or-nothing operations (400 with committed false when one fails)", access: .admin,
+                                          tags: ["data"],
+                                          body: body(["oneOf": [["type": "array", "items": ref("Operation")],
+                                                                object([("operations", ["type": "array", "items": ref("Operation")])],
+                                                                       required: ["operations"])]]),
+                                          responses: [("200", ok(transactReply)),
+                                                      ("400", ok(["oneOf": [ref("Error"), transactReply]], "bad input, or an operation failed and nothing was committed"))])]),
+        ]
+    }
+
+    static let transactReply = object([("committed", boolean), ("results", ["type": "array", "items": anyObject])],
+                                      required: ["committed", "results"])
+
+    /// A change of a push. Its shape is not checked as a whole: a change the host cannot
+    /// apply (bad kind, unknown entity, wrong value) is reported in `errors` and the others
+    /// still apply, as in Pylon, so the schema only describes.
+    static let pushChange: JSONValue = [
+        "description": "{entity, kind: insert|update|delete, row_id, op_id, data}; a change that cannot be applied is reported in errors",
     ]
 
     static let syncPaths: [(String, JSONValue)] = [
@@ -395,10 +428,8 @@ enum OpenAPIDocument {
                                                                      ("has_more", boolean)], required: ["changes", "cursor", "has_more"])))],
                                       errors: ["410"])]),
         ("/api/sync/push", ["post": op("push", "client changes, policy-checked, exactly once per op_id", access: .anyone, tags: ["sync"],
-                                       body: body(object([("changes", ["type": "array", "items": object([
-                                           ("entity", string), ("kind", ["enum": ["insert", "update", "delete"]]), ("row_id", string),
-                                           ("op_id", string), ("data", anyObject),
-                                       ])]), ("client_id", string)], required: ["changes"])),
+                                       body: body(object([("changes", ["type": "array", "items": pushChange]),
+                                                          ("client_id", ["type": ["string", "null"]])], required: ["changes"])),
                                        responses: [("200", ok(object([("applied", count), ("deduped", count),
                                                                       ("errors", ["type": "array", "items": string]),
                                                                       ("cursor", object([("last_seq", count)])), ("id_map", anyObject),
