@@ -138,6 +138,51 @@ struct OpenAPITests {
         #expect(health.status == 200, "the host stopped answering after schemathesis: \(health.body)\n\(host.log.suffix(4000))")
     }
 
+    /// What schemathesis found (500s on Postgres, answers that differed by store, inputs
+    /// silently ignored): each is now a 400 with a stable code on both stores.
+    @Test("Inputs schemathesis found: typed filter operands, $like on text only, aggregate limits, NUL text, 405 with Allow", arguments: stores)
+    func findings(store: TestStore) async throws {
+        let host = try await HostProcess.start(manifest: Self.manifest, store: store)
+        defer { host.stop() }
+        let user = try await host.create("User", #"{"email":"b@example.com"}"#)
+        _ = try await host.create("Note", #"{"title":"t","votes":9223372036854775807,"done":true,"ownerId":"\#(user)","dueAt":"not a date"}"#)
+        _ = try await host.create("Note", #"{"title":"u","votes":1,"done":false,"ownerId":"\#(user)"}"#)
+        let admin = HostProcess.adminToken
+        func refused(_ path: String, _ body: String, _ code: String) async throws {
+            let r = try await host.request("POST", path, json: body, token: admin)
+            #expect(r.status == 400 && r.json.errorCode == code, "\(store.name) \(path) \(body): \(r.status) \(r.body)")
+        }
+        try await refused("/api/query/Note", #"{"votes":"5"}"#, "INVALID_QUERY")
+        try await refused("/api/query/Note", #"{"done":{"$in":["AAA"]}}"#, "INVALID_QUERY")
+        try await refused("/api/query/Note", #"{"title":{"$gt":5}}"#, "INVALID_QUERY")
+        try await refused("/api/query/Note", #"{"votes":{"$gt":1.5}}"#, "INVALID_QUERY")
+        try await refused("/api/query/Note", #"{"done":{"$like":"t"}}"#, "INVALID_QUERY")
+        try await refused("/api/search/Note", #"{"filters":{"done":"AAA"}}"#, "INVALID_QUERY")
+        try await refused("/api/aggregate/Note", #"{"sum":["title"]}"#, "INVALID_QUERY")
+        try await refused("/api/aggregate/Note", #"{"min":["done"]}"#, "INVALID_QUERY")
+        try await refused("/api/aggregate/Note", #"{"groupBy":[{"field":"votes","bucket":"day"}]}"#, "INVALID_QUERY")
+        try await refused("/api/aggregate/Note", #"{"count":"*","bogus":1}"#, "INVALID_QUERY")
+        // A sum past 64 bits: SQLite cannot widen it (400); Postgres sums into numeric.
+        let sum = try await host.request("POST", "/api/aggregate/Note", json: #"{"sum":["votes"]}"#, token: admin)
+        #expect(sum.status == 200 || (sum.status == 400 && sum.json.errorCode == "INVALID_VALUE"), "\(sum.body)")
+        try await refused("/api/query", #"{"Note":5}"#, "INVALID_QUERY")
+        try await refused("/api/batch", #"{"operations":[{"op":"delete","entity":"Note","id":7}]}"#, "INVALID_DATA")
+        try await refused("/api/sync/push", #"{"changes":[],"client_id":5}"#, "INVALID_DATA")
+        // Typed operands still match as before: 3.0 on an int field, 1 on a float field.
+        let ok = try await host.request("POST", "/api/query/Note", json: #"{"votes":{"$gte":1.0},"score":{"$in":[1,null]}}"#, token: admin)
+        #expect(ok.status == 200 && ok.json.items.count == 2, "\(ok.body)")
+        // A NUL character: stored on SQLite, refused (not a 500) on Postgres; never a 5xx.
+        let nul = try await host.request("POST", "/api/entities/User", json: #"{"email":"a\u0000b"}"#, token: admin)
+        #expect(store.name == "postgres" ? nul.status == 400 && nul.json.errorCode == "INVALID_VALUE" : nul.status == 201, "\(nul.body)")
+        let page = try await host.request("GET", "/api/entities/Note/cursor?after=a%00b", token: admin)
+        #expect(page.status < 500, "\(page.body)")
+        // A date-time bucket over text that is not a date: no 5xx on either store.
+        let bucket = try await host.request("POST", "/api/aggregate/Note", json: #"{"count":"*","groupBy":[{"field":"dueAt","bucket":"day"}]}"#, token: admin)
+        #expect(bucket.status == 200 || (bucket.status == 400 && bucket.json.errorCode == "INVALID_VALUE"), "\(bucket.body)")
+        let put = try await host.rawRequest("PUT", "/api/entities/Note", body: Data("{}".utf8), token: admin)
+        #expect(put.status == 405 && put.headers["allow"] == "GET, HEAD, POST", "\(put.headers)")
+    }
+
     static let examplesPerOperation = 12
     /// Everything schemathesis checks that a single-run, stateless document can promise.
     static let checks = [
