@@ -96,6 +96,9 @@ enum OpenAPIDocument {
         ])
     }
 
+    /// `schema`, or JSON null (which the host reads as "not given").
+    static func nullable(_ schema: JSONValue) -> JSONValue { ["anyOf": [schema, ["type": "null"]]] }
+
     static func json(_ schema: JSONValue) -> JSONValue { ["application/json": ["schema": schema]] }
 
     static func body(_ schema: JSONValue, required: Bool = true) -> JSONValue {
@@ -316,7 +319,7 @@ enum OpenAPIDocument {
                              responses: [("200", ok(object([("deleted", ["const": true])], required: ["deleted"])))]),
             ]),
             ("/api/query/\(n)", ["post": op("query\(n)", "rows matching a filter", access: .anyone, tags: tags,
-                                            body: body(ref("\(n)Filter"), required: false), responses: [("200", ok(rows))])]),
+                                            body: body(nullable(ref("\(n)Filter")), required: false), responses: [("200", ok(rows))])]),
             ("/api/aggregate/\(n)", ["post": op("aggregate\(n)", "count, sum, avg, min, max, countDistinct, groupBy", access: .anyone,
                                                 tags: tags, body: body(aggregateSchema(e)),
                                                 responses: [("200", ok(object([("rows", ["type": "array", "items": anyObject])], required: ["rows"])))])]),
@@ -354,7 +357,7 @@ enum OpenAPIDocument {
         props += [("min", list(ordered)), ("max", list(ordered)), ("countDistinct", list(all)),
                   ("groupBy", ["type": "array", "minItems": 1, "items": ["anyOf": .array(groupBy)]])]
         let measures: [JSONValue] = props.map { ["required": [.string($0.0)]] }
-        props.append(("where", ref("\(e.name)Filter")))
+        props.append(("where", ref("\(e.name)Where")))
         return object(props, closed: true).setting("anyOf", .array(measures))
     }
 
@@ -371,7 +374,8 @@ enum OpenAPIDocument {
             ["type": "array", "prefixItems": [["enum": sortable], direction], "minItems": 1, "maxItems": 2, "items": false],
             ["type": "object", "propertyNames": ["enum": sortable], "additionalProperties": direction, "minProperties": 1, "maxProperties": 1],
         ]]))
-        return object(props, closed: true)
+        // A key whose value is null counts as absent.
+        return object(props.map { ($0.0, nullable($0.1)) }, closed: true)
     }
 
     static func dataPaths(_ m: Manifest) -> [(String, JSONValue)] {
@@ -469,7 +473,8 @@ enum OpenAPIDocument {
         ("/api/cache/{key}", [
             "parameters": [pathParam("key")],
             "get": op("cacheGet", "a string key's value", access: .admin, tags: ["cache"], responses: [("200", ok(cacheResult))]),
-            "delete": op("cacheDelete", "delete a key", access: .admin, tags: ["cache"], responses: [("200", ok(cacheResult))]),
+            "delete": op("cacheDelete", "delete a key", access: .admin, tags: ["cache"],
+                         responses: [("200", ok(cacheResult)), ("404", ok(object([("ok", ["const": false])], required: ["ok"]), "no such key"))]),
         ]),
         ("/api/pubsub/publish", ["post": op("publish", "publish to a channel", access: .admin, tags: ["cache"],
                                             body: body(object([("channel", ["type": "string", "minLength": 1]), ("message", anyValue)],
