@@ -50,6 +50,9 @@ extension DataService {
             guard let items = g.arrayValue else { throw HostError.badRequest("INVALID_QUERY", "groupBy must be an array") }
             for item in items {
                 if let o = item.objectValue, !o.isEmpty {
+                    if let k = o.first(where: { $0.0 != "field" && $0.0 != "bucket" })?.0 {
+                        throw HostError.badRequest("INVALID_QUERY", "a groupBy bucket is {\"field\", \"bucket\"}; \"\(k)\" is not a key of it")
+                    }
                     let f = try column(item["field"] ?? .null, "groupBy")
                     guard codec.field(f)?.type == .datetime else {
                         throw HostError.badRequest("INVALID_QUERY", "groupBy buckets take a datetime field; \"\(f)\" is not one")
@@ -95,6 +98,9 @@ extension DataService {
             throw HostError.badRequest("INVALID_QUERY", "empty aggregate: ask for count, sum, avg, min, max, countDistinct or groupBy")
         }
         // Ordering and paging keys make no sense for an aggregate; everything else filters.
+        if let w = spec["where"], !w.isNull, w.objectValue == nil {
+            throw HostError.badRequest("INVALID_QUERY", "where must be an object of field conditions, got \(w.typeName)")
+        }
         let filter = (spec["where"]?.objectValue ?? []).filter { !$0.0.hasPrefix("$") }
         var compiler = FilterCompiler(codec: codec, dialect: d)
         let f = try compiler.compile(.object(filter), rule: rule)
