@@ -88,9 +88,9 @@ struct OpenAPITests {
         #expect(doc["paths"]["/api/batch"]["post"]["responses"]["403"]["$ref"].string == "#/components/responses/Error403")
         // Policies stay private, as GET /api/manifest keeps them.
         #expect(!text.contains("auth.userId"))
-        // No plugin serves functions here (none selected): not described, listed as unavailable.
-        #expect(paths["/api/fn/{name}"] == nil)
-        #expect((doc["x-pylon-unavailable"].array ?? []).contains { ($0 as? [String: Any])?["capability"] as? String == "pylon.functions/1" })
+        // No plugin serves login codes: their routes (501) are listed as unavailable, not described.
+        #expect(!paths.keys.contains { $0.hasPrefix("/api/auth/magic") })
+        #expect((doc["x-pylon-unavailable"].array ?? []).contains { ($0 as? [String: Any])?["capability"] as? String == "pylon.auth.code/1" })
     }
 
     @Test("openapi-spec-validator accepts the document")
@@ -131,7 +131,7 @@ struct OpenAPITests {
         ]
         // Its working files (.hypothesis) go into the host's temp folder.
         let script = "cd \"$1\" && shift && exec python3 -m schemathesis.cli \"$@\""
-        let r = try await TestCommand.run("/bin/sh", ["-c", script, "sh", work] + args, timeout: 170)
+        let r = try await TestCommand.run("/bin/sh", ["-c", script, "sh", work] + args, timeout: 240)
         let tail = String((r.stdout + r.stderr).suffix(12_000))
         #expect(r.status == 0, "schemathesis on \(store.name) failed:\n\(tail)\n--- host log ---\n\(host.log.suffix(4000))")
         let health = try await host.request("GET", "/health")
@@ -183,8 +183,13 @@ struct OpenAPITests {
         #expect(put.status == 405 && put.headers["allow"] == "GET, HEAD, POST", "\(put.headers)")
     }
 
-    static let examplesPerOperation = 12
-    /// Everything schemathesis checks that a single-run, stateless document can promise.
+    static let examplesPerOperation = 10
+    /// What the document promises. Left out: `positive_data_acceptance` (a valid request can
+    /// still be refused for the data it meets: 404 for an absent id, 409 for a taken value,
+    /// 410 for a cursor ahead of the log, all documented), `unsupported_method` (a method the
+    /// router has no route for, e.g. TRACE, is 404, not 405), `missing_required_header`
+    /// (an admin route called with no credentials is 403, not 401), and the stateful checks
+    /// (the document has no links).
     static let checks = [
         "not_a_server_error", "status_code_conformance", "content_type_conformance", "response_headers_conformance",
         "response_schema_conformance", "negative_data_rejection",
