@@ -122,14 +122,16 @@ struct OpenAPITests {
         let work = host.directory.path
         let args = [
             "--no-color", "run", "\(host.baseURL)/api/openapi.json",
-            "--max-examples", "\(Self.examplesPerOperation)", "--seed", "22", "--workers", "2",
+            "--max-examples", "\(Self.examplesPerOperation)", "--seed", "22", "--workers", "1",
             "--phases", "examples,coverage,fuzzing",
             "--checks", Self.checks.joined(separator: ","),
             "--exclude-path", "/api/sync/events", "--exclude-path", "/api/sync/ws",
             "--header", "Authorization: Bearer \(HostProcess.adminToken)",
             "--request-timeout", "30", "--suppress-health-check", "all", "--generation-database", "none",
         ]
-        // Its working files (.hypothesis) go into the host's temp folder.
+        // One worker: hypothesis describing its filters from several threads at once trips
+        // a CPython 3.11 bug in ast.parse ("AST constructor recursion depth mismatch").
+        // Its working files, if any, go into the host's temp folder.
         let script = "cd \"$1\" && shift && exec python3 -m schemathesis.cli \"$@\""
         let r = try await TestCommand.run("/bin/sh", ["-c", script, "sh", work] + args, timeout: 240)
         let tail = String((r.stdout + r.stderr).suffix(12_000))

@@ -338,7 +338,7 @@ enum OpenAPIDocument {
         return out
     }
 
-    /// At least one measure or grouping; sum/avg over numbers, min/max over all but
+    /// Some measure or grouping (400 when all are empty); sum/avg over numbers, min/max over all but
     /// booleans, time buckets over datetime fields (what `DataService.aggregate` accepts).
     static func aggregateSchema(_ e: Entity) -> JSONValue {
         let names: ([String]) -> JSONValue = { .array($0.map { .string($0) }) }
@@ -346,7 +346,7 @@ enum OpenAPIDocument {
         let numeric = e.fields.filter { $0.type == .int || $0.type == .float }.map(\.name)
         let ordered = ["id"] + e.fields.filter { $0.type != .bool }.map(\.name)
         let dates = e.fields.filter { $0.type == .datetime }.map(\.name)
-        let list: ([String]) -> JSONValue = { ["type": "array", "minItems": 1, "items": ["enum": names($0)]] }
+        let list: ([String]) -> JSONValue = { ["type": "array", "items": ["enum": names($0)]] }
         var groupBy: [JSONValue] = [["enum": names(all)]]
         if !dates.isEmpty {
             groupBy.append(object([("field", ["enum": names(dates)]), ("bucket", ["enum": ["hour", "day", "week", "month", "year"]])],
@@ -355,10 +355,11 @@ enum OpenAPIDocument {
         var props: [(String, JSONValue)] = [("count", ["anyOf": [["const": "*"], ["enum": names(all)]]])]
         if !numeric.isEmpty { props += [("sum", list(numeric)), ("avg", list(numeric))] }
         props += [("min", list(ordered)), ("max", list(ordered)), ("countDistinct", list(all)),
-                  ("groupBy", ["type": "array", "minItems": 1, "items": ["anyOf": .array(groupBy)]])]
+                  ("groupBy", ["type": "array", "items": ["anyOf": .array(groupBy)]])]
         let measures: [JSONValue] = props.map { ["required": [.string($0.0)]] }
         props.append(("where", ref("\(e.name)Where")))
-        return object(props, closed: true).setting("anyOf", .array(measures))
+        // A key whose value is null counts as absent.
+        return object(props.map { ($0.0, nullable($0.1)) }, closed: true).setting("anyOf", .array(measures))
     }
 
     static func searchSchema(_ e: Entity, _ s: SearchConfig) -> JSONValue {
