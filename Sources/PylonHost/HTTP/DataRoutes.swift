@@ -75,7 +75,12 @@ struct RouteContext: Sendable {
     }
 
     static func intParam(_ request: Request, _ name: String) throws(HostError) -> Int64? {
-        guard let s = request.uri.queryParameters.get(name), !s.isEmpty else { return nil }
+        // Given twice (`?limit=&limit=x`), the first alone would be read and the rest ignored.
+        let given = request.uri.queryParameters.getAll(name)
+        guard given.count <= 1 else {
+            throw HostError.badRequest("INVALID_QUERY", "query parameter \(name) is given \(given.count) times; give it once")
+        }
+        guard let s = given.first, !s.isEmpty else { return nil }
         guard let n = Int64(s), n >= 0 else {
             throw HostError.badRequest("INVALID_QUERY", "query parameter \(name) must be a non-negative integer, got \"\(s)\"")
         }
