@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing (libFuzzer) of the host's three parsers of hostile input:
-#   http-head  RawRequest.parse (Sources/PylonHost/HTTP/RawFront.swift), the raw HTTP/1.1 head parser
+#   http-head  the HTTP front: NIO's decoder, CodecGuard and HTTPFront on an EmbeddedChannel (Fuzz/targets/HTTPHead.swift)
 #   json       JSONParser.parse and .validate (must agree) and the JSONWriter round trip
 #   policy     PolicyExpression: parse any text; evaluate what parses (see Fuzz/targets/*.swift)
 # Not part of `make test` or CI: run it by hand and record the runs in bench/RESULTS.md.

@@ -31,6 +31,12 @@ if ! python3 -c 'import redis' >/dev/null 2>&1; then
   python3 -m pip install --quiet redis 2>/dev/null \
     || python3 -m pip install --quiet --break-system-packages redis
 fi
+# prometheus-client's parser reads /metrics in the Prometheus text format (MetricsTests).
+if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
+  echo "installing: pip prometheus-client"
+  python3 -m pip install --quiet prometheus-client 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages prometheus-client
+fi
 # openapi-spec-validator and schemathesis check GET /api/openapi.json (OpenAPITests).
 if ! python3 -c 'import openapi_spec_validator, schemathesis' >/dev/null 2>&1; then
   echo "installing: pip openapi-spec-validator schemathesis"

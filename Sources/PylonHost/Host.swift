@@ -1,7 +1,7 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import HummingbirdCore
-import HummingbirdWebSocket
 import Logging
 import PylonPluginABI
 import ServiceLifecycle
@@ -81,7 +81,7 @@ public final class Host: Sendable {
             throw HostError(status: 500, code: "STORE_DIALECT_UNSUPPORTED",
                             message: "store plugin \(served.plugin.id) declares dialect \"\(dialectName)\"; this host generates SQL for: sqlite, postgres")
         }
-        let writer = try open(table, served.instance, PYLON_STORE_OPEN_WRITE, served.plugin)
+        let writer = try open(table, served.instance, PYLON_STORE_OPEN_WRITE, served.plugin, metrics)
         let migrations: [String]
         let epoch: String
         do {
@@ -103,17 +103,19 @@ public final class Host: Sendable {
         let readerCount = max(1, min(config.readers, Int(table.pointee.max_readers == 0 ? 4 : table.pointee.max_readers)))
         var readers: [StoreConnection] = []
         for _ in 0..<readerCount {
-            readers.append(try open(table, served.instance, PYLON_STORE_OPEN_READ, served.plugin))
+            readers.append(try open(table, served.instance, PYLON_STORE_OPEN_READ, served.plugin, metrics))
         }
         var quick: [StoreConnection] = []
         if table.pointee.flags & PYLON_STORE_FLAG_LOCAL_READS != 0 {
             // One per core: as many as requests can run their point reads at once.
             for _ in 0..<max(1, ProcessInfo.processInfo.activeProcessorCount) {
-                quick.append(try open(table, served.instance, PYLON_STORE_OPEN_READ, served.plugin))
+                quick.append(try open(table, served.instance, PYLON_STORE_OPEN_READ, served.plugin, metrics))
             }
         }
         let store = StoreThreads(writer: writer, readers: readers, quickReaders: quick, dialect: dialect)
-        store.onBatch = { jobs, replayed in
+        store.onBatch = { jobs, replayed, began in
+            Metrics.record(metrics.commitDuration, since: began)
+            metrics.batchJobs.record(jobs)
             metrics.add("write_batches_total", 1)
             metrics.add("write_jobs_total", Int64(jobs))
             if replayed { metrics.add("write_batches_replayed_total", 1) }
@@ -129,7 +131,7 @@ public final class Host: Sendable {
         var tailer: ChangeTailer?
         if table.pointee.flags & PYLON_STORE_FLAG_CONCURRENT_WRITERS != 0 {
             // Other hosts may write this database: the hub is fed from the shared log.
-            let conn = try open(table, served.instance, PYLON_STORE_OPEN_READ, served.plugin)
+            let conn = try open(table, served.instance, PYLON_STORE_OPEN_READ, served.plugin, metrics)
             var newest: Int64 = 0
             if case let .int(n)? = try conn.execute("SELECT MAX(seq) FROM _pylon_changes").rows.first?.first { newest = n }
             let t = ChangeTailer(connection: conn, dialect: dialect, from: newest, pollInterval: Double(config.changePollMs) / 1000,
@@ -149,7 +151,8 @@ public final class Host: Sendable {
         }
         var functions: FunctionService?
         if let fn = registry.served[PYLON_CAP_FUNCTIONS] {
-            functions = try FunctionService(served: fn, data: data, store: store, enforcePolicies: manifest.functionsEnforcePolicies, logger: logger)
+            functions = try FunctionService(served: fn, data: data, store: store, enforcePolicies: manifest.functionsEnforcePolicies,
+                                            logger: logger, metrics: metrics)
         }
         var cache: CacheService?
         if let c = registry.served[PYLON_CAP_CACHE] {
@@ -171,6 +174,10 @@ public final class Host: Sendable {
         }
         for (e, ops) in policies.unguardedOperations where !ops.isEmpty {
             logger.warning("entity \(e): no rule covers \(ops.map(\.rawValue).joined(separator: ", ")); \(config.dev ? "open to everyone (--dev)" : "admin-only")")
+        }
+        let crdtFields = manifest.entities.flatMap { e in e.fields.compactMap { f in f.crdt.flatMap { $0 == "lww" ? nil : "\(e.name).\(f.name) (\($0))" } } }
+        if !crdtFields.isEmpty {
+            logger.info("crdt: \(crdtFields.joined(separator: ", ")) stored and synced as plain values (last write wins): no plugin serves \(PYLON_CAP_CRDT), so /api/crdt answers 501")
         }
         return Host(config: config, manifest: manifest, registry: registry, store: store, data: data,
                     changes: changes, sessions: sessions, metrics: metrics, logger: logger, hub: hub, tailer: tailer,
@@ -196,7 +203,7 @@ public final class Host: Sendable {
     }
 
     static func open(_ table: UnsafePointer<pylon_store_v1>, _ instance: OpaquePointer, _ mode: Int32,
-                     _ plugin: LoadedPlugin) throws(HostError) -> StoreConnection {
+                     _ plugin: LoadedPlugin, _ metrics: Metrics) throws(HostError) -> StoreConnection {
         var err = pylon_error()
         err.struct_size = UInt32(MemoryLayout<pylon_error>.size)
         var handle: OpaquePointer?
@@ -205,7 +212,7 @@ public final class Host: Sendable {
             let msg = boundedCString(err.message)
             throw HostError(status: 500, code: "STORE_OPEN_FAILED", message: "\(plugin.id): \(msg)")
         }
-        return StoreConnection(table: table, handle: handle)
+        return StoreConnection(table: table, handle: handle, calls: metrics.pluginCalls)
     }
 
     /// Reads, decodes and validates the manifest; every problem is listed in one error.
@@ -298,21 +305,19 @@ public final class Host: Sendable {
         routes.addDataRoutes(router)
         routes.addSyncRoutes(router)
         routes.addFunctionRoutes(router)
+        routes.addAdminDataRoutes(router)
         if let cache { routes.addCacheRoutes(router, cache) }
         routes.addEventStreamRoute(router, path: "/api/sync/events")
-        let wsRouter = Router(context: PylonRequestContext.self)
-        routes.addWebSocketRoute(wsRouter, path: "/api/sync/ws")
         var appLogger = logger
         appLogger.logLevel = .warning
-        let wsConfig = WebSocketFrameRules.configuration(maxFrameSize: config.maxFrameBytes)
-        // PYLON_HTTP_FAST_LANE=0 sends every request through Hummingbird's own path.
-        let lane: FastLane.Shared? = config.fastLane
-            ? FastLane.Shared(responder: router.buildResponder(), logger: appLogger, serverName: "pylon-host",
-                              maxBody: min(config.maxBodyBytes, 1 << 20), metrics: metrics, rawFront: config.rawFront,
-                              middleware: middleware, direct: { routes.directRoute($0) },
-                              immediate: { routes.immediateRoute($0, middleware) })
-            : nil
-        let wsResponder = wsRouter.buildResponder()
+        /// The HTTP handlers of a listener answering with `router`: its `HTTPFront` (the one
+        /// path every request takes; see HTTP/HTTPFront.swift) after NIO's codec.
+        func answering(_ router: Router<PylonRequestContext>,
+                       immediate: (@Sendable (HTTPRequest) -> HTTPFront.ImmediateHandler?)? = nil) -> HTTP1Channel.Configuration {
+            let front = HTTPFront.Shared(responder: router.buildResponder(), logger: appLogger, serverName: "pylon-host",
+                                         maxBody: config.maxBodyBytes, immediate: immediate)
+            return HTTP1Channel.Configuration(additionalChannelHandlers: [HTTPFront(front)], httpDecoderConfiguration: .pylon)
+        }
         let guards = ListenerGuards(limits: config.connectionLimits, maxBody: config.maxBodyBytes, serverName: "pylon-host")
         let listeners = Self.listenerCount(config)
         let cap = Self.connectionCap(config.maxConnections, listeners: listeners)
@@ -325,13 +330,11 @@ public final class Host: Sendable {
             .init(address: .hostname(config.bindHost, port: port), serverName: "pylon-host",
                   availableConnectionsDelegate: MaximumAvailableConnections(cap, logger: appLogger))
         }
-        let http1 = HTTP1Channel.Configuration(additionalChannelHandlers: lane.map { [FastLane($0)] } ?? [],
-                                               httpDecoderConfiguration: .pylon)
+        let http1 = answering(router, immediate: { routes.immediateRoute($0, middleware) })
         let server = HTTPServerBuilder { responder -> any ServerChildChannel in
-            // The raw front takes a connection's requests ahead of the upgrade handler and codec.
-            HTTPListener(inner: HTTP1WebSocketUpgradeChannel(responder: responder, webSocketResponder: wsResponder,
-                                                             configuration: .init(http1: http1, ws: wsConfig)),
-                         guards: guards, front: lane.flatMap { $0.rawFront ? $0 : nil })
+            HTTPListener(inner: WebSocketUpgradeChannel(responder: responder, http1: http1, routes: routes,
+                                                        upgrades: { $0 == "/api/sync/ws" }),
+                         guards: guards, upgrades: requestGuard)
         }
         let main = Application(
             router: router,
@@ -343,20 +346,17 @@ public final class Host: Sendable {
             logger: appLogger)
         var services: [any Service] = [main, RealtimeShutdown(hub: hub)]
         if config.compatPorts {
-            let wsOnly = Router(context: PylonRequestContext.self)
-            routes.addWebSocketRoute(wsOnly, path: "/")
-            routes.addWebSocketRoute(wsOnly, path: "/**")
-            let wsOnlyResponder = wsOnly.buildResponder()
-            let plain = HTTP1Channel.Configuration(httpDecoderConfiguration: .pylon)
             // Requests that are not upgrades get the API's error answers (404 in JSON).
             let wsHTTP = Router(context: PylonRequestContext.self, options: .autoGenerateHeadEndpoints)
             wsHTTP.add(middleware: middleware)
+            let wsPlain = answering(wsHTTP)
             let wsApp = Application(
                 router: wsHTTP,
                 server: HTTPServerBuilder { responder in
-                    HTTPListener(inner: HTTP1WebSocketUpgradeChannel(responder: responder, webSocketResponder: wsOnlyResponder,
-                                                                     configuration: .init(http1: plain, ws: wsConfig)),
-                                 guards: guards)
+                    // Every path upgrades here, as on Pylon's WebSocket port.
+                    HTTPListener(inner: WebSocketUpgradeChannel(responder: responder, http1: wsPlain, routes: routes,
+                                                                upgrades: { _ in true }),
+                                 guards: guards, upgrades: requestGuard)
                 },
                 configuration: listening(on: config.port + 1),
                 logger: appLogger)
@@ -364,10 +364,11 @@ public final class Host: Sendable {
             sseRouter.add(middleware: middleware)
             routes.addEventStreamRoute(sseRouter, path: "/")
             routes.addEventStreamRoute(sseRouter, path: "/**")
+            let ssePlain = answering(sseRouter)
             let sseApp = Application(
                 router: sseRouter,
                 server: HTTPServerBuilder { responder in
-                    HTTPListener(inner: HTTP1Channel(responder: responder, configuration: plain), guards: guards)
+                    HTTPListener(inner: HTTP1Channel(responder: responder, configuration: ssePlain), guards: guards)
                 },
                 configuration: listening(on: config.port + 2),
                 logger: appLogger)

@@ -3,8 +3,8 @@ import Foundation
 import Testing
 
 /// Abuse limits and CSRF (issue 16 items 9 and 10): the per-address request limit (429
-/// `RATE_LIMITED` + `Retry-After`, on the router path and on the fast lane's Task-free path
-/// alike, `/health` and OPTIONS exempt, recovery after the window, X-Forwarded-For with
+/// `RATE_LIMITED` + `Retry-After`, on the router path and on the Task-free path alike, for
+/// WebSocket upgrades too, `/health` and OPTIONS exempt, recovery after the window, X-Forwarded-For with
 /// trusted hops), the auth bucket for guest and anonymous sessions, and the CSRF check on
 /// writes authenticated by the session cookie. Requests go over raw sockets, pipelined in one
 /// write, so a burst reaches the host at once whatever the machine's load.
@@ -13,18 +13,18 @@ struct AbuseLimitTests {
     /// Alice and bob with an owner-only rule on `Note`: the push-scope suite's app.
     static let manifest = PushScopeTests.manifest
 
-    typealias Answer = FastLaneTests.Answer
+    typealias Answer = RequestPathTests.Answer
 
     /// Sends `requests` pipelined in one write on a new connection; returns their answers.
     static func exchange(_ host: HostProcess, _ requests: [String]) async throws -> [Answer] {
         let socket = try TestSocket.connect(port: host.port)
         defer { socket.close() }
         try socket.send(requests.joined())
-        return try await FastLaneTests.read(socket, count: requests.count).answers
+        return try await RequestPathTests.read(socket, count: requests.count).answers
     }
 
-    static func get(_ path: String, _ extra: String = "") -> String { FastLaneTests.get(path, extra: extra) }
-    static func post(_ path: String, _ body: String, _ extra: String = "") -> String { FastLaneTests.post(path, body, extra: extra) }
+    static func get(_ path: String, _ extra: String = "") -> String { RequestPathTests.get(path, extra: extra) }
+    static func post(_ path: String, _ body: String, _ extra: String = "") -> String { RequestPathTests.post(path, body, extra: extra) }
     static func options(_ path: String) -> String { "OPTIONS \(path) HTTP/1.1\r\nHost: x\r\nOrigin: https://a.example\r\n\r\n" }
 
     static func code(_ a: Answer) -> String? { (try? TestJSON.parse(a.body)).errorCode }
@@ -90,6 +90,37 @@ struct AbuseLimitTests {
     }
 
     // MARK: - Auth buckets
+
+    @Test("WebSocket upgrades take from the request limit: over it 429 RATE_LIMITED + Retry-After and a close, on the API port and port+1")
+    func upgradesAreCounted() async throws {
+        let host = try await HostProcess.start(manifest: Self.manifest, env: ["PYLON_RATE_LIMIT_MAX": "2", "PYLON_RATE_LIMIT_WINDOW": "600"],
+                                               compatPorts: true)
+        defer { host.stop() }
+        func upgrade(_ path: String) -> String {
+            "GET \(path) HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        }
+        var heads: [String] = []
+        var sockets: [TestSocket] = []
+        defer { for s in sockets { s.close() } }
+        for (port, path) in [(host.port, "/api/sync/ws"), (host.wsCompatPort, "/"), (host.port, "/api/sync/ws"), (host.wsCompatPort, "/")] {
+            let socket = try TestSocket.connect(port: port)
+            sockets.append(socket)
+            try socket.send(upgrade(path))
+            heads.append(try await RequestPathTests.watched(socket, timeout: 30) { _ in
+                var buf: [UInt8] = []
+                while RequestPathTests.find(buf, Array("\r\n\r\n".utf8)) == nil, case let .bytes(b) = socket.receive() { buf += b }
+                return String(decoding: buf, as: UTF8.self)
+            })
+        }
+        let statuses = heads.map { Int($0.dropFirst("HTTP/1.1 ".count).prefix(3)) ?? 0 }
+        #expect(statuses == [101, 101, 429, 429], "\(heads)")
+        for refused in heads.dropFirst(2) {
+            #expect(refused.lowercased().contains("retry-after: ") && refused.lowercased().contains("connection: close"), "\(refused)")
+        }
+        // The budget is the address's, whatever it was spent on.
+        let after = try await Self.exchange(host, [Self.get("/api/entities/Note")])
+        #expect(after.first?.status == 429 && after.first.flatMap(Self.code) == "RATE_LIMITED", "\(after.map(\.body))")
+    }
 
     @Test("Guest and anonymous sessions share the SEND auth bucket per address: 429 + Retry-After beyond it; X-Forwarded-For is ignored without trusted hops")
     func guestBucket() async throws {

@@ -158,24 +158,17 @@ struct ConnectionDeadlinesTests {
         }
     }
 
-    @Test("The raw front answers what it can judge itself: a too-long request line, another HTTP version, too many fields")
-    func rawFrontLimits() {
-        func parse(_ text: String) -> RawRequest.Parsed {
-            Array(text.utf8).withUnsafeBytes { RawRequest.parse($0, maxBody: 1 << 20) }
-        }
-        func fault(_ p: RawRequest.Parsed) -> HTTPFault? {
-            if case let .fault(f) = p { return f }
-            return nil
-        }
-        #expect(fault(parse("GET /" + String(repeating: "a", count: 9000) + " HTTP/1.1\r\n\r\n")) == .targetTooLong)
-        #expect(fault(parse("GET /health HTTP/2.0\r\nHost: x\r\n\r\n")) == .versionNotSupported)
-        #expect(fault(parse("GET /health HTTP/1.x\r\nHost: x\r\n\r\n")) == .malformed("the HTTP version is not HTTP/1.1 or HTTP/1.0"))
-        let many = (0...HTTPLimits.maxHeaderFields).map { "X-F\($0): v\r\n" }.joined()
-        #expect(fault(parse("GET /health HTTP/1.1\r\nHost: x\r\n" + many + "\r\n")) == .headTooLarge)
-        // A long head (not line) goes on to the codec, which applies the same limits.
-        if case .passThrough = parse("GET /health HTTP/1.1\r\nX-Big: " + String(repeating: "b", count: 9000) + "\r\n\r\n") {} else {
-            Issue.record("a head over the raw front's window should pass through")
-        }
+    @Test("Head limits: a target over 8 KiB is 414; a field over 16 KiB, a head over 32 KiB are 431; within them nothing")
+    func headLimits() {
+        func fields(_ sizes: [Int]) -> [(name: Int, value: Int)] { sizes.map { (name: 5, value: $0) } }
+        #expect(HTTPLimits.fault(target: HTTPLimits.maxRequestLine + 1, fields: fields([1])) == .targetTooLong)
+        #expect(HTTPLimits.fault(target: HTTPLimits.maxRequestLine, fields: fields([1])) == nil)
+        #expect(HTTPLimits.fault(target: 10, fields: fields([HTTPLimits.maxHeaderFieldBytes])) == .headTooLarge)
+        #expect(HTTPLimits.fault(target: 10, fields: fields([HTTPLimits.maxHeaderFieldBytes - 5])) == nil)
+        #expect(HTTPLimits.fault(target: 10, fields: fields(Array(repeating: 400, count: 90))) == .headTooLarge)
+        #expect(HTTPLimits.fault(target: 10, fields: fields(Array(repeating: 100, count: 99))) == nil)
+        // The decoder's own limit is looser, so that these reach the check.
+        #expect(HTTPLimits.decoderBytes > HTTPLimits.maxHeadBytes && HTTPLimits.decoderBytes > HTTPLimits.maxRequestLine)
     }
 
     @Test("Timeout settings take seconds, fractions and milliseconds; 0 turns one off; nonsense is refused")

@@ -298,11 +298,12 @@ struct FunctionsTests {
         Issue.record("fn_workers_ready is \(seen.map { "\($0)" } ?? "missing"), not \(count), after 20 s")
     }
 
-    /// `POST /api/fn/NAME` with a plain name skips the router: without a Task when the
-    /// caller is anonymous or the admin (`RouteContext.immediateRoute`), on a Task with a
-    /// session (`directRoute`); with a query string it goes through the router. All must
-    /// answer alike: the same middleware headers, errors, auth and counters.
-    @Test("POST /api/fn/NAME answers the same past the router (with and without a Task) as through it: headers, errors, auth, counters")
+    /// `POST /api/fn/NAME` with a plain name is answered without a Task when the caller is
+    /// known at once (`RouteContext.immediateRoute`); with an uncached session or a query
+    /// string it goes through the router, which runs the same handler
+    /// (`functionCallHandler`). All must answer alike: the same middleware headers, errors,
+    /// auth and counters.
+    @Test("POST /api/fn/NAME answers the same by callback as through the router: headers, errors, auth, counters")
     func directRouteMatchesRouter() async throws {
         let host = try await Self.start(env: ["PYLON_FN_WORKERS": "1"])
         defer { host.stop() }

@@ -39,6 +39,32 @@ struct WebSocketAbuseTests {
         #expect(health.status == 200)
     }
 
+    @Test("An unmasked client control frame (ping, pong, close) closes with 1002 too, on /api/sync/ws and port+1; a masked ping is answered and the connection stays open")
+    func unmaskedControlFrames() async throws {
+        let host = try await HostProcess.start(manifest: RealtimeTests.manifest, dev: true, compatPorts: true)
+        defer { host.kill9() }
+        let mallory = try await host.mintSession("mallory")
+        let controls: [(name: String, opcode: UInt8, payload: [UInt8])] = [("ping", 0x9, [1, 2, 3]), ("pong", 0xA, [4, 5]), ("close", 0x8, [0x03, 0xE8])]
+        for (port, path) in [(host.port, "/api/sync/ws"), (host.wsCompatPort, "/")] {
+            for (name, opcode, payload) in controls {
+                let ws = try await TestWebSocket.connect(port: port, path: path, token: mallory, label: "unmasked \(name) \(port)")
+                try await SessionStreams.live(ws)
+                try ws.sendFrame(opcode: opcode, payload, masked: false)
+                let close = try await ws.waitForClose()
+                #expect(close?.code == 1002, "an unmasked \(name) frame is a protocol error (RFC 6455 §5.1): \(ws.summary)")
+            }
+            // The happy twin: masked control frames are fine.
+            let polite = try await TestWebSocket.connect(port: port, path: path, token: mallory, label: "masked ping \(port)")
+            try polite.sendFrame(opcode: 0x9, [7, 7])
+            try polite.sendFrame(opcode: 0xA, [])
+            try await SessionStreams.live(polite)
+            #expect(polite.closeFrame == nil, "\(polite.summary)")
+            polite.disconnect()
+        }
+        let health = try await host.request("GET", "/health")
+        #expect(health.status == 200)
+    }
+
     @Test("PYLON_WS_RELAY_RATE=1, PYLON_WS_RELAY_BURST=5: a flooding client gets RELAY_RATE_LIMITED error frames, then close 1008; other clients get at most the allowed frames; a polite client is untouched")
     func relayFlood() async throws {
         let host = try await HostProcess.start(manifest: RealtimeTests.manifest,

@@ -512,7 +512,10 @@ async def worker_async(cfg, subs, conn, counter):
             try:
                 if cfg["server"] == "pylon":
                     uri = parse_uri("ws://%s:%d/api/sync/ws" % (host, port))
-                    tr, pr = await loop.create_connection(lambda: WSSub(w, st, token, uri), host, port)
+                    # One loopback source address holds ~28,000 ephemeral ports toward one
+                    # server port: beyond that, connections come from 127.0.0.2, .3, ...
+                    src = ("127.0.0.%d" % (1 + gidx // 25000), 0) if host == "127.0.0.1" else None
+                    tr, pr = await loop.create_connection(lambda: WSSub(w, st, token, uri), host, port, local_addr=src)
                     transports.append(tr)
                     await asyncio.wait_for(pr.ready, 60)
                 else:

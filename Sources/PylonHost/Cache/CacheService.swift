@@ -45,7 +45,7 @@ final class CacheService: @unchecked Sendable {
     var respPort: Int { Int(table.pointee.resp_port(instance)) }
 
     private func published(channel: String, message: String) {
-        let m = Message(channel: channel, message: message, timestamp: Self.isoNow())
+        let m = Message(channel: channel, message: message, timestamp: ISOTime.now())
         lock.withLock {
             if history[channel] == nil {
                 historyOrder.append(channel)
@@ -66,11 +66,6 @@ final class CacheService: @unchecked Sendable {
         lock.withLock { Array((history[channel] ?? []).suffix(limit)) }
     }
 
-    static func isoNow() -> String {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return f.string(from: Date())
-    }
 
     private final class Pending: @unchecked Sendable {
         let continuation: CheckedContinuation<Result<RESPValue, HostError>, Never>
@@ -92,6 +87,7 @@ final class CacheService: @unchecked Sendable {
                 strs[i] = pylon_str(ptr: UnsafeRawPointer(storage + off).assumingMemoryBound(to: CChar.self), len: b.count)
                 off += b.count
             }
+            hub.metrics.pluginCalls.cacheCommand.increment()
             table.pointee.command(instance, strs, bytes.count, { ctx, status, reply, len, err in
                 let p = Unmanaged<Pending>.fromOpaque(ctx!).takeRetainedValue()
                 guard status == PYLON_OK, let reply else {

@@ -53,12 +53,6 @@ public struct HostConfig: Sendable {
     public var trustedOrigins: [String]?
     /// Auth buckets (PYLON_AUTH_RATE_LIMIT_LOGIN / _SEND / _VERIFY).
     public var authRateLimits = AuthRateLimits.pylon
-    /// Short requests are served from the connection's pipeline (`FastLane`);
-    /// PYLON_HTTP_FAST_LANE=0 sends every request through Hummingbird's own path.
-    public var fastLane = true
-    /// With the fast lane, a connection's requests are parsed and answered ahead of the
-    /// HTTP codec (`RawFront`) until one needs the codec; PYLON_HTTP_RAW_FRONT=0 turns that off.
-    public var rawFront = true
     /// Seconds a request head may take from its first byte (PYLON_HTTP_HEADER_TIMEOUT), its
     /// body from the end of the head (PYLON_HTTP_BODY_TIMEOUT), and a keep-alive connection
     /// may sit idle between requests (PYLON_HTTP_IDLE_TIMEOUT); 0 turns one off. Every
@@ -113,8 +107,6 @@ public struct HostConfig: Sendable {
         if let r = try int("PYLON_STORE_READERS") { c.readers = max(1, min(r, 64)) }
         if let p = env["PYLON_PLUGINS_DIR"], !p.isEmpty { c.pluginsDir = p }
         if let o = env["PYLON_CORS_ORIGIN"], !o.isEmpty { c.corsOrigin = o }
-        if let f = env["PYLON_HTTP_FAST_LANE"], !f.isEmpty { c.fastLane = !["0", "false", "no", "off"].contains(f.lowercased()) }
-        if let f = env["PYLON_HTTP_RAW_FRONT"], !f.isEmpty { c.rawFront = !["0", "false", "no", "off"].contains(f.lowercased()) }
         if let q = try int("PYLON_SYNC_QUEUE") { c.syncQueueLimit = max(16, q) }
         if let p = try int("PYLON_CHANGE_POLL_MS") { c.changePollMs = max(1, min(p, 10_000)) }
         if let p = try int("PYLON_SESSION_POLL_MS") { c.sessionPollMs = max(10, min(p, 60_000)) }

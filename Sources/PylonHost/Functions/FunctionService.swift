@@ -18,6 +18,7 @@ final class FunctionService: @unchecked Sendable {
     let data: DataService
     let store: StoreThreads
     let logger: Logger
+    let metrics: Metrics
     private let hostTable: UnsafeMutablePointer<pylon_fn_host_v1>
     private let callIDs = CallCounter()
     /// Recent calls for `GET /api/fn/traces`.
@@ -30,13 +31,15 @@ final class FunctionService: @unchecked Sendable {
     /// The app's setting (`Manifest.functionsEnforcePolicies`).
     let appEnforcesPolicies: Bool
 
-    init(served: ServedCapability, data: DataService, store: StoreThreads, enforcePolicies: Bool, logger: Logger) throws(HostError) {
+    init(served: ServedCapability, data: DataService, store: StoreThreads, enforcePolicies: Bool, logger: Logger,
+         metrics: Metrics) throws(HostError) {
         appEnforcesPolicies = enforcePolicies
         table = served.table.assumingMemoryBound(to: pylon_fn_v1.self)
         instance = served.instance
         self.data = data
         self.store = store
         self.logger = logger
+        self.metrics = metrics
         guard Int(table.pointee.struct_size) >= MemoryLayout<pylon_fn_v1>.size else {
             throw HostError(status: 500, code: "PLUGIN_INTERFACE_TOO_SMALL",
                             message: "plugin \(served.plugin.id) returned a pylon.functions/1 table of \(table.pointee.struct_size) bytes, expected \(MemoryLayout<pylon_fn_v1>.size); rebuild it against this host's header")
@@ -87,6 +90,7 @@ final class FunctionService: @unchecked Sendable {
         err.struct_size = UInt32(MemoryLayout<pylon_error>.size)
         var info = pylon_fn_info()
         info.struct_size = UInt32(MemoryLayout<pylon_fn_info>.size)
+        metrics.pluginCalls.fnDescribe.increment()
         let st = Array(name.utf8).withUnsafeBufferPointer { b in
             b.withMemoryRebound(to: CChar.self) { table.pointee.describe(instance, $0.baseAddress, $0.count, &info, &err) }
         }
@@ -157,10 +161,12 @@ final class FunctionService: @unchecked Sendable {
         do {
             info = try describe(name)
         } catch {
+            metrics.functions.recordUnknown()
             done(.failure(error))
             return
         }
         if let expecting, expecting != info.kind {
+            metrics.functions.record(name, ok: false, since: started)
             done(.failure(HostError.badRequest("FN_TYPE_MISMATCH", "\"\(name)\" is a \(Self.kindName(info.kind)), not a \(Self.kindName(expecting))")))
             return
         }
@@ -200,6 +206,7 @@ final class FunctionService: @unchecked Sendable {
             switch result {
             case .success:
                 traces.push(fc.trace(id: id, name: p.name, startedAt: startedAt, since: p.started, .ok))
+                metrics.functions.record(p.name, ok: true, since: p.started)
                 done(result)
             case .failure(is FnRestart):
                 attempt(p, optimistic: false, done)
@@ -208,12 +215,14 @@ final class FunctionService: @unchecked Sendable {
                 let outcome: FnTrace.Outcome = fc.beganTransaction
                     ? .rolledBack(code: e.code, message: e.message) : .error(code: e.code, message: e.message)
                 traces.push(fc.trace(id: id, name: p.name, startedAt: startedAt, since: p.started, outcome))
+                metrics.functions.record(p.name, ok: false, since: p.started)
                 done(result)
             }
         }
         let ctx = Unmanaged.passRetained(fc).toOpaque()
         var e = pylon_error()
         e.struct_size = UInt32(MemoryLayout<pylon_error>.size)
+        metrics.pluginCalls.fnStartCall.increment()
         let status = p.nameBytes.withUnsafeBufferPointer { n in
             p.args.withUnsafeBufferPointer { a in
                 p.authBytes.withUnsafeBufferPointer { u in

@@ -11,9 +11,9 @@
 /// they never touch the timer, which keeps the per-request cost at a few stores.
 ///
 /// Why not Hummingbird's `HTTP1Channel.Configuration.idleTimeout`: it sees only the requests
-/// that cross NIO's codec (not those `RawFront` answers ahead of it, so a busy connection
-/// there would look idle and be cut), has no header or body timeout, and is absent on a
-/// connection before its first request reaches the codec.
+/// that reach Hummingbird's own handler (none do: `HTTPFront` answers them ahead of it, so a
+/// busy connection would look idle and be cut), has no header or body timeout, and is
+/// absent on a connection before its first request reaches the codec.
 struct ConnectionDeadlines: Sendable {
     /// Nanoseconds; nil turns that timeout off.
     struct Limits: Sendable, Equatable {

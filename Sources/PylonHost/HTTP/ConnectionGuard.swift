@@ -1,10 +1,9 @@
 import NIOCore
 
 /// The first handler of every HTTP connection on every listener (`HTTPListener`): it sees
-/// the connection's bytes before any front, keeps its `ConnectionDeadlines`, and runs the
-/// one timer that enforces them. The fronts report what they parse and write
-/// (`RawFront` directly, NIO's codec path through `CodecGuard`); this handler only notes that
-/// bytes arrived.
+/// the connection's bytes before NIO's codec, keeps its `ConnectionDeadlines`, and runs the
+/// one timer that enforces them. `CodecGuard` reports what the codec parses and what is
+/// written; this handler only notes that bytes arrived.
 ///
 /// When a deadline passes it closes the connection; a request that was too slow first gets
 /// its 408 (`HTTPFault.headTimeout` / `.bodyTimeout`), written from here straight to the
@@ -51,8 +50,50 @@ final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler, @un
             deadlines.received(now: now)
             arm(now: now)
         }
+        let bytes = unwrapInboundIn(data)
+        reading = bytes
         context.fireChannelRead(data)
+        reading = nil
+        keepTail(of: bytes)
     }
+
+    // MARK: What the codec cannot tell
+
+    /// The read the codec is working on (only while it does), and the last 8 bytes received
+    /// before it: `bareLFAfterVersion` looks at them when NIO's decoder fails on them.
+    private var reading: ByteBuffer?
+    private var tail: UInt64 = 0
+
+    private func keepTail(of bytes: ByteBuffer) {
+        let n = bytes.readableBytes
+        if n >= 8, let last = bytes.getInteger(at: bytes.readerIndex + n - 8, as: UInt64.self) {
+            tail = last
+        } else {
+            for b in bytes.readableBytesView { tail = tail << 8 | UInt64(b) }
+        }
+    }
+
+    /// Whether the bytes the decoder just failed on have a request line ending in a bare LF
+    /// right after its version ("HTTP/1.1\n"), which NIO's decoder reports as a bad version,
+    /// as it does a real other version ("HTTP/2.0"): the first is malformed (400), the
+    /// second a version the host does not speak (505). Called from `CodecGuard` while the
+    /// decoder works on a read (the error comes from inside `channelRead`).
+    func bareLFAfterVersion() -> Bool {
+        var bytes = withUnsafeBytes(of: tail.bigEndian) { Array($0) }
+        if let reading { bytes += reading.readableBytesView }
+        let http = Array("HTTP/".utf8)
+        var i = 0
+        while i + 8 < bytes.count {
+            if bytes[i] == http[0], Array(bytes[i..<(i + 5)]) == http, Self.isDigit(bytes[i + 5]), bytes[i + 6] == UInt8(ascii: "."),
+               Self.isDigit(bytes[i + 7]), bytes[i + 8] == 0x0A {
+                return true
+            }
+            i += 1
+        }
+        return false
+    }
+
+    private static func isDigit(_ b: UInt8) -> Bool { b >= 0x30 && b <= 0x39 }
 
     /// On server shutdown (`ChannelShouldQuiesceEvent`) a connection with nothing owed
     /// either way closes now. Without this, one that has not sent a whole first request

@@ -103,14 +103,7 @@ extension RouteContext {
             ]))
         }
         router.post("/api/entities/:entity") { req, ctx in
-            let entity = try ctx.parameters.require("entity")
-            _ = try data.codec(entity)
-            let body = try await body(req)
-            let who = try await auth(req)
-            let bytes = try await withCheckedThrowingContinuation { (cont: CheckedContinuation<[UInt8], Error>) in
-                insertRow(entity, body, who: who) { cont.resume(with: $0) }
-            }
-            return HTTPSupport.bytes(bytes, status: .created)
+            try await respond(insertHandler(try ctx.parameters.require("entity")), req, success: .created)
         }
         router.get("/api/entities/:entity/cursor") { req, ctx in
             let entity = try ctx.parameters.require("entity")
@@ -128,13 +121,7 @@ extension RouteContext {
             ]))
         }
         router.get("/api/entities/:entity/:id") { req, ctx in
-            let entity = try ctx.parameters.require("entity")
-            let id = try ctx.parameters.require("id")
-            let who = try await auth(req)
-            let bytes = try await withCheckedThrowingContinuation { (cont: CheckedContinuation<[UInt8], Error>) in
-                getRow(entity, id, who: who) { cont.resume(with: $0) }
-            }
-            return HTTPSupport.bytes(bytes)
+            try await respond(getHandler(try ctx.parameters.require("entity"), try ctx.parameters.require("id")), req, success: .ok)
         }
         router.patch("/api/entities/:entity/:id") { req, ctx in
             let entity = try ctx.parameters.require("entity")
@@ -261,8 +248,7 @@ extension RouteContext {
 
     /// `POST /api/entities/E` for `who`: `done` gets `{"id": …}` as JSON text (answered
     /// 201) or the error, exactly once — on the writer thread after commit, or on the
-    /// caller's when the input is refused first. Used by the route on a Task and by the fast
-    /// lane's immediate path alike.
+    /// caller's when the input is refused first. The route's handler (`insertHandler`).
     func insertRow(_ entity: String, _ body: JSONValue, who: AuthContext, done: @escaping @Sendable (Result<[UInt8], Error>) -> Void) {
         data.insert(entity, body, auth: who) { result in
             done(result.map { row in JSONWriter.encode(.object([("id", row["id"] ?? .null)])) })
@@ -271,8 +257,7 @@ extension RouteContext {
 
     /// `GET /api/entities/E/ID` for `who`: `done` gets the row as JSON text, or the error,
     /// exactly once: on the calling thread when a quick read connection is free, else on a
-    /// reader thread. Used by the route on a Task and by the fast lane's immediate path
-    /// alike. A row hidden from `who` answers exactly as an absent id (404, same body:
+    /// reader thread. The route's handler (`getHandler`). A row hidden from `who` answers exactly as an absent id (404, same body:
     /// DESIGN.md §4, no oracle by status code); 403 only when `who` may read no row of E.
     func getRow(_ entity: String, _ id: String, who: AuthContext, done: @escaping @Sendable (Result<[UInt8], Error>) -> Void) {
         let data = data

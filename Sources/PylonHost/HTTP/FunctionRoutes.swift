@@ -26,27 +26,15 @@ extension RouteContext {
         }
     }
 
-    /// `POST /api/fn/NAME`.
+    /// `POST /api/fn/NAME`: a stream with `Accept: text/event-stream`, else the JSON answer of
+    /// `functionCallHandler`.
     func callFunction(_ functions: FunctionService, _ name: String, _ req: Request) async throws -> Response {
+        guard Self.wantsStream(req.headers) else { return try await respond(functionCallHandler(functions, name), req, success: .ok) }
         // Passed on to the function as sent, once checked to be JSON.
         let args = try await HTTPSupport.jsonBytes(req, limit: config.maxBodyBytes, empty: Array("{}".utf8))
         let who = try await auth(req)
-        metrics.add("fn_calls_total", 1)
-        if req.headers[.accept]?.contains("text/event-stream") == true {
-            _ = try functions.describe(name) // unknown → 404 JSON, not a stream
-            return Self.streamCall(functions, name, args, who)
-        }
-        return HTTPSupport.bytes(try await functions.call(name, argsJSON: args, auth: who))
-    }
-
-    /// The fast lane's shortcut past the router (`FastLane.Shared.direct`) for the one route
-    /// that takes most of a function-heavy app's requests: `POST /api/fn/NAME` with a plain
-    /// name (letters, digits, `_`, `-`, `.`; no query string). Anything else — other
-    /// methods, `GET /api/fn/traces`, odd names, a trailing slash — returns nil and goes
-    /// through the router, which answers it as before.
-    func directRoute(_ head: HTTPRequest) -> FastLane.DirectHandler? {
-        guard let functions, let fnName = Self.plainFunctionName(head) else { return nil }
-        return { req, _ in try await callFunction(functions, fnName, req) }
+        _ = try functions.describe(name) // unknown → 404 JSON, not a stream
+        return Self.streamCall(functions, name, args, who)
     }
 
     static let defaultTraceLimit: Int64 = 50
@@ -66,7 +54,6 @@ extension RouteContext {
         let body = String(decoding: raw.readableBytesView, as: UTF8.self)
         let request = Self.webhookRequest(req, rawBody: body)
         let who = try await auth(req)
-        metrics.add("fn_calls_total", 1)
         return HTTPSupport.bytes(try await functions.call(name, args: .object([("rawBody", .string(body))]), auth: who,
                                                           expecting: PYLON_FN_ACTION, request: request))
     }

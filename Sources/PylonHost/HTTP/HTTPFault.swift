@@ -3,9 +3,10 @@ import NIOCore
 import NIOHTTP1
 
 /// A request the host cannot serve at the HTTP layer, before any route sees it, and its
-/// RFC 9110/9112 answer. Every front maps its failures here (`RawFront`'s parser, NIO's
-/// decoder through `CodecGuard`, the timeouts of `ConnectionGuard`), so the same fault gets
-/// the same status, code and body on every port and every path. Each answer closes the
+/// RFC 9110/9112 answer. Everything that judges a request at the HTTP layer maps its
+/// failures here (NIO's decoder and the head limits through `CodecGuard`, the body limit in
+/// `HTTPFront`, the timeouts of `ConnectionGuard`), so the same fault gets the same status,
+/// code and body on every port. Each answer closes the
 /// connection: after any of these the framing of what follows is in doubt.
 enum HTTPFault: Error, Equatable, Sendable {
     /// Not HTTP/1.1 as RFC 9112 writes it (the reason says what).
@@ -76,28 +77,54 @@ enum HTTPFault: Error, Equatable, Sendable {
     /// The answer: head (JSON, `Connection: close`; no Date, Server or Content-Length, which
     /// each front's encoder adds) and body.
     func answer(_ allocator: ByteBufferAllocator) -> (HTTPResponse, ByteBuffer) {
-        let e = error
+        Self.answer(error, allocator)
+    }
+
+    /// The same for any error refused at the HTTP layer (`CodecGuard`'s 429 for a WebSocket
+    /// upgrade over the request limit), with the fields it carries (`Retry-After`).
+    static func answer(_ e: HostError, _ allocator: ByteBufferAllocator) -> (HTTPResponse, ByteBuffer) {
         let bytes = JSONWriter.encode(e.body)
         var body = allocator.buffer(capacity: bytes.count)
         body.writeBytes(bytes)
         var head = HTTPResponse(status: HTTPResponse.Status(code: e.status))
         head.headerFields[.contentType] = "application/json"
         head.headerFields[.connection] = "close"
+        HTTPSupport.addFields(of: e, to: &head.headerFields)
         return (head, body)
     }
 
-    /// The whole answer as bytes, for a front that writes straight to the socket.
+    /// The whole answer as bytes (`HTTPFront.encode`), for what writes straight to the socket
+    /// (`ConnectionGuard`'s 408).
     func encoded(server: String, _ allocator: ByteBufferAllocator) -> ByteBuffer {
         let (head, body) = answer(allocator)
-        return RawFront.encode(head, body, server: server, allocator)
+        return HTTPFront.encode(head, body, server: server, close: false, allocator)
     }
 }
 
-/// The limits on a request head, the same for `RawFront` and NIO's decoder (set on every
-/// listener's codec in `HTTPListener`). Over them: 431 (414 for the request line alone).
+/// The limits on a request head, on every listener. Over them: 431 (414 for the request
+/// target alone). `CodecGuard` checks them on each parsed head. NIO's decoder, which cannot
+/// tell a long target from long fields (it reports one "header overflow" for both), gets
+/// the looser `decoderBytes` (`HTTPListener`), so a head within it reaches `CodecGuard` and
+/// gets the status that fits; only a head over it is refused by the decoder (431).
 enum HTTPLimits {
+    /// The request target (`CodecGuard` checks the target, which is the request line
+    /// without the method and version).
     static let maxRequestLine = 8192
     static let maxHeaderFields = 100
     static let maxHeaderFieldBytes = 16 * 1024
     static let maxHeadBytes = 32 * 1024
+    /// NIO's decoder's limit per field (the target counts as one) and for the whole head.
+    static let decoderBytes = 64 * 1024
+
+    /// The fault of a parsed head over the limits; nil when within them.
+    static func fault(target: Int, fields: some Sequence<(name: Int, value: Int)>) -> HTTPFault? {
+        if target > maxRequestLine { return .targetTooLong }
+        var total = target, count = 0
+        for f in fields {
+            if f.name + f.value > maxHeaderFieldBytes { return .headTooLarge }
+            total += f.name + f.value + 4
+            count += 1
+        }
+        return total > maxHeadBytes || count > maxHeaderFields ? .headTooLarge : nil
+    }
 }

@@ -4,30 +4,30 @@ import NIOCore
 import NIOHTTP1
 
 /// What every HTTP listener of the host (API, WS compat, SSE compat, and any later one)
-/// puts around Hummingbird's child channel: a `ConnectionGuard` first (deadlines), the
-/// `RawFront` after it where the listener has one, and a `CodecGuard` right after NIO's
-/// request decoder (decoder faults, `Expect`, request boundaries for the deadlines). The
-/// listener's own channel (`inner`) is set up in between, unchanged.
+/// puts around Hummingbird's child channel: a `ConnectionGuard` first (deadlines) and a
+/// `CodecGuard` right after NIO's request decoder (decoder faults, head limits, `Expect`,
+/// request boundaries for the deadlines). The listener's own channel (`inner`, with the
+/// `HTTPFront` that answers its requests among its HTTP handlers) is set up in between,
+/// unchanged.
 struct HTTPListener<Inner: ServerChildChannel>: ServerChildChannel {
     typealias Value = Inner.Value
 
     let inner: Inner
     let guards: ListenerGuards
-    /// The API port's raw front; nil elsewhere.
-    var front: FastLane.Shared?
+    /// Where WebSocket upgrades are served (`inner` has the upgrade handler): the limit
+    /// they take from (`CodecGuard`); nil elsewhere.
+    var upgrades: RequestGuard?
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture { () -> ConnectionGuard in
             let connection = ConnectionGuard(guards.limits, serverName: guards.serverName)
-            let pipeline = channel.pipeline.syncOperations
-            try pipeline.addHandler(connection, position: .first)
-            if let front { try pipeline.addHandler(RawFront(front, connection), position: .after(connection)) }
+            try channel.pipeline.syncOperations.addHandler(connection, position: .first)
             return connection
         }.flatMap { connection in
             inner.setup(channel: channel, logger: logger).flatMapThrowing { value in
                 let pipeline = channel.pipeline.syncOperations
                 let decoder = try pipeline.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
-                try pipeline.addHandler(CodecGuard(connection, maxBody: guards.maxBody, serverName: guards.serverName),
+                try pipeline.addHandler(CodecGuard(connection, maxBody: guards.maxBody, serverName: guards.serverName, requestGuard: upgrades),
                                         position: .after(decoder))
                 return value
             }
@@ -36,8 +36,7 @@ struct HTTPListener<Inner: ServerChildChannel>: ServerChildChannel {
 
     /// Hummingbird's WebSocket-capable channel logs an *error* for every connection that
     /// closes before its first request reached the upgrade handler (a client that connects
-    /// and leaves, one closed for a timeout or a malformed head, one whose requests the raw
-    /// front served): one log line per connection, at a client's will. Its other messages
+    /// and leaves, one closed for a timeout or a malformed head): one log line per connection, at a client's will. Its other messages
     /// are debug or trace, so the connection's own handling logs only critical ones.
     func handle(value: Value, logger: Logger) async {
         var quiet = logger
@@ -54,10 +53,11 @@ struct ListenerGuards: Sendable {
     var serverName: String
 }
 
-/// The decoder limits of every listener's codec (`HTTPLimits`), in Hummingbird's terms.
+/// The decoder limits of every listener's codec (`HTTPLimits`: the decoder's are looser,
+/// `CodecGuard` checks the real ones), in Hummingbird's terms.
 extension HTTP1Channel.Configuration.DecoderConfiguration {
     static var pylon: Self {
-        .init(maxHeaderFieldSize: HTTPLimits.maxHeaderFieldBytes, maxHeaderListSize: HTTPLimits.maxHeadBytes,
+        .init(maxHeaderFieldSize: HTTPLimits.decoderBytes, maxHeaderListSize: HTTPLimits.decoderBytes,
               maxHeaderFieldCount: HTTPLimits.maxHeaderFields)
     }
 }

@@ -36,7 +36,7 @@ enum HTTPSupport {
         try body(try await rawBody(request, limit: limit), limit: limit, empty: empty)
     }
 
-    /// The same for a body already collected (the fast lane's immediate routes).
+    /// The same for a body already collected (the routes that finish by callback, HTTP/ImmediateRoutes.swift).
     static func body(_ buffer: ByteBuffer, limit: Int, empty: JSONValue? = nil) throws -> JSONValue {
         if buffer.readableBytes > limit { throw tooLarge(limit) }
         if buffer.readableBytes == 0, let empty { return empty }
@@ -53,7 +53,7 @@ enum HTTPSupport {
         try jsonBytes(try await rawBody(request, limit: limit), limit: limit, empty: empty)
     }
 
-    /// The same for a body already collected (the fast lane's immediate routes).
+    /// The same for a body already collected (the routes that finish by callback, HTTP/ImmediateRoutes.swift).
     static func jsonBytes(_ buffer: ByteBuffer, limit: Int, empty: [UInt8]) throws -> [UInt8] {
         if buffer.readableBytes > limit { throw tooLarge(limit) }
         if buffer.readableBytes == 0 { return empty }
@@ -90,7 +90,8 @@ extension HTTPSupport {
 }
 
 /// Turns every error into the wire error body, adds CORS and security headers, answers
-/// OPTIONS preflights, counts requests, and refuses what `RequestGuard` refuses (rate
+/// OPTIONS preflights, counts requests by route template and status class with their
+/// duration (`RequestMetrics`), and refuses what `RequestGuard` refuses (rate
 /// limit, CSRF) before any handler runs.
 struct APIMiddleware<Context: RemoteAddressRequestContext>: RouterMiddleware {
     /// Built once: header names are validated on construction, which is not free.
@@ -128,7 +129,7 @@ struct APIMiddleware<Context: RemoteAddressRequestContext>: RouterMiddleware {
     }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        metrics.add("http_requests_total", 1)
+        let start = DispatchTime.now().uptimeNanoseconds
         var response: Response
         if request.method == .options {
             response = Response(status: .noContent)
@@ -146,20 +147,22 @@ struct APIMiddleware<Context: RemoteAddressRequestContext>: RouterMiddleware {
         // HEAD routes come from GET (`autoGenerateHeadEndpoints`), which drops the body;
         // an answer from no route (404) or an error still has one, which HEAD must not carry.
         if request.method == .head { response = response.createHeadResponse() }
+        // The router set the route's template before this ran; a handler reached past it sets its own.
+        metrics.requests.record(route: context.endpointPath, method: request.method, status: response.status.code, since: start)
         return response
     }
 
     /// `handle` for a handler that answers by callback instead of as an `async` function
-    /// (the fast lane's immediate routes, `FastLane.Shared.immediate`): the same request
+    /// (the routes `HTTPFront` runs without a Task, `HTTPFront.Shared.immediate`): the same request
     /// count, `RequestGuard` check, error answers and fixed fields. `run` gets a `finish` that
     /// it (or whatever it starts) calls exactly once, from any thread, with the JSON body of a
     /// `success` (200) answer or the error; a throw from `run` itself is that call. `reply`
     /// then gets the whole answer, on the thread that called `finish`. `peer`: the
-    /// connection's remote address.
-    func handleNow(_ request: HTTPRequest, peer: SocketAddress?, success: HTTPResponse.Status = .ok,
+    /// connection's remote address; `route`: the template of the route it answers (metrics).
+    func handleNow(_ request: HTTPRequest, peer: SocketAddress?, route: String, success: HTTPResponse.Status = .ok,
                    _ run: (@escaping @Sendable (Result<[UInt8], Error>) -> Void) throws -> Void,
                    reply: @escaping @Sendable (HTTPResponse, ByteBuffer) -> Void) {
-        metrics.add("http_requests_total", 1)
+        let start = DispatchTime.now().uptimeNanoseconds
         let method = request.method, path = request.path ?? ""
         let finish: @Sendable (Result<[UInt8], Error>) -> Void = { [self] result in
             let status: HTTPResponse.Status
@@ -174,6 +177,7 @@ struct APIMiddleware<Context: RemoteAddressRequestContext>: RouterMiddleware {
                 HTTPSupport.addFields(of: e, to: &fields)
             }
             let head = HTTPResponse(status: status, headerFields: fields)
+            metrics.requests.record(route: route, method: method, status: status.code, since: start)
             var body = HTTPSupport.allocator.buffer(capacity: bytes.count)
             body.writeBytes(bytes)
             reply(head, body)

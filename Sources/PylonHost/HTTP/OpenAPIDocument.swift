@@ -28,6 +28,7 @@ enum OpenAPIDocument {
         for e in s.manifest.entities { paths += entityPaths(e) }
         paths += dataPaths(s.manifest)
         paths += syncPaths
+        paths += adminDataPaths(s)
         if s.functions { paths += functionPaths }
         if s.cache { paths += cachePaths }
         var schemas: [(String, JSONValue)] = sharedSchemas
@@ -247,7 +248,8 @@ enum OpenAPIDocument {
                                   required: ["status", "version", "uptime_secs"]))),
             ])]),
             ("/metrics", ["get": op("metrics", "request counters and gauges", access: s.dev ? .anyone : .admin, tags: ["system"], responses: [
-                ("200", ok(object([("requests", anyObject), ("counters", anyObject), ("gauges", anyObject)]))),
+                ("200", .object([("description", "Prometheus text when Accept names text/plain or application/openmetrics-text, else JSON"),
+                                 ("content", ["application/json": ["schema": anyObject], "text/plain": ["schema": string]])])),
             ])]),
             ("/api/manifest", ["get": op("getManifest", "the manifest (policy expressions blanked unless ?full=1 with the admin token)",
                                          access: .anyone, tags: ["system"],
@@ -451,6 +453,40 @@ enum OpenAPIDocument {
                                     parameters: [query("since", count, "resume after this seq"), query("epoch", string, "the epoch of the cursor")],
                                     responses: [("101", ["description": "switching to the WebSocket protocol"])])]),
     ]
+
+    /// Export/import, one user's data, the dev reset, manifest actions and the studio's
+    /// read-only listings (AdminDataRoutes).
+    static func adminDataPaths(_ s: Surface) -> [(String, JSONValue)] {
+        let entity = pathParam("entity", ["enum": .array(s.manifest.entities.map { .string($0.name) })])
+        var out: [(String, JSONValue)] = [
+            ("/api/export", ["get": op("export", "every entity's rows", access: .admin, tags: ["admin"], responses: [("200", ok(anyObject))])]),
+            ("/api/export/{entity}", ["get": op("exportEntity", "one entity's rows", access: .admin, tags: ["admin"],
+                                                parameters: [entity], responses: [("200", ok(anyObject))])]),
+            ("/api/import", ["post": op("import", "rows in the shape /api/export returns", access: .admin, tags: ["admin"],
+                                        body: body(object([("entities", ["type": "object", "additionalProperties": ["type": "array"]])],
+                                                          required: ["entities"])),
+                                        responses: [("200", ok(object([("imported", count), ("failed", count), ("by_entity", ["type": "array"])],
+                                                                      required: ["imported", "failed", "by_entity"])))])]),
+            ("/api/admin/users/{id}/export", ["post": op("exportUser", "one user's rows (GDPR)", access: .admin, tags: ["admin"],
+                                                         parameters: [pathParam("id")], responses: [("200", ok(anyObject))])]),
+            ("/api/admin/users/{id}/purge", ["delete": op("purgeUser", "delete one user's rows and sessions (GDPR)", access: .admin,
+                                                          tags: ["admin"], parameters: [pathParam("id")], responses: [("200", ok(anyObject))])]),
+            ("/api/actions/{name}", ["post": op("action", "a manifest action", access: .anyone, tags: ["actions"], parameters: [pathParam("name")],
+                                                body: body(anyValue, required: false), responses: [("200", ok(anyValue))],
+                                                errors: ["501", "503", "504"])]),
+        ]
+        if s.dev {
+            out.append(("/api/__test__/reset", ["post": op("testReset", "delete every row (--dev, from this machine only)", access: .anyone,
+                                                           tags: ["admin"], responses: [("200", ok(anyObject))])]))
+        }
+        for listing in ["auth/sessions", "auth/accounts", "auth/oauth_state", "auth/magic_codes",
+                        "ops/jobs", "ops/workflows", "ops/scheduler", "ops/search_indexes"] {
+            out.append(("/api/admin/\(listing)", ["get": op("admin_" + listing.replacingOccurrences(of: "/", with: "_"),
+                                                            "the studio's read-only listing", access: .admin, tags: ["admin"],
+                                                            responses: [("200", ok(anyValue))])]))
+        }
+        return out
+    }
 
     static let functionPaths: [(String, JSONValue)] = [
         ("/api/fn", ["get": op("listFunctions", "the server functions", access: .admin, tags: ["functions"], responses: [("200", ok(anyValue))])]),

@@ -1,21 +1,19 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
-import HummingbirdWebSocket
 import NIOCore
+import NIOWebSocket
 import ServiceLifecycle
 
-/// The request context of every host route: the basics, WebSocket upgrade support, and the
-/// peer address (for per-address connection limits).
-public struct PylonRequestContext: RequestContext, WebSocketRequestContext, RemoteAddressRequestContext {
+/// The request context of every host route: the basics and the peer address (for
+/// per-address connection limits).
+public struct PylonRequestContext: RequestContext, RemoteAddressRequestContext {
     public var coreContext: CoreRequestContextStorage
-    public let webSocket: WebSocketHandlerReference<Self>
     public let remoteAddress: SocketAddress?
     let channel: any Channel
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
-        webSocket = .init()
         remoteAddress = source.channel.remoteAddress
         channel = source.channel
     }
@@ -32,6 +30,17 @@ struct RealtimeConfig: Sendable {
     /// Per-connection limit on client messages (`RelayLimiter`).
     var relayRate = 20
     var relayBurst = 40
+    /// A WebSocket is pinged this often; one that has not answered the previous ping is closed.
+    var pingSeconds = 30
+    /// After the host's close frame, the client has this long to answer before the socket closes.
+    var closeSeconds = 10
+}
+
+/// The caller of a WebSocket upgrade and where its stream starts (`webSocketCaller`).
+struct WebSocketCaller: Sendable {
+    let auth: AuthContext
+    let session: StreamSession?
+    let start: WebSocketConnection.Start
 }
 
 /// Ends every realtime stream when graceful shutdown begins; SSE responses and WebSocket
@@ -139,78 +148,41 @@ extension RouteContext {
         }
     }
 
-    /// Adds the WebSocket route at `path` ("/api/sync/ws" on the main port, "**" on port+1).
-    func addWebSocketRoute(_ router: Router<PylonRequestContext>, path: RouterPath) {
-        router.ws(path, shouldUpgrade: { request, _ in
-            // A `since` that is not a cursor is refused before the upgrade, as on SSE and pull.
-            _ = try Self.checkedCursorParam(request)
-            let (_, echo) = Self.webSocketToken(request)
-            var headers = HTTPFields()
-            if let echo { headers[.secWebSocketProtocol] = echo }
-            return .upgrade(headers)
-        }, onUpgrade: { inbound, outbound, wsContext in
-            let request = wsContext.request
-            let ctx = wsContext.requestContext
-            let caller = try await streamCaller(token: Self.webSocketToken(request).token)
-            let auth = caller.auth
-            guard auth.isAdmin || auth.userID != nil else {
-                try await outbound.close(.policyViolation, reason: "unauthorized: bearer token required")
-                return
-            }
-            let sub: Subscriber
+    /// Who opens a WebSocket and where its stream starts, decided before the upgrade is
+    /// answered (a session token may need a store read).
+    func webSocketCaller(_ request: Request) async throws -> WebSocketCaller {
+        let caller = try await streamCaller(token: Self.webSocketToken(request).token)
+        // A `since` that is not a cursor is refused before the upgrade, as on SSE and pull.
+        return WebSocketCaller(auth: caller.auth, session: caller.session,
+                               start: .init(since: try Self.checkedCursorParam(request),
+                                            epoch: request.uri.queryParameters.get("epoch").map { String($0) },
+                                            generation: caller.generation))
+    }
+
+    /// Serves an upgraded WebSocket (on its event loop): subscribes it and hands it to a
+    /// `WebSocketConnection`, or closes it with 1008 and the reason (no token, or its
+    /// address holds too many streams).
+    func openWebSocket(_ caller: WebSocketCaller, channel: any Channel, services: WebSocketServices) throws {
+        let refusal: String
+        if caller.auth.isAdmin || caller.auth.userID != nil {
             do {
-                sub = try hub.subscribe(auth: auth, address: ctx.addressKey, wantsRelays: true, session: caller.session,
-                                        live: Self.cursorParam(request) == nil)
-            } catch let error as HostError {
-                try await outbound.close(.policyViolation, reason: error.message)
+                let address = channel.remoteAddress?.ipAddress ?? "unknown"
+                let sub = try hub.subscribe(auth: caller.auth, address: address, wantsRelays: true, session: caller.session,
+                                            live: caller.start.since == nil)
+                try channel.pipeline.syncOperations.addHandler(WebSocketConnection(services: services, subscriber: sub, start: caller.start))
                 return
+            } catch let error as HostError {
+                refusal = error.message
             }
-            armStallWatchdog(sub, channel: ctx.channel)
-            defer {
-                hub.unsubscribe(sub)
-                let bye = JSONWriter.string(.object([("type", "presence"), ("event", "disconnect"), ("clientId", .int(Int64(sub.id)))]))
-                hub.relay(bye, except: sub.id)
-            }
-            let sink = WebSocketSink(outbound: outbound)
-            let since = Self.cursorParam(request)
-            let epoch = request.uri.queryParameters.get("epoch").map { String($0) }
-            // One child task sends; this task reads. Whichever ends first (client gone, or
-            // the sender closed the socket for a resync) ends the other. Two tasks per
-            // connection rather than three keeps 10,000 idle sockets cheap.
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    try await sync.run(sub, since: since, epoch: epoch, sink: sink)
-                }
-                do {
-                    try await confirmSession(sub, since: caller.generation)
-                    var limiter = RelayLimiter(rate: realtime.relayRate, burst: realtime.relayBurst)
-                    reading: for try await message in inbound.messages(maxSize: realtime.maxFrameBytes) {
-                        // A stream whose session ended speaks for no one any more.
-                        if sub.isClosed { break reading }
-                        switch limiter.admit() {
-                        case .accept: break
-                        case .drop:
-                            try await outbound.write(.text(limiter.errorFrame))
-                            continue reading
-                        case .close:
-                            metrics.add("realtime_relay_floods_closed_total", 1)
-                            try await outbound.close(.policyViolation, reason: "relay rate limit exceeded")
-                            break reading
-                        }
-                        guard case let .text(text) = message, let v = try? JSONParser.parse(text),
-                              let type = v["type"]?.stringValue, type == "presence" || type == "topic" else { continue }
-                        let from: JSONValue = auth.isAdmin ? "admin" : .string(auth.userID ?? "")
-                        hub.relay(JSONWriter.string(v.setting("from", from)), except: nil)
-                    }
-                } catch {
-                    sub.close()
-                    group.cancelAll()
-                    throw error
-                }
-                sub.close()
-                group.cancelAll()
-            }
-        })
+        } else {
+            refusal = "unauthorized: bearer token required"
+        }
+        var data = channel.allocator.buffer(capacity: 2 + refusal.utf8.count)
+        data.write(webSocketErrorCode: .policyViolation)
+        data.writeString(refusal)
+        channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)).whenComplete { _ in
+            channel.close(promise: nil)
+        }
     }
 
     /// Adds the SSE route at `path` ("/api/sync/events" on the main port, "**" on port+2).
@@ -260,21 +232,6 @@ extension RouteContext {
     }
 }
 
-/// Frames to a WebSocket. Change events and relays are text frames; a resync notice is
-/// the 410 error body, then close code 4410.
-struct WebSocketSink: SyncSink {
-    let outbound: WebSocketOutboundWriter
-
-    func sendChange(_ payload: String, seq: Int64) async throws { try await outbound.write(.text(payload)) }
-    func sendRelay(_ payload: String) async throws { try await outbound.write(.text(payload)) }
-    func sendKeepalive() async throws {}
-    func sendResyncAndClose(_ error: HostError) async throws {
-        try await outbound.write(.text(JSONWriter.string(error.body)))
-        try await outbound.close(.unknown(4410), reason: "RESYNC_REQUIRED")
-    }
-    func sendSessionEnded() async throws { try await outbound.close(.policyViolation, reason: "session revoked") }
-}
-
 /// Holds an SSE response's body writer. Only the connection's sender task writes to it
 /// (keepalives are routed through the subscriber's wake-ups), and `finish` runs after that
 /// task ended, so no two writes ever overlap: hence the unchecked Sendable.
@@ -306,6 +263,7 @@ struct EventStreamSink: SyncSink {
     func finish() async throws { try await writer.finish() }
     func sendChange(_ payload: String, seq: Int64) async throws { try await write("id: \(seq)\ndata: \(payload)\n\n") }
     func sendRelay(_ payload: String) async throws {}
+    func flush() async throws {}
     func sendKeepalive() async throws { try await write(": keepalive\n\n") }
     func sendResyncAndClose(_ error: HostError) async throws {
         try await write("event: resync\ndata: \(JSONWriter.string(error.body))\n\n")

@@ -3,8 +3,9 @@ import NIOCore
 
 /// The checks every API request passes before its handler runs, in Pylon's order
 /// (pylon-aux.md §0.4 steps 3–4): the per-client request rate limit, then `CSRFGuard`.
-/// `APIMiddleware` runs it for both ways a request is answered (`handle` and `handleNow`),
-/// so no route can be reached around it. OPTIONS preflights never get here (the middleware
+/// `APIMiddleware` runs it for both ways a handler finishes (`handle` and `handleNow`),
+/// so no route can be reached around it; WebSocket upgrades, which no route answers, take
+/// from the rate limit in `CodecGuard`. OPTIONS preflights never get here (the middleware
 /// answers them first, as Pylon exempts them).
 struct RequestGuard: Sendable {
     /// nil: no request limit (PYLON_RATE_LIMIT_MAX=0).
@@ -24,14 +25,18 @@ struct RequestGuard: Sendable {
 
     /// nil when `head` (from `peer`) may go on to its handler; else the error to answer with.
     func check(_ head: HTTPRequest, peer: SocketAddress?) -> HostError? {
-        if let rateLimit, !Self.isExempt(head.path) {
-            let client = ClientAddress.resolve(peer: peer, headers: head.headerFields, trustHops: trustProxyHops)
-            if let wait = rateLimit.take(client) {
-                metrics.add("http_rate_limited_total", 1)
-                return .rateLimited(retryAfter: wait, "too many requests from your address (\(rateLimit.limit) per \(rateLimit.windowNanos / 1_000_000_000) s): retry after \(wait) s")
-            }
-        }
-        return csrf.check(head)
+        limit(path: head.path, headers: head.headerFields, peer: peer) ?? csrf.check(head)
+    }
+
+    /// The request rate limit alone: takes one request of the client's budget (the client
+    /// found from `peer` and `headers`' `X-Forwarded-For`); the error when it is used up.
+    /// `CodecGuard` calls it for WebSocket upgrades, which never reach `check`.
+    func limit(path: String?, headers: HTTPFields, peer: SocketAddress?) -> HostError? {
+        guard let rateLimit, !Self.isExempt(path) else { return nil }
+        let client = ClientAddress.resolve(peer: peer, headers: headers, trustHops: trustProxyHops)
+        guard let wait = rateLimit.take(client) else { return nil }
+        metrics.add("http_rate_limited_total", 1)
+        return .rateLimited(retryAfter: wait, "too many requests from your address (\(rateLimit.limit) per \(rateLimit.windowNanos / 1_000_000_000) s): retry after \(wait) s")
     }
 
     /// `/health` and `/metrics` (Pylon serves both before its limiter): neither counted nor

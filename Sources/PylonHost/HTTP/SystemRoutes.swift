@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 
 extension RouteContext {
@@ -143,14 +144,14 @@ extension RouteContext {
             manifest: data.manifest, cookieName: config.cookieName, dev: config.dev,
             functions: functions != nil, cache: cache != nil, unavailable: stubs)))
         router.get("/api/openapi.json") { _, _ in HTTPSupport.bytes(openAPI) }
+        // Admin-only outside --dev, as in Pylon: the figures describe every user's traffic.
         router.get("/metrics") { req, _ in
             if !config.dev { try await requireAdmin(req, "/metrics") }
-            let snap = metrics.snapshot()
-            return HTTPSupport.json(.object([
-                ("requests", .object([("total", .int(snap.counters["http_requests_total"] ?? 0))])),
-                ("counters", .object(snap.counters.sorted { $0.key < $1.key }.map { ($0.key, .int($0.value)) })),
-                ("gauges", .object(snap.gauges.sorted { $0.key < $1.key }.map { ($0.key, .double($0.value)) })),
-            ]))
+            let text = metrics.prometheusText()
+            guard Self.wantsPrometheusText(req.headers[values: .accept]) else { return HTTPSupport.json(MetricsJSON.encode(text)) }
+            var body = HTTPSupport.allocator.buffer(capacity: text.count)
+            body.writeBytes(text)
+            return Response(status: .ok, headers: Self.prometheusHeaders, body: .init(byteBuffer: body))
         }
         // Capabilities with no plugin: their routes answer 501 naming the capability.
         for cap in stubs {
@@ -166,6 +167,21 @@ extension RouteContext {
             }
         }
     }
+}
+
+extension RouteContext {
+    /// Whether `GET /metrics` answers in the Prometheus text format: when the client asks
+    /// for it as Prometheus does (`text/plain` or `application/openmetrics-text` anywhere in
+    /// Accept; the answer is format 0.0.4 either way, which Prometheus reads by its
+    /// Content-Type), as Pylon decides. JSON otherwise.
+    static func wantsPrometheusText(_ accept: [String]) -> Bool {
+        accept.contains { a in
+            let v = a.lowercased()
+            return v.contains("text/plain") || v.contains("application/openmetrics-text")
+        }
+    }
+
+    static let prometheusHeaders: HTTPFields = [.contentType: "text/plain; version=0.0.4; charset=utf-8"]
 }
 
 public enum PylonVersion {

@@ -1,34 +1,25 @@
-import HummingbirdWebSocket
+import NIOCore
 import NIOWebSocket
 
-/// RFC 6455 rules the WebSocket library leaves to the server, applied on every WebSocket
-/// listener (`/api/sync/ws` and port+1) through their shared `WebSocketServerConfiguration`.
-/// Invalid UTF-8 in a text message is the library's own check (`validateUTF8`, close
-/// 1007); this adds the masking rule.
+/// RFC 6455 rules for client frames, applied by `WebSocketConnection` on every WebSocket
+/// listener (`/api/sync/ws` and port+1). NIO's frame decoder already refuses oversized
+/// frames (1009) and fragmented or long control frames (1002); these are the rest.
 enum WebSocketFrameRules {
-    static func configuration(maxFrameSize: Int) -> WebSocketServerConfiguration {
-        WebSocketServerConfiguration(maxFrameSize: maxFrameSize,
-                                     extensions: [.nonNegotiatedExtension { ClientFramesMasked() }],
-                                     autoPing: .enabled(timePeriod: .seconds(30)),
-                                     validateUTF8: true)
-    }
-}
-
-/// RFC 6455 §5.1: a server must close the connection when a client frame is not masked.
-/// The library hands data frames (text, binary, continuation) to its extensions before
-/// unmasking them, so a non-negotiated extension sees the mask key. The library maps the
-/// error thrown here to close code 1002 (protocol error), like its own framing errors.
-/// Control frames (ping, pong, close) never reach extensions; an unmasked one is still
-/// answered, which relays nothing to anyone.
-struct ClientFramesMasked: WebSocketExtension {
-    var name: String { "pylon-client-frames-masked" }
-
-    func processReceivedFrame(_ frame: WebSocketFrame, context: WebSocketExtensionContext) async throws -> WebSocketFrame {
-        guard frame.maskKey != nil else { throw NIOWebSocketError.fragmentedControlFrame }
-        return frame
+    /// The close code a client frame earns, or nil when it is acceptable:
+    /// - §5.1: every client frame is masked — data and control frames alike (1002);
+    /// - §5.2: no reserved bit is set (no extension is negotiated) (1002);
+    /// - §5.2: the opcode is one RFC 6455 defines (1002).
+    static func violation(_ frame: WebSocketFrame) -> WebSocketErrorCode? {
+        guard frame.maskKey != nil else { return .protocolError }
+        guard frame.rsv1 == false, frame.rsv2 == false, frame.rsv3 == false else { return .protocolError }
+        switch frame.opcode {
+        case .continuation, .text, .binary, .connectionClose, .ping, .pong: return nil
+        default: return .protocolError
+        }
     }
 
-    func processFrameToSend(_ frame: WebSocketFrame, context: WebSocketExtensionContext) async throws -> WebSocketFrame { frame }
-
-    func shutdown() async {}
+    /// A complete text message's text, or nil when it is not valid UTF-8 (§8.1: close 1007).
+    static func utf8Text(_ data: ByteBuffer) -> String? {
+        String(validating: data.readableBytesView, as: UTF8.self)
+    }
 }

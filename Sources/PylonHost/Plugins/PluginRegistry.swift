@@ -18,6 +18,8 @@ public struct CapabilityInfo: Sendable {
         .init(id: PYLON_CAP_CACHE, key: "cache", providerHint: "libPylonCacheRESP.so", routePrefixes: ["/api/cache", "/api/pubsub"]),
         .init(id: PYLON_CAP_SHARD_TRANSPORT, key: "shard.transport", providerHint: "libPylonShardWS.so", routePrefixes: ["/api/shards"]),
         .init(id: PYLON_CAP_SHARD_SIM, key: "shard.sim", providerHint: "a shard simulation plugin (see examples/)", routePrefixes: []),
+        .init(id: PYLON_CAP_CRDT, key: "crdt", providerHint: "a CRDT plugin (none ships yet; crdt fields are stored and synced as plain values)",
+              routePrefixes: ["/api/crdt"]),
     ]
 }
 
@@ -186,32 +188,5 @@ final class HostServices: @unchecked Sendable {
         table.pointee.unwatch_fd = { _, handle in
             if let handle { HostLoops.unwatch(handle) }
         }
-    }
-}
-
-/// Process-wide counters and gauges (plugin metrics and the host's own), shown on /metrics.
-public final class Metrics: @unchecked Sendable {
-    private var counters: [String: Int64] = [:]
-    private var gauges: [String: Double] = [:]
-    private let lock = NSLock()
-
-    public init() {}
-
-    public func add(_ name: String, _ delta: Int64) {
-        lock.lock()
-        counters[name, default: 0] += delta
-        lock.unlock()
-    }
-
-    public func set(_ name: String, _ value: Double) {
-        lock.lock()
-        gauges[name] = value
-        lock.unlock()
-    }
-
-    public func snapshot() -> (counters: [String: Int64], gauges: [String: Double]) {
-        lock.lock()
-        defer { lock.unlock() }
-        return (counters, gauges)
     }
 }

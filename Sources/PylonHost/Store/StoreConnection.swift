@@ -8,6 +8,19 @@ public enum SQLValue: Sendable, Equatable {
     case double(Double)
     case text(String)
     case blob([UInt8])
+
+    public var textValue: String? { if case let .text(s) = self { return s } else { return nil } }
+
+    /// As JSON, for listings of the host's own tables (a blob as lowercase hex).
+    var json: JSONValue {
+        switch self {
+        case .null: return .null
+        case let .int(i): return .int(i)
+        case let .double(d): return .double(d)
+        case let .text(s): return .string(s)
+        case let .blob(b): return .string(RowID.hex(bytes: b))
+        }
+    }
 }
 
 /// An error reported by a store plugin, with the ABI status and the plugin's stable code.
@@ -168,10 +181,13 @@ public final class StoreConnection: @unchecked Sendable {
     let inline: Bool
     /// PYLON_STORE_FLAG_DEFERRED_WRITES: writes in a transaction apply at COMMIT.
     let defersWrites: Bool
+    /// Counts this connection's calls into the plugin (`pylon_plugin_calls_total`); nil: none.
+    let calls: PluginCallCounters?
 
-    init(table: UnsafePointer<pylon_store_v1>, handle: OpaquePointer) {
+    init(table: UnsafePointer<pylon_store_v1>, handle: OpaquePointer, calls: PluginCallCounters? = nil) {
         self.table = table
         self.handle = handle
+        self.calls = calls
         inline = table.pointee.flags & PYLON_STORE_FLAG_COMPLETES_INLINE != 0
         defersWrites = table.pointee.flags & PYLON_STORE_FLAG_DEFERRED_WRITES != 0
     }
@@ -239,6 +255,7 @@ public final class StoreConnection: @unchecked Sendable {
     private func executeBatch(_ batch: [(sql: String, params: [SQLValue])], wantRows: Bool,
                               using fn: BatchFn? = nil) throws(StoreError) -> QueryResult {
         guard let executeBatch = fn ?? table.pointee.execute_batch, !batch.isEmpty else { return QueryResult() }
+        (fn == nil ? calls?.storeExecuteBatch : calls?.storeCommitBatch)?.increment()
         let state = CallState(inline: inline)
         let ctx = Unmanaged.passRetained(state).toOpaque()
         defer { Unmanaged<CallState>.fromOpaque(ctx).release() }
@@ -352,6 +369,7 @@ public final class StoreConnection: @unchecked Sendable {
         sink.row = wantRows ? sinkRow : nil
         var sqlBytes = Array(sql.utf8)
         sqlBytes.append(0)
+        calls?.storeExecute.increment()
         arena.withUnsafeBufferPointer { arenaBuf in
             var values = [pylon_value](repeating: pylon_value(), count: params.count)
             for (i, p) in params.enumerated() { values[i] = Self.value(p, at: arenaBuf.baseAddress! + offsets[i]) }
@@ -377,6 +395,7 @@ public final class StoreConnection: @unchecked Sendable {
         let state = CallState(inline: inline)
         let ctx = Unmanaged.passRetained(state).toOpaque()
         defer { Unmanaged<CallState>.fromOpaque(ctx).release() }
+        calls?.storeTransaction.increment()
         table.pointee.transaction(handle, op, callDone, ctx)
         state.wait()
         if let e = state.error { throw e }

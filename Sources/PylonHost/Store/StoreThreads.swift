@@ -22,9 +22,10 @@ final class StoreThreads: @unchecked Sendable {
     let dialect: SQLDialect
     /// Called on the writer thread after each successful commit, before jobs are answered.
     var onCommit: (@Sendable ([ChangeEvent]) -> Void)?
-    /// Called on the writer thread after each batch: how many jobs it held and whether it
-    /// had to be replayed with savepoints (for the host's metrics).
-    var onBatch: (@Sendable (_ jobs: Int, _ replayed: Bool) -> Void)?
+    /// Called on the writer thread after each batch: how many jobs it held, whether it
+    /// had to be replayed with savepoints, and when it began (`DispatchTime` uptime ns;
+    /// for the host's metrics: commit latency and batch size).
+    var onBatch: (@Sendable (_ jobs: Int, _ replayed: Bool, _ began: UInt64) -> Void)?
     /// Called on the writer thread when a committed batch's change events could not be
     /// numbered (the store did not return the newest seq): they are not published from
     /// the writer; the change tailer reads them from the log.
@@ -163,13 +164,14 @@ final class StoreThreads: @unchecked Sendable {
     }
 
     private func runBatch(_ batch: [WriteJob], _ conn: StoreConnection) {
+        let began = DispatchTime.now().uptimeNanoseconds
         let together = batch.count > 1 && batch.allSatisfy(\.replayable)
         if together, runTogether(batch, conn) {
-            onBatch?(batch.count, false)
+            onBatch?(batch.count, false, began)
             return
         }
         runIsolated(batch, conn)
-        onBatch?(batch.count, together)
+        onBatch?(batch.count, together, began)
     }
 
     /// BEGIN and the dialect's write lock; on failure every job fails and false is returned.

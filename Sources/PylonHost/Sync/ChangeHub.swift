@@ -28,7 +28,7 @@ public enum HubMessage: Sendable {
 /// a while after that is closed by its transport (`onOverflow` arms that watchdog).
 ///
 /// Threads: `offer` is called by the hub's fan-out queue, `drain` by the connection's
-/// sender task; a lock guards the state.
+/// sender (an SSE response's task, a WebSocket's event loop); a lock guards the state.
 public final class Subscriber: @unchecked Sendable {
     public let id: UInt64
     public let auth: AuthContext
@@ -45,9 +45,12 @@ public final class Subscriber: @unchecked Sendable {
     private var overflowedFlag = false
     private var closedFlag = false
     private var sessionEndedFlag = false
-    private let wakeContinuation: AsyncStream<Void>.Continuation
-    /// Yields whenever there is something to drain (coalesced).
-    public let wakes: AsyncStream<Void>
+    /// The connection's side: told when there is something to drain and when the subscriber
+    /// closed. Attached right after subscribing (`attach`).
+    private var waker: (any SubscriberWaker)?
+    /// A wake-up was sent and the connection has not drained since: further offers need not
+    /// wake it again (a commit of many events costs one wake-up per connection).
+    private var wakePending = false
     /// Called (once) when the subscriber overflows, so a sender stuck writing to a dead
     /// socket can be closed from outside.
     var onOverflow: (@Sendable () -> Void)?
@@ -63,17 +66,38 @@ public final class Subscriber: @unchecked Sendable {
         self.wantsRelays = wantsRelays
         self.session = session
         self.limit = limit
-        (wakes, wakeContinuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// Connects the subscriber to its connection; wakes it at once if something was queued
+    /// (or the subscriber closed) before.
+    func attach(_ w: some SubscriberWaker) {
+        let (pending, closed): (Bool, Bool) = lock.withLock {
+            waker = w
+            wakePending = !queue.isEmpty || overflowedFlag
+            return (wakePending, closedFlag)
+        }
+        if closed { w.subscriberClosed() } else if pending { w.wake() }
+    }
+
+    /// Disconnects the connection (it closed): the waker refers back to it, so keeping it
+    /// would keep both alive.
+    func detach() { lock.withLock { waker = nil } }
+
+    /// The waker to call after a change of state, unless a wake-up is already pending. Must hold `lock`.
+    private func takeWake() -> (any SubscriberWaker)? {
+        guard !wakePending, let waker else { return nil }
+        wakePending = true
+        return waker
     }
 
     /// Queues a message, or notes the newest seq while the sender is reading the log.
     func offer(_ message: HubMessage) {
         var overflowNow = false
-        let proceed: Bool = lock.withLock {
-            guard !closedFlag else { return false }
+        let wake: (any SubscriberWaker)? = lock.withLock {
+            guard !closedFlag else { return nil }
             if !live {
                 if case let .change(e) = message { newestWhileCatchingUp = max(newestWhileCatchingUp, e.seq) }
-                return false
+                return nil
             }
             if queue.count >= limit {
                 // Fall back to the log: forget the queue, remember how far the log must be read.
@@ -85,10 +109,10 @@ public final class Subscriber: @unchecked Sendable {
             } else {
                 queue.append(message)
             }
-            return true
+            return takeWake()
         }
         if overflowNow { onOverflow?() }
-        if proceed || overflowNow { wakeContinuation.yield() }
+        wake?.wake()
     }
 
     private var progressCounter: UInt64 = 0
@@ -119,19 +143,25 @@ public final class Subscriber: @unchecked Sendable {
     func drain() -> (messages: [HubMessage], overflowed: Bool) {
         lock.withLock {
             let out = queue
-            queue.removeAll(keepingCapacity: true)
+            // An idle connection keeps no queue storage (it is most of them).
+            queue = []
+            wakePending = false
             let o = overflowedFlag
             overflowedFlag = false
             return (out, o)
         }
     }
 
-    /// Wakes the sender without a message (keepalives, shutdown).
-    func poke() { wakeContinuation.yield() }
+    /// Wakes the sender without a message (keepalives).
+    func poke() { lock.withLock { waker }?.wake() }
 
     func close() {
-        lock.withLock { closedFlag = true }
-        wakeContinuation.finish()
+        let w: (any SubscriberWaker)? = lock.withLock {
+            guard !closedFlag else { return nil }
+            closedFlag = true
+            return waker
+        }
+        w?.subscriberClosed()
     }
 
     /// Ends the stream because its session was revoked or expired: the sender tells the
@@ -142,7 +172,18 @@ public final class Subscriber: @unchecked Sendable {
     }
 
     var isClosed: Bool { lock.withLock { closedFlag } }
+    /// Messages waiting for the sender (metrics).
+    var queued: Int { lock.withLock { queue.count } }
     var sessionEnded: Bool { lock.withLock { sessionEndedFlag } }
+}
+
+/// A subscriber's connection, as the hub's fan-out sees it. Called from any thread; each
+/// transport hops to where it delivers (an SSE sender task, a WebSocket's event loop).
+protocol SubscriberWaker: Sendable {
+    /// There is something to drain (or a keepalive is due).
+    func wake()
+    /// The subscriber closed (its session ended, or the host is shutting down).
+    func subscriberClosed()
 }
 
 /// The session behind a stream: its token hash (what revocations name) and its expiry
@@ -197,6 +238,14 @@ public final class ChangeHub: @unchecked Sendable {
         self.queueLimit = queueLimit
         self.maxPerAddress = maxPerAddress
         self.metrics = metrics
+        let queued = metrics.collectedGauge("realtime_queued_messages")
+        let deepest = metrics.collectedGauge("realtime_queue_depth_max")
+        metrics.onCollect { [weak self] _ in
+            guard let self else { return }
+            let depths = lock.withLock { Array(subscribers.values) }.map(\.queued)
+            queued.set(Double(depths.reduce(0, +)))
+            deepest.set(Double(depths.max() ?? 0))
+        }
     }
 
     /// Registers a connection, or refuses it when its address is at the limit. `live`: the
@@ -246,10 +295,13 @@ public final class ChangeHub: @unchecked Sendable {
 
     /// Called by the writer after each commit with that commit's events in seq order.
     func publish(_ events: [ChangeEvent]) {
-        fanout.async { [self] in deliver(events) }
+        let committed = DispatchTime.now().uptimeNanoseconds
+        fanout.async { [self] in deliver(events, committed: committed) }
     }
 
-    private func deliver(_ events: [ChangeEvent]) {
+    /// `committed`: when the writer handed the events over (`realtime_fanout_duration_seconds`
+    /// runs from there until they are in every reader's queue).
+    private func deliver(_ events: [ChangeEvent], committed: UInt64) {
         let snapshot: [(AuthContext, [Subscriber])] = lock.withLock {
             if let cached = cachedGroups { return cached }
             let built = groups.map { ($0.key, Array($0.value.values)) }
@@ -287,6 +339,7 @@ public final class ChangeHub: @unchecked Sendable {
             }
         }
         metrics.add("realtime_deliveries_total", Int64(delivered))
+        Metrics.record(metrics.fanoutDuration, since: committed)
     }
 
     /// Sends a presence/topic frame to every WS connection (on the fan-out queue, so it

@@ -12,11 +12,30 @@ protocol SyncSink: Sendable {
     func sendKeepalive() async throws
     /// Tells the client its session was revoked or expired, and ends the stream.
     func sendSessionEnded() async throws
+    /// Waits until what was sent so far left for the client (after each page of the log).
+    func flush() async throws
 }
 
-/// The per-connection delivery loop shared by WS and SSE: resume from a cursor through the
-/// durable log, then live events, with no gap and no duplicate at the seam (see
-/// `Subscriber.goLive`), every change filtered by the connection's read policy.
+/// Wakes an SSE sender task: an `AsyncStream` that coalesces wake-ups and ends when the
+/// subscriber closes.
+struct StreamWaker: SubscriberWaker {
+    let continuation: AsyncStream<Void>.Continuation
+
+    /// A waker and the wake-ups it yields.
+    static func make() -> (StreamWaker, AsyncStream<Void>) {
+        let (wakes, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        return (StreamWaker(continuation: continuation), wakes)
+    }
+
+    func wake() { continuation.yield() }
+    func subscriberClosed() { continuation.finish() }
+}
+
+/// Delivery to a subscriber: resume from a cursor through the durable log, then live events,
+/// with no gap and no duplicate at the seam (see `Subscriber.goLive`), every change filtered
+/// by the connection's read policy. SSE responses run `run` (a sender task per stream); a
+/// WebSocket delivers live events from its event loop (`WebSocketConnection`) and uses
+/// `resume` only while it reads the log.
 struct SyncStream: Sendable {
     let hub: ChangeHub
     let changes: ChangeLog
@@ -25,11 +44,14 @@ struct SyncStream: Sendable {
 
     /// Runs until the connection ends or must resync. `since` nil = live from now.
     func run(_ sub: Subscriber, since: Int64?, epoch: String?, sink: some SyncSink) async throws {
-        try await deliver(sub, since: since, epoch: epoch, sink: sink)
+        let (waker, wakes) = StreamWaker.make()
+        sub.attach(waker)
+        try await deliver(sub, since: since, epoch: epoch, sink: sink, wakes: wakes)
         if sub.sessionEnded { try await sink.sendSessionEnded() }
     }
 
-    private func deliver(_ sub: Subscriber, since: Int64?, epoch: String?, sink: some SyncSink) async throws {
+    private func deliver(_ sub: Subscriber, since: Int64?, epoch: String?, sink: some SyncSink,
+                         wakes: AsyncStream<Void>) async throws {
         var cursor: Int64 = 0
         if let since {
             guard let c = try await resume(sub, from: since, epoch: epoch, sink: sink) else { return }
@@ -37,7 +59,7 @@ struct SyncStream: Sendable {
         } else {
             _ = sub.goLive()
         }
-        for await _ in sub.wakes {
+        for await _ in wakes {
             // A wake-up buffered before `close` still arrives; an ended stream sends nothing more.
             if sub.isClosed { return }
             let (messages, overflowed) = sub.drain()
@@ -70,7 +92,7 @@ struct SyncStream: Sendable {
     /// Reads the log from `from` up to the present, switches the subscriber to live, and
     /// reads once more up to whatever was published meanwhile (duplicates are dropped by
     /// seq later). Returns the cursor, or nil after telling the client to resync.
-    private func resume(_ sub: Subscriber, from: Int64, epoch: String?, sink: some SyncSink) async throws -> Int64? {
+    func resume(_ sub: Subscriber, from: Int64, epoch: String?, sink: some SyncSink) async throws -> Int64? {
         do {
             var cursor = try await catchUp(sub, from: from, epoch: epoch, sink: sink)
             let newest = sub.goLive()
@@ -96,6 +118,7 @@ struct SyncStream: Sendable {
                 }
             }
             cursor = page.lastSeq
+            try await sink.flush()
             sub.madeProgress()
             if !page.hasMore { return cursor }
         }

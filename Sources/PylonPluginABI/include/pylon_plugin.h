@@ -55,9 +55,9 @@ extern "C" {
  *  1.5: the optional `pylon_store_v1.commit_batch` slot.
  *  1.6: the optional event-loop slots of `pylon_host_v1` (`loop_count`, `current_loop`,
  *  `watch_fd`, `unwatch_fd`).
- *  1.7: PYLON_FN_FLAG_ENFORCE_POLICIES. */
+ *  1.7: PYLON_FN_FLAG_ENFORCE_POLICIES; the reserved capability id PYLON_CAP_CRDT. */
 #define PYLON_ABI_MINOR 7
-#define PYLON_ABI_HEADER_HASH 0x0e384e07u /* abi_header_hash */
+#define PYLON_ABI_HEADER_HASH 0x0e084e03u /* abi_header_hash */
 
 /* ------------------------------------------------------------------------------------ */
 /* Status codes                                                                           */
@@ -286,6 +286,9 @@ typedef const pylon_plugin_descriptor *(*pylon_plugin_entry_fn)(void);
 #define PYLON_CAP_SHARD_TRANSPORT  "pylon.shard.transport/1"
 /** Shard simulation state (the game logic). */
 #define PYLON_CAP_SHARD_SIM        "pylon.shard.sim/1"
+/** CRDT documents for fields marked `crdt: "text"` etc. (1.7; reserved: until a plugin
+ *  serves it such fields are stored and synced as ordinary values). */
+#define PYLON_CAP_CRDT             "pylon.crdt/1"
 
 /* ------------------------------------------------------------------------------------ */
 /* pylon.store/1 — a SQL executor                                                         */

@@ -1,0 +1,460 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOHTTPTypes
+
+/// The one way a request is answered, on every listener the host opens: it sits in each
+/// HTTP/1 connection's pipeline right after NIO's HTTP codec (Hummingbird's
+/// `additionalChannelHandlers`, behind the `CodecGuard` and the WebSocket upgrade handler)
+/// and runs every request that is not a WebSocket upgrade through the listener's router and
+/// its `APIMiddleware` — without Hummingbird's per-connection async machinery (the async
+/// inbound stream and outbound writer a request otherwise crosses twice), which on this
+/// host cost about as much CPU as the work of an insert itself. Hummingbird's own request
+/// handling behind it never sees a request.
+///
+/// A request's body is collected whole (up to `Shared.maxBody`; more is answered 413 and
+/// the connection closed once the body has gone by), then the request runs on a Task that
+/// prefers the connection's event loop (`LoopTaskExecutor`). A few hot routes finish by
+/// callback instead, without a Task (`Shared.immediate`, HTTP/ImmediateRoutes.swift): the
+/// router runs the same handler functions for those routes, so a request reaches the same
+/// code whichever way it is dispatched. An answer whose length is known is written as one
+/// head and body; one that is a stream (SSE, a streamed function call) is written chunk by
+/// chunk as it comes, each write awaited (backpressure).
+///
+/// Answers leave in request order: while a request is being answered, later pipelined parts
+/// wait in `queued` (reads are held back once `maxQueuedBytes` wait). `Connection: close`
+/// (or HTTP/1.0 without keep-alive, which `CodecGuard` marks so) closes the connection after
+/// its answer. A server shutdown (`ChannelShouldQuiesceEvent`) closes it once the answer in
+/// progress has left; the event goes no further (Hummingbird's handler behind this one would
+/// close the connection at once, as it never saw the request in progress).
+///
+/// Threads: every method runs on the channel's event loop. The handler's Task prefers that
+/// loop too: it starts there, every continuation resumed from another thread (a store
+/// thread, a plugin's thread) comes back there, and the answer is queued on the same thread
+/// — one loop thread per request instead of whichever loop the global executor picks at
+/// each step (each pick of another loop was a cross-thread wake-up).
+final class HTTPFront: ChannelDuplexHandler, RemovableChannelHandler, @unchecked Sendable {
+    typealias InboundIn = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
+
+    /// What every connection of one listener shares.
+    struct Shared: Sendable {
+        /// The listener's router, with its middleware.
+        let responder: RouterResponder<PylonRequestContext>
+        let logger: Logger
+        let serverName: String
+        /// Bodies above this are refused (413 PAYLOAD_TOO_LARGE).
+        let maxBody: Int
+        /// The handler of a request that can be answered without a Task
+        /// (`RouteContext.immediateRoute`: a route's own handler, wrapped in
+        /// `APIMiddleware.handleNow`); nil: the router, on a Task.
+        var immediate: (@Sendable (HTTPRequest) -> ImmediateHandler?)?
+    }
+
+    /// Gets the request's whole body and the connection's remote address, and calls its reply
+    /// exactly once, from any thread, with the answer's head and body.
+    typealias ImmediateHandler = @Sendable (ByteBuffer, SocketAddress?, @escaping @Sendable (HTTPResponse, ByteBuffer) -> Void) -> Void
+
+    private enum State {
+        case idle
+        case collecting(HTTPRequest, ByteBuffer)
+        /// The body is over `maxBody` and was answered 413: its parts go by unread, then the
+        /// connection closes.
+        case refusing
+        /// The handler runs (or its stream is being written); inbound parts wait in `queued`.
+        case answering
+    }
+
+    private let shared: Shared
+    private var state = State.idle
+    private var queued = CircularBuffer<HTTPRequestPart>()
+    private var queuedBytes = 0
+    private var readHeld = false
+    /// The request being answered asked for the connection to end with its answer.
+    private var closeAfter = false
+    /// The server is shutting down: close once idle.
+    private var quiescing = false
+    /// Created on the first request (the channel's loop is known then).
+    private var executor: LoopTaskExecutor?
+
+    init(_ shared: Shared) { self.shared = shared }
+
+    // MARK: Inbound
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part = unwrapInboundIn(data)
+        if case .answering = state {
+            queued.append(part)
+            queuedBytes += Self.size(part)
+            return
+        }
+        handle(part, context: context)
+    }
+
+    private func handle(_ part: HTTPRequestPart, context: ChannelHandlerContext) {
+        switch (part, state) {
+        case let (.head(head), .idle):
+            closeAfter = Self.asksToClose(head)
+            let announced = head.headerFields[.contentLength].flatMap { Int($0) } ?? 0
+            if announced > shared.maxBody {
+                refuse(.bodyTooLarge(limit: shared.maxBody), context)
+            } else {
+                state = .collecting(head, context.channel.allocator.buffer(capacity: announced))
+            }
+        case (.body(var chunk), .collecting(let head, var body)):
+            state = .answering  // no copy of `body` stays in `state` while appending
+            if body.readableBytes + chunk.readableBytes > shared.maxBody {
+                refuse(.bodyTooLarge(limit: shared.maxBody), context)
+                return
+            }
+            body.writeBuffer(&chunk)
+            state = .collecting(head, body)
+        case let (.end, .collecting(head, body)):
+            state = .answering
+            answer(head, body, context: context)
+        case (.end, .refusing):
+            context.close(promise: nil)
+        default:
+            // A body part being refused, or what the codec never produces here.
+            break
+        }
+    }
+
+    /// The caller asked for the connection to end with this answer (`CodecGuard` adds
+    /// `Connection: close` to an HTTP/1.0 request without keep-alive).
+    private static func asksToClose(_ head: HTTPRequest) -> Bool {
+        guard let c = head.headerFields[.connection] else { return false }
+        return c.utf8.count == 5 ? c.lowercased() == "close" : c.lowercased().contains("close")
+    }
+
+    private static func size(_ part: HTTPRequestPart) -> Int {
+        if case let .body(b) = part { return b.readableBytes }
+        return 256
+    }
+
+    private func answer(_ head: HTTPRequest, _ body: ByteBuffer, context: ChannelHandlerContext) {
+        let loop = context.eventLoop
+        let bound = NIOLoopBound((self, context), eventLoop: loop)
+        if let immediate = shared.immediate?(head) {
+            immediate(body, context.channel.remoteAddress) { head, bytes in
+                // Queued even when already on the loop, as below.
+                loop.execute {
+                    let (front, context) = bound.value
+                    front.finish(head, bytes, context: context)
+                }
+            }
+            return
+        }
+        let executor = self.executor ?? LoopTaskExecutor(loop)
+        self.executor = executor
+        let request = Request(head: head, body: .init(buffer: body))
+        let ctx = PylonRequestContext(source: .init(channel: context.channel, logger: shared.logger))
+        let responder = shared.responder
+        let allocator = context.channel.allocator
+        let isHead = head.method == .head
+        Task(executorPreference: executor) {
+            var response: Response
+            do {
+                response = try await responder.respond(to: request, context: ctx)
+            } catch {
+                // APIMiddleware turns errors into answers; this is the framework's last resort.
+                response = Response(status: .internalServerError)
+            }
+            if response.body.contentLength == nil && !isHead {
+                await Self.stream(response, bound, loop)
+                return
+            }
+            let collected = CollectedBody(allocator.buffer(capacity: response.body.contentLength ?? 0))
+            let failed: Bool
+            do {
+                try await response.body.write(BodyCollector(into: collected))
+                failed = false
+            } catch {
+                failed = true
+            }
+            let head = response.head
+            let bytes = collected.buffer
+            // Queued even when already on the loop: writing inside the handler's job measured
+            // slower (get-by-id 18k vs 28k/s) than leaving it to the loop's next task run.
+            loop.execute {
+                let (front, context) = bound.value
+                if failed {
+                    // The body failed half-way: the answer cannot be completed honestly.
+                    context.close(promise: nil)
+                } else {
+                    front.finish(head, bytes, context: context)
+                }
+            }
+        }
+    }
+
+    /// Writes an answer of unknown length (an event stream) as it comes: the head at once
+    /// (NIO's encoder frames the body as chunked), then each chunk once the previous one
+    /// was written. A failed write (the client left) ends the body's writer with an error;
+    /// a body that fails half-way closes the connection.
+    private static func stream(_ response: Response, _ bound: NIOLoopBound<(HTTPFront, ChannelHandlerContext)>, _ loop: any EventLoop) async {
+        let head = response.head
+        let started = loop.submit {
+            let (front, context) = bound.value
+            return front.startStream(head, context: context)
+        }
+        guard (try? await started.get()) == true else { return }
+        do {
+            try await response.body.write(StreamWriter(bound: bound, loop: loop))
+        } catch {
+            loop.execute { bound.value.1.close(promise: nil) }
+        }
+    }
+
+    private func startStream(_ head: HTTPResponse, context: ChannelHandlerContext) -> Bool {
+        guard context.channel.isActive else { return false }
+        context.writeAndFlush(wrapOutboundOut(.head(framed(head))), promise: nil)
+        return true
+    }
+
+    fileprivate func writeChunk(_ chunk: ByteBuffer, context: ChannelHandlerContext) -> EventLoopFuture<Void> {
+        guard context.channel.isActive else { return context.eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel) }
+        return context.writeAndFlush(wrapOutboundOut(.body(chunk)))
+    }
+
+    fileprivate func endStream(context: ChannelHandlerContext) {
+        guard context.channel.isActive else { return }
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        answered(context)
+    }
+
+    /// A stream's `head` with Date and Server (no Content-Length: its length is not known),
+    /// and `Connection: close` when the connection ends with it.
+    private func framed(_ head: HTTPResponse) -> HTTPResponse {
+        var head = head
+        head.headerFields[.date] = HTTPDate.now()
+        head.headerFields[.server] = shared.serverName
+        if closeAfter || quiescing { head.headerFields[.connection] = "close" }
+        return head
+    }
+
+    /// Writes a whole answer, then goes on with what arrived meanwhile.
+    private func finish(_ head: HTTPResponse, _ body: ByteBuffer, context: ChannelHandlerContext) {
+        guard context.channel.isActive else { return }
+        write(head, body, context)
+        answered(context)
+    }
+
+    /// A whole answer goes out as one buffer (`encode`) from the connection's first handler,
+    /// past NIO's response encoder and the conversion to its types, which for these short
+    /// answers cost about as much as the rest of the front; `CodecGuard` does its bookkeeping
+    /// as for an answer that went through it. Streams go through the codec (`startStream`).
+    private func write(_ head: HTTPResponse, _ body: ByteBuffer, _ context: ChannelHandlerContext) {
+        let sync = context.pipeline.syncOperations
+        if wire == nil { wire = try? sync.context(handlerType: ConnectionGuard.self) }
+        if codec == nil { codec = try? sync.handler(type: CodecGuard.self) }
+        guard let wire, let codec else {
+            // Every listener's pipeline has both (`HTTPListener`).
+            context.close(promise: nil)
+            return
+        }
+        let bytes = Self.encode(head, body, server: shared.serverName, close: closeAfter || quiescing, context.channel.allocator)
+        wire.writeAndFlush(NIOAny(IOData.byteBuffer(bytes)), promise: nil)
+        codec.answeredPastCodec()
+    }
+
+    /// The connection's first handler (`ConnectionGuard`), where whole answers are written,
+    /// and its `CodecGuard`; found on the first answer.
+    private var wire: ChannelHandlerContext?
+    private var codec: CodecGuard?
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        wire = nil
+        codec = nil
+    }
+
+    /// Status line, header fields and body in one buffer, with Date, Server and
+    /// Content-Length written here (any the handler set are dropped, except a HEAD answer's
+    /// Content-Length: its body is empty) and `Connection: close` when `close`. No body (and
+    /// no Content-Length) for 1xx, 204 and 304, as HTTP/1.1 requires.
+    static func encode(_ head: HTTPResponse, _ body: ByteBuffer, server: String, close: Bool, _ allocator: ByteBufferAllocator) -> ByteBuffer {
+        let code = head.status.code
+        let bodiless = code < 200 || code == 204 || code == 304
+        var length = bodiless ? nil : String(body.readableBytes)
+        var out = allocator.buffer(capacity: 224 + head.headerFields.count * 32 + (bodiless ? 0 : body.readableBytes))
+        out.writeStaticString("HTTP/1.1 ")
+        out.writeString(String(code))
+        out.writeStaticString(" ")
+        // A status made from a bare code (`Status(code:)`) has no phrase: NIO's table has it.
+        out.writeString(head.status.reasonPhrase.isEmpty ? HTTPResponseStatus(statusCode: code).reasonPhrase : head.status.reasonPhrase)
+        out.writeStaticString("\r\n")
+        for field in head.headerFields {
+            switch field.name {
+            case .date, .server: continue
+            case .contentLength:
+                if length != nil && body.readableBytes == 0 { length = field.value }
+                continue
+            case .connection where close: continue
+            default: break
+            }
+            out.writeString(field.name.rawName)
+            out.writeStaticString(": ")
+            out.writeString(field.value)
+            out.writeStaticString("\r\n")
+        }
+        out.writeStaticString("Date: ")
+        out.writeString(HTTPDate.now())
+        out.writeStaticString("\r\nServer: ")
+        out.writeString(server)
+        if let length {
+            out.writeStaticString("\r\nContent-Length: ")
+            out.writeString(length)
+        }
+        if close { out.writeStaticString("\r\nConnection: close") }
+        out.writeStaticString("\r\n\r\n")
+        if !bodiless { out.writeImmutableBuffer(body) }
+        return out
+    }
+
+    /// A request refused before its handler (its body is over the limit): the fault's answer
+    /// at once, then the rest of the body goes by unread and the connection closes at its end
+    /// (closing earlier could reset the connection before a client still sending has read
+    /// the answer; the body timeout bounds the wait).
+    private func refuse(_ fault: HTTPFault, _ context: ChannelHandlerContext) {
+        state = .refusing
+        closeAfter = true
+        let (head, body) = fault.answer(context.channel.allocator)
+        write(head, body, context)
+    }
+
+    /// The answer has left: close if asked to, else take the next queued request.
+    private func answered(_ context: ChannelHandlerContext) {
+        state = .idle
+        if closeAfter || (quiescing && queued.isEmpty) {
+            queued.removeAll()
+            context.close(promise: nil)
+            return
+        }
+        while let part = queued.popFirst() {
+            queuedBytes -= Self.size(part)
+            handle(part, context: context)
+            if case .answering = state { return }
+        }
+        queuedBytes = 0
+        if readHeld {
+            readHeld = false
+            context.read()
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard event is ChannelShouldQuiesceEvent else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        quiescing = true
+        if case .idle = state, queued.isEmpty { context.close(promise: nil) }
+    }
+
+    // MARK: Outbound
+
+    /// While a request is being answered the socket stays readable (taking it off the
+    /// selector and back costs two `epoll_ctl`s per request); reads stop only once
+    /// `maxQueuedBytes` of pipelined requests wait.
+    func read(context: ChannelHandlerContext) {
+        if case .answering = state, queuedBytes >= Self.maxQueuedBytes {
+            readHeld = true
+            return
+        }
+        context.read()
+    }
+
+    /// Pipelined bytes (roughly: bodies, and 256 per head) buffered while answering before
+    /// reads are held back.
+    static let maxQueuedBytes = 64 * 1024
+}
+
+/// Writes a streamed answer's body to the connection, one awaited write per chunk.
+private struct StreamWriter: ResponseBodyWriter {
+    let bound: NIOLoopBound<(HTTPFront, ChannelHandlerContext)>
+    let loop: any EventLoop
+
+    mutating func write(_ chunk: ByteBuffer) async throws {
+        let bound = bound
+        try await loop.flatSubmit {
+            let (front, context) = bound.value
+            return front.writeChunk(chunk, context: context)
+        }.get()
+    }
+
+    mutating func write(contentsOf chunks: some Sequence<ByteBuffer>) async throws {
+        for c in chunks { try await write(c) }
+    }
+
+    consuming func finish(_ trailingHeaders: HTTPFields?) async throws {
+        let bound = bound
+        loop.execute {
+            let (front, context) = bound.value
+            front.endStream(context: context)
+        }
+    }
+}
+
+/// Runs jobs on one event loop: the preferred executor of a request's Task (`HTTPFront`), so
+/// its steps stay on its connection's loop thread. A job enqueued from that thread runs
+/// after the current one (no wake-up); from another thread, it wakes the loop.
+final class LoopTaskExecutor: TaskExecutor, @unchecked Sendable {
+    let loop: any EventLoop
+
+    init(_ loop: any EventLoop) { self.loop = loop }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        loop.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
+    }
+}
+
+/// A response body gathered into one buffer (owned by the answering Task).
+private final class CollectedBody: @unchecked Sendable {
+    var buffer: ByteBuffer
+    init(_ buffer: ByteBuffer) { self.buffer = buffer }
+}
+
+/// Writes a response body into a `CollectedBody`.
+private struct BodyCollector: ResponseBodyWriter {
+    let into: CollectedBody
+
+    mutating func write(_ chunk: ByteBuffer) async throws {
+        var c = chunk
+        into.buffer.writeBuffer(&c)
+    }
+
+    mutating func write(contentsOf chunks: some Sequence<ByteBuffer>) async throws {
+        for c in chunks { try await write(c) }
+    }
+
+    consuming func finish(_ trailingHeaders: HTTPFields?) async throws {}
+}
+
+/// The IMF-fixdate of the current second ("Mon, 23 Nov 2026 18:30:00 GMT"), formatted
+/// once per second.
+enum HTTPDate {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var second: time_t = 0
+    nonisolated(unsafe) private static var text = ""
+
+    static func now() -> String {
+        let t = time(nil)
+        lock.lock()
+        defer { lock.unlock() }
+        if t != second {
+            var tm = tm()
+            var copy = t
+            gmtime_r(&copy, &tm)
+            var buf = [CChar](repeating: 0, count: 40)
+            let n = strftime(&buf, buf.count, "%a, %d %b %Y %H:%M:%S GMT", &tm)
+            text = String(decoding: buf.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            second = t
+        }
+        return text
+    }
+}

@@ -1,0 +1,208 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import NIOEmbedded
+import NIOHTTP1
+import NIOHTTPTypesHTTP1
+import Testing
+@testable import PylonHost
+
+/// RFC 9112 tables for the host's one HTTP front, as unit tests: the pipeline every listener
+/// builds (`ConnectionGuard`, NIO's decoder and encoder, `CodecGuard`, the conversion to
+/// HTTP types, `HTTPFront`) on an `EmbeddedChannel`, fed raw bytes, its answers read back as
+/// bytes. Framing (Content-Length, chunked, both), limits, malformed input, pipelining, and
+/// every case split at every byte. The black-box suites (HostileClientTests, RequestPathTests)
+/// check the same over real sockets on every listener.
+@Suite("HTTP front: RFC 9112 tables on the pipeline every listener builds (EmbeddedChannel)")
+struct HTTPFrontTests {
+    static let maxBody = 1000
+
+    /// A listener's pipeline answering every request with `METHOD PATH BODYLENGTH` (text) by
+    /// callback (`HTTPFront.Shared.immediate`), or through `router` when `routed`.
+    static func pipeline(routed: Bool = false) throws -> EmbeddedChannel {
+        let channel = EmbeddedChannel()
+        let limits = ConnectionDeadlines.Limits(header: 10_000_000_000, body: 10_000_000_000, idle: 60_000_000_000)
+        let connection = ConnectionGuard(limits, serverName: "test")
+        let router = Router(context: PylonRequestContext.self, options: .autoGenerateHeadEndpoints)
+        router.get("/routed") { _, _ in Response(status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "routed"))) }
+        router.get("/stream") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/event-stream"], body: .init { writer in
+                try await writer.write(ByteBuffer(string: "one\n"))
+                try await writer.write(ByteBuffer(string: "two\n"))
+                try await writer.finish(nil)
+            })
+        }
+        let echo: @Sendable (HTTPRequest) -> HTTPFront.ImmediateHandler? = { head in
+            if routed { return nil }
+            return { body, _, reply in
+                var fields = HTTPFields()
+                fields[.contentType] = "text/plain"
+                reply(HTTPResponse(status: .ok, headerFields: fields), ByteBuffer(string: "\(head.method) \(head.path ?? "") \(body.readableBytes)"))
+            }
+        }
+        let shared = HTTPFront.Shared(responder: router.buildResponder(), logger: Logger(label: "test"), serverName: "test",
+                                      maxBody: maxBody, immediate: echo)
+        let decoder = ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes))
+        let sync = channel.pipeline.syncOperations
+        try sync.addHandler(connection)
+        try sync.addHandler(HTTPResponseEncoder())
+        try sync.addHandler(decoder)
+        try sync.addHandler(CodecGuard(connection, maxBody: maxBody, serverName: "test"))
+        try sync.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+        try sync.addHandler(HTTPFront(shared))
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        return channel
+    }
+
+    /// What came back: the answers' status codes, their bodies, and whether the front closed.
+    struct Seen: CustomStringConvertible {
+        var text = ""
+        var closed = false
+        var statuses: [Int] { text.components(separatedBy: "HTTP/1.1 ").dropFirst().compactMap { Int($0.prefix(3)) } }
+        var description: String { "closed: \(closed), got: \(text.debugDescription)" }
+    }
+
+    /// Feeds `pieces` one write each, letting the loop run after each, and collects the output.
+    static func exchange(_ pieces: [[UInt8]], routed: Bool = false) async throws -> Seen {
+        let channel = try pipeline(routed: routed)
+        var seen = Seen()
+        func drain() throws {
+            while let out = try channel.readOutbound(as: IOData.self) {
+                if case let .byteBuffer(b) = out { seen.text += String(buffer: b) }
+            }
+        }
+        for piece in pieces where channel.isActive {
+            // A decoder fault surfaces as a thrown error here, after CodecGuard answered it.
+            _ = try? channel.writeInbound(ByteBuffer(bytes: piece))
+            try await pump(channel)
+            try drain()
+        }
+        try await pump(channel)
+        try drain()
+        seen.closed = !channel.isActive
+        _ = try? channel.finish()
+        return seen
+    }
+
+    /// Runs the loop until the routed requests' Tasks (which prefer it) have finished.
+    static func pump(_ channel: EmbeddedChannel) async throws {
+        for _ in 0..<50 {
+            channel.embeddedEventLoop.run()
+            try await Task.sleep(for: .milliseconds(1))
+        }
+        channel.embeddedEventLoop.run()
+    }
+
+    static func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
+
+    static let get = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+
+    /// Input → the answers' statuses in order, whether the connection ends, and a text the
+    /// output must contain ("" for none).
+    static let table: [(name: String, input: String, statuses: [Int], closes: Bool, has: String)] = [
+        // Framing (RFC 9112 §6).
+        ("a GET", get, [200], false, "GET /a 0"),
+        ("a body by Content-Length", "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", [200], false, "POST /a 5"),
+        ("a chunked body, with an extension and a trailer",
+         "POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n4\r\ndefg\r\n0\r\nX-T: 1\r\n\r\n", [200], false, "POST /a 7"),
+        ("Content-Length with Transfer-Encoding (§6.3: smuggling)",
+         "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", [400], true, "MALFORMED_HTTP"),
+        ("two different Content-Lengths", "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc", [400], true, "MALFORMED_HTTP"),
+        ("a Content-Length that is not a number", "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", [400], true, "MALFORMED_HTTP"),
+        ("a negative Content-Length", "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", [400], true, "MALFORMED_HTTP"),
+        ("a bad chunk size", "POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\nab\r\n0\r\n\r\n", [400], true, "MALFORMED_HTTP"),
+        // Limits.
+        ("a body over the limit by Content-Length", "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: \(maxBody + 1)\r\n\r\n", [413], false, "PAYLOAD_TOO_LARGE"),
+        ("a chunked body over the limit",
+         "POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\(String(maxBody + 1, radix: 16))\r\n\(String(repeating: "z", count: maxBody + 1))\r\n0\r\n\r\n",
+         [413], true, "PAYLOAD_TOO_LARGE"),
+        ("a target over 8 KiB", "GET /\(String(repeating: "a", count: 9000)) HTTP/1.1\r\nHost: x\r\n\r\n", [414], true, "URI_TOO_LONG"),
+        ("a target of 20 KB", "GET /\(String(repeating: "a", count: 20_000)) HTTP/1.1\r\nHost: x\r\n\r\n", [414], true, "URI_TOO_LONG"),
+        ("a target of 70 KB", "GET /\(String(repeating: "a", count: 70_000)) HTTP/1.1\r\nHost: x\r\n\r\n", [414], true, "URI_TOO_LONG"),
+        ("a head over the decoder's 64 KiB", "GET /a HTTP/1.1\r\nHost: x\r\n" + (0..<9).map { "X-F\($0): \(String(repeating: "v", count: 8000))\r\n" }.joined() + "\r\n",
+         [431], true, "HEADERS_TOO_LARGE"),
+        ("a field over 16 KiB", "GET /a HTTP/1.1\r\nHost: x\r\nX-Big: \(String(repeating: "b", count: 17_000))\r\n\r\n", [431], true, "HEADERS_TOO_LARGE"),
+        ("a head over 32 KiB in small fields",
+         "GET /a HTTP/1.1\r\nHost: x\r\n" + (0..<90).map { "X-F\($0): \(String(repeating: "v", count: 400))\r\n" }.joined() + "\r\n", [431], true, "HEADERS_TOO_LARGE"),
+        ("101 fields", "GET /a HTTP/1.1\r\nHost: x\r\n" + (0..<100).map { "X-F\($0): v\r\n" }.joined() + "\r\n", [431], true, "HEADERS_TOO_LARGE"),
+        // Malformed heads (§2.2, §3, §5).
+        ("an unknown method", "FOO /a HTTP/1.1\r\nHost: x\r\n\r\n", [501], true, "METHOD_NOT_IMPLEMENTED"),
+        ("a lowercase method", "get /a HTTP/1.1\r\nHost: x\r\n\r\n", [501], true, "METHOD_NOT_IMPLEMENTED"),
+        ("HTTP/2.0 in the request line", "GET /a HTTP/2.0\r\nHost: x\r\n\r\n", [505], true, "HTTP_VERSION_NOT_SUPPORTED"),
+        ("a bare LF after the version", "GET /a HTTP/1.1\nHost: x\n\n", [400], true, "MALFORMED_HTTP"),
+        ("a header line ending in a bare LF", "GET /a HTTP/1.1\r\nHost: x\nX-A: b\r\n\r\n", [400], true, "MALFORMED_HTTP"),
+        ("a space before the colon (§5.1)", "GET /a HTTP/1.1\r\nHost : x\r\n\r\n", [400], true, "MALFORMED_HTTP"),
+        ("a header line without a colon", "GET /a HTTP/1.1\r\nHost: x\r\nNoColon\r\n\r\n", [400], true, "MALFORMED_HTTP"),
+        // llhttp reads a method first: "HELLO" is not one it knows.
+        ("not HTTP at all", "HELLO\r\n\r\n", [501], true, "METHOD_NOT_IMPLEMENTED"),
+        ("no Host in HTTP/1.1 (§3.2)", "GET /a HTTP/1.1\r\n\r\n", [400], true, "Host"),
+        ("two Host fields (§3.2)", "GET /a HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", [400], true, "Host"),
+        // Connection management (§9).
+        ("HTTP/1.0 without keep-alive ends with its answer", "GET /a HTTP/1.0\r\n\r\n", [200], true, "GET /a 0"),
+        ("Connection: close ends with its answer", "GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" + get, [200], true, "Connection: close"),
+        ("Expect: 100-continue", "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\nhi", [100, 200], false, "POST /a 2"),
+        ("another expectation", "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: magic\r\n\r\nhi", [417], true, "EXPECTATION_FAILED"),
+        // Pipelining (§9.3).
+        ("three pipelined requests, answered in order",
+         get + "POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc" + "DELETE /c HTTP/1.1\r\nHost: x\r\n\r\n", [200, 200, 200], false, "GET /a 0"),
+        ("a malformed request behind good ones", get + get + "FOO / HTTP/1.1\r\nHost: x\r\n\r\n", [200, 200, 501], true, ""),
+    ]
+
+    @Test("Each request of the table gets its answer, whole or split at every byte", arguments: 0..<table.count)
+    func tableCase(_ i: Int) async throws {
+        let c = Self.table[i]
+        let whole = try await Self.exchange([Self.bytes(c.input)])
+        Self.check(whole, c, how: "in one write")
+        // Split at every byte (the large-limit cases only at a few points: they are long).
+        let input = Self.bytes(c.input)
+        let points = input.count <= 600 ? Array(1..<input.count) : [1, 5, input.count / 2, input.count - 1]
+        for at in points {
+            let split = try await Self.exchange([Array(input[..<at]), Array(input[at...])])
+            Self.check(split, c, how: "split at byte \(at)")
+        }
+    }
+
+    static func check(_ seen: Seen, _ c: (name: String, input: String, statuses: [Int], closes: Bool, has: String), how: String) {
+        #expect(seen.statuses == c.statuses, "\(c.name), \(how): \(seen)")
+        if c.closes {
+            #expect(seen.closed, "\(c.name), \(how): the connection should end: \(seen)")
+        } else {
+            #expect(!seen.closed || c.statuses.last == 413, "\(c.name), \(how): the connection should stay: \(seen)")
+        }
+        #expect(c.has.isEmpty || seen.text.contains(c.has), "\(c.name), \(how): \(seen)")
+    }
+
+    @Test("A pipelined batch fed one byte per write gets the same answers as in one write")
+    func byteByByte() async throws {
+        let batch = Self.get + "POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n"
+            + "POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nwxyz"
+        let seen = try await Self.exchange(Self.bytes(batch).map { [$0] })
+        #expect(seen.statuses == [200, 200, 200], "\(seen)")
+        #expect(seen.text.contains("GET /a 0") && seen.text.contains("POST /b 2") && seen.text.contains("POST /c 4"), "\(seen)")
+        let order = ["GET /a 0", "POST /b 2", "POST /c 4"].compactMap { seen.text.range(of: $0)?.lowerBound }
+        #expect(order == order.sorted(), "in request order: \(seen)")
+    }
+
+    @Test("Every answer carries Date, Server and a Content-Length that matches its body")
+    func framing() async throws {
+        let seen = try await Self.exchange([Self.bytes("POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")])
+        let text = seen.text.lowercased()
+        #expect(text.contains("date: ") && text.contains("server: test"), "\(seen)")
+        #expect(text.contains("content-length: 9\r\n") && seen.text.hasSuffix("\r\n\r\nPOST /a 3"), "\(seen)")
+    }
+
+    @Test("Through the router (on a Task): a whole answer, HEAD with no body, a stream written as chunks, and 404")
+    func routed() async throws {
+        let seen = try await Self.exchange([Self.bytes("GET /routed HTTP/1.1\r\nHost: x\r\n\r\n" + "HEAD /routed HTTP/1.1\r\nHost: x\r\n\r\n"
+                + "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n" + "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")], routed: true)
+        #expect(seen.statuses == [200, 200, 200, 404], "\(seen)")
+        let answers = seen.text.components(separatedBy: "HTTP/1.1 ").dropFirst().map { $0 }
+        guard answers.count == 4 else { return }
+        #expect(answers[0].hasSuffix("\r\n\r\nrouted"), "\(answers[0])")
+        #expect(answers[1].hasSuffix("\r\n\r\n"), "HEAD: no body: \(answers[1])")
+        #expect(answers[2].lowercased().contains("transfer-encoding: chunked") && answers[2].contains("4\r\none\n\r\n4\r\ntwo\n\r\n0\r\n\r\n"),
+                "a stream: \(answers[2])")
+    }
+}
