@@ -78,9 +78,12 @@ struct OpenAPITests {
                      "/api/entities/Note", "/api/entities/Note/cursor", "/api/entities/Note/{id}", "/api/query/Note",
                      "/api/aggregate/Note", "/api/search/Note", "/api/lookup/User/{field}/{value}", "/api/query", "/api/link",
                      "/api/unlink", "/api/batch", "/api/transact", "/api/sync/pull", "/api/sync/push", "/api/sync/events",
-                     "/api/sync/ws"] {
+                     "/api/sync/ws", "/api/export", "/api/export/{entity}", "/api/import", "/api/admin/users/{id}/export",
+                     "/api/admin/users/{id}/purge", "/api/actions/{name}", "/api/admin/auth/sessions"] {
             #expect(paths[path] != nil, "\(path) is missing")
         }
+        // The dev-only reset is described only in --dev.
+        #expect(paths["/api/__test__/reset"] == nil)
         // User has no search config: no search route for it.
         #expect(paths["/api/search/User"] == nil)
         // Outside --dev, /metrics and /api/batch need the admin token.
