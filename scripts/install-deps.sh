@@ -37,4 +37,10 @@ if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
   python3 -m pip install --quiet prometheus-client 2>/dev/null \
     || python3 -m pip install --quiet --break-system-packages prometheus-client
 fi
+# openapi-spec-validator and schemathesis check GET /api/openapi.json (OpenAPITests).
+if ! python3 -c 'import openapi_spec_validator, schemathesis' >/dev/null 2>&1; then
+  echo "installing: pip openapi-spec-validator schemathesis"
+  python3 -m pip install --quiet openapi-spec-validator schemathesis 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages openapi-spec-validator schemathesis
+fi
 command -v swift >/dev/null || { echo "swift is not on PATH; install a Swift 6 toolchain" >&2; exit 1; }

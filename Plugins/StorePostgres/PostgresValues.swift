@@ -98,7 +98,10 @@ enum PostgresValues {
         switch state.prefix(2) {
         case "23": return StoreFailure(PYLON_ERR_CONSTRAINT, "CONSTRAINT_VIOLATION", message)
         case "08", "57": return StoreFailure(PYLON_ERR_CONNECTION, "CONNECTION_LOST", message)
-        case "22", "42": return StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "SQL_ERROR", message)
+        // Class 22: a value the statement cannot use (bad date-time text, out of range); the
+        // host answers 400 INVALID_VALUE. Class 42: the statement itself is wrong.
+        case "22": return StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_VALUE", message)
+        case "42": return StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "SQL_ERROR", message)
         case "58": return StoreFailure(PYLON_ERR_IO, "IO_ERROR", message)
         default: return StoreFailure(PYLON_ERR_GENERIC, "SQL_ERROR", message)
         }

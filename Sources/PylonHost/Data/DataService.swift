@@ -366,6 +366,12 @@ public final class DataService: Sendable {
             guard let entity = item["entity"]?.stringValue else {
                 throw HostError.badRequest("INVALID_DATA", "operations[\(i)].entity is required")
             }
+            if let id = item["id"], !id.isNull, id.stringValue == nil {
+                throw HostError.badRequest("INVALID_DATA", "operations[\(i)].id must be a string")
+            }
+            if let data = item["data"], !data.isNull, data.objectValue == nil {
+                throw HostError.badRequest("INVALID_DATA", "operations[\(i)].data must be an object of field values")
+            }
             ops.append(Operation(op: op, entity: entity, id: item["id"]?.stringValue, data: item["data"]))
         }
         return ops
@@ -444,6 +450,7 @@ public final class DataService: Sendable {
 
     static func hostError(_ error: Error) -> HostError {
         if let h = error as? HostError { return h }
+        if let s = error as? StoreError, s.isBadValue { return StoreError.badValueAnswer }
         if let s = error as? StoreError { return HostError(status: 500, code: "STORE_ERROR", message: s.message) }
         return HostError(status: 500, code: "INTERNAL", message: "\(error)")
     }

@@ -45,16 +45,29 @@ public struct FilterCompiler {
     }
 
     /// A comparison operand: typed like the field, but lenient enough for operators
-    /// (`$gt: 3` on a float, a string compared to a datetime).
+    /// (`$gt: 3` on a float, `$gt: 3.0` on an int, a string compared to a datetime). A value
+    /// of another type is refused (400), as the stores disagree on it: SQLite would coerce
+    /// `"5"` to 5 for an int column, PostgreSQL fails the statement.
     private func operand(_ v: JSONValue, _ f: Field, _ op: String) throws(HostError) -> SQLValue {
-        switch v {
-        case .null: return .null
-        case let .bool(b): return dialect.bind(b)
-        case let .int(i): return f.type?.storage == .real ? .double(Double(i)) : .int(i)
-        case let .double(d): return .double(d)
-        case let .string(s): return .text(s)
-        case .array, .object:
+        let storage = f.type?.storage ?? .text
+        func mismatch(_ expected: String) -> HostError {
+            HostError.badRequest("INVALID_QUERY", "operand of \(op) on \"\(f.name)\" must be \(expected) like the field, got \(v.typeName)")
+        }
+        switch (v, storage) {
+        case (.null, _): return .null
+        case let (.bool(b), .boolean): return dialect.bind(b)
+        case let (.int(i), .integer): return .int(i)
+        case let (.int(i), .real): return .double(Double(i))
+        case let (.double(d), .real): return .double(d)
+        case (.double, .integer):
+            guard let i = v.intValue else { throw mismatch("an integer") }
+            return .int(i)
+        case let (.string(s), .text): return .text(s)
+        case (.array, _), (.object, _):
             throw HostError.badRequest("INVALID_QUERY", "operand of \(op) on \"\(f.name)\" must be a scalar, got \(v.typeName)")
+        case (_, .boolean): throw mismatch("true or false")
+        case (_, .integer), (_, .real): throw mismatch("a number")
+        case (_, .text): throw mismatch("a string")
         }
     }
 
@@ -167,6 +180,10 @@ public struct FilterCompiler {
             case "$like":
                 guard let s = v.stringValue else {
                     throw HostError.badRequest("INVALID_QUERY", "$like on \"\(field.name)\" needs a string")
+                }
+                // PostgreSQL has no LIKE on numbers or booleans; one answer on every store.
+                guard (field.type?.storage ?? .text) == .text else {
+                    throw HostError.badRequest("INVALID_QUERY", "$like works on text fields; \"\(field.name)\" is \(field.typeName) (use $eq, $gt, … or $in)")
                 }
                 // Substring match, like Pylon; %, _ and \ in the value match themselves.
                 var escaped = ""

@@ -27,6 +27,15 @@ extension DataService {
         var out: [(String, JSONValue)] = []
         for (entity, q) in spec {
             let codec = try codec(entity)
+            guard case .object = q else {
+                throw HostError.badRequest("INVALID_QUERY", "\(entity) in a graph query must be an object {\"where\", \"include\", \"limit\"}, got \(q.typeName)")
+            }
+            if let l = q["limit"], !l.isNull, (l.intValue ?? -1) < 0 {
+                throw HostError.badRequest("INVALID_QUERY", "\(entity).limit in a graph query must be a non-negative integer")
+            }
+            if let inc = q["include"], !inc.isNull, inc.objectValue == nil {
+                throw HostError.badRequest("INVALID_QUERY", "\(entity).include in a graph query must be an object of relation names")
+            }
             var rows = try readableQuery(entity, filter: q["where"], auth: auth, on: conn)
             if let limit = q["limit"]?.intValue, limit >= 0, rows.count > Int(limit) { rows = Array(rows.prefix(Int(limit))) }
             for (relName, _) in q["include"]?.objectValue ?? [] {

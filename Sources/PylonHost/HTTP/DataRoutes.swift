@@ -75,7 +75,12 @@ struct RouteContext: Sendable {
     }
 
     static func intParam(_ request: Request, _ name: String) throws(HostError) -> Int64? {
-        guard let s = request.uri.queryParameters.get(name), !s.isEmpty else { return nil }
+        // Given twice (`?limit=&limit=x`), the first alone would be read and the rest ignored.
+        let given = request.uri.queryParameters.getAll(name)
+        guard given.count <= 1 else {
+            throw HostError.badRequest("INVALID_QUERY", "query parameter \(name) is given \(given.count) times; give it once")
+        }
+        guard let s = given.first, !s.isEmpty else { return nil }
         guard let n = Int64(s), n >= 0 else {
             throw HostError.badRequest("INVALID_QUERY", "query parameter \(name) must be a non-negative integer, got \"\(s)\"")
         }
@@ -131,10 +136,10 @@ extension RouteContext {
             _ = try await data.delete(entity, id: id, auth: try await auth(req))
             return HTTPSupport.json(.object([("deleted", true)]))
         }
-        for path in ["/api/entities/:entity", "/api/entities/:entity/:id"] {
+        for (path, allow) in [("/api/entities/:entity", "GET, HEAD, POST"), ("/api/entities/:entity/:id", "GET, HEAD, PATCH, DELETE")] {
             for method in [HTTPRequest.Method.put] {
                 router.on(RouterPath(path), method: method) { _, _ -> Response in
-                    throw HostError(status: 405, code: "METHOD_NOT_ALLOWED", message: "use POST to insert, PATCH to update and DELETE to delete")
+                    Self.methodNotAllowed(allow, "use POST to insert, PATCH to update and DELETE to delete")
                 }
             }
         }
@@ -158,7 +163,7 @@ extension RouteContext {
         }
         for method in [HTTPRequest.Method.get, .put, .patch, .delete] {
             router.on(RouterPath("/api/search/:entity"), method: method) { _, _ -> Response in
-                throw HostError(status: 405, code: "METHOD_NOT_ALLOWED", message: "use POST /api/search/<entity> with a JSON body like {\"query\": \"...\"}")
+                Self.methodNotAllowed("POST", "use POST /api/search/<entity> with a JSON body like {\"query\": \"...\"}")
             }
         }
         router.get("/api/lookup/:entity/:field/:value") { req, ctx in
@@ -234,6 +239,13 @@ extension RouteContext {
 }
 
 extension RouteContext {
+    /// 405 with the `Allow` header RFC 9110 §15.5.6 requires.
+    static func methodNotAllowed(_ allow: String, _ message: String) -> Response {
+        var r = HTTPSupport.json(HostError(status: 405, code: "METHOD_NOT_ALLOWED", message: message).body, status: .methodNotAllowed)
+        r.headers[.allow] = allow
+        return r
+    }
+
     /// `POST /api/entities/E` for `who`: `done` gets `{"id": …}` as JSON text (answered
     /// 201) or the error, exactly once — on the writer thread after commit, or on the
     /// caller's when the input is refused first. The route's handler (`insertHandler`).

@@ -201,6 +201,8 @@ struct APIMiddleware<Context: RemoteAddressRequestContext>: RouterMiddleware {
         case let e as StoreError where e.isUniqueViolation:
             // Reaches here when the store reports it at COMMIT (deferred-write stores).
             return HostError.uniqueViolation(nil)
+        case let e as StoreError where e.isBadValue:
+            return StoreError.badValueAnswer
         case let e as StoreError:
             return HostError(status: e.status == 5 ? 503 : 500, code: "STORE_ERROR", message: e.message)
         case let e as HTTPError:

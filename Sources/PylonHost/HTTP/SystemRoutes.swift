@@ -139,6 +139,11 @@ extension RouteContext {
             if full { try await requireAdmin(req, "the full manifest") }
             return HTTPSupport.json(ManifestJSON.encode(data.manifest, redactPolicies: !full))
         }
+        // No auth, as in Pylon: built once, since the manifest and the routes are fixed at start.
+        let openAPI = JSONWriter.encode(OpenAPIDocument.build(.init(
+            manifest: data.manifest, cookieName: config.cookieName, dev: config.dev,
+            functions: functions != nil, cache: cache != nil, unavailable: stubs)))
+        router.get("/api/openapi.json") { _, _ in HTTPSupport.bytes(openAPI) }
         // Admin-only outside --dev, as in Pylon: the figures describe every user's traffic.
         router.get("/metrics") { req, _ in
             if !config.dev { try await requireAdmin(req, "/metrics") }

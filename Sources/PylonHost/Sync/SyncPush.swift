@@ -23,6 +23,9 @@ extension DataService {
         guard let changes = body["changes"]?.arrayValue else {
             throw HostError.badRequest("INVALID_DATA", "push body must be {\"changes\": [...], \"client_id\"?}")
         }
+        if let c = body["client_id"], !c.isNull, c.stringValue == nil {
+            throw HostError.badRequest("INVALID_DATA", "client_id must be a string")
+        }
         let clientID = body["client_id"]?.stringValue
         let scope = SQLValue.text(PushScope.of(auth))
         let codecs = self.codecs
