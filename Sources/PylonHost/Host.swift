@@ -54,9 +54,9 @@ public final class Host: Sendable {
         // The cache keeps its snapshot (when enabled) beside the database.
         let dataDir = (storePath as NSString).deletingLastPathComponent
         // The RESP listener's clients share the open-file budget with the HTTP listeners
-        // (`connectionCap`): the cache serves at most one listener's share.
+        // (`respClientCap`, `connectionCap`).
         Self.raiseOpenFileLimit()
-        let respCap = Self.connectionCap(nil, listeners: Self.listenerCount(config))
+        let respCap = Self.respClientCap()
         overrides["cache"] = [("data_dir", .string(dataDir.isEmpty ? "." : dataDir)), ("maxclients_cap", .int(Int64(respCap)))]
             + config.cacheOverrides
         let lines = try registry.activate(selections: manifest.plugins, overrides: overrides)
@@ -248,13 +248,27 @@ public final class Host: Sendable {
     /// not survive it (libdispatch, which runs Swift's task pool on Linux, aborts the process
     /// when its worker monitor cannot open /proc). Per listener because that is what
     /// Hummingbird's handler can resume (with a shared count a listener with no connections
-    /// of its own would wait for ever).
+    /// of its own would wait for ever). The cache's RESP listener has its share taken out
+    /// first (`respClientCap`).
     static func connectionCap(_ configured: Int?, listeners: Int) -> Int {
-        var limit = rlimit()
-        guard getrlimit(openFiles, &limit) == 0 else { return configured ?? 1024 }
-        let files = Int(clamping: min(UInt64(limit.rlim_cur), UInt64(Int32.max)))
-        let budget = max(16, (files - reservedDescriptors) / max(1, listeners))
+        guard let files = openFileBudget() else { return configured ?? 1024 }
+        let budget = max(16, (files - respClientCap()) / max(1, listeners))
         return min(configured ?? budget, budget)
+    }
+
+    /// The most clients the cache's RESP listener may hold (the plugin's `maxclients_cap`): a
+    /// tenth of the open-file budget, at least 16. Its clients are usually a few app servers'
+    /// pools, while the HTTP listeners hold every realtime subscriber.
+    static func respClientCap() -> Int {
+        guard let files = openFileBudget() else { return 1024 }
+        return max(16, files / 10)
+    }
+
+    /// The open-file limit less `reservedDescriptors`; nil when it cannot be read.
+    static func openFileBudget() -> Int? {
+        var limit = rlimit()
+        guard getrlimit(openFiles, &limit) == 0 else { return nil }
+        return Int(clamping: min(UInt64(limit.rlim_cur), UInt64(Int32.max))) - reservedDescriptors
     }
 
     /// Raises the soft open-file limit to the hard one (as Go's runtime does): the default
@@ -274,9 +288,8 @@ public final class Host: Sendable {
 
     static let reservedDescriptors = 128
 
-    /// Listeners that share the open-file budget: the API port, the compat ports when on,
-    /// and the cache's RESP listener (counted whether or not a cache plugin listens).
-    static func listenerCount(_ config: HostConfig) -> Int { (config.compatPorts ? 3 : 1) + 1 }
+    /// HTTP listeners that share the open-file budget: the API port and the compat ports when on.
+    static func listenerCount(_ config: HostConfig) -> Int { config.compatPorts ? 3 : 1 }
 
     /// Serves HTTP (and WS/SSE) until the process is stopped: the API port, plus Pylon's
     /// WS (port+1) and SSE (port+2) listeners unless `compatPorts` is off.
