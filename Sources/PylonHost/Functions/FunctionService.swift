@@ -20,7 +20,7 @@ final class FunctionService: @unchecked Sendable {
     let logger: Logger
     let metrics: Metrics
     private let hostTable: UnsafeMutablePointer<pylon_fn_host_v1>
-    private let callIDs = CallCounter()
+    private let callIDs = AtomicCounter()
     /// Recent calls for `GET /api/fn/traces`.
     let traces = FnTraceRing()
 
@@ -262,11 +262,6 @@ extension FunctionService {
 
 private final class ByteBox: @unchecked Sendable { var bytes: [UInt8] = [] }
 
-private final class CallCounter: @unchecked Sendable {
-    private var n: UInt64 = 0
-    private let lock = NSLock()
-    func next() -> UInt64 { lock.withLock { n += 1; return n } }
-}
 
 extension AuthContext {
     /// The caller as a function sees it (`ctx.auth`), snake_case as in Pylon's frames.

@@ -42,17 +42,15 @@ final class StoreThreads: @unchecked Sendable {
         let succeed: () -> Void
     }
 
-    /// Read connections for `readQuick`, free ones on the stack (empty for remote stores).
-    private let quickLock = NSLock()
-    private var quickFree: [StoreConnection]
-    private var quickClosed = false
+    /// Read connections for `readQuick` (none for remote stores).
+    private let quick: QuickReaders
 
     /// `quickReaders`: extra read connections of a store with PYLON_STORE_FLAG_LOCAL_READS,
     /// used inline by `readQuick` (none for other stores).
     init(writer: StoreConnection, readers: [StoreConnection], quickReaders: [StoreConnection] = [],
          dialect: SQLDialect, maxBatch: Int = 512) {
         self.dialect = dialect
-        quickFree = quickReaders
+        quick = QuickReaders(quickReaders)
         // A deferred-write store reports constraint violations only at COMMIT, for the whole
         // transaction: one job per transaction keeps a failure with the job that caused it.
         self.maxBatch = writer.defersWrites ? 1 : maxBatch
@@ -112,10 +110,7 @@ final class StoreThreads: @unchecked Sendable {
     /// `body`'s result, or nil when no quick connection is free (the store has none, or all
     /// are in use) — then the caller uses `read`.
     func readNow<T>(_ body: (StoreConnection) throws -> T) throws -> T? {
-        let conn: StoreConnection? = quickLock.withLock { quickClosed ? nil : quickFree.popLast() }
-        guard let conn else { return nil }
-        defer { quickLock.withLock { quickFree.append(conn) } }
-        return try body(conn)
+        try quick.with(body)
     }
 
     /// Runs `body` inside the writer's transaction. Its change events are published after
@@ -145,13 +140,7 @@ final class StoreThreads: @unchecked Sendable {
     func shutdown() {
         readQueue.close()
         writeQueue.close()
-        // Quick connections in use are closed by nobody: the process is ending.
-        let idle = quickLock.withLock { () -> [StoreConnection] in
-            quickClosed = true
-            defer { quickFree.removeAll() }
-            return quickFree
-        }
-        for c in idle { c.close() }
+        quick.shutdown()
     }
 
     private func writerLoop(_ conn: StoreConnection) {
