@@ -137,7 +137,7 @@ enum PostgresBackup {
     /// Runs `tool` with no input and waits; nil on success, else its exit and last error lines.
     private static func run(_ tool: String, _ arguments: [String], env: [String: String], work: String) -> String? {
         let errPath = (work as NSString).appendingPathComponent("stderr")
-        FileManager.default.createFile(atPath: errPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: errPath, contents: nil)
         guard let errFile = FileHandle(forWritingAtPath: errPath) else { return "cannot create \(errPath)" }
         defer { try? errFile.close() }
         let p = Process()

@@ -105,7 +105,9 @@ enum SQLiteBackup {
             }
         } while (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) && waits < 600
         sqlite3_backup_finish(backup)
-        return rc == SQLITE_DONE ? nil : SQLiteFailure(rc: rc, message: String(cString: sqlite3_errstr(rc)))
+        guard rc != SQLITE_DONE else { return nil }
+        let damaged = rc & 0xFF == SQLITE_CORRUPT || rc & 0xFF == SQLITE_NOTADB
+        return SQLiteFailure(rc: rc, message: (damaged ? "the file is damaged or truncated: " : "") + String(cString: sqlite3_errstr(rc)))
     }
 
     /// A restored copy must pass SQLite's full integrity check before it may go live.

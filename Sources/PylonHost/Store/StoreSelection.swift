@@ -66,7 +66,7 @@ struct StoreSelection {
         let registry = loadPlugins(config, logger: logger, metrics: Metrics())
         let storePath = path(config, manifest)
         _ = try registry.activate(selections: manifest.plugins, overrides: overrides(storePath), only: ["store"])
-        do {
+        do throws(HostError) {
             let selection = try StoreSelection(registry, pluginsDir: config.pluginsDir)
             return (selection, registry, selection.location(fallback: storePath))
         } catch {
