@@ -48,18 +48,23 @@ struct BackupTests {
         let file = host.directory.appendingPathComponent("backup.bin").path
         for i in 1...3 { _ = try await host.insert("Note", #"{"title":"before-\#(i)"}"#) }
 
-        // A writer keeps writing while the backup runs.
+        // A writer keeps writing (one request at a time, in order) while the backup runs.
+        let progress = WriterProgress()
         let writer = Task { () -> [String] in
             var written: [String] = []
-            for i in 1...200 where !Task.isCancelled {
+            for i in 1...2000 where !progress.stopped {
                 let title = "during-\(i)"
                 let r = try await host.request("POST", "/api/entities/Note", json: #"{"title":"\#(title)"}"#)
-                if r.status == 201 { written.append(title) }
+                if r.status == 201 {
+                    written.append(title)
+                    progress.wrote()
+                }
             }
             return written
         }
+        while progress.count == 0 { try await Task.sleep(for: .milliseconds(10)) }
         let made = try await Self.cli(host, "backup", file)
-        writer.cancel()
+        progress.stop()
         let during = try await writer.value
         #expect(made.status == 0, "backup failed:\n\(made.stderr)\n\(host.log)")
         #expect(made.stdout.contains("written to \(file)"), "\(made.stdout)")
@@ -87,6 +92,7 @@ struct BackupTests {
         #expect(!titles.contains("after-backup"), "a write after the backup is not in it: \(titles)")
         let snapshot = Set(titles.filter { $0.hasPrefix("during-") })
         #expect(snapshot.isSubset(of: Set(during)), "\(snapshot.subtracting(during))")
+        #expect(!snapshot.isEmpty, "the backup ran while the writer wrote")
         // One point in time: the writes it holds are a prefix of the writer's.
         #expect(snapshot == Set(during.prefix(snapshot.count)), "not a prefix: \(snapshot.sorted()) of \(during)")
 
@@ -194,4 +200,16 @@ struct BackupTests {
             #expect(r.stderr.contains("STORE_BACKUP_UNSUPPORTED") && r.stderr.contains("wrangler d1 export"), "\(verb): \(r.stderr)")
         }
     }
+}
+
+/// The backup test's writer: how far it got, and when to stop.
+final class WriterProgress: @unchecked Sendable {
+    private let lock = NSLock()
+    private var written = 0
+    private var stopRequested = false
+
+    var count: Int { lock.withLock { written } }
+    var stopped: Bool { lock.withLock { stopRequested } }
+    func wrote() { lock.withLock { written += 1 } }
+    func stop() { lock.withLock { stopRequested = true } }
 }
