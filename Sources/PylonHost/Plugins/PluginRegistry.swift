@@ -46,14 +46,17 @@ public final class PluginRegistry: @unchecked Sendable {
     /// Chooses a plugin for every known capability, creates the instances (store first,
     /// since other plugins may reach it through `get_capability`), and returns one report
     /// line per capability. `overrides` are merged into a plugin's config (e.g. `--db`).
-    func activate(selections: [String: PluginSelection], overrides: [String: [(String, JSONValue)]]) throws(HostError) -> [String] {
+    /// `only` (manifest keys) limits it to those capabilities: `pylon-host backup` starts the
+    /// store alone, so no other plugin opens a port or a child process beside a serving host.
+    func activate(selections: [String: PluginSelection], overrides: [String: [(String, JSONValue)]],
+                  only: Set<String>? = nil) throws(HostError) -> [String] {
         services.registry = self
         var lines: [String] = []
         for key in selections.keys where !CapabilityInfo.all.contains(where: { $0.key == key }) {
             throw HostError(status: 500, code: "MANIFEST_PLUGIN_UNKNOWN_CAPABILITY",
                             message: "manifest plugins.\(key): unknown capability; known ones are \(CapabilityInfo.all.map(\.key).joined(separator: ", "))")
         }
-        for cap in CapabilityInfo.all {
+        for cap in CapabilityInfo.all where only?.contains(cap.key) ?? true {
             let sel = selections[cap.key]
             let candidates = scan.loaded.filter { $0.capabilities.contains(cap.id) }
             var chosen: LoadedPlugin?
