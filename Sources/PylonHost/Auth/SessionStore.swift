@@ -213,3 +213,10 @@ private final class CacheStripe: @unchecked Sendable {
     let lock = NIOLock()
     var cache: [String: (session: SessionStore.Session, cachedAt: Int64)] = [:]
 }
+
+extension AuthContext {
+    /// A signed-in session's caller (never admin; no roles).
+    init(_ s: SessionStore.Session) {
+        self.init(userID: s.userID, isAdmin: false, isGuest: s.isGuest, roles: [], tenantID: s.tenantID)
+    }
+}

@@ -60,15 +60,11 @@ final class FunctionService: @unchecked Sendable {
         }
     }
 
-    static func message(_ err: pylon_error) -> String {
-        var e = err
-        return withUnsafeBytes(of: &e.message) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-    }
+    /// Read only up to the field's end: a plugin that leaves no NUL must not make the host
+    /// read past it.
+    static func message(_ err: pylon_error) -> String { boundedCString(err.message) }
 
-    static func code(_ err: pylon_error) -> String {
-        var e = err
-        return withUnsafeBytes(of: &e.code) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-    }
+    static func code(_ err: pylon_error) -> String { boundedCString(err.code) }
 
     /// The plugin's failure as the wire error: HTTP status by ABI status and code.
     static func hostError(_ status: pylon_status, _ code: String, _ message: String) -> HostError {
