@@ -82,11 +82,9 @@ public struct HostConfig: Sendable {
         return manifest.auth.trustedOrigins + (corsOrigin == "*" ? [] : [corsOrigin])
     }
 
-    /// The HTTP timeouts as `ConnectionDeadlines` takes them (nanoseconds, nil = off).
-    var connectionLimits: ConnectionDeadlines.Limits {
-        func ns(_ s: Double) -> Int64? { s > 0 ? Int64(s * 1e9) : nil }
-        return .init(header: ns(httpHeaderTimeout), body: ns(httpBodyTimeout), idle: ns(httpIdleTimeout))
-    }
+    /// The fewest clients the request limiter tracks: one per stripe of its table
+    /// (`FixedWindowLimiter.stripeCount`).
+    static let minRateLimitClients = 16
 
     /// Applies the environment over the defaults. Flags are applied after this by the CLI.
     public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws(HostError) -> HostConfig {
@@ -129,7 +127,7 @@ public struct HostConfig: Sendable {
         if let b = try int("PYLON_WS_RELAY_BURST") { c.wsRelayBurst = max(1, min(b, 100_000)) }
         if let m = try int("PYLON_RATE_LIMIT_MAX") { c.rateLimitMax = m }
         if let w = try int("PYLON_RATE_LIMIT_WINDOW") { c.rateLimitWindow = max(1, w) }
-        if let n = try int("PYLON_RATE_LIMIT_CLIENTS") { c.rateLimitClients = max(FixedWindowLimiter<ClientAddress>.stripeCount, n) }
+        if let n = try int("PYLON_RATE_LIMIT_CLIENTS") { c.rateLimitClients = max(Self.minRateLimitClients, n) }
         if let h = try int("PYLON_TRUST_PROXY_HOPS") { c.trustProxyHops = min(h, 64) }
         for key in ["PYLON_TRUSTED_ORIGINS", "PYLON_CSRF_ORIGINS"] {
             guard let list = env[key], !list.isEmpty else { continue }

@@ -13,12 +13,15 @@ import Prometheus
 /// Hot paths never take a lock shared by every request: counters are atomics
 /// (swift-prometheus), and their handles are made once and kept — the named series below
 /// at init, request and function series on first use through lock-free lazy references
-/// (`RequestMetrics`, `FunctionMetrics`). Timers record into a per-thread batch that
-/// reaches the histograms when full or scraped (`HostMetricsFactory`).
+/// (`RequestMetrics`, `FunctionMetrics`: each made by its own layer over `factory`). Timers
+/// record into a per-thread batch that reaches the histograms when full or scraped
+/// (`HostMetricsFactory`).
 ///
 /// Every Prometheus name is the JSON name with `pylon_` in front.
 public final class Metrics: Sendable {
     static let prefix = "pylon_"
+    /// The `route` label of a request no route matched.
+    static let unmatchedRoute = "unmatched"
     let registry: PrometheusCollectorRegistry
     let factory: HostMetricsFactory
     let startedAt = Date()
@@ -38,8 +41,6 @@ public final class Metrics: Sendable {
 
     private let named: [String: NamedSeries]
     private let dynamic: DynamicSeries
-    let requests: RequestMetrics
-    let functions: FunctionMetrics
     let pluginCalls: PluginCallCounters
     /// Write transactions of the writer thread (group commit): BEGIN to COMMIT, and jobs per batch.
     let commitDuration: CoreMetrics.Timer
@@ -60,8 +61,6 @@ public final class Metrics: Sendable {
         var named: [String: NamedSeries] = [:]
         for n in Self.hostCounters { named[n] = .counter(CoreMetrics.Counter(label: Self.prefix + n, factory: f)) }
         for n in Self.hostGauges { named[n] = .gauge(Meter(label: Self.prefix + n, factory: f)) }
-        requests = RequestMetrics(factory: f)
-        functions = FunctionMetrics(factory: f)
         pluginCalls = PluginCallCounters(factory: f)
         commitDuration = CoreMetrics.Timer(label: Self.prefix + "write_commit_duration_seconds", factory: f)
         batchJobs = Recorder(label: Self.prefix + "write_batch_jobs", factory: f)

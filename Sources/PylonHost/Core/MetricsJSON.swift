@@ -80,7 +80,7 @@ enum MetricsJSON {
     private static func routes(_ samples: [Sample]) -> JSONValue {
         var byRoute: [String: [(String, JSONValue)]] = [:]
         for s in samples where s.value > 0 {
-            let key = "\(s.label("method") ?? "other") \(s.label("route") ?? RequestMetrics.unmatched)"
+            let key = "\(s.label("method") ?? "other") \(s.label("route") ?? Metrics.unmatchedRoute)"
             byRoute[key, default: []].append((s.label("status") ?? "?", number(s.value)))
         }
         return .object(byRoute.sorted { $0.key < $1.key }.map { ($0.key, .object($0.value.sorted { $0.0 < $1.0 })) })

@@ -19,6 +19,8 @@ final class FunctionService: @unchecked Sendable {
     let store: StoreThreads
     let logger: Logger
     let metrics: Metrics
+    /// `pylon_fn_calls_total` and `pylon_fn_call_duration_seconds`, in `metrics`' registry.
+    let callMetrics: FunctionMetrics
     private let hostTable: UnsafeMutablePointer<pylon_fn_host_v1>
     private let callIDs = AtomicCounter()
     /// Recent calls for `GET /api/fn/traces`.
@@ -40,6 +42,7 @@ final class FunctionService: @unchecked Sendable {
         self.store = store
         self.logger = logger
         self.metrics = metrics
+        callMetrics = FunctionMetrics(factory: metrics.factory)
         guard Int(table.pointee.struct_size) >= MemoryLayout<pylon_fn_v1>.size else {
             throw HostError(status: 500, code: "PLUGIN_INTERFACE_TOO_SMALL",
                             message: "plugin \(served.plugin.id) returned a pylon.functions/1 table of \(table.pointee.struct_size) bytes, expected \(MemoryLayout<pylon_fn_v1>.size); rebuild it against this host's header")
@@ -157,12 +160,12 @@ final class FunctionService: @unchecked Sendable {
         do {
             info = try describe(name)
         } catch {
-            metrics.functions.recordUnknown()
+            callMetrics.recordUnknown()
             done(.failure(error))
             return
         }
         if let expecting, expecting != info.kind {
-            metrics.functions.record(name, ok: false, since: started)
+            callMetrics.record(name, ok: false, since: started)
             done(.failure(HostError.badRequest("FN_TYPE_MISMATCH", "\"\(name)\" is a \(Self.kindName(info.kind)), not a \(Self.kindName(expecting))")))
             return
         }
@@ -202,7 +205,7 @@ final class FunctionService: @unchecked Sendable {
             switch result {
             case .success:
                 traces.push(fc.trace(id: id, name: p.name, startedAt: startedAt, since: p.started, .ok))
-                metrics.functions.record(p.name, ok: true, since: p.started)
+                callMetrics.record(p.name, ok: true, since: p.started)
                 done(result)
             case .failure(is FnRestart):
                 attempt(p, optimistic: false, done)
@@ -211,7 +214,7 @@ final class FunctionService: @unchecked Sendable {
                 let outcome: FnTrace.Outcome = fc.beganTransaction
                     ? .rolledBack(code: e.code, message: e.message) : .error(code: e.code, message: e.message)
                 traces.push(fc.trace(id: id, name: p.name, startedAt: startedAt, since: p.started, outcome))
-                metrics.functions.record(p.name, ok: false, since: p.started)
+                callMetrics.record(p.name, ok: false, since: p.started)
                 done(result)
             }
         }

@@ -22,6 +22,9 @@ struct APIMiddleware<Context: RemoteAddressRequestContext>: RouterMiddleware {
 
     let corsOrigin: String
     let metrics: Metrics
+    /// `pylon_http_requests_total` and `pylon_http_request_duration_seconds`, in `metrics`'
+    /// registry. Made once per host (one middleware serves every listener's router).
+    let requests: RequestMetrics
     let requestGuard: RequestGuard
     /// The CORS fields for `corsOrigin` plus the security headers, built once: setting
     /// them one by one validated each name and value on every request.
@@ -33,6 +36,7 @@ struct APIMiddleware<Context: RemoteAddressRequestContext>: RouterMiddleware {
     init(corsOrigin: String, metrics: Metrics, requestGuard: RequestGuard) {
         self.corsOrigin = corsOrigin
         self.metrics = metrics
+        requests = RequestMetrics(factory: metrics.factory)
         self.requestGuard = requestGuard
         var h = HTTPFields()
         h[.accessControlAllowOrigin] = corsOrigin
@@ -73,7 +77,7 @@ struct APIMiddleware<Context: RemoteAddressRequestContext>: RouterMiddleware {
                       route: String?, start: UInt64) {
         // No handler sets these fields, so appending equals setting them.
         if withFixedFields { fields.append(contentsOf: fixedHeaders) }
-        metrics.requests.record(route: route, method: method, status: status, since: start)
+        requests.record(route: route, method: method, status: status, since: start)
     }
 
     /// The chain for a handler the router runs.

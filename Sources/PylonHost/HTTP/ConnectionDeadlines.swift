@@ -149,3 +149,11 @@ struct ConnectionDeadlines: Sendable {
         return min(deadline, now + shortest)
     }
 }
+
+extension HostConfig {
+    /// The HTTP timeouts as `ConnectionDeadlines` takes them (nanoseconds, nil = off).
+    var connectionLimits: ConnectionDeadlines.Limits {
+        func ns(_ s: Double) -> Int64? { s > 0 ? Int64(s * 1e9) : nil }
+        return .init(header: ns(httpHeaderTimeout), body: ns(httpBodyTimeout), idle: ns(httpIdleTimeout))
+    }
+}

@@ -22,7 +22,7 @@ final class FixedWindowLimiter<Key: Hashable & Sendable>: Sendable {
     private let stripes: [Stripe]
     private let keysPerStripe: Int
 
-    static var stripeCount: Int { 16 }
+    static var stripeCount: Int { HostConfig.minRateLimitClients }
 
     private struct Window {
         var start: UInt64

@@ -13,13 +13,12 @@ import Prometheus
 /// number of series is bounded by the routes the host registers, whatever paths clients send.
 final class RequestMetrics: Sendable {
     static let methods: [HTTPRequest.Method] = [.get, .head, .post, .put, .patch, .delete, .options]
-    static let unmatched = "unmatched"
     private let routes: SeriesTable<RouteSeries>
     private let unmatchedSeries: RouteSeries
 
     init(factory: HostMetricsFactory) {
         routes = SeriesTable(capacity: 512) { RouteSeries(route: $0, factory: factory) }
-        unmatchedSeries = RouteSeries(route: Self.unmatched, factory: factory)
+        unmatchedSeries = RouteSeries(route: Metrics.unmatchedRoute, factory: factory)
     }
 
     /// Counts one answered request. `route`: the matched template (nil, or Hummingbird's

@@ -37,7 +37,9 @@ public struct PostgresDialect: SQLDialect {
 
     public var writeLockSQL: String? { "SELECT pg_advisory_xact_lock(\(Self.writeLockKey))" }
     /// Wakes every host's change tailer (which LISTENs on the channel) when the commit lands.
-    public var notifyChangesSQL: String? { "NOTIFY \(ChangeTailer.channel)" }
+    public var notifyChangesSQL: String? { "NOTIFY \(Self.changesChannel)" }
+    public var notifyChannel: String? { Self.changesChannel }
+    static let changesChannel = "pylon_changes"
 
     public var bootstrap: [String] {
         [

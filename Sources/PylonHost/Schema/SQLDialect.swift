@@ -30,6 +30,9 @@ public protocol SQLDialect: Sendable {
     /// A statement a write transaction that appended to the change log runs before
     /// COMMIT, signalling other hosts (delivered at commit), or nil.
     var notifyChangesSQL: String? { get }
+    /// The channel `notifyChangesSQL` signals and every host's `ChangeTailer` waits on
+    /// (Postgres LISTEN/NOTIFY), or nil when the database has none.
+    var notifyChannel: String? { get }
     /// DDL for the host's own tables (change log, meta, sessions, push ops).
     var bootstrap: [String] { get }
     /// `INSERT` of one change-log entry returning the `seq` the store chose, or nil when
@@ -160,6 +163,7 @@ public struct SQLiteDialect: SQLDialect {
     /// One SQLite file has one writer: `BEGIN IMMEDIATE` already serializes.
     public var writeLockSQL: String? { nil }
     public var notifyChangesSQL: String? { nil }
+    public var notifyChannel: String? { nil }
 
     public var bootstrap: [String] {
         [

@@ -15,7 +15,7 @@ import Logging
 /// the log.
 ///
 /// Wake-ups: when the store can wait for database signals (`wait_notify`: Postgres
-/// LISTEN/NOTIFY), every host's write transaction signals `channel` at commit and the
+/// LISTEN/NOTIFY), every host's write transaction signals the dialect's `notifyChannel` at commit and the
 /// tailer blocks on it, polling only as a safety net every `notifyFallback`. Otherwise, or
 /// while waiting fails, it polls every `pollInterval` (PYLON_CHANGE_POLL_MS), and a local
 /// commit wakes it at once.
@@ -40,8 +40,6 @@ final class ChangeTailer: @unchecked Sendable {
 
     /// Entries read per query.
     static let batch = 1000
-    /// The signal channel (Postgres NOTIFY/LISTEN) of change-log commits.
-    static let channel = "pylon_changes"
     /// With signals, the longest wait before reading the log anyway.
     static let notifyFallback: Int32 = 1000
 
@@ -93,12 +91,14 @@ final class ChangeTailer: @unchecked Sendable {
 
     private func loop() {
         var failures = 0
-        var useSignals = connection.canWaitForNotify
-        if useSignals { logger.info("change tailer: woken by database signals (\(Self.channel)), polling every \(Self.notifyFallback) ms as a fallback") }
+        // The dialect names the channel its commits signal (`notifyChannel`).
+        let channel = dialect.notifyChannel ?? ""
+        var useSignals = connection.canWaitForNotify && !channel.isEmpty
+        if useSignals { logger.info("change tailer: woken by database signals (\(channel)), polling every \(Self.notifyFallback) ms as a fallback") }
         while true {
             if useSignals && failures == 0 && !isStopped {
                 do {
-                    _ = try connection.waitForNotify(Self.channel, timeoutMs: Self.notifyFallback)
+                    _ = try connection.waitForNotify(channel, timeoutMs: Self.notifyFallback)
                 } catch {
                     // Poll instead, and try signals again once reading works.
                     logger.warning("change tailer: waiting for database signals failed (\(error)); polling")
@@ -118,7 +118,7 @@ final class ChangeTailer: @unchecked Sendable {
                 while try readOnce() {}
                 if failures > 0 { logger.info("change tailer: reading the change log again (from seq \(last))") }
                 failures = 0
-                if !useSignals && connection.canWaitForNotify { useSignals = true }
+                if !useSignals && connection.canWaitForNotify && !channel.isEmpty { useSignals = true }
             } catch {
                 if failures == 0 { logger.warning("change tailer: cannot read the change log (\(error)); retrying") }
                 failures += 1

@@ -12,9 +12,9 @@ enum SchemaApplier {
             // Under the same lock as the migration: concurrent CREATE ... IF NOT EXISTS can
             // collide on PostgreSQL when hosts start together.
             if let lock = dialect.writeLockSQL { try conn.execute(lock, wantRows: false) }
-            let unscopedOps = try PushScope.setAsideUnscoped(conn, dialect)
+            let unscopedOps = try PushOpsMigration.setAsideUnscoped(conn, dialect)
             for ddl in dialect.bootstrap { try conn.execute(ddl, wantRows: false) }
-            if unscopedOps { try PushScope.adoptSetAside(conn) }
+            if unscopedOps { try PushOpsMigration.adoptSetAside(conn) }
             try conn.commit()
         } catch {
             try? conn.rollback()
