@@ -50,6 +50,9 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
     private var reader: Task<Void, Never>?
     /// The last frame written from the log (its future completes once it left).
     private var lastLogWrite: EventLoopFuture<Void>?
+    /// Drained messages the socket has not taken yet, from `backlogIndex` on (see `deliver`).
+    private var backlog: [HubMessage] = []
+    private var backlogIndex = 0
     private var context: ChannelHandlerContext?
 
     init(services: WebSocketServices, subscriber: Subscriber, start: Start) {
@@ -85,10 +88,10 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
         pinger?.cancel()
         closeTimer?.cancel()
         reader?.cancel()
+        backlog = []
         services.routes.hub.unsubscribe(sub)
         sub.detach()
-        let bye = JSONWriter.string(.object([("type", "presence"), ("event", "disconnect"), ("clientId", .int(Int64(sub.id)))]))
-        services.routes.hub.relay(bye, except: sub.id)
+        services.routes.hub.announceLeave(of: sub.id)
         self.context = nil
         context.fireChannelInactive()
     }
@@ -192,30 +195,66 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
     // MARK: Delivery
 
     /// Sends what the subscriber queued, while the socket takes more (called on the event
-    /// loop when the subscriber wakes it and when the socket becomes writable again).
+    /// loop when the subscriber wakes it and when the socket becomes writable again). What
+    /// the socket does not take yet waits in `backlog` (at most one drained queue, so at most
+    /// `PYLON_SYNC_QUEUE` entries) and nothing more is drained meanwhile: a connection that
+    /// stops reading overflows its queue (log fallback, stall watchdog) instead of buffering
+    /// frames in the channel without bound.
     fileprivate func deliver() {
-        guard phase == .live, let context, context.channel.isWritable else { return }
-        let (messages, overflowed) = sub.drain()
-        if overflowed {
-            // The queue was dropped: continue from the durable log, then go live again.
-            services.routes.metrics.add("realtime_queue_fallbacks_total", 1)
-            readLog(from: cursor, epoch: nil)
-            return
-        }
-        guard !messages.isEmpty else { return }
-        for m in messages {
-            switch m {
-            case let .change(e):
-                // The hub already applied the read policy for this identity.
-                guard e.seq > cursor else { continue }
-                cursor = e.seq
-                write(e.payload)
-            case let .relay(text):
-                write(text)
+        guard let context else { return }
+        var wrote = false
+        while phase == .live, context.channel.isWritable {
+            if backlogIndex == backlog.count {
+                // Drained only once the last drain was written, so a wake-up that came
+                // meanwhile is not lost: draining re-arms it.
+                let (messages, overflowed) = sub.drain()
+                backlog = messages
+                backlogIndex = 0
+                if overflowed {
+                    // The queue was dropped: continue from the durable log, then go live again.
+                    backlog = []
+                    services.routes.metrics.add("realtime_queue_fallbacks_total", 1)
+                    readLog(from: cursor, epoch: nil)
+                    break
+                }
+                if messages.isEmpty { break }
+            }
+            wrote = true
+            while backlogIndex < backlog.count, context.channel.isWritable {
+                switch backlog[backlogIndex] {
+                case let .change(e):
+                    // The hub already applied the read policy for this identity.
+                    if e.seq > cursor {
+                        cursor = e.seq
+                        write(e.payload)
+                    }
+                case let .relay(text):
+                    write(text)
+                case let .leaves(range):
+                    if let rest = writeLeaves(range, context) {
+                        backlog[backlogIndex] = .leaves(rest)
+                        continue
+                    }
+                }
+                backlogIndex += 1
             }
         }
+        guard wrote else { return }
         context.flush()
         sub.madeProgress()
+    }
+
+    /// Writes the hub's disconnect notices of `range` while the socket takes more; returns
+    /// the part not written yet (nil: all of it).
+    private func writeLeaves(_ range: ClosedRange<Int64>, _ context: ChannelHandlerContext) -> ClosedRange<Int64>? {
+        let frames = services.routes.hub.leaveFrames(range)
+        // Notices the hub no longer keeps are skipped: `frames` are the newest of the range.
+        let first = range.upperBound - Int64(frames.count) + 1
+        for (i, text) in frames.enumerated() {
+            guard context.channel.isWritable else { return (first + Int64(i))...range.upperBound }
+            write(text)
+        }
+        return nil
     }
 
     /// Reads the log from `from` in a task (`SyncStream.resume`), then goes live.
