@@ -112,6 +112,8 @@ struct HTTPFrontTests {
         try await channel.writeInbound(ByteBuffer(bytes: input))
         let deadline = ContinuousClock.now + .seconds(60)
         while seen.statuses.count < answers, ContinuousClock.now < deadline {
+            // Work queued from the loop's own thread waits for `run` (the test loop's rule).
+            await channel.testingEventLoop.run()
             if let out = try await channel.readOutbound(as: IOData.self) {
                 if case let .byteBuffer(b) = out { seen.text += String(buffer: b) }
             } else {
