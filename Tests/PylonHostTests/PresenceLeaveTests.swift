@@ -65,9 +65,10 @@ struct PresenceLeaveTests {
             try await RealtimeTests.ready(ws)
             leavers.append(ws)
         }
-        // 30 topic frames of 60 KB (1.8 MB) for the stalled peer's socket to back up on.
-        let big = String(repeating: "x", count: 60_000)
-        for i in 0..<30 { try peer.sendText(#"{"type":"topic","topic":"big","data":"\#(i)-\#(big)"}"#) }
+        // 30 topic frames of 60 and 70 KB (~2 MB; a 70 KB frame has a 64-bit length) for the
+        // stalled peer's socket to back up on.
+        func big(_ i: Int) -> String { "\(i)-" + String(repeating: "x", count: i % 2 == 0 ? 60_000 : 70_000) }
+        for i in 0..<30 { try peer.sendText(#"{"type":"topic","topic":"big","data":"\#(big(i))"}"#) }
         try await peer.waitForJSON("the last big topic frame") { $0["topic"].string == "big" && ($0["data"].string ?? "").hasPrefix("29-") }
 
         // Each leaver's last frame, then its close, all at once.
@@ -94,7 +95,11 @@ struct PresenceLeaveTests {
             }
             #expect(lasts == 30 && early.isEmpty, "\(ws.label): every last frame, each before the notices: \(lasts) last frames, notices too early: \(early)")
         }
-        #expect(stalled.jsonMessages.filter { $0["topic"].string == "big" }.count == 30, "the big frames reached the stalled peer too")
+        for ws in [peer, stalled] {
+            let bigs = ws.jsonMessages.filter { $0["topic"].string == "big" }.map { $0["data"].string ?? "" }
+            let whole = bigs == (0..<30).map(big)  // (not inside #expect: it would print 2 MB)
+            #expect(whole, "\(ws.label): every big frame, whole and in order: \(bigs.count) of 30, lengths \(bigs.map(\.count))")
+        }
 
         // Nothing more comes later: a round trip through the host, then the counts again.
         try await RealtimeTests.ready(peer)

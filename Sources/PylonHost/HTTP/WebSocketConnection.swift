@@ -194,7 +194,7 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
         }
         guard let text, let v = try? JSONParser.parse(text),
               let type = v["type"]?.stringValue, type == "presence" || type == "topic" else { return }
-        services.routes.hub.relay(JSONWriter.string(v.setting("from", from)), except: nil)
+        services.routes.hub.relay(JSONWriter.string(v.setting("from", from)))
     }
 
     // MARK: Delivery

@@ -357,11 +357,11 @@ public final class ChangeHub: @unchecked Sendable {
 
     /// Sends a presence/topic frame to every WS connection (on the fan-out queue, so it
     /// keeps its place relative to change events).
-    func relay(_ text: String, except sender: UInt64?) {
+    func relay(_ text: String) {
         lock.withLock { openLeaveFlush = nil }
         fanout.async { [self] in
             let subs = lock.withLock { Array(subscribers.values) }
-            for s in subs where s.wantsRelays && s.id != sender { s.offer(.relay(text)) }
+            for s in subs where s.wantsRelays { s.offer(.relay(text)) }
         }
     }
 

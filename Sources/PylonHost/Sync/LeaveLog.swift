@@ -3,8 +3,9 @@
 /// for all connections instead of once per connection: a connection's queue holds only the
 /// range of notices it has still to send (`HubMessage.leaves`), which grows in place while
 /// nothing else is queued behind it. When N clients leave at once, each of the others would
-/// otherwise queue up to N notices of its own: at 10,000 subscribers the host's RSS went from
-/// 124 MB held to 739 MB (bench/RESULTS.md, session 11).
+/// otherwise queue up to N notices of its own (N² in all: 924,000 were queued at once when
+/// 10,000 subscribers closed together, bench/RESULTS.md session 11), and the hub would make
+/// a pass over every subscriber per leaver instead of per fan-out tick.
 ///
 /// A ring of the newest `capacity` notices, numbered from 1. A connection that falls further
 /// behind than that misses the oldest of its range (notices are not durable, like every relay).
