@@ -24,6 +24,10 @@
 #   BENCH_KEEP_TMP    1 = keep the temp dir (server logs, databases, raw results)
 #   PYLON_SYNC_QUEUE  passed to pylon-host when set (per-connection queue; host default 4096)
 #
+# Open files: the soft limit is raised to the largest N + 4096, or as far as the hard limit
+# allows (`ulimit -Hn`; only root can raise that). When the largest N needs more than fits
+# (N + 512), the script stops before any run and says how many subscribers fit.
+#
 # Prints a markdown table and writes it to bench/out/fanout-<timestamp>.md (raw per-run
 # JSON beside it in fanout-<timestamp>/). Exits 3 when any run lost, duplicated or leaked
 # an event, failed a write, or lost a subscriber: the banner and the table say which.

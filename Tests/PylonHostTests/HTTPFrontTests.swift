@@ -20,9 +20,30 @@ struct HTTPFrontTests {
     static let maxBody = 1000
 
     /// A listener's pipeline answering every request with `METHOD PATH BODYLENGTH` (text) by
-    /// callback (`HTTPFront.Shared.immediate`), or through `router` when `routed`.
-    static func pipeline(routed: Bool = false) throws -> EmbeddedChannel {
+    /// callback (`HTTPFront.Shared.immediate`), on an `EmbeddedChannel`: nothing suspends, so
+    /// everything runs on the test's thread.
+    static func pipeline() throws -> EmbeddedChannel {
         let channel = EmbeddedChannel()
+        try addFront(to: channel.pipeline.syncOperations, routed: false)
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        return channel
+    }
+
+    /// The same pipeline answering through `router` (on a Task that prefers the channel's
+    /// loop), on an `NIOAsyncTestingChannel`: its loop runs on its own thread and takes work
+    /// from any thread, which the routed Task's jobs need (an `EmbeddedEventLoop` must only
+    /// be used from the thread that made it).
+    static func routedPipeline() async throws -> NIOAsyncTestingChannel {
+        let channel = NIOAsyncTestingChannel()
+        try await channel.testingEventLoop.executeInContext {
+            try addFront(to: channel.pipeline.syncOperations, routed: true)
+        }
+        try await channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1))
+        return channel
+    }
+
+    /// Adds the handlers every listener's pipeline has (on the channel's loop).
+    static func addFront(to sync: ChannelPipeline.SynchronousOperations, routed: Bool) throws {
         let limits = ConnectionDeadlines.Limits(header: 10_000_000_000, body: 10_000_000_000, idle: 60_000_000_000)
         let connection = ConnectionGuard(limits, serverName: "test")
         let router = Router(context: PylonRequestContext.self, options: .autoGenerateHeadEndpoints)
@@ -45,15 +66,12 @@ struct HTTPFrontTests {
         let shared = HTTPFront.Shared(responder: router.buildResponder(), logger: Logger(label: "test"), serverName: "test",
                                       maxBody: maxBody, immediate: echo)
         let decoder = ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes))
-        let sync = channel.pipeline.syncOperations
         try sync.addHandler(connection)
         try sync.addHandler(HTTPResponseEncoder())
         try sync.addHandler(decoder)
         try sync.addHandler(CodecGuard(connection, maxBody: maxBody, serverName: "test"))
         try sync.addHandler(HTTP1ToHTTPServerCodec(secure: false))
         try sync.addHandler(HTTPFront(shared))
-        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
-        return channel
     }
 
     /// What came back: the answers' status codes, their bodies, and whether the front closed.
@@ -65,8 +83,8 @@ struct HTTPFrontTests {
     }
 
     /// Feeds `pieces` one write each, letting the loop run after each, and collects the output.
-    static func exchange(_ pieces: [[UInt8]], routed: Bool = false) async throws -> Seen {
-        let channel = try pipeline(routed: routed)
+    static func exchange(_ pieces: [[UInt8]]) throws -> Seen {
+        let channel = try pipeline()
         var seen = Seen()
         func drain() throws {
             while let out = try channel.readOutbound(as: IOData.self) {
@@ -76,29 +94,35 @@ struct HTTPFrontTests {
         for piece in pieces where channel.isActive {
             // A decoder fault surfaces as a thrown error here, after CodecGuard answered it.
             _ = try? channel.writeInbound(ByteBuffer(bytes: piece))
-            try await pump(channel, routed: routed)
+            channel.embeddedEventLoop.run()
             try drain()
         }
-        try await pump(channel, routed: routed)
+        channel.embeddedEventLoop.run()
         try drain()
         seen.closed = !channel.isActive
         _ = try? channel.finish()
         return seen
     }
 
-    /// Runs the loop until the routed requests' Tasks (which prefer it) have finished. A
-    /// callback-answered exchange never suspends, so it stays on the thread that made the
-    /// EmbeddedChannel (which NIO requires); only routed ones wait for their Tasks.
-    static func pump(_ channel: EmbeddedChannel, routed: Bool = true) async throws {
-        guard routed else {
-            channel.embeddedEventLoop.run()
-            return
+    /// Feeds `input` to the routed pipeline and collects the output until `answers` answers
+    /// came back (waiting up to a generous minute for the routed Tasks).
+    static func routedExchange(_ input: [UInt8], answers: Int) async throws -> Seen {
+        let channel = try await routedPipeline()
+        var seen = Seen()
+        try await channel.writeInbound(ByteBuffer(bytes: input))
+        let deadline = ContinuousClock.now + .seconds(60)
+        while seen.statuses.count < answers, ContinuousClock.now < deadline {
+            // Work queued from the loop's own thread waits for `run` (the test loop's rule).
+            await channel.testingEventLoop.run()
+            if let out = try await channel.readOutbound(as: IOData.self) {
+                if case let .byteBuffer(b) = out { seen.text += String(buffer: b) }
+            } else {
+                try await Task.sleep(for: .milliseconds(5))
+            }
         }
-        for _ in 0..<50 {
-            channel.embeddedEventLoop.run()
-            try await Task.sleep(for: .milliseconds(1))
-        }
-        channel.embeddedEventLoop.run()
+        seen.closed = !(try await channel.testingEventLoop.executeInContext { channel.isActive })
+        _ = try? await channel.finish()
+        return seen
     }
 
     static func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
@@ -159,13 +183,13 @@ struct HTTPFrontTests {
     @Test("Each request of the table gets its answer, whole or split at every byte", arguments: 0..<table.count)
     func tableCase(_ i: Int) async throws {
         let c = Self.table[i]
-        let whole = try await Self.exchange([Self.bytes(c.input)])
+        let whole = try Self.exchange([Self.bytes(c.input)])
         Self.check(whole, c, how: "in one write")
         // Split at every byte (the large-limit cases only at a few points: they are long).
         let input = Self.bytes(c.input)
         let points = input.count <= 600 ? Array(1..<input.count) : [1, 5, input.count / 2, input.count - 1]
         for at in points {
-            let split = try await Self.exchange([Array(input[..<at]), Array(input[at...])])
+            let split = try Self.exchange([Array(input[..<at]), Array(input[at...])])
             Self.check(split, c, how: "split at byte \(at)")
         }
     }
@@ -184,7 +208,7 @@ struct HTTPFrontTests {
     func byteByByte() async throws {
         let batch = Self.get + "POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n"
             + "POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nwxyz"
-        let seen = try await Self.exchange(Self.bytes(batch).map { [$0] })
+        let seen = try Self.exchange(Self.bytes(batch).map { [$0] })
         #expect(seen.statuses == [200, 200, 200], "\(seen)")
         #expect(seen.text.contains("GET /a 0") && seen.text.contains("POST /b 2") && seen.text.contains("POST /c 4"), "\(seen)")
         let order = ["GET /a 0", "POST /b 2", "POST /c 4"].compactMap { seen.text.range(of: $0)?.lowerBound }
@@ -193,7 +217,7 @@ struct HTTPFrontTests {
 
     @Test("Every answer carries Date, Server and a Content-Length that matches its body")
     func framing() async throws {
-        let seen = try await Self.exchange([Self.bytes("POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")])
+        let seen = try Self.exchange([Self.bytes("POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")])
         let text = seen.text.lowercased()
         #expect(text.contains("date: ") && text.contains("server: test"), "\(seen)")
         #expect(text.contains("content-length: 9\r\n") && seen.text.hasSuffix("\r\n\r\nPOST /a 3"), "\(seen)")
@@ -201,8 +225,8 @@ struct HTTPFrontTests {
 
     @Test("Through the router (on a Task): a whole answer, HEAD with no body, a stream written as chunks, and 404")
     func routed() async throws {
-        let seen = try await Self.exchange([Self.bytes("GET /routed HTTP/1.1\r\nHost: x\r\n\r\n" + "HEAD /routed HTTP/1.1\r\nHost: x\r\n\r\n"
-                + "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n" + "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")], routed: true)
+        let seen = try await Self.routedExchange(Self.bytes("GET /routed HTTP/1.1\r\nHost: x\r\n\r\n" + "HEAD /routed HTTP/1.1\r\nHost: x\r\n\r\n"
+                + "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n" + "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"), answers: 4)
         #expect(seen.statuses == [200, 200, 200, 404], "\(seen)")
         let answers = seen.text.components(separatedBy: "HTTP/1.1 ").dropFirst().map { $0 }
         guard answers.count == 4 else { return }

@@ -58,7 +58,7 @@ final class CacheService: @unchecked Sendable {
         }
         let frame: JSONValue = .object([("type", "topic"), ("topic", .string(channel)), ("data", .string(message)),
                                         ("from", "pubsub")])
-        hub.relay(JSONWriter.string(frame), except: nil)
+        hub.relay(JSONWriter.string(frame))
     }
 
     /// The last `limit` messages of `channel`, oldest first.

@@ -50,6 +50,16 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
     private var reader: Task<Void, Never>?
     /// The last frame written from the log (its future completes once it left).
     private var lastLogWrite: EventLoopFuture<Void>?
+    /// Drained messages not sent yet, from `backlogIndex` on (see `deliver`).
+    private var backlog: [HubMessage] = []
+    private var backlogIndex = 0
+    /// A chunk of frames was written that the socket has not taken yet.
+    private var writing = false
+    /// `deliver` is running (a chunk taken at once calls back into it).
+    private var delivering = false
+    /// The context of NIO's frame encoder: writes through it skip the encoder, for chunks
+    /// that are frames already.
+    private var rawOut: ChannelHandlerContext?
     private var context: ChannelHandlerContext?
 
     init(services: WebSocketServices, subscriber: Subscriber, start: Start) {
@@ -64,6 +74,8 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        // (Without an encoder in the pipeline, the chunk's bytes go out from here as they are.)
+        rawOut = (try? context.pipeline.syncOperations.context(handlerType: WebSocketFrameEncoder.self)) ?? context
         let me = NIOLoopBound(self, eventLoop: context.eventLoop)
         sub.attach(ConnectionWaker(connection: me, eventLoop: context.eventLoop))
         let period = TimeAmount.seconds(Int64(services.routes.realtime.pingSeconds))
@@ -85,17 +97,13 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
         pinger?.cancel()
         closeTimer?.cancel()
         reader?.cancel()
+        backlog = []
+        rawOut = nil
         services.routes.hub.unsubscribe(sub)
         sub.detach()
-        let bye = JSONWriter.string(.object([("type", "presence"), ("event", "disconnect"), ("clientId", .int(Int64(sub.id)))]))
-        services.routes.hub.relay(bye, except: sub.id)
+        services.routes.hub.announceLeave(of: sub.id)
         self.context = nil
         context.fireChannelInactive()
-    }
-
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { deliver() }
-        context.fireChannelWritabilityChanged()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -186,36 +194,117 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
         }
         guard let text, let v = try? JSONParser.parse(text),
               let type = v["type"]?.stringValue, type == "presence" || type == "topic" else { return }
-        services.routes.hub.relay(JSONWriter.string(v.setting("from", from)), except: nil)
+        services.routes.hub.relay(JSONWriter.string(v.setting("from", from)))
     }
 
     // MARK: Delivery
 
-    /// Sends what the subscriber queued, while the socket takes more (called on the event
-    /// loop when the subscriber wakes it and when the socket becomes writable again).
+    /// Sends what the subscriber queued (called on the event loop when the subscriber wakes
+    /// it). Frames leave in chunks of about `chunkBytes`, one at a time: the next chunk is
+    /// made only once the socket took the last one (at once, usually, inside the flush). So a
+    /// connection whose client stops reading holds at most one chunk in the host; the rest
+    /// waits in its queue (a disconnect range stays one entry however long) until the queue
+    /// overflows to the log and the stall watchdog closes it. With a write per frame, every
+    /// connection could hold NIO's 64 KB write buffer plus ~100 bytes of bookkeeping per
+    /// frame: when 10,000 clients left at once and each of the others was sent their
+    /// disconnect notices, the host's RSS went from 124 to 739 MB (bench/RESULTS.md).
     fileprivate func deliver() {
-        guard phase == .live, let context, context.channel.isWritable else { return }
-        let (messages, overflowed) = sub.drain()
-        if overflowed {
-            // The queue was dropped: continue from the durable log, then go live again.
-            services.routes.metrics.add("realtime_queue_fallbacks_total", 1)
-            readLog(from: cursor, epoch: nil)
-            return
+        guard !delivering, let context, let raw = rawOut else { return }
+        delivering = true
+        defer { delivering = false }
+        let me = NIOLoopBound(self, eventLoop: context.eventLoop)
+        var wrote = false
+        while phase == .live, !writing {
+            if backlogIndex == backlog.count {
+                let (messages, overflowed) = sub.drain()
+                backlog = messages
+                backlogIndex = 0
+                if overflowed {
+                    // The queue was dropped: continue from the durable log, then go live again.
+                    backlog = []
+                    services.routes.metrics.add("realtime_queue_fallbacks_total", 1)
+                    readLog(from: cursor, epoch: nil)
+                    break
+                }
+                if messages.isEmpty { break }
+            }
+            var chunk = context.channel.allocator.buffer(capacity: 512)
+            fillChunk(&chunk)
+            // Nothing to send from what was drained (events already read from the log).
+            guard chunk.readableBytes > 0 else { continue }
+            wrote = true
+            writing = true
+            // Below NIO's frame encoder: the chunk is frames already (`appendTextFrame`).
+            raw.writeAndFlush(WebSocketFrameEncoder.wrapOutboundOut(chunk)).whenComplete { _ in me.value.chunkLeft() }
         }
-        guard !messages.isEmpty else { return }
-        for m in messages {
-            switch m {
+        if wrote { sub.madeProgress() }
+    }
+
+    /// The last chunk left (or failed: the connection is closing): send the next one.
+    private func chunkLeft() {
+        writing = false
+        deliver()
+    }
+
+    /// Encodes frames from `backlog` into `chunk` until it holds `chunkBytes` or the backlog is done.
+    private func fillChunk(_ chunk: inout ByteBuffer) {
+        while backlogIndex < backlog.count, chunk.readableBytes < Self.chunkBytes {
+            switch backlog[backlogIndex] {
             case let .change(e):
                 // The hub already applied the read policy for this identity.
-                guard e.seq > cursor else { continue }
-                cursor = e.seq
-                write(e.payload)
+                if e.seq > cursor {
+                    cursor = e.seq
+                    Self.appendTextFrame(e.payload, to: &chunk)
+                }
             case let .relay(text):
-                write(text)
+                Self.appendTextFrame(text, to: &chunk)
+            case let .leaves(range):
+                if let rest = appendLeaves(range, to: &chunk) {
+                    backlog[backlogIndex] = .leaves(rest)
+                    return
+                }
             }
+            backlogIndex += 1
         }
-        context.flush()
-        sub.madeProgress()
+        if backlogIndex == backlog.count {
+            backlog = []
+            backlogIndex = 0
+        }
+    }
+
+    /// Encodes the hub's disconnect notices of `range` until the chunk is full; returns the
+    /// part left (nil: none). Takes from the hub only about what fits in one chunk.
+    private func appendLeaves(_ range: ClosedRange<Int64>, to chunk: inout ByteBuffer) -> ClosedRange<Int64>? {
+        let part = range.lowerBound...min(range.upperBound, range.lowerBound + Int64(Self.chunkBytes / 48))
+        let frames = services.routes.hub.leaveFrames(part)
+        // Notices the hub no longer keeps are skipped: `frames` are the newest of `part`.
+        let first = part.upperBound - Int64(frames.count) + 1
+        for (i, text) in frames.enumerated() {
+            if chunk.readableBytes >= Self.chunkBytes {
+                return (first + Int64(i))...range.upperBound
+            }
+            Self.appendTextFrame(text, to: &chunk)
+        }
+        return part.upperBound < range.upperBound ? (part.upperBound + 1)...range.upperBound : nil
+    }
+
+    /// About how many bytes one write of `deliver` carries (a larger frame goes whole).
+    static let chunkBytes = 4096
+
+    /// Appends a final, unmasked text frame (RFC 6455 §5.2: a server never masks).
+    static func appendTextFrame(_ text: String, to buffer: inout ByteBuffer) {
+        let n = text.utf8.count
+        buffer.writeInteger(UInt8(0x81))  // FIN + text
+        if n < 126 {
+            buffer.writeInteger(UInt8(n))
+        } else if n <= Int(UInt16.max) {
+            buffer.writeInteger(UInt8(126))
+            buffer.writeInteger(UInt16(n))
+        } else {
+            buffer.writeInteger(UInt8(127))
+            buffer.writeInteger(UInt64(n))
+        }
+        buffer.writeString(text)
     }
 
     /// Reads the log from `from` in a task (`SyncStream.resume`), then goes live.

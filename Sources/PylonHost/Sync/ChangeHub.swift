@@ -19,6 +19,8 @@ public enum HubMessage: Sendable {
     case change(HubEvent)
     /// Presence/topic relays and other frames that are not change events (WS only).
     case relay(String)
+    /// The hub's disconnect notices in this range (`ChangeHub.leaveFrames`; WS only).
+    case leaves(ClosedRange<Int64>)
 }
 
 /// One WS or SSE connection's view of the hub. Its queue is bounded: when a consumer
@@ -99,7 +101,12 @@ public final class Subscriber: @unchecked Sendable {
                 if case let .change(e) = message { newestWhileCatchingUp = max(newestWhileCatchingUp, e.seq) }
                 return nil
             }
-            if queue.count >= limit {
+            if case let .leaves(more) = message, case let .leaves(queued)? = queue.last,
+               queued.upperBound + 1 == more.lowerBound {
+                // Leave notices that follow the last entry extend it: a burst of disconnects
+                // costs each connection one entry, not one per leaver.
+                queue[queue.count - 1] = .leaves(queued.lowerBound...more.upperBound)
+            } else if queue.count >= limit {
                 // Fall back to the log: forget the queue, remember how far the log must be read.
                 overflowedFlag = true
                 live = false
@@ -227,6 +234,11 @@ public final class ChangeHub: @unchecked Sendable {
     /// scans only when one is due.
     private var soonestExpiry: Int64 = 0
     private var nextID: UInt64 = 1
+    /// Disconnect notices, kept once for every connection (see `LeaveLog`).
+    private var leaves = LeaveLog()
+    /// The leave delivery queued on `fanout` that still takes new notices (nil: none, or
+    /// something was queued behind it since).
+    private var openLeaveFlush: LeaveFlush?
     public let queueLimit: Int
     public let maxPerAddress: Int
     let metrics: Metrics
@@ -296,6 +308,7 @@ public final class ChangeHub: @unchecked Sendable {
     /// Called by the writer after each commit with that commit's events in seq order.
     func publish(_ events: [ChangeEvent]) {
         let committed = DispatchTime.now().uptimeNanoseconds
+        lock.withLock { openLeaveFlush = nil }
         fanout.async { [self] in deliver(events, committed: committed) }
     }
 
@@ -344,11 +357,41 @@ public final class ChangeHub: @unchecked Sendable {
 
     /// Sends a presence/topic frame to every WS connection (on the fan-out queue, so it
     /// keeps its place relative to change events).
-    func relay(_ text: String, except sender: UInt64?) {
+    func relay(_ text: String) {
+        lock.withLock { openLeaveFlush = nil }
         fanout.async { [self] in
             let subs = lock.withLock { Array(subscribers.values) }
-            for s in subs where s.wantsRelays && s.id != sender { s.offer(.relay(text)) }
+            for s in subs where s.wantsRelays { s.offer(.relay(text)) }
         }
+    }
+
+    /// Tells every WS connection that connection `id` is gone (call after unsubscribing it).
+    /// Notices of a burst of disconnects are delivered together: one pass over the
+    /// subscribers per fan-out tick, one queue entry per connection (see `LeaveLog`).
+    func announceLeave(of id: UInt64) {
+        let frame = JSONWriter.string(.object([("type", "presence"), ("event", "disconnect"), ("clientId", .int(Int64(id)))]))
+        let flush: LeaveFlush? = lock.withLock {
+            let seq = leaves.append(frame)
+            if let open = openLeaveFlush {
+                open.through = seq
+                return nil
+            }
+            openLeaveFlush = LeaveFlush(seq)
+            return openLeaveFlush
+        }
+        guard let flush else { return }
+        fanout.async { [self] in
+            let (range, subs) = lock.withLock {
+                if openLeaveFlush === flush { openLeaveFlush = nil }
+                return (flush.from...flush.through, Array(subscribers.values))
+            }
+            for s in subs where s.wantsRelays { s.offer(.leaves(range)) }
+        }
+    }
+
+    /// The disconnect notices of `range` (a connection's `HubMessage.leaves`) still kept.
+    func leaveFrames(_ range: ClosedRange<Int64>) -> [String] {
+        lock.withLock { leaves.frames(range) }
     }
 
     public var connectionCount: Int { lock.withLock { subscribers.count } }

@@ -83,6 +83,8 @@ struct SyncStream: Sendable {
                     try await sink.sendChange(e.payload, seq: e.seq)
                 case let .relay(text):
                     try await sink.sendRelay(text)
+                case let .leaves(range):
+                    for text in hub.leaveFrames(range) { try await sink.sendRelay(text) }
                 }
             }
             sub.madeProgress()
