@@ -5,55 +5,6 @@ import NIOCore
 import NIOWebSocket
 import ServiceLifecycle
 
-/// The request context of every host route: the basics and the peer address (for
-/// per-address connection limits).
-public struct PylonRequestContext: RequestContext, RemoteAddressRequestContext {
-    public var coreContext: CoreRequestContextStorage
-    public let remoteAddress: SocketAddress?
-    let channel: any Channel
-
-    public init(source: ApplicationRequestContextSource) {
-        coreContext = .init(source: source)
-        remoteAddress = source.channel.remoteAddress
-        channel = source.channel
-    }
-
-    var addressKey: String { remoteAddress?.ipAddress ?? "unknown" }
-}
-
-/// Settings of the realtime transports.
-struct RealtimeConfig: Sendable {
-    var maxFrameBytes = 16 * 1024 * 1024
-    var keepaliveSeconds = 15
-    /// A subscriber that overflowed and then delivers nothing for this long is closed.
-    var stallSeconds = 5
-    /// Per-connection limit on client messages (`RelayLimiter`).
-    var relayRate = 20
-    var relayBurst = 40
-    /// A WebSocket is pinged this often; one that has not answered the previous ping is closed.
-    var pingSeconds = 30
-    /// After the host's close frame, the client has this long to answer before the socket closes.
-    var closeSeconds = 10
-}
-
-/// The caller of a WebSocket upgrade and where its stream starts (`webSocketCaller`).
-struct WebSocketCaller: Sendable {
-    let auth: AuthContext
-    let session: StreamSession?
-    let start: WebSocketConnection.Start
-}
-
-/// Ends every realtime stream when graceful shutdown begins; SSE responses and WebSocket
-/// senders would otherwise keep the server's shutdown waiting forever.
-struct RealtimeShutdown: Service {
-    let hub: ChangeHub
-
-    func run() async throws {
-        try? await gracefulShutdown()
-        hub.closeAll()
-    }
-}
-
 extension RouteContext {
     /// The token a WebSocket handshake carries: `Authorization: Bearer`, or a
     /// `Sec-WebSocket-Protocol` entry `bearer.<percent-encoded token>` (echoed back).
@@ -229,49 +180,5 @@ extension RouteContext {
                 .contentType: "text/event-stream", .cacheControl: "no-cache", .connection: "keep-alive",
             ], body: body)
         }
-    }
-}
-
-/// Holds an SSE response's body writer. Only the connection's sender task writes to it
-/// (keepalives are routed through the subscriber's wake-ups), and `finish` runs after that
-/// task ended, so no two writes ever overlap: hence the unchecked Sendable.
-final class EventStreamWriterBox: @unchecked Sendable {
-    private var writer: (any ResponseBodyWriter)?
-    init(_ writer: any ResponseBodyWriter) { self.writer = writer }
-
-    func write(_ text: String) async throws {
-        guard var w = writer else { return }
-        var buf = ByteBufferAllocator().buffer(capacity: text.utf8.count)
-        buf.writeString(text)
-        try await w.write(buf)
-        writer = w
-    }
-
-    func finish() async throws {
-        guard let w = writer else { return }
-        writer = nil
-        try await w.finish(nil)
-    }
-}
-
-/// Frames to an SSE response: `id: <seq>` + `data: <event>` per change, `: keepalive`
-/// comments, and `event: resync` before closing.
-struct EventStreamSink: SyncSink {
-    let writer: EventStreamWriterBox
-
-    func write(_ text: String) async throws { try await writer.write(text) }
-    func finish() async throws { try await writer.finish() }
-    func sendChange(_ payload: String, seq: Int64) async throws { try await write("id: \(seq)\ndata: \(payload)\n\n") }
-    func sendRelay(_ payload: String) async throws {}
-    func flush() async throws {}
-    func sendKeepalive() async throws { try await write(": keepalive\n\n") }
-    func sendResyncAndClose(_ error: HostError) async throws {
-        try await write("event: resync\ndata: \(JSONWriter.string(error.body))\n\n")
-        try await finish()
-    }
-    /// `event: session_ended` with a SESSION_REVOKED error body; the route then ends the stream.
-    func sendSessionEnded() async throws {
-        let e = HostError(status: 401, code: "SESSION_REVOKED", message: "the session of this stream was revoked or expired; sign in again")
-        try await write("event: session_ended\ndata: \(JSONWriter.string(e.body))\n\n")
     }
 }
