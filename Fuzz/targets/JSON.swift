@@ -1,7 +1,7 @@
 @testable import PylonHost
 
 /// libFuzzer target: `JSONParser.parse` and `JSONParser.validate`
-/// (Sources/PylonHost/JSON/JSONParser.swift) on arbitrary bytes. Besides crashes and hangs,
+/// (Sources/PylonJSON/JSONParser.swift) on arbitrary bytes. Besides crashes and hangs,
 /// a finding is any disagreement: `validate` must accept exactly what `parse` accepts and
 /// fail with the same error, and what `parse` builds must come back unchanged through
 /// `JSONWriter` and `parse` again.
