@@ -3,7 +3,7 @@ import PylonPluginABI
 import PylonPluginKit
 import Testing
 
-@Suite("StoreD1 units: statement kinds, JSON, D1 responses, config")
+@Suite("StoreD1 units: statement kinds, D1 responses, config")
 struct D1UnitTests {
     @Test("Statements are classified by their first words, comments and case ignored")
     func statementKinds() {
