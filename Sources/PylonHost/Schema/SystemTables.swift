@@ -38,6 +38,8 @@ struct SystemTable: Sendable {
     let indexes: [Index]
 
     init(_ name: String, _ columns: [Column], primaryKey: [String], indexes: [Index] = []) {
+        assert(primaryKey.allSatisfy { key in columns.contains { $0.name == key && !$0.optional } }, "\(name): a key column is missing or optional")
+        assert(columns.allSatisfy { $0.type != .serial || primaryKey == [$0.name] }, "\(name): a serial column must be the whole key")
         self.name = name
         self.columns = columns
         self.primaryKey = primaryKey
