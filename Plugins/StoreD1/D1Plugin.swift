@@ -32,7 +32,8 @@ nonisolated(unsafe) private let descriptor = makeDescriptor(
 
 nonisolated(unsafe) private let storeTable = makeStoreTable(
     flags: PYLON_STORE_FLAG_COMPLETES_INLINE | PYLON_STORE_FLAG_DEFERRED_WRITES, dialect: "sqlite", maxReaders: 4,
-    open: d1Open, close: d1Close, execute: d1Execute, transaction: d1Transaction, describe: d1Describe)
+    open: d1Open, close: d1Close, execute: d1Execute, transaction: d1Transaction, describe: d1Describe,
+    backup: d1Backup, restore: d1Restore)
 
 /// The one exported symbol.
 @_cdecl("pylon_plugin_entry")

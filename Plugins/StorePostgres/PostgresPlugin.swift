@@ -73,7 +73,8 @@ nonisolated(unsafe) private let descriptor = makeDescriptor(
 nonisolated(unsafe) private let storeTable = makeStoreTable(
     flags: PYLON_STORE_FLAG_COMPLETES_INLINE | PYLON_STORE_FLAG_CONCURRENT_WRITERS, dialect: "postgres", maxReaders: 4,
     open: pgOpen, close: pgClose, execute: pgExecute, transaction: pgTransaction,
-    waitNotify: pgWaitNotify, describe: pgDescribe, executeBatch: pgExecuteBatch, commitBatch: pgCommitBatch)
+    waitNotify: pgWaitNotify, describe: pgDescribe, executeBatch: pgExecuteBatch, commitBatch: pgCommitBatch,
+    backup: pgBackup, restore: pgRestore)
 
 /// The one exported symbol. Cheap and side-effect free apart from building the static
 /// descriptor on first call.

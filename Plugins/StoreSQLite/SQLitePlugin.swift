@@ -82,7 +82,8 @@ nonisolated(unsafe) private let descriptor = makeDescriptor(
 
 nonisolated(unsafe) private let storeTable = makeStoreTable(
     flags: PYLON_STORE_FLAG_COMPLETES_INLINE | PYLON_STORE_FLAG_LOCAL_READS, dialect: "sqlite", maxReaders: 4,
-    open: sqliteOpen, close: sqliteClose, execute: sqliteExecute, transaction: sqliteTransaction)
+    open: sqliteOpen, close: sqliteClose, execute: sqliteExecute, transaction: sqliteTransaction,
+    backup: sqliteBackup, restore: sqliteRestore)
 
 /// The one exported symbol. Cheap and side-effect free apart from building the static
 /// descriptor on first call.

@@ -35,17 +35,9 @@ public final class Host: Sendable {
             throw HostError(status: 500, code: error.code, message: "\(config.manifestPath): \(error.path): \(error.message)")
         }
         let metrics = Metrics()
-        let services = HostServices(logger: logger, metrics: metrics)
-        let scan = PluginLoader.scan(directory: config.pluginsDir)
-        for p in scan.loaded {
-            logger.info("plugin \(p.id) \(p.version) loaded from \(p.fileName) (ABI \(p.abiMajor).\(p.abiMinor); \(p.capabilities.joined(separator: ", ")))")
-            for w in p.warnings { logger.warning("plugin \(p.fileName): \(w)") }
-        }
-        for r in scan.refused { logger.error("plugin \(r.description)") }
-        let registry = PluginRegistry(scan: scan, services: services)
-        var overrides: [String: [(String, JSONValue)]] = [:]
-        let storePath = config.dbPath ?? manifest.plugins["store"]?.config["path"]?.stringValue ?? "pylon.db"
-        overrides["store"] = [("path", .string(storePath))]
+        let registry = StoreSelection.loadPlugins(config, logger: logger, metrics: metrics)
+        let storePath = StoreSelection.path(config, manifest)
+        var overrides = StoreSelection.overrides(storePath)
         // Functions live next to the manifest unless the manifest says otherwise.
         let manifestDir = URL(fileURLWithPath: config.manifestPath).deletingLastPathComponent()
         let fnDir = manifest.plugins["functions"]?.config["dir"]?.stringValue ?? "functions"
@@ -62,25 +54,8 @@ public final class Host: Sendable {
         let lines = try registry.activate(selections: manifest.plugins, overrides: overrides)
         for l in lines { logger.info("capability \(l)") }
 
-        guard let served = registry.served[PYLON_CAP_STORE] else {
-            throw HostError(status: 500, code: "STORE_UNAVAILABLE",
-                            message: "no store plugin in \(config.pluginsDir): put libPylonStoreSQLite.so there (make build copies it) or pass --plugins with the right folder")
-        }
-        let table = StoreTable.normalized(served.table)
-        guard table.pointee.open != nil, table.pointee.close != nil, table.pointee.execute != nil,
-              table.pointee.transaction != nil, table.pointee.dialect != nil else {
-            throw HostError(status: 500, code: "PLUGIN_INTERFACE_INCOMPLETE",
-                            message: "store plugin \(served.plugin.id) (\(served.plugin.fileName)) left open, close, execute, transaction or dialect NULL; the plugin is broken")
-        }
-        let dialectName = table.pointee.dialect.map { String(cString: $0) } ?? ""
-        let dialect: SQLDialect
-        switch dialectName {
-        case "sqlite": dialect = SQLiteDialect()
-        case "postgres": dialect = PostgresDialect()
-        default:
-            throw HostError(status: 500, code: "STORE_DIALECT_UNSUPPORTED",
-                            message: "store plugin \(served.plugin.id) declares dialect \"\(dialectName)\"; this host generates SQL for: sqlite, postgres")
-        }
+        let selection = try StoreSelection(registry, pluginsDir: config.pluginsDir)
+        let (served, table, dialect) = (selection.served, selection.table, selection.dialect)
         let writer = try open(table, served.instance, PYLON_STORE_OPEN_WRITE, served.plugin, metrics)
         let migrations: [String]
         let epoch: String
@@ -167,7 +142,7 @@ public final class Host: Sendable {
             logger.info("cache: \(c.plugin.id), RESP \(port == 0 ? "listener off" : "on port \(port)"); HTTP /api/cache and /api/pubsub (admin)")
             cache = service
         }
-        let location = StoreTable.describe(table, served.instance) ?? storePath
+        let location = selection.location(fallback: storePath)
         logger.info("store: \(served.plugin.id) at \(location), dialect \(dialect.name), \(readerCount) readers, epoch \(epoch)")
         for e in policies.unprotectedEntities {
             logger.warning("entity \(e) has no policy: \(config.dev ? "open to everyone (--dev)" : "admin-only until a policy names it")")

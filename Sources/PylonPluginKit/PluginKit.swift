@@ -149,9 +149,16 @@ public func openConnection<I: AnyObject, C: AnyObject>(
 public typealias StoreBatchFn = @convention(c) (OpaquePointer?, UnsafePointer<pylon_statement>?, Int, UnsafePointer<pylon_row_sink>?,
                                                pylon_store_done_fn?, UnsafeMutableRawPointer?) -> Void
 
+/// The shape of `backup` (ABI 1.8).
+public typealias StoreBackupFn = @convention(c) (OpaquePointer?, UnsafePointer<CChar>?, UnsafeMutablePointer<pylon_error>?) -> pylon_status
+
+/// The shape of `restore` (ABI 1.8).
+public typealias StoreRestoreFn = @convention(c) (OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, Int,
+                                                  UnsafeMutablePointer<pylon_error>?) -> pylon_status
+
 /// Builds a static `pylon.store/1` table (the host reads it for the life of the process).
 /// `waitNotify` and `describe` are the optional ABI 1.1 slots, `executeBatch` the 1.3 one,
-/// `commitBatch` the 1.5 one.
+/// `commitBatch` the 1.5 one, `backup` and `restore` the 1.8 ones.
 public func makeStoreTable(
     flags: UInt32, dialect: String, maxReaders: UInt32,
     open: @escaping @convention(c) (OpaquePointer?, Int32, UnsafeMutablePointer<OpaquePointer?>?,
@@ -163,7 +170,9 @@ public func makeStoreTable(
     waitNotify: (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?, Int32, UnsafeMutablePointer<pylon_error>?) -> pylon_status)? = nil,
     describe: (@convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>?, Int) -> Int)? = nil,
     executeBatch: StoreBatchFn? = nil,
-    commitBatch: StoreBatchFn? = nil
+    commitBatch: StoreBatchFn? = nil,
+    backup: StoreBackupFn? = nil,
+    restore: StoreRestoreFn? = nil
 ) -> UnsafeMutablePointer<pylon_store_v1> {
     let t = UnsafeMutablePointer<pylon_store_v1>.allocate(capacity: 1)
     t.initialize(to: pylon_store_v1())
@@ -179,6 +188,8 @@ public func makeStoreTable(
     t.pointee.describe = describe
     t.pointee.execute_batch = executeBatch
     t.pointee.commit_batch = commitBatch
+    t.pointee.backup = backup
+    t.pointee.restore = restore
     return t
 }
 
@@ -255,5 +266,67 @@ public struct HostEventLoops: @unchecked Sendable {
     /// Gives a `watch` handle back, exactly once.
     public func unwatch(_ handle: UnsafeMutableRawPointer) {
         host.pointee.unwatch_fd(host.pointee.host_ctx, handle)
+    }
+}
+
+/// A whole typical `backup` slot (ABI 1.8): checks the arguments, lets `body` back the
+/// instance (`I`) up into the path, and reports its failure through `err`.
+public func backupCall<I: AnyObject>(
+    _ instance: OpaquePointer?, _ path: UnsafePointer<CChar>?, _ err: UnsafeMutablePointer<pylon_error>?, as _: I.Type,
+    _ body: (I, _ path: String) -> StoreFailure?
+) -> pylon_status {
+    guard let instance, let path else {
+        fillError(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "backup called without instance or path")
+        return PYLON_ERR_INVALID_ARGUMENT
+    }
+    return outcome(body(Handle.borrow(instance, as: I.self), String(cString: path)), err)
+}
+
+/// A whole typical `restore` slot (ABI 1.8): checks the arguments, copies the host's SQL and
+/// lets `body` restore the instance (`I`) from the path.
+public func restoreCall<I: AnyObject>(
+    _ instance: OpaquePointer?, _ path: UnsafePointer<CChar>?, _ sql: UnsafePointer<CChar>?, _ sqlLen: Int,
+    _ err: UnsafeMutablePointer<pylon_error>?, as _: I.Type, _ body: (I, _ path: String, _ afterSQL: String) -> StoreFailure?
+) -> pylon_status {
+    guard let instance, let path else {
+        fillError(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "restore called without instance or path")
+        return PYLON_ERR_INVALID_ARGUMENT
+    }
+    let after = sql.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: sqlLen), as: UTF8.self) } ?? ""
+    return outcome(body(Handle.borrow(instance, as: I.self), String(cString: path), after), err)
+}
+
+private func outcome(_ failure: StoreFailure?, _ err: UnsafeMutablePointer<pylon_error>?) -> pylon_status {
+    guard let failure else { return PYLON_OK }
+    fillError(err, failure.status, failure.code, failure.message)
+    return failure.status
+}
+
+/// Files a backup or restore writes: in place only when complete.
+public enum BackupFiles {
+    /// A fresh name in the folder of `path` (so the final rename stays on one file system).
+    public static func partialPath(for path: String) -> String {
+        let (dir, file) = split(path)
+        return "\(dir)/.\(file).partial-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    }
+
+    /// Renames `from` over `to` and syncs the folder, so the rename survives a crash.
+    public static func moveIntoPlace(_ from: String, _ to: String, what: String) -> StoreFailure? {
+        guard rename(from, to) == 0 else {
+            return StoreFailure(PYLON_ERR_IO, "IO_ERROR", "cannot move the \(what) into place at \(to): \(String(cString: strerror(errno)))")
+        }
+        let fd = open(split(to).folder, O_RDONLY | O_CLOEXEC)
+        if fd >= 0 {
+            fsync(fd)
+            close(fd)
+        }
+        return nil
+    }
+
+    /// The folder ("." when none is given) and the file name of `path`.
+    private static func split(_ path: String) -> (folder: String, file: String) {
+        guard let slash = path.lastIndex(of: "/") else { return (".", path) }
+        let folder = String(path[..<slash])
+        return (folder.isEmpty ? "/" : folder, String(path[path.index(after: slash)...]))
     }
 }

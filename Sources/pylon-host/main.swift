@@ -12,24 +12,22 @@ import NIOCore
 import NIOPosix
 import PylonHost
 
-/// `pylon-host [serve] | plugins | check` — thin CLI over the PylonHost library.
+/// `pylon-host [serve] | plugins | check | backup | restore` — thin CLI over the PylonHost library.
 struct PylonHostCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pylon-host",
         abstract: "A realtime backend host that loads its storage, auth, functions and cache as plugins.",
         version: PylonVersion.string,
-        subcommands: [Serve.self, Plugins.self, Check.self],
+        subcommands: [Serve.self, Plugins.self, Check.self, Backup.self, Restore.self],
         defaultSubcommand: Serve.self)
 }
 
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Serve the app (default).")
 
-    @Option(help: "Folder of plugin .so files (env PYLON_PLUGINS_DIR).") var plugins: String?
-    @Option(help: "Path to pylon.manifest.json.") var manifest: String = "pylon.manifest.json"
+    @OptionGroup var store: StoreOptions
     @Option(help: "HTTP port (env PYLON_PORT, default 4321).") var port: Int?
     @Option(help: "Address to bind (default 127.0.0.1).") var host: String?
-    @Option(help: "SQLite database file (env PYLON_DB_PATH).") var db: String?
     @Flag(help: "Development mode (env PYLON_DEV_MODE=1).") var dev = false
     @Flag(help: "Do not open Pylon's extra WS (port+1) and SSE (port+2) listeners.") var noCompatPorts = false
 
@@ -38,27 +36,73 @@ struct Serve: ParsableCommand {
         // Referenced so the linker keeps libjemalloc, which then serves every malloc.
         _ = mallctl
         #endif
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) } ?? .info
-            return h
-        }
-        let logger = Logger(label: "pylon")
-        do {
-            var config = try HostConfig.fromEnvironment()
-            if let plugins { config.pluginsDir = plugins }
-            config.manifestPath = manifest
+        try reportingHostErrors { logger in
+            var config = try store.config()
             if let port { config.port = port }
             if let host { config.bindHost = host }
-            if let db { config.dbPath = db }
             if dev { config.dev = true }
             if noCompatPorts { config.compatPorts = false }
             let h = try Host.start(config, logger: logger)
             try blockOn { try await h.run() }
-        } catch let e as HostError {
-            FileHandle.standardError.write(Data("pylon-host: error: \(e.code): \(e.message)\n".utf8))
-            throw ExitCode(2)
         }
+    }
+}
+
+/// The options that find the app's store, shared by `serve`, `backup` and `restore`.
+struct StoreOptions: ParsableArguments {
+    @Option(help: "Folder of plugin .so files (env PYLON_PLUGINS_DIR).") var plugins: String?
+    @Option(help: "Path to pylon.manifest.json.") var manifest: String = "pylon.manifest.json"
+    @Option(help: "SQLite database file (env PYLON_DB_PATH).") var db: String?
+
+    /// The environment's settings with these options applied.
+    func config() throws -> HostConfig {
+        var config = try HostConfig.fromEnvironment()
+        if let plugins { config.pluginsDir = plugins }
+        config.manifestPath = manifest
+        if let db { config.dbPath = db }
+        return config
+    }
+}
+
+struct Backup: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a consistent backup of the app's database to a file, while hosts keep serving it.",
+        discussion: "SQLite: SQLite's online backup API (the file is an SQLite database). Postgres: pg_dump --format=custom (pg_dump must be on PATH). D1: not supported (use wrangler d1 export).")
+
+    @OptionGroup var store: StoreOptions
+    @Option(help: "The backup file to write (replaced if it exists).") var to: String
+
+    func run() throws {
+        try reportingHostErrors { logger in print(try StoreBackup.backup(try store.config(), to: to, logger: logger)) }
+    }
+}
+
+struct Restore: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Replace the app's database with a backup made by `pylon-host backup`; stop every host using it first.",
+        discussion: "All or nothing: a missing, damaged or foreign file leaves the database unchanged. The restored database gets a new change-log epoch, so clients resync.")
+
+    @OptionGroup var store: StoreOptions
+    @Option(help: "The backup file to restore.") var from: String
+
+    func run() throws {
+        try reportingHostErrors { logger in print(try StoreBackup.restore(try store.config(), from: from, logger: logger)) }
+    }
+}
+
+/// Sets up logging to stderr (level from LOG_LEVEL), runs `body` and turns a `HostError` into
+/// one line on stderr and exit status 2.
+func reportingHostErrors(_ body: (Logger) throws -> Void) throws {
+    LoggingSystem.bootstrap { label in
+        var h = StreamLogHandler.standardError(label: label)
+        h.logLevel = ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) } ?? .info
+        return h
+    }
+    do {
+        try body(Logger(label: "pylon"))
+    } catch let e as HostError {
+        FileHandle.standardError.write(Data("pylon-host: error: \(e.code): \(e.message)\n".utf8))
+        throw ExitCode(2)
     }
 }
 

@@ -80,6 +80,21 @@ struct ABIEvolutionTests {
         #expect(log.contains("store: test.store.minor0 at \(host.dbPath)"), "falls back to the path:\n\(log)")
     }
 
+    @Test("pylon-host backup / restore with a store built before ABI 1.8 (no backup slots within struct_size) say the plugin does not support backup")
+    func olderMinorHasNoBackup() async throws {
+        let host = try await Self.host("FIXTURE_MINOR0", use: "minor0")
+        defer { TestPaths.removeTempDir(host.directory) }
+        let file = host.directory.appendingPathComponent("backup.db").path
+        for (verb, option) in [("backup", "--to"), ("restore", "--from")] {
+            let r = try await TestCommand.run(TestPaths.hostBinary, [verb, "--plugins", host.pluginsDir, "--manifest", host.manifestPath,
+                                                                     "--db", host.dbPath, option, file])
+            #expect(r.status == 2, "\(verb): \(r.stderr)")
+            #expect(r.stderr.contains("STORE_BACKUP_UNSUPPORTED") && r.stderr.contains("this store plugin does not support backup"),
+                    "\(verb): \(r.stderr)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: file))
+    }
+
     @Test("A store table smaller than ABI 1.0 stops the host with a message naming the plugin")
     func tooSmallTableRefused() async throws {
         let host = try await Self.host("FIXTURE_TABLE_SIZE=8", use: "small")

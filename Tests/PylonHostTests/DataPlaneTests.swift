@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import PylonHost
 
 /// Black-box tests of the data plane (pylon-core.md §2, §3, §6.1): each test starts the
 /// real release `pylon-host` on its own database and port and talks HTTP to it, once per
@@ -499,6 +500,16 @@ struct DataPlaneTests {
         let limited = try await host.request("POST", "/api/query", json: #"{"Todo": {"limit": 2}}"#)
         #expect(limited.status == 200, "\(limited.body)")
         #expect(limited.json["Todo"].items.count == 2, "\(limited.body)")
+        // The smaller of `limit` and the filter's own `$limit`; a bad `$limit` is still refused.
+        let both = try await host.request("POST", "/api/query", json: #"{"Todo": {"where": {"$limit": 1}, "limit": 2}}"#)
+        #expect(both.json["Todo"].items.count == 1, "\(both.body)")
+        let bad = try await host.request("POST", "/api/query", json: #"{"Todo": {"where": {"$limit": "x"}, "limit": 2}}"#)
+        #expect(bad.status == 400 && bad.json.errorCode == "INVALID_QUERY", "\(bad.body)")
+        // The limit is the store's `$limit`, not a cut of every row read.
+        #expect(DataService.limited(nil, 3) == .object([("$limit", .int(3))]))
+        #expect(DataService.limited(.object([("done", .bool(true)), ("$limit", .int(9))]), 3)
+                == .object([("done", .bool(true)), ("$limit", .int(3))]))
+        #expect(DataService.limited(.object([("done", .bool(true))]), nil) == .object([("done", .bool(true))]))
 
         let unknown = try await host.request("POST", "/api/query", json: #"{"Nope": {}}"#)
         #expect(unknown.status == 400, "\(unknown.body)")

@@ -229,6 +229,23 @@ struct MetricsUnitTests {
         #expect(json["counters"]?["metrics_refused_total"] == .int(55))
     }
 
+    @Test("Timer observations from many threads, batched per thread, all reach the histogram by the next scrape")
+    func batchedTimers() {
+        let m = Metrics()
+        let threads = 8, each = TimerBatches.capacity * 3 + 17  // full batches and a partial one
+        DispatchQueue.concurrentPerform(iterations: threads) { _ in
+            for i in 0..<each { m.commitDuration.recordNanoseconds(Int64(1_000 + i)) }
+        }
+        let text = String(decoding: m.prometheusText(), as: UTF8.self)
+        let count = text.split(separator: "\n").first { $0.hasPrefix("pylon_write_commit_duration_seconds_count") }
+        #expect(count.map(String.init) == "pylon_write_commit_duration_seconds_count \(threads * each)")
+        // Every observation (1 to ~1.8 µs) is within the first bucket (100 µs).
+        #expect(text.contains("pylon_write_commit_duration_seconds_bucket{le=\"0.0001\"} \(threads * each)"))
+        // A second scrape adds nothing.
+        let again = String(decoding: m.prometheusText(), as: UTF8.self)
+        #expect(again.contains("pylon_write_commit_duration_seconds_count \(threads * each)\n"))
+    }
+
     @Test("Label values with quotes, backslashes and newlines round-trip through the text format")
     func labelEscapes() throws {
         let s = try #require(MetricsJSON.sample(#"x_total{a="q\"b\\c\nd",b="}"} 42"#))

@@ -434,7 +434,8 @@ static const pylon_store_v1 exec_store_table = {
     .transaction = exec_transaction,
     .describe = exec_describe,
     /* wait_notify: optional; one SQLite file has one host, which needs no signals.
-     * execute_batch, commit_batch: optional; statements to a local file need no round trips saved. */
+     * execute_batch, commit_batch: optional; statements to a local file need no round trips saved.
+     * backup, restore (ABI 1.8): optional; without them `pylon-host backup` says this store has none. */
 };
 
 static const void *exec_get_interface(pylon_instance *instance, const char *capability_id) {

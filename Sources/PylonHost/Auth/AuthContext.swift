@@ -22,10 +22,3 @@ public struct AuthContext: Sendable, Hashable {
         return .object(o)
     }
 }
-
-extension AuthContext {
-    /// A signed-in session's caller (never admin; no roles).
-    init(_ s: SessionStore.Session) {
-        self.init(userID: s.userID, isAdmin: false, isGuest: s.isGuest, roles: [], tenantID: s.tenantID)
-    }
-}

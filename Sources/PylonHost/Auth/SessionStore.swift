@@ -1,5 +1,7 @@
+import Atomics
 import Crypto
 import Foundation
+import NIOConcurrencyHelpers
 
 /// Sessions in the app database (`_pylon_sessions`). Tokens are `pylon_` + 64 hex chars
 /// (32 CSPRNG bytes); only their SHA-256 is stored, so a leaked database does not leak
@@ -11,11 +13,14 @@ public final class SessionStore: @unchecked Sendable {
     let store: StoreThreads
     let dialect: SQLDialect
     let lifetime: Int64
-    private var cache: [String: (session: Session, cachedAt: Int64)] = [:]
-    /// Bumped by every `forget`: a lookup that read the database before a revocation was
-    /// processed must not put its (stale) answer in the cache after it.
-    private var generationCounter: UInt64 = 0
-    private let lock = NSLock()
+    /// The cache of resolved sessions, in 16 stripes by the token hash's first hex digit,
+    /// each with its own lock: every authenticated request reads it, and one lock would be
+    /// shared by all of them.
+    private let stripes = (0..<16).map { _ in CacheStripe() }
+    /// Bumped by every `forget` before it drops anything: a lookup that read the database
+    /// before a revocation was processed must not put its (stale) answer in the cache after it.
+    private let generationCounter = ManagedAtomic<UInt64>(0)
+    static let cacheLimit = 100_000
     static let cacheSeconds: Int64 = 30
     /// Told the token hashes this host revoked, after commit (set by the host: ends the
     /// streams those sessions authenticated without waiting for the watcher's next poll).
@@ -80,7 +85,7 @@ public final class SessionStore: @unchecked Sendable {
     }
 
     /// Changes with every `forget`; see `generationCounter`.
-    var generation: UInt64 { lock.withLock { generationCounter } }
+    var generation: UInt64 { generationCounter.load(ordering: .sequentiallyConsistent) }
 
     /// `resolve` without waiting, when its answer is cached: `.some(session)`, `.some(nil)`
     /// (expired), or nil when the store must be asked (then `resolve`).
@@ -93,32 +98,39 @@ public final class SessionStore: @unchecked Sendable {
         return .some(hit.session.expiresAt != 0 && now >= hit.session.expiresAt ? nil : hit.session)
     }
 
+    private func stripe(_ hash: String) -> CacheStripe {
+        let c = hash.utf8.first ?? 0  // a lowercase hex digit
+        return stripes[Int(c <= UInt8(ascii: "9") ? c &- UInt8(ascii: "0") : c &- UInt8(ascii: "a") &+ 10) & 15]
+    }
+
     private func cached(_ hash: String) -> (session: Session, cachedAt: Int64)? {
-        lock.withLock { cache[hash] }
+        let st = stripe(hash)
+        return st.lock.withLock { st.cache[hash] }
     }
 
     private func remember(_ hash: String, _ s: Session, _ now: Int64, ifGeneration read: UInt64) {
-        lock.withLock {
-            guard generationCounter == read else { return }
-            if cache.count > 100_000 { cache.removeAll() }
-            cache[hash] = (s, now)
+        let st = stripe(hash)
+        st.lock.withLock {
+            // Under the stripe's lock, which `forget` takes after bumping the generation.
+            guard generation == read else { return }
+            if st.cache.count > Self.cacheLimit / stripes.count { st.cache.removeAll() }
+            st.cache[hash] = (s, now)
         }
     }
 
     /// Drops these sessions from the cache (their rows changed or are gone).
     func forget(_ hashes: some Sequence<String>) {
-        lock.withLock {
-            generationCounter &+= 1
-            for h in hashes { cache.removeValue(forKey: h) }
+        generationCounter.wrappingIncrement(ordering: .sequentiallyConsistent)
+        for h in hashes {
+            let st = stripe(h)
+            _ = st.lock.withLock { st.cache.removeValue(forKey: h) }
         }
     }
 
     /// Drops every cached session (the watcher lost track of the change log for a while).
     func forgetAll() {
-        lock.withLock {
-            generationCounter &+= 1
-            cache.removeAll()
-        }
+        generationCounter.wrappingIncrement(ordering: .sequentiallyConsistent)
+        for st in stripes { st.lock.withLock { st.cache.removeAll() } }
     }
 
     /// Revokes `token`. Returns whether a session existed.
@@ -193,5 +205,18 @@ public final class SessionStore: @unchecked Sendable {
             }
         }
         return out
+    }
+}
+
+/// One stripe of `SessionStore`'s cache; `cache` is touched only under `lock`.
+private final class CacheStripe: @unchecked Sendable {
+    let lock = NIOLock()
+    var cache: [String: (session: SessionStore.Session, cachedAt: Int64)] = [:]
+}
+
+extension AuthContext {
+    /// A signed-in session's caller (never admin; no roles).
+    init(_ s: SessionStore.Session) {
+        self.init(userID: s.userID, isAdmin: false, isGuest: s.isGuest, roles: [], tenantID: s.tenantID)
     }
 }

@@ -93,7 +93,7 @@ final class CacheService: @unchecked Sendable {
                 guard status == PYLON_OK, let reply else {
                     var message = "status \(status)"
                     if let err {
-                        message = withUnsafeBytes(of: err.pointee.message) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+                        message = boundedCString(err.pointee.message)
                     }
                     p.continuation.resume(returning: .failure(HostError(status: 503, code: "CACHE_UNAVAILABLE", message: "the cache plugin failed: \(message)")))
                     return

@@ -13,13 +13,14 @@ import Prometheus
 /// Hot paths never take a lock shared by every request: counters are atomics
 /// (swift-prometheus), and their handles are made once and kept — the named series below
 /// at init, request and function series on first use through lock-free lazy references
-/// (`RequestMetrics`, `FunctionMetrics`). A histogram locks only its own series.
+/// (`RequestMetrics`, `FunctionMetrics`). Timers record into a per-thread batch that
+/// reaches the histograms when full or scraped (`HostMetricsFactory`).
 ///
 /// Every Prometheus name is the JSON name with `pylon_` in front.
 public final class Metrics: Sendable {
     static let prefix = "pylon_"
     let registry: PrometheusCollectorRegistry
-    let factory: PrometheusMetricsFactory
+    let factory: HostMetricsFactory
     let startedAt = Date()
 
     /// Counters the host adds to by name (`add`): made at init, so `add` finds them
@@ -51,9 +52,10 @@ public final class Metrics: Sendable {
     public init() {
         let registry = PrometheusCollectorRegistry()
         self.registry = registry
-        var f = PrometheusMetricsFactory(registry: registry)
-        f.defaultDurationHistogramBuckets = Self.durationBuckets
-        f.valueHistogramBuckets = [Self.prefix + "write_batch_jobs": [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]]
+        var prometheus = PrometheusMetricsFactory(registry: registry)
+        prometheus.defaultDurationHistogramBuckets = Self.durationBuckets
+        prometheus.valueHistogramBuckets = [Self.prefix + "write_batch_jobs": [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]]
+        let f = HostMetricsFactory(prometheus: prometheus, batches: TimerBatches())
         factory = f
         var named: [String: NamedSeries] = [:]
         for n in Self.hostCounters { named[n] = .counter(CoreMetrics.Counter(label: Self.prefix + n, factory: f)) }
@@ -107,6 +109,7 @@ public final class Metrics: Sendable {
     func prometheusText() -> [UInt8] {
         uptime.set(Date().timeIntervalSince(startedAt))
         collectors.run(self)
+        factory.batches.drain()
         return registry.emitToBuffer()
     }
 
@@ -136,11 +139,11 @@ final class DynamicSeries: @unchecked Sendable {
     static let limit = 256
     private let lock = NSLock()
     private var series: [String: NamedSeries] = [:]
-    private let factory: PrometheusMetricsFactory
+    private let factory: HostMetricsFactory
     private let reserved: Set<String>
     private let refused: CoreMetrics.Counter
 
-    init(factory: PrometheusMetricsFactory, reserved: Set<String>) {
+    init(factory: HostMetricsFactory, reserved: Set<String>) {
         self.factory = factory
         self.reserved = reserved
         refused = CoreMetrics.Counter(label: Metrics.prefix + "metrics_refused_total", factory: factory)
@@ -195,7 +198,7 @@ struct PluginCallCounters: Sendable {
     let fnDescribe, fnStartCall: CoreMetrics.Counter
     let cacheCommand: CoreMetrics.Counter
 
-    init(factory: PrometheusMetricsFactory) {
+    init(factory: HostMetricsFactory) {
         func counter(_ capability: String, _ call: String) -> CoreMetrics.Counter {
             CoreMetrics.Counter(label: Metrics.prefix + "plugin_calls_total",
                                 dimensions: [("capability", capability), ("call", call)], factory: factory)

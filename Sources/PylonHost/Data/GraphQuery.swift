@@ -36,8 +36,7 @@ extension DataService {
             if let inc = q["include"], !inc.isNull, inc.objectValue == nil {
                 throw HostError.badRequest("INVALID_QUERY", "\(entity).include in a graph query must be an object of relation names")
             }
-            var rows = try readableQuery(entity, filter: q["where"], auth: auth, on: conn)
-            if let limit = q["limit"]?.intValue, limit >= 0, rows.count > Int(limit) { rows = Array(rows.prefix(Int(limit))) }
+            var rows = try readableQuery(entity, filter: Self.limited(q["where"], q["limit"]?.intValue), auth: auth, on: conn)
             for (relName, _) in q["include"]?.objectValue ?? [] {
                 guard let rel = codec.entity.relations.first(where: { $0.name == relName }) else { continue }
                 for i in rows.indices {
@@ -54,6 +53,24 @@ extension DataService {
             out.append((entity, .array(rows)))
         }
         return .object(out)
+    }
+
+    /// `where` with the query's `limit` as its `$limit` (the smaller one when it has its
+    /// own), so the store reads no more rows than are answered: truncating afterwards read
+    /// the whole table for `{"E": {"limit": 1}}`.
+    static func limited(_ filter: JSONValue?, _ limit: Int64?) -> JSONValue? {
+        guard let limit else { return filter }
+        switch filter {
+        case nil, .null?:
+            return .object([("$limit", .int(limit))])
+        case let .object(fields)?:
+            guard let own = filter?["$limit"] else { return .object(fields + [("$limit", .int(limit))]) }
+            // A `$limit` that is not an integer is left for `readableQuery` to refuse.
+            guard let n = own.intValue else { return filter }
+            return .object(fields.filter { $0.0 != "$limit" } + [("$limit", .int(min(n, limit)))])
+        default:
+            return filter  // not a filter: `readableQuery` says so
+        }
     }
 
     /// Related rows `auth` may read: none (not a 403) when it may read no row of `entity`.

@@ -10,13 +10,13 @@ import Prometheus
 final class FunctionMetrics: Sendable {
     static let unknown = "(unknown)"
     static let other = "(other)"
-    private let factory: PrometheusMetricsFactory
+    private let factory: HostMetricsFactory
     private let byName: SeriesTable<FunctionSeries>
     /// Made on first use, so a host without functions shows none of these.
     private let unknownCalls = ManagedAtomicLazyReference<CoreMetrics.Counter>()
     private let otherSeries = ManagedAtomicLazyReference<FunctionSeries>()
 
-    init(factory: PrometheusMetricsFactory) {
+    init(factory: HostMetricsFactory) {
         self.factory = factory
         byName = SeriesTable(capacity: 1024) { FunctionSeries(function: $0, factory: factory) }
     }
@@ -44,7 +44,7 @@ final class FunctionSeries: Sendable {
     let error: CoreMetrics.Counter
     let duration: CoreMetrics.Timer
 
-    init(function: String, factory: PrometheusMetricsFactory) {
+    init(function: String, factory: HostMetricsFactory) {
         ok = CoreMetrics.Counter(label: Self.calls, dimensions: [("function", function), ("outcome", "ok")], factory: factory)
         error = CoreMetrics.Counter(label: Self.calls, dimensions: [("function", function), ("outcome", "error")], factory: factory)
         duration = CoreMetrics.Timer(label: Metrics.prefix + "fn_call_duration_seconds", dimensions: [("function", function)],

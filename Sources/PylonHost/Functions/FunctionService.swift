@@ -20,7 +20,7 @@ final class FunctionService: @unchecked Sendable {
     let logger: Logger
     let metrics: Metrics
     private let hostTable: UnsafeMutablePointer<pylon_fn_host_v1>
-    private let callIDs = CallCounter()
+    private let callIDs = AtomicCounter()
     /// Recent calls for `GET /api/fn/traces`.
     let traces = FnTraceRing()
 
@@ -60,15 +60,11 @@ final class FunctionService: @unchecked Sendable {
         }
     }
 
-    static func message(_ err: pylon_error) -> String {
-        var e = err
-        return withUnsafeBytes(of: &e.message) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-    }
+    /// Read only up to the field's end: a plugin that leaves no NUL must not make the host
+    /// read past it.
+    static func message(_ err: pylon_error) -> String { boundedCString(err.message) }
 
-    static func code(_ err: pylon_error) -> String {
-        var e = err
-        return withUnsafeBytes(of: &e.code) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-    }
+    static func code(_ err: pylon_error) -> String { boundedCString(err.code) }
 
     /// The plugin's failure as the wire error: HTTP status by ABI status and code.
     static func hostError(_ status: pylon_status, _ code: String, _ message: String) -> HostError {
@@ -262,11 +258,6 @@ extension FunctionService {
 
 private final class ByteBox: @unchecked Sendable { var bytes: [UInt8] = [] }
 
-private final class CallCounter: @unchecked Sendable {
-    private var n: UInt64 = 0
-    private let lock = NSLock()
-    func next() -> UInt64 { lock.withLock { n += 1; return n } }
-}
 
 extension AuthContext {
     /// The caller as a function sees it (`ctx.auth`), snake_case as in Pylon's frames.

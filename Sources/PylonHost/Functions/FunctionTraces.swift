@@ -1,5 +1,7 @@
+import Atomics
 import Dispatch
 import Foundation
+import NIOConcurrencyHelpers
 
 /// One `ctx.db` operation of a traced call (an element of `ops` in `GET /api/fn/traces`).
 struct FnOpTrace: Sendable {
@@ -110,38 +112,36 @@ struct FnTrace: Sendable {
     }
 }
 
-/// The most recent calls, in memory, for `GET /api/fn/traces`. Pushing is O(1) under a
-/// lock held only to swap one slot (the evicted trace is freed after the lock is released).
-final class FnTraceRing: @unchecked Sendable {
+/// The most recent calls, in memory, for `GET /api/fn/traces`. Every call pushes one, so
+/// pushing takes no lock shared by all calls: an atomic counter picks the slot, and each
+/// slot has its own lock (two pushes meet at one slot only 500 pushes apart). The evicted
+/// trace is freed after the slot's lock is released.
+final class FnTraceRing: Sendable {
     /// Also the most `GET /api/fn/traces` returns.
     static let capacity = 500
 
-    private let lock = NSLock()
-    private var slots: [FnTrace?] = Array(repeating: nil, count: FnTraceRing.capacity)
-    /// Where the next trace goes.
-    private var next = 0
+    private let slots = (0..<FnTraceRing.capacity).map { _ in NIOLockedValueBox<FnTrace?>(nil) }
+    /// Pushes so far; the next goes to `pushed % capacity`.
+    private let pushed = ManagedAtomic<Int>(0)
 
     func push(_ trace: FnTrace) {
+        let n = pushed.loadThenWrappingIncrement(ordering: .relaxed)
         var evicted: FnTrace? = trace
-        lock.lock()
-        swap(&slots[next], &evicted)
-        next = (next + 1) % Self.capacity
-        lock.unlock()
+        slots[n % Self.capacity].withLockedValue { swap(&$0, &evicted) }
         _ = evicted
     }
 
-    /// Up to `limit` traces, newest first.
+    /// Up to `limit` traces, newest first (a push racing this one may or may not be among them).
     func recent(_ limit: Int) -> [FnTrace] {
-        lock.lock()
-        defer { lock.unlock() }
+        let end = pushed.load(ordering: .relaxed)
         var out: [FnTrace] = []
         out.reserveCapacity(min(limit, Self.capacity))
-        var i = next
-        while out.count < limit {
-            i = (i + Self.capacity - 1) % Self.capacity
-            guard let t = slots[i] else { break }
+        var n = end
+        while out.count < limit, n > 0, n > end - Self.capacity {
+            n -= 1
+            // Empty: a push that took this slot has not stored its trace yet.
+            guard let t = slots[n % Self.capacity].withLockedValue({ $0 }) else { continue }
             out.append(t)
-            if i == next { break }
         }
         return out
     }

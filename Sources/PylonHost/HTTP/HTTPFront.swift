@@ -434,27 +434,3 @@ private struct BodyCollector: ResponseBodyWriter {
 
     consuming func finish(_ trailingHeaders: HTTPFields?) async throws {}
 }
-
-/// The IMF-fixdate of the current second ("Mon, 23 Nov 2026 18:30:00 GMT"), formatted
-/// once per second.
-enum HTTPDate {
-    private static let lock = NSLock()
-    nonisolated(unsafe) private static var second: time_t = 0
-    nonisolated(unsafe) private static var text = ""
-
-    static func now() -> String {
-        let t = time(nil)
-        lock.lock()
-        defer { lock.unlock() }
-        if t != second {
-            var tm = tm()
-            var copy = t
-            gmtime_r(&copy, &tm)
-            var buf = [CChar](repeating: 0, count: 40)
-            let n = strftime(&buf, buf.count, "%a, %d %b %Y %H:%M:%S GMT", &tm)
-            text = String(decoding: buf.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            second = t
-        }
-        return text
-    }
-}

@@ -3,7 +3,7 @@ import NIOCore
 
 /// The checks every API request passes before its handler runs, in Pylon's order
 /// (pylon-aux.md §0.4 steps 3–4): the per-client request rate limit, then `CSRFGuard`.
-/// `APIMiddleware` runs it for both ways a handler finishes (`handle` and `handleNow`),
+/// `APIMiddleware.admit` runs it for both ways a handler finishes (`handle` and `handleNow`),
 /// so no route can be reached around it; WebSocket upgrades, which no route answers, take
 /// from the rate limit in `CodecGuard`. OPTIONS preflights never get here (the middleware
 /// answers them first, as Pylon exempts them).

@@ -17,7 +17,7 @@ final class RequestMetrics: Sendable {
     private let routes: SeriesTable<RouteSeries>
     private let unmatchedSeries: RouteSeries
 
-    init(factory: PrometheusMetricsFactory) {
+    init(factory: HostMetricsFactory) {
         routes = SeriesTable(capacity: 512) { RouteSeries(route: $0, factory: factory) }
         unmatchedSeries = RouteSeries(route: Self.unmatched, factory: factory)
     }
@@ -36,7 +36,7 @@ final class RequestMetrics: Sendable {
 final class RouteSeries: Sendable {
     let byMethod: [MethodSeries]
 
-    init(route: String, factory: PrometheusMetricsFactory) {
+    init(route: String, factory: HostMetricsFactory) {
         byMethod = (RequestMetrics.methods.map(\.rawValue) + ["other"]).map { MethodSeries(route: route, method: $0, factory: factory) }
     }
 
@@ -50,11 +50,11 @@ final class MethodSeries: Sendable {
     static let classes = ["1xx", "2xx", "3xx", "4xx", "5xx"]
     let route: String
     let method: String
-    let factory: PrometheusMetricsFactory
+    let factory: HostMetricsFactory
     private let counters = MethodSeries.classes.map { _ in ManagedAtomicLazyReference<CoreMetrics.Counter>() }
     private let duration = ManagedAtomicLazyReference<CoreMetrics.Timer>()
 
-    init(route: String, method: String, factory: PrometheusMetricsFactory) {
+    init(route: String, method: String, factory: HostMetricsFactory) {
         self.route = route
         self.method = method
         self.factory = factory

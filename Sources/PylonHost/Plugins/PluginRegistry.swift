@@ -46,14 +46,17 @@ public final class PluginRegistry: @unchecked Sendable {
     /// Chooses a plugin for every known capability, creates the instances (store first,
     /// since other plugins may reach it through `get_capability`), and returns one report
     /// line per capability. `overrides` are merged into a plugin's config (e.g. `--db`).
-    func activate(selections: [String: PluginSelection], overrides: [String: [(String, JSONValue)]]) throws(HostError) -> [String] {
+    /// `only` (manifest keys) limits it to those capabilities: `pylon-host backup` starts the
+    /// store alone, so no other plugin opens a port or a child process beside a serving host.
+    func activate(selections: [String: PluginSelection], overrides: [String: [(String, JSONValue)]],
+                  only: Set<String>? = nil) throws(HostError) -> [String] {
         services.registry = self
         var lines: [String] = []
         for key in selections.keys where !CapabilityInfo.all.contains(where: { $0.key == key }) {
             throw HostError(status: 500, code: "MANIFEST_PLUGIN_UNKNOWN_CAPABILITY",
                             message: "manifest plugins.\(key): unknown capability; known ones are \(CapabilityInfo.all.map(\.key).joined(separator: ", "))")
         }
-        for cap in CapabilityInfo.all {
+        for cap in CapabilityInfo.all where only?.contains(cap.key) ?? true {
             let sel = selections[cap.key]
             let candidates = scan.loaded.filter { $0.capabilities.contains(cap.id) }
             var chosen: LoadedPlugin?
@@ -121,72 +124,5 @@ public final class PluginRegistry: @unchecked Sendable {
         for (plugin, inst) in instances.reversed() { plugin.descriptor.pointee.destroy(inst) }
         instances.removeAll()
         served.removeAll()
-    }
-}
-
-/// The host services table handed to every plugin (`pylon_host_v1`). Lives for the whole
-/// process; `host_ctx` points at this object.
-final class HostServices: @unchecked Sendable {
-    let logger: Logger
-    let metrics: Metrics
-    weak var registry: PluginRegistry?
-    let table: UnsafeMutablePointer<pylon_host_v1>
-
-    init(logger: Logger, metrics: Metrics) {
-        self.logger = logger
-        self.metrics = metrics
-        table = .allocate(capacity: 1)
-        table.initialize(to: pylon_host_v1())
-        table.pointee.struct_size = UInt32(MemoryLayout<pylon_host_v1>.size)
-        table.pointee.abi_minor = UInt32(PYLON_ABI_MINOR)
-        table.pointee.host_ctx = Unmanaged.passUnretained(self).toOpaque()
-        table.pointee.log = { ctx, level, msg, len in
-            let me = Unmanaged<HostServices>.fromOpaque(ctx!).takeUnretainedValue()
-            let text = msg.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: len), as: UTF8.self) } ?? ""
-            let lvl: Logger.Level = switch level {
-            case PYLON_LOG_TRACE: .trace
-            case PYLON_LOG_DEBUG: .debug
-            case PYLON_LOG_INFO: .info
-            case PYLON_LOG_WARN: .warning
-            default: .error
-            }
-            me.logger.log(level: lvl, "\(text)", metadata: ["source": "plugin"])
-        }
-        table.pointee.now_unix_nanos = { _ in
-            var ts = timespec()
-            clock_gettime(CLOCK_REALTIME, &ts)
-            return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
-        }
-        table.pointee.monotonic_nanos = { _ in
-            var ts = timespec()
-            clock_gettime(CLOCK_MONOTONIC, &ts)
-            return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
-        }
-        table.pointee.counter_add = { ctx, name, len, delta in
-            let me = Unmanaged<HostServices>.fromOpaque(ctx!).takeUnretainedValue()
-            guard let name else { return }
-            me.metrics.add(String(decoding: UnsafeRawBufferPointer(start: name, count: len), as: UTF8.self), delta)
-        }
-        table.pointee.gauge_set = { ctx, name, len, value in
-            let me = Unmanaged<HostServices>.fromOpaque(ctx!).takeUnretainedValue()
-            guard let name else { return }
-            me.metrics.set(String(decoding: UnsafeRawBufferPointer(start: name, count: len), as: UTF8.self), value)
-        }
-        table.pointee.get_capability = { ctx, id, out in
-            let me = Unmanaged<HostServices>.fromOpaque(ctx!).takeUnretainedValue()
-            out?.pointee = nil
-            guard let id, let served = me.registry?.served[String(cString: id)] else { return nil }
-            out?.pointee = served.instance
-            return served.table
-        }
-        table.pointee.loop_count = { _ in Int32(HostLoops.loops.count) }
-        table.pointee.current_loop = { _ in HostLoops.current() }
-        table.pointee.watch_fd = { _, fd, loop, onData, onClose, ctx in
-            guard let onData, let onClose else { return nil }
-            return HostLoops.watch(fd: fd, loop: loop, onData: onData, onClose: onClose, ctx: ctx)
-        }
-        table.pointee.unwatch_fd = { _, handle in
-            if let handle { HostLoops.unwatch(handle) }
-        }
     }
 }

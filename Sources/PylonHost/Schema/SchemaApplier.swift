@@ -154,10 +154,24 @@ enum SchemaApplier {
     private static func epochInTransaction(_ conn: StoreConnection, _ d: SQLDialect) throws -> String {
         let r = try conn.execute("SELECT value FROM _pylon_meta WHERE key = \(d.placeholder(1))", [.text("epoch")])
         if case let .text(e)? = r.rows.first?.first { return e }
-        var rng = SystemRandomNumberGenerator()
-        let e = RowID.hex(rng.next(), 16)
+        let e = freshEpoch()
         try conn.execute("INSERT INTO _pylon_meta (key, value) VALUES (\(d.placeholder(1)), \(d.placeholder(2)))",
                          [.text("epoch"), .text(e)], wantRows: false)
         return e
+    }
+
+    /// A new random epoch id.
+    static func freshEpoch() -> String {
+        var rng = SystemRandomNumberGenerator()
+        return RowID.hex(rng.next(), 16)
+    }
+
+    /// SQL (both dialects, no parameters: `epoch` is hex) giving the database the epoch
+    /// `epoch`: run by `restore` on the restored data, so cursors from before the restore
+    /// are answered 410 RESYNC_REQUIRED. It fails on a database without `_pylon_meta`,
+    /// which is how a restore tells a foreign database from a Pylon backup.
+    static func renewEpochSQL(_ epoch: String) -> String {
+        precondition(epoch.allSatisfy(\.isHexDigit), "epoch ids are hex")
+        return "UPDATE _pylon_meta SET value = '\(epoch)' WHERE key = 'epoch'"
     }
 }

@@ -1,60 +1,6 @@
 import Dispatch
 import PylonPluginABI
 
-/// A typed SQL value as it crosses `pylon.store/1`.
-public enum SQLValue: Sendable, Equatable {
-    case null
-    case int(Int64)
-    case double(Double)
-    case text(String)
-    case blob([UInt8])
-
-    public var textValue: String? { if case let .text(s) = self { return s } else { return nil } }
-
-    /// As JSON, for listings of the host's own tables (a blob as lowercase hex).
-    var json: JSONValue {
-        switch self {
-        case .null: return .null
-        case let .int(i): return .int(i)
-        case let .double(d): return .double(d)
-        case let .text(s): return .string(s)
-        case let .blob(b): return .string(RowID.hex(bytes: b))
-        }
-    }
-}
-
-/// An error reported by a store plugin, with the ABI status and the plugin's stable code.
-public struct StoreError: Error, Sendable, CustomStringConvertible {
-    public var status: Int32
-    public var code: String
-    public var message: String
-
-    public var description: String { "\(code): \(message)" }
-
-    public var isConstraint: Bool { status == PYLON_ERR_CONSTRAINT }
-    public var isUniqueViolation: Bool { code == "UNIQUE_VIOLATION" }
-    /// The statement itself was rejected (syntax, bad argument), not the store.
-    public var isStatementError: Bool { status == PYLON_ERR_GENERIC || status == PYLON_ERR_INVALID_ARGUMENT }
-    /// The database could not take or read a value (PostgreSQL: a NUL character in text,
-    /// class 22 data exceptions such as text that is not a date-time where one is needed):
-    /// the request's fault, not the host's.
-    public var isBadValue: Bool { status == PYLON_ERR_INVALID_ARGUMENT && (code == "INVALID_ARGUMENT" || code == "INVALID_VALUE") }
-
-    /// The 400 for `isBadValue`. The database's own text is left out: it can quote a
-    /// stored value the caller may not read.
-    static let badValueAnswer = HostError(
-        status: 400, code: "INVALID_VALUE",
-        message: "the database cannot use a value of this request or of the rows it reads (text with a NUL character, or a field bucketed as a date-time that holds text that is not one); change the value")
-}
-
-/// Result rows of one statement, copied out of the plugin's buffers.
-public struct QueryResult: Sendable {
-    public var columns: [String] = []
-    public var rows: [[SQLValue]] = []
-    public var rowsAffected: Int64 = 0
-    public var lastInsertID: Int64 = 0
-}
-
 /// Gathers the callbacks of one `execute`/`transaction` call. Passed to the plugin as the
 /// sink/done context; lives until `done` has been called (the caller waits for it).
 private final class CallState {
@@ -81,15 +27,6 @@ private final class CallState {
         } else if error == nil, let contractViolation {
             error = StoreError(status: PYLON_ERR_GENERIC, code: "PLUGIN_CONTRACT", message: "the store plugin \(contractViolation); fix the plugin")
         }
-    }
-}
-
-/// A fixed C char array read up to its first NUL or its end: a plugin that forgets the NUL
-/// must not make the host read past the buffer.
-func boundedCString<T>(_ tuple: T) -> String {
-    withUnsafeBytes(of: tuple) { raw in
-        let bytes = raw.prefix { $0 != 0 }
-        return String(decoding: bytes, as: UTF8.self)
     }
 }
 
@@ -429,15 +366,9 @@ public final class StoreConnection: @unchecked Sendable {
         case PYLON_OK: return .signalled
         case PYLON_ERR_BUSY: return .timedOut
         default:
-            let code = withUnsafeBytes(of: &err.code) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-            let message = withUnsafeBytes(of: &err.message) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            let code = boundedCString(err.code)
+            let message = boundedCString(err.message)
             throw StoreError(status: status, code: code.isEmpty ? "NOTIFY_FAILED" : code, message: message)
         }
     }
-}
-
-extension Array where Element == SQLValue {
-    /// Column `i` of a result row, or NULL when the store sent fewer columns than the host
-    /// selected (a broken plugin must make the host answer with an error, never trap).
-    public func at(_ i: Int) -> SQLValue { i >= 0 && i < count ? self[i] : .null }
 }

@@ -55,9 +55,10 @@ extern "C" {
  *  1.5: the optional `pylon_store_v1.commit_batch` slot.
  *  1.6: the optional event-loop slots of `pylon_host_v1` (`loop_count`, `current_loop`,
  *  `watch_fd`, `unwatch_fd`).
- *  1.7: PYLON_FN_FLAG_ENFORCE_POLICIES; the reserved capability id PYLON_CAP_CRDT. */
-#define PYLON_ABI_MINOR 7
-#define PYLON_ABI_HEADER_HASH 0x0e084e03u /* abi_header_hash */
+ *  1.7: PYLON_FN_FLAG_ENFORCE_POLICIES; the reserved capability id PYLON_CAP_CRDT.
+ *  1.8: the optional `pylon_store_v1.backup` and `pylon_store_v1.restore` slots. */
+#define PYLON_ABI_MINOR 8
+#define PYLON_ABI_HEADER_HASH 0x229d925au /* abi_header_hash */
 
 /* ------------------------------------------------------------------------------------ */
 /* Status codes                                                                           */
@@ -472,6 +473,42 @@ typedef struct pylon_store_v1 {
      */
     void (*commit_batch)(pylon_store_conn *conn, const pylon_statement *statements, size_t count,
                          const pylon_row_sink *sink, pylon_store_done_fn done, void *done_ctx);
+
+    /* ---- ABI 1.8 (same reading rule as the 1.1 slots). The store owns its storage, so it
+     * makes and restores backups (`pylon-host backup` / `pylon-host restore`). Both are
+     * called from the CLI's own thread, never from an event loop or a store thread, and
+     * never while the same process serves requests. ---- */
+
+    /**
+     * Write a consistent copy of the whole database to the file `path` (NUL-terminated,
+     * OWNED BY THE HOST, borrowed for the call), while other processes (serving hosts) may
+     * keep reading and writing it. The copy is one point in time. The file appears at
+     * `path` only when complete (a failed backup leaves no file there); an existing file is
+     * replaced. The format is the store's own (SQLite: a database file; Postgres:
+     * `pg_dump` custom format) and is read back only by the same store's `restore`.
+     * Returns PYLON_OK, or a status with `err` filled (PYLON_ERR_UNSUPPORTED when this store
+     * cannot make backups, the message saying what to use instead).
+     * [one-thread-at-a-time] [may-block]: it may take minutes on a large database.
+     * Optional: NULL or absent => the host answers "this store plugin does not support backup".
+     */
+    pylon_status (*backup)(pylon_instance *instance, const char *path, pylon_error *err);
+
+    /**
+     * Replace the whole database with the backup in the file `path` (NUL-terminated, OWNED
+     * BY THE HOST, borrowed for the call), then run `after_sql` on the restored data before
+     * it becomes visible: `after_len` bytes of SQL in the store's dialect, OWNED BY THE
+     * HOST, borrowed for the call, not NUL-terminated, possibly several statements separated
+     * by ';', no parameters (the host uses it to give the restored database a new change-log
+     * epoch). All or nothing: when the file is missing, damaged, of another store's format,
+     * or `after_sql` fails, the live database is left exactly as it was and `err` says why
+     * (PYLON_ERR_CORRUPT for a file that is not a usable backup). A store that can tell that
+     * another process is serving the database refuses with PYLON_ERR_BUSY (code
+     * "DATABASE_IN_USE") rather than change data under it.
+     * [one-thread-at-a-time] [may-block].
+     * Optional: NULL or absent => the host answers "this store plugin does not support backup".
+     */
+    pylon_status (*restore)(pylon_instance *instance, const char *path, const char *after_sql,
+                            size_t after_len, pylon_error *err);
 } pylon_store_v1;
 
 /** Size of a `pylon_store_v1` table built against ABI 1.0 (everything before `describe`):

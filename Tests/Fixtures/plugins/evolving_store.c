@@ -58,6 +58,23 @@ static size_t describe_must_not_be_called(pylon_instance *instance, char *buf, s
     (void)cap;
     abort();
 }
+
+static pylon_status backup_must_not_be_called(pylon_instance *instance, const char *path, pylon_error *err) {
+    (void)instance;
+    (void)path;
+    (void)err;
+    abort();
+}
+
+static pylon_status restore_must_not_be_called(pylon_instance *instance, const char *path, const char *sql, size_t len,
+                                               pylon_error *err) {
+    (void)instance;
+    (void)path;
+    (void)sql;
+    (void)len;
+    (void)err;
+    abort();
+}
 #endif
 
 #ifdef FIXTURE_NEWER_MINOR
@@ -177,6 +194,12 @@ static const fixture_store_table fixture_table = {
         wait_notify_must_not_be_called, /* in memory, but past struct_size */
 #else
         NULL, /* wait_notify: optional; the host polls */
+#endif
+#ifdef FIXTURE_MINOR0
+        NULL, /* execute_batch */
+        NULL, /* commit_batch */
+        backup_must_not_be_called,  /* ABI 1.8, in memory, but past struct_size */
+        restore_must_not_be_called, /* ABI 1.8, in memory, but past struct_size */
 #endif
     },
     must_not_be_called,

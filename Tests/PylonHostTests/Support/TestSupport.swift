@@ -78,9 +78,9 @@ enum TestPaths {
 // MARK: - Running a command
 
 enum TestCommand {
-    /// Runs a command to completion (the environment without `PYLON_*`, stdin empty), with
+    /// Runs a command to completion (the environment without `PYLON_*`, plus `environment`; stdin empty), with
     /// stdout and stderr captured through temp files. Kills it and throws after `timeout`.
-    static func run(_ executable: String, _ args: [String], timeout: TimeInterval = 60)
+    static func run(_ executable: String, _ args: [String], timeout: TimeInterval = 60, environment: [String: String] = [:])
         async throws -> (status: Int32, stdout: String, stderr: String)
     {
         let fm = FileManager.default
@@ -98,7 +98,7 @@ enum TestCommand {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: executable)
         p.arguments = args
-        p.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PYLON_") }
+        p.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PYLON_") }.merging(environment) { _, given in given }
         p.standardOutput = out
         p.standardError = err
         p.standardInput = FileHandle.nullDevice
