@@ -9,6 +9,13 @@ import PackageDescription
 // malloc spends a large share of the host's CPU on arena locks (bench/RESULTS.md).
 // PYLON_SYSTEM_MALLOC=1 at build time builds without it (glibc's malloc).
 let jemalloc = Context.environment["PYLON_SYSTEM_MALLOC"] != "1"
+
+// A plugin exports one symbol, `pylon_plugin_entry` (DESIGN.md §3 rule 1). Without this the
+// public Swift symbols of the modules linked into it (PylonPluginKit, PylonJSON) would be
+// exported too, and each plugin carries its own copy of them.
+let pluginExports: [LinkerSetting] = [
+    .unsafeFlags(["-Xlinker", "--version-script=\(Context.packageDirectory)/Plugins/exports.map"], .when(platforms: [.linux])),
+]
 let package = Package(
     name: "pylon-swift",
     platforms: [.macOS(.v14)],
@@ -38,8 +45,11 @@ let package = Package(
     targets: [
         // THE contract: pure C99 header, no Swift.
         .target(name: "PylonPluginABI", path: "Sources/PylonPluginABI"),
+        // The one JSON reader and writer, for the host and every Swift plugin (linked
+        // statically into each plugin, like PylonPluginKit; see `pluginExports`).
+        .target(name: "PylonJSON", path: "Sources/PylonJSON"),
         // Optional Swift helpers for plugins written in Swift (linked statically into each).
-        .target(name: "PylonPluginKit", dependencies: ["PylonPluginABI"], path: "Sources/PylonPluginKit"),
+        .target(name: "PylonPluginKit", dependencies: ["PylonPluginABI", "PylonJSON"], path: "Sources/PylonPluginKit"),
         .systemLibrary(
             name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"])]),
@@ -56,6 +66,7 @@ let package = Package(
             name: "PylonHost",
             dependencies: [
                 "PylonPluginABI",
+                "PylonJSON",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -82,28 +93,33 @@ let package = Package(
             path: "Sources/pylon-host"),
         .target(
             name: "PylonStoreSQLite",
-            dependencies: ["PylonPluginABI", "PylonPluginKit", "CSQLite"],
-            path: "Plugins/StoreSQLite"),
+            dependencies: ["PylonPluginABI", "PylonPluginKit", "PylonJSON", "CSQLite"],
+            path: "Plugins/StoreSQLite",
+            linkerSettings: pluginExports),
         .target(
             name: "PylonStorePostgres",
-            dependencies: ["PylonPluginABI", "PylonPluginKit", "CLibPQ"],
-            path: "Plugins/StorePostgres"),
+            dependencies: ["PylonPluginABI", "PylonPluginKit", "PylonJSON", "CLibPQ"],
+            path: "Plugins/StorePostgres",
+            linkerSettings: pluginExports),
         .target(
             name: "PylonStoreD1",
-            dependencies: ["PylonPluginABI", "PylonPluginKit", "CCurl"],
-            path: "Plugins/StoreD1"),
+            dependencies: ["PylonPluginABI", "PylonPluginKit", "PylonJSON", "CCurl"],
+            path: "Plugins/StoreD1",
+            linkerSettings: pluginExports),
         // The Bun function runtime; runtime/*.ts is embedded by scripts/gen-fn-runtime.py.
         .target(
             name: "PylonFnBun",
-            dependencies: ["PylonPluginABI", "PylonPluginKit"],
+            dependencies: ["PylonPluginABI", "PylonPluginKit", "PylonJSON"],
             path: "Plugins/FnBun",
-            exclude: ["runtime"]),
+            exclude: ["runtime"],
+            linkerSettings: pluginExports),
         .target(name: "CCacheRESPShim", path: "Plugins/CacheRESP/Shim"),
         .target(
             name: "PylonCacheRESP",
-            dependencies: ["PylonPluginABI", "PylonPluginKit", "CCacheRESPShim"],
+            dependencies: ["PylonPluginABI", "PylonPluginKit", "PylonJSON", "CCacheRESPShim"],
             path: "Plugins/CacheRESP",
-            exclude: ["Shim"]),
+            exclude: ["Shim"],
+            linkerSettings: pluginExports),
         .testTarget(
             name: "PylonHostTests",
             dependencies: ["PylonHost", "PylonPluginABI",
@@ -112,11 +128,13 @@ let package = Package(
                            .product(name: "NIOHTTP1", package: "swift-nio"),
                            .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras")],
             path: "Tests/PylonHostTests"),
-        // Unit tests of StoreD1's pure parts (JSON, statement kinds, response mapping, config).
+        // Unit tests of StoreD1's pure parts (statement kinds, response mapping, config).
         .testTarget(
             name: "PylonStoreD1Tests",
-            dependencies: ["PylonStoreD1", "PylonPluginABI", "PylonPluginKit"],
+            dependencies: ["PylonStoreD1", "PylonPluginABI", "PylonPluginKit", "PylonJSON"],
             path: "Tests/PylonStoreD1Tests"),
+        // Unit tests of the JSON reader and writer.
+        .testTarget(name: "PylonJSONTests", dependencies: ["PylonJSON"], path: "Tests/PylonJSONTests"),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -12,8 +12,9 @@
 # Needs the release build first (`make build`): PylonHost's internal types are reached by
 # compiling Sources/PylonHost/**/*.swift in place (no copies) as a module instrumented with
 # -sanitize=fuzzer,address and -enable-testing, with the compiler flags SwiftPM used for it
-# (read from .build/release.yaml); each target is a thin `@testable import PylonHost` file
-# linked with that module and the release build's dependency objects. Seeds: Fuzz/seeds/<target>/
+# (read from .build/release.yaml), after Sources/PylonJSON (the JSON reader it imports) the
+# same way; each target is a thin `@testable import PylonHost` file linked with those
+# modules and the release build's dependency objects. Seeds: Fuzz/seeds/<target>/
 # (committed, small); dictionaries: Fuzz/dicts/. Exits 1 when any target found something.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,19 +59,30 @@ for a in link:
         objects += [o.strip().strip("'\"") for o in open(a[1:]).read().split("\n") if o.strip()]
     elif a.endswith(".o"):
         objects.append(a)
-objects = [o for o in objects if "/PylonHost.build/" not in o and "/pylon_host.build/" not in o and "/pylon-host.build/" not in o]
+objects = [o for o in objects if "/PylonHost.build/" not in o and "/PylonJSON.build/" not in o
+           and "/pylon_host.build/" not in o and "/pylon-host.build/" not in o]
 open(out + "/module/objects", "w").write("\n".join('"%s"' % o for o in objects) + "\n")  # some names have spaces
 PY
 mapfile -t FLAGS < "$OUT/module/flags"
 
-# The instrumented PylonHost module, rebuilt when a source is newer than it.
+# The instrumented PylonJSON and PylonHost modules, each rebuilt when a source is newer
+# than it. `-I $OUT/module` first: PylonHost imports the instrumented PylonJSON, not the
+# release build's.
+JSON_OBJ=$OUT/module/PylonJSON.o
+if [ ! -f "$JSON_OBJ" ] || [ -n "$(find Sources/PylonJSON -name '*.swift' -newer "$JSON_OBJ" | head -1)" ]; then
+    echo "fuzz.sh: compiling Sources/PylonJSON with -sanitize=fuzzer,address"
+    find Sources/PylonJSON -name '*.swift' | sort > "$OUT/module/json-sources"
+    swiftc -module-name PylonJSON -parse-as-library -O -wmo -enable-testing -sanitize=fuzzer,address -suppress-warnings \
+        -emit-module -emit-module-path "$OUT/module/PylonJSON.swiftmodule" -c @"$OUT/module/json-sources" \
+        -o "$JSON_OBJ" "${FLAGS[@]}"
+fi
 MODULE_OBJ=$OUT/module/PylonHost.o
-if [ ! -f "$MODULE_OBJ" ] || [ -n "$(find Sources/PylonHost -name '*.swift' -newer "$MODULE_OBJ" | head -1)" ]; then
+if [ ! -f "$MODULE_OBJ" ] || [ "$JSON_OBJ" -nt "$MODULE_OBJ" ] || [ -n "$(find Sources/PylonHost -name '*.swift' -newer "$MODULE_OBJ" | head -1)" ]; then
     echo "fuzz.sh: compiling Sources/PylonHost with -sanitize=fuzzer,address (a few minutes)"
     find Sources/PylonHost -name '*.swift' | sort > "$OUT/module/sources"
     swiftc -module-name PylonHost -parse-as-library -O -wmo -enable-testing -sanitize=fuzzer,address -suppress-warnings \
         -emit-module -emit-module-path "$OUT/module/PylonHost.swiftmodule" -c @"$OUT/module/sources" \
-        -o "$MODULE_OBJ" "${FLAGS[@]}"
+        -o "$MODULE_OBJ" -I "$OUT/module" "${FLAGS[@]}"
 fi
 
 declare -A SOURCE=([http-head]=HTTPHead [json]=JSON [policy]=Policy)
@@ -81,7 +93,7 @@ for t in "${TARGETS[@]}"; do
     if [ ! -x "$OUT/bin/$t" ] || [ "$src" -nt "$OUT/bin/$t" ] || [ "$MODULE_OBJ" -nt "$OUT/bin/$t" ]; then
         echo "fuzz.sh: linking $t"
         swiftc -module-name "Fuzz${SOURCE[$t]}" -parse-as-library -O -sanitize=fuzzer,address -use-ld=lld -I "$OUT/module" \
-            "${FLAGS[@]}" "$src" "$MODULE_OBJ" @"$OUT/module/objects" -o "$OUT/bin/$t"
+            "${FLAGS[@]}" "$src" "$MODULE_OBJ" "$JSON_OBJ" @"$OUT/module/objects" -o "$OUT/bin/$t"
     fi
 done
 

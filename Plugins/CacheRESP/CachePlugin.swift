@@ -1,5 +1,6 @@
 import Foundation
 import PylonPluginABI
+import PylonJSON
 import PylonPluginKit
 
 /// The CacheRESP plugin: `pylon.cache/1`, a Redis-compatible cache and pub/sub server.
@@ -40,14 +41,13 @@ struct CacheConfig {
 
     static func parse(_ json: String) -> Result<CacheConfig, ConfigProblem> {
         var c = CacheConfig()
-        guard !json.isEmpty else { return .success(c) }
-        guard let obj = (try? JSONSerialization.jsonObject(with: Data(json.utf8))) as? [String: Any] else {
+        guard let obj = configObject(Array(json.utf8)) else {
             return .failure(ConfigProblem("cache config is not a JSON object"))
         }
         func int(_ key: String, _ range: ClosedRange<Int>) throws -> Int? {
             guard let v = obj[key] else { return nil }
-            if let n = v as? Int, range.contains(n) { return n }
-            if let s = v as? String, let n = Int(s), range.contains(n) { return n }
+            if let n = v.intValue.map(Int.init), range.contains(n) { return n }
+            if let s = v.stringValue, let n = Int(s), range.contains(n) { return n }
             throw ConfigProblem("\"\(key)\" must be an integer in \(range.lowerBound)...\(range.upperBound)")
         }
         do {
@@ -56,15 +56,15 @@ struct CacheConfig {
                 c.portRequired = p != 0
             }
             if let b = obj["bind"] {
-                guard let s = b as? String, !s.isEmpty else { throw ConfigProblem("\"bind\" must be an IPv4 address") }
+                guard let s = b.stringValue, !s.isEmpty else { throw ConfigProblem("\"bind\" must be an IPv4 address") }
                 c.bind = s
             }
             if let p = obj["requirepass"] {
-                guard let s = p as? String else { throw ConfigProblem("\"requirepass\" must be a string") }
+                guard let s = p.stringValue else { throw ConfigProblem("\"requirepass\" must be a string") }
                 c.requirepass = s.isEmpty ? nil : s
             }
             if let p = obj["protected_mode"] {
-                guard let on = p as? Bool else { throw ConfigProblem("\"protected_mode\" must be true or false") }
+                guard let on = p.boolValue else { throw ConfigProblem("\"protected_mode\" must be true or false") }
                 c.protectedMode = on
             }
             if let m = obj["maxmemory"] {
@@ -72,7 +72,7 @@ struct CacheConfig {
                 c.maxmemory = n
             }
             if let p = obj["maxmemory_policy"] {
-                guard let s = p as? String, ["allkeys-lru", "noeviction"].contains(s) else {
+                guard let s = p.stringValue, ["allkeys-lru", "noeviction"].contains(s) else {
                     throw ConfigProblem("\"maxmemory_policy\" must be \"allkeys-lru\" or \"noeviction\"")
                 }
                 c.maxmemoryPolicy = s
@@ -90,11 +90,11 @@ struct CacheConfig {
                 c.maxOutputBytes = n
             }
             if let n = try int("snapshot_interval_secs", 0...31_536_000) { c.snapshotIntervalSecs = n }
-            let dataDir = obj["data_dir"] as? String ?? "."
+            let dataDir = obj["data_dir"]?.stringValue ?? "."
             if let s = obj["snapshot"] {
-                if let path = s as? String, !path.isEmpty {
+                if let path = s.stringValue, !path.isEmpty {
                     c.snapshotPath = path.hasPrefix("/") ? path : (dataDir as NSString).appendingPathComponent(path)
-                } else if let on = s as? Bool {
+                } else if let on = s.boolValue {
                     c.snapshotPath = on ? (dataDir as NSString).appendingPathComponent("cache.snapshot") : nil
                 } else {
                     throw ConfigProblem("\"snapshot\" must be a file path or true/false")
@@ -109,9 +109,9 @@ struct CacheConfig {
     }
 
     /// Bytes from an integer or a string with an optional k/kb/m/mb/g/gb suffix.
-    static func parseSize(_ v: Any) -> Int? {
-        if let n = v as? Int { return n >= 0 ? n : nil }
-        guard let s = (v as? String)?.lowercased().trimmingCharacters(in: .whitespaces) else { return nil }
+    static func parseSize(_ v: JSONValue) -> Int? {
+        if let n = v.intValue.map(Int.init) { return n >= 0 ? n : nil }
+        guard let s = v.stringValue?.lowercased().trimmingCharacters(in: .whitespaces) else { return nil }
         let units: [(String, Int)] = [("gb", 1 << 30), ("g", 1 << 30), ("mb", 1 << 20), ("m", 1 << 20), ("kb", 1 << 10), ("k", 1 << 10), ("b", 1)]
         for (suffix, mult) in units where s.hasSuffix(suffix) {
             guard let n = Int(s.dropLast(suffix.count)), n >= 0 else { return nil }

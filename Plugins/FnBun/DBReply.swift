@@ -1,5 +1,6 @@
 import Foundation
 import PylonPluginABI
+import PylonJSON
 import PylonPluginKit
 
 /// Where the host's answer to one `db` frame goes: back to the child that asked, unless
@@ -23,7 +24,8 @@ final class DBReply {
     }
 
     func fail(_ code: String, _ message: String) {
-        worker.send(head + Array("\"error\":{\"code\":\(jsonQuote(code)),\"message\":\(jsonQuote(message))}}\n".utf8), generation: generation)
+        worker.send(head + Array(#""error":"#.utf8) + JSONWriter.encode(["code": .string(code), "message": .string(message)]) + Array("}\n".utf8),
+                    generation: generation)
     }
 
     func succeed(_ json: UnsafeRawBufferPointer) {
@@ -57,6 +59,6 @@ let dbDone: pylon_fn_db_done_fn = { ctx, status, json, len, err in
 
 /// `{"code", "message"}` as a failed host reply carries it since ABI 1.4.
 private func wholeError(_ bytes: [UInt8]) -> (code: String, message: String)? {
-    guard let o = JSONScan.object(bytes), let c = o["code"], let code = JSONScan.string(bytes[c]) else { return nil }
-    return (code, o["message"].flatMap { JSONScan.string(bytes[$0]) } ?? "database operation failed")
+    guard let o = try? JSONParser.parse(bytes), let code = o["code"]?.stringValue else { return nil }
+    return (code, o["message"]?.stringValue ?? "database operation failed")
 }

@@ -1,5 +1,6 @@
 import Foundation
 import PylonPluginABI
+import PylonJSON
 import PylonPluginKit
 #if canImport(Glibc)
 import Glibc
@@ -57,34 +58,34 @@ struct FnConfig {
 private func parseConfig(_ bytes: [UInt8]) -> Result<FnConfig, StoreFailure> {
     var c = FnConfig()
     let bad = { (m: String) in StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_CONFIG", "pylon.functions.bun: \(m)") }
-    if !bytes.isEmpty {
-        guard let obj = (try? JSONSerialization.jsonObject(with: Data(bytes))) as? [String: Any] else {
+    do {
+        guard let obj = configObject(bytes) else {
             return .failure(bad("config is not a JSON object"))
         }
         if let v = obj["dir"] {
-            guard let s = v as? String, !s.isEmpty else { return .failure(bad("\"dir\" must be a folder path")) }
+            guard let s = v.stringValue, !s.isEmpty else { return .failure(bad("\"dir\" must be a folder path")) }
             c.dir = s
         }
         if let v = obj["workers"] {
-            guard let n = v as? Int, (1...256).contains(n) else { return .failure(bad("\"workers\" must be an integer in 1...256")) }
+            guard let n = v.intValue.map(Int.init), (1...256).contains(n) else { return .failure(bad("\"workers\" must be an integer in 1...256")) }
             c.workers = n
         }
         if let v = obj["call_timeout_ms"] {
-            guard let n = v as? Int, n > 0 else { return .failure(bad("\"call_timeout_ms\" must be a positive integer")) }
+            guard let n = v.intValue, n > 0 else { return .failure(bad("\"call_timeout_ms\" must be a positive integer")) }
             c.callTimeout = Double(n) / 1000
         }
         if let v = obj["max_rss_mb"] {
-            guard let n = v as? Int, n >= 0 else { return .failure(bad("\"max_rss_mb\" must be a non-negative integer (0: no limit)")) }
+            guard let n = v.intValue.map(Int.init), n >= 0 else { return .failure(bad("\"max_rss_mb\" must be a non-negative integer (0: no limit)")) }
             c.maxRSSMB = n
         }
-        if let v = obj["dev"] as? Bool { c.dev = v }
+        if let v = obj["dev"]?.boolValue { c.dev = v }
         for (key, path) in [("host_loops", \FnConfig.hostLoops), ("batch_scheduling", \FnConfig.batchScheduling)] {
             guard let v = obj[key] else { continue }
-            guard let b = v as? Bool else { return .failure(bad("\"\(key)\" must be true or false")) }
+            guard let b = v.boolValue else { return .failure(bad("\"\(key)\" must be true or false")) }
             c[keyPath: path] = b
         }
         if let v = obj["bun"] {
-            guard let s = v as? String, !s.isEmpty else { return .failure(bad("\"bun\" must be the path of the bun binary")) }
+            guard let s = v.stringValue, !s.isEmpty else { return .failure(bad("\"bun\" must be the path of the bun binary")) }
             c.bun = s
         }
     }

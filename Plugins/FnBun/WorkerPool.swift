@@ -1,5 +1,6 @@
 import Foundation
 import PylonPluginABI
+import PylonJSON
 import PylonPluginKit
 #if canImport(Glibc)
 import Glibc
@@ -168,7 +169,7 @@ final class WorkerPool: @unchecked Sendable {
         frame.append(contentsOf: #"{"type":"call","call_id":""#.utf8)
         frame.append(contentsOf: key.utf8)
         frame.append(contentsOf: #"","fn_name":"#.utf8)
-        frame.append(contentsOf: jsonQuote(name).utf8)
+        frame.append(contentsOf: JSONWriter.encode(.string(name)))
         frame.append(contentsOf: #","fn_type":""#.utf8)
         frame.append(contentsOf: kindName(kind).utf8)
         frame.append(contentsOf: #"","args":"#.utf8)
@@ -249,7 +250,7 @@ final class WorkerPool: @unchecked Sendable {
             e.struct_size = UInt32(MemoryLayout<pylon_error>.size)
             fillError(&e, status == PYLON_OK ? PYLON_ERR_GENERIC : status, code, message)
             // The whole error too (ABI 1.4): a function's own code may not fit `e.code`.
-            let whole = Array("{\"code\":\(jsonQuote(code)),\"message\":\(jsonQuote(message))}".utf8)
+            let whole = JSONWriter.encode(["code": .string(code), "message": .string(message)])
             whole.withUnsafeBytes { raw in
                 host.pointee.complete(host.pointee.host_ctx, call.ctx, e.status, raw.baseAddress?.assumingMemoryBound(to: CChar.self), raw.count, &e)
             }
@@ -387,7 +388,7 @@ final class WorkerPool: @unchecked Sendable {
     }
 
     func handleLine(_ w: Worker, _ gen: Int, _ line: [UInt8]) {
-        guard let f = Frame(line), let type = f.string("type") else {
+        guard let f = try? Frame(line), let type = f.string("type") else {
             log(PYLON_LOG_WARN, "fnbun: worker \(w.index) wrote a line that is not a protocol frame; skipped: \(String(decoding: line.prefix(200), as: UTF8.self))")
             return
         }
@@ -426,7 +427,9 @@ final class WorkerPool: @unchecked Sendable {
             call.lock.unlock()
         case "schedule", "cancel_schedule":
             let key = str("call_id") ?? ""
-            w.send(Array("{\"type\":\"result\",\"call_id\":\(jsonQuote(key)),\"op_id\":\(jsonQuote(str("op_id") ?? "")),\"error\":{\"code\":\"NOT_IMPLEMENTED\",\"message\":\"\(type) is not supported by this host yet\"}}\n".utf8), generation: gen)
+            let reply: JSONValue = ["type": "result", "call_id": .string(key), "op_id": .string(str("op_id") ?? ""),
+                                    "error": ["code": "NOT_IMPLEMENTED", "message": .string("\(type) is not supported by this host yet")]]
+            w.send(JSONWriter.encode(reply) + [0x0A], generation: gen)
         default:
             log(PYLON_LOG_WARN, "fnbun: worker \(w.index) sent an unknown frame type \"\(type)\"; skipped")
         }
@@ -439,18 +442,15 @@ final class WorkerPool: @unchecked Sendable {
     }
 
     private func onReady(_ w: Worker, _ f: Frame) {
-        let line = f.line
+        let line = f.bytes
         var reg: [String: FnMeta] = [:]
         var list = Array("[]".utf8)
-        if let r = f["functions"], let items = JSONScan.array(Array(line[r])) {
-            let arr = Array(line[r])
-            list = arr
+        if let r = f["functions"], case let .array(items)? = f.value("functions") {
+            list = Array(line[r])
             for item in items {
-                let bytes = Array(arr[item])
-                guard let o = JSONScan.object(bytes), let nr = o["name"], let name = JSONScan.string(bytes[nr]),
-                      let tr = o["fn_type"], let t = JSONScan.string(bytes[tr]) else { continue }
+                guard let name = item["name"]?.stringValue, let t = item["fn_type"]?.stringValue else { continue }
                 let kind: Int32 = t == "query" ? PYLON_FN_QUERY : t == "mutation" ? PYLON_FN_MUTATION : PYLON_FN_ACTION
-                func isTrue(_ key: String) -> Bool { o[key].map { String(decoding: bytes[$0], as: UTF8.self) == "true" } ?? false }
+                func isTrue(_ key: String) -> Bool { item[key]?.boolValue == true }
                 reg[name] = FnMeta(kind: kind, flags: (isTrue("privileged") ? PYLON_FN_FLAG_PRIVILEGED : 0)
                                        | (isTrue("enforce_policies") ? PYLON_FN_FLAG_ENFORCE_POLICIES : 0))
             }
@@ -481,7 +481,7 @@ final class WorkerPool: @unchecked Sendable {
 
     private func onDB(_ w: Worker, _ gen: Int, _ f: Frame) {
         withActiveCall(w, gen, f) { host, call, ctx in
-            f.line.withUnsafeBytes { raw in
+            f.bytes.withUnsafeBytes { raw in
                 host.pointee.db_call(host.pointee.host_ctx, call.ctx, raw.baseAddress?.assumingMemoryBound(to: CChar.self), raw.count,
                                      dbDone, ctx)
             }
@@ -507,8 +507,8 @@ final class WorkerPool: @unchecked Sendable {
     private func withActiveCall(_ w: Worker, _ gen: Int, _ f: Frame,
                                 _ body: (UnsafePointer<pylon_fn_host_v1>, Call, UnsafeMutableRawPointer) -> Void) {
         guard let key = f.string("call_id"), let rawKey = f["call_id"], let rawOp = f["op_id"],
-              f.line[rawOp.lowerBound] == UInt8(ascii: "\"") else { return }
-        let reply = DBReply(worker: w, generation: gen, callID: f.line[rawKey], opID: f.line[rawOp])
+              f.bytes[rawOp.lowerBound] == UInt8(ascii: "\"") else { return }
+        let reply = DBReply(worker: w, generation: gen, callID: f.bytes[rawKey], opID: f.bytes[rawOp])
         // Only the child running a call may act for it.
         guard let call = activeCall(key), call.worker === w, let host else {
             reply.fail("CALL_FINISHED", "the call already finished")

@@ -1,6 +1,8 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import PylonJSON
+import PylonPluginKit
 
 /// The plugin's config: the manifest's `plugins.store` object minus `use`, e.g.
 ///
@@ -34,7 +36,7 @@ struct D1Config {
     static func parse(_ bytes: [UInt8]) -> Result<D1Config, ConfigProblem> {
         var c = D1Config()
         if bytes.isEmpty { return .failure(ConfigProblem("the store config is empty; give account_id, database_id and api_token_env (or api_token)")) }
-        guard let json = try? D1JSON.parse(bytes), case let .object(pairs) = json else {
+        guard let json = configObject(bytes), case let .object(pairs) = json else {
             return .failure(ConfigProblem("the store config is not a JSON object"))
         }
         for (k, _) in pairs where !knownKeys.contains(k) {

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import PylonJSON
 import PylonPluginABI
 import PylonPluginKit
 
@@ -30,7 +31,7 @@ final class D1Connection {
     let http: D1HTTP
     let writable: Bool
     private var inTransaction = false
-    private var buffer: [D1JSON] = []
+    private var buffer: [JSONValue] = []
     private var savepoints: [(name: String, mark: Int)] = []
 
     static let commitsTable = "_pylon_d1_commits"
@@ -49,7 +50,7 @@ final class D1Connection {
         case buffered
     }
 
-    func execute(_ sql: String, _ params: [D1JSON]) -> Result<Executed, StoreFailure> {
+    func execute(_ sql: String, _ params: [JSONValue]) -> Result<Executed, StoreFailure> {
         switch StatementKind.of(sql) {
         case .transactionControl:
             return .failure(StoreFailure(PYLON_ERR_UNSUPPORTED, "UNSUPPORTED",
@@ -129,7 +130,7 @@ final class D1Connection {
     /// Sends `statements` as one batch behind a fresh commit marker. Returns each
     /// statement's result, or nil when the batch is known to be applied but its answer was
     /// lost (settled through the marker).
-    private func applyAtomically(_ statements: [D1JSON]) -> Result<[D1Wire.StatementResult]?, StoreFailure> {
+    private func applyAtomically(_ statements: [JSONValue]) -> Result<[D1Wire.StatementResult]?, StoreFailure> {
         let id = Self.randomID()
         let now = Int64(time(nil))
         // The marker goes first: a batch that reaches D1 a second time (libcurl silently
@@ -170,7 +171,7 @@ final class D1Connection {
         }
     }
 
-    private func send(_ statements: [D1JSON], batch: Bool) -> Result<[D1Wire.StatementResult], StoreFailure> {
+    private func send(_ statements: [JSONValue], batch: Bool) -> Result<[D1Wire.StatementResult], StoreFailure> {
         switch http.post(D1Wire.body(statements, batch: batch)) {
         case let .answered(status, body):
             return D1Wire.decode(status: status, body: body, expected: statements.count)

@@ -1,4 +1,5 @@
 import Foundation
+import PylonJSON
 import PylonPluginABI
 import PylonPluginKit
 
@@ -114,7 +115,7 @@ private func d1Execute(
     }
     let conn = Handle.borrow(connPtr, as: D1Connection.self)
     let text = String(decoding: UnsafeRawBufferPointer(start: sql, count: sqlLen), as: UTF8.self)
-    var values: [D1JSON] = []
+    var values: [JSONValue] = []
     values.reserveCapacity(paramCount)
     for i in 0..<paramCount {
         switch D1Wire.param(params![i]) {

@@ -1,3 +1,4 @@
+import PylonJSON
 import PylonPluginABI
 import PylonPluginKit
 
@@ -14,23 +15,21 @@ enum D1Wire {
     /// One statement's outcome.
     struct StatementResult {
         var columns: [String] = []
-        var rows: [[D1JSON]] = []
+        var rows: [[JSONValue]] = []
         var changes: Int64 = 0
         var lastRowID: Int64 = 0
     }
 
-    static func statement(_ sql: String, _ params: [D1JSON]) -> D1JSON {
+    static func statement(_ sql: String, _ params: [JSONValue]) -> JSONValue {
         .object([("sql", .string(sql)), ("params", .array(params))])
     }
 
-    static func body(_ statements: [D1JSON], batch: Bool) -> [UInt8] {
-        var out: [UInt8] = []
-        (batch ? D1JSON.object([("batch", .array(statements))]) : statements[0]).write(to: &out)
-        return out
+    static func body(_ statements: [JSONValue], batch: Bool) -> [UInt8] {
+        JSONWriter.encode(batch ? .object([("batch", .array(statements))]) : statements[0])
     }
 
     /// A host parameter as JSON. Bytes are owned by the host and valid for the call.
-    static func param(_ v: pylon_value) -> Result<D1JSON, StoreFailure> {
+    static func param(_ v: pylon_value) -> Result<JSONValue, StoreFailure> {
         switch v.type {
         case PYLON_VALUE_NULL: return .success(.null)
         case PYLON_VALUE_INT: return .success(.int(v.as.i))
@@ -51,7 +50,7 @@ enum D1Wire {
     /// Turns an HTTP answer into one result per statement, or a store failure that says
     /// what went wrong and what to do.
     static func decode(status: Int, body: [UInt8], expected: Int) -> Result<[StatementResult], StoreFailure> {
-        let json = try? D1JSON.parse(body)
+        let json = try? JSONParser.parse(body)
         let d1Message = json?["errors"]?.arrayValue?.compactMap { $0["message"]?.stringValue }.joined(separator: "; ")
         switch status {
         case 200..<300: break

@@ -1,6 +1,7 @@
 import CLibPQ
 import Foundation
 import PylonPluginABI
+import PylonJSON
 import PylonPluginKit
 
 /// The PostgreSQL store plugin: `pylon.store/1`, dialect "postgres", over the system
@@ -32,15 +33,10 @@ private func parseConfig(_ ptr: UnsafePointer<CChar>?, _ len: Int) -> Result<Pos
         .failure(StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_CONFIG", "pylon.store.postgres: \(m)"))
     }
     var config = PostgresConfig()
-    var obj: [String: Any] = [:]
-    if let ptr, len > 0 {
-        guard let o = (try? JSONSerialization.jsonObject(with: Data(bytes: ptr, count: len))) as? [String: Any] else {
-            return bad("store config is not a JSON object")
-        }
-        obj = o
-    }
+    let bytes = ptr.map { Array(UnsafeRawBufferPointer(start: $0, count: len)) } ?? []
+    guard let obj = configObject(bytes) else { return bad("store config is not a JSON object") }
     if let v = obj["url"] {
-        guard let s = v as? String, !s.isEmpty else { return bad("\"url\" must be a non-empty connection string") }
+        guard let s = v.stringValue, !s.isEmpty else { return bad("\"url\" must be a non-empty connection string") }
         config.conninfo = s
     } else if let env = ProcessInfo.processInfo.environment["DATABASE_URL"], !env.isEmpty {
         config.conninfo = env
@@ -56,11 +52,11 @@ private func parseConfig(_ ptr: UnsafePointer<CChar>?, _ len: Int) -> Result<Pos
         return bad("the connection string is not valid: \(why)")
     }
     if let v = obj["statement_cache"] {
-        guard let n = v as? Int, (1...10_000).contains(n) else { return bad("\"statement_cache\" must be an integer in 1...10000") }
-        config.statementCache = n
+        guard let n = v.intValue, (1...10_000).contains(n) else { return bad("\"statement_cache\" must be an integer in 1...10000") }
+        config.statementCache = Int(n)
     }
     if let v = obj["readers"] {
-        guard let n = v as? Int, (1...64).contains(n) else { return bad("\"readers\" must be an integer in 1...64") }
+        guard let n = v.intValue, (1...64).contains(n) else { return bad("\"readers\" must be an integer in 1...64") }
         config.readers = UInt32(n)
     }
     return .success(config)

@@ -1,6 +1,7 @@
 import CSQLite
 import Foundation
 import PylonPluginABI
+import PylonJSON
 import PylonPluginKit
 
 /// The SQLite store plugin: `pylon.store/1`, dialect "sqlite", over the system libsqlite3.
@@ -36,17 +37,16 @@ struct ConfigError: Error {
 
 private func parseConfig(_ bytes: [UInt8]) -> Result<SQLiteConfig, ConfigError> {
     var config = SQLiteConfig()
-    guard !bytes.isEmpty else { return .success(config) }
-    guard let obj = (try? JSONSerialization.jsonObject(with: Data(bytes))) as? [String: Any] else {
+    guard let obj = configObject(bytes) else {
         return .failure(ConfigError("store config is not a JSON object"))
     }
     if let v = obj["path"] {
-        guard let s = v as? String, !s.isEmpty else { return .failure(ConfigError("\"path\" must be a non-empty string (the SQLite file)")) }
+        guard let s = v.stringValue, !s.isEmpty else { return .failure(ConfigError("\"path\" must be a non-empty string (the SQLite file)")) }
         config.path = s
     }
     func int(_ key: String, _ range: ClosedRange<Int>) -> Result<Int?, ConfigError> {
         guard let v = obj[key] else { return .success(nil) }
-        guard let n = v as? Int, range.contains(n) else {
+        guard let n = v.intValue.map(Int.init), range.contains(n) else {
             return .failure(ConfigError("\"\(key)\" must be an integer in \(range.lowerBound)...\(range.upperBound)"))
         }
         return .success(n)
@@ -64,7 +64,7 @@ private func parseConfig(_ bytes: [UInt8]) -> Result<SQLiteConfig, ConfigError> 
     case let .failure(m): return .failure(m)
     }
     if let v = obj["synchronous"] {
-        guard let s = (v as? String)?.uppercased(), ["OFF", "NORMAL", "FULL", "EXTRA"].contains(s) else {
+        guard let s = v.stringValue?.uppercased(), ["OFF", "NORMAL", "FULL", "EXTRA"].contains(s) else {
             return .failure(ConfigError("\"synchronous\" must be one of off, normal, full, extra"))
         }
         config.synchronous = s

@@ -69,7 +69,7 @@ public final class Host: Sendable {
         for m in migrations { logger.info("schema: \(m)") }
         if registry.served[PYLON_CAP_FUNCTIONS] != nil {
             do {
-                try writer.execute(FunctionScheduler.createSQL(dialect), wantRows: false)
+                for ddl in FunctionScheduler.createSQL(dialect) { try writer.execute(ddl, wantRows: false) }
             } catch {
                 writer.close()
                 throw HostError(status: 500, code: "SCHEMA_FAILED", message: "cannot create the function schedules table: \(error)")

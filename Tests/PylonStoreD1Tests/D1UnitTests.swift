@@ -3,7 +3,7 @@ import PylonPluginABI
 import PylonPluginKit
 import Testing
 
-@Suite("StoreD1 units: statement kinds, JSON, D1 responses, config")
+@Suite("StoreD1 units: statement kinds, D1 responses, config")
 struct D1UnitTests {
     @Test("Statements are classified by their first words, comments and case ignored")
     func statementKinds() {
@@ -22,26 +22,6 @@ struct D1UnitTests {
         #expect(StatementKind.of("ROLLBACK") == .transactionControl)
         #expect(StatementKind.of("BEGIN IMMEDIATE") == .transactionControl)
         #expect(StatementKind.of("commit") == .transactionControl)
-    }
-
-    @Test("JSON keeps object key order, integers apart from doubles, and 64-bit integers exact")
-    func json() throws {
-        let v = try D1JSON.parse(Array(#"{"z":1,"a":1.5,"m":9223372036854775807,"s":"\u00e9\ud83d\ude00\n","n":null,"b":[true,false]}"#.utf8))
-        guard case let .object(pairs) = v else { Issue.record("not an object"); return }
-        #expect(pairs.map(\.0) == ["z", "a", "m", "s", "n", "b"])
-        #expect(v["z"] == .int(1))
-        #expect(v["a"] == .double(1.5))
-        #expect(v["m"] == .int(Int64.max))
-        #expect(v["s"] == .string("é😀\n"))
-        #expect(v["n"] == .null)
-        #expect(v["b"] == .array([.bool(true), .bool(false)]))
-        var out: [UInt8] = []
-        v.write(to: &out)
-        #expect(try D1JSON.parse(out) == v, "round trip")
-        #expect(throws: D1JSON.ParseError.self) { try D1JSON.parse(Array("{\"a\":1} x".utf8)) }
-        #expect(throws: D1JSON.ParseError.self) { try D1JSON.parse(Array("{\"a\":".utf8)) }
-        #expect(throws: D1JSON.ParseError.self) { try D1JSON.parse(Array(String(repeating: "[", count: 100).utf8)) }
-        #expect(throws: D1JSON.ParseError.self) { try D1JSON.parse(Array("\u{0}garbage".utf8)) }
     }
 
     static func decode(_ status: Int, _ body: String, expected: Int = 1) -> Result<[D1Wire.StatementResult], StoreFailureBox> {

@@ -10,13 +10,11 @@ import Logging
 /// (1 s, then 2 s later). Scheduled calls run as nobody (`user_id` null, not admin),
 /// as in Pylon.
 enum FunctionScheduler {
-    static let table = "_pylon_schedules"
+    static let table = SystemTables.schedules.name
     static let maxAttempts: Int64 = 3
 
-    /// DDL for the schedules table (both dialects), run at startup when functions are served.
-    static func createSQL(_ d: SQLDialect) -> String {
-        "CREATE TABLE IF NOT EXISTS \(d.quote(table)) (\(d.quote("id")) TEXT PRIMARY KEY, \(d.quote("fn_name")) TEXT NOT NULL, \(d.quote("args")) TEXT NOT NULL, \(d.quote("run_at")) BIGINT NOT NULL, \(d.quote("attempts")) BIGINT NOT NULL)"
-    }
+    /// DDL for the schedules table, run at startup when functions are served.
+    static func createSQL(_ d: SQLDialect) -> [String] { d.createSystemTable(SystemTables.schedules) }
 
     static func nowMillis() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 

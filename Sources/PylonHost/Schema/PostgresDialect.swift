@@ -42,28 +42,10 @@ public struct PostgresDialect: SQLDialect {
     static let changesChannel = "pylon_changes"
 
     public var bootstrap: [String] {
-        [
-            "CREATE TABLE IF NOT EXISTS _pylon_meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)",
-            // seq is numbered by the host from MAX(seq), read under the write lock (see
-            // the type's comment): gapless, and in commit order across hosts.
-            """
-            CREATE TABLE IF NOT EXISTS _pylon_changes (seq BIGINT PRIMARY KEY, entity TEXT NOT NULL, \
-            row_id TEXT NOT NULL, kind TEXT NOT NULL, data TEXT, before TEXT, ts BIGINT NOT NULL)
-            """,
-            // Numbers a write batch's entries in SQL (see `appendNextChangeSQL`).
+        SystemTables.bootstrap.flatMap(createSystemTable) + [
+            // Numbers a write batch's change-log entries in SQL (see `appendNextChangeSQL`).
             "CREATE SEQUENCE IF NOT EXISTS _pylon_seq",
-            """
-            CREATE TABLE IF NOT EXISTS _pylon_sessions (token_hash TEXT PRIMARY KEY NOT NULL, \
-            user_id TEXT NOT NULL, expires_at BIGINT NOT NULL, created_at BIGINT NOT NULL, \
-            device TEXT, tenant_id TEXT)
-            """,
-            "CREATE INDEX IF NOT EXISTS _pylon_sessions_user ON _pylon_sessions (user_id)",
-            // The session change log (see `SessionWatcher`): every UPDATE or DELETE of a
-            // session row, by any host, code path or hand, appends the old token hash.
-            """
-            CREATE TABLE IF NOT EXISTS _pylon_session_changes (seq BIGSERIAL PRIMARY KEY, \
-            token_hash TEXT NOT NULL, ts BIGINT NOT NULL)
-            """,
+            // The session change log's writer (see `SystemTables.sessionChanges`).
             """
             CREATE OR REPLACE FUNCTION _pylon_session_changed() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
             INSERT INTO _pylon_session_changes (token_hash, ts) VALUES (OLD.token_hash, EXTRACT(EPOCH FROM now())::BIGINT); \
@@ -76,14 +58,10 @@ public struct PostgresDialect: SQLDialect {
             CREATE TRIGGER _pylon_sessions_changed AFTER UPDATE OR DELETE ON _pylon_sessions \
             FOR EACH ROW EXECUTE FUNCTION _pylon_session_changed(); END IF; END $$
             """,
-            // Op and pending ids are the caller's own (`PushScope`).
-            """
-            CREATE TABLE IF NOT EXISTS _pylon_push_ops (scope TEXT NOT NULL, op_id TEXT NOT NULL, \
-            client_id TEXT, row_id TEXT, pending_id TEXT, created_at BIGINT NOT NULL, PRIMARY KEY (scope, op_id))
-            """,
-            "CREATE INDEX IF NOT EXISTS _pylon_push_ops_scope_pending ON _pylon_push_ops (scope, pending_id)",
         ]
     }
+
+    public var serialPrimaryKey: String { "BIGSERIAL PRIMARY KEY" }
 
     /// The host numbers entries: MAX(seq) read once per transaction, under the write lock.
     public var appendChangeSQL: String? { nil }

@@ -33,8 +33,11 @@ public protocol SQLDialect: Sendable {
     /// The channel `notifyChangesSQL` signals and every host's `ChangeTailer` waits on
     /// (Postgres LISTEN/NOTIFY), or nil when the database has none.
     var notifyChannel: String? { get }
-    /// DDL for the host's own tables (change log, meta, sessions, push ops).
+    /// DDL for the host's own tables (change log, meta, sessions, push ops): the tables of
+    /// `SystemTables.bootstrap`, then what the dialect adds to them (triggers, a sequence).
     var bootstrap: [String] { get }
+    /// The type and key clause of a `SystemTable.ColumnType.serial` column.
+    var serialPrimaryKey: String { get }
     /// `INSERT` of one change-log entry returning the `seq` the store chose, or nil when
     /// the host numbers entries itself (see `WriteTransaction.nextSeq`). Parameters in
     /// order: entity, row_id, kind, data, before, ts.
@@ -166,28 +169,8 @@ public struct SQLiteDialect: SQLDialect {
     public var notifyChannel: String? { nil }
 
     public var bootstrap: [String] {
-        [
-            "CREATE TABLE IF NOT EXISTS _pylon_meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)",
-            // seq: INTEGER PRIMARY KEY takes max(seq)+1 inside the writer's transaction, so it
-            // is gapless (a rolled-back write gives its number back) and ordered by commit.
-            // Retention never deletes the newest entry, so numbers are never reused.
-            """
-            CREATE TABLE IF NOT EXISTS _pylon_changes (seq INTEGER PRIMARY KEY, entity TEXT NOT NULL, \
-            row_id TEXT NOT NULL, kind TEXT NOT NULL, data TEXT, before TEXT, ts INTEGER NOT NULL)
-            """,
-            """
-            CREATE TABLE IF NOT EXISTS _pylon_sessions (token_hash TEXT PRIMARY KEY NOT NULL, \
-            user_id TEXT NOT NULL, expires_at INTEGER NOT NULL, created_at INTEGER NOT NULL, \
-            device TEXT, tenant_id TEXT)
-            """,
-            "CREATE INDEX IF NOT EXISTS _pylon_sessions_user ON _pylon_sessions (user_id)",
-            // The session change log (see `SessionWatcher`): every UPDATE or DELETE of a
-            // session row, by any code path or by hand, appends the old token hash.
-            // AUTOINCREMENT: trimming the log never lets a number be handed out twice.
-            """
-            CREATE TABLE IF NOT EXISTS _pylon_session_changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, \
-            token_hash TEXT NOT NULL, ts INTEGER NOT NULL)
-            """,
+        SystemTables.bootstrap.flatMap(createSystemTable) + [
+            // The session change log's writers (see `SystemTables.sessionChanges`).
             """
             CREATE TRIGGER IF NOT EXISTS _pylon_sessions_deleted AFTER DELETE ON _pylon_sessions BEGIN \
             INSERT INTO _pylon_session_changes (token_hash, ts) VALUES (OLD.token_hash, CAST(strftime('%s', 'now') AS INTEGER)); END
@@ -196,14 +179,11 @@ public struct SQLiteDialect: SQLDialect {
             CREATE TRIGGER IF NOT EXISTS _pylon_sessions_updated AFTER UPDATE ON _pylon_sessions BEGIN \
             INSERT INTO _pylon_session_changes (token_hash, ts) VALUES (OLD.token_hash, CAST(strftime('%s', 'now') AS INTEGER)); END
             """,
-            // Op and pending ids are the caller's own (`PushScope`).
-            """
-            CREATE TABLE IF NOT EXISTS _pylon_push_ops (scope TEXT NOT NULL, op_id TEXT NOT NULL, \
-            client_id TEXT, row_id TEXT, pending_id TEXT, created_at INTEGER NOT NULL, PRIMARY KEY (scope, op_id))
-            """,
-            "CREATE INDEX IF NOT EXISTS _pylon_push_ops_scope_pending ON _pylon_push_ops (scope, pending_id)",
         ]
     }
+
+    /// AUTOINCREMENT: a number is never handed out again, even after the newest row is deleted.
+    public var serialPrimaryKey: String { "INTEGER PRIMARY KEY AUTOINCREMENT" }
 
     public var appendChangeSQL: String? {
         "INSERT INTO _pylon_changes (entity, row_id, kind, data, before, ts) VALUES (?, ?, ?, ?, ?, ?) RETURNING seq"

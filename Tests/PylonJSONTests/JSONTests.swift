@@ -1,5 +1,5 @@
+import PylonJSON
 import Testing
-@testable import PylonHost
 
 @Suite("JSON parser and writer")
 struct JSONTests {
@@ -119,63 +119,83 @@ struct JSONTests {
         #expect(pairs[99_999].0 == "k99999")
         try JSONParser.validate(Array(body.utf8))
     }
+
+    /// What StoreD1 relies on (moved here with its JSON): a D1 result row is an object whose
+    /// keys are the columns in order, and an INTEGER column stays an exact 64-bit integer.
+    @Test("Object key order, integers apart from doubles, and 64-bit integers exact, through a round trip")
+    func keyOrderAndIntegersRoundTrip() throws {
+        let v = try JSONParser.parse(Array(#"{"z":1,"a":1.5,"m":9223372036854775807,"s":"\u00e9\ud83d\ude00\n","n":null,"b":[true,false]}"#.utf8))
+        guard case let .object(pairs) = v else { Issue.record("not an object"); return }
+        #expect(pairs.map(\.0) == ["z", "a", "m", "s", "n", "b"])
+        #expect(v["z"] == .int(1))
+        #expect(v["a"] == .double(1.5))
+        #expect(v["m"] == .int(Int64.max))
+        #expect(v["s"] == .string("é😀\n"))
+        #expect(v["n"] == .null)
+        #expect(v["b"] == .array([.bool(true), .bool(false)]))
+        #expect(try JSONParser.parse(JSONWriter.encode(v)) == v, "round trip")
+        for bad in ["{\"a\":1} x", "{\"a\":", String(repeating: "[", count: 100), "\u{0}garbage"] {
+            #expect(throws: JSONParseError.self) { try JSONParser.parse(Array(bad.utf8)) }
+        }
+    }
 }
 
-@Suite("Filter compiler")
-struct FilterCompilerTests {
-    let entity = Entity(
-        name: "Todo",
-        fields: [
-            Field(name: "title", typeName: "string", optional: false, unique: false, crdt: nil),
-            Field(name: "done", typeName: "bool", optional: false, unique: false, crdt: nil),
-            Field(name: "score", typeName: "float", optional: true, unique: false, crdt: nil),
-        ],
-        indexes: [], relations: [], crdt: true)
+/// `JSONMembers` / `JSONParser.members`: an object's members located without building it
+/// (FnBun's protocol frames). The same grammar as `parse`; string contents inside values are
+/// checked only when read.
+@Suite("JSON members")
+struct JSONMembersTests {
+    static func members(_ text: String) throws -> JSONMembers { try JSONMembers(Array(text.utf8)) }
 
-    func compile(_ json: String) throws -> CompiledFilter {
-        var c = FilterCompiler(codec: RowCodec(entity: entity, dialect: SQLiteDialect()), dialect: SQLiteDialect())
-        return try c.compile(try JSONParser.parse(json))
+    @Test func locatesRawValuesAndDecodesStrings() throws {
+        let f = try Self.members(#" {"type":"return","call_id":"c_1","value":{"a":[1,2,{"b":"}"}],"s":"x\"y"},"n":-1.5e3} "#)
+        #expect(f.string("type") == "return")
+        #expect(f.string("call_id") == "c_1")
+        let value = try #require(f["value"])
+        #expect(String(decoding: f.bytes[value], as: UTF8.self) == #"{"a":[1,2,{"b":"}"}],"s":"x\"y"}"#)
+        #expect(f.value("value")?["s"] == .string("x\"y"))
+        #expect(f.string("value") == nil, "not a string")
+        #expect(String(decoding: f.bytes[try #require(f["n"])], as: UTF8.self) == "-1.5e3")
+        #expect(f["missing"] == nil && f.string("missing") == nil)
+        #expect(try Self.members("{}").members.isEmpty)
     }
 
-    @Test func operatorsBecomeBoundParameters() throws {
-        let f = try compile(#"{"title":{"$like":"50%_off"},"done":false,"score":{"$gte":1,"$lt":5},"$order":{"score":"desc"},"$limit":10}"#)
-        #expect(f.whereSQL == #" WHERE "title" LIKE ? ESCAPE '\' AND "done" = ? AND "score" >= ? AND "score" < ?"#)
-        #expect(f.params == [.text("%50\\%\\_off%"), .int(0), .double(1), .double(5)])
-        #expect(f.orderSQL == #" ORDER BY "score" DESC, "id" ASC"#)
-        #expect(f.limit == 10)
+    /// As `parse` keeps them: the last of repeated keys; keys compared after decoding escapes.
+    @Test func repeatedAndEscapedKeys() throws {
+        let f = try Self.members(#"{"type":"a","t\u0079pe":"b","x":1}"#)
+        #expect(f.string("type") == "b")
+        #expect(try Self.members(#"{"type":"a","type":"c"}"#).string("type") == "c")
+        #expect(try Self.members(#"{"typ":"a","types":"b"}"#).string("type") == nil)
     }
 
-    /// A field name only canonically equivalent to a real one ("\u{212A}ey" for "Key") is
-    /// no field: a write with it is INVALID_COLUMN, a filter on it INVALID_FILTER-style.
-    @Test func fieldNamesMatchByCodePoints() throws {
-        let e = Entity(name: "Lock", fields: [Field(name: "Key", typeName: "string", optional: false, unique: false, crdt: nil)],
-                       indexes: [], relations: [], crdt: true)
-        let codec = RowCodec(entity: e, dialect: SQLiteDialect())
-        #expect(codec.field("Key") != nil && codec.field("\u{212A}ey") == nil)
-        #expect(throws: HostError.self) { try codec.checkKeys([("\u{212A}ey", "x")]) }
-        var c = FilterCompiler(codec: codec, dialect: SQLiteDialect())
-        #expect(throws: HostError.self) { try c.compile(try JSONParser.parse("{\"\u{212A}ey\":\"x\"}")) }
+    /// What `parse` refuses is refused here too, with the same error, except inside the
+    /// strings of values: those are checked when read.
+    @Test(arguments: ["", "[]", "1", "{", "{\"a\"}", "{\"a\":}", "{\"a\":1,}", "{\"a\":1} x", "{\"a\":[1,]}", "{\"a\":01}",
+                      "{\"a\":tru}", "{\"a\":\"x}", "{\"a\":{\"b\" 1}}", "{1:2}", "{\"a\":1e400}", "{\"a\":\"\u{01}\"}",
+                      "{\"\\ud800\":1}", "{\"a\\x\":1}"])
+    func malformedObjectsAreRefused(_ text: String) {
+        #expect(throws: JSONParseError.self) { try Self.members(text) }
     }
 
-    @Test func nullEqualityAndNullSafeNot() throws {
-        let f = try compile(#"{"score":null,"title":{"$not":"x"}}"#)
-        #expect(f.whereSQL == #" WHERE "score" IS NULL AND "title" IS NOT ?"#)
-        let g = try compile(#"{"score":{"$not":null}}"#)
-        #expect(g.whereSQL == #" WHERE "score" IS NOT NULL"#)
+    @Test func deepNestingIsRefusedNotCrashing() {
+        let deep = "{\"a\":" + String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000) + "}"
+        #expect(throws: JSONParseError.self) { try Self.members(deep) }
+        let ok = "{\"a\":" + String(repeating: "[", count: 200) + String(repeating: "]", count: 200) + "}"
+        #expect(throws: Never.self) { try Self.members(ok) }
     }
 
-    @Test func inHandlesEmptyAndNull() throws {
-        #expect(try compile(#"{"title":{"$in":[]}}"#).whereSQL == " WHERE 1 = 0")
-        let f = try compile(#"{"score":{"$in":[1.5,null]}}"#)
-        #expect(f.whereSQL == #" WHERE ("score" IN (?) OR "score" IS NULL)"#)
-    }
-
-    @Test(arguments: [#"{"nope":1}"#, #"{"title":{"$regex":"x"}}"#, #"{"$limit":-1}"#, #"{"title":[1]}"#, "[1]"])
-    func badFiltersAreClientErrors(_ json: String) {
-        #expect(throws: HostError.self) { try compile(json) }
-    }
-
-    @Test func identifiersAreQuoted() {
-        #expect(SQLiteDialect().quote(#"a"b"#) == #""a""b""#)
+    /// A function may return a string `parse` refuses (a lone surrogate from slicing an
+    /// emoji): the frame still reads, so the call fails with the host's error instead of
+    /// waiting for its timeout; the value itself is refused when it is parsed or read.
+    @Test func uncheckedValueContentsLeaveTheFrameReadable() throws {
+        let f = try Self.members(#"{"type":"return","call_id":"c_2","value":"\ud83d"}"#)
+        #expect(f.string("type") == "return" && f.string("call_id") == "c_2")
+        #expect(f.string("value") == nil)
+        #expect(f.value("value") == nil)
+        var raw = Array(#"{"type":"return","value":"ab"}"#.utf8)
+        raw[raw.count - 3] = 0xFF
+        let g = try JSONMembers(raw)
+        #expect(g.string("type") == "return")
+        #expect(g.string("value") == nil, "invalid UTF-8 is refused when read")
     }
 }

@@ -46,10 +46,70 @@ public struct JSONParser {
         try bytes.withUnsafeBufferPointer { b throws(JSONParseError) in try validate(b) }
     }
 
+    /// The members of the object that is the whole of `bytes`, located in one pass and
+    /// built into nothing: for a reader that wants a few members of a document, some only to
+    /// hand their raw bytes on (`JSONMembers`). The grammar, the depth limit and the errors
+    /// are `parse`'s, and keys are checked as `parse` checks them; the contents of strings
+    /// inside values (their escapes and UTF-8) are checked when a value is read
+    /// (`string(_:at:)`, `parse`) — or by whoever receives it — so a value that `parse`
+    /// would refuse still leaves the rest of the document readable.
+    public static func members(_ bytes: UnsafeBufferPointer<UInt8>) throws(JSONParseError) -> [JSONMember] {
+        var p = JSONParser(buf: bytes, checksStrings: false)
+        p.skipWS()
+        guard p.i < bytes.count, bytes[p.i] == UInt8(ascii: "{") else { throw p.fail("expected an object") }
+        p.i += 1
+        var out: [JSONMember] = []
+        p.skipWS()
+        if p.i < bytes.count, bytes[p.i] == UInt8(ascii: "}") {
+            p.i += 1
+        } else {
+            while true {
+                p.skipWS()
+                guard p.i < bytes.count, bytes[p.i] == UInt8(ascii: "\"") else { throw p.fail("expected a string key") }
+                let keyStart = p.i + 1
+                let escaped = try p.skipString(checked: true)
+                let key = keyStart..<(p.i - 1)
+                p.skipWS()
+                guard p.i < bytes.count, bytes[p.i] == UInt8(ascii: ":") else { throw p.fail("expected ':'") }
+                p.i += 1
+                p.skipWS()
+                let start = p.i
+                try p.skipValue(depth: 1)
+                out.append(JSONMember(key: key, value: start..<p.i, keyHasEscapes: escaped))
+                p.skipWS()
+                guard p.i < bytes.count else { throw p.fail("unexpected end of input in object") }
+                if bytes[p.i] == UInt8(ascii: ",") { p.i += 1; continue }
+                if bytes[p.i] == UInt8(ascii: "}") { p.i += 1; break }
+                throw p.fail("expected ',' or '}'")
+            }
+        }
+        p.skipWS()
+        if p.i != bytes.count { throw p.fail("unexpected trailing characters") }
+        return out
+    }
+
+    /// The string at `range` of `bytes` (its quotes included), decoded and checked as `parse`
+    /// does; offsets in errors are offsets in `bytes`.
+    public static func string(_ bytes: UnsafeBufferPointer<UInt8>, at range: Range<Int>) throws(JSONParseError) -> String {
+        precondition(range.lowerBound >= 0 && range.upperBound <= bytes.count, "range outside the document")
+        var p = JSONParser(buf: UnsafeBufferPointer(rebasing: bytes[..<range.upperBound]))
+        p.i = range.lowerBound
+        guard p.i < range.upperBound, bytes[p.i] == UInt8(ascii: "\"") else { throw p.fail("expected a string") }
+        let s = try p.string()
+        if p.i != range.upperBound { throw p.fail("unexpected characters after the string") }
+        return s
+    }
+
     private let buf: UnsafeBufferPointer<UInt8>
     private var i = 0
+    /// Whether strings skipped inside values are checked (escapes, UTF-8) or only delimited
+    /// (`members`).
+    private let checksStrings: Bool
 
-    private init(buf: UnsafeBufferPointer<UInt8>) { self.buf = buf }
+    private init(buf: UnsafeBufferPointer<UInt8>, checksStrings: Bool = true) {
+        self.buf = buf
+        self.checksStrings = checksStrings
+    }
 
     private func fail(_ m: String) -> JSONParseError { JSONParseError(message: m, offset: i) }
 
@@ -234,7 +294,7 @@ public struct JSONParser {
                 skipWS()
                 if close == UInt8(ascii: "}") {
                     guard i < buf.count, buf[i] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
-                    try skipString()
+                    try skipString(checked: checksStrings)
                     skipWS()
                     guard i < buf.count, buf[i] == UInt8(ascii: ":") else { throw fail("expected ':'") }
                     i += 1
@@ -247,7 +307,7 @@ public struct JSONParser {
                 if buf[i] == close { i += 1; return }
                 throw fail(close == UInt8(ascii: "}") ? "expected ',' or '}'" : "expected ',' or ']'")
             }
-        case UInt8(ascii: "\""): try skipString()
+        case UInt8(ascii: "\""): try skipString(checked: checksStrings)
         case UInt8(ascii: "t"): try literal("true")
         case UInt8(ascii: "f"): try literal("false")
         case UInt8(ascii: "n"): try literal("null")
@@ -256,20 +316,26 @@ public struct JSONParser {
         }
     }
 
-    /// `string` without building it: escapes, surrogate pairs and UTF-8 checked the same way.
-    private mutating func skipString() throws(JSONParseError) {
+    /// `string` without building it: with `checked`, escapes, surrogate pairs and UTF-8 are
+    /// checked the same way; without, the string is only delimited (its end found, no
+    /// control characters). Whether it has an escape.
+    @discardableResult
+    private mutating func skipString(checked: Bool) throws(JSONParseError) -> Bool {
         i += 1  // opening quote
         let start = i
+        var escaped = false
         while i < buf.count {
             let c = buf[i]
             if c == UInt8(ascii: "\"") {
                 i += 1
-                if !Self.isValidUTF8(UnsafeBufferPointer(rebasing: buf[start..<(i - 1)])) { throw fail("invalid UTF-8 in string") }
-                return
+                if checked, !Self.isValidUTF8(UnsafeBufferPointer(rebasing: buf[start..<(i - 1)])) { throw fail("invalid UTF-8 in string") }
+                return escaped
             }
             if c < 0x20 { throw fail("control character in string") }
             if c != UInt8(ascii: "\\") { i += 1; continue }
+            escaped = true
             i += 1
+            if !checked { i = min(i + 1, buf.count); continue }
             guard i < buf.count else { break }
             let e = buf[i]
             i += 1
