@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// A JSON document as the host handles it on every path: request bodies, rows, change
 /// events, plugin config. Objects keep their key order (rows are emitted id-first, then in
 /// manifest field order) and numbers keep the int/double distinction, so `3` stays `3`
@@ -42,8 +48,18 @@ public enum JSONValue: Sendable, Equatable {
     /// JavaScript's objects do), not when Swift's `==` finds them canonically equivalent:
     /// "\u{212A}ey" (KELVIN SIGN) is not the field "Key", and `{"Key":1,"\u{212A}ey":2}`
     /// has two members here as in a function's `JSON.parse`.
-    @inline(__always)
-    public static func sameKey(_ a: String, _ b: String) -> Bool { a.utf8.elementsEqual(b.utf8) }
+    /// Compared as bytes in place (a native string's UTF-8 is contiguous): a walk through
+    /// the two `UTF8View`s measured ~1% of the host's CPU on a function-call path.
+    public static func sameKey(_ a: String, _ b: String) -> Bool {
+        let au = a.utf8, bu = b.utf8
+        guard au.count == bu.count else { return false }
+        let same = au.withContiguousStorageIfAvailable { pa in
+            bu.withContiguousStorageIfAvailable { pb in
+                pa.count == 0 || memcmp(pa.baseAddress!, pb.baseAddress!, pa.count) == 0
+            }
+        }
+        return (same ?? nil) ?? au.elementsEqual(bu)
+    }
 
     public var isNull: Bool { if case .null = self { return true } else { return false } }
 

@@ -47,7 +47,7 @@ enum PolicyValues {
         case let (.bool(x), .bool(y)): return x == y
         case (.int, .int), (.int, .double), (.double, .int), (.double, .double):
             return compareNumbers(a, b) == 0
-        case let (.string(x), .string(y)): return x.utf8.elementsEqual(y.utf8)
+        case let (.string(x), .string(y)): return JSONValue.sameKey(x, y)
         case let (.array(x), .array(y)):
             return x.count == y.count && zip(x, y).allSatisfy { equal($0, $1) }
         case let (.object(x), .object(y)):
@@ -61,7 +61,7 @@ enum PolicyValues {
     static func order(_ a: JSONValue, _ b: JSONValue) -> Int? {
         switch (a, b) {
         case let (.string(x), .string(y)):
-            if x.utf8.elementsEqual(y.utf8) { return 0 }
+            if JSONValue.sameKey(x, y) { return 0 }
             return x.utf8.lexicographicallyPrecedes(y.utf8) ? -1 : 1
         default: return compareNumbers(a, b)
         }
