@@ -25,141 +25,7 @@ public final class Host: Sendable {
     /// Server functions, when a plugin serves `pylon.functions/1`.
     let functions: FunctionService?
 
-    /// Everything before serving; throws `HostError` with a message saying what to fix.
-    public static func start(_ config: HostConfig, logger: Logger = Logger(label: "pylon")) throws -> Host {
-        let manifest = try loadManifest(config.manifestPath)
-        let policies: PolicyEngine
-        do {
-            policies = try PolicyEngine(manifest: manifest, dev: config.dev)
-        } catch {
-            throw HostError(status: 500, code: error.code, message: "\(config.manifestPath): \(error.path): \(error.message)")
-        }
-        let metrics = Metrics()
-        let registry = StoreSelection.loadPlugins(config, logger: logger, metrics: metrics)
-        let storePath = StoreSelection.path(config, manifest)
-        var overrides = StoreSelection.overrides(storePath)
-        // Functions live next to the manifest unless the manifest says otherwise.
-        let manifestDir = URL(fileURLWithPath: config.manifestPath).deletingLastPathComponent()
-        let fnDir = manifest.plugins["functions"]?.config["dir"]?.stringValue ?? "functions"
-        overrides["functions"] = [("dir", .string(URL(fileURLWithPath: fnDir, relativeTo: manifestDir).standardizedFileURL.path)),
-                                  ("dev", .bool(config.dev))]
-        // The cache keeps its snapshot (when enabled) beside the database.
-        let dataDir = (storePath as NSString).deletingLastPathComponent
-        // The RESP listener's clients share the open-file budget with the HTTP listeners
-        // (`respClientCap`, `connectionCap`).
-        Self.raiseOpenFileLimit()
-        let respCap = Self.respClientCap()
-        overrides["cache"] = [("data_dir", .string(dataDir.isEmpty ? "." : dataDir)), ("maxclients_cap", .int(Int64(respCap)))]
-            + config.cacheOverrides
-        let lines = try registry.activate(selections: manifest.plugins, overrides: overrides)
-        for l in lines { logger.info("capability \(l)") }
-
-        let selection = try StoreSelection(registry, pluginsDir: config.pluginsDir)
-        let (served, table, dialect) = (selection.served, selection.table, selection.dialect)
-        let writer = try open(table, served.instance, PYLON_STORE_OPEN_WRITE, served.plugin, metrics)
-        let migrations: [String]
-        let epoch: String
-        do {
-            migrations = try SchemaApplier.apply(manifest.entities, on: writer, dialect: dialect)
-            epoch = try SchemaApplier.epoch(writer, dialect)
-        } catch {
-            writer.close()
-            throw error
-        }
-        for m in migrations { logger.info("schema: \(m)") }
-        if registry.served[PYLON_CAP_FUNCTIONS] != nil {
-            do {
-                for ddl in FunctionScheduler.createSQL(dialect) { try writer.execute(ddl, wantRows: false) }
-            } catch {
-                writer.close()
-                throw HostError(status: 500, code: "SCHEMA_FAILED", message: "cannot create the function schedules table: \(error)")
-            }
-        }
-        let readerCount = max(1, min(config.readers, Int(table.pointee.max_readers == 0 ? 4 : table.pointee.max_readers)))
-        var readers: [StoreConnection] = []
-        for _ in 0..<readerCount {
-            readers.append(try open(table, served.instance, PYLON_STORE_OPEN_READ, served.plugin, metrics))
-        }
-        var quick: [StoreConnection] = []
-        if table.pointee.flags & PYLON_STORE_FLAG_LOCAL_READS != 0 {
-            // One per core: as many as requests can run their point reads at once.
-            for _ in 0..<max(1, ProcessInfo.processInfo.activeProcessorCount) {
-                quick.append(try open(table, served.instance, PYLON_STORE_OPEN_READ, served.plugin, metrics))
-            }
-        }
-        let store = StoreThreads(writer: writer, readers: readers, quickReaders: quick, dialect: dialect)
-        store.onBatch = { jobs, replayed, began in
-            Metrics.record(metrics.commitDuration, since: began)
-            metrics.batchJobs.record(jobs)
-            metrics.add("write_batches_total", 1)
-            metrics.add("write_jobs_total", Int64(jobs))
-            if replayed { metrics.add("write_batches_replayed_total", 1) }
-        }
-        store.onUnnumbered = { [logger] n in
-            metrics.add("write_events_unnumbered_total", Int64(n))
-            logger.warning("store: a committed batch's \(n) change event(s) came back without their seq (the store did not return the newest seq); they reach subscribers from the change log instead")
-        }
-        let data = DataService(manifest: manifest, dialect: dialect, store: store, policies: policies)
-        let changes = ChangeLog(store: store, dialect: dialect, epoch: epoch, retention: config.changelogRetention)
-        let sessions = SessionStore(store: store, dialect: dialect, lifetime: manifest.auth.sessionExpiresIn)
-        let hub = ChangeHub(queueLimit: config.syncQueueLimit, maxPerAddress: config.maxConnectionsPerAddress, metrics: metrics)
-        var tailer: ChangeTailer?
-        if table.pointee.flags & PYLON_STORE_FLAG_CONCURRENT_WRITERS != 0 {
-            // Other hosts may write this database: the hub is fed from the shared log.
-            let conn = try open(table, served.instance, PYLON_STORE_OPEN_READ, served.plugin, metrics)
-            var newest: Int64 = 0
-            if case let .int(n)? = try conn.execute("SELECT MAX(seq) FROM _pylon_changes").rows.first?.first { newest = n }
-            let t = ChangeTailer(connection: conn, dialect: dialect, from: newest, pollInterval: Double(config.changePollMs) / 1000,
-                                 logger: logger, publish: { hub.publish($0) })
-            store.onCommit = { events in
-                metrics.add("changes_committed_total", Int64(events.count))
-                t.offer(events)
-            }
-            t.start()
-            tailer = t
-            logger.info("realtime: fed from the shared change log (other hosts may write this store)")
-        } else {
-            store.onCommit = { events in
-                metrics.add("changes_committed_total", Int64(events.count))
-                hub.publish(events)
-            }
-        }
-        var functions: FunctionService?
-        if let fn = registry.served[PYLON_CAP_FUNCTIONS] {
-            functions = try FunctionService(served: fn, data: data, store: store, enforcePolicies: manifest.functionsEnforcePolicies,
-                                            logger: logger, metrics: metrics)
-        }
-        var cache: CacheService?
-        if let c = registry.served[PYLON_CAP_CACHE] {
-            let size = c.table.load(as: UInt32.self)
-            guard Int(size) >= MemoryLayout<pylon_cache_v1>.size else {
-                throw HostError(status: 500, code: "PLUGIN_INTERFACE_TOO_SMALL",
-                                message: "plugin \(c.plugin.id) returned a pylon.cache/1 table of \(size) bytes, expected at least \(MemoryLayout<pylon_cache_v1>.size); rebuild it against this host's header")
-            }
-            let service = CacheService(table: c.table.assumingMemoryBound(to: pylon_cache_v1.self), instance: c.instance,
-                                       plugin: c.plugin, hub: hub)
-            let port = service.respPort
-            logger.info("cache: \(c.plugin.id), RESP \(port == 0 ? "listener off" : "on port \(port)"); HTTP /api/cache and /api/pubsub (admin)")
-            cache = service
-        }
-        let location = selection.location(fallback: storePath)
-        logger.info("store: \(served.plugin.id) at \(location), dialect \(dialect.name), \(readerCount) readers, epoch \(epoch)")
-        for e in policies.unprotectedEntities {
-            logger.warning("entity \(e) has no policy: \(config.dev ? "open to everyone (--dev)" : "admin-only until a policy names it")")
-        }
-        for (e, ops) in policies.unguardedOperations where !ops.isEmpty {
-            logger.warning("entity \(e): no rule covers \(ops.map(\.rawValue).joined(separator: ", ")); \(config.dev ? "open to everyone (--dev)" : "admin-only")")
-        }
-        let crdtFields = manifest.entities.flatMap { e in e.fields.compactMap { f in f.crdt.flatMap { $0 == "lww" ? nil : "\(e.name).\(f.name) (\($0))" } } }
-        if !crdtFields.isEmpty {
-            logger.info("crdt: \(crdtFields.joined(separator: ", ")) stored and synced as plain values (last write wins): no plugin serves \(PYLON_CAP_CRDT), so /api/crdt answers 501")
-        }
-        return Host(config: config, manifest: manifest, registry: registry, store: store, data: data,
-                    changes: changes, sessions: sessions, metrics: metrics, logger: logger, hub: hub, tailer: tailer,
-                    functions: functions, cache: cache)
-    }
-
-    private init(config: HostConfig, manifest: Manifest, registry: PluginRegistry, store: StoreThreads,
+    init(config: HostConfig, manifest: Manifest, registry: PluginRegistry, store: StoreThreads,
                  data: DataService, changes: ChangeLog, sessions: SessionStore, metrics: Metrics, logger: Logger,
                  hub: ChangeHub, tailer: ChangeTailer?, functions: FunctionService?, cache: CacheService?) {
         self.functions = functions
@@ -175,19 +41,6 @@ public final class Host: Sendable {
         self.sessions = sessions
         self.metrics = metrics
         self.logger = logger
-    }
-
-    static func open(_ table: UnsafePointer<pylon_store_v1>, _ instance: OpaquePointer, _ mode: Int32,
-                     _ plugin: LoadedPlugin, _ metrics: Metrics) throws(HostError) -> StoreConnection {
-        var err = pylon_error()
-        err.struct_size = UInt32(MemoryLayout<pylon_error>.size)
-        var handle: OpaquePointer?
-        let status = table.pointee.open(instance, mode, &handle, &err)
-        guard status == PYLON_OK, let handle else {
-            let msg = boundedCString(err.message)
-            throw HostError(status: 500, code: "STORE_OPEN_FAILED", message: "\(plugin.id): \(msg)")
-        }
-        return StoreConnection(table: table, handle: handle, calls: metrics.pluginCalls)
     }
 
     /// Reads, decodes and validates the manifest; every problem is listed in one error.
@@ -214,54 +67,6 @@ public final class Host: Sendable {
         }
         return manifest
     }
-
-    /// Open connections per listener: `configured`, but never more than the open-file limit
-    /// allows with every listener full and `reservedDescriptors` left for the store,
-    /// plugins and logs. At the cap a listener stops accepting (Hummingbird's
-    /// `MaximumAvailableConnections`) and clients wait in the backlog, so connections never
-    /// exhaust the descriptors: at EMFILE NIO only backs off accepting, but other code does
-    /// not survive it (libdispatch, which runs Swift's task pool on Linux, aborts the process
-    /// when its worker monitor cannot open /proc). Per listener because that is what
-    /// Hummingbird's handler can resume (with a shared count a listener with no connections
-    /// of its own would wait for ever). The cache's RESP listener has its share taken out
-    /// first (`respClientCap`).
-    static func connectionCap(_ configured: Int?, listeners: Int) -> Int {
-        guard let files = openFileBudget() else { return configured ?? 1024 }
-        let budget = max(16, (files - respClientCap()) / max(1, listeners))
-        return min(configured ?? budget, budget)
-    }
-
-    /// The most clients the cache's RESP listener may hold (the plugin's `maxclients_cap`): a
-    /// tenth of the open-file budget, at least 16. Its clients are usually a few app servers'
-    /// pools, while the HTTP listeners hold every realtime subscriber.
-    static func respClientCap() -> Int {
-        guard let files = openFileBudget() else { return 1024 }
-        return max(16, files / 10)
-    }
-
-    /// The open-file limit less `reservedDescriptors`; nil when it cannot be read.
-    static func openFileBudget() -> Int? {
-        var limit = rlimit()
-        guard getrlimit(openFiles, &limit) == 0 else { return nil }
-        return Int(clamping: min(UInt64(limit.rlim_cur), UInt64(Int32.max))) - reservedDescriptors
-    }
-
-    /// Raises the soft open-file limit to the hard one (as Go's runtime does): the default
-    /// soft limit (often 1024) would cap connections far below what the system allows.
-    static func raiseOpenFileLimit() {
-        var limit = rlimit()
-        guard getrlimit(openFiles, &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
-        limit.rlim_cur = limit.rlim_max
-        _ = setrlimit(openFiles, &limit)
-    }
-
-    #if canImport(Glibc)
-    private static let openFiles = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
-    #else
-    private static let openFiles = RLIMIT_NOFILE
-    #endif
-
-    static let reservedDescriptors = 128
 
     /// HTTP listeners that share the open-file budget: the API port and the compat ports when on.
     static func listenerCount(_ config: HostConfig) -> Int { config.compatPorts ? 3 : 1 }

@@ -1,0 +1,210 @@
+import Foundation
+import Logging
+import PylonPluginABI
+
+/// `Host.start`, step by step: everything before serving. Each step throws `HostError` with
+/// a message saying what to fix.
+extension Host {
+    public static func start(_ config: HostConfig, logger: Logger = Logger(label: "pylon")) throws -> Host {
+        let manifest = try loadManifest(config.manifestPath)
+        let policies: PolicyEngine
+        do {
+            policies = try PolicyEngine(manifest: manifest, dev: config.dev)
+        } catch {
+            throw HostError(status: 500, code: error.code, message: "\(config.manifestPath): \(error.path): \(error.message)")
+        }
+        let metrics = Metrics()
+        let (registry, storePath) = try activatePlugins(config, manifest, logger: logger, metrics: metrics)
+        let opened = try openStore(config, manifest, registry, logger: logger, metrics: metrics)
+        let (store, dialect) = (opened.store, opened.dialect)
+        let data = DataService(manifest: manifest, dialect: dialect, store: store, policies: policies)
+        let changes = ChangeLog(store: store, dialect: dialect, epoch: opened.epoch, retention: config.changelogRetention)
+        let sessions = SessionStore(store: store, dialect: dialect, lifetime: manifest.auth.sessionExpiresIn)
+        let hub = ChangeHub(queueLimit: config.syncQueueLimit, maxPerAddress: config.maxConnectionsPerAddress, metrics: metrics)
+        let tailer = try changeFeed(opened, into: hub, config: config, logger: logger, metrics: metrics)
+        let functions = try registry.served[PYLON_CAP_FUNCTIONS].map {
+            try FunctionService(served: $0, data: data, store: store, enforcePolicies: manifest.functionsEnforcePolicies,
+                                logger: logger, metrics: metrics)
+        }
+        let cache = try registry.served[PYLON_CAP_CACHE].map { try cacheService($0, hub: hub, logger: logger) }
+        logger.info("store: \(opened.served.plugin.id) at \(opened.selection.location(fallback: storePath)), dialect \(dialect.name), \(opened.readerCount) readers, epoch \(opened.epoch)")
+        reportStartup(config, manifest, policies, logger: logger)
+        return Host(config: config, manifest: manifest, registry: registry, store: store, data: data,
+                    changes: changes, sessions: sessions, metrics: metrics, logger: logger, hub: hub, tailer: tailer,
+                    functions: functions, cache: cache)
+    }
+
+    /// Loads the plugins and activates the manifest's selection, with the settings the host
+    /// adds to each capability's config (the database path, the functions folder, the
+    /// cache's data folder and client cap). Returns the registry and the database path.
+    static func activatePlugins(_ config: HostConfig, _ manifest: Manifest, logger: Logger,
+                                metrics: Metrics) throws -> (PluginRegistry, String) {
+        let registry = StoreSelection.loadPlugins(config, logger: logger, metrics: metrics)
+        let storePath = StoreSelection.path(config, manifest)
+        var overrides = StoreSelection.overrides(storePath)
+        // Functions live next to the manifest unless the manifest says otherwise.
+        let manifestDir = URL(fileURLWithPath: config.manifestPath).deletingLastPathComponent()
+        let fnDir = manifest.plugins["functions"]?.config["dir"]?.stringValue ?? "functions"
+        overrides["functions"] = [("dir", .string(URL(fileURLWithPath: fnDir, relativeTo: manifestDir).standardizedFileURL.path)),
+                                  ("dev", .bool(config.dev))]
+        // The cache keeps its snapshot (when enabled) beside the database.
+        let dataDir = (storePath as NSString).deletingLastPathComponent
+        // The RESP listener's clients share the open-file budget with the HTTP listeners
+        // (`respClientCap`, `connectionCap`).
+        raiseOpenFileLimit()
+        overrides["cache"] = [("data_dir", .string(dataDir.isEmpty ? "." : dataDir)), ("maxclients_cap", .int(Int64(respClientCap())))]
+            + config.cacheOverrides
+        let lines = try registry.activate(selections: manifest.plugins, overrides: overrides)
+        for l in lines { logger.info("capability \(l)") }
+        return (registry, storePath)
+    }
+
+    /// The store, opened and migrated, with its connections on their threads.
+    struct OpenedStore {
+        let selection: StoreSelection
+        let store: StoreThreads
+        let epoch: String
+        let readerCount: Int
+        var served: ServedCapability { selection.served }
+        var table: UnsafePointer<pylon_store_v1> { selection.table }
+        var dialect: SQLDialect { selection.dialect }
+    }
+
+    /// Opens the writer, migrates the schema (and the schedules table when functions are
+    /// served), then opens the readers (and, for a local store, one quick reader per core)
+    /// and puts them on `StoreThreads` with the write metrics wired in.
+    static func openStore(_ config: HostConfig, _ manifest: Manifest, _ registry: PluginRegistry, logger: Logger,
+                          metrics: Metrics) throws -> OpenedStore {
+        let selection = try StoreSelection(registry, pluginsDir: config.pluginsDir)
+        let (served, table, dialect) = (selection.served, selection.table, selection.dialect)
+        func connect(_ mode: Int32) throws(HostError) -> StoreConnection { try open(table, served.instance, mode, served.plugin, metrics) }
+        let writer = try connect(PYLON_STORE_OPEN_WRITE)
+        var opened: [StoreConnection] = [writer]
+        do {
+            let migrations = try SchemaApplier.apply(manifest.entities, on: writer, dialect: dialect)
+            let epoch = try SchemaApplier.epoch(writer, dialect)
+            for m in migrations { logger.info("schema: \(m)") }
+            if registry.served[PYLON_CAP_FUNCTIONS] != nil {
+                do {
+                    for ddl in FunctionScheduler.createSQL(dialect) { try writer.execute(ddl, wantRows: false) }
+                } catch {
+                    throw HostError(status: 500, code: "SCHEMA_FAILED", message: "cannot create the function schedules table: \(error)")
+                }
+            }
+            let readerCount = max(1, min(config.readers, Int(table.pointee.max_readers == 0 ? 4 : table.pointee.max_readers)))
+            var readers: [StoreConnection] = []
+            for _ in 0..<readerCount {
+                let r = try connect(PYLON_STORE_OPEN_READ)
+                readers.append(r)
+                opened.append(r)
+            }
+            var quick: [StoreConnection] = []
+            if table.pointee.flags & PYLON_STORE_FLAG_LOCAL_READS != 0 {
+                // One per core: as many as requests can run their point reads at once.
+                for _ in 0..<max(1, ProcessInfo.processInfo.activeProcessorCount) {
+                    let q = try connect(PYLON_STORE_OPEN_READ)
+                    quick.append(q)
+                    opened.append(q)
+                }
+            }
+            let store = StoreThreads(writer: writer, readers: readers, quickReaders: quick, dialect: dialect)
+            recordWrites(of: store, metrics: metrics, logger: logger)
+            return OpenedStore(selection: selection, store: store, epoch: epoch, readerCount: readerCount)
+        } catch {
+            // Nothing is serving yet: close what was opened, so a failed start leaves no handle.
+            for c in opened { c.close() }
+            throw error
+        }
+    }
+
+    /// The writer's batches in the metrics (`write_*`), and a warning for events that came
+    /// back from the store without their seq.
+    static func recordWrites(of store: StoreThreads, metrics: Metrics, logger: Logger) {
+        store.onBatch = { jobs, replayed, began in
+            Metrics.record(metrics.commitDuration, since: began)
+            metrics.batchJobs.record(jobs)
+            metrics.add("write_batches_total", 1)
+            metrics.add("write_jobs_total", Int64(jobs))
+            if replayed { metrics.add("write_batches_replayed_total", 1) }
+        }
+        store.onUnnumbered = { [logger] n in
+            metrics.add("write_events_unnumbered_total", Int64(n))
+            logger.warning("store: a committed batch's \(n) change event(s) came back without their seq (the store did not return the newest seq); they reach subscribers from the change log instead")
+        }
+    }
+
+    /// Where committed changes reach the hub from: straight from this host's writer, or,
+    /// when other hosts may write the store, from a tailer of the shared change log
+    /// (returned, to be stopped with the host).
+    static func changeFeed(_ opened: OpenedStore, into hub: ChangeHub, config: HostConfig, logger: Logger,
+                           metrics: Metrics) throws -> ChangeTailer? {
+        let store = opened.store
+        guard opened.table.pointee.flags & PYLON_STORE_FLAG_CONCURRENT_WRITERS != 0 else {
+            store.onCommit = { events in
+                metrics.add("changes_committed_total", Int64(events.count))
+                hub.publish(events)
+            }
+            return nil
+        }
+        let conn = try open(opened.table, opened.served.instance, PYLON_STORE_OPEN_READ, opened.served.plugin, metrics)
+        var newest: Int64 = 0
+        do {
+            if case let .int(n)? = try conn.execute("SELECT MAX(seq) FROM _pylon_changes").rows.first?.first { newest = n }
+        } catch {
+            conn.close()
+            throw error
+        }
+        let t = ChangeTailer(connection: conn, dialect: opened.dialect, from: newest, pollInterval: Double(config.changePollMs) / 1000,
+                             logger: logger, publish: { hub.publish($0) })
+        store.onCommit = { events in
+            metrics.add("changes_committed_total", Int64(events.count))
+            t.offer(events)
+        }
+        t.start()
+        logger.info("realtime: fed from the shared change log (other hosts may write this store)")
+        return t
+    }
+
+    /// The bridge to the plugin serving `pylon.cache/1`.
+    static func cacheService(_ c: ServedCapability, hub: ChangeHub, logger: Logger) throws -> CacheService {
+        let size = c.table.load(as: UInt32.self)
+        guard Int(size) >= MemoryLayout<pylon_cache_v1>.size else {
+            throw HostError(status: 500, code: "PLUGIN_INTERFACE_TOO_SMALL",
+                            message: "plugin \(c.plugin.id) returned a pylon.cache/1 table of \(size) bytes, expected at least \(MemoryLayout<pylon_cache_v1>.size); rebuild it against this host's header")
+        }
+        let service = CacheService(table: c.table.assumingMemoryBound(to: pylon_cache_v1.self), instance: c.instance,
+                                   plugin: c.plugin, hub: hub)
+        let port = service.respPort
+        logger.info("cache: \(c.plugin.id), RESP \(port == 0 ? "listener off" : "on port \(port)"); HTTP /api/cache and /api/pubsub (admin)")
+        return service
+    }
+
+    /// What an operator should know at startup: entities no policy protects, operations no
+    /// rule covers, CRDT fields stored as plain values.
+    static func reportStartup(_ config: HostConfig, _ manifest: Manifest, _ policies: PolicyEngine, logger: Logger) {
+        for e in policies.unprotectedEntities {
+            logger.warning("entity \(e) has no policy: \(config.dev ? "open to everyone (--dev)" : "admin-only until a policy names it")")
+        }
+        for (e, ops) in policies.unguardedOperations where !ops.isEmpty {
+            logger.warning("entity \(e): no rule covers \(ops.map(\.rawValue).joined(separator: ", ")); \(config.dev ? "open to everyone (--dev)" : "admin-only")")
+        }
+        let crdtFields = manifest.entities.flatMap { e in e.fields.compactMap { f in f.crdt.flatMap { $0 == "lww" ? nil : "\(e.name).\(f.name) (\($0))" } } }
+        if !crdtFields.isEmpty {
+            logger.info("crdt: \(crdtFields.joined(separator: ", ")) stored and synced as plain values (last write wins): no plugin serves \(PYLON_CAP_CRDT), so /api/crdt answers 501")
+        }
+    }
+
+    /// One connection of the store plugin in `mode`.
+    static func open(_ table: UnsafePointer<pylon_store_v1>, _ instance: OpaquePointer, _ mode: Int32,
+                     _ plugin: LoadedPlugin, _ metrics: Metrics) throws(HostError) -> StoreConnection {
+        var err = pylon_error()
+        err.struct_size = UInt32(MemoryLayout<pylon_error>.size)
+        var handle: OpaquePointer?
+        let status = table.pointee.open(instance, mode, &handle, &err)
+        guard status == PYLON_OK, let handle else {
+            let msg = boundedCString(err.message)
+            throw HostError(status: 500, code: "STORE_OPEN_FAILED", message: "\(plugin.id): \(msg)")
+        }
+        return StoreConnection(table: table, handle: handle, calls: metrics.pluginCalls)
+    }
+}
