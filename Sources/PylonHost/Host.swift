@@ -74,6 +74,18 @@ public final class Host: Sendable {
     /// Serves HTTP (and WS/SSE) until the process is stopped: the API port, plus Pylon's
     /// WS (port+1) and SSE (port+2) listeners unless `compatPorts` is off.
     public func run() async throws {
+        let routes = routeContext()
+        let trustedOrigins = config.csrfOrigins(manifest: manifest)
+        let requestGuard = RequestGuard(config: config, trustedOrigins: trustedOrigins, metrics: metrics)
+        let limit = config.requestRateLimit
+        logger.info("request limit: \(limit > 0 ? "\(limit) per \(config.rateLimitWindow) s per client address" : "off"); writes with the session cookie accepted from: \(trustedOrigins.isEmpty ? "the host's own origin only (PYLON_TRUSTED_ORIGINS adds others)" : trustedOrigins.joined(separator: ", "))")
+        let middleware = APIMiddleware<PylonRequestContext>(corsOrigin: config.corsOrigin, metrics: metrics, requestGuard: requestGuard)
+        let edge = EdgeServer(config: config, routes: routes, middleware: middleware, requestGuard: requestGuard, logger: logger)
+        try await serve(edge.services() + [RealtimeShutdown(hub: hub)])
+    }
+
+    /// What every route handler gets, with the hub's read check wired to the data plane.
+    private func routeContext() -> RouteContext {
         let stubs = CapabilityInfo.all.filter { registry.served[$0.id] == nil }
         let canRead: @Sendable (AuthContext, String, JSONValue?) -> Bool = { [data] auth, entity, row in
             data.canRead(entity, row, auth: auth)
@@ -81,99 +93,22 @@ public final class Host: Sendable {
         hub.canRead = canRead
         let sync = SyncStream(hub: hub, changes: changes, canRead: canRead)
         let realtime = RealtimeConfig(maxFrameBytes: config.maxFrameBytes, relayRate: config.wsRelayRate, relayBurst: config.wsRelayBurst)
-        let routes = RouteContext(data: data, changes: changes, sessions: sessions, config: config,
-                                  metrics: metrics, startedAt: Date(), stubs: stubs, hub: hub, sync: sync,
-                                  realtime: realtime, functions: functions, cache: cache,
-                                  authLimiter: AuthRateLimiter(config.authRateLimits, maxKeys: config.rateLimitClients))
-        let trustedOrigins = config.csrfOrigins(manifest: manifest)
-        let requestGuard = RequestGuard(config: config, trustedOrigins: trustedOrigins, metrics: metrics)
-        let limit = config.requestRateLimit
-        logger.info("request limit: \(limit > 0 ? "\(limit) per \(config.rateLimitWindow) s per client address" : "off"); writes with the session cookie accepted from: \(trustedOrigins.isEmpty ? "the host's own origin only (PYLON_TRUSTED_ORIGINS adds others)" : trustedOrigins.joined(separator: ", "))")
-        let middleware = APIMiddleware<PylonRequestContext>(corsOrigin: config.corsOrigin, metrics: metrics, requestGuard: requestGuard)
-        // HEAD is answered wherever GET is (the GET handler's head, no body).
-        let router = Router(context: PylonRequestContext.self, options: .autoGenerateHeadEndpoints)
-        router.add(middleware: middleware)
-        routes.addSystemRoutes(router)
-        routes.addAuthRoutes(router)
-        routes.addDataRoutes(router)
-        routes.addSyncRoutes(router)
-        routes.addFunctionRoutes(router)
-        routes.addAdminDataRoutes(router)
-        if let cache { routes.addCacheRoutes(router, cache) }
-        routes.addEventStreamRoute(router, path: "/api/sync/events")
-        var appLogger = logger
-        appLogger.logLevel = .warning
-        /// The HTTP handlers of a listener answering with `router`: its `HTTPFront` (the one
-        /// path every request takes; see HTTP/HTTPFront.swift) after NIO's codec.
-        func answering(_ router: Router<PylonRequestContext>,
-                       immediate: (@Sendable (HTTPRequest) -> HTTPFront.ImmediateHandler?)? = nil) -> HTTP1Channel.Configuration {
-            let front = HTTPFront.Shared(responder: router.buildResponder(), logger: appLogger, serverName: "pylon-host",
-                                         maxBody: config.maxBodyBytes, immediate: immediate)
-            return HTTP1Channel.Configuration(additionalChannelHandlers: [HTTPFront(front)], httpDecoderConfiguration: .pylon)
-        }
-        let guards = ListenerGuards(limits: config.connectionLimits, maxBody: config.maxBodyBytes, serverName: "pylon-host")
-        let listeners = Self.listenerCount(config)
-        let cap = Self.connectionCap(config.maxConnections, listeners: listeners)
-        if let asked = config.maxConnections, asked > cap {
-            logger.warning("PYLON_MAX_CONNECTIONS=\(asked) is more than the open-file limit allows for \(listeners) listener(s); serving at most \(cap) per listener (raise the limit with ulimit -n)")
-        }
-        logger.info("HTTP: at most \(cap) open connections per listener; timeouts: head \(config.httpHeaderTimeout) s, body \(config.httpBodyTimeout) s, idle \(config.httpIdleTimeout) s (0 = off)")
-        /// Every listener's configuration: its address and the connection cap.
-        func listening(on port: Int) -> ApplicationConfiguration {
-            .init(address: .hostname(config.bindHost, port: port), serverName: "pylon-host",
-                  availableConnectionsDelegate: MaximumAvailableConnections(cap, logger: appLogger))
-        }
-        let http1 = answering(router, immediate: { routes.immediateRoute($0, middleware) })
-        let server = HTTPServerBuilder { responder -> any ServerChildChannel in
-            HTTPListener(inner: WebSocketUpgradeChannel(responder: responder, http1: http1, routes: routes,
-                                                        upgrades: { $0 == "/api/sync/ws" }),
-                         guards: guards, upgrades: requestGuard)
-        }
-        let main = Application(
-            router: router,
-            server: server,
-            configuration: listening(on: config.port),
-            onServerRunning: { [logger, config] _ in
-                logger.info("pylon-host listening on http://\(config.bindHost):\(config.port)\(config.dev ? " (dev mode)" : "") (\(Allocator.description))")
-            },
-            logger: appLogger)
-        var services: [any Service] = [main, RealtimeShutdown(hub: hub)]
-        if config.compatPorts {
-            // Requests that are not upgrades get the API's error answers (404 in JSON).
-            let wsHTTP = Router(context: PylonRequestContext.self, options: .autoGenerateHeadEndpoints)
-            wsHTTP.add(middleware: middleware)
-            let wsPlain = answering(wsHTTP)
-            let wsApp = Application(
-                router: wsHTTP,
-                server: HTTPServerBuilder { responder in
-                    // Every path upgrades here, as on Pylon's WebSocket port.
-                    HTTPListener(inner: WebSocketUpgradeChannel(responder: responder, http1: wsPlain, routes: routes,
-                                                                upgrades: { _ in true }),
-                                 guards: guards, upgrades: requestGuard)
-                },
-                configuration: listening(on: config.port + 1),
-                logger: appLogger)
-            let sseRouter = Router(context: PylonRequestContext.self, options: .autoGenerateHeadEndpoints)
-            sseRouter.add(middleware: middleware)
-            routes.addEventStreamRoute(sseRouter, path: "/")
-            routes.addEventStreamRoute(sseRouter, path: "/**")
-            let ssePlain = answering(sseRouter)
-            let sseApp = Application(
-                router: sseRouter,
-                server: HTTPServerBuilder { responder in
-                    HTTPListener(inner: HTTP1Channel(responder: responder, configuration: ssePlain), guards: guards)
-                },
-                configuration: listening(on: config.port + 2),
-                logger: appLogger)
-            services += [wsApp, sseApp]
-            logger.info("Pylon-compatible listeners: WebSocket on port \(config.port + 1), SSE on port \(config.port + 2)")
-        }
+        return RouteContext(data: data, changes: changes, sessions: sessions, config: config,
+                            metrics: metrics, startedAt: Date(), stubs: stubs, hub: hub, sync: sync,
+                            realtime: realtime, functions: functions, cache: cache,
+                            authLimiter: AuthRateLimiter(config.authRateLimits, maxKeys: config.rateLimitClients))
+    }
+
+    /// Runs `services` with the host's background work (change-log trimming, the session
+    /// watcher, the function scheduler) until a shutdown signal, then stops the store and
+    /// the plugins.
+    private func serve(_ services: [any Service]) async throws {
         // Trim once before serving (so a restart applies a lowered retention at once),
         // then every minute.
         if let n = try? await changes.trim(), n > 0 { logger.info("change log: trimmed \(n) entries beyond retention") }
         let trimmer = Task { [changes, logger] in
-            while !Task.isCancelled {
-                try? await Task.sleep(for: .seconds(60))
+            while true {
+                do { try await Task.sleep(for: .seconds(60)) } catch { return }  // cancelled: the host is stopping
                 do {
                     let n = try await changes.trim()
                     if n > 0 { logger.info("change log: trimmed \(n) entries beyond retention") }
@@ -182,21 +117,26 @@ public final class Host: Sendable {
                 }
             }
         }
-        defer { trimmer.cancel() }
         // Revoked, expired or changed sessions end their streams and leave the cache.
         sessions.onRevoked = { [hub] in hub.endSessions($0) }
         let watcher = SessionWatcher(store: store, dialect: store.dialect, sessions: sessions, hub: hub,
                                      pollInterval: .milliseconds(config.sessionPollMs), logger: logger)
         let watching = Task { await watcher.run() }
-        defer { watching.cancel() }
         let scheduler = functions.map { fn in Task { [logger] in await FunctionScheduler.run(fn, logger: logger) } }
-        defer { scheduler?.cancel() }
-        let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: appLogger)
+        var quiet = logger
+        quiet.logLevel = .warning
+        let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: quiet)
+        // The background work stops before the store does, so it does not meet a closed store.
+        defer {
+            trimmer.cancel()
+            watching.cancel()
+            scheduler?.cancel()
+            tailer?.stop()
+            store.shutdown()
+            // Plugins stop their threads and save what they keep (the cache's snapshot).
+            cache?.detach()
+            registry.shutdown()
+        }
         try await group.run()
-        tailer?.stop()
-        store.shutdown()
-        // Plugins stop their threads and save what they keep (the cache's snapshot).
-        cache?.detach()
-        registry.shutdown()
     }
 }

@@ -72,7 +72,7 @@ final class SessionWatcher: @unchecked Sendable {
         }
         var trimmed = SessionStore.now()
         while !Task.isCancelled {
-            try? await Task.sleep(for: pollInterval)
+            do { try await Task.sleep(for: pollInterval) } catch { return }  // cancelled: the host is stopping
             hub.endExpired(now: SessionStore.now())
             await poll()
             if SessionStore.now() - trimmed >= Self.trimSeconds {
