@@ -70,13 +70,9 @@ struct APIMiddleware<Context: RemoteAddressRequestContext>: RouterMiddleware {
         return .admitted
     }
 
-    /// Step 3, for an answer whose fields are final but for the fixed ones (`withFixedFields`
-    /// says whether they still need adding): counts it. `route`: the template it matched
-    /// (nil: none); `start`: `DispatchTime.now().uptimeNanoseconds` when it arrived.
-    private func seal(_ fields: inout HTTPFields, withFixedFields: Bool, status: Int, method: HTTPRequest.Method,
-                      route: String?, start: UInt64) {
-        // No handler sets these fields, so appending equals setting them.
-        if withFixedFields { fields.append(contentsOf: fixedHeaders) }
+    /// Step 3, for an answer that carries the fixed fields: counts it. `route`: the template
+    /// it matched (nil: none); `start`: `DispatchTime.now().uptimeNanoseconds` when it arrived.
+    private func seal(status: Int, method: HTTPRequest.Method, route: String?, start: UInt64) {
         requests.record(route: route, method: method, status: status, since: start)
     }
 
@@ -100,8 +96,9 @@ struct APIMiddleware<Context: RemoteAddressRequestContext>: RouterMiddleware {
         // an answer from no route (404) or an error still has one, which HEAD must not carry.
         if request.method == .head { response = response.createHeadResponse() }
         // The router set the route's template before this ran.
-        seal(&response.headers, withFixedFields: true, status: response.status.code, method: request.method,
-             route: context.endpointPath, start: start)
+        // No handler sets the fixed fields, so appending equals setting them.
+        response.headers.append(contentsOf: fixedHeaders)
+        seal(status: response.status.code, method: request.method, route: context.endpointPath, start: start)
         return response
     }
 
@@ -128,7 +125,7 @@ struct APIMiddleware<Context: RemoteAddressRequestContext>: RouterMiddleware {
                 (status, bytes) = (HTTPResponse.Status(code: e.status), JSONWriter.encode(e.body))
                 HTTPSupport.addFields(of: e, to: &fields)
             }
-            seal(&fields, withFixedFields: false, status: status.code, method: method, route: route, start: start)
+            seal(status: status.code, method: method, route: route, start: start)
             var body = HTTPSupport.allocator.buffer(capacity: bytes.count)
             body.writeBytes(bytes)
             reply(HTTPResponse(status: status, headerFields: fields), body)
@@ -136,9 +133,8 @@ struct APIMiddleware<Context: RemoteAddressRequestContext>: RouterMiddleware {
         switch admit(request, peer: peer) {
         case .preflight:
             // Not an immediate route's method (see above), but answered as `handle` would.
-            var fields = fixedHeaders
-            seal(&fields, withFixedFields: false, status: 204, method: method, route: route, start: start)
-            reply(HTTPResponse(status: .noContent, headerFields: fields), HTTPSupport.allocator.buffer(capacity: 0))
+            seal(status: 204, method: method, route: route, start: start)
+            reply(HTTPResponse(status: .noContent, headerFields: fixedHeaders), HTTPSupport.allocator.buffer(capacity: 0))
         case let .refused(e):
             finish(.failure(e))
         case .admitted:
