@@ -1,6 +1,11 @@
 import Foundation
 import Testing
 @testable import PylonHost
+@testable import PylonCore
+@testable import PylonPlugins
+@testable import PylonData
+@testable import PylonServices
+@testable import PylonEdge
 
 /// Black-box tests of the data plane (pylon-core.md §2, §3, §6.1): each test starts the
 /// real release `pylon-host` on its own database and port and talks HTTP to it, once per
