@@ -30,13 +30,8 @@ public final class DataService: Sendable {
 
     // MARK: Reads
 
-    public func get(_ entity: String, id: String) async throws -> JSONValue? {
-        let read = try rowByID(entity, id: id)
-        return try await store.readQuick(read)
-    }
-
-    /// `get` without a Task (`StoreThreads.readQuick(_:done:)`: on the calling thread when
-    /// it can be).
+    /// Row `id` of `entity` (nil: no such row) to `done`, exactly once: a point read, so on
+    /// the calling thread when the store allows it (`StoreThreads.read(quick:)`).
     package func get(_ entity: String, id: String, done: @escaping @Sendable (Result<JSONValue?, Error>) -> Void) {
         let read: @Sendable (StoreConnection) throws -> JSONValue?
         do {
@@ -45,13 +40,11 @@ public final class DataService: Sendable {
             done(.failure(error))
             return
         }
-        store.readQuick(read, done: done)
+        store.read(quick: true, read, done: done)
     }
 
-    /// `get` on the calling thread when a quick read connection is free: `.some(row or
-    /// nil)`; nil when none is (then use `get`).
-    package func getNow(_ entity: String, id: String) throws -> JSONValue?? {
-        try store.readNow(try rowByID(entity, id: id))
+    public func get(_ entity: String, id: String) async throws -> JSONValue? {
+        try await withCheckedThrowingContinuation { cont in get(entity, id: id) { cont.resume(with: $0) } }
     }
 
     /// Reads row `id` of `entity` (nil: no such row) on the connection it is given.
@@ -176,13 +169,9 @@ public final class DataService: Sendable {
 
     // MARK: Writes (each runs inside the writer's transaction)
 
-    /// Inserts a row and returns the stored row (with its new `id`).
-    public func insert(_ entity: String, _ body: JSONValue, auth: AuthContext) async throws -> JSONValue {
-        try await withCheckedThrowingContinuation { cont in insert(entity, body, auth: auth) { cont.resume(with: $0) } }
-    }
-
-    /// `insert` without a Task: `done` gets the stored row or the error exactly once — on
-    /// the writer thread after commit, or on the caller's when the input is refused first.
+    /// Inserts a row; `done` gets the stored row (with its new `id`) or the error exactly
+    /// once — on the writer thread after commit, or on the caller's when the input is
+    /// refused first.
     package func insert(_ entity: String, _ body: JSONValue, auth: AuthContext, done: @escaping @Sendable (Result<JSONValue, Error>) -> Void) {
         let codec: RowCodec
         let data: [(String, JSONValue)]
@@ -195,6 +184,10 @@ public final class DataService: Sendable {
         }
         let guardian = WriteGuard(policies: policies, auth: auth)
         store.write(replayable: true, { tx in try Self.insert(tx, codec, data, id: RowID.generate(), guardian) }, done: done)
+    }
+
+    public func insert(_ entity: String, _ body: JSONValue, auth: AuthContext) async throws -> JSONValue {
+        try await withCheckedThrowingContinuation { cont in insert(entity, body, auth: auth) { cont.resume(with: $0) } }
     }
 
     public func update(_ entity: String, id: String, _ body: JSONValue, auth: AuthContext) async throws -> JSONValue {

@@ -75,7 +75,7 @@ public final class SessionStore: @unchecked Sendable {
         if let known = fromCache(hash, now) { return known }
         let before = generation
         let sql = "SELECT user_id, expires_at, tenant_id FROM _pylon_sessions WHERE token_hash = \(dialect.placeholder(1))"
-        let row = try await store.readQuick { conn in try conn.execute(sql, [.text(hash)]).rows.first }
+        let row = try await store.read(quick: true) { conn in try conn.execute(sql, [.text(hash)]).rows.first }
         guard let row, case let .text(user) = row.at(0), case let .int(expires) = row.at(1) else { return nil }
         if expires != 0 && now >= expires { return nil }
         var tenant: String?

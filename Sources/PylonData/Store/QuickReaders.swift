@@ -1,7 +1,7 @@
 import Atomics
 import Foundation
 
-/// The read connections `StoreThreads.readNow` uses inline on the calling thread (a store
+/// The read connections `StoreThreads.read(quick: true)` uses inline on the calling thread (a store
 /// with PYLON_STORE_FLAG_LOCAL_READS; none otherwise). Taken and given back without a lock:
 /// each connection has its own busy flag, claimed by compare-and-swap, and each thread
 /// starts looking at a different connection, so the event loops do not wait for each other

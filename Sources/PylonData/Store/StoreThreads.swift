@@ -43,11 +43,11 @@ package final class StoreThreads: @unchecked Sendable {
         let succeed: () -> Void
     }
 
-    /// Read connections for `readQuick` (none for remote stores).
+    /// Read connections for `read(quick: true)` (none for remote stores).
     private let quick: QuickReaders
 
     /// `quickReaders`: extra read connections of a store with PYLON_STORE_FLAG_LOCAL_READS,
-    /// used inline by `readQuick` (none for other stores).
+    /// used inline by `read(quick: true)` (none for other stores).
     package init(writer: StoreConnection, readers: [StoreConnection], quickReaders: [StoreConnection] = [],
          dialect: SQLDialect, maxBatch: Int = 512) {
         self.dialect = dialect
@@ -69,66 +69,46 @@ package final class StoreThreads: @unchecked Sendable {
         for t in threads { t.start() }
     }
 
-    /// Runs `body` on a reader connection.
-    package func read<T: Sendable>(_ body: @escaping @Sendable (StoreConnection) throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { (cont: CheckedContinuation<T, Error>) in
-            read(body) { cont.resume(with: $0) }
+    /// Runs `body` on a reader connection; `done` gets the outcome exactly once and must not
+    /// block. On a reader thread — or, with `quick`, on the calling thread when the store is
+    /// local (PYLON_STORE_FLAG_LOCAL_READS) and a quick connection is free: no hand-off to a
+    /// reader thread and back, which costs more than the read itself. `quick` is for point
+    /// reads (a row by key) only: they briefly hold the caller's thread, an event loop among
+    /// them. On the caller's thread too when the store is shutting down.
+    package func read<T: Sendable>(quick: Bool = false, _ body: @escaping @Sendable (StoreConnection) throws -> T,
+                                   done: @escaping @Sendable (Result<T, Error>) -> Void) {
+        if quick {
+            let now: T?
+            do {
+                now = try self.quick.with(body)
+            } catch {
+                done(.failure(error))
+                return
+            }
+            if let now {
+                done(.success(now))
+                return
+            }
         }
-    }
-
-    /// `read` without a Task: `done` gets the outcome exactly once, on a reader thread (or
-    /// the caller's when the store is shutting down). It must not block.
-    func read<T: Sendable>(_ body: @escaping @Sendable (StoreConnection) throws -> T,
-                           done: @escaping @Sendable (Result<T, Error>) -> Void) {
         let ok = readQueue.put { conn in done(Result { try body(conn) }) }
         if !ok { done(.failure(HostError.unavailable("the store is shutting down"))) }
     }
 
-    /// Runs a short read (one row by key) at once on the calling thread, when the store is
-    /// local (PYLON_STORE_FLAG_LOCAL_READS) and a quick connection is free: no hand-off to
-    /// a reader thread and back, which costs more than the read itself. Otherwise like `read`.
-    /// Only for reads that touch a few rows: they briefly hold the request's thread.
-    func readQuick<T: Sendable>(_ body: @escaping @Sendable (StoreConnection) throws -> T) async throws -> T {
-        if let value = try readNow(body) { return value }
-        return try await read(body)
-    }
-
-    /// `readQuick` without a Task: `done` runs on the calling thread when the read could be
-    /// done there, else on a reader thread (`read(_:done:)`).
-    func readQuick<T: Sendable>(_ body: @escaping @Sendable (StoreConnection) throws -> T,
-                                done: @escaping @Sendable (Result<T, Error>) -> Void) {
-        let now: T?
-        do {
-            now = try readNow(body)
-        } catch {
-            done(.failure(error))
-            return
+    /// `read` for async callers.
+    package func read<T: Sendable>(quick: Bool = false, _ body: @escaping @Sendable (StoreConnection) throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { (cont: CheckedContinuation<T, Error>) in
+            read(quick: quick, body) { cont.resume(with: $0) }
         }
-        if let now { done(.success(now)) } else { read(body, done: done) }
-    }
-
-    /// `readQuick` without suspending, for callers on a thread of their own (a plugin's):
-    /// `body`'s result, or nil when no quick connection is free (the store has none, or all
-    /// are in use) — then the caller uses `read`.
-    func readNow<T>(_ body: (StoreConnection) throws -> T) throws -> T? {
-        try quick.with(body)
     }
 
     /// Runs `body` inside the writer's transaction. Its change events are published after
-    /// commit; the call returns after commit. `replayable`: `body` has no effect outside
-    /// the transaction (no I/O, no shared state), so the writer may run it a second time
-    /// after rolling back a batch; its last run is the one that counts.
-    package func write<T: Sendable>(replayable: Bool = false, _ body: @escaping @Sendable (WriteTransaction) throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { (cont: CheckedContinuation<T, Error>) in
-            write(replayable: replayable, body) { cont.resume(with: $0) }
-        }
-    }
-
-    /// `write` without a Task: `done` gets the outcome exactly once — on the writer thread
-    /// after commit (or rollback), or on the caller's thread when the store is shutting
-    /// down. It must not block: the writer waits for it.
+    /// commit. `done` gets the outcome exactly once — on the writer thread after commit (or
+    /// rollback), or on the caller's thread when the store is shutting down. It must not
+    /// block: the writer waits for it. `replayable`: `body` has no effect outside the
+    /// transaction (no I/O, no shared state), so the writer may run it a second time after
+    /// rolling back a batch; its last run is the one that counts.
     package func write<T: Sendable>(replayable: Bool = false, _ body: @escaping @Sendable (WriteTransaction) throws -> T,
-                            done: @escaping @Sendable (Result<T, Error>) -> Void) {
+                                    done: @escaping @Sendable (Result<T, Error>) -> Void) {
         let box = ResultBox<T>()
         let job = WriteJob(
             replayable: replayable,
@@ -136,6 +116,13 @@ package final class StoreThreads: @unchecked Sendable {
             fail: { done(.failure($0)) },
             succeed: { done(.success(box.value!)) })
         if !writeQueue.put(job) { done(.failure(HostError.unavailable("the store is shutting down"))) }
+    }
+
+    /// `write` for async callers: returns after commit.
+    package func write<T: Sendable>(replayable: Bool = false, _ body: @escaping @Sendable (WriteTransaction) throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { (cont: CheckedContinuation<T, Error>) in
+            write(replayable: replayable, body) { cont.resume(with: $0) }
+        }
     }
 
     package func shutdown() {

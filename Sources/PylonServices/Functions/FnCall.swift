@@ -134,13 +134,13 @@ final class FnCall: @unchecked Sendable {
         let readOnly = kind == PYLON_FN_QUERY
         // A point read of a local store costs less than handing it to a task: answered on
         // the plugin's thread, which it holds for that read only.
-        do {
-            if let now = try ops.runNow(op) {
-                reply.succeed(now)
-                return
+        if op.op == "get" {
+            ops.get(op) { result in
+                switch result {
+                case .success(let row): reply.succeed(row)
+                case .failure(let error): reply.fail(DataService.hostError(error))
+                }
             }
-        } catch {
-            reply.fail(DataService.hostError(error))
             return
         }
         Task {

@@ -99,12 +99,19 @@ struct FnOps: Sendable {
     let data: DataService
     let auth: AuthContext
 
-    /// A `get` answered on the calling thread, when a quick read connection is free (see
-    /// `StoreThreads.readNow`); nil when it cannot be (then `run`).
-    func runNow(_ op: FnOp) throws -> JSONValue? {
-        guard op.op == "get" else { return nil }
-        guard let row = try data.getNow(op.entity, id: try op.requireID()) else { return nil }
-        return try readable(op.entity, row)
+    /// A `get` without a Task: a point read, so answered on the calling thread when the
+    /// store allows it (`DataService.get(done:)`), else on a reader thread.
+    func get(_ op: FnOp, done: @escaping @Sendable (Result<JSONValue, Error>) -> Void) {
+        let id: String
+        do {
+            id = try op.requireID()
+        } catch {
+            done(.failure(error))
+            return
+        }
+        data.get(op.entity, id: id) { result in
+            done(result.flatMap { row in Result { try readable(op.entity, row) } })
+        }
     }
 
     /// Outside a transaction: reads on read connections; writes (actions only) each in
@@ -112,9 +119,7 @@ struct FnOps: Sendable {
     func run(_ op: FnOp, readOnly: Bool) async throws -> JSONValue {
         switch op.op {
         case "get":
-            let id = try op.requireID()
-            _ = try data.codec(op.entity)
-            return try readable(op.entity, try await data.get(op.entity, id: id))
+            return try await withCheckedThrowingContinuation { cont in get(op) { cont.resume(with: $0) } }
         case "list":
             return .array(try await data.readableQuery(op.entity, filter: nil, auth: auth))
         case "query":
