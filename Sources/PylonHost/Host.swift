@@ -77,7 +77,9 @@ public final class Host: Sendable {
     /// Serves HTTP (and WS/SSE) until the process is stopped: the API port, plus Pylon's
     /// WS (port+1) and SSE (port+2) listeners unless `compatPorts` is off.
     public func run() async throws {
-        let routes = routeContext()
+        let passwordWorkers = PasswordWorkers()
+        defer { passwordWorkers.shutdown() }
+        let routes = routeContext(passwordWorkers)
         let trustedOrigins = config.csrfOrigins(manifest: manifest)
         let requestGuard = RequestGuard(config: config, trustedOrigins: trustedOrigins, metrics: metrics)
         let limit = config.requestRateLimit
@@ -88,7 +90,7 @@ public final class Host: Sendable {
     }
 
     /// What every route handler gets, with the hub's read check wired to the data plane.
-    private func routeContext() -> RouteContext {
+    private func routeContext(_ passwordWorkers: PasswordWorkers) -> RouteContext {
         let stubs = CapabilityInfo.all.filter { registry.served[$0.id] == nil }
         let canRead: @Sendable (AuthContext, String, JSONValue?) -> Bool = { [data] auth, entity, row in
             data.canRead(entity, row, auth: auth)
@@ -99,7 +101,8 @@ public final class Host: Sendable {
         return RouteContext(data: data, changes: changes, sessions: sessions, config: config,
                             metrics: metrics, startedAt: Date(), stubs: stubs, hub: hub, sync: sync,
                             realtime: realtime, functions: functions, cache: cache,
-                            authLimiter: AuthRateLimiter(config.authRateLimits, maxKeys: config.rateLimitClients))
+                            authLimiter: AuthRateLimiter(config.authRateLimits, maxKeys: config.rateLimitClients),
+                            passwords: PasswordAccounts(data: data, workers: passwordWorkers))
     }
 
     /// Runs `services` with the host's background work (change-log trimming, the session

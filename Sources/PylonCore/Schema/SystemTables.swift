@@ -91,8 +91,14 @@ package enum SystemTables {
         [.text("id"), .text("fn_name"), .text("args"), .integer("run_at"), .integer("attempts")],
         primaryKey: ["id"])
 
+    /// Password hashes (`PasswordAccounts`), one per user of the manifest's user entity: kept
+    /// out of the user's row so no read of that entity, change event or export carries one.
+    /// `hash` is an Argon2id PHC string.
+    package static let passwords = SystemTable(
+        "_pylon_passwords", [.text("user_id"), .text("hash"), .integer("updated_at")], primaryKey: ["user_id"])
+
     /// The tables every database gets (`SQLDialect.bootstrap`), in order.
-    static let bootstrap = [meta, changes, sessions, sessionChanges, pushOps]
+    static let bootstrap = [meta, changes, sessions, sessionChanges, pushOps, passwords]
 }
 
 extension SQLDialect {

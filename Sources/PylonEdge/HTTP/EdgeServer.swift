@@ -62,6 +62,7 @@ package struct EdgeServer {
         let router = emptyRouter()
         routes.addSystemRoutes(router)
         routes.addAuthRoutes(router)
+        routes.addPasswordRoutes(router)
         routes.addDataRoutes(router)
         routes.addSyncRoutes(router)
         routes.addFunctionRoutes(router)

@@ -123,15 +123,15 @@ enum OpenAPIDocument {
     static let errorResponses: JSONValue = {
         let described: [(String, String)] = [
             ("400", "bad input (INVALID_DATA, INVALID_QUERY, MISSING_FIELD, ENTITY_NOT_FOUND, …)"),
-            ("401", "a session is required (AUTH_REQUIRED)"),
+            ("401", "a session is required (AUTH_REQUIRED), or the credentials are wrong (INVALID_CREDENTIALS)"),
             ("403", "not allowed (FORBIDDEN, POLICY_DENIED, CSRF_REJECTED)"),
             ("404", "no such row, key or route (NOT_FOUND)"),
-            ("409", "a unique value is taken (UNIQUE_VIOLATION)"),
+            ("409", "a unique value is taken (UNIQUE_VIOLATION, EMAIL_IN_USE)"),
             ("410", "the cursor must be resynced (RESYNC_REQUIRED, with oldest_seq)"),
             ("413", "the body is over PYLON_MAX_BODY_BYTES (PAYLOAD_TOO_LARGE)"),
             ("429", "over a request limit (RATE_LIMITED, with Retry-After)"),
-            ("501", "the function runtime is not available"),
-            ("503", "the function runtime is busy or stopping"),
+            ("501", "a capability is not available (no function runtime, no user entity for passwords)"),
+            ("503", "busy or stopping (the function runtime; too many sign-ins being checked: AUTH_BUSY)"),
             ("504", "the function call timed out"),
         ]
         return .object(described.map { status, what in
@@ -294,6 +294,22 @@ enum OpenAPIDocument {
             "delete": op("revokeSessions", "revoke all the caller's sessions", access: .user, tags: ["auth"],
                          responses: [("200", ok(object([("revoked_count", count)], required: ["revoked_count"])))]),
         ]),
+        ("/api/auth/password/register", ["post": op(
+            "passwordRegister", "a new user with an email and a password (at least 10 characters); signs in (SEND auth bucket)",
+            access: .anyone, tags: ["auth"],
+            body: body(object([("email", string), ("password", string), ("displayName", string)], required: ["email", "password"])),
+            responses: [("200", ok(tokenReply))], errors: ["409", "501", "503"])]),
+        ("/api/auth/password/login", ["post": op(
+            "passwordLogin", "sign in with an email and a password (LOGIN auth bucket)", access: .anyone, tags: ["auth"],
+            body: body(object([("email", string), ("password", string)], required: ["email", "password"])),
+            responses: [("200", ok(tokenReply))], errors: ["401", "501", "503"])]),
+        ("/api/auth/password/change", ["post": op(
+            "passwordChange", "replace the caller's password; ends every earlier session and signs in anew", access: .user,
+            tags: ["auth"],
+            body: body(object([("currentPassword", string), ("newPassword", string)], required: ["currentPassword", "newPassword"])),
+            responses: [("200", ok(object([("changed", ["const": true]), ("token", string), ("user_id", string),
+                                           ("expires_at", ["type": "integer"])], required: ["changed", "token", "user_id"])))],
+            errors: ["501", "503"])]),
     ]
 
     static func entityPaths(_ e: Entity) -> [(String, JSONValue)] {

@@ -23,11 +23,13 @@ package struct RouteContext: Sendable {
     let cache: CacheService?
     /// Pylon's auth buckets (guest and anonymous sessions).
     let authLimiter: AuthRateLimiter
+    /// Email-and-password accounts (`PasswordRoutes`).
+    let passwords: PasswordAccounts
 
     package init(data: DataService, changes: ChangeLog, sessions: SessionStore, config: HostConfig,
                  metrics: Metrics, startedAt: Date, stubs: [CapabilityInfo], hub: ChangeHub,
                  sync: SyncStream, realtime: RealtimeConfig, functions: FunctionService?,
-                 cache: CacheService?, authLimiter: AuthRateLimiter) {
+                 cache: CacheService?, authLimiter: AuthRateLimiter, passwords: PasswordAccounts) {
         self.data = data
         self.changes = changes
         self.sessions = sessions
@@ -41,6 +43,7 @@ package struct RouteContext: Sendable {
         self.functions = functions
         self.cache = cache
         self.authLimiter = authLimiter
+        self.passwords = passwords
     }
 
     /// Resolves the caller (pylon-core.md §0.4 step 5): bearer header wins over the session
