@@ -102,7 +102,20 @@ public final class Host: Sendable {
                             metrics: metrics, startedAt: Date(), stubs: stubs, hub: hub, sync: sync,
                             realtime: realtime, functions: functions, cache: cache,
                             authLimiter: AuthRateLimiter(config.authRateLimits, maxKeys: config.rateLimitClients),
-                            passwords: PasswordAccounts(data: data, workers: passwordWorkers))
+                            passwords: PasswordAccounts(data: data, workers: passwordWorkers),
+                            apiKeys: apiKeys())
+    }
+
+    /// API keys with the configured pepper; in --dev without one, a fixed development pepper
+    /// (keys made with it stop working once a real pepper is set); otherwise none.
+    private func apiKeys() -> ApiKeys? {
+        if let pepper = config.apiKeyPepper { return ApiKeys(store: store, dialect: store.dialect, pepper: pepper) }
+        guard config.dev else {
+            logger.info("API keys: off (set PYLON_API_KEY_PEPPER to a long random secret to use them)")
+            return nil
+        }
+        logger.warning("API keys: PYLON_API_KEY_PEPPER is not set; --dev uses a fixed development pepper")
+        return ApiKeys(store: store, dialect: store.dialect, pepper: "pylon-development-api-key-pepper")
     }
 
     /// Runs `services` with the host's background work (change-log trimming, the session

@@ -65,12 +65,17 @@ extension RouteContext {
         }
     }
 
-    /// The user id of a request signed in with a session (`/api/auth/sessions`): anonymous
-    /// callers get 401, the admin token (which has no sessions) 403.
-    private func sessionUser(_ req: Request) async throws -> String {
+    /// The user id of a request signed in with a session (`/api/auth/sessions`, API keys,
+    /// password change): anonymous callers get 401, the admin token (which has no sessions)
+    /// 403, and so does an API key: a key must not make keys, end sessions or change the
+    /// password of the user it acts for.
+    func sessionUser(_ req: Request) async throws -> String {
         let who = try await auth(req)
         if who.isAdmin {
             throw HostError.forbidden("the admin token has no sessions; call this with a user's session token")
+        }
+        if who.apiKeyID != nil {
+            throw HostError(status: 403, code: "API_KEY_AUTH_FORBIDDEN", message: "an API key cannot do this; sign in with a session")
         }
         guard let user = who.userID else {
             throw HostError(status: 401, code: "AUTH_REQUIRED", message: "sign in first: send Authorization: Bearer <session token> or the session cookie")

@@ -63,6 +63,7 @@ package struct EdgeServer {
         routes.addSystemRoutes(router)
         routes.addAuthRoutes(router)
         routes.addPasswordRoutes(router)
+        routes.addApiKeyRoutes(router)
         routes.addDataRoutes(router)
         routes.addSyncRoutes(router)
         routes.addFunctionRoutes(router)

@@ -124,13 +124,13 @@ enum OpenAPIDocument {
         let described: [(String, String)] = [
             ("400", "bad input (INVALID_DATA, INVALID_QUERY, MISSING_FIELD, ENTITY_NOT_FOUND, …)"),
             ("401", "a session is required (AUTH_REQUIRED), or the credentials are wrong (INVALID_CREDENTIALS)"),
-            ("403", "not allowed (FORBIDDEN, POLICY_DENIED, CSRF_REJECTED)"),
+            ("403", "not allowed (FORBIDDEN, POLICY_DENIED, CSRF_REJECTED, API_KEY_AUTH_FORBIDDEN)"),
             ("404", "no such row, key or route (NOT_FOUND)"),
             ("409", "a unique value is taken (UNIQUE_VIOLATION, EMAIL_IN_USE)"),
             ("410", "the cursor must be resynced (RESYNC_REQUIRED, with oldest_seq)"),
             ("413", "the body is over PYLON_MAX_BODY_BYTES (PAYLOAD_TOO_LARGE)"),
             ("429", "over a request limit (RATE_LIMITED, with Retry-After)"),
-            ("501", "a capability is not available (no function runtime, no user entity for passwords)"),
+            ("501", "a capability is not available (no function runtime, no user entity for passwords, no API key pepper)"),
             ("503", "busy or stopping (the function runtime; too many sign-ins being checked: AUTH_BUSY)"),
             ("504", "the function call timed out"),
         ]
@@ -310,6 +310,26 @@ enum OpenAPIDocument {
             responses: [("200", ok(object([("changed", ["const": true]), ("token", string), ("user_id", string),
                                            ("expires_at", ["type": "integer"])], required: ["changed", "token", "user_id"])))],
             errors: ["501", "503"])]),
+        ("/api/auth/api-keys", [
+            "post": op("createApiKey", "a new API key for the caller (the token is shown once; session only)", access: .user,
+                       tags: ["auth"],
+                       body: body(object([("name", ["type": "string", "maxLength": 100]), ("scopes", ["type": "string", "maxLength": 1000]),
+                                          ("expires_at", ["type": "integer"])])),
+                       responses: [("200", ok(object([("key", string), ("id", string), ("prefix", string), ("name", string),
+                                                      ("scopes", ["type": ["string", "null"]]), ("expires_at", ["type": ["integer", "null"]]),
+                                                      ("created_at", ["type": "integer"])], required: ["key", "id", "prefix", "name"])))],
+                       errors: ["501"]),
+            "get": op("listApiKeys", "the caller's API keys, newest first, without secrets (session only)", access: .user,
+                      tags: ["auth"], responses: [("200", ok(["type": "array", "items": object([
+                          ("id", string), ("prefix", string), ("name", string), ("scopes", ["type": ["string", "null"]]),
+                          ("expires_at", ["type": ["integer", "null"]]), ("last_used_at", ["type": ["integer", "null"]]),
+                          ("created_at", ["type": "integer"])], required: ["id", "prefix", "name", "created_at"])]))],
+                      errors: ["501"]),
+        ]),
+        ("/api/auth/api-keys/{id}", ["delete": op(
+            "revokeApiKey", "revoke one of the caller's API keys (another user's is answered as a missing one)", access: .user,
+            tags: ["auth"], parameters: [pathParam("id")],
+            responses: [("200", ok(object([("revoked", ["const": true])], required: ["revoked"])))], errors: ["501"])]),
     ]
 
     static func entityPaths(_ e: Entity) -> [(String, JSONValue)] {

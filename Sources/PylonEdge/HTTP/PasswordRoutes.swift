@@ -33,10 +33,7 @@ extension RouteContext {
         // Every session of the user ends (a changed password is often a response to a
         // stolen one); the caller gets a new one.
         router.post("/api/auth/password/change") { req, ctx in
-            let who = try await auth(req)
-            guard let userID = who.userID, !who.isAdmin, !who.isGuest else {
-                throw HostError(status: 401, code: "AUTH_REQUIRED", message: "sign in with your password first (a session token or cookie)")
-            }
+            let userID = try await sessionUser(req)
             let b = try await body(req)
             let current = try Self.field(b, "currentPassword"), new = try Self.field(b, "newPassword")
             try authLimiter.check(.login, client: client(req, ctx), account: userID)

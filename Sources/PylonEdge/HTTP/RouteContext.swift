@@ -25,11 +25,13 @@ package struct RouteContext: Sendable {
     let authLimiter: AuthRateLimiter
     /// Email-and-password accounts (`PasswordRoutes`).
     let passwords: PasswordAccounts
+    /// API keys (`ApiKeyRoutes`); nil outside --dev without PYLON_API_KEY_PEPPER.
+    let apiKeys: ApiKeys?
 
     package init(data: DataService, changes: ChangeLog, sessions: SessionStore, config: HostConfig,
                  metrics: Metrics, startedAt: Date, stubs: [CapabilityInfo], hub: ChangeHub,
                  sync: SyncStream, realtime: RealtimeConfig, functions: FunctionService?,
-                 cache: CacheService?, authLimiter: AuthRateLimiter, passwords: PasswordAccounts) {
+                 cache: CacheService?, authLimiter: AuthRateLimiter, passwords: PasswordAccounts, apiKeys: ApiKeys?) {
         self.data = data
         self.changes = changes
         self.sessions = sessions
@@ -44,6 +46,7 @@ package struct RouteContext: Sendable {
         self.cache = cache
         self.authLimiter = authLimiter
         self.passwords = passwords
+        self.apiKeys = apiKeys
     }
 
     /// Resolves the caller (pylon-core.md §0.4 step 5): bearer header wins over the session
