@@ -90,7 +90,7 @@ package final class ApiKeys: Sendable {
         guard let row = try await store.read(quick: true, { conn in try conn.execute(sql, [.text(id)]).rows.first }),
               let key = Self.key(row), let stored = row.last?.textValue else { return nil }
         let now = Int64(Date().timeIntervalSince1970)
-        guard Self.constantTimeEqual(digest(secret), stored), key.expiresAt.map({ now < $0 }) ?? true else { return nil }
+        guard ConstantTime.equal(digest(secret), stored), key.expiresAt.map({ now < $0 }) ?? true else { return nil }
         if now - (key.lastUsedAt ?? 0) >= Self.touchInterval { touch(id, now) }
         return key
     }
@@ -125,14 +125,6 @@ package final class ApiKeys: Sendable {
 
     private static func isBase64URL(_ c: Character) -> Bool {
         c.isASCII && (c.isLetter || c.isNumber || c == "-" || c == "_")
-    }
-
-    private static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
-        let x = Array(a.utf8), y = Array(b.utf8)
-        guard x.count == y.count else { return false }
-        var diff: UInt8 = 0
-        for i in x.indices { diff |= x[i] ^ y[i] }
-        return diff == 0
     }
 
     private static func random(_ n: Int) -> [UInt8] {

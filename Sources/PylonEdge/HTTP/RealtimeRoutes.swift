@@ -47,7 +47,7 @@ extension RouteContext {
     /// looked up in the store.
     func authNow(token: String?) -> AuthContext? {
         guard let token, !token.isEmpty else { return .anonymous }
-        if let admin = config.adminToken, !admin.isEmpty, Self.constantTimeEqual(token, admin) { return .admin }
+        if let admin = config.adminToken, !admin.isEmpty, ConstantTime.equal(token, admin) { return .admin }
         if token.hasPrefix("pk.") { return nil }
         guard token.hasPrefix("pylon_") else { return .anonymous }
         guard let cached = sessions.resolveCached(token) else { return nil }

@@ -85,15 +85,6 @@ package struct RouteContext: Sendable {
         return nil
     }
 
-    static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
-        let x = Array(a.utf8), y = Array(b.utf8)
-        var diff = UInt8(x.count == y.count ? 0 : 1)
-        for i in 0..<max(x.count, y.count) {
-            diff |= (i < x.count ? x[i] : 0) ^ (i < y.count ? y[i] : 0)
-        }
-        return diff == 0
-    }
-
     func requireAdmin(_ request: Request, _ what: String) async throws {
         guard try await auth(request).isAdmin else {
             throw HostError.forbidden("\(what) requires admin auth (send Authorization: Bearer $PYLON_ADMIN_TOKEN)")
