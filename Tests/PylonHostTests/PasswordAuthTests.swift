@@ -149,6 +149,54 @@ struct PasswordAuthTests {
         #expect(unknown.status == 429 && unknown.json.errorCode == "RATE_LIMITED", "\(unknown.body)")
     }
 
+    @Test("GET /api/auth/session: the caller and their row without hidden fields; refresh keeps user and organisation and ends the old token; DELETE account removes sessions, keys, password and row", arguments: [TestStore.sqlite, TestStore.postgres])
+    func sessionRefreshAndDeletion(store: TestStore) async throws {
+        let manifest = Self.manifest.replacingOccurrences(of: #""routes": [],"#,
+                                                          with: #""routes": [], "auth": {"user": {"entity": "User", "hide": ["createdAt"]}},"#)
+        let host = try await HostProcess.start(manifest: manifest, env: ApiKeyTests.pepper, dev: false, store: store)
+        defer { host.stop() }
+        let r = try await Self.register(host, "eve@example.com", "eve's long password", name: "Eve")
+        let token = try #require(r.json["token"].string, "\(r.body)")
+        let user = try #require(r.json["user_id"].string)
+
+        let session = try await host.request("GET", "/api/auth/session", token: token)
+        #expect(session.json["session"]["user_id"].string == user, "\(session.body)")
+        #expect(session.json["user"]["email"].string == "eve@example.com" && session.json["user"]["id"].string == user, "\(session.body)")
+        #expect(!session.body.contains("createdAt"), "auth.user.hide: \(session.body)")
+        let anonymous = try await host.request("GET", "/api/auth/session")
+        #expect(anonymous.status == 200 && anonymous.json["user"].isNull && anonymous.json["session"]["user_id"].isNull)
+
+        // An organisation chosen earlier (set here by hand) survives a refresh.
+        try await host.sql("UPDATE _pylon_sessions SET tenant_id = 'org-1' WHERE user_id = '\(user)'")
+        _ = try await eventuallyAsync("the session shows its organisation") {
+            try await host.request("GET", "/api/auth/me", token: token).json["tenant_id"].string == "org-1" ? true : nil
+        }
+        let refreshed = try await host.request("POST", "/api/auth/refresh", token: token)
+        let fresh = try #require(refreshed.json["token"].string, "\(refreshed.body)")
+        #expect(fresh != token && refreshed.json["user_id"].string == user)
+        let me = try await host.request("GET", "/api/auth/me", token: fresh)
+        #expect(me.json["user_id"].string == user && me.json["tenant_id"].string == "org-1", "\(me.body)")
+        #expect(try await host.me(token) == nil, "the old token ended")
+        let again = try await host.request("POST", "/api/auth/refresh", token: token)
+        #expect(again.status == 401 && again.json.errorCode == "SESSION_EXPIRED", "\(again.body)")
+        #expect(try await host.request("POST", "/api/auth/refresh").status == 401)
+
+        let key = try #require(try await ApiKeyTests.create(host, fresh).json["key"].string)
+        let byKey = try await host.request("DELETE", "/api/auth/account", token: key)
+        #expect(byKey.status == 403 && byKey.json.errorCode == "API_KEY_AUTH_FORBIDDEN", "\(byKey.body)")
+        let second = try #require(try await Self.login(host, "eve@example.com", "eve's long password").json["token"].string)
+        let deleted = try await host.request("DELETE", "/api/auth/account", token: fresh)
+        #expect(deleted.status == 200 && deleted.json["deleted"].bool == true && deleted.json["revoked_sessions"].int == 2
+                && deleted.json["revoked_api_keys"].int == 1, "\(deleted.body)")
+        #expect(try await host.me(second) == nil)
+        #expect(try await host.request("GET", "/api/auth/me", token: key).status == 401)
+        #expect(try await Self.login(host, "eve@example.com", "eve's long password").status == 401)
+        let rows = try await host.request("GET", "/api/entities/User", token: HostProcess.adminToken)
+        #expect(rows.json["data"].items.isEmpty, "\(rows.body)")
+        // The email is free again.
+        #expect(try await Self.register(host, "eve@example.com", "eve's new long password").status == 200)
+    }
+
     @Test("Hashes are Argon2id PHC strings: ours carry Pylon's parameters, and the reference implementation's test vector verifies")
     func phcFormat() throws {
         let phc = try PasswordHasher.hash("correct horse battery")

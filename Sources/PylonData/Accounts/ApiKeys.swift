@@ -75,9 +75,25 @@ package final class ApiKeys: Sendable {
     /// Deletes key `id` if it is `userID`'s; false when there is no such key of theirs.
     package func revoke(id: String, userID: String) async throws -> Bool {
         let d = dialect
+        let match = "FROM \(d.quote("_pylon_api_keys")) WHERE \(d.quote("id")) = \(d.placeholder(1)) AND \(d.quote("user_id")) = \(d.placeholder(2))"
         return try await store.write { tx in
-            let sql = "DELETE FROM \(d.quote("_pylon_api_keys")) WHERE \(d.quote("id")) = \(d.placeholder(1)) AND \(d.quote("user_id")) = \(d.placeholder(2))"
-            return try tx.connection.execute(sql, [.text(id), .text(userID)], wantRows: false).rowsAffected > 0
+            // Asked before deleting: a deferred-write store (D1) reports no row counts until commit.
+            guard !(try tx.connection.execute("SELECT 1 \(match)", [.text(id), .text(userID)]).rows.isEmpty) else { return false }
+            try tx.write("DELETE \(match)", [.text(id), .text(userID)])
+            return true
+        }
+    }
+
+    /// Deletes every key of `userID`; returns how many there were.
+    package func revokeAll(userID: String) async throws -> Int {
+        let d = dialect
+        let table = d.quote("_pylon_api_keys"), user = d.quote("user_id")
+        return try await store.write { tx in
+            // Counted before deleting: a deferred-write store reports no row counts until commit.
+            let n = try tx.connection.execute("SELECT COUNT(*) FROM \(table) WHERE \(user) = \(d.placeholder(1))", [.text(userID)])
+                .rows.first?.at(0).intValue ?? 0
+            try tx.write("DELETE FROM \(table) WHERE \(user) = \(d.placeholder(1))", [.text(userID)])
+            return Int(n)
         }
     }
 

@@ -75,6 +75,14 @@ package final class PasswordAccounts: Sendable {
         return true
     }
 
+    /// Removes `userID`'s password (the account is being deleted).
+    package func forget(userID: String) async throws {
+        let d = data.dialect
+        try await data.store.write { tx in
+            try tx.write("DELETE FROM \(d.quote("_pylon_passwords")) WHERE \(d.quote("user_id")) = \(d.placeholder(1))", [.text(userID)])
+        }
+    }
+
     /// Pylon's minimum of 10 characters; at most `maxPasswordBytes`.
     static func checkStrength(_ password: String) throws(HostError) {
         guard password.count >= PasswordHasher.minPasswordCharacters else {

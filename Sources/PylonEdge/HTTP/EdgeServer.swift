@@ -64,6 +64,7 @@ package struct EdgeServer {
         routes.addAuthRoutes(router)
         routes.addPasswordRoutes(router)
         routes.addApiKeyRoutes(router)
+        routes.addAccountRoutes(router)
         routes.addDataRoutes(router)
         routes.addSyncRoutes(router)
         routes.addFunctionRoutes(router)

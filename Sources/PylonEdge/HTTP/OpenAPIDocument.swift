@@ -269,7 +269,16 @@ enum OpenAPIDocument {
 
     static let authPaths: [(String, JSONValue)] = [
         ("/api/auth/me", ["get": op("me", "the caller", access: .anyone, tags: ["auth"], responses: [("200", ok(ref("Auth")))])]),
+        ("/api/auth/refresh", ["post": op("refresh", "a new token for the caller's session (same user, device, organisation); the old one ends",
+                                          access: .anyone, tags: ["auth"], responses: [("200", ok(tokenReply))], errors: ["401"])]),
+        ("/api/auth/account", ["delete": op(
+            "deleteAccount", "delete the caller: sessions, API keys, password and user row (session only)", access: .user, tags: ["auth"],
+            responses: [("200", ok(object([("deleted", ["const": true]), ("revoked_sessions", count), ("revoked_api_keys", count),
+                                           ("unlinked_accounts", count)], required: ["deleted"])))])]),
         ("/api/auth/session", [
+            "get": op("getSession", "the caller and their user row, without credentials or hidden fields", access: .anyone,
+                      tags: ["auth"], responses: [("200", ok(object([("session", ref("Auth")), ("user", ["type": ["object", "null"]])],
+                                                                    required: ["session", "user"])))]),
             "post": op("createSession", "mint a session for any user id (--dev or admin)", access: .anyone, tags: ["auth"],
                        body: body(object([("user_id", ["type": "string", "minLength": 1])], required: ["user_id"])),
                        responses: [("201", ok(tokenReply, "created"))]),

@@ -53,12 +53,18 @@ extension RouteContext {
     /// the session cookie when the request came from a page (it has an Origin), as Pylon.
     func signedIn(_ req: Request, userID: String, extra: [(String, JSONValue)] = []) async throws -> Response {
         let (token, expires) = try await sessions.create(userID: userID, device: req.headers[.userAgent])
-        var r = HTTPSupport.json(.object(extra + [("token", .string(token)), ("user_id", .string(userID)), ("expires_at", .int(expires))]))
-        if req.headers[.origin] != nil {
-            let maxAge = expires == 0 ? 2_592_000 : max(0, expires - Int64(Date().timeIntervalSince1970))
-            let secure = config.dev ? "" : "; Secure"
-            r.headers[.setCookie] = "\(config.cookieName)=\(token); Path=/; Max-Age=\(maxAge); HttpOnly; SameSite=Lax\(secure)"
-        }
+        let r = HTTPSupport.json(.object(extra + [("token", .string(token)), ("user_id", .string(userID)), ("expires_at", .int(expires))]))
+        return withSessionCookie(req, r, token: token, expires: expires)
+    }
+
+    /// `response` with the session cookie for `token` when the request came from a page (it
+    /// has an Origin), as Pylon sets it.
+    func withSessionCookie(_ req: Request, _ response: Response, token: String, expires: Int64) -> Response {
+        guard req.headers[.origin] != nil else { return response }
+        var r = response
+        let maxAge = expires == 0 ? 2_592_000 : max(0, expires - Int64(Date().timeIntervalSince1970))
+        let secure = config.dev ? "" : "; Secure"
+        r.headers[.setCookie] = "\(config.cookieName)=\(token); Path=/; Max-Age=\(maxAge); HttpOnly; SameSite=Lax\(secure)"
         return r
     }
 
