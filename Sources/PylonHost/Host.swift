@@ -103,7 +103,8 @@ public final class Host: Sendable {
                             realtime: realtime, functions: functions, cache: cache,
                             authLimiter: AuthRateLimiter(config.authRateLimits, maxKeys: config.rateLimitClients),
                             passwords: PasswordAccounts(data: data, workers: passwordWorkers),
-                            apiKeys: apiKeys())
+                            apiKeys: apiKeys(),
+                            jwts: config.jwtSecret.map { SessionJWTs(secret: $0, issuer: config.jwtIssuer, lifetime: config.jwtLifetime) })
     }
 
     /// API keys with the configured pepper; in --dev without one, a fixed development pepper

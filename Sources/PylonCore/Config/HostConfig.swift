@@ -16,6 +16,11 @@ public struct HostConfig: Sendable {
     /// The key API-key secrets are HMACed with (`PYLON_API_KEY_PEPPER`); required for API
     /// keys outside --dev, where a fixed development pepper stands in.
     public var apiKeyPepper: String?
+    /// HS256 JWTs (`POST /api/auth/jwt`, Bearer JWTs): the secret, the issuer required to
+    /// accept them, and their lifetime in seconds (Pylon's names and defaults).
+    public var jwtSecret: String?
+    public var jwtIssuer: String?
+    public var jwtLifetime: Int64 = 3600
     /// Pylon clients expect WS on port+1 and SSE on port+2 (served once sync lands).
     public var compatPorts = true
     public var maxBodyBytes = 10 * 1024 * 1024
@@ -104,6 +109,12 @@ public struct HostConfig: Sendable {
         if let d = env["PYLON_DB_PATH"], !d.isEmpty { c.dbPath = d }
         if let t = env["PYLON_ADMIN_TOKEN"], !t.isEmpty { c.adminToken = t }
         if let p = env["PYLON_API_KEY_PEPPER"], !p.isEmpty { c.apiKeyPepper = p }
+        if let s = env["PYLON_JWT_SECRET"], !s.isEmpty { c.jwtSecret = s }
+        if let s = env["PYLON_JWT_ISSUER"], !s.isEmpty { c.jwtIssuer = s }
+        if let l = try int("PYLON_JWT_LIFETIME_SECS") {
+            guard l > 0 else { throw HostError(status: 500, code: "INVALID_CONFIG", message: "PYLON_JWT_LIFETIME_SECS must be a positive number of seconds") }
+            c.jwtLifetime = Int64(l)
+        }
         if let d = env["PYLON_DEV_MODE"] { c.dev = ["1", "true", "yes"].contains(d.lowercased()) }
         if let b = try int("PYLON_MAX_BODY_BYTES") { c.maxBodyBytes = b }
         if let r = try int("PYLON_CHANGELOG_RETENTION") { c.changelogRetention = Int64(max(r, 1)) }

@@ -20,6 +20,18 @@ extension RouteContext {
             }
             return HTTPSupport.json(.object([("session", who.json), ("user", user)]))
         }
+        // A short-lived JWT for the signed-in caller (pylon-aux.md §1.3).
+        router.post("/api/auth/jwt") { req, _ in
+            guard let jwts else {
+                throw HostError(status: 501, code: "JWT_NOT_CONFIGURED", message: "set PYLON_JWT_SECRET (and PYLON_JWT_ISSUER to accept them back) on the host")
+            }
+            let who = try await auth(req)
+            guard who.isAdmin || who.userID != nil else {
+                throw HostError(status: 401, code: "AUTH_REQUIRED", message: "sign in first: send Authorization: Bearer <session token> or the session cookie")
+            }
+            let (token, expires) = try await jwts.mint(who)
+            return HTTPSupport.json(.object([("token", .string(token)), ("expires_at", .int(expires))]))
+        }
         // A new token for the caller's session, same user, device and organisation; the old one ends.
         router.post("/api/auth/refresh") { req, _ in
             guard let token = Self.token(req, cookieName: config.cookieName), token.hasPrefix("pylon_"),

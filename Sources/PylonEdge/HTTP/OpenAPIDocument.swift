@@ -269,6 +269,10 @@ enum OpenAPIDocument {
 
     static let authPaths: [(String, JSONValue)] = [
         ("/api/auth/me", ["get": op("me", "the caller", access: .anyone, tags: ["auth"], responses: [("200", ok(ref("Auth")))])]),
+        ("/api/auth/jwt", ["post": op("jwt", "a short-lived HS256 JWT for the caller ({sub,iat,exp,iss,tenant_id,roles}); never admin rights",
+                                      access: .anyone, tags: ["auth"],
+                                      responses: [("200", ok(object([("token", string), ("expires_at", ["type": "integer"])],
+                                                                    required: ["token", "expires_at"])))], errors: ["401", "501"])]),
         ("/api/auth/refresh", ["post": op("refresh", "a new token for the caller's session (same user, device, organisation); the old one ends",
                                           access: .anyone, tags: ["auth"], responses: [("200", ok(tokenReply))], errors: ["401"])]),
         ("/api/auth/account", ["delete": op(

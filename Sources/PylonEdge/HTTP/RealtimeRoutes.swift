@@ -38,6 +38,7 @@ extension RouteContext {
             return AuthContext(userID: key.userID, isAdmin: false, isGuest: false, roles: [], tenantID: nil,
                                apiKeyID: key.id, apiKeyScopes: key.scopes)
         }
+        if let token, let jwts, SessionJWTs.looksLikeJWT(token) { return try await jwts.verify(token) }
         guard let token, let s = try await sessions.resolve(token) else { return .anonymous }
         return AuthContext(s)
     }
@@ -48,7 +49,7 @@ extension RouteContext {
     func authNow(token: String?) -> AuthContext? {
         guard let token, !token.isEmpty else { return .anonymous }
         if let admin = config.adminToken, !admin.isEmpty, ConstantTime.equal(token, admin) { return .admin }
-        if token.hasPrefix("pk.") { return nil }
+        if token.hasPrefix("pk.") || (jwts != nil && SessionJWTs.looksLikeJWT(token)) { return nil }
         guard token.hasPrefix("pylon_") else { return .anonymous }
         guard let cached = sessions.resolveCached(token) else { return nil }
         return cached.map(AuthContext.init) ?? .anonymous

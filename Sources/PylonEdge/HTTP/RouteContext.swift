@@ -27,11 +27,14 @@ package struct RouteContext: Sendable {
     let passwords: PasswordAccounts
     /// API keys (`ApiKeyRoutes`); nil outside --dev without PYLON_API_KEY_PEPPER.
     let apiKeys: ApiKeys?
+    /// HS256 JWTs; nil without PYLON_JWT_SECRET.
+    let jwts: SessionJWTs?
 
     package init(data: DataService, changes: ChangeLog, sessions: SessionStore, config: HostConfig,
                  metrics: Metrics, startedAt: Date, stubs: [CapabilityInfo], hub: ChangeHub,
                  sync: SyncStream, realtime: RealtimeConfig, functions: FunctionService?,
-                 cache: CacheService?, authLimiter: AuthRateLimiter, passwords: PasswordAccounts, apiKeys: ApiKeys?) {
+                 cache: CacheService?, authLimiter: AuthRateLimiter, passwords: PasswordAccounts, apiKeys: ApiKeys?,
+                 jwts: SessionJWTs?) {
         self.data = data
         self.changes = changes
         self.sessions = sessions
@@ -47,6 +50,7 @@ package struct RouteContext: Sendable {
         self.authLimiter = authLimiter
         self.passwords = passwords
         self.apiKeys = apiKeys
+        self.jwts = jwts
     }
 
     /// Resolves the caller (pylon-core.md §0.4 step 5): bearer header wins over the session
