@@ -37,7 +37,7 @@ final class FnInstance: @unchecked Sendable {
     }
 
     /// Fills `err` and returns its status when no call can run.
-    func refuse(_ err: UnsafeMutablePointer<pylon_error>?) -> pylon_status? {
+    func refuse(_ err: UnsafePointer<pylon_error_sink>?) -> pylon_status? {
         guard let u = unavailable else { return nil }
         fillError(err, u.status, u.code, u.message)
         return u.status
@@ -159,7 +159,7 @@ public func pylonPluginEntry() -> UnsafePointer<pylon_plugin_descriptor> {
 
 private func fnCreate(
     _ host: UnsafePointer<pylon_host_v1>?, _ config: UnsafePointer<CChar>?, _ len: Int,
-    _ out: UnsafeMutablePointer<OpaquePointer?>?, _ err: UnsafeMutablePointer<pylon_error>?
+    _ out: UnsafeMutablePointer<OpaquePointer?>?, _ err: UnsafePointer<pylon_error_sink>?
 ) -> pylon_status {
     createInstance(host, config, len, out, err) { host, bytes in
         parseConfig(bytes).flatMap { makeInstance(HostLog(host), $0) }
@@ -218,7 +218,7 @@ private func fnGetInterface(_ instance: OpaquePointer?, _ id: UnsafePointer<CCha
 // MARK: - pylon.functions/1
 
 private func fnBindHost(_ instance: OpaquePointer?, _ host: UnsafePointer<pylon_fn_host_v1>?,
-                        _ err: UnsafeMutablePointer<pylon_error>?) -> pylon_status {
+                        _ err: UnsafePointer<pylon_error_sink>?) -> pylon_status {
     guard let instance, let host, host.pointee.struct_size >= UInt32(MemoryLayout<pylon_fn_host_v1>.size) else {
         fillError(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "bind_host needs an instance and a complete pylon_fn_host_v1")
         return PYLON_ERR_INVALID_ARGUMENT
@@ -238,7 +238,7 @@ private func bytes(_ s: pylon_str) -> [UInt8] {
 }
 
 private func fnDescribe(_ instance: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ len: Int,
-                        _ out: UnsafeMutablePointer<pylon_fn_info>?, _ err: UnsafeMutablePointer<pylon_error>?) -> pylon_status {
+                        _ out: UnsafeMutablePointer<pylon_fn_info>?, _ err: UnsafePointer<pylon_error_sink>?) -> pylon_status {
     guard let instance, let out else {
         fillError(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "describe needs an instance and an out pointer")
         return PYLON_ERR_INVALID_ARGUMENT
@@ -267,7 +267,7 @@ private func fnList(_ instance: OpaquePointer?, _ cb: pylon_fn_json_fn?, _ ctx: 
 }
 
 private func fnStartCall(_ instance: OpaquePointer?, _ call: UnsafePointer<pylon_fn_call>?,
-                         _ err: UnsafeMutablePointer<pylon_error>?) -> pylon_status {
+                         _ err: UnsafePointer<pylon_error_sink>?) -> pylon_status {
     guard let instance, let call else {
         fillError(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "start_call needs an instance and a call")
         return PYLON_ERR_INVALID_ARGUMENT

@@ -219,13 +219,9 @@ final class WorkerPool: @unchecked Sendable {
                                       raw.baseAddress?.assumingMemoryBound(to: CChar.self), raw.count, nil)
             }
         } else {
-            var e = pylon_error()
-            e.struct_size = UInt32(MemoryLayout<pylon_error>.size)
-            fillError(&e, status == PYLON_OK ? PYLON_ERR_GENERIC : status, code, message)
-            // The whole error too (ABI 1.4): a function's own code may not fit `e.code`.
-            let whole = JSONWriter.encode(["code": .string(code), "message": .string(message)])
-            whole.withUnsafeBytes { raw in
-                host.pointee.complete(host.pointee.host_ctx, call.ctx, e.status, raw.baseAddress?.assumingMemoryBound(to: CChar.self), raw.count, &e)
+            let failed = status == PYLON_OK ? PYLON_ERR_GENERIC : status
+            withError(failed, code, message) { e in
+                host.pointee.complete(host.pointee.host_ctx, call.ctx, failed, nil, 0, e)
             }
         }
     }

@@ -163,12 +163,12 @@ enum PostgresBackup {
 // MARK: - The ABI 1.8 slots
 
 /// `backup`: the instance's database into `path` with pg_dump.
-func pgBackup(_ instance: OpaquePointer?, _ path: UnsafePointer<CChar>?, _ err: UnsafeMutablePointer<pylon_error>?) -> pylon_status {
+func pgBackup(_ instance: OpaquePointer?, _ path: UnsafePointer<CChar>?, _ err: UnsafePointer<pylon_error_sink>?) -> pylon_status {
     backupCall(instance, path, err, as: PostgresInstance.self) { PostgresBackup.backup($0.config, to: $1) }
 }
 
 /// `restore`: the archive at `path`, then the host's SQL, in one transaction.
 func pgRestore(_ instance: OpaquePointer?, _ path: UnsafePointer<CChar>?, _ sql: UnsafePointer<CChar>?, _ sqlLen: Int,
-               _ err: UnsafeMutablePointer<pylon_error>?) -> pylon_status {
+               _ err: UnsafePointer<pylon_error_sink>?) -> pylon_status {
     restoreCall(instance, path, sql, sqlLen, err, as: PostgresInstance.self) { PostgresBackup.restore($0.config, from: $1, afterSQL: $2) }
 }

@@ -209,15 +209,15 @@ enum SQLiteBackup {
     }
 }
 
-// MARK: - The ABI 1.8 slots
+// MARK: - The backup and restore slots
 
 /// `backup`: the instance's database into `path`.
-func sqliteBackup(_ instance: OpaquePointer?, _ path: UnsafePointer<CChar>?, _ err: UnsafeMutablePointer<pylon_error>?) -> pylon_status {
+func sqliteBackup(_ instance: OpaquePointer?, _ path: UnsafePointer<CChar>?, _ err: UnsafePointer<pylon_error_sink>?) -> pylon_status {
     backupCall(instance, path, err, as: SQLiteInstance.self) { SQLiteBackup.backup(live: $0.config.path, to: $1) }
 }
 
 /// `restore`: the backup at `path` replaces the instance's database.
 func sqliteRestore(_ instance: OpaquePointer?, _ path: UnsafePointer<CChar>?, _ sql: UnsafePointer<CChar>?, _ sqlLen: Int,
-                   _ err: UnsafeMutablePointer<pylon_error>?) -> pylon_status {
+                   _ err: UnsafePointer<pylon_error_sink>?) -> pylon_status {
     restoreCall(instance, path, sql, sqlLen, err, as: SQLiteInstance.self) { SQLiteBackup.restore(live: $0.config.path, from: $1, afterSQL: $2) }
 }

@@ -7,8 +7,8 @@ import PylonPluginABI
 /// layout, so a slot added in a later minor reads as NULL for an older plugin (and the host
 /// falls back), and slots of a newer minor that the host does not know are never read.
 enum StoreTable {
-    /// The ABI 1.0 layout: everything before the first 1.1 slot (`describe`).
-    static let minimumSize: Int = MemoryLayout<pylon_store_v1>.offset(of: \pylon_store_v1.describe)!
+    /// The ABI 2.0 layout (PYLON_STORE_V1_SIZE_2_0): every 2.0 slot, optional ones NULL.
+    static let minimumSize: Int = MemoryLayout<pylon_store_v1>.size
 
     /// A host-owned copy of the plugin's table (`struct_size` bytes of it, the rest zero).
     /// Lives for the whole process, like the plugin's table. The caller has checked
@@ -21,8 +21,8 @@ enum StoreTable {
         return UnsafePointer(copy)
     }
 
-    /// The store's own one-line description of where its data lives (ABI 1.1 `describe`),
-    /// or nil when the plugin predates the slot or leaves it NULL.
+    /// The store's own one-line description of where its data lives (`describe`), or nil
+    /// when the plugin leaves the optional slot NULL.
     static func describe(_ table: UnsafePointer<pylon_store_v1>, _ instance: OpaquePointer) -> String? {
         guard let fn = table.pointee.describe else { return nil }
         var buf = [CChar](repeating: 0, count: 512)

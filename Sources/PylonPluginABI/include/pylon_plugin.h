@@ -73,7 +73,7 @@ extern "C" {
 /** Additive changes (new slots appended, new capability or service ids, new flags) bump
  *  the minor; each is listed in the changelog above. */
 #define PYLON_ABI_MINOR 0
-#define PYLON_ABI_HEADER_HASH 0x6b93d138u /* abi_header_hash */
+#define PYLON_ABI_HEADER_HASH 0x07b4deceu /* abi_header_hash */
 
 /* ------------------------------------------------------------------------------------ */
 /* Status codes and errors                                                                */
@@ -401,6 +401,13 @@ typedef struct pylon_store_conn pylon_store_conn;
  * thread. Never set it for a store that talks over a network.
  */
 #define PYLON_STORE_FLAG_LOCAL_READS 0x8u
+/**
+ * Several statements in one `execute` cost about what one costs (a store with network
+ * round trips that pipelines them). The host then queues the statements of a write
+ * transaction whose results it does not need and sends them together, with COMMIT
+ * (PYLON_EXEC_COMMIT); without the flag it sends each statement as it comes.
+ */
+#define PYLON_STORE_FLAG_BATCHES 0x10u
 
 /**
  * Receives a statement's result rows.
