@@ -91,7 +91,7 @@ public final class PluginRegistry: @unchecked Sendable {
             let size = table.load(as: UInt32.self)
             if cap.id == PYLON_CAP_STORE && Int(size) < StoreTable.minimumSize {
                 throw HostError(status: 500, code: "PLUGIN_INTERFACE_TOO_SMALL",
-                                message: "plugin \(plugin.id) returned a pylon.store/1 table of \(size) bytes, expected at least \(StoreTable.minimumSize) (ABI \(PYLON_ABI_MAJOR).0); rebuild it against this host's header")
+                                message: "plugin \(plugin.id) returned a pylon.store/1 table of \(size) bytes, expected at least \(StoreTable.minimumSize) (its required slots); rebuild it against this host's header")
             }
             served[cap.id] = ServedCapability(plugin: plugin, instance: instance, table: table)
             lines.append("\(cap.id): \(plugin.id) \(plugin.version) (\(plugin.fileName))")

@@ -7,8 +7,9 @@ import PylonPluginABI
 /// layout, so a slot added in a later minor reads as NULL for an older plugin (and the host
 /// falls back), and slots of a newer minor that the host does not know are never read.
 enum StoreTable {
-    /// The ABI 2.0 layout (PYLON_STORE_V1_SIZE_2_0): every 2.0 slot, optional ones NULL.
-    static let minimumSize: Int = MemoryLayout<pylon_store_v1>.size
+    /// PYLON_STORE_V1_MIN_SIZE: the required slots, up to `transaction`; the optional ones
+    /// after them read as NULL when the table ends before them.
+    static let minimumSize: Int = MemoryLayout<pylon_store_v1>.offset(of: \pylon_store_v1.describe)!
 
     /// A host-owned copy of the plugin's table (`struct_size` bytes of it, the rest zero).
     /// Lives for the whole process, like the plugin's table. The caller has checked

@@ -73,7 +73,7 @@ extern "C" {
 /** Additive changes (new slots appended, new capability or service ids, new flags) bump
  *  the minor; each is listed in the changelog above. */
 #define PYLON_ABI_MINOR 0
-#define PYLON_ABI_HEADER_HASH 0x07b4deceu /* abi_header_hash */
+#define PYLON_ABI_HEADER_HASH 0x2d40e877u /* abi_header_hash */
 
 /* ------------------------------------------------------------------------------------ */
 /* Status codes and errors                                                                */
@@ -498,7 +498,8 @@ typedef struct pylon_store_v1 {
      * "D1 database 0f3c... via https://api.cloudflare.com/client/v4". Never contains secrets.
      * Writes at most `cap` bytes including a terminating NUL into `buf` (OWNER: the host) and
      * returns the length without the NUL. [any-thread] [bounded]
-     * Optional: NULL => the host logs the config's `path`.
+     * Optional (this slot and every one after it: NULL, or past `struct_size`) => the host
+     * logs the config's `path`.
      */
     size_t (*describe)(pylon_instance *instance, char *buf, size_t cap);
 
@@ -551,9 +552,9 @@ typedef struct pylon_store_v1 {
                             size_t after_len, const pylon_error_sink *err);
 } pylon_store_v1;
 
-/** Size of a `pylon_store_v1` table built against ABI 2.0: the smallest store table a host
- *  accepts. (When a minor appends a slot, this becomes the offset of that slot.) */
-#define PYLON_STORE_V1_SIZE_2_0 (sizeof(pylon_store_v1))
+/** The smallest store table a host accepts: the required slots (up to `transaction`). The
+ *  optional slots after them follow the reading rule, so a table may end before them. */
+#define PYLON_STORE_V1_MIN_SIZE (offsetof(pylon_store_v1, describe))
 
 /* ------------------------------------------------------------------------------------ */
 /* pylon.functions/1 — server functions (query / mutation / action), asynchronous       */
