@@ -44,11 +44,13 @@
  *       their second error channel in `result_json`). Store calls are synchronous (the
  *       asynchronous store path and PYLON_STORE_FLAG_COMPLETES_INLINE are gone: no store
  *       used them) and one `execute` slot takes a list of statements with a commit flag
- *       (replacing `execute` + `execute_batch` + `commit_batch`). Host services beyond the
+ *       (replacing `execute` + `execute_batch` + `commit_batch`; PYLON_STORE_FLAG_BATCHES
+ *       says that sending them together saves round trips). Host services beyond the
  *       core are looked up by versioned id through `pylon_host_v1.get_service`; the event
  *       loops are the service "pylon.host.loops/1". The [bounded] thread class, and
  *       PYLON_STORE_OPEN_READ_BOUNDED, on which PYLON_STORE_FLAG_LOCAL_READS promises
- *       [bounded] reads. Backup and restore (1.8) are plain store slots.
+ *       [bounded] reads. Backup and restore (1.8) are plain store slots; every optional
+ *       store slot may lie past a table that ends after `transaction`.
  *
  * The `abi_header_hash` line below is the FNV-1a (32-bit) hash of this file with that one
  * line removed; a host test recomputes it, so any edit of this header must update it
@@ -73,7 +75,7 @@ extern "C" {
 /** Additive changes (new slots appended, new capability or service ids, new flags) bump
  *  the minor; each is listed in the changelog above. */
 #define PYLON_ABI_MINOR 0
-#define PYLON_ABI_HEADER_HASH 0x2d40e877u /* abi_header_hash */
+#define PYLON_ABI_HEADER_HASH 0xb4e0abe9u /* abi_header_hash */
 
 /* ------------------------------------------------------------------------------------ */
 /* Status codes and errors                                                                */

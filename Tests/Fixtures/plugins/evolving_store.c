@@ -17,6 +17,12 @@
  *                           abort if called, so the host must probe struct_size first.
  *   -DFIXTURE_MISBEHAVE     SELECTs from certain tables misbehave (see misbehave_one()).
  *   -DFIXTURE_TABLE_SIZE=N  a store table claiming N bytes (too small: refused).
+ *   -DFIXTURE_LOCAL_READS   PYLON_STORE_FLAG_LOCAL_READS, and every read on a connection
+ *                           opened PYLON_STORE_OPEN_READ_BOUNDED answers PYLON_ERR_BUSY at once
+ *                           (as a [bounded] store does when a lock is held elsewhere): the host
+ *                           must retry on a reader connection. Anything but a SELECT, or a
+ *                           transaction, on such a connection aborts: the host sends it only
+ *                           point reads.
  *   (none of these)         this minor, optional slots NULL.
  *
  * Compile: cc -std=c99 -Wall -Wextra -Werror -shared -fPIC -I<abi include>
@@ -44,6 +50,10 @@
 #elif defined(FIXTURE_TABLE_SIZE)
 #define FIXTURE_ID "test.store.small"
 #define FIXTURE_MINOR PYLON_ABI_MINOR
+#elif defined(FIXTURE_LOCAL_READS)
+#define FIXTURE_ID "test.store.local"
+#define FIXTURE_MINOR PYLON_ABI_MINOR
+#define FIXTURE_FLAGS PYLON_STORE_FLAG_LOCAL_READS
 #else
 #define FIXTURE_ID "test.store.current"
 #define FIXTURE_MINOR PYLON_ABI_MINOR
@@ -217,6 +227,54 @@ static pylon_status misbehave_execute(pylon_store_conn *conn, const pylon_statem
 #define FIXTURE_EXECUTE exec_execute
 #endif
 
+#ifdef FIXTURE_LOCAL_READS
+/* The connections opened PYLON_STORE_OPEN_READ_BOUNDED. The host opens every connection at
+ * startup, before it serves, so the list is only read afterwards. */
+#define FIXTURE_MAX_BOUNDED 64
+static pylon_store_conn *bounded_conns[FIXTURE_MAX_BOUNDED];
+static size_t bounded_count = 0;
+
+static int is_bounded(const pylon_store_conn *conn) {
+    for (size_t i = 0; i < bounded_count; i++)
+        if (bounded_conns[i] == conn) return 1;
+    return 0;
+}
+
+static pylon_status bounded_open(pylon_instance *inst, int32_t mode, pylon_store_conn **out, const pylon_error_sink *err) {
+    int bounded = mode == PYLON_STORE_OPEN_READ_BOUNDED;
+    pylon_status st = exec_open(inst, bounded ? PYLON_STORE_OPEN_READ : mode, out, err);
+    if (st == PYLON_OK && bounded) {
+        if (bounded_count == FIXTURE_MAX_BOUNDED) abort();
+        bounded_conns[bounded_count++] = *out;
+        host_log(inst, PYLON_LOG_INFO, "local-reads fixture: opened a bounded read connection");
+    }
+    return st;
+}
+
+static pylon_status bounded_execute(pylon_store_conn *conn, const pylon_statement *statements, size_t count,
+                                    uint32_t flags, const pylon_row_sink *sink, pylon_exec_result *result,
+                                    const pylon_error_sink *err) {
+    if (!is_bounded(conn)) return exec_execute(conn, statements, count, flags, sink, result, err);
+    for (size_t i = 0; i < count; i++)
+        if (statements[i].sql == NULL || strncmp(statements[i].sql, "SELECT", 6) != 0) abort();
+    if (flags != 0) abort();
+    return set_error(err, PYLON_ERR_BUSY, "BUSY", "the database is locked by another connection (fixture)");
+}
+
+static pylon_status bounded_transaction(pylon_store_conn *conn, int32_t op, const pylon_error_sink *err) {
+    if (is_bounded(conn)) abort();
+    return exec_transaction(conn, op, err);
+}
+#define FIXTURE_OPEN bounded_open
+#define FIXTURE_TRANSACTION bounded_transaction
+#undef FIXTURE_EXECUTE
+#define FIXTURE_EXECUTE bounded_execute
+#endif
+#ifndef FIXTURE_OPEN
+#define FIXTURE_OPEN exec_open
+#define FIXTURE_TRANSACTION exec_transaction
+#endif
+
 /* The store table this variant publishes: the current layout plus, for a newer minor, one
  * slot this host has never heard of. */
 typedef struct fixture_store_table {
@@ -241,10 +299,10 @@ static const fixture_store_table fixture_table = {
         "sqlite",
         2,
         0,
-        exec_open,
+        FIXTURE_OPEN,
         exec_close,
         FIXTURE_EXECUTE,
-        exec_transaction,
+        FIXTURE_TRANSACTION,
 #ifdef FIXTURE_NEWER_MINOR
         newer_describe,
         NULL, /* wait_notify: optional; the host polls */
