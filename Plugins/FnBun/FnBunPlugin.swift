@@ -18,7 +18,8 @@ import Glibc
 /// PATH, else `~/.bun/bin/bun`), `max_rss_mb` (`PYLON_FN_MAX_RSS_MB`, default 1024, 0 = no
 /// limit: a child over it is killed), `dev` (the host passes `--dev`: reload the children
 /// when files in the folder change), `host_loops` (`PYLON_FN_HOST_LOOPS`, default true:
-/// the host's event loops read the children's output when the host offers them, ABI 1.6;
+/// the host's event loops read the children's output when the host offers them (the host
+/// service "pylon.host.loops/1");
 /// false: a thread per child does), `batch_scheduling` (`PYLON_FN_BATCH_SCHEDULING`,
 /// default true: the children run under SCHED_BATCH, see `withSpawnPolicy`). Without Bun the plugin still loads and every call fails
 /// with PYLON_ERR_UNSUPPORTED and a message saying how to install it.
@@ -280,7 +281,7 @@ private func fnStartCall(_ instance: OpaquePointer?, _ call: UnsafePointer<pylon
     }
     let c = call.pointee
     let name = String(decoding: bytes(c.name), as: UTF8.self)
-    // ABI 1.4 appended `request_json`; an older host's struct ends before it.
+    // Read only what the host's struct_size covers (the reading rule).
     let requestEnd = MemoryLayout<pylon_fn_call>.offset(of: \.request_json)! + MemoryLayout<pylon_str>.size
     let request = Int(c.struct_size) >= requestEnd ? bytes(c.request_json) : []
     pool.startCall(name: name, kind: c.kind, args: bytes(c.args_json), auth: bytes(c.auth_json), request: request, ctx: c.call_ctx)

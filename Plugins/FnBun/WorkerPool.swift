@@ -26,7 +26,8 @@ final class WorkerPool: @unchecked Sendable {
     let callTimeout: Double
     let log: HostLog
     var host: UnsafePointer<pylon_fn_host_v1>?
-    /// The host's event loops read the children's stdout when it offers them (ABI 1.6);
+    /// The host's event loops read the children's stdout when it offers them
+    /// ("pylon.host.loops/1");
     /// nil: a thread per child does.
     let loops: HostEventLoops?
 

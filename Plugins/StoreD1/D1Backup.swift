@@ -1,7 +1,7 @@
 import PylonPluginABI
 import PylonPluginKit
 
-/// The D1 store makes no backups (ABI 1.8 `backup` / `restore`): the database lives in
+/// The D1 store makes no backups (the store's `backup` / `restore` slots): the database lives in
 /// Cloudflare, which has its own export and point-in-time recovery. The slots exist so that
 /// `pylon-host backup` says what to use instead of only "not supported".
 enum D1Backup {

@@ -7,7 +7,7 @@ import PylonPluginKit
 import Glibc
 #endif
 
-/// Backups of the Postgres store (ABI 1.8 `backup` / `restore`) with PostgreSQL's own tools,
+/// Backups of the Postgres store (the store's `backup` / `restore` slots) with PostgreSQL's own tools,
 /// found on PATH: `pg_dump --format=custom` writes the backup (one consistent snapshot,
 /// while hosts keep serving); a restore turns it into SQL with `pg_restore` (which reads
 /// the whole archive first, so a damaged file fails before the database is touched) and
@@ -160,7 +160,7 @@ enum PostgresBackup {
     }
 }
 
-// MARK: - The ABI 1.8 slots
+// MARK: - The backup and restore slots
 
 /// `backup`: the instance's database into `path` with pg_dump.
 func pgBackup(_ instance: OpaquePointer?, _ path: UnsafePointer<CChar>?, _ err: UnsafePointer<pylon_error_sink>?) -> pylon_status {

@@ -7,7 +7,7 @@ import PylonPluginKit
 import Glibc
 #endif
 
-/// Backups of the SQLite store (ABI 1.8 `backup` / `restore`), through SQLite's online
+/// Backups of the SQLite store (the store's `backup` / `restore` slots), through SQLite's online
 /// backup API (sqlite3_backup_init/step/finish): a backup reads one snapshot of the live
 /// database while serving hosts keep writing it (WAL readers never block the writer), and
 /// a restore copies the backup into a temporary file beside the live one, checks it, runs

@@ -5,8 +5,9 @@ import Glibc
 #endif
 
 /// Helpers for writing plugins in Swift against `pylon_plugin.h` (DESIGN.md §2): error
-/// filling, the static descriptor, store-call completion, and logging through the host
-/// table. Linked statically into each plugin; the ABI stays the C header alone.
+/// reporting, the static descriptor, store-call outcomes (and `executeEach` for a store that
+/// runs statements one at a time), the host's event-loop service, and logging through the
+/// host table. Linked statically into each plugin; the ABI stays the C header alone.
 
 /// Reports `status`, `code` and `message` through a caller's `pylon_error_sink` (the
 /// strings are borrowed for the duration of `set`, as the ABI says). A NULL sink is ignored.
