@@ -152,7 +152,7 @@ public final class StoreConnection: @unchecked Sendable {
         sink.columns = wantRows ? sinkColumns : nil
         sink.row = wantRows ? sinkRow : nil
         // One arena holds every statement's SQL (NUL-terminated) and parameter bytes, one
-        // array every statement's values; both outlive the call (until `done`).
+        // array every statement's values; both live for the whole (synchronous) call.
         var arena: [UInt8] = []
         var sqlOffsets: [Int] = []
         var paramOffsets: [Int] = []
