@@ -1,9 +1,10 @@
 import Dispatch
 import PylonPluginABI
 
-/// Gathers the callbacks of one `execute`/`transaction` call: its rows (sink context) and
-/// its error (sink of `PluginErrorCapture`). Lives for the call, which is synchronous.
-private final class CallState: PluginErrorCapture {
+/// Gathers the callbacks of one `execute`/`transaction` call: its rows (row sink context)
+/// and its error (`errors`). Lives for the call, which is synchronous.
+private final class CallState {
+    let errors = PluginErrorCapture()
     var result = QueryResult()
     var error: StoreError?
     /// A broken promise of the plugin seen in the sink (rows wider or narrower than the
@@ -14,7 +15,7 @@ private final class CallState: PluginErrorCapture {
     /// Records the call's outcome from the status the plugin returned.
     func finish(_ status: pylon_status) {
         if status != PYLON_OK {
-            let e = failure(status, code: "STORE_ERROR", message: "store call failed with status \(status)")
+            let e = errors.failure(status, code: "STORE_ERROR", message: "store call failed with status \(status)")
             error = StoreError(status: status, code: e.code, message: e.message)
         } else if let contractViolation {
             error = StoreError(status: PYLON_ERR_GENERIC, code: "PLUGIN_CONTRACT", message: "the store plugin \(contractViolation); fix the plugin")
@@ -189,7 +190,7 @@ public final class StoreConnection: @unchecked Sendable {
                 summary.struct_size = UInt32(MemoryLayout<pylon_exec_result>.size)
                 let status = statements.withUnsafeBufferPointer { stmts in
                     withUnsafePointer(to: &sink) { sinkPtr in
-                        state.withSink { err in
+                        state.errors.withSink { err in
                             table.pointee.execute(handle, stmts.baseAddress, stmts.count, commit ? PYLON_EXEC_COMMIT : 0,
                                                   sinkPtr, &summary, err)
                         }
@@ -247,7 +248,7 @@ public final class StoreConnection: @unchecked Sendable {
         if op == PYLON_TX_ROLLBACK { pending.removeAll() } else if !pending.isEmpty { try flush() }
         let state = CallState()
         calls?.storeTransaction.increment()
-        state.finish(state.withSink { table.pointee.transaction(handle, op, $0) })
+        state.finish(state.errors.withSink { table.pointee.transaction(handle, op, $0) })
         if let e = state.error { throw e }
     }
 

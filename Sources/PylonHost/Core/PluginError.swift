@@ -4,17 +4,17 @@ import PylonPluginABI
 /// copied out of the plugin's (ptr, len) strings (`pylon_error`). Each is cut to a bound,
 /// so no plugin can make the host copy, log or answer with unbounded text, and only what
 /// the plugin's `struct_size` covers is read.
-struct PluginError: Sendable {
-    var status: pylon_status
-    var code: String
-    var message: String
+package struct PluginError: Sendable {
+    package var status: pylon_status
+    package var code: String
+    package var message: String
 
     /// Longest code and message kept (bytes; a cut never splits a character).
-    static let maxCode = 256
-    static let maxMessage = 16 * 1024
+    package static let maxCode = 256
+    package static let maxMessage = 16 * 1024
 
     /// `err` as the plugin reported it with `status`; nil `err`: empty code and message.
-    init(_ status: pylon_status, _ err: UnsafePointer<pylon_error>?) {
+    package init(_ status: pylon_status, _ err: UnsafePointer<pylon_error>?) {
         self.status = status
         code = ""
         message = ""
@@ -29,7 +29,7 @@ struct PluginError: Sendable {
     }
 
     /// At most `limit` bytes of `s` (fewer at a character boundary), invalid UTF-8 replaced.
-    static func text(_ s: pylon_str, limit: Int) -> String {
+    package static func text(_ s: pylon_str, limit: Int) -> String {
         guard let p = s.ptr, s.len > 0 else { return "" }
         var n = min(s.len, limit)
         let bytes = UnsafeRawBufferPointer(start: p, count: n)
@@ -39,15 +39,16 @@ struct PluginError: Sendable {
 }
 
 /// Collects what a plugin reports through a `pylon_error_sink` during one synchronous call.
-/// Subclassed by call states that need more (`StoreConnection`'s).
-class PluginErrorCapture {
+/// Lives in Core because every layer that calls a plugin (plugins, data, services) reads
+/// its errors.
+package final class PluginErrorCapture {
     /// The last error `set` reported (a plugin should report at most one per call).
-    var reported: PluginError?
+    package var reported: PluginError?
 
-    init() {}
+    package init() {}
 
     /// A sink whose `ctx` is this object, valid inside `body` only.
-    func withSink<R>(_ body: (UnsafePointer<pylon_error_sink>) throws -> R) rethrows -> R {
+    package func withSink<R>(_ body: (UnsafePointer<pylon_error_sink>) throws -> R) rethrows -> R {
         var sink = pylon_error_sink(struct_size: UInt32(MemoryLayout<pylon_error_sink>.size), reserved: 0,
                                     ctx: Unmanaged.passUnretained(self).toOpaque(), set: pluginErrorSet)
         return try withExtendedLifetime(self) { try withUnsafePointer(to: &sink) { try body($0) } }
@@ -55,7 +56,7 @@ class PluginErrorCapture {
 
     /// The failure of a call that returned `status`: what the plugin reported, with the
     /// fallbacks for what it left out.
-    func failure(_ status: pylon_status, code fallbackCode: String, message fallbackMessage: String) -> PluginError {
+    package func failure(_ status: pylon_status, code fallbackCode: String, message fallbackMessage: String) -> PluginError {
         var e = reported ?? PluginError(status, nil)
         e.status = status
         if e.code.isEmpty { e.code = fallbackCode }
@@ -74,7 +75,7 @@ private let pluginErrorSet: @convention(c) (UnsafeMutableRawPointer?, UnsafePoin
 extension HostError {
     /// This error as a `pylon_error` for a plugin's completion callback (`db_call`,
     /// `run_fn`), with `status`; the strings are the host's, valid inside `body` only.
-    func withPluginError<R>(_ status: pylon_status, _ body: (UnsafePointer<pylon_error>) -> R) -> R {
+    package func withPluginError<R>(_ status: pylon_status, _ body: (UnsafePointer<pylon_error>) -> R) -> R {
         let bytes = Array(code.utf8) + Array(message.utf8)
         let codeLen = code.utf8.count
         return bytes.withUnsafeBufferPointer { all in
