@@ -62,18 +62,72 @@ let package = Package(
         .systemLibrary(
             name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl",
             providers: [.apt(["libcurl4-openssl-dev"])]),
+        // The host, in layers; each target may use only those above it in this list, so the
+        // compiler keeps the architecture (README "Layout"). Anything a lower layer shares
+        // with a higher one is `package`; `public` is the embedder's API (PylonHost).
+        //
+        // Core: the model, manifest, schema SQL, policies, config, metrics, errors. No threads,
+        // no I/O but the files it is told to read.
         .target(
-            name: "PylonHost",
+            name: "PylonCore",
             dependencies: [
-                "PylonPluginABI",
-                "PylonJSON",
+                "PylonPluginABI", "PylonJSON",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Sources/PylonCore"),
+        // Plugins: the C boundary — loading, handshake, the host table, capability registry.
+        .target(
+            name: "PylonPlugins",
+            dependencies: [
+                "PylonCore", "PylonPluginABI", "PylonJSON",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Sources/PylonPlugins"),
+        // Data: store threads, migrations, the change log and realtime hub, sessions, the
+        // data service (CRUD, queries, policies applied).
+        .target(
+            name: "PylonData",
+            dependencies: [
+                "PylonCore", "PylonPluginABI", "PylonJSON",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            path: "Sources/PylonData"),
+        // Services: plugin-backed services on the data plane (functions, cache).
+        .target(
+            name: "PylonServices",
+            dependencies: [
+                "PylonData", "PylonPlugins", "PylonCore", "PylonPluginABI", "PylonJSON",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            path: "Sources/PylonServices"),
+        // Edge: HTTP, WebSocket and SSE — the front, routes, middleware, limits.
+        .target(
+            name: "PylonEdge",
+            dependencies: [
+                "PylonServices", "PylonData", "PylonPlugins", "PylonCore", "PylonPluginABI", "PylonJSON",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
-                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
                 .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras"),
@@ -81,11 +135,25 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Atomics", package: "swift-atomics"),
             ],
+            path: "Sources/PylonEdge"),
+        // Host: the wiring (start in steps, run, stop) and backup/restore; the library an
+        // embedder imports.
+        .target(
+            name: "PylonHost",
+            dependencies: [
+                "PylonEdge", "PylonServices", "PylonData", "PylonPlugins", "PylonCore", "PylonPluginABI", "PylonJSON",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
             path: "Sources/PylonHost"),
         .executableTarget(
             name: "pylon-host",
             dependencies: [
-                "PylonHost",
+                "PylonHost", "PylonData", "PylonPlugins", "PylonCore",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -122,7 +190,8 @@ let package = Package(
             linkerSettings: pluginExports),
         .testTarget(
             name: "PylonHostTests",
-            dependencies: ["PylonHost", "PylonPluginABI",
+            dependencies: ["PylonHost", "PylonEdge", "PylonServices", "PylonData", "PylonPlugins", "PylonCore",
+                           "PylonPluginABI", "PylonJSON",
                            // HTTPFrontTests: the front's pipeline on an EmbeddedChannel.
                            .product(name: "NIOEmbedded", package: "swift-nio"),
                            .product(name: "NIOHTTP1", package: "swift-nio"),

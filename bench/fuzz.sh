@@ -9,12 +9,12 @@
 #   FUZZ_SECONDS=60   how long each target runs
 #   FUZZ_OUT=.build/fuzz   binaries, the growing corpora, logs, and crashes/<target>/
 #
-# Needs the release build first (`make build`): PylonHost's internal types are reached by
-# compiling Sources/PylonHost/**/*.swift in place (no copies) as a module instrumented with
-# -sanitize=fuzzer,address and -enable-testing, with the compiler flags SwiftPM used for it
-# (read from .build/release.yaml), after Sources/PylonJSON (the JSON reader it imports) the
-# same way; each target is a thin `@testable import PylonHost` file linked with those
-# modules and the release build's dependency objects. Seeds: Fuzz/seeds/<target>/
+# Needs the release build first (`make build`): the host's internal types are reached by
+# compiling its modules (Sources/PylonJSON, PylonCore, … PylonHost) in place (no copies),
+# in dependency order, instrumented with -sanitize=fuzzer,address and -enable-testing, with
+# the compiler flags SwiftPM used for PylonHost (read from .build/release.yaml); each target
+# is a thin `@testable import` file linked with those modules and the release build's
+# dependency objects. Seeds: Fuzz/seeds/<target>/
 # (committed, small); dictionaries: Fuzz/dicts/. Exits 1 when any target found something.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,7 +30,7 @@ YAML=$ROOT/.build/release.yaml
 mkdir -p "$OUT/module" "$OUT/bin" "$OUT/logs"
 
 # SwiftPM's flags for PylonHost (search paths, C module maps, defines) and the objects
-# pylon-host links, minus PylonHost's own and the executable's.
+# pylon-host links, minus the host modules' own and the executable's.
 python3 - "$YAML" "$OUT" <<'PY'
 import json, sys
 yaml, out = sys.argv[1], sys.argv[2]
@@ -59,31 +59,35 @@ for a in link:
         objects += [o.strip().strip("'\"") for o in open(a[1:]).read().split("\n") if o.strip()]
     elif a.endswith(".o"):
         objects.append(a)
-objects = [o for o in objects if "/PylonHost.build/" not in o and "/PylonJSON.build/" not in o
-           and "/pylon_host.build/" not in o and "/pylon-host.build/" not in o]
+host = ("PylonJSON", "PylonCore", "PylonPlugins", "PylonData", "PylonServices", "PylonEdge", "PylonHost",
+        "pylon_host", "pylon-host")
+objects = [o for o in objects if not any("/%s.build/" % m in o for m in host)]
 open(out + "/module/objects", "w").write("\n".join('"%s"' % o for o in objects) + "\n")  # some names have spaces
 PY
 mapfile -t FLAGS < "$OUT/module/flags"
 
-# The instrumented PylonJSON and PylonHost modules, each rebuilt when a source is newer
-# than it. `-I $OUT/module` first: PylonHost imports the instrumented PylonJSON, not the
-# release build's.
-JSON_OBJ=$OUT/module/PylonJSON.o
-if [ ! -f "$JSON_OBJ" ] || [ -n "$(find Sources/PylonJSON -name '*.swift' -newer "$JSON_OBJ" | head -1)" ]; then
-    echo "fuzz.sh: compiling Sources/PylonJSON with -sanitize=fuzzer,address"
-    find Sources/PylonJSON -name '*.swift' | sort > "$OUT/module/json-sources"
-    swiftc -module-name PylonJSON -parse-as-library -O -wmo -enable-testing -sanitize=fuzzer,address -suppress-warnings \
-        -emit-module -emit-module-path "$OUT/module/PylonJSON.swiftmodule" -c @"$OUT/module/json-sources" \
-        -o "$JSON_OBJ" "${FLAGS[@]}"
-fi
-MODULE_OBJ=$OUT/module/PylonHost.o
-if [ ! -f "$MODULE_OBJ" ] || [ "$JSON_OBJ" -nt "$MODULE_OBJ" ] || [ -n "$(find Sources/PylonHost -name '*.swift' -newer "$MODULE_OBJ" | head -1)" ]; then
-    echo "fuzz.sh: compiling Sources/PylonHost with -sanitize=fuzzer,address (a few minutes)"
-    find Sources/PylonHost -name '*.swift' | sort > "$OUT/module/sources"
-    swiftc -module-name PylonHost -parse-as-library -O -wmo -enable-testing -sanitize=fuzzer,address -suppress-warnings \
-        -emit-module -emit-module-path "$OUT/module/PylonHost.swiftmodule" -c @"$OUT/module/sources" \
-        -o "$MODULE_OBJ" -I "$OUT/module" "${FLAGS[@]}"
-fi
+# The instrumented host modules, in dependency order, each rebuilt when one of its sources
+# or a module before it is newer than its object. `-I $OUT/module` first: each imports the
+# instrumented modules before it, not the release build's. `-package-name main` is what
+# SwiftPM gives the root package, so `package` declarations are visible across them.
+HOST_MODULES=(PylonJSON PylonCore PylonPlugins PylonData PylonServices PylonEdge PylonHost)
+MODULE_OBJS=()
+previous=""
+for m in "${HOST_MODULES[@]}"; do
+    obj=$OUT/module/$m.o
+    if [ ! -f "$obj" ] || { [ -n "$previous" ] && [ "$previous" -nt "$obj" ]; } \
+        || [ -n "$(find "Sources/$m" -name '*.swift' -newer "$obj" | head -1)" ]; then
+        echo "fuzz.sh: compiling Sources/$m with -sanitize=fuzzer,address"
+        find "Sources/$m" -name '*.swift' | sort > "$OUT/module/$m-sources"
+        swiftc -module-name "$m" -package-name main -parse-as-library -O -wmo -enable-testing \
+            -sanitize=fuzzer,address -suppress-warnings \
+            -emit-module -emit-module-path "$OUT/module/$m.swiftmodule" -c @"$OUT/module/$m-sources" \
+            -o "$obj" -I "$OUT/module" "${FLAGS[@]}"
+    fi
+    MODULE_OBJS+=("$obj")
+    previous=$obj
+done
+MODULE_OBJ=$previous
 
 declare -A SOURCE=([http-head]=HTTPHead [json]=JSON [policy]=Policy)
 declare -A MAXLEN=([http-head]=9000 [json]=4096 [policy]=1024)
@@ -93,7 +97,7 @@ for t in "${TARGETS[@]}"; do
     if [ ! -x "$OUT/bin/$t" ] || [ "$src" -nt "$OUT/bin/$t" ] || [ "$MODULE_OBJ" -nt "$OUT/bin/$t" ]; then
         echo "fuzz.sh: linking $t"
         swiftc -module-name "Fuzz${SOURCE[$t]}" -parse-as-library -O -sanitize=fuzzer,address -use-ld=lld -I "$OUT/module" \
-            "${FLAGS[@]}" "$src" "$MODULE_OBJ" "$JSON_OBJ" @"$OUT/module/objects" -o "$OUT/bin/$t"
+            "${FLAGS[@]}" "$src" "${MODULE_OBJS[@]}" @"$OUT/module/objects" -o "$OUT/bin/$t"
     fi
 done
 

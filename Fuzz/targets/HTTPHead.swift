@@ -4,7 +4,8 @@ import NIOCore
 import NIOEmbedded
 import NIOHTTP1
 import NIOHTTPTypesHTTP1
-@testable import PylonHost
+@testable import PylonEdge
+import PylonCore
 
 /// libFuzzer target: the host's HTTP front on arbitrary bytes — the pipeline every listener
 /// builds (`ConnectionGuard`, NIO's decoder and encoder, `CodecGuard`, the conversion to HTTP

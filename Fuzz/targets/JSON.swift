@@ -1,4 +1,4 @@
-@testable import PylonHost
+import PylonJSON
 
 /// libFuzzer target: `JSONParser.parse` and `JSONParser.validate`
 /// (Sources/PylonJSON/JSONParser.swift) on arbitrary bytes. Besides crashes and hangs,

@@ -1,4 +1,5 @@
-@testable import PylonHost
+@testable import PylonCore
+import PylonJSON
 
 /// libFuzzer target: the policy expression parser (Sources/PylonHost/Policy/PolicyExpression.swift)
 /// on arbitrary text. What parses is evaluated against a few callers and rows: evaluation

@@ -1,6 +1,10 @@
 import Foundation
 import Logging
 import PylonPluginABI
+import PylonCore
+import PylonPlugins
+import PylonData
+import PylonServices
 
 /// `Host.start`, step by step: everything before serving. Each step throws `HostError` with
 /// a message saying what to fix.
@@ -51,8 +55,8 @@ extension Host {
         let dataDir = (storePath as NSString).deletingLastPathComponent
         // The RESP listener's clients share the open-file budget with the HTTP listeners
         // (`respClientCap`, `connectionCap`).
-        raiseOpenFileLimit()
-        overrides["cache"] = [("data_dir", .string(dataDir.isEmpty ? "." : dataDir)), ("maxclients_cap", .int(Int64(respClientCap())))]
+        FileBudget.raiseOpenFileLimit()
+        overrides["cache"] = [("data_dir", .string(dataDir.isEmpty ? "." : dataDir)), ("maxclients_cap", .int(Int64(FileBudget.respClientCap())))]
             + config.cacheOverrides
         let lines = try registry.activate(selections: manifest.plugins, overrides: overrides)
         for l in lines { logger.info("capability \(l)") }

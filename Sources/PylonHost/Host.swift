@@ -5,6 +5,12 @@ import HummingbirdCore
 import Logging
 import PylonPluginABI
 import ServiceLifecycle
+import PylonCore
+import PylonPlugins
+import PylonData
+import PylonServices
+import PylonEdge
+import PylonJSON
 
 /// The host process: loads the manifest and plugins, opens the store, migrates, and serves
 /// HTTP. `pylon-host serve` is `try await Host.start(config).run()`.
@@ -68,9 +74,6 @@ public final class Host: Sendable {
         return manifest
     }
 
-    /// HTTP listeners that share the open-file budget: the API port and the compat ports when on.
-    static func listenerCount(_ config: HostConfig) -> Int { config.compatPorts ? 3 : 1 }
-
     /// Serves HTTP (and WS/SSE) until the process is stopped: the API port, plus Pylon's
     /// WS (port+1) and SSE (port+2) listeners unless `compatPorts` is off.
     public func run() async throws {
@@ -92,7 +95,7 @@ public final class Host: Sendable {
         }
         hub.canRead = canRead
         let sync = SyncStream(hub: hub, changes: changes, canRead: canRead)
-        let realtime = RealtimeConfig(maxFrameBytes: config.maxFrameBytes, relayRate: config.wsRelayRate, relayBurst: config.wsRelayBurst)
+        let realtime = RealtimeConfig(config)
         return RouteContext(data: data, changes: changes, sessions: sessions, config: config,
                             metrics: metrics, startedAt: Date(), stubs: stubs, hub: hub, sync: sync,
                             realtime: realtime, functions: functions, cache: cache,

@@ -1,4 +1,7 @@
 import ArgumentParser
+import PylonCore
+import PylonPlugins
+import PylonData
 #if canImport(CJemalloc)
 import CJemalloc
 #endif

@@ -1,5 +1,10 @@
 import Foundation
 @testable import PylonHost
+@testable import PylonCore
+@testable import PylonPlugins
+@testable import PylonData
+@testable import PylonServices
+@testable import PylonEdge
 import Testing
 
 /// Abuse limits and CSRF (issue 16 items 9 and 10): the per-address request limit (429

@@ -1,5 +1,10 @@
 import Foundation
 @testable import PylonHost
+@testable import PylonCore
+@testable import PylonPlugins
+@testable import PylonData
+@testable import PylonServices
+@testable import PylonEdge
 import Testing
 
 /// CacheRESP (issue 6), black-box: the release `pylon-host` with the real plugins folder,

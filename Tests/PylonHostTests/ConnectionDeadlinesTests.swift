@@ -2,6 +2,11 @@ import NIOCore
 import NIOHTTP1
 import Testing
 @testable import PylonHost
+@testable import PylonCore
+@testable import PylonPlugins
+@testable import PylonData
+@testable import PylonServices
+@testable import PylonEdge
 
 /// The pure parts of the HTTP hardening: the per-connection deadline state machine
 /// (`ConnectionDeadlines`), the one fault → answer mapping every front uses (`HTTPFault`),
@@ -181,7 +186,7 @@ struct ConnectionDeadlinesTests {
         #expect(d.connectionLimits == .init(header: 10 * Self.s, body: 30 * Self.s, idle: 60 * Self.s))
         #expect(throws: HostError.self) { try HostConfig.fromEnvironment(["PYLON_HTTP_IDLE_TIMEOUT": "soon"]) }
         #expect(throws: HostError.self) { try HostConfig.fromEnvironment(["PYLON_HTTP_BODY_TIMEOUT": "-1"]) }
-        #expect(Host.connectionCap(7, listeners: 3) == 7)
-        #expect(Host.connectionCap(nil, listeners: 3) >= 16)
+        #expect(FileBudget.connectionCap(7, listeners: 3) == 7)
+        #expect(FileBudget.connectionCap(nil, listeners: 3) >= 16)
     }
 }

@@ -1,6 +1,11 @@
 import Foundation
 import Testing
 @testable import PylonHost
+@testable import PylonCore
+@testable import PylonPlugins
+@testable import PylonData
+@testable import PylonServices
+@testable import PylonEdge
 
 /// Black-box tests of the data plane (pylon-core.md §2, §3, §6.1): each test starts the
 /// real release `pylon-host` on its own database and port and talks HTTP to it, once per
@@ -1101,7 +1106,7 @@ struct DataPlaneTests {
         let sqlite = "/usr/bin/sqlite3"
         // Every store here keeps its data in a SQLite file (D1's fixture server too).
         if FileManager.default.isExecutableFile(atPath: sqlite), let file = host.storeFile {
-            let dump = try Self.run(sqlite, [file, "SELECT * FROM _pylon_sessions;"])
+            let dump = try await TestCommand.run(sqlite, [file, "SELECT * FROM _pylon_sessions;"]).stdout
             #expect(dump.contains("persisted-user"), "the session row exists: \(dump)")
             #expect(!dump.contains(token), "the plaintext token is not stored")
             #expect(!dump.contains(String(token.dropFirst(6))), "nor its hex part")
@@ -1124,20 +1129,6 @@ struct DataPlaneTests {
         #expect(row.json["title"].string == "durable")
         let log = try await host.drain(since: 0)
         #expect(log.events.map { $0["row_id"].string } == [id])
-    }
-
-    /// Runs a tool and returns its stdout.
-    static func run(_ path: String, _ args: [String]) throws -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: path)
-        p.arguments = args
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        try p.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return String(decoding: data, as: UTF8.self)
     }
 }
 

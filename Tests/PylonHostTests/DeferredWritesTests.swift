@@ -1,5 +1,10 @@
 import PylonPluginABI
 @testable import PylonHost
+@testable import PylonCore
+@testable import PylonPlugins
+@testable import PylonData
+@testable import PylonServices
+@testable import PylonEdge
 import Testing
 
 /// The host's side of deferred-write stores (D1) that black-box tests cannot reach

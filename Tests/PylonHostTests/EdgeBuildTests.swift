@@ -1,5 +1,10 @@
 import Foundation
 import PylonHost
+@testable import PylonCore
+@testable import PylonPlugins
+@testable import PylonData
+@testable import PylonServices
+@testable import PylonEdge
 import Testing
 
 /// The minimal edge build (`make edge`, scripts/edge-build.sh): a folder with the stripped

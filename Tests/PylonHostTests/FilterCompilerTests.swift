@@ -1,5 +1,10 @@
 import Testing
 @testable import PylonHost
+@testable import PylonCore
+@testable import PylonPlugins
+@testable import PylonData
+@testable import PylonServices
+@testable import PylonEdge
 
 @Suite("Filter compiler")
 struct FilterCompilerTests {

@@ -538,7 +538,8 @@ struct FunctionsTests {
         let user = try await host.mintSession("scheduler-user")
         let kept = try await host.request("POST", "/api/fn/later", json: #"{"delay":4000,"tag":"survivor"}"#, token: user)
         #expect(kept.status == 200 && kept.json.string?.count == 40, "\(kept.body)")
-        let doomed = try await host.request("POST", "/api/fn/later", json: #"{"delay":4000,"tag":"cancelled"}"#)
+        // Due in an hour: a loaded machine cannot let it run before the cancel arrives.
+        let doomed = try await host.request("POST", "/api/fn/later", json: #"{"delay":3600000,"tag":"cancelled"}"#)
         let cancel = try await host.request("POST", "/api/fn/cancelIt", json: #"{"id":\#(TestJSON.quote(doomed.json.string ?? ""))}"#)
         #expect(cancel.status == 200 && cancel.json.bool == true, "\(cancel.body)")
         let again = try await host.request("POST", "/api/fn/cancelIt", json: #"{"id":\#(TestJSON.quote(doomed.json.string ?? ""))}"#)

@@ -8,6 +8,11 @@ import NIOHTTP1
 import NIOHTTPTypesHTTP1
 import Testing
 @testable import PylonHost
+@testable import PylonCore
+@testable import PylonPlugins
+@testable import PylonData
+@testable import PylonServices
+@testable import PylonEdge
 
 /// RFC 9112 tables for the host's one HTTP front, as unit tests: the pipeline every listener
 /// builds (`ConnectionGuard`, NIO's decoder and encoder, `CodecGuard`, the conversion to

@@ -1,6 +1,11 @@
 import Foundation
 import Logging
 @testable import PylonHost
+@testable import PylonCore
+@testable import PylonPlugins
+@testable import PylonData
+@testable import PylonServices
+@testable import PylonEdge
 import PylonPluginABI
 import Testing
 

@@ -1,5 +1,10 @@
 import Testing
 @testable import PylonHost
+@testable import PylonCore
+@testable import PylonPlugins
+@testable import PylonData
+@testable import PylonServices
+@testable import PylonEdge
 
 /// Manifest JSON builders, so each case states only what it is about.
 enum ManifestJSON {

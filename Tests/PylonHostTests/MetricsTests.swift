@@ -1,6 +1,11 @@
 import Foundation
 import Testing
 @testable import PylonHost
+@testable import PylonCore
+@testable import PylonPlugins
+@testable import PylonData
+@testable import PylonServices
+@testable import PylonEdge
 
 /// `GET /metrics` against the real host: the Prometheus text format (parsed by
 /// prometheus_client, as a scraper would), Pylon's JSON shape otherwise, who may read it,

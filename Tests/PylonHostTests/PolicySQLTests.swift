@@ -1,6 +1,11 @@
 import Foundation
 import Testing
 @testable import PylonHost
+@testable import PylonCore
+@testable import PylonPlugins
+@testable import PylonData
+@testable import PylonServices
+@testable import PylonEdge
 
 /// Read rules in SQL (issue 16 item 5, DESIGN.md §4): a rule that compares fields with
 /// `auth.*` values or literals runs as a WHERE predicate, and must give exactly the per-row

@@ -1,6 +1,11 @@
 import Foundation
 import Testing
 @testable import PylonHost
+@testable import PylonCore
+@testable import PylonPlugins
+@testable import PylonData
+@testable import PylonServices
+@testable import PylonEdge
 
 /// Disconnect notices (`{"type":"presence","event":"disconnect","clientId":N}`): kept once
 /// by the hub (`LeaveLog`), a burst of them delivered as one queue entry per connection

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-/// The one path every request takes (Sources/PylonHost/HTTP/HTTPFront.swift: NIO's codec,
+/// The one path every request takes (Sources/PylonEdge/HTTP/HTTPFront.swift: NIO's codec,
 /// then `HTTPFront` running the router, or a hot route's handler by callback). Every other
 /// black-box suite goes through it; these tests pin down what only a raw socket shows:
 /// answers to pipelined requests leave in request order whichever way each is dispatched,

@@ -1,5 +1,10 @@
 import Testing
 @testable import PylonHost
+@testable import PylonCore
+@testable import PylonPlugins
+@testable import PylonData
+@testable import PylonServices
+@testable import PylonEdge
 
 private func f(_ name: String, _ type: String = "string", optional: Bool = false, unique: Bool = false,
                crdt: String? = nil) -> Field {

@@ -1,6 +1,11 @@
 import Foundation
 import Testing
 @testable import PylonHost
+@testable import PylonCore
+@testable import PylonPlugins
+@testable import PylonData
+@testable import PylonServices
+@testable import PylonEdge
 
 /// `POST /api/search/E` and the `$search` filter key (pylon-core.md §2.7, §6.1) against
 /// the real release host on every store (`TestStore.all`: FTS5 on the SQLite-dialect

@@ -3,6 +3,11 @@ import Foundation
 import FoundationNetworking
 #endif
 import PylonHost
+@testable import PylonCore
+@testable import PylonPlugins
+@testable import PylonData
+@testable import PylonServices
+@testable import PylonEdge
 import Testing
 
 /// StoreD1 beyond the shared data-plane suite: what happens when D1 (the local

@@ -1,5 +1,10 @@
 import Foundation
 @testable import PylonHost
+@testable import PylonCore
+@testable import PylonPlugins
+@testable import PylonData
+@testable import PylonServices
+@testable import PylonEdge
 import Testing
 
 /// Functions are the app's trusted server code, as in Pylon and Convex (issue 22 item 2):

@@ -1,5 +1,10 @@
 import Foundation
 import PylonHost
+@testable import PylonCore
+@testable import PylonPlugins
+@testable import PylonData
+@testable import PylonServices
+@testable import PylonEdge
 import Testing
 #if canImport(Glibc)
 import Glibc

@@ -1,0 +1,165 @@
+import Foundation
+import PylonJSON
+
+/// Settings of one host process. Precedence: command-line flag, then environment
+/// (`PYLON_PORT`, `PYLON_DB_PATH`, `PYLON_ADMIN_TOKEN`, `PYLON_DEV_MODE`, ...), then the
+/// manifest's `plugins` section, then these defaults.
+public struct HostConfig: Sendable {
+    public var pluginsDir = "plugins"
+    public var manifestPath = "pylon.manifest.json"
+    public var bindHost = "127.0.0.1"
+    public var port = 4321
+    /// SQLite file (overrides `plugins.store.path`). nil: the manifest's, else `pylon.db`.
+    public var dbPath: String?
+    public var dev = false
+    public var adminToken: String?
+    /// Pylon clients expect WS on port+1 and SSE on port+2 (served once sync lands).
+    public var compatPorts = true
+    public var maxBodyBytes = 10 * 1024 * 1024
+    /// Change-log entries kept before trimming (PYLON_CHANGELOG_RETENTION).
+    public var changelogRetention: Int64 = 1_000_000
+    /// Read connections (PYLON_STORE_READERS); capped by the store's max_readers.
+    public var readers = 4
+    public var cookieName = "pylon_session"
+    /// Per-connection queue of undelivered realtime events (PYLON_SYNC_QUEUE).
+    public var syncQueueLimit = 4096
+    /// How often a host on a shared store polls the change log for other hosts' writes
+    /// (PYLON_CHANGE_POLL_MS).
+    public var changePollMs = 25
+    /// How often every host reads the session change log (PYLON_SESSION_POLL_MS,
+    /// `SessionWatcher`): the bound on how late another host's revocation ends streams here.
+    public var sessionPollMs = 200
+    /// WS + SSE connections per client address (PYLON_MAX_CONNECTIONS_PER_IP).
+    public var maxConnectionsPerAddress = 64
+    /// Largest WebSocket frame accepted (PYLON_WS_MAX_FRAME).
+    public var maxFrameBytes = 16 * 1024 * 1024
+    /// Messages (topic/presence relays) one WebSocket client may send per second on
+    /// average (PYLON_WS_RELAY_RATE), and in a burst (PYLON_WS_RELAY_BURST); see `RelayLimiter`.
+    public var wsRelayRate = 20
+    public var wsRelayBurst = 40
+    public var corsOrigin = "*"
+    /// Requests per client address per `rateLimitWindow` (PYLON_RATE_LIMIT_MAX; 0: no
+    /// limit). nil: `requestRateLimit`'s default.
+    public var rateLimitMax: Int?
+    /// Seconds (PYLON_RATE_LIMIT_WINDOW).
+    public var rateLimitWindow = 60
+    /// Client addresses each limiter tracks at once (PYLON_RATE_LIMIT_CLIENTS): the bound on
+    /// its memory (`FixedWindowLimiter`).
+    public var rateLimitClients = 100_000
+    /// Proxies in front of the host whose `X-Forwarded-For` entry names the client
+    /// (PYLON_TRUST_PROXY_HOPS; `ClientAddress.resolve`). 0: the socket peer.
+    public var trustProxyHops = 0
+    /// Origins trusted for cookie-authenticated writes (PYLON_TRUSTED_ORIGINS and
+    /// PYLON_CSRF_ORIGINS, comma-separated); nil when neither is set (`csrfOrigins`).
+    public var trustedOrigins: [String]?
+    /// Auth buckets (PYLON_AUTH_RATE_LIMIT_LOGIN / _SEND / _VERIFY).
+    public var authRateLimits = AuthRateLimits.pylon
+    /// Seconds a request head may take from its first byte (PYLON_HTTP_HEADER_TIMEOUT), its
+    /// body from the end of the head (PYLON_HTTP_BODY_TIMEOUT), and a keep-alive connection
+    /// may sit idle between requests (PYLON_HTTP_IDLE_TIMEOUT); 0 turns one off. Every
+    /// HTTP listener enforces them (`ConnectionDeadlines`).
+    public var httpHeaderTimeout = 10.0
+    public var httpBodyTimeout = 30.0
+    public var httpIdleTimeout = 60.0
+    /// Open connections per HTTP listener (PYLON_MAX_CONNECTIONS); more wait in the accept
+    /// backlog. nil: derived from the open-file limit (`FileBudget.connectionCap`).
+    public var maxConnections: Int?
+    /// Settings for the cache plugin from `PYLON_CACHE_*`, merged over the manifest's
+    /// `plugins.cache` (port, bind, requirepass, protected_mode, maxmemory, snapshot).
+    public var cacheOverrides: [(String, JSONValue)] = []
+
+    public init() {}
+
+    /// The request limit in force: `rateLimitMax`, else Pylon's defaults (pylon-aux.md §6.2)
+    /// — 100,000 per window in --dev, 600 otherwise.
+    public var requestRateLimit: Int { rateLimitMax ?? (dev ? 100_000 : 600) }
+
+    /// The origins `CSRFGuard` trusts: those set in the environment; else `*` in --dev; else
+    /// the manifest's `auth.trusted_origins` together with the CORS origin when it is not `*`
+    /// (empty: no cookie-authenticated write is accepted from any page but the host's own).
+    public func csrfOrigins(manifest: Manifest) -> [String] {
+        if let trustedOrigins { return trustedOrigins }
+        if dev { return ["*"] }
+        return manifest.auth.trustedOrigins + (corsOrigin == "*" ? [] : [corsOrigin])
+    }
+
+    /// The fewest clients the request limiter tracks: one per stripe of its table
+    /// (`FixedWindowLimiter.stripeCount`).
+    package static let minRateLimitClients = 16
+
+    /// Applies the environment over the defaults. Flags are applied after this by the CLI.
+    public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws(HostError) -> HostConfig {
+        var c = HostConfig()
+        func int(_ key: String) throws(HostError) -> Int? {
+            guard let v = env[key], !v.isEmpty else { return nil }
+            guard let n = Int(v), n >= 0 else {
+                throw HostError(status: 500, code: "CONFIG_INVALID", message: "\(key)=\(v) is not a non-negative integer")
+            }
+            return n
+        }
+        if let p = try int("PYLON_PORT") { c.port = p }
+        if let d = env["PYLON_DB_PATH"], !d.isEmpty { c.dbPath = d }
+        if let t = env["PYLON_ADMIN_TOKEN"], !t.isEmpty { c.adminToken = t }
+        if let d = env["PYLON_DEV_MODE"] { c.dev = ["1", "true", "yes"].contains(d.lowercased()) }
+        if let b = try int("PYLON_MAX_BODY_BYTES") { c.maxBodyBytes = b }
+        if let r = try int("PYLON_CHANGELOG_RETENTION") { c.changelogRetention = Int64(max(r, 1)) }
+        if let r = try int("PYLON_STORE_READERS") { c.readers = max(1, min(r, 64)) }
+        if let p = env["PYLON_PLUGINS_DIR"], !p.isEmpty { c.pluginsDir = p }
+        if let o = env["PYLON_CORS_ORIGIN"], !o.isEmpty { c.corsOrigin = o }
+        if let q = try int("PYLON_SYNC_QUEUE") { c.syncQueueLimit = max(16, q) }
+        if let p = try int("PYLON_CHANGE_POLL_MS") { c.changePollMs = max(1, min(p, 10_000)) }
+        if let p = try int("PYLON_SESSION_POLL_MS") { c.sessionPollMs = max(10, min(p, 60_000)) }
+        if let m = try int("PYLON_MAX_CONNECTIONS_PER_IP") { c.maxConnectionsPerAddress = max(1, m) }
+        if let f = try int("PYLON_WS_MAX_FRAME") { c.maxFrameBytes = max(1024, f) }
+        /// Seconds, fractions allowed ("0.5"), or milliseconds with "ms" ("500ms").
+        func seconds(_ key: String) throws(HostError) -> Double? {
+            guard let v = env[key]?.trimmingCharacters(in: .whitespaces), !v.isEmpty else { return nil }
+            let n = v.hasSuffix("ms") ? Double(v.dropLast(2)).map { $0 / 1000 } : Double(v.hasSuffix("s") ? String(v.dropLast()) : v)
+            guard let n, n.isFinite, n >= 0, n <= 86_400 else {
+                throw HostError(status: 500, code: "CONFIG_INVALID", message: "\(key)=\(v) is not a duration; give seconds (\"10\", \"0.5\") or milliseconds (\"500ms\"), 0 for none")
+            }
+            return n
+        }
+        if let t = try seconds("PYLON_HTTP_HEADER_TIMEOUT") { c.httpHeaderTimeout = t }
+        if let t = try seconds("PYLON_HTTP_BODY_TIMEOUT") { c.httpBodyTimeout = t }
+        if let t = try seconds("PYLON_HTTP_IDLE_TIMEOUT") { c.httpIdleTimeout = t }
+        if let m = try int("PYLON_MAX_CONNECTIONS") { c.maxConnections = max(1, m) }
+        if let r = try int("PYLON_WS_RELAY_RATE") { c.wsRelayRate = max(1, min(r, 100_000)) }
+        if let b = try int("PYLON_WS_RELAY_BURST") { c.wsRelayBurst = max(1, min(b, 100_000)) }
+        if let m = try int("PYLON_RATE_LIMIT_MAX") { c.rateLimitMax = m }
+        if let w = try int("PYLON_RATE_LIMIT_WINDOW") { c.rateLimitWindow = max(1, w) }
+        if let n = try int("PYLON_RATE_LIMIT_CLIENTS") { c.rateLimitClients = max(Self.minRateLimitClients, n) }
+        if let h = try int("PYLON_TRUST_PROXY_HOPS") { c.trustProxyHops = min(h, 64) }
+        for key in ["PYLON_TRUSTED_ORIGINS", "PYLON_CSRF_ORIGINS"] {
+            guard let list = env[key], !list.isEmpty else { continue }
+            c.trustedOrigins = (c.trustedOrigins ?? []) + list.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
+        }
+        for bucket in AuthBucket.allCases {
+            let key = "PYLON_AUTH_RATE_LIMIT_\(bucket.rawValue.uppercased())"
+            guard let v = env[key], !v.isEmpty else { continue }
+            guard let caps = AuthRateLimits.parse(v) else {
+                throw HostError(status: 500, code: "CONFIG_INVALID", message: "\(key)=\(v) is not <per-address-per-minute>[,<per-account-per-hour>] (non-negative integers; 0: no limit)")
+            }
+            c.authRateLimits.caps[bucket] = caps
+        }
+        if let p = try int("PYLON_CACHE_PORT") {
+            guard p <= 65535 else { throw HostError(status: 500, code: "CONFIG_INVALID", message: "PYLON_CACHE_PORT=\(p) is not a TCP port (0 turns the RESP listener off)") }
+            c.cacheOverrides.append(("port", .int(Int64(p))))
+        }
+        if let b = env["PYLON_CACHE_BIND"], !b.isEmpty { c.cacheOverrides.append(("bind", .string(b))) }
+        if let p = env["PYLON_CACHE_PASSWORD"], !p.isEmpty { c.cacheOverrides.append(("requirepass", .string(p))) }
+        if let m = env["PYLON_CACHE_PROTECTED_MODE"], !m.isEmpty {
+            switch m.lowercased() {
+            case "1", "true", "yes", "on": c.cacheOverrides.append(("protected_mode", .bool(true)))
+            case "0", "false", "no", "off": c.cacheOverrides.append(("protected_mode", .bool(false)))
+            default: throw HostError(status: 500, code: "CONFIG_INVALID", message: "PYLON_CACHE_PROTECTED_MODE=\(m) is not 1 or 0 (0 serves RESP clients from any address without a password)")
+            }
+        }
+        if let m = env["PYLON_CACHE_MAXMEMORY"], !m.isEmpty { c.cacheOverrides.append(("maxmemory", .string(m))) }
+        if let s = env["PYLON_CACHE_SNAPSHOT"], !s.isEmpty {
+            let v: JSONValue = ["1", "true", "yes"].contains(s.lowercased()) ? .bool(true) : (["0", "false", "no"].contains(s.lowercased()) ? .bool(false) : .string(s))
+            c.cacheOverrides.append(("snapshot", v))
+        }
+        return c
+    }
+}

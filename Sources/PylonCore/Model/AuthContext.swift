@@ -1,0 +1,34 @@
+import PylonJSON
+
+/// Who is calling (pylon-core.md §0.5). Built by the host from the request's token; never
+/// decoded from client input.
+public struct AuthContext: Sendable, Hashable {
+    public var userID: String?
+    public var isAdmin: Bool
+    public var isGuest: Bool
+    public var roles: [String]
+    public var tenantID: String?
+
+    package init(userID: String?, isAdmin: Bool, isGuest: Bool, roles: [String], tenantID: String?) {
+        self.userID = userID
+        self.isAdmin = isAdmin
+        self.isGuest = isGuest
+        self.roles = roles
+        self.tenantID = tenantID
+    }
+
+    public static let anonymous = AuthContext(userID: nil, isAdmin: false, isGuest: false, roles: [], tenantID: nil)
+    public static let admin = AuthContext(userID: "__admin__", isAdmin: true, isGuest: false, roles: ["admin"], tenantID: nil)
+
+    /// `GET /api/auth/me` body: optional keys only when set.
+    public var json: JSONValue {
+        var o: [(String, JSONValue)] = [
+            ("user_id", userID.map { .string($0) } ?? .null),
+            ("is_admin", .bool(isAdmin)),
+        ]
+        if isGuest { o.append(("is_guest", true)) }
+        o.append(("roles", .array(roles.map { .string($0) })))
+        if let tenantID { o.append(("tenant_id", .string(tenantID))) }
+        return .object(o)
+    }
+}

@@ -1,0 +1,125 @@
+/// A table of the host's own (`_pylon_*`), declared once: columns with dialect-free types,
+/// the primary key and the indexes. Each dialect writes the DDL from it
+/// (`SQLDialect.createSystemTable`), so SQLite and PostgreSQL get the same tables and a
+/// change is made in one place. Databases made by earlier hosts open unchanged: the names
+/// and types are theirs, and every statement is `IF NOT EXISTS` (`SystemTablesTests`
+/// creates a database with the older DDL text and compares).
+package struct SystemTable: Sendable {
+    /// A column's type, whatever the dialect.
+    enum ColumnType: Sendable {
+        case text
+        /// A 64-bit integer.
+        case integer
+        /// A 64-bit key the database numbers itself and never hands out twice, not even
+        /// after the newest rows are deleted. Only as the whole primary key.
+        case serial
+    }
+
+    struct Column: Sendable {
+        let name: String
+        let type: ColumnType
+        /// May hold NULL. Primary-key columns never do.
+        let optional: Bool
+
+        static func text(_ name: String, optional: Bool = false) -> Column { Column(name: name, type: .text, optional: optional) }
+        static func integer(_ name: String) -> Column { Column(name: name, type: .integer, optional: false) }
+        static func serial(_ name: String) -> Column { Column(name: name, type: .serial, optional: false) }
+    }
+
+    /// A plain (not unique) index.
+    struct Index: Sendable {
+        let name: String
+        let columns: [String]
+    }
+
+    package let name: String
+    let columns: [Column]
+    let primaryKey: [String]
+    let indexes: [Index]
+
+    init(_ name: String, _ columns: [Column], primaryKey: [String], indexes: [Index] = []) {
+        assert(primaryKey.allSatisfy { key in columns.contains { $0.name == key && !$0.optional } }, "\(name): a key column is missing or optional")
+        assert(columns.allSatisfy { $0.type != .serial || primaryKey == [$0.name] }, "\(name): a serial column must be the whole key")
+        self.name = name
+        self.columns = columns
+        self.primaryKey = primaryKey
+        self.indexes = indexes
+    }
+}
+
+/// Every `_pylon_*` table the host creates.
+package enum SystemTables {
+    /// Key/value facts about the database: the applied schema (`SchemaApplier`), the epoch.
+    static let meta = SystemTable("_pylon_meta", [.text("key"), .text("value")], primaryKey: ["key"])
+
+    /// The change log (`ChangeLog`). `seq` is a plain integer key: on SQLite it is the rowid,
+    /// which takes max(seq)+1 inside the writer's transaction, so it is gapless (a rolled-back
+    /// write gives its number back) and ordered by commit; on PostgreSQL the host numbers
+    /// entries from MAX(seq) read under the write lock (see `PostgresDialect`). Retention
+    /// never deletes the newest entry, so numbers are never reused.
+    static let changes = SystemTable(
+        "_pylon_changes",
+        [.integer("seq"), .text("entity"), .text("row_id"), .text("kind"), .text("data", optional: true),
+         .text("before", optional: true), .integer("ts")],
+        primaryKey: ["seq"])
+
+    /// Sessions by the hash of their token (`SessionStore`).
+    static let sessions = SystemTable(
+        "_pylon_sessions",
+        [.text("token_hash"), .text("user_id"), .integer("expires_at"), .integer("created_at"), .text("device", optional: true),
+         .text("tenant_id", optional: true)],
+        primaryKey: ["token_hash"],
+        indexes: [SystemTable.Index(name: "_pylon_sessions_user", columns: ["user_id"])])
+
+    /// The session change log (`SessionWatcher`): each dialect's triggers append the old token
+    /// hash on every UPDATE or DELETE of a session row, by any host, code path or hand.
+    /// `serial`: trimming the log never lets a number be handed out twice.
+    static let sessionChanges = SystemTable(
+        "_pylon_session_changes", [.serial("seq"), .text("token_hash"), .integer("ts")], primaryKey: ["seq"])
+
+    /// Push records (`SyncPush`); op and pending ids are the caller's own, per scope (`PushScope`).
+    static let pushOps = SystemTable(
+        "_pylon_push_ops",
+        [.text("scope"), .text("op_id"), .text("client_id", optional: true), .text("row_id", optional: true),
+         .text("pending_id", optional: true), .integer("created_at")],
+        primaryKey: ["scope", "op_id"],
+        indexes: [SystemTable.Index(name: "_pylon_push_ops_scope_pending", columns: ["scope", "pending_id"])])
+
+    /// Scheduled function calls (`FunctionScheduler`), created only when functions are served.
+    package static let schedules = SystemTable(
+        "_pylon_schedules",
+        [.text("id"), .text("fn_name"), .text("args"), .integer("run_at"), .integer("attempts")],
+        primaryKey: ["id"])
+
+    /// The tables every database gets (`SQLDialect.bootstrap`), in order.
+    static let bootstrap = [meta, changes, sessions, sessionChanges, pushOps]
+}
+
+extension SQLDialect {
+    /// `table`'s DDL in this dialect: the table, then its indexes, each `IF NOT EXISTS`.
+    package func createSystemTable(_ table: SystemTable) -> [String] {
+        let inlineKey = table.primaryKey.count == 1 ? table.primaryKey[0] : nil
+        var definitions = table.columns.map { column in
+            var d = quote(column.name) + " "
+            switch column.type {
+            case .serial: d += serialPrimaryKey
+            case .text, .integer:
+                d += columnType(column.type == .text ? .text : .integer)
+                if column.name == inlineKey {
+                    d += " PRIMARY KEY"
+                    // An integer key cannot hold NULL anyway (SQLite: it is the rowid); SQLite
+                    // lets any other key column hold NULL unless told not to.
+                    if column.type == .text { d += " NOT NULL" }
+                } else if !column.optional {
+                    d += " NOT NULL"
+                }
+            }
+            return d
+        }
+        if inlineKey == nil { definitions.append("PRIMARY KEY (\(table.primaryKey.map(quote).joined(separator: ", ")))") }
+        return ["CREATE TABLE IF NOT EXISTS \(quote(table.name)) (\(definitions.joined(separator: ", ")))"]
+            + table.indexes.map { index in
+                "CREATE INDEX IF NOT EXISTS \(quote(index.name)) ON \(quote(table.name)) (\(index.columns.map(quote).joined(separator: ", ")))"
+            }
+    }
+}

@@ -1,0 +1,223 @@
+import Atomics
+import Crypto
+import Foundation
+import NIOConcurrencyHelpers
+import PylonCore
+
+/// Sessions in the app database (`_pylon_sessions`). Tokens are `pylon_` + 64 hex chars
+/// (32 CSPRNG bytes); only their SHA-256 is stored, so a leaked database does not leak
+/// usable tokens. Resolved sessions are cached in memory (by hash) for a short time so a
+/// request does not cost a database read. The cache never outlives the database row: any
+/// change or deletion of a session row (logout on any host, SQL by hand) reaches
+/// `forget` through `SessionWatcher` within a poll, and a revocation on this host at once.
+public final class SessionStore: @unchecked Sendable {
+    let store: StoreThreads
+    let dialect: SQLDialect
+    let lifetime: Int64
+    /// The cache of resolved sessions, in 16 stripes by the token hash's first hex digit,
+    /// each with its own lock: every authenticated request reads it, and one lock would be
+    /// shared by all of them.
+    private let stripes = (0..<16).map { _ in CacheStripe() }
+    /// Bumped by every `forget` before it drops anything: a lookup that read the database
+    /// before a revocation was processed must not put its (stale) answer in the cache after it.
+    private let generationCounter = ManagedAtomic<UInt64>(0)
+    static let cacheLimit = 100_000
+    static let cacheSeconds: Int64 = 30
+    /// Told the token hashes this host revoked, after commit (set by the host: ends the
+    /// streams those sessions authenticated without waiting for the watcher's next poll).
+    package var onRevoked: (@Sendable ([String]) -> Void)?
+
+    public struct Session: Sendable {
+        public var userID: String
+        public var expiresAt: Int64
+        public var isGuest: Bool
+        public var tenantID: String?
+    }
+
+    package init(store: StoreThreads, dialect: SQLDialect, lifetime: Int64) {
+        self.store = store
+        self.dialect = dialect
+        self.lifetime = lifetime
+    }
+
+    package static func now() -> Int64 { Int64(Date().timeIntervalSince1970) }
+
+    public static func hash(_ token: String) -> String {
+        RowID.hex(bytes: SHA256.hash(data: Array(token.utf8)))
+    }
+
+    public static func newToken() -> String {
+        var rng = SystemRandomNumberGenerator()
+        var bytes = [UInt8](repeating: 0, count: 32)
+        for i in 0..<32 { bytes[i] = UInt8.random(in: 0...255, using: &rng) }
+        return "pylon_" + RowID.hex(bytes: bytes)
+    }
+
+    /// Creates a session and returns its token (the only time the plaintext exists).
+    public func create(userID: String, device: String? = nil) async throws -> (token: String, expiresAt: Int64) {
+        let token = Self.newToken()
+        let hash = Self.hash(token)
+        let now = Self.now()
+        let expires = lifetime == 0 ? 0 : now + lifetime
+        let d = dialect
+        let sql = "INSERT INTO _pylon_sessions (token_hash, user_id, expires_at, created_at, device, tenant_id) VALUES (\((1...6).map { d.placeholder($0) }.joined(separator: ", ")))"
+        try await store.write { tx in
+            try tx.connection.execute(sql, [.text(hash), .text(userID), .int(expires), .int(now),
+                                            device.map { .text($0) } ?? .null, .null], wantRows: false)
+        }
+        return (token, expires)
+    }
+
+    /// The live session for `token`, or nil (unknown and expired tokens are anonymous).
+    public func resolve(_ token: String) async throws -> Session? {
+        let hash = Self.hash(token)
+        let now = Self.now()
+        if let known = fromCache(hash, now) { return known }
+        let before = generation
+        let sql = "SELECT user_id, expires_at, tenant_id FROM _pylon_sessions WHERE token_hash = \(dialect.placeholder(1))"
+        let row = try await store.read(quick: true) { conn in try conn.execute(sql, [.text(hash)]).rows.first }
+        guard let row, case let .text(user) = row.at(0), case let .int(expires) = row.at(1) else { return nil }
+        if expires != 0 && now >= expires { return nil }
+        var tenant: String?
+        if case let .text(t) = row.at(2) { tenant = t }
+        let s = Session(userID: user, expiresAt: expires, isGuest: user.hasPrefix("guest_"), tenantID: tenant)
+        remember(hash, s, now, ifGeneration: before)
+        return s
+    }
+
+    /// Changes with every `forget`; see `generationCounter`.
+    package var generation: UInt64 { generationCounter.load(ordering: .sequentiallyConsistent) }
+
+    /// `resolve` without waiting, when its answer is cached: `.some(session)`, `.some(nil)`
+    /// (expired), or nil when the store must be asked (then `resolve`).
+    public func resolveCached(_ token: String) -> Session?? {
+        fromCache(Self.hash(token), Self.now())
+    }
+
+    private func fromCache(_ hash: String, _ now: Int64) -> Session?? {
+        guard let hit = cached(hash), now - hit.cachedAt < Self.cacheSeconds else { return nil }
+        return .some(hit.session.expiresAt != 0 && now >= hit.session.expiresAt ? nil : hit.session)
+    }
+
+    private func stripe(_ hash: String) -> CacheStripe {
+        let c = hash.utf8.first ?? 0  // a lowercase hex digit
+        return stripes[Int(c <= UInt8(ascii: "9") ? c &- UInt8(ascii: "0") : c &- UInt8(ascii: "a") &+ 10) & 15]
+    }
+
+    private func cached(_ hash: String) -> (session: Session, cachedAt: Int64)? {
+        let st = stripe(hash)
+        return st.lock.withLock { st.cache[hash] }
+    }
+
+    private func remember(_ hash: String, _ s: Session, _ now: Int64, ifGeneration read: UInt64) {
+        let st = stripe(hash)
+        st.lock.withLock {
+            // Under the stripe's lock, which `forget` takes after bumping the generation.
+            guard generation == read else { return }
+            if st.cache.count > Self.cacheLimit / stripes.count { st.cache.removeAll() }
+            st.cache[hash] = (s, now)
+        }
+    }
+
+    /// Drops these sessions from the cache (their rows changed or are gone).
+    func forget(_ hashes: some Sequence<String>) {
+        generationCounter.wrappingIncrement(ordering: .sequentiallyConsistent)
+        for h in hashes {
+            let st = stripe(h)
+            _ = st.lock.withLock { st.cache.removeValue(forKey: h) }
+        }
+    }
+
+    /// Drops every cached session (the watcher lost track of the change log for a while).
+    func forgetAll() {
+        generationCounter.wrappingIncrement(ordering: .sequentiallyConsistent)
+        for st in stripes { st.lock.withLock { st.cache.removeAll() } }
+    }
+
+    /// Revokes `token`. Returns whether a session existed.
+    @discardableResult
+    public func revoke(_ token: String) async throws -> Bool {
+        let hash = Self.hash(token)
+        let find = "SELECT 1 FROM _pylon_sessions WHERE token_hash = \(dialect.placeholder(1))"
+        let sql = "DELETE FROM _pylon_sessions WHERE token_hash = \(dialect.placeholder(1))"
+        // Asked before deleting: a deferred-write store (D1) reports no row counts until commit.
+        let existed = try await store.write { tx in
+            let existed = !(try tx.connection.execute(find, [.text(hash)]).rows.isEmpty)
+            try tx.connection.execute(sql, [.text(hash)], wantRows: false)
+            return existed
+        }
+        revoked([hash])
+        return existed
+    }
+
+    /// Revokes every session of `userID`; returns how many there were.
+    public func revokeAll(userID: String) async throws -> Int {
+        let find = "SELECT token_hash FROM _pylon_sessions WHERE user_id = \(dialect.placeholder(1))"
+        let sql = "DELETE FROM _pylon_sessions WHERE user_id = \(dialect.placeholder(1))"
+        let hashes: [String] = try await store.write { tx in
+            let rows = try tx.connection.execute(find, [.text(userID)]).rows
+            try tx.connection.execute(sql, [.text(userID)], wantRows: false)
+            return rows.compactMap { if case let .text(h) = $0.at(0) { return h } else { return nil } }
+        }
+        revoked(hashes)
+        return hashes.count
+    }
+
+    /// After a committed revocation on this host: out of the cache, streams ended now.
+    private func revoked(_ hashes: [String]) {
+        forget(hashes)
+        if !hashes.isEmpty { onRevoked?(hashes) }
+    }
+
+    /// One of a user's live sessions, as `GET /api/auth/sessions` lists it.
+    public struct Listed: Sendable {
+        public var tokenHash: String
+        public var device: String?
+        public var createdAt: Int64
+        public var expiresAt: Int64
+    }
+
+    /// The user's live sessions, newest first (at most `limit`).
+    public func list(userID: String, limit: Int = 1000) async throws -> [Listed] {
+        let d = dialect
+        let sql = "SELECT token_hash, device, created_at, expires_at FROM _pylon_sessions WHERE user_id = \(d.placeholder(1)) "
+            + "AND (expires_at = 0 OR expires_at > \(d.placeholder(2))) ORDER BY created_at DESC\(d.limitOffset(limit: String(limit), offset: nil))"
+        let rows = try await store.read { conn in try conn.execute(sql, [.text(userID), .int(Self.now())]).rows }
+        return rows.compactMap { row in
+            guard case let .text(h) = row.at(0), case let .int(created) = row.at(2), case let .int(expires) = row.at(3) else { return nil }
+            var device: String?
+            if case let .text(t) = row.at(1) { device = t }
+            return Listed(tokenHash: h, device: device, createdAt: created, expiresAt: expires)
+        }
+    }
+
+    /// The expiry (`expires_at`, 0 = never) of each of these sessions that still exists;
+    /// a hash missing from the answer has no row.
+    package func expiries(_ hashes: [String]) async throws -> [String: Int64] {
+        var out: [String: Int64] = [:]
+        // In chunks: a bound parameter list stays well under every store's limit.
+        for start in stride(from: 0, to: hashes.count, by: 500) {
+            let chunk = Array(hashes[start..<min(start + 500, hashes.count)])
+            let list = (1...chunk.count).map { dialect.placeholder($0) }.joined(separator: ", ")
+            let sql = "SELECT token_hash, expires_at FROM _pylon_sessions WHERE token_hash IN (\(list))"
+            let rows = try await store.read { conn in try conn.execute(sql, chunk.map { SQLValue.text($0) }).rows }
+            for row in rows {
+                if case let .text(h) = row.at(0), case let .int(e) = row.at(1) { out[h] = e }
+            }
+        }
+        return out
+    }
+}
+
+/// One stripe of `SessionStore`'s cache; `cache` is touched only under `lock`.
+private final class CacheStripe: @unchecked Sendable {
+    let lock = NIOLock()
+    var cache: [String: (session: SessionStore.Session, cachedAt: Int64)] = [:]
+}
+
+extension AuthContext {
+    /// A signed-in session's caller (never admin; no roles).
+    package init(_ s: SessionStore.Session) {
+        self.init(userID: s.userID, isAdmin: false, isGuest: s.isGuest, roles: [], tenantID: s.tenantID)
+    }
+}

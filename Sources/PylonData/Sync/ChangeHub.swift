@@ -1,0 +1,258 @@
+import Foundation
+import PylonCore
+import PylonJSON
+
+/// Fans committed changes out to every live WS/SSE connection, in seq order, on its own
+/// serial queue (the writer thread only hands the batch over). Connections are grouped by
+/// identity: the read policy is evaluated once per event per distinct caller, not once per
+/// connection, and only connections that may read an event are queued and woken. Tracks
+/// connections per client address so one address cannot hold more than `maxPerAddress`.
+public final class ChangeHub: @unchecked Sendable {
+    private let lock = NSLock()
+    private var subscribers: [UInt64: Subscriber] = [:]
+    private var groups: [AuthContext: [UInt64: Subscriber]] = [:]
+    /// `groups` flattened for delivery; rebuilt only after (un)subscribes, not per commit.
+    private var cachedGroups: [(AuthContext, [Subscriber])]?
+    private var perAddress: [String: Int] = [:]
+    /// Streams by the token hash of the session that authenticated them.
+    private var bySession: [String: [UInt64: Subscriber]] = [:]
+    /// The soonest expiry among session streams (0: none expires), so `endExpired`
+    /// scans only when one is due.
+    private var soonestExpiry: Int64 = 0
+    private var nextID: UInt64 = 1
+    /// Disconnect notices, kept once for every connection (see `LeaveLog`).
+    private var leaves = LeaveLog()
+    /// The leave delivery queued on `fanout` that still takes new notices (nil: none, or
+    /// something was queued behind it since).
+    private var openLeaveFlush: LeaveFlush?
+    public let queueLimit: Int
+    public let maxPerAddress: Int
+    package let metrics: Metrics
+    private let fanout = DispatchQueue(label: "pylon-fanout")
+    /// Whether `auth` may read the row of an event; set by the host (policies).
+    package var canRead: @Sendable (AuthContext, String, JSONValue?) -> Bool = { _, _, _ in true }
+
+    package init(queueLimit: Int, maxPerAddress: Int, metrics: Metrics) {
+        self.queueLimit = queueLimit
+        self.maxPerAddress = maxPerAddress
+        self.metrics = metrics
+        let queued = metrics.collectedGauge("realtime_queued_messages")
+        let deepest = metrics.collectedGauge("realtime_queue_depth_max")
+        metrics.onCollect { [weak self] _ in
+            guard let self else { return }
+            let depths = lock.withLock { Array(subscribers.values) }.map(\.queued)
+            queued.set(Double(depths.reduce(0, +)))
+            deepest.set(Double(depths.max() ?? 0))
+        }
+    }
+
+    /// Registers a connection, or refuses it when its address is at the limit. `live`: the
+    /// connection has no cursor, so it is queued from now on (see `Subscriber.init`); with a
+    /// cursor it reads the log first and goes live later (`SyncStream.run`).
+    package func subscribe(auth: AuthContext, address: String, wantsRelays: Bool, session: StreamSession?,
+                   live: Bool = false) throws(HostError) -> Subscriber {
+        lock.lock()
+        defer { lock.unlock() }
+        let n = perAddress[address, default: 0]
+        if n >= maxPerAddress {
+            throw HostError(status: 429, code: "TOO_MANY_CONNECTIONS",
+                            message: "\(address) already holds \(n) realtime connections (limit \(maxPerAddress), PYLON_MAX_CONNECTIONS_PER_IP); close some first")
+        }
+        perAddress[address] = n + 1
+        let s = Subscriber(id: nextID, auth: auth, address: address, wantsRelays: wantsRelays, session: session, limit: queueLimit,
+                           live: live)
+        nextID += 1
+        subscribers[s.id] = s
+        groups[auth, default: [:]][s.id] = s
+        if let session {
+            bySession[session.tokenHash, default: [:]][s.id] = s
+            noteExpiry(session.expiresAt)
+        }
+        cachedGroups = nil
+        metrics.set("realtime_connections", Double(subscribers.count))
+        return s
+    }
+
+    package func unsubscribe(_ s: Subscriber) {
+        s.close()
+        lock.withLock {
+            if subscribers.removeValue(forKey: s.id) != nil {
+                let n = (perAddress[s.address] ?? 1) - 1
+                perAddress[s.address] = n > 0 ? n : nil
+                groups[s.auth]?.removeValue(forKey: s.id)
+                if groups[s.auth]?.isEmpty == true { groups.removeValue(forKey: s.auth) }
+                if let h = s.session?.tokenHash {
+                    bySession[h]?.removeValue(forKey: s.id)
+                    if bySession[h]?.isEmpty == true { bySession.removeValue(forKey: h) }
+                }
+                cachedGroups = nil
+            }
+            metrics.set("realtime_connections", Double(subscribers.count))
+        }
+    }
+
+    /// Called by the writer after each commit with that commit's events in seq order.
+    package func publish(_ events: [ChangeEvent]) {
+        let committed = DispatchTime.now().uptimeNanoseconds
+        lock.withLock { openLeaveFlush = nil }
+        fanout.async { [self] in deliver(events, committed: committed) }
+    }
+
+    /// `committed`: when the writer handed the events over (`realtime_fanout_duration_seconds`
+    /// runs from there until they are in every reader's queue).
+    private func deliver(_ events: [ChangeEvent], committed: UInt64) {
+        let snapshot: [(AuthContext, [Subscriber])] = lock.withLock {
+            if let cached = cachedGroups { return cached }
+            let built = groups.map { ($0.key, Array($0.value.values)) }
+            cachedGroups = built
+            return built
+        }
+        guard !snapshot.isEmpty else { return }
+        var delivered = 0
+        for e in events {
+            let full = HubEvent(seq: e.seq, entity: e.entity, kind: e.kind, payload: JSONWriter.string(e.json),
+                                row: e.data ?? e.before)
+            var asDelete: HubEvent?
+            for (auth, members) in snapshot {
+                let message: HubEvent?
+                switch Visibility.of(kind: e.kind, data: e.data, before: e.before, { canRead(auth, e.entity, $0) }) {
+                case .full: message = full
+                case .asDelete:
+                    if asDelete == nil {
+                        var gone = e
+                        gone.kind = .delete
+                        gone.data = nil
+                        asDelete = HubEvent(seq: e.seq, entity: e.entity, kind: .delete, payload: JSONWriter.string(gone.json),
+                                            row: e.before)
+                    }
+                    message = asDelete
+                case .hidden: message = nil
+                }
+                if let message {
+                    for s in members { s.offer(.change(message)) }
+                    delivered += members.count
+                } else {
+                    // Still advance catching-up subscribers' notion of the newest seq.
+                    for s in members { s.note(e.seq) }
+                }
+            }
+        }
+        metrics.add("realtime_deliveries_total", Int64(delivered))
+        Metrics.record(metrics.fanoutDuration, since: committed)
+    }
+
+    /// Sends a presence/topic frame to every WS connection (on the fan-out queue, so it
+    /// keeps its place relative to change events).
+    package func relay(_ text: String) {
+        lock.withLock { openLeaveFlush = nil }
+        fanout.async { [self] in
+            let subs = lock.withLock { Array(subscribers.values) }
+            for s in subs where s.wantsRelays { s.offer(.relay(text)) }
+        }
+    }
+
+    /// Tells every WS connection that connection `id` is gone (call after unsubscribing it).
+    /// Notices of a burst of disconnects are delivered together: one pass over the
+    /// subscribers per fan-out tick, one queue entry per connection (see `LeaveLog`).
+    package func announceLeave(of id: UInt64) {
+        let frame = JSONWriter.string(.object([("type", "presence"), ("event", "disconnect"), ("clientId", .int(Int64(id)))]))
+        let flush: LeaveFlush? = lock.withLock {
+            let seq = leaves.append(frame)
+            if let open = openLeaveFlush {
+                open.through = seq
+                return nil
+            }
+            openLeaveFlush = LeaveFlush(seq)
+            return openLeaveFlush
+        }
+        guard let flush else { return }
+        fanout.async { [self] in
+            let (range, subs) = lock.withLock {
+                if openLeaveFlush === flush { openLeaveFlush = nil }
+                return (flush.from...flush.through, Array(subscribers.values))
+            }
+            for s in subs where s.wantsRelays { s.offer(.leaves(range)) }
+        }
+    }
+
+    /// The disconnect notices of `range` (a connection's `HubMessage.leaves`) still kept.
+    package func leaveFrames(_ range: ClosedRange<Int64>) -> [String] {
+        lock.withLock { leaves.frames(range) }
+    }
+
+    public var connectionCount: Int { lock.withLock { subscribers.count } }
+
+    // MARK: Sessions (see `SessionWatcher`)
+
+    /// Must hold `lock`.
+    private func noteExpiry(_ e: Int64) {
+        if e != 0 && (soonestExpiry == 0 || e < soonestExpiry) { soonestExpiry = e }
+    }
+
+    /// The token hashes, among `hashes`, that authenticate open streams.
+    func streamingSessions(among hashes: some Sequence<String>) -> [String] {
+        lock.withLock { hashes.filter { bySession[$0] != nil } }
+    }
+
+    /// Every token hash that authenticates an open stream.
+    func streamingSessions() -> [String] {
+        lock.withLock { Array(bySession.keys) }
+    }
+
+    /// Ends every stream these sessions authenticated.
+    package func endSessions(_ hashes: some Sequence<String>) {
+        let ending: [Subscriber] = lock.withLock { hashes.flatMap { bySession[$0].map { Array($0.values) } ?? [] } }
+        for s in ending { s.endSession() }
+        if !ending.isEmpty { metrics.add("realtime_sessions_ended_total", Int64(ending.count)) }
+    }
+
+    /// A session row changed (its expiry moved): its streams take the new expiry.
+    func updateExpiry(_ hash: String, to expiresAt: Int64) {
+        lock.withLock {
+            guard let members = bySession[hash] else { return }
+            for s in members.values { s.session?.expiresAt = expiresAt }
+            noteExpiry(expiresAt)
+        }
+    }
+
+    /// Ends the streams whose session expired by `now`. Cheap when none is due.
+    func endExpired(now: Int64) {
+        let due: [Subscriber] = lock.withLock {
+            guard soonestExpiry != 0, now >= soonestExpiry else { return [] }
+            soonestExpiry = 0
+            var due: [Subscriber] = []
+            for members in bySession.values {
+                for s in members.values {
+                    guard let session = s.session else { continue }
+                    if session.isExpired(at: now) { due.append(s) } else { noteExpiry(session.expiresAt) }
+                }
+            }
+            return due
+        }
+        for s in due { s.endSession() }
+        if !due.isEmpty { metrics.add("realtime_sessions_ended_total", Int64(due.count)) }
+    }
+
+    /// Ends every stream (graceful shutdown: SSE responses never end by themselves).
+    package func closeAll() {
+        for s in lock.withLock({ Array(subscribers.values) }) { s.close() }
+    }
+}
+
+/// How a change appears to one reader. An update that moves a row out of the reader's
+/// sight (e.g. its owner changed) is sent as a delete, so replicas drop the row; an update
+/// judged on the patch alone would leave it behind.
+enum Visibility {
+    case full, asDelete, hidden
+
+    static func of(kind: ChangeKind, data: JSONValue?, before: JSONValue?, _ canRead: (JSONValue?) -> Bool) -> Visibility {
+        switch kind {
+        case .insert: return canRead(data) ? .full : .hidden
+        case .delete: return canRead(before) ? .full : .hidden
+        case .update:
+            if canRead(data) { return .full }
+            if before != nil, canRead(before) { return .asDelete }
+            return .hidden
+        }
+    }
+}

@@ -1,0 +1,95 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import PylonCore
+import PylonData
+import PylonJSON
+
+/// Pylon's session routes (`/api/auth/*`): who the caller is, minting (dev or admin),
+/// guest sessions, listing and revoking a user's sessions.
+extension RouteContext {
+    func addAuthRoutes(_ router: Router<PylonRequestContext>) {
+        router.get("/api/auth/me") { req, _ in HTTPSupport.json(try await auth(req).json) }
+        router.post("/api/auth/session") { req, _ in
+            let who = try await auth(req)
+            guard config.dev || who.isAdmin else {
+                throw HostError.forbidden("minting a session for any user id is only allowed in --dev mode or with the admin token")
+            }
+            let b = try await body(req)
+            guard let userID = b["user_id"]?.stringValue, !userID.isEmpty else {
+                throw HostError.badRequest("MISSING_FIELD", "body must be {\"user_id\": \"...\"}")
+            }
+            let (token, expires) = try await sessions.create(userID: userID, device: req.headers[.userAgent])
+            return HTTPSupport.json(.object([("token", .string(token)), ("user_id", .string(userID)), ("expires_at", .int(expires))]), status: .created)
+        }
+        router.post("/api/auth/guest") { req, ctx in
+            let (token, userID, _) = try await mintGuest(req, ctx)
+            return HTTPSupport.json(.object([("token", .string(token)), ("user_id", .string(userID)), ("guest", true)]), status: .created)
+        }
+        // better-auth's name for the same thing, with its wire shape (pylon-aux.md §1.4).
+        router.post("/api/auth/anonymous") { req, ctx in
+            let (token, userID, expires) = try await mintGuest(req, ctx)
+            return HTTPSupport.json(.object([("token", .string(token)), ("user_id", .string(userID)), ("is_guest", true),
+                                             ("expires_at", .int(expires))]))
+        }
+        let logout: @Sendable (Request, PylonRequestContext) async throws -> Response = { req, _ in
+            var revoked = false
+            if let token = Self.token(req, cookieName: config.cookieName), token.hasPrefix("pylon_") {
+                revoked = try await sessions.revoke(token)
+            }
+            var r = HTTPSupport.json(.object([("revoked", .bool(revoked))]))
+            r.headers[.setCookie] = "\(config.cookieName)=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"
+            return r
+        }
+        router.post("/api/auth/logout", use: logout)
+        router.delete("/api/auth/session", use: logout)
+        router.get("/api/auth/sessions") { req, _ in
+            let user = try await sessionUser(req)
+            let current = Self.token(req, cookieName: config.cookieName).map(SessionStore.hash)
+            let listed = try await sessions.list(userID: user)
+            return HTTPSupport.json(.array(listed.map { s in
+                // Only a prefix of the token's SHA-256: enough to tell sessions apart, useless to sign in.
+                var o: [(String, JSONValue)] = [("id", .string(String(s.tokenHash.prefix(16)))), ("user_id", .string(user)),
+                                                ("device", s.device.map { .string($0) } ?? .null),
+                                                ("created_at", .int(s.createdAt)), ("expires_at", .int(s.expiresAt))]
+                o.append(("current", .bool(s.tokenHash == current)))
+                return .object(o)
+            }))
+        }
+        router.delete("/api/auth/sessions") { req, _ in
+            let user = try await sessionUser(req)
+            let n = try await sessions.revokeAll(userID: user)
+            var r = HTTPSupport.json(.object([("revoked_count", .int(Int64(n)))]))
+            r.headers[.setCookie] = "\(config.cookieName)=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"
+            return r
+        }
+    }
+
+    /// The user id of a request signed in with a session (`/api/auth/sessions`): anonymous
+    /// callers get 401, the admin token (which has no sessions) 403.
+    private func sessionUser(_ req: Request) async throws -> String {
+        let who = try await auth(req)
+        if who.isAdmin {
+            throw HostError.forbidden("the admin token has no sessions; call this with a user's session token")
+        }
+        guard let user = who.userID else {
+            throw HostError(status: 401, code: "AUTH_REQUIRED", message: "sign in first: send Authorization: Bearer <session token> or the session cookie")
+        }
+        return user
+    }
+
+    /// A new guest session (`guest_` + 32 hex user id): each is a database write anyone can
+    /// ask for, so it is counted in the `send` auth bucket of the caller's address first.
+    func mintGuest(_ req: Request, _ ctx: PylonRequestContext) async throws -> (token: String, userID: String, expiresAt: Int64) {
+        try authLimiter.check(.send, client: client(req, ctx))
+        var rng = SystemRandomNumberGenerator()
+        let userID = "guest_" + (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &rng)) }.joined()
+        let (token, expires) = try await sessions.create(userID: userID, device: req.headers[.userAgent])
+        return (token, userID, expires)
+    }
+
+    /// The client `req` is counted against (`ClientAddress.resolve`).
+    func client(_ req: Request, _ ctx: PylonRequestContext) -> ClientAddress {
+        ClientAddress.resolve(peer: ctx.remoteAddress, headers: req.headers, trustHops: config.trustProxyHops)
+    }
+}

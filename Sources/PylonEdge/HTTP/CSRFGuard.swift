@@ -1,0 +1,79 @@
+import Foundation
+import HTTPTypes
+import PylonCore
+
+/// Refuses cross-site requests made with the session cookie (pylon-core.md §0.4 step 4).
+///
+/// A browser attaches the cookie to any site's request to the host by itself, so a request
+/// that is authenticated by the cookie and changes something (any method but GET, HEAD and
+/// OPTIONS) must show where it comes from: its `Origin` — or, when a browser sent none, the
+/// origin of its `Referer` — must be a trusted origin or the host's own (`Origin` equal to
+/// the request's `Host`: a page the host serves itself). Otherwise it is answered 403
+/// `CSRF_REJECTED`. Unlike Pylon, a cookie request with neither header is refused too:
+/// browsers send `Origin` on every cross-site POST, but not every client that can carry a
+/// cookie does, and a server-to-server caller has no reason to use the cookie rather than
+/// `Authorization: Bearer`. A bearer token is never attached by a browser on its own, so
+/// bearer requests (and requests with no credential) are not checked.
+struct CSRFGuard: Sendable {
+    /// Normalized trusted origins (`scheme://host[:port]`, lowercased); nil: every origin
+    /// is trusted (`*`, the --dev default), so nothing is checked.
+    let trusted: Set<String>?
+    let cookieName: String
+
+    /// `origins` as configured (`*` anywhere: all; a URL with a path counts as its origin;
+    /// entries are normalized, empty ones dropped).
+    init(origins: [String], cookieName: String) {
+        let list = origins.map { Self.origin(ofURL: $0) ?? Self.normalize($0) }.filter { !$0.isEmpty }
+        trusted = list.contains("*") ? nil : Set(list)
+        self.cookieName = cookieName
+    }
+
+    /// nil when `head` may go on; else the 403 to answer with.
+    func check(_ head: HTTPRequest) -> HostError? {
+        guard let trusted else { return nil }
+        switch head.method {
+        case .get, .head, .options: return nil
+        default: break
+        }
+        let fields = head.headerFields
+        guard RouteContext.credential(fields, cookieName: cookieName)?.fromCookie == true else { return nil }
+        let claimed: String?
+        if let origin = fields[.origin] {
+            claimed = Self.normalize(origin)
+        } else {
+            claimed = fields[.referer].flatMap(Self.origin(ofURL:))
+        }
+        guard let claimed else {
+            return Self.rejected("it has neither an Origin nor a Referer header")
+        }
+        if trusted.contains(claimed) || Self.isSameOrigin(claimed, authority: head.authority) { return nil }
+        return Self.rejected("its origin \(claimed) is not trusted")
+    }
+
+    private static func rejected(_ why: String) -> HostError {
+        HostError(status: 403, code: "CSRF_REJECTED",
+                  message: "refused a request authenticated by the session cookie because \(why): send the token as Authorization: Bearer instead, or add the page's origin to PYLON_TRUSTED_ORIGINS (or the manifest's auth.trusted_origins)")
+    }
+
+    /// `Origin: scheme://HOST` where HOST is the request's own `Host`.
+    private static func isSameOrigin(_ origin: String, authority: String?) -> Bool {
+        guard let authority, !authority.isEmpty, let sep = origin.range(of: "://") else { return false }
+        return origin[sep.upperBound...] == authority.lowercased()
+    }
+
+    /// `scheme://host[:port]` of an absolute URL (a `Referer`); nil when it is not one.
+    static func origin(ofURL url: String) -> String? {
+        guard let sep = url.range(of: "://"), sep.lowerBound > url.startIndex else { return nil }
+        let rest = url[sep.upperBound...]
+        let end = rest.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? rest.endIndex
+        guard end > rest.startIndex else { return nil }
+        return normalize(String(url[url.startIndex..<end]))
+    }
+
+    /// Lowercased, trimmed, without a trailing `/`.
+    static func normalize(_ origin: String) -> String {
+        var s = origin.trimmingCharacters(in: .whitespaces).lowercased()
+        while s.hasSuffix("/") { s.removeLast() }
+        return s
+    }
+}

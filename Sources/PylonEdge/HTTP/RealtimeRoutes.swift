@@ -1,0 +1,186 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import NIOWebSocket
+import ServiceLifecycle
+import PylonCore
+import PylonData
+
+extension RouteContext {
+    /// The token a WebSocket handshake carries: `Authorization: Bearer`, or a
+    /// `Sec-WebSocket-Protocol` entry `bearer.<percent-encoded token>` (echoed back).
+    static func webSocketToken(_ request: Request) -> (token: String?, protocolEcho: String?) {
+        if let h = request.headers[.authorization], h.lowercased().hasPrefix("bearer ") {
+            return (String(h.dropFirst(7)).trimmingCharacters(in: .whitespaces), nil)
+        }
+        if let protos = request.headers[.secWebSocketProtocol] {
+            for p in protos.split(separator: ",") {
+                let entry = p.trimmingCharacters(in: .whitespaces)
+                if entry.hasPrefix("bearer.") {
+                    let raw = String(entry.dropFirst(7)).replacingOccurrences(of: "+", with: " ")
+                    return (raw.removingPercentEncoding ?? raw, entry)
+                }
+            }
+        }
+        return (nil, nil)
+    }
+
+    /// The caller a token stands for (none: anonymous; the admin token; a session token;
+    /// anything else: anonymous).
+    func authFor(token: String?) async throws -> AuthContext {
+        if let known = authNow(token: token) { return known }
+        // Only a session token not in the cache gets here.
+        guard let token, let s = try await sessions.resolve(token) else { return .anonymous }
+        return AuthContext(s)
+    }
+
+    /// `authFor` when the answer is known without waiting: anonymous, the admin, or a
+    /// session the session cache holds; nil when a session token must be looked up in the
+    /// store.
+    func authNow(token: String?) -> AuthContext? {
+        guard let token, !token.isEmpty else { return .anonymous }
+        if let admin = config.adminToken, !admin.isEmpty, Self.constantTimeEqual(token, admin) { return .admin }
+        guard token.hasPrefix("pylon_") else { return .anonymous }
+        guard let cached = sessions.resolveCached(token) else { return nil }
+        return cached.map(AuthContext.init) ?? .anonymous
+    }
+
+    /// The caller of a stream and the session behind it (nil for the admin token and for
+    /// anonymous callers): the stream ends with that session. `generation` is the session
+    /// cache's before the lookup (see `confirmSession`).
+    func streamCaller(token: String?) async throws -> (auth: AuthContext, session: StreamSession?, generation: UInt64) {
+        let generation = sessions.generation
+        let auth = try await authFor(token: token)
+        guard !auth.isAdmin, auth.userID != nil, let token else { return (auth, nil, generation) }
+        // `authFor` just resolved it, so this is a cache hit (or one more read after a revocation).
+        guard let s = try await sessions.resolve(token) else { return (.anonymous, nil, generation) }
+        return (auth, StreamSession(tokenHash: SessionStore.hash(token), expiresAt: s.expiresAt), generation)
+    }
+
+    /// Closes the race between looking a session up and subscribing: a revocation processed
+    /// in between found no stream to end. If any was processed since `generation`, the
+    /// session is read again and the stream ended if it is gone.
+    func confirmSession(_ sub: Subscriber, since generation: UInt64) async throws {
+        guard let session = sub.session, sessions.generation != generation else { return }
+        let e = try await sessions.expiries([session.tokenHash])[session.tokenHash]
+        if let e, e == 0 || SessionStore.now() < e { return }
+        sub.endSession()
+    }
+
+    static func cursorParam(_ request: Request) -> Int64? {
+        if let s = request.uri.queryParameters.get("since"), let n = Int64(s), n >= 0 { return n }
+        if let s = request.headers[HTTPField.Name("Last-Event-ID")!], let n = Int64(s.trimmingCharacters(in: .whitespaces)), n >= 0 {
+            return n
+        }
+        return nil
+    }
+
+    /// `cursorParam`, refusing a `since` that is given but not a cursor (400 INVALID_QUERY,
+    /// as on `/api/sync/pull`) instead of reading it as "no cursor".
+    static func checkedCursorParam(_ request: Request) throws(HostError) -> Int64? {
+        if let s = request.uri.queryParameters.get("since"), !s.isEmpty, Int64(s).map({ $0 < 0 }) ?? true {
+            throw HostError.badRequest("INVALID_QUERY", "query parameter since must be a non-negative integer (a change-log cursor), got \"\(s)\"")
+        }
+        return cursorParam(request)
+    }
+
+    /// When a subscriber's queue overflows, its sender falls back to the log. If it then
+    /// delivers nothing for `stallSeconds` (the client stopped reading and the socket is
+    /// full), the connection is closed: the client reconnects with its cursor.
+    func armStallWatchdog(_ sub: Subscriber, channel: any Channel) {
+        let seconds = Int64(realtime.stallSeconds)
+        let metrics = self.metrics
+        sub.onOverflow = { [weak sub] in
+            guard let mark = sub?.progress else { return }
+            channel.eventLoop.scheduleTask(in: .seconds(seconds)) {
+                guard let sub, sub.progress == mark else { return }
+                metrics.add("realtime_slow_consumers_closed_total", 1)
+                channel.close(promise: nil)
+            }
+        }
+    }
+
+    /// Who opens a WebSocket and where its stream starts, decided before the upgrade is
+    /// answered (a session token may need a store read).
+    func webSocketCaller(_ request: Request) async throws -> WebSocketCaller {
+        let caller = try await streamCaller(token: Self.webSocketToken(request).token)
+        // A `since` that is not a cursor is refused before the upgrade, as on SSE and pull.
+        return WebSocketCaller(auth: caller.auth, session: caller.session,
+                               start: .init(since: try Self.checkedCursorParam(request),
+                                            epoch: request.uri.queryParameters.get("epoch").map { String($0) },
+                                            generation: caller.generation))
+    }
+
+    /// Serves an upgraded WebSocket (on its event loop): subscribes it and hands it to a
+    /// `WebSocketConnection`, or closes it with 1008 and the reason (no token, or its
+    /// address holds too many streams).
+    func openWebSocket(_ caller: WebSocketCaller, channel: any Channel, services: WebSocketServices) throws {
+        let refusal: String
+        if caller.auth.isAdmin || caller.auth.userID != nil {
+            do {
+                let address = channel.remoteAddress?.ipAddress ?? "unknown"
+                let sub = try hub.subscribe(auth: caller.auth, address: address, wantsRelays: true, session: caller.session,
+                                            live: caller.start.since == nil)
+                try channel.pipeline.syncOperations.addHandler(WebSocketConnection(services: services, subscriber: sub, start: caller.start))
+                return
+            } catch let error as HostError {
+                refusal = error.message
+            }
+        } else {
+            refusal = "unauthorized: bearer token required"
+        }
+        var data = channel.allocator.buffer(capacity: 2 + refusal.utf8.count)
+        data.write(webSocketErrorCode: .policyViolation)
+        data.writeString(refusal)
+        channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)).whenComplete { _ in
+            channel.close(promise: nil)
+        }
+    }
+
+    /// Adds the SSE route at `path` ("/api/sync/events" on the main port, "**" on port+2).
+    func addEventStreamRoute(_ router: Router<PylonRequestContext>, path: RouterPath) {
+        router.get(path) { request, ctx -> Response in
+            let token = Self.token(request, cookieName: config.cookieName)
+                ?? request.uri.queryParameters.get("token").map { String($0) }
+            let caller = try await streamCaller(token: token)
+            let auth = caller.auth
+            guard auth.isAdmin || auth.userID != nil else {
+                throw HostError(status: 401, code: "AUTH_REQUIRED", message: "the event stream needs a session: send Authorization: Bearer <token> or ?token=")
+            }
+            let since = try Self.checkedCursorParam(request)
+            let sub = try hub.subscribe(auth: auth, address: ctx.addressKey, wantsRelays: false, session: caller.session,
+                                        live: since == nil)
+            do {
+                try await confirmSession(sub, since: caller.generation)
+            } catch {
+                hub.unsubscribe(sub)
+                throw error
+            }
+            let epoch = request.uri.queryParameters.get("epoch").map { String($0) }
+            armStallWatchdog(sub, channel: ctx.channel)
+            let keepalive = realtime.keepaliveSeconds
+            let body = ResponseBody { writer in
+                let sink = EventStreamSink(writer: EventStreamWriterBox(writer))
+                defer { hub.unsubscribe(sub) }
+                try await sink.write(": connected\n\n")
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await sync.run(sub, since: since, epoch: epoch, sink: sink) }
+                    group.addTask {
+                        while !Task.isCancelled {
+                            try await Task.sleep(for: .seconds(keepalive))
+                            sub.poke()
+                        }
+                    }
+                    _ = try await group.next()
+                    sub.close()
+                    group.cancelAll()
+                }
+                try await sink.finish()
+            }
+            return Response(status: .ok, headers: [
+                .contentType: "text/event-stream", .cacheControl: "no-cache", .connection: "keep-alive",
+            ], body: body)
+        }
+    }
+}

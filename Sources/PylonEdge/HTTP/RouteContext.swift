@@ -1,0 +1,113 @@
+import Foundation
+import Hummingbird
+import PylonCore
+import PylonPlugins
+import PylonData
+import PylonServices
+import PylonJSON
+
+/// Everything a route handler needs. Immutable; shared by all requests.
+package struct RouteContext: Sendable {
+    let data: DataService
+    let changes: ChangeLog
+    let sessions: SessionStore
+    let config: HostConfig
+    let metrics: Metrics
+    let startedAt: Date
+    let stubs: [CapabilityInfo]
+    let hub: ChangeHub
+    let sync: SyncStream
+    let realtime: RealtimeConfig
+    let functions: FunctionService?
+    /// The cache plugin, when one serves `pylon.cache/1` (else its routes are stubs).
+    let cache: CacheService?
+    /// Pylon's auth buckets (guest and anonymous sessions).
+    let authLimiter: AuthRateLimiter
+
+    package init(data: DataService, changes: ChangeLog, sessions: SessionStore, config: HostConfig,
+                 metrics: Metrics, startedAt: Date, stubs: [CapabilityInfo], hub: ChangeHub,
+                 sync: SyncStream, realtime: RealtimeConfig, functions: FunctionService?,
+                 cache: CacheService?, authLimiter: AuthRateLimiter) {
+        self.data = data
+        self.changes = changes
+        self.sessions = sessions
+        self.config = config
+        self.metrics = metrics
+        self.startedAt = startedAt
+        self.stubs = stubs
+        self.hub = hub
+        self.sync = sync
+        self.realtime = realtime
+        self.functions = functions
+        self.cache = cache
+        self.authLimiter = authLimiter
+    }
+
+    /// Resolves the caller (pylon-core.md §0.4 step 5): bearer header wins over the session
+    /// cookie; the admin token is compared in constant time; unknown or expired session
+    /// tokens are anonymous.
+    func auth(_ request: Request) async throws -> AuthContext {
+        try await authFor(token: Self.token(request, cookieName: config.cookieName))
+    }
+
+    /// `auth` without waiting (`authNow(token:)`) for the request's headers.
+    func authNow(_ headers: HTTPFields) -> AuthContext? {
+        authNow(token: Self.token(headers, cookieName: config.cookieName))
+    }
+
+    static func token(_ request: Request, cookieName: String) -> String? {
+        token(request.headers, cookieName: cookieName)
+    }
+
+    static func token(_ headers: HTTPFields, cookieName: String) -> String? {
+        credential(headers, cookieName: cookieName)?.token
+    }
+
+    /// The caller's token, and whether it came from the session cookie (which a browser
+    /// attaches by itself, so `CSRFGuard` checks where such a request comes from).
+    static func credential(_ headers: HTTPFields, cookieName: String) -> (token: String, fromCookie: Bool)? {
+        if let h = headers[.authorization], h.lowercased().hasPrefix("bearer ") {
+            let t = h.dropFirst(7).trimmingCharacters(in: .whitespaces)
+            return t.isEmpty ? nil : (t, false)
+        }
+        if let cookies = headers[.cookie] {
+            for part in cookies.split(separator: ";") {
+                let kv = part.trimmingCharacters(in: .whitespaces)
+                if kv.hasPrefix(cookieName + "=") { return (String(kv.dropFirst(cookieName.count + 1)), true) }
+            }
+        }
+        return nil
+    }
+
+    static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
+        let x = Array(a.utf8), y = Array(b.utf8)
+        var diff = UInt8(x.count == y.count ? 0 : 1)
+        for i in 0..<max(x.count, y.count) {
+            diff |= (i < x.count ? x[i] : 0) ^ (i < y.count ? y[i] : 0)
+        }
+        return diff == 0
+    }
+
+    func requireAdmin(_ request: Request, _ what: String) async throws {
+        guard try await auth(request).isAdmin else {
+            throw HostError.forbidden("\(what) requires admin auth (send Authorization: Bearer $PYLON_ADMIN_TOKEN)")
+        }
+    }
+
+    func body(_ request: Request, empty: JSONValue? = nil) async throws -> JSONValue {
+        try await HTTPSupport.body(request, limit: config.maxBodyBytes, empty: empty)
+    }
+
+    static func intParam(_ request: Request, _ name: String) throws(HostError) -> Int64? {
+        // Given twice (`?limit=&limit=x`), the first alone would be read and the rest ignored.
+        let given = request.uri.queryParameters.getAll(name)
+        guard given.count <= 1 else {
+            throw HostError.badRequest("INVALID_QUERY", "query parameter \(name) is given \(given.count) times; give it once")
+        }
+        guard let s = given.first, !s.isEmpty else { return nil }
+        guard let n = Int64(s), n >= 0 else {
+            throw HostError.badRequest("INVALID_QUERY", "query parameter \(name) must be a non-negative integer, got \"\(s)\"")
+        }
+        return n
+    }
+}

@@ -1,0 +1,160 @@
+import HTTPTypes
+import Hummingbird
+import HummingbirdCore
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOHTTPTypes
+import NIOHTTPTypesHTTP1
+import NIOWebSocket
+import PylonCore
+
+/// The HTTP/1.1 channel of the listeners that take WebSocket upgrades (the API port with
+/// `/api/sync/ws`, port+1 with every path). Plain requests are Hummingbird's (`handleHTTP`);
+/// an upgrade is decided by `RouteContext.webSocketCaller` and then served by a
+/// `WebSocketConnection` on the channel's event loop: once upgraded, a connection has no
+/// task of its own (Hummingbird's WebSocket channel keeps one, with its async streams,
+/// for every connection's lifetime: most of an idle subscriber's memory).
+struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
+    enum UpgradeResult: Sendable {
+        case webSocket
+        case notUpgraded(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
+        /// An upgrade request this listener does not take (another path, a bad handshake).
+        case refused(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
+    }
+
+    struct Value: ServerChildChannelValue {
+        let upgradeResult: EventLoopFuture<UpgradeResult>
+        let channel: any Channel
+    }
+
+    let responder: HTTPChannelHandler.Responder
+    let http1: HTTP1Channel.Configuration
+    let routes: RouteContext
+    let services: WebSocketServices
+    /// Whether a request path upgrades on this listener.
+    let upgrades: @Sendable (String) -> Bool
+
+    init(responder: @escaping HTTPChannelHandler.Responder, http1: HTTP1Channel.Configuration, routes: RouteContext,
+         upgrades: @escaping @Sendable (String) -> Bool) {
+        self.responder = Self.redirectingLateUpgrades(responder)
+        self.http1 = http1
+        self.routes = routes
+        services = WebSocketServices(routes)
+        self.upgrades = upgrades
+    }
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        channel.eventLoop.makeCompletedFuture {
+            let attempted = NIOLoopBoundBox(false, eventLoop: channel.eventLoop)
+            let caller = NIOLoopBoundBox<WebSocketCaller?>(nil, eventLoop: channel.eventLoop)
+            let upgrader = NIOTypedWebSocketServerUpgrader<UpgradeResult>(
+                maxFrameSize: routes.realtime.maxFrameBytes,
+                shouldUpgrade: { channel, head in
+                    attempted.value = true
+                    return decide(head, channel: channel).map { decided in
+                        guard let decided else { return nil }
+                        caller.value = decided.caller
+                        return decided.headers
+                    }
+                },
+                upgradePipelineHandler: { channel, _ in
+                    channel.eventLoop.makeCompletedFuture {
+                        guard let c = caller.value else { throw ChannelError.inappropriateOperationForState }
+                        caller.value = nil
+                        try routes.openWebSocket(c, channel: channel, services: services)
+                        return .webSocket
+                    }
+                })
+            let plain = NIOTypedHTTPServerUpgradeConfiguration<UpgradeResult>(
+                upgraders: [upgrader],
+                notUpgradingCompletionHandler: { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let pipeline = channel.pipeline.syncOperations
+                        try pipeline.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+                        try pipeline.addHandlers(http1.additionalChannelHandlers())
+                        try pipeline.addHandler(HTTPConnectionStateHandler(idleTimeout: http1.idleTimeout.map { .init($0) }, logger: logger))
+                        let async = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
+                            wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
+                        return attempted.value ? .refused(async) : .notUpgraded(async)
+                    }
+                })
+            var configuration = NIOUpgradableHTTPServerPipelineConfiguration<UpgradeResult>(upgradeConfiguration: plain)
+            configuration.enablePipelining = false  // NIOAsyncChannel serves requests in order
+            configuration.enableErrorHandling = false  // CodecGuard answers decoder errors
+            configuration.enableResponseHeaderValidation = false  // HTTPTypes already validates
+            configuration.decoderConfiguration.maxHeaderFieldSize = http1.httpDecoder.maxHeaderFieldSize
+            configuration.decoderConfiguration.maxHeaderListSize = http1.httpDecoder.maxHeaderListSize
+            configuration.decoderConfiguration.maxHeaderFieldCount = http1.httpDecoder.maxHeaderFieldCount
+            let result = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: configuration)
+            return Value(upgradeResult: result, channel: channel)
+        }
+    }
+
+    func handle(value: Value, logger: Logger) async {
+        do {
+            switch try await value.upgradeResult.get() {
+            case .webSocket:
+                // Served by its `WebSocketConnection` from here on.
+                return
+            case let .notUpgraded(http):
+                await handleHTTP(asyncChannel: http, logger: logger)
+            case let .refused(http):
+                try await http.executeThenClose { _, outbound in
+                    try await outbound.write(contentsOf: [
+                        .head(HTTPResponse(status: .badRequest, headerFields: [.connection: "close", .contentLength: "0"])),
+                        .end(nil),
+                    ])
+                }
+            }
+        } catch {
+            logger.trace("connection ended before its first request was served: \(error)")
+        }
+    }
+
+    /// The caller and the response headers for an upgrade request, or nil to refuse it.
+    private func decide(_ head: HTTPRequestHead, channel: any Channel) -> EventLoopFuture<(caller: WebSocketCaller, headers: HTTPHeaders)?> {
+        guard let request = try? HTTPRequest(head, secure: false, splitCookie: false),
+              upgrades(URI(head.uri).path) else {
+            return channel.eventLoop.makeSucceededFuture(nil)
+        }
+        let hbRequest = Request(head: request, body: .init(buffer: ByteBuffer()))
+        let promise = channel.eventLoop.makePromise(of: (caller: WebSocketCaller, headers: HTTPHeaders)?.self)
+        promise.completeWithTask { [routes] in
+            // A request the host refuses (a `since` that is no cursor) is answered 400, as a
+            // declined upgrade is.
+            guard let caller = try await Self.refusingBadRequests({ try await routes.webSocketCaller(hbRequest) }) else { return nil }
+            var headers = HTTPHeaders()
+            if let echo = RouteContext.webSocketToken(hbRequest).protocolEcho { headers.add(name: "Sec-WebSocket-Protocol", value: echo) }
+            return (caller, headers)
+        }
+        return promise.futureResult
+    }
+
+    /// `decide`'s caller, or nil when the request itself is refused (`HostError` 400).
+    private static func refusingBadRequests(_ work: () async throws -> WebSocketCaller) async throws -> WebSocketCaller? {
+        do {
+            return try await work()
+        } catch let error as HostError where error.status == 400 {
+            return nil
+        }
+    }
+
+    /// NIO takes upgrades only as a connection's first request. A later request that asks
+    /// for one is answered 307 to the same URI with `Connection: close`, so the client
+    /// retries on a fresh connection, where the upgrade runs.
+    private static func redirectingLateUpgrades(_ responder: @escaping HTTPChannelHandler.Responder) -> HTTPChannelHandler.Responder {
+        { request, writer, channel in
+            guard request.headers[.upgrade]?.lowercased() == "websocket" else {
+                try await responder(request, writer, channel)
+                return
+            }
+            var location = request.uri.path
+            if let query = request.uri.query { location += "?\(query)" }
+            try await writer.writeResponse(HTTPResponse(status: .temporaryRedirect, headerFields: [.connection: "close", .location: location]))
+            throw LateUpgrade()
+        }
+    }
+
+    private struct LateUpgrade: Error {}
+}

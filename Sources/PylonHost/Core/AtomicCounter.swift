@@ -1,8 +1,0 @@
-import Atomics
-
-/// A counter many threads take numbers from without a lock (swift-atomics: Synchronization's
-/// Atomic needs newer deployment targets). Numbers start at 1.
-final class AtomicCounter: Sendable {
-    private let value = ManagedAtomic<UInt64>(0)
-    func next() -> UInt64 { value.wrappingIncrementThenLoad(ordering: .relaxed) }
-}
