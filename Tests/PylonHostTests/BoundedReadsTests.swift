@@ -1,6 +1,8 @@
 import Foundation
 import Logging
-@testable import PylonHost
+@testable import PylonCore
+@testable import PylonData
+@testable import PylonPlugins
 import PylonPluginABI
 import Testing
 
