@@ -60,6 +60,9 @@ let package = Package(
             name: "CJemalloc", path: "Sources/CJemalloc", pkgConfig: "jemalloc",
             providers: [.apt(["libjemalloc-dev"])]),
         .systemLibrary(
+            name: "CArgon2", path: "Sources/CArgon2", pkgConfig: "libargon2",
+            providers: [.apt(["libargon2-dev"])]),
+        .systemLibrary(
             name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl",
             providers: [.apt(["libcurl4-openssl-dev"])]),
         // The host, in layers; each target may use only those above it in this list, so the
@@ -90,12 +93,12 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             path: "Sources/PylonPlugins"),
-        // Data: store threads, migrations, the change log and realtime hub, sessions, the
-        // data service (CRUD, queries, policies applied).
+        // Data: store threads, migrations, the change log and realtime hub, sessions and
+        // password accounts, the data service (CRUD, queries, policies applied).
         .target(
             name: "PylonData",
             dependencies: [
-                "PylonCore", "PylonPluginABI", "PylonJSON",
+                "PylonCore", "PylonPluginABI", "PylonJSON", "CArgon2",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Atomics", package: "swift-atomics"),

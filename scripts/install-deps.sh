@@ -3,15 +3,15 @@
 # Swift itself comes with the machine image (Swift 6.x toolchain on PATH).
 set -euo pipefail
 need=()
-# libjemalloc-dev: pylon-host links jemalloc as its malloc (Package.swift).
-# libpq-dev + postgresql-15: the Postgres store plugin and the Postgres tests (which start
-# their own server with scripts/pg-server.sh). libcurl4-openssl-dev: the D1 store plugin;
+# libjemalloc-dev: pylon-host links jemalloc as its malloc (Package.swift). libargon2-dev:
+# password hashes (Argon2id PHC strings). libpq-dev + postgresql-15: the Postgres store
+# plugin and the Postgres tests (which start their own server with scripts/pg-server.sh). libcurl4-openssl-dev: the D1 store plugin;
 # make, python3, openssl: the C executor example, the D1 fixture server and its test
 # certificate. redis-server and redis-tools (redis-cli, redis-benchmark): the CacheRESP
 # tests compare replies with a real Redis, and bench/cache.sh measures against it. gdb:
 # scripts/test-watchdog.sh prints the test process's stacks when a run overruns its budget.
 for pkg in libsqlite3-dev pkg-config sqlite3 gcc libc6-dev libpq-dev postgresql-15 postgresql-client-15 \
-           libcurl4-openssl-dev libjemalloc-dev make python3 python3-pip openssl redis-server redis-tools gdb; do
+           libcurl4-openssl-dev libjemalloc-dev libargon2-dev make python3 python3-pip openssl redis-server redis-tools gdb; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -77,7 +77,9 @@ public final class Host: Sendable {
     /// Serves HTTP (and WS/SSE) until the process is stopped: the API port, plus Pylon's
     /// WS (port+1) and SSE (port+2) listeners unless `compatPorts` is off.
     public func run() async throws {
-        let routes = routeContext()
+        let passwordWorkers = PasswordWorkers()
+        defer { passwordWorkers.shutdown() }
+        let routes = routeContext(passwordWorkers)
         let trustedOrigins = config.csrfOrigins(manifest: manifest)
         let requestGuard = RequestGuard(config: config, trustedOrigins: trustedOrigins, metrics: metrics)
         let limit = config.requestRateLimit
@@ -88,7 +90,7 @@ public final class Host: Sendable {
     }
 
     /// What every route handler gets, with the hub's read check wired to the data plane.
-    private func routeContext() -> RouteContext {
+    private func routeContext(_ passwordWorkers: PasswordWorkers) -> RouteContext {
         let stubs = CapabilityInfo.all.filter { registry.served[$0.id] == nil }
         let canRead: @Sendable (AuthContext, String, JSONValue?) -> Bool = { [data] auth, entity, row in
             data.canRead(entity, row, auth: auth)
@@ -99,7 +101,21 @@ public final class Host: Sendable {
         return RouteContext(data: data, changes: changes, sessions: sessions, config: config,
                             metrics: metrics, startedAt: Date(), stubs: stubs, hub: hub, sync: sync,
                             realtime: realtime, functions: functions, cache: cache,
-                            authLimiter: AuthRateLimiter(config.authRateLimits, maxKeys: config.rateLimitClients))
+                            authLimiter: AuthRateLimiter(config.authRateLimits, maxKeys: config.rateLimitClients),
+                            passwords: PasswordAccounts(data: data, workers: passwordWorkers),
+                            apiKeys: apiKeys())
+    }
+
+    /// API keys with the configured pepper; in --dev without one, a fixed development pepper
+    /// (keys made with it stop working once a real pepper is set); otherwise none.
+    private func apiKeys() -> ApiKeys? {
+        if let pepper = config.apiKeyPepper { return ApiKeys(store: store, dialect: store.dialect, pepper: pepper) }
+        guard config.dev else {
+            logger.info("API keys: off (set PYLON_API_KEY_PEPPER to a long random secret to use them)")
+            return nil
+        }
+        logger.warning("API keys: PYLON_API_KEY_PEPPER is not set; --dev uses a fixed development pepper")
+        return ApiKeys(store: store, dialect: store.dialect, pepper: "pylon-development-api-key-pepper")
     }
 
     /// Runs `services` with the host's background work (change-log trimming, the session

@@ -13,6 +13,9 @@ public struct HostConfig: Sendable {
     public var dbPath: String?
     public var dev = false
     public var adminToken: String?
+    /// The key API-key secrets are HMACed with (`PYLON_API_KEY_PEPPER`); required for API
+    /// keys outside --dev, where a fixed development pepper stands in.
+    public var apiKeyPepper: String?
     /// Pylon clients expect WS on port+1 and SSE on port+2 (served once sync lands).
     public var compatPorts = true
     public var maxBodyBytes = 10 * 1024 * 1024
@@ -100,6 +103,7 @@ public struct HostConfig: Sendable {
         if let p = try int("PYLON_PORT") { c.port = p }
         if let d = env["PYLON_DB_PATH"], !d.isEmpty { c.dbPath = d }
         if let t = env["PYLON_ADMIN_TOKEN"], !t.isEmpty { c.adminToken = t }
+        if let p = env["PYLON_API_KEY_PEPPER"], !p.isEmpty { c.apiKeyPepper = p }
         if let d = env["PYLON_DEV_MODE"] { c.dev = ["1", "true", "yes"].contains(d.lowercased()) }
         if let b = try int("PYLON_MAX_BODY_BYTES") { c.maxBodyBytes = b }
         if let r = try int("PYLON_CHANGELOG_RETENTION") { c.changelogRetention = Int64(max(r, 1)) }

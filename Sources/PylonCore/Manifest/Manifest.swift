@@ -154,6 +154,11 @@ public struct Policy: Sendable {
 
 public struct AuthConfig: Sendable {
     public var userEntity: String = "User"
+    /// Fields of the user's row `GET /api/auth/session` leaves out, besides `passwordHash`
+    /// and every `_`-prefixed one (`auth.user.hide`).
+    public var userHide: [String] = []
+    /// When not empty, the only fields (with `id`) that route shows (`auth.user.expose`).
+    public var userExpose: [String] = []
     public var sessionExpiresIn: Int64 = 2_592_000
     public var trustedOrigins: [String] = []
 }

@@ -83,8 +83,17 @@ struct ManifestDecoder {
         var auth = AuthConfig()
         if let a = r["auth"], !a.isNull {
             let ao = try obj(a, "$.auth")
-            if let u = ao["user"], !u.isNull, let ent = try optStr(try obj(u, "$.auth.user"), "entity", "$.auth.user") {
-                auth.userEntity = ent
+            if let u = ao["user"], !u.isNull {
+                let uo = try obj(u, "$.auth.user")
+                if let ent = try optStr(uo, "entity", "$.auth.user") { auth.userEntity = ent }
+                for key in ["hide", "expose"] {
+                    var names: [String] = []
+                    for (n, v) in try arr(uo, key, "$.auth.user", required: false).enumerated() {
+                        guard let s = v.stringValue else { throw fail("$.auth.user.\(key)[\(n)]", "expected a field name") }
+                        names.append(s)
+                    }
+                    if key == "hide" { auth.userHide = names } else { auth.userExpose = names }
+                }
             }
             if let s = ao["session"], !s.isNull {
                 let so = try obj(s, "$.auth.session")

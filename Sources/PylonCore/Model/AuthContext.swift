@@ -8,13 +8,20 @@ public struct AuthContext: Sendable, Hashable {
     public var isGuest: Bool
     public var roles: [String]
     public var tenantID: String?
+    /// Set when the caller signed in with an API key (`pk.…`): its id and its scopes, opaque
+    /// strings the app's policies and functions interpret.
+    public var apiKeyID: String?
+    public var apiKeyScopes: String?
 
-    package init(userID: String?, isAdmin: Bool, isGuest: Bool, roles: [String], tenantID: String?) {
+    package init(userID: String?, isAdmin: Bool, isGuest: Bool, roles: [String], tenantID: String?,
+                 apiKeyID: String? = nil, apiKeyScopes: String? = nil) {
         self.userID = userID
         self.isAdmin = isAdmin
         self.isGuest = isGuest
         self.roles = roles
         self.tenantID = tenantID
+        self.apiKeyID = apiKeyID
+        self.apiKeyScopes = apiKeyScopes
     }
 
     public static let anonymous = AuthContext(userID: nil, isAdmin: false, isGuest: false, roles: [], tenantID: nil)
@@ -29,6 +36,8 @@ public struct AuthContext: Sendable, Hashable {
         if isGuest { o.append(("is_guest", true)) }
         o.append(("roles", .array(roles.map { .string($0) })))
         if let tenantID { o.append(("tenant_id", .string(tenantID))) }
+        if let apiKeyID { o.append(("api_key_id", .string(apiKeyID))) }
+        if let apiKeyScopes { o.append(("api_key_scopes", .string(apiKeyScopes))) }
         return .object(o)
     }
 }

@@ -10,6 +10,7 @@ public enum SQLValue: Sendable, Equatable {
     case blob([UInt8])
 
     public var textValue: String? { if case let .text(s) = self { return s } else { return nil } }
+    public var intValue: Int64? { if case let .int(i) = self { return i } else { return nil } }
 
     /// As JSON, for listings of the host's own tables (a blob as lowercase hex).
     package var json: JSONValue {

@@ -22,7 +22,7 @@ package struct SystemTable: Sendable {
         let optional: Bool
 
         static func text(_ name: String, optional: Bool = false) -> Column { Column(name: name, type: .text, optional: optional) }
-        static func integer(_ name: String) -> Column { Column(name: name, type: .integer, optional: false) }
+        static func integer(_ name: String, optional: Bool = false) -> Column { Column(name: name, type: .integer, optional: optional) }
         static func serial(_ name: String) -> Column { Column(name: name, type: .serial, optional: false) }
     }
 
@@ -91,8 +91,22 @@ package enum SystemTables {
         [.text("id"), .text("fn_name"), .text("args"), .integer("run_at"), .integer("attempts")],
         primaryKey: ["id"])
 
+    /// Password hashes (`PasswordAccounts`), one per user of the manifest's user entity: kept
+    /// out of the user's row so no read of that entity, change event or export carries one.
+    /// `hash` is an Argon2id PHC string.
+    package static let passwords = SystemTable(
+        "_pylon_passwords", [.text("user_id"), .text("hash"), .integer("updated_at")], primaryKey: ["user_id"])
+
+    /// API keys (`ApiKeys`): the secret is kept only as an HMAC under the host's pepper.
+    package static let apiKeys = SystemTable(
+        "_pylon_api_keys",
+        [.text("id"), .text("user_id"), .text("name"), .text("prefix"), .text("secret_hash"), .text("scopes", optional: true),
+         .integer("expires_at", optional: true), .integer("last_used_at", optional: true), .integer("created_at")],
+        primaryKey: ["id"],
+        indexes: [SystemTable.Index(name: "_pylon_api_keys_user", columns: ["user_id"])])
+
     /// The tables every database gets (`SQLDialect.bootstrap`), in order.
-    static let bootstrap = [meta, changes, sessions, sessionChanges, pushOps]
+    static let bootstrap = [meta, changes, sessions, sessionChanges, pushOps, passwords, apiKeys]
 }
 
 extension SQLDialect {

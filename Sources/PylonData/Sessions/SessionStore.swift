@@ -150,6 +150,30 @@ public final class SessionStore: @unchecked Sendable {
         return existed
     }
 
+    /// Replaces the live session of `token` by a new one with a fresh lifetime — same user,
+    /// device and active organisation (Pylon dropped the organisation) — in one write;
+    /// nil when `token` names no live session.
+    public func refresh(_ token: String) async throws -> (token: String, userID: String, expiresAt: Int64)? {
+        let old = Self.hash(token), new = Self.newToken()
+        let now = Self.now()
+        let expires = lifetime == 0 ? 0 : now + lifetime
+        let d = dialect
+        let find = "SELECT user_id, expires_at, device, tenant_id FROM _pylon_sessions WHERE token_hash = \(d.placeholder(1))"
+        let delete = "DELETE FROM _pylon_sessions WHERE token_hash = \(d.placeholder(1))"
+        let insert = "INSERT INTO _pylon_sessions (token_hash, user_id, expires_at, created_at, device, tenant_id) VALUES (\((1...6).map { d.placeholder($0) }.joined(separator: ", ")))"
+        let user: String? = try await store.write { tx in
+            guard let row = try tx.connection.execute(find, [.text(old)]).rows.first, case let .text(user) = row.at(0),
+                  case let .int(until) = row.at(1), until == 0 || now < until else { return nil }
+            try tx.connection.execute(delete, [.text(old)], wantRows: false)
+            try tx.connection.execute(insert, [.text(Self.hash(new)), .text(user), .int(expires), .int(now), row.at(2), row.at(3)],
+                                      wantRows: false)
+            return user
+        }
+        guard let user else { return nil }
+        revoked([old])
+        return (new, user, expires)
+    }
+
     /// Revokes every session of `userID`; returns how many there were.
     public func revokeAll(userID: String) async throws -> Int {
         let find = "SELECT token_hash FROM _pylon_sessions WHERE user_id = \(dialect.placeholder(1))"

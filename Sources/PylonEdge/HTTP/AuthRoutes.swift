@@ -10,6 +10,25 @@ import PylonJSON
 extension RouteContext {
     func addAuthRoutes(_ router: Router<PylonRequestContext>) {
         router.get("/api/auth/me") { req, _ in HTTPSupport.json(try await auth(req).json) }
+        // The caller and their user row (pylon-aux.md §1.3), without credentials or hidden fields.
+        router.get("/api/auth/session") { req, _ in
+            let who = try await auth(req)
+            var user: JSONValue = .null
+            if let id = who.userID, !who.isAdmin, data.codecs[data.manifest.auth.userEntity] != nil,
+               let row = try await data.get(data.manifest.auth.userEntity, id: id) {
+                user = Self.visibleUser(row, data.manifest.auth)
+            }
+            return HTTPSupport.json(.object([("session", who.json), ("user", user)]))
+        }
+        // A new token for the caller's session, same user, device and organisation; the old one ends.
+        router.post("/api/auth/refresh") { req, _ in
+            guard let token = Self.token(req, cookieName: config.cookieName), token.hasPrefix("pylon_"),
+                  let (fresh, userID, expires) = try await sessions.refresh(token) else {
+                throw HostError(status: 401, code: "SESSION_EXPIRED", message: "the session has ended; sign in again")
+            }
+            return withSessionCookie(req, HTTPSupport.json(.object([("token", .string(fresh)), ("user_id", .string(userID)),
+                                                                     ("expires_at", .int(expires))])), token: fresh, expires: expires)
+        }
         router.post("/api/auth/session") { req, _ in
             let who = try await auth(req)
             guard config.dev || who.isAdmin else {
@@ -65,17 +84,32 @@ extension RouteContext {
         }
     }
 
-    /// The user id of a request signed in with a session (`/api/auth/sessions`): anonymous
-    /// callers get 401, the admin token (which has no sessions) 403.
-    private func sessionUser(_ req: Request) async throws -> String {
+    /// The user id of a request signed in with a session (`/api/auth/sessions`, API keys,
+    /// password change): anonymous callers get 401, the admin token (which has no sessions)
+    /// 403, and so does an API key: a key must not make keys, end sessions or change the
+    /// password of the user it acts for.
+    func sessionUser(_ req: Request) async throws -> String {
         let who = try await auth(req)
         if who.isAdmin {
             throw HostError.forbidden("the admin token has no sessions; call this with a user's session token")
+        }
+        if who.apiKeyID != nil {
+            throw HostError(status: 403, code: "API_KEY_AUTH_FORBIDDEN", message: "an API key cannot do this; sign in with a session")
         }
         guard let user = who.userID else {
             throw HostError(status: 401, code: "AUTH_REQUIRED", message: "sign in first: send Authorization: Bearer <session token> or the session cookie")
         }
         return user
+    }
+
+    /// `row` as `GET /api/auth/session` shows it: never `passwordHash` or a `_` field, nor
+    /// the manifest's `auth.user.hide` ones; only `auth.user.expose` (and `id`) when given.
+    static func visibleUser(_ row: JSONValue, _ config: AuthConfig) -> JSONValue {
+        guard case let .object(fields) = row else { return row }
+        let hidden = Set(config.userHide + ["passwordHash"]), exposed = Set(config.userExpose)
+        return .object(fields.filter { name, _ in
+            name == "id" || (!name.hasPrefix("_") && !hidden.contains(name) && (exposed.isEmpty || exposed.contains(name)))
+        })
     }
 
     /// A new guest session (`guest_` + 32 hex user id): each is a database write anyone can

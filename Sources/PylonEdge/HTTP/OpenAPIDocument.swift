@@ -123,15 +123,15 @@ enum OpenAPIDocument {
     static let errorResponses: JSONValue = {
         let described: [(String, String)] = [
             ("400", "bad input (INVALID_DATA, INVALID_QUERY, MISSING_FIELD, ENTITY_NOT_FOUND, …)"),
-            ("401", "a session is required (AUTH_REQUIRED)"),
-            ("403", "not allowed (FORBIDDEN, POLICY_DENIED, CSRF_REJECTED)"),
+            ("401", "a session is required (AUTH_REQUIRED), or the credentials are wrong (INVALID_CREDENTIALS)"),
+            ("403", "not allowed (FORBIDDEN, POLICY_DENIED, CSRF_REJECTED, API_KEY_AUTH_FORBIDDEN)"),
             ("404", "no such row, key or route (NOT_FOUND)"),
-            ("409", "a unique value is taken (UNIQUE_VIOLATION)"),
+            ("409", "a unique value is taken (UNIQUE_VIOLATION, EMAIL_IN_USE)"),
             ("410", "the cursor must be resynced (RESYNC_REQUIRED, with oldest_seq)"),
             ("413", "the body is over PYLON_MAX_BODY_BYTES (PAYLOAD_TOO_LARGE)"),
             ("429", "over a request limit (RATE_LIMITED, with Retry-After)"),
-            ("501", "the function runtime is not available"),
-            ("503", "the function runtime is busy or stopping"),
+            ("501", "a capability is not available (no function runtime, no user entity for passwords, no API key pepper)"),
+            ("503", "busy or stopping (the function runtime; too many sign-ins being checked: AUTH_BUSY)"),
             ("504", "the function call timed out"),
         ]
         return .object(described.map { status, what in
@@ -269,7 +269,16 @@ enum OpenAPIDocument {
 
     static let authPaths: [(String, JSONValue)] = [
         ("/api/auth/me", ["get": op("me", "the caller", access: .anyone, tags: ["auth"], responses: [("200", ok(ref("Auth")))])]),
+        ("/api/auth/refresh", ["post": op("refresh", "a new token for the caller's session (same user, device, organisation); the old one ends",
+                                          access: .anyone, tags: ["auth"], responses: [("200", ok(tokenReply))], errors: ["401"])]),
+        ("/api/auth/account", ["delete": op(
+            "deleteAccount", "delete the caller: sessions, API keys, password and user row (session only)", access: .user, tags: ["auth"],
+            responses: [("200", ok(object([("deleted", ["const": true]), ("revoked_sessions", count), ("revoked_api_keys", count),
+                                           ("unlinked_accounts", count)], required: ["deleted"])))])]),
         ("/api/auth/session", [
+            "get": op("getSession", "the caller and their user row, without credentials or hidden fields", access: .anyone,
+                      tags: ["auth"], responses: [("200", ok(object([("session", ref("Auth")), ("user", ["type": ["object", "null"]])],
+                                                                    required: ["session", "user"])))]),
             "post": op("createSession", "mint a session for any user id (--dev or admin)", access: .anyone, tags: ["auth"],
                        body: body(object([("user_id", ["type": "string", "minLength": 1])], required: ["user_id"])),
                        responses: [("201", ok(tokenReply, "created"))]),
@@ -294,6 +303,42 @@ enum OpenAPIDocument {
             "delete": op("revokeSessions", "revoke all the caller's sessions", access: .user, tags: ["auth"],
                          responses: [("200", ok(object([("revoked_count", count)], required: ["revoked_count"])))]),
         ]),
+        ("/api/auth/password/register", ["post": op(
+            "passwordRegister", "a new user with an email and a password (at least 10 characters); signs in (SEND auth bucket)",
+            access: .anyone, tags: ["auth"],
+            body: body(object([("email", string), ("password", string), ("displayName", string)], required: ["email", "password"])),
+            responses: [("200", ok(tokenReply))], errors: ["409", "501", "503"])]),
+        ("/api/auth/password/login", ["post": op(
+            "passwordLogin", "sign in with an email and a password (LOGIN auth bucket)", access: .anyone, tags: ["auth"],
+            body: body(object([("email", string), ("password", string)], required: ["email", "password"])),
+            responses: [("200", ok(tokenReply))], errors: ["401", "501", "503"])]),
+        ("/api/auth/password/change", ["post": op(
+            "passwordChange", "replace the caller's password; ends every earlier session and signs in anew", access: .user,
+            tags: ["auth"],
+            body: body(object([("currentPassword", string), ("newPassword", string)], required: ["currentPassword", "newPassword"])),
+            responses: [("200", ok(object([("changed", ["const": true]), ("token", string), ("user_id", string),
+                                           ("expires_at", ["type": "integer"])], required: ["changed", "token", "user_id"])))],
+            errors: ["501", "503"])]),
+        ("/api/auth/api-keys", [
+            "post": op("createApiKey", "a new API key for the caller (the token is shown once; session only)", access: .user,
+                       tags: ["auth"],
+                       body: body(object([("name", ["type": "string", "maxLength": 100]), ("scopes", ["type": "string", "maxLength": 1000]),
+                                          ("expires_at", ["type": "integer"])])),
+                       responses: [("200", ok(object([("key", string), ("id", string), ("prefix", string), ("name", string),
+                                                      ("scopes", ["type": ["string", "null"]]), ("expires_at", ["type": ["integer", "null"]]),
+                                                      ("created_at", ["type": "integer"])], required: ["key", "id", "prefix", "name"])))],
+                       errors: ["501"]),
+            "get": op("listApiKeys", "the caller's API keys, newest first, without secrets (session only)", access: .user,
+                      tags: ["auth"], responses: [("200", ok(["type": "array", "items": object([
+                          ("id", string), ("prefix", string), ("name", string), ("scopes", ["type": ["string", "null"]]),
+                          ("expires_at", ["type": ["integer", "null"]]), ("last_used_at", ["type": ["integer", "null"]]),
+                          ("created_at", ["type": "integer"])], required: ["id", "prefix", "name", "created_at"])]))],
+                      errors: ["501"]),
+        ]),
+        ("/api/auth/api-keys/{id}", ["delete": op(
+            "revokeApiKey", "revoke one of the caller's API keys (another user's is answered as a missing one)", access: .user,
+            tags: ["auth"], parameters: [pathParam("id")],
+            responses: [("200", ok(object([("revoked", ["const": true])], required: ["revoked"])))], errors: ["501"])]),
     ]
 
     static func entityPaths(_ e: Entity) -> [(String, JSONValue)] {

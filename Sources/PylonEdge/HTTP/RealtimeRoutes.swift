@@ -30,17 +30,25 @@ extension RouteContext {
     /// anything else: anonymous).
     func authFor(token: String?) async throws -> AuthContext {
         if let known = authNow(token: token) { return known }
-        // Only a session token not in the cache gets here.
+        // Only an API key, or a session token not in the cache, gets here.
+        if let token, token.hasPrefix("pk.") {
+            guard let apiKeys, let key = try await apiKeys.resolve(token) else {
+                throw HostError(status: 401, code: "INVALID_API_KEY", message: "Bearer token is malformed, expired, or revoked")
+            }
+            return AuthContext(userID: key.userID, isAdmin: false, isGuest: false, roles: [], tenantID: nil,
+                               apiKeyID: key.id, apiKeyScopes: key.scopes)
+        }
         guard let token, let s = try await sessions.resolve(token) else { return .anonymous }
         return AuthContext(s)
     }
 
     /// `authFor` when the answer is known without waiting: anonymous, the admin, or a
-    /// session the session cache holds; nil when a session token must be looked up in the
-    /// store.
+    /// session the session cache holds; nil when an API key or a session token must be
+    /// looked up in the store.
     func authNow(token: String?) -> AuthContext? {
         guard let token, !token.isEmpty else { return .anonymous }
-        if let admin = config.adminToken, !admin.isEmpty, Self.constantTimeEqual(token, admin) { return .admin }
+        if let admin = config.adminToken, !admin.isEmpty, ConstantTime.equal(token, admin) { return .admin }
+        if token.hasPrefix("pk.") { return nil }
         guard token.hasPrefix("pylon_") else { return .anonymous }
         guard let cached = sessions.resolveCached(token) else { return nil }
         return cached.map(AuthContext.init) ?? .anonymous

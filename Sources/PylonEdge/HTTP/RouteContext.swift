@@ -23,11 +23,15 @@ package struct RouteContext: Sendable {
     let cache: CacheService?
     /// Pylon's auth buckets (guest and anonymous sessions).
     let authLimiter: AuthRateLimiter
+    /// Email-and-password accounts (`PasswordRoutes`).
+    let passwords: PasswordAccounts
+    /// API keys (`ApiKeyRoutes`); nil outside --dev without PYLON_API_KEY_PEPPER.
+    let apiKeys: ApiKeys?
 
     package init(data: DataService, changes: ChangeLog, sessions: SessionStore, config: HostConfig,
                  metrics: Metrics, startedAt: Date, stubs: [CapabilityInfo], hub: ChangeHub,
                  sync: SyncStream, realtime: RealtimeConfig, functions: FunctionService?,
-                 cache: CacheService?, authLimiter: AuthRateLimiter) {
+                 cache: CacheService?, authLimiter: AuthRateLimiter, passwords: PasswordAccounts, apiKeys: ApiKeys?) {
         self.data = data
         self.changes = changes
         self.sessions = sessions
@@ -41,6 +45,8 @@ package struct RouteContext: Sendable {
         self.functions = functions
         self.cache = cache
         self.authLimiter = authLimiter
+        self.passwords = passwords
+        self.apiKeys = apiKeys
     }
 
     /// Resolves the caller (pylon-core.md §0.4 step 5): bearer header wins over the session
@@ -77,15 +83,6 @@ package struct RouteContext: Sendable {
             }
         }
         return nil
-    }
-
-    static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
-        let x = Array(a.utf8), y = Array(b.utf8)
-        var diff = UInt8(x.count == y.count ? 0 : 1)
-        for i in 0..<max(x.count, y.count) {
-            diff |= (i < x.count ? x[i] : 0) ^ (i < y.count ? y[i] : 0)
-        }
-        return diff == 0
     }
 
     func requireAdmin(_ request: Request, _ what: String) async throws {

@@ -1,0 +1,30 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import PylonCore
+import PylonData
+import PylonJSON
+
+/// `DELETE /api/auth/account` (pylon-aux.md §1.3): a signed-in user deletes themselves —
+/// every session (and so every stream) ends, every API key and the password go, and their
+/// row of the user entity is deleted (a change event, as any delete). Only with a session:
+/// an API key, the admin token and anonymous callers cannot. Steps run in this order so
+/// that a failure part way leaves a user who can no longer sign in, and repeating finishes.
+extension RouteContext {
+    func addAccountRoutes(_ router: Router<PylonRequestContext>) {
+        router.delete("/api/auth/account") { req, _ in
+            let user = try await sessionUser(req)
+            let sessionsEnded = try await sessions.revokeAll(userID: user)
+            let keys = try await apiKeys?.revokeAll(userID: user) ?? 0
+            try await passwords.forget(userID: user)
+            let entity = data.manifest.auth.userEntity
+            if data.codecs[entity] != nil, try await data.get(entity, id: user) != nil {
+                _ = try await data.delete(entity, id: user, auth: .admin)
+            }
+            var r = HTTPSupport.json(.object([("deleted", true), ("revoked_sessions", .int(Int64(sessionsEnded))),
+                                              ("revoked_api_keys", .int(Int64(keys))), ("unlinked_accounts", 0)]))
+            r.headers[.setCookie] = "\(config.cookieName)=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"
+            return r
+        }
+    }
+}
