@@ -173,7 +173,7 @@ private func instance(_ p: OpaquePointer?) -> CacheInstance? {
 
 private func cacheCreate(
     _ host: UnsafePointer<pylon_host_v1>?, _ config: UnsafePointer<CChar>?, _ len: Int,
-    _ out: UnsafeMutablePointer<OpaquePointer?>?, _ err: UnsafeMutablePointer<pylon_error>?
+    _ out: UnsafeMutablePointer<OpaquePointer?>?, _ err: UnsafePointer<pylon_error_sink>?
 ) -> pylon_status {
     createInstance(host, config, len, out, err) { host, bytes -> Result<CacheInstance, StoreFailure> in
         switch CacheConfig.parse(String(decoding: bytes, as: UTF8.self)) {
@@ -204,10 +204,9 @@ private func cacheCommand(
     _ done: pylon_cache_reply_fn?, _ ctx: UnsafeMutableRawPointer?
 ) {
     guard let inst = instance(p) else {
-        var e = pylon_error()
-        e.struct_size = UInt32(MemoryLayout<pylon_error>.size)
-        fillError(&e, PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "command called without an instance")
-        done?(ctx, PYLON_ERR_INVALID_ARGUMENT, nil, 0, &e)
+        withError(PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "command called without an instance") { e in
+            done?(ctx, PYLON_ERR_INVALID_ARGUMENT, nil, 0, e)
+        }
         return
     }
     var args: [[UInt8]] = []

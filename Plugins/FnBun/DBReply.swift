@@ -43,22 +43,9 @@ let dbDone: pylon_fn_db_done_fn = { ctx, status, json, len, err in
     let reply = Unmanaged<DBReply>.fromOpaque(ctx).takeRetainedValue()
     if status == PYLON_OK {
         reply.succeed(UnsafeRawBufferPointer(start: UnsafeRawPointer(json), count: json == nil ? 0 : len))
-    } else if let json, len > 0, let whole = wholeError(Array(UnsafeRawBufferPointer(start: json, count: len))) {
-        reply.fail(whole.code, whole.message) // ABI 1.4: the untruncated error
     } else {
-        var code = "DB_ERROR"
-        var message = "database operation failed"
-        if let err {
-            var e = err.pointee
-            code = withUnsafeBytes(of: &e.code) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-            message = withUnsafeBytes(of: &e.message) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-        }
-        reply.fail(code, message)
+        let code = err.map { errorText($0.pointee.code) } ?? ""
+        let message = err.map { errorText($0.pointee.message) } ?? ""
+        reply.fail(code.isEmpty ? "DB_ERROR" : code, message.isEmpty ? "database operation failed" : message)
     }
-}
-
-/// `{"code", "message"}` as a failed host reply carries it since ABI 1.4.
-private func wholeError(_ bytes: [UInt8]) -> (code: String, message: String)? {
-    guard let o = try? JSONParser.parse(bytes), let code = o["code"]?.stringValue else { return nil }
-    return (code, o["message"]?.stringValue ?? "database operation failed")
 }

@@ -18,7 +18,8 @@ import Glibc
 /// PATH, else `~/.bun/bin/bun`), `max_rss_mb` (`PYLON_FN_MAX_RSS_MB`, default 1024, 0 = no
 /// limit: a child over it is killed), `dev` (the host passes `--dev`: reload the children
 /// when files in the folder change), `host_loops` (`PYLON_FN_HOST_LOOPS`, default true:
-/// the host's event loops read the children's output when the host offers them, ABI 1.6;
+/// the host's event loops read the children's output when the host offers them (the host
+/// service "pylon.host.loops/1");
 /// false: a thread per child does), `batch_scheduling` (`PYLON_FN_BATCH_SCHEDULING`,
 /// default true: the children run under SCHED_BATCH, see `withSpawnPolicy`). Without Bun the plugin still loads and every call fails
 /// with PYLON_ERR_UNSUPPORTED and a message saying how to install it.
@@ -37,7 +38,7 @@ final class FnInstance: @unchecked Sendable {
     }
 
     /// Fills `err` and returns its status when no call can run.
-    func refuse(_ err: UnsafeMutablePointer<pylon_error>?) -> pylon_status? {
+    func refuse(_ err: UnsafePointer<pylon_error_sink>?) -> pylon_status? {
         guard let u = unavailable else { return nil }
         fillError(err, u.status, u.code, u.message)
         return u.status
@@ -159,7 +160,7 @@ public func pylonPluginEntry() -> UnsafePointer<pylon_plugin_descriptor> {
 
 private func fnCreate(
     _ host: UnsafePointer<pylon_host_v1>?, _ config: UnsafePointer<CChar>?, _ len: Int,
-    _ out: UnsafeMutablePointer<OpaquePointer?>?, _ err: UnsafeMutablePointer<pylon_error>?
+    _ out: UnsafeMutablePointer<OpaquePointer?>?, _ err: UnsafePointer<pylon_error_sink>?
 ) -> pylon_status {
     createInstance(host, config, len, out, err) { host, bytes in
         parseConfig(bytes).flatMap { makeInstance(HostLog(host), $0) }
@@ -218,7 +219,7 @@ private func fnGetInterface(_ instance: OpaquePointer?, _ id: UnsafePointer<CCha
 // MARK: - pylon.functions/1
 
 private func fnBindHost(_ instance: OpaquePointer?, _ host: UnsafePointer<pylon_fn_host_v1>?,
-                        _ err: UnsafeMutablePointer<pylon_error>?) -> pylon_status {
+                        _ err: UnsafePointer<pylon_error_sink>?) -> pylon_status {
     guard let instance, let host, host.pointee.struct_size >= UInt32(MemoryLayout<pylon_fn_host_v1>.size) else {
         fillError(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "bind_host needs an instance and a complete pylon_fn_host_v1")
         return PYLON_ERR_INVALID_ARGUMENT
@@ -238,7 +239,7 @@ private func bytes(_ s: pylon_str) -> [UInt8] {
 }
 
 private func fnDescribe(_ instance: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ len: Int,
-                        _ out: UnsafeMutablePointer<pylon_fn_info>?, _ err: UnsafeMutablePointer<pylon_error>?) -> pylon_status {
+                        _ out: UnsafeMutablePointer<pylon_fn_info>?, _ err: UnsafePointer<pylon_error_sink>?) -> pylon_status {
     guard let instance, let out else {
         fillError(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "describe needs an instance and an out pointer")
         return PYLON_ERR_INVALID_ARGUMENT
@@ -267,7 +268,7 @@ private func fnList(_ instance: OpaquePointer?, _ cb: pylon_fn_json_fn?, _ ctx: 
 }
 
 private func fnStartCall(_ instance: OpaquePointer?, _ call: UnsafePointer<pylon_fn_call>?,
-                         _ err: UnsafeMutablePointer<pylon_error>?) -> pylon_status {
+                         _ err: UnsafePointer<pylon_error_sink>?) -> pylon_status {
     guard let instance, let call else {
         fillError(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "start_call needs an instance and a call")
         return PYLON_ERR_INVALID_ARGUMENT
@@ -280,7 +281,7 @@ private func fnStartCall(_ instance: OpaquePointer?, _ call: UnsafePointer<pylon
     }
     let c = call.pointee
     let name = String(decoding: bytes(c.name), as: UTF8.self)
-    // ABI 1.4 appended `request_json`; an older host's struct ends before it.
+    // Read only what the host's struct_size covers (the reading rule).
     let requestEnd = MemoryLayout<pylon_fn_call>.offset(of: \.request_json)! + MemoryLayout<pylon_str>.size
     let request = Int(c.struct_size) >= requestEnd ? bytes(c.request_json) : []
     pool.startCall(name: name, kind: c.kind, args: bytes(c.args_json), auth: bytes(c.auth_json), request: request, ctx: c.call_ctx)

@@ -26,7 +26,8 @@ final class WorkerPool: @unchecked Sendable {
     let callTimeout: Double
     let log: HostLog
     var host: UnsafePointer<pylon_fn_host_v1>?
-    /// The host's event loops read the children's stdout when it offers them (ABI 1.6);
+    /// The host's event loops read the children's stdout when it offers them
+    /// ("pylon.host.loops/1");
     /// nil: a thread per child does.
     let loops: HostEventLoops?
 
@@ -219,13 +220,9 @@ final class WorkerPool: @unchecked Sendable {
                                       raw.baseAddress?.assumingMemoryBound(to: CChar.self), raw.count, nil)
             }
         } else {
-            var e = pylon_error()
-            e.struct_size = UInt32(MemoryLayout<pylon_error>.size)
-            fillError(&e, status == PYLON_OK ? PYLON_ERR_GENERIC : status, code, message)
-            // The whole error too (ABI 1.4): a function's own code may not fit `e.code`.
-            let whole = JSONWriter.encode(["code": .string(code), "message": .string(message)])
-            whole.withUnsafeBytes { raw in
-                host.pointee.complete(host.pointee.host_ctx, call.ctx, e.status, raw.baseAddress?.assumingMemoryBound(to: CChar.self), raw.count, &e)
+            let failed = status == PYLON_OK ? PYLON_ERR_GENERIC : status
+            withError(failed, code, message) { e in
+                host.pointee.complete(host.pointee.host_ctx, call.ctx, failed, nil, 0, e)
             }
         }
     }

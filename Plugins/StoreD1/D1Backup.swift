@@ -1,7 +1,7 @@
 import PylonPluginABI
 import PylonPluginKit
 
-/// The D1 store makes no backups (ABI 1.8 `backup` / `restore`): the database lives in
+/// The D1 store makes no backups (the store's `backup` / `restore` slots): the database lives in
 /// Cloudflare, which has its own export and point-in-time recovery. The slots exist so that
 /// `pylon-host backup` says what to use instead of only "not supported".
 enum D1Backup {
@@ -12,12 +12,12 @@ enum D1Backup {
 }
 
 /// `backup`: always PYLON_ERR_UNSUPPORTED, naming wrangler's export.
-func d1Backup(_ instance: OpaquePointer?, _ path: UnsafePointer<CChar>?, _ err: UnsafeMutablePointer<pylon_error>?) -> pylon_status {
+func d1Backup(_ instance: OpaquePointer?, _ path: UnsafePointer<CChar>?, _ err: UnsafePointer<pylon_error_sink>?) -> pylon_status {
     backupCall(instance, path, err, as: D1Instance.self) { instance, _ in D1Backup.unsupported(instance.config, "back up") }
 }
 
 /// `restore`: always PYLON_ERR_UNSUPPORTED; the D1 database is not touched.
 func d1Restore(_ instance: OpaquePointer?, _ path: UnsafePointer<CChar>?, _ sql: UnsafePointer<CChar>?, _ sqlLen: Int,
-               _ err: UnsafeMutablePointer<pylon_error>?) -> pylon_status {
+               _ err: UnsafePointer<pylon_error_sink>?) -> pylon_status {
     restoreCall(instance, path, sql, sqlLen, err, as: D1Instance.self) { instance, _, _ in D1Backup.unsupported(instance.config, "restore") }
 }

@@ -5,8 +5,8 @@ import PylonPluginKit
 
 /// The D1 store plugin: `pylon.store/1`, dialect "sqlite", executing over HTTP against
 /// Cloudflare D1's query API (or anything that speaks its shape). How transactions map onto
-/// D1 is explained on `D1Connection`. Every call completes inline and may block on the
-/// network (PYLON_STORE_FLAG_COMPLETES_INLINE), so the host calls it from its store threads.
+/// D1 is explained on `D1Connection`. Every call is synchronous and may block on the
+/// network ([may-block]), so the host calls it from its store threads.
 ///
 /// NOTE: tested against the local D1-compatible server in Tests/Fixtures/d1, never against
 /// Cloudflare's service itself.
@@ -31,7 +31,7 @@ nonisolated(unsafe) private let descriptor = makeDescriptor(
     create: d1Create, destroy: d1Destroy, getInterface: d1GetInterface)
 
 nonisolated(unsafe) private let storeTable = makeStoreTable(
-    flags: PYLON_STORE_FLAG_COMPLETES_INLINE | PYLON_STORE_FLAG_DEFERRED_WRITES, dialect: "sqlite", maxReaders: 4,
+    flags: PYLON_STORE_FLAG_DEFERRED_WRITES, dialect: "sqlite", maxReaders: 4,
     open: d1Open, close: d1Close, execute: d1Execute, transaction: d1Transaction, describe: d1Describe,
     backup: d1Backup, restore: d1Restore)
 
@@ -45,7 +45,7 @@ public func pylonPluginEntry() -> UnsafePointer<pylon_plugin_descriptor> {
 
 private func d1Create(
     _ host: UnsafePointer<pylon_host_v1>?, _ config: UnsafePointer<CChar>?, _ len: Int,
-    _ out: UnsafeMutablePointer<OpaquePointer?>?, _ err: UnsafeMutablePointer<pylon_error>?
+    _ out: UnsafeMutablePointer<OpaquePointer?>?, _ err: UnsafePointer<pylon_error_sink>?
 ) -> pylon_status {
     createInstance(host, config, len, out, err) { host, bytes -> Result<D1Instance, StoreFailure> in
         switch D1Config.parse(bytes) {
@@ -84,10 +84,11 @@ private func d1Describe(_ instance: OpaquePointer?, _ buf: UnsafeMutablePointer<
 
 private func d1Open(
     _ instance: OpaquePointer?, _ mode: Int32, _ out: UnsafeMutablePointer<OpaquePointer?>?,
-    _ err: UnsafeMutablePointer<pylon_error>?
+    _ err: UnsafePointer<pylon_error_sink>?
 ) -> pylon_status {
-    openConnection(instance, mode, out, err, as: D1Instance.self) { inst, writable -> Result<D1Connection, StoreFailure> in
-        D1HTTP.make(inst.config).flatMap { http -> Result<D1Connection, StoreFailure> in
+    openConnection(instance, mode, out, err, as: D1Instance.self) { inst, mode -> Result<D1Connection, StoreFailure> in
+        let writable = mode == PYLON_STORE_OPEN_WRITE
+        return D1HTTP.make(inst.config).flatMap { http -> Result<D1Connection, StoreFailure> in
             let conn = D1Connection(http: http, writable: writable)
             // A writer reaches D1 once at startup (so a wrong token or id stops the host with
             // a clear message) and creates the table of commit markers.
@@ -104,36 +105,43 @@ private func d1Close(_ conn: OpaquePointer?) {
     _ = Handle.release(conn, as: D1Connection.self).transaction(PYLON_TX_ROLLBACK)
 }
 
+/// Statements one at a time: inside a write transaction writes are buffered anyway
+/// (PYLON_STORE_FLAG_DEFERRED_WRITES) and go to D1 as one batch at COMMIT.
 private func d1Execute(
-    _ connPtr: OpaquePointer?, _ sql: UnsafePointer<CChar>?, _ sqlLen: Int,
-    _ params: UnsafePointer<pylon_value>?, _ paramCount: Int,
-    _ sink: UnsafePointer<pylon_row_sink>?, _ done: pylon_store_done_fn?, _ ctx: UnsafeMutableRawPointer?
-) {
-    guard let connPtr, let sql, paramCount == 0 || params != nil else {
-        completeStoreCall(done, ctx, StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "execute called without connection, SQL or parameters"))
-        return
+    _ connPtr: OpaquePointer?, _ statements: UnsafePointer<pylon_statement>?, _ count: Int, _ flags: UInt32,
+    _ sink: UnsafePointer<pylon_row_sink>?, _ result: UnsafeMutablePointer<pylon_exec_result>?,
+    _ err: UnsafePointer<pylon_error_sink>?
+) -> pylon_status {
+    guard let connPtr else {
+        return storeOutcome(StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "execute called without connection"), err)
     }
     let conn = Handle.borrow(connPtr, as: D1Connection.self)
-    let text = String(decoding: UnsafeRawBufferPointer(start: sql, count: sqlLen), as: UTF8.self)
+    return executeEach(statements, count, flags, sink, result, err,
+                       one: { s, sink in runStatement(conn, s, sink) },
+                       commit: { conn.transaction(PYLON_TX_COMMIT) })
+}
+
+/// One statement, its rows to `sink`.
+private func runStatement(_ conn: D1Connection, _ s: pylon_statement, _ sink: UnsafePointer<pylon_row_sink>?) -> StatementOutcome {
+    guard s.sql != nil, s.param_count == 0 || s.params != nil else {
+        return .failure(StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "execute called without SQL or parameters"))
+    }
     var values: [JSONValue] = []
-    values.reserveCapacity(paramCount)
-    for i in 0..<paramCount {
-        switch D1Wire.param(params![i]) {
+    values.reserveCapacity(s.param_count)
+    for i in 0..<s.param_count {
+        switch D1Wire.param(s.params![i]) {
         case let .success(v): values.append(v)
-        case let .failure(f): completeStoreCall(done, ctx, f); return
+        case let .failure(f): return .failure(f)
         }
     }
     let result: D1Wire.StatementResult
-    switch conn.execute(text, values) {
-    case let .failure(f): completeStoreCall(done, ctx, f); return
+    switch conn.execute(statementSQL(s), values) {
+    case let .failure(f): return .failure(f)
     case .success(.buffered): result = D1Wire.StatementResult()
     case let .success(.ran(r)): result = r
     }
-    if let failure = deliver(result, to: sink?.pointee) {
-        completeStoreCall(done, ctx, failure)
-        return
-    }
-    completeStoreCall(done, ctx, nil, rowsAffected: result.changes, lastID: result.lastRowID)
+    if let failure = deliver(result, to: sink?.pointee) { return .failure(failure) }
+    return .success((result.changes, result.lastRowID))
 }
 
 /// Streams a result to the host's sink: column names once, then each row. Text and blob
@@ -193,13 +201,9 @@ private func withArena<R>(_ parts: [[UInt8]], _ body: (UnsafeMutablePointer<UInt
     return arena.withUnsafeMutableBufferPointer { body($0.baseAddress!, spans) }
 }
 
-private func d1Transaction(
-    _ connPtr: OpaquePointer?, _ op: Int32, _ done: pylon_store_done_fn?, _ ctx: UnsafeMutableRawPointer?
-) {
+private func d1Transaction(_ connPtr: OpaquePointer?, _ op: Int32, _ err: UnsafePointer<pylon_error_sink>?) -> pylon_status {
     guard let connPtr else {
-        completeStoreCall(done, ctx, StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "transaction called without connection"))
-        return
+        return storeOutcome(StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "transaction called without connection"), err)
     }
-    let conn = Handle.borrow(connPtr, as: D1Connection.self)
-    completeStoreCall(done, ctx, conn.transaction(op))
+    return storeOutcome(Handle.borrow(connPtr, as: D1Connection.self).transaction(op), err)
 }

@@ -7,7 +7,7 @@ import PylonPluginKit
 import Glibc
 #endif
 
-/// Backups of the Postgres store (ABI 1.8 `backup` / `restore`) with PostgreSQL's own tools,
+/// Backups of the Postgres store (the store's `backup` / `restore` slots) with PostgreSQL's own tools,
 /// found on PATH: `pg_dump --format=custom` writes the backup (one consistent snapshot,
 /// while hosts keep serving); a restore turns it into SQL with `pg_restore` (which reads
 /// the whole archive first, so a damaged file fails before the database is touched) and
@@ -160,15 +160,15 @@ enum PostgresBackup {
     }
 }
 
-// MARK: - The ABI 1.8 slots
+// MARK: - The backup and restore slots
 
 /// `backup`: the instance's database into `path` with pg_dump.
-func pgBackup(_ instance: OpaquePointer?, _ path: UnsafePointer<CChar>?, _ err: UnsafeMutablePointer<pylon_error>?) -> pylon_status {
+func pgBackup(_ instance: OpaquePointer?, _ path: UnsafePointer<CChar>?, _ err: UnsafePointer<pylon_error_sink>?) -> pylon_status {
     backupCall(instance, path, err, as: PostgresInstance.self) { PostgresBackup.backup($0.config, to: $1) }
 }
 
 /// `restore`: the archive at `path`, then the host's SQL, in one transaction.
 func pgRestore(_ instance: OpaquePointer?, _ path: UnsafePointer<CChar>?, _ sql: UnsafePointer<CChar>?, _ sqlLen: Int,
-               _ err: UnsafeMutablePointer<pylon_error>?) -> pylon_status {
+               _ err: UnsafePointer<pylon_error_sink>?) -> pylon_status {
     restoreCall(instance, path, sql, sqlLen, err, as: PostgresInstance.self) { PostgresBackup.restore($0.config, from: $1, afterSQL: $2) }
 }

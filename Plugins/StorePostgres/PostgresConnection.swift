@@ -172,12 +172,12 @@ final class PostgresConnection {
         PQcmdTuples(r).map { Int64(String(cString: $0)) ?? 0 } ?? 0
     }
 
-    /// `execute_batch`: the statements in one pipeline (one round trip; a deferred BEGIN
+    /// Several statements (`execute` with a list): the statements in one pipeline (one round trip; a deferred BEGIN
     /// goes first in it), results read in order, the last one's rows to `sink`; the first
     /// failure is returned (the server skips the rest of the pipeline and the transaction
     /// is then failed). Falls back to one `execute` at a time when the statements do not
     /// all fit in the prepared-statement cache.
-    /// `commit` (`commit_batch`): COMMIT ends the pipeline; on any failure the transaction
+    /// `commit` (PYLON_EXEC_COMMIT): COMMIT ends the pipeline; on any failure the transaction
     /// is rolled back before returning, so none is left open.
     func executeBatch(_ statements: UnsafeBufferPointer<pylon_statement>, sink: UnsafePointer<pylon_row_sink>?,
                       commit: Bool = false) -> Result<Int64, StoreFailure>
@@ -188,7 +188,7 @@ final class PostgresConnection {
         return outcome
     }
 
-    /// After a failed `commit_batch`: rolls back whatever is still open on the server.
+    /// After a failed commit: rolls back whatever is still open on the server.
     private func abandonTransaction() {
         deferredBegin = nil
         inTransaction = false
@@ -218,7 +218,7 @@ final class PostgresConnection {
         names.reserveCapacity(statements.count)
         for s in statements {
             guard s.sql != nil else {
-                return .failure(StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "execute_batch: a statement without SQL"))
+                return .failure(StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "execute: a statement without SQL"))
             }
             switch preparedName(text(s), parameterCount: params(s).count) {
             case let .failure(f): return .failure(f)

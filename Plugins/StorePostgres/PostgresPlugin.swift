@@ -7,8 +7,8 @@ import PylonPluginKit
 /// The PostgreSQL store plugin: `pylon.store/1`, dialect "postgres", over the system
 /// libpq. Each `open` is one server session (the host opens a writer and a pool of
 /// readers); prepared statements are cached per session; a lost session is re-established
-/// on the next call. Every call completes inline and may block
-/// (PYLON_STORE_FLAG_COMPLETES_INLINE), so the host calls it from its store threads only.
+/// on the next call. Every call is synchronous and [may-block], so the host calls it from
+/// its store threads only.
 /// Several hosts may share one database (PYLON_STORE_FLAG_CONCURRENT_WRITERS): the host's
 /// postgres dialect serializes change-log appends with an advisory lock.
 ///
@@ -71,10 +71,9 @@ nonisolated(unsafe) private let descriptor = makeDescriptor(
     create: pgCreate, destroy: pgDestroy, getInterface: pgGetInterface)
 
 nonisolated(unsafe) private let storeTable = makeStoreTable(
-    flags: PYLON_STORE_FLAG_COMPLETES_INLINE | PYLON_STORE_FLAG_CONCURRENT_WRITERS, dialect: "postgres", maxReaders: 4,
+    flags: PYLON_STORE_FLAG_CONCURRENT_WRITERS | PYLON_STORE_FLAG_BATCHES, dialect: "postgres", maxReaders: 4,
     open: pgOpen, close: pgClose, execute: pgExecute, transaction: pgTransaction,
-    waitNotify: pgWaitNotify, describe: pgDescribe, executeBatch: pgExecuteBatch, commitBatch: pgCommitBatch,
-    backup: pgBackup, restore: pgRestore)
+    waitNotify: pgWaitNotify, describe: pgDescribe, backup: pgBackup, restore: pgRestore)
 
 /// The one exported symbol. Cheap and side-effect free apart from building the static
 /// descriptor on first call.
@@ -87,7 +86,7 @@ public func pylonPluginEntry() -> UnsafePointer<pylon_plugin_descriptor> {
 
 private func pgCreate(
     _ host: UnsafePointer<pylon_host_v1>?, _ config: UnsafePointer<CChar>?, _ len: Int,
-    _ out: UnsafeMutablePointer<OpaquePointer?>?, _ err: UnsafeMutablePointer<pylon_error>?
+    _ out: UnsafeMutablePointer<OpaquePointer?>?, _ err: UnsafePointer<pylon_error_sink>?
 ) -> pylon_status {
     createInstance(host, config, len, out, err) { host, bytes -> Result<PostgresInstance, StoreFailure> in
         bytes.withUnsafeBufferPointer { buf in
@@ -121,10 +120,10 @@ private func pgDescribe(_ instance: OpaquePointer?, _ buf: UnsafeMutablePointer<
 
 private func pgOpen(
     _ instance: OpaquePointer?, _ mode: Int32, _ out: UnsafeMutablePointer<OpaquePointer?>?,
-    _ err: UnsafeMutablePointer<pylon_error>?
+    _ err: UnsafePointer<pylon_error_sink>?
 ) -> pylon_status {
-    openConnection(instance, mode, out, err, as: PostgresInstance.self) { inst, writable in
-        PostgresConnection.open(config: inst.config, writable: writable)
+    openConnection(instance, mode, out, err, as: PostgresInstance.self) { inst, mode in
+        PostgresConnection.open(config: inst.config, writable: mode == PYLON_STORE_OPEN_WRITE)
     }
 }
 
@@ -133,66 +132,42 @@ private func pgClose(_ conn: OpaquePointer?) {
     Handle.release(conn, as: PostgresConnection.self).close()
 }
 
+/// One statement alone goes as it is; several, or any with PYLON_EXEC_COMMIT, go as one
+/// pipeline (COMMIT at its end): one round trip.
 private func pgExecute(
-    _ connPtr: OpaquePointer?, _ sql: UnsafePointer<CChar>?, _ sqlLen: Int,
-    _ params: UnsafePointer<pylon_value>?, _ paramCount: Int,
-    _ sink: UnsafePointer<pylon_row_sink>?, _ done: pylon_store_done_fn?, _ ctx: UnsafeMutableRawPointer?
-) {
-    guard let connPtr, let sql else {
-        completeStoreCall(done, ctx, StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "execute called without connection or SQL"))
-        return
-    }
-    let conn = Handle.borrow(connPtr, as: PostgresConnection.self)
-    let text = String(decoding: UnsafeRawBufferPointer(start: sql, count: sqlLen), as: UTF8.self)
-    switch conn.execute(text, UnsafeBufferPointer(start: params, count: params == nil ? 0 : paramCount), sink: sink) {
-    case let .failure(f): completeStoreCall(done, ctx, f)
-    case let .success(affected): completeStoreCall(done, ctx, nil, rowsAffected: affected)
-    }
-}
-
-private func pgExecuteBatch(
-    _ connPtr: OpaquePointer?, _ statements: UnsafePointer<pylon_statement>?, _ count: Int,
-    _ sink: UnsafePointer<pylon_row_sink>?, _ done: pylon_store_done_fn?, _ ctx: UnsafeMutableRawPointer?
-) {
-    runBatch(connPtr, statements, count, sink, done, ctx, commit: false)
-}
-
-/// `commit_batch` (ABI 1.5): the batch and COMMIT in one pipeline.
-private func pgCommitBatch(
-    _ connPtr: OpaquePointer?, _ statements: UnsafePointer<pylon_statement>?, _ count: Int,
-    _ sink: UnsafePointer<pylon_row_sink>?, _ done: pylon_store_done_fn?, _ ctx: UnsafeMutableRawPointer?
-) {
-    runBatch(connPtr, statements, count, sink, done, ctx, commit: true)
-}
-
-private func runBatch(
-    _ connPtr: OpaquePointer?, _ statements: UnsafePointer<pylon_statement>?, _ count: Int,
-    _ sink: UnsafePointer<pylon_row_sink>?, _ done: pylon_store_done_fn?, _ ctx: UnsafeMutableRawPointer?, commit: Bool
-) {
+    _ connPtr: OpaquePointer?, _ statements: UnsafePointer<pylon_statement>?, _ count: Int, _ flags: UInt32,
+    _ sink: UnsafePointer<pylon_row_sink>?, _ result: UnsafeMutablePointer<pylon_exec_result>?,
+    _ err: UnsafePointer<pylon_error_sink>?
+) -> pylon_status {
     guard let connPtr, statements != nil || count == 0 else {
-        let slot = commit ? "commit_batch" : "execute_batch"
-        completeStoreCall(done, ctx, StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "\(slot) called without connection or statements"))
-        return
+        return storeOutcome(StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "execute called without connection or statements"), err)
     }
     let conn = Handle.borrow(connPtr, as: PostgresConnection.self)
-    switch conn.executeBatch(UnsafeBufferPointer(start: statements, count: count), sink: sink, commit: commit) {
-    case let .failure(f): completeStoreCall(done, ctx, f)
-    case let .success(affected): completeStoreCall(done, ctx, nil, rowsAffected: affected)
+    let commit = flags & PYLON_EXEC_COMMIT != 0
+    let outcome: Result<Int64, StoreFailure>
+    if count == 1, !commit, let s = statements?.pointee {
+        guard s.sql != nil else {
+            return storeOutcome(StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "execute called without SQL"), err)
+        }
+        outcome = conn.execute(statementSQL(s), UnsafeBufferPointer(start: s.params, count: s.params == nil ? 0 : s.param_count), sink: sink)
+    } else {
+        outcome = conn.executeBatch(UnsafeBufferPointer(start: statements, count: count), sink: sink, commit: commit)
+    }
+    switch outcome {
+    case let .failure(f): return storeOutcome(f, err)
+    case let .success(affected): return storeOutcome(nil, err, result: result, rowsAffected: affected)
     }
 }
 
-private func pgTransaction(
-    _ connPtr: OpaquePointer?, _ op: Int32, _ done: pylon_store_done_fn?, _ ctx: UnsafeMutableRawPointer?
-) {
+private func pgTransaction(_ connPtr: OpaquePointer?, _ op: Int32, _ err: UnsafePointer<pylon_error_sink>?) -> pylon_status {
     guard let connPtr else {
-        completeStoreCall(done, ctx, StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "transaction called without connection"))
-        return
+        return storeOutcome(StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "transaction called without connection"), err)
     }
-    completeStoreCall(done, ctx, Handle.borrow(connPtr, as: PostgresConnection.self).transaction(op))
+    return storeOutcome(Handle.borrow(connPtr, as: PostgresConnection.self).transaction(op), err)
 }
 
 private func pgWaitNotify(
-    _ connPtr: OpaquePointer?, _ channel: UnsafePointer<CChar>?, _ timeoutMs: Int32, _ err: UnsafeMutablePointer<pylon_error>?
+    _ connPtr: OpaquePointer?, _ channel: UnsafePointer<CChar>?, _ timeoutMs: Int32, _ err: UnsafePointer<pylon_error_sink>?
 ) -> pylon_status {
     guard let connPtr, let channel else {
         fillError(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "wait_notify called without connection or channel")

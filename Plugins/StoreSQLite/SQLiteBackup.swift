@@ -7,7 +7,7 @@ import PylonPluginKit
 import Glibc
 #endif
 
-/// Backups of the SQLite store (ABI 1.8 `backup` / `restore`), through SQLite's online
+/// Backups of the SQLite store (the store's `backup` / `restore` slots), through SQLite's online
 /// backup API (sqlite3_backup_init/step/finish): a backup reads one snapshot of the live
 /// database while serving hosts keep writing it (WAL readers never block the writer), and
 /// a restore copies the backup into a temporary file beside the live one, checks it, runs
@@ -209,15 +209,15 @@ enum SQLiteBackup {
     }
 }
 
-// MARK: - The ABI 1.8 slots
+// MARK: - The backup and restore slots
 
 /// `backup`: the instance's database into `path`.
-func sqliteBackup(_ instance: OpaquePointer?, _ path: UnsafePointer<CChar>?, _ err: UnsafeMutablePointer<pylon_error>?) -> pylon_status {
+func sqliteBackup(_ instance: OpaquePointer?, _ path: UnsafePointer<CChar>?, _ err: UnsafePointer<pylon_error_sink>?) -> pylon_status {
     backupCall(instance, path, err, as: SQLiteInstance.self) { SQLiteBackup.backup(live: $0.config.path, to: $1) }
 }
 
 /// `restore`: the backup at `path` replaces the instance's database.
 func sqliteRestore(_ instance: OpaquePointer?, _ path: UnsafePointer<CChar>?, _ sql: UnsafePointer<CChar>?, _ sqlLen: Int,
-                   _ err: UnsafeMutablePointer<pylon_error>?) -> pylon_status {
+                   _ err: UnsafePointer<pylon_error_sink>?) -> pylon_status {
     restoreCall(instance, path, sql, sqlLen, err, as: SQLiteInstance.self) { SQLiteBackup.restore(live: $0.config.path, from: $1, afterSQL: $2) }
 }

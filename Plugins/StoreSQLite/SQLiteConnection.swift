@@ -21,8 +21,11 @@ final class SQLiteConnection {
         self.cacheCapacity = cacheCapacity
     }
 
-    /// Opens `path` and applies the durability and concurrency settings.
-    static func open(config: SQLiteConfig, writable: Bool) -> Result<SQLiteConnection, SQLiteFailure> {
+    /// Opens `path` and applies the durability and concurrency settings. A `bounded`
+    /// connection (PYLON_STORE_OPEN_READ_BOUNDED) gets no busy timeout: its reads may run on
+    /// an event loop, so a lock held by another connection fails at once with BUSY and the
+    /// host retries on a reader connection, which keeps the configured timeout.
+    static func open(config: SQLiteConfig, writable: Bool, bounded: Bool = false) -> Result<SQLiteConnection, SQLiteFailure> {
         var handle: OpaquePointer?
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
         let rc = sqlite3_open_v2(config.path, &handle, flags, nil)
@@ -35,7 +38,7 @@ final class SQLiteConnection {
         // A double-quoted identifier that names no column must be an error, never the
         // string literal SQLite's legacy fallback would make of it.
         _ = pylon_sqlite_disable_dqs(handle)
-        sqlite3_busy_timeout(handle, Int32(config.busyTimeoutMs))
+        sqlite3_busy_timeout(handle, bounded ? 0 : Int32(config.busyTimeoutMs))
         let conn = SQLiteConnection(db: handle, writable: writable, cacheCapacity: config.statementCache)
         var pragmas = ["PRAGMA foreign_keys=OFF", "PRAGMA temp_store=MEMORY", "PRAGMA cache_size=-16000"]
         if writable {

@@ -7,8 +7,10 @@ import PylonPluginKit
 /// The SQLite store plugin: `pylon.store/1`, dialect "sqlite", over the system libsqlite3.
 /// WAL journal, busy timeout, one writer plus readers (the host opens them, sized by
 /// `max_readers`), a prepared-statement cache per connection, typed binding both ways.
-/// Every call completes inline and may block (PYLON_STORE_FLAG_COMPLETES_INLINE), so the
-/// host calls it from its store threads, never from an event loop.
+/// Every call completes on the calling thread and may block, so the host calls it from its
+/// store threads — except reads on a PYLON_STORE_OPEN_READ_BOUNDED connection (no busy
+/// timeout: a lock held elsewhere fails at once with BUSY), which are [bounded]
+/// (PYLON_STORE_FLAG_LOCAL_READS) and may run on an event loop.
 
 /// The plugin instance behind `pylon_instance *`. Created by `create`, freed by `destroy`.
 final class SQLiteInstance {
@@ -81,7 +83,7 @@ nonisolated(unsafe) private let descriptor = makeDescriptor(
     create: sqliteCreate, destroy: sqliteDestroy, getInterface: sqliteGetInterface)
 
 nonisolated(unsafe) private let storeTable = makeStoreTable(
-    flags: PYLON_STORE_FLAG_COMPLETES_INLINE | PYLON_STORE_FLAG_LOCAL_READS, dialect: "sqlite", maxReaders: 4,
+    flags: PYLON_STORE_FLAG_LOCAL_READS, dialect: "sqlite", maxReaders: 4,
     open: sqliteOpen, close: sqliteClose, execute: sqliteExecute, transaction: sqliteTransaction,
     backup: sqliteBackup, restore: sqliteRestore)
 
@@ -96,7 +98,7 @@ public func pylonPluginEntry() -> UnsafePointer<pylon_plugin_descriptor> {
 
 private func sqliteCreate(
     _ host: UnsafePointer<pylon_host_v1>?, _ config: UnsafePointer<CChar>?, _ len: Int,
-    _ out: UnsafeMutablePointer<OpaquePointer?>?, _ err: UnsafeMutablePointer<pylon_error>?
+    _ out: UnsafeMutablePointer<OpaquePointer?>?, _ err: UnsafePointer<pylon_error_sink>?
 ) -> pylon_status {
     createInstance(host, config, len, out, err) { host, bytes -> Result<SQLiteInstance, StoreFailure> in
         switch parseConfig(bytes) {
@@ -124,10 +126,11 @@ private func sqliteGetInterface(_ instance: OpaquePointer?, _ id: UnsafePointer<
 
 private func sqliteOpen(
     _ instance: OpaquePointer?, _ mode: Int32, _ out: UnsafeMutablePointer<OpaquePointer?>?,
-    _ err: UnsafeMutablePointer<pylon_error>?
+    _ err: UnsafePointer<pylon_error_sink>?
 ) -> pylon_status {
-    openConnection(instance, mode, out, err, as: SQLiteInstance.self) { inst, writable in
-        SQLiteConnection.open(config: inst.config, writable: writable).mapError { StoreFailure($0.status, $0.code, $0.message) }
+    openConnection(instance, mode, out, err, as: SQLiteInstance.self) { inst, mode in
+        SQLiteConnection.open(config: inst.config, writable: mode == PYLON_STORE_OPEN_WRITE,
+                              bounded: mode == PYLON_STORE_OPEN_READ_BOUNDED).mapError { StoreFailure($0.status, $0.code, $0.message) }
     }
 }
 
@@ -138,28 +141,31 @@ private func sqliteClose(_ conn: OpaquePointer?) {
     c.release()
 }
 
-private func complete(
-    _ done: pylon_store_done_fn?, _ ctx: UnsafeMutableRawPointer?, _ failure: SQLiteFailure?,
-    rowsAffected: Int64 = 0, lastID: Int64 = 0
-) {
-    completeStoreCall(done, ctx, failure.map { StoreFailure($0.status, $0.code, $0.message) },
-                      rowsAffected: rowsAffected, lastID: lastID)
-}
+private func failure(_ f: SQLiteFailure) -> StoreFailure { StoreFailure(f.status, f.code, f.message) }
 
 private func sqliteExecute(
-    _ connPtr: OpaquePointer?, _ sql: UnsafePointer<CChar>?, _ sqlLen: Int,
-    _ params: UnsafePointer<pylon_value>?, _ paramCount: Int,
-    _ sink: UnsafePointer<pylon_row_sink>?, _ done: pylon_store_done_fn?, _ ctx: UnsafeMutableRawPointer?
-) {
-    guard let connPtr, let sql else {
-        complete(done, ctx, SQLiteFailure(rc: SQLITE_MISUSE, message: "execute called without connection or SQL"))
-        return
+    _ connPtr: OpaquePointer?, _ statements: UnsafePointer<pylon_statement>?, _ count: Int, _ flags: UInt32,
+    _ sink: UnsafePointer<pylon_row_sink>?, _ result: UnsafeMutablePointer<pylon_exec_result>?,
+    _ err: UnsafePointer<pylon_error_sink>?
+) -> pylon_status {
+    guard let connPtr else {
+        return storeOutcome(failure(SQLiteFailure(rc: SQLITE_MISUSE, message: "execute called without connection")), err)
     }
     let conn = Unmanaged<SQLiteConnection>.fromOpaque(UnsafeRawPointer(connPtr)).takeUnretainedValue()
-    let text = String(decoding: UnsafeRawBufferPointer(start: sql, count: sqlLen), as: UTF8.self)
+    return executeEach(statements, count, flags, sink, result, err,
+                       one: { s, sink in runStatement(conn, s, sink).mapError(failure) },
+                       commit: { runTransaction(conn, PYLON_TX_COMMIT).map(failure) })
+}
+
+/// One statement: bind, step, stream the rows to `sink`.
+private func runStatement(_ conn: SQLiteConnection, _ s: pylon_statement, _ sink: UnsafePointer<pylon_row_sink>?)
+    -> Result<(rowsAffected: Int64, lastID: Int64), SQLiteFailure> {
+    guard s.sql != nil else { return .failure(SQLiteFailure(rc: SQLITE_MISUSE, message: "execute called without SQL")) }
+    let params = s.params
+    let paramCount = s.param_count
     let stmt: OpaquePointer
-    switch conn.prepare(text) {
-    case let .failure(f): complete(done, ctx, f); return
+    switch conn.prepare(statementSQL(s)) {
+    case let .failure(f): return .failure(f)
     case let .success(s): stmt = s
     }
     defer {
@@ -168,8 +174,7 @@ private func sqliteExecute(
     }
     let expected = Int(sqlite3_bind_parameter_count(stmt))
     if expected != paramCount {
-        complete(done, ctx, SQLiteFailure(rc: SQLITE_RANGE, message: "statement expects \(expected) parameters, got \(paramCount)"))
-        return
+        return .failure(SQLiteFailure(rc: SQLITE_RANGE, message: "statement expects \(expected) parameters, got \(paramCount)"))
     }
     for i in 0..<paramCount {
         let v = params![i]
@@ -180,7 +185,7 @@ private func sqliteExecute(
         case PYLON_VALUE_INT: rc = sqlite3_bind_int64(stmt, idx, v.as.i)
         case PYLON_VALUE_DOUBLE: rc = sqlite3_bind_double(stmt, idx, v.as.d)
         case PYLON_VALUE_TEXT:
-            // SQLITE_STATIC (nil): the host keeps the bytes alive until `done`, and the
+            // SQLITE_STATIC (nil): the host keeps the bytes alive for the call, and the
             // bindings are cleared before this function returns.
             rc = v.as.bytes.ptr.withMemoryRebound(to: CChar.self, capacity: max(v.as.bytes.len, 1)) {
                 sqlite3_bind_text(stmt, idx, $0, Int32(v.as.bytes.len), nil)
@@ -188,12 +193,10 @@ private func sqliteExecute(
         case PYLON_VALUE_BLOB:
             rc = sqlite3_bind_blob(stmt, idx, v.as.bytes.ptr, Int32(v.as.bytes.len), nil)
         default:
-            complete(done, ctx, SQLiteFailure(rc: SQLITE_MISMATCH, message: "parameter \(i + 1) has unknown value type \(v.type)"))
-            return
+            return .failure(SQLiteFailure(rc: SQLITE_MISMATCH, message: "parameter \(i + 1) has unknown value type \(v.type)"))
         }
         if rc != SQLITE_OK {
-            complete(done, ctx, SQLiteFailure(rc: rc, message: String(cString: sqlite3_errmsg(conn.db))))
-            return
+            return .failure(SQLiteFailure(rc: rc, message: String(cString: sqlite3_errmsg(conn.db))))
         }
     }
     let ncols = Int(sqlite3_column_count(stmt))
@@ -205,8 +208,7 @@ private func sqliteExecute(
             names[c] = pylon_str(ptr: name, len: strlen(name))
         }
         if columns(sinkRef.ctx, names, ncols) != PYLON_OK {
-            complete(done, ctx, SQLiteFailure(rc: SQLITE_ABORT, message: "row sink stopped the statement"))
-            return
+            return .failure(SQLiteFailure(rc: SQLITE_ABORT, message: "row sink stopped the statement"))
         }
     }
     var values = [pylon_value](repeating: pylon_value(), count: ncols)
@@ -214,8 +216,7 @@ private func sqliteExecute(
         let rc = sqlite3_step(stmt)
         if rc == SQLITE_DONE { break }
         guard rc == SQLITE_ROW else {
-            complete(done, ctx, SQLiteFailure(rc: sqlite3_extended_errcode(conn.db), message: String(cString: sqlite3_errmsg(conn.db))))
-            return
+            return .failure(SQLiteFailure(rc: sqlite3_extended_errcode(conn.db), message: String(cString: sqlite3_errmsg(conn.db))))
         }
         guard let sinkRef, let rowFn = sinkRef.row else { continue }
         for c in 0..<ncols {
@@ -244,45 +245,42 @@ private func sqliteExecute(
             values[c] = v
         }
         if rowFn(sinkRef.ctx, values, ncols) != PYLON_OK {
-            complete(done, ctx, SQLiteFailure(rc: SQLITE_ABORT, message: "row sink stopped the statement"))
-            return
+            return .failure(SQLiteFailure(rc: SQLITE_ABORT, message: "row sink stopped the statement"))
         }
     }
     let changed = sqlite3_stmt_readonly(stmt) != 0 ? 0 : Int64(sqlite3_changes64(conn.db))
-    complete(done, ctx, nil, rowsAffected: changed, lastID: sqlite3_last_insert_rowid(conn.db))
+    return .success((changed, sqlite3_last_insert_rowid(conn.db)))
 }
 
-private func sqliteTransaction(
-    _ connPtr: OpaquePointer?, _ op: Int32, _ done: pylon_store_done_fn?, _ ctx: UnsafeMutableRawPointer?
-) {
+private func sqliteTransaction(_ connPtr: OpaquePointer?, _ op: Int32, _ err: UnsafePointer<pylon_error_sink>?) -> pylon_status {
     guard let connPtr else {
-        complete(done, ctx, SQLiteFailure(rc: SQLITE_MISUSE, message: "transaction called without connection"))
-        return
+        return storeOutcome(failure(SQLiteFailure(rc: SQLITE_MISUSE, message: "transaction called without connection")), err)
     }
     let conn = Unmanaged<SQLiteConnection>.fromOpaque(UnsafeRawPointer(connPtr)).takeUnretainedValue()
+    return storeOutcome(runTransaction(conn, op).map(failure), err)
+}
+
+/// BEGIN / COMMIT / ROLLBACK; a failed COMMIT leaves no transaction open (ABI rule).
+private func runTransaction(_ conn: SQLiteConnection, _ op: Int32) -> SQLiteFailure? {
     let sql: String
     switch op {
     case PYLON_TX_BEGIN: sql = "BEGIN IMMEDIATE"
     case PYLON_TX_BEGIN_READ: sql = "BEGIN DEFERRED"
     case PYLON_TX_COMMIT: sql = "COMMIT"
     case PYLON_TX_ROLLBACK: sql = "ROLLBACK"
-    default:
-        complete(done, ctx, SQLiteFailure(rc: SQLITE_MISUSE, message: "unknown transaction op \(op)"))
-        return
+    default: return SQLiteFailure(rc: SQLITE_MISUSE, message: "unknown transaction op \(op)")
     }
     let stmt: OpaquePointer
     switch conn.prepare(sql) {
-    case let .failure(f): complete(done, ctx, f); return
+    case let .failure(f): return f
     case let .success(s): stmt = s
     }
     let rc = sqlite3_step(stmt)
     sqlite3_reset(stmt)
     if rc != SQLITE_DONE {
         let failure = SQLiteFailure(rc: sqlite3_extended_errcode(conn.db), message: String(cString: sqlite3_errmsg(conn.db)))
-        // A failed COMMIT must not leave a transaction open (ABI rule).
         if op == PYLON_TX_COMMIT, conn.inTransaction { _ = conn.exec("ROLLBACK") }
-        complete(done, ctx, failure)
-        return
+        return failure
     }
-    complete(done, ctx, nil)
+    return nil
 }

@@ -106,7 +106,7 @@ extension Host {
             if table.pointee.flags & PYLON_STORE_FLAG_LOCAL_READS != 0 {
                 // One per core: as many as requests can run their point reads at once.
                 for _ in 0..<max(1, ProcessInfo.processInfo.activeProcessorCount) {
-                    let q = try connect(PYLON_STORE_OPEN_READ)
+                    let q = try connect(PYLON_STORE_OPEN_READ_BOUNDED)
                     quick.append(q)
                     opened.append(q)
                 }
@@ -201,12 +201,11 @@ extension Host {
     /// One connection of the store plugin in `mode`.
     static func open(_ table: UnsafePointer<pylon_store_v1>, _ instance: OpaquePointer, _ mode: Int32,
                      _ plugin: LoadedPlugin, _ metrics: Metrics) throws(HostError) -> StoreConnection {
-        var err = pylon_error()
-        err.struct_size = UInt32(MemoryLayout<pylon_error>.size)
+        let capture = PluginErrorCapture()
         var handle: OpaquePointer?
-        let status = table.pointee.open(instance, mode, &handle, &err)
+        let status = capture.withSink { table.pointee.open(instance, mode, &handle, $0) }
         guard status == PYLON_OK, let handle else {
-            let msg = boundedCString(err.message)
+            let msg = capture.failure(status, code: "STORE_OPEN_FAILED", message: "open failed with status \(status)").message
             throw HostError(status: 500, code: "STORE_OPEN_FAILED", message: "\(plugin.id): \(msg)")
         }
         return StoreConnection(table: table, handle: handle, calls: metrics.pluginCalls)

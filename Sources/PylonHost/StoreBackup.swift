@@ -5,7 +5,7 @@ import PylonCore
 import PylonData
 
 /// `pylon-host backup --to FILE` and `pylon-host restore --from FILE`. The store plugin owns
-/// its storage, so it makes and restores the backup itself (ABI 1.8 `backup` / `restore`:
+/// its storage, so it makes and restores the backup itself (the store's `backup` / `restore`:
 /// SQLite through its online backup API, Postgres through pg_dump / pg_restore, D1 not at
 /// all); the host finds the store exactly as `serve` does and, on restore, hands the store
 /// the SQL that gives the restored database a new change-log epoch, applied before the
@@ -19,8 +19,8 @@ public enum StoreBackup {
             guard let backup = selection.table.pointee.backup, selection.table.pointee.restore != nil else {
                 throw unsupported(selection)
             }
-            var err = newError()
-            let status = backup(selection.served.instance, target, &err)
+            let err = PluginErrorCapture()
+            let status = err.withSink { backup(selection.served.instance, target, $0) }
             guard status == PYLON_OK else { throw failure(status, err, fallback: "BACKUP_FAILED", "backup of \(location)") }
             let size = (try? FileManager.default.attributesOfItem(atPath: target)[.size] as? Int) ?? 0
             return "backup of \(location) written to \(target) (\(size) bytes)"
@@ -38,9 +38,11 @@ public enum StoreBackup {
             }
             let epoch = SchemaApplier.freshEpoch()
             let sql = Array(SchemaApplier.renewEpochSQL(epoch).utf8)
-            var err = newError()
+            let err = PluginErrorCapture()
             let status = sql.withUnsafeBufferPointer { buf in
-                buf.withMemoryRebound(to: CChar.self) { restore(selection.served.instance, source, $0.baseAddress, $0.count, &err) }
+                buf.withMemoryRebound(to: CChar.self) { c in
+                    err.withSink { restore(selection.served.instance, source, c.baseAddress, c.count, $0) }
+                }
             }
             guard status == PYLON_OK else { throw failure(status, err, fallback: "RESTORE_FAILED", "restore of \(source) into \(location)") }
             return "restored \(location) from \(source); new change-log epoch \(epoch): clients resync on their next connection"
@@ -55,24 +57,17 @@ public enum StoreBackup {
         return try body(selection, location)
     }
 
-    private static func newError() -> pylon_error {
-        var err = pylon_error()
-        err.struct_size = UInt32(MemoryLayout<pylon_error>.size)
-        return err
-    }
-
-    /// A plugin built before ABI 1.8 (its table ends before the slots) or one that leaves
-    /// them NULL.
+    /// A store plugin that leaves the optional slots NULL.
     private static func unsupported(_ selection: StoreSelection) -> HostError {
         let p = selection.served.plugin
         return HostError(status: 501, code: "STORE_BACKUP_UNSUPPORTED",
-                         message: "this store plugin does not support backup: \(p.id) \(p.version) (\(p.fileName), ABI \(p.abiMajor).\(p.abiMinor)) has no backup/restore slots (ABI 1.8); update the plugin, or back the database up with the database's own tools")
+                         message: "this store plugin does not support backup: \(p.id) \(p.version) (\(p.fileName), ABI \(p.abiMajor).\(p.abiMinor)) has no backup/restore slots; update the plugin, or back the database up with the database's own tools")
     }
 
     /// The store's failure as a HostError: its own stable code when it gave one.
-    private static func failure(_ status: pylon_status, _ err: pylon_error, fallback: String, _ what: String) -> HostError {
-        let code = boundedCString(err.code)
-        let message = boundedCString(err.message)
+    private static func failure(_ status: pylon_status, _ err: PluginErrorCapture, fallback: String, _ what: String) -> HostError {
+        let code = err.reported?.code ?? ""
+        let message = err.reported?.message ?? ""
         let stable = !code.isEmpty && code.allSatisfy { $0.isUppercase || $0.isNumber || $0 == "_" }
         let httpStatus: Int
         switch status {

@@ -5,34 +5,41 @@ import Glibc
 #endif
 
 /// Helpers for writing plugins in Swift against `pylon_plugin.h` (DESIGN.md §2): error
-/// filling, the static descriptor, store-call completion, and logging through the host
-/// table. Linked statically into each plugin; the ABI stays the C header alone.
+/// reporting, the static descriptor, store-call outcomes (and `executeEach` for a store that
+/// runs statements one at a time), the host's event-loop service, and logging through the
+/// host table. Linked statically into each plugin; the ABI stays the C header alone.
 
-/// Writes `status`, `code` and `message` into a caller-owned `pylon_error` (truncating
-/// to the fixed buffers, always NUL-terminated). A NULL `err` is ignored.
-public func fillError(_ err: UnsafeMutablePointer<pylon_error>?, _ status: pylon_status, _ code: String, _ message: String) {
-    guard let err else { return }
-    err.pointee.status = status
-    withUnsafeMutableBytes(of: &err.pointee.code) { copyCString(code, into: $0) }
-    withUnsafeMutableBytes(of: &err.pointee.message) { copyCString(message, into: $0) }
+/// Reports `status`, `code` and `message` through a caller's `pylon_error_sink` (the
+/// strings are borrowed for the duration of `set`, as the ABI says). A NULL sink is ignored.
+public func fillError(_ err: UnsafePointer<pylon_error_sink>?, _ status: pylon_status, _ code: String, _ message: String) {
+    guard let err, let set = err.pointee.set else { return }
+    withError(status, code, message) { set(err.pointee.ctx, $0) }
 }
 
-private func copyCString(_ s: String, into buf: UnsafeMutableRawBufferPointer) {
-    guard buf.count > 0 else { return }
-    var bytes = Array(s.utf8)
-    if bytes.count > buf.count - 1 {
-        bytes.removeSubrange((buf.count - 1)...)
-        // Never leave half a UTF-8 character at the cut.
-        var start = bytes.count
-        while start > 0 && bytes[start - 1] & 0xC0 == 0x80 { start -= 1 }
-        if start > 0 && bytes[start - 1] & 0x80 != 0 {
-            let lead = bytes[start - 1]
-            let length = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2
-            if bytes.count - (start - 1) < length { bytes.removeSubrange((start - 1)...) }
+/// Builds a `pylon_error` for `status`, `code` and `message`, valid inside `body` only (to
+/// pass to a completion callback or a sink's `set`).
+public func withError<R>(_ status: pylon_status, _ code: String, _ message: String,
+                         _ body: (UnsafePointer<pylon_error>) -> R) -> R {
+    var c = code
+    var m = message
+    return c.withUTF8 { cb in
+        m.withUTF8 { mb in
+            cb.withMemoryRebound(to: CChar.self) { cc in
+                mb.withMemoryRebound(to: CChar.self) { mc in
+                    var e = pylon_error(struct_size: UInt32(MemoryLayout<pylon_error>.size), status: status,
+                                        code: pylon_str(ptr: cc.baseAddress, len: cc.count),
+                                        message: pylon_str(ptr: mc.baseAddress, len: mc.count))
+                    return withUnsafePointer(to: &e) { body($0) }
+                }
+            }
         }
     }
-    buf.copyBytes(from: bytes)
-    buf[bytes.count] = 0
+}
+
+/// A `pylon_error`'s code or message as text (for plugins that read the host's errors).
+public func errorText(_ s: pylon_str) -> String {
+    guard let p = s.ptr, s.len > 0 else { return "" }
+    return String(decoding: UnsafeRawBufferPointer(start: p, count: s.len), as: UTF8.self)
 }
 
 /// A failed store call: ABI status, stable code, message for people.
@@ -48,22 +55,57 @@ public struct StoreFailure: Error, Sendable {
     }
 }
 
-/// Calls a store call's `done` exactly once: with `failure`, or with a result summary.
-public func completeStoreCall(_ done: pylon_store_done_fn?, _ ctx: UnsafeMutableRawPointer?, _ failure: StoreFailure?,
-                              rowsAffected: Int64 = 0, lastID: Int64 = 0) {
-    guard let done else { return }
+/// Ends a synchronous store call: PYLON_OK with the result summary filled (only the fields
+/// the host's `struct_size` covers), or the failure reported through `err`.
+public func storeOutcome(_ failure: StoreFailure?, _ err: UnsafePointer<pylon_error_sink>?,
+                         result: UnsafeMutablePointer<pylon_exec_result>? = nil,
+                         rowsAffected: Int64 = 0, lastID: Int64 = 0) -> pylon_status {
     if let failure {
-        var e = pylon_error()
-        e.struct_size = UInt32(MemoryLayout<pylon_error>.size)
-        fillError(&e, failure.status, failure.code, failure.message)
-        done(ctx, failure.status, nil, &e)
-    } else {
-        var r = pylon_exec_result()
-        r.struct_size = UInt32(MemoryLayout<pylon_exec_result>.size)
-        r.rows_affected = rowsAffected
-        r.last_insert_id = lastID
-        done(ctx, PYLON_OK, &r, nil)
+        fillError(err, failure.status, failure.code, failure.message)
+        return failure.status
     }
+    if let result {
+        let size = Int(result.pointee.struct_size)
+        if size >= MemoryLayout<pylon_exec_result>.offset(of: \pylon_exec_result.rows_affected)! + 8 {
+            result.pointee.rows_affected = rowsAffected
+        }
+        if size >= MemoryLayout<pylon_exec_result>.offset(of: \pylon_exec_result.last_insert_id)! + 8 {
+            result.pointee.last_insert_id = lastID
+        }
+    }
+    return PYLON_OK
+}
+
+/// One statement's outcome for `executeEach`: rows affected and last insert id.
+public typealias StatementOutcome = Result<(rowsAffected: Int64, lastID: Int64), StoreFailure>
+
+/// The whole `execute` slot for a store that runs statements one at a time (no round trips
+/// to save): runs each with `one` (only the last gets `sink`), stops at the first failure,
+/// then commits with `commit` when PYLON_EXEC_COMMIT is set (`commit` must leave no
+/// transaction open when it fails).
+public func executeEach(
+    _ statements: UnsafePointer<pylon_statement>?, _ count: Int, _ flags: UInt32, _ sink: UnsafePointer<pylon_row_sink>?,
+    _ result: UnsafeMutablePointer<pylon_exec_result>?, _ err: UnsafePointer<pylon_error_sink>?,
+    one: (pylon_statement, UnsafePointer<pylon_row_sink>?) -> StatementOutcome, commit: () -> StoreFailure?
+) -> pylon_status {
+    guard count == 0 || statements != nil else {
+        return storeOutcome(StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "execute called without statements"), err)
+    }
+    var last: (rowsAffected: Int64, lastID: Int64) = (0, 0)
+    for i in 0..<count {
+        switch one(statements![i], i == count - 1 ? sink : nil) {
+        case let .failure(f): return storeOutcome(f, err)
+        case let .success(r): last = r
+        }
+    }
+    if flags & PYLON_EXEC_COMMIT != 0, let f = commit() { return storeOutcome(f, err) }
+    return storeOutcome(nil, err, result: result, rowsAffected: last.rowsAffected, lastID: last.lastID)
+}
+
+/// A `pylon_statement`'s SQL as text.
+public func statementSQL(_ s: pylon_statement) -> String {
+    guard let p = s.sql else { return "" }
+    return String(decoding: UnsafeRawBufferPointer(start: p, count: s.sql_len), as: UTF8.self)
 }
 
 /// Builds the static descriptor `pylon_plugin_entry` returns. Call once (from a global
@@ -71,7 +113,7 @@ public func completeStoreCall(_ done: pylon_store_done_fn?, _ ctx: UnsafeMutable
 public func makeDescriptor(
     id: String, version: String, description: String, capabilities: [String],
     create: @escaping @convention(c) (UnsafePointer<pylon_host_v1>?, UnsafePointer<CChar>?, Int,
-                                      UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<pylon_error>?) -> pylon_status,
+                                      UnsafeMutablePointer<OpaquePointer?>?, UnsafePointer<pylon_error_sink>?) -> pylon_status,
     destroy: @escaping @convention(c) (OpaquePointer?) -> Void,
     getInterface: @escaping @convention(c) (OpaquePointer?, UnsafePointer<CChar>?) -> UnsafeRawPointer?
 ) -> UnsafeMutablePointer<pylon_plugin_descriptor> {
@@ -103,7 +145,7 @@ public func makeDescriptor(
 /// the host (`Handle.retain`; take it back in `destroy` with `Handle.release`).
 public func createInstance<T: AnyObject>(
     _ host: UnsafePointer<pylon_host_v1>?, _ config: UnsafePointer<CChar>?, _ len: Int,
-    _ out: UnsafeMutablePointer<OpaquePointer?>?, _ err: UnsafeMutablePointer<pylon_error>?,
+    _ out: UnsafeMutablePointer<OpaquePointer?>?, _ err: UnsafePointer<pylon_error_sink>?,
     _ make: (UnsafePointer<pylon_host_v1>, [UInt8]) -> Result<T, StoreFailure>
 ) -> pylon_status {
     out?.pointee = nil
@@ -123,19 +165,19 @@ public func createInstance<T: AnyObject>(
 }
 
 /// A whole typical store `open`: checks the arguments, lets `make` open a connection for the
-/// instance (`I`, as handed out by `createInstance`; `writable` = PYLON_STORE_OPEN_WRITE) and
+/// instance (`I`, as handed out by `createInstance`; the mode is PYLON_STORE_OPEN_*) and
 /// hands it to the host (`Handle.retain`; take it back in `close` with `Handle.release`).
 public func openConnection<I: AnyObject, C: AnyObject>(
     _ instance: OpaquePointer?, _ mode: Int32, _ out: UnsafeMutablePointer<OpaquePointer?>?,
-    _ err: UnsafeMutablePointer<pylon_error>?, as _: I.Type,
-    _ make: (I, _ writable: Bool) -> Result<C, StoreFailure>
+    _ err: UnsafePointer<pylon_error_sink>?, as _: I.Type,
+    _ make: (I, _ mode: Int32) -> Result<C, StoreFailure>
 ) -> pylon_status {
     out?.pointee = nil
     guard let instance, let out else {
         fillError(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "open called without instance or out pointer")
         return PYLON_ERR_INVALID_ARGUMENT
     }
-    switch make(Handle.borrow(instance, as: I.self), mode == PYLON_STORE_OPEN_WRITE) {
+    switch make(Handle.borrow(instance, as: I.self), mode) {
     case let .failure(f):
         fillError(err, f.status, f.code, f.message)
         return f.status
@@ -145,32 +187,29 @@ public func openConnection<I: AnyObject, C: AnyObject>(
     }
 }
 
-/// The shape of `execute_batch` and `commit_batch`.
-public typealias StoreBatchFn = @convention(c) (OpaquePointer?, UnsafePointer<pylon_statement>?, Int, UnsafePointer<pylon_row_sink>?,
-                                               pylon_store_done_fn?, UnsafeMutableRawPointer?) -> Void
+/// The shape of `execute`.
+public typealias StoreExecuteFn = @convention(c) (OpaquePointer?, UnsafePointer<pylon_statement>?, Int, UInt32,
+                                                 UnsafePointer<pylon_row_sink>?, UnsafeMutablePointer<pylon_exec_result>?,
+                                                 UnsafePointer<pylon_error_sink>?) -> pylon_status
 
-/// The shape of `backup` (ABI 1.8).
-public typealias StoreBackupFn = @convention(c) (OpaquePointer?, UnsafePointer<CChar>?, UnsafeMutablePointer<pylon_error>?) -> pylon_status
+/// The shape of `backup`.
+public typealias StoreBackupFn = @convention(c) (OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<pylon_error_sink>?) -> pylon_status
 
-/// The shape of `restore` (ABI 1.8).
+/// The shape of `restore`.
 public typealias StoreRestoreFn = @convention(c) (OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, Int,
-                                                  UnsafeMutablePointer<pylon_error>?) -> pylon_status
+                                                  UnsafePointer<pylon_error_sink>?) -> pylon_status
 
 /// Builds a static `pylon.store/1` table (the host reads it for the life of the process).
-/// `waitNotify` and `describe` are the optional ABI 1.1 slots, `executeBatch` the 1.3 one,
-/// `commitBatch` the 1.5 one, `backup` and `restore` the 1.8 ones.
+/// `waitNotify`, `describe`, `backup` and `restore` are the optional slots.
 public func makeStoreTable(
     flags: UInt32, dialect: String, maxReaders: UInt32,
     open: @escaping @convention(c) (OpaquePointer?, Int32, UnsafeMutablePointer<OpaquePointer?>?,
-                                    UnsafeMutablePointer<pylon_error>?) -> pylon_status,
+                                    UnsafePointer<pylon_error_sink>?) -> pylon_status,
     close: @escaping @convention(c) (OpaquePointer?) -> Void,
-    execute: @escaping @convention(c) (OpaquePointer?, UnsafePointer<CChar>?, Int, UnsafePointer<pylon_value>?, Int,
-                                       UnsafePointer<pylon_row_sink>?, pylon_store_done_fn?, UnsafeMutableRawPointer?) -> Void,
-    transaction: @escaping @convention(c) (OpaquePointer?, Int32, pylon_store_done_fn?, UnsafeMutableRawPointer?) -> Void,
-    waitNotify: (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?, Int32, UnsafeMutablePointer<pylon_error>?) -> pylon_status)? = nil,
+    execute: @escaping StoreExecuteFn,
+    transaction: @escaping @convention(c) (OpaquePointer?, Int32, UnsafePointer<pylon_error_sink>?) -> pylon_status,
+    waitNotify: (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?, Int32, UnsafePointer<pylon_error_sink>?) -> pylon_status)? = nil,
     describe: (@convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>?, Int) -> Int)? = nil,
-    executeBatch: StoreBatchFn? = nil,
-    commitBatch: StoreBatchFn? = nil,
     backup: StoreBackupFn? = nil,
     restore: StoreRestoreFn? = nil
 ) -> UnsafeMutablePointer<pylon_store_v1> {
@@ -186,8 +225,6 @@ public func makeStoreTable(
     t.pointee.transaction = transaction
     t.pointee.wait_notify = waitNotify
     t.pointee.describe = describe
-    t.pointee.execute_batch = executeBatch
-    t.pointee.commit_batch = commitBatch
     t.pointee.backup = backup
     t.pointee.restore = restore
     return t
@@ -238,41 +275,43 @@ public func writeDescription(_ text: String, into buf: UnsafeMutablePointer<CCha
     return bytes.count
 }
 
-/// The host's event-loop slots (ABI 1.6: `loop_count`, `current_loop`, `watch_fd`,
-/// `unwatch_fd`), present only when the host's table has all four.
+/// The host's event loops (the optional host service "pylon.host.loops/1"), present only
+/// when the host offers the service with all four functions.
 public struct HostEventLoops: @unchecked Sendable {
-    public let host: UnsafePointer<pylon_host_v1>
+    public let loops: UnsafePointer<pylon_host_loops_v1>
     public typealias OnData = @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<UInt8>?, Int) -> Void
     public typealias OnClose = @convention(c) (UnsafeMutableRawPointer?, pylon_status) -> Void
 
     public init?(_ host: UnsafePointer<pylon_host_v1>) {
-        let end = MemoryLayout<pylon_host_v1>.offset(of: \.unwatch_fd)! + MemoryLayout<UnsafeRawPointer>.size
-        let t = host.pointee
-        guard Int(t.struct_size) >= end, t.loop_count != nil, t.current_loop != nil, t.watch_fd != nil, t.unwatch_fd != nil
+        guard let get = host.pointee.get_service, let raw = get(host.pointee.host_ctx, PYLON_SERVICE_LOOPS) else { return nil }
+        let table = raw.assumingMemoryBound(to: pylon_host_loops_v1.self)
+        let t = table.pointee
+        guard Int(t.struct_size) >= MemoryLayout<pylon_host_loops_v1>.size, t.loop_count != nil, t.current_loop != nil,
+              t.watch_fd != nil, t.unwatch_fd != nil
         else { return nil }
-        self.host = host
+        loops = table
     }
 
     /// How many loops the host runs (at least 1).
-    public var count: Int { max(1, Int(host.pointee.loop_count(host.pointee.host_ctx))) }
+    public var count: Int { max(1, Int(loops.pointee.loop_count(loops.pointee.ctx))) }
     /// The calling thread's loop, -1 when it is not one of them.
-    public func current() -> Int { Int(host.pointee.current_loop(host.pointee.host_ctx)) }
+    public func current() -> Int { Int(loops.pointee.current_loop(loops.pointee.ctx)) }
 
     /// Hands `fd` to loop `loop` (see `watch_fd` for ownership); nil: still the caller's.
     public func watch(fd: Int32, loop: Int, onData: OnData, onClose: OnClose, ctx: UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
-        host.pointee.watch_fd(host.pointee.host_ctx, fd, Int32(loop), onData, onClose, ctx)
+        loops.pointee.watch_fd(loops.pointee.ctx, fd, Int32(loop), onData, onClose, ctx)
     }
 
     /// Gives a `watch` handle back, exactly once.
     public func unwatch(_ handle: UnsafeMutableRawPointer) {
-        host.pointee.unwatch_fd(host.pointee.host_ctx, handle)
+        loops.pointee.unwatch_fd(loops.pointee.ctx, handle)
     }
 }
 
-/// A whole typical `backup` slot (ABI 1.8): checks the arguments, lets `body` back the
+/// A whole typical `backup` slot: checks the arguments, lets `body` back the
 /// instance (`I`) up into the path, and reports its failure through `err`.
 public func backupCall<I: AnyObject>(
-    _ instance: OpaquePointer?, _ path: UnsafePointer<CChar>?, _ err: UnsafeMutablePointer<pylon_error>?, as _: I.Type,
+    _ instance: OpaquePointer?, _ path: UnsafePointer<CChar>?, _ err: UnsafePointer<pylon_error_sink>?, as _: I.Type,
     _ body: (I, _ path: String) -> StoreFailure?
 ) -> pylon_status {
     guard let instance, let path else {
@@ -282,11 +321,11 @@ public func backupCall<I: AnyObject>(
     return outcome(body(Handle.borrow(instance, as: I.self), String(cString: path)), err)
 }
 
-/// A whole typical `restore` slot (ABI 1.8): checks the arguments, copies the host's SQL and
+/// A whole typical `restore` slot: checks the arguments, copies the host's SQL and
 /// lets `body` restore the instance (`I`) from the path.
 public func restoreCall<I: AnyObject>(
     _ instance: OpaquePointer?, _ path: UnsafePointer<CChar>?, _ sql: UnsafePointer<CChar>?, _ sqlLen: Int,
-    _ err: UnsafeMutablePointer<pylon_error>?, as _: I.Type, _ body: (I, _ path: String, _ afterSQL: String) -> StoreFailure?
+    _ err: UnsafePointer<pylon_error_sink>?, as _: I.Type, _ body: (I, _ path: String, _ afterSQL: String) -> StoreFailure?
 ) -> pylon_status {
     guard let instance, let path else {
         fillError(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "restore called without instance or path")
@@ -296,7 +335,7 @@ public func restoreCall<I: AnyObject>(
     return outcome(body(Handle.borrow(instance, as: I.self), String(cString: path), after), err)
 }
 
-private func outcome(_ failure: StoreFailure?, _ err: UnsafeMutablePointer<pylon_error>?) -> pylon_status {
+private func outcome(_ failure: StoreFailure?, _ err: UnsafePointer<pylon_error_sink>?) -> pylon_status {
     guard let failure else { return PYLON_OK }
     fillError(err, failure.status, failure.code, failure.message)
     return failure.status

@@ -3,8 +3,8 @@ import NIOCore
 import NIOPosix
 import PylonPluginABI
 
-/// The event-loop slots of `pylon_host_v1` (ABI 1.6): `loop_count`, `current_loop`,
-/// `watch_fd`, `unwatch_fd`. The loops are NIO's process-wide group, the one the HTTP
+/// The host service "pylon.host.loops/1" (`pylon_host_loops_v1`: `loop_count`,
+/// `current_loop`, `watch_fd`, `unwatch_fd`; its table is `HostServices.loopsTable`). The loops are NIO's process-wide group, the one the HTTP
 /// server and Swift concurrency run on, so bytes a plugin's child writes are read on the
 /// same threads that answer requests (a function call's reply then completes its request
 /// without a thread hand-off when both share a loop).

@@ -3,13 +3,30 @@ import Logging
 import PylonPluginABI
 import PylonCore
 
-/// The host services table handed to every plugin (`pylon_host_v1`). Lives for the whole
+/// The host services table handed to every plugin (`pylon_host_v1`), and the optional
+/// services it hands out by id (`get_service`: "pylon.host.loops/1"). Lives for the whole
 /// process; `host_ctx` points at this object.
 package final class HostServices: @unchecked Sendable {
     let logger: Logger
     let metrics: Metrics
     weak var registry: PluginRegistry?
     let table: UnsafeMutablePointer<pylon_host_v1>
+    /// The event loops' service table (`HostLoops`), static like the loops.
+    nonisolated(unsafe) static let loopsTable: UnsafeMutablePointer<pylon_host_loops_v1> = {
+        let t = UnsafeMutablePointer<pylon_host_loops_v1>.allocate(capacity: 1)
+        t.initialize(to: pylon_host_loops_v1())
+        t.pointee.struct_size = UInt32(MemoryLayout<pylon_host_loops_v1>.size)
+        t.pointee.loop_count = { _ in Int32(HostLoops.loops.count) }
+        t.pointee.current_loop = { _ in HostLoops.current() }
+        t.pointee.watch_fd = { _, fd, loop, onData, onClose, ctx in
+            guard let onData, let onClose else { return nil }
+            return HostLoops.watch(fd: fd, loop: loop, onData: onData, onClose: onClose, ctx: ctx)
+        }
+        t.pointee.unwatch_fd = { _, handle in
+            if let handle { HostLoops.unwatch(handle) }
+        }
+        return t
+    }()
 
     package init(logger: Logger, metrics: Metrics) {
         self.logger = logger
@@ -58,14 +75,9 @@ package final class HostServices: @unchecked Sendable {
             out?.pointee = served.instance
             return served.table
         }
-        table.pointee.loop_count = { _ in Int32(HostLoops.loops.count) }
-        table.pointee.current_loop = { _ in HostLoops.current() }
-        table.pointee.watch_fd = { _, fd, loop, onData, onClose, ctx in
-            guard let onData, let onClose else { return nil }
-            return HostLoops.watch(fd: fd, loop: loop, onData: onData, onClose: onClose, ctx: ctx)
-        }
-        table.pointee.unwatch_fd = { _, handle in
-            if let handle { HostLoops.unwatch(handle) }
+        table.pointee.get_service = { _, id in
+            guard let id, strcmp(id, PYLON_SERVICE_LOOPS) == 0 else { return nil }
+            return UnsafeRawPointer(HostServices.loopsTable)
         }
     }
 }

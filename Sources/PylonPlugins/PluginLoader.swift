@@ -102,7 +102,10 @@ public enum PluginLoader {
         let major = rawBytes.load(fromByteOffset: 4, as: UInt32.self)
         let minor = rawBytes.load(fromByteOffset: 8, as: UInt32.self)
         if major != UInt32(PYLON_ABI_MAJOR) {
-            return refuse("built for plugin ABI \(major).\(minor), this host speaks ABI \(PYLON_ABI_MAJOR).\(PYLON_ABI_MINOR); rebuild the plugin against this host's pylon_plugin.h")
+            let fix = major < UInt32(PYLON_ABI_MAJOR)
+                ? "rebuild the plugin against the ABI \(PYLON_ABI_MAJOR) pylon_plugin.h (docs/writing-a-plugin.md says what changed)"
+                : "use a host that speaks ABI \(major), or rebuild the plugin against this host's pylon_plugin.h"
+            return refuse("built for plugin ABI \(major).\(minor), this host speaks ABI \(PYLON_ABI_MAJOR).\(PYLON_ABI_MINOR); \(fix)")
         }
         if Int(structSize) < minimumDescriptorSize {
             return refuse("descriptor struct_size \(structSize) is smaller than ABI \(PYLON_ABI_MAJOR) requires (\(minimumDescriptorSize)); rebuild the plugin against this host's pylon_plugin.h")

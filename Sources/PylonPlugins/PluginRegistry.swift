@@ -93,7 +93,7 @@ public final class PluginRegistry: @unchecked Sendable {
             let size = table.load(as: UInt32.self)
             if cap.id == PYLON_CAP_STORE && Int(size) < StoreTable.minimumSize {
                 throw HostError(status: 500, code: "PLUGIN_INTERFACE_TOO_SMALL",
-                                message: "plugin \(plugin.id) returned a pylon.store/1 table of \(size) bytes, expected at least \(StoreTable.minimumSize) (ABI 1.0); rebuild it against this host's header")
+                                message: "plugin \(plugin.id) returned a pylon.store/1 table of \(size) bytes, expected at least \(StoreTable.minimumSize) (its required slots); rebuild it against this host's header")
             }
             served[cap.id] = ServedCapability(plugin: plugin, instance: instance, table: table)
             lines.append("\(cap.id): \(plugin.id) \(plugin.version) (\(plugin.fileName))")
@@ -103,17 +103,16 @@ public final class PluginRegistry: @unchecked Sendable {
 
     private func instance(of plugin: LoadedPlugin, config: JSONValue) throws(HostError) -> OpaquePointer {
         if let existing = instances.first(where: { $0.0.id == plugin.id }) { return existing.1 }
-        var err = pylon_error()
-        err.struct_size = UInt32(MemoryLayout<pylon_error>.size)
+        let err = PluginErrorCapture()
         var out: OpaquePointer?
         let json = JSONWriter.encode(config)
         let status = json.withUnsafeBufferPointer { buf in
             buf.withMemoryRebound(to: CChar.self) { c in
-                plugin.descriptor.pointee.create(services.table, c.baseAddress, c.count, &out, &err)
+                err.withSink { plugin.descriptor.pointee.create(services.table, c.baseAddress, c.count, &out, $0) }
             }
         }
         guard status == PYLON_OK, let out else {
-            let msg = boundedCString(err.message)
+            let msg = err.reported?.message ?? ""
             throw HostError(status: 500, code: "PLUGIN_CREATE_FAILED",
                             message: "plugin \(plugin.id) (\(plugin.fileName)) failed to start: \(msg.isEmpty ? "status \(status)" : msg)")
         }

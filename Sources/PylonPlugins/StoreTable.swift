@@ -7,7 +7,8 @@ import PylonPluginABI
 /// layout, so a slot added in a later minor reads as NULL for an older plugin (and the host
 /// falls back), and slots of a newer minor that the host does not know are never read.
 package enum StoreTable {
-    /// The ABI 1.0 layout: everything before the first 1.1 slot (`describe`).
+    /// PYLON_STORE_V1_MIN_SIZE: the required slots, up to `transaction`; the optional ones
+    /// after them read as NULL when the table ends before them.
     static let minimumSize: Int = MemoryLayout<pylon_store_v1>.offset(of: \pylon_store_v1.describe)!
 
     /// A host-owned copy of the plugin's table (`struct_size` bytes of it, the rest zero).
@@ -21,8 +22,8 @@ package enum StoreTable {
         return UnsafePointer(copy)
     }
 
-    /// The store's own one-line description of where its data lives (ABI 1.1 `describe`),
-    /// or nil when the plugin predates the slot or leaves it NULL.
+    /// The store's own one-line description of where its data lives (`describe`), or nil
+    /// when the plugin leaves the optional slot NULL.
     package static func describe(_ table: UnsafePointer<pylon_store_v1>, _ instance: OpaquePointer) -> String? {
         guard let fn = table.pointee.describe else { return nil }
         var buf = [CChar](repeating: 0, count: 512)

@@ -737,7 +737,7 @@ struct FunctionsTests {
         #expect(missing.status == 404 && missing.json.errorCode == "FN_NOT_FOUND", "\(missing.body)")
         let rejected = try await host.rawRequest("POST", "/api/webhooks/hook", body: Data("reject".utf8))
         #expect(rejected.status == 400 && rejected.json.errorCode == "HOOK_SIGNATURE_REJECTED_BY_THE_HANDLER",
-                "the function's error as on /api/fn, its code whole (longer than pylon_error.code): \(rejected.body)")
+                "the function's error as on /api/fn, its code whole (longer than ABI 1.x held): \(rejected.body)")
         let plain = try await host.request("POST", "/api/fn/hook", json: #"{"a":1}"#)
         #expect(plain.json["request"].isNull && plain.json["args"]["a"].int == 1, "no ctx.request on /api/fn: \(plain.body)")
     }
@@ -805,7 +805,7 @@ struct FunctionsTests {
         #expect(most.json.items.allSatisfy { $0["fn_name"].string == "echo" }, "the oldest calls were evicted")
     }
 
-    /// The workers' output read by the host's event loops (ABI 1.6 `watch_fd`, the default)
+    /// The workers' output read by the host's event loops (the host service "pylon.host.loops/1", the default)
     /// or by a thread per worker (`PYLON_FN_HOST_LOOPS=0`, and hosts without the slots).
     static let readers = ["1", "0"]
 

@@ -9,22 +9,28 @@ import Logging
 import PylonPluginABI
 import Testing
 
-/// The event-loop slots of `pylon_host_v1` (ABI 1.6), called through the table a plugin
-/// gets: `watch_fd` on real pipes, bytes in order on a loop thread, exactly one `on_close`
+/// The host service "pylon.host.loops/1" (`pylon_host_loops_v1`), found the way a plugin
+/// finds it (`get_service` of its `pylon_host_v1`): `watch_fd` on real pipes, bytes in order on a loop thread, exactly one `on_close`
 /// with the right status, ownership of the fd, `unwatch_fd` before and after the end.
 @Suite("Host event loops for plugins: loop_count, current_loop, watch_fd, unwatch_fd")
 struct HostLoopsTests {
     let services = HostServices(logger: Logger(label: "test"), metrics: Metrics())
-    var table: pylon_host_v1 { services.table.pointee }
+    var table: pylon_host_loops_v1 {
+        let host = services.table.pointee
+        let raw = host.get_service(host.host_ctx, PYLON_SERVICE_LOOPS)!
+        return raw.assumingMemoryBound(to: pylon_host_loops_v1.self).pointee
+    }
 
-    @Test("the table carries the 1.6 slots; loop_count matches NIO's group; a test thread is on no loop")
+    @Test("get_service hands out the loops by id (NULL for an unknown id); loop_count matches NIO's group; a test thread is on no loop")
     func slots() {
-        #expect(table.abi_minor >= 6)
-        let end = MemoryLayout<pylon_host_v1>.offset(of: \.unwatch_fd)! + MemoryLayout<UnsafeRawPointer>.size
-        #expect(Int(table.struct_size) >= end)
-        #expect(table.loop_count(table.host_ctx) == Int32(HostLoops.loops.count))
-        #expect(table.loop_count(table.host_ctx) >= 1)
-        #expect(table.current_loop(table.host_ctx) == -1)
+        let host = services.table.pointee
+        #expect(host.get_service(host.host_ctx, PYLON_SERVICE_LOOPS) != nil)
+        #expect(host.get_service(host.host_ctx, "pylon.host.loops/2") == nil)
+        #expect(host.get_service(host.host_ctx, "") == nil)
+        #expect(Int(table.struct_size) >= MemoryLayout<pylon_host_loops_v1>.size)
+        #expect(table.loop_count(table.ctx) == Int32(HostLoops.loops.count))
+        #expect(table.loop_count(table.ctx) >= 1)
+        #expect(table.current_loop(table.ctx) == -1)
     }
 
     @Test("bytes arrive in order on the chosen loop's thread, then one on_close(OK) at end of file; the fd is the host's")
@@ -45,7 +51,7 @@ struct HostLoopsTests {
         let expected = Int32(1 % HostLoops.loops.count)
         #expect(sink.loops == [expected], "callbacks ran on loops \(sink.loops)")
         #expect(sink.closes == 1)
-        table.unwatch_fd(table.host_ctx, handle) // after on_close: allowed, exactly once
+        table.unwatch_fd(table.ctx, handle) // after on_close: allowed, exactly once
         // (Whether `r` was closed is not checked: tests run in parallel and reuse fd numbers.)
     }
 
@@ -57,7 +63,7 @@ struct HostLoopsTests {
         let handle = try #require(watch(r, loop: -1, sink))
         #expect(writeAll(w, Array("first\n".utf8)))
         try await sink.waitFor(6)
-        table.unwatch_fd(table.host_ctx, handle)
+        table.unwatch_fd(table.ctx, handle)
         let status = try await sink.closed()
         #expect(status == PYLON_ERR_ABORTED)
         _ = writeAll(w, Array("after\n".utf8))
@@ -84,7 +90,7 @@ struct HostLoopsTests {
 
     private func watch(_ fd: Int32, loop: Int32, _ sink: Sink) -> UnsafeMutableRawPointer? {
         let ctx = Unmanaged.passUnretained(sink).toOpaque()
-        return table.watch_fd(table.host_ctx, fd, loop, { ctx, bytes, len in
+        return table.watch_fd(table.ctx, fd, loop, { ctx, bytes, len in
             let sink = Unmanaged<Sink>.fromOpaque(ctx!).takeUnretainedValue()
             sink.data(UnsafeBufferPointer(start: bytes, count: len), loop: HostLoops.current())
         }, { ctx, status in

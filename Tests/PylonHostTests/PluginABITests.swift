@@ -40,9 +40,16 @@ struct PluginABITests {
             #expect(refusal.path?.hasSuffix("/" + refusal.file) ?? true, "path of \(refusal.file): \(refusal.path ?? "")")
         }
 
-        let abi2 = reason(ABIFixtureFolder.abi2File)
-        #expect(abi2.contains("2.\(PYLON_ABI_MINOR)"), "wrong-major reason must name the plugin's ABI: \(abi2)")
-        #expect(abi2.contains("\(PYLON_ABI_MAJOR).\(PYLON_ABI_MINOR)"), "wrong-major reason must name the host's ABI: \(abi2)")
+        // A plugin built against ABI 1.8 (a 1.x-shaped descriptor): its ABI, the host's, and
+        // what to do.
+        let abi1 = reason(ABIFixtureFolder.abi1File)
+        #expect(abi1.contains("built for plugin ABI 1.8"), "the 1.x plugin's ABI: \(abi1)")
+        #expect(abi1.contains("\(PYLON_ABI_MAJOR).\(PYLON_ABI_MINOR)"), "the host's ABI: \(abi1)")
+        #expect(abi1.contains("rebuild the plugin against the ABI \(PYLON_ABI_MAJOR) pylon_plugin.h"), "what to do: \(abi1)")
+
+        let abi3 = reason(ABIFixtureFolder.abi3File)
+        #expect(abi3.contains("3.\(PYLON_ABI_MINOR)"), "wrong-major reason must name the plugin's ABI: \(abi3)")
+        #expect(abi3.contains("\(PYLON_ABI_MAJOR).\(PYLON_ABI_MINOR)"), "wrong-major reason must name the host's ABI: \(abi3)")
 
         let small = reason(ABIFixtureFolder.smallStructFile)
         #expect(small.contains("struct_size"), "too-small descriptor: \(small)")
@@ -184,11 +191,12 @@ fileprivate struct ABIFixtureFolder {
     /// Same id twice: the first by file name loads, the second is refused.
     static let fixtureFirst = "libfixture_a.so"
     static let fixtureSecond = "libfixture_b.so"
-    static let abi2File = "libfixture_abi2.so"
+    static let abi1File = "libfixture_abi1.so"
+    static let abi3File = "libfixture_abi3.so"
     static let smallStructFile = "libfixture_small.so"
     static let noEntryFile = "libno_entry.so"
     static let textFile = "x.so"
-    static let badFiles = [fixtureSecond, abi2File, smallStructFile, noEntryFile, textFile]
+    static let badFiles = [fixtureSecond, abi1File, abi3File, smallStructFile, noEntryFile, textFile]
 
     let root: URL
     let plugins: URL
@@ -207,8 +215,10 @@ fileprivate struct ABIFixtureFolder {
                               defines: ["FIXTURE_ID=\"\(fixtureID)\""])
             try await compile(fixture, to: plugins.appendingPathComponent(fixtureSecond).path,
                               defines: ["FIXTURE_ID=\"\(fixtureID)\""])
-            try await compile(fixture, to: plugins.appendingPathComponent(abi2File).path,
-                              defines: ["FIXTURE_ID=\"test.fixture.abi2\"", "FIXTURE_ABI_MAJOR=2"])
+            try await compile(fixture, to: plugins.appendingPathComponent(abi1File).path,
+                              defines: ["FIXTURE_ID=\"test.fixture.abi1\"", "FIXTURE_ABI_1"])
+            try await compile(fixture, to: plugins.appendingPathComponent(abi3File).path,
+                              defines: ["FIXTURE_ID=\"test.fixture.abi3\"", "FIXTURE_ABI_MAJOR=3"])
             try await compile(fixture, to: plugins.appendingPathComponent(smallStructFile).path,
                               defines: ["FIXTURE_ID=\"test.fixture.small\"", "FIXTURE_STRUCT_SIZE=16"])
             try await compile(noEntry, to: plugins.appendingPathComponent(noEntryFile).path, defines: [])
@@ -222,7 +232,7 @@ fileprivate struct ABIFixtureFolder {
     }
 
     static func compile(_ source: String, to output: String, defines: [String]) async throws {
-        let args = ["cc", "-std=c99", "-shared", "-fPIC", "-I\(ABIPaths.abiInclude)"] + defines.map { "-D\($0)" }
+        let args = ["cc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", "-I\(ABIPaths.abiInclude)"] + defines.map { "-D\($0)" }
             + ["-o", output, source]
         let r = try await ABIRun.run("/usr/bin/env", args)
         guard r.status == 0 else {

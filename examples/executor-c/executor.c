@@ -6,9 +6,9 @@
  *
  *     "plugins": {"store": {"use": "executor_c", "path": "data/app.db"}}
  *
- * and the host generates SQLite-dialect SQL that this file executes. Every call completes
- * inline (PYLON_STORE_FLAG_COMPLETES_INLINE): the host calls it from its own store threads,
- * one thread per connection, never from an event loop. See docs/writing-a-plugin.md.
+ * and the host generates SQLite-dialect SQL that this file executes. Every store call is
+ * synchronous and [may-block]: the host calls it from its own store threads, one thread per
+ * connection, never from an event loop. See docs/writing-a-plugin.md.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -44,11 +44,20 @@ struct pylon_store_conn {
 /* Errors                                                                                     */
 /* ---------------------------------------------------------------------------------------- */
 
-static void set_error(pylon_error *err, pylon_status status, const char *code, const char *message) {
-    if (err == NULL) return;
-    err->status = status;
-    snprintf(err->code, sizeof err->code, "%s", code);
-    snprintf(err->message, sizeof err->message, "%s", message);
+/* Reports an error through the host's sink: the strings are borrowed for the duration of
+ * `set` only (the host copies them), so stack buffers are fine. Returns `status`. */
+static pylon_status set_error(const pylon_error_sink *err, pylon_status status, const char *code, const char *message) {
+    if (err == NULL || err->set == NULL) return status;
+    pylon_error e;
+    memset(&e, 0, sizeof e);
+    e.struct_size = (uint32_t)sizeof e;
+    e.status = status;
+    e.code.ptr = code;
+    e.code.len = strlen(code);
+    e.message.ptr = message;
+    e.message.len = message ? strlen(message) : 0;
+    err->set(err->ctx, &e);
+    return status;
 }
 
 /* SQLite's extended result code as the ABI's status. */
@@ -84,25 +93,10 @@ static const char *code_of(int rc) {
     }
 }
 
-/* Completes a call: exactly once, inline. `result` and `err` live on this stack frame, which
- * is all the ABI promises the host (valid during `done` only). */
-static void finish(pylon_store_done_fn done, void *done_ctx, int rc, const char *message, int64_t changes,
-                   int64_t last_id) {
-    if (done == NULL) return;
-    if (rc != SQLITE_OK && rc != SQLITE_DONE) {
-        pylon_error err;
-        memset(&err, 0, sizeof err);
-        err.struct_size = (uint32_t)sizeof err;
-        set_error(&err, status_of(rc), code_of(rc), message);
-        done(done_ctx, err.status, NULL, &err);
-        return;
-    }
-    pylon_exec_result result;
-    memset(&result, 0, sizeof result);
-    result.struct_size = (uint32_t)sizeof result;
-    result.rows_affected = changes;
-    result.last_insert_id = last_id;
-    done(done_ctx, PYLON_OK, &result, NULL);
+/* Ends a store call: PYLON_OK, or the SQLite failure `rc` reported through `err`. */
+static pylon_status finish(const pylon_error_sink *err, int rc, const char *message) {
+    if (rc == SQLITE_OK || rc == SQLITE_DONE) return PYLON_OK;
+    return set_error(err, status_of(rc), code_of(rc), message);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -159,7 +153,7 @@ static void host_log(const pylon_instance *inst, int32_t level, const char *msg)
 }
 
 static pylon_status exec_create(const pylon_host_v1 *host, const char *config_json, size_t config_len,
-                                pylon_instance **out, pylon_error *err) {
+                                pylon_instance **out, const pylon_error_sink *err) {
     if (out == NULL || host == NULL) {
         set_error(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "create needs a host table and an out pointer");
         return PYLON_ERR_INVALID_ARGUMENT;
@@ -210,7 +204,7 @@ static int run_simple(sqlite3 *db, const char *sql) {
     return sqlite3_exec(db, sql, NULL, NULL, NULL);
 }
 
-static pylon_status exec_open(pylon_instance *inst, int32_t mode, pylon_store_conn **out, pylon_error *err) {
+static pylon_status exec_open(pylon_instance *inst, int32_t mode, pylon_store_conn **out, const pylon_error_sink *err) {
     if (inst == NULL || out == NULL) {
         set_error(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "open needs an instance and an out pointer");
         return PYLON_ERR_INVALID_ARGUMENT;
@@ -219,8 +213,8 @@ static pylon_status exec_open(pylon_instance *inst, int32_t mode, pylon_store_co
     sqlite3 *db = NULL;
     int rc = sqlite3_open_v2(inst->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
-        char msg[PYLON_ERROR_MESSAGE_CAPACITY];
-        snprintf(msg, sizeof msg, "cannot open SQLite database at %.600s: %.300s", inst->path, db ? sqlite3_errmsg(db) : "out of memory");
+        char msg[EXEC_MAX_PATH + 512];
+        snprintf(msg, sizeof msg, "cannot open SQLite database at %s: %.300s", inst->path, db ? sqlite3_errmsg(db) : "out of memory");
         sqlite3_close(db);
         set_error(err, status_of(rc), code_of(rc), msg);
         return status_of(rc);
@@ -233,8 +227,8 @@ static pylon_status exec_open(pylon_instance *inst, int32_t mode, pylon_store_co
     int writable = mode == PYLON_STORE_OPEN_WRITE;
     rc = run_simple(db, writable ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL" : "PRAGMA query_only=1");
     if (rc != SQLITE_OK) {
-        char msg[PYLON_ERROR_MESSAGE_CAPACITY];
-        snprintf(msg, sizeof msg, "cannot configure SQLite database at %.600s: %.300s", inst->path, sqlite3_errmsg(db));
+        char msg[EXEC_MAX_PATH + 512];
+        snprintf(msg, sizeof msg, "cannot configure SQLite database at %s: %.300s", inst->path, sqlite3_errmsg(db));
         sqlite3_close(db);
         set_error(err, status_of(rc), code_of(rc), msg);
         return status_of(rc);
@@ -258,7 +252,7 @@ static void exec_close(pylon_store_conn *conn) {
     free(conn);
 }
 
-/* Binds the host's typed parameters. The host owns their bytes until `done`; the statement
+/* Binds the host's typed parameters. The host owns their bytes for the call; the statement
  * is finalized before `execute` returns, so SQLITE_STATIC is safe. */
 static int bind_params(sqlite3_stmt *stmt, const pylon_value *params, size_t count) {
     for (size_t i = 0; i < count; i++) {
@@ -308,32 +302,31 @@ static pylon_status send_row(sqlite3_stmt *stmt, const pylon_row_sink *sink, pyl
     return sink->row(sink->ctx, values, (size_t)ncols);
 }
 
-static void exec_execute(pylon_store_conn *conn, const char *sql, size_t sql_len, const pylon_value *params,
-                         size_t param_count, const pylon_row_sink *sink, pylon_store_done_fn done, void *done_ctx) {
-    if (conn == NULL || sql == NULL || (param_count > 0 && params == NULL)) {
-        finish(done, done_ctx, SQLITE_MISUSE, "execute needs a connection, SQL and parameters", 0, 0);
-        return;
+/* One statement; its rows to `sink` (may be NULL), its summary to `result` (may be NULL). */
+static pylon_status exec_one(pylon_store_conn *conn, const pylon_statement *s, const pylon_row_sink *sink,
+                             pylon_exec_result *result, const pylon_error_sink *err) {
+    const char *sql = s->sql;
+    size_t sql_len = s->sql_len, param_count = s->param_count;
+    const pylon_value *params = s->params;
+    if (sql == NULL || (param_count > 0 && params == NULL)) {
+        return finish(err, SQLITE_MISUSE, "execute needs SQL and parameters");
     }
     sqlite3_stmt *stmt = NULL;
     const char *tail = NULL;
     int rc = sqlite3_prepare_v2(conn->db, sql, (int)sql_len, &stmt, &tail);
     if (rc != SQLITE_OK || stmt == NULL) {
-        finish(done, done_ctx, rc == SQLITE_OK ? SQLITE_MISUSE : rc,
-               rc == SQLITE_OK ? "empty statement" : sqlite3_errmsg(conn->db), 0, 0);
-        return;
+        return finish(err, rc == SQLITE_OK ? SQLITE_MISUSE : rc, rc == SQLITE_OK ? "empty statement" : sqlite3_errmsg(conn->db));
     }
     if ((size_t)sqlite3_bind_parameter_count(stmt) != param_count) {
         char msg[128];
         snprintf(msg, sizeof msg, "statement expects %d parameters, got %zu", sqlite3_bind_parameter_count(stmt), param_count);
         sqlite3_finalize(stmt);
-        finish(done, done_ctx, SQLITE_RANGE, msg, 0, 0);
-        return;
+        return finish(err, SQLITE_RANGE, msg);
     }
     rc = bind_params(stmt, params, param_count);
     if (rc != SQLITE_OK) {
         sqlite3_finalize(stmt);
-        finish(done, done_ctx, rc, "cannot bind a parameter (unknown value type?)", 0, 0);
-        return;
+        return finish(err, rc, "cannot bind a parameter (unknown value type?)");
     }
     int ncols = sqlite3_column_count(stmt);
     int want_rows = sink != NULL && sink->row != NULL;
@@ -341,8 +334,7 @@ static void exec_execute(pylon_store_conn *conn, const char *sql, size_t sql_len
         pylon_str *names = calloc((size_t)(ncols > 0 ? ncols : 1), sizeof *names);
         if (names == NULL) {
             sqlite3_finalize(stmt);
-            finish(done, done_ctx, SQLITE_NOMEM, "out of memory", 0, 0);
-            return;
+            return finish(err, SQLITE_NOMEM, "out of memory");
         }
         for (int c = 0; c < ncols; c++) {
             const char *name = sqlite3_column_name(stmt, c);
@@ -353,15 +345,13 @@ static void exec_execute(pylon_store_conn *conn, const char *sql, size_t sql_len
         free(names);
         if (st != PYLON_OK) {
             sqlite3_finalize(stmt);
-            finish(done, done_ctx, SQLITE_ABORT, "the row sink stopped the statement", 0, 0);
-            return;
+            return finish(err, SQLITE_ABORT, "the row sink stopped the statement");
         }
     }
     pylon_value *values = want_rows ? calloc((size_t)(ncols > 0 ? ncols : 1), sizeof *values) : NULL;
     if (want_rows && values == NULL) {
         sqlite3_finalize(stmt);
-        finish(done, done_ctx, SQLITE_NOMEM, "out of memory", 0, 0);
-        return;
+        return finish(err, SQLITE_NOMEM, "out of memory");
     }
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
         if (want_rows && send_row(stmt, sink, values, ncols) != PYLON_OK) {
@@ -372,44 +362,54 @@ static void exec_execute(pylon_store_conn *conn, const char *sql, size_t sql_len
     free(values);
     int readonly = sqlite3_stmt_readonly(stmt);
     sqlite3_finalize(stmt);
-    if (rc == SQLITE_ABORT) {
-        finish(done, done_ctx, rc, "the row sink stopped the statement", 0, 0);
-    } else if (rc != SQLITE_DONE) {
-        int ext = sqlite3_extended_errcode(conn->db);
-        finish(done, done_ctx, ext, sqlite3_errmsg(conn->db), 0, 0);
-    } else {
-        finish(done, done_ctx, SQLITE_OK, NULL, readonly ? 0 : sqlite3_changes64(conn->db),
-               sqlite3_last_insert_rowid(conn->db));
+    if (rc == SQLITE_ABORT) return finish(err, rc, "the row sink stopped the statement");
+    if (rc != SQLITE_DONE) return finish(err, sqlite3_extended_errcode(conn->db), sqlite3_errmsg(conn->db));
+    if (result != NULL && result->struct_size >= sizeof *result) {
+        result->rows_affected = readonly ? 0 : sqlite3_changes64(conn->db);
+        result->last_insert_id = sqlite3_last_insert_rowid(conn->db);
     }
+    return PYLON_OK;
 }
 
-static void exec_transaction(pylon_store_conn *conn, int32_t op, pylon_store_done_fn done, void *done_ctx) {
+static pylon_status exec_transaction(pylon_store_conn *conn, int32_t op, const pylon_error_sink *err) {
     const char *sql;
     switch (op) {
     case PYLON_TX_BEGIN: sql = "BEGIN IMMEDIATE"; break;
     case PYLON_TX_BEGIN_READ: sql = "BEGIN DEFERRED"; break;
     case PYLON_TX_COMMIT: sql = "COMMIT"; break;
     case PYLON_TX_ROLLBACK: sql = "ROLLBACK"; break;
-    default: finish(done, done_ctx, SQLITE_MISUSE, "unknown transaction op", 0, 0); return;
+    default: return finish(err, SQLITE_MISUSE, "unknown transaction op");
     }
-    if (conn == NULL) {
-        finish(done, done_ctx, SQLITE_MISUSE, "transaction needs a connection", 0, 0);
-        return;
-    }
+    if (conn == NULL) return finish(err, SQLITE_MISUSE, "transaction needs a connection");
     int rc = run_simple(conn->db, sql);
     if (rc != SQLITE_OK) {
         int ext = sqlite3_extended_errcode(conn->db);
-        char msg[PYLON_ERROR_MESSAGE_CAPACITY];
+        char msg[1024];
         snprintf(msg, sizeof msg, "%s failed: %.900s", sql, sqlite3_errmsg(conn->db));
         /* The ABI: a failed COMMIT leaves no transaction open. */
         if (op == PYLON_TX_COMMIT && !sqlite3_get_autocommit(conn->db)) run_simple(conn->db, "ROLLBACK");
-        finish(done, done_ctx, ext, msg, 0, 0);
-        return;
+        return finish(err, ext, msg);
     }
-    finish(done, done_ctx, SQLITE_OK, NULL, 0, 0);
+    return PYLON_OK;
 }
 
-/* ABI 1.1: where the data lives, for the host's startup log. */
+/* The `execute` slot: the statements in order (only the last one's rows go to `sink`), then
+ * COMMIT when asked. A local file saves no round trips by batching, so one at a time. */
+static pylon_status exec_execute(pylon_store_conn *conn, const pylon_statement *statements, size_t count,
+                                 uint32_t flags, const pylon_row_sink *sink, pylon_exec_result *result,
+                                 const pylon_error_sink *err) {
+    if (conn == NULL || (count > 0 && statements == NULL)) {
+        return finish(err, SQLITE_MISUSE, "execute needs a connection and statements");
+    }
+    for (size_t i = 0; i < count; i++) {
+        pylon_status st = exec_one(conn, &statements[i], i + 1 == count ? sink : NULL, result, err);
+        if (st != PYLON_OK) return st;
+    }
+    if (flags & PYLON_EXEC_COMMIT) return exec_transaction(conn, PYLON_TX_COMMIT, err);
+    return PYLON_OK;
+}
+
+/* Optional: where the data lives, for the host's startup log. */
 static size_t exec_describe(pylon_instance *inst, char *buf, size_t cap) {
     if (inst == NULL || buf == NULL || cap == 0) return 0;
     int n = snprintf(buf, cap, "SQLite file %s (C executor, libsqlite3 %s)", inst->path, sqlite3_libversion());
@@ -421,11 +421,11 @@ static size_t exec_describe(pylon_instance *inst, char *buf, size_t cap) {
 /* Tables and the entry point                                                                 */
 /* ---------------------------------------------------------------------------------------- */
 
-/* Designated initializers: slots added by later ABI minors (execute_batch in 1.3, ...) are
- * left NULL, which means "not provided", and the file keeps compiling without warnings. */
+/* Designated initializers: optional slots left out are NULL, which means "not provided",
+ * and slots a later ABI minor appends stay NULL when the file is rebuilt against it. */
 static const pylon_store_v1 exec_store_table = {
     .struct_size = (uint32_t)sizeof(pylon_store_v1),
-    .flags = PYLON_STORE_FLAG_COMPLETES_INLINE,
+    .flags = 0,
     .dialect = "sqlite",
     .max_readers = 4,
     .open = exec_open,
@@ -434,8 +434,7 @@ static const pylon_store_v1 exec_store_table = {
     .transaction = exec_transaction,
     .describe = exec_describe,
     /* wait_notify: optional; one SQLite file has one host, which needs no signals.
-     * execute_batch, commit_batch: optional; statements to a local file need no round trips saved.
-     * backup, restore (ABI 1.8): optional; without them `pylon-host backup` says this store has none. */
+     * backup, restore: optional; without them `pylon-host backup` says this store has none. */
 };
 
 static const void *exec_get_interface(pylon_instance *instance, const char *capability_id) {

@@ -1,8 +1,11 @@
 import Atomics
 import Foundation
+import PylonPluginABI
 
-/// The read connections `StoreThreads.read(quick: true)` uses inline on the calling thread (a store
-/// with PYLON_STORE_FLAG_LOCAL_READS; none otherwise). Taken and given back without a lock:
+/// The read connections `StoreThreads.read(quick: true)` uses inline on the calling thread, an event
+/// loop (a store with PYLON_STORE_FLAG_LOCAL_READS, opened PYLON_STORE_OPEN_READ_BOUNDED:
+/// their reads are [bounded], they never wait for a lock; none for other stores). Taken
+/// and given back without a lock:
 /// each connection has its own busy flag, claimed by compare-and-swap, and each thread
 /// starts looking at a different connection, so the event loops do not wait for each other
 /// (a pool behind one lock was taken twice per point read by every loop).
@@ -21,8 +24,10 @@ final class QuickReaders: Sendable {
     }
 
     /// `body` on a free connection; nil when there is none free (or none at all, or the
-    /// store is shutting down).
-    func with<T>(_ body: (StoreConnection) throws -> T) rethrows -> T? {
+    /// store is shutting down), or when the store answered BUSY: a quick connection does
+    /// not wait for a lock another connection holds, a reader thread does (the caller's
+    /// fallback), so the read still succeeds.
+    func with<T>(_ body: (StoreConnection) throws -> T) throws -> T? {
         guard !slots.isEmpty else { return nil }
         let start = Self.threadHint % slots.count
         for k in 0..<slots.count {
@@ -32,7 +37,11 @@ final class QuickReaders: Sendable {
             // Checked after claiming: `shutdown` sets `closed` before claiming each slot to
             // close it, so one of the two sees the other (both sequentially consistent).
             if closed.load(ordering: .sequentiallyConsistent) { return nil }
-            return try body(slot.conn)
+            do {
+                return try body(slot.conn)
+            } catch let e as StoreError where e.status == PYLON_ERR_BUSY {
+                return nil
+            }
         }
         return nil
     }

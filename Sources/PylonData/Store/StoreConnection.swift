@@ -2,30 +2,23 @@ import Dispatch
 import PylonPluginABI
 import PylonCore
 
-/// Gathers the callbacks of one `execute`/`transaction` call. Passed to the plugin as the
-/// sink/done context; lives until `done` has been called (the caller waits for it).
+/// Gathers the callbacks of one `execute`/`transaction` call: its rows (row sink context)
+/// and its error (`errors`). Lives for the call, which is synchronous.
 private final class CallState {
+    let errors = PluginErrorCapture()
     var result = QueryResult()
     var error: StoreError?
     /// A broken promise of the plugin seen in the sink (rows wider or narrower than the
     /// columns, NULL arrays): the call fails with PLUGIN_CONTRACT instead of trusting it.
     var contractViolation: String?
     var sawColumns = false
-    /// Set by `done`. For inline stores it is already true when the call returns, so the
-    /// caller never touches the semaphore.
-    var completed = false
-    /// Only used when the store completes from another thread.
-    let finished: DispatchSemaphore?
-    init(inline: Bool) {
-        finished = inline ? nil : DispatchSemaphore(value: 0)
-    }
 
-    func wait() {
-        if let finished { finished.wait() }
-        if !completed {
-            error = StoreError(status: PYLON_ERR_GENERIC, code: "PLUGIN_CONTRACT",
-                               message: "the store plugin declares inline completion but returned without calling done; fix the plugin")
-        } else if error == nil, let contractViolation {
+    /// Records the call's outcome from the status the plugin returned.
+    func finish(_ status: pylon_status) {
+        if status != PYLON_OK {
+            let e = errors.failure(status, code: "STORE_ERROR", message: "store call failed with status \(status)")
+            error = StoreError(status: status, code: e.code, message: e.message)
+        } else if let contractViolation {
             error = StoreError(status: PYLON_ERR_GENERIC, code: "PLUGIN_CONTRACT", message: "the store plugin \(contractViolation); fix the plugin")
         }
     }
@@ -82,41 +75,12 @@ private let sinkRow: @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<pyl
     return PYLON_OK
 }
 
-private let callDone: pylon_store_done_fn = { ctx, status, result, err in
-    let state = Unmanaged<CallState>.fromOpaque(ctx!).takeUnretainedValue()
-    if status != PYLON_OK {
-        var code = "STORE_ERROR"
-        var message = "store call failed with status \(status)"
-        if let err {
-            let e = err.pointee
-            let c = boundedCString(e.code)
-            let m = boundedCString(e.message)
-            if !c.isEmpty { code = c }
-            if !m.isEmpty { message = m }
-        }
-        state.error = StoreError(status: status, code: code, message: message)
-    } else if let result {
-        // Read only what the plugin's struct_size says it filled.
-        let size = Int(result.pointee.struct_size)
-        if size >= MemoryLayout<pylon_exec_result>.offset(of: \pylon_exec_result.rows_affected)! + 8 {
-            state.result.rowsAffected = result.pointee.rows_affected
-        }
-        if size >= MemoryLayout<pylon_exec_result>.offset(of: \pylon_exec_result.last_insert_id)! + 8 {
-            state.result.lastInsertID = result.pointee.last_insert_id
-        }
-    }
-    state.completed = true
-    state.finished?.signal()
-}
-
 /// One connection of a store plugin. Not thread-safe: owned by exactly one host store
-/// thread (`StoreThreads`), matching the ABI's [one-thread-at-a-time] rule. Calls block
-/// that thread until the plugin's completion callback has run, whether the plugin completes
-/// inline or from its own threads.
+/// thread (`StoreThreads`) or quick-read slot (`QuickReaders`), matching the ABI's
+/// [one-thread-at-a-time] rule. Every call is synchronous (ABI 2).
 public final class StoreConnection: @unchecked Sendable {
     let table: UnsafePointer<pylon_store_v1>
     let handle: OpaquePointer
-    let inline: Bool
     /// PYLON_STORE_FLAG_DEFERRED_WRITES: writes in a transaction apply at COMMIT.
     let defersWrites: Bool
     /// Counts this connection's calls into the plugin (`pylon_plugin_calls_total`); nil: none.
@@ -126,22 +90,15 @@ public final class StoreConnection: @unchecked Sendable {
         self.table = table
         self.handle = handle
         self.calls = calls
-        inline = table.pointee.flags & PYLON_STORE_FLAG_COMPLETES_INLINE != 0
         defersWrites = table.pointee.flags & PYLON_STORE_FLAG_DEFERRED_WRITES != 0
     }
 
-    /// Statements queued by `enqueue` (only on a store with `execute_batch`), sent before
-    /// the next call on this connection does anything else.
+    /// Statements queued by `enqueue` (only on a store with PYLON_STORE_FLAG_BATCHES), sent
+    /// before the next call on this connection does anything else.
     private var pending: [(sql: String, params: [SQLValue])] = []
 
-    /// Whether the store runs several statements in one call (`execute_batch`, ABI 1.3).
-    /// The table is the host's normalized copy (`StoreTable`), so an older plugin reads NULL.
-    var canBatch: Bool { table.pointee.execute_batch != nil }
-
-    /// `execute_batch` and `commit_batch`.
-    private typealias BatchFn = @convention(c) (OpaquePointer?, UnsafePointer<pylon_statement>?, Int,
-                                                UnsafePointer<pylon_row_sink>?, pylon_store_done_fn?,
-                                                UnsafeMutableRawPointer?) -> Void
+    /// Whether several statements in one `execute` save round trips (PYLON_STORE_FLAG_BATCHES).
+    var canBatch: Bool { table.pointee.flags & PYLON_STORE_FLAG_BATCHES != 0 }
 
     /// Runs a statement whose result is not needed — later, together with the next ones,
     /// when the store can batch (its error then surfaces from whichever call sends the
@@ -160,7 +117,7 @@ public final class StoreConnection: @unchecked Sendable {
     /// Statements queued before `enqueue` sends them.
     static let maxPending = 256
 
-    /// Sends the queued statements (one `execute_batch` call). The queue is empty afterwards,
+    /// Sends the queued statements (one `execute` call). The queue is empty afterwards,
     /// also when a statement failed.
     public func flush() throws(StoreError) {
         guard !pending.isEmpty else { return }
@@ -169,15 +126,10 @@ public final class StoreConnection: @unchecked Sendable {
         _ = try executeBatch(batch, wantRows: false)
     }
 
-    /// Sends what is queued, then `sql` when given (its rows are the result), then COMMIT:
-    /// one call on a store with `commit_batch` (ABI 1.5), after which no transaction is
-    /// open whether it succeeded or not; otherwise `execute` and `commit`.
+    /// Sends what is queued, then `sql` when given (its rows are the result), then COMMIT,
+    /// all in one `execute` call (PYLON_EXEC_COMMIT), after which no transaction is open
+    /// whether it succeeded or not.
     public func commit(after sql: String?) throws(StoreError) -> QueryResult {
-        guard let commitBatch = table.pointee.commit_batch else {
-            let r = try sql.map { s throws(StoreError) in try execute(s) } ?? QueryResult()
-            try commit()
-            return r
-        }
         var batch = pending
         pending.removeAll(keepingCapacity: true)
         if let sql { batch.append((sql, [])) }
@@ -185,25 +137,24 @@ public final class StoreConnection: @unchecked Sendable {
             try commit()
             return QueryResult()
         }
-        return try executeBatch(batch, wantRows: sql != nil, using: commitBatch)
+        return try executeBatch(batch, wantRows: sql != nil, commit: true)
     }
 
-    /// One `execute_batch` call (or `using` another function of its shape); the result
-    /// (rows when `wantRows`, rows affected) is the last statement's.
+    /// One `execute` call for `batch` (with PYLON_EXEC_COMMIT when `commit`); the result
+    /// (rows when `wantRows`, rows affected, last insert id) is the last statement's.
     private func executeBatch(_ batch: [(sql: String, params: [SQLValue])], wantRows: Bool,
-                              using fn: BatchFn? = nil) throws(StoreError) -> QueryResult {
-        guard let executeBatch = fn ?? table.pointee.execute_batch, !batch.isEmpty else { return QueryResult() }
-        (fn == nil ? calls?.storeExecuteBatch : calls?.storeCommitBatch)?.increment()
-        let state = CallState(inline: inline)
-        let ctx = Unmanaged.passRetained(state).toOpaque()
-        defer { Unmanaged<CallState>.fromOpaque(ctx).release() }
+                              commit: Bool = false) throws(StoreError) -> QueryResult {
+        guard !batch.isEmpty else { return QueryResult() }
+        (commit ? calls?.storeCommitBatch : batch.count == 1 ? calls?.storeExecute : calls?.storeExecuteBatch)?.increment()
+        let state = CallState()
+        let ctx = Unmanaged.passUnretained(state).toOpaque()
         var sink = pylon_row_sink()
         sink.struct_size = UInt32(MemoryLayout<pylon_row_sink>.size)
         sink.ctx = ctx
         sink.columns = wantRows ? sinkColumns : nil
         sink.row = wantRows ? sinkRow : nil
         // One arena holds every statement's SQL (NUL-terminated) and parameter bytes, one
-        // array every statement's values; both outlive the call (until `done`).
+        // array every statement's values; both live for the whole (synchronous) call.
         var arena: [UInt8] = []
         var sqlOffsets: [Int] = []
         var paramOffsets: [Int] = []
@@ -236,12 +187,19 @@ public final class StoreConnection: @unchecked Sendable {
                                                       param_count: params.count))
                     first += params.count
                 }
-                statements.withUnsafeBufferPointer { stmts in
+                var summary = pylon_exec_result()
+                summary.struct_size = UInt32(MemoryLayout<pylon_exec_result>.size)
+                let status = statements.withUnsafeBufferPointer { stmts in
                     withUnsafePointer(to: &sink) { sinkPtr in
-                        executeBatch(handle, stmts.baseAddress, stmts.count, sinkPtr, callDone, ctx)
-                        state.wait()
+                        state.errors.withSink { err in
+                            table.pointee.execute(handle, stmts.baseAddress, stmts.count, commit ? PYLON_EXEC_COMMIT : 0,
+                                                  sinkPtr, &summary, err)
+                        }
                     }
                 }
+                state.result.rowsAffected = summary.rows_affected
+                state.result.lastInsertID = summary.last_insert_id
+                state.finish(status)
             }
         }
         if let e = state.error { throw e }
@@ -280,62 +238,18 @@ public final class StoreConnection: @unchecked Sendable {
     /// skips copying result rows.
     @discardableResult
     public func execute(_ sql: String, _ params: [SQLValue] = [], wantRows: Bool = true) throws(StoreError) -> QueryResult {
-        if !pending.isEmpty {
-            // Queued statements and this one in one call (one round trip).
-            var batch = pending
-            pending.removeAll(keepingCapacity: true)
-            batch.append((sql, params))
-            return try executeBatch(batch, wantRows: wantRows)
-        }
-        let state = CallState(inline: inline)
-        let ctx = Unmanaged.passRetained(state).toOpaque()
-        defer { Unmanaged<CallState>.fromOpaque(ctx).release() }
-        // Pack every text/blob parameter into one arena so the pointers stay valid for the
-        // whole call (the ABI lets the plugin keep them until `done`).
-        var arena: [UInt8] = []
-        var offsets: [Int] = []
-        offsets.reserveCapacity(params.count)
-        for p in params {
-            offsets.append(arena.count)
-            Self.appendBytes(p, to: &arena)
-        }
-        arena.append(0)
-        var sink = pylon_row_sink()
-        sink.struct_size = UInt32(MemoryLayout<pylon_row_sink>.size)
-        sink.ctx = ctx
-        sink.columns = wantRows ? sinkColumns : nil
-        sink.row = wantRows ? sinkRow : nil
-        var sqlBytes = Array(sql.utf8)
-        sqlBytes.append(0)
-        calls?.storeExecute.increment()
-        arena.withUnsafeBufferPointer { arenaBuf in
-            var values = [pylon_value](repeating: pylon_value(), count: params.count)
-            for (i, p) in params.enumerated() { values[i] = Self.value(p, at: arenaBuf.baseAddress! + offsets[i]) }
-            sqlBytes.withUnsafeBufferPointer { sqlBuf in
-                sqlBuf.withMemoryRebound(to: CChar.self) { sqlC in
-                    withUnsafePointer(to: &sink) { sinkPtr in
-                        table.pointee.execute(handle, sqlC.baseAddress, sqlC.count - 1, values, values.count,
-                                              sinkPtr, callDone, ctx)
-                        // Inline stores have already signalled; others finish later. Either way
-                        // the buffers above stay alive until `done` has run.
-                        state.wait()
-                    }
-                }
-            }
-        }
-        if let e = state.error { throw e }
-        return state.result
+        var batch = pending
+        pending.removeAll(keepingCapacity: true)
+        batch.append((sql, params))
+        return try executeBatch(batch, wantRows: wantRows)
     }
 
     /// BEGIN / COMMIT / ROLLBACK. COMMIT sends what is queued first; ROLLBACK drops it.
     public func transaction(_ op: Int32) throws(StoreError) {
         if op == PYLON_TX_ROLLBACK { pending.removeAll() } else if !pending.isEmpty { try flush() }
-        let state = CallState(inline: inline)
-        let ctx = Unmanaged.passRetained(state).toOpaque()
-        defer { Unmanaged<CallState>.fromOpaque(ctx).release() }
+        let state = CallState()
         calls?.storeTransaction.increment()
-        table.pointee.transaction(handle, op, callDone, ctx)
-        state.wait()
+        state.finish(state.errors.withSink { table.pointee.transaction(handle, op, $0) })
         if let e = state.error { throw e }
     }
 
@@ -347,8 +261,7 @@ public final class StoreConnection: @unchecked Sendable {
 
     package func close() { table.pointee.close(handle) }
 
-    /// Whether this store can wait for database signals (`wait_notify`, ABI 1.1). The
-    /// table is the host's normalized copy (`StoreTable`), so an older plugin reads NULL.
+    /// Whether this store can wait for database signals (`wait_notify`, optional).
     var canWaitForNotify: Bool { table.pointee.wait_notify != nil }
 
     /// Outcome of `waitForNotify`.
@@ -360,16 +273,14 @@ public final class StoreConnection: @unchecked Sendable {
         guard canWaitForNotify, let wait = table.pointee.wait_notify else {
             throw StoreError(status: PYLON_ERR_UNSUPPORTED, code: "UNSUPPORTED", message: "the store cannot wait for notifications")
         }
-        var err = pylon_error()
-        err.struct_size = UInt32(MemoryLayout<pylon_error>.size)
-        let status = wait(handle, channel, timeoutMs, &err)
+        let capture = PluginErrorCapture()
+        let status = capture.withSink { wait(handle, channel, timeoutMs, $0) }
         switch status {
         case PYLON_OK: return .signalled
         case PYLON_ERR_BUSY: return .timedOut
         default:
-            let code = boundedCString(err.code)
-            let message = boundedCString(err.message)
-            throw StoreError(status: status, code: code.isEmpty ? "NOTIFY_FAILED" : code, message: message)
+            let e = capture.failure(status, code: "NOTIFY_FAILED", message: "waiting for notifications failed with status \(status)")
+            throw StoreError(status: status, code: e.code, message: e.message)
         }
     }
 }

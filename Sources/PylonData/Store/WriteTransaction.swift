@@ -7,7 +7,7 @@ import PylonJSON
 ///
 /// Writes whose result a job does not need go through `write`: when the batch runs without
 /// savepoints (`batching`) they are queued on the connection and sent together (one round
-/// trip on a store with `execute_batch`); otherwise each runs at once, so a failure is
+/// trip on a store with PYLON_STORE_FLAG_BATCHES); otherwise each runs at once, so a failure is
 /// reported by the statement that caused it.
 ///
 /// On a deferred-write store (`PYLON_STORE_FLAG_DEFERRED_WRITES`, e.g. D1) the rows a job

@@ -1,5 +1,5 @@
 /*
- * pylon_plugin.h — the Pylon plugin ABI, version 1.
+ * pylon_plugin.h — the Pylon plugin ABI, version 2.
  *
  * THE contract between `pylon-host` and every plugin (SQLite/Postgres/D1 stores, auth
  * backends, the Bun function runtime, the RESP cache, shard transports, third-party
@@ -8,24 +8,53 @@
  *
  * Rules (see DESIGN.md §3):
  *  - Handshake first: the host reads `abi_major`, `struct_size` and the layout fields of
- *    the descriptor before calling anything. Major mismatch => refused. Minor => probe.
+ *    the descriptor before calling anything. Major mismatch => refused (the host names the
+ *    file, both versions and says to rebuild). Minor => probe, by the reading rule below.
  *  - Tables are append-only and start with `struct_size`. Slots are never reordered.
+ *    READING RULE: a slot added by a later minor is read only when the table's
+ *    `struct_size` covers it and it is not NULL; otherwise the reader falls back as the
+ *    slot says. Flag bits a reader does not know are ignored; a caller never passes a flag
+ *    newer than the other side's minor.
  *  - Buffers are (pointer, length) pairs and are NOT NUL-terminated unless stated.
  *  - Memory is freed by the side that allocated it. Every pointer below says who owns it
  *    and how long it lives ("OWNER:" / "LIFETIME:").
- *  - Errors are status codes plus a caller-owned `pylon_error` out-parameter. Nothing
+ *  - Errors are a status code plus a stable code and a message, both (ptr, len): the
+ *    callee reports them through the caller's `pylon_error_sink` (synchronous calls) or
+ *    passes a `pylon_error` to the completion callback (asynchronous ones). Nothing
  *    unwinds across this boundary (no C++ exceptions, Rust panics, Swift errors).
- *  - Thread rules are tagged on every function: [any-thread] may be called concurrently
- *    from any thread; [one-thread-at-a-time] may be called from any thread but never
- *    concurrently for the same object; [may-block] may block the calling thread (the host
- *    calls it only from threads where blocking is allowed, never from an event loop).
- *  - Calls that can take time are asynchronous: they take a completion callback that is
+ *  - Thread rules are tagged on every function:
+ *      [any-thread]             may be called concurrently from any thread.
+ *      [one-thread-at-a-time]   may be called from any thread, never concurrently for the
+ *                               same object.
+ *      [may-block]              may wait without bound (network, locks held by others,
+ *                               busy handlers, fsync): NEVER called on an event loop.
+ *      [bounded]                completes on the calling thread using only local CPU and
+ *                               local storage, and never waits for another thread, process
+ *                               or the network: MAY be called on an event loop.
+ *    Callbacks a plugin passes to the host, and the host's own functions, are [bounded].
+ *  - Calls whose work waits on something (a child process, the network) and that the host
+ *    makes from an event loop are asynchronous: they take a completion callback that is
  *    called exactly once, either before the call returns (inline) or later from any thread.
  *  - Plugins are trusted in-process code, loaded only from the `--plugins` folder with
  *    RTLD_NOW|RTLD_LOCAL|RTLD_NODELETE, and never unloaded.
  *
+ * Changelog (minors after 2.0 append slots at the end of tables, under the reading rule):
+ *  2.0  First release of ABI 2, replacing 1.8. Errors carry code and message as (ptr, len)
+ *       (`pylon_error`, `pylon_error_sink`; no fixed `code[32]`, and function calls lose
+ *       their second error channel in `result_json`). Store calls are synchronous (the
+ *       asynchronous store path and PYLON_STORE_FLAG_COMPLETES_INLINE are gone: no store
+ *       used them) and one `execute` slot takes a list of statements with a commit flag
+ *       (replacing `execute` + `execute_batch` + `commit_batch`; PYLON_STORE_FLAG_BATCHES
+ *       says that sending them together saves round trips). Host services beyond the
+ *       core are looked up by versioned id through `pylon_host_v1.get_service`; the event
+ *       loops are the service "pylon.host.loops/1". The [bounded] thread class, and
+ *       PYLON_STORE_OPEN_READ_BOUNDED, on which PYLON_STORE_FLAG_LOCAL_READS promises
+ *       [bounded] reads. Backup and restore (1.8) are plain store slots; every optional
+ *       store slot may lie past a table that ends after `transaction`.
+ *
  * The `abi_header_hash` line below is the FNV-1a (32-bit) hash of this file with that one
- * line removed; a host test recomputes it, so any edit of this header must update it.
+ * line removed; a host test recomputes it, so any edit of this header must update it
+ * (scripts/abi-hash.py --write).
  */
 #ifndef PYLON_PLUGIN_H
 #define PYLON_PLUGIN_H
@@ -42,26 +71,14 @@ extern "C" {
 /* ------------------------------------------------------------------------------------ */
 
 /** Incompatible changes bump the major; the host refuses any other major. */
-#define PYLON_ABI_MAJOR 1
-/** Additive changes (new slots appended, new capability ids, new flags) bump the minor.
- *  1.1: PYLON_STORE_FLAG_DEFERRED_WRITES, PYLON_STORE_FLAG_LOCAL_READS and the optional
- *  `pylon_store_v1.describe` and `pylon_store_v1.wait_notify` slots.
- *  1.2: the `pylon.cache/1` table (`pylon_cache_v1`) and the `pylon.functions/1` tables
- *  (`pylon_fn_v1`, `pylon_fn_host_v1`).
- *  1.3: the optional `pylon_store_v1.execute_batch` slot (`pylon_statement`).
- *  1.4: `pylon_fn_call.request_json` (the HTTP request of a webhook call); the `search`
- *  and `query_graph` operations of `pylon_fn_host_v1.db_call`; a failed `db_call`,
- *  `run_fn` or `complete` may carry the untruncated error as JSON in `result_json`.
- *  1.5: the optional `pylon_store_v1.commit_batch` slot.
- *  1.6: the optional event-loop slots of `pylon_host_v1` (`loop_count`, `current_loop`,
- *  `watch_fd`, `unwatch_fd`).
- *  1.7: PYLON_FN_FLAG_ENFORCE_POLICIES; the reserved capability id PYLON_CAP_CRDT.
- *  1.8: the optional `pylon_store_v1.backup` and `pylon_store_v1.restore` slots. */
-#define PYLON_ABI_MINOR 8
-#define PYLON_ABI_HEADER_HASH 0x229d925au /* abi_header_hash */
+#define PYLON_ABI_MAJOR 2
+/** Additive changes (new slots appended, new capability or service ids, new flags) bump
+ *  the minor; each is listed in the changelog above. */
+#define PYLON_ABI_MINOR 0
+#define PYLON_ABI_HEADER_HASH 0xb4e0abe9u /* abi_header_hash */
 
 /* ------------------------------------------------------------------------------------ */
-/* Status codes                                                                           */
+/* Status codes and errors                                                                */
 /* ------------------------------------------------------------------------------------ */
 
 /** Status returned by every fallible call. 0 is success; values are stable forever. */
@@ -79,27 +96,40 @@ typedef int32_t pylon_status;
 #define PYLON_ERR_ABORTED          10  /* a callback asked to stop */
 #define PYLON_ERR_CORRUPT          11  /* the database or a frame is corrupt */
 
-/** Size of the inline message buffer in `pylon_error`. */
-#define PYLON_ERROR_MESSAGE_CAPACITY 1024
-
-/**
- * Error out-parameter.
- * OWNER: the caller allocates it (usually on its stack) and sets `struct_size`.
- * The callee writes `status`, a short stable `code` (e.g. "UNIQUE_VIOLATION") and a
- * human `message`, both NUL-terminated and truncated to fit. Nothing to free.
- */
-typedef struct pylon_error {
-    uint32_t struct_size;
-    pylon_status status;
-    char code[32];
-    char message[PYLON_ERROR_MESSAGE_CAPACITY];
-} pylon_error;
-
 /** A byte string. Not NUL-terminated. Owner and lifetime are given where it is used. */
 typedef struct pylon_str {
     const char *ptr;
     size_t len;
 } pylon_str;
+
+/**
+ * An error: the status, a short stable UPPER_SNAKE `code` (e.g. "UNIQUE_VIOLATION") and a
+ * human `message`, both (ptr, len), any length, not NUL-terminated (`ptr` may be NULL when
+ * `len` is 0). OWNER: whoever passes it, with the bytes it points to; valid during the call
+ * it is passed to only: the receiver copies what it keeps (and may cut what it copies to
+ * limits of its own). The sender sets `struct_size`.
+ */
+typedef struct pylon_error {
+    uint32_t struct_size;
+    pylon_status status;
+    pylon_str code;
+    pylon_str message;
+} pylon_error;
+
+/**
+ * Where a synchronous call reports its error. OWNER: the caller (usually on its stack),
+ * borrowed for the call. A callee that fails calls `set` at most once, before it returns,
+ * with a `pylon_error` of its own (borrowed for the duration of `set`), and returns the
+ * same status. `err` (the sink pointer) may be NULL: then the callee reports nothing.
+ * A failure returned without `set` gets a generic code and message from the caller.
+ * `set` is [bounded] and does not call back into the callee.
+ */
+typedef struct pylon_error_sink {
+    uint32_t struct_size;
+    uint32_t reserved;
+    void *ctx;  /* the caller's; pass back unchanged */
+    void (*set)(void *ctx, const pylon_error *err);
+} pylon_error_sink;
 
 /* ------------------------------------------------------------------------------------ */
 /* Typed values (SQL parameters and result columns)                                       */
@@ -143,9 +173,9 @@ typedef struct pylon_instance pylon_instance;
 #define PYLON_LOG_ERROR 4
 
 /**
- * The host's function table.
+ * The host's core function table.
  * OWNER: the host. LIFETIME: valid from `create` until after `destroy` returns; a plugin
- * may keep the pointer. All functions are [any-thread] and never block for long.
+ * may keep the pointer. All functions are [any-thread] [bounded].
  * Plugins never link against host symbols; this table is the only way in.
  */
 typedef struct pylon_host_v1 {
@@ -172,19 +202,40 @@ typedef struct pylon_host_v1 {
      */
     const void *(*get_capability)(void *host_ctx, const char *capability_id,
                                   pylon_instance **instance_out);
+    /**
+     * The table of the optional host service `service_id` (NUL-terminated, versioned, e.g.
+     * PYLON_SERVICE_LOOPS), or NULL when this host does not offer it. The table starts with
+     * uint32_t struct_size and follows the reading rule. OWNER: the host. LIFETIME: as this
+     * table's.
+     */
+    const void *(*get_service)(void *host_ctx, const char *service_id);
+} pylon_host_v1;
 
-    /* ---- ABI 1.6: the host's event loops. A plugin reads a slot below only when
-     * `struct_size` covers it and it is not NULL. They let a plugin that talks to child
-     * processes or sockets have its reads done by the loops that serve the HTTP
-     * connections, instead of by threads of its own: a reply then reaches the host on the
-     * thread that will answer the request, with no thread hand-off in between. */
+/* ------------------------------------------------------------------------------------ */
+/* pylon.host.loops/1 — the host's event loops (an optional host service)                */
+/* ------------------------------------------------------------------------------------ */
 
-    /** How many event loops the host runs (>= 1). [any-thread] */
-    int32_t (*loop_count)(void *host_ctx);
+/** Service id of `pylon_host_loops_v1`. */
+#define PYLON_SERVICE_LOOPS "pylon.host.loops/1"
+
+/**
+ * The host's event loops. They let a plugin that talks to child processes or sockets have
+ * its reads done by the loops that serve the HTTP connections, instead of by threads of its
+ * own: a reply then reaches the host on the thread that will answer the request, with no
+ * thread hand-off in between. OWNER: the host; LIFETIME: as `pylon_host_v1`.
+ * Every function is [any-thread] [bounded].
+ */
+typedef struct pylon_host_loops_v1 {
+    uint32_t struct_size;
+    uint32_t reserved;
+    void *ctx;  /* opaque; pass back unchanged to every function below */
+
+    /** How many event loops the host runs (>= 1). */
+    int32_t (*loop_count)(void *ctx);
     /** The index (0 ..< loop_count) of the event loop running the calling thread, or -1
      *  when the caller is not on one. A plugin may use it to keep a request's work on the
-     *  loop it arrived on (e.g. pick the child whose fd that loop watches). [any-thread] */
-    int32_t (*current_loop)(void *host_ctx);
+     *  loop it arrived on (e.g. pick the child whose fd that loop watches). */
+    int32_t (*current_loop)(void *ctx);
     /**
      * Have one event loop read `fd` (a pipe's read end or a connected stream socket).
      * OWNERSHIP of `fd` passes to the host on success: it makes the fd non-blocking and
@@ -193,24 +244,24 @@ typedef struct pylon_host_v1 {
      * reads it itself. A registration that fails after `watch_fd` returned is reported as
      * `on_close(PYLON_ERR_IO)` (the host has closed the fd).
      * `loop` picks the loop (taken modulo `loop_count`; -1: any).
-     * `on_data(ctx, bytes, len)` runs on that loop's thread each time bytes arrive, in
+     * `on_data(cb_ctx, bytes, len)` runs on that loop's thread each time bytes arrive, in
      * order; `bytes` is OWNED BY THE HOST, valid during the callback only.
-     * `on_close(ctx, status)` runs exactly once, on the same thread, after the last
+     * `on_close(cb_ctx, status)` runs exactly once, on the same thread, after the last
      * `on_data`: at end of file (PYLON_OK), a read error (PYLON_ERR_IO) or after
-     * `unwatch_fd` (PYLON_ERR_ABORTED). `ctx` must stay valid until `on_close` returns.
-     * Both callbacks run ON AN EVENT LOOP: they must not block (no waiting for a child,
+     * `unwatch_fd` (PYLON_ERR_ABORTED). `cb_ctx` must stay valid until `on_close` returns.
+     * Both callbacks run ON AN EVENT LOOP: they must be [bounded] (no waiting for a child,
      * no blocking write); work that waits belongs on a thread of the plugin's own.
      * Returns a handle OWNED BY THE PLUGIN until it passes it to `unwatch_fd`, which it
-     * must do exactly once, before or after `on_close`. [any-thread]
+     * must do exactly once, before or after `on_close`.
      */
-    void *(*watch_fd)(void *host_ctx, int32_t fd, int32_t loop,
-                      void (*on_data)(void *ctx, const uint8_t *bytes, size_t len),
-                      void (*on_close)(void *ctx, pylon_status status), void *ctx);
+    void *(*watch_fd)(void *ctx, int32_t fd, int32_t loop,
+                      void (*on_data)(void *cb_ctx, const uint8_t *bytes, size_t len),
+                      void (*on_close)(void *cb_ctx, pylon_status status), void *cb_ctx);
     /** Give the handle back: reading stops (`on_close` follows with PYLON_ERR_ABORTED if
      *  it has not run yet) and `handle` is invalid once this returns. Exactly once per
-     *  handle, from any thread but never from inside its own callbacks. [any-thread] */
-    void (*unwatch_fd)(void *host_ctx, void *handle);
-} pylon_host_v1;
+     *  handle, from any thread but never from inside its own callbacks. */
+    void (*unwatch_fd)(void *ctx, void *handle);
+} pylon_host_loops_v1;
 
 /* ------------------------------------------------------------------------------------ */
 /* The plugin descriptor and the one entry symbol                                        */
@@ -219,7 +270,8 @@ typedef struct pylon_host_v1 {
 /**
  * What `pylon_plugin_entry` returns.
  * OWNER: the plugin; static, constant, valid for the life of the process.
- * The host reads the first four fields and the layout fields before anything else.
+ * The first four fields keep their place in every major (so any host can read and refuse
+ * any plugin); the host reads them and the layout fields before anything else.
  */
 typedef struct pylon_plugin_descriptor {
     uint32_t struct_size;     /* sizeof(pylon_plugin_descriptor) as the plugin compiled it */
@@ -248,15 +300,17 @@ typedef struct pylon_plugin_descriptor {
      * Create an instance. No work may happen before this (no constructors).
      * `host`: OWNER host, valid until after `destroy`. `config_json`: the plugin's config
      * object from the manifest (`plugins.<capability>` minus "use"), borrowed for the call.
-     * On failure return non-zero, fill `err`, leave `*out` NULL.  [one-thread-at-a-time]
+     * On failure return non-zero, report through `err`, leave `*out` NULL.
+     * [one-thread-at-a-time] [may-block]
      */
     pylon_status (*create)(const pylon_host_v1 *host, const char *config_json,
-                           size_t config_len, pylon_instance **out, pylon_error *err);
-    /** Destroy an instance created by `create`; its interfaces become invalid. */
+                           size_t config_len, pylon_instance **out, const pylon_error_sink *err);
+    /** Destroy an instance created by `create`; its interfaces become invalid. [may-block] */
     void (*destroy)(pylon_instance *instance);
     /**
      * The interface table for `capability_id` (NUL-terminated), or NULL if not provided.
-     * The table starts with uint32_t struct_size. LIFETIME: until `destroy`. [any-thread]
+     * The table starts with uint32_t struct_size. LIFETIME: until `destroy`.
+     * [any-thread] [bounded]
      */
     const void *(*get_interface)(pylon_instance *instance, const char *capability_id);
 } pylon_plugin_descriptor;
@@ -271,6 +325,8 @@ typedef const pylon_plugin_descriptor *(*pylon_plugin_entry_fn)(void);
 /* ------------------------------------------------------------------------------------ */
 /* Capability ids                                                                         */
 /* ------------------------------------------------------------------------------------ */
+/* A table's type name carries its capability's version (`pylon.store/1` is served by a
+ * `pylon_store_v1`); capability versions count within one ABI major. */
 
 /** SQL executor with transactions: `pylon_store_v1` below. */
 #define PYLON_CAP_STORE            "pylon.store/1"
@@ -287,8 +343,8 @@ typedef const pylon_plugin_descriptor *(*pylon_plugin_entry_fn)(void);
 #define PYLON_CAP_SHARD_TRANSPORT  "pylon.shard.transport/1"
 /** Shard simulation state (the game logic). */
 #define PYLON_CAP_SHARD_SIM        "pylon.shard.sim/1"
-/** CRDT documents for fields marked `crdt: "text"` etc. (1.7; reserved: until a plugin
- *  serves it such fields are stored and synced as ordinary values). */
+/** CRDT documents for fields marked `crdt: "text"` etc. (reserved: until a plugin serves
+ *  it such fields are stored and synced as ordinary values). */
 #define PYLON_CAP_CRDT             "pylon.crdt/1"
 
 /* ------------------------------------------------------------------------------------ */
@@ -296,17 +352,28 @@ typedef const pylon_plugin_descriptor *(*pylon_plugin_entry_fn)(void);
 /* ------------------------------------------------------------------------------------ */
 /*
  * The host owns the data model: it generates every statement for the store's declared
- * dialect, with values always bound as parameters. A store only executes.
+ * dialect, with values always bound as parameters. A store only executes. Every store call
+ * is synchronous: it completes on the calling thread before it returns. The host makes
+ * [may-block] calls from its store threads only; the one [bounded] call is `execute` of a
+ * read on a PYLON_STORE_OPEN_READ_BOUNDED connection, which the host may make on an event
+ * loop.
  */
 
 /** A connection. Opaque to the host. OWNER: the plugin; freed by `close`.
  *  [one-thread-at-a-time]: the host never starts a call on a connection before the
- *  previous call on it has completed. */
+ *  previous call on it has returned. */
 typedef struct pylon_store_conn pylon_store_conn;
 
 /** Connection modes for `open`. */
 #define PYLON_STORE_OPEN_READ  1  /* reads only; may be served by a replica or reader */
 #define PYLON_STORE_OPEN_WRITE 2  /* reads and writes; transactions */
+/** Reads only, for quick point reads the host runs on its event loops: `execute` of a
+ *  read on it is [bounded] — the store never waits there (no busy handler, no lock wait:
+ *  a lock held by another connection fails at once with PYLON_ERR_BUSY, code "BUSY", and
+ *  the host retries the read on a PYLON_STORE_OPEN_READ connection). Opened only on a
+ *  store with PYLON_STORE_FLAG_LOCAL_READS; the host sends it only short reads (a few
+ *  rows by key), never a transaction. */
+#define PYLON_STORE_OPEN_READ_BOUNDED 3
 
 /** Transaction operations for `transaction`. */
 #define PYLON_TX_BEGIN          1  /* start a write transaction (takes the write lock now) */
@@ -314,16 +381,14 @@ typedef struct pylon_store_conn pylon_store_conn;
 #define PYLON_TX_ROLLBACK       3
 #define PYLON_TX_BEGIN_READ     4  /* start a read snapshot */
 
-/** Store flags. */
-/** Calls complete inline, on the calling thread, and may block it ([may-block]). */
-#define PYLON_STORE_FLAG_COMPLETES_INLINE 0x1u
+/** Store flags (`pylon_store_v1.flags`). Bit 0x1 is retired (1.x's COMPLETES_INLINE). */
 /** Several connections may write at once (the database serializes them itself). */
 #define PYLON_STORE_FLAG_CONCURRENT_WRITERS 0x2u
 /**
- * (ABI 1.1) Statements that change data inside a write transaction are buffered and applied
- * at COMMIT, all or nothing (e.g. a store that sends them to a remote database as one
- * batch). Until COMMIT they complete at once with no rows and rows_affected 0, and reads in
- * the transaction see only committed data. SAVEPOINT / RELEASE / ROLLBACK TO must still be
+ * Statements that change data inside a write transaction are buffered and applied at
+ * COMMIT, all or nothing (e.g. a store that sends them to a remote database as one batch).
+ * Until COMMIT they complete at once with no rows and rows_affected 0, and reads in the
+ * transaction see only committed data. SAVEPOINT / RELEASE / ROLLBACK TO must still be
  * honoured (by dropping the statements buffered since the savepoint). Constraint violations
  * surface at COMMIT. The host then never relies on RETURNING or on reading its own writes
  * inside a transaction, assigns change-log numbers itself, and runs one write job per
@@ -331,21 +396,29 @@ typedef struct pylon_store_conn pylon_store_conn;
  */
 #define PYLON_STORE_FLAG_DEFERRED_WRITES 0x4u
 /**
- * (ABI 1.1) Reads are served from local storage in microseconds (an embedded database on
- * this machine). The host may then run short reads (one row by key) inline on the thread
- * that handles the request, on extra read connections it opens for that, instead of
- * handing them to a store thread. Never set it for a store that talks over a network.
+ * Reads are served from local storage in microseconds (an embedded database on this
+ * machine), and the store supports PYLON_STORE_OPEN_READ_BOUNDED: its promise is that
+ * `execute` of a read on such a connection is [bounded]. The host then runs point reads
+ * inline on the event loop that handles the request instead of handing them to a store
+ * thread. Never set it for a store that talks over a network.
  */
 #define PYLON_STORE_FLAG_LOCAL_READS 0x8u
+/**
+ * Several statements in one `execute` cost about what one costs (a store with network
+ * round trips that pipelines them). The host then queues the statements of a write
+ * transaction whose results it does not need and sends them together, with COMMIT
+ * (PYLON_EXEC_COMMIT); without the flag it sends each statement as it comes.
+ */
+#define PYLON_STORE_FLAG_BATCHES 0x10u
 
 /**
  * Receives a statement's result rows.
- * OWNER: the host; borrowed for the duration of the `execute` call until `done` runs.
+ * OWNER: the host; borrowed for the duration of the `execute` call.
  * The plugin calls `columns` once (before any row, also when there are no rows), then
- * `row` once per row, all on one thread, never concurrently, always before `done`.
+ * `row` once per row, on the calling thread, before `execute` returns.
  * Names and values passed to the callbacks are OWNED BY THE PLUGIN and valid only during
  * that callback: the host copies what it keeps. A non-zero return stops the statement,
- * which then completes with PYLON_ERR_ABORTED.
+ * which then fails with PYLON_ERR_ABORTED.
  */
 typedef struct pylon_row_sink {
     uint32_t struct_size;
@@ -354,7 +427,8 @@ typedef struct pylon_row_sink {
     pylon_status (*row)(void *ctx, const pylon_value *values, size_t count);  /* may be NULL */
 } pylon_row_sink;
 
-/** Summary of a finished statement. OWNER: the plugin; valid during `done` only. */
+/** Summary of a finished `execute`. OWNER: the host (the caller); the store fills it on
+ *  success and leaves fields past the `struct_size` the host set untouched. */
 typedef struct pylon_exec_result {
     uint32_t struct_size;
     uint32_t reserved;
@@ -362,24 +436,19 @@ typedef struct pylon_exec_result {
     int64_t last_insert_id;  /* 0 where the dialect has none */
 } pylon_exec_result;
 
-/**
- * Completion of an asynchronous store call. Called exactly once per call, inline or
- * later from any plugin thread. `result` and `err` are OWNED BY THE PLUGIN and valid
- * during the callback only; `err` is NULL on success, `result` NULL on failure.
- * The host must not call back into the same connection from inside `done`.
- */
-typedef void (*pylon_store_done_fn)(void *done_ctx, pylon_status status,
-                                    const pylon_exec_result *result,
-                                    const pylon_error *err);
-
-/** One statement of an `execute_batch` call. OWNER: the host; the struct, `sql`, `params`
- *  and the bytes they point to stay valid until the call's `done` runs. */
+/** One statement of an `execute` call. OWNER: the host; the struct, `sql`, `params` and the
+ *  bytes they point to are borrowed for the call. */
 typedef struct pylon_statement {
     const char *sql;           /* NUL-terminated; `sql_len` excludes the NUL */
     size_t sql_len;
-    const pylon_value *params; /* positional parameters, as for `execute` */
+    const pylon_value *params; /* positional parameters ("?" for sqlite, "$1".. for postgres) */
     size_t param_count;
 } pylon_statement;
+
+/** `execute` flags. */
+/** After the statements, COMMIT the connection's open write transaction, in the same call
+ *  (Postgres: one pipeline ending in COMMIT, one round trip for the whole transaction). */
+#define PYLON_EXEC_COMMIT 0x1u
 
 /** The `pylon.store/1` interface table. OWNER: the plugin; valid until `destroy`. */
 typedef struct pylon_store_v1 {
@@ -396,37 +465,42 @@ typedef struct pylon_store_v1 {
      * On success `*out` is a new connection the host must `close`.
      */
     pylon_status (*open)(pylon_instance *instance, int32_t mode, pylon_store_conn **out,
-                         pylon_error *err);
+                         const pylon_error_sink *err);
     /** Close a connection; rolls back an open transaction. [one-thread-at-a-time] [may-block] */
     void (*close)(pylon_store_conn *conn);
 
     /**
-     * Execute one statement with positional parameters ("?" for sqlite, "$1".. for
-     * postgres). `sql` and `params` (and the bytes they point to) are OWNED BY THE HOST
-     * and stay valid until `done` is called. `sink` may be NULL for statements whose
-     * rows are not wanted. [one-thread-at-a-time per connection]
-     * If the store has PYLON_STORE_FLAG_COMPLETES_INLINE, `done` runs before `execute`
-     * returns and the call may block; otherwise it returns at once and completes later.
+     * Execute `count` statements in order, as one call: a store with network round trips
+     * sends them together (Postgres: one pipeline). There is no separate single-statement
+     * slot: one statement is a list of one, and the host's reads are exactly that.
+     * Only the last statement's rows go to `sink` (may be NULL: rows not wanted); the
+     * others' are dropped. On success `result` (may be NULL) gets the last statement's
+     * `rows_affected` and `last_insert_id`.
+     * `count` > 1 only inside a transaction opened by `transaction`. Stops at the first
+     * statement that fails and returns its error; the transaction is then left failed (the
+     * host rolls back), and which statements before it took effect does not matter.
+     * With PYLON_EXEC_COMMIT (`flags`) the open write transaction is committed after the
+     * statements (`count` may then be 0: a plain COMMIT); on failure nothing was committed
+     * and, as after a failed COMMIT, no transaction is left open (the store rolled back).
+     * [one-thread-at-a-time per connection] [may-block]; [bounded] for a read on a
+     * PYLON_STORE_OPEN_READ_BOUNDED connection.
      */
-    void (*execute)(pylon_store_conn *conn, const char *sql, size_t sql_len,
-                    const pylon_value *params, size_t param_count,
-                    const pylon_row_sink *sink, pylon_store_done_fn done, void *done_ctx);
+    pylon_status (*execute)(pylon_store_conn *conn, const pylon_statement *statements, size_t count,
+                            uint32_t flags, const pylon_row_sink *sink, pylon_exec_result *result,
+                            const pylon_error_sink *err);
 
     /**
-     * Begin, commit or roll back (PYLON_TX_*). Same completion rules as `execute`.
-     * A failed COMMIT leaves no transaction open (the store rolls back).
+     * Begin, commit or roll back (PYLON_TX_*). A failed COMMIT leaves no transaction open
+     * (the store rolls back). [one-thread-at-a-time per connection] [may-block]
      */
-    void (*transaction)(pylon_store_conn *conn, int32_t op, pylon_store_done_fn done,
-                        void *done_ctx);
-
-    /* ---- ABI 1.1. A host reads a slot below only when `struct_size` covers it and it is
-     * not NULL (a 1.0 plugin's table ends above); otherwise it falls back as stated. ---- */
+    pylon_status (*transaction)(pylon_store_conn *conn, int32_t op, const pylon_error_sink *err);
 
     /**
      * One line saying where the data lives, for the host's startup log, e.g.
      * "D1 database 0f3c... via https://api.cloudflare.com/client/v4". Never contains secrets.
      * Writes at most `cap` bytes including a terminating NUL into `buf` (OWNER: the host) and
-     * returns the length without the NUL. [any-thread] Optional: NULL or absent => the host
+     * returns the length without the NUL. [any-thread] [bounded]
+     * Optional (this slot and every one after it: NULL, or past `struct_size`) => the host
      * logs the config's `path`.
      */
     size_t (*describe)(pylon_instance *instance, char *buf, size_t cap);
@@ -436,48 +510,17 @@ typedef struct pylon_store_v1 {
      * `timeout_ms` passes. The first call subscribes `conn` to the channel (Postgres:
      * LISTEN); signals that arrived since the previous call count, several collapse into
      * one. Returns PYLON_OK when signalled, PYLON_ERR_BUSY on timeout, another status (with
-     * `err` filled) when the connection failed. The host uses a connection it dedicates to
+     * `err` set) when the connection failed. The host uses a connection it dedicates to
      * waiting, from one thread. [one-thread-at-a-time] [may-block]
-     * Optional: NULL or absent => the host polls the change log instead.
+     * Optional: NULL => the host polls the change log instead.
      */
     pylon_status (*wait_notify)(pylon_store_conn *conn, const char *channel, int32_t timeout_ms,
-                                pylon_error *err);
+                                const pylon_error_sink *err);
 
-    /* ---- ABI 1.3 (same reading rule as the 1.1 slots). ---- */
-
-    /**
-     * Execute `count` (>= 1) statements in order, inside the connection's open transaction,
-     * as if by `count` `execute` calls of which only the last has a sink (`sink`, may be
-     * NULL: its rows go there, the others' are dropped) — but letting a store with network
-     * round trips send them together (Postgres: one pipeline, one round trip). Stops at the
-     * first statement that fails: `done` then gets that statement's error, the transaction
-     * is left failed (the host rolls back) and which statements before it took effect does
-     * not matter. On success `done` gets the last statement's `rows_affected`. Same
-     * completion and ownership rules as `execute`. [one-thread-at-a-time per connection]
-     * Optional: NULL or absent => the host runs the statements one `execute` at a time.
-     */
-    void (*execute_batch)(pylon_store_conn *conn, const pylon_statement *statements, size_t count,
-                          const pylon_row_sink *sink, pylon_store_done_fn done, void *done_ctx);
-
-    /* ---- ABI 1.5 (same reading rule as the 1.1 slots). ---- */
-
-    /**
-     * `execute_batch` followed by COMMIT of the connection's open write transaction, sent
-     * together (Postgres: one pipeline ending in COMMIT, one round trip for the whole
-     * transaction). `count` may be 0 (then it is a plain COMMIT and `sink` gets nothing).
-     * On success the transaction is committed and `done` gets the last statement's
-     * `rows_affected` (its rows went to `sink`). On failure nothing was committed and, as
-     * after a failed COMMIT, no transaction is left open (the store rolled back); `done`
-     * gets the first failure. Ownership, completion and threading as for `execute_batch`.
-     * Optional: NULL or absent => the host calls `execute_batch`, then `transaction(COMMIT)`.
-     */
-    void (*commit_batch)(pylon_store_conn *conn, const pylon_statement *statements, size_t count,
-                         const pylon_row_sink *sink, pylon_store_done_fn done, void *done_ctx);
-
-    /* ---- ABI 1.8 (same reading rule as the 1.1 slots). The store owns its storage, so it
-     * makes and restores backups (`pylon-host backup` / `pylon-host restore`). Both are
-     * called from the CLI's own thread, never from an event loop or a store thread, and
-     * never while the same process serves requests. ---- */
+    /* Backup and restore: the store owns its storage, so it makes and restores backups
+     * (`pylon-host backup` / `pylon-host restore`). Both are called from the CLI's own
+     * thread, never from an event loop or a store thread, and never while the same process
+     * serves requests. */
 
     /**
      * Write a consistent copy of the whole database to the file `path` (NUL-terminated,
@@ -486,12 +529,12 @@ typedef struct pylon_store_v1 {
      * `path` only when complete (a failed backup leaves no file there); an existing file is
      * replaced. The format is the store's own (SQLite: a database file; Postgres:
      * `pg_dump` custom format) and is read back only by the same store's `restore`.
-     * Returns PYLON_OK, or a status with `err` filled (PYLON_ERR_UNSUPPORTED when this store
+     * Returns PYLON_OK, or a status with `err` set (PYLON_ERR_UNSUPPORTED when this store
      * cannot make backups, the message saying what to use instead).
      * [one-thread-at-a-time] [may-block]: it may take minutes on a large database.
-     * Optional: NULL or absent => the host answers "this store plugin does not support backup".
+     * Optional: NULL => the host answers "this store plugin does not support backup".
      */
-    pylon_status (*backup)(pylon_instance *instance, const char *path, pylon_error *err);
+    pylon_status (*backup)(pylon_instance *instance, const char *path, const pylon_error_sink *err);
 
     /**
      * Replace the whole database with the backup in the file `path` (NUL-terminated, OWNED
@@ -505,15 +548,15 @@ typedef struct pylon_store_v1 {
      * another process is serving the database refuses with PYLON_ERR_BUSY (code
      * "DATABASE_IN_USE") rather than change data under it.
      * [one-thread-at-a-time] [may-block].
-     * Optional: NULL or absent => the host answers "this store plugin does not support backup".
+     * Optional: NULL => the host answers "this store plugin does not support backup".
      */
     pylon_status (*restore)(pylon_instance *instance, const char *path, const char *after_sql,
-                            size_t after_len, pylon_error *err);
+                            size_t after_len, const pylon_error_sink *err);
 } pylon_store_v1;
 
-/** Size of a `pylon_store_v1` table built against ABI 1.0 (everything before `describe`):
- *  the smallest store table a host accepts. */
-#define PYLON_STORE_V1_SIZE_1_0 (offsetof(pylon_store_v1, describe))
+/** The smallest store table a host accepts: the required slots (up to `transaction`). The
+ *  optional slots after them follow the reading rule, so a table may end before them. */
+#define PYLON_STORE_V1_MIN_SIZE (offsetof(pylon_store_v1, describe))
 
 /* ------------------------------------------------------------------------------------ */
 /* pylon.functions/1 — server functions (query / mutation / action), asynchronous       */
@@ -544,7 +587,7 @@ typedef struct pylon_store_v1 {
 /** Declared `privileged: true` (or `policies: "trusted"`): bypasses policies even in an
  *  app that enforces them. */
 #define PYLON_FN_FLAG_PRIVILEGED 0x1u
-/** Declared `policies: "enforce"` (1.7): its `ctx.db` operations obey the caller's
+/** Declared `policies: "enforce"`: its `ctx.db` operations obey the caller's
  *  policies whatever the app's setting. Wins over PYLON_FN_FLAG_PRIVILEGED. */
 #define PYLON_FN_FLAG_ENFORCE_POLICIES 0x2u
 
@@ -573,7 +616,7 @@ typedef struct pylon_fn_call {
     /** Opaque host pointer identifying the call; passed back unchanged to every
      *  `pylon_fn_host_v1` function for this call. Valid until `complete` returns. */
     void *call_ctx;
-    /** Since 1.4 (read it only when `struct_size` covers it). For a webhook call
+    /** For a webhook call
      *  (`/api/webhooks/NAME`, always an action) the HTTP request: {"method", "path" (with
      *  the query string), "headers": {lowercased name: value, repeated headers joined
      *  with ", "}, "raw_body": string}, which the function sees as `ctx.request`. Empty
@@ -584,11 +627,10 @@ typedef struct pylon_fn_call {
 /**
  * Reply to one `db_call` or `run_fn`. Called exactly once per request, inline or later,
  * from any host thread. On success `status` is PYLON_OK and `result_json` is the operation's
- * result (a JSON value) with `err` NULL; on failure `err` says why (`code` e.g.
- * "POLICY_DENIED", "NOT_FOUND", "INVALID_OP") and `result_json` is NULL or (since 1.4) the
- * whole error as {"code", "message"}, which is what to report when present: `err->code`
- * holds 31 bytes, and codes such as "SEARCH_REQUIRES_ROW_INDEPENDENT_POLICY" are longer.
- * Both are OWNED BY THE HOST and valid during the callback only.
+ * result (a JSON value) with `err` NULL; on failure `result_json` is NULL and `err` says
+ * why (`code` e.g. "POLICY_DENIED", "NOT_FOUND", "SEARCH_REQUIRES_ROW_INDEPENDENT_POLICY").
+ * Both are OWNED BY THE HOST and valid during the callback only. The callback must be
+ * [bounded] (hand the reply to a thread of the plugin's own if it has to wait).
  */
 typedef void (*pylon_fn_db_done_fn)(void *done_ctx, pylon_status status, const char *result_json,
                                     size_t result_len, const pylon_error *err);
@@ -596,8 +638,8 @@ typedef void (*pylon_fn_db_done_fn)(void *done_ctx, pylon_status status, const c
 /**
  * The host's side of `pylon.functions/1`, handed to the plugin by `bind_host` right after
  * `create`. OWNER: the host. LIFETIME: until after the plugin instance is destroyed.
- * Every function is [any-thread] and returns without blocking on the database (work that
- * takes time completes through the callback).
+ * Every function is [any-thread] [bounded]: it returns without waiting on the database
+ * (work that takes time completes through the callback).
  */
 typedef struct pylon_fn_host_v1 {
     uint32_t struct_size;
@@ -629,12 +671,10 @@ typedef struct pylon_fn_host_v1 {
     /**
      * Finish the call: exactly once per started call, from any plugin thread. On success
      * `status` is PYLON_OK, `result_json` is the function's return value (a JSON value)
-     * and `err` is NULL; on failure `err->code` is the stable code (e.g. "INVALID_ARGS",
-     * "FUNCTION_TIMEOUT", "WORKER_CRASHED", or the function's own code) and `result_json`
-     * is NULL or (since 1.4) the whole error as {"code", "message"}, which the host then
-     * reports instead (a function's own code may be longer than `err->code` holds).
-     * Buffers are OWNED BY THE PLUGIN and valid during the call only. After it returns,
-     * `call_ctx` is invalid.
+     * and `err` is NULL; on failure `result_json` is NULL and `err` holds the stable code
+     * (e.g. "INVALID_ARGS", "FUNCTION_TIMEOUT", "WORKER_CRASHED", or the function's own
+     * code, any length) and the message. Buffers are OWNED BY THE PLUGIN and valid during
+     * the call only. After it returns, `call_ctx` is invalid.
      */
     void (*complete)(void *host_ctx, void *call_ctx, pylon_status status, const char *result_json,
                      size_t result_len, const pylon_error *err);
@@ -665,31 +705,32 @@ typedef struct pylon_fn_v1 {
     /**
      * Hand the plugin the host's side of the interface. Called once, after `create` and
      * before any other function of this table. `host` stays valid until after `destroy`.
-     * [one-thread-at-a-time]
+     * [one-thread-at-a-time] [may-block]
      */
     pylon_status (*bind_host)(pylon_instance *instance, const pylon_fn_host_v1 *host,
-                              pylon_error *err);
+                              const pylon_error_sink *err);
     /**
      * Kind and flags of the function `name` (borrowed for the call). PYLON_ERR_NOT_FOUND
      * (code "FN_NOT_FOUND") when there is none; PYLON_ERR_UNSUPPORTED when the runtime is
      * not available (e.g. Bun is not installed; the message says how to install it).
-     * Never blocks. [any-thread]
+     * [any-thread] [bounded]
      */
     pylon_status (*describe)(pylon_instance *instance, const char *name, size_t name_len,
-                             pylon_fn_info *out, pylon_error *err);
+                             pylon_fn_info *out, const pylon_error_sink *err);
     /**
      * Calls `cb` once, before returning, with a JSON array describing every function:
      * [{"name", "fn_type": "query"|"mutation"|"action", "args_schema": object|null,
-     * "privileged": bool}]. Never blocks for long. [any-thread]
+     * "privileged": bool}]. [any-thread] [bounded]
      */
     void (*list)(pylon_instance *instance, pylon_fn_json_fn cb, void *ctx);
     /**
      * Start a call. Returns at once. On PYLON_OK the plugin later calls
      * `host->complete(call->call_ctx, ...)` exactly once (possibly before `start_call`
      * returns). On any other status the call did not start, `complete` is never called
-     * for it, and `err` says why. [any-thread]
+     * for it, and `err` says why. [any-thread] [bounded]
      */
-    pylon_status (*start_call)(pylon_instance *instance, const pylon_fn_call *call, pylon_error *err);
+    pylon_status (*start_call)(pylon_instance *instance, const pylon_fn_call *call,
+                               const pylon_error_sink *err);
 } pylon_fn_v1;
 
 /* ------------------------------------------------------------------------------------ */
@@ -739,7 +780,7 @@ typedef struct pylon_cache_v1 {
      * internal client (no AUTH needed, RESP3 replies). Commands that need a connection of
      * their own (SUBSCRIBE, PSUBSCRIBE, UNSUBSCRIBE, MULTI, EXEC, AUTH, HELLO, CLIENT, QUIT,
      * RESET) are answered with an error reply. `done` follows `pylon_cache_reply_fn`.
-     * [any-thread]; never blocks the caller on other clients' work.
+     * [any-thread] [bounded]: never waits for other clients' work.
      */
     void (*command)(pylon_instance *instance, const pylon_str *argv, size_t argc,
                     pylon_cache_reply_fn done, void *done_ctx);
@@ -748,12 +789,13 @@ typedef struct pylon_cache_v1 {
      * Registers the one message listener (replacing any earlier one); `fn` NULL removes
      * it. `ctx` is OWNED BY THE HOST and must stay valid until the listener is replaced or
      * removed, or the instance destroyed; after this call returns the old listener is
-     * not called again. [any-thread]
+     * not called again. [any-thread] [bounded]
      */
     void (*set_message_listener)(pylon_instance *instance, pylon_cache_message_fn fn,
                                  void *ctx);
 
-    /** The TCP port the RESP server listens on, or 0 when it has no listener. [any-thread] */
+    /** The TCP port the RESP server listens on, or 0 when it has no listener.
+     *  [any-thread] [bounded] */
     int32_t (*resp_port)(pylon_instance *instance);
 } pylon_cache_v1;
 

@@ -95,10 +95,8 @@ package final class CacheService: @unchecked Sendable {
             table.pointee.command(instance, strs, bytes.count, { ctx, status, reply, len, err in
                 let p = Unmanaged<Pending>.fromOpaque(ctx!).takeRetainedValue()
                 guard status == PYLON_OK, let reply else {
-                    var message = "status \(status)"
-                    if let err {
-                        message = boundedCString(err.pointee.message)
-                    }
+                    let reported = PluginError(status, err).message
+                    let message = reported.isEmpty ? "status \(status)" : reported
                     p.continuation.resume(returning: .failure(HostError(status: 503, code: "CACHE_UNAVAILABLE", message: "the cache plugin failed: \(message)")))
                     return
                 }

@@ -30,16 +30,7 @@ final class DBReplyBox: @unchecked Sendable {
 
     func fail(_ e: HostError) {
         timer?.finish(nil)
-        var err = pylon_error()
-        err.struct_size = UInt32(MemoryLayout<pylon_error>.size)
         let status: pylon_status = e.status == 404 ? PYLON_ERR_NOT_FOUND : e.status == 409 ? PYLON_ERR_CONSTRAINT : PYLON_ERR_GENERIC
-        err.status = status
-        withUnsafeMutableBytes(of: &err.code) { copyC(e.code, $0) }
-        withUnsafeMutableBytes(of: &err.message) { copyC(e.message, $0) }
-        // The whole error too: `err.code` holds 31 bytes (ABI 1.4).
-        let whole = JSONWriter.encode(.object([("code", .string(e.code)), ("message", .string(e.message))]))
-        whole.withUnsafeBufferPointer { b in
-            b.withMemoryRebound(to: CChar.self) { done(ctx, status, $0.baseAddress, $0.count, &err) }
-        }
+        e.withPluginError(status) { done(ctx, status, nil, 0, $0) }
     }
 }

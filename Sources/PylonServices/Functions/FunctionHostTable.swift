@@ -10,13 +10,6 @@ import PylonJSON
 // plugin (`db_call`, `complete`, `run_fn`, `stream`): each turns its C arguments into Swift
 // values and passes them to the call (`FnCall`) whose `call_ctx` it gets.
 
-/// `s` into a fixed C char array, cut to fit, always NUL-terminated.
-func copyC(_ s: String, _ buf: UnsafeMutableRawBufferPointer) {
-    let bytes = Array(s.utf8.prefix(buf.count - 1))
-    buf.copyBytes(from: bytes)
-    buf[bytes.count] = 0
-}
-
 func fnHostDBCall(_ hostCtx: UnsafeMutableRawPointer?, _ callCtx: UnsafeMutableRawPointer?, _ json: UnsafePointer<CChar>?,
                           _ len: Int, _ done: pylon_fn_db_done_fn?, _ doneCtx: UnsafeMutableRawPointer?) {
     guard let done else { return }
@@ -48,13 +41,9 @@ func fnHostComplete(_ hostCtx: UnsafeMutableRawPointer?, _ callCtx: UnsafeMutabl
         } else {
             call.complete(.success(bytes))
         }
-    } else if let json, len > 0, let whole = try? JSONParser.parse(Array(UnsafeRawBufferPointer(start: json, count: len))),
-              let code = whole["code"]?.stringValue {
-        // ABI 1.4: the untruncated error.
-        call.complete(.failure(FunctionService.hostError(status, code, whole["message"]?.stringValue ?? "")))
     } else {
-        let e = err?.pointee ?? pylon_error()
-        call.complete(.failure(FunctionService.hostError(status, FunctionService.code(e), FunctionService.message(e))))
+        let e = PluginError(status, err)
+        call.complete(.failure(FunctionService.hostError(status, e.code, e.message)))
     }
 }
 

@@ -59,19 +59,18 @@ package final class FunctionService: @unchecked Sendable {
         hostTable.pointee.complete = fnHostComplete
         hostTable.pointee.run_fn = fnHostRunFn
         hostTable.pointee.host_ctx = Unmanaged.passUnretained(self).toOpaque()
-        var err = pylon_error()
-        err.struct_size = UInt32(MemoryLayout<pylon_error>.size)
-        let status = table.pointee.bind_host(instance, hostTable, &err)
+        let err = PluginErrorCapture()
+        let status = err.withSink { table.pointee.bind_host(instance, hostTable, $0) }
         if status != PYLON_OK {
-            throw HostError(status: 500, code: "PLUGIN_CREATE_FAILED", message: "plugin \(served.plugin.id): bind_host failed: \(Self.message(err))")
+            throw HostError(status: 500, code: "PLUGIN_CREATE_FAILED",
+                            message: "plugin \(served.plugin.id): bind_host failed: \(err.reported?.message ?? "status \(status)")")
         }
     }
 
-    /// Read only up to the field's end: a plugin that leaves no NUL must not make the host
-    /// read past it.
-    static func message(_ err: pylon_error) -> String { boundedCString(err.message) }
-
-    static func code(_ err: pylon_error) -> String { boundedCString(err.code) }
+    /// The plugin's failure of a synchronous call as the wire error (bounded: `PluginError`).
+    static func hostError(_ status: pylon_status, _ err: PluginErrorCapture) -> HostError {
+        hostError(status, err.reported?.code ?? "", err.reported?.message ?? "")
+    }
 
     /// The plugin's failure as the wire error: HTTP status by ABI status and code.
     static func hostError(_ status: pylon_status, _ code: String, _ message: String) -> HostError {
@@ -89,15 +88,14 @@ package final class FunctionService: @unchecked Sendable {
 
     /// Kind and flags of `name`, or the wire error (404 FN_NOT_FOUND, 501 without Bun).
     package func describe(_ name: String) throws -> pylon_fn_info {
-        var err = pylon_error()
-        err.struct_size = UInt32(MemoryLayout<pylon_error>.size)
+        let err = PluginErrorCapture()
         var info = pylon_fn_info()
         info.struct_size = UInt32(MemoryLayout<pylon_fn_info>.size)
         metrics.pluginCalls.fnDescribe.increment()
         let st = Array(name.utf8).withUnsafeBufferPointer { b in
-            b.withMemoryRebound(to: CChar.self) { table.pointee.describe(instance, $0.baseAddress, $0.count, &info, &err) }
+            b.withMemoryRebound(to: CChar.self) { c in err.withSink { table.pointee.describe(instance, c.baseAddress, c.count, &info, $0) } }
         }
-        if st != PYLON_OK { throw Self.hostError(st, Self.code(err), Self.message(err)) }
+        if st != PYLON_OK { throw Self.hostError(st, err) }
         return info
     }
 
@@ -223,8 +221,7 @@ package final class FunctionService: @unchecked Sendable {
             }
         }
         let ctx = Unmanaged.passRetained(fc).toOpaque()
-        var e = pylon_error()
-        e.struct_size = UInt32(MemoryLayout<pylon_error>.size)
+        let e = PluginErrorCapture()
         metrics.pluginCalls.fnStartCall.increment()
         let status = p.nameBytes.withUnsafeBufferPointer { n in
             p.args.withUnsafeBufferPointer { a in
@@ -239,7 +236,7 @@ package final class FunctionService: @unchecked Sendable {
                         c.auth_json = Self.str(u)
                         c.request_json = Self.str(r)
                         c.call_ctx = ctx
-                        return table.pointee.start_call(instance, &c, &e)
+                        return e.withSink { table.pointee.start_call(instance, &c, $0) }
                     }
                 }
             }
@@ -247,7 +244,7 @@ package final class FunctionService: @unchecked Sendable {
         if status != PYLON_OK {
             // The plugin refused the call: no `complete` will come.
             Unmanaged<FnCall>.fromOpaque(ctx).release()
-            fc.take()?(.failure(Self.hostError(status, Self.code(e), Self.message(e))))
+            fc.take()?(.failure(Self.hostError(status, e)))
         }
     }
 }
