@@ -174,6 +174,22 @@ public final class SessionStore: @unchecked Sendable {
         return (new, user, expires)
     }
 
+    /// Sets the active organisation of `token`'s live session (nil: none); false when the
+    /// token names no live session.
+    public func selectTenant(_ token: String, _ tenantID: String?) async throws -> Bool {
+        let hash = Self.hash(token), now = Self.now(), d = dialect
+        let find = "SELECT expires_at FROM _pylon_sessions WHERE token_hash = \(d.placeholder(1))"
+        let update = "UPDATE _pylon_sessions SET tenant_id = \(d.placeholder(1)) WHERE token_hash = \(d.placeholder(2))"
+        let live = try await store.write { tx in
+            guard let row = try tx.connection.execute(find, [.text(hash)]).rows.first, case let .int(until) = row.at(0),
+                  until == 0 || now < until else { return false }
+            try tx.connection.execute(update, [tenantID.map { .text($0) } ?? .null, .text(hash)], wantRows: false)
+            return true
+        }
+        forget([hash])
+        return live
+    }
+
     /// Revokes every session of `userID`; returns how many there were.
     public func revokeAll(userID: String) async throws -> Int {
         let find = "SELECT token_hash FROM _pylon_sessions WHERE user_id = \(dialect.placeholder(1))"

@@ -36,7 +36,7 @@ extension RouteContext {
         router.post("/api/auth/refresh") { req, _ in
             guard let token = Self.token(req, cookieName: config.cookieName), token.hasPrefix("pylon_"),
                   let (fresh, userID, expires) = try await sessions.refresh(token) else {
-                throw HostError(status: 401, code: "SESSION_EXPIRED", message: "the session has ended; sign in again")
+                throw Self.sessionEnded
             }
             return withSessionCookie(req, HTTPSupport.json(.object([("token", .string(fresh)), ("user_id", .string(userID)),
                                                                      ("expires_at", .int(expires))])), token: fresh, expires: expires)

@@ -65,6 +65,7 @@ package struct EdgeServer {
         routes.addPasswordRoutes(router)
         routes.addApiKeyRoutes(router)
         routes.addAccountRoutes(router)
+        routes.addOrgRoutes(router)
         routes.addDataRoutes(router)
         routes.addSyncRoutes(router)
         routes.addFunctionRoutes(router)

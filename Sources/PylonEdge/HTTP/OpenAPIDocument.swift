@@ -273,6 +273,10 @@ enum OpenAPIDocument {
                                       access: .anyone, tags: ["auth"],
                                       responses: [("200", ok(object([("token", string), ("expires_at", ["type": "integer"])],
                                                                     required: ["token", "expires_at"])))], errors: ["401", "501"])]),
+        ("/api/auth/select-org", ["post": op(
+            "selectOrg", "act in one of the caller's organisations (an OrgMember row), or none with null (session only)",
+            access: .user, tags: ["auth"], body: body(object([("orgId", ["type": ["string", "null"]])], required: ["orgId"])),
+            responses: [("200", ok(object([("tenantId", ["type": ["string", "null"]])], required: ["tenantId"])))], errors: ["501"])]),
         ("/api/auth/refresh", ["post": op("refresh", "a new token for the caller's session (same user, device, organisation); the old one ends",
                                           access: .anyone, tags: ["auth"], responses: [("200", ok(tokenReply))], errors: ["401"])]),
         ("/api/auth/account", ["delete": op(

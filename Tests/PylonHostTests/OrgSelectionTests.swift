@@ -1,0 +1,80 @@
+import Foundation
+import Testing
+
+/// `POST /api/auth/select-org` through the real host (issue 19): a member chooses an
+/// organisation of the app's `OrgMember` entity, policies see it as `auth.tenantId`, a
+/// refresh keeps it; a non-member, an API key or a missing entity is refused.
+@Suite("Organisations: select-org and auth.tenantId (black-box, real pylon-host, SQLite and Postgres)")
+struct OrgSelectionTests {
+    static let manifest = """
+    {"manifest_version": 1, "name": "orgs", "version": "0.1.0",
+     "entities": [
+       {"name": "OrgMember", "fields": [
+          {"name": "userId", "type": "string", "optional": false, "unique": false},
+          {"name": "orgId", "type": "string", "optional": false, "unique": false}], "indexes": []},
+       {"name": "Doc", "fields": [
+          {"name": "orgId", "type": "string", "optional": false, "unique": false},
+          {"name": "title", "type": "string", "optional": false, "unique": false}], "indexes": []}],
+     "routes": [],
+     "policies": [
+       {"name": "members", "entity": "OrgMember", "allowRead": "auth.userId == data.userId", "allowInsert": "false",
+        "allowUpdate": "false", "allowDelete": "false"},
+       {"name": "docs", "entity": "Doc", "allowRead": "auth.tenantId == data.orgId", "allowInsert": "auth.tenantId == data.orgId",
+        "allowUpdate": "false", "allowDelete": "false"}]}
+    """
+
+    static func select(_ host: HostProcess, _ token: String, _ org: String?) async throws -> (status: Int, body: String, json: Any?) {
+        try await host.request("POST", "/api/auth/select-org", json: #"{"orgId":\#(org.map(TestJSON.quote) ?? "null")}"#, token: token)
+    }
+
+    @Test("A member selects their organisation and reads its documents; another organisation is 403 NOT_A_MEMBER; null leaves it; refresh keeps it", arguments: [TestStore.sqlite, TestStore.postgres])
+    func selectOrg(store: TestStore) async throws {
+        let host = try await HostProcess.start(manifest: Self.manifest, env: ApiKeyTests.pepper, dev: false, store: store)
+        defer { host.stop() }
+        let admin = HostProcess.adminToken
+        _ = try await host.request("POST", "/api/entities/OrgMember", json: #"{"userId":"ann","orgId":"acme"}"#, token: admin)
+        _ = try await host.request("POST", "/api/entities/Doc", json: #"{"orgId":"acme","title":"plan"}"#, token: admin)
+        _ = try await host.request("POST", "/api/entities/Doc", json: #"{"orgId":"globex","title":"secret"}"#, token: admin)
+        let ann = try await host.mintSession("ann")
+        #expect(try await host.request("GET", "/api/entities/Doc", token: ann).json["data"].items.isEmpty, "no organisation yet")
+
+        let chosen = try await Self.select(host, ann, "acme")
+        #expect(chosen.status == 200 && chosen.json["tenantId"].string == "acme", "\(chosen.body)")
+        #expect(try await host.request("GET", "/api/auth/me", token: ann).json["tenant_id"].string == "acme")
+        let docs = try await host.request("GET", "/api/entities/Doc", token: ann).json["data"].items.compactMap { $0["title"].string }
+        #expect(docs == ["plan"], "\(docs)")
+
+        let other = try await Self.select(host, ann, "globex")
+        let nowhere = try await Self.select(host, ann, "no-such-org")
+        #expect(other.status == 403 && other.json.errorCode == "NOT_A_MEMBER", "\(other.body)")
+        #expect(nowhere.status == other.status && nowhere.body == other.body, "an organisation that does not exist looks the same")
+        #expect(try await host.request("GET", "/api/auth/me", token: ann).json["tenant_id"].string == "acme", "a refusal changes nothing")
+
+        let refreshed = try #require(try await host.request("POST", "/api/auth/refresh", token: ann).json["token"].string)
+        #expect(try await host.request("GET", "/api/auth/me", token: refreshed).json["tenant_id"].string == "acme")
+        let left = try await Self.select(host, refreshed, nil)
+        #expect(left.status == 200 && left.json["tenantId"].isNull, "\(left.body)")
+        #expect(try await host.request("GET", "/api/auth/me", token: refreshed).json["tenant_id"].string == nil)
+    }
+
+    @Test("Refused: anonymous 401, the admin token and API keys 403, bad bodies 400, no OrgMember entity 501")
+    func refused() async throws {
+        let host = try await HostProcess.start(manifest: Self.manifest, env: ApiKeyTests.pepper, dev: false)
+        defer { host.stop() }
+        let ann = try await host.mintSession("ann")
+        let key = try #require(try await ApiKeyTests.create(host, ann).json["key"].string)
+        #expect(try await host.request("POST", "/api/auth/select-org", json: #"{"orgId":"acme"}"#).status == 401)
+        #expect(try await Self.select(host, HostProcess.adminToken, "acme").status == 403)
+        let byKey = try await Self.select(host, key, "acme")
+        #expect(byKey.status == 403 && byKey.json.errorCode == "API_KEY_AUTH_FORBIDDEN", "\(byKey.body)")
+        for body in ["{}", #"{"orgId":5}"#, #"{"orgId":""}"#, #"{"orgId":"\#(String(repeating: "o", count: 300))"}"#] {
+            let r = try await host.request("POST", "/api/auth/select-org", json: body, token: ann)
+            #expect(r.status == 400, "\(body): \(r.body)")
+        }
+        let plain = try await HostProcess.start(manifest: PushScopeTests.manifest, dev: false)
+        defer { plain.stop() }
+        let bob = try await plain.mintSession("bob")
+        let r = try await Self.select(plain, bob, "acme")
+        #expect(r.status == 501 && r.json.errorCode == "ORGS_UNAVAILABLE", "\(r.body)")
+    }
+}
