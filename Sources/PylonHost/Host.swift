@@ -30,11 +30,17 @@ public final class Host: Sendable {
     let tailer: ChangeTailer?
     /// Server functions, when a plugin serves `pylon.functions/1`.
     let functions: FunctionService?
+    /// Durable jobs and the manifest's cron tasks, served with functions (their handlers).
+    let jobs: JobService?
+    let cron: CronService?
 
     init(config: HostConfig, manifest: Manifest, registry: PluginRegistry, store: StoreThreads,
                  data: DataService, changes: ChangeLog, sessions: SessionStore, metrics: Metrics, logger: Logger,
-                 hub: ChangeHub, tailer: ChangeTailer?, functions: FunctionService?, cache: CacheService?) {
+                 hub: ChangeHub, tailer: ChangeTailer?, functions: FunctionService?, cache: CacheService?,
+                 jobs: JobService? = nil, cron: CronService? = nil) {
         self.functions = functions
+        self.jobs = jobs
+        self.cron = cron
         self.hub = hub
         self.tailer = tailer
         self.cache = cache
@@ -99,7 +105,8 @@ public final class Host: Sendable {
         return RouteContext(data: data, changes: changes, sessions: sessions, config: config,
                             metrics: metrics, startedAt: Date(), stubs: stubs, hub: hub, sync: sync,
                             realtime: realtime, functions: functions, cache: cache,
-                            authLimiter: AuthRateLimiter(config.authRateLimits, maxKeys: config.rateLimitClients))
+                            authLimiter: AuthRateLimiter(config.authRateLimits, maxKeys: config.rateLimitClients),
+                            jobs: jobs, cron: cron)
     }
 
     /// Runs `services` with the host's background work (change-log trimming, the session
@@ -126,6 +133,8 @@ public final class Host: Sendable {
                                      pollInterval: .milliseconds(config.sessionPollMs), logger: logger)
         let watching = Task { await watcher.run() }
         let scheduler = functions.map { fn in Task { [logger] in await FunctionScheduler.run(fn, logger: logger) } }
+        let jobRunner = jobs.map { j in Task { await j.run() } }
+        let cronTicker = cron.map { c in Task { await c.run() } }
         var quiet = logger
         quiet.logLevel = .warning
         let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: quiet)
@@ -134,6 +143,8 @@ public final class Host: Sendable {
             trimmer.cancel()
             watching.cancel()
             scheduler?.cancel()
+            jobRunner?.cancel()
+            cronTicker?.cancel()
             tailer?.stop()
             store.shutdown()
             // Plugins stop their threads and save what they keep (the cache's snapshot).

@@ -23,11 +23,16 @@ package struct RouteContext: Sendable {
     let cache: CacheService?
     /// Pylon's auth buckets (guest and anonymous sessions).
     let authLimiter: AuthRateLimiter
+    /// Durable jobs and cron (with functions; else their routes are the functions stub's).
+    let jobs: JobService?
+    let cron: CronService?
 
     package init(data: DataService, changes: ChangeLog, sessions: SessionStore, config: HostConfig,
                  metrics: Metrics, startedAt: Date, stubs: [CapabilityInfo], hub: ChangeHub,
                  sync: SyncStream, realtime: RealtimeConfig, functions: FunctionService?,
-                 cache: CacheService?, authLimiter: AuthRateLimiter) {
+                 cache: CacheService?, authLimiter: AuthRateLimiter, jobs: JobService? = nil, cron: CronService? = nil) {
+        self.jobs = jobs
+        self.cron = cron
         self.data = data
         self.changes = changes
         self.sessions = sessions
