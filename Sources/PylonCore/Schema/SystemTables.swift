@@ -104,7 +104,7 @@ package enum SystemTables {
          .integer("max_retries"), .integer("retry_count"), .integer("run_at"), .integer("lease_until", optional: true),
          .integer("claim"), .text("idempotency_key", optional: true), .text("error", optional: true),
          .text("attempts"), .text("origin"), .integer("created_at"), .integer("started_at", optional: true),
-         .integer("completed_at", optional: true)],
+         .integer("completed_at", optional: true), .integer("delay_ms")],
         primaryKey: ["id"],
         indexes: [SystemTable.Index(name: "_pylon_jobs_ready", columns: ["status", "priority", "run_at"]),
                   SystemTable.Index(name: "_pylon_jobs_queue", columns: ["queue", "status"]),
