@@ -106,8 +106,9 @@ package enum SystemTables {
          .text("attempts"), .text("origin"), .integer("created_at"), .integer("started_at", optional: true),
          .integer("completed_at", optional: true), .integer("delay_ms")],
         primaryKey: ["id"],
-        indexes: [SystemTable.Index(name: "_pylon_jobs_ready", columns: ["status", "priority", "run_at"]),
+        indexes: [SystemTable.Index(name: "_pylon_jobs_ready", columns: ["status", "priority", "run_at", "id"]),
                   SystemTable.Index(name: "_pylon_jobs_queue", columns: ["queue", "status"]),
+                  SystemTable.Index(name: "_pylon_jobs_finished", columns: ["completed_at"]),
                   SystemTable.Index(name: "_pylon_jobs_key", columns: ["idempotency_key"], unique: true)])
 
     /// Cron tasks' state (`CronService`): the newest occurrence fired (ms; claimed in the

@@ -91,31 +91,35 @@ package struct JobStore: Sendable {
         var full = Set(running.filter { $0.value >= limit($0.key) }.keys)
         var claimed: [Claimed] = []
         let lock = dialect.name == "postgres" ? " FOR UPDATE SKIP LOCKED" : ""
-        // A few rounds: a round may stop at a queue that fills up while lower rows remain.
-        for _ in 0..<4 where claimed.count < slots {
-            var params: [SQLValue] = [.int(now)]
-            var exclude = ""
-            if !full.isEmpty {
-                exclude = " AND queue NOT IN (\(Array(repeating: "?", count: full.count).joined(separator: ", ")))"
-                params += full.sorted().map(SQLValue.text)
+        // Priority by priority, each read in the order of `_pylon_jobs_ready` (no sort, however
+        // long the queue), a few rounds each: a round may stop at a queue that fills up while
+        // lower rows remain.
+        for priority in JobPriority.allCases.reversed() {
+            for _ in 0..<4 where claimed.count < slots {
+                var params: [SQLValue] = [.int(priority.rawValue), .int(now)]
+                var exclude = ""
+                if !full.isEmpty {
+                    exclude = " AND queue NOT IN (\(Array(repeating: "?", count: full.count).joined(separator: ", ")))"
+                    params += full.sorted().map(SQLValue.text)
+                }
+                params.append(.int(Int64(slots - claimed.count)))
+                let rows = try conn.execute(sql("SELECT id, name, payload, queue, claim FROM \(Self.table) WHERE status = 'pending' AND priority = ? AND run_at <= ?\(exclude) ORDER BY run_at, id LIMIT ?\(lock)"),
+                                            params).rows
+                if rows.isEmpty { break }
+                var skipped = false
+                for row in rows where claimed.count < slots {
+                    guard case let .text(id) = row[0], case let .text(name) = row[1], case let .text(payload) = row[2],
+                          case let .text(queue) = row[3], case let .int(claim) = row[4] else { continue }
+                    if full.contains(queue) { skipped = true; continue }
+                    let updated = try conn.execute(sql("UPDATE \(Self.table) SET status = 'running', claim = ?, lease_until = ?, started_at = ? WHERE id = ? AND status = 'pending' AND claim = ?"),
+                                                   [.int(claim + 1), .int(now + leaseMs), .int(now), .text(id), .int(claim)], wantRows: false).rowsAffected
+                    guard updated == 1 else { continue }
+                    claimed.append(Claimed(id: id, name: name, payload: payload, queue: queue, claim: claim + 1))
+                    running[queue, default: 0] += 1
+                    if running[queue]! >= limit(queue) { full.insert(queue) }
+                }
+                if !skipped { break }
             }
-            params.append(.int(Int64(slots - claimed.count)))
-            let rows = try conn.execute(sql("SELECT id, name, payload, queue, claim FROM \(Self.table) WHERE status = 'pending' AND run_at <= ?\(exclude) ORDER BY priority DESC, run_at, id LIMIT ?\(lock)"),
-                                        params).rows
-            if rows.isEmpty { break }
-            var skipped = false
-            for row in rows where claimed.count < slots {
-                guard case let .text(id) = row[0], case let .text(name) = row[1], case let .text(payload) = row[2],
-                      case let .text(queue) = row[3], case let .int(claim) = row[4] else { continue }
-                if full.contains(queue) { skipped = true; continue }
-                let updated = try conn.execute(sql("UPDATE \(Self.table) SET status = 'running', claim = ?, lease_until = ?, started_at = ? WHERE id = ? AND status = 'pending' AND claim = ?"),
-                                               [.int(claim + 1), .int(now + leaseMs), .int(now), .text(id), .int(claim)], wantRows: false).rowsAffected
-                guard updated == 1 else { continue }
-                claimed.append(Claimed(id: id, name: name, payload: payload, queue: queue, claim: claim + 1))
-                running[queue, default: 0] += 1
-                if running[queue]! >= limit(queue) { full.insert(queue) }
-            }
-            if !skipped { break }
         }
         return claimed
     }
@@ -194,8 +198,12 @@ package struct JobStore: Sendable {
 
     /// Whether any job is due or any lease lapsed: the cheap read before a claim.
     package func hasWork(_ conn: StoreConnection, now: Int64 = JobStore.nowMillis()) throws -> Bool {
-        let due = try conn.execute(sql("SELECT 1 FROM \(Self.table) WHERE status = 'pending' AND run_at <= ? LIMIT 1"), [.int(now)]).rows
-        if !due.isEmpty { return true }
+        // One range per priority: delayed jobs of a higher priority are never walked.
+        for p in JobPriority.allCases {
+            let due = try conn.execute(sql("SELECT 1 FROM \(Self.table) WHERE status = 'pending' AND priority = ? AND run_at <= ? LIMIT 1"),
+                                       [.int(p.rawValue), .int(now)]).rows
+            if !due.isEmpty { return true }
+        }
         return !(try conn.execute(sql("SELECT 1 FROM \(Self.table) WHERE status = 'running' AND lease_until < ? LIMIT 1"), [.int(now)]).rows.isEmpty)
     }
 
@@ -206,8 +214,8 @@ package struct JobStore: Sendable {
         try conn.execute(sql("SELECT \(Self.columns) FROM \(Self.table) WHERE id = ?"), [.text(id)]).rows.first.map(Self.json)
     }
 
-    /// Jobs, newest first, filtered by wire status (`retrying` = pending after a failure)
-    /// and queue.
+    /// Jobs, newest first (ids grow with time: the key's order, no sort), filtered by wire
+    /// status (`retrying` = pending after a failure) and queue.
     package func list(_ conn: StoreConnection, status: String?, queue: String?, limit: Int) throws -> [JSONValue] {
         var clauses: [String] = [], params: [SQLValue] = []
         if let status {
@@ -226,7 +234,7 @@ package struct JobStore: Sendable {
         }
         params.append(.int(Int64(limit)))
         let whereSQL = clauses.isEmpty ? "" : " WHERE " + clauses.joined(separator: " AND ")
-        return try conn.execute(sql("SELECT \(Self.columns) FROM \(Self.table)\(whereSQL) ORDER BY created_at DESC, id DESC LIMIT ?"), params).rows.map(Self.json)
+        return try conn.execute(sql("SELECT \(Self.columns) FROM \(Self.table)\(whereSQL) ORDER BY id DESC LIMIT ?"), params).rows.map(Self.json)
     }
 
     /// Counts by wire status and by queue.
