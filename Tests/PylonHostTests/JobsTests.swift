@@ -58,6 +58,16 @@ struct JobsTests {
           await ctx.db.insert("Run", { tag, phase: "end" });
         } });
         """,
+        "functions/gate.ts": """
+        import { action } from "@pylon/functions";
+        export default action({ handler: async (ctx) => {
+          await ctx.db.insert("Run", { tag: "gate", phase: "start" });
+          for (let i = 0; i < 4000; i++) {
+            if (!(await ctx.db.query("Flag", {})).some((f) => f.on)) break;
+            await new Promise((r) => setTimeout(r, 25));
+          }
+        } });
+        """,
         "functions/enqueueIt.ts": """
         import { mutation, v } from "@pylon/functions";
         export default mutation({ args: { tag: v.string(), key: v.optional(v.string()), fail: v.optional(v.boolean()) },
@@ -244,6 +254,25 @@ struct JobsTests {
         try await Self.waitFor(host, probe.json["id"].string ?? "", status: "completed")
         let tags = try await Self.runs(host).map(\.tag)
         #expect(tags.filter { $0 == "once" }.count == 1 && tags.filter { $0 == "fn" }.count == 1 && !tags.contains("ghost"), "\(tags)")
+    }
+
+    @Test("Higher priorities run first: with one worker held by a gate job, the waiting jobs run critical, high, normal, low", arguments: stores)
+    func priorities(_ store: TestStore) async throws {
+        let host = try await Self.start(store, env: ["PYLON_JOBS_WORKERS": "1"])
+        defer { host.stop() }
+        let flag = try await host.request("POST", "/api/entities/Flag", json: #"{"on":true}"#, token: Self.admin)
+        let flagID = try #require(flag.json["id"].string, "\(flag.body)")
+        let gate = try await Self.enqueue(host, #"{"name":"gate"}"#)
+        _ = try await eventuallyAsync("the gate job to start") { try await Self.runs(host, tag: "gate").isEmpty ? nil : true }
+        var ids: [String] = []
+        for p in ["low", "normal", "high", "critical"] {
+            ids.append(try await Self.enqueue(host, #"{"name":"record","payload":{"tag":"\#(p)"},"priority":"\#(p)"}"#))
+        }
+        for id in ids { #expect(try await Self.job(host, id)["status"].string == "pending") }
+        _ = try await host.request("PATCH", "/api/entities/Flag/\(flagID)", json: #"{"on":false}"#, token: Self.admin)
+        for id in [gate] + ids { try await Self.waitFor(host, id, status: "completed") }
+        let order = try await Self.runs(host).map(\.tag).filter { $0 != "gate" }
+        #expect(order == ["critical", "high", "normal", "low"], "\(order)")
     }
 
     @Test("Two hosts on one Postgres database run every job exactly once, and a queue's limit holds across them")
