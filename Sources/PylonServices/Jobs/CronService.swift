@@ -34,6 +34,11 @@ package final class CronService: @unchecked Sendable {
             }
             tasks.append(Scheduled(spec: spec, expr: expr, zone: zone))
         }
+        // Checked here, at start-up, while the plugin surely runs (not from the ticker, which
+        // may still be starting when a failed start stops the plugins).
+        for t in tasks where (try? jobs.functions.describe(t.spec.function)) == nil {
+            logger.warning("cron: task \(t.spec.name) runs function \(t.spec.function), which the functions plugin does not serve; its jobs will fail")
+        }
         self.tasks = tasks
         self.jobs = jobs
         self.catchUp = catchUp
@@ -80,13 +85,6 @@ package final class CronService: @unchecked Sendable {
             for t in tasks {
                 try tx.connection.execute(insert, [.text(t.spec.name), .int(now), .int(t.spec.enabled ? 1 : 0)], wantRows: false)
                 if !catchUp { try tx.connection.execute(skip, [.int(now), .text(t.spec.name), .int(now)], wantRows: false) }
-            }
-        }
-        for t in tasks {
-            do {
-                _ = try jobs.functions.describe(t.spec.function)
-            } catch {
-                logger.warning("cron: task \(t.spec.name) runs function \(t.spec.function), which the functions plugin does not serve; its jobs will fail")
             }
         }
     }
