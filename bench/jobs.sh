@@ -4,15 +4,15 @@
 #   (a) direct calls             POST /api/fn/noop                       (wrk)
 #   (b) durable enqueue rate     POST /api/jobs {"name":"noop","delay_secs":86400}  (wrk; delayed, so
 #                                nothing runs: the cost of writing the job)
-#   (c) end-to-end throughput    POST /api/jobs {"name":"noop"} for the duration, then until the
-#                                queue is drained: jobs completed per second from the first
-#                                enqueue to the last completion
+#   (c) end-to-end throughput    POST /api/jobs {"name":"noop"} for BENCH_E2E_SECONDS (default 2),
+#                                then until the queue is drained: jobs completed per second
+#                                from the first enqueue to the last completion
 #
 #   bash bench/jobs.sh
 #
 # Settings: BENCH_DURATION (seconds, default 10), BENCH_WARMUP (2), BENCH_CONNECTIONS (16),
-# BENCH_THREADS (2), PYLON_FN_WORKERS (host default: cores), PYLON_JOBS_WORKERS (host
-# default 4), BENCH_KEEP_TMP=1 keeps the temp dir. Prints a markdown table and writes it to
+# BENCH_THREADS (2), PYLON_FN_WORKERS (host default: cores), PYLON_JOBS_WORKERS (here 32;
+# the host's default is 4), BENCH_KEEP_TMP=1 keeps the temp dir. Prints a markdown table and writes it to
 # bench/out/jobs-<timestamp>.md. Exits 3 when any answer was not 2xx.
 set -euo pipefail
 
@@ -46,6 +46,7 @@ cleanup() {
 trap cleanup EXIT
 
 TOKEN=bench-admin
+LOAD0="$(cut -d' ' -f1-3 /proc/loadavg)"
 cp -r "$BENCH/fn-app" "$TMP/app"
 cat >"$TMP/app/functions/noop.ts" <<'TS'
 import { mutation } from "@pylon/functions";
@@ -53,7 +54,7 @@ export default mutation({ handler: async () => null });
 TS
 port="$("$PY" "$HELP" free-port)"
 log "starting pylon-host (FnBun) on 127.0.0.1:$port"
-PYLON_ADMIN_TOKEN="$TOKEN" PYLON_RATE_LIMIT_MAX="${PYLON_RATE_LIMIT_MAX:-1000000000}" \
+PYLON_JOBS_WORKERS="${PYLON_JOBS_WORKERS:-32}" PYLON_ADMIN_TOKEN="$TOKEN" PYLON_RATE_LIMIT_MAX="${PYLON_RATE_LIMIT_MAX:-1000000000}" \
 PYLON_BUN="$BUN" "$PYLON_BIN" serve --plugins plugins --manifest "$TMP/app/pylon.manifest.json" --db "$TMP/pylon.db" \
     --port "$port" --dev --no-compat-ports >"$TMP/pylon.log" 2>&1 &
 PIDS+=($!)
@@ -79,11 +80,13 @@ run() { # key url body [auth]
 run direct "$base/api/fn/noop" '{}'
 run enqueue "$base/api/jobs" '{"name":"noop","delay_secs":86400}' "$TOKEN"
 done0="$(stat 'd["completed"]')"
+# The delayed jobs of (b) stay pending: drained means back to their number.
+waiting0="$(stat 'd["pending"]+d["retrying"]+d["running"]')"
 t0="$(date +%s.%N)"
-WARMUP=0 run e2e "$base/api/jobs" '{"name":"noop"}' "$TOKEN"
-for _ in $(seq 6000); do
-    [ "$(stat 'd["pending"]+d["retrying"]+d["running"]')" = 0 ] && break
-    sleep 0.05
+WARMUP=0 DURATION="${BENCH_E2E_SECONDS:-2}" run e2e "$base/api/jobs" '{"name":"noop"}' "$TOKEN"
+for _ in $(seq 3000); do
+    [ "$(stat 'd["pending"]+d["retrying"]+d["running"]')" = "$waiting0" ] && break
+    sleep 0.2
 done
 t1="$(date +%s.%N)"
 done1="$(stat 'd["completed"]')"
@@ -95,7 +98,7 @@ OUT="$BENCH/out/jobs-$(date -u +%Y%m%dT%H%M%SZ).md"
 {
     echo "## Durable jobs: pylon-host (SQLite, FnBun), no-op mutation — $(date -u +%FT%TZ)"
     echo
-    echo "- wrk -t$THREADS -c$CONNS -d${DURATION}s (warm-up ${WARMUP}s), $(nproc) cores shared by everything (load average before: $(cut -d' ' -f1-3 /proc/loadavg)); $("$BUN" --version | sed 's/^/bun /'); pylon tree $(git rev-parse --short HEAD)"
+    echo "- wrk -t$THREADS -c$CONNS -d${DURATION}s (warm-up ${WARMUP}s; end to end: ${BENCH_E2E_SECONDS:-2}s of enqueues, then drained), PYLON_JOBS_WORKERS=${PYLON_JOBS_WORKERS:-32}, $(nproc) cores shared by everything (load average at start: $LOAD0, at end: $(cut -d' ' -f1-3 /proc/loadavg)); $("$BUN" --version | sed 's/^/bun /'); pylon tree $(git rev-parse --short HEAD)"
     echo
     echo "| measure | per second | p99 ms |"
     echo "|---|---|---|"
