@@ -145,6 +145,7 @@ public final class Host: Sendable {
             scheduler?.cancel()
             jobRunner?.cancel()
             cronTicker?.cancel()
+            jobs?.stop()
             tailer?.stop()
             store.shutdown()
             // Plugins stop their threads and save what they keep (the cache's snapshot).

@@ -24,6 +24,8 @@ package final class JobService: @unchecked Sendable {
     private let lock = NSLock()
     /// Jobs this host is running: id → claim.
     private var running: [String: Int64] = [:]
+    /// Set by `stop`: no job starts a call any more (the plugins are about to stop).
+    private var stopping = false
     private let wakeup = Wakeup()
 
     package init(store: StoreThreads, functions: FunctionService, config: HostConfig, logger: Logger) {
@@ -103,11 +105,19 @@ package final class JobService: @unchecked Sendable {
         }
     }
 
+    /// Called as the host stops, before the plugins do: claimed jobs that have not started
+    /// their call yet do not start it (their leases lapse and they run again after a restart).
+    package func stop() {
+        lock.withLock { stopping = true }
+        wake()
+    }
+
     /// Runs a claimed job and records its outcome; a failure to record leaves the job to
     /// its lease (it runs again: at least once).
     private func start(_ c: JobStore.Claimed) {
         lock.withLock { running[c.id] = c.claim }
         Task { [self] in
+            if lock.withLock({ stopping }) { return }
             let failure: String?
             do {
                 _ = try await functions.call(c.name, argsJSON: Array(c.payload.utf8), auth: .anonymous)
