@@ -256,6 +256,23 @@ struct JobsTests {
         #expect(tags.filter { $0 == "once" }.count == 1 && tags.filter { $0 == "fn" }.count == 1 && !tags.contains("ghost"), "\(tags)")
     }
 
+    @Test("Without a functions plugin (no handlers), /api/jobs and /api/scheduler answer 501 CAPABILITY_UNAVAILABLE")
+    func withoutFunctions() async throws {
+        let plugins = try TestPaths.freshTempDir("pylon-jobs-plugins")
+        defer { TestPaths.removeTempDir(plugins) }
+        try FileManager.default.copyItem(atPath: TestPaths.sqlitePlugin, toPath: plugins.appendingPathComponent("libPylonStoreSQLite.so").path)
+        let bare = TestStore(name: "sqlite-without-functions", pluginsDir: { plugins.path }, provision: { _, db in
+            TestStoreBackend(storeConfig: [("use", .string("sqlite"))], sqliteFile: db)
+        })
+        let host = try await HostProcess.start(manifest: Self.manifest, store: bare)
+        defer { host.stop() }
+        for (method, path) in [("POST", "/api/jobs"), ("GET", "/api/jobs/stats"), ("GET", "/api/scheduler"), ("POST", "/api/scheduler/trigger/nightly")] {
+            let r = try await host.request(method, path, json: method == "POST" ? #"{"name":"record"}"# : nil, token: Self.admin)
+            #expect(r.status == 501 && r.json.errorCode == "CAPABILITY_UNAVAILABLE", "\(method) \(path): \(r.status) \(r.body)")
+        }
+        #expect(host.log.contains("no plugin serves functions"), "the cron tasks' warning")
+    }
+
     @Test("Higher priorities run first: with one worker held by a gate job, the waiting jobs run critical, high, normal, low", arguments: stores)
     func priorities(_ store: TestStore) async throws {
         let host = try await Self.start(store, env: ["PYLON_JOBS_WORKERS": "1"])
