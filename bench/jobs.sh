@@ -7,6 +7,9 @@
 #   (c) end-to-end throughput    POST /api/jobs {"name":"noop"} for BENCH_E2E_SECONDS (default 2),
 #                                then until the queue is drained: jobs completed per second
 #                                from the first enqueue to the last completion
+#   (d) (b) and (c) again with BENCH_BACKLOG (default 1000000) more delayed pending jobs of
+#       every priority written straight into _pylon_jobs (sqlite3): does a long queue slow
+#       enqueue or claim?
 #
 #   bash bench/jobs.sh
 #
@@ -79,19 +82,31 @@ run() { # key url body [auth]
 }
 run direct "$base/api/fn/noop" '{}'
 run enqueue "$base/api/jobs" '{"name":"noop","delay_secs":86400}' "$TOKEN"
-done0="$(stat 'd["completed"]')"
-# The delayed jobs of (b) stay pending: drained means back to their number.
-waiting0="$(stat 'd["pending"]+d["retrying"]+d["running"]')"
-t0="$(date +%s.%N)"
-WARMUP=0 DURATION="${BENCH_E2E_SECONDS:-2}" run e2e "$base/api/jobs" '{"name":"noop"}' "$TOKEN"
-for _ in $(seq 3000); do
-    [ "$(stat 'd["pending"]+d["retrying"]+d["running"]')" = "$waiting0" ] && break
-    sleep 0.2
-done
-t1="$(date +%s.%N)"
-done1="$(stat 'd["completed"]')"
+end_to_end() { # key: enqueue for BENCH_E2E_SECONDS, then wait until drained; sets R[key.jobs] and R[key.done]
+    local done0 waiting0 t0 t1 done1
+    done0="$(stat 'd["completed"]')"
+    # Delayed jobs stay pending: drained means back to their number.
+    waiting0="$(stat 'd["pending"]+d["retrying"]+d["running"]')"
+    t0="$(date +%s.%N)"
+    WARMUP=0 DURATION="${BENCH_E2E_SECONDS:-2}" run "$1" "$base/api/jobs" '{"name":"noop"}' "$TOKEN"
+    for _ in $(seq 3000); do
+        [ "$(stat 'd["pending"]+d["retrying"]+d["running"]')" = "$waiting0" ] && break
+        sleep 0.2
+    done
+    t1="$(date +%s.%N)"
+    done1="$(stat 'd["completed"]')"
+    R[$1.done]=$((done1 - done0))
+    R[$1.jobs]="$(LC_ALL=C awk -v n=$((done1 - done0)) -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }')"
+}
+end_to_end e2e
+BACKLOG="${BENCH_BACKLOG:-1000000}"
+log "writing $BACKLOG delayed pending jobs into _pylon_jobs"
+sqlite3 "$TMP/pylon.db" "PRAGMA busy_timeout = 60000; WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < $BACKLOG) INSERT INTO _pylon_jobs (id, name, payload, priority, queue, status, max_retries, retry_count, run_at, lease_until, claim, idempotency_key, error, attempts, origin, created_at, started_at, completed_at, delay_ms) SELECT 'job_0' || x, 'noop', '{}', x % 4, 'default', 'pending', 3, 0, 99999999999999, NULL, 0, NULL, NULL, '[]', 'bench', 0, NULL, NULL, 0 FROM c"
+run enqueue_backlog "$base/api/jobs" '{"name":"noop","delay_secs":86400}' "$TOKEN"
+end_to_end e2e_backlog
+RSS_KB="$(ps -o rss= -p "${PIDS[0]}" | tr -d ' ')"
 dead="$(stat 'd["dead"]')"
-E2E="$(LC_ALL=C awk -v n=$((done1 - done0)) -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }')"
+E2E="${R[e2e.jobs]}"
 RATIO="$(LC_ALL=C awk -v a="${R[direct.rps]}" -v b="$E2E" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "inf" }')"
 mkdir -p "$BENCH/out"
 OUT="$BENCH/out/jobs-$(date -u +%Y%m%dT%H%M%SZ).md"
@@ -104,7 +119,10 @@ OUT="$BENCH/out/jobs-$(date -u +%Y%m%dT%H%M%SZ).md"
     echo "|---|---|---|"
     echo "| direct call, POST /api/fn/noop | ${R[direct.rps]} | ${R[direct.p99_ms]} |"
     echo "| durable enqueue, POST /api/jobs (delayed: not run) | ${R[enqueue.rps]} | ${R[enqueue.p99_ms]} |"
-    echo "| end to end: $((done1 - done0)) jobs enqueued and completed (dead: $dead) | $E2E | — |"
+    echo "| end to end: ${R[e2e.done]} jobs enqueued and completed (dead: $dead) | $E2E | — |"
     echo "| job dispatch overhead: direct calls/s ÷ jobs/s (goal ≤ 1.5×) | ${RATIO}× | |"
+    echo "| with $BACKLOG delayed jobs pending: durable enqueue | ${R[enqueue_backlog.rps]} | ${R[enqueue_backlog.p99_ms]} |"
+    echo "| with $BACKLOG delayed jobs pending: end to end, ${R[e2e_backlog.done]} jobs | ${R[e2e_backlog.jobs]} | — |"
+    echo "| host RSS at the end | $((RSS_KB / 1024)) MiB | |"
 } | tee "$OUT"
-for k in direct enqueue e2e; do (( ${R[$k.non2xx]} == 0 )) || { log "some answers were not 2xx: these figures are not valid"; exit 3; }; done
+for k in direct enqueue e2e enqueue_backlog e2e_backlog; do (( ${R[$k.non2xx]} == 0 )) || { log "some answers were not 2xx: these figures are not valid"; exit 3; }; done
