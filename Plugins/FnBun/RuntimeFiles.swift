@@ -175,12 +175,33 @@ export interface Scheduler {
   cancel(id: string): Promise<boolean>;
 }
 
+/** Options of `ctx.jobs.enqueue`; all optional. */
+export interface JobOptions {
+  priority?: "low" | "normal" | "high" | "critical";
+  /** A named queue (its concurrency limit is the host's `PYLON_JOBS_QUEUES`); default "default". */
+  queue?: string;
+  delayMs?: number;
+  /** Retries after the first failure, with exponential back-off; default 3, at most 25. */
+  maxRetries?: number;
+  /** A second enqueue with the same key returns the first job's id and enqueues nothing. */
+  idempotencyKey?: string;
+}
+
+/** Durable jobs: run at least once, retried with back-off, dead-lettered after the last retry. */
+export interface Jobs {
+  /** Enqueues a job that runs the mutation or action `fn` with `args`; its id. */
+  enqueue(fn: string, args?: Record<string, unknown>, opts?: JobOptions): Promise<string>;
+  /** True when the job was pending or running and is now cancelled. */
+  cancel(id: string): Promise<boolean>;
+}
+
 export interface MutationCtx {
   db: DbWriter;
   auth: Auth;
   env: Record<string, string | undefined>;
   stream: Stream;
   scheduler: Scheduler;
+  jobs: Jobs;
   error(code: string, message: string): never;
 }
 /** The HTTP request of a webhook call (`/api/webhooks/NAME`). */
@@ -398,6 +419,16 @@ async function handleCall(f: any) {
         runAfter: (ms: number, fn: string, args?: unknown) => schedule(fn, args, { delay_ms: Math.max(0, Math.floor(ms)) }),
         runAt: (at: number | Date, fn: string, args?: unknown) => schedule(fn, args, { run_at: at instanceof Date ? at.getTime() : Math.floor(at) }),
         cancel: async (id: string) => (await rpc(c, { op: "cancel_schedule", schedule_id: id })).cancelled as boolean,
+      };
+      // Durable jobs with retries: the host stores the job (in a mutation, in its transaction).
+      ctx.jobs = {
+        enqueue: async (name: string, args?: unknown, opts?: Record<string, unknown>) => {
+          const o = opts ?? {};
+          const frame = { op: "enqueue_job", name: String(name), args: args ?? {}, priority: o.priority, queue: o.queue,
+            delay_ms: o.delayMs, max_retries: o.maxRetries, idempotency_key: o.idempotencyKey };
+          return (await rpc(c, frame)).id as string;
+        },
+        cancel: async (id: string) => (await rpc(c, { op: "cancel_job", job_id: String(id) })).cancelled as boolean,
       };
     }
     if (def.type === "action") {

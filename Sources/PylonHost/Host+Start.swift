@@ -30,12 +30,17 @@ extension Host {
             try FunctionService(served: $0, data: data, store: store, enforcePolicies: manifest.functionsEnforcePolicies,
                                 logger: logger, metrics: metrics)
         }
+        let jobs = functions.map { JobService(store: store, functions: $0, config: config, logger: logger) }
+        let cron = jobs.map { CronService(tasks: manifest.cron, jobs: $0, catchUp: config.cronCatchUp, logger: logger) }
+        if jobs == nil && !manifest.cron.isEmpty {
+            logger.warning("cron: the manifest declares \(manifest.cron.count) task(s), but no plugin serves functions, which run them; none fires")
+        }
         let cache = try registry.served[PYLON_CAP_CACHE].map { try cacheService($0, hub: hub, logger: logger) }
         logger.info("store: \(opened.served.plugin.id) at \(opened.selection.location(fallback: storePath)), dialect \(dialect.name), \(opened.readerCount) readers, epoch \(opened.epoch)")
         reportStartup(config, manifest, policies, logger: logger)
         return Host(config: config, manifest: manifest, registry: registry, store: store, data: data,
                     changes: changes, sessions: sessions, metrics: metrics, logger: logger, hub: hub, tailer: tailer,
-                    functions: functions, cache: cache)
+                    functions: functions, cache: cache, jobs: jobs, cron: cron)
     }
 
     /// Loads the plugins and activates the manifest's selection, with the settings the host
@@ -74,7 +79,7 @@ extension Host {
         var dialect: SQLDialect { selection.dialect }
     }
 
-    /// Opens the writer, migrates the schema (and the schedules table when functions are
+    /// Opens the writer, migrates the schema (and the schedules, jobs and cron tables when functions are
     /// served), then opens the readers (and, for a local store, one quick reader per core)
     /// and puts them on `StoreThreads` with the write metrics wired in.
     static func openStore(_ config: HostConfig, _ manifest: Manifest, _ registry: PluginRegistry, logger: Logger,
@@ -90,9 +95,9 @@ extension Host {
             for m in migrations { logger.info("schema: \(m)") }
             if registry.served[PYLON_CAP_FUNCTIONS] != nil {
                 do {
-                    for ddl in FunctionScheduler.createSQL(dialect) { try writer.execute(ddl, wantRows: false) }
+                    for ddl in FunctionScheduler.createSQL(dialect) + JobStore.createSQL(dialect) { try writer.execute(ddl, wantRows: false) }
                 } catch {
-                    throw HostError(status: 500, code: "SCHEMA_FAILED", message: "cannot create the function schedules table: \(error)")
+                    throw HostError(status: 500, code: "SCHEMA_FAILED", message: "cannot create the function schedules, jobs and cron tables: \(error)")
                 }
             }
             let readerCount = max(1, min(config.readers, Int(table.pointee.max_readers == 0 ? 4 : table.pointee.max_readers)))

@@ -30,11 +30,17 @@ public final class Host: Sendable {
     let tailer: ChangeTailer?
     /// Server functions, when a plugin serves `pylon.functions/1`.
     let functions: FunctionService?
+    /// Durable jobs and the manifest's cron tasks, served with functions (their handlers).
+    let jobs: JobService?
+    let cron: CronService?
 
     init(config: HostConfig, manifest: Manifest, registry: PluginRegistry, store: StoreThreads,
                  data: DataService, changes: ChangeLog, sessions: SessionStore, metrics: Metrics, logger: Logger,
-                 hub: ChangeHub, tailer: ChangeTailer?, functions: FunctionService?, cache: CacheService?) {
+                 hub: ChangeHub, tailer: ChangeTailer?, functions: FunctionService?, cache: CacheService?,
+                 jobs: JobService? = nil, cron: CronService? = nil) {
         self.functions = functions
+        self.jobs = jobs
+        self.cron = cron
         self.hub = hub
         self.tailer = tailer
         self.cache = cache
@@ -104,7 +110,8 @@ public final class Host: Sendable {
                             authLimiter: AuthRateLimiter(config.authRateLimits, maxKeys: config.rateLimitClients),
                             passwords: PasswordAccounts(data: data, workers: passwordWorkers),
                             apiKeys: apiKeys(),
-                            jwts: config.jwtSecret.map { SessionJWTs(secret: $0, issuer: config.jwtIssuer, lifetime: config.jwtLifetime) })
+                            jwts: config.jwtSecret.map { SessionJWTs(secret: $0, issuer: config.jwtIssuer, lifetime: config.jwtLifetime) },
+                            jobs: jobs, cron: cron)
     }
 
     /// API keys with the configured pepper; in --dev without one, a fixed development pepper
@@ -143,6 +150,8 @@ public final class Host: Sendable {
                                      pollInterval: .milliseconds(config.sessionPollMs), logger: logger)
         let watching = Task { await watcher.run() }
         let scheduler = functions.map { fn in Task { [logger] in await FunctionScheduler.run(fn, logger: logger) } }
+        let jobRunner = jobs.map { j in Task { await j.run() } }
+        let cronTicker = cron.map { c in Task { await c.run() } }
         var quiet = logger
         quiet.logLevel = .warning
         let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: quiet)
@@ -151,6 +160,9 @@ public final class Host: Sendable {
             trimmer.cancel()
             watching.cancel()
             scheduler?.cancel()
+            jobRunner?.cancel()
+            cronTicker?.cancel()
+            jobs?.stop()
             tailer?.stop()
             store.shutdown()
             // Plugins stop their threads and save what they keep (the cache's snapshot).

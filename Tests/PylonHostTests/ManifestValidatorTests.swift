@@ -397,7 +397,38 @@ let problemCases: [ProblemCase] = [
     ProblemCase(
         label: "ROUTE_AUTH_INVALID", manifest: ManifestJSON.manifest(routes: [ManifestJSON.route("/", auth: "admin")]),
         code: "ROUTE_AUTH_INVALID", path: "$.routes[0](/)",
-        message: #"route "/" has auth "admin"; use "public" or "user" (or leave it out)"#),
+        message: #"route "/" has auth "admin"; use "public" or "user" (or leave it out)"#),    ProblemCase(
+        label: "CRON_SCHEDULE_INVALID", manifest: ManifestJSON.manifest(extra: #" "cron": [{"name": "t", "schedule": "61 * * * *"}],"#),
+        code: "CRON_SCHEDULE_INVALID", path: "$.cron[0](t).schedule",
+        message: #"minute field: "61" is not a number from 0 to 59"#),
+    ProblemCase(
+        label: "CRON_NEVER_FIRES", manifest: ManifestJSON.manifest(extra: #" "cron": [{"name": "t", "schedule": "0 0 30 2 *"}],"#),
+        code: "CRON_NEVER_FIRES", path: "$.cron[0](t).schedule",
+        message: #""0 0 30 2 *" matches no date (e.g. the 30th of February); fix the day or month"#),
+    ProblemCase(
+        label: "CRON_TIMEZONE_INVALID", manifest: ManifestJSON.manifest(extra: #" "cron": [{"name": "t", "schedule": "@daily", "timezone": "Mars/Base"}],"#),
+        code: "CRON_TIMEZONE_INVALID", path: "$.cron[0](t).timezone",
+        message: #""Mars/Base" is not an IANA time zone; use a name such as "UTC", "Europe/Berlin" or "America/New_York""#),
+    ProblemCase(
+        label: "CRON_DUPLICATE", manifest: ManifestJSON.manifest(extra: #" "cron": [{"name": "t", "schedule": "@daily"}, {"name": "t", "schedule": "@hourly"}],"#),
+        code: "CRON_DUPLICATE", path: "$.cron[1](t)",
+        message: #"two cron tasks are named "t"; give each its own name"#),
+    ProblemCase(
+        label: "CRON_NAME_INVALID", manifest: ManifestJSON.manifest(extra: #" "cron": [{"name": "", "schedule": "@daily", "function": "f"}],"#),
+        code: "CRON_NAME_INVALID", path: "$.cron[0]()",
+        message: #"a cron task needs a name of 1 to 200 bytes"#),
+    ProblemCase(
+        label: "CRON_FUNCTION_INVALID", manifest: ManifestJSON.manifest(extra: #" "cron": [{"name": "t", "schedule": "@daily", "function": ""}],"#),
+        code: "CRON_FUNCTION_INVALID", path: "$.cron[0](t).function",
+        message: #"name the function (mutation or action) the task runs"#),
+    ProblemCase(
+        label: "CRON_PRIORITY_INVALID", manifest: ManifestJSON.manifest(extra: #" "cron": [{"name": "t", "schedule": "@daily", "priority": "urgent"}],"#),
+        code: "CRON_PRIORITY_INVALID", path: "$.cron[0](t).priority",
+        message: #"priority must be low, normal, high or critical"#),
+    ProblemCase(
+        label: "CRON_RETRIES_INVALID", manifest: ManifestJSON.manifest(extra: #" "cron": [{"name": "t", "schedule": "@daily", "max_retries": 99}],"#),
+        code: "CRON_RETRIES_INVALID", path: "$.cron[0](t).max_retries",
+        message: #"max_retries must be from 0 to 25"#),
 ]
 
 @Suite("Manifest validation")
@@ -454,6 +485,8 @@ struct ManifestValidatorTests {
             "NAME_RESERVED", "FIELD_CRDT_INVALID", "RELATION_TARGET_NOT_FOUND", "RELATION_FIELD_NOT_FOUND",
             "ENTITY_NAME_CASE_DUPLICATE", "RELATION_DUPLICATE", "SEARCH_FIELD_NOT_FOUND", "SEARCH_TEXT_FIELD_TYPE",
             "SEARCH_FIELD_DUPLICATE", "SEARCH_LANGUAGE_INVALID",
+            "CRON_SCHEDULE_INVALID", "CRON_NEVER_FIRES", "CRON_TIMEZONE_INVALID", "CRON_DUPLICATE", "CRON_NAME_INVALID",
+            "CRON_FUNCTION_INVALID", "CRON_PRIORITY_INVALID", "CRON_RETRIES_INVALID",
         ]
         #expect(codes == expected)
     }

@@ -156,6 +156,16 @@ async function handleCall(f: any) {
         runAt: (at: number | Date, fn: string, args?: unknown) => schedule(fn, args, { run_at: at instanceof Date ? at.getTime() : Math.floor(at) }),
         cancel: async (id: string) => (await rpc(c, { op: "cancel_schedule", schedule_id: id })).cancelled as boolean,
       };
+      // Durable jobs with retries: the host stores the job (in a mutation, in its transaction).
+      ctx.jobs = {
+        enqueue: async (name: string, args?: unknown, opts?: Record<string, unknown>) => {
+          const o = opts ?? {};
+          const frame = { op: "enqueue_job", name: String(name), args: args ?? {}, priority: o.priority, queue: o.queue,
+            delay_ms: o.delayMs, max_retries: o.maxRetries, idempotency_key: o.idempotencyKey };
+          return (await rpc(c, frame)).id as string;
+        },
+        cancel: async (id: string) => (await rpc(c, { op: "cancel_job", job_id: String(id) })).cancelled as boolean,
+      };
     }
     if (def.type === "action") {
       const run = (fn_type: string) => (fn_name: string, fnArgs: unknown = {}) => rpc(c, { fn_name, fn_type, args: fnArgs ?? {} }, "run_fn");

@@ -76,6 +76,23 @@ public struct HostConfig: Sendable {
     /// `plugins.cache` (port, bind, requirepass, protected_mode, maxmemory, snapshot).
     public var cacheOverrides: [(String, JSONValue)] = []
 
+    /// Durable jobs (`JobRunner`), `PYLON_JOBS_*`: jobs this host runs at once, how often it
+    /// looks for due jobs, how long a claim lasts without a heartbeat, the retry back-off
+    /// (base, doubling, capped; with jitter), and each named queue's limit of jobs running
+    /// at once across all hosts ("name=limit,..."; a queue not named gets `jobsWorkers`).
+    public var jobsWorkers = 4
+    public var jobsPollMs = 200
+    public var jobsLeaseMs = 30_000
+    public var jobsBackoffMs = 1_000
+    public var jobsBackoffMaxMs = 3_600_000
+    public var jobsQueues: [String: Int] = [:]
+    /// Finished jobs (completed, dead, cancelled) are deleted after this many hours
+    /// (`PYLON_JOBS_RETENTION_HOURS`; 0 keeps them).
+    public var jobsRetentionHours = 168
+    /// Whether a cron occurrence missed while no host ran fires once at start-up
+    /// (`PYLON_CRON_CATCH_UP`).
+    public var cronCatchUp = true
+
     public init() {}
 
     /// The request limit in force: `rateLimitMax`, else Pylon's defaults (pylon-aux.md §6.2)
@@ -124,6 +141,22 @@ public struct HostConfig: Sendable {
         if let q = try int("PYLON_SYNC_QUEUE") { c.syncQueueLimit = max(16, q) }
         if let p = try int("PYLON_CHANGE_POLL_MS") { c.changePollMs = max(1, min(p, 10_000)) }
         if let p = try int("PYLON_SESSION_POLL_MS") { c.sessionPollMs = max(10, min(p, 60_000)) }
+        if let n = try int("PYLON_JOBS_WORKERS") { c.jobsWorkers = max(1, min(n, 1024)) }
+        if let n = try int("PYLON_JOBS_POLL_MS") { c.jobsPollMs = max(10, min(n, 60_000)) }
+        if let n = try int("PYLON_JOBS_LEASE_MS") { c.jobsLeaseMs = max(300, min(n, 86_400_000)) }
+        if let n = try int("PYLON_JOBS_BACKOFF_MS") { c.jobsBackoffMs = max(1, min(n, 86_400_000)) }
+        if let n = try int("PYLON_JOBS_BACKOFF_MAX_MS") { c.jobsBackoffMaxMs = max(1, min(n, 7 * 86_400_000)) }
+        if let n = try int("PYLON_JOBS_RETENTION_HOURS") { c.jobsRetentionHours = min(n, 24 * 3650) }
+        if let q = env["PYLON_JOBS_QUEUES"], !q.isEmpty {
+            for item in q.split(separator: ",") {
+                let pair = item.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+                guard pair.count == 2, !pair[0].isEmpty, let n = Int(pair[1]), n >= 1 else {
+                    throw HostError(status: 500, code: "CONFIG_INVALID", message: "PYLON_JOBS_QUEUES=\(q): give name=limit pairs separated by commas, limits at least 1 (e.g. \"emails=2,reports=1\")")
+                }
+                c.jobsQueues[pair[0]] = n
+            }
+        }
+        if let v = env["PYLON_CRON_CATCH_UP"], !v.isEmpty { c.cronCatchUp = !["0", "false", "no", "off"].contains(v.lowercased()) }
         if let m = try int("PYLON_MAX_CONNECTIONS_PER_IP") { c.maxConnectionsPerAddress = max(1, m) }
         if let f = try int("PYLON_WS_MAX_FRAME") { c.maxFrameBytes = max(1024, f) }
         /// Seconds, fractions allowed ("0.5"), or milliseconds with "ms" ("500ms").

@@ -15,6 +15,8 @@ public struct Manifest: Sendable {
     public var auth: AuthConfig
     /// Capability short name ("store", "functions", "auth.code", ...) → selection.
     public var plugins: [String: PluginSelection]
+    /// Scheduled tasks (`cron`), run as durable jobs.
+    public var cron: [CronTask] = []
 
     public func entity(named name: String) -> Entity? { entities.first { $0.name == name } }
 

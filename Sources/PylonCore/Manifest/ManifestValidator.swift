@@ -1,3 +1,5 @@
+import Foundation
+
 /// Semantic checks on a decoded manifest: names, duplicates, unknown types, dangling
 /// references. `Manifest.decode` has already checked the shapes; this finds everything
 /// that is well-formed JSON but cannot be served.
@@ -126,6 +128,41 @@ private struct ValidationRun {
         checkPolicies()
         checkRoutes()
         checkFunctionsPolicies()
+        checkCron()
+    }
+
+    /// Each cron task: a unique name, an expression that parses and fires, a known IANA
+    /// zone, a job priority and retry count the queue accepts.
+    mutating func checkCron() {
+        var seen: Set<String> = []
+        for (n, t) in manifest.cron.enumerated() {
+            let p = "$.cron[\(n)](\(t.name))"
+            if t.name.isEmpty || t.name.utf8.count > 200 {
+                add("CRON_NAME_INVALID", p, "a cron task needs a name of 1 to 200 bytes")
+            } else if !seen.insert(t.name).inserted {
+                add("CRON_DUPLICATE", p, "two cron tasks are named \"\(t.name)\"; give each its own name")
+            }
+            do {
+                let expr = try CronExpression(t.schedule)
+                if let zone = TimeZone(identifier: t.timezone), expr.next(after: Date(), in: zone) == nil {
+                    add("CRON_NEVER_FIRES", "\(p).schedule", "\"\(t.schedule)\" matches no date (e.g. the 30th of February); fix the day or month")
+                }
+            } catch {
+                add("CRON_SCHEDULE_INVALID", "\(p).schedule", "\(error)")
+            }
+            if TimeZone(identifier: t.timezone) == nil {
+                add("CRON_TIMEZONE_INVALID", "\(p).timezone", "\"\(t.timezone)\" is not an IANA time zone; use a name such as \"UTC\", \"Europe/Berlin\" or \"America/New_York\"")
+            }
+            if let pr = t.priority, !["low", "normal", "high", "critical"].contains(pr) {
+                add("CRON_PRIORITY_INVALID", "\(p).priority", "priority must be low, normal, high or critical")
+            }
+            if let m = t.maxRetries, m < 0 || m > 25 {
+                add("CRON_RETRIES_INVALID", "\(p).max_retries", "max_retries must be from 0 to 25")
+            }
+            if t.function.isEmpty {
+                add("CRON_FUNCTION_INVALID", "\(p).function", "name the function (mutation or action) the task runs")
+            }
+        }
     }
 
     /// `plugins.functions.policies` is "enforce" or "trusted" when given.

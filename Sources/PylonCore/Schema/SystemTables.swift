@@ -26,10 +26,11 @@ package struct SystemTable: Sendable {
         static func serial(_ name: String) -> Column { Column(name: name, type: .serial, optional: false) }
     }
 
-    /// A plain (not unique) index.
+    /// An index; `unique` ones still admit any number of NULLs (both dialects).
     struct Index: Sendable {
         let name: String
         let columns: [String]
+        var unique = false
     }
 
     package let name: String
@@ -105,6 +106,34 @@ package enum SystemTables {
         primaryKey: ["id"],
         indexes: [SystemTable.Index(name: "_pylon_api_keys_user", columns: ["user_id"])])
 
+    /// Durable jobs (`JobStore`): one row per job, from enqueue to its end (completed,
+    /// dead or cancelled). `status` is pending, running, completed, dead or cancelled; a
+    /// pending job with `retry_count` > 0 waits for its back-off (shown as `retrying`).
+    /// `run_at`: when a pending job may start (ms); `lease_until`: when a running job's
+    /// claim lapses; `claim`: counts claims, so only the current holder may finish it.
+    /// `attempts`: JSON list of failed attempts (bounded by the retry cap).
+    package static let jobs = SystemTable(
+        "_pylon_jobs",
+        [.text("id"), .text("name"), .text("payload"), .integer("priority"), .text("queue"), .text("status"),
+         .integer("max_retries"), .integer("retry_count"), .integer("run_at"), .integer("lease_until", optional: true),
+         .integer("claim"), .text("idempotency_key", optional: true), .text("error", optional: true),
+         .text("attempts"), .text("origin"), .integer("created_at"), .integer("started_at", optional: true),
+         .integer("completed_at", optional: true), .integer("delay_ms")],
+        primaryKey: ["id"],
+        indexes: [SystemTable.Index(name: "_pylon_jobs_ready", columns: ["status", "priority", "run_at", "id"]),
+                  SystemTable.Index(name: "_pylon_jobs_queue", columns: ["queue", "status"]),
+                  SystemTable.Index(name: "_pylon_jobs_finished", columns: ["completed_at"]),
+                  SystemTable.Index(name: "_pylon_jobs_key", columns: ["idempotency_key"], unique: true)])
+
+    /// Cron tasks' state (`CronService`): the newest occurrence fired (ms; claimed in the
+    /// write transaction that enqueues its job, so each occurrence fires once across hosts
+    /// and restarts), when tracking began (`since`: first seen or last enabled; no
+    /// occurrence before it fires) and whether the task is enabled (an operator's switch).
+    package static let cron = SystemTable(
+        "_pylon_cron",
+        [.text("name"), .integer("last_fired", optional: true), .integer("since"), .integer("enabled")],
+        primaryKey: ["name"])
+
     /// The tables every database gets (`SQLDialect.bootstrap`), in order.
     static let bootstrap = [meta, changes, sessions, sessionChanges, pushOps, passwords, apiKeys]
 }
@@ -133,7 +162,7 @@ extension SQLDialect {
         if inlineKey == nil { definitions.append("PRIMARY KEY (\(table.primaryKey.map(quote).joined(separator: ", ")))") }
         return ["CREATE TABLE IF NOT EXISTS \(quote(table.name)) (\(definitions.joined(separator: ", ")))"]
             + table.indexes.map { index in
-                "CREATE INDEX IF NOT EXISTS \(quote(index.name)) ON \(quote(table.name)) (\(index.columns.map(quote).joined(separator: ", ")))"
+                "CREATE \(index.unique ? "UNIQUE " : "")INDEX IF NOT EXISTS \(quote(index.name)) ON \(quote(table.name)) (\(index.columns.map(quote).joined(separator: ", ")))"
             }
     }
 }

@@ -4,7 +4,10 @@ import Foundation
 package enum ISOTime {
     package static func now() -> String { string(Date()) }
 
-    static func string(_ date: Date) -> String {
+    /// A time given in milliseconds since 1970.
+    package static func string(millis: Int64) -> String { string(Date(timeIntervalSince1970: TimeInterval(millis) / 1000)) }
+
+    package static func string(_ date: Date) -> String {
         let f = ISO8601DateFormatter()
         f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         return f.string(from: date)

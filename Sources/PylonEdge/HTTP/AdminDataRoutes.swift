@@ -86,13 +86,13 @@ extension RouteContext {
 
     /// The read-only admin listings Pylon's studio reads (pylon-aux.md §6.6), GET only.
     /// Tables of features this host does not have yet (OAuth accounts and state, magic
-    /// codes, jobs, workflows) list nothing. Secrets never appear: a session shows as the
+    /// codes, workflows) list nothing; jobs are the newest 1000, as in Pylon. Secrets never appear: a session shows as the
     /// first 16 hex characters of its token's SHA-256 (the host keeps no token).
     func addAdminListings(_ router: Router<PylonRequestContext>) {
         let listings: [(String, @Sendable () async throws -> JSONValue)] = [
             ("auth/sessions", { try await self.allSessions() }),
             ("auth/accounts", { .array([]) }), ("auth/oauth_state", { .array([]) }), ("auth/magic_codes", { .array([]) }),
-            ("ops/jobs", { .array([]) }), ("ops/workflows", { .array([]) }),
+            ("ops/jobs", { try await self.recentJobs() }), ("ops/workflows", { .array([]) }),
             ("ops/scheduler", { try await self.pendingSchedules() }),
             ("ops/search_indexes", { .array(self.data.manifest.entities.compactMap { e in
                 e.search.map { s in .object([
@@ -206,5 +206,14 @@ extension RouteContext {
         case .v6?: return peer?.ipAddress == "::1"
         default: return false
         }
+    }
+}
+
+extension RouteContext {
+    /// `GET /api/admin/ops/jobs`: the newest 1000 jobs (none without functions).
+    func recentJobs() async throws -> JSONValue {
+        guard let jobs else { return .array([]) }
+        let store = jobs.jobs
+        return .array(try await jobs.store.read { conn in try store.list(conn, status: nil, queue: nil, limit: 1000) })
     }
 }

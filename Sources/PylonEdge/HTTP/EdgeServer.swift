@@ -71,6 +71,7 @@ package struct EdgeServer {
         routes.addFunctionRoutes(router)
         routes.addAdminDataRoutes(router)
         if let cache = routes.cache { routes.addCacheRoutes(router, cache) }
+        if let jobs = routes.jobs, let cron = routes.cron { routes.addJobRoutes(router, jobs, cron) }
         routes.addEventStreamRoute(router, path: "/api/sync/events")
         return router
     }

@@ -29,12 +29,17 @@ package struct RouteContext: Sendable {
     let apiKeys: ApiKeys?
     /// HS256 JWTs; nil without PYLON_JWT_SECRET.
     let jwts: SessionJWTs?
+    /// Durable jobs and cron (with functions; else their routes are the functions stub's).
+    let jobs: JobService?
+    let cron: CronService?
 
     package init(data: DataService, changes: ChangeLog, sessions: SessionStore, config: HostConfig,
                  metrics: Metrics, startedAt: Date, stubs: [CapabilityInfo], hub: ChangeHub,
                  sync: SyncStream, realtime: RealtimeConfig, functions: FunctionService?,
                  cache: CacheService?, authLimiter: AuthRateLimiter, passwords: PasswordAccounts, apiKeys: ApiKeys?,
-                 jwts: SessionJWTs?) {
+                 jwts: SessionJWTs?, jobs: JobService? = nil, cron: CronService? = nil) {
+        self.jobs = jobs
+        self.cron = cron
         self.data = data
         self.changes = changes
         self.sessions = sessions

@@ -1,0 +1,57 @@
+import PylonJSON
+
+/// The jobs and scheduler routes (`JobRoutes`), described when functions are served.
+extension OpenAPIDocument {
+    static let job = object([
+        ("id", string), ("name", string), ("payload", anyValue),
+        ("priority", ["enum": ["low", "normal", "high", "critical"]]),
+        ("status", ["enum": ["pending", "retrying", "running", "completed", "dead", "cancelled"]]),
+        ("max_retries", count), ("retry_count", count), ("created_at", string), ("started_at", nullable(string)),
+        ("completed_at", nullable(string)), ("error", nullable(string)), ("delay_secs", count), ("queue", string),
+        ("run_at", nullable(string)), ("lease_until", nullable(string)), ("idempotency_key", nullable(string)), ("origin", string),
+        ("attempts", ["type": "array", "items": object([("at", string), ("error", string), ("retry_in_ms", nullable(count))])]),
+    ], required: ["id", "name", "status"])
+
+    static let jobPaths: [(String, JSONValue)] = {
+        let tags = ["jobs"]
+        let jobList: JSONValue = ["type": "array", "items": job]
+        let idParam = pathParam("id")
+        let enqueue = object([
+            ("name", ["type": "string", "minLength": 1]), ("payload", anyValue), ("priority", ["enum": ["low", "normal", "high", "critical"]]),
+            ("delay_secs", ["type": "number", "minimum": 0]), ("max_retries", ["type": "integer", "minimum": 0, "maximum": 25]),
+            ("queue", ["type": "string", "minLength": 1, "maxLength": 64]), ("idempotency_key", ["type": "string", "minLength": 1]),
+        ], required: ["name"])
+        let accepted = ok(object([("id", string), ("status", string), ("duplicate", boolean)], required: ["id", "status"]))
+        let task = object([("name", string), ("expr", string), ("enabled", boolean), ("last_run", nullable(string)),
+                           ("next_run", nullable(string)), ("timezone", string), ("function", string)])
+        return [
+            ("/api/jobs", .object([
+                ("post", op("enqueueJob", "enqueue a durable job", access: .admin, tags: tags, body: body(enqueue),
+                            responses: [("201", accepted), ("200", accepted)])),
+                ("get", op("listJobs", "jobs, newest first", access: .admin, tags: tags,
+                           parameters: [query("status", string, "pending, retrying, running, completed, failed, dead or cancelled"),
+                                        query("queue", string, "one queue"), query("limit", count, "at most this many (default 50, max 200)")],
+                           responses: [("200", ok(jobList))])),
+            ])),
+            ("/api/jobs/stats", ["get": op("jobStats", "counts by status and queue", access: .admin, tags: tags,
+                                           responses: [("200", ok(anyValue))])]),
+            ("/api/jobs/dead", ["get": op("deadJobs", "the dead letter", access: .admin, tags: tags,
+                                          parameters: [query("limit", count, "at most this many (default 50, max 200)")],
+                                          responses: [("200", ok(jobList))])]),
+            ("/api/jobs/{id}", ["get": op("getJob", "one job", access: .admin, tags: tags, parameters: [idParam],
+                                          responses: [("200", ok(job))])]),
+            ("/api/jobs/dead/{id}/retry", ["post": op("retryDeadJob", "put a dead job back in its queue", access: .admin, tags: tags,
+                                                      parameters: [idParam], responses: [("200", ok(anyValue))], errors: ["409"])]),
+            ("/api/jobs/{id}/cancel", ["post": op("cancelJob", "cancel a pending or running job", access: .admin, tags: tags,
+                                                  parameters: [idParam], responses: [("200", ok(anyValue))], errors: ["409"])]),
+            ("/api/scheduler", ["get": op("cronTasks", "the manifest's cron tasks", access: .admin, tags: tags,
+                                          responses: [("200", ok(["type": "array", "items": task]))])]),
+            ("/api/scheduler/trigger/{name}", ["post": op("triggerCron", "run a cron task's job now", access: .admin, tags: tags,
+                                                          parameters: [pathParam("name")], responses: [("200", ok(anyValue))])]),
+            ("/api/scheduler/{name}/enable", ["post": op("enableCron", "enable a cron task", access: .admin, tags: tags,
+                                                         parameters: [pathParam("name")], responses: [("200", ok(anyValue))])]),
+            ("/api/scheduler/{name}/disable", ["post": op("disableCron", "disable a cron task", access: .admin, tags: tags,
+                                                          parameters: [pathParam("name")], responses: [("200", ok(anyValue))])]),
+        ]
+    }()
+}

@@ -1,0 +1,310 @@
+import Foundation
+import PylonCore
+import PylonData
+import PylonJSON
+
+/// The durable job queue's statements on `_pylon_jobs` (`SystemTables.jobs`), in the app's
+/// own store. Every change of a job's state is one statement inside a write transaction:
+/// the writer is the one writer on SQLite, and on PostgreSQL every host's write
+/// transaction holds the shared write lock (`PostgresDialect.writeLockSQL`) and claims
+/// with `FOR UPDATE SKIP LOCKED` besides, so a job is claimed by one host at a time.
+/// A claim bumps `claim`; finishing, failing or renewing a running job names the claim
+/// it holds, so a host whose lease lapsed (and whose job was claimed again) changes nothing.
+package struct JobStore: Sendable {
+    package let dialect: SQLDialect
+    static let table = SystemTables.jobs.name
+    /// Failed attempts kept per job (the newest).
+    static let attemptsKept = 30
+    static let errorBytes = 2000
+
+    package init(dialect: SQLDialect) { self.dialect = dialect }
+
+    /// DDL for the jobs and cron tables.
+    package static func createSQL(_ d: SQLDialect) -> [String] {
+        d.createSystemTable(SystemTables.jobs) + d.createSystemTable(SystemTables.cron)
+    }
+
+    /// `template` with its `?`s in this dialect's placeholders.
+    func sql(_ template: String) -> String {
+        guard dialect.placeholder(1) != "?" else { return template }
+        var out = "", n = 0
+        for ch in template {
+            if ch == "?" {
+                n += 1
+                out += dialect.placeholder(n)
+            } else {
+                out.append(ch)
+            }
+        }
+        return out
+    }
+
+    static func nowMillis() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+    static let columns = "id, name, payload, priority, queue, status, max_retries, retry_count, run_at, lease_until, claim, idempotency_key, error, attempts, origin, created_at, started_at, completed_at, delay_ms"
+
+    /// Inserts `job` in `tx`, or finds the job enqueued earlier with the same idempotency key.
+    /// Returns the job's id, its status and whether it was created now.
+    package func enqueue(_ tx: WriteTransaction, _ job: JobRequest, now: Int64 = JobStore.nowMillis()) throws -> (id: String, status: String, created: Bool) {
+        if let key = job.idempotencyKey,
+           let row = try tx.connection.execute(sql("SELECT id, status, retry_count FROM \(Self.table) WHERE idempotency_key = ?"), [.text(key)]).rows.first,
+           case let .text(id) = row[0], case let .text(status) = row[1] {
+            return (id, Self.wireStatus(status, retries: row[2]), false)
+        }
+        let id = "job_" + RowID.generate()
+        let values: [SQLValue] = [
+            .text(id), .text(job.name), .text(JSONWriter.string(job.payload)), .int(job.priority.rawValue), .text(job.queue), .text("pending"),
+            .int(job.maxRetries), .int(0), .int(now + job.delayMs), .null, .int(0), job.idempotencyKey.map(SQLValue.text) ?? .null, .null,
+            .text("[]"), .text(job.origin), .int(now), .null, .null, .int(job.delayMs),
+        ]
+        try tx.connection.execute(sql("INSERT INTO \(Self.table) (\(Self.columns)) VALUES (\(Array(repeating: "?", count: values.count).joined(separator: ", ")))"),
+                                  values, wantRows: false)
+        return (id, "pending", true)
+    }
+
+    /// A claimed job, ready to run.
+    package struct Claimed: Sendable {
+        package let id: String
+        package let name: String
+        package let payload: String
+        package let queue: String
+        package let claim: Int64
+    }
+
+    /// Claims up to `slots` due jobs, highest priority first and oldest first within one,
+    /// never more running in a queue than `limit(queue)` across all hosts. Leases that
+    /// lapsed (their host died or stalled) are first counted as a failed attempt.
+    package func claim(_ tx: WriteTransaction, slots: Int, leaseMs: Int64, backoff: JobBackoff, limit: (String) -> Int,
+                       now: Int64 = JobStore.nowMillis()) throws -> [Claimed] {
+        let conn = tx.connection
+        let lapsed = try conn.execute(sql("SELECT id, claim FROM \(Self.table) WHERE status = 'running' AND lease_until < ? LIMIT 100"), [.int(now)]).rows
+        for row in lapsed {
+            guard case let .text(id) = row[0], case let .int(claim) = row[1] else { continue }
+            _ = try fail(tx, id: id, claim: claim, error: "LEASE_EXPIRED: the host running it stopped or stalled for longer than the lease",
+                         backoff: backoff, now: now)
+        }
+        guard slots > 0 else { return [] }
+        var running: [String: Int] = [:]
+        for row in try conn.execute("SELECT queue, COUNT(*) FROM \(Self.table) WHERE status = 'running' GROUP BY queue").rows {
+            if case let .text(q) = row[0], case let .int(n) = row[1] { running[q] = Int(n) }
+        }
+        var full = Set(running.filter { $0.value >= limit($0.key) }.keys)
+        var claimed: [Claimed] = []
+        let lock = dialect.name == "postgres" ? " FOR UPDATE SKIP LOCKED" : ""
+        // Priority by priority, each read in the order of `_pylon_jobs_ready` (no sort, however
+        // long the queue), a few rounds each: a round may stop at a queue that fills up while
+        // lower rows remain.
+        for priority in JobPriority.allCases.reversed() {
+            for _ in 0..<4 where claimed.count < slots {
+                var params: [SQLValue] = [.int(priority.rawValue), .int(now)]
+                var exclude = ""
+                if !full.isEmpty {
+                    exclude = " AND queue NOT IN (\(Array(repeating: "?", count: full.count).joined(separator: ", ")))"
+                    params += full.sorted().map(SQLValue.text)
+                }
+                params.append(.int(Int64(slots - claimed.count)))
+                let rows = try conn.execute(sql("SELECT id, name, payload, queue, claim FROM \(Self.table) WHERE status = 'pending' AND priority = ? AND run_at <= ?\(exclude) ORDER BY run_at, id LIMIT ?\(lock)"),
+                                            params).rows
+                if rows.isEmpty { break }
+                var skipped = false
+                for row in rows where claimed.count < slots {
+                    guard case let .text(id) = row[0], case let .text(name) = row[1], case let .text(payload) = row[2],
+                          case let .text(queue) = row[3], case let .int(claim) = row[4] else { continue }
+                    if full.contains(queue) { skipped = true; continue }
+                    let updated = try conn.execute(sql("UPDATE \(Self.table) SET status = 'running', claim = ?, lease_until = ?, started_at = ? WHERE id = ? AND status = 'pending' AND claim = ?"),
+                                                   [.int(claim + 1), .int(now + leaseMs), .int(now), .text(id), .int(claim)], wantRows: false).rowsAffected
+                    guard updated == 1 else { continue }
+                    claimed.append(Claimed(id: id, name: name, payload: payload, queue: queue, claim: claim + 1))
+                    running[queue, default: 0] += 1
+                    if running[queue]! >= limit(queue) { full.insert(queue) }
+                }
+                if !skipped { break }
+            }
+        }
+        return claimed
+    }
+
+    /// The job ran to completion.
+    package func complete(_ tx: WriteTransaction, id: String, claim: Int64, now: Int64 = JobStore.nowMillis()) throws -> Bool {
+        try tx.connection.execute(sql("UPDATE \(Self.table) SET status = 'completed', completed_at = ?, lease_until = NULL, error = NULL WHERE id = ? AND claim = ? AND status = 'running'"),
+                                  [.int(now), .text(id), .int(claim)], wantRows: false).rowsAffected == 1
+    }
+
+    /// The attempt failed: back to pending after a back-off while retries remain, else
+    /// dead (kept until retried or trimmed). The attempt is recorded in `attempts`.
+    package func fail(_ tx: WriteTransaction, id: String, claim: Int64, error: String, backoff: JobBackoff,
+                      now: Int64 = JobStore.nowMillis()) throws -> String? {
+        let conn = tx.connection
+        guard let row = try conn.execute(sql("SELECT retry_count, max_retries, attempts FROM \(Self.table) WHERE id = ? AND claim = ? AND status = 'running'"),
+                                         [.text(id), .int(claim)]).rows.first,
+              case let .int(retries) = row[0], case let .int(maxRetries) = row[1], case let .text(attemptsText) = row[2] else { return nil }
+        let message = String(decoding: error.utf8.prefix(Self.errorBytes), as: UTF8.self)
+        let retry = retries < maxRetries
+        let delay = retry ? backoff.delay(afterFailure: Int(retries)) : 0
+        var attempts = ((try? JSONParser.parse(attemptsText))?.arrayValue ?? [])
+        attempts.append(.object([("at", .string(ISOTime.string(millis: now))), ("error", .string(message)),
+                                 ("retry_in_ms", retry ? .int(delay) : .null)]))
+        if attempts.count > Self.attemptsKept { attempts.removeFirst(attempts.count - Self.attemptsKept) }
+        let history = JSONWriter.string(.array(attempts))
+        if retry {
+            try conn.execute(sql("UPDATE \(Self.table) SET status = 'pending', retry_count = ?, run_at = ?, lease_until = NULL, error = ?, attempts = ? WHERE id = ? AND claim = ?"),
+                             [.int(retries + 1), .int(now + delay), .text(message), .text(history), .text(id), .int(claim)], wantRows: false)
+            return "retrying"
+        }
+        try conn.execute(sql("UPDATE \(Self.table) SET status = 'dead', completed_at = ?, lease_until = NULL, error = ?, attempts = ? WHERE id = ? AND claim = ?"),
+                         [.int(now), .text(message), .text(history), .text(id), .int(claim)], wantRows: false)
+        return "dead"
+    }
+
+    /// Extends the leases of jobs this host is running.
+    package func renew(_ tx: WriteTransaction, _ held: [(id: String, claim: Int64)], leaseMs: Int64, now: Int64 = JobStore.nowMillis()) throws {
+        for (id, claim) in held {
+            try tx.connection.execute(sql("UPDATE \(Self.table) SET lease_until = ? WHERE id = ? AND claim = ? AND status = 'running'"),
+                                      [.int(now + leaseMs), .text(id), .int(claim)], wantRows: false)
+        }
+    }
+
+    /// What an operation found: the job's status before it, nil when no such job.
+    func status(_ conn: StoreConnection, _ id: String) throws -> String? {
+        try conn.execute(sql("SELECT status FROM \(Self.table) WHERE id = ?"), [.text(id)]).rows.first?.first?.textValue
+    }
+
+    /// Cancels a pending or running job (a running one's function is not interrupted; its
+    /// outcome is then ignored). 404 unknown, 409 already finished.
+    package func cancel(_ tx: WriteTransaction, id: String, now: Int64 = JobStore.nowMillis()) throws {
+        guard let status = try status(tx.connection, id) else { throw HostError.notFound("no job \(id)") }
+        guard status == "pending" || status == "running" else {
+            throw HostError(status: 409, code: "JOB_FINISHED", message: "job \(id) is \(status); only pending or running jobs can be cancelled")
+        }
+        try tx.connection.execute(sql("UPDATE \(Self.table) SET status = 'cancelled', completed_at = ?, lease_until = NULL WHERE id = ? AND status IN ('pending', 'running')"),
+                                  [.int(now), .text(id)], wantRows: false)
+    }
+
+    /// Puts a dead job back in its queue with its retries reset (kept: its attempts).
+    package func retryDead(_ tx: WriteTransaction, id: String, now: Int64 = JobStore.nowMillis()) throws {
+        guard let status = try status(tx.connection, id) else { throw HostError.notFound("no job \(id)") }
+        guard status == "dead" else {
+            throw HostError(status: 409, code: "JOB_NOT_DEAD", message: "job \(id) is \(status); only dead jobs can be retried")
+        }
+        try tx.connection.execute(sql("UPDATE \(Self.table) SET status = 'pending', retry_count = 0, run_at = ?, error = NULL, completed_at = NULL, started_at = NULL WHERE id = ? AND status = 'dead'"),
+                                  [.int(now), .text(id)], wantRows: false)
+    }
+
+    /// Deletes finished jobs older than `before` (ms), a bounded number at a time.
+    package func trim(_ tx: WriteTransaction, before: Int64) throws -> Int64 {
+        try tx.connection.execute(sql("DELETE FROM \(Self.table) WHERE id IN (SELECT id FROM \(Self.table) WHERE status IN ('completed', 'dead', 'cancelled') AND completed_at < ? LIMIT 10000)"),
+                                  [.int(before)], wantRows: false).rowsAffected
+    }
+
+    /// Whether any job is due or any lease lapsed: the cheap read before a claim.
+    package func hasWork(_ conn: StoreConnection, now: Int64 = JobStore.nowMillis()) throws -> Bool {
+        // One range per priority: delayed jobs of a higher priority are never walked.
+        for p in JobPriority.allCases {
+            let due = try conn.execute(sql("SELECT 1 FROM \(Self.table) WHERE status = 'pending' AND priority = ? AND run_at <= ? LIMIT 1"),
+                                       [.int(p.rawValue), .int(now)]).rows
+            if !due.isEmpty { return true }
+        }
+        return !(try conn.execute(sql("SELECT 1 FROM \(Self.table) WHERE status = 'running' AND lease_until < ? LIMIT 1"), [.int(now)]).rows.isEmpty)
+    }
+
+    // MARK: reading (admin routes)
+
+    /// One job as Pylon's `Job` JSON (with ISO 8601 times), or nil.
+    package func job(_ conn: StoreConnection, id: String) throws -> JSONValue? {
+        try conn.execute(sql("SELECT \(Self.columns) FROM \(Self.table) WHERE id = ?"), [.text(id)]).rows.first.map(Self.json)
+    }
+
+    /// Jobs, newest first (ids grow with time: the key's order, no sort), filtered by wire
+    /// status (`retrying` = pending after a failure) and queue.
+    package func list(_ conn: StoreConnection, status: String?, queue: String?, limit: Int) throws -> [JSONValue] {
+        var clauses: [String] = [], params: [SQLValue] = []
+        if let status {
+            switch status {
+            case "retrying": clauses.append("status = 'pending' AND retry_count > 0")
+            case "pending": clauses.append("status = 'pending' AND retry_count = 0")
+            case "failed": clauses.append("status = 'dead'")
+            default:
+                clauses.append("status = ?")
+                params.append(.text(status))
+            }
+        }
+        if let queue {
+            clauses.append("queue = ?")
+            params.append(.text(queue))
+        }
+        params.append(.int(Int64(limit)))
+        let whereSQL = clauses.isEmpty ? "" : " WHERE " + clauses.joined(separator: " AND ")
+        return try conn.execute(sql("SELECT \(Self.columns) FROM \(Self.table)\(whereSQL) ORDER BY id DESC LIMIT ?"), params).rows.map(Self.json)
+    }
+
+    /// Counts by wire status and by queue.
+    package func stats(_ conn: StoreConnection) throws -> (byStatus: [String: Int64], queues: [String: [String: Int64]]) {
+        var byStatus: [String: Int64] = [:]
+        var queues: [String: [String: Int64]] = [:]
+        let rows = try conn.execute("SELECT queue, status, retry_count > 0, COUNT(*) FROM \(Self.table) GROUP BY queue, status, retry_count > 0").rows
+        for row in rows {
+            guard case let .text(q) = row[0], case let .text(s) = row[1], case let .int(n) = row[3] else { continue }
+            let retried: Bool = switch row[2] {
+            case let .int(i): i != 0
+            case .text("t"), .text("true"): true
+            default: false
+            }
+            let wire = s == "pending" && retried ? "retrying" : s
+            byStatus[wire, default: 0] += n
+            queues[q, default: [:]][wire, default: 0] += n
+        }
+        return (byStatus, queues)
+    }
+
+    /// The status clients see: a pending job that failed before is `retrying`.
+    static func wireStatus(_ status: String, retries: SQLValue) -> String {
+        if status == "pending", case let .int(n) = retries, n > 0 { return "retrying" }
+        return status
+    }
+
+    static func json(_ r: [SQLValue]) -> JSONValue {
+        func time(_ v: SQLValue) -> JSONValue { if case let .int(ms) = v { .string(ISOTime.string(millis: ms)) } else { .null } }
+        func int(_ v: SQLValue) -> Int64 { if case let .int(i) = v { i } else { 0 } }
+        let priority = JobPriority(rawValue: int(r[3])) ?? .normal
+        let status = r[5].textValue ?? ""
+        return .object([
+            ("id", .string(r[0].textValue ?? "")),
+            ("name", .string(r[1].textValue ?? "")),
+            ("payload", (try? JSONParser.parse(r[2].textValue ?? "null")) ?? .null),
+            ("priority", .string(priority.name)),
+            ("status", .string(wireStatus(status, retries: r[7]))),
+            ("max_retries", .int(int(r[6]))),
+            ("retry_count", .int(int(r[7]))),
+            ("created_at", time(r[15])),
+            ("started_at", time(r[16])),
+            ("completed_at", time(r[17])),
+            ("error", r[12].textValue.map(JSONValue.string) ?? .null),
+            ("delay_secs", .int(int(r[18]) / 1000)),
+            ("queue", .string(r[4].textValue ?? "")),
+            ("run_at", status == "pending" ? time(r[8]) : .null),
+            ("lease_until", status == "running" ? time(r[9]) : .null),
+            ("idempotency_key", r[11].textValue.map(JSONValue.string) ?? .null),
+            ("origin", .string(r[14].textValue ?? "")),
+            ("attempts", (try? JSONParser.parse(r[13].textValue ?? "[]")) ?? .array([])),
+        ])
+    }
+}
+
+/// Retry delays: `base` × 2^failures, capped at `max`, with "equal jitter" (a random
+/// point in the upper half), so retries of many jobs spread out yet each delay is at
+/// least half its nominal value: failure k waits in [base·2^k / 2, base·2^k].
+package struct JobBackoff: Sendable {
+    package let baseMs: Int64
+    package let maxMs: Int64
+
+    package init(baseMs: Int64, maxMs: Int64) {
+        self.baseMs = baseMs
+        self.maxMs = maxMs
+    }
+
+    func delay(afterFailure n: Int) -> Int64 {
+        let nominal = n >= 40 ? maxMs : min(maxMs, baseMs.multipliedReportingOverflow(by: 1 << Int64(n)).overflow ? maxMs : baseMs << Int64(n))
+        let half = nominal / 2
+        return half + Int64.random(in: 0...max(0, nominal - half))
+    }
+}
