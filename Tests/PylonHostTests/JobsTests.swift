@@ -154,7 +154,8 @@ struct JobsTests {
         #expect(try await host.request("GET", "/api/jobs?limit=-1", token: Self.admin).json.errorCode == "INVALID_QUERY")
         #expect(try await host.request("GET", "/api/jobs/job_missing", token: Self.admin).status == 404)
         let stats = try await host.request("GET", "/api/jobs/stats", token: Self.admin).json
-        #expect(stats["completed"].int == 1 && stats["queues"]["mail"]["completed"].int == 1, "\(String(describing: stats))")
+        // The every-minute cron task's jobs may have completed too, in the default queue.
+        #expect((stats["completed"].int ?? 0) >= 1 && stats["queues"]["mail"]["completed"].int == 1, "\(String(describing: stats))")
         #expect(stats["handlers"].items.contains { $0.string == "record" })
 
         // Cancellation: a job due in an hour; cancelling twice, or an unknown job, is refused.
@@ -288,7 +289,8 @@ struct JobsTests {
         for id in ids { #expect(try await Self.job(host, id)["status"].string == "pending") }
         _ = try await host.request("PATCH", "/api/entities/Flag/\(flagID)", json: #"{"on":false}"#, token: Self.admin)
         for id in [gate] + ids { try await Self.waitFor(host, id, status: "completed") }
-        let order = try await Self.runs(host).map(\.tag).filter { $0 != "gate" }
+        // Only the queued jobs' rows: the every-minute cron task may run in between.
+        let order = try await Self.runs(host).filter { $0.phase == "done" }.map(\.tag).filter { $0 != "gate" }
         #expect(order == ["critical", "high", "normal", "low"], "\(order)")
     }
 
