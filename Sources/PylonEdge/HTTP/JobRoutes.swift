@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import PylonCore
+import PylonData
 import PylonServices
 import PylonJSON
 

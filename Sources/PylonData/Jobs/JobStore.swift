@@ -1,6 +1,5 @@
 import Foundation
 import PylonCore
-import PylonData
 import PylonJSON
 
 /// The durable job queue's statements on `_pylon_jobs` (`SystemTables.jobs`), in the app's
@@ -12,10 +11,10 @@ import PylonJSON
 /// it holds, so a host whose lease lapsed (and whose job was claimed again) changes nothing.
 package struct JobStore: Sendable {
     package let dialect: SQLDialect
-    static let table = SystemTables.jobs.name
+    package static let table = SystemTables.jobs.name
     /// Failed attempts kept per job (the newest).
-    static let attemptsKept = 30
-    static let errorBytes = 2000
+    package static let attemptsKept = 30
+    package static let errorBytes = 2000
 
     package init(dialect: SQLDialect) { self.dialect = dialect }
 
@@ -25,7 +24,7 @@ package struct JobStore: Sendable {
     }
 
     /// `template` with its `?`s in this dialect's placeholders.
-    func sql(_ template: String) -> String {
+    package func sql(_ template: String) -> String {
         guard dialect.placeholder(1) != "?" else { return template }
         var out = "", n = 0
         for ch in template {
@@ -39,9 +38,9 @@ package struct JobStore: Sendable {
         return out
     }
 
-    static func nowMillis() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+    package static func nowMillis() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
-    static let columns = "id, name, payload, priority, queue, status, max_retries, retry_count, run_at, lease_until, claim, idempotency_key, error, attempts, origin, created_at, started_at, completed_at, delay_ms"
+    package static let columns = "id, name, payload, priority, queue, status, max_retries, retry_count, run_at, lease_until, claim, idempotency_key, error, attempts, origin, created_at, started_at, completed_at, delay_ms"
 
     /// Inserts `job` in `tx`, or finds the job enqueued earlier with the same idempotency key.
     /// Returns the job's id, its status and whether it was created now.
@@ -165,7 +164,7 @@ package struct JobStore: Sendable {
     }
 
     /// What an operation found: the job's status before it, nil when no such job.
-    func status(_ conn: StoreConnection, _ id: String) throws -> String? {
+    package func status(_ conn: StoreConnection, _ id: String) throws -> String? {
         try conn.execute(sql("SELECT status FROM \(Self.table) WHERE id = ?"), [.text(id)]).rows.first?.first?.textValue
     }
 
@@ -257,12 +256,12 @@ package struct JobStore: Sendable {
     }
 
     /// The status clients see: a pending job that failed before is `retrying`.
-    static func wireStatus(_ status: String, retries: SQLValue) -> String {
+    package static func wireStatus(_ status: String, retries: SQLValue) -> String {
         if status == "pending", case let .int(n) = retries, n > 0 { return "retrying" }
         return status
     }
 
-    static func json(_ r: [SQLValue]) -> JSONValue {
+    package static func json(_ r: [SQLValue]) -> JSONValue {
         func time(_ v: SQLValue) -> JSONValue { if case let .int(ms) = v { .string(ISOTime.string(millis: ms)) } else { .null } }
         func int(_ v: SQLValue) -> Int64 { if case let .int(i) = v { i } else { 0 } }
         let priority = JobPriority(rawValue: int(r[3])) ?? .normal
@@ -302,7 +301,7 @@ package struct JobBackoff: Sendable {
         self.maxMs = maxMs
     }
 
-    func delay(afterFailure n: Int) -> Int64 {
+    package func delay(afterFailure n: Int) -> Int64 {
         let nominal = n >= 40 ? maxMs : min(maxMs, baseMs.multipliedReportingOverflow(by: 1 << Int64(n)).overflow ? maxMs : baseMs << Int64(n))
         let half = nominal / 2
         return half + Int64.random(in: 0...max(0, nominal - half))

@@ -15,7 +15,7 @@ package enum JobPriority: Int64, CaseIterable, Sendable {
         }
     }
 
-    static func parse(_ v: JSONValue?) throws -> JobPriority {
+    package static func parse(_ v: JSONValue?) throws -> JobPriority {
         switch v {
         case nil, .null?: return .normal
         case let .string(s)?:
@@ -42,11 +42,11 @@ package struct JobRequest: Sendable {
     /// Who asked: "api", "function" or "cron:NAME".
     package var origin: String
 
-    static let maxRetryLimit: Int64 = 25
-    static let maxDelayMs: Int64 = 366 * 86_400_000
-    static let maxNameBytes = 200
-    static let maxQueueBytes = 64
-    static let maxKeyBytes = 200
+    package static let maxRetryLimit: Int64 = 25
+    package static let maxDelayMs: Int64 = 366 * 86_400_000
+    package static let maxNameBytes = 200
+    package static let maxQueueBytes = 64
+    package static let maxKeyBytes = 200
 
     package init(name: String, payload: JSONValue, priority: JobPriority = .normal, queue: String = "default", delayMs: Int64 = 0,
                  maxRetries: Int64 = 3, idempotencyKey: String? = nil, origin: String) {
@@ -91,7 +91,7 @@ package struct JobRequest: Sendable {
                           idempotencyKey: key, origin: origin)
     }
 
-    static func text(_ v: JSONValue?, _ field: String, max: Int) throws -> String? {
+    package static func text(_ v: JSONValue?, _ field: String, max: Int) throws -> String? {
         switch v {
         case nil, .null?: return nil
         case let .string(s)? where !s.isEmpty && s.utf8.count <= max: return s
@@ -99,7 +99,7 @@ package struct JobRequest: Sendable {
         }
     }
 
-    static func number(_ v: JSONValue, _ field: String, scale: Double) throws -> Int64 {
+    package static func number(_ v: JSONValue, _ field: String, scale: Double) throws -> Int64 {
         let d: Double? = switch v {
         case let .int(i): Double(i)
         case let .double(x): x
