@@ -9,7 +9,7 @@ import PylonCore
 
 /// libFuzzer target: the host's HTTP front on arbitrary bytes — the pipeline every listener
 /// builds (`ConnectionGuard`, NIO's decoder and encoder, `CodecGuard`, the conversion to HTTP
-/// types, `HTTPFront`, see Sources/PylonHost/HTTP/HTTPListener.swift) on an `EmbeddedChannel`,
+/// types, `HTTPFront`, see Sources/PylonEdge/HTTP/HTTPListener.swift) on an `EmbeddedChannel`,
 /// every request answered by callback. The input is fed in two writes, split where its first
 /// byte says. Findings: a crash (a precondition in the handlers or NIO, bounds, overflow), a
 /// hang, or output that is not a sequence of HTTP/1.1 answers.

@@ -1,7 +1,7 @@
 @testable import PylonCore
 import PylonJSON
 
-/// libFuzzer target: the policy expression parser (Sources/PylonHost/Policy/PolicyExpression.swift)
+/// libFuzzer target: the policy expression parser (Sources/PylonCore/Policy/PolicyExpression.swift)
 /// on arbitrary text. What parses is evaluated against a few callers and rows: evaluation
 /// must be total (no crash), and where `rowIndependentResult` claims the answer does not
 /// depend on the row, `evaluate` must give that answer for every row (the host skips the
