@@ -10,7 +10,7 @@ struct SessionJWTTests {
 
     @Test("A minted JWT signs its user in; tampering, another issuer or secret, alg none and the admin's get nothing")
     func lifecycle() async throws {
-        let host = try await HostProcess.start(manifest: PushScopeTests.manifest, env: Self.env, dev: false)
+        let host = try await HostProcess.start(manifest: PushScopeTests.manifest, env: Self.env.merging(ApiKeyTests.pepper) { $1 }, dev: false)
         defer { host.stop() }
         let ann = try await host.mintSession("ann")
         let minted = try await host.request("POST", "/api/auth/jwt", token: ann)
@@ -20,6 +20,22 @@ struct SessionJWTTests {
         #expect(me.status == 200 && me.json["user_id"].string == "ann" && me.json["is_admin"].bool == false, "\(me.body)")
         let note = try await host.request("POST", "/api/entities/Note", json: #"{"ownerId":"ann","title":"by jwt"}"#, token: jwt)
         #expect(note.status == 201, "\(note.body)")
+
+        // A JWT is no session: it cannot make credentials or change the account; nor can an
+        // API key turn itself into a JWT.
+        for (method, path, body) in [("POST", "/api/auth/jwt", "{}"), ("POST", "/api/auth/api-keys", "{}"),
+                                     ("DELETE", "/api/auth/account", nil), ("DELETE", "/api/auth/sessions", nil),
+                                     ("POST", "/api/auth/password/change", #"{"currentPassword":"x","newPassword":"yyyyyyyyyyyy"}"#)] {
+            let r = try await host.request(method, path, json: body, token: jwt)
+            #expect(r.status == 403 && r.json.errorCode == "SESSION_REQUIRED", "\(method) \(path): \(r.body)")
+        }
+        #expect(try await host.me(ann) == "ann", "the session is untouched")
+        let key = try #require(try await ApiKeyTests.create(host, ann).json["key"].string)
+        let fromKey = try await host.request("POST", "/api/auth/jwt", token: key)
+        #expect(fromKey.status == 403 && fromKey.json.errorCode == "API_KEY_AUTH_FORBIDDEN", "\(fromKey.body)")
+        let guest = try #require(try await host.request("POST", "/api/auth/guest").json["token"].string)
+        let guestJWT = try #require(try await host.request("POST", "/api/auth/jwt", token: guest).json["token"].string)
+        #expect(try await host.request("GET", "/api/auth/me", token: guestJWT).json["is_guest"].bool == true, "a guest's JWT is a guest's")
 
         // The admin's JWT is a plain user called __admin__, without admin rights.
         let adminJWT = try #require(try await host.request("POST", "/api/auth/jwt", token: HostProcess.adminToken).json["token"].string)

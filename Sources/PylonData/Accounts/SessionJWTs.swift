@@ -61,7 +61,8 @@ package final class SessionJWTs: Sendable {
             throw Self.invalid
         }
         guard claims.iss.value == issuer, !claims.sub.value.isEmpty else { throw Self.invalid }
-        return AuthContext(userID: claims.sub.value, isAdmin: false, isGuest: false,
+        // A guest's JWT stays a guest's, as its session is (`guest_` user ids).
+        return AuthContext(userID: claims.sub.value, isAdmin: false, isGuest: claims.sub.value.hasPrefix("guest_"),
                            roles: claims.roles.filter { $0 != "admin" }, tenantID: claims.tenant_id)
     }
 

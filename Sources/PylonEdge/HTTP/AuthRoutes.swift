@@ -25,10 +25,10 @@ extension RouteContext {
             guard let jwts else {
                 throw HostError(status: 501, code: "JWT_NOT_CONFIGURED", message: "set PYLON_JWT_SECRET (and PYLON_JWT_ISSUER to accept them back) on the host")
             }
+            // The admin token, or a user's session: not an API key or another JWT, so a
+            // credential cannot be stretched into a newer or wider one.
             let who = try await auth(req)
-            guard who.isAdmin || who.userID != nil else {
-                throw HostError(status: 401, code: "AUTH_REQUIRED", message: "sign in first: send Authorization: Bearer <session token> or the session cookie")
-            }
+            if !who.isAdmin { _ = try await sessionUser(req) }
             let (token, expires) = try await jwts.mint(who)
             return HTTPSupport.json(.object([("token", .string(token)), ("expires_at", .int(expires))]))
         }
@@ -97,9 +97,10 @@ extension RouteContext {
     }
 
     /// The user id of a request signed in with a session (`/api/auth/sessions`, API keys,
-    /// password change): anonymous callers get 401, the admin token (which has no sessions)
-    /// 403, and so does an API key: a key must not make keys, end sessions or change the
-    /// password of the user it acts for.
+    /// password change, JWTs, the account): anonymous callers get 401, the admin token
+    /// (which has no sessions) 403, and so do API keys and JWTs — a credential derived from
+    /// a session must not make more credentials, end sessions or change the account of the
+    /// user it acts for.
     func sessionUser(_ req: Request) async throws -> String {
         let who = try await auth(req)
         if who.isAdmin {
@@ -110,6 +111,9 @@ extension RouteContext {
         }
         guard let user = who.userID else {
             throw HostError(status: 401, code: "AUTH_REQUIRED", message: "sign in first: send Authorization: Bearer <session token> or the session cookie")
+        }
+        guard Self.token(req, cookieName: config.cookieName)?.hasPrefix("pylon_") == true else {
+            throw HostError(status: 403, code: "SESSION_REQUIRED", message: "a JWT cannot do this; sign in with a session")
         }
         return user
     }
