@@ -23,7 +23,7 @@ extension RouteContext {
             }
             var r = HTTPSupport.json(.object([("deleted", true), ("revoked_sessions", .int(Int64(sessionsEnded))),
                                               ("revoked_api_keys", .int(Int64(keys))), ("unlinked_accounts", 0)]))
-            r.headers[.setCookie] = "\(config.cookieName)=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"
+            r.headers[.setCookie] = clearedSessionCookie
             return r
         }
     }

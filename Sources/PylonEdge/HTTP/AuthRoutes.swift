@@ -69,7 +69,7 @@ extension RouteContext {
                 revoked = try await sessions.revoke(token)
             }
             var r = HTTPSupport.json(.object([("revoked", .bool(revoked))]))
-            r.headers[.setCookie] = "\(config.cookieName)=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"
+            r.headers[.setCookie] = clearedSessionCookie
             return r
         }
         router.post("/api/auth/logout", use: logout)
@@ -91,7 +91,7 @@ extension RouteContext {
             let user = try await sessionUser(req)
             let n = try await sessions.revokeAll(userID: user)
             var r = HTTPSupport.json(.object([("revoked_count", .int(Int64(n)))]))
-            r.headers[.setCookie] = "\(config.cookieName)=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"
+            r.headers[.setCookie] = clearedSessionCookie
             return r
         }
     }

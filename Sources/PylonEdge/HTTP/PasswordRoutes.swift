@@ -57,6 +57,9 @@ extension RouteContext {
         return withSessionCookie(req, r, token: token, expires: expires)
     }
 
+    /// The Set-Cookie value that removes the session cookie (sign-out, account deletion).
+    var clearedSessionCookie: String { "\(config.cookieName)=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax" }
+
     /// `response` with the session cookie for `token` when the request came from a page (it
     /// has an Origin), as Pylon sets it.
     func withSessionCookie(_ req: Request, _ response: Response, token: String, expires: Int64) -> Response {
