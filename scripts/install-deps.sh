@@ -44,4 +44,10 @@ if ! python3 -c 'import openapi_spec_validator, schemathesis' >/dev/null 2>&1; t
   python3 -m pip install --quiet openapi-spec-validator schemathesis 2>/dev/null \
     || python3 -m pip install --quiet --break-system-packages openapi-spec-validator schemathesis
 fi
+# aiosmtpd is the real SMTP server the magic-code tests deliver mail to (MagicCodeTests).
+if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
+  echo "installing: pip aiosmtpd"
+  python3 -m pip install --quiet aiosmtpd 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages aiosmtpd
+fi
 command -v swift >/dev/null || { echo "swift is not on PATH; install a Swift 6 toolchain" >&2; exit 1; }

@@ -51,6 +51,9 @@
  *       PYLON_STORE_OPEN_READ_BOUNDED, on which PYLON_STORE_FLAG_LOCAL_READS promises
  *       [bounded] reads. Backup and restore (1.8) are plain store slots; every optional
  *       store slot may lie past a table that ends after `transaction`.
+ *  2.1  `pylon.auth.code/1`: `pylon_auth_code_v1` (one-time codes and links, hashed state
+ *       the host keeps, and email delivery), with `pylon_code_request`, `pylon_code_email`,
+ *       PYLON_CODE_KIND_*.
  *
  * The `abi_header_hash` line below is the FNV-1a (32-bit) hash of this file with that one
  * line removed; a host test recomputes it, so any edit of this header must update it
@@ -74,8 +77,8 @@ extern "C" {
 #define PYLON_ABI_MAJOR 2
 /** Additive changes (new slots appended, new capability or service ids, new flags) bump
  *  the minor; each is listed in the changelog above. */
-#define PYLON_ABI_MINOR 0
-#define PYLON_ABI_HEADER_HASH 0xb4e0abe9u /* abi_header_hash */
+#define PYLON_ABI_MINOR 1
+#define PYLON_ABI_HEADER_HASH 0x6522be0fu /* abi_header_hash */
 
 /* ------------------------------------------------------------------------------------ */
 /* Status codes and errors                                                                */
@@ -333,7 +336,7 @@ typedef const pylon_plugin_descriptor *(*pylon_plugin_entry_fn)(void);
 /** TypeScript server functions (query/mutation/action), asynchronous: `pylon_fn_v1` below. */
 #define PYLON_CAP_FUNCTIONS        "pylon.functions/1"
 /* Reserved; their tables are defined by the issues that fill them.                     */
-/** Magic email codes: generate, deliver, verify. */
+/** One-time email codes and links: issue, check, deliver: `pylon_auth_code_v1` below. */
 #define PYLON_CAP_AUTH_CODE        "pylon.auth.code/1"
 /** OAuth 2 / OIDC providers: authorize URL, code exchange, identity. */
 #define PYLON_CAP_AUTH_OAUTH       "pylon.auth.oauth/1"
@@ -798,6 +801,134 @@ typedef struct pylon_cache_v1 {
      *  [any-thread] [bounded] */
     int32_t (*resp_port)(pylon_instance *instance);
 } pylon_cache_v1;
+
+/* ------------------------------------------------------------------------------------ */
+/* pylon.auth.code/1 — one-time codes and links, and the email that carries them  (2.1)  */
+/* ------------------------------------------------------------------------------------ */
+/*
+ * The plugin owns the secrets of email sign-in: it makes one-time codes (a few digits a
+ * person types) and link tokens (long, random, carried in a URL) with a CSPRNG, keeps them
+ * only as salted hashes, checks what a user presents in constant time, counts wrong
+ * attempts, expires them and throttles resends; and it delivers the email that carries them
+ * (SMTP, HTTP email APIs, or the log in development).
+ *
+ * The HOST keeps the records, so that every host on one database sees the same codes: each
+ * record is an opaque `state` text the plugin returns (hash, salt, expiry, attempts, issue
+ * time — never the secret) that the host stores under (purpose, subject) in its database
+ * and hands back on the next call. The host reads a record, asks `check`, and writes back
+ * what `check` returns inside one write transaction, so checks of one record never overlap
+ * (across hosts too). The host owns users, sessions, rate limits and the HTTP routes.
+ *
+ * Results are small JSON documents handed to a `pylon_code_json_fn` once, on the calling
+ * thread, before the call returns (only when it returns PYLON_OK).
+ */
+
+/** What a secret is (`pylon_code_request.kind`). */
+#define PYLON_CODE_KIND_CODE 1  /* a short numeric code a person types; wrong attempts count */
+#define PYLON_CODE_KIND_LINK 2  /* a long random token carried in a URL; single use */
+
+/**
+ * One `issue` or `check`. OWNER: the host; the struct and every byte it points to are
+ * borrowed for the duration of the call only. The host sets `struct_size`.
+ */
+typedef struct pylon_code_request {
+    uint32_t struct_size;
+    int32_t kind;           /* PYLON_CODE_KIND_* */
+    int64_t now_unix;       /* the host's wall clock, seconds since the Unix epoch */
+    /** What the secret is for, which picks its lifetime: "magic_code",
+     *  "email_verification", "magic_link", "password_reset" (a purpose the plugin does not
+     *  know gets the lifetime of its kind). */
+    pylon_str purpose;
+    /** `issue`: the state stored for the same purpose and subject, or empty (len 0) when
+     *  there is none (it decides the resend cooldown). `check`: the stored state. */
+    pylon_str state;
+    /** `check`: the code or token the user presented (any bytes, any length: the plugin
+     *  bounds what it reads). Empty for `issue`. */
+    pylon_str presented;
+} pylon_code_request;
+
+/**
+ * Receives a call's JSON result. `json` is OWNED BY THE PLUGIN and valid during the
+ * callback only; `ctx` is the caller's, passed back unchanged. Called at most once, on the
+ * calling thread, before the call returns. [bounded]
+ */
+typedef void (*pylon_code_json_fn)(void *ctx, const char *json, size_t json_len);
+
+/**
+ * Completion of `send`: called exactly once per call that returned PYLON_OK, from any
+ * thread (possibly before `send` returns). PYLON_OK with `err` NULL when the message was
+ * accepted by the transport (the SMTP server or the HTTP API answered success); otherwise
+ * `err` says why (code e.g. "EMAIL_SEND_FAILED", "EMAIL_TIMEOUT"; the message never holds
+ * the secret or a credential). `err` is OWNED BY THE PLUGIN, valid during the callback
+ * only. The callback is [bounded] and must not call `send` again inline.
+ */
+typedef void (*pylon_code_sent_fn)(void *done_ctx, pylon_status status, const pylon_error *err);
+
+/**
+ * One email to deliver. OWNER: the host; the struct and every byte it points to are
+ * borrowed for the duration of `send` only (the plugin copies what it keeps).
+ */
+typedef struct pylon_code_email {
+    uint32_t struct_size;
+    uint32_t reserved;      /* 0 */
+    /** The template, by Pylon's names: "MAGIC_CODE", "MAGIC_LINK", "PASSWORD_RESET",
+     *  "EMAIL_CHANGE", "ORG_INVITE". The plugin renders subject and body from it. */
+    pylon_str template_id;
+    /** One recipient address, validated and normalized by the host (no CR, LF or spaces). */
+    pylon_str to;
+    /** The template's variables, a JSON object of strings: {"code"?, "url"?, "email",
+     *  "org_name"?, "app_name"?}. */
+    pylon_str vars_json;
+} pylon_code_email;
+
+/** The `pylon.auth.code/1` interface table. OWNER: the plugin; valid until `destroy`. */
+typedef struct pylon_auth_code_v1 {
+    uint32_t struct_size;
+    uint32_t reserved;
+
+    /**
+     * Make a new secret for `req->purpose` of `req->kind`. On PYLON_OK `out` receives either
+     * {"issued": true, "secret": string, "state": string, "expires_at": int, "key": string}
+     * — `secret` is the plaintext code or token (to deliver; the host never stores it),
+     * `state` the record to store in place of any earlier one, `expires_at` when it lapses
+     * (unix seconds; the host may delete the record after it), `key` for a LINK the lookup
+     * key `locate` gives for that token (empty for a CODE) —
+     * or {"issued": false, "retry_after": int} when the stored state is a code issued less
+     * than the resend cooldown ago (the record stays as it is).
+     * A `req->state` the plugin cannot read counts as none. [any-thread] [bounded]
+     */
+    pylon_status (*issue)(pylon_instance *instance, const pylon_code_request *req,
+                          pylon_code_json_fn out, void *out_ctx, const pylon_error_sink *err);
+    /**
+     * Check `req->presented` against `req->state`, in time that does not depend on where
+     * they differ. On PYLON_OK `out` receives {"verdict": V, "state": string|null} with V one
+     * of "accepted" (it matches: the secret is used up), "wrong" (it does not; one attempt
+     * counted), "exhausted" (the attempt limit is or was reached: even the right secret is
+     * refused from now on), "expired", "invalid" (a state the plugin cannot read).
+     * The host then replaces the record with `state` when it is a string and deletes the
+     * record when it is null. [any-thread] [bounded]
+     */
+    pylon_status (*check)(pylon_instance *instance, const pylon_code_request *req,
+                          pylon_code_json_fn out, void *out_ctx, const pylon_error_sink *err);
+    /**
+     * The lookup key of a LINK token (`token`, borrowed for the call, any bytes): `out`
+     * receives {"key": string}, the `key` `issue` returned with that token, or
+     * {"key": null} when `token` cannot be one of this plugin's tokens.
+     * [any-thread] [bounded]
+     */
+    pylon_status (*locate)(pylon_instance *instance, const char *token, size_t token_len,
+                           pylon_code_json_fn out, void *out_ctx, const pylon_error_sink *err);
+    /**
+     * Deliver `email` through the configured transport. Returns at once: delivery runs on
+     * threads of the plugin's own, and `done` follows `pylon_code_sent_fn`. On a status
+     * other than PYLON_OK (e.g. PYLON_ERR_BUSY, code "EMAIL_QUEUE_FULL", when too many
+     * messages wait) nothing is sent, `err` says why and `done` is never called.
+     * `done_ctx` is the host's and must stay valid until `done` returns.
+     * [any-thread] [bounded]
+     */
+    pylon_status (*send)(pylon_instance *instance, const pylon_code_email *email,
+                         pylon_code_sent_fn done, void *done_ctx, const pylon_error_sink *err);
+} pylon_auth_code_v1;
 
 #ifdef __cplusplus
 }
