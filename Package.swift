@@ -27,6 +27,7 @@ let package = Package(
         .library(name: "PylonStoreD1", type: .dynamic, targets: ["PylonStoreD1"]),
         .library(name: "PylonFnBun", type: .dynamic, targets: ["PylonFnBun"]),
         .library(name: "PylonCacheRESP", type: .dynamic, targets: ["PylonCacheRESP"]),
+        .library(name: "PylonAuthMagicCode", type: .dynamic, targets: ["PylonAuthMagicCode"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -193,6 +194,14 @@ let package = Package(
             dependencies: ["PylonPluginABI", "PylonPluginKit", "PylonJSON", "CCacheRESPShim"],
             path: "Plugins/CacheRESP",
             exclude: ["Shim"],
+            linkerSettings: pluginExports),
+        // One-time email codes and links (pylon.auth.code/1): secrets hashed with swift-crypto,
+        // mail through libcurl (SMTP and HTTP email APIs).
+        .target(
+            name: "PylonAuthMagicCode",
+            dependencies: ["PylonPluginABI", "PylonPluginKit", "PylonJSON", "CCurl",
+                           .product(name: "Crypto", package: "swift-crypto")],
+            path: "Plugins/AuthMagicCode",
             linkerSettings: pluginExports),
         .testTarget(
             name: "PylonHostTests",

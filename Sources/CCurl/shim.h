@@ -61,3 +61,64 @@ static inline CURLcode pylon_curl_post(CURL *h, const char *url, struct curl_sli
     if (rc == CURLE_OK) curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
     return rc;
 }
+
+/* libcurl's global setup, once per process whatever calls it first (a plugin's `create`,
+ * never a library constructor). Returns 1 when libcurl is ready. */
+#include <pthread.h>
+static pthread_once_t pylon_curl_once = PTHREAD_ONCE_INIT;
+static CURLcode pylon_curl_once_result = CURLE_FAILED_INIT;
+static void pylon_curl_global_init_now(void) { pylon_curl_once_result = curl_global_init(CURL_GLOBAL_DEFAULT); }
+static inline int pylon_curl_global_init_once(void) {
+    pthread_once(&pylon_curl_once, pylon_curl_global_init_now);
+    return pylon_curl_once_result == CURLE_OK;
+}
+
+/* A message being uploaded. OWNER: the caller; `data` is borrowed for the transfer. */
+typedef struct pylon_curl_upload {
+    const char *data;
+    size_t len;
+    size_t pos;
+} pylon_curl_upload;
+
+static size_t pylon_curl_feed(char *buf, size_t size, size_t nitems, void *userdata) {
+    pylon_curl_upload *u = (pylon_curl_upload *)userdata;
+    size_t room = size * nitems, left = u->len - u->pos;
+    size_t n = left < room ? left : room;
+    memcpy(buf, u->data + u->pos, n);
+    u->pos += n;
+    return n;
+}
+
+/* Sends one RFC 5322 `message` (CRLF lines; libcurl dot-stuffs it) from `mail_from` to
+ * `rcpt` over SMTP on a fresh handle `h` (the caller cleans it up). `url` is smtp:// or
+ * smtps://, credentials in it as curl reads them. `use_ssl` is a CURLUSESSL_* level:
+ * CURLUSESSL_ALL makes STARTTLS mandatory on smtp://. TLS peer and host verification are
+ * always on; `ca_file` may name a PEM bundle to trust instead of the system's. `errbuf`
+ * must hold CURL_ERROR_SIZE bytes. */
+static inline CURLcode pylon_curl_smtp_send(CURL *h, const char *url, const char *mail_from, const char *rcpt,
+                                            const char *message, size_t message_len, long use_ssl, long timeout_ms,
+                                            long connect_timeout_ms, const char *ca_file, char *errbuf) {
+    errbuf[0] = '\0';
+    struct curl_slist *rcpts = curl_slist_append(NULL, rcpt);
+    if (rcpts == NULL) return CURLE_OUT_OF_MEMORY;
+    pylon_curl_upload upload = {message, message_len, 0};
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
+    curl_easy_setopt(h, CURLOPT_MAIL_FROM, mail_from);
+    curl_easy_setopt(h, CURLOPT_MAIL_RCPT, rcpts);
+    curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(h, CURLOPT_READFUNCTION, pylon_curl_feed);
+    curl_easy_setopt(h, CURLOPT_READDATA, (void *)&upload);
+    curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)message_len);
+    curl_easy_setopt(h, CURLOPT_USE_SSL, use_ssl);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, connect_timeout_ms);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (ca_file != NULL) curl_easy_setopt(h, CURLOPT_CAINFO, ca_file);
+    CURLcode rc = curl_easy_perform(h);
+    curl_slist_free_all(rcpts);
+    return rc;
+}
