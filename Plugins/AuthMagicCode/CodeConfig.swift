@@ -68,9 +68,9 @@ struct CodeConfig {
                 }
                 c.from = f
             }
-            if let n = try int("code_ttl_secs", 30...86_400) { c.codeTTL = n }
-            if let n = try int("link_ttl_secs", 30...604_800) { c.linkTTL = n }
-            if let n = try int("reset_ttl_secs", 30...604_800) { c.resetTTL = n }
+            if let n = try int("code_ttl_secs", 1...86_400) { c.codeTTL = n }
+            if let n = try int("link_ttl_secs", 1...604_800) { c.linkTTL = n }
+            if let n = try int("reset_ttl_secs", 1...604_800) { c.resetTTL = n }
             if let n = try int("max_attempts", 1...100) { c.maxAttempts = n }
             if let n = try int("cooldown_secs", 0...3600) { c.cooldown = n }
             if let n = try int("code_digits", 6...10) { c.codeDigits = Int(n) }

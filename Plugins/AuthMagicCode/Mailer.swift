@@ -29,7 +29,6 @@ final class Mailer: @unchecked Sendable {
     private let log: HostLog
     private let cond = NSCondition()
     private var queue: [Job] = []
-    private var running = 0
     private var stopping = false
     private var threadsLeft = 0
 

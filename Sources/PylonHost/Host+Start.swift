@@ -36,11 +36,12 @@ extension Host {
             logger.warning("cron: the manifest declares \(manifest.cron.count) task(s), but no plugin serves functions, which run them; none fires")
         }
         let cache = try registry.served[PYLON_CAP_CACHE].map { try cacheService($0, hub: hub, logger: logger) }
+        let codes = try registry.served[PYLON_CAP_AUTH_CODE].map { AuthCodes(plugin: try AuthCodePlugin($0), store: store, dialect: dialect) }
         logger.info("store: \(opened.served.plugin.id) at \(opened.selection.location(fallback: storePath)), dialect \(dialect.name), \(opened.readerCount) readers, epoch \(opened.epoch)")
         reportStartup(config, manifest, policies, logger: logger)
         return Host(config: config, manifest: manifest, registry: registry, store: store, data: data,
                     changes: changes, sessions: sessions, metrics: metrics, logger: logger, hub: hub, tailer: tailer,
-                    functions: functions, cache: cache, jobs: jobs, cron: cron)
+                    functions: functions, cache: cache, jobs: jobs, cron: cron, codes: codes)
     }
 
     /// Loads the plugins and activates the manifest's selection, with the settings the host
@@ -63,6 +64,9 @@ extension Host {
         FileBudget.raiseOpenFileLimit()
         overrides["cache"] = [("data_dir", .string(dataDir.isEmpty ? "." : dataDir)), ("maxclients_cap", .int(Int64(FileBudget.respClientCap())))]
             + config.cacheOverrides
+        // Email sign-in: dev mode (echoed codes), the app's name for the templates, and
+        // Pylon's email variables over the manifest's settings.
+        overrides["auth.code"] = [("dev", .bool(config.dev)), ("app_name", .string(manifest.name))] + config.authCodeOverrides
         let lines = try registry.activate(selections: manifest.plugins, overrides: overrides)
         for l in lines { logger.info("capability \(l)") }
         return (registry, storePath)
@@ -98,6 +102,13 @@ extension Host {
                     for ddl in FunctionScheduler.createSQL(dialect) + JobStore.createSQL(dialect) { try writer.execute(ddl, wantRows: false) }
                 } catch {
                     throw HostError(status: 500, code: "SCHEMA_FAILED", message: "cannot create the function schedules, jobs and cron tables: \(error)")
+                }
+            }
+            if registry.served[PYLON_CAP_AUTH_CODE] != nil {
+                do {
+                    for ddl in AuthCodes.createSQL(dialect) { try writer.execute(ddl, wantRows: false) }
+                } catch {
+                    throw HostError(status: 500, code: "SCHEMA_FAILED", message: "cannot create the one-time codes table: \(error)")
                 }
             }
             let readerCount = max(1, min(config.readers, Int(table.pointee.max_readers == 0 ? 4 : table.pointee.max_readers)))

@@ -87,7 +87,8 @@ struct PasswordAuthTests {
         let numbers = try await host.request("POST", "/api/auth/password/login", json: #"{"email":1,"password":2}"#)
         #expect(numbers.status == 400, "\(numbers.body)")
         let reset = try await host.request("POST", "/api/auth/password/reset/request", json: #"{"email":"bob@example.com"}"#)
-        #expect(reset.status == 501 && reset.json.errorCode == "CAPABILITY_UNAVAILABLE", "\(reset.body)")
+        // Served by the auth.code plugin (MagicCodeTests has the whole flow and the 501 stub without it).
+        #expect(reset.status == 200 && reset.json["sent"].bool == true, "\(reset.body)")
 
         let noUsers = try await HostProcess.start(manifest: PushScopeTests.manifest, dev: false)
         defer { noUsers.stop() }

@@ -75,6 +75,18 @@ public struct HostConfig: Sendable {
     /// Settings for the cache plugin from `PYLON_CACHE_*`, merged over the manifest's
     /// `plugins.cache` (port, bind, requirepass, protected_mode, maxmemory, snapshot).
     public var cacheOverrides: [(String, JSONValue)] = []
+    /// Settings for the `auth.code` plugin from Pylon's email variables (`PYLON_EMAIL_*`,
+    /// `PYLON_SMTP_URL`, `PYLON_EMAIL_TEMPLATE_<KIND>_SUBJECT|_BODY`), merged over the
+    /// manifest's `plugins."auth.code"`.
+    public var authCodeOverrides: [(String, JSONValue)] = []
+    /// The address users reach this app at (`PYLON_PUBLIC_URL`), for the links in emails;
+    /// nil: `http://localhost:<port>`.
+    public var publicURL: String?
+    /// Where a magic link opened in a browser lands once signed in (`PYLON_DASHBOARD_URL`).
+    public var dashboardURL = "/"
+    /// The page a password-reset email links to (`PYLON_PASSWORD_RESET_URL`, given
+    /// `?token=`); nil: `<public URL>/reset-password`.
+    public var passwordResetURL: String?
 
     /// Durable jobs (`JobRunner`), `PYLON_JOBS_*`: jobs this host runs at once, how often it
     /// looks for due jobs, how long a claim lasts without a heartbeat, the retry back-off
@@ -208,6 +220,35 @@ public struct HostConfig: Sendable {
             let v: JSONValue = ["1", "true", "yes"].contains(s.lowercased()) ? .bool(true) : (["0", "false", "no"].contains(s.lowercased()) ? .bool(false) : .string(s))
             c.cacheOverrides.append(("snapshot", v))
         }
+        c.authCodeOverrides = authCodeSettings(env)
+        if let u = env["PYLON_PUBLIC_URL"], !u.isEmpty { c.publicURL = String(u.trimmingCharacters(in: .whitespaces).trimmingSuffix("/")) }
+        if let u = env["PYLON_DASHBOARD_URL"], !u.isEmpty { c.dashboardURL = u }
+        if let u = env["PYLON_PASSWORD_RESET_URL"], !u.isEmpty { c.passwordResetURL = u }
         return c
+    }
+
+    /// Pylon's email variables as the `auth.code` plugin's config keys: `PYLON_EMAIL_X` is
+    /// `x` (`PYLON_EMAIL_HTTP_URL`, the name Pylon's docs use, is `endpoint` too), and
+    /// `PYLON_SMTP_URL` is `smtp_url`.
+    static func authCodeSettings(_ env: [String: String]) -> [(String, JSONValue)] {
+        var out: [(String, JSONValue)] = []
+        for (key, value) in env.sorted(by: { $0.key < $1.key }) where !value.isEmpty {
+            if key == "PYLON_SMTP_URL" {
+                out.append(("smtp_url", .string(value)))
+            } else if key == "PYLON_EMAIL_HTTP_URL" {
+                if env["PYLON_EMAIL_ENDPOINT"]?.isEmpty ?? true { out.append(("endpoint", .string(value))) }
+            } else if key.hasPrefix("PYLON_EMAIL_") {
+                out.append((key.dropFirst("PYLON_EMAIL_".count).lowercased(), .string(value)))
+            }
+        }
+        return out
+    }
+}
+
+extension String {
+    fileprivate func trimmingSuffix(_ suffix: String) -> Substring {
+        var s = Substring(self)
+        while s.hasSuffix(suffix) { s = s.dropLast(suffix.count) }
+        return s
     }
 }

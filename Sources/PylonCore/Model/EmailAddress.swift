@@ -17,13 +17,17 @@ package struct EmailAddress: Sendable, Hashable, CustomStringConvertible {
         let local = trimmed[..<at], domain = trimmed[trimmed.index(after: at)...]
         guard !local.isEmpty, local.utf8.count <= 64,
               domain.contains("."), !domain.hasPrefix("."), !domain.hasSuffix("."), !domain.contains(".."),
-              trimmed.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value != 0x7F }) else {
+              trimmed.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value != 0x7F && !Self.special.contains($0) }) else {
             throw Self.invalid
         }
         value = trimmed
     }
 
     package var description: String { value }
+
+    /// Characters RFC 5321 allows only in a quoted local part or an address literal; refused,
+    /// so an address can go into a mail header or an SMTP command as it is.
+    private static let special = Set("<>()[]\\,;:\"".unicodeScalars)
 
     private static let invalid = HostError.badRequest("INVALID_EMAIL", "give an email address like name@example.com")
 }

@@ -134,6 +134,18 @@ package enum SystemTables {
         [.text("name"), .integer("last_fired", optional: true), .integer("since"), .integer("enabled")],
         primaryKey: ["name"])
 
+    /// One-time codes and links of `pylon.auth.code/1` (`AuthCodes`), created when a plugin
+    /// serves it: per purpose and subject (the email for a code typed at sign-in, the user
+    /// for email verification, the link's lookup key for a link) the plugin's opaque
+    /// `state` (a salted hash, never the secret), the address it went to, and its expiry.
+    package static let authCodes = SystemTable(
+        "_pylon_auth_codes",
+        [.text("purpose"), .text("subject"), .text("email"), .text("user_id", optional: true), .text("state"),
+         .integer("expires_at"), .integer("created_at")],
+        primaryKey: ["purpose", "subject"],
+        indexes: [SystemTable.Index(name: "_pylon_auth_codes_expiry", columns: ["expires_at"]),
+                  SystemTable.Index(name: "_pylon_auth_codes_email", columns: ["purpose", "email"])])
+
     /// The tables every database gets (`SQLDialect.bootstrap`), in order.
     static let bootstrap = [meta, changes, sessions, sessionChanges, pushOps, passwords, apiKeys]
 }

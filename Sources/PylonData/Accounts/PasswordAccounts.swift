@@ -7,8 +7,8 @@ import PylonJSON
 /// one's Argon2id hash is in `_pylon_passwords`, never in the row, so no entity read,
 /// change event, pull or export can carry it. Hashing runs on `PasswordWorkers`.
 package final class PasswordAccounts: Sendable {
-    private let data: DataService
-    private let workers: PasswordWorkers
+    let data: DataService
+    let workers: PasswordWorkers
 
     package init(data: DataService, workers: PasswordWorkers) {
         self.data = data
@@ -84,7 +84,7 @@ package final class PasswordAccounts: Sendable {
     }
 
     /// Pylon's minimum of 10 characters; at most `maxPasswordBytes`.
-    static func checkStrength(_ password: String) throws(HostError) {
+    package static func checkStrength(_ password: String) throws(HostError) {
         guard password.count >= PasswordHasher.minPasswordCharacters else {
             throw HostError.badRequest("WEAK_PASSWORD", "a password needs at least \(PasswordHasher.minPasswordCharacters) characters")
         }
@@ -94,7 +94,7 @@ package final class PasswordAccounts: Sendable {
     }
 
     /// The user entity's codec; 501 when the manifest has none with a string `email` field.
-    private func userCodec() throws(HostError) -> RowCodec {
+    func userCodec() throws(HostError) -> RowCodec {
         let name = data.manifest.auth.userEntity
         guard let codec = data.codecs[name], let email = codec.entity.fields.first(where: { $0.name == "email" }),
               email.type == .string else {
@@ -106,7 +106,7 @@ package final class PasswordAccounts: Sendable {
 
     /// The oldest user with `email` (and, with `withPassword`, only one that has a password)
     /// and its hash.
-    private static func userID(_ conn: StoreConnection, _ codec: RowCodec, _ email: EmailAddress,
+    static func userID(_ conn: StoreConnection, _ codec: RowCodec, _ email: EmailAddress,
                                withPassword: Bool) throws -> (id: String, hash: String?)? {
         let d = codec.dialect
         let u = d.quote(codec.entity.name), p = d.quote("_pylon_passwords")

@@ -78,7 +78,7 @@ package final class WriteTransaction: @unchecked Sendable {
 
     /// Runs a statement whose result is not needed (queued when `batching`). Its failure
     /// may surface later, from the call that sends the queue, when batching.
-    func write(_ sql: String, _ params: [SQLValue]) throws {
+    package func write(_ sql: String, _ params: [SQLValue]) throws {
         if batching { try connection.enqueue(sql, params) } else { try connection.execute(sql, params, wantRows: false) }
     }
 

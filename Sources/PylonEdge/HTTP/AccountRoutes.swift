@@ -16,6 +16,8 @@ extension RouteContext {
             let user = try await sessionUser(req)
             let sessionsEnded = try await sessions.revokeAll(userID: user)
             let keys = try await apiKeys?.revokeAll(userID: user) ?? 0
+            // Pending codes and links for the user or its address stop working.
+            if let codes { try await codes.forget(email: (try? await passwords.email(ofUser: user))?.value, userID: user) }
             try await passwords.forget(userID: user)
             let entity = data.manifest.auth.userEntity
             if data.codecs[entity] != nil, try await data.get(entity, id: user) != nil {

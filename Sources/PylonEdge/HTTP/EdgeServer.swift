@@ -63,6 +63,7 @@ package struct EdgeServer {
         routes.addSystemRoutes(router)
         routes.addAuthRoutes(router)
         routes.addPasswordRoutes(router)
+        if let codes = routes.codes { routes.addMagicCodeRoutes(router, codes) }
         routes.addApiKeyRoutes(router)
         routes.addAccountRoutes(router)
         routes.addOrgRoutes(router)

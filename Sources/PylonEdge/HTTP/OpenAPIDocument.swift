@@ -23,12 +23,15 @@ enum OpenAPIDocument {
         var cache: Bool
         /// Capabilities with no plugin (their route prefixes answer 501): listed, not described.
         var unavailable: [CapabilityInfo]
+        /// A plugin serves `pylon.auth.code/1` (email codes, links, password reset).
+        var codes = false
     }
 
     static func build(_ s: Surface) -> JSONValue {
         var paths: [(String, JSONValue)] = []
         paths += systemPaths(s)
         paths += authPaths
+        if s.codes { paths += authCodePaths(dev: s.dev) }
         for e in s.manifest.entities { paths += entityPaths(e) }
         paths += dataPaths(s.manifest)
         paths += syncPaths

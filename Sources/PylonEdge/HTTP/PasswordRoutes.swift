@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import PylonCore
 import PylonData
+import PylonServices
 import PylonJSON
 
 /// Email-and-password sign-in (`/api/auth/password/*`, pylon-aux.md §1.12): register, log
@@ -41,12 +42,50 @@ extension RouteContext {
             _ = try await sessions.revokeAll(userID: userID)
             return try await signedIn(req, userID: userID, extra: [("changed", true)])
         }
-        let resetUnavailable: @Sendable (Request, PylonRequestContext) async throws -> Response = { _, _ in
-            throw HostError(status: 501, code: "CAPABILITY_UNAVAILABLE",
-                            message: "password reset sends a link by email, which needs the auth.code plugin (not installed); change the password while signed in instead")
+        if let codes { addPasswordResetRoutes(router, codes) } else {
+            let resetUnavailable: @Sendable (Request, PylonRequestContext) async throws -> Response = { _, _ in
+                throw HostError(status: 501, code: "CAPABILITY_UNAVAILABLE",
+                                message: "password reset sends a link by email, which needs the auth.code plugin (not installed); change the password while signed in instead")
+            }
+            router.post("/api/auth/password/reset/request", use: resetUnavailable)
+            router.post("/api/auth/password/reset/complete", use: resetUnavailable)
         }
-        router.post("/api/auth/password/reset/request", use: resetUnavailable)
-        router.post("/api/auth/password/reset/complete", use: resetUnavailable)
+    }
+
+    /// Reset by email: a single-use link (30 min) to `PYLON_PASSWORD_RESET_URL?token=`; the
+    /// new password ends every session of the user and signs the caller in. The request
+    /// answers the same, after the same work, whether the email has an account or not: the
+    /// link is issued either way and mailed (in the background) only to an account.
+    private func addPasswordResetRoutes(_ router: Router<PylonRequestContext>, _ codes: AuthCodes) {
+        router.post("/api/auth/password/reset/request") { req, ctx in
+            let email = try EmailAddress(try Self.field(try await body(req), "email"))
+            try authLimiter.check(.send, client: client(req, ctx), account: email.value)
+            let userID = try await passwords.user(withEmail: email)
+            let (token, _, _) = try await codes.issueLink(.passwordReset, email: email.value, userID: userID)
+            let base = config.passwordResetURL ?? publicURL + "/reset-password"
+            let url = base + (base.contains("?") ? "&" : "?") + "token=" + token
+            if userID != nil {
+                Task { try? await codes.send("PASSWORD_RESET", to: email.value, vars: [("url", .string(url)), ("email", .string(email.value))]) }
+            }
+            return HTTPSupport.json(.object([("sent", true)] + devEcho([("dev_token", token), ("dev_url", url)])))
+        }
+        router.post("/api/auth/password/reset/complete") { req, ctx in
+            let b = try await body(req)
+            let token = try Self.field(b, "token")
+            let new = try Self.field(b, b["newPassword"] != nil ? "newPassword" : "password")
+            // Before the link is used, so a refused password does not burn it.
+            try PasswordAccounts.checkStrength(new)
+            try authLimiter.check(.verify, client: client(req, ctx))
+            guard case let .accepted(sentTo, recorded) = try Self.settled(try await codes.verifyLink(.passwordReset, token: token)),
+                  let email = try? EmailAddress(sentTo), let userID = try await passwords.user(withEmail: email),
+                  recorded == nil || recorded == userID else {
+                throw Self.invalidToken
+            }
+            try await passwords.setPassword(userID: userID, new: new)
+            _ = try await sessions.revokeAll(userID: userID)
+            _ = try await passwords.markEmailVerified(userID: userID, email: email)
+            return try await signedIn(req, userID: userID, extra: [("reset", true)])
+        }
     }
 
     /// A new session for `userID`: `{"token","user_id","expires_at"}` (after `extra`), and
@@ -65,10 +104,15 @@ extension RouteContext {
     func withSessionCookie(_ req: Request, _ response: Response, token: String, expires: Int64) -> Response {
         guard req.headers[.origin] != nil else { return response }
         var r = response
+        r.headers[.setCookie] = sessionCookie(token: token, expires: expires)
+        return r
+    }
+
+    /// The Set-Cookie value of the session cookie for `token`.
+    func sessionCookie(token: String, expires: Int64) -> String {
         let maxAge = expires == 0 ? 2_592_000 : max(0, expires - Int64(Date().timeIntervalSince1970))
         let secure = config.dev ? "" : "; Secure"
-        r.headers[.setCookie] = "\(config.cookieName)=\(token); Path=/; Max-Age=\(maxAge); HttpOnly; SameSite=Lax\(secure)"
-        return r
+        return "\(config.cookieName)=\(token); Path=/; Max-Age=\(maxAge); HttpOnly; SameSite=Lax\(secure)"
     }
 
     /// A required string member of a request body.

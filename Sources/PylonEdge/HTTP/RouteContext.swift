@@ -32,12 +32,16 @@ package struct RouteContext: Sendable {
     /// Durable jobs and cron (with functions; else their routes are the functions stub's).
     let jobs: JobService?
     let cron: CronService?
+    /// One-time email codes and links, when a plugin serves `pylon.auth.code/1` (else
+    /// their routes are its stub's, and password reset answers 501).
+    let codes: AuthCodes?
 
     package init(data: DataService, changes: ChangeLog, sessions: SessionStore, config: HostConfig,
                  metrics: Metrics, startedAt: Date, stubs: [CapabilityInfo], hub: ChangeHub,
                  sync: SyncStream, realtime: RealtimeConfig, functions: FunctionService?,
                  cache: CacheService?, authLimiter: AuthRateLimiter, passwords: PasswordAccounts, apiKeys: ApiKeys?,
-                 jwts: SessionJWTs?, jobs: JobService? = nil, cron: CronService? = nil) {
+                 jwts: SessionJWTs?, jobs: JobService? = nil, cron: CronService? = nil, codes: AuthCodes? = nil) {
+        self.codes = codes
         self.jobs = jobs
         self.cron = cron
         self.data = data
