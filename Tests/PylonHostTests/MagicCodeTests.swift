@@ -52,34 +52,34 @@ struct MagicCodeTests {
         #expect(sent.status == 200 && sent.json["sent"].bool == true && sent.json["email"].string == "ada@example.com", "\(sent.body)")
         #expect(sent.json["dev_code"] == nil, "the code is never in the answer outside --dev: \(sent.body)")
         let mail = try await smtp.message(to: "ada@example.com")
-        #expect(mail.contains("Subject: Your mailapp sign-in code"), mail)
-        #expect(mail.contains("From: Mail App <noreply@mailapp.test>"), mail)
-        let code = try #require(SMTPSink.code(in: mail), mail)
+        #expect(mail.contains("Subject: Your mailapp sign-in code"), "\(mail)")
+        #expect(mail.contains("From: Mail App <noreply@mailapp.test>"), "\(mail)")
+        let code = try #require(SMTPSink.code(in: mail), "\(mail)")
 
         let cooled = try await Self.send(host, "ada@example.com")
         #expect(cooled.status == 429 && cooled.json.errorCode == "RATE_LIMITED", "a second code within the cooldown: \(cooled.body)")
-        #expect(cooled.json["error"]["hint"].string?.hasPrefix("Try again in") == true, cooled.body)
+        #expect(cooled.json["error"]["hint"].string?.hasPrefix("Try again in") == true, "\(cooled.body)")
         #expect(smtp.messages(to: "ada@example.com").count == 1, "no second mail in the cooldown")
 
-        let signed = try await Self.verify(host, "ADA@example.com", code)
+        let signed = try await Self.verify(host, "ADA@example.com", "\(code)")
         #expect(signed.status == 200, "\(signed.body)")
-        let token = try #require(signed.json["token"].string, signed.body)
+        let token = try #require(signed.json["token"].string, "\(signed.body)")
         let user = try #require(signed.json["user_id"].string)
         #expect(try await host.me(token) == user)
         let row = try await host.request("GET", "/api/entities/User/\(user)", token: HostProcess.adminToken)
-        #expect(row.json["email"].string == "ada@example.com" && row.json["emailVerified"].string?.contains("T") == true, row.body)
+        #expect(row.json["email"].string == "ada@example.com" && row.json["emailVerified"].string?.contains("T") == true, "\(row.body)")
 
-        let replay = try await Self.verify(host, "ada@example.com", code)
+        let replay = try await Self.verify(host, "ada@example.com", "\(code)")
         #expect(replay.status == 401 && replay.json.errorCode == "INVALID_CODE", "a used code: \(replay.body)")
         let stored = try await host.request("GET", "/api/entities/User", token: HostProcess.adminToken)
         #expect(stored.json["data"].items.count == 1, "one user: \(stored.body)")
 
         // A password account signs in by code as itself.
         let reg = try await PasswordAuthTests.register(host, "bob@example.com", "correct horse battery")
-        let bob = try #require(reg.json["user_id"].string, reg.body)
+        let bob = try #require(reg.json["user_id"].string, "\(reg.body)")
         _ = try await Self.send(host, "bob@example.com")
         let bobCode = try #require(SMTPSink.code(in: try await smtp.message(to: "bob@example.com")))
-        let bobIn = try await Self.verify(host, "bob@example.com", bobCode)
+        let bobIn = try await Self.verify(host, "bob@example.com", "\(bobCode)")
         #expect(bobIn.status == 200 && bobIn.json["user_id"].string == bob, "\(bobIn.body)")
     }
 
@@ -93,12 +93,12 @@ struct MagicCodeTests {
         let code = try #require(SMTPSink.code(in: try await smtp.message(to: "eve@example.com")))
         let wrong = code == "000000" ? "111111" : "000000"
         for i in 1...4 {
-            let r = try await Self.verify(host, "eve@example.com", wrong)
+            let r = try await Self.verify(host, "eve@example.com", "\(wrong)")
             #expect(r.status == 401 && r.json.errorCode == "INVALID_CODE", "wrong code \(i): \(r.body)")
         }
-        let fifth = try await Self.verify(host, "eve@example.com", wrong)
+        let fifth = try await Self.verify(host, "eve@example.com", "\(wrong)")
         #expect(fifth.status == 429 && fifth.json.errorCode == "RATE_LIMITED", "the fifth wrong code: \(fifth.body)")
-        let right = try await Self.verify(host, "eve@example.com", code)
+        let right = try await Self.verify(host, "eve@example.com", "\(code)")
         #expect(right.status == 429, "the right code after the limit: \(right.body)")
         if let file = host.storeFile {
             let dump = try await TestCommand.run("/usr/bin/env", ["sqlite3", file, "SELECT state FROM _pylon_auth_codes"])
@@ -111,7 +111,7 @@ struct MagicCodeTests {
         _ = try await Self.send(short, "mallory@example.com")
         let old = try #require(SMTPSink.code(in: try await smtp.message(to: "mallory@example.com")))
         try await Task.sleep(for: .seconds(3))
-        let late = try await Self.verify(short, "mallory@example.com", old)
+        let late = try await Self.verify(short, "mallory@example.com", "\(old)")
         #expect(late.status == 401 && late.json.errorCode == "INVALID_CODE", "an expired code: \(late.body)")
     }
 
@@ -122,37 +122,37 @@ struct MagicCodeTests {
         let host = try await HostProcess.start(manifest: Self.manifest, env: Self.env(smtp), dev: false, store: store)
         defer { host.stop() }
         let reg = try await PasswordAuthTests.register(host, "carol@example.com", "old password here")
-        let carol = try #require(reg.json["user_id"].string, reg.body)
+        let carol = try #require(reg.json["user_id"].string, "\(reg.body)")
         let oldSession = try #require(reg.json["token"].string)
 
         let unknown = try await host.request("POST", "/api/auth/password/reset/request", json: #"{"email":"nobody@example.com"}"#)
         let known = try await host.request("POST", "/api/auth/password/reset/request", json: #"{"email":"Carol@Example.com"}"#)
-        #expect(known.status == 200 && known.json["sent"].bool == true, known.body)
+        #expect(known.status == 200 && known.json["sent"].bool == true, "\(known.body)")
         #expect(unknown.status == known.status && unknown.body == known.body, "no account enumeration: \(unknown.body) vs \(known.body)")
         let mail = try await smtp.message(to: "carol@example.com")
-        let token = try #require(SMTPSink.resetToken(in: mail), mail)
-        #expect(mail.contains("http://app.test/reset-password?token="), mail)
+        let token = try #require(SMTPSink.resetToken(in: mail), "\(mail)")
+        #expect(mail.contains("http://app.test/reset-password?token="), "\(mail)")
 
         func complete(_ password: String) async throws -> (status: Int, body: String, json: Any?) {
             try await host.request("POST", "/api/auth/password/reset/complete",
                                    json: #"{"token":\#(TestJSON.quote(token)),"newPassword":\#(TestJSON.quote(password))}"#)
         }
         let weak = try await complete("short")
-        #expect(weak.status == 400 && weak.json.errorCode == "WEAK_PASSWORD", weak.body)
+        #expect(weak.status == 400 && weak.json.errorCode == "WEAK_PASSWORD", "\(weak.body)")
         let done = try await complete("brand new password")
-        #expect(done.status == 200 && done.json["reset"].bool == true && done.json["user_id"].string == carol, done.body)
+        #expect(done.status == 200 && done.json["reset"].bool == true && done.json["user_id"].string == carol, "\(done.body)")
         let fresh = try #require(done.json["token"].string)
         #expect(try await host.me(fresh) == carol)
         #expect(try await host.me(oldSession) == nil, "the reset ended the earlier session")
         let replay = try await complete("another new password")
         #expect(replay.status == 401 && replay.json.errorCode == "INVALID_TOKEN", "a used link: \(replay.body)")
         let oldLogin = try await PasswordAuthTests.login(host, "carol@example.com", "old password here")
-        #expect(oldLogin.status == 401, oldLogin.body)
+        #expect(oldLogin.status == 401, "\(oldLogin.body)")
         let newLogin = try await PasswordAuthTests.login(host, "carol@example.com", "brand new password")
-        #expect(newLogin.status == 200 && newLogin.json["user_id"].string == carol, newLogin.body)
+        #expect(newLogin.status == 200 && newLogin.json["user_id"].string == carol, "\(newLogin.body)")
         let forged = try await host.request("POST", "/api/auth/password/reset/complete",
                                             json: #"{"token":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","newPassword":"brand new password"}"#)
-        #expect(forged.status == 401 && forged.json.errorCode == "INVALID_TOKEN", forged.body)
+        #expect(forged.status == 401 && forged.json.errorCode == "INVALID_TOKEN", "\(forged.body)")
         // Only the account's address got mail.
         #expect(smtp.messages(to: "nobody@example.com").isEmpty)
     }
@@ -165,11 +165,12 @@ struct MagicCodeTests {
                                                dev: false)
         defer { host.stop() }
         let sent = try await host.request("POST", "/api/auth/magic-link/send", json: #"{"email":"dan@example.com"}"#)
-        #expect(sent.status == 200 && sent.body == #"{"sent":true}"#, sent.body)
+        #expect(sent.status == 200 && sent.body == #"{"sent":true}"#, "\(sent.body)")
         let mail = try await smtp.message(to: "dan@example.com")
-        let token = try #require(SMTPSink.linkToken(in: mail, path: "/api/auth/magic-link/verify"), mail)
-        func open() throws -> (status: Int, headers: [String: String]) {
-            let s = try TestSocket.connect(port: host.port)
+        let token = try #require(SMTPSink.linkToken(in: mail, path: "/api/auth/magic-link/verify"), "\(mail)")
+        let port = host.port
+        @Sendable func open() throws -> (status: Int, headers: [String: String]) {
+            let s = try TestSocket.connect(port: port)
             defer { s.close() }
             try s.send("GET /api/auth/magic-link/verify?token=\(token) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
             let head = try readHTTPHead(s)
@@ -178,21 +179,21 @@ struct MagicCodeTests {
         let first = try await onThread { try open() }
         #expect(first.status == 302 && first.headers["location"] == "/app", "\(first)")
         let cookie = try #require(first.headers["set-cookie"], "\(first)")
-        #expect(cookie.hasPrefix("pylon_session=pylon_") && cookie.contains("HttpOnly"), cookie)
+        #expect(cookie.hasPrefix("pylon_session=pylon_") && cookie.contains("HttpOnly"), "\(cookie)")
         let again = try await onThread { try open() }
         #expect(again.status == 401, "a used link: \(again)")
 
         let reg = try await PasswordAuthTests.register(host, "erin@example.com", "long enough password")
-        let session = try #require(reg.json["token"].string, reg.body)
+        let session = try #require(reg.json["token"].string, "\(reg.body)")
         let ask = try await host.request("POST", "/api/auth/email/send-verification", token: session)
-        #expect(ask.status == 200 && ask.json["email"].string == "erin@example.com", ask.body)
+        #expect(ask.status == 200 && ask.json["email"].string == "erin@example.com", "\(ask.body)")
         let code = try #require(SMTPSink.code(in: try await smtp.message(to: "erin@example.com")))
         let bad = try await host.request("POST", "/api/auth/email/verify", json: #"{"code":"not it"}"#, token: session)
-        #expect(bad.status == 401 && bad.json.errorCode == "INVALID_CODE", bad.body)
+        #expect(bad.status == 401 && bad.json.errorCode == "INVALID_CODE", "\(bad.body)")
         let ok = try await host.request("POST", "/api/auth/email/verify", json: #"{"code":"\#(code)"}"#, token: session)
-        #expect(ok.status == 200 && ok.json["verified"].bool == true && ok.json["emailVerified"].string != nil, ok.body)
+        #expect(ok.status == 200 && ok.json["verified"].bool == true && ok.json["emailVerified"].string != nil, "\(ok.body)")
         let anonymous = try await host.request("POST", "/api/auth/email/send-verification")
-        #expect(anonymous.status == 401, anonymous.body)
+        #expect(anonymous.status == 401, "\(anonymous.body)")
     }
 
     @Test("SMTP down or refusing: 500 EMAIL_SEND_FAILED and no code left behind (no cooldown); the SEND bucket counts per address and per email")
@@ -224,11 +225,11 @@ struct MagicCodeTests {
         let dev = try await HostProcess.start(manifest: Self.manifest, dev: true)
         defer { dev.stop() }
         let sent = try await Self.send(dev, "gina@example.com")
-        let code = try #require(sent.json["dev_code"].string, sent.body)
-        #expect(code.count == 6 && code.allSatisfy(\.isNumber))
+        let code = try #require(sent.json["dev_code"].string, "\(sent.body)")
+        #expect(code.count == 6 && code.allSatisfy { $0.isNumber })
         #expect(dev.log.contains("gina@example.com"), "the console transport writes the mail to the log")
-        let signed = try await Self.verify(dev, "gina@example.com", code)
-        #expect(signed.status == 200, signed.body)
+        let signed = try await Self.verify(dev, "gina@example.com", "\(code)")
+        #expect(signed.status == 200, "\(signed.body)")
 
         let off = try await HostProcess.start(manifest: Self.manifest(codeConfig: #"{"use": "none"}"#), dev: false)
         defer { off.stop() }
