@@ -29,7 +29,7 @@ struct MagicCodeTests {
 
     /// Mail by SMTP to `smtp`, plus `extra`. (The harness relaxes the auth buckets; the
     /// bucket test sets Pylon's.)
-    static func env(_ smtp: SMTPSink, _ extra: [String: String] = [:]) -> [String: String] {
+    static func env(_ smtp: MailSink, _ extra: [String: String] = [:]) -> [String: String] {
         extra.merging(["PYLON_EMAIL_PROVIDER": "smtp", "PYLON_SMTP_URL": "smtp://127.0.0.1:\(smtp.port)",
                        "PYLON_EMAIL_FROM": "Mail App <noreply@mailapp.test>", "PYLON_PUBLIC_URL": "http://app.test"]) { a, _ in a }
     }
@@ -44,7 +44,7 @@ struct MagicCodeTests {
 
     @Test("The code arrives by SMTP and signs in: a new user on first sign-in (email verified), the same user as a password account; replayed and cooled-down requests refused", arguments: [TestStore.sqlite, TestStore.postgres])
     func signIn(store: TestStore) async throws {
-        let smtp = try await SMTPSink.start()
+        let smtp = try await MailSink.start()
         defer { smtp.stop() }
         let host = try await HostProcess.start(manifest: Self.manifest, env: Self.env(smtp), dev: false, store: store)
         defer { host.stop() }
@@ -54,7 +54,7 @@ struct MagicCodeTests {
         let mail = try await smtp.message(to: "ada@example.com")
         #expect(mail.contains("Subject: Your mailapp sign-in code"), "\(mail)")
         #expect(mail.contains("From: Mail App <noreply@mailapp.test>"), "\(mail)")
-        let code = try #require(SMTPSink.code(in: mail), "\(mail)")
+        let code = try #require(MailSink.code(in: mail), "\(mail)")
 
         let cooled = try await Self.send(host, "ada@example.com")
         #expect(cooled.status == 429 && cooled.json.errorCode == "RATE_LIMITED", "a second code within the cooldown: \(cooled.body)")
@@ -78,19 +78,19 @@ struct MagicCodeTests {
         let reg = try await PasswordAuthTests.register(host, "bob@example.com", "correct horse battery")
         let bob = try #require(reg.json["user_id"].string, "\(reg.body)")
         _ = try await Self.send(host, "bob@example.com")
-        let bobCode = try #require(SMTPSink.code(in: try await smtp.message(to: "bob@example.com")))
+        let bobCode = try #require(MailSink.code(in: try await smtp.message(to: "bob@example.com")))
         let bobIn = try await Self.verify(host, "bob@example.com", "\(bobCode)")
         #expect(bobIn.status == 200 && bobIn.json["user_id"].string == bob, "\(bobIn.body)")
     }
 
     @Test("Wrong codes: four get 401, the fifth kills the code (429), after which even the right code is refused; codes expire; the stored state holds no code", arguments: [TestStore.sqlite, TestStore.postgres])
     func wrongAndExpired(store: TestStore) async throws {
-        let smtp = try await SMTPSink.start()
+        let smtp = try await MailSink.start()
         defer { smtp.stop() }
         let host = try await HostProcess.start(manifest: Self.manifest, env: Self.env(smtp), dev: false, store: store)
         defer { host.stop() }
         _ = try await Self.send(host, "eve@example.com")
-        let code = try #require(SMTPSink.code(in: try await smtp.message(to: "eve@example.com")))
+        let code = try #require(MailSink.code(in: try await smtp.message(to: "eve@example.com")))
         let wrong = code == "000000" ? "111111" : "000000"
         for i in 1...4 {
             let r = try await Self.verify(host, "eve@example.com", "\(wrong)")
@@ -109,7 +109,7 @@ struct MagicCodeTests {
                                                 dev: false, store: store)
         defer { short.stop() }
         _ = try await Self.send(short, "mallory@example.com")
-        let old = try #require(SMTPSink.code(in: try await smtp.message(to: "mallory@example.com")))
+        let old = try #require(MailSink.code(in: try await smtp.message(to: "mallory@example.com")))
         try await Task.sleep(for: .seconds(3))
         let late = try await Self.verify(short, "mallory@example.com", "\(old)")
         #expect(late.status == 401 && late.json.errorCode == "INVALID_CODE", "an expired code: \(late.body)")
@@ -117,7 +117,7 @@ struct MagicCodeTests {
 
     @Test("Password reset by email: unknown and known addresses get the same answer; the link sets a new password once, ends every session, and a weak password does not burn it", arguments: [TestStore.sqlite, TestStore.postgres])
     func passwordReset(store: TestStore) async throws {
-        let smtp = try await SMTPSink.start()
+        let smtp = try await MailSink.start()
         defer { smtp.stop() }
         let host = try await HostProcess.start(manifest: Self.manifest, env: Self.env(smtp), dev: false, store: store)
         defer { host.stop() }
@@ -130,7 +130,7 @@ struct MagicCodeTests {
         #expect(known.status == 200 && known.json["sent"].bool == true, "\(known.body)")
         #expect(unknown.status == known.status && unknown.body == known.body, "no account enumeration: \(unknown.body) vs \(known.body)")
         let mail = try await smtp.message(to: "carol@example.com")
-        let token = try #require(SMTPSink.resetToken(in: mail), "\(mail)")
+        let token = try #require(MailSink.resetToken(in: mail), "\(mail)")
         #expect(mail.contains("http://app.test/reset-password?token="), "\(mail)")
 
         func complete(_ password: String) async throws -> (status: Int, body: String, json: Any?) {
@@ -159,7 +159,7 @@ struct MagicCodeTests {
 
     @Test("A magic link opened in a browser sets the cookie and redirects, once; email verification for a signed-in user")
     func linkAndVerification() async throws {
-        let smtp = try await SMTPSink.start()
+        let smtp = try await MailSink.start()
         defer { smtp.stop() }
         let host = try await HostProcess.start(manifest: Self.manifest, env: Self.env(smtp, ["PYLON_DASHBOARD_URL": "/app"]),
                                                dev: false)
@@ -167,7 +167,7 @@ struct MagicCodeTests {
         let sent = try await host.request("POST", "/api/auth/magic-link/send", json: #"{"email":"dan@example.com"}"#)
         #expect(sent.status == 200 && sent.body == #"{"sent":true}"#, "\(sent.body)")
         let mail = try await smtp.message(to: "dan@example.com")
-        let token = try #require(SMTPSink.linkToken(in: mail, path: "/api/auth/magic-link/verify"), "\(mail)")
+        let token = try #require(MailSink.linkToken(in: mail, path: "/api/auth/magic-link/verify"), "\(mail)")
         let port = host.port
         @Sendable func open() throws -> (status: Int, headers: [String: String]) {
             let s = try TestSocket.connect(port: port)
@@ -187,7 +187,7 @@ struct MagicCodeTests {
         let session = try #require(reg.json["token"].string, "\(reg.body)")
         let ask = try await host.request("POST", "/api/auth/email/send-verification", token: session)
         #expect(ask.status == 200 && ask.json["email"].string == "erin@example.com", "\(ask.body)")
-        let code = try #require(SMTPSink.code(in: try await smtp.message(to: "erin@example.com")))
+        let code = try #require(MailSink.code(in: try await smtp.message(to: "erin@example.com")))
         let bad = try await host.request("POST", "/api/auth/email/verify", json: #"{"code":"not it"}"#, token: session)
         #expect(bad.status == 401 && bad.json.errorCode == "INVALID_CODE", "\(bad.body)")
         let ok = try await host.request("POST", "/api/auth/email/verify", json: #"{"code":"\#(code)"}"#, token: session)
@@ -198,7 +198,7 @@ struct MagicCodeTests {
 
     @Test("SMTP down or refusing: 500 EMAIL_SEND_FAILED and no code left behind (no cooldown); the SEND bucket counts per address and per email")
     func failuresAndBuckets() async throws {
-        let refusing = try await SMTPSink.start(refuse: true)
+        let refusing = try await MailSink.start(refuse: true)
         defer { refusing.stop() }
         let closed = try freeLoopbackPort()
         for url in ["smtp://127.0.0.1:\(closed)", "smtp://127.0.0.1:\(refusing.port)"] {
@@ -211,13 +211,54 @@ struct MagicCodeTests {
             }
         }
         // Pylon's SEND bucket: 3 per minute per address.
-        let smtp = try await SMTPSink.start()
+        let smtp = try await MailSink.start()
         defer { smtp.stop() }
         let host = try await HostProcess.start(manifest: Self.manifest, env: Self.env(smtp, ["PYLON_AUTH_RATE_LIMIT_SEND": "3,10"]), dev: false)
         defer { host.stop() }
         var statuses: [Int] = []
         for i in 0..<4 { statuses.append(try await Self.send(host, "user\(i)@example.com").status) }
         #expect(statuses == [200, 200, 200, 429], "\(statuses)")
+    }
+
+    @Test("Pylon's HTTP email APIs: SendGrid's and the webhook's bodies with the bearer key reach the endpoint; an API that answers 500 is EMAIL_SEND_FAILED")
+    func httpProviders() async throws {
+        let api = try await MailSink.startHTTP()
+        defer { api.stop() }
+        let endpoint = "http://127.0.0.1:\(api.port)/send"
+        let sendgrid = try await HostProcess.start(manifest: Self.manifest, env: [
+            "PYLON_EMAIL_PROVIDER": "sendgrid", "PYLON_EMAIL_API_KEY": "sg-key", "PYLON_EMAIL_ENDPOINT": endpoint,
+            "PYLON_EMAIL_FROM": "noreply@mailapp.test", "PYLON_EMAIL_TEMPLATE_MAGIC_CODE_SUBJECT": "Code {{code}} for {{email}}"], dev: false)
+        defer { sendgrid.stop() }
+        let sent = try await Self.send(sendgrid, "hal@example.com")
+        #expect(sent.status == 200, "\(sent.body)")
+        let first = try await api.posts(count: 1)[0]
+        #expect(first["authorization"].string == "Bearer sg-key" && first["path"].string == "/send", "\(String(describing: first))")
+        let body = first["body"]
+        #expect(body["personalizations"][0]["to"][0]["email"].string == "hal@example.com", "\(String(describing: body))")
+        #expect(body["from"]["email"].string == "noreply@mailapp.test")
+        let subject = try #require(body["subject"].string)
+        #expect(subject.hasPrefix("Code ") && subject.hasSuffix(" for hal@example.com"), "the subject template from the environment: \(subject)")
+        let code = String(subject.dropFirst(5).prefix(6))
+        #expect(body["content"][0]["type"].string == "text/plain" && body["content"][0]["value"].string?.contains(code) == true)
+        #expect(try await Self.verify(sendgrid, "hal@example.com", code).status == 200)
+
+        let webhook = try await HostProcess.start(manifest: Self.manifest, env: [
+            "PYLON_EMAIL_PROVIDER": "webhook", "PYLON_EMAIL_ENDPOINT": endpoint], dev: false)
+        defer { webhook.stop() }
+        _ = try await webhook.request("POST", "/api/auth/magic-link/send", json: #"{"email":"ivy@example.com"}"#)
+        let second = try await api.posts(count: 2)[1]
+        #expect(second["body"]["to"].string == "ivy@example.com" && second["body"]["from"].string == "noreply@pylonsync.com", "\(String(describing: second))")
+        #expect(second["body"]["body"].string?.contains("/api/auth/magic-link/verify?token=") == true && second["body"]["subject"].string != nil)
+
+        let failing = try await MailSink.startHTTP(status: 500)
+        defer { failing.stop() }
+        let broken = try await HostProcess.start(manifest: Self.manifest, env: [
+            "PYLON_EMAIL_PROVIDER": "resend", "PYLON_EMAIL_API_KEY": "k", "PYLON_EMAIL_ENDPOINT": "http://127.0.0.1:\(failing.port)/emails"], dev: false)
+        defer { broken.stop() }
+        let refused = try await Self.send(broken, "jo@example.com")
+        #expect(refused.status == 500 && refused.json.errorCode == "EMAIL_SEND_FAILED", "\(refused.body)")
+        let resend = try await failing.posts(count: 1)[0]["body"]
+        #expect(resend["to"][0].string == "jo@example.com" && resend["text"].string != nil, "Resend's body: \(String(describing: resend))")
     }
 
     @Test("--dev echoes the code (console transport); with auth.code turned off every email route, and OAuth's, answers 501 CAPABILITY_UNAVAILABLE")
@@ -242,9 +283,9 @@ struct MagicCodeTests {
     }
 }
 
-/// aiosmtpd, started by the test on a free loopback port (Tests/Fixtures/smtp/smtp_sink.py),
-/// writing each accepted message to a file the test reads.
-final class SMTPSink: @unchecked Sendable {
+/// A real mail server started by the test on a free loopback port: aiosmtpd (Tests/Fixtures/smtp/smtp_sink.py),
+/// writing each accepted message to a file the test reads, or a stand-in HTTP email API.
+final class MailSink: @unchecked Sendable {
     let port: Int
     let folder: URL
     private let process: Process
@@ -255,12 +296,21 @@ final class SMTPSink: @unchecked Sendable {
         self.process = process
     }
 
-    static func start(refuse: Bool = false) async throws -> SMTPSink {
+    static func start(refuse: Bool = false) async throws -> MailSink {
+        try await launch("smtp_sink.py", refuse ? ["--refuse"] : [])
+    }
+
+    /// A stand-in HTTP email API (Tests/Fixtures/smtp/http_mail_sink.py) answering `status`.
+    static func startHTTP(status: Int = 202) async throws -> MailSink {
+        try await launch("http_mail_sink.py", [String(status)])
+    }
+
+    private static func launch(_ scriptName: String, _ args: [String]) async throws -> MailSink {
         let folder = try TestPaths.freshTempDir("pylon-smtp")
-        let script = TestPaths.packageRoot.appendingPathComponent("Tests/Fixtures/smtp/smtp_sink.py").path
+        let script = TestPaths.packageRoot.appendingPathComponent("Tests/Fixtures/smtp/\(scriptName)").path
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", script, folder.path] + (refuse ? ["--refuse"] : [])
+        p.arguments = ["python3", script, folder.path] + args
         let log = folder.appendingPathComponent("server.log")
         FileManager.default.createFile(atPath: log.path, contents: nil)
         p.standardOutput = try FileHandle(forWritingTo: log)
@@ -268,11 +318,22 @@ final class SMTPSink: @unchecked Sendable {
         p.standardInput = FileHandle.nullDevice
         try p.run()
         let portFile = folder.appendingPathComponent("port").path
-        let port: Int = try await eventually("the SMTP server's port file (log: \((try? String(contentsOf: log, encoding: .utf8)) ?? ""))", timeout: 30) {
-            if !p.isRunning { throw TestSetupError(description: "the SMTP server exited: \((try? String(contentsOf: log, encoding: .utf8)) ?? "")") }
+        let port: Int = try await eventually("the mail server's port file (log: \((try? String(contentsOf: log, encoding: .utf8)) ?? ""))", timeout: 30) {
+            if !p.isRunning { throw TestSetupError(description: "the mail server exited: \((try? String(contentsOf: log, encoding: .utf8)) ?? "")") }
             return (try? String(contentsOfFile: portFile, encoding: .utf8)).flatMap { Int($0) }
         }
-        return SMTPSink(port: port, folder: folder, process: p)
+        return MailSink(port: port, folder: folder, process: p)
+    }
+
+    /// The requests the stand-in HTTP API got, oldest first, waiting (generously) for `count`.
+    func posts(count: Int) async throws -> [Any?] {
+        try await eventually("\(count) POSTs to the HTTP mail API", timeout: 30) { () -> [Any?]? in
+            let names = ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).filter { $0.hasSuffix(".json") }.sorted()
+            guard names.count >= count else { return nil }
+            return names.map { name -> Any? in
+                (try? String(contentsOf: folder.appendingPathComponent(name), encoding: .utf8)).flatMap { try? TestJSON.parse($0) }
+            }
+        }
     }
 
     func stop() {
