@@ -23,8 +23,11 @@ struct MagicCodeTests {
     """
 
     /// The manifest with `config` as the `auth.code` plugin's settings.
-    static func manifest(codeConfig config: String) -> String {
-        manifest.replacingOccurrences(of: #""routes": [],"#, with: #""routes": [], "plugins": {"auth.code": \#(config)},"#)
+    static func manifest(codeConfig config: String) -> String { manifest(plugins: #"{"auth.code": \#(config)}"#) }
+
+    /// The manifest with `plugins` as its `plugins` section.
+    static func manifest(plugins: String) -> String {
+        manifest.replacingOccurrences(of: #""routes": [],"#, with: #""routes": [], "plugins": \#(plugins),"#)
     }
 
     /// Mail by SMTP to `smtp`, plus `extra`. (The harness relaxes the auth buckets; the
@@ -259,6 +262,40 @@ struct MagicCodeTests {
         #expect(refused.status == 500 && refused.json.errorCode == "EMAIL_SEND_FAILED", "\(refused.body)")
         let resend = try await failing.posts(count: 1)[0]["body"]
         #expect(resend["to"][0].string == "jo@example.com" && resend["text"].string != nil, "Resend's body: \(String(describing: resend))")
+    }
+
+    @Test("Two hosts on one Postgres: a code sent through one signs in through the other; 20 wrong guesses at once across both count exactly to the limit (four 401s), then even the right code is refused")
+    func twoHostsOnePostgres() async throws {
+        let pg = try await TestPostgres.start()
+        defer { pg.stop() }
+        let url = try await pg.freshDatabase()
+        let smtp = try await MailSink.start()
+        defer { smtp.stop() }
+        let shared = Self.manifest(plugins: #"{"store": {"use": "postgres", "url": "\#(url)"}}"#)
+        let a = try await HostProcess.start(manifest: shared, env: Self.env(smtp), dev: false)
+        defer { a.stop() }
+        let b = try await HostProcess.start(manifest: shared, env: Self.env(smtp), dev: false)
+        defer { b.stop() }
+
+        _ = try await Self.send(a, "kim@example.com")
+        let kim = try #require(MailSink.code(in: try await smtp.message(to: "kim@example.com")))
+        let signed = try await Self.verify(b, "kim@example.com", kim)
+        #expect(signed.status == 200, "\(signed.body)")
+        let again = try await Self.send(b, "kim@example.com")
+        #expect(again.status == 200, "the used code left no cooldown on the other host: \(again.body)")
+
+        _ = try await Self.send(a, "lee@example.com")
+        let code = try #require(MailSink.code(in: try await smtp.message(to: "lee@example.com")))
+        let wrong = code == "000000" ? "111111" : "000000"
+        let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+            for i in 0..<20 {
+                group.addTask { try await Self.verify(i % 2 == 0 ? a : b, "lee@example.com", wrong).status }
+            }
+            return try await group.reduce(into: [Int]()) { $0.append($1) }
+        }
+        #expect(statuses.filter { $0 == 401 }.count == 4 && statuses.filter { $0 == 429 }.count == 16, "\(statuses.sorted())")
+        let right = try await Self.verify(b, "lee@example.com", code)
+        #expect(right.status == 429, "the right code after the limit: \(right.body)")
     }
 
     @Test("--dev echoes the code (console transport); with auth.code turned off every email route, and OAuth's, answers 501 CAPABILITY_UNAVAILABLE")
