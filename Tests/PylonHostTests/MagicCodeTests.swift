@@ -58,6 +58,9 @@ struct MagicCodeTests {
         #expect(mail.contains("Subject: Your mailapp sign-in code"), "\(mail)")
         #expect(mail.contains("From: Mail App <noreply@mailapp.test>"), "\(mail)")
         let code = try #require(MailSink.code(in: mail), "\(mail)")
+        let listed = try await host.request("GET", "/api/admin/auth/magic_codes", token: HostProcess.adminToken)
+        #expect(listed.json.items.first?["email"].string == "ada@example.com" && listed.json.items.first?["purpose"].string == "magic_code", "\(listed.body)")
+        #expect(!listed.body.contains(code), "the studio's listing has no code: \(listed.body)")
 
         let cooled = try await Self.send(host, "ada@example.com")
         #expect(cooled.status == 429 && cooled.json.errorCode == "RATE_LIMITED", "a second code within the cooldown: \(cooled.body)")

@@ -91,7 +91,8 @@ extension RouteContext {
     func addAdminListings(_ router: Router<PylonRequestContext>) {
         let listings: [(String, @Sendable () async throws -> JSONValue)] = [
             ("auth/sessions", { try await self.allSessions() }),
-            ("auth/accounts", { .array([]) }), ("auth/oauth_state", { .array([]) }), ("auth/magic_codes", { .array([]) }),
+            ("auth/accounts", { .array([]) }), ("auth/oauth_state", { .array([]) }),
+            ("auth/magic_codes", { try await self.codes?.pending() ?? .array([]) }),
             ("ops/jobs", { try await self.recentJobs() }), ("ops/workflows", { .array([]) }),
             ("ops/scheduler", { try await self.pendingSchedules() }),
             ("ops/search_indexes", { .array(self.data.manifest.entities.compactMap { e in

@@ -135,6 +135,19 @@ package final class AuthCodes: Sendable {
         try await store.write { tx in try tx.write(sql, [.text(userID), email.map { .text($0) } ?? .null]) }
     }
 
+    /// The live records, newest first (at most 1000), for the studio's listing
+    /// (`/api/admin/auth/magic_codes`): what each is for, where it went, for whom and until
+    /// when — never a secret (the host has none) nor the plugin's state.
+    package func pending() async throws -> JSONValue {
+        let sql = "SELECT purpose, email, user_id, expires_at, created_at FROM \(table) WHERE expires_at > \(p(1)) "
+            + "ORDER BY created_at DESC\(dialect.limitOffset(limit: "1000", offset: nil))"
+        let rows = try await store.read { conn in try conn.execute(sql, [.int(Int64(Date().timeIntervalSince1970))]).rows }
+        return .array(rows.map { row in
+            .object([("purpose", row.at(0).json), ("email", row.at(1).json), ("user_id", row.at(2).json),
+                     ("expires_at", row.at(3).json), ("created_at", row.at(4).json)])
+        })
+    }
+
     /// Sends `template` with `vars`; any failure is 500 EMAIL_SEND_FAILED (Pylon's code),
     /// with the transport's reason.
     package func send(_ template: String, to: String, vars: [(String, JSONValue)]) async throws {
