@@ -37,10 +37,16 @@ package final class AuthCodes: Sendable {
     private let store: StoreThreads
     private let dialect: SQLDialect
 
+    /// A state for no record (issued for the far future, never stored), checked when a
+    /// subject has none.
+    private let decoyState: String
+
     package init(plugin: AuthCodePlugin, store: StoreThreads, dialect: SQLDialect) {
         self.plugin = plugin
         self.store = store
         self.dialect = dialect
+        let never = Int64(Int32.max) * 4
+        decoyState = (try? plugin.call(\.issue, kind: Int32(PYLON_CODE_KIND_CODE), purpose: "decoy", state: "", now: never))?["state"]?.stringValue ?? ""
     }
 
     /// The table's DDL (created at startup when the plugin is served).
@@ -96,9 +102,16 @@ package final class AuthCodes: Sendable {
         let select = "SELECT state, email, user_id FROM \(table) WHERE purpose = \(p(1)) AND subject = \(p(2))"
         let update = "UPDATE \(table) SET state = \(p(1)) WHERE purpose = \(p(2)) AND subject = \(p(3))"
         let delete = "DELETE FROM \(table) WHERE purpose = \(p(1)) AND subject = \(p(2))"
+        let decoy = decoyState
         return try await store.write { tx in
-            guard let row = try tx.connection.execute(select, [.text(purpose.rawValue), .text(subject)]).rows.first,
-                  let state = row.first?.textValue, let email = row.at(1).textValue else { return .unknown }
+            let row = try tx.connection.execute(select, [.text(purpose.rawValue), .text(subject)]).rows.first
+            guard let row, let state = row.first?.textValue, let email = row.at(1).textValue else {
+                // No code for this subject: the same check and write against a decoy, so an
+                // unknown email costs what a wrong code does.
+                _ = try? plugin.call(\.check, kind: purpose.kind, purpose: purpose.rawValue, state: decoy, presented: presented, now: now)
+                try tx.write(update, [.text(decoy), .text(purpose.rawValue), .text(subject)])
+                return .unknown
+            }
             let answer = try plugin.call(\.check, kind: purpose.kind, purpose: purpose.rawValue, state: state,
                                          presented: presented, now: now)
             if let next = answer["state"]?.stringValue {
