@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import PylonCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -299,6 +300,33 @@ struct MagicCodeTests {
         #expect(statuses.filter { $0 == 401 }.count == 4 && statuses.filter { $0 == 429 }.count == 16, "\(statuses.sorted())")
         let right = try await Self.verify(b, "lee@example.com", code)
         #expect(right.status == 429, "the right code after the limit: \(right.body)")
+    }
+
+    @Test("Settings: Pylon's email variables reach the plugin; a wrong provider, scheme or missing key stops the host with a message naming the setting; an SMTP server off this machine must speak STARTTLS")
+    func settings() async throws {
+        let c = try HostConfig.fromEnvironment(["PYLON_EMAIL_TEMPLATE_MAGIC_CODE_BODY": "b", "PYLON_SMTP_URL": "smtp://h:25",
+                                                "PYLON_EMAIL_HTTP_URL": "http://u", "PYLON_EMAIL_PROVIDER": "smtp"])
+        let keys = Dictionary(c.authCodeOverrides.map { ($0.0, $0.1.stringValue ?? "") }) { a, _ in a }
+        #expect(keys == ["template_magic_code_body": "b", "smtp_url": "smtp://h:25", "endpoint": "http://u", "provider": "smtp"], "\(keys)")
+
+        for (env, says) in [(["PYLON_EMAIL_PROVIDER": "smtp", "PYLON_SMTP_URL": "http://127.0.0.1:25"], "PYLON_SMTP_URL"),
+                            (["PYLON_EMAIL_PROVIDER": "carrier-pigeon"], "PYLON_EMAIL_PROVIDER"),
+                            (["PYLON_EMAIL_PROVIDER": "sendgrid"], "PYLON_EMAIL_API_KEY"),
+                            (["PYLON_EMAIL_PROVIDER": "webhook"], "PYLON_EMAIL_ENDPOINT")] {
+            do {
+                let host = try await HostProcess.start(manifest: Self.manifest, env: env, dev: false)
+                host.stop()
+                Issue.record("the host started with \(env)")
+            } catch {
+                #expect("\(error)".contains(says), "\(env): \(error)")
+            }
+        }
+        let remote = try await HostProcess.start(manifest: Self.manifest, env: ["PYLON_EMAIL_PROVIDER": "smtp", "PYLON_SMTP_URL": "smtp://mail.invalid:25"],
+                                                 dev: false)
+        defer { remote.stop() }
+        #expect(remote.log.contains("smtp to mail.invalid (STARTTLS required)"), "\(remote.log)")
+        let r = try await Self.send(remote, "kay@example.com")
+        #expect(r.status == 500 && r.json.errorCode == "EMAIL_SEND_FAILED", "\(r.body)")
     }
 
     @Test("--dev echoes the code (console transport); with auth.code turned off every email route, and OAuth's, answers 501 CAPABILITY_UNAVAILABLE")
