@@ -329,6 +329,31 @@ struct MagicCodeTests {
         #expect(r.status == 500 && r.json.errorCode == "EMAIL_SEND_FAILED", "\(r.body)")
     }
 
+    @Test("STARTTLS: a server that insists on it gets the mail over TLS when its certificate is trusted (ca_file); an untrusted certificate is EMAIL_SEND_FAILED, never plain text")
+    func startTLS() async throws {
+        let dir = try TestPaths.freshTempDir("pylon-smtp-tls")
+        defer { TestPaths.removeTempDir(dir) }
+        let cert = dir.appendingPathComponent("cert.pem").path, key = dir.appendingPathComponent("key.pem").path
+        let made = try await TestCommand.run("/usr/bin/env", ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                                                              "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1",
+                                                              "-addext", "subjectAltName=IP:127.0.0.1"])
+        #expect(made.status == 0, "\(made.stderr)")
+        let smtp = try await MailSink.start(starttls: (cert, key))
+        defer { smtp.stop() }
+        let trusted = try await HostProcess.start(manifest: Self.manifest(codeConfig: #"{"ca_file": "\#(cert)"}"#), env: Self.env(smtp), dev: false)
+        defer { trusted.stop() }
+        let sent = try await Self.send(trusted, "lou@example.com")
+        #expect(sent.status == 200, "\(sent.body)\n\(trusted.log.suffix(2000))")
+        let code = try #require(MailSink.code(in: try await smtp.message(to: "lou@example.com")))
+        #expect(try await Self.verify(trusted, "lou@example.com", code).status == 200)
+
+        let untrusted = try await HostProcess.start(manifest: Self.manifest, env: Self.env(smtp), dev: false)
+        defer { untrusted.stop() }
+        let refused = try await Self.send(untrusted, "mo@example.com")
+        #expect(refused.status == 500 && refused.json.errorCode == "EMAIL_SEND_FAILED", "\(refused.body)")
+        #expect(smtp.messages(to: "mo@example.com").isEmpty)
+    }
+
     @Test("--dev echoes the code (console transport); with auth.code turned off every email route, and OAuth's, answers 501 CAPABILITY_UNAVAILABLE")
     func devAndStubs() async throws {
         let dev = try await HostProcess.start(manifest: Self.manifest, dev: true)
@@ -364,8 +389,8 @@ final class MailSink: @unchecked Sendable {
         self.process = process
     }
 
-    static func start(refuse: Bool = false) async throws -> MailSink {
-        try await launch("smtp_sink.py", refuse ? ["--refuse"] : [])
+    static func start(refuse: Bool = false, starttls: (cert: String, key: String)? = nil) async throws -> MailSink {
+        try await launch("smtp_sink.py", (refuse ? ["--refuse"] : []) + (starttls.map { ["--starttls", $0.cert, $0.key] } ?? []))
     }
 
     /// A stand-in HTTP email API (Tests/Fixtures/smtp/http_mail_sink.py) answering `status`.

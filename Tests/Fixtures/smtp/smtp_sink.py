@@ -1,9 +1,11 @@
 """A real SMTP server for the magic-code tests (aiosmtpd): listens on a free loopback port,
 writes that port to <dir>/port, and each message it accepts to <dir>/NNNNNN.eml (the
 recipients on an X-Rcpt line, then the message as received). With --refuse it answers
-every message 554, as a server that will not take mail."""
+every message 554, as a server that will not take mail. With --starttls CERT KEY it offers
+STARTTLS with that certificate and refuses mail sent before it."""
 import asyncio
 import os
+import ssl
 import sys
 
 from aiosmtpd.smtp import SMTP
@@ -31,7 +33,13 @@ async def main():
     folder = sys.argv[1]
     sink = Sink(folder, "--refuse" in sys.argv)
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: SMTP(sink, hostname="127.0.0.1"), "127.0.0.1", 0)
+    tls = None
+    if "--starttls" in sys.argv:
+        i = sys.argv.index("--starttls")
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(sys.argv[i + 1], sys.argv[i + 2])
+    server = await loop.create_server(
+        lambda: SMTP(sink, hostname="127.0.0.1", tls_context=tls, require_starttls=tls is not None), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     with open(os.path.join(folder, "port.tmp"), "w") as f:
         f.write(str(port))
