@@ -33,7 +33,7 @@ enum OpenAPIDocument {
         paths += dataPaths(s.manifest)
         paths += syncPaths
         paths += adminDataPaths(s)
-        if s.functions { paths += functionPaths + jobPaths }
+        if s.functions { paths += functionPaths + jobPaths + workflowPaths }
         if s.cache { paths += cachePaths }
         var schemas: [(String, JSONValue)] = sharedSchemas
         for e in s.manifest.entities { schemas += entitySchemas(e) }

@@ -32,14 +32,17 @@ package struct RouteContext: Sendable {
     /// Durable jobs and cron (with functions; else their routes are the functions stub's).
     let jobs: JobService?
     let cron: CronService?
+    /// Durable workflows, advanced by the jobs (with functions).
+    let workflows: WorkflowService?
 
     package init(data: DataService, changes: ChangeLog, sessions: SessionStore, config: HostConfig,
                  metrics: Metrics, startedAt: Date, stubs: [CapabilityInfo], hub: ChangeHub,
                  sync: SyncStream, realtime: RealtimeConfig, functions: FunctionService?,
                  cache: CacheService?, authLimiter: AuthRateLimiter, passwords: PasswordAccounts, apiKeys: ApiKeys?,
-                 jwts: SessionJWTs?, jobs: JobService? = nil, cron: CronService? = nil) {
+                 jwts: SessionJWTs?, jobs: JobService? = nil, cron: CronService? = nil, workflows: WorkflowService? = nil) {
         self.jobs = jobs
         self.cron = cron
+        self.workflows = workflows
         self.data = data
         self.changes = changes
         self.sessions = sessions
