@@ -44,4 +44,11 @@ if ! python3 -c 'import openapi_spec_validator, schemathesis' >/dev/null 2>&1; t
   python3 -m pip install --quiet openapi-spec-validator schemathesis 2>/dev/null \
     || python3 -m pip install --quiet --break-system-packages openapi-spec-validator schemathesis
 fi
+# oidc-provider-mock is the OpenID provider of OAuthTests (it brings httpx, which the
+# tests' browser, Tests/Fixtures/oauth/browser.py, uses).
+if ! python3 -c 'import oidc_provider_mock, httpx' >/dev/null 2>&1; then
+  echo "installing: pip oidc-provider-mock"
+  python3 -m pip install --quiet oidc-provider-mock 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages oidc-provider-mock
+fi
 command -v swift >/dev/null || { echo "swift is not on PATH; install a Swift 6 toolchain" >&2; exit 1; }

@@ -34,11 +34,14 @@ public final class Host: Sendable {
     let jobs: JobService?
     let cron: CronService?
     let workflows: WorkflowService?
+    let oauth: OAuthService?
 
     init(config: HostConfig, manifest: Manifest, registry: PluginRegistry, store: StoreThreads,
                  data: DataService, changes: ChangeLog, sessions: SessionStore, metrics: Metrics, logger: Logger,
                  hub: ChangeHub, tailer: ChangeTailer?, functions: FunctionService?, cache: CacheService?,
-                 jobs: JobService? = nil, cron: CronService? = nil, workflows: WorkflowService? = nil) {
+                 jobs: JobService? = nil, cron: CronService? = nil, workflows: WorkflowService? = nil,
+                 oauth: OAuthService? = nil) {
+        self.oauth = oauth
         self.functions = functions
         self.jobs = jobs
         self.cron = cron
@@ -113,7 +116,7 @@ public final class Host: Sendable {
                             passwords: PasswordAccounts(data: data, workers: passwordWorkers),
                             apiKeys: apiKeys(),
                             jwts: config.jwtSecret.map { SessionJWTs(secret: $0, issuer: config.jwtIssuer, lifetime: config.jwtLifetime) },
-                            jobs: jobs, cron: cron, workflows: workflows)
+                            jobs: jobs, cron: cron, workflows: workflows, oauth: oauth)
     }
 
     /// API keys with the configured pepper; in --dev without one, a fixed development pepper

@@ -65,10 +65,15 @@ extension RouteContext {
     func withSessionCookie(_ req: Request, _ response: Response, token: String, expires: Int64) -> Response {
         guard req.headers[.origin] != nil else { return response }
         var r = response
+        r.headers[.setCookie] = sessionCookie(token: token, expires: expires)
+        return r
+    }
+
+    /// The Set-Cookie value for a session `token` that ends at `expires` (0: in 30 days).
+    func sessionCookie(token: String, expires: Int64) -> String {
         let maxAge = expires == 0 ? 2_592_000 : max(0, expires - Int64(Date().timeIntervalSince1970))
         let secure = config.dev ? "" : "; Secure"
-        r.headers[.setCookie] = "\(config.cookieName)=\(token); Path=/; Max-Age=\(maxAge); HttpOnly; SameSite=Lax\(secure)"
-        return r
+        return "\(config.cookieName)=\(token); Path=/; Max-Age=\(maxAge); HttpOnly; SameSite=Lax\(secure)"
     }
 
     /// A required string member of a request body.

@@ -34,12 +34,16 @@ package struct RouteContext: Sendable {
     let cron: CronService?
     /// Durable workflows, advanced by the jobs (with functions).
     let workflows: WorkflowService?
+    /// OAuth / OpenID sign-in, when a plugin serves `pylon.auth.oauth/1`.
+    let oauth: OAuthService?
 
     package init(data: DataService, changes: ChangeLog, sessions: SessionStore, config: HostConfig,
                  metrics: Metrics, startedAt: Date, stubs: [CapabilityInfo], hub: ChangeHub,
                  sync: SyncStream, realtime: RealtimeConfig, functions: FunctionService?,
                  cache: CacheService?, authLimiter: AuthRateLimiter, passwords: PasswordAccounts, apiKeys: ApiKeys?,
-                 jwts: SessionJWTs?, jobs: JobService? = nil, cron: CronService? = nil, workflows: WorkflowService? = nil) {
+                 jwts: SessionJWTs?, jobs: JobService? = nil, cron: CronService? = nil, workflows: WorkflowService? = nil,
+                 oauth: OAuthService? = nil) {
+        self.oauth = oauth
         self.jobs = jobs
         self.cron = cron
         self.workflows = workflows

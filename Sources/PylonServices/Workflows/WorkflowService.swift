@@ -94,16 +94,23 @@ package final class WorkflowService: Sendable {
     }
 
     /// `POST /api/workflows/:id/advance`: runs the next step now unless the instance sleeps
-    /// until later or waits for an event; its status.
+    /// until later or waits for an event; its status. When the step's advance job is still
+    /// pending or running nothing is added (two advances of one step would run it twice at
+    /// once); when that job has ended (dead after store failures, say) a new one is queued.
     package func nudge(_ id: String) async throws -> String {
-        let r = try await instance(id)
-        guard !r.isFinished else { throw WorkflowRecord.finishedError(r) }
-        if r.runnable(at: r.transitions, now: JobStore.nowMillis()) {
-            let job = advance(r, WorkflowNext(delayMs: 0), keyed: false), table = table
-            _ = try await store.write { tx in try table.jobs.enqueue(tx, job) }
-            jobs.wake()
+        let table = table
+        let status: String = try await store.write { [self] tx in
+            guard let r = try table.load(tx.connection, id: id) else { throw Self.notFound(id) }
+            guard !r.isFinished else { throw WorkflowRecord.finishedError(r) }
+            guard r.runnable(at: r.transitions, now: JobStore.nowMillis()) else { return r.status }
+            let keyed = try table.jobs.enqueue(tx, advance(r, WorkflowNext(delayMs: 0)))
+            if !keyed.created, !["pending", "retrying", "running"].contains(keyed.status) {
+                _ = try table.jobs.enqueue(tx, advance(r, WorkflowNext(delayMs: 0), keyed: false))
+            }
+            return r.status
         }
-        return WorkflowRecord.wireStatus(r.status)
+        jobs.wake()
+        return WorkflowRecord.wireStatus(status)
     }
 
     /// Reads the instance, changes it and enqueues the advance the change asks for, in one
