@@ -27,6 +27,7 @@ let package = Package(
         .library(name: "PylonStoreD1", type: .dynamic, targets: ["PylonStoreD1"]),
         .library(name: "PylonFnBun", type: .dynamic, targets: ["PylonFnBun"]),
         .library(name: "PylonCacheRESP", type: .dynamic, targets: ["PylonCacheRESP"]),
+        .library(name: "PylonAuthOAuth", type: .dynamic, targets: ["PylonAuthOAuth"]),
         .library(name: "PylonAuthMagicCode", type: .dynamic, targets: ["PylonAuthMagicCode"]),
     ],
     dependencies: [
@@ -194,6 +195,12 @@ let package = Package(
             dependencies: ["PylonPluginABI", "PylonPluginKit", "PylonJSON", "CCacheRESPShim"],
             path: "Plugins/CacheRESP",
             exclude: ["Shim"],
+            linkerSettings: pluginExports),
+        // OAuth 2 / OpenID Connect providers (libcurl for HTTP, jwt-kit for id_tokens).
+        .target(
+            name: "PylonAuthOAuth",
+            dependencies: ["PylonPluginABI", "PylonPluginKit", "PylonJSON", "CCurl", .product(name: "JWTKit", package: "jwt-kit")],
+            path: "Plugins/AuthOAuth",
             linkerSettings: pluginExports),
         // One-time email codes and links (pylon.auth.code/1): secrets hashed with swift-crypto,
         // mail through libcurl (SMTP and HTTP email APIs).

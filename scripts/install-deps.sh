@@ -50,4 +50,11 @@ if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
   python3 -m pip install --quiet aiosmtpd 2>/dev/null \
     || python3 -m pip install --quiet --break-system-packages aiosmtpd
 fi
+# oidc-provider-mock is the OpenID provider of OAuthTests (it brings httpx, which the
+# tests' browser, Tests/Fixtures/oauth/browser.py, uses).
+if ! python3 -c 'import oidc_provider_mock, httpx' >/dev/null 2>&1; then
+  echo "installing: pip oidc-provider-mock"
+  python3 -m pip install --quiet oidc-provider-mock 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages oidc-provider-mock
+fi
 command -v swift >/dev/null || { echo "swift is not on PATH; install a Swift 6 toolchain" >&2; exit 1; }

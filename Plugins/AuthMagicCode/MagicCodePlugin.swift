@@ -56,7 +56,7 @@ private func codeCreate(
         case let .failure(problem):
             return .failure(StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_CONFIG", "pylon.auth.magiccode: \(problem.message)"))
         case let .success(cfg):
-            guard pylon_curl_global_init_once() != 0 else {
+            guard pylon_curl_global_once() != 0 else {
                 return .failure(StoreFailure(PYLON_ERR_GENERIC, "CURL_INIT_FAILED", "pylon.auth.magiccode: curl_global_init failed"))
             }
             let log = HostLog(host)

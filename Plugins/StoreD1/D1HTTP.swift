@@ -107,15 +107,3 @@ private func withOptionalCString<R>(_ s: [CChar]?, _ body: (UnsafePointer<CChar>
     guard let s else { return body(nil) }
     return s.withUnsafeBufferPointer { body($0.baseAddress) }
 }
-
-/// libcurl's global setup, done once, from `create` (never from a library constructor).
-enum CurlGlobal {
-    nonisolated(unsafe) private static var done = false
-    /// `create` is [one-thread-at-a-time], so a plain flag suffices.
-    static func ensure() -> Bool {
-        if done { return true }
-        guard curl_global_init(Int(CURL_GLOBAL_DEFAULT)) == CURLE_OK else { return false }
-        done = true
-        return true
-    }
-}

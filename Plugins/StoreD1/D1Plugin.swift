@@ -1,3 +1,4 @@
+import CCurl
 import Foundation
 import PylonJSON
 import PylonPluginABI
@@ -52,7 +53,7 @@ private func d1Create(
         case let .failure(problem):
             return .failure(StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_CONFIG", "pylon.store.d1: \(problem.message)"))
         case let .success(cfg):
-            guard CurlGlobal.ensure() else {
+            guard pylon_curl_global_once() != 0 else {
                 return .failure(StoreFailure(PYLON_ERR_GENERIC, "CURL_INIT_FAILED", "pylon.store.d1: curl_global_init failed"))
             }
             storeTable.pointee.max_readers = UInt32(cfg.maxReaders)

@@ -2,8 +2,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* curl_easy_setopt and curl_easy_getinfo are variadic, which Swift cannot call: the one
- * request shape StoreD1 needs (a JSON POST with a bearer token) as a fixed-arity function. */
+/* curl_easy_setopt and curl_easy_getinfo are variadic, which Swift cannot call: the request
+ * shapes the plugins need (StoreD1: a JSON POST; AuthOAuth: form POSTs and GETs) as
+ * fixed-arity functions. */
 
 /* A growable response body. OWNER: the caller; free `data` with free(). */
 typedef struct pylon_curl_body {
@@ -31,21 +32,15 @@ static size_t pylon_curl_collect(char *ptr, size_t size, size_t nmemb, void *use
     return n;
 }
 
-/* POSTs `body` to `url` on the reusable handle `h`. Returns the curl result; on CURLE_OK
- * `*status` is the HTTP status and `out` the response body. `errbuf` must hold
- * CURL_ERROR_SIZE bytes. `headers` is a list built with curl_slist_append (OWNER: caller).
- * `ca_file`: a PEM bundle to verify the server with instead of the system's, or NULL.
- * TLS peer and host verification are always on. */
-static inline CURLcode pylon_curl_post(CURL *h, const char *url, struct curl_slist *headers, const char *body,
-                                       size_t body_len, long timeout_ms, long connect_timeout_ms,
-                                       const char *ca_file, pylon_curl_body *out, long *status, char *errbuf) {
+/* Options every request here shares: the URL, headers, timeouts, where the body goes,
+ * errors, no redirects, http(s) only, TLS verification always on (`ca_file`: a PEM bundle
+ * to verify the server with instead of the system's, or NULL). */
+static inline void pylon_curl_common(CURL *h, const char *url, struct curl_slist *headers, long timeout_ms,
+                                     long connect_timeout_ms, const char *ca_file, pylon_curl_body *out, char *errbuf) {
     errbuf[0] = '\0';
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_POST, 1L);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, connect_timeout_ms);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, pylon_curl_collect);
@@ -56,21 +51,48 @@ static inline CURLcode pylon_curl_post(CURL *h, const char *url, struct curl_sli
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
     if (ca_file != NULL) curl_easy_setopt(h, CURLOPT_CAINFO, ca_file);
+}
+
+static inline CURLcode pylon_curl_perform(CURL *h, long *status) {
     CURLcode rc = curl_easy_perform(h);
     *status = 0;
     if (rc == CURLE_OK) curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
     return rc;
 }
 
-/* libcurl's global setup, once per process whatever calls it first (a plugin's `create`,
- * never a library constructor). Returns 1 when libcurl is ready. */
-#include <pthread.h>
-static pthread_once_t pylon_curl_once = PTHREAD_ONCE_INIT;
-static CURLcode pylon_curl_once_result = CURLE_FAILED_INIT;
-static void pylon_curl_global_init_now(void) { pylon_curl_once_result = curl_global_init(CURL_GLOBAL_DEFAULT); }
-static inline int pylon_curl_global_init_once(void) {
-    pthread_once(&pylon_curl_once, pylon_curl_global_init_now);
-    return pylon_curl_once_result == CURLE_OK;
+/* POSTs `body` to `url` on the reusable handle `h`. Returns the curl result; on CURLE_OK
+ * `*status` is the HTTP status and `out` the response body. `errbuf` must hold
+ * CURL_ERROR_SIZE bytes. `headers` is a list built with curl_slist_append (OWNER: caller). */
+static inline CURLcode pylon_curl_post(CURL *h, const char *url, struct curl_slist *headers, const char *body,
+                                       size_t body_len, long timeout_ms, long connect_timeout_ms,
+                                       const char *ca_file, pylon_curl_body *out, long *status, char *errbuf) {
+    pylon_curl_common(h, url, headers, timeout_ms, connect_timeout_ms, ca_file, out, errbuf);
+    curl_easy_setopt(h, CURLOPT_POST, 1L);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+    return pylon_curl_perform(h, status);
+}
+
+/* One HTTP request on the reusable handle `h`: a GET when `body` is NULL, else a POST of
+ * `body_len` bytes; otherwise as `pylon_curl_post`. */
+static inline CURLcode pylon_curl_request(CURL *h, const char *url, struct curl_slist *headers, const char *body,
+                                          size_t body_len, long timeout_ms, long connect_timeout_ms,
+                                          const char *ca_file, pylon_curl_body *out, long *status, char *errbuf) {
+    if (body != NULL)
+        return pylon_curl_post(h, url, headers, body, body_len, timeout_ms, connect_timeout_ms, ca_file, out, status, errbuf);
+    pylon_curl_common(h, url, headers, timeout_ms, connect_timeout_ms, ca_file, out, errbuf);
+    curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+    return pylon_curl_perform(h, status);
+}
+
+/* libcurl's global setup, once per plugin: call from `create` ([one-thread-at-a-time]),
+ * never from a library constructor. 1 when it is done. */
+static inline int pylon_curl_global_once(void) {
+    static int done = 0;
+    if (done) return 1;
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return 0;
+    done = 1;
+    return 1;
 }
 
 /* A message being uploaded. OWNER: the caller; `data` is borrowed for the transfer. */

@@ -32,16 +32,20 @@ extension Host {
         }
         let jobs = functions.map { JobService(store: store, functions: $0, config: config, logger: logger) }
         let cron = jobs.map { CronService(tasks: manifest.cron, jobs: $0, catchUp: config.cronCatchUp, logger: logger) }
+        let workflows = jobs.map { WorkflowService(jobs: $0, config: config, logger: logger) }
         if jobs == nil && !manifest.cron.isEmpty {
             logger.warning("cron: the manifest declares \(manifest.cron.count) task(s), but no plugin serves functions, which run them; none fires")
         }
         let cache = try registry.served[PYLON_CAP_CACHE].map { try cacheService($0, hub: hub, logger: logger) }
+        let oauth = try registry.served[PYLON_CAP_AUTH_OAUTH].map { served throws(HostError) in
+            try OAuthService(served: served, data: data, config: config, logger: logger)
+        }
         let codes = try registry.served[PYLON_CAP_AUTH_CODE].map { AuthCodes(plugin: try AuthCodePlugin($0), store: store, dialect: dialect) }
         logger.info("store: \(opened.served.plugin.id) at \(opened.selection.location(fallback: storePath)), dialect \(dialect.name), \(opened.readerCount) readers, epoch \(opened.epoch)")
         reportStartup(config, manifest, policies, logger: logger)
         return Host(config: config, manifest: manifest, registry: registry, store: store, data: data,
                     changes: changes, sessions: sessions, metrics: metrics, logger: logger, hub: hub, tailer: tailer,
-                    functions: functions, cache: cache, jobs: jobs, cron: cron, codes: codes)
+                    functions: functions, cache: cache, jobs: jobs, cron: cron, workflows: workflows, oauth: oauth, codes: codes)
     }
 
     /// Loads the plugins and activates the manifest's selection, with the settings the host

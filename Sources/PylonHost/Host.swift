@@ -33,17 +33,22 @@ public final class Host: Sendable {
     /// Durable jobs and the manifest's cron tasks, served with functions (their handlers).
     let jobs: JobService?
     let cron: CronService?
+    let workflows: WorkflowService?
+    let oauth: OAuthService?
     /// One-time email codes and links, when a plugin serves `pylon.auth.code/1`.
     let codes: AuthCodes?
 
     init(config: HostConfig, manifest: Manifest, registry: PluginRegistry, store: StoreThreads,
                  data: DataService, changes: ChangeLog, sessions: SessionStore, metrics: Metrics, logger: Logger,
                  hub: ChangeHub, tailer: ChangeTailer?, functions: FunctionService?, cache: CacheService?,
-                 jobs: JobService? = nil, cron: CronService? = nil, codes: AuthCodes? = nil) {
+                 jobs: JobService? = nil, cron: CronService? = nil, workflows: WorkflowService? = nil,
+                 oauth: OAuthService? = nil, codes: AuthCodes? = nil) {
         self.codes = codes
+        self.oauth = oauth
         self.functions = functions
         self.jobs = jobs
         self.cron = cron
+        self.workflows = workflows
         self.hub = hub
         self.tailer = tailer
         self.cache = cache
@@ -114,7 +119,7 @@ public final class Host: Sendable {
                             passwords: PasswordAccounts(data: data, workers: passwordWorkers),
                             apiKeys: apiKeys(),
                             jwts: config.jwtSecret.map { SessionJWTs(secret: $0, issuer: config.jwtIssuer, lifetime: config.jwtLifetime) },
-                            jobs: jobs, cron: cron, codes: codes)
+                            jobs: jobs, cron: cron, workflows: workflows, oauth: oauth, codes: codes)
     }
 
     /// API keys with the configured pepper; in --dev without one, a fixed development pepper

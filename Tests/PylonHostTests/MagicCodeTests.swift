@@ -365,7 +365,8 @@ struct MagicCodeTests {
         let signed = try await Self.verify(dev, "gina@example.com", "\(code)")
         #expect(signed.status == 200, "\(signed.body)")
 
-        let off = try await HostProcess.start(manifest: Self.manifest(codeConfig: #"{"use": "none"}"#), dev: false)
+        let off = try await HostProcess.start(manifest: Self.manifest(plugins: #"{"auth.code": {"use": "none"}, "auth.oauth": {"use": "none"}}"#),
+                                              dev: false)
         defer { off.stop() }
         for (method, path) in [("POST", "/api/auth/magic/send"), ("POST", "/api/auth/magic/verify"), ("POST", "/api/auth/magic-link/send"),
                                ("GET", "/api/auth/magic-link/verify"), ("POST", "/api/auth/email/verify"),

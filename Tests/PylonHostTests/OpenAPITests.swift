@@ -92,10 +92,10 @@ struct OpenAPITests {
         // Policies stay private, as GET /api/manifest keeps them.
         #expect(!text.contains("auth.userId"))
         // The auth.code plugin (in the plugins folder) serves login codes: described. No plugin
-        // serves OAuth: its routes (501) are listed as unavailable, not described.
+        // serves shards: their routes (501) are listed as unavailable, not described.
         #expect(paths["/api/auth/magic/send"] != nil && paths["/api/auth/password/reset/complete"] != nil)
-        #expect(!paths.keys.contains { $0.hasPrefix("/api/auth/login") || $0.hasPrefix("/api/auth/providers") })
-        #expect((doc["x-pylon-unavailable"].array ?? []).contains { ($0 as? [String: Any])?["capability"] as? String == "pylon.auth.oauth/1" })
+        #expect(!paths.keys.contains { $0.hasPrefix("/api/shards") })
+        #expect((doc["x-pylon-unavailable"].array ?? []).contains { ($0 as? [String: Any])?["capability"] as? String == "pylon.shard.transport/1" })
     }
 
     @Test("openapi-spec-validator accepts the document")

@@ -16,6 +16,9 @@ public struct HostConfig: Sendable {
     /// The key API-key secrets are HMACed with (`PYLON_API_KEY_PEPPER`); required for API
     /// keys outside --dev, where a fixed development pepper stands in.
     public var apiKeyPepper: String?
+    /// Encrypts stored OAuth provider tokens (AES-256-GCM): 32 bytes as 64 hex digits or
+    /// base64 (PYLON_AUTH_ENCRYPTION_KEY). Required outside --dev when a provider is set up.
+    public var authEncryptionKey: String?
     /// HS256 JWTs (`POST /api/auth/jwt`, Bearer JWTs): the secret, the issuer required to
     /// accept them, and their lifetime in seconds (Pylon's names and defaults).
     public var jwtSecret: String?
@@ -138,6 +141,7 @@ public struct HostConfig: Sendable {
         if let d = env["PYLON_DB_PATH"], !d.isEmpty { c.dbPath = d }
         if let t = env["PYLON_ADMIN_TOKEN"], !t.isEmpty { c.adminToken = t }
         if let p = env["PYLON_API_KEY_PEPPER"], !p.isEmpty { c.apiKeyPepper = p }
+        if let k = env["PYLON_AUTH_ENCRYPTION_KEY"], !k.isEmpty { c.authEncryptionKey = k }
         if let s = env["PYLON_JWT_SECRET"], !s.isEmpty { c.jwtSecret = s }
         if let s = env["PYLON_JWT_ISSUER"], !s.isEmpty { c.jwtIssuer = s }
         if let l = try int("PYLON_JWT_LIFETIME_SECS") {

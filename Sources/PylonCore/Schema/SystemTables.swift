@@ -106,6 +106,27 @@ package enum SystemTables {
         primaryKey: ["id"],
         indexes: [SystemTable.Index(name: "_pylon_api_keys_user", columns: ["user_id"])])
 
+    /// OAuth sign-ins in flight (`OAuthAccounts`): the state token (as its SHA-256), which
+    /// provider, where to send the browser, the PKCE verifier (encrypted), the nonce and the
+    /// browser binding (a SHA-256 of the cookie set when the flow began). Single use, ten
+    /// minutes.
+    package static let oauthState = SystemTable(
+        "_pylon_oauth_state",
+        [.text("state_hash"), .text("provider"), .text("callback_url"), .text("error_callback_url"), .text("verifier"),
+         .text("nonce"), .text("browser_hash"), .text("redirect_uri"), .integer("expires_at")],
+        primaryKey: ["state_hash"])
+
+    /// Account links (`OAuthAccounts`, better-auth's `account`): a provider's subject for a
+    /// user, with the provider's tokens encrypted (AES-GCM under PYLON_AUTH_ENCRYPTION_KEY).
+    package static let accounts = SystemTable(
+        "_pylon_accounts",
+        [.text("id"), .text("user_id"), .text("provider_id"), .text("account_id"), .text("access_token", optional: true),
+         .text("refresh_token", optional: true), .integer("access_token_expires_at", optional: true), .text("scope", optional: true),
+         .text("email", optional: true), .integer("created_at"), .integer("updated_at")],
+        primaryKey: ["id"],
+        indexes: [SystemTable.Index(name: "_pylon_accounts_subject", columns: ["provider_id", "account_id"], unique: true),
+                  SystemTable.Index(name: "_pylon_accounts_user", columns: ["user_id"])])
+
     /// Durable jobs (`JobStore`): one row per job, from enqueue to its end (completed,
     /// dead or cancelled). `status` is pending, running, completed, dead or cancelled; a
     /// pending job with `retry_count` > 0 waits for its back-off (shown as `retrying`).
@@ -134,6 +155,20 @@ package enum SystemTables {
         [.text("name"), .integer("last_fired", optional: true), .integer("since"), .integer("enabled")],
         primaryKey: ["name"])
 
+    /// Durable workflows (`WorkflowStore`): one row per instance. `steps` is the JSON list
+    /// of recorded steps (completed and failed attempts, in order); `transitions` counts the
+    /// instance's state changes, and each advance job names the count it was made for, so a
+    /// stale or repeated job changes nothing. `inbox`: JSON list of events sent before the
+    /// workflow waited for them.
+    package static let workflows = SystemTable(
+        "_pylon_workflows",
+        [.text("id"), .text("name"), .text("input"), .text("status"), .text("steps"), .integer("current_step"),
+         .integer("transitions"), .integer("wake_at", optional: true), .text("waiting_for", optional: true), .text("inbox"),
+         .text("output", optional: true), .text("error", optional: true), .integer("max_retries"), .integer("created_at"),
+         .integer("started_at", optional: true), .integer("completed_at", optional: true), .integer("updated_at")],
+        primaryKey: ["id"],
+        indexes: [SystemTable.Index(name: "_pylon_workflows_status", columns: ["status", "created_at"])])
+
     /// One-time codes and links of `pylon.auth.code/1` (`AuthCodes`), created when a plugin
     /// serves it: per purpose and subject (the email for a code typed at sign-in, the user
     /// for email verification, the link's lookup key for a link) the plugin's opaque
@@ -147,7 +182,7 @@ package enum SystemTables {
                   SystemTable.Index(name: "_pylon_auth_codes_email", columns: ["purpose", "email"])])
 
     /// The tables every database gets (`SQLDialect.bootstrap`), in order.
-    static let bootstrap = [meta, changes, sessions, sessionChanges, pushOps, passwords, apiKeys]
+    static let bootstrap = [meta, changes, sessions, sessionChanges, pushOps, passwords, apiKeys, oauthState, accounts]
 }
 
 extension SQLDialect {

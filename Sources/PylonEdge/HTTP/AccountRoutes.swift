@@ -19,12 +19,13 @@ extension RouteContext {
             // Pending codes and links for the user or its address stop working.
             if let codes { try await codes.forget(email: (try? await passwords.email(ofUser: user))?.value, userID: user) }
             try await passwords.forget(userID: user)
+            let links = try await oauth?.accounts.forget(userID: user) ?? 0
             let entity = data.manifest.auth.userEntity
             if data.codecs[entity] != nil, try await data.get(entity, id: user) != nil {
                 _ = try await data.delete(entity, id: user, auth: .admin)
             }
             var r = HTTPSupport.json(.object([("deleted", true), ("revoked_sessions", .int(Int64(sessionsEnded))),
-                                              ("revoked_api_keys", .int(Int64(keys))), ("unlinked_accounts", 0)]))
+                                              ("revoked_api_keys", .int(Int64(keys))), ("unlinked_accounts", .int(Int64(links)))]))
             r.headers[.setCookie] = clearedSessionCookie
             return r
         }

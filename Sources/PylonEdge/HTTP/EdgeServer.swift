@@ -73,6 +73,8 @@ package struct EdgeServer {
         routes.addAdminDataRoutes(router)
         if let cache = routes.cache { routes.addCacheRoutes(router, cache) }
         if let jobs = routes.jobs, let cron = routes.cron { routes.addJobRoutes(router, jobs, cron) }
+        if let workflows = routes.workflows { routes.addWorkflowRoutes(router, workflows) }
+        if let oauth = routes.oauth { routes.addOAuthRoutes(router, oauth) }
         routes.addEventStreamRoute(router, path: "/api/sync/events")
         return router
     }

@@ -21,6 +21,7 @@ enum OpenAPIDocument {
         var dev: Bool
         var functions: Bool
         var cache: Bool
+        var oauth: Bool
         /// Capabilities with no plugin (their route prefixes answer 501): listed, not described.
         var unavailable: [CapabilityInfo]
         /// A plugin serves `pylon.auth.code/1` (email codes, links, password reset).
@@ -36,8 +37,9 @@ enum OpenAPIDocument {
         paths += dataPaths(s.manifest)
         paths += syncPaths
         paths += adminDataPaths(s)
-        if s.functions { paths += functionPaths + jobPaths }
+        if s.functions { paths += functionPaths + jobPaths + workflowPaths }
         if s.cache { paths += cachePaths }
+        if s.oauth { paths += oauthPaths }
         var schemas: [(String, JSONValue)] = sharedSchemas
         for e in s.manifest.entities { schemas += entitySchemas(e) }
         let m = s.manifest
@@ -133,6 +135,7 @@ enum OpenAPIDocument {
             ("410", "the cursor must be resynced (RESYNC_REQUIRED, with oldest_seq)"),
             ("413", "the body is over PYLON_MAX_BODY_BYTES (PAYLOAD_TOO_LARGE)"),
             ("429", "over a request limit (RATE_LIMITED, with Retry-After)"),
+            ("502", "an identity provider failed or could not be reached (OAUTH_TOKEN_EXCHANGE_FAILED, OAUTH_ID_TOKEN_INVALID, OAUTH_PROVIDER_UNREACHABLE, REFRESH_FAILED)"),
             ("501", "a capability is not available (no function runtime, no user entity for passwords, no API key pepper)"),
             ("503", "busy or stopping (the function runtime; too many sign-ins being checked: AUTH_BUSY)"),
             ("504", "the function call timed out"),

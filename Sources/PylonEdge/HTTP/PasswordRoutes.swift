@@ -108,7 +108,7 @@ extension RouteContext {
         return r
     }
 
-    /// The Set-Cookie value of the session cookie for `token`.
+    /// The Set-Cookie value for a session `token` that ends at `expires` (0: in 30 days).
     func sessionCookie(token: String, expires: Int64) -> String {
         let maxAge = expires == 0 ? 2_592_000 : max(0, expires - Int64(Date().timeIntervalSince1970))
         let secure = config.dev ? "" : "; Secure"

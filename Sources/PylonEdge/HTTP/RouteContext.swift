@@ -32,6 +32,10 @@ package struct RouteContext: Sendable {
     /// Durable jobs and cron (with functions; else their routes are the functions stub's).
     let jobs: JobService?
     let cron: CronService?
+    /// Durable workflows, advanced by the jobs (with functions).
+    let workflows: WorkflowService?
+    /// OAuth / OpenID sign-in, when a plugin serves `pylon.auth.oauth/1`.
+    let oauth: OAuthService?
     /// One-time email codes and links, when a plugin serves `pylon.auth.code/1` (else
     /// their routes are its stub's, and password reset answers 501).
     let codes: AuthCodes?
@@ -40,10 +44,13 @@ package struct RouteContext: Sendable {
                  metrics: Metrics, startedAt: Date, stubs: [CapabilityInfo], hub: ChangeHub,
                  sync: SyncStream, realtime: RealtimeConfig, functions: FunctionService?,
                  cache: CacheService?, authLimiter: AuthRateLimiter, passwords: PasswordAccounts, apiKeys: ApiKeys?,
-                 jwts: SessionJWTs?, jobs: JobService? = nil, cron: CronService? = nil, codes: AuthCodes? = nil) {
+                 jwts: SessionJWTs?, jobs: JobService? = nil, cron: CronService? = nil, workflows: WorkflowService? = nil,
+                 oauth: OAuthService? = nil, codes: AuthCodes? = nil) {
         self.codes = codes
+        self.oauth = oauth
         self.jobs = jobs
         self.cron = cron
+        self.workflows = workflows
         self.data = data
         self.changes = changes
         self.sessions = sessions

@@ -51,7 +51,10 @@
  *       PYLON_STORE_OPEN_READ_BOUNDED, on which PYLON_STORE_FLAG_LOCAL_READS promises
  *       [bounded] reads. Backup and restore (1.8) are plain store slots; every optional
  *       store slot may lie past a table that ends after `transaction`.
- *  2.1  `pylon.auth.code/1`: `pylon_auth_code_v1` (one-time codes and links, hashed state
+ *  2.1  PYLON_FN_WORKFLOW, a fourth function kind: a durable workflow that the host
+ *       advances one step per call (see the kind's comment).
+ *  2.2  `pylon_oauth_v1`, the table of the reserved capability pylon.auth.oauth/1.
+ *  2.3  `pylon.auth.code/1`: `pylon_auth_code_v1` (one-time codes and links, hashed state
  *       the host keeps, and email delivery), with `pylon_code_request`, `pylon_code_email`,
  *       PYLON_CODE_KIND_*.
  *
@@ -77,8 +80,8 @@ extern "C" {
 #define PYLON_ABI_MAJOR 2
 /** Additive changes (new slots appended, new capability or service ids, new flags) bump
  *  the minor; each is listed in the changelog above. */
-#define PYLON_ABI_MINOR 1
-#define PYLON_ABI_HEADER_HASH 0x6522be0fu /* abi_header_hash */
+#define PYLON_ABI_MINOR 3
+#define PYLON_ABI_HEADER_HASH 0x50306524u /* abi_header_hash */
 
 /* ------------------------------------------------------------------------------------ */
 /* Status codes and errors                                                                */
@@ -338,7 +341,7 @@ typedef const pylon_plugin_descriptor *(*pylon_plugin_entry_fn)(void);
 /* Reserved; their tables are defined by the issues that fill them.                     */
 /** One-time email codes and links: issue, check, deliver: `pylon_auth_code_v1` below. */
 #define PYLON_CAP_AUTH_CODE        "pylon.auth.code/1"
-/** OAuth 2 / OIDC providers: authorize URL, code exchange, identity. */
+/** OAuth 2 / OIDC providers: authorize URL, code exchange, identity: `pylon_oauth_v1` (2.2). */
 #define PYLON_CAP_AUTH_OAUTH       "pylon.auth.oauth/1"
 /** Redis-compatible cache and pub/sub: `pylon_cache_v1` below. */
 #define PYLON_CAP_CACHE            "pylon.cache/1"
@@ -582,6 +585,15 @@ typedef struct pylon_store_v1 {
 #define PYLON_FN_QUERY    1  /* reads only; runs concurrently on read connections */
 #define PYLON_FN_MUTATION 2  /* one write transaction per call */
 #define PYLON_FN_ACTION   3  /* no transaction; each db operation stands alone */
+/** (2.1) A durable workflow. The host calls it like an action (db operations stand alone,
+ *  it may run other functions) with args {"workflow_id", "input", "steps": [{"name",
+ *  "output"}]} — the steps completed so far, in order — and the plugin replays the
+ *  workflow up to its first step not in that list, then returns what happens next: a
+ *  JSON object with "action" one of "step_complete" ({"step_name", "output",
+ *  "duration_ms"}), "sleep" ({"duration_ms"}), "wait_event" ({"event"}), "complete"
+ *  ({"output"}) or "fail" ({"step_name", "error"}). The host records it and calls again
+ *  for the next step; it never starts a workflow call from `/api/fn` or a job. */
+#define PYLON_FN_WORKFLOW 4
 
 /** Function flags (`pylon_fn_info.flags`). A function's `ctx.db` operations bypass the
  *  manifest's policies (it is the app's trusted code, as in Pylon), unless the app asks
@@ -722,8 +734,9 @@ typedef struct pylon_fn_v1 {
                              pylon_fn_info *out, const pylon_error_sink *err);
     /**
      * Calls `cb` once, before returning, with a JSON array describing every function:
-     * [{"name", "fn_type": "query"|"mutation"|"action", "args_schema": object|null,
-     * "privileged": bool}]. [any-thread] [bounded]
+     * [{"name", "fn_type": "query"|"mutation"|"action"|"workflow", "args_schema": object|null,
+     * "privileged": bool}]; a workflow may add "description" and "max_retries".
+     * [any-thread] [bounded]
      */
     void (*list)(pylon_instance *instance, pylon_fn_json_fn cb, void *ctx);
     /**
@@ -803,7 +816,70 @@ typedef struct pylon_cache_v1 {
 } pylon_cache_v1;
 
 /* ------------------------------------------------------------------------------------ */
-/* pylon.auth.code/1 — one-time codes and links, and the email that carries them  (2.1)  */
+/* pylon.auth.oauth/1 — OAuth 2 / OpenID Connect providers (2.2)                          */
+/* ------------------------------------------------------------------------------------ */
+/*
+ * The plugin owns the conversation with the identity providers and their secrets: the
+ * provider registry (client ids and secrets, endpoints, OIDC discovery), authorization
+ * URLs, the code exchange, id_token verification (signature against the provider's JWKS,
+ * iss, aud, exp, nonce), userinfo and token refresh. The HOST owns everything else: the
+ * state token, PKCE verifier and nonce (it makes them and keeps them, bound to the
+ * browser), users, account links, sessions, cookies and the HTTP routes. Requests and
+ * answers are JSON documents, UTF-8, (ptr, len), never NUL-terminated.
+ */
+
+/**
+ * Completion of an OAuth request. Called exactly once per request, inline or later, from
+ * any plugin thread; it must be [bounded]. On PYLON_OK `json` is the answer and `err` is
+ * NULL; otherwise `json` is NULL and `err` says why, with a stable code such as
+ * "PROVIDER_NOT_FOUND", "OAUTH_TOKEN_EXCHANGE_FAILED", "OAUTH_ID_TOKEN_INVALID",
+ * "OAUTH_PROVIDER_UNREACHABLE", "NO_REFRESH_TOKEN", "REFRESH_FAILED"; messages carry no
+ * secret (client secrets, codes, verifiers and tokens are redacted). `json` and `err` are
+ * OWNED BY THE PLUGIN and valid during the callback only.
+ */
+typedef void (*pylon_oauth_done_fn)(void *done_ctx, pylon_status status, const char *json, size_t json_len,
+                                    const pylon_error *err);
+
+/** The `pylon.auth.oauth/1` interface table. OWNER: the plugin; valid until `destroy`. */
+typedef struct pylon_oauth_v1 {
+    uint32_t struct_size;
+    uint32_t reserved;
+
+    /**
+     * The configured providers, sorted by id: calls `done` once, before returning, with
+     * [{"provider", "name", "pkce": bool, "oidc": bool}]. [any-thread] [bounded]
+     */
+    void (*providers)(pylon_instance *instance, pylon_oauth_done_fn done, void *done_ctx);
+    /**
+     * The authorization URL. `request_json` (borrowed for the call): {"provider", "state",
+     * "nonce", "code_challenge" (S256 of the host's verifier), "redirect_uri"? (the host's callback
+     * route, used when the provider has no configured redirect)}; the answer is {"url"}. The plugin adds the challenge for every provider that accepts PKCE and the
+     * nonce for OIDC ones. May fetch the provider's discovery document first. [any-thread]
+     * [bounded]: returns at once; the work happens on the plugin's threads.
+     */
+    void (*authorize)(pylon_instance *instance, const char *request_json, size_t request_len,
+                      pylon_oauth_done_fn done, void *done_ctx);
+    /**
+     * Exchanges a code. `request_json` (borrowed): {"provider", "code", "code_verifier",
+     * "nonce", "redirect_uri"?}; the answer is the normalized identity {"provider",
+     * "subject", "email" (string|null), "email_verified": bool, "name" (string|null),
+     * "tokens": {"access_token", "refresh_token"?, "id_token"?, "expires_at"? (Unix
+     * seconds), "scope"?}}. An id_token that fails verification fails the exchange.
+     * [any-thread] [bounded]
+     */
+    void (*exchange)(pylon_instance *instance, const char *request_json, size_t request_len,
+                     pylon_oauth_done_fn done, void *done_ctx);
+    /**
+     * Refreshes tokens. `request_json` (borrowed): {"provider", "refresh_token"}; the answer
+     * is {"access_token", "refresh_token"? (absent: keep the old one), "expires_at"?,
+     * "scope"?}. [any-thread] [bounded]
+     */
+    void (*refresh)(pylon_instance *instance, const char *request_json, size_t request_len,
+                    pylon_oauth_done_fn done, void *done_ctx);
+} pylon_oauth_v1;
+
+/* ------------------------------------------------------------------------------------ */
+/* pylon.auth.code/1 — one-time codes and links, and the email that carries them  (2.3)  */
 /* ------------------------------------------------------------------------------------ */
 /*
  * The plugin owns the secrets of email sign-in: it makes one-time codes (a few digits a

@@ -58,33 +58,44 @@ final class RedisServer: @unchecked Sendable {
     /// `bind`: the addresses it listens on (keep loopback among them, for the start check).
     init(bind: [String] = ["127.0.0.1"]) async throws {
         port = try freeLoopbackPort()
-        process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["redis-server", "--port", String(port), "--bind"] + bind + ["--save", "", "--appendonly", "no",
-                             "--daemonize", "no", "--dir", FileManager.default.temporaryDirectory.path]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        process.standardInput = FileHandle.nullDevice
-        do {
-            try process.run()
-        } catch {
-            throw TestSetupError(description: "cannot start redis-server (make test installs it with apt-get): \(error)")
-        }
-        let deadline = Date().addingTimeInterval(30)
-        while !loopbackPortAccepts(port) {
-            guard process.isRunning, Date() < deadline else {
-                stop()
-                throw TestSetupError(description: "redis-server did not start on port \(port)")
-            }
-            try await Task.sleep(for: .milliseconds(20))
-        }
+        process = try await startLoopbackServer(["redis-server", "--port", String(port), "--bind"] + bind + ["--save", "", "--appendonly", "no",
+                                                 "--daemonize", "no", "--dir", FileManager.default.temporaryDirectory.path],
+                                                port: port, what: "redis-server (make test installs it with apt-get)")
     }
 
-    func stop() {
-        guard process.isRunning else { return }
-        kill(process.processIdentifier, SIGKILL)
-        process.waitForExit()
+    func stop() { stopServer(process) }
+}
+
+/// Starts `command` (looked up on PATH), output discarded, and waits up to a minute until
+/// it accepts connections on loopback `port`.
+func startLoopbackServer(_ command: [String], port: Int, what: String) async throws -> Process {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = command
+    process.standardOutput = FileHandle.nullDevice
+    process.standardError = FileHandle.nullDevice
+    process.standardInput = FileHandle.nullDevice
+    do {
+        try process.run()
+    } catch {
+        throw TestSetupError(description: "cannot start \(what): \(error)")
     }
+    let deadline = Date().addingTimeInterval(60)
+    while !loopbackPortAccepts(port) {
+        guard process.isRunning, Date() < deadline else {
+            stopServer(process)
+            throw TestSetupError(description: "\(what) did not start on port \(port)")
+        }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    return process
+}
+
+/// SIGKILL, then wait for the exit.
+func stopServer(_ process: Process) {
+    guard process.isRunning else { return }
+    kill(process.processIdentifier, SIGKILL)
+    process.waitForExit()
 }
 
 /// Sends raw RESP on a blocking test socket and reads until `done` says the reply is
