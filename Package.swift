@@ -27,6 +27,7 @@ let package = Package(
         .library(name: "PylonStoreD1", type: .dynamic, targets: ["PylonStoreD1"]),
         .library(name: "PylonFnBun", type: .dynamic, targets: ["PylonFnBun"]),
         .library(name: "PylonCacheRESP", type: .dynamic, targets: ["PylonCacheRESP"]),
+        .library(name: "PylonFilesLocal", type: .dynamic, targets: ["PylonFilesLocal"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -193,6 +194,12 @@ let package = Package(
             dependencies: ["PylonPluginABI", "PylonPluginKit", "PylonJSON", "CCacheRESPShim"],
             path: "Plugins/CacheRESP",
             exclude: ["Shim"],
+            linkerSettings: pluginExports),
+        // File bytes on local disk (`pylon.files/1`), the default files plugin.
+        .target(
+            name: "PylonFilesLocal",
+            dependencies: ["PylonPluginABI", "PylonPluginKit", "PylonJSON"],
+            path: "Plugins/FilesLocal",
             linkerSettings: pluginExports),
         .testTarget(
             name: "PylonHostTests",
