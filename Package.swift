@@ -116,6 +116,9 @@ let package = Package(
                 "PylonData", "PylonPlugins", "PylonCore", "PylonPluginABI", "PylonJSON",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Atomics", package: "swift-atomics"),
+                // Files: the upload's SHA-256 and signed links; chunks as ByteBuffers.
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

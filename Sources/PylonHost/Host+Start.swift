@@ -5,6 +5,7 @@ import PylonCore
 import PylonPlugins
 import PylonData
 import PylonServices
+import PylonEdge
 
 /// `Host.start`, step by step: everything before serving. Each step throws `HostError` with
 /// a message saying what to fix.
@@ -36,11 +37,12 @@ extension Host {
             logger.warning("cron: the manifest declares \(manifest.cron.count) task(s), but no plugin serves functions, which run them; none fires")
         }
         let cache = try registry.served[PYLON_CAP_CACHE].map { try cacheService($0, hub: hub, logger: logger) }
+        let files = try registry.served[PYLON_CAP_FILES].map { try fileRoutes($0, config, manifest, store: store, logger: logger) }
         logger.info("store: \(opened.served.plugin.id) at \(opened.selection.location(fallback: storePath)), dialect \(dialect.name), \(opened.readerCount) readers, epoch \(opened.epoch)")
         reportStartup(config, manifest, policies, logger: logger)
         return Host(config: config, manifest: manifest, registry: registry, store: store, data: data,
                     changes: changes, sessions: sessions, metrics: metrics, logger: logger, hub: hub, tailer: tailer,
-                    functions: functions, cache: cache, jobs: jobs, cron: cron)
+                    functions: functions, cache: cache, jobs: jobs, cron: cron, files: files)
     }
 
     /// Loads the plugins and activates the manifest's selection, with the settings the host
@@ -63,6 +65,12 @@ extension Host {
         FileBudget.raiseOpenFileLimit()
         overrides["cache"] = [("data_dir", .string(dataDir.isEmpty ? "." : dataDir)), ("maxclients_cap", .int(Int64(FileBudget.respClientCap())))]
             + config.cacheOverrides
+        // Files: PYLON_FILES_DIR, else the manifest's `dir` (relative to the manifest), else
+        // files/ beside the database.
+        let filesDir = config.filesDir ?? manifest.plugins["files"]?.config["dir"]?.stringValue
+            .map { URL(fileURLWithPath: $0, relativeTo: manifestDir).standardizedFileURL.path }
+            ?? (dataDir.isEmpty ? "files" : dataDir + "/files")
+        overrides["files"] = [("dir", .string(filesDir))]
         let lines = try registry.activate(selections: manifest.plugins, overrides: overrides)
         for l in lines { logger.info("capability \(l)") }
         return (registry, storePath)
@@ -98,6 +106,13 @@ extension Host {
                     for ddl in FunctionScheduler.createSQL(dialect) + JobStore.createSQL(dialect) { try writer.execute(ddl, wantRows: false) }
                 } catch {
                     throw HostError(status: 500, code: "SCHEMA_FAILED", message: "cannot create the function schedules, jobs and cron tables: \(error)")
+                }
+            }
+            if registry.served[PYLON_CAP_FILES] != nil {
+                do {
+                    for ddl in FileRecords.createSQL(dialect) { try writer.execute(ddl, wantRows: false) }
+                } catch {
+                    throw HostError(status: 500, code: "SCHEMA_FAILED", message: "cannot create the files table: \(error)")
                 }
             }
             let readerCount = max(1, min(config.readers, Int(table.pointee.max_readers == 0 ? 4 : table.pointee.max_readers)))
@@ -186,6 +201,25 @@ extension Host {
         let port = service.respPort
         logger.info("cache: \(c.plugin.id), RESP \(port == 0 ? "listener off" : "on port \(port)"); HTTP /api/cache and /api/pubsub (admin)")
         return service
+    }
+
+    /// The file routes over the plugin serving `pylon.files/1`: the upload limit (setting,
+    /// else the manifest's `plugins.files.max_bytes`, else Pylon's 10 MiB) and the link
+    /// signer (PYLON_FILES_SECRET; a fixed development secret in --dev; else none).
+    static func fileRoutes(_ served: ServedCapability, _ config: HostConfig, _ manifest: Manifest, store: StoreThreads,
+                           logger: Logger) throws -> FileRoutesConfig {
+        let service = try FilesService(served)
+        let maxBytes = config.filesMaxBytes ?? manifest.plugins["files"]?.config["max_bytes"]?.intValue.map { Int(max(1, $0)) } ?? 10 * 1024 * 1024
+        var signer: FileSignature?
+        if let secret = config.filesSecret {
+            signer = FileSignature(secret: secret)
+        } else if config.dev {
+            logger.warning("files: PYLON_FILES_SECRET is not set; --dev signs file links with a fixed development secret")
+            signer = FileSignature(secret: "pylon-development-files-secret")
+        }
+        logger.info("files: \(served.plugin.id); uploads up to \(maxBytes) bytes; signed links \(signer == nil ? "off (set PYLON_FILES_SECRET)" : "on")")
+        return FileRoutesConfig(service: service, records: FileRecords(store: store, dialect: store.dialect), signer: signer,
+                                maxBytes: maxBytes, logger: logger)
     }
 
     /// What an operator should know at startup: entities no policy protects, operations no

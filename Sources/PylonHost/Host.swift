@@ -33,11 +33,14 @@ public final class Host: Sendable {
     /// Durable jobs and the manifest's cron tasks, served with functions (their handlers).
     let jobs: JobService?
     let cron: CronService?
+    /// File uploads, when a plugin serves `pylon.files/1`.
+    let files: FileRoutesConfig?
 
     init(config: HostConfig, manifest: Manifest, registry: PluginRegistry, store: StoreThreads,
                  data: DataService, changes: ChangeLog, sessions: SessionStore, metrics: Metrics, logger: Logger,
                  hub: ChangeHub, tailer: ChangeTailer?, functions: FunctionService?, cache: CacheService?,
-                 jobs: JobService? = nil, cron: CronService? = nil) {
+                 jobs: JobService? = nil, cron: CronService? = nil, files: FileRoutesConfig? = nil) {
+        self.files = files
         self.functions = functions
         self.jobs = jobs
         self.cron = cron
@@ -111,7 +114,7 @@ public final class Host: Sendable {
                             passwords: PasswordAccounts(data: data, workers: passwordWorkers),
                             apiKeys: apiKeys(),
                             jwts: config.jwtSecret.map { SessionJWTs(secret: $0, issuer: config.jwtIssuer, lifetime: config.jwtLifetime) },
-                            jobs: jobs, cron: cron)
+                            jobs: jobs, cron: cron, files: files)
     }
 
     /// API keys with the configured pepper; in --dev without one, a fixed development pepper

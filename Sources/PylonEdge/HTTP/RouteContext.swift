@@ -32,12 +32,15 @@ package struct RouteContext: Sendable {
     /// Durable jobs and cron (with functions; else their routes are the functions stub's).
     let jobs: JobService?
     let cron: CronService?
+    /// File uploads and downloads, when a plugin serves `pylon.files/1` (else its routes are stubs).
+    let files: FileRoutesConfig?
 
     package init(data: DataService, changes: ChangeLog, sessions: SessionStore, config: HostConfig,
                  metrics: Metrics, startedAt: Date, stubs: [CapabilityInfo], hub: ChangeHub,
                  sync: SyncStream, realtime: RealtimeConfig, functions: FunctionService?,
                  cache: CacheService?, authLimiter: AuthRateLimiter, passwords: PasswordAccounts, apiKeys: ApiKeys?,
-                 jwts: SessionJWTs?, jobs: JobService? = nil, cron: CronService? = nil) {
+                 jwts: SessionJWTs?, jobs: JobService? = nil, cron: CronService? = nil, files: FileRoutesConfig? = nil) {
+        self.files = files
         self.jobs = jobs
         self.cron = cron
         self.data = data
