@@ -64,13 +64,6 @@ private func store(_ p: OpaquePointer?) -> LocalFileStore? {
     p.map { Handle.borrow($0, as: LocalFileStore.self) }
 }
 
-/// Reports `failure` (if any) through `err` and returns its status, else PYLON_OK.
-private func outcome(_ failure: StoreFailure?, _ err: UnsafePointer<pylon_error_sink>?) -> pylon_status {
-    guard let failure else { return PYLON_OK }
-    fillError(err, failure.status, failure.code, failure.message)
-    return failure.status
-}
-
 private let noInstance = StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "called without an instance")
 
 private func key(_ ptr: UnsafePointer<CChar>?, _ len: Int) -> String {
@@ -83,9 +76,9 @@ private func filesBegin(
     _ keyLen: UnsafeMutablePointer<Int>?, _ err: UnsafePointer<pylon_error_sink>?
 ) -> pylon_status {
     out?.pointee = nil
-    guard let s = store(p), let out, let keyOut, let keyLen else { return outcome(noInstance, err) }
+    guard let s = store(p), let out, let keyOut, let keyLen else { return storeOutcome(noInstance, err) }
     switch s.begin() {
-    case let .failure(f): return outcome(f, err)
+    case let .failure(f): return storeOutcome(f, err)
     case let .success(upload):
         let bytes = Array(upload.key.utf8)
         bytes.withUnsafeBytes { UnsafeMutableRawPointer(keyOut).copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
@@ -99,14 +92,14 @@ private func filesWrite(
     _ p: OpaquePointer?, _ u: OpaquePointer?, _ bytes: UnsafePointer<UInt8>?, _ len: Int,
     _ err: UnsafePointer<pylon_error_sink>?
 ) -> pylon_status {
-    guard store(p) != nil, let u else { return outcome(noInstance, err) }
+    guard store(p) != nil, let u else { return storeOutcome(noInstance, err) }
     let upload = Handle.borrow(u, as: LocalUpload.self)
-    return outcome(upload.write(UnsafeRawBufferPointer(start: bytes, count: bytes == nil ? 0 : len)), err)
+    return storeOutcome(upload.write(UnsafeRawBufferPointer(start: bytes, count: bytes == nil ? 0 : len)), err)
 }
 
 private func filesCommit(_ p: OpaquePointer?, _ u: OpaquePointer?, _ err: UnsafePointer<pylon_error_sink>?) -> pylon_status {
-    guard store(p) != nil, let u else { return outcome(noInstance, err) }
-    return outcome(Handle.release(u, as: LocalUpload.self).commit(), err)
+    guard store(p) != nil, let u else { return storeOutcome(noInstance, err) }
+    return storeOutcome(Handle.release(u, as: LocalUpload.self).commit(), err)
 }
 
 private func filesAbort(_ p: OpaquePointer?, _ u: OpaquePointer?) {
@@ -118,9 +111,9 @@ private func filesStat(
     _ p: OpaquePointer?, _ k: UnsafePointer<CChar>?, _ kLen: Int, _ size: UnsafeMutablePointer<UInt64>?,
     _ err: UnsafePointer<pylon_error_sink>?
 ) -> pylon_status {
-    guard let s = store(p), let size else { return outcome(noInstance, err) }
+    guard let s = store(p), let size else { return storeOutcome(noInstance, err) }
     switch s.size(of: key(k, kLen)) {
-    case let .failure(f): return outcome(f, err)
+    case let .failure(f): return storeOutcome(f, err)
     case let .success(n):
         size.pointee = n
         return PYLON_OK
@@ -131,10 +124,10 @@ private func filesRead(
     _ p: OpaquePointer?, _ k: UnsafePointer<CChar>?, _ kLen: Int, _ offset: UInt64, _ buf: UnsafeMutablePointer<UInt8>?,
     _ cap: Int, _ readLen: UnsafeMutablePointer<Int>?, _ err: UnsafePointer<pylon_error_sink>?
 ) -> pylon_status {
-    guard let s = store(p), let readLen else { return outcome(noInstance, err) }
+    guard let s = store(p), let readLen else { return storeOutcome(noInstance, err) }
     readLen.pointee = 0
     switch s.read(key(k, kLen), offset: offset, into: UnsafeMutableRawBufferPointer(start: buf, count: buf == nil ? 0 : cap)) {
-    case let .failure(f): return outcome(f, err)
+    case let .failure(f): return storeOutcome(f, err)
     case let .success(n):
         readLen.pointee = n
         return PYLON_OK
@@ -142,6 +135,6 @@ private func filesRead(
 }
 
 private func filesRemove(_ p: OpaquePointer?, _ k: UnsafePointer<CChar>?, _ kLen: Int, _ err: UnsafePointer<pylon_error_sink>?) -> pylon_status {
-    guard let s = store(p) else { return outcome(noInstance, err) }
-    return outcome(s.remove(key(k, kLen)), err)
+    guard let s = store(p) else { return storeOutcome(noInstance, err) }
+    return storeOutcome(s.remove(key(k, kLen)), err)
 }

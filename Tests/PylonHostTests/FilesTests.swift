@@ -350,6 +350,29 @@ struct FilesTests {
         #expect(events.map(\.kind) == ["insert", "insert", "delete", "delete"], "\(events)")
     }
 
+    /// Whether this process may mount a small tmpfs (root, as on the machines CI runs on).
+    static let canMount: Bool = geteuid() == 0 && FileManager.default.isExecutableFile(atPath: "/bin/mount")
+
+    @Test("A full disk: 507 DISK_FULL, the temp file removed at once, no row; the next upload that fits is stored",
+          .enabled(if: canMount, "needs root to mount a small tmpfs"))
+    func diskFull() async throws {
+        let dir = try TestPaths.freshTempDir("pylon-files-full")
+        defer { TestPaths.removeTempDir(dir) }
+        let mounted = try await TestCommand.run("/bin/mount", ["-t", "tmpfs", "-o", "size=256k", "tmpfs", dir.path])
+        try #require(mounted.status == 0, "mount failed: \(mounted.stderr)")
+        defer { _ = try? Process.run(URL(fileURLWithPath: "/bin/umount"), arguments: ["-l", dir.path]).waitUntilExit() }
+        let host = try await HostProcess.start(manifest: Self.manifest, env: ["PYLON_FILES_DIR": dir.path])
+        defer { host.stop() }
+        let alice = try await host.mintSession("alice")
+        let full = try await Self.upload(host, Self.randomBytes(600_000), token: alice)
+        #expect(full.status == 507 && full.json["error"]["code"].string == "DISK_FULL", "\(full.status) \(full.text)")
+        let left = try FileManager.default.subpathsOfDirectory(atPath: dir.path).filter { !$0.hasSuffix("tmp") && $0 != "tmp" }
+        #expect(left.isEmpty, "\(left)")
+        #expect(try await Self.fileEvents(host).isEmpty)
+        let fits = try await Self.upload(host, Self.randomBytes(20_000), token: alice)
+        #expect(fits.status == 201, "\(fits.text)")
+    }
+
     @Test("Without a files plugin the routes answer 501 CAPABILITY_UNAVAILABLE")
     func stub() async throws {
         let manifest = Self.manifest.replacingOccurrences(of: #""policies": []"#, with: #""policies": [], "plugins": {"files": {"use": "none"}}"#)
