@@ -350,6 +350,45 @@ struct FilesTests {
         #expect(events.map(\.kind) == ["insert", "insert", "delete", "delete"], "\(events)")
     }
 
+    @Test("Keep-alive: an upload and the request pipelined after it are both answered; an upload refused before its body ended is answered, then the connection closes once the body has gone by")
+    func keepAlive() async throws {
+        let host = try await HostProcess.start(manifest: Self.manifest)
+        defer { host.stop() }
+        let alice = try await host.mintSession("alice")
+        let bytes = Self.randomBytes(300_000)
+        let port = host.port
+        let both = try await onThread { () -> String in
+            let s = try TestSocket.connect(port: port)
+            defer { s.release() }
+            try s.send(Array("POST /api/files/upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(alice)\r\nContent-Length: \(bytes.count)\r\n\r\n".utf8)
+                       + bytes + Array("GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".utf8))
+            var all: [UInt8] = []
+            while case let .bytes(b) = s.receive() { all += b }
+            return String(decoding: all, as: UTF8.self)
+        }
+        #expect(both.hasPrefix("HTTP/1.1 201"), "\(both.prefix(300))")
+        #expect(both.contains("HTTP/1.1 200") && both.contains("\"status\":\"ok\""), "\(both.suffix(300))")
+
+        // No credentials: 401 while the body is still coming; the rest goes by unread, then close.
+        let refused = try await onThread { () -> (Int, Bool) in
+            let s = try TestSocket.connect(port: port)
+            defer { s.release() }
+            try s.send(Array("POST /api/files/upload HTTP/1.1\r\nHost: x\r\nContent-Length: \(bytes.count)\r\n\r\n".utf8) + bytes.prefix(1000))
+            let (status, _, _) = try readHTTPHead(s)
+            try s.send(Array(bytes.dropFirst(1000)))
+            var closed = false
+            reading: while true {
+                switch s.receive() {
+                case .bytes: continue
+                case .end, .failed: closed = true; break reading
+                }
+            }
+            return (status, closed)
+        }
+        #expect(refused.0 == 401 && refused.1)
+        #expect(Self.storedFiles(host).count == 1)
+    }
+
     /// Whether this process may mount a small tmpfs (root, as on the machines CI runs on).
     static let canMount: Bool = geteuid() == 0 && FileManager.default.isExecutableFile(atPath: "/bin/mount")
 
