@@ -217,9 +217,20 @@ extension Host {
             logger.warning("files: PYLON_FILES_SECRET is not set; --dev signs file links with a fixed development secret")
             signer = FileSignature(secret: "pylon-development-files-secret")
         }
-        logger.info("files: \(served.plugin.id); uploads up to \(maxBytes) bytes; signed links \(signer == nil ? "off (set PYLON_FILES_SECRET)" : "on")")
+        var readRule: PolicyExpression?
+        if let text = manifest.plugins["files"]?.config["allowRead"] {
+            guard let source = text.stringValue else {
+                throw HostError(status: 500, code: "MANIFEST_SHAPE", message: #"manifest plugins.files.allowRead must be a policy expression (a string), e.g. "data.type == \"image/png\"""#)
+            }
+            do {
+                readRule = try PolicyExpression(source)
+            } catch {
+                throw HostError(status: 500, code: "POLICY_PARSE_ERROR", message: "manifest plugins.files.allowRead: \(error.annotated(source))")
+            }
+        }
+        logger.info("files: \(served.plugin.id); uploads up to \(maxBytes) bytes; read by \(readRule.map { "the owner, admins and allowRead \($0.source)" } ?? "the owner and admins"); signed links \(signer == nil ? "off (set PYLON_FILES_SECRET)" : "on")")
         return FileRoutesConfig(service: service, records: FileRecords(store: store, dialect: store.dialect), signer: signer,
-                                maxBytes: maxBytes, logger: logger)
+                                maxBytes: maxBytes, readRule: readRule, logger: logger)
     }
 
     /// What an operator should know at startup: entities no policy protects, operations no

@@ -250,6 +250,32 @@ struct FilesTests {
         #expect(tooLong.status == 400)
     }
 
+    @Test("A manifest read rule (plugins.files.allowRead) admits more readers; delete and signing stay the owner's; an anonymous caller it does not admit gets 401 whether or not the file exists")
+    func readRule() async throws {
+        let manifest = Self.manifest.replacingOccurrences(
+            of: #""policies": []"#, with: #""policies": [], "plugins": {"files": {"allowRead": "data.type == \"image/png\""}}"#)
+        let host = try await HostProcess.start(manifest: manifest, env: ["PYLON_FILES_SECRET": "test-files-secret"], dev: false)
+        defer { host.stop() }
+        let alice = try await host.mintSession("alice")
+        let bob = try await host.mintSession("bob")
+        let png = try #require(try await Self.upload(host, [1, 2, 3], token: alice, type: "image/png").json["id"].string)
+        let bin = try #require(try await Self.upload(host, [4, 5, 6], token: alice).json["id"].string)
+        let bobPNG = try await Self.send(host, "GET", "/api/files/\(png)", token: bob)
+        #expect(bobPNG.status == 200 && bobPNG.body == [1, 2, 3])
+        #expect(try await Self.send(host, "GET", "/api/files/\(bin)", token: bob).status == 404)
+        #expect(try await Self.send(host, "GET", "/api/files/\(bin)", token: alice).status == 200)
+        #expect(try await Self.send(host, "GET", "/api/files/\(png)").status == 200)
+        let anonymousBin = try await Self.send(host, "GET", "/api/files/\(bin)")
+        let anonymousMissing = try await Self.send(host, "GET", "/api/files/file_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+        #expect(anonymousBin.status == 401 && anonymousMissing.status == 401 && anonymousBin.text == anonymousMissing.text)
+        #expect(try await Self.send(host, "DELETE", "/api/files/\(png)", token: bob).status == 404)
+        #expect(try await Self.send(host, "POST", "/api/files/\(png)/sign", token: bob).status == 404)
+        // Outside --dev with PYLON_FILES_SECRET: links are signed with it.
+        let link = try await Self.send(host, "POST", "/api/files/\(bin)/sign", token: alice)
+        #expect(link.status == 200, "\(link.text)")
+        #expect(try await Self.send(host, "GET", link.json["url"].string ?? "").body == [4, 5, 6])
+    }
+
     @Test("Path traversal: a hostile X-Filename is only a name (its last component), ids that are paths name no file, and files land only under the files folder with plugin-chosen keys", arguments: stores)
     func traversal(store: TestStore) async throws {
         let host = try await HostProcess.start(manifest: Self.manifest, store: store)

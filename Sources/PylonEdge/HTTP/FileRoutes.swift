@@ -16,9 +16,14 @@ package struct FileRoutesConfig: Sendable {
     let signer: FileSignature?
     /// The largest upload body, in bytes (413 past it).
     let maxBytes: Int
+    /// Who may read a file besides its owner's default (`plugins.files.allowRead`, a policy
+    /// expression over `auth.*` and the file row as `data.*`); nil: owner-only.
+    let readRule: PolicyExpression?
     let logger: Logger
 
-    package init(service: FilesService, records: FileRecords, signer: FileSignature?, maxBytes: Int, logger: Logger) {
+    package init(service: FilesService, records: FileRecords, signer: FileSignature?, maxBytes: Int,
+                 readRule: PolicyExpression? = nil, logger: Logger) {
+        self.readRule = readRule
         self.logger = logger
         self.service = service
         self.records = records
@@ -37,9 +42,11 @@ package struct FileRoutesConfig: Sendable {
 ///   413 and nothing kept. A signed-in user (or the admin token) is required.
 /// - `GET` / `HEAD /api/files/:id`: the bytes, streamed from the plugin by range, with
 ///   the stored type, Content-Length, a strong ETag (the SHA-256), single `Range` requests
-///   (206; 416 when unsatisfiable), `If-None-Match` (304). Readable by its owner and admins,
-///   or by anyone holding a signed link (`?exp=&sig=`; a bad or expired link is 403
-///   whether or not the file exists). Another user's file is 404, as a missing one.
+///   (206; 416 when unsatisfiable), `If-None-Match` (304). Readable by its owner and admins
+///   (or whom the manifest's `plugins.files.allowRead` rule admits), or by anyone holding a
+///   signed link (`?exp=&sig=`; a bad or expired link is 403 whether or not the file
+///   exists). A file the caller may not read is 404, as a missing one (401 without
+///   credentials).
 /// - `POST /api/files/:id/sign` `{"expires_in"?: seconds}`: a signed link for the owner.
 /// - `DELETE /api/files/:id`: the row (with its change-log entry), then the bytes.
 ///
@@ -123,11 +130,24 @@ extension RouteContext {
     }
 
     /// The file `id` when the request may read it: a valid signed link (checked first, so a
-    /// bad link tells nothing about the file), else as `owned`.
+    /// bad link tells nothing about the file); else as `owned`, or, with a read rule, when
+    /// the rule admits the caller (an anonymous caller it does not admit gets 401 whether or
+    /// not the file exists).
     private func readable(_ req: Request, id: String, _ files: FileRoutesConfig) async throws -> FileRecord {
         let q = req.uri.queryParameters
         let exp = q.get("exp").map { String($0) }, sig = q.get("sig").map { String($0) }
-        guard exp != nil || sig != nil else { return try await owned(req, id: id, files) }
+        guard exp != nil || sig != nil else {
+            guard let rule = files.readRule else { return try await owned(req, id: id, files) }
+            let auth = try await auth(req)
+            if let record = try await files.records.get(id),
+               auth.isAdmin || (auth.userID != nil && record.owner == auth.userID) || rule.evaluate(PolicyInput(auth: auth, data: record.json)) {
+                return record
+            }
+            if !auth.isAdmin && auth.userID == nil {
+                throw HostError(status: 401, code: "AUTH_REQUIRED", message: "sign in to reach this file, or use a signed link")
+            }
+            throw Self.fileNotFound
+        }
         guard let signer = files.signer, let exp, let sig,
               signer.verify(id: id, exp: exp, sig: sig, now: Int64(Date().timeIntervalSince1970)) else {
             throw HostError(status: 403, code: "INVALID_SIGNATURE", message: "this file link is invalid or has expired; ask for a new one")
