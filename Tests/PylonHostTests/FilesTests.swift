@@ -438,6 +438,27 @@ struct FilesTests {
         #expect(fits.status == 201, "\(fits.text)")
     }
 
+    @Test("GDPR: a user's export lists their files; purge deletes their file rows (logged) and bytes, and no one else's", arguments: stores)
+    func gdpr(store: TestStore) async throws {
+        let host = try await HostProcess.start(manifest: Self.manifest, store: store)
+        defer { host.stop() }
+        let alice = try await host.mintSession("alice")
+        let bob = try await host.mintSession("bob")
+        let a1 = try #require(try await Self.upload(host, [1], token: alice, name: "one.bin").json["id"].string)
+        let a2 = try #require(try await Self.upload(host, [2], token: alice, name: "two.bin").json["id"].string)
+        let b1 = try #require(try await Self.upload(host, [3], token: bob).json["id"].string)
+        let export = try await host.request("POST", "/api/admin/users/alice/export", token: HostProcess.adminToken)
+        #expect(export.json["counts"]["_pylon_files"].int == 2, "\(export.body)")
+        #expect(export.json["entities"]["_pylon_files"].items.compactMap { $0["name"].string } == ["one.bin", "two.bin"])
+        let purge = try await host.request("DELETE", "/api/admin/users/alice/purge", token: HostProcess.adminToken)
+        #expect(purge.status == 200 && purge.json["deleted"]["_pylon_files"].int == 2, "\(purge.body)")
+        for id in [a1, a2] { #expect(try await Self.send(host, "GET", "/api/files/\(id)", token: HostProcess.adminToken).status == 404) }
+        #expect(try await Self.send(host, "GET", "/api/files/\(b1)", token: bob).body == [3])
+        #expect(Self.storedFiles(host).count == 1)
+        let deletes = try await Self.fileEvents(host).filter { $0.kind == "delete" }.map(\.id).sorted()
+        #expect(deletes == [a1, a2].sorted())
+    }
+
     @Test("Without a files plugin the routes answer 501 CAPABILITY_UNAVAILABLE")
     func stub() async throws {
         let manifest = Self.manifest.replacingOccurrences(of: #""policies": []"#, with: #""policies": [], "plugins": {"files": {"use": "none"}}"#)

@@ -84,23 +84,45 @@ package final class FileRecords: Sendable {
 
     package func get(_ id: String) async throws -> FileRecord? {
         guard FileRecord.isID(id) else { return nil }
-        let d = dialect
-        let sql = "SELECT \(Self.columns.map(d.quote).joined(separator: ", ")) FROM \(d.quote(Self.entity)) WHERE \(d.quote("id")) = \(d.placeholder(1))"
+        let sql = select("id")
         return try await store.read { conn in try conn.execute(sql, [.text(id)]).rows.first.flatMap(Self.record) }
     }
 
     /// Deletes the row `id` (with its change-log entry); returns it, or nil when there was none.
     package func delete(_ id: String) async throws -> FileRecord? {
         guard FileRecord.isID(id) else { return nil }
+        return try await deleteWhere("id", id).first
+    }
+
+    /// `owner`'s files, oldest first (the GDPR export).
+    package func list(owner: String) async throws -> [FileRecord] {
+        let sql = select("owner") + " ORDER BY \(dialect.quote("created_at")), \(dialect.quote("id"))"
+        return try await store.read { conn in try conn.execute(sql, [.text(owner)]).rows.compactMap(Self.record) }
+    }
+
+    /// Deletes every file row of `owner` in one transaction (the GDPR purge); returns them,
+    /// so their bytes can be removed.
+    package func deleteAll(owner: String) async throws -> [FileRecord] {
+        try await deleteWhere("owner", owner)
+    }
+
+    private func select(_ column: String) -> String {
         let d = dialect
-        let table = d.quote(Self.entity), key = "\(d.quote("id")) = \(d.placeholder(1))"
-        let select = "SELECT \(Self.columns.map(d.quote).joined(separator: ", ")) FROM \(table) WHERE \(key)"
+        return "SELECT \(Self.columns.map(d.quote).joined(separator: ", ")) FROM \(d.quote(Self.entity)) WHERE \(d.quote(column)) = \(d.placeholder(1))"
+    }
+
+    /// Deletes the rows whose `column` is `value`, each with its change-log entry.
+    private func deleteWhere(_ column: String, _ value: String) async throws -> [FileRecord] {
+        let d = dialect, select = select(column)
+        let delete = "DELETE FROM \(d.quote(Self.entity)) WHERE \(d.quote("id")) = \(d.placeholder(1))"
         return try await store.write { tx in
             // Read before deleting: a deferred-write store (D1) reports no row counts until commit.
-            guard let r = try tx.connection.execute(select, [.text(id)]).rows.first.flatMap(Self.record) else { return nil }
-            try ChangeLog.write(tx, "DELETE FROM \(table) WHERE \(key)", [.text(id)], mapError: { $0 },
-                                entity: Self.entity, rowID: id, kind: .delete, data: nil, before: r.json)
-            return r
+            let rows = try tx.connection.execute(select, [.text(value)]).rows.compactMap(Self.record)
+            for r in rows {
+                try ChangeLog.write(tx, delete, [.text(r.id)], mapError: { $0 },
+                                    entity: Self.entity, rowID: r.id, kind: .delete, data: nil, before: r.json)
+            }
+            return rows
         }
     }
 

@@ -106,13 +106,24 @@ extension RouteContext {
             let id = try ctx.parameters.require("id")
             let record = try await owned(req, id: id, files)
             guard let deleted = try await files.records.delete(record.id) else { throw Self.fileNotFound }
-            do {
-                try await files.service.remove(deleted.storageKey)
-            } catch {
-                // The row is gone, so no one can reach the bytes; they only take space.
-                files.logger.warning("files: \(deleted.id) deleted, but its bytes could not be removed: \(error)")
-            }
+            await Self.removeBytes(of: deleted, files)
             return HTTPSupport.json(.object([("deleted", true), ("id", .string(deleted.id))]))
+        }
+    }
+
+    /// Deletes every file of `userID` (rows, then bytes) for the GDPR purge; returns how many.
+    func purgeFiles(of userID: String, _ files: FileRoutesConfig) async throws -> Int {
+        let removed = try await files.records.deleteAll(owner: userID)
+        for r in removed { await Self.removeBytes(of: r, files) }
+        return removed.count
+    }
+
+    /// Removes a deleted row's bytes; a failure is logged (no one can reach them any more).
+    private static func removeBytes(of record: FileRecord, _ files: FileRoutesConfig) async {
+        do {
+            try await files.service.remove(record.storageKey)
+        } catch {
+            files.logger.warning("files: \(record.id) deleted, but its bytes could not be removed: \(error)")
         }
     }
 
