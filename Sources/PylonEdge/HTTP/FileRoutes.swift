@@ -169,8 +169,8 @@ extension RouteContext {
 
     // MARK: Upload
 
-    /// Bytes gathered before each write to the plugin (one hop to its queue per piece).
-    static let uploadPiece = 256 * 1024
+    /// Bytes moved per plugin call, up and down (one hop to the files queue per piece).
+    static let pieceBytes = 256 * 1024
 
     /// Reads the body into a new upload and records it; on any failure the upload is
     /// aborted and nothing is kept.
@@ -271,7 +271,7 @@ extension RouteContext {
             var offset = from
             let end = from + length
             while offset < end {
-                let piece = try await service.read(key, offset: offset, count: Int(min(Int64(Self.uploadPiece), end - offset)))
+                let piece = try await service.read(key, offset: offset, count: Int(min(Int64(Self.pieceBytes), end - offset)))
                 guard piece.readableBytes > 0 else {
                     throw HostError(status: 500, code: "FILE_TRUNCATED", message: "the stored file ended early")
                 }
@@ -284,7 +284,7 @@ extension RouteContext {
     }
 }
 
-/// Gathers an upload's chunks into pieces of `RouteContext.uploadPiece` and writes them
+/// Gathers an upload's chunks into pieces of `RouteContext.pieceBytes` and writes them
 /// through the plugin; the upload is begun with the first piece (or at commit, for an
 /// empty file). Used by one task.
 private final class UploadWriter: @unchecked Sendable {
@@ -300,7 +300,7 @@ private final class UploadWriter: @unchecked Sendable {
         if received > limit { throw HTTPFault.bodyTooLarge(limit: limit).error }
         var c = chunk
         piece.writeBuffer(&c)
-        if piece.readableBytes >= RouteContext.uploadPiece { try await flush() }
+        if piece.readableBytes >= RouteContext.pieceBytes { try await flush() }
     }
 
     private func flush() async throws {
