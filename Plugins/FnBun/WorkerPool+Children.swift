@@ -154,11 +154,7 @@ extension WorkerPool {
                    from: w)
         case "db": onDB(w, gen, f)
         case "run_fn":
-            let kind: Int32 = switch str("fn_type") {
-            case "query": PYLON_FN_QUERY
-            case "mutation": PYLON_FN_MUTATION
-            default: PYLON_FN_ACTION
-            }
+            let kind = kindCode(str("fn_type"))
             let args = f["args"].map { Array(line[$0]) } ?? Array("{}".utf8)
             onRunFn(w, gen, f, name: str("fn_name") ?? "", kind: kind, args: args)
         case "stream":
@@ -199,7 +195,7 @@ extension WorkerPool {
             list = Array(line[r])
             for item in items {
                 guard let name = item["name"]?.stringValue, let t = item["fn_type"]?.stringValue else { continue }
-                let kind: Int32 = t == "query" ? PYLON_FN_QUERY : t == "mutation" ? PYLON_FN_MUTATION : PYLON_FN_ACTION
+                let kind = kindCode(t)
                 func isTrue(_ key: String) -> Bool { item[key]?.boolValue == true }
                 reg[name] = FnMeta(kind: kind, flags: (isTrue("privileged") ? PYLON_FN_FLAG_PRIVILEGED : 0)
                                        | (isTrue("enforce_policies") ? PYLON_FN_FLAG_ENFORCE_POLICIES : 0))

@@ -232,6 +232,17 @@ func kindName(_ k: Int32) -> String {
     switch k {
     case PYLON_FN_QUERY: "query"
     case PYLON_FN_MUTATION: "mutation"
+    case PYLON_FN_WORKFLOW: "workflow"
     default: "action"
+    }
+}
+
+/// The kind a worker's `fn_type` names (an unknown one is an action, as before workflows).
+func kindCode(_ name: String?) -> Int32 {
+    switch name {
+    case "query": PYLON_FN_QUERY
+    case "mutation": PYLON_FN_MUTATION
+    case "workflow": PYLON_FN_WORKFLOW
+    default: PYLON_FN_ACTION
     }
 }

@@ -33,6 +33,7 @@ extension Host {
         }
         let jobs = functions.map { JobService(store: store, functions: $0, config: config, logger: logger) }
         let cron = jobs.map { CronService(tasks: manifest.cron, jobs: $0, catchUp: config.cronCatchUp, logger: logger) }
+        let workflows = jobs.map { WorkflowService(jobs: $0, config: config, logger: logger) }
         if jobs == nil && !manifest.cron.isEmpty {
             logger.warning("cron: the manifest declares \(manifest.cron.count) task(s), but no plugin serves functions, which run them; none fires")
         }
@@ -42,7 +43,7 @@ extension Host {
         reportStartup(config, manifest, policies, logger: logger)
         return Host(config: config, manifest: manifest, registry: registry, store: store, data: data,
                     changes: changes, sessions: sessions, metrics: metrics, logger: logger, hub: hub, tailer: tailer,
-                    functions: functions, cache: cache, jobs: jobs, cron: cron, files: files)
+                    functions: functions, cache: cache, jobs: jobs, cron: cron, workflows: workflows, files: files)
     }
 
     /// Loads the plugins and activates the manifest's selection, with the settings the host

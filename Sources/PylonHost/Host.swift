@@ -33,17 +33,20 @@ public final class Host: Sendable {
     /// Durable jobs and the manifest's cron tasks, served with functions (their handlers).
     let jobs: JobService?
     let cron: CronService?
+    let workflows: WorkflowService?
     /// File uploads, when a plugin serves `pylon.files/1`.
     let files: FileRoutesConfig?
 
     init(config: HostConfig, manifest: Manifest, registry: PluginRegistry, store: StoreThreads,
                  data: DataService, changes: ChangeLog, sessions: SessionStore, metrics: Metrics, logger: Logger,
                  hub: ChangeHub, tailer: ChangeTailer?, functions: FunctionService?, cache: CacheService?,
-                 jobs: JobService? = nil, cron: CronService? = nil, files: FileRoutesConfig? = nil) {
+                 jobs: JobService? = nil, cron: CronService? = nil, workflows: WorkflowService? = nil,
+                 files: FileRoutesConfig? = nil) {
         self.files = files
         self.functions = functions
         self.jobs = jobs
         self.cron = cron
+        self.workflows = workflows
         self.hub = hub
         self.tailer = tailer
         self.cache = cache
@@ -114,7 +117,7 @@ public final class Host: Sendable {
                             passwords: PasswordAccounts(data: data, workers: passwordWorkers),
                             apiKeys: apiKeys(),
                             jwts: config.jwtSecret.map { SessionJWTs(secret: $0, issuer: config.jwtIssuer, lifetime: config.jwtLifetime) },
-                            jobs: jobs, cron: cron, files: files)
+                            jobs: jobs, cron: cron, workflows: workflows, files: files)
     }
 
     /// API keys with the configured pepper; in --dev without one, a fixed development pepper

@@ -14,7 +14,7 @@ public struct CapabilityInfo: Sendable {
 
     public static let all: [CapabilityInfo] = [
         .init(id: PYLON_CAP_STORE, key: "store", providerHint: "libPylonStoreSQLite.so (or libPylonStorePostgres.so)", routePrefixes: []),
-        .init(id: PYLON_CAP_FUNCTIONS, key: "functions", providerHint: "libPylonFnBun.so", routePrefixes: ["/api/fn", "/api/webhooks", "/api/jobs", "/api/scheduler"]),
+        .init(id: PYLON_CAP_FUNCTIONS, key: "functions", providerHint: "libPylonFnBun.so", routePrefixes: ["/api/fn", "/api/webhooks", "/api/jobs", "/api/scheduler", "/api/workflows"]),
         .init(id: PYLON_CAP_AUTH_CODE, key: "auth.code", providerHint: "libPylonAuthMagicCode.so", routePrefixes: ["/api/auth/magic", "/api/auth/email"]),
         .init(id: PYLON_CAP_AUTH_OAUTH, key: "auth.oauth", providerHint: "libPylonAuthOAuth.so", routePrefixes: ["/api/auth/oauth", "/api/auth/callback"]),
         .init(id: PYLON_CAP_CACHE, key: "cache", providerHint: "libPylonCacheRESP.so", routePrefixes: ["/api/cache", "/api/pubsub"]),

@@ -217,13 +217,36 @@ export interface ActionCtx extends MutationCtx {
   runAction(name: string, args?: Record<string, unknown>): Promise<any>;
 }
 
+/**
+ * A workflow's context: an action's, plus durable steps. The host runs the workflow again
+ * from the top for every step (a replay): a step already completed returns its recorded
+ * output without running, so code outside steps must be deterministic and cheap, and
+ * anything with an effect belongs in a step. A step runs at least once (again if the host
+ * dies before recording it); steps run one at a time, in order.
+ */
+export interface WorkflowCtx extends ActionCtx {
+  workflowId: string;
+  /** Runs `fn` once, durably: its result (JSON) is recorded and returned on every replay.
+   *  A step that throws is retried (up to the workflow's maxRetries, with back-off), then
+   *  the workflow fails. Names must be stable across replays. */
+  step<T>(name: string, fn: () => T | Promise<T>): Promise<T>;
+  /** Sleeps durably ("30s", "15m", "24h", "2d", or milliseconds as a number). */
+  sleep(duration: string | number): Promise<void>;
+  /** Waits durably until `POST /api/workflows/:id/event` delivers `event` (one sent
+   *  before the wait is kept for it); resolves with the event's data. */
+  waitForEvent<T = unknown>(event: string): Promise<T>;
+}
+
 type Handler<C> = (ctx: C, args: any) => unknown;
 type Def<C> =
   | { args?: Record<string, Validator>; handler: Handler<C>; privileged?: boolean; policies?: "enforce" | "trusted" }
   | Handler<C>;
 
 export interface FunctionDefinition {
-  type: "query" | "mutation" | "action";
+  type: "query" | "mutation" | "action" | "workflow";
+  /** A workflow's: how often a failing step is retried before the workflow fails (default 3). */
+  maxRetries?: number;
+  description?: string;
   args?: Record<string, Validator>;
   handler: Handler<any>;
   /** ctx.db bypasses the manifest's policies even where the app enforces them on
@@ -245,6 +268,15 @@ function define(type: FunctionDefinition["type"], def: Def<any>): FunctionDefini
 export const query = (def: Def<QueryCtx>) => define("query", def);
 export const mutation = (def: Def<MutationCtx>) => define("mutation", def);
 export const action = (def: Def<ActionCtx>) => define("action", def);
+
+/** A durable workflow, started with `POST /api/workflows/start` {"name", "input"}. */
+export function workflow(def: { args?: Record<string, Validator>; handler: Handler<WorkflowCtx>; maxRetries?: number; description?: string } | Handler<WorkflowCtx>) {
+  const d = define("workflow", def as Def<any>);
+  if (d.maxRetries !== undefined && !(Number.isInteger(d.maxRetries) && d.maxRetries >= 0 && d.maxRetries <= 25)) {
+    throw new Error(`maxRetries must be an integer from 0 to 25, got ${JSON.stringify(d.maxRetries)}`);
+  }
+  return d;
+}
 
 /** An error with a stable code: thrown by ctx.error, returned to the caller as-is. */
 export class FunctionError extends Error {

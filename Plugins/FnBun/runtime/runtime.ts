@@ -61,8 +61,8 @@ async function load() {
     try {
       const m = await import(join(dir, f));
       const d = m.default as FunctionDefinition | undefined;
-      if (!d || typeof d.handler !== "function" || !["query", "mutation", "action"].includes(d.type)) {
-        out(`[fn] ${f}: the default export is not a query, mutation or action definition; skipped`);
+      if (!d || typeof d.handler !== "function" || !["query", "mutation", "action", "workflow"].includes(d.type)) {
+        out(`[fn] ${f}: the default export is not a query, mutation, action or workflow definition; skipped`);
         continue;
       }
       registry.set(name, d);
@@ -124,6 +124,77 @@ function makeDb(c: CallState, writable: boolean) {
   return reader;
 }
 
+/** Durations for ctx.sleep: a number of milliseconds, or "500ms", "30s", "15m", "24h", "2d"
+ *  (a bare number in a string is seconds, as Pylon's runner reads it). */
+function durationMs(d: unknown): number {
+  if (typeof d === "number" && Number.isFinite(d) && d >= 0) return Math.floor(d);
+  const m = typeof d === "string" ? /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/.exec(d) : null;
+  if (!m) throw new api.FunctionError("INVALID_DURATION", `ctx.sleep takes milliseconds or a duration such as "30s", "15m", "24h", "2d"; got ${JSON.stringify(d)}`);
+  const unit: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+  return Math.floor(parseFloat(m[1]) * unit[m[2] ?? "s"]);
+}
+
+const errorText = (e: any) => (e && typeof e.code === "string" && e.code ? `${e.code}: ${e.message}` : e instanceof Error ? e.message : String(e));
+
+/**
+ * Adds a workflow's durable steps to `ctx`. The host sends the steps completed so far
+ * (`args.steps`); the handler is replayed against them and the first new step, sleep or
+ * wait decides the call's answer (`decided`), after which every durable call parks for
+ * good: nothing after it runs in this call.
+ */
+function workflowCtx(ctx: Record<string, unknown>, w: any) {
+  const done: { name: string; output: unknown }[] = Array.isArray(w.steps) ? w.steps : [];
+  let next = 0;
+  let suspended = false;
+  let decide!: (d: Record<string, unknown>) => void;
+  const decided = new Promise<Record<string, unknown>>((r) => (decide = r));
+  const parked = new Promise<never>(() => {});
+  const suspend = (d: Record<string, unknown>) => {
+    if (!suspended) {
+      suspended = true;
+      decide(d);
+    }
+    return parked;
+  };
+  /** The recorded entry for the next durable call, which must ask for the same thing. */
+  const replay = (name: string) => {
+    if (next >= done.length) return undefined;
+    const s = done[next];
+    if (s?.name !== name)
+      throw new api.FunctionError("WORKFLOW_NONDETERMINISTIC",
+        `durable call ${next} was "${s?.name}" when it ran and is "${name}" now: a workflow must make the same steps, sleeps and waits in the same order on every replay`);
+    next++;
+    return { output: s.output };
+  };
+  ctx.workflowId = String(w.workflow_id ?? "");
+  ctx.step = async (name: string, fn: () => unknown) => {
+    if (suspended) return parked;
+    const r = replay(String(name));
+    if (r) return r.output;
+    const t0 = performance.now();
+    let output: unknown;
+    try {
+      output = await fn();
+    } catch (e) {
+      return suspend({ action: "fail", step_name: String(name), error: errorText(e) });
+    }
+    return suspend({ action: "step_complete", step_name: String(name), output: output === undefined ? null : output, duration_ms: Math.round(performance.now() - t0) });
+  };
+  ctx.sleep = async (d: unknown) => {
+    if (suspended) return parked;
+    const ms = durationMs(d);
+    if (replay("sleep")) return;
+    return suspend({ action: "sleep", duration_ms: ms });
+  };
+  ctx.waitForEvent = async (event: string) => {
+    if (suspended) return parked;
+    const r = replay("event:" + String(event));
+    if (r) return r.output;
+    return suspend({ action: "wait_event", event: String(event) });
+  };
+  return decided;
+}
+
 async function handleCall(f: any) {
   const callId = String(f.call_id);
   const c: CallState = { id: callId, ops: 0 };
@@ -132,7 +203,8 @@ async function handleCall(f: any) {
     if (!def) return send({ type: "error", call_id: callId, code: "FN_NOT_FOUND", message: `no function named "${f.fn_name}"` });
     if (f.fn_type && f.fn_type !== def.type)
       return send({ type: "error", call_id: callId, code: "FN_TYPE_MISMATCH", message: `"${f.fn_name}" is a ${def.type}, not a ${f.fn_type}` });
-    const args = f.args ?? {};
+    const workflow = def.type === "workflow" ? (f.args ?? {}) : null;
+    const args = workflow ? (workflow.input ?? {}) : (f.args ?? {});
     if (def.args) {
       const problems = api.validateArgs(def.args, args);
       if (problems.length) return send({ type: "error", call_id: callId, code: "INVALID_ARGS", message: problems.join("; ") });
@@ -167,7 +239,7 @@ async function handleCall(f: any) {
         cancel: async (id: string) => (await rpc(c, { op: "cancel_job", job_id: String(id) })).cancelled as boolean,
       };
     }
-    if (def.type === "action") {
+    if (def.type === "action" || def.type === "workflow") {
       const run = (fn_type: string) => (fn_name: string, fnArgs: unknown = {}) => rpc(c, { fn_name, fn_type, args: fnArgs ?? {} }, "run_fn");
       ctx.runQuery = run("query");
       ctx.runMutation = run("mutation");
@@ -175,6 +247,11 @@ async function handleCall(f: any) {
       const q = f.request;
       if (q && typeof q === "object")
         ctx.request = { method: String(q.method ?? ""), path: String(q.path ?? ""), headers: q.headers ?? {}, rawBody: String(q.raw_body ?? "") };
+    }
+    if (workflow) {
+      const decided = workflowCtx(ctx, workflow);
+      const finished = Promise.resolve().then(() => def.handler(ctx, args)).then((v) => ({ action: "complete", output: v === undefined ? null : v }));
+      return send({ type: "return", call_id: callId, value: await Promise.race([finished, decided]) });
     }
     const value = await def.handler(ctx, args);
     send({ type: "return", call_id: callId, value: value === undefined ? null : value });
@@ -207,6 +284,7 @@ send({
   functions: [...registry].map(([name, d]) => ({
     name, fn_type: d.type, args_schema: d.args ?? null,
     privileged: !!d.privileged || d.policies === "trusted", enforce_policies: d.policies === "enforce",
+    ...(d.type === "workflow" ? { description: d.description ?? "", max_retries: d.maxRetries ?? 3 } : {}),
   })),
 });
 

@@ -134,6 +134,20 @@ package enum SystemTables {
         [.text("name"), .integer("last_fired", optional: true), .integer("since"), .integer("enabled")],
         primaryKey: ["name"])
 
+    /// Durable workflows (`WorkflowStore`): one row per instance. `steps` is the JSON list
+    /// of recorded steps (completed and failed attempts, in order); `transitions` counts the
+    /// instance's state changes, and each advance job names the count it was made for, so a
+    /// stale or repeated job changes nothing. `inbox`: JSON list of events sent before the
+    /// workflow waited for them.
+    package static let workflows = SystemTable(
+        "_pylon_workflows",
+        [.text("id"), .text("name"), .text("input"), .text("status"), .text("steps"), .integer("current_step"),
+         .integer("transitions"), .integer("wake_at", optional: true), .text("waiting_for", optional: true), .text("inbox"),
+         .text("output", optional: true), .text("error", optional: true), .integer("max_retries"), .integer("created_at"),
+         .integer("started_at", optional: true), .integer("completed_at", optional: true), .integer("updated_at")],
+        primaryKey: ["id"],
+        indexes: [SystemTable.Index(name: "_pylon_workflows_status", columns: ["status", "created_at"])])
+
     /// Uploaded files (`FileRecords`), created only when a plugin serves `pylon.files/1`: one
     /// row per file, written with a change-log entry (entity `_pylon_files`). `storage_key`
     /// is the files plugin's own key for the bytes (never shown); `owner` is the uploader's

@@ -94,7 +94,7 @@ extension RouteContext {
         let listings: [(String, @Sendable () async throws -> JSONValue)] = [
             ("auth/sessions", { try await self.allSessions() }),
             ("auth/accounts", { .array([]) }), ("auth/oauth_state", { .array([]) }), ("auth/magic_codes", { .array([]) }),
-            ("ops/jobs", { try await self.recentJobs() }), ("ops/workflows", { .array([]) }),
+            ("ops/jobs", { try await self.recentJobs() }), ("ops/workflows", { try await self.recentWorkflows() }),
             ("ops/scheduler", { try await self.pendingSchedules() }),
             ("ops/search_indexes", { .array(self.data.manifest.entities.compactMap { e in
                 e.search.map { s in .object([
@@ -217,5 +217,11 @@ extension RouteContext {
         guard let jobs else { return .array([]) }
         let store = jobs.jobs
         return .array(try await jobs.store.read { conn in try store.list(conn, status: nil, queue: nil, limit: 1000) })
+    }
+
+    /// `GET /api/admin/ops/workflows`: the newest 1000 workflow instances (none without functions).
+    func recentWorkflows() async throws -> JSONValue {
+        guard let workflows else { return .array([]) }
+        return .array(try await workflows.list(status: nil, limit: 1000).map(\.json))
     }
 }

@@ -76,6 +76,7 @@ package struct EdgeServer {
         routes.addAdminDataRoutes(router)
         if let cache = routes.cache { routes.addCacheRoutes(router, cache) }
         if let jobs = routes.jobs, let cron = routes.cron { routes.addJobRoutes(router, jobs, cron) }
+        if let workflows = routes.workflows { routes.addWorkflowRoutes(router, workflows) }
         if let files = routes.files { routes.addFileRoutes(router, files) }
         routes.addEventStreamRoute(router, path: "/api/sync/events")
         return router

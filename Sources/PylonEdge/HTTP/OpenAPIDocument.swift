@@ -34,7 +34,7 @@ enum OpenAPIDocument {
         paths += dataPaths(s.manifest)
         paths += syncPaths
         paths += adminDataPaths(s)
-        if s.functions { paths += functionPaths + jobPaths }
+        if s.functions { paths += functionPaths + jobPaths + workflowPaths }
         if s.cache { paths += cachePaths }
         if s.files { paths += filePaths }
         var schemas: [(String, JSONValue)] = sharedSchemas

@@ -32,6 +32,8 @@ package struct RouteContext: Sendable {
     /// Durable jobs and cron (with functions; else their routes are the functions stub's).
     let jobs: JobService?
     let cron: CronService?
+    /// Durable workflows, advanced by the jobs (with functions).
+    let workflows: WorkflowService?
     /// File uploads and downloads, when a plugin serves `pylon.files/1` (else its routes are stubs).
     let files: FileRoutesConfig?
 
@@ -39,10 +41,12 @@ package struct RouteContext: Sendable {
                  metrics: Metrics, startedAt: Date, stubs: [CapabilityInfo], hub: ChangeHub,
                  sync: SyncStream, realtime: RealtimeConfig, functions: FunctionService?,
                  cache: CacheService?, authLimiter: AuthRateLimiter, passwords: PasswordAccounts, apiKeys: ApiKeys?,
-                 jwts: SessionJWTs?, jobs: JobService? = nil, cron: CronService? = nil, files: FileRoutesConfig? = nil) {
+                 jwts: SessionJWTs?, jobs: JobService? = nil, cron: CronService? = nil, workflows: WorkflowService? = nil,
+                 files: FileRoutesConfig? = nil) {
         self.files = files
         self.jobs = jobs
         self.cron = cron
+        self.workflows = workflows
         self.data = data
         self.changes = changes
         self.sessions = sessions

@@ -51,7 +51,9 @@
  *       PYLON_STORE_OPEN_READ_BOUNDED, on which PYLON_STORE_FLAG_LOCAL_READS promises
  *       [bounded] reads. Backup and restore (1.8) are plain store slots; every optional
  *       store slot may lie past a table that ends after `transaction`.
- *  2.1  `pylon.files/1` (PYLON_CAP_FILES, `pylon_files_v1`): file bytes stored by a plugin,
+ *  2.1  PYLON_FN_WORKFLOW, a fourth function kind: a durable workflow that the host
+ *       advances one step per call (see the kind's comment).
+ *  2.2  `pylon.files/1` (PYLON_CAP_FILES, `pylon_files_v1`): file bytes stored by a plugin,
  *       written in chunks (begin, write..., commit or abort) and read by range.
  *
  * The `abi_header_hash` line below is the FNV-1a (32-bit) hash of this file with that one
@@ -76,8 +78,8 @@ extern "C" {
 #define PYLON_ABI_MAJOR 2
 /** Additive changes (new slots appended, new capability or service ids, new flags) bump
  *  the minor; each is listed in the changelog above. */
-#define PYLON_ABI_MINOR 1
-#define PYLON_ABI_HEADER_HASH 0xbed75e37u /* abi_header_hash */
+#define PYLON_ABI_MINOR 2
+#define PYLON_ABI_HEADER_HASH 0x195deaebu /* abi_header_hash */
 
 /* ------------------------------------------------------------------------------------ */
 /* Status codes and errors                                                                */
@@ -345,7 +347,7 @@ typedef const pylon_plugin_descriptor *(*pylon_plugin_entry_fn)(void);
 #define PYLON_CAP_SHARD_TRANSPORT  "pylon.shard.transport/1"
 /** Shard simulation state (the game logic). */
 #define PYLON_CAP_SHARD_SIM        "pylon.shard.sim/1"
-/** File bytes (uploads), streamed in and read by range: `pylon_files_v1` below. */
+/** (2.2) File bytes (uploads), streamed in and read by range: `pylon_files_v1` below. */
 #define PYLON_CAP_FILES            "pylon.files/1"
 /** CRDT documents for fields marked `crdt: "text"` etc. (reserved: until a plugin serves
  *  it such fields are stored and synced as ordinary values). */
@@ -583,6 +585,15 @@ typedef struct pylon_store_v1 {
 #define PYLON_FN_QUERY    1  /* reads only; runs concurrently on read connections */
 #define PYLON_FN_MUTATION 2  /* one write transaction per call */
 #define PYLON_FN_ACTION   3  /* no transaction; each db operation stands alone */
+/** (2.1) A durable workflow. The host calls it like an action (db operations stand alone,
+ *  it may run other functions) with args {"workflow_id", "input", "steps": [{"name",
+ *  "output"}]} — the steps completed so far, in order — and the plugin replays the
+ *  workflow up to its first step not in that list, then returns what happens next: a
+ *  JSON object with "action" one of "step_complete" ({"step_name", "output",
+ *  "duration_ms"}), "sleep" ({"duration_ms"}), "wait_event" ({"event"}), "complete"
+ *  ({"output"}) or "fail" ({"step_name", "error"}). The host records it and calls again
+ *  for the next step; it never starts a workflow call from `/api/fn` or a job. */
+#define PYLON_FN_WORKFLOW 4
 
 /** Function flags (`pylon_fn_info.flags`). A function's `ctx.db` operations bypass the
  *  manifest's policies (it is the app's trusted code, as in Pylon), unless the app asks
@@ -723,8 +734,9 @@ typedef struct pylon_fn_v1 {
                              pylon_fn_info *out, const pylon_error_sink *err);
     /**
      * Calls `cb` once, before returning, with a JSON array describing every function:
-     * [{"name", "fn_type": "query"|"mutation"|"action", "args_schema": object|null,
-     * "privileged": bool}]. [any-thread] [bounded]
+     * [{"name", "fn_type": "query"|"mutation"|"action"|"workflow", "args_schema": object|null,
+     * "privileged": bool}]; a workflow may add "description" and "max_retries".
+     * [any-thread] [bounded]
      */
     void (*list)(pylon_instance *instance, pylon_fn_json_fn cb, void *ctx);
     /**

@@ -56,8 +56,8 @@ final class FnCall: @unchecked Sendable {
     /// `ctx.runQuery` / `ctx.runMutation` from an action: a new top-level call as the same
     /// user without admin rights (Pylon's rule for nested calls).
     func runNested(_ name: String, kind expected: Int32, args: JSONValue, _ reply: DBReplyBox) {
-        guard kind == PYLON_FN_ACTION else {
-            reply.fail(HostError.badRequest("NESTED_CALL_NOT_ALLOWED", "only actions may call other functions (ctx.runQuery / ctx.runMutation)"))
+        guard kind == PYLON_FN_ACTION || kind == PYLON_FN_WORKFLOW else {
+            reply.fail(HostError.badRequest("NESTED_CALL_NOT_ALLOWED", "only actions and workflows may call other functions (ctx.runQuery / ctx.runMutation)"))
             return
         }
         var nested = auth

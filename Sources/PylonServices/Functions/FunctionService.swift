@@ -103,6 +103,7 @@ package final class FunctionService: @unchecked Sendable {
         switch kind {
         case PYLON_FN_QUERY: "query"
         case PYLON_FN_MUTATION: "mutation"
+        case PYLON_FN_WORKFLOW: "workflow"
         default: "action"
         }
     }
@@ -164,6 +165,13 @@ package final class FunctionService: @unchecked Sendable {
         } catch {
             callMetrics.recordUnknown()
             done(.failure(error))
+            return
+        }
+        if info.kind == PYLON_FN_WORKFLOW, expecting != PYLON_FN_WORKFLOW {
+            // Only the workflow engine calls a workflow: its arguments carry the recorded
+            // steps, which a caller could otherwise forge.
+            callMetrics.record(name, ok: false, since: started)
+            done(.failure(HostError.badRequest("FN_IS_WORKFLOW", "\"\(name)\" is a workflow: start it with POST /api/workflows/start {\"name\": \"\(name)\", \"input\": {...}}")))
             return
         }
         if let expecting, expecting != info.kind {

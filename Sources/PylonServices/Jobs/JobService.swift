@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PylonCore
 import PylonData
+import PylonPluginABI
 import PylonJSON
 
 /// Durable jobs: enqueued into `_pylon_jobs` (`JobStore`) and run by every host's runner
@@ -27,6 +28,9 @@ package final class JobService: @unchecked Sendable {
     /// Set by `stop`: no job starts a call any more (the plugins are about to stop).
     private var stopping = false
     private let wakeup = Wakeup()
+    /// The host's own job handlers by job name (e.g. the workflow engine's advance), run
+    /// instead of a function; registered at start-up, before `run`.
+    private var builtins: [String: @Sendable (JSONValue) async throws -> Void] = [:]
 
     package init(store: StoreThreads, functions: FunctionService, config: HostConfig, logger: Logger) {
         self.store = store
@@ -37,15 +41,25 @@ package final class JobService: @unchecked Sendable {
         backoff = JobBackoff(baseMs: Int64(config.jobsBackoffMs), maxMs: Int64(config.jobsBackoffMaxMs))
     }
 
+    /// Makes jobs named `name` run `handler` with their payload. Names of the host's own
+    /// start with "pylon."; no function answers to them.
+    package func register(builtin name: String, _ handler: @escaping @Sendable (JSONValue) async throws -> Void) {
+        lock.withLock { builtins[name] = handler }
+    }
+
     /// The most jobs of `queue` running at once, across hosts.
     package func limit(_ queue: String) -> Int { config.jobsQueues[queue] ?? config.jobsWorkers }
 
     /// Enqueues from the admin API: the handler must be a function the plugin serves.
     package func enqueue(_ request: JobRequest) async throws -> (id: String, status: String, created: Bool) {
+        let info: pylon_fn_info
         do {
-            _ = try functions.describe(request.name)
+            info = try functions.describe(request.name)
         } catch let e as HostError where e.code == "FN_NOT_FOUND" {
             throw HostError.badRequest("UNKNOWN_JOB_HANDLER", "no function named \"\(request.name)\" runs jobs; name a mutation or action in the functions folder")
+        }
+        guard info.kind != PYLON_FN_WORKFLOW else {
+            throw HostError.badRequest("FN_IS_WORKFLOW", "\"\(request.name)\" is a workflow, which a job cannot run; start it with POST /api/workflows/start")
         }
         let jobs = jobs
         let r = try await store.write { tx in try jobs.enqueue(tx, request) }
@@ -120,7 +134,11 @@ package final class JobService: @unchecked Sendable {
             if lock.withLock({ stopping }) { return }
             let failure: String?
             do {
-                _ = try await functions.call(c.name, argsJSON: Array(c.payload.utf8), auth: .anonymous)
+                if let builtin = lock.withLock({ builtins[c.name] }) {
+                    try await builtin(try JSONParser.parse(c.payload))
+                } else {
+                    _ = try await functions.call(c.name, argsJSON: Array(c.payload.utf8), auth: .anonymous)
+                }
                 failure = nil
             } catch {
                 let e = DataService.hostError(error)
