@@ -106,6 +106,13 @@ struct FilesTests {
         }
     }
 
+    /// Waits until no file (committed or temp) is under the files folder, then checks that
+    /// the change log has no `_pylon_files` entry.
+    static func expectNothingKept(_ host: HostProcess, _ what: String) async throws {
+        try await eventually(what, timeout: 20) { storedFiles(host).isEmpty ? true : nil }
+        #expect(try await fileEvents(host).isEmpty)
+    }
+
     static func sha256(_ bytes: [UInt8], in dir: URL) async throws -> String {
         let f = dir.appendingPathComponent("sha-input-\(UUID().uuidString)")
         try Data(bytes).write(to: f)
@@ -328,8 +335,7 @@ struct FilesTests {
                                      headers: [("Content-Type", "multipart/form-data; boundary=----pylon-test-7MA4YWxk")],
                                      body: Self.multipart(big, filename: "big.bin", type: "application/octet-stream"))
         #expect(mp.status == 413)
-        try await eventually("no file is left", timeout: 20) { Self.storedFiles(host).isEmpty ? true : nil }
-        #expect(try await Self.fileEvents(host).isEmpty)
+        try await Self.expectNothingKept(host, "no file is left")
         // The limit is what it says: an upload just under it is stored.
         let fits = try await Self.upload(host, Array(big.prefix(300_000)), token: alice)
         #expect(fits.status == 201, "\(fits.text)")
@@ -352,8 +358,7 @@ struct FilesTests {
         try await eventually("the upload's temp file", timeout: 20) { Self.storedFiles(host).isEmpty ? nil : true }
         #expect(Self.storedFiles(host).allSatisfy { $0.hasPrefix("tmp/") && $0.hasSuffix(".part") }, "\(Self.storedFiles(host))")
         s.close()
-        try await eventually("the partial upload is removed", timeout: 20) { Self.storedFiles(host).isEmpty ? true : nil }
-        #expect(try await Self.fileEvents(host).isEmpty)
+        try await Self.expectNothingKept(host, "the partial upload is removed")
         let after = try await Self.upload(host, [1, 2, 3], token: alice)
         #expect(after.status == 201, "\(after.text)")
     }
