@@ -464,6 +464,15 @@ struct FilesTests {
         #expect(deletes == [a1, a2].sorted())
     }
 
+    @Test("Temp files an earlier run left (a crash mid-upload) are removed at start; committed files stay")
+    func leftovers() async throws {
+        let key = "0123456789abcdef0123456789abcdef"
+        let host = try await HostProcess.start(manifest: Self.manifest, files: [
+            "files/tmp/\(key).part": "half an upload", "files/01/\(key)": "a committed file"])
+        defer { host.stop() }
+        #expect(Self.storedFiles(host) == ["01/\(key)"])
+    }
+
     @Test("Without a files plugin the routes answer 501 CAPABILITY_UNAVAILABLE")
     func stub() async throws {
         let manifest = Self.manifest.replacingOccurrences(of: #""policies": []"#, with: #""policies": [], "plugins": {"files": {"use": "none"}}"#)
