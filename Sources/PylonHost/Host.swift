@@ -35,13 +35,16 @@ public final class Host: Sendable {
     let cron: CronService?
     let workflows: WorkflowService?
     let oauth: OAuthService?
+    /// File uploads, when a plugin serves `pylon.files/1`.
+    let files: FileRoutesConfig?
 
     init(config: HostConfig, manifest: Manifest, registry: PluginRegistry, store: StoreThreads,
                  data: DataService, changes: ChangeLog, sessions: SessionStore, metrics: Metrics, logger: Logger,
                  hub: ChangeHub, tailer: ChangeTailer?, functions: FunctionService?, cache: CacheService?,
                  jobs: JobService? = nil, cron: CronService? = nil, workflows: WorkflowService? = nil,
-                 oauth: OAuthService? = nil) {
+                 oauth: OAuthService? = nil, files: FileRoutesConfig? = nil) {
         self.oauth = oauth
+        self.files = files
         self.functions = functions
         self.jobs = jobs
         self.cron = cron
@@ -116,7 +119,7 @@ public final class Host: Sendable {
                             passwords: PasswordAccounts(data: data, workers: passwordWorkers),
                             apiKeys: apiKeys(),
                             jwts: config.jwtSecret.map { SessionJWTs(secret: $0, issuer: config.jwtIssuer, lifetime: config.jwtLifetime) },
-                            jobs: jobs, cron: cron, workflows: workflows, oauth: oauth)
+                            jobs: jobs, cron: cron, workflows: workflows, oauth: oauth, files: files)
     }
 
     /// API keys with the configured pepper; in --dev without one, a fixed development pepper

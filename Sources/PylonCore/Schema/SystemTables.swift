@@ -169,6 +169,17 @@ package enum SystemTables {
         primaryKey: ["id"],
         indexes: [SystemTable.Index(name: "_pylon_workflows_status", columns: ["status", "created_at"])])
 
+    /// Uploaded files (`FileRecords`), created only when a plugin serves `pylon.files/1`: one
+    /// row per file, written with a change-log entry (entity `_pylon_files`). `storage_key`
+    /// is the files plugin's own key for the bytes (never shown); `owner` is the uploader's
+    /// user id (NULL: uploaded with the admin token); `created_at` in ms.
+    package static let files = SystemTable(
+        "_pylon_files",
+        [.text("id"), .text("storage_key"), .text("owner", optional: true), .text("name"), .text("type"),
+         .integer("size"), .text("sha256"), .integer("created_at")],
+        primaryKey: ["id"],
+        indexes: [SystemTable.Index(name: "_pylon_files_owner", columns: ["owner"])])
+
     /// The tables every database gets (`SQLDialect.bootstrap`), in order.
     static let bootstrap = [meta, changes, sessions, sessionChanges, pushOps, passwords, apiKeys, oauthState, accounts]
 }

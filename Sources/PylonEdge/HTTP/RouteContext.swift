@@ -36,14 +36,17 @@ package struct RouteContext: Sendable {
     let workflows: WorkflowService?
     /// OAuth / OpenID sign-in, when a plugin serves `pylon.auth.oauth/1`.
     let oauth: OAuthService?
+    /// File uploads and downloads, when a plugin serves `pylon.files/1` (else its routes are stubs).
+    let files: FileRoutesConfig?
 
     package init(data: DataService, changes: ChangeLog, sessions: SessionStore, config: HostConfig,
                  metrics: Metrics, startedAt: Date, stubs: [CapabilityInfo], hub: ChangeHub,
                  sync: SyncStream, realtime: RealtimeConfig, functions: FunctionService?,
                  cache: CacheService?, authLimiter: AuthRateLimiter, passwords: PasswordAccounts, apiKeys: ApiKeys?,
                  jwts: SessionJWTs?, jobs: JobService? = nil, cron: CronService? = nil, workflows: WorkflowService? = nil,
-                 oauth: OAuthService? = nil) {
+                 oauth: OAuthService? = nil, files: FileRoutesConfig? = nil) {
         self.oauth = oauth
+        self.files = files
         self.jobs = jobs
         self.cron = cron
         self.workflows = workflows
