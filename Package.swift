@@ -28,6 +28,7 @@ let package = Package(
         .library(name: "PylonFnBun", type: .dynamic, targets: ["PylonFnBun"]),
         .library(name: "PylonCacheRESP", type: .dynamic, targets: ["PylonCacheRESP"]),
         .library(name: "PylonAuthOAuth", type: .dynamic, targets: ["PylonAuthOAuth"]),
+        .library(name: "PylonFilesLocal", type: .dynamic, targets: ["PylonFilesLocal"]),
         .library(name: "PylonAuthMagicCode", type: .dynamic, targets: ["PylonAuthMagicCode"]),
     ],
     dependencies: [
@@ -117,6 +118,9 @@ let package = Package(
                 "PylonData", "PylonPlugins", "PylonCore", "PylonPluginABI", "PylonJSON",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Atomics", package: "swift-atomics"),
+                // Files: the upload's SHA-256 and signed links; chunks as ByteBuffers.
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -201,6 +205,12 @@ let package = Package(
             name: "PylonAuthOAuth",
             dependencies: ["PylonPluginABI", "PylonPluginKit", "PylonJSON", "CCurl", .product(name: "JWTKit", package: "jwt-kit")],
             path: "Plugins/AuthOAuth",
+            linkerSettings: pluginExports),
+        // File bytes on local disk (`pylon.files/1`), the default files plugin.
+        .target(
+            name: "PylonFilesLocal",
+            dependencies: ["PylonPluginABI", "PylonPluginKit", "PylonJSON"],
+            path: "Plugins/FilesLocal",
             linkerSettings: pluginExports),
         // One-time email codes and links (pylon.auth.code/1): secrets hashed with swift-crypto,
         // mail through libcurl (SMTP and HTTP email APIs).

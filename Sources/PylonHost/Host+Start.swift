@@ -5,6 +5,7 @@ import PylonCore
 import PylonPlugins
 import PylonData
 import PylonServices
+import PylonEdge
 
 /// `Host.start`, step by step: everything before serving. Each step throws `HostError` with
 /// a message saying what to fix.
@@ -40,12 +41,14 @@ extension Host {
         let oauth = try registry.served[PYLON_CAP_AUTH_OAUTH].map { served throws(HostError) in
             try OAuthService(served: served, data: data, config: config, logger: logger)
         }
+        let files = try registry.served[PYLON_CAP_FILES].map { try fileRoutes($0, config, manifest, store: store, logger: logger) }
         let codes = try registry.served[PYLON_CAP_AUTH_CODE].map { AuthCodes(plugin: try AuthCodePlugin($0), store: store, dialect: dialect) }
         logger.info("store: \(opened.served.plugin.id) at \(opened.selection.location(fallback: storePath)), dialect \(dialect.name), \(opened.readerCount) readers, epoch \(opened.epoch)")
         reportStartup(config, manifest, policies, logger: logger)
         return Host(config: config, manifest: manifest, registry: registry, store: store, data: data,
                     changes: changes, sessions: sessions, metrics: metrics, logger: logger, hub: hub, tailer: tailer,
-                    functions: functions, cache: cache, jobs: jobs, cron: cron, workflows: workflows, oauth: oauth, codes: codes)
+                    functions: functions, cache: cache, jobs: jobs, cron: cron, workflows: workflows, oauth: oauth, files: files,
+                    codes: codes)
     }
 
     /// Loads the plugins and activates the manifest's selection, with the settings the host
@@ -68,6 +71,12 @@ extension Host {
         FileBudget.raiseOpenFileLimit()
         overrides["cache"] = [("data_dir", .string(dataDir.isEmpty ? "." : dataDir)), ("maxclients_cap", .int(Int64(FileBudget.respClientCap())))]
             + config.cacheOverrides
+        // Files: PYLON_FILES_DIR, else the manifest's `dir` (relative to the manifest), else
+        // files/ beside the database.
+        let filesDir = config.filesDir ?? manifest.plugins["files"]?.config["dir"]?.stringValue
+            .map { URL(fileURLWithPath: $0, relativeTo: manifestDir).standardizedFileURL.path }
+            ?? (dataDir.isEmpty ? "files" : dataDir + "/files")
+        overrides["files"] = [("dir", .string(filesDir))]
         // Email sign-in: dev mode (echoed codes), the app's name for the templates, and
         // Pylon's email variables over the manifest's settings.
         overrides["auth.code"] = [("dev", .bool(config.dev)), ("app_name", .string(manifest.name))] + config.authCodeOverrides
@@ -106,6 +115,13 @@ extension Host {
                     for ddl in FunctionScheduler.createSQL(dialect) + JobStore.createSQL(dialect) { try writer.execute(ddl, wantRows: false) }
                 } catch {
                     throw HostError(status: 500, code: "SCHEMA_FAILED", message: "cannot create the function schedules, jobs and cron tables: \(error)")
+                }
+            }
+            if registry.served[PYLON_CAP_FILES] != nil {
+                do {
+                    for ddl in FileRecords.createSQL(dialect) { try writer.execute(ddl, wantRows: false) }
+                } catch {
+                    throw HostError(status: 500, code: "SCHEMA_FAILED", message: "cannot create the files table: \(error)")
                 }
             }
             if registry.served[PYLON_CAP_AUTH_CODE] != nil {
@@ -201,6 +217,36 @@ extension Host {
         let port = service.respPort
         logger.info("cache: \(c.plugin.id), RESP \(port == 0 ? "listener off" : "on port \(port)"); HTTP /api/cache and /api/pubsub (admin)")
         return service
+    }
+
+    /// The file routes over the plugin serving `pylon.files/1`: the upload limit (setting,
+    /// else the manifest's `plugins.files.max_bytes`, else Pylon's 10 MiB) and the link
+    /// signer (PYLON_FILES_SECRET; a fixed development secret in --dev; else none).
+    static func fileRoutes(_ served: ServedCapability, _ config: HostConfig, _ manifest: Manifest, store: StoreThreads,
+                           logger: Logger) throws -> FileRoutesConfig {
+        let service = try FilesService(served)
+        let maxBytes = config.filesMaxBytes ?? manifest.plugins["files"]?.config["max_bytes"]?.intValue.map { Int(max(1, $0)) } ?? 10 * 1024 * 1024
+        var signer: FileSignature?
+        if let secret = config.filesSecret {
+            signer = FileSignature(secret: secret)
+        } else if config.dev {
+            logger.warning("files: PYLON_FILES_SECRET is not set; --dev signs file links with a fixed development secret")
+            signer = FileSignature(secret: "pylon-development-files-secret")
+        }
+        var readRule: PolicyExpression?
+        if let text = manifest.plugins["files"]?.config["allowRead"] {
+            guard let source = text.stringValue else {
+                throw HostError(status: 500, code: "MANIFEST_SHAPE", message: #"manifest plugins.files.allowRead must be a policy expression (a string), e.g. "data.type == \"image/png\"""#)
+            }
+            do {
+                readRule = try PolicyExpression(source)
+            } catch {
+                throw HostError(status: 500, code: "POLICY_PARSE_ERROR", message: "manifest plugins.files.allowRead: \(error.annotated(source))")
+            }
+        }
+        logger.info("files: \(served.plugin.id); uploads up to \(maxBytes) bytes; read by \(readRule.map { "the owner, admins and allowRead \($0.source)" } ?? "the owner and admins"); signed links \(signer == nil ? "off (set PYLON_FILES_SECRET)" : "on")")
+        return FileRoutesConfig(service: service, records: FileRecords(store: store, dialect: store.dialect), signer: signer,
+                                maxBytes: maxBytes, readRule: readRule, logger: logger)
     }
 
     /// What an operator should know at startup: entities no policy protects, operations no

@@ -35,6 +35,8 @@ public final class Host: Sendable {
     let cron: CronService?
     let workflows: WorkflowService?
     let oauth: OAuthService?
+    /// File uploads, when a plugin serves `pylon.files/1`.
+    let files: FileRoutesConfig?
     /// One-time email codes and links, when a plugin serves `pylon.auth.code/1`.
     let codes: AuthCodes?
 
@@ -42,9 +44,10 @@ public final class Host: Sendable {
                  data: DataService, changes: ChangeLog, sessions: SessionStore, metrics: Metrics, logger: Logger,
                  hub: ChangeHub, tailer: ChangeTailer?, functions: FunctionService?, cache: CacheService?,
                  jobs: JobService? = nil, cron: CronService? = nil, workflows: WorkflowService? = nil,
-                 oauth: OAuthService? = nil, codes: AuthCodes? = nil) {
+                 oauth: OAuthService? = nil, files: FileRoutesConfig? = nil, codes: AuthCodes? = nil) {
         self.codes = codes
         self.oauth = oauth
+        self.files = files
         self.functions = functions
         self.jobs = jobs
         self.cron = cron
@@ -119,7 +122,7 @@ public final class Host: Sendable {
                             passwords: PasswordAccounts(data: data, workers: passwordWorkers),
                             apiKeys: apiKeys(),
                             jwts: config.jwtSecret.map { SessionJWTs(secret: $0, issuer: config.jwtIssuer, lifetime: config.jwtLifetime) },
-                            jobs: jobs, cron: cron, workflows: workflows, oauth: oauth, codes: codes)
+                            jobs: jobs, cron: cron, workflows: workflows, oauth: oauth, files: files, codes: codes)
     }
 
     /// API keys with the configured pepper; in --dev without one, a fixed development pepper

@@ -20,6 +20,7 @@ public struct CapabilityInfo: Sendable {
         .init(id: PYLON_CAP_CACHE, key: "cache", providerHint: "libPylonCacheRESP.so", routePrefixes: ["/api/cache", "/api/pubsub"]),
         .init(id: PYLON_CAP_SHARD_TRANSPORT, key: "shard.transport", providerHint: "libPylonShardWS.so", routePrefixes: ["/api/shards"]),
         .init(id: PYLON_CAP_SHARD_SIM, key: "shard.sim", providerHint: "a shard simulation plugin (see examples/)", routePrefixes: []),
+        .init(id: PYLON_CAP_FILES, key: "files", providerHint: "libPylonFilesLocal.so", routePrefixes: ["/api/files"]),
         .init(id: PYLON_CAP_CRDT, key: "crdt", providerHint: "a CRDT plugin (none ships yet; crdt fields are stored and synced as plain values)",
               routePrefixes: ["/api/crdt"]),
     ]

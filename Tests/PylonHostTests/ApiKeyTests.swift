@@ -60,6 +60,36 @@ struct ApiKeyTests {
         #expect(after.status == 401 && after.json.errorCode == "INVALID_API_KEY", "\(after.body)")
     }
 
+    @Test("A stream opened with a key sees its user's rows, and ends when the key is revoked (alone or with the account's keys)", arguments: [TestStore.sqlite, TestStore.postgres])
+    func streamsEndWithTheKey(store: TestStore) async throws {
+        let host = try await HostProcess.start(manifest: PushScopeTests.manifest, env: Self.pepper, dev: false, store: store)
+        defer { host.stop() }
+        let ann = try await host.mintSession("ann")
+        var keys: [(key: String, id: String)] = []
+        for name in ["one", "two"] {
+            let made = try await Self.create(host, ann, #"{"name":"\#(name)"}"#)
+            keys.append((try #require(made.json["key"].string, "\(made.body)"), try #require(made.json["id"].string)))
+        }
+        let first = try await TestWebSocket.connect(port: host.port, token: keys[0].key, label: "ann's key one")
+        let second = try await TestWebSocket.connect(port: host.port, token: keys[1].key, label: "ann's key two")
+        let note = try await host.request("POST", "/api/entities/Note", json: #"{"ownerId":"ann","title":"mine"}"#, token: ann)
+        let id = try #require(note.json["id"].string, "\(note.body)")
+        for ws in [first, second] {
+            _ = try await ws.waitForEvent(rowID: id, kind: "insert", timeout: 60)  // ann's row: the stream reads as ann
+        }
+        let revoked = try await host.request("DELETE", "/api/auth/api-keys/\(keys[0].id)", token: ann)
+        #expect(revoked.status == 200, "\(revoked.body)")
+        let closed = try await first.waitForClose(timeout: 60)
+        #expect(closed?.code == 1008, "a revoked key's stream ends: \(first.summary)")
+        // The other key's stream lives on, until the account (and with it every key) goes.
+        let later = try await host.request("POST", "/api/entities/Note", json: #"{"ownerId":"ann","title":"later"}"#, token: ann)
+        _ = try await second.waitForEvent(rowID: try #require(later.json["id"].string), kind: "insert", timeout: 60)
+        let gone = try await host.request("DELETE", "/api/auth/account", token: ann)
+        #expect(gone.status == 200 && gone.json["revoked_api_keys"].int == 1, "\(gone.body)")
+        #expect(try await second.waitForClose(timeout: 60)?.code == 1008, "\(second.summary)")
+        first.disconnect(); second.disconnect()
+    }
+
     @Test("Malformed, tampered and expired keys get 401 INVALID_API_KEY; bad bodies 400; anonymous 401, admin 403")
     func hostile() async throws {
         let host = try await HostProcess.start(manifest: PushScopeTests.manifest, env: Self.pepper, dev: false)

@@ -23,6 +23,8 @@ import Testing
 @Suite("HTTP front: RFC 9112 tables on the pipeline every listener builds (EmbeddedChannel)")
 struct HTTPFrontTests {
     static let maxBody = 1000
+    /// The body limit of the streamed route (larger than `maxBody`, as an upload's may be).
+    static let streamedLimit = 5000
 
     /// A listener's pipeline answering every request with `METHOD PATH BODYLENGTH` (text) by
     /// callback (`HTTPFront.Shared.immediate`), on an `EmbeddedChannel`: nothing suspends, so
@@ -60,6 +62,12 @@ struct HTTPFrontTests {
                 try await writer.finish(nil)
             })
         }
+        // A route that reads its body as it arrives (`Shared.streamed`), as uploads do.
+        router.post("/sink") { req, _ in
+            var n = 0
+            for try await chunk in req.body { n += chunk.readableBytes }
+            return Response(status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "got \(n)")))
+        }
         let echo: @Sendable (HTTPRequest) -> HTTPFront.ImmediateHandler? = { head in
             if routed { return nil }
             return { body, _, reply in
@@ -69,7 +77,8 @@ struct HTTPFrontTests {
             }
         }
         let shared = HTTPFront.Shared(responder: router.buildResponder(), logger: Logger(label: "test"), serverName: "test",
-                                      maxBody: maxBody, immediate: echo)
+                                      maxBody: maxBody, immediate: echo,
+                                      streamed: { routed && $0.path == "/sink" ? streamedLimit : nil })
         let decoder = ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes))
         try sync.addHandler(connection)
         try sync.addHandler(HTTPResponseEncoder())
@@ -226,6 +235,18 @@ struct HTTPFrontTests {
         let text = seen.text.lowercased()
         #expect(text.contains("date: ") && text.contains("server: test"), "\(seen)")
         #expect(text.contains("content-length: 9\r\n") && seen.text.hasSuffix("\r\n\r\nPOST /a 3"), "\(seen)")
+    }
+
+    @Test("A streamed body (over the collected-body limit) reaches its handler as it comes; a request pipelined after it is answered; one announced over its limit is 413 and closes")
+    func streamedBody() async throws {
+        let body = String(repeating: "b", count: 3000)
+        let seen = try await Self.routedExchange(Self.bytes("POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: 3000\r\n\r\n" + body
+                + "POST /sink HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+                + "GET /routed HTTP/1.1\r\nHost: x\r\n\r\n"), answers: 3)
+        #expect(seen.statuses == [200, 200, 200], "\(seen)")
+        #expect(seen.text.contains("got 3000") && seen.text.contains("got 5") && seen.text.hasSuffix("routed"), "\(seen)")
+        let over = try await Self.routedExchange(Self.bytes("POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: 6000\r\n\r\n"), answers: 1)
+        #expect(over.statuses == [413], "\(over)")
     }
 
     @Test("Through the router (on a Task): a whole answer, HEAD with no body, a stream written as chunks, and 404")

@@ -79,7 +79,8 @@ struct OpenAPITests {
                      "/api/aggregate/Note", "/api/search/Note", "/api/lookup/User/{field}/{value}", "/api/query", "/api/link",
                      "/api/unlink", "/api/batch", "/api/transact", "/api/sync/pull", "/api/sync/push", "/api/sync/events",
                      "/api/sync/ws", "/api/export", "/api/export/{entity}", "/api/import", "/api/admin/users/{id}/export",
-                     "/api/admin/users/{id}/purge", "/api/actions/{name}", "/api/admin/auth/sessions"] {
+                     "/api/admin/users/{id}/purge", "/api/actions/{name}", "/api/admin/auth/sessions",
+                     "/api/files/upload", "/api/files/{id}", "/api/files/{id}/sign"] {
             #expect(paths[path] != nil, "\(path) is missing")
         }
         // The dev-only reset is described only in --dev.

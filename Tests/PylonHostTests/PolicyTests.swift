@@ -71,6 +71,17 @@ struct PolicyExpressionTests {
         #expect(try holds(source) == expected)
     }
 
+    @Test func apiKeyIdAndScopes() throws {
+        var key = user("u1")
+        key.apiKeyID = "key_1"
+        key.apiKeyScopes = "notes:read, notes:write"
+        #expect(try holds(#"auth.apiKeyId == "key_1""#, auth: key))
+        #expect(try holds(#""notes:write" in auth.apiKeyScopes"#, auth: key))
+        #expect(try !holds(#""admin" in auth.apiKeyScopes"#, auth: key))
+        #expect(try holds("auth.apiKeyId == null", auth: user("u1")), "a session is no key")
+        #expect(try !holds(#""notes:read" in auth.api_key_scopes"#, auth: user("u1")))
+    }
+
     @Test func andBindsTighterThanOr() throws {
         #expect(try holds("true || false && false"))
         #expect(try holds("false && false || true"))

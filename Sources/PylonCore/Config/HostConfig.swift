@@ -107,6 +107,14 @@ public struct HostConfig: Sendable {
     /// Whether a cron occurrence missed while no host ran fires once at start-up
     /// (`PYLON_CRON_CATCH_UP`).
     public var cronCatchUp = true
+    /// Files (`pylon.files/1`): the folder FilesLocal keeps them in (`PYLON_FILES_DIR`; nil:
+    /// the manifest's `plugins.files.dir`, else `files/` beside the database), the largest
+    /// upload in bytes (`PYLON_FILES_MAX_BYTES`; nil: the manifest's
+    /// `plugins.files.max_bytes`, else 10 MiB as in Pylon), and the secret that signs
+    /// download links (`PYLON_FILES_SECRET`; --dev uses a fixed development secret).
+    public var filesDir: String?
+    public var filesMaxBytes: Int?
+    public var filesSecret: String?
 
     public init() {}
 
@@ -173,6 +181,9 @@ public struct HostConfig: Sendable {
             }
         }
         if let v = env["PYLON_CRON_CATCH_UP"], !v.isEmpty { c.cronCatchUp = !["0", "false", "no", "off"].contains(v.lowercased()) }
+        if let d = env["PYLON_FILES_DIR"], !d.isEmpty { c.filesDir = d }
+        if let n = try int("PYLON_FILES_MAX_BYTES") { c.filesMaxBytes = max(1, n) }
+        if let s = env["PYLON_FILES_SECRET"], !s.isEmpty { c.filesSecret = s }
         if let m = try int("PYLON_MAX_CONNECTIONS_PER_IP") { c.maxConnectionsPerAddress = max(1, m) }
         if let f = try int("PYLON_WS_MAX_FRAME") { c.maxFrameBytes = max(1024, f) }
         /// Seconds, fractions allowed ("0.5"), or milliseconds with "ms" ("500ms").

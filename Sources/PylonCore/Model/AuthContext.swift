@@ -24,6 +24,11 @@ public struct AuthContext: Sendable, Hashable {
         self.apiKeyScopes = apiKeyScopes
     }
 
+    /// An API key's scopes as a list: the stored text split at spaces and commas.
+    public static func scopeList(_ scopes: String?) -> [String] {
+        (scopes ?? "").split(whereSeparator: { $0 == " " || $0 == "," }).map(String.init)
+    }
+
     public static let anonymous = AuthContext(userID: nil, isAdmin: false, isGuest: false, roles: [], tenantID: nil)
     public static let admin = AuthContext(userID: "__admin__", isAdmin: true, isGuest: false, roles: ["admin"], tenantID: nil)
 

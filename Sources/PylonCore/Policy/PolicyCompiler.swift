@@ -100,6 +100,8 @@ enum PolicyCompiler {
             case .authEmail: return { $0.authEmail.map { .string($0) } ?? .null }
             case .authRoles: return { .array($0.auth.roles.map { .string($0) }) }
             case .authIsGuest: return { .bool($0.auth.isGuest) }
+            case .authApiKeyID: return { $0.auth.apiKeyID.map { .string($0) } ?? .null }
+            case .authApiKeyScopes: return { .array(AuthContext.scopeList($0.auth.apiKeyScopes).map { .string($0) }) }
             case let .data(segments): return { PolicyValues.walk($0.data, segments) }
             case let .existing(segments): return { PolicyValues.walk($0.existing, segments) }
             case let .input(segments): return { PolicyValues.walk($0.input, segments) }

@@ -3,6 +3,8 @@ import PylonJSON
 /// Where a path points. Unknown roots and unknown `auth` members read as `null` (as in Pylon).
 enum PolicyPath: Sendable, Equatable {
     case authUserID, authIsAdmin, authTenantID, authEmail, authRoles, authIsGuest
+    /// The API key the caller signed in with (null otherwise), and its scopes as a list.
+    case authApiKeyID, authApiKeyScopes
     case data([String])
     case existing([String])
     case input([String])
@@ -23,6 +25,8 @@ enum PolicyPath: Sendable, Equatable {
             case "email": self = .authEmail
             case "roles": self = .authRoles
             case "isGuest", "is_guest": self = .authIsGuest
+            case "apiKeyId", "api_key_id": self = .authApiKeyID
+            case "apiKeyScopes", "api_key_scopes": self = .authApiKeyScopes
             default: self = .unknown
             }
         default: self = .unknown

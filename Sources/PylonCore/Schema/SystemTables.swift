@@ -169,6 +169,17 @@ package enum SystemTables {
         primaryKey: ["id"],
         indexes: [SystemTable.Index(name: "_pylon_workflows_status", columns: ["status", "created_at"])])
 
+    /// Uploaded files (`FileRecords`), created only when a plugin serves `pylon.files/1`: one
+    /// row per file, written with a change-log entry (entity `_pylon_files`). `storage_key`
+    /// is the files plugin's own key for the bytes (never shown); `owner` is the uploader's
+    /// user id (NULL: uploaded with the admin token); `created_at` in ms.
+    package static let files = SystemTable(
+        "_pylon_files",
+        [.text("id"), .text("storage_key"), .text("owner", optional: true), .text("name"), .text("type"),
+         .integer("size"), .text("sha256"), .integer("created_at")],
+        primaryKey: ["id"],
+        indexes: [SystemTable.Index(name: "_pylon_files_owner", columns: ["owner"])])
+
     /// One-time codes and links of `pylon.auth.code/1` (`AuthCodes`), created when a plugin
     /// serves it: per purpose and subject (the email for a code typed at sign-in, the user
     /// for email verification, the link's lookup key for a link) the plugin's opaque

@@ -80,6 +80,7 @@ package final class ApiKeys: Sendable {
             // Asked before deleting: a deferred-write store (D1) reports no row counts until commit.
             guard !(try tx.connection.execute("SELECT 1 \(match)", [.text(id), .text(userID)]).rows.isEmpty) else { return false }
             try tx.write("DELETE \(match)", [.text(id), .text(userID)])
+            try Self.endStreams(tx, [id])
             return true
         }
     }
@@ -90,10 +91,21 @@ package final class ApiKeys: Sendable {
         let table = d.quote("_pylon_api_keys"), user = d.quote("user_id")
         return try await store.write { tx in
             // Counted before deleting: a deferred-write store reports no row counts until commit.
-            let n = try tx.connection.execute("SELECT COUNT(*) FROM \(table) WHERE \(user) = \(d.placeholder(1))", [.text(userID)])
-                .rows.first?.at(0).intValue ?? 0
+            let ids = try tx.connection.execute("SELECT \(d.quote("id")) FROM \(table) WHERE \(user) = \(d.placeholder(1))", [.text(userID)])
+                .rows.compactMap { $0.at(0).textValue }
             try tx.write("DELETE FROM \(table) WHERE \(user) = \(d.placeholder(1))", [.text(userID)])
-            return Int(n)
+            try Self.endStreams(tx, ids)
+            return ids.count
+        }
+    }
+
+    /// Logs the revoked keys' stream names in `_pylon_session_changes`, in the revoking
+    /// transaction: every host's `SessionWatcher` then ends the streams they opened.
+    static func endStreams(_ tx: WriteTransaction, _ ids: [String]) throws {
+        let d = tx.dialect, now = SessionStore.now()
+        for id in ids {
+            try tx.write("INSERT INTO \(d.quote("_pylon_session_changes")) (\(d.quote("token_hash")), \(d.quote("ts"))) VALUES (\(d.placeholder(1)), \(d.placeholder(2)))",
+                         [.text(SessionStore.apiKeyStream(id)), .int(now)])
         }
     }
 

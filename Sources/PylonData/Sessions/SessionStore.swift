@@ -234,7 +234,9 @@ public final class SessionStore: @unchecked Sendable {
     /// The expiry (`expires_at`, 0 = never) of each of these sessions that still exists;
     /// a hash missing from the answer has no row.
     package func expiries(_ hashes: [String]) async throws -> [String: Int64] {
-        var out: [String: Int64] = [:]
+        var out = try await apiKeyExpiries(hashes.filter { $0.hasPrefix(Self.apiKeyPrefix) })
+        let hashes = hashes.filter { !$0.hasPrefix(Self.apiKeyPrefix) }
+        guard !hashes.isEmpty else { return out }
         // In chunks: a bound parameter list stays well under every store's limit.
         for start in stride(from: 0, to: hashes.count, by: 500) {
             let chunk = Array(hashes[start..<min(start + 500, hashes.count)])
@@ -243,6 +245,32 @@ public final class SessionStore: @unchecked Sendable {
             let rows = try await store.read { conn in try conn.execute(sql, chunk.map { SQLValue.text($0) }).rows }
             for row in rows {
                 if case let .text(h) = row.at(0), case let .int(e) = row.at(1) { out[h] = e }
+            }
+        }
+        return out
+    }
+}
+
+extension SessionStore {
+    /// Streams opened with an API key are tracked like a session's, under this prefix and
+    /// the key's id: revoking the key logs the name in `_pylon_session_changes`
+    /// (`ApiKeys.revoke`), and every host's `SessionWatcher` ends those streams.
+    package static let apiKeyPrefix = "apikey:"
+
+    package static func apiKeyStream(_ keyID: String) -> String { apiKeyPrefix + keyID }
+
+    /// The keys' expiries (0: none) by their stream names; a revoked key is absent.
+    func apiKeyExpiries(_ names: [String]) async throws -> [String: Int64] {
+        var out: [String: Int64] = [:]
+        for start in stride(from: 0, to: names.count, by: 500) {
+            let chunk = Array(names[start..<min(start + 500, names.count)])
+            let list = (1...chunk.count).map { dialect.placeholder($0) }.joined(separator: ", ")
+            let sql = "SELECT id, expires_at FROM _pylon_api_keys WHERE id IN (\(list))"
+            let ids = chunk.map { SQLValue.text(String($0.dropFirst(Self.apiKeyPrefix.count))) }
+            let rows = try await store.read { conn in try conn.execute(sql, ids).rows }
+            for row in rows {
+                guard case let .text(id) = row.at(0) else { continue }
+                out[Self.apiKeyStream(id)] = row.at(1).intValue ?? 0
             }
         }
         return out

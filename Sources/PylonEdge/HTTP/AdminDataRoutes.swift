@@ -48,7 +48,8 @@ extension RouteContext {
         router.post("/api/admin/users/:id/export") { req, ctx in
             try await requireAdmin(req, "exporting a user's data")
             let id = try ctx.parameters.require("id")
-            let owned = try await data.userRows(id)
+            var owned = try await data.userRows(id)
+            if let files { owned.append((FileRecords.entity, try await files.records.list(owner: id).map(\.json))) }
             return HTTPSupport.json(.object([
                 ("user_id", .string(id)), ("exported_at", .string(ISOTime.now())),
                 ("entities", .object(owned.map { ($0.entity, .array($0.rows)) })),
@@ -58,7 +59,8 @@ extension RouteContext {
         router.delete("/api/admin/users/:id/purge") { req, ctx in
             try await requireAdmin(req, "purging a user's data")
             let id = try ctx.parameters.require("id")
-            let deleted = try await data.purgeUser(id)
+            var deleted = try await data.purgeUser(id)
+            if let files { deleted.append((FileRecords.entity, try await purgeFiles(of: id, files))) }
             // The user is gone: so are their sessions, and the streams they hold.
             let sessions = try await self.sessions.revokeAll(userID: id)
             return HTTPSupport.json(.object([

@@ -34,9 +34,13 @@ package struct EdgeServer {
             logger.warning("PYLON_MAX_CONNECTIONS=\(asked) is more than the open-file limit allows for \(listeners) listener(s); serving at most \(cap) per listener (raise the limit with ulimit -n)")
         }
         logger.info("HTTP: at most \(cap) open connections per listener; timeouts: head \(config.httpHeaderTimeout) s, body \(config.httpBodyTimeout) s, idle \(config.httpIdleTimeout) s (0 = off)")
-        let guards = ListenerGuards(limits: config.connectionLimits, maxBody: config.maxBodyBytes, serverName: "pylon-host")
+        // `Expect: 100-continue` is refused above the largest body any route takes (an upload's
+        // may be larger than PYLON_MAX_BODY_BYTES); the front holds each request to its own.
+        let guards = ListenerGuards(limits: config.connectionLimits, maxBody: max(config.maxBodyBytes, routes.files?.maxBytes ?? 0),
+                                    serverName: "pylon-host")
         let router = apiRouter()
-        let http1 = answering(router, immediate: { [routes, middleware] in routes.immediateRoute($0, middleware) })
+        let http1 = answering(router, immediate: { [routes, middleware] in routes.immediateRoute($0, middleware) },
+                              streamed: { [routes] in routes.streamedBodyLimit($0) })
         let routes = routes, requestGuard = requestGuard
         let server = HTTPServerBuilder { responder -> any ServerChildChannel in
             HTTPListener(inner: WebSocketUpgradeChannel(responder: responder, http1: http1, routes: routes,
@@ -75,6 +79,7 @@ package struct EdgeServer {
         if let jobs = routes.jobs, let cron = routes.cron { routes.addJobRoutes(router, jobs, cron) }
         if let workflows = routes.workflows { routes.addWorkflowRoutes(router, workflows) }
         if let oauth = routes.oauth { routes.addOAuthRoutes(router, oauth) }
+        if let files = routes.files { routes.addFileRoutes(router, files) }
         routes.addEventStreamRoute(router, path: "/api/sync/events")
         return router
     }
@@ -120,9 +125,10 @@ package struct EdgeServer {
     /// The HTTP handlers of a listener answering with `router`: its `HTTPFront` (the one
     /// path every request takes; see HTTP/HTTPFront.swift) after NIO's codec.
     private func answering(_ router: Router<PylonRequestContext>,
-                           immediate: (@Sendable (HTTPRequest) -> HTTPFront.ImmediateHandler?)? = nil) -> HTTP1Channel.Configuration {
+                           immediate: (@Sendable (HTTPRequest) -> HTTPFront.ImmediateHandler?)? = nil,
+                           streamed: (@Sendable (HTTPRequest) -> Int?)? = nil) -> HTTP1Channel.Configuration {
         let front = HTTPFront.Shared(responder: router.buildResponder(), logger: quietLogger, serverName: "pylon-host",
-                                     maxBody: config.maxBodyBytes, immediate: immediate)
+                                     maxBody: config.maxBodyBytes, immediate: immediate, streamed: streamed)
         return HTTP1Channel.Configuration(additionalChannelHandlers: [HTTPFront(front)], httpDecoderConfiguration: .pylon)
     }
 

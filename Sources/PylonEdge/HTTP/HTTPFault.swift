@@ -66,7 +66,7 @@ enum HTTPFault: Error, Equatable, Sendable {
             return HostError(status: 431, code: "HEADERS_TOO_LARGE",
                              message: "the request head is over the limits (\(HTTPLimits.maxHeaderFields) fields, \(HTTPLimits.maxHeaderFieldBytes) bytes per field, \(HTTPLimits.maxHeadBytes) bytes in all); send fewer or shorter header fields")
         case let .bodyTooLarge(limit):
-            return HostError(status: 413, code: "PAYLOAD_TOO_LARGE", message: "the request body is larger than \(limit) bytes; send less data per request (PYLON_MAX_BODY_BYTES raises the limit)")
+            return HostError(status: 413, code: "PAYLOAD_TOO_LARGE", message: "the request body is larger than \(limit) bytes; send less data per request (PYLON_MAX_BODY_BYTES raises the limit; PYLON_FILES_MAX_BYTES for file uploads)")
         case .expectationFailed:
             return HostError(status: 417, code: "EXPECTATION_FAILED", message: "the only expectation this host meets is \"Expect: 100-continue\"")
         case .headTimeout:

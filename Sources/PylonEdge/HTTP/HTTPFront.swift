@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOHTTPTypes
+import PylonCore
 
 /// The one way a request is answered, on every listener the host opens: it sits in each
 /// HTTP/1 connection's pipeline right after NIO's HTTP codec (Hummingbird's
@@ -53,6 +54,9 @@ final class HTTPFront: ChannelDuplexHandler, RemovableChannelHandler, @unchecked
         /// (`RouteContext.immediateRoute`: a route's own handler, wrapped in
         /// `APIMiddleware.handleNow`); nil: the router, on a Task.
         var immediate: (@Sendable (HTTPRequest) -> ImmediateHandler?)?
+        /// The body limit of a request whose body its handler reads as it arrives
+        /// (`RouteContext.streamedBodyLimit`: file uploads); nil: the body is collected.
+        var streamed: (@Sendable (HTTPRequest) -> Int?)? = nil
     }
 
     /// Gets the request's whole body and the connection's remote address, and calls its reply
@@ -67,6 +71,12 @@ final class HTTPFront: ChannelDuplexHandler, RemovableChannelHandler, @unchecked
         case refusing
         /// The handler runs (or its stream is being written); inbound parts wait in `queued`.
         case answering
+        /// The handler runs and reads the body as it arrives (`Shared.streamed`): body parts
+        /// go to it through `StreamedBody`.
+        case streaming(StreamedBody)
+        /// The handler of a streamed body runs but reads no more of it (it stopped, or the
+        /// body passed its limit): the rest of the body goes by unread.
+        case skipping
     }
 
     private let shared: Shared
@@ -92,7 +102,16 @@ final class HTTPFront: ChannelDuplexHandler, RemovableChannelHandler, @unchecked
             queuedBytes += Self.size(part)
             return
         }
-        handle(part, context: context)
+        dispatch(part, context: context)
+    }
+
+    /// A part that arrived (or waited in `queued`) while no answer was in progress: a
+    /// streamed body's parts go to its handler, the rest to `handle`.
+    private func dispatch(_ part: HTTPRequestPart, context: ChannelHandlerContext) {
+        switch state {
+        case .streaming, .skipping: streamedPart(part, context: context)
+        default: handle(part, context: context)
+        }
     }
 
     private func handle(_ part: HTTPRequestPart, context: ChannelHandlerContext) {
@@ -100,7 +119,13 @@ final class HTTPFront: ChannelDuplexHandler, RemovableChannelHandler, @unchecked
         case let (.head(head), .idle):
             closeAfter = Self.asksToClose(head)
             let announced = head.headerFields[.contentLength].flatMap { Int($0) } ?? 0
-            if announced > shared.maxBody {
+            if let limit = shared.streamed?(head) {
+                if announced > limit {
+                    refuse(.bodyTooLarge(limit: limit), context)
+                } else {
+                    startStreaming(head, limit: limit, context: context)
+                }
+            } else if announced > shared.maxBody {
                 refuse(.bodyTooLarge(limit: shared.maxBody), context)
             } else {
                 state = .collecting(head, context.channel.allocator.buffer(capacity: announced))
@@ -149,9 +174,15 @@ final class HTTPFront: ChannelDuplexHandler, RemovableChannelHandler, @unchecked
             }
             return
         }
+        run(Request(head: head, body: .init(buffer: body)), head, context: context)
+    }
+
+    /// Runs `request` through the router on a Task and queues its answer on the loop.
+    private func run(_ request: Request, _ head: HTTPRequest, context: ChannelHandlerContext) {
+        let loop = context.eventLoop
+        let bound = NIOLoopBound((self, context), eventLoop: loop)
         let executor = self.executor ?? LoopTaskExecutor(loop)
         self.executor = executor
-        let request = Request(head: head, body: .init(buffer: body))
         let ctx = PylonRequestContext(source: .init(channel: context.channel, logger: shared.logger))
         let responder = shared.responder
         let allocator = context.channel.allocator
@@ -326,8 +357,21 @@ final class HTTPFront: ChannelDuplexHandler, RemovableChannelHandler, @unchecked
         write(head, body, context)
     }
 
-    /// The answer has left: close if asked to, else take the next queued request.
+    /// The answer has left: close if asked to, else take the next queued request. A streamed
+    /// body still arriving is not read any more: it goes by unread and the connection closes
+    /// at its end, as for a refused body.
     private func answered(_ context: ChannelHandlerContext) {
+        switch state {
+        case let .streaming(body):
+            body.source.finish(HTTPFront.answeredEarly)
+            fallthrough
+        case .skipping:
+            state = .refusing
+            closeAfter = true
+            resumeReading(context)
+            return
+        default: break
+        }
         state = .idle
         if closeAfter || (quiescing && queued.isEmpty) {
             queued.removeAll()
@@ -336,7 +380,7 @@ final class HTTPFront: ChannelDuplexHandler, RemovableChannelHandler, @unchecked
         }
         while let part = queued.popFirst() {
             queuedBytes -= Self.size(part)
-            handle(part, context: context)
+            dispatch(part, context: context)
             if case .answering = state { return }
         }
         queuedBytes = 0
@@ -365,12 +409,118 @@ final class HTTPFront: ChannelDuplexHandler, RemovableChannelHandler, @unchecked
             readHeld = true
             return
         }
+        if case let .streaming(body) = state, body.paused {
+            readHeld = true
+            return
+        }
         context.read()
     }
+
+    // MARK: Streamed bodies
+
+    /// Starts the handler of a streamed body at once; its parts follow through `StreamedBody`.
+    private func startStreaming(_ head: HTTPRequest, limit: Int, context: ChannelHandlerContext) {
+        let loop = context.eventLoop
+        let delegate = StreamedBody.Delegate(front: NIOLoopBound((self, context), eventLoop: loop), loop: loop)
+        let made = NIOThrowingAsyncSequenceProducer.makeSequence(
+            elementType: ByteBuffer.self, backPressureStrategy: StreamedBody.Backpressure(lowWatermark: 2, highWatermark: 8),
+            finishOnDeinit: false, delegate: delegate)
+        state = .streaming(StreamedBody(source: made.source, limit: limit))
+        run(Request(head: head, body: .init(asyncSequence: made.sequence)), head, context: context)
+    }
+
+    /// A part of a streamed body (or of one being skipped).
+    private func streamedPart(_ part: HTTPRequestPart, context: ChannelHandlerContext) {
+        switch (part, state) {
+        case let (.body(chunk), .streaming(body)):
+            body.received += chunk.readableBytes
+            if body.received > body.limit {
+                body.source.finish(HTTPFault.bodyTooLarge(limit: body.limit).error)
+                state = .skipping
+                closeAfter = true
+                return
+            }
+            if case .stopProducing = body.source.yield(chunk) { body.paused = true }
+        case let (.end, .streaming(body)):
+            body.source.finish()
+            state = .answering
+        case (.end, .skipping):
+            state = .answering
+        default:
+            // Skipped body parts; a head cannot come before the body's end.
+            break
+        }
+    }
+
+    /// The handler wants more of a streamed body (or stopped reading it).
+    fileprivate func bodyDemand(stopped: Bool, context: ChannelHandlerContext) {
+        guard case let .streaming(body) = state else { return }
+        if stopped {
+            state = .skipping
+            closeAfter = true
+        } else {
+            body.paused = false
+        }
+        resumeReading(context)
+    }
+
+    private func resumeReading(_ context: ChannelHandlerContext) {
+        if readHeld {
+            readHeld = false
+            context.read()
+        }
+    }
+
+    /// The client left while its body was still coming: the handler's read fails.
+    func channelInactive(context: ChannelHandlerContext) {
+        if case let .streaming(body) = state {
+            body.source.finish(HTTPFront.clientLeft)
+            state = .skipping
+        }
+        context.fireChannelInactive()
+    }
+
+    static let clientLeft = HostError(status: 400, code: "BODY_INCOMPLETE", message: "the connection closed before the request body ended")
+    static let answeredEarly = HostError(status: 400, code: "BODY_INCOMPLETE", message: "the request was answered before its body ended")
 
     /// Pipelined bytes (roughly: bodies, and 256 per head) buffered while answering before
     /// reads are held back.
     static let maxQueuedBytes = 64 * 1024
+}
+
+/// A request body its handler reads as it arrives: the producer's source the front feeds,
+/// and how much came. Threads: used on the connection's event loop only (its delegate hops
+/// there).
+final class StreamedBody: @unchecked Sendable {
+    typealias Backpressure = NIOAsyncSequenceProducerBackPressureStrategies.HighLowWatermark
+    typealias Source = NIOThrowingAsyncSequenceProducer<ByteBuffer, any Error, Backpressure, Delegate>.Source
+
+    let source: Source
+    let limit: Int
+    var received = 0
+    /// The handler has enough chunks waiting: reads stop until it asks for more.
+    var paused = false
+
+    init(source: Source, limit: Int) {
+        self.source = source
+        self.limit = limit
+    }
+
+    /// Hears the handler's demand (from any thread) and passes it to the front on its loop.
+    struct Delegate: NIOAsyncSequenceProducerDelegate {
+        let front: NIOLoopBound<(HTTPFront, ChannelHandlerContext)>
+        let loop: any EventLoop
+
+        func produceMore() {
+            let front = front
+            loop.execute { front.value.0.bodyDemand(stopped: false, context: front.value.1) }
+        }
+
+        func didTerminate() {
+            let front = front
+            loop.execute { front.value.0.bodyDemand(stopped: true, context: front.value.1) }
+        }
+    }
 }
 
 /// Writes a streamed answer's body to the connection, one awaited write per chunk.

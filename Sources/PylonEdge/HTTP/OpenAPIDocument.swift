@@ -21,7 +21,8 @@ enum OpenAPIDocument {
         var dev: Bool
         var functions: Bool
         var cache: Bool
-        var oauth: Bool
+        var oauth = false
+        var files = false
         /// Capabilities with no plugin (their route prefixes answer 501): listed, not described.
         var unavailable: [CapabilityInfo]
         /// A plugin serves `pylon.auth.code/1` (email codes, links, password reset).
@@ -40,6 +41,7 @@ enum OpenAPIDocument {
         if s.functions { paths += functionPaths + jobPaths + workflowPaths }
         if s.cache { paths += cachePaths }
         if s.oauth { paths += oauthPaths }
+        if s.files { paths += filePaths }
         var schemas: [(String, JSONValue)] = sharedSchemas
         for e in s.manifest.entities { schemas += entitySchemas(e) }
         let m = s.manifest
@@ -133,12 +135,14 @@ enum OpenAPIDocument {
             ("404", "no such row, key or route (NOT_FOUND)"),
             ("409", "a unique value is taken (UNIQUE_VIOLATION, EMAIL_IN_USE)"),
             ("410", "the cursor must be resynced (RESYNC_REQUIRED, with oldest_seq)"),
-            ("413", "the body is over PYLON_MAX_BODY_BYTES (PAYLOAD_TOO_LARGE)"),
+            ("413", "the body is over PYLON_MAX_BODY_BYTES, or an upload over PYLON_FILES_MAX_BYTES (PAYLOAD_TOO_LARGE)"),
+            ("416", "the range is outside the file (RANGE_NOT_SATISFIABLE, with Content-Range: bytes */size)"),
             ("429", "over a request limit (RATE_LIMITED, with Retry-After)"),
             ("502", "an identity provider failed or could not be reached (OAUTH_TOKEN_EXCHANGE_FAILED, OAUTH_ID_TOKEN_INVALID, OAUTH_PROVIDER_UNREACHABLE, REFRESH_FAILED)"),
             ("501", "a capability is not available (no function runtime, no user entity for passwords, no API key pepper)"),
             ("503", "busy or stopping (the function runtime; too many sign-ins being checked: AUTH_BUSY)"),
             ("504", "the function call timed out"),
+            ("507", "the server's disk is full (DISK_FULL): nothing was stored"),
         ]
         return .object(described.map { status, what in
             var r: [(String, JSONValue)] = [("description", .string(what)), ("content", json(ref("Error")))]

@@ -62,6 +62,12 @@ extension RouteContext {
         let generation = sessions.generation
         let auth = try await authFor(token: token)
         guard !auth.isAdmin, auth.userID != nil, let token else { return (auth, nil, generation) }
+        // An API key's stream lives as long as the key: revoking it ends the stream.
+        if let key = auth.apiKeyID {
+            let name = SessionStore.apiKeyStream(key)
+            guard let expires = try await sessions.expiries([name])[name] else { return (.anonymous, nil, generation) }
+            return (auth, StreamSession(tokenHash: name, expiresAt: expires), generation)
+        }
         // `authFor` just resolved it, so this is a cache hit (or one more read after a revocation).
         guard let s = try await sessions.resolve(token) else { return (.anonymous, nil, generation) }
         return (auth, StreamSession(tokenHash: SessionStore.hash(token), expiresAt: s.expiresAt), generation)

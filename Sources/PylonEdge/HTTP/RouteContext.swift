@@ -36,6 +36,8 @@ package struct RouteContext: Sendable {
     let workflows: WorkflowService?
     /// OAuth / OpenID sign-in, when a plugin serves `pylon.auth.oauth/1`.
     let oauth: OAuthService?
+    /// File uploads and downloads, when a plugin serves `pylon.files/1` (else its routes are stubs).
+    let files: FileRoutesConfig?
     /// One-time email codes and links, when a plugin serves `pylon.auth.code/1` (else
     /// their routes are its stub's, and password reset answers 501).
     let codes: AuthCodes?
@@ -45,9 +47,10 @@ package struct RouteContext: Sendable {
                  sync: SyncStream, realtime: RealtimeConfig, functions: FunctionService?,
                  cache: CacheService?, authLimiter: AuthRateLimiter, passwords: PasswordAccounts, apiKeys: ApiKeys?,
                  jwts: SessionJWTs?, jobs: JobService? = nil, cron: CronService? = nil, workflows: WorkflowService? = nil,
-                 oauth: OAuthService? = nil, codes: AuthCodes? = nil) {
+                 oauth: OAuthService? = nil, files: FileRoutesConfig? = nil, codes: AuthCodes? = nil) {
         self.codes = codes
         self.oauth = oauth
+        self.files = files
         self.jobs = jobs
         self.cron = cron
         self.workflows = workflows

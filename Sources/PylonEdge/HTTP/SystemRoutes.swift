@@ -20,7 +20,8 @@ extension RouteContext {
         // No auth, as in Pylon: built once, since the manifest and the routes are fixed at start.
         let openAPI = JSONWriter.encode(OpenAPIDocument.build(.init(
             manifest: data.manifest, cookieName: config.cookieName, dev: config.dev,
-            functions: functions != nil, cache: cache != nil, oauth: oauth != nil, unavailable: stubs, codes: codes != nil)))
+            functions: functions != nil, cache: cache != nil, oauth: oauth != nil, files: files != nil, unavailable: stubs,
+            codes: codes != nil)))
         router.get("/api/openapi.json") { _, _ in HTTPSupport.bytes(openAPI) }
         // Admin-only outside --dev, as in Pylon: the figures describe every user's traffic.
         router.get("/metrics") { req, _ in

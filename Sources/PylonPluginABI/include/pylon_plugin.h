@@ -54,7 +54,9 @@
  *  2.1  PYLON_FN_WORKFLOW, a fourth function kind: a durable workflow that the host
  *       advances one step per call (see the kind's comment).
  *  2.2  `pylon_oauth_v1`, the table of the reserved capability pylon.auth.oauth/1.
- *  2.3  `pylon.auth.code/1`: `pylon_auth_code_v1` (one-time codes and links, hashed state
+ *  2.3  `pylon.files/1` (PYLON_CAP_FILES, `pylon_files_v1`): file bytes stored by a plugin,
+ *       written in chunks (begin, write..., commit or abort) and read by range.
+ *  2.4  `pylon.auth.code/1`: `pylon_auth_code_v1` (one-time codes and links, hashed state
  *       the host keeps, and email delivery), with `pylon_code_request`, `pylon_code_email`,
  *       PYLON_CODE_KIND_*.
  *
@@ -80,8 +82,8 @@ extern "C" {
 #define PYLON_ABI_MAJOR 2
 /** Additive changes (new slots appended, new capability or service ids, new flags) bump
  *  the minor; each is listed in the changelog above. */
-#define PYLON_ABI_MINOR 3
-#define PYLON_ABI_HEADER_HASH 0x50306524u /* abi_header_hash */
+#define PYLON_ABI_MINOR 4
+#define PYLON_ABI_HEADER_HASH 0x42b88404u /* abi_header_hash */
 
 /* ------------------------------------------------------------------------------------ */
 /* Status codes and errors                                                                */
@@ -349,6 +351,8 @@ typedef const pylon_plugin_descriptor *(*pylon_plugin_entry_fn)(void);
 #define PYLON_CAP_SHARD_TRANSPORT  "pylon.shard.transport/1"
 /** Shard simulation state (the game logic). */
 #define PYLON_CAP_SHARD_SIM        "pylon.shard.sim/1"
+/** (2.3) File bytes (uploads), streamed in and read by range: `pylon_files_v1` below. */
+#define PYLON_CAP_FILES            "pylon.files/1"
 /** CRDT documents for fields marked `crdt: "text"` etc. (reserved: until a plugin serves
  *  it such fields are stored and synced as ordinary values). */
 #define PYLON_CAP_CRDT             "pylon.crdt/1"
@@ -879,7 +883,88 @@ typedef struct pylon_oauth_v1 {
 } pylon_oauth_v1;
 
 /* ------------------------------------------------------------------------------------ */
-/* pylon.auth.code/1 — one-time codes and links, and the email that carries them  (2.3)  */
+/* pylon.files/1 — file bytes (uploads), streamed (2.3)                                   */
+/* ------------------------------------------------------------------------------------ */
+/*
+ * The plugin stores bytes under keys it chooses; the HOST owns everything else: the file
+ * rows (`_pylon_files`: owner, name, content type, size, sha256), access rules, signed URLs
+ * and the HTTP routes. A key never comes from a client: the host only passes back keys a
+ * `begin` of this plugin produced (it reads them from its own rows), so a plugin that maps
+ * keys to paths cannot be made to touch another path.
+ *
+ * Nothing is held whole in memory on either side: an upload is written in chunks
+ * (`begin`, any number of `write`s, then exactly one of `commit` or `abort`), a download is
+ * read by range (`read`). A begun upload is invisible to `stat`, `read` and `remove` until
+ * `commit` returns PYLON_OK; one that is aborted, whose `write` or `commit` fails, or that
+ * was open when the process died leaves nothing behind (a plugin cleans what a crash left
+ * at its next `create`).
+ *
+ * Every function may wait on the disk or the network: all are [may-block] and the host
+ * calls them from threads of its own, never from an event loop.
+ */
+
+/** The longest key a plugin may produce (bytes). Keys are ASCII letters, digits, '-' and
+ *  '_' only, so they are safe in logs and URLs. */
+#define PYLON_FILES_KEY_MAX 128
+
+/** An upload in progress. Opaque to the host. OWNER: the plugin; created by `begin`, freed
+ *  by `commit` (whatever it returns) or `abort`, after which the host never uses it. */
+typedef struct pylon_files_upload pylon_files_upload;
+
+/** The `pylon.files/1` interface table. OWNER: the plugin; valid until `destroy`. */
+typedef struct pylon_files_v1 {
+    uint32_t struct_size;
+    uint32_t reserved;        /* 0 */
+
+    /**
+     * Starts an upload and chooses its key: the plugin writes the key (1..PYLON_FILES_KEY_MAX
+     * bytes, not NUL-terminated) into `key_out` (OWNED BY THE HOST, `PYLON_FILES_KEY_MAX`
+     * bytes, valid during the call) and its length into `*key_len`, and the handle into
+     * `*out`. Keys are unique and never reused. On failure `*out` is NULL and `err` says why.
+     * [any-thread] [may-block]
+     */
+    pylon_status (*begin)(pylon_instance *instance, pylon_files_upload **out, char *key_out,
+                          size_t *key_len, const pylon_error_sink *err);
+    /**
+     * Appends `len` bytes (OWNED BY THE HOST, borrowed for the call) to the upload. On
+     * failure the upload is spoiled (the plugin may release its space at once; a full disk
+     * is PYLON_ERR_IO with code "DISK_FULL") and the host calls `abort`.
+     * [one-thread-at-a-time] per upload, [may-block].
+     */
+    pylon_status (*write)(pylon_instance *instance, pylon_files_upload *upload, const uint8_t *bytes,
+                          size_t len, const pylon_error_sink *err);
+    /**
+     * Makes the upload durable (synced to stable storage) and readable under its key, all
+     * or nothing. Frees `upload` whatever it returns; on failure nothing is kept.
+     * [one-thread-at-a-time] per upload, [may-block].
+     */
+    pylon_status (*commit)(pylon_instance *instance, pylon_files_upload *upload, const pylon_error_sink *err);
+    /** Discards the upload and everything written to it, and frees `upload`. [may-block] */
+    void (*abort)(pylon_instance *instance, pylon_files_upload *upload);
+    /**
+     * The size in bytes of the stored file `key` (borrowed for the call) into `*size`.
+     * PYLON_ERR_NOT_FOUND (code "FILE_NOT_FOUND") when there is none. [any-thread] [may-block]
+     */
+    pylon_status (*stat)(pylon_instance *instance, const char *key, size_t key_len, uint64_t *size,
+                         const pylon_error_sink *err);
+    /**
+     * Reads up to `cap` bytes of the file `key` from byte `offset` into `buf` (OWNED BY THE
+     * HOST, `cap` bytes, valid during the call) and sets `*read_len` to how many were read
+     * (fewer than `cap` only at the end of the file; 0 at or past it).
+     * PYLON_ERR_NOT_FOUND (code "FILE_NOT_FOUND") when there is none. [any-thread] [may-block]
+     */
+    pylon_status (*read)(pylon_instance *instance, const char *key, size_t key_len, uint64_t offset,
+                         uint8_t *buf, size_t cap, size_t *read_len, const pylon_error_sink *err);
+    /**
+     * Deletes the file `key`. Reads that already started may finish or fail; later ones get
+     * PYLON_ERR_NOT_FOUND. PYLON_ERR_NOT_FOUND when there was none. [any-thread] [may-block]
+     */
+    pylon_status (*remove)(pylon_instance *instance, const char *key, size_t key_len,
+                           const pylon_error_sink *err);
+} pylon_files_v1;
+
+/* ------------------------------------------------------------------------------------ */
+/* pylon.auth.code/1 — one-time codes and links, and the email that carries them  (2.4)  */
 /* ------------------------------------------------------------------------------------ */
 /*
  * The plugin owns the secrets of email sign-in: it makes one-time codes (a few digits a

@@ -1,0 +1,134 @@
+import Foundation
+import PylonCore
+import PylonJSON
+
+/// One uploaded file's row in `_pylon_files` (`SystemTables.files`).
+package struct FileRecord: Sendable {
+    package let id: String
+    /// The files plugin's key for the bytes; never leaves the host.
+    package let storageKey: String
+    /// The uploader's user id; nil when uploaded with the admin token.
+    package let owner: String?
+    package let name: String
+    package let type: String
+    package let size: Int64
+    /// Lowercase hex SHA-256 of the bytes.
+    package let sha256: String
+    /// Milliseconds since 1970.
+    package let createdAt: Int64
+
+    package init(id: String, storageKey: String, owner: String?, name: String, type: String, size: Int64, sha256: String, createdAt: Int64) {
+        self.id = id
+        self.storageKey = storageKey
+        self.owner = owner
+        self.name = name
+        self.type = type
+        self.size = size
+        self.sha256 = sha256
+        self.createdAt = createdAt
+    }
+
+    /// The row as clients see it (answers and change-log entries): no storage key.
+    package var json: JSONValue {
+        .object([("id", .string(id)), ("owner", owner.map { .string($0) } ?? .null), ("name", .string(name)),
+                 ("type", .string(type)), ("size", .int(size)), ("sha256", .string(sha256)),
+                 ("created_at", .string(ISOTime.string(millis: createdAt)))])
+    }
+
+    /// A new file id: "file_" and 32 base64url characters from 24 bytes of the system's
+    /// CSPRNG, so ids cannot be guessed or enumerated (Pylon's were a timestamp and the name).
+    package static func newID() -> String {
+        var g = SystemRandomNumberGenerator()
+        let bytes = (0..<24).map { _ in UInt8.random(in: 0...255, using: &g) }
+        return "file_" + Data(bytes).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+    }
+
+    /// Whether `id` has the shape `newID` makes; anything else names no file (and never
+    /// reaches a query or the plugin).
+    package static func isID(_ id: String) -> Bool {
+        let u = id.utf8
+        return u.count == 37 && id.hasPrefix("file_") && u.dropFirst(5).allSatisfy { c in
+            (65...90).contains(c) || (97...122).contains(c) || (48...57).contains(c) || c == 45 || c == 95
+        }
+    }
+}
+
+/// The file rows, written through the store's writer with a change-log entry in the same
+/// transaction (entity `_pylon_files`), so uploads and deletions reach the change log on
+/// every store. The change log's readers see these entries as they see any entity the
+/// manifest does not declare: admins only (everyone in --dev).
+package final class FileRecords: Sendable {
+    package static let entity = SystemTables.files.name
+    private let store: StoreThreads
+    private let dialect: SQLDialect
+
+    package init(store: StoreThreads, dialect: SQLDialect) {
+        self.store = store
+        self.dialect = dialect
+    }
+
+    package static func createSQL(_ d: SQLDialect) -> [String] { d.createSystemTable(SystemTables.files) }
+
+    private static let columns = ["id", "storage_key", "owner", "name", "type", "size", "sha256", "created_at"]
+
+    package func insert(_ r: FileRecord) async throws {
+        let d = dialect
+        let sql = "INSERT INTO \(d.quote(Self.entity)) (\(Self.columns.map(d.quote).joined(separator: ", "))) VALUES (\((1...Self.columns.count).map(d.placeholder).joined(separator: ", ")))"
+        let params: [SQLValue] = [.text(r.id), .text(r.storageKey), r.owner.map { .text($0) } ?? .null, .text(r.name), .text(r.type),
+                                  .int(r.size), .text(r.sha256), .int(r.createdAt)]
+        try await store.write { tx in
+            try ChangeLog.write(tx, sql, params, mapError: { $0 }, entity: Self.entity, rowID: r.id, kind: .insert, data: r.json, before: nil)
+        }
+    }
+
+    package func get(_ id: String) async throws -> FileRecord? {
+        guard FileRecord.isID(id) else { return nil }
+        let sql = select("id")
+        return try await store.read { conn in try conn.execute(sql, [.text(id)]).rows.first.flatMap(Self.record) }
+    }
+
+    /// Deletes the row `id` (with its change-log entry); returns it, or nil when there was none.
+    package func delete(_ id: String) async throws -> FileRecord? {
+        guard FileRecord.isID(id) else { return nil }
+        return try await deleteWhere("id", id).first
+    }
+
+    /// `owner`'s files, oldest first (the GDPR export).
+    package func list(owner: String) async throws -> [FileRecord] {
+        let sql = select("owner") + " ORDER BY \(dialect.quote("created_at")), \(dialect.quote("id"))"
+        return try await store.read { conn in try conn.execute(sql, [.text(owner)]).rows.compactMap(Self.record) }
+    }
+
+    /// Deletes every file row of `owner` in one transaction (the GDPR purge); returns them,
+    /// so their bytes can be removed.
+    package func deleteAll(owner: String) async throws -> [FileRecord] {
+        try await deleteWhere("owner", owner)
+    }
+
+    private func select(_ column: String) -> String {
+        let d = dialect
+        return "SELECT \(Self.columns.map(d.quote).joined(separator: ", ")) FROM \(d.quote(Self.entity)) WHERE \(d.quote(column)) = \(d.placeholder(1))"
+    }
+
+    /// Deletes the rows whose `column` is `value`, each with its change-log entry.
+    private func deleteWhere(_ column: String, _ value: String) async throws -> [FileRecord] {
+        let d = dialect, select = select(column)
+        let delete = "DELETE FROM \(d.quote(Self.entity)) WHERE \(d.quote("id")) = \(d.placeholder(1))"
+        return try await store.write { tx in
+            // Read before deleting: a deferred-write store (D1) reports no row counts until commit.
+            let rows = try tx.connection.execute(select, [.text(value)]).rows.compactMap(Self.record)
+            for r in rows {
+                try ChangeLog.write(tx, delete, [.text(r.id)], mapError: { $0 },
+                                    entity: Self.entity, rowID: r.id, kind: .delete, data: nil, before: r.json)
+            }
+            return rows
+        }
+    }
+
+    private static func record(_ row: [SQLValue]) -> FileRecord? {
+        guard row.count >= columns.count, let id = row[0].textValue, let key = row[1].textValue, let name = row[3].textValue,
+              let type = row[4].textValue, let size = row[5].intValue, let sha = row[6].textValue, let created = row[7].intValue else { return nil }
+        return FileRecord(id: id, storageKey: key, owner: row[2].textValue, name: name, type: type, size: size, sha256: sha, createdAt: created)
+    }
+}

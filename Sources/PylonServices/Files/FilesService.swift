@@ -1,0 +1,173 @@
+import Crypto
+import Foundation
+import NIOCore
+import PylonPluginABI
+import PylonCore
+import PylonPlugins
+import PylonData
+import PylonJSON
+
+/// The host's side of `pylon.files/1`: uploads written through the plugin in chunks while
+/// their size and SHA-256 are counted, and stored files read back by range. Every plugin
+/// call may block on the disk, so each runs on `queue`, never on an event loop.
+///
+/// Threads: any task may call; an `Upload` is used by one task at a time.
+package final class FilesService: @unchecked Sendable {
+    let table: UnsafePointer<pylon_files_v1>
+    let instance: OpaquePointer
+    package let plugin: LoadedPlugin
+    private let queue = DispatchQueue(label: "pylon.files", attributes: .concurrent)
+
+    package init(_ served: ServedCapability) throws(HostError) {
+        let size = served.table.load(as: UInt32.self)
+        guard Int(size) >= MemoryLayout<pylon_files_v1>.size else {
+            throw HostError(status: 500, code: "PLUGIN_INTERFACE_TOO_SMALL",
+                            message: "plugin \(served.plugin.id) returned a pylon.files/1 table of \(size) bytes, expected at least \(MemoryLayout<pylon_files_v1>.size); rebuild it against this host's header")
+        }
+        table = served.table.assumingMemoryBound(to: pylon_files_v1.self)
+        instance = served.instance
+        plugin = served.plugin
+    }
+
+    /// Runs `body` (plugin calls that may block) on the files queue.
+    private func offload<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { c in
+            queue.async { c.resume(with: Result { try body() }) }
+        }
+    }
+
+    /// An upload in progress: the plugin's handle and what was written so far. Ends with
+    /// `commit` or `abort` (exactly one; `abort` after either is a no-op).
+    package final class Upload: @unchecked Sendable {
+        let handle: OpaquePointer
+        package let key: String
+        package private(set) var size: Int64 = 0
+        private var hash = SHA256()
+        fileprivate var ended = false
+
+        init(handle: OpaquePointer, key: String) {
+            self.handle = handle
+            self.key = key
+        }
+
+        fileprivate func counted(_ bytes: UnsafeRawBufferPointer) {
+            size += Int64(bytes.count)
+            hash.update(bufferPointer: bytes)
+        }
+
+        package var sha256: String { hash.finalize().map { String(format: "%02x", $0) }.joined() }
+    }
+
+    package func begin() async throws -> Upload {
+        try await offload { [self] in
+            var handle: OpaquePointer?
+            var key = [CChar](repeating: 0, count: Int(PYLON_FILES_KEY_MAX))
+            var keyLen = 0
+            let capture = PluginErrorCapture()
+            let status = key.withUnsafeMutableBufferPointer { k in
+                capture.withSink { table.pointee.begin(instance, &handle, k.baseAddress, &keyLen, $0) }
+            }
+            guard status == PYLON_OK, let handle, keyLen > 0, keyLen <= key.count else {
+                throw fault(capture, status, "FILES_BEGIN_FAILED")
+            }
+            let text = key.prefix(keyLen).withUnsafeBytes { String(decoding: $0, as: UTF8.self) }
+            return Upload(handle: handle, key: text)
+        }
+    }
+
+    /// Writes `chunk` to the upload (counting its size and hash). On failure the upload is
+    /// aborted.
+    package func write(_ upload: Upload, _ chunk: ByteBuffer) async throws {
+        try await offload { [self] in
+            let capture = PluginErrorCapture()
+            let status = chunk.withUnsafeReadableBytes { bytes in
+                upload.counted(bytes)
+                return capture.withSink {
+                    table.pointee.write(instance, upload.handle, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count, $0)
+                }
+            }
+            guard status == PYLON_OK else {
+                endAbort(upload)
+                throw fault(capture, status, "FILES_WRITE_FAILED")
+            }
+        }
+    }
+
+    /// Makes the upload durable and readable under its key.
+    package func commit(_ upload: Upload) async throws {
+        try await offload { [self] in
+            guard !upload.ended else { throw HostError(status: 500, code: "FILES_UPLOAD_ENDED", message: "the upload has already ended") }
+            upload.ended = true
+            let capture = PluginErrorCapture()
+            let status = capture.withSink { table.pointee.commit(instance, upload.handle, $0) }
+            guard status == PYLON_OK else { throw fault(capture, status, "FILES_COMMIT_FAILED") }
+        }
+    }
+
+    /// Discards the upload (a no-op once it has ended).
+    package func abort(_ upload: Upload) async {
+        _ = try? await offload { [self] in endAbort(upload) }
+    }
+
+    private func endAbort(_ upload: Upload) {
+        guard !upload.ended else { return }
+        upload.ended = true
+        table.pointee.abort(instance, upload.handle)
+    }
+
+    /// The stored file's size, or nil when the plugin has no file under `key`.
+    package func size(of key: String) async throws -> Int64? {
+        try await offload { [self] in
+            var size: UInt64 = 0
+            let capture = PluginErrorCapture()
+            let status = key.utf8CString.withUnsafeBufferPointer { k in
+                capture.withSink { table.pointee.stat(instance, k.baseAddress, k.count - 1, &size, $0) }
+            }
+            if status == PYLON_ERR_NOT_FOUND { return nil }
+            guard status == PYLON_OK else { throw fault(capture, status, "FILES_STAT_FAILED") }
+            return Int64(size)
+        }
+    }
+
+    /// Up to `count` bytes of the file `key` from `offset` (fewer only at its end).
+    package func read(_ key: String, offset: Int64, count: Int) async throws -> ByteBuffer {
+        try await offload { [self] in
+            var buffer = ByteBufferAllocator().buffer(capacity: count)
+            let capture = PluginErrorCapture()
+            var status: pylon_status = PYLON_OK
+            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { out in
+                var got = 0
+                status = key.utf8CString.withUnsafeBufferPointer { k in
+                    capture.withSink {
+                        table.pointee.read(instance, k.baseAddress, k.count - 1, UInt64(offset),
+                                           out.baseAddress?.assumingMemoryBound(to: UInt8.self), count, &got, $0)
+                    }
+                }
+                return status == PYLON_OK ? min(got, count) : 0
+            }
+            guard status == PYLON_OK else { throw fault(capture, status, "FILES_READ_FAILED") }
+            return buffer
+        }
+    }
+
+    /// Deletes the bytes under `key`; a missing file is not an error (the row is what counts).
+    package func remove(_ key: String) async throws {
+        try await offload { [self] in
+            let capture = PluginErrorCapture()
+            let status = key.utf8CString.withUnsafeBufferPointer { k in
+                capture.withSink { table.pointee.remove(instance, k.baseAddress, k.count - 1, $0) }
+            }
+            guard status == PYLON_OK || status == PYLON_ERR_NOT_FOUND else { throw fault(capture, status, "FILES_REMOVE_FAILED") }
+        }
+    }
+
+    /// The plugin's failure as a host error: a full disk is 507 DISK_FULL (its message says
+    /// what to do), anything else 500 with the plugin's code.
+    private func fault(_ capture: PluginErrorCapture, _ status: pylon_status, _ fallback: String) -> HostError {
+        let e = capture.failure(status, code: fallback, message: "the files plugin failed with status \(status)")
+        if e.code == "DISK_FULL" {
+            return HostError(status: 507, code: "DISK_FULL", message: "the file could not be stored: the server's disk is full; try again later or ask the operator to free space")
+        }
+        return HostError(status: 500, code: e.code, message: "\(plugin.id): \(e.message)")
+    }
+}
