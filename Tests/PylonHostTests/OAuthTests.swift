@@ -103,11 +103,11 @@ struct OAuthTests {
         let users = try await host.request("GET", "/api/entities/User?limit=100", token: HostProcess.adminToken).json["data"].items
         #expect(users.count == 2, "alice once (three links), carol: \(users)")
         if store.name == "sqlite" {
-            let r = try await TestCommand.run("/usr/bin/sqlite3", [host.dbPath, "SELECT provider_id, access_token, refresh_token FROM _pylon_accounts"])
+            let r = try await TestCommand.run("/usr/bin/sqlite3", [host.storeFile ?? host.dbPath, "SELECT provider_id, access_token, refresh_token FROM _pylon_accounts"])
             #expect(r.stdout.split(separator: "\n").count == 3, "\(r.stdout)")
             #expect(r.stdout.split(separator: "\n").allSatisfy { $0.split(separator: "|").dropFirst().allSatisfy { $0.hasPrefix("v1.") } },
                     "provider tokens are stored encrypted: \(r.stdout)")
-            let states = try await TestCommand.run("/usr/bin/sqlite3", [host.dbPath, "SELECT COUNT(*) FROM _pylon_oauth_state"])
+            let states = try await TestCommand.run("/usr/bin/sqlite3", [host.storeFile ?? host.dbPath, "SELECT COUNT(*) FROM _pylon_oauth_state"])
             #expect(states.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "0", "every state was used up")
         }
     }
@@ -175,6 +175,26 @@ struct OAuthTests {
         // The provider goes away between the consent and the callback.
         let gone = try await Self.browse(host, "provider-dies", ["\(mock.process.processIdentifier)"])
         #expect(Self.query(gone["location"].string ?? "")["oauth_error"] == "OAUTH_TOKEN_EXCHANGE_FAILED", "\(String(describing: gone))")
+    }
+
+    @Test("Starting sign-ins is counted per address (each stores a state): past the verify bucket, 429 with Retry-After and no state")
+    func startsAreLimited() async throws {
+        let mock = try await OIDCMock()
+        defer { mock.stop() }
+        var env = try Self.env(mock)
+        env["PYLON_AUTH_RATE_LIMIT_VERIFY"] = "3"
+        let host = try await HostProcess.start(manifest: Self.manifest, env: env)
+        defer { host.stop() }
+        for _ in 0..<3 {
+            let r = try await host.request("GET", "/api/auth/login/mock?callback=/done")
+            #expect(r.status == 200 && r.json["state"].string != nil, "\(r.body)")
+        }
+        let over = try await host.rawRequest("GET", "/api/auth/login/mock?callback=/done")
+        #expect(over.status == 429 && over.headers["retry-after"] != nil, "\(over.status) \(over.body)")
+        if let file = host.storeFile {
+            let states = try await TestCommand.run("/usr/bin/sqlite3", [file, "SELECT COUNT(*) FROM _pylon_oauth_state"])
+            #expect(states.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "3", "only the counted starts stored a state: \(states.stdout)")
+        }
     }
 
     @Test("Outside --dev a configured provider needs PYLON_AUTH_ENCRYPTION_KEY; a malformed key is refused")

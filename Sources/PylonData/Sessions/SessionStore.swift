@@ -190,6 +190,23 @@ public final class SessionStore: @unchecked Sendable {
         return live
     }
 
+    /// Makes the live guest session `token` the session of `userID` (Pylon's `upgrade`);
+    /// false when it is not a live guest session. Its streams end, so clients reconnect as
+    /// the new user.
+    public func upgradeGuest(_ token: String, to userID: String) async throws -> Bool {
+        let hash = Self.hash(token), now = Self.now(), d = dialect
+        let find = "SELECT user_id, expires_at FROM _pylon_sessions WHERE token_hash = \(d.placeholder(1))"
+        let update = "UPDATE _pylon_sessions SET user_id = \(d.placeholder(1)) WHERE token_hash = \(d.placeholder(2))"
+        let done = try await store.write { tx in
+            guard let row = try tx.connection.execute(find, [.text(hash)]).rows.first, row.at(0).textValue?.hasPrefix("guest_") == true,
+                  case let .int(until) = row.at(1), until == 0 || now < until else { return false }
+            try tx.connection.execute(update, [.text(userID), .text(hash)], wantRows: false)
+            return true
+        }
+        if done { revoked([hash]) }
+        return done
+    }
+
     /// Revokes every session of `userID`; returns how many there were.
     public func revokeAll(userID: String) async throws -> Int {
         let find = "SELECT token_hash FROM _pylon_sessions WHERE user_id = \(dialect.placeholder(1))"

@@ -63,6 +63,25 @@ extension RouteContext {
             return HTTPSupport.json(.object([("token", .string(token)), ("user_id", .string(userID)), ("is_guest", true),
                                              ("expires_at", .int(expires))]))
         }
+        // Pylon's upgrade: a guest session becomes a user's, in place (--dev: the caller's own
+        // session; the admin token: the session named by "token").
+        router.post("/api/auth/upgrade") { req, _ in
+            let who = try await auth(req)
+            let b = try await body(req)
+            guard who.isAdmin || config.dev else {
+                throw HostError.forbidden("upgrading a guest session is only allowed in --dev mode or with the admin token")
+            }
+            guard let token = who.isAdmin ? b["token"]?.stringValue : Self.token(req, cookieName: config.cookieName), token.hasPrefix("pylon_") else {
+                throw HostError.badRequest("MISSING_FIELD", who.isAdmin ? "the body needs \"token\": the guest session to upgrade" : "send the guest session's token")
+            }
+            guard let userID = b["user_id"]?.stringValue, !userID.isEmpty, userID.count <= 256, !userID.hasPrefix("guest_") else {
+                throw HostError.badRequest("MISSING_FIELD", "the body needs \"user_id\": the user the guest session becomes (not a guest id)")
+            }
+            guard try await sessions.upgradeGuest(token, to: userID) else {
+                throw HostError.badRequest("UPGRADE_FAILED", "that token is not a live guest session")
+            }
+            return HTTPSupport.json(.object([("upgraded", true), ("user_id", .string(userID))]))
+        }
         let logout: @Sendable (Request, PylonRequestContext) async throws -> Response = { req, _ in
             var revoked = false
             if let token = Self.token(req, cookieName: config.cookieName), token.hasPrefix("pylon_") {

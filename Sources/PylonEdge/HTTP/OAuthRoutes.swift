@@ -22,6 +22,9 @@ import PylonServices
 /// - `POST /api/auth/oauth/refresh/:p` (a session) → `{"access_token", "expires_at",
 ///   "scope", "provider"}`.
 ///
+/// Every route counts in the `verify` auth bucket of the caller's address (30 a minute by
+/// default): a sign-in is a few requests, and offices share one address.
+///
 /// The state is a hash in the store, single use, ten minutes, and only good in the
 /// browser that began it (`pylon_oauth_binding` cookie), so a login CSRF — a victim's
 /// browser finishing an attacker's flow — fails; PKCE S256 and the OIDC nonce go with
@@ -40,7 +43,7 @@ extension RouteContext {
         }
         router.get("/api/auth/login/:provider") { req, ctx in
             let provider = try ctx.parameters.require("provider").lowercased()
-            try authLimiter.check(.send, client: client(req, ctx))
+            try authLimiter.check(.verify, client: client(req, ctx))
             let q = req.uri.queryParameters
             guard let callback = q["callback"].map(String.init), !callback.isEmpty else {
                 throw HostError.badRequest("MISSING_CALLBACK", "give ?callback=<where to send the browser after sign-in>")
@@ -63,14 +66,14 @@ extension RouteContext {
             return r
         }
         router.get("/api/auth/callback/:provider") { req, ctx in
-            try authLimiter.check(.login, client: client(req, ctx))
+            try authLimiter.check(.verify, client: client(req, ctx))
             let q = req.uri.queryParameters
             return try await browserCallback(req, oauth, provider: try ctx.parameters.require("provider").lowercased(),
                                              state: q["state"].map(String.init), code: q["code"].map(String.init),
                                              error: q["error"].map(String.init), description: q["error_description"].map(String.init))
         }
         router.post("/api/auth/callback/:provider") { req, ctx in
-            try authLimiter.check(.login, client: client(req, ctx))
+            try authLimiter.check(.verify, client: client(req, ctx))
             let provider = try ctx.parameters.require("provider").lowercased()
             if req.headers[.contentType]?.lowercased().hasPrefix("application/x-www-form-urlencoded") == true {
                 let raw = try await HTTPSupport.rawBody(req, limit: config.maxBodyBytes)
@@ -99,7 +102,7 @@ extension RouteContext {
         router.post("/api/auth/oauth/refresh/:provider") { req, ctx in
             let provider = try ctx.parameters.require("provider").lowercased()
             let userID = try await sessionUser(req)
-            try authLimiter.check(.send, client: client(req, ctx), account: userID)
+            try authLimiter.check(.verify, client: client(req, ctx), account: userID)
             guard let link = try await oauth.accounts.refreshToken(userID: userID, provider: provider) else {
                 throw HostError(status: 404, code: "ACCOUNT_NOT_FOUND", message: "your account is not linked to \(provider); sign in with it first")
             }

@@ -287,6 +287,11 @@ enum OpenAPIDocument {
             "selectOrg", "act in one of the caller's organisations (an OrgMember row), or none with null (session only)",
             access: .user, tags: ["auth"], body: body(object([("orgId", ["type": ["string", "null"]])], required: ["orgId"])),
             responses: [("200", ok(object([("tenantId", ["type": ["string", "null"]])], required: ["tenantId"])))], errors: ["501"])]),
+        ("/api/auth/upgrade", ["post": op(
+            "upgrade", "a guest session becomes a user's ({user_id}; --dev: the caller's own session; the admin token: the session named by token)",
+            access: .anyone, tags: ["auth"],
+            body: body(object([("user_id", ["type": "string", "minLength": 1]), ("token", string)], required: ["user_id"])),
+            responses: [("200", ok(object([("upgraded", boolean), ("user_id", string)], required: ["upgraded", "user_id"])))])]),
         ("/api/auth/refresh", ["post": op("refresh", "a new token for the caller's session (same user, device, organisation); the old one ends",
                                           access: .anyone, tags: ["auth"], responses: [("200", ok(tokenReply))], errors: ["401"])]),
         ("/api/auth/account", ["delete": op(
