@@ -124,7 +124,9 @@ struct HTTPFrontTests {
         let channel = try await routedPipeline()
         var seen = Seen()
         try await channel.writeInbound(ByteBuffer(bytes: input))
-        let deadline = ContinuousClock.now + .seconds(60)
+        // Generous: the router's Task waits for a thread of the cooperative pool, which the
+        // full parallel run keeps busy.
+        let deadline = ContinuousClock.now + .seconds(180)
         while seen.statuses.count < answers, ContinuousClock.now < deadline {
             // Work queued from the loop's own thread waits for `run` (the test loop's rule).
             await channel.testingEventLoop.run()

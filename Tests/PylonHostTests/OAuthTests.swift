@@ -148,7 +148,8 @@ struct OAuthTests {
 
         let untrusted = try await Self.browse(host, "start", ["https://evil.example/steal"])
         #expect(untrusted["status"].int == 403 && untrusted["body"]["error"]["code"].string == "UNTRUSTED_REDIRECT", "\(String(describing: untrusted))")
-        for callback in ["//evil.example/x", "https://localhost:3000.evil.example/", "javascript:alert(1)"] {
+        for callback in ["//evil.example/x", "https://localhost:3000.evil.example/", "javascript:alert(1)", "/done\r\nSet-Cookie: x=1",
+                         "http://localhost:5173/a\nb"] {
             let r = try await Self.browse(host, "start", [callback])
             #expect(r["status"].int == 403, "\(callback): \(String(describing: r))")
         }

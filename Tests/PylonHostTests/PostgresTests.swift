@@ -209,7 +209,7 @@ struct PostgresTests {
                 }
             }
         }
-        try await eventually("100 writes before the crash", timeout: 60) { acknowledged.count >= 100 ? true : nil }
+        try await eventually("100 writes before the crash", timeout: 240) { acknowledged.count >= 100 ? true : nil }
         try await pg.kill9()
         // While the database is down, requests fail with a clear error instead of hanging.
         let down = try await host.request("POST", "/api/entities/Item", json: #"{"title": "down"}"#, token: Self.admin)

@@ -150,7 +150,9 @@ extension RouteContext {
 
     /// A path on this host, or a URL of a trusted origin (Pylon's development origins in --dev).
     func callbackAllowed(_ url: String) -> Bool {
-        if url.hasPrefix("/") { return !url.hasPrefix("//") && !url.hasPrefix("/\\") && !url.contains("\r") && !url.contains("\n") }
+        // No control characters anywhere: the URL becomes a Location header.
+        guard !url.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else { return false }
+        if url.hasPrefix("/") { return !url.hasPrefix("//") && !url.hasPrefix("/\\") }
         guard let origin = CSRFGuard.origin(ofURL: url) else { return false }
         var trusted = (config.trustedOrigins ?? data.manifest.auth.trustedOrigins).map { CSRFGuard.origin(ofURL: $0) ?? CSRFGuard.normalize($0) }
         if config.dev { trusted += Self.devCallbackOrigins }

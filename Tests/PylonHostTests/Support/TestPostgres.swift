@@ -72,7 +72,8 @@ final class TestPostgres: @unchecked Sendable {
     /// Runs SQL with psql against `url` (default: the admin database); returns stdout.
     @discardableResult
     func psql(_ sql: String, url: String? = nil) async throws -> String {
-        let r = try await TestCommand.run("/usr/bin/psql", [url ?? adminURL, "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql])
+        // Generous: in the full parallel run a CREATE DATABASE has waited over a minute.
+        let r = try await TestCommand.run("/usr/bin/psql", [url ?? adminURL, "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql], timeout: 240)
         guard r.status == 0 else { throw TestSetupError(description: "psql \(sql): \(r.stderr)") }
         return r.stdout
     }
