@@ -464,6 +464,22 @@ struct FilesTests {
         #expect(deletes == [a1, a2].sorted())
     }
 
+    @Test("Deleting an account deletes its files (rows logged, bytes removed), and no one else's", arguments: stores)
+    func accountDeletion(store: TestStore) async throws {
+        let host = try await HostProcess.start(manifest: Self.manifest, store: store)
+        defer { host.stop() }
+        let alice = try await host.mintSession("alice")
+        let bob = try await host.mintSession("bob")
+        let mine = try #require(try await Self.upload(host, [7, 0, 7], token: alice).json["id"].string)
+        let theirs = try #require(try await Self.upload(host, [8], token: bob).json["id"].string)
+        let gone = try await host.request("DELETE", "/api/auth/account", token: alice)
+        #expect(gone.status == 200 && gone.json["deleted_files"].int == 1, "\(gone.body)")
+        #expect(try await Self.send(host, "GET", "/api/files/\(mine)", token: HostProcess.adminToken).status == 404)
+        #expect(try await Self.send(host, "GET", "/api/files/\(theirs)", token: bob).body == [8])
+        #expect(Self.storedFiles(host).count == 1)
+        #expect(try await Self.fileEvents(host).filter { $0.kind == "delete" }.map(\.id) == [mine])
+    }
+
     @Test("Temp files an earlier run left (a crash mid-upload) are removed at start; committed files stay")
     func leftovers() async throws {
         let key = "0123456789abcdef0123456789abcdef"

@@ -20,12 +20,16 @@ extension RouteContext {
             if let codes { try await codes.forget(email: (try? await passwords.email(ofUser: user))?.value, userID: user) }
             try await passwords.forget(userID: user)
             let links = try await oauth?.accounts.forget(userID: user) ?? 0
+            // The user's uploads go with the account (rows logged, then bytes), as in a purge.
+            var removedFiles = 0
+            if let files { removedFiles = try await purgeFiles(of: user, files) }
             let entity = data.manifest.auth.userEntity
             if data.codecs[entity] != nil, try await data.get(entity, id: user) != nil {
                 _ = try await data.delete(entity, id: user, auth: .admin)
             }
             var r = HTTPSupport.json(.object([("deleted", true), ("revoked_sessions", .int(Int64(sessionsEnded))),
-                                              ("revoked_api_keys", .int(Int64(keys))), ("unlinked_accounts", .int(Int64(links)))]))
+                                              ("revoked_api_keys", .int(Int64(keys))), ("unlinked_accounts", .int(Int64(links))),
+                                              ("deleted_files", .int(Int64(removedFiles)))]))
             r.headers[.setCookie] = clearedSessionCookie
             return r
         }

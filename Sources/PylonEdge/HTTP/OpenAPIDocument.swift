@@ -297,7 +297,7 @@ enum OpenAPIDocument {
         ("/api/auth/account", ["delete": op(
             "deleteAccount", "delete the caller: sessions, API keys, password and user row (session only)", access: .user, tags: ["auth"],
             responses: [("200", ok(object([("deleted", ["const": true]), ("revoked_sessions", count), ("revoked_api_keys", count),
-                                           ("unlinked_accounts", count)], required: ["deleted"])))])]),
+                                           ("unlinked_accounts", count), ("deleted_files", count)], required: ["deleted"])))])]),
         ("/api/auth/session", [
             "get": op("getSession", "the caller and their user row, without credentials or hidden fields", access: .anyone,
                       tags: ["auth"], responses: [("200", ok(object([("session", ref("Auth")), ("user", ["type": ["object", "null"]])],
