@@ -751,7 +751,9 @@ struct FunctionsTests {
         #expect(try await host.request("POST", "/api/fn/addTodos", json: #"{"titles":["a","b"]}"#, token: user).status == 200)
         #expect(try await host.request("POST", "/api/fn/listTodos", json: "{}").status == 200)
         #expect(try await host.request("POST", "/api/fn/streamer", json: "{}").status == 200)
-        #expect(try await host.request("POST", "/api/fn/later", json: #"{"delay":60000,"tag":"t"}"#).status == 200)
+        // Due in an hour: under the full parallel run this test has lasted two minutes, and a
+        // call due in one fired among the 500 echoes counted below.
+        #expect(try await host.request("POST", "/api/fn/later", json: #"{"delay":3600000,"tag":"t"}"#).status == 200)
         #expect(try await host.request("POST", "/api/fn/addTodos", json: #"{"titles":["x","y"],"failAfter":1}"#).status == 400)
         #expect(try await host.request("POST", "/api/fn/echo", json: #"{"n":"x"}"#).status == 400)
         #expect(try await host.request("POST", "/api/fn/nope", json: "{}").status == 404)
@@ -776,7 +778,7 @@ struct FunctionsTests {
         let stream = t[3]
         #expect(stream["stream_chunks"].int == 3 && stream["stream_bytes"].int == "one".count + "two\nlines".count + "three".count, "\(stream)")
         let later = t[2]
-        #expect(later["schedules"][0]["fn_name"].string == "record" && later["schedules"][0]["delay_ms"].int == 60000, "\(later)")
+        #expect(later["schedules"][0]["fn_name"].string == "record" && later["schedules"][0]["delay_ms"].int == 3600000, "\(later)")
         #expect(later["ops"].items.isEmpty, "schedules are listed apart from ops: \(later)")
         let failed = t[1]
         #expect(failed["outcome"]["status"].string == "rolled_back" && failed["outcome"]["code"].string == "GAVE_UP", "\(failed)")
