@@ -30,6 +30,8 @@ struct HostProcessError: Error, CustomStringConvertible {
 final class HostProcess: @unchecked Sendable {
     /// The admin bearer token every host started by the harness accepts.
     static let adminToken = "test-admin"
+    /// How long a started host (or fixture server) may take to answer, in seconds.
+    static let startWait: TimeInterval = 120
 
     let directory: URL
     let manifestPath: String
@@ -206,7 +208,9 @@ final class HostProcess: @unchecked Sendable {
             _port = port
         }
 
-        let deadline = Date().addingTimeInterval(30)
+        // Start-up takes a second on a quiet machine; the full parallel run has been seen to
+        // stall a host for over 30 s on these 2 cores, so the wait is generous.
+        let deadline = Date().addingTimeInterval(Self.startWait)
         while Date() < deadline {
             if !p.isRunning {
                 throw HostProcessError(description: "pylon-host exited with status \(p.terminationStatus) before answering /health. Log:\n\(log)")
@@ -224,7 +228,7 @@ final class HostProcess: @unchecked Sendable {
         }
         kill(p.processIdentifier, SIGKILL)
         p.waitForExit()
-        throw HostProcessError(description: "pylon-host did not answer GET /health on port \(port) within 30 s. Log:\n\(log)")
+        throw HostProcessError(description: "pylon-host did not answer GET /health on port \(port) within \(Int(Self.startWait)) s. Log:\n\(log)")
     }
 
     /// One HTTP request. `json` is sent as the body with `Content-Type: application/json`;

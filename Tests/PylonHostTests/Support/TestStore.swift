@@ -165,7 +165,7 @@ enum D1FixtureServer {
             throw TestSetupError(description: "cannot start the D1 fixture server (python3 \(script)): \(error)")
         }
         try? log.close()
-        let deadline = Date().addingTimeInterval(30)
+        let deadline = Date().addingTimeInterval(HostProcess.startWait)
         var port = 0
         while Date() < deadline {
             if let text = try? String(contentsOfFile: portFile, encoding: .utf8), let n = Int(text) {
@@ -179,7 +179,7 @@ enum D1FixtureServer {
             if p.isRunning { kill(p.processIdentifier, SIGKILL) }
             p.waitForExit()
             let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
-            throw TestSetupError(description: "the D1 fixture server did not start within 30 s; its log:\n\(text)")
+            throw TestSetupError(description: "the D1 fixture server did not start within \(Int(HostProcess.startWait)) s; its log:\n\(text)")
         }
         let base = "\(tls ? "https" : "http")://127.0.0.1:\(port)"
         var config: [(String, JSONValue)] = [
