@@ -39,6 +39,8 @@ public final class Host: Sendable {
     let files: FileRoutesConfig?
     /// One-time email codes and links, when a plugin serves `pylon.auth.code/1`.
     let codes: AuthCodes?
+    /// Rooms and presence (in memory; their events go through `hub`).
+    let rooms: RoomService
 
     init(config: HostConfig, manifest: Manifest, registry: PluginRegistry, store: StoreThreads,
                  data: DataService, changes: ChangeLog, sessions: SessionStore, metrics: Metrics, logger: Logger,
@@ -53,6 +55,7 @@ public final class Host: Sendable {
         self.cron = cron
         self.workflows = workflows
         self.hub = hub
+        rooms = RoomService(limits: config.rooms, hub: hub, metrics: metrics)
         self.tailer = tailer
         self.cache = cache
         self.config = config
@@ -122,7 +125,8 @@ public final class Host: Sendable {
                             passwords: PasswordAccounts(data: data, workers: passwordWorkers),
                             apiKeys: apiKeys(),
                             jwts: config.jwtSecret.map { SessionJWTs(secret: $0, issuer: config.jwtIssuer, lifetime: config.jwtLifetime) },
-                            jobs: jobs, cron: cron, workflows: workflows, oauth: oauth, files: files, codes: codes)
+                            jobs: jobs, cron: cron, workflows: workflows, oauth: oauth, files: files, codes: codes,
+                            rooms: rooms)
     }
 
     /// API keys with the configured pepper; in --dev without one, a fixed development pepper
@@ -163,6 +167,7 @@ public final class Host: Sendable {
         let scheduler = functions.map { fn in Task { [logger] in await FunctionScheduler.run(fn, logger: logger) } }
         let jobRunner = jobs.map { j in Task { await j.run() } }
         let cronTicker = cron.map { c in Task { await c.run() } }
+        let roomSweeper = Task { [rooms] in await rooms.run() }
         var quiet = logger
         quiet.logLevel = .warning
         let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: quiet)
@@ -173,6 +178,7 @@ public final class Host: Sendable {
             scheduler?.cancel()
             jobRunner?.cancel()
             cronTicker?.cancel()
+            roomSweeper.cancel()
             jobs?.stop()
             tailer?.stop()
             store.shutdown()

@@ -115,6 +115,9 @@ public struct HostConfig: Sendable {
     public var filesDir: String?
     public var filesMaxBytes: Int?
     public var filesSecret: String?
+    /// Rooms and presence (`PYLON_MAX_ROOMS`, `PYLON_ROOMS_PER_USER`, `PYLON_ROOM_MAX_MEMBERS`,
+    /// `PYLON_ROOM_IDLE_SECS`, `PYLON_ROOM_MESSAGE_RATE`).
+    public var rooms = RoomLimits()
 
     public init() {}
 
@@ -199,6 +202,11 @@ public struct HostConfig: Sendable {
         if let t = try seconds("PYLON_HTTP_BODY_TIMEOUT") { c.httpBodyTimeout = t }
         if let t = try seconds("PYLON_HTTP_IDLE_TIMEOUT") { c.httpIdleTimeout = t }
         if let m = try int("PYLON_MAX_CONNECTIONS") { c.maxConnections = max(1, m) }
+        if let n = try int("PYLON_MAX_ROOMS") { c.rooms.maxRooms = max(1, n) }
+        if let n = try int("PYLON_ROOMS_PER_USER") { c.rooms.perUser = max(1, n) }
+        if let n = try int("PYLON_ROOM_MAX_MEMBERS") { c.rooms.maxMembers = max(1, n) }
+        if let t = try seconds("PYLON_ROOM_IDLE_SECS") { c.rooms.idleSeconds = max(0.1, t) }
+        if let n = try int("PYLON_ROOM_MESSAGE_RATE") { c.rooms.messageRate = max(1, min(n, 100_000)) }
         if let r = try int("PYLON_WS_RELAY_RATE") { c.wsRelayRate = max(1, min(r, 100_000)) }
         if let b = try int("PYLON_WS_RELAY_BURST") { c.wsRelayBurst = max(1, min(b, 100_000)) }
         if let m = try int("PYLON_RATE_LIMIT_MAX") { c.rateLimitMax = m }

@@ -16,6 +16,10 @@ public final class ChangeHub: @unchecked Sendable {
     private var perAddress: [String: Int] = [:]
     /// Streams by the token hash of the session that authenticated them.
     private var bySession: [String: [UInt64: Subscriber]] = [:]
+    /// Streams by the user they read as (room events go to the members' streams).
+    private var byUser: [String: [UInt64: Subscriber]] = [:]
+    /// Called, off the lock, when the last stream of a user closed (their rooms end).
+    package var onUserGone: (@Sendable (String) -> Void)?
     /// The soonest expiry among session streams (0: none expires), so `endExpired`
     /// scans only when one is due.
     private var soonestExpiry: Int64 = 0
@@ -68,6 +72,7 @@ public final class ChangeHub: @unchecked Sendable {
             bySession[session.tokenHash, default: [:]][s.id] = s
             noteExpiry(session.expiresAt)
         }
+        if let user = auth.userID { byUser[user, default: [:]][s.id] = s }
         cachedGroups = nil
         metrics.set("realtime_connections", Double(subscribers.count))
         return s
@@ -75,7 +80,8 @@ public final class ChangeHub: @unchecked Sendable {
 
     package func unsubscribe(_ s: Subscriber) {
         s.close()
-        lock.withLock {
+        let gone: String? = lock.withLock {
+            var gone: String?
             if subscribers.removeValue(forKey: s.id) != nil {
                 let n = (perAddress[s.address] ?? 1) - 1
                 perAddress[s.address] = n > 0 ? n : nil
@@ -85,10 +91,19 @@ public final class ChangeHub: @unchecked Sendable {
                     bySession[h]?.removeValue(forKey: s.id)
                     if bySession[h]?.isEmpty == true { bySession.removeValue(forKey: h) }
                 }
+                if let user = s.auth.userID {
+                    byUser[user]?.removeValue(forKey: s.id)
+                    if byUser[user]?.isEmpty == true {
+                        byUser.removeValue(forKey: user)
+                        gone = user
+                    }
+                }
                 cachedGroups = nil
             }
             metrics.set("realtime_connections", Double(subscribers.count))
+            return gone
         }
+        if let gone { onUserGone?(gone) }
     }
 
     /// Called by the writer after each commit with that commit's events in seq order.
@@ -148,6 +163,16 @@ public final class ChangeHub: @unchecked Sendable {
         fanout.async { [self] in
             let subs = lock.withLock { Array(subscribers.values) }
             for s in subs where s.wantsRelays { s.offer(.relay(text)) }
+        }
+    }
+
+    /// Sends a frame to every stream (WS and SSE) of `users`, on the fan-out queue (room
+    /// events: only the room's members get them).
+    package func relay(_ text: String, toUsers users: [String]) {
+        lock.withLock { openLeaveFlush = nil }
+        fanout.async { [self] in
+            let subs = lock.withLock { users.flatMap { byUser[$0].map { Array($0.values) } ?? [] } }
+            for s in subs { s.offer(.relay(text)) }
         }
     }
 

@@ -19,7 +19,8 @@ public struct HubEvent: Sendable {
 /// What a subscriber's sender takes from its queue.
 public enum HubMessage: Sendable {
     case change(HubEvent)
-    /// Presence/topic relays and other frames that are not change events (WS only).
+    /// Frames that are not change events: presence/topic relays (WS only) and room events
+    /// (`ChangeHub.relay(_:toUsers:)`, WS and SSE).
     case relay(String)
     /// The hub's disconnect notices in this range (`ChangeHub.leaveFrames`; WS only).
     case leaves(ClosedRange<Int64>)

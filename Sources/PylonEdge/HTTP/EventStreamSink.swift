@@ -38,7 +38,8 @@ struct EventStreamSink: SyncSink {
     func write(_ text: String) async throws { try await writer.write(text) }
     func finish() async throws { try await writer.finish() }
     func sendChange(_ payload: String, seq: Int64) async throws { try await write("id: \(seq)\ndata: \(payload)\n\n") }
-    func sendRelay(_ payload: String) async throws {}
+    /// Room events (the only relays an SSE stream is sent), as unnamed events with no id.
+    func sendRelay(_ payload: String) async throws { try await write("data: \(payload)\n\n") }
     func flush() async throws {}
     func sendKeepalive() async throws { try await write(": keepalive\n\n") }
     func sendResyncAndClose(_ error: HostError) async throws {

@@ -42,6 +42,7 @@ enum OpenAPIDocument {
         if s.cache { paths += cachePaths }
         if s.oauth { paths += oauthPaths }
         if s.files { paths += filePaths }
+        paths += roomPaths
         var schemas: [(String, JSONValue)] = sharedSchemas
         for e in s.manifest.entities { schemas += entitySchemas(e) }
         let m = s.manifest

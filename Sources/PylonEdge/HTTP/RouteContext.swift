@@ -41,14 +41,18 @@ package struct RouteContext: Sendable {
     /// One-time email codes and links, when a plugin serves `pylon.auth.code/1` (else
     /// their routes are its stub's, and password reset answers 501).
     let codes: AuthCodes?
+    /// Rooms and presence (`RoomRoutes`).
+    let rooms: RoomService?
 
     package init(data: DataService, changes: ChangeLog, sessions: SessionStore, config: HostConfig,
                  metrics: Metrics, startedAt: Date, stubs: [CapabilityInfo], hub: ChangeHub,
                  sync: SyncStream, realtime: RealtimeConfig, functions: FunctionService?,
                  cache: CacheService?, authLimiter: AuthRateLimiter, passwords: PasswordAccounts, apiKeys: ApiKeys?,
                  jwts: SessionJWTs?, jobs: JobService? = nil, cron: CronService? = nil, workflows: WorkflowService? = nil,
-                 oauth: OAuthService? = nil, files: FileRoutesConfig? = nil, codes: AuthCodes? = nil) {
+                 oauth: OAuthService? = nil, files: FileRoutesConfig? = nil, codes: AuthCodes? = nil,
+                 rooms: RoomService? = nil) {
         self.codes = codes
+        self.rooms = rooms
         self.oauth = oauth
         self.files = files
         self.jobs = jobs
