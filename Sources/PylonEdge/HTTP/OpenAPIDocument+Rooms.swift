@@ -5,7 +5,7 @@ extension OpenAPIDocument {
     static let roomPaths: [(String, JSONValue)] = {
         let tags = ["rooms"]
         let name: JSONValue = ["type": "string", "minLength": 1, "maxLength": 128]
-        let userID: JSONValue = ["type": "string", "minLength": 1, "maxLength": 128, "description": "admins only: act as this user"]
+        let userID = nullable(["type": "string", "minLength": 1, "maxLength": 128, "description": "admins only: act as this user (null: yourself)"])
         let peer = object([("user_id", string), ("data", anyValue), ("joined_at", string)], required: ["user_id", "data", "joined_at"])
         let peers: JSONValue = ["type": "array", "items": peer]
         let snapshot = object([("type", ["enum": ["snapshot"]]), ("room", string), ("peers", peers)], required: ["type", "room", "peers"])
