@@ -191,6 +191,9 @@ struct RoomTests {
         #expect(try await Self.post(host, "join", #"{"room":"lobby","user_id":"carl"}"#, admin).status == 200)
         #expect(try await Self.post(host, "join", #"{"room":"lobby","user_id":"carl"}"#, eve).status == 403, "only an admin acts as another user")
         #expect(try await Self.post(host, "leave", #"{"room":"side","user_id":"eve"}"#, eve).json["was_present"].bool == true, "naming yourself is fine")
+        let metrics = try await host.request("GET", "/metrics", token: admin).json
+        #expect(metrics["gauges"]["rooms"].double == 2 && metrics["gauges"]["room_members"].double == 3, "lobby: ann, carl; side: ann")
+        #expect((metrics["counters"]["room_events_total"].int ?? 0) > 5)
     }
 
     @Test("Refused: no session 401; bad bodies 400; oversized data 413; limits on rooms per user, members and rooms answer 429 with their codes; a flood is rate limited")

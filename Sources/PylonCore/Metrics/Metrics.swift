@@ -34,7 +34,7 @@ public final class Metrics: Sendable {
         "write_batches_total", "write_jobs_total", "write_batches_replayed_total", "write_events_unnumbered_total",
         "changes_committed_total",
         "realtime_deliveries_total", "realtime_sessions_ended_total", "realtime_queue_fallbacks_total",
-        "realtime_slow_consumers_closed_total", "realtime_relay_floods_closed_total",
+        "realtime_slow_consumers_closed_total", "realtime_relay_floods_closed_total", "room_events_total",
     ]
     /// Gauges the host sets by name (`set`), likewise.
     static let hostGauges = ["realtime_connections"]
@@ -76,6 +76,7 @@ public final class Metrics: Sendable {
         "http_requests_total", "http_request_duration_seconds", "fn_calls_total", "fn_call_duration_seconds",
         "plugin_calls_total", "write_commit_duration_seconds", "write_batch_jobs", "realtime_fanout_duration_seconds",
         "uptime_seconds", "realtime_queued_messages", "realtime_queue_depth_max", "metrics_refused_total",
+        "rooms", "room_members",
     ]
 
     /// 100 µs to 10 s: a point read takes tens of µs, a function call ms, a slow commit s.
