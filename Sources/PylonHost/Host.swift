@@ -122,7 +122,9 @@ public final class Host: Sendable {
                             passwords: PasswordAccounts(data: data, workers: passwordWorkers),
                             apiKeys: apiKeys(),
                             jwts: config.jwtSecret.map { SessionJWTs(secret: $0, issuer: config.jwtIssuer, lifetime: config.jwtLifetime) },
-                            jobs: jobs, cron: cron, workflows: workflows, oauth: oauth, files: files, codes: codes)
+                            jobs: jobs, cron: cron, workflows: workflows,
+                            orgs: Organisations(store: store, dialect: store.dialect, sessions: sessions),
+                            oauth: oauth, files: files, codes: codes)
     }
 
     /// API keys with the configured pepper; in --dev without one, a fixed development pepper

@@ -43,7 +43,7 @@ package struct APIMiddleware<Context: RemoteAddressRequestContext>: RouterMiddle
         self.requestGuard = requestGuard
         var h = HTTPFields()
         h[.accessControlAllowOrigin] = corsOrigin
-        h[.accessControlAllowMethods] = "GET, POST, PATCH, DELETE, OPTIONS"
+        h[.accessControlAllowMethods] = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
         h[.accessControlAllowHeaders] = "Content-Type, Authorization"
         if corsOrigin != "*" {
             h[.accessControlAllowCredentials] = "true"

@@ -41,13 +41,16 @@ package struct RouteContext: Sendable {
     /// One-time email codes and links, when a plugin serves `pylon.auth.code/1` (else
     /// their routes are its stub's, and password reset answers 501).
     let codes: AuthCodes?
+    /// Organisations, their members and invites (`OrgRoutes`).
+    let orgs: Organisations
 
     package init(data: DataService, changes: ChangeLog, sessions: SessionStore, config: HostConfig,
                  metrics: Metrics, startedAt: Date, stubs: [CapabilityInfo], hub: ChangeHub,
                  sync: SyncStream, realtime: RealtimeConfig, functions: FunctionService?,
                  cache: CacheService?, authLimiter: AuthRateLimiter, passwords: PasswordAccounts, apiKeys: ApiKeys?,
                  jwts: SessionJWTs?, jobs: JobService? = nil, cron: CronService? = nil, workflows: WorkflowService? = nil,
-                 oauth: OAuthService? = nil, files: FileRoutesConfig? = nil, codes: AuthCodes? = nil) {
+                 orgs: Organisations, oauth: OAuthService? = nil, files: FileRoutesConfig? = nil, codes: AuthCodes? = nil) {
+        self.orgs = orgs
         self.codes = codes
         self.oauth = oauth
         self.files = files
