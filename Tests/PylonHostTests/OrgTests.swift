@@ -156,6 +156,30 @@ struct OrgTests {
         #expect(try await host.sql("SELECT count(*) FROM _pylon_org_members").trimmingCharacters(in: .whitespacesAndNewlines) == "0")
     }
 
+    @Test("Postgres, two hosts on one database: a member removed on host A leaves the organisation on host B too — the streams B holds for it end and B no longer reads it as the tenant",
+          .enabled(if: TestStore.defaultStore.name == TestStore.sqlite.name))
+    func removalAcrossHosts() async throws {
+        let pg = try await TestPostgres.shared()
+        let url = try await pg.freshDatabase()
+        let a = try await HostProcess.start(manifest: PostgresTests.manifest(url: url), compatPorts: true)
+        defer { a.kill9() }
+        let b = try await HostProcess.start(manifest: PostgresTests.manifest(url: url), compatPorts: true)
+        defer { b.kill9() }
+        let ann = try await Self.user(a, "ann@example.com")
+        let bob = try await Self.user(a, "bob@example.com")
+        let org = try #require(try await Self.create(a, ann.token, "Acme").json["id"].string)
+        let invite = try #require(try await Self.invite(a, ann.token, org, "bob@example.com").json["token"].string, "--dev answers with the token")
+        #expect(try await Self.accept(b, bob.token, invite).status == 200)
+        #expect(try await OrgSelectionTests.select(b, bob.token, org).status == 200)
+        #expect(try await b.request("GET", "/api/auth/me", token: bob.token).json["tenant_id"].string == org)
+        let onB = try await SessionStreams.open(b, token: bob.token, label: "bob on B in \(org)")
+        let removed = try await a.request("DELETE", "/api/auth/orgs/\(org)/members/\(bob.id)", token: ann.token)
+        #expect(removed.status == 200, "\(removed.body)")
+        try await onB.expectEnded("bob was removed on host A")
+        #expect(try await b.request("GET", "/api/auth/me", token: bob.token).json["tenant_id"].string == nil)
+        onB.close()
+    }
+
     @Test("Deleting an account: its memberships end; an organisation it alone owned passes to its admin, or goes when nobody is left", arguments: [TestStore.sqlite, TestStore.postgres])
     func accountDeletion(store: TestStore) async throws {
         let host = try await HostProcess.start(manifest: Self.manifest, dev: true, store: store)
