@@ -19,10 +19,11 @@ struct CodeConfig {
     var appName = "Pylon"
     var dev = false
     /// Lifetimes (seconds) by kind and purpose, Pylon's: codes 10 min, links 15 min,
-    /// password reset links 30 min.
+    /// password reset links 30 min, email change links 24 h.
     var codeTTL: Int64 = 600
     var linkTTL: Int64 = 900
     var resetTTL: Int64 = 1800
+    var emailChangeTTL: Int64 = 86_400
     /// Wrong codes before a code is dead (Pylon: 5), and the resend cooldown (60 s).
     var maxAttempts: Int64 = 5
     var cooldown: Int64 = 60
@@ -71,6 +72,7 @@ struct CodeConfig {
             if let n = try int("code_ttl_secs", 1...86_400) { c.codeTTL = n }
             if let n = try int("link_ttl_secs", 1...604_800) { c.linkTTL = n }
             if let n = try int("reset_ttl_secs", 1...604_800) { c.resetTTL = n }
+            if let n = try int("email_change_ttl_secs", 1...604_800) { c.emailChangeTTL = n }
             if let n = try int("max_attempts", 1...100) { c.maxAttempts = n }
             if let n = try int("cooldown_secs", 0...3600) { c.cooldown = n }
             if let n = try int("code_digits", 6...10) { c.codeDigits = Int(n) }

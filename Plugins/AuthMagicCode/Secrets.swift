@@ -92,6 +92,7 @@ struct Secrets {
     /// How long a secret for `purpose` lives.
     func lifetime(kind: Int32, purpose: String) -> Int64 {
         if purpose == "password_reset" { return config.resetTTL }
+        if purpose == "email_change" { return config.emailChangeTTL }
         return kind == Self.linkKind ? config.linkTTL : config.codeTTL
     }
 

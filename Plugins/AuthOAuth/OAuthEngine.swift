@@ -147,12 +147,16 @@ final class OAuthEngine: Sendable {
         guard let url = p.tokenURL else { throw .exchange("\(p.id) has no token endpoint") }
         var body = fields
         var headers: [String] = []
+        var secret = p.clientSecret
+        if let apple = p.appleSecret {
+            do { secret = try await apple.mint() } catch { throw .exchange("\(p.id): the client secret could not be signed (\(error))") }
+        }
         switch p.tokenAuth {
         case .form:
             body.append(("client_id", p.clientID))
-            if let s = p.clientSecret { body.append(("client_secret", s)) }
+            if let secret { body.append(("client_secret", secret)) }
         case .basic:
-            let pair = ProviderHTTP.escape(p.clientID) + ":" + ProviderHTTP.escape(p.clientSecret ?? "")
+            let pair = ProviderHTTP.escape(p.clientID) + ":" + ProviderHTTP.escape(secret ?? "")
             headers.append("Authorization: Basic " + Data(pair.utf8).base64EncodedString())
         }
         let reply: ProviderHTTP.Reply

@@ -42,6 +42,8 @@ struct Provider: Sendable {
     /// Sends a PKCE S256 challenge (every provider here accepts one except Apple's).
     var pkce = true
     var extraAuthParams: [(String, String)] = []
+    /// Apple: the client secret is a JWT minted per token request (`AppleClientSecret`).
+    var appleSecret: AppleClientSecret?
 
     var isOIDC: Bool { identity == .oidc }
 }
@@ -106,7 +108,8 @@ struct ProviderRegistry: Sendable {
     static func load(env: [String: String], config: JSONValue) throws(Problem) -> ProviderRegistry {
         var settings: [String: [String: String]] = [:]
         for (key, value) in env where key.hasPrefix("PYLON_OAUTH_") {
-            for suffix in ["_CLIENT_ID", "_CLIENT_SECRET", "_REDIRECT", "_SCOPES", "_TENANT", "_OIDC_ISSUER"] where key.hasSuffix(suffix) {
+            for suffix in ["_CLIENT_ID", "_CLIENT_SECRET", "_REDIRECT", "_SCOPES", "_TENANT", "_OIDC_ISSUER", "_TEAM_ID", "_KEY_ID", "_PRIVATE_KEY"]
+                where key.hasSuffix(suffix) {
                 let id = key.dropFirst("PYLON_OAUTH_".count).dropLast(suffix.count).lowercased()
                 guard !id.isEmpty else { continue }
                 settings[id, default: [:]][String(suffix.dropFirst()).lowercased()] = value
@@ -138,6 +141,7 @@ struct ProviderRegistry: Sendable {
             }
             p.clientID = clientID
             p.clientSecret = s["client_secret"].flatMap { $0.isEmpty ? nil : $0 }
+            if id == "apple" { p.appleSecret = try Self.appleSecret(s, clientID: clientID) }
             p.redirect = s["redirect"].flatMap { $0.isEmpty ? nil : $0 }
             if let scopes = s["scopes"], !scopes.isEmpty {
                 p.scopes = scopes.split(whereSeparator: { $0 == " " || $0 == "," }).map(String.init)
@@ -150,6 +154,17 @@ struct ProviderRegistry: Sendable {
             r.providers[id] = p
         }
         return r
+    }
+
+    /// Apple's minted client secret when its team id, key id and private key are all given;
+    /// nil when none is (a ready-made `client_secret` is then used); a Problem for a part.
+    static func appleSecret(_ s: [String: String], clientID: String) throws(Problem) -> AppleClientSecret? {
+        let parts = ["team_id", "key_id", "private_key"].map { s[$0].flatMap { $0.isEmpty ? nil : $0 } }
+        if parts.allSatisfy({ $0 == nil }) { return nil }
+        guard let team = parts[0], let kid = parts[1], let pem = parts[2] else {
+            throw Problem(message: "apple: set all of PYLON_OAUTH_APPLE_TEAM_ID, PYLON_OAUTH_APPLE_KEY_ID and PYLON_OAUTH_APPLE_PRIVATE_KEY to mint its client secret")
+        }
+        return try AppleClientSecret(teamID: team, keyID: kid, privateKey: pem, clientID: clientID)
     }
 
     /// https, or http to a loopback host (a provider under test on this machine).

@@ -125,8 +125,9 @@ public final class Host: Sendable {
                             passwords: PasswordAccounts(data: data, workers: passwordWorkers),
                             apiKeys: apiKeys(),
                             jwts: config.jwtSecret.map { SessionJWTs(secret: $0, issuer: config.jwtIssuer, lifetime: config.jwtLifetime) },
-                            jobs: jobs, cron: cron, workflows: workflows, oauth: oauth, files: files, codes: codes,
-                            rooms: rooms)
+                            jobs: jobs, cron: cron, workflows: workflows,
+                            orgs: Organisations(store: store, dialect: store.dialect, sessions: sessions),
+                            oauth: oauth, files: files, codes: codes, rooms: rooms)
     }
 
     /// API keys with the configured pepper; in --dev without one, a fixed development pepper

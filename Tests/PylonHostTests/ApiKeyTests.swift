@@ -90,6 +90,31 @@ struct ApiKeyTests {
         first.disconnect(); second.disconnect()
     }
 
+    @Test("Guessing keys: a wrong secret for a key that exists and a key that does not get the same 401; after Pylon's LOGIN threshold (5 a minute per address) every key from that address gets 429, a right one too; using keys counts nothing")
+    func bruteForce() async throws {
+        let host = try await HostProcess.start(manifest: PushScopeTests.manifest,
+                                               env: Self.pepper.merging(["PYLON_AUTH_RATE_LIMIT_LOGIN": "5,30"]) { $1 }, dev: false)
+        defer { host.stop() }
+        let ann = try await host.mintSession("ann")
+        let key = try #require(try await Self.create(host, ann).json["key"].string)
+        for _ in 1...8 { #expect(try await host.request("GET", "/api/auth/me", token: key).status == 200, "a right key is never counted") }
+        let id = key.split(separator: ".")[1]
+        let wrongSecret = "pk.\(id).\(String(repeating: "A", count: 43))"
+        let noSuchKey = "pk.key_\(String(repeating: "B", count: 32)).\(String(repeating: "A", count: 43))"
+        var bodies: Set<String> = []
+        for token in [wrongSecret, noSuchKey, wrongSecret, noSuchKey, "pk.garbage"] {
+            let r = try await host.request("GET", "/api/auth/me", token: token)
+            #expect(r.status == 401 && r.json.errorCode == "INVALID_API_KEY", "\(token): \(r.body)")
+            bodies.insert(r.body)
+        }
+        #expect(bodies.count == 1, "one answer whether or not the key exists: \(bodies)")
+        for token in [key, wrongSecret, noSuchKey] {
+            let r = try await host.request("GET", "/api/auth/me", token: token)
+            #expect(r.status == 429 && r.json.errorCode == "RATE_LIMITED", "after five wrong keys: \(r.body)")
+        }
+        #expect(try await host.request("GET", "/api/auth/me", token: ann).status == 200, "a session from the same address is not held back")
+    }
+
     @Test("Malformed, tampered and expired keys get 401 INVALID_API_KEY; bad bodies 400; anonymous 401, admin 403")
     func hostile() async throws {
         let host = try await HostProcess.start(manifest: PushScopeTests.manifest, env: Self.pepper, dev: false)

@@ -214,4 +214,33 @@ struct OAuthTests {
             }
         }
     }
+
+    @Test("Apple: the client secret is minted (ES256) from PYLON_OAUTH_APPLE_TEAM_ID, _KEY_ID and _PRIVATE_KEY (the .p8 PEM, \\n escapes allowed); a key that is not one, or a missing part, stops the start naming the variables")
+    func appleClientSecret() async throws {
+        let openssl = Process()
+        openssl.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        openssl.arguments = ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]
+        let out = Pipe()
+        openssl.standardOutput = out
+        try openssl.run()
+        let pem = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        openssl.waitUntilExit()
+        #expect(pem.contains("BEGIN PRIVATE KEY"), "\(pem)")
+        let apple = ["PYLON_OAUTH_APPLE_CLIENT_ID": "com.example.web", "PYLON_OAUTH_APPLE_TEAM_ID": "TEAM123456", "PYLON_OAUTH_APPLE_KEY_ID": "KEY1234567"]
+        let host = try await HostProcess.start(manifest: Self.manifest,
+                                               env: apple.merging(["PYLON_OAUTH_APPLE_PRIVATE_KEY": pem.replacingOccurrences(of: "\n", with: "\\n")]) { $1 },
+                                               dev: true)
+        defer { host.stop() }
+        let providers = try await host.request("GET", "/api/auth/providers").json.items.compactMap { $0["provider"].string }
+        #expect(providers.contains("apple"), "\(providers)")
+        for env in [apple.merging(["PYLON_OAUTH_APPLE_PRIVATE_KEY": "not a key"]) { $1 }, apple] {
+            do {
+                let bad = try await HostProcess.start(manifest: Self.manifest, env: env, dev: true)
+                bad.stop()
+                Issue.record("the host started with \(env.keys.sorted())")
+            } catch {
+                #expect("\(error)".contains("PYLON_OAUTH_APPLE_PRIVATE_KEY"), "\(error)")
+            }
+        }
+    }
 }

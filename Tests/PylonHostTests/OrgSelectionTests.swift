@@ -3,7 +3,8 @@ import Testing
 
 /// `POST /api/auth/select-org` through the real host (issue 19): a member chooses an
 /// organisation of the app's `OrgMember` entity, policies see it as `auth.tenantId`, a
-/// refresh keeps it; a non-member, an API key or a missing entity is refused.
+/// refresh keeps it; a non-member or an API key is refused. (Members made by the host's own
+/// `/api/auth/orgs` routes: `OrgTests`.)
 @Suite("Organisations: select-org and auth.tenantId (black-box, real pylon-host, SQLite and Postgres)")
 struct OrgSelectionTests {
     static let manifest = """
@@ -57,7 +58,7 @@ struct OrgSelectionTests {
         #expect(try await host.request("GET", "/api/auth/me", token: refreshed).json["tenant_id"].string == nil)
     }
 
-    @Test("Refused: anonymous 401, the admin token and API keys 403, bad bodies 400, no OrgMember entity 501")
+    @Test("Refused: anonymous 401, the admin token and API keys 403, bad bodies 400, no OrgMember entity and no membership 403")
     func refused() async throws {
         let host = try await HostProcess.start(manifest: Self.manifest, env: ApiKeyTests.pepper, dev: false)
         defer { host.stop() }
@@ -71,10 +72,11 @@ struct OrgSelectionTests {
             let r = try await host.request("POST", "/api/auth/select-org", json: body, token: ann)
             #expect(r.status == 400, "\(body): \(r.body)")
         }
+        // Without an OrgMember entity, membership is the host's own (`/api/auth/orgs`).
         let plain = try await HostProcess.start(manifest: PushScopeTests.manifest, dev: false)
         defer { plain.stop() }
         let bob = try await plain.mintSession("bob")
         let r = try await Self.select(plain, bob, "acme")
-        #expect(r.status == 501 && r.json.errorCode == "ORGS_UNAVAILABLE", "\(r.body)")
+        #expect(r.status == 403 && r.json.errorCode == "NOT_A_MEMBER", "\(r.body)")
     }
 }

@@ -79,6 +79,30 @@ struct SessionJWTTests {
         }
     }
 
+    @Test("A stream opened with a JWT reads as its user (it was anonymous) and ends when the token expires", arguments: [TestStore.sqlite, TestStore.postgres])
+    func streamsEndWithTheToken(store: TestStore) async throws {
+        // Long enough for a loaded machine to connect and see a row before it lapses.
+        let host = try await HostProcess.start(manifest: PushScopeTests.manifest, env: Self.env.merging(["PYLON_JWT_LIFETIME_SECS": "45"]) { $1 },
+                                               dev: false, store: store)
+        defer { host.stop() }
+        let ann = try await host.mintSession("ann")
+        let minted = try await host.request("POST", "/api/auth/jwt", token: ann)
+        let jwt = try #require(minted.json["token"].string, "\(minted.body)")
+        let ws = try await TestWebSocket.connect(port: host.port, token: jwt, label: "ann's JWT")
+        let events = try await TestEventStream.connect(port: host.port, token: jwt, label: "ann's JWT SSE")
+        let note = try await host.request("POST", "/api/entities/Note", json: #"{"ownerId":"ann","title":"mine"}"#, token: ann)
+        let id = try #require(note.json["id"].string, "\(note.body)")
+        _ = try await ws.waitForEvent(rowID: id, kind: "insert", timeout: 40)  // ann's row: the stream reads as ann
+        let closed = try await ws.waitForClose(timeout: 180)
+        #expect(closed?.code == 1008, "the JWT's stream ends when it expires: \(ws.summary)")
+        try await events.waitForEnd(timeout: 180)
+        #expect(events.events.contains { $0.data.contains(id) }, "the SSE stream read as ann too: \(events.summary)")
+        _ = try await eventuallyAsync("the JWT no longer works either") {
+            try await host.request("GET", "/api/auth/me", token: jwt).status == 401 ? true : nil
+        }
+        ws.disconnect()
+    }
+
     @Test("Without PYLON_JWT_SECRET: 501 JWT_NOT_CONFIGURED; without PYLON_JWT_ISSUER JWTs are minted but refused (JWT_MISCONFIGURED); anonymous callers get 401")
     func configuration() async throws {
         let none = try await HostProcess.start(manifest: PushScopeTests.manifest, dev: false)

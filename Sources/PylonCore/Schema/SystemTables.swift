@@ -192,8 +192,35 @@ package enum SystemTables {
         indexes: [SystemTable.Index(name: "_pylon_auth_codes_expiry", columns: ["expires_at"]),
                   SystemTable.Index(name: "_pylon_auth_codes_email", columns: ["purpose", "email"])])
 
+    /// Organisations (`Organisations`): one row each, written with a change-log entry
+    /// (entity `_pylon_orgs`); `created_by` is the user who made it, `created_at` unix seconds.
+    package static let orgs = SystemTable(
+        "_pylon_orgs", [.text("id"), .text("name"), .text("created_by"), .integer("created_at")],
+        primaryKey: ["id"],
+        indexes: [SystemTable.Index(name: "_pylon_orgs_creator", columns: ["created_by"])])
+
+    /// Who belongs to which organisation, with which role (owner, admin or member); each
+    /// change has a change-log entry (entity `_pylon_org_members`, row id `<org>/<user>`).
+    package static let orgMembers = SystemTable(
+        "_pylon_org_members", [.text("org_id"), .text("user_id"), .text("role"), .integer("joined_at")],
+        primaryKey: ["org_id", "user_id"],
+        indexes: [SystemTable.Index(name: "_pylon_org_members_user", columns: ["user_id"])])
+
+    /// Pending invitations to an organisation: the invite token only as its SHA-256 (it is
+    /// 32 CSPRNG bytes, so a hash cannot be reversed by guessing), the address it was sent to
+    /// (normalized), the role it grants, who sent it and until when it works. Deleted when
+    /// accepted or revoked: a token works once. No change-log entry (nothing to sync).
+    package static let orgInvites = SystemTable(
+        "_pylon_org_invites",
+        [.text("id"), .text("org_id"), .text("email"), .text("role"), .text("invited_by"), .text("token_hash"),
+         .text("token_prefix"), .integer("created_at"), .integer("expires_at")],
+        primaryKey: ["id"],
+        indexes: [SystemTable.Index(name: "_pylon_org_invites_token", columns: ["token_hash"], unique: true),
+                  SystemTable.Index(name: "_pylon_org_invites_org", columns: ["org_id", "email"])])
+
     /// The tables every database gets (`SQLDialect.bootstrap`), in order.
-    static let bootstrap = [meta, changes, sessions, sessionChanges, pushOps, passwords, apiKeys, oauthState, accounts]
+    static let bootstrap = [meta, changes, sessions, sessionChanges, pushOps, passwords, apiKeys, oauthState, accounts,
+                            orgs, orgMembers, orgInvites]
 }
 
 extension SQLDialect {

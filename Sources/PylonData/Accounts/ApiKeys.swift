@@ -113,12 +113,14 @@ package final class ApiKeys: Sendable {
     /// constant time and it has not expired; nil otherwise.
     package func resolve(_ token: String) async throws -> Key? {
         guard let (id, secret) = Self.parse(token) else { return nil }
+        // The MAC first, whether or not the key exists: a missing key costs what a wrong secret does.
+        let presented = digest(secret)
         let d = dialect
         let sql = "SELECT \(Self.columns.map(d.quote).joined(separator: ", ")), \(d.quote("secret_hash")) FROM \(d.quote("_pylon_api_keys")) WHERE \(d.quote("id")) = \(d.placeholder(1))"
         guard let row = try await store.read(quick: true, { conn in try conn.execute(sql, [.text(id)]).rows.first }),
               let key = Self.key(row), let stored = row.last?.textValue else { return nil }
         let now = Int64(Date().timeIntervalSince1970)
-        guard ConstantTime.equal(digest(secret), stored), key.expiresAt.map({ now < $0 }) ?? true else { return nil }
+        guard ConstantTime.equal(presented, stored), key.expiresAt.map({ now < $0 }) ?? true else { return nil }
         if now - (key.lastUsedAt ?? 0) >= Self.touchInterval { touch(id, now) }
         return key
     }

@@ -59,6 +59,25 @@ extension PasswordAccounts {
         }
     }
 
+    /// Makes `email` the email of `userID` (they proved the new address by a link sent to it)
+    /// and stamps it verified, as one change of the row. 409 EMAIL_IN_USE when another user
+    /// has the address by now; 404 USER_NOT_FOUND when the user is gone.
+    package func changeEmail(userID: String, to email: EmailAddress) async throws {
+        let codec = try userCodec()
+        let guardian = WriteGuard(policies: data.policies, auth: .admin)
+        try await data.store.write { tx in
+            if let other = try Self.userID(tx.connection, codec, email, withPassword: false), other.id != userID {
+                throw HostError(status: 409, code: "EMAIL_IN_USE", message: "another account has this email now; ask for the change again with another address")
+            }
+            guard try DataService.fetch(tx, codec, id: userID) != nil else {
+                throw HostError(status: 404, code: "USER_NOT_FOUND", message: "the account this change was for no longer exists")
+            }
+            var changes: [(String, JSONValue)] = [("email", .string(email.value))]
+            if let v = Self.verifiedValue(codec) { changes.append(("emailVerified", v)) }
+            _ = try DataService.update(tx, codec, id: userID, changes, guardian)
+        }
+    }
+
     /// Sets `userID`'s password (a reset: the user proved the address, not the old password).
     package func setPassword(userID: String, new: String) async throws {
         try Self.checkStrength(new)

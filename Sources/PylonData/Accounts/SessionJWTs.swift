@@ -48,9 +48,10 @@ package final class SessionJWTs: Sendable {
         return (try await keys.value.sign(claims), Int64(expires.timeIntervalSince1970))
     }
 
-    /// The caller a JWT names: signed with the secret (HS256 only), not expired, from the
-    /// configured issuer. 401 `INVALID_JWT` otherwise, or `JWT_MISCONFIGURED` without an issuer.
-    package func verify(_ token: String) async throws -> AuthContext {
+    /// The caller a JWT names and when the token expires (unix seconds): signed with the
+    /// secret (HS256 only), not expired, from the configured issuer. 401 `INVALID_JWT`
+    /// otherwise, or `JWT_MISCONFIGURED` without an issuer.
+    package func verify(_ token: String) async throws -> (auth: AuthContext, expiresAt: Int64) {
         guard let issuer else {
             throw HostError(status: 401, code: "JWT_MISCONFIGURED", message: "JWTs are accepted only with PYLON_JWT_ISSUER set on the host")
         }
@@ -62,8 +63,10 @@ package final class SessionJWTs: Sendable {
         }
         guard claims.iss.value == issuer, !claims.sub.value.isEmpty else { throw Self.invalid }
         // A guest's JWT stays a guest's, as its session is (`guest_` user ids).
-        return AuthContext(userID: claims.sub.value, isAdmin: false, isGuest: claims.sub.value.hasPrefix("guest_"),
-                           roles: claims.roles.filter { $0 != "admin" }, tenantID: claims.tenant_id)
+        let auth = AuthContext(userID: claims.sub.value, isAdmin: false, isGuest: claims.sub.value.hasPrefix("guest_"),
+                               roles: claims.roles.filter { $0 != "admin" }, tenantID: claims.tenant_id)
+        // Rounded up: a stream read as this token never ends before the token stops working.
+        return (auth, Int64(claims.exp.value.timeIntervalSince1970.rounded(.up)))
     }
 
     /// Three non-empty dot-separated parts (Pylon's `looks_like_jwt`).

@@ -190,6 +190,29 @@ public final class SessionStore: @unchecked Sendable {
         return live
     }
 
+    /// In `tx`: the sessions acting in organisation `tenantID` (only `userID`'s, when given)
+    /// act in none — their user left it, or it is gone. Returns their token hashes, for
+    /// `tenantCleared` once `tx` has committed. Each row's trigger logs the change, so every
+    /// other host drops them from its cache and ends their streams too (`SessionWatcher`).
+    package static func clearTenant(_ tx: WriteTransaction, _ tenantID: String, userID: String?) throws -> [String] {
+        let d = tx.dialect
+        var match = "tenant_id = \(d.placeholder(1))"
+        var params: [SQLValue] = [.text(tenantID)]
+        if let userID {
+            match += " AND user_id = \(d.placeholder(2))"
+            params.append(.text(userID))
+        }
+        let hashes = try tx.connection.execute("SELECT token_hash FROM _pylon_sessions WHERE \(match)", params).rows.compactMap { $0.at(0).textValue }
+        if !hashes.isEmpty { try tx.write("UPDATE _pylon_sessions SET tenant_id = NULL WHERE \(match)", params) }
+        return hashes
+    }
+
+    /// After `clearTenant`'s commit: the cache forgets those sessions and the streams they
+    /// opened (which read as the organisation) end now; clients reconnect without it.
+    package func tenantCleared(_ hashes: [String]) {
+        revoked(hashes)
+    }
+
     /// Makes the live guest session `token` the session of `userID` (Pylon's `upgrade`);
     /// false when it is not a live guest session. Its streams end, so clients reconnect as
     /// the new user.
@@ -251,17 +274,34 @@ public final class SessionStore: @unchecked Sendable {
     /// The expiry (`expires_at`, 0 = never) of each of these sessions that still exists;
     /// a hash missing from the answer has no row.
     package func expiries(_ hashes: [String]) async throws -> [String: Int64] {
-        var out = try await apiKeyExpiries(hashes.filter { $0.hasPrefix(Self.apiKeyPrefix) })
-        let hashes = hashes.filter { !$0.hasPrefix(Self.apiKeyPrefix) }
+        try await streamStates(hashes).mapValues(\.expiresAt)
+    }
+
+    /// What a stream's session is now: when it ends (0 = never) and the organisation it
+    /// acts in (always nil for an API key's).
+    package struct StreamState: Sendable {
+        package var expiresAt: Int64
+        package var tenantID: String?
+    }
+
+    /// The state of each of these sessions (or API keys' stream names) that still exists;
+    /// a name missing from the answer has no row.
+    package func streamStates(_ hashes: [String]) async throws -> [String: StreamState] {
+        var out = try await apiKeyExpiries(hashes.filter { $0.hasPrefix(Self.apiKeyPrefix) }).mapValues { StreamState(expiresAt: $0) }
+        let now = Self.now()
+        for name in hashes where name.hasPrefix(Self.jwtPrefix) {
+            if let e = Self.jwtExpiry(name), now < e { out[name] = StreamState(expiresAt: e) }
+        }
+        let hashes = hashes.filter { !$0.hasPrefix(Self.apiKeyPrefix) && !$0.hasPrefix(Self.jwtPrefix) }
         guard !hashes.isEmpty else { return out }
         // In chunks: a bound parameter list stays well under every store's limit.
         for start in stride(from: 0, to: hashes.count, by: 500) {
             let chunk = Array(hashes[start..<min(start + 500, hashes.count)])
             let list = (1...chunk.count).map { dialect.placeholder($0) }.joined(separator: ", ")
-            let sql = "SELECT token_hash, expires_at FROM _pylon_sessions WHERE token_hash IN (\(list))"
+            let sql = "SELECT token_hash, expires_at, tenant_id FROM _pylon_sessions WHERE token_hash IN (\(list))"
             let rows = try await store.read { conn in try conn.execute(sql, chunk.map { SQLValue.text($0) }).rows }
             for row in rows {
-                if case let .text(h) = row.at(0), case let .int(e) = row.at(1) { out[h] = e }
+                if case let .text(h) = row.at(0), case let .int(e) = row.at(1) { out[h] = StreamState(expiresAt: e, tenantID: row.at(2).textValue) }
             }
         }
         return out
@@ -275,6 +315,18 @@ extension SessionStore {
     package static let apiKeyPrefix = "apikey:"
 
     package static func apiKeyStream(_ keyID: String) -> String { apiKeyPrefix + keyID }
+
+    /// Streams opened with a JWT are tracked under this prefix, the token's expiry and its
+    /// SHA-256: nothing revokes a JWT, so the name alone says how long the stream lives.
+    package static let jwtPrefix = "jwt:"
+
+    package static func jwtStream(_ token: String, expiresAt: Int64) -> String { "\(jwtPrefix)\(expiresAt):\(hash(token))" }
+
+    /// The expiry in a `jwtStream` name.
+    static func jwtExpiry(_ name: String) -> Int64? {
+        let parts = name.split(separator: ":")
+        return parts.count == 3 ? Int64(parts[1]) : nil
+    }
 
     /// The keys' expiries (0: none) by their stream names; a revoked key is absent.
     func apiKeyExpiries(_ names: [String]) async throws -> [String: Int64] {

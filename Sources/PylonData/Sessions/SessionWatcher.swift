@@ -152,15 +152,16 @@ package final class SessionWatcher: @unchecked Sendable {
     }
 
     /// Re-reads these sessions (each holds streams here): ends the streams of those gone
-    /// or expired, moves the expiry of the others.
+    /// or expired, moves the expiry of the others (and ends their streams opened in an
+    /// organisation the session no longer acts in).
     private func recheck(_ hashes: [String]) async throws {
         guard !hashes.isEmpty else { return }
-        let expiries = try await sessions.expiries(hashes)
+        let states = try await sessions.streamStates(hashes)
         let now = SessionStore.now()
         var ended: [String] = []
         for h in hashes {
-            if let e = expiries[h], e == 0 || now < e {
-                hub.updateExpiry(h, to: e)
+            if let state = states[h], state.expiresAt == 0 || now < state.expiresAt {
+                hub.updateSession(h, expiresAt: state.expiresAt, tenantID: state.tenantID)
             } else {
                 ended.append(h)
             }

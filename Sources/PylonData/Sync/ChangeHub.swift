@@ -231,13 +231,17 @@ public final class ChangeHub: @unchecked Sendable {
         if !ending.isEmpty { metrics.add("realtime_sessions_ended_total", Int64(ending.count)) }
     }
 
-    /// A session row changed (its expiry moved): its streams take the new expiry.
-    func updateExpiry(_ hash: String, to expiresAt: Int64) {
-        lock.withLock {
-            guard let members = bySession[hash] else { return }
+    /// A session row changed: its streams take the new expiry, and those opened in another
+    /// organisation than the one it now acts in end (they read as that organisation).
+    func updateSession(_ hash: String, expiresAt: Int64, tenantID: String?) {
+        let ending: [Subscriber] = lock.withLock {
+            guard let members = bySession[hash] else { return [] }
             for s in members.values { s.session?.expiresAt = expiresAt }
             noteExpiry(expiresAt)
+            return members.values.filter { sub in sub.session.map { session in session.tenantID != tenantID } ?? false }
         }
+        for s in ending { s.endSession() }
+        if !ending.isEmpty { metrics.add("realtime_sessions_ended_total", Int64(ending.count)) }
     }
 
     /// Ends the streams whose session expired by `now`. Cheap when none is due.

@@ -43,7 +43,7 @@ package struct APIMiddleware<Context: RemoteAddressRequestContext>: RouterMiddle
         self.requestGuard = requestGuard
         var h = HTTPFields()
         h[.accessControlAllowOrigin] = corsOrigin
-        h[.accessControlAllowMethods] = "GET, POST, PATCH, DELETE, OPTIONS"
+        h[.accessControlAllowMethods] = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
         h[.accessControlAllowHeaders] = "Content-Type, Authorization"
         if corsOrigin != "*" {
             h[.accessControlAllowCredentials] = "true"
@@ -92,7 +92,9 @@ package struct APIMiddleware<Context: RemoteAddressRequestContext>: RouterMiddle
             do {
                 response = try await next(request, context)
             } catch {
-                response = HTTPSupport.error(answer(for: error, method: request.method, path: request.uri.path))
+                let e = answer(for: error, method: request.method, path: request.uri.path)
+                countFailure(e, request.headers, peer: context.remoteAddress)
+                response = HTTPSupport.error(e)
             }
         }
         // HEAD routes come from GET (`autoGenerateHeadEndpoints`), which drops the body;
@@ -125,6 +127,7 @@ package struct APIMiddleware<Context: RemoteAddressRequestContext>: RouterMiddle
                 (status, bytes) = (success, b)
             case let .failure(error):
                 let e = answer(for: error, method: method, path: path)
+                countFailure(e, request.headerFields, peer: peer)
                 (status, bytes) = (HTTPResponse.Status(code: e.status), JSONWriter.encode(e.body))
                 HTTPSupport.addFields(of: e, to: &fields)
             }
@@ -147,6 +150,11 @@ package struct APIMiddleware<Context: RemoteAddressRequestContext>: RouterMiddle
                 finish(.failure(error))
             }
         }
+    }
+
+    /// A wrong API key counts against its address and key id (`ApiKeyGuesses`).
+    private func countFailure(_ e: HostError, _ headers: HTTPFields, peer: SocketAddress?) {
+        if e.code == ApiKeyGuesses.invalidCode { requestGuard.keyGuesses.failed(headers, peer: peer) }
     }
 
     /// The wire error for what a handler threw.

@@ -6,7 +6,8 @@ import PylonData
 import PylonJSON
 
 /// `DELETE /api/auth/account` (pylon-aux.md §1.3): a signed-in user deletes themselves —
-/// every session (and so every stream) ends, every API key and the password go, and their
+/// every session (and so every stream) ends, every API key, the password and their
+/// organisation memberships go, and their
 /// row of the user entity is deleted (a change event, as any delete). Only with a session:
 /// an API key, the admin token and anonymous callers cannot. Steps run in this order so
 /// that a failure part way leaves a user who can no longer sign in, and repeating finishes.
@@ -20,6 +21,9 @@ extension RouteContext {
             if let codes { try await codes.forget(email: (try? await passwords.email(ofUser: user))?.value, userID: user) }
             try await passwords.forget(userID: user)
             let links = try await oauth?.accounts.forget(userID: user) ?? 0
+            // Memberships end; an organisation the user alone owned passes to its next admin
+            // or member, or goes when nobody is left.
+            let memberships = try await orgs.forget(userID: user)
             // The user's uploads go with the account (rows logged, then bytes), as in a purge.
             var removedFiles = 0
             if let files { removedFiles = try await purgeFiles(of: user, files) }
@@ -29,7 +33,7 @@ extension RouteContext {
             }
             var r = HTTPSupport.json(.object([("deleted", true), ("revoked_sessions", .int(Int64(sessionsEnded))),
                                               ("revoked_api_keys", .int(Int64(keys))), ("unlinked_accounts", .int(Int64(links))),
-                                              ("deleted_files", .int(Int64(removedFiles)))]))
+                                              ("deleted_files", .int(Int64(removedFiles))), ("left_orgs", .int(Int64(memberships)))]))
             r.headers[.setCookie] = clearedSessionCookie
             return r
         }

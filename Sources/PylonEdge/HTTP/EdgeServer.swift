@@ -67,7 +67,10 @@ package struct EdgeServer {
         routes.addSystemRoutes(router)
         routes.addAuthRoutes(router)
         routes.addPasswordRoutes(router)
-        if let codes = routes.codes { routes.addMagicCodeRoutes(router, codes) }
+        if let codes = routes.codes {
+            routes.addMagicCodeRoutes(router, codes)
+            routes.addEmailChangeRoutes(router, codes)
+        }
         routes.addApiKeyRoutes(router)
         routes.addAccountRoutes(router)
         routes.addOrgRoutes(router)

@@ -37,6 +37,19 @@ extension OpenAPIDocument {
                 "post": op("magicLinkVerify", "sign in with a link's token", access: .anyone, tags: tags, body: body(token),
                            responses: [("200", ok(tokenReply))], errors: ["401", "501"]),
             ]),
+            ("/api/auth/email/change/request", ["post": op(
+                "emailChangeRequest", "email a link (24 h, single use) to a new address for the caller; the email changes only when it is confirmed (session only; SEND bucket per address and user; 409 EMAIL_IN_USE)",
+                access: .user, tags: tags, body: body(object([("newEmail", string)], required: ["newEmail"])),
+                responses: [("200", ok(object([("sent", ["const": true]), ("email", string)] + (dev ? [("dev_token", string), ("dev_url", string)] : []),
+                                              required: ["sent", "email"])))], errors: ["409", "501", "503"])]),
+            ("/api/auth/email/change/confirm", [
+                "get": op("emailChangeOpen", "open an emailed change link: the user's email becomes the new (verified) address; redirects to PYLON_DASHBOARD_URL",
+                          access: .anyone, tags: tags, parameters: [query("token", string, "the token from the link")],
+                          responses: [("302", ["description": "changed"])], errors: ["401", "409", "501"]),
+                "post": op("emailChangeConfirm", "confirm an email change with the link's token", access: .anyone, tags: tags, body: body(token),
+                           responses: [("200", ok(object([("changed", ["const": true]), ("user_id", string), ("email", string)], required: ["changed", "email"])))],
+                           errors: ["401", "409", "501"]),
+            ]),
             ("/api/auth/password/reset/request", ["post": op(
                 "passwordResetRequest", "email a password-reset link (30 min) when the address has an account; the same answer either way (SEND bucket)",
                 access: .anyone, tags: tags, body: body(email), responses: [("200", ok(sentLink))], errors: ["501"])]),

@@ -34,6 +34,7 @@ enum OpenAPIDocument {
         paths += systemPaths(s)
         paths += authPaths
         if s.codes { paths += authCodePaths(dev: s.dev) }
+        paths += orgPaths(dev: s.dev)
         for e in s.manifest.entities { paths += entityPaths(e) }
         paths += dataPaths(s.manifest)
         paths += syncPaths
@@ -285,9 +286,9 @@ enum OpenAPIDocument {
                                       responses: [("200", ok(object([("token", string), ("expires_at", ["type": "integer"])],
                                                                     required: ["token", "expires_at"])))], errors: ["401", "501"])]),
         ("/api/auth/select-org", ["post": op(
-            "selectOrg", "act in one of the caller's organisations (an OrgMember row), or none with null (session only)",
+            "selectOrg", "act in one of the caller's organisations (a member by /api/auth/orgs, or by a row of the app's OrgMember entity), or none with null (session only)",
             access: .user, tags: ["auth"], body: body(object([("orgId", ["type": ["string", "null"]])], required: ["orgId"])),
-            responses: [("200", ok(object([("tenantId", ["type": ["string", "null"]])], required: ["tenantId"])))], errors: ["501"])]),
+            responses: [("200", ok(object([("tenantId", ["type": ["string", "null"]])], required: ["tenantId"])))])]),
         ("/api/auth/upgrade", ["post": op(
             "upgrade", "a guest session becomes a user's ({user_id}; --dev: the caller's own session; the admin token: the session named by token)",
             access: .anyone, tags: ["auth"],
@@ -296,9 +297,9 @@ enum OpenAPIDocument {
         ("/api/auth/refresh", ["post": op("refresh", "a new token for the caller's session (same user, device, organisation); the old one ends",
                                           access: .anyone, tags: ["auth"], responses: [("200", ok(tokenReply))], errors: ["401"])]),
         ("/api/auth/account", ["delete": op(
-            "deleteAccount", "delete the caller: sessions, API keys, password and user row (session only)", access: .user, tags: ["auth"],
+            "deleteAccount", "delete the caller: sessions, API keys, password, organisation memberships and user row (session only)", access: .user, tags: ["auth"],
             responses: [("200", ok(object([("deleted", ["const": true]), ("revoked_sessions", count), ("revoked_api_keys", count),
-                                           ("unlinked_accounts", count), ("deleted_files", count)], required: ["deleted"])))])]),
+                                           ("unlinked_accounts", count), ("deleted_files", count), ("left_orgs", count)], required: ["deleted"])))])]),
         ("/api/auth/session", [
             "get": op("getSession", "the caller and their user row, without credentials or hidden fields", access: .anyone,
                       tags: ["auth"], responses: [("200", ok(object([("session", ref("Auth")), ("user", ["type": ["object", "null"]])],

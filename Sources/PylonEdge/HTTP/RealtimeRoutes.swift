@@ -38,7 +38,7 @@ extension RouteContext {
             return AuthContext(userID: key.userID, isAdmin: false, isGuest: false, roles: [], tenantID: nil,
                                apiKeyID: key.id, apiKeyScopes: key.scopes)
         }
-        if let token, let jwts, SessionJWTs.looksLikeJWT(token) { return try await jwts.verify(token) }
+        if let token, let jwts, SessionJWTs.looksLikeJWT(token) { return try await jwts.verify(token).auth }
         guard let token, let s = try await sessions.resolve(token) else { return .anonymous }
         return AuthContext(s)
     }
@@ -68,9 +68,15 @@ extension RouteContext {
             guard let expires = try await sessions.expiries([name])[name] else { return (.anonymous, nil, generation) }
             return (auth, StreamSession(tokenHash: name, expiresAt: expires), generation)
         }
+        // A JWT's stream reads as its user and lives until the token expires (a JWT cannot
+        // be revoked); its name carries that expiry (`SessionStore.jwtStream`).
+        if let jwts, SessionJWTs.looksLikeJWT(token) {
+            let expires = try await jwts.verify(token).expiresAt
+            return (auth, StreamSession(tokenHash: SessionStore.jwtStream(token, expiresAt: expires), expiresAt: expires), generation)
+        }
         // `authFor` just resolved it, so this is a cache hit (or one more read after a revocation).
         guard let s = try await sessions.resolve(token) else { return (.anonymous, nil, generation) }
-        return (auth, StreamSession(tokenHash: SessionStore.hash(token), expiresAt: s.expiresAt), generation)
+        return (auth, StreamSession(tokenHash: SessionStore.hash(token), expiresAt: s.expiresAt, tenantID: s.tenantID), generation)
     }
 
     /// Closes the race between looking a session up and subscribing: a revocation processed

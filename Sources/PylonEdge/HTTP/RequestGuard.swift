@@ -3,7 +3,8 @@ import NIOCore
 import PylonCore
 
 /// The checks every API request passes before its handler runs, in Pylon's order
-/// (pylon-aux.md §0.4 steps 3–4): the per-client request rate limit, then `CSRFGuard`.
+/// (pylon-aux.md §0.4 steps 3–4): the per-client request rate limit, the count of wrong API
+/// keys (`ApiKeyGuesses`), then `CSRFGuard`.
 /// `APIMiddleware.admit` runs it for both ways a handler finishes (`handle` and `handleNow`),
 /// so no route can be reached around it; WebSocket upgrades, which no route answers, take
 /// from the rate limit in `CodecGuard`. OPTIONS preflights never get here (the middleware
@@ -15,18 +16,21 @@ package struct RequestGuard: Sendable {
     let trustProxyHops: Int
     let csrf: CSRFGuard
     let metrics: Metrics
+    /// Wrong API keys per address and key id (`ApiKeyGuesses`).
+    let keyGuesses: ApiKeyGuesses
 
     package init(config: HostConfig, trustedOrigins: [String], metrics: Metrics) {
         let limit = config.requestRateLimit
         rateLimit = limit > 0 ? FixedWindowLimiter(limit: limit, windowSeconds: config.rateLimitWindow, maxKeys: config.rateLimitClients) : nil
         trustProxyHops = config.trustProxyHops
         csrf = CSRFGuard(origins: trustedOrigins, cookieName: config.cookieName)
+        keyGuesses = ApiKeyGuesses(config.authRateLimits.caps[.login], maxKeys: config.rateLimitClients, trustProxyHops: config.trustProxyHops)
         self.metrics = metrics
     }
 
     /// nil when `head` (from `peer`) may go on to its handler; else the error to answer with.
     func check(_ head: HTTPRequest, peer: SocketAddress?) -> HostError? {
-        limit(path: head.path, headers: head.headerFields, peer: peer) ?? csrf.check(head)
+        limit(path: head.path, headers: head.headerFields, peer: peer) ?? keyGuesses.refusal(head.headerFields, peer: peer) ?? csrf.check(head)
     }
 
     /// The request rate limit alone: takes one request of the client's budget (the client

@@ -41,6 +41,8 @@ package struct RouteContext: Sendable {
     /// One-time email codes and links, when a plugin serves `pylon.auth.code/1` (else
     /// their routes are its stub's, and password reset answers 501).
     let codes: AuthCodes?
+    /// Organisations, their members and invites (`OrgRoutes`).
+    let orgs: Organisations
     /// Rooms and presence (`RoomRoutes`).
     let rooms: RoomService?
 
@@ -49,8 +51,9 @@ package struct RouteContext: Sendable {
                  sync: SyncStream, realtime: RealtimeConfig, functions: FunctionService?,
                  cache: CacheService?, authLimiter: AuthRateLimiter, passwords: PasswordAccounts, apiKeys: ApiKeys?,
                  jwts: SessionJWTs?, jobs: JobService? = nil, cron: CronService? = nil, workflows: WorkflowService? = nil,
-                 oauth: OAuthService? = nil, files: FileRoutesConfig? = nil, codes: AuthCodes? = nil,
+                 orgs: Organisations, oauth: OAuthService? = nil, files: FileRoutesConfig? = nil, codes: AuthCodes? = nil,
                  rooms: RoomService? = nil) {
+        self.orgs = orgs
         self.codes = codes
         self.rooms = rooms
         self.oauth = oauth

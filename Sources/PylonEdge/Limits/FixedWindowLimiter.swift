@@ -79,6 +79,16 @@ final class FixedWindowLimiter<Key: Hashable & Sendable>: Sendable {
         }
     }
 
+    /// Whether `key` has used up its window: the whole seconds until it ends (at least 1),
+    /// or nil. Counts nothing (`ApiKeyGuesses` counts only failures, and asks first).
+    func waiting(_ key: Key, now: UInt64 = FixedWindowLimiter.now) -> Int? {
+        let stripe = stripes[Int(UInt(bitPattern: key.hashValue) % UInt(Self.stripeCount))]
+        return stripe.lock.withLock { () -> Int? in
+            guard let w = stripe.counts[key], now &- w.start < windowNanos, w.count >= limit else { return nil }
+            return max(1, Int((w.start &+ windowNanos &- now + 999_999_999) / 1_000_000_000))
+        }
+    }
+
     /// Keys tracked now (for tests of the memory bound).
     var trackedKeys: Int { stripes.reduce(0) { n, s in n + s.lock.withLock { s.counts.count } } }
 }

@@ -16,8 +16,10 @@ package final class AuthCodes: Sendable {
         case emailVerification = "email_verification"
         case magicLink = "magic_link"
         case passwordReset = "password_reset"
+        /// A link to a user's new address; confirming it makes it their email.
+        case emailChange = "email_change"
 
-        var kind: Int32 { self == .magicLink || self == .passwordReset ? Int32(PYLON_CODE_KIND_LINK) : Int32(PYLON_CODE_KIND_CODE) }
+        var kind: Int32 { self == .magicCode || self == .emailVerification ? Int32(PYLON_CODE_KIND_CODE) : Int32(PYLON_CODE_KIND_LINK) }
     }
 
     /// A new secret, or how long to wait before asking again.
