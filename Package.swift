@@ -55,6 +55,8 @@ let package = Package(
         .target(name: "PylonJSON", path: "Sources/PylonJSON"),
         // Optional Swift helpers for plugins written in Swift (linked statically into each).
         .target(name: "PylonPluginKit", dependencies: ["PylonPluginABI", "PylonJSON"], path: "Sources/PylonPluginKit"),
+        // Outbound HTTP through libcurl, for the host (CAPTCHA, breached passwords) and plugins.
+        .target(name: "PylonCurl", dependencies: ["CCurl"], path: "Sources/PylonCurl"),
         .systemLibrary(
             name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"])]),
@@ -115,7 +117,7 @@ let package = Package(
         .target(
             name: "PylonServices",
             dependencies: [
-                "PylonData", "PylonPlugins", "PylonCore", "PylonPluginABI", "PylonJSON",
+                "PylonData", "PylonPlugins", "PylonCore", "PylonPluginABI", "PylonJSON", "PylonCurl", "CCurl",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Atomics", package: "swift-atomics"),
                 // Files: the upload's SHA-256 and signed links; chunks as ByteBuffers.
@@ -203,7 +205,7 @@ let package = Package(
         // OAuth 2 / OpenID Connect providers (libcurl for HTTP, jwt-kit for id_tokens).
         .target(
             name: "PylonAuthOAuth",
-            dependencies: ["PylonPluginABI", "PylonPluginKit", "PylonJSON", "CCurl", .product(name: "JWTKit", package: "jwt-kit")],
+            dependencies: ["PylonPluginABI", "PylonPluginKit", "PylonJSON", "CCurl", "PylonCurl", .product(name: "JWTKit", package: "jwt-kit")],
             path: "Plugins/AuthOAuth",
             linkerSettings: pluginExports),
         // File bytes on local disk (`pylon.files/1`), the default files plugin.
@@ -216,7 +218,7 @@ let package = Package(
         // mail through libcurl (SMTP and HTTP email APIs).
         .target(
             name: "PylonAuthMagicCode",
-            dependencies: ["PylonPluginABI", "PylonPluginKit", "PylonJSON", "CCurl",
+            dependencies: ["PylonPluginABI", "PylonPluginKit", "PylonJSON", "CCurl", "PylonCurl",
                            .product(name: "Crypto", package: "swift-crypto")],
             path: "Plugins/AuthMagicCode",
             linkerSettings: pluginExports),

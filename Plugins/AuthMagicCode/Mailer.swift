@@ -1,5 +1,6 @@
 import CCurl
 import Foundation
+import PylonCurl
 import PylonJSON
 import PylonPluginABI
 import PylonPluginKit
@@ -122,33 +123,17 @@ final class Mailer: @unchecked Sendable {
     }
 
     private func http(provider: String, endpoint: String, apiKey: String?, _ job: Job) -> Failure? {
-        guard let h = curl_easy_init() else { return Failure(status: PYLON_ERR_NO_MEMORY, code: "EMAIL_SEND_FAILED", message: "libcurl could not make a handle") }
-        defer { curl_easy_cleanup(h) }
-        var list: UnsafeMutablePointer<curl_slist>?
-        for line in ["Content-Type: application/json", "Accept: application/json", "Expect:"] + (apiKey.map { ["Authorization: Bearer \($0)"] } ?? []) {
-            list = curl_slist_append(list, line)
-        }
-        defer { curl_slist_free_all(list) }
+        let headers = ["Content-Type: application/json", "Accept: application/json"] + (apiKey.map { ["Authorization: Bearer \($0)"] } ?? [])
         let body = JSONWriter.encode(Self.httpBody(provider: provider, from: config.from, to: job.to, subject: job.subject, text: job.body))
-        var out = pylon_curl_body(data: nil, len: 0, cap: 0, limit: 65_536)
-        defer { free(out.data) }
-        var status = 0
-        var errbuf = [CChar](repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
-        let rc = body.withUnsafeBufferPointer { b in
-            b.withMemoryRebound(to: CChar.self) { c in
-                errbuf.withUnsafeMutableBufferPointer { e in
-                    withOptionalCString(config.caFile) { ca in
-                        pylon_curl_post(h, endpoint, list, c.baseAddress, c.count, config.timeoutMs, config.connectTimeoutMs,
-                                        ca, &out, &status, e.baseAddress)
-                    }
-                }
-            }
+        let curl = CurlHTTP(timeoutMs: config.timeoutMs, connectTimeoutMs: config.connectTimeoutMs, caFile: config.caFile, maxResponseBytes: 65_536)
+        switch curl.perform(endpoint, headers: headers, body: body) {
+        case let .failure(f):
+            return Failure(status: PYLON_ERR_IO, code: f.timedOut ? "EMAIL_TIMEOUT" : "EMAIL_SEND_FAILED", message: "\(provider): \(f.message)")
+        case let .success(reply) where !(200..<300).contains(reply.status):
+            return Failure(status: PYLON_ERR_IO, code: "EMAIL_SEND_FAILED", message: "\(provider) answered HTTP \(reply.status)")
+        case .success:
+            return nil
         }
-        guard rc == CURLE_OK else { return curlFailure(rc, errbuf, provider) }
-        guard (200..<300).contains(status) else {
-            return Failure(status: PYLON_ERR_IO, code: "EMAIL_SEND_FAILED", message: "\(provider) answered HTTP \(status)")
-        }
-        return nil
     }
 
     /// Pylon's request bodies (pylon-aux.md §1.6).

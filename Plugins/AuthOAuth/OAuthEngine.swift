@@ -1,4 +1,5 @@
 import Foundation
+import PylonCurl
 import JWTKit
 import PylonJSON
 import PylonPluginABI
@@ -74,7 +75,7 @@ final class OAuthEngine: Sendable {
             q += [("code_challenge", challenge), ("code_challenge_method", "S256")]
         }
         q += p.extraAuthParams
-        return .object([("url", .string(auth + (auth.contains("?") ? "&" : "?") + ProviderHTTP.formEncode(q)))])
+        return .object([("url", .string(auth + (auth.contains("?") ? "&" : "?") + CurlHTTP.formEncode(q)))])
     }
 
     func exchange(_ req: JSONValue) async throws(OAuthError) -> JSONValue {
@@ -156,7 +157,7 @@ final class OAuthEngine: Sendable {
             body.append(("client_id", p.clientID))
             if let secret { body.append(("client_secret", secret)) }
         case .basic:
-            let pair = ProviderHTTP.escape(p.clientID) + ":" + ProviderHTTP.escape(secret ?? "")
+            let pair = CurlHTTP.escape(p.clientID) + ":" + CurlHTTP.escape(secret ?? "")
             headers.append("Authorization: Basic " + Data(pair.utf8).base64EncodedString())
         }
         let reply: ProviderHTTP.Reply
@@ -184,7 +185,7 @@ final class OAuthEngine: Sendable {
     private func userinfo(_ url: String, _ access: String) async throws(OAuthError) -> JSONValue {
         let reply = try await get(url, bearer: access)
         guard (200..<300).contains(reply.status), let json = reply.json else {
-            throw .exchange("\(ProviderHTTP.origin(url)) answered HTTP \(reply.status) for the user's profile")
+            throw .exchange("\(CurlHTTP.origin(url)) answered HTTP \(reply.status) for the user's profile")
         }
         return json
     }
@@ -197,7 +198,7 @@ final class OAuthEngine: Sendable {
         for fresh in [false, true] {
             let keys = try await cache.keys(jwks, fresh: fresh) { () async throws(OAuthError) -> String in
                 let reply = try await self.get(jwks)
-                guard reply.status == 200 else { throw OAuthError.idToken("the JWKS at \(ProviderHTTP.origin(jwks)) answered HTTP \(reply.status)") }
+                guard reply.status == 200 else { throw OAuthError.idToken("the JWKS at \(CurlHTTP.origin(jwks)) answered HTTP \(reply.status)") }
                 return String(decoding: reply.body, as: UTF8.self)
             }
             if let c = try? await keys.verify(token, as: IDTokenClaims.self) {

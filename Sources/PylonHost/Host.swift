@@ -127,7 +127,9 @@ public final class Host: Sendable {
                             jwts: config.jwtSecret.map { SessionJWTs(secret: $0, issuer: config.jwtIssuer, lifetime: config.jwtLifetime) },
                             jobs: jobs, cron: cron, workflows: workflows,
                             orgs: Organisations(store: store, dialect: store.dialect, sessions: sessions),
-                            oauth: oauth, files: files, codes: codes, rooms: rooms)
+                            oauth: oauth, files: files, codes: codes, rooms: rooms,
+                            captcha: config.captcha.map(CaptchaVerifier.init),
+                            breaches: config.passwordBreachURL.map { BreachedPasswords(rangeURL: $0, logger: logger) })
     }
 
     /// API keys with the configured pepper; in --dev without one, a fixed development pepper

@@ -378,7 +378,8 @@ struct MagicCodeTests {
 }
 
 /// A real mail server started by the test on a free loopback port: aiosmtpd (Tests/Fixtures/smtp/smtp_sink.py),
-/// writing each accepted message to a file the test reads, or a stand-in HTTP email API.
+/// writing each accepted message to a file the test reads, or a stand-in HTTP email API (or
+/// another stand-in HTTP service, `launch(fixture:)`).
 final class MailSink: @unchecked Sendable {
     let port: Int
     let folder: URL
@@ -391,17 +392,19 @@ final class MailSink: @unchecked Sendable {
     }
 
     static func start(refuse: Bool = false, starttls: (cert: String, key: String)? = nil) async throws -> MailSink {
-        try await launch("smtp_sink.py", (refuse ? ["--refuse"] : []) + (starttls.map { ["--starttls", $0.cert, $0.key] } ?? []))
+        try await launch(fixture: "smtp/smtp_sink.py", (refuse ? ["--refuse"] : []) + (starttls.map { ["--starttls", $0.cert, $0.key] } ?? []))
     }
 
     /// A stand-in HTTP email API (Tests/Fixtures/smtp/http_mail_sink.py) answering `status`.
     static func startHTTP(status: Int = 202) async throws -> MailSink {
-        try await launch("http_mail_sink.py", [String(status)])
+        try await launch(fixture: "smtp/http_mail_sink.py", [String(status)])
     }
 
-    private static func launch(_ scriptName: String, _ args: [String]) async throws -> MailSink {
-        let folder = try TestPaths.freshTempDir("pylon-smtp")
-        let script = TestPaths.packageRoot.appendingPathComponent("Tests/Fixtures/smtp/\(scriptName)").path
+    /// Starts Tests/Fixtures/`fixture` with a fresh folder (its first argument) and `args`;
+    /// the script writes its port to <folder>/port.
+    static func launch(fixture: String, _ args: [String] = []) async throws -> MailSink {
+        let folder = try TestPaths.freshTempDir("pylon-fixture")
+        let script = TestPaths.packageRoot.appendingPathComponent("Tests/Fixtures/\(fixture)").path
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         p.arguments = ["python3", script, folder.path] + args

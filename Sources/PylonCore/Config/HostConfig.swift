@@ -118,6 +118,13 @@ public struct HostConfig: Sendable {
     /// Rooms and presence (`PYLON_MAX_ROOMS`, `PYLON_ROOMS_PER_USER`, `PYLON_ROOM_MAX_MEMBERS`,
     /// `PYLON_ROOM_IDLE_SECS`, `PYLON_ROOM_MESSAGE_RATE`).
     public var rooms = RoomLimits()
+    /// The CAPTCHA magic codes and links need (`PYLON_CAPTCHA_*`); nil: none.
+    public var captcha: CaptchaConfig?
+    /// The k-anonymity range API new passwords are checked against
+    /// (`PYLON_PASSWORD_BREACH_CHECK`: `on` for Have I Been Pwned's, or a compatible base URL);
+    /// nil: off, since a host may have no internet.
+    public var passwordBreachURL: String?
+    public static let haveIBeenPwnedRangeURL = "https://api.pwnedpasswords.com/range/"
 
     public init() {}
 
@@ -244,6 +251,24 @@ public struct HostConfig: Sendable {
             c.cacheOverrides.append(("snapshot", v))
         }
         c.authCodeOverrides = authCodeSettings(env)
+        if let p = env["PYLON_CAPTCHA_PROVIDER"], !p.isEmpty {
+            guard let secret = env["PYLON_CAPTCHA_SECRET"], !secret.isEmpty else {
+                throw HostError(status: 500, code: "CONFIG_INVALID", message: "PYLON_CAPTCHA_PROVIDER=\(p) needs PYLON_CAPTCHA_SECRET (the provider's secret key)")
+            }
+            c.captcha = try CaptchaConfig(provider: p, secret: secret, minScore: env["PYLON_CAPTCHA_MIN_SCORE"],
+                                          verifyURL: env["PYLON_CAPTCHA_VERIFY_URL"].flatMap { $0.isEmpty ? nil : $0 })
+        }
+        if let b = env["PYLON_PASSWORD_BREACH_CHECK"]?.trimmingCharacters(in: .whitespaces), !b.isEmpty {
+            switch b.lowercased() {
+            case "0", "off", "false", "no": c.passwordBreachURL = nil
+            case "1", "on", "true", "yes", "hibp": c.passwordBreachURL = Self.haveIBeenPwnedRangeURL
+            default:
+                guard b.hasPrefix("https://") || b.hasPrefix("http://") else {
+                    throw HostError(status: 500, code: "CONFIG_INVALID", message: "PYLON_PASSWORD_BREACH_CHECK=\(b) is not on, off or the http(s) base URL of a range API")
+                }
+                c.passwordBreachURL = b.hasSuffix("/") ? b : b + "/"
+            }
+        }
         if let u = env["PYLON_PUBLIC_URL"], !u.isEmpty { c.publicURL = String(u.trimmingCharacters(in: .whitespaces).trimmingSuffix("/")) }
         if let u = env["PYLON_DASHBOARD_URL"], !u.isEmpty { c.dashboardURL = u }
         if let u = env["PYLON_PASSWORD_RESET_URL"], !u.isEmpty { c.passwordResetURL = u }

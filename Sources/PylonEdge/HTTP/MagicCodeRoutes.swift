@@ -12,12 +12,15 @@ import PylonJSON
 /// (`AuthCodes`), counts requests in the auth buckets (per address and per email), and
 /// resolves or creates the user. What Pylon got wrong is fixed with its wire shapes kept:
 /// emails are validated and normalized, secrets are stored hashed, `magic/verify` is
-/// counted per address too, a failed user insert fails the sign-in.
+/// counted per address too, a failed user insert fails the sign-in. With `PYLON_CAPTCHA_*`
+/// set, sending a code or link needs a solved CAPTCHA (`captchaToken`), as in Pylon.
 extension RouteContext {
     func addMagicCodeRoutes(_ router: Router<PylonRequestContext>, _ codes: AuthCodes) {
         router.post("/api/auth/magic/send") { req, ctx in
-            let email = try EmailAddress(try Self.field(try await body(req), "email"))
+            let b = try await body(req)
+            let email = try EmailAddress(try Self.field(b, "email"))
             try authLimiter.check(.send, client: client(req, ctx), account: email.value)
+            try await captcha?.verify(b["captchaToken"]?.stringValue)
             let code = try await sendCode(codes, .magicCode, subject: email.value, email: email, userID: nil)
             return HTTPSupport.json(.object([("sent", true), ("email", .string(email.value))] + devEcho([("dev_code", code)])))
         }
@@ -55,8 +58,10 @@ extension RouteContext {
             return HTTPSupport.json(.object([("verified", true), ("emailVerified", stamped)]))
         }
         router.post("/api/auth/magic-link/send") { req, ctx in
-            let email = try EmailAddress(try Self.field(try await body(req), "email"))
+            let b = try await body(req)
+            let email = try EmailAddress(try Self.field(b, "email"))
             try authLimiter.check(.send, client: client(req, ctx), account: email.value)
+            try await captcha?.verify(b["captchaToken"]?.stringValue)
             let (token, key, _) = try await codes.issueLink(.magicLink, email: email.value)
             let url = "\(publicURL)/api/auth/magic-link/verify?token=\(token)"
             do {

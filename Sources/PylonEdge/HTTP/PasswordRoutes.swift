@@ -19,6 +19,7 @@ extension RouteContext {
             let email = try EmailAddress(try Self.field(b, "email"))
             let password = try Self.field(b, "password")
             try authLimiter.check(.send, client: client(req, ctx), account: email.value)
+            try await checkNewPassword(password)
             let name = (b["displayName"] ?? b["name"])?.stringValue
             let userID = try await passwords.register(email, password: password, displayName: name)
             return try await signedIn(req, userID: userID)
@@ -38,6 +39,7 @@ extension RouteContext {
             let b = try await body(req)
             let current = try Self.field(b, "currentPassword"), new = try Self.field(b, "newPassword")
             try authLimiter.check(.login, client: client(req, ctx), account: userID)
+            try await checkNewPassword(new)
             guard try await passwords.change(userID: userID, current: current, new: new) else { throw Self.invalidCredentials }
             _ = try await sessions.revokeAll(userID: userID)
             return try await signedIn(req, userID: userID, extra: [("changed", true)])
@@ -76,6 +78,7 @@ extension RouteContext {
             // Before the link is used, so a refused password does not burn it.
             try PasswordAccounts.checkStrength(new)
             try authLimiter.check(.verify, client: client(req, ctx))
+            try await breaches?.check(new)
             guard case let .accepted(sentTo, recorded) = try Self.settled(try await codes.verifyLink(.passwordReset, token: token)),
                   let email = try? EmailAddress(sentTo), let userID = try await passwords.user(withEmail: email),
                   recorded == nil || recorded == userID else {
@@ -86,6 +89,13 @@ extension RouteContext {
             _ = try await passwords.markEmailVerified(userID: userID, email: email)
             return try await signedIn(req, userID: userID, extra: [("reset", true)])
         }
+    }
+
+    /// Length limits, then (when configured) the breached-password check: before any other
+    /// work, so a refused password changes nothing.
+    func checkNewPassword(_ password: String) async throws {
+        try PasswordAccounts.checkStrength(password)
+        try await breaches?.check(password)
     }
 
     /// A new session for `userID`: `{"token","user_id","expires_at"}` (after `extra`), and

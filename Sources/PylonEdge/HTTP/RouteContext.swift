@@ -45,6 +45,10 @@ package struct RouteContext: Sendable {
     let orgs: Organisations
     /// Rooms and presence (`RoomRoutes`).
     let rooms: RoomService?
+    /// The CAPTCHA magic codes and links need (`PYLON_CAPTCHA_*`).
+    let captcha: CaptchaVerifier?
+    /// The breached-password check of new passwords (`PYLON_PASSWORD_BREACH_CHECK`).
+    let breaches: BreachedPasswords?
 
     package init(data: DataService, changes: ChangeLog, sessions: SessionStore, config: HostConfig,
                  metrics: Metrics, startedAt: Date, stubs: [CapabilityInfo], hub: ChangeHub,
@@ -52,8 +56,10 @@ package struct RouteContext: Sendable {
                  cache: CacheService?, authLimiter: AuthRateLimiter, passwords: PasswordAccounts, apiKeys: ApiKeys?,
                  jwts: SessionJWTs?, jobs: JobService? = nil, cron: CronService? = nil, workflows: WorkflowService? = nil,
                  orgs: Organisations, oauth: OAuthService? = nil, files: FileRoutesConfig? = nil, codes: AuthCodes? = nil,
-                 rooms: RoomService? = nil) {
+                 rooms: RoomService? = nil, captcha: CaptchaVerifier? = nil, breaches: BreachedPasswords? = nil) {
         self.orgs = orgs
+        self.captcha = captcha
+        self.breaches = breaches
         self.codes = codes
         self.rooms = rooms
         self.oauth = oauth
