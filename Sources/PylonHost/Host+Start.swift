@@ -43,12 +43,13 @@ extension Host {
         }
         let files = try registry.served[PYLON_CAP_FILES].map { try fileRoutes($0, config, manifest, store: store, logger: logger) }
         let codes = try registry.served[PYLON_CAP_AUTH_CODE].map { AuthCodes(plugin: try AuthCodePlugin($0), store: store, dialect: dialect) }
+        let shards = registry.sims.isEmpty ? nil : try ShardRegistry(sims: registry.sims, config: config, metrics: metrics, logger: logger)
         logger.info("store: \(opened.served.plugin.id) at \(opened.selection.location(fallback: storePath)), dialect \(dialect.name), \(opened.readerCount) readers, epoch \(opened.epoch)")
         reportStartup(config, manifest, policies, logger: logger)
         return Host(config: config, manifest: manifest, registry: registry, store: store, data: data,
                     changes: changes, sessions: sessions, metrics: metrics, logger: logger, hub: hub, tailer: tailer,
                     functions: functions, cache: cache, jobs: jobs, cron: cron, workflows: workflows, oauth: oauth, files: files,
-                    codes: codes)
+                    codes: codes, shards: shards)
     }
 
     /// Loads the plugins and activates the manifest's selection, with the settings the host

@@ -80,6 +80,7 @@ package struct EdgeServer {
         if let workflows = routes.workflows { routes.addWorkflowRoutes(router, workflows) }
         if let oauth = routes.oauth { routes.addOAuthRoutes(router, oauth) }
         if let files = routes.files { routes.addFileRoutes(router, files) }
+        if let shards = routes.shards { routes.addShardRoutes(router, shards) }
         routes.addEventStreamRoute(router, path: "/api/sync/events")
         return router
     }

@@ -41,13 +41,17 @@ package struct RouteContext: Sendable {
     /// One-time email codes and links, when a plugin serves `pylon.auth.code/1` (else
     /// their routes are its stub's, and password reset answers 501).
     let codes: AuthCodes?
+    /// Shards, when at least one plugin serves `pylon.shard.sim/1` (else `/api/shards` is a stub).
+    let shards: ShardRegistry?
 
     package init(data: DataService, changes: ChangeLog, sessions: SessionStore, config: HostConfig,
                  metrics: Metrics, startedAt: Date, stubs: [CapabilityInfo], hub: ChangeHub,
                  sync: SyncStream, realtime: RealtimeConfig, functions: FunctionService?,
                  cache: CacheService?, authLimiter: AuthRateLimiter, passwords: PasswordAccounts, apiKeys: ApiKeys?,
                  jwts: SessionJWTs?, jobs: JobService? = nil, cron: CronService? = nil, workflows: WorkflowService? = nil,
-                 oauth: OAuthService? = nil, files: FileRoutesConfig? = nil, codes: AuthCodes? = nil) {
+                 oauth: OAuthService? = nil, files: FileRoutesConfig? = nil, codes: AuthCodes? = nil,
+                 shards: ShardRegistry? = nil) {
+        self.shards = shards
         self.codes = codes
         self.oauth = oauth
         self.files = files
