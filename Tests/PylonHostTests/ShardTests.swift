@@ -73,7 +73,8 @@ struct ShardTests {
             guard let i = all.firstIndex(where: { $0.event == "ack" }) else { return nil }
             return all[(i + 1)...].first { $0.event == nil }
         }
-        #expect(afterAck.id == "\(ackTick)" && afterAck.json["tick"].int == ackTick, "\(afterAck)")
+        // (Normally that tick's own frame; a later one if the reader fell behind and it was replaced.)
+        #expect((afterAck.json["tick"].int ?? 0) >= ackTick && afterAck.id == afterAck.json["tick"].int.map(String.init), "\(afterAck)")
         #expect(afterAck.json["you"]["x"].double == 50, "\(afterAck.data)")
 
         // Alice and Bob are in neighbouring cells; Carol is far from both.
@@ -148,6 +149,7 @@ struct ShardTests {
 
         // A sim's own rules: authorize_subscribe refuses "banned", authorize_input a word.
         let banned = try await Self.connect(host, "m1", token: Self.admin, sid: "banned")
+        _ = try await banned.waitForEnd(timeout: 20)  // the error body read whole
         #expect(banned.status == 403 && banned.bodyJSON["error"]["code"].string == "BANNED", "\(banned.body)")
         let mine = try await Self.connect(host, "m1", token: alice)
         _ = try await Self.frame(mine) { $0 != nil }

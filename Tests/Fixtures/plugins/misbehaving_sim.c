@@ -1,6 +1,7 @@
 /*
  * A `pylon.shard.sim/1` plugin that breaks the contract on purpose, for ShardTests: its sim
- * "misbehaving" behaves for `after` ticks (config {"mode": M, "after": N}, default 3), then:
+ * "misbehaving" behaves until `after` ticks (config {"mode": M, "after": N}, default 3) have
+ * passed since its first subscriber's first snapshot (so a test's stream sees it), then:
  *   "garbage"  snapshot_for hands back bytes that are not JSON
  *   "slow"     tick sleeps 3 s (far past the host's budget)
  *   "fail"     tick returns an error
@@ -24,6 +25,7 @@
 struct pylon_sim_state {
     char mode[16];
     uint64_t after, tick;
+    uint64_t watched_since; /* the tick of the first snapshot, 0 before it */
 };
 
 static pylon_status fail(const pylon_error_sink *err, const char *code, const char *msg) {
@@ -89,7 +91,7 @@ static int contains(const char *p, size_t n, const char *needle) {
 }
 
 static int misbehaving(const pylon_sim_state *s, const char *mode) {
-    return s->tick > s->after && strcmp(s->mode, mode) == 0;
+    return s->watched_since > 0 && s->tick > s->watched_since + s->after && strcmp(s->mode, mode) == 0;
 }
 
 static pylon_status sim_tick(pylon_instance *inst, pylon_sim_state *s, uint64_t tick, int64_t dt,
@@ -109,6 +111,7 @@ static pylon_status sim_snapshot_for(pylon_instance *inst, pylon_sim_state *s, c
     char buf[64];
     int n;
     (void)inst, (void)sid, (void)sid_len, (void)err;
+    if (s->watched_since == 0) s->watched_since = s->tick;
     if (misbehaving(s, "silent")) return PYLON_OK;
     if (misbehaving(s, "garbage")) {
         static const uint8_t junk[] = {0x01, 'n', 'o', 't', ' ', 'j', 's', 'o', 'n', 0xff};
