@@ -27,9 +27,10 @@ extension Host {
         let sessions = SessionStore(store: store, dialect: dialect, lifetime: manifest.auth.sessionExpiresIn)
         let hub = ChangeHub(queueLimit: config.syncQueueLimit, maxPerAddress: config.maxConnectionsPerAddress, metrics: metrics)
         let tailer = try changeFeed(opened, into: hub, config: config, logger: logger, metrics: metrics)
+        let shards = registry.sims.isEmpty ? nil : try ShardRegistry(sims: registry.sims, config: config, metrics: metrics, logger: logger)
         let functions = try registry.served[PYLON_CAP_FUNCTIONS].map {
             try FunctionService(served: $0, data: data, store: store, enforcePolicies: manifest.functionsEnforcePolicies,
-                                logger: logger, metrics: metrics)
+                                logger: logger, metrics: metrics, shards: shards)
         }
         let jobs = functions.map { JobService(store: store, functions: $0, config: config, logger: logger) }
         let cron = jobs.map { CronService(tasks: manifest.cron, jobs: $0, catchUp: config.cronCatchUp, logger: logger) }
@@ -43,7 +44,6 @@ extension Host {
         }
         let files = try registry.served[PYLON_CAP_FILES].map { try fileRoutes($0, config, manifest, store: store, logger: logger) }
         let codes = try registry.served[PYLON_CAP_AUTH_CODE].map { AuthCodes(plugin: try AuthCodePlugin($0), store: store, dialect: dialect) }
-        let shards = registry.sims.isEmpty ? nil : try ShardRegistry(sims: registry.sims, config: config, metrics: metrics, logger: logger)
         logger.info("store: \(opened.served.plugin.id) at \(opened.selection.location(fallback: storePath)), dialect \(dialect.name), \(opened.readerCount) readers, epoch \(opened.epoch)")
         reportStartup(config, manifest, policies, logger: logger)
         return Host(config: config, manifest: manifest, registry: registry, store: store, data: data,

@@ -217,12 +217,56 @@ struct ShardTests {
     }
 }
 
+extension ShardTests {
+    @Test("ctx.shards from an action creates a shard, reads it and sends input; a mutation may not")
+    func fromFunctions() async throws {
+        let files = [
+            "functions/openArena.ts": """
+            import { action } from "@pylon/functions";
+            export default action(async (ctx, args) => {
+              const made = await ctx.shards.create("arena", { id: args.id, config: { speed: 0 }, settings: { tick_rate_hz: 20 } });
+              const sent = await ctx.shards.input(args.id, "npc", { spawn: [10, 10] }, 5);
+              const got = await ctx.shards.get(args.id);
+              const none = await ctx.shards.get("missing");
+              let dup = null;
+              try { await ctx.shards.create("arena", { id: args.id }); } catch (e) { dup = e.code; }
+              return { made, sent, got, none, dup };
+            });
+            """,
+            "functions/fromMutation.ts": """
+            import { mutation } from "@pylon/functions";
+            export default mutation(async (ctx) => await ctx.shards.get("x"));
+            """,
+        ]
+        let host = try await HostProcess.start(manifest: Self.manifest, store: ShardSimsBuild.withFunctions, files: files)
+        defer { host.stop() }
+        let r = try await host.request("POST", "/api/fn/openArena", json: #"{"id": "fn1"}"#, token: Self.admin)
+        #expect(r.status == 200, "\(r.body)\n\(host.log.suffix(2000))")
+        #expect(r.json["made"]["id"].string == "fn1" && r.json["made"]["sim"].string == "arena", "\(r.body)")
+        #expect(r.json["sent"]["accepted"].bool == true && r.json["sent"]["seq"].int == 1, "\(r.body)")
+        #expect(r.json["got"]["running"].bool == true && r.json["none"].isNull, "\(r.body)")
+        #expect(r.json["dup"].string == "SHARD_EXISTS", "\(r.body)")
+        // The input was applied: a watcher sees the function's player.
+        let watcher = try await Self.connect(host, "fn1", token: Self.admin, sid: "w")
+        _ = try await Self.frame(watcher) { $0["tick"].int != nil }
+        let listed = try await host.request("GET", "/api/shards", token: Self.admin)
+        #expect((listed.json.array ?? []).count == 1, "\(listed.body)")
+        // ctx.shards is not on a mutation's ctx at all.
+        let m = try await host.request("POST", "/api/fn/fromMutation", json: "{}", token: Self.admin)
+        #expect(m.status != 200, "\(m.body)")
+    }
+}
+
 /// The plugins folder of the shard tests: the real SQLite store (a link to `plugins/`), the
 /// arena built by its own Makefile and the misbehaving fixture, built once per test process.
 actor ShardSimsBuild {
     static let shared = ShardSimsBuild()
     static let store = TestStore(
         name: "sqlite+sims", pluginsDir: { try await ShardSimsBuild.shared.pluginsDir() },
+        provision: { _, db in TestStoreBackend(storeConfig: [("use", .string("sqlite"))], sqliteFile: db) })
+    /// The same with the function runtime (`libPylonFnBun.so` from `plugins/`).
+    static let withFunctions = TestStore(
+        name: "sqlite+sims+functions", pluginsDir: { try await ShardSimsBuild.shared.pluginsDir() + "-fn" },
         provision: { _, db in TestStoreBackend(storeConfig: [("use", .string("sqlite"))], sqliteFile: db) })
     private var build: Task<String, Error>?
 
@@ -246,6 +290,12 @@ actor ShardSimsBuild {
                                                             "-o", plugins + "/libmisbehaving_sim.so", fixture], timeout: 120)
         guard cc.status == 0 else { throw TestSetupError(description: "cc \(fixture) failed:\n\(cc.stderr)") }
         try FileManager.default.createSymbolicLink(atPath: plugins + "/libPylonStoreSQLite.so", withDestinationPath: TestPaths.sqlitePlugin)
+        let withFn = plugins + "-fn"
+        try FileManager.default.createDirectory(atPath: withFn, withIntermediateDirectories: true)
+        for name in try FileManager.default.contentsOfDirectory(atPath: plugins) {
+            try FileManager.default.createSymbolicLink(atPath: withFn + "/" + name, withDestinationPath: plugins + "/" + name)
+        }
+        try FileManager.default.createSymbolicLink(atPath: withFn + "/libPylonFnBun.so", withDestinationPath: TestPaths.pluginsDir + "/libPylonFnBun.so")
         return plugins
     }
 }

@@ -43,15 +43,15 @@ extension RouteContext {
             }
             let settings = try ShardSettings.parse(body)
             let shard = try await shards.create(sim: sim, id: id, config: config == .null ? .object([]) : config, settings: settings)
-            return HTTPSupport.json(Self.shardJSON(shard), status: .created)
+            return HTTPSupport.json(shard.json, status: .created)
         }
         router.get("/api/shards") { req, _ -> Response in
             try await requireAdmin(req, "listing shards")
-            return HTTPSupport.json(.array(shards.all.map(Self.shardJSON)))
+            return HTTPSupport.json(.array(shards.all.map(\.json)))
         }
         router.get("/api/shards/:id") { req, ctx -> Response in
             _ = try await signedIn(req, "reading a shard")
-            return HTTPSupport.json(Self.shardJSON(try Self.shard(shards, ctx)))
+            return HTTPSupport.json(try Self.shard(shards, ctx).json)
         }
         router.delete("/api/shards/:id") { req, ctx -> Response in
             try await requireAdmin(req, "deleting a shard")
@@ -168,14 +168,5 @@ extension RouteContext {
 
     static func notFound(_ id: String) -> HostError {
         HostError(status: 404, code: "SHARD_NOT_FOUND", message: "no shard \(id.prefix(128)) is running; list them with GET /api/shards (admin)")
-    }
-
-    static func shardJSON(_ s: Shard) -> JSONValue {
-        let st = s.status
-        return .object([
-            ("id", .string(s.id)), ("sim", .string(s.sim.name)), ("running", .bool(st.running)),
-            ("tick", .int(Int64(clamping: st.tick))), ("subscribers", .int(Int64(st.subscribers))),
-            ("input_queue", .int(Int64(st.inputQueue))),
-        ] + s.settings.json)
     }
 }

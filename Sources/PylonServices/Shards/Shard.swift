@@ -69,6 +69,16 @@ package final class Shard: @unchecked Sendable {
 
     package var isRunning: Bool { lock.withLock { stopReason == nil } }
 
+    /// The shard as the routes and `ctx.shards` show it.
+    package var json: JSONValue {
+        let st = status
+        return .object([
+            ("id", .string(id)), ("sim", .string(sim.name)), ("running", .bool(st.running)),
+            ("tick", .int(Int64(clamping: st.tick))), ("subscribers", .int(Int64(st.subscribers))),
+            ("input_queue", .int(Int64(st.inputQueue))),
+        ] + settings.json)
+    }
+
     /// Whether `auth` attached the subscriber `sid` (the admin may act as any attached one).
     package func attached(_ sid: String, by auth: AuthContext) -> Bool {
         lock.withLock {
@@ -79,7 +89,7 @@ package final class Shard: @unchecked Sendable {
 
     /// Queues an input for the next tick; returns its server seq.
     package func push(sid: String, input: [UInt8], auth: AuthContext, clientSeq: UInt64?) throws(HostError) -> UInt64 {
-        let authJSON = auth.shardJSONBytes
+        let authJSON = auth.functionJSONBytes
         let now = Int64(Date().timeIntervalSince1970 * 1e9)
         let result: Result<UInt64, HostError> = lock.withLock {
             guard stopReason == nil else { return .failure(Self.stopped(id)) }
@@ -102,7 +112,7 @@ package final class Shard: @unchecked Sendable {
         return await withCheckedContinuation { c in
             let refused: HostError? = lock.withLock {
                 guard stopReason == nil else { return Self.stopped(id) }
-                joins.append(PendingJoin(subscriber: sub, authJSON: auth.shardJSONBytes, done: c))
+                joins.append(PendingJoin(subscriber: sub, authJSON: auth.functionJSONBytes, done: c))
                 return nil
             }
             if let refused { c.resume(returning: .failure(refused)) }
@@ -274,15 +284,5 @@ package final class Shard: @unchecked Sendable {
             return s
         }
         if let st { sim.destroy(st) }
-    }
-}
-
-extension AuthContext {
-    /// The caller as a sim sees it (`auth_json`): as functions see it.
-    var shardJSONBytes: [UInt8] {
-        JSONWriter.encode(.object([
-            ("user_id", userID.map { .string($0) } ?? .null), ("is_admin", .bool(isAdmin)), ("is_guest", .bool(isGuest)),
-            ("roles", .array(roles.map { .string($0) })), ("tenant_id", tenantID.map { .string($0) } ?? .null),
-        ]))
     }
 }
