@@ -115,6 +115,10 @@ struct ShardTests {
         #expect(errors.allSatisfy { $0.json["error"]["code"].string == "INPUT_REJECTED" }, "\(errors.map(\.data))")
         #expect(!stream.events.contains { $0.event == "ack" })
 
+        // An input over 64 KiB is refused before it is queued.
+        let big = try await Self.input(host, "r1", #"{"input": "\#(String(repeating: "x", count: 70_000))"}"#, token: alice)
+        #expect(big.status == 413 && big.json["error"]["code"].string == "INPUT_TOO_LARGE", "\(big.body.prefix(300))")
+
         // Only as a subscriber one attached: Bob is not attached, and may not act as Alice.
         let notAttached = try await Self.input(host, "r1", #"{"input": {"spawn": [1, 1]}}"#, token: bob)
         #expect(notAttached.status == 403 && notAttached.json["error"]["code"].string == "UNAUTHORIZED", "\(notAttached.body)")

@@ -36,6 +36,12 @@ package final class Shard: @unchecked Sendable {
     /// The sim's state: touched only inside a turn, or by `stop` when no turn runs.
     private var state: OpaquePointer?
     private var inputs: [PendingInput] = []
+    /// The bytes of the queued inputs (bounded by `maxQueuedBytes`).
+    private var queuedBytes = 0
+    /// The largest input (JSON bytes) and the most input bytes waiting for one tick: a
+    /// client cannot make a shard hold more than this whatever `max_input_queue` says.
+    package static let maxInputBytes = 64 * 1024
+    static let maxQueuedBytes = 16 * 1024 * 1024
     private var joins: [PendingJoin] = []
     private var subscribers: [String: ShardSubscriber] = [:]
     private var tickNo: UInt64 = 0
@@ -91,15 +97,19 @@ package final class Shard: @unchecked Sendable {
     package func push(sid: String, input: [UInt8], auth: AuthContext, clientSeq: UInt64?) throws(HostError) -> UInt64 {
         let authJSON = auth.functionJSONBytes
         let now = Int64(Date().timeIntervalSince1970 * 1e9)
+        guard input.count <= Self.maxInputBytes else {
+            throw HostError(status: 413, code: "INPUT_TOO_LARGE", message: "an input is at most \(Self.maxInputBytes) bytes of JSON; send less")
+        }
         let result: Result<UInt64, HostError> = lock.withLock {
             guard stopReason == nil else { return .failure(Self.stopped(id)) }
-            guard inputs.count < settings.maxInputQueue else {
+            guard inputs.count < settings.maxInputQueue && queuedBytes + input.count <= Self.maxQueuedBytes else {
                 return .failure(HostError(status: 429, code: "INPUT_QUEUE_FULL",
-                                          message: "shard \(id) has \(settings.maxInputQueue) inputs waiting for its next tick; send fewer inputs"))
+                                          message: "shard \(id) has as many inputs waiting for its next tick as it takes; send fewer inputs"))
             }
             let seq = nextSeq
             nextSeq += 1
             inputs.append(PendingInput(sid: sid, input: input, authJSON: authJSON, clientSeq: clientSeq, seq: seq, receivedAt: now))
+            queuedBytes += input.count
             return .success(seq)
         }
         return try result.get()
@@ -145,6 +155,7 @@ package final class Shard: @unchecked Sendable {
             tickNo += 1
             let i = inputs, j = joins
             inputs = []
+            queuedBytes = 0
             joins = []
             return (state, i, j, tickNo)
         }
@@ -264,6 +275,7 @@ package final class Shard: @unchecked Sendable {
             let j = joins, s = Array(subscribers.values)
             joins = []
             inputs = []
+            queuedBytes = 0
             subscribers = [:]
             return (j, s)
         }
