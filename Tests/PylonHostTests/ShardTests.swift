@@ -91,6 +91,17 @@ struct ShardTests {
         }
         let info = try await host.request("GET", "/api/shards/a1", token: tokens.0)
         #expect(info.status == 200 && info.json["subscribers"].int == 3 && info.json["sim"].string == "arena", "\(info.body)")
+
+        // Signing out ends the stream (at its next heartbeat), and the subscriber leaves.
+        #expect(try await host.request("POST", "/api/auth/logout", token: tokens.2).status == 200)
+        let ended = try await carol.waitForNamedEvent("end", timeout: 40)
+        #expect(ended.json["reason"].string == "session_ended", "\(ended.data)")
+        var subscribers = 3
+        for _ in 0..<300 where subscribers != 2 {
+            subscribers = try await host.request("GET", "/api/shards/a1", token: tokens.0).json["subscribers"].int ?? -1
+            if subscribers != 2 { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(subscribers == 2)
     }
 
     @Test("Rejected inputs get an error frame; a user sends only as a subscriber it attached; subscribe and admin routes are guarded")

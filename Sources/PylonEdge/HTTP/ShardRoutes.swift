@@ -22,7 +22,8 @@ import PylonJSON
 ///   stream. Each frame is `id: <tick>` + `data: <snapshot JSON>`, preceded by the `ack` /
 ///   `error` events of that subscriber's inputs applied in that tick; a slow reader gets
 ///   only the newest snapshot. `: heartbeat` comments keep it open; `event: end` with
-///   `{"reason"}` closes it (the shard stopped, or another connection took the sid).
+///   `{"reason"}` closes it (the shard stopped, another connection took the sid, or the
+///   caller's session ended: rechecked at each heartbeat).
 extension RouteContext {
     func addShardRoutes(_ router: Router<PylonRequestContext>, _ shards: ShardRegistry) {
         router.post("/api/shards") { req, _ -> Response in
@@ -98,6 +99,11 @@ extension RouteContext {
                     group.addTask {
                         while !Task.isCancelled {
                             try await Task.sleep(for: .seconds(keepalive))
+                            // A stream lives as long as its caller's session or key.
+                            guard await stillSignedIn(token: token, as: auth) else {
+                                sub.end("session_ended")
+                                return
+                            }
                             sub.poke()
                         }
                     }
@@ -138,6 +144,13 @@ extension RouteContext {
                 try await out.write(buf)
             }
         }
+    }
+
+    /// Whether `token` still stands for `auth` (its session or API key was not revoked and
+    /// has not expired); checked at each keepalive of a shard stream.
+    func stillSignedIn(token: String?, as auth: AuthContext) async -> Bool {
+        guard let now = try? await authFor(token: token) else { return false }
+        return now.isAdmin == auth.isAdmin && now.userID == auth.userID
     }
 
     /// The caller, who must be signed in (or the admin).
