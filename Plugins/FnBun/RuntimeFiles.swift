@@ -214,9 +214,26 @@ export interface WebhookRequest {
   rawBody: string;
 }
 
+/** A shard as the host reports it (`GET /api/shards/:id`). */
+export interface ShardInfo {
+  id: string; sim: string; running: boolean; tick: number; subscribers: number; input_queue: number;
+  tick_rate_hz: number; max_subscribers: number; idle_ticks_before_shutdown: number; max_input_queue: number;
+}
+
+/** Shards of the loaded sims (pylon.shard.sim/1); in actions only (not transactional). */
+export interface Shards {
+  /** Starts a shard of `sim`; `config` goes to the sim, `settings` are the shard's (tick_rate_hz, ...). */
+  create(sim: string, opts?: { id?: string; config?: Record<string, unknown>; settings?: Record<string, number> }): Promise<ShardInfo>;
+  /** The running shard `id`, or null. */
+  get(id: string): Promise<ShardInfo | null>;
+  /** Queues `input` as `subscriberId` for the next tick; its server seq. */
+  input(id: string, subscriberId: string, input: unknown, clientSeq?: number): Promise<{ accepted: true; seq: number }>;
+}
+
 export interface ActionCtx extends MutationCtx {
   /** Set when the action runs as a webhook; its args are then `{ rawBody }`. */
   request?: WebhookRequest;
+  shards: Shards;
   /** Runs a query / mutation / action as the same user (admin rights dropped); a mutation in its own transaction. */
   runQuery(name: string, args?: Record<string, unknown>): Promise<any>;
   runMutation(name: string, args?: Record<string, unknown>): Promise<any>;
@@ -540,6 +557,16 @@ async function handleCall(f: any) {
       ctx.runQuery = run("query");
       ctx.runMutation = run("mutation");
       ctx.runAction = run("action");
+      // Shards (pylon.shard.sim/1): side effects outside any transaction, so actions only.
+      ctx.shards = {
+        create: async (sim: string, opts?: Record<string, unknown>) => {
+          const o = opts ?? {};
+          return await rpc(c, { op: "shard_create", sim: String(sim), id: o.id ?? null, config: o.config ?? {}, settings: o.settings ?? {} });
+        },
+        get: async (id: string) => await rpc(c, { op: "shard_get", id: String(id) }),
+        input: async (id: string, subscriberId: string, input: unknown, clientSeq?: number) =>
+          await rpc(c, { op: "shard_input", id: String(id), subscriber_id: String(subscriberId), input: input ?? null, client_seq: clientSeq ?? null }),
+      };
       const q = f.request;
       if (q && typeof q === "object")
         ctx.request = { method: String(q.method ?? ""), path: String(q.path ?? ""), headers: q.headers ?? {}, rawBody: String(q.raw_body ?? "") };

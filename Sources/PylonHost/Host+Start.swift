@@ -27,9 +27,10 @@ extension Host {
         let sessions = SessionStore(store: store, dialect: dialect, lifetime: manifest.auth.sessionExpiresIn)
         let hub = ChangeHub(queueLimit: config.syncQueueLimit, maxPerAddress: config.maxConnectionsPerAddress, metrics: metrics)
         let tailer = try changeFeed(opened, into: hub, config: config, logger: logger, metrics: metrics)
+        let shards = registry.sims.isEmpty ? nil : try ShardRegistry(sims: registry.sims, config: config, metrics: metrics, logger: logger)
         let functions = try registry.served[PYLON_CAP_FUNCTIONS].map {
             try FunctionService(served: $0, data: data, store: store, enforcePolicies: manifest.functionsEnforcePolicies,
-                                logger: logger, metrics: metrics)
+                                logger: logger, metrics: metrics, shards: shards)
         }
         let jobs = functions.map { JobService(store: store, functions: $0, config: config, logger: logger) }
         let cron = jobs.map { CronService(tasks: manifest.cron, jobs: $0, catchUp: config.cronCatchUp, logger: logger) }
@@ -48,7 +49,7 @@ extension Host {
         return Host(config: config, manifest: manifest, registry: registry, store: store, data: data,
                     changes: changes, sessions: sessions, metrics: metrics, logger: logger, hub: hub, tailer: tailer,
                     functions: functions, cache: cache, jobs: jobs, cron: cron, workflows: workflows, oauth: oauth, files: files,
-                    codes: codes)
+                    codes: codes, shards: shards)
     }
 
     /// Loads the plugins and activates the manifest's selection, with the settings the host

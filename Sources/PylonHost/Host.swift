@@ -41,12 +41,16 @@ public final class Host: Sendable {
     let codes: AuthCodes?
     /// Rooms and presence (in memory; their events go through `hub`).
     let rooms: RoomService
+    /// Shards, when plugins serve `pylon.shard.sim/1`.
+    let shards: ShardRegistry?
 
     init(config: HostConfig, manifest: Manifest, registry: PluginRegistry, store: StoreThreads,
                  data: DataService, changes: ChangeLog, sessions: SessionStore, metrics: Metrics, logger: Logger,
                  hub: ChangeHub, tailer: ChangeTailer?, functions: FunctionService?, cache: CacheService?,
                  jobs: JobService? = nil, cron: CronService? = nil, workflows: WorkflowService? = nil,
-                 oauth: OAuthService? = nil, files: FileRoutesConfig? = nil, codes: AuthCodes? = nil) {
+                 oauth: OAuthService? = nil, files: FileRoutesConfig? = nil, codes: AuthCodes? = nil,
+                 shards: ShardRegistry? = nil) {
+        self.shards = shards
         self.codes = codes
         self.oauth = oauth
         self.files = files
@@ -106,7 +110,7 @@ public final class Host: Sendable {
         logger.info("request limit: \(limit > 0 ? "\(limit) per \(config.rateLimitWindow) s per client address" : "off"); writes with the session cookie accepted from: \(trustedOrigins.isEmpty ? "the host's own origin only (PYLON_TRUSTED_ORIGINS adds others)" : trustedOrigins.joined(separator: ", "))")
         let middleware = APIMiddleware<PylonRequestContext>(corsOrigin: config.corsOrigin, metrics: metrics, requestGuard: requestGuard)
         let edge = EdgeServer(config: config, routes: routes, middleware: middleware, requestGuard: requestGuard, logger: logger)
-        try await serve(edge.services() + [RealtimeShutdown(hub: hub)])
+        try await serve(edge.services() + [RealtimeShutdown(hub: hub, shards: shards)])
     }
 
     /// What every route handler gets, with the hub's read check wired to the data plane.
@@ -129,7 +133,8 @@ public final class Host: Sendable {
                             orgs: Organisations(store: store, dialect: store.dialect, sessions: sessions),
                             oauth: oauth, files: files, codes: codes, rooms: rooms,
                             captcha: config.captcha.map(CaptchaVerifier.init),
-                            breaches: config.passwordBreachURL.map { BreachedPasswords(rangeURL: $0, logger: logger) })
+                            breaches: config.passwordBreachURL.map { BreachedPasswords(rangeURL: $0, logger: logger) },
+                            shards: shards)
     }
 
     /// API keys with the configured pepper; in --dev without one, a fixed development pepper
@@ -183,6 +188,7 @@ public final class Host: Sendable {
             cronTicker?.cancel()
             roomSweeper.cancel()
             jobs?.stop()
+            shards?.shutdown()
             tailer?.stop()
             store.shutdown()
             // Plugins stop their threads and save what they keep (the cache's snapshot).

@@ -18,8 +18,10 @@ public struct CapabilityInfo: Sendable {
         .init(id: PYLON_CAP_AUTH_CODE, key: "auth.code", providerHint: "libPylonAuthMagicCode.so", routePrefixes: ["/api/auth/magic", "/api/auth/magic-link", "/api/auth/email"]),
         .init(id: PYLON_CAP_AUTH_OAUTH, key: "auth.oauth", providerHint: "libPylonAuthOAuth.so", routePrefixes: ["/api/auth/oauth", "/api/auth/callback", "/api/auth/providers", "/api/auth/login"]),
         .init(id: PYLON_CAP_CACHE, key: "cache", providerHint: "libPylonCacheRESP.so", routePrefixes: ["/api/cache", "/api/pubsub"]),
-        .init(id: PYLON_CAP_SHARD_TRANSPORT, key: "shard.transport", providerHint: "libPylonShardWS.so", routePrefixes: ["/api/shards"]),
-        .init(id: PYLON_CAP_SHARD_SIM, key: "shard.sim", providerHint: "a shard simulation plugin (see examples/)", routePrefixes: []),
+        .init(id: PYLON_CAP_SHARD_TRANSPORT, key: "shard.transport", providerHint: "libPylonShardWS.so", routePrefixes: []),
+        // The host serves the shard routes as soon as one simulation is loaded.
+        .init(id: PYLON_CAP_SHARD_SIM, key: "shard.sim", providerHint: "a shard simulation plugin (see examples/shard-arena)",
+              routePrefixes: ["/api/shards"]),
         .init(id: PYLON_CAP_FILES, key: "files", providerHint: "libPylonFilesLocal.so", routePrefixes: ["/api/files"]),
         .init(id: PYLON_CAP_CRDT, key: "crdt", providerHint: "a CRDT plugin (none ships yet; crdt fields are stored and synced as plain values)",
               routePrefixes: ["/api/crdt"]),
@@ -38,6 +40,9 @@ public struct ServedCapability: @unchecked Sendable {
 public final class PluginRegistry: @unchecked Sendable {
     public let scan: PluginLoader.Scan
     public private(set) var served: [String: ServedCapability] = [:]
+    /// Every plugin serving `pylon.shard.sim/1` (several sims may be loaded at once; `served`
+    /// holds the first of them).
+    public private(set) var sims: [ServedCapability] = []
     private var instances: [(LoadedPlugin, OpaquePointer)] = []
     let services: HostServices
 
@@ -77,29 +82,46 @@ public final class PluginRegistry: @unchecked Sendable {
             } else {
                 chosen = candidates.first { $0.id == "pylon.store.sqlite" } ?? candidates.first
             }
+            if cap.id == PYLON_CAP_SHARD_SIM, chosen != nil {
+                // No `use`: every sim in the folder; `use`: that one alone.
+                for plugin in sel?.use == nil ? candidates : [chosen!] {
+                    let one = try serve(plugin, cap, sel, overrides)
+                    sims.append(one)
+                    lines.append("\(cap.id): \(plugin.id) \(plugin.version) (\(plugin.fileName))")
+                }
+                served[cap.id] = sims.first
+                continue
+            }
             guard let plugin = chosen else {
                 lines.append("\(cap.id): stub (add \(cap.providerHint) to the plugins folder to enable)")
                 continue
             }
-            var config: [(String, JSONValue)] = sel?.config.objectValue ?? []
-            for (k, v) in overrides[cap.key] ?? [] {
-                config.removeAll { $0.0 == k }
-                config.append((k, v))
-            }
-            let instance = try instance(of: plugin, config: .object(config))
-            guard let table = plugin.descriptor.pointee.get_interface(instance, cap.id) else {
-                throw HostError(status: 500, code: "PLUGIN_INTERFACE_MISSING",
-                                message: "plugin \(plugin.id) (\(plugin.fileName)) lists \(cap.id) but returned no interface for it; the plugin is broken")
-            }
-            let size = table.load(as: UInt32.self)
-            if cap.id == PYLON_CAP_STORE && Int(size) < StoreTable.minimumSize {
-                throw HostError(status: 500, code: "PLUGIN_INTERFACE_TOO_SMALL",
-                                message: "plugin \(plugin.id) returned a pylon.store/1 table of \(size) bytes, expected at least \(StoreTable.minimumSize) (its required slots); rebuild it against this host's header")
-            }
-            served[cap.id] = ServedCapability(plugin: plugin, instance: instance, table: table)
+            served[cap.id] = try serve(plugin, cap, sel, overrides)
             lines.append("\(cap.id): \(plugin.id) \(plugin.version) (\(plugin.fileName))")
         }
         return lines
+    }
+
+    /// `plugin`'s instance (created with the selection's config and the host's overrides)
+    /// and its table for `cap`.
+    private func serve(_ plugin: LoadedPlugin, _ cap: CapabilityInfo, _ sel: PluginSelection?,
+                       _ overrides: [String: [(String, JSONValue)]]) throws(HostError) -> ServedCapability {
+        var config: [(String, JSONValue)] = sel?.config.objectValue ?? []
+        for (k, v) in overrides[cap.key] ?? [] {
+            config.removeAll { $0.0 == k }
+            config.append((k, v))
+        }
+        let instance = try instance(of: plugin, config: .object(config))
+        guard let table = plugin.descriptor.pointee.get_interface(instance, cap.id) else {
+            throw HostError(status: 500, code: "PLUGIN_INTERFACE_MISSING",
+                            message: "plugin \(plugin.id) (\(plugin.fileName)) lists \(cap.id) but returned no interface for it; the plugin is broken")
+        }
+        let size = table.load(as: UInt32.self)
+        if cap.id == PYLON_CAP_STORE && Int(size) < StoreTable.minimumSize {
+            throw HostError(status: 500, code: "PLUGIN_INTERFACE_TOO_SMALL",
+                            message: "plugin \(plugin.id) returned a pylon.store/1 table of \(size) bytes, expected at least \(StoreTable.minimumSize) (its required slots); rebuild it against this host's header")
+        }
+        return ServedCapability(plugin: plugin, instance: instance, table: table)
     }
 
     private func instance(of plugin: LoadedPlugin, config: JSONValue) throws(HostError) -> OpaquePointer {
@@ -126,5 +148,6 @@ public final class PluginRegistry: @unchecked Sendable {
         for (plugin, inst) in instances.reversed() { plugin.descriptor.pointee.destroy(inst) }
         instances.removeAll()
         served.removeAll()
+        sims.removeAll()
     }
 }

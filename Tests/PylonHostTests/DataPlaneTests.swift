@@ -1023,7 +1023,7 @@ struct DataPlaneTests {
             let r = try await host.request(method, "/api/shards/anything", json: json)
             #expect(r.status == 501, "\(method) → \(r.body)")
             #expect(r.json.errorCode == "CAPABILITY_UNAVAILABLE", "\(r.body)")
-            #expect(r.json["error"]["message"].string?.contains("pylon.shard.transport") == true, "names the capability: \(r.body)")
+            #expect(r.json["error"]["message"].string?.contains("pylon.shard.sim") == true, "names the capability: \(r.body)")
         }
         let unknown = try await host.request("GET", "/api/definitely-not-a-route")
         #expect(unknown.status == 404, "\(unknown.body)")

@@ -26,7 +26,7 @@ struct EdgeBuildTests {
         ("/api/cache/some-key", "GET", "pylon.cache/1"),
         ("/api/auth/magic/send", "POST", "pylon.auth.code/1"),
         ("/api/auth/oauth/github", "GET", "pylon.auth.oauth/1"),
-        ("/api/shards", "GET", "pylon.shard.transport/1"),
+        ("/api/shards", "GET", "pylon.shard.sim/1"),
     ]
 
     @Test("The edge folder holds the host and one store; CRUD, query and pull work; absent capabilities answer 501",
@@ -73,7 +73,7 @@ struct EdgeBuildTests {
             #expect(body["error"]["message"].string?.contains(stub.capability) == true, "\(stub.route) names \(stub.capability): \(r.text)")
         }
         let log = host.log
-        for cap in ["pylon.functions/1", "pylon.cache/1", "pylon.auth.code/1", "pylon.auth.oauth/1", "pylon.shard.transport/1"] {
+        for cap in ["pylon.functions/1", "pylon.cache/1", "pylon.auth.code/1", "pylon.auth.oauth/1", "pylon.shard.transport/1", "pylon.shard.sim/1"] {
             #expect(log.contains("capability \(cap): stub"), "the startup log reports \(cap) as a stub:\n\(log)")
         }
         withExtendedLifetime(backend) {}

@@ -96,7 +96,7 @@ struct OpenAPITests {
         // serves shards: their routes (501) are listed as unavailable, not described.
         #expect(paths["/api/auth/magic/send"] != nil && paths["/api/auth/password/reset/complete"] != nil)
         #expect(!paths.keys.contains { $0.hasPrefix("/api/shards") })
-        #expect((doc["x-pylon-unavailable"].array ?? []).contains { ($0 as? [String: Any])?["capability"] as? String == "pylon.shard.transport/1" })
+        #expect((doc["x-pylon-unavailable"].array ?? []).contains { ($0 as? [String: Any])?["capability"] as? String == "pylon.shard.sim/1" })
     }
 
     @Test("openapi-spec-validator accepts the document")

@@ -244,6 +244,16 @@ async function handleCall(f: any) {
       ctx.runQuery = run("query");
       ctx.runMutation = run("mutation");
       ctx.runAction = run("action");
+      // Shards (pylon.shard.sim/1): side effects outside any transaction, so actions only.
+      ctx.shards = {
+        create: async (sim: string, opts?: Record<string, unknown>) => {
+          const o = opts ?? {};
+          return await rpc(c, { op: "shard_create", sim: String(sim), id: o.id ?? null, config: o.config ?? {}, settings: o.settings ?? {} });
+        },
+        get: async (id: string) => await rpc(c, { op: "shard_get", id: String(id) }),
+        input: async (id: string, subscriberId: string, input: unknown, clientSeq?: number) =>
+          await rpc(c, { op: "shard_input", id: String(id), subscriber_id: String(subscriberId), input: input ?? null, client_seq: clientSeq ?? null }),
+      };
       const q = f.request;
       if (q && typeof q === "object")
         ctx.request = { method: String(q.method ?? ""), path: String(q.path ?? ""), headers: q.headers ?? {}, rawBody: String(q.raw_body ?? "") };

@@ -125,6 +125,12 @@ public struct HostConfig: Sendable {
     /// nil: off, since a host may have no internet.
     public var passwordBreachURL: String?
     public static let haveIBeenPwnedRangeURL = "https://api.pwnedpasswords.com/range/"
+    /// Shards: the tick threads all shards share (`PYLON_SHARD_THREADS`; 0: one per core),
+    /// the longest a sim call may run before its shard is stopped (`PYLON_SHARD_TICK_BUDGET_MS`),
+    /// and the most shards at once (`PYLON_SHARD_MAX`).
+    public var shardThreads = 0
+    public var shardTickBudgetMs = 1_000
+    public var shardMax = 1_000
 
     public init() {}
 
@@ -194,6 +200,9 @@ public struct HostConfig: Sendable {
         if let d = env["PYLON_FILES_DIR"], !d.isEmpty { c.filesDir = d }
         if let n = try int("PYLON_FILES_MAX_BYTES") { c.filesMaxBytes = max(1, n) }
         if let s = env["PYLON_FILES_SECRET"], !s.isEmpty { c.filesSecret = s }
+        if let n = try int("PYLON_SHARD_THREADS") { c.shardThreads = min(n, 64) }
+        if let n = try int("PYLON_SHARD_TICK_BUDGET_MS") { c.shardTickBudgetMs = max(10, min(n, 60_000)) }
+        if let n = try int("PYLON_SHARD_MAX") { c.shardMax = max(1, min(n, 100_000)) }
         if let m = try int("PYLON_MAX_CONNECTIONS_PER_IP") { c.maxConnectionsPerAddress = max(1, m) }
         if let f = try int("PYLON_WS_MAX_FRAME") { c.maxFrameBytes = max(1024, f) }
         /// Seconds, fractions allowed ("0.5"), or milliseconds with "ms" ("500ms").

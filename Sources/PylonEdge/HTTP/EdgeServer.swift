@@ -84,6 +84,7 @@ package struct EdgeServer {
         if let oauth = routes.oauth { routes.addOAuthRoutes(router, oauth) }
         if let files = routes.files { routes.addFileRoutes(router, files) }
         if let rooms = routes.rooms { routes.addRoomRoutes(router, rooms) }
+        if let shards = routes.shards { routes.addShardRoutes(router, shards) }
         routes.addEventStreamRoute(router, path: "/api/sync/events")
         return router
     }

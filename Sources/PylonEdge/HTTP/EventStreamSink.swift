@@ -16,9 +16,13 @@ final class EventStreamWriterBox: @unchecked Sendable {
     init(_ writer: any ResponseBodyWriter) { self.writer = writer }
 
     func write(_ text: String) async throws {
-        guard var w = writer else { return }
         var buf = ByteBufferAllocator().buffer(capacity: text.utf8.count)
         buf.writeString(text)
+        try await write(buf)
+    }
+
+    func write(_ buf: ByteBuffer) async throws {
+        guard var w = writer else { return }
         try await w.write(buf)
         writer = w
     }

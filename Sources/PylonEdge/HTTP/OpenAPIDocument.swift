@@ -27,6 +27,8 @@ enum OpenAPIDocument {
         var unavailable: [CapabilityInfo]
         /// A plugin serves `pylon.auth.code/1` (email codes, links, password reset).
         var codes = false
+        /// Plugins serve `pylon.shard.sim/1` (the shard routes).
+        var shards = false
     }
 
     static func build(_ s: Surface) -> JSONValue {
@@ -44,6 +46,7 @@ enum OpenAPIDocument {
         if s.oauth { paths += oauthPaths }
         if s.files { paths += filePaths }
         paths += roomPaths
+        if s.shards { paths += shardPaths }
         var schemas: [(String, JSONValue)] = sharedSchemas
         for e in s.manifest.entities { schemas += entitySchemas(e) }
         let m = s.manifest

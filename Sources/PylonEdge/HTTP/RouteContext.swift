@@ -49,6 +49,8 @@ package struct RouteContext: Sendable {
     let captcha: CaptchaVerifier?
     /// The breached-password check of new passwords (`PYLON_PASSWORD_BREACH_CHECK`).
     let breaches: BreachedPasswords?
+    /// Shards, when at least one plugin serves `pylon.shard.sim/1` (else `/api/shards` is a stub).
+    let shards: ShardRegistry?
 
     package init(data: DataService, changes: ChangeLog, sessions: SessionStore, config: HostConfig,
                  metrics: Metrics, startedAt: Date, stubs: [CapabilityInfo], hub: ChangeHub,
@@ -56,10 +58,12 @@ package struct RouteContext: Sendable {
                  cache: CacheService?, authLimiter: AuthRateLimiter, passwords: PasswordAccounts, apiKeys: ApiKeys?,
                  jwts: SessionJWTs?, jobs: JobService? = nil, cron: CronService? = nil, workflows: WorkflowService? = nil,
                  orgs: Organisations, oauth: OAuthService? = nil, files: FileRoutesConfig? = nil, codes: AuthCodes? = nil,
-                 rooms: RoomService? = nil, captcha: CaptchaVerifier? = nil, breaches: BreachedPasswords? = nil) {
+                 rooms: RoomService? = nil, captcha: CaptchaVerifier? = nil, breaches: BreachedPasswords? = nil,
+                 shards: ShardRegistry? = nil) {
         self.orgs = orgs
         self.captcha = captcha
         self.breaches = breaches
+        self.shards = shards
         self.codes = codes
         self.rooms = rooms
         self.oauth = oauth

@@ -21,7 +21,7 @@ extension RouteContext {
         let openAPI = JSONWriter.encode(OpenAPIDocument.build(.init(
             manifest: data.manifest, cookieName: config.cookieName, dev: config.dev,
             functions: functions != nil, cache: cache != nil, oauth: oauth != nil, files: files != nil, unavailable: stubs,
-            codes: codes != nil)))
+            codes: codes != nil, shards: shards != nil)))
         router.get("/api/openapi.json") { _, _ in HTTPSupport.bytes(openAPI) }
         // Admin-only outside --dev, as in Pylon: the figures describe every user's traffic.
         router.get("/metrics") { req, _ in

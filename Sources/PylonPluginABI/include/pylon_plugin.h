@@ -59,6 +59,9 @@
  *  2.4  `pylon.auth.code/1`: `pylon_auth_code_v1` (one-time codes and links, hashed state
  *       the host keeps, and email delivery), with `pylon_code_request`, `pylon_code_email`,
  *       PYLON_CODE_KIND_*.
+ *  2.5  `pylon.shard.sim/1`: `pylon_shard_sim_v1` (a shard simulation: create, inputs, ticks,
+ *       per-subscriber snapshots, authorization, optional save and restore). Several sim
+ *       plugins may be served at once; each table names its sim.
  *
  * The `abi_header_hash` line below is the FNV-1a (32-bit) hash of this file with that one
  * line removed; a host test recomputes it, so any edit of this header must update it
@@ -82,8 +85,8 @@ extern "C" {
 #define PYLON_ABI_MAJOR 2
 /** Additive changes (new slots appended, new capability or service ids, new flags) bump
  *  the minor; each is listed in the changelog above. */
-#define PYLON_ABI_MINOR 4
-#define PYLON_ABI_HEADER_HASH 0x42b88404u /* abi_header_hash */
+#define PYLON_ABI_MINOR 5
+#define PYLON_ABI_HEADER_HASH 0xb503288au /* abi_header_hash */
 
 /* ------------------------------------------------------------------------------------ */
 /* Status codes and errors                                                                */
@@ -349,7 +352,8 @@ typedef const pylon_plugin_descriptor *(*pylon_plugin_entry_fn)(void);
 #define PYLON_CAP_CACHE            "pylon.cache/1"
 /** Shard WebSocket transport and tick loop. */
 #define PYLON_CAP_SHARD_TRANSPORT  "pylon.shard.transport/1"
-/** Shard simulation state (the game logic). */
+/** (2.5) A shard simulation (the game logic): `pylon_shard_sim_v1` below. Unlike the other
+ *  capabilities, every loaded plugin that provides it is served, each under its sim name. */
 #define PYLON_CAP_SHARD_SIM        "pylon.shard.sim/1"
 /** (2.3) File bytes (uploads), streamed in and read by range: `pylon_files_v1` below. */
 #define PYLON_CAP_FILES            "pylon.files/1"
@@ -1090,6 +1094,137 @@ typedef struct pylon_auth_code_v1 {
     pylon_status (*send)(pylon_instance *instance, const pylon_code_email *email,
                          pylon_code_sent_fn done, void *done_ctx, const pylon_error_sink *err);
 } pylon_auth_code_v1;
+
+/* ------------------------------------------------------------------------------------ */
+/* pylon.shard.sim/1 — a shard simulation (2.5)                                           */
+/* ------------------------------------------------------------------------------------ */
+/*
+ * A shard is a running instance of a simulation: the HOST owns the shard registry, the tick
+ * scheduling (many shards on a few threads, ticks against a monotonic clock), the bounded
+ * input queues, subscribers, authentication, transports (SSE, WebSocket) and the HTTP
+ * routes. The plugin is pure game logic over an opaque `pylon_sim_state`: it takes inputs,
+ * advances time, and renders what one subscriber may see (area of interest and fog of war
+ * happen in `snapshot_for`).
+ *
+ * THREADS. Every function that takes a `pylon_sim_state` is [one-thread-at-a-time] for that
+ * state: the host never makes two calls on one state at once, but makes calls on different
+ * states of the same plugin concurrently from different threads, so a plugin keeps no
+ * mutable globals (or locks them). All are [bounded]: they run on the host's tick threads,
+ * and a call that takes longer than the host's tick budget (PYLON_SHARD_TICK_BUDGET_MS)
+ * gets its shard stopped (the host cannot interrupt the call; the thread is replaced).
+ *
+ * SNAPSHOTS are UTF-8 JSON documents (Pylon's default snapshot format): the host checks
+ * each one and stops the shard on bytes that are not JSON, on an empty snapshot or on one
+ * larger than PYLON_SIM_SNAPSHOT_MAX.
+ *
+ * SUBSCRIBERS are named by the host with an id of 1..128 bytes (letters, digits, '_', '-',
+ * '.', ':', '@'); by default a user's subscriber id is the user's id.
+ *
+ * AUTH is the caller as JSON, borrowed for the call: {"user_id": string|null,
+ * "is_admin": bool, "is_guest": bool, "roles": [string], "tenant_id": string|null}.
+ *
+ * Every (ptr, len) argument is OWNED BY THE HOST and borrowed for the duration of the call
+ * only (the plugin copies what it keeps). Bytes the plugin hands back through a
+ * `pylon_sim_bytes_fn` are OWNED BY THE PLUGIN and valid during that callback only (the host
+ * copies them before the callback returns).
+ */
+
+/** The largest snapshot (and saved state) the host accepts, in bytes. */
+#define PYLON_SIM_SNAPSHOT_MAX 4194304u /* 4 MiB */
+
+/** One simulation's state (a shard's). Opaque to the host. OWNER: the plugin; created by
+ *  `create` or `restore`, freed by `destroy`, after which the host never uses it. */
+typedef struct pylon_sim_state pylon_sim_state;
+
+/**
+ * Receives bytes from the plugin: `bytes` (`len` bytes, not NUL-terminated) are OWNED BY THE
+ * PLUGIN and valid during the callback only. `ctx` is the host's, passed back unchanged.
+ * Called at most once, on the calling thread, before the call that got it returns. [bounded]
+ */
+typedef void (*pylon_sim_bytes_fn)(void *ctx, const uint8_t *bytes, size_t len);
+
+/** The `pylon.shard.sim/1` interface table. OWNER: the plugin; valid until `destroy`. */
+typedef struct pylon_shard_sim_v1 {
+    uint32_t struct_size;
+    uint32_t reserved;        /* 0 */
+    /** The sim's name, as clients give it in `POST /api/shards {"sim": name}`: 1..64 of
+     *  [a-z0-9_-], NUL-terminated, static. Two loaded sims with one name: the second is
+     *  refused at startup. */
+    const char *name;
+
+    /**
+     * A new state from `config_json` (the `config` object a shard is created with; `{}` when
+     * none was given). On failure `*out` stays NULL and `err` says why (the host answers
+     * 400 with the plugin's code and message, so say what is wrong with the config).
+     */
+    pylon_status (*create)(pylon_instance *instance, const char *config_json, size_t config_len,
+                           pylon_sim_state **out, const pylon_error_sink *err);
+    /** Frees `state`. Called once per state, by the thread that made its last call. */
+    void (*destroy)(pylon_instance *instance, pylon_sim_state *state);
+
+    /**
+     * Applies one input of `subscriber` (`input_json`, the client's `input` value as JSON),
+     * received at `received_at_unix_nanos` (the host's wall clock). Inputs are applied in the
+     * order they were received, at the start of the tick after they arrived. A rejected
+     * input returns non-zero with `err` (e.g. code "INPUT_REJECTED", message why): the host
+     * sends that error to the subscriber and leaves the state as the sim left it (so a sim
+     * validates before it changes anything).
+     */
+    pylon_status (*apply_input)(pylon_instance *instance, pylon_sim_state *state,
+                                const char *subscriber, size_t subscriber_len,
+                                const char *input_json, size_t input_len,
+                                int64_t received_at_unix_nanos, const pylon_error_sink *err);
+    /**
+     * Advances the state by `dt_nanos` (0 on the first tick; else the scheduled interval, or
+     * for an event-driven shard the time since the last tick). `tick` is the number of this
+     * tick, from 1. A non-zero status stops the shard (logged with `err`).
+     */
+    pylon_status (*tick)(pylon_instance *instance, pylon_sim_state *state, uint64_t tick,
+                         int64_t dt_nanos, const pylon_error_sink *err);
+    /**
+     * What `subscriber` sees now: the plugin calls `out` once with the snapshot's JSON
+     * bytes (see SNAPSHOTS above) and returns PYLON_OK. A non-zero status, or PYLON_OK
+     * without calling `out`, stops the shard.
+     */
+    pylon_status (*snapshot_for)(pylon_instance *instance, pylon_sim_state *state,
+                                 const char *subscriber, size_t subscriber_len,
+                                 pylon_sim_bytes_fn out, void *out_ctx, const pylon_error_sink *err);
+    /** Non-zero when the simulation is over: the host stops and removes the shard after
+     *  delivering this tick's snapshots. */
+    int32_t (*is_finished)(pylon_instance *instance, pylon_sim_state *state);
+
+    /**
+     * May the caller (`auth_json`, see AUTH) watch the shard as `subscriber`? PYLON_OK
+     * admits; any other status refuses (403 with the plugin's code and message).
+     * NULL slot: the default rule — the admin, or a signed-in user whose id is `subscriber`.
+     */
+    pylon_status (*authorize_subscribe)(pylon_instance *instance, pylon_sim_state *state,
+                                        const char *subscriber, size_t subscriber_len,
+                                        const char *auth_json, size_t auth_len, const pylon_error_sink *err);
+    /**
+     * May the caller send `input_json` as `subscriber`? Called just before `apply_input`, at
+     * the tick that applies it (the host has already checked that the caller attached that
+     * subscriber, or is the admin). Refused: the subscriber gets an error frame and the
+     * input is not applied. NULL slot: allowed.
+     */
+    pylon_status (*authorize_input)(pylon_instance *instance, pylon_sim_state *state,
+                                    const char *subscriber, size_t subscriber_len,
+                                    const char *auth_json, size_t auth_len,
+                                    const char *input_json, size_t input_len, const pylon_error_sink *err);
+
+    /**
+     * Optional (NULL: the sim's shards are not persisted). The whole state as bytes through
+     * `out` (at most PYLON_SIM_SNAPSHOT_MAX), which `restore` turns back into a state.
+     */
+    pylon_status (*save)(pylon_instance *instance, pylon_sim_state *state,
+                         pylon_sim_bytes_fn out, void *out_ctx, const pylon_error_sink *err);
+    /**
+     * Optional (NULL when `save` is). A state from bytes `save` produced (by this version
+     * of the plugin or an older one), into `*out`; on failure `*out` stays NULL.
+     */
+    pylon_status (*restore)(pylon_instance *instance, const uint8_t *saved, size_t saved_len,
+                            pylon_sim_state **out, const pylon_error_sink *err);
+} pylon_shard_sim_v1;
 
 #ifdef __cplusplus
 }

@@ -105,6 +105,16 @@ final class FnCall: @unchecked Sendable {
 
     func db(_ op: FnOp, _ reply: DBReplyBox) {
         reply.timer = FnOpTimer(call: self, op: op)
+        if ShardFnOps.ops.contains(op.op) {
+            Task { [kind, service, auth] in
+                do {
+                    reply.succeed(try await ShardFnOps.run(op, kind: kind, shards: service.shards, auth: auth))
+                } catch {
+                    reply.fail(DataService.hostError(error))
+                }
+            }
+            return
+        }
         if kind == PYLON_FN_MUTATION {
             var started: MutationSession?
             let heldID: String? = lock.withLock {

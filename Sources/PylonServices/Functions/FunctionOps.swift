@@ -29,11 +29,11 @@ struct FnOp: Sendable {
             throw HostError.badRequest("INVALID_OP", "the db operation is not JSON: \(error)")
         }
         guard let op = v["op"]?.stringValue else { throw HostError.badRequest("INVALID_OP", "the db operation has no \"op\"") }
-        guard reads.contains(op) || writes.contains(op) else {
-            throw HostError.badRequest("INVALID_OP", "unknown db operation \"\(op)\"; supported: \((reads.union(writes)).sorted().joined(separator: ", "))")
+        guard reads.contains(op) || writes.contains(op) || ShardFnOps.ops.contains(op) else {
+            throw HostError.badRequest("INVALID_OP", "unknown db operation \"\(op)\"; supported: \((reads.union(writes).union(ShardFnOps.ops)).sorted().joined(separator: ", "))")
         }
         let entity = v["entity"]?.stringValue ?? ""
-        if entity.isEmpty && !op.hasSuffix("schedule") && !op.hasSuffix("_job") && op != "query_graph" {
+        if entity.isEmpty && !op.hasSuffix("schedule") && !op.hasSuffix("_job") && op != "query_graph" && !ShardFnOps.ops.contains(op) {
             throw HostError.badRequest("INVALID_OP", "\(op) needs an entity name")
         }
         return FnOp(op: op, entity: entity, id: v["id"]?.stringValue, data: v["data"].flatMap { $0.isNull ? nil : $0 },

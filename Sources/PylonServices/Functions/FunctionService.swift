@@ -36,10 +36,13 @@ package final class FunctionService: @unchecked Sendable {
 
     /// The app's setting (`Manifest.functionsEnforcePolicies`).
     let appEnforcesPolicies: Bool
+    /// The shards `ctx.shards` reaches (nil: no sim is loaded).
+    let shards: ShardRegistry?
 
     package init(served: ServedCapability, data: DataService, store: StoreThreads, enforcePolicies: Bool, logger: Logger,
-         metrics: Metrics) throws(HostError) {
+         metrics: Metrics, shards: ShardRegistry? = nil) throws(HostError) {
         appEnforcesPolicies = enforcePolicies
+        self.shards = shards
         table = served.table.assumingMemoryBound(to: pylon_fn_v1.self)
         instance = served.instance
         self.data = data
