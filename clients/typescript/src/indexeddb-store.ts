@@ -26,6 +26,8 @@ function committed(tx: IDBTransaction): Promise<void> {
  */
 export class IndexedDBStore implements ReplicaStore {
   private db: Promise<IDBDatabase> | null = null;
+  /** Orders ops stored within one millisecond. */
+  private counter = 0;
 
   constructor(private readonly name = "pylon-replica") {}
 
@@ -64,7 +66,7 @@ export class IndexedDBStore implements ReplicaStore {
     // Queue order survives reloads: each op keeps the time it was first stored.
     for (const o of c.putOps ?? []) {
       const old = (await done(ops.get(o.op_id))) as { order?: number } | undefined;
-      ops.put({ ...o, order: old?.order ?? Date.now() + Math.random() / 2 }, o.op_id);
+      ops.put({ ...o, order: old?.order ?? Date.now() * 1000 + (this.counter++ % 1000) }, o.op_id);
     }
     for (const id of c.deleteOps ?? []) ops.delete(id);
     if (c.cursor) tx.objectStore("meta").put(c.cursor, "cursor");

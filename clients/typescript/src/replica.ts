@@ -64,7 +64,7 @@ export class Replica {
     const from = this.cursor?.last_seq ?? 0;
     const rows = new Map<string, StoredRow>();
     const deleted = new Map<string, { entity: string; id: string }>();
-    const tombs: Tombstone[] = [];
+    const tombs = new Map<string, Tombstone>();
     const current = (entity: string, id: string): Row | undefined => {
       const k = rowKey(entity, id);
       if (deleted.has(k)) return undefined;
@@ -76,10 +76,10 @@ export class Replica {
       if (e.kind === "delete") {
         rows.delete(k);
         deleted.set(k, { entity: e.entity, id: e.row_id });
-        tombs.push({ entity: e.entity, id: e.row_id, seq: e.seq });
+        tombs.set(k, { entity: e.entity, id: e.row_id, seq: e.seq });
         continue;
       }
-      const tomb = Math.max(this.tombstones.get(k) ?? 0, ...tombs.filter((t) => rowKey(t.entity, t.id) === k).map((t) => t.seq));
+      const tomb = Math.max(this.tombstones.get(k) ?? 0, tombs.get(k)?.seq ?? 0);
       if (e.seq < tomb) continue; // an old write replayed after the delete: never resurrect
       const base = e.kind === "insert" ? {} : (current(e.entity, e.row_id) ?? {});
       deleted.delete(k);
@@ -88,7 +88,7 @@ export class Replica {
     const commit: StoreCommit = {
       putRows: [...rows.values()],
       deleteRows: [...deleted.values()],
-      tombstones: tombs,
+      tombstones: [...tombs.values()],
       cursor,
     };
     // Ops the host took whose effect the log now carries leave the overlay.
@@ -97,7 +97,7 @@ export class Replica {
     await this.store.commit(commit);
     for (const r of rows.values()) this.table(r.entity).set(r.id, r.data as Row);
     for (const d of deleted.values()) this.rows.get(d.entity)?.delete(d.id);
-    for (const t of tombs) this.tombstones.set(rowKey(t.entity, t.id), t.seq);
+    for (const [k, t] of tombs) this.tombstones.set(k, t.seq);
     this.ops = this.ops.filter((o) => !settled.includes(o));
     this.cursor = cursor;
     const touched = new Set([...events.map((e) => e.entity), ...settled.map((o) => o.entity)]);

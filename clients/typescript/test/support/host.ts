@@ -95,6 +95,10 @@ export class TestHost {
     env.PYLON_ADMIN_TOKEN = ADMIN_TOKEN;
     env.PYLON_BUN = process.execPath;
     env.PYLON_FN_WORKERS = "1";
+    // Every test signs up fresh users from one address: the per-address auth buckets are off.
+    env.PYLON_AUTH_RATE_LIMIT_SEND = "0";
+    env.PYLON_AUTH_RATE_LIMIT_LOGIN = "0";
+    env.PYLON_AUTH_RATE_LIMIT_VERIFY = "0";
     const bin = join(repoRoot, ".build/release/pylon-host");
     this.proc = Bun.spawn(
       [bin, "serve", "--plugins", join(repoRoot, "plugins"), "--manifest", join(this.dir, "pylon.manifest.json"),
