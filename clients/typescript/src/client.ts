@@ -51,7 +51,8 @@ export class PylonClient {
 
   /** Loads the stored replica and starts syncing from its cursor. */
   start(): Promise<void> {
-    this.started ??= this.replica.load().then(() => this.sync.start());
+    // A sign-in just made may still be wiping the previous caller's replica.
+    this.started ??= this.authChange.then(() => this.replica.load()).then(() => this.sync.start());
     return this.started;
   }
 
