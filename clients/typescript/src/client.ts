@@ -68,11 +68,12 @@ export class PylonClient {
    * cursor, and sync starts again as the new caller.
    */
   private onAuthChange(): void {
+    // Never waits for `started` (which itself waits for auth changes before it).
     this.authChange = this.authChange.then(async () => {
-      const running = this.started !== null;
-      if (running) await this.stop();
+      const running = this.sync.running;
+      await this.sync.stop();
       await this.replica.reset({ ops: true });
-      if (running) await this.start();
+      if (running) this.sync.start();
     });
   }
 

@@ -96,6 +96,10 @@ export class SyncEngine {
     for (const fn of [...this.statusListeners]) fn(s);
   }
 
+  get running(): boolean {
+    return this.loop !== null;
+  }
+
   start(): void {
     if (this.loop) return;
     const abort = (this.abort = new AbortController());

@@ -1,5 +1,7 @@
 import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
-import { MemoryStore, type PylonClient, type Row, type StoreCommit } from "../src";
+import { MemoryStore, PylonError, type PylonClient, type Row, type StoreCommit } from "../src";
+import { EventStreamTransport } from "../src/sse-transport";
+import { WebSocketTransport } from "../src/websocket-transport";
 import { TestHost, eventually, signedInClient } from "./support/host";
 
 let host: TestHost;
@@ -132,4 +134,33 @@ test("an old insert replayed after a delete never resurrects the row", async () 
     cursor(5),
   );
   expect(client.rows("Todo")).toEqual([]);
+});
+
+test("signing in as someone else wipes the replica and syncs again as them", async () => {
+  await addTodo("shared");
+  const client = track(await signedInClient(host));
+  await eventually("the row", () => client.rows("Todo").length === 1);
+  let resets = 0;
+  const reset = client.replica.reset.bind(client.replica);
+  client.replica.reset = async (o) => (resets++, reset(o));
+  const other = await client.auth.guest();
+  await client.settled();
+  expect(resets).toBe(1);
+  await eventually("live again", () => client.sync.status === "live");
+  await eventually("the row again", () => client.rows("Todo").length === 1);
+  expect((await client.auth.me()).user_id).toBe(other.user_id);
+});
+
+test("the WebSocket and SSE streams report a stale cursor as RESYNC_REQUIRED", async () => {
+  await addTodo("one");
+  const client = host.client();
+  const s = await client.auth.guest();
+  const handlers = { onOpen() {}, onChange() {}, onMessage() {} };
+  const start = { since: 1, epoch: "not-this-database", token: s.token };
+  const ws = await new WebSocketTransport(host.url).run(start, handlers, new AbortController().signal).catch((e) => e);
+  expect(ws).toBeInstanceOf(PylonError);
+  expect(ws.code).toBe("RESYNC_REQUIRED");
+  const sse = await new EventStreamTransport(client.http).run(start, handlers, new AbortController().signal).catch((e) => e);
+  expect(sse).toBeInstanceOf(PylonError);
+  expect(sse.code).toBe("RESYNC_REQUIRED");
 });
