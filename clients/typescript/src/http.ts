@@ -18,7 +18,7 @@ export class Http {
   constructor(
     readonly baseUrl: string,
     readonly tokens: TokenStorage,
-    private readonly fetchImpl: typeof fetch = (...a) => fetch(...a),
+    private readonly fetchImpl?: typeof fetch,
   ) {}
 
   url(path: string): string {
@@ -41,7 +41,7 @@ export class Http {
       body = JSON.stringify(opts.body);
     }
     try {
-      return await this.fetchImpl(this.url(path), {
+      return await (this.fetchImpl ?? fetch)(this.url(path), {
         method: opts.method ?? (body === undefined ? "GET" : "POST"),
         headers: this.headers(extra, opts.anonymous),
         body,

@@ -12,8 +12,9 @@ export class EventStreamTransport implements Transport {
   async run(start: StreamStart, handlers: StreamHandlers, signal: AbortSignal): Promise<void> {
     let res: Response;
     try {
-      res = await fetch(this.http.url(`/api/sync/events?${streamQuery(start)}`), {
+      res = await this.http.send(`/api/sync/events?${streamQuery(start)}`, {
         headers: { Authorization: `Bearer ${start.token}`, Accept: "text/event-stream" },
+        anonymous: true,
         signal,
       });
     } catch (e) {

@@ -33,7 +33,8 @@ export interface Transport {
 export function dispatchFrame(frame: unknown, handlers: StreamHandlers): void {
   if (!frame || typeof frame !== "object") return;
   const f = frame as Record<string, unknown>;
-  if (f.error && typeof f.error === "object") {
+  // The host's resync notice is its 410 body; other error frames (a relay refused) are messages.
+  if (f.type === undefined && (f.error as { code?: unknown } | undefined)?.code === "RESYNC_REQUIRED") {
     throw PylonError.fromBody(410, f);
   }
   if (typeof f.seq === "number" && typeof f.entity === "string" && typeof f.kind === "string" && f.type === undefined) {

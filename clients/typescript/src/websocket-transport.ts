@@ -33,10 +33,16 @@ export class WebSocketTransport implements Transport {
       };
       ws.onmessage = (m) => {
         if (typeof m.data !== "string") return; // binary frames (CRDT, shards) are not ours
+        let frame: unknown;
         try {
-          dispatchFrame(JSON.parse(m.data), handlers);
+          frame = JSON.parse(m.data);
+        } catch {
+          return; // not a frame of this protocol
+        }
+        try {
+          dispatchFrame(frame, handlers);
         } catch (e) {
-          failure = e;
+          failure = e; // the resync notice; the host closes with 4410 next
         }
       };
       ws.onclose = (c) => {
