@@ -123,6 +123,7 @@ export class Replica {
     put = put.filter((o) => !(o.acked && o.acked.seq <= seen));
     await this.store.commit({ putOps: put, deleteOps: remove });
     const gone = new Set(remove);
+    const touched = new Set([...put, ...this.ops.filter((o) => gone.has(o.op_id))].map((o) => o.entity));
     const next = this.ops.filter((o) => !gone.has(o.op_id));
     for (const op of put) {
       const i = next.findIndex((o) => o.op_id === op.op_id);
@@ -130,11 +131,7 @@ export class Replica {
       else next.push(op);
     }
     this.ops = next;
-    this.notify(new Set([...put.map((o) => o.entity), ...this.opsEntities(remove)]));
-  }
-
-  private opsEntities(ids: string[]): string[] {
-    return ids.length ? [...this.rows.keys(), ...this.ops.map((o) => o.entity)] : [];
+    this.notify(touched);
   }
 
   /** The server's row (no queued writes applied). */
