@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
-import { type PylonClient, type Rejection } from "../src";
+import { MemoryStore, MemoryTokenStorage, type PylonClient, type Rejection } from "../src";
 import { TestHost, eventually, signedInClient } from "./support/host";
 
 let host: TestHost;
@@ -102,4 +102,31 @@ test("pending ids: an update and delete of a row not yet pushed follow it (id_ma
   expect(onServer.map((r) => [r.title, r.priority])).toEqual([["mapped keep", 3]]);
   const local = client.rows("Todo", { where: { title: { $like: "mapped%" } } });
   expect(local.map((r) => r.id)).toEqual([onServer[0].id]);
+});
+
+test("a new client on the same store resumes from the stored cursor, with its queued writes", async () => {
+  const store = new MemoryStore();
+  const tokens = new MemoryTokenStorage();
+  const first = track(await signedInClient(host, { store, tokens }));
+  const a = await host.admin("/api/entities/Todo", { body: { title: "resume a", done: false } });
+  await eventually("a", () => first.rows("Todo").some((r) => r.id === a.id));
+  await first.stop();
+  await first.insert("Todo", { title: "resume queued", done: false }); // stored, not pushed
+  const cursor = (await store.load()).cursor!;
+  const b = await host.admin("/api/entities/Todo", { body: { title: "resume b", done: false } });
+
+  const second = track(host.client({ store, tokens }));
+  const pulls: string[] = [];
+  const realRequest = second.http.request.bind(second.http);
+  second.http.request = ((path: string, opts: any) => {
+    if (path.startsWith("/api/sync/pull")) pulls.push(path);
+    return realRequest(path, opts);
+  }) as typeof second.http.request;
+  await second.start();
+  await eventually("b and the queued write", async () =>
+    second.rows("Todo").some((r) => r.id === b.id) && second.replica.ops.length === 0 &&
+    (await serverTodos("resume queued")).length === 1,
+  );
+  expect(new URL(pulls[0], host.url).searchParams.get("since")).toBe(String(cursor.last_seq));
+  expect(second.rows("Todo").some((r) => r.id === a.id)).toBe(true);
 });
