@@ -214,7 +214,7 @@ export class SyncEngine {
   private async followStream(signal: AbortSignal): Promise<void> {
     const token = this.http.tokens.get();
     const choice = this.options.transport;
-    if (!token || token.startsWith("pk.") || choice === "poll") return this.poll(signal);
+    if (!token || choice === "poll") return this.poll(signal);
     const handlers: StreamHandlers = {
       onOpen: () => {
         this.setStatus("live");

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { PylonError } from "../src";
-import { TestHost } from "./support/host";
+import { TestHost, eventually } from "./support/host";
 
 let host: TestHost;
 beforeAll(async () => {
@@ -81,6 +81,10 @@ test("API key: made by a session, then used alone", async () => {
   const bot = host.client();
   bot.auth.useApiKey(key.key);
   expect((await bot.auth.me()).user_id).toBe(s.user_id);
+  // The key opens a realtime stream too.
+  await bot.start();
+  await eventually("the key's stream", () => bot.sync.status === "live" && bot.sync.transport?.name === "websocket");
+  await bot.stop();
   const bad = host.client();
   bad.auth.useApiKey(key.key.slice(0, -2) + (key.key.endsWith("AA") ? "BB" : "AA"));
   const err = await bad.auth.me().catch((e) => e);
