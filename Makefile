@@ -21,7 +21,8 @@ run: build
 		--plugins ../../plugins --manifest pylon.manifest.json --port $(PORT) --dev
 
 # Every suite; then the policy and realtime suites once more with Postgres as the store
-# (the data-plane and search suites already run on every store, see TestStore.all).
+# (the data-plane and search suites already run on every store, see TestStore.all); then
+# the TypeScript client's `bun test` against the release host (scripts/test-clients.sh).
 # The suites that hold stalled and slow clients (a full socket, a stall window) run on their
 # own after the rest: with every other suite's hosts busy on the same 2 cores, their hosts
 # were starved. Each run has a time budget (scripts/test-watchdog.sh): a hung test fails
@@ -33,6 +34,7 @@ test: build
 	SWIFT=$(SWIFT) PYLON_TEST_BUDGET=600 ./scripts/test-watchdog.sh --skip-build --filter '$(SLOW_CLIENT_SUITES)'
 	SWIFT=$(SWIFT) PYLON_TEST_BUDGET=600 PYLON_TEST_DEFAULT_STORE=postgres \
 		./scripts/test-watchdog.sh --skip-build --filter 'PolicyMatrixTests|RealtimeTests'
+	PYLON_CLIENT_TEST_BUDGET=300 ./scripts/test-clients.sh
 
 # Minimal edge build: the host and exactly one store plugin in $(EDGE_DIR)/ (see README).
 EDGE_STORE ?= executor-c

@@ -1,0 +1,13 @@
+export { PylonClient, type PylonClientOptions } from "./client";
+export { PylonError } from "./errors";
+export { Auth, type Session, type Me, type ApiKey } from "./auth";
+export { MemoryTokenStorage, LocalStorageTokenStorage, type TokenStorage } from "./token-storage";
+export { MemoryStore, type ReplicaStore, type StoredRow, type Cursor, type QueuedOp, type Tombstone, type StoreCommit, type StoreSnapshot } from "./store";
+export { IndexedDBStore } from "./indexeddb-store";
+export { Replica, type ChangeEvent, type Row } from "./replica";
+export { SyncEngine, type SyncOptions, type SyncStatus, type TransportChoice } from "./sync-engine";
+export { WriteQueue, type Rejection } from "./write-queue";
+export { LiveQuery, runQuery, type QuerySpec, type Condition } from "./live-query";
+export { Functions } from "./functions";
+export { Rooms, type RoomEvent, type Peer } from "./rooms";
+export { Files, type FileInfo } from "./files";
