@@ -115,6 +115,37 @@ struct ApiKeyTests {
         #expect(try await host.request("GET", "/api/auth/me", token: ann).status == 200, "a session from the same address is not held back")
     }
 
+    @Test("Guessing through WebSocket handshakes (header or bearer. subprotocol) counts in the same LOGIN bucket: after five wrong keys the right one is refused there and over HTTP")
+    func bruteForceOverWebSockets() async throws {
+        let host = try await HostProcess.start(manifest: PushScopeTests.manifest,
+                                               env: Self.pepper.merging(["PYLON_AUTH_RATE_LIMIT_LOGIN": "5,30"]) { $1 }, dev: false)
+        defer { host.stop() }
+        let ann = try await host.mintSession("ann")
+        let key = try #require(try await Self.create(host, ann).json["key"].string)
+        let right = try await TestWebSocket.connect(port: host.port, protocols: ["bearer." + key], label: "right key")
+        right.disconnect()
+        let wrong = "pk.key_\(String(repeating: "B", count: 32)).\(String(repeating: "A", count: 43))"
+        for i in 1...5 {
+            do {
+                let ws = i % 2 == 0 ? try await TestWebSocket.connect(port: host.port, token: wrong, label: "wrong key \(i)")
+                                    : try await TestWebSocket.connect(port: host.port, protocols: ["bearer." + wrong], label: "wrong key \(i)")
+                ws.disconnect()
+                Issue.record("a wrong key opened a stream")
+            } catch {}
+        }
+        let afterHTTP = try await host.request("GET", "/api/auth/me", token: key)
+        #expect(afterHTTP.status == 429 && afterHTTP.json.errorCode == "RATE_LIMITED", "five wrong keys by handshake count: \(afterHTTP.body)")
+        do {
+            let ws = try await TestWebSocket.connect(port: host.port, protocols: ["bearer." + key], label: "right key, too late")
+            ws.disconnect()
+            Issue.record("the right key opened a stream after five wrong ones")
+        } catch {
+            // A declined upgrade is answered 400 (as every refused handshake is).
+            #expect("\(error)".contains("answered 400"), "\(error)")
+        }
+        #expect(try await host.request("GET", "/api/auth/me", token: ann).status == 200, "a session from the same address is not held back")
+    }
+
     @Test("Malformed, tampered and expired keys get 401 INVALID_API_KEY; bad bodies 400; anonymous 401, admin 403")
     func hostile() async throws {
         let host = try await HostProcess.start(manifest: PushScopeTests.manifest, env: Self.pepper, dev: false)

@@ -124,8 +124,18 @@ extension RouteContext {
 
     /// Who opens a WebSocket and where its stream starts, decided before the upgrade is
     /// answered (a session token may need a store read).
-    func webSocketCaller(_ request: Request) async throws -> WebSocketCaller {
-        let caller = try await streamCaller(token: Self.webSocketToken(request).token)
+    func webSocketCaller(_ request: Request, peer: SocketAddress?) async throws -> WebSocketCaller {
+        let token = Self.webSocketToken(request).token
+        let client = ClientAddress.resolve(peer: peer, headers: request.headers, trustHops: config.trustProxyHops)
+        // Guessing API keys through handshakes counts as through requests (`ApiKeyGuesses`).
+        if let token, let refusal = keyGuesses.refusal(token: token, client: client) { throw refusal }
+        let caller: (auth: AuthContext, session: StreamSession?, generation: UInt64)
+        do {
+            caller = try await streamCaller(token: token)
+        } catch let error as HostError where error.code == ApiKeyGuesses.invalidCode {
+            if let token { keyGuesses.failed(token: token, client: client) }
+            throw error
+        }
         // A `since` that is not a cursor is refused before the upgrade, as on SSE and pull.
         return WebSocketCaller(auth: caller.auth, session: caller.session,
                                start: .init(since: try Self.checkedCursorParam(request),

@@ -19,12 +19,12 @@ package struct RequestGuard: Sendable {
     /// Wrong API keys per address and key id (`ApiKeyGuesses`).
     let keyGuesses: ApiKeyGuesses
 
-    package init(config: HostConfig, trustedOrigins: [String], metrics: Metrics) {
+    package init(config: HostConfig, trustedOrigins: [String], metrics: Metrics, keyGuesses: ApiKeyGuesses) {
         let limit = config.requestRateLimit
         rateLimit = limit > 0 ? FixedWindowLimiter(limit: limit, windowSeconds: config.rateLimitWindow, maxKeys: config.rateLimitClients) : nil
         trustProxyHops = config.trustProxyHops
         csrf = CSRFGuard(origins: trustedOrigins, cookieName: config.cookieName)
-        keyGuesses = ApiKeyGuesses(config.authRateLimits.caps[.login], maxKeys: config.rateLimitClients, trustProxyHops: config.trustProxyHops)
+        self.keyGuesses = keyGuesses
         self.metrics = metrics
     }
 

@@ -49,6 +49,8 @@ package struct RouteContext: Sendable {
     let captcha: CaptchaVerifier?
     /// The breached-password check of new passwords (`PYLON_PASSWORD_BREACH_CHECK`).
     let breaches: BreachedPasswords?
+    /// Wrong API keys counted (the LOGIN bucket's caps), on HTTP requests and WebSocket handshakes alike.
+    package let keyGuesses: ApiKeyGuesses
     /// Shards, when at least one plugin serves `pylon.shard.sim/1` (else `/api/shards` is a stub).
     let shards: ShardRegistry?
 
@@ -63,6 +65,7 @@ package struct RouteContext: Sendable {
         self.orgs = orgs
         self.captcha = captcha
         self.breaches = breaches
+        keyGuesses = ApiKeyGuesses(config.authRateLimits.caps[.login], maxKeys: config.rateLimitClients, trustProxyHops: config.trustProxyHops)
         self.shards = shards
         self.codes = codes
         self.rooms = rooms

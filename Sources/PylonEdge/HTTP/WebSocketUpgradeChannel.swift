@@ -123,7 +123,7 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
         promise.completeWithTask { [routes] in
             // A request the host refuses (a `since` that is no cursor) is answered 400, as a
             // declined upgrade is.
-            guard let caller = try await Self.refusingBadRequests({ try await routes.webSocketCaller(hbRequest) }) else { return nil }
+            guard let caller = try await Self.refusingBadRequests({ try await routes.webSocketCaller(hbRequest, peer: channel.remoteAddress) }) else { return nil }
             var headers = HTTPHeaders()
             if let echo = RouteContext.webSocketToken(hbRequest).protocolEcho { headers.add(name: "Sec-WebSocket-Protocol", value: echo) }
             return (caller, headers)
