@@ -195,6 +195,18 @@ export interface Jobs {
   cancel(id: string): Promise<boolean>;
 }
 
+/** Durable workflows, started and fed from a function (in a mutation, inside its transaction:
+ *  a rolled-back mutation starts nothing and delivers nothing). Not available in queries. */
+export interface Workflows {
+  /** Starts the workflow `name` with `input`; the new instance's id ("wf_…").
+   *  Throws WORKFLOW_START_FAILED when no workflow has that name. */
+  start(name: string, input?: Record<string, unknown>): Promise<string>;
+  /** Sends `event` with `data` to instance `id`: true when it woke the workflow waiting for it,
+   *  false when kept until the workflow waits for it. Throws NOT_FOUND (no such instance),
+   *  WORKFLOW_FINISHED (it has ended) or WORKFLOW_INBOX_FULL (100 events already kept). */
+  sendEvent(id: string, event: string, data?: unknown): Promise<boolean>;
+}
+
 export interface MutationCtx {
   db: DbWriter;
   auth: Auth;
@@ -202,6 +214,7 @@ export interface MutationCtx {
   stream: Stream;
   scheduler: Scheduler;
   jobs: Jobs;
+  workflows: Workflows;
   error(code: string, message: string): never;
 }
 /** The HTTP request of a webhook call (`/api/webhooks/NAME`). */
@@ -551,6 +564,18 @@ async function handleCall(f: any) {
         },
         cancel: async (id: string) => (await rpc(c, { op: "cancel_job", job_id: String(id) })).cancelled as boolean,
       };
+      // Durable workflows: the host stores the instance or the event (in a mutation, in its transaction).
+      ctx.workflows = {
+        start: async (name: string, input?: unknown) =>
+          (await rpc(c, { op: "workflow_start", name: String(name), input: input ?? {} })).id as string,
+        sendEvent: async (id: string, event: string, data?: unknown) =>
+          (await rpc(c, { op: "workflow_event", workflow_id: String(id), event: String(event), data: data ?? null })).delivered as boolean,
+      };
+    } else {
+      const readOnly = async () => {
+        throw new api.FunctionError("READ_ONLY", "ctx.workflows is not available in a query; use a mutation or an action");
+      };
+      ctx.workflows = { start: readOnly, sendEvent: readOnly };
     }
     if (def.type === "action" || def.type === "workflow") {
       const run = (fn_type: string) => (fn_name: string, fnArgs: unknown = {}) => rpc(c, { fn_name, fn_type, args: fnArgs ?? {} }, "run_fn");

@@ -189,6 +189,18 @@ export interface Jobs {
   cancel(id: string): Promise<boolean>;
 }
 
+/** Durable workflows, started and fed from a function (in a mutation, inside its transaction:
+ *  a rolled-back mutation starts nothing and delivers nothing). Not available in queries. */
+export interface Workflows {
+  /** Starts the workflow `name` with `input`; the new instance's id ("wf_…").
+   *  Throws WORKFLOW_START_FAILED when no workflow has that name. */
+  start(name: string, input?: Record<string, unknown>): Promise<string>;
+  /** Sends `event` with `data` to instance `id`: true when it woke the workflow waiting for it,
+   *  false when kept until the workflow waits for it. Throws NOT_FOUND (no such instance),
+   *  WORKFLOW_FINISHED (it has ended) or WORKFLOW_INBOX_FULL (100 events already kept). */
+  sendEvent(id: string, event: string, data?: unknown): Promise<boolean>;
+}
+
 export interface MutationCtx {
   db: DbWriter;
   auth: Auth;
@@ -196,6 +208,7 @@ export interface MutationCtx {
   stream: Stream;
   scheduler: Scheduler;
   jobs: Jobs;
+  workflows: Workflows;
   error(code: string, message: string): never;
 }
 /** The HTTP request of a webhook call (`/api/webhooks/NAME`). */

@@ -238,6 +238,18 @@ async function handleCall(f: any) {
         },
         cancel: async (id: string) => (await rpc(c, { op: "cancel_job", job_id: String(id) })).cancelled as boolean,
       };
+      // Durable workflows: the host stores the instance or the event (in a mutation, in its transaction).
+      ctx.workflows = {
+        start: async (name: string, input?: unknown) =>
+          (await rpc(c, { op: "workflow_start", name: String(name), input: input ?? {} })).id as string,
+        sendEvent: async (id: string, event: string, data?: unknown) =>
+          (await rpc(c, { op: "workflow_event", workflow_id: String(id), event: String(event), data: data ?? null })).delivered as boolean,
+      };
+    } else {
+      const readOnly = async () => {
+        throw new api.FunctionError("READ_ONLY", "ctx.workflows is not available in a query; use a mutation or an action");
+      };
+      ctx.workflows = { start: readOnly, sendEvent: readOnly };
     }
     if (def.type === "action" || def.type === "workflow") {
       const run = (fn_type: string) => (fn_name: string, fnArgs: unknown = {}) => rpc(c, { fn_name, fn_type, args: fnArgs ?? {} }, "run_fn");

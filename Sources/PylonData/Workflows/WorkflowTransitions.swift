@@ -16,6 +16,8 @@ package struct WorkflowNext: Sendable, Equatable {
 extension WorkflowRecord {
     /// Recorded steps (completed and failed) an instance may hold; past it the workflow fails.
     package static let maxSteps = 1000
+    /// The longest event name, in bytes.
+    package static let eventNameBytes = 200
     /// Events an instance keeps before it waits for them.
     package static let inboxLimit = 100
     /// The longest sleep (the job queue's longest delay).

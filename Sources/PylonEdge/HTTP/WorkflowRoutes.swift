@@ -22,7 +22,6 @@ import PylonJSON
 /// - `POST /api/workflows/:id/cancel` → `{"cancelled":true}` (409 when already finished).
 extension RouteContext {
     static let workflowListLimit: Int64 = 200
-    static let workflowEventBytes = 200
 
     func addWorkflowRoutes(_ router: Router<PylonRequestContext>, _ workflows: WorkflowService) {
         let what = "the workflows API"
@@ -62,8 +61,8 @@ extension RouteContext {
             try await requireAdmin(req, what)
             let id = try ctx.parameters.require("id")
             let b = try await body(req)
-            guard case .object = b, let event = b["event"]?.stringValue, !event.isEmpty, event.utf8.count <= Self.workflowEventBytes else {
-                throw HostError.badRequest("MISSING_FIELD", "send an event with {\"event\": \"name\" (1–\(Self.workflowEventBytes) bytes), \"data\": ...}")
+            guard case .object = b, let event = b["event"]?.stringValue, !event.isEmpty, event.utf8.count <= WorkflowRecord.eventNameBytes else {
+                throw HostError.badRequest("MISSING_FIELD", "send an event with {\"event\": \"name\" (1–\(WorkflowRecord.eventNameBytes) bytes), \"data\": ...}")
             }
             let delivered = try await workflows.send(id, event: event, data: b["data"] ?? .null)
             return HTTPSupport.json(.object([("ok", true), ("delivered", .bool(delivered))]))

@@ -130,7 +130,7 @@ final class FnCall: @unchecked Sendable {
             }
             let s: MutationSession = lock.withLock {
                 if let s = session { return s }
-                let s = MutationSession(ops: FnOps(data: service.data, auth: policyAuth), held: held)
+                let s = MutationSession(ops: FnOps(data: service.data, functions: service, auth: policyAuth), held: held)
                 held = []
                 session = s
                 started = s
@@ -140,7 +140,7 @@ final class FnCall: @unchecked Sendable {
             if let started { begin(started) }
             return
         }
-        let ops = FnOps(data: service.data, auth: policyAuth)
+        let ops = FnOps(data: service.data, functions: service, auth: policyAuth)
         let readOnly = kind == PYLON_FN_QUERY
         // A point read of a local store costs less than handing it to a task: answered on
         // the plugin's thread, which it holds for that read only.
@@ -183,7 +183,7 @@ final class FnCall: @unchecked Sendable {
         }
         let finish = take()
         if !inserts.isEmpty, case let .success(bytes) = result {
-            let ops = FnOps(data: service.data, auth: policyAuth)
+            let ops = FnOps(data: service.data, functions: service, auth: policyAuth)
             service.store.write(replayable: true, { tx in try ops.applyHeld(inserts, in: tx) }) { applied in
                 finish?(applied.map { bytes }.mapError { _ in FnRestart() })
             }

@@ -19,7 +19,7 @@ struct FnOp: Sendable {
     var raw: JSONValue = .null
 
     static let reads: Set<String> = ["get", "list", "query", "lookup", "paginate", "search", "query_graph"]
-    static let writes: Set<String> = ["insert", "update", "delete", "link", "unlink", "schedule", "cancel_schedule", "enqueue_job", "cancel_job"]
+    static let writes: Set<String> = ["insert", "update", "delete", "link", "unlink", "schedule", "cancel_schedule", "enqueue_job", "cancel_job", "workflow_start", "workflow_event"]
 
     static func parse(_ bytes: [UInt8]) throws -> FnOp {
         let v: JSONValue
@@ -33,7 +33,8 @@ struct FnOp: Sendable {
             throw HostError.badRequest("INVALID_OP", "unknown db operation \"\(op)\"; supported: \((reads.union(writes).union(ShardFnOps.ops)).sorted().joined(separator: ", "))")
         }
         let entity = v["entity"]?.stringValue ?? ""
-        if entity.isEmpty && !op.hasSuffix("schedule") && !op.hasSuffix("_job") && op != "query_graph" && !ShardFnOps.ops.contains(op) {
+        if entity.isEmpty && !op.hasSuffix("schedule") && !op.hasSuffix("_job") && !op.hasPrefix("workflow_") && op != "query_graph"
+            && !ShardFnOps.ops.contains(op) {
             throw HostError.badRequest("INVALID_OP", "\(op) needs an entity name")
         }
         return FnOp(op: op, entity: entity, id: v["id"]?.stringValue, data: v["data"].flatMap { $0.isNull ? nil : $0 },
@@ -97,6 +98,8 @@ struct FnOp: Sendable {
 /// `/api/search`'s rules), `{"E": [row]}` (query_graph, as `POST /api/query`).
 struct FnOps: Sendable {
     let data: DataService
+    /// The function registry, for `ctx.workflows.start` (which names must be workflows).
+    let functions: FunctionService
     let auth: AuthContext
 
     /// A `get` without a Task: a point read, so answered on the calling thread when the
@@ -154,6 +157,9 @@ struct FnOps: Sendable {
                 return .object([("cancelled", .bool(gone))])
             case "enqueue_job", "cancel_job":
                 return try await data.store.write { tx in try FnJobOps.run(op, in: tx) }
+            case "workflow_start", "workflow_event":
+                let functions = functions
+                return try await data.store.write { tx in try FnWorkflowOps.run(op, functions: functions, in: tx) }
             case "link", "unlink":
                 let (relation, target) = try op.linkArguments()
                 do {
@@ -231,6 +237,8 @@ struct FnOps: Sendable {
             return .object([("cancelled", .bool(try FunctionScheduler.delete(tx, id: try op.scheduleID())))])
         case "enqueue_job", "cancel_job":
             return try FnJobOps.run(op, in: tx)
+        case "workflow_start", "workflow_event":
+            return try FnWorkflowOps.run(op, functions: functions, in: tx)
         case "link", "unlink":
             let (relation, target) = try op.linkArguments()
             let found = try DataService.link(tx, try data.codec(op.entity), id: try op.requireID(), relation: relation,

@@ -19,9 +19,7 @@ import PylonPluginABI
 /// recorded only if the count is unchanged, so a stale, repeated or cancelled advance
 /// changes nothing. Workflows run as nobody (`user_id` null, not admin), as jobs do.
 package final class WorkflowService: Sendable {
-    package static let advanceJob = "pylon.workflow.advance"
-    /// Advance jobs run in their own queue, so `PYLON_JOBS_QUEUES=workflows:N` bounds them.
-    package static let queue = "workflows"
+    package static let advanceJob = WorkflowStore.advanceJob
 
     let jobs: JobService
     let functions: FunctionService
@@ -41,37 +39,20 @@ package final class WorkflowService: Sendable {
     var store: StoreThreads { jobs.store }
 
     /// The workflow functions: [{name, description, max_retries, args_schema}].
-    package func definitions() -> [JSONValue] {
-        let all = (try? JSONParser.parse(functions.list()))?.arrayValue ?? []
-        return all.filter { $0["fn_type"]?.stringValue == "workflow" }.map { d in
-            .object([("name", d["name"] ?? .null), ("description", d["description"] ?? .string("")),
-                     ("max_retries", d["max_retries"] ?? .int(3)), ("args_schema", d["args_schema"] ?? .null)])
-        }
-    }
+    package func definitions() -> [JSONValue] { functions.workflowDefinitions() }
 
     /// Starts workflow `name` with `input`; its instance id ("wf_" + 16 hex).
     package func start(_ name: String, input: JSONValue) async throws -> String {
-        guard let def = definitions().first(where: { $0["name"]?.stringValue == name }) else {
-            throw HostError.badRequest("WORKFLOW_START_FAILED", "no workflow named \"\(name)\"; GET /api/workflows/definitions lists them")
-        }
-        var random = SystemRandomNumberGenerator()
-        let id = "wf_" + RowID.hex(random.next(), 16)
-        let now = JobStore.nowMillis()
-        let record = WorkflowRecord(id: id, name: name, input: input, status: "pending", steps: [], currentStep: 0, transitions: 0,
-                                    wakeAt: nil, waitingFor: nil, inbox: [], output: nil, error: nil,
-                                    maxRetries: def["max_retries"]?.intValue ?? 3, createdAt: now, startedAt: nil, completedAt: nil, updatedAt: now)
-        let table = table, job = advance(record, WorkflowNext(delayMs: 0))
-        try await store.write { tx in
-            try table.insert(tx, record)
-            _ = try table.jobs.enqueue(tx, job)
-        }
+        let maxRetries = try functions.workflowMaxRetries(name)
+        let table = table
+        let id = try await store.write { tx in try table.start(tx, name: name, input: input, maxRetries: maxRetries) }
         jobs.wake()
         return id
     }
 
     package func instance(_ id: String) async throws -> WorkflowRecord {
         let table = table
-        guard let r = try await store.read({ conn in try table.load(conn, id: id) }) else { throw Self.notFound(id) }
+        guard let r = try await store.read({ conn in try table.load(conn, id: id) }) else { throw WorkflowStore.notFound(id) }
         return r
     }
 
@@ -83,13 +64,19 @@ package final class WorkflowService: Sendable {
     /// Delivers an event (`POST /api/workflows/:id/event`); whether it woke the workflow
     /// (else it is kept until the workflow waits for it).
     package func send(_ id: String, event: String, data: JSONValue) async throws -> Bool {
-        try await change(id) { r, now throws(HostError) in try r.deliver(event, data: data, now: now) } != nil
+        let table = table
+        let woke = try await store.write { tx in try table.send(tx, id: id, event: event, data: data) }
+        if woke { jobs.wake() }
+        return woke
     }
 
     package func cancel(_ id: String) async throws {
-        _ = try await change(id) { r, now throws(HostError) in
-            try r.cancel(now: now)
-            return nil
+        let table = table
+        _ = try await store.write { tx in
+            try table.change(tx, id: id) { r, now throws(HostError) in
+                try r.cancel(now: now)
+                return nil
+            }
         }
     }
 
@@ -99,40 +86,18 @@ package final class WorkflowService: Sendable {
     /// once); when that job has ended (dead after store failures, say) a new one is queued.
     package func nudge(_ id: String) async throws -> String {
         let table = table
-        let status: String = try await store.write { [self] tx in
-            guard let r = try table.load(tx.connection, id: id) else { throw Self.notFound(id) }
+        let status: String = try await store.write { tx in
+            guard let r = try table.load(tx.connection, id: id) else { throw WorkflowStore.notFound(id) }
             guard !r.isFinished else { throw WorkflowRecord.finishedError(r) }
             guard r.runnable(at: r.transitions, now: JobStore.nowMillis()) else { return r.status }
-            let keyed = try table.jobs.enqueue(tx, advance(r, WorkflowNext(delayMs: 0)))
+            let keyed = try table.jobs.enqueue(tx, table.advance(r, WorkflowNext(delayMs: 0)))
             if !keyed.created, !["pending", "retrying", "running"].contains(keyed.status) {
-                _ = try table.jobs.enqueue(tx, advance(r, WorkflowNext(delayMs: 0), keyed: false))
+                _ = try table.jobs.enqueue(tx, table.advance(r, WorkflowNext(delayMs: 0), keyed: false))
             }
             return r.status
         }
         jobs.wake()
         return WorkflowRecord.wireStatus(status)
-    }
-
-    /// Reads the instance, changes it and enqueues the advance the change asks for, in one
-    /// write transaction.
-    private func change(_ id: String, _ body: @escaping @Sendable (inout WorkflowRecord, Int64) throws(HostError) -> WorkflowNext?) async throws -> WorkflowNext? {
-        let table = table
-        let next: WorkflowNext? = try await store.write { [self] tx in
-            guard var r = try table.load(tx.connection, id: id) else { throw Self.notFound(id) }
-            let next = try body(&r, JobStore.nowMillis())
-            try table.save(tx, r)
-            if let next { _ = try table.jobs.enqueue(tx, advance(r, next)) }
-            return next
-        }
-        if next != nil { jobs.wake() }
-        return next
-    }
-
-    /// The job that advances `r` at its current transition count. Keyed by that count, so
-    /// each transition enqueues one advance however often it is asked for.
-    func advance(_ r: WorkflowRecord, _ next: WorkflowNext, keyed: Bool = true) -> JobRequest {
-        JobRequest(name: Self.advanceJob, payload: .object([("id", .string(r.id)), ("n", .int(r.transitions))]), queue: Self.queue,
-                   delayMs: next.delayMs, maxRetries: 10, idempotencyKey: keyed ? "wf:\(r.id):\(r.transitions)" : nil, origin: "workflow:\(r.name)")
     }
 
     /// One advance job: calls the workflow function for the instance's next step and
@@ -150,12 +115,12 @@ package final class WorkflowService: Sendable {
             answer = .failure(DataService.hostError(error))
         }
         let backoff = backoff
-        let recorded: Bool = try await store.write { [self] tx in
+        let recorded: Bool = try await store.write { tx in
             guard var now = try table.load(tx.connection, id: id), now.runnable(at: n, now: JobStore.nowMillis()) else { return false }
             if now.startedAt == nil { now.startedAt = JobStore.nowMillis() }
             let next = now.apply(answer, now: JobStore.nowMillis(), backoff: backoff)
             try table.save(tx, now)
-            if let next { _ = try table.jobs.enqueue(tx, advance(now, next)) }
+            if let next { _ = try table.jobs.enqueue(tx, table.advance(now, next)) }
             return true
         }
         if recorded {
@@ -164,6 +129,4 @@ package final class WorkflowService: Sendable {
             logger.info("workflow \(id): changed while its step ran (cancelled, or advanced elsewhere); this step's answer is dropped")
         }
     }
-
-    static func notFound(_ id: String) -> HostError { HostError.notFound("no workflow instance \(id)") }
 }
