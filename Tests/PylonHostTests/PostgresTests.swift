@@ -202,7 +202,7 @@ struct PostgresTests {
         let acknowledged = Acknowledged()
         let load = Task {
             for n in 0..<100_000 {
-                if Task.isCancelled { break }
+                if acknowledged.stopped { break }
                 if let r = try? await host.request("POST", "/api/entities/Item", json: #"{"title": "load-\#(n)", "n": \#(n)}"#, token: Self.admin, timeout: 10),
                    r.status == 201, let id = r.json["id"].string {
                     acknowledged.add(id)
@@ -224,7 +224,10 @@ struct PostgresTests {
         }
         let before = acknowledged.count
         try await eventually("more writes after recovery", timeout: 60) { acknowledged.count > before + 50 ? true : nil }
-        load.cancel()
+        // Stopped by a flag, not `load.cancel()`: cancelling a task inside URLSession's async
+        // `data(for:)` can deadlock swift-corelibs-foundation (the cancel handler syncs onto the
+        // session queue while the queue resumes the task), which hung a whole test run.
+        acknowledged.stop()
         _ = await load.result
         let ids = Set(try await pg.psql("SELECT id FROM \"Item\"", url: url).split(separator: "\n").map(String.init))
         let missing = acknowledged.all.filter { !ids.contains($0) }
@@ -245,4 +248,7 @@ final class Acknowledged: @unchecked Sendable {
     func add(_ id: String) { lock.withLock { ids.append(id) } }
     var count: Int { lock.withLock { ids.count } }
     var all: [String] { lock.withLock { ids } }
+    private var _stopped = false
+    var stopped: Bool { lock.withLock { _stopped } }
+    func stop() { lock.withLock { _stopped = true } }
 }
