@@ -7,7 +7,7 @@ export interface Point {
   v: number;
 }
 
-/** A "nice" axis for values in [min, max]: round bounds and a step of 1, 2 or 5 × 10^k. */
+/** A "nice" axis for values in [min, max]: round bounds and a step of 1, 2, 2.5 or 5 × 10^k. */
 export function niceScale(min: number, max: number, ticks = 4): { min: number; max: number; step: number } {
   if (!Number.isFinite(min) || !Number.isFinite(max)) return { min: 0, max: 1, step: 0.25 };
   if (min > max) [min, max] = [max, min];
@@ -21,7 +21,7 @@ export function niceScale(min: number, max: number, ticks = 4): { min: number; m
   const raw = (max - min) / Math.max(1, ticks);
   const mag = Math.pow(10, Math.floor(Math.log10(raw)));
   const norm = raw / mag;
-  const step = (norm <= 1 ? 1 : norm <= 2 ? 2 : norm <= 5 ? 5 : 10) * mag;
+  const step = (norm <= 1 ? 1 : norm <= 2 ? 2 : norm <= 2.5 ? 2.5 : norm <= 5 ? 5 : 10) * mag;
   return { min: Math.floor(min / step) * step, max: Math.ceil(max / step) * step, step };
 }
 
