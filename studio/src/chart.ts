@@ -61,7 +61,15 @@ export function lineChart(title: string, points: readonly Point[], describe: (v:
   svg.setAttribute("class", "chart");
   const last = points.length ? describe(points[points.length - 1].v) : "no data yet";
   svg.setAttribute("aria-label", `${title}: ${last}`);
-  if (points.length === 0) return svg;
+  if (points.length === 0) {
+    const wait = document.createElementNS(SVG, "text");
+    wait.setAttribute("x", String(w / 2));
+    wait.setAttribute("y", String(h / 2));
+    wait.setAttribute("text-anchor", "middle");
+    wait.textContent = "waiting for the next sample…";
+    svg.append(wait);
+    return svg;
+  }
   const values = points.map((p) => p.v);
   const scale = niceScale(Math.min(...values), Math.max(...values));
   const plotW = w - left - 4, plotH = h - top - bottom;
@@ -86,5 +94,13 @@ export function lineChart(title: string, points: readonly Point[], describe: (v:
   path.setAttribute("d", pathData(xy));
   path.setAttribute("class", "series");
   svg.append(path);
+  // The latest value as a dot, so a single sample shows too.
+  const end = xy[xy.length - 1];
+  const dot = document.createElementNS(SVG, "circle");
+  dot.setAttribute("cx", String(end.x));
+  dot.setAttribute("cy", String(end.y));
+  dot.setAttribute("r", "3");
+  dot.setAttribute("class", "latest");
+  svg.append(dot);
   return svg;
 }

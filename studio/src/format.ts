@@ -44,13 +44,15 @@ export function formatNumber(n: number, digits = 2): string {
 }
 
 /**
- * A time the host sends (Unix seconds, Unix milliseconds, or an ISO 8601 string) as
+ * A time the host sends (Unix seconds, Unix milliseconds, an ISO 8601 string, or the
+ * change log's Unix seconds followed by "Z") as
  * `YYYY-MM-DD HH:MM:SS` UTC; anything else as it came.
  */
 export function formatTime(v: unknown): string {
   let d: Date | null = null;
   if (typeof v === "number" && Number.isFinite(v)) d = new Date(v > 1e11 ? v : v * 1000);
   else if (typeof v === "string" && /^\d{4}-\d{2}-\d{2}/.test(v)) d = new Date(v);
+  else if (typeof v === "string" && /^\d{1,12}Z$/.test(v)) d = new Date(Number(v.slice(0, -1)) * 1000); // the change log's "<unix seconds>Z"
   if (!d || Number.isNaN(d.getTime())) return cellText(v);
   return d.toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z").replace("Z", "");
 }

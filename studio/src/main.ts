@@ -2,7 +2,7 @@
  * The studio's shell: sign-in, the navigation and the view router (History API paths
  * under /studio/, which the host answers with this page). Each view lives in views/.
  */
-import { Api, ApiError } from "./api.ts";
+import { Api, ApiError, unavailableOf } from "./api.ts";
 import { button, clear, field, h, notice } from "./dom.ts";
 import { entitiesOf } from "./schema.ts";
 import { parseRoute, type View, type ViewContext } from "./view.ts";
@@ -131,11 +131,9 @@ async function render(): Promise<void> {
 }
 
 async function start(): Promise<void> {
-  try {
-    entities = entitiesOf(await api.get("/api/manifest"));
-  } catch {
-    entities = [];
-  }
+  const [manifest, doc] = await Promise.all([api.get("/api/manifest").catch(() => null), api.get("/api/openapi.json").catch(() => null)]);
+  entities = entitiesOf(manifest);
+  api.unavailable = unavailableOf(doc);
   frame = null;
   await render();
 }

@@ -59,3 +59,7 @@ describe("format", () => {
     expect(changeSummary({ seq: 8, entity: "Todo", row_id: "abc", kind: "delete" })).toBe("#8 · delete · Todo abc");
   });
 });
+
+test("the change log's timestamps (Unix seconds + Z)", () => {
+  expect(formatTime("1796540867Z")).toBe("2026-12-06 07:07:47");
+});

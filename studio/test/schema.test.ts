@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { errorFrom, seg } from "../src/api.ts";
+import { errorFrom, seg, unavailableFor, unavailableOf } from "../src/api.ts";
 import { entitiesOf, inputText, parseValue, rowFromForm } from "../src/schema.ts";
 import { parseRoute } from "../src/view.ts";
 
@@ -39,6 +39,16 @@ describe("api and routes", () => {
     expect([e.status, e.code, e.message]).toEqual([403, "FORBIDDEN", "admin only"]);
     expect(errorFrom(502, "<html>bad gateway</html>").code).toBe("HTTP_502");
     expect(errorFrom(500, null).message).toBe("the host answered 500");
+  });
+
+  test("routes of a capability the host lacks are known before any request", () => {
+    const list = unavailableOf({ "x-pylon-unavailable": [{ capability: "pylon.shard.sim/1", routePrefixes: ["/api/shards", 3] }, { nope: 1 }] });
+    expect(list).toEqual([{ capability: "pylon.shard.sim/1", routePrefixes: ["/api/shards"] }]);
+    expect(unavailableFor("/api/shards", list)).toBe("pylon.shard.sim/1");
+    expect(unavailableFor("/api/shards/x?y=1", list)).toBe("pylon.shard.sim/1");
+    expect(unavailableFor("/api/shardsx", list)).toBeNull();
+    expect(unavailableFor("/api/rooms", list)).toBeNull();
+    expect(unavailableOf(null)).toEqual([]);
   });
 
   test("path segments stay one segment", () => {
