@@ -39,7 +39,7 @@ export async function jobsView(ctx: ViewContext): Promise<HTMLElement> {
 
   return page("view-jobs", "Jobs & workflows", out,
     section("Counts", stats, (s) => h("dl", { class: "stats", "data-testid": "jobs-stats" },
-      ...["pending", "running", "retrying", "completed", "dead", "cancelled", "failed"].flatMap((k) => [h("dt", {}, k), h("dd", {}, cellText(s[k] ?? 0))]))),
+      ...["pending", "running", "retrying", "completed", "dead", "cancelled", "failed"].map((k) => h("div", {}, h("dt", {}, k), h("dd", {}, cellText(s[k] ?? 0)))))),
     section("Jobs (newest 100)", jobs, (rows) => h("div", {}, field("Status", filter), table("Jobs", rows, [
       { key: "id" }, { key: "name" }, { key: "queue" }, { key: "status", render: tone("status") }, { key: "attempts" },
       { key: "run_at", label: "Runs at", render: (r) => formatTime(r.run_at) }, { key: "error" },
