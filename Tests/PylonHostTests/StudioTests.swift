@@ -52,6 +52,9 @@ struct StudioTests {
         let etag = try #require(r.headers["etag"])
         let cached = try await host.rawRequest("GET", "/studio", headers: ["If-None-Match": etag])
         #expect(cached.status == 304 && cached.body.isEmpty)
+        // Left out of the API document on purpose (OpenAPIDocument says why).
+        let doc = try await host.request("GET", "/api/openapi.json")
+        #expect(!(doc.json["paths"].object ?? [:]).keys.contains { $0.hasPrefix("/studio") })
     }
 
     @Test("The assets: content types, immutable caching by hashed name, ETag → 304, unknown asset 404")
