@@ -39,7 +39,7 @@ export interface Column<T> {
 /** A data table with a caption; rows' cells are text (never markup) unless `render` gives a node. */
 export function table<T extends Record<string, unknown>>(caption: string, rows: readonly T[], columns: Column<T>[], testid?: string): HTMLElement {
   const head = h("tr", {}, ...columns.map((c) => h("th", { scope: "col", "aria-sort": c.sorted },
-    c.onSort ? h("button", { type: "button", class: "link", onclick: c.onSort }, c.label ?? c.key, c.sorted ? (c.sorted === "ascending" ? " ▲" : " ▼") : "") : c.label ?? c.key)));
+    c.onSort ? h("button", { type: "button", class: "link", onclick: c.onSort }, c.label ?? c.key, c.sorted ? h("span", { "aria-hidden": "true" }, c.sorted === "ascending" ? " ▲" : " ▼") : "") : c.label ?? c.key)));
   const body = rows.map((r) => h("tr", {}, ...columns.map((c) => h("td", {}, c.render ? c.render(r) : cellText(r[c.key])))));
   const t = h("table", { "data-testid": testid }, h("caption", {}, caption), h("thead", {}, head), h("tbody", {}, ...body));
   if (rows.length === 0) t.append(h("tbody", {}, h("tr", {}, h("td", { colspan: Math.max(1, columns.length) }, "Nothing here."))));
