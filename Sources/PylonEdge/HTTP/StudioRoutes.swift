@@ -83,7 +83,7 @@ struct StudioSite: Sendable {
         if rest.isEmpty { return index }
         guard rest.first == "/" else { return nil } // "/studiox"
         rest = rest.dropFirst()
-        if rest.hasPrefix("assets/") { return assets[String(rest)] }
+        if rest == "assets" || rest.hasPrefix("assets/") { return assets[String(rest)] }
         return Self.isAppRoute(rest) ? index : nil
     }
 
