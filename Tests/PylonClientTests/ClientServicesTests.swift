@@ -1,0 +1,107 @@
+import Foundation
+import Testing
+@testable import PylonClient
+
+/// Auth flows, functions (whole and streamed) and rooms between two clients.
+@Suite(.serialized)
+struct ClientServicesTests {
+    @Test func everySignInFlow() async throws {
+        let host = try await TestHost.start()
+        let client = host.client()
+        let email = "flows-\(UUID().uuidString.prefix(8))@example.com"
+        let registered = try await client.auth.register(email: email, password: "correct horse battery")
+        #expect(try await client.auth.me()["user_id"]?.stringValue == registered.userId)
+        let wrong = await #expect(throws: PylonError.self) { try await client.auth.login(email: email, password: "wrong password!!") }
+        #expect(wrong?.status == 401)
+        let loggedIn = try await client.auth.login(email: email, password: "correct horse battery")
+        #expect(loggedIn.userId == registered.userId)
+
+        let refreshed = try await client.auth.refresh()
+        #expect(refreshed.token != loggedIn.token)
+        #expect(try await client.auth.me()["user_id"]?.stringValue == registered.userId)
+
+        let key = try await client.auth.createApiKey(name: "cli")
+        let keyClient = host.client()
+        try await keyClient.auth.useApiKey(try #require(key["key"]?.stringValue))
+        #expect(try await keyClient.auth.me()["user_id"]?.stringValue == registered.userId)
+
+        let sent = try await client.auth.sendMagicCode(email: "magic-\(UUID().uuidString.prefix(8))@example.com")
+        let code = try #require(sent["dev_code"]?.stringValue)
+        let magic = try await client.auth.verifyMagicCode(email: try #require(sent["email"]?.stringValue), code: code)
+        #expect(try await client.auth.me()["user_id"]?.stringValue == magic.userId)
+
+        let guest = try await client.auth.guest()
+        #expect(guest.isGuest)
+        #expect(try await client.auth.me()["is_guest"] == .bool(true))
+
+        try await client.auth.logout()
+        #expect(client.auth.token == nil)
+        #expect(try await client.auth.me()["user_id"]?.isNull ?? true)
+        // The ended session no longer works.
+        let ended = host.client(tokens: MemoryTokenStorage(guest.token))
+        #expect(try await ended.auth.me()["user_id"]?.stringValue != guest.userId)
+
+        let url = client.auth.oauthLoginURL(provider: "acme", callback: "myapp://done", errorCallback: "myapp://failed")
+        #expect(url.absoluteString.hasPrefix(host.url.absoluteString + "/api/auth/login/acme?callback=myapp%3A%2F%2Fdone"))
+        let denied = await #expect(throws: PylonError.self) {
+            try await client.auth.handleOAuthCallback(URL(string: "myapp://failed?oauth_error=ACCESS_DENIED&oauth_error_message=no")!)
+        }
+        #expect(denied?.code == "ACCESS_DENIED")
+        let back = try await client.auth.handleOAuthCallback(URL(string: "myapp://done?token=\(magic.token)")!)
+        #expect(back["user_id"]?.stringValue == magic.userId)
+        await host.dispose()
+    }
+
+    @Test func functionCallsWholeAndStreamedWithTheHostsErrors() async throws {
+        let host = try await TestHost.start()
+        let client = try await host.signedInClient()
+        #expect(try await client.functions.call("double", ["n": 21]) == ["doubled": 42])
+        let bad = await #expect(throws: PylonError.self) { try await client.functions.call("double", ["n": "x"]) }
+        #expect(bad?.code == "INVALID_ARGS")
+        let missing = await #expect(throws: PylonError.self) { try await client.functions.call("nope") }
+        #expect(missing?.code == "FN_NOT_FOUND")
+
+        let chunks = Chunks()
+        #expect(try await client.functions.stream("countdown", ["from": 3]) { await chunks.add($0) } == ["liftoff": true])
+        #expect(await chunks.all == ["3", "2", "1"])
+        let failedChunks = Chunks()
+        let failed = await #expect(throws: PylonError.self) {
+            try await client.functions.stream("countdown", ["from": 2, "fail": true]) { await failedChunks.add($0) }
+        }
+        #expect(failed?.code == "COUNTDOWN_FAILED")
+        #expect(await failedChunks.all == ["2", "1"])
+        await client.stop()
+        await host.dispose()
+    }
+
+    @Test func roomEventsReachTheOtherMemberThroughItsStream() async throws {
+        let host = try await TestHost.start()
+        let alice = try await host.signedInClient()
+        let bob = try await host.signedInClient()
+        let aliceId = try #require(try await alice.auth.me()["user_id"]?.stringValue)
+        let bobId = try #require(try await bob.auth.me()["user_id"]?.stringValue)
+        let seen = Collected(await alice.rooms.events("lobby"))
+        #expect(try await alice.rooms.join("lobby", data: ["name": "Alice"]).isEmpty)
+        let peers = try await bob.rooms.join("lobby", data: ["name": "Bob"])
+        #expect(peers.map(\.userId) == [aliceId])
+        try await eventually("bob's join") { seen.all.contains { $0.type == "join" && $0.userId == bobId } }
+        #expect(try await bob.rooms.setPresence("lobby", data: ["typing": true]))
+        try await eventually("bob's presence") { seen.all.contains { $0.type == "presence" && $0.data?["typing"] == .bool(true) } }
+        #expect(try await bob.rooms.broadcast("lobby", topic: "wave", data: ["hi": 1]))
+        try await eventually("bob's broadcast") { seen.all.contains { $0.type == "broadcast" && $0.topic == "wave" } }
+        #expect(try await alice.rooms.members("lobby").count == 2)
+        try await bob.rooms.leave("lobby")
+        try await eventually("bob's leave") { seen.all.contains { $0.type == "leave" && $0.userId == bobId } }
+        // Not a member: the host says so.
+        #expect(try await bob.rooms.broadcast("lobby", topic: "wave") == false)
+        seen.cancel()
+        await alice.stop()
+        await bob.stop()
+        await host.dispose()
+    }
+}
+
+actor Chunks {
+    private(set) var all: [String] = []
+    func add(_ s: String) { all.append(s) }
+}
