@@ -110,3 +110,47 @@ extension HTTP {
         return stream
     }
 }
+
+/// What `HTTP.serverEvents` delivers: each event of a `text/event-stream` answer, or — when
+/// the answer is anything else (an error, a plain JSON result) — that whole answer once.
+enum EventStreamItem: Sendable {
+    case event(ServerEvent)
+    case plain(HTTPReply)
+}
+
+extension HTTP {
+    /// Sends a request that may be answered with server-sent events and reads them as they
+    /// arrive; ending the iteration ends the request.
+    func serverEvents(_ method: String, _ path: String, body: JSON? = nil) -> AsyncThrowingStream<EventStreamItem, Error> {
+        var headers = ["Accept": "text/event-stream"]
+        if body != nil { headers["Content-Type"] = "application/json" }
+        let parts = stream(method, path, body: body?.encoded(), headers: headers)
+        let (items, continuation) = AsyncThrowingStream<EventStreamItem, Error>.makeStream()
+        let reader = Task {
+            var status = 0
+            var isEvents = false
+            var headers: [String: String] = [:]
+            var whole = Data()
+            var parser = ServerEventParser()
+            do {
+                for try await part in parts {
+                    switch part {
+                    case let .head(s, h):
+                        (status, headers) = (s, h)
+                        isEvents = (200..<300).contains(s) && (h["content-type"] ?? "").contains("text/event-stream")
+                    case let .body(data) where isEvents:
+                        for e in parser.feed(data) { continuation.yield(.event(e)) }
+                    case let .body(data):
+                        whole.append(data)
+                    }
+                }
+                if !isEvents { continuation.yield(.plain(HTTPReply(status: status, body: whole, headers: headers))) }
+                continuation.finish()
+            } catch {
+                continuation.finish(throwing: error)
+            }
+        }
+        continuation.onTermination = { _ in reader.cancel() }
+        return items
+    }
+}

@@ -18,6 +18,7 @@ public final class PylonClient: Sendable {
     public let sync: SyncEngine
     public let functions: Functions
     public let rooms: Rooms
+    public let shards: Shards
 
     /// `store` keeps the replica (default: memory); `tokens` the token (default: memory).
     public init(baseURL: URL, store: ReplicaStore = MemoryStore(), tokens: TokenStorage = MemoryTokenStorage(),
@@ -34,6 +35,7 @@ public final class PylonClient: Sendable {
         self.rooms = rooms
         auth = Auth(http: http, sync: sync)
         functions = Functions(http: http)
+        shards = Shards(http: http)
         // Registered before any start (an actor call, so in a task that `start` waits for).
         registration = Task { await sync.onOpen { await rooms.rejoin() } }
     }

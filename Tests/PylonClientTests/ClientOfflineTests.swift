@@ -83,7 +83,8 @@ struct ClientOfflineTests {
         try await eventually("b and the queued write") {
             let hasB = await second.rows("Todo").contains { $0.id == b["id"]?.stringValue }
             let ops = await second.replica.ops
-            return hasB && ops.isEmpty && (try await host.todos("resume queued")).count == 1
+            let onHost = try await host.todos("resume queued")
+            return hasB && ops.isEmpty && onHost.count == 1
         }
         #expect(await second.rows("Todo").contains { $0.id == a["id"]?.stringValue })
         await second.stop()

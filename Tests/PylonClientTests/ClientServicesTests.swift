@@ -101,6 +101,35 @@ struct ClientServicesTests {
     }
 }
 
+extension ClientServicesTests {
+    @Test func shardFramesAndInputAcks() async throws {
+        let build = FileManager.default.temporaryDirectory.appendingPathComponent("pylon-swiftclient-arena-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: build) }
+        let arena = try TestHost.buildShardArena(into: build)
+        let host = try await TestHost.start(extraPlugins: [arena])
+        try await host.admin("POST", "/api/shards", ["sim": "arena", "id": "a1", "config": ["speed": 0, "cell": 100]])
+        let client = host.client()
+        _ = try await client.auth.guest()
+        let events = Collected(client.shards.connect("a1"))
+        // Subscribed (a frame came) before input, which needs an attached subscriber.
+        try await eventually("a first frame") { events.all.contains { if case .frame = $0 { true } else { false } } }
+        let seq = try await client.shards.input("a1", ["spawn": [50, 50]], clientSeq: 7)
+        try await eventually("the ack") { events.all.contains {
+            if case let .ack(c, s, _) = $0 { c == 7 && s == seq } else { false } } }
+        try await eventually("a frame with the spawned player") { events.all.contains {
+            if case let .frame(_, snapshot) = $0 { snapshot["you"]?["x"]?.doubleValue == 50 } else { false } } }
+        // A shard that does not exist: the host's refusal, typed.
+        let refused = await #expect(throws: PylonError.self) {
+            for try await _ in client.shards.connect("nope") {}
+        }
+        #expect(refused?.status == 404)
+        try await host.admin("DELETE", "/api/shards/a1")
+        try await eventually("the end") { events.all.contains { if case .end = $0 { true } else { false } } }
+        events.cancel()
+        await host.dispose()
+    }
+}
+
 actor Chunks {
     private(set) var all: [String] = []
     func add(_ s: String) { all.append(s) }

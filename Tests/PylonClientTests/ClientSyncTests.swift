@@ -54,12 +54,12 @@ struct ClientSyncTests {
         let add = { (title: String, priority: Int64) in
             try await host.admin("POST", "/api/entities/Todo", ["title": .string(title), "done": false, "priority": .int(priority)])
         }
-        try await add("low", 1)
-        try await add("mid", 2)
+        _ = try await add("low", 1)
+        _ = try await add("mid", 2)
         try await eventually("mid shows") { seen.last.map(Self.titles) == ["mid"] }
-        try await add("high", 5)
+        _ = try await add("high", 5)
         try await eventually("high first") { seen.last.map(Self.titles) == ["high", "mid"] }
-        try await add("top", 9)
+        _ = try await add("top", 9)
         try await eventually("limit 2") { seen.last.map(Self.titles) == ["top", "high"] }
         // A change outside the result emits nothing.
         let emitted = seen.all.count
@@ -154,7 +154,8 @@ struct ClientSyncTests {
         #expect(await store.clears == clears + 1)
         try await eventually("live again with the row") {
             let live = await client.sync.status == .live
-            return live && (await client.rows("Todo").count) == 1
+            let count = await client.rows("Todo").count
+            return live && count == 1
         }
         #expect(try await client.auth.me()["user_id"]?.stringValue == other.userId)
         await client.stop()

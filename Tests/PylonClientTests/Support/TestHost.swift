@@ -21,6 +21,8 @@ final class TestHost: @unchecked Sendable {
     static let adminToken = "swift-client-test-admin"
     let dir: URL
     let port: Int
+    /// The plugins folder: the real `plugins/`, or one with extra plugins (`withShardArena`).
+    var pluginsDir = TestHost.packageRoot.appendingPathComponent("plugins").path
     private var process: Process?
     private let adminHTTP: HTTP
 
@@ -39,7 +41,7 @@ final class TestHost: @unchecked Sendable {
             .deletingLastPathComponent().deletingLastPathComponent()
     }
 
-    static func start() async throws -> TestHost {
+    static func start(extraPlugins: [String] = []) async throws -> TestHost {
         let binary = packageRoot.appendingPathComponent(".build/release/pylon-host").path
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             throw TestHostError(description: "\(binary) is missing: run `make build` first")
@@ -55,6 +57,7 @@ final class TestHost: @unchecked Sendable {
         var lastError: Error?
         for _ in 0..<3 {
             let host = TestHost(dir: dir, port: try freePort())
+            if !extraPlugins.isEmpty { host.pluginsDir = try pluginsFolder(in: dir, adding: extraPlugins) }
             do {
                 try await host.launch()
                 return host
@@ -67,10 +70,43 @@ final class TestHost: @unchecked Sendable {
         throw lastError ?? TestHostError(description: "could not start pylon-host")
     }
 
+    /// A plugins folder in `dir`: links to the real plugins plus `extra` (paths of .so files).
+    private static func pluginsFolder(in dir: URL, adding extra: [String]) throws -> String {
+        let fm = FileManager.default
+        let folder = dir.appendingPathComponent("plugins")
+        if fm.fileExists(atPath: folder.path) { return folder.path }
+        try fm.createDirectory(at: folder, withIntermediateDirectories: true)
+        let real = packageRoot.appendingPathComponent("plugins")
+        for name in try fm.contentsOfDirectory(atPath: real.path) where name.hasSuffix(".so") {
+            try fm.createSymbolicLink(atPath: folder.appendingPathComponent(name).path,
+                                      withDestinationPath: real.appendingPathComponent(name).path)
+        }
+        for path in extra {
+            try fm.createSymbolicLink(atPath: folder.appendingPathComponent((path as NSString).lastPathComponent).path,
+                                      withDestinationPath: path)
+        }
+        return folder.path
+    }
+
+    /// Builds `examples/shard-arena` (plain C, its own Makefile) into `dir`; answers the .so.
+    static func buildShardArena(into dir: URL) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["make", "-s", "-C", packageRoot.appendingPathComponent("examples/shard-arena").path,
+                       "BUILD_DIR=\(dir.path)"]
+        try p.run()
+        p.waitUntilExit()
+        let so = dir.appendingPathComponent("libpylon_shard_arena.so").path
+        guard p.terminationStatus == 0, FileManager.default.fileExists(atPath: so) else {
+            throw TestHostError(description: "make -C examples/shard-arena failed (\(p.terminationStatus))")
+        }
+        return so
+    }
+
     private func launch() async throws {
         let p = Process()
         p.executableURL = Self.packageRoot.appendingPathComponent(".build/release/pylon-host")
-        p.arguments = ["serve", "--plugins", Self.packageRoot.appendingPathComponent("plugins").path,
+        p.arguments = ["serve", "--plugins", pluginsDir,
                        "--manifest", dir.appendingPathComponent("pylon.manifest.json").path,
                        "--db", dir.appendingPathComponent("app.db").path,
                        "--port", String(port), "--no-compat-ports", "--dev"]
