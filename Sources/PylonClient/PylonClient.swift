@@ -19,6 +19,7 @@ public final class PylonClient: Sendable {
     public let functions: Functions
     public let rooms: Rooms
     public let shards: Shards
+    public let files: Files
 
     /// `store` keeps the replica (default: memory); `tokens` the token (default: memory).
     public init(baseURL: URL, store: ReplicaStore = MemoryStore(), tokens: TokenStorage = MemoryTokenStorage(),
@@ -36,6 +37,7 @@ public final class PylonClient: Sendable {
         auth = Auth(http: http, sync: sync)
         functions = Functions(http: http)
         shards = Shards(http: http)
+        files = Files(http: http)
         // Registered before any start (an actor call, so in a task that `start` waits for).
         registration = Task { await sync.onOpen { await rooms.rejoin() } }
     }

@@ -130,6 +130,34 @@ extension ClientServicesTests {
     }
 }
 
+extension ClientServicesTests {
+    @Test func filesUploadDownloadSignedURLAndDelete() async throws {
+        let host = try await TestHost.start()
+        let client = try await host.signedInClient()
+        let bytes = Data((0..<70_000).map { UInt8(($0 * 7) % 256) })
+        let info = try await client.files.upload(bytes, name: "data.bin")
+        #expect(info["size"]?.intValue == 70_000)
+        let id = try #require(info["id"]?.stringValue)
+        #expect(try await client.files.download(id) == bytes)
+        // The signed link works without credentials.
+        let url = try await client.files.signedURL(id, expiresIn: 60)
+        let anonymous = HTTP(baseURL: host.url, tokens: MemoryTokenStorage(), timeout: 30)
+        let path = url.absoluteString.replacingOccurrences(of: host.url.absoluteString, with: "")
+        let fetched = try await anonymous.send("GET", path)
+        #expect(fetched.status == 200 && fetched.body == bytes)
+        // Another user sees nothing; after delete the owner neither.
+        let stranger = try await host.signedInClient()
+        let hidden = await #expect(throws: PylonError.self) { try await stranger.files.download(id) }
+        #expect(hidden?.code == "FILE_NOT_FOUND")
+        try await client.files.delete(id)
+        let gone = await #expect(throws: PylonError.self) { try await client.files.download(id) }
+        #expect(gone?.status == 404)
+        await client.stop()
+        await stranger.stop()
+        await host.dispose()
+    }
+}
+
 actor Chunks {
     private(set) var all: [String] = []
     func add(_ s: String) { all.append(s) }
