@@ -218,7 +218,11 @@ func eventually(_ what: String, timeout: Duration = .seconds(120), _ check: () a
 
 /// A free loopback port the kernel picked.
 func freePort() throws -> Int {
+    #if canImport(Glibc)
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    #else
+    let fd = socket(AF_INET, SOCK_STREAM, 0)
+    #endif
     guard fd >= 0 else { throw TestHostError(description: "socket() failed") }
     defer { close(fd) }
     var addr = sockaddr_in()
