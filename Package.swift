@@ -25,6 +25,7 @@ let package = Package(
         // The Swift client (HTTP and WebSocket only; no host target), and its example.
         .library(name: "PylonClient", targets: ["PylonClient"]),
         .executable(name: "pylon-todo-cli", targets: ["pylon-todo-cli"]),
+        .executable(name: "pylon-client-bench", targets: ["pylon-client-bench"]),
         .library(name: "PylonStoreSQLite", type: .dynamic, targets: ["PylonStoreSQLite"]),
         .library(name: "PylonStorePostgres", type: .dynamic, targets: ["PylonStorePostgres"]),
         .library(name: "PylonStoreD1", type: .dynamic, targets: ["PylonStoreD1"]),
@@ -255,6 +256,8 @@ let package = Package(
             path: "Sources/PylonClient"),
         // A todo CLI on the Swift client (README "Swift client").
         .executableTarget(name: "pylon-todo-cli", dependencies: ["PylonClient"], path: "examples/swift-cli"),
+        // The replica's apply rate (bench/RESULTS.md).
+        .executableTarget(name: "pylon-client-bench", dependencies: ["PylonClient"], path: "bench/swift-client"),
         // The Swift client against a real host (`.build/release/pylon-host`).
         .testTarget(name: "PylonClientTests", dependencies: ["PylonClient"], path: "Tests/PylonClientTests"),
         // Unit tests of the JSON reader and writer.

@@ -14,7 +14,7 @@ public actor Replica {
     private var listeners: [UUID: AsyncStream<Set<String>>.Continuation] = [:]
     let store: ReplicaStore
 
-    init(store: ReplicaStore) { self.store = store }
+    package init(store: ReplicaStore) { self.store = store }
 
     private static func key(_ entity: String, _ id: String) -> String { entity + "\u{0}" + id }
 
@@ -48,7 +48,7 @@ public actor Replica {
     /// Applies change events and moves the cursor to `cursor`: the store commits first,
     /// then memory follows. Events at or below the current cursor are skipped, and an
     /// insert or update older than a delete of its row never brings the row back.
-    func apply(_ events: [ChangeEvent], cursor next: Cursor) async throws {
+    package func apply(_ events: [ChangeEvent], cursor next: Cursor) async throws {
         let from = cursor?.lastSeq ?? 0
         var put: [String: (entity: String, row: Row)] = [:]
         var deleted: [String: (entity: String, id: String)] = [:]

@@ -40,6 +40,14 @@ public actor SyncEngine {
     private var statusListeners: [UUID: AsyncStream<SyncStatus>.Continuation] = [:]
     private var messageListeners: [UUID: AsyncStream<JSON>.Continuation] = [:]
     private var openHandlers: [@Sendable () async -> Void] = []
+    /// Change events read from the WebSocket that wait for the applier: every frame that
+    /// arrived while the previous commit ran goes into the next one, in order.
+    private var inbox: [ChangeEvent] = []
+    private var applier: Task<Void, Never>?
+    private var applyFailure: Error?
+    /// With this many events waiting the reader waits for the applier (the socket is then
+    /// not read: TCP holds the host back).
+    private static let inboxLimit = 10_000
 
     init(http: HTTP, replica: Replica, queue: WriteQueue, options: SyncOptions) {
         self.http = http
@@ -215,7 +223,22 @@ public actor SyncEngine {
         socket = ws
         defer { socket = nil }
         if Task.isCancelled { ws.close() }
-        let end = try await ws.run(onOpen: { await self.opened() }, onText: { try await self.receive($0) })
+        var end = WebSocketEnd(code: nil, reason: "")
+        var readError: Error?
+        do {
+            end = try await ws.run(onOpen: { await self.opened() }, onText: { try await self.receive($0) })
+        } catch {
+            readError = error
+        }
+        // What was read is applied (or failed) before the stream's outcome counts.
+        await applier?.value
+        inbox = []
+        if let failure = applyFailure {
+            // Nothing of the failed batch was stored and the cursor did not move: pull again.
+            applyFailure = nil
+            throw failure
+        }
+        if let readError { throw readError }
         if end.code == 4410 {
             throw PylonError(code: PylonError.resyncCode, message: end.reason, status: 410)
         }
@@ -227,21 +250,41 @@ public actor SyncEngine {
         for handler in openHandlers { Task { await handler() } }
     }
 
-    /// One text frame: a change event is applied (stored, then the cursor moved) before the
-    /// next frame is read; the resync notice ends the stream; anything else is a message.
+    /// One text frame: a change event goes to the applier; the resync notice ends the
+    /// stream; anything else is a message.
     private func receive(_ text: String) async throws {
         guard let frame = try? JSON.parse(text) else { return }
         if frame["type"] == nil, frame["error"]?["code"]?.stringValue == PylonError.resyncCode {
             throw PylonError.fromBody(status: 410, body: frame)
         }
-        if let event = ChangeEvent(json: frame) {
-            let current = await replica.cursor
-            if let current, event.seq <= current.lastSeq { return }
-            // A failed commit throws: the stream ends and the next pull reads from the unmoved cursor.
-            try await replica.apply([event], cursor: Cursor(lastSeq: event.seq, epoch: current?.epoch))
-        } else {
+        guard let event = ChangeEvent(json: frame) else {
             for c in messageListeners.values { c.yield(frame) }
+            return
         }
+        // After a failed commit nothing more is applied from this stream (it would skip the
+        // failed batch); the next pull reads from the unmoved cursor.
+        guard applyFailure == nil else { return }
+        inbox.append(event)
+        if applier == nil { applier = Task { await self.drainInbox() } }
+        if inbox.count >= Self.inboxLimit { await applier?.value }
+    }
+
+    /// Applies the inbox in batches, each stored (rows and cursor in one commit) before the
+    /// cursor moves; a failed commit ends the stream.
+    private func drainInbox() async {
+        while !inbox.isEmpty, applyFailure == nil {
+            let current = await replica.cursor
+            let batch = inbox.filter { $0.seq > (current?.lastSeq ?? 0) }
+            inbox = []
+            guard let last = batch.map(\.seq).max() else { continue }
+            do {
+                try await replica.apply(batch, cursor: Cursor(lastSeq: last, epoch: current?.epoch))
+            } catch {
+                applyFailure = error
+                socket?.close()
+            }
+        }
+        applier = nil
     }
 
     private func poll() async throws {
