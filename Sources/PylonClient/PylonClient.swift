@@ -44,7 +44,8 @@ public final class PylonClient: Sendable {
 
     private let registration: Task<Void, Never>
 
-    /// Loads the stored replica and starts syncing from its cursor.
+    /// Loads the stored replica and starts syncing from its cursor. Call `stop()` when done:
+    /// the sync loop runs until then, whether or not the client is still referenced.
     public func start() async throws(PylonError) {
         await registration.value
         guard !(await sync.isRunning) else { return }

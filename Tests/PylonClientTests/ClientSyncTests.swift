@@ -24,6 +24,17 @@ struct ClientSyncTests {
         try await host.admin("DELETE", "/api/entities/Todo/\(id)")
         try await eventually("the live delete") { await !client.rows("Todo").contains { $0.id == id } }
 
+        // A burst (one push of 200 rows by someone else) arrives over the WebSocket whole,
+        // and the cursor ends at the host's newest seq.
+        let burst: [JSON] = (0..<200).map { i in
+            ["op_id": .string("burst-\(i)"), "entity": "Todo", "kind": "insert", "row_id": .string("_pending_burst_\(i)"),
+             "data": ["title": .string("burst \(i)"), "done": false]]
+        }
+        let pushed = try await host.admin("POST", "/api/sync/push", ["changes": .array(burst), "client_id": "cl_burst"])
+        let newest = try #require(pushed["cursor"]?["last_seq"]?.intValue)
+        try await client.sync.waitForSeq(newest, timeout: .seconds(120))
+        #expect(await client.rows("Todo", Query(where: [("title", .like("burst %"))])).count == 200)
+
         // The client's own writes: shown at once, then on the host with the host's id.
         let pending = try await client.insert("Todo", ["title": "mine", "done": false])
         #expect(pending.hasPrefix("_pending_"))
