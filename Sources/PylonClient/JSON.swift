@@ -1,7 +1,8 @@
 import Foundation
 
-/// A JSON value as the host sends it, with JSON's types kept apart (`true` is not `1`,
-/// `1` is not `1.0`), so rows read back exactly as they were written.
+/// A JSON value as the host sends it, with booleans, integers and other numbers kept apart
+/// (`true` is not `1`; a whole number arrives as `.int`), so a row's fields read back with
+/// their types.
 public enum JSON: Sendable, Hashable {
     case null
     case bool(Bool)
