@@ -143,7 +143,8 @@ struct ClientOfflineTests {
     }
 
     @Test func aHostThatCannotBeReachedLeavesWritesQueuedAndStopReturns() async throws {
-        let client = PylonClient(baseURL: URL(string: "http://127.0.0.1:\(try freePort())")!)
+        // Port 1: nothing listens there (a port picked as free could be taken by another test's host).
+        let client = PylonClient(baseURL: URL(string: "http://127.0.0.1:1")!)
         try await client.auth.setToken("pylon_" + String(repeating: "0", count: 64))
         try await client.start()
         try await eventually("offline") { await client.sync.status == .offline }
