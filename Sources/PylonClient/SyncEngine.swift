@@ -14,6 +14,9 @@ public struct SyncOptions: Sendable {
     public var pollInterval: Duration = .seconds(1)
     /// How long one HTTP request may wait for its answer.
     public var requestTimeout: TimeInterval = 30
+    /// A WebSocket that brings nothing (not even the host's 30 s ping) for this long is
+    /// taken for dead and opened again.
+    public var idleTimeout: Duration = .seconds(75)
 
     public init() {}
 }
@@ -118,7 +121,7 @@ public actor SyncEngine {
     func kick() {
         guard loop != nil, !retryScheduled else { return }
         Task {
-            do { try await queue.flush() } catch { await self.retryLater() }
+            do { try await queue.flush() } catch { self.retryLater() }
         }
     }
 
@@ -128,7 +131,7 @@ public actor SyncEngine {
         let delay = options.reconnectBase
         Task {
             try? await Task.sleep(for: delay)
-            await self.retryFired()
+            self.retryFired()
         }
     }
 
@@ -219,7 +222,7 @@ public actor SyncEngine {
         guard let token = http.tokens.get(), http.baseURL.scheme == "http" else { return try await poll() }
         let ws = try await WebSocketConnection.connect(
             baseURL: http.baseURL, path: "/api/sync/ws?" + Self.query(await replica.cursor),
-            headers: [("Authorization", "Bearer \(token)")])
+            headers: [("Authorization", "Bearer \(token)")], idleTimeout: options.idleTimeout)
         socket = ws
         defer { socket = nil }
         if Task.isCancelled { ws.close() }

@@ -32,7 +32,12 @@ final class WebSocketConnection: Sendable {
 
     /// Opens `path` (with its query) on the host of `baseURL`, sending `headers` with the
     /// upgrade request. A refused upgrade (401, 400…) is TRANSPORT_UNAVAILABLE.
-    static func connect(baseURL: URL, path: String, headers extra: [(String, String)]) async throws -> WebSocketConnection {
+    ///
+    /// A connection that brings nothing for `idleTimeout` is closed: the host pings every
+    /// 30 s, so silence that long means the host or the network is gone without a word (a
+    /// laptop that slept, a dropped route), and the sync engine reconnects.
+    static func connect(baseURL: URL, path: String, headers extra: [(String, String)],
+                        idleTimeout: Duration = .seconds(75)) async throws -> WebSocketConnection {
         guard let host = baseURL.host, baseURL.scheme == "http" else {
             throw PylonError(code: "TRANSPORT_UNAVAILABLE", message: "WebSocket needs an http:// base URL", status: 0)
         }
@@ -47,9 +52,12 @@ final class WebSocketConnection: Sendable {
                 .connectTimeout(.seconds(10))
                 .connect(host: host, port: port) { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        let idle = TimeAmount.nanoseconds(Int64(idleTimeout.components.seconds) * 1_000_000_000
+                                                          + idleTimeout.components.attoseconds / 1_000_000_000)
                         let upgrader = NIOTypedWebSocketClientUpgrader<Upgrade>(maxFrameSize: Self.maxMessage) { channel, _ in
                             channel.eventLoop.makeCompletedFuture {
-                                .websocket(try AsyncWS(wrappingChannelSynchronously: channel))
+                                try channel.pipeline.syncOperations.addHandlers([IdleStateHandler(readTimeout: idle), SilenceCloser()])
+                                return .websocket(try AsyncWS(wrappingChannelSynchronously: channel))
                             }
                         }
                         let config = NIOTypedHTTPClientUpgradeConfiguration<Upgrade>(
@@ -133,5 +141,23 @@ final class WebSocketConnection: Sendable {
 
     private static func frame(_ opcode: WebSocketOpcode, _ data: ByteBuffer) -> WebSocketFrame {
         WebSocketFrame(fin: true, opcode: opcode, maskKey: .random(), data: data)
+    }
+}
+
+/// Closes the connection when `IdleStateHandler` reports that nothing was read for its timeout.
+private final class SilenceCloser: ChannelInboundHandler, Sendable {
+    typealias InboundIn = WebSocketFrame
+    typealias InboundOut = WebSocketFrame
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        context.fireChannelRead(data)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case IdleStateHandler.IdleStateEvent.read = event {
+            context.close(promise: nil)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
     }
 }

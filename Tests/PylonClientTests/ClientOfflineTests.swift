@@ -47,6 +47,30 @@ struct ClientOfflineTests {
         await host.dispose()
     }
 
+    @Test func aHostThatGoesSilentIsDetectedAndAWriteMadeMeanwhileLandsOnce() async throws {
+        let host = try await TestHost.start()
+        defer { host.resume() }
+        var options = SyncOptions()
+        options.idleTimeout = .seconds(2)
+        options.requestTimeout = 3
+        let client = try await host.signedInClient(options: options)
+        // The host stops answering without closing anything: only the silence tells.
+        host.pause()
+        try await client.insert("Todo", ["title": "during silence", "done": false])
+        try await eventually("offline") { await client.sync.status == .offline }
+        #expect(await client.pendingWrites().count == 1)
+        host.resume()
+        try await eventually("the write lands and settles") {
+            let ops = await client.replica.ops
+            let local = await client.rows("Todo", Query(where: [("title", .eq("during silence"))]))
+            return ops.isEmpty && local.count == 1 && !local[0].id.hasPrefix("_pending_")
+        }
+        // The push the host read while paused and the client's retry are one write (op_id).
+        #expect(try await host.todos("during silence").count == 1)
+        await client.stop()
+        await host.dispose()
+    }
+
     @Test func pendingIdsOfAnUpdateAndDeleteFollowTheInsert() async throws {
         let host = try await TestHost.start()
         let client = try await host.signedInClient()

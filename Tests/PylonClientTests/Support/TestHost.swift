@@ -52,7 +52,7 @@ final class TestHost: @unchecked Sendable {
         for (path, text) in TestManifest.functions {
             try Data(text.utf8).write(to: dir.appendingPathComponent(path))
         }
-        FileManager.default.createFile(atPath: dir.appendingPathComponent("host.log").path, contents: nil)
+        _ = FileManager.default.createFile(atPath: dir.appendingPathComponent("host.log").path, contents: nil)
         // A port taken between picking and binding: try another.
         var lastError: Error?
         for _ in 0..<3 {
@@ -157,6 +157,16 @@ final class TestHost: @unchecked Sendable {
         process = nil
     }
 
+    /// SIGSTOP: the host keeps its sockets open but answers nothing (a hung host, a dead
+    /// route); `resume()` sends SIGCONT.
+    func pause() {
+        if let p = process { kill(p.processIdentifier, SIGSTOP) }
+    }
+
+    func resume() {
+        if let p = process { kill(p.processIdentifier, SIGCONT) }
+    }
+
     func restart() async throws {
         await stop()
         try await launch()
@@ -180,8 +190,9 @@ final class TestHost: @unchecked Sendable {
     }
 
     /// A client of this host with fast reconnects (tests wait for outcomes, never for time).
-    func client(store: ReplicaStore = MemoryStore(), tokens: TokenStorage = MemoryTokenStorage()) -> PylonClient {
-        var options = SyncOptions()
+    func client(store: ReplicaStore = MemoryStore(), tokens: TokenStorage = MemoryTokenStorage(),
+                options base: SyncOptions = SyncOptions()) -> PylonClient {
+        var options = base
         options.reconnectBase = .milliseconds(100)
         options.reconnectMax = .milliseconds(500)
         return PylonClient(baseURL: url, store: store, tokens: tokens, options: options)
@@ -190,8 +201,9 @@ final class TestHost: @unchecked Sendable {
     private static let counter = Counter()
 
     /// A fresh password account, signed in and live.
-    func signedInClient(store: ReplicaStore = MemoryStore(), tokens: TokenStorage = MemoryTokenStorage()) async throws -> PylonClient {
-        let c = client(store: store, tokens: tokens)
+    func signedInClient(store: ReplicaStore = MemoryStore(), tokens: TokenStorage = MemoryTokenStorage(),
+                        options: SyncOptions = SyncOptions()) async throws -> PylonClient {
+        let c = client(store: store, tokens: tokens, options: options)
         _ = try await c.auth.register(email: "user\(Self.counter.next())-\(UUID().uuidString.prefix(8))@example.com",
                                       password: "correct horse battery", displayName: "Tester")
         try await c.start()
