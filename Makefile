@@ -4,7 +4,7 @@
 SWIFT ?= swift
 PORT ?= 4321
 
-.PHONY: deps build run test bench bench-cache edge clean
+.PHONY: deps build run chat test bench bench-cache edge clean
 
 deps:
 	./scripts/install-deps.sh
@@ -18,6 +18,13 @@ build: deps
 
 run: build
 	cd examples/todo && mkdir -p data && ../../.build/release/pylon-host serve \
+		--plugins ../../plugins --manifest pylon.manifest.json --port $(PORT) --dev
+
+# The full-stack example (examples/chat/README.md): its page is bundled by Bun with the
+# TypeScript client compiled in, and served by the host beside the API.
+chat: build
+	bun build examples/chat/src/app.ts --outfile examples/chat/web/app.js --target browser --format esm
+	cd examples/chat && mkdir -p data && ../../.build/release/pylon-host serve \
 		--plugins ../../plugins --manifest pylon.manifest.json --port $(PORT) --dev
 
 # Every suite; then the policy and realtime suites once more with Postgres as the store

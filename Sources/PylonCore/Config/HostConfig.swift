@@ -114,6 +114,11 @@ public struct HostConfig: Sendable {
     /// download links (`PYLON_FILES_SECRET`; --dev uses a fixed development secret).
     public var filesDir: String?
     public var filesMaxBytes: Int?
+    /// The web page served beside the API (`PYLON_STATIC_DIR`, `serve --static DIR`; nil: the
+    /// manifest's `static`, else none). `Host.start` puts the manifest's here, its folder
+    /// made absolute and checked, so the edge reads only this. `PYLON_STATIC_SPA=0` turns the
+    /// single-page fallback off.
+    public var staticSite: StaticSite?
     public var filesSecret: String?
     /// Rooms and presence (`PYLON_MAX_ROOMS`, `PYLON_ROOMS_PER_USER`, `PYLON_ROOM_MAX_MEMBERS`,
     /// `PYLON_ROOM_IDLE_SECS`, `PYLON_ROOM_MESSAGE_RATE`).
@@ -198,6 +203,9 @@ public struct HostConfig: Sendable {
         }
         if let v = env["PYLON_CRON_CATCH_UP"], !v.isEmpty { c.cronCatchUp = !["0", "false", "no", "off"].contains(v.lowercased()) }
         if let d = env["PYLON_FILES_DIR"], !d.isEmpty { c.filesDir = d }
+        if let d = env["PYLON_STATIC_DIR"], !d.isEmpty {
+            c.staticSite = StaticSite(dir: d, spa: !["0", "false", "no", "off"].contains((env["PYLON_STATIC_SPA"] ?? "").lowercased()))
+        }
         if let n = try int("PYLON_FILES_MAX_BYTES") { c.filesMaxBytes = max(1, n) }
         if let s = env["PYLON_FILES_SECRET"], !s.isEmpty { c.filesSecret = s }
         if let n = try int("PYLON_SHARD_THREADS") { c.shardThreads = min(n, 64) }

@@ -17,6 +17,8 @@ public struct Manifest: Sendable {
     public var plugins: [String: PluginSelection]
     /// Scheduled tasks (`cron`), run as durable jobs.
     public var cron: [CronTask] = []
+    /// The web page the host serves beside the API (`static`; ours), if any.
+    public var staticSite: StaticSite? = nil
 
     public func entity(named name: String) -> Entity? { entities.first { $0.name == name } }
 

@@ -123,7 +123,7 @@ struct ManifestDecoder {
         return Manifest(
             manifestVersion: Int(version), name: try str(r, "name", "$"), version: try str(r, "version", "$"),
             entities: entities, routes: routes, queries: queries, actions: actions, policies: policies,
-            auth: auth, plugins: plugins, cron: try cronTasks(r))
+            auth: auth, plugins: plugins, cron: try cronTasks(r), staticSite: try staticSite(r))
     }
 
     private func fatalShape() -> Manifest { preconditionFailure("object checked above") }

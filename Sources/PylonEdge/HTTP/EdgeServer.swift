@@ -86,6 +86,8 @@ package struct EdgeServer {
         if let rooms = routes.rooms { routes.addRoomRoutes(router, rooms) }
         if let shards = routes.shards { routes.addShardRoutes(router, shards) }
         routes.addEventStreamRoute(router, path: "/api/sync/events")
+        routes.addStudioRoutes(router)
+        if let site = config.staticSite { routes.addStaticSiteRoutes(router, site, logger: quietLogger) }
         return router
     }
 

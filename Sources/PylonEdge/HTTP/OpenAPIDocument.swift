@@ -12,6 +12,11 @@ import PylonJSON
 /// cache) is left out rather than described and answered 501. The document is checked in
 /// the test suite by `openapi-spec-validator` and by schemathesis against a live host
 /// (OpenAPITests), so a route whose answers drift from it fails there.
+///
+/// Left out on purpose: `GET /studio` and `/studio/*` (StudioRoutes), the admin studio's
+/// HTML, script and style. They are a web page for people, not an API: no JSON, no
+/// parameters, any path under /studio answers the page, and the data the page shows comes
+/// from the API routes described here. README's HTTP API table lists them.
 enum OpenAPIDocument {
     /// What the document describes besides the manifest.
     struct Surface {

@@ -6,6 +6,7 @@ import { clientId } from "./ids";
 import { LiveQuery, runQuery, type QuerySpec } from "./live-query";
 import { Replica, type Row } from "./replica";
 import { Rooms } from "./rooms";
+import { Shards } from "./shards";
 import { MemoryStore, type ReplicaStore } from "./store";
 import { SyncEngine, type SyncOptions } from "./sync-engine";
 import { MemoryTokenStorage, type TokenStorage } from "./token-storage";
@@ -35,6 +36,7 @@ export class PylonClient {
   readonly functions: Functions;
   readonly rooms: Rooms;
   readonly files: Files;
+  readonly shards: Shards;
   private started: Promise<void> | null = null;
   private authChange: Promise<void> = Promise.resolve();
 
@@ -47,6 +49,7 @@ export class PylonClient {
     this.functions = new Functions(this.http);
     this.rooms = new Rooms(this.http, this.sync);
     this.files = new Files(this.http);
+    this.shards = new Shards(this.http);
   }
 
   /** Loads the stored replica and starts syncing from its cursor. */

@@ -11,3 +11,4 @@ export { LiveQuery, runQuery, type QuerySpec, type Condition } from "./live-quer
 export { Functions } from "./functions";
 export { Rooms, type RoomEvent, type Peer } from "./rooms";
 export { Files, type FileInfo } from "./files";
+export { Shards, decodeTickFrame, type ShardInfo, type ShardFrame, type ShardAck, type ShardHandlers, type ShardSubscription, type SubscribeOptions } from "./shards";

@@ -1,4 +1,4 @@
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { PylonClient, type PylonClientOptions } from "../../src";
@@ -69,13 +69,14 @@ export class TestHost {
   private proc: ReturnType<typeof Bun.spawn> | null = null;
   private log = "";
 
-  private constructor() {
+  private constructor(private readonly pluginsDir: string) {
     this.dir = mkdtempSync(join(tmpdir(), "pylon-tsclient-"));
     this.port = freePort();
   }
 
-  static async start(): Promise<TestHost> {
-    const host = new TestHost();
+  /** `pluginsDir`: the plugins folder (default: the repository's `plugins/`). */
+  static async start(opts: { pluginsDir?: string } = {}): Promise<TestHost> {
+    const host = new TestHost(opts.pluginsDir ?? join(repoRoot, "plugins"));
     writeFileSync(join(host.dir, "pylon.manifest.json"), JSON.stringify(testManifest, null, 2));
     for (const [path, text] of Object.entries(functions)) {
       mkdirSync(dirname(join(host.dir, path)), { recursive: true });
@@ -101,7 +102,7 @@ export class TestHost {
     env.PYLON_AUTH_RATE_LIMIT_VERIFY = "0";
     const bin = join(repoRoot, ".build/release/pylon-host");
     this.proc = Bun.spawn(
-      [bin, "serve", "--plugins", join(repoRoot, "plugins"), "--manifest", join(this.dir, "pylon.manifest.json"),
+      [bin, "serve", "--plugins", this.pluginsDir, "--manifest", join(this.dir, "pylon.manifest.json"),
         "--db", join(this.dir, "app.db"), "--port", String(this.port), "--no-compat-ports", "--dev"],
       { env, stdout: "pipe", stderr: "pipe", cwd: this.dir },
     );
@@ -183,4 +184,16 @@ export async function signedInClient(host: TestHost, opts: Partial<PylonClientOp
   await client.start();
   await eventually("sync live", () => client.sync.status === "live");
   return client;
+}
+
+/**
+ * A plugins folder with the repository's plugins and the example shard sim
+ * (examples/shard-arena, compiled here with `make`). Remove it with `rmSync`.
+ */
+export function pluginsWithArena(): string {
+  const dir = mkdtempSync(join(tmpdir(), "pylon-tsclient-plugins-"));
+  for (const name of readdirSync(join(repoRoot, "plugins"))) symlinkSync(join(repoRoot, "plugins", name), join(dir, name));
+  const made = Bun.spawnSync(["make", "-s", "-C", join(repoRoot, "examples/shard-arena"), `BUILD_DIR=${dir}`]);
+  if (made.exitCode !== 0) throw new Error(`building examples/shard-arena failed:\n${made.stderr.toString()}`);
+  return dir;
 }
