@@ -18,10 +18,14 @@ let pluginExports: [LinkerSetting] = [
 ]
 let package = Package(
     name: "pylon-swift",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v14), .iOS(.v17)],
     products: [
         .executable(name: "pylon-host", targets: ["pylon-host"]),
         .library(name: "PylonHost", targets: ["PylonHost"]),
+        // The Swift client (HTTP and WebSocket only; no host target), and its example.
+        .library(name: "PylonClient", targets: ["PylonClient"]),
+        .executable(name: "pylon-todo-cli", targets: ["pylon-todo-cli"]),
+        .executable(name: "pylon-client-bench", targets: ["pylon-client-bench"]),
         .library(name: "PylonStoreSQLite", type: .dynamic, targets: ["PylonStoreSQLite"]),
         .library(name: "PylonStorePostgres", type: .dynamic, targets: ["PylonStorePostgres"]),
         .library(name: "PylonStoreD1", type: .dynamic, targets: ["PylonStoreD1"]),
@@ -236,6 +240,26 @@ let package = Package(
             name: "PylonStoreD1Tests",
             dependencies: ["PylonStoreD1", "PylonPluginABI", "PylonPluginKit", "PylonJSON"],
             path: "Tests/PylonStoreD1Tests"),
+        // The Swift client talks to a host over HTTP and WebSocket only: Foundation's
+        // URLSession for requests, NIO's WebSocket client for the realtime stream
+        // (swift-corelibs-foundation's URLSessionWebSocketTask needs a libcurl built with
+        // WebSocket support, which Debian's is not).
+        .target(
+            name: "PylonClient",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            path: "Sources/PylonClient"),
+        // A todo CLI on the Swift client (README "Swift client").
+        .executableTarget(name: "pylon-todo-cli", dependencies: ["PylonClient"], path: "examples/swift-cli"),
+        // The replica's apply rate (bench/RESULTS.md).
+        .executableTarget(name: "pylon-client-bench", dependencies: ["PylonClient"], path: "bench/swift-client"),
+        // The Swift client against a real host (`.build/release/pylon-host`).
+        .testTarget(name: "PylonClientTests", dependencies: ["PylonClient"], path: "Tests/PylonClientTests"),
         // Unit tests of the JSON reader and writer.
         .testTarget(name: "PylonJSONTests", dependencies: ["PylonJSON"], path: "Tests/PylonJSONTests"),
     ],
