@@ -46,7 +46,7 @@ private func wsCreate(
     createInstance(host, config, len, out, err) { host, bytes -> Result<ShardWSInstance, StoreFailure> in
         // The settings come with `start`; here only the manifest's object is checked.
         if case let .failure(problem) = WSConfig.parse(bytes) {
-            return .failure(StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_CONFIG", "pylon.shard.ws: \(problem)"))
+            return .failure(StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_CONFIG", "pylon.shard.ws: \(problem.message)"))
         }
         return .success(ShardWSInstance(host: host))
     }
@@ -73,7 +73,7 @@ private func wsStart(_ p: OpaquePointer?, _ config: UnsafePointer<CChar>?, _ len
     let cfg: WSConfig
     switch WSConfig.parse(bytes) {
     case let .failure(problem):
-        fillError(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_CONFIG", "pylon.shard.ws: \(problem)")
+        fillError(err, PYLON_ERR_INVALID_ARGUMENT, "INVALID_CONFIG", "pylon.shard.ws: \(problem.message)")
         return PYLON_ERR_INVALID_ARGUMENT
     case let .success(c): cfg = c
     }

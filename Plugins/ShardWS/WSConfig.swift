@@ -4,6 +4,12 @@ import PylonPluginKit
 /// Settings of the shard WebSocket, from the object the host passes to `start` (the
 /// manifest's `plugins."shard.transport"` with the host's settings over it).
 struct WSConfig: Sendable {
+    /// What is wrong with a config, said for the operator.
+    struct Problem: Error {
+        let message: String
+        init(_ message: String) { self.message = message }
+    }
+
     /// 0: no listener.
     var port = 0
     var bind = "127.0.0.1"
@@ -27,13 +33,13 @@ struct WSConfig: Sendable {
     /// Event-loop threads of the listener.
     var threads = 1
 
-    static func parse(_ bytes: [UInt8]) -> Result<WSConfig, String> {
-        guard let obj = configObject(bytes) else { return .failure("the shard.transport config is not a JSON object") }
+    static func parse(_ bytes: [UInt8]) -> Result<WSConfig, Problem> {
+        guard let obj = configObject(bytes) else { return .failure(Problem("the shard.transport config is not a JSON object")) }
         var c = WSConfig()
-        func int(_ key: String, _ range: ClosedRange<Int>) -> Result<Int?, String> {
+        func int(_ key: String, _ range: ClosedRange<Int>) -> Result<Int?, Problem> {
             guard let v = obj[key], v != .null else { return .success(nil) }
             guard let n = v.intValue.map(Int.init) ?? v.stringValue.flatMap({ Int($0) }), range.contains(n) else {
-                return .failure("\"\(key)\" must be an integer in \(range.lowerBound)...\(range.upperBound)")
+                return .failure(Problem("\"\(key)\" must be an integer in \(range.lowerBound)...\(range.upperBound)"))
             }
             return .success(n)
         }
@@ -51,11 +57,11 @@ struct WSConfig: Sendable {
             }
         }
         if let b = obj["bind"], b != .null {
-            guard let s = b.stringValue, !s.isEmpty else { return .failure("\"bind\" must be an IP address") }
+            guard let s = b.stringValue, !s.isEmpty else { return .failure(Problem("\"bind\" must be an IP address")) }
             c.bind = s
         }
         if let r = obj["port_required"], r != .null {
-            guard let on = r.boolValue else { return .failure("\"port_required\" must be true or false") }
+            guard let on = r.boolValue else { return .failure(Problem("\"port_required\" must be true or false")) }
             c.portRequired = on
         }
         return .success(c)

@@ -60,7 +60,7 @@ final class WSServer: @unchecked Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.writeBufferWaterMark, value: .init(low: 32 * 1024, high: 64 * 1024))
             .childChannelInitializer { [self] channel in
-                channel.eventLoop.makeCompletedFuture { try self.setUp(channel) }
+                channel.eventLoop.makeCompletedFuture(withResultOf: { try self.setUp(channel) })
             }
         do {
             let ch = try bootstrap.bind(host: config.bind, port: config.port).wait()
@@ -131,16 +131,18 @@ final class WSServer: @unchecked Sendable {
             upgradePipelineHandler: { [self] ch, _ in
                 upgraded.withLockedValue { $0 = true }
                 guard let h = target.withLockedValue({ $0 }) else { return ch.close() }
-                return ch.eventLoop.makeCompletedFuture {
+                return ch.eventLoop.makeCompletedFuture(withResultOf: {
+                    // The HTTP answerer goes with the HTTP codec: frames must not reach it.
+                    ch.pipeline.syncOperations.removeHandler(name: Refuse.name, promise: nil)
                     try ch.pipeline.syncOperations.addHandler(
                         NIOWebSocketFrameAggregator(minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 256,
                                                     maxAccumulatedFrameSize: config.maxFrameBytes))
                     try ch.pipeline.syncOperations.addHandler(WSConnection(server: self, handshake: h, peer: address))
-                }
+                })
             })
         try channel.pipeline.syncOperations.configureHTTPServerPipeline(
             withServerUpgrade: (upgraders: [upgrader], completionHandler: { _ in }))
-        try channel.pipeline.syncOperations.addHandler(Refuse(status: nil, code: "", message: ""))
+        try channel.pipeline.syncOperations.addHandler(Refuse(status: nil, code: "", message: ""), name: Refuse.name)
     }
 }
 
@@ -179,6 +181,7 @@ struct Handshake: Sendable {
 /// in the host's shape and closes: `status` fixed (a refused connection), or nil to pick by
 /// the request (400 without `?shard=`, else 426 for a plain HTTP request).
 final class Refuse: ChannelInboundHandler, RemovableChannelHandler {
+    static let name = "shardws.refuse"
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
     let status: HTTPResponseStatus?

@@ -10,9 +10,9 @@ struct ShardWSTests {
     static let admin = HostProcess.adminToken
 
     /// A host with the sims and ShardWS, its WebSocket on a free port (returned).
-    static func start(env: [String: String] = [:]) async throws -> (HostProcess, Int) {
+    static func start(env: [String: String] = [:], manifest: String = ShardTests.manifest) async throws -> (HostProcess, Int) {
         let port = try freeLoopbackPort()
-        let host = try await HostProcess.start(manifest: ShardTests.manifest, env: ["PYLON_SHARD_WS_PORT": String(port)].merging(env) { $1 },
+        let host = try await HostProcess.start(manifest: manifest, env: ["PYLON_SHARD_WS_PORT": String(port)].merging(env) { $1 },
                                                store: ShardWSBuild.store)
         return (host, port)
     }
@@ -192,7 +192,8 @@ struct ShardWSTests {
 
     @Test("An oversized message, garbage bytes and unmasked frames close that connection only; a silent TCP client is dropped after the handshake timeout; the per-address cap answers 429")
     func hostileClients() async throws {
-        let (host, port) = try await Self.start(env: ["PYLON_MAX_CONNECTIONS_PER_IP": "6"])
+        let manifest = #"{"manifest_version": 1, "name": "shards", "version": "0.1.0", "entities": [], "routes": [], "policies": [], "plugins": {"shard.transport": {"handshake_timeout_ms": 300}}}"#
+        let (host, port) = try await Self.start(env: ["PYLON_MAX_CONNECTIONS_PER_IP": "6"], manifest: manifest)
         defer { host.stop() }
         try await ShardTests.create(host, #"{"sim": "arena", "id": "h1"}"#)
         let alice = try await host.mintSession("alice"), bob = try await host.mintSession("bob")
@@ -213,6 +214,19 @@ struct ShardWSTests {
         try unmasked.sendFrame(opcode: 0x1, Array(#"{"input": {"spawn": [1, 1]}}"#.utf8), masked: false)
         #expect(try await unmasked.waitForClose(timeout: 30)?.code == 1002, "\(unmasked.summary)")
         try await unmasked.waitForEnd(timeout: 30)
+
+        // A client that connects and sends nothing is dropped once the handshake time is up.
+        let silent = try TestSocket.connect(port: port)
+        let silentEnd = try await onThread { () -> Bool in
+            while true {
+                switch silent.receive() {
+                case .bytes: continue
+                case .end, .failed: return true
+                }
+            }
+        }
+        #expect(silentEnd)
+        silent.close()
 
         // The per-address cap (6): the good client plus five more; the next gets 429.
         var held: [TestWebSocket] = []

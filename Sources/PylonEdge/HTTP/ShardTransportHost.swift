@@ -19,7 +19,7 @@ final class ShardTransportHost: @unchecked Sendable {
     let table: UnsafeMutablePointer<pylon_host_shards_v1>
 
     /// Who a token stands for, and the token (its session is rechecked while subscribed).
-    final class Caller {
+    final class Caller: Sendable {
         let auth: AuthContext
         let token: String?
         init(auth: AuthContext, token: String?) {
@@ -64,7 +64,7 @@ final class ShardTransportHost: @unchecked Sendable {
         table.pointee.authenticate = { ctx, token, tokenLen, peer, peerLen, done, doneCtx in
             guard let done else { return }
             let me = ShardTransportHost.from(ctx)
-            me.authenticate(token: Self.text(token, tokenLen), peer: Self.text(peer, peerLen), done: done, doneCtx: doneCtx)
+            me.authenticate(token: ShardTransportHost.text(token, tokenLen), peer: ShardTransportHost.text(peer, peerLen), done: done, doneCtx: doneCtx)
         }
         table.pointee.release_caller = { _, caller in
             if let caller { Unmanaged<Caller>.fromOpaque(UnsafeRawPointer(caller)).release() }
@@ -73,17 +73,17 @@ final class ShardTransportHost: @unchecked Sendable {
             guard let done, let caller, let wake else { return }
             let me = ShardTransportHost.from(ctx)
             let c = Unmanaged<Caller>.fromOpaque(UnsafeRawPointer(caller)).takeUnretainedValue()
-            me.subscribe(c, shardID: Self.text(shard, shardLen), sid: Self.text(sid, sidLen), wake: Wake(fn: wake, ctx: wakeCtx),
+            me.subscribe(c, shardID: ShardTransportHost.text(shard, shardLen), sid: ShardTransportHost.text(sid, sidLen), wake: Wake(fn: wake, ctx: wakeCtx),
                          done: done, doneCtx: doneCtx)
         }
         table.pointee.next = { _, sub, out, outCtx in
             guard let sub, let out else { return 0 }
-            return ShardTransportHost.next(Self.subscription(sub), out: out, outCtx: outCtx)
+            return ShardTransportHost.next(ShardTransportHost.subscription(sub), out: out, outCtx: outCtx)
         }
         table.pointee.input = { _, sub, message, len, reply, replyCtx in
             guard let sub else { return PYLON_ERR_INVALID_ARGUMENT }
             let bytes = message.map { Array(UnsafeRawBufferPointer(start: $0, count: len)) } ?? []
-            return ShardTransportHost.input(Self.subscription(sub), bytes, reply: reply, replyCtx: replyCtx)
+            return ShardTransportHost.input(ShardTransportHost.subscription(sub), bytes, reply: reply, replyCtx: replyCtx)
         }
         table.pointee.unsubscribe = { _, sub in
             guard let sub else { return }
@@ -144,7 +144,7 @@ final class ShardTransportHost: @unchecked Sendable {
     private func subscribe(_ caller: Caller, shardID: String, sid: String, wake: Wake,
                            done: pylon_shard_subscribed_fn, doneCtx: UnsafeMutableRawPointer?) {
         let cb = Completion(fn: done, ctx: doneCtx)
-        func fail(_ e: HostError) { e.withPluginError(Self.status(e)) { cb.fn(cb.ctx, Self.status(e), nil, $0) } }
+        let fail: @Sendable (HostError) -> Void = { e in e.withPluginError(Self.status(e)) { cb.fn(cb.ctx, Self.status(e), nil, $0) } }
         let auth = caller.auth
         guard auth.isAdmin || auth.userID != nil else {
             return fail(HostError(status: 401, code: "AUTH_REQUIRED", message: "the shard stream needs a session: send Authorization: Bearer <token> or the subprotocol bearer.<token>"))
@@ -230,7 +230,11 @@ final class ShardTransportHost: @unchecked Sendable {
 
     /// A note as the WebSocket's text frame: the SSE event's data with its event name as "type".
     static func noteFrame(_ note: ShardNote) -> JSONValue {
-        let type: String = if case .ack = note { "ack" } else { "error" }
+        let type: String
+        switch note {
+        case .ack: type = "ack"
+        case .rejected: type = "error"
+        }
         return .object([("type", .string(type))] + (note.json.objectValue ?? []))
     }
 
