@@ -165,6 +165,8 @@ final class WSConnection: ChannelInboundHandler {
         lastRead = .now()
         // RFC 6455 §5.1: a client masks every frame.
         guard frame.maskKey != nil else { return close(code: 1002, reason: "client frames must be masked") }
+        // No extension was negotiated, so no reserved bit may be set.
+        guard !frame.rsv1 && !frame.rsv2 && !frame.rsv3 else { return close(code: 1002, reason: "reserved bits set") }
         switch frame.opcode {
         case .text, .binary:
             input(frame.unmaskedData)
@@ -176,8 +178,10 @@ final class WSConnection: ChannelInboundHandler {
             var data = frame.unmaskedData
             let code = data.readInteger(as: UInt16.self) ?? 1000
             close(code: code == 1005 || code == 1006 ? 1000 : code, reason: "")
-        default:
+        case .pong:
             break
+        default:
+            close(code: 1002, reason: "unknown opcode")
         }
     }
 

@@ -203,12 +203,16 @@ struct ShardWSTests {
         let big = try await Self.connect(port, shard: "h1", token: bob, label: "oversized")
         _ = try await Self.frame(big)
         try big.sendFrame(opcode: 0x2, [UInt8](repeating: 0x7B, count: 200 * 1024))
-        #expect(try await big.waitForClose(timeout: 30)?.code == 1009, "\(big.summary)")
+        // 1009, unless the close frame is lost to the reset of a socket whose unread bytes were dropped.
+        let bigClose = try await big.waitForClose(timeout: 30)
+        #expect(bigClose == nil || bigClose?.code == 1009, "\(big.summary)")
         try await big.waitForEnd(timeout: 30)
 
         let junk = try await Self.connect(port, shard: "h1", token: bob, label: "garbage")
-        try junk.socket.send([0xFF, 0xFF, 0x00, 0x13, 0x37, 0x42, 0x42, 0x42])
+        // A frame with the reserved bits and a reserved opcode.
+        try junk.socket.send([0xFF, 0x80, 0x01, 0x02, 0x03, 0x04])
         try await junk.waitForEnd(timeout: 30)
+        #expect(junk.closeFrame == nil || junk.closeFrame?.code == 1002, "\(junk.summary)")
 
         let unmasked = try await Self.connect(port, shard: "h1", token: bob, label: "unmasked")
         try unmasked.sendFrame(opcode: 0x1, Array(#"{"input": {"spawn": [1, 1]}}"#.utf8), masked: false)
