@@ -192,7 +192,7 @@ struct ShardWSTests {
 
     @Test("An oversized message, garbage bytes and unmasked frames close that connection only; a silent TCP client is dropped after the handshake timeout; the per-address cap answers 429")
     func hostileClients() async throws {
-        let manifest = #"{"manifest_version": 1, "name": "shards", "version": "0.1.0", "entities": [], "routes": [], "policies": [], "plugins": {"shard.transport": {"handshake_timeout_ms": 300}}}"#
+        let manifest = #"{"manifest_version": 1, "name": "shards", "version": "0.1.0", "entities": [], "routes": [], "policies": [], "plugins": {"shard.transport": {"handshake_timeout_ms": 2000}}}"#
         let (host, port) = try await Self.start(env: ["PYLON_MAX_CONNECTIONS_PER_IP": "6"], manifest: manifest)
         defer { host.stop() }
         try await ShardTests.create(host, #"{"sim": "arena", "id": "h1"}"#)
