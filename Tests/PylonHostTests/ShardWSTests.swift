@@ -38,6 +38,16 @@ struct ShardWSTests {
         }
     }
 
+    /// Polls `check` (an HTTP read) until it holds, for up to `timeout` seconds.
+    static func waitUntil(_ what: String, timeout: TimeInterval = 120, _ check: () async throws -> Bool) async throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if try await check() { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw RealtimeTestError("timed out after \(Int(timeout)) s waiting for \(what)")
+    }
+
     static func send(_ ws: TestWebSocket, _ text: String, binary: Bool = false) throws {
         try ws.sendFrame(opcode: binary ? 0x2 : 0x1, Array(text.utf8))
     }
@@ -82,8 +92,8 @@ struct ShardWSTests {
 
         // Closing leaves the shard.
         a.disconnect()
-        try await eventually("alice to leave", timeout: 30) { () -> Bool? in
-            (try? await host.request("GET", "/api/shards/w1", token: bob).json["subscribers"].int) == 2 ? true : nil
+        try await Self.waitUntil("alice to leave") {
+            try await host.request("GET", "/api/shards/w1", token: bob).json["subscribers"].int == 2
         }
     }
 
@@ -171,12 +181,12 @@ struct ShardWSTests {
         let pid = try #require(host.pid)
         let dropsBefore = try await host.metricCounter("shard_frames_dropped_total") ?? 0
         // Wait until the stalled client has had many frames dropped (each ~256 KiB).
-        try await eventually("frames dropped for the stalled client", timeout: 120) { () -> Bool? in
-            ((try? await host.metricCounter("shard_frames_dropped_total")) ?? 0) >= dropsBefore + 50 ? true : nil
+        try await Self.waitUntil("frames dropped for the stalled client") {
+            try await host.metricCounter("shard_frames_dropped_total") ?? 0 >= dropsBefore + 50
         }
         let rssMid = residentBytes(pid: pid) ?? 0
-        try await eventually("200 more dropped frames", timeout: 180) { () -> Bool? in
-            ((try? await host.metricCounter("shard_frames_dropped_total")) ?? 0) >= dropsBefore + 250 ? true : nil
+        try await Self.waitUntil("200 more dropped frames") {
+            try await host.metricCounter("shard_frames_dropped_total") ?? 0 >= dropsBefore + 250
         }
         let rssLate = residentBytes(pid: pid) ?? 0
         // 200 frames of 256 KiB is 50 MiB: queued, they would show; dropped, they do not.
