@@ -34,6 +34,7 @@ let package = Package(
         .library(name: "PylonAuthOAuth", type: .dynamic, targets: ["PylonAuthOAuth"]),
         .library(name: "PylonFilesLocal", type: .dynamic, targets: ["PylonFilesLocal"]),
         .library(name: "PylonAuthMagicCode", type: .dynamic, targets: ["PylonAuthMagicCode"]),
+        .library(name: "PylonShardWS", type: .dynamic, targets: ["PylonShardWS"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -225,6 +226,18 @@ let package = Package(
             dependencies: ["PylonPluginABI", "PylonPluginKit", "PylonJSON", "CCurl", "PylonCurl",
                            .product(name: "Crypto", package: "swift-crypto")],
             path: "Plugins/AuthMagicCode",
+            linkerSettings: pluginExports),
+        // The shard WebSocket (pylon.shard.transport/1): its own copy of SwiftNIO and its
+        // WebSocket codec, every symbol of it local to the library (`pluginExports`).
+        .target(
+            name: "PylonShardWS",
+            dependencies: ["PylonPluginABI", "PylonPluginKit", "PylonJSON",
+                           .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "NIOHTTP1", package: "swift-nio"),
+                           .product(name: "NIOWebSocket", package: "swift-nio"),
+                           .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
+            path: "Plugins/ShardWS",
             linkerSettings: pluginExports),
         .testTarget(
             name: "PylonHostTests",

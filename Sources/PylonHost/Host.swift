@@ -110,7 +110,9 @@ public final class Host: Sendable {
         logger.info("request limit: \(limit > 0 ? "\(limit) per \(config.rateLimitWindow) s per client address" : "off"); writes with the session cookie accepted from: \(trustedOrigins.isEmpty ? "the host's own origin only (PYLON_TRUSTED_ORIGINS adds others)" : trustedOrigins.joined(separator: ", "))")
         let middleware = APIMiddleware<PylonRequestContext>(corsOrigin: config.corsOrigin, metrics: metrics, requestGuard: requestGuard)
         let edge = EdgeServer(config: config, routes: routes, middleware: middleware, requestGuard: requestGuard, logger: logger)
-        try await serve(edge.services() + [RealtimeShutdown(hub: hub, shards: shards)])
+        // The shard WebSocket (a `shard.transport` plugin), once the routes' auth exists.
+        let transport = try ShardTransport.start(registry: registry, routes: routes, manifest: manifest, logger: logger)
+        try await serve(edge.services() + [RealtimeShutdown(hub: hub, shards: shards)], transport: transport)
     }
 
     /// What every route handler gets, with the hub's read check wired to the data plane.
@@ -152,7 +154,7 @@ public final class Host: Sendable {
     /// Runs `services` with the host's background work (change-log trimming, the session
     /// watcher, the function scheduler) until a shutdown signal, then stops the store and
     /// the plugins.
-    private func serve(_ services: [any Service]) async throws {
+    private func serve(_ services: [any Service], transport: ShardTransport? = nil) async throws {
         // Trim once before serving (so a restart applies a lowered retention at once),
         // then every minute.
         if let n = try? await changes.trim(), n > 0 { logger.info("change log: trimmed \(n) entries beyond retention") }
@@ -188,6 +190,7 @@ public final class Host: Sendable {
             cronTicker?.cancel()
             roomSweeper.cancel()
             jobs?.stop()
+            transport?.stop()
             shards?.shutdown()
             tailer?.stop()
             store.shutdown()

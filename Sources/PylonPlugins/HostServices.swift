@@ -28,6 +28,16 @@ package final class HostServices: @unchecked Sendable {
         return t
     }()
 
+    /// Services the layers above offer once they are ready (`offer`), e.g. the shards
+    /// ("pylon.host.shards/1") once the routes' auth exists.
+    private let offeredLock = NSLock()
+    private var offered: [String: UnsafeRawPointer] = [:]
+
+    /// Offers (or with nil withdraws) the table of the service `id` to plugins.
+    package func offer(_ id: String, _ table: UnsafeRawPointer?) {
+        offeredLock.withLock { offered[id] = table }
+    }
+
     package init(logger: Logger, metrics: Metrics) {
         self.logger = logger
         self.metrics = metrics
@@ -75,9 +85,11 @@ package final class HostServices: @unchecked Sendable {
             out?.pointee = served.instance
             return served.table
         }
-        table.pointee.get_service = { _, id in
-            guard let id, strcmp(id, PYLON_SERVICE_LOOPS) == 0 else { return nil }
-            return UnsafeRawPointer(HostServices.loopsTable)
+        table.pointee.get_service = { ctx, id in
+            guard let id else { return nil }
+            if strcmp(id, PYLON_SERVICE_LOOPS) == 0 { return UnsafeRawPointer(HostServices.loopsTable) }
+            let me = Unmanaged<HostServices>.fromOpaque(ctx!).takeUnretainedValue()
+            return me.offeredLock.withLock { me.offered[String(cString: id)] }
         }
     }
 }

@@ -44,7 +44,7 @@ public final class PluginRegistry: @unchecked Sendable {
     /// holds the first of them).
     public private(set) var sims: [ServedCapability] = []
     private var instances: [(LoadedPlugin, OpaquePointer)] = []
-    let services: HostServices
+    package let services: HostServices
 
     package init(scan: PluginLoader.Scan, services: HostServices) {
         self.scan = scan

@@ -78,6 +78,9 @@ public struct HostConfig: Sendable {
     /// Settings for the cache plugin from `PYLON_CACHE_*`, merged over the manifest's
     /// `plugins.cache` (port, bind, requirepass, protected_mode, maxmemory, snapshot).
     public var cacheOverrides: [(String, JSONValue)] = []
+    /// The shard WebSocket's port (`PYLON_SHARD_WS_PORT`, served by the `shard.transport`
+    /// plugin): nil is Pylon's HTTP port + 3, 0 turns the listener off.
+    public var shardWSPort: Int?
     /// Settings for the `auth.code` plugin from Pylon's email variables (`PYLON_EMAIL_*`,
     /// `PYLON_SMTP_URL`, `PYLON_EMAIL_TEMPLATE_<KIND>_SUBJECT|_BODY`), merged over the
     /// manifest's `plugins."auth.code"`.
@@ -252,6 +255,16 @@ public struct HostConfig: Sendable {
         if let p = try int("PYLON_CACHE_PORT") {
             guard p <= 65535 else { throw HostError(status: 500, code: "CONFIG_INVALID", message: "PYLON_CACHE_PORT=\(p) is not a TCP port (0 turns the RESP listener off)") }
             c.cacheOverrides.append(("port", .int(Int64(p))))
+        }
+        if let v = env["PYLON_SHARD_WS_PORT"]?.trimmingCharacters(in: .whitespaces), !v.isEmpty {
+            if ["0", "off", "false", "no"].contains(v.lowercased()) {
+                c.shardWSPort = 0
+            } else {
+                guard let p = Int(v), (1...65535).contains(p) else {
+                    throw HostError(status: 500, code: "CONFIG_INVALID", message: "PYLON_SHARD_WS_PORT=\(v) is not a TCP port (0 or off turns the shard WebSocket off)")
+                }
+                c.shardWSPort = p
+            }
         }
         if let b = env["PYLON_CACHE_BIND"], !b.isEmpty { c.cacheOverrides.append(("bind", .string(b))) }
         if let p = env["PYLON_CACHE_PASSWORD"], !p.isEmpty { c.cacheOverrides.append(("requirepass", .string(p))) }

@@ -64,12 +64,7 @@ extension RouteContext {
             let auth = try await signedIn(req, "sending input")
             let shard = try Self.shard(shards, ctx)
             let body = try await self.body(req)
-            guard let input = body["input"] else { throw HostError.badRequest("INPUT_REQUIRED", #"send {"input": <the sim's input>, "client_seq"?}"#) }
-            var clientSeq: UInt64?
-            if let v = body["client_seq"], v != .null {
-                guard let n = v.intValue, n >= 0 else { throw HostError.badRequest("INVALID_CLIENT_SEQ", "client_seq must be a non-negative integer") }
-                clientSeq = UInt64(n)
-            }
+            let (input, clientSeq) = try Self.inputMessage(body)
             let given = body["subscriber_id"] ?? .null
             guard given == .null || given.stringValue != nil else { throw HostError.badRequest("INVALID_SID", "subscriber_id must be a string") }
             let sid = try Self.subscriberID(given.stringValue, auth)
@@ -160,6 +155,18 @@ extension RouteContext {
             throw HostError(status: 401, code: "AUTH_REQUIRED", message: "\(what) needs a session: send Authorization: Bearer <token>")
         }
         return auth
+    }
+
+    /// The input and the client's seq of an input message: the body of the input route, or
+    /// a frame of the shard WebSocket (`ShardTransportHost`).
+    static func inputMessage(_ body: JSONValue) throws(HostError) -> (input: JSONValue, clientSeq: UInt64?) {
+        guard let input = body["input"] else { throw HostError.badRequest("INPUT_REQUIRED", #"send {"input": <the sim's input>, "client_seq"?}"#) }
+        var clientSeq: UInt64?
+        if let v = body["client_seq"], v != .null {
+            guard let n = v.intValue, n >= 0 else { throw HostError.badRequest("INVALID_CLIENT_SEQ", "client_seq must be a non-negative integer") }
+            clientSeq = UInt64(n)
+        }
+        return (input, clientSeq)
     }
 
     /// The subscriber id a request acts as: the one given, else the caller's user id.

@@ -62,6 +62,10 @@
  *  2.5  `pylon.shard.sim/1`: `pylon_shard_sim_v1` (a shard simulation: create, inputs, ticks,
  *       per-subscriber snapshots, authorization, optional save and restore). Several sim
  *       plugins may be served at once; each table names its sim.
+ *  2.6  `pylon.shard.transport/1` (`pylon_shard_transport_v1`: a shard transport the host
+ *       starts and stops, e.g. the WebSocket listener of Plugins/ShardWS) and the host
+ *       service "pylon.host.shards/1" it calls (`pylon_host_shards_v1`: authenticate a
+ *       token, subscribe to a shard, pull frames with a wakeup, push inputs, unsubscribe).
  *
  * The `abi_header_hash` line below is the FNV-1a (32-bit) hash of this file with that one
  * line removed; a host test recomputes it, so any edit of this header must update it
@@ -85,8 +89,8 @@ extern "C" {
 #define PYLON_ABI_MAJOR 2
 /** Additive changes (new slots appended, new capability or service ids, new flags) bump
  *  the minor; each is listed in the changelog above. */
-#define PYLON_ABI_MINOR 5
-#define PYLON_ABI_HEADER_HASH 0xb503288au /* abi_header_hash */
+#define PYLON_ABI_MINOR 6
+#define PYLON_ABI_HEADER_HASH 0x9ad53be2u /* abi_header_hash */
 
 /* ------------------------------------------------------------------------------------ */
 /* Status codes and errors                                                                */
@@ -350,7 +354,8 @@ typedef const pylon_plugin_descriptor *(*pylon_plugin_entry_fn)(void);
 #define PYLON_CAP_AUTH_OAUTH       "pylon.auth.oauth/1"
 /** Redis-compatible cache and pub/sub: `pylon_cache_v1` below. */
 #define PYLON_CAP_CACHE            "pylon.cache/1"
-/** Shard WebSocket transport and tick loop. */
+/** (2.6) A shard transport (the shard WebSocket listener): `pylon_shard_transport_v1` below;
+ *  it reaches the shards through the host service PYLON_SERVICE_SHARDS. */
 #define PYLON_CAP_SHARD_TRANSPORT  "pylon.shard.transport/1"
 /** (2.5) A shard simulation (the game logic): `pylon_shard_sim_v1` below. Unlike the other
  *  capabilities, every loaded plugin that provides it is served, each under its sim name. */
@@ -1225,6 +1230,182 @@ typedef struct pylon_shard_sim_v1 {
     pylon_status (*restore)(pylon_instance *instance, const uint8_t *saved, size_t saved_len,
                             pylon_sim_state **out, const pylon_error_sink *err);
 } pylon_shard_sim_v1;
+
+/* ------------------------------------------------------------------------------------ */
+/* pylon.shard.transport/1 and pylon.host.shards/1 — a shard transport (2.6)             */
+/* ------------------------------------------------------------------------------------ */
+/*
+ * A transport carries shard frames to clients over a wire of its own (Plugins/ShardWS: a
+ * WebSocket listener). The PLUGIN owns its listener, the framing, its connections and their
+ * per-connection queues. The HOST owns the shard registry, authentication (sessions, API
+ * keys, JWTs, the admin token, and the limiter on wrong API keys), the subscriber mailboxes
+ * (each holds only the newest snapshot: a slow reader makes the host drop older ones, never
+ * queue them), the input queues and their rules (the same as for the HTTP input route and the
+ * SSE stream: a caller sends input only as a subscriber it attached).
+ *
+ * The host calls `start` once its shards and auth are ready (only when a sim is loaded), and
+ * `stop` before it shuts its shards down. The plugin reaches the host's side through
+ * `pylon_host_v1.get_service(PYLON_SERVICE_SHARDS)`, available from `start` on.
+ */
+
+/** Service id of `pylon_host_shards_v1`. */
+#define PYLON_SERVICE_SHARDS "pylon.host.shards/1"
+
+/** Who a token stands for (the result of `authenticate`). Opaque. OWNER: the plugin once
+ *  `authenticate` hands it over; freed with `release_caller` (exactly once). */
+typedef struct pylon_shard_caller pylon_shard_caller;
+/** One subscription to one shard (the result of `subscribe`). Opaque. OWNER: the plugin once
+ *  `subscribe` hands it over; ended and freed with `unsubscribe` (exactly once). */
+typedef struct pylon_shard_sub pylon_shard_sub;
+
+/** Completion of `authenticate`: exactly once, from any thread (possibly before
+ *  `authenticate` returns). PYLON_OK: `caller` is the plugin's (even for an anonymous
+ *  caller, whom `subscribe` refuses). Otherwise `caller` is NULL and `err` (OWNED BY THE
+ *  HOST, valid during the callback only) says why: PYLON_ERR_ABORTED (code
+ *  "INVALID_API_KEY": a wrong, expired or revoked key), PYLON_ERR_BUSY (code "RATE_LIMITED":
+ *  too many wrong API keys from that address). [bounded] */
+typedef void (*pylon_shard_auth_fn)(void *done_ctx, pylon_status status, pylon_shard_caller *caller,
+                                    const pylon_error *err);
+
+/** Completion of `subscribe`: exactly once, from any thread (possibly before `subscribe`
+ *  returns; normally at the shard's next tick). PYLON_OK: `sub` is the plugin's. Otherwise
+ *  `sub` is NULL and `err` (OWNED BY THE HOST, valid during the callback only) carries the
+ *  host's code and message; the status says what kind of refusal it is:
+ *  PYLON_ERR_NOT_FOUND (no such shard, "SHARD_NOT_FOUND"), PYLON_ERR_INVALID_ARGUMENT (a
+ *  subscriber id or shard id that cannot be one, "INVALID_SID"/"SID_REQUIRED"),
+ *  PYLON_ERR_ABORTED (not allowed: not signed in, "AUTH_REQUIRED", or refused by the sim,
+ *  "UNAUTHORIZED" or its own code), PYLON_ERR_BUSY (try again later or another shard:
+ *  "SHARD_FULL", "SHARD_STOPPED"). [bounded] */
+typedef void (*pylon_shard_subscribed_fn)(void *done_ctx, pylon_status status, pylon_shard_sub *sub,
+                                          const pylon_error *err);
+
+/** Kinds of `pylon_shard_delivery`. */
+#define PYLON_SHARD_DELIVERY_FRAME 1  /* a tick's snapshot for this subscriber */
+#define PYLON_SHARD_DELIVERY_ENDED 2  /* the subscription is over; nothing follows */
+
+/**
+ * What `next` hands over. OWNER: the host; the struct and every byte it points to are valid
+ * during the `pylon_shard_delivery_fn` callback only (the plugin copies what it keeps).
+ */
+typedef struct pylon_shard_delivery {
+    uint32_t struct_size;
+    int32_t kind;           /* PYLON_SHARD_DELIVERY_* */
+    /** FRAME: the tick the snapshot belongs to (from 1, increasing). */
+    uint64_t tick;
+    /** FRAME: the snapshot, a JSON document (checked by the host). */
+    pylon_str snapshot;
+    /** FRAME: the outcome of this subscriber's inputs applied up to this tick, each a JSON
+     *  object to send to the client before the snapshot, one per line (separated by '\n';
+     *  empty when none): {"type": "ack", "client_seq": n|null, "seq", "tick"} or
+     *  {"type": "error", "error": {"code", "message"}, "client_seq": n|null, "seq", "tick"}. */
+    pylon_str notes;
+    /** ENDED: why, e.g. "replaced", "stopped", "finished", "idle", "session_ended". */
+    pylon_str reason;
+    /** FRAME: how many snapshots of this subscriber the host has dropped so far because an
+     *  unsent one was replaced by a newer one (a slow reader). */
+    uint64_t dropped;
+} pylon_shard_delivery;
+
+/** Receives a delivery from `next`: on the calling thread, before `next` returns. [bounded] */
+typedef void (*pylon_shard_delivery_fn)(void *ctx, const pylon_shard_delivery *delivery);
+
+/** Receives the JSON text frame a refused input answers with: on the calling thread, before
+ *  `input` returns; `json` OWNED BY THE HOST, valid during the callback only. [bounded] */
+typedef void (*pylon_shard_reply_fn)(void *ctx, const char *json, size_t json_len);
+
+/**
+ * The host's shards, for a transport plugin. OWNER: the host; LIFETIME: from the transport's
+ * `start` until its `stop` returns. Every function is [any-thread] [bounded]: work that
+ * waits (a session lookup, the shard's next tick) completes through a callback.
+ */
+typedef struct pylon_host_shards_v1 {
+    uint32_t struct_size;
+    uint32_t reserved;
+    void *ctx;  /* opaque; pass back unchanged */
+
+    /**
+     * Resolve `token` (a bearer token as the client sent it, without "Bearer "; may be empty:
+     * anonymous) for a client at `peer_ip` (its IP address as text; counts wrong API keys per
+     * address). Both buffers are borrowed for the call. `done` follows `pylon_shard_auth_fn`;
+     * `done_ctx` is the plugin's and must stay valid until `done` returns.
+     */
+    void (*authenticate)(void *ctx, const char *token, size_t token_len, const char *peer_ip,
+                         size_t peer_len, pylon_shard_auth_fn done, void *done_ctx);
+    /** Frees a caller from `authenticate`. Subscriptions made with it stay valid. */
+    void (*release_caller)(void *ctx, pylon_shard_caller *caller);
+
+    /**
+     * Subscribe `caller` to the shard `shard_id` as the subscriber `sid` (empty: the caller's
+     * user id). Buffers are borrowed for the call. The host admits it at the shard's next turn
+     * (after the sim's `authorize_subscribe`); a subscriber already attached under `sid` is
+     * ended ("replaced"). `done` follows `pylon_shard_subscribed_fn`.
+     * `wake(wake_ctx)` is called (from the host's tick threads, possibly before `done`) each
+     * time the subscription has something new for `next` after a `next` that found nothing,
+     * until `unsubscribe` returns: never after, and never concurrently with `unsubscribe`.
+     * It must be [bounded] and must not call back into this table (hand the work to a thread
+     * or event loop of the plugin's). `wake_ctx` must stay valid until `unsubscribe` returns
+     * (or until `done` reports a failure).
+     * The subscription lives as long as the caller's session or API key: when it is revoked
+     * or expires, the subscription ends with reason "session_ended".
+     */
+    void (*subscribe)(void *ctx, const pylon_shard_caller *caller, const char *shard_id, size_t shard_len,
+                      const char *sid, size_t sid_len, void (*wake)(void *wake_ctx), void *wake_ctx,
+                      pylon_shard_subscribed_fn done, void *done_ctx);
+    /**
+     * Take what is ready: a frame (the newest snapshot, with the notes of the inputs applied
+     * since the last frame) or the end. Calls `out` once and returns 1 when there was
+     * something; returns 0 when there was nothing, and then arms `wake` for the next thing.
+     * The plugin calls it when it can send (its queue for the connection has room), so a
+     * client that does not read costs the host one snapshot, never a queue.
+     * [one-thread-at-a-time per subscription]
+     */
+    int32_t (*next)(void *ctx, pylon_shard_sub *sub, pylon_shard_delivery_fn out, void *out_ctx);
+    /**
+     * Queue an input the client sent as `message` (its whole frame: a JSON object
+     * {"input": <the sim's input>, "client_seq"?: non-negative integer}, any bytes: the host
+     * checks it) as this subscription's subscriber (a client sends input only as the
+     * subscriber its connection attached). PYLON_OK: queued; the outcome comes
+     * with a later frame's notes ("ack" or "error"). Otherwise the input was refused now
+     * (not JSON, no "input", too large, the queue full, the shard stopped, the subscription
+     * ended): `reply` receives the error frame to send, {"type": "error", "error": {"code",
+     * "message"}, "client_seq": n|null}, and the status is PYLON_ERR_INVALID_ARGUMENT (a bad
+     * or too large message), PYLON_ERR_BUSY (the shard's input queue is full, or the shard
+     * stopped: "SHARD_STOPPED") or PYLON_ERR_ABORTED (this subscription has ended:
+     * "NOT_SUBSCRIBED"). `message` is borrowed for the call.
+     * [one-thread-at-a-time per subscription]
+     */
+    pylon_status (*input)(void *ctx, pylon_shard_sub *sub, const char *message, size_t message_len,
+                          pylon_shard_reply_fn reply, void *reply_ctx);
+    /** Ends the subscription (the subscriber leaves the shard) and frees `sub`. Exactly once
+     *  per subscription, never from inside its `wake`. After it returns `wake` is not called. */
+    void (*unsubscribe)(void *ctx, pylon_shard_sub *sub);
+} pylon_host_shards_v1;
+
+/** The `pylon.shard.transport/1` interface table. OWNER: the plugin; valid until `destroy`. */
+typedef struct pylon_shard_transport_v1 {
+    uint32_t struct_size;
+    uint32_t reserved;
+
+    /**
+     * Start serving (open the listener). `config_json` (borrowed for the call) is the
+     * plugin's config object: the manifest's `plugins."shard.transport"` with the host's
+     * settings over it, for Plugins/ShardWS {"port": n (0: no listener), "bind": address,
+     * "port_required": bool (fail when the port cannot be bound, else run without a
+     * listener and log why), "max_connections_per_ip", "max_connections", "max_frame_bytes",
+     * "handshake_timeout_ms", "idle_timeout_ms", "ping_interval_ms"}. Called once, after
+     * `create`, from the host's startup thread. [one-thread-at-a-time] [may-block]
+     */
+    pylon_status (*start)(pylon_instance *instance, const char *config_json, size_t config_len,
+                          const pylon_error_sink *err);
+    /** The port it listens on, 0 when none. [any-thread] [bounded] */
+    int32_t (*port)(pylon_instance *instance);
+    /**
+     * Stop serving: close the listener and every connection, `unsubscribe` every subscription
+     * and release every caller; after it returns the plugin makes no call into
+     * `pylon_host_shards_v1`. Called at most once, after `start`. [may-block]
+     */
+    void (*stop)(pylon_instance *instance);
+} pylon_shard_transport_v1;
 
 #ifdef __cplusplus
 }

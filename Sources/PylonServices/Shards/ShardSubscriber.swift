@@ -51,6 +51,8 @@ package final class ShardSubscriber: @unchecked Sendable {
     private var poked = false
     private var endReason: String?
     private var waiter: CheckedContinuation<ShardDelivery, Never>?
+    /// `poll`'s wakeup, armed when it found nothing.
+    private var armedWake: (@Sendable () -> Void)?
     private var _dropped = 0
     /// When the sender last took a frame (or the subscriber was made), monotonic ns.
     private var lastTaken = TickScheduler.now()
@@ -73,16 +75,21 @@ package final class ShardSubscriber: @unchecked Sendable {
     /// The tick's snapshot; returns whether an unsent one was dropped for it.
     @discardableResult
     func offer(tick: UInt64, snapshot: [UInt8]) -> Bool {
+        var pending: (@Sendable () -> Void)?
         let (w, d, dropped) = lock.withLock { () -> (CheckedContinuation<ShardDelivery, Never>?, ShardDelivery?, Bool) in
             guard endReason == nil else { return (nil, nil, false) }
             let dropped = frame != nil
             if dropped { _dropped += 1 }
             frame = (tick, snapshot)
-            guard let w = waiter else { return (nil, nil, dropped) }
+            guard let w = waiter else {
+                pending = takeWakeLocked()
+                return (nil, nil, dropped)
+            }
             waiter = nil
             return (w, takeLocked(), dropped)
         }
         if let w, let d { w.resume(returning: d) }
+        pending?()
         return dropped
     }
 
@@ -103,13 +110,38 @@ package final class ShardSubscriber: @unchecked Sendable {
     }
 
     private func resume(_ change: () -> Void) {
+        var pending: (@Sendable () -> Void)?
         let (w, d) = lock.withLock { () -> (CheckedContinuation<ShardDelivery, Never>?, ShardDelivery?) in
             change()
-            guard let w = waiter, let d = takeLocked() else { return (nil, nil) }
+            guard let w = waiter, let d = takeLocked() else {
+                pending = takeWakeLocked()
+                return (nil, nil)
+            }
             waiter = nil
             return (w, d)
         }
         if let w, let d { w.resume(returning: d) }
+        pending?()
+    }
+
+    // MARK: Pulled by a transport plugin (`pylon.host.shards/1`)
+
+    /// The next delivery if one is ready; otherwise nil, and `wake` is called (once, from
+    /// the thread that makes one ready) when one is. For a sender that cannot wait in a
+    /// task: a transport plugin pulls when its connection can take a frame.
+    package func poll(orWake wake: @escaping @Sendable () -> Void) -> ShardDelivery? {
+        lock.withLock {
+            if let d = takeLocked() { return d }
+            armedWake = wake
+            return nil
+        }
+    }
+
+    /// Under `lock`: the armed wakeup when something is ready for `poll` (disarmed).
+    private func takeWakeLocked() -> (@Sendable () -> Void)? {
+        guard let w = armedWake, frame != nil || endReason != nil else { return nil }
+        armedWake = nil
+        return w
     }
 
     /// The next delivery, waiting for one.
