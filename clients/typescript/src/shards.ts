@@ -39,13 +39,24 @@ export interface ShardHandlers {
 export interface SubscribeOptions {
   /** The subscriber id; the host defaults it to the caller's user id. */
   sid?: string;
+  /**
+   * `"sse"` (default): the host's SSE stream, inputs by HTTP. `"ws"`: the shard WebSocket
+   * (the ShardWS plugin; binary tick frames, inputs and acks on the socket) at `wsUrl`,
+   * by default the host's address on its port + 3, as Pylon's.
+   */
+  transport?: "sse" | "ws";
+  wsUrl?: string;
 }
 
 /** A live subscription: inputs go out as this subscriber; `close()` ends it. */
 export interface ShardSubscription {
   readonly shardId: string;
-  /** Sends one input; the ack or rejection arrives through the handlers as well. */
-  input(input: unknown, clientSeq?: number): Promise<{ accepted: boolean; seq: number }>;
+  /**
+   * Sends one input. Its ack or rejection arrives through the handlers (`onAck`,
+   * `onInputError`); an input the host refuses before queueing it rejects here too (SSE)
+   * or arrives as `onInputError` (WebSocket).
+   */
+  input(input: unknown, clientSeq?: number): Promise<void>;
   close(): void;
 }
 
@@ -91,6 +102,7 @@ export class Shards {
    * subscription (a refusal rejects with the host's error: 403, 404 `SHARD_NOT_FOUND`, …).
    */
   async subscribe(id: string, handlers: ShardHandlers, opts: SubscribeOptions = {}): Promise<ShardSubscription> {
+    if (opts.transport === "ws") return this.subscribeSocket(id, handlers, opts);
     const abort = new AbortController();
     const q = opts.sid !== undefined ? `?sid=${encodeURIComponent(opts.sid)}` : "";
     const res = await this.http.send(`/api/shards/${encodeURIComponent(id)}/connect${q}`, {
@@ -112,12 +124,62 @@ export class Shards {
       .catch((err) => end(abort.signal.aborted ? "closed" : "disconnected", abort.signal.aborted ? undefined : PylonError.network(err)));
     return {
       shardId: id,
-      input: (input, clientSeq) => this.input(id, input, { clientSeq, sid: opts.sid }),
+      input: async (input, clientSeq) => {
+        await this.input(id, input, { clientSeq, sid: opts.sid });
+      },
       close: () => {
         abort.abort();
         end("closed");
       },
     };
+  }
+
+  /** The default shard WebSocket address: the host's, on its port + 3. */
+  socketUrl(): string {
+    const u = new URL(this.http.baseUrl);
+    const port = Number(u.port || (u.protocol === "https:" ? 443 : 80));
+    return `${u.protocol === "https:" ? "wss:" : "ws:"}//${u.hostname}:${port + 3}/`;
+  }
+
+  /** Subscribes over the shard WebSocket; resolves at the first frame, rejects with the close reason. */
+  private subscribeSocket(id: string, handlers: ShardHandlers, opts: SubscribeOptions): Promise<ShardSubscription> {
+    const url = new URL(opts.wsUrl ?? this.socketUrl());
+    url.searchParams.set("shard", id);
+    if (opts.sid !== undefined) url.searchParams.set("sid", opts.sid);
+    const token = this.http.tokens.get();
+    const ws = token ? new WebSocket(url, [`bearer.${encodeURIComponent(token)}`]) : new WebSocket(url);
+    ws.binaryType = "arraybuffer";
+    return new Promise((resolve, reject) => {
+      let open = false;
+      const subscription: ShardSubscription = {
+        shardId: id,
+        input: async (input, clientSeq) => {
+          const message: Record<string, unknown> = { input };
+          if (clientSeq !== undefined) message.client_seq = clientSeq;
+          if (ws.readyState !== WebSocket.OPEN) throw new PylonError(0, "NOT_CONNECTED", "the shard socket is closed");
+          ws.send(JSON.stringify(message));
+        },
+        close: () => ws.close(1000),
+      };
+      ws.onmessage = (m) => {
+        if (typeof m.data === "string") {
+          const type = (JSON.parse(m.data) as { type?: unknown }).type;
+          if (type === "ack" || type === "error") dispatch(type, m.data, undefined, handlers, () => {});
+          return;
+        }
+        if (!open) {
+          open = true;
+          resolve(subscription);
+        }
+        handlers.onFrame(decodeTickFrame(m.data as ArrayBuffer));
+      };
+      ws.onclose = (c) => {
+        const [code, ...rest] = String(c.reason ?? "").split(": ");
+        const error = c.code === 1000 ? undefined : new PylonError(c.code, code || `WS_${c.code}`, rest.join(": ") || String(c.reason ?? ""));
+        if (!open) reject(error ?? new PylonError(c.code, "SUBSCRIBE_FAILED", "the shard socket closed before the first frame"));
+        handlers.onEnd?.(c.code === 1000 ? "closed" : code || `closed ${c.code}`, error);
+      };
+    });
   }
 }
 

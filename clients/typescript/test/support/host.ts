@@ -51,7 +51,7 @@ export default action({ args: { from: v.number(), fail: v.optional(v.boolean()) 
 };
 
 /** Asks the kernel for a free loopback port. */
-function freePort(): number {
+export function freePort(): number {
   const server = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
   const port = server.port;
   server.stop(true);
@@ -69,14 +69,17 @@ export class TestHost {
   private proc: ReturnType<typeof Bun.spawn> | null = null;
   private log = "";
 
-  private constructor(private readonly pluginsDir: string) {
+  private constructor(
+    private readonly pluginsDir: string,
+    private readonly extraEnv: Record<string, string>,
+  ) {
     this.dir = mkdtempSync(join(tmpdir(), "pylon-tsclient-"));
     this.port = freePort();
   }
 
-  /** `pluginsDir`: the plugins folder (default: the repository's `plugins/`). */
-  static async start(opts: { pluginsDir?: string } = {}): Promise<TestHost> {
-    const host = new TestHost(opts.pluginsDir ?? join(repoRoot, "plugins"));
+  /** `pluginsDir`: the plugins folder (default: the repository's `plugins/`); `env`: more settings. */
+  static async start(opts: { pluginsDir?: string; env?: Record<string, string> } = {}): Promise<TestHost> {
+    const host = new TestHost(opts.pluginsDir ?? join(repoRoot, "plugins"), opts.env ?? {});
     writeFileSync(join(host.dir, "pylon.manifest.json"), JSON.stringify(testManifest, null, 2));
     for (const [path, text] of Object.entries(functions)) {
       mkdirSync(dirname(join(host.dir, path)), { recursive: true });
@@ -100,6 +103,7 @@ export class TestHost {
     env.PYLON_AUTH_RATE_LIMIT_SEND = "0";
     env.PYLON_AUTH_RATE_LIMIT_LOGIN = "0";
     env.PYLON_AUTH_RATE_LIMIT_VERIFY = "0";
+    Object.assign(env, this.extraEnv);
     const bin = join(repoRoot, ".build/release/pylon-host");
     this.proc = Bun.spawn(
       [bin, "serve", "--plugins", this.pluginsDir, "--manifest", join(this.dir, "pylon.manifest.json"),
