@@ -37,9 +37,13 @@ extension RouteContext {
         }
     }
 
-    /// The caller as a player: its user id (the admin token has none).
+    /// The caller as a player: its user id. The admin token stands for no player.
     private func player(_ req: Request) async throws -> String {
-        guard let user = try await auth(req).userID else {
+        let auth = try await auth(req)
+        guard !auth.isAdmin else {
+            throw HostError(status: 403, code: "NOT_A_PLAYER", message: "the admin token is no player; queue with a user's session token")
+        }
+        guard let user = auth.userID else {
             throw HostError(status: 401, code: "AUTH_REQUIRED", message: "the matchmaker queues users: send Authorization: Bearer <session token>")
         }
         guard ShardNames.valid(user) else {
