@@ -17,11 +17,12 @@ struct ShardLimitsTests {
         #expect(try await ShardTests.input(host, "q", #"{"input": {"spawn": [1, 1]}, "subscriber_id": "w"}"#, token: HostProcess.adminToken).status == 200)
         _ = try await eventually("the spawn's ack", timeout: 30) { w.events.first { $0.event == "ack" } }
 
-        let answers = try await withThrowingTaskGroup(of: (Int, Any?).self) { group -> [(Int, Any?)] in
+        /// (status, seq when accepted, error code and message when refused) of each answer.
+        let answers = try await withThrowingTaskGroup(of: (Int, Int?, String?, String?).self) { group -> [(Int, Int?, String?, String?)] in
             for i in 0..<40 {
                 group.addTask {
                     let r = try await ShardTests.input(host, "q", #"{"input": {"move_to": [\#(i), 2]}, "subscriber_id": "w"}"#, token: HostProcess.adminToken)
-                    return (r.status, r.json)
+                    return (r.status, r.json["seq"].int, r.json.errorCode, r.json["error"]["message"].string)
                 }
             }
             return try await group.reduce(into: []) { $0.append($1) }
@@ -29,9 +30,9 @@ struct ShardLimitsTests {
         let refused = answers.filter { $0.0 == 429 }
         #expect(!refused.isEmpty, "\(answers.map(\.0))")
         #expect(answers.allSatisfy { $0.0 == 200 || $0.0 == 429 }, "\(answers.map(\.0))")
-        #expect(refused.allSatisfy { $0.1.errorCode == "INPUT_QUEUE_FULL" && $0.1["error"]["message"].string?.contains("send fewer") == true })
+        #expect(refused.allSatisfy { $0.2 == "INPUT_QUEUE_FULL" && $0.3?.contains("send fewer") == true }, "\(refused)")
         // Nothing accepted is lost: each accepted seq comes back as an ack.
-        let accepted = Set(answers.compactMap { $0.0 == 200 ? $0.1["seq"].int : nil })
+        let accepted = Set(answers.compactMap { $0.0 == 200 ? $0.1 : nil })
         _ = try await eventually("acks of \(accepted.count) accepted inputs", timeout: 60) { () -> Bool? in
             let acked = Set(w.events.filter { $0.event == "ack" }.compactMap { $0.json["seq"].int })
             return accepted.isSubset(of: acked) ? true : nil
