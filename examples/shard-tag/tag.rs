@@ -190,11 +190,7 @@ fn guarded<F: FnOnce() -> Result<(), Refusal>>(err: *const PylonErrorSink, body:
 
 /// Borrowed (ptr, len) bytes from the host; empty for a NULL pointer.
 fn bytes<'a>(ptr: *const u8, len: usize) -> &'a [u8] {
-    if ptr.is_null() || len == 0 {
-        &[]
-    } else {
-        unsafe { std::slice::from_raw_parts(ptr, len) }
-    }
+    if ptr.is_null() || len == 0 { &[] } else { unsafe { std::slice::from_raw_parts(ptr, len) } }
 }
 
 // ---- a small reader for flat JSON objects -------------------------------------------------
@@ -220,12 +216,9 @@ impl<'a> Reader<'a> {
 
     fn eat(&mut self, c: u8) -> bool {
         self.ws();
-        if self.i < self.b.len() && self.b[self.i] == c {
-            self.i += 1;
-            true
-        } else {
-            false
-        }
+        let hit = self.i < self.b.len() && self.b[self.i] == c;
+        self.i += hit as usize;
+        hit
     }
 
     fn string(&mut self) -> Option<String> {
@@ -273,11 +266,7 @@ impl<'a> Reader<'a> {
         let n = rest.iter().take_while(|c| matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')).count();
         let num: f64 = std::str::from_utf8(&rest[..n]).ok()?.parse().ok()?;
         self.i += n;
-        if num.is_finite() {
-            Some(Val::Num(num))
-        } else {
-            None
-        }
+        Some(Val::Num(num)).filter(|_| num.is_finite())
     }
 
     /// A whole document that is one object of scalars.
@@ -304,11 +293,7 @@ impl<'a> Reader<'a> {
             }
         }
         r.ws();
-        if r.i == b.len() {
-            Some(out)
-        } else {
-            None
-        }
+        Some(out).filter(|_| r.i == b.len())
     }
 }
 
