@@ -14,6 +14,9 @@ for pkg in libsqlite3-dev pkg-config sqlite3 gcc libc6-dev libpq-dev postgresql-
            libcurl4-openssl-dev libjemalloc-dev libargon2-dev make python3 python3-pip openssl redis-server redis-tools gdb; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
+# rustc: the shard tests build examples/shard-tag (a sim in Rust, std only) with plain rustc;
+# Debian's (1.63) is enough, and one already on PATH (e.g. rustup's) does too.
+command -v rustc >/dev/null 2>&1 || need+=(rustc)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -29,7 +29,9 @@ extension Host {
         let sessions = SessionStore(store: store, dialect: dialect, lifetime: manifest.auth.sessionExpiresIn)
         let hub = ChangeHub(queueLimit: config.syncQueueLimit, maxPerAddress: config.maxConnectionsPerAddress, metrics: metrics)
         let tailer = try changeFeed(opened, into: hub, config: config, logger: logger, metrics: metrics)
-        let shards = registry.sims.isEmpty ? nil : try ShardRegistry(sims: registry.sims, config: config, metrics: metrics, logger: logger)
+        let shards = registry.sims.isEmpty ? nil : try ShardRegistry(sims: registry.sims, config: config, metrics: metrics, logger: logger,
+                                                                     persistence: ShardPersistence(store: store, dialect: dialect, logger: logger, metrics: metrics))
+        shards?.restoreSaved()
         let functions = try registry.served[PYLON_CAP_FUNCTIONS].map {
             try FunctionService(served: $0, data: data, store: store, enforcePolicies: manifest.functionsEnforcePolicies,
                                 logger: logger, metrics: metrics, shards: shards)
@@ -125,6 +127,13 @@ extension Host {
                     for ddl in FileRecords.createSQL(dialect) { try writer.execute(ddl, wantRows: false) }
                 } catch {
                     throw HostError(status: 500, code: "SCHEMA_FAILED", message: "cannot create the files table: \(error)")
+                }
+            }
+            if !registry.sims.isEmpty {
+                do {
+                    for ddl in ShardPersistence.createSQL(dialect) { try writer.execute(ddl, wantRows: false) }
+                } catch {
+                    throw HostError(status: 500, code: "SCHEMA_FAILED", message: "cannot create the saved shards table: \(error)")
                 }
             }
             if registry.served[PYLON_CAP_AUTH_CODE] != nil {

@@ -16,6 +16,9 @@
  *   {"tick": n, "you": {"id","x","y","tx","ty"} | null, "players": [{"id","x","y"}, ...]}
  *   where `players` are the OTHER players within its area of interest.
  *
+ * Persistence: `save` writes the whole state as text and `restore` reads it back (checked), so
+ * a shard created with `persist_every_ticks` comes back after the host restarts.
+ *
  * Threads: the host calls one state from one thread at a time; different states may be
  * called at once, so everything lives in the state (no mutable globals).
  */
@@ -308,6 +311,88 @@ static int32_t arena_is_finished(pylon_instance *inst, pylon_sim_state *s) {
     return s->max_ticks > 0 && s->tick >= s->max_ticks;
 }
 
+/* ---- persistence: the whole state as text ---------------------------------------------- */
+
+/* "arena1 width height cell speed max_ticks tick max_players count\n" then one
+ * "id x y tx ty\n" per player; numbers as %.17g, so a restore gives back the same doubles. */
+static pylon_status arena_save(pylon_instance *inst, pylon_sim_state *s, pylon_sim_bytes_fn out, void *out_ctx,
+                               const pylon_error_sink *err) {
+    size_t len = 0, i;
+    (void)inst;
+    if (s->buf == NULL) {
+        s->buf_cap = 1024;
+        s->buf = malloc(s->buf_cap);
+        if (s->buf == NULL) return fail(err, PYLON_ERR_NO_MEMORY, "NO_MEMORY", "out of memory");
+    }
+    if (!put(s, &len, "arena1 %.17g %.17g %.17g %.17g %llu %llu %lu %lu\n", s->width, s->height, s->cell, s->speed,
+             (unsigned long long)s->max_ticks, (unsigned long long)s->tick, (unsigned long)s->max_players, (unsigned long)s->count))
+        goto oom;
+    for (i = 0; i < s->count; i++) {
+        const player *p = &s->players[i];
+        if (!put(s, &len, "%s %.17g %.17g %.17g %.17g\n", p->id, p->x, p->y, p->tx, p->ty)) goto oom;
+    }
+    out(out_ctx, (const uint8_t *)s->buf, len);
+    return PYLON_OK;
+oom:
+    return fail(err, PYLON_ERR_NO_MEMORY, "NO_MEMORY", "out of memory");
+}
+
+static int inside(const pylon_sim_state *s, double x, double y) {
+    return isfinite(x) && isfinite(y) && x >= 0 && y >= 0 && x <= s->width && y <= s->height;
+}
+
+static pylon_status arena_restore(pylon_instance *inst, const uint8_t *saved, size_t saved_len, pylon_sim_state **out,
+                                  const pylon_error_sink *err) {
+    char *text, *at;
+    unsigned long long max_ticks, tick;
+    unsigned long max_players, count, i;
+    int used = 0;
+    pylon_sim_state *s;
+    (void)inst;
+    *out = NULL;
+    text = malloc(saved_len + 1);
+    s = calloc(1, sizeof(*s));
+    if (text == NULL || s == NULL) {
+        free(text);
+        free(s);
+        return fail(err, PYLON_ERR_NO_MEMORY, "NO_MEMORY", "out of memory");
+    }
+    memcpy(text, saved, saved_len);
+    text[saved_len] = 0;
+    if (memchr(saved, 0, saved_len) != NULL) goto bad;
+    if (sscanf(text, "arena1 %lf %lf %lf %lf %llu %llu %lu %lu\n%n", &s->width, &s->height, &s->cell, &s->speed, &max_ticks,
+               &tick, &max_players, &count, &used) != 8 || used == 0)
+        goto bad;
+    if (!(s->width >= 1 && s->width <= 1e6 && s->height >= 1 && s->height <= 1e6 && s->cell >= 1 && s->cell <= 1e6 &&
+          s->speed >= 0 && s->speed <= 1e6 && max_players >= 1 && max_players <= ARENA_PLAYERS_LIMIT && count <= max_players))
+        goto bad;
+    s->max_ticks = max_ticks;
+    s->tick = tick;
+    s->max_players = max_players;
+    s->players = calloc(max_players, sizeof(player));
+    if (s->players == NULL) goto bad;
+    at = text + used;
+    for (i = 0; i < count; i++) {
+        player *p = &s->players[i];
+        used = 0;
+        if (sscanf(at, "%128[A-Za-z0-9_.:@-] %lf %lf %lf %lf\n%n", p->id, &p->x, &p->y, &p->tx, &p->ty, &used) != 5 || used == 0)
+            goto bad;
+        if (!inside(s, p->x, p->y) || !inside(s, p->tx, p->ty)) goto bad;
+        p->id_len = strlen(p->id);
+        at += used;
+    }
+    if (*at != 0) goto bad;
+    s->count = count;
+    free(text);
+    *out = s;
+    return PYLON_OK;
+bad:
+    free(text);
+    free(s->players);
+    free(s);
+    return fail(err, PYLON_ERR_CORRUPT, "INVALID_SAVED_STATE", "the saved arena state is not one this sim wrote");
+}
+
 /* ---- the plugin ----------------------------------------------------------------------- */
 
 static const pylon_shard_sim_v1 arena_table = {
@@ -322,8 +407,8 @@ static const pylon_shard_sim_v1 arena_table = {
     arena_is_finished,
     NULL, /* authorize_subscribe: the default (the admin, or the user whose id is the subscriber) */
     NULL, /* authorize_input: allowed (the host already checks who may act as a subscriber) */
-    NULL, /* save */
-    NULL, /* restore */
+    arena_save,
+    arena_restore,
 };
 
 static int arena_instance_tag;

@@ -139,6 +139,11 @@ public struct HostConfig: Sendable {
     public var shardThreads = 0
     public var shardTickBudgetMs = 1_000
     public var shardMax = 1_000
+    /// Shards save their state every this many ticks by default (`PYLON_SHARD_PERSIST_TICKS`;
+    /// 0: not saved unless created with `persist_every_ticks`).
+    public var shardPersistTicks = 0
+    /// The matchmaker (`PYLON_MATCH_*`).
+    public var matchmaker = MatchmakerSettings()
 
     public init() {}
 
@@ -214,6 +219,27 @@ public struct HostConfig: Sendable {
         if let n = try int("PYLON_SHARD_THREADS") { c.shardThreads = min(n, 64) }
         if let n = try int("PYLON_SHARD_TICK_BUDGET_MS") { c.shardTickBudgetMs = max(10, min(n, 60_000)) }
         if let n = try int("PYLON_SHARD_MAX") { c.shardMax = max(1, min(n, 100_000)) }
+        if let n = try int("PYLON_SHARD_PERSIST_TICKS") { c.shardPersistTicks = min(n, Int(Int32.max)) }
+        if let v = env["PYLON_MATCH_SIM"], !v.isEmpty { c.matchmaker.sim = v }
+        if let n = try int("PYLON_MATCH_SIZE") { c.matchmaker.size = max(1, min(n, MatchmakerSettings.maxGroup)) }
+        if let m = env["PYLON_MATCH_MODES"], !m.isEmpty {
+            for item in m.split(separator: ",") {
+                let pair = item.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+                guard pair.count == 2, !pair[0].isEmpty, pair[0].utf8.count <= 64, let n = Int(pair[1]), (1...MatchmakerSettings.maxGroup).contains(n) else {
+                    throw HostError(status: 500, code: "CONFIG_INVALID", message: "PYLON_MATCH_MODES=\(m): give mode=size pairs separated by commas, sizes 1..\(MatchmakerSettings.maxGroup) (e.g. \"duel=2,squad=4\")")
+                }
+                c.matchmaker.modes[pair[0]] = n
+            }
+        }
+        if let v = env["PYLON_MATCH_CONFIG"], !v.isEmpty {
+            guard let j = try? JSONParser.parse(v), j.objectValue != nil else {
+                throw HostError(status: 500, code: "CONFIG_INVALID", message: #"PYLON_MATCH_CONFIG is not a JSON object; give a shard's create body without sim and id, e.g. {"config": {"speed": 100}, "tick_rate_hz": 20}"#)
+            }
+            c.matchmaker.shard = j
+        }
+        if let n = try int("PYLON_MATCH_MAX_WAIT_SECS") { c.matchmaker.maxWaitSeconds = Double(max(1, min(n, 86_400))) }
+        if let n = try int("PYLON_MATCH_INTERVAL_MS") { c.matchmaker.intervalMs = max(10, min(n, 60_000)) }
+        if let n = try int("PYLON_MATCH_QUEUE_MAX") { c.matchmaker.queueMax = max(1, min(n, 1_000_000)) }
         if let m = try int("PYLON_MAX_CONNECTIONS_PER_IP") { c.maxConnectionsPerAddress = max(1, m) }
         if let f = try int("PYLON_WS_MAX_FRAME") { c.maxFrameBytes = max(1024, f) }
         /// Seconds, fractions allowed ("0.5"), or milliseconds with "ms" ("500ms").

@@ -218,6 +218,17 @@ package enum SystemTables {
         indexes: [SystemTable.Index(name: "_pylon_org_invites_token", columns: ["token_hash"], unique: true),
                   SystemTable.Index(name: "_pylon_org_invites_org", columns: ["org_id", "email"])])
 
+    /// Saved shards (`ShardPersistence`), created when a plugin serves `pylon.shard.sim/1`:
+    /// one row per shard that persists (`persist_every_ticks` > 0), rewritten every that
+    /// many ticks with the sim's `save` bytes (`state`, base64), the tick they were saved at,
+    /// the sim's create `config` and the shard's settings (JSON); `updated_at` unix ms.
+    /// Deleted when the shard stops for good (finished, idle, deleted, broken); kept when
+    /// the host stops, which restores it at its next start.
+    package static let shardState = SystemTable(
+        "_pylon_shard_state",
+        [.text("id"), .text("sim"), .text("config"), .text("settings"), .integer("tick"), .text("state"), .integer("updated_at")],
+        primaryKey: ["id"])
+
     /// The tables every database gets (`SQLDialect.bootstrap`), in order.
     static let bootstrap = [meta, changes, sessions, sessionChanges, pushOps, passwords, apiKeys, oauthState, accounts,
                             orgs, orgMembers, orgInvites]

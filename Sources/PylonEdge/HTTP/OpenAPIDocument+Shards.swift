@@ -9,6 +9,7 @@ extension OpenAPIDocument {
             ("max_subscribers", ["type": "integer", "minimum": 0]),
             ("idle_ticks_before_shutdown", ["type": "integer", "minimum": 0]),
             ("max_input_queue", ["type": "integer", "minimum": 1]),
+            ("persist_every_ticks", ["type": "integer", "minimum": 0]),
         ]
         let shard = object([("id", string), ("sim", string), ("running", boolean), ("tick", count), ("subscribers", count),
                             ("input_queue", count)] + settings,

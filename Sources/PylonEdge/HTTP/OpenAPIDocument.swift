@@ -51,7 +51,7 @@ enum OpenAPIDocument {
         if s.oauth { paths += oauthPaths }
         if s.files { paths += filePaths }
         paths += roomPaths
-        if s.shards { paths += shardPaths }
+        if s.shards { paths += shardPaths + matchmakerPaths }
         var schemas: [(String, JSONValue)] = sharedSchemas
         for e in s.manifest.entities { schemas += entitySchemas(e) }
         let m = s.manifest

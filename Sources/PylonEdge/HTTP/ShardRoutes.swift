@@ -26,6 +26,7 @@ import PylonJSON
 ///   caller's session ended: rechecked at each heartbeat).
 extension RouteContext {
     func addShardRoutes(_ router: Router<PylonRequestContext>, _ shards: ShardRegistry) {
+        addMatchmakerRoutes(router, shards.matchmaker)
         router.post("/api/shards") { req, _ -> Response in
             try await requireAdmin(req, "creating a shard")
             let body = try await self.body(req)

@@ -52,10 +52,14 @@ package final class Shard: @unchecked Sendable {
     private var lastTickAt: Int64?
     /// Called once, outside the lock, when the shard stops: (shard, reason, failed).
     var onStop: (@Sendable (Shard, String, Bool) -> Void)?
+    /// Saves the state every `settings.persistEveryTicks` ticks (nil: not persisted).
+    var saver: ShardSaver?
     let metrics: Metrics
 
-    init(id: String, sim: SimPlugin, settings: ShardSettings, state: OpaquePointer, metrics: Metrics) {
+    /// `tick`: the last tick the state has seen (a restored shard goes on from its saved tick).
+    init(id: String, sim: SimPlugin, settings: ShardSettings, state: OpaquePointer, metrics: Metrics, tick: UInt64 = 0) {
         self.id = id
+        tickNo = tick
         self.sim = sim
         self.settings = settings
         self.state = state
@@ -176,6 +180,9 @@ package final class Shard: @unchecked Sendable {
             failure = problem
         } else {
             finished = sim.isFinished(state)
+        }
+        if failure == nil && !finished, let saver, settings.persistEveryTicks > 0, tick % UInt64(settings.persistEveryTicks) == 0 {
+            saver.save(self, state: state, tick: tick)
         }
         idleStop = lock.withLock {
             inTurn = false

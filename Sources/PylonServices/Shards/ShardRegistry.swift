@@ -13,17 +13,26 @@ import PylonJSON
 package final class ShardRegistry: @unchecked Sendable {
     package let sims: [String: SimPlugin]
     private let scheduler: TickScheduler
-    private let maxShards: Int
-    private let metrics: Metrics
-    private let logger: Logger
+    let maxShards: Int
+    let metrics: Metrics
+    let logger: Logger
     private let lock = NSLock()
     private var shards: [String: Shard] = [:]
     /// Ids whose state is being created (so two creates of one id cannot both build one).
     private var reserved: Set<String> = []
     /// Sim calls outside a turn (`create`) may take a while: never on an event loop.
     private let queue = DispatchQueue(label: "pylon.shards.create", attributes: .concurrent)
+    /// The matchmaker, forming groups into shards of this registry.
+    package let matchmaker: Matchmaker
+    /// Where persisting shards save their state (nil: nowhere, e.g. without a store).
+    let persistence: ShardPersistence?
+    /// `PYLON_SHARD_PERSIST_TICKS`: the save interval of shards created without one.
+    private let persistTicks: Int
+    /// Set once the host stops: shards stopped from now on keep their saved state.
+    private var stopping = false
 
-    package init(sims served: [ServedCapability], config: HostConfig, metrics: Metrics, logger: Logger) throws(HostError) {
+    package init(sims served: [ServedCapability], config: HostConfig, metrics: Metrics, logger: Logger,
+                 persistence: ShardPersistence? = nil) throws(HostError) {
         var sims: [String: SimPlugin] = [:]
         for s in served {
             let sim = try SimPlugin(s)
@@ -34,13 +43,17 @@ package final class ShardRegistry: @unchecked Sendable {
             sims[sim.name] = sim
         }
         self.sims = sims
+        matchmaker = try Self.matchmaker(config, sims: sims, metrics: metrics, logger: logger)
         let threads = config.shardThreads > 0 ? config.shardThreads : max(1, ProcessInfo.processInfo.activeProcessorCount)
         scheduler = TickScheduler(threads: threads, budgetMs: config.shardTickBudgetMs, metrics: metrics, logger: logger)
         maxShards = config.shardMax
+        self.persistence = persistence
+        persistTicks = config.shardPersistTicks
         self.metrics = metrics
         self.logger = logger
         metrics.set("shards_running", 0)
         logger.info("shards: sims \(sims.keys.sorted().joined(separator: ", ")); \(threads) tick thread(s), \(config.shardTickBudgetMs) ms budget per turn, at most \(maxShards) shards")
+        matchmaker.start(self)
     }
 
     package func get(_ id: String) -> Shard? { lock.withLock { shards[id] } }
@@ -49,11 +62,12 @@ package final class ShardRegistry: @unchecked Sendable {
 
     /// Creates a shard of `simName` from the sim's `config` and starts ticking it.
     /// `id` nil: a random one.
-    package func create(sim simName: String, id: String?, config: JSONValue, settings: ShardSettings) async throws -> Shard {
+    package func create(sim simName: String, id: String?, config: JSONValue, settings given: ShardSettings) async throws -> Shard {
         guard let sim = sims[simName] else {
             throw HostError(status: 404, code: "SIM_NOT_FOUND",
                             message: "no loaded sim is named \"\(simName.prefix(64))\"; loaded sims: \(sims.keys.sorted().joined(separator: ", "))")
         }
+        let settings = try persisting(given, sim)
         let id = id ?? "shard_" + (0..<8).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
         guard ShardNames.valid(id) else {
             throw HostError.badRequest("INVALID_SHARD_ID", "a shard id is 1..128 of letters, digits, '_', '-', '.', ':' and '@'")
@@ -81,16 +95,38 @@ package final class ShardRegistry: @unchecked Sendable {
             throw HostError.badRequest(e.code.isEmpty ? "SIM_CREATE_FAILED" : e.code, "sim \(sim.name): \(e.message)")
         }
         let shard = Shard(id: id, sim: sim, settings: settings, state: state, metrics: metrics)
+        run(shard, config: config, reserved: true)
+        logger.info("shard \(id): started (sim \(sim.name), \(settings.tickRateHz == 0 ? "event-driven" : "\(settings.tickRateHz) Hz"))")
+        return shard
+    }
+
+    /// Puts `shard` in the registry (in place of its reservation) and starts ticking it;
+    /// a persisting one gets its saver.
+    func run(_ shard: Shard, config: JSONValue, reserved wasReserved: Bool) {
         shard.onStop = { [weak self] shard, reason, failed in self?.stopped(shard, reason, failed) }
+        if let persistence, shard.settings.persistEveryTicks > 0 { shard.saver = ShardSaver(persistence, config: config) }
         let count = lock.withLock { () -> Int in
-            reserved.remove(id)
-            shards[id] = shard
+            if wasReserved { reserved.remove(shard.id) }
+            shards[shard.id] = shard
             return shards.count
         }
         metrics.set("shards_running", Double(count))
         scheduler.add(shard)
-        logger.info("shard \(id): started (sim \(sim.name), \(settings.tickRateHz == 0 ? "event-driven" : "\(settings.tickRateHz) Hz"))")
-        return shard
+    }
+
+    /// `settings` with the save interval in force: the one given (refused when the sim
+    /// cannot save), else the host's default for sims that can.
+    private func persisting(_ settings: ShardSettings, _ sim: SimPlugin) throws(HostError) -> ShardSettings {
+        var s = settings
+        let able = sim.persists && persistence != nil
+        if s.persistGiven {
+            if s.persistEveryTicks > 0 && !able {
+                throw HostError.badRequest("SIM_CANNOT_PERSIST", "the sim \(sim.name) has no save and restore slots; create its shards without persist_every_ticks")
+            }
+        } else {
+            s.persistEveryTicks = able ? persistTicks : 0
+        }
+        return s
     }
 
     /// Stops and removes the shard `id`; false when there is none.
@@ -101,10 +137,11 @@ package final class ShardRegistry: @unchecked Sendable {
     }
 
     private func stopped(_ shard: Shard, _ reason: String, _ failed: Bool) {
-        let count = lock.withLock { () -> Int in
+        let (count, keep) = lock.withLock { () -> (Int, Bool) in
             if shards[shard.id] === shard { shards[shard.id] = nil }
-            return shards.count
+            return (shards.count, stopping)
         }
+        shard.saver?.end(shard, keep: keep)
         metrics.set("shards_running", Double(count))
         if failed {
             metrics.add("shards_failed_total", 1)
@@ -115,6 +152,8 @@ package final class ShardRegistry: @unchecked Sendable {
     }
 
     package func shutdown() {
+        lock.withLock { stopping = true }
+        matchmaker.stop()
         scheduler.shutdown()
         for s in all { s.stop("the host is stopping", failed: false) }
     }

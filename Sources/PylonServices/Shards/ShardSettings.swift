@@ -15,6 +15,11 @@ package struct ShardSettings: Sendable, Equatable {
     package var idleTicksBeforeShutdown = 1800
     /// Inputs waiting for the next tick; past it an input is refused (429).
     package var maxInputQueue = 10_000
+    /// Save the state every this many ticks (0: never; the sim needs save and restore). Not
+    /// given: the host's `PYLON_SHARD_PERSIST_TICKS` (see `persistGiven`).
+    package var persistEveryTicks = 0
+    /// Whether the create request set `persist_every_ticks` itself.
+    package var persistGiven = false
 
     package init() {}
 
@@ -41,12 +46,17 @@ package struct ShardSettings: Sendable, Equatable {
         if let n = try int("max_subscribers", 0...1_000_000) { s.maxSubscribers = n }
         if let n = try int("idle_ticks_before_shutdown", 0...Int(Int32.max)) { s.idleTicksBeforeShutdown = n }
         if let n = try int("max_input_queue", 1...maxQueue) { s.maxInputQueue = n }
+        if let n = try int("persist_every_ticks", 0...Int(Int32.max)) {
+            s.persistEveryTicks = n
+            s.persistGiven = true
+        }
         return s
     }
 
     package var json: [(String, JSONValue)] {
         [("tick_rate_hz", .int(Int64(tickRateHz))), ("max_subscribers", .int(Int64(maxSubscribers))),
-         ("idle_ticks_before_shutdown", .int(Int64(idleTicksBeforeShutdown))), ("max_input_queue", .int(Int64(maxInputQueue)))]
+         ("idle_ticks_before_shutdown", .int(Int64(idleTicksBeforeShutdown))), ("max_input_queue", .int(Int64(maxInputQueue))),
+         ("persist_every_ticks", .int(Int64(persistEveryTicks)))]
     }
 }
 

@@ -168,7 +168,7 @@ final class SimBytesSink {
     var tooLarge = false
 }
 
-private let simBytesReceived: pylon_sim_bytes_fn = { ctx, bytes, len in
+let simBytesReceived: pylon_sim_bytes_fn = { ctx, bytes, len in
     guard let ctx else { return }
     let sink = Unmanaged<SimBytesSink>.fromOpaque(ctx).takeUnretainedValue()
     guard sink.bytes == nil, !sink.tooLarge else { return }
