@@ -212,7 +212,7 @@ export interface CronOptions {
   function: string;
   /** An IANA zone name whose wall clock the expression reads; default "UTC". */
   timezone?: string;
-  /** The job's args (JSON, at most 64 KiB); default `{ scheduled: true, timestamp }`. */
+  /** The job's args (JSON, at most 8 KiB); default `{ scheduled: true, timestamp }`. */
   payload?: Record<string, unknown>;
 }
 

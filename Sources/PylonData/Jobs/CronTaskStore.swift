@@ -89,9 +89,9 @@ package struct CronTaskStore: Sendable {
     /// Removes task `name` and its state in `tx`; whether there was one.
     package func unregister(_ tx: WriteTransaction, name: String, taken: Set<String>) throws -> Bool {
         guard !taken.contains(name) else { throw Self.nameTaken(name) }
-        guard try tx.connection.execute(sql("DELETE FROM \(Self.table) WHERE name = ?"), [.text(name)], wantRows: false).rowsAffected == 1 else {
-            return false
-        }
+        // Read first: a deferred-write store (D1) reports no row counts until commit.
+        guard try !tx.connection.execute(sql("SELECT name FROM \(Self.table) WHERE name = ?"), [.text(name)]).rows.isEmpty else { return false }
+        try tx.connection.execute(sql("DELETE FROM \(Self.table) WHERE name = ?"), [.text(name)], wantRows: false)
         try tx.connection.execute(sql("DELETE FROM \(Self.stateTable) WHERE name = ?"), [.text(name)], wantRows: false)
         return true
     }

@@ -13,7 +13,8 @@ import PylonPluginABI
 /// everywhere at the next tick.
 enum FnCronOps {
     static let nameBytes = 200
-    static let payloadBytes = 64 * 1024
+    /// Every tick reads the registered tasks with their payloads: kept small.
+    static let payloadBytes = 8 * 1024
 
     static func run(_ op: FnOp, functions: FunctionService, in tx: WriteTransaction) throws -> JSONValue {
         let store = CronTaskStore(dialect: tx.dialect)
@@ -37,7 +38,7 @@ enum FnCronOps {
     /// The task `op` describes, checked as the manifest's are: an expression that parses
     /// and fires (CRON_INVALID), an IANA zone (CRON_TIMEZONE_INVALID), a mutation or action
     /// the functions plugin serves (FN_NOT_FOUND, FN_IS_WORKFLOW, FN_IS_QUERY), a JSON
-    /// payload of at most 64 KiB.
+    /// payload of at most 8 KiB (every tick reads it).
     static func validated(_ op: FnOp, name: String, functions: FunctionService) throws -> RegisteredCronTask {
         guard let schedule = op.raw["schedule"]?.stringValue else {
             throw HostError.badRequest("CRON_INVALID", "ctx.cron.register needs a cron expression, e.g. \"*/5 * * * *\" or \"@daily\"")
