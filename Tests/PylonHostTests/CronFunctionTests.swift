@@ -169,7 +169,7 @@ struct CronFunctionTests {
             ("registerTask", #"{"name":"a","schedule":"@daily","fn":"nope"}"#, "FN_NOT_FOUND"),
             ("registerTask", #"{"name":"a","schedule":"@daily","fn":"registerFromQuery"}"#, "FN_IS_QUERY"),
             ("registerTask", #"{"name":"","schedule":"@daily"}"#, "INVALID_OP"),
-            ("registerTask", #"{"name":"a\u0000b","schedule":"@daily"}"#, "INVALID_OP"),
+            ("registerTask", #"{"name":"a\u0007b","schedule":"@daily"}"#, "INVALID_OP"),
             ("registerTask", #"{"name":"a","schedule":"@daily","payload":{"x":"\#(big)"}}"#, "PAYLOAD_TOO_LARGE"),
             ("registerFromQuery", "{}", "READ_ONLY"),
         ]
