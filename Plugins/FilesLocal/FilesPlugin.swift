@@ -24,6 +24,7 @@ nonisolated(unsafe) private let filesTable: UnsafeMutablePointer<pylon_files_v1>
     t.pointee.stat = filesStat
     t.pointee.read = filesRead
     t.pointee.remove = filesRemove
+    t.pointee.list = filesList
     return t
 }()
 
@@ -137,4 +138,24 @@ private func filesRead(
 private func filesRemove(_ p: OpaquePointer?, _ k: UnsafePointer<CChar>?, _ kLen: Int, _ err: UnsafePointer<pylon_error_sink>?) -> pylon_status {
     guard let s = store(p) else { return storeOutcome(noInstance, err) }
     return storeOutcome(s.remove(key(k, kLen)), err)
+}
+
+private func filesList(
+    _ p: OpaquePointer?, _ a: UnsafePointer<CChar>?, _ aLen: Int, _ limit: UInt32,
+    _ each: (@convention(c) (UnsafeMutableRawPointer?, UnsafePointer<CChar>?, Int, UInt64, Int64) -> Void)?,
+    _ ctx: UnsafeMutableRawPointer?, _ more: UnsafeMutablePointer<UInt8>?, _ err: UnsafePointer<pylon_error_sink>?
+) -> pylon_status {
+    guard let s = store(p), let each, let more else { return storeOutcome(noInstance, err) }
+    more.pointee = 0
+    let after = aLen == 0 ? "" : key(a, aLen)
+    switch s.list(after: after, limit: Int(max(1, min(limit, 1000)))) {
+    case let .failure(f): return storeOutcome(f, err)
+    case let .success(page):
+        for f in page.files {
+            var bytes = Array(f.key.utf8)
+            bytes.withUnsafeMutableBytes { b in each(ctx, b.baseAddress?.assumingMemoryBound(to: CChar.self), b.count, f.size, f.modifiedMs) }
+        }
+        more.pointee = page.more ? 1 : 0
+        return PYLON_OK
+    }
 }

@@ -110,6 +110,37 @@ final class LocalFileStore: @unchecked Sendable {
         return nil
     }
 
+    /// Up to `limit` committed files with keys after `after` ("" = from the first), in key
+    /// order: the sub-folders are visited in order from `after`'s, each read whole and
+    /// sorted (a folder holds 1/256 of the files). `more` is true when the page filled up.
+    /// Temp files of uploads in progress live in `tmp/` and are never listed.
+    func list(after: String, limit: Int) -> Result<(files: [(key: String, size: UInt64, modifiedMs: Int64)], more: Bool), StoreFailure> {
+        guard after.isEmpty || Self.isKey(after) else {
+            return .failure(StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "list: \"after\" is not a key of this store"))
+        }
+        let hex = Array("0123456789abcdef")
+        let first = after.isEmpty ? 0 : Int(after.prefix(2), radix: 16) ?? 0
+        var out: [(key: String, size: UInt64, modifiedMs: Int64)] = []
+        for shard in first..<256 {
+            let name = String([hex[shard >> 4], hex[shard & 15]])
+            let folder = dir + "/" + name
+            let names: [String]
+            do {
+                names = try FileManager.default.contentsOfDirectory(atPath: folder)
+            } catch {
+                if access(folder, F_OK) != 0 && errno == ENOENT { continue }
+                return .failure(Self.failure(EIO, "cannot list \(folder)"))
+            }
+            for key in names.filter({ Self.isKey($0) && $0.hasPrefix(name) && $0 > after }).sorted() {
+                var st = stat()
+                guard stat(folder + "/" + key, &st) == 0 else { continue }  // removed meanwhile
+                out.append((key, UInt64(st.st_size), Int64(st.st_mtim.tv_sec) * 1000 + Int64(st.st_mtim.tv_nsec) / 1_000_000))
+                if out.count == limit { return .success((out, true)) }
+            }
+        }
+        return .success((out, false))
+    }
+
     static let notFound = StoreFailure(PYLON_ERR_NOT_FOUND, "FILE_NOT_FOUND", "no stored file has this key")
 
     /// An I/O failure: a full disk (or quota) gets its own code, so the host can say so.

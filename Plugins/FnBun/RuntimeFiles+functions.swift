@@ -206,6 +206,30 @@ export interface Workflows {
   sendEvent(id: string, event: string, data?: unknown): Promise<boolean>;
 }
 
+/** Options of `ctx.cron.register`. */
+export interface CronOptions {
+  /** The mutation or action each occurrence runs (as a durable job). */
+  function: string;
+  /** An IANA zone name whose wall clock the expression reads; default "UTC". */
+  timezone?: string;
+  /** The job's args (JSON, at most 8 KiB); default `{ scheduled: true, timestamp }`. */
+  payload?: Record<string, unknown>;
+}
+
+/** Cron tasks registered from functions, beside the manifest's `cron` list (in a mutation,
+ *  inside its transaction: a rolled-back mutation registers and removes nothing). Kept in
+ *  the store: they survive restarts and run once per occurrence across hosts. Not available
+ *  in queries. */
+export interface Cron {
+  /** Registers task `name` (or replaces its definition) with a 5-field expression or a macro
+   *  ("@hourly"); true when new or changed, false when the same definition was there.
+   *  Throws CRON_INVALID, CRON_TIMEZONE_INVALID, CRON_NAME_TAKEN (a manifest task's name),
+   *  CRON_LIMIT (100 registered tasks), FN_NOT_FOUND, FN_IS_QUERY or FN_IS_WORKFLOW. */
+  register(name: string, schedule: string, opts: CronOptions): Promise<boolean>;
+  /** Removes task `name`; false when no function registered one by that name. */
+  unregister(name: string): Promise<boolean>;
+}
+
 export interface MutationCtx {
   db: DbWriter;
   auth: Auth;
@@ -214,6 +238,7 @@ export interface MutationCtx {
   scheduler: Scheduler;
   jobs: Jobs;
   workflows: Workflows;
+  cron: Cron;
   error(code: string, message: string): never;
 }
 /** The HTTP request of a webhook call (`/api/webhooks/NAME`). */

@@ -257,8 +257,19 @@ extension Host {
             }
         }
         logger.info("files: \(served.plugin.id); uploads up to \(maxBytes) bytes; read by \(readRule.map { "the owner, admins and allowRead \($0.source)" } ?? "the owner and admins"); signed links \(signer == nil ? "off (set PYLON_FILES_SECRET)" : "on")")
-        return FileRoutesConfig(service: service, records: FileRecords(store: store, dialect: store.dialect), signer: signer,
-                                maxBytes: maxBytes, readRule: readRule, logger: logger)
+        let records = FileRecords(store: store, dialect: store.dialect)
+        let quota = FileQuota(maxBytes: config.filesMaxBytesPerUser, maxFiles: config.filesMaxFilesPerUser)
+        if !quota.unlimited {
+            logger.info("files: per-user quota \(quota.maxFiles > 0 ? "\(quota.maxFiles) files" : "any number of files"), \(quota.maxBytes > 0 ? "\(quota.maxBytes) bytes" : "any size")")
+        }
+        var sweeper: FileSweeper?
+        if service.canList {
+            sweeper = FileSweeper(service: service, records: records, graceSecs: config.filesOrphanGraceSecs, logger: logger)
+        } else {
+            logger.warning("files: \(served.plugin.id) cannot list its files (ABI 2.7 list); orphaned bytes are never swept")
+        }
+        return FileRoutesConfig(service: service, records: records, signer: signer, maxBytes: maxBytes, readRule: readRule,
+                                quota: quota, sweeper: sweeper, logger: logger)
     }
 
     /// What an operator should know at startup: entities no policy protects, operations no

@@ -178,6 +178,7 @@ public final class Host: Sendable {
         let jobRunner = jobs.map { j in Task { await j.run() } }
         let cronTicker = cron.map { c in Task { await c.run() } }
         let roomSweeper = Task { [rooms] in await rooms.run() }
+        let fileSweeper = config.filesSweepSecs > 0 ? files?.sweeper.map { s in Task { [config] in await s.run(every: config.filesSweepSecs) } } : nil
         var quiet = logger
         quiet.logLevel = .warning
         let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: quiet)
@@ -189,6 +190,7 @@ public final class Host: Sendable {
             jobRunner?.cancel()
             cronTicker?.cancel()
             roomSweeper.cancel()
+            fileSweeper?.cancel()
             jobs?.stop()
             transport?.stop()
             shards?.shutdown()

@@ -245,11 +245,22 @@ async function handleCall(f: any) {
         sendEvent: async (id: string, event: string, data?: unknown) =>
           (await rpc(c, { op: "workflow_event", workflow_id: String(id), event: String(event), data: data ?? null })).delivered as boolean,
       };
-    } else {
-      const readOnly = async () => {
-        throw new api.FunctionError("READ_ONLY", "ctx.workflows is not available in a query; use a mutation or an action");
+      // Cron tasks: the host stores the task (in a mutation, in its transaction); every host's ticker runs it.
+      ctx.cron = {
+        register: async (name: string, schedule: string, opts?: Record<string, unknown>) => {
+          const o = opts ?? {};
+          const frame = { op: "cron_register", name: String(name), schedule: String(schedule), function: o.function == null ? undefined : String(o.function),
+            timezone: o.timezone, payload: o.payload };
+          return (await rpc(c, frame)).registered as boolean;
+        },
+        unregister: async (name: string) => (await rpc(c, { op: "cron_unregister", name: String(name) })).removed as boolean,
       };
-      ctx.workflows = { start: readOnly, sendEvent: readOnly };
+    } else {
+      const readOnly = (what: string) => async () => {
+        throw new api.FunctionError("READ_ONLY", `${what} is not available in a query; use a mutation or an action`);
+      };
+      ctx.workflows = { start: readOnly("ctx.workflows"), sendEvent: readOnly("ctx.workflows") };
+      ctx.cron = { register: readOnly("ctx.cron"), unregister: readOnly("ctx.cron") };
     }
     if (def.type === "action" || def.type === "workflow") {
       const run = (fn_type: string) => (fn_name: string, fnArgs: unknown = {}) => rpc(c, { fn_name, fn_type, args: fnArgs ?? {} }, "run_fn");

@@ -123,6 +123,17 @@ public struct HostConfig: Sendable {
     /// single-page fallback off.
     public var staticSite: StaticSite?
     public var filesSecret: String?
+    /// Per-user file quotas (`PYLON_FILES_MAX_BYTES_PER_USER`, `PYLON_FILES_MAX_FILES_PER_USER`;
+    /// 0, the default, is unlimited): checked in the transaction that records an upload.
+    /// Uploads with the admin token (owner NULL) are exempt.
+    public var filesMaxBytesPerUser: Int64 = 0
+    public var filesMaxFilesPerUser: Int64 = 0
+    /// The orphaned-bytes sweep (`FileSweeper`): how often it runs (`PYLON_FILES_SWEEP_SECS`;
+    /// 0: never on its own) and how old stored bytes with no file row must be before they
+    /// are deleted (`PYLON_FILES_ORPHAN_GRACE_SECS`), so an upload whose row is being
+    /// written is never touched.
+    public var filesSweepSecs = 3600
+    public var filesOrphanGraceSecs = 3600
     /// Rooms and presence (`PYLON_MAX_ROOMS`, `PYLON_ROOMS_PER_USER`, `PYLON_ROOM_MAX_MEMBERS`,
     /// `PYLON_ROOM_IDLE_SECS`, `PYLON_ROOM_MESSAGE_RATE`).
     public var rooms = RoomLimits()
@@ -216,6 +227,10 @@ public struct HostConfig: Sendable {
         }
         if let n = try int("PYLON_FILES_MAX_BYTES") { c.filesMaxBytes = max(1, n) }
         if let s = env["PYLON_FILES_SECRET"], !s.isEmpty { c.filesSecret = s }
+        if let n = try int("PYLON_FILES_MAX_BYTES_PER_USER") { c.filesMaxBytesPerUser = Int64(n) }
+        if let n = try int("PYLON_FILES_MAX_FILES_PER_USER") { c.filesMaxFilesPerUser = Int64(n) }
+        if let n = try int("PYLON_FILES_SWEEP_SECS") { c.filesSweepSecs = min(n, 7 * 86_400) }
+        if let n = try int("PYLON_FILES_ORPHAN_GRACE_SECS") { c.filesOrphanGraceSecs = max(60, min(n, 30 * 86_400)) }
         if let n = try int("PYLON_SHARD_THREADS") { c.shardThreads = min(n, 64) }
         if let n = try int("PYLON_SHARD_TICK_BUDGET_MS") { c.shardTickBudgetMs = max(10, min(n, 60_000)) }
         if let n = try int("PYLON_SHARD_MAX") { c.shardMax = max(1, min(n, 100_000)) }

@@ -155,6 +155,15 @@ package enum SystemTables {
         [.text("name"), .integer("last_fired", optional: true), .integer("since"), .integer("enabled")],
         primaryKey: ["name"])
 
+    /// Cron tasks registered by functions (`CronTaskStore`, `ctx.cron.register`): the
+    /// definition (`payload` is the job's JSON payload, NULL for Pylon's default); their
+    /// state (last fired, enabled) is a `_pylon_cron` row like a manifest task's.
+    package static let cronTasks = SystemTable(
+        "_pylon_cron_tasks",
+        [.text("name"), .text("schedule"), .text("function"), .text("timezone"), .text("payload", optional: true),
+         .integer("created_at")],
+        primaryKey: ["name"])
+
     /// Durable workflows (`WorkflowStore`): one row per instance. `steps` is the JSON list
     /// of recorded steps (completed and failed attempts, in order); `transitions` counts the
     /// instance's state changes, and each advance job names the count it was made for, so a
@@ -178,7 +187,8 @@ package enum SystemTables {
         [.text("id"), .text("storage_key"), .text("owner", optional: true), .text("name"), .text("type"),
          .integer("size"), .text("sha256"), .integer("created_at")],
         primaryKey: ["id"],
-        indexes: [SystemTable.Index(name: "_pylon_files_owner", columns: ["owner"])])
+        indexes: [SystemTable.Index(name: "_pylon_files_owner", columns: ["owner"]),
+                  SystemTable.Index(name: "_pylon_files_key", columns: ["storage_key"])])
 
     /// One-time codes and links of `pylon.auth.code/1` (`AuthCodes`), created when a plugin
     /// serves it: per purpose and subject (the email for a code typed at sign-in, the user

@@ -72,13 +72,45 @@ package final class FileRecords: Sendable {
 
     private static let columns = ["id", "storage_key", "owner", "name", "type", "size", "sha256", "created_at"]
 
-    package func insert(_ r: FileRecord) async throws {
+    /// Records `r`; with an owner, only when `quota` admits it (checked in the same write
+    /// transaction, so concurrent uploads cannot pass it together).
+    package func insert(_ r: FileRecord, quota: FileQuota = FileQuota(maxBytes: 0, maxFiles: 0)) async throws {
         let d = dialect
         let sql = "INSERT INTO \(d.quote(Self.entity)) (\(Self.columns.map(d.quote).joined(separator: ", "))) VALUES (\((1...Self.columns.count).map(d.placeholder).joined(separator: ", ")))"
         let params: [SQLValue] = [.text(r.id), .text(r.storageKey), r.owner.map { .text($0) } ?? .null, .text(r.name), .text(r.type),
                                   .int(r.size), .text(r.sha256), .int(r.createdAt)]
+        let usageSQL = usageSQL
         try await store.write { tx in
+            if let owner = r.owner, !quota.unlimited {
+                try quota.check(try Self.usage(tx.connection, usageSQL, owner), adding: r.size)
+            }
             try ChangeLog.write(tx, sql, params, mapError: { $0 }, entity: Self.entity, rowID: r.id, kind: .insert, data: r.json, before: nil)
+        }
+    }
+
+    /// How many files `owner` has and their bytes (owner nil: the admin's unowned files).
+    package func usage(owner: String?) async throws -> FileQuota.Usage {
+        let sql = owner == nil ? usageSQL.replacingOccurrences(of: " = \(dialect.placeholder(1))", with: " IS NULL") : usageSQL
+        return try await store.read { conn in try Self.usage(conn, sql, owner) }
+    }
+
+    private var usageSQL: String {
+        "SELECT COUNT(*), CAST(COALESCE(SUM(\(dialect.quote("size"))), 0) AS BIGINT) FROM \(dialect.quote(Self.entity)) WHERE \(dialect.quote("owner")) = \(dialect.placeholder(1))"
+    }
+
+    private static func usage(_ conn: StoreConnection, _ sql: String, _ owner: String?) throws -> FileQuota.Usage {
+        let row = try conn.execute(sql, owner.map { [.text($0)] } ?? []).rows.first
+        return FileQuota.Usage(files: row?[0].intValue ?? 0, bytes: row.flatMap { $0.count > 1 ? $0[1].intValue : nil } ?? 0)
+    }
+
+    /// Which of `keys` (storage keys) some file row names: the sweep deletes bytes only
+    /// when no row does.
+    package func namedKeys(_ keys: [String]) async throws -> Set<String> {
+        guard !keys.isEmpty else { return [] }
+        let d = dialect
+        let sql = "SELECT \(d.quote("storage_key")) FROM \(d.quote(Self.entity)) WHERE \(d.quote("storage_key")) IN (\((1...keys.count).map(d.placeholder).joined(separator: ", ")))"
+        return try await store.read { conn in
+            Set(try conn.execute(sql, keys.map { .text($0) }).rows.compactMap { $0.first?.textValue })
         }
     }
 

@@ -18,9 +18,10 @@ package struct JobStore: Sendable {
 
     package init(dialect: SQLDialect) { self.dialect = dialect }
 
-    /// DDL for the jobs, cron and workflow tables.
+    /// DDL for the jobs, cron (state and function-registered tasks) and workflow tables.
     package static func createSQL(_ d: SQLDialect) -> [String] {
-        d.createSystemTable(SystemTables.jobs) + d.createSystemTable(SystemTables.cron) + d.createSystemTable(SystemTables.workflows)
+        d.createSystemTable(SystemTables.jobs) + d.createSystemTable(SystemTables.cron) + d.createSystemTable(SystemTables.cronTasks)
+            + d.createSystemTable(SystemTables.workflows)
     }
 
     /// `template` with its `?`s in this dialect's placeholders.

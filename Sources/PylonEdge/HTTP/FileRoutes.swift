@@ -19,11 +19,18 @@ package struct FileRoutesConfig: Sendable {
     /// Who may read a file besides its owner's default (`plugins.files.allowRead`, a policy
     /// expression over `auth.*` and the file row as `data.*`); nil: owner-only.
     let readRule: PolicyExpression?
+    /// Per-user limits (`FileQuota`; unlimited by default).
+    let quota: FileQuota
+    /// Deletes bytes no row names (nil: the plugin cannot list its keys).
+    package let sweeper: FileSweeper?
     let logger: Logger
 
     package init(service: FilesService, records: FileRecords, signer: FileSignature?, maxBytes: Int,
-                 readRule: PolicyExpression? = nil, logger: Logger) {
+                 readRule: PolicyExpression? = nil, quota: FileQuota = FileQuota(maxBytes: 0, maxFiles: 0),
+                 sweeper: FileSweeper? = nil, logger: Logger) {
         self.readRule = readRule
+        self.quota = quota
+        self.sweeper = sweeper
         self.logger = logger
         self.service = service
         self.records = records
@@ -77,6 +84,7 @@ extension RouteContext {
             }
             return HTTPSupport.json(answer, status: .created)
         }
+        addFileAdminRoutes(router, files)
         router.get("/api/files/:id") { req, ctx in
             let id = try ctx.parameters.require("id")
             let record = try await readable(req, id: id, files)
@@ -175,11 +183,12 @@ extension RouteContext {
     /// Reads the body into a new upload and records it; on any failure the upload is
     /// aborted and nothing is kept.
     private static func receiveUpload(_ req: Request, owner: String?, _ files: FileRoutesConfig) async throws -> FileRecord {
-        let writer = UploadWriter(files.service)
+        let boundary = try MultipartReader.boundary(contentType: req.headers[.contentType])
+        let writer = UploadWriter(files.service, quota: try await quotaGuard(req, owner: owner, raw: boundary == nil, files))
         var name = req.headers[HTTPField.Name("X-Filename")!] ?? "upload"
         var type = req.headers[.contentType] ?? "application/octet-stream"
         do {
-            if let boundary = try MultipartReader.boundary(contentType: req.headers[.contentType]) {
+            if let boundary {
                 (name, type) = try await readMultipart(req.body, boundary: boundary, into: writer)
             } else {
                 for try await chunk in req.body { try await writer.append(chunk, limit: files.maxBytes) }
@@ -189,7 +198,7 @@ extension RouteContext {
                                     type: FileNames.mediaType(type), size: upload.size, sha256: upload.sha256,
                                     createdAt: Int64(Date().timeIntervalSince1970 * 1000))
             do {
-                try await files.records.insert(record)
+                try await files.records.insert(record, quota: owner == nil ? FileQuota(maxBytes: 0, maxFiles: 0) : files.quota)
             } catch {
                 try? await files.service.remove(upload.key)
                 throw error
@@ -286,18 +295,24 @@ extension RouteContext {
 
 /// Gathers an upload's chunks into pieces of `RouteContext.pieceBytes` and writes them
 /// through the plugin; the upload is begun with the first piece (or at commit, for an
-/// empty file). Used by one task.
+/// empty file). `quota` refuses the upload as soon as its bytes so far pass the owner's
+/// quota (the insert checks it again, exactly). Used by one task.
 private final class UploadWriter: @unchecked Sendable {
     private let service: FilesService
+    private let quota: (@Sendable (Int64) throws -> Void)?
     private var upload: FilesService.Upload?
     private var piece = ByteBufferAllocator().buffer(capacity: 0)
     private var received = 0
 
-    init(_ service: FilesService) { self.service = service }
+    init(_ service: FilesService, quota: (@Sendable (Int64) throws -> Void)?) {
+        self.service = service
+        self.quota = quota
+    }
 
     func append(_ chunk: ByteBuffer, limit: Int) async throws {
         received += chunk.readableBytes
         if received > limit { throw HTTPFault.bodyTooLarge(limit: limit).error }
+        try quota?(Int64(received))
         var c = chunk
         piece.writeBuffer(&c)
         if piece.readableBytes >= RouteContext.pieceBytes { try await flush() }

@@ -24,7 +24,8 @@ extension OpenAPIDocument {
         ], required: ["name"])
         let accepted = ok(object([("id", string), ("status", string), ("duplicate", boolean)], required: ["id", "status"]))
         let task = object([("name", string), ("expr", string), ("enabled", boolean), ("last_run", nullable(string)),
-                           ("next_run", nullable(string)), ("timezone", string), ("function", string)])
+                           ("next_run", nullable(string)), ("timezone", string), ("function", string),
+                           ("origin", ["enum": ["manifest", "function"]])])
         return [
             ("/api/jobs", .object([
                 ("post", op("enqueueJob", "enqueue a durable job", access: .admin, tags: tags, body: body(enqueue),
@@ -45,7 +46,7 @@ extension OpenAPIDocument {
                                                       parameters: [idParam], responses: [("200", ok(anyValue))], errors: ["409"])]),
             ("/api/jobs/{id}/cancel", ["post": op("cancelJob", "cancel a pending or running job", access: .admin, tags: tags,
                                                   parameters: [idParam], responses: [("200", ok(anyValue))], errors: ["409"])]),
-            ("/api/scheduler", ["get": op("cronTasks", "the manifest's cron tasks", access: .admin, tags: tags,
+            ("/api/scheduler", ["get": op("cronTasks", "the cron tasks: the manifest's and those functions registered (ctx.cron.register)", access: .admin, tags: tags,
                                           responses: [("200", ok(["type": "array", "items": task]))])]),
             ("/api/scheduler/trigger/{name}", ["post": op("triggerCron", "run a cron task's job now", access: .admin, tags: tags,
                                                           parameters: [pathParam("name")], responses: [("200", ok(anyValue))])]),

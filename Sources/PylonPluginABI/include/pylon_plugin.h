@@ -66,6 +66,8 @@
  *       starts and stops, e.g. the WebSocket listener of Plugins/ShardWS) and the host
  *       service "pylon.host.shards/1" it calls (`pylon_host_shards_v1`: authenticate a
  *       token, subscribe to a shard, pull frames with a wakeup, push inputs, unsubscribe).
+ *  2.7  `pylon_files_v1.list` (optional): the stored keys in pages, with size and commit time,
+ *       so the host can delete bytes no file row names (the orphan sweep).
  *
  * The `abi_header_hash` line below is the FNV-1a (32-bit) hash of this file with that one
  * line removed; a host test recomputes it, so any edit of this header must update it
@@ -89,8 +91,8 @@ extern "C" {
 #define PYLON_ABI_MAJOR 2
 /** Additive changes (new slots appended, new capability or service ids, new flags) bump
  *  the minor; each is listed in the changelog above. */
-#define PYLON_ABI_MINOR 6
-#define PYLON_ABI_HEADER_HASH 0x9ad53be2u /* abi_header_hash */
+#define PYLON_ABI_MINOR 7
+#define PYLON_ABI_HEADER_HASH 0x439f7d5bu /* abi_header_hash */
 
 /* ------------------------------------------------------------------------------------ */
 /* Status codes and errors                                                                */
@@ -970,6 +972,28 @@ typedef struct pylon_files_v1 {
      */
     pylon_status (*remove)(pylon_instance *instance, const char *key, size_t key_len,
                            const pylon_error_sink *err);
+
+    /* ---- 2.7 (optional: NULL, or a table that ends before it, means the host never
+     *      sweeps orphaned bytes; everything else works as before) ---- */
+
+    /**
+     * Lists committed files in ascending byte order of their keys, starting after the key
+     * `after` (borrowed for the call; `after_len` 0 = from the first key), at most `limit`
+     * of them (the host asks for 1..1000). For each one, on the calling thread and before
+     * `list` returns, calls `each(each_ctx, key, key_len, size, modified_ms)`: `key` is OWNED
+     * BY THE PLUGIN and valid only during that callback; `size` in bytes; `modified_ms` is
+     * when the file was committed (ms since 1970; the host deletes a file no row names
+     * only when it is older than its grace period, so a file committed moments ago, whose
+     * row is being written, is safe). Uploads in progress (begun, not committed) are never
+     * listed. Sets `*more` to 1 when keys may follow the last one listed, else 0; the host
+     * passes the last key it got as the next `after`. A key removed or added between pages
+     * may be missed or listed once; nothing is listed twice within a page.
+     * [any-thread] [may-block]
+     */
+    pylon_status (*list)(pylon_instance *instance, const char *after, size_t after_len, uint32_t limit,
+                         void (*each)(void *each_ctx, const char *key, size_t key_len, uint64_t size,
+                                      int64_t modified_ms),
+                         void *each_ctx, uint8_t *more, const pylon_error_sink *err);
 } pylon_files_v1;
 
 /* ------------------------------------------------------------------------------------ */

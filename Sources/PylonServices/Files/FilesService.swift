@@ -18,13 +18,21 @@ package final class FilesService: @unchecked Sendable {
     package let plugin: LoadedPlugin
     private let queue = DispatchQueue(label: "pylon.files", attributes: .concurrent)
 
+    /// The required slots (2.3), up to `remove`; `list` (2.7) is optional.
+    static let minimumSize = MemoryLayout<pylon_files_v1>.offset(of: \pylon_files_v1.list)!
+
     package init(_ served: ServedCapability) throws(HostError) {
-        let size = served.table.load(as: UInt32.self)
-        guard Int(size) >= MemoryLayout<pylon_files_v1>.size else {
+        let size = Int(served.table.load(as: UInt32.self))
+        guard size >= Self.minimumSize else {
             throw HostError(status: 500, code: "PLUGIN_INTERFACE_TOO_SMALL",
-                            message: "plugin \(served.plugin.id) returned a pylon.files/1 table of \(size) bytes, expected at least \(MemoryLayout<pylon_files_v1>.size); rebuild it against this host's header")
+                            message: "plugin \(served.plugin.id) returned a pylon.files/1 table of \(size) bytes, expected at least \(Self.minimumSize); rebuild it against this host's header")
         }
-        table = served.table.assumingMemoryBound(to: pylon_files_v1.self)
+        // A host-owned, zero-filled copy of the host's layout: a slot past the plugin's
+        // table (an older minor) reads as NULL, and nothing past `struct_size` is read.
+        let copy = UnsafeMutablePointer<pylon_files_v1>.allocate(capacity: 1)
+        copy.initialize(to: pylon_files_v1())
+        memcpy(copy, served.table, min(size, MemoryLayout<pylon_files_v1>.size))
+        table = UnsafePointer(copy)
         instance = served.instance
         plugin = served.plugin
     }
@@ -158,6 +166,47 @@ package final class FilesService: @unchecked Sendable {
                 capture.withSink { table.pointee.remove(instance, k.baseAddress, k.count - 1, $0) }
             }
             guard status == PYLON_OK || status == PYLON_ERR_NOT_FOUND else { throw fault(capture, status, "FILES_REMOVE_FAILED") }
+        }
+    }
+
+    /// Whether the plugin can list its keys (2.7 `list`), which the orphan sweep needs.
+    package var canList: Bool { table.pointee.list != nil }
+
+    /// One stored file as `list` reports it.
+    package struct Listed: Sendable {
+        package let key: String
+        package let size: Int64
+        package let modifiedMs: Int64
+    }
+
+    /// Up to `limit` stored keys after `after` (nil: from the first), in key order, and
+    /// whether more may follow. Only when `canList`.
+    package func list(after: String?, limit: Int) async throws -> (files: [Listed], more: Bool) {
+        try await offload { [self] in
+            guard let list = table.pointee.list else {
+                throw HostError(status: 501, code: "FILES_LIST_UNSUPPORTED", message: "\(plugin.id) cannot list its files (pylon_files_v1.list, ABI 2.7); update the plugin")
+            }
+            final class Sink { var files: [Listed] = [] }
+            let sink = Sink()
+            var more: UInt8 = 0
+            let capture = PluginErrorCapture()
+            let status = Array((after ?? "").utf8).withUnsafeBufferPointer { a in
+                a.withMemoryRebound(to: CChar.self) { a in
+                    withExtendedLifetime(sink) {
+                        capture.withSink { err in
+                            list(instance, a.baseAddress, a.count, UInt32(max(1, min(limit, 1000))), { ctx, key, len, size, modified in
+                                guard let ctx, let key, len > 0, len <= Int(PYLON_FILES_KEY_MAX) else { return }
+                                let sink = Unmanaged<Sink>.fromOpaque(ctx).takeUnretainedValue()
+                                guard sink.files.count < 1000 else { return }
+                                let text = String(decoding: UnsafeRawBufferPointer(start: key, count: len), as: UTF8.self)
+                                sink.files.append(Listed(key: text, size: Int64(clamping: size), modifiedMs: modified))
+                            }, Unmanaged.passUnretained(sink).toOpaque(), &more, err)
+                        }
+                    }
+                }
+            }
+            guard status == PYLON_OK else { throw fault(capture, status, "FILES_LIST_FAILED") }
+            return (sink.files, more != 0)
         }
     }
 

@@ -19,7 +19,7 @@ struct FnOp: Sendable {
     var raw: JSONValue = .null
 
     static let reads: Set<String> = ["get", "list", "query", "lookup", "paginate", "search", "query_graph"]
-    static let writes: Set<String> = ["insert", "update", "delete", "link", "unlink", "schedule", "cancel_schedule", "enqueue_job", "cancel_job", "workflow_start", "workflow_event"]
+    static let writes: Set<String> = ["insert", "update", "delete", "link", "unlink", "schedule", "cancel_schedule", "enqueue_job", "cancel_job", "workflow_start", "workflow_event", "cron_register", "cron_unregister"]
 
     static func parse(_ bytes: [UInt8]) throws -> FnOp {
         let v: JSONValue
@@ -33,7 +33,7 @@ struct FnOp: Sendable {
             throw HostError.badRequest("INVALID_OP", "unknown db operation \"\(op)\"; supported: \((reads.union(writes).union(ShardFnOps.ops)).sorted().joined(separator: ", "))")
         }
         let entity = v["entity"]?.stringValue ?? ""
-        if entity.isEmpty && !op.hasSuffix("schedule") && !op.hasSuffix("_job") && !op.hasPrefix("workflow_") && op != "query_graph"
+        if entity.isEmpty && !op.hasSuffix("schedule") && !op.hasSuffix("_job") && !op.hasPrefix("workflow_") && !op.hasPrefix("cron_") && op != "query_graph"
             && !ShardFnOps.ops.contains(op) {
             throw HostError.badRequest("INVALID_OP", "\(op) needs an entity name")
         }
@@ -98,7 +98,8 @@ struct FnOp: Sendable {
 /// `/api/search`'s rules), `{"E": [row]}` (query_graph, as `POST /api/query`).
 struct FnOps: Sendable {
     let data: DataService
-    /// The function registry, for `ctx.workflows.start` (which names must be workflows).
+    /// The function registry, for `ctx.workflows.start` (which names must be workflows) and
+    /// `ctx.cron.register` (which must be mutations or actions).
     let functions: FunctionService
     let auth: AuthContext
 
@@ -160,6 +161,9 @@ struct FnOps: Sendable {
             case "workflow_start", "workflow_event":
                 let functions = functions
                 return try await data.store.write { tx in try FnWorkflowOps.run(op, functions: functions, in: tx) }
+            case "cron_register", "cron_unregister":
+                let functions = functions
+                return try await data.store.write { tx in try FnCronOps.run(op, functions: functions, in: tx) }
             case "link", "unlink":
                 let (relation, target) = try op.linkArguments()
                 do {
@@ -239,6 +243,8 @@ struct FnOps: Sendable {
             return try FnJobOps.run(op, in: tx)
         case "workflow_start", "workflow_event":
             return try FnWorkflowOps.run(op, functions: functions, in: tx)
+        case "cron_register", "cron_unregister":
+            return try FnCronOps.run(op, functions: functions, in: tx)
         case "link", "unlink":
             let (relation, target) = try op.linkArguments()
             let found = try DataService.link(tx, try data.codec(op.entity), id: try op.requireID(), relation: relation,

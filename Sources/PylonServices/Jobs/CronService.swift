@@ -4,7 +4,10 @@ import PylonCore
 import PylonData
 import PylonJSON
 
-/// The manifest's cron tasks, run as durable jobs. Each host ticks; a due occurrence is
+/// The manifest's cron tasks and those functions registered (`ctx.cron.register`, kept in
+/// `_pylon_cron_tasks` and read from the store at every tick, so every host sees them), run
+/// as durable jobs. A registered task named like a manifest task is ignored (registration
+/// refuses such names; a manifest changed later wins). Each host ticks; a due occurrence is
 /// claimed by moving the task's `last_fired` in `_pylon_cron` from the value the host read
 /// to the occurrence (compare-and-set), in the same write transaction that enqueues the
 /// job (whose idempotency key names the occurrence besides), so each occurrence enqueues
@@ -15,9 +18,16 @@ package final class CronService: @unchecked Sendable {
         let spec: CronTask
         let expr: CronExpression
         let zone: TimeZone
+        /// "manifest" or "function" (`GET /api/scheduler`'s `origin`).
+        var origin = "manifest"
     }
 
+    /// The manifest's tasks.
     let tasks: [Scheduled]
+    /// Registered tasks parsed at an earlier tick, by name, with the definition they came
+    /// from (nil: it did not parse, and was logged once).
+    private var parsed: [String: (def: RegisteredCronTask, task: Scheduled?)] = [:]
+    private let lock = NSLock()
     let jobs: JobService
     let logger: Logger
     let catchUp: Bool
@@ -47,11 +57,35 @@ package final class CronService: @unchecked Sendable {
 
     var store: StoreThreads { jobs.store }
     func sql(_ s: String) -> String { jobs.jobs.sql(s) }
-    func task(_ name: String) throws -> Scheduled {
-        guard let t = tasks.first(where: { $0.spec.name == name }) else {
-            throw HostError.notFound("no cron task named \"\(name)\"; the manifest's cron list names: \(tasks.map(\.spec.name).joined(separator: ", "))")
+    func task(_ name: String) async throws -> Scheduled {
+        let all = try await store.read { [self] conn in try self.all(conn) }
+        guard let t = all.first(where: { $0.spec.name == name }) else {
+            throw HostError.notFound("no cron task named \"\(name)\"; GET /api/scheduler lists them")
         }
         return t
+    }
+
+    /// The manifest's tasks, then the registered ones (in name order) whose names the
+    /// manifest does not use. A registered task that no longer parses (a zone database
+    /// changed under it) is left out, with an error in the log.
+    func all(_ conn: StoreConnection) throws -> [Scheduled] {
+        let registered = try CronTaskStore(dialect: store.dialect).all(conn)
+        let manifestNames = Set(tasks.map(\.spec.name))
+        let known = lock.withLock { parsed }
+        var out = tasks, fresh: [String: (def: RegisteredCronTask, task: Scheduled?)] = [:]
+        for r in registered where !manifestNames.contains(r.name) {
+            if let k = known[r.name], k.def == r {
+                fresh[r.name] = k
+            } else if let expr = try? CronExpression(r.schedule), let zone = TimeZone(identifier: r.timezone) {
+                fresh[r.name] = (r, Scheduled(spec: r.cronTask, expr: expr, zone: zone, origin: "function"))
+            } else {
+                logger.error("cron: registered task \(r.name) has an invalid schedule or time zone; skipped")
+                fresh[r.name] = (r, nil)
+            }
+            if let t = fresh[r.name]?.task { out.append(t) }
+        }
+        lock.withLock { parsed = fresh }
+        return out
     }
 
     /// A task's stored state.
@@ -135,8 +169,7 @@ package final class CronService: @unchecked Sendable {
     }
 
     func tick() async throws {
-        guard !tasks.isEmpty else { return }
-        let states = try await store.read { [self] conn in try self.states(conn) }
+        let (tasks, states) = try await store.read { [self] conn in (try self.all(conn), try self.states(conn)) }
         let now = JobStore.nowMillis()
         for t in tasks {
             guard let s = states[t.spec.name], s.enabled, let occurrence = Self.newestOccurrence(t, after: s.floor, now: now) else { continue }
@@ -158,9 +191,9 @@ package final class CronService: @unchecked Sendable {
 
     // MARK: admin
 
-    /// `GET /api/scheduler`: `[{name, expr, enabled, last_run, next_run, timezone, function}]`.
+    /// `GET /api/scheduler`: `[{name, expr, enabled, last_run, next_run, timezone, function, origin}]`.
     package func list() async throws -> JSONValue {
-        let states = try await store.read { [self] conn in try self.states(conn) }
+        let (tasks, states) = try await store.read { [self] conn in (try self.all(conn), try self.states(conn)) }
         let now = Date()
         return .array(tasks.map { t in
             let s = states[t.spec.name]
@@ -175,21 +208,21 @@ package final class CronService: @unchecked Sendable {
             return .object([
                 ("name", .string(t.spec.name)), ("expr", .string(t.expr.text)), ("enabled", .bool(enabled)),
                 ("last_run", s?.lastFired.map { .string(ISOTime.string(millis: $0)) } ?? .null), ("next_run", next),
-                ("timezone", .string(t.spec.timezone)), ("function", .string(t.spec.function)),
+                ("timezone", .string(t.spec.timezone)), ("function", .string(t.spec.function)), ("origin", .string(t.origin)),
             ])
         })
     }
 
     /// `POST /api/scheduler/trigger/:name`: a job now, besides the schedule.
     package func trigger(_ name: String) async throws -> String {
-        let t = try task(name)
+        let t = try await task(name)
         return try await jobs.enqueue(request(t, at: JobStore.nowMillis(), manual: true)).id
     }
 
     /// Enables or disables a task for every host; enabling starts from now (occurrences
     /// while it was off do not fire).
     package func setEnabled(_ name: String, _ on: Bool) async throws {
-        _ = try task(name)
+        _ = try await task(name)
         let q = sql(on ? "UPDATE \(Self.table) SET enabled = 1, since = ? WHERE name = ? AND enabled = 0"
                        : "UPDATE \(Self.table) SET enabled = 0 WHERE name = ?")
         let params: [SQLValue] = on ? [.int(JobStore.nowMillis()), .text(name)] : [.text(name)]
