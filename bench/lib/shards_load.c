@@ -35,6 +35,9 @@
 
 typedef struct { uint64_t tick; double at; } Arrival;
 typedef struct { Arrival *v; size_t n, cap; } Arrivals;
+
+/* Snapshot bytes of the recorded frames (to check the ~1 KB a frame the run asked for). */
+static double recorded_bytes;
 typedef struct {
     int fd, shard;
     unsigned char *buf;
@@ -168,7 +171,7 @@ static int drain(Conn *c, Arrivals *per_shard, double at, int record) {
         if (opcode == 2 && n >= 8) {
             uint64_t tick = 0;
             for (int i = 0; i < 8; i++) tick = (tick << 8) | pl[i];
-            if (record) push(&per_shard[c->shard], tick, at);
+            if (record) { push(&per_shard[c->shard], tick, at); recorded_bytes += (double)(n - 8); }
         } else if (opcode == 9) {
             send_control(c, 10, pl, (size_t)n);
         } else if (opcode == 8) {
@@ -281,12 +284,12 @@ int main(int argc, char **argv) {
     printf("{\"frames\": %zu, \"expected\": %ld, \"delivered_pct\": %.2f, "
            "\"late_ms_p50\": %.2f, \"late_ms_p99\": %.2f, \"late_ms_p999\": %.2f, \"late_ms_max\": %.2f, "
            "\"within_5ms_pct\": %.2f, \"within_10ms_pct\": %.2f, "
-           "\"ticks_seen\": %zu, \"ticks_first_frame_within_5ms_pct\": %.3f, "
+           "\"snapshot_bytes_mean\": %.0f, \"ticks_seen\": %zu, \"ticks_first_frame_within_5ms_pct\": %.3f, "
            "\"failed_connections\": %d, \"closed_connections\": %d, \"client_cpu_pct\": %.1f}\n",
            frames, expected, 100.0 * (double)frames / (double)(expected > 0 ? expected : 1),
            pct(late, nl, 0.5), pct(late, nl, 0.99), pct(late, nl, 0.999), nl ? late[nl - 1] : -1,
            100.0 * (double)w5 / (double)(nl ? nl : 1), 100.0 * (double)w10 / (double)(nl ? nl : 1),
-           nticks, 100.0 * (double)t5 / (double)(nticks ? nticks : 1),
+           recorded_bytes / (double)(frames ? frames : 1), nticks, 100.0 * (double)t5 / (double)(nticks ? nticks : 1),
            failed, closed, 100.0 * cpu / duration);
     return 0;
 }
