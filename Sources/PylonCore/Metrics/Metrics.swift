@@ -47,6 +47,8 @@ public final class Metrics: Sendable {
     package let batchJobs: CoreMetrics.Recorder
     /// From a commit until its events are in the queue of every subscriber that may read them.
     package let fanoutDuration: CoreMetrics.Timer
+    /// How late each shard turn started against its schedule (the tick loop's accuracy).
+    package let shardTickLateness: CoreMetrics.Timer
     private let uptime: Meter
     private let collectors = Collectors()
 
@@ -65,6 +67,7 @@ public final class Metrics: Sendable {
         commitDuration = CoreMetrics.Timer(label: Self.prefix + "write_commit_duration_seconds", factory: f)
         batchJobs = Recorder(label: Self.prefix + "write_batch_jobs", factory: f)
         fanoutDuration = CoreMetrics.Timer(label: Self.prefix + "realtime_fanout_duration_seconds", factory: f)
+        shardTickLateness = CoreMetrics.Timer(label: Self.prefix + "shard_tick_lateness_seconds", factory: f)
         uptime = Meter(label: Self.prefix + "uptime_seconds", factory: f)
         self.named = named
         dynamic = DynamicSeries(factory: f, reserved: Set(named.keys).union(Self.familyNames))
@@ -75,7 +78,7 @@ public final class Metrics: Sendable {
     static let familyNames: Set<String> = [
         "http_requests_total", "http_request_duration_seconds", "fn_calls_total", "fn_call_duration_seconds",
         "plugin_calls_total", "write_commit_duration_seconds", "write_batch_jobs", "realtime_fanout_duration_seconds",
-        "uptime_seconds", "realtime_queued_messages", "realtime_queue_depth_max", "metrics_refused_total",
+        "uptime_seconds", "shard_tick_lateness_seconds", "realtime_queued_messages", "realtime_queue_depth_max", "metrics_refused_total",
         "rooms", "room_members",
     ]
 

@@ -94,6 +94,7 @@ final class TickScheduler: @unchecked Sendable {
     private func work(_ me: Worker) {
         while let (entry, _) = nextDue(me) {
             let started = Self.now()
+            metrics.shardTickLateness.recordNanoseconds(max(0, started - entry.due))
             let running = entry.shard.turn(now: started)
             let ended = Self.now()
             let goOn = locked { () -> Bool in
