@@ -4,8 +4,9 @@ import Testing
 /// examples/chat end to end in a real browser: the release host serves the example's page
 /// (bundled here by Bun with the TypeScript client compiled in) and its functions, and
 /// Tests/Fixtures/chat/browser.py drives two headless Chromium browsers through sign-in
-/// (password and email code), channels, live messages, presence and typing, an image
-/// attachment, unread counts and a reload from the IndexedDB replica.
+/// (password and email code), channels, live messages, presence and typing, one browser
+/// offline while three messages are sent (each arrives exactly once after it reconnects),
+/// an image attachment, unread counts and a reload from the IndexedDB replica.
 @Suite("Chat example in Chromium")
 struct ChatExampleTests {
     static let example = TestPaths.packageRoot.appendingPathComponent("examples/chat")
@@ -27,7 +28,7 @@ struct ChatExampleTests {
         return files
     }
 
-    @Test("Two users chat in Chromium: sign-in, channels, live messages, presence, typing, an image, unread counts, a reload")
+    @Test("Two users chat in Chromium: sign-in, channels, live messages, presence, typing, offline and back, an image, unread counts, a reload")
     func twoBrowsers() async throws {
         let manifest = try String(contentsOf: Self.example.appendingPathComponent("pylon.manifest.json"), encoding: .utf8)
         let host = try await HostProcess.start(manifest: manifest, files: try await Self.exampleFiles())

@@ -5,7 +5,8 @@ usage: browser.py BASE_URL
 Alice registers with a password, creates #general and #random; Bob signs in with an email
 code (the --dev host answers it), opens /c/general directly (the host's single-page
 fallback), joins, and the two see each other in the room; Bob's typing shows on Alice's
-page; messages and an image arrive live; a message to a channel Alice is not looking at
+page; messages arrive live; Alice goes offline while Bob sends three, and after she is back
+her page shows exactly those three, once each; an image arrives; a message to a channel Alice is not looking at
 raises its unread badge (kept by the recountUnread job), and opening it clears the badge;
 a reload shows the messages from the IndexedDB replica. Prints one `ok:` line per step and
 exits non-zero with the page's state on the first failure.
@@ -38,9 +39,43 @@ def png(path):
         f.write(body)
 
 
+# Chromium's offline emulation fails new requests but leaves open WebSockets alone, so a
+# page is also given a WebSocket that can be cut: its sockets are recorded, and while
+# `__offline` is set a new one dials a closed port (a connection that fails, as offline).
+SOCKET_SHIM = """
+(() => {
+  const Real = window.WebSocket;
+  window.__sockets = [];
+  window.__offline = false;
+  function WebSocket(url, protocols) {
+    const ws = new Real(window.__offline ? 'ws://127.0.0.1:9/' : url, protocols);
+    window.__sockets.push(ws);
+    return ws;
+  }
+  WebSocket.prototype = Real.prototype;
+  Object.assign(WebSocket, {CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3});
+  window.WebSocket = WebSocket;
+})();
+"""
+
+
+def cuttable(d):
+    """Installs the shim in every page `d` loads from now on."""
+    d.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": SOCKET_SHIM})
+
+
+def offline(d, on):
+    """Takes the page off the network (requests fail, its sockets close and cannot reopen) or back on."""
+    d.execute_cdp_cmd("Network.enable", {})
+    d.execute_cdp_cmd("Network.emulateNetworkConditions",
+                      {"offline": on, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+    d.execute_script("window.__offline = arguments[0]; if (arguments[0]) for (const s of window.__sockets) s.close();", on)
+
+
 def main():
     alice, bob = browser(), browser()
     try:
+        cuttable(alice)
         # Alice: password account.
         alice.get(BASE + "/")
         wait(alice, "the sign-in form", lambda: visible(alice, "signin"))
@@ -86,6 +121,22 @@ def main():
         wait(alice, "typing cleared", lambda: tid(alice, "typing").text == "")
         step("a message arrives live")
 
+        # Alice goes offline (the browser's network emulation), Bob sends three more; back
+        # online, Alice's page shows exactly those three, once each.
+        offline(alice, True)
+        for n in (1, 2, 3):
+            tid(bob, "body").send_keys(f"while away {n}")
+            click(bob, "send")
+            wait(bob, f"'while away {n}' sent", lambda: any(f"while away {n}" in t for t in texts(bob, "message")))
+        time.sleep(1)
+        assert not any("while away" in t for t in texts(alice, "message")), "an offline page received messages"
+        offline(alice, False)
+        wait(alice, "the three messages after reconnecting", lambda: sum(1 for t in texts(alice, "message") if "while away" in t) == 3)
+        time.sleep(1)
+        away = [t for t in texts(alice, "message") if "while away" in t]
+        assert [a.split("while away ")[1] for a in away] == ["1", "2", "3"], f"not exactly the three, once each: {away}"
+        step("offline, then back: exactly the three missed messages, once each")
+
         image = os.path.join(tempfile.mkdtemp(prefix="pylon-chat-"), "red.png")
         png(image)
         tid(bob, "image").send_keys(image)
@@ -113,6 +164,9 @@ def main():
         time.sleep(0.5)
         assert texts(alice, "unread-general") == [], "the unread badge came back after a reload"
         step("opening the channel clears the badge; a reload shows the replica")
+        shots = os.environ.get("PYLON_SCREENSHOT_DIR")
+        if shots:
+            alice.save_screenshot(os.path.join(shots, "chat.png"))
         print("chat browser test passed", flush=True)
     except Exception:
         traceback.print_exc()

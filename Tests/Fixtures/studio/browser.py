@@ -80,6 +80,10 @@ def main():
         d.get(BASE + "/studio/metrics")
         wait(d, "the charts", lambda: count(d, '[data-testid="metrics-charts"] figure[data-chart] svg') >= 4)
         step("the metrics view draws its charts")
+        if os.environ.get("PYLON_SCREENSHOT_DIR"):
+            d.get(BASE + "/studio/entities/Note")
+            wait(d, "the rows for the screenshot", lambda: "from the studio" in tid(d, "entity-rows").text)
+            d.save_screenshot(os.path.join(os.environ["PYLON_SCREENSHOT_DIR"], "studio.png"))
 
         for path, view in (("jobs", "view-jobs"), ("realtime", "view-realtime"), ("users", "view-users"), ("functions", "view-functions")):
             d.find_element(By.CSS_SELECTOR, f'[data-testid="nav"] a[data-nav="{path}"]').click()
