@@ -11,7 +11,7 @@ cd "$ROOT"
 N="${BENCH_MESSAGES:-1000}"
 [ -x .build/release/pylon-host ] && [ -f plugins/libPylonFnBun.so ] || { echo "run make build first" >&2; exit 1; }
 TMP="$(mktemp -d /tmp/pylon-chat-echo-XXXXXX)"
-cleanup() { [ -n "${HOST:-}" ] && kill "$HOST" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$TMP"; }
+cleanup() { [ -n "${HOST:-}" ] && kill "$HOST" 2>/dev/null; wait 2>/dev/null || true; [ -n "${BENCH_KEEP_TMP:-}" ] || rm -rf "$TMP"; }
 trap cleanup EXIT
 cp -r examples/chat/pylon.manifest.json examples/chat/functions examples/chat/web "$TMP/"
 bun build examples/chat/src/app.ts --outfile "$TMP/web/app.js" --target browser --format esm >/dev/null

@@ -71,6 +71,9 @@ def main():
         pick = lambda q: round(lat[min(len(lat) - 1, int(q * len(lat)))], 2)
         print(json.dumps({"messages": len(lat), "p50_ms": pick(0.5), "p90_ms": pick(0.9), "p99_ms": pick(0.99),
                           "max_ms": round(lat[-1], 2), "mean_ms": round(sum(lat) / len(lat), 2)}))
+    except Exception:
+        print(f"alice's page says: {tid(alice, 'app-error').text!r}; bob's: {tid(bob, 'app-error').text!r}", file=sys.stderr)
+        raise
     finally:
         alice.quit()
         bob.quit()

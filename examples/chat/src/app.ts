@@ -154,7 +154,9 @@ function select(c: Row, push: boolean) {
   $("channel-title").textContent = `#${c.name}`;
   $("app-error").textContent = "";
   messagesQuery?.stop();
-  messagesQuery = pylon.liveQuery("Message", { where: { channelId: c.id }, orderBy: { createdAt: "asc" }, limit: 200 }, renderMessages);
+  // The newest 200, shown oldest first.
+  messagesQuery = pylon.liveQuery("Message", { where: { channelId: c.id }, orderBy: { createdAt: "desc" }, limit: 200 },
+    (rows) => renderMessages([...rows].reverse()));
   renderChannels();
   renderMembership();
 }
