@@ -35,12 +35,22 @@ final class LocalFileStore: @unchecked Sendable {
         return .success(s)
     }
 
-    /// Temp files of uploads that were in progress when a process died.
+    /// Temp files of uploads that were in progress when a process died. Another live
+    /// process may share the folder (a second host, or `pylon-host backup` / `restore`):
+    /// its uploads hold an exclusive `flock` on their temp file until they end, so only
+    /// unlocked files are removed, and only those a minute old (a file just created may
+    /// not be locked yet).
     private func removeLeftovers() {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: tmpDir) else { return }
         var n = 0
+        let cutoff = time(nil) - 60
         for name in names where name.hasSuffix(".part") {
-            if unlink(tmpDir + "/" + name) == 0 { n += 1 }
+            let path = tmpDir + "/" + name
+            let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { continue }
+            var st = stat()
+            if fstat(fd, &st) == 0, st.st_mtim.tv_sec < cutoff, flock(fd, LOCK_EX | LOCK_NB) == 0, unlink(path) == 0 { n += 1 }
+            close(fd)
         }
         if n > 0 { log(PYLON_LOG_INFO, "pylon.files.local: removed \(n) unfinished upload(s) left by an earlier run") }
     }
@@ -76,6 +86,9 @@ final class LocalFileStore: @unchecked Sendable {
         let tmp = tmpDir + "/" + key + ".part"
         let fd = Glibc.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { return .failure(Self.failure(errno, "cannot create an upload file in \(tmpDir)")) }
+        // Held until the upload ends (the fd closes): `removeLeftovers` in another process
+        // then leaves this file alone.
+        _ = flock(fd, LOCK_EX | LOCK_NB)
         return .success(LocalUpload(key: key, fd: fd, tmpPath: tmp, shardDir: dir + "/" + key.prefix(2), finalPath: path(of: key)!))
     }
 
@@ -186,10 +199,11 @@ final class LocalUpload {
     func commit() -> StoreFailure? {
         guard fd >= 0 else { return StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "UPLOAD_FAILED", "this upload already failed") }
         if fsync(fd) != 0 { return discard(LocalFileStore.failure(errno, "cannot sync the upload to disk")) }
-        close(fd)
-        fd = -1
         if mkdir(shardDir, 0o700) != 0 && errno != EEXIST { return discard(LocalFileStore.failure(errno, "cannot create \(shardDir)")) }
         if rename(tmpPath, finalPath) != 0 { return discard(LocalFileStore.failure(errno, "cannot move the upload into place")) }
+        // Closed (its lock released) only once the file has left tmp/.
+        close(fd)
+        fd = -1
         // The rename is durable once the folder that now names the file is synced.
         let d = Glibc.open(shardDir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if d >= 0 {

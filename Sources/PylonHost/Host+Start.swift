@@ -78,10 +78,7 @@ extension Host {
             + config.cacheOverrides
         // Files: PYLON_FILES_DIR, else the manifest's `dir` (relative to the manifest), else
         // files/ beside the database.
-        let filesDir = config.filesDir ?? manifest.plugins["files"]?.config["dir"]?.stringValue
-            .map { URL(fileURLWithPath: $0, relativeTo: manifestDir).standardizedFileURL.path }
-            ?? (dataDir.isEmpty ? "files" : dataDir + "/files")
-        overrides["files"] = [("dir", .string(filesDir))]
+        overrides["files"] = StoreSelection.filesOverrides(config, manifest, storePath: storePath)
         // Email sign-in: dev mode (echoed codes), the app's name for the templates, and
         // Pylon's email variables over the manifest's settings.
         overrides["auth.code"] = [("dev", .bool(config.dev)), ("app_name", .string(manifest.name))] + config.authCodeOverrides

@@ -3,6 +3,11 @@ import Logging
 import PylonPluginABI
 import PylonCore
 import PylonData
+import PylonServices
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `pylon-host backup --to FILE` and `pylon-host restore --from FILE`. The store plugin owns
 /// its storage, so it makes and restores the backup itself (the store's `backup` / `restore`:
@@ -11,50 +16,97 @@ import PylonData
 /// the SQL that gives the restored database a new change-log epoch, applied before the
 /// restored data becomes visible. Clients holding a cursor from before the restore then get
 /// 410 RESYNC_REQUIRED and resync instead of trusting a cursor into a different history.
+///
+/// The uploaded files' bytes go with it: `FILE.files` beside `FILE` (`FilesBackup`,
+/// `FilesRestore`), copied through the files plugin after the database snapshot and put
+/// back before the database is restored.
 public enum StoreBackup {
-    /// Writes a backup of the app's database to `file`; returns a line for the operator.
+    /// Writes a backup of the app's database to `file`, and its files' bytes to
+    /// `file.files`; returns a line for the operator.
     public static func backup(_ config: HostConfig, to file: String, logger: Logger) throws(HostError) -> String {
         let target = URL(fileURLWithPath: file).standardizedFileURL.path
-        return try withStore(config, logger) { selection, location throws(HostError) in
+        return try withStore(config, logger) { selection, location, files throws(HostError) in
             guard let backup = selection.table.pointee.backup, selection.table.pointee.restore != nil else {
                 throw unsupported(selection)
             }
+            let archive = FilesArchive.path(for: target)
+            // A stale archive of an earlier backup at this path would not pair with this one.
+            unlink(archive)
             let err = PluginErrorCapture()
             let status = err.withSink { backup(selection.served.instance, target, $0) }
             guard status == PYLON_OK else { throw failure(status, err, fallback: "BACKUP_FAILED", "backup of \(location)") }
             let size = (try? FileManager.default.attributesOfItem(atPath: target)[.size] as? Int) ?? 0
-            return "backup of \(location) written to \(target) (\(size) bytes)"
+            let line = "backup of \(location) written to \(target) (\(size) bytes)"
+            guard let files else { return line + "; no files plugin serves this app, so it holds no file bytes" }
+            guard files.missingSlots.isEmpty else {
+                let p = files.plugin
+                return line + "; file bytes NOT included: the files plugin \(p.id) \(p.version) leaves \(files.missingSlots.joined(separator: ", ")) NULL; back its storage up with its own tools"
+            }
+            do throws(HostError) {
+                let conn = try Host.open(selection.table, selection.served.instance, PYLON_STORE_OPEN_READ, selection.served.plugin, Metrics())
+                defer { conn.close() }
+                let summary = try FilesBackup.write(try FilesBackup.rows(conn, selection.dialect), files, database: target)
+                let gone = summary.gone == 0 ? "" : "; \(summary.gone) file(s) deleted while it ran are not in it (a restore leaves their rows out)"
+                return line + "; \(summary.files) file(s), \(summary.bytes) bytes, written to \(archive)" + gone
+            } catch {
+                // Half a backup is no backup: the database file goes too.
+                unlink(target)
+                throw error
+            }
         }
     }
 
-    /// Replaces the app's database with the backup in `file`, under a new change-log epoch;
-    /// returns a line for the operator. The store refuses while it can tell a host serves
-    /// the database, and leaves it unchanged on any failure.
+    /// Replaces the app's database with the backup in `file`, under a new change-log epoch,
+    /// after putting back the files' bytes from `file.files` (when there is one); returns a
+    /// line for the operator. The store refuses while it can tell a host serves the
+    /// database; on any failure the database and the stored files are left unchanged.
     public static func restore(_ config: HostConfig, from file: String, logger: Logger) throws(HostError) -> String {
         let source = URL(fileURLWithPath: file).standardizedFileURL.path
-        return try withStore(config, logger) { selection, location throws(HostError) in
+        return try withStore(config, logger) { selection, location, files throws(HostError) in
             guard selection.table.pointee.backup != nil, let restore = selection.table.pointee.restore else {
                 throw unsupported(selection)
             }
+            let archive = FilesArchive.path(for: source)
+            var bytes: FilesRestore?
+            if FileManager.default.fileExists(atPath: source), FileManager.default.fileExists(atPath: archive) {
+                guard let files, files.missingSlots.isEmpty else {
+                    throw HostError(status: 501, code: "FILES_RESTORE_UNSUPPORTED",
+                                    message: "\(archive) holds file bytes, but no files plugin that can store them (begin, write, commit) serves this app; add one (libPylonFilesLocal.so) to the plugins folder; nothing was restored")
+                }
+                let r = FilesRestore(files: files, archive: archive)
+                do throws(HostError) { try r.run(database: source) } catch {
+                    r.undo()
+                    throw error
+                }
+                bytes = r
+            }
             let epoch = SchemaApplier.freshEpoch()
-            let sql = Array(SchemaApplier.renewEpochSQL(epoch).utf8)
+            let statements = [SchemaApplier.renewEpochSQL(epoch)] + (bytes?.sql(selection.dialect) ?? [])
+            let sql = Array(statements.joined(separator: ";\n").utf8)
             let err = PluginErrorCapture()
             let status = sql.withUnsafeBufferPointer { buf in
                 buf.withMemoryRebound(to: CChar.self) { c in
                     err.withSink { restore(selection.served.instance, source, c.baseAddress, c.count, $0) }
                 }
             }
-            guard status == PYLON_OK else { throw failure(status, err, fallback: "RESTORE_FAILED", "restore of \(source) into \(location)") }
-            return "restored \(location) from \(source); new change-log epoch \(epoch): clients resync on their next connection"
+            guard status == PYLON_OK else {
+                bytes?.undo()
+                throw failure(status, err, fallback: "RESTORE_FAILED", "restore of \(source) into \(location)")
+            }
+            let filesLine = bytes.map { "; \($0.kept.count) file(s) in place (\($0.created.count) put back, \($0.bytes) bytes)" }
+                ?? "; no \(archive) beside it, so no file bytes were restored"
+            return "restored \(location) from \(source)\(filesLine); new change-log epoch \(epoch): clients resync on their next connection"
         }
     }
 
-    /// Runs `body` with the store activated alone, and shuts it down afterwards.
+    /// Runs `body` with the store (and the files plugin, when one serves) activated alone,
+    /// and shuts them down afterwards.
     private static func withStore(_ config: HostConfig, _ logger: Logger,
-                                  _ body: (StoreSelection, String) throws(HostError) -> String) throws(HostError) -> String {
+                                  _ body: (StoreSelection, String, FilesService?) throws(HostError) -> String) throws(HostError) -> String {
         let (selection, registry, location) = try StoreSelection.activateAlone(config, logger: logger)
         defer { registry.shutdown() }
-        return try body(selection, location)
+        let files = try registry.served[PYLON_CAP_FILES].map { served throws(HostError) in try FilesService(served) }
+        return try body(selection, location, files)
     }
 
     /// A store plugin that leaves the optional slots NULL.

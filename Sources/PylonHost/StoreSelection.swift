@@ -49,6 +49,17 @@ struct StoreSelection {
         ["store": [("path", .string(storePath))]]
     }
 
+    /// The files plugin's folder: PYLON_FILES_DIR, else the manifest's `dir` (relative to
+    /// the manifest), else files/ beside the database; `serve`, `backup` and `restore` agree.
+    static func filesOverrides(_ config: HostConfig, _ manifest: Manifest, storePath: String) -> [(String, JSONValue)] {
+        let manifestDir = URL(fileURLWithPath: config.manifestPath).deletingLastPathComponent()
+        let dataDir = (storePath as NSString).deletingLastPathComponent
+        let dir = config.filesDir ?? manifest.plugins["files"]?.config["dir"]?.stringValue
+            .map { URL(fileURLWithPath: $0, relativeTo: manifestDir).standardizedFileURL.path }
+            ?? (dataDir.isEmpty ? "files" : dataDir + "/files")
+        return [("dir", .string(dir))]
+    }
+
     /// Scans the plugins folder, logs what loaded and what was refused, and returns the
     /// registry (no plugin instance created yet).
     static func loadPlugins(_ config: HostConfig, logger: Logger, metrics: Metrics) -> PluginRegistry {
@@ -62,13 +73,16 @@ struct StoreSelection {
         return PluginRegistry(scan: scan, services: services)
     }
 
-    /// The store alone, activated for `backup` / `restore` (no other plugin is started).
-    /// Returns it with the registry (to shut down after) and its one-line location.
+    /// The store and the files plugin alone, activated for `backup` / `restore` (no other
+    /// plugin is started). Returns the store with the registry (to shut down after) and its
+    /// one-line location; the files plugin, when one serves, is `registry.served[PYLON_CAP_FILES]`.
     static func activateAlone(_ config: HostConfig, logger: Logger) throws(HostError) -> (StoreSelection, PluginRegistry, location: String) {
         let manifest = try Host.loadManifest(config.manifestPath)
         let registry = loadPlugins(config, logger: logger, metrics: Metrics())
         let storePath = path(config, manifest)
-        _ = try registry.activate(selections: manifest.plugins, overrides: overrides(storePath), only: ["store"])
+        var overrides = overrides(storePath)
+        overrides["files"] = filesOverrides(config, manifest, storePath: storePath)
+        _ = try registry.activate(selections: manifest.plugins, overrides: overrides, only: ["store", "files"])
         do throws(HostError) {
             let selection = try StoreSelection(registry, pluginsDir: config.pluginsDir)
             return (selection, registry, selection.location(fallback: storePath))

@@ -192,4 +192,36 @@ struct CronFunctionTests {
         #expect(try await Self.call(host, "registerTask", #"{"name":"extra","schedule":"@hourly"}"#).json.bool == true)
         #expect(try await Self.tasks(host)["bulk7"]["expr"].string == "@hourly")
     }
+
+    @Test("Two hosts on one Postgres database registering at once never pass the limit of 100 together")
+    func limitAcrossHosts() async throws {
+        guard Self.stores.contains(where: { $0.name == "postgres" }) else { return }
+        let url = try await TestPostgres.shared().freshDatabase()
+        let shared = TestStore(name: "postgres-shared", pluginsDir: { TestPaths.pluginsDir }, provision: { _, _ in
+            TestStoreBackend(storeConfig: [("use", .string("postgres")), ("url", .string(url)), ("readers", .int(1))], sqliteFile: nil)
+        })
+        let a = try await HostProcess.start(manifest: Self.manifest, env: Self.env, store: shared, files: Self.functions)
+        defer { a.stop() }
+        let b = try await HostProcess.start(manifest: Self.manifest, env: Self.env, store: shared, files: Self.functions)
+        defer { b.stop() }
+        // Six callers, three per host, each asking for 40 tasks of its own: 240 asked, 100 fit.
+        let counts = try await withThrowingTaskGroup(of: (Int, String?).self) { group in
+            for i in 0..<6 {
+                let host = i % 2 == 0 ? a : b
+                group.addTask {
+                    let r = try await Self.call(host, "registerMany", #"{"n":40,"prefix":"c\#(i)-"}"#)
+                    return (r.json["count"].int ?? -1, r.json["code"].string)
+                }
+            }
+            var out: [(Int, String?)] = []
+            for try await c in group { out.append(c) }
+            return out
+        }
+        #expect(counts.map(\.0).reduce(0, +) == 100, "exactly the limit went in across both hosts: \(counts)")
+        #expect(counts.allSatisfy { $0.0 == 40 || $0.1 == "CRON_LIMIT" }, "a caller stops only at CRON_LIMIT: \(counts)")
+        for host in [a, b] {
+            let listed = try await Self.tasks(host)
+            #expect(listed.count == 101, "100 registered and the manifest's, as each host sees them: \(listed.count)")
+        }
+    }
 }

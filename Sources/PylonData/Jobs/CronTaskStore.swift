@@ -32,8 +32,9 @@ package struct CronTaskStore: Sendable {
     let jobs: JobStore
     package static let table = SystemTables.cronTasks.name
     static let stateTable = SystemTables.cron.name
-    /// The most tasks functions may register (across hosts; on PostgreSQL two hosts
-    /// registering at the same moment may pass it by one each).
+    /// The most tasks functions may register, across every host on the database: exact,
+    /// because `register` counts inside a write transaction and write transactions never
+    /// overlap (see `register`).
     package static let limit = 100
 
     package init(dialect: SQLDialect) { jobs = JobStore(dialect: dialect) }
@@ -63,6 +64,11 @@ package struct CronTaskStore: Sendable {
         let existing = try all(conn).first { $0.name == task.name }
         if existing == task { return false }
         if existing == nil {
+            // The count is exact across hosts. SQLite has one writer at a time. On PostgreSQL
+            // every write transaction takes the shared advisory lock (`PostgresDialect.
+            // writeLockSQL`) right after BEGIN, so two hosts' registrations run one after the
+            // other, and this READ COMMITTED count sees every task committed before it; no
+            // lock of its own is needed (CronFunctionTests' two-host test checks it).
             let count = try conn.execute("SELECT COUNT(*) FROM \(Self.table)").rows.first?.first
             if case let .int(n)? = count, n >= Self.limit {
                 throw HostError(status: 409, code: "CRON_LIMIT",

@@ -67,106 +67,132 @@ package final class FilesService: @unchecked Sendable {
     }
 
     package func begin() async throws -> Upload {
-        try await offload { [self] in
-            var handle: OpaquePointer?
-            var key = [CChar](repeating: 0, count: Int(PYLON_FILES_KEY_MAX))
-            var keyLen = 0
-            let capture = PluginErrorCapture()
-            let status = key.withUnsafeMutableBufferPointer { k in
-                capture.withSink { table.pointee.begin(instance, &handle, k.baseAddress, &keyLen, $0) }
-            }
-            guard status == PYLON_OK, let handle, keyLen > 0, keyLen <= key.count else {
-                throw fault(capture, status, "FILES_BEGIN_FAILED")
-            }
-            let text = key.prefix(keyLen).withUnsafeBytes { String(decoding: $0, as: UTF8.self) }
-            return Upload(handle: handle, key: text)
-        }
+        try await offload { [self] in try beginNow() }
     }
 
     /// Writes `chunk` to the upload (counting its size and hash). On failure the upload is
     /// aborted.
     package func write(_ upload: Upload, _ chunk: ByteBuffer) async throws {
-        try await offload { [self] in
-            let capture = PluginErrorCapture()
-            let status = chunk.withUnsafeReadableBytes { bytes in
-                upload.counted(bytes)
-                return capture.withSink {
-                    table.pointee.write(instance, upload.handle, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count, $0)
-                }
-            }
-            guard status == PYLON_OK else {
-                endAbort(upload)
-                throw fault(capture, status, "FILES_WRITE_FAILED")
-            }
-        }
+        try await offload { [self] in try chunk.withUnsafeReadableBytes { try writeNow(upload, $0) } }
     }
 
     /// Makes the upload durable and readable under its key.
     package func commit(_ upload: Upload) async throws {
-        try await offload { [self] in
-            guard !upload.ended else { throw HostError(status: 500, code: "FILES_UPLOAD_ENDED", message: "the upload has already ended") }
-            upload.ended = true
-            let capture = PluginErrorCapture()
-            let status = capture.withSink { table.pointee.commit(instance, upload.handle, $0) }
-            guard status == PYLON_OK else { throw fault(capture, status, "FILES_COMMIT_FAILED") }
-        }
+        try await offload { [self] in try commitNow(upload) }
     }
 
     /// Discards the upload (a no-op once it has ended).
     package func abort(_ upload: Upload) async {
-        _ = try? await offload { [self] in endAbort(upload) }
-    }
-
-    private func endAbort(_ upload: Upload) {
-        guard !upload.ended else { return }
-        upload.ended = true
-        table.pointee.abort(instance, upload.handle)
+        _ = try? await offload { [self] in abortNow(upload) }
     }
 
     /// The stored file's size, or nil when the plugin has no file under `key`.
     package func size(of key: String) async throws -> Int64? {
-        try await offload { [self] in
-            var size: UInt64 = 0
-            let capture = PluginErrorCapture()
-            let status = key.utf8CString.withUnsafeBufferPointer { k in
-                capture.withSink { table.pointee.stat(instance, k.baseAddress, k.count - 1, &size, $0) }
-            }
-            if status == PYLON_ERR_NOT_FOUND { return nil }
-            guard status == PYLON_OK else { throw fault(capture, status, "FILES_STAT_FAILED") }
-            return Int64(size)
-        }
+        try await offload { [self] in try sizeNow(of: key) }
     }
 
     /// Up to `count` bytes of the file `key` from `offset` (fewer only at its end).
     package func read(_ key: String, offset: Int64, count: Int) async throws -> ByteBuffer {
         try await offload { [self] in
             var buffer = ByteBufferAllocator().buffer(capacity: count)
-            let capture = PluginErrorCapture()
-            var status: pylon_status = PYLON_OK
-            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { out in
-                var got = 0
-                status = key.utf8CString.withUnsafeBufferPointer { k in
-                    capture.withSink {
-                        table.pointee.read(instance, k.baseAddress, k.count - 1, UInt64(offset),
-                                           out.baseAddress?.assumingMemoryBound(to: UInt8.self), count, &got, $0)
-                    }
-                }
-                return status == PYLON_OK ? min(got, count) : 0
+            try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { out in
+                try readNow(key, offset: offset, into: UnsafeMutableRawBufferPointer(rebasing: out.prefix(count)))
             }
-            guard status == PYLON_OK else { throw fault(capture, status, "FILES_READ_FAILED") }
             return buffer
         }
     }
 
     /// Deletes the bytes under `key`; a missing file is not an error (the row is what counts).
     package func remove(_ key: String) async throws {
-        try await offload { [self] in
-            let capture = PluginErrorCapture()
-            let status = key.utf8CString.withUnsafeBufferPointer { k in
-                capture.withSink { table.pointee.remove(instance, k.baseAddress, k.count - 1, $0) }
-            }
-            guard status == PYLON_OK || status == PYLON_ERR_NOT_FOUND else { throw fault(capture, status, "FILES_REMOVE_FAILED") }
+        try await offload { [self] in try removeNow(key) }
+    }
+
+    // The same calls made on the caller's thread, which then waits on the disk: for the
+    // `pylon-host backup` / `restore` CLI (its own thread, no event loop), and for the
+    // async calls above (on `queue`).
+
+    package func beginNow() throws -> Upload {
+        var handle: OpaquePointer?
+        var key = [CChar](repeating: 0, count: Int(PYLON_FILES_KEY_MAX))
+        var keyLen = 0
+        let capture = PluginErrorCapture()
+        let status = key.withUnsafeMutableBufferPointer { k in
+            capture.withSink { table.pointee.begin(instance, &handle, k.baseAddress, &keyLen, $0) }
         }
+        guard status == PYLON_OK, let handle, keyLen > 0, keyLen <= key.count else {
+            throw fault(capture, status, "FILES_BEGIN_FAILED")
+        }
+        let text = key.prefix(keyLen).withUnsafeBytes { String(decoding: $0, as: UTF8.self) }
+        return Upload(handle: handle, key: text)
+    }
+
+    /// Appends `bytes` (counting size and hash); on failure the upload is aborted.
+    package func writeNow(_ upload: Upload, _ bytes: UnsafeRawBufferPointer) throws {
+        let capture = PluginErrorCapture()
+        upload.counted(bytes)
+        let status = capture.withSink {
+            table.pointee.write(instance, upload.handle, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count, $0)
+        }
+        guard status == PYLON_OK else {
+            abortNow(upload)
+            throw fault(capture, status, "FILES_WRITE_FAILED")
+        }
+    }
+
+    package func commitNow(_ upload: Upload) throws {
+        guard !upload.ended else { throw HostError(status: 500, code: "FILES_UPLOAD_ENDED", message: "the upload has already ended") }
+        upload.ended = true
+        let capture = PluginErrorCapture()
+        let status = capture.withSink { table.pointee.commit(instance, upload.handle, $0) }
+        guard status == PYLON_OK else { throw fault(capture, status, "FILES_COMMIT_FAILED") }
+    }
+
+    package func abortNow(_ upload: Upload) {
+        guard !upload.ended else { return }
+        upload.ended = true
+        table.pointee.abort(instance, upload.handle)
+    }
+
+    package func sizeNow(of key: String) throws -> Int64? {
+        var size: UInt64 = 0
+        let capture = PluginErrorCapture()
+        let status = key.utf8CString.withUnsafeBufferPointer { k in
+            capture.withSink { table.pointee.stat(instance, k.baseAddress, k.count - 1, &size, $0) }
+        }
+        if status == PYLON_ERR_NOT_FOUND { return nil }
+        guard status == PYLON_OK else { throw fault(capture, status, "FILES_STAT_FAILED") }
+        return Int64(size)
+    }
+
+    /// Reads into `out` from `offset`; how many bytes came (fewer than `out.count` only at
+    /// the end of the file).
+    package func readNow(_ key: String, offset: Int64, into out: UnsafeMutableRawBufferPointer) throws -> Int {
+        var got = 0
+        let capture = PluginErrorCapture()
+        let status = key.utf8CString.withUnsafeBufferPointer { k in
+            capture.withSink {
+                table.pointee.read(instance, k.baseAddress, k.count - 1, UInt64(offset),
+                                   out.baseAddress?.assumingMemoryBound(to: UInt8.self), out.count, &got, $0)
+            }
+        }
+        guard status == PYLON_OK else { throw fault(capture, status, "FILES_READ_FAILED") }
+        return min(got, out.count)
+    }
+
+    package func removeNow(_ key: String) throws {
+        let capture = PluginErrorCapture()
+        let status = key.utf8CString.withUnsafeBufferPointer { k in
+            capture.withSink { table.pointee.remove(instance, k.baseAddress, k.count - 1, $0) }
+        }
+        guard status == PYLON_OK || status == PYLON_ERR_NOT_FOUND else { throw fault(capture, status, "FILES_REMOVE_FAILED") }
+    }
+
+    /// Which required slots the plugin left NULL (none for a well-formed plugin).
+    package var missingSlots: [String] {
+        let t = table.pointee
+        let slots: [(String, Bool)] = [("begin", t.begin != nil), ("write", t.write != nil), ("commit", t.commit != nil),
+                                       ("abort", t.abort != nil), ("stat", t.stat != nil), ("read", t.read != nil), ("remove", t.remove != nil)]
+        return slots.filter { !$0.1 }.map(\.0)
     }
 
     /// Whether the plugin can list its keys (2.7 `list`), which the orphan sweep needs.

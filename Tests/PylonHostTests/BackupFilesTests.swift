@@ -1,0 +1,182 @@
+import Foundation
+import Testing
+
+/// Backups hold the uploaded files' bytes (`FILE.files` beside `FILE`), black-box through
+/// the release binary with the real FilesLocal plugin, on SQLite and Postgres: random
+/// binary files come back byte for byte after the files folder is wiped; a file deleted
+/// after the backup comes back; uploads and deletes racing the backup leave no restored row
+/// without its bytes; a corrupt, truncated, mismatched or hostile archive is refused with
+/// FILES_ARCHIVE_INVALID / FILES_ARCHIVE_MISMATCH and changes nothing.
+@Suite("Backups with file bytes: pylon-host backup and restore")
+struct BackupFilesTests {
+    static let admin = HostProcess.adminToken
+
+    /// Every file id the change log says exists (inserts minus deletes), as the admin pulls it.
+    static func liveFileIDs(_ host: HostProcess) async throws -> Set<String> {
+        var live = Set<String>()
+        for e in try await FilesTests.fileEvents(host) {
+            if e.kind == "insert" { live.insert(e.id) } else if e.kind == "delete" { live.remove(e.id) }
+        }
+        return live
+    }
+
+    static func get(_ host: HostProcess, _ id: String) async throws -> FilesTests.Answer {
+        try await FilesTests.send(host, "GET", "/api/files/\(id)", token: admin)
+    }
+
+    static func leftovers(_ host: HostProcess) throws -> [String] {
+        let top = try FileManager.default.contentsOfDirectory(atPath: host.directory.path).filter { $0.contains(".partial-") }
+        return top + FilesTests.storedFiles(host).filter { $0.hasPrefix("tmp/") }
+    }
+
+    @Test("Random binary files round-trip byte for byte through backup, wipe and restore; a file deleted after the backup comes back; a later upload does not",
+          arguments: BackupTests.stores)
+    func roundTrip(store: TestStore) async throws {
+        let host = try await HostProcess.start(manifest: BackupTests.manifest, store: store)
+        defer { host.stop() }
+        let alice = try await host.mintSession("alice")
+        var kept: [String: [UInt8]] = [:]
+        for size in [1_500_000, 700_000, 1, 0] {
+            let bytes = size == 0 ? [] : FilesTests.randomBytes(max(size, 300))
+            let up = try await FilesTests.upload(host, bytes, token: alice)
+            #expect(up.status == 201, "\(up.text)")
+            kept[try #require(up.json["id"].string)] = bytes
+        }
+
+        // Uploads and deletes race the backup.
+        let racing = Task { () -> Set<String> in
+            var deleted = Set<String>()
+            for n in 0..<400 where !Task.isCancelled {
+                let up = try await FilesTests.upload(host, FilesTests.randomBytes(5_000 + n), token: alice)
+                if n % 2 == 0, let id = up.json["id"].string {
+                    deleted.insert(id)
+                    _ = try await FilesTests.send(host, "DELETE", "/api/files/\(id)", token: alice)
+                }
+            }
+            return deleted
+        }
+        let file = host.directory.appendingPathComponent("with-files.bin").path
+        let made = try await BackupTests.cli(host, "backup", file)
+        racing.cancel()
+        let deletedWhileRacing = (try? await racing.value) ?? []
+        #expect(made.status == 0, "backup failed:\n\(made.stderr)")
+        #expect(made.stdout.contains("written to \(file).files"), "\(made.stdout)")
+        #expect(FileManager.default.fileExists(atPath: file + ".files"))
+        #expect(try Self.leftovers(host).isEmpty, "no partial files: \(try Self.leftovers(host))")
+
+        // After the backup: one file deleted (its bytes go), one uploaded.
+        let deleted = try #require(kept.keys.sorted().first)
+        #expect(try await FilesTests.send(host, "DELETE", "/api/files/\(deleted)", token: alice).status == 200)
+        let later = try #require(try await FilesTests.upload(host, [9, 0, 9], token: alice).json["id"].string)
+        await host.stopAndWait()
+
+        for wipe in [false, true] {
+            if wipe {
+                // Every stored byte lost: the archive alone brings them back.
+                try FileManager.default.removeItem(at: host.directory.appendingPathComponent("files"))
+            }
+            let restored = try await BackupTests.cli(host, "restore", file)
+            #expect(restored.status == 0, "restore (wipe: \(wipe)) failed:\n\(restored.stderr)")
+            #expect(restored.stdout.contains("file(s) in place"), "\(restored.stdout)")
+            try await host.restart()
+            for (id, bytes) in kept {
+                let got = try await Self.get(host, id)
+                #expect(got.status == 200 && got.body == bytes, "wipe \(wipe): \(id) came back \(got.status), \(got.body.count) of \(bytes.count) bytes")
+            }
+            #expect(try await Self.get(host, later).status == 404, "an upload after the backup is not in it")
+            // Every file the restored rows name has its bytes (racing uploads included); only
+            // a file deleted while the backup ran may be left out (its row dropped, though the
+            // restored change log still lists its upload).
+            for id in try await Self.liveFileIDs(host) {
+                let status = try await Self.get(host, id).status
+                #expect(status == 200 || (status == 404 && deletedWhileRacing.contains(id)), "wipe \(wipe): the restored row \(id) has its bytes: \(status)")
+            }
+            #expect(try Self.leftovers(host).isEmpty, "no partial files: \(try Self.leftovers(host))")
+            await host.stopAndWait()
+        }
+    }
+
+    @Test("A corrupt, truncated, mismatched or hostile files archive is refused with a stable code; the database and the stored files stay as they were",
+          arguments: BackupTests.stores)
+    func hostileArchives(store: TestStore) async throws {
+        let host = try await HostProcess.start(manifest: BackupTests.manifest, store: store)
+        defer { host.stop() }
+        let alice = try await host.mintSession("alice")
+        let bytes = FilesTests.randomBytes(200_000)
+        let id = try #require(try await FilesTests.upload(host, bytes, token: alice).json["id"].string)
+        let good = host.directory.appendingPathComponent("good.bin").path
+        #expect(try await BackupTests.cli(host, "backup", good).status == 0)
+        _ = try await host.insert("Note", #"{"title":"after"}"#)
+        let other = host.directory.appendingPathComponent("other.bin").path
+        #expect(try await BackupTests.cli(host, "backup", other).status == 0)
+        // Deleted after the backups: a refused restore must not bring it back.
+        #expect(try await FilesTests.send(host, "DELETE", "/api/files/\(id)", token: alice).status == 200)
+        await host.stopAndWait()
+        let stored = FilesTests.storedFiles(host)
+
+        let archive = [UInt8](try Data(contentsOf: URL(fileURLWithPath: good + ".files")))
+        let head = Array(archive.prefix(12 + 8 + 32))
+        func entry(_ key: [UInt8], size: UInt64, body: [UInt8]) -> [UInt8] {
+            [UInt8(ascii: "F"), UInt8(key.count)] + key + (0..<8).reversed().map { UInt8(truncatingIfNeeded: size >> (UInt64($0) * 8)) }
+                + [UInt8](repeating: 7, count: 32) + body
+        }
+        let end = [UInt8(ascii: "E")] + [UInt8](repeating: 0, count: 40)
+        var flipped = archive
+        flipped[archive.count / 2] ^= 0xFF
+        let cases: [(name: String, bytes: [UInt8], code: String)] = [
+            ("truncated", Array(archive.prefix(archive.count / 2)), "FILES_ARCHIVE_INVALID"),
+            ("a flipped byte", flipped, "FILES_ARCHIVE_INVALID"),
+            ("empty", [], "FILES_ARCHIVE_INVALID"),
+            ("not an archive", Array("hello\n".utf8), "FILES_ARCHIVE_INVALID"),
+            ("path traversal key", head + entry(Array("../../../../tmp/pwned".utf8), size: 3, body: [1, 2, 3]) + end, "FILES_ARCHIVE_INVALID"),
+            ("absolute path key", head + entry(Array("/etc/passwd".utf8), size: 3, body: [1, 2, 3]) + end, "FILES_ARCHIVE_INVALID"),
+            ("empty key", head + entry([], size: 3, body: [1, 2, 3]) + end, "FILES_ARCHIVE_INVALID"),
+            ("oversized size", head + entry(Array("a1b2".utf8), size: 1 << 62, body: [1, 2, 3]) + end, "FILES_ARCHIVE_INVALID"),
+            ("bytes after the end", archive + [0], "FILES_ARCHIVE_INVALID"),
+        ]
+        for c in cases {
+            let path = host.directory.appendingPathComponent("case.bin").path
+            try? FileManager.default.removeItem(atPath: path)
+            try FileManager.default.copyItem(atPath: good, toPath: path)
+            try Data(c.bytes).write(to: URL(fileURLWithPath: path + ".files"))
+            let r = try await BackupTests.cli(host, "restore", path)
+            #expect(r.status == 2, "\(c.name): restore must fail:\n\(r.stdout)\n\(r.stderr)")
+            #expect(r.stderr.contains("error: \(c.code):") && r.stderr.contains("unchanged"), "\(c.name): \(r.stderr)")
+        }
+        // An archive beside another backup's database.
+        let mixed = host.directory.appendingPathComponent("mixed.bin").path
+        try FileManager.default.copyItem(atPath: other, toPath: mixed)
+        try FileManager.default.copyItem(atPath: good + ".files", toPath: mixed + ".files")
+        let r = try await BackupTests.cli(host, "restore", mixed)
+        #expect(r.status == 2 && r.stderr.contains("error: FILES_ARCHIVE_MISMATCH:"), "\(r.stderr)")
+
+        #expect(FilesTests.storedFiles(host) == stored, "no file was added or removed")
+        #expect(try Self.leftovers(host).isEmpty)
+        try await host.restart()
+        #expect(try await Self.get(host, id).status == 404, "the database is as it was")
+        #expect(try await BackupTests.titles(host) == ["after"])
+        await host.stopAndWait()
+
+        // The good pair still restores.
+        let ok = try await BackupTests.cli(host, "restore", good)
+        #expect(ok.status == 0, "\(ok.stderr)")
+        try await host.restart()
+        let got = try await Self.get(host, id)
+        #expect(got.status == 200 && got.body == bytes)
+    }
+
+    @Test("Without a files plugin the backup holds the database alone and says so")
+    func noFilesPlugin() async throws {
+        let manifest = BackupTests.manifest.replacingOccurrences(of: #""indexes": []}]"#, with: #""indexes": []}], "plugins": {"files": {"use": "none"}}"#)
+        let host = try await HostProcess.start(manifest: manifest)
+        defer { host.stop() }
+        _ = try await host.insert("Note", #"{"title":"only"}"#)
+        let file = host.directory.appendingPathComponent("db-only.bin").path
+        let made = try await BackupTests.cli(host, "backup", file)
+        #expect(made.status == 0 && made.stdout.contains("no files plugin"), "\(made.stdout)\n\(made.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: file + ".files"))
+        await host.stopAndWait()
+        let restored = try await BackupTests.cli(host, "restore", file)
+        #expect(restored.status == 0 && restored.stdout.contains("no file bytes were restored"), "\(restored.stdout)\n\(restored.stderr)")
+    }
+}
