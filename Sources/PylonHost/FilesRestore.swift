@@ -105,15 +105,22 @@ final class FilesRestore {
     }
 
     /// The SQL the store runs on the restored database: its files table (an older backup
-    /// may have none), the renamed keys, and no row whose bytes the archive lacked.
+    /// may have none), the renamed keys, and no row whose bytes the archive lacked (a file
+    /// deleted while the backup ran), each with a delete entry in the change log so that
+    /// clients resyncing from the restored log see it gone.
     func sql(_ dialect: SQLDialect) -> [String] {
         let table = dialect.quote(SystemTables.files.name), column = dialect.quote("storage_key")
         // Keys passed `FilesArchive.isKey` or came from the plugin's `begin` (the same
         // alphabet): safe inside quotes.
         let renames = renamed.map { "UPDATE \(table) SET \(column) = '\($0.1)' WHERE \(column) = '\($0.0)'" }
-        let drop = kept.isEmpty ? "DELETE FROM \(table)"
-            : "DELETE FROM \(table) WHERE \(column) NOT IN (\(kept.map { "'\($0)'" }.joined(separator: ", ")))"
-        return FileRecords.createSQL(dialect) + renames + [drop]
+        let lacking = kept.isEmpty ? "" : " WHERE \(column) NOT IN (\(kept.map { "'\($0)'" }.joined(separator: ", ")))"
+        let changes = "_pylon_changes", now = Int64(Date().timeIntervalSince1970)
+        let logged = """
+            INSERT INTO \(changes) (seq, entity, row_id, kind, data, before, ts) \
+            SELECT (SELECT COALESCE(MAX(seq), 0) FROM \(changes)) + ROW_NUMBER() OVER (ORDER BY id), \
+            '\(SystemTables.files.name)', id, 'delete', NULL, NULL, \(now) FROM \(table)\(lacking)
+            """
+        return FileRecords.createSQL(dialect) + renames + [logged, "DELETE FROM \(table)\(lacking)"]
     }
 
     /// Removes every upload this restore made (after a failure).

@@ -62,7 +62,8 @@ struct BackupFilesTests {
         #expect(made.status == 0, "backup failed:\n\(made.stderr)")
         #expect(made.stdout.contains("written to \(file).files"), "\(made.stdout)")
         #expect(FileManager.default.fileExists(atPath: file + ".files"))
-        #expect(try Self.leftovers(host).isEmpty, "no partial files: \(try Self.leftovers(host))")
+        let partial = try Self.leftovers(host)
+        #expect(partial.isEmpty, "no partial files: \(partial)")
 
         // After the backup: one file deleted (its bytes go), one uploaded.
         let deleted = try #require(kept.keys.sorted().first)
@@ -84,14 +85,17 @@ struct BackupFilesTests {
                 #expect(got.status == 200 && got.body == bytes, "wipe \(wipe): \(id) came back \(got.status), \(got.body.count) of \(bytes.count) bytes")
             }
             #expect(try await Self.get(host, later).status == 404, "an upload after the backup is not in it")
-            // Every file the restored rows name has its bytes (racing uploads included); only
-            // a file deleted while the backup ran may be left out (its row dropped, though the
-            // restored change log still lists its upload).
-            for id in try await Self.liveFileIDs(host) {
+            // Every file the restored change log says exists has its bytes (racing uploads
+            // included): a file deleted while the backup ran is either whole or gone, with a
+            // delete entry in the log.
+            let live = try await Self.liveFileIDs(host)
+            for id in live {
                 let status = try await Self.get(host, id).status
-                #expect(status == 200 || (status == 404 && deletedWhileRacing.contains(id)), "wipe \(wipe): the restored row \(id) has its bytes: \(status)")
+                #expect(status == 200, "wipe \(wipe): the restored row \(id) has its bytes: \(status), racing delete: \(deletedWhileRacing.contains(id))")
             }
-            #expect(try Self.leftovers(host).isEmpty, "no partial files: \(try Self.leftovers(host))")
+            #expect(Set(kept.keys).isSubset(of: live), "the change log lists the kept files")
+            let partial = try Self.leftovers(host)
+        #expect(partial.isEmpty, "no partial files: \(partial)")
             await host.stopAndWait()
         }
     }
