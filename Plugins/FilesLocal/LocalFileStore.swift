@@ -38,8 +38,8 @@ final class LocalFileStore: @unchecked Sendable {
     /// Temp files of uploads that were in progress when a process died. Another live
     /// process may share the folder (a second host, or `pylon-host backup` / `restore`):
     /// its uploads hold an exclusive `flock` on their temp file until they end, so only
-    /// unlocked files are removed, and only those a minute old (a file just created may
-    /// not be locked yet).
+    /// unlocked files are removed — except an empty one less than a minute old, which may
+    /// have been created a moment ago and not be locked yet.
     private func removeLeftovers() {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: tmpDir) else { return }
         var n = 0
@@ -49,7 +49,8 @@ final class LocalFileStore: @unchecked Sendable {
             let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
             guard fd >= 0 else { continue }
             var st = stat()
-            if fstat(fd, &st) == 0, st.st_mtim.tv_sec < cutoff, flock(fd, LOCK_EX | LOCK_NB) == 0, unlink(path) == 0 { n += 1 }
+            if flock(fd, LOCK_EX | LOCK_NB) == 0, fstat(fd, &st) == 0, st.st_size > 0 || st.st_mtim.tv_sec < cutoff,
+               unlink(path) == 0 { n += 1 }
             close(fd)
         }
         if n > 0 { log(PYLON_LOG_INFO, "pylon.files.local: removed \(n) unfinished upload(s) left by an earlier run") }

@@ -169,6 +169,51 @@ struct BackupFilesTests {
         #expect(got.status == 200 && got.body == bytes)
     }
 
+    @Test("An upload in progress on the serving host survives a backup starting beside it (the files plugin's start-up clean-up leaves live uploads alone)")
+    func uploadDuringBackup() async throws {
+        let host = try await HostProcess.start(manifest: BackupTests.manifest)
+        defer { host.stop() }
+        let alice = try await host.mintSession("alice")
+        // A stale temp file of a crashed run (not empty, not locked) is cleaned up by the backup's start.
+        let tmp = host.directory.appendingPathComponent("files/tmp")
+        let stale = tmp.appendingPathComponent("fedcba9876543210fedcba9876543210.part")
+        try Data("half an upload".utf8).write(to: stale)
+        // Over two of the host's 256 KiB pieces, so the first half starts the upload.
+        let bytes = FilesTests.randomBytes(2_000_000)
+        let head = FilesTests.request("POST", "/api/files/upload",
+                                      headers: [("Authorization", "Bearer \(alice)"), ("X-Filename", "slow.bin"), ("Content-Type", "application/octet-stream")],
+                                      body: bytes)
+        let split = head.count - bytes.count + bytes.count / 2
+        let socket = try TestSocket.connect(port: host.port)
+        defer { socket.release() }
+        try socket.send(Array(head[..<split]))
+        let before = try FileManager.default.contentsOfDirectory(atPath: tmp.path)
+        _ = try await eventually("the upload's temp file", timeout: 20) {
+            let now = (try? FileManager.default.contentsOfDirectory(atPath: tmp.path)) ?? []
+            return now.count > before.count ? true : nil
+        }
+        let made = try await BackupTests.cli(host, "backup", host.directory.appendingPathComponent("mid-upload.bin").path)
+        #expect(made.status == 0, "\(made.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: stale.path), "the stale temp file was removed")
+        try socket.send(Array(head[split...]))
+        let answer = try await onThread { () -> FilesTests.Answer in
+            let (status, headers, rest) = try readHTTPHead(socket)
+            var body = rest
+            let length = headers["content-length"].flatMap { Int($0) } ?? 0
+            reading: while body.count < length {
+                switch socket.receive() {
+                case let .bytes(b): body += b
+                case .end, .failed: break reading
+                }
+            }
+            return FilesTests.Answer(status: status, headers: headers, body: body)
+        }
+        #expect(answer.status == 201, "the upload in progress was not disturbed: \(answer.status) \(answer.text)")
+        let id = try #require(answer.json["id"].string)
+        let got = try await Self.get(host, id)
+        #expect(got.status == 200 && got.body == bytes)
+    }
+
     @Test("Without a files plugin the backup holds the database alone and says so")
     func noFilesPlugin() async throws {
         let manifest = BackupTests.manifest.replacingOccurrences(of: #""indexes": []}]"#, with: #""indexes": []}], "plugins": {"files": {"use": "none"}}"#)
