@@ -26,8 +26,22 @@ enum FilesBackup {
     struct Summary {
         var files = 0
         var bytes: UInt64 = 0
-        /// Rows whose bytes were gone when copied (deleted while the backup ran).
-        var gone = 0
+        /// Rows whose bytes were gone when copied and that are deleted now (deleted while
+        /// the backup ran).
+        var deleted = 0
+        /// Rows whose bytes were gone though the rows are still there: bytes lost before
+        /// the backup (such a file answers 404).
+        var missing: [String] = []
+
+        /// The operator's line, after the database's.
+        func line(_ archive: String) -> String {
+            var out = "; \(files) file(s), \(bytes) bytes, written to \(archive)"
+            if deleted > 0 { out += "; \(deleted) file(s) deleted while it ran are not in it (a restore leaves their rows out)" }
+            if !missing.isEmpty {
+                out += "; \(missing.count) file row(s) whose bytes the files plugin does not have are not in it (a restore leaves them out): \(missing.prefix(10).joined(separator: ", "))"
+            }
+            return out
+        }
     }
 
     /// Every file row of the live database (none when it has no files table yet).
@@ -48,18 +62,20 @@ enum FilesBackup {
         }
     }
 
-    /// Writes the archive of `rows`' bytes to `FilesArchive.path(for: database)`, paired
-    /// with the database backup file `database`.
-    static func write(_ rows: [Row], _ files: FilesService, database: String) throws(HostError) -> Summary {
+    /// Writes the archive of the bytes of every file row `conn` reads to
+    /// `FilesArchive.path(for: database)`, paired with the database backup file `database`.
+    static func write(_ conn: StoreConnection, _ dialect: SQLDialect, _ files: FilesService, database: String) throws(HostError) -> Summary {
+        let all = try Self.rows(conn, dialect)
         let out = try FilesArchive.Output(path: FilesArchive.path(for: database))
         defer { out.discard() }
         let db = try FilesArchive.digest(ofFile: database)
         try out.write(FilesArchive.magic + FilesArchive.be(db.size) + db.sha)
         var summary = Summary()
         var index = SHA256()
-        for row in rows {
+        var gone: [Row] = []
+        for row in all {
             guard let head = try copy(row, files, into: out) else {
-                summary.gone += 1
+                gone.append(row)
                 continue
             }
             index.update(data: head.encoded)
@@ -68,7 +84,27 @@ enum FilesBackup {
         }
         try out.write([UInt8(ascii: "E")] + FilesArchive.be(UInt64(summary.files)) + Array(index.finalize()))
         try out.finish()
+        let live = try ids(of: gone, conn, dialect)
+        summary.missing = gone.filter { live.contains($0.id) }.map(\.id)
+        summary.deleted = gone.count - summary.missing.count
         return summary
+    }
+
+    /// Which of `rows` are still in the live database.
+    private static func ids(of rows: [Row], _ conn: StoreConnection, _ dialect: SQLDialect) throws(HostError) -> Set<String> {
+        var out = Set<String>()
+        var rest = rows[...]
+        while !rest.isEmpty {
+            let batch = rest.prefix(500)
+            rest = rest.dropFirst(500)
+            let sql = "SELECT id FROM \(dialect.quote(SystemTables.files.name)) WHERE id IN (\((1...batch.count).map(dialect.placeholder).joined(separator: ", ")))"
+            do throws(StoreError) {
+                for r in try conn.execute(sql, batch.map { .text($0.id) }).rows { if let id = r.first?.textValue { out.insert(id) } }
+            } catch {
+                throw HostError(status: 500, code: "BACKUP_FAILED", message: "cannot read the file rows: \(error.message); no backup was written")
+            }
+        }
+        return out
     }
 
     /// Copies one row's bytes as an entry; nil (the entry cut off again) when the plugin no

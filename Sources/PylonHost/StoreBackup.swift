@@ -45,9 +45,7 @@ public enum StoreBackup {
             do throws(HostError) {
                 let conn = try Host.open(selection.table, selection.served.instance, PYLON_STORE_OPEN_READ, selection.served.plugin, Metrics())
                 defer { conn.close() }
-                let summary = try FilesBackup.write(try FilesBackup.rows(conn, selection.dialect), files, database: target)
-                let gone = summary.gone == 0 ? "" : "; \(summary.gone) file(s) deleted while it ran are not in it (a restore leaves their rows out)"
-                return line + "; \(summary.files) file(s), \(summary.bytes) bytes, written to \(archive)" + gone
+                return line + (try FilesBackup.write(conn, selection.dialect, files, database: target)).line(archive)
             } catch {
                 // Half a backup is no backup: the database file goes too.
                 unlink(target)
