@@ -25,7 +25,7 @@ public enum StoreBackup {
     /// `file.files`; returns a line for the operator.
     public static func backup(_ config: HostConfig, to file: String, logger: Logger) throws(HostError) -> String {
         let target = URL(fileURLWithPath: file).standardizedFileURL.path
-        return try withStore(config, logger) { selection, location, files throws(HostError) in
+        return try withStore(config, logger) { selection, location, access throws(HostError) in
             guard let backup = selection.table.pointee.backup, selection.table.pointee.restore != nil else {
                 throw unsupported(selection)
             }
@@ -37,10 +37,11 @@ public enum StoreBackup {
             guard status == PYLON_OK else { throw failure(status, err, fallback: "BACKUP_FAILED", "backup of \(location)") }
             let size = (try? FileManager.default.attributesOfItem(atPath: target)[.size] as? Int) ?? 0
             let line = "backup of \(location) written to \(target) (\(size) bytes)"
-            guard let files else { return line + "; no files plugin serves this app, so it holds no file bytes" }
-            guard files.missingSlots.isEmpty else {
-                let p = files.plugin
-                return line + "; file bytes NOT included: the files plugin \(p.id) \(p.version) leaves \(files.missingSlots.joined(separator: ", ")) NULL; back its storage up with its own tools"
+            let files: FilesService
+            switch access {
+            case .none: return line + "; no files plugin serves this app, so it holds no file bytes"
+            case let .unusable(why): return line + "; file bytes NOT included: \(why.message); back the files up with their storage's own tools"
+            case let .usable(service): files = service
             }
             do throws(HostError) {
                 let conn = try Host.open(selection.table, selection.served.instance, PYLON_STORE_OPEN_READ, selection.served.plugin, Metrics())
@@ -60,16 +61,17 @@ public enum StoreBackup {
     /// database; on any failure the database and the stored files are left unchanged.
     public static func restore(_ config: HostConfig, from file: String, logger: Logger) throws(HostError) -> String {
         let source = URL(fileURLWithPath: file).standardizedFileURL.path
-        return try withStore(config, logger) { selection, location, files throws(HostError) in
+        return try withStore(config, logger) { selection, location, access throws(HostError) in
             guard selection.table.pointee.backup != nil, let restore = selection.table.pointee.restore else {
                 throw unsupported(selection)
             }
             let archive = FilesArchive.path(for: source)
             var bytes: FilesRestore?
             if FileManager.default.fileExists(atPath: source), FileManager.default.fileExists(atPath: archive) {
-                guard let files, files.missingSlots.isEmpty else {
+                guard case let .usable(files) = access else {
+                    let why = if case let .unusable(e) = access { " (\(e.message))" } else { "" }
                     throw HostError(status: 501, code: "FILES_RESTORE_UNSUPPORTED",
-                                    message: "\(archive) holds file bytes, but no files plugin that can store them (begin, write, commit) serves this app; add one (libPylonFilesLocal.so) to the plugins folder; nothing was restored")
+                                    message: "\(archive) holds file bytes, but no working files plugin serves this app\(why); add one (libPylonFilesLocal.so) to the plugins folder; nothing was restored")
                 }
                 let r = FilesRestore(files: files, archive: archive)
                 do throws(HostError) { try r.run(database: source) } catch {
@@ -97,14 +99,25 @@ public enum StoreBackup {
         }
     }
 
+    /// The files plugin as backup and restore find it.
+    enum FilesAccess {
+        case none
+        /// It serves, but cannot be used (e.g. a required slot left NULL): why.
+        case unusable(HostError)
+        case usable(FilesService)
+    }
+
     /// Runs `body` with the store (and the files plugin, when one serves) activated alone,
     /// and shuts them down afterwards.
     private static func withStore(_ config: HostConfig, _ logger: Logger,
-                                  _ body: (StoreSelection, String, FilesService?) throws(HostError) -> String) throws(HostError) -> String {
+                                  _ body: (StoreSelection, String, FilesAccess) throws(HostError) -> String) throws(HostError) -> String {
         let (selection, registry, location) = try StoreSelection.activateAlone(config, logger: logger)
         defer { registry.shutdown() }
-        let files = try registry.served[PYLON_CAP_FILES].map { served throws(HostError) in try FilesService(served) }
-        return try body(selection, location, files)
+        var access = FilesAccess.none
+        if let served = registry.served[PYLON_CAP_FILES] {
+            do throws(HostError) { access = .usable(try FilesService(served)) } catch { access = .unusable(error) }
+        }
+        return try body(selection, location, access)
     }
 
     /// A store plugin that leaves the optional slots NULL.

@@ -223,18 +223,7 @@ struct BackupFilesTests {
         #expect(made.status == 0, "\(made.stderr)")
         #expect(!FileManager.default.fileExists(atPath: stale.path), "the stale temp file was removed")
         try socket.send(Array(head[split...]))
-        let answer = try await onThread { () -> FilesTests.Answer in
-            let (status, headers, rest) = try readHTTPHead(socket)
-            var body = rest
-            let length = headers["content-length"].flatMap { Int($0) } ?? 0
-            reading: while body.count < length {
-                switch socket.receive() {
-                case let .bytes(b): body += b
-                case .end, .failed: break reading
-                }
-            }
-            return FilesTests.Answer(status: status, headers: headers, body: body)
-        }
+        let answer = try await onThread { try FilesTests.readAnswer(socket) }
         #expect(answer.status == 201, "the upload in progress was not disturbed: \(answer.status) \(answer.text)")
         let id = try #require(answer.json["id"].string)
         let got = try await Self.get(host, id)
@@ -254,5 +243,33 @@ struct BackupFilesTests {
         await host.stopAndWait()
         let restored = try await BackupTests.cli(host, "restore", file)
         #expect(restored.status == 0 && restored.stdout.contains("no file bytes were restored"), "\(restored.stdout)\n\(restored.stderr)")
+    }
+
+    @Test("A files plugin that leaves its slots NULL: serve refuses it with PLUGIN_INTERFACE_INCOMPLETE; backup keeps the database and says the bytes were NOT included")
+    func brokenFilesPlugin() async throws {
+        let root = try TestPaths.freshTempDir("pylon-backup-broken-files")
+        defer { TestPaths.removeTempDir(root) }
+        let plugins = root.appendingPathComponent("plugins")
+        try FileManager.default.createDirectory(at: plugins, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: TestPaths.sqlitePlugin, toPath: plugins.appendingPathComponent("libPylonStoreSQLite.so").path)
+        let include = TestPaths.packageRoot.appendingPathComponent("Sources/PylonPluginABI/include").path
+        let source = TestPaths.packageRoot.appendingPathComponent("Tests/Fixtures/plugins/fixture_plugin.c").path
+        let cc = try await TestCommand.run("/usr/bin/env", ["cc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", "-I\(include)",
+                                                            "-DFIXTURE_FILES", "-DFIXTURE_ID=\"test.files.broken\"",
+                                                            "-o", plugins.appendingPathComponent("libbrokenfiles.so").path, source], timeout: 120)
+        try #require(cc.status == 0, "cc failed:\n\(cc.stderr)")
+        let manifest = root.appendingPathComponent("pylon.manifest.json").path
+        try Data(BackupTests.manifest.replacingOccurrences(of: #""indexes": []}]"#, with: #""indexes": []}], "plugins": {"files": {"use": "test.files.broken"}}"#).utf8)
+            .write(to: URL(fileURLWithPath: manifest))
+        let common = ["--plugins", plugins.path, "--manifest", manifest, "--db", root.appendingPathComponent("app.db").path]
+
+        let serve = try await TestCommand.run(TestPaths.hostBinary, ["serve"] + common + ["--port", "0"], timeout: 60)
+        #expect(serve.status == 2 && serve.stderr.contains("PLUGIN_INTERFACE_INCOMPLETE") && serve.stderr.contains("read"), "\(serve.stderr)")
+
+        let file = root.appendingPathComponent("broken.bin").path
+        let made = try await TestCommand.run(TestPaths.hostBinary, ["backup"] + common + ["--to", file], timeout: 120)
+        #expect(made.status == 0 && made.stdout.contains("file bytes NOT included") && made.stdout.contains("test.files.broken"),
+                "\(made.stdout)\n\(made.stderr)")
+        #expect(FileManager.default.fileExists(atPath: file) && !FileManager.default.fileExists(atPath: file + ".files"))
     }
 }

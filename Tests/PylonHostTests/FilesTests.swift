@@ -50,17 +50,22 @@ struct FilesTests {
             let s = try TestSocket.connect(port: port)
             defer { s.release() }
             try s.send(bytes)
-            let (status, headers, rest) = try readHTTPHead(s)
-            var body = rest
-            let length = head || status == 304 ? 0 : headers["content-length"].flatMap { Int($0) }
-            reading: while length.map({ body.count < $0 }) ?? true {
-                switch s.receive() {
-                case let .bytes(b): body += b
-                case .end, .failed: break reading
-                }
-            }
-            return Answer(status: status, headers: headers, body: length.map { Array(body.prefix($0)) } ?? body)
+            return try readAnswer(s, head: head)
         }
+    }
+
+    /// Reads one answer from `s`: its head, then its body (to its length, or to the end).
+    static func readAnswer(_ s: TestSocket, head: Bool = false) throws -> Answer {
+        let (status, headers, rest) = try readHTTPHead(s)
+        var body = rest
+        let length = head || status == 304 ? 0 : headers["content-length"].flatMap { Int($0) }
+        reading: while length.map({ body.count < $0 }) ?? true {
+            switch s.receive() {
+            case let .bytes(b): body += b
+            case .end, .failed: break reading
+            }
+        }
+        return Answer(status: status, headers: headers, body: length.map { Array(body.prefix($0)) } ?? body)
     }
 
     static func send(_ host: HostProcess, _ method: String, _ path: String, token: String? = nil,

@@ -35,6 +35,12 @@ package final class FilesService: @unchecked Sendable {
         table = UnsafePointer(copy)
         instance = served.instance
         plugin = served.plugin
+        let missing = missingSlots
+        guard missing.isEmpty else {
+            copy.deallocate()
+            throw HostError(status: 500, code: "PLUGIN_INTERFACE_INCOMPLETE",
+                            message: "files plugin \(served.plugin.id) (\(served.plugin.fileName)) left \(missing.joined(separator: ", ")) NULL; the plugin is broken: fix it, or set plugins.files.use to \"none\"")
+        }
     }
 
     /// Runs `body` (plugin calls that may block) on the files queue.
@@ -187,7 +193,7 @@ package final class FilesService: @unchecked Sendable {
         guard status == PYLON_OK || status == PYLON_ERR_NOT_FOUND else { throw fault(capture, status, "FILES_REMOVE_FAILED") }
     }
 
-    /// Which required slots the plugin left NULL (none for a well-formed plugin).
+    /// Which required slots the plugin left NULL (`init` refuses a plugin with any).
     package var missingSlots: [String] {
         let t = table.pointee
         let slots: [(String, Bool)] = [("begin", t.begin != nil), ("write", t.write != nil), ("commit", t.commit != nil),

@@ -9,6 +9,9 @@
  *   -DFIXTURE_ID='"some.id"'      plugin_id (default "test.fixture")
  *   -DFIXTURE_ABI_MAJOR=3         abi_major in the descriptor (default PYLON_ABI_MAJOR)
  *   -DFIXTURE_STRUCT_SIZE=16      struct_size in the descriptor (default the real size)
+ *   -DFIXTURE_FILES               serves pylon.files/1 with a table whose slots are all NULL
+ *                                 (BackupFilesTests: serve refuses it, backup leaves the
+ *                                 bytes out and says so)
  *   -DFIXTURE_ABI_1               a plugin built against ABI 1.8: the 1.x descriptor (same
  *                                 leading fields, the 1.x `pylon_error` with its fixed
  *                                 `code[32]` and 1024-byte message), abi 1.8
@@ -30,7 +33,13 @@
 #define FIXTURE_STRUCT_SIZE sizeof(pylon_plugin_descriptor)
 #endif
 
+#ifdef FIXTURE_FILES
+#define FIXTURE_CAPABILITY PYLON_CAP_FILES
+/* Every slot NULL: a broken files plugin the host must not call. */
+static const pylon_files_v1 fixture_files_table = {(uint32_t)sizeof(pylon_files_v1), 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+#else
 #define FIXTURE_CAPABILITY "test.dummy/1"
+#endif
 
 /* The instance is opaque to the host; this plugin needs no state beyond a marker. */
 struct pylon_instance {
@@ -83,6 +92,9 @@ static void fixture_destroy(pylon_instance *instance) {
 
 static const void *fixture_get_interface(pylon_instance *instance, const char *capability_id) {
     if (instance == NULL || capability_id == NULL) return NULL;
+#ifdef FIXTURE_FILES
+    if (strcmp(capability_id, FIXTURE_CAPABILITY) == 0) return &fixture_files_table;
+#endif
     if (strcmp(capability_id, FIXTURE_CAPABILITY) == 0) return &fixture_dummy_table;
     return NULL;
 }
