@@ -57,10 +57,13 @@ package struct JobStore: Sendable {
             .int(job.maxRetries), .int(0), .int(now + job.delayMs), .null, .int(0), job.idempotencyKey.map(SQLValue.text) ?? .null, .null,
             .text("[]"), .text(job.origin), .int(now), .null, .null, .int(job.delayMs),
         ]
-        try tx.connection.execute(sql("INSERT INTO \(Self.table) (\(Self.columns)) VALUES (\(Array(repeating: "?", count: values.count).joined(separator: ", ")))"),
-                                  values, wantRows: false)
+        // Sent with the batch's other statements on a batching store (a clash of keys then
+        // fails the batch, which the writer replays with each job on its own).
+        try tx.write(sql(Self.insertSQL), values)
         return (id, "pending", true)
     }
+
+    private static let insertSQL = "INSERT INTO \(table) (\(columns)) VALUES (\(marks(columns.split(separator: ",").count)))"
 
     /// A claimed job, ready to run.
     package struct Claimed: Sendable {
@@ -73,33 +76,41 @@ package struct JobStore: Sendable {
 
     /// Claims up to `slots` due jobs, highest priority first and oldest first within one,
     /// never more running in a queue than `limit(queue)` across all hosts. Leases that
-    /// lapsed (their host died or stalled) are first counted as a failed attempt.
+    /// lapsed (their host died or stalled) are first counted as a failed attempt. Usually
+    /// three statements whatever the number claimed (the running jobs, one priority's due
+    /// jobs, one UPDATE), each a round trip on a remote store.
     package func claim(_ tx: WriteTransaction, slots: Int, leaseMs: Int64, backoff: JobBackoff, limit: (String) -> Int,
                        now: Int64 = JobStore.nowMillis()) throws -> [Claimed] {
         let conn = tx.connection
-        let lapsed = try conn.execute(sql("SELECT id, claim FROM \(Self.table) WHERE status = 'running' AND lease_until < ? LIMIT 100"), [.int(now)]).rows
-        for row in lapsed {
-            guard case let .text(id) = row[0], case let .int(claim) = row[1] else { continue }
-            _ = try fail(tx, id: id, claim: claim, error: "LEASE_EXPIRED: the host running it stopped or stalled for longer than the lease",
+        // The running jobs are few (at most every host's workers): one read gives both the
+        // lapsed leases and each queue's count.
+        var running: [String: Int] = [:]
+        var lapsed: [(id: String, claim: Int64)] = []
+        for row in try conn.execute(sql("SELECT id, claim, queue, lease_until FROM \(Self.table) WHERE status = 'running'")).rows {
+            guard case let .text(id) = row[0], case let .int(claim) = row[1], case let .text(queue) = row[2] else { continue }
+            if case let .int(lease) = row[3], lease < now, lapsed.count < 100 {
+                lapsed.append((id, claim))
+            } else {
+                running[queue, default: 0] += 1
+            }
+        }
+        for job in lapsed {
+            _ = try fail(tx, id: job.id, claim: job.claim, error: "LEASE_EXPIRED: the host running it stopped or stalled for longer than the lease",
                          backoff: backoff, now: now)
         }
         guard slots > 0 else { return [] }
-        var running: [String: Int] = [:]
-        for row in try conn.execute("SELECT queue, COUNT(*) FROM \(Self.table) WHERE status = 'running' GROUP BY queue").rows {
-            if case let .text(q) = row[0], case let .int(n) = row[1] { running[q] = Int(n) }
-        }
         var full = Set(running.filter { $0.value >= limit($0.key) }.keys)
         var claimed: [Claimed] = []
         let lock = dialect.name == "postgres" ? " FOR UPDATE SKIP LOCKED" : ""
         // Priority by priority, each read in the order of `_pylon_jobs_ready` (no sort, however
         // long the queue), a few rounds each: a round may stop at a queue that fills up while
-        // lower rows remain.
+        // lower rows remain. Each round's jobs are marked running before the next round reads.
         for priority in JobPriority.allCases.reversed() {
             for _ in 0..<4 where claimed.count < slots {
                 var params: [SQLValue] = [.int(priority.rawValue), .int(now)]
                 var exclude = ""
                 if !full.isEmpty {
-                    exclude = " AND queue NOT IN (\(Array(repeating: "?", count: full.count).joined(separator: ", ")))"
+                    exclude = " AND queue NOT IN (\(Self.marks(full.count)))"
                     params += full.sorted().map(SQLValue.text)
                 }
                 params.append(.int(Int64(slots - claimed.count)))
@@ -107,16 +118,21 @@ package struct JobStore: Sendable {
                                             params).rows
                 if rows.isEmpty { break }
                 var skipped = false
-                for row in rows where claimed.count < slots {
+                var round: [Claimed] = []
+                for row in rows where claimed.count + round.count < slots {
                     guard case let .text(id) = row[0], case let .text(name) = row[1], case let .text(payload) = row[2],
                           case let .text(queue) = row[3], case let .int(claim) = row[4] else { continue }
                     if full.contains(queue) { skipped = true; continue }
-                    let updated = try conn.execute(sql("UPDATE \(Self.table) SET status = 'running', claim = ?, lease_until = ?, started_at = ? WHERE id = ? AND status = 'pending' AND claim = ?"),
-                                                   [.int(claim + 1), .int(now + leaseMs), .int(now), .text(id), .int(claim)], wantRows: false).rowsAffected
-                    guard updated == 1 else { continue }
-                    claimed.append(Claimed(id: id, name: name, payload: payload, queue: queue, claim: claim + 1))
+                    round.append(Claimed(id: id, name: name, payload: payload, queue: queue, claim: claim + 1))
                     running[queue, default: 0] += 1
                     if running[queue]! >= limit(queue) { full.insert(queue) }
+                }
+                // The rows are this transaction's to change: the one writer on SQLite, locked
+                // FOR UPDATE on PostgreSQL.
+                if !round.isEmpty {
+                    try tx.write(sql("UPDATE \(Self.table) SET status = 'running', claim = claim + 1, lease_until = ?, started_at = ? WHERE id IN (\(Self.marks(round.count)))"),
+                                 [.int(now + leaseMs), .int(now)] + round.map { .text($0.id) })
+                    claimed += round
                 }
                 if !skipped { break }
             }
@@ -124,10 +140,14 @@ package struct JobStore: Sendable {
         return claimed
     }
 
-    /// The job ran to completion.
-    package func complete(_ tx: WriteTransaction, id: String, claim: Int64, now: Int64 = JobStore.nowMillis()) throws -> Bool {
-        try tx.connection.execute(sql("UPDATE \(Self.table) SET status = 'completed', completed_at = ?, lease_until = NULL, error = NULL WHERE id = ? AND claim = ? AND status = 'running'"),
-                                  [.int(now), .text(id), .int(claim)], wantRows: false).rowsAffected == 1
+    /// `n` placeholders for an IN list.
+    private static func marks(_ n: Int) -> String { Array(repeating: "?", count: n).joined(separator: ", ") }
+
+    /// The job ran to completion (a claim that lapsed meanwhile changes nothing). Sent with
+    /// the batch's other statements on a batching store: no round trip of its own.
+    package func complete(_ tx: WriteTransaction, id: String, claim: Int64, now: Int64 = JobStore.nowMillis()) throws {
+        try tx.write(sql("UPDATE \(Self.table) SET status = 'completed', completed_at = ?, lease_until = NULL, error = NULL WHERE id = ? AND claim = ? AND status = 'running'"),
+                     [.int(now), .text(id), .int(claim)])
     }
 
     /// The attempt failed: back to pending after a back-off while retries remain, else

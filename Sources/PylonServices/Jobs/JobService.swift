@@ -27,6 +27,16 @@ package final class JobService: @unchecked Sendable {
     private var running: [String: Int64] = [:]
     /// Set by `stop`: no job starts a call any more (the plugins are about to stop).
     private var stopping = false
+    /// Running jobs whose function is done and whose outcome is queued for the writer:
+    /// their slots are as good as free (under `lock`).
+    private var finishing = 0
+    /// Running jobs whose outcome the writer's current transaction has already written:
+    /// their slots count as free for a claim later in the same transaction (the store's
+    /// count of each queue's running jobs sees the outcome too). Emptied as each outcome's
+    /// commit is answered.
+    private var recorded: Set<String> = []
+    /// A claim transaction is queued or running (at most one at a time).
+    private var claimQueued = false
     private let wakeup = Wakeup()
     /// The host's own job handlers by job name (e.g. the workflow engine's advance), run
     /// instead of a function; registered at start-up, before `run`.
@@ -62,8 +72,10 @@ package final class JobService: @unchecked Sendable {
             throw HostError.badRequest("FN_IS_WORKFLOW", "\"\(request.name)\" is a workflow, which a job cannot run; start it with POST /api/workflows/start")
         }
         let jobs = jobs
-        let r = try await store.write { tx in try jobs.enqueue(tx, request) }
-        if r.created { wake() }
+        // Replayable: it only writes in the transaction, so concurrent enqueues commit together.
+        let r = try await store.write(replayable: true) { tx in try jobs.enqueue(tx, request) }
+        // A delayed job is found by the poll that comes after it is due.
+        if r.created, request.delayMs == 0 { wake() }
         return r
     }
 
@@ -81,34 +93,30 @@ package final class JobService: @unchecked Sendable {
         wake()
     }
 
-    /// Claims and runs due jobs until cancelled; renews this host's leases and trims old
-    /// finished jobs on the way.
+    /// The poll loop, until cancelled: claims when jobs may be due (at each poll and each
+    /// `wake`), renews this host's leases and trims old finished jobs. While jobs keep
+    /// finishing, claims are asked for by their completions instead (`requestClaim`).
     package func run() async {
         let poll = Duration.milliseconds(config.jobsPollMs)
         let leaseMs = Int64(config.jobsLeaseMs)
         var lastRenew = JobStore.nowMillis(), lastTrim: Int64 = 0
         while !Task.isCancelled {
             do {
-                let free = config.jobsWorkers - lock.withLock { running.count }
+                let idle = lock.withLock { !claimQueued && hasFreeSlot }
                 let jobs = jobs
-                if free > 0, try await store.read({ conn in try jobs.hasWork(conn) }) {
-                    let backoff = backoff
-                    let limits = config.jobsQueues, fallback = config.jobsWorkers
-                    let claimed = try await store.write { tx in
-                        try jobs.claim(tx, slots: free, leaseMs: leaseMs, backoff: backoff, limit: { limits[$0] ?? fallback })
-                    }
-                    for c in claimed { start(c) }
+                if idle, try await store.read({ conn in try jobs.hasWork(conn) }) {
+                    requestClaim()
                 }
                 let now = JobStore.nowMillis()
                 if now - lastRenew >= leaseMs / 3 {
                     lastRenew = now
                     let held = lock.withLock { running.map { (id: $0.key, claim: $0.value) } }
-                    if !held.isEmpty { try await store.write { tx in try jobs.renew(tx, held, leaseMs: leaseMs) } }
+                    if !held.isEmpty { try await store.write(replayable: true) { tx in try jobs.renew(tx, held, leaseMs: leaseMs) } }
                 }
                 if config.jobsRetentionHours > 0, now - lastTrim >= 60_000 {
                     lastTrim = now
                     let before = now - Int64(config.jobsRetentionHours) * 3_600_000
-                    let n = try await store.write { tx in try jobs.trim(tx, before: before) }
+                    let n = try await store.write(replayable: true) { tx in try jobs.trim(tx, before: before) }
                     if n > 0 { logger.info("jobs: deleted \(n) finished jobs older than \(config.jobsRetentionHours) h") }
                 }
             } catch {
@@ -126,38 +134,108 @@ package final class JobService: @unchecked Sendable {
         wake()
     }
 
-    /// Runs a claimed job and records its outcome; a failure to record leaves the job to
-    /// its lease (it runs again: at least once).
-    private func start(_ c: JobStore.Claimed) {
-        lock.withLock { running[c.id] = c.claim }
-        Task { [self] in
-            if lock.withLock({ stopping }) { return }
-            let failure: String?
-            do {
-                if let builtin = lock.withLock({ builtins[c.name] }) {
-                    try await builtin(try JSONParser.parse(c.payload))
-                } else {
-                    _ = try await functions.call(c.name, argsJSON: Array(c.payload.utf8), auth: .anonymous)
-                }
-                failure = nil
-            } catch {
-                let e = DataService.hostError(error)
-                failure = "\(e.code): \(e.message)"
-            }
-            let jobs = jobs, backoff = backoff
-            do {
-                if let failure {
-                    let now = try await store.write { tx in try jobs.fail(tx, id: c.id, claim: c.claim, error: failure, backoff: backoff) }
-                    if let now { logger.warning("job \(c.id) (\(c.name)) failed: \(failure); \(now == "dead" ? "dead" : "will retry")") }
-                } else {
-                    _ = try await store.write { tx in try jobs.complete(tx, id: c.id, claim: c.claim) }
-                }
-            } catch {
-                logger.warning("job \(c.id): cannot record its outcome (\(error)); it runs again when its lease lapses")
-            }
-            lock.withLock { _ = running.removeValue(forKey: c.id) }
-            wake()
+    /// Whether a job could start now (under `lock`).
+    private var hasFreeSlot: Bool { running.count - finishing < config.jobsWorkers }
+
+    /// Queues one claim transaction unless one is queued already. The claim takes as many
+    /// jobs as there are free slots when the writer runs it, so completions that commit
+    /// while it waits are counted: under load one claim serves a whole batch of
+    /// completions, and no job waits for the poll.
+    private func requestClaim() {
+        let go: Bool = lock.withLock {
+            guard !claimQueued, !stopping, hasFreeSlot else { return false }
+            claimQueued = true
+            return true
         }
+        guard go else { return }
+        let jobs = jobs, backoff = backoff, leaseMs = Int64(config.jobsLeaseMs)
+        let limits = config.jobsQueues, workers = config.jobsWorkers
+        // Replayable: the body reads `running` and `recorded` but changes nothing outside
+        // the transaction.
+        store.write(replayable: true, { [self] tx in
+            let free = workers - lock.withLock { running.count - recorded.count }
+            let claimed = try jobs.claim(tx, slots: free, leaseMs: leaseMs, backoff: backoff, limit: { limits[$0] ?? workers })
+            return (free, claimed)
+        }) { [self] result in
+            switch result {
+            case let .success((free, claimed)):
+                lock.withLock {
+                    claimQueued = false
+                    for c in claimed { running[c.id] = c.claim }
+                }
+                for c in claimed { start(c) }
+                // Every slot it had was filled: more may be due for the slots freed since.
+                if !claimed.isEmpty, claimed.count == free { requestClaim() }
+            case let .failure(error):
+                lock.withLock { claimQueued = false }
+                logger.warning("jobs: cannot claim (\(error)); trying again at the next poll")
+            }
+        }
+    }
+
+    /// Runs a claimed job (already in `running`) by callbacks, with no Task of its own
+    /// unless it is a built-in: the function's outcome is recorded by a write whose
+    /// commit frees the slot and asks for the next claim.
+    private func start(_ c: JobStore.Claimed) {
+        if lock.withLock({ stopping }) { return }
+        if let builtin = lock.withLock({ builtins[c.name] }) {
+            Task { [self] in
+                do {
+                    try await builtin(try JSONParser.parse(c.payload))
+                    record(c, failure: nil)
+                } catch {
+                    record(c, failure: error)
+                }
+            }
+            return
+        }
+        functions.start(c.name, argsJSON: Array(c.payload.utf8), auth: .anonymous) { [self] result in
+            switch result {
+            case .success: record(c, failure: nil)
+            case let .failure(error): record(c, failure: error)
+            }
+        }
+    }
+
+    /// Records a job's outcome; a failure to record leaves the job to its lease (it runs
+    /// again: at least once). A claim is asked for at once, so it is usually queued right
+    /// behind the outcome and fills the slot in the same transaction (one commit per job
+    /// cycle, which is what a store that syncs each commit pays for); slots that claim did
+    /// not see are claimed once the outcome committed.
+    private func record(_ c: JobStore.Claimed, failure error: Error?) {
+        let failure = error.map { e -> String in
+            let e = DataService.hostError(e)
+            return "\(e.code): \(e.message)"
+        }
+        let jobs = jobs, backoff = backoff
+        lock.withLock { finishing += 1 }
+        store.write(replayable: true, { [self] tx -> String? in
+            let outcome: String?
+            if let failure {
+                outcome = try jobs.fail(tx, id: c.id, claim: c.claim, error: failure, backoff: backoff)
+            } else {
+                try jobs.complete(tx, id: c.id, claim: c.claim)
+                outcome = nil
+            }
+            lock.withLock { _ = recorded.insert(c.id) }
+            return outcome
+        }) { [self] result in
+            switch result {
+            case let .success(now?):
+                logger.warning("job \(c.id) (\(c.name)) failed: \(failure ?? ""); \(now == "dead" ? "dead" : "will retry")")
+            case .success(nil):
+                break
+            case let .failure(e):
+                logger.warning("job \(c.id): cannot record its outcome (\(e)); it runs again when its lease lapses")
+            }
+            lock.withLock {
+                running.removeValue(forKey: c.id)
+                recorded.remove(c.id)
+                finishing -= 1
+            }
+            requestClaim()
+        }
+        requestClaim()
     }
 }
 
