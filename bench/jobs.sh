@@ -96,6 +96,7 @@ cpu_ticks() {
     [ "$STORE" = postgres ] && t=$(( t + $(pg_cpu_ticks) ))
     echo "$t"
 }
+db_ticks() { if [ "$STORE" = postgres ]; then pg_cpu_ticks; else echo 0; fi; }
 HZ="$(getconf CLK_TCK)"
 per_item_us() { LC_ALL=C awk -v t="$1" -v n="$2" -v hz="$HZ" 'BEGIN { if (n > 0) printf "%.0f", t * 1000000 / hz / n; else print "?" }'; }
 rss_mib() { echo $(( $(ps -o rss= -p "$HOST_PID" | tr -d ' ') / 1024 )); }
@@ -115,13 +116,17 @@ run() { # key url body [auth]
     if [ "$WARMUP" != 0 ]; then
         BENCH_AUTH="${4:-}" BENCH_BODY="$3" wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" -s "$BENCH/wrk/post_body.lua" "$2" >/dev/null
     fi
-    local line c0
+    local line c0 d0
     c0="$(cpu_ticks)"
+    d0="$(db_ticks)"
     line="$(BENCH_AUTH="${4:-}" BENCH_BODY="$3" wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" -s "$BENCH/wrk/post_body.lua" "$2" | grep '^BENCH_RESULT')"
     for kv in $line; do
         case "$kv" in rps=*|p50_ms=*|p99_ms=*|non2xx=*) R[$1.${kv%%=*}]="${kv#*=}" ;; esac
     done
-    R[$1.cpu_us]="$(per_item_us $(( $(cpu_ticks) - c0 )) "$(LC_ALL=C awk -v r="${R[$1.rps]}" -v d="$DURATION" 'BEGIN { printf "%.0f", r * d }')")"
+    local n
+    n="$(LC_ALL=C awk -v r="${R[$1.rps]}" -v d="$DURATION" 'BEGIN { printf "%.0f", r * d }')"
+    R[$1.cpu_us]="$(per_item_us $(( $(cpu_ticks) - c0 )) "$n")"
+    R[$1.db_us]="$(per_item_us $(( $(db_ticks) - d0 )) "$n")"
     log "$1: ${R[$1.rps]} req/s, p99 ${R[$1.p99_ms]} ms, non-2xx ${R[$1.non2xx]}"
 }
 rate() { LC_ALL=C awk -v n="$1" -v ms="$2" 'BEGIN { if (ms > 0) printf "%.0f", n * 1000 / ms; else print "?" }'; }
@@ -142,12 +147,14 @@ insert_jobs() { # count run_at id-prefix
     q "INSERT INTO _pylon_jobs (id, name, payload, priority, queue, status, max_retries, retry_count, run_at, lease_until, claim, idempotency_key, error, attempts, origin, created_at, started_at, completed_at, delay_ms) SELECT '$3' || x, 'noop', '{}', x % 4, 'default', 'pending', 3, 0, $2, NULL, 0, NULL, NULL, '[]', 'bench', 0, NULL, NULL, 0 FROM $(printf "$SERIES" "$1")" >/dev/null
 }
 dispatch() { # key id-prefix: BENCH_DISPATCH_JOBS due jobs at once, run and completed
-    local n="${BENCH_DISPATCH_JOBS:-20000}" span c0
+    local n="${BENCH_DISPATCH_JOBS:-20000}" span c0 d0
     wait_drained
     c0="$(cpu_ticks)"
+    d0="$(db_ticks)"
     insert_jobs "$n" 0 "$2"
     wait_drained
     R[$1.cpu_us]="$(per_item_us $(( $(cpu_ticks) - c0 )) "$n")"
+    R[$1.db_us]="$(per_item_us $(( $(db_ticks) - d0 )) "$n")"
     span="$(q "SELECT MAX(completed_at) - MIN(started_at) FROM _pylon_jobs WHERE id LIKE '$2%'")"
     R[$1.done]="$(q "SELECT COUNT(*) FROM _pylon_jobs WHERE id LIKE '$2%' AND status = 'completed'")"
     R[$1.jobs]="$(rate "${R[$1.done]}" "$span")"
@@ -167,6 +174,7 @@ end_to_end e2e_backlog
 dispatch dispatch_backlog job_d2_
 RSS1="$(rss_mib)"
 dead="$(q "SELECT COUNT(*) FROM _pylon_jobs WHERE status = 'dead'")"
+db_part() { [ "$STORE" = postgres ] && echo " (PostgreSQL ${R[$1.db_us]})"; true; }
 ratio() { LC_ALL=C awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "inf" }'; }
 mkdir -p "$BENCH/out"
 OUT="$BENCH/out/jobs-$STORE-$(date -u +%Y%m%dT%H%M%SZ).md"
@@ -177,15 +185,15 @@ OUT="$BENCH/out/jobs-$STORE-$(date -u +%Y%m%dT%H%M%SZ).md"
     echo
     echo "| measure | per second | p99 ms | CPU µs each (host + Bun$( [ "$STORE" = postgres ] && echo ' + PostgreSQL')) |"
     echo "|---|---|---|---|"
-    echo "| direct call, POST /api/fn/noop | ${R[direct.rps]} | ${R[direct.p99_ms]} | ${R[direct.cpu_us]} |"
-    echo "| durable enqueue, POST /api/jobs (delayed: not run) | ${R[enqueue.rps]} | ${R[enqueue.p99_ms]} | ${R[enqueue.cpu_us]} |"
+    echo "| direct call, POST /api/fn/noop | ${R[direct.rps]} | ${R[direct.p99_ms]} | ${R[direct.cpu_us]}$(db_part direct) |"
+    echo "| durable enqueue, POST /api/jobs (delayed: not run) | ${R[enqueue.rps]} | ${R[enqueue.p99_ms]} | ${R[enqueue.cpu_us]}$(db_part enqueue) |"
     echo "| end to end: ${R[e2e.done]} jobs enqueued and completed | ${R[e2e.jobs]} | — |"
-    echo "| dispatch only: ${R[dispatch.done]} due jobs written at once, run and completed | ${R[dispatch.jobs]} | — | ${R[dispatch.cpu_us]} |"
+    echo "| dispatch only: ${R[dispatch.done]} due jobs written at once, run and completed | ${R[dispatch.jobs]} | — | ${R[dispatch.cpu_us]}$(db_part dispatch) |"
     echo "| **job dispatch overhead**: direct calls/s ÷ dispatched jobs/s (goal ≤ 1.5×); CPU per job ÷ per call | **$(ratio "${R[direct.rps]}" "${R[dispatch.jobs]}")×** | | **$(ratio "${R[dispatch.cpu_us]}" "${R[direct.cpu_us]}")×** |"
     echo "| direct calls/s ÷ end-to-end jobs/s (each job also enqueued over HTTP) | $(ratio "${R[direct.rps]}" "${R[e2e.jobs]}")× | |"
     echo "| with $BACKLOG delayed jobs pending: durable enqueue | ${R[enqueue_backlog.rps]} ($(ratio "${R[enqueue.rps]}" "${R[enqueue_backlog.rps]}")× slower) | ${R[enqueue_backlog.p99_ms]} |"
     echo "| with $BACKLOG delayed jobs pending: end to end, ${R[e2e_backlog.done]} jobs | ${R[e2e_backlog.jobs]} ($(ratio "${R[e2e.jobs]}" "${R[e2e_backlog.jobs]}")× slower) | — |"
-    echo "| with $BACKLOG delayed jobs pending: dispatch only, ${R[dispatch_backlog.done]} jobs | ${R[dispatch_backlog.jobs]} ($(ratio "${R[dispatch.jobs]}" "${R[dispatch_backlog.jobs]}")× slower) | — | ${R[dispatch_backlog.cpu_us]} |"
+    echo "| with $BACKLOG delayed jobs pending: dispatch only, ${R[dispatch_backlog.done]} jobs | ${R[dispatch_backlog.jobs]} ($(ratio "${R[dispatch.jobs]}" "${R[dispatch_backlog.jobs]}")× slower) | — | ${R[dispatch_backlog.cpu_us]}$(db_part dispatch_backlog) |"
     echo "| host RSS before → after the backlog (its rows live in the store) | $RSS0 → $RSS1 MiB | |"
     echo "| dead jobs | $dead | |"
 } | tee "$OUT"
