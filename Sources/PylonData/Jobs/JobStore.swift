@@ -5,8 +5,10 @@ import PylonJSON
 /// The durable job queue's statements on `_pylon_jobs` (`SystemTables.jobs`), in the app's
 /// own store. Every change of a job's state is one statement inside a write transaction:
 /// the writer is the one writer on SQLite, and on PostgreSQL every host's write
-/// transaction holds the shared write lock (`PostgresDialect.writeLockSQL`) and claims
-/// with `FOR UPDATE SKIP LOCKED` besides, so a job is claimed by one host at a time.
+/// transaction holds the one shared write lock (`PostgresDialect.writeLockSQL`, exclusive
+/// across hosts), so claims never overlap and a job is claimed by one host at a time.
+/// (Row locks, `FOR UPDATE SKIP LOCKED`, would add nothing under that lock but a write
+/// to every row read.)
 /// A claim bumps `claim`; finishing, failing or renewing a running job names the claim
 /// it holds, so a host whose lease lapsed (and whose job was claimed again) changes nothing.
 package struct JobStore: Sendable {
@@ -101,7 +103,6 @@ package struct JobStore: Sendable {
         guard slots > 0 else { return [] }
         var full = Set(running.filter { $0.value >= limit($0.key) }.keys)
         var claimed: [Claimed] = []
-        let lock = dialect.name == "postgres" ? " FOR UPDATE SKIP LOCKED" : ""
         // Priority by priority, each read in the order of `_pylon_jobs_ready` (no sort, however
         // long the queue), a few rounds each: a round may stop at a queue that fills up while
         // lower rows remain. Each round's jobs are marked running before the next round reads.
@@ -114,7 +115,7 @@ package struct JobStore: Sendable {
                     params += full.sorted().map(SQLValue.text)
                 }
                 params.append(.int(Int64(slots - claimed.count)))
-                let rows = try conn.execute(sql("SELECT id, name, payload, queue, claim FROM \(Self.table) WHERE status = 'pending' AND priority = ? AND run_at <= ?\(exclude) ORDER BY run_at, id LIMIT ?\(lock)"),
+                let rows = try conn.execute(sql("SELECT id, name, payload, queue, claim FROM \(Self.table) WHERE status = 'pending' AND priority = ? AND run_at <= ?\(exclude) ORDER BY run_at, id LIMIT ?"),
                                             params).rows
                 if rows.isEmpty { break }
                 var skipped = false
@@ -127,8 +128,7 @@ package struct JobStore: Sendable {
                     running[queue, default: 0] += 1
                     if running[queue]! >= limit(queue) { full.insert(queue) }
                 }
-                // The rows are this transaction's to change: the one writer on SQLite, locked
-                // FOR UPDATE on PostgreSQL.
+                // The rows are this transaction's to change: no other writer runs meanwhile.
                 if !round.isEmpty {
                     try tx.write(sql("UPDATE \(Self.table) SET status = 'running', claim = claim + 1, lease_until = ?, started_at = ? WHERE id IN (\(Self.marks(round.count)))"),
                                  [.int(now + leaseMs), .int(now)] + round.map { .text($0.id) })
