@@ -60,4 +60,31 @@ struct ShardPersistenceTests {
         #expect(ShardTests.playerIDs(back.json) == ["bob"], "\(String(describing: back.json))")
         #expect(back.json["players"][0]["x"].double == 120, "\(String(describing: back.json))")
     }
+
+    @Test("A graceful stop saves each persisting shard's last tick, however far off its next periodic save; an unpersisted one leaves no row",
+          arguments: [ShardSimsBuild.store, ShardSimFolders.postgres])
+    func savedWhenTheHostStops(store: TestStore) async throws {
+        let host = try await HostProcess.start(manifest: ShardTests.manifest, store: store)
+        defer { host.stop() }
+        try await ShardTests.create(host, #"{"sim": "arena", "id": "rare", "config": {"speed": 0}, "persist_every_ticks": 1000000}"#)
+        try await ShardTests.create(host, #"{"sim": "arena", "id": "off", "persist_every_ticks": 0}"#)
+        let alice = try await host.mintSession("alice")
+        let a = try await ShardTests.connect(host, "rare", token: alice)
+        _ = try await ShardTests.frame(a) { $0 != nil }
+        #expect(try await ShardTests.input(host, "rare", #"{"input": {"spawn": [70, 30]}}"#, token: alice).status == 200)
+        let spawned = try await ShardTests.frame(a) { $0["you"]["x"].double == 70 }
+        #expect(try await Self.savedTick(host, "rare") == nil, "no periodic save within a million ticks")
+
+        await host.stopAndWait()
+        let last = try #require(try await Self.savedTick(host, "rare"), "the stop saved rare\n\(host.log.suffix(3000))")
+        #expect(last >= spawned.tick)
+        #expect(try await Self.savedTick(host, "off") == nil)
+
+        try await host.restart()
+        let again = try await ShardTests.connect(host, "rare", token: alice)
+        let back = try await ShardTests.frame(again) { $0 != nil }
+        #expect(back.tick > last, "\(back)")
+        #expect(back.json["you"]["x"].double == 70 && back.json["you"]["y"].double == 30, "\(String(describing: back.json))")
+        #expect(try await host.request("GET", "/api/shards/off", token: alice).status == 404)
+    }
 }

@@ -294,14 +294,22 @@ package final class Shard: @unchecked Sendable {
         releaseIfStopped()
     }
 
-    /// Frees the sim's state once the shard has stopped and no turn holds it.
+    /// The stop reason when the host stops: a persisting shard then saves once more.
+    package static let hostStopping = "the host is stopping"
+
+    /// Frees the sim's state once the shard has stopped and no turn holds it; when the host
+    /// is stopping, a persisting shard saves it first (and waits for the write).
     private func releaseIfStopped() {
-        let st = lock.withLock { () -> OpaquePointer? in
-            guard stopReason != nil, !inTurn else { return nil }
-            let s = state
+        let taken = lock.withLock { () -> (OpaquePointer, Bool, UInt64)? in
+            guard stopReason != nil, !inTurn, let s = state else { return nil }
             state = nil
-            return s
+            return (s, stopReason == Self.hostStopping, tickNo)
         }
-        if let st { sim.destroy(st) }
+        guard let (st, final, tick) = taken else { return }
+        if final, let saver, settings.persistEveryTicks > 0 { saver.saveFinal(self, state: st, tick: tick) }
+        sim.destroy(st)
     }
+
+    /// Whether the state has been freed (no turn runs any more).
+    var released: Bool { lock.withLock { state == nil } }
 }

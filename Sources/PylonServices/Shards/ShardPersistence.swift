@@ -82,6 +82,8 @@ final class ShardSaver: @unchecked Sendable {
     /// Orders queued saves against `end`.
     private let lock = NSLock()
     private var ended = false
+    /// `end` kept the row (the host is stopping): the final save may still write it.
+    private var kept = false
     /// A save is queued or running (its own lock: a write's `done` may run on the queueing
     /// thread, inside `lock`).
     private let flight = NSLock()
@@ -96,38 +98,61 @@ final class ShardSaver: @unchecked Sendable {
 
     /// Inside `shard`'s turn, after tick `tick`: `save`, then queue the write.
     func save(_ shard: Shard, state: OpaquePointer, tick: UInt64) {
-        let p = persistence
         guard !lock.withLock({ ended }), !busy else {
-            p.metrics.add("shard_saves_skipped_total", 1)
+            persistence.metrics.add("shard_saves_skipped_total", 1)
             return
         }
-        let bytes: [UInt8]
+        guard let params = encode(shard, state: state, tick: tick) else { return }
+        lock.withLock {
+            guard !ended else { return }
+            queue(shard, params, tick: tick) {}
+        }
+    }
+
+    /// The host is stopping and `shard`'s turns are over: saves its state once more and
+    /// waits (at most `timeout` seconds) for the write to commit, so a restart goes on from
+    /// the last tick instead of the last periodic save. Queued behind any save in flight on
+    /// the one writer, so it is the newest row.
+    func saveFinal(_ shard: Shard, state: OpaquePointer, tick: UInt64, timeout: TimeInterval = 5) {
+        guard lock.withLock({ !ended || kept }), let params = encode(shard, state: state, tick: tick) else { return }
+        let done = DispatchSemaphore(value: 0)
+        lock.withLock { queue(shard, params, tick: tick) { done.signal() } }
+        if done.wait(timeout: .now() + timeout) == .timedOut {
+            persistence.logger.warning("shard \(shard.id): its last state (tick \(tick)) was not stored within \(Int(timeout)) s of the stop; it restarts from its last periodic save")
+        }
+    }
+
+    /// The row's values for the sim's `save` of `state`, or nil (logged) when it failed.
+    private func encode(_ shard: Shard, state: OpaquePointer, tick: UInt64) -> [SQLValue]? {
+        let p = persistence
         switch shard.sim.save(state) {
-        case let .success(b): bytes = b
+        case let .success(bytes):
+            return [.text(shard.id), .text(shard.sim.name), .text(config), .text(JSONWriter.string(.object(shard.settings.json))),
+                    .int(Int64(clamping: tick)), .text(Data(bytes).base64EncodedString())]
         case let .failure(e):
             p.metrics.add("shard_saves_failed_total", 1)
             p.logger.warning("shard \(shard.id): sim \(shard.sim.name) could not save its state at tick \(tick) (\(e.code): \(e.message)); the last save stays")
-            return
+            return nil
         }
-        let params: [SQLValue] = [.text(shard.id), .text(shard.sim.name), .text(config), .text(JSONWriter.string(.object(shard.settings.json))),
-                                  .int(Int64(clamping: tick))]
-        let sql = p.upsertSQL
-        lock.withLock {
-            guard !ended else { return }
-            flight.withLock { inFlight = true }
-            p.store.write(replayable: true, { tx in
-                let now = Int64(Date().timeIntervalSince1970 * 1000)
-                try tx.write(sql, params + [.text(Data(bytes).base64EncodedString()), .int(now)])
-            }, done: { [self] r in
-                flight.withLock { inFlight = false }
-                if case let .failure(e) = r {
-                    p.metrics.add("shard_saves_failed_total", 1)
-                    p.logger.warning("shard \(shard.id): its state at tick \(tick) could not be stored (\(e)); the last save stays")
-                } else {
-                    p.metrics.add("shard_saves_total", 1)
-                }
-            })
-        }
+    }
+
+    /// Queues the upsert (under `lock`); `finished` runs once it committed or failed.
+    private func queue(_ shard: Shard, _ params: [SQLValue], tick: UInt64, finished: @escaping @Sendable () -> Void) {
+        let p = persistence, sql = p.upsertSQL
+        flight.withLock { inFlight = true }
+        p.store.write(replayable: true, { tx in
+            let now = Int64(Date().timeIntervalSince1970 * 1000)
+            try tx.write(sql, params + [.int(now)])
+        }, done: { [self] r in
+            flight.withLock { inFlight = false }
+            if case let .failure(e) = r {
+                p.metrics.add("shard_saves_failed_total", 1)
+                p.logger.warning("shard \(shard.id): its state at tick \(tick) could not be stored (\(e)); the last save stays")
+            } else {
+                p.metrics.add("shard_saves_total", 1)
+            }
+            finished()
+        })
     }
 
     /// The shard has stopped: no more saves, and its row goes unless `keep` (the host is
@@ -137,6 +162,7 @@ final class ShardSaver: @unchecked Sendable {
         lock.withLock {
             guard !ended else { return }
             ended = true
+            kept = keep
             guard !keep else { return }
             p.store.write(replayable: true, { tx in try tx.write(sql, [.text(id)]) }, done: { r in
                 if case let .failure(e) = r { p.logger.warning("shard \(id): its saved state could not be deleted (\(e)); it comes back at the next start") }

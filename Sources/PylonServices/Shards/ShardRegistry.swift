@@ -155,6 +155,11 @@ package final class ShardRegistry: @unchecked Sendable {
         lock.withLock { stopping = true }
         matchmaker.stop()
         scheduler.shutdown()
-        for s in all { s.stop("the host is stopping", failed: false) }
+        let shards = all
+        for s in shards { s.stop(Shard.hostStopping, failed: false) }
+        // A turn still running releases (and finally saves) its shard when it returns: wait
+        // for it, so the store is not shut down under that save.
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline, shards.contains(where: { !$0.released }) { usleep(2_000) }
     }
 }
