@@ -17,6 +17,11 @@ actor WriteQueue {
     private let clientId = Ids.client()
     private var flushing: Task<Void, Error>?
     private var rejectListeners: [UUID: AsyncStream<Rejection>.Continuation] = [:]
+    /// The most ops one push sends.
+    private static let maxBatch = 100
+    /// Ops per push: halved after a 413 (the batch was over the host's body limit), back to
+    /// `maxBatch` once the queue has drained.
+    private var batchSize = WriteQueue.maxBatch
 
     init(http: HTTP, replica: Replica) {
         self.http = http
@@ -48,10 +53,21 @@ actor WriteQueue {
 
     private func pushAll() async throws {
         while true {
-            let batch = Array(await replica.ops.filter { $0.acked == nil }.prefix(100))
-            if batch.isEmpty { return }
+            let batch = Array(await replica.ops.filter { $0.acked == nil }.prefix(batchSize))
+            if batch.isEmpty {
+                batchSize = Self.maxBatch
+                return
+            }
             try await push(batch)
         }
+    }
+
+    /// Nothing was decided about the ops: the host was not reached (0), is busy (429) or
+    /// failing (5xx), or did not take the caller (401: signed out or a dead key; 403:
+    /// refused before looking at the ops). They stay queued and are sent again later, e.g.
+    /// after the user signs in again.
+    static func undecided(_ status: Int) -> Bool {
+        status == 0 || status == 401 || status == 403 || status == 429 || status >= 500
     }
 
     private func push(_ batch: [QueuedOp]) async throws {
@@ -65,9 +81,13 @@ actor WriteQueue {
         do {
             reply = try await http.request("/api/sync/push", body: ["changes": .array(changes), "client_id": .string(clientId)])
         } catch {
-            // Not reached, busy or failing: nothing was decided, retry later. Any other
-            // answer refuses the whole batch.
-            if error.status == 0 || error.status == 429 || error.status >= 500 { throw error }
+            if Self.undecided(error.status) { throw error }
+            if error.status == 413 && batch.count > 1 {
+                // Too big as one body: the next pushes take half as many ops.
+                batchSize = max(1, batch.count / 2)
+                return
+            }
+            // Any other answer refuses the batch as it is (a single op over the limit included).
             try await reject(batch.map { Rejection(op: $0, error: error) })
             return
         }

@@ -166,6 +166,47 @@ struct ClientOfflineTests {
         await host.dispose()
     }
 
+    @Test func aQueueOverTheBodyLimitGoesInSmallerPushesAndOnlyAnOpTooBigAloneIsRefused() async throws {
+        let host = try await TestHost.start(env: ["PYLON_MAX_BODY_BYTES": String(64 * 1024)])
+        let client = try await host.signedInClient()
+        let rejections = Collected(await client.rejections())
+        await client.stop() // queue while not syncing: one push would carry all of them
+        for n in 1...6 { try await client.insert("Todo", ["title": .string("bulky \(n) " + String(repeating: "x", count: 20_000)), "done": false]) }
+        try await client.insert("Todo", ["title": .string("huge " + String(repeating: "y", count: 100_000)), "done": false])
+        try await client.start()
+        try await eventually("settled") { await client.replica.ops.isEmpty }
+        let titles = try await host.todos("bulky").compactMap { $0["title"]?.stringValue?.split(separator: " ").prefix(2).joined(separator: " ") }
+        #expect(titles.sorted() == (1...6).map { "bulky \($0)" })
+        try await eventually("the rejection") { rejections.all.count == 1 }
+        #expect(rejections.all.first?.op.data?["title"]?.stringValue?.hasPrefix("huge ") == true)
+        #expect(rejections.all.first?.error.status == 413)
+        rejections.cancel()
+        await client.stop()
+        await host.dispose()
+    }
+
+    @Test func aPushTheHostDoesNotTakeFromThisCallerKeepsTheOps() async throws {
+        let host = try await TestHost.start()
+        let tokens = MemoryTokenStorage()
+        let client = try await host.signedInClient(tokens: tokens)
+        let rejections = Collected(await client.rejections())
+        await client.stop()
+        try await client.insert("Todo", ["title": "kept through 401", "done": false])
+        let good = try #require(tokens.get())
+        // A dead API key: the host answers 401 and looks at no op.
+        tokens.set("pk.deadbeefdeadbeef.0000000000000000000000000000000000000000000")
+        await #expect(throws: PylonError.self) { try await client.queue.flush() }
+        #expect(await client.replica.ops.count == 1)
+        tokens.set(good)
+        try await client.start()
+        try await eventually("the op is settled") { await client.replica.ops.isEmpty }
+        #expect(rejections.all.isEmpty)
+        #expect(try await host.todos("kept through 401").count == 1)
+        rejections.cancel()
+        await client.stop()
+        await host.dispose()
+    }
+
     @Test func aHostThatCannotBeReachedLeavesWritesQueuedAndStopReturns() async throws {
         // Port 1: nothing listens there (a port picked as free could be taken by another test's host).
         let client = PylonClient(baseURL: URL(string: "http://127.0.0.1:1")!)

@@ -23,6 +23,8 @@ final class TestHost: @unchecked Sendable {
     let port: Int
     /// The plugins folder: the real `plugins/`, or one with extra plugins (`withShardArena`).
     var pluginsDir = TestHost.packageRoot.appendingPathComponent("plugins").path
+    /// More host settings, given at `start`.
+    var extraEnv: [String: String] = [:]
     private var process: Process?
     private let adminHTTP: HTTP
 
@@ -41,7 +43,8 @@ final class TestHost: @unchecked Sendable {
             .deletingLastPathComponent().deletingLastPathComponent()
     }
 
-    static func start(extraPlugins: [String] = []) async throws -> TestHost {
+    /// `env`: more host settings (PYLON_...).
+    static func start(extraPlugins: [String] = [], env: [String: String] = [:]) async throws -> TestHost {
         let binary = packageRoot.appendingPathComponent(".build/release/pylon-host").path
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             throw TestHostError(description: "\(binary) is missing: run `make build` first")
@@ -57,6 +60,7 @@ final class TestHost: @unchecked Sendable {
         var lastError: Error?
         for _ in 0..<3 {
             let host = TestHost(dir: dir, port: try freePort())
+            host.extraEnv = env
             if !extraPlugins.isEmpty { host.pluginsDir = try pluginsFolder(in: dir, adding: extraPlugins) }
             do {
                 try await host.launch()
@@ -118,6 +122,7 @@ final class TestHost: @unchecked Sendable {
         env["PYLON_AUTH_RATE_LIMIT_LOGIN"] = "0"
         env["PYLON_AUTH_RATE_LIMIT_VERIFY"] = "0"
         env["PYLON_RATE_LIMIT_MAX"] = "1000000000"
+        env.merge(extraEnv) { _, mine in mine }
         p.environment = env
         p.currentDirectoryURL = dir
         let out = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))

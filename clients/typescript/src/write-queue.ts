@@ -37,6 +37,9 @@ export interface Rejection {
  */
 export class WriteQueue {
   private flushing: Promise<void> | null = null;
+  /** Ops per push: halved after a 413 (the batch was over the host's body limit), back to
+   * `MAX_BATCH` once the queue has drained. */
+  private batchSize = MAX_BATCH;
   private rejectListeners = new Set<(r: Rejection) => void>();
 
   constructor(
@@ -85,8 +88,11 @@ export class WriteQueue {
 
   private async pushAll(): Promise<void> {
     for (;;) {
-      const batch = this.pending.slice(0, 100);
-      if (batch.length === 0) return;
+      const batch = this.pending.slice(0, this.batchSize);
+      if (batch.length === 0) {
+        this.batchSize = MAX_BATCH;
+        return;
+      }
       await this.push(batch);
     }
   }
@@ -101,12 +107,15 @@ export class WriteQueue {
         },
       });
     } catch (e) {
-      // Nothing was decided when the host was not reached, is busy or failing: retry later.
-      if (e instanceof PylonError && e.status !== 0 && e.status !== 429 && e.status < 500) {
-        await this.reject(batch.map((op) => ({ op, error: e })));
+      if (!(e instanceof PylonError) || undecided(e.status)) throw e;
+      if (e.status === 413 && batch.length > 1) {
+        // Too big as one body: the next pushes take half as many ops.
+        this.batchSize = Math.max(1, Math.floor(batch.length / 2));
         return;
       }
-      throw e;
+      // Any other answer refuses the batch as it is (a single op over the limit included).
+      await this.reject(batch.map((op) => ({ op, error: e })));
+      return;
     }
     const idMap = reply.id_map ?? {};
     const acked: QueuedOp[] = [];
@@ -133,6 +142,19 @@ export class WriteQueue {
     await this.replica.updateOps([], rejected.map((r) => r.op.op_id));
     for (const r of rejected) for (const fn of [...this.rejectListeners]) fn(r);
   }
+}
+
+/** The most ops one push sends. */
+const MAX_BATCH = 100;
+
+/**
+ * Nothing was decided about the ops: the host was not reached (0), is busy (429) or
+ * failing (5xx), or did not take the caller (401: signed out or a dead key; 403: refused
+ * before looking at the ops). They stay queued and are sent again later, e.g. after the
+ * user signs in again.
+ */
+function undecided(status: number): boolean {
+  return status === 0 || status === 401 || status === 403 || status === 429 || status >= 500;
 }
 
 function mapValues(data: Record<string, unknown>, idMap: Record<string, string>): Record<string, unknown> {

@@ -130,3 +130,44 @@ test("a new client on the same store resumes from the stored cursor, with its qu
   expect(new URL(pulls[0], host.url).searchParams.get("since")).toBe(String(cursor.last_seq));
   expect(second.rows("Todo").some((r) => r.id === a.id)).toBe(true);
 });
+
+test("a queue over the host's body limit goes in smaller pushes; only an op too big on its own is refused", async () => {
+  const small = await TestHost.start({ env: { PYLON_MAX_BODY_BYTES: String(64 * 1024) } });
+  try {
+    const client = track(await signedInClient(small));
+    const rejections: Rejection[] = [];
+    client.onReject((r) => rejections.push(r));
+    await client.stop(); // queue while not syncing: one push would carry all of them
+    for (const n of [1, 2, 3, 4, 5, 6]) await client.insert("Todo", { title: `bulky ${n} ` + "x".repeat(20_000), done: false });
+    await client.insert("Todo", { title: "huge " + "y".repeat(100_000), done: false });
+    await client.start();
+    await eventually("settled", () => client.replica.ops.length === 0);
+    const onServer = ((await small.admin("/api/entities/Todo?limit=100")).data as any[]).map((r) => r.title.split(" ").slice(0, 2).join(" "));
+    expect(onServer.sort()).toEqual(["bulky 1", "bulky 2", "bulky 3", "bulky 4", "bulky 5", "bulky 6"]);
+    expect(rejections.length).toBe(1);
+    expect(rejections[0].op.data!.title).toStartWith("huge ");
+    expect(rejections[0].error.status).toBe(413);
+  } finally {
+    await small.dispose();
+  }
+});
+
+test("a push the host does not take from this caller (401, 403) keeps the ops; they go once it does", async () => {
+  const client = track(await signedInClient(host));
+  const rejections: Rejection[] = [];
+  client.onReject((r) => rejections.push(r));
+  let refused = 0;
+  const realRequest = client.http.request.bind(client.http);
+  const { PylonError } = await import("../src");
+  client.http.request = (async (path: string, opts: any) => {
+    if (path === "/api/sync/push" && refused < 2) {
+      refused++;
+      throw refused === 1 ? new PylonError(401, "UNAUTHORIZED", "signed out") : new PylonError(403, "FORBIDDEN", "origin refused");
+    }
+    return realRequest(path, opts);
+  }) as typeof client.http.request;
+  await client.insert("Todo", { title: "kept through 401", done: false });
+  await eventually("the op is settled", () => refused === 2 && client.replica.ops.length === 0);
+  expect(rejections).toEqual([]);
+  expect((await serverTodos("kept through 401")).length).toBe(1);
+});
