@@ -283,13 +283,10 @@ actor ShardSimsBuild {
     static let withFunctions = TestStore(
         name: "sqlite+sims+functions", pluginsDir: { try await ShardSimsBuild.shared.pluginsDir() + "-fn" },
         provision: { _, db in TestStoreBackend(storeConfig: [("use", .string("sqlite"))], sqliteFile: db) })
-    private var build: Task<String, Error>?
+    private let once = OnceBuild { try await ShardSimsBuild.make() }
 
     func pluginsDir() async throws -> String {
-        if let build { return try await build.value }
-        let task = Task { try await Self.make() }
-        build = task
-        return try await task.value
+        try await once.value()
     }
 
     private static func make() async throws -> String {

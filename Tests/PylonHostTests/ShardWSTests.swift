@@ -262,13 +262,10 @@ actor ShardWSBuild {
     static let store = TestStore(
         name: "sqlite+sims+shardws", pluginsDir: { try await ShardWSBuild.shared.pluginsDir() },
         provision: { _, db in TestStoreBackend(storeConfig: [("use", .string("sqlite"))], sqliteFile: db) })
-    private var build: Task<String, Error>?
+    private let once = OnceBuild { try await ShardWSBuild.make() }
 
     func pluginsDir() async throws -> String {
-        if let build { return try await build.value }
-        let task = Task { try await Self.make() }
-        build = task
-        return try await task.value
+        try await once.value()
     }
 
     private static func make() async throws -> String {

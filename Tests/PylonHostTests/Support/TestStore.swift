@@ -198,21 +198,34 @@ enum D1FixtureServer {
 
 // MARK: - The C executor, built once per test run
 
+/// Runs `make` once, on first use, and gives every caller its result (or its error),
+/// without blocking a Swift concurrency thread while it runs.
+actor OnceBuild {
+    private let make: @Sendable () async throws -> String
+    private var task: Task<String, Error>?
+
+    init(_ make: @escaping @Sendable () async throws -> String) { self.make = make }
+
+    func value() async throws -> String {
+        if let task { return try await task.value }
+        let t = Task { try await make() }
+        task = t
+        return try await t.value
+    }
+}
+
 /// Builds examples/executor-c once per test process, on first use, without blocking a
 /// Swift concurrency thread (every executor-c test case waits for the same build).
 actor ExecutorCBuild {
     static let shared = ExecutorCBuild()
     static var sourceDir: String { TestPaths.packageRoot.appendingPathComponent("examples/executor-c").path }
     static let fileName = "libpylon_executor_c.so"
-    private var build: Task<String, Error>?
+    private let once = OnceBuild { try await ExecutorCBuild.make() }
 
     /// `make` in examples/executor-c (system `cc`) into a fresh build folder, then the .so
     /// alone in a new, otherwise empty plugins folder; returns that folder.
     func pluginsDir() async throws -> String {
-        if let build { return try await build.value }
-        let task = Task { try await Self.make() }
-        build = task
-        return try await task.value
+        try await once.value()
     }
 
     private static func make() async throws -> String {
