@@ -63,7 +63,10 @@ package final class StoreThreads: @unchecked Sendable {
             t.name = "pylon-store-reader-\(i)"
             threads.append(t)
         }
-        let w = Thread { [unowned self] in self.writerLoop(writer) }
+        // The writer holds the store until its loop ends (after `shutdown`): a start that
+        // fails and drops the store while the thread still runs must not leave it reading
+        // a freed object (it crashed the host's exit with status 2 under load).
+        let w = Thread { [self] in self.writerLoop(writer) }
         w.name = "pylon-store-writer"
         threads.append(w)
         for t in threads { t.start() }
