@@ -18,6 +18,9 @@ struct StaticSiteTests {
         "web/docs/index.html": "<p>docs</p>",
         "web/.env": "SECRET=1",
         "web/.git/config": "[core]",
+        "web/.well-known/acme-challenge/tok123": "tok123.thumbprint",
+        "web/.well-known/.hidden": "[core] below well-known",
+        "web/docs/.well-known/deep": "[core] not at the root",
         "outside.txt": "not for the web",
     ]
 
@@ -51,6 +54,9 @@ struct StaticSiteTests {
         #expect(head.status == 200 && head.body.isEmpty)
         let docs = try await host.rawRequest("GET", "/docs/")
         #expect(docs.status == 200 && docs.body.contains("docs"))
+        // RFC 8615: the root's .well-known folder is served (an ACME HTTP-01 challenge).
+        let challenge = try raw(host, "/.well-known/acme-challenge/tok123")
+        #expect(challenge.status == 200 && challenge.body == "tok123.thumbprint", "\(challenge)")
 
         // A client-side route: a page request gets index.html; an asset or a non-page request does not.
         let page = try raw(host, "/c/general", accept: "text/html,application/xhtml+xml")
@@ -81,7 +87,9 @@ struct StaticSiteTests {
         try FileManager.default.createSymbolicLink(atPath: host.directory.appendingPathComponent("web/up").path,
                                                    withDestinationPath: host.directory.path)
         for target in ["/.env", "/.git/config", "/%2eenv", "/../outside.txt", "/%2e%2e/outside.txt", "/docs/%2e%2e/%2e%2e/outside.txt",
-                       "/..%2foutside.txt", "/leak.txt", "/up/outside.txt", "/up/pylon.manifest.json", "/app.js%00.html"] {
+                       "/..%2foutside.txt", "/leak.txt", "/up/outside.txt", "/up/pylon.manifest.json", "/app.js%00.html",
+                       "/.well-known/.hidden", "/.well-known/../.env", "/.well-known/%2e%2e/.git/config", "/%2ewell-known/.hidden",
+                       "/docs/.well-known/deep", "//.well-known/.hidden"] {
             for accept in ["*/*", "text/html"] {
                 let r = try raw(host, target, accept: accept)
                 #expect(!r.body.contains("not for the web") && !r.body.contains("SECRET") && !r.body.contains("[core]")

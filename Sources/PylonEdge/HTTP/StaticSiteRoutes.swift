@@ -10,8 +10,9 @@ import PylonCore
 /// on every use (`Cache-Control: no-cache`), so a deploy shows at once.
 ///
 /// What it never serves: paths under the API's prefixes (`/api`, `/metrics`, `/health`,
-/// `/studio` — they get the API's JSON 404), names starting with a dot (`.env`, `.git/`),
-/// `..` anywhere, and files whose real path (symbolic links resolved) leads outside the
+/// `/studio` — they get the API's JSON 404), names starting with a dot (`.env`, `.git/`)
+/// except a first segment `.well-known` (RFC 8615: ACME challenges, app-site associations,
+/// `security.txt`; dot-names below it are still refused), `..` anywhere, and files whose real path (symbolic links resolved) leads outside the
 /// folder. With `spa`, a page request (`Accept: text/html`) for a path with no file
 /// extension that names no file gets `index.html`, so client-side routes survive a reload;
 /// a missing `/app.js` stays a 404.
@@ -42,12 +43,18 @@ struct StaticSiteResponder: Sendable {
         }
     }
 
-    /// Not an API path, no dot-name, no `..`, no NUL, and valid percent-encoding.
+    /// Not an API path, no dot-name (but a leading `/.well-known/`), no `..`, no NUL, and
+    /// valid percent-encoding.
     static func servable(_ rawPath: String) -> Bool {
         guard let path = rawPath.removingPercentEncoding, !path.contains("\0") else { return false }
         for prefix in apiPrefixes where path == prefix || path.hasPrefix(prefix + "/") { return false }
-        return !path.split(separator: "/").contains { $0.hasPrefix(".") }
+        var segments = path.split(separator: "/")[...]
+        if segments.first.map(String.init) == Self.wellKnown, path.hasPrefix("/" + Self.wellKnown) { segments = segments.dropFirst() }
+        return !segments.contains { $0.hasPrefix(".") }
     }
+
+    /// The one dot-folder served (RFC 8615), and only at the root.
+    static let wellKnown = ".well-known"
 
     /// A browser navigating: it asks for HTML, and the last path segment has no extension.
     static func isPageRequest(_ request: Request) -> Bool {
