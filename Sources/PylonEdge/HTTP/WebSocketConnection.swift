@@ -87,6 +87,9 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
         if let since = start.since {
             readLog(from: since, epoch: start.epoch)
         } else {
+            // Live from where the hub was when it subscribed, before the 101 was sent: what
+            // it queued since is delivered below, and an overflow reads the log from there.
+            cursor = sub.start
             _ = sub.goLive()
             phase = .live
         }
