@@ -114,6 +114,9 @@ struct StreamStartTests {
         let ops = (0..<200).map { #"{"op":"insert","entity":"Item","data":{"title":"batch-\#($0)","n":\#($0)}}"# }
         let batch = try await host.request("POST", "/api/batch", json: #"{"operations":[\#(ops.joined(separator: ","))]}"#, token: Self.admin)
         #expect(batch.json["succeeded"].int == 200, "\(batch.body.prefix(300))")
+        // The watcher has the whole batch: it was offered to the wedged connection too, whose
+        // queue overflowed. Its reading must resume within the stall window (5 s) from here.
+        try await watcher.waitForChangeEvents(200, timeout: 60)
         stalled.startReading()
         let after = try await host.create("Item", #"{"title": "after the batch"}"#)
         try await stalled.waitForEvent(rowID: after, timeout: 60)
