@@ -129,6 +129,40 @@ struct StreamStartTests {
         stalled.disconnect()
     }
 
+    @Test("Hostile: 40 WebSocket handshakes abandoned before or around the 101 (subscribed before it) leave no subscriber behind: with PYLON_MAX_CONNECTIONS_PER_IP=2, two streams open after them and get changes")
+    func abandonedHandshakesLeaveNoSubscriber() async throws {
+        let host = try await HostProcess.start(manifest: RealtimeTests.manifest, env: ["PYLON_MAX_CONNECTIONS_PER_IP": "2"])
+        defer { host.stop() }
+        let port = host.port
+        try await onThread {
+            for i in 0..<40 {
+                let socket = try TestSocket.connect(port: port)
+                var req = "GET /api/sync/ws HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                req += "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer \(Self.admin)\r\n\r\n"
+                try socket.send(req)
+                // Half of them wait for the 101 (subscribed, upgraded), half leave before it.
+                if i % 2 == 0 {
+                    let head = try readHTTPHead(socket)
+                    guard head.status == 101 else { throw RealtimeTestError("handshake \(i) answered \(head.status), not 101") }
+                }
+                socket.close()
+            }
+        }
+        var open: Double?
+        try await eventuallyAsync("the realtime_connections gauge back to 0 after the abandoned handshakes (last seen \(String(describing: open)))") { () -> Bool? in
+            open = try await host.request("GET", "/metrics", token: Self.admin).json["gauges"]["realtime_connections"].double
+            return open == 0 ? true : nil
+        }
+        let first = try await TestWebSocket.connect(port: host.port, token: Self.admin, label: "first after the abandoned handshakes")
+        let second = try await TestWebSocket.connect(port: host.port, token: Self.admin, label: "second after the abandoned handshakes")
+        let id = try await host.create("Item", #"{"title": "after the abandoned handshakes"}"#)
+        try await first.waitForEvent(rowID: id)
+        try await second.waitForEvent(rowID: id)
+        #expect(first.closeFrame == nil && second.closeFrame == nil, "\(first.summary); \(second.summary)")
+        first.disconnect()
+        second.disconnect()
+    }
+
     /// `got` is one ascending run without gaps or repeats that ends at `last`.
     static func gapless(_ got: [Int], through last: Int) -> Bool {
         guard let first = got.first, first <= last else { return false }

@@ -115,6 +115,13 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         // Graceful shutdown: the server asks its connections to finish.
         if event is ChannelShouldQuiesceEvent { close(.normalClosure, reason: "") }
+        // The client closed its side without a close frame (the server allows half-closure;
+        // one that left during the handshake is told once the upgrade is done): it can answer
+        // no ping or close frame any more, so the connection, and its subscriber's slot of
+        // the address's limit, end now rather than at the next unanswered ping.
+        if let e = event as? ChannelEvent, e == .inputClosed, phase == .live || phase == .catchingUp {
+            context.close(promise: nil)
+        }
         context.fireUserInboundEventTriggered(event)
     }
 
