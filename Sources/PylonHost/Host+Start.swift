@@ -93,6 +93,8 @@ extension Host {
         let store: StoreThreads
         let epoch: String
         let readerCount: Int
+        /// The change log's newest seq when the store opened (0: empty).
+        let newestSeq: Int64
         var served: ServedCapability { selection.served }
         var table: UnsafePointer<pylon_store_v1> { selection.table }
         var dialect: SQLDialect { selection.dialect }
@@ -111,6 +113,7 @@ extension Host {
         do {
             let migrations = try SchemaApplier.apply(manifest.entities, on: writer, dialect: dialect)
             let epoch = try SchemaApplier.epoch(writer, dialect)
+            let newest = try newestSeq(writer)
             for m in migrations { logger.info("schema: \(m)") }
             if registry.served[PYLON_CAP_FUNCTIONS] != nil {
                 do {
@@ -158,7 +161,7 @@ extension Host {
             }
             let store = StoreThreads(writer: writer, readers: readers, quickReaders: quick, dialect: dialect)
             recordWrites(of: store, metrics: metrics, logger: logger)
-            return OpenedStore(selection: selection, store: store, epoch: epoch, readerCount: readerCount)
+            return OpenedStore(selection: selection, store: store, epoch: epoch, readerCount: readerCount, newestSeq: newest)
         } catch {
             // Nothing is serving yet: close what was opened, so a failed start leaves no handle.
             for c in opened { c.close() }
@@ -189,6 +192,8 @@ extension Host {
                            metrics: Metrics) throws -> ChangeTailer? {
         let store = opened.store
         guard opened.table.pointee.flags & PYLON_STORE_FLAG_CONCURRENT_WRITERS != 0 else {
+            // Only this host writes: every commit after the one read at opening reaches the hub.
+            hub.startAfter(opened.newestSeq)
             store.onCommit = { events in
                 metrics.add("changes_committed_total", Int64(events.count))
                 hub.publish(events)
@@ -196,13 +201,15 @@ extension Host {
             return nil
         }
         let conn = try open(opened.table, opened.served.instance, PYLON_STORE_OPEN_READ, opened.served.plugin, metrics)
-        var newest: Int64 = 0
+        let newest: Int64
         do {
-            if case let .int(n)? = try conn.execute("SELECT MAX(seq) FROM _pylon_changes").rows.first?.first { newest = n }
+            newest = try newestSeq(conn)
         } catch {
             conn.close()
             throw error
         }
+        // The tailer publishes every entry after `newest`.
+        hub.startAfter(newest)
         let t = ChangeTailer(connection: conn, dialect: opened.dialect, from: newest, pollInterval: Double(config.changePollMs) / 1000,
                              logger: logger, publish: { hub.publish($0) })
         store.onCommit = { events in
@@ -212,6 +219,12 @@ extension Host {
         t.start()
         logger.info("realtime: fed from the shared change log (other hosts may write this store)")
         return t
+    }
+
+    /// The change log's newest seq (0 when empty).
+    static func newestSeq(_ conn: StoreConnection) throws -> Int64 {
+        if case let .int(n)? = try conn.execute("SELECT MAX(seq) FROM _pylon_changes").rows.first?.first { return n }
+        return 0
     }
 
     /// The bridge to the plugin serving `pylon.cache/1`.

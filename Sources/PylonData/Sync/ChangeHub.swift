@@ -24,6 +24,10 @@ public final class ChangeHub: @unchecked Sendable {
     /// scans only when one is due.
     private var soonestExpiry: Int64 = 0
     private var nextID: UInt64 = 1
+    /// The newest seq whose fan-out has begun (`deliver` took its snapshot of the
+    /// subscribers): a stream registered now gets every event after it and none before.
+    /// Starts at the log's newest entry (`startAfter`).
+    private var fannedOutThrough: Int64 = 0
     /// Disconnect notices, kept once for every connection (see `LeaveLog`).
     private var leaves = LeaveLog()
     /// The leave delivery queued on `fanout` that still takes new notices (nil: none, or
@@ -50,9 +54,17 @@ public final class ChangeHub: @unchecked Sendable {
         }
     }
 
+    /// The log's newest seq when the host starts serving: every later event reaches the hub,
+    /// so streams opened before the first commit start after it.
+    package func startAfter(_ seq: Int64) {
+        lock.withLock { fannedOutThrough = max(fannedOutThrough, seq) }
+    }
+
     /// Registers a connection, or refuses it when its address is at the limit. `live`: the
     /// connection has no cursor, so it is queued from now on (see `Subscriber.init`); with a
-    /// cursor it reads the log first and goes live later (`SyncStream.run`).
+    /// cursor it reads the log first and goes live later (`SyncStream.run`). Either way the
+    /// subscriber gets every event published after this call (its `start` says where that
+    /// begins), so a transport must subscribe before the client can see the stream open.
     package func subscribe(auth: AuthContext, address: String, wantsRelays: Bool, session: StreamSession?,
                    live: Bool = false) throws(HostError) -> Subscriber {
         lock.lock()
@@ -64,7 +76,7 @@ public final class ChangeHub: @unchecked Sendable {
         }
         perAddress[address] = n + 1
         let s = Subscriber(id: nextID, auth: auth, address: address, wantsRelays: wantsRelays, session: session, limit: queueLimit,
-                           live: live)
+                           live: live, start: fannedOutThrough)
         nextID += 1
         subscribers[s.id] = s
         groups[auth, default: [:]][s.id] = s
@@ -117,6 +129,8 @@ public final class ChangeHub: @unchecked Sendable {
     /// runs from there until they are in every reader's queue).
     private func deliver(_ events: [ChangeEvent], committed: UInt64) {
         let snapshot: [(AuthContext, [Subscriber])] = lock.withLock {
+            // With the snapshot: a subscriber registered from here on starts after this batch.
+            if let newest = events.last?.seq { fannedOutThrough = max(fannedOutThrough, newest) }
             if let cached = cachedGroups { return cached }
             let built = groups.map { ($0.key, Array($0.value.values)) }
             cachedGroups = built

@@ -18,6 +18,10 @@ public final class Subscriber: @unchecked Sendable {
     /// ends when that session is revoked or expires (`ChangeHub.endSessions`).
     package let session: StreamSession?
     let limit: Int
+    /// The newest seq the hub had fanned out when this subscriber registered: it is queued
+    /// (or, catching up, noted) every event after it. A stream without a cursor starts here,
+    /// and reads the log from here if its queue overflows before it sent anything.
+    package let start: Int64
     private let lock = NSLock()
     private var queue: [HubMessage] = []
     private var live = false
@@ -38,8 +42,9 @@ public final class Subscriber: @unchecked Sendable {
     /// `live`: queue from the start (a connection with no cursor: what commits after it
     /// subscribed is what it must get, so nothing may be dropped before its sender runs).
     init(id: UInt64, auth: AuthContext, address: String, wantsRelays: Bool, session: StreamSession?, limit: Int,
-         live: Bool = false) {
+         live: Bool = false, start: Int64 = 0) {
         self.id = id
+        self.start = start
         self.live = live
         self.auth = auth
         self.address = address

@@ -51,7 +51,8 @@ package struct SyncStream: Sendable {
         self.canRead = canRead
     }
 
-    /// Runs until the connection ends or must resync. `since` nil = live from now.
+    /// Runs until the connection ends or must resync. `since` nil = live from the moment `sub`
+    /// subscribed (`Subscriber.start`).
     package func run(_ sub: Subscriber, since: Int64?, epoch: String?, sink: some SyncSink) async throws {
         let (waker, wakes) = StreamWaker.make()
         sub.attach(waker)
@@ -61,11 +62,13 @@ package struct SyncStream: Sendable {
 
     private func deliver(_ sub: Subscriber, since: Int64?, epoch: String?, sink: some SyncSink,
                          wakes: AsyncStream<Void>) async throws {
-        var cursor: Int64 = 0
+        var cursor: Int64
         if let since {
             guard let c = try await resume(sub, from: since, epoch: epoch, sink: sink) else { return }
             cursor = c
         } else {
+            // Live from where the hub was when the stream subscribed (before its response began).
+            cursor = sub.start
             _ = sub.goLive()
         }
         for await _ in wakes {

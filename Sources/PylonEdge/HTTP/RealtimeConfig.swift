@@ -37,3 +37,11 @@ struct WebSocketCaller: Sendable {
     let session: StreamSession?
     let start: WebSocketConnection.Start
 }
+
+/// What an accepted WebSocket upgrade becomes, decided before its 101 is sent
+/// (`RouteContext.admitWebSocket`): a subscriber already registered with the hub, or the
+/// reason the connection is closed with 1008 right after the upgrade.
+enum WebSocketAdmission: Sendable {
+    case subscribed(Subscriber, WebSocketConnection.Start)
+    case refused(String)
+}

@@ -143,23 +143,38 @@ extension RouteContext {
                                             generation: caller.generation))
     }
 
-    /// Serves an upgraded WebSocket (on its event loop): subscribes it and hands it to a
-    /// `WebSocketConnection`, or closes it with 1008 and the reason (no token, or its
-    /// address holds too many streams).
-    func openWebSocket(_ caller: WebSocketCaller, channel: any Channel, services: WebSocketServices) throws {
+    /// Subscribes an upgrade's caller, before its 101 is sent: the client can only see the
+    /// connection open once the hub queues every event published from then on (subscribing
+    /// after the 101 left a window in which a commit, on this host or through the change
+    /// tailer from another, went to every stream but this one). Refused: no token, or the
+    /// address holds too many streams (closed with 1008 after the upgrade, as Pylon does).
+    /// The caller unsubscribes a subscriber whose upgrade does not complete.
+    func admitWebSocket(_ caller: WebSocketCaller, address: String) -> WebSocketAdmission {
+        guard caller.auth.isAdmin || caller.auth.userID != nil else { return .refused("unauthorized: bearer token required") }
+        do {
+            let sub = try hub.subscribe(auth: caller.auth, address: address, wantsRelays: true, session: caller.session,
+                                        live: caller.start.since == nil)
+            return .subscribed(sub, caller.start)
+        } catch {
+            return .refused(error.message)
+        }
+    }
+
+    /// Serves an upgraded WebSocket (on its event loop): hands its subscriber to a
+    /// `WebSocketConnection`, or closes it with 1008 and the reason it was refused.
+    func openWebSocket(_ admission: WebSocketAdmission, channel: any Channel, services: WebSocketServices) throws {
         let refusal: String
-        if caller.auth.isAdmin || caller.auth.userID != nil {
+        switch admission {
+        case let .subscribed(sub, start):
             do {
-                let address = channel.remoteAddress?.ipAddress ?? "unknown"
-                let sub = try hub.subscribe(auth: caller.auth, address: address, wantsRelays: true, session: caller.session,
-                                            live: caller.start.since == nil)
-                try channel.pipeline.syncOperations.addHandler(WebSocketConnection(services: services, subscriber: sub, start: caller.start))
-                return
-            } catch let error as HostError {
-                refusal = error.message
+                try channel.pipeline.syncOperations.addHandler(WebSocketConnection(services: services, subscriber: sub, start: start))
+            } catch {
+                hub.unsubscribe(sub)
+                throw error
             }
-        } else {
-            refusal = "unauthorized: bearer token required"
+            return
+        case let .refused(reason):
+            refusal = reason
         }
         var data = channel.allocator.buffer(capacity: 2 + refusal.utf8.count)
         data.write(webSocketErrorCode: .policyViolation)

@@ -87,6 +87,9 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
         if let since = start.since {
             readLog(from: since, epoch: start.epoch)
         } else {
+            // Live from where the hub was when it subscribed, before the 101 was sent: what
+            // it queued since is delivered below, and an overflow reads the log from there.
+            cursor = sub.start
             _ = sub.goLive()
             phase = .live
         }
@@ -112,6 +115,13 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         // Graceful shutdown: the server asks its connections to finish.
         if event is ChannelShouldQuiesceEvent { close(.normalClosure, reason: "") }
+        // The client closed its side without a close frame (the server allows half-closure;
+        // one that left during the handshake is told once the upgrade is done): it can answer
+        // no ping or close frame any more, so the connection, and its subscriber's slot of
+        // the address's limit, end now rather than at the next unanswered ping.
+        if let e = event as? ChannelEvent, e == .inputClosed, phase == .live || phase == .catchingUp {
+            context.close(promise: nil)
+        }
         context.fireUserInboundEventTriggered(event)
     }
 

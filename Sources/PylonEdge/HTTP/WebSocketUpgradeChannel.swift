@@ -11,7 +11,8 @@ import PylonCore
 
 /// The HTTP/1.1 channel of the listeners that take WebSocket upgrades (the API port with
 /// `/api/sync/ws`, port+1 with every path). Plain requests are Hummingbird's (`handleHTTP`);
-/// an upgrade is decided by `RouteContext.webSocketCaller` and then served by a
+/// an upgrade is decided by `RouteContext.webSocketCaller`, subscribed before its 101 is
+/// answered (`RouteContext.admitWebSocket`), and then served by a
 /// `WebSocketConnection` on the channel's event loop: once upgraded, a connection has no
 /// task of its own (Hummingbird's WebSocket channel keeps one, with its async streams,
 /// for every connection's lifetime: most of an idle subscriber's memory).
@@ -47,22 +48,29 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
             let attempted = NIOLoopBoundBox(false, eventLoop: channel.eventLoop)
-            let caller = NIOLoopBoundBox<WebSocketCaller?>(nil, eventLoop: channel.eventLoop)
+            let admitted = NIOLoopBoundBox<WebSocketAdmission?>(nil, eventLoop: channel.eventLoop)
             let upgrader = NIOTypedWebSocketServerUpgrader<UpgradeResult>(
                 maxFrameSize: routes.realtime.maxFrameBytes,
                 shouldUpgrade: { channel, head in
                     attempted.value = true
                     return decide(head, channel: channel).map { decided in
                         guard let decided else { return nil }
-                        caller.value = decided.caller
+                        admitted.value = decided.admission
+                        // A subscriber whose upgrade never completes (the client left first)
+                        // is unsubscribed with the channel (at once if it is closed already).
+                        channel.closeFuture.whenComplete { [hub = routes.hub] _ in
+                            guard case let .subscribed(sub, _)? = admitted.value else { return }
+                            admitted.value = nil
+                            hub.unsubscribe(sub)
+                        }
                         return decided.headers
                     }
                 },
                 upgradePipelineHandler: { channel, _ in
                     channel.eventLoop.makeCompletedFuture {
-                        guard let c = caller.value else { throw ChannelError.inappropriateOperationForState }
-                        caller.value = nil
-                        try routes.openWebSocket(c, channel: channel, services: services)
+                        guard let a = admitted.value else { throw ChannelError.inappropriateOperationForState }
+                        admitted.value = nil
+                        try routes.openWebSocket(a, channel: channel, services: services)
                         return .webSocket
                     }
                 })
@@ -112,21 +120,22 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
         }
     }
 
-    /// The caller and the response headers for an upgrade request, or nil to refuse it.
-    private func decide(_ head: HTTPRequestHead, channel: any Channel) -> EventLoopFuture<(caller: WebSocketCaller, headers: HTTPHeaders)?> {
+    /// The admitted caller (subscribed already: see `RouteContext.admitWebSocket`) and the
+    /// response headers for an upgrade request, or nil to refuse it.
+    private func decide(_ head: HTTPRequestHead, channel: any Channel) -> EventLoopFuture<(admission: WebSocketAdmission, headers: HTTPHeaders)?> {
         guard let request = try? HTTPRequest(head, secure: false, splitCookie: false),
               upgrades(URI(head.uri).path) else {
             return channel.eventLoop.makeSucceededFuture(nil)
         }
         let hbRequest = Request(head: request, body: .init(buffer: ByteBuffer()))
-        let promise = channel.eventLoop.makePromise(of: (caller: WebSocketCaller, headers: HTTPHeaders)?.self)
+        let promise = channel.eventLoop.makePromise(of: (admission: WebSocketAdmission, headers: HTTPHeaders)?.self)
         promise.completeWithTask { [routes] in
             // A request the host refuses (a `since` that is no cursor) is answered 400, as a
             // declined upgrade is.
             guard let caller = try await Self.refusingBadRequests({ try await routes.webSocketCaller(hbRequest, peer: channel.remoteAddress) }) else { return nil }
             var headers = HTTPHeaders()
             if let echo = RouteContext.webSocketToken(hbRequest).protocolEcho { headers.add(name: "Sec-WebSocket-Protocol", value: echo) }
-            return (caller, headers)
+            return (routes.admitWebSocket(caller, address: channel.remoteAddress?.ipAddress ?? "unknown"), headers)
         }
         return promise.futureResult
     }
