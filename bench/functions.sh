@@ -13,7 +13,8 @@
 # of the rounds' ratios, so one slow minute of a shared machine skews one round, not the
 # result), PYLON_FN_WORKERS (host default: cores),
 # BENCH_KEEP_TMP=1 keeps the temp dir. Prints a markdown table and writes it to
-# bench/out/functions-<timestamp>.md. Exits 3 when any answer was not 2xx.
+# bench/out/functions-<timestamp>.md, with each side's CPU per request (pylon: the host and
+# its Bun workers). Exits 3 when any answer was not 2xx.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -70,9 +71,11 @@ PYLON_RATE_LIMIT_MAX="${PYLON_RATE_LIMIT_MAX:-1000000000}" \
 PYLON_BUN="$BUN" "$PYLON_BIN" serve --plugins plugins --manifest "$TMP/app/pylon.manifest.json" --db "$TMP/pylon.db" \
     --port "$pport" --dev --no-compat-ports >"$TMP/pylon.log" 2>&1 &
 PIDS+=($!)
+PYLON_PID=$!
 log "starting bare Bun.serve + bun:sqlite on 127.0.0.1:$bport"
 "$BUN" "$BENCH/lib/bare_bun_server.ts" "$bport" "$TMP/bare.db" >"$TMP/bare.log" 2>&1 &
 PIDS+=($!)
+BARE_PID=$!
 wait_health pylon-host "http://127.0.0.1:$pport/health" "$TMP/pylon.log"
 wait_health bare-bun "http://127.0.0.1:$bport/health" "$TMP/bare.log"
 # Wait for the Bun workers: the first call answers once one is ready.
@@ -86,20 +89,28 @@ call "http://127.0.0.1:$pport/api/fn/getItem" "{\"id\":\"$pid_id\"}" | grep -q s
 call "http://127.0.0.1:$bport/getItem" "{\"id\":\"$bid_id\"}" | grep -q seed || die "bare getItem did not return the seeded row"
 
 declare -A R
-run() { # key url body
+HZ="$(getconf CLK_TCK)"
+run() { # key (pylon.* or bare.*) url body
     if [ "$WARMUP" != 0 ]; then
         BENCH_BODY="$3" wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" -s "$BENCH/wrk/post_body.lua" "$2" >/dev/null
     fi
-    local line
+    # The server's CPU (pylon: the host and its Bun workers) per answered request: the cost
+    # of the work, less shaken than throughput by whatever else shares the 2 cores.
+    local line pid c0
+    if [[ $1 == pylon.* ]]; then pid=$PYLON_PID; else pid=$BARE_PID; fi
+    c0="$(tree_ticks "$pid")"
     line="$(BENCH_BODY="$3" wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" -s "$BENCH/wrk/post_body.lua" "$2" | grep '^BENCH_RESULT')"
+    local ticks=$(( $(tree_ticks "$pid") - c0 ))
     for kv in $line; do
-        case "$kv" in rps=*|p50_ms=*|p99_ms=*|non2xx=*) R[$1.${kv%%=*}]="${kv#*=}" ;; esac
+        case "$kv" in rps=*|p50_ms=*|p99_ms=*|non2xx=*|requests=*) R[$1.${kv%%=*}]="${kv#*=}" ;; esac
     done
-    log "$1: ${R[$1.rps]} req/s, p99 ${R[$1.p99_ms]} ms, non-2xx ${R[$1.non2xx]}"
+    R[$1.cpu_us]="$(LC_ALL=C awk -v t="$ticks" -v hz="$HZ" -v n="${R[$1.requests]}" 'BEGIN { if (n > 0) printf "%.1f", t / hz * 1e6 / n; else print "0" }')"
+    log "$1: ${R[$1.rps]} req/s, p99 ${R[$1.p99_ms]} ms, CPU ${R[$1.cpu_us]} µs per request, non-2xx ${R[$1.non2xx]}"
 }
 ratio() { LC_ALL=C awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "0" }'; }
 median() { printf '%s\n' "$@" | LC_ALL=C sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 declare -A ROUND_RATIOS
+LOAD0="$(cut -d' ' -f1-3 /proc/loadavg)"
 for round in $(seq "$ROUNDS"); do
     log "round $round of $ROUNDS"
     run "pylon.get.$round" "http://127.0.0.1:$pport/api/fn/getItem" "{\"id\":\"$pid_id\"}"
@@ -113,7 +124,7 @@ done
 # Each side's median over the rounds, and the median of the per-round ratios.
 for side in pylon bare; do
     for w in get add; do
-        for m in rps p99_ms; do
+        for m in rps p99_ms cpu_us; do
             vals=()
             for round in $(seq "$ROUNDS"); do vals+=("${R[$side.$w.$round.$m]}"); done
             R[$side.$w.$m]="$(median "${vals[@]}")"
@@ -132,12 +143,12 @@ OUT="$BENCH/out/functions-$(date -u +%Y%m%dT%H%M%SZ).md"
 {
     echo "## Server functions: pylon-host (FnBun) vs bare Bun.serve + bun:sqlite — $(date -u +%FT%TZ)"
     echo
-    echo "- wrk -t$THREADS -c$CONNS -d${DURATION}s (warm-up ${WARMUP}s), $ROUNDS rounds (medians; ratio = median of the rounds' ratios), $(nproc) cores shared by everything; $("$BUN" --version | sed 's/^/bun /'); pylon tree $(git rev-parse --short HEAD)"
+    echo "- wrk -t$THREADS -c$CONNS -d${DURATION}s (warm-up ${WARMUP}s), $ROUNDS rounds (medians; ratio = median of the rounds' ratios), $(nproc) cores shared by everything (load average at start: $LOAD0, at end: $(cut -d' ' -f1-3 /proc/loadavg)); $("$BUN" --version | sed 's/^/bun /'); pylon tree $(git rev-parse --short HEAD)"
     echo
-    echo "| workload | pylon calls/s | pylon p99 ms | bare Bun req/s | bare Bun p99 ms | ratio (goal ≥ 0.5×) | ratio per round |"
-    echo "|---|---|---|---|---|---|---|"
-    echo "| query: one row by id | ${R[pylon.get.rps]} | ${R[pylon.get.p99_ms]} | ${R[bare.get.rps]} | ${R[bare.get.p99_ms]} | ${RATIO_GET}× | ${ROUND_RATIOS[get]}|"
-    echo "| mutation: insert one row | ${R[pylon.add.rps]} | ${R[pylon.add.p99_ms]} | ${R[bare.add.rps]} | ${R[bare.add.p99_ms]} | ${RATIO_ADD}× | ${ROUND_RATIOS[add]}|"
+    echo "| workload | pylon calls/s | pylon p99 ms | pylon CPU µs/call | bare Bun req/s | bare Bun p99 ms | bare Bun CPU µs/req | ratio (goal ≥ 0.5×) | ratio per round |"
+    echo "|---|---|---|---|---|---|---|---|---|"
+    echo "| query: one row by id | ${R[pylon.get.rps]} | ${R[pylon.get.p99_ms]} | ${R[pylon.get.cpu_us]} | ${R[bare.get.rps]} | ${R[bare.get.p99_ms]} | ${R[bare.get.cpu_us]} | ${RATIO_GET}× | ${ROUND_RATIOS[get]}|"
+    echo "| mutation: insert one row | ${R[pylon.add.rps]} | ${R[pylon.add.p99_ms]} | ${R[pylon.add.cpu_us]} | ${R[bare.add.rps]} | ${R[bare.add.p99_ms]} | ${R[bare.add.cpu_us]} | ${RATIO_ADD}× | ${ROUND_RATIOS[add]}|"
 } | tee "$OUT"
 bad=0
 for k in pylon.get bare.get pylon.add bare.add; do (( ${R[$k.non2xx]} == 0 )) || bad=1; done

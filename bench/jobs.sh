@@ -89,10 +89,8 @@ now_ms() { date +%s%3N; }
 # CPU clock ticks used so far by the host, its Bun workers and (on Postgres) the server:
 # the cost of the work, where throughput at a fixed concurrency can be bound by latency.
 cpu_ticks() {
-    local t=0 p
-    for p in "$HOST_PID" $(pgrep -P "$HOST_PID" || true); do
-        t=$(( t + $(sed 's/^.*) //' "/proc/$p/stat" | awk '{ print $12 + $13 }') ))
-    done
+    local t
+    t="$(tree_ticks "$HOST_PID")"
     [ "$STORE" = postgres ] && t=$(( t + $(pg_cpu_ticks) ))
     echo "$t"
 }

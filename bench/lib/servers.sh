@@ -208,6 +208,13 @@ raise_fd_limit() { # N subscribers: raises the open-file soft limit to N + 4096,
     fi
     log "open-file limit $now (was $soft, hard limit $hard) for up to $n subscribers"
 }
+tree_ticks() { # PID: CPU clock ticks (user + system) used so far by PID and its children
+    local t=0 p
+    for p in "$1" $(pgrep -P "$1" || true); do
+        t=$(( t + $(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{ s = $12 + $13 } END { print s + 0 }') ))
+    done
+    echo "$t"
+}
 busy_pct() { # share of one core the whole machine was busy over 2 s
     local a b
     a=($(head -n 1 /proc/stat)); sleep 2; b=($(head -n 1 /proc/stat))
