@@ -11,12 +11,16 @@ extension OpenAPIDocument {
             ("max_input_queue", ["type": "integer", "minimum": 1]),
             ("persist_every_ticks", ["type": "integer", "minimum": 0]),
         ]
+        // `players`: a matched shard's roster (only matched shards have one).
         let shard = object([("id", string), ("sim", string), ("running", boolean), ("tick", count), ("subscribers", count),
-                            ("input_queue", count)] + settings,
+                            ("input_queue", count)] + settings + [("players", ["type": "array", "items": string])],
                            required: ["id", "sim", "running", "tick", "subscribers", "input_queue"])
         let create = object([("sim", string), ("id", nullable(string)), ("config", ["type": "object"])] + settings, required: ["sim"])
         let input = object([("input", anyValue), ("client_seq", nullable(count)), ("subscriber_id", nullable(string))], required: ["input"])
         let id = pathParam("id")
+        // The roster rule (`ShardRoster`): the 404 and 403 below are the common error responses.
+        let matched = "A matched shard (the matchmaker's) exists only for its players and the admin: anyone else gets 404 SHARD_NOT_FOUND, as for a missing shard."
+        let asSelf = "A player acts only as itself: another sid is 403 SID_NOT_YOURS."
         let stream: JSONValue = .object([
             ("description", "text/event-stream: `id: <tick>` + `data: <snapshot JSON>` per frame, after `event: ack` / `event: error` for this subscriber's inputs; `event: end` {reason} closes it"),
             ("content", .object([("text/event-stream", ["schema": string])])),
@@ -28,15 +32,15 @@ extension OpenAPIDocument {
                 "get": op("listShards", "every running shard", access: .admin, tags: tags, responses: [("200", ok(["type": "array", "items": shard]))]),
             ]),
             ("/api/shards/{id}", [
-                "get": op("getShard", "one shard", access: .user, tags: tags, parameters: [id], responses: [("200", ok(shard))]),
+                "get": op("getShard", "one shard. " + matched, access: .user, tags: tags, parameters: [id], responses: [("200", ok(shard))]),
                 "delete": op("deleteShard", "stop and remove a shard", access: .admin, tags: tags, parameters: [id],
                              responses: [("200", ok(object([("deleted", boolean), ("id", string)], required: ["deleted", "id"])))]),
             ]),
-            ("/api/shards/{id}/input", ["post": op("shardInput", "queue an input for the next tick, as a subscriber you attached (default: your user id)",
+            ("/api/shards/{id}/input", ["post": op("shardInput", "queue an input for the next tick, as a subscriber you attached (default: your user id). " + matched + " " + asSelf,
                                                    access: .user, tags: tags, parameters: [id], body: body(input),
                                                    responses: [("200", ok(object([("accepted", boolean), ("seq", count)], required: ["accepted", "seq"])))],
                                                    errors: ["410"])]),
-            ("/api/shards/{id}/connect", ["get": op("connectShard", "the shard's frames for one subscriber as server-sent events",
+            ("/api/shards/{id}/connect", ["get": op("connectShard", "the shard's frames for one subscriber as server-sent events. " + matched + " " + asSelf,
                                                     access: .user, tags: tags,
                                                     parameters: [id, query("sid", string, "the subscriber id (default: your user id)"),
                                                                  query("token", string, "the session token, for EventSource")],

@@ -24,6 +24,11 @@ import PylonJSON
 ///   only the newest snapshot. `: heartbeat` comments keep it open; `event: end` with
 ///   `{"reason"}` closes it (the shard stopped, another connection took the sid, or the
 ///   caller's session ended: rechecked at each heartbeat).
+///
+/// A matched shard (the matchmaker's, with a `ShardRoster`) exists only for its players and
+/// the admin: to anyone else `GET`, `input` and `connect` answer 404 `SHARD_NOT_FOUND`, as
+/// for a missing shard; a player acting under another subscriber id gets 403 `SID_NOT_YOURS`.
+/// Both checks come before the sim's own `authorize_subscribe` / `authorize_input`.
 extension RouteContext {
     func addShardRoutes(_ router: Router<PylonRequestContext>, _ shards: ShardRegistry) {
         addMatchmakerRoutes(router, shards.matchmaker)
@@ -52,23 +57,24 @@ extension RouteContext {
             return HTTPSupport.json(.array(shards.all.map(\.json)))
         }
         router.get("/api/shards/:id") { req, ctx -> Response in
-            _ = try await signedIn(req, "reading a shard")
-            return HTTPSupport.json(try Self.shard(shards, ctx).json)
+            let auth = try await signedIn(req, "reading a shard")
+            return HTTPSupport.json(try Self.shard(shards, ctx, auth).json)
         }
         router.delete("/api/shards/:id") { req, ctx -> Response in
             try await requireAdmin(req, "deleting a shard")
             let id = ctx.parameters.get("id") ?? ""
-            guard shards.delete(id) else { throw Self.notFound(id) }
+            guard shards.delete(id) else { throw ShardRegistry.notFound(id) }
             return HTTPSupport.json(.object([("deleted", .bool(true)), ("id", .string(id))]))
         }
         router.post("/api/shards/:id/input") { req, ctx -> Response in
             let auth = try await signedIn(req, "sending input")
-            let shard = try Self.shard(shards, ctx)
+            let shard = try Self.shard(shards, ctx, auth)
             let body = try await self.body(req)
             let (input, clientSeq) = try Self.inputMessage(body)
             let given = body["subscriber_id"] ?? .null
             guard given == .null || given.stringValue != nil else { throw HostError.badRequest("INVALID_SID", "subscriber_id must be a string") }
             let sid = try Self.subscriberID(given.stringValue, auth)
+            try shard.check(subscriber: sid, for: auth)
             guard shard.attached(sid, by: auth) else {
                 throw HostError(status: 403, code: "UNAUTHORIZED",
                                 message: "send input as a subscriber you attached: connect to /api/shards/\(shard.id)/connect as \(sid) first")
@@ -82,8 +88,9 @@ extension RouteContext {
             guard auth.isAdmin || auth.userID != nil else {
                 throw HostError(status: 401, code: "AUTH_REQUIRED", message: "the shard stream needs a session: send Authorization: Bearer <token> or ?token=")
             }
-            let shard = try Self.shard(shards, ctx)
+            let shard = try Self.shard(shards, ctx, auth)
             let sid = try Self.subscriberID(req.uri.queryParameters.get("sid").map { String($0) }, auth)
+            try shard.check(subscriber: sid, for: auth)
             let sub = try await shard.subscribe(sid: sid, auth: auth).get()
             let keepalive = realtime.keepaliveSeconds
             let body = ResponseBody { writer in
@@ -181,13 +188,9 @@ extension RouteContext {
         return sid
     }
 
-    static func shard(_ shards: ShardRegistry, _ ctx: PylonRequestContext) throws(HostError) -> Shard {
-        let id = ctx.parameters.get("id") ?? ""
-        guard let s = shards.get(id) else { throw notFound(id) }
-        return s
-    }
-
-    static func notFound(_ id: String) -> HostError {
-        HostError(status: 404, code: "SHARD_NOT_FOUND", message: "no shard \(id.prefix(128)) is running; list them with GET /api/shards (admin)")
+    /// The shard of the route's `:id` as `auth` may see it (`ShardRegistry.get(_:for:)`: a
+    /// matched shard of which the caller is no player is not found).
+    static func shard(_ shards: ShardRegistry, _ ctx: PylonRequestContext, _ auth: AuthContext) throws(HostError) -> Shard {
+        try shards.get(ctx.parameters.get("id") ?? "", for: auth)
     }
 }

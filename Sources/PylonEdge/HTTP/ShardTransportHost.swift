@@ -6,7 +6,8 @@ import PylonServices
 
 /// The host's side of `pylon.host.shards/1` (ABI 2.6): what a shard transport plugin
 /// (Plugins/ShardWS) calls. It keeps the rules of the SSE stream and the input route
-/// (`ShardRoutes`) — who the token is, who may subscribe as which subscriber, the input
+/// (`ShardRoutes`) — who the token is, who may subscribe as which subscriber (a matched
+/// shard's players only, each as itself: `ShardRoster`), the input
 /// message and its checks, the stream ending with the caller's session — so a client gets
 /// the same answers over either transport. The plugin only carries bytes.
 ///
@@ -149,10 +150,12 @@ final class ShardTransportHost: @unchecked Sendable {
         guard auth.isAdmin || auth.userID != nil else {
             return fail(HostError(status: 401, code: "AUTH_REQUIRED", message: "the shard stream needs a session: send Authorization: Bearer <token> or the subprotocol bearer.<token>"))
         }
-        guard let shard = shards.get(shardID) else { return fail(RouteContext.notFound(shardID)) }
-        let subscriberID: String
+        let shard: Shard, subscriberID: String
         do {
+            // A matched shard of which the caller is no player: 4404, as for no shard at all.
+            shard = try shards.get(shardID, for: auth)
             subscriberID = try RouteContext.subscriberID(sid.isEmpty ? nil : sid, auth)
+            try shard.check(subscriber: subscriberID, for: auth)
         } catch {
             return fail(error)
         }

@@ -7,8 +7,9 @@ import PylonJSON
 /// users wait in one queue (one place each: enqueueing again changes nothing), a loop every
 /// `intervalMs` drops those who waited past `maxWaitSeconds`, asks the `MatchRule` for
 /// groups, starts a shard of the configured sim for each (`match_<hex unix secs>_<n>`) and
-/// records each player's assignment until the player acks it (or the shard is gone). A
-/// matched player subscribes to its shard as itself (the default `sid` is its user id).
+/// records each player's assignment until the player acks it (or the shard is gone). The
+/// shard admits only its group (`ShardRoster`, and the admin): a player subscribes to it as
+/// itself (the default `sid` is its user id), anyone else finds no such shard.
 ///
 /// Memory is bounded: at most `queueMax` players wait (503 `MATCHMAKER_FULL` past it), each
 /// with criteria of at most `maxCriteriaBytes`; a player holds one place or one assignment.
@@ -156,7 +157,8 @@ package final class Matchmaker: @unchecked Sendable {
         for group in takeGroups() {
             let id = nextID()
             do {
-                let shard = try await registry.create(sim: sim, id: id, config: shardConfig, settings: shardSettings)
+                let shard = try await registry.create(sim: sim, id: id, config: shardConfig, settings: shardSettings,
+                                                      roster: ShardRoster(group.map(\.player)))
                 lock.withLock {
                     for t in group { assignments[t.player] = shard.id }
                     for t in group { forming.remove(t.player) }

@@ -16,6 +16,8 @@ package final class Shard: @unchecked Sendable {
     package let id: String
     package let sim: SimPlugin
     package let settings: ShardSettings
+    /// The players of a matched shard (nil: not matched, the sim alone admits).
+    package let roster: ShardRoster?
 
     struct PendingInput {
         let sid: String
@@ -57,8 +59,9 @@ package final class Shard: @unchecked Sendable {
     let metrics: Metrics
 
     /// `tick`: the last tick the state has seen (a restored shard goes on from its saved tick).
-    init(id: String, sim: SimPlugin, settings: ShardSettings, state: OpaquePointer, metrics: Metrics, tick: UInt64 = 0) {
+    init(id: String, sim: SimPlugin, settings: ShardSettings, roster: ShardRoster?, state: OpaquePointer, metrics: Metrics, tick: UInt64 = 0) {
         self.id = id
+        self.roster = roster
         tickNo = tick
         self.sim = sim
         self.settings = settings
@@ -86,7 +89,20 @@ package final class Shard: @unchecked Sendable {
             ("id", .string(id)), ("sim", .string(sim.name)), ("running", .bool(st.running)),
             ("tick", .int(Int64(clamping: st.tick))), ("subscribers", .int(Int64(st.subscribers))),
             ("input_queue", .int(Int64(st.inputQueue))),
-        ] + settings.json)
+        ] + savedSettings)
+    }
+
+    /// The settings as shown and saved: a matched shard's players beside them.
+    var savedSettings: [(String, JSONValue)] {
+        settings.json + (roster.map { [("players", $0.json)] } ?? [])
+    }
+
+    /// Whether `auth` may know of this shard at all (a matched one: its players and the admin).
+    package func visible(to auth: AuthContext) -> Bool { roster?.admits(auth) ?? true }
+
+    /// On a matched shard, refuses a player acting as another subscriber (`SID_NOT_YOURS`).
+    package func check(subscriber sid: String, for auth: AuthContext) throws(HostError) {
+        try roster?.check(subscriber: sid, for: auth)
     }
 
     /// Whether `auth` attached the subscriber `sid` (the admin may act as any attached one).

@@ -8,7 +8,10 @@ import PylonJSON
 /// `shard_get` `{id}` → the shard or null, `shard_input` `{id, subscriber_id, input,
 /// client_seq?}` → `{"accepted": true, "seq"}`. A function is the app's trusted code, as
 /// the admin's routes are: it creates shards and sends input as any subscriber (attached or
-/// not); the sim's own `authorize_input` still sees the function's caller.
+/// not); the sim's own `authorize_input` still sees the function's caller. A matched shard's
+/// roster (`ShardRoster`) guards the routes, not functions: `get` and `input` reach any
+/// shard, so an action that hands them to its callers checks the players itself (the
+/// shard's `players`).
 enum ShardFnOps {
     static let ops: Set<String> = ["shard_create", "shard_get", "shard_input"]
 

@@ -127,7 +127,7 @@ final class ShardSaver: @unchecked Sendable {
         let p = persistence
         switch shard.sim.save(state) {
         case let .success(bytes):
-            return [.text(shard.id), .text(shard.sim.name), .text(config), .text(JSONWriter.string(.object(shard.settings.json))),
+            return [.text(shard.id), .text(shard.sim.name), .text(config), .text(JSONWriter.string(.object(shard.savedSettings))),
                     .int(Int64(clamping: tick)), .text(Data(bytes).base64EncodedString())]
         case let .failure(e):
             p.metrics.add("shard_saves_failed_total", 1)

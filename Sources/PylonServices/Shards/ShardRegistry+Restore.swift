@@ -6,7 +6,8 @@ extension ShardRegistry {
     /// At start, before serving: every saved shard back from `_pylon_shard_state`, restored
     /// by its sim and ticking on from its saved tick. A row that cannot be restored (its sim
     /// is not loaded, its state or settings are not ones the host and the sim wrote) is
-    /// logged and skipped, and kept for a host that can; the host starts either way.
+    /// logged and skipped, and kept for a host that can; the host starts either way. A
+    /// matched shard comes back with its players (`ShardRoster`), or not at all.
     package func restoreSaved() {
         guard let persistence else { return }
         let saved: [ShardPersistence.Saved]
@@ -31,10 +32,17 @@ extension ShardRegistry {
                 skip("the row is corrupt (its state is not base64, or its settings are not the shard's)")
                 continue
             }
+            let roster: ShardRoster?
+            do {
+                roster = try ShardRoster.saved(in: json)
+            } catch {
+                skip("\(error.code): \(error.message)")  // never back as a shard open to all
+                continue
+            }
             switch sim.restore([UInt8](bytes)) {
             case let .failure(e): skip("sim \(sim.name) refused it: \(e.code): \(e.message)")
             case let .success(state):
-                let shard = Shard(id: row.id, sim: sim, settings: settings, state: state, metrics: metrics, tick: UInt64(row.tick))
+                let shard = Shard(id: row.id, sim: sim, settings: settings, roster: roster, state: state, metrics: metrics, tick: UInt64(row.tick))
                 run(shard, config: config, reserved: false)
                 restored += 1
                 logger.info("shard \(row.id): restored at tick \(row.tick) (sim \(sim.name))")

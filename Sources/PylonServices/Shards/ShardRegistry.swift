@@ -58,11 +58,23 @@ package final class ShardRegistry: @unchecked Sendable {
 
     package func get(_ id: String) -> Shard? { lock.withLock { shards[id] } }
 
+    /// The shard `id` as `auth` may see it: a matched shard of which `auth` is no player is
+    /// answered as no shard at all (the same 404), so other matches' ids are not confirmed.
+    package func get(_ id: String, for auth: AuthContext) throws(HostError) -> Shard {
+        guard let s = get(id), s.visible(to: auth) else { throw Self.notFound(id) }
+        return s
+    }
+
+    package static func notFound(_ id: some StringProtocol) -> HostError {
+        HostError(status: 404, code: "SHARD_NOT_FOUND", message: "no shard \(id.prefix(128)) is running; list them with GET /api/shards (admin)")
+    }
+
     package var all: [Shard] { lock.withLock { shards.values.sorted { $0.id < $1.id } } }
 
     /// Creates a shard of `simName` from the sim's `config` and starts ticking it.
-    /// `id` nil: a random one.
-    package func create(sim simName: String, id: String?, config: JSONValue, settings given: ShardSettings) async throws -> Shard {
+    /// `id` nil: a random one. `roster`: the players a matched shard admits (nil: any the sim does).
+    package func create(sim simName: String, id: String?, config: JSONValue, settings given: ShardSettings,
+                        roster: ShardRoster? = nil) async throws -> Shard {
         guard let sim = sims[simName] else {
             throw HostError(status: 404, code: "SIM_NOT_FOUND",
                             message: "no loaded sim is named \"\(simName.prefix(64))\"; loaded sims: \(sims.keys.sorted().joined(separator: ", "))")
@@ -94,7 +106,7 @@ package final class ShardRegistry: @unchecked Sendable {
             lock.withLock { _ = reserved.remove(id) }
             throw HostError.badRequest(e.code.isEmpty ? "SIM_CREATE_FAILED" : e.code, "sim \(sim.name): \(e.message)")
         }
-        let shard = Shard(id: id, sim: sim, settings: settings, state: state, metrics: metrics)
+        let shard = Shard(id: id, sim: sim, settings: settings, roster: roster, state: state, metrics: metrics)
         run(shard, config: config, reserved: true)
         logger.info("shard \(id): started (sim \(sim.name), \(settings.tickRateHz == 0 ? "event-driven" : "\(settings.tickRateHz) Hz"))")
         return shard

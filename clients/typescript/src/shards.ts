@@ -10,6 +10,8 @@ export interface ShardInfo {
   tick: number;
   subscribers: number;
   input_queue: number;
+  /** A matched shard's players (only they and the admin may read, watch or play it). */
+  players?: string[];
   [key: string]: unknown;
 }
 
