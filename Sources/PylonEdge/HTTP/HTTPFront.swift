@@ -311,13 +311,17 @@ final class HTTPFront: ChannelDuplexHandler, RemovableChannelHandler, @unchecked
         let code = head.status.code
         let bodiless = code < 200 || code == 204 || code == 304
         var length = bodiless ? nil : String(body.readableBytes)
-        var out = allocator.buffer(capacity: 224 + head.headerFields.count * 32 + (bodiless ? 0 : body.readableBytes))
-        out.writeStaticString("HTTP/1.1 ")
-        out.writeString(String(code))
-        out.writeStaticString(" ")
+        // The head is gathered in a local array and copied into the buffer once: each of the
+        // ~50 pieces written to a ByteBuffer paid a runtime exclusivity check on its storage
+        // (about 4% of the host's instructions per function call).
+        var text: [UInt8] = []
+        text.reserveCapacity(224 + head.headerFields.count * 48)
+        put("HTTP/1.1 ", &text)
+        put(String(code), &text)
+        text.append(UInt8(ascii: " "))
         // A status made from a bare code (`Status(code:)`) has no phrase: NIO's table has it.
-        out.writeString(head.status.reasonPhrase.isEmpty ? HTTPResponseStatus(statusCode: code).reasonPhrase : head.status.reasonPhrase)
-        out.writeStaticString("\r\n")
+        put(head.status.reasonPhrase.isEmpty ? HTTPResponseStatus(statusCode: code).reasonPhrase : head.status.reasonPhrase, &text)
+        put("\r\n", &text)
         for field in head.headerFields {
             switch field.name {
             case .date, .server: continue
@@ -327,23 +331,32 @@ final class HTTPFront: ChannelDuplexHandler, RemovableChannelHandler, @unchecked
             case .connection where close: continue
             default: break
             }
-            out.writeString(field.name.rawName)
-            out.writeStaticString(": ")
-            out.writeString(field.value)
-            out.writeStaticString("\r\n")
+            put(field.name.rawName, &text)
+            put(": ", &text)
+            put(field.value, &text)
+            put("\r\n", &text)
         }
-        out.writeStaticString("Date: ")
-        out.writeString(HTTPDate.now())
-        out.writeStaticString("\r\nServer: ")
-        out.writeString(server)
+        put("Date: ", &text)
+        put(HTTPDate.now(), &text)
+        put("\r\nServer: ", &text)
+        put(server, &text)
         if let length {
-            out.writeStaticString("\r\nContent-Length: ")
-            out.writeString(length)
+            put("\r\nContent-Length: ", &text)
+            put(length, &text)
         }
-        if close { out.writeStaticString("\r\nConnection: close") }
-        out.writeStaticString("\r\n\r\n")
+        if close { put("\r\nConnection: close", &text) }
+        put("\r\n\r\n", &text)
+        var out = allocator.buffer(capacity: text.count + (bodiless ? 0 : body.readableBytes))
+        out.writeBytes(text)
         if !bodiless { out.writeImmutableBuffer(body) }
         return out
+    }
+
+    /// Appends `s`'s UTF-8 as one copy (the generic append of a `UTF8View` walked it).
+    @inline(__always)
+    private static func put(_ s: String, _ text: inout [UInt8]) {
+        var s = s
+        s.withUTF8 { text.append(contentsOf: $0) }
     }
 
     /// A request refused before its handler (its body is over the limit): the fault's answer
