@@ -323,13 +323,17 @@ final class HTTPFront: ChannelDuplexHandler, RemovableChannelHandler, @unchecked
         put(head.status.reasonPhrase.isEmpty ? HTTPResponseStatus(statusCode: code).reasonPhrase : head.status.reasonPhrase, &text)
         put("\r\n", &text)
         for field in head.headerFields {
-            switch field.name {
-            case .date, .server: continue
-            case .contentLength:
-                if length != nil && body.readableBytes == 0 { length = field.value }
-                continue
-            case .connection where close: continue
-            default: break
+            // Only a name as long as one written here can be one: most fields skip the
+            // four comparisons.
+            if Self.maybeWrittenHere(field.name) {
+                switch field.name {
+                case .date, .server: continue
+                case .contentLength:
+                    if length != nil && body.readableBytes == 0 { length = field.value }
+                    continue
+                case .connection where close: continue
+                default: break
+                }
             }
             put(field.name.rawName, &text)
             put(": ", &text)
@@ -350,6 +354,14 @@ final class HTTPFront: ChannelDuplexHandler, RemovableChannelHandler, @unchecked
         out.writeBytes(text)
         if !bodiless { out.writeImmutableBuffer(body) }
         return out
+    }
+
+    /// Whether `name` is as long as `date`, `server`, `connection` or `content-length`.
+    private static func maybeWrittenHere(_ name: HTTPField.Name) -> Bool {
+        switch name.canonicalName.utf8.count {
+        case 4, 6, 10, 14: return true
+        default: return false
+        }
     }
 
     /// Appends `s`'s UTF-8 as one copy (the generic append of a `UTF8View` walked it).
