@@ -63,6 +63,9 @@ struct JSONTests {
 
     @Test func controlCharactersAreEscapedOnOutput() {
         #expect(JSONWriter.string(.string("a\u{01}b\tc")) == #""a\u0001b\tc""#)
+        // Escapes at either end, side by side, and between runs of multi-byte text.
+        #expect(JSONWriter.string(.string("\"é\\\u{1F}\r\nx🚀\"")) == #""\"é\\\u001f\r\nx🚀\"""#)
+        #expect(JSONWriter.string(.string("")) == #""""#)
         #expect(JSONWriter.string(.double(.nan)) == "null")
     }
 
