@@ -12,10 +12,10 @@ import PylonCore
 /// What it never serves: paths under the API's prefixes (`/api`, `/metrics`, `/health`,
 /// `/studio` — they get the API's JSON 404), names starting with a dot (`.env`, `.git/`)
 /// except a first segment `.well-known` (RFC 8615: ACME challenges, app-site associations,
-/// `security.txt`; dot-names below it are still refused), `..` anywhere, and files whose real path (symbolic links resolved) leads outside the
-/// folder. With `spa`, a page request (`Accept: text/html`) for a path with no file
-/// extension that names no file gets `index.html`, so client-side routes survive a reload;
-/// a missing `/app.js` stays a 404.
+/// `security.txt`; dot-names below it are still refused), `..` anywhere, and files whose
+/// real path (symbolic links resolved) leads outside the folder. With `spa`, a page request
+/// (`Accept: text/html`) for a path with no file extension that names no file gets
+/// `index.html`, so client-side routes survive a reload; a missing `/app.js` stays a 404.
 struct StaticSiteResponder: Sendable {
     let site: StaticSite
     let files: FileMiddleware<PylonRequestContext, LocalFileSystem>
