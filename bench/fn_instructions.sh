@@ -31,11 +31,8 @@ PYLON_RATE_LIMIT_MAX=1000000000 PYLON_BUN="$BUN" valgrind --tool=callgrind --ins
 VP=$!
 trap 'kill $VP 2>/dev/null || true; sleep 1; rm -rf "$T"' EXIT
 post() { curl -s -X POST -H 'Content-Type: application/json' --data-binary "$2" "http://127.0.0.1:$PORT/api/fn/$1"; }
-for _ in $(seq 600); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' --data-binary '{"title":"warm"}' "http://127.0.0.1:$PORT/api/fn/addItem")" = 200 ] && break
-    kill -0 "$VP" 2>/dev/null || { tail -n 20 "$T/log" >&2; die "the host exited"; }
-    sleep 0.5
-done
+# Under valgrind the host starts slowly.
+wait_fn_ready "http://127.0.0.1:$PORT/api/fn/addItem" '{"title":"warm"}' 300 "$VP" "$T/log"
 ID="$(post addItem '{"title":"seed"}' | python3 -c 'import sys,json; d=json.load(sys.stdin); print(d.get("result",d)["id"])')"
 python3 bench/lib/fn_calls.py "$PORT" "$ID" 400 4
 callgrind_control -i on "$VP" >/dev/null 2>&1

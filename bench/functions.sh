@@ -79,10 +79,7 @@ BARE_PID=$!
 wait_health pylon-host "http://127.0.0.1:$pport/health" "$TMP/pylon.log"
 wait_health bare-bun "http://127.0.0.1:$bport/health" "$TMP/bare.log"
 # Wait for the Bun workers: the first call answers once one is ready.
-for _ in $(seq 100); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' --data-binary '{"title":"warm"}' "http://127.0.0.1:$pport/api/fn/addItem")" = 200 ] && break
-    sleep 0.2
-done
+wait_fn_ready "http://127.0.0.1:$pport/api/fn/addItem" '{"title":"warm"}' 20
 pid_id="$(call "http://127.0.0.1:$pport/api/fn/addItem" '{"title":"seed"}' | "$PY" -c 'import sys,json; d=json.load(sys.stdin); r=d.get("result", d); print(r["id"])')"
 bid_id="$(call "http://127.0.0.1:$bport/addItem" '{"title":"seed"}' | "$PY" -c 'import sys,json; print(json.load(sys.stdin)["result"]["id"])')"
 call "http://127.0.0.1:$pport/api/fn/getItem" "{\"id\":\"$pid_id\"}" | grep -q seed || die "pylon getItem did not return the seeded row"

@@ -81,10 +81,7 @@ PYLON_BUN="$BUN" "$PYLON_BIN" serve --plugins "$TMP/build/plugins" --manifest "$
 HOST_PID=$!
 PIDS+=("$HOST_PID")
 base="http://127.0.0.1:$port"
-for _ in $(seq 300); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' -d '{}' "$base/api/fn/noop" || true)" = 200 ] && break
-    sleep 0.1
-done
+wait_fn_ready "$base/api/fn/noop" '{}' 30
 now_ms() { date +%s%3N; }
 # CPU clock ticks used so far by the host, its Bun workers and (on Postgres) the server:
 # the cost of the work, where throughput at a fixed concurrency can be bound by latency.

@@ -208,6 +208,17 @@ raise_fd_limit() { # N subscribers: raises the open-file soft limit to N + 4096,
     fi
     log "open-file limit $now (was $soft, hard limit $hard) for up to $n subscribers"
 }
+wait_fn_ready() { # URL BODY SECONDS [PID LOG]: until POST URL BODY answers 200 (a Bun worker is
+    # up), polling every 0.2 s; dies if PID exits (LOG's tail shown), gives up after SECONDS
+    # (the caller's next request then reports what is wrong)
+    local i
+    for (( i = 0; i < $3 * 5; i++ )); do
+        [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' --data-binary "$2" "$1" || true)" = 200 ] && return 0
+        if [ -n "${4:-}" ] && ! kill -0 "$4" 2>/dev/null; then tail -n 20 "$5" >&2; die "the host exited"; fi
+        sleep 0.2
+    done
+    log "no answer 200 from $1 within $3 s"
+}
 tree_ticks() { # PID: CPU clock ticks (user + system) used so far by PID and its children
     local t=0 p
     for p in "$1" $(pgrep -P "$1" || true); do
