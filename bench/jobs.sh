@@ -98,7 +98,7 @@ rss_mib() { echo $(( $(ps -o rss= -p "$HOST_PID" | tr -d ' ') / 1024 )); }
 # 1 while a job is running or a due job pending: one index probe per priority, as the
 # runner's own check, so a long queue of delayed jobs is never walked.
 busy() {
-    local t p probes="EXISTS (SELECT 1 FROM _pylon_jobs WHERE status = 'running')"
+    local t p probes="EXISTS (SELECT 1 FROM _pylon_jobs WHERE lease_until IS NOT NULL AND status = 'running')"
     t="$(now_ms)"
     for p in 0 1 2 3; do probes+=" OR EXISTS (SELECT 1 FROM _pylon_jobs WHERE status = 'pending' AND priority = $p AND run_at <= $t)"; done
     q "SELECT CASE WHEN $probes THEN 1 ELSE 0 END"

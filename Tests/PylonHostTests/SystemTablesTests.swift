@@ -138,7 +138,7 @@ struct SystemTablesTests {
     }
 
     /// Tables hosts made after the older DDL above: opening an older database adds them.
-    static let newerTables = ["_pylon_passwords", "_pylon_api_keys", "_pylon_jobs", "_pylon_cron", "_pylon_cron_tasks", "_pylon_workflows", "_pylon_oauth_state", "_pylon_accounts",
+    static let newerTables = ["_pylon_passwords", "_pylon_api_keys", "_pylon_jobs", "_pylon_job_queues", "_pylon_cron", "_pylon_cron_tasks", "_pylon_workflows", "_pylon_oauth_state", "_pylon_accounts",
                               "_pylon_files", "_pylon_auth_codes", "_pylon_orgs", "_pylon_org_members", "_pylon_org_invites"]
 
     /// Removes everything the host made, leaving an empty database.

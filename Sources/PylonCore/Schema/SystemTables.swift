@@ -26,11 +26,16 @@ package struct SystemTable: Sendable {
         static func serial(_ name: String) -> Column { Column(name: name, type: .serial, optional: false) }
     }
 
-    /// An index; `unique` ones still admit any number of NULLs (both dialects).
+    /// An index; `unique` ones still admit any number of NULLs (both dialects). With a
+    /// `predicate` (SQL both dialects read alike) it is partial: it holds only the rows that
+    /// match, so a row written in any other state costs it nothing, and a query uses it when
+    /// its WHERE implies the predicate (the same `status = '…'` term, or `c = ?` for
+    /// `c IS NOT NULL`).
     struct Index: Sendable {
         let name: String
         let columns: [String]
         var unique = false
+        var predicate: String? = nil
     }
 
     package let name: String
@@ -141,10 +146,26 @@ package enum SystemTables {
          .text("attempts"), .text("origin"), .integer("created_at"), .integer("started_at", optional: true),
          .integer("completed_at", optional: true), .integer("delay_ms")],
         primaryKey: ["id"],
-        indexes: [SystemTable.Index(name: "_pylon_jobs_ready", columns: ["status", "priority", "run_at", "id"]),
-                  SystemTable.Index(name: "_pylon_jobs_queue", columns: ["queue", "status"]),
-                  SystemTable.Index(name: "_pylon_jobs_finished", columns: ["completed_at"]),
-                  SystemTable.Index(name: "_pylon_jobs_key", columns: ["idempotency_key"], unique: true)])
+        // Partial, so each of a job's three row versions (pending, running, ended) enters only
+        // the primary key and one index: on PostgreSQL every change of `status` is a new
+        // row version, entered in every index that holds it. Running jobs are those with a
+        // lease: a predicate on `status` would draw every statement that names the running
+        // status (to check a job is still its claim's) to that index, whose entries for jobs
+        // that ran stay until VACUUM, instead of the primary key.
+        indexes: [SystemTable.Index(name: "_pylon_jobs_due", columns: ["priority", "run_at", "id"], predicate: "status = 'pending'"),
+                  SystemTable.Index(name: "_pylon_jobs_leases", columns: ["lease_until"], predicate: "lease_until IS NOT NULL"),
+                  SystemTable.Index(name: "_pylon_jobs_ended", columns: ["completed_at"], predicate: "completed_at IS NOT NULL"),
+                  SystemTable.Index(name: "_pylon_jobs_idempotency", columns: ["idempotency_key"], unique: true,
+                                    predicate: "idempotency_key IS NOT NULL")])
+
+    /// How many jobs of each queue are running, across hosts (`JobStore`): changed in the
+    /// same transaction as every job that starts or stops running, and rebuilt from
+    /// `_pylon_jobs` when a host starts and every minute. A claim reads these few rows
+    /// rather than the running jobs: on PostgreSQL the index entries of every job that ran
+    /// stay until VACUUM, so a read of `status = 'running'` grew with the jobs run since
+    /// (2 ms after 10,000, about 80 µs of PostgreSQL's time per job).
+    package static let jobQueues = SystemTable(
+        "_pylon_job_queues", [.text("queue"), .integer("running")], primaryKey: ["queue"])
 
     /// Cron tasks' state (`CronService`): the newest occurrence fired (ms; claimed in the
     /// write transaction that enqueues its job, so each occurrence fires once across hosts
@@ -269,6 +290,7 @@ extension SQLDialect {
         return ["CREATE TABLE IF NOT EXISTS \(quote(table.name)) (\(definitions.joined(separator: ", ")))"]
             + table.indexes.map { index in
                 "CREATE \(index.unique ? "UNIQUE " : "")INDEX IF NOT EXISTS \(quote(index.name)) ON \(quote(table.name)) (\(index.columns.map(quote).joined(separator: ", ")))"
+                    + (index.predicate.map { " WHERE " + $0 } ?? "")
             }
     }
 }

@@ -14,15 +14,21 @@ import PylonJSON
 package struct JobStore: Sendable {
     package let dialect: SQLDialect
     package static let table = SystemTables.jobs.name
+    /// Each queue's count of running jobs (`SystemTables.jobQueues`).
+    package static let queues = SystemTables.jobQueues.name
     /// Failed attempts kept per job (the newest).
     package static let attemptsKept = 30
     package static let errorBytes = 2000
 
     package init(dialect: SQLDialect) { self.dialect = dialect }
 
+    /// Indexes of `_pylon_jobs` made by earlier hosts, each on every row version; replaced
+    /// by the partial ones of `SystemTables.jobs`.
+    static let droppedIndexes = ["_pylon_jobs_ready", "_pylon_jobs_queue", "_pylon_jobs_finished", "_pylon_jobs_key"]
+
     /// DDL for the jobs, cron (state and function-registered tasks) and workflow tables.
     package static func createSQL(_ d: SQLDialect) -> [String] {
-        d.createSystemTable(SystemTables.jobs) + d.createSystemTable(SystemTables.cron) + d.createSystemTable(SystemTables.cronTasks)
+        droppedIndexes.map { "DROP INDEX IF EXISTS \(d.quote($0))" } + d.createSystemTable(SystemTables.jobs) + d.createSystemTable(SystemTables.jobQueues) + d.createSystemTable(SystemTables.cron) + d.createSystemTable(SystemTables.cronTasks)
             + d.createSystemTable(SystemTables.workflows)
     }
 
@@ -77,30 +83,19 @@ package struct JobStore: Sendable {
     }
 
     /// Claims up to `slots` due jobs, highest priority first and oldest first within one,
-    /// never more running in a queue than `limit(queue)` across all hosts. Leases that
-    /// lapsed (their host died or stalled) are first counted as a failed attempt. Usually
-    /// three statements whatever the number claimed (the running jobs, one priority's due
-    /// jobs, one UPDATE), each a round trip on a remote store.
-    package func claim(_ tx: WriteTransaction, slots: Int, leaseMs: Int64, backoff: JobBackoff, limit: (String) -> Int,
+    /// never more running in a queue than `limit(queue)` across all hosts (the counts in
+    /// `_pylon_job_queues`; lapsed leases are taken back by `reclaimLapsed`). Usually three
+    /// statements whatever the number claimed (the counts, one priority's due jobs, one
+    /// UPDATE), each a round trip on a remote store, plus one count change per queue.
+    package func claim(_ tx: WriteTransaction, slots: Int, leaseMs: Int64, limit: (String) -> Int,
                        now: Int64 = JobStore.nowMillis()) throws -> [Claimed] {
         let conn = tx.connection
-        // The running jobs are few (at most every host's workers): one read gives both the
-        // lapsed leases and each queue's count.
-        var running: [String: Int] = [:]
-        var lapsed: [(id: String, claim: Int64)] = []
-        for row in try conn.execute(sql("SELECT id, claim, queue, lease_until FROM \(Self.table) WHERE status = 'running'")).rows {
-            guard case let .text(id) = row[0], case let .int(claim) = row[1], case let .text(queue) = row[2] else { continue }
-            if case let .int(lease) = row[3], lease < now, lapsed.count < 100 {
-                lapsed.append((id, claim))
-            } else {
-                running[queue, default: 0] += 1
-            }
-        }
-        for job in lapsed {
-            _ = try fail(tx, id: job.id, claim: job.claim, error: "LEASE_EXPIRED: the host running it stopped or stalled for longer than the lease",
-                         backoff: backoff, now: now)
-        }
         guard slots > 0 else { return [] }
+        var running: [String: Int] = [:]
+        for row in try conn.execute("SELECT queue, running FROM \(Self.queues)").rows {
+            guard case let .text(queue) = row[0], case let .int(n) = row[1] else { continue }
+            running[queue] = Int(max(0, n))
+        }
         var full = Set(running.filter { $0.value >= limit($0.key) }.keys)
         var claimed: [Claimed] = []
         // Priority by priority, each read in the order of `_pylon_jobs_ready` (no sort, however
@@ -132,6 +127,10 @@ package struct JobStore: Sendable {
                 if !round.isEmpty {
                     try tx.write(sql("UPDATE \(Self.table) SET status = 'running', claim = claim + 1, lease_until = ?, started_at = ? WHERE id IN (\(Self.marks(round.count)))"),
                                  [.int(now + leaseMs), .int(now)] + round.map { .text($0.id) })
+                    for (queue, jobs) in Dictionary(grouping: round, by: \.queue) {
+                        try tx.write(sql("INSERT INTO \(Self.queues) (queue, running) VALUES (?, ?) ON CONFLICT (queue) DO UPDATE SET running = \(Self.queues).running + excluded.running"),
+                                     [.text(queue), .int(Int64(jobs.count))])
+                    }
                     claimed += round
                 }
                 if !skipped { break }
@@ -143,11 +142,51 @@ package struct JobStore: Sendable {
     /// `n` placeholders for an IN list.
     private static func marks(_ n: Int) -> String { Array(repeating: "?", count: n).joined(separator: ", ") }
 
-    /// The job ran to completion (a claim that lapsed meanwhile changes nothing). Sent with
-    /// the batch's other statements on a batching store: no round trip of its own.
-    package func complete(_ tx: WriteTransaction, id: String, claim: Int64, now: Int64 = JobStore.nowMillis()) throws {
-        try tx.write(sql("UPDATE \(Self.table) SET status = 'completed', completed_at = ?, lease_until = NULL, error = NULL WHERE id = ? AND claim = ? AND status = 'running'"),
-                     [.int(now), .text(id), .int(claim)])
+    /// Takes back jobs whose lease lapsed (their host died or stalled), each counted as a
+    /// failed attempt; at most `max` at a time. Returns how many.
+    package func reclaimLapsed(_ tx: WriteTransaction, backoff: JobBackoff, max: Int = 100, now: Int64 = JobStore.nowMillis()) throws -> Int {
+        let rows = try tx.connection.execute(sql("SELECT id, claim FROM \(Self.table) WHERE lease_until IS NOT NULL AND lease_until < ? AND status = 'running' LIMIT ?"),
+                                             [.int(now), .int(Int64(max))]).rows
+        var n = 0
+        for row in rows {
+            guard case let .text(id) = row[0], case let .int(claim) = row[1] else { continue }
+            if try fail(tx, id: id, claim: claim, error: "LEASE_EXPIRED: the host running it stopped or stalled for longer than the lease",
+                        backoff: backoff, now: now) != nil { n += 1 }
+        }
+        return n
+    }
+
+    /// Rebuilds `_pylon_job_queues` from the running jobs themselves: at start-up (a store
+    /// written before the counts existed) and now and then, so no drift can outlive a minute.
+    package func recount(_ tx: WriteTransaction) throws {
+        try tx.write("DELETE FROM \(Self.queues)", [])
+        try tx.write("INSERT INTO \(Self.queues) (queue, running) SELECT queue, COUNT(*) FROM \(Self.table) WHERE lease_until IS NOT NULL AND status = 'running' GROUP BY queue", [])
+    }
+
+    /// One running job of `queue` fewer (its row was read in this transaction).
+    private func countStopped(_ tx: WriteTransaction, queue: String) throws {
+        try tx.write(sql("UPDATE \(Self.queues) SET running = running - 1 WHERE queue = ?"), [.text(queue)])
+    }
+
+    /// The jobs ran to completion, in two statements however many: each queue's count,
+    /// then the rows. A job whose claim lapsed meanwhile (it is another host's now, or
+    /// cancelled) changes nothing, and the statements check that themselves: they go out
+    /// with the batch's other statements on a batching store, with no round trip to read.
+    package func complete(_ tx: WriteTransaction, _ done: [Claimed], now: Int64 = JobStore.nowMillis()) throws {
+        guard !done.isEmpty else { return }
+        func held(_ jobs: [Claimed]) -> (sql: String, params: [SQLValue]) {
+            let pairs = Array(repeating: "(CAST(? AS TEXT), CAST(? AS BIGINT))", count: jobs.count).joined(separator: ", ")
+            return ("id IN (\(Self.marks(jobs.count))) AND status = 'running' AND (id, claim) IN (VALUES \(pairs))",
+                    jobs.map { .text($0.id) } + jobs.flatMap { [SQLValue.text($0.id), .int($0.claim)] })
+        }
+        for (queue, jobs) in Dictionary(grouping: done, by: \.queue) {
+            let (condition, params) = held(jobs)
+            try tx.write(sql("UPDATE \(Self.queues) SET running = running - (SELECT COUNT(*) FROM \(Self.table) WHERE \(condition)) WHERE queue = ?"),
+                         params + [.text(queue)])
+        }
+        let (condition, params) = held(done)
+        try tx.write(sql("UPDATE \(Self.table) SET status = 'completed', completed_at = ?, lease_until = NULL, error = NULL WHERE \(condition)"),
+                     [.int(now)] + params)
     }
 
     /// The attempt failed: back to pending after a back-off while retries remain, else
@@ -155,9 +194,11 @@ package struct JobStore: Sendable {
     package func fail(_ tx: WriteTransaction, id: String, claim: Int64, error: String, backoff: JobBackoff,
                       now: Int64 = JobStore.nowMillis()) throws -> String? {
         let conn = tx.connection
-        guard let row = try conn.execute(sql("SELECT retry_count, max_retries, attempts FROM \(Self.table) WHERE id = ? AND claim = ? AND status = 'running'"),
+        guard let row = try conn.execute(sql("SELECT retry_count, max_retries, attempts, queue FROM \(Self.table) WHERE id = ? AND claim = ? AND status = 'running'"),
                                          [.text(id), .int(claim)]).rows.first,
-              case let .int(retries) = row[0], case let .int(maxRetries) = row[1], case let .text(attemptsText) = row[2] else { return nil }
+              case let .int(retries) = row[0], case let .int(maxRetries) = row[1], case let .text(attemptsText) = row[2],
+              case let .text(queue) = row[3] else { return nil }
+        try countStopped(tx, queue: queue)
         let message = String(decoding: error.utf8.prefix(Self.errorBytes), as: UTF8.self)
         let retry = retries < maxRetries
         let delay = retry ? backoff.delay(afterFailure: Int(retries)) : 0
@@ -179,30 +220,34 @@ package struct JobStore: Sendable {
     /// Extends the leases of jobs this host is running.
     package func renew(_ tx: WriteTransaction, _ held: [(id: String, claim: Int64)], leaseMs: Int64, now: Int64 = JobStore.nowMillis()) throws {
         for (id, claim) in held {
-            try tx.connection.execute(sql("UPDATE \(Self.table) SET lease_until = ? WHERE id = ? AND claim = ? AND status = 'running'"),
-                                      [.int(now + leaseMs), .text(id), .int(claim)], wantRows: false)
+            try tx.write(sql("UPDATE \(Self.table) SET lease_until = ? WHERE id = ? AND claim = ? AND status = 'running'"),
+                         [.int(now + leaseMs), .text(id), .int(claim)])
         }
     }
 
-    /// What an operation found: the job's status before it, nil when no such job.
-    package func status(_ conn: StoreConnection, _ id: String) throws -> String? {
-        try conn.execute(sql("SELECT status FROM \(Self.table) WHERE id = ?"), [.text(id)]).rows.first?.first?.textValue
+    /// What an operation found: the job's status before it and its queue, nil when no such job.
+    package func status(_ conn: StoreConnection, _ id: String) throws -> (status: String, queue: String)? {
+        guard let row = try conn.execute(sql("SELECT status, queue FROM \(Self.table) WHERE id = ?"), [.text(id)]).rows.first,
+              let status = row[0].textValue, let queue = row[1].textValue else { return nil }
+        return (status, queue)
     }
 
     /// Cancels a pending or running job (a running one's function is not interrupted; its
     /// outcome is then ignored). 404 unknown, 409 already finished.
     package func cancel(_ tx: WriteTransaction, id: String, now: Int64 = JobStore.nowMillis()) throws {
-        guard let status = try status(tx.connection, id) else { throw HostError.notFound("no job \(id)") }
+        guard let found = try status(tx.connection, id) else { throw HostError.notFound("no job \(id)") }
+        let status = found.status
         guard status == "pending" || status == "running" else {
             throw HostError(status: 409, code: "JOB_FINISHED", message: "job \(id) is \(status); only pending or running jobs can be cancelled")
         }
         try tx.connection.execute(sql("UPDATE \(Self.table) SET status = 'cancelled', completed_at = ?, lease_until = NULL WHERE id = ? AND status IN ('pending', 'running')"),
                                   [.int(now), .text(id)], wantRows: false)
+        if status == "running" { try countStopped(tx, queue: found.queue) }
     }
 
     /// Puts a dead job back in its queue with its retries reset (kept: its attempts).
     package func retryDead(_ tx: WriteTransaction, id: String, now: Int64 = JobStore.nowMillis()) throws {
-        guard let status = try status(tx.connection, id) else { throw HostError.notFound("no job \(id)") }
+        guard let status = try status(tx.connection, id)?.status else { throw HostError.notFound("no job \(id)") }
         guard status == "dead" else {
             throw HostError(status: 409, code: "JOB_NOT_DEAD", message: "job \(id) is \(status); only dead jobs can be retried")
         }
@@ -216,7 +261,7 @@ package struct JobStore: Sendable {
                                   [.int(before)], wantRows: false).rowsAffected
     }
 
-    /// Whether any job is due or any lease lapsed: the cheap read before a claim.
+    /// Whether any job is due: the cheap read before a claim.
     package func hasWork(_ conn: StoreConnection, now: Int64 = JobStore.nowMillis()) throws -> Bool {
         // One range per priority: delayed jobs of a higher priority are never walked.
         for p in JobPriority.allCases {
@@ -224,7 +269,7 @@ package struct JobStore: Sendable {
                                        [.int(p.rawValue), .int(now)]).rows
             if !due.isEmpty { return true }
         }
-        return !(try conn.execute(sql("SELECT 1 FROM \(Self.table) WHERE status = 'running' AND lease_until < ? LIMIT 1"), [.int(now)]).rows.isEmpty)
+        return false
     }
 
     // MARK: reading (admin routes)

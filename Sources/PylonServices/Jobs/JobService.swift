@@ -37,6 +37,10 @@ package final class JobService: @unchecked Sendable {
     private var recorded: Set<String> = []
     /// A claim transaction is queued or running (at most one at a time).
     private var claimQueued = false
+    /// Jobs whose function succeeded, waiting for the writer: one write records all of
+    /// them (`flushCompletions`), queued when the first arrives.
+    private var succeeded: [JobStore.Claimed] = []
+    private var completionsQueued = false
     private let wakeup = Wakeup()
     /// The host's own job handlers by job name (e.g. the workflow engine's advance), run
     /// instead of a function; registered at start-up, before `run`.
@@ -94,30 +98,40 @@ package final class JobService: @unchecked Sendable {
     }
 
     /// The poll loop, until cancelled: claims when jobs may be due (at each poll and each
-    /// `wake`), renews this host's leases and trims old finished jobs. While jobs keep
-    /// finishing, claims are asked for by their completions instead (`requestClaim`).
+    /// `wake`); every third of a lease renews this host's leases and takes back lapsed
+    /// ones; every minute trims old finished jobs and recounts each queue's running jobs
+    /// (at once on start-up). While jobs keep finishing, claims are asked for by their
+    /// completions instead (`requestClaim`).
     package func run() async {
         let poll = Duration.milliseconds(config.jobsPollMs)
         let leaseMs = Int64(config.jobsLeaseMs)
-        var lastRenew = JobStore.nowMillis(), lastTrim: Int64 = 0
+        var lastRenew: Int64 = 0, lastTrim: Int64 = 0
         while !Task.isCancelled {
             do {
-                let idle = lock.withLock { !claimQueued && hasFreeSlot }
                 let jobs = jobs
-                if idle, try await store.read({ conn in try jobs.hasWork(conn) }) {
-                    requestClaim()
-                }
                 let now = JobStore.nowMillis()
+                if now - lastTrim >= 60_000 {
+                    lastTrim = now
+                    try await store.write(replayable: true) { tx in try jobs.recount(tx) }
+                    if config.jobsRetentionHours > 0 {
+                        let before = now - Int64(config.jobsRetentionHours) * 3_600_000
+                        let n = try await store.write(replayable: true) { tx in try jobs.trim(tx, before: before) }
+                        if n > 0 { logger.info("jobs: deleted \(n) finished jobs older than \(config.jobsRetentionHours) h") }
+                    }
+                }
                 if now - lastRenew >= leaseMs / 3 {
                     lastRenew = now
                     let held = lock.withLock { running.map { (id: $0.key, claim: $0.value) } }
-                    if !held.isEmpty { try await store.write(replayable: true) { tx in try jobs.renew(tx, held, leaseMs: leaseMs) } }
+                    let backoff = backoff
+                    let lapsed = try await store.write(replayable: true) { tx in
+                        try jobs.renew(tx, held, leaseMs: leaseMs)
+                        return try jobs.reclaimLapsed(tx, backoff: backoff)
+                    }
+                    if lapsed > 0 { logger.warning("jobs: \(lapsed) jobs whose lease lapsed will run again") }
                 }
-                if config.jobsRetentionHours > 0, now - lastTrim >= 60_000 {
-                    lastTrim = now
-                    let before = now - Int64(config.jobsRetentionHours) * 3_600_000
-                    let n = try await store.write(replayable: true) { tx in try jobs.trim(tx, before: before) }
-                    if n > 0 { logger.info("jobs: deleted \(n) finished jobs older than \(config.jobsRetentionHours) h") }
+                let idle = lock.withLock { !claimQueued && hasFreeSlot }
+                if idle, try await store.read({ conn in try jobs.hasWork(conn) }) {
+                    requestClaim()
                 }
             } catch {
                 if Task.isCancelled { return }
@@ -148,13 +162,13 @@ package final class JobService: @unchecked Sendable {
             return true
         }
         guard go else { return }
-        let jobs = jobs, backoff = backoff, leaseMs = Int64(config.jobsLeaseMs)
+        let jobs = jobs, leaseMs = Int64(config.jobsLeaseMs)
         let limits = config.jobsQueues, workers = config.jobsWorkers
         // Replayable: the body reads `running` and `recorded` but changes nothing outside
         // the transaction.
         store.write(replayable: true, { [self] tx in
             let free = workers - lock.withLock { running.count - recorded.count }
-            let claimed = try jobs.claim(tx, slots: free, leaseMs: leaseMs, backoff: backoff, limit: { limits[$0] ?? workers })
+            let claimed = try jobs.claim(tx, slots: free, leaseMs: leaseMs, limit: { limits[$0] ?? workers })
             return (free, claimed)
         }) { [self] result in
             switch result {
@@ -203,40 +217,81 @@ package final class JobService: @unchecked Sendable {
     /// cycle, which is what a store that syncs each commit pays for); slots that claim did
     /// not see are claimed once the outcome committed.
     private func record(_ c: JobStore.Claimed, failure error: Error?) {
-        let failure = error.map { e -> String in
-            let e = DataService.hostError(e)
-            return "\(e.code): \(e.message)"
+        guard let error else {
+            let first: Bool = lock.withLock {
+                finishing += 1
+                succeeded.append(c)
+                defer { completionsQueued = true }
+                return !completionsQueued
+            }
+            if first { flushCompletions() }
+            requestClaim()
+            return
         }
+        let e = DataService.hostError(error)
+        let failure = "\(e.code): \(e.message)"
         let jobs = jobs, backoff = backoff
         lock.withLock { finishing += 1 }
         store.write(replayable: true, { [self] tx -> String? in
-            let outcome: String?
-            if let failure {
-                outcome = try jobs.fail(tx, id: c.id, claim: c.claim, error: failure, backoff: backoff)
-            } else {
-                try jobs.complete(tx, id: c.id, claim: c.claim)
-                outcome = nil
-            }
+            let outcome = try jobs.fail(tx, id: c.id, claim: c.claim, error: failure, backoff: backoff)
             lock.withLock { _ = recorded.insert(c.id) }
             return outcome
         }) { [self] result in
             switch result {
-            case let .success(now?):
-                logger.warning("job \(c.id) (\(c.name)) failed: \(failure ?? ""); \(now == "dead" ? "dead" : "will retry")")
-            case .success(nil):
-                break
+            case let .success(now):
+                logger.warning("job \(c.id) (\(c.name)) failed: \(failure); \(now == "dead" ? "dead" : now == nil ? "it was no longer this host's" : "will retry")")
             case let .failure(e):
                 logger.warning("job \(c.id): cannot record its outcome (\(e)); it runs again when its lease lapses")
             }
-            lock.withLock {
-                running.removeValue(forKey: c.id)
-                recorded.remove(c.id)
-                finishing -= 1
-            }
-            requestClaim()
+            released([c])
         }
         requestClaim()
     }
+
+    /// Writes every completion waiting in `succeeded`, taken when the writer runs the body
+    /// (so those that arrive meanwhile ride along) and kept for a replay of the body.
+    private func flushCompletions() {
+        let jobs = jobs
+        let taken = TakenBatch()
+        let take: @Sendable () -> [JobStore.Claimed] = { [self] in
+            if let batch = taken.batch { return batch }
+            let batch = lock.withLock {
+                defer { succeeded = []; completionsQueued = false }
+                return succeeded
+            }
+            taken.batch = batch
+            return batch
+        }
+        store.write(replayable: true, { [self] tx in
+            let batch = take()
+            try jobs.complete(tx, batch)
+            lock.withLock { for c in batch { recorded.insert(c.id) } }
+        }) { [self] result in
+            let batch = take()
+            if case let .failure(e) = result {
+                logger.warning("jobs: cannot record \(batch.count) completions (\(e)); they run again when their leases lapse")
+            }
+            released(batch)
+        }
+    }
+
+    /// The outcomes of `batch` are written (or could not be): their slots are free.
+    private func released(_ batch: [JobStore.Claimed]) {
+        lock.withLock {
+            for c in batch {
+                running.removeValue(forKey: c.id)
+                recorded.remove(c.id)
+            }
+            finishing -= batch.count
+        }
+        requestClaim()
+    }
+}
+
+/// The completions one write took (`JobService.flushCompletions`): set by its first run on
+/// the writer's thread, read by a replay and by the answer, which come after it.
+private final class TakenBatch: @unchecked Sendable {
+    var batch: [JobStore.Claimed]?
 }
 
 /// Wakes a sleeping loop early: `wait` returns after its timeout or at the first

@@ -1,0 +1,63 @@
+import Foundation
+import Testing
+
+/// Each queue's count of running jobs (`_pylon_job_queues`), which a claim reads instead of
+/// the running jobs themselves: it must match the jobs through every way a job stops
+/// running, and a count that is wrong (or an older table's indexes) is put right when a
+/// host starts.
+extension JobsTests {
+    /// The counts' sum and the running jobs, e.g. "1 1".
+    static func counts(_ host: HostProcess) async throws -> String {
+        try await host.sql("SELECT (SELECT COALESCE(SUM(running), 0) FROM _pylon_job_queues) || ' ' || (SELECT COUNT(*) FROM _pylon_jobs WHERE status = 'running')")
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    static func indexExists(_ host: HostProcess, _ name: String) async throws -> Bool {
+        let q = host.storeURL != nil ? "SELECT COUNT(*) FROM pg_indexes WHERE indexname = '\(name)'"
+            : "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = '\(name)'"
+        return try await host.sql(q).trimmingCharacters(in: .whitespacesAndNewlines) != "0"
+    }
+
+    @Test("Running counts match the jobs through completions in batches, failures, a cancelled running job and a lapsed lease; a wrong count and older indexes are put right at start-up",
+          arguments: stores)
+    func runningCounts(_ store: TestStore) async throws {
+        let host = try await Self.start(store)
+        defer { host.stop() }
+        // Completions (many at once, so they are written in batches) in two queues, and a
+        // failure that goes to the dead letter.
+        let flag = try await host.request("POST", "/api/entities/Flag", json: #"{"on":true}"#, token: Self.admin)
+        #expect(flag.status == 201, "\(flag.body)")
+        let dead = try await Self.enqueue(host, #"{"name":"flaky","payload":{"tag":"f"},"max_retries":0}"#)
+        var ids: [String] = []
+        for i in 0..<40 {
+            ids.append(try await Self.enqueue(host, #"{"name":"record","payload":{"tag":"c\#(i)"},"queue":"\#(i % 2 == 0 ? "default" : "second")"}"#))
+        }
+        for id in ids { try await Self.waitFor(host, id, status: "completed") }
+        try await Self.waitFor(host, dead, status: "dead")
+        #expect(try await Self.counts(host) == "0 0")
+
+        // A running job counts until it is cancelled.
+        let slow = try await Self.enqueue(host, #"{"name":"slowOnce","payload":{"tag":"cancelled"}}"#)
+        _ = try await eventuallyAsync("the job to start") { try await Self.runs(host, tag: "cancelled").isEmpty ? nil : true }
+        #expect(try await Self.counts(host) == "1 1")
+        #expect(try await host.request("POST", "/api/jobs/\(slow)/cancel", token: Self.admin).status == 200)
+        #expect(try await Self.counts(host) == "0 0")
+
+        // A host killed mid-job leaves the job counted; with the count made wrong (far past
+        // the queue's limit, which would keep the queue from ever running a job) and an
+        // index of an older host added while it is down, a restart recounts, drops the
+        // index, and the job's lapsed lease lets it run again.
+        let lapsing = try await Self.enqueue(host, #"{"name":"slowOnce","payload":{"tag":"lapsing"}}"#)
+        _ = try await eventuallyAsync("the job to start") { try await Self.runs(host, tag: "lapsing").isEmpty ? nil : true }
+        host.kill9()
+        try await host.sql("UPDATE _pylon_job_queues SET running = 1000")
+        try await host.sql("CREATE INDEX _pylon_jobs_queue ON _pylon_jobs (queue, status)")
+        try await host.restart()
+        let done = try await Self.waitFor(host, lapsing, status: "completed")
+        #expect(done["attempts"].items.first?["error"].string?.hasPrefix("LEASE_EXPIRED") == true, "\(String(describing: done))")
+        #expect(try await Self.counts(host) == "0 0")
+        #expect(try await !Self.indexExists(host, "_pylon_jobs_queue"), "an older host's index is dropped")
+        #expect(try await Self.indexExists(host, "_pylon_jobs_due"))
+        #expect(try await Self.runs(host, tag: "lapsing").filter { $0.phase == "end" }.count == 1)
+    }
+}
