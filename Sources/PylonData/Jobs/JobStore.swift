@@ -129,8 +129,9 @@ package struct JobStore: Sendable {
                 }
                 // The rows are this transaction's to change: no other writer runs meanwhile.
                 if !round.isEmpty {
-                    try tx.write(sql("UPDATE \(Self.table) SET status = 'running', claim = claim + 1, lease_until = ?, started_at = ? WHERE id IN (\(Self.marks(round.count)))"),
-                                 [.int(now + leaseMs), .int(now)] + round.map { .text($0.id) })
+                    let ids = Self.padded(round.map { SQLValue.text($0.id) })
+                    try tx.write(sql("UPDATE \(Self.table) SET status = 'running', claim = claim + 1, lease_until = ?, started_at = ? WHERE id IN (\(Self.marks(ids.count)))"),
+                                 [.int(now + leaseMs), .int(now)] + ids)
                     for (queue, jobs) in Dictionary(grouping: round, by: \.queue) {
                         try tx.write(sql("INSERT INTO \(Self.queues) (queue, running) VALUES (?, ?) ON CONFLICT (queue) DO UPDATE SET running = \(Self.queues).running + excluded.running"),
                                      [.text(queue), .int(Int64(jobs.count))])
@@ -145,6 +146,16 @@ package struct JobStore: Sendable {
 
     /// `n` placeholders for an IN list.
     private static func marks(_ n: Int) -> String { Array(repeating: "?", count: n).joined(separator: ", ") }
+
+    /// `items` padded to a power of two by repeating the last (in an IN list that changes
+    /// nothing): a handful of statement texts however many jobs a claim or a batch holds,
+    /// so a store's prepared-statement cache keeps them all.
+    static func padded<T>(_ items: [T]) -> [T] {
+        guard let last = items.last else { return items }
+        var size = 1
+        while size < items.count { size <<= 1 }
+        return items + Array(repeating: last, count: size - items.count)
+    }
 
     /// Takes back jobs whose lease lapsed (their host died or stalled), each counted as a
     /// failed attempt; at most `max` at a time. Returns how many.
@@ -178,7 +189,8 @@ package struct JobStore: Sendable {
     /// with the batch's other statements on a batching store, with no round trip to read.
     package func complete(_ tx: WriteTransaction, _ done: [Claimed], now: Int64 = JobStore.nowMillis()) throws {
         guard !done.isEmpty else { return }
-        func held(_ jobs: [Claimed]) -> (sql: String, params: [SQLValue]) {
+        func held(_ given: [Claimed]) -> (sql: String, params: [SQLValue]) {
+            let jobs = Self.padded(given)
             let pairs = Array(repeating: "(CAST(? AS TEXT), CAST(? AS BIGINT))", count: jobs.count).joined(separator: ", ")
             return ("id IN (\(Self.marks(jobs.count))) AND status = 'running' AND (id, claim) IN (VALUES \(pairs))",
                     jobs.map { .text($0.id) } + jobs.flatMap { [SQLValue.text($0.id), .int($0.claim)] })
