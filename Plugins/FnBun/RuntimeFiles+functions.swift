@@ -255,12 +255,20 @@ export interface WebhookRequest {
 export interface ShardInfo {
   id: string; sim: string; running: boolean; tick: number; subscribers: number; input_queue: number;
   tick_rate_hz: number; max_subscribers: number; idle_ticks_before_shutdown: number; max_input_queue: number;
+  persist_every_ticks: number;
+  /** The shard's roster (a matched shard's group, or the `players` it was created with). */
+  players?: string[];
 }
 
 /** Shards of the loaded sims (pylon.shard.sim/1); in actions only (not transactional). */
 export interface Shards {
-  /** Starts a shard of `sim`; `config` goes to the sim, `settings` are the shard's (tick_rate_hz, ...). */
-  create(sim: string, opts?: { id?: string; config?: Record<string, unknown>; settings?: Record<string, number> }): Promise<ShardInfo>;
+  /**
+   * Starts a shard of `sim`; `config` goes to the sim, `settings` are the shard's (tick_rate_hz, ...).
+   * `players` (1 to 1024 distinct user ids) gives it a roster: over HTTP and the shard WebSocket only
+   * they (each as itself) and the admin may read, watch or play it; to anyone else it is not found.
+   * Without it the sim alone admits. A bad list fails with INVALID_PLAYERS and starts no shard.
+   */
+  create(sim: string, opts?: { id?: string; config?: Record<string, unknown>; settings?: Record<string, number>; players?: string[] }): Promise<ShardInfo>;
   /** The running shard `id`, or null. */
   get(id: string): Promise<ShardInfo | null>;
   /** Queues `input` as `subscriberId` for the next tick; its server seq. */

@@ -271,7 +271,9 @@ async function handleCall(f: any) {
       ctx.shards = {
         create: async (sim: string, opts?: Record<string, unknown>) => {
           const o = opts ?? {};
-          return await rpc(c, { op: "shard_create", sim: String(sim), id: o.id ?? null, config: o.config ?? {}, settings: o.settings ?? {} });
+          // `players` goes as given: the host checks it (400 INVALID_PLAYERS), as on POST /api/shards.
+          return await rpc(c, { op: "shard_create", sim: String(sim), id: o.id ?? null, config: o.config ?? {}, settings: o.settings ?? {},
+            players: o.players ?? null });
         },
         get: async (id: string) => await rpc(c, { op: "shard_get", id: String(id) }),
         input: async (id: string, subscriberId: string, input: unknown, clientSeq?: number) =>

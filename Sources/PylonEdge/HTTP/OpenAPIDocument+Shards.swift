@@ -1,4 +1,5 @@
 import PylonJSON
+import PylonServices
 
 /// The shard routes (`ShardRoutes`), described when a plugin serves `pylon.shard.sim/1`.
 extension OpenAPIDocument {
@@ -11,15 +12,19 @@ extension OpenAPIDocument {
             ("max_input_queue", ["type": "integer", "minimum": 1]),
             ("persist_every_ticks", ["type": "integer", "minimum": 0]),
         ]
-        // `players`: a matched shard's roster (only matched shards have one).
+        // `players`: the shard's roster (a matched shard's group, or the `players` it was created with).
         let shard = object([("id", string), ("sim", string), ("running", boolean), ("tick", count), ("subscribers", count),
                             ("input_queue", count)] + settings + [("players", ["type": "array", "items": string])],
                            required: ["id", "sim", "running", "tick", "subscribers", "input_queue"])
-        let create = object([("sim", string), ("id", nullable(string)), ("config", ["type": "object"])] + settings, required: ["sim"])
+        let players: JSONValue = ["type": "array", "items": string, "minItems": 1, "maxItems": .int(Int64(ShardRoster.maxPlayers)), "uniqueItems": true]
+        let create = object([("sim", string), ("id", nullable(string)), ("config", ["type": "object"]), ("players", players)] + settings,
+                            required: ["sim"])
         let input = object([("input", anyValue), ("client_seq", nullable(count)), ("subscriber_id", nullable(string))], required: ["input"])
+        let createSummary = "start a shard of a loaded sim (`config` goes to the sim; `players`, user ids, admits only them and the admin: "
+            + "400 INVALID_PLAYERS unless 1 to \(ShardRoster.maxPlayers) distinct ids)"
         let id = pathParam("id")
         // The roster rule (`ShardRoster`): the 404 and 403 below are the common error responses.
-        let matched = "A matched shard (the matchmaker's) exists only for its players and the admin: anyone else gets 404 SHARD_NOT_FOUND, as for a missing shard."
+        let matched = "A shard with players (a matched one, or one created with `players`) exists only for them and the admin: anyone else gets 404 SHARD_NOT_FOUND, as for a missing shard."
         let asSelf = "A player acts only as itself: another sid is 403 SID_NOT_YOURS."
         let stream: JSONValue = .object([
             ("description", "text/event-stream: `id: <tick>` + `data: <snapshot JSON>` per frame, after `event: ack` / `event: error` for this subscriber's inputs; `event: end` {reason} closes it"),
@@ -27,7 +32,7 @@ extension OpenAPIDocument {
         ])
         return [
             ("/api/shards", [
-                "post": op("createShard", "start a shard of a loaded sim (`config` goes to the sim)", access: .admin, tags: tags,
+                "post": op("createShard", createSummary, access: .admin, tags: tags,
                            body: body(create), responses: [("201", ok(shard, "started"))], errors: ["409", "503"]),
                 "get": op("listShards", "every running shard", access: .admin, tags: tags, responses: [("200", ok(["type": "array", "items": shard]))]),
             ]),

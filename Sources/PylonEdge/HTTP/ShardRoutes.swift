@@ -8,9 +8,10 @@ import PylonJSON
 
 /// Shards over HTTP (pylon-aux.md §5.5, wire shapes kept, Pylon's gaps filled):
 ///
-/// - `POST /api/shards` (admin) `{"sim", "id"?, "config"?, "tick_rate_hz"?, "max_subscribers"?,
-///   "idle_ticks_before_shutdown"?, "max_input_queue"?}`: starts a shard of a loaded sim; 201
-///   with the shard. `config` goes to the sim's `create`.
+/// - `POST /api/shards` (admin) `{"sim", "id"?, "config"?, "players"?, "tick_rate_hz"?,
+///   "max_subscribers"?, "idle_ticks_before_shutdown"?, "max_input_queue"?,
+///   "persist_every_ticks"?}`: starts a shard of a loaded sim; 201 with the shard. `config`
+///   goes to the sim's `create`; `players` (user ids) gives the shard a roster.
 /// - `GET /api/shards` (admin): every shard. `GET /api/shards/:id` (signed in): one.
 /// - `DELETE /api/shards/:id` (admin): stops and removes it.
 /// - `POST /api/shards/:id/input` (signed in) `{"input", "client_seq"?, "subscriber_id"?}`:
@@ -25,8 +26,8 @@ import PylonJSON
 ///   `{"reason"}` closes it (the shard stopped, another connection took the sid, or the
 ///   caller's session ended: rechecked at each heartbeat).
 ///
-/// A matched shard (the matchmaker's, with a `ShardRoster`) exists only for its players and
-/// the admin: to anyone else `GET`, `input` and `connect` answer 404 `SHARD_NOT_FOUND`, as
+/// A shard with a roster (`ShardRoster`: a matched shard, or one created with `players`)
+/// exists only for its players and the admin: to anyone else `GET`, `input` and `connect` answer 404 `SHARD_NOT_FOUND`, as
 /// for a missing shard; a player acting under another subscriber id gets 403 `SID_NOT_YOURS`.
 /// Both checks come before the sim's own `authorize_subscribe` / `authorize_input`.
 extension RouteContext {
@@ -35,7 +36,7 @@ extension RouteContext {
         router.post("/api/shards") { req, _ -> Response in
             try await requireAdmin(req, "creating a shard")
             let body = try await self.body(req)
-            guard body.objectValue != nil else { throw HostError.badRequest("INVALID_BODY", #"send {"sim": name, "id"?, "config"?}"#) }
+            guard body.objectValue != nil else { throw HostError.badRequest("INVALID_BODY", #"send {"sim": name, "id"?, "config"?, "players"?}"#) }
             guard let sim = body["sim"]?.stringValue else {
                 throw HostError.badRequest("SIM_REQUIRED", "name the sim to run in \"sim\"; loaded sims: \(shards.sims.keys.sorted().joined(separator: ", "))")
             }
@@ -49,7 +50,9 @@ extension RouteContext {
                 throw HostError.badRequest("INVALID_SHARD_CONFIG", "\"config\" must be an object (the sim's own settings)")
             }
             let settings = try ShardSettings.parse(body)
-            let shard = try await shards.create(sim: sim, id: id, config: config == .null ? .object([]) : config, settings: settings)
+            let roster = try ShardRoster.requested(in: body)
+            let shard = try await shards.create(sim: sim, id: id, config: config == .null ? .object([]) : config, settings: settings,
+                                                roster: roster)
             return HTTPSupport.json(shard.json, status: .created)
         }
         router.get("/api/shards") { req, _ -> Response in
@@ -189,7 +192,7 @@ extension RouteContext {
     }
 
     /// The shard of the route's `:id` as `auth` may see it (`ShardRegistry.get(_:for:)`: a
-    /// matched shard of which the caller is no player is not found).
+    /// shard with a roster of which the caller is no player is not found).
     static func shard(_ shards: ShardRegistry, _ ctx: PylonRequestContext, _ auth: AuthContext) throws(HostError) -> Shard {
         try shards.get(ctx.parameters.get("id") ?? "", for: auth)
     }

@@ -6,8 +6,8 @@ import PylonServices
 
 /// The host's side of `pylon.host.shards/1` (ABI 2.6): what a shard transport plugin
 /// (Plugins/ShardWS) calls. It keeps the rules of the SSE stream and the input route
-/// (`ShardRoutes`) — who the token is, who may subscribe as which subscriber (a matched
-/// shard's players only, each as itself: `ShardRoster`), the input
+/// (`ShardRoutes`) — who the token is, who may subscribe as which subscriber (on a shard
+/// with a roster its players only, each as itself: `ShardRoster`), the input
 /// message and its checks, the stream ending with the caller's session — so a client gets
 /// the same answers over either transport. The plugin only carries bytes.
 ///
@@ -152,7 +152,7 @@ final class ShardTransportHost: @unchecked Sendable {
         }
         let shard: Shard, subscriberID: String
         do {
-            // A matched shard of which the caller is no player: 4404, as for no shard at all.
+            // A shard with a roster of which the caller is no player: 4404, as for no shard at all.
             shard = try shards.get(shardID, for: auth)
             subscriberID = try RouteContext.subscriberID(sid.isEmpty ? nil : sid, auth)
             try shard.check(subscriber: subscriberID, for: auth)

@@ -16,7 +16,8 @@ package final class Shard: @unchecked Sendable {
     package let id: String
     package let sim: SimPlugin
     package let settings: ShardSettings
-    /// The players of a matched shard (nil: not matched, the sim alone admits).
+    /// The players of a shard with a roster: a matched one, or one created with `players`
+    /// (nil: none, the sim alone admits).
     package let roster: ShardRoster?
 
     struct PendingInput {
@@ -92,15 +93,15 @@ package final class Shard: @unchecked Sendable {
         ] + savedSettings)
     }
 
-    /// The settings as shown and saved: a matched shard's players beside them.
+    /// The settings as shown and saved: the roster's players beside them.
     var savedSettings: [(String, JSONValue)] {
         settings.json + (roster.map { [("players", $0.json)] } ?? [])
     }
 
-    /// Whether `auth` may know of this shard at all (a matched one: its players and the admin).
+    /// Whether `auth` may know of this shard at all (one with a roster: its players and the admin).
     package func visible(to auth: AuthContext) -> Bool { roster?.admits(auth) ?? true }
 
-    /// On a matched shard, refuses a player acting as another subscriber (`SID_NOT_YOURS`).
+    /// On a shard with a roster, refuses a player acting as another subscriber (`SID_NOT_YOURS`).
     package func check(subscriber sid: String, for auth: AuthContext) throws(HostError) {
         try roster?.check(subscriber: sid, for: auth)
     }

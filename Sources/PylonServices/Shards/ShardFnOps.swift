@@ -4,14 +4,15 @@ import PylonCore
 import PylonJSON
 
 /// `ctx.shards` in server functions (actions and workflows; a shard is a side effect outside
-/// any transaction): `shard_create` `{sim, id?, config?, settings?}` → the shard,
+/// any transaction): `shard_create` `{sim, id?, config?, settings?, players?}` → the shard
+/// (`players`: its roster, checked as on `POST /api/shards`),
 /// `shard_get` `{id}` → the shard or null, `shard_input` `{id, subscriber_id, input,
 /// client_seq?}` → `{"accepted": true, "seq"}`. A function is the app's trusted code, as
 /// the admin's routes are: it creates shards and sends input as any subscriber (attached or
-/// not); the sim's own `authorize_input` still sees the function's caller. A matched shard's
-/// roster (`ShardRoster`) guards the routes, not functions: `get` and `input` reach any
-/// shard, so an action that hands them to its callers checks the players itself (the
-/// shard's `players`).
+/// not); the sim's own `authorize_input` still sees the function's caller. A shard's roster
+/// (`ShardRoster`) guards the routes, not functions: `get` and `input` reach any shard, so
+/// an action that hands them to its callers checks the players itself (the shard's
+/// `players`).
 enum ShardFnOps {
     static let ops: Set<String> = ["shard_create", "shard_get", "shard_input"]
 
@@ -36,9 +37,10 @@ enum ShardFnOps {
                 throw HostError.badRequest("INVALID_SHARD_CONFIG", "the shard's config must be an object (the sim's own settings)")
             }
             let settings = try ShardSettings.parse(v["settings"] ?? .object([]))
+            let roster = try ShardRoster.requested(in: v)
             let given = v["id"] ?? .null
             return try await shards.create(sim: sim, id: given == .null ? nil : try id(), config: config == .null ? .object([]) : config,
-                                           settings: settings).json
+                                           settings: settings, roster: roster).json
         case "shard_get":
             return shards.get(try id())?.json ?? .null
         default:

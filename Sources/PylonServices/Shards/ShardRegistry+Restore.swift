@@ -7,7 +7,7 @@ extension ShardRegistry {
     /// by its sim and ticking on from its saved tick. A row that cannot be restored (its sim
     /// is not loaded, its state or settings are not ones the host and the sim wrote) is
     /// logged and skipped, and kept for a host that can; the host starts either way. A
-    /// matched shard comes back with its players (`ShardRoster`), or not at all.
+    /// shard with a roster comes back with its players (`ShardRoster`), or not at all.
     package func restoreSaved() {
         guard let persistence else { return }
         let saved: [ShardPersistence.Saved]

@@ -58,8 +58,9 @@ package final class ShardRegistry: @unchecked Sendable {
 
     package func get(_ id: String) -> Shard? { lock.withLock { shards[id] } }
 
-    /// The shard `id` as `auth` may see it: a matched shard of which `auth` is no player is
-    /// answered as no shard at all (the same 404), so other matches' ids are not confirmed.
+    /// The shard `id` as `auth` may see it: a shard with a roster of which `auth` is no player
+    /// is answered as no shard at all (the same 404), so other matches' or rooms' ids are not
+    /// confirmed.
     package func get(_ id: String, for auth: AuthContext) throws(HostError) -> Shard {
         guard let s = get(id), s.visible(to: auth) else { throw Self.notFound(id) }
         return s
@@ -72,7 +73,7 @@ package final class ShardRegistry: @unchecked Sendable {
     package var all: [Shard] { lock.withLock { shards.values.sorted { $0.id < $1.id } } }
 
     /// Creates a shard of `simName` from the sim's `config` and starts ticking it.
-    /// `id` nil: a random one. `roster`: the players a matched shard admits (nil: any the sim does).
+    /// `id` nil: a random one. `roster`: the only players the shard admits (nil: any the sim does).
     package func create(sim simName: String, id: String?, config: JSONValue, settings given: ShardSettings,
                         roster: ShardRoster? = nil) async throws -> Shard {
         guard let sim = sims[simName] else {

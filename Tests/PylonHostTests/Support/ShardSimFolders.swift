@@ -48,3 +48,26 @@ extension ShardSimFolders {
         },
         provision: ShardSimsBuild.store.provision)
 }
+
+extension ShardSimFolders {
+    /// The shard sims with the function runtime and the shard WebSocket transport beside the
+    /// SQLite store: shards made by functions, reached on every path.
+    static let withTransportAndFunctions = linking("sqlite+sims+shardws+functions", ["libPylonShardWS.so", "libPylonFnBun.so"],
+                                                   provision: ShardSimsBuild.store.provision)
+
+    /// The shard sims with the function runtime on a fresh database of the test Postgres server.
+    static let postgresWithFunctions = linking("postgres+sims+functions", ["libPylonStorePostgres.so", "libPylonFnBun.so"],
+                                               provision: TestStore.postgres.provision)
+
+    /// A store named `name` whose folder is the sims' plus `plugins`, linked from `plugins/`.
+    private static func linking(_ name: String, _ plugins: [String],
+                                provision: @escaping @Sendable (URL, String) async throws -> TestStoreBackend) -> TestStore {
+        TestStore(name: name,
+                  pluginsDir: {
+                      try await ShardSimFolders.shared.folder(name) {
+                          Dictionary(uniqueKeysWithValues: plugins.map { ($0, TestPaths.pluginsDir + "/" + $0) })
+                      }
+                  },
+                  provision: provision)
+    }
+}

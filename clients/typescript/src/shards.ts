@@ -10,7 +10,7 @@ export interface ShardInfo {
   tick: number;
   subscribers: number;
   input_queue: number;
-  /** A matched shard's players (only they and the admin may read, watch or play it). */
+  /** The shard's roster: a matched shard's group, or the `players` it was created with (only they and the admin may read, watch or play it). */
   players?: string[];
   [key: string]: unknown;
 }
@@ -82,8 +82,8 @@ export function decodeTickFrame(bytes: ArrayBuffer | Uint8Array): ShardFrame {
 export class Shards {
   constructor(private readonly http: Http) {}
 
-  /** Starts a shard of `sim` (admin). */
-  create(sim: string, opts: { id?: string; config?: unknown; settings?: Record<string, unknown> } = {}): Promise<ShardInfo> {
+  /** Starts a shard of `sim` (admin); `players` (user ids) admits only them and the admin. */
+  create(sim: string, opts: { id?: string; config?: unknown; settings?: Record<string, unknown>; players?: string[] } = {}): Promise<ShardInfo> {
     return this.http.request("/api/shards", { body: { sim, ...opts } });
   }
 
