@@ -31,14 +31,9 @@ struct ABIEvolutionTests {
         let root = try TestPaths.freshTempDir("pylon-abi-evolution")
         let plugins = root.appendingPathComponent("plugins")
         try FileManager.default.createDirectory(at: plugins, withIntermediateDirectories: true)
-        let include = TestPaths.packageRoot.appendingPathComponent("Sources/PylonPluginABI/include").path
         let executor = TestPaths.packageRoot.appendingPathComponent("examples/executor-c").path
-        let source = TestPaths.packageRoot.appendingPathComponent("Tests/Fixtures/plugins/evolving_store.c").path
-        let out = plugins.appendingPathComponent("libevolving.so").path
-        let cc = try await TestCommand.run("/usr/bin/env", ["cc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC",
-                                                            "-I\(include)", "-I\(executor)", "-D\(define)", "-o", out, source,
-                                                            "-lsqlite3"], timeout: 120)
-        guard cc.status == 0 else { throw TestSetupError(description: "cc -D\(define) failed:\n\(cc.stderr)") }
+        try await FixturePlugins.compile("evolving_store", to: plugins.appendingPathComponent("libevolving.so").path, defines: [define],
+                                         extra: ["-I\(executor)", "-lsqlite3"])
         let manifestPath = root.appendingPathComponent("pylon.manifest.json").path
         try Data(manifest.replacingOccurrences(of: "USE", with: use).utf8).write(to: URL(fileURLWithPath: manifestPath))
         return ServedHost(directory: root, pluginsDir: plugins.path, manifestPath: manifestPath,

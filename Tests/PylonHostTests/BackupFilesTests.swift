@@ -213,8 +213,10 @@ struct BackupFilesTests {
         let split = head.count - bytes.count + bytes.count / 2
         let socket = try TestSocket.connect(port: host.port)
         defer { socket.release() }
-        try socket.send(Array(head[..<split]))
+        // Listed before the first half goes out: a quick host has its temp file by the time
+        // a listing after the send is made, which then never sees a new one.
         let before = try FileManager.default.contentsOfDirectory(atPath: tmp.path)
+        try socket.send(Array(head[..<split]))
         _ = try await eventually("the upload's temp file", timeout: 20) {
             let now = (try? FileManager.default.contentsOfDirectory(atPath: tmp.path)) ?? []
             return now.count > before.count ? true : nil
@@ -252,12 +254,8 @@ struct BackupFilesTests {
         let plugins = root.appendingPathComponent("plugins")
         try FileManager.default.createDirectory(at: plugins, withIntermediateDirectories: true)
         try FileManager.default.copyItem(atPath: TestPaths.sqlitePlugin, toPath: plugins.appendingPathComponent("libPylonStoreSQLite.so").path)
-        let include = TestPaths.packageRoot.appendingPathComponent("Sources/PylonPluginABI/include").path
-        let source = TestPaths.packageRoot.appendingPathComponent("Tests/Fixtures/plugins/fixture_plugin.c").path
-        let cc = try await TestCommand.run("/usr/bin/env", ["cc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", "-I\(include)",
-                                                            "-DFIXTURE_FILES", "-DFIXTURE_ID=\"test.files.broken\"",
-                                                            "-o", plugins.appendingPathComponent("libbrokenfiles.so").path, source], timeout: 120)
-        try #require(cc.status == 0, "cc failed:\n\(cc.stderr)")
+        try await FixturePlugins.compile("fixture_plugin", to: plugins.appendingPathComponent("libbrokenfiles.so").path,
+                                         defines: ["FIXTURE_FILES", "FIXTURE_ID=\"test.files.broken\""])
         let manifest = root.appendingPathComponent("pylon.manifest.json").path
         try Data(BackupTests.manifest.replacingOccurrences(of: #""indexes": []}]"#, with: #""indexes": []}], "plugins": {"files": {"use": "test.files.broken"}}"#).utf8)
             .write(to: URL(fileURLWithPath: manifest))

@@ -179,11 +179,6 @@ struct PluginABITests {
 
 // MARK: - Fixture folder
 
-fileprivate enum ABIPaths {
-    static var fixtures: URL { TestPaths.packageRoot.appendingPathComponent("Tests/Fixtures/plugins") }
-    static var abiInclude: String { TestPaths.packageRoot.appendingPathComponent("Sources/PylonPluginABI/include").path }
-}
-
 /// A temp dir with `plugins/` holding the real store, good and bad fixtures.
 fileprivate struct ABIFixtureFolder {
     static let fixtureID = "test.fixture"
@@ -209,19 +204,18 @@ fileprivate struct ABIFixtureFolder {
         do {
             try fm.createDirectory(at: plugins, withIntermediateDirectories: true)
             try fm.copyItem(atPath: TestPaths.sqlitePlugin, toPath: plugins.appendingPathComponent(sqliteFile).path)
-            let fixture = ABIPaths.fixtures.appendingPathComponent("fixture_plugin.c").path
-            let noEntry = ABIPaths.fixtures.appendingPathComponent("no_entry.c").path
-            try await compile(fixture, to: plugins.appendingPathComponent(fixtureFirst).path,
+            let fixture = "fixture_plugin"
+            try await FixturePlugins.compile(fixture, to: plugins.appendingPathComponent(fixtureFirst).path,
                               defines: ["FIXTURE_ID=\"\(fixtureID)\""])
-            try await compile(fixture, to: plugins.appendingPathComponent(fixtureSecond).path,
+            try await FixturePlugins.compile(fixture, to: plugins.appendingPathComponent(fixtureSecond).path,
                               defines: ["FIXTURE_ID=\"\(fixtureID)\""])
-            try await compile(fixture, to: plugins.appendingPathComponent(abi1File).path,
+            try await FixturePlugins.compile(fixture, to: plugins.appendingPathComponent(abi1File).path,
                               defines: ["FIXTURE_ID=\"test.fixture.abi1\"", "FIXTURE_ABI_1"])
-            try await compile(fixture, to: plugins.appendingPathComponent(abi3File).path,
+            try await FixturePlugins.compile(fixture, to: plugins.appendingPathComponent(abi3File).path,
                               defines: ["FIXTURE_ID=\"test.fixture.abi3\"", "FIXTURE_ABI_MAJOR=3"])
-            try await compile(fixture, to: plugins.appendingPathComponent(smallStructFile).path,
+            try await FixturePlugins.compile(fixture, to: plugins.appendingPathComponent(smallStructFile).path,
                               defines: ["FIXTURE_ID=\"test.fixture.small\"", "FIXTURE_STRUCT_SIZE=16"])
-            try await compile(noEntry, to: plugins.appendingPathComponent(noEntryFile).path, defines: [])
+            try await FixturePlugins.compile("no_entry", to: plugins.appendingPathComponent(noEntryFile).path)
             try Data("this is a text file that happens to be named x.so, not a shared library\n".utf8)
                 .write(to: plugins.appendingPathComponent(textFile))
         } catch {
@@ -229,15 +223,6 @@ fileprivate struct ABIFixtureFolder {
             throw error
         }
         return folder
-    }
-
-    static func compile(_ source: String, to output: String, defines: [String]) async throws {
-        let args = ["cc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", "-I\(ABIPaths.abiInclude)"] + defines.map { "-D\($0)" }
-            + ["-o", output, source]
-        let r = try await ABIRun.run("/usr/bin/env", args)
-        guard r.status == 0 else {
-            throw TestSetupError(description: "cc failed (\(r.status)): \(args.joined(separator: " "))\n\(r.stderr)")
-        }
     }
 
     func remove() { TestPaths.removeTempDir(root) }

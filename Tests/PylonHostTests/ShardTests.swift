@@ -296,11 +296,7 @@ actor ShardSimsBuild {
         let arena = TestPaths.packageRoot.appendingPathComponent("examples/shard-arena").path
         let make = try await TestCommand.run("/usr/bin/env", ["make", "-C", arena, "BUILD_DIR=\(plugins)", "CC=cc"], timeout: 120)
         guard make.status == 0 else { throw TestSetupError(description: "make in \(arena) failed:\n\(make.stdout)\n\(make.stderr)") }
-        let include = TestPaths.packageRoot.appendingPathComponent("Sources/PylonPluginABI/include").path
-        let fixture = TestPaths.packageRoot.appendingPathComponent("Tests/Fixtures/plugins/misbehaving_sim.c").path
-        let cc = try await TestCommand.run("/usr/bin/env", ["cc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", "-I\(include)",
-                                                            "-o", plugins + "/libmisbehaving_sim.so", fixture], timeout: 120)
-        guard cc.status == 0 else { throw TestSetupError(description: "cc \(fixture) failed:\n\(cc.stderr)") }
+        try await FixturePlugins.compile("misbehaving_sim", to: plugins + "/libmisbehaving_sim.so")
         try FileManager.default.createSymbolicLink(atPath: plugins + "/libPylonStoreSQLite.so", withDestinationPath: TestPaths.sqlitePlugin)
         let withFn = plugins + "-fn"
         try FileManager.default.createDirectory(atPath: withFn, withIntermediateDirectories: true)

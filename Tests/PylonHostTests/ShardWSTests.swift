@@ -276,11 +276,7 @@ actor ShardWSBuild {
         for name in try fm.contentsOfDirectory(atPath: sims) {
             try fm.createSymbolicLink(atPath: plugins + "/" + name, withDestinationPath: sims + "/" + name)
         }
-        let include = TestPaths.packageRoot.appendingPathComponent("Sources/PylonPluginABI/include").path
-        let fixture = TestPaths.packageRoot.appendingPathComponent("Tests/Fixtures/plugins/bulky_sim.c").path
-        let cc = try await TestCommand.run("/usr/bin/env", ["cc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", "-I\(include)",
-                                                            "-o", plugins + "/libbulky_sim.so", fixture], timeout: 120)
-        guard cc.status == 0 else { throw TestSetupError(description: "cc \(fixture) failed:\n\(cc.stderr)") }
+        try await FixturePlugins.compile("bulky_sim", to: plugins + "/libbulky_sim.so")
         try fm.createSymbolicLink(atPath: plugins + "/libPylonShardWS.so", withDestinationPath: TestPaths.pluginsDir + "/libPylonShardWS.so")
         return plugins
     }

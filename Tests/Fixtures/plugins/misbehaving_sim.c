@@ -20,7 +20,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "pylon_plugin.h"
+#include "fixture_sim_plugin.h"
 
 struct pylon_sim_state {
     char mode[16];
@@ -152,28 +152,4 @@ static const pylon_shard_sim_v1 table = {
     sim_authorize_subscribe, sim_authorize_input, NULL, NULL,
 };
 
-static int tag;
-
-static pylon_status plugin_create(const pylon_host_v1 *host, const char *c, size_t n, pylon_instance **out,
-                                  const pylon_error_sink *err) {
-    (void)host, (void)c, (void)n, (void)err;
-    *out = (pylon_instance *)&tag;
-    return PYLON_OK;
-}
-
-static void plugin_destroy(pylon_instance *i) { (void)i; }
-
-static const void *plugin_get_interface(pylon_instance *i, const char *cap) {
-    return i != NULL && cap != NULL && strcmp(cap, PYLON_CAP_SHARD_SIM) == 0 ? &table : NULL;
-}
-
-static const char *const caps[] = {PYLON_CAP_SHARD_SIM};
-
-static const pylon_plugin_descriptor descriptor = {
-    (uint32_t)sizeof(pylon_plugin_descriptor), PYLON_ABI_MAJOR, PYLON_ABI_MINOR, PYLON_ABI_HEADER_HASH,
-    (uint32_t)sizeof(void *), (uint32_t)sizeof(pylon_value), (uint32_t)sizeof(pylon_error), (uint32_t)sizeof(pylon_host_v1),
-    "pylon.test.misbehaving_sim", "0.1.0", "a shard sim that breaks the contract on purpose (ShardTests)",
-    caps, 1, 0, plugin_create, plugin_destroy, plugin_get_interface,
-};
-
-const pylon_plugin_descriptor *pylon_plugin_entry(void) { return &descriptor; }
+PYLON_FIXTURE_SIM_PLUGIN("pylon.test.misbehaving_sim", "a shard sim that breaks the contract on purpose (ShardTests)")
