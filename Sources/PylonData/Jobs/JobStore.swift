@@ -28,8 +28,8 @@ package struct JobStore: Sendable {
 
     /// DDL for the jobs, cron (state and function-registered tasks) and workflow tables.
     package static func createSQL(_ d: SQLDialect) -> [String] {
-        droppedIndexes.map { "DROP INDEX IF EXISTS \(d.quote($0))" } + d.createSystemTable(SystemTables.jobs) + d.createSystemTable(SystemTables.jobQueues) + d.createSystemTable(SystemTables.cron) + d.createSystemTable(SystemTables.cronTasks)
-            + d.createSystemTable(SystemTables.workflows)
+        droppedIndexes.map { "DROP INDEX IF EXISTS \(d.quote($0))" }
+            + [SystemTables.jobs, SystemTables.jobQueues, SystemTables.cron, SystemTables.cronTasks, SystemTables.workflows].flatMap { d.createSystemTable($0) }
     }
 
     /// `template` with its `?`s in this dialect's placeholders (byte by byte: a claim's or
@@ -91,8 +91,16 @@ package struct JobStore: Sendable {
     /// `_pylon_job_queues`; lapsed leases are taken back by `reclaimLapsed`). Usually three
     /// statements whatever the number claimed (the counts, one priority's due jobs, one
     /// UPDATE), each a round trip on a remote store, plus one count change per queue.
+    ///
+    /// `floors`: where a priority's read may start (`run_at` and `id` of the last job an
+    /// earlier claim took there, in the index's order), updated for the next claim. The entries of claimed jobs stay at
+    /// the front of `_pylon_jobs_due` until VACUUM (PostgreSQL), and a read from the front
+    /// walked all of them, so each claim of a long burst cost more than the one before. A
+    /// floor is only a hint: a job due before it (skipped as its queue was full, written by
+    /// a host whose clock is behind, or straight into the table) is found when the caller
+    /// forgets the floors (`JobService` does at every poll), so it is never lost, only later.
     package func claim(_ tx: WriteTransaction, slots: Int, leaseMs: Int64, limit: (String) -> Int,
-                       now: Int64 = JobStore.nowMillis()) throws -> [Claimed] {
+                       floors: inout [JobPriority: Floor], now: Int64 = JobStore.nowMillis()) throws -> [Claimed] {
         let conn = tx.connection
         guard slots > 0 else { return [] }
         var running: [String: Int] = [:]
@@ -102,31 +110,42 @@ package struct JobStore: Sendable {
         }
         var full = Set(running.filter { $0.value >= limit($0.key) }.keys)
         var claimed: [Claimed] = []
-        // Priority by priority, each read in the order of `_pylon_jobs_ready` (no sort, however
+        // Priority by priority, each read in the order of `_pylon_jobs_due` (no sort, however
         // long the queue), a few rounds each: a round may stop at a queue that fills up while
         // lower rows remain. Each round's jobs are marked running before the next round reads.
-        for priority in JobPriority.allCases.reversed() {
+        for priority in JobPriority.allCases.reversed() where claimed.count < slots {
+            // The floor holds only while nothing of this priority is passed over.
+            var passedOver = false
+            var last: Floor?
+            // Every due job of this priority from the floor on was read (and taken).
+            var exhausted = false
             for _ in 0..<4 where claimed.count < slots {
-                var params: [SQLValue] = [.int(priority.rawValue), .int(now)]
+                let floor = floors[priority] ?? Floor(runAt: Int64.min, id: "")
+                var params: [SQLValue] = [.int(priority.rawValue), .int(floor.runAt), .text(floor.id), .int(now)]
                 var exclude = ""
                 if !full.isEmpty {
                     exclude = " AND queue NOT IN (\(Self.marks(full.count)))"
                     params += full.sorted().map(SQLValue.text)
+                    passedOver = true
                 }
-                params.append(.int(Int64(slots - claimed.count)))
-                let rows = try conn.execute(sql("SELECT id, name, payload, queue, claim FROM \(Self.table) WHERE status = 'pending' AND priority = ? AND run_at <= ?\(exclude) ORDER BY run_at, id LIMIT ?"),
+                let wanted = slots - claimed.count
+                params.append(.int(Int64(wanted)))
+                let rows = try conn.execute(sql("SELECT id, name, payload, queue, claim, run_at FROM \(Self.table) WHERE status = 'pending' AND priority = ? AND (run_at, id) >= (?, ?) AND run_at <= ?\(exclude) ORDER BY run_at, id LIMIT ?"),
                                             params).rows
+                if rows.count < wanted { exhausted = true }
                 if rows.isEmpty { break }
                 var skipped = false
                 var round: [Claimed] = []
                 for row in rows where claimed.count + round.count < slots {
                     guard case let .text(id) = row[0], case let .text(name) = row[1], case let .text(payload) = row[2],
-                          case let .text(queue) = row[3], case let .int(claim) = row[4] else { continue }
+                          case let .text(queue) = row[3], case let .int(claim) = row[4], case let .int(runAt) = row[5] else { continue }
                     if full.contains(queue) { skipped = true; continue }
                     round.append(Claimed(id: id, name: name, payload: payload, queue: queue, claim: claim + 1))
+                    last = Floor(runAt: runAt, id: id)
                     running[queue, default: 0] += 1
                     if running[queue]! >= limit(queue) { full.insert(queue) }
                 }
+                if skipped { passedOver = true }
                 // The rows are this transaction's to change: no other writer runs meanwhile.
                 if !round.isEmpty {
                     let ids = Self.padded(round.map { SQLValue.text($0.id) })
@@ -140,8 +159,23 @@ package struct JobStore: Sendable {
                 }
                 if !skipped { break }
             }
+            // A job written later is due at its writing or after (enqueue, retry, back-off all
+            // count from now), so an exhausted priority's next read may start at now.
+            if passedOver {
+                floors[priority] = nil
+            } else if exhausted {
+                floors[priority] = Floor(runAt: now, id: "")
+            } else if let last {
+                floors[priority] = last
+            }
         }
         return claimed
+    }
+
+    /// A place in `_pylon_jobs_due` within one priority (`claim`).
+    package struct Floor: Sendable {
+        let runAt: Int64
+        let id: String
     }
 
     /// `n` placeholders for an IN list.

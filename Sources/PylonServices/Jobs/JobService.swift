@@ -41,6 +41,11 @@ package final class JobService: @unchecked Sendable {
     /// them (`flushCompletions`), queued when the first arrives.
     private var succeeded: [JobStore.Claimed] = []
     private var completionsQueued = false
+    /// Where each priority's next claim may start reading (`JobStore.claim`); forgotten at
+    /// every poll, so a job due before a floor waits at most one poll interval.
+    private var floors: [JobPriority: JobStore.Floor] = [:]
+    /// Counts the polls' forgetting, so floors a claim read before one are not kept after it.
+    private var floorsEpoch = 0
     private let wakeup = Wakeup()
     /// The host's own job handlers by job name (e.g. the workflow engine's advance), run
     /// instead of a function; registered at start-up, before `run`.
@@ -129,7 +134,11 @@ package final class JobService: @unchecked Sendable {
                     }
                     if lapsed > 0 { logger.warning("jobs: \(lapsed) jobs whose lease lapsed will run again") }
                 }
-                let idle = lock.withLock { !claimQueued && hasFreeSlot }
+                let idle = lock.withLock {
+                    floors = [:]
+                    floorsEpoch += 1
+                    return !claimQueued && hasFreeSlot
+                }
                 if idle, try await store.read({ conn in try jobs.hasWork(conn) }) {
                     requestClaim()
                 }
@@ -166,15 +175,17 @@ package final class JobService: @unchecked Sendable {
         let limits = config.jobsQueues, workers = config.jobsWorkers
         // Replayable: the body reads `running` and `recorded` but changes nothing outside
         // the transaction.
-        store.write(replayable: true, { [self] tx in
-            let free = workers - lock.withLock { running.count - recorded.count }
-            let claimed = try jobs.claim(tx, slots: free, leaseMs: leaseMs, limit: { limits[$0] ?? workers })
-            return (free, claimed)
+        store.write(replayable: true, { [self] tx -> (Int, [JobStore.Claimed], [JobPriority: JobStore.Floor], Int) in
+            let (free, given, epoch) = lock.withLock { (workers - (running.count - recorded.count), self.floors, floorsEpoch) }
+            var next = given
+            let claimed = try jobs.claim(tx, slots: free, leaseMs: leaseMs, limit: { limits[$0] ?? workers }, floors: &next)
+            return (free, claimed, next, epoch)
         }) { [self] result in
             switch result {
-            case let .success((free, claimed)):
+            case let .success((free, claimed, floors, epoch)):
                 lock.withLock {
                     claimQueued = false
+                    if epoch == floorsEpoch { self.floors = floors }
                     for c in claimed { running[c.id] = c.claim }
                 }
                 for c in claimed { start(c) }

@@ -1,10 +1,11 @@
 import Foundation
 import Testing
 
-/// Each queue's count of running jobs (`_pylon_job_queues`), which a claim reads instead of
-/// the running jobs themselves: it must match the jobs through every way a job stops
-/// running, and a count that is wrong (or an older table's indexes) is put right when a
-/// host starts.
+/// What a claim reads besides the due jobs. Each queue's count of running jobs
+/// (`_pylon_job_queues`), read instead of the running jobs themselves: it must match the
+/// jobs through every way a job stops running, and a count that is wrong (or an older
+/// table's indexes) is put right when a host starts. And where each priority's read
+/// starts (the floors, a hint): a job due before it is still found.
 extension JobsTests {
     /// The counts' sum and the running jobs, e.g. "1 1".
     static func counts(_ host: HostProcess) async throws -> String {
@@ -59,5 +60,26 @@ extension JobsTests {
         #expect(try await !Self.indexExists(host, "_pylon_jobs_queue"), "an older host's index is dropped")
         #expect(try await Self.indexExists(host, "_pylon_jobs_due"))
         #expect(try await Self.runs(host, tag: "lapsing").filter { $0.phase == "end" }.count == 1)
+    }
+
+    @Test("A job due before where the claims read from (written straight into the table, due long ago) still runs", arguments: stores)
+    func jobBelowTheFloors(_ store: TestStore) async throws {
+        let host = try await Self.start(store)
+        defer { host.stop() }
+        // Claims of every priority move each priority's floor to their time.
+        var ids: [String] = []
+        for (i, priority) in ["low", "normal", "high", "critical"].enumerated() {
+            ids.append(try await Self.enqueue(host, #"{"name":"record","payload":{"tag":"p\#(i)"},"priority":"\#(priority)"}"#))
+        }
+        for id in ids { try await Self.waitFor(host, id, status: "completed") }
+        for priority in 0..<4 {
+            try await host.sql("""
+                INSERT INTO _pylon_jobs (id, name, payload, priority, queue, status, max_retries, retry_count, run_at, lease_until, claim, \
+                idempotency_key, error, attempts, origin, created_at, started_at, completed_at, delay_ms) VALUES ('job_old\(priority)', 'record', \
+                '{"tag":"old\(priority)"}', \(priority), 'default', 'pending', 0, 0, 1, NULL, 0, NULL, NULL, '[]', 'test', 1, NULL, NULL, 0)
+                """)
+        }
+        for priority in 0..<4 { try await Self.waitFor(host, "job_old\(priority)", status: "completed") }
+        #expect(try await Self.runs(host).filter { $0.tag.hasPrefix("old") }.count == 4)
     }
 }
