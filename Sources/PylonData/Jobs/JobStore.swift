@@ -93,12 +93,13 @@ package struct JobStore: Sendable {
     /// UPDATE), each a round trip on a remote store, plus one count change per queue.
     ///
     /// `floors`: where a priority's read may start (`run_at` and `id` of the last job an
-    /// earlier claim took there, in the index's order), updated for the next claim. The entries of claimed jobs stay at
-    /// the front of `_pylon_jobs_due` until VACUUM (PostgreSQL), and a read from the front
-    /// walked all of them, so each claim of a long burst cost more than the one before. A
-    /// floor is only a hint: a job due before it (skipped as its queue was full, written by
-    /// a host whose clock is behind, or straight into the table) is found when the caller
-    /// forgets the floors (`JobService` does at every poll), so it is never lost, only later.
+    /// earlier claim took there, in the index's order), updated for the next claim. The
+    /// entries of claimed jobs stay at the front of `_pylon_jobs_due` until VACUUM
+    /// (PostgreSQL), and a read from the front walked all of them, so each claim of a long
+    /// burst cost more than the one before. A floor is only a hint: a job due before it
+    /// (written by a host whose clock is behind, or straight into the table) is found when
+    /// the caller forgets the floors (`JobService` does at every poll), so it is never lost,
+    /// only later. A priority whose jobs were passed over (full queues) keeps no floor.
     package func claim(_ tx: WriteTransaction, slots: Int, leaseMs: Int64, limit: (String) -> Int,
                        floors: inout [JobPriority: Floor], now: Int64 = JobStore.nowMillis()) throws -> [Claimed] {
         let conn = tx.connection
