@@ -240,10 +240,12 @@ let package = Package(
                            .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
             path: "Plugins/ShardWS",
             linkerSettings: pluginExports),
+        // Free loopback ports for the servers tests start, shared by the test targets.
+        .target(name: "PylonTestPorts", path: "Tests/Shared/PylonTestPorts"),
         .testTarget(
             name: "PylonHostTests",
             dependencies: ["PylonHost", "PylonEdge", "PylonServices", "PylonData", "PylonPlugins", "PylonCore",
-                           "PylonPluginABI", "PylonJSON",
+                           "PylonPluginABI", "PylonJSON", "PylonTestPorts",
                            // HTTPFrontTests: the front's pipeline on an EmbeddedChannel.
                            .product(name: "NIOEmbedded", package: "swift-nio"),
                            .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -273,7 +275,7 @@ let package = Package(
         // The replica's apply rate (bench/RESULTS.md).
         .executableTarget(name: "pylon-client-bench", dependencies: ["PylonClient"], path: "bench/swift-client"),
         // The Swift client against a real host (`.build/release/pylon-host`).
-        .testTarget(name: "PylonClientTests", dependencies: ["PylonClient"], path: "Tests/PylonClientTests"),
+        .testTarget(name: "PylonClientTests", dependencies: ["PylonClient", "PylonTestPorts"], path: "Tests/PylonClientTests"),
         // Unit tests of the JSON reader and writer.
         .testTarget(name: "PylonJSONTests", dependencies: ["PylonJSON"], path: "Tests/PylonJSONTests"),
     ],

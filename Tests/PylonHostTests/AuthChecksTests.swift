@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import Testing
+import PylonTestPorts
 
 /// The two outside checks of sign-up and sign-in (issue 19), against a stand-in provider on
 /// a loopback port (Tests/Fixtures/auth/verifiers.py): the CAPTCHA Pylon asks for before a

@@ -1,4 +1,5 @@
 import Foundation
+import PylonTestPorts
 import Testing
 @testable import PylonCore
 #if canImport(Glibc)

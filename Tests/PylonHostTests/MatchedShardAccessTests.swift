@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import PylonTestPorts
 
 /// A matched shard belongs to its group (`ShardRoster`): the release host with the arena sim
 /// and ShardWS, two players matched by the matchmaker, a third signed-in user who tries every

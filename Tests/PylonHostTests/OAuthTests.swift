@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import PylonTestPorts
 
 /// A real OpenID provider for the tests: `oidc-provider-mock` (PyPI; Authlib, discovery,
 /// RS256 JWKS, PKCE, refresh tokens) on a free loopback port. Its users: alice (verified

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import PylonTestPorts
 
 /// Shards created with `players` — by the admin (`POST /api/shards`) or by a function
 /// (`ctx.shards.create`, here an action that opens a private room for its caller and the

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import PylonTestPorts
 
 /// The shard WebSocket (Plugins/ShardWS, `pylon.shard.transport/1`, issue 20) from the
 /// outside: the release host with the real plugin, the C arena sim and the fixture sims,

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import PylonTestPorts
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,5 +1,6 @@
 import Foundation
 @testable import PylonClient
+import PylonTestPorts
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -59,7 +60,7 @@ final class TestHost: @unchecked Sendable {
         // A port taken between picking and binding: try another.
         var lastError: Error?
         for _ in 0..<3 {
-            let host = TestHost(dir: dir, port: try freePort())
+            let host = TestHost(dir: dir, port: try freeLoopbackPort())
             host.extraEnv = env
             if !extraPlugins.isEmpty { host.pluginsDir = try pluginsFolder(in: dir, adding: extraPlugins) }
             do {
@@ -231,30 +232,6 @@ func eventually(_ what: String, timeout: Duration = .seconds(120), _ check: () a
         if ContinuousClock.now > deadline { throw TestHostError(description: "timed out waiting for: \(what)") }
         try await Task.sleep(for: .milliseconds(25))
     }
-}
-
-/// A free loopback port the kernel picked.
-func freePort() throws -> Int {
-    #if canImport(Glibc)
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    #else
-    let fd = socket(AF_INET, SOCK_STREAM, 0)
-    #endif
-    guard fd >= 0 else { throw TestHostError(description: "socket() failed") }
-    defer { close(fd) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_port = 0
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let bound = withUnsafePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    guard bound == 0 else { throw TestHostError(description: "bind failed") }
-    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
-    }
-    return Int(UInt16(bigEndian: addr.sin_port))
 }
 
 /// Collects what an async sequence yields, for assertions while it runs.

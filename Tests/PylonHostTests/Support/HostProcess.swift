@@ -1,4 +1,5 @@
 import Foundation
+import PylonTestPorts
 import PylonHost
 @testable import PylonCore
 @testable import PylonPlugins

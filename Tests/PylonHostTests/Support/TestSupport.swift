@@ -7,6 +7,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import PylonTestPorts
 
 // Helpers shared by the black-box tests (`HostProcess`, `DurabilityTests`, `PluginABITests`):
 // where the release build is, temp folders, running a command, a free loopback port, and a
@@ -145,54 +146,8 @@ extension Process {
 
 // MARK: - A free port
 
-/// Ports this test process has handed out already. The kernel can give the same port to two
-/// `bind(…:0)` calls once the first socket is closed, and the suites run in parallel in one
-/// process: two hosts started at once could then be told the same port, and the one that
-/// loses the bind race would have its health check answered by the other (seen in CI: one
-/// test's users wrote into another test's host). Never handing a port out twice removes
-/// that race inside this process; `HostProcess` also checks that its own child listens.
-let handedOutPorts = HandedOutPorts()
-
-final class HandedOutPorts: @unchecked Sendable {
-    private let lock = NSLock()
-    private var ports = Set<Int>()
-    /// True if `port` was not handed out before (and records it).
-    func claim(_ port: Int) -> Bool { lock.withLock { ports.insert(port).inserted } }
-}
-
-/// A free loopback port not handed out before in this process: bind 127.0.0.1:0, read back
-/// the port the kernel chose, close.
-func freeLoopbackPort() throws -> Int {
-    for _ in 0..<1000 {
-        let port = try kernelChosenLoopbackPort()
-        if handedOutPorts.claim(port) { return port }
-    }
-    throw TestSetupError(description: "no loopback port left that this test process has not used")
-}
-
-private func kernelChosenLoopbackPort() throws -> Int {
-    #if canImport(Glibc)
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    #else
-    let fd = socket(AF_INET, SOCK_STREAM, 0)
-    #endif
-    guard fd >= 0 else { throw TestSetupError(description: "socket() failed: errno \(errno)") }
-    defer { close(fd) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_port = 0
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let bound = withUnsafePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    guard bound == 0 else { throw TestSetupError(description: "bind(127.0.0.1:0) failed: errno \(errno)") }
-    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let named = withUnsafeMutablePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
-    }
-    guard named == 0 else { throw TestSetupError(description: "getsockname() failed: errno \(errno)") }
-    return Int(UInt16(bigEndian: addr.sin_port))
-}
+// `freeLoopbackPort()` and `handedOutPorts` come from `PylonTestPorts`, shared with the
+// Swift client's tests.
 
 // MARK: - A bare served host
 
