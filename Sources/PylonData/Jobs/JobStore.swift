@@ -120,8 +120,8 @@ package struct JobStore: Sendable {
             var last: Floor?
             // Every due job of this priority from the floor on was read (and taken).
             var exhausted = false
+            let floor = floors[priority] ?? Floor(runAt: Int64.min, id: "")
             for _ in 0..<4 where claimed.count < slots {
-                let floor = floors[priority] ?? Floor(runAt: Int64.min, id: "")
                 var params: [SQLValue] = [.int(priority.rawValue), .int(floor.runAt), .text(floor.id), .int(now)]
                 var exclude = ""
                 if !full.isEmpty {

@@ -134,11 +134,11 @@ package final class JobService: @unchecked Sendable {
                     }
                     if lapsed > 0 { logger.warning("jobs: \(lapsed) jobs whose lease lapsed will run again") }
                 }
-                let idle = lock.withLock {
+                lock.withLock {
                     floors = [:]
                     floorsEpoch += 1
-                    return !claimQueued && hasFreeSlot
                 }
+                let idle = lock.withLock { !claimQueued && hasFreeSlot }
                 if idle, try await store.read({ conn in try jobs.hasWork(conn) }) {
                     requestClaim()
                 }
