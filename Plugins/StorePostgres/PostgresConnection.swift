@@ -24,18 +24,37 @@ final class PostgresConnection {
     private var deferredBegin: String?
     /// Channels this session LISTENs on (forgotten with a lost session).
     private var listening: Set<String> = []
+    /// The server processes of the instance's sessions, this one's among them while it lives.
+    private let sessions: OwnSessions
+    /// This session's server process id (0: none).
+    private var backendPID: Int32 = 0
 
-    private init(pg: OpaquePointer, config: PostgresConfig, writable: Bool) {
+    private init(pg: OpaquePointer, config: PostgresConfig, writable: Bool, sessions: OwnSessions) {
         self.pg = pg
         self.config = config
         self.writable = writable
+        self.sessions = sessions
+        adopt(pg)
     }
 
-    static func open(config: PostgresConfig, writable: Bool) -> Result<PostgresConnection, StoreFailure> {
+    static func open(config: PostgresConfig, writable: Bool, sessions: OwnSessions) -> Result<PostgresConnection, StoreFailure> {
         switch connect(config) {
         case let .failure(f): return .failure(f)
-        case let .success(pg): return .success(PostgresConnection(pg: pg, config: config, writable: writable))
+        case let .success(pg): return .success(PostgresConnection(pg: pg, config: config, writable: writable, sessions: sessions))
         }
+    }
+
+    /// `pg` is now this connection's session: its server process counts as the instance's own.
+    private func adopt(_ pg: OpaquePointer) {
+        backendPID = PQbackendPID(pg)
+        sessions.insert(backendPID)
+    }
+
+    /// The session is gone (closed, lost or replaced): a notification from its server
+    /// process id, which the server may give to another client, is no longer this instance's.
+    private func forgetSession() {
+        sessions.remove(backendPID)
+        backendPID = 0
     }
 
     private static func connect(_ config: PostgresConfig) -> Result<OpaquePointer, StoreFailure> {
@@ -79,12 +98,14 @@ final class PostgresConnection {
         }
         if let pg { PQfinish(pg) }
         pg = nil
+        forgetSession()
         prepared.removeAll()
         listening.removeAll()
         switch Self.connect(config) {
         case let .failure(f): return f
         case let .success(c):
             pg = c
+            adopt(c)
             return nil
         }
     }
@@ -96,6 +117,7 @@ final class PostgresConnection {
         inTransaction = false
         deferredBegin = nil
         prepared.removeAll()
+        forgetSession()
         return StoreFailure(PYLON_ERR_CONNECTION, "CONNECTION_LOST",
                             "the connection to PostgreSQL was lost\(wasInTransaction ? " inside a transaction, which was rolled back" : ""): \(Self.errorText(pg)); retry the request")
     }
@@ -381,7 +403,10 @@ final class PostgresConnection {
 
     /// `wait_notify`: LISTEN on first use, then wait on the session's socket for a
     /// notification (several collapse into one) until `timeoutMs`. `.success(true)` when
-    /// notified, `.success(false)` on timeout.
+    /// notified, `.success(false)` on timeout. Notifications sent by the instance's own
+    /// sessions are left out, as the ABI allows: they are this host's commits, which it
+    /// publishes itself, and reading the log back for each cost the server a query and two
+    /// wake-ups per write transaction.
     func waitNotify(channel: String, timeoutMs: Int32) -> Result<Bool, StoreFailure> {
         if let f = ensureConnected() { return .failure(f) }
         if !listening.contains(channel) {
@@ -397,7 +422,7 @@ final class PostgresConnection {
             }
             var notified = false
             while let n = PQnotifies(pg) {
-                notified = true
+                if !sessions.contains(n.pointee.be_pid) { notified = true }
                 PQfreemem(n)
             }
             if notified { return .success(true) }
@@ -489,7 +514,26 @@ final class PostgresConnection {
             PQfinish(pg)
         }
         pg = nil
+        forgetSession()
     }
+}
+
+/// The server process ids of one plugin instance's live sessions (`wait_notify` leaves
+/// out what they sent). Threads: any; its own lock.
+final class OwnSessions: @unchecked Sendable {
+    private let lock = NSLock()
+    private var pids: Set<Int32> = []
+
+    func insert(_ pid: Int32) {
+        guard pid != 0 else { return }
+        lock.withLock { _ = pids.insert(pid) }
+    }
+
+    func remove(_ pid: Int32) {
+        lock.withLock { _ = pids.remove(pid) }
+    }
+
+    func contains(_ pid: Int32) -> Bool { lock.withLock { pids.contains(pid) } }
 }
 
 /// C parameter arrays for one prepared statement: NUL-terminated text for text format,

@@ -21,6 +21,8 @@ import PylonPluginKit
 final class PostgresInstance {
     let config: PostgresConfig
     let log: HostLog
+    /// Its sessions' server processes: their notifications are this host's own commits.
+    let sessions = OwnSessions()
 
     init(config: PostgresConfig, log: HostLog) {
         self.config = config
@@ -123,7 +125,7 @@ private func pgOpen(
     _ err: UnsafePointer<pylon_error_sink>?
 ) -> pylon_status {
     openConnection(instance, mode, out, err, as: PostgresInstance.self) { inst, mode in
-        PostgresConnection.open(config: inst.config, writable: mode == PYLON_STORE_OPEN_WRITE)
+        PostgresConnection.open(config: inst.config, writable: mode == PYLON_STORE_OPEN_WRITE, sessions: inst.sessions)
     }
 }
 

@@ -187,6 +187,35 @@ struct PostgresTests {
         #expect(seqs(back.changeEvents) == [2, 3])
     }
 
+    @Test("A host's own commits reach its subscribers without waking its tailer; another host's commits wake it")
+    func ownCommitsSkipTheTailer() async throws {
+        let pg = try await TestPostgres.shared()
+        let url = try await pg.freshDatabase()
+        let a = try await HostProcess.start(manifest: Self.manifest(url: url))
+        let b = try await HostProcess.start(manifest: Self.manifest(url: url))
+        defer { a.stop(); b.stop() }
+        let onA = try await TestWebSocket.connect(port: a.port, token: Self.admin, label: "subscriber on A")
+        let onB = try await TestWebSocket.connect(port: b.port, token: Self.admin, label: "subscriber on B")
+        func tailReads(_ h: HostProcess) async throws -> Int {
+            try await h.request("GET", "/metrics").json["counters"]["change_tail_reads_total"].int ?? -1
+        }
+        let before = try await tailReads(a)
+        let started = Date()
+        // One write transaction each: a NOTIFY each, which only B's tailer may act on.
+        let writes = 60
+        for i in 0..<writes { _ = try await a.create("Item", #"{"title": "w\#(i)"}"#) }
+        try await onA.waitForChangeEvents(writes)
+        try await onB.waitForChangeEvents(writes)
+        let elapsed = Date().timeIntervalSince(started)
+        let readsOnA = try await tailReads(a) - before
+        // A's tailer reads only at its once-a-second safety poll (one read per period, and
+        // one more at either end); before, it read the log back after each of the 60 commits.
+        #expect(readsOnA >= 0 && readsOnA <= Int(elapsed.rounded(.up)) + 2,
+                "A read the log \(readsOnA) times in \(elapsed) s for its own \(writes) commits")
+        #expect(try await tailReads(b) > 0, "B's subscriber got A's writes from the log")
+        #expect(seqs(onA.changeEvents) == Array(1...writes) && seqs(onB.changeEvents) == Array(1...writes))
+    }
+
     @Test("PostgreSQL killed mid-load and restarted: no acknowledged write is lost, the host recovers without a restart")
     func databaseCrash() async throws {
         let pg = try await TestPostgres.start()

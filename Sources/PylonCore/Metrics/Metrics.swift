@@ -32,7 +32,7 @@ public final class Metrics: Sendable {
     static let hostCounters = [
         "http_errors_total", "http_rate_limited_total",
         "write_batches_total", "write_jobs_total", "write_batches_replayed_total", "write_events_unnumbered_total",
-        "changes_committed_total",
+        "changes_committed_total", "change_tail_reads_total",
         "realtime_deliveries_total", "realtime_sessions_ended_total", "realtime_queue_fallbacks_total",
         "realtime_slow_consumers_closed_total", "realtime_relay_floods_closed_total", "room_events_total",
     ]

@@ -18,7 +18,9 @@ import PylonJSON
 ///
 /// Wake-ups: when the store can wait for database signals (`wait_notify`: Postgres
 /// LISTEN/NOTIFY), every host's write transaction signals the dialect's `notifyChannel` at commit and the
-/// tailer blocks on it, polling only as a safety net every `notifyFallback`. Otherwise, or
+/// tailer blocks on it, polling only as a safety net every `notifyFallback`. A store may
+/// leave out the signals of this host's own commits (Postgres does), which `offer`
+/// publishes; what `offer` cannot publish wakes the tailer itself (`wake`). Otherwise, or
 /// while waiting fails, it polls every `pollInterval` (PYLON_CHANGE_POLL_MS), and a local
 /// commit wakes it at once.
 ///
@@ -39,6 +41,10 @@ package final class ChangeTailer: @unchecked Sendable {
     /// `offer` both publish), which also keeps publications in order.
     private var last: Int64
     private let feed = NSLock()
+
+    /// Called on the tailer's thread after each read of the log (the host counts them):
+    /// set before `start`.
+    package var onRead: (@Sendable () -> Void)?
 
     /// Entries read per query.
     static let batch = 1000
@@ -75,8 +81,9 @@ package final class ChangeTailer: @unchecked Sendable {
         if !published { wake() }
     }
 
-    /// Read the log now instead of at the next poll.
-    func wake() {
+    /// Read the log now instead of at the next poll (also when this host committed entries
+    /// it could not `offer`).
+    package func wake() {
         condition.lock()
         woken = true
         condition.signal()
@@ -140,6 +147,7 @@ package final class ChangeTailer: @unchecked Sendable {
         let sql = "SELECT seq, entity, row_id, kind, data, before, ts FROM _pylon_changes WHERE seq > \(dialect.placeholder(1)) ORDER BY seq LIMIT \(dialect.placeholder(2))"
         let from = feed.withLock { last }
         let rows = try connection.execute(sql, [.int(from), .int(Int64(Self.batch))]).rows
+        onRead?()
         var events: [ChangeEvent] = []
         events.reserveCapacity(rows.count)
         var newest = from

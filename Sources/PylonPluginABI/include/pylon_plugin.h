@@ -531,8 +531,10 @@ typedef struct pylon_store_v1 {
      * `timeout_ms` passes. The first call subscribes `conn` to the channel (Postgres:
      * LISTEN); signals that arrived since the previous call count, several collapse into
      * one. Returns PYLON_OK when signalled, PYLON_ERR_BUSY on timeout, another status (with
-     * `err` set) when the connection failed. The host uses a connection it dedicates to
-     * waiting, from one thread. [one-thread-at-a-time] [may-block]
+     * `err` set) when the connection failed. Signals sent by this instance's own
+     * connections may be left out (the host hands its own commits to its subscribers
+     * itself; Postgres tells them apart by the sender's server process id). The host uses a
+     * connection it dedicates to waiting, from one thread. [one-thread-at-a-time] [may-block]
      * Optional: NULL => the host polls the change log instead.
      */
     pylon_status (*wait_notify)(pylon_store_conn *conn, const char *channel, int32_t timeout_ms,
