@@ -155,15 +155,14 @@ package final class StoreThreads: @unchecked Sendable {
     }
 
     /// BEGIN and the dialect's write lock; on failure every job fails and false is returned.
-    /// `queueLock`: the lock statement waits in the connection's queue for the batch's
-    /// first statement (one round trip fewer on a batching store; a failure then surfaces
-    /// there, and the batch is replayed).
-    private func open(_ batch: [WriteJob], _ conn: StoreConnection, queueLock: Bool = false) -> Bool {
+    /// The lock statement waits in the connection's queue for the transaction's first
+    /// statement (on a batching store one round trip fewer per transaction: a mutation's
+    /// first read of the newest seq goes with it). Its failure then surfaces from that
+    /// statement: a batch run together is replayed, a job run alone fails with it.
+    private func open(_ batch: [WriteJob], _ conn: StoreConnection) -> Bool {
         do {
             try conn.begin()
-            if let lock = dialect.writeLockSQL {
-                if queueLock { try conn.enqueue(lock, []) } else { try conn.execute(lock, wantRows: false) }
-            }
+            if let lock = dialect.writeLockSQL { try conn.enqueue(lock, []) }
             return true
         } catch {
             try? conn.rollback()
@@ -201,7 +200,7 @@ package final class StoreThreads: @unchecked Sendable {
     /// (when the statements numbered the log: `WriteTransaction.seqByStatement`) and COMMIT
     /// go together — on Postgres the whole transaction is one round trip.
     private func runTogether(_ batch: [WriteJob], _ conn: StoreConnection) -> Bool {
-        guard open(batch, conn, queueLock: true) else { return true }
+        guard open(batch, conn) else { return true }
         let tx = WriteTransaction(connection: conn, dialect: dialect, batching: true)
         let committed: QueryResult
         let numbering: Bool
