@@ -66,6 +66,8 @@ public struct PostgresDialect: SQLDialect {
     /// The host numbers entries: MAX(seq) read once per transaction, under the write lock.
     public var appendChangeSQL: String? { nil }
 
+    public var hasWritableWith: Bool { true }
+
     /// A data-modifying WITH: the row write runs exactly once, before the log insert, in
     /// one statement (and one failure: a violated constraint fails both).
     public func chainedChangeSQL(_ rowSQL: String, rowParameters n: Int) -> String? {

@@ -50,6 +50,9 @@ public protocol SQLDialect: Sendable {
     /// parameters) and then `appendChangeWithSeqSQL` (its parameters numbered after the
     /// row's), or nil when the dialect cannot chain them. Saves a statement per write.
     func chainedChangeSQL(_ rowSQL: String, rowParameters: Int) -> String?
+    /// Whether a WITH may hold an UPDATE … RETURNING whose rows the main statement reads
+    /// (Postgres); SQLite's WITH holds SELECTs only.
+    var hasWritableWith: Bool { get }
     /// `INSERT` of one change-log entry numbered by the statement itself (counting on from
     /// where `startNextChangesSQL` put the numbering, under the dialect's write lock), for
     /// a writer that sends a batch without waiting for answers
@@ -195,6 +198,7 @@ public struct SQLiteDialect: SQLDialect {
 
     /// SQLite has no data-modifying WITH; two statements in-process cost little.
     public func chainedChangeSQL(_ rowSQL: String, rowParameters: Int) -> String? { nil }
+    public var hasWritableWith: Bool { false }
 
     /// The store numbers entries already (`appendChangeSQL`), with no round trip to save.
     public var appendNextChangeSQL: String? { nil }

@@ -218,10 +218,12 @@ package struct JobStore: Sendable {
         try tx.write(sql("UPDATE \(Self.queues) SET running = running - 1 WHERE queue = ?"), [.text(queue)])
     }
 
-    /// The jobs ran to completion, in two statements however many: each queue's count,
-    /// then the rows. A job whose claim lapsed meanwhile (it is another host's now, or
-    /// cancelled) changes nothing, and the statements check that themselves: they go out
-    /// with the batch's other statements on a batching store, with no round trip to read.
+    /// The jobs ran to completion. A job whose claim lapsed meanwhile (it is another host's
+    /// now, or cancelled) changes nothing, and the statements check that themselves: they
+    /// go out with the batch's other statements on a batching store, with no round trip to
+    /// read. Where a WITH may write (Postgres), one statement changes the rows and takes
+    /// what it changed off each queue's count; otherwise two: each queue's count (reading
+    /// the rows), then the rows.
     package func complete(_ tx: WriteTransaction, _ done: [Claimed], now: Int64 = JobStore.nowMillis()) throws {
         guard !done.isEmpty else { return }
         func held(_ given: [Claimed]) -> (sql: String, params: [SQLValue]) {
@@ -230,14 +232,20 @@ package struct JobStore: Sendable {
             return ("id IN (\(Self.marks(jobs.count))) AND status = 'running' AND (id, claim) IN (VALUES \(pairs))",
                     jobs.map { .text($0.id) } + jobs.flatMap { [SQLValue.text($0.id), .int($0.claim)] })
         }
+        let completeRows = "UPDATE \(Self.table) SET status = 'completed', completed_at = ?, lease_until = NULL, error = NULL WHERE "
+        if dialect.hasWritableWith {
+            let (condition, params) = held(done)
+            try tx.write(sql("WITH done AS (\(completeRows)\(condition) RETURNING queue) UPDATE \(Self.queues) SET running = \(Self.queues).running - stopped.n FROM (SELECT queue, COUNT(*) AS n FROM done GROUP BY queue) stopped WHERE \(Self.queues).queue = stopped.queue"),
+                         [.int(now)] + params)
+            return
+        }
         for (queue, jobs) in Dictionary(grouping: done, by: \.queue) {
             let (condition, params) = held(jobs)
             try tx.write(sql("UPDATE \(Self.queues) SET running = running - (SELECT COUNT(*) FROM \(Self.table) WHERE \(condition)) WHERE queue = ?"),
                          params + [.text(queue)])
         }
         let (condition, params) = held(done)
-        try tx.write(sql("UPDATE \(Self.table) SET status = 'completed', completed_at = ?, lease_until = NULL, error = NULL WHERE \(condition)"),
-                     [.int(now)] + params)
+        try tx.write(sql(completeRows + condition), [.int(now)] + params)
     }
 
     /// The attempt failed: back to pending after a back-off while retries remain, else
