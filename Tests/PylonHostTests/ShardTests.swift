@@ -280,9 +280,7 @@ actor ShardSimsBuild {
         name: "sqlite+sims", pluginsDir: { try await ShardSimsBuild.shared.pluginsDir() },
         provision: { _, db in TestStoreBackend(storeConfig: [("use", .string("sqlite"))], sqliteFile: db) })
     /// The same with the function runtime (`libPylonFnBun.so` from `plugins/`).
-    static let withFunctions = TestStore(
-        name: "sqlite+sims+functions", pluginsDir: { try await ShardSimsBuild.shared.pluginsDir() + "-fn" },
-        provision: { _, db in TestStoreBackend(storeConfig: [("use", .string("sqlite"))], sqliteFile: db) })
+    static let withFunctions = ShardSimFolders.linking("sqlite+sims+functions", ["libPylonFnBun.so"], provision: store.provision)
     private let once = OnceBuild { try await ShardSimsBuild.make() }
 
     func pluginsDir() async throws -> String {
@@ -298,12 +296,6 @@ actor ShardSimsBuild {
         guard make.status == 0 else { throw TestSetupError(description: "make in \(arena) failed:\n\(make.stdout)\n\(make.stderr)") }
         try await FixturePlugins.compile("misbehaving_sim", to: plugins + "/libmisbehaving_sim.so")
         try FileManager.default.createSymbolicLink(atPath: plugins + "/libPylonStoreSQLite.so", withDestinationPath: TestPaths.sqlitePlugin)
-        let withFn = plugins + "-fn"
-        try FileManager.default.createDirectory(atPath: withFn, withIntermediateDirectories: true)
-        for name in try FileManager.default.contentsOfDirectory(atPath: plugins) {
-            try FileManager.default.createSymbolicLink(atPath: withFn + "/" + name, withDestinationPath: plugins + "/" + name)
-        }
-        try FileManager.default.createSymbolicLink(atPath: withFn + "/libPylonFnBun.so", withDestinationPath: TestPaths.pluginsDir + "/libPylonFnBun.so")
         return plugins
     }
 }

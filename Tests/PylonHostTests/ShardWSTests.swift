@@ -258,27 +258,15 @@ struct ShardWSTests {
 
 /// The plugins folder of these tests: the shard tests' folder (SQLite, the arena, the
 /// misbehaving sim) plus the bulky fixture sim and `libPylonShardWS.so` from `plugins/`.
-actor ShardWSBuild {
-    static let shared = ShardWSBuild()
+enum ShardWSBuild {
     static let store = TestStore(
-        name: "sqlite+sims+shardws", pluginsDir: { try await ShardWSBuild.shared.pluginsDir() },
-        provision: { _, db in TestStoreBackend(storeConfig: [("use", .string("sqlite"))], sqliteFile: db) })
-    private let once = OnceBuild { try await ShardWSBuild.make() }
-
-    func pluginsDir() async throws -> String {
-        try await once.value()
-    }
-
-    private static func make() async throws -> String {
-        let sims = try await ShardSimsBuild.shared.pluginsDir()
-        let plugins = sims + "-ws"
-        let fm = FileManager.default
-        try fm.createDirectory(atPath: plugins, withIntermediateDirectories: true)
-        for name in try fm.contentsOfDirectory(atPath: sims) {
-            try fm.createSymbolicLink(atPath: plugins + "/" + name, withDestinationPath: sims + "/" + name)
-        }
-        try await FixturePlugins.compile("bulky_sim", to: plugins + "/libbulky_sim.so")
-        try fm.createSymbolicLink(atPath: plugins + "/libPylonShardWS.so", withDestinationPath: TestPaths.pluginsDir + "/libPylonShardWS.so")
-        return plugins
-    }
+        name: "sqlite+sims+shardws",
+        pluginsDir: {
+            try await ShardSimFolders.shared.folder("ws") {
+                let bulky = FileManager.default.temporaryDirectory.appendingPathComponent("pylon-bulky-sim-\(UUID().uuidString).so").path
+                try await FixturePlugins.compile("bulky_sim", to: bulky)
+                return ["libbulky_sim.so": bulky, "libPylonShardWS.so": TestPaths.pluginsDir + "/libPylonShardWS.so"]
+            }
+        },
+        provision: ShardSimsBuild.store.provision)
 }

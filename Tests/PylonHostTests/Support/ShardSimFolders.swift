@@ -60,7 +60,7 @@ extension ShardSimFolders {
                                                provision: TestStore.postgres.provision)
 
     /// A store named `name` whose folder is the sims' plus `plugins`, linked from `plugins/`.
-    private static func linking(_ name: String, _ plugins: [String],
+    static func linking(_ name: String, _ plugins: [String],
                                 provision: @escaping @Sendable (URL, String) async throws -> TestStoreBackend) -> TestStore {
         TestStore(name: name,
                   pluginsDir: {
