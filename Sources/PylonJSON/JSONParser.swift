@@ -201,19 +201,21 @@ public struct JSONParser {
     private mutating func string() throws(JSONParseError) -> String {
         i += 1  // opening quote
         let start = i
-        // Fast path: no escapes.
+        // Fast path: no escapes. An ASCII string (no byte ≥ 0x80 seen) is valid UTF-8 as it
+        // is; any other is decoded and checked in one pass.
+        var high: UInt8 = 0
         while i < buf.count {
             let c = buf[i]
             if c == UInt8(ascii: "\"") {
-                let s = String(decoding: UnsafeBufferPointer(rebasing: buf[start..<i]), as: UTF8.self)
+                let bytes = UnsafeBufferPointer(rebasing: buf[start..<i])
                 i += 1
-                if !Self.isValidUTF8(UnsafeBufferPointer(rebasing: buf[start..<(i - 1)])) {
-                    throw fail("invalid UTF-8 in string")
-                }
+                if high < 0x80 { return String(decoding: bytes, as: UTF8.self) }
+                guard let s = String(validating: bytes, as: UTF8.self) else { throw fail("invalid UTF-8 in string") }
                 return s
             }
             if c == UInt8(ascii: "\\") { break }
             if c < 0x20 { throw fail("control character in string") }
+            high |= c
             i += 1
         }
         var out = Array(buf[start..<i])
@@ -325,14 +327,19 @@ public struct JSONParser {
         i += 1  // opening quote
         let start = i
         var escaped = false
+        // Any byte ≥ 0x80 seen: only then is there UTF-8 to check.
+        var high: UInt8 = 0
         while i < buf.count {
             let c = buf[i]
             if c == UInt8(ascii: "\"") {
                 i += 1
-                if checked, !Self.isValidUTF8(UnsafeBufferPointer(rebasing: buf[start..<(i - 1)])) { throw fail("invalid UTF-8 in string") }
+                if checked, high >= 0x80, !Self.isValidUTF8(UnsafeBufferPointer(rebasing: buf[start..<(i - 1)])) {
+                    throw fail("invalid UTF-8 in string")
+                }
                 return escaped
             }
             if c < 0x20 { throw fail("control character in string") }
+            high |= c
             if c != UInt8(ascii: "\\") { i += 1; continue }
             escaped = true
             i += 1

@@ -56,6 +56,29 @@ struct JSONTests {
         #expect(throws: JSONParseError.self) { try JSONParser.parse([0x22, 0xFF, 0xFE, 0x22]) }
     }
 
+    /// Strings with bytes ≥ 0x80 are checked wherever they stand (value, key, skipped by
+    /// `validate`), after ASCII ones that need no check: overlong, surrogate, truncated and
+    /// stray continuation bytes are refused, real multi-byte text is kept as it is.
+    @Test(arguments: [[0xC0, 0xAF], [0xED, 0xA0, 0x80], [0xE2, 0x82], [0x80], [0xF4, 0x90, 0x80, 0x80], [0x61, 0xC3]] as [[UInt8]])
+    func invalidUTF8IsRejectedEverywhere(_ bad: [UInt8]) {
+        let q: [UInt8] = [0x22]
+        let asValue = Array(#"{"ok":"plain","v":"#.utf8) + q + bad + q + Array("}".utf8)
+        let asKey = Array(#"{"ok":"plain","#.utf8) + q + bad + q + Array(":1}".utf8)
+        let nested = Array(#"[1,{"a":["x","#.utf8) + q + bad + q + Array("]}]".utf8)
+        for doc in [asValue, asKey, nested] {
+            #expect(throws: JSONParseError.self) { try JSONParser.parse(doc) }
+            #expect(throws: JSONParseError.self) { try JSONParser.validate(doc) }
+        }
+    }
+
+    @Test func multiByteTextSurvivesBothPaths() throws {
+        let text = "Grüße, 日本語 and 😀"
+        let v = try JSONParser.parse(Array(#"{"k\#(text)":"\#(text)","e":"\#(text)\n"}"#.utf8))
+        #expect(v["k" + text]?.stringValue == text)
+        #expect(v["e"]?.stringValue == text + "\n")
+        try JSONParser.validate(Array(#"["\#(text)",{"\#(text)":"\#(text)"}]"#.utf8))
+    }
+
     @Test func bigIntegersFallBackToDouble() throws {
         #expect(try JSONParser.parse("9223372036854775807") == .int(Int64.max))
         #expect(try JSONParser.parse("92233720368547758070") == .double(92233720368547758070))
