@@ -66,8 +66,12 @@ extension RouteContext {
     /// The body limit of a request whose body the upload route reads as it arrives.
     func streamedBodyLimit(_ head: HTTPRequest) -> Int? {
         guard let files, head.method == .post, let path = head.path else { return nil }
-        let bare = path.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-        return bare == Self.uploadPath ? files.maxBytes : nil
+        // By bytes: every POST passes here, and splitting the String walked Characters
+        // (about 3% of a function call's instructions).
+        let upload = Self.uploadPath.utf8, bytes = path.utf8
+        guard bytes.starts(with: upload) else { return nil }
+        let rest = bytes.dropFirst(upload.count)
+        return rest.isEmpty || rest.first == UInt8(ascii: "?") ? files.maxBytes : nil
     }
 
     func addFileRoutes(_ router: Router<PylonRequestContext>, _ files: FileRoutesConfig) {
