@@ -216,9 +216,9 @@ extension Host {
             metrics.add("changes_committed_total", Int64(events.count))
             t.offer(events)
         }
+        t.onRead = { metrics.add("change_tail_reads_total", 1) }
         // The store may not signal this host's own commits to its tailer: entries committed
         // without their seq are read from the log at once instead.
-        t.onRead = { metrics.add("change_tail_reads_total", 1) }
         let warn = store.onUnnumbered
         store.onUnnumbered = { n in
             warn?(n)

@@ -158,7 +158,7 @@ package final class StoreThreads: @unchecked Sendable {
     /// The lock statement waits in the connection's queue for the transaction's first
     /// statement (on a batching store one round trip fewer per transaction: a mutation's
     /// first read of the newest seq goes with it). Its failure then surfaces from that
-    /// statement: a batch run together is replayed, a job run alone fails with it.
+    /// statement: a batch run together is replayed, jobs run one by one fail with it.
     private func open(_ batch: [WriteJob], _ conn: StoreConnection) -> Bool {
         do {
             try conn.begin()
