@@ -92,7 +92,7 @@ extern "C" {
 /** Additive changes (new slots appended, new capability or service ids, new flags) bump
  *  the minor; each is listed in the changelog above. */
 #define PYLON_ABI_MINOR 7
-#define PYLON_ABI_HEADER_HASH 0x439f7d5bu /* abi_header_hash */
+#define PYLON_ABI_HEADER_HASH 0x9faa14efu /* abi_header_hash */
 
 /* ------------------------------------------------------------------------------------ */
 /* Status codes and errors                                                                */
