@@ -275,7 +275,12 @@ let package = Package(
         // The replica's apply rate (bench/RESULTS.md).
         .executableTarget(name: "pylon-client-bench", dependencies: ["PylonClient"], path: "bench/swift-client"),
         // The Swift client against a real host (`.build/release/pylon-host`).
-        .testTarget(name: "PylonClientTests", dependencies: ["PylonClient", "PylonTestPorts"], path: "Tests/PylonClientTests"),
+        .testTarget(name: "PylonClientTests",
+                    dependencies: ["PylonClient", "PylonTestPorts",
+                                   .product(name: "Crypto", package: "swift-crypto"),
+                                   .product(name: "NIOCore", package: "swift-nio"),
+                                   .product(name: "NIOPosix", package: "swift-nio")],
+                    path: "Tests/PylonClientTests"),
         // Unit tests of the JSON reader and writer.
         .testTarget(name: "PylonJSONTests", dependencies: ["PylonJSON"], path: "Tests/PylonJSONTests"),
     ],

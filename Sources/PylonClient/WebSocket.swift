@@ -66,8 +66,11 @@ final class WebSocketConnection: Sendable {
                                 channel.close(promise: nil)
                                 return channel.eventLoop.makeSucceededFuture(.refused)
                             })
-                        return try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(
-                            configuration: .init(upgradeConfiguration: config))
+                        // Frames the host sends right behind its 101 often arrive in the same
+                        // read: NIO's default drops what follows the response (`.dropBytes`).
+                        var pipeline = NIOUpgradableHTTPClientPipelineConfiguration(upgradeConfiguration: config)
+                        pipeline.leftOverBytesStrategy = .forwardBytes
+                        return try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(configuration: pipeline)
                     }
                 }
         } catch {
