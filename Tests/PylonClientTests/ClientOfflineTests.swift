@@ -55,7 +55,7 @@ struct ClientOfflineTests {
         options.requestTimeout = 3
         let client = try await host.signedInClient(options: options)
         // The host stops answering without closing anything: only the silence tells.
-        host.pause()
+        await host.pause()
         try await client.insert("Todo", ["title": "during silence", "done": false])
         try await eventually("offline") { await client.sync.status == .offline }
         #expect(await client.pendingWrites().count == 1)

@@ -164,9 +164,29 @@ final class TestHost: @unchecked Sendable {
     }
 
     /// SIGSTOP: the host keeps its sockets open but answers nothing (a hung host, a dead
-    /// route); `resume()` sends SIGCONT.
-    func pause() {
-        if let p = process { kill(p.processIdentifier, SIGSTOP) }
+    /// route); `resume()` sends SIGCONT. Returns once every thread of the host has stopped:
+    /// `kill` only starts a group stop, and on a loaded machine another thread of the host
+    /// can still answer a request for some milliseconds.
+    func pause() async {
+        guard let p = process else { return }
+        let pid = p.processIdentifier
+        kill(pid, SIGSTOP)
+        let deadline = ContinuousClock.now + .seconds(30)
+        while !Self.allThreadsStopped(pid), ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(1))
+        }
+    }
+
+    /// Whether every thread of `pid` is in state T (stopped) in /proc.
+    private static func allThreadsStopped(_ pid: pid_t) -> Bool {
+        let dir = "/proc/\(pid)/task"
+        guard let tids = try? FileManager.default.contentsOfDirectory(atPath: dir), !tids.isEmpty else { return false }
+        return tids.allSatisfy { tid in
+            // The state follows the command name, which is in parentheses and may hold spaces.
+            guard let stat = try? String(contentsOfFile: "\(dir)/\(tid)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { return true }  // the thread has exited
+            return stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("T")
+        }
     }
 
     func resume() {
