@@ -17,7 +17,10 @@ import PylonJSON
 /// steps: `handle` for the router (the handler is an `async` function; Hummingbird calls
 /// it as a `RouterMiddleware`), `handleNow` for the routes `HTTPFront` runs without a Task
 /// (`RouteContext.immediateRoute`: the handler calls back, from any thread).
-package struct APIMiddleware<Context: RemoteAddressRequestContext>: RouterMiddleware {
+///
+/// A class: every answer's `finish` closure captures it, and a struct of these fields cost
+/// about a dozen reference-count operations per capture instead of one.
+package final class APIMiddleware<Context: RemoteAddressRequestContext>: RouterMiddleware {
     /// Built once: header names are validated on construction, which is not free.
     static var securityHeaders: HTTPFields {
         HeaderCache.security

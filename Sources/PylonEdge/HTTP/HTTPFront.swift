@@ -364,11 +364,13 @@ final class HTTPFront: ChannelDuplexHandler, RemovableChannelHandler, @unchecked
         }
     }
 
-    /// Appends `s`'s UTF-8 as one copy (the generic append of a `UTF8View` walked it).
+    /// Appends `s`'s UTF-8 as one copy (the generic append of a `UTF8View` walked it),
+    /// reading it in place (`withUTF8` on a `var` copy retained and released it each time).
     @inline(__always)
     private static func put(_ s: String, _ text: inout [UInt8]) {
-        var s = s
-        s.withUTF8 { text.append(contentsOf: $0) }
+        if s.utf8.withContiguousStorageIfAvailable({ text.append(contentsOf: $0) }) == nil {
+            text.append(contentsOf: s.utf8)
+        }
     }
 
     /// A request refused before its handler (its body is over the limit): the fault's answer

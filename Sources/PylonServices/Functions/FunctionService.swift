@@ -193,7 +193,9 @@ package final class FunctionService: @unchecked Sendable {
     }
 
     /// What every attempt of one call sends to the plugin.
-    private struct PreparedCall: Sendable {
+    /// A class: it is handed to each attempt and captured by its callbacks, and as a struct
+    /// of these fields every copy cost about fifteen reference-count operations.
+    private final class PreparedCall: Sendable {
         let name: String
         let nameBytes: [UInt8]
         let kind: Int32
@@ -205,6 +207,20 @@ package final class FunctionService: @unchecked Sendable {
         let stream: (@Sendable (String, String) -> Void)?
         /// Uptime ns when the call was asked for (the trace's duration).
         let started: UInt64
+
+        init(name: String, nameBytes: [UInt8], kind: Int32, auth: AuthContext, policyAuth: AuthContext, args: [UInt8],
+             authBytes: [UInt8], requestBytes: [UInt8], stream: (@Sendable (String, String) -> Void)?, started: UInt64) {
+            self.name = name
+            self.nameBytes = nameBytes
+            self.kind = kind
+            self.auth = auth
+            self.policyAuth = policyAuth
+            self.args = args
+            self.authBytes = authBytes
+            self.requestBytes = requestBytes
+            self.stream = stream
+            self.started = started
+        }
     }
 
     private func attempt(_ p: PreparedCall, optimistic: Bool, _ done: @escaping @Sendable (Result<[UInt8], Error>) -> Void) {
