@@ -39,6 +39,31 @@ struct WebSocketAbuseTests {
         #expect(health.status == 200)
     }
 
+    @Test("Bytes sent in the same write as the upgrade request (a close frame, an unmasked frame) are read as frames once upgraded, with and without a token, on /api/sync/ws and port+1; the host keeps serving")
+    func framesBehindTheUpgradeRequest() async throws {
+        // They reached a handler typed for HTTP parts, which stopped the host: one packet from
+        // anyone, no token needed (the upgrade of a caller without one completes, then closes
+        // with 1008).
+        let host = try await HostProcess.start(manifest: RealtimeTests.manifest, dev: true, compatPorts: true)
+        defer { host.kill9() }
+        let mallory = try await host.mintSession("mallory")
+        let close1000 = TestWebSocket.frame(opcode: 0x8, [0x03, 0xE8])
+        let unmasked = TestWebSocket.frame(opcode: 0x1, Array("sent too early".utf8), masked: false)
+        for (port, path) in [(host.port, "/api/sync/ws"), (host.wsCompatPort, "/")] {
+            let polite = try await TestWebSocket.connect(port: port, path: path, token: mallory, behind: close1000, label: "close behind \(port)")
+            #expect(try await polite.waitForClose()?.code == 1000, "the close frame is answered: \(polite.summary)")
+            let anonymous = try await TestWebSocket.connect(port: port, path: path, behind: close1000, label: "no token \(port)")
+            #expect(try await anonymous.waitForClose()?.code == 1008, "refused as without the extra bytes: \(anonymous.summary)")
+            let rude = try await TestWebSocket.connect(port: port, path: path, token: mallory, behind: unmasked, label: "unmasked behind \(port)")
+            #expect(try await rude.waitForClose()?.code == 1002, "an unmasked frame is a protocol error: \(rude.summary)")
+            // Still serving: HTTP, and a WebSocket opened the usual way.
+            #expect(try await host.request("GET", "/health").status == 200, "the host is up after the bytes on port \(port). Log:\n\(host.log)")
+            let after = try await TestWebSocket.connect(port: port, path: path, token: mallory, label: "after \(port)")
+            try await SessionStreams.live(after)
+            after.disconnect()
+        }
+    }
+
     @Test("An unmasked client control frame (ping, pong, close) closes with 1002 too, on /api/sync/ws and port+1; a masked ping is answered and the connection stays open")
     func unmaskedControlFrames() async throws {
         let host = try await HostProcess.start(manifest: RealtimeTests.manifest, dev: true, compatPorts: true)

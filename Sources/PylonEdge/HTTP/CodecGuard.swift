@@ -28,7 +28,7 @@ import PylonCore
 ///
 /// On a WebSocket upgrade (a 101 leaves) it reports the upgrade and removes itself: NIO
 /// takes the HTTP handlers out, and WebSocket frames must not pass a handler typed for
-/// HTTP parts.
+/// HTTP parts. Until it is gone, the bytes that came behind an upgrade request pass through.
 ///
 /// Threads: every method runs on the channel's event loop.
 final class CodecGuard: ChannelDuplexHandler, RemovableChannelHandler, @unchecked Sendable {
@@ -48,6 +48,14 @@ final class CodecGuard: ChannelDuplexHandler, RemovableChannelHandler, @unchecke
     private var deferred: HostError?
     /// A 101 went by: remove this handler at the next flush.
     private var leaving = false
+    /// The request being read asks for a protocol upgrade (it has an `Upgrade` field).
+    private var upgradeAsked = false
+    /// That request has ended: what arrives from now on is no HTTP part but the bytes the
+    /// client sent behind it, which NIO's decoder hands on as they are when the upgrade takes
+    /// it out (before the 101 is written). They pass untouched: unwrapping them as HTTP parts
+    /// stopped the host. Every answer to such a request ends the HTTP connection (101, 400,
+    /// or 307 for a late upgrade), so no request is read past this handler after it.
+    private var pastUpgradeRequest = false
     /// A request without keep-alive went by: the connection ends with its answer, so what the
     /// client sends after it is not read, and not answered either (RFC 9112 §9.6).
     private var last = false
@@ -60,9 +68,14 @@ final class CodecGuard: ChannelDuplexHandler, RemovableChannelHandler, @unchecke
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if pastUpgradeRequest {
+            context.fireChannelRead(data)
+            return
+        }
         guard !failed else { return }
         switch unwrapInboundIn(data) {
         case var .head(head):
+            upgradeAsked = head.headers.contains(name: "upgrade")
             if let fault = Self.overLimits(head) ?? expectation(head, context) {
                 fail(fault.error, context)
                 return
@@ -82,6 +95,7 @@ final class CodecGuard: ChannelDuplexHandler, RemovableChannelHandler, @unchecke
             break
         case .end:
             connection.requestReceived()
+            pastUpgradeRequest = upgradeAsked
         }
         context.fireChannelRead(data)
     }

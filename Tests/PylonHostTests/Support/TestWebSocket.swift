@@ -45,10 +45,12 @@ final class TestWebSocket: @unchecked Sendable {
 
     /// Opens `ws://127.0.0.1:<port><path>`. `token` goes in `Authorization: Bearer`;
     /// `protocols` in `Sec-WebSocket-Protocol`. Throws unless the host answers 101 with
-    /// the right accept key.
+    /// the right accept key. `behind`: bytes sent in the same write as the request, before
+    /// the 101 (frames that RFC 6455 §4.1 says a client must hold back; for hostile tests).
     static func connect(port: Int, path: String = "/api/sync/ws", token: String? = nil,
                         protocols: [String] = [], headers: [String: String] = [:],
-                        receiveBuffer: Int? = nil, reading: Bool = true, label: String = "ws") async throws -> TestWebSocket {
+                        receiveBuffer: Int? = nil, reading: Bool = true, behind: [UInt8] = [],
+                        label: String = "ws") async throws -> TestWebSocket {
         let ws = try await onThread { () throws -> TestWebSocket in
             let socket = try TestSocket.connect(port: port, receiveBuffer: receiveBuffer)
             var keyBytes = [UInt8](repeating: 0, count: 16)
@@ -60,7 +62,7 @@ final class TestWebSocket: @unchecked Sendable {
             if !protocols.isEmpty { req += "Sec-WebSocket-Protocol: \(protocols.joined(separator: ", "))\r\n" }
             for (k, v) in headers { req += "\(k): \(v)\r\n" }
             req += "\r\n"
-            try socket.send(req)
+            try socket.send(Array(req.utf8) + behind)
             let head = try readHTTPHead(socket)
             guard head.status == 101 else {
                 socket.release()
@@ -121,6 +123,11 @@ final class TestWebSocket: @unchecked Sendable {
     /// Sends one frame; `fin` false leaves a fragmented message open (continue with opcode 0).
     /// `masked: false` sends it as no client may (RFC 6455 §5.1), for hostile tests.
     func sendFrame(opcode: UInt8, _ payload: [UInt8], fin: Bool = true, masked: Bool = true) throws {
+        try socket.send(Self.frame(opcode: opcode, payload, fin: fin, masked: masked))
+    }
+
+    /// One client frame's bytes (masked with a random key unless `masked` is false).
+    static func frame(opcode: UInt8, _ payload: [UInt8], fin: Bool = true, masked: Bool = true) -> [UInt8] {
         var frame: [UInt8] = [(fin ? 0x80 : 0) | opcode]
         let n = payload.count
         let maskBit: UInt8 = masked ? 0x80 : 0
@@ -132,15 +139,12 @@ final class TestWebSocket: @unchecked Sendable {
             frame.append(maskBit | 127)
             for i in (0..<8).reversed() { frame.append(UInt8(truncatingIfNeeded: UInt64(n) >> (UInt64(i) * 8))) }
         }
-        guard masked else {
-            try socket.send(frame + payload)
-            return
-        }
+        guard masked else { return frame + payload }
         let mask = (0..<4).map { _ in UInt8.random(in: 0...255) }
         frame += mask
         frame.reserveCapacity(frame.count + n)
         for (i, b) in payload.enumerated() { frame.append(b ^ mask[i & 3]) }
-        try socket.send(frame)
+        return frame
     }
 
     /// Sends a close frame (ignored if the connection is already gone) and shuts the
