@@ -19,9 +19,9 @@ struct ShardWSTests {
     }
 
     static func connect(_ port: Int, shard: String, sid: String? = nil, token: String? = nil, protocols: [String] = [],
-                        reading: Bool = true, receiveBuffer: Int? = nil, label: String) async throws -> TestWebSocket {
+                        reading: Bool = true, receiveBuffer: Int? = nil, behind: [UInt8] = [], label: String) async throws -> TestWebSocket {
         try await TestWebSocket.connect(port: port, path: "/?shard=\(shard)" + (sid.map { "&sid=\($0)" } ?? ""), token: token,
-                                        protocols: protocols, receiveBuffer: receiveBuffer, reading: reading, label: label)
+                                        protocols: protocols, receiveBuffer: receiveBuffer, reading: reading, behind: behind, label: label)
     }
 
     /// The binary frames of `ws`: the big-endian tick and the snapshot, parsed.
@@ -51,6 +51,27 @@ struct ShardWSTests {
 
     static func send(_ ws: TestWebSocket, _ text: String, binary: Bool = false) throws {
         try ws.sendFrame(opcode: binary ? 0x2 : 0x1, Array(text.utf8))
+    }
+
+    @Test("Frames sent in the same write as the upgrade request are read once upgraded (an input before the first frame is answered NOT_SUBSCRIBED, an unmasked frame closes with 1002); the host keeps serving")
+    func framesBehindTheUpgradeRequest() async throws {
+        let (host, port) = try await Self.start()
+        defer { host.stop() }
+        try await ShardTests.create(host, #"{"sim": "arena", "id": "early", "config": {"speed": 0, "cell": 100}}"#)
+        let alice = try await host.mintSession("alice"), bob = try await host.mintSession("bob")
+        let input = TestWebSocket.frame(opcode: 0x1, Array(#"{"input": {"spawn": [10, 10]}, "client_seq": 3}"#.utf8))
+        let eager = try await Self.connect(port, shard: "early", token: alice, behind: input, label: "input behind")
+        // Read, and answered as any input sent before the first frame is.
+        let early = try await eager.waitForJSON("the early input's answer", timeout: 30) { $0["type"].string != nil }
+        #expect(early["error"]["code"].string == "NOT_SUBSCRIBED", "\(String(describing: early))")
+        _ = try await Self.frame(eager)
+        try Self.send(eager, #"{"input": {"spawn": [10, 10]}, "client_seq": 4}"#)
+        let ack = try await eager.waitForJSON("the ack after the first frame", timeout: 30) { $0["type"].string == "ack" }
+        #expect(ack["client_seq"].int == 4, "\(String(describing: ack))")
+        let unmasked = TestWebSocket.frame(opcode: 0x1, Array("too early".utf8), masked: false)
+        let rude = try await Self.connect(port, shard: "early", token: bob, behind: unmasked, label: "unmasked behind")
+        #expect(try await rude.waitForClose()?.code == 1002, "\(rude.summary)")
+        #expect(try await host.request("GET", "/health").status == 200, "Log:\n\(host.log)")
     }
 
     @Test("Binary frames are the 8-byte big-endian tick and the JSON snapshot; AOI per subscriber; inputs acked with client_seq; bearer subprotocol echoed")
