@@ -110,6 +110,34 @@ struct HostileClientTests {
         try await Self.expectHealthy(host, after: "pipelined malformed requests")
     }
 
+    @Test("An upgrade nothing here serves (h2c, a WebSocket one without its key, one after the first request, CONNECT) is answered as plain HTTP, then the connection closes, on every listener")
+    func upgradesServedAsPlainHTTP() async throws {
+        // NIO's upgrade handler dropped such a first request without answering: the
+        // connection hung (`curl --http2 http://…` never got its answer).
+        let host = try await HostProcess.start(manifest: Self.manifest, env: Self.short, compatPorts: true)
+        let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        let options = "OPTIONS /health HTTP/1.1\r\nHost: x\r\n\r\n"
+        let table: [(String, String, [Int])] = [
+            ("an h2c upgrade", "OPTIONS /health HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n" + options, [204]),
+            ("an unknown upgrade without Connection: upgrade", "OPTIONS /health HTTP/1.1\r\nHost: x\r\nUpgrade: foo\r\n\r\n" + options, [204]),
+            ("a WebSocket upgrade without its key", "OPTIONS /health HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n" + options, [204]),
+            ("a WebSocket upgrade after the first request", options + "OPTIONS /health HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\(key)\r\n" + options, [204, 204]),
+        ]
+        for (name, request, statuses) in table {
+            for (listener, port) in Self.listeners(host) {
+                let seen = try await Self.exchange(port, request)
+                #expect(seen.closed && seen.statuses == statuses, "\(name) on \(listener): \(seen)")
+            }
+        }
+        for (listener, port) in Self.listeners(host) {
+            let seen = try await Self.exchange(port, "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n" + options)
+            #expect(seen.closed && seen.statuses.count == 1 && (seen.statuses.first ?? 0) >= 400, "CONNECT on \(listener): \(seen)")
+        }
+        let curl = try await Self.exchange(host.port, "GET /health HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n")
+        #expect(curl.closed && curl.statuses == [200] && curl.text.lowercased().contains("connection: close"), "what curl --http2 sends: \(curl)")
+        try await Self.expectHealthy(host, after: "upgrades served as plain HTTP")
+    }
+
     @Test("Slow clients: silence and idleness end quietly, half a head gets 408; a head without its body gets 408 and a close")
     func slowClients() async throws {
         let host = try await HostProcess.start(manifest: Self.manifest, env: Self.short, compatPorts: true)

@@ -53,9 +53,12 @@ final class CodecGuard: ChannelDuplexHandler, RemovableChannelHandler, @unchecke
     /// That request has ended: what arrives from now on is no HTTP part but the bytes the
     /// client sent behind it, which NIO's decoder hands on as they are when the upgrade takes
     /// it out (before the 101 is written). They pass untouched: unwrapping them as HTTP parts
-    /// stopped the host. Every answer to such a request ends the HTTP connection (101, 400,
-    /// or 307 for a late upgrade), so no request is read past this handler after it.
+    /// stopped the host. Only a WebSocket upgrade that NIO's upgrader takes keeps its
+    /// `Upgrade` (`servedAsPlainHTTP`), and every answer to it ends the HTTP connection (101,
+    /// or 400 when refused), so no request is read past this handler after it.
     private var pastUpgradeRequest = false
+    /// A request head has gone by on this connection.
+    private var seenRequest = false
     /// A request without keep-alive went by: the connection ends with its answer, so what the
     /// client sends after it is not read, and not answered either (RFC 9112 §9.6).
     private var last = false
@@ -75,7 +78,6 @@ final class CodecGuard: ChannelDuplexHandler, RemovableChannelHandler, @unchecke
         guard !failed else { return }
         switch unwrapInboundIn(data) {
         case var .head(head):
-            upgradeAsked = head.headers.contains(name: "upgrade")
             if let fault = Self.overLimits(head) ?? expectation(head, context) {
                 fail(fault.error, context)
                 return
@@ -85,8 +87,12 @@ final class CodecGuard: ChannelDuplexHandler, RemovableChannelHandler, @unchecke
                 return
             }
             connection.headReceived()
-            last = !head.isKeepAlive
-            if !head.isKeepAlive, !head.headers[canonicalForm: "connection"].contains(where: { $0.lowercased() == "close" }) {
+            // NIO's upgrade handler, where this listener has one, sees the first request only.
+            let plain = Self.servedAsPlainHTTP(&head, upgradable: requestGuard != nil && !seenRequest)
+            seenRequest = true
+            upgradeAsked = head.headers.contains(name: "upgrade")
+            last = plain || !head.isKeepAlive
+            if plain || !head.isKeepAlive, !head.headers[canonicalForm: "connection"].contains(where: { $0.lowercased() == "close" }) {
                 head.headers.add(name: "Connection", value: "close")
                 context.fireChannelRead(wrapInboundOut(.head(head)))
                 return
@@ -98,6 +104,34 @@ final class CodecGuard: ChannelDuplexHandler, RemovableChannelHandler, @unchecke
             pastUpgradeRequest = upgradeAsked
         }
         context.fireChannelRead(data)
+    }
+
+    /// Takes the upgrade out of a request that asks for one no upgrade here will serve, and
+    /// out of CONNECT: an `Upgrade` other than a WebSocket one that NIO's upgrader takes
+    /// (`h2c` from `curl --http2`, or `websocket` without a single `Sec-WebSocket-Key` and
+    /// version 13), or any upgrade when `upgradable` is false (a listener without WebSocket
+    /// upgrades, or not the connection's first request). It is answered as plain HTTP, which
+    /// RFC 9110 §7.8 allows, with `Connection: close`. Why: NIO's upgrade handler dropped such
+    /// a first request without answering (no upgrader took it, or one failed), so the
+    /// connection hung; and NIO's decoder reads nothing after a request that llhttp took for
+    /// an upgrade, so the connection must end with the answer. True when it was changed.
+    static func servedAsPlainHTTP(_ head: inout HTTPRequestHead, upgradable: Bool) -> Bool {
+        let asksUpgrade = head.headers.contains(name: "upgrade")
+        guard asksUpgrade || head.method == .CONNECT else { return false }
+        if asksUpgrade, upgradable, isWebSocketUpgrade(head) { return false }
+        head.headers.remove(name: "upgrade")
+        head.headers.remove(name: "connection")
+        return true
+    }
+
+    /// A request NIO's WebSocket upgrader accepts: `websocket` among the `Upgrade` tokens,
+    /// exactly one `Sec-WebSocket-Key` and one `Sec-WebSocket-Version`, which is 13.
+    private static func isWebSocketUpgrade(_ head: HTTPRequestHead) -> Bool {
+        let tokens = head.headers[canonicalForm: "upgrade"]
+        guard tokens.contains(where: { $0.lowercased() == "websocket" }) else { return false }
+        // As NIO reads them: comma-separated values count one by one.
+        let version = head.headers[canonicalForm: "sec-websocket-version"]
+        return head.headers[canonicalForm: "sec-websocket-key"].count == 1 && version.count == 1 && version[0] == "13"
     }
 
     /// The fault of a head over `HTTPLimits` (NIO's decoder only enforces the looser

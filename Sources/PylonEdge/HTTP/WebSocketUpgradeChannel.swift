@@ -38,7 +38,7 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
 
     init(responder: @escaping HTTPChannelHandler.Responder, http1: HTTP1Channel.Configuration, routes: RouteContext,
          upgrades: @escaping @Sendable (String) -> Bool) {
-        self.responder = Self.redirectingLateUpgrades(responder)
+        self.responder = responder
         self.http1 = http1
         self.routes = routes
         services = WebSocketServices(routes)
@@ -148,22 +148,4 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
             return nil
         }
     }
-
-    /// NIO takes upgrades only as a connection's first request. A later request that asks
-    /// for one is answered 307 to the same URI with `Connection: close`, so the client
-    /// retries on a fresh connection, where the upgrade runs.
-    private static func redirectingLateUpgrades(_ responder: @escaping HTTPChannelHandler.Responder) -> HTTPChannelHandler.Responder {
-        { request, writer, channel in
-            guard request.headers[.upgrade]?.lowercased() == "websocket" else {
-                try await responder(request, writer, channel)
-                return
-            }
-            var location = request.uri.path
-            if let query = request.uri.query { location += "?\(query)" }
-            try await writer.writeResponse(HTTPResponse(status: .temporaryRedirect, headerFields: [.connection: "close", .location: location]))
-            throw LateUpgrade()
-        }
-    }
-
-    private struct LateUpgrade: Error {}
 }
