@@ -17,12 +17,14 @@ import Glibc
 /// (`PYLON_FN_CALL_TIMEOUT` in seconds, default 30), `bun` (`PYLON_BUN`; else `bun` on
 /// PATH, else `~/.bun/bin/bun`), `max_rss_mb` (`PYLON_FN_MAX_RSS_MB`, default 1024, 0 = no
 /// limit: a child over it is killed), `dev` (the host passes `--dev`: reload the children
-/// when files in the folder change), `host_loops` (`PYLON_FN_HOST_LOOPS`, default true:
-/// the host's event loops read the children's output when the host offers them (the host
-/// service "pylon.host.loops/1");
-/// false: a thread per child does), `batch_scheduling` (`PYLON_FN_BATCH_SCHEDULING`,
-/// default true: the children run under SCHED_BATCH, see `withSpawnPolicy`). Without Bun the plugin still loads and every call fails
-/// with PYLON_ERR_UNSUPPORTED and a message saying how to install it.
+/// when files in the folder change), `batch_scheduling` (`PYLON_FN_BATCH_SCHEDULING`,
+/// default true: the children run under SCHED_BATCH, see `withSpawnPolicy`). Without Bun
+/// the plugin still loads and every call fails with PYLON_ERR_UNSUPPORTED and a message
+/// saying how to install it.
+///
+/// The children's output is read by the host's event loops when the host offers them (the
+/// service "pylon.host.loops/1", as `pylon-host` does), else by a thread per child: no
+/// setting chooses between the two.
 final class FnInstance: @unchecked Sendable {
     let log: HostLog
     let pool: WorkerPool?
@@ -52,7 +54,6 @@ struct FnConfig {
     var bun: String?
     var maxRSSMB = 1024
     var dev = false
-    var hostLoops = true
     var batchScheduling = true
 }
 
@@ -80,10 +81,9 @@ private func parseConfig(_ bytes: [UInt8]) -> Result<FnConfig, StoreFailure> {
             c.maxRSSMB = n
         }
         if let v = obj["dev"]?.boolValue { c.dev = v }
-        for (key, path) in [("host_loops", \FnConfig.hostLoops), ("batch_scheduling", \FnConfig.batchScheduling)] {
-            guard let v = obj[key] else { continue }
-            guard let b = v.boolValue else { return .failure(bad("\"\(key)\" must be true or false")) }
-            c[keyPath: path] = b
+        if let v = obj["batch_scheduling"] {
+            guard let b = v.boolValue else { return .failure(bad("\"batch_scheduling\" must be true or false")) }
+            c.batchScheduling = b
         }
         if let v = obj["bun"] {
             guard let s = v.stringValue, !s.isEmpty else { return .failure(bad("\"bun\" must be the path of the bun binary")) }
@@ -105,12 +105,11 @@ private func parseConfig(_ bytes: [UInt8]) -> Result<FnConfig, StoreFailure> {
         guard let n = Int(s), n >= 0 else { return .failure(bad("PYLON_FN_MAX_RSS_MB must be a non-negative integer (0: no limit), got \"\(s)\"")) }
         c.maxRSSMB = n
     }
-    for (name, path) in [("PYLON_FN_HOST_LOOPS", \FnConfig.hostLoops), ("PYLON_FN_BATCH_SCHEDULING", \FnConfig.batchScheduling)] {
-        guard let s = env[name], !s.isEmpty else { continue }
+    if let s = env["PYLON_FN_BATCH_SCHEDULING"], !s.isEmpty {
         switch s {
-        case "1", "true": c[keyPath: path] = true
-        case "0", "false": c[keyPath: path] = false
-        default: return .failure(bad("\(name) must be 1 or 0, got \"\(s)\""))
+        case "1", "true": c.batchScheduling = true
+        case "0", "false": c.batchScheduling = false
+        default: return .failure(bad("PYLON_FN_BATCH_SCHEDULING must be 1 or 0, got \"\(s)\""))
         }
     }
     return .success(c)
@@ -195,7 +194,7 @@ private func makeInstance(_ log: HostLog, _ cfg: FnConfig) -> Result<FnInstance,
             return .failure(StoreFailure(PYLON_ERR_IO, "RUNTIME_WRITE_FAILED", "cannot write the Bun runtime to \(runtimeDir): \(error)"))
         }
     }
-    let loops = cfg.hostLoops ? HostEventLoops(log.host) : nil
+    let loops = HostEventLoops(log.host)
     let pool = WorkerPool(bun: bun, runtimeScript: "\(runtimeDir)/runtime.ts", functionsDir: dir, workers: cfg.workers,
                           callTimeout: cfg.callTimeout, maxRSSMB: cfg.maxRSSMB, watch: cfg.dev,
                           batchScheduling: cfg.batchScheduling, loops: loops, log: log)

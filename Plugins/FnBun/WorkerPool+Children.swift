@@ -61,6 +61,7 @@ extension WorkerPool {
         w.pid = pid
         w.state = .starting(deadline: monotonicSeconds() + Self.readyTimeout)
         let reader = ChildReader(pool: self, worker: w, generation: w.generation, pid: pid)
+        liveReaders += 1
         let fd = fromChild[0]
         if let loops {
             let ctx = Unmanaged.passRetained(reader).toOpaque()
@@ -135,6 +136,10 @@ extension WorkerPool {
         for key in orphans {
             finish(key, PYLON_ERR_CONNECTION, result: nil, code: reason.code, message: reason.message)
         }
+        lock.lock()
+        liveReaders -= 1
+        lock.broadcast()
+        lock.unlock()
     }
 
     func handleLine(_ w: Worker, _ gen: Int, _ line: [UInt8]) {

@@ -67,6 +67,8 @@ extension WorkerPool {
             }
             lock.lock()
         }
+        supervising = false
+        lock.broadcast()
         lock.unlock()
     }
 

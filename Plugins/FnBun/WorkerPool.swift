@@ -47,6 +47,11 @@ final class WorkerPool: @unchecked Sendable {
     var stopping = false
     var nextCall: UInt64 = 0
     var supervisor: Thread?
+    /// Readers whose `childExited` has not finished yet, and whether the supervisor still
+    /// runs (pool lock): `stop` waits for both, since after `destroy` returns the plugin may
+    /// no longer call the host.
+    var liveReaders = 0
+    var supervising = false
     static let readyTimeout = 10.0
 
     /// Kill a child whose resident memory exceeds this many bytes (0: no limit).
@@ -86,6 +91,9 @@ final class WorkerPool: @unchecked Sendable {
         lock.unlock()
         let t = Thread { [self] in supervise() }
         t.name = "pylon-fnbun-supervisor"
+        lock.lock()
+        supervising = true
+        lock.unlock()
         supervisor = t
         t.start()
         lock.lock()
@@ -96,6 +104,10 @@ final class WorkerPool: @unchecked Sendable {
         if !ok { log(PYLON_LOG_ERROR, "fnbun: no Bun worker became ready within \(Int(Self.readyTimeout)) s; calls wait for one") }
     }
 
+    /// Kills the children and returns once nothing of the pool will call the host again:
+    /// each child's reader has reaped it and failed its calls, the supervisor has ended, and
+    /// calls still waiting for a worker are failed with FUNCTIONS_STOPPED (each started call
+    /// gets its one `complete`). Waits at most `stopTimeout` for the threads.
     func stop() {
         lock.lock()
         stopping = true
@@ -109,8 +121,17 @@ final class WorkerPool: @unchecked Sendable {
         }
         lock.lock()
         lock.broadcast()
+        let until = Date().addingTimeInterval(Self.stopTimeout)
+        while (liveReaders > 0 || supervising) && Date() < until { _ = lock.wait(until: until) }
+        let left = Array(calls.keys)
         lock.unlock()
+        for key in left {
+            finish(key, PYLON_ERR_CONNECTION, result: nil, code: "FUNCTIONS_STOPPED",
+                   message: "the function runtime stopped (the host is shutting down) before this call ran; retry it")
+        }
     }
+
+    static let stopTimeout = 5.0
 
     // MARK: Registry
 
@@ -165,8 +186,13 @@ final class WorkerPool: @unchecked Sendable {
             queued.append(call)
         }
         let gen = target?.generation
+        let refused = stopping
         lock.unlock()
         target?.send(frame, generation: gen)
+        if refused {
+            finish(key, PYLON_ERR_CONNECTION, result: nil, code: "FUNCTIONS_STOPPED",
+                   message: "the function runtime stopped (the host is shutting down) before this call ran; retry it")
+        }
     }
 
     /// The ready child with the fewest calls in flight — preferring the least busy child

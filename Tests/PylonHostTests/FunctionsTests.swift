@@ -807,13 +807,9 @@ struct FunctionsTests {
         #expect(most.json.items.allSatisfy { $0["fn_name"].string == "echo" }, "the oldest calls were evicted")
     }
 
-    /// The workers' output read by the host's event loops (the host service "pylon.host.loops/1", the default)
-    /// or by a thread per worker (`PYLON_FN_HOST_LOOPS=0`, and hosts without the slots).
-    static let readers = ["1", "0"]
-
-    @Test("200 concurrent calls complete correctly across the pool", arguments: readers)
-    func concurrentCalls(hostLoops: String) async throws {
-        let host = try await Self.start(env: ["PYLON_FN_WORKERS": "2", "PYLON_FN_HOST_LOOPS": hostLoops])
+    @Test("200 concurrent calls complete correctly across the pool")
+    func concurrentCalls() async throws {
+        let host = try await Self.start(env: ["PYLON_FN_WORKERS": "2"])
         defer { host.stop() }
         let results = try await withThrowingTaskGroup(of: (Int, Int, Int?).self) { group in
             for n in 0..<200 {
@@ -838,13 +834,13 @@ struct FunctionsTests {
     }
 
     /// A query's point read is answered on the thread that read the `db` frame (a host
-    /// event loop, or the worker's reader thread), which then writes the answer to the
-    /// worker's stdin while the worker may be writing to us: big rows, many at once, must
-    /// all arrive whole (frames far larger than a pipe's buffer, both ways: the non-blocking
+    /// event loop here; the worker's reader thread in FnBunOwnReadersTests), which then
+    /// writes the answer to the worker's stdin while the worker may be writing to us: big
+    /// rows, many at once, must all arrive whole (frames far larger than a pipe's buffer, both ways: the non-blocking
     /// stdin fills up and the rest leaves from the flush thread).
-    @Test("a query reading rows far bigger than a pipe's buffer, many at once: every answer arrives whole", arguments: readers)
-    func bigRowsByGet(hostLoops: String) async throws {
-        let host = try await Self.start(env: ["PYLON_FN_WORKERS": "1", "PYLON_FN_HOST_LOOPS": hostLoops])
+    @Test("a query reading rows far bigger than a pipe's buffer, many at once: every answer arrives whole")
+    func bigRowsByGet() async throws {
+        let host = try await Self.start(env: ["PYLON_FN_WORKERS": "1"])
         defer { host.stop() }
         let title = String(repeating: "0123456789abcdef", count: 12_800) // 200 KiB
         let created = try await host.request("POST", "/api/entities/Todo", json: #"{"title":"\#(title)","done":false}"#,
@@ -885,9 +881,9 @@ struct FunctionsTests {
         #expect(try await host.request("GET", "/health").status == 200)
     }
 
-    @Test("kill -9 of a Bun worker fails only its in-flight call; the next call succeeds", arguments: readers)
-    func workerKilled(hostLoops: String) async throws {
-        let host = try await Self.start(env: ["PYLON_FN_WORKERS": "2", "PYLON_FN_HOST_LOOPS": hostLoops])
+    @Test("kill -9 of a Bun worker fails only its in-flight call; the next call succeeds")
+    func workerKilled() async throws {
+        let host = try await Self.start(env: ["PYLON_FN_WORKERS": "2"])
         defer { host.stop() }
         try await Self.workersReady(host, 2)
         let dir = try TestPaths.freshTempDir("fn-hang")
@@ -912,9 +908,9 @@ struct FunctionsTests {
         #expect(host.log.contains("exited"), "the host logs the worker's exit")
     }
 
-    @Test("a worker that prints garbage on stdout or exits never takes the host down", arguments: readers)
-    func garbageAndCrash(hostLoops: String) async throws {
-        let host = try await Self.start(env: ["PYLON_FN_WORKERS": "1", "PYLON_FN_HOST_LOOPS": hostLoops])
+    @Test("a worker that prints garbage on stdout or exits never takes the host down")
+    func garbageAndCrash() async throws {
+        let host = try await Self.start(env: ["PYLON_FN_WORKERS": "1"])
         defer { host.stop() }
         let g = try await host.request("POST", "/api/fn/garbage", json: "{}")
         #expect(g.status == 200 && g.json.string == "still fine", "\(g.body)")
@@ -923,7 +919,7 @@ struct FunctionsTests {
         let e = try await host.request("POST", "/api/fn/echo", json: #"{"n":21}"#)
         #expect(e.status == 200 && e.json["twice"].int == 42, "the worker is respawned: \(e.body)")
         #expect(host.log.contains("not a protocol frame"))
-        #expect(host.log.contains(hostLoops == "1" ? "output read by the host's" : "output read by a thread per worker"))
+        #expect(host.log.contains("output read by the host's"), "pylon-host offers its event loops (pylon.host.loops/1)")
     }
 
     @Test("a worker over PYLON_FN_MAX_RSS_MB is killed: its call fails with WORKER_MEMORY_LIMIT, the pool recovers")
