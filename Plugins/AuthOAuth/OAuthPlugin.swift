@@ -8,9 +8,65 @@ import PylonPluginKit
 /// Connect providers (see `OAuthEngine`). Configured from the environment
 /// (`PYLON_OAUTH_<ID>_CLIENT_ID`, `_CLIENT_SECRET`, `_REDIRECT`, `_SCOPES`, `_TENANT`,
 /// `_OIDC_ISSUER`) and the manifest's `plugins["auth.oauth"]` object, which wins.
-final class OAuthInstance {
+final class OAuthInstance: @unchecked Sendable {
     let engine: OAuthEngine
     init(engine: OAuthEngine) { self.engine = engine }
+
+    /// A started request's completion (the host's callback and its context).
+    struct Completion: @unchecked Sendable {
+        let done: pylon_oauth_done_fn
+        let ctx: UnsafeMutableRawPointer?
+    }
+
+    /// Requests started and not answered yet, and answers being delivered (`lock`). The
+    /// host may not be called once `destroy` returns, but a request can wait on a provider
+    /// for many seconds: `close` answers the open ones at once and waits only for answers
+    /// already on their way; a request that finishes later finds itself gone.
+    private let lock = NSCondition()
+    private var open: [UInt64: Completion] = [:]
+    private var nextID: UInt64 = 0
+    private var delivering = 0
+    private var closed = false
+
+    /// Registers a request; nil once the instance is closing.
+    func begin(_ completion: Completion) -> UInt64? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard !closed else { return nil }
+        nextID += 1
+        open[nextID] = completion
+        return nextID
+    }
+
+    /// Calls `body` with the request's completion unless `close` answered it already.
+    func finish(_ id: UInt64, _ body: (Completion) -> Void) {
+        lock.lock()
+        guard let c = open.removeValue(forKey: id) else {
+            lock.unlock()
+            return
+        }
+        delivering += 1
+        lock.unlock()
+        body(c)
+        lock.lock()
+        delivering -= 1
+        lock.broadcast()
+        lock.unlock()
+    }
+
+    /// Answers every open request with `body`, then waits until answers already being
+    /// delivered are done: afterwards this instance never calls the host.
+    func close(_ body: (Completion) -> Void) {
+        lock.lock()
+        closed = true
+        let left = Array(open.values)
+        open.removeAll()
+        lock.unlock()
+        for c in left { body(c) }
+        lock.lock()
+        while delivering > 0 { lock.wait() }
+        lock.unlock()
+    }
 }
 
 nonisolated(unsafe) private let descriptor = makeDescriptor(
@@ -56,7 +112,10 @@ private func oauthCreate(
 
 private func oauthDestroy(_ p: OpaquePointer?) {
     guard let p else { return }
-    _ = Handle.release(p, as: OAuthInstance.self)
+    Handle.release(p, as: OAuthInstance.self).close { c in
+        answer(.failure(OAuthError(status: PYLON_ERR_ABORTED, code: "OAUTH_ABORTED", message: "the host stopped before the provider answered; sign in again")),
+               c.done, c.ctx)
+    }
 }
 
 private func oauthGetInterface(_ p: OpaquePointer?, _ id: UnsafePointer<CChar>?) -> UnsafeRawPointer? {
@@ -76,21 +135,24 @@ private func start(_ p: OpaquePointer?, _ json: UnsafePointer<CChar>?, _ len: In
         answer(.failure(.bad("called without an instance")), done, ctx)
         return
     }
-    let engine = Handle.borrow(p, as: OAuthInstance.self).engine
+    let instance = Handle.borrow(p, as: OAuthInstance.self)
     let bytes = json.map { Array(UnsafeRawBufferPointer(start: $0, count: len)) } ?? []
     guard let request = try? JSONParser.parse(bytes), case .object = request else {
         answer(.failure(.bad("the request is not a JSON object")), done, ctx)
         return
     }
-    let context = UInt(bitPattern: ctx)
+    guard let done, let id = instance.begin(.init(done: done, ctx: ctx)) else {
+        answer(.failure(OAuthError(status: PYLON_ERR_ABORTED, code: "OAUTH_ABORTED", message: "the plugin is stopping")), done, ctx)
+        return
+    }
     Task {
         let result: Result<JSONValue, OAuthError>
         do throws(OAuthError) {
-            result = .success(try await work(engine)(request))
+            result = .success(try await work(instance.engine)(request))
         } catch {
             result = .failure(error)
         }
-        answer(result, done, UnsafeMutableRawPointer(bitPattern: context))
+        instance.finish(id) { answer(result, $0.done, $0.ctx) }
     }
 }
 
