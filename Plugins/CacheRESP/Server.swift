@@ -382,6 +382,15 @@ final class Server: @unchecked Sendable {
             let authed = c.authenticated
             switch parser.parse(UnsafePointer(c.inBuf + c.inStart), c.unparsed, authenticated: authed) {
             case let .command(argc, consumed):
+                // An HTTP request on this port is a web page reaching a cache on this
+                // machine (a cross-protocol attack): as Redis does, nothing of it runs and
+                // the connection closes without an answer.
+                if parser.argv[0].is("post") || parser.argv[0].is("host:") {
+                    log(PYLON_LOG_WARN, "pylon.cache.resp: client \(c.id) sent an HTTP request ('POST' or 'Host:') to the RESP port, probably a web page's cross-protocol attack; connection closed")
+                    c.closeAfterReply = true
+                    c.inStart = c.inEnd
+                    break parsing
+                }
                 engine.execute(c, parser.argv, argc)
                 c.inStart += consumed
             case let .empty(consumed):

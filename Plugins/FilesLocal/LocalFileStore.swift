@@ -28,11 +28,25 @@ final class LocalFileStore: @unchecked Sendable {
 
     static func open(dir: String, log: HostLog) -> Result<LocalFileStore, StoreFailure> {
         let s = LocalFileStore(dir: dir, log: log)
-        for d in [dir, s.tmpDir] where mkdir(d, 0o700) != 0 && errno != EEXIST {
+        // With its parents: the default `data/files` lives in a folder nothing else may
+        // have made yet (the store is created after this plugin).
+        for d in Self.parents(of: dir) + [dir, s.tmpDir] where mkdir(d, 0o700) != 0 && errno != EEXIST {
             return .failure(Self.failure(errno, "cannot create the files folder \(d)"))
         }
         s.removeLeftovers()
         return .success(s)
+    }
+
+    /// The folders above `dir`, outermost first (`a/b/c` → `a`, `a/b`).
+    static func parents(of dir: String) -> [String] {
+        var out: [String] = []
+        var path = ""
+        let parts = dir.split(separator: "/", omittingEmptySubsequences: false).dropLast()
+        for (i, part) in parts.enumerated() {
+            path += i == 0 ? String(part) : "/" + part
+            if !part.isEmpty && part != "." && part != ".." { out.append(path) }
+        }
+        return out
     }
 
     /// Temp files of uploads that were in progress when a process died. Another live

@@ -122,6 +122,12 @@ struct AdminDataTests {
         let dev = try await Self.start(.sqlite, dev: true)
         defer { dev.stop() }
         _ = try await Self.seed(dev)
+        // A page of another site the developer has open posts to this machine: refused.
+        for origin in ["https://evil.example", "null"] {
+            let foreign = try await dev.request("POST", "/api/__test__/reset", headers: ["Origin": origin, "Content-Type": "text/plain"])
+            #expect(foreign.status == 403 && foreign.json.errorCode == "CSRF_REJECTED", "\(origin): \(foreign.body)")
+        }
+        #expect(try await dev.request("GET", "/api/export", token: Self.admin).json["counts"]["Note"].int == 3, "nothing was reset")
         let reset = try await dev.request("POST", "/api/__test__/reset")
         #expect(reset.status == 200 && reset.json["deleted"]["Note"].int == 3 && reset.json["deleted"]["User"].int == 2, "\(reset.body)")
         #expect(try await dev.request("GET", "/api/export", token: Self.admin).json["counts"]["Post"].int == 0)

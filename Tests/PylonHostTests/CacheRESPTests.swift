@@ -202,6 +202,23 @@ struct CacheRESPTests {
         #expect(health.status == 200)
     }
 
+    /// A web page can send `fetch("http://127.0.0.1:6380", {method: "POST", body})` to a
+    /// cache on the visitor's machine; the body's lines would run as commands. As Redis
+    /// does, a `POST` or `Host:` line closes the connection before anything runs.
+    @Test("An HTTP request on the RESP port (a web page's cross-protocol attack): closed unanswered, nothing in its body runs")
+    func httpRequestIsAnAttack() async throws {
+        let (host, port) = try await HostProcess.startWithCache(cacheConfig: "")
+        defer { host.stop() }
+        for first in ["POST / HTTP/1.1\r\n", "host: 127.0.0.1\r\n"] {
+            let request = first + "Host: 127.0.0.1:\(port)\r\nContent-Type: text/plain\r\nContent-Length: 40\r\n\r\nSET injected yes\r\nPUBLISH chat hello\r\n"
+            let got = try await respExchange(port, request) { _ in false }
+            #expect(got.isEmpty, "\(first): closed without a reply, got \(got)")
+        }
+        let check = try await respExchange(port, "EXISTS injected\r\n") { $0.hasSuffix("\r\n") }
+        #expect(check == ":0\r\n", "nothing of the body ran: \(check)")
+        #expect(host.log.contains("cross-protocol"), "the attempt is logged")
+    }
+
     @Test("No cache plugin selected: /api/cache and /api/pubsub answer 501 CAPABILITY_UNAVAILABLE")
     func stubbedWithoutPlugin() async throws {
         let manifest = """

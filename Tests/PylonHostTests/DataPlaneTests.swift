@@ -385,7 +385,9 @@ struct DataPlaneTests {
         // Says the value is taken and no more: not the index, not the stored key.
         #expect(!dup.body.contains("ann@") && !dup.body.lowercased().contains("constraint"), "\(dup.body)")
 
-        let patch = try await host.request("PATCH", "/api/entities/User/\(bob)", json: #"{"email":"ann@example.com"}"#)
+        // The user entity's email changes only through the admin (or the email-change link).
+        let patch = try await host.request("PATCH", "/api/entities/User/\(bob)", json: #"{"email":"ann@example.com"}"#,
+                                           token: HostProcess.adminToken)
         #expect(patch.status == 409, "\(patch.body)")
         #expect(patch.json.errorCode == "UNIQUE_VIOLATION", "\(patch.body)")
 
@@ -854,7 +856,8 @@ struct DataPlaneTests {
                             let r = try await host.request("PATCH", "/api/entities/User/\(seeded)", json: #"{"displayName":"P\#(i)"}"#)
                             return (kind, r.status, r.json.errorCode)
                         case 3:
-                            let r = try await host.request("PATCH", "/api/entities/User/\(seeded)", json: #"{"email":"seed0@example.com"}"#)
+                            let r = try await host.request("PATCH", "/api/entities/User/\(seeded)", json: #"{"email":"seed0@example.com"}"#,
+                                                           token: HostProcess.adminToken)
                             return (kind, r.status, r.json.errorCode)
                         default:
                             let r = try await host.request("DELETE", "/api/entities/User/missing-\(i)")

@@ -494,6 +494,19 @@ struct FilesTests {
         #expect(Self.storedFiles(host) == ["01/\(key)"])
     }
 
+    @Test("A files folder whose parents do not exist yet (a fresh copy of an example: data/files) is made with them")
+    func filesFolderWithParents() async throws {
+        let dir = try TestPaths.freshTempDir("files-parents")
+        defer { TestPaths.removeTempDir(dir) }
+        let nested = dir.appendingPathComponent("not/made/yet/files").path
+        let host = try await HostProcess.start(manifest: Self.manifest, env: ["PYLON_FILES_DIR": nested])
+        defer { host.stop() }
+        let token = try await host.mintSession("ann")
+        let r = try await Self.upload(host, [1, 2, 3], token: token)
+        #expect(r.status == 201, "\(r.text)")
+        #expect(FileManager.default.fileExists(atPath: nested + "/tmp"), "the folder and its tmp exist")
+    }
+
     @Test("Without a files plugin the routes answer 501 CAPABILITY_UNAVAILABLE")
     func stub() async throws {
         let manifest = Self.manifest.replacingOccurrences(of: #""policies": []"#, with: #""policies": [], "plugins": {"files": {"use": "none"}}"#)

@@ -58,6 +58,14 @@ public final class PolicyEngine: Sendable {
 
     /// Open (true) or admin-only (false) for entities and actions without a policy.
     public let dev: Bool
+    /// The user entity (`auth.user.entity`): its `email` and `emailVerified` are the
+    /// host's, written only by the auth flows that prove an address (`identityFields`).
+    public let userEntity: String
+    /// Fields of the user entity no caller but the admin (and trusted functions) may change
+    /// on a stored row, whatever the policies say, and `emailVerified` on a new row too: a
+    /// user who could set them could take the sign-ins of whoever owns the address (a magic
+    /// code or a provider that vouches for it lands in the account with that email).
+    public static let identityFields: Set<String> = ["email", "emailVerified"]
     let entityRules: [String: [EntityRule]]
     /// Action name → each targeting policy's `allow` (nil when empty).
     let actionRules: [String: [PolicyExpression?]]
@@ -69,6 +77,7 @@ public final class PolicyEngine: Sendable {
     /// more specific key shadows, so a typo anywhere fails the load.
     public init(manifest: Manifest, dev: Bool) throws(ManifestError) {
         self.dev = dev
+        userEntity = manifest.auth.userEntity
         var entities: [String: [EntityRule]] = [:]
         var actions: [String: [PolicyExpression?]] = [:]
         for (n, p) in manifest.policies.enumerated() {

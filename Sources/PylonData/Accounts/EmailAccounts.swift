@@ -40,6 +40,15 @@ extension PasswordAccounts {
         return try await data.store.read { conn in try Self.userID(conn, codec, email, withPassword: false)?.id }
     }
 
+    /// Whether `userID`'s address was ever proven: its `emailVerified` is set. False
+    /// without the field (the host cannot tell) and for a missing user.
+    package func emailProven(userID: String) async throws -> Bool {
+        let codec = try userCodec()
+        guard codec.entity.fields.contains(where: { $0.name == "emailVerified" }),
+              let value = try await data.get(codec.entity.name, id: userID)?["emailVerified"] else { return false }
+        return !value.isNull && value != .bool(false)
+    }
+
     /// The email on `userID`'s row, or nil (no such user, or no valid address on it).
     package func email(ofUser userID: String) async throws -> EmailAddress? {
         let codec = try userCodec()

@@ -111,6 +111,12 @@ package final class OAuthAccounts: Sendable {
                          verifier: verifier, nonce: row[4].textValue ?? "", redirectURI: row[7].textValue ?? "")
     }
 
+    /// The user linked to the provider's `subject`, or nil.
+    package func linkedUser(provider: String, subject: String) async throws -> String? {
+        let select = sql("SELECT user_id FROM \(Self.links) WHERE provider_id = ? AND account_id = ?")
+        return try await data.store.read { conn in try conn.execute(select, [.text(provider), .text(subject)]).rows.first?.first?.textValue }
+    }
+
     /// The user this identity signs in: the one linked to its subject; else (email
     /// verified by the provider) the user with that email, now linked; else a new user.
     /// 409 OAUTH_EMAIL_NOT_VERIFIED when a user has the email but the provider does not

@@ -213,6 +213,9 @@ public final class DataService: Sendable {
     package static func insert(_ tx: WriteTransaction, _ codec: RowCodec, _ data: [(String, JSONValue)], id: String,
                        _ guardian: WriteGuard) throws -> JSONValue {
         try codec.checkKeys(data)
+        // A new row may carry an address (it proves nothing: the first proof of it claims
+        // the account clean), never a verification stamp.
+        try guardian.requireIdentityUntouched(codec.entity.name, data.filter { $0.0 == "emailVerified" && !$0.1.isNull })
         let d = tx.dialect
         var cols = [d.quote("id")]
         var params: [SQLValue] = [.text(id)]
@@ -271,6 +274,9 @@ public final class DataService: Sendable {
         // update) and the row it would become, so a patch can never move a row out of
         // its owner's reach (e.g. by rewriting ownerId).
         try guardian.requireOnStored(.update, codec, id: id, before)
+        // Once the caller may see the row (else it stays 404), and only for values that
+        // change: a client writing back the row it read, email included, is not refused.
+        try guardian.requireIdentityUntouched(codec.entity.name, changes.filter { before[$0.0] != $0.1 })
         try guardian.require(.update, codec.entity.name, data: after, existing: before)
         params.append(.text(id))
         let sql = "UPDATE \(d.quote(codec.entity.name)) SET \(sets.joined(separator: ", ")) WHERE \(d.quote("id")) = \(d.placeholder(params.count))"

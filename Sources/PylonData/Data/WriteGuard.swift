@@ -13,6 +13,16 @@ package struct WriteGuard: Sendable {
         self.auth = auth
     }
 
+    /// 403 IDENTITY_FIELD_READ_ONLY when a caller other than the admin writes the user
+    /// entity's `email` or `emailVerified` (`PolicyEngine.identityFields`): an address is
+    /// changed through `POST /api/auth/email/change`, which proves it.
+    package func requireIdentityUntouched(_ entity: String, _ fields: some Sequence<(String, JSONValue)>) throws(HostError) {
+        guard !auth.isAdmin, entity == policies.userEntity,
+              let field = fields.first(where: { PolicyEngine.identityFields.contains($0.0) })?.0 else { return }
+        throw HostError(status: 403, code: "IDENTITY_FIELD_READ_ONLY",
+                        message: "\(entity).\(field) is kept by the host: change an email with POST /api/auth/email/change (a link to the new address confirms it); emailVerified is set when an address is proven")
+    }
+
     package func require(_ op: PolicyEngine.Operation, _ entity: String, data: JSONValue?, existing: JSONValue?) throws(HostError) {
         guard policies.check(op, entity: entity, PolicyInput(auth: auth, data: data, existing: existing)) else {
             throw HostError.policyDenied(op.rawValue, entity)

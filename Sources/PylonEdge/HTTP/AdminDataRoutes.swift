@@ -74,6 +74,11 @@ extension RouteContext {
             guard config.dev, Self.isLoopback(ctx.remoteAddress) else {
                 throw HostError(status: 404, code: "NOT_FOUND", message: "no route for POST /api/__test__/reset")
             }
+            // Any web page the developer opens can post to this machine: a request from a
+            // page (it has an Origin) must come from a page this host serves.
+            if let origin = req.headers[.origin], !CSRFGuard.isSameOrigin(CSRFGuard.normalize(origin), authority: req.head.authority) {
+                throw HostError(status: 403, code: "CSRF_REJECTED", message: "the test reset is refused to a page of another origin (\(origin)); call it from a test runner or a script")
+            }
             let deleted = try await data.deleteAllRows()
             return HTTPSupport.json(.object([("reset", true), ("deleted", .object(deleted.map { ($0.entity, .int(Int64($0.deleted))) }))]))
         }

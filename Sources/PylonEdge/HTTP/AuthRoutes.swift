@@ -109,6 +109,7 @@ extension RouteContext {
         router.delete("/api/auth/sessions") { req, _ in
             let user = try await sessionUser(req)
             let n = try await sessions.revokeAll(userID: user)
+            try await dropPendingEmailChanges(user)
             var r = HTTPSupport.json(.object([("revoked_count", .int(Int64(n)))]))
             r.headers[.setCookie] = clearedSessionCookie
             return r

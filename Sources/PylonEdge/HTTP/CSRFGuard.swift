@@ -2,18 +2,21 @@ import Foundation
 import HTTPTypes
 import PylonCore
 
-/// Refuses cross-site requests made with the session cookie (pylon-core.md §0.4 step 4).
+/// Refuses cross-site requests a browser could be made to send (pylon-core.md §0.4 step 4).
 ///
-/// A browser attaches the cookie to any site's request to the host by itself, so a request
-/// that is authenticated by the cookie and changes something (any method but GET, HEAD and
-/// OPTIONS) must show where it comes from: its `Origin` — or, when a browser sent none, the
-/// origin of its `Referer` — must be a trusted origin or the host's own (`Origin` equal to
-/// the request's `Host`: a page the host serves itself). Otherwise it is answered 403
-/// `CSRF_REJECTED`. Unlike Pylon, a cookie request with neither header is refused too:
-/// browsers send `Origin` on every cross-site POST, but not every client that can carry a
-/// cookie does, and a server-to-server caller has no reason to use the cookie rather than
+/// Every request that changes something (any method but GET, HEAD and OPTIONS) without an
+/// `Authorization: Bearer` token and with an `Origin` — or, when a browser sent none, a
+/// `Referer` — must come from a trusted origin or the host's own (`Origin` equal to the
+/// request's `Host`: a page the host serves itself); otherwise it is answered 403
+/// `CSRF_REJECTED`, as in Pylon. That covers the session cookie, which a browser attaches
+/// to any site's request by itself, and also requests with no credential: without the check
+/// any site could sign a visitor's browser into the attacker's account (login CSRF: a form
+/// posting the attacker's password or code gets the session cookie set). Unlike Pylon, a
+/// cookie request with neither header is refused too: browsers send `Origin` on every
+/// cross-site POST, but not every client that can carry a cookie does, and a
+/// server-to-server caller has no reason to use the cookie rather than
 /// `Authorization: Bearer`. A bearer token is never attached by a browser on its own, so
-/// bearer requests (and requests with no credential) are not checked.
+/// bearer requests are not checked, nor are requests with neither credential nor origin.
 struct CSRFGuard: Sendable {
     /// Normalized trusted origins (`scheme://host[:port]`, lowercased); nil: every origin
     /// is trusted (`*`, the --dev default), so nothing is checked.
@@ -36,7 +39,12 @@ struct CSRFGuard: Sendable {
         default: break
         }
         let fields = head.headerFields
-        guard RouteContext.credential(fields, cookieName: cookieName)?.fromCookie == true else { return nil }
+        let credential = RouteContext.credential(fields, cookieName: cookieName)
+        if credential?.fromCookie == false { return nil } // a bearer token
+        let byCookie = credential != nil
+        // A provider posting its answer (`response_mode=form_post`) comes from its own
+        // origin; that flow is bound to the browser that began it (state and cookie).
+        if !byCookie, head.path?.hasPrefix(Self.oauthCallbackPrefix) == true { return nil }
         let claimed: String?
         if let origin = fields[.origin] {
             claimed = Self.normalize(origin)
@@ -44,19 +52,21 @@ struct CSRFGuard: Sendable {
             claimed = fields[.referer].flatMap(Self.origin(ofURL:))
         }
         guard let claimed else {
-            return Self.rejected("it has neither an Origin nor a Referer header")
+            return byCookie ? Self.rejected("authenticated by the session cookie", "it has neither an Origin nor a Referer header") : nil
         }
         if trusted.contains(claimed) || Self.isSameOrigin(claimed, authority: head.authority) { return nil }
-        return Self.rejected("its origin \(claimed) is not trusted")
+        return Self.rejected(byCookie ? "authenticated by the session cookie" : "without a bearer token", "its origin \(claimed) is not trusted")
     }
 
-    private static func rejected(_ why: String) -> HostError {
+    static let oauthCallbackPrefix = "/api/auth/callback/"
+
+    private static func rejected(_ what: String, _ why: String) -> HostError {
         HostError(status: 403, code: "CSRF_REJECTED",
-                  message: "refused a request authenticated by the session cookie because \(why): send the token as Authorization: Bearer instead, or add the page's origin to PYLON_TRUSTED_ORIGINS (or the manifest's auth.trusted_origins)")
+                  message: "refused a request \(what) because \(why): send the token as Authorization: Bearer instead, or add the page's origin to PYLON_TRUSTED_ORIGINS (or the manifest's auth.trusted_origins)")
     }
 
     /// `Origin: scheme://HOST` where HOST is the request's own `Host`.
-    private static func isSameOrigin(_ origin: String, authority: String?) -> Bool {
+    static func isSameOrigin(_ origin: String, authority: String?) -> Bool {
         guard let authority, !authority.isEmpty, let sep = origin.range(of: "://") else { return false }
         return origin[sep.upperBound...] == authority.lowercased()
     }

@@ -27,6 +27,8 @@ extension RouteContext {
             if let owner = try await passwords.user(withEmail: email), owner != user {
                 throw HostError(status: 409, code: "EMAIL_IN_USE", message: "another account has this email; choose another address")
             }
+            // One pending change at a time: a new request replaces the last one's link.
+            try await codes.drop(.emailChange, userID: user)
             let (token, key, _) = try await codes.issueLink(.emailChange, email: email.value, userID: user)
             let url = "\(publicURL)/api/auth/email/change/confirm?token=\(token)"
             do {

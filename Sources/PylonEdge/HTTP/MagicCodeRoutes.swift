@@ -34,6 +34,7 @@ extension RouteContext {
             guard case .accepted = try Self.settled(try await codes.verifyCode(.magicCode, subject: email.value, presented: code)) else {
                 throw Self.invalidCode
             }
+            try await claimAccount(withEmail: email)
             return try await signedIn(req, userID: try await passwords.signInByEmail(email))
         }
         router.post("/api/auth/email/send-verification") { req, ctx in
@@ -123,6 +124,7 @@ extension RouteContext {
               let email = try? EmailAddress(sentTo) else {
             throw Self.invalidToken
         }
+        try await claimAccount(withEmail: email)
         let userID = try await passwords.signInByEmail(email)
         let (session, expires) = try await sessions.create(userID: userID, device: req.headers[.userAgent])
         return (session, userID, expires)

@@ -92,7 +92,7 @@ extension RouteContext {
             } else {
                 identity = try await exchange(oauth, flow, code: try Self.field(b, "code"))
             }
-            let userID = try await oauth.accounts.signIn(identity)
+            let userID = try await signIn(oauth, identity)
             let (token, expires) = try await sessions.create(userID: userID, device: req.headers[.userAgent])
             var r = HTTPSupport.json(.object([("token", .string(token)), ("user_id", .string(userID)), ("provider", .string(provider)),
                                               ("expires_at", .int(expires))]))
@@ -116,6 +116,17 @@ extension RouteContext {
         }
     }
 
+    /// The user `identity` signs in. An identity not linked yet whose provider vouches for
+    /// its email is about to be linked to the account with that email: that account is
+    /// claimed first (`claimIfUnproven`).
+    private func signIn(_ oauth: OAuthService, _ identity: OAuthIdentity) async throws -> String {
+        if identity.emailVerified, let email = identity.email,
+           try await oauth.accounts.linkedUser(provider: identity.provider, subject: identity.subject) == nil {
+            try await claimAccount(withEmail: email)
+        }
+        return try await oauth.accounts.signIn(identity)
+    }
+
     /// The browser flow's end: a session cookie and 302 to the flow's callback, or 302 to its
     /// error callback. Only a state that does not check out is answered in JSON (403): then
     /// there is no trusted place to send the browser.
@@ -129,7 +140,7 @@ extension RouteContext {
                 throw HostError(status: 400, code: "OAUTH_DENIED", message: "\(provider) said \(error)\(description.map { ": \($0)" } ?? "")")
             }
             guard let code, !code.isEmpty else { throw HostError.badRequest("MISSING_FIELD", "\(provider) sent no code") }
-            let userID = try await oauth.accounts.signIn(try await exchange(oauth, flow, code: code))
+            let userID = try await signIn(oauth, try await exchange(oauth, flow, code: code))
             let (token, expires) = try await sessions.create(userID: userID, device: req.headers[.userAgent])
             var r = Self.redirect(flow.callbackURL)
             r.headers.append(HTTPField(name: .setCookie, value: sessionCookie(token: token, expires: expires)))

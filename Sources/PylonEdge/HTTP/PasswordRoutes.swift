@@ -42,6 +42,7 @@ extension RouteContext {
             try await checkNewPassword(new)
             guard try await passwords.change(userID: userID, current: current, new: new) else { throw Self.invalidCredentials }
             _ = try await sessions.revokeAll(userID: userID)
+            try await dropPendingEmailChanges(userID)
             return try await signedIn(req, userID: userID, extra: [("changed", true)])
         }
         if let codes { addPasswordResetRoutes(router, codes) } else {
@@ -84,8 +85,10 @@ extension RouteContext {
                   recorded == nil || recorded == userID else {
                 throw Self.invalidToken
             }
+            try await claimIfUnproven(userID)
             try await passwords.setPassword(userID: userID, new: new)
             _ = try await sessions.revokeAll(userID: userID)
+            try await dropPendingEmailChanges(userID)
             _ = try await passwords.markEmailVerified(userID: userID, email: email)
             return try await signedIn(req, userID: userID, extra: [("reset", true)])
         }

@@ -144,6 +144,13 @@ package final class AuthCodes: Sendable {
         try await store.write { tx in try tx.write(sql, [.text(purpose.rawValue), .text(subject)]) }
     }
 
+    /// Removes `userID`'s records of `purpose` (pending email-change links, when a new one
+    /// is asked for or the user's credentials change).
+    package func drop(_ purpose: Purpose, userID: String) async throws {
+        let sql = "DELETE FROM \(table) WHERE purpose = \(p(1)) AND user_id = \(p(2))"
+        try await store.write { tx in try tx.write(sql, [.text(purpose.rawValue), .text(userID)]) }
+    }
+
     /// Removes every record for `email` or `userID` (the account is being deleted).
     package func forget(email: String?, userID: String) async throws {
         let sql = "DELETE FROM \(table) WHERE user_id = \(p(1)) OR email = \(p(2))"
