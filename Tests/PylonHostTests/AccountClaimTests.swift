@@ -133,6 +133,29 @@ struct AccountClaimTests {
         #expect(try await EmailChangeTests.confirm(host, third).json.errorCode == "INVALID_TOKEN", "signing out everywhere ends it")
     }
 
+    /// Mail scanners and link previews fetch links with HEAD before the person does.
+    @Test("HEAD on a single-use link (magic link, email change) does nothing; the GET after it still works")
+    func headUsesNoLink() async throws {
+        let smtp = try await MailSink.start()
+        defer { smtp.stop() }
+        let host = try await Self.start(smtp)
+        defer { host.stop() }
+        _ = try await host.request("POST", "/api/auth/magic-link/send", json: #"{"email":"dan@example.com"}"#)
+        let mail = try await smtp.message(to: "dan@example.com")
+        let token = try #require(MailSink.linkToken(in: mail, path: "/api/auth/magic-link/verify"), "\(mail)")
+        let head = try await host.rawRequest("HEAD", "/api/auth/magic-link/verify?token=\(token)")
+        #expect(head.status == 200 && head.headers["set-cookie"] == nil, "\(head.status) \(head.headers)")
+        let used = try await host.request("POST", "/api/auth/magic-link/verify", json: #"{"token":\#(TestJSON.quote(token))}"#)
+        #expect(used.status == 200 && used.json["token"].string != nil, "the link still works after HEAD: \(used.body)")
+        let session = try #require(used.json["token"].string)
+
+        _ = try await EmailChangeTests.request(host, session, "dan2@example.com")
+        let change = try await Self.changeLink(smtp, "dan2@example.com")
+        #expect(try await host.rawRequest("HEAD", "/api/auth/email/change/confirm?token=\(change)").status == 200)
+        #expect(try await EmailChangeTests.email(host, session) == "dan@example.com", "HEAD changed nothing")
+        #expect(try await EmailChangeTests.confirm(host, change).status == 200, "the link still works after HEAD")
+    }
+
     @Test("Outside --dev a write from a foreign page without a bearer token is refused (login CSRF); same-origin, no-origin and bearer writes pass")
     func loginCSRF() async throws {
         let smtp = try await MailSink.start()

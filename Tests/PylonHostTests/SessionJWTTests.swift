@@ -16,6 +16,12 @@ struct SessionJWTTests {
         let minted = try await host.request("POST", "/api/auth/jwt", token: ann)
         let jwt = try #require(minted.json["token"].string, "\(minted.body)")
         #expect(jwt.split(separator: ".").count == 3 && (minted.json["expires_at"].int ?? 0) > 0)
+        // iat and exp are whole seconds (verifiers such as Rust's jsonwebtoken reject fractions).
+        var payload = String(jwt.split(separator: ".")[1]).replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while payload.count % 4 != 0 { payload += "=" }
+        let claims = String(decoding: Data(base64Encoded: payload) ?? Data(), as: UTF8.self)
+        let exp = (try TestJSON.parse(claims) as Any?)["exp"]
+        #expect(exp.int == minted.json["expires_at"].int && !claims.contains("."), "\(claims)")
         let me = try await host.request("GET", "/api/auth/me", token: jwt)
         #expect(me.status == 200 && me.json["user_id"].string == "ann" && me.json["is_admin"].bool == false, "\(me.body)")
         let note = try await host.request("POST", "/api/entities/Note", json: #"{"ownerId":"ann","title":"by jwt"}"#, token: jwt)

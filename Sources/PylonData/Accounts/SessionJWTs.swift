@@ -41,7 +41,9 @@ package final class SessionJWTs: Sendable {
         guard let user = auth.userID else {
             throw HostError(status: 401, code: "AUTH_REQUIRED", message: "sign in first")
         }
-        let now = Date()
+        // Whole seconds: NumericDate is integer seconds to most verifiers (RFC 7519 §2
+        // allows fractions, but Rust's jsonwebtoken, among others, rejects them).
+        let now = Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down))
         let expires = now.addingTimeInterval(TimeInterval(lifetime))
         let claims = Claims(sub: SubjectClaim(value: user), iat: IssuedAtClaim(value: now), exp: ExpirationClaim(value: expires),
                             iss: IssuerClaim(value: issuer ?? "pylon"), tenant_id: auth.tenantID, roles: auth.roles)

@@ -1,6 +1,8 @@
 import Foundation
 import PylonCore
 import PylonData
+import HTTPTypes
+import Hummingbird
 
 /// Claiming an account by proving its address (the defence against pre-hijacked accounts).
 ///
@@ -29,6 +31,10 @@ extension RouteContext {
         _ = try await oauth?.accounts.forget(userID: userID)
         try await codes?.drop(.emailChange, userID: userID)
     }
+
+    /// The answer to HEAD on a single-use link (mail scanners and link previews send it):
+    /// 200 and nothing done, so only the person who opens the link uses it.
+    static var linkPreview: Response { Response(status: .ok, headers: [.cacheControl: "no-store"]) }
 
     /// What a credential change ends besides sessions: pending email-change links, so a
     /// thief who asked for one with a stolen session cannot finish it afterwards.

@@ -44,6 +44,7 @@ extension RouteContext {
         }
         // The link opened in a browser: the change, then on to the app.
         router.get("/api/auth/email/change/confirm") { req, ctx in
+            if req.method == .head { return Self.linkPreview } // a mail scanner: nothing happens
             let token = req.uri.queryParameters.get("token").map { String($0) } ?? ""
             _ = try await confirmEmailChange(codes, token: token, req, ctx)
             return Response(status: .found, headers: [.location: config.dashboardURL])

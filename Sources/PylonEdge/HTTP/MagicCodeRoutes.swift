@@ -78,6 +78,8 @@ extension RouteContext {
         }
         // A link opened in a browser: the session cookie, then on to the app (PYLON_DASHBOARD_URL).
         router.get("/api/auth/magic-link/verify") { req, ctx in
+            // Mail scanners and link previews send HEAD: it must not use the link up.
+            if req.method == .head { return Self.linkPreview }
             let token = req.uri.queryParameters.get("token").map { String($0) } ?? ""
             let (sessionToken, _, expires) = try await verifyMagicLink(codes, token: token, req, ctx)
             var r = Response(status: .found, headers: [.location: config.dashboardURL])
