@@ -107,7 +107,7 @@ struct AccountClaimTests {
         #expect(try await PasswordAuthTests.login(host, "second@example.com", "the owner's password 2").status == 200)
     }
 
-    @Test("Email-change links: a new request replaces the last; a password change or sign-out everywhere ends them")
+    @Test("Email-change links: a new request replaces the last; a password change or sign-out everywhere ends them; guests have none")
     func pendingEmailChangesEnd() async throws {
         let smtp = try await MailSink.start()
         defer { smtp.stop() }
@@ -131,6 +131,10 @@ struct AccountClaimTests {
         let third = try await Self.changeLink(smtp, "third@example.com")
         #expect(try await host.request("DELETE", "/api/auth/sessions", token: token).status == 200)
         #expect(try await EmailChangeTests.confirm(host, third).json.errorCode == "INVALID_TOKEN", "signing out everywhere ends it")
+
+        let guest = try await GuestUpgradeTests.guest(host)
+        let byGuest = try await EmailChangeTests.request(host, guest, "guest@example.com")
+        #expect(byGuest.status == 403 && byGuest.json.errorCode == "GUEST_FORBIDDEN", "a guest has no email to change: \(byGuest.body)")
     }
 
     /// Mail scanners and link previews fetch links with HEAD before the person does.

@@ -146,7 +146,7 @@ struct ApiKeyTests {
         #expect(try await host.request("GET", "/api/auth/me", token: ann).status == 200, "a session from the same address is not held back")
     }
 
-    @Test("Malformed, tampered and expired keys get 401 INVALID_API_KEY; bad bodies 400; anonymous 401, admin 403")
+    @Test("Malformed, tampered and expired keys get 401 INVALID_API_KEY; bad bodies (and bodies that are no object) 400; anonymous 401, admin and guests 403")
     func hostile() async throws {
         let host = try await HostProcess.start(manifest: PushScopeTests.manifest, env: Self.pepper, dev: false)
         defer { host.stop() }
@@ -160,10 +160,13 @@ struct ApiKeyTests {
             #expect(r.status == 401 && r.json.errorCode == "INVALID_API_KEY", "\(bad.prefix(40)): \(r.body)")
         }
         for body in [#"{"name":5}"#, #"{"scopes":[]}"#, #"{"expires_at":1}"#, #"{"expires_at":"soon"}"#,
-                     #"{"name":"\#(String(repeating: "n", count: 101))"}"#] {
+                     #"{"name":"\#(String(repeating: "n", count: 101))"}"#, "[]", "null", #""x""#, "7"] {
             let r = try await Self.create(host, ann, body)
             #expect(r.status == 400, "\(body): \(r.body)")
         }
+        let guest = try await GuestUpgradeTests.guest(host)
+        let byGuest = try await Self.create(host, guest)
+        #expect(byGuest.status == 403 && byGuest.json.errorCode == "GUEST_FORBIDDEN", "a guest mints no keys: \(byGuest.body)")
         #expect(try await host.request("POST", "/api/auth/api-keys", json: "{}").status == 401)
         #expect(try await Self.create(host, HostProcess.adminToken).status == 403)
 

@@ -13,7 +13,15 @@ extension RouteContext {
         router.post("/api/auth/api-keys") { req, _ in
             let keys = try requireApiKeys()
             let user = try await sessionUser(req)
+            // A guest is a throwaway identity; a key that outlives it would be a credential
+            // for an account nobody can sign in to or clean up.
+            guard try await !auth(req).isGuest else {
+                throw HostError(status: 403, code: "GUEST_FORBIDDEN", message: "a guest session cannot create API keys; sign up (upgrade the guest) first")
+            }
             let b = try await body(req, empty: .object([]))
+            guard case .object = b else {
+                throw HostError.badRequest("INVALID_BODY", "the body must be a JSON object, e.g. {\"name\": \"ci\", \"expires_at\": 1893456000}")
+            }
             let name = try Self.optionalText(b, "name", max: 100) ?? "untitled"
             let scopes = try Self.optionalText(b, "scopes", max: 1000)
             var expiresAt: Int64?

@@ -15,6 +15,9 @@ extension RouteContext {
     func addEmailChangeRoutes(_ router: Router<PylonRequestContext>, _ codes: AuthCodes) {
         router.post("/api/auth/email/change/request") { req, ctx in
             let user = try await sessionUser(req)
+            guard try await !auth(req).isGuest else {
+                throw HostError(status: 403, code: "GUEST_FORBIDDEN", message: "a guest has no email to change; sign up (upgrade the guest) first")
+            }
             let b = try await body(req)
             guard let given = (b["newEmail"] ?? b["email"])?.stringValue else {
                 throw HostError.badRequest("MISSING_FIELD", "the body needs \"newEmail\", the address to change to")
