@@ -132,11 +132,18 @@ public final class PolicyEngine: Sendable {
     /// those operations are open in dev mode and admin-only otherwise.
     public var unguardedOperations: [(entity: String, operations: [Operation])] { unguarded }
 
+    /// Whether an entity no policy names is open: in dev mode, except the host's own tables
+    /// (`_pylon_*`: organisations, members, files), whose change events stay the admin's
+    /// even in dev, as the routes that serve them decide who sees what.
+    private func openWithoutPolicy(_ entity: String) -> Bool {
+        dev && !entity.hasPrefix("_pylon_")
+    }
+
     /// Whether `input.auth` may perform `op` on `entity`; see pylon-core.md §4.4 for which
     /// row each call site passes as `data`/`existing`.
     public func check(_ op: Operation, entity: String, _ input: PolicyInput) -> Bool {
         if input.auth.isAdmin { return true }
-        guard let rules = entityRules[entity] else { return dev }
+        guard let rules = entityRules[entity] else { return openWithoutPolicy(entity) }
         var covered = false
         for rule in rules {
             guard let e = rule.expression(op) else { continue }
@@ -166,7 +173,7 @@ public final class PolicyEngine: Sendable {
     /// `authEmail` the per-row checks get.
     public func readGate(entity: String, auth: AuthContext, authEmail: String? = nil) -> ReadGate {
         if auth.isAdmin { return .allowAll }
-        guard let rules = entityRules[entity] else { return dev ? .allowAll : .denyAll }
+        guard let rules = entityRules[entity] else { return openWithoutPolicy(entity) ? .allowAll : .denyAll }
         let context = PolicyInput(auth: auth, authEmail: authEmail)
         var perRow = false
         var covered = false
@@ -188,7 +195,7 @@ public final class PolicyEngine: Sendable {
     /// looked up, which says nothing about rows; one refused for a particular row cannot.
     public func deniesEveryRow(_ op: Operation, entity: String, auth: AuthContext) -> Bool {
         if auth.isAdmin { return false }
-        guard let rules = entityRules[entity] else { return !dev }
+        guard let rules = entityRules[entity] else { return !openWithoutPolicy(entity) }
         let context = PolicyInput(auth: auth)
         var covered = false
         for rule in rules {
