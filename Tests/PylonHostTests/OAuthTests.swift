@@ -91,6 +91,13 @@ struct OAuthTests {
         #expect(viaJSON["status"].int == 200 && viaJSON["body"]["user_id"].string == alice, "the link finds the same user: \(String(describing: viaJSON))")
         #expect(viaJSON["body"]["provider"].string == "mock" && viaJSON["body"]["token"].string?.hasPrefix("pylon_") == true)
 
+        let bare = (viaJSON["set_cookie"] as? [Any])?.compactMap { $0 as? String } ?? []
+        #expect(!bare.contains { $0.hasPrefix("pylon_session=") }, "no page, no cookie: \(bare)")
+        let fromPage = try await Self.browse(host, "json-page")
+        let pageCookies = (fromPage["set_cookie"] as? [Any])?.compactMap { $0 as? String } ?? []
+        #expect(fromPage["body"]["user_id"].string == alice && pageCookies.contains { $0.hasPrefix("pylon_session=pylon_") },
+                "a page's JSON sign-in gets the session cookie too: \(String(describing: fromPage))")
+
         let other = try await Self.browse(host, "json", provider: "other")
         #expect(other["body"]["user_id"].string == alice, "a verified email links a second provider to the same user: \(String(describing: other))")
 

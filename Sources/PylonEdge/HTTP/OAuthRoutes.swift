@@ -94,8 +94,10 @@ extension RouteContext {
             }
             let userID = try await signIn(oauth, identity)
             let (token, expires) = try await sessions.create(userID: userID, device: req.headers[.userAgent])
-            var r = HTTPSupport.json(.object([("token", .string(token)), ("user_id", .string(userID)), ("provider", .string(provider)),
-                                              ("expires_at", .int(expires))]))
+            // The session cookie too when a page asked (it has an Origin), as every sign-in.
+            var r = withSessionCookie(req, HTTPSupport.json(.object([("token", .string(token)), ("user_id", .string(userID)),
+                                                                     ("provider", .string(provider)), ("expires_at", .int(expires))])),
+                                      token: token, expires: expires)
             r.headers.append(HTTPField(name: .setCookie, value: bindingCookie(nil)))
             return r
         }

@@ -54,11 +54,12 @@ def browser_flow(b, who):
     return out
 
 
-def json_flow(b, who):
+def json_flow(b, who, headers=None):
     login = start(b, redirect=False).json()
     callback = authorize(b, login["redirect"], who)
-    r = b.post(f"{host}/api/auth/callback/{provider}", json={"state": login["state"], "code": query(callback)["code"]})
-    return {"status": r.status_code, "body": r.json(), "login": login}
+    r = b.post(f"{host}/api/auth/callback/{provider}", json={"state": login["state"], "code": query(callback)["code"]},
+               headers=headers or {})
+    return {"status": r.status_code, "body": r.json(), "login": login, "set_cookie": r.headers.get_list("set-cookie")}
 
 
 result = {}
@@ -66,6 +67,9 @@ if scenario == "browser":
     result = browser_flow(browser(), sub)
 elif scenario == "json":
     result = json_flow(browser(), sub)
+elif scenario == "json-page":
+    # The JSON flow from a page of the host itself (it sends an Origin): a session cookie too.
+    result = json_flow(browser(), sub, headers={"Origin": host})
 elif scenario == "refresh":
     b = browser()
     signed = json_flow(b, sub)
