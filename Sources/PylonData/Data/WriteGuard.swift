@@ -16,9 +16,11 @@ package struct WriteGuard: Sendable {
     /// 403 IDENTITY_FIELD_READ_ONLY when a caller other than the admin writes the user
     /// entity's `email` or `emailVerified` (`PolicyEngine.identityFields`): an address is
     /// changed through `POST /api/auth/email/change`, which proves it.
-    package func requireIdentityUntouched(_ entity: String, _ fields: some Sequence<(String, JSONValue)>) throws(HostError) {
+    /// `fields` is only built for a non-admin write of the user entity (every other write
+    /// passes here too, on the hot path).
+    package func requireIdentityUntouched(_ entity: String, _ fields: @autoclosure () -> [(String, JSONValue)]) throws(HostError) {
         guard !auth.isAdmin, entity == policies.userEntity,
-              let field = fields.first(where: { PolicyEngine.identityFields.contains($0.0) })?.0 else { return }
+              let field = fields().first(where: { PolicyEngine.identityFields.contains($0.0) })?.0 else { return }
         throw HostError(status: 403, code: "IDENTITY_FIELD_READ_ONLY",
                         message: "\(entity).\(field) is kept by the host: change an email with POST /api/auth/email/change (a link to the new address confirms it); emailVerified is set when an address is proven")
     }
