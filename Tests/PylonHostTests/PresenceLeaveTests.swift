@@ -55,7 +55,11 @@ struct PresenceLeaveTests {
 
     @Test("WS: 30 clients leave at once; each peer, including one whose socket was full, gets one notice per leaver (30 distinct clientIds, no duplicate), none before that many leavers' last frames")
     func manyLeaveAtOnce() async throws {
-        let host = try await HostProcess.start(manifest: RealtimeTests.manifest, dev: true)
+        // Topic messages of 70 KB (over PYLON_WS_MAX_RELAY_BYTES's default), and no write
+        // deadline for the stalled peer while the leavers come and go on a busy machine.
+        let host = try await HostProcess.start(manifest: RealtimeTests.manifest,
+                                               env: ["PYLON_WS_MAX_RELAY_BYTES": "\(128 << 10)", "PYLON_WS_WRITE_TIMEOUT": "0"],
+                                               dev: true)
         defer { host.stop() }
         let admin = HostProcess.adminToken
         let peer = try await TestWebSocket.connect(port: host.port, token: admin, label: "peer")

@@ -92,14 +92,8 @@ struct WebSocketAbuseTests {
 
     @Test("PYLON_WS_RELAY_RATE=1, PYLON_WS_RELAY_BURST=5: a flooding client gets RELAY_RATE_LIMITED error frames, then close 1008; other clients get at most the allowed frames; a polite client is untouched")
     func relayFlood() async throws {
-        let host = try await HostProcess.start(manifest: RealtimeTests.manifest,
-                                               env: ["PYLON_WS_RELAY_RATE": "1", "PYLON_WS_RELAY_BURST": "5"],
-                                               dev: true, compatPorts: true)
+        let (host, guestToken, observer) = try await Self.relayStage(env: ["PYLON_WS_RELAY_RATE": "1", "PYLON_WS_RELAY_BURST": "5"])
         defer { host.kill9() }
-        let guest = try await host.request("POST", "/api/auth/guest")
-        let guestToken = try #require(guest.json["token"].string, "\(guest.body)")
-        let observer = try await TestWebSocket.connect(port: host.port, token: Self.admin, label: "observer")
-        try await SessionStreams.live(observer)
 
         for (port, path) in [(host.port, "/api/sync/ws"), (host.wsCompatPort, "/")] {
             let flooder = try await TestWebSocket.connect(port: port, path: path, token: guestToken, label: "flooder \(port)")
@@ -131,6 +125,50 @@ struct WebSocketAbuseTests {
         try await observer.waitForJSON("the polite client's third frame") { $0["topic"].string == "polite" && $0["data"].int == 2 }
         #expect(!polite.jsonMessages.contains { $0["type"].string == "error" }, "\(polite.summary)")
         #expect(polite.closeFrame == nil)
+        #expect(try await host.request("GET", "/health").status == 200)
+    }
+
+    /// A host with the compat ports, a guest's token (anyone can have one) and an admin
+    /// observer whose stream is live.
+    static func relayStage(env: [String: String] = [:]) async throws -> (HostProcess, String, TestWebSocket) {
+        let host = try await HostProcess.start(manifest: RealtimeTests.manifest, env: env, dev: true, compatPorts: true)
+        do {
+            let token = try await host.guestToken()
+            let observer = try await TestWebSocket.connect(port: host.port, token: Self.admin, label: "observer")
+            try await SessionStreams.live(observer)
+            return (host, token, observer)
+        } catch {
+            host.kill9()
+            throw error
+        }
+    }
+
+    /// A topic message of exactly `bytes` bytes, tagged `tag`.
+    static func topic(_ tag: String, bytes: Int) -> String {
+        let head = #"{"type":"topic","topic":"\#(tag)","data":""#, tail = #""}"#
+        return head + String(repeating: "x", count: bytes - head.utf8.count - tail.utf8.count) + tail
+    }
+
+    @Test("A guest's topic message over PYLON_WS_MAX_RELAY_BYTES (default 64 KiB) is refused with a RELAY_TOO_LARGE error frame and not relayed, on /api/sync/ws and port+1; one of exactly 64 KiB is relayed; the connection stays open")
+    func oversizedRelay() async throws {
+        let (host, guestToken, observer) = try await Self.relayStage()
+        defer { host.kill9() }
+        for (port, path) in [(host.port, "/api/sync/ws"), (host.wsCompatPort, "/")] {
+            let sender = try await TestWebSocket.connect(port: port, path: path, token: guestToken, label: "sender \(port)")
+            try await SessionStreams.live(sender)
+            let over = "over-\(port)", edge = "edge-\(port)"
+            try sender.sendText(Self.topic(over, bytes: 64 * 1024 + 1))
+            let refusal = try await sender.waitForJSON("the RELAY_TOO_LARGE error frame") { $0["type"].string == "error" }
+            #expect(refusal.errorCode == "RELAY_TOO_LARGE", "\(sender.summary)")
+            // The happy twin, right at the limit: relayed to everyone, the sender included.
+            try sender.sendText(Self.topic(edge, bytes: 64 * 1024))
+            try await observer.waitForJSON("the 64 KiB topic message") { $0["topic"].string == edge }
+            try await sender.waitForJSON("its own 64 KiB topic message") { $0["topic"].string == edge }
+            #expect(!observer.jsonMessages.contains { $0["topic"].string == over }, "the oversized message is not relayed")
+            #expect(!sender.jsonMessages.contains { $0["topic"].string == over })
+            #expect(sender.closeFrame == nil, "refusing a message does not close the connection: \(sender.summary)")
+            sender.disconnect()
+        }
         #expect(try await host.request("GET", "/health").status == 200)
     }
 }

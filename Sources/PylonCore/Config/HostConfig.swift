@@ -34,6 +34,9 @@ public struct HostConfig: Sendable {
     public var cookieName = "pylon_session"
     /// Per-connection queue of undelivered realtime events (PYLON_SYNC_QUEUE).
     public var syncQueueLimit = 4096
+    /// The same queue's bound in bytes (PYLON_SYNC_QUEUE_BYTES): frames queued or handed to
+    /// the connection and not yet sent. Over it the queue overflows as over `syncQueueLimit`.
+    public var syncQueueBytes = 8 * 1024 * 1024
     /// How often a host on a shared store polls the change log for other hosts' writes
     /// (PYLON_CHANGE_POLL_MS).
     public var changePollMs = 25
@@ -48,6 +51,12 @@ public struct HostConfig: Sendable {
     /// average (PYLON_WS_RELAY_RATE), and in a burst (PYLON_WS_RELAY_BURST); see `RelayLimiter`.
     public var wsRelayRate = 20
     public var wsRelayBurst = 40
+    /// Largest topic/presence message a WebSocket client may send (PYLON_WS_MAX_RELAY_BYTES);
+    /// a larger one is refused with `RELAY_TOO_LARGE` (relays are small JSON).
+    public var wsMaxRelayBytes = 64 * 1024
+    /// A WebSocket whose pending writes make no progress for this long is closed
+    /// (PYLON_WS_WRITE_TIMEOUT, seconds; 0: never): a client that never reads cannot pin memory.
+    public var wsWriteTimeout: Double = 30
     public var corsOrigin = "*"
     /// Requests per client address per `rateLimitWindow` (PYLON_RATE_LIMIT_MAX; 0: no
     /// limit). nil: `requestRateLimit`'s default.
@@ -203,6 +212,7 @@ public struct HostConfig: Sendable {
         if let p = env["PYLON_PLUGINS_DIR"], !p.isEmpty { c.pluginsDir = p }
         if let o = env["PYLON_CORS_ORIGIN"], !o.isEmpty { c.corsOrigin = o }
         if let q = try int("PYLON_SYNC_QUEUE") { c.syncQueueLimit = max(16, q) }
+        if let q = try int("PYLON_SYNC_QUEUE_BYTES") { c.syncQueueBytes = max(64 * 1024, q) }
         if let p = try int("PYLON_CHANGE_POLL_MS") { c.changePollMs = max(1, min(p, 10_000)) }
         if let p = try int("PYLON_SESSION_POLL_MS") { c.sessionPollMs = max(10, min(p, 60_000)) }
         if let n = try int("PYLON_JOBS_WORKERS") { c.jobsWorkers = max(1, min(n, 1024)) }
@@ -277,6 +287,8 @@ public struct HostConfig: Sendable {
         if let n = try int("PYLON_ROOM_MESSAGE_RATE") { c.rooms.messageRate = max(1, min(n, 100_000)) }
         if let r = try int("PYLON_WS_RELAY_RATE") { c.wsRelayRate = max(1, min(r, 100_000)) }
         if let b = try int("PYLON_WS_RELAY_BURST") { c.wsRelayBurst = max(1, min(b, 100_000)) }
+        if let n = try int("PYLON_WS_MAX_RELAY_BYTES") { c.wsMaxRelayBytes = max(256, n) }
+        if let t = try seconds("PYLON_WS_WRITE_TIMEOUT") { c.wsWriteTimeout = t }
         if let m = try int("PYLON_RATE_LIMIT_MAX") { c.rateLimitMax = m }
         if let w = try int("PYLON_RATE_LIMIT_WINDOW") { c.rateLimitWindow = max(1, w) }
         if let n = try int("PYLON_RATE_LIMIT_CLIENTS") { c.rateLimitClients = max(Self.minRateLimitClients, n) }

@@ -34,23 +34,29 @@ public final class ChangeHub: @unchecked Sendable {
     /// something was queued behind it since).
     private var openLeaveFlush: LeaveFlush?
     public let queueLimit: Int
+    /// Each subscriber's queue bound in bytes (`Subscriber.byteLimit`).
+    public let queueBytes: Int
     public let maxPerAddress: Int
     package let metrics: Metrics
     private let fanout = DispatchQueue(label: "pylon-fanout")
     /// Whether `auth` may read the row of an event; set by the host (policies).
     package var canRead: @Sendable (AuthContext, String, JSONValue?) -> Bool = { _, _, _ in true }
 
-    package init(queueLimit: Int, maxPerAddress: Int, metrics: Metrics) {
+    package init(queueLimit: Int, queueBytes: Int = .max, maxPerAddress: Int, metrics: Metrics) {
         self.queueLimit = queueLimit
+        self.queueBytes = queueBytes
         self.maxPerAddress = maxPerAddress
         self.metrics = metrics
         let queued = metrics.collectedGauge("realtime_queued_messages")
         let deepest = metrics.collectedGauge("realtime_queue_depth_max")
+        let heaviest = metrics.collectedGauge("realtime_queue_bytes_max")
         metrics.onCollect { [weak self] _ in
             guard let self else { return }
-            let depths = lock.withLock { Array(subscribers.values) }.map(\.queued)
+            let subs = lock.withLock { Array(subscribers.values) }
+            let depths = subs.map(\.queued)
             queued.set(Double(depths.reduce(0, +)))
             deepest.set(Double(depths.max() ?? 0))
+            heaviest.set(Double(subs.map(\.pendingBytes).max() ?? 0))
         }
     }
 
@@ -76,7 +82,7 @@ public final class ChangeHub: @unchecked Sendable {
         }
         perAddress[address] = n + 1
         let s = Subscriber(id: nextID, auth: auth, address: address, wantsRelays: wantsRelays, session: session, limit: queueLimit,
-                           live: live, start: fannedOutThrough)
+                           byteLimit: queueBytes, live: live, start: fannedOutThrough)
         nextID += 1
         subscribers[s.id] = s
         groups[auth, default: [:]][s.id] = s

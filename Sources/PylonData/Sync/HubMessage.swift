@@ -25,3 +25,16 @@ public enum HubMessage: Sendable {
     /// The hub's disconnect notices in this range (`ChangeHub.leaveFrames`; WS only).
     case leaves(ClosedRange<Int64>)
 }
+
+extension HubMessage {
+    /// What the message costs a subscriber's byte budget (`Subscriber.byteLimit`): its
+    /// frame's text. Disconnect notices count nothing: the hub keeps them once for every
+    /// connection (`LeaveLog`), whatever the number of connections behind.
+    public var byteCount: Int {
+        switch self {
+        case let .change(e): e.payload.utf8.count
+        case let .relay(text): text.utf8.count
+        case .leaves: 0
+        }
+    }
+}

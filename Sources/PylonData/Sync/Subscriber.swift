@@ -2,7 +2,8 @@ import Foundation
 import PylonCore
 
 /// One WS or SSE connection's view of the hub. Its queue is bounded: when a consumer
-/// falls more than `limit` messages behind, the queue is dropped and the subscriber goes
+/// falls more than `limit` messages or `byteLimit` bytes behind (bytes queued plus bytes
+/// drained and not yet sent, see `sent`), the queue is dropped and the subscriber goes
 /// back to reading the durable log from its cursor (so a large commit or a slow reader
 /// loses nothing and memory stays bounded). A consumer that makes no progress at all for
 /// a while after that is closed by its transport (`onOverflow` arms that watchdog).
@@ -18,12 +19,20 @@ public final class Subscriber: @unchecked Sendable {
     /// ends when that session is revoked or expires (`ChangeHub.endSessions`).
     package let session: StreamSession?
     let limit: Int
+    /// The bound on `queuedBytes + unsentBytes` (PYLON_SYNC_QUEUE_BYTES). Payloads are
+    /// shared between subscribers, but each counts them whole: it is what this connection
+    /// would need the host to hold for it alone.
+    let byteLimit: Int
     /// The newest seq the hub had fanned out when this subscriber registered: it is queued
     /// (or, catching up, noted) every event after it. A stream without a cursor starts here,
     /// and reads the log from here if its queue overflows before it sent anything.
     package let start: Int64
     private let lock = NSLock()
     private var queue: [HubMessage] = []
+    /// Bytes of the messages in `queue`.
+    private var queuedBytes = 0
+    /// Bytes the sender drained and has not reported sent yet (`sent`).
+    private var unsentBytes = 0
     private var live = false
     private var newestWhileCatchingUp: Int64 = 0
     private var overflowedFlag = false
@@ -42,7 +51,8 @@ public final class Subscriber: @unchecked Sendable {
     /// `live`: queue from the start (a connection with no cursor: what commits after it
     /// subscribed is what it must get, so nothing may be dropped before its sender runs).
     init(id: UInt64, auth: AuthContext, address: String, wantsRelays: Bool, session: StreamSession?, limit: Int,
-         live: Bool = false, start: Int64 = 0) {
+         byteLimit: Int = .max, live: Bool = false, start: Int64 = 0) {
+        self.byteLimit = byteLimit
         self.id = id
         self.start = start
         self.live = live
@@ -84,20 +94,24 @@ public final class Subscriber: @unchecked Sendable {
                 if case let .change(e) = message { newestWhileCatchingUp = max(newestWhileCatchingUp, e.seq) }
                 return nil
             }
+            let bytes = message.byteCount
             if case let .leaves(more) = message, case let .leaves(queued)? = queue.last,
                queued.upperBound + 1 == more.lowerBound {
                 // Leave notices that follow the last entry extend it: a burst of disconnects
                 // costs each connection one entry, not one per leaver.
                 queue[queue.count - 1] = .leaves(queued.lowerBound...more.upperBound)
-            } else if queue.count >= limit {
+            } else if queue.count >= limit || queuedBytes + unsentBytes + bytes > byteLimit {
                 // Fall back to the log: forget the queue, remember how far the log must be read.
+                // (Relays are not in the log: a consumer this far behind misses them.)
                 overflowedFlag = true
                 live = false
                 queue.removeAll()
+                queuedBytes = 0
                 if case let .change(e) = message { newestWhileCatchingUp = max(newestWhileCatchingUp, e.seq) }
                 overflowNow = true
             } else {
                 queue.append(message)
+                queuedBytes += bytes
             }
             return takeWake()
         }
@@ -109,6 +123,13 @@ public final class Subscriber: @unchecked Sendable {
 
     /// Called by the sender after delivering frames; the watchdog compares snapshots.
     package func madeProgress() { lock.withLock { progressCounter &+= 1 } }
+
+    /// The sender sent drained messages of `bytes` (`HubMessage.byteCount`): they no longer
+    /// count against `byteLimit`.
+    package func sent(_ bytes: Int) {
+        guard bytes > 0 else { return }
+        lock.withLock { unsentBytes = max(0, unsentBytes - bytes) }
+    }
     package var progress: UInt64 { lock.withLock { progressCounter } }
 
     /// Records that `seq` was published without queueing it (the caller may not read it):
@@ -135,6 +156,8 @@ public final class Subscriber: @unchecked Sendable {
             let out = queue
             // An idle connection keeps no queue storage (it is most of them).
             queue = []
+            unsentBytes += queuedBytes
+            queuedBytes = 0
             wakePending = false
             let o = overflowedFlag
             overflowedFlag = false
@@ -164,6 +187,8 @@ public final class Subscriber: @unchecked Sendable {
     package var isClosed: Bool { lock.withLock { closedFlag } }
     /// Messages waiting for the sender (metrics).
     var queued: Int { lock.withLock { queue.count } }
+    /// Bytes queued or drained and not sent yet (metrics).
+    var pendingBytes: Int { lock.withLock { queuedBytes + unsentBytes } }
     package var sessionEnded: Bool { lock.withLock { sessionEndedFlag } }
 }
 

@@ -99,6 +99,7 @@ package struct SyncStream: Sendable {
                     for text in hub.leaveFrames(range) { try await sink.sendRelay(text) }
                 }
             }
+            sub.sent(messages.reduce(0) { $0 + $1.byteCount })
             sub.madeProgress()
         }
     }

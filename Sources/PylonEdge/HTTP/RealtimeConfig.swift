@@ -16,6 +16,10 @@ package struct RealtimeConfig: Sendable {
     /// Per-connection limit on client messages (`RelayLimiter`).
     package var relayRate = 20
     package var relayBurst = 40
+    /// Largest client message (topic/presence) relayed; a larger one gets `RELAY_TOO_LARGE`.
+    package var maxRelayBytes = 64 * 1024
+    /// A WebSocket whose pending writes make no progress for this long is closed (0: never).
+    package var writeTimeout: Double = 30
     /// A WebSocket is pinged this often; one that has not answered the previous ping is closed.
     package var pingSeconds = 30
     /// After the host's close frame, the client has this long to answer before the socket closes.
@@ -28,6 +32,8 @@ package struct RealtimeConfig: Sendable {
         maxFrameBytes = config.maxFrameBytes
         relayRate = config.wsRelayRate
         relayBurst = config.wsRelayBurst
+        maxRelayBytes = config.wsMaxRelayBytes
+        writeTimeout = config.wsWriteTimeout
     }
 }
 

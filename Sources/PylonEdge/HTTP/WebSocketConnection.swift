@@ -15,10 +15,13 @@ import PylonJSON
 /// - client frames: the RFC 6455 rules of `WebSocketFrameRules` (masking on every frame,
 ///   control frames included: 1002; invalid UTF-8 text: 1007; a message over the size
 ///   limit: 1009); messages reassembled from fragments; pings answered.
-/// - topic/presence messages relayed to every WebSocket client, limited by `RelayLimiter`.
+/// - topic/presence messages relayed to every WebSocket client, limited by `RelayLimiter`;
+///   one over `maxRelayBytes` is refused (`RELAY_TOO_LARGE`).
 /// - live change events and relays drained from the `Subscriber` whenever it wakes the
 ///   connection and the socket takes more (a client that stops reading is not drained; its
-///   queue overflows to the log and the stall watchdog closes it).
+///   queue overflows to the log, by count or by bytes, and the stall watchdog closes it).
+/// - a connection whose pending writes make no progress for `writeTimeout` is closed
+///   (`WebSocketWriteDeadline`).
 /// - a ping every `pingSeconds`; a client that has not answered the previous one is closed.
 /// - close: 1008 `session revoked` when the session ends, 4410 after a resync notice,
 ///   1000 at shutdown; the socket closes when the client answers or after `closeSeconds`.
@@ -58,6 +61,9 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
     private var backlogIndex = 0
     /// A chunk of frames was written that the socket has not taken yet.
     private var writing = false
+    /// The `HubMessage.byteCount` of the messages in that chunk (`Subscriber.sent` once it left).
+    private var writingBytes = 0
+    private var writes: WebSocketWriteDeadline
     /// `deliver` is running (a chunk taken at once calls back into it).
     private var delivering = false
     /// The context of NIO's frame encoder: writes through it skip the encoder, for chunks
@@ -71,6 +77,7 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
         self.start = start
         from = subscriber.auth.isAdmin ? "admin" : .string(subscriber.auth.userID ?? "")
         limiter = RelayLimiter(rate: services.routes.realtime.relayRate, burst: services.routes.realtime.relayBurst)
+        writes = WebSocketWriteDeadline(seconds: services.routes.realtime.writeTimeout)
     }
 
     // MARK: Channel events
@@ -102,6 +109,7 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
         phase = .closed
         pinger?.cancel()
         closeTimer?.cancel()
+        writes.timer?.cancel()
         reader?.cancel()
         backlog = []
         rawOut = nil
@@ -183,15 +191,17 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
                 closeNow(.dataInconsistentWithMessage)
                 return
             }
-            received(text: text)
+            received(text: text, bytes: message.data.readableBytes)
         } else {
-            received(text: nil)
+            received(text: nil, bytes: message.data.readableBytes)
         }
     }
 
-    /// A complete client message (`text` nil: binary). Every message counts against the
-    /// relay limit, relayed or not: each costs the host a parse.
-    private func received(text: String?) {
+    /// A complete client message (`text` nil: binary) of `bytes`. Every message counts
+    /// against the relay limit, relayed or not: each costs the host a parse. One over
+    /// `maxRelayBytes` is answered `RELAY_TOO_LARGE` unread: relays are small JSON, and each
+    /// is queued for every WebSocket client.
+    private func received(text: String?, bytes: Int) {
         // A stream whose session ended speaks for no one any more.
         guard !sub.isClosed else { return }
         switch limiter.admit() {
@@ -203,6 +213,12 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
         case .close:
             services.routes.metrics.add("realtime_relay_floods_closed_total", 1)
             close(.policyViolation, reason: "relay rate limit exceeded")
+            return
+        }
+        let cap = services.routes.realtime.maxRelayBytes
+        guard bytes <= cap else {
+            write(RelayLimiter.tooLargeFrame(bytes: bytes, limit: cap))
+            context?.flush()
             return
         }
         guard let text, let v = try? JSONParser.parse(text),
@@ -242,13 +258,19 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
                 if messages.isEmpty { break }
             }
             var chunk = context.channel.allocator.buffer(capacity: 512)
-            fillChunk(&chunk)
+            let bytes = fillChunk(&chunk)
             // Nothing to send from what was drained (events already read from the log).
-            guard chunk.readableBytes > 0 else { continue }
+            guard chunk.readableBytes > 0 else {
+                sub.sent(bytes)
+                continue
+            }
             wrote = true
             writing = true
+            writingBytes = bytes
             // Below NIO's frame encoder: the chunk is frames already (`appendTextFrame`).
-            raw.writeAndFlush(WebSocketFrameEncoder.wrapOutboundOut(chunk)).whenComplete { _ in me.value.chunkLeft() }
+            let left = raw.writeAndFlush(WebSocketFrameEncoder.wrapOutboundOut(chunk))
+            tracked(left)
+            left.whenComplete { _ in me.value.chunkLeft() }
         }
         if wrote { sub.madeProgress() }
     }
@@ -256,12 +278,17 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
     /// The last chunk left (or failed: the connection is closing): send the next one.
     private func chunkLeft() {
         writing = false
+        sub.sent(writingBytes)
+        writingBytes = 0
         deliver()
     }
 
-    /// Encodes frames from `backlog` into `chunk` until it holds `chunkBytes` or the backlog is done.
-    private func fillChunk(_ chunk: inout ByteBuffer) {
+    /// Encodes frames from `backlog` into `chunk` until it holds `chunkBytes` or the backlog
+    /// is done; returns the `HubMessage.byteCount` of the messages it took.
+    private func fillChunk(_ chunk: inout ByteBuffer) -> Int {
+        var taken = 0
         while backlogIndex < backlog.count, chunk.readableBytes < Self.chunkBytes {
+            taken += backlog[backlogIndex].byteCount
             switch backlog[backlogIndex] {
             case let .change(e):
                 // The hub already applied the read policy for this identity.
@@ -274,7 +301,7 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
             case let .leaves(range):
                 if let rest = appendLeaves(range, to: &chunk) {
                     backlog[backlogIndex] = .leaves(rest)
-                    return
+                    return taken
                 }
             }
             backlogIndex += 1
@@ -283,6 +310,7 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
             backlog = []
             backlogIndex = 0
         }
+        return taken
     }
 
     /// Encodes the hub's disconnect notices of `range` until the chunk is full; returns the
@@ -356,7 +384,9 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
         guard let context else { return loop.makeFailedFuture(ChannelError.ioOnClosedChannel) }
         context.flush()
         defer { lastLogWrite = nil }
-        return lastLogWrite ?? loop.makeSucceededVoidFuture()
+        guard let page = lastLogWrite else { return loop.makeSucceededVoidFuture() }
+        tracked(page)
+        return page
     }
 
     private func write(_ text: String) {
@@ -369,6 +399,33 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
     }
 
     // MARK: Liveness and closing
+
+    /// Counts a write that carries the stream towards the write-progress deadline;
+    /// `write` completes once it left (or failed).
+    private func tracked(_ write: EventLoopFuture<Void>) {
+        guard let context else { return }
+        let me = NIOLoopBound(self, eventLoop: context.eventLoop)
+        if let due = writes.began(now: .now()) {
+            writes.timer = context.eventLoop.scheduleTask(deadline: due) { me.value.checkWrites() }
+        }
+        write.whenComplete { _ in me.value.writes.ended(now: .now()) }
+    }
+
+    /// The write-progress check: closes a connection whose pending writes made no progress
+    /// for `writeTimeout` (no close frame: it would wait behind them).
+    private func checkWrites() {
+        guard let context, phase != .closed else { return }
+        switch writes.check(now: .now()) {
+        case .idle: break
+        case let .checkAt(due):
+            let me = NIOLoopBound(self, eventLoop: context.eventLoop)
+            writes.timer = context.eventLoop.scheduleTask(deadline: due) { me.value.checkWrites() }
+        case .stalled:
+            services.routes.metrics.add("realtime_slow_consumers_closed_total", 1)
+            services.routes.metrics.add("realtime_write_timeouts_total", 1)
+            context.close(promise: nil)
+        }
+    }
 
     private func ping() {
         guard phase == .live || phase == .catchingUp, let context else { return }
@@ -400,11 +457,8 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
         var data = context.channel.allocator.buffer(capacity: 2 + reason.utf8.count)
         data.write(webSocketErrorCode: code)
         data.writeString(reason)
-        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)), promise: nil)
-        let channel = context.channel
-        closeTimer = context.eventLoop.scheduleTask(in: .seconds(Int64(services.routes.realtime.closeSeconds))) {
-            channel.close(promise: nil)
-        }
+        tracked(context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data))))
+        armCloseTimer(context)
     }
 
     /// A protocol error: the close frame, then the socket at once (RFC 6455 §7.1.7: the
@@ -421,9 +475,25 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
         }
         var data = context.channel.allocator.buffer(capacity: 2)
         data.write(webSocketErrorCode: code)
+        closeAfter(WebSocketFrame(fin: true, opcode: .connectionClose, data: data), context)
+    }
+
+    /// Sends a close frame, then closes the socket once it left, or after `closeSeconds` if
+    /// it cannot leave (a client that stopped reading: it waits behind unsent frames).
+    private func closeAfter(_ frame: WebSocketFrame, _ context: ChannelHandlerContext) {
         let channel = context.channel
-        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)))
-            .whenComplete { _ in channel.close(promise: nil) }
+        let sent = context.writeAndFlush(wrapOutboundOut(frame))
+        tracked(sent)
+        sent.whenComplete { _ in channel.close(promise: nil) }
+        armCloseTimer(context)
+    }
+
+    /// Closes the socket `closeSeconds` from now, whatever the client does.
+    private func armCloseTimer(_ context: ChannelHandlerContext) {
+        let channel = context.channel
+        closeTimer = context.eventLoop.scheduleTask(in: .seconds(Int64(services.routes.realtime.closeSeconds))) {
+            channel.close(promise: nil)
+        }
     }
 
     private func receivedClose(_ frame: WebSocketFrame) {
@@ -441,9 +511,7 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
         sub.close()
         var data = context.channel.allocator.buffer(capacity: 2)
         if let code { data.write(webSocketErrorCode: code) }
-        let channel = context.channel
-        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)))
-            .whenComplete { _ in channel.close(promise: nil) }
+        closeAfter(WebSocketFrame(fin: true, opcode: .connectionClose, data: data), context)
     }
 }
 

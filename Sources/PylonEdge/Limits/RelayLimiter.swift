@@ -46,3 +46,13 @@ struct RelayLimiter {
         return JSONWriter.string(e.body.setting("type", "error"))
     }
 }
+
+extension RelayLimiter {
+    /// The error frame a client message over `PYLON_WS_MAX_RELAY_BYTES` is answered with
+    /// (it is neither parsed nor relayed; the connection stays open).
+    static func tooLargeFrame(bytes: Int, limit: Int) -> String {
+        let e = HostError(status: 413, code: "RELAY_TOO_LARGE",
+                          message: "this message is \(bytes) bytes; a topic or presence message may be at most \(limit) (PYLON_WS_MAX_RELAY_BYTES), so it was not relayed. Send small JSON; share large data through the API")
+        return JSONWriter.string(e.body.setting("type", "error"))
+    }
+}

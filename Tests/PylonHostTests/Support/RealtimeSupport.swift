@@ -14,6 +14,13 @@ extension HostProcess {
         return token
     }
 
+    /// A guest's token (`POST /api/auth/guest`: anyone can have one).
+    func guestToken() async throws -> String {
+        let r = try await request("POST", "/api/auth/guest")
+        guard let token = r.json["token"].string else { throw RealtimeTestError("POST /api/auth/guest → \(r.status) \(r.body)") }
+        return token
+    }
+
     /// `POST /api/entities/E` that must answer 201; returns the new id.
     func create(_ entity: String, _ json: String, token: String? = HostProcess.adminToken) async throws -> String {
         let r = try await request("POST", "/api/entities/\(entity)", json: json, token: token)
