@@ -60,6 +60,11 @@ let package = Package(
         .target(name: "PylonJSON", path: "Sources/PylonJSON"),
         // Optional Swift helpers for plugins written in Swift (linked statically into each).
         .target(name: "PylonPluginKit", dependencies: ["PylonPluginABI", "PylonJSON"], path: "Sources/PylonPluginKit"),
+        // RFC 6455 rules for client frames, shared by the host's WebSocket listeners and the
+        // shard WebSocket plugin (linked statically into it, like PylonPluginKit).
+        .target(name: "PylonWebSocket", dependencies: [.product(name: "NIOCore", package: "swift-nio"),
+                                                      .product(name: "NIOWebSocket", package: "swift-nio")],
+                path: "Sources/PylonWebSocket"),
         // Outbound HTTP through libcurl, for the host (CAPTCHA, breached passwords) and plugins.
         .target(name: "PylonCurl", dependencies: ["CCurl"], path: "Sources/PylonCurl"),
         .systemLibrary(
@@ -137,7 +142,7 @@ let package = Package(
         .target(
             name: "PylonEdge",
             dependencies: [
-                "PylonServices", "PylonData", "PylonPlugins", "PylonCore", "PylonPluginABI", "PylonJSON",
+                "PylonServices", "PylonData", "PylonPlugins", "PylonCore", "PylonPluginABI", "PylonJSON", "PylonWebSocket",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -232,7 +237,7 @@ let package = Package(
         // WebSocket codec, every symbol of it local to the library (`pluginExports`).
         .target(
             name: "PylonShardWS",
-            dependencies: ["PylonPluginABI", "PylonPluginKit", "PylonJSON",
+            dependencies: ["PylonPluginABI", "PylonPluginKit", "PylonJSON", "PylonWebSocket",
                            .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -2,6 +2,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOWebSocket
 import PylonPluginABI
+import PylonWebSocket
 
 /// The wakeup the host calls (from a tick thread) when a subscription has something new:
 /// it hands the pump to the connection's event loop. Retained for the host from `subscribe`
@@ -175,9 +176,9 @@ final class WSConnection: ChannelInboundHandler {
             guard context.channel.isWritable else { return }
             context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)), promise: nil)
         case .connectionClose:
-            var data = frame.unmaskedData
-            let code = data.readInteger(as: UInt16.self) ?? 1000
-            close(code: code == 1005 || code == 1006 ? 1000 : code, reason: "")
+            // The client's code echoed, 1002 for one that may not be sent, 1007 for a reason
+            // that is not UTF-8 (RFC 6455 §5.5.1, §7.4); no code sent: 1000.
+            close(code: WebSocketFrameRules.closeAnswer(frame.unmaskedData) ?? 1000, reason: "")
         case .pong:
             break
         default:

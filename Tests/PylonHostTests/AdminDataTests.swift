@@ -92,6 +92,33 @@ struct AdminDataTests {
         #expect(unknown.status == 400 && unknown.json.errorCode == "ENTITY_NOT_FOUND", "nothing imported when an entity is unknown: \(unknown.body)")
     }
 
+    @Test("Imported ids: an addressable id is kept and its row reached percent-encoded by GET, PATCH, DELETE and lookup; any other id fails its row alone with INVALID_ID")
+    func importedIDs() async throws {
+        let host = try await Self.start(.sqlite)
+        defer { host.stop() }
+        let good: [(id: String, path: String)] = [("a:b@c.d", "a%3Ab%40c.d"), ("x-1_2.3", "x-1_2.3"), ("ann@example.com", "ann%40example.com")]
+        let bad = ["../x", "a/b", "pct%41", "a b", "..", ".", "", String(repeating: "i", count: 129), "é", "a?b", "a#b"]
+        let rows = (good.map { $0.id } + bad).map { #"{"id":"\#($0)","authorId":"u","title":"t"}"# }
+        let r = try await host.request("POST", "/api/import", json: #"{"entities":{"Post":[\#(rows.joined(separator: ","))]}}"#, token: Self.admin)
+        #expect(r.status == 200 && r.json["imported"].int == good.count && r.json["failed"].int == bad.count, "\(r.body)")
+        let errors = r.json["by_entity"].items.first?["errors"].items ?? []
+        #expect(errors.compactMap { $0["index"].int } == Array(good.count..<(good.count + bad.count)), "\(r.body)")
+        #expect(errors.allSatisfy { $0["code"].string == "INVALID_ID" }, "\(r.body)")
+        for g in good {
+            let got = try await host.request("GET", "/api/entities/Post/" + g.path, token: Self.admin)
+            #expect(got.status == 200 && got.json["id"].string == g.id, "GET \(g.path): \(got.status) \(got.body)")
+            let patched = try await host.request("PATCH", "/api/entities/Post/" + g.path, json: #"{"title":"100% pct%41"}"#, token: Self.admin)
+            #expect(patched.status == 200, "PATCH \(g.path): \(patched.body)")
+        }
+        let found = try await host.request("GET", "/api/lookup/Post/title/100%25%20pct%2541", token: Self.admin)
+        #expect(found.status == 200 && found.json["title"].string == "100% pct%41", "lookup decodes once: \(found.body)")
+        #expect(try await host.request("GET", "/api/lookup/Post/title/100%25%20pctA", token: Self.admin).status == 404)
+        for g in good {
+            #expect(try await host.request("DELETE", "/api/entities/Post/" + g.path, token: Self.admin).status == 200, "DELETE \(g.path)")
+        }
+        #expect(try await host.request("GET", "/api/entities/Post", token: Self.admin).json["count"].int == 0)
+    }
+
     @Test("GDPR: a user's export holds their row and every row they own; purge deletes exactly those (logged), ends their sessions, keeps everyone else's", arguments: stores)
     func gdprExportAndPurge(store: TestStore) async throws {
         let host = try await Self.start(store)

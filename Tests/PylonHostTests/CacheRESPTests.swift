@@ -180,6 +180,31 @@ struct CacheRESPTests {
         }
     }
 
+    @Test("A cache key in the path is percent-decoded once: GET and DELETE reach keys with a space, non-ASCII, a slash or a %; broken encoding is 400 INVALID_PATH")
+    func encodedKeys() async throws {
+        let (host, _) = try await HostProcess.startWithCache()
+        defer { host.stop() }
+        let cases: [(key: String, path: String)] = [
+            ("user:1 name", "user:1%20name"), ("café", "caf%C3%A9"), ("a/b", "a%2Fb"), ("100%", "100%25"), ("pct%41", "pct%2541"),
+        ]
+        for c in cases {
+            let set = try await host.request("POST", "/api/cache", json: #"{"cmd":"SET","key":"\#(c.key)","value":"v"}"#, token: Self.admin)
+            #expect(set.json["result"].string == "OK", "\(c.key): \(set.body)")
+            let got = try await host.request("GET", "/api/cache/" + c.path, token: Self.admin)
+            #expect(got.status == 200 && got.json["result"].string == "v", "GET \(c.path): \(got.status) \(got.body)")
+            #expect(try await host.request("DELETE", "/api/cache/" + c.path, token: Self.admin).status == 200, "DELETE \(c.path)")
+            #expect(try await host.request("GET", "/api/cache/" + c.path, token: Self.admin).status == 404, "\(c.key) is gone")
+        }
+        let socket = try TestSocket.connect(port: host.port)
+        defer { socket.close() }
+        let bad = ["GET /api/cache/%zz", "DELETE /api/cache/a%G1", "GET /api/pubsub/history/%E2%82"]
+        try socket.send(bad.map { "\($0) HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(Self.admin)\r\n\r\n" }.joined())
+        let answers = try await RequestPathTests.read(socket, count: bad.count).answers
+        for (request, a) in zip(bad, answers) {
+            #expect(a.status == 400 && a.body.contains(#""code":"INVALID_PATH""#), "\(request): \(a.status) \(a.body)")
+        }
+    }
+
     @Test("Bad input: malformed frames, oversized bulk and multibulk, half-sent commands and a random-bytes fuzz loop; only the offender is disconnected")
     func badInput() async throws {
         let (host, port) = try await HostProcess.startWithCache(

@@ -758,10 +758,11 @@ struct DataPlaneTests {
         let otherDBProbe = try await host.request("GET", "/api/sync/pull?since=1&limit=0&epoch=not-this-database")
         #expect(otherDBProbe.status == 410, "another epoch is refused even with limit=0: \(otherDBProbe.body)")
         #expect(otherDBProbe.json.errorCode == "RESYNC_REQUIRED")
+        // limit=0 reads one change (see pullLimitZero).
         let probe = try await host.request("GET", "/api/sync/pull?since=1&limit=0&epoch=\(epoch)")
         #expect(probe.status == 200, "\(probe.body)")
-        #expect(probe.json["changes"].items.isEmpty)
-        #expect(probe.json["cursor"]["last_seq"].int == 1)
+        #expect(probe.json["changes"].items.compactMap { $0["seq"].int } == [2], "\(probe.body)")
+        #expect(probe.json["cursor"]["last_seq"].int == 2)
         #expect(probe.json["has_more"].bool == true)
 
         let sameDB = try await host.request("GET", "/api/sync/pull?since=1&epoch=\(epoch)")

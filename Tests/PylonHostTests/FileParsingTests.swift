@@ -122,7 +122,7 @@ struct FileParsingTests {
         #expect(MultipartReader.filename([("content-disposition", "form-data; filename=bare.bin")]) == "bare.bin")
     }
 
-    @Test("Range: one range in bytes, suffixes, clamping; unsatisfiable; everything else ignored")
+    @Test("Range: one range in bytes, suffixes, clamping; unsatisfiable however large the numbers; a malformed one (a sign, not digits) ignored")
     func ranges() {
         let table: [(String, Int64, ByteRange)] = [
             ("bytes=0-9", 100, .satisfiable(0...9)),
@@ -139,7 +139,19 @@ struct FileParsingTests {
             ("bytes=0-1,4-5", 100, .ignore),
             ("bytes=a-b", 100, .ignore),
             ("bytes=-", 100, .ignore),
-            ("bytes=99999999999999999999-", 100, .ignore),
+            // Valid but past any file: unsatisfiable, however large (RFC 9110 §14.1.1).
+            ("bytes=99999999999999999999-", 100, .unsatisfiable),
+            ("bytes=9223372036854775807-", 100, .unsatisfiable),
+            ("bytes=9223372036854775808-", 100, .unsatisfiable),
+            ("bytes=0-99999999999999999999", 100, .satisfiable(0...99)),
+            ("bytes=-99999999999999999999", 100, .satisfiable(0...99)),
+            // Not digits: invalid, so ignored (the whole file), never 416.
+            ("bytes=--1", 100, .ignore),
+            ("bytes=-+5", 100, .ignore),
+            ("bytes=+1-2", 100, .ignore),
+            ("bytes=1--2", 100, .ignore),
+            ("bytes=0x1-2", 100, .ignore),
+            ("bytes=１-2", 100, .ignore),
             ("items=0-1", 100, .ignore),
             ("", 100, .ignore),
         ]

@@ -181,7 +181,7 @@ struct FilesTests {
         #expect(events.filter { $0.kind == "insert" }.map(\.id).sorted() == [id, mpID, empty.json["id"].string ?? ""].sorted())
     }
 
-    @Test("Range requests: a-b, a-, suffix, clamped end, unsatisfiable 416, malformed ignored; If-None-Match 304", arguments: stores)
+    @Test("Range requests: a-b, a-, suffix, clamped end, unsatisfiable 416 however large, malformed ignored (bytes=--1 too); If-None-Match 304 by weak comparison", arguments: stores)
     func ranges(store: TestStore) async throws {
         let host = try await HostProcess.start(manifest: Self.manifest, store: store)
         defer { host.stop() }
@@ -205,13 +205,24 @@ struct FilesTests {
         let past = try await get("bytes=1000-")
         #expect(past.status == 416 && past.headers["content-range"] == "bytes */1000", "\(past.text)")
         #expect(past.json["error"]["code"].string == "RANGE_NOT_SATISFIABLE")
-        for ignored in ["bytes=9-2", "bytes=abc", "items=0-1", "bytes=0-1,5-6"] {
+        for huge in ["bytes=9223372036854775807-", "bytes=99999999999999999999-"] {
+            let r = try await get(huge)
+            #expect(r.status == 416 && r.headers["content-range"] == "bytes */1000", "\(huge) is valid and past the end → \(r.status)")
+        }
+        for ignored in ["bytes=9-2", "bytes=abc", "items=0-1", "bytes=0-1,5-6", "bytes=--1", "bytes=-+5", "bytes=+1-2"] {
             let r = try await get(ignored)
             #expect(r.status == 200 && r.body == bytes, "\(ignored) → \(r.status)")
         }
         let etag = try #require(a.headers["etag"])
-        let cached = try await Self.send(host, "GET", "/api/files/\(id)", token: alice, headers: [("If-None-Match", etag)])
-        #expect(cached.status == 304 && cached.body.isEmpty)
+        // If-None-Match compares weakly (RFC 9110 §13.1.2): W/ matches the strong tag; a list
+        // matches when any member does; another tag does not.
+        for (header, status) in [(etag, 304), ("W/" + etag, 304), (#""x", W/"# + etag, 304), ("*", 304), (#""nope""#, 200), (#"W/"nope""#, 200)] {
+            let r = try await Self.send(host, "GET", "/api/files/\(id)", token: alice, headers: [("If-None-Match", header)])
+            #expect(r.status == status && (status == 304 ? r.body.isEmpty : r.body == bytes), "If-None-Match: \(header) → \(r.status)")
+        }
+        // If-Range compares strongly: a weak tag sends the whole file, not the range.
+        let weakIfRange = try await Self.send(host, "GET", "/api/files/\(id)", token: alice, headers: [("Range", "bytes=0-9"), ("If-Range", "W/" + etag)])
+        #expect(weakIfRange.status == 200 && weakIfRange.body == bytes, "\(weakIfRange.status)")
     }
 
     @Test("Access: the owner and admins read; another user gets 404 (as for a missing file); no credentials 401; signed links work without a cookie and expire; a bad link is 403 whether or not the file exists", arguments: stores)

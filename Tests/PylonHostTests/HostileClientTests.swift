@@ -253,26 +253,47 @@ struct HostileClientTests {
         }
     }
 
-    @Test("A bad query parameter is 400 INVALID_QUERY: GET /api/sync/pull?since=abc, and the event stream's since")
+    @Test("A bad cursor is 400 INVALID_QUERY with the JSON error body: /api/sync/pull?since=abc, the event stream's since and Last-Event-ID, and a WebSocket upgrade's on /api/sync/ws and port+1")
     func badQueryParameter() async throws {
-        let host = try await HostProcess.start(manifest: Self.manifest)
+        let host = try await HostProcess.start(manifest: Self.manifest, compatPorts: true)
+        defer { host.stop() }
         for query in ["since=abc", "since=-1", "limit=x"] {
             let r = try await host.request("GET", "/api/sync/pull?\(query)")
             #expect(r.status == 400 && r.body.contains("INVALID_QUERY"), "\(query): \(r.body)")
         }
         let ok = try await host.request("GET", "/api/sync/pull?since=0")
         #expect(ok.status == 200, "\(ok.body)")
-        // The event stream's cursor too (before any stream starts).
-        let sse = try await host.request("GET", "/api/sync/events?since=abc", token: HostProcess.adminToken, headers: ["Accept": "text/event-stream"])
-        #expect(sse.status == 400 && sse.body.contains("INVALID_QUERY"), "\(sse.body)")
-        // And the WebSocket's, refused before the upgrade (not read as "no cursor").
-        let ws = try TestSocket.connect(port: host.port)
-        defer { ws.close() }
-        try ws.send("GET /api/sync/ws?since=abc HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-            + "Authorization: Bearer \(HostProcess.adminToken)\r\n\r\n")
-        let head = try await onThread { try readHTTPHead(ws) }
-        #expect(head.status == 400, "\(head)")
+        // The event stream's cursor too (before any stream starts): the query or the header
+        // an EventSource resends.
+        let sseCases: [(query: String, headers: [String: String])] = [
+            ("?since=abc", [:]), ("", ["Last-Event-ID": "abc"]), ("", ["Last-Event-ID": "-5"]), ("", ["Last-Event-ID": "1e3"]),
+        ]
+        for c in sseCases {
+            let sse = try await host.request("GET", "/api/sync/events\(c.query)", token: HostProcess.adminToken,
+                                             headers: c.headers.merging(["Accept": "text/event-stream"]) { a, _ in a })
+            #expect(sse.status == 400 && sse.json.errorCode == "INVALID_QUERY", "\(c): \(sse.status) \(sse.body)")
+        }
+        // And the WebSocket's, refused before the upgrade (not read as "no cursor"), with the
+        // same JSON body; the connection closes after it.
+        let upgrades: [(port: Int, target: String, extra: String)] = [
+            (host.port, "/api/sync/ws?since=abc", ""), (host.port, "/api/sync/ws?since=-1", ""),
+            (host.port, "/api/sync/ws", "Last-Event-ID: abc\r\n"), (host.wsCompatPort, "/?since=abc", ""),
+        ]
+        for u in upgrades {
+            let ws = try TestSocket.connect(port: u.port)
+            defer { ws.close() }
+            try ws.send("GET \(u.target) HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                + "Authorization: Bearer \(HostProcess.adminToken)\r\n\(u.extra)\r\n")
+            let (answers, closed) = try await RequestPathTests.read(ws, count: 1, closeExpected: true)
+            let a = try #require(answers.first)
+            #expect(a.status == 400 && a.headers["content-type"] == "application/json" && a.body.contains(#""code":"INVALID_QUERY""#) && closed,
+                    "\(u.port) \(u.target) \(u.extra): \(a.status) \(a.headers) \(a.body)")
+        }
+        // The happy twin: a good cursor upgrades.
+        let good = try await TestWebSocket.connect(port: host.port, path: "/api/sync/ws?since=0", token: HostProcess.adminToken, label: "since=0")
+        try await SessionStreams.live(good)
+        good.disconnect()
     }
 
     @Test("Connections are capped per listener: the next client waits in the backlog until one closes; other listeners are unaffected")

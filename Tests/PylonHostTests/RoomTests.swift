@@ -196,6 +196,31 @@ struct RoomTests {
         #expect((metrics["counters"]["room_events_total"].int ?? 0) > 5)
     }
 
+    @Test("A room name in the path is percent-decoded once: a space, a slash, non-ASCII and a literal % reach the room; broken encoding is 400 INVALID_PATH")
+    func encodedRoomNames() async throws {
+        let host = try await HostProcess.start(manifest: RealtimeTests.manifest, dev: false)
+        defer { host.stop() }
+        let ann = try await host.mintSession("ann")
+        let cases: [(room: String, path: String)] = [
+            ("my room", "my%20room"), ("a/b", "a%2Fb"), ("café", "caf%C3%A9"), ("100%", "100%25"), ("pct%41", "pct%2541"), ("plain", "plain"),
+        ]
+        for c in cases {
+            let joined = try await Self.post(host, "join", #"{"room":"\#(c.room)"}"#, ann)
+            #expect(joined.status == 200, "\(c.room): \(joined.body)")
+            let got = try await host.request("GET", "/api/rooms/" + c.path, token: ann)
+            #expect(got.status == 200 && got.json["room"].string == c.room, "\(c.path): \(got.status) \(got.body)")
+        }
+        #expect(try await host.request("GET", "/api/rooms/pctA", token: ann).status == 404, "%2541 is decoded once, not twice")
+        let socket = try TestSocket.connect(port: host.port)
+        defer { socket.close() }
+        let bad = ["%zz", "%4", "%", "%C3", "%FF"]
+        try socket.send(bad.map { RequestPathTests.get("/api/rooms/" + $0, extra: "Authorization: Bearer \(ann)\r\n") }.joined())
+        let answers = try await RequestPathTests.read(socket, count: bad.count).answers
+        for (path, a) in zip(bad, answers) {
+            #expect(a.status == 400 && a.body.contains(#""code":"INVALID_PATH""#), "\(path): \(a.status) \(a.body)")
+        }
+    }
+
     @Test("Refused: no session 401; bad bodies 400; oversized data 413; limits on rooms per user, members and rooms answer 429 with their codes; a flood is rate limited")
     func refusals() async throws {
         let host = try await HostProcess.start(manifest: RealtimeTests.manifest, env: [

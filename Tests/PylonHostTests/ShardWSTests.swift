@@ -222,6 +222,22 @@ struct ShardWSTests {
         _ = try await Self.frame(stalled, after: now)
     }
 
+    @Test("A client's close frame (WebSocketAbuseTests.closeCases): an allowed code is echoed; 1005/1006/1015, reserved and unused codes and a 1-byte payload answer 1002, a reason that is not UTF-8 1007; no code answers 1000")
+    func closeFrames() async throws {
+        let (host, port) = try await Self.start()
+        defer { host.stop() }
+        try await ShardTests.create(host, #"{"sim": "arena", "id": "closing"}"#)
+        let alice = try await host.mintSession("alice")
+        for c in WebSocketAbuseTests.closeCases + [("no code", [], 1000)] {
+            let ws = try await Self.connect(port, shard: "closing", token: alice, label: "close \(c.name)")
+            _ = try await Self.frame(ws)
+            try ws.sendFrame(opcode: 0x8, c.payload)
+            #expect(try await ws.waitForClose(timeout: 30)?.code == c.answer, "\(c.name): \(ws.summary)")
+            try await ws.waitForEnd(timeout: 30)
+        }
+        #expect(try await host.request("GET", "/health").status == 200)
+    }
+
     @Test("An oversized message, garbage bytes and unmasked frames close that connection only; a silent TCP client is dropped after the handshake timeout; the per-address cap answers 429")
     func hostileClients() async throws {
         let manifest = #"{"manifest_version": 1, "name": "shards", "version": "0.1.0", "entities": [], "routes": [], "policies": [], "plugins": {"shard.transport": {"handshake_timeout_ms": 2000}}}"#

@@ -90,6 +90,47 @@ struct WebSocketAbuseTests {
         #expect(health.status == 200)
     }
 
+    /// A client's close frame and the code its answer must carry (RFC 6455 §5.5.1, §7.4):
+    /// a code allowed on the wire is echoed; one that is not (1005, 1006 and 1015 are for
+    /// reporting only, 1004 and 1016–2999 reserved, under 1000 or from 5000 unused), or a
+    /// 1-byte payload, is 1002; a reason that is not UTF-8 is 1007. Shared with ShardWSTests.
+    static let closeCases: [(name: String, payload: [UInt8], answer: Int)] = {
+        func code(_ c: Int, _ reason: [UInt8] = []) -> [UInt8] { [UInt8(c >> 8), UInt8(c & 0xFF)] + reason }
+        var cases: [(name: String, payload: [UInt8], answer: Int)] = [
+            ("1000 with a reason", code(1000, Array("bye".utf8)), 1000), ("1001", code(1001), 1001), ("1011", code(1011), 1011),
+            ("1013", code(1013), 1013), ("3000", code(3000), 3000), ("4999 with a UTF-8 reason", code(4999, Array("café".utf8)), 4999),
+            ("1-byte payload", [0x03], 1002),
+            ("reason 0xFF", code(1000, [0xFF]), 1007), ("overlong reason", code(1000, [0xC0, 0xAF]), 1007),
+            ("truncated reason", code(1000, [0xE2, 0x82]), 1007),
+        ]
+        for bad in [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535] { cases.append(("code \(bad)", code(bad), 1002)) }
+        return cases
+    }()
+
+    @Test("A client's close frame: an allowed code is echoed; 1005/1006/1015, reserved and unused codes and a 1-byte payload answer 1002, a reason that is not UTF-8 1007; on /api/sync/ws and port+1")
+    func closeFrames() async throws {
+        let host = try await HostProcess.start(manifest: RealtimeTests.manifest, dev: true, compatPorts: true)
+        defer { host.kill9() }
+        let mallory = try await host.mintSession("mallory")
+        for (port, path) in [(host.port, "/api/sync/ws"), (host.wsCompatPort, "/")] {
+            for c in Self.closeCases {
+                let ws = try await TestWebSocket.connect(port: port, path: path, token: mallory, label: "close \(c.name) \(port)")
+                try await SessionStreams.live(ws)
+                try ws.sendFrame(opcode: 0x8, c.payload)
+                let close = try await ws.waitForClose()
+                #expect(close?.code == c.answer, "\(c.name) on \(port): \(ws.summary)")
+                try await ws.waitForEnd()
+            }
+            // No code at all is answered with none.
+            let bare = try await TestWebSocket.connect(port: port, path: path, token: mallory, label: "bare close \(port)")
+            try await SessionStreams.live(bare)
+            try bare.sendFrame(opcode: 0x8, [])
+            let close = try await bare.waitForClose()
+            #expect(close != nil && close?.code == nil, "\(bare.summary)")
+        }
+        #expect(try await host.request("GET", "/health").status == 200)
+    }
+
     @Test("PYLON_WS_RELAY_RATE=1, PYLON_WS_RELAY_BURST=5: a flooding client gets RELAY_RATE_LIMITED error frames, then close 1008; other clients get at most the allowed frames; a polite client is untouched")
     func relayFlood() async throws {
         let (host, guestToken, observer) = try await Self.relayStage(env: ["PYLON_WS_RELAY_RATE": "1", "PYLON_WS_RELAY_BURST": "5"])

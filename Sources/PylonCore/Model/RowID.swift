@@ -38,3 +38,20 @@ public enum RowID {
         return String(decoding: out, as: UTF8.self)
     }
 }
+
+extension RowID {
+    /// An id a client chose (an imported row's, a shard's, a subscriber's) that works
+    /// everywhere an id goes: 1 to 128 of letters, digits, `_`, `-`, `.`, `:` and `@`, and not
+    /// `.` or `..` (which clients fold away as path steps). Such an id needs no escaping in a
+    /// URL path, a log line or a key, so every route that takes it in its path can reach it.
+    package static func isAddressable(_ s: some StringProtocol) -> Bool {
+        let u = s.utf8
+        guard !u.isEmpty, u.count <= 128, s != ".", s != ".." else { return false }
+        return u.allSatisfy {
+            ($0 >= 97 && $0 <= 122) || ($0 >= 65 && $0 <= 90) || ($0 >= 48 && $0 <= 57) || $0 == 95 || $0 == 45 || $0 == 46 || $0 == 58 || $0 == 64
+        }
+    }
+
+    /// What `isAddressable` allows, for error messages.
+    package static let addressableRule = "1 to 128 of letters, digits, '_', '-', '.', ':' and '@' (not \".\" or \"..\")"
+}

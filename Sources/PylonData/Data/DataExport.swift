@@ -59,12 +59,13 @@ extension DataService {
         return tally
     }
 
-    /// A row's own id, kept on import when it is a string of 1–128 printable ASCII
-    /// characters (what any id this host or Pylon makes is); nil or absent: a new id.
+    /// A row's own id, kept on import when `RowID.isAddressable` (any id this host or Pylon
+    /// makes is; an id with `/`, `%` or a space could be stored but not reached by
+    /// `/api/entities/E/ID` behind every client and proxy); nil or absent: a new id.
     package static func importID(_ given: JSONValue?) throws(HostError) -> String {
         guard let given, !given.isNull else { return RowID.generate() }
-        guard let s = given.stringValue, (1...128).contains(s.utf8.count), s.utf8.allSatisfy({ $0 > 32 && $0 < 127 }) else {
-            throw HostError.badRequest("INVALID_ID", "\"id\" must be a string of 1 to 128 printable ASCII characters, or absent for a new id")
+        guard let s = given.stringValue, RowID.isAddressable(s) else {
+            throw HostError.badRequest("INVALID_ID", "\"id\" must be a string of \(RowID.addressableRule), or absent for a new id")
         }
         return s
     }

@@ -129,9 +129,12 @@ public final class ChangeLog: Sendable {
         public var timestamp: Int64
     }
 
-    /// Events after `since`, at most `limit`. Throws RESYNC_REQUIRED (410) for a cursor that
-    /// is ahead of the log, older than the retained window, or from another epoch.
-    public func pull(since: Int64, limit: Int, epoch clientEpoch: String?) async throws -> Page {
+    /// Events after `since`, at most `limit` (below 1 reads 1: an empty page that says
+    /// `hasMore` would have a client that follows `hasMore` ask again forever). Throws
+    /// RESYNC_REQUIRED (410) for a cursor that is ahead of the log, older than the retained
+    /// window, or from another epoch.
+    public func pull(since: Int64, limit requested: Int, epoch clientEpoch: String?) async throws -> Page {
+        let limit = max(requested, 1)
         let (oldest, newest) = try await bounds()
         if let clientEpoch, !clientEpoch.isEmpty, clientEpoch != epoch {
             throw resync("cursor belongs to database epoch \(clientEpoch), this database is \(epoch); client must re-sync", oldest: max(oldest, 1))
@@ -143,9 +146,6 @@ public final class ChangeLog: Sendable {
             throw resync("cursor last_seq=\(since) is older than the oldest retained seq=\(oldest); client must re-sync", oldest: oldest)
         }
         let sql = "SELECT seq, entity, row_id, kind, data, before, ts FROM _pylon_changes WHERE seq > \(dialect.placeholder(1)) ORDER BY seq LIMIT \(dialect.placeholder(2))"
-        if limit == 0 {
-            return Page(events: [], lastSeq: since, hasMore: newest > since)
-        }
         let rows = try await store.read { conn in
             try conn.execute(sql, [.int(since), .int(Int64(limit) + 1)]).rows
         }

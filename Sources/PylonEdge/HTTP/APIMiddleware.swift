@@ -9,7 +9,8 @@ import PylonJSON
 /// The one middleware chain of every API request. Its steps, each defined once here:
 /// 1. `admit`: an OPTIONS preflight is answered 204; else `RequestGuard` (rate limit, CSRF)
 ///    may refuse the request before any handler runs;
-/// 2. the route's handler runs; whatever it throws becomes the wire error (`answer(for:)`);
+/// 2. the route's path parameters are percent-decoded (`PathParameters`), then its handler
+///    runs; whatever either throws becomes the wire error (`answer(for:)`);
 /// 3. `seal`: the CORS and security fields are added, and the request is counted by route
 ///    template and status class with its duration (`RequestMetrics`).
 ///
@@ -93,6 +94,8 @@ package final class APIMiddleware<Context: RemoteAddressRequestContext>: RouterM
             response = HTTPSupport.error(e)
         case .admitted:
             do {
+                var context = context
+                context.coreContext.parameters = try PathParameters.decoded(context.parameters)
                 response = try await next(request, context)
             } catch {
                 let e = answer(for: error, method: request.method, path: request.uri.path)

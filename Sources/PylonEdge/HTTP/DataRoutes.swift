@@ -86,10 +86,9 @@ extension RouteContext {
             let entity = try ctx.parameters.require("entity")
             let field = try ctx.parameters.require("field")
             let value = try ctx.parameters.require("value")
-            let decoded = value.removingPercentEncoding ?? value
             // The same 404 whether no row has the value or only rows the caller cannot read.
-            guard let row = try await data.lookup(entity, field: field, value: decoded, auth: try await auth(req)) else {
-                throw HostError.notFound("\(entity).\(field) = \(decoded) not found")
+            guard let row = try await data.lookup(entity, field: field, value: value, auth: try await auth(req)) else {
+                throw HostError.notFound("\(entity).\(field) = \(value) not found")
             }
             return HTTPSupport.json(row)
         }

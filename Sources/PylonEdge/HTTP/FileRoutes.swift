@@ -255,7 +255,7 @@ extension RouteContext {
         headers[.cacheControl] = "private, no-cache"
         headers[.contentSecurityPolicy] = "sandbox; default-src 'none'; img-src 'self' data:; media-src 'self'; style-src 'unsafe-inline'"
         headers[.contentDisposition] = FileNames.disposition(record.name, type: record.type)
-        if let match = req.headers[.ifNoneMatch], match.split(separator: ",").contains(where: { $0.trimmingCharacters(in: .whitespaces) == etag || $0.trimmingCharacters(in: .whitespaces) == "*" }) {
+        if let match = req.headers[.ifNoneMatch], ETagMatch.weak(match, etag) {
             return Response(status: .notModified, headers: headers)
         }
         var range: ClosedRange<Int64>? = nil
@@ -346,8 +346,10 @@ private final class UploadWriter: @unchecked Sendable {
 }
 
 /// A `Range` header (RFC 9110 §14.2) against a file of `size` bytes: one range, given as
-/// `bytes=a-b`, `bytes=a-` or `bytes=-n`. Several ranges, other units and malformed values
-/// are ignored (the whole file is sent), as the RFC allows.
+/// `bytes=a-b`, `bytes=a-` or `bytes=-n`, each number one or more digits (§14.1.1: no sign).
+/// Several ranges, other units and malformed values (`bytes=--1`, `bytes=5-3`) are ignored:
+/// the whole file is sent, as §14.2 says of an invalid header. A valid range past the end
+/// is unsatisfiable however large its numbers (`bytes=9223372036854775807-`: 416).
 enum ByteRange: Equatable {
     case ignore
     case satisfiable(ClosedRange<Int64>)
@@ -359,7 +361,18 @@ enum ByteRange: Equatable {
         let spec = h.dropFirst(6).trimmingCharacters(in: .whitespaces)
         guard !spec.contains(","), let dash = spec.firstIndex(of: "-") else { return .ignore }
         let first = spec[..<dash].trimmingCharacters(in: .whitespaces), last = spec[spec.index(after: dash)...].trimmingCharacters(in: .whitespaces)
-        func number(_ s: String) -> Int64? { s.isEmpty || s.count > 18 || !s.allSatisfy(\.isASCII) ? nil : Int64(s) }
+        // Digits only; a number past Int64 saturates (it is past the end of any file).
+        func number(_ s: String) -> Int64? {
+            guard !s.isEmpty else { return nil }
+            var n: Int64 = 0
+            for c in s.utf8 {
+                guard c >= UInt8(ascii: "0"), c <= UInt8(ascii: "9") else { return nil }
+                let (times, o1) = n.multipliedReportingOverflow(by: 10)
+                let (plus, o2) = times.addingReportingOverflow(Int64(c - UInt8(ascii: "0")))
+                n = o1 || o2 ? .max : plus
+            }
+            return n
+        }
         if first.isEmpty {
             guard let n = number(last) else { return .ignore }
             guard n > 0, size > 0 else { return .unsatisfiable }
@@ -374,6 +387,18 @@ enum ByteRange: Equatable {
         }
         guard a < size else { return .unsatisfiable }
         return .satisfiable(a...b)
+    }
+}
+
+/// `If-None-Match` (RFC 9110 §13.1.2): the weak comparison — `W/"x"` matches `"x"` — against
+/// any tag of the list, or `*`.
+enum ETagMatch {
+    static func weak(_ header: String, _ etag: String) -> Bool {
+        let opaque = etag.hasPrefix("W/") ? String(etag.dropFirst(2)) : etag
+        return header.split(separator: ",").contains { raw in
+            let tag = raw.trimmingCharacters(in: .whitespaces)
+            return tag == "*" || (tag.hasPrefix("W/") ? String(tag.dropFirst(2)) : tag) == opaque
+        }
     }
 }
 

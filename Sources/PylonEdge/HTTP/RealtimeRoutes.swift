@@ -89,22 +89,28 @@ extension RouteContext {
         sub.endSession()
     }
 
-    static func cursorParam(_ request: Request) -> Int64? {
-        if let s = request.uri.queryParameters.get("since"), let n = Int64(s), n >= 0 { return n }
-        if let s = request.headers[HTTPField.Name("Last-Event-ID")!], let n = Int64(s.trimmingCharacters(in: .whitespaces)), n >= 0 {
+    /// Where a stream starts: `?since=`, else the `Last-Event-ID` an EventSource sends back
+    /// when it reconnects (the `id:` of the last event it got); nil: neither, start live. One
+    /// given but not a cursor is 400 INVALID_QUERY (as on `/api/sync/pull`), not "no cursor":
+    /// read as none, the client would silently miss every change since its cursor.
+    static func checkedCursorParam(_ request: Request) throws(HostError) -> Int64? {
+        if let s = request.uri.queryParameters.get("since"), !s.isEmpty {
+            guard let n = Int64(s), n >= 0 else {
+                throw HostError.badRequest("INVALID_QUERY", "query parameter since must be a non-negative integer (a change-log cursor), got \"\(s.prefix(64))\"")
+            }
             return n
         }
-        return nil
+        guard let raw = request.headers[lastEventID] else { return nil }
+        let s = raw.trimmingCharacters(in: .whitespaces)
+        if s.isEmpty { return nil }
+        guard let n = Int64(s), n >= 0 else {
+            throw HostError.badRequest("INVALID_QUERY", "Last-Event-ID must be a non-negative integer (the id: of an event this stream sent), got \"\(s.prefix(64))\"; "
+                + "leave it out to start from now")
+        }
+        return n
     }
 
-    /// `cursorParam`, refusing a `since` that is given but not a cursor (400 INVALID_QUERY,
-    /// as on `/api/sync/pull`) instead of reading it as "no cursor".
-    static func checkedCursorParam(_ request: Request) throws(HostError) -> Int64? {
-        if let s = request.uri.queryParameters.get("since"), !s.isEmpty, Int64(s).map({ $0 < 0 }) ?? true {
-            throw HostError.badRequest("INVALID_QUERY", "query parameter since must be a non-negative integer (a change-log cursor), got \"\(s)\"")
-        }
-        return cursorParam(request)
-    }
+    private static let lastEventID = HTTPField.Name("Last-Event-ID")!
 
     /// When a subscriber's queue overflows, its sender falls back to the log. If it then
     /// delivers nothing for `stallSeconds` (the client stopped reading and the socket is

@@ -9,11 +9,12 @@ extension RouteContext {
     func addSyncRoutes(_ router: Router<PylonRequestContext>) {
         router.get("/api/sync/pull") { req, _ in
             let since = try Self.intParam(req, "since") ?? 0
+            // Clamped to 1...1000 like the cursor route's 1...100: 0 (Pylon's SSR helper sends
+            // `since=0&limit=0`; Pylon ignores `limit`) reads one change, so a client that
+            // follows `has_more` always moves on. A negative or non-number is 400 INVALID_QUERY.
             let requested = try Self.intParam(req, "limit") ?? 100
             let limit = Int(min(requested, 1000))
             let epoch = req.uri.queryParameters.get("epoch").map { String($0) }
-            // limit=0 reads the cursor only (Pylon's SSR helper); the cursor is still
-            // validated, so a stale cursor learns it must resync.
             let page = try await changes.pull(since: since, limit: limit, epoch: epoch)
             // The cursor advances over events the caller may not read; they are just not sent.
             let who = try await auth(req)

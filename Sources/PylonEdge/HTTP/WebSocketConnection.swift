@@ -4,6 +4,7 @@ import NIOWebSocket
 import PylonCore
 import PylonData
 import PylonJSON
+import PylonWebSocket
 
 /// One upgraded WebSocket connection (`/api/sync/ws` and port+1), served by callbacks on
 /// its event loop. An idle subscriber costs its channel, this handler and its `Subscriber`:
@@ -503,14 +504,15 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
             context.close(promise: nil)
             return
         }
-        // The client closes: answer with its code (RFC 6455 §5.5.1), then close the socket.
-        var payload = frame.unmaskedData
-        let code = payload.readableBytes >= 2 ? payload.readWebSocketErrorCode() : nil
+        // The client closes: answer with its code (RFC 6455 §5.5.1) — or 1002 for a code that
+        // may not be sent, 1007 for a reason that is not UTF-8 (`closeAnswer`) — then close
+        // the socket.
+        let code = WebSocketFrameRules.closeAnswer(frame.unmaskedData)
         phase = .closing
         reader?.cancel()
         sub.close()
         var data = context.channel.allocator.buffer(capacity: 2)
-        if let code { data.write(webSocketErrorCode: code) }
+        if let code { data.writeInteger(code) }
         closeAfter(WebSocketFrame(fin: true, opcode: .connectionClose, data: data), context)
     }
 }

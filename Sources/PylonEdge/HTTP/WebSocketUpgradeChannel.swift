@@ -8,6 +8,7 @@ import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
 import NIOWebSocket
 import PylonCore
+import PylonJSON
 
 /// The HTTP/1.1 channel of the listeners that take WebSocket upgrades (the API port with
 /// `/api/sync/ws`, port+1 with every path). Plain requests are Hummingbird's (`handleHTTP`);
@@ -20,8 +21,16 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
     enum UpgradeResult: Sendable {
         case webSocket
         case notUpgraded(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
-        /// An upgrade request this listener does not take (another path, a bad handshake).
-        case refused(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
+        /// An upgrade request this listener does not take (another path, a bad handshake), or
+        /// one the host refuses (`HostError`: a `since` that is no cursor), answered 400.
+        case refused(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, HostError?)
+    }
+
+    /// What `decide` made of an upgrade request.
+    enum Decision: Sendable {
+        case admit(WebSocketAdmission, HTTPHeaders)
+        /// Answered 400: with the error's JSON body when the host refused the request itself.
+        case refuse(HostError?)
     }
 
     struct Value: ServerChildChannelValue {
@@ -49,13 +58,17 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
         channel.eventLoop.makeCompletedFuture {
             let attempted = NIOLoopBoundBox(false, eventLoop: channel.eventLoop)
             let admitted = NIOLoopBoundBox<WebSocketAdmission?>(nil, eventLoop: channel.eventLoop)
+            let refusal = NIOLoopBoundBox<HostError?>(nil, eventLoop: channel.eventLoop)
             let upgrader = NIOTypedWebSocketServerUpgrader<UpgradeResult>(
                 maxFrameSize: routes.realtime.maxFrameBytes,
                 shouldUpgrade: { channel, head in
                     attempted.value = true
-                    return decide(head, channel: channel).map { decided in
-                        guard let decided else { return nil }
-                        admitted.value = decided.admission
+                    return decide(head, channel: channel).map { decision in
+                        guard case let .admit(admission, headers) = decision else {
+                            if case let .refuse(error) = decision { refusal.value = error }
+                            return nil
+                        }
+                        admitted.value = admission
                         // A subscriber whose upgrade never completes (the client left first)
                         // is unsubscribed with the channel (at once if it is closed already).
                         channel.closeFuture.whenComplete { [hub = routes.hub] _ in
@@ -63,7 +76,7 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
                             admitted.value = nil
                             hub.unsubscribe(sub)
                         }
-                        return decided.headers
+                        return headers
                     }
                 },
                 upgradePipelineHandler: { channel, _ in
@@ -84,7 +97,7 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
                         try pipeline.addHandler(HTTPConnectionStateHandler(idleTimeout: http1.idleTimeout.map { .init($0) }, logger: logger))
                         let async = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
                             wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
-                        return attempted.value ? .refused(async) : .notUpgraded(async)
+                        return attempted.value ? .refused(async, refusal.value) : .notUpgraded(async)
                     }
                 })
             var configuration = NIOUpgradableHTTPServerPipelineConfiguration<UpgradeResult>(upgradeConfiguration: plain)
@@ -107,13 +120,8 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
                 return
             case let .notUpgraded(http):
                 await handleHTTP(asyncChannel: http, logger: logger)
-            case let .refused(http):
-                try await http.executeThenClose { _, outbound in
-                    try await outbound.write(contentsOf: [
-                        .head(HTTPResponse(status: .badRequest, headerFields: [.connection: "close", .contentLength: "0"])),
-                        .end(nil),
-                    ])
-                }
+            case let .refused(http, error):
+                try await http.executeThenClose { _, outbound in try await outbound.write(contentsOf: Self.refusal(error)) }
             }
         } catch {
             logger.trace("connection ended before its first request was served: \(error)")
@@ -121,31 +129,43 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
     }
 
     /// The admitted caller (subscribed already: see `RouteContext.admitWebSocket`) and the
-    /// response headers for an upgrade request, or nil to refuse it.
-    private func decide(_ head: HTTPRequestHead, channel: any Channel) -> EventLoopFuture<(admission: WebSocketAdmission, headers: HTTPHeaders)?> {
+    /// response headers for an upgrade request, or why it is refused.
+    private func decide(_ head: HTTPRequestHead, channel: any Channel) -> EventLoopFuture<Decision> {
         guard let request = try? HTTPRequest(head, secure: false, splitCookie: false),
               upgrades(URI(head.uri).path) else {
-            return channel.eventLoop.makeSucceededFuture(nil)
+            return channel.eventLoop.makeSucceededFuture(.refuse(nil))
         }
         let hbRequest = Request(head: request, body: .init(buffer: ByteBuffer()))
-        let promise = channel.eventLoop.makePromise(of: (admission: WebSocketAdmission, headers: HTTPHeaders)?.self)
+        let promise = channel.eventLoop.makePromise(of: Decision.self)
         promise.completeWithTask { [routes] in
-            // A request the host refuses (a `since` that is no cursor) is answered 400, as a
-            // declined upgrade is.
-            guard let caller = try await Self.refusingBadRequests({ try await routes.webSocketCaller(hbRequest, peer: channel.remoteAddress) }) else { return nil }
+            let caller: WebSocketCaller
+            do {
+                caller = try await routes.webSocketCaller(hbRequest, peer: channel.remoteAddress)
+            } catch let error as HostError where error.status == 400 {
+                // A request the host refuses (a `since` that is no cursor): 400 with the error
+                // body, as `/api/sync/pull` and the event stream answer it.
+                return .refuse(error)
+            }
             var headers = HTTPHeaders()
             if let echo = RouteContext.webSocketToken(hbRequest).protocolEcho { headers.add(name: "Sec-WebSocket-Protocol", value: echo) }
-            return (routes.admitWebSocket(caller, address: channel.remoteAddress?.ipAddress ?? "unknown"), headers)
+            return .admit(routes.admitWebSocket(caller, address: channel.remoteAddress?.ipAddress ?? "unknown"), headers)
         }
         return promise.futureResult
     }
 
-    /// `decide`'s caller, or nil when the request itself is refused (`HostError` 400).
-    private static func refusingBadRequests(_ work: () async throws -> WebSocketCaller) async throws -> WebSocketCaller? {
-        do {
-            return try await work()
-        } catch let error as HostError where error.status == 400 {
-            return nil
+    /// The 400 of a refused upgrade (the connection closes after it): the host's error as
+    /// JSON, or no body when the handshake itself was declined.
+    static func refusal(_ error: HostError?) -> [HTTPResponsePart] {
+        guard let error else {
+            return [.head(HTTPResponse(status: .badRequest, headerFields: [.connection: "close", .contentLength: "0"])), .end(nil)]
         }
+        let bytes = JSONWriter.encode(error.body)
+        var fields = HTTPSupport.jsonHeaders
+        fields[.connection] = "close"
+        fields[.contentLength] = String(bytes.count)
+        HTTPSupport.addFields(of: error, to: &fields)
+        var body = HTTPSupport.allocator.buffer(capacity: bytes.count)
+        body.writeBytes(bytes)
+        return [.head(HTTPResponse(status: .init(code: error.status), headerFields: fields)), .body(body), .end(nil)]
     }
 }

@@ -60,13 +60,8 @@ package struct ShardSettings: Sendable, Equatable {
     }
 }
 
-/// Ids of shards and subscribers: 1..128 of letters, digits, '_', '-', '.', ':' and '@'
-/// (so they are safe in logs, URLs and the sim's own keys).
+/// Ids of shards and subscribers: `RowID.isAddressable` (so they are safe in logs, URLs and
+/// the sim's own keys).
 package enum ShardNames {
-    package static func valid(_ s: some StringProtocol) -> Bool {
-        let u = s.utf8
-        return !u.isEmpty && u.count <= 128 && u.allSatisfy {
-            ($0 >= 97 && $0 <= 122) || ($0 >= 65 && $0 <= 90) || ($0 >= 48 && $0 <= 57) || $0 == 95 || $0 == 45 || $0 == 46 || $0 == 58 || $0 == 64
-        }
-    }
+    package static func valid(_ s: some StringProtocol) -> Bool { RowID.isAddressable(s) }
 }
