@@ -29,7 +29,7 @@ extension RouteContext {
         _ = try await sessions.revokeAll(userID: userID)
         _ = try await apiKeys?.revokeAll(userID: userID)
         _ = try await oauth?.accounts.forget(userID: userID)
-        try await codes?.drop(.emailChange, userID: userID)
+        try await dropPendingEmailChanges(userID)
     }
 
     /// The answer to HEAD on a single-use link (mail scanners and link previews send it):

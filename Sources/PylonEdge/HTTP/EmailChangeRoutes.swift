@@ -31,7 +31,7 @@ extension RouteContext {
                 throw HostError(status: 409, code: "EMAIL_IN_USE", message: "another account has this email; choose another address")
             }
             // One pending change at a time: a new request replaces the last one's link.
-            try await codes.drop(.emailChange, userID: user)
+            try await dropPendingEmailChanges(user)
             let (token, key, _) = try await codes.issueLink(.emailChange, email: email.value, userID: user)
             let url = "\(publicURL)/api/auth/email/change/confirm?token=\(token)"
             do {
