@@ -82,4 +82,39 @@ extension JobsTests {
         for priority in 0..<4 { try await Self.waitFor(host, "job_old\(priority)", status: "completed") }
         #expect(try await Self.runs(host).filter { $0.tag.hasPrefix("old") }.count == 4)
     }
+
+    @Test("A full queue holds back only its own jobs: others behind it in the same priority and below run, and its own run one at a time once it frees",
+          arguments: stores)
+    func fullQueuePassedOver(_ store: TestStore) async throws {
+        let host = try await Self.start(store, env: ["PYLON_JOBS_WORKERS": "3", "PYLON_JOBS_QUEUES": "slow=1"])
+        defer { host.stop() }
+        let flag = try await host.request("POST", "/api/entities/Flag", json: #"{"on":true}"#, token: Self.admin)
+        let flagID = try #require(flag.json["id"].string, "\(flag.body)")
+        let gate = try await Self.enqueue(host, #"{"name":"gate","priority":"critical","queue":"slow"}"#)
+        _ = try await eventuallyAsync("the gate job to start") { try await Self.runs(host, tag: "gate").isEmpty ? nil : true }
+        // In the index's order: the slow queue's jobs first, then the others' of the same
+        // priority, then lower ones. Each read of critical jobs meets the full queue first.
+        var slow: [String] = []
+        for i in 0..<4 {
+            slow.append(try await Self.enqueue(host, #"{"name":"record","payload":{"tag":"slow\#(i)"},"priority":"critical","queue":"slow"}"#))
+        }
+        var others: [String] = []
+        for (i, priority) in ["critical", "critical", "critical", "low", "low"].enumerated() {
+            others.append(try await Self.enqueue(host, #"{"name":"record","payload":{"tag":"other\#(i)"},"priority":"\#(priority)"}"#))
+        }
+        for id in others { try await Self.waitFor(host, id, status: "completed") }
+        for id in slow { #expect(try await Self.job(host, id)["status"].string == "pending", "the slow queue is full: \(id) waits") }
+        #expect(try await Self.counts(host) == "1 1")
+        _ = try await host.request("PATCH", "/api/entities/Flag/\(flagID)", json: #"{"on":false}"#, token: Self.admin)
+        for id in [gate] + slow { try await Self.waitFor(host, id, status: "completed") }
+        // One at a time, oldest first: each started after the one before it completed.
+        var jobs: [Any?] = []
+        for id in slow { jobs.append(try await Self.job(host, id)) }
+        for (a, b) in zip(jobs, jobs.dropFirst()) {
+            let ended = try #require(ISO8601DateFormatter.withFractions.date(from: a["completed_at"].string ?? ""), "\(String(describing: a))")
+            let started = try #require(ISO8601DateFormatter.withFractions.date(from: b["started_at"].string ?? ""), "\(String(describing: b))")
+            #expect(ended <= started, "\(String(describing: a)) then \(String(describing: b))")
+        }
+        #expect(try await Self.counts(host) == "0 0")
+    }
 }

@@ -88,9 +88,11 @@ package struct JobStore: Sendable {
 
     /// Claims up to `slots` due jobs, highest priority first and oldest first within one,
     /// never more running in a queue than `limit(queue)` across all hosts (the counts in
-    /// `_pylon_job_queues`; lapsed leases are taken back by `reclaimLapsed`). Usually three
-    /// statements whatever the number claimed (the counts, one priority's due jobs, one
-    /// UPDATE), each a round trip on a remote store, plus one count change per queue.
+    /// `_pylon_job_queues`; lapsed leases are taken back by `reclaimLapsed`). Usually two
+    /// statements whatever the number claimed: one read of every priority's due jobs with
+    /// their queues' counts (`dueSQL`), and one write (`startSQL`) — on a remote store one
+    /// round trip each, the write riding with COMMIT. A read that meets a full queue is
+    /// made again without it, a few rounds at most.
     ///
     /// `floors`: where a priority's read may start (`run_at` and `id` of the last job an
     /// earlier claim took there, in the index's order), updated for the next claim. The
@@ -102,75 +104,129 @@ package struct JobStore: Sendable {
     /// only later. A priority whose jobs were passed over (full queues) keeps no floor.
     package func claim(_ tx: WriteTransaction, slots: Int, leaseMs: Int64, limit: (String) -> Int,
                        floors: inout [JobPriority: Floor], now: Int64 = JobStore.nowMillis()) throws -> [Claimed] {
-        let conn = tx.connection
         guard slots > 0 else { return [] }
-        var running: [String: Int] = [:]
-        for row in try conn.execute("SELECT queue, running FROM \(Self.queues)").rows {
-            guard case let .text(queue) = row[0], case let .int(n) = row[1] else { continue }
-            running[queue] = Int(max(0, n))
-        }
-        var full = Set(running.filter { $0.value >= limit($0.key) }.keys)
+        let order = Array(JobPriority.allCases.reversed())
+        let from = order.map { floors[$0] ?? Floor(runAt: Int64.min, id: "") }
+        // Each queue's running count as the first read found it, and with this claim's.
+        var counts: [String: Int] = [:], running: [String: Int] = [:]
+        var full = Set<String>()
         var claimed: [Claimed] = []
-        // Priority by priority, each read in the order of `_pylon_jobs_due` (no sort, however
-        // long the queue), a few rounds each: a round may stop at a queue that fills up while
-        // lower rows remain. Each round's jobs are marked running before the next round reads.
-        for priority in JobPriority.allCases.reversed() where claimed.count < slots {
-            // The floor holds only while nothing of this priority is passed over.
-            var passedOver = false
-            var last: Floor?
-            // Every due job of this priority from the floor on was read (and taken).
-            var exhausted = false
-            let floor = floors[priority] ?? Floor(runAt: Int64.min, id: "")
-            for _ in 0..<4 where claimed.count < slots {
-                var params: [SQLValue] = [.int(priority.rawValue), .int(floor.runAt), .text(floor.id), .int(now)]
-                var exclude = ""
-                if !full.isEmpty {
-                    exclude = " AND queue NOT IN (\(Self.marks(full.count)))"
-                    params += full.sorted().map(SQLValue.text)
-                    passedOver = true
-                }
-                let wanted = slots - claimed.count
+        // What the reads found of each priority, for its floor.
+        var passedOver = Set<JobPriority>(), exhausted = Set<JobPriority>()
+        var last: [JobPriority: Floor] = [:]
+        for _ in 0..<4 where claimed.count < slots {
+            let wanted = slots - claimed.count
+            let excluded = full.sorted()
+            var params: [SQLValue] = []
+            for (i, priority) in order.enumerated() {
+                params += [.int(priority.rawValue), .int(from[i].runAt), .text(from[i].id), .int(now)]
+                params += excluded.map(SQLValue.text)
                 params.append(.int(Int64(wanted)))
-                let rows = try conn.execute(sql("SELECT id, name, payload, queue, claim, run_at FROM \(Self.table) WHERE status = 'pending' AND priority = ? AND (run_at, id) >= (?, ?) AND run_at <= ?\(exclude) ORDER BY run_at, id LIMIT ?"),
-                                            params).rows
-                if rows.count < wanted { exhausted = true }
-                if rows.isEmpty { break }
-                var skipped = false
-                var round: [Claimed] = []
-                for row in rows where claimed.count + round.count < slots {
-                    guard case let .text(id) = row[0], case let .text(name) = row[1], case let .text(payload) = row[2],
-                          case let .text(queue) = row[3], case let .int(claim) = row[4], case let .int(runAt) = row[5] else { continue }
-                    if full.contains(queue) { skipped = true; continue }
-                    round.append(Claimed(id: id, name: name, payload: payload, queue: queue, claim: claim + 1))
-                    last = Floor(runAt: runAt, id: id)
-                    running[queue, default: 0] += 1
-                    if running[queue]! >= limit(queue) { full.insert(queue) }
-                }
-                if skipped { passedOver = true }
-                // The rows are this transaction's to change: no other writer runs meanwhile.
-                if !round.isEmpty {
-                    let ids = Self.padded(round.map { SQLValue.text($0.id) })
-                    try tx.write(sql("UPDATE \(Self.table) SET status = 'running', claim = claim + 1, lease_until = ?, started_at = ? WHERE id IN (\(Self.marks(ids.count)))"),
-                                 [.int(now + leaseMs), .int(now)] + ids)
-                    for (queue, jobs) in Dictionary(grouping: round, by: \.queue) {
-                        try tx.write(sql("INSERT INTO \(Self.queues) (queue, running) VALUES (?, ?) ON CONFLICT (queue) DO UPDATE SET running = \(Self.queues).running + excluded.running"),
-                                     [.text(queue), .int(Int64(jobs.count))])
-                    }
-                    claimed += round
-                }
-                if !skipped { break }
             }
-            // A job written later is due at its writing or after (enqueue, retry, back-off all
-            // count from now), so an exhausted priority's next read may start at now.
-            if passedOver {
-                floors[priority] = nil
-            } else if exhausted {
-                floors[priority] = Floor(runAt: now, id: "")
-            } else if let last {
-                floors[priority] = last
+            params.append(.int(Int64(wanted)))
+            let answer = try tx.connection.execute(sql(dueSQL(excluding: excluded.count)), params).rows
+            let rows = answer.compactMap(DueRow.init)
+            if counts.isEmpty { counts = Dictionary(answer.compactMap(DueRow.count), uniquingKeysWith: { a, _ in a }) }
+            // The branches come back in priority order; kept so even if a store mixed them.
+            let read = order.flatMap { p in rows.filter { $0.priority == p } }
+            // A short answer read every priority to its end; a full one, those above the last.
+            let lowest = read.last?.priority
+            for p in order {
+                if read.count < wanted || (lowest.map { p.rawValue > $0.rawValue } ?? true) { exhausted.insert(p) }
+                if !excluded.isEmpty, read.count < wanted || (lowest.map { p.rawValue >= $0.rawValue } ?? true) { passedOver.insert(p) }
+            }
+            var skipped = false
+            var round: [Claimed] = []
+            for row in read where claimed.count + round.count < slots {
+                if running[row.queue] == nil { running[row.queue] = counts[row.queue] ?? 0 }
+                if full.contains(row.queue) || running[row.queue]! >= limit(row.queue) {
+                    full.insert(row.queue)
+                    skipped = true
+                    passedOver.insert(row.priority)
+                    continue
+                }
+                round.append(Claimed(id: row.id, name: row.name, payload: row.payload, queue: row.queue, claim: row.claim + 1))
+                last[row.priority] = Floor(runAt: row.runAt, id: row.id)
+                running[row.queue]! += 1
+                if running[row.queue]! >= limit(row.queue) { full.insert(row.queue) }
+            }
+            // The rows are this transaction's to change: no other writer runs meanwhile, and
+            // the next round's read comes after this write.
+            if !round.isEmpty {
+                try start(tx, round, leaseMs: leaseMs, now: now)
+                claimed += round
+            }
+            if !skipped || read.isEmpty { break }
+        }
+        // A job written later is due at its writing or after (enqueue, retry, back-off all
+        // count from now), so an exhausted priority's next read may start at now.
+        for p in order {
+            if passedOver.contains(p) {
+                floors[p] = nil
+            } else if exhausted.contains(p) {
+                floors[p] = Floor(runAt: now, id: "")
+            } else if let l = last[p] {
+                floors[p] = l
             }
         }
         return claimed
+    }
+
+    /// A due job as `dueSQL` reads it.
+    private struct DueRow {
+        let id: String, name: String, payload: String, queue: String
+        let claim: Int64, runAt: Int64, priority: JobPriority
+
+        init?(_ row: [SQLValue]) {
+            guard row.count == 7, case let .text(id) = row[0], case let .text(name) = row[1], case let .text(payload) = row[2],
+                  case let .text(queue) = row[3], case let .int(claim) = row[4], case let .int(runAt) = row[5],
+                  case let .int(p) = row[6], let priority = JobPriority(rawValue: p) else { return nil }
+            self.id = id
+            self.name = name
+            self.payload = payload
+            self.queue = queue
+            self.claim = claim
+            self.runAt = runAt
+            self.priority = priority
+        }
+
+        /// A queue's running count from the same read: (queue, count), or nil.
+        static func count(_ row: [SQLValue]) -> (String, Int)? {
+            guard row.count == 7, case .int(-1) = row[6], case let .text(queue) = row[3], case let .int(n) = row[4] else { return nil }
+            return (queue, Int(max(0, n)))
+        }
+    }
+
+    /// Every priority's due jobs from its floor, highest priority first, at most `LIMIT`
+    /// in all: a branch per priority, so delayed jobs of a higher one are never walked, and
+    /// a branch is read only while the ones above it left room. Then a row per queue with
+    /// its running count (`priority` -1, the count in `claim`): read once, as a correlated
+    /// read per job walked the count row's dead versions (Postgres) again for every job.
+    /// Parameters per branch: priority, floor run_at, floor id, now, the `excluding` full
+    /// queues, limit; then the overall limit.
+    private func dueSQL(excluding: Int) -> String {
+        let exclude = excluding == 0 ? "" : " AND queue NOT IN (\(Self.marks(excluding)))"
+        let branch = "SELECT id, name, payload, queue, claim, run_at, priority FROM \(Self.table) WHERE status = 'pending' AND priority = ? AND (run_at, id) >= (?, ?) AND run_at <= ?\(exclude) ORDER BY run_at, id LIMIT ?"
+        let branches = JobPriority.allCases.map { "SELECT * FROM (\(branch)) AS p\($0.rawValue)" }.joined(separator: " UNION ALL ")
+        return "SELECT * FROM (\(branches) LIMIT ?) AS j UNION ALL SELECT queue, NULL, NULL, queue, running, NULL, -1 FROM \(Self.queues)"
+    }
+
+    /// Marks `jobs` running under a new claim with a lease, and counts them in their
+    /// queues. Where a WITH may write (Postgres) one statement; otherwise one for the rows
+    /// and one per queue.
+    private func start(_ tx: WriteTransaction, _ jobs: [Claimed], leaseMs: Int64, now: Int64) throws {
+        let ids = Self.padded(jobs.map { SQLValue.text($0.id) })
+        let rows = "UPDATE \(Self.table) SET status = 'running', claim = claim + 1, lease_until = ?, started_at = ? WHERE id IN (\(Self.marks(ids.count)))"
+        let count = "INSERT INTO \(Self.queues) (queue, running) VALUES (?, ?) ON CONFLICT (queue) DO UPDATE SET running = \(Self.queues).running + excluded.running"
+        if dialect.hasWritableWith {
+            try tx.write(sql("WITH started AS (\(rows) RETURNING queue) INSERT INTO \(Self.queues) (queue, running) SELECT queue, COUNT(*) FROM started GROUP BY queue ON CONFLICT (queue) DO UPDATE SET running = \(Self.queues).running + excluded.running"),
+                         [.int(now + leaseMs), .int(now)] + ids)
+            return
+        }
+        try tx.write(sql(rows), [.int(now + leaseMs), .int(now)] + ids)
+        for (queue, n) in Dictionary(grouping: jobs, by: \.queue).mapValues(\.count) {
+            try tx.write(sql(count), [.text(queue), .int(Int64(n))])
+        }
     }
 
     /// A place in `_pylon_jobs_due` within one priority (`claim`).
@@ -226,11 +282,12 @@ package struct JobStore: Sendable {
     /// the rows), then the rows.
     package func complete(_ tx: WriteTransaction, _ done: [Claimed], now: Int64 = JobStore.nowMillis()) throws {
         guard !done.isEmpty else { return }
+        // Each job's claim is checked as one key, "id claim", in a plain IN list: a list of
+        // (id, claim) pairs was joined against every row found (quadratic in the batch).
         func held(_ given: [Claimed]) -> (sql: String, params: [SQLValue]) {
             let jobs = Self.padded(given)
-            let pairs = Array(repeating: "(CAST(? AS TEXT), CAST(? AS BIGINT))", count: jobs.count).joined(separator: ", ")
-            return ("id IN (\(Self.marks(jobs.count))) AND status = 'running' AND (id, claim) IN (VALUES \(pairs))",
-                    jobs.map { .text($0.id) } + jobs.flatMap { [SQLValue.text($0.id), .int($0.claim)] })
+            return ("id IN (\(Self.marks(jobs.count))) AND status = 'running' AND id || ' ' || CAST(claim AS TEXT) IN (\(Self.marks(jobs.count)))",
+                    jobs.map { .text($0.id) } + jobs.map { .text("\($0.id) \($0.claim)") })
         }
         let completeRows = "UPDATE \(Self.table) SET status = 'completed', completed_at = ?, lease_until = NULL, error = NULL WHERE "
         if dialect.hasWritableWith {
