@@ -23,6 +23,15 @@ struct OrgRevocationTests {
         #expect(joined.status == 200, "\(joined.body)")
     }
 
+    /// ann owns Acme, which holds one document; bob is not a member yet.
+    static func acme(_ host: HostProcess) async throws -> (ann: (token: String, id: String), bob: (token: String, id: String), org: String) {
+        let ann = try await OrgTests.user(host, "ann@example.com")
+        let bob = try await OrgTests.user(host, "bob@example.com")
+        let org = try #require(try await OrgTests.create(host, ann.token, "Acme").json["id"].string)
+        _ = try await host.request("POST", "/api/entities/Doc", json: #"{"orgId":"\#(org)","title":"plan"}"#, token: HostProcess.adminToken)
+        return (ann, bob, org)
+    }
+
     static func tenant(_ host: HostProcess, _ token: String) async throws -> String? {
         try await host.request("GET", "/api/auth/me", token: token).json["tenant_id"].string
     }
@@ -31,10 +40,7 @@ struct OrgRevocationTests {
     func removalDuringSelect(store: TestStore) async throws {
         let host = try await Self.start(store)
         defer { host.stop() }
-        let ann = try await OrgTests.user(host, "ann@example.com")
-        let bob = try await OrgTests.user(host, "bob@example.com")
-        let org = try #require(try await OrgTests.create(host, ann.token, "Acme").json["id"].string)
-        _ = try await host.request("POST", "/api/entities/Doc", json: #"{"orgId":"\#(org)","title":"plan"}"#, token: HostProcess.adminToken)
+        let (ann, bob, org) = try await Self.acme(host)
         // The membership was read before the write that chose the organisation: a removal
         // committed in between was undone (the probe saw it in 5 rounds of 12).
         for round in 0..<8 {
@@ -60,11 +66,8 @@ struct OrgRevocationTests {
     func jwtAfterRemoval(store: TestStore) async throws {
         let host = try await Self.start(store)
         defer { host.stop() }
-        let ann = try await OrgTests.user(host, "ann@example.com")
-        let bob = try await OrgTests.user(host, "bob@example.com")
-        let org = try #require(try await OrgTests.create(host, ann.token, "Acme").json["id"].string)
+        let (ann, bob, org) = try await Self.acme(host)
         try await Self.join(host, owner: ann.token, org, bob, "bob@example.com")
-        _ = try await host.request("POST", "/api/entities/Doc", json: #"{"orgId":"\#(org)","title":"plan"}"#, token: HostProcess.adminToken)
         #expect(try await OrgSelectionTests.select(host, bob.token, org).status == 200)
         let jwt = try #require(try await host.request("POST", "/api/auth/jwt", token: bob.token).json["token"].string)
         #expect(try await Self.tenant(host, jwt) == org)
