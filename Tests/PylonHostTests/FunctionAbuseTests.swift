@@ -67,6 +67,15 @@ struct FunctionAbuseTests {
           return "real";
         } });
         """,
+        "functions/cut.ts": """
+        import { action } from "@pylon/functions";
+        export default action({ handler: async (ctx) => { ctx.stream.write("ab\u{1F600}cd".slice(0, 3)); return "x"; } });
+        """,
+        "functions/whoami.ts": #"import { query } from "@pylon/functions"; export default query({ handler: async (ctx) => ctx.auth.userId });"#,
+        "functions/enq.ts": """
+        import { mutation } from "@pylon/functions";
+        export default mutation({ handler: async (ctx, args) => ctx.jobs.enqueue(args.name, {}) });
+        """,
         "functions/flood.ts": """
         import { action } from "@pylon/functions";
         export default action({ handler: async (ctx, args) => {
@@ -168,6 +177,27 @@ struct FunctionAbuseTests {
         #expect(lines.filter { $0.hasPrefix("event:") } == ["event: result"], "\(r.body.debugDescription)")
         #expect(lines.allSatisfy { $0.hasPrefix("data: ") || $0.hasPrefix("event: ") }, "\(r.body.debugDescription)")
         #expect(lines.last == #"data: "real""#, "\(r.body.debugDescription)")
+    }
+
+    @Test("A streamed chunk cut in the middle of an emoji arrives with U+FFFD instead of being dropped")
+    func streamLoneSurrogate() async throws {
+        let host = try await Self.start()
+        defer { host.stop() }
+        let r = try await host.request("POST", "/api/fn/cut", json: "{}", headers: ["Accept": "text/event-stream"])
+        #expect(r.status == 200 && r.body.contains("data: ab\u{FFFD}\n"), "\(r.body.debugDescription)")
+    }
+
+    @Test("ctx.jobs.enqueue checks its handler as POST /api/jobs does: no function, a query or a workflow is refused at once")
+    func jobHandlers() async throws {
+        let host = try await Self.start()
+        defer { host.stop() }
+        for (name, code) in [("nope", "UNKNOWN_JOB_HANDLER"), ("whoami", "FN_IS_QUERY"), ("sleeper", "FN_IS_WORKFLOW"), ("pylon.workflow.advance", "UNKNOWN_JOB_HANDLER")] {
+            let r = try await Self.call(host, "enq", #"{"name":"\#(name)"}"#)
+            #expect(r.status == 400 && r.json.errorCode == code, "\(name): \(r.body)")
+            let admin = try await host.request("POST", "/api/jobs", json: #"{"name":"\#(name)"}"#, token: HostProcess.adminToken)
+            #expect(admin.status == 400 && admin.json.errorCode == code, "\(name): \(admin.body)")
+        }
+        #expect(try await Self.call(host, "enq", #"{"name":"noop"}"#).status == 200)
     }
 
     @Test("Streamed output to a client that does not read is bounded: past PYLON_SYNC_QUEUE_BYTES the stream ends with STREAM_BACKLOG")

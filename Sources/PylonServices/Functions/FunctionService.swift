@@ -136,6 +136,24 @@ package final class FunctionService: @unchecked Sendable {
         }))
     }
 
+    /// A job (enqueued by an admin or by `ctx.jobs`) names a mutation or an action this
+    /// plugin serves: checked when it is enqueued, not when it first runs and fails.
+    package func requireJobHandler(_ name: String) throws {
+        let info: pylon_fn_info
+        do {
+            info = try describe(name)
+        } catch let e as HostError where e.code == "FN_NOT_FOUND" {
+            throw HostError.badRequest("UNKNOWN_JOB_HANDLER", "no function named \"\(name)\" runs jobs; name a mutation or action in the functions folder")
+        }
+        switch info.kind {
+        case PYLON_FN_MUTATION, PYLON_FN_ACTION: return
+        case PYLON_FN_WORKFLOW:
+            throw HostError.badRequest("FN_IS_WORKFLOW", "\"\(name)\" is a workflow, which a job cannot run; start it with POST /api/workflows/start")
+        default:
+            throw HostError.badRequest("FN_IS_QUERY", "\"\(name)\" is a query; a job runs a mutation or an action")
+        }
+    }
+
     /// Runs `name` for `auth`; the function's return value as JSON text. `expecting` (a
     /// nested call's declared kind) must match the function's.
     /// `stream` receives `ctx.stream` chunks (event name, data) in order, all before the
