@@ -17,7 +17,7 @@ package final class SessionJWTs: Sendable {
         var roles: [String]
         /// Set by this host when it mints a token for a session acting in an organisation:
         /// the host's own memberships decide, so the organisation counts only while the user
-        /// is still a member (`verify`'s `checkTenant`). A JWT from another issuer sharing
+        /// is still a member (`verify`'s `isMember`). A JWT from another issuer sharing
         /// the secret has no such claim, and its `tenant_id` is trusted, as in Pylon.
         var pylon_member: Bool?
 
