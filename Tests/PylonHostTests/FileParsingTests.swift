@@ -161,7 +161,7 @@ struct FileParsingTests {
     }
 
     @Test("Names keep their last path component, without control characters; a type must be exactly one RFC 9110 media type")
-    func namesAndTypes() {
+    func namesAndTypes() throws {
         #expect(FileNames.clean("../../etc/passwd") == "passwd")
         #expect(FileNames.clean("..\\..\\boot.ini") == "boot.ini")
         #expect(FileNames.clean("a\u{0}b\u{7f}c\nd.txt") == "abcd.txt")
