@@ -160,18 +160,25 @@ struct FileParsingTests {
         }
     }
 
-    @Test("Names keep their last path component, without control characters; types must be plain media types")
-    func namesAndTypes() {
+    @Test("Names keep their last path component, without control characters; a type must be exactly one RFC 9110 media type")
+    func namesAndTypes() throws {
         #expect(FileNames.clean("../../etc/passwd") == "passwd")
         #expect(FileNames.clean("..\\..\\boot.ini") == "boot.ini")
         #expect(FileNames.clean("a\u{0}b\u{7f}c\nd.txt") == "abcd.txt")
         #expect(FileNames.clean("..") == "upload" && FileNames.clean("") == "upload" && FileNames.clean("dir/") == "dir")
         #expect(FileNames.clean(String(repeating: "é", count: 300)).utf8.count <= 255)
-        #expect(FileNames.mediaType("image/png") == "image/png")
-        #expect(FileNames.mediaType("text/plain; charset=utf-8") == "text/plain; charset=utf-8")
-        for bad in ["", "png", "image/", "/png", "image/png/x", "ima ge/png", "image/p\u{1}ng", String(repeating: "a", count: 300) + "/b"] {
-            #expect(FileNames.mediaType(bad) == "application/octet-stream", "\(bad)")
+        #expect(try FileNames.mediaType("image/png") == "image/png")
+        #expect(try FileNames.mediaType(" text/plain; charset=utf-8\t") == "text/plain; charset=utf-8")
+        #expect(StrictMediaType.parse("Text/Plain;;q=\"a\\\"b,c\"; x=y") == StrictMediaType(essence: "text/plain"))
+        for bad in ["", "png", "image/", "/png", "image/png/x", "ima ge/png", "image/p\u{1}ng", String(repeating: "a", count: 300) + "/b",
+                    "text/plain, text/html", "text/plain;,text/html", "text/plain; charset=utf-8, text/html", "text/plain; a=\"x",
+                    "text/plain; a=\"x\\\"", "text/plain; a =b", "text/plain; a=b c", "text/plain; a=\"é\"", "tëxt/plain"] {
+            #expect(StrictMediaType.parse(bad) == nil, "\(bad)")
+            #expect(throws: HostError.self, "\(bad)") { try FileNames.mediaType(bad) }
         }
+        #expect(FileNames.servedType("text/plain;,text/html") == "application/octet-stream")
+        #expect(FileNames.disposition("x.txt", type: "text/plain;,text/html").hasPrefix("attachment"))
+        #expect(FileNames.disposition("x.xml", type: "image/x-foo+xml").hasPrefix("attachment"))
         #expect(FileNames.disposition("a b.png", type: "image/png") == "inline; filename*=UTF-8''a%20b.png")
         #expect(FileNames.disposition("x.svg", type: "image/svg+xml").hasPrefix("attachment"))
         #expect(FileNames.disposition("x.html", type: "text/html").hasPrefix("attachment"))

@@ -89,6 +89,16 @@ struct FilesTests {
         return body
     }
 
+    /// A POST of `body` to `path` in 64 KiB chunks (no length announced), `head` lines added.
+    static func chunkedUpload(_ path: String, token: String, _ body: [UInt8], head: String = "") -> [UInt8] {
+        var out = Array("POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAuthorization: Bearer \(token)\r\n\(head)Transfer-Encoding: chunked\r\n\r\n".utf8)
+        for start in stride(from: 0, to: body.count, by: 65536) {
+            let piece = body[start..<min(start + 65536, body.count)]
+            out += Array("\(String(piece.count, radix: 16))\r\n".utf8) + piece + [13, 10]
+        }
+        return out + Array("0\r\n\r\n".utf8)
+    }
+
     /// Regular files under the host's files folder (committed and temp).
     static func storedFiles(_ host: HostProcess) -> [String] {
         let root = host.directory.appendingPathComponent("files").path
@@ -339,13 +349,7 @@ struct FilesTests {
         let announced = try await Self.upload(host, big, token: alice)
         #expect(announced.status == 413 && announced.json["error"]["code"].string == "PAYLOAD_TOO_LARGE", "\(announced.text)")
         // Chunked: the size is only known as the body arrives, after the upload has begun.
-        var chunked = Array("POST /api/files/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAuthorization: Bearer \(alice)\r\nTransfer-Encoding: chunked\r\n\r\n".utf8)
-        for start in stride(from: 0, to: big.count, by: 65536) {
-            let piece = big[start..<min(start + 65536, big.count)]
-            chunked += Array("\(String(piece.count, radix: 16))\r\n".utf8) + piece + [13, 10]
-        }
-        chunked += Array("0\r\n\r\n".utf8)
-        let streamed = try await Self.exchange(host, chunked)
+        let streamed = try await Self.exchange(host, Self.chunkedUpload("/api/files/upload", token: alice, big))
         #expect(streamed.status == 413, "\(streamed.text)")
         let mp = try await Self.send(host, "POST", "/api/files/upload", token: alice,
                                      headers: [("Content-Type", "multipart/form-data; boundary=----pylon-test-7MA4YWxk")],

@@ -15,13 +15,17 @@ struct OrgSelectionTests {
           {"name": "orgId", "type": "string", "optional": false, "unique": false}], "indexes": []},
        {"name": "Doc", "fields": [
           {"name": "orgId", "type": "string", "optional": false, "unique": false},
-          {"name": "title", "type": "string", "optional": false, "unique": false}], "indexes": []}],
+          {"name": "title", "type": "string", "optional": false, "unique": false}], "indexes": []},
+       {"name": "Tally", "fields": [
+          {"name": "orgId", "type": "string", "optional": false, "unique": false},
+          {"name": "n", "type": "int", "optional": false, "unique": false}], "indexes": []}],
      "routes": [],
      "policies": [
        {"name": "members", "entity": "OrgMember", "allowRead": "auth.userId == data.userId", "allowInsert": "false",
         "allowUpdate": "false", "allowDelete": "false"},
        {"name": "docs", "entity": "Doc", "allowRead": "auth.tenantId == data.orgId", "allowInsert": "auth.tenantId == data.orgId",
-        "allowUpdate": "false", "allowDelete": "false"}]}
+        "allowUpdate": "false", "allowDelete": "false"},
+       {"name": "tallies", "entity": "Tally", "allowRead": "auth.userId != null"}]}
     """
 
     static func select(_ host: HostProcess, _ token: String, _ org: String?) async throws -> (status: Int, body: String, json: Any?) {
@@ -78,5 +82,58 @@ struct OrgSelectionTests {
         let bob = try await plain.mintSession("bob")
         let r = try await Self.select(plain, bob, "acme")
         #expect(r.status == 403 && r.json.errorCode == "NOT_A_MEMBER", "\(r.body)")
+    }
+
+    static func aggregate(_ host: HostProcess, _ token: String, _ spec: String) async throws -> (count: Int?, sum: Int?, rows: [Any?]) {
+        let r = try await host.request("POST", "/api/aggregate/Tally", json: spec, token: token)
+        #expect(r.status == 200, "\(spec): \(r.body)")
+        let rows = r.json["rows"].items
+        return (rows.first?["count"].int, rows.first?["sum_n"].int, rows)
+    }
+
+    @Test("Aggregate, as in Pylon (pylon-core.md §2.6): a caller with an organisation counts only its rows of an entity with orgId; without one, every readable row", arguments: [TestStore.sqlite, TestStore.postgres])
+    func aggregateTenant(store: TestStore) async throws {
+        let host = try await HostProcess.start(manifest: Self.manifest, store: store)
+        defer { host.stop() }
+        let admin = HostProcess.adminToken
+        for (user, org) in [("ann", "acme"), ("bob", "globex")] {
+            _ = try await host.request("POST", "/api/entities/OrgMember", json: #"{"userId":"\#(user)","orgId":"\#(org)"}"#, token: admin)
+        }
+        for (org, n) in [("acme", 1), ("acme", 2), ("globex", 10)] {
+            #expect(try await host.request("POST", "/api/entities/Tally", json: #"{"orgId":"\#(org)","n":\#(n)}"#, token: admin).status == 201)
+        }
+        let ann = try await host.mintSession("ann"), bob = try await host.mintSession("bob"), carl = try await host.mintSession("carl")
+        #expect(try await Self.select(host, ann, "acme").status == 200)
+        #expect(try await Self.select(host, bob, "globex").status == 200)
+        let spec = #"{"count":"*","sum":["n"]}"#
+        let annSees = try await Self.aggregate(host, ann, spec), bobSees = try await Self.aggregate(host, bob, spec)
+        #expect(annSees.count == 2 && annSees.sum == 3, "\(annSees)")
+        #expect(bobSees.count == 1 && bobSees.sum == 10, "\(bobSees)")
+        let all = try await Self.aggregate(host, carl, spec)
+        #expect(all.count == 3 && all.sum == 13, "no organisation selected: every readable row, \(all)")
+        #expect(try await Self.aggregate(host, admin, spec).count == 3)
+        // Only aggregate is forced, as in Pylon; lists follow the read policy alone.
+        #expect(try await host.request("GET", "/api/entities/Tally", token: ann).json["data"].items.count == 3)
+    }
+
+    @Test("Hostile: where.orgId naming another organisation, a $ne or an operator object, or grouping by orgId cannot reach past the caller's organisation")
+    func aggregateTenantForced() async throws {
+        let host = try await HostProcess.start(manifest: Self.manifest)
+        defer { host.stop() }
+        let admin = HostProcess.adminToken
+        _ = try await host.request("POST", "/api/entities/OrgMember", json: #"{"userId":"ann","orgId":"acme"}"#, token: admin)
+        for (org, n) in [("acme", 1), ("globex", 10), ("globex", 20)] {
+            _ = try await host.request("POST", "/api/entities/Tally", json: #"{"orgId":"\#(org)","n":\#(n)}"#, token: admin)
+        }
+        let ann = try await host.mintSession("ann")
+        #expect(try await Self.select(host, ann, "acme").status == 200)
+        for filter in [#"{"orgId":"globex"}"#, #"{"orgId":{"$ne":"acme"}}"#, #"{"orgId":{"$in":["acme","globex"]}}"#, #"{"orgId":null}"#, "{}"] {
+            let r = try await Self.aggregate(host, ann, #"{"count":"*","sum":["n"],"where":\#(filter)}"#)
+            #expect(r.count == 1 && r.sum == 1, "where \(filter): \(r)")
+        }
+        let grouped = try await Self.aggregate(host, ann, #"{"count":"*","groupBy":["orgId"]}"#).rows
+        #expect(grouped.count == 1 && grouped.first?["orgId"].string == "acme", "\(grouped)")
+        // The filter still narrows within the organisation.
+        #expect(try await Self.aggregate(host, ann, #"{"count":"*","where":{"n":{"$gt":5}}}"#).count == 0)
     }
 }

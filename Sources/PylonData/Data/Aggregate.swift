@@ -6,6 +6,8 @@ import PylonJSON
 /// Runs entirely in SQL; the `where` object is the ordinary filter language. A read rule
 /// that depends on the row is ANDed in SQL, so the figures cover only readable rows; one
 /// SQL cannot evaluate exactly is refused (403), since the figures would count hidden rows.
+/// As in Pylon, a caller with a tenant (an organisation selected) aggregates only its
+/// organisation's rows of an entity with an `orgId` field: `where.orgId` is forced to it.
 extension DataService {
     public func aggregate(_ entity: String, _ spec: JSONValue, auth: AuthContext) async throws -> JSONValue {
         let codec = try codec(entity)
@@ -104,7 +106,12 @@ extension DataService {
         if let w = spec["where"], !w.isNull, w.objectValue == nil {
             throw HostError.badRequest("INVALID_QUERY", "where must be an object of field conditions, got \(w.typeName)")
         }
-        let filter = (spec["where"]?.objectValue ?? []).filter { !$0.0.hasPrefix("$") }
+        var filter = (spec["where"]?.objectValue ?? []).filter { !$0.0.hasPrefix("$") }
+        if let tenant = auth.tenantID, codec.field(Self.tenantField) != nil {
+            // Pylon forces the caller's organisation whatever `where` says of it (§2.6).
+            filter.removeAll { $0.0 == Self.tenantField }
+            filter.append((Self.tenantField, .string(tenant)))
+        }
         var compiler = FilterCompiler(codec: codec, dialect: d)
         let f = try compiler.compile(.object(filter), rule: rule)
         let grouping = groups.isEmpty ? "" : " GROUP BY \(groups.joined(separator: ", ")) ORDER BY \(groups.joined(separator: ", "))"
@@ -125,6 +132,9 @@ extension DataService {
         }
         return .object([("rows", .array(rows))])
     }
+
+    /// The field an aggregate is scoped to the caller's tenant by (pylon-core.md §2.6).
+    package static let tenantField = "orgId"
 
     package static let aggregateKeys: Set<String> = ["count", "sum", "avg", "min", "max", "countDistinct", "groupBy", "where"]
 }

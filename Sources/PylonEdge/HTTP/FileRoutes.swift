@@ -57,25 +57,26 @@ package struct FileRoutesConfig: Sendable {
 /// - `POST /api/files/:id/sign` `{"expires_in"?: seconds}`: a signed link for the owner.
 /// - `DELETE /api/files/:id`: the row (with its change-log entry), then the bytes.
 ///
-/// Downloads are sent with `Content-Security-Policy: sandbox` and `nosniff`, and as
-/// attachments unless the type is safe to show inline, so an uploaded page cannot run
-/// script on the API's origin.
+/// A file's Content-Type must be exactly one media type (`StrictMediaType`; else 400
+/// INVALID_CONTENT_TYPE). Downloads are sent with `Content-Security-Policy: sandbox`,
+/// `nosniff` and `Cross-Origin-Resource-Policy: same-site`, and as attachments unless the
+/// type is safe to show inline, so an uploaded page cannot run script on the API's origin;
+/// a browser load as a script, worker or stylesheet (`Sec-Fetch-Dest`) is refused (403
+/// FILE_DESTINATION_REFUSED). Every spelling of the upload path the router accepts
+/// (`/api/files/upload/`, `//api/files/upload`) is streamed under the files limit.
 extension RouteContext {
-    static let uploadPath = "/api/files/upload"
+    static let uploadPath: StaticString = "/api/files/upload"
 
-    /// The body limit of a request whose body the upload route reads as it arrives.
+    /// The body limit of a request whose body the upload route reads as it arrives: every
+    /// spelling the router sends to the upload handler (`RoutePath`), so none is collected
+    /// whole under PYLON_MAX_BODY_BYTES instead of streamed under the files limit.
     func streamedBodyLimit(_ head: HTTPRequest) -> Int? {
-        guard let files, head.method == .post, let path = head.path else { return nil }
-        // By bytes: every POST passes here, and splitting the String walked Characters
-        // (about 3% of a function call's instructions).
-        let upload = Self.uploadPath.utf8, bytes = path.utf8
-        guard bytes.starts(with: upload) else { return nil }
-        let rest = bytes.dropFirst(upload.count)
-        return rest.isEmpty || rest.first == UInt8(ascii: "?") ? files.maxBytes : nil
+        guard let files, head.method == .post, let path = head.path, RoutePath.matches(path, Self.uploadPath) else { return nil }
+        return files.maxBytes
     }
 
     func addFileRoutes(_ router: Router<PylonRequestContext>, _ files: FileRoutesConfig) {
-        router.post(RouterPath(Self.uploadPath)) { req, _ in
+        router.post(RouterPath("\(Self.uploadPath)")) { req, _ in
             let auth = try await auth(req)
             guard auth.isAdmin || auth.userID != nil else {
                 throw HostError(status: 401, code: "AUTH_REQUIRED", message: "sign in to upload files: send Authorization: Bearer <session token> or the session cookie")
@@ -90,6 +91,7 @@ extension RouteContext {
         }
         addFileAdminRoutes(router, files)
         router.get("/api/files/:id") { req, ctx in
+            try FileNames.refuseCodeDestination(req.headers)
             let id = try ctx.parameters.require("id")
             let record = try await readable(req, id: id, files)
             return try await Self.download(req, record, files)
@@ -190,16 +192,17 @@ extension RouteContext {
         let boundary = try MultipartReader.boundary(contentType: req.headers[.contentType])
         let writer = UploadWriter(files.service, quota: try await quotaGuard(req, owner: owner, raw: boundary == nil, files))
         var name = req.headers[HTTPField.Name("X-Filename")!] ?? "upload"
-        var type = req.headers[.contentType] ?? "application/octet-stream"
+        // A raw body's type is checked before its bytes are read.
+        var type = boundary == nil ? try FileNames.mediaType(req.headers[.contentType] ?? "application/octet-stream") : ""
         do {
             if let boundary {
-                (name, type) = try await readMultipart(req.body, boundary: boundary, into: writer)
+                (name, type) = try await readMultipart(req.body, boundary: boundary, into: writer, limit: files.maxBytes)
             } else {
                 for try await chunk in req.body { try await writer.append(chunk, limit: files.maxBytes) }
             }
             let upload = try await writer.commit()
             let record = FileRecord(id: FileRecord.newID(), storageKey: upload.key, owner: owner, name: FileNames.clean(name),
-                                    type: FileNames.mediaType(type), size: upload.size, sha256: upload.sha256,
+                                    type: type, size: upload.size, sha256: upload.sha256,
                                     createdAt: Int64(Date().timeIntervalSince1970 * 1000))
             do {
                 try await files.records.insert(record, quota: owner == nil ? FileQuota(maxBytes: 0, maxFiles: 0) : files.quota)
@@ -214,9 +217,11 @@ extension RouteContext {
         }
     }
 
-    /// The first part with a filename goes into `writer`; every other part is skipped.
-    /// Returns the part's file name and content type.
-    private static func readMultipart(_ body: RequestBody, boundary: String, into writer: UploadWriter) async throws -> (String, String) {
+    /// The first part with a filename goes into `writer`, at most `limit` bytes of it (413
+    /// past it, as a raw body: the file limit holds whatever the front let through); every
+    /// other part is skipped. Returns the part's file name and content type (checked as
+    /// its head arrives, `FileNames.mediaType`).
+    private static func readMultipart(_ body: RequestBody, boundary: String, into writer: UploadWriter, limit: Int) async throws -> (String, String) {
         var reader = MultipartReader(boundary: boundary)
         var file: (name: String, type: String)?
         var inFile = false
@@ -225,10 +230,10 @@ extension RouteContext {
                 switch event {
                 case let .part(fields):
                     guard file == nil, let name = MultipartReader.filename(fields) else { continue }
-                    file = (name, fields.first { $0.name == "content-type" }?.value ?? "application/octet-stream")
+                    file = (name, try FileNames.mediaType(fields.first { $0.name == "content-type" }?.value ?? "application/octet-stream"))
                     inFile = true
                 case let .data(bytes):
-                    if inFile { try await writer.append(bytes, limit: .max) }
+                    if inFile { try await writer.append(bytes, limit: limit) }
                 case .partEnd:
                     inFile = false
                 }
@@ -249,12 +254,15 @@ extension RouteContext {
         }
         let etag = "\"\(record.sha256)\""
         var headers = HTTPFields()
-        headers[.contentType] = record.type
+        headers[.contentType] = FileNames.servedType(record.type)
         headers[.eTag] = etag
         headers[.acceptRanges] = "bytes"
         headers[.cacheControl] = "private, no-cache"
         headers[.contentSecurityPolicy] = "sandbox; default-src 'none'; img-src 'self' data:; media-src 'self'; style-src 'unsafe-inline'"
         headers[.contentDisposition] = FileNames.disposition(record.name, type: record.type)
+        // No other site may embed the bytes (`<img>`, `<script>` from elsewhere); `nosniff`
+        // comes with every answer (`HeaderCache.security`).
+        headers[.crossOriginResourcePolicy] = "same-site"
         if let match = req.headers[.ifNoneMatch], ETagMatch.weak(match, etag) {
             return Response(status: .notModified, headers: headers)
         }
@@ -414,25 +422,40 @@ enum FileNames {
         return out.isEmpty ? "upload" : out
     }
 
-    /// `type` when it is a plain media type (`type/subtype` with parameters, printable
-    /// ASCII, at most 255 bytes), else application/octet-stream.
-    static func mediaType(_ type: String) -> String {
-        let t = type.trimmingCharacters(in: .whitespaces)
-        let main = t.split(separator: ";", maxSplits: 1).first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
-        let parts = main.split(separator: "/", omittingEmptySubsequences: false)
-        let token: (Substring) -> Bool = { s in !s.isEmpty && s.utf8.allSatisfy { c in c > 32 && c < 127 && !"()<>@,;:\\\"/[]?={}".utf8.contains(c) } }
-        guard t.utf8.count <= 255, t.utf8.allSatisfy({ $0 >= 32 && $0 < 127 }), parts.count == 2, token(parts[0]), token(parts[1]) else {
-            return "application/octet-stream"
+    /// `type` without surrounding spaces when it is exactly one media type (`StrictMediaType`);
+    /// else 400 INVALID_CONTENT_TYPE: a list or a malformed type is refused rather than
+    /// stored, since browsers and this host would read it differently.
+    static func mediaType(_ type: String) throws(HostError) -> String {
+        guard StrictMediaType.parse(type) != nil else {
+            let shown = type.count > 80 ? String(type.prefix(80)) + "…" : type
+            throw HostError.badRequest("INVALID_CONTENT_TYPE", "the file's Content-Type \"\(shown)\" is not one media type: send type/subtype with optional ;name=value parameters (token or quoted value, printable ASCII, at most \(StrictMediaType.maxBytes) bytes), e.g. text/plain; charset=utf-8, or application/octet-stream")
         }
-        return t
+        return type.trimmingCharacters(in: CharacterSet(charactersIn: " \t"))
     }
 
-    /// Types a browser may show inline without running anything: images other than SVG,
-    /// audio, video, plain text, PDF.
+    /// The type a stored file is sent with: its own, or application/octet-stream for a row
+    /// stored before types were checked (or restored from an archive) that is not one type.
+    static func servedType(_ stored: String) -> String {
+        StrictMediaType.parse(stored) == nil ? "application/octet-stream" : stored
+    }
+
+    /// Whether a browser may show the file inline (`StrictMediaType.showsInline`).
     static func showsInline(_ type: String) -> Bool {
-        let t = type.lowercased()
-        if t.hasPrefix("image/") { return !t.hasPrefix("image/svg") }
-        return t.hasPrefix("audio/") || t.hasPrefix("video/") || t.hasPrefix("text/plain") || t.hasPrefix("application/pdf")
+        StrictMediaType.parse(type)?.showsInline ?? false
+    }
+
+    private static let secFetchDest = HTTPField.Name("Sec-Fetch-Dest")!
+
+    /// `Sec-Fetch-Dest` values of loads that run or apply the bytes as code or style.
+    static let codeDestinations: Set<String> = ["script", "worker", "sharedworker", "serviceworker", "audioworklet", "paintworklet", "xslt", "style"]
+
+    /// Refuses (403 FILE_DESTINATION_REFUSED) a download a browser would run as a script,
+    /// worker, XSLT or stylesheet: the stored type is served as uploaded, so an uploaded
+    /// `application/javascript` would otherwise pass a `script-src 'self'` on this origin.
+    static func refuseCodeDestination(_ headers: HTTPFields) throws(HostError) {
+        guard let dest = headers[secFetchDest], codeDestinations.contains(dest.lowercased()) else { return }
+        throw HostError(status: 403, code: "FILE_DESTINATION_REFUSED",
+                        message: "files are not served to be run or applied as code (Sec-Fetch-Dest: \(dest.prefix(40))): fetch() the file or link to it instead of loading it as a script, worker or stylesheet")
     }
 
     /// `inline` or `attachment`, with the name as an RFC 6266 `filename*`.
