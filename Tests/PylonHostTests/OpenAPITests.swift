@@ -68,6 +68,12 @@ struct OpenAPITests {
         #expect(schemas["Error"]["required"].array as? [String] == ["error"])
         #expect(schemas["Error"]["properties"]["error"]["required"].array as? [String] == ["code", "message"])
         let lookup = doc["paths"]["/api/lookup/Note/{field}/{value}"]["get"]["parameters"][0]
+        // Every code a path parameter can get is listed: the host answers INVALID_PATH for bad percent-encoding.
+        #expect(doc["components"]["responses"]["Error400"]["description"].string?.contains("INVALID_PATH") == true)
+        #expect(lookup["description"].string?.contains("400 INVALID_PATH") == true, "\(lookup)")
+        let badPath = try await host.request("GET", "/api/entities/Note/%zz", token: HostProcess.adminToken)
+        #expect(badPath.status == 400 && badPath.json.errorCode == "INVALID_PATH", "\(badPath.body)")
+        #expect(doc["paths"]["/api/entities/Note/{id}"]["get"]["responses"]["400"] != nil)
         #expect(lookup["schema"]["enum"].array as? [String] == ["title", "body", "votes", "score", "done", "dueAt", "tag", "ownerId"])
         let schemes = doc["components"]["securitySchemes"]
         #expect(schemes["bearer"]["scheme"].string == "bearer" && schemes["admin"]["scheme"].string == "bearer")
