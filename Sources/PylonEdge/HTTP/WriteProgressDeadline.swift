@@ -4,7 +4,8 @@ import NIOCore
 /// PYLON_WS_WRITE_TIMEOUT for WebSockets): a connection with writes pending and none of them
 /// finished for `timeout` is stalled, and is closed, so a client that never reads cannot
 /// keep its connection and its unsent data in the host. Kept by `WebSocketConnection` and
-/// by `HTTPFront` for answers written as they come (SSE streams, streamed function calls).
+/// by `HTTPFront` for answers written as they come (SSE streams, streamed function calls,
+/// file downloads).
 /// On a WebSocket the ping timeout alone does not do it: the close frame it sends waits
 /// behind those frames; an SSE stream has no ping at all.
 ///
