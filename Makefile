@@ -34,7 +34,7 @@ chat: build
 # own after the rest: with every other suite's hosts busy on the same 2 cores, their hosts
 # were starved. Each run has a time budget (scripts/test-watchdog.sh): a hung test fails
 # the run with a report of the tests still running and the test process's stacks.
-SLOW_CLIENT_SUITES = RealtimeTests|PresenceLeaveTests|StreamStartTests|RelayBacklogTests
+SLOW_CLIENT_SUITES = RealtimeTests|PresenceLeaveTests|StreamStartTests|RelayBacklogTests|StreamWriteDeadlineTests
 # Swift Testing starts every test at once by default: with ~400 black-box tests that was
 # over 200 hosts on 2 cores (load average 150) and timeouts everywhere. At most this many
 # tests run at a time.

@@ -22,8 +22,18 @@ struct CacheConfig {
     var protectedMode = true
     var maxmemory = 0
     var maxmemoryPolicy = "allkeys-lru"
-    var maxBulkBytes = 512 * 1024 * 1024
+    /// Largest bulk string (an argument: a key, a `SET` or `PUBLISH` value) a client may send
+    /// (Redis' `proto-max-bulk-len`, there 512 MB): a length header over it is answered
+    /// `-ERR` and the connection closed before its body is read. 8 MiB: under the host's HTTP
+    /// body limit (10 MiB), so a value fits either way; a cache is no place for larger ones.
+    var maxBulkBytes = 8 * 1024 * 1024
+    /// Most arguments in one command (Redis' limit too).
     var maxMultibulk = 1024 * 1024
+    /// Largest request (all of one command's arguments; Redis' `client-query-buffer-limit`):
+    /// without it 1,048,576 arguments of `maxBulkBytes` each could be one request. Never less
+    /// than `maxBulkBytes` plus 64 KiB, so the largest value still fits (`queryLimit`).
+    var maxQueryBytes = 64 * 1024 * 1024
+    var queryLimit: Int { max(maxQueryBytes, maxBulkBytes + RequestParser.inlineMax) }
     var maxClients = 10_000
     /// The host's ceiling on `maxClients` (`maxclients_cap`): the RESP listener's share of
     /// the process' open files, so cache clients cannot exhaust the descriptors the HTTP
@@ -82,6 +92,10 @@ struct CacheConfig {
                 c.maxBulkBytes = n
             }
             if let n = try int("max_multibulk", 1...Int(Int32.max)) { c.maxMultibulk = n }
+            if let m = obj["max_query_bytes"] {
+                guard let n = parseSize(m), n >= 1024 else { throw ConfigProblem("\"max_query_bytes\" must be a size of at least 1024") }
+                c.maxQueryBytes = n
+            }
             if let n = try int("maxclients", 1...1_000_000) { c.maxClients = n }
             if let n = try int("maxclients_cap", 1...Int(Int32.max)) { c.maxClientsCap = n }
             if let n = try int("partial_timeout_ms", 0...86_400_000) { c.partialTimeoutMs = n }

@@ -110,16 +110,19 @@ struct RequestParser {
     var scratchCap: Int
     var maxBulk: Int
     var maxMultibulk: Int
+    /// Most bytes one request may take in all (`CacheConfig.queryLimit`).
+    var maxQuery: Int
 
     static let inlineMax = 64 * 1024
 
-    init(maxBulk: Int, maxMultibulk: Int) {
+    init(maxBulk: Int, maxMultibulk: Int, maxQuery: Int) {
         argvCap = 64
         argv = .allocate(capacity: argvCap)
         scratchCap = 1024
         scratch = .allocate(capacity: scratchCap)
         self.maxBulk = maxBulk
         self.maxMultibulk = maxMultibulk
+        self.maxQuery = maxQuery
     }
 
     mutating func ensureArgv(_ n: Int) {
@@ -155,9 +158,8 @@ struct RequestParser {
         if nl < 0 {
             return n > Self.inlineMax ? .error("Protocol error: too big mbulk count string") : .incomplete(need: 0)
         }
-        guard let count = parseInt64(p + 1, nl - 1), count <= Int64(maxMultibulk) else {
-            return .error("Protocol error: invalid multibulk length")
-        }
+        guard let count = parseInt64(p + 1, nl - 1) else { return .error("Protocol error: invalid multibulk length") }
+        guard count <= Int64(maxMultibulk) else { return .error(Self.overLimit("multibulk length", count, "arguments", "max_multibulk", maxMultibulk)) }
         if count > 10 && !authenticated { return .error("Protocol error: unauthenticated multibulk length") }
         var pos = nl + 2
         if count <= 0 { return .empty(consumed: pos) }
@@ -174,17 +176,28 @@ struct RequestParser {
             if e < 0 {
                 return n - pos > Self.inlineMax ? .error("Protocol error: too big bulk count string") : .incomplete(need: 0)
             }
-            guard let len = parseInt64(p + pos + 1, e - pos - 1), len >= 0, len <= Int64(maxBulk) else {
-                return .error("Protocol error: invalid bulk length")
-            }
+            guard let len = parseInt64(p + pos + 1, e - pos - 1), len >= 0 else { return .error("Protocol error: invalid bulk length") }
+            // Refused from the length header, before any of the body is read or buffered.
+            guard len <= Int64(maxBulk) else { return .error(Self.overLimit("bulk length", len, "bytes", "max_bulk_bytes", maxBulk)) }
             if len > 16384 && !authenticated { return .error("Protocol error: unauthenticated bulk length") }
             let start = e + 2
             let stop = start + Int(len) + 2
+            if stop > maxQuery {
+                return .error("Protocol error: request too large: its arguments add up to more than \(maxQuery) bytes "
+                    + "(max_query_bytes); send fewer or smaller arguments per command")
+            }
             if stop > n { return .incomplete(need: stop) }
             argv[k] = Arg(ptr: p + start, len: Int(len))
             pos = stop
         }
         return .command(argc: argc, consumed: pos)
+    }
+
+    /// The error for a length header over its limit: Redis' message first (clients match
+    /// on it), then the limit and the setting that raises it.
+    static func overLimit(_ what: String, _ asked: Int64, _ unit: String, _ setting: String, _ limit: Int) -> String {
+        "Protocol error: invalid \(what): \(asked) \(unit) is over the limit of \(limit) (the cache plugin's \(setting)); "
+            + "send less per command, or raise \(setting)"
     }
 
     /// An inline command: one line, split on spaces, with "double" (escapes) and

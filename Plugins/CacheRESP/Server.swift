@@ -67,7 +67,7 @@ final class Server: @unchecked Sendable {
         self.log = log
         engine = Engine(config: config)
         protectedMode = ProtectedMode(config: config)
-        parser = RequestParser(maxBulk: config.maxBulkBytes, maxMultibulk: config.maxMultibulk)
+        parser = RequestParser(maxBulk: config.maxBulkBytes, maxMultibulk: config.maxMultibulk, maxQuery: config.queryLimit)
         internalClient = Client(fd: -1, id: 0, authenticated: true, isInternal: true)
         engine.wakeForWrite = { [unowned self] c in
             if !c.pendingWrite && !c.isInternal {

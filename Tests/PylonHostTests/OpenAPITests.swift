@@ -68,6 +68,16 @@ struct OpenAPITests {
         #expect(schemas["Error"]["required"].array as? [String] == ["error"])
         #expect(schemas["Error"]["properties"]["error"]["required"].array as? [String] == ["code", "message"])
         let lookup = doc["paths"]["/api/lookup/Note/{field}/{value}"]["get"]["parameters"][0]
+        // Every code a path parameter can get is listed: the host answers INVALID_PATH for bad percent-encoding.
+        #expect(doc["components"]["responses"]["Error400"]["description"].string?.contains("INVALID_PATH") == true)
+        #expect(lookup["description"].string?.contains("400 INVALID_PATH") == true, "\(lookup)")
+        // A raw socket: an HTTP client library would escape the bad escape.
+        let socket = try TestSocket.connect(port: host.port)
+        defer { socket.close() }
+        try socket.send("GET /api/entities/Note/%zz HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(HostProcess.adminToken)\r\n\r\n")
+        let badPath = try #require(try await RequestPathTests.read(socket, count: 1).answers.first)
+        #expect(badPath.status == 400 && badPath.body.contains(#""code":"INVALID_PATH""#), "\(badPath.body)")
+        #expect(doc["paths"]["/api/entities/Note/{id}"]["get"]["responses"]["400"] != nil)
         #expect(lookup["schema"]["enum"].array as? [String] == ["title", "body", "votes", "score", "done", "dueAt", "tag", "ownerId"])
         let schemes = doc["components"]["securitySchemes"]
         #expect(schemes["bearer"]["scheme"].string == "bearer" && schemes["admin"]["scheme"].string == "bearer")

@@ -91,11 +91,11 @@ struct StreamStartTests {
     @Test("Opened before any commit since a restart, a WebSocket whose queue overflows before it sent a change reads the log from where it subscribed, not from seq 1",
           arguments: [TestStore.sqlite, TestStore.postgres])
     func overflowBeforeTheFirstFrame(store: TestStore) async throws {
-        // Relays of 1 MiB (over PYLON_WS_MAX_RELAY_BYTES's default), and no write deadline
-        // while the wedged connection waits for the batch on a busy machine.
+        // Relays of 1 MiB (over the defaults of PYLON_WS_MAX_RELAY_BYTES and PYLON_WS_MAX_FRAME),
+        // and no write deadline while the wedged connection waits for the batch on a busy machine.
         let host = try await HostProcess.start(manifest: RealtimeTests.manifest,
                                                env: ["PYLON_SYNC_QUEUE": "64", "PYLON_WS_MAX_RELAY_BYTES": "\(2 << 20)",
-                                                     "PYLON_WS_WRITE_TIMEOUT": "0"],
+                                                     "PYLON_WS_MAX_FRAME": "\(2 << 20)", "PYLON_WS_WRITE_TIMEOUT": "0"],
                                                store: store)
         defer { host.stop() }
         let before = try await host.createItems(5, writers: 1, prefix: "before")

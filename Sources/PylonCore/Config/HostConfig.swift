@@ -45,8 +45,12 @@ public struct HostConfig: Sendable {
     public var sessionPollMs = 200
     /// WS + SSE connections per client address (PYLON_MAX_CONNECTIONS_PER_IP).
     public var maxConnectionsPerAddress = 64
-    /// Largest WebSocket frame accepted (PYLON_WS_MAX_FRAME).
-    public var maxFrameBytes = 16 * 1024 * 1024
+    /// Largest WebSocket message (one frame, or a fragmented message in total) a client may
+    /// send (PYLON_WS_MAX_FRAME). 1 MiB: a client sends only topic/presence relays, which
+    /// PYLON_WS_MAX_RELAY_BYTES caps at 64 KiB anyway, and each connection may make the host
+    /// buffer this much before its message is refused (Pylon's 16 MiB let a guest pin 16 MiB
+    /// per socket).
+    public var maxFrameBytes = 1024 * 1024
     /// Messages (topic/presence relays) one WebSocket client may send per second on
     /// average (PYLON_WS_RELAY_RATE), and in a burst (PYLON_WS_RELAY_BURST); see `RelayLimiter`.
     public var wsRelayRate = 20
@@ -54,9 +58,15 @@ public struct HostConfig: Sendable {
     /// Largest topic/presence message a WebSocket client may send (PYLON_WS_MAX_RELAY_BYTES);
     /// a larger one is refused with `RELAY_TOO_LARGE` (relays are small JSON).
     public var wsMaxRelayBytes = 64 * 1024
-    /// A WebSocket whose pending writes make no progress for this long is closed
-    /// (PYLON_WS_WRITE_TIMEOUT, seconds; 0: never): a client that never reads cannot pin memory.
-    public var wsWriteTimeout: Double = 30
+    /// A connection whose pending writes make no progress for this long is closed
+    /// (PYLON_WRITE_TIMEOUT, seconds; 0: never): a client that stops reading cannot keep its
+    /// connection and its unsent data in the host. One setting for every transport that
+    /// streams (WebSockets, SSE and any other answer written as it comes): the reason is the
+    /// same for all of them.
+    public var writeTimeout: Double = 30
+    /// The WebSocket's own deadline (PYLON_WS_WRITE_TIMEOUT, the older setting, kept: it
+    /// still sets the WebSocket's deadline alone); nil: `writeTimeout`.
+    public var wsWriteTimeout: Double?
     public var corsOrigin = "*"
     /// Requests per client address per `rateLimitWindow` (PYLON_RATE_LIMIT_MAX; 0: no
     /// limit). nil: `requestRateLimit`'s default.
@@ -288,6 +298,7 @@ public struct HostConfig: Sendable {
         if let r = try int("PYLON_WS_RELAY_RATE") { c.wsRelayRate = max(1, min(r, 100_000)) }
         if let b = try int("PYLON_WS_RELAY_BURST") { c.wsRelayBurst = max(1, min(b, 100_000)) }
         if let n = try int("PYLON_WS_MAX_RELAY_BYTES") { c.wsMaxRelayBytes = max(256, n) }
+        if let t = try seconds("PYLON_WRITE_TIMEOUT") { c.writeTimeout = t }
         if let t = try seconds("PYLON_WS_WRITE_TIMEOUT") { c.wsWriteTimeout = t }
         if let m = try int("PYLON_RATE_LIMIT_MAX") { c.rateLimitMax = m }
         if let w = try int("PYLON_RATE_LIMIT_WINDOW") { c.rateLimitWindow = max(1, w) }

@@ -135,7 +135,9 @@ package struct EdgeServer {
                            immediate: (@Sendable (HTTPRequest) -> HTTPFront.ImmediateHandler?)? = nil,
                            streamed: (@Sendable (HTTPRequest) -> Int?)? = nil) -> HTTP1Channel.Configuration {
         let front = HTTPFront.Shared(responder: router.buildResponder(), logger: quietLogger, serverName: "pylon-host",
-                                     maxBody: config.maxBodyBytes, immediate: immediate, streamed: streamed)
+                                     maxBody: config.maxBodyBytes, immediate: immediate, streamed: streamed,
+                                     writeTimeout: config.writeTimeout,
+                                     onWriteTimeout: { [metrics = routes.metrics] in metrics.add("http_write_timeouts_total", 1) })
         return HTTP1Channel.Configuration(additionalChannelHandlers: [HTTPFront(front)], httpDecoderConfiguration: .pylon)
     }
 

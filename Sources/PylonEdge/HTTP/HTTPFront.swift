@@ -23,7 +23,8 @@ import PylonCore
 /// router runs the same handler functions for those routes, so a request reaches the same
 /// code whichever way it is dispatched. An answer whose length is known is written as one
 /// head and body; one that is a stream (SSE, a streamed function call) is written chunk by
-/// chunk as it comes, each write awaited (backpressure).
+/// chunk as it comes, each write awaited (backpressure); a stream whose writes make no
+/// progress for PYLON_WRITE_TIMEOUT (its client stopped reading) closes the connection.
 ///
 /// Answers leave in request order: while a request is being answered, later pipelined parts
 /// wait in `queued` (reads are held back once `maxQueuedBytes` wait). `Connection: close`
@@ -57,6 +58,10 @@ final class HTTPFront: ChannelDuplexHandler, RemovableChannelHandler, @unchecked
         /// The body limit of a request whose body its handler reads as it arrives
         /// (`RouteContext.streamedBodyLimit`: file uploads); nil: the body is collected.
         var streamed: (@Sendable (HTTPRequest) -> Int?)? = nil
+        /// A streamed answer whose writes make no progress for this long closes its
+        /// connection (PYLON_WRITE_TIMEOUT; 0: never); `onWriteTimeout` counts it.
+        var writeTimeout: Double = 0
+        var onWriteTimeout: (@Sendable () -> Void)? = nil
     }
 
     /// Gets the request's whole body and the connection's remote address, and calls its reply
@@ -79,7 +84,7 @@ final class HTTPFront: ChannelDuplexHandler, RemovableChannelHandler, @unchecked
         case skipping
     }
 
-    private let shared: Shared
+    let shared: Shared
     private var state = State.idle
     private var queued = CircularBuffer<HTTPRequestPart>()
     private var queuedBytes = 0
@@ -91,7 +96,13 @@ final class HTTPFront: ChannelDuplexHandler, RemovableChannelHandler, @unchecked
     /// Created on the first request (the channel's loop is known then).
     private var executor: LoopTaskExecutor?
 
-    init(_ shared: Shared) { self.shared = shared }
+    /// The write-progress deadline of a streamed answer (HTTPFrontWriters.swift).
+    var streamWrites: WriteProgressDeadline
+
+    init(_ shared: Shared) {
+        self.shared = shared
+        streamWrites = WriteProgressDeadline(seconds: shared.writeTimeout)
+    }
 
     // MARK: Inbound
 
@@ -247,12 +258,14 @@ final class HTTPFront: ChannelDuplexHandler, RemovableChannelHandler, @unchecked
         return true
     }
 
-    fileprivate func writeChunk(_ chunk: ByteBuffer, context: ChannelHandlerContext) -> EventLoopFuture<Void> {
+    func writeChunk(_ chunk: ByteBuffer, context: ChannelHandlerContext) -> EventLoopFuture<Void> {
         guard context.channel.isActive else { return context.eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel) }
-        return context.writeAndFlush(wrapOutboundOut(.body(chunk)))
+        let write = context.writeAndFlush(wrapOutboundOut(.body(chunk)))
+        trackStreamWrite(write, context: context)
+        return write
     }
 
-    fileprivate func endStream(context: ChannelHandlerContext) {
+    func endStream(context: ChannelHandlerContext) {
         guard context.channel.isActive else { return }
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         answered(context)
@@ -301,6 +314,8 @@ final class HTTPFront: ChannelDuplexHandler, RemovableChannelHandler, @unchecked
     func handlerRemoved(context: ChannelHandlerContext) {
         wire = nil
         codec = nil
+        streamWrites.timer?.cancel()
+        streamWrites.timer = nil
     }
 
     /// Status line, header fields and body in one buffer, with Date, Server and
@@ -548,52 +563,4 @@ final class StreamedBody: @unchecked Sendable {
             loop.execute { front.value.0.bodyDemand(stopped: true, context: front.value.1) }
         }
     }
-}
-
-/// Writes a streamed answer's body to the connection, one awaited write per chunk.
-private struct StreamWriter: ResponseBodyWriter {
-    let bound: NIOLoopBound<(HTTPFront, ChannelHandlerContext)>
-    let loop: any EventLoop
-
-    mutating func write(_ chunk: ByteBuffer) async throws {
-        let bound = bound
-        try await loop.flatSubmit {
-            let (front, context) = bound.value
-            return front.writeChunk(chunk, context: context)
-        }.get()
-    }
-
-    mutating func write(contentsOf chunks: some Sequence<ByteBuffer>) async throws {
-        for c in chunks { try await write(c) }
-    }
-
-    consuming func finish(_ trailingHeaders: HTTPFields?) async throws {
-        let bound = bound
-        loop.execute {
-            let (front, context) = bound.value
-            front.endStream(context: context)
-        }
-    }
-}
-
-/// A response body gathered into one buffer (owned by the answering Task).
-private final class CollectedBody: @unchecked Sendable {
-    var buffer: ByteBuffer
-    init(_ buffer: ByteBuffer) { self.buffer = buffer }
-}
-
-/// Writes a response body into a `CollectedBody`.
-private struct BodyCollector: ResponseBodyWriter {
-    let into: CollectedBody
-
-    mutating func write(_ chunk: ByteBuffer) async throws {
-        var c = chunk
-        into.buffer.writeBuffer(&c)
-    }
-
-    mutating func write(contentsOf chunks: some Sequence<ByteBuffer>) async throws {
-        for c in chunks { try await write(c) }
-    }
-
-    consuming func finish(_ trailingHeaders: HTTPFields?) async throws {}
 }

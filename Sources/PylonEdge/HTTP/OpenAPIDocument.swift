@@ -139,7 +139,7 @@ enum OpenAPIDocument {
 
     static let errorResponses: JSONValue = {
         let described: [(String, String)] = [
-            ("400", "bad input (INVALID_DATA, INVALID_QUERY, MISSING_FIELD, ENTITY_NOT_FOUND, …)"),
+            ("400", "bad input (INVALID_DATA, INVALID_QUERY, INVALID_PATH: a path parameter with bad percent-encoding or not UTF-8, MISSING_FIELD, ENTITY_NOT_FOUND, …)"),
             ("401", "a session is required (AUTH_REQUIRED), or the credentials are wrong (INVALID_CREDENTIALS)"),
             ("403", "not allowed (FORBIDDEN, POLICY_DENIED, CSRF_REJECTED, API_KEY_AUTH_FORBIDDEN)"),
             ("404", "no such row, key or route (NOT_FOUND)"),
@@ -187,9 +187,12 @@ enum OpenAPIDocument {
         .object([("name", .string(name)), ("in", "query"), ("required", false), ("description", .string(what)), ("schema", schema)])
     }
 
+    /// A path parameter; its description names the 400 a malformed one gets (`PathParameters`).
     static func pathParam(_ name: String, _ schema: JSONValue = ["type": "string", "minLength": 1]) -> JSONValue {
-        .object([("name", .string(name)), ("in", "path"), ("required", true), ("schema", schema)])
+        .object([("name", .string(name)), ("in", "path"), ("required", true), ("description", .string(pathParamNote)), ("schema", schema)])
     }
+
+    static let pathParamNote = "percent-encoded; bad percent-encoding, or bytes that are not UTF-8, is 400 INVALID_PATH"
 
     // MARK: - Schemas
 

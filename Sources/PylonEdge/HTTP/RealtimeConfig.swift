@@ -9,7 +9,8 @@ import PylonData
 
 /// Settings of the realtime transports.
 package struct RealtimeConfig: Sendable {
-    package var maxFrameBytes = 16 * 1024 * 1024
+    /// Largest client message, one frame or fragments in total (`HostConfig.maxFrameBytes`).
+    package var maxFrameBytes = 1024 * 1024
     package var keepaliveSeconds = 15
     /// A subscriber that overflowed and then delivers nothing for this long is closed.
     package var stallSeconds = 5
@@ -33,7 +34,7 @@ package struct RealtimeConfig: Sendable {
         relayRate = config.wsRelayRate
         relayBurst = config.wsRelayBurst
         maxRelayBytes = config.wsMaxRelayBytes
-        writeTimeout = config.wsWriteTimeout
+        writeTimeout = config.wsWriteTimeout ?? config.writeTimeout
     }
 }
 

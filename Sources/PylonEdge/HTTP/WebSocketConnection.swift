@@ -22,7 +22,7 @@ import PylonWebSocket
 ///   connection and the socket takes more (a client that stops reading is not drained; its
 ///   queue overflows to the log, by count or by bytes, and the stall watchdog closes it).
 /// - a connection whose pending writes make no progress for `writeTimeout` is closed
-///   (`WebSocketWriteDeadline`).
+///   (`WriteProgressDeadline`).
 /// - a ping every `pingSeconds`; a client that has not answered the previous one is closed.
 /// - close: 1008 `session revoked` when the session ends, 4410 after a resync notice,
 ///   1000 at shutdown; the socket closes when the client answers or after `closeSeconds`.
@@ -64,7 +64,7 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
     private var writing = false
     /// The `HubMessage.byteCount` of the messages in that chunk (`Subscriber.sent` once it left).
     private var writingBytes = 0
-    private var writes: WebSocketWriteDeadline
+    private var writes: WriteProgressDeadline
     /// `deliver` is running (a chunk taken at once calls back into it).
     private var delivering = false
     /// The context of NIO's frame encoder: writes through it skip the encoder, for chunks
@@ -78,7 +78,7 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
         self.start = start
         from = subscriber.auth.isAdmin ? "admin" : .string(subscriber.auth.userID ?? "")
         limiter = RelayLimiter(rate: services.routes.realtime.relayRate, burst: services.routes.realtime.relayBurst)
-        writes = WebSocketWriteDeadline(seconds: services.routes.realtime.writeTimeout)
+        writes = WriteProgressDeadline(seconds: services.routes.realtime.writeTimeout)
     }
 
     // MARK: Channel events
@@ -164,21 +164,35 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
 
     // MARK: Client messages
 
+    /// Joins a message's fragments. NIO's decoder refuses a single frame over `maxFrameBytes`
+    /// from its header, before buffering its payload (1009); here the fragments of one message
+    /// are held to the same total, checked before a fragment is appended, so a connection
+    /// never holds more than `maxFrameBytes` of a message however it is split.
     private func reassemble(_ frame: WebSocketFrame) {
+        let limit = services.routes.realtime.maxFrameBytes
         var message: (opcode: WebSocketOpcode, data: ByteBuffer)
-        switch (frame.opcode, partial) {
-        case (.continuation, var started?):
+        switch frame.opcode {
+        case .continuation:
+            // Taken out of `partial`: no second reference while appending (no copy of the buffer).
+            guard var started = partial.take() else {
+                closeNow(.protocolError)  // a continuation with nothing started
+                return
+            }
+            guard started.data.readableBytes + frame.data.readableBytes <= limit else {
+                closeNow(.messageTooLarge)
+                return
+            }
             var more = frame.unmaskedData
             started.data.writeBuffer(&more)
             message = started
-        case (.text, nil), (.binary, nil):
+        case .text where partial == nil, .binary where partial == nil:
             message = (frame.opcode, frame.unmaskedData)
         default:
-            // A continuation with nothing started, or a new message inside a fragmented one.
+            // A new message inside a fragmented one, or an opcode no data frame has.
             closeNow(.protocolError)
             return
         }
-        guard message.data.readableBytes <= services.routes.realtime.maxFrameBytes else {
+        guard message.data.readableBytes <= limit else {
             closeNow(.messageTooLarge)
             return
         }

@@ -8,6 +8,7 @@ import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
 import NIOWebSocket
 import PylonCore
+import PylonData
 import PylonJSON
 
 /// The HTTP/1.1 channel of the listeners that take WebSocket upgrades (the API port with
@@ -21,16 +22,18 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
     enum UpgradeResult: Sendable {
         case webSocket
         case notUpgraded(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
-        /// An upgrade request this listener does not take (another path, a bad handshake), or
-        /// one the host refuses (`HostError`: a `since` that is no cursor), answered 400.
+        /// An upgrade request this listener does not take (another path) or one the host
+        /// refuses (a `since` that is no cursor, a wrong API key, ...), answered with the
+        /// error's status and JSON body. nil: declined without `decide` saying why (the
+        /// upgrader failed before asking), answered as `unexplained`.
         case refused(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, HostError?)
     }
 
     /// What `decide` made of an upgrade request.
     enum Decision: Sendable {
         case admit(WebSocketAdmission, HTTPHeaders)
-        /// Answered 400: with the error's JSON body when the host refused the request itself.
-        case refuse(HostError?)
+        /// Answered with the error's status and JSON body, then the connection closes.
+        case refuse(HostError)
     }
 
     struct Value: ServerChildChannelValue {
@@ -131,20 +134,22 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
     /// The admitted caller (subscribed already: see `RouteContext.admitWebSocket`) and the
     /// response headers for an upgrade request, or why it is refused.
     private func decide(_ head: HTTPRequestHead, channel: any Channel) -> EventLoopFuture<Decision> {
-        guard let request = try? HTTPRequest(head, secure: false, splitCookie: false),
-              upgrades(URI(head.uri).path) else {
-            return channel.eventLoop.makeSucceededFuture(.refuse(nil))
+        guard let request = try? HTTPRequest(head, secure: false, splitCookie: false) else {
+            return channel.eventLoop.makeSucceededFuture(.refuse(Self.malformed))
         }
+        let path = URI(head.uri).path
+        guard upgrades(path) else { return channel.eventLoop.makeSucceededFuture(.refuse(Self.notServed(path))) }
         let hbRequest = Request(head: request, body: .init(buffer: ByteBuffer()))
         let promise = channel.eventLoop.makePromise(of: Decision.self)
         promise.completeWithTask { [routes] in
             let caller: WebSocketCaller
             do {
                 caller = try await routes.webSocketCaller(hbRequest, peer: channel.remoteAddress)
-            } catch let error as HostError where error.status == 400 {
-                // A request the host refuses (a `since` that is no cursor): 400 with the error
-                // body, as `/api/sync/pull` and the event stream answer it.
-                return .refuse(error)
+            } catch {
+                // A request the host refuses (a `since` that is no cursor: 400 INVALID_QUERY, as
+                // `/api/sync/pull` and the event stream answer it; a wrong API key: 401; a store
+                // that failed: 5xx): its status and error body, not an upgrade.
+                return .refuse(DataService.hostError(error))
             }
             var headers = HTTPHeaders()
             if let echo = RouteContext.webSocketToken(hbRequest).protocolEcho { headers.add(name: "Sec-WebSocket-Protocol", value: echo) }
@@ -153,12 +158,22 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
         return promise.futureResult
     }
 
-    /// The 400 of a refused upgrade (the connection closes after it): the host's error as
-    /// JSON, or no body when the handshake itself was declined.
-    static func refusal(_ error: HostError?) -> [HTTPResponsePart] {
-        guard let error else {
-            return [.head(HTTPResponse(status: .badRequest, headerFields: [.connection: "close", .contentLength: "0"])), .end(nil)]
-        }
+    /// An upgrade to a path that takes no WebSocket here.
+    static func notServed(_ path: String) -> HostError {
+        HostError.badRequest("WEBSOCKET_NOT_SERVED", "\(path.prefix(200)) takes no WebSocket upgrade on this port; "
+            + "the sync WebSocket is /api/sync/ws (or any path on port+1, unless the host runs with --no-compat-ports)")
+    }
+
+    /// A head HTTPTypes cannot represent (NIO's decoder took it).
+    static let malformed = HostError.badRequest("MALFORMED_HTTP", "the upgrade request's head is not valid HTTP (a bad method, target or header); send a WebSocket handshake per RFC 6455 §4.1")
+
+    /// A refusal no decision explains (the upgrade failed before `decide` ran).
+    static let unexplained = HostError.badRequest("WEBSOCKET_HANDSHAKE_INVALID", "the WebSocket handshake was refused; send GET with Upgrade: websocket, Connection: Upgrade, Sec-WebSocket-Key and Sec-WebSocket-Version: 13")
+
+    /// The answer to a refused upgrade (the connection closes after it): the host's error as
+    /// JSON with its status, like every other error the host answers.
+    static func refusal(_ refused: HostError?) -> [HTTPResponsePart] {
+        let error = refused ?? unexplained
         let bytes = JSONWriter.encode(error.body)
         var fields = HTTPSupport.jsonHeaders
         fields[.connection] = "close"

@@ -5,6 +5,10 @@ import Foundation
 /// until EOF) on its own thread into SSE events (`id:`, `event:`, `data:` lines ended
 /// by a blank line) and comments (`: connected`, `: keepalive`). A non-200 answer keeps
 /// its body in `body` (e.g. the 401 or 429 error JSON).
+///
+/// With `reading: false` the client reads the response head and then nothing until
+/// `startReading()`: a consumer that stopped reading, whose small receive window
+/// (`receiveBuffer`) makes the host's writes back up.
 final class TestEventStream: @unchecked Sendable {
     struct Event {
         var id: String?
@@ -34,6 +38,7 @@ final class TestEventStream: @unchecked Sendable {
     // SSE line state
     private var line: [UInt8] = []
     private var field: (id: String?, event: String?, data: [String]) = (nil, nil, [])
+    private var readerStarted = false
 
     private init(socket: TestSocket, status: Int, headers: [String: String], rest: [UInt8], label: String) {
         self.socket = socket
@@ -47,21 +52,34 @@ final class TestEventStream: @unchecked Sendable {
 
     deinit { socket.close() }
 
-    /// `GET <path>` on 127.0.0.1:`port`; returns once the response head is read (any status).
+    /// `GET <path>` on 127.0.0.1:`port` (or `POST` with `body`, as a streamed function call
+    /// is asked for); returns once the response head is read (any status).
     static func connect(port: Int, path: String = "/api/sync/events", token: String? = nil,
-                        headers: [String: String] = [:], label: String = "sse") async throws -> TestEventStream {
+                        headers: [String: String] = [:], body: String? = nil,
+                        receiveBuffer: Int? = nil, reading: Bool = true, label: String = "sse") async throws -> TestEventStream {
         let stream = try await onThread { () throws -> TestEventStream in
-            let socket = try TestSocket.connect(port: port)
-            var req = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n"
+            let socket = try TestSocket.connect(port: port, receiveBuffer: receiveBuffer)
+            var req = "\(body == nil ? "GET" : "POST") \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n"
             if let token { req += "Authorization: Bearer \(token)\r\n" }
             for (k, v) in headers { req += "\(k): \(v)\r\n" }
-            req += "\r\n"
+            if let body { req += "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n" }
+            req += "\r\n" + (body ?? "")
             try socket.send(req)
             let head = try readHTTPHead(socket)
             return TestEventStream(socket: socket, status: head.status, headers: head.headers, rest: head.rest, label: label)
         }
-        Thread { [stream] in stream.readLoop() }.start()
+        if reading { stream.startReading() }
         return stream
+    }
+
+    /// Starts the reader thread (once).
+    func startReading() {
+        let start = lock.withLock { () -> Bool in
+            if readerStarted { return false }
+            readerStarted = true
+            return true
+        }
+        if start { Thread { [self] in readLoop() }.start() }
     }
 
     // MARK: State

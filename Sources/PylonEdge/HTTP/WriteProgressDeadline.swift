@@ -1,13 +1,18 @@
 import NIOCore
 
-/// The write-progress deadline of one WebSocket connection (PYLON_WS_WRITE_TIMEOUT): a
-/// connection with writes pending and none of them finished for `timeout` is stalled, and
-/// is closed, so a client that never reads cannot keep its unsent frames in the host. The
-/// ping timeout alone does not do it: the close frame it sends waits behind those frames.
+/// The write-progress deadline of one connection that streams (PYLON_WRITE_TIMEOUT, and
+/// PYLON_WS_WRITE_TIMEOUT for WebSockets): a connection with writes pending and none of them
+/// finished for `timeout` is stalled, and is closed, so a client that never reads cannot
+/// keep its connection and its unsent data in the host. Kept by `WebSocketConnection` and
+/// by `HTTPFront` for answers written as they come (SSE streams, streamed function calls,
+/// file downloads).
+/// On a WebSocket the ping timeout alone does not do it: the close frame it sends waits
+/// behind those frames; an SSE stream has no ping at all.
 ///
 /// Only the writes that carry the stream count (chunks of live frames, pages of the log,
-/// close frames); an idle connection has none pending and arms no timer. Event loop only.
-struct WebSocketWriteDeadline {
+/// close frames, an answer's body chunks); an idle connection has none pending and arms no
+/// timer. Event loop only.
+struct WriteProgressDeadline {
     enum Verdict {
         /// Nothing pending: no check needed until the next write.
         case idle
@@ -17,7 +22,7 @@ struct WebSocketWriteDeadline {
         case stalled
     }
 
-    /// nil: never (PYLON_WS_WRITE_TIMEOUT=0).
+    /// nil: never (a timeout of 0).
     let timeout: TimeAmount?
     /// The check scheduled on the event loop, if any (the connection cancels it when it closes).
     var timer: Scheduled<Void>?

@@ -1,0 +1,90 @@
+import Foundation
+import Testing
+
+/// How much one RESP request may make the cache plugin hold: a bulk string (a key, a `SET`
+/// or `PUBLISH` value) is at most `max_bulk_bytes` (default 8 MiB; Redis'
+/// `proto-max-bulk-len`), a command at most `max_multibulk` arguments, and a request at most
+/// `max_query_bytes` in all. A length header over a limit is answered `-ERR` naming the
+/// setting and the connection closes, before any body is read: these clients send the
+/// header and nothing more, and still get their answer. Raw sockets, real host.
+@Suite("Cache RESP limits: bulk length, multibulk count, request size (black-box, raw sockets)")
+struct CacheLimitsTests {
+    static let maxBulk = 8 << 20
+
+    /// Sends `payload` and reads until the host closes the connection: what it answered.
+    static func untilClosed(_ port: Int, _ payload: String) async throws -> String {
+        try await respExchange(port, payload) { _ in false }
+    }
+
+    /// A RESP command.
+    static func command(_ args: [String]) -> String {
+        "*\(args.count)\r\n" + args.map { "$\($0.utf8.count)\r\n\($0)\r\n" }.joined()
+    }
+
+    @Test("Hostile (defaults): SET and PUBLISH whose bulk header announces more than 8 MiB, and a multibulk count over 1,048,576, get -ERR naming the setting and a close before any body is sent; a value of exactly 8 MiB is stored and a 1 MiB PUBLISH is delivered; other clients are served throughout")
+    func bulkAndMultibulkLimits() async throws {
+        let (host, port) = try await HostProcess.startWithCache()
+        defer { host.stop() }
+        let over = Self.maxBulk + 1
+        let hostile: [(what: String, payload: String, expected: String)] = [
+            ("SET", "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$\(over)\r\n", "-ERR Protocol error: invalid bulk length: \(over) bytes is over the limit of \(Self.maxBulk) (the cache plugin's max_bulk_bytes)"),
+            ("PUBLISH", "*3\r\n$7\r\nPUBLISH\r\n$4\r\nchan\r\n$\(over)\r\n", "max_bulk_bytes"),
+            ("a key", "*2\r\n$3\r\nGET\r\n$999999999999\r\n", "-ERR Protocol error: invalid bulk length: 999999999999 bytes"),
+            ("multibulk", "*1048577\r\n", "-ERR Protocol error: invalid multibulk length: 1048577 arguments is over the limit of 1048576 (the cache plugin's max_multibulk)"),
+        ]
+        for h in hostile {
+            // Nothing after the header: the answer comes from the header alone, then EOF.
+            let got = try await Self.untilClosed(port, h.payload)
+            #expect(got.hasPrefix("-ERR Protocol error: invalid") && got.contains(h.expected) && got.hasSuffix("\r\n"), "\(h.what): \(got)")
+        }
+
+        // The happy twins: a value at the limit is stored whole; a 1 MiB message is delivered.
+        let value = String(repeating: "v", count: Self.maxBulk)
+        let set = try await respExchange(port, Self.command(["SET", "big", value]) + Self.command(["STRLEN", "big"])) { $0.hasSuffix(":\(Self.maxBulk)\r\n") }
+        #expect(set == "+OK\r\n:\(Self.maxBulk)\r\n", "\(set.prefix(200))")
+        let subscriber = try TestSocket.connect(port: port)
+        defer { subscriber.close() }
+        let message = String(repeating: "m", count: 1 << 20)
+        let delivered = Task {
+            try await onThread { () throws -> Int in
+                try subscriber.send(Self.command(["SUBSCRIBE", "chan"]))
+                var got = [UInt8]()
+                while !String(decoding: got.suffix(16), as: UTF8.self).hasSuffix("mmm\r\n") {
+                    guard case let .bytes(b) = subscriber.receive() else { break }
+                    got += b
+                }
+                return got.count
+            }
+        }
+        // Publish until the subscription is in place (it answers 1 subscriber then).
+        var receivers = ":0\r\n"
+        for _ in 0..<100 where receivers == ":0\r\n" {
+            receivers = try await respExchange(port, Self.command(["PUBLISH", "chan", message])) { $0.hasSuffix("\r\n") }
+            if receivers == ":0\r\n" { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(receivers == ":1\r\n")
+        #expect(try await delivered.value > 1 << 20)
+        #expect(!host.hasExited)
+        #expect(try await host.request("GET", "/health").status == 200)
+    }
+
+    @Test("Hostile (max_query_bytes 1mb, max_bulk_bytes 64kb): a command whose arguments add up to more than max_query_bytes is refused with -ERR and a close once its headers say so; one just under it runs")
+    func requestSizeLimit() async throws {
+        let (host, port) = try await HostProcess.startWithCache(cacheConfig: #""max_query_bytes": "1mb", "max_bulk_bytes": "64kb""#)
+        defer { host.stop() }
+        let arg = String(repeating: "a", count: 60_000)
+        // 20 values of 60 KB announced (1.2 MB), each under max_bulk_bytes. Sent: the first
+        // 17 (1.02 MB) and the 18th's length header, which takes the request past 1 MiB;
+        // nothing more: the answer comes from that header.
+        let hostile = "*41\r\n$4\r\nMSET\r\n" + (0..<17).map { "$1\r\n\($0 % 10)\r\n$\(arg.utf8.count)\r\n\(arg)\r\n" }.joined()
+            + "$1\r\n7\r\n$\(arg.utf8.count)\r\n"
+        let got = try await Self.untilClosed(port, hostile)
+        #expect(got.hasPrefix("-ERR Protocol error: request too large") && got.contains("max_query_bytes"), "\(got.prefix(300))")
+
+        // The happy twin: 16 of them (under 1 MiB in all) run.
+        let ok = Self.command(["MSET"] + (0..<8).flatMap { ["k\($0)", arg] }) + Self.command(["STRLEN", "k7"])
+        let reply = try await respExchange(port, ok) { $0.hasSuffix(":60000\r\n") }
+        #expect(reply == "+OK\r\n:60000\r\n", "\(reply)")
+        #expect(try await host.request("GET", "/health").status == 200)
+    }
+}
