@@ -31,11 +31,10 @@ extension RouteContext {
             if data.codecs[entity] != nil, try await data.get(entity, id: user) != nil {
                 _ = try await data.delete(entity, id: user, auth: .admin)
             }
-            var r = HTTPSupport.json(.object([("deleted", true), ("revoked_sessions", .int(Int64(sessionsEnded))),
-                                              ("revoked_api_keys", .int(Int64(keys))), ("unlinked_accounts", .int(Int64(links))),
-                                              ("deleted_files", .int(Int64(removedFiles))), ("left_orgs", .int(Int64(memberships)))]))
-            r.headers[.setCookie] = clearedSessionCookie
-            return r
+            let answer = HTTPSupport.json(.object([("deleted", true), ("revoked_sessions", .int(Int64(sessionsEnded))),
+                                                   ("revoked_api_keys", .int(Int64(keys))), ("unlinked_accounts", .int(Int64(links))),
+                                                   ("deleted_files", .int(Int64(removedFiles))), ("left_orgs", .int(Int64(memberships)))]))
+            return withoutSessionCookie(req, answer)
         }
     }
 }
