@@ -43,6 +43,13 @@ function typeOf(x: unknown): string {
   return typeof x;
 }
 
+/** `o[k]` only when `o` has it itself: an inherited value (a prototype polluted by an
+ *  earlier call's code, e.g. a deep merge of `{"__proto__": ...}`) must not fill in a
+ *  field the caller left out. */
+function own(o: Record<string, unknown>, k: string): unknown {
+  return Object.hasOwn(o, k) ? o[k] : undefined;
+}
+
 /** The first problem with `value` against `schema`, or null. `path` names the value. */
 export function check(schema: Validator, value: unknown, path: string): string | null {
   switch (schema.type) {
@@ -70,11 +77,12 @@ export function check(schema: Validator, value: unknown, path: string): string |
       if (typeOf(value) !== "object") return `${path}: expected object, got ${typeOf(value)}`;
       const o = value as Record<string, unknown>;
       for (const [k, f] of Object.entries(schema.fields ?? {})) {
-        if (o[k] === undefined) {
+        const v = own(o, k);
+        if (v === undefined) {
           if (f.optional) continue;
           return `${path}.${k}: required field missing`;
         }
-        const p = check(f, o[k], `${path}.${k}`);
+        const p = check(f, v, `${path}.${k}`);
         if (p) return p;
       }
       return null;
@@ -97,11 +105,12 @@ export function validateArgs(schema: Record<string, Validator>, args: unknown): 
   const a = args as Record<string, unknown>;
   const problems: string[] = [];
   for (const [k, s] of Object.entries(schema)) {
-    if (a[k] === undefined || a[k] === null) {
+    const v = own(a, k);
+    if (v === undefined || v === null) {
       if (!s.optional) problems.push(`Missing required field "${k}" (type: ${s.type})`);
       continue;
     }
-    const p = check(s, a[k], k);
+    const p = check(s, v, k);
     if (p) problems.push(p);
   }
   return problems;

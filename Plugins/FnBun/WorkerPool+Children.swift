@@ -38,9 +38,11 @@ extension WorkerPool {
         posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
         let argv = [bun, "run", "--no-install", runtimeScript, functionsDir]
         let cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+        let cenv: [UnsafeMutablePointer<CChar>?] = Self.workerEnvironment().map { strdup($0) } + [nil]
         var pid: pid_t = 0
-        let rc = withSpawnPolicy(batchScheduling) { posix_spawn(&pid, bun, &actions, &attr, cargs, environ) }
+        let rc = withSpawnPolicy(batchScheduling) { posix_spawn(&pid, bun, &actions, &attr, cargs, cenv) }
         for p in cargs { free(p) }
+        for p in cenv { free(p) }
         posix_spawn_file_actions_destroy(&actions)
         posix_spawnattr_destroy(&attr)
         close(toChild[0])
@@ -102,6 +104,21 @@ extension WorkerPool {
         }
     }
 
+    /// The host's environment without its own settings: `ctx.env` is the worker's
+    /// `process.env`, and the host's (`PYLON_*`: the admin token, JWT secret, API-key
+    /// pepper, files secret, mail and OAuth secrets, ...) and `DATABASE_URL` are not the
+    /// app's to read — a debugging `return ctx.env` gave the admin token to any caller.
+    static func workerEnvironment() -> [String] {
+        var out: [String] = []
+        var p = environ
+        while let entry = p.pointee {
+            let s = String(cString: entry)
+            if !s.hasPrefix("PYLON_") && !s.hasPrefix("DATABASE_URL=") { out.append(s) }
+            p += 1
+        }
+        return out
+    }
+
     func backoff(_ failures: Int) -> Double {
         failures <= 1 ? 0 : min(0.1 * pow(2, Double(failures - 2)), 10)
     }
@@ -119,6 +136,8 @@ extension WorkerPool {
         w.writeLock.lock()
         if w.generation == generation { w.closeStdin() }
         w.writeLock.unlock()
+        // Reaped: the number may now be another process's, which no later kill may reach.
+        if w.pid == pid { w.pid = 0 }
         let orphans = w.inflight
         w.inflight.removeAll()
         let now = monotonicSeconds()

@@ -105,6 +105,22 @@ struct AccountClaimTests {
         #expect(reset.status == 200, "\(reset.body)")
         #expect(try await host.request("GET", "/api/auth/me", token: key2).status == 401, "a reset that proves the address ends the stranger's key")
         #expect(try await PasswordAuthTests.login(host, "second@example.com", "the owner's password 2").status == 200)
+
+        // Proven, the account is not claimed again, but a reset is still a recovery: a key
+        // minted before it (by whoever had the account) ends with it.
+        let owner2 = try #require(reset.json["token"].string, "\(reset.body)")
+        let key3 = try #require(try await ApiKeyTests.create(host, owner2).json["key"].string)
+        let mailed = smtp.messages(to: "second@example.com").count
+        _ = try await host.request("POST", "/api/auth/password/reset/request", json: #"{"email":"second@example.com"}"#)
+        let mail2 = try await eventually("a second reset mail", timeout: 30) { () -> String? in
+            let all = smtp.messages(to: "second@example.com")
+            return all.count > mailed ? all.last : nil
+        }
+        let resetToken2 = try #require(MailSink.resetToken(in: mail2))
+        let reset2 = try await host.request("POST", "/api/auth/password/reset/complete",
+                                            json: #"{"token":\#(TestJSON.quote(resetToken2)),"newPassword":"the owner's password 3"}"#)
+        #expect(reset2.status == 200, "\(reset2.body)")
+        #expect(try await host.request("GET", "/api/auth/me", token: key3).status == 401, "a reset of a proven account ends its keys")
     }
 
     @Test("Email-change links: a new request replaces the last; a password change or sign-out everywhere ends them; guests have none")

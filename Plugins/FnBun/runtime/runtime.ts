@@ -214,8 +214,11 @@ async function handleCall(f: any) {
     const ctx: Record<string, unknown> = { auth, env: process.env, db: makeDb(c, def.type !== "query") };
     if (def.type !== "query") {
       ctx.stream = {
-        write: (data: string) => send({ type: "stream", call_id: callId, data: String(data) }),
-        writeEvent: (event: string, data: string) => send({ type: "stream", call_id: callId, event, data: String(data) }),
+        // A lone UTF-16 surrogate (text cut in the middle of an emoji) is not JSON the host
+        // reads: the whole chunk was lost. It becomes U+FFFD instead.
+        write: (data: string) => send({ type: "stream", call_id: callId, data: String(data).toWellFormed() }),
+        writeEvent: (event: string, data: string) =>
+          send({ type: "stream", call_id: callId, event: String(event).toWellFormed(), data: String(data).toWellFormed() }),
       };
       ctx.error = (code: string, message: string) => {
         throw new api.FunctionError(code, message);

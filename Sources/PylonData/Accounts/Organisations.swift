@@ -154,6 +154,12 @@ package final class Organisations: Sendable {
         return try await store.read { conn in try Self.role(conn, s, org, user) }
     }
 
+    /// `role(of:in:)` on `conn`, e.g. inside a write transaction that must see the
+    /// membership as its own writes will.
+    package func role(of user: String, in org: String, on conn: StoreConnection) throws -> Role? {
+        try Self.role(conn, sql, org, user)
+    }
+
     /// Renames `org` (owners and admins).
     package func rename(_ id: String, to name: String, by user: String) async throws -> (org: Org, role: Role) {
         let s = sql
@@ -248,6 +254,12 @@ package final class Organisations: Sendable {
             guard let (o, caller) = try Self.membership(tx.connection, s, org, user) else { throw Self.notFound }
             guard caller.manages else { throw Self.forbidden("inviting (owners and admins can)") }
             guard caller == .owner || role != .owner else { throw Self.forbidden("inviting an owner (only an owner can)") }
+            // A new invite replaces the address's last one: an admin must not turn an
+            // owner's invite to be owner into a lesser one.
+            let earlier = try tx.connection.execute(s.invitedRoles, [.text(org), .int(now), .text(email.value)]).rows
+            guard caller == .owner || !earlier.contains(where: { $0.at(0).textValue == Role.owner.rawValue }) else {
+                throw Self.forbidden("replacing an invite to be owner (only an owner can)")
+            }
             if let existingUser, try Self.role(tx.connection, s, org, existingUser) != nil {
                 throw HostError(status: 409, code: "ALREADY_MEMBER", message: "the user with this email is already a member")
             }
@@ -273,14 +285,18 @@ package final class Organisations: Sendable {
         }
     }
 
-    /// Revokes invite `id` of `org` (owners and admins); false when `org` has no such invite.
+    /// Revokes invite `id` of `org` (owners and admins; only an owner revokes an invite to
+    /// be owner); false when `org` has no such invite.
     package func revokeInvite(org: String, id: String, by user: String) async throws -> Bool {
         let s = sql
         return try await store.write { tx in
             guard let role = try Self.role(tx.connection, s, org, user) else { throw Self.notFound }
             guard role.manages else { throw Self.forbidden("revoking invites (owners and admins can)") }
             // Asked before deleting: a deferred-write store (D1) reports no row counts until commit.
-            guard !(try tx.connection.execute(s.findInvite, [.text(id), .text(org)]).rows.isEmpty) else { return false }
+            guard let found = try tx.connection.execute(s.findInvite, [.text(id), .text(org)]).rows.first else { return false }
+            guard role == .owner || found.at(0).textValue != Role.owner.rawValue else {
+                throw Self.forbidden("revoking an invite to be owner (only an owner can)")
+            }
             try tx.write(s.deleteInvite, [.text(id), .text(org)])
             return true
         }
@@ -357,7 +373,7 @@ package final class Organisations: Sendable {
     private struct Statements: Sendable {
         let countCreated, insertOrg, renameOrg, deleteOrgRow, orgsOfUser, membership: String
         let insertMember, updateRole, deleteMemberRow, membersOfOrg, membershipsOfUser, memberRow, countOwners, successor: String
-        let insertInvite, countPending, sweepInvites, invitesOfOrg, findInvite, deleteInvite, discardInvite, deleteOrgInvites, inviteByToken: String
+        let insertInvite, countPending, sweepInvites, invitedRoles, invitesOfOrg, findInvite, deleteInvite, discardInvite, deleteOrgInvites, inviteByToken: String
     }
 
     private var sql: Statements {
@@ -392,8 +408,9 @@ package final class Organisations: Sendable {
                 + "VALUES (\((1...9).map(p).joined(separator: ", ")))",
             countPending: "SELECT COUNT(*) FROM \(invites) WHERE \(q("org_id")) = \(p(1)) AND \(live) AND \(q("email")) <> \(p(3))",
             sweepInvites: "DELETE FROM \(invites) WHERE \(q("org_id")) = \(p(1)) AND (\(q("expires_at")) <= \(p(2)) OR \(q("email")) = \(p(3)))",
+            invitedRoles: "SELECT \(q("role")) FROM \(invites) WHERE \(q("org_id")) = \(p(1)) AND \(live) AND \(q("email")) = \(p(3))",
             invitesOfOrg: "SELECT \(inviteColumns) FROM \(invites) WHERE \(q("org_id")) = \(p(1)) AND \(live) ORDER BY \(q("created_at")) DESC, \(q("id"))",
-            findInvite: "SELECT 1 FROM \(invites) WHERE \(q("id")) = \(p(1)) AND \(q("org_id")) = \(p(2))",
+            findInvite: "SELECT \(q("role")) FROM \(invites) WHERE \(q("id")) = \(p(1)) AND \(q("org_id")) = \(p(2))",
             deleteInvite: "DELETE FROM \(invites) WHERE \(q("id")) = \(p(1)) AND \(q("org_id")) = \(p(2))",
             discardInvite: "DELETE FROM \(invites) WHERE \(q("id")) = \(p(1))",
             deleteOrgInvites: "DELETE FROM \(invites) WHERE \(q("org_id")) = \(p(1))",

@@ -15,6 +15,11 @@ package final class SessionJWTs: Sendable {
         var iss: IssuerClaim
         var tenant_id: String?
         var roles: [String]
+        /// Set by this host when it mints a token for a session acting in an organisation:
+        /// the host's own memberships decide, so the organisation counts only while the user
+        /// is still a member (`verify`'s `isMember`). A JWT from another issuer sharing
+        /// the secret has no such claim, and its `tenant_id` is trusted, as in Pylon.
+        var pylon_member: Bool?
 
         func verify(using algorithm: some JWTAlgorithm) async throws {
             try exp.verifyNotExpired()
@@ -46,14 +51,17 @@ package final class SessionJWTs: Sendable {
         let now = Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down))
         let expires = now.addingTimeInterval(TimeInterval(lifetime))
         let claims = Claims(sub: SubjectClaim(value: user), iat: IssuedAtClaim(value: now), exp: ExpirationClaim(value: expires),
-                            iss: IssuerClaim(value: issuer ?? "pylon"), tenant_id: auth.tenantID, roles: auth.roles)
+                            iss: IssuerClaim(value: issuer ?? "pylon"), tenant_id: auth.tenantID, roles: auth.roles,
+                            pylon_member: auth.tenantID == nil ? nil : true)
         return (try await keys.value.sign(claims), Int64(expires.timeIntervalSince1970))
     }
 
     /// The caller a JWT names and when the token expires (unix seconds): signed with the
     /// secret (HS256 only), not expired, from the configured issuer. 401 `INVALID_JWT`
-    /// otherwise, or `JWT_MISCONFIGURED` without an issuer.
-    package func verify(_ token: String) async throws -> (auth: AuthContext, expiresAt: Int64) {
+    /// otherwise, or `JWT_MISCONFIGURED` without an issuer. A token this host minted in an
+    /// organisation acts in it only while `isMember(user, org)` says the user still belongs
+    /// (a removed member's token acts in none, as their session does).
+    package func verify(_ token: String, isMember: (String, String) async throws -> Bool) async throws -> (auth: AuthContext, expiresAt: Int64) {
         guard let issuer else {
             throw HostError(status: 401, code: "JWT_MISCONFIGURED", message: "JWTs are accepted only with PYLON_JWT_ISSUER set on the host")
         }
@@ -65,8 +73,10 @@ package final class SessionJWTs: Sendable {
         }
         guard claims.iss.value == issuer, !claims.sub.value.isEmpty else { throw Self.invalid }
         // A guest's JWT stays a guest's, as its session is (`guest_` user ids).
+        var tenant = claims.tenant_id
+        if let org = tenant, claims.pylon_member == true, try await !isMember(claims.sub.value, org) { tenant = nil }
         let auth = AuthContext(userID: claims.sub.value, isAdmin: false, isGuest: claims.sub.value.hasPrefix("guest_"),
-                               roles: claims.roles.filter { $0 != "admin" }, tenantID: claims.tenant_id)
+                               roles: claims.roles.filter { $0 != "admin" }, tenantID: tenant)
         // Rounded up: a stream read as this token never ends before the token stops working.
         return (auth, Int64(claims.exp.value.timeIntervalSince1970.rounded(.up)))
     }

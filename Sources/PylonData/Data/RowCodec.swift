@@ -91,7 +91,7 @@ public struct RowCodec: Sendable {
     func normalized(_ value: JSONValue, for f: Field) -> JSONValue {
         switch (value, f.type) {
         case let (.int(i), .float?): return .double(Double(i))
-        case let (.double(d), .int?): return .int(Int64(d))
+        case (.double, .int?): return value.intValue.map(JSONValue.int) ?? value  // `encode` refused any other
         default: return value
         }
     }

@@ -90,7 +90,7 @@ package struct JobStore: Sendable {
     /// never more running in a queue than `limit(queue)` across all hosts (the counts in
     /// `_pylon_job_queues`; lapsed leases are taken back by `reclaimLapsed`). Usually two
     /// statements whatever the number claimed: one read of every priority's due jobs with
-    /// their queues' counts (`dueSQL`), and one write (`startSQL`) — on a remote store one
+    /// their queues' counts (`dueSQL`), and one write (`start`) — on a remote store one
     /// round trip each, the write riding with COMMIT. A read that meets a full queue is
     /// made again without it, a few rounds at most.
     ///

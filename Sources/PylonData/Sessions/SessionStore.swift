@@ -174,20 +174,27 @@ public final class SessionStore: @unchecked Sendable {
         return (new, user, expires)
     }
 
-    /// Sets the active organisation of `token`'s live session (nil: none); false when the
-    /// token names no live session.
-    public func selectTenant(_ token: String, _ tenantID: String?) async throws -> Bool {
+    /// What `selectTenant` did.
+    public enum TenantSelection: Sendable { case selected, noSession, refused }
+
+    /// Sets the active organisation of `token`'s live session (nil: none) when `allowed`
+    /// says so. `allowed` reads the membership inside the same write transaction: checked
+    /// before it, a removal committed in between was undone by this write, and the removed
+    /// member kept acting in the organisation.
+    public func selectTenant(_ token: String, _ tenantID: String?,
+                             allowed: @escaping @Sendable (StoreConnection) throws -> Bool) async throws -> TenantSelection {
         let hash = Self.hash(token), now = Self.now(), d = dialect
         let find = "SELECT expires_at FROM _pylon_sessions WHERE token_hash = \(d.placeholder(1))"
         let update = "UPDATE _pylon_sessions SET tenant_id = \(d.placeholder(1)) WHERE token_hash = \(d.placeholder(2))"
-        let live = try await store.write { tx in
+        let outcome = try await store.write { tx -> TenantSelection in
             guard let row = try tx.connection.execute(find, [.text(hash)]).rows.first, case let .int(until) = row.at(0),
-                  until == 0 || now < until else { return false }
+                  until == 0 || now < until else { return .noSession }
+            guard try allowed(tx.connection) else { return .refused }
             try tx.connection.execute(update, [tenantID.map { .text($0) } ?? .null, .text(hash)], wantRows: false)
-            return true
+            return .selected
         }
-        forget([hash])
-        return live
+        if outcome == .selected { forget([hash]) }
+        return outcome
     }
 
     /// In `tx`: the sessions acting in organisation `tenantID` (only `userID`'s, when given)

@@ -54,7 +54,9 @@ extension WorkflowRecord {
             record(name, "Completed", output: a["output"] ?? .null, durationMs: a["duration_ms"]?.intValue ?? 0, now: now)
             return WorkflowNext(delayMs: 0)
         case "sleep":
-            let ms = min(max(a["duration_ms"]?.intValue ?? 0, 0), Self.maxSleepMs)
+            // JavaScript writes 1e21 and up with an exponent: a double, clamped like an integer.
+            let asked = a["duration_ms"]?.doubleValue ?? 0
+            let ms = asked.isNaN ? 0 : Int64(min(max(asked, 0), Double(Self.maxSleepMs)))
             record("sleep", "Completed", output: .null, durationMs: 0, now: now)
             status = "sleeping"
             wakeAt = now + ms

@@ -15,26 +15,38 @@ extension RouteContext {
     func addAccountRoutes(_ router: Router<PylonRequestContext>) {
         router.delete("/api/auth/account") { req, _ in
             let user = try await sessionUser(req)
-            let sessionsEnded = try await sessions.revokeAll(userID: user)
-            let keys = try await apiKeys?.revokeAll(userID: user) ?? 0
-            // Pending codes and links for the user or its address stop working.
-            if let codes { try await codes.forget(email: (try? await passwords.email(ofUser: user))?.value, userID: user) }
-            try await passwords.forget(userID: user)
-            let links = try await oauth?.accounts.forget(userID: user) ?? 0
-            // Memberships end; an organisation the user alone owned passes to its next admin
-            // or member, or goes when nobody is left.
-            let memberships = try await orgs.forget(userID: user)
-            // The user's uploads go with the account (rows logged, then bytes), as in a purge.
-            var removedFiles = 0
-            if let files { removedFiles = try await purgeFiles(of: user, files) }
+            let ended = try await endAccount(user)
             let entity = data.manifest.auth.userEntity
             if data.codecs[entity] != nil, try await data.get(entity, id: user) != nil {
                 _ = try await data.delete(entity, id: user, auth: .admin)
             }
-            let answer = HTTPSupport.json(.object([("deleted", true), ("revoked_sessions", .int(Int64(sessionsEnded))),
-                                                   ("revoked_api_keys", .int(Int64(keys))), ("unlinked_accounts", .int(Int64(links))),
-                                                   ("deleted_files", .int(Int64(removedFiles))), ("left_orgs", .int(Int64(memberships)))]))
+            let answer = HTTPSupport.json(.object([("deleted", true), ("revoked_sessions", .int(Int64(ended.sessions))),
+                                                   ("revoked_api_keys", .int(Int64(ended.apiKeys))), ("unlinked_accounts", .int(Int64(ended.links))),
+                                                   ("deleted_files", .int(Int64(ended.files))), ("left_orgs", .int(Int64(ended.memberships)))]))
             return withoutSessionCookie(req, answer)
         }
+    }
+
+    /// What `endAccount` ended, by kind.
+    struct EndedAccount {
+        var sessions = 0, apiKeys = 0, links = 0, memberships = 0, files = 0
+    }
+
+    /// Ends everything that lets `user` act or sign in — for an account deleted by its user
+    /// and for an admin's purge alike: sessions (and their streams), API keys, pending codes
+    /// and links, the password, provider links, organisation memberships (an organisation
+    /// the user alone owned passes to its next admin or member, or goes when nobody is
+    /// left) and uploads. Sessions first, so a failure part way leaves a user who can no
+    /// longer act, and repeating finishes the rest.
+    func endAccount(_ user: String) async throws -> EndedAccount {
+        var ended = EndedAccount()
+        ended.sessions = try await sessions.revokeAll(userID: user)
+        ended.apiKeys = try await apiKeys?.revokeAll(userID: user) ?? 0
+        if let codes { try await codes.forget(email: (try? await passwords.email(ofUser: user))?.value, userID: user) }
+        try await passwords.forget(userID: user)
+        ended.links = try await oauth?.accounts.forget(userID: user) ?? 0
+        ended.memberships = try await orgs.forget(userID: user)
+        if let files { ended.files = try await purgeFiles(of: user, files) }
+        return ended
     }
 }

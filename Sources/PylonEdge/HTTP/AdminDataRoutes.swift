@@ -59,13 +59,15 @@ extension RouteContext {
         router.delete("/api/admin/users/:id/purge") { req, ctx in
             try await requireAdmin(req, "purging a user's data")
             let id = try ctx.parameters.require("id")
+            // The user is gone, and so is every way to act as them: sessions (and the
+            // streams they hold), API keys, sign-in methods, memberships, uploads.
+            let ended = try await endAccount(id)
             var deleted = try await data.purgeUser(id)
-            if let files { deleted.append((FileRecords.entity, try await purgeFiles(of: id, files))) }
-            // The user is gone: so are their sessions, and the streams they hold.
-            let sessions = try await self.sessions.revokeAll(userID: id)
+            if files != nil { deleted.append((FileRecords.entity, ended.files)) }
             return HTTPSupport.json(.object([
                 ("user_id", .string(id)), ("deleted", .object(deleted.map { ($0.entity, .int(Int64($0.deleted))) })),
-                ("total", .int(Int64(deleted.reduce(0) { $0 + $1.deleted }))), ("sessions_revoked", .int(Int64(sessions))),
+                ("total", .int(Int64(deleted.reduce(0) { $0 + $1.deleted }))), ("sessions_revoked", .int(Int64(ended.sessions))),
+                ("api_keys_revoked", .int(Int64(ended.apiKeys))), ("left_orgs", .int(Int64(ended.memberships))),
             ]))
         }
         router.post("/api/__test__/reset") { req, ctx in

@@ -38,7 +38,7 @@ extension RouteContext {
         let args = try await HTTPSupport.jsonBytes(req, limit: config.maxBodyBytes, empty: Array("{}".utf8))
         let who = try await auth(req)
         _ = try functions.describe(name) // unknown → 404 JSON, not a stream
-        return Self.streamCall(functions, name, args, who)
+        return Self.streamCall(functions, name, args, who, maxQueued: config.syncQueueBytes)
     }
 
     static let defaultTraceLimit: Int64 = 50
@@ -82,33 +82,96 @@ extension RouteContext {
     }
 
     /// `Accept: text/event-stream` (Pylon's streaming path): each `ctx.stream` chunk is a
-    /// `data:` event (a chunk with newlines becomes several `data:` lines, as SSE requires;
-    /// event names are dropped, as in Pylon), then `event: result` with the return value or
-    /// `event: error` with `{"code","message"}`, then the response ends.
-    static func streamCall(_ functions: FunctionService, _ name: String, _ args: [UInt8], _ who: AuthContext) -> Response {
+    /// `data:` event (a chunk with line breaks becomes several `data:` lines, as SSE
+    /// requires; event names are dropped, as in Pylon), then `event: result` with the return
+    /// value or `event: error` with `{"code","message"}`, then the response ends. At most
+    /// `maxQueued` bytes wait for a client that reads slower than the function writes; past
+    /// that the stream ends with `event: error` `STREAM_BACKLOG` and the rest of the
+    /// function's chunks are dropped (it runs on to its end).
+    static func streamCall(_ functions: FunctionService, _ name: String, _ args: [UInt8], _ who: AuthContext, maxQueued: Int) -> Response {
         let (chunks, feed) = AsyncStream<String>.makeStream()
+        let backlog = StreamBacklog(limit: maxQueued)
+        @Sendable func send(_ text: String) {
+            guard backlog.admit(text.utf8.count) else {
+                if backlog.overflowOnce() {
+                    let e: JSONValue = .object([("code", "STREAM_BACKLOG"), ("message", .string("the client read the stream slower than the function wrote it; more than \(maxQueued) bytes waited (PYLON_SYNC_QUEUE_BYTES), so the stream ended"))])
+                    feed.yield("event: error\n" + sseData(JSONWriter.string(e)))
+                    feed.finish()
+                }
+                return
+            }
+            feed.yield(text)
+        }
         let body = ResponseBody { writer in
             let out = EventStreamWriterBox(writer)
             let call = Task {
                 do {
-                    let result = try await functions.call(name, argsJSON: args, auth: who, stream: { _, data in
-                        feed.yield(sseData(data))
-                    })
-                    feed.yield("event: result\n" + sseData(String(decoding: result, as: UTF8.self)))
+                    let result = try await functions.call(name, argsJSON: args, auth: who, stream: { _, data in send(sseData(data)) })
+                    send("event: result\n" + sseData(String(decoding: result, as: UTF8.self)))
                 } catch {
                     let e = DataService.hostError(error)
-                    feed.yield("event: error\n" + sseData(JSONWriter.string(.object([("code", .string(e.code)), ("message", .string(e.message))]))))
+                    send("event: error\n" + sseData(JSONWriter.string(.object([("code", .string(e.code)), ("message", .string(e.message))]))))
                 }
                 feed.finish()
             }
-            for await chunk in chunks { try await out.write(chunk) }
+            for await chunk in chunks {
+                try await out.write(chunk)
+                backlog.sent(chunk.utf8.count)
+            }
             _ = await call.value
             try await out.finish()
         }
         return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: body)
     }
 
+    /// `text` as `data:` lines, split at every line break SSE knows — CRLF, a lone CR and
+    /// LF (a chunk's lone CR would otherwise end the line in the client and let the rest
+    /// of the chunk read as a field of its own, e.g. a forged `event:`).
     static func sseData(_ text: String) -> String {
-        text.split(separator: "\n", omittingEmptySubsequences: false).map { "data: \($0)\n" }.joined() + "\n"
+        var out = "data: "
+        out.reserveCapacity(text.utf8.count + 16)
+        var afterCR = false
+        for u in text.unicodeScalars {
+            if u == "\n", afterCR {
+                afterCR = false
+                continue
+            }
+            afterCR = u == "\r"
+            if u == "\r" || u == "\n" {
+                out += "\ndata: "
+            } else {
+                out.unicodeScalars.append(u)
+            }
+        }
+        return out + "\n\n"
     }
+}
+
+/// Bytes of a streamed call's events queued for its client (`streamCall`), bounded.
+private final class StreamBacklog: @unchecked Sendable {
+    private let lock = NSLock()
+    private let limit: Int
+    private var queued = 0
+    private var overflowed = false
+
+    init(limit: Int) { self.limit = limit }
+
+    /// Whether `n` more bytes may wait (then they count as queued).
+    func admit(_ n: Int) -> Bool {
+        lock.withLock {
+            guard !overflowed, queued + n <= limit else { return false }
+            queued += n
+            return true
+        }
+    }
+
+    /// True the first time only: the stream is over its bound from now on.
+    func overflowOnce() -> Bool {
+        lock.withLock {
+            defer { overflowed = true }
+            return !overflowed
+        }
+    }
+
+    func sent(_ n: Int) { lock.withLock { queued -= n } }
 }

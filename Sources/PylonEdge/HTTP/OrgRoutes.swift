@@ -40,12 +40,14 @@ extension RouteContext {
                 guard let id = given.stringValue, !id.isEmpty, id.count <= 256 else {
                     throw HostError.badRequest("INVALID_DATA", "orgId must be a non-empty string or null")
                 }
-                guard try await isMember(user, of: id) else {
-                    throw HostError(status: 403, code: "NOT_A_MEMBER", message: "you are not a member of this organisation")
-                }
                 org = id
             }
-            guard try await sessions.selectTenant(token, org) else { throw Self.sessionEnded }
+            let chosen = org
+            switch try await sessions.selectTenant(token, chosen, allowed: { conn in try chosen.map { try isMember(user, of: $0, on: conn) } ?? true }) {
+            case .selected: break
+            case .noSession: throw Self.sessionEnded
+            case .refused: throw HostError(status: 403, code: "NOT_A_MEMBER", message: "you are not a member of this organisation")
+            }
             return HTTPSupport.json(.object([("tenantId", org.map { .string($0) } ?? .null)]))
         }
         addOrgCRUDRoutes(router)
@@ -53,14 +55,20 @@ extension RouteContext {
         addOrgInviteRoutes(router)
     }
 
-    /// Whether `user` belongs to `org`: a membership of these routes, or a row of the app's
-    /// `OrgMember` entity (when the manifest declares one with userId and orgId).
-    private func isMember(_ user: String, of org: String) async throws -> Bool {
-        if try await orgs.role(of: user, in: org) != nil { return true }
+    /// Whether `user` belongs to `org` now (a JWT minted in it acts in it only while so).
+    func isMember(_ user: String, of org: String) async throws -> Bool {
+        try await data.store.read { conn in try isMember(user, of: org, on: conn) }
+    }
+
+    /// Whether `user` belongs to `org`, read on `conn` (inside `select-org`'s write): a
+    /// membership of these routes, or a row of the app's `OrgMember` entity (when the
+    /// manifest declares one with userId and orgId).
+    func isMember(_ user: String, of org: String, on conn: StoreConnection) throws -> Bool {
+        if try orgs.role(of: user, in: org, on: conn) != nil { return true }
         guard let codec = data.codecs[Self.orgMemberEntity],
               Set(codec.entity.fields.map(\.name)).isSuperset(of: ["userId", "orgId"]) else { return false }
         let filter: JSONValue = .object([("userId", .string(user)), ("orgId", .string(org))])
-        return !(try await data.query(Self.orgMemberEntity, filter: filter)).isEmpty
+        return !(try data.query(Self.orgMemberEntity, filter: filter, on: conn)).isEmpty
     }
 
     private func addOrgCRUDRoutes(_ router: Router<PylonRequestContext>) {

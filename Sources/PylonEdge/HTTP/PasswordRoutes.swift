@@ -88,6 +88,8 @@ extension RouteContext {
             try await claimIfUnproven(userID)
             try await passwords.setPassword(userID: userID, new: new)
             _ = try await sessions.revokeAll(userID: userID)
+            // A reset is a recovery: whoever had the account may have minted keys in it.
+            _ = try await apiKeys?.revokeAll(userID: userID)
             try await dropPendingEmailChanges(userID)
             _ = try await passwords.markEmailVerified(userID: userID, email: email)
             return try await signedIn(req, userID: userID, extra: [("reset", true)])

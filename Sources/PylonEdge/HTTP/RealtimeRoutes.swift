@@ -45,7 +45,9 @@ extension RouteContext {
             return AuthContext(userID: key.userID, isAdmin: false, isGuest: false, roles: [], tenantID: nil,
                                apiKeyID: key.id, apiKeyScopes: key.scopes)
         }
-        if let token, let jwts, SessionJWTs.looksLikeJWT(token) { return try await jwts.verify(token).auth }
+        if let token, let jwts, SessionJWTs.looksLikeJWT(token) {
+            return try await jwts.verify(token, isMember: { user, org in try await isMember(user, of: org) }).auth
+        }
         guard let token, let s = try await sessions.resolve(token) else { return .anonymous }
         return AuthContext(s)
     }
@@ -78,7 +80,8 @@ extension RouteContext {
         // A JWT's stream reads as its user and lives until the token expires (a JWT cannot
         // be revoked); its name carries that expiry (`SessionStore.jwtStream`).
         if let jwts, SessionJWTs.looksLikeJWT(token) {
-            let expires = try await jwts.verify(token).expiresAt
+            // Only the expiry: `authFor` above checked the rest.
+            let expires = try await jwts.verify(token, isMember: { _, _ in true }).expiresAt
             return (auth, StreamSession(tokenHash: SessionStore.jwtStream(token, expiresAt: expires), expiresAt: expires), generation)
         }
         // `authFor` just resolved it, so this is a cache hit (or one more read after a revocation).

@@ -8,7 +8,7 @@ import PylonJSON
 /// when it is a mutation (a rolled-back mutation enqueues nothing), in a write of their
 /// own from an action. The runner picks the job up at its next poll.
 enum FnJobOps {
-    static func run(_ op: FnOp, in tx: WriteTransaction) throws -> JSONValue {
+    static func run(_ op: FnOp, functions: FunctionService, in tx: WriteTransaction) throws -> JSONValue {
         let jobs = JobStore(dialect: tx.dialect)
         if op.op == "cancel_job" {
             guard let id = op.raw["job_id"]?.stringValue, !id.isEmpty else {
@@ -21,7 +21,9 @@ enum FnJobOps {
                 return .object([("cancelled", false)])
             }
         }
-        let r = try jobs.enqueue(tx, try JobRequest.parse(op.raw, payloadKey: "args", origin: "function"))
+        let request = try JobRequest.parse(op.raw, payloadKey: "args", origin: "function")
+        try functions.requireJobHandler(request.name)
+        let r = try jobs.enqueue(tx, request)
         return .object([("id", .string(r.id)), ("status", .string(r.status)), ("duplicate", .bool(!r.created))])
     }
 }

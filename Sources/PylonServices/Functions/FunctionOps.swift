@@ -177,7 +177,8 @@ struct FnOps: Sendable {
                 let gone = try await data.store.write { tx in try FunctionScheduler.delete(tx, id: id) }
                 return .object([("cancelled", .bool(gone))])
             case "enqueue_job", "cancel_job":
-                return try await data.store.write { tx in try FnJobOps.run(op, in: tx) }
+                let functions = functions
+                return try await data.store.write { tx in try FnJobOps.run(op, functions: functions, in: tx) }
             case "workflow_start", "workflow_event":
                 let functions = functions
                 return try await data.store.write { tx in try FnWorkflowOps.run(op, functions: functions, in: tx) }
@@ -260,7 +261,7 @@ struct FnOps: Sendable {
         case "cancel_schedule":
             return .object([("cancelled", .bool(try FunctionScheduler.delete(tx, id: try op.scheduleID())))])
         case "enqueue_job", "cancel_job":
-            return try FnJobOps.run(op, in: tx)
+            return try FnJobOps.run(op, functions: functions, in: tx)
         case "workflow_start", "workflow_event":
             return try FnWorkflowOps.run(op, functions: functions, in: tx)
         case "cron_register", "cron_unregister":

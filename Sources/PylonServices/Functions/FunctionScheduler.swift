@@ -39,13 +39,22 @@ package enum FunctionScheduler {
                                          [.text(id)], wantRows: false).rowsAffected > 0
     }
 
-    /// When a `schedule` op asks to run: `run_at` (Unix ms) or now + `delay_ms`.
+    /// When a `schedule` op asks to run: `run_at` (Unix ms) or now + `delay_ms`, at most
+    /// 366 days ahead (as a job's delay). The numbers come from function code, often from a
+    /// caller's input: one that is not a number in range is 400 INVALID_OP, never a trap.
     static func runAt(_ op: FnOp) throws -> Int64 {
-        if case let .int(at)? = op.raw["run_at"] { return at }
-        if case let .double(at)? = op.raw["run_at"] { return Int64(at) }
-        let delay = op.raw["delay_ms"]?.intValue ?? op.raw["delay_ms"].flatMap { if case let .double(d) = $0 { Int64(d) } else { nil } } ?? 0
-        guard delay >= 0 else { throw HostError.badRequest("INVALID_OP", "the delay must not be negative") }
-        return nowMillis() + delay
+        let now = nowMillis(), latest = Double(now) + Double(JobRequest.maxDelayMs)
+        if let given = op.raw["run_at"], !given.isNull {
+            guard let at = given.doubleValue, at.isFinite, at >= 0, at <= latest else {
+                throw HostError.badRequest("INVALID_OP", "runAt takes a time in Unix milliseconds, from 0 up to 366 days from now")
+            }
+            return Int64(at)
+        }
+        guard let delay = (op.raw["delay_ms"] ?? .int(0)).doubleValue, delay.isFinite, delay >= 0,
+              delay <= Double(JobRequest.maxDelayMs) else {
+            throw HostError.badRequest("INVALID_OP", "runAfter takes a delay in milliseconds, from 0 up to 366 days")
+        }
+        return now + Int64(delay)
     }
 
     /// Polls for due schedules and runs them, until cancelled.

@@ -136,22 +136,41 @@ package final class FunctionService: @unchecked Sendable {
         }))
     }
 
+    /// A job (enqueued by an admin or by `ctx.jobs`) names a mutation or an action this
+    /// plugin serves: checked when it is enqueued, not when it first runs and fails.
+    package func requireJobHandler(_ name: String) throws {
+        let info: pylon_fn_info
+        do {
+            info = try describe(name)
+        } catch let e as HostError where e.code == "FN_NOT_FOUND" {
+            throw HostError.badRequest("UNKNOWN_JOB_HANDLER", "no function named \"\(name)\" runs jobs; name a mutation or action in the functions folder")
+        }
+        switch info.kind {
+        case PYLON_FN_MUTATION, PYLON_FN_ACTION: return
+        case PYLON_FN_WORKFLOW:
+            throw HostError.badRequest("FN_IS_WORKFLOW", "\"\(name)\" is a workflow, which a job cannot run; start it with POST /api/workflows/start")
+        default:
+            throw HostError.badRequest("FN_IS_QUERY", "\"\(name)\" is a query; a job runs a mutation or an action")
+        }
+    }
+
     /// Runs `name` for `auth`; the function's return value as JSON text. `expecting` (a
     /// nested call's declared kind) must match the function's.
     /// `stream` receives `ctx.stream` chunks (event name, data) in order, all before the
     /// call returns; without it they are dropped (Pylon's JSON path does the same).
     /// `request` (a webhook's HTTP request) becomes the action's `ctx.request`.
     /// Every started call is traced (`traces`), whatever its outcome.
+    /// `depth`: how many calls deep this one is nested (0: asked for by a route, a job...).
     package func call(_ name: String, args: JSONValue, auth: AuthContext, expecting: Int32? = nil, request: JSONValue? = nil,
-              stream: (@Sendable (String, String) -> Void)? = nil) async throws -> [UInt8] {
-        try await call(name, argsJSON: JSONWriter.encode(args), auth: auth, expecting: expecting, request: request, stream: stream)
+              depth: Int = 0, stream: (@Sendable (String, String) -> Void)? = nil) async throws -> [UInt8] {
+        try await call(name, argsJSON: JSONWriter.encode(args), auth: auth, expecting: expecting, request: request, depth: depth, stream: stream)
     }
 
     /// The same with the arguments as JSON text (the caller has checked it is JSON).
     package func call(_ name: String, argsJSON argBytes: [UInt8], auth: AuthContext, expecting: Int32? = nil, request: JSONValue? = nil,
-              stream: (@Sendable (String, String) -> Void)? = nil) async throws -> [UInt8] {
+              depth: Int = 0, stream: (@Sendable (String, String) -> Void)? = nil) async throws -> [UInt8] {
         try await withUnsafeThrowingContinuation { (cont: UnsafeContinuation<[UInt8], Error>) in
-            start(name, argsJSON: argBytes, auth: auth, expecting: expecting, request: request, stream: stream) { cont.resume(with: $0) }
+            start(name, argsJSON: argBytes, auth: auth, expecting: expecting, request: request, depth: depth, stream: stream) { cont.resume(with: $0) }
         }
     }
 
@@ -160,7 +179,8 @@ package final class FunctionService: @unchecked Sendable {
     /// event loop's thread, a store thread, or the caller's own when the call cannot start),
     /// possibly before `start` returns. Every started call is traced, whatever its outcome.
     package func start(_ name: String, argsJSON argBytes: [UInt8], auth: AuthContext, expecting: Int32? = nil, request: JSONValue? = nil,
-               stream: (@Sendable (String, String) -> Void)? = nil, done: @escaping @Sendable (Result<[UInt8], Error>) -> Void) {
+               depth: Int = 0, stream: (@Sendable (String, String) -> Void)? = nil,
+               done: @escaping @Sendable (Result<[UInt8], Error>) -> Void) {
         let started = DispatchTime.now().uptimeNanoseconds
         let info: pylon_fn_info
         do {
@@ -185,7 +205,7 @@ package final class FunctionService: @unchecked Sendable {
         let call = PreparedCall(name: name, nameBytes: Array(name.utf8), kind: info.kind, auth: auth,
                                 policyAuth: enforcesPolicies(info.flags) ? auth : .admin,
                                 args: argBytes, authBytes: auth.functionJSONBytes, requestBytes: request.map(JSONWriter.encode) ?? [],
-                                stream: stream, started: started)
+                                stream: stream, started: started, depth: depth)
         // A mutation first runs optimistically (see `FnCall.held`); when that cannot be
         // completed it runs again from the start holding the transaction throughout. A
         // streamed call never runs twice: its chunks are already on their way.
@@ -207,9 +227,10 @@ package final class FunctionService: @unchecked Sendable {
         let stream: (@Sendable (String, String) -> Void)?
         /// Uptime ns when the call was asked for (the trace's duration).
         let started: UInt64
+        let depth: Int
 
         init(name: String, nameBytes: [UInt8], kind: Int32, auth: AuthContext, policyAuth: AuthContext, args: [UInt8],
-             authBytes: [UInt8], requestBytes: [UInt8], stream: (@Sendable (String, String) -> Void)?, started: UInt64) {
+             authBytes: [UInt8], requestBytes: [UInt8], stream: (@Sendable (String, String) -> Void)?, started: UInt64, depth: Int) {
             self.name = name
             self.nameBytes = nameBytes
             self.kind = kind
@@ -220,11 +241,12 @@ package final class FunctionService: @unchecked Sendable {
             self.requestBytes = requestBytes
             self.stream = stream
             self.started = started
+            self.depth = depth
         }
     }
 
     private func attempt(_ p: PreparedCall, optimistic: Bool, _ done: @escaping @Sendable (Result<[UInt8], Error>) -> Void) {
-        let fc = FnCall(service: self, kind: p.kind, auth: p.auth, policyAuth: p.policyAuth, optimistic: optimistic)
+        let fc = FnCall(service: self, kind: p.kind, auth: p.auth, policyAuth: p.policyAuth, optimistic: optimistic, depth: p.depth)
         fc.onStream = p.stream
         let id = callIDs.next()
         let startedAt = Int64(Date().timeIntervalSince1970 * 1000)

@@ -71,15 +71,7 @@ package final class JobService: @unchecked Sendable {
 
     /// Enqueues from the admin API: the handler must be a function the plugin serves.
     package func enqueue(_ request: JobRequest) async throws -> (id: String, status: String, created: Bool) {
-        let info: pylon_fn_info
-        do {
-            info = try functions.describe(request.name)
-        } catch let e as HostError where e.code == "FN_NOT_FOUND" {
-            throw HostError.badRequest("UNKNOWN_JOB_HANDLER", "no function named \"\(request.name)\" runs jobs; name a mutation or action in the functions folder")
-        }
-        guard info.kind != PYLON_FN_WORKFLOW else {
-            throw HostError.badRequest("FN_IS_WORKFLOW", "\"\(request.name)\" is a workflow, which a job cannot run; start it with POST /api/workflows/start")
-        }
+        try functions.requireJobHandler(request.name)
         let jobs = jobs
         // Replayable: it only writes in the transaction, so concurrent enqueues commit together.
         let r = try await store.write(replayable: true) { tx in try jobs.enqueue(tx, request) }

@@ -1,0 +1,236 @@
+import Foundation
+import Testing
+
+/// Server functions against hostile callers and careless function code (an outside probe,
+/// session 22): numbers from a caller that reach the scheduler or a workflow's sleep,
+/// recursion and fan-out of nested calls, a polluted prototype, the host's secrets in
+/// `ctx.env`, and streamed output (line breaks, a client that does not read). Real host,
+/// real Bun workers.
+@Suite("Functions: hostile input and careless code (black-box, real pylon-host and Bun)")
+struct FunctionAbuseTests {
+    static let manifest = """
+    {"manifest_version": 1, "name": "abuse", "version": "1",
+     "entities": [{"name": "Mark", "fields": [{"name": "tag", "type": "string", "optional": false, "unique": false}], "indexes": []},
+                  {"name": "Item", "fields": [{"name": "title", "type": "string", "optional": false, "unique": false}], "indexes": []}],
+     "routes": [], "policies": [{"name": "open", "entity": "Mark", "allow": "true"}, {"name": "items", "entity": "Item", "allow": "true"}],
+     "plugins": {"functions": {}}}
+    """
+
+    static let functions: [String: String] = [
+        "functions/noop.ts": #"import { mutation } from "@pylon/functions"; export default mutation({ handler: async () => null });"#,
+        "functions/sched.ts": """
+        import { mutation } from "@pylon/functions";
+        export default mutation({ handler: async (ctx, args) =>
+          args.at !== undefined ? ctx.scheduler.runAt(args.at, "noop", {}) : ctx.scheduler.runAfter(args.ms, "noop", {}) });
+        """,
+        "functions/envkeys.ts": """
+        import { query } from "@pylon/functions";
+        export default query({ handler: async (ctx) => ({
+          host: Object.keys(ctx.env).filter((k) => k.startsWith("PYLON_") || k === "DATABASE_URL"), app: ctx.env.APP_SETTING ?? null }) });
+        """,
+        // An app's careless deep merge: `{"__proto__": {...}}` in its input pollutes Object.prototype.
+        "functions/merge.ts": """
+        import { action } from "@pylon/functions";
+        function merge(into: any, from: any) {
+          for (const k of Object.keys(from)) {
+            if (typeof from[k] === "object" && from[k] !== null) { into[k] = into[k] ?? {}; merge(into[k], from[k]); }
+            else into[k] = from[k];
+          }
+          return into;
+        }
+        export default action({ handler: async (_ctx, args) => { merge({}, args); return true; } });
+        """,
+        "functions/typed.ts": """
+        import { mutation, v } from "@pylon/functions";
+        export default mutation({ args: { title: v.string(), extra: v.object({ n: v.int() }) },
+          handler: async (ctx, args) => ctx.db.insert("Item", { title: args.title }) });
+        """,
+        "functions/recurse.ts": """
+        import { action } from "@pylon/functions";
+        export default action({ handler: async (ctx, args) => ctx.runAction("recurse", { d: (args.d ?? 0) + 1 }) });
+        """,
+        "functions/nap.ts": """
+        import { action } from "@pylon/functions";
+        export default action({ handler: async (_ctx, args) => { await new Promise((r) => setTimeout(r, args.ms ?? 2000)); return 1; } });
+        """,
+        "functions/fan.ts": """
+        import { action } from "@pylon/functions";
+        export default action({ handler: async (ctx, args) => {
+          const all = await Promise.allSettled(Array.from({ length: args.n }, () => ctx.runAction("nap", { ms: args.ms })));
+          return all.filter((r) => r.status === "rejected" && String(r.reason?.code ?? r.reason).includes("TOO_MANY_NESTED_CALLS")).length;
+        } });
+        """,
+        "functions/streamy.ts": """
+        import { action } from "@pylon/functions";
+        export default action({ handler: async (ctx) => {
+          ctx.stream.write("hello\\revent: result\\rdata: {\\"forged\\":true}\\r\\rtail\\r\\nmore");
+          return "real";
+        } });
+        """,
+        "functions/cut.ts": """
+        import { action } from "@pylon/functions";
+        export default action({ handler: async (ctx) => { ctx.stream.write("ab\u{1F600}cd".slice(0, 3)); return "x"; } });
+        """,
+        "functions/whoami.ts": #"import { query } from "@pylon/functions"; export default query({ handler: async (ctx) => ctx.auth.userId });"#,
+        "functions/enq.ts": """
+        import { mutation } from "@pylon/functions";
+        export default mutation({ handler: async (ctx, args) => ctx.jobs.enqueue(args.name, {}) });
+        """,
+        "functions/flood.ts": """
+        import { action } from "@pylon/functions";
+        export default action({ handler: async (ctx, args) => {
+          const chunk = "x".repeat(65536);
+          for (let i = 0; i < args.chunks; i++) ctx.stream.write(chunk);
+          await ctx.db.insert("Mark", { tag: "flooded" });
+          return "done";
+        } });
+        """,
+        "functions/sleeper.ts": """
+        import { workflow } from "@pylon/functions";
+        export default workflow(async (ctx, input) => { await ctx.sleep(input.d); return "woke"; });
+        """,
+    ]
+
+    static func start(_ env: [String: String] = [:]) async throws -> HostProcess {
+        try await HostProcess.start(manifest: manifest, env: ["PYLON_FN_WORKERS": "1", "APP_SETTING": "visible"].merging(env) { $1 },
+                                    dev: false, files: functions)
+    }
+
+    static func call(_ host: HostProcess, _ name: String, _ args: String, token: String? = nil) async throws -> (status: Int, body: String, json: Any?) {
+        try await host.request("POST", "/api/fn/\(name)", json: args, token: token)
+    }
+
+    @Test("Out-of-range numbers for the scheduler are 400 INVALID_OP (they used to crash the host); in range they schedule")
+    func schedulerNumbers() async throws {
+        let host = try await Self.start()
+        defer { host.stop() }
+        for args in [#"{"ms":1e300}"#, #"{"ms":9223372036854000000}"#, #"{"ms":"soon"}"#, #"{"at":-1e300}"#,
+                     #"{"at":1e300}"#, #"{"at":9223372036854775807}"#] {
+            let r = try await Self.call(host, "sched", args)
+            #expect(r.status == 400 && r.json.errorCode == "INVALID_OP", "\(args) gave \(r.status) \(r.body)")
+            #expect(try await host.request("GET", "/health").status == 200, "\(args): the host is still up")
+        }
+        let ok = try await Self.call(host, "sched", #"{"ms":60000}"#)
+        #expect(ok.status == 200, "\(ok.body)")
+        let at = try await Self.call(host, "sched", #"{"at":\#(Int64(Date().timeIntervalSince1970 * 1000) + 60_000)}"#)
+        #expect(at.status == 200, "\(at.body)")
+    }
+
+    @Test("ctx.env holds the app's environment but none of the host's settings (the admin token among them)")
+    func environment() async throws {
+        let host = try await Self.start(["PYLON_JWT_SECRET": "a-jwt-secret-for-the-tests-0123456789", "DATABASE_URL": "postgres://secret@nowhere/db"])
+        defer { host.stop() }
+        let r = try await Self.call(host, "envkeys", "{}")
+        #expect(r.status == 200 && r.json["host"].items.isEmpty && r.json["app"].string == "visible", "\(r.body)")
+        #expect(!r.body.contains(HostProcess.adminToken))
+    }
+
+    @Test("A prototype polluted by one call does not fill in another caller's missing arguments")
+    func pollutedPrototype() async throws {
+        let host = try await Self.start()
+        defer { host.stop() }
+        let polluted = try await Self.call(host, "merge", #"{"__proto__":{"title":"pwned","extra":{"n":7},"n":7}}"#)
+        #expect(polluted.status == 200, "\(polluted.body)")
+        let typed = try await Self.call(host, "typed", "{}")
+        #expect(typed.status == 400 && typed.json.errorCode == "INVALID_ARGS", "\(typed.body)")
+        let nested = try await Self.call(host, "typed", #"{"title":"mine","extra":{}}"#)
+        #expect(nested.status == 400 && nested.json.errorCode == "INVALID_ARGS", "\(nested.body)")
+        let fine = try await Self.call(host, "typed", #"{"title":"mine","extra":{"n":1}}"#)
+        #expect(fine.status == 200, "\(fine.body)")
+    }
+
+    @Test("Nested calls are bounded: recursion stops at a depth, a fan-out past the limit is refused, and the workers keep serving")
+    func nestedCalls() async throws {
+        let host = try await Self.start()
+        defer { host.stop() }
+        let deep = try await Self.call(host, "recurse", "{}")
+        #expect(deep.status >= 400 && deep.body.contains("CALL_DEPTH_EXCEEDED"), "\(deep.status) \(deep.body)")
+        let fan = try await Self.call(host, "fan", #"{"n":300,"ms":3000}"#)
+        #expect(fan.status == 200 && (fan.json.int ?? 0) > 0, "some of 300 nested calls at once are refused: \(fan.body)")
+        #expect(try await Self.call(host, "noop", "{}").status == 200)
+    }
+
+    @Test("Calls that time out together in their thousands: the workers come back")
+    func workersComeBack() async throws {
+        let host = try await Self.start(["PYLON_FN_CALL_TIMEOUT": "2", "PYLON_FN_WORKERS": "2"])
+        defer { host.stop() }
+        // 30 callers × 200 nested naps of a minute: 6,000 calls in flight, all past their
+        // deadline at about the same moment.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<30 {
+                group.addTask { _ = try await Self.call(host, "fan", #"{"n":200,"ms":60000}"#) }
+            }
+            try await group.waitForAll()
+        }
+        _ = try await eventuallyAsync("a call to succeed after the timeouts", timeout: 60) {
+            try await Self.call(host, "noop", "{}").status == 200 ? true : nil
+        }
+    }
+
+    @Test("Streamed output: every line break (CR, LF, CRLF) starts a data: line, so a chunk cannot forge an event")
+    func streamLineBreaks() async throws {
+        let host = try await Self.start()
+        defer { host.stop() }
+        let r = try await host.request("POST", "/api/fn/streamy", json: "{}", headers: ["Accept": "text/event-stream"])
+        #expect(r.status == 200)
+        let lines = r.body.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\r", with: "\n").split(separator: "\n")
+        #expect(lines.filter { $0.hasPrefix("event:") } == ["event: result"], "\(r.body.debugDescription)")
+        #expect(lines.allSatisfy { $0.hasPrefix("data: ") || $0.hasPrefix("event: ") }, "\(r.body.debugDescription)")
+        #expect(lines.last == #"data: "real""#, "\(r.body.debugDescription)")
+    }
+
+    @Test("A streamed chunk cut in the middle of an emoji arrives with U+FFFD instead of being dropped")
+    func streamLoneSurrogate() async throws {
+        let host = try await Self.start()
+        defer { host.stop() }
+        let r = try await host.request("POST", "/api/fn/cut", json: "{}", headers: ["Accept": "text/event-stream"])
+        #expect(r.status == 200 && r.body.contains("data: ab\u{FFFD}\n"), "\(r.body.debugDescription)")
+    }
+
+    @Test("ctx.jobs.enqueue checks its handler as POST /api/jobs does: no function, a query or a workflow is refused at once")
+    func jobHandlers() async throws {
+        let host = try await Self.start()
+        defer { host.stop() }
+        for (name, code) in [("nope", "UNKNOWN_JOB_HANDLER"), ("whoami", "FN_IS_QUERY"), ("sleeper", "FN_IS_WORKFLOW"), ("pylon.workflow.advance", "UNKNOWN_JOB_HANDLER")] {
+            let r = try await Self.call(host, "enq", #"{"name":"\#(name)"}"#)
+            #expect(r.status == 400 && r.json.errorCode == code, "\(name): \(r.body)")
+            let admin = try await host.request("POST", "/api/jobs", json: #"{"name":"\#(name)"}"#, token: HostProcess.adminToken)
+            #expect(admin.status == 400 && admin.json.errorCode == code, "\(name): \(admin.body)")
+        }
+        #expect(try await Self.call(host, "enq", #"{"name":"noop"}"#).status == 200)
+    }
+
+    @Test("Streamed output to a client that does not read is bounded: past PYLON_SYNC_QUEUE_BYTES the stream ends with STREAM_BACKLOG")
+    func streamBacklog() async throws {
+        let host = try await Self.start(["PYLON_SYNC_QUEUE_BYTES": "262144"])
+        defer { host.stop() }
+        let socket = try TestSocket.connect(port: host.port, receiveBuffer: 4096)
+        defer { socket.close() }
+        let body = #"{"chunks":512}"#
+        try socket.send("POST /api/fn/flood HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)")
+        // 32 MiB written while the client reads nothing: far more than the socket buffers hold.
+        _ = try await eventuallyAsync("the function to finish", timeout: 60) {
+            try await host.request("GET", "/api/entities/Mark", token: HostProcess.adminToken).json["data"].items.isEmpty ? nil : true
+        }
+        var received: [UInt8] = []
+        while received.count < 64 * 1024 * 1024, case let .bytes(b) = socket.receive() { received += b }
+        let tail = String(decoding: received.suffix(4096), as: UTF8.self)
+        #expect(tail.contains("event: error") && tail.contains("STREAM_BACKLOG"), "\(tail.suffix(400))")
+        #expect(received.count < 24 * 1024 * 1024, "the backlog was bounded: \(received.count) bytes")
+        #expect(try await host.request("GET", "/health").status == 200)
+    }
+
+    @Test("A workflow sleep given as a huge double sleeps (at most 366 days) instead of ending at once")
+    func workflowSleepDouble() async throws {
+        let host = try await Self.start()
+        defer { host.stop() }
+        let r = try await host.request("POST", "/api/workflows/start", json: #"{"name":"sleeper","input":{"d":1e300}}"#, token: HostProcess.adminToken)
+        let id = try #require(r.json["id"].string, "\(r.body)")
+        let state = try await eventuallyAsync("the workflow to sleep", timeout: 60) { () -> Any?? in
+            let w = try await host.request("GET", "/api/workflows/\(id)", token: HostProcess.adminToken).json
+            let status = w["status"].string ?? ""
+            return status.lowercased() == "running" || status.lowercased() == "pending" ? nil : .some(w)
+        }
+        #expect(state["status"].string?.lowercased() == "sleeping", "\(String(describing: state))")
+    }
+}
