@@ -14,6 +14,7 @@ extension Host {
         let manifest = try loadManifest(config.manifestPath)
         var config = config
         config.staticSite = try resolveStaticSite(config, manifest, logger: logger)
+        config.sessionCookie = config.cookie.resolve(appName: manifest.name, dev: config.dev)
         let policies: PolicyEngine
         do {
             policies = try PolicyEngine(manifest: manifest, dev: config.dev)
@@ -299,6 +300,7 @@ extension Host {
         for (e, ops) in policies.unguardedOperations where !ops.isEmpty {
             logger.warning("entity \(e): no rule covers \(ops.map(\.rawValue).joined(separator: ", ")); \(config.dev ? "open to everyone (--dev)" : "admin-only")")
         }
+        logger.info("session cookie: \(config.sessionCookie)")
         let crdtFields = manifest.entities.flatMap { e in e.fields.compactMap { f in f.crdt.flatMap { $0 == "lww" ? nil : "\(e.name).\(f.name) (\($0))" } } }
         if !crdtFields.isEmpty {
             logger.info("crdt: \(crdtFields.joined(separator: ", ")) stored and synced as plain values (last write wins): no plugin serves \(PYLON_CAP_CRDT), so /api/crdt answers 501")

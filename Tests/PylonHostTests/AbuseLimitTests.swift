@@ -163,7 +163,7 @@ struct AbuseLimitTests {
         // Warm the session cache, so inserts are answered without a Task as well.
         #expect(try await host.request("GET", "/api/auth/me", token: token).json["user_id"].string == "alice")
         let body = #"{"ownerId":"alice","title":"t"}"#
-        let cookie = "Cookie: theme=dark; pylon_session=\(token)\r\n"
+        let cookie = "Cookie: theme=dark; push-scope_session=\(token)\r\n"
         func insert(_ extra: String) -> String { Self.post("/api/entities/Note", body, extra) }
         let answers = try await Self.exchange(host, [
             insert(cookie + "Origin: https://evil.example\r\n"),
@@ -208,8 +208,8 @@ struct AbuseLimitTests {
         defer { host.stop() }
         let token = try await host.mintSession("alice")
         let answers = try await Self.exchange(host, [
-            Self.post("/api/entities/Note", #"{"ownerId":"alice","title":"t"}"#, "Cookie: pylon_session=\(token)\r\nOrigin: https://evil.example\r\n"),
-            Self.post("/api/entities/Note", #"{"ownerId":"alice","title":"t"}"#, "Cookie: pylon_session=\(token)\r\n"),
+            Self.post("/api/entities/Note", #"{"ownerId":"alice","title":"t"}"#, "Cookie: push-scope_session=\(token)\r\nOrigin: https://evil.example\r\n"),
+            Self.post("/api/entities/Note", #"{"ownerId":"alice","title":"t"}"#, "Cookie: push-scope_session=\(token)\r\n"),
         ])
         #expect(answers.map(\.status) == [201, 201], "\(answers.map { "\($0.status) \($0.body.prefix(90))" })")
     }
@@ -250,9 +250,9 @@ struct AbuseLimitTests {
 
     @Test("CSRFGuard: configured origins are normalized (case, trailing slash, a URL's path dropped); `*` trusts all; a Referer's origin")
     func trustedOrigins() {
-        let g = CSRFGuard(origins: ["https://app.example/login", " HTTPS://B.example/ ", "", "http://localhost:5173"], cookieName: "s")
+        let g = CSRFGuard(origins: ["https://app.example/login", " HTTPS://B.example/ ", "", "http://localhost:5173"], cookie: SessionCookie(name: "s"))
         #expect(g.trusted == ["https://app.example", "https://b.example", "http://localhost:5173"])
-        #expect(CSRFGuard(origins: ["https://a.example", "*"], cookieName: "s").trusted == nil)
+        #expect(CSRFGuard(origins: ["https://a.example", "*"], cookie: SessionCookie(name: "s")).trusted == nil)
         #expect(CSRFGuard.origin(ofURL: "https://app.example:8443/p?q#f") == "https://app.example:8443")
         #expect(CSRFGuard.origin(ofURL: "https://app.example?x=https://b") == "https://app.example")
         for bad in ["", "/relative/path", "://x", "app.example"] {

@@ -1070,7 +1070,7 @@ struct DataPlaneTests {
         #expect(me.status == 200, "\(me.body)")
         #expect(me.json["user_id"].string == "user-1", "\(me.body)")
         #expect(me.json["is_admin"].bool == false)
-        let cookie = try await host.request("GET", "/api/auth/me", headers: ["Cookie": "pylon_session=\(token)"])
+        let cookie = try await host.request("GET", "/api/auth/me", headers: ["Cookie": "dataplane-test_session=\(token)"])
         #expect(cookie.json["user_id"].string == "user-1", "the session cookie works too: \(cookie.body)")
 
         let out = try await host.request("POST", "/api/auth/logout", token: token)

@@ -187,7 +187,7 @@ struct MagicCodeTests {
         let first = try await onThread { try open() }
         #expect(first.status == 302 && first.headers["location"] == "/app", "\(first)")
         let cookie = try #require(first.headers["set-cookie"], "\(first)")
-        #expect(cookie.hasPrefix("pylon_session=pylon_") && cookie.contains("HttpOnly"), "\(cookie)")
+        #expect(cookie.hasPrefix("mailapp_session=pylon_") && cookie.contains("HttpOnly"), "\(cookie)")
         let again = try await onThread { try open() }
         #expect(again.status == 401, "a used link: \(again)")
 

@@ -80,7 +80,7 @@ struct OAuthTests {
         #expect(authorize["nonce"] != nil && authorize["state"]?.count == 43 && authorize["client_id"] == "pylon-test", "\(authorize)")
         #expect(flow["final_status"].int == 302 && flow["location"].string == "/done", "\(String(describing: flow))")
         let cookies = (flow["set_cookie"] as? [Any])?.compactMap { $0 as? String } ?? []
-        #expect(cookies.contains { $0.hasPrefix("pylon_session=pylon_") && $0.contains("HttpOnly") }, "\(cookies)")
+        #expect(cookies.contains { $0.hasPrefix("oauth_session=pylon_") && $0.contains("HttpOnly") }, "\(cookies)")
         #expect(cookies.contains { $0.hasPrefix("pylon_oauth_binding=;") && $0.contains("Max-Age=0") }, "the binding cookie is cleared: \(cookies)")
         let me = flow["session"]["body"]
         #expect(flow["session"]["status"].int == 200 && me["user"]["email"].string == "alice@example.com", "\(String(describing: flow["session"]))")
@@ -92,10 +92,10 @@ struct OAuthTests {
         #expect(viaJSON["body"]["provider"].string == "mock" && viaJSON["body"]["token"].string?.hasPrefix("pylon_") == true)
 
         let bare = (viaJSON["set_cookie"] as? [Any])?.compactMap { $0 as? String } ?? []
-        #expect(!bare.contains { $0.hasPrefix("pylon_session=") }, "no page, no cookie: \(bare)")
+        #expect(!bare.contains { $0.hasPrefix("oauth_session=") }, "no page, no cookie: \(bare)")
         let fromPage = try await Self.browse(host, "json-page")
         let pageCookies = (fromPage["set_cookie"] as? [Any])?.compactMap { $0 as? String } ?? []
-        #expect(fromPage["body"]["user_id"].string == alice && pageCookies.contains { $0.hasPrefix("pylon_session=pylon_") },
+        #expect(fromPage["body"]["user_id"].string == alice && pageCookies.contains { $0.hasPrefix("oauth_session=pylon_") },
                 "a page's JSON sign-in gets the session cookie too: \(String(describing: fromPage))")
 
         let other = try await Self.browse(host, "json", provider: "other")

@@ -81,7 +81,7 @@ struct OpenAPITests {
         #expect(lookup["schema"]["enum"].array as? [String] == ["title", "body", "votes", "score", "done", "dueAt", "tag", "ownerId"])
         let schemes = doc["components"]["securitySchemes"]
         #expect(schemes["bearer"]["scheme"].string == "bearer" && schemes["admin"]["scheme"].string == "bearer")
-        #expect(schemes["cookie"]["in"].string == "cookie" && schemes["cookie"]["name"].string == "pylon_session")
+        #expect(schemes["cookie"]["in"].string == "cookie" && schemes["cookie"]["name"].string == "openapi-check_session")
         let paths = doc["paths"].object ?? [:]
         for path in ["/health", "/metrics", "/api/manifest", "/api/openapi.json", "/api/auth/me", "/api/auth/session",
                      "/api/auth/logout", "/api/auth/guest", "/api/auth/anonymous", "/api/auth/sessions",

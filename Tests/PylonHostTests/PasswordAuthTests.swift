@@ -138,7 +138,7 @@ struct PasswordAuthTests {
                                              body: Data(#"{"email":"dee@example.com","password":"a long password 1"}"#.utf8),
                                              headers: ["Content-Type": "application/json", "Origin": host.baseURL])
         let cookie = try #require(page.headers["set-cookie"], "\(page.headers)")
-        #expect(cookie.hasPrefix("pylon_session=pylon_") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "\(cookie)")
+        #expect(cookie.hasPrefix("passwords_session=pylon_") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "\(cookie)")
         #expect(token.hasPrefix("pylon_"))
 
         // Per account: 3 attempts an hour (the successful one above counts), then 429.

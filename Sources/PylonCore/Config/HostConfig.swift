@@ -31,7 +31,11 @@ public struct HostConfig: Sendable {
     public var changelogRetention: Int64 = 1_000_000
     /// Read connections (PYLON_STORE_READERS); capped by the store's max_readers.
     public var readers = 4
-    public var cookieName = "pylon_session"
+    /// The session cookie's settings as given (`PYLON_COOKIE_*`), and the cookie they make
+    /// with the manifest's app name and --dev: `Host.start` resolves it, and the edge reads
+    /// only `sessionCookie`.
+    public var cookie = SessionCookieSettings()
+    public var sessionCookie = SessionCookie()
     /// Per-connection queue of undelivered realtime events (PYLON_SYNC_QUEUE).
     public var syncQueueLimit = 4096
     /// The same queue's bound in bytes (PYLON_SYNC_QUEUE_BYTES): frames queued or handed to
@@ -345,6 +349,7 @@ public struct HostConfig: Sendable {
             c.cacheOverrides.append(("snapshot", v))
         }
         c.authCodeOverrides = authCodeSettings(env)
+        c.cookie = try SessionCookieSettings.fromEnvironment(env)
         if let p = env["PYLON_CAPTCHA_PROVIDER"], !p.isEmpty {
             guard let secret = env["PYLON_CAPTCHA_SECRET"], !secret.isEmpty else {
                 throw HostError(status: 500, code: "CONFIG_INVALID", message: "PYLON_CAPTCHA_PROVIDER=\(p) needs PYLON_CAPTCHA_SECRET (the provider's secret key)")

@@ -20,11 +20,10 @@ extension RouteContext {
             if data.codecs[entity] != nil, try await data.get(entity, id: user) != nil {
                 _ = try await data.delete(entity, id: user, auth: .admin)
             }
-            var r = HTTPSupport.json(.object([("deleted", true), ("revoked_sessions", .int(Int64(ended.sessions))),
-                                              ("revoked_api_keys", .int(Int64(ended.apiKeys))), ("unlinked_accounts", .int(Int64(ended.links))),
-                                              ("deleted_files", .int(Int64(ended.files))), ("left_orgs", .int(Int64(ended.memberships)))]))
-            r.headers[.setCookie] = clearedSessionCookie
-            return r
+            let answer = HTTPSupport.json(.object([("deleted", true), ("revoked_sessions", .int(Int64(ended.sessions))),
+                                                   ("revoked_api_keys", .int(Int64(ended.apiKeys))), ("unlinked_accounts", .int(Int64(ended.links))),
+                                                   ("deleted_files", .int(Int64(ended.files))), ("left_orgs", .int(Int64(ended.memberships)))]))
+            return withoutSessionCookie(req, answer)
         }
     }
 

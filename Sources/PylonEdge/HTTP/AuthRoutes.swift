@@ -34,7 +34,7 @@ extension RouteContext {
         }
         // A new token for the caller's session, same user, device and organisation; the old one ends.
         router.post("/api/auth/refresh") { req, _ in
-            guard let token = Self.token(req, cookieName: config.cookieName), token.hasPrefix("pylon_"),
+            guard let token = callerToken(req), token.hasPrefix("pylon_"),
                   let (fresh, userID, expires) = try await sessions.refresh(token) else {
                 throw Self.sessionEnded
             }
@@ -54,14 +54,15 @@ extension RouteContext {
             return HTTPSupport.json(.object([("token", .string(token)), ("user_id", .string(userID)), ("expires_at", .int(expires))]), status: .created)
         }
         router.post("/api/auth/guest") { req, ctx in
-            let (token, userID, _) = try await mintGuest(req, ctx)
-            return HTTPSupport.json(.object([("token", .string(token)), ("user_id", .string(userID)), ("guest", true)]), status: .created)
+            let (token, userID, expires) = try await mintGuest(req, ctx)
+            return withSessionCookie(req, HTTPSupport.json(.object([("token", .string(token)), ("user_id", .string(userID)), ("guest", true)]),
+                                                           status: .created), token: token, expires: expires)
         }
         // better-auth's name for the same thing, with its wire shape (pylon-aux.md §1.4).
         router.post("/api/auth/anonymous") { req, ctx in
             let (token, userID, expires) = try await mintGuest(req, ctx)
-            return HTTPSupport.json(.object([("token", .string(token)), ("user_id", .string(userID)), ("is_guest", true),
-                                             ("expires_at", .int(expires))]))
+            return withSessionCookie(req, HTTPSupport.json(.object([("token", .string(token)), ("user_id", .string(userID)), ("is_guest", true),
+                                                                     ("expires_at", .int(expires))])), token: token, expires: expires)
         }
         // Pylon's upgrade: a guest session becomes a user's, in place (--dev: the caller's own
         // session; the admin token: the session named by "token").
@@ -71,7 +72,7 @@ extension RouteContext {
             guard who.isAdmin || config.dev else {
                 throw HostError.forbidden("upgrading a guest session is only allowed in --dev mode or with the admin token")
             }
-            guard let token = who.isAdmin ? b["token"]?.stringValue : Self.token(req, cookieName: config.cookieName), token.hasPrefix("pylon_") else {
+            guard let token = who.isAdmin ? b["token"]?.stringValue : callerToken(req), token.hasPrefix("pylon_") else {
                 throw HostError.badRequest("MISSING_FIELD", who.isAdmin ? "the body needs \"token\": the guest session to upgrade" : "send the guest session's token")
             }
             guard let userID = b["user_id"]?.stringValue, !userID.isEmpty, userID.count <= 256, !userID.hasPrefix("guest_") else {
@@ -84,18 +85,16 @@ extension RouteContext {
         }
         let logout: @Sendable (Request, PylonRequestContext) async throws -> Response = { req, _ in
             var revoked = false
-            if let token = Self.token(req, cookieName: config.cookieName), token.hasPrefix("pylon_") {
+            if let token = callerToken(req), token.hasPrefix("pylon_") {
                 revoked = try await sessions.revoke(token)
             }
-            var r = HTTPSupport.json(.object([("revoked", .bool(revoked))]))
-            r.headers[.setCookie] = clearedSessionCookie
-            return r
+            return withoutSessionCookie(req, HTTPSupport.json(.object([("revoked", .bool(revoked))])))
         }
         router.post("/api/auth/logout", use: logout)
         router.delete("/api/auth/session", use: logout)
         router.get("/api/auth/sessions") { req, _ in
             let user = try await sessionUser(req)
-            let current = Self.token(req, cookieName: config.cookieName).map(SessionStore.hash)
+            let current = callerToken(req).map(SessionStore.hash)
             let listed = try await sessions.list(userID: user)
             return HTTPSupport.json(.array(listed.map { s in
                 // Only a prefix of the token's SHA-256: enough to tell sessions apart, useless to sign in.
@@ -110,9 +109,7 @@ extension RouteContext {
             let user = try await sessionUser(req)
             let n = try await sessions.revokeAll(userID: user)
             try await dropPendingEmailChanges(user)
-            var r = HTTPSupport.json(.object([("revoked_count", .int(Int64(n)))]))
-            r.headers[.setCookie] = clearedSessionCookie
-            return r
+            return withoutSessionCookie(req, HTTPSupport.json(.object([("revoked_count", .int(Int64(n)))])))
         }
     }
 
@@ -132,7 +129,7 @@ extension RouteContext {
         guard let user = who.userID else {
             throw HostError(status: 401, code: "AUTH_REQUIRED", message: "sign in first: send Authorization: Bearer <session token> or the session cookie")
         }
-        guard Self.token(req, cookieName: config.cookieName)?.hasPrefix("pylon_") == true else {
+        guard callerToken(req)?.hasPrefix("pylon_") == true else {
             throw HostError(status: 403, code: "SESSION_REQUIRED", message: "a JWT cannot do this; sign in with a session")
         }
         return user

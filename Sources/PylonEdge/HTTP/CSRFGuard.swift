@@ -21,14 +21,14 @@ struct CSRFGuard: Sendable {
     /// Normalized trusted origins (`scheme://host[:port]`, lowercased); nil: every origin
     /// is trusted (`*`, the --dev default), so nothing is checked.
     let trusted: Set<String>?
-    let cookieName: String
+    let cookie: SessionCookie
 
     /// `origins` as configured (`*` anywhere: all; a URL with a path counts as its origin;
     /// entries are normalized, empty ones dropped).
-    init(origins: [String], cookieName: String) {
+    init(origins: [String], cookie: SessionCookie) {
         let list = origins.map { Self.origin(ofURL: $0) ?? Self.normalize($0) }.filter { !$0.isEmpty }
         trusted = list.contains("*") ? nil : Set(list)
-        self.cookieName = cookieName
+        self.cookie = cookie
     }
 
     /// nil when `head` may go on; else the 403 to answer with.
@@ -39,23 +39,37 @@ struct CSRFGuard: Sendable {
         default: break
         }
         let fields = head.headerFields
-        let credential = RouteContext.credential(fields, cookieName: cookieName)
+        let credential = RouteContext.credential(fields, cookie: cookie)
         if credential?.fromCookie == false { return nil } // a bearer token
         let byCookie = credential != nil
         // A provider posting its answer (`response_mode=form_post`) comes from its own
         // origin; that flow is bound to the browser that began it (state and cookie).
         if !byCookie, head.path?.hasPrefix(Self.oauthCallbackPrefix) == true { return nil }
-        let claimed: String?
-        if let origin = fields[.origin] {
-            claimed = Self.normalize(origin)
-        } else {
-            claimed = fields[.referer].flatMap(Self.origin(ofURL:))
-        }
-        guard let claimed else {
+        guard let claimed = Self.claimedOrigin(fields) else {
             return byCookie ? Self.rejected("authenticated by the session cookie", "it has neither an Origin nor a Referer header") : nil
         }
-        if trusted.contains(claimed) || Self.isSameOrigin(claimed, authority: head.authority) { return nil }
+        if Self.trusts(trusted, claimed, authority: head.authority) { return nil }
         return Self.rejected(byCookie ? "authenticated by the session cookie" : "without a bearer token", "its origin \(claimed) is not trusted")
+    }
+
+    /// Whether a request may be authenticated by the session cookie where no write check
+    /// runs: a WebSocket handshake, which a browser sends with cookies from any page of the
+    /// same site and whose socket then reads the user's data and sends as them. Browsers
+    /// always send `Origin` there; it must be trusted or the host's own, as for a write.
+    func admitsCookie(_ fields: HTTPFields, authority: String?) -> Bool {
+        guard let trusted else { return true }
+        guard let claimed = Self.claimedOrigin(fields) else { return false }
+        return Self.trusts(trusted, claimed, authority: authority)
+    }
+
+    /// The page a request says it comes from: `Origin`, else the origin of `Referer`.
+    private static func claimedOrigin(_ fields: HTTPFields) -> String? {
+        if let origin = fields[.origin] { return normalize(origin) }
+        return fields[.referer].flatMap(origin(ofURL:))
+    }
+
+    private static func trusts(_ trusted: Set<String>, _ claimed: String, authority: String?) -> Bool {
+        trusted.contains(claimed) || isSameOrigin(claimed, authority: authority)
     }
 
     static let oauthCallbackPrefix = "/api/auth/callback/"

@@ -82,9 +82,8 @@ extension RouteContext {
             if req.method == .head { return Self.linkPreview }
             let token = req.uri.queryParameters.get("token").map { String($0) } ?? ""
             let (sessionToken, _, expires) = try await verifyMagicLink(codes, token: token, req, ctx)
-            var r = Response(status: .found, headers: [.location: config.dashboardURL])
-            r.headers[.setCookie] = sessionCookie(token: sessionToken, expires: expires)
-            return r
+            return withSessionCookie(req, Response(status: .found, headers: [.location: config.dashboardURL]),
+                                     token: sessionToken, expires: expires, always: true)
         }
         router.post("/api/auth/magic-link/verify") { req, ctx in
             let token = try Self.field(try await body(req), "token")

@@ -144,8 +144,7 @@ extension RouteContext {
             guard let code, !code.isEmpty else { throw HostError.badRequest("MISSING_FIELD", "\(provider) sent no code") }
             let userID = try await signIn(oauth, try await exchange(oauth, flow, code: code))
             let (token, expires) = try await sessions.create(userID: userID, device: req.headers[.userAgent])
-            var r = Self.redirect(flow.callbackURL)
-            r.headers.append(HTTPField(name: .setCookie, value: sessionCookie(token: token, expires: expires)))
+            var r = withSessionCookie(req, Self.redirect(flow.callbackURL), token: token, expires: expires, always: true)
             r.headers.append(HTTPField(name: .setCookie, value: bindingCookie(nil)))
             return r
         } catch let e as HostError {
@@ -208,13 +207,7 @@ extension RouteContext {
     }
 
     static func cookie(_ req: Request, _ name: String) -> String? {
-        for header in req.headers[values: .cookie] {
-            for part in header.split(separator: ";") {
-                let kv = part.trimmingCharacters(in: .whitespaces)
-                if kv.hasPrefix(name + "=") { return String(kv.dropFirst(name.count + 1)) }
-            }
-        }
-        return nil
+        SessionCookie.value(named: name, inCookieHeaders: req.headers[values: .cookie])
     }
 
     /// An `application/x-www-form-urlencoded` body's fields (the first of each name).

@@ -30,7 +30,7 @@ extension RouteContext {
     func addOrgRoutes(_ router: Router<PylonRequestContext>) {
         router.post("/api/auth/select-org") { req, _ in
             let user = try await sessionUser(req)
-            guard let token = Self.token(req, cookieName: config.cookieName) else { throw Self.sessionEnded }
+            guard let token = callerToken(req) else { throw Self.sessionEnded }
             let b = try await body(req)
             guard let given = b["orgId"] else {
                 throw HostError.badRequest("MISSING_FIELD", "the body needs \"orgId\" (an organisation id, or null to leave it)")

@@ -111,25 +111,6 @@ extension RouteContext {
         return withSessionCookie(req, r, token: token, expires: expires)
     }
 
-    /// The Set-Cookie value that removes the session cookie (sign-out, account deletion).
-    var clearedSessionCookie: String { "\(config.cookieName)=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax" }
-
-    /// `response` with the session cookie for `token` when the request came from a page (it
-    /// has an Origin), as Pylon sets it.
-    func withSessionCookie(_ req: Request, _ response: Response, token: String, expires: Int64) -> Response {
-        guard req.headers[.origin] != nil else { return response }
-        var r = response
-        r.headers[.setCookie] = sessionCookie(token: token, expires: expires)
-        return r
-    }
-
-    /// The Set-Cookie value for a session `token` that ends at `expires` (0: in 30 days).
-    func sessionCookie(token: String, expires: Int64) -> String {
-        let maxAge = expires == 0 ? 2_592_000 : max(0, expires - Int64(Date().timeIntervalSince1970))
-        let secure = config.dev ? "" : "; Secure"
-        return "\(config.cookieName)=\(token); Path=/; Max-Age=\(maxAge); HttpOnly; SameSite=Lax\(secure)"
-    }
-
     /// A required string member of a request body.
     static func field(_ body: JSONValue, _ name: String) throws(HostError) -> String {
         guard let s = body[name]?.stringValue, !s.isEmpty else {

@@ -26,6 +26,13 @@ extension RouteContext {
         return (nil, nil)
     }
 
+    /// The session cookie of a WebSocket handshake from a trusted page (or the host's own);
+    /// from any other page it is ignored, so the handshake is anonymous and refused.
+    func handshakeCookie(_ request: Request) -> String? {
+        guard cookiePages.admitsCookie(request.headers, authority: request.head.authority) else { return nil }
+        return config.sessionCookie.token(inCookieHeaders: request.headers[values: .cookie])?.token
+    }
+
     /// The caller a token stands for (none: anonymous; the admin token; a session token;
     /// anything else: anonymous).
     func authFor(token: String?) async throws -> AuthContext {
@@ -134,7 +141,7 @@ extension RouteContext {
     /// Who opens a WebSocket and where its stream starts, decided before the upgrade is
     /// answered (a session token may need a store read).
     func webSocketCaller(_ request: Request, peer: SocketAddress?) async throws -> WebSocketCaller {
-        let token = Self.webSocketToken(request).token
+        let token = Self.webSocketToken(request).token ?? handshakeCookie(request)
         let client = ClientAddress.resolve(peer: peer, headers: request.headers, trustHops: config.trustProxyHops)
         // Guessing API keys through handshakes counts as through requests (`ApiKeyGuesses`).
         if let token, let refusal = keyGuesses.refusal(token: token, client: client) { throw refusal }
@@ -159,7 +166,7 @@ extension RouteContext {
     /// address holds too many streams (closed with 1008 after the upgrade, as Pylon does).
     /// The caller unsubscribes a subscriber whose upgrade does not complete.
     func admitWebSocket(_ caller: WebSocketCaller, address: String) -> WebSocketAdmission {
-        guard caller.auth.isAdmin || caller.auth.userID != nil else { return .refused("unauthorized: bearer token required") }
+        guard caller.auth.isAdmin || caller.auth.userID != nil else { return .refused("unauthorized: bearer token required (or the session cookie from a trusted page)") }
         do {
             let sub = try hub.subscribe(auth: caller.auth, address: address, wantsRelays: true, session: caller.session,
                                         live: caller.start.since == nil)
@@ -196,7 +203,7 @@ extension RouteContext {
     /// Adds the SSE route at `path` ("/api/sync/events" on the main port, "**" on port+2).
     func addEventStreamRoute(_ router: Router<PylonRequestContext>, path: RouterPath) {
         router.get(path) { request, ctx -> Response in
-            let token = Self.token(request, cookieName: config.cookieName)
+            let token = callerToken(request)
                 ?? request.uri.queryParameters.get("token").map { String($0) }
             let caller = try await streamCaller(token: token)
             let auth = caller.auth

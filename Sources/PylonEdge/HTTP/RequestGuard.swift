@@ -23,7 +23,7 @@ package struct RequestGuard: Sendable {
         let limit = config.requestRateLimit
         rateLimit = limit > 0 ? FixedWindowLimiter(limit: limit, windowSeconds: config.rateLimitWindow, maxKeys: config.rateLimitClients) : nil
         trustProxyHops = config.trustProxyHops
-        csrf = CSRFGuard(origins: trustedOrigins, cookieName: config.cookieName)
+        csrf = CSRFGuard(origins: trustedOrigins, cookie: config.sessionCookie)
         self.keyGuesses = keyGuesses
         self.metrics = metrics
     }

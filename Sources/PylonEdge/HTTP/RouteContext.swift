@@ -53,6 +53,8 @@ package struct RouteContext: Sendable {
     package let keyGuesses: ApiKeyGuesses
     /// Shards, when at least one plugin serves `pylon.shard.sim/1` (else `/api/shards` is a stub).
     let shards: ShardRegistry?
+    /// The pages whose WebSocket handshakes may use the session cookie (`CSRFGuard.admitsCookie`).
+    let cookiePages: CSRFGuard
 
     package init(data: DataService, changes: ChangeLog, sessions: SessionStore, config: HostConfig,
                  metrics: Metrics, startedAt: Date, stubs: [CapabilityInfo], hub: ChangeHub,
@@ -63,6 +65,7 @@ package struct RouteContext: Sendable {
                  rooms: RoomService? = nil, captcha: CaptchaVerifier? = nil, breaches: BreachedPasswords? = nil,
                  shards: ShardRegistry? = nil) {
         self.orgs = orgs
+        cookiePages = CSRFGuard(origins: config.csrfOrigins(manifest: data.manifest), cookie: config.sessionCookie)
         self.captcha = captcha
         self.breaches = breaches
         keyGuesses = ApiKeyGuesses(config.authRateLimits.caps[.login], maxKeys: config.rateLimitClients, trustProxyHops: config.trustProxyHops)
@@ -96,36 +99,29 @@ package struct RouteContext: Sendable {
     /// cookie; the admin token is compared in constant time; unknown or expired session
     /// tokens are anonymous.
     func auth(_ request: Request) async throws -> AuthContext {
-        try await authFor(token: Self.token(request, cookieName: config.cookieName))
+        try await authFor(token: callerToken(request))
     }
 
     /// `auth` without waiting (`authNow(token:)`) for the request's headers.
     func authNow(_ headers: HTTPFields) -> AuthContext? {
-        authNow(token: Self.token(headers, cookieName: config.cookieName))
+        authNow(token: Self.credential(headers, cookie: config.sessionCookie)?.token)
     }
 
-    static func token(_ request: Request, cookieName: String) -> String? {
-        token(request.headers, cookieName: cookieName)
-    }
-
-    static func token(_ headers: HTTPFields, cookieName: String) -> String? {
-        credential(headers, cookieName: cookieName)?.token
+    /// The caller's token: `Authorization: Bearer`, else the session cookie.
+    func callerToken(_ request: Request) -> String? {
+        Self.credential(request.headers, cookie: config.sessionCookie)?.token
     }
 
     /// The caller's token, and whether it came from the session cookie (which a browser
-    /// attaches by itself, so `CSRFGuard` checks where such a request comes from).
-    static func credential(_ headers: HTTPFields, cookieName: String) -> (token: String, fromCookie: Bool)? {
+    /// attaches by itself, so `CSRFGuard` checks where such a request comes from). Every
+    /// reader of the cookie goes through here, so the legacy name (`SessionCookie.token`)
+    /// is a cookie credential for the CSRF check exactly when it is one for auth.
+    static func credential(_ headers: HTTPFields, cookie: SessionCookie) -> (token: String, fromCookie: Bool)? {
         if let h = headers[.authorization], h.lowercased().hasPrefix("bearer ") {
             let t = h.dropFirst(7).trimmingCharacters(in: .whitespaces)
             return t.isEmpty ? nil : (t, false)
         }
-        if let cookies = headers[.cookie] {
-            for part in cookies.split(separator: ";") {
-                let kv = part.trimmingCharacters(in: .whitespaces)
-                if kv.hasPrefix(cookieName + "=") { return (String(kv.dropFirst(cookieName.count + 1)), true) }
-            }
-        }
-        return nil
+        return cookie.token(inCookieHeaders: headers[values: .cookie]).map { ($0.token, true) }
     }
 
     func requireAdmin(_ request: Request, _ what: String) async throws {

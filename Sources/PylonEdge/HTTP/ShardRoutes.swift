@@ -86,7 +86,7 @@ extension RouteContext {
             return HTTPSupport.json(.object([("accepted", .bool(true)), ("seq", .int(Int64(clamping: seq)))]))
         }
         router.get("/api/shards/:id/connect") { req, ctx -> Response in
-            let token = Self.token(req, cookieName: config.cookieName) ?? req.uri.queryParameters.get("token").map { String($0) }
+            let token = callerToken(req) ?? req.uri.queryParameters.get("token").map { String($0) }
             let auth = try await authFor(token: token)
             guard auth.isAdmin || auth.userID != nil else {
                 throw HostError(status: 401, code: "AUTH_REQUIRED", message: "the shard stream needs a session: send Authorization: Bearer <token> or ?token=")

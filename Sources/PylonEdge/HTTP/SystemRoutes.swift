@@ -19,7 +19,7 @@ extension RouteContext {
         }
         // No auth, as in Pylon: built once, since the manifest and the routes are fixed at start.
         let openAPI = JSONWriter.encode(OpenAPIDocument.build(.init(
-            manifest: data.manifest, cookieName: config.cookieName, dev: config.dev,
+            manifest: data.manifest, cookieName: config.sessionCookie.name, dev: config.dev,
             functions: functions != nil, cache: cache != nil, oauth: oauth != nil, files: files != nil, unavailable: stubs,
             codes: codes != nil, shards: shards != nil)))
         router.get("/api/openapi.json") { _, _ in HTTPSupport.bytes(openAPI) }
