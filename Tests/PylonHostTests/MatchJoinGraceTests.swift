@@ -20,7 +20,8 @@ struct MatchJoinGraceTests {
 
     /// Ids of the running shards (admin list).
     static func running(_ host: HostProcess) async throws -> [String] {
-        (try await host.request("GET", "/api/shards", token: admin).json.array ?? []).compactMap { $0["id"].string }
+        let list = try await host.request("GET", "/api/shards", token: admin).json
+        return (list.array ?? []).indices.compactMap { list[$0]["id"].string }
     }
 
     /// `a` and `b` queue and are matched into one shard; returns its id.
