@@ -13,8 +13,8 @@ import PylonPluginKit
 /// and NIO here is a private copy: Plugins/exports.map keeps every symbol of it local.)
 ///
 /// A connection: the TCP accept counts against the per-address and total caps (over them
-/// the client gets HTTP 429 and the connection closes); the HTTP upgrade must finish within
-/// `handshakeTimeoutMs`; a request that is no WebSocket upgrade gets 426 (or 400 without
+/// the client gets HTTP 429 at once, without its request being read, and the connection
+/// closes: `TurnAway`); the HTTP upgrade must finish within `handshakeTimeoutMs`; a request that is no WebSocket upgrade gets 426 (or 400 without
 /// `?shard=`). After the upgrade a `WSConnection` serves it.
 final class WSServer: @unchecked Sendable {
     let config: WSConfig
@@ -96,10 +96,10 @@ final class WSServer: @unchecked Sendable {
             return true
         }
         guard admitted else {
+            // Answered and closed at once, never held: a refused socket waits for nothing
+            // (not even the request), so a flood of them costs no descriptors.
             count("shard_ws_refused_total")
-            try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-            try channel.pipeline.syncOperations.addHandler(Refuse(status: .tooManyRequests, code: "TOO_MANY_CONNECTIONS",
-                                                                   message: "too many shard WebSocket connections from your address; close some"))
+            try channel.pipeline.syncOperations.addHandler(TurnAway(deadlineMs: config.handshakeTimeoutMs))
             return
         }
         count("shard_ws_connections_total")
@@ -142,7 +142,7 @@ final class WSServer: @unchecked Sendable {
             })
         try channel.pipeline.syncOperations.configureHTTPServerPipeline(
             withServerUpgrade: (upgraders: [upgrader], completionHandler: { _ in }))
-        try channel.pipeline.syncOperations.addHandler(Refuse(status: nil, code: "", message: ""), name: Refuse.name)
+        try channel.pipeline.syncOperations.addHandler(Refuse(), name: Refuse.name)
     }
 }
 
@@ -177,35 +177,20 @@ struct Handshake: Sendable {
     }
 }
 
-/// Answers a request that is not (or may not become) a shard WebSocket with an HTTP error
-/// in the host's shape and closes: `status` fixed (a refused connection), or nil to pick by
-/// the request (400 without `?shard=`, else 426 for a plain HTTP request).
+/// Answers a request that did not become a shard WebSocket with an HTTP error in the host's
+/// shape and closes: 400 without `?shard=`, else 426 for a plain HTTP request.
 final class Refuse: ChannelInboundHandler, RemovableChannelHandler {
     static let name = "shardws.refuse"
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
-    let status: HTTPResponseStatus?
-    let code: String
-    let message: String
     private var answered = false
-
-    init(status: HTTPResponseStatus?, code: String, message: String) {
-        self.status = status
-        self.code = code
-        self.message = message
-    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard case let .head(head) = unwrapInboundIn(data), !answered else { return }
         answered = true
-        var status = self.status ?? .upgradeRequired, code = self.code, message = self.message
-        if self.status == nil {
-            if Handshake(head) == nil {
-                (status, code, message) = (.badRequest, "SHARD_REQUIRED", "connect to ws://<host>:<port>/?shard=<id>&sid=<subscriber id>")
-            } else {
-                (code, message) = ("UPGRADE_REQUIRED", "this port serves shard WebSockets only: send a WebSocket upgrade (GET /?shard=<id>)")
-            }
-        }
+        let (status, code, message): (HTTPResponseStatus, String, String) = Handshake(head) == nil
+            ? (.badRequest, "SHARD_REQUIRED", "connect to ws://<host>:<port>/?shard=<id>&sid=<subscriber id>")
+            : (.upgradeRequired, "UPGRADE_REQUIRED", "this port serves shard WebSockets only: send a WebSocket upgrade (GET /?shard=<id>)")
         let body = #"{"error":{"code":"\#(code)","message":"\#(message)"}}"#
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: "application/json")

@@ -13,12 +13,13 @@ package enum FileBudget {
     /// Hummingbird's handler can resume (with a shared count a listener with no connections
     /// of its own would wait for ever). The cache's RESP listener has its share taken out
     /// first (`respClientCap`).
-    /// HTTP listeners that share the open-file budget: the API port and the compat ports when on.
+    /// HTTP listeners that share the open-file budget (what is left after the cache's and the
+    /// shard WebSocket's shares): the API port and the compat ports when on.
     package static func listenerCount(_ config: HostConfig) -> Int { config.compatPorts ? 3 : 1 }
 
     package static func connectionCap(_ configured: Int?, listeners: Int) -> Int {
         guard let files = openFileBudget() else { return configured ?? 1024 }
-        let budget = max(16, (files - respClientCap()) / max(1, listeners))
+        let budget = max(16, (files - respClientCap() - shardSocketCap()) / max(1, listeners))
         return min(configured ?? budget, budget)
     }
 
@@ -29,6 +30,17 @@ package enum FileBudget {
         guard let files = openFileBudget() else { return 1024 }
         return max(16, files / 10)
     }
+
+    /// The most sockets the shard WebSocket (ShardWS) may hold, accepted and being refused
+    /// together: a tenth of the open-file budget, at least 16, and never above Pylon-sized
+    /// `shardSocketDefault`. Its own cap, so a flood of shard sockets cannot take the
+    /// descriptors the HTTP listeners, the store and the plugins need.
+    package static func shardSocketCap() -> Int {
+        guard let files = openFileBudget() else { return 1024 }
+        return min(shardSocketDefault, max(16, files / 10))
+    }
+
+    package static let shardSocketDefault = 10_000
 
     /// The open-file limit less `reservedDescriptors`; nil when it cannot be read.
     package static func openFileBudget() -> Int? {

@@ -279,6 +279,8 @@ public struct HostConfig: Sendable {
         if let n = try int("PYLON_MATCH_MAX_WAIT_SECS") { c.matchmaker.maxWaitSeconds = Double(max(1, min(n, 86_400))) }
         if let n = try int("PYLON_MATCH_INTERVAL_MS") { c.matchmaker.intervalMs = max(10, min(n, 60_000)) }
         if let n = try int("PYLON_MATCH_QUEUE_MAX") { c.matchmaker.queueMax = max(1, min(n, 1_000_000)) }
+        if let n = try int("PYLON_MATCH_JOIN_GRACE_SECS") { c.matchmaker.joinGraceSeconds = Double(max(1, min(n, 86_400))) }
+        if let n = try int("PYLON_MATCH_SHARD_MAX") { c.matchmaker.maxShards = max(1, min(n, 100_000)) }
         if let m = try int("PYLON_MAX_CONNECTIONS_PER_IP") { c.maxConnectionsPerAddress = max(1, m) }
         if let f = try int("PYLON_WS_MAX_FRAME") { c.maxFrameBytes = max(1024, f) }
         /// Seconds, fractions allowed ("0.5"), or milliseconds with "ms" ("500ms").

@@ -22,10 +22,20 @@ public struct MatchmakerSettings: Sendable, Equatable {
     /// Players waiting at once (`PYLON_MATCH_QUEUE_MAX`); past it enqueue answers 503
     /// `MATCHMAKER_FULL`.
     public var queueMax = 10_000
+    /// How long a matched shard waits for its first subscriber (`PYLON_MATCH_JOIN_GRACE_SECS`):
+    /// one nobody joins by then is stopped, so its slot is not held for its whole idle time.
+    public var joinGraceSeconds = 30.0
+    /// The most matched shards running at once (`PYLON_MATCH_SHARD_MAX`); nil: half of
+    /// `PYLON_SHARD_MAX` (at least 1), so the matchmaker never takes every shard slot from
+    /// the admin and the functions. Past it, groups wait in the queue.
+    public var maxShards: Int?
     /// The most players in one group (a mode's size is checked against it).
     public static let maxGroup = 1_024
 
     public init() {}
+
+    /// The most matched shards at once on a host that runs at most `shardMax` shards.
+    public func shardCap(of shardMax: Int) -> Int { min(shardMax, maxShards ?? max(1, shardMax / 2)) }
 
     /// The group size for `mode`.
     public func size(of mode: String) -> Int { modes[mode] ?? size }

@@ -74,6 +74,13 @@ package final class ShardTransport: @unchecked Sendable {
         if !out.contains(where: { $0.0 == "max_connections_per_ip" }) {
             set("max_connections_per_ip", .int(Int64(config.maxConnectionsPerAddress)))
         }
+        // The open-file budget's share (FileBudget.shardSocketCap) bounds any larger setting.
+        // (A value that is no number is left for the plugin to refuse.)
+        let cap = FileBudget.shardSocketCap()
+        switch out.first(where: { $0.0 == "max_connections" })?.1 {
+        case nil, .null?: set("max_connections", .int(Int64(cap)))
+        case let v?: if let n = v.intValue, n > cap { set("max_connections", .int(Int64(cap))) }
+        }
         return .object(out)
     }
 

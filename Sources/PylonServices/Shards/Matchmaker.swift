@@ -13,6 +13,10 @@ import PylonJSON
 ///
 /// Memory is bounded: at most `queueMax` players wait (503 `MATCHMAKER_FULL` past it), each
 /// with criteria of at most `maxCriteriaBytes`; a player holds one place or one assignment.
+/// Shard slots are bounded too (`MatchedShards`): a matched shard nobody joins within
+/// `joinGraceSeconds` is stopped; a player whose match nobody has joined yet cannot queue
+/// again (409 `MATCH_NOT_JOINED`); at most `shardCap` matched shards run at once (more
+/// groups wait in the queue).
 ///
 /// Threads: any; the queue and the assignments are under `lock`; the loop is one task.
 package final class Matchmaker: @unchecked Sendable {
@@ -38,12 +42,16 @@ package final class Matchmaker: @unchecked Sendable {
     /// Player → the shard it was matched into, until acked.
     private var assignments: [String: String] = [:]
     private var made = 0
+    private var matched = MatchedShards()
+    /// The most matched shards at once (`MatchmakerSettings.shardCap`).
+    private let shardCap: Int
     private var loop: Task<Void, Never>?
     private var stopped = false
 
-    init(settings: MatchmakerSettings, sim: String?, shardConfig: JSONValue, shardSettings: ShardSettings,
+    init(settings: MatchmakerSettings, sim: String?, shardConfig: JSONValue, shardSettings: ShardSettings, shardCap: Int,
          rule: (any MatchRule)? = nil, metrics: Metrics, logger: Logger) {
         self.settings = settings
+        self.shardCap = shardCap
         self.sim = sim
         self.shardConfig = shardConfig
         self.shardSettings = shardSettings
@@ -102,6 +110,10 @@ package final class Matchmaker: @unchecked Sendable {
                 return HostError(status: 409, code: "ALREADY_MATCHED",
                                  message: "you were matched into shard \(shard); ack it (POST /api/shards/matchmaker/ack) before queueing again")
             }
+            if let shard = matched.unjoined(of: player) {
+                return HostError(status: 409, code: "MATCH_NOT_JOINED",
+                                 message: "your match \(shard) has not been joined yet: join it (its stream or the shard WebSocket), or queue again once it is released, \(Int(settings.joinGraceSeconds)) s after the match (PYLON_MATCH_JOIN_GRACE_SECS)")
+            }
             if forming.contains(player) || queue.contains(where: { $0.player == player }) { return nil }
             guard queue.count + forming.count < settings.queueMax else {
                 return HostError(status: 503, code: "MATCHMAKER_FULL",
@@ -150,33 +162,58 @@ package final class Matchmaker: @unchecked Sendable {
 
     // MARK: The loop
 
-    /// One round: expire, group, start a shard per group, assign; assignments to shards that
-    /// are gone are dropped.
+    /// One round: stop matches nobody joined in time, expire, group, start a shard per group
+    /// (while the matchmaker's share of shards has room; other groups wait on), assign;
+    /// assignments to shards that are gone are dropped.
     func round() async {
         guard let registry, let sim else { return }
+        releaseUnjoined(registry)
+        var room = lock.withLock { shardCap - matched.running.count }
         for group in takeGroups() {
+            guard room > 0 else {
+                requeue(group)
+                continue
+            }
             let id = nextID()
             do {
                 let shard = try await registry.create(sim: sim, id: id, config: shardConfig, settings: shardSettings,
                                                       roster: ShardRoster(group.map(\.player)))
+                room -= 1
+                let deadline = TickScheduler.now() + Int64(settings.joinGraceSeconds * 1e9)
                 lock.withLock {
                     for t in group { assignments[t.player] = shard.id }
                     for t in group { forming.remove(t.player) }
+                    matched.started(shard, players: group.map(\.player), deadline: deadline)
                 }
                 metrics.add("matchmaker_matches_total", 1)
                 logger.info("matchmaker: shard \(shard.id) for \(group.count) player(s) of mode \(group.first?.mode ?? "default")")
             } catch {
-                // Back to the front of the queue, with their waiting time kept.
-                lock.withLock {
-                    for t in group { forming.remove(t.player) }
-                    queue.insert(contentsOf: group, at: 0)
-                }
+                requeue(group)
                 metrics.add("matchmaker_failures_total", 1)
                 logger.warning("matchmaker: could not start a shard of \(sim) for a group (\(error)); its players wait on")
             }
         }
         let live = Set(registry.all.map(\.id))
         lock.withLock { assignments = assignments.filter { live.contains($0.value) } }
+    }
+
+    /// Stops the matched shards nobody joined within the grace (their players' assignments
+    /// go with them at the end of the round).
+    private func releaseUnjoined(_ registry: ShardRegistry) {
+        let live = Set(registry.all.map(\.id))
+        let expired = lock.withLock { matched.sweep(live: live, now: TickScheduler.now()) }
+        for shard in expired {
+            shard.stop("no player joined within \(Int(settings.joinGraceSeconds)) s of the match", failed: false)
+            metrics.add("matchmaker_unjoined_stopped_total", 1)
+        }
+    }
+
+    /// Puts a group that got no shard back at the front of the queue, its waiting time kept.
+    private func requeue(_ group: [MatchTicket]) {
+        lock.withLock {
+            for t in group { forming.remove(t.player) }
+            queue.insert(contentsOf: group, at: 0)
+        }
     }
 
     /// Under the lock: drops expired tickets, then takes the rule's groups out of the queue

@@ -52,6 +52,8 @@ package final class Shard: @unchecked Sendable {
     private var inTurn = false
     private var stopReason: String?
     private var idleTicks = 0
+    /// Whether a subscriber was ever admitted (the matchmaker stops matches nobody joins).
+    private var everJoined = false
     private var lastTickAt: Int64?
     /// Called once, outside the lock, when the shard stops: (shard, reason, failed).
     var onStop: (@Sendable (Shard, String, Bool) -> Void)?
@@ -82,6 +84,9 @@ package final class Shard: @unchecked Sendable {
     }
 
     package var isRunning: Bool { lock.withLock { stopReason == nil } }
+
+    /// Whether anyone (a player, or the admin) has subscribed since the shard started.
+    package var hasBeenJoined: Bool { lock.withLock { everJoined } }
 
     /// The shard as the routes and `ctx.shards` show it.
     package var json: JSONValue {
@@ -239,6 +244,7 @@ package final class Shard: @unchecked Sendable {
                 let old = subscribers[sid]
                 if old == nil && settings.maxSubscribers > 0 && subscribers.count >= settings.maxSubscribers { return (nil, true) }
                 subscribers[sid] = j.subscriber
+                everJoined = true
                 return (old, false)
             }
             if full {

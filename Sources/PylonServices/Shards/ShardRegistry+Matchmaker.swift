@@ -24,6 +24,6 @@ extension ShardRegistry {
         }
         if sim == nil { logger.info("matchmaker: off (several sims are loaded and PYLON_MATCH_SIM names none)") }
         return Matchmaker(settings: s, sim: sim, shardConfig: simConfig == .null ? .object([]) : simConfig,
-                          shardSettings: settings, metrics: metrics, logger: logger)
+                          shardSettings: settings, shardCap: s.shardCap(of: config.shardMax), metrics: metrics, logger: logger)
     }
 }
