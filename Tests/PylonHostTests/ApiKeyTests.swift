@@ -140,8 +140,8 @@ struct ApiKeyTests {
             ws.disconnect()
             Issue.record("the right key opened a stream after five wrong ones")
         } catch {
-            // A declined upgrade is answered 400 (as every refused handshake is).
-            #expect("\(error)".contains("answered 400"), "\(error)")
+            // A declined upgrade is answered with its status and the JSON error body.
+            #expect("\(error)".contains("answered 429") && "\(error)".contains("RATE_LIMITED"), "\(error)")
         }
         #expect(try await host.request("GET", "/api/auth/me", token: ann).status == 200, "a session from the same address is not held back")
     }
