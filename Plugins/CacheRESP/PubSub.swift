@@ -115,69 +115,76 @@ extension Engine {
 }
 
 /// Redis's glob matching (`stringmatchlen`): `*`, `?`, `[...]` with ranges and `^`
-/// negation, and `\` escapes.
+/// negation, and `\` escapes. Every element but `*` matches exactly one byte, so on a
+/// mismatch only the newest `*` needs to take one more byte: at most pattern × string
+/// steps. (Recursing at every `*` was exponential in the stars: a 22-byte KEYS pattern
+/// held the cache thread for minutes, Redis's CVE-2022-36021.)
 func globMatch(_ pattern: Arg, _ string: Arg, noCase: Bool) -> Bool {
+    let pl = pattern.len, sl = string.len
+    var p = 0, s = 0
+    // The newest `*`: its place in the pattern and the first byte it has not taken yet.
+    var star = -1, starTaken = 0
+    while s < sl {
+        if p < pl && pattern[p] == 42 {
+            while p + 1 < pl && pattern[p + 1] == 42 { p += 1 }
+            star = p
+            starTaken = s
+            p += 1
+            continue
+        }
+        if p < pl, let next = globElement(pattern, at: p, matches: string[s], noCase: noCase) {
+            p = next
+            s += 1
+            continue
+        }
+        guard star >= 0 else { return false }
+        starTaken += 1
+        s = starTaken
+        p = star + 1
+    }
+    while p < pl && pattern[p] == 42 { p += 1 }
+    return p == pl
+}
+
+/// Whether the pattern element at `p` (not `*`) matches the byte `ch`: the index after the
+/// element when it does, nil when not.
+private func globElement(_ pattern: Arg, at start: Int, matches ch: UInt8, noCase: Bool) -> Int? {
     func fold(_ c: UInt8) -> UInt8 { noCase && c >= 65 && c <= 90 ? c | 0x20 : c }
-    func match(_ pi: Int, _ si: Int, _ depth: Int) -> Bool {
-        if depth > 1000 { return false }
-        var p = pi, s = si
-        let pl = pattern.len, sl = string.len
-        while p < pl && (s < sl || pattern[p] == 42) {
-            switch pattern[p] {
-            case 42: // '*'
-                while p + 1 < pl && pattern[p + 1] == 42 { p += 1 }
-                if p + 1 == pl { return true }
-                var k = s
-                while k <= sl {
-                    if match(p + 1, k, depth + 1) { return true }
-                    k += 1
-                }
-                return false
-            case 63: // '?'
-                s += 1
-            case 91: // '['
+    let pl = pattern.len
+    var p = start
+    switch pattern[p] {
+    case 63: // '?'
+        return p + 1
+    case 91: // '['
+        p += 1
+        let not = p < pl && pattern[p] == 94
+        if not { p += 1 }
+        var matched = false
+        while true {
+            if p >= pl {
+                // Unterminated: the class ends with the pattern.
+                p -= 1
+                break
+            } else if pattern[p] == 92 && p + 1 < pl {
                 p += 1
-                let not = p < pl && pattern[p] == 94
-                if not { p += 1 }
-                var matched = false
-                while true {
-                    if p >= pl {
-                        p -= 1
-                        break
-                    } else if pattern[p] == 92 && p + 1 < pl {
-                        p += 1
-                        if fold(pattern[p]) == fold(string[s]) { matched = true }
-                    } else if pattern[p] == 93 {
-                        break
-                    } else if p + 2 < pl && pattern[p + 1] == 45 {
-                        var lo = fold(pattern[p]), hi = fold(pattern[p + 2])
-                        if lo > hi { swap(&lo, &hi) }
-                        let ch = fold(string[s])
-                        if ch >= lo && ch <= hi { matched = true }
-                        p += 2
-                    } else if fold(pattern[p]) == fold(string[s]) {
-                        matched = true
-                    }
-                    p += 1
-                }
-                if not { matched = !matched }
-                if !matched { return false }
-                s += 1
-            case 92: // '\'
-                if p + 1 < pl { p += 1 }
-                if fold(pattern[p]) != fold(string[s]) { return false }
-                s += 1
-            default:
-                if fold(pattern[p]) != fold(string[s]) { return false }
-                s += 1
+                if fold(pattern[p]) == fold(ch) { matched = true }
+            } else if pattern[p] == 93 {
+                break
+            } else if p + 2 < pl && pattern[p + 1] == 45 {
+                var lo = fold(pattern[p]), hi = fold(pattern[p + 2])
+                if lo > hi { swap(&lo, &hi) }
+                if fold(ch) >= lo && fold(ch) <= hi { matched = true }
+                p += 2
+            } else if fold(pattern[p]) == fold(ch) {
+                matched = true
             }
             p += 1
-            if s == sl {
-                while p < pl && pattern[p] == 42 { p += 1 }
-                break
-            }
         }
-        return p == pl && s == sl
+        return matched != not ? p + 1 : nil
+    case 92: // '\'
+        if p + 1 < pl { p += 1 }
+        return fold(pattern[p]) == fold(ch) ? p + 1 : nil
+    default:
+        return fold(pattern[p]) == fold(ch) ? p + 1 : nil
     }
-    return match(0, 0, 0)
 }

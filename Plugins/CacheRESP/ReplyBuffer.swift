@@ -3,8 +3,10 @@ import Glibc
 #endif
 
 /// A client's pending output: replies encoded in RESP2 or RESP3 (per `resp`), appended
-/// by commands and drained to the socket by the event loop. Grows as needed; the loop
-/// disconnects a client whose pending output passes its limit.
+/// by commands and drained to the socket by the event loop. Grows as needed up to `limit`
+/// bytes pending: a write past it (or one the allocator refuses) drops the pending output
+/// and sets `overflowed`, and the loop disconnects the client. Checked at every write, so
+/// a pipeline or a transaction of large replies never grows the buffer past the limit.
 final class ReplyBuffer {
     private(set) var base: UnsafeMutablePointer<UInt8>
     private(set) var capacity: Int
@@ -14,6 +16,11 @@ final class ReplyBuffer {
     var sent = 0
     /// 2 or 3.
     var resp = 2
+    /// The most bytes pending (written, not sent) the buffer holds (`max_output_bytes`).
+    var limit = Int.max
+    /// A write went past `limit` or could not be allocated: the output is dropped and
+    /// nothing more is written; the client is to be closed.
+    private(set) var overflowed = false
 
     init(capacity: Int = 16 * 1024) {
         self.capacity = capacity
@@ -49,19 +56,33 @@ final class ReplyBuffer {
         return a
     }
 
-    @inline(__always) private func reserve(_ n: Int) {
-        if count + n > capacity { grow(count + n) }
+    /// Room for `n` more bytes, or false (and `overflowed`) when they would pass `limit` or
+    /// cannot be allocated; every write asks first.
+    @inline(__always) private func reserve(_ n: Int) -> Bool {
+        if overflowed { return false }
+        if n > limit - (count - sent) { return overflow() }
+        if count + n > capacity { return grow(count + n) }
+        return true
     }
 
-    private func grow(_ need: Int) {
-        var c = capacity * 2
-        while c < need { c *= 2 }
-        base = realloc(base, c)!.assumingMemoryBound(to: UInt8.self)
+    private func overflow() -> Bool {
+        overflowed = true
+        sent = 0
+        count = 0
+        return false
+    }
+
+    private func grow(_ need: Int) -> Bool {
+        var c = capacity
+        while c < need { c = c > Int.max / 2 ? need : c * 2 }
+        guard let grown = realloc(base, c) else { return overflow() }
+        base = grown.assumingMemoryBound(to: UInt8.self)
         capacity = c
+        return true
     }
 
     @inline(__always) func raw(_ p: UnsafePointer<UInt8>, _ n: Int) {
-        reserve(n)
+        guard reserve(n) else { return }
         memcpy(base + count, p, n)
         count += n
     }
@@ -71,20 +92,20 @@ final class ReplyBuffer {
     }
 
     @inline(__always) private func byte(_ b: UInt8) {
-        reserve(1)
+        guard reserve(1) else { return }
         base[count] = b
         count += 1
     }
 
     @inline(__always) private func crlf() {
-        reserve(2)
+        guard reserve(2) else { return }
         base[count] = 13
         base[count + 1] = 10
         count += 2
     }
 
     @inline(__always) private func prefixed(_ type: UInt8, _ n: Int64) {
-        reserve(24)
+        guard reserve(24) else { return }
         base[count] = type
         count += 1
         count += formatInt64(n, base + count)
@@ -132,7 +153,7 @@ final class ReplyBuffer {
 
     @inline(__always) func bulk(_ p: UnsafePointer<UInt8>, _ n: Int) {
         prefixed(36, Int64(n))
-        reserve(n + 2)
+        guard reserve(n + 2) else { return }
         if n > 0 { memcpy(base + count, p, n) }
         count += n
         base[count] = 13

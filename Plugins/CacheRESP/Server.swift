@@ -328,6 +328,7 @@ final class Server: @unchecked Sendable {
             var one: Int32 = 1
             setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, 4)
             let c = Client(fd: fd, id: engine.nextClientID, authenticated: !engine.requiresAuth)
+            c.out.limit = config.maxOutputBytes
             engine.nextClientID += 1
             engine.connectedClients += 1
             while clients.count <= Int(fd) { clients.append(nil) }
@@ -393,6 +394,11 @@ final class Server: @unchecked Sendable {
                 }
                 engine.execute(c, parser.argv, argc)
                 c.inStart += consumed
+                // Replies past max_output_bytes: nothing more of this client runs.
+                if c.out.overflowed {
+                    c.inStart = c.inEnd
+                    break parsing
+                }
             case let .empty(consumed):
                 c.inStart += consumed
             case let .incomplete(need):
@@ -422,6 +428,11 @@ final class Server: @unchecked Sendable {
 
     private func writeTo(_ c: Client) {
         let out = c.out
+        if out.overflowed {
+            log(PYLON_LOG_WARN, "pylon.cache.resp: client \(c.id) closed: its replies passed \(config.maxOutputBytes) bytes unsent (max_output_bytes); read replies before sending more commands, or raise the limit")
+            closeClient(c)
+            return
+        }
         while out.pending > 0 {
             let n = send(c.fd, out.base + out.sent, out.pending, Int32(MSG_NOSIGNAL))
             if n > 0 {

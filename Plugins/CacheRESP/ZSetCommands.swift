@@ -232,7 +232,8 @@ extension Engine {
             var all = Array(first...last)
             if rev { all.reverse() }
             if offset < all.count {
-                let end = limit < 0 ? all.count : min(all.count, offset + limit)
+                // Compared before adding: a client's LIMIT may be Int.max (no overflow trap).
+                let end = limit < 0 || limit >= all.count - offset ? all.count : offset + limit
                 ranks = Array(all[offset..<end])
             }
         }

@@ -88,3 +88,76 @@ struct CacheLimitsTests {
         #expect(try await host.request("GET", "/health").status == 200)
     }
 }
+
+/// What one client's commands may make the cache hold in replies, and how long one
+/// pattern may take: replies past `max_output_bytes` close the client as they are written
+/// (a pipeline or a transaction is not run to its end first), and glob patterns (KEYS,
+/// SCAN MATCH, PSUBSCRIBE) match in at most pattern × string steps.
+@Suite("Cache RESP output and patterns: replies bounded as written, globs without backtracking (black-box, raw sockets)")
+struct CacheOutputTests {
+    /// Sends `payload`, waits for the host to act on it, then reads until it closes the
+    /// connection: how many bytes came back.
+    static func bytesUntilClosed(_ port: Int, _ payload: String) async throws -> Int {
+        try await onThread {
+            let s = try TestSocket.connect(port: port)
+            defer { s.close() }
+            try s.send(payload)
+            // Not reading for a while, as a client that pipelines and reads later would.
+            Thread.sleep(forTimeInterval: 0.3)
+            var n = 0
+            while case let .bytes(b) = s.receive() { n += b.count }
+            return n
+        }
+    }
+
+    /// The process' peak resident memory so far (VmHWM), in bytes.
+    static func peakRSS(_ pid: Int32) throws -> Int {
+        let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+        let line = try #require(status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") })
+        return (Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]) ?? 0) * 1024
+    }
+
+    @Test("Hostile (max_output_bytes 1mb): 400 pipelined GETs of a 256 KiB value in one write, and the same in MULTI/EXEC, close the client once its replies pass 1 MiB; the host's peak memory does not grow by the 100 MiB they come to; other clients are served")
+    func repliesBoundedAsWritten() async throws {
+        let (host, port) = try await HostProcess.startWithCache(cacheConfig: #""max_output_bytes": "1mb""#)
+        defer { host.stop() }
+        let pid = try #require(host.pid)
+        let size = 256 << 10
+        let set = try await respExchange(port, CacheLimitsTests.command(["SET", "big", String(repeating: "v", count: size)])) { $0.hasSuffix("\r\n") }
+        #expect(set == "+OK\r\n")
+        let peak = try Self.peakRSS(pid)
+        let gets = String(repeating: CacheLimitsTests.command(["GET", "big"]), count: 400)
+        for (what, payload) in [("pipeline", gets), ("transaction", CacheLimitsTests.command(["MULTI"]) + gets + CacheLimitsTests.command(["EXEC"]))] {
+            let received = try await Self.bytesUntilClosed(port, payload)
+            #expect(received < 16 << 20, "\(what): \(received) bytes came back before the close")
+        }
+        let grown = try Self.peakRSS(pid) - peak
+        #expect(grown < 50 << 20, "peak RSS grew by \(grown >> 20) MiB")
+        // The happy twin: a client that reads its replies gets all of them.
+        let reply = try await respExchange(port, String(repeating: CacheLimitsTests.command(["STRLEN", "big"]), count: 3)) { $0.count >= 3 * 9 }
+        #expect(reply == String(repeating: ":\(size)\r\n", count: 3), "\(reply)")
+        #expect(!host.hasExited)
+    }
+
+    @Test("Hostile: KEYS and PSUBSCRIBE with a pattern of many stars (*a*a*…*b) against long names answer (the backtracking matcher took minutes); matching keeps Redis's semantics")
+    func globsWithoutBacktracking() async throws {
+        let (host, port) = try await HostProcess.startWithCache()
+        defer { host.stop() }
+        let name = String(repeating: "a", count: 60)
+        let evil = String(repeating: "*a", count: 30) + "*b"
+        let keys = try await respExchange(port, CacheLimitsTests.command(["SET", name, "1"]) + CacheLimitsTests.command(["KEYS", evil])
+                                          + CacheLimitsTests.command(["KEYS", String(repeating: "*a", count: 30) + "*"])) { $0.hasSuffix("\(name)\r\n") }
+        #expect(keys == "+OK\r\n*0\r\n*1\r\n$60\r\n\(name)\r\n", "\(keys)")
+        // A pattern subscriber with the same pattern: a publish to a long channel answers.
+        let subscriber = try TestSocket.connect(port: port)
+        defer { subscriber.close() }
+        try subscriber.send(CacheLimitsTests.command(["PSUBSCRIBE", evil, "a*a"]))
+        var receivers = ":0\r\n"
+        for _ in 0..<100 where receivers == ":0\r\n" {
+            receivers = try await respExchange(port, CacheLimitsTests.command(["PUBLISH", name, "m"])) { $0.hasSuffix("\r\n") }
+            if receivers == ":0\r\n" { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(receivers == ":1\r\n", "only a*a matches")
+        #expect(try await host.request("GET", "/health").status == 200)
+    }
+}

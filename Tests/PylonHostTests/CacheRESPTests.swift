@@ -43,6 +43,7 @@ struct CacheRESPTests {
             (["SCARD", "s"], "1"), (["SADD", "s2", "x", "z"], "2"), (["SINTER", "s", "s2"], "x"), (["SUNION", "s", "s"], "x"),
             (["ZADD", "z", "1", "a", "2", "b"], "2"), (["ZINCRBY", "z", "2.5", "a"], "3.5"), (["ZSCORE", "z", "a"], "3.5"), (["ZCARD", "z"], "2"),
             (["ZRANGE", "z", "0", "-1", "WITHSCORES"], "b\n2\na\n3.5"), (["ZRANGEBYSCORE", "z", "(2", "+inf"], "a"),
+            (["ZRANGEBYSCORE", "z", "-inf", "+inf", "LIMIT", "1", "9223372036854775807"], "a"),
             (["ZREVRANGE", "z", "0", "0"], "a"), (["ZRANK", "z", "a"], "1"), (["ZREM", "z", "a"], "1"),
             (["LPUSH", "k", "x"], "WRONGTYPE Operation against a key holding the wrong kind of value"),
             (["PUBLISH", "ch", "m"], "0"), (["PUBSUB", "NUMSUB", "ch"], "ch\n0"), (["PUBSUB", "CHANNELS"], ""),

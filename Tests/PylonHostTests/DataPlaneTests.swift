@@ -525,6 +525,20 @@ struct DataPlaneTests {
 
     // MARK: - Batch and transact
 
+    @Test("Hostile: a belongs-to include of one 1 MiB row by 70 rows is 400 RESULT_TOO_LARGE (the answer would copy it 70 times); 10 of them answer, the row read once")
+    func graphIncludeBounded() async throws {
+        let host = try await Self.start(.sqlite)
+        defer { host.stop() }
+        let name = String(repeating: "n", count: 1 << 20)
+        let big = try await host.insert("User", #"{"email":"big@example.com","displayName":"\#(name)"}"#)
+        for i in 0..<70 { _ = try await host.insert("Todo", #"{"title":"t\#(i)","done":false,"ownerId":"\#(big)"}"#) }
+        let all = try await host.request("POST", "/api/query", json: #"{"Todo": {"include": {"owner": {}}}}"#)
+        #expect(all.status == 400 && all.json.errorCode == "RESULT_TOO_LARGE", "\(all.body.prefix(300))")
+        let some = try await host.request("POST", "/api/query", json: #"{"Todo": {"include": {"owner": {}}, "limit": 10}}"#)
+        #expect(some.status == 200 && some.json["Todo"].items.count == 10, "\(some.body.prefix(300))")
+        #expect(some.json["Todo"].items.allSatisfy { $0["owner"]["displayName"].string?.count == 1 << 20 })
+    }
+
     @Test("Batch: independent ops, a failing op does not stop the others; admin only", arguments: TestStore.all)
     func batch(store: TestStore) async throws {
         let host = try await Self.start(store)

@@ -334,6 +334,16 @@ struct PolicyOracleTests {
             #expect(query.json.items.compactMap { $0["title"].string } == ["t9", "t7"], "\(entity): \(query.body)")
             let anonList = try await host.request("GET", "/api/entities/\(entity)?limit=5")
             #expect(anonList.status == 200 && anonList.json["data"].items.isEmpty, "\(entity): \(anonList.body)")
+            // The largest limit with an offset: every readable row after the first, on each
+            // route that pages (it trapped the host on an overflow once).
+            let max = Int64.max
+            let huge = try await host.request("GET", "/api/entities/\(entity)?limit=\(max)&offset=1", token: bob)
+            #expect(huge.json["data"].items.compactMap { $0["id"].string } == Array(bobs.dropFirst()), "\(entity): \(huge.body)")
+            let hugeQuery = try await host.request("POST", "/api/query/\(entity)", json: #"{"$limit":\#(max),"$offset":1}"#, token: bob)
+            #expect(hugeQuery.json.items.count == bobs.count - 1, "\(entity): \(hugeQuery.body)")
+            let hugeGraph = try await host.request("POST", "/api/query", json: #"{"\#(entity)":{"where":{"$offset":1},"limit":\#(max)}}"#, token: bob)
+            #expect(hugeGraph.status == 200, "\(entity): \(hugeGraph.body)")
+            #expect(try await host.request("GET", "/health").status == 200)
 
             // Aggregates: counted in SQL over readable rows, or refused for a per-row rule.
             let count = try await host.request("POST", "/api/aggregate/\(entity)", json: #"{"count":"*"}"#, token: bob)

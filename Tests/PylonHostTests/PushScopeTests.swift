@@ -109,6 +109,32 @@ struct PushScopeTests {
         return r.stdout
     }
 
+    @Test("Hostile: a push of more than 1,000 changes is 413 PUSH_TOO_LARGE, and a client_id, op_id or row_id over 256 bytes is 400 INVALID_DATA, before anything is written; at the limits a push applies", arguments: [TestStore.sqlite])
+    func pushSizeLimits(store: TestStore) async throws {
+        let host = try await HostProcess.start(manifest: Self.manifest, dev: false, store: store)
+        defer { host.stop() }
+        let bob = try await host.mintSession("bob")
+        // A delete of a missing row is a no-op that would still record its op: the cheapest
+        // change to amplify (each recorded op stored the client id again).
+        func deletes(_ n: Int, op: String = "d") -> String {
+            (0..<n).map { #"{"entity":"Note","row_id":"nope\#($0)","kind":"delete","op_id":"\#(op)\#($0)"}"# }.joined(separator: ",")
+        }
+        let long = String(repeating: "x", count: 257)
+        let tooMany = try await Self.push(host, bob, deletes(1001))
+        #expect(tooMany.status == 413 && tooMany.json.errorCode == "PUSH_TOO_LARGE", "\(tooMany.body)")
+        let longClient = try await host.request("POST", "/api/sync/push", json: #"{"client_id":"\#(long)","changes":[\#(deletes(1))]}"#, token: bob)
+        #expect(longClient.status == 400 && longClient.json.errorCode == "INVALID_DATA", "\(longClient.body)")
+        let longOp = try await Self.push(host, bob, deletes(1, op: long))
+        #expect(longOp.status == 400 && longOp.json.errorCode == "INVALID_DATA", "\(longOp.body)")
+        let longRow = try await Self.push(host, bob, #"{"entity":"Note","row_id":"\#(long)","kind":"delete","op_id":"r"}"#)
+        #expect(longRow.status == 400 && longRow.json.errorCode == "INVALID_DATA", "\(longRow.body)")
+        // Nothing of the refused pushes was recorded: their op ids apply now.
+        let atLimit = try await host.request("POST", "/api/sync/push", json: #"{"client_id":"\#(long.dropLast())","changes":[\#(deletes(1000))]}"#, token: bob)
+        #expect(atLimit.status == 200 && atLimit.json["applied"].int == 1000 && atLimit.json["deduped"].int == 0, "\(atLimit.body.prefix(300))")
+        let opAtLimit = try await Self.push(host, bob, Self.insert("bob", "t", op: String(long.dropLast())))
+        #expect(opAtLimit.status == 200 && opAtLimit.json["applied"].int == 1, "\(opAtLimit.body)")
+    }
+
     @Test("An unscoped _pylon_push_ops upgrades in place: old records kept in the legacy scope, which no caller matches", arguments: ["sqlite", "d1", "postgres"])
     func upgradeUnscopedTable(storeName: String) async throws {
         let dir = try TestPaths.freshTempDir("pylon-push-upgrade")

@@ -21,6 +21,29 @@ public struct PushResult: Sendable {
 }
 
 extension DataService {
+    /// The most changes one push holds: a batch over it is 413, which our clients answer
+    /// by halving their batch (they send 100).
+    public static let maxPushChanges = 1000
+    /// The most bytes of a client, op or row id: each is stored with every op recorded, so
+    /// one push of long ids made hundreds of times its size on disk.
+    public static let maxPushIDBytes = 256
+
+    /// Refuses a push whose size or ids would cost the store far more than its body.
+    static func checkPushSize(_ changes: [JSONValue], clientID: String?) throws(HostError) {
+        guard changes.count <= maxPushChanges else {
+            throw HostError(status: 413, code: "PUSH_TOO_LARGE",
+                            message: "a push holds at most \(maxPushChanges) changes, got \(changes.count); send them in several pushes")
+        }
+        if let clientID, clientID.utf8.count > maxPushIDBytes {
+            throw HostError.badRequest("INVALID_DATA", "client_id is at most \(maxPushIDBytes) bytes")
+        }
+        for (i, change) in changes.enumerated() {
+            for field in ["op_id", "row_id"] where (change[field]?.stringValue?.utf8.count ?? 0) > maxPushIDBytes {
+                throw HostError.badRequest("INVALID_DATA", "changes[\(i)].\(field) is at most \(maxPushIDBytes) bytes")
+            }
+        }
+    }
+
     public func push(_ body: JSONValue, auth: AuthContext) async throws -> PushResult {
         guard let changes = body["changes"]?.arrayValue else {
             throw HostError.badRequest("INVALID_DATA", "push body must be {\"changes\": [...], \"client_id\"?}")
@@ -29,6 +52,7 @@ extension DataService {
             throw HostError.badRequest("INVALID_DATA", "client_id must be a string")
         }
         let clientID = body["client_id"]?.stringValue
+        try Self.checkPushSize(changes, clientID: clientID)
         let scope = SQLValue.text(PushScope.of(auth))
         let codecs = self.codecs
         let guardian = WriteGuard(policies: policies, auth: auth)

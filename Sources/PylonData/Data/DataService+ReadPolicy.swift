@@ -39,7 +39,8 @@ extension DataService {
             guard perRow else { return rows }
             let readable = rows.filter { data.canRead(entity, $0, auth: auth) }
             let start = min(Int(offset), readable.count)
-            let end = limit.map { min(start + Int($0), readable.count) } ?? readable.count
+            // Compared before adding: a caller's limit may be Int64.max (no overflow trap).
+            let end = limit.map { Int($0) >= readable.count - start ? readable.count : start + Int($0) } ?? readable.count
             return Array(readable[start..<end])
         }
     }

@@ -26,8 +26,17 @@ extension DataService {
         return spec
     }
 
+    /// The most bytes of rows one graph query answers through belongs-to includes: a row
+    /// that many rows reference is answered inside each of them, so an include could
+    /// multiply what is stored (300 one-byte comments on a 1 MB note answered 315 MB).
+    public static let maxIncludedBytes = 64 << 20
+
     private func graphQuery(_ spec: [(String, JSONValue)], auth: AuthContext, on conn: StoreConnection) throws -> JSONValue {
         var out: [(String, JSONValue)] = []
+        // Belongs-to targets read so far (entity NUL id → the row and its size; nil: none
+        // readable), each read once; and the bytes they add to the answer.
+        var targets: [String: (row: JSONValue, bytes: Int)?] = [:]
+        var includedBytes = 0
         for (entity, q) in spec {
             let codec = try codec(entity)
             guard case .object = q else {
@@ -47,9 +56,23 @@ extension DataService {
                         guard let id = rows[i]["id"]?.stringValue else { continue }
                         let related = try includedRows(rel.target, .object([(rel.field, .string(id))]), auth: auth, on: conn)
                         rows[i] = rows[i].setting(relName, .array(related))
-                    } else if let fk = rows[i][rel.field]?.stringValue,
-                              let r = try includedRows(rel.target, .object([("id", .string(fk)), ("$limit", 1)]), auth: auth, on: conn).first {
-                        rows[i] = rows[i].setting(relName, r)
+                    } else if let fk = rows[i][rel.field]?.stringValue {
+                        let key = rel.target + "\u{0}" + fk
+                        let target: (row: JSONValue, bytes: Int)?
+                        if let known = targets[key] {
+                            target = known
+                        } else {
+                            target = try includedRows(rel.target, .object([("id", .string(fk)), ("$limit", 1)]), auth: auth, on: conn).first
+                                .map { ($0, JSONWriter.string($0).utf8.count) }
+                            targets[key] = target
+                        }
+                        guard let target else { continue }
+                        includedBytes += target.bytes
+                        if includedBytes > Self.maxIncludedBytes {
+                            throw HostError(status: 400, code: "RESULT_TOO_LARGE",
+                                            message: "the rows included through \(entity).\(relName) add up to more than \(Self.maxIncludedBytes >> 20) MiB; ask for fewer rows (limit) or include less")
+                        }
+                        rows[i] = rows[i].setting(relName, target.row)
                     }
                 }
             }
