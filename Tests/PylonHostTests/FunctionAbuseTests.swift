@@ -85,6 +85,10 @@ struct FunctionAbuseTests {
           return "done";
         } });
         """,
+        "functions/big.ts": """
+        import { action } from "@pylon/functions";
+        export default action({ handler: async (_ctx, args) => "x".repeat(args.n) });
+        """,
         "functions/sleeper.ts": """
         import { workflow } from "@pylon/functions";
         export default workflow(async (ctx, input) => { await ctx.sleep(input.d); return "woke"; });
@@ -218,6 +222,16 @@ struct FunctionAbuseTests {
         #expect(tail.contains("event: error") && tail.contains("STREAM_BACKLOG"), "\(tail.suffix(400))")
         #expect(received.count < 24 * 1024 * 1024, "the backlog was bounded: \(received.count) bytes")
         #expect(try await host.request("GET", "/health").status == 200)
+    }
+
+    @Test("A streamed call whose result alone is larger than PYLON_SYNC_QUEUE_BYTES still reaches a client that reads")
+    func streamLargeResult() async throws {
+        let host = try await Self.start(["PYLON_SYNC_QUEUE_BYTES": "65536"])
+        defer { host.stop() }
+        let r = try await host.request("POST", "/api/fn/big", json: #"{"n":300000}"#, headers: ["Accept": "text/event-stream"])
+        #expect(r.status == 200)
+        #expect(!r.body.contains("STREAM_BACKLOG"), "\(r.body.prefix(400))")
+        #expect(r.body.contains("event: result\ndata: \"" + String(repeating: "x", count: 300_000) + "\"\n"), "\(r.body.prefix(400))")
     }
 
     @Test("A workflow sleep given as a huge double sleeps (at most 366 days) instead of ending at once")

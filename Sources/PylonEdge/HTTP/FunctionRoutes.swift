@@ -156,10 +156,13 @@ private final class StreamBacklog: @unchecked Sendable {
 
     init(limit: Int) { self.limit = limit }
 
-    /// Whether `n` more bytes may wait (then they count as queued).
+    /// Whether `n` more bytes may wait (then they count as queued). An event is always
+    /// admitted when nothing waits: the bound is on a backlog, and a result or chunk larger
+    /// than it on its own must reach a client that keeps up (the answer without streaming
+    /// would hold it too).
     func admit(_ n: Int) -> Bool {
         lock.withLock {
-            guard !overflowed, queued + n <= limit else { return false }
+            guard !overflowed, queued == 0 || queued + n <= limit else { return false }
             queued += n
             return true
         }
