@@ -60,6 +60,16 @@ struct FunctionAbuseTests {
           return all.filter((r) => r.status === "rejected" && String(r.reason?.code ?? r.reason).includes("TOO_MANY_NESTED_CALLS")).length;
         } });
         """,
+        // A fan-out at every level: 20 calls, each starting 20 more (420 waiting at once).
+        "functions/tree.ts": """
+        import { action } from "@pylon/functions";
+        export default action({ handler: async (ctx, args) => {
+          if (args.d === 0) { await new Promise((r) => setTimeout(r, args.ms)); return 0; }
+          const all = await Promise.allSettled(Array.from({ length: args.w }, () => ctx.runAction("tree", { w: args.w, d: args.d - 1, ms: args.ms })));
+          return all.reduce((n, r) => n + (r.status === "fulfilled" ? r.value
+            : String(r.reason?.code ?? r.reason).includes("TOO_MANY_NESTED_CALLS") ? 1 : 0), 0);
+        } });
+        """,
         "functions/streamy.ts": """
         import { action } from "@pylon/functions";
         export default action({ handler: async (ctx) => {
@@ -148,9 +158,12 @@ struct FunctionAbuseTests {
         let host = try await Self.start()
         defer { host.stop() }
         let deep = try await Self.call(host, "recurse", "{}")
-        #expect(deep.status >= 400 && deep.body.contains("CALL_DEPTH_EXCEEDED"), "\(deep.status) \(deep.body)")
+        #expect(deep.status == 400 && deep.body.contains("CALL_DEPTH_EXCEEDED"), "\(deep.status) \(deep.body)")
         let fan = try await Self.call(host, "fan", #"{"n":300,"ms":3000}"#)
         #expect(fan.status == 200 && (fan.json.int ?? 0) > 0, "some of 300 nested calls at once are refused: \(fan.body)")
+        // The bound is the request's, not each call's: 20 calls that start 20 each pass it too.
+        let tree = try await Self.call(host, "tree", #"{"w":20,"d":2,"ms":5000}"#)
+        #expect(tree.status == 200 && (tree.json.int ?? 0) > 0, "some of 420 nested calls of one request are refused: \(tree.body)")
         #expect(try await Self.call(host, "noop", "{}").status == 200)
     }
 
