@@ -81,6 +81,10 @@ struct FunctionAbuseTests {
         import { action } from "@pylon/functions";
         export default action({ handler: async (ctx) => { ctx.stream.write("ab\u{1F600}cd".slice(0, 3)); return "x"; } });
         """,
+        "functions/lone.ts": """
+        import { action } from "@pylon/functions";
+        export default action({ handler: async () => "ab\u{1F600}cd".slice(0, 3) });
+        """,
         "functions/whoami.ts": #"import { query } from "@pylon/functions"; export default query({ handler: async (ctx) => ctx.auth.userId });"#,
         "functions/enq.ts": """
         import { mutation } from "@pylon/functions";
@@ -202,6 +206,12 @@ struct FunctionAbuseTests {
         defer { host.stop() }
         let r = try await host.request("POST", "/api/fn/cut", json: "{}", headers: ["Accept": "text/event-stream"])
         #expect(r.status == 200 && r.body.contains("data: ab\u{FFFD}\n"), "\(r.body.debugDescription)")
+        // A returned value is not mended: 502 INVALID_RESULT, which the OpenAPI document lists.
+        let lone = try await Self.call(host, "lone", "{}")
+        #expect(lone.status == 502 && lone.json.errorCode == "INVALID_RESULT", "\(lone.status) \(lone.body)")
+        let doc = try await host.request("GET", "/api/openapi.json").json
+        #expect(doc["paths"]["/api/fn/{name}"]["post"]["responses"]["502"]["$ref"].string == "#/components/responses/Error502")
+        #expect(doc["components"]["responses"]["Error502"]["description"].string?.contains("INVALID_RESULT") == true)
     }
 
     @Test("ctx.jobs.enqueue checks its handler as POST /api/jobs does: no function, a query or a workflow is refused at once")
