@@ -99,6 +99,20 @@ struct FunctionAbuseTests {
           return "done";
         } });
         """,
+        // Floods, then waits (at most 50 s) for a Mark "open" before it ends.
+        "functions/floodgate.ts": """
+        import { action } from "@pylon/functions";
+        export default action({ handler: async (ctx, args) => {
+          const chunk = "x".repeat(65536);
+          for (let i = 0; i < args.chunks; i++) ctx.stream.write(chunk);
+          await ctx.db.insert("Mark", { tag: "gated" });
+          for (let i = 0; i < 500; i++) {
+            if ((await ctx.db.query("Mark", { tag: "open" })).length > 0) { await ctx.db.insert("Mark", { tag: "through" }); return "done"; }
+            await new Promise((r) => setTimeout(r, 100));
+          }
+          return "closed";
+        } });
+        """,
         "functions/big.ts": """
         import { action } from "@pylon/functions";
         export default action({ handler: async (_ctx, args) => "x".repeat(args.n) });
@@ -245,6 +259,27 @@ struct FunctionAbuseTests {
         #expect(tail.contains("event: error") && tail.contains("STREAM_BACKLOG"), "\(tail.suffix(400))")
         #expect(received.count < 24 * 1024 * 1024, "the backlog was bounded: \(received.count) bytes")
         #expect(try await host.request("GET", "/health").status == 200)
+    }
+
+    @Test("A stream ended by STREAM_BACKLOG ends its answer at once, while the function runs on")
+    func streamBacklogEndsTheAnswer() async throws {
+        let host = try await Self.start(["PYLON_SYNC_QUEUE_BYTES": "262144", "PYLON_FN_CALL_TIMEOUT": "120"])
+        defer { host.stop() }
+        func marks(_ tag: String) async throws -> Bool {
+            try await !host.request("POST", "/api/query/Mark", json: #"{"tag":"\#(tag)"}"#, token: HostProcess.adminToken).json.items.isEmpty
+        }
+        let socket = try TestSocket.connect(port: host.port, receiveBuffer: 4096)
+        defer { socket.close() }
+        let body = #"{"chunks":512}"#
+        try socket.send("POST /api/fn/floodgate HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)")
+        _ = try await eventuallyAsync("the function to flood", timeout: 60) { try await marks("gated") ? true : nil }
+        // The answer ends (the host closes the connection) with the function still waiting.
+        var received: [UInt8] = []
+        while received.count < 64 * 1024 * 1024, case let .bytes(b) = socket.receive() { received += b }
+        let tail = String(decoding: received.suffix(4096), as: UTF8.self)
+        #expect(tail.contains("STREAM_BACKLOG"), "\(tail.suffix(400))")
+        #expect(try await host.request("POST", "/api/entities/Mark", json: #"{"tag":"open"}"#, token: HostProcess.adminToken).status < 300)
+        _ = try await eventuallyAsync("the function to pass its gate", timeout: 60) { try await marks("through") ? true : nil }
     }
 
     @Test("A streamed call whose result alone is larger than PYLON_SYNC_QUEUE_BYTES still reaches a client that reads")

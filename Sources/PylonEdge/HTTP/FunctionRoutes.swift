@@ -104,7 +104,9 @@ extension RouteContext {
         }
         let body = ResponseBody { writer in
             let out = EventStreamWriterBox(writer)
-            let call = Task {
+            // Not awaited: once the stream ended (its result, or STREAM_BACKLOG) the answer
+            // ends, while an overflowed function runs on to its end with nowhere to write.
+            Task {
                 do {
                     let result = try await functions.call(name, argsJSON: args, auth: who, stream: { _, data in send(sseData(data)) })
                     send("event: result\n" + sseData(String(decoding: result, as: UTF8.self)))
@@ -118,7 +120,6 @@ extension RouteContext {
                 try await out.write(chunk)
                 backlog.sent(chunk.utf8.count)
             }
-            _ = await call.value
             try await out.finish()
         }
         return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: body)
