@@ -60,6 +60,16 @@ struct FunctionAbuseTests {
           return all.filter((r) => r.status === "rejected" && String(r.reason?.code ?? r.reason).includes("TOO_MANY_NESTED_CALLS")).length;
         } });
         """,
+        // A fan-out at every level: 20 calls, each starting 20 more (420 waiting at once).
+        "functions/tree.ts": """
+        import { action } from "@pylon/functions";
+        export default action({ handler: async (ctx, args) => {
+          if (args.d === 0) { await new Promise((r) => setTimeout(r, args.ms)); return 0; }
+          const all = await Promise.allSettled(Array.from({ length: args.w }, () => ctx.runAction("tree", { w: args.w, d: args.d - 1, ms: args.ms })));
+          return all.reduce((n, r) => n + (r.status === "fulfilled" ? r.value
+            : String(r.reason?.code ?? r.reason).includes("TOO_MANY_NESTED_CALLS") ? 1 : 0), 0);
+        } });
+        """,
         "functions/streamy.ts": """
         import { action } from "@pylon/functions";
         export default action({ handler: async (ctx) => {
@@ -70,6 +80,10 @@ struct FunctionAbuseTests {
         "functions/cut.ts": """
         import { action } from "@pylon/functions";
         export default action({ handler: async (ctx) => { ctx.stream.write("ab\u{1F600}cd".slice(0, 3)); return "x"; } });
+        """,
+        "functions/lone.ts": """
+        import { action } from "@pylon/functions";
+        export default action({ handler: async () => "ab\u{1F600}cd".slice(0, 3) });
         """,
         "functions/whoami.ts": #"import { query } from "@pylon/functions"; export default query({ handler: async (ctx) => ctx.auth.userId });"#,
         "functions/enq.ts": """
@@ -84,6 +98,24 @@ struct FunctionAbuseTests {
           await ctx.db.insert("Mark", { tag: "flooded" });
           return "done";
         } });
+        """,
+        // Floods, then waits (at most 50 s) for a Mark "open" before it ends.
+        "functions/floodgate.ts": """
+        import { action } from "@pylon/functions";
+        export default action({ handler: async (ctx, args) => {
+          const chunk = "x".repeat(65536);
+          for (let i = 0; i < args.chunks; i++) ctx.stream.write(chunk);
+          await ctx.db.insert("Mark", { tag: "gated" });
+          for (let i = 0; i < 500; i++) {
+            if ((await ctx.db.query("Mark", { tag: "open" })).length > 0) { await ctx.db.insert("Mark", { tag: "through" }); return "done"; }
+            await new Promise((r) => setTimeout(r, 100));
+          }
+          return "closed";
+        } });
+        """,
+        "functions/big.ts": """
+        import { action } from "@pylon/functions";
+        export default action({ handler: async (_ctx, args) => "x".repeat(args.n) });
         """,
         "functions/sleeper.ts": """
         import { workflow } from "@pylon/functions";
@@ -144,9 +176,12 @@ struct FunctionAbuseTests {
         let host = try await Self.start()
         defer { host.stop() }
         let deep = try await Self.call(host, "recurse", "{}")
-        #expect(deep.status >= 400 && deep.body.contains("CALL_DEPTH_EXCEEDED"), "\(deep.status) \(deep.body)")
+        #expect(deep.status == 400 && deep.body.contains("CALL_DEPTH_EXCEEDED"), "\(deep.status) \(deep.body)")
         let fan = try await Self.call(host, "fan", #"{"n":300,"ms":3000}"#)
         #expect(fan.status == 200 && (fan.json.int ?? 0) > 0, "some of 300 nested calls at once are refused: \(fan.body)")
+        // The bound is the request's, not each call's: 20 calls that start 20 each pass it too.
+        let tree = try await Self.call(host, "tree", #"{"w":20,"d":2,"ms":5000}"#)
+        #expect(tree.status == 200 && (tree.json.int ?? 0) > 0, "some of 420 nested calls of one request are refused: \(tree.body)")
         #expect(try await Self.call(host, "noop", "{}").status == 200)
     }
 
@@ -185,6 +220,12 @@ struct FunctionAbuseTests {
         defer { host.stop() }
         let r = try await host.request("POST", "/api/fn/cut", json: "{}", headers: ["Accept": "text/event-stream"])
         #expect(r.status == 200 && r.body.contains("data: ab\u{FFFD}\n"), "\(r.body.debugDescription)")
+        // A returned value is not mended: 502 INVALID_RESULT, which the OpenAPI document lists.
+        let lone = try await Self.call(host, "lone", "{}")
+        #expect(lone.status == 502 && lone.json.errorCode == "INVALID_RESULT", "\(lone.status) \(lone.body)")
+        let doc = try await host.request("GET", "/api/openapi.json").json
+        #expect(doc["paths"]["/api/fn/{name}"]["post"]["responses"]["502"]["$ref"].string == "#/components/responses/Error502")
+        #expect(doc["components"]["responses"]["Error502"]["description"].string?.contains("INVALID_RESULT") == true)
     }
 
     @Test("ctx.jobs.enqueue checks its handler as POST /api/jobs does: no function, a query or a workflow is refused at once")
@@ -218,6 +259,37 @@ struct FunctionAbuseTests {
         #expect(tail.contains("event: error") && tail.contains("STREAM_BACKLOG"), "\(tail.suffix(400))")
         #expect(received.count < 24 * 1024 * 1024, "the backlog was bounded: \(received.count) bytes")
         #expect(try await host.request("GET", "/health").status == 200)
+    }
+
+    @Test("A stream ended by STREAM_BACKLOG ends its answer at once, while the function runs on")
+    func streamBacklogEndsTheAnswer() async throws {
+        let host = try await Self.start(["PYLON_SYNC_QUEUE_BYTES": "262144", "PYLON_FN_CALL_TIMEOUT": "120"])
+        defer { host.stop() }
+        func marks(_ tag: String) async throws -> Bool {
+            try await !host.request("POST", "/api/query/Mark", json: #"{"tag":"\#(tag)"}"#, token: HostProcess.adminToken).json.items.isEmpty
+        }
+        let socket = try TestSocket.connect(port: host.port, receiveBuffer: 4096)
+        defer { socket.close() }
+        let body = #"{"chunks":512}"#
+        try socket.send("POST /api/fn/floodgate HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)")
+        _ = try await eventuallyAsync("the function to flood", timeout: 60) { try await marks("gated") ? true : nil }
+        // The answer ends (the host closes the connection) with the function still waiting.
+        var received: [UInt8] = []
+        while received.count < 64 * 1024 * 1024, case let .bytes(b) = socket.receive() { received += b }
+        let tail = String(decoding: received.suffix(4096), as: UTF8.self)
+        #expect(tail.contains("STREAM_BACKLOG"), "\(tail.suffix(400))")
+        #expect(try await host.request("POST", "/api/entities/Mark", json: #"{"tag":"open"}"#, token: HostProcess.adminToken).status < 300)
+        _ = try await eventuallyAsync("the function to pass its gate", timeout: 60) { try await marks("through") ? true : nil }
+    }
+
+    @Test("A streamed call whose result alone is larger than PYLON_SYNC_QUEUE_BYTES still reaches a client that reads")
+    func streamLargeResult() async throws {
+        let host = try await Self.start(["PYLON_SYNC_QUEUE_BYTES": "65536"])
+        defer { host.stop() }
+        let r = try await host.request("POST", "/api/fn/big", json: #"{"n":300000}"#, headers: ["Accept": "text/event-stream"])
+        #expect(r.status == 200)
+        #expect(!r.body.contains("STREAM_BACKLOG"), "\(r.body.prefix(400))")
+        #expect(r.body.contains("event: result\ndata: \"" + String(repeating: "x", count: 300_000) + "\"\n"), "\(r.body.prefix(400))")
     }
 
     @Test("A workflow sleep given as a huge double sleeps (at most 366 days) instead of ending at once")

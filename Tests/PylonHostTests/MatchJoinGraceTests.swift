@@ -102,4 +102,25 @@ struct MatchJoinGraceTests {
         let third = try await MM.matched(host, tokens["eve"]!)
         #expect(try await MM.matched(host, tokens["fay"]!) == third && ![first, second].contains(third))
     }
+
+    @Test("Groups waiting for a slot keep their order round after round: the first pair to queue stays first and is matched when a slot frees")
+    func waitingGroupsKeepTheirOrder() async throws {
+        let host = try await Self.start(grace: 120, ["PYLON_MATCH_SHARD_MAX": "1", "PYLON_MATCH_MAX_WAIT_SECS": "600"])
+        defer { host.stop() }
+        var tokens: [String: String] = [:]
+        for name in ["ann", "ben", "cat", "dan", "eve", "fay"] { tokens[name] = try await host.mintSession(name) }
+        let first = try await Self.pair(host, tokens["ann"]!, tokens["ben"]!)
+        // The one slot is taken: two pairs queue behind it, cat and dan first.
+        for name in ["cat", "dan", "eve", "fay"] { #expect(try await MM.call(host, "enqueue", token: tokens[name]!).status == 200) }
+        // Many rounds (100 ms apart) pass; every one takes both pairs and puts them back.
+        for _ in 0..<20 {
+            try await Task.sleep(for: .milliseconds(150))
+            let cat = try await MM.call(host, "status", token: tokens["cat"]!).json
+            #expect(cat["status"].string == "queued" && cat["position"].int == 1, "\(String(describing: cat))")
+        }
+        #expect(try await host.request("DELETE", "/api/shards/\(first)", token: Self.admin).status < 300)
+        let next = try await MM.matched(host, tokens["cat"]!)
+        #expect(try await MM.matched(host, tokens["dan"]!) == next && next != first)
+        #expect(try await MM.call(host, "status", token: tokens["eve"]!).json["status"].string == "queued")
+    }
 }

@@ -31,9 +31,9 @@ package enum FileBudget {
         return max(16, files / 10)
     }
 
-    /// The most sockets the shard WebSocket (ShardWS) may hold, accepted and being refused
-    /// together: a tenth of the open-file budget, at least 16, and never above Pylon-sized
-    /// `shardSocketDefault`. Its own cap, so a flood of shard sockets cannot take the
+    /// The most connections the shard WebSocket (ShardWS) may hold (its `max_connections`;
+    /// one over it is answered 429 and closed at once, uncounted: `TurnAway`): a tenth of
+    /// the open-file budget, at least 16, and never above Pylon-sized `shardSocketDefault`. Its own cap, so a flood of shard sockets cannot take the
     /// descriptors the HTTP listeners, the store and the plugins need.
     package static func shardSocketCap() -> Int {
         guard let files = openFileBudget() else { return 1024 }

@@ -104,7 +104,9 @@ extension RouteContext {
         }
         let body = ResponseBody { writer in
             let out = EventStreamWriterBox(writer)
-            let call = Task {
+            // Not awaited: once the stream ended (its result, or STREAM_BACKLOG) the answer
+            // ends, while an overflowed function runs on to its end with nowhere to write.
+            Task {
                 do {
                     let result = try await functions.call(name, argsJSON: args, auth: who, stream: { _, data in send(sseData(data)) })
                     send("event: result\n" + sseData(String(decoding: result, as: UTF8.self)))
@@ -118,7 +120,6 @@ extension RouteContext {
                 try await out.write(chunk)
                 backlog.sent(chunk.utf8.count)
             }
-            _ = await call.value
             try await out.finish()
         }
         return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: body)
@@ -156,10 +157,13 @@ private final class StreamBacklog: @unchecked Sendable {
 
     init(limit: Int) { self.limit = limit }
 
-    /// Whether `n` more bytes may wait (then they count as queued).
+    /// Whether `n` more bytes may wait (then they count as queued). An event is always
+    /// admitted when nothing waits: the bound is on a backlog, and a result or chunk larger
+    /// than it on its own must reach a client that keeps up (the answer without streaming
+    /// would hold it too).
     func admit(_ n: Int) -> Bool {
         lock.withLock {
-            guard !overflowed, queued + n <= limit else { return false }
+            guard !overflowed, queued == 0 || queued + n <= limit else { return false }
             queued += n
             return true
         }

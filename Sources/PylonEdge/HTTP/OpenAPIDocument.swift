@@ -148,7 +148,7 @@ enum OpenAPIDocument {
             ("413", "the body is over PYLON_MAX_BODY_BYTES, or an upload over PYLON_FILES_MAX_BYTES (PAYLOAD_TOO_LARGE)"),
             ("416", "the range is outside the file (RANGE_NOT_SATISFIABLE, with Content-Range: bytes */size)"),
             ("429", "over a request limit (RATE_LIMITED, with Retry-After)"),
-            ("502", "an identity provider failed or could not be reached (OAUTH_TOKEN_EXCHANGE_FAILED, OAUTH_ID_TOKEN_INVALID, OAUTH_PROVIDER_UNREACHABLE, REFRESH_FAILED)"),
+            ("502", "an identity provider failed or could not be reached (OAUTH_TOKEN_EXCHANGE_FAILED, OAUTH_ID_TOKEN_INVALID, OAUTH_PROVIDER_UNREACHABLE, REFRESH_FAILED), or a function returned what is not JSON the host reads (INVALID_RESULT)"),
             ("501", "a capability is not available (no function runtime, no user entity for passwords, no API key pepper)"),
             ("503", "busy or stopping (the function runtime; too many sign-ins being checked: AUTH_BUSY)"),
             ("504", "the function call timed out"),
@@ -579,10 +579,10 @@ enum OpenAPIDocument {
                                       parameters: [query("limit", count, "at most this many")], responses: [("200", ok(anyValue))])]),
         ("/api/fn/{name}", ["post": op("callFunction", "call a query, mutation or action (Accept: text/event-stream streams it)",
                                        access: .anyone, tags: ["functions"], parameters: [pathParam("name")], body: body(anyValue, required: false),
-                                       responses: [("200", ok(anyValue))], errors: ["501", "503", "504"])]),
+                                       responses: [("200", ok(anyValue))], errors: ["501", "502", "503", "504"])]),
         ("/api/webhooks/{name}", .object(["get", "post", "put", "patch", "delete"].map { method in
             (method, op("webhook_\(method)", "run the action NAME with {rawBody}", access: .anyone, tags: ["functions"],
-                        parameters: [pathParam("name")], responses: [("200", ok(anyValue))], errors: ["501", "503", "504"]))
+                        parameters: [pathParam("name")], responses: [("200", ok(anyValue))], errors: ["501", "502", "503", "504"]))
         })),
     ]
 }

@@ -45,57 +45,48 @@ final class FnCall: @unchecked Sendable {
     private var heldAny = false
     let optimistic: Bool
 
-    /// How many calls deep this one is nested (0: asked for by a route, a job, ...).
-    let depth: Int
-    /// Its nested calls not answered yet (under `lock`).
-    private var nestedInFlight = 0
-    /// Bounds on nested calls: a function that calls itself, or starts thousands of calls at
-    /// once, must not fill the workers with calls that all time out together (that once
-    /// left the host with no worker at all).
-    static let maxDepth = 16
-    static let maxNestedInFlight = 256
+    /// Where this call sits among the calls of its request, and their bounds (under `lock`).
+    private var nesting: CallNesting
 
-    init(service: FunctionService, kind: Int32, auth: AuthContext, policyAuth: AuthContext, optimistic: Bool = false, depth: Int = 0) {
+    init(service: FunctionService, kind: Int32, auth: AuthContext, policyAuth: AuthContext, optimistic: Bool = false,
+         nesting: CallNesting = .root) {
         self.service = service
         self.kind = kind
         self.auth = auth
         self.policyAuth = policyAuth
         self.optimistic = optimistic && kind == PYLON_FN_MUTATION
-        self.depth = depth
+        self.nesting = nesting
     }
 
     /// `ctx.runQuery` / `ctx.runMutation` from an action: a new top-level call as the same
-    /// user without admin rights (Pylon's rule for nested calls), one level deeper.
+    /// user without admin rights (Pylon's rule for nested calls), one level deeper, within the
+    /// bounds of its request's calls (`CallNesting`).
     func runNested(_ name: String, kind expected: Int32, args: JSONValue, _ reply: DBReplyBox) {
         guard kind == PYLON_FN_ACTION || kind == PYLON_FN_WORKFLOW else {
             reply.fail(HostError.badRequest("NESTED_CALL_NOT_ALLOWED", "only actions and workflows may call other functions (ctx.runQuery / ctx.runMutation)"))
             return
         }
-        guard depth < Self.maxDepth else {
-            reply.fail(HostError.badRequest("CALL_DEPTH_EXCEEDED", "functions may call each other at most \(Self.maxDepth) deep; this call is that deep already (recursion without an end?)"))
-            return
-        }
-        let admitted: Bool = lock.withLock {
-            guard nestedInFlight < Self.maxNestedInFlight else { return false }
-            nestedInFlight += 1
-            return true
-        }
-        guard admitted else {
-            reply.fail(HostError(status: 429, code: "TOO_MANY_NESTED_CALLS",
-                                 message: "a function may wait for at most \(Self.maxNestedInFlight) of its calls at once; await some before starting more"))
+        lock.lock()
+        let admitted = Result { () throws(HostError) in try nesting.nested() }
+        lock.unlock()
+        let child: CallNesting
+        switch admitted {
+        case let .success(c): child = c
+        case let .failure(e):
+            reply.fail(e)
             return
         }
         var nested = auth
         nested.isAdmin = false
         nested.roles.removeAll { $0 == "admin" }
-        let service = service, depth = depth + 1
+        let service = service
         Task {
             do {
-                reply.succeed(raw: try await service.call(name, args: args, auth: nested, expecting: expected, depth: depth))
+                reply.succeed(raw: try await service.call(name, args: args, auth: nested, expecting: expected, nesting: child))
             } catch {
                 reply.fail(DataService.hostError(error))
             }
-            self.lock.withLock { self.nestedInFlight -= 1 }
+            child.ended()
         }
     }
 

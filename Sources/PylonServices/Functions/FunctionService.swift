@@ -160,17 +160,18 @@ package final class FunctionService: @unchecked Sendable {
     /// call returns; without it they are dropped (Pylon's JSON path does the same).
     /// `request` (a webhook's HTTP request) becomes the action's `ctx.request`.
     /// Every started call is traced (`traces`), whatever its outcome.
-    /// `depth`: how many calls deep this one is nested (0: asked for by a route, a job...).
+    /// `nesting`: where a nested call sits among its request's calls (`.root`: asked for by
+    /// a route, a job..., a tree of its own).
     package func call(_ name: String, args: JSONValue, auth: AuthContext, expecting: Int32? = nil, request: JSONValue? = nil,
-              depth: Int = 0, stream: (@Sendable (String, String) -> Void)? = nil) async throws -> [UInt8] {
-        try await call(name, argsJSON: JSONWriter.encode(args), auth: auth, expecting: expecting, request: request, depth: depth, stream: stream)
+              nesting: CallNesting = .root, stream: (@Sendable (String, String) -> Void)? = nil) async throws -> [UInt8] {
+        try await call(name, argsJSON: JSONWriter.encode(args), auth: auth, expecting: expecting, request: request, nesting: nesting, stream: stream)
     }
 
     /// The same with the arguments as JSON text (the caller has checked it is JSON).
     package func call(_ name: String, argsJSON argBytes: [UInt8], auth: AuthContext, expecting: Int32? = nil, request: JSONValue? = nil,
-              depth: Int = 0, stream: (@Sendable (String, String) -> Void)? = nil) async throws -> [UInt8] {
+              nesting: CallNesting = .root, stream: (@Sendable (String, String) -> Void)? = nil) async throws -> [UInt8] {
         try await withUnsafeThrowingContinuation { (cont: UnsafeContinuation<[UInt8], Error>) in
-            start(name, argsJSON: argBytes, auth: auth, expecting: expecting, request: request, depth: depth, stream: stream) { cont.resume(with: $0) }
+            start(name, argsJSON: argBytes, auth: auth, expecting: expecting, request: request, nesting: nesting, stream: stream) { cont.resume(with: $0) }
         }
     }
 
@@ -179,7 +180,7 @@ package final class FunctionService: @unchecked Sendable {
     /// event loop's thread, a store thread, or the caller's own when the call cannot start),
     /// possibly before `start` returns. Every started call is traced, whatever its outcome.
     package func start(_ name: String, argsJSON argBytes: [UInt8], auth: AuthContext, expecting: Int32? = nil, request: JSONValue? = nil,
-               depth: Int = 0, stream: (@Sendable (String, String) -> Void)? = nil,
+               nesting: CallNesting = .root, stream: (@Sendable (String, String) -> Void)? = nil,
                done: @escaping @Sendable (Result<[UInt8], Error>) -> Void) {
         let started = DispatchTime.now().uptimeNanoseconds
         let info: pylon_fn_info
@@ -205,7 +206,7 @@ package final class FunctionService: @unchecked Sendable {
         let call = PreparedCall(name: name, nameBytes: Array(name.utf8), kind: info.kind, auth: auth,
                                 policyAuth: enforcesPolicies(info.flags) ? auth : .admin,
                                 args: argBytes, authBytes: auth.functionJSONBytes, requestBytes: request.map(JSONWriter.encode) ?? [],
-                                stream: stream, started: started, depth: depth)
+                                stream: stream, started: started, nesting: nesting)
         // A mutation first runs optimistically (see `FnCall.held`); when that cannot be
         // completed it runs again from the start holding the transaction throughout. A
         // streamed call never runs twice: its chunks are already on their way.
@@ -227,10 +228,10 @@ package final class FunctionService: @unchecked Sendable {
         let stream: (@Sendable (String, String) -> Void)?
         /// Uptime ns when the call was asked for (the trace's duration).
         let started: UInt64
-        let depth: Int
+        let nesting: CallNesting
 
         init(name: String, nameBytes: [UInt8], kind: Int32, auth: AuthContext, policyAuth: AuthContext, args: [UInt8],
-             authBytes: [UInt8], requestBytes: [UInt8], stream: (@Sendable (String, String) -> Void)?, started: UInt64, depth: Int) {
+             authBytes: [UInt8], requestBytes: [UInt8], stream: (@Sendable (String, String) -> Void)?, started: UInt64, nesting: CallNesting) {
             self.name = name
             self.nameBytes = nameBytes
             self.kind = kind
@@ -241,12 +242,12 @@ package final class FunctionService: @unchecked Sendable {
             self.requestBytes = requestBytes
             self.stream = stream
             self.started = started
-            self.depth = depth
+            self.nesting = nesting
         }
     }
 
     private func attempt(_ p: PreparedCall, optimistic: Bool, _ done: @escaping @Sendable (Result<[UInt8], Error>) -> Void) {
-        let fc = FnCall(service: self, kind: p.kind, auth: p.auth, policyAuth: p.policyAuth, optimistic: optimistic, depth: p.depth)
+        let fc = FnCall(service: self, kind: p.kind, auth: p.auth, policyAuth: p.policyAuth, optimistic: optimistic, nesting: p.nesting)
         fc.onStream = p.stream
         let id = callIDs.next()
         let startedAt = Int64(Date().timeIntervalSince1970 * 1000)

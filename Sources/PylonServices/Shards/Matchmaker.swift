@@ -169,9 +169,11 @@ package final class Matchmaker: @unchecked Sendable {
         guard let registry, let sim else { return }
         releaseUnjoined(registry)
         var room = lock.withLock { shardCap - matched.running.count }
+        // Groups that got no shard this round, in the order they were taken.
+        var unserved: [[MatchTicket]] = []
         for group in takeGroups() {
             guard room > 0 else {
-                requeue(group)
+                unserved.append(group)
                 continue
             }
             let id = nextID()
@@ -188,11 +190,12 @@ package final class Matchmaker: @unchecked Sendable {
                 metrics.add("matchmaker_matches_total", 1)
                 logger.info("matchmaker: shard \(shard.id) for \(group.count) player(s) of mode \(group.first?.mode ?? "default")")
             } catch {
-                requeue(group)
+                unserved.append(group)
                 metrics.add("matchmaker_failures_total", 1)
                 logger.warning("matchmaker: could not start a shard of \(sim) for a group (\(error)); its players wait on")
             }
         }
+        requeue(unserved)
         let live = Set(registry.all.map(\.id))
         lock.withLock { assignments = assignments.filter { live.contains($0.value) } }
     }
@@ -208,11 +211,15 @@ package final class Matchmaker: @unchecked Sendable {
         }
     }
 
-    /// Puts a group that got no shard back at the front of the queue, its waiting time kept.
-    private func requeue(_ group: [MatchTicket]) {
+    /// Puts the groups that got no shard back at the front of the queue, together and in
+    /// the order they were taken, their waiting time kept. (One at a time at the front
+    /// reversed them: every round without room swapped who would be matched first.)
+    private func requeue(_ groups: [[MatchTicket]]) {
+        guard !groups.isEmpty else { return }
         lock.withLock {
-            for t in group { forming.remove(t.player) }
-            queue.insert(contentsOf: group, at: 0)
+            let tickets = groups.flatMap { $0 }
+            for t in tickets { forming.remove(t.player) }
+            queue.insert(contentsOf: tickets, at: 0)
         }
     }
 
