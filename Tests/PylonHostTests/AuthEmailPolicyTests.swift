@@ -39,7 +39,7 @@ struct AuthEmailPolicyTests {
     static func visible(_ host: HostProcess, _ token: String) async throws -> Set<String> {
         let ids = try await listed(host, token)
         let queried = try await host.request("POST", "/api/query/Invite", json: "{}", token: token)
-        #expect(Set(queried.json["data"].items.compactMap { $0["id"].string }) == ids, "\(queried.body)")
+        #expect(Set(queried.json.items.compactMap { $0["id"].string }) == ids, "\(queried.body)")
         let counted = try await host.request("POST", "/api/aggregate/Invite", json: #"{"count":"*"}"#, token: token)
         #expect(counted.json["rows"][0]["count"].int ?? 0 == ids.count, "\(counted.body)")
         return ids
