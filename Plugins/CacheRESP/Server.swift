@@ -299,6 +299,9 @@ final class Server: @unchecked Sendable {
             }
             if job.argv.isEmpty {
                 c.out.error("ERR empty command")
+            } else if let big = job.argv.first(where: { $0.count > config.maxBulkBytes }) {
+                // The RESP parser's limit, for the host's commands too (its HTTP cache API).
+                c.out.error("ERR " + RequestParser.overLimit("bulk length", Int64(big.count), "bytes", "max_bulk_bytes", config.maxBulkBytes))
             } else {
                 engine.execute(c, parser.argv, job.argv.count)
             }

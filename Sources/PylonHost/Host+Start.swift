@@ -27,8 +27,11 @@ extension Host {
         let (store, dialect) = (opened.store, opened.dialect)
         let data = DataService(manifest: manifest, dialect: dialect, store: store, policies: policies)
         let changes = ChangeLog(store: store, dialect: dialect, epoch: opened.epoch, retention: config.changelogRetention)
-        let sessions = SessionStore(store: store, dialect: dialect, lifetime: manifest.auth.sessionExpiresIn)
+        let sessions = SessionStore(store: store, dialect: dialect, lifetime: manifest.auth.sessionExpiresIn,
+                                    verifiedEmail: VerifiedEmail(manifest: manifest, dialect: dialect))
         let hub = ChangeHub(queueLimit: config.syncQueueLimit, queueBytes: config.syncQueueBytes, maxPerAddress: config.maxConnectionsPerAddress, metrics: metrics)
+        let emailChanges = EmailChanges(manifest: manifest, sessions: sessions, hub: hub)
+        hub.observe = { emailChanges.notice($0) }
         let tailer = try changeFeed(opened, into: hub, config: config, logger: logger, metrics: metrics)
         let shards = registry.sims.isEmpty ? nil : try ShardRegistry(sims: registry.sims, config: config, metrics: metrics, logger: logger,
                                                                      persistence: ShardPersistence(store: store, dialect: dialect, logger: logger, metrics: metrics))

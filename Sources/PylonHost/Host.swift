@@ -142,13 +142,14 @@ public final class Host: Sendable {
     /// API keys with the configured pepper; in --dev without one, a fixed development pepper
     /// (keys made with it stop working once a real pepper is set); otherwise none.
     private func apiKeys() -> ApiKeys? {
-        if let pepper = config.apiKeyPepper { return ApiKeys(store: store, dialect: store.dialect, pepper: pepper) }
+        let email = VerifiedEmail(manifest: manifest, dialect: store.dialect)
+        if let pepper = config.apiKeyPepper { return ApiKeys(store: store, dialect: store.dialect, pepper: pepper, verifiedEmail: email) }
         guard config.dev else {
             logger.info("API keys: off (set PYLON_API_KEY_PEPPER to a long random secret to use them)")
             return nil
         }
         logger.warning("API keys: PYLON_API_KEY_PEPPER is not set; --dev uses a fixed development pepper")
-        return ApiKeys(store: store, dialect: store.dialect, pepper: "pylon-development-api-key-pepper")
+        return ApiKeys(store: store, dialect: store.dialect, pepper: "pylon-development-api-key-pepper", verifiedEmail: email)
     }
 
     /// Runs `services` with the host's background work (change-log trimming, the session

@@ -87,6 +87,33 @@ struct CacheLimitsTests {
         #expect(reply == "+OK\r\n:60000\r\n", "\(reply)")
         #expect(try await host.request("GET", "/health").status == 200)
     }
+
+    @Test("Hostile (max_bulk_bytes 64kb): the HTTP cache API refuses a value, key or message over max_bulk_bytes with 413 CACHE_VALUE_TOO_LARGE (it used to take anything under the 10 MiB body limit); a value at the limit is stored")
+    func httpBulkLimit() async throws {
+        let (host, _) = try await HostProcess.startWithCache(cacheConfig: #""max_bulk_bytes": "64kb""#)
+        defer { host.stop() }
+        let limit = 64 << 10
+        let over = String(repeating: "v", count: limit + 1)
+        let refused: [(what: String, path: String, body: String)] = [
+            ("SET value", "/api/cache", #"{"cmd":"SET","key":"big","value":"\#(over)"}"#),
+            ("SET key", "/api/cache", #"{"cmd":"SET","key":"\#(over)","value":"v"}"#),
+            ("RPUSH value", "/api/cache", #"{"cmd":"RPUSH","key":"list","value":"\#(over)"}"#),
+            ("PUBLISH message", "/api/pubsub/publish", #"{"channel":"chan","message":"\#(over)"}"#),
+        ]
+        for r in refused {
+            let got = try await host.request("POST", r.path, json: r.body, token: HostProcess.adminToken)
+            #expect(got.status == 413 && got.json.errorCode == "CACHE_VALUE_TOO_LARGE" && got.json["ok"].bool == false, "\(r.what): \(got.status) \(got.body.prefix(300))")
+            #expect(got.json["error"]["message"].string?.contains("max_bulk_bytes") == true, "\(r.what): \(got.body.prefix(300))")
+        }
+        #expect(try await host.request("GET", "/api/cache/big", token: HostProcess.adminToken).status == 404, "nothing was stored")
+
+        // The happy twin: a value of exactly the limit is stored and read back whole.
+        let value = String(repeating: "v", count: limit)
+        let set = try await host.request("POST", "/api/cache", json: #"{"cmd":"SET","key":"big","value":"\#(value)"}"#, token: HostProcess.adminToken)
+        #expect(set.status == 200, "\(set.body.prefix(300))")
+        let got = try await host.request("GET", "/api/cache/big", token: HostProcess.adminToken)
+        #expect(got.status == 200 && got.json["result"].string?.utf8.count == limit, "\(got.body.prefix(200))")
+    }
 }
 
 /// What one client's commands may make the cache hold in replies, and how long one

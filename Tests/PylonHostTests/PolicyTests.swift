@@ -16,8 +16,9 @@ private func user(_ id: String? = "u1", admin: Bool = false, guest: Bool = false
 /// Parses and evaluates `source` once.
 private func holds(_ source: String, auth: AuthContext = .anonymous, email: String? = nil, data: JSONValue? = nil,
                    existing: JSONValue? = nil, input: JSONValue? = nil) throws -> Bool {
-    try PolicyExpression(source).evaluate(
-        PolicyInput(auth: auth, authEmail: email, data: data, existing: existing, input: input))
+    var auth = auth
+    if let email { auth.email = email }
+    return try PolicyExpression(source).evaluate(PolicyInput(auth: auth, data: data, existing: existing, input: input))
 }
 
 private func parseError(_ source: String) -> PolicyParseError? {
@@ -558,9 +559,12 @@ struct PolicyEngineTests {
 
     @Test func emailRules() throws {
         let e = try engine([policy(allow: #"auth.email == "boss@x.io""#)])
-        #expect(e.check(.read, entity: "Note", PolicyInput(auth: user(), authEmail: "boss@x.io")))
-        #expect(!e.check(.read, entity: "Note", PolicyInput(auth: user(), authEmail: "intern@x.io")))
-        #expect(e.readGate(entity: "Note", auth: user(), authEmail: "boss@x.io") == .allowAll)
+        var boss = user(), intern = user()
+        boss.email = "boss@x.io"
+        intern.email = "intern@x.io"
+        #expect(e.check(.read, entity: "Note", PolicyInput(auth: boss)))
+        #expect(!e.check(.read, entity: "Note", PolicyInput(auth: intern)))
+        #expect(e.readGate(entity: "Note", auth: boss) == .allowAll)
         #expect(e.readGate(entity: "Note", auth: user()) == .denyAll)
     }
 
@@ -725,8 +729,8 @@ private struct PolicyFuzzer {
     mutating func input() -> PolicyInput {
         let roles = ["r1", "r2", "admin"].filter { _ in chance(0.3) }
         let auth = AuthContext(userID: pick([nil, "u1", "x"]), isAdmin: chance(0.1), isGuest: chance(0.2),
-                               roles: roles, tenantID: pick([nil, "t1", "x"]))
-        return PolicyInput(auth: auth, authEmail: pick([nil, "x", "a@b.io"]), data: chance(0.8) ? row() : nil,
+                               roles: roles, tenantID: pick([nil, "t1", "x"]), email: pick([nil, "x", "a@b.io"]))
+        return PolicyInput(auth: auth, data: chance(0.8) ? row() : nil,
                            existing: chance(0.5) ? row() : nil, input: chance(0.5) ? row() : nil)
     }
 }
@@ -775,7 +779,7 @@ struct PolicyPropertyTests {
                 // A row-independent verdict must agree with every per-row check.
                 input.input = nil
                 let perRowResult = input.auth.isAdmin || parsed.evaluate(input)
-                switch engine.readGate(entity: "Note", auth: input.auth, authEmail: input.authEmail) {
+                switch engine.readGate(entity: "Note", auth: input.auth) {
                 case .allowAll:
                     gateVerdicts += 1
                     #expect(perRowResult, "readGate allowAll but a row is denied: \(source)")

@@ -12,9 +12,16 @@ public struct AuthContext: Sendable, Hashable {
     /// strings the app's policies and functions interpret.
     public var apiKeyID: String?
     public var apiKeyScopes: String?
+    /// `auth.email`: the user's address only while it is verified (`emailVerified` set on
+    /// the user row), lowercased as the host stores it; nil for anonymous callers, guests,
+    /// the admin token, JWTs and users without a verified address. An unverified address
+    /// proves nothing (anyone can register with someone else's), so it never reaches a
+    /// policy. Filled where the session or API key is looked up (`SessionStore`,
+    /// `ApiKeys`), from the same read.
+    public var email: String?
 
     package init(userID: String?, isAdmin: Bool, isGuest: Bool, roles: [String], tenantID: String?,
-                 apiKeyID: String? = nil, apiKeyScopes: String? = nil) {
+                 apiKeyID: String? = nil, apiKeyScopes: String? = nil, email: String? = nil) {
         self.userID = userID
         self.isAdmin = isAdmin
         self.isGuest = isGuest
@@ -22,6 +29,7 @@ public struct AuthContext: Sendable, Hashable {
         self.tenantID = tenantID
         self.apiKeyID = apiKeyID
         self.apiKeyScopes = apiKeyScopes
+        self.email = email
     }
 
     /// An API key's scopes as a list: the stored text split at spaces and commas.

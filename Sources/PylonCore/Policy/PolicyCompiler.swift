@@ -97,7 +97,7 @@ enum PolicyCompiler {
             case .authUserID: return { $0.auth.userID.map { .string($0) } ?? .null }
             case .authIsAdmin: return { .bool($0.auth.isAdmin) }
             case .authTenantID: return { $0.auth.tenantID.map { .string($0) } ?? .null }
-            case .authEmail: return { $0.authEmail.map { .string($0) } ?? .null }
+            case .authEmail: return { $0.auth.email.map { .string($0) } ?? .null }
             case .authRoles: return { .array($0.auth.roles.map { .string($0) }) }
             case .authIsGuest: return { .bool($0.auth.isGuest) }
             case .authApiKeyID: return { $0.auth.apiKeyID.map { .string($0) } ?? .null }

@@ -156,11 +156,10 @@ public final class PolicyEngine: Sendable {
 
     /// Whether `auth` may run action `name` with `input` (the request body). Only `allow`
     /// is consulted.
-    public func checkAction(_ name: String, auth: AuthContext, input: JSONValue?,
-                            authEmail: String? = nil) -> Bool {
+    public func checkAction(_ name: String, auth: AuthContext, input: JSONValue?) -> Bool {
         if auth.isAdmin { return true }
         guard let rules = actionRules[name] else { return dev }
-        let context = PolicyInput(auth: auth, authEmail: authEmail, input: input)
+        let context = PolicyInput(auth: auth, input: input)
         for case let e? in rules where !e.evaluate(context) { return false }
         return true
     }
@@ -169,12 +168,11 @@ public final class PolicyEngine: Sendable {
     ///
     /// Each read expression is evaluated once with no row, treating every part that reads
     /// `data.*`/`existing.*` as unknown: any policy that is false regardless of the row
-    /// gives `.denyAll`; all true gives `.allowAll`; otherwise `.perRow`. Pass the same
-    /// `authEmail` the per-row checks get.
-    public func readGate(entity: String, auth: AuthContext, authEmail: String? = nil) -> ReadGate {
+    /// gives `.denyAll`; all true gives `.allowAll`; otherwise `.perRow`.
+    public func readGate(entity: String, auth: AuthContext) -> ReadGate {
         if auth.isAdmin { return .allowAll }
         guard let rules = entityRules[entity] else { return openWithoutPolicy(entity) ? .allowAll : .denyAll }
-        let context = PolicyInput(auth: auth, authEmail: authEmail)
+        let context = PolicyInput(auth: auth)
         var perRow = false
         var covered = false
         for rule in rules {
@@ -208,7 +206,7 @@ public final class PolicyEngine: Sendable {
 
     /// `readGate`, with row-dependent rules compiled to a SQL condition for this caller
     /// when every read rule of `entity` compiles exactly (`RowPredicate.compile`); `.perRow`
-    /// when one does not. Per-row checks use no `authEmail`, so neither does this.
+    /// when one does not.
     public func readFilter(entity: Entity, auth: AuthContext, dialect: SQLDialect) -> ReadFilter {
         switch readGate(entity: entity.name, auth: auth) {
         case .allowAll: return .allowAll

@@ -7,16 +7,12 @@ import PylonJSON
 /// `null` at every path below it.
 public struct PolicyInput: Sendable {
     public var auth: AuthContext
-    /// `auth.email`. Kept here until `AuthContext` carries it.
-    public var authEmail: String?
     public var data: JSONValue?
     public var existing: JSONValue?
     public var input: JSONValue?
 
-    public init(auth: AuthContext, authEmail: String? = nil, data: JSONValue? = nil,
-                existing: JSONValue? = nil, input: JSONValue? = nil) {
+    public init(auth: AuthContext, data: JSONValue? = nil, existing: JSONValue? = nil, input: JSONValue? = nil) {
         self.auth = auth
-        self.authEmail = authEmail
         self.data = data
         self.existing = existing
         self.input = input

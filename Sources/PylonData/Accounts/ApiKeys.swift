@@ -7,7 +7,8 @@ import PylonJSON
 /// and servers. The token is `pk.key_<32 base64url>.<43 base64url>` — a 24-byte id and a
 /// 32-byte secret; the host keeps the id, the first 16 characters (to show) and an
 /// HMAC-SHA256 of the secret under the pepper, so a copy of the database signs nobody in.
-/// A request with a key acts as its user, with `api_key_id` and `api_key_scopes` set.
+/// A request with a key acts as its user, with `api_key_id` and `api_key_scopes` set, and
+/// with the user's verified address as `auth.email` (read with the key, so always current).
 package final class ApiKeys: Sendable {
     /// One stored key, without its secret.
     package struct Key: Sendable {
@@ -35,11 +36,13 @@ package final class ApiKeys: Sendable {
     private let store: StoreThreads
     private let dialect: SQLDialect
     private let pepper: Data
+    private let verifiedEmail: VerifiedEmail
 
-    package init(store: StoreThreads, dialect: SQLDialect, pepper: String) {
+    package init(store: StoreThreads, dialect: SQLDialect, pepper: String, verifiedEmail: VerifiedEmail) {
         self.store = store
         self.dialect = dialect
         self.pepper = Data(pepper.utf8)
+        self.verifiedEmail = verifiedEmail
     }
 
     /// A new key for `userID`; returns the token (shown once) and the stored key.
@@ -109,20 +112,22 @@ package final class ApiKeys: Sendable {
         }
     }
 
-    /// The key a `pk.` token names, when the token is well formed, its secret matches in
-    /// constant time and it has not expired; nil otherwise.
-    package func resolve(_ token: String) async throws -> Key? {
+    /// The key a `pk.` token names and its user's verified address, when the token is well
+    /// formed, its secret matches in constant time and it has not expired; nil otherwise.
+    package func resolve(_ token: String) async throws -> (key: Key, email: String?)? {
         guard let (id, secret) = Self.parse(token) else { return nil }
         // The MAC first, whether or not the key exists: a missing key costs what a wrong secret does.
         let presented = digest(secret)
         let d = dialect
-        let sql = "SELECT \(Self.columns.map(d.quote).joined(separator: ", ")), \(d.quote("secret_hash")) FROM \(d.quote("_pylon_api_keys")) WHERE \(d.quote("id")) = \(d.placeholder(1))"
+        let sql = "SELECT \((Self.columns + ["secret_hash"]).map { "k." + d.quote($0) }.joined(separator: ", ")), \(verifiedEmail.columns) "
+            + "FROM \(d.quote("_pylon_api_keys")) k\(verifiedEmail.join(on: "k." + d.quote("user_id"))) WHERE k.\(d.quote("id")) = \(d.placeholder(1))"
+        let n = Self.columns.count
         guard let row = try await store.read(quick: true, { conn in try conn.execute(sql, [.text(id)]).rows.first }),
-              let key = Self.key(row), let stored = row.last?.textValue else { return nil }
+              let key = Self.key(row), row.count == n + 3, let stored = row[n].textValue else { return nil }
         let now = Int64(Date().timeIntervalSince1970)
         guard ConstantTime.equal(presented, stored), key.expiresAt.map({ now < $0 }) ?? true else { return nil }
         if now - (key.lastUsedAt ?? 0) >= Self.touchInterval { touch(id, now) }
-        return key
+        return (key, verifiedEmail.value(email: row[n + 1], verified: row[n + 2]))
     }
 
     /// Records a use; nobody waits for it, and a failure only leaves the time older.

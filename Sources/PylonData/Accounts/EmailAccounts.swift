@@ -46,7 +46,7 @@ extension PasswordAccounts {
         let codec = try userCodec()
         guard codec.entity.fields.contains(where: { $0.name == "emailVerified" }),
               let value = try await data.get(codec.entity.name, id: userID)?["emailVerified"] else { return false }
-        return !value.isNull && value != .bool(false)
+        return VerifiedEmail.proven(value)
     }
 
     /// The email on `userID`'s row, or nil (no such user, or no valid address on it).
@@ -104,7 +104,7 @@ extension PasswordAccounts {
     /// such field.
     private static func stampVerified(_ tx: WriteTransaction, _ codec: RowCodec, id: String, _ guardian: WriteGuard) throws -> JSONValue? {
         guard let value = verifiedValue(codec), let row = try DataService.fetch(tx, codec, id: id) else { return nil }
-        if let existing = row["emailVerified"], !existing.isNull, existing != .bool(false) { return existing }
+        if let existing = row["emailVerified"], VerifiedEmail.proven(existing) { return existing }
         _ = try DataService.update(tx, codec, id: id, [("emailVerified", value)], guardian)
         return value
     }

@@ -10,10 +10,16 @@ import PylonCore
 /// request does not cost a database read. The cache never outlives the database row: any
 /// change or deletion of a session row (logout on any host, SQL by hand) reaches
 /// `forget` through `SessionWatcher` within a poll, and a revocation on this host at once.
+/// A session carries its user's verified address (`auth.email`), read with it; a change of
+/// that address reaches `forget(userID:)` through `EmailChanges`.
 public final class SessionStore: @unchecked Sendable {
     let store: StoreThreads
     let dialect: SQLDialect
     let lifetime: Int64
+    /// Joins the user row into every session lookup, for `Session.email`.
+    let verifiedEmail: VerifiedEmail
+    /// A session's user id, expiry, organisation and verified address, by token hash.
+    private let resolveSQL: String
     /// The cache of resolved sessions, in 16 stripes by the token hash's first hex digit,
     /// each with its own lock: every authenticated request reads it, and one lock would be
     /// shared by all of them.
@@ -32,12 +38,17 @@ public final class SessionStore: @unchecked Sendable {
         public var expiresAt: Int64
         public var isGuest: Bool
         public var tenantID: String?
+        /// The user's address while it is verified (`VerifiedEmail`), else nil.
+        public var email: String?
     }
 
-    package init(store: StoreThreads, dialect: SQLDialect, lifetime: Int64) {
+    package init(store: StoreThreads, dialect: SQLDialect, lifetime: Int64, verifiedEmail: VerifiedEmail) {
         self.store = store
         self.dialect = dialect
         self.lifetime = lifetime
+        self.verifiedEmail = verifiedEmail
+        resolveSQL = "SELECT s.user_id, s.expires_at, s.tenant_id, \(verifiedEmail.columns) FROM _pylon_sessions s"
+            + "\(verifiedEmail.join(on: "s.user_id")) WHERE s.token_hash = \(dialect.placeholder(1))"
     }
 
     package static func now() -> Int64 { Int64(Date().timeIntervalSince1970) }
@@ -74,13 +85,14 @@ public final class SessionStore: @unchecked Sendable {
         let now = Self.now()
         if let known = fromCache(hash, now) { return known }
         let before = generation
-        let sql = "SELECT user_id, expires_at, tenant_id FROM _pylon_sessions WHERE token_hash = \(dialect.placeholder(1))"
-        let row = try await store.read(quick: true) { conn in try conn.execute(sql, [.text(hash)]).rows.first }
+        let row = try await store.read(quick: true) { [resolveSQL] conn in try conn.execute(resolveSQL, [.text(hash)]).rows.first }
         guard let row, case let .text(user) = row.at(0), case let .int(expires) = row.at(1) else { return nil }
         if expires != 0 && now >= expires { return nil }
         var tenant: String?
         if case let .text(t) = row.at(2) { tenant = t }
-        let s = Session(userID: user, expiresAt: expires, isGuest: user.hasPrefix("guest_"), tenantID: tenant)
+        let guest = user.hasPrefix("guest_")
+        let s = Session(userID: user, expiresAt: expires, isGuest: guest, tenantID: tenant,
+                        email: guest ? nil : verifiedEmail.value(email: row.at(3), verified: row.at(4)))
         remember(hash, s, now, ifGeneration: before)
         return s
     }
@@ -125,6 +137,15 @@ public final class SessionStore: @unchecked Sendable {
         for h in hashes {
             let st = stripe(h)
             _ = st.lock.withLock { st.cache.removeValue(forKey: h) }
+        }
+    }
+
+    /// Drops every cached session of `userID` (their verified address changed). Rare, so a
+    /// scan of the cache rather than an index kept up on every request.
+    package func forget(userID: String) {
+        generationCounter.wrappingIncrement(ordering: .sequentiallyConsistent)
+        for st in stripes {
+            st.lock.withLock { st.cache = st.cache.filter { $0.value.session.userID != userID } }
         }
     }
 
@@ -284,17 +305,19 @@ public final class SessionStore: @unchecked Sendable {
         try await streamStates(hashes).mapValues(\.expiresAt)
     }
 
-    /// What a stream's session is now: when it ends (0 = never) and the organisation it
-    /// acts in (always nil for an API key's).
+    /// What a stream's session is now: when it ends (0 = never), the organisation it
+    /// acts in (always nil for an API key's) and its user's verified address (always nil
+    /// for a JWT's).
     package struct StreamState: Sendable {
         package var expiresAt: Int64
         package var tenantID: String?
+        package var email: String?
     }
 
     /// The state of each of these sessions (or API keys' stream names) that still exists;
     /// a name missing from the answer has no row.
     package func streamStates(_ hashes: [String]) async throws -> [String: StreamState] {
-        var out = try await apiKeyExpiries(hashes.filter { $0.hasPrefix(Self.apiKeyPrefix) }).mapValues { StreamState(expiresAt: $0) }
+        var out = try await apiKeyStates(hashes.filter { $0.hasPrefix(Self.apiKeyPrefix) })
         let now = Self.now()
         for name in hashes where name.hasPrefix(Self.jwtPrefix) {
             if let e = Self.jwtExpiry(name), now < e { out[name] = StreamState(expiresAt: e) }
@@ -305,10 +328,12 @@ public final class SessionStore: @unchecked Sendable {
         for start in stride(from: 0, to: hashes.count, by: 500) {
             let chunk = Array(hashes[start..<min(start + 500, hashes.count)])
             let list = (1...chunk.count).map { dialect.placeholder($0) }.joined(separator: ", ")
-            let sql = "SELECT token_hash, expires_at, tenant_id FROM _pylon_sessions WHERE token_hash IN (\(list))"
+            let sql = "SELECT s.token_hash, s.expires_at, s.tenant_id, \(verifiedEmail.columns) FROM _pylon_sessions s"
+                + "\(verifiedEmail.join(on: "s.user_id")) WHERE s.token_hash IN (\(list))"
             let rows = try await store.read { conn in try conn.execute(sql, chunk.map { SQLValue.text($0) }).rows }
             for row in rows {
-                if case let .text(h) = row.at(0), case let .int(e) = row.at(1) { out[h] = StreamState(expiresAt: e, tenantID: row.at(2).textValue) }
+                guard case let .text(h) = row.at(0), case let .int(e) = row.at(1) else { continue }
+                out[h] = StreamState(expiresAt: e, tenantID: row.at(2).textValue, email: verifiedEmail.value(email: row.at(3), verified: row.at(4)))
             }
         }
         return out
@@ -335,18 +360,20 @@ extension SessionStore {
         return parts.count == 3 ? Int64(parts[1]) : nil
     }
 
-    /// The keys' expiries (0: none) by their stream names; a revoked key is absent.
-    func apiKeyExpiries(_ names: [String]) async throws -> [String: Int64] {
-        var out: [String: Int64] = [:]
+    /// The keys' expiries (0: none) and their users' verified addresses by their stream
+    /// names; a revoked key is absent.
+    func apiKeyStates(_ names: [String]) async throws -> [String: StreamState] {
+        var out: [String: StreamState] = [:]
         for start in stride(from: 0, to: names.count, by: 500) {
             let chunk = Array(names[start..<min(start + 500, names.count)])
             let list = (1...chunk.count).map { dialect.placeholder($0) }.joined(separator: ", ")
-            let sql = "SELECT id, expires_at FROM _pylon_api_keys WHERE id IN (\(list))"
+            let sql = "SELECT k.id, k.expires_at, \(verifiedEmail.columns) FROM _pylon_api_keys k\(verifiedEmail.join(on: "k.user_id")) WHERE k.id IN (\(list))"
             let ids = chunk.map { SQLValue.text(String($0.dropFirst(Self.apiKeyPrefix.count))) }
             let rows = try await store.read { conn in try conn.execute(sql, ids).rows }
             for row in rows {
                 guard case let .text(id) = row.at(0) else { continue }
-                out[Self.apiKeyStream(id)] = row.at(1).intValue ?? 0
+                out[Self.apiKeyStream(id)] = StreamState(expiresAt: row.at(1).intValue ?? 0,
+                                                         email: verifiedEmail.value(email: row.at(2), verified: row.at(3)))
             }
         }
         return out
@@ -362,6 +389,6 @@ private final class CacheStripe: @unchecked Sendable {
 extension AuthContext {
     /// A signed-in session's caller (never admin; no roles).
     package init(_ s: SessionStore.Session) {
-        self.init(userID: s.userID, isAdmin: false, isGuest: s.isGuest, roles: [], tenantID: s.tenantID)
+        self.init(userID: s.userID, isAdmin: false, isGuest: s.isGuest, roles: [], tenantID: s.tenantID, email: s.email)
     }
 }

@@ -153,7 +153,7 @@ package final class SessionWatcher: @unchecked Sendable {
 
     /// Re-reads these sessions (each holds streams here): ends the streams of those gone
     /// or expired, moves the expiry of the others (and ends their streams opened in an
-    /// organisation the session no longer acts in).
+    /// organisation the session no longer acts in, or with another verified address).
     private func recheck(_ hashes: [String]) async throws {
         guard !hashes.isEmpty else { return }
         let states = try await sessions.streamStates(hashes)
@@ -161,7 +161,7 @@ package final class SessionWatcher: @unchecked Sendable {
         var ended: [String] = []
         for h in hashes {
             if let state = states[h], state.expiresAt == 0 || now < state.expiresAt {
-                hub.updateSession(h, expiresAt: state.expiresAt, tenantID: state.tenantID)
+                hub.updateSession(h, expiresAt: state.expiresAt, tenantID: state.tenantID, email: state.email)
             } else {
                 ended.append(h)
             }

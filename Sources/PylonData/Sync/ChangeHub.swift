@@ -41,6 +41,9 @@ public final class ChangeHub: @unchecked Sendable {
     private let fanout = DispatchQueue(label: "pylon-fanout")
     /// Whether `auth` may read the row of an event; set by the host (policies).
     package var canRead: @Sendable (AuthContext, String, JSONValue?) -> Bool = { _, _, _ in true }
+    /// Shown every batch before its fan-out, on the publishing thread (before the writer
+    /// answers the write); set by the host (`EmailChanges`).
+    package var observe: (@Sendable ([ChangeEvent]) -> Void)?
 
     package init(queueLimit: Int, queueBytes: Int = .max, maxPerAddress: Int, metrics: Metrics) {
         self.queueLimit = queueLimit
@@ -127,6 +130,7 @@ public final class ChangeHub: @unchecked Sendable {
     /// Called by the writer after each commit with that commit's events in seq order.
     package func publish(_ events: [ChangeEvent]) {
         let committed = DispatchTime.now().uptimeNanoseconds
+        observe?(events)
         lock.withLock { openLeaveFlush = nil }
         fanout.async { [self] in deliver(events, committed: committed) }
     }
@@ -246,20 +250,33 @@ public final class ChangeHub: @unchecked Sendable {
 
     /// Ends every stream these sessions authenticated.
     package func endSessions(_ hashes: some Sequence<String>) {
-        let ending: [Subscriber] = lock.withLock { hashes.flatMap { bySession[$0].map { Array($0.values) } ?? [] } }
-        for s in ending { s.endSession() }
-        if !ending.isEmpty { metrics.add("realtime_sessions_ended_total", Int64(ending.count)) }
+        endSessions(of: lock.withLock { hashes.flatMap { bySession[$0].map { Array($0.values) } ?? [] } })
     }
 
     /// A session row changed: its streams take the new expiry, and those opened in another
-    /// organisation than the one it now acts in end (they read as that organisation).
-    func updateSession(_ hash: String, expiresAt: Int64, tenantID: String?) {
+    /// organisation than the one it now acts in, or with another verified address than its
+    /// user now has, end (they read as that organisation, with that `auth.email`).
+    func updateSession(_ hash: String, expiresAt: Int64, tenantID: String?, email: String?) {
         let ending: [Subscriber] = lock.withLock {
             guard let members = bySession[hash] else { return [] }
             for s in members.values { s.session?.expiresAt = expiresAt }
             noteExpiry(expiresAt)
-            return members.values.filter { sub in sub.session.map { session in session.tenantID != tenantID } ?? false }
+            return members.values.filter { sub in sub.session.map { $0.tenantID != tenantID || sub.auth.email != email } ?? false }
         }
+        endSessions(of: ending)
+    }
+
+    /// `userID`'s verified address is now `email`: their streams that read with another
+    /// `auth.email` end (a JWT's reads with none, and keeps going). Clients reconnect and
+    /// read as the user is now.
+    package func userEmailChanged(_ userID: String, to email: String?) {
+        let ending: [Subscriber] = lock.withLock {
+            (byUser[userID]?.values).map { subs in subs.filter { $0.auth.email != ($0.session?.isJWT == false ? email : nil) } } ?? []
+        }
+        endSessions(of: ending)
+    }
+
+    private func endSessions(of ending: [Subscriber]) {
         for s in ending { s.endSession() }
         if !ending.isEmpty { metrics.add("realtime_sessions_ended_total", Int64(ending.count)) }
     }
@@ -278,8 +295,7 @@ public final class ChangeHub: @unchecked Sendable {
             }
             return due
         }
-        for s in due { s.endSession() }
-        if !due.isEmpty { metrics.add("realtime_sessions_ended_total", Int64(due.count)) }
+        endSessions(of: due)
     }
 
     /// Ends every stream (graceful shutdown: SSE responses never end by themselves).

@@ -21,6 +21,9 @@ package final class StreamSession: @unchecked Sendable {
         set { lock.withLock { expires = newValue } }
     }
 
+    /// Opened with a JWT (`SessionStore.jwtStream`), which never carries `auth.email`.
+    var isJWT: Bool { tokenHash.hasPrefix(SessionStore.jwtPrefix) }
+
     func isExpired(at now: Int64) -> Bool {
         let e = expiresAt
         return e != 0 && now >= e

@@ -81,8 +81,14 @@ extension RouteContext {
         }
     }
 
-    /// `{"ok":true,"result":…}`, or the Redis error as a 400.
+    /// `{"ok":true,"result":…}`, or the Redis error as a 400 — except a value over the
+    /// plugin's bulk limit (`max_bulk_bytes`), refused with the RESP side's text, which is a
+    /// 413 `CACHE_VALUE_TOO_LARGE`.
     static func cacheResult(_ reply: RESPValue, cmd: String) throws -> Response {
+        if case let .error(text) = reply, text.hasPrefix(Self.bulkLimitError) {
+            return HTTPSupport.json(.object([("ok", false), ("error", .object([("code", .string("CACHE_VALUE_TOO_LARGE")), ("message", .string(text))]))]),
+                                    status: .contentTooLarge)
+        }
         if case let .error(text) = reply {
             let prefix = text.split(separator: " ", maxSplits: 1).first.map(String.init) ?? "ERR"
             let code = switch prefix {
@@ -96,6 +102,12 @@ extension RouteContext {
         }
         return HTTPSupport.json(.object([("ok", true), ("result", CacheCommandMapping.result(cmd, reply))]))
     }
+}
+
+extension RouteContext {
+    /// How a cache plugin refuses an argument over its bulk limit (Redis' text, which
+    /// CacheRESP answers on RESP and to the host alike).
+    static let bulkLimitError = "ERR Protocol error: invalid bulk length"
 }
 
 /// How Pylon's JSON cache commands map to Redis commands and back.

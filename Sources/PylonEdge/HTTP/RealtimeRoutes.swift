@@ -39,11 +39,11 @@ extension RouteContext {
         if let known = authNow(token: token) { return known }
         // Only an API key, or a session token not in the cache, gets here.
         if let token, token.hasPrefix("pk.") {
-            guard let apiKeys, let key = try await apiKeys.resolve(token) else {
+            guard let apiKeys, let (key, email) = try await apiKeys.resolve(token) else {
                 throw HostError(status: 401, code: "INVALID_API_KEY", message: "Bearer token is malformed, expired, or revoked")
             }
             return AuthContext(userID: key.userID, isAdmin: false, isGuest: false, roles: [], tenantID: nil,
-                               apiKeyID: key.id, apiKeyScopes: key.scopes)
+                               apiKeyID: key.id, apiKeyScopes: key.scopes, email: email)
         }
         if let token, let jwts, SessionJWTs.looksLikeJWT(token) {
             return try await jwts.verify(token, isMember: { user, org in try await isMember(user, of: org) }).auth
@@ -89,13 +89,14 @@ extension RouteContext {
         return (auth, StreamSession(tokenHash: SessionStore.hash(token), expiresAt: s.expiresAt, tenantID: s.tenantID), generation)
     }
 
-    /// Closes the race between looking a session up and subscribing: a revocation processed
-    /// in between found no stream to end. If any was processed since `generation`, the
-    /// session is read again and the stream ended if it is gone.
+    /// Closes the race between looking a session up and subscribing: a revocation or a
+    /// change of the user's address processed in between found no stream to end. If any
+    /// was processed since `generation`, the session is read again and the stream ended if
+    /// it is gone or its user's verified address is not the one the stream reads with.
     func confirmSession(_ sub: Subscriber, since generation: UInt64) async throws {
         guard let session = sub.session, sessions.generation != generation else { return }
-        let e = try await sessions.expiries([session.tokenHash])[session.tokenHash]
-        if let e, e == 0 || SessionStore.now() < e { return }
+        let state = try await sessions.streamStates([session.tokenHash])[session.tokenHash]
+        if let state, state.expiresAt == 0 || SessionStore.now() < state.expiresAt, state.email == sub.auth.email { return }
         sub.endSession()
     }
 
