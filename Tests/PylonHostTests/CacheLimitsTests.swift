@@ -161,7 +161,7 @@ struct CacheOutputTests {
         let grown = try Self.peakRSS(pid) - peak
         #expect(grown < 50 << 20, "peak RSS grew by \(grown >> 20) MiB")
         // The happy twin: a client that reads its replies gets all of them.
-        let reply = try await respExchange(port, String(repeating: CacheLimitsTests.command(["STRLEN", "big"]), count: 3)) { $0.count >= 3 * 9 }
+        let reply = try await respExchange(port, String(repeating: CacheLimitsTests.command(["STRLEN", "big"]), count: 3)) { $0.utf8.count >= 3 * 9 }
         #expect(reply == String(repeating: ":\(size)\r\n", count: 3), "\(reply)")
         #expect(!host.hasExited)
     }
