@@ -212,4 +212,43 @@ struct WebSocketAbuseTests {
         }
         #expect(try await host.request("GET", "/health").status == 200)
     }
+
+    @Test("A client cannot forge room events or the host's notices on the relay: a presence message naming a room, or shaped as a disconnect notice, is refused with RELAY_NOT_ALLOWED and reaches no one (a signed-in non-member and a guest, on /api/sync/ws and port+1); an ordinary presence relay still reaches everyone, with from and user_id set to the sender")
+    func forgedRoomPresence() async throws {
+        let (host, guestToken, _) = try await Self.relayStage()
+        defer { host.kill9() }
+        let alice = try await host.mintSession("alice")
+        let aliceWS = try await TestWebSocket.connect(port: host.port, token: alice, label: "alice")
+        try await SessionStreams.live(aliceWS)
+        let joined = try await host.request("POST", "/api/rooms/join", json: #"{"room":"private"}"#, token: alice)
+        #expect(joined.status == 200, "\(joined.body)")
+        let mallory = try await host.mintSession("mallory")
+        for (who, token) in [("mallory", mallory), ("guest", guestToken)] {
+            for (port, path) in [(host.port, "/api/sync/ws"), (host.wsCompatPort, "/")] {
+                let sender = try await TestWebSocket.connect(port: port, path: path, token: token, label: "\(who) \(port)")
+                try await SessionStreams.live(sender)
+                let tag = "\(who)-\(port)"
+                try sender.sendText(#"{"type":"presence","room":"private","user_id":"alice","data":{"tag":"forged-\#(tag)"}}"#)
+                try sender.sendText(#"{"type":"presence","event":"disconnect","clientId":1,"tag":"forged-\#(tag)"}"#)
+                let refusals = try await eventually("two RELAY_NOT_ALLOWED frames on \(sender.summary)") { () -> [Any?]? in
+                    let errors = sender.jsonMessages.filter { $0["type"].string == "error" }
+                    return errors.count >= 2 ? errors : nil
+                }
+                #expect(refusals.allSatisfy { $0.errorCode == "RELAY_NOT_ALLOWED" }, "\(sender.summary)")
+                // The happy twin, sent after the forgeries: relayed, with the host's identity
+                // in place of the one the client wrote. Relays keep their order, so once it
+                // arrived the refused ones would have too.
+                try sender.sendText(#"{"type":"presence","event":"update","user_id":"ghost","data":{"tag":"ok-\#(tag)"}}"#)
+                let relayed = try await aliceWS.waitForJSON("\(tag)'s presence update") { $0["data"]["tag"].string == "ok-\(tag)" }
+                let from = relayed["from"].string
+                #expect(from != nil && from != "ghost" && relayed["user_id"].string == from, "\(String(describing: relayed))")
+                if who == "mallory" { #expect(from == "mallory") }
+                let forged = aliceWS.jsonMessages.filter { ($0["data"]["tag"].string ?? $0["tag"].string) == "forged-\(tag)" }
+                #expect(forged.isEmpty, "a forged frame reached a room member: \(forged)")
+                #expect(sender.closeFrame == nil, "refusing a message does not close the connection: \(sender.summary)")
+                sender.disconnect()
+            }
+        }
+        #expect(try await host.request("GET", "/health").status == 200)
+    }
 }

@@ -99,6 +99,9 @@ extension DataService {
             select.append("COUNT(DISTINCT \(d.quote(f))) AS \(d.quote("count_distinct_\(f)"))")
             measures += 1
         }
+        guard select.count <= Self.maxAggregateColumns else {
+            throw HostError.badRequest("AGGREGATE_TOO_LARGE", "the aggregate asks for \(select.count) columns (groupBy fields and measures together); at most \(Self.maxAggregateColumns) are allowed")
+        }
         guard measures > 0 || !groups.isEmpty else {
             throw HostError.badRequest("INVALID_QUERY", "empty aggregate: ask for count, sum, avg, min, max, countDistinct or groupBy")
         }
@@ -135,6 +138,10 @@ extension DataService {
 
     /// The field an aggregate is scoped to the caller's tenant by (pylon-core.md §2.6).
     package static let tenantField = "orgId"
+
+    /// Most result columns one aggregate may ask for (groupBy fields and measures), well
+    /// under what every store allows (PostgreSQL: 1,664 in a select list; SQLite: 2,000).
+    package static let maxAggregateColumns = 256
 
     package static let aggregateKeys: Set<String> = ["count", "sum", "avg", "min", "max", "countDistinct", "groupBy", "where"]
 }

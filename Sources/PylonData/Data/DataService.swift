@@ -260,6 +260,10 @@ public final class DataService: Sendable {
         guard let before = try fetch(tx, codec, id: id) else {
             throw HostError.notFound("\(codec.entity.name) with id \"\(id)\" not found")
         }
+        // The rule must allow touching the stored row (Pylon's meaning of `data` on update)
+        // before the patch's values are read: a row the caller cannot see answers 404 like a
+        // missing one, never a validation error that tells it exists.
+        try guardian.requireOnStored(.update, codec, id: id, before)
         let d = tx.dialect
         var sets: [String] = []
         var params: [SQLValue] = []
@@ -270,13 +274,11 @@ public final class DataService: Sendable {
             sets.append("\(d.quote(k)) = \(d.placeholder(params.count))")
             after = after.setting(k, v.isNull ? .null : codec.normalized(v, for: f))
         }
-        // The rule must allow both touching the stored row (Pylon's meaning of `data` on
-        // update) and the row it would become, so a patch can never move a row out of
-        // its owner's reach (e.g. by rewriting ownerId).
-        try guardian.requireOnStored(.update, codec, id: id, before)
         // Once the caller may see the row (else it stays 404), and only for values that
         // change: a client writing back the row it read, email included, is not refused.
         try guardian.requireIdentityUntouched(codec.entity.name, changes.filter { before[$0.0] != $0.1 })
+        // The rule must also allow the row the patch makes, so a patch can never move a row
+        // out of its owner's reach (e.g. by rewriting ownerId).
         try guardian.require(.update, codec.entity.name, data: after, existing: before)
         params.append(.text(id))
         let sql = "UPDATE \(d.quote(codec.entity.name)) SET \(sets.joined(separator: ", ")) WHERE \(d.quote("id")) = \(d.placeholder(params.count))"

@@ -26,6 +26,14 @@ public struct FilterCompiler {
     let dialect: SQLDialect
     private var params: [SQLValue] = []
 
+    /// Most values one filter may compare against (`$in` items and operands together),
+    /// well under what every store binds in one statement (PostgreSQL: 65,535; SQLite:
+    /// 32,766) with the read rule's own; more: 400 `FILTER_TOO_LARGE`.
+    public static let maxValues = 10_000
+    /// Longest `$like` text, in UTF-8 bytes: escaped and wrapped in `%`, it stays under
+    /// SQLite's 50,000-byte LIKE pattern limit; longer: 400 `LIKE_PATTERN_TOO_LONG`.
+    public static let maxLikeBytes = 10_000
+
     public init(codec: RowCodec, dialect: SQLDialect) {
         self.codec = codec
         self.dialect = dialect
@@ -130,6 +138,10 @@ public struct FilterCompiler {
                 clauses.append(contentsOf: try conditions(col, field, value))
             }
         }
+        let values = params.count - startingParams.count
+        guard values <= Self.maxValues else {
+            throw HostError.badRequest("FILTER_TOO_LARGE", "the filter compares against \(values) values ($in items and operands together); at most \(Self.maxValues) are allowed. Split the query")
+        }
         if let rule { clauses.append(rule.sql(table: codec.entity.name, dialect) { bind($0) }) }
         if !clauses.isEmpty { out.whereSQL = " WHERE " + clauses.joined(separator: " AND ") }
         if out.orderSQL.isEmpty {
@@ -187,6 +199,9 @@ public struct FilterCompiler {
                 // PostgreSQL has no LIKE on numbers or booleans; one answer on every store.
                 guard (field.type?.storage ?? .text) == .text else {
                     throw HostError.badRequest("INVALID_QUERY", "$like works on text fields; \"\(field.name)\" is \(field.typeName) (use $eq, $gt, … or $in)")
+                }
+                guard s.utf8.count <= Self.maxLikeBytes else {
+                    throw HostError.badRequest("LIKE_PATTERN_TOO_LONG", "$like on \"\(field.name)\" is \(s.utf8.count) bytes; at most \(Self.maxLikeBytes) bytes of UTF-8 are allowed")
                 }
                 // Substring match, like Pylon; %, _ and \ in the value match themselves.
                 var escaped = ""

@@ -17,7 +17,8 @@ import PylonWebSocket
 ///   control frames included: 1002; invalid UTF-8 text: 1007; a message over the size
 ///   limit: 1009); messages reassembled from fragments; pings answered.
 /// - topic/presence messages relayed to every WebSocket client, limited by `RelayLimiter`;
-///   one over `maxRelayBytes` is refused (`RELAY_TOO_LARGE`).
+///   one over `maxRelayBytes` is refused (`RELAY_TOO_LARGE`), one imitating a room event or
+///   the host's notice too (`RelayMessage`: `RELAY_NOT_ALLOWED`).
 /// - live change events and relays drained from the `Subscriber` whenever it wakes the
 ///   connection and the socket takes more (a client that stops reading is not drained; its
 ///   queue overflows to the log, by count or by bytes, and the stall watchdog closes it).
@@ -43,7 +44,7 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
     private let services: WebSocketServices
     private let sub: Subscriber
     private let start: Start
-    /// What relayed messages carry as `from`.
+    /// What relayed messages carry as `from` and `user_id`.
     private let from: JSONValue
     private var phase = Phase.catchingUp
     /// The newest change seq sent (live events at or below it were already read from the log).
@@ -236,9 +237,14 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
             context?.flush()
             return
         }
-        guard let text, let v = try? JSONParser.parse(text),
-              let type = v["type"]?.stringValue, type == "presence" || type == "topic" else { return }
-        services.routes.hub.relay(JSONWriter.string(v.setting("from", from)))
+        guard let text else { return }
+        switch RelayMessage.read(text, from: from) {
+        case .relay(let frame): services.routes.hub.relay(frame)
+        case .refuse(let frame):
+            write(frame)
+            context?.flush()
+        case .ignore: break
+        }
     }
 
     // MARK: Delivery
