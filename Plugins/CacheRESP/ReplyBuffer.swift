@@ -48,11 +48,13 @@ final class ReplyBuffer {
         }
     }
 
-    /// Takes the unsent bytes out (used for replies to host calls).
+    /// Takes the unsent bytes out (used for replies to host calls); a reply that overflowed
+    /// comes out empty, and the buffer takes the next one.
     func take() -> [UInt8] {
         let a = Array(UnsafeBufferPointer(start: base + sent, count: count - sent))
         sent = 0
         count = 0
+        overflowed = false
         return a
     }
 
