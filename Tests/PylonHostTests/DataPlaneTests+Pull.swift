@@ -26,4 +26,31 @@ extension DataPlaneTests {
             #expect(r.status == 400 && r.json.errorCode == "INVALID_QUERY", "limit=\(bad): \(r.status) \(r.body)")
         }
     }
+
+    @Test("Hostile: a log of 1 MiB rows is pulled in pages of about 4 MiB, not 1,000 rows at once (anonymous readers made the host hold gigabytes); following has_more walks every change once", arguments: TestStore.all)
+    func pullPagesBoundedByBytes(store: TestStore) async throws {
+        let host = try await Self.start(store)
+        defer { host.stop() }
+        let big = String(repeating: "b", count: 1 << 20)
+        let id = try await host.insert("Todo", #"{"title":"\#(big)","done":false}"#)
+        // Each update logs the row twice (after and before): about 2 MiB an event.
+        for i in 0..<6 {
+            let r = try await host.request("PATCH", "/api/entities/Todo/\(id)", json: #"{"done":\#(i % 2 == 0)}"#)
+            #expect(r.status == 200, "\(r.body.prefix(200))")
+        }
+        var since = 0, pages = 0
+        var seen: [Int] = []
+        for _ in 0..<20 {
+            let page = try await host.request("GET", "/api/sync/pull?since=\(since)&limit=1000")
+            #expect(page.status == 200)
+            let seqs = page.json["changes"].items.compactMap { $0["seq"].int }
+            #expect(seqs.count <= 3, "a page holds about 4 MiB of rows: \(seqs)")
+            seen += seqs
+            pages += 1
+            since = try #require(page.json["cursor"]["last_seq"].int)
+            if page.json["has_more"].bool != true { break }
+        }
+        #expect(seen == Array(1...7), "every change once, in order: \(seen) in \(pages) pages")
+        // Small rows still come 1,000 to a page: "Pull caps limit at 1000".
+    }
 }

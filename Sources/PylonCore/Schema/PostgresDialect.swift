@@ -29,6 +29,7 @@ public struct PostgresDialect: SQLDialect {
     public func nullSafeEqual(_ lhs: String, _ rhs: String) -> String { "\(lhs) IS NOT DISTINCT FROM \(rhs)" }
     public func nullSafeNotEqual(_ lhs: String, _ rhs: String) -> String { "\(lhs) IS DISTINCT FROM \(rhs)" }
     public func likeInsensitive(_ lhs: String, _ rhs: String) -> String { "\(lhs) ILIKE \(rhs) ESCAPE '\\'" }
+    public func textSize(_ column: String) -> String { "octet_length(\(column))" }
     /// The database's collation may order by locale; "C" orders by bytes.
     public func binaryOrder(_ column: String) -> String { "\(column) COLLATE \"C\"" }
     public func limitOffset(limit: String?, offset: String?) -> String {

@@ -18,6 +18,10 @@ public protocol SQLDialect: Sendable {
     func nullSafeNotEqual(_ lhs: String, _ rhs: String) -> String
     /// Case-insensitive LIKE with `\` as escape character.
     func likeInsensitive(_ lhs: String, _ rhs: String) -> String
+    /// The stored size of a text `column`, read without loading the value where the store
+    /// can (PostgreSQL's `octet_length` reads the TOAST header; SQLite's `length` counts
+    /// characters, loading one value at a time).
+    func textSize(_ column: String) -> String
     /// `column` ordered by the bytes of its UTF-8 text (how policy rules order strings),
     /// for `<`, `<=`, `>`, `>=`.
     func binaryOrder(_ column: String) -> String
@@ -155,6 +159,7 @@ public struct SQLiteDialect: SQLDialect {
     public func nullSafeEqual(_ lhs: String, _ rhs: String) -> String { "\(lhs) IS \(rhs)" }
     public func nullSafeNotEqual(_ lhs: String, _ rhs: String) -> String { "\(lhs) IS NOT \(rhs)" }
     public func likeInsensitive(_ lhs: String, _ rhs: String) -> String { "\(lhs) LIKE \(rhs) ESCAPE '\\'" }
+    public func textSize(_ column: String) -> String { "length(\(column))" }
     /// Columns use SQLite's default BINARY collation (memcmp of UTF-8).
     public func binaryOrder(_ column: String) -> String { column }
     public func limitOffset(limit: String?, offset: String?) -> String {

@@ -130,7 +130,8 @@ public final class ChangeLog: Sendable {
     }
 
     /// Events after `since`, at most `limit` (below 1 reads 1: an empty page that says
-    /// `hasMore` would have a client that follows `hasMore` ask again forever). Throws
+    /// `hasMore` would have a client that follows `hasMore` ask again forever), and no more
+    /// after their rows passed `pageBytes` (`hasMore` then says so). Throws
     /// RESYNC_REQUIRED (410) for a cursor that is ahead of the log, older than the retained
     /// window, or from another epoch.
     public func pull(since: Int64, limit requested: Int, epoch clientEpoch: String?) async throws -> Page {
@@ -145,13 +146,28 @@ public final class ChangeLog: Sendable {
         if since > 0, oldest > 0, since + 1 < oldest {
             throw resync("cursor last_seq=\(since) is older than the oldest retained seq=\(oldest); client must re-sync", oldest: oldest)
         }
-        let sql = "SELECT seq, entity, row_id, kind, data, before, ts FROM _pylon_changes WHERE seq > \(dialect.placeholder(1)) ORDER BY seq LIMIT \(dialect.placeholder(2))"
-        let rows = try await store.read { conn in
-            try conn.execute(sql, [.int(since), .int(Int64(limit) + 1)]).rows
+        // The rows' sizes first, without their values: the page ends where they pass
+        // `pageBytes` (at least one event), and only those rows are read whole.
+        let d = dialect
+        let sizesSQL = "SELECT seq, COALESCE(\(d.textSize("data")), 0) + COALESCE(\(d.textSize("before")), 0) FROM _pylon_changes WHERE seq > \(d.placeholder(1)) ORDER BY seq LIMIT \(d.placeholder(2))"
+        let rowsSQL = "SELECT seq, entity, row_id, kind, data, before, ts FROM _pylon_changes WHERE seq > \(d.placeholder(1)) AND seq <= \(d.placeholder(2)) ORDER BY seq"
+        let (rows, last, hasMore) = try await store.read { conn -> ([[SQLValue]], Int64, Bool) in
+            let sizes = try conn.execute(sizesSQL, [.int(since), .int(Int64(limit) + 1)]).rows
+            var last = since, taken = 0, bytes: Int64 = 0
+            for size in sizes.prefix(limit) {
+                guard case let .int(seq) = size.at(0) else { continue }
+                let n: Int64 = if case let .int(n) = size.at(1) { n } else { 0 }
+                if taken > 0, bytes + n > Int64(Self.pageBytes) { break }
+                bytes += n
+                taken += 1
+                last = seq
+            }
+            guard taken > 0 else { return ([], since, false) }
+            return (try conn.execute(rowsSQL, [.int(since), .int(last)]).rows, last, sizes.count > taken)
         }
         var events: [StoredEvent] = []
-        events.reserveCapacity(min(rows.count, limit))
-        for row in rows.prefix(limit) {
+        events.reserveCapacity(rows.count)
+        for row in rows {
             guard case let .int(seq) = row.at(0), case let .text(entity) = row.at(1), case let .text(rowID) = row.at(2),
                   case let .text(kind) = row.at(3), case let .int(ts) = row.at(6) else { continue }
             var data: String?
@@ -161,8 +177,13 @@ public final class ChangeLog: Sendable {
             events.append(StoredEvent(seq: seq, entity: entity, rowID: rowID, kind: kind, dataJSON: data,
                                       beforeJSON: before, timestamp: ts))
         }
-        return Page(events: events, lastSeq: events.last?.seq ?? since, hasMore: rows.count > limit)
+        return Page(events: events, lastSeq: last, hasMore: hasMore)
     }
+
+    /// The most bytes of logged rows (`data` and `before`) a page holds past its first
+    /// event: a page of 1,000 events of 10 MiB rows, read by anyone who may pull (the rows
+    /// are filtered after reading), held 20 GB.
+    public static let pageBytes = 4 << 20
 
     func resync(_ message: String, oldest: Int64) -> HostError {
         HostError(status: 410, code: "RESYNC_REQUIRED", message: message,
