@@ -105,7 +105,7 @@ public final class Host: Sendable {
         defer { passwordWorkers.shutdown() }
         let routes = routeContext(passwordWorkers)
         let trustedOrigins = config.csrfOrigins(manifest: manifest)
-        let requestGuard = RequestGuard(config: config, trustedOrigins: trustedOrigins, metrics: metrics, keyGuesses: routes.keyGuesses)
+        let requestGuard = RequestGuard(config: config, csrf: routes.cookiePages, metrics: metrics, keyGuesses: routes.keyGuesses)
         let limit = config.requestRateLimit
         logger.info("request limit: \(limit > 0 ? "\(limit) per \(config.rateLimitWindow) s per client address" : "off"); writes with the session cookie accepted from: \(trustedOrigins.isEmpty ? "the host's own origin only (PYLON_TRUSTED_ORIGINS adds others)" : trustedOrigins.joined(separator: ", "))")
         let middleware = APIMiddleware<PylonRequestContext>(corsOrigin: config.corsOrigin, metrics: metrics, requestGuard: requestGuard)

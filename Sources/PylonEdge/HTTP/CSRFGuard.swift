@@ -17,7 +17,7 @@ import PylonCore
 /// server-to-server caller has no reason to use the cookie rather than
 /// `Authorization: Bearer`. A bearer token is never attached by a browser on its own, so
 /// bearer requests are not checked, nor are requests with neither credential nor origin.
-struct CSRFGuard: Sendable {
+package struct CSRFGuard: Sendable {
     /// Normalized trusted origins (`scheme://host[:port]`, lowercased); nil: every origin
     /// is trusted (`*`, the --dev default), so nothing is checked.
     let trusted: Set<String>?

@@ -19,11 +19,12 @@ package struct RequestGuard: Sendable {
     /// Wrong API keys per address and key id (`ApiKeyGuesses`).
     let keyGuesses: ApiKeyGuesses
 
-    package init(config: HostConfig, trustedOrigins: [String], metrics: Metrics, keyGuesses: ApiKeyGuesses) {
+    /// `csrf`: the routes' own guard (`RouteContext.cookiePages`), one for the whole host.
+    package init(config: HostConfig, csrf: CSRFGuard, metrics: Metrics, keyGuesses: ApiKeyGuesses) {
         let limit = config.requestRateLimit
         rateLimit = limit > 0 ? FixedWindowLimiter(limit: limit, windowSeconds: config.rateLimitWindow, maxKeys: config.rateLimitClients) : nil
         trustProxyHops = config.trustProxyHops
-        csrf = CSRFGuard(origins: trustedOrigins, cookie: config.sessionCookie)
+        self.csrf = csrf
         self.keyGuesses = keyGuesses
         self.metrics = metrics
     }

@@ -54,7 +54,7 @@ package struct RouteContext: Sendable {
     /// Shards, when at least one plugin serves `pylon.shard.sim/1` (else `/api/shards` is a stub).
     let shards: ShardRegistry?
     /// The pages whose WebSocket handshakes may use the session cookie (`CSRFGuard.admitsCookie`).
-    let cookiePages: CSRFGuard
+    package let cookiePages: CSRFGuard
 
     package init(data: DataService, changes: ChangeLog, sessions: SessionStore, config: HostConfig,
                  metrics: Metrics, startedAt: Date, stubs: [CapabilityInfo], hub: ChangeHub,
