@@ -24,9 +24,15 @@
 # Drained is read from the store (no due job pending, none running), with cheap index probes,
 # so watching the run costs the host nothing. Settings: BENCH_DURATION (seconds, default 10),
 # BENCH_WARMUP (2), BENCH_CONNECTIONS (16), BENCH_THREADS (2), PYLON_FN_WORKERS (host
-# default: cores), PYLON_JOBS_WORKERS (here 32; the host's default is 4), BENCH_KEEP_TMP=1
+# default: cores), PYLON_JOBS_WORKERS (here 128; the host's default is 4), BENCH_KEEP_TMP=1
 # keeps the temp dir. Prints a markdown table and writes it to bench/out/jobs-<timestamp>.md.
 # Exits 3 when any answer was not 2xx.
+#
+# Why 128 workers: a queue's throughput is the jobs in flight over one claim-and-complete
+# cycle, whose cost is mostly one commit (fsync on) shared by every job in it, so the
+# batch a cycle carries is at most PYLON_JOBS_WORKERS. An operator running short jobs sets
+# it high, as a pool size; the direct call it is compared with is not bounded by a commit.
+# Set PYLON_JOBS_WORKERS=32 (or 4) to see the smaller batches (bench/RESULTS.md, session 24).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -78,7 +84,7 @@ else
 fi
 port="$("$PY" "$HELP" free-port)"
 log "starting pylon-host (FnBun, $STORE_LABEL) on 127.0.0.1:$port"
-PYLON_JOBS_WORKERS="${PYLON_JOBS_WORKERS:-32}" PYLON_ADMIN_TOKEN="$TOKEN" PYLON_RATE_LIMIT_MAX="${PYLON_RATE_LIMIT_MAX:-1000000000}" \
+PYLON_JOBS_WORKERS="${PYLON_JOBS_WORKERS:-128}" PYLON_ADMIN_TOKEN="$TOKEN" PYLON_RATE_LIMIT_MAX="${PYLON_RATE_LIMIT_MAX:-1000000000}" \
 PYLON_BUN="$BUN" "$PYLON_BIN" serve --plugins "$TMP/build/plugins" --manifest "$MANIFEST" --db "$TMP/pylon.db" \
     --port "$port" --dev --no-compat-ports >"$TMP/pylon.log" 2>&1 &
 HOST_PID=$!
@@ -181,7 +187,7 @@ OUT="$BENCH/out/jobs-$STORE-$(date -u +%Y%m%dT%H%M%SZ).md"
 {
     echo "## Durable jobs: pylon-host ($STORE_LABEL, FnBun), no-op mutation — $(date -u +%FT%TZ)"
     echo
-    echo "- wrk -t$THREADS -c$CONNS -d${DURATION}s (warm-up ${WARMUP}s; end to end: ${BENCH_E2E_SECONDS:-2}s of enqueues, then drained), PYLON_JOBS_WORKERS=${PYLON_JOBS_WORKERS:-32}, $(nproc) cores shared by everything (load average at start: $LOAD0, at end: $(cut -d' ' -f1-3 /proc/loadavg)); $("$BUN" --version | sed 's/^/bun /'); $PYLON_BUILD"
+    echo "- wrk -t$THREADS -c$CONNS -d${DURATION}s (warm-up ${WARMUP}s; end to end: ${BENCH_E2E_SECONDS:-2}s of enqueues, then drained), PYLON_JOBS_WORKERS=${PYLON_JOBS_WORKERS:-128}, $(nproc) cores shared by everything (load average at start: $LOAD0, at end: $(cut -d' ' -f1-3 /proc/loadavg)); $("$BUN" --version | sed 's/^/bun /'); $PYLON_BUILD"
     echo
     echo "| measure | per second | p99 ms | CPU µs each (host + Bun$( [ "$STORE" = postgres ] && echo ' + PostgreSQL')) |"
     echo "|---|---|---|---|"
