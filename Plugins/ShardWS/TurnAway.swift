@@ -14,6 +14,10 @@ final class TurnAway: ChannelInboundHandler, RemovableChannelHandler {
         + "Connection: close\r\nRetry-After: 1\r\n\r\n" + body
     private let deadlineMs: Int
     private var answered = false
+    /// The deadline's close, cancelled once the channel is gone: a pending task keeps the
+    /// channel (and its buffers) alive until it fires, so a flood of refusals would hold
+    /// them all for `deadlineMs` after their sockets closed.
+    private var deadline: Scheduled<Void>?
 
     init(deadlineMs: Int) { self.deadlineMs = deadlineMs }
 
@@ -26,6 +30,12 @@ final class TurnAway: ChannelInboundHandler, RemovableChannelHandler {
         context.fireChannelActive()
     }
 
+    func channelInactive(context: ChannelHandlerContext) {
+        deadline?.cancel()
+        deadline = nil
+        context.fireChannelInactive()
+    }
+
     /// Whatever the peer sends is dropped unread.
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
 
@@ -33,7 +43,7 @@ final class TurnAway: ChannelInboundHandler, RemovableChannelHandler {
         guard !answered else { return }
         answered = true
         let channel = context.channel
-        channel.eventLoop.scheduleTask(in: .milliseconds(Int64(deadlineMs))) { channel.close(promise: nil) }
+        deadline = channel.eventLoop.scheduleTask(in: .milliseconds(Int64(deadlineMs))) { channel.close(promise: nil) }
         let bytes = channel.allocator.buffer(string: Self.response)
         context.writeAndFlush(wrapOutboundOut(bytes)).whenComplete { _ in channel.close(promise: nil) }
     }

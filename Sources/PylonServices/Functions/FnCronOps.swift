@@ -61,11 +61,7 @@ enum FnCronOps {
         guard let function = op.raw["function"]?.stringValue, !function.isEmpty else {
             throw HostError.badRequest("INVALID_OP", "ctx.cron.register needs {function}: the mutation or action each occurrence runs")
         }
-        let info = try functions.describe(function)
-        guard info.kind == PYLON_FN_MUTATION || info.kind == PYLON_FN_ACTION else {
-            throw HostError.badRequest(info.kind == PYLON_FN_WORKFLOW ? "FN_IS_WORKFLOW" : "FN_IS_QUERY",
-                                       "\"\(function)\" is a \(FunctionService.kindName(info.kind)); a cron task runs a mutation or an action")
-        }
+        try functions.requireJobHandler(function, runner: "a cron task", notFound: "FN_NOT_FOUND")
         var payload: String?
         if let p = op.raw["payload"], !p.isNull {
             let text = JSONWriter.string(p)

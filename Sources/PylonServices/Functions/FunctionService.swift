@@ -136,21 +136,24 @@ package final class FunctionService: @unchecked Sendable {
         }))
     }
 
-    /// A job (enqueued by an admin or by `ctx.jobs`) names a mutation or an action this
-    /// plugin serves: checked when it is enqueued, not when it first runs and fails.
-    package func requireJobHandler(_ name: String) throws {
+    /// A job (enqueued by an admin or by `ctx.jobs`) or a cron task (`ctx.cron.register`)
+    /// names a mutation or an action this plugin serves: checked when it is enqueued or
+    /// registered, not when it first runs and fails. `runner` names what runs it in the
+    /// messages; `notFound` is the code of a name no function has (jobs keep Pylon's
+    /// UNKNOWN_JOB_HANDLER; cron says FN_NOT_FOUND, as a call does).
+    package func requireJobHandler(_ name: String, runner: String = "a job", notFound: String = "UNKNOWN_JOB_HANDLER") throws {
         let info: pylon_fn_info
         do {
             info = try describe(name)
         } catch let e as HostError where e.code == "FN_NOT_FOUND" {
-            throw HostError.badRequest("UNKNOWN_JOB_HANDLER", "no function named \"\(name)\" runs jobs; name a mutation or action in the functions folder")
+            throw HostError.badRequest(notFound, "no function named \"\(name)\" can run as \(runner); name a mutation or action in the functions folder")
         }
         switch info.kind {
         case PYLON_FN_MUTATION, PYLON_FN_ACTION: return
         case PYLON_FN_WORKFLOW:
-            throw HostError.badRequest("FN_IS_WORKFLOW", "\"\(name)\" is a workflow, which a job cannot run; start it with POST /api/workflows/start")
+            throw HostError.badRequest("FN_IS_WORKFLOW", "\"\(name)\" is a workflow, which \(runner) cannot run; start it with POST /api/workflows/start")
         default:
-            throw HostError.badRequest("FN_IS_QUERY", "\"\(name)\" is a query; a job runs a mutation or an action")
+            throw HostError.badRequest("FN_IS_QUERY", "\"\(name)\" is a query; \(runner) runs a mutation or an action")
         }
     }
 

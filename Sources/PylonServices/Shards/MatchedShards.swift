@@ -30,7 +30,7 @@ struct MatchedShards {
 
     /// Forgets shards that are no longer running (`live`: the registry's ids) or that were
     /// joined; returns those whose grace ended by `now` unjoined, for the caller to stop
-    /// (outside its lock).
+    /// (outside its lock), and no longer counts them as running.
     mutating func sweep(live: Set<String>, now: Int64) -> [Shard] {
         running.formIntersection(live)
         var expired: [Shard] = []
@@ -38,7 +38,9 @@ struct MatchedShards {
             if !running.contains(id) || w.shard.hasBeenJoined {
                 waiting[id] = nil
             } else if now >= w.deadline {
+                // The caller stops it now: its slot is free for this round's groups.
                 waiting[id] = nil
+                running.remove(id)
                 expired.append(w.shard)
             }
         }
