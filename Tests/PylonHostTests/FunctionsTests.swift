@@ -740,6 +740,18 @@ struct FunctionsTests {
                 "the function's error as on /api/fn, its code whole (longer than ABI 1.x held): \(rejected.body)")
         let plain = try await host.request("POST", "/api/fn/hook", json: #"{"a":1}"#)
         #expect(plain.json["request"].isNull && plain.json["args"]["a"].int == 1, "no ctx.request on /api/fn: \(plain.body)")
+
+        // The session cookie signs nobody in on a webhook: a link or form on any site carries
+        // it (GET is not CSRF-checked), which ran any action as the visitor (outside probe,
+        // session 24). A bearer token still does.
+        let alice = try await host.mintSession("alice")
+        for (method, cookie) in [("GET", "fn_session"), ("GET", "pylon_session"), ("POST", "fn_session")] {
+            let byLink = try await host.rawRequest(method, "/api/webhooks/hook", body: Data(),
+                                                   headers: ["Cookie": "\(cookie)=\(alice)", "Sec-Fetch-Site": "cross-site"])
+            #expect(byLink.status == 200 && byLink.json["user"].isNull, "\(method) with \(cookie): \(byLink.status) \(byLink.body)")
+        }
+        let bearer = try await host.request("GET", "/api/webhooks/hook", token: alice)
+        #expect(bearer.status == 200 && bearer.json["user"].string == "alice", "\(bearer.body)")
     }
 
     @Test("GET /api/fn/traces: recent calls newest first with ops, streams, schedules and outcome; admin only; limit clamped")

@@ -162,6 +162,36 @@ struct HostileClientTests {
         }
     }
 
+    /// An outside probe (session 24): the front sized each body's buffer by its announced
+    /// Content-Length, so a head announcing 10 MiB and sending one byte held 16 MiB until
+    /// the body timeout; 150 such connections took the host to 2.5 GB.
+    @Test("Heads announcing 10 MiB bodies that send one byte hold memory for what arrived, not what they announce")
+    func announcedBodies() async throws {
+        let host = try await HostProcess.start(manifest: Self.manifest)
+        defer { host.stop() }
+        let pid = try #require(host.pid)
+        let before = try #require(residentBytes(pid: pid))
+        let port = host.port
+        let sockets = try await onThread { () -> [TestSocket] in
+            try (0..<120).map { _ in
+                let s = try TestSocket.connect(port: port)
+                try s.send("POST /api/entities/Item HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10485760\r\n\r\n{")
+                return s
+            }
+        }
+        defer { for s in sockets { s.close() } }
+        // Every head has been read once the host answers a request sent after them all
+        // (each connection's bytes were in the host's socket buffers first); the peak is
+        // taken over a few more samples.
+        var peak = before
+        for _ in 0..<20 {
+            try await Self.expectHealthy(host, after: "120 announced bodies")
+            peak = max(peak, residentBytes(pid: pid) ?? 0)
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(peak - before < 256 << 20, "120 connections of one byte each grew the host by \((peak - before) >> 20) MiB")
+    }
+
     @Test("Bytes that trickle in do not extend the header timeout (slowloris)")
     func trickledHead() async throws {
         let host = try await HostProcess.start(manifest: Self.manifest, env: Self.short, compatPorts: true)

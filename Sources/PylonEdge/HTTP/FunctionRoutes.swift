@@ -46,7 +46,8 @@ extension RouteContext {
     static let webhookMethods: [HTTPRequest.Method] = [.get, .post, .put, .patch, .delete]
 
     /// `ANY /api/webhooks/NAME`: runs the action `NAME` with args `{"rawBody": body}` and
-    /// `ctx.request` = the HTTP request; 200 with its return value, else the error as on
+    /// `ctx.request` = the HTTP request, as the bearer token's caller (never the session
+    /// cookie's); 200 with its return value, else the error as on
     /// `/api/fn` (404 FN_NOT_FOUND, 501 without Bun, 400 NOT_AN_ACTION for a query or
     /// mutation: a webhook has side effects but no transaction of its own).
     func webhook(_ functions: FunctionService, _ name: String, _ req: Request) async throws -> Response {
@@ -57,7 +58,11 @@ extension RouteContext {
         let raw = try await HTTPSupport.rawBody(req, limit: config.maxBodyBytes)
         let body = String(decoding: raw.readableBytesView, as: UTF8.self)
         let request = Self.webhookRequest(req, rawBody: body)
-        let who = try await auth(req)
+        // Webhooks are called by other services, never by the app's pages: the session
+        // cookie, which a browser attaches to a link or form from any site (and GET is not
+        // CSRF-checked), signs nobody in here. `Authorization: Bearer` still does.
+        let bearer = Self.credential(req.headers, cookie: config.sessionCookie).flatMap { $0.fromCookie ? nil : $0.token }
+        let who = try await authFor(token: bearer)
         return HTTPSupport.bytes(try await functions.call(name, args: .object([("rawBody", .string(body))]), auth: who,
                                                           expecting: PYLON_FN_ACTION, request: request))
     }

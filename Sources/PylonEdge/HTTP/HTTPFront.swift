@@ -92,6 +92,8 @@ final class HTTPFront: ChannelDuplexHandler, RemovableChannelHandler, @unchecked
     /// the whole body so far (quadratic in the body's reads: a 10 MiB POST to any URL held an
     /// event loop for seconds). Here it has one owner and grows in place.
     private var collected = ByteBuffer()
+    /// The most a collected body's buffer takes before its bytes arrive.
+    static let initialBodyCapacity = 64 * 1024
     private var queued = CircularBuffer<HTTPRequestPart>()
     private var queuedBytes = 0
     private var readHeld = false
@@ -145,7 +147,10 @@ final class HTTPFront: ChannelDuplexHandler, RemovableChannelHandler, @unchecked
             } else if announced > shared.maxBody {
                 refuse(.bodyTooLarge(limit: shared.maxBody), context)
             } else {
-                collected = context.channel.allocator.buffer(capacity: announced)
+                // Sized by what arrives, not by what the head announces: a head announcing
+                // 10 MiB and sending a byte held 16 MiB until the body timeout (one client,
+                // many connections: gigabytes). Doubling as it grows keeps the copies linear.
+                collected = context.channel.allocator.buffer(capacity: min(announced, Self.initialBodyCapacity))
                 state = .collecting(head)
             }
         case (.body(var chunk), .collecting):
