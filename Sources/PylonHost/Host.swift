@@ -152,22 +152,18 @@ public final class Host: Sendable {
         return ApiKeys(store: store, dialect: store.dialect, pepper: "pylon-development-api-key-pepper", verifiedEmail: email)
     }
 
-    /// Runs `services` with the host's background work (change-log trimming, the session
-    /// watcher, the function scheduler) until a shutdown signal, then stops the store and
-    /// the plugins.
+    /// Runs `services` with the host's background work (change-log and push-record
+    /// retention, the session watcher, the function scheduler) until a shutdown signal, then
+    /// stops the store and the plugins.
     private func serve(_ services: [any Service], transport: ShardTransport? = nil) async throws {
-        // Trim once before serving (so a restart applies a lowered retention at once),
-        // then every minute.
-        if let n = try? await changes.trim(), n > 0 { logger.info("change log: trimmed \(n) entries beyond retention") }
+        // Apply retention once before serving (so a restart applies a lowered retention at
+        // once), then every minute.
+        let pushOps = PushOpsRetention(store: store, retentionHours: config.pushOpsRetentionHours)
+        await Self.applyRetention(changes, pushOps, logger)
         let trimmer = Task { [changes, logger] in
             while true {
                 do { try await Task.sleep(for: .seconds(60)) } catch { return }  // cancelled: the host is stopping
-                do {
-                    let n = try await changes.trim()
-                    if n > 0 { logger.info("change log: trimmed \(n) entries beyond retention") }
-                } catch {
-                    logger.warning("change log trim failed: \(error)")
-                }
+                await Self.applyRetention(changes, pushOps, logger)
             }
         }
         // Revoked, expired or changed sessions end their streams and leave the cache.
@@ -202,5 +198,22 @@ public final class Host: Sendable {
             registry.shutdown()
         }
         try await group.run()
+    }
+
+    /// Trims the change log to its retention and sweeps push records past theirs; a failure
+    /// is logged and the next round tries again.
+    private static func applyRetention(_ changes: ChangeLog, _ pushOps: PushOpsRetention, _ logger: Logger) async {
+        do {
+            let n = try await changes.trim()
+            if n > 0 { logger.info("change log: trimmed \(n) entries beyond retention") }
+        } catch {
+            logger.warning("change log trim failed: \(error)")
+        }
+        do {
+            let n = try await pushOps.sweep()
+            if n > 0 { logger.info("push records: deleted \(n) older than PYLON_PUSH_OPS_RETENTION_HOURS") }
+        } catch {
+            logger.warning("push records: the retention sweep failed (\(error)); it runs again in a minute")
+        }
     }
 }
