@@ -156,14 +156,20 @@ public final class Host: Sendable {
     /// retention, the session watcher, the function scheduler) until a shutdown signal, then
     /// stops the store and the plugins.
     private func serve(_ services: [any Service], transport: ShardTransport? = nil) async throws {
-        // Apply retention once before serving (so a restart applies a lowered retention at
-        // once), then every minute.
+        // Trim the change log once before serving (so a restart applies a lowered retention
+        // at once); sweep push records at once too, but beside serving: the first sweep after
+        // an upgrade may have millions to delete. Then both every minute.
+        await Self.trimChangeLog(changes, logger)
         let pushOps = PushOpsRetention(store: store, retentionHours: config.pushOpsRetentionHours)
-        await Self.applyRetention(changes, pushOps, logger)
+        if config.pushOpsRetentionHours == 0 {
+            logger.info("push records: kept for good (PYLON_PUSH_OPS_RETENTION_HOURS=0); the table grows with every op pushed")
+        }
         let trimmer = Task { [changes, logger] in
+            await Self.sweepPushOps(pushOps, logger)
             while true {
                 do { try await Task.sleep(for: .seconds(60)) } catch { return }  // cancelled: the host is stopping
-                await Self.applyRetention(changes, pushOps, logger)
+                await Self.trimChangeLog(changes, logger)
+                await Self.sweepPushOps(pushOps, logger)
             }
         }
         // Revoked, expired or changed sessions end their streams and leave the cache.
@@ -200,15 +206,19 @@ public final class Host: Sendable {
         try await group.run()
     }
 
-    /// Trims the change log to its retention and sweeps push records past theirs; a failure
-    /// is logged and the next round tries again.
-    private static func applyRetention(_ changes: ChangeLog, _ pushOps: PushOpsRetention, _ logger: Logger) async {
+    /// Trims the change log to its retention; a failure is logged and the next round tries again.
+    private static func trimChangeLog(_ changes: ChangeLog, _ logger: Logger) async {
         do {
             let n = try await changes.trim()
             if n > 0 { logger.info("change log: trimmed \(n) entries beyond retention") }
         } catch {
             logger.warning("change log trim failed: \(error)")
         }
+    }
+
+    /// Deletes push records past their retention; a failure is logged and the next round
+    /// tries again.
+    private static func sweepPushOps(_ pushOps: PushOpsRetention, _ logger: Logger) async {
         do {
             let n = try await pushOps.sweep()
             if n > 0 { logger.info("push records: deleted \(n) older than PYLON_PUSH_OPS_RETENTION_HOURS") }

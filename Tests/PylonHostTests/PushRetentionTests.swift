@@ -56,8 +56,9 @@ struct PushRetentionTests {
         try await host.sql("UPDATE _pylon_push_ops SET created_at = created_at - 600 WHERE op_id LIKE 'recent-%'")
         #expect(try await Self.records(host, "old-") == 1300)
 
-        // The sweep runs at start and every minute: a restart runs it now.
+        // The sweep runs at start (beside serving) and every minute: a restart runs it now.
         try await host.restart()
+        try await RelayBacklogTests.waitUntil("the start-up sweep") { host.log.contains("push records: deleted") }
         #expect(try await Self.records(host, "old-") == 0, "\(host.log.suffix(2000))")
         #expect(try await Self.records(host, "recent-") == 2)
         #expect(host.log.contains("push records: deleted 1300"), "\(host.log.suffix(2000))")
@@ -95,6 +96,7 @@ struct PushRetentionTests {
         #expect(r.json["applied"].int == 1, "\(r.body)")
         try await host.sql("UPDATE _pylon_push_ops SET created_at = 1")
         try await host.restart()
+        #expect(host.log.contains("push records: kept for good"), "\(host.log.suffix(2000))")
         #expect(try await Self.records(host, "ancient-") == 1)
         let again = try await Self.push(host, ["ancient-1"])
         #expect(again.json["deduped"].int == 1, "\(again.body)")
