@@ -10,20 +10,8 @@ import PylonJSON
 /// by older hosts read as before.
 @Suite("Change log: an update's before is stored as its changed fields (black-box, real pylon-host, SQLite and Postgres)")
 struct ChangeLogBeforeTests {
-    static let manifest = """
-    {"manifest_version": 1, "name": "log-before", "version": "0.1.0",
-     "entities": [
-       {"name": "Note", "fields": [
-          {"name": "ownerId", "type": "string", "optional": false, "unique": false},
-          {"name": "title", "type": "string", "optional": false, "unique": false},
-          {"name": "body", "type": "string", "optional": true, "unique": false},
-          {"name": "n", "type": "int", "optional": true, "unique": false}], "indexes": []}],
-     "routes": [],
-     "policies": [
-       {"name": "own-notes", "entity": "Note",
-        "allowRead": "auth.userId == data.ownerId", "allowInsert": "auth.userId == data.ownerId",
-        "allowUpdate": "auth.userId == data.ownerId", "allowDelete": "auth.userId == data.ownerId"}]}
-    """
+    /// `Note` (ownerId, title) with an owner-only rule, not in dev mode.
+    static let manifest = PushScopeTests.manifest
 
     static let admin = HostProcess.adminToken
 
@@ -94,11 +82,11 @@ struct ChangeLogBeforeTests {
             let r = try await a.request("DELETE", "/api/entities/Note/\(id)", token: Self.admin)
             guard r.status == 200 || r.status == 204 else { throw RealtimeTestError("DELETE → \(r.status) \(r.body)") }
         }
-        let n1 = try await a.create("Note", #"{"ownerId":"alice","title":"t1","body":"long text","n":1}"#)
+        let n1 = try await a.create("Note", #"{"ownerId":"alice","title":"t1"}"#)
         try await patch(n1, #"{"title":"t2"}"#)                 // alice: update
         try await patch(n1, #"{"ownerId":"bob"}"#)              // alice: a delete (out of sight); bob: update
-        try await patch(n1, #"{"title":"t3","n":2}"#)           // bob only
-        try await patch(n1, #"{"ownerId":"alice","n":3}"#)      // alice: update; bob: a delete
+        try await patch(n1, #"{"title":"t3"}"#)                 // bob only
+        try await patch(n1, #"{"ownerId":"alice","title":"t4"}"#) // alice: update; bob: a delete
         let n2 = try await a.create("Note", #"{"ownerId":"bob","title":"b1"}"#)
         try await delete(n1)                                     // alice: delete
         try await patch(n2, #"{"title":"b1"}"#)                 // nothing changes: bob: update
@@ -114,7 +102,7 @@ struct ChangeLogBeforeTests {
         // The updates' before is stored as their changed fields (the no-op update's as none).
         let compact = try await a.sql("SELECT before FROM _pylon_changes WHERE kind = 'update' ORDER BY seq")
             .split(whereSeparator: \.isNewline).map(String.init)
-        #expect(compact == [#"~{"title":"t1"}"#, #"~{"ownerId":"alice"}"#, #"~{"title":"t2","n":1}"#, #"~{"ownerId":"bob","n":2}"#, "~{}"], "\(compact)")
+        #expect(compact == [#"~{"title":"t1"}"#, #"~{"ownerId":"alice"}"#, #"~{"title":"t2"}"#, #"~{"ownerId":"bob","title":"t3"}"#, "~{}"], "\(compact)")
 
         let aliceExpected = Self.canonical(alicePulled), bobExpected = Self.canonical(bobPulled)
         let adminExpected = Self.canonical(try await Self.pull(a, Self.admin))
@@ -145,14 +133,14 @@ struct ChangeLogBeforeTests {
         let host = try await HostProcess.start(manifest: Self.manifest, dev: false, store: store)
         defer { host.stop() }
         let row = 1 << 20, patches = 8
-        let id = try await host.create("Note", #"{"ownerId":"alice","title":"big","body":"\#(String(repeating: "x", count: row))","n":0}"#)
+        let id = try await host.create("Note", #"{"ownerId":"alice","title":"\#(String(repeating: "x", count: row))"}"#)
         func logged() async throws -> Int {
             let text = try await host.sql("SELECT COALESCE(SUM(LENGTH(data)), 0) + COALESCE(SUM(LENGTH(before)), 0) FROM _pylon_changes")
             return Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
         }
         let start = try await logged()
         for i in 1...patches {
-            let r = try await host.request("PATCH", "/api/entities/Note/\(id)", json: #"{"n":\#(i)}"#, token: Self.admin)
+            let r = try await host.request("PATCH", "/api/entities/Note/\(id)", json: #"{"ownerId":"owner-\#(i)"}"#, token: Self.admin)
             #expect(r.status == 200, "\(r.body.prefix(300))")
         }
         let grown = try await logged() - start
@@ -171,7 +159,7 @@ struct ChangeLogBeforeTests {
         }
         #expect(pulled.count == 1 + patches)
         let last = pulled.last ?? nil
-        #expect(last["data"]["n"].int == patches && (last["data"]["body"].string?.count ?? 0) == row)
+        #expect(last["data"]["ownerId"].string == "owner-\(patches)" && (last["data"]["title"].string?.count ?? 0) == row)
     }
 
     @Test("Unit: before is rebuilt byte for byte; values that only compare equal (1 and 1.0, 0.0 and -0.0, canonically equivalent strings) are stored, and rows of another shape are stored whole")
