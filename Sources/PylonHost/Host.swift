@@ -152,22 +152,24 @@ public final class Host: Sendable {
         return ApiKeys(store: store, dialect: store.dialect, pepper: "pylon-development-api-key-pepper", verifiedEmail: email)
     }
 
-    /// Runs `services` with the host's background work (change-log trimming, the session
-    /// watcher, the function scheduler) until a shutdown signal, then stops the store and
-    /// the plugins.
+    /// Runs `services` with the host's background work (change-log and push-record
+    /// retention, the session watcher, the function scheduler) until a shutdown signal, then
+    /// stops the store and the plugins.
     private func serve(_ services: [any Service], transport: ShardTransport? = nil) async throws {
-        // Trim once before serving (so a restart applies a lowered retention at once),
-        // then every minute.
-        if let n = try? await changes.trim(), n > 0 { logger.info("change log: trimmed \(n) entries beyond retention") }
+        // Trim the change log once before serving (so a restart applies a lowered retention
+        // at once); sweep push records at once too, but beside serving: the first sweep after
+        // an upgrade may have millions to delete. Then both every minute.
+        await Self.trimChangeLog(changes, logger)
+        let pushOps = PushOpsRetention(store: store, retentionHours: config.pushOpsRetentionHours)
+        if config.pushOpsRetentionHours == 0 {
+            logger.info("push records: kept for good (PYLON_PUSH_OPS_RETENTION_HOURS=0); the table grows with every op pushed")
+        }
         let trimmer = Task { [changes, logger] in
+            await Self.sweepPushOps(pushOps, logger)
             while true {
                 do { try await Task.sleep(for: .seconds(60)) } catch { return }  // cancelled: the host is stopping
-                do {
-                    let n = try await changes.trim()
-                    if n > 0 { logger.info("change log: trimmed \(n) entries beyond retention") }
-                } catch {
-                    logger.warning("change log trim failed: \(error)")
-                }
+                await Self.trimChangeLog(changes, logger)
+                await Self.sweepPushOps(pushOps, logger)
             }
         }
         // Revoked, expired or changed sessions end their streams and leave the cache.
@@ -202,5 +204,26 @@ public final class Host: Sendable {
             registry.shutdown()
         }
         try await group.run()
+    }
+
+    /// Trims the change log to its retention; a failure is logged and the next round tries again.
+    private static func trimChangeLog(_ changes: ChangeLog, _ logger: Logger) async {
+        do {
+            let n = try await changes.trim()
+            if n > 0 { logger.info("change log: trimmed \(n) entries beyond retention") }
+        } catch {
+            logger.warning("change log trim failed: \(error)")
+        }
+    }
+
+    /// Deletes push records past their retention; a failure is logged and the next round
+    /// tries again.
+    private static func sweepPushOps(_ pushOps: PushOpsRetention, _ logger: Logger) async {
+        do {
+            let n = try await pushOps.sweep()
+            if n > 0 { logger.info("push records: deleted \(n) older than PYLON_PUSH_OPS_RETENTION_HOURS") }
+        } catch {
+            logger.warning("push records: the retention sweep failed (\(error)); it runs again in a minute")
+        }
     }
 }

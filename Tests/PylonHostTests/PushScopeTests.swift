@@ -94,11 +94,13 @@ struct PushScopeTests {
     }
 
     /// A database made before op ids were scoped: `_pylon_push_ops` keyed by `op_id` alone.
+    /// Its record is from now, inside the retention window (`PushRetentionTests` covers
+    /// records past it).
     static func oldShape(intType: String) -> String {
         """
         CREATE TABLE _pylon_push_ops (op_id TEXT PRIMARY KEY NOT NULL, client_id TEXT, row_id TEXT, pending_id TEXT, created_at \(intType) NOT NULL);
         CREATE INDEX _pylon_push_ops_pending ON _pylon_push_ops (pending_id);
-        INSERT INTO _pylon_push_ops VALUES ('op-old', 'c', 'row-old', '_pending_old', 1);
+        INSERT INTO _pylon_push_ops VALUES ('op-old', 'c', 'row-old', '_pending_old', \(Int(Date().timeIntervalSince1970)));
         """
     }
 

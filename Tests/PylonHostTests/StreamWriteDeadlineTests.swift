@@ -38,17 +38,20 @@ struct StreamWriteDeadlineTests {
         #expect(throws: HostError.self) { try HostConfig.fromEnvironment(["PYLON_WRITE_TIMEOUT": "soon"]) }
     }
 
-    @Test("Hostile (PYLON_WRITE_TIMEOUT=5, a queue budget it never reaches): an SSE stream whose client stops reading, with 9.6 MB of changes for it, is closed by the write deadline (not by a queue overflow); a reading stream gets every change and stays open")
-    func stalledEventStreamIsClosed() async throws {
+    @Test("Hostile (PYLON_WRITE_TIMEOUT=5, a queue budget it never reaches): an SSE stream whose client stops reading, with 9.6 MB of changes for it, is closed by the write deadline (not by a queue overflow); a reading stream gets every change and stays open. On the API port and on Pylon's SSE port (+2)",
+          arguments: [false, true])
+    func stalledEventStreamIsClosed(compatPort: Bool) async throws {
         let host = try await HostProcess.start(manifest: RealtimeTests.manifest,
                                                env: ["PYLON_WRITE_TIMEOUT": "5", "PYLON_SYNC_QUEUE_BYTES": "\(64 << 20)"],
-                                               dev: true)
+                                               dev: true, compatPorts: compatPort)
         defer { host.kill9() }
+        let port = compatPort ? host.sseCompatPort : host.port
+        let path = compatPort ? "/" : "/api/sync/events"
         // Response head read, then nothing: a 4 KiB receive window fills at once.
-        let stalled = try await TestEventStream.connect(port: host.port, token: Self.admin, receiveBuffer: 4096,
+        let stalled = try await TestEventStream.connect(port: port, path: path, token: Self.admin, receiveBuffer: 4096,
                                                         reading: false, label: "stalled")
         #expect(stalled.status == 200, "\(stalled.summary)")
-        let reader = try await TestEventStream.connect(port: host.port, token: Self.admin, label: "reader")
+        let reader = try await TestEventStream.connect(port: port, path: path, token: Self.admin, label: "reader")
         try await reader.waitForComment("connected")
 
         // More than the kernel buffers take (~4 MB): the host's writes to it stop leaving.

@@ -130,6 +130,12 @@ public struct HostConfig: Sendable {
     /// Finished jobs (completed, dead, cancelled) are deleted after this many hours
     /// (`PYLON_JOBS_RETENTION_HOURS`; 0 keeps them).
     public var jobsRetentionHours = 168
+    /// Push records (`_pylon_push_ops`, what makes a resent `op_id` apply once) are deleted
+    /// after this many hours (`PYLON_PUSH_OPS_RETENTION_HOURS`; 0 keeps them): a week covers
+    /// a client offline over a long weekend or a trip, and bounds the table by a week of
+    /// pushes. A client offline longer that resends an op it already pushed has it applied
+    /// again (`PushOpsRetention`).
+    public var pushOpsRetentionHours = 168
     /// Whether a cron occurrence missed while no host ran fires once at start-up
     /// (`PYLON_CRON_CATCH_UP`).
     public var cronCatchUp = true
@@ -235,6 +241,7 @@ public struct HostConfig: Sendable {
         if let n = try int("PYLON_JOBS_BACKOFF_MS") { c.jobsBackoffMs = max(1, min(n, 86_400_000)) }
         if let n = try int("PYLON_JOBS_BACKOFF_MAX_MS") { c.jobsBackoffMaxMs = max(1, min(n, 7 * 86_400_000)) }
         if let n = try int("PYLON_JOBS_RETENTION_HOURS") { c.jobsRetentionHours = min(n, 24 * 3650) }
+        if let n = try int("PYLON_PUSH_OPS_RETENTION_HOURS") { c.pushOpsRetentionHours = min(n, 24 * 3650) }
         if let q = env["PYLON_JOBS_QUEUES"], !q.isEmpty {
             for item in q.split(separator: ",") {
                 let pair = item.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }

@@ -84,12 +84,16 @@ package enum SystemTables {
         "_pylon_session_changes", [.serial("seq"), .text("token_hash"), .integer("ts")], primaryKey: ["seq"])
 
     /// Push records (`SyncPush`); op and pending ids are the caller's own, per scope (`PushScope`).
+    /// `created_at` (unix seconds) is indexed for the retention sweep (`PushOpsRetention`),
+    /// which deletes the oldest in small batches; an older database gets the index at its
+    /// next start (the DDL is `IF NOT EXISTS`).
     static let pushOps = SystemTable(
         "_pylon_push_ops",
         [.text("scope"), .text("op_id"), .text("client_id", optional: true), .text("row_id", optional: true),
          .text("pending_id", optional: true), .integer("created_at")],
         primaryKey: ["scope", "op_id"],
-        indexes: [SystemTable.Index(name: "_pylon_push_ops_scope_pending", columns: ["scope", "pending_id"])])
+        indexes: [SystemTable.Index(name: "_pylon_push_ops_scope_pending", columns: ["scope", "pending_id"]),
+                  SystemTable.Index(name: "_pylon_push_ops_created", columns: ["created_at"])])
 
     /// Scheduled function calls (`FunctionScheduler`), created only when functions are served.
     package static let schedules = SystemTable(

@@ -88,11 +88,12 @@ public final class ChangeLog: Sendable {
         var before: JSONValue?
         let timestamp = Int64(Date().timeIntervalSince1970)
 
-        /// entity, row_id, kind, data, before, ts (see `SQLDialect.appendChangeSQL`).
+        /// entity, row_id, kind, data, before, ts (see `SQLDialect.appendChangeSQL`); `before`
+        /// as only the fields the write changed where it can be (`ChangeLogBefore`).
         var parameters: [SQLValue] {
             [.text(entity), .text(rowID), .text(kind.rawValue),
              data.map { .text(JSONWriter.string($0)) } ?? .null,
-             before.map { .text(JSONWriter.string($0)) } ?? .null,
+             ChangeLogBefore.stored(before, data: data).map { .text($0) } ?? .null,
              .int(timestamp)]
         }
 
@@ -125,6 +126,7 @@ public final class ChangeLog: Sendable {
         public var rowID: String
         public var kind: String
         public var dataJSON: String?
+        /// `before` as stored: whole, or only the fields the write changed (`ChangeLogBefore`).
         public var beforeJSON: String?
         public var timestamp: Int64
     }
@@ -210,7 +212,7 @@ extension ChangeLog.StoredEvent {
     /// `Visibility`), or nil when it must not see it at all.
     package func visibleJSON(_ canRead: (JSONValue?) -> Bool) -> String? {
         let data = dataJSON.flatMap { try? JSONParser.parse($0) }
-        let before = beforeJSON.flatMap { try? JSONParser.parse($0) }
+        let before = ChangeLogBefore.read(beforeJSON, data: data)
         var w = JSONWriter()
         switch Visibility.of(kind: ChangeKind(rawValue: kind) ?? .update, data: data, before: before, canRead) {
         case .hidden: return nil

@@ -164,8 +164,11 @@ package final class ChangeTailer: @unchecked Sendable {
                 if case let .text(s) = v { return try? JSONParser.parse(s) }
                 return nil
             }
+            let data = json(row[4])
+            var before: JSONValue?
+            if case let .text(stored) = row[5] { before = ChangeLogBefore.read(stored, data: data) }
             events.append(ChangeEvent(seq: seq, entity: entity, rowID: rowID, kind: ChangeKind(rawValue: kindText) ?? .update,
-                                      data: json(row[4]), before: json(row[5]), timestamp: ts))
+                                      data: data, before: before, timestamp: ts))
         }
         if unreadable > 0 { logger.warning("change tailer: skipped \(unreadable) change-log row(s) that could not be read") }
         feed.withLock {

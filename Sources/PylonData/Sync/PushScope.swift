@@ -15,6 +15,6 @@ enum PushScope {
     /// them). No caller is in it: such a record no longer dedupes a retry or resolves a
     /// pending id — one retried insert from before the upgrade may be applied a second time,
     /// which is safer than letting any user match (and learn the row of) any old op id. The
-    /// records are kept.
+    /// records are kept until the retention sweep (`PushOpsRetention`) deletes them.
     static let legacy = "legacy"
 }
