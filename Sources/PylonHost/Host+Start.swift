@@ -14,7 +14,7 @@ extension Host {
         let manifest = try loadManifest(config.manifestPath)
         var config = config
         config.staticSite = try resolveStaticSite(config, manifest, logger: logger)
-        config.sessionCookie = config.cookie.resolve(appName: manifest.name, dev: config.dev)
+        config.sessionCookie = try config.cookie.resolve(appName: manifest.name, dev: config.dev)
         let policies: PolicyEngine
         do {
             policies = try PolicyEngine(manifest: manifest, dev: config.dev)
