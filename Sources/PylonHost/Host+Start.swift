@@ -14,7 +14,7 @@ extension Host {
         let manifest = try loadManifest(config.manifestPath)
         var config = config
         config.staticSite = try resolveStaticSite(config, manifest, logger: logger)
-        config.sessionCookie = config.cookie.resolve(appName: manifest.name, dev: config.dev)
+        config.sessionCookie = try config.cookie.resolve(appName: manifest.name, dev: config.dev)
         let policies: PolicyEngine
         do {
             policies = try PolicyEngine(manifest: manifest, dev: config.dev)
@@ -29,6 +29,8 @@ extension Host {
         let changes = ChangeLog(store: store, dialect: dialect, epoch: opened.epoch, retention: config.changelogRetention)
         let sessions = SessionStore(store: store, dialect: dialect, lifetime: manifest.auth.sessionExpiresIn,
                                     verifiedEmail: VerifiedEmail(manifest: manifest, dialect: dialect))
+        // Whichever write cleared a session's organisation (`SessionStore.clearTenant`).
+        store.onSessionsEnded = { sessions.tenantCleared($0) }
         let hub = ChangeHub(queueLimit: config.syncQueueLimit, queueBytes: config.syncQueueBytes, maxPerAddress: config.maxConnectionsPerAddress, metrics: metrics)
         let emailChanges = EmailChanges(manifest: manifest, sessions: sessions, hub: hub)
         hub.observe = { emailChanges.notice($0) }

@@ -132,7 +132,7 @@ public final class Host: Sendable {
                             apiKeys: apiKeys(),
                             jwts: config.jwtSecret.map { SessionJWTs(secret: $0, issuer: config.jwtIssuer, lifetime: config.jwtLifetime) },
                             jobs: jobs, cron: cron, workflows: workflows,
-                            orgs: Organisations(store: store, dialect: store.dialect, sessions: sessions),
+                            orgs: Organisations(store: store, dialect: store.dialect),
                             oauth: oauth, files: files, codes: codes, rooms: rooms,
                             captcha: config.captcha.map(CaptchaVerifier.init),
                             breaches: config.passwordBreachURL.map { BreachedPasswords(rangeURL: $0, logger: logger) },

@@ -272,7 +272,7 @@ struct AbuseLimitTests {
         #expect(limiter.take("a", now: t0 + 10_000_000_001) == nil)
     }
 
-    @Test("FixedWindowLimiter: memory stays bounded under a flood of new keys, which pass uncounted when it is full; expired keys are dropped")
+    @Test("FixedWindowLimiter: memory stays bounded under a flood of new keys; expired keys are dropped and new keys are counted in the table again")
     func limiterMemoryBound() {
         let limiter = FixedWindowLimiter<Int>(limit: 1, windowSeconds: 1, maxKeys: 64)
         let t0: UInt64 = 5_000_000_000
@@ -282,8 +282,55 @@ struct AbuseLimitTests {
         for k in 100_000..<200_000 { _ = limiter.take(k, now: t0 + 2_000_000_000) }
         #expect(limiter.trackedKeys <= 64)
         #expect(limiter.trackedKeys > 0)
-        let tracked = (200_000..<200_100).first { limiter.take($0, now: t0 + 4_000_000_000) == nil && limiter.take($0, now: t0 + 4_000_000_000) != nil }
+        let t2 = t0 + 4_000_000_000
+        let tracked = (200_000..<200_100).first { limiter.take($0, now: t2) == nil && limiter.take($0, now: t2) != nil }
         #expect(tracked != nil, "after a sweep, new keys are counted again")
+    }
+
+    /// Keys whose stripe (`hashValue % stripeCount`) is the one `key` falls in.
+    static func sameStripe(as key: String, count: Int) -> [String] {
+        let n = UInt(FixedWindowLimiter<String>.stripeCount)
+        let stripe = UInt(bitPattern: key.hashValue) % n
+        return Array((0...).lazy.map { "filler-\($0)" }.filter { UInt(bitPattern: $0.hashValue) % n == stripe }.prefix(count))
+    }
+
+    @Test("FixedWindowLimiter: a key that finds the table full is still counted (an overestimate at most): it meets the limit, `waiting` says so, a fresh key is not locked out")
+    func limiterFullTableCounts() {
+        let window: UInt64 = 60_000_000_000
+        let limiter = FixedWindowLimiter<String>(limit: 20, windowSeconds: 60, maxKeys: 16)
+        let t0: UInt64 = 1_000_000_000_000
+        // 300 keys from as many addresses: far more than the 16 the table holds.
+        for k in 0..<300 { #expect(limiter.take("flood-\(k)", now: t0) == nil) }
+        #expect(limiter.trackedKeys == 16)
+        // The key under attack: at most its limit, whatever the flood left in its counter.
+        let answers = (0..<40).map { _ in limiter.take("victim@example.com", now: t0 + 1_000_000_000) }
+        let allowed = answers.prefix { $0 == nil }.count
+        #expect(allowed <= 20 && allowed >= 15, "allowed \(allowed) of 40")
+        #expect(answers.dropFirst(allowed).allSatisfy { $0 == 59 }, "\(answers)")
+        #expect(limiter.waiting("victim@example.com", now: t0 + 1_000_000_000) == 59)
+        #expect(limiter.waiting("someone-else", now: t0 + 1_000_000_000) == nil)
+        // Overestimates are bounded: 284 keys over 16 × 64 counters lock out (almost) nobody.
+        let fresh = (0..<100).filter { limiter.take("fresh-\($0)", now: t0 + 2_000_000_000) == nil }.count
+        #expect(fresh >= 95, "\(fresh) of 100 fresh keys let in")
+        // After the window, the victim starts over.
+        #expect(limiter.take("victim@example.com", now: t0 + window + 1_000_000_000) == nil)
+    }
+
+    @Test("FixedWindowLimiter: events counted while the table was full carry over when the key later finds room, with the window they were counted in")
+    func limiterOverflowCarriesOver() throws {
+        let limiter = FixedWindowLimiter<String>(limit: 3, windowSeconds: 60, maxKeys: 16) // one key per stripe
+        let second: UInt64 = 1_000_000_000, t0: UInt64 = 1_000_000_000_000
+        let filler = try #require(Self.sameStripe(as: "victim", count: 1).first)
+        #expect(limiter.take(filler, now: t0) == nil) // fills the victim's stripe until t0 + 60 s
+        #expect(limiter.take("victim", now: t0 + 30 * second) == nil)
+        #expect(limiter.take("victim", now: t0 + 30 * second) == nil)
+        #expect(limiter.trackedKeys == 1, "the victim was counted outside the table")
+        // The filler's window has ended: the victim gets its place, with its 2 events.
+        #expect(limiter.take("victim", now: t0 + 61 * second) == nil)
+        #expect(limiter.trackedKeys == 1)
+        #expect(limiter.take("victim", now: t0 + 61 * second) == 29, "refused until the window its first events were counted in ends")
+        #expect(limiter.waiting("victim", now: t0 + 61 * second) == 29)
+        #expect(limiter.take("victim", now: t0 + 90 * second) == nil)
     }
 
     @Test("ClientAddress: IPv4 and IPv4-mapped are one; IPv6 by /64; X-Forwarded-For counted from the right")

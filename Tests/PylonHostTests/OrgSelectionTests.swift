@@ -62,6 +62,70 @@ struct OrgSelectionTests {
         #expect(try await host.request("GET", "/api/auth/me", token: refreshed).json["tenant_id"].string == nil)
     }
 
+    @Test("Removing an OrgMember row (delete, a batch, or a patch that moves it) ends its user's sessions acting in that organisation and their streams; another row or another organisation keeps them", arguments: [TestStore.sqlite, TestStore.postgres])
+    func appMembershipRemoved(store: TestStore) async throws {
+        // `SessionStreams` proves its streams live with rows of an `Item` anyone may read.
+        let item = #"{"name": "Item", "fields": [{"name": "title", "type": "string", "optional": false, "unique": false}], "indexes": []}, "#
+        let items = #"{"name": "items", "entity": "Item", "allowRead": "true", "allowInsert": "false", "allowUpdate": "false", "allowDelete": "false"}, "#
+        let manifest = Self.manifest.replacingOccurrences(of: #"{"name": "Tally", "fields""#, with: item + #"{"name": "Tally", "fields""#)
+            .replacingOccurrences(of: #"{"name": "tallies""#, with: items + #"{"name": "tallies""#)
+        let host = try await HostProcess.start(manifest: manifest, dev: false, compatPorts: true, store: store)
+        defer { host.stop() }
+        let admin = HostProcess.adminToken
+        func member(_ user: String, _ org: String) async throws -> String {
+            try await host.create("OrgMember", #"{"userId":"\#(user)","orgId":"\#(org)"}"#)
+        }
+        func tenant(_ token: String) async throws -> String? {
+            try await host.request("GET", "/api/auth/me", token: token).json["tenant_id"].string
+        }
+        _ = try await host.create("Doc", #"{"orgId":"acme","title":"plan"}"#)
+        let annAcme = try await member("ann", "acme"), annGlobex = try await member("ann", "globex")
+        let bobAcme = try await member("bob", "acme")
+        let carlFirst = try await member("carl", "acme")
+        let ann = try await host.mintSession("ann"), annInGlobex = try await host.mintSession("ann")
+        let bob = try await host.mintSession("bob"), carl = try await host.mintSession("carl")
+        for (token, org) in [(ann, "acme"), (annInGlobex, "globex"), (bob, "acme"), (carl, "acme")] {
+            #expect(try await Self.select(host, token, org).status == 200)
+        }
+
+        // Deleted: ann's session in acme leaves it, its streams end; her globex session and
+        // bob's acme session are untouched.
+        let streams = try await SessionStreams.open(host, token: ann, label: "ann in acme")
+        let bobStreams = try await SessionStreams.open(host, token: bob, label: "bob in acme")
+        let deleted = try await host.request("DELETE", "/api/entities/OrgMember/\(annAcme)", token: admin)
+        #expect(deleted.status == 200, "\(deleted.body)")
+        #expect(try await tenant(ann) == nil, "ann still acts in acme after her OrgMember row went")
+        #expect(try await host.request("GET", "/api/entities/Doc", token: ann).json["data"].items.isEmpty)
+        try await streams.expectEnded("ann's OrgMember row for the organisation her streams read as was deleted")
+        #expect(try await tenant(annInGlobex) == "globex")
+        #expect(try await Self.select(host, ann, "acme").status == 403, "no longer a member")
+
+        // Another row still says carl belongs: deleting one keeps his session in acme.
+        let carlStreams = try await SessionStreams.open(host, token: carl, label: "carl in acme")
+        let carlSecond = try await member("carl", "acme")
+        #expect(try await host.request("DELETE", "/api/entities/OrgMember/\(carlFirst)", token: admin).status == 200)
+        #expect(try await tenant(carl) == "acme")
+        // A transaction that deletes his last rows and then fails changes nothing.
+        let ops = #"[{"op":"delete","entity":"OrgMember","id":"\#(carlSecond)"},{"op":"insert","entity":"Doc","data":{"orgId":"acme"}}]"#
+        let failed = try await host.request("POST", "/api/transact", json: ops, token: admin)
+        #expect(failed.json["committed"].bool == false, "\(failed.status) \(failed.body)")
+        #expect(try await tenant(carl) == "acme")
+        carlStreams.expectOpen("carl's membership rows were not all removed")
+
+        // A patch that moves ann's globex row to another organisation ends her globex session.
+        let moved = try await host.request("PATCH", "/api/entities/OrgMember/\(annGlobex)", json: #"{"orgId":"initech"}"#, token: admin)
+        #expect(moved.status == 200, "\(moved.body)")
+        #expect(try await tenant(annInGlobex) == nil)
+
+        // Through a batch (several writes in one transaction): bob leaves acme too.
+        bobStreams.expectOpen("bob's membership was not touched yet")
+        let batch = try await host.request("POST", "/api/batch", json: #"{"operations":[{"op":"delete","entity":"OrgMember","id":"\#(bobAcme)"},{"op":"insert","entity":"Doc","data":{"orgId":"acme","title":"later"}}]}"#, token: admin)
+        #expect(batch.status == 200 && batch.json["failed"].int == 0, "\(batch.body)")
+        #expect(try await tenant(bob) == nil)
+        try await bobStreams.expectEnded("bob's OrgMember row was deleted in a batch")
+        #expect(try await tenant(carl) == "acme")
+    }
+
     @Test("Refused: anonymous 401, the admin token and API keys 403, bad bodies 400, no OrgMember entity and no membership 403")
     func refused() async throws {
         let host = try await HostProcess.start(manifest: Self.manifest, env: ApiKeyTests.pepper, dev: false)

@@ -150,6 +150,26 @@ struct PasswordAuthTests {
         #expect(unknown.status == 429 && unknown.json.errorCode == "RATE_LIMITED", "\(unknown.body)")
     }
 
+    @Test("Guessing after the per-account table is full: a flood of other emails fills it, yet one account's wrong passwords still meet its cap (429), and a fresh account is not locked out")
+    func bruteForceWithFullTable() async throws {
+        // The smallest table (one account per stripe) and a per-address cap out of reach, so
+        // one test client plays the ~300 addresses an attacker would need.
+        let host = try await HostProcess.start(manifest: Self.manifest, env: ["PYLON_RATE_LIMIT_CLIENTS": "16",
+                                                                          "PYLON_AUTH_RATE_LIMIT_LOGIN": "1000000,5"], dev: true)
+        defer { host.stop() }
+        for k in 0..<200 {
+            let fill = try await Self.login(host, "filler\(k)@example.com", "guess guess guess")
+            #expect(fill.status == 401, "\(fill.body)")
+        }
+        var statuses: [Int] = []
+        for _ in 0..<6 { statuses.append(try await Self.login(host, "victim@example.com", "guess guess guess").status) }
+        // 5 an hour: counted outside the full table, the count may only be higher, never lower.
+        let allowed = statuses.prefix { $0 == 401 }.count
+        #expect(allowed >= 3 && allowed <= 5 && statuses.dropFirst(allowed).allSatisfy { $0 == 429 }, "\(statuses)")
+        let fresh = try await Self.login(host, "someone.new@example.com", "guess guess guess")
+        #expect(fresh.status == 401, "a fresh account is not locked out by the flood: \(fresh.body)")
+    }
+
     @Test("GET /api/auth/session: the caller and their row without hidden fields; refresh keeps user and organisation and ends the old token; DELETE account removes sessions, keys, password and row", arguments: [TestStore.sqlite, TestStore.postgres])
     func sessionRefreshAndDeletion(store: TestStore) async throws {
         let manifest = Self.manifest.replacingOccurrences(of: #""routes": [],"#,

@@ -187,6 +187,34 @@ struct SessionCookieTests {
         }
     }
 
+    @Test("Hostile: the admin token in the session cookie (either name) signs nobody in: admin routes 403, reads anonymous, a WebSocket refused; as a bearer token it still works")
+    func adminTokenIsNoCookie() async throws {
+        let page = "https://app.example"
+        let host = try await HostProcess.start(manifest: Self.manifest(name: "guarded"), env: ["PYLON_TRUSTED_ORIGINS": page], dev: false)
+        defer { host.stop() }
+        let admin = HostProcess.adminToken
+        _ = try await host.create("Note", #"{"title":"secret"}"#)
+        for cookie in ["guarded_session=\(admin)", "pylon_session=\(admin)"] {
+            let me = try await Self.send(host, "GET", "/api/auth/me", ["Cookie: \(cookie)", "Origin: \(page)"])
+            #expect(me.status == 200 && me.json["is_admin"].bool == false && me.json["user_id"].isNull, "\(cookie): \(me.body)")
+            let export = try await Self.send(host, "GET", "/api/export", ["Cookie: \(cookie)", "Origin: \(page)"])
+            #expect(export.status == 403 || export.status == 401, "\(cookie): \(export.status) \(export.body)")
+            let notes = try await Self.send(host, "GET", "/api/entities/Note", ["Cookie: \(cookie)", "Origin: \(page)"])
+            #expect(!notes.body.contains("secret"), "\(cookie): read as the admin: \(notes.body)")
+            let write = try await Self.send(host, "POST", "/api/entities/Note", body: #"{"title":"t"}"#, ["Cookie: \(cookie)", "Origin: \(page)"])
+            #expect(write.status == 401 || write.status == 403, "\(cookie): \(write.status) \(write.body)")
+            let ws = try await TestWebSocket.connect(port: host.port, headers: ["Cookie": cookie, "Origin": page])
+            defer { ws.abort() }
+            let close = try await ws.waitForClose()
+            #expect(close?.code == 1008, "\(cookie): \(String(describing: close))")
+        }
+        // Next to a bearer token the cookie is not read at all; the bearer token decides.
+        let bearer = try await Self.send(host, "GET", "/api/export", ["Authorization: Bearer \(admin)", "Cookie: guarded_session=\(admin)"])
+        #expect(bearer.status == 200 && bearer.body.contains("secret"), "\(bearer.status) \(bearer.body.prefix(200))")
+        let me = try await Self.send(host, "GET", "/api/auth/me", ["Authorization: Bearer \(admin)"])
+        #expect(me.json["is_admin"].bool == true, "\(me.body)")
+    }
+
     @Test("Bad settings stop the host at start-up with CONFIG_INVALID and the variable's name")
     func badSettings() async throws {
         let dir = try TestPaths.freshTempDir("pylon-cookie-bad")
@@ -210,13 +238,42 @@ struct SessionCookieTests {
         }
     }
 
+    @Test("Over-long names stop the host with CONFIG_INVALID saying what to do: PYLON_COOKIE_NAME over 64 characters, or a default name made from a long manifest name; 64 starts")
+    func overlongNames() async throws {
+        let dir = try TestPaths.freshTempDir("pylon-cookie-long")
+        defer { TestPaths.removeTempDir(dir) }
+        let short = dir.appendingPathComponent("short.json"), long = dir.appendingPathComponent("long.json")
+        try Data(Self.manifest(name: "short").utf8).write(to: short)
+        try Data(Self.manifest(name: String(repeating: "app", count: 20)).utf8).write(to: long) // app…app_session: 68
+        let cases: [(URL, [String: String], String)] = [
+            (short, ["PYLON_COOKIE_NAME": String(repeating: "s", count: 65)], "PYLON_COOKIE_NAME is 65 characters long; a session cookie name may have at most 64"),
+            (short, ["PYLON_COOKIE_NAME": String(repeating: "s", count: 5000)], "PYLON_COOKIE_NAME is 5000 characters long"),
+            (long, [:], "is 68 characters long, over the 64 a cookie name may have: set PYLON_COOKIE_NAME"),
+        ]
+        for (manifest, env, message) in cases {
+            let host = ServedHost(directory: dir, manifestPath: manifest.path, dbPath: dir.appendingPathComponent("app.db").path, environment: env)
+            let run = try await host.launchExpectingExit()
+            #expect(run.exited && run.status != 0, "\(env) started: \(run.log.suffix(400))")
+            #expect(run.log.contains("CONFIG_INVALID") && run.log.contains(message), "\(env): \(run.log.suffix(400))")
+            #expect(run.log.count < 4000, "the log does not repeat a huge name: \(run.log.count) characters")
+        }
+        // The long manifest name serves once a short cookie name is configured, and 64 is allowed.
+        for name in ["sid", String(repeating: "s", count: 64)] {
+            let host = try await HostProcess.start(manifest: Self.manifest(name: String(repeating: "app", count: 20)), env: ["PYLON_COOKIE_NAME": name])
+            defer { host.stop() }
+            let (signIn, _, _) = try await Self.register(host, "cy@example.com", origin: host.baseURL)
+            #expect(signIn.cookie(name) != nil, "\(signIn.cookies)")
+        }
+    }
+
     @Test("Units: default names, valid names, reading order, settings and how they resolve")
     func units() throws {
         #expect(SessionCookie.defaultName(forApp: "Café App/2") == "Caf__App_2_session")
         #expect(SessionCookie.defaultName(forApp: "my-app_1") == "my-app_1_session")
         #expect(SessionCookie.defaultName(forApp: "") == "pylon_session")
         #expect(SessionCookie.isValidName("__Host-sid") && !SessionCookie.isValidName("a b") && !SessionCookie.isValidName("a;b")
-                && !SessionCookie.isValidName("") && !SessionCookie.isValidName("é") && !SessionCookie.isValidName(String(repeating: "a", count: 257)))
+                && !SessionCookie.isValidName("") && !SessionCookie.isValidName("é") && !SessionCookie.isValidName(String(repeating: "a", count: 65))
+                && SessionCookie.isValidName(String(repeating: "a", count: 64)))
 
         let app = SessionCookie(name: "app_session", secure: false)
         let configuredWins = app.token(inCookieHeaders: ["pylon_session=old", "a=1; app_session=new"])
@@ -229,19 +286,22 @@ struct SessionCookieTests {
 
         let given = try SessionCookieSettings.fromEnvironment(["PYLON_COOKIE_DOMAIN": " .Sub.Example.com ", "PYLON_COOKIE_SAME_SITE": "Strict"])
         #expect(given.domain == "sub.example.com" && given.sameSite == .strict && given.name == nil && given.secure == nil)
-        #expect(given.resolve(appName: "x", dev: true) == SessionCookie(name: "x_session", domain: "sub.example.com", secure: false, sameSite: .strict))
-        #expect(given.resolve(appName: "x", dev: false).secure)
+        #expect(try given.resolve(appName: "x", dev: true) == SessionCookie(name: "x_session", domain: "sub.example.com", secure: false, sameSite: .strict))
+        #expect(try given.resolve(appName: "x", dev: false).secure)
         var none = SessionCookieSettings()
         none.sameSite = .none
         none.secure = false
-        #expect(none.resolve(appName: "x", dev: true).secure, "SameSite=None forces Secure")
+        #expect(try none.resolve(appName: "x", dev: true).secure, "SameSite=None forces Secure")
         none.sameSite = .lax
         none.name = "__Host-x"
-        #expect(none.resolve(appName: "x", dev: true).secure, "a __Host- name forces Secure")
+        #expect(try none.resolve(appName: "x", dev: true).secure, "a __Host- name forces Secure")
         for bad in ["-bad.example", "a..b", "exa mple.com", "example.com:443", "ex_ample.com"] {
             #expect(SessionCookieSettings.domain(bad) == nil, "\(bad)")
         }
         #expect(try HostConfig.fromEnvironment(["PYLON_COOKIE_NAME": "sid"]).cookie.name == "sid")
         #expect(throws: HostError.self) { try HostConfig.fromEnvironment(["PYLON_COOKIE_SAME_SITE": "off"]) }
+        #expect(throws: HostError.self) { try HostConfig.fromEnvironment(["PYLON_COOKIE_NAME": String(repeating: "a", count: 65)]) }
+        #expect(throws: HostError.self) { try SessionCookieSettings().resolve(appName: String(repeating: "a", count: 57), dev: false) }
+        #expect(try SessionCookieSettings().resolve(appName: String(repeating: "a", count: 56), dev: false).name.count == 64)
     }
 }

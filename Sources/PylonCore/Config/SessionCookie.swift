@@ -99,11 +99,21 @@ public struct SessionCookie: Sendable, Equatable, CustomStringConvertible {
         return String(safe) + "_session"
     }
 
+    /// The longest session cookie name the host accepts. Browsers count name and value
+    /// against one 4 KiB budget, and the name is sent with every request, so a sane name is
+    /// short; anything longer is a mistake (or a manifest name never meant for a cookie).
+    public static let maxNameLength = 64
+
     /// A cookie name browsers accept (RFC 6265 §4.1.1: an RFC 2616 token): visible ASCII
-    /// without separators, at most 256 bytes.
+    /// without separators, at most `maxNameLength` bytes.
     public static func isValidName(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count <= maxNameLength && hasTokenCharacters(name)
+    }
+
+    /// Only RFC 2616 token characters: visible ASCII without separators.
+    static func hasTokenCharacters(_ name: String) -> Bool {
         let separators: Set<UInt8> = Set(#"()<>@,;:\"/[]?={} "#.utf8)
-        return !name.isEmpty && name.utf8.count <= 256 && name.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F && !separators.contains($0) }
+        return name.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F && !separators.contains($0) }
     }
 
     /// RFC 6265bis §4.1.3 prefixes: the browser stores such a cookie only with Secure.
@@ -136,8 +146,11 @@ public struct SessionCookieSettings: Sendable, Equatable {
     public static func fromEnvironment(_ env: [String: String]) throws(HostError) -> SessionCookieSettings {
         var s = SessionCookieSettings()
         if let n = env["PYLON_COOKIE_NAME"], !n.isEmpty {
-            guard SessionCookie.isValidName(n) else {
-                throw invalid("PYLON_COOKIE_NAME=\(n.debugDescription) is not a valid cookie name; use letters, digits, _ and - (e.g. myapp_session)")
+            guard SessionCookie.hasTokenCharacters(n) else {
+                throw invalid("PYLON_COOKIE_NAME=\(n.prefix(80).debugDescription) is not a valid cookie name; use letters, digits, _ and - (e.g. myapp_session)")
+            }
+            guard n.utf8.count <= SessionCookie.maxNameLength else {
+                throw invalid("PYLON_COOKIE_NAME is \(n.utf8.count) characters long; a session cookie name may have at most \(SessionCookie.maxNameLength): use a short one such as myapp_session")
             }
             s.name = n
         }
@@ -168,10 +181,15 @@ public struct SessionCookieSettings: Sendable, Equatable {
         return s
     }
 
-    /// The cookie for an app called `appName`, in --dev or not.
-    public func resolve(appName: String, dev: Bool) -> SessionCookie {
-        SessionCookie(name: name ?? SessionCookie.defaultName(forApp: appName), domain: domain,
-                      secure: secure ?? !dev, sameSite: sameSite)
+    /// The cookie for an app called `appName`, in --dev or not. Throws when no name is
+    /// configured and the one made from `appName` is too long for a cookie.
+    public func resolve(appName: String, dev: Bool) throws(HostError) -> SessionCookie {
+        let name = name ?? SessionCookie.defaultName(forApp: appName)
+        guard SessionCookie.isValidName(name) else {
+            throw Self.invalid("the session cookie name made from the manifest's name (<name>_session) is \(name.utf8.count) characters long, "
+                + "over the \(SessionCookie.maxNameLength) a cookie name may have: set PYLON_COOKIE_NAME to a short name (e.g. myapp_session) or shorten the manifest's name")
+        }
+        return SessionCookie(name: name, domain: domain, secure: secure ?? !dev, sameSite: sameSite)
     }
 
     /// `d` lowercased without a leading dot (RFC 6265 §5.2.3 ignores it), when it is a

@@ -106,12 +106,10 @@ package final class Organisations: Sendable {
 
     private let store: StoreThreads
     private let dialect: SQLDialect
-    private let sessions: SessionStore
 
-    package init(store: StoreThreads, dialect: SQLDialect, sessions: SessionStore) {
+    package init(store: StoreThreads, dialect: SQLDialect) {
         self.store = store
         self.dialect = dialect
-        self.sessions = sessions
     }
 
     // MARK: organisations
@@ -177,12 +175,11 @@ package final class Organisations: Sendable {
     /// act in none, and their streams end.
     package func delete(_ id: String, by user: String) async throws {
         let s = sql
-        let ended: [String] = try await store.write { tx in
+        try await store.write { tx in
             guard let (org, role) = try Self.membership(tx.connection, s, id, user) else { throw Self.notFound }
             guard role == .owner else { throw Self.forbidden("deleting it (only an owner can)") }
-            return try Self.deleteOrg(tx, s, org)
+            try Self.deleteOrg(tx, s, org)
         }
-        sessions.tenantCleared(ended)
     }
 
     // MARK: members
@@ -222,7 +219,7 @@ package final class Organisations: Sendable {
     /// user's sessions acting in `org` act in none, and their streams end.
     package func remove(org: String, target: String, by user: String) async throws {
         let s = sql
-        let ended: [String] = try await store.write { tx in
+        try await store.write { tx in
             guard let caller = try Self.role(tx.connection, s, org, user) else { throw Self.notFound }
             guard target == user || caller.manages else { throw Self.forbidden("removing members (owners and admins can)") }
             guard let member = try Self.member(tx.connection, s, org, target) else { throw Self.notAMember }
@@ -230,11 +227,42 @@ package final class Organisations: Sendable {
                 guard target == user || caller == .owner else { throw Self.forbidden("removing an owner (only an owner can)") }
                 if try Self.owners(tx.connection, s, org) <= 1 { throw Self.lastOwner }
             }
-            let hashes = try SessionStore.clearTenant(tx, org, userID: target)
+            try SessionStore.clearTenant(tx, org, userID: target)
             try Self.deleteMember(tx, s, member)
-            return hashes
         }
-        sessions.tenantCleared(ended)
+    }
+
+    // MARK: the app's OrgMember rows
+
+    /// The app's own membership entity, as in Pylon: a row `{userId, orgId}` of it makes
+    /// its user a member of that organisation for `select-org`, beside the host's own
+    /// memberships.
+    package static let appMemberEntity = "OrgMember"
+
+    /// Whether `entity` is the app's membership entity: named `OrgMember`, with `userId`
+    /// and `orgId` fields.
+    package static func isAppMembership(_ entity: Entity) -> Bool {
+        entity.name == appMemberEntity && Set(entity.fields.map(\.name)).isSuperset(of: ["userId", "orgId"])
+    }
+
+    /// In `tx`, after the row `id` of the app's membership entity was deleted (`after`
+    /// nil) or changed: when it no longer says its user belongs to its organisation and
+    /// nothing else does (another such row, or a membership of the host's own), the user's
+    /// sessions acting in that organisation act in none and their streams end — as when a
+    /// membership of the host's own is removed (`remove`). `DataService.update` and
+    /// `.delete` call it, and every write of an app row goes through them (CRUD, batch,
+    /// transact, push, functions, import), so no path keeps a removed member acting in it.
+    package static func appMembershipChanged(_ tx: WriteTransaction, _ entity: Entity, id: String, before: JSONValue, after: JSONValue?) throws {
+        guard isAppMembership(entity), let user = before["userId"]?.stringValue, let org = before["orgId"]?.stringValue else { return }
+        if let after, after["userId"]?.stringValue == user, after["orgId"]?.stringValue == org { return }
+        let d = tx.dialect
+        if try role(tx.connection, statements(d), org, user) != nil { return }
+        // Another row for the same pair. This row is left out by its id: a store with
+        // deferred writes (or a batching transaction) still shows it as it was.
+        let other = "SELECT 1 FROM \(d.quote(appMemberEntity)) WHERE \(d.quote("userId")) = \(d.placeholder(1)) AND \(d.quote("orgId")) = \(d.placeholder(2)) "
+            + "AND \(d.quote("id")) <> \(d.placeholder(3))" + d.limitOffset(limit: "1", offset: nil)
+        if try !tx.connection.execute(other, [.text(user), .text(org), .text(id)]).rows.isEmpty { return }
+        try SessionStore.clearTenant(tx, org, userID: user)
     }
 
     // MARK: invites
@@ -345,9 +373,8 @@ package final class Organisations: Sendable {
     /// an organisation left with nobody is deleted with its invites.
     package func forget(userID user: String) async throws -> Int {
         let s = sql
-        let (count, ended): (Int, [String]) = try await store.write { tx in
+        return try await store.write { tx in
             let memberships = try tx.connection.execute(s.membershipsOfUser, [.text(user)]).rows.compactMap(Self.member)
-            var cleared: [String] = []
             for m in memberships {
                 if m.role == .owner, try Self.owners(tx.connection, s, m.orgID) <= 1 {
                     if let heir = try tx.connection.execute(s.successor, [.text(m.orgID), .text(user)]).rows.first.flatMap(Self.member) {
@@ -355,16 +382,14 @@ package final class Organisations: Sendable {
                         try ChangeLog.write(tx, s.updateRole, [.text(Role.owner.rawValue), .text(heir.orgID), .text(heir.userID)], mapError: { $0 },
                                             entity: Self.memberEntity, rowID: promoted.rowID, kind: .update, data: promoted.row, before: heir.row)
                     } else if let (org, _) = try Self.membership(tx.connection, s, m.orgID, user) {
-                        cleared += try Self.deleteOrg(tx, s, org)
+                        try Self.deleteOrg(tx, s, org)
                         continue
                     }
                 }
                 try Self.deleteMember(tx, s, m)
             }
-            return (memberships.count, cleared)
+            return memberships.count
         }
-        sessions.tenantCleared(ended)
-        return count
     }
 
     // MARK: statements and rows
@@ -376,8 +401,9 @@ package final class Organisations: Sendable {
         let insertInvite, countPending, sweepInvites, invitedRoles, invitesOfOrg, findInvite, deleteInvite, discardInvite, deleteOrgInvites, inviteByToken: String
     }
 
-    private var sql: Statements {
-        let d = dialect
+    private var sql: Statements { Self.statements(dialect) }
+
+    private static func statements(_ d: SQLDialect) -> Statements {
         func q(_ s: String) -> String { d.quote(s) }
         func p(_ n: Int) -> String { d.placeholder(n) }
         let orgs = q(Self.orgEntity), members = q(Self.memberEntity), invites = q(Self.inviteTable)
@@ -443,17 +469,16 @@ package final class Organisations: Sendable {
                             entity: memberEntity, rowID: m.rowID, kind: .delete, data: nil, before: m.row)
     }
 
-    /// Deletes `org`, its members and invites in `tx`; the hashes of the sessions that acted
-    /// in it (now in none), for `SessionStore.tenantCleared` after the commit.
-    private static func deleteOrg(_ tx: WriteTransaction, _ s: Statements, _ org: Org) throws -> [String] {
+    /// Deletes `org`, its members and invites in `tx`; the sessions that acted in it act in
+    /// none (`SessionStore.clearTenant`).
+    private static func deleteOrg(_ tx: WriteTransaction, _ s: Statements, _ org: Org) throws {
         // Everything read first: a batching transaction queues its writes.
         let members = try tx.connection.execute(s.membersOfOrg, [.text(org.id)]).rows.compactMap(member)
-        let hashes = try SessionStore.clearTenant(tx, org.id, userID: nil)
+        try SessionStore.clearTenant(tx, org.id, userID: nil)
         for m in members { try deleteMember(tx, s, m) }
         try tx.write(s.deleteOrgInvites, [.text(org.id)])
         try ChangeLog.write(tx, s.deleteOrgRow, [.text(org.id)], mapError: { $0 },
                             entity: orgEntity, rowID: org.id, kind: .delete, data: nil, before: org.row)
-        return hashes
     }
 
     private static func orgAndRole(_ row: [SQLValue]) -> (org: Org, role: Role)? {

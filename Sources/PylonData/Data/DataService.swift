@@ -285,6 +285,7 @@ public final class DataService: Sendable {
         try ChangeLog.write(tx, sql, params, mapError: { mapWriteError($0, codec.entity.name, "UPDATE_FAILED") },
                             entity: codec.entity.name, rowID: id, kind: .update, data: after, before: before)
         tx.remember(codec.entity.name, id, after)
+        try Organisations.appMembershipChanged(tx, codec.entity, id: id, before: before, after: after)
         return after
     }
 
@@ -299,6 +300,7 @@ public final class DataService: Sendable {
         try ChangeLog.write(tx, sql, [.text(id)], mapError: { mapWriteError($0, codec.entity.name, "DELETE_FAILED") },
                             entity: codec.entity.name, rowID: id, kind: .delete, data: nil, before: before)
         tx.remember(codec.entity.name, id, nil)
+        try Organisations.appMembershipChanged(tx, codec.entity, id: id, before: before, after: nil)
         return before
     }
 

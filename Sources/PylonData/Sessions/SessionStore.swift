@@ -219,10 +219,12 @@ public final class SessionStore: @unchecked Sendable {
     }
 
     /// In `tx`: the sessions acting in organisation `tenantID` (only `userID`'s, when given)
-    /// act in none — their user left it, or it is gone. Returns their token hashes, for
-    /// `tenantCleared` once `tx` has committed. Each row's trigger logs the change, so every
-    /// other host drops them from its cache and ends their streams too (`SessionWatcher`).
-    package static func clearTenant(_ tx: WriteTransaction, _ tenantID: String, userID: String?) throws -> [String] {
+    /// act in none — their user left it, or it is gone. Their token hashes go to
+    /// `tx.endedSessions`, which the writer hands to `tenantCleared` once `tx` has committed
+    /// (`StoreThreads.onSessionsEnded`), whichever write did it. Each row's trigger logs the
+    /// change, so every other host drops them from its cache and ends their streams too
+    /// (`SessionWatcher`).
+    package static func clearTenant(_ tx: WriteTransaction, _ tenantID: String, userID: String?) throws {
         let d = tx.dialect
         var match = "tenant_id = \(d.placeholder(1))"
         var params: [SQLValue] = [.text(tenantID)]
@@ -232,7 +234,7 @@ public final class SessionStore: @unchecked Sendable {
         }
         let hashes = try tx.connection.execute("SELECT token_hash FROM _pylon_sessions WHERE \(match)", params).rows.compactMap { $0.at(0).textValue }
         if !hashes.isEmpty { try tx.write("UPDATE _pylon_sessions SET tenant_id = NULL WHERE \(match)", params) }
-        return hashes
+        tx.endedSessions += hashes
     }
 
     /// After `clearTenant`'s commit: the cache forgets those sessions and the streams they

@@ -23,6 +23,9 @@ package final class StoreThreads: @unchecked Sendable {
     package let dialect: SQLDialect
     /// Called on the writer thread after each successful commit, before jobs are answered.
     package var onCommit: (@Sendable ([ChangeEvent]) -> Void)?
+    /// Called on the writer thread after a commit whose jobs ended sessions
+    /// (`WriteTransaction.endedSessions`), before jobs are answered: `SessionStore.tenantCleared`.
+    package var onSessionsEnded: (@Sendable ([String]) -> Void)?
     /// Called on the writer thread after each batch: how many jobs it held, whether it
     /// had to be replayed with savepoints, and when it began (`DispatchTime` uptime ns;
     /// for the host's metrics: commit latency and batch size).
@@ -172,7 +175,7 @@ package final class StoreThreads: @unchecked Sendable {
     }
 
     /// Signals other hosts, commits, publishes and answers; a failed COMMIT fails every job.
-    private func close(_ batch: [WriteJob], _ outcomes: [Error?], _ events: [ChangeEvent], _ tx: WriteTransaction) {
+    private func close(_ batch: [WriteJob], _ outcomes: [Error?], _ events: [ChangeEvent], ended: [String], _ tx: WriteTransaction) {
         let conn = tx.connection
         do {
             if !events.isEmpty, let notify = dialect.notifyChangesSQL { try conn.execute(notify, wantRows: false) }
@@ -183,12 +186,14 @@ package final class StoreThreads: @unchecked Sendable {
             for j in batch { j.fail(reported) }
             return
         }
-        finish(batch, outcomes, events)
+        finish(batch, outcomes, events, ended: ended)
     }
 
-    /// After COMMIT: publishes the events, then answers the jobs.
-    private func finish(_ batch: [WriteJob], _ outcomes: [Error?], _ events: [ChangeEvent]) {
+    /// After COMMIT: publishes the events, ends the sessions the jobs ended, then answers
+    /// the jobs.
+    private func finish(_ batch: [WriteJob], _ outcomes: [Error?], _ events: [ChangeEvent], ended: [String]) {
         if !events.isEmpty { onCommit?(events) }
+        if !ended.isEmpty { onSessionsEnded?(ended) }
         for (job, outcome) in zip(batch, outcomes) {
             if let outcome { job.fail(outcome) } else { job.succeed() }
         }
@@ -226,7 +231,7 @@ package final class StoreThreads: @unchecked Sendable {
             onUnnumbered?(events.count)
             events = []
         }
-        finish(batch, Array(repeating: nil, count: batch.count), events)
+        finish(batch, Array(repeating: nil, count: batch.count), events, ended: tx.endedSessions)
         return true
     }
 
@@ -235,6 +240,7 @@ package final class StoreThreads: @unchecked Sendable {
         guard open(batch, conn) else { return }
         var outcomes: [Error?] = []
         var events: [ChangeEvent] = []
+        var ended: [String] = []
         let tx = WriteTransaction(connection: conn, dialect: dialect)
         if batch.count == 1 {
             do {
@@ -244,11 +250,12 @@ package final class StoreThreads: @unchecked Sendable {
                 batch[0].fail(error)
                 return
             }
-            close(batch, [nil], tx.events, tx)
+            close(batch, [nil], tx.events, ended: tx.endedSessions, tx)
             return
         }
         for job in batch {
             tx.events.removeAll(keepingCapacity: true)
+            tx.endedSessions.removeAll()
             let mark: WriteTransaction.Mark
             do {
                 mark = try tx.savepoint("pylon_job")
@@ -261,12 +268,13 @@ package final class StoreThreads: @unchecked Sendable {
                 try tx.release("pylon_job")
                 outcomes.append(nil)
                 events.append(contentsOf: tx.events)
+                ended.append(contentsOf: tx.endedSessions)
             } catch {
                 try? tx.rollback(to: "pylon_job", mark)
                 outcomes.append(error)
             }
         }
-        close(batch, outcomes, events, tx)
+        close(batch, outcomes, events, ended: ended, tx)
     }
 }
 

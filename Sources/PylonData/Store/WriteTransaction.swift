@@ -25,6 +25,11 @@ package final class WriteTransaction: @unchecked Sendable {
     package let dialect: SQLDialect
     /// Change events appended by the current job, with their seq.
     package var events: [ChangeEvent] = []
+    /// Token hashes of sessions the current job changed (`SessionStore.clearTenant`) whose
+    /// cached copies and streams must end once the transaction commits: the writer hands
+    /// them to `StoreThreads.onSessionsEnded`, so a write that does not know about sessions
+    /// (an `OrgMember` row deleted by any path) ends them all the same.
+    package var endedSessions: [String] = []
     /// Rows written in this transaction (deferred-write stores only): "Entity\0id" → the
     /// row as it now is, or nil once deleted.
     private(set) var written: [String: JSONValue?] = [:]
@@ -85,23 +90,25 @@ package final class WriteTransaction: @unchecked Sendable {
     /// What a savepoint restores besides the store's own state.
     struct Mark {
         fileprivate var events: Int
+        fileprivate var endedSessions: Int
         fileprivate var written: [String: JSONValue?]
         fileprivate var lastSeq: Int64?
     }
 
     func savepoint(_ name: String) throws -> Mark {
         try connection.execute("SAVEPOINT \(name)", wantRows: false)
-        return Mark(events: events.count, written: written, lastSeq: lastSeq)
+        return Mark(events: events.count, endedSessions: endedSessions.count, written: written, lastSeq: lastSeq)
     }
 
     func release(_ name: String) throws {
         try connection.execute("RELEASE \(name)", wantRows: false)
     }
 
-    /// Undoes everything since `savepoint(name)`: the store's changes, the job's events, the
-    /// remembered rows and seq numbers.
+    /// Undoes everything since `savepoint(name)`: the store's changes, the job's events and
+    /// ended sessions, the remembered rows and seq numbers.
     func rollback(to name: String, _ mark: Mark) throws {
         if events.count > mark.events { events.removeSubrange(mark.events...) }
+        if endedSessions.count > mark.endedSessions { endedSessions.removeSubrange(mark.endedSessions...) }
         written = mark.written
         lastSeq = mark.lastSeq
         try connection.execute("ROLLBACK TO \(name)", wantRows: false)

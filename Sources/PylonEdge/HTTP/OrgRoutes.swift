@@ -24,7 +24,6 @@ import PylonJSON
 /// it; `{"orgId": null}` leaves the organisation. A session only; not a member: 403
 /// `NOT_A_MEMBER`, the same whether or not the organisation exists.
 extension RouteContext {
-    static let orgMemberEntity = "OrgMember"
     static let sessionEnded = HostError(status: 401, code: "SESSION_EXPIRED", message: "the session has ended; sign in again")
 
     func addOrgRoutes(_ router: Router<PylonRequestContext>) {
@@ -65,10 +64,9 @@ extension RouteContext {
     /// manifest declares one with userId and orgId).
     func isMember(_ user: String, of org: String, on conn: StoreConnection) throws -> Bool {
         if try orgs.role(of: user, in: org, on: conn) != nil { return true }
-        guard let codec = data.codecs[Self.orgMemberEntity],
-              Set(codec.entity.fields.map(\.name)).isSuperset(of: ["userId", "orgId"]) else { return false }
+        guard let codec = data.codecs[Organisations.appMemberEntity], Organisations.isAppMembership(codec.entity) else { return false }
         let filter: JSONValue = .object([("userId", .string(user)), ("orgId", .string(org))])
-        return !(try data.query(Self.orgMemberEntity, filter: filter, on: conn)).isEmpty
+        return !(try data.query(Organisations.appMemberEntity, filter: filter, on: conn)).isEmpty
     }
 
     private func addOrgCRUDRoutes(_ router: Router<PylonRequestContext>) {

@@ -30,7 +30,7 @@ extension RouteContext {
     /// from any other page it is ignored, so the handshake is anonymous and refused.
     func handshakeCookie(_ request: Request) -> String? {
         guard cookiePages.admitsCookie(request.headers, authority: request.head.authority) else { return nil }
-        return config.sessionCookie.token(inCookieHeaders: request.headers[values: .cookie])?.token
+        return config.sessionCookie.token(inCookieHeaders: request.headers[values: .cookie]).flatMap { cookieToken($0.token) }
     }
 
     /// The caller a token stands for (none: anonymous; the admin token; a session token;
@@ -57,7 +57,7 @@ extension RouteContext {
     /// looked up in the store.
     func authNow(token: String?) -> AuthContext? {
         guard let token, !token.isEmpty else { return .anonymous }
-        if let admin = config.adminToken, !admin.isEmpty, ConstantTime.equal(token, admin) { return .admin }
+        if isAdminToken(token) { return .admin }
         if token.hasPrefix("pk.") || (jwts != nil && SessionJWTs.looksLikeJWT(token)) { return nil }
         guard token.hasPrefix("pylon_") else { return .anonymous }
         guard let cached = sessions.resolveCached(token) else { return nil }

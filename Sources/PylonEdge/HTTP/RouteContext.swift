@@ -104,12 +104,33 @@ package struct RouteContext: Sendable {
 
     /// `auth` without waiting (`authNow(token:)`) for the request's headers.
     func authNow(_ headers: HTTPFields) -> AuthContext? {
-        authNow(token: Self.credential(headers, cookie: config.sessionCookie)?.token)
+        authNow(token: callerToken(headers))
     }
 
     /// The caller's token: `Authorization: Bearer`, else the session cookie.
     func callerToken(_ request: Request) -> String? {
-        Self.credential(request.headers, cookie: config.sessionCookie)?.token
+        callerToken(request.headers)
+    }
+
+    /// The same for `headers`. A session cookie carrying the admin token is no credential
+    /// (`cookieToken`).
+    func callerToken(_ headers: HTTPFields) -> String? {
+        guard let c = Self.credential(headers, cookie: config.sessionCookie) else { return nil }
+        return c.fromCookie ? cookieToken(c.token) : c.token
+    }
+
+    /// `token`, read from a session cookie, unless it is the admin token: that is accepted
+    /// as a bearer token (`Authorization: Bearer`, a WebSocket's `bearer.` subprotocol, a
+    /// stream's `?token=`), never as a cookie, which a browser sends by itself and which a page script, a planted cookie
+    /// or a log of `Cookie` headers could carry. Such a request is not signed in.
+    func cookieToken(_ token: String) -> String? {
+        isAdminToken(token) ? nil : token
+    }
+
+    /// Whether `token` is `PYLON_ADMIN_TOKEN` (compared in constant time).
+    func isAdminToken(_ token: String) -> Bool {
+        guard let admin = config.adminToken, !admin.isEmpty else { return false }
+        return ConstantTime.equal(token, admin)
     }
 
     /// The caller's token, and whether it came from the session cookie (which a browser
