@@ -177,7 +177,8 @@ public final class Host: Sendable {
         let watcher = SessionWatcher(store: store, dialect: store.dialect, sessions: sessions, hub: hub,
                                      pollInterval: .milliseconds(config.sessionPollMs), logger: logger)
         let watching = Task { await watcher.run() }
-        let scheduler = functions.map { fn in Task { [logger] in await FunctionScheduler.run(fn, logger: logger) } }
+        let scheduleRunner = functions.map { FunctionScheduler.Runner($0, logger: logger) }
+        let scheduler = scheduleRunner.map { r in Task { await r.run() } }
         let jobRunner = jobs.map { j in Task { await j.run() } }
         let cronTicker = cron.map { c in Task { await c.run() } }
         let roomSweeper = Task { [rooms] in await rooms.run() }
@@ -204,6 +205,9 @@ public final class Host: Sendable {
             registry.shutdown()
         }
         try await group.run()
+        // A graceful stop: scheduled calls running now finish while the functions and the
+        // store are still up (the work above stops in the `defer`, after this).
+        await scheduleRunner?.drain(timeout: .seconds(10))
     }
 
     /// Trims the change log to its retention; a failure is logged and the next round tries again.

@@ -164,6 +164,23 @@ struct FunctionsTests {
         export default mutation({ args: { tag: v.string() },
           handler: async (ctx, { tag }) => ctx.db.insert("Todo", { title: tag, done: !!ctx.auth.userId }) });
         """,
+        "functions/laterMany.ts": """
+        import { mutation, v } from "@pylon/functions";
+        export default mutation({ args: { n: v.number(), ms: v.number() },
+          async handler(ctx, { n, ms }) {
+            for (let i = 0; i < n; i++) await ctx.scheduler.runAfter(0, "busyRecord", { tag: `bulk-${i}`, ms });
+            return n;
+          } });
+        """,
+        "functions/busyRecord.ts": """
+        import { mutation, v } from "@pylon/functions";
+        export default mutation({ args: { tag: v.string(), ms: v.number() },
+          handler: async (ctx, { tag, ms }) => {
+            const end = Date.now() + ms;
+            while (Date.now() < end) {}
+            return ctx.db.insert("Todo", { title: tag, done: false });
+          } });
+        """,
         "functions/whoami.ts": """
         import { action } from "@pylon/functions";
         export default action(async (ctx) => ({ auth: ctx.auth, pid: process.pid }));
@@ -560,6 +577,28 @@ struct FunctionsTests {
         #expect(!all.contains("cancelled") && !all.contains("rolledback"), "\(all)")
         let rows = try await host.request("GET", "/api/entities/Todo", token: HostProcess.adminToken)
         #expect(rows.json["data"].items.allSatisfy { $0["done"].bool == false }, "scheduled calls run as nobody")
+    }
+
+    /// An outside probe (session 24): the scheduler claimed 32 due rows per poll whatever
+    /// was running, so a backlog became hundreds of in-memory calls within seconds, and a
+    /// graceful restart lost them all (800 of 1,000).
+    @Test("ctx.scheduler: a backlog of due calls survives a graceful restart in the middle of it, each call run once")
+    func schedulerBacklogSurvivesRestart() async throws {
+        let host = try await Self.start(env: ["PYLON_FN_WORKERS": "1"])
+        defer { host.stop() }
+        let n = 300
+        let queued = try await host.request("POST", "/api/fn/laterMany", json: #"{"n":\#(n),"ms":20}"#)
+        #expect(queued.status == 200 && queued.json.int == n, "\(queued.body)")
+        // Some run (about 50 a second on one worker), most wait, then the host stops.
+        try await Task.sleep(for: .milliseconds(1500))
+        try await host.restart()
+        let bulk: @Sendable () async throws -> [String] = {
+            try await host.request("GET", "/api/entities/Todo?limit=1000", token: HostProcess.adminToken).json["data"].items
+                .compactMap { $0["title"].string }.filter { $0.hasPrefix("bulk-") }
+        }
+        _ = try await eventuallyAsync("every scheduled call runs", timeout: 120) { try await bulk().count >= n ? true : nil }
+        let all = try await bulk()
+        #expect(all.count == n && Set(all).count == n, "each of the \(n) calls ran once: \(all.count) rows, \(Set(all).count) distinct")
     }
 
     @Test("a mutation that fails after two inserts leaves no rows and no change events; a successful one's events follow its commit")
