@@ -48,6 +48,9 @@ final class WSConnection: ChannelInboundHandler {
     private var sending = false
     private let wake = WakeTarget()
     private var malformed = 0
+    /// Joins fragmented messages (each fragment checked in `channelRead` first), at most
+    /// `max_frame_bytes` each.
+    private var joiner: WebSocketMessageJoiner
     private var lastRead = NIODeadline.now()
     private var timer: RepeatedTask?
     private var lastPing = NIODeadline.now()
@@ -56,6 +59,7 @@ final class WSConnection: ChannelInboundHandler {
         self.server = server
         self.handshake = handshake
         self.peer = peer
+        joiner = WebSocketMessageJoiner(limit: server.config.maxFrameBytes)
     }
 
     private var shards: HostShards { server.shards }
@@ -164,13 +168,23 @@ final class WSConnection: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         lastRead = .now()
-        // RFC 6455 §5.1: a client masks every frame.
-        guard frame.maskKey != nil else { return close(code: 1002, reason: "client frames must be masked") }
-        // No extension was negotiated, so no reserved bit may be set.
-        guard !frame.rsv1 && !frame.rsv2 && !frame.rsv3 else { return close(code: 1002, reason: "reserved bits set") }
+        // Every frame, each fragment included, is checked as it arrives (RFC 6455 §5.1: a
+        // client masks every frame; no extension was negotiated, so no reserved bit is set).
+        if WebSocketFrameRules.violation(frame) != nil {
+            let reason = frame.maskKey == nil ? "client frames must be masked"
+                : frame.rsv1 || frame.rsv2 || frame.rsv3 ? "reserved bits set" : "unknown opcode"
+            return close(code: 1002, reason: reason)
+        }
         switch frame.opcode {
-        case .text, .binary:
-            input(frame.unmaskedData)
+        case .text, .binary, .continuation:
+            switch joiner.take(frame) {
+            case .pending: break
+            case let .message(_, data): input(data)
+            case .refused(.messageTooLarge):
+                close(code: 1009, reason: "a message is at most \(server.config.maxFrameBytes) bytes, its fragments together")
+            case .refused:
+                close(code: 1002, reason: "a continuation frame without a message to continue, or a new message inside a fragmented one")
+            }
         case .ping:
             // A client that does not read gets no pongs queued for it.
             guard context.channel.isWritable else { return }
@@ -179,10 +193,8 @@ final class WSConnection: ChannelInboundHandler {
             // The client's code echoed, 1002 for one that may not be sent, 1007 for a reason
             // that is not UTF-8 (RFC 6455 §5.5.1, §7.4); no code sent: 1000.
             close(code: WebSocketFrameRules.closeAnswer(frame.unmaskedData) ?? 1000, reason: "")
-        case .pong:
-            break
         default:
-            close(code: 1002, reason: "unknown opcode")
+            break  // a pong
         }
     }
 

@@ -134,9 +134,8 @@ final class WSServer: @unchecked Sendable {
                 return ch.eventLoop.makeCompletedFuture(withResultOf: {
                     // The HTTP answerer goes with the HTTP codec: frames must not reach it.
                     ch.pipeline.syncOperations.removeHandler(name: Refuse.name, promise: nil)
-                    try ch.pipeline.syncOperations.addHandler(
-                        NIOWebSocketFrameAggregator(minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 256,
-                                                    maxAccumulatedFrameSize: config.maxFrameBytes))
+                    // Fragments go to the connection one by one: it checks each (masked, no
+                    // reserved bit) before joining them (`WebSocketMessageJoiner`).
                     try ch.pipeline.syncOperations.addHandler(WSConnection(server: self, handshake: h, peer: address))
                 })
             })

@@ -127,8 +127,9 @@ public struct HostConfig: Sendable {
     public var jobsBackoffMs = 1_000
     public var jobsBackoffMaxMs = 3_600_000
     public var jobsQueues: [String: Int] = [:]
-    /// Finished jobs (completed, dead, cancelled) are deleted after this many hours
-    /// (`PYLON_JOBS_RETENTION_HOURS`; 0 keeps them).
+    /// Completed and cancelled jobs are deleted this many hours after they ended, and their
+    /// idempotency keys with them (`PYLON_JOBS_RETENTION_HOURS`; 0 keeps them). Dead jobs
+    /// are kept until retried.
     public var jobsRetentionHours = 168
     /// Push records (`_pylon_push_ops`, what makes a resent `op_id` apply once) are deleted
     /// after this many hours (`PYLON_PUSH_OPS_RETENTION_HOURS`; 0 keeps them): a week covers

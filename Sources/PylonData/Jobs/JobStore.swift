@@ -306,7 +306,7 @@ package struct JobStore: Sendable {
     }
 
     /// The attempt failed: back to pending after a back-off while retries remain, else
-    /// dead (kept until retried or trimmed). The attempt is recorded in `attempts`.
+    /// dead (kept until an admin retries it). The attempt is recorded in `attempts`.
     package func fail(_ tx: WriteTransaction, id: String, claim: Int64, error: String, backoff: JobBackoff,
                       now: Int64 = JobStore.nowMillis()) throws -> String? {
         let conn = tx.connection
@@ -371,9 +371,12 @@ package struct JobStore: Sendable {
                                   [.int(now), .text(id)], wantRows: false)
     }
 
-    /// Deletes finished jobs older than `before` (ms), a bounded number at a time.
+    /// Deletes completed and cancelled jobs that ended before `before` (ms), a bounded number
+    /// at a time. Dead jobs are never trimmed: they stay (listed, and holding their
+    /// idempotency keys) until an admin retries them. Trimming them too lost dead letters
+    /// unretried and let their keys enqueue the work again (outside probe jobsfiles, F8).
     package func trim(_ tx: WriteTransaction, before: Int64) throws -> Int64 {
-        try tx.connection.execute(sql("DELETE FROM \(Self.table) WHERE id IN (SELECT id FROM \(Self.table) WHERE status IN ('completed', 'dead', 'cancelled') AND completed_at < ? LIMIT 10000)"),
+        try tx.connection.execute(sql("DELETE FROM \(Self.table) WHERE id IN (SELECT id FROM \(Self.table) WHERE status IN ('completed', 'cancelled') AND completed_at < ? LIMIT 10000)"),
                                   [.int(before)], wantRows: false).rowsAffected
     }
 

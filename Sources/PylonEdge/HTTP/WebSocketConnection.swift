@@ -50,8 +50,8 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
     /// The newest change seq sent (live events at or below it were already read from the log).
     private var cursor: Int64 = 0
     private var limiter: RelayLimiter
-    /// A fragmented message being reassembled: its first frame's opcode and the bytes so far.
-    private var partial: (opcode: WebSocketOpcode, data: ByteBuffer)?
+    /// Joins fragmented messages, at most `maxFrameBytes` each.
+    private var joiner: WebSocketMessageJoiner
     private var awaitingPong = false
     private var pinger: RepeatedTask?
     private var closeTimer: Scheduled<Void>?
@@ -80,6 +80,7 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
         from = subscriber.auth.isAdmin ? "admin" : .string(subscriber.auth.userID ?? "")
         limiter = RelayLimiter(rate: services.routes.realtime.relayRate, burst: services.routes.realtime.relayBurst)
         writes = WriteProgressDeadline(seconds: services.routes.realtime.writeTimeout)
+        joiner = WebSocketMessageJoiner(limit: services.routes.realtime.maxFrameBytes)
     }
 
     // MARK: Channel events
@@ -165,43 +166,17 @@ final class WebSocketConnection: ChannelInboundHandler, RemovableChannelHandler 
 
     // MARK: Client messages
 
-    /// Joins a message's fragments. NIO's decoder refuses a single frame over `maxFrameBytes`
-    /// from its header, before buffering its payload (1009); here the fragments of one message
-    /// are held to the same total, checked before a fragment is appended, so a connection
-    /// never holds more than `maxFrameBytes` of a message however it is split.
+    /// Joins a message's fragments (`WebSocketMessageJoiner`: at most `maxFrameBytes` in
+    /// all, checked before a fragment is appended) and hands on each whole message.
     private func reassemble(_ frame: WebSocketFrame) {
-        let limit = services.routes.realtime.maxFrameBytes
-        var message: (opcode: WebSocketOpcode, data: ByteBuffer)
-        switch frame.opcode {
-        case .continuation:
-            // Taken out of `partial`: no second reference while appending (no copy of the buffer).
-            guard var started = partial.take() else {
-                closeNow(.protocolError)  // a continuation with nothing started
-                return
-            }
-            guard started.data.readableBytes + frame.data.readableBytes <= limit else {
-                closeNow(.messageTooLarge)
-                return
-            }
-            var more = frame.unmaskedData
-            started.data.writeBuffer(&more)
-            message = started
-        case .text where partial == nil, .binary where partial == nil:
-            message = (frame.opcode, frame.unmaskedData)
-        default:
-            // A new message inside a fragmented one, or an opcode no data frame has.
-            closeNow(.protocolError)
+        let message: (opcode: WebSocketOpcode, data: ByteBuffer)
+        switch joiner.take(frame) {
+        case .pending: return
+        case let .refused(code):
+            closeNow(code)
             return
+        case let .message(opcode, data): message = (opcode, data)
         }
-        guard message.data.readableBytes <= limit else {
-            closeNow(.messageTooLarge)
-            return
-        }
-        guard frame.fin else {
-            partial = message
-            return
-        }
-        partial = nil
         if message.opcode == .text {
             guard let text = WebSocketFrameRules.utf8Text(message.data) else {
                 closeNow(.dataInconsistentWithMessage)

@@ -96,7 +96,7 @@ package final class JobService: @unchecked Sendable {
 
     /// The poll loop, until cancelled: claims when jobs may be due (at each poll and each
     /// `wake`); every third of a lease renews this host's leases and takes back lapsed
-    /// ones; every minute trims old finished jobs and recounts each queue's running jobs
+    /// ones; every minute trims old completed and cancelled jobs and recounts each queue's running jobs
     /// (at once on start-up). While jobs keep finishing, claims are asked for by their
     /// completions instead (`requestClaim`).
     package func run() async {
@@ -113,7 +113,7 @@ package final class JobService: @unchecked Sendable {
                     if config.jobsRetentionHours > 0 {
                         let before = now - Int64(config.jobsRetentionHours) * 3_600_000
                         let n = try await store.write(replayable: true) { tx in try jobs.trim(tx, before: before) }
-                        if n > 0 { logger.info("jobs: deleted \(n) finished jobs older than \(config.jobsRetentionHours) h") }
+                        if n > 0 { logger.info("jobs: deleted \(n) completed or cancelled jobs older than \(config.jobsRetentionHours) h") }
                     }
                 }
                 if now - lastRenew >= leaseMs / 3 {

@@ -15,8 +15,9 @@ import PylonJSON
 /// with criteria of at most `maxCriteriaBytes`; a player holds one place or one assignment.
 /// Shard slots are bounded too (`MatchedShards`): a matched shard nobody joins within
 /// `joinGraceSeconds` is stopped; a player whose match nobody has joined yet cannot queue
-/// again (409 `MATCH_NOT_JOINED`); at most `shardCap` matched shards run at once (more
-/// groups wait in the queue).
+/// again (409 `MATCH_NOT_JOINED`); a joined match with no subscriber left is stopped once
+/// all its players queued again, or after `joinGraceSeconds` empty; at most `shardCap`
+/// matched shards run at once (more groups wait in the queue).
 ///
 /// Threads: any; the queue and the assignments are under `lock`; the loop is one task.
 package final class Matchmaker: @unchecked Sendable {
@@ -120,6 +121,7 @@ package final class Matchmaker: @unchecked Sendable {
                                  message: "the matchmaker queue holds its \(settings.queueMax) players (PYLON_MATCH_QUEUE_MAX); try again later")
             }
             queue.append(MatchTicket(player: player, mode: mode, criteria: criteria, since: now))
+            matched.requeued(player)
             metrics.set("matchmaker_queued", Double(queue.count))
             return nil
         }
@@ -167,8 +169,8 @@ package final class Matchmaker: @unchecked Sendable {
     /// assignments to shards that are gone are dropped.
     func round() async {
         guard let registry, let sim else { return }
-        releaseUnjoined(registry)
-        var room = lock.withLock { shardCap - matched.running.count }
+        releaseMatches(registry)
+        var room = lock.withLock { shardCap - matched.running }
         // Groups that got no shard this round, in the order they were taken.
         var unserved: [[MatchTicket]] = []
         for group in takeGroups() {
@@ -200,14 +202,16 @@ package final class Matchmaker: @unchecked Sendable {
         lock.withLock { assignments = assignments.filter { live.contains($0.value) } }
     }
 
-    /// Stops the matched shards nobody joined within the grace (their players' assignments
-    /// go with them at the end of the round).
-    private func releaseUnjoined(_ registry: ShardRegistry) {
+    /// Stops the matched shards nobody joined within the grace and the joined ones their
+    /// players left (`MatchedShards.sweep`); their players' assignments go with them at the
+    /// end of the round.
+    private func releaseMatches(_ registry: ShardRegistry) {
         let live = Set(registry.all.map(\.id))
-        let expired = lock.withLock { matched.sweep(live: live, now: TickScheduler.now()) }
-        for shard in expired {
-            shard.stop("no player joined within \(Int(settings.joinGraceSeconds)) s of the match", failed: false)
-            metrics.add("matchmaker_unjoined_stopped_total", 1)
+        let grace = Int64(settings.joinGraceSeconds * 1e9)
+        let released = lock.withLock { matched.sweep(live: live, now: TickScheduler.now(), grace: grace) }
+        for (shard, why) in released {
+            shard.stop(why.reason(grace: Int(settings.joinGraceSeconds)), failed: false)
+            metrics.add(why.metric, 1)
         }
     }
 
