@@ -144,6 +144,7 @@ enum SQLiteBackup {
     private static func withDatabase(_ path: String, readOnly: Bool, _ body: (OpaquePointer) -> SQLiteFailure?) -> SQLiteFailure? {
         var handle: OpaquePointer?
         let flags = (readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX
+        if !readOnly { createPrivately(path) }
         let rc = sqlite3_open_v2(path, &handle, flags, nil)
         defer { if let handle { sqlite3_close_v2(handle) } }
         guard rc == SQLITE_OK, let handle else {

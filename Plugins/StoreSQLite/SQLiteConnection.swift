@@ -28,6 +28,7 @@ final class SQLiteConnection {
     static func open(config: SQLiteConfig, writable: Bool, bounded: Bool = false) -> Result<SQLiteConnection, SQLiteFailure> {
         var handle: OpaquePointer?
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
+        createPrivately(config.path)
         let rc = sqlite3_open_v2(config.path, &handle, flags, nil)
         guard rc == SQLITE_OK, let handle else {
             let msg = handle.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
@@ -162,4 +163,15 @@ struct SQLiteConfig {
     var readers = 4
     var synchronous = "NORMAL"
     var statementCache = 128
+}
+
+/// Creates the database file at `path`, owner-only (0600), when it does not exist yet:
+/// it holds session, API-key and password hashes, which the default umask would leave
+/// world-readable (0644). SQLite gives its -wal and -shm files the database file's mode.
+/// An existing file keeps its mode (an operator's choice); special names (`:memory:`,
+/// `file:` URIs) are SQLite's to open.
+func createPrivately(_ path: String) {
+    guard !path.isEmpty, !path.hasPrefix(":"), !path.hasPrefix("file:") else { return }
+    let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+    if fd >= 0 { Glibc.close(fd) }
 }
