@@ -29,6 +29,19 @@ final class Worker: @unchecked Sendable {
     /// flight that has been silent longer than `WorkerPool.stallAfter` may be stuck in a
     /// long handler, and gets no calls for the sake of affinity.
     var lastReturn: Double = 0
+    /// When the child last finished a call or, idle, was given one (monotonic seconds). A
+    /// child with calls in flight that has been quiet longer than `WorkerPool.stuckAfter`
+    /// is probably running a handler that does not yield (a Bun child runs one piece of
+    /// JavaScript at a time): it gets calls only while every ready child is so, or the
+    /// calls it is given wait behind that handler and fail with it when its timeout kills
+    /// the child.
+    var quietSince: Double = 0
+
+    /// Takes the call `key` (pool lock held).
+    func take(_ key: String) {
+        if inflight.isEmpty { quietSince = monotonicSeconds() }
+        inflight.insert(key)
+    }
     let writeLock = NSLock()
 
     init(index: Int) { self.index = index }

@@ -239,7 +239,7 @@ extension WorkerPool {
         while !queued.isEmpty, let t = pickWorker() {
             let c = queued.removeFirst()
             c.worker = t
-            t.inflight.insert(c.key)
+            t.take(c.key)
             sends.append((t, c.frame, t.generation))
         }
         publishReady()

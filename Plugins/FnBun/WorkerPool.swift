@@ -180,7 +180,7 @@ final class WorkerPool: @unchecked Sendable {
         calls[key] = call
         let target = pickWorker(near: here)
         if let target {
-            target.inflight.insert(key)
+            target.take(key)
             call.worker = target
         } else {
             queued.append(call)
@@ -200,11 +200,17 @@ final class WorkerPool: @unchecked Sendable {
     /// `affinitySlack` calls of that one: its replies then complete the call on the thread
     /// that answers the request, with no wake-up of another thread. A child that has calls
     /// but has finished none for `stallAfter` (one handler spinning: a Bun child runs one
-    /// piece of JavaScript at a time) gets calls only as the least busy. Pool lock held.
+    /// piece of JavaScript at a time) gets calls only as the least busy, and one quiet for
+    /// `stuckAfter` only when every ready child is (an outside probe: one spinning call
+    /// made a stuck child the least busy, and the calls it got failed with it). Pool lock
+    /// held.
     func pickWorker(near loop: Int = -1) -> Worker? {
+        let now = monotonicSeconds()
+        let stuck = { (w: Worker) in !w.inflight.isEmpty && now - w.quietSince > Self.stuckAfter }
+        let anyFree = workers.contains { $0.isReady && !stuck($0) }
         var best: Worker?
         var local: Worker?
-        for w in workers where w.isReady {
+        for w in workers where w.isReady && !(anyFree && stuck(w)) {
             if best == nil || w.inflight.count < best!.inflight.count { best = w }
             if loop >= 0, w.loop == loop, local == nil || w.inflight.count < local!.inflight.count { local = w }
         }
@@ -218,6 +224,8 @@ final class WorkerPool: @unchecked Sendable {
 
     static let affinitySlack = 8
     static let stallAfter = 0.02
+    /// How long a child with calls in flight may finish none before new calls avoid it.
+    static let stuckAfter = 1.0
 
     /// Completes a call exactly once; later attempts (a reply racing a timeout) are ignored.
     /// `from`: the child that answered, which must be the one running the call.
@@ -234,7 +242,10 @@ final class WorkerPool: @unchecked Sendable {
         }
         call.worker?.inflight.remove(key)
         if call.worker == nil { queued.removeAll { $0 === call } }
-        if let child { child.lastReturn = monotonicSeconds() }
+        if let child {
+            child.lastReturn = monotonicSeconds()
+            child.quietSince = child.lastReturn
+        }
         lock.unlock()
         call.lock.lock()
         defer { call.lock.unlock() }

@@ -53,6 +53,10 @@ struct FunctionAbuseTests {
         import { action } from "@pylon/functions";
         export default action({ handler: async (_ctx, args) => { await new Promise((r) => setTimeout(r, args.ms ?? 2000)); return 1; } });
         """,
+        "functions/spin.ts": """
+        import { action } from "@pylon/functions";
+        export default action({ handler: async (_ctx, args) => { await Bun.write(args.marker, "spinning"); for (;;) {} } });
+        """,
         "functions/fan.ts": """
         import { action } from "@pylon/functions";
         export default action({ handler: async (ctx, args) => {
@@ -200,6 +204,41 @@ struct FunctionAbuseTests {
         _ = try await eventuallyAsync("a call to succeed after the timeouts", timeout: 60) {
             try await Self.call(host, "noop", "{}").status == 200 ? true : nil
         }
+    }
+
+    /// An outside probe (session 24): a child stuck in a handler that never yields had one
+    /// call in flight, so it looked least busy and took about half of the calls that came
+    /// next; they waited behind the handler and failed with it when its timeout killed it.
+    @Test("A handler that never yields: the calls that come after it go to the other worker and succeed; it fails at its timeout")
+    func stuckWorkerGetsNoCalls() async throws {
+        let host = try await HostProcess.start(manifest: Self.manifest, env: ["PYLON_FN_WORKERS": "2", "PYLON_FN_CALL_TIMEOUT": "5"],
+                                               dev: true, files: Self.functions)
+        defer { host.stop() }
+        try await FunctionsTests.workersReady(host, 2)
+        let marker = host.directory.appendingPathComponent("spinning").path
+        let spinning = Task { () -> (status: Int, body: String) in
+            let r = try await Self.call(host, "spin", #"{"marker":\#(TestJSON.quote(marker))}"#)
+            return (r.status, r.body)
+        }
+        _ = try await eventuallyAsync("the spinning handler starts") { FileManager.default.fileExists(atPath: marker) ? true : nil }
+        // The spinning child has been quiet past WorkerPool.stuckAfter (1 s) by then.
+        try await Task.sleep(for: .milliseconds(1500))
+        var statuses: [(Int, String)] = []
+        for _ in 0..<4 {
+            statuses += try await withThrowingTaskGroup(of: (Int, String).self) { group in
+                for _ in 0..<5 {
+                    group.addTask {
+                        let r = try await Self.call(host, "nap", #"{"ms":50}"#)
+                        return (r.status, r.body)
+                    }
+                }
+                return try await group.reduce(into: [(Int, String)]()) { $0.append($1) }
+            }
+        }
+        let failed = statuses.filter { $0.0 != 200 }
+        #expect(failed.isEmpty, "\(failed.count) of 20 calls failed: \(failed.prefix(3))")
+        let spun = try await spinning.value
+        #expect(spun.status >= 500, "the spinning call ends at its timeout: \(spun.status) \(spun.body)")
     }
 
     @Test("Streamed output: every line break (CR, LF, CRLF) starts a data: line, so a chunk cannot forge an event")
