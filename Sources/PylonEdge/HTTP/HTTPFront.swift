@@ -91,7 +91,7 @@ final class HTTPFront: ChannelDuplexHandler, RemovableChannelHandler, @unchecked
     /// payload is shared with every copy of the enum a `switch` makes, so each append copied
     /// the whole body so far (quadratic in the body's reads: a 10 MiB POST to any URL held an
     /// event loop for seconds). Here it has one owner and grows in place.
-    private var collected = ByteBuffer()
+    private var collected: ByteBuffer?
     /// The most a collected body's buffer takes before its bytes arrive.
     static let initialBodyCapacity = 64 * 1024
     private var queued = CircularBuffer<HTTPRequestPart>()
@@ -154,17 +154,17 @@ final class HTTPFront: ChannelDuplexHandler, RemovableChannelHandler, @unchecked
                 state = .collecting(head)
             }
         case (.body(var chunk), .collecting):
-            if collected.readableBytes + chunk.readableBytes > shared.maxBody {
-                collected = ByteBuffer()
+            // Taken out while appending: the only reference, so it grows in place.
+            guard var body = collected.take() else { break }
+            if body.readableBytes + chunk.readableBytes > shared.maxBody {
                 refuse(.bodyTooLarge(limit: shared.maxBody), context)
                 return
             }
-            collected.writeBuffer(&chunk)
+            body.writeBuffer(&chunk)
+            collected = body
         case let (.end, .collecting(head)):
             state = .answering
-            let body = collected
-            collected = ByteBuffer()
-            answer(head, body, context: context)
+            answer(head, collected.take() ?? context.channel.allocator.buffer(capacity: 0), context: context)
         case (.end, .refusing):
             context.close(promise: nil)
         default:
