@@ -199,6 +199,7 @@ final class LocalUpload {
 
     func write(_ bytes: UnsafeRawBufferPointer) -> StoreFailure? {
         guard fd >= 0 else { return StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "UPLOAD_FAILED", "this upload already failed; abort it") }
+        if let refused = Self.reserveFailure(fd: fd, adding: bytes.count) { return discard(refused) }
         var done = 0
         while done < bytes.count {
             let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
@@ -210,6 +211,23 @@ final class LocalUpload {
         }
         return nil
     }
+
+    /// Uploads stop short of filling their disk: the last `min(1 GiB, 5%)` of it is kept for
+    /// the database and everything else that must still write (an outside probe filled the
+    /// disk as a guest; then every write failed, even the admin's delete that would have
+    /// freed space). DISK_FULL (507) once a piece would leave less free.
+    static func reserveFailure(fd: Int32, adding count: Int) -> StoreFailure? {
+        var st = statvfs()
+        guard fstatvfs(fd, &st) == 0 else { return nil }
+        let unit = Int64(st.f_frsize)
+        let free = Int64(st.f_bavail) * unit
+        let reserve = min(Self.reserveCap, Int64(st.f_blocks) * unit / 20)
+        guard free - Int64(count) < reserve else { return nil }
+        return StoreFailure(PYLON_ERR_IO, "DISK_FULL",
+                            "the files folder's disk is down to the space kept free for the database (\(reserve / 1024) KiB); free space there or move the files folder (PYLON_FILES_DIR)")
+    }
+
+    static let reserveCap: Int64 = 1 << 30
 
     func commit() -> StoreFailure? {
         guard fd >= 0 else { return StoreFailure(PYLON_ERR_INVALID_ARGUMENT, "UPLOAD_FAILED", "this upload already failed") }

@@ -463,6 +463,32 @@ struct FilesTests {
         #expect(fits.status == 201, "\(fits.text)")
     }
 
+    /// An outside probe (session 24): a guest filled the disk with uploads; then the store
+    /// could not write, and not even the admin's delete could free space.
+    @Test("Uploads stop short of filling their disk: 507 DISK_FULL while 5% of it (at most 1 GiB) is still free",
+          .enabled(if: canMount, "needs root to mount a small tmpfs"))
+    func diskReserve() async throws {
+        let dir = try TestPaths.freshTempDir("pylon-files-reserve")
+        defer { TestPaths.removeTempDir(dir) }
+        let mounted = try await TestCommand.run("/bin/mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", dir.path])
+        try #require(mounted.status == 0, "mount failed: \(mounted.stderr)")
+        defer { _ = try? Process.run(URL(fileURLWithPath: "/bin/umount"), arguments: ["-l", dir.path]).waitUntilExit() }
+        let host = try await HostProcess.start(manifest: Self.manifest, env: ["PYLON_FILES_DIR": dir.path])
+        defer { host.stop() }
+        let alice = try await host.mintSession("alice")
+        var stored = 0
+        var refusal: (status: Int, code: String?)?
+        for _ in 0..<80 where refusal == nil {
+            let r = try await Self.upload(host, Self.randomBytes(50_000), token: alice)
+            if r.status == 201 { stored += 1 } else { refusal = (r.status, r.json["error"]["code"].string) }
+        }
+        #expect(stored > 10 && refusal?.status == 507 && refusal?.code == "DISK_FULL", "\(stored) stored, then \(String(describing: refusal))")
+        var st = statvfs()
+        #expect(statvfs(dir.path, &st) == 0)
+        let unit = Int64(st.f_frsize), free = Int64(st.f_bavail) * unit, size = Int64(st.f_blocks) * unit
+        #expect(free >= size / 20, "\(free) bytes free of \(size) after the refusal")
+    }
+
     @Test("GDPR: a user's export lists their files; purge deletes their file rows (logged) and bytes, and no one else's", arguments: stores)
     func gdpr(store: TestStore) async throws {
         let host = try await HostProcess.start(manifest: Self.manifest, store: store)
