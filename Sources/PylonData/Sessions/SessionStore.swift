@@ -72,7 +72,7 @@ public final class SessionStore: @unchecked Sendable {
         let expires = lifetime == 0 ? 0 : now + lifetime
         let d = dialect
         let sql = "INSERT INTO _pylon_sessions (token_hash, user_id, expires_at, created_at, device, tenant_id) VALUES (\((1...6).map { d.placeholder($0) }.joined(separator: ", ")))"
-        try await store.write { tx in
+        _ = try await store.write { tx in
             try tx.connection.execute(sql, [.text(hash), .text(userID), .int(expires), .int(now),
                                             device.map { .text($0) } ?? .null, .null], wantRows: false)
         }

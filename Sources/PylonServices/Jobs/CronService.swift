@@ -226,6 +226,6 @@ package final class CronService: @unchecked Sendable {
         let q = sql(on ? "UPDATE \(Self.table) SET enabled = 1, since = ? WHERE name = ? AND enabled = 0"
                        : "UPDATE \(Self.table) SET enabled = 0 WHERE name = ?")
         let params: [SQLValue] = on ? [.int(JobStore.nowMillis()), .text(name)] : [.text(name)]
-        try await store.write { tx in try tx.connection.execute(q, params, wantRows: false) }
+        _ = try await store.write { tx in try tx.connection.execute(q, params, wantRows: false) }
     }
 }
