@@ -46,6 +46,31 @@ struct ShardTests {
         (json["players"].array ?? []).compactMap { ($0 as Any?)["id"].string }
     }
 
+    /// An outside probe (session 24): a link on any site opened the visitor's shard stream
+    /// with their session cookie (SameSite=Lax sends it), which replaced their own stream.
+    @Test("The session cookie opens a shard stream from the app's pages, not from another site's link or a foreign page")
+    func crossSiteCookie() async throws {
+        let host = try await HostProcess.start(manifest: Self.manifest, env: ["PYLON_TRUSTED_ORIGINS": "https://app.example"],
+                                               dev: false, store: ShardSimsBuild.store)
+        defer { host.stop() }
+        try await Self.create(host, #"{"sim": "arena", "id": "c1", "config": {"speed": 0}}"#)
+        let cookie = "shards_session=\(try await host.mintSession("alice"))"
+        let cases: [(String, [String: String], Int)] = [
+            ("a link on another site", ["Sec-Fetch-Site": "cross-site"], 401),
+            ("a page of an untrusted origin", ["Referer": "https://evil.example/page"], 401),
+            ("a script of an untrusted origin", ["Origin": "https://evil.example"], 401),
+            ("the app's own page", ["Sec-Fetch-Site": "same-origin"], 200),
+            ("a trusted origin on another site", ["Origin": "https://app.example", "Sec-Fetch-Site": "cross-site"], 200),
+            ("a client that is no browser", [:], 200),
+        ]
+        for (what, headers, status) in cases {
+            let s = try await TestEventStream.connect(port: host.port, path: "/api/shards/c1/connect",
+                                                      headers: headers.merging(["Cookie": cookie]) { a, _ in a }, label: what)
+            #expect(s.status == status, "\(what): \(s.summary)")
+            s.close()
+        }
+    }
+
     @Test("SSE frames carry the tick and the snapshot; the grid area of interest hides a far player; an input is acked with the next frame")
     func framesAOIAndAcks() async throws {
         let host = try await Self.start()

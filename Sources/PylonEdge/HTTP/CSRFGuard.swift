@@ -62,6 +62,23 @@ package struct CSRFGuard: Sendable {
         return Self.trusts(trusted, claimed, authority: authority)
     }
 
+    /// Whether a GET that acts for its caller (a shard stream, which takes the caller's
+    /// place in the shard) may be authenticated by the session cookie. A browser attaches
+    /// the cookie to a link or a form from any site, and sends no `Origin` with such a
+    /// navigation, so: an `Origin` decides as for a write; without one, `Sec-Fetch-Site:
+    /// cross-site` refuses; a `Referer` must then be trusted; a request with none of them
+    /// (a same-origin `EventSource` may send only `Sec-Fetch-Site: same-origin`, a client
+    /// that is no browser nothing) is admitted.
+    func admitsCookieOnGet(_ fields: HTTPFields, authority: String?) -> Bool {
+        guard let trusted else { return true }
+        if let origin = fields[.origin] { return Self.trusts(trusted, Self.normalize(origin), authority: authority) }
+        if fields[Self.fetchSite]?.lowercased() == "cross-site" { return false }
+        guard let claimed = Self.claimedOrigin(fields) else { return true }
+        return Self.trusts(trusted, claimed, authority: authority)
+    }
+
+    static let fetchSite = HTTPField.Name("Sec-Fetch-Site")!
+
     /// The page a request says it comes from: `Origin`, else the origin of `Referer`.
     private static func claimedOrigin(_ fields: HTTPFields) -> String? {
         if let origin = fields[.origin] { return normalize(origin) }

@@ -86,7 +86,11 @@ extension RouteContext {
             return HTTPSupport.json(.object([("accepted", .bool(true)), ("seq", .int(Int64(clamping: seq)))]))
         }
         router.get("/api/shards/:id/connect") { req, ctx -> Response in
-            let token = callerToken(req) ?? req.uri.queryParameters.get("token").map { String($0) }
+            // The session cookie counts only from the app's pages: from another site's link it
+            // would take the visitor's place in the shard (`CSRFGuard.admitsCookieOnGet`).
+            let byCookie = Self.credential(req.headers, cookie: config.sessionCookie)?.fromCookie == true
+            let pageToken = byCookie && !cookiePages.admitsCookieOnGet(req.headers, authority: req.head.authority) ? nil : callerToken(req)
+            let token = pageToken ?? req.uri.queryParameters.get("token").map { String($0) }
             let auth = try await authFor(token: token)
             guard auth.isAdmin || auth.userID != nil else {
                 throw HostError(status: 401, code: "AUTH_REQUIRED", message: "the shard stream needs a session: send Authorization: Bearer <token> or ?token=")
