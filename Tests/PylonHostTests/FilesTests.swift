@@ -446,11 +446,8 @@ struct FilesTests {
     @Test("A full disk: 507 DISK_FULL, the temp file removed at once, no row; the next upload that fits is stored",
           .enabled(if: canMount, "needs root to mount a small tmpfs"))
     func diskFull() async throws {
-        let dir = try TestPaths.freshTempDir("pylon-files-full")
-        defer { TestPaths.removeTempDir(dir) }
-        let mounted = try await TestCommand.run("/bin/mount", ["-t", "tmpfs", "-o", "size=256k", "tmpfs", dir.path])
-        try #require(mounted.status == 0, "mount failed: \(mounted.stderr)")
-        defer { _ = try? Process.run(URL(fileURLWithPath: "/bin/umount"), arguments: ["-l", dir.path]).waitUntilExit() }
+        let dir = try await Self.smallDisk("pylon-files-full", size: "256k")
+        defer { Self.unmount(dir) }
         let host = try await HostProcess.start(manifest: Self.manifest, env: ["PYLON_FILES_DIR": dir.path])
         defer { host.stop() }
         let alice = try await host.mintSession("alice")
@@ -463,16 +460,30 @@ struct FilesTests {
         #expect(fits.status == 201, "\(fits.text)")
     }
 
+    /// A fresh folder with a tmpfs of `size` mounted on it (needs root: `canMount`).
+    static func smallDisk(_ name: String, size: String) async throws -> URL {
+        let dir = try TestPaths.freshTempDir(name)
+        let mounted = try await TestCommand.run("/bin/mount", ["-t", "tmpfs", "-o", "size=\(size)", "tmpfs", dir.path])
+        if mounted.status != 0 {
+            TestPaths.removeTempDir(dir)
+            throw HostProcessError(description: "mount failed: \(mounted.stderr)")
+        }
+        return dir
+    }
+
+    /// Unmounts a `smallDisk` and removes its folder.
+    static func unmount(_ dir: URL) {
+        _ = try? Process.run(URL(fileURLWithPath: "/bin/umount"), arguments: ["-l", dir.path]).waitUntilExit()
+        TestPaths.removeTempDir(dir)
+    }
+
     /// An outside probe (session 24): a guest filled the disk with uploads; then the store
     /// could not write, and not even the admin's delete could free space.
     @Test("Uploads stop short of filling their disk: 507 DISK_FULL while 5% of it (at most 1 GiB) is still free",
           .enabled(if: canMount, "needs root to mount a small tmpfs"))
     func diskReserve() async throws {
-        let dir = try TestPaths.freshTempDir("pylon-files-reserve")
-        defer { TestPaths.removeTempDir(dir) }
-        let mounted = try await TestCommand.run("/bin/mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", dir.path])
-        try #require(mounted.status == 0, "mount failed: \(mounted.stderr)")
-        defer { _ = try? Process.run(URL(fileURLWithPath: "/bin/umount"), arguments: ["-l", dir.path]).waitUntilExit() }
+        let dir = try await Self.smallDisk("pylon-files-reserve", size: "2m")
+        defer { Self.unmount(dir) }
         let host = try await HostProcess.start(manifest: Self.manifest, env: ["PYLON_FILES_DIR": dir.path])
         defer { host.stop() }
         let alice = try await host.mintSession("alice")
