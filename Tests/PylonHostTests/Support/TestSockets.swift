@@ -129,7 +129,10 @@ func residentBytes(pid: Int32) -> Int? {
 /// One blocking TCP connection to 127.0.0.1. `send` never raises SIGPIPE; `receive`
 /// blocks until data, end of stream, or an error. `close` may be called from any thread
 /// (it shuts the socket down, which wakes a blocked `receive`); the descriptor itself is
-/// released once, by `release`, or on deinit.
+/// released once, by `release`, or on deinit — and only once no `send` or `receive` still
+/// uses it: closed under a sender on another thread, its number went to the next socket
+/// any test opened, and the rest of the send (a hostile test's megabytes of "aaa…") landed
+/// in that stranger's connection, which its host then closed with 1002.
 final class TestSocket: @unchecked Sendable {
     enum Received {
         case bytes([UInt8])
@@ -148,6 +151,10 @@ final class TestSocket: @unchecked Sendable {
     private let lock = NSLock()
     private var fd: Int32
     private var shut = false
+    /// Sends and receives running on the descriptor outside the lock.
+    private var inUse = 0
+    /// `release` came while the descriptor was in use: the last user closes it.
+    private var closeWhenIdle = false
     let port: Int
 
     private init(fd: Int32, port: Int) {
@@ -197,11 +204,33 @@ final class TestSocket: @unchecked Sendable {
         return TestSocket(fd: fd, port: port)
     }
 
-    private var descriptor: Int32? { lock.withLock { shut || fd < 0 ? nil : fd } }
+    /// The descriptor, held open until `relinquish` (nil once the socket is shut).
+    private func acquire() -> Int32? {
+        lock.withLock {
+            guard !shut, fd >= 0 else { return nil }
+            inUse += 1
+            return fd
+        }
+    }
+
+    private func relinquish() {
+        lock.withLock {
+            inUse -= 1
+            if inUse == 0, closeWhenIdle { closeDescriptor() }
+        }
+    }
+
+    /// Lock held.
+    private func closeDescriptor() {
+        sysClose(fd)
+        fd = -1
+        closeWhenIdle = false
+    }
 
     /// Writes all of `bytes`, or throws (peer gone, socket closed).
     func send(_ bytes: [UInt8]) throws {
-        guard let fd = descriptor else { throw RealtimeTestError("send on a closed socket") }
+        guard let fd = acquire() else { throw RealtimeTestError("send on a closed socket") }
+        defer { relinquish() }
         var off = 0
         while off < bytes.count {
             let n = bytes.withUnsafeBytes { buf in
@@ -219,7 +248,8 @@ final class TestSocket: @unchecked Sendable {
 
     /// Blocks for the next bytes (up to `max`).
     func receive(max: Int = 65536) -> Received {
-        guard let fd = descriptor else { return .end }
+        guard let fd = acquire() else { return .end }
+        defer { relinquish() }
         var buf = [UInt8](repeating: 0, count: max)
         while true {
             let n = buf.withUnsafeMutableBytes { sysRecv(fd, $0.baseAddress!, max) }
@@ -239,15 +269,14 @@ final class TestSocket: @unchecked Sendable {
         }
     }
 
-    /// Closes the descriptor (call only when no thread is inside `receive`).
+    /// Shuts the socket down and closes its descriptor, at once or, while another thread
+    /// sends or receives on it (the shutdown makes that call return), when it is done.
     func release() {
         lock.withLock {
-            if fd >= 0 {
-                if !shut { _ = shutdown(fd, Int32(SHUT_RDWR)) }
-                sysClose(fd)
-                fd = -1
-                shut = true
-            }
+            guard fd >= 0, !closeWhenIdle else { return }
+            if !shut { _ = shutdown(fd, Int32(SHUT_RDWR)) }
+            shut = true
+            if inUse == 0 { closeDescriptor() } else { closeWhenIdle = true }
         }
     }
 }

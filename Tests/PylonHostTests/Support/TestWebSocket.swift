@@ -122,8 +122,14 @@ final class TestWebSocket: @unchecked Sendable {
 
     /// Sends one frame; `fin` false leaves a fragmented message open (continue with opcode 0).
     /// `masked: false` sends it as no client may (RFC 6455 §5.1), for hostile tests.
+    /// A failed send names the connection's state (the host's close frame, how the stream
+    /// ended): "send on a closed socket" alone does not say why the host closed it.
     func sendFrame(opcode: UInt8, _ payload: [UInt8], fin: Bool = true, masked: Bool = true) throws {
-        try socket.send(Self.frame(opcode: opcode, payload, fin: fin, masked: masked))
+        do {
+            try socket.send(Self.frame(opcode: opcode, payload, fin: fin, masked: masked))
+        } catch {
+            throw RealtimeTestError("\(error) — \(summary)")
+        }
     }
 
     /// One client frame's bytes (masked with a random key unless `masked` is false).
@@ -282,10 +288,12 @@ final class TestWebSocket: @unchecked Sendable {
             if _closeFrame == nil { _closeFrame = (code, reason) }
             if !sentClose {
                 sentClose = true
-                try? sendFrame(opcode: 0x8, payload.count >= 2 ? Array(payload[0..<2]) : [])
+                // Straight to the socket: `sendFrame`'s error path reads `summary`, which
+                // takes the lock held here.
+                try? socket.send(Self.frame(opcode: 0x8, payload.count >= 2 ? Array(payload[0..<2]) : []))
             }
         case 0x9:
-            try? sendFrame(opcode: 0xA, payload)
+            try? socket.send(Self.frame(opcode: 0xA, payload))
         default:
             break
         }
