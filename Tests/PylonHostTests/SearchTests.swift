@@ -283,6 +283,45 @@ struct SearchTests {
         #expect(stranger.status == 403 && stranger.json.errorCode == "SEARCH_REQUIRES_ROW_INDEPENDENT_POLICY", "\(stranger.body)")
     }
 
+    @Test("Ranking reads the row alone: rows the caller may not read never move its own hits (FTS5's bm25 counted them, which spelled hidden text out through prefix queries)", arguments: TestStore.all)
+    func rankingIgnoresHiddenRows(_ store: TestStore) async throws {
+        let own = Self.manifest(policies: #"[{"name": "own", "entity": "Product", "allowRead": "auth.userId == data.ownerId", "allowInsert": "auth.userId != null"}]"#)
+        let host = try await HostProcess.start(manifest: own, dev: false, store: store)
+        let victim = try await host.mintSession("victim"), prober = try await host.mintSession("prober")
+        func mine(_ body: String, owner: String, token: String) async throws -> String {
+            try await host.create("Product", #"{"title": "probe", "body": "\#(body)", "brand": "b", "price": 1, "inStock": true, "ownerId": "\#(owner)"}"#, token: token)
+        }
+        let twice = try await mine("zebra zebra", owner: "prober", token: prober)
+        let once = try await mine("ctlword", owner: "prober", token: prober)
+        func order() async throws -> (query: [String], search: [String]) {
+            let q = try await host.request("POST", "/api/query/Product", json: #"{"$search": "zebra OR ctlword"}"#, token: prober)
+            #expect(q.status == 200, "\(q.body)")
+            let s = try await Self.search(host, #"{"query": "probe"}"#, token: prober)
+            #expect(s.status == 200 && s.json["total"].int == 2, "\(s.body)")
+            return (q.json.items.compactMap { $0["id"].string }, s.json["hits"].items.compactMap { $0["id"].string })
+        }
+        let before = try await order()
+        #expect(before.query == [twice, once], "two occurrences rank above one")
+        // The victim's rows, which the prober may not read, are full of the prober's word.
+        for _ in 0..<20 { _ = try await mine("zebra zebra zebra probe", owner: "victim", token: victim) }
+        let after = try await order()
+        #expect(after.query == before.query, "hidden rows holding \"zebra\" moved the prober's hits: \(before.query) → \(after.query)")
+        #expect(after.search == before.search, "hidden rows moved /api/search's hits: \(before.search) → \(after.search)")
+    }
+
+    @Test("$search is at most 32 words and 1,024 bytes (400 SEARCH_TOO_LONG): FTS5's cost grows faster than the query", arguments: [TestStore.sqlite])
+    func searchLength(_ store: TestStore) async throws {
+        let (host, _) = try await Self.seeded(store)
+        let user = try await host.mintSession("u1")
+        let words32 = (0..<32).map { "w\($0)" }.joined(separator: " OR ")
+        let ok = try await host.request("POST", "/api/query/Product", json: #"{"$search": "\#(words32)"}"#, token: user)
+        #expect(ok.status == 200, "32 words: \(ok.body)")
+        for (what, text) in [("33 words", words32 + " OR w32"), ("1,025 bytes", String(repeating: "a", count: 1025))] {
+            let r = try await host.request("POST", "/api/query/Product", json: #"{"$search": "\#(text)"}"#, token: user)
+            #expect(r.status == 400 && r.json.errorCode == "SEARCH_TOO_LONG", "\(what): \(r.body)")
+        }
+    }
+
     @Test("Schema changes: search added to a table with rows is backfilled, changed text fields rebuild, removed and re-added works", arguments: TestStore.all)
     func migrations(_ store: TestStore) async throws {
         let (host, ids) = try await Self.seeded(store, Self.manifest(search: nil))

@@ -167,7 +167,8 @@ public struct PostgresDialect: SQLDialect {
 
     /// `raw` (`$search`): web-search syntax (words, "quoted phrases", or, -word), which
     /// never fails to parse; otherwise the tsquery `searchQuery` built.
-    public func searchMatch(_ entity: String, _ search: SearchConfig, placeholder: String, raw: Bool) -> SearchMatch {
+    /// `ts_rank` reads the row's own vector only (no corpus statistics), so `words` are not needed.
+    public func searchMatch(_ entity: String, _ search: SearchConfig, placeholder: String, raw: Bool, words: [String]) -> SearchMatch {
         let vector = "\(quote(entity)).\(quote(Self.tsvColumn))"
         let query = "\(raw ? "websearch_to_tsquery" : "to_tsquery")('\(search.language)'::regconfig, \(placeholder)::text)"
         return SearchMatch(join: "", condition: "\(vector) @@ \(query)", rank: "(-ts_rank(\(vector), \(query)))")

@@ -95,7 +95,10 @@ public protocol SQLDialect: Sendable {
     /// `placeholder` (a value from `searchQuery`, or the caller's raw `$search` text).
     /// Matches in fields listed earlier in `search.text` rank higher. `raw`: the value is
     /// the caller's own query text (`$search`) in the engine's user syntax, not `searchQuery` output.
-    func searchMatch(_ entity: String, _ search: SearchConfig, placeholder: String, raw: Bool) -> SearchMatch
+    /// `words`: the query's words (`SearchIndex.words`), for a dialect that ranks by them.
+    /// The rank depends on the row alone, never on other rows of the index: the caller may
+    /// not be allowed to read those, and their words must not move its hits.
+    func searchMatch(_ entity: String, _ search: SearchConfig, placeholder: String, raw: Bool, words: [String]) -> SearchMatch
     /// A user's free text as this dialect's full-text query: every word must match, the
     /// last one as a prefix (search as you type); syntax characters match nothing special.
     /// Nil when the text has no word to search for.
@@ -264,14 +267,17 @@ public struct SQLiteDialect: SQLDialect {
             + ["DROP TABLE IF EXISTS \(quote(SearchIndex.table(entity)))"]
     }
 
-    /// FTS5 query syntax either way (`raw` changes nothing).
-    public func searchMatch(_ entity: String, _ search: SearchConfig, placeholder: String, raw: Bool) -> SearchMatch {
+    /// FTS5 query syntax either way (`raw` changes nothing). FTS5's own `bm25` is not the
+    /// rank: its inverse document frequency and average length count every row of the
+    /// index, so the order of a caller's own hits told whether rows it may not read held a
+    /// word, letter by letter through prefix queries (outside probe `dataplane`, HIGH).
+    /// The rank is `SearchIndex.rowScore` instead, from the row's own text.
+    public func searchMatch(_ entity: String, _ search: SearchConfig, placeholder: String, raw: Bool, words: [String]) -> SearchMatch {
         let fts = quote(SearchIndex.table(entity))
-        // bm25 is lower for better matches; each column weighted by its place in the list.
-        let weights = SearchIndex.weights(search.text.count).map { String($0) }.joined(separator: ", ")
-        let join = " JOIN (SELECT rowid AS _pylon_d, bm25(\(fts), \(weights)) AS _pylon_r FROM \(fts) WHERE \(fts) MATCH \(placeholder)) AS _pylon_s"
+        let join = " JOIN (SELECT rowid AS _pylon_d FROM \(fts) WHERE \(fts) MATCH \(placeholder)) AS _pylon_s"
             + " ON _pylon_s._pylon_d = \(quote(entity)).\(quote(SearchIndex.docColumn))"
-        return SearchMatch(join: join, condition: nil, rank: "_pylon_s._pylon_r")
+        let score = SearchIndex.rowScore(fields: search.text.map { "\(quote(entity)).\(quote($0))" }, words: words)
+        return SearchMatch(join: join, condition: nil, rank: "(-\(score))")
     }
 
     public func searchQuery(_ text: String) -> String? {

@@ -15,9 +15,43 @@ public enum SearchIndex {
         (0..<count).map { Double(1 + 3 * (count - 1 - $0)) }
     }
 
+    /// A row's relevance to `words` from its own text alone, as SQL (SQLite and D1): how
+    /// often each word (lowercased; the first `rankedWords`) occurs in each of `fields` (SQL
+    /// column expressions, in `search.text` order), weighted by `weights`. Counted as
+    /// substrings of the ASCII-lowercased text, so a prefix query's stem counts its longer
+    /// words too. Words are letters, digits and `_` only, so they are safe as literals.
+    public static func rowScore(fields: [String], words: [String]) -> String {
+        let ranked = words.prefix(rankedWords).map { $0.lowercased() }.filter { !$0.isEmpty }
+        guard !ranked.isEmpty, !fields.isEmpty else { return "0" }
+        var terms: [String] = []
+        for (field, weight) in zip(fields, weights(fields.count)) {
+            let text = "lower(coalesce(\(field), ''))"
+            for word in ranked {
+                let literal = "'" + word.replacingOccurrences(of: "'", with: "''") + "'"
+                terms.append("\(Int(weight)) * ((length(\(text)) - length(replace(\(text), \(literal), ''))) / \(word.unicodeScalars.count))")
+            }
+        }
+        return "(" + terms.joined(separator: " + ") + ")"
+    }
+
+    /// How many of a query's words count towards a row's rank (each costs a pass over the
+    /// row's text fields).
+    public static let rankedWords = 8
+
+    /// The most words and bytes a caller's raw full-text query (`$search`) may have: FTS5's
+    /// cost grows faster than the query (an OR of every two-letter prefix, 47 KB, held a
+    /// reader for 15 s over 100,000 rows). `/api/search` keeps its first `maxWords` words.
+    public static let maxWords = 32
+    public static let maxQueryBytes = 1024
+
     /// The words of a user's search text: runs of letters, digits and `_` (everything else
     /// separates words, as the tokenizers do), at most 32 of them.
     public static func words(_ text: String) -> [String] {
+        Array(allWords(text).prefix(maxWords))
+    }
+
+    /// Every word of `text` (see `words`).
+    public static func allWords(_ text: String) -> [String] {
         var out: [String] = []
         var current = ""
         for ch in text {
@@ -29,7 +63,7 @@ public enum SearchIndex {
             }
         }
         if !current.isEmpty { out.append(current) }
-        return Array(out.prefix(32))
+        return out
     }
 }
 

@@ -163,7 +163,12 @@ public struct FilterCompiler {
         guard let s = text.stringValue else {
             throw HostError.badRequest("INVALID_QUERY", "$search must be a string, got \(text.typeName)")
         }
-        return dialect.searchMatch(entity.name, search, placeholder: bind(.text(s)), raw: true)
+        // FTS5's operators are no words of the text.
+        let words = SearchIndex.allWords(s).filter { !["AND", "OR", "NOT", "NEAR"].contains($0) }
+        guard s.utf8.count <= SearchIndex.maxQueryBytes, words.count <= SearchIndex.maxWords else {
+            throw HostError.badRequest("SEARCH_TOO_LONG", "$search is \(s.utf8.count) bytes with \(words.count) words; at most \(SearchIndex.maxQueryBytes) bytes and \(SearchIndex.maxWords) words (AND, OR, NOT and NEAR aside) are allowed. Search for fewer words")
+        }
+        return dialect.searchMatch(entity.name, search, placeholder: bind(.text(s)), raw: true, words: words)
     }
 
     private mutating func conditions(_ col: String, _ field: Field, _ value: JSONValue) throws(HostError) -> [String] {

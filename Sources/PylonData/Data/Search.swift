@@ -65,7 +65,7 @@ extension DataService {
             }
             if let q = d.searchQuery(text) {
                 params.append(.text(q))
-                let match = d.searchMatch(entity, config, placeholder: d.placeholder(1), raw: false)
+                let match = d.searchMatch(entity, config, placeholder: d.placeholder(1), raw: false, words: SearchIndex.words(text))
                 join = match.join
                 if let c = match.condition { conditions.append(c) }
                 rank = match.rank
