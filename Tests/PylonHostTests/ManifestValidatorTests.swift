@@ -164,6 +164,10 @@ let problemCases: [ProblemCase] = [
         label: "NAME_RESERVED entity", manifest: ManifestJSON.manifest(entities: [ManifestJSON.entity("_pylon_changes", [ManifestJSON.field("a")])]),
         code: "NAME_RESERVED", path: "$.entities[0](_pylon_changes)",
         message: #"entity name "_pylon_changes" starts with "_pylon", which is reserved for the host's own tables; rename the entity"#),
+    ProblemCase(
+        label: "NAME_RESERVED sqlite_ entity", manifest: ManifestJSON.manifest(entities: [ManifestJSON.entity("Sqlite_stat1", [ManifestJSON.field("a")])]),
+        code: "NAME_RESERVED", path: "$.entities[0](Sqlite_stat1)",
+        message: #"entity name "Sqlite_stat1" starts with "sqlite_", which SQLite keeps for its own tables; rename the entity"#),
 
     // Fields
     ProblemCase(
@@ -206,6 +210,14 @@ let problemCases: [ProblemCase] = [
         label: "NAME_RESERVED field prefix", manifest: ManifestJSON.manifest(entities: [ManifestJSON.entity("Todo", [ManifestJSON.field("_PYLON_seq")])]),
         code: "NAME_RESERVED", path: "$.entities[0](Todo).fields[0](_PYLON_seq)",
         message: #"field name "_PYLON_seq" of entity "Todo" starts with "_pylon", which is reserved for the host; rename the field"#),
+    ProblemCase(
+        label: "NAME_RESERVED PostgreSQL system column", manifest: ManifestJSON.manifest(entities: [ManifestJSON.entity("Todo", [ManifestJSON.field("xmin")])]),
+        code: "NAME_RESERVED", path: "$.entities[0](Todo).fields[0](xmin)",
+        message: #"field name "xmin" of entity "Todo" is a column name the stores keep for themselves (_rowid_, cmax, cmin, ctid, oid, rowid, tableoid, xmax, xmin); rename the field"#),
+    ProblemCase(
+        label: "NAME_RESERVED SQLite rowid in capitals", manifest: ManifestJSON.manifest(entities: [ManifestJSON.entity("Todo", [ManifestJSON.field("ROWID")])]),
+        code: "NAME_RESERVED", path: "$.entities[0](Todo).fields[0](ROWID)",
+        message: #"field name "ROWID" of entity "Todo" is a column name the stores keep for themselves (_rowid_, cmax, cmin, ctid, oid, rowid, tableoid, xmax, xmin); rename the field"#),
     ProblemCase(
         label: "FIELD_CRDT_INVALID unknown kind", manifest: ManifestJSON.manifest(entities: [ManifestJSON.entity("Todo", [ManifestJSON.field("title", crdt: "lwww")])]),
         code: "FIELD_CRDT_INVALID", path: "$.entities[0](Todo).fields[0](title)",
@@ -265,6 +277,10 @@ let problemCases: [ProblemCase] = [
         message: #"index name "_pylon_uq_Todo_title" of entity "Todo" starts with "_pylon", which is reserved for the host's own indexes; rename the index"#),
 
     // Relations
+    ProblemCase(
+        label: "NAME_RESERVED sqlite_ index", manifest: ManifestJSON.manifest(entities: [ManifestJSON.entity("Todo", [ManifestJSON.field("title")], indexes: [ManifestJSON.index("sqlite_autoindex_Todo_1", ["title"])])]),
+        code: "NAME_RESERVED", path: "$.entities[0](Todo).indexes[0](sqlite_autoindex_Todo_1)",
+        message: #"index name "sqlite_autoindex_Todo_1" of entity "Todo" starts with "sqlite_", which SQLite keeps for its own indexes; rename the index"#),
     ProblemCase(
         label: "RELATION_TARGET_NOT_FOUND",
         manifest: ManifestJSON.manifest(entities: [ManifestJSON.entity("Todo", [ManifestJSON.field("ownerId")], relations: [ManifestJSON.relation("owner", target: "User", field: "ownerId")])]),

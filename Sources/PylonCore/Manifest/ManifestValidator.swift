@@ -65,6 +65,17 @@ public enum ManifestValidator {
         name.lowercased().hasPrefix("_pylon")
     }
 
+    /// Table and index names starting with `sqlite_` (any case) are SQLite's own: it
+    /// refuses to create them, so such a manifest passed `check` and then stopped the host.
+    static func isStoreReservedPrefix(_ name: String) -> Bool {
+        name.lowercased().hasPrefix("sqlite_")
+    }
+
+    /// Column names a store keeps for itself: PostgreSQL's system columns (it refuses a
+    /// column so named) and SQLite's row id aliases (a column so named hides the row id the
+    /// search index's triggers rely on).
+    static let storeColumns: Set<String> = ["ctid", "xmin", "xmax", "cmin", "cmax", "tableoid", "oid", "rowid", "_rowid_"]
+
     /// `[n](name)`, or `[n]` when the name is empty.
     static func element(_ list: String, _ n: Int, _ name: String) -> String {
         name.isEmpty ? "\(list)[\(n)]" : "\(list)[\(n)](\(name))"
@@ -200,6 +211,9 @@ private struct ValidationRun {
                 if ManifestValidator.isReservedPrefix(e.name) {
                     add("NAME_RESERVED", ep,
                         "entity name \"\(e.name)\" starts with \"_pylon\", which is reserved for the host's own tables; rename the entity")
+                } else if ManifestValidator.isStoreReservedPrefix(e.name) {
+                    add("NAME_RESERVED", ep,
+                        "entity name \"\(e.name)\" starts with \"sqlite_\", which SQLite keeps for its own tables; rename the entity")
                 }
                 if let first = firstByName[e.name] {
                     add("ENTITY_DUPLICATE", ep,
@@ -289,6 +303,9 @@ private struct ValidationRun {
                 } else if ManifestValidator.isReservedPrefix(f.name) {
                     add("NAME_RESERVED", fp,
                         "field name \"\(f.name)\" of entity \"\(e.name)\" starts with \"_pylon\", which is reserved for the host; rename the field")
+                } else if ManifestValidator.storeColumns.contains(f.name.lowercased()) {
+                    add("NAME_RESERVED", fp,
+                        "field name \"\(f.name)\" of entity \"\(e.name)\" is a column name the stores keep for themselves (\(ManifestValidator.storeColumns.sorted().joined(separator: ", "))); rename the field")
                 }
                 let lower = f.name.lowercased()
                 if let first = firstByLowerName[lower] {
@@ -366,6 +383,9 @@ private struct ValidationRun {
                 if ManifestValidator.isReservedPrefix(x.name) {
                     add("NAME_RESERVED", ip,
                         "index name \"\(x.name)\" of entity \"\(e.name)\" starts with \"_pylon\", which is reserved for the host's own indexes; rename the index")
+                } else if ManifestValidator.isStoreReservedPrefix(x.name) {
+                    add("NAME_RESERVED", ip,
+                        "index name \"\(x.name)\" of entity \"\(e.name)\" starts with \"sqlite_\", which SQLite keeps for its own indexes; rename the index")
                 }
                 // Names are per entity (as in Pylon); the database's name is `<Entity>_<name>`.
                 let physical = IndexNames.declared(e.name, x.name)
