@@ -11,6 +11,11 @@ struct PostgresConfig {
     var conninfo = ""
     var statementCache = 256
     var readers: UInt32 = 4
+    /// `read_timeout_ms`: a reader session's `statement_timeout` (0: none). One request's
+    /// filter can cost far more than its size (a substring match over megabytes of its
+    /// own rows), and a reader held for a minute stalls every list and pull behind it. The
+    /// writer has none: it also runs migrations and backfills, which may rightly take long.
+    var readTimeoutMs = 10_000
 
     /// The options the connection string sets (no defaults filled in), each with the
     /// environment variable libpq reads it from when it has one; nil when it does not parse.

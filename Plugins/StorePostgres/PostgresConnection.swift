@@ -38,7 +38,7 @@ final class PostgresConnection {
     }
 
     static func open(config: PostgresConfig, writable: Bool, sessions: OwnSessions) -> Result<PostgresConnection, StoreFailure> {
-        switch connect(config) {
+        switch connect(config, writable: writable) {
         case let .failure(f): return .failure(f)
         case let .success(pg): return .success(PostgresConnection(pg: pg, config: config, writable: writable, sessions: sessions))
         }
@@ -57,7 +57,7 @@ final class PostgresConnection {
         backendPID = 0
     }
 
-    private static func connect(_ config: PostgresConfig) -> Result<OpaquePointer, StoreFailure> {
+    private static func connect(_ config: PostgresConfig, writable: Bool) -> Result<OpaquePointer, StoreFailure> {
         guard let pg = config.connect(application: PostgresConfig.hostApplicationName) else {
             return .failure(StoreFailure(PYLON_ERR_NO_MEMORY, "NO_MEMORY", "libpq could not allocate a connection"))
         }
@@ -68,7 +68,9 @@ final class PostgresConnection {
                                          "cannot connect to PostgreSQL (\(config.redactedTarget)): \(msg); check the url / DATABASE_URL, that the server runs and accepts this user"))
         }
         // UTC timestamps, no notices on stderr, ISO dates: the same text on every host.
-        for setup in ["SET TIME ZONE 'UTC'", "SET client_min_messages TO warning", "SET DateStyle TO ISO"] {
+        var setups = ["SET TIME ZONE 'UTC'", "SET client_min_messages TO warning", "SET DateStyle TO ISO"]
+        if !writable, config.readTimeoutMs > 0 { setups.append("SET statement_timeout = \(config.readTimeoutMs)") }
+        for setup in setups {
             let r = PQexec(pg, setup)
             let ok = PQresultStatus(r) == PGRES_COMMAND_OK
             PQclear(r)
@@ -101,7 +103,7 @@ final class PostgresConnection {
         forgetSession()
         prepared.removeAll()
         listening.removeAll()
-        switch Self.connect(config) {
+        switch Self.connect(config, writable: writable) {
         case let .failure(f): return f
         case let .success(c):
             pg = c

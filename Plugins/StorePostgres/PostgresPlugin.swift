@@ -57,6 +57,10 @@ private func parseConfig(_ ptr: UnsafePointer<CChar>?, _ len: Int) -> Result<Pos
         guard let n = v.intValue, (1...10_000).contains(n) else { return bad("\"statement_cache\" must be an integer in 1...10000") }
         config.statementCache = Int(n)
     }
+    if let v = obj["read_timeout_ms"] {
+        guard let n = v.intValue, (0...3_600_000).contains(n) else { return bad("\"read_timeout_ms\" must be an integer in 0...3600000") }
+        config.readTimeoutMs = Int(n)
+    }
     if let v = obj["readers"] {
         guard let n = v.intValue, (1...64).contains(n) else { return bad("\"readers\" must be an integer in 1...64") }
         config.readers = UInt32(n)

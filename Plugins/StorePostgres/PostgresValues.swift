@@ -91,7 +91,8 @@ enum PostgresValues {
         case "40001", "40P01", "55P03": return StoreFailure(PYLON_ERR_BUSY, "BUSY", message)
         case "53100": return StoreFailure(PYLON_ERR_IO, "DISK_FULL", message)
         case "53200": return StoreFailure(PYLON_ERR_NO_MEMORY, "NO_MEMORY", message)
-        case "57014": return StoreFailure(PYLON_ERR_ABORTED, "ABORTED", message)
+        // A reader's `statement_timeout` (`PostgresConfig.readTimeoutMs`), or a cancel.
+        case "57014": return StoreFailure(PYLON_ERR_ABORTED, "QUERY_TIMEOUT", message + "; narrow the filter, or raise read_timeout_ms in the store's config")
         case "XX001", "XX002": return StoreFailure(PYLON_ERR_CORRUPT, "CORRUPT", message)
         default: break
         }

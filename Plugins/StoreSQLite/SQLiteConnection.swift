@@ -14,11 +14,54 @@ final class SQLiteConnection {
     private var cache: [String: OpaquePointer] = [:]
     private var cacheOrder: [String] = []
     private let cacheCapacity: Int
+    /// A statement on this connection is stopped once it has run this long (0: never); see
+    /// `limitReads`.
+    let readTimeoutMs: Int
+    /// When the running statement must stop (`CLOCK_MONOTONIC_COARSE` ns; 0: no statement).
+    private var deadline: UInt64 = 0
 
-    init(db: OpaquePointer, writable: Bool, cacheCapacity: Int) {
+    init(db: OpaquePointer, writable: Bool, cacheCapacity: Int, readTimeoutMs: Int = 0) {
         self.db = db
         self.writable = writable
         self.cacheCapacity = cacheCapacity
+        self.readTimeoutMs = readTimeoutMs
+    }
+
+    /// Stops any statement of this reader that runs past `readTimeoutMs`: SQLite calls the
+    /// handler every 100 virtual-machine steps (a coarse clock read; a scan takes about ten
+    /// steps a row, and one step can be long: a substring match over a large value is one
+    /// function call), and a non-zero answer interrupts the statement (SQLITE_INTERRUPT,
+    /// reported as QUERY_TIMEOUT). One request's filter can
+    /// cost far more than its size (a substring match over megabytes of its own rows), and
+    /// a reader held for a minute stalls every list and pull behind it. Readers only: the
+    /// writer also runs migrations and backfills, which may rightly take long.
+    private func limitReads() {
+        guard readTimeoutMs > 0 else { return }
+        sqlite3_progress_handler(db, 100, { ctx in
+            guard let ctx else { return 0 }
+            let conn = Unmanaged<SQLiteConnection>.fromOpaque(ctx).takeUnretainedValue()
+            return conn.deadline != 0 && SQLiteConnection.now() > conn.deadline ? 1 : 0
+        }, Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    /// Starts the running statement's clock (a no-op without a read timeout).
+    func startStatement() {
+        deadline = readTimeoutMs > 0 ? Self.now() + UInt64(readTimeoutMs) * 1_000_000 : 0
+    }
+
+    /// The statement has finished.
+    func endStatement() { deadline = 0 }
+
+    /// The message of a statement `limitReads` stopped.
+    var timeoutMessage: String {
+        "the query ran longer than the store's read_timeout_ms (\(readTimeoutMs) ms) and was stopped; narrow the filter (a $like over large text costs its length times the pattern's), or raise read_timeout_ms in the store's config"
+    }
+
+    /// Milliseconds matter here, so the coarse clock (a few ns to read, ticks of 1–4 ms).
+    private static func now() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 
     /// Opens `path` and applies the durability and concurrency settings. A `bounded`
@@ -40,7 +83,9 @@ final class SQLiteConnection {
         // string literal SQLite's legacy fallback would make of it.
         _ = pylon_sqlite_disable_dqs(handle)
         sqlite3_busy_timeout(handle, bounded ? 0 : Int32(config.busyTimeoutMs))
-        let conn = SQLiteConnection(db: handle, writable: writable, cacheCapacity: config.statementCache)
+        let conn = SQLiteConnection(db: handle, writable: writable, cacheCapacity: config.statementCache,
+                                    readTimeoutMs: writable || bounded ? 0 : config.readTimeoutMs)
+        conn.limitReads()
         var pragmas = ["PRAGMA foreign_keys=OFF", "PRAGMA temp_store=MEMORY", "PRAGMA cache_size=-16000"]
         if writable {
             pragmas.insert("PRAGMA journal_mode=WAL", at: 0)
@@ -143,6 +188,8 @@ struct SQLiteFailure: Error {
         case 1299 /* SQLITE_CONSTRAINT_NOTNULL */: return "NOT_NULL_VIOLATION"
         case 787 /* SQLITE_CONSTRAINT_FOREIGNKEY */: return "FOREIGN_KEY_VIOLATION"
         case 275 /* SQLITE_CONSTRAINT_CHECK */: return "CHECK_VIOLATION"
+        // Only a reader's time limit interrupts (`SQLiteConnection.limitReads`).
+        case SQLITE_INTERRUPT: return "QUERY_TIMEOUT"
         default:
             switch rc & 0xFF {
             case SQLITE_CONSTRAINT: return "CONSTRAINT_VIOLATION"
@@ -160,6 +207,8 @@ struct SQLiteFailure: Error {
 struct SQLiteConfig {
     var path = "pylon.db"
     var busyTimeoutMs = 5000
+    /// `read_timeout_ms`: see `SQLiteConnection.limitReads`.
+    var readTimeoutMs = 10_000
     var readers = 4
     var synchronous = "NORMAL"
     var statementCache = 128

@@ -57,6 +57,10 @@ private func parseConfig(_ bytes: [UInt8]) -> Result<SQLiteConfig, ConfigError> 
     case let .success(v): if let v { config.busyTimeoutMs = v }
     case let .failure(m): return .failure(m)
     }
+    switch int("read_timeout_ms", 0...3_600_000) {
+    case let .success(v): if let v { config.readTimeoutMs = v }
+    case let .failure(m): return .failure(m)
+    }
     switch int("readers", 1...64) {
     case let .success(v): if let v { config.readers = v }
     case let .failure(m): return .failure(m)
@@ -212,10 +216,13 @@ private func runStatement(_ conn: SQLiteConnection, _ s: pylon_statement, _ sink
         }
     }
     var values = [pylon_value](repeating: pylon_value(), count: ncols)
+    conn.startStatement()
+    defer { conn.endStatement() }
     while true {
         let rc = sqlite3_step(stmt)
         if rc == SQLITE_DONE { break }
         guard rc == SQLITE_ROW else {
+            if rc == SQLITE_INTERRUPT { return .failure(SQLiteFailure(rc: rc, message: conn.timeoutMessage)) }
             return .failure(SQLiteFailure(rc: sqlite3_extended_errcode(conn.db), message: String(cString: sqlite3_errmsg(conn.db))))
         }
         guard let sinkRef, let rowFn = sinkRef.row else { continue }

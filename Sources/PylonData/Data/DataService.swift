@@ -455,8 +455,7 @@ public final class DataService: Sendable {
 
     package static func hostError(_ error: Error) -> HostError {
         if let h = error as? HostError { return h }
-        if let s = error as? StoreError, s.isBadValue { return StoreError.badValueAnswer }
-        if let s = error as? StoreError { return HostError(status: 500, code: "STORE_ERROR", message: s.message) }
+        if let s = error as? StoreError { return s.answer }
         return HostError(status: 500, code: "INTERNAL", message: "\(error)")
     }
 }

@@ -18,6 +18,18 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
     /// the request's fault, not the host's.
     public var isBadValue: Bool { status == PYLON_ERR_INVALID_ARGUMENT && (code == "INVALID_ARGUMENT" || code == "INVALID_VALUE") }
 
+    /// The wire error for a store failure that reached a route (one mapping for every
+    /// path): a unique violation reported at COMMIT (deferred-write stores) as the 409 a
+    /// statement's would be; a bad value 400; a read stopped by the store's
+    /// `read_timeout_ms` 503 `QUERY_TIMEOUT`; a busy store 503, anything else 500
+    /// `STORE_ERROR`.
+    package var answer: HostError {
+        if isUniqueViolation { return HostError.uniqueViolation(nil) }
+        if isBadValue { return Self.badValueAnswer }
+        if code == "QUERY_TIMEOUT" { return HostError(status: 503, code: "QUERY_TIMEOUT", message: message) }
+        return HostError(status: status == PYLON_ERR_BUSY ? 503 : 500, code: "STORE_ERROR", message: message)
+    }
+
     /// The 400 for `isBadValue`. The database's own text is left out: it can quote a
     /// stored value the caller may not read.
     package static let badValueAnswer = HostError(

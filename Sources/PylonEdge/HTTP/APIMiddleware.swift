@@ -168,13 +168,8 @@ package final class APIMiddleware<Context: RemoteAddressRequestContext>: RouterM
         switch error {
         case let e as HostError:
             return e
-        case let e as StoreError where e.isUniqueViolation:
-            // Reaches here when the store reports it at COMMIT (deferred-write stores).
-            return HostError.uniqueViolation(nil)
-        case let e as StoreError where e.isBadValue:
-            return StoreError.badValueAnswer
         case let e as StoreError:
-            return HostError(status: e.status == 5 ? 503 : 500, code: "STORE_ERROR", message: e.message)
+            return e.answer
         case let e as HTTPError:
             let code: String
             switch e.status.code {

@@ -103,14 +103,18 @@ final class TestStoreBackend: @unchecked Sendable {
 
     deinit { onStop() }
 
-    /// `manifest` with `plugins.store` replaced by this store's config (other keys kept).
+    /// `manifest` with `plugins.store` replaced by this store's config (other keys kept,
+    /// and the test's own store settings this config does not set, `use` aside, such as
+    /// `read_timeout_ms`).
     func manifest(_ manifest: String) throws -> String {
         guard case var .object(top) = try JSONParser.parse(manifest) else {
             throw TestSetupError(description: "the test manifest is not a JSON object")
         }
         var plugins = top.first { $0.0 == "plugins" }?.1.objectValue ?? []
+        let given = plugins.first { $0.0 == "store" }?.1.objectValue ?? []
+        let settings = given.filter { key, _ in key != "use" && !storeConfig.contains { $0.0 == key } }
         plugins.removeAll { $0.0 == "store" }
-        plugins.append(("store", .object(storeConfig)))
+        plugins.append(("store", .object(storeConfig + settings)))
         top.removeAll { $0.0 == "plugins" }
         top.append(("plugins", .object(plugins)))
         return JSONWriter.string(.object(top))
