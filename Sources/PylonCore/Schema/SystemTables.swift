@@ -70,7 +70,7 @@ package enum SystemTables {
         primaryKey: ["seq"])
 
     /// Sessions by the hash of their token (`SessionStore`).
-    static let sessions = SystemTable(
+    package static let sessions = SystemTable(
         "_pylon_sessions",
         [.text("token_hash"), .text("user_id"), .integer("expires_at"), .integer("created_at"), .text("device", optional: true),
          .text("tenant_id", optional: true)],
