@@ -109,9 +109,13 @@ public final class Host: Sendable {
         let limit = config.requestRateLimit
         logger.info("request limit: \(limit > 0 ? "\(limit) per \(config.rateLimitWindow) s per client address" : "off"); writes with the session cookie accepted from: \(trustedOrigins.isEmpty ? "the host's own origin only (PYLON_TRUSTED_ORIGINS adds others)" : trustedOrigins.joined(separator: ", "))")
         let middleware = APIMiddleware<PylonRequestContext>(corsOrigin: config.corsOrigin, metrics: metrics, requestGuard: requestGuard)
-        let edge = EdgeServer(config: config, routes: routes, middleware: middleware, requestGuard: requestGuard, logger: logger)
         // The shard WebSocket (a `shard.transport` plugin), once the routes' auth exists.
         let transport = try ShardTransport.start(registry: registry, routes: routes, manifest: manifest, logger: logger)
+        // The HTTP listeners' share of the open files is what the listeners this host runs
+        // beside them leave.
+        let others = FileBudget.OtherListeners(cache: cache != nil, shardSocket: transport != nil)
+        let edge = EdgeServer(config: config, routes: routes, middleware: middleware, requestGuard: requestGuard,
+                              others: others, logger: logger)
         try await serve(edge.services() + [RealtimeShutdown(hub: hub, shards: shards)], transport: transport)
     }
 

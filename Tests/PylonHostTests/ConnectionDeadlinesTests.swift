@@ -186,7 +186,8 @@ struct ConnectionDeadlinesTests {
         #expect(d.connectionLimits == .init(header: 10 * Self.s, body: 30 * Self.s, idle: 60 * Self.s))
         #expect(throws: HostError.self) { try HostConfig.fromEnvironment(["PYLON_HTTP_IDLE_TIMEOUT": "soon"]) }
         #expect(throws: HostError.self) { try HostConfig.fromEnvironment(["PYLON_HTTP_BODY_TIMEOUT": "-1"]) }
-        #expect(FileBudget.connectionCap(7, listeners: 3) == 7)
-        #expect(FileBudget.connectionCap(nil, listeners: 3) >= 16)
+        let all = FileBudget.OtherListeners(cache: true, shardSocket: true)
+        #expect(FileBudget.connectionCap(7, listeners: 3, others: all) == 7)
+        #expect(FileBudget.connectionCap(nil, listeners: 3, others: all) >= 16)
     }
 }

@@ -11,23 +11,41 @@ package enum FileBudget {
     /// not survive it (libdispatch, which runs Swift's task pool on Linux, aborts the process
     /// when its worker monitor cannot open /proc). Per listener because that is what
     /// Hummingbird's handler can resume (with a shared count a listener with no connections
-    /// of its own would wait for ever). The cache's RESP listener has its share taken out
-    /// first (`respClientCap`).
-    /// HTTP listeners that share the open-file budget (what is left after the cache's and the
-    /// shard WebSocket's shares): the API port and the compat ports when on.
+    /// of its own would wait for ever). The other listeners the host runs (`OtherListeners`)
+    /// have their shares taken out first. `files`: the budget (nil: unknown).
+    package static func connectionCap(_ configured: Int?, listeners: Int, others: OtherListeners,
+                                      files: Int? = openFileBudget()) -> Int {
+        guard let files else { return configured ?? 1024 }
+        let shares = (others.cache ? respClientCap(files: files) : 0) + (others.shardSocket ? shardSocketCap(files: files) : 0)
+        let budget = max(16, (files - shares) / max(1, listeners))
+        return min(configured ?? budget, budget)
+    }
+
+    /// HTTP listeners that share the open-file budget (what is left after the other
+    /// listeners' shares): the API port and the compat ports when on.
     package static func listenerCount(_ config: HostConfig) -> Int { config.compatPorts ? 3 : 1 }
 
-    package static func connectionCap(_ configured: Int?, listeners: Int) -> Int {
-        guard let files = openFileBudget() else { return configured ?? 1024 }
-        let budget = max(16, (files - respClientCap() - shardSocketCap()) / max(1, listeners))
-        return min(configured ?? budget, budget)
+    /// The listeners beside HTTP's that hold connections of their own, each taking its share
+    /// of the budget before the HTTP listeners: only those the host runs, so a host without
+    /// the cache or the shard WebSocket gives their shares to HTTP.
+    package struct OtherListeners: Sendable, Equatable {
+        /// The cache's RESP listener (a plugin serves `pylon.cache/1`): `respClientCap`.
+        package var cache: Bool
+        /// The shard WebSocket (a `pylon.shard.transport/1` plugin, started when a shard
+        /// simulation is loaded too): `shardSocketCap`.
+        package var shardSocket: Bool
+
+        package init(cache: Bool, shardSocket: Bool) {
+            self.cache = cache
+            self.shardSocket = shardSocket
+        }
     }
 
     /// The most clients the cache's RESP listener may hold (the plugin's `maxclients_cap`): a
     /// tenth of the open-file budget, at least 16. Its clients are usually a few app servers'
     /// pools, while the HTTP listeners hold every realtime subscriber.
-    package static func respClientCap() -> Int {
-        guard let files = openFileBudget() else { return 1024 }
+    package static func respClientCap(files: Int? = openFileBudget()) -> Int {
+        guard let files else { return 1024 }
         return max(16, files / 10)
     }
 
@@ -35,8 +53,8 @@ package enum FileBudget {
     /// one over it is answered 429 and closed at once, uncounted: `TurnAway`): a tenth of
     /// the open-file budget, at least 16, and never above Pylon-sized `shardSocketDefault`. Its own cap, so a flood of shard sockets cannot take the
     /// descriptors the HTTP listeners, the store and the plugins need.
-    package static func shardSocketCap() -> Int {
-        guard let files = openFileBudget() else { return 1024 }
+    package static func shardSocketCap(files: Int? = openFileBudget()) -> Int {
+        guard let files else { return 1024 }
         return min(shardSocketDefault, max(16, files / 10))
     }
 

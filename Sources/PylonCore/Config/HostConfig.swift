@@ -131,6 +131,10 @@ public struct HostConfig: Sendable {
     /// idempotency keys with them (`PYLON_JOBS_RETENTION_HOURS`; 0 keeps them). Dead jobs
     /// are kept until retried.
     public var jobsRetentionHours = 168
+    /// Finished workflow instances (completed, failed or cancelled) are deleted this many
+    /// hours after they ended (`PYLON_WORKFLOWS_RETENTION_HOURS`; 0 keeps them). Instances
+    /// still pending, running, sleeping or waiting are never deleted.
+    public var workflowsRetentionHours = 168
     /// Push records (`_pylon_push_ops`, what makes a resent `op_id` apply once) are deleted
     /// after this many hours (`PYLON_PUSH_OPS_RETENTION_HOURS`; 0 keeps them): a week covers
     /// a client offline over a long weekend or a trip, and bounds the table by a week of
@@ -242,6 +246,7 @@ public struct HostConfig: Sendable {
         if let n = try int("PYLON_JOBS_BACKOFF_MS") { c.jobsBackoffMs = max(1, min(n, 86_400_000)) }
         if let n = try int("PYLON_JOBS_BACKOFF_MAX_MS") { c.jobsBackoffMaxMs = max(1, min(n, 7 * 86_400_000)) }
         if let n = try int("PYLON_JOBS_RETENTION_HOURS") { c.jobsRetentionHours = min(n, 24 * 3650) }
+        if let n = try int("PYLON_WORKFLOWS_RETENTION_HOURS") { c.workflowsRetentionHours = min(n, 24 * 3650) }
         if let n = try int("PYLON_PUSH_OPS_RETENTION_HOURS") { c.pushOpsRetentionHours = min(n, 24 * 3650) }
         if let q = env["PYLON_JOBS_QUEUES"], !q.isEmpty {
             for item in q.split(separator: ",") {

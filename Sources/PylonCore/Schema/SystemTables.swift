@@ -70,7 +70,7 @@ package enum SystemTables {
         primaryKey: ["seq"])
 
     /// Sessions by the hash of their token (`SessionStore`).
-    static let sessions = SystemTable(
+    package static let sessions = SystemTable(
         "_pylon_sessions",
         [.text("token_hash"), .text("user_id"), .integer("expires_at"), .integer("created_at"), .text("device", optional: true),
          .text("tenant_id", optional: true)],
@@ -201,7 +201,10 @@ package enum SystemTables {
          .text("output", optional: true), .text("error", optional: true), .integer("max_retries"), .integer("created_at"),
          .integer("started_at", optional: true), .integer("completed_at", optional: true), .integer("updated_at")],
         primaryKey: ["id"],
-        indexes: [SystemTable.Index(name: "_pylon_workflows_status", columns: ["status", "created_at"])])
+        // `_pylon_workflows_ended`: the retention's trim reads finished instances by end time
+        // (only they have one), as `_pylon_jobs_ended` does for jobs.
+        indexes: [SystemTable.Index(name: "_pylon_workflows_status", columns: ["status", "created_at"]),
+                  SystemTable.Index(name: "_pylon_workflows_ended", columns: ["completed_at"], predicate: "completed_at IS NOT NULL")])
 
     /// Uploaded files (`FileRecords`), created only when a plugin serves `pylon.files/1`: one
     /// row per file, written with a change-log entry (entity `_pylon_files`). `storage_key`

@@ -72,19 +72,44 @@ package final class FileRecords: Sendable {
 
     private static let columns = ["id", "storage_key", "owner", "name", "type", "size", "sha256", "created_at"]
 
-    /// Records `r`; with an owner, only when `quota` admits it (checked in the same write
-    /// transaction, so concurrent uploads cannot pass it together).
-    package func insert(_ r: FileRecord, quota: FileQuota = FileQuota(maxBytes: 0, maxFiles: 0)) async throws {
+    /// Records `r`; with an owner, only when `quota` admits it and, with `ownerHoldsAccess`,
+    /// only while the owner still holds a session or an API key. Both are checked in the
+    /// same write transaction: concurrent uploads cannot pass the quota together, and an
+    /// upload in flight while its account is deleted or purged leaves no row
+    /// (`ownerGone`): the account's end revokes every session and key before it deletes
+    /// the files, and write transactions run one at a time (SQLite's one writer,
+    /// PostgreSQL's shared write lock), so this insert runs either before the revocation
+    /// (and the file purge after it finds the row) or after it (and is refused).
+    package func insert(_ r: FileRecord, quota: FileQuota = FileQuota(maxBytes: 0, maxFiles: 0), ownerHoldsAccess: Bool = false) async throws {
         let d = dialect
         let sql = "INSERT INTO \(d.quote(Self.entity)) (\(Self.columns.map(d.quote).joined(separator: ", "))) VALUES (\((1...Self.columns.count).map(d.placeholder).joined(separator: ", ")))"
         let params: [SQLValue] = [.text(r.id), .text(r.storageKey), r.owner.map { .text($0) } ?? .null, .text(r.name), .text(r.type),
                                   .int(r.size), .text(r.sha256), .int(r.createdAt)]
-        let usageSQL = usageSQL
+        let usageSQL = usageSQL, accessSQL = accessSQL
         try await store.write { tx in
+            if let owner = r.owner, ownerHoldsAccess,
+               try accessSQL.allSatisfy({ try tx.connection.execute($0, [.text(owner)]).rows.isEmpty }) {
+                throw Self.ownerGone
+            }
             if let owner = r.owner, !quota.unlimited {
                 try quota.check(try Self.usage(tx.connection, usageSQL, owner), adding: r.size)
             }
             try ChangeLog.write(tx, sql, params, mapError: { $0 }, entity: Self.entity, rowID: r.id, kind: .insert, data: r.json, before: nil)
+        }
+    }
+
+    /// 401 UPLOAD_OWNER_GONE: the uploader's account ended (deleted, purged, or signed out
+    /// of every session with no API key left) before the upload was recorded.
+    package static let ownerGone = HostError(
+        status: 401, code: "UPLOAD_OWNER_GONE",
+        message: "the account this upload belongs to was deleted or signed out everywhere while the upload was in flight; nothing was kept: sign in and upload again")
+
+    /// One row of the owner's sessions, then of their API keys (each by its user index); any
+    /// row will do: an account's end deletes them all, expired ones too.
+    private var accessSQL: [String] {
+        let d = dialect
+        return [SystemTables.sessions.name, SystemTables.apiKeys.name].map { table in
+            "SELECT 1 FROM \(d.quote(table)) WHERE \(d.quote("user_id")) = \(d.placeholder(1))\(d.limitOffset(limit: "1", offset: nil))"
         }
     }
 

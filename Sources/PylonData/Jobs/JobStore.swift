@@ -376,8 +376,16 @@ package struct JobStore: Sendable {
     /// idempotency keys) until an admin retries them. Trimming them too lost dead letters
     /// unretried and let their keys enqueue the work again (outside probe jobsfiles, F8).
     package func trim(_ tx: WriteTransaction, before: Int64) throws -> Int64 {
-        try tx.connection.execute(sql("DELETE FROM \(Self.table) WHERE id IN (SELECT id FROM \(Self.table) WHERE status IN ('completed', 'cancelled') AND completed_at < ? LIMIT 10000)"),
-                                  [.int(before)], wantRows: false).rowsAffected
+        try deleteEnded(tx, from: Self.table, statuses: ["completed", "cancelled"], before: before)
+    }
+
+    /// Deletes rows of `table` (keyed by `id`) in one of `statuses` whose `completed_at` is
+    /// before `before`, at most 10,000 (the writer waits behind one such batch at most; the
+    /// rest go at the next trim), read through the table's index on `completed_at`.
+    func deleteEnded(_ tx: WriteTransaction, from table: String, statuses: [String], before: Int64) throws -> Int64 {
+        let list = statuses.map { "'\($0)'" }.joined(separator: ", ")
+        return try tx.connection.execute(sql("DELETE FROM \(table) WHERE id IN (SELECT id FROM \(table) WHERE status IN (\(list)) AND completed_at < ? LIMIT 10000)"),
+                                         [.int(before)], wantRows: false).rowsAffected
     }
 
     /// Whether any job is due: the cheap read before a claim.

@@ -52,7 +52,10 @@ package struct WorkflowRecord: Sendable {
 
     package static let statuses = ["pending", "running", "sleeping", "waiting", "completed", "failed", "cancelled"]
 
-    package var isFinished: Bool { status == "completed" || status == "failed" || status == "cancelled" }
+    /// The statuses an instance ends in; it never leaves one (`WORKFLOW_FINISHED`).
+    package static let finishedStatuses = ["completed", "failed", "cancelled"]
+
+    package var isFinished: Bool { Self.finishedStatuses.contains(status) }
 
     /// Pylon's `WorkflowStatus` names.
     package static func wireStatus(_ s: String) -> String {
@@ -121,6 +124,15 @@ package struct WorkflowStore: Sendable {
         params.append(.int(Int64(limit)))
         return try conn.execute(jobs.sql("SELECT \(Self.columns) FROM \(Self.table)\(whereSQL) ORDER BY created_at DESC, id DESC LIMIT ?"), params)
             .rows.map(Self.record)
+    }
+
+    /// Deletes finished instances (`WorkflowRecord.finishedStatuses`) that ended before
+    /// `before` (ms), a bounded number at a time, as `JobStore.trim` does for jobs. Their
+    /// steps and events are in the row; their advance jobs are the jobs' retention's. An
+    /// instance still pending, running, sleeping or waiting is never deleted, whatever its
+    /// times say.
+    package func trim(_ tx: WriteTransaction, before: Int64) throws -> Int64 {
+        try jobs.deleteEnded(tx, from: Self.table, statuses: WorkflowRecord.finishedStatuses, before: before)
     }
 
     /// Instance counts by stored status.

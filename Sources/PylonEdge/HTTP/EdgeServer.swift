@@ -15,10 +15,14 @@ package struct EdgeServer {
     let routes: RouteContext
     let middleware: APIMiddleware<PylonRequestContext>
     let requestGuard: RequestGuard
+    /// The listeners beside these that the host runs, whose shares of the open-file budget
+    /// come first.
+    let others: FileBudget.OtherListeners
     let logger: Logger
 
     package init(config: HostConfig, routes: RouteContext, middleware: APIMiddleware<PylonRequestContext>,
-                 requestGuard: RequestGuard, logger: Logger) {
+                 requestGuard: RequestGuard, others: FileBudget.OtherListeners, logger: Logger) {
+        self.others = others
         self.config = config
         self.routes = routes
         self.middleware = middleware
@@ -29,7 +33,7 @@ package struct EdgeServer {
     package func services() -> [any Service] {
         let appLogger = quietLogger
         let listeners = FileBudget.listenerCount(config)
-        let cap = FileBudget.connectionCap(config.maxConnections, listeners: listeners)
+        let cap = FileBudget.connectionCap(config.maxConnections, listeners: listeners, others: others)
         if let asked = config.maxConnections, asked > cap {
             logger.warning("PYLON_MAX_CONNECTIONS=\(asked) is more than the open-file limit allows for \(listeners) listener(s); serving at most \(cap) per listener (raise the limit with ulimit -n)")
         }

@@ -81,7 +81,10 @@ extension RouteContext {
             guard auth.isAdmin || auth.userID != nil else {
                 throw HostError(status: 401, code: "AUTH_REQUIRED", message: "sign in to upload files: send Authorization: Bearer <session token> or the session cookie")
             }
-            let record = try await Self.receiveUpload(req, owner: auth.isAdmin ? nil : auth.userID, files)
+            // A JWT cannot be revoked (it outlives its account until it expires), so only a
+            // session's or an API key's upload is bound to its owner's access.
+            let stateless = jwts != nil && callerToken(req).map(SessionJWTs.looksLikeJWT) == true
+            let record = try await Self.receiveUpload(req, owner: auth.isAdmin ? nil : auth.userID, ownerHoldsAccess: !stateless, files)
             var answer = record.json
             if case var .object(members) = answer {
                 members.insert(("url", .string("/api/files/\(record.id)")), at: 1)
@@ -187,8 +190,10 @@ extension RouteContext {
     static let pieceBytes = 256 * 1024
 
     /// Reads the body into a new upload and records it; on any failure the upload is
-    /// aborted and nothing is kept.
-    private static func receiveUpload(_ req: Request, owner: String?, _ files: FileRoutesConfig) async throws -> FileRecord {
+    /// aborted and nothing is kept. `ownerHoldsAccess`: the row is written only while the
+    /// owner still holds a session or an API key (`FileRecords.insert`), so an account
+    /// deleted while its upload was in flight keeps no file.
+    private static func receiveUpload(_ req: Request, owner: String?, ownerHoldsAccess: Bool, _ files: FileRoutesConfig) async throws -> FileRecord {
         let boundary = try MultipartReader.boundary(contentType: req.headers[.contentType])
         let writer = UploadWriter(files.service, quota: try await quotaGuard(req, owner: owner, raw: boundary == nil, files))
         var name = req.headers[HTTPField.Name("X-Filename")!] ?? "upload"
@@ -205,7 +210,8 @@ extension RouteContext {
                                     type: type, size: upload.size, sha256: upload.sha256,
                                     createdAt: Int64(Date().timeIntervalSince1970 * 1000))
             do {
-                try await files.records.insert(record, quota: owner == nil ? FileQuota(maxBytes: 0, maxFiles: 0) : files.quota)
+                try await files.records.insert(record, quota: owner == nil ? FileQuota(maxBytes: 0, maxFiles: 0) : files.quota,
+                                               ownerHoldsAccess: ownerHoldsAccess)
             } catch {
                 try? await files.service.remove(upload.key)
                 throw error

@@ -50,6 +50,10 @@ package final class JobService: @unchecked Sendable {
     /// The host's own job handlers by job name (e.g. the workflow engine's advance), run
     /// instead of a function; registered at start-up, before `run`.
     private var builtins: [String: @Sendable (JSONValue) async throws -> Void] = [:]
+    /// The host's own trims of finished work, run with the jobs' trim (at start-up, then
+    /// every minute) with its time (ms), e.g. the workflows' retention; registered at
+    /// start-up, before `run`. Each logs its own failures.
+    private var trims: [@Sendable (_ now: Int64) async -> Void] = []
 
     package init(store: StoreThreads, functions: FunctionService, config: HostConfig, logger: Logger) {
         self.store = store
@@ -64,6 +68,11 @@ package final class JobService: @unchecked Sendable {
     /// start with "pylon."; no function answers to them.
     package func register(builtin name: String, _ handler: @escaping @Sendable (JSONValue) async throws -> Void) {
         lock.withLock { builtins[name] = handler }
+    }
+
+    /// Runs `trim` with every trim of old jobs (see `trims`).
+    package func register(trim: @escaping @Sendable (_ now: Int64) async -> Void) {
+        lock.withLock { trims.append(trim) }
     }
 
     /// The most jobs of `queue` running at once, across hosts.
@@ -96,7 +105,8 @@ package final class JobService: @unchecked Sendable {
 
     /// The poll loop, until cancelled: claims when jobs may be due (at each poll and each
     /// `wake`); every third of a lease renews this host's leases and takes back lapsed
-    /// ones; every minute trims old completed and cancelled jobs and recounts each queue's running jobs
+    /// ones; every minute trims old completed and cancelled jobs (and runs the `trims`
+    /// registered) and recounts each queue's running jobs
     /// (at once on start-up). While jobs keep finishing, claims are asked for by their
     /// completions instead (`requestClaim`).
     package func run() async {
@@ -115,6 +125,7 @@ package final class JobService: @unchecked Sendable {
                         let n = try await store.write(replayable: true) { tx in try jobs.trim(tx, before: before) }
                         if n > 0 { logger.info("jobs: deleted \(n) completed or cancelled jobs older than \(config.jobsRetentionHours) h") }
                     }
+                    for trim in lock.withLock({ trims }) { await trim(now) }
                 }
                 if now - lastRenew >= leaseMs / 3 {
                     lastRenew = now

@@ -34,6 +34,20 @@ package final class WorkflowService: Sendable {
         backoff = JobBackoff(baseMs: Int64(config.jobsBackoffMs), maxMs: Int64(config.jobsBackoffMaxMs))
         self.logger = logger
         jobs.register(builtin: Self.advanceJob) { [self] payload in try await advance(payload) }
+        let hours = config.workflowsRetentionHours
+        if hours > 0 { jobs.register(trim: { [self] now in await trim(before: now - Int64(hours) * 3_600_000, hours: hours) }) }
+    }
+
+    /// `PYLON_WORKFLOWS_RETENTION_HOURS`: deletes instances that finished before `before`
+    /// (ms), with the jobs' trim; a failure is logged and the next trim tries again.
+    func trim(before: Int64, hours: Int) async {
+        let table = table
+        do {
+            let n = try await store.write(replayable: true) { tx in try table.trim(tx, before: before) }
+            if n > 0 { logger.info("workflows: deleted \(n) completed, failed or cancelled instances older than \(hours) h") }
+        } catch {
+            logger.warning("workflows: trimming finished instances failed (tried again in a minute): \(error)")
+        }
     }
 
     var store: StoreThreads { jobs.store }
