@@ -65,6 +65,10 @@ let package = Package(
         .target(name: "PylonWebSocket", dependencies: [.product(name: "NIOCore", package: "swift-nio"),
                                                       .product(name: "NIOWebSocket", package: "swift-nio")],
                 path: "Sources/PylonWebSocket"),
+        // Which environment variables are the host's own settings (secrets among them): FnBun
+        // keeps them from its workers, pylon-host hides them from /proc/<pid>/environ. Linked
+        // statically into both, like PylonJSON.
+        .target(name: "PylonHostSettings", path: "Sources/PylonHostSettings"),
         // Outbound HTTP through libcurl, for the host (CAPTCHA, breached passwords) and plugins.
         .target(name: "PylonCurl", dependencies: ["CCurl"], path: "Sources/PylonCurl"),
         .systemLibrary(
@@ -177,7 +181,7 @@ let package = Package(
         .executableTarget(
             name: "pylon-host",
             dependencies: [
-                "PylonHost", "PylonData", "PylonPlugins", "PylonCore",
+                "PylonHost", "PylonData", "PylonPlugins", "PylonCore", "PylonHostSettings",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -202,7 +206,7 @@ let package = Package(
         // The Bun function runtime; runtime/*.ts is embedded by scripts/gen-fn-runtime.py.
         .target(
             name: "PylonFnBun",
-            dependencies: ["PylonPluginABI", "PylonPluginKit", "PylonJSON"],
+            dependencies: ["PylonPluginABI", "PylonPluginKit", "PylonJSON", "PylonHostSettings"],
             path: "Plugins/FnBun",
             exclude: ["runtime"],
             linkerSettings: pluginExports),

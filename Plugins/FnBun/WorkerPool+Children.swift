@@ -1,4 +1,5 @@
 import Foundation
+import PylonHostSettings
 import PylonJSON
 import PylonPluginABI
 import PylonPluginKit
@@ -104,16 +105,15 @@ extension WorkerPool {
         }
     }
 
-    /// The host's environment without its own settings: `ctx.env` is the worker's
-    /// `process.env`, and the host's (`PYLON_*`: the admin token, JWT secret, API-key
-    /// pepper, files secret, mail and OAuth secrets, ...) and `DATABASE_URL` are not the
-    /// app's to read — a debugging `return ctx.env` gave the admin token to any caller.
+    /// The host's environment without its own settings (`HostSettings`: the admin token,
+    /// JWT secret, API-key pepper, files secret, mail and OAuth secrets, `DATABASE_URL`,
+    /// ...): `ctx.env` is the worker's `process.env`, and those are not the app's to read —
+    /// a debugging `return ctx.env` gave the admin token to any caller.
     static func workerEnvironment() -> [String] {
         var out: [String] = []
         var p = environ
         while let entry = p.pointee {
-            let s = String(cString: entry)
-            if !s.hasPrefix("PYLON_") && !s.hasPrefix("DATABASE_URL=") { out.append(s) }
+            if !HostSettings.isHostSetting(entry) { out.append(String(cString: entry)) }
             p += 1
         }
         return out

@@ -26,6 +26,14 @@ enum PostgresBackup {
         }
         defer { try? FileManager.default.removeItem(atPath: work) }
         let partial = BackupFiles.partialPath(for: target)
+        // pg_dump opens its --file with fopen("w"), which keeps an existing file's mode:
+        // created owner-only first, the backup is never readable by others (it holds the
+        // same hashes as the database; under the umask it was 0644).
+        let created = BackupFiles.createOwnerOnly(partial)
+        guard created == 0 else {
+            return StoreFailure(PYLON_ERR_IO, "BACKUP_FAILED",
+                                "cannot create \(partial) for the backup: \(String(cString: strerror(created))); check that the folder of --to exists and is writable")
+        }
         defer { unlink(partial) }
         if let failed = run(pgDump, ["--format=custom", "--no-password", "--file=\(partial)"], env: env, work: work) {
             return StoreFailure(PYLON_ERR_IO, "BACKUP_FAILED", "pg_dump failed (\(config.redactedTarget)): \(failed)")

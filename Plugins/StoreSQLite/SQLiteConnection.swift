@@ -1,5 +1,6 @@
 import CSQLite
 import PylonPluginABI
+import PylonPluginKit
 
 #if canImport(Glibc)
 import Glibc
@@ -221,6 +222,5 @@ struct SQLiteConfig {
 /// `file:` URIs) are SQLite's to open.
 func createPrivately(_ path: String) {
     guard !path.isEmpty, !path.hasPrefix(":"), !path.hasPrefix("file:") else { return }
-    let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-    if fd >= 0 { Glibc.close(fd) }
+    _ = BackupFiles.createOwnerOnly(path)
 }

@@ -349,6 +349,17 @@ public enum BackupFiles {
         return "\(dir)/.\(file).partial-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
     }
 
+    /// Creates `path` empty and owner-only (0600); 0, or the errno (EEXIST when it exists,
+    /// which it keeps as it is). A database or a backup holds session, API-key and password
+    /// hashes, which the usual umask would leave world-readable (0644); created private,
+    /// there is no moment at which anyone else may open it.
+    public static func createOwnerOnly(_ path: String) -> Int32 {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return errno }
+        close(fd)
+        return 0
+    }
+
     /// Renames `from` over `to` and syncs the folder, so the rename survives a crash.
     public static func moveIntoPlace(_ from: String, _ to: String, what: String) -> StoreFailure? {
         guard rename(from, to) == 0 else {

@@ -14,6 +14,13 @@ import Logging
 import NIOCore
 import NIOPosix
 import PylonHost
+import PylonHostSettings
+
+// First, before any thread starts (setenv is not thread-safe): the host's secrets out of
+// /proc/<pid>/environ, which its Bun workers (the same user) could read.
+for warning in HostSettings.hideFromProcfs() {
+    FileHandle.standardError.write(Data("pylon-host: warning: \(warning)\n".utf8))
+}
 
 /// `pylon-host [serve] | plugins | check | backup | restore` — thin CLI over the PylonHost library.
 struct PylonHostCommand: ParsableCommand {

@@ -71,13 +71,11 @@ struct BackupTests {
         #expect(FileManager.default.fileExists(atPath: file))
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: host.directory.path).filter { $0.contains(".partial-") }
         #expect(leftovers.isEmpty, "no partial files left: \(leftovers)")
-        if store.name == "sqlite" {
-            // They hold session, API-key and password hashes: owner-only, whatever the umask
-            // (an outside probe found both 0644).
-            for path in [host.dbPath, host.dbPath + "-wal", file] {
-                let mode = (try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? NSNumber)?.intValue ?? 0
-                #expect(mode & 0o777 == 0o600, "\(path) is \(String(mode & 0o777, radix: 8))")
-            }
+        // They hold session, API-key and password hashes: owner-only, whatever the umask
+        // (outside probes found the SQLite files and then the pg_dump backup 0644).
+        for path in store.name == "sqlite" ? [host.dbPath, host.dbPath + "-wal", file] : [file] {
+            let mode = (try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? NSNumber)?.intValue ?? 0
+            #expect(mode & 0o777 == 0o600, "\(path) is \(String(mode & 0o777, radix: 8))")
         }
 
         _ = try await host.insert("Note", #"{"title":"after-backup"}"#)

@@ -28,6 +28,24 @@ struct FunctionAbuseTests {
         export default query({ handler: async (ctx) => ({
           host: Object.keys(ctx.env).filter((k) => k.startsWith("PYLON_") || k === "DATABASE_URL"), app: ctx.env.APP_SETTING ?? null }) });
         """,
+        // What an npm package a function imports can read: the environment of the worker's
+        // parent and of each process above it, up to the host (`args.host`, its pid).
+        "functions/ancestors.ts": """
+        import { query } from "@pylon/functions";
+        import { readFileSync } from "node:fs";
+        export default query({ handler: async (_ctx, args) => {
+          const chain = [];
+          let pid = process.ppid;
+          for (let i = 0; i < 8 && pid > 1; i++) {
+            let environ = null, error = null;
+            try { environ = readFileSync(`/proc/${pid}/environ`, "latin1").split("\\0").join("\\n"); } catch (e) { error = String(e); }
+            chain.push({ pid, environ, error });
+            if (pid === args.host) break;
+            pid = Number(/PPid:\\s+(\\d+)/.exec(readFileSync(`/proc/${pid}/status`, "latin1"))?.[1] ?? 0);
+          }
+          return chain;
+        } });
+        """,
         // An app's careless deep merge: `{"__proto__": {...}}` in its input pollutes Object.prototype.
         "functions/merge.ts": """
         import { action } from "@pylon/functions";
@@ -159,6 +177,34 @@ struct FunctionAbuseTests {
         let r = try await Self.call(host, "envkeys", "{}")
         #expect(r.status == 200 && r.json["host"].items.isEmpty && r.json["app"].string == "visible", "\(r.body)")
         #expect(!r.body.contains(HostProcess.adminToken))
+    }
+
+    @Test("A function cannot read the host's secrets from /proc/<pid>/environ of its worker's parent or any process up to the host; the host still uses them")
+    func secretsOutOfProcfs() async throws {
+        let secrets = ["PYLON_ADMIN_TOKEN": "admin-\(UUID().uuidString)", "PYLON_FILES_SECRET": "files-\(UUID().uuidString)",
+                       "PYLON_JWT_SECRET": "jwt-\(UUID().uuidString)", "DATABASE_URL": "postgres://app:pw-\(UUID().uuidString)@127.0.0.1:1/app"]
+        let host = try await Self.start(secrets)
+        defer { host.stop() }
+        let hostPID = try #require(host.pid)
+        let r = try await Self.call(host, "ancestors", #"{"host":\#(hostPID)}"#)
+        #expect(r.status == 200, "\(r.body)")
+        let chain = r.json.items
+        let last: Any? = chain.last ?? nil
+        // The walk reached the host and read its environment, which still shows the app's settings.
+        #expect(last["pid"].int == Int(hostPID), "the walk ends at the host (pid \(hostPID)): \(r.body)")
+        #expect(chain.allSatisfy { $0["environ"].string != nil }, "every environ was readable (as the same user): \(r.body)")
+        #expect(last["environ"].string?.contains("APP_SETTING=visible") == true, "\(r.body)")
+        for (name, value) in secrets {
+            #expect(!r.body.contains(value), "\(name)'s value is readable in /proc/<pid>/environ: \(r.body)")
+        }
+        #expect(!r.body.contains("pw-"), "the database password is readable: \(r.body)")
+
+        // The host still reads them: its admin token is the one given (not the harness's) ...
+        #expect(try await host.request("GET", "/api/fn/traces", token: secrets["PYLON_ADMIN_TOKEN"]).status == 200)
+        #expect(try await host.request("GET", "/api/fn/traces", token: HostProcess.adminToken).status == 403)
+        // ... and ctx.env still holds the app's variable and none of the host's.
+        let env = try await Self.call(host, "envkeys", "{}")
+        #expect(env.status == 200 && env.json["host"].items.isEmpty && env.json["app"].string == "visible", "\(env.body)")
     }
 
     @Test("A prototype polluted by one call does not fill in another caller's missing arguments")
