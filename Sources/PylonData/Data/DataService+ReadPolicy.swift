@@ -12,17 +12,21 @@ extension DataService {
 
     /// A filtered query as `auth` may see it. With a row-dependent read rule, `$limit` and
     /// `$offset` count readable rows only (they are applied after the policy, so a page is
-    /// never short because of rows the caller cannot see); the scan then reads every
-    /// matching row, which is the price of a rule SQL does not evaluate.
+    /// never short because of rows the caller cannot see); the scan then reads matching
+    /// rows until it has the page, every one of them if the caller can read too few, which
+    /// is the price of a rule SQL does not evaluate. Only the page is held in memory.
     public func readableQuery(_ entity: String, filter: JSONValue?, auth: AuthContext) async throws -> [JSONValue] {
         let plan = try readPlan(entity, filter: filter, auth: auth)
-        return plan.finish(try await query(entity, filter: plan.filter, rule: plan.rule), self, entity, auth)
+        guard plan.perRow else { return try await query(entity, filter: plan.filter, rule: plan.rule) }
+        let q = try compileQuery(entity, filter: plan.filter, rule: plan.rule)
+        return try await store.read { conn in try plan.scan(q, on: conn, self, entity, auth) }
     }
 
     /// `readableQuery` on a given connection (a function mutation's write transaction).
     package func readableQuery(_ entity: String, filter: JSONValue?, auth: AuthContext, on conn: StoreConnection) throws -> [JSONValue] {
         let plan = try readPlan(entity, filter: filter, auth: auth)
-        return plan.finish(try query(entity, filter: plan.filter, rule: plan.rule, on: conn), self, entity, auth)
+        guard plan.perRow else { return try query(entity, filter: plan.filter, rule: plan.rule, on: conn) }
+        return try plan.scan(try compileQuery(entity, filter: plan.filter, rule: plan.rule), on: conn, self, entity, auth)
     }
 
     /// How a filtered read is run for `auth`: as is; with the read rule ANDed in SQL
@@ -35,13 +39,30 @@ extension DataService {
         var limit: Int64?
         var offset: Int64
 
-        func finish(_ rows: [JSONValue], _ data: DataService, _ entity: String, _ auth: AuthContext) -> [JSONValue] {
-            guard perRow else { return rows }
-            let readable = rows.filter { data.canRead(entity, $0, auth: auth) }
-            let start = min(Int(offset), readable.count)
-            // Compared before adding: a caller's limit may be Int64.max (no overflow trap).
-            let end = limit.map { Int($0) >= readable.count - start ? readable.count : start + Int($0) } ?? readable.count
-            return Array(readable[start..<end])
+        /// Runs `q` (this plan's filter, compiled) checking each row as the store sends it:
+        /// rows the caller may not read, and the first `offset` it may, are dropped at once,
+        /// and the read stops once `limit` rows are kept. Before, every matching row was
+        /// held first: one `limit=1` list of a table an outsider had filled with 100 MB of
+        /// rows nobody may read held all of them (outside probe `dataplane` F4).
+        func scan(_ q: DataService.CompiledQuery, on conn: StoreConnection, _ data: DataService, _ entity: String,
+                  _ auth: AuthContext) throws -> [JSONValue] {
+            if limit == 0 { return [] }
+            var kept: [JSONValue] = []
+            var skipped: Int64 = 0
+            let (limit, offset) = (limit, offset)
+            try DataService.mappingSearchErrors(q) {
+                _ = try conn.execute(q.sql, q.params) { raw in
+                    let row = q.codec.decode(raw)
+                    guard data.canRead(entity, row, auth: auth) else { return .skip }
+                    if skipped < offset {
+                        skipped += 1
+                        return .skip
+                    }
+                    kept.append(row)
+                    return limit.map { Int64(kept.count) >= $0 } == true ? .stop : .skip
+                }
+            }
+            return kept
         }
     }
 

@@ -57,19 +57,20 @@ public final class DataService: Sendable {
     /// ANDed into it.
     public func query(_ entity: String, filter: JSONValue?, rule: RowPredicate? = nil) async throws -> [JSONValue] {
         let q = try compileQuery(entity, filter: filter, rule: rule)
-        do {
-            return try await store.read { conn in try Self.run(q, on: conn) }
-        } catch let e as StoreError where q.usesSearch && e.isStatementError {
-            // A raw `$search` expression the full-text engine cannot parse.
-            throw HostError.badRequest("INVALID_QUERY", "$search could not be run: \(e.message)")
-        }
+        return try await store.read { conn in try Self.mappingSearchErrors(q) { try Self.run(q, on: conn) } }
     }
 
     /// The same query on a given connection (a function mutation's write transaction).
     package func query(_ entity: String, filter: JSONValue?, rule: RowPredicate? = nil, on conn: StoreConnection) throws -> [JSONValue] {
         let q = try compileQuery(entity, filter: filter, rule: rule)
+        return try Self.mappingSearchErrors(q) { try Self.run(q, on: conn) }
+    }
+
+    /// Runs `body`; a raw `$search` expression the full-text engine cannot parse is the
+    /// caller's 400, not a store failure.
+    package static func mappingSearchErrors<T>(_ q: CompiledQuery, _ body: () throws -> T) throws -> T {
         do {
-            return try Self.run(q, on: conn)
+            return try body()
         } catch let e as StoreError where q.usesSearch && e.isStatementError {
             throw HostError.badRequest("INVALID_QUERY", "$search could not be run: \(e.message)")
         }

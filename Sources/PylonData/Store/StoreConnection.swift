@@ -12,9 +12,14 @@ private final class CallState {
     /// columns, NULL arrays): the call fails with PLUGIN_CONTRACT instead of trusting it.
     var contractViolation: String?
     var sawColumns = false
+    /// Decides each row as it arrives (`execute(_:_:each:)`); nil keeps every row.
+    var each: (([SQLValue]) -> RowVerdict)?
+    /// `each` asked to stop: the plugin's ABORTED is then the host's own doing.
+    var stopped = false
 
     /// Records the call's outcome from the status the plugin returned.
     func finish(_ status: pylon_status) {
+        if stopped && status == PYLON_ERR_ABORTED { return }
         if status != PYLON_OK {
             let e = errors.failure(status, code: "STORE_ERROR", message: "store call failed with status \(status)")
             error = StoreError(status: status, code: e.code, message: e.message)
@@ -71,8 +76,27 @@ private let sinkRow: @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<pyl
             return PYLON_ERR_ABORTED
         }
     }
-    state.result.rows.append(row)
-    return PYLON_OK
+    guard let each = state.each else {
+        state.result.rows.append(row)
+        return PYLON_OK
+    }
+    switch each(row) {
+    case .skip: return PYLON_OK
+    case .keep: state.result.rows.append(row); return PYLON_OK
+    case .keepAndStop: state.result.rows.append(row)
+    case .stop: break
+    }
+    state.stopped = true
+    return PYLON_ERR_ABORTED
+}
+
+/// What `StoreConnection.execute(_:_:each:)` does with a row.
+public enum RowVerdict: Sendable {
+    case skip, keep
+    /// Keep this row and read no more.
+    case keepAndStop
+    /// Read no more.
+    case stop
 }
 
 /// One connection of a store plugin. Not thread-safe: owned by exactly one host store
@@ -143,10 +167,11 @@ public final class StoreConnection: @unchecked Sendable {
     /// One `execute` call for `batch` (with PYLON_EXEC_COMMIT when `commit`); the result
     /// (rows when `wantRows`, rows affected, last insert id) is the last statement's.
     private func executeBatch(_ batch: [(sql: String, params: [SQLValue])], wantRows: Bool,
-                              commit: Bool = false) throws(StoreError) -> QueryResult {
+                              commit: Bool = false, each: (([SQLValue]) -> RowVerdict)? = nil) throws(StoreError) -> QueryResult {
         guard !batch.isEmpty else { return QueryResult() }
         (commit ? calls?.storeCommitBatch : batch.count == 1 ? calls?.storeExecute : calls?.storeExecuteBatch)?.increment()
         let state = CallState()
+        state.each = each
         let ctx = Unmanaged.passUnretained(state).toOpaque()
         var sink = pylon_row_sink()
         sink.struct_size = UInt32(MemoryLayout<pylon_row_sink>.size)
@@ -242,6 +267,16 @@ public final class StoreConnection: @unchecked Sendable {
         pending.removeAll(keepingCapacity: true)
         batch.append((sql, params))
         return try executeBatch(batch, wantRows: wantRows)
+    }
+
+    /// Runs one statement whose rows are decided one by one as the store sends them, so a
+    /// scan keeps only what `each` keeps in memory and stops where it says (the store is
+    /// told to stop; that is no error). For reads checked row by row (`ReadPlan`).
+    public func execute(_ sql: String, _ params: [SQLValue], each: @escaping ([SQLValue]) -> RowVerdict) throws(StoreError) -> QueryResult {
+        var batch = pending
+        pending.removeAll(keepingCapacity: true)
+        batch.append((sql, params))
+        return try executeBatch(batch, wantRows: true, each: each)
     }
 
     /// BEGIN / COMMIT / ROLLBACK. COMMIT sends what is queued first; ROLLBACK drops it.
