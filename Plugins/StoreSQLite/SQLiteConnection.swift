@@ -32,10 +32,10 @@ final class SQLiteConnection {
     /// handler every 100 virtual-machine steps (a coarse clock read; a scan takes about ten
     /// steps a row, and one step can be long: a substring match over a large value is one
     /// function call), and a non-zero answer interrupts the statement (SQLITE_INTERRUPT,
-    /// reported as QUERY_TIMEOUT). One request's filter can
-    /// cost far more than its size (a substring match over megabytes of its own rows), and
-    /// a reader held for a minute stalls every list and pull behind it. Readers only: the
-    /// writer also runs migrations and backfills, which may rightly take long.
+    /// reported as QUERY_TIMEOUT). One request's filter can cost far more than its size (a
+    /// substring match over megabytes of its own rows), and a reader held for a minute
+    /// stalls every list and pull behind it. Readers only: the writer also runs migrations
+    /// and backfills, which may rightly take long.
     private func limitReads() {
         guard readTimeoutMs > 0 else { return }
         sqlite3_progress_handler(db, 100, { ctx in

@@ -51,15 +51,15 @@ extension DataService {
             var skipped: Int64 = 0
             let (limit, offset) = (limit, offset)
             try DataService.mappingSearchErrors(q) {
-                _ = try conn.execute(q.sql, q.params) { raw in
+                try conn.execute(q.sql, q.params) { raw in
                     let row = q.codec.decode(raw)
-                    guard data.canRead(entity, row, auth: auth) else { return .skip }
+                    guard data.canRead(entity, row, auth: auth) else { return .next }
                     if skipped < offset {
                         skipped += 1
-                        return .skip
+                        return .next
                     }
                     kept.append(row)
-                    return limit.map { Int64(kept.count) >= $0 } == true ? .stop : .skip
+                    return limit.map { Int64(kept.count) >= $0 } == true ? .stop : .next
                 }
             }
             return kept

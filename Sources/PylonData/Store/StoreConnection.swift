@@ -12,7 +12,7 @@ private final class CallState {
     /// columns, NULL arrays): the call fails with PLUGIN_CONTRACT instead of trusting it.
     var contractViolation: String?
     var sawColumns = false
-    /// Decides each row as it arrives (`execute(_:_:each:)`); nil keeps every row.
+    /// Takes each row as it arrives, instead of `result` (`execute(_:_:each:)`).
     var each: (([SQLValue]) -> RowVerdict)?
     /// `each` asked to stop: the plugin's ABORTED is then the host's own doing.
     var stopped = false
@@ -81,20 +81,17 @@ private let sinkRow: @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<pyl
         return PYLON_OK
     }
     switch each(row) {
-    case .skip: return PYLON_OK
-    case .keep: state.result.rows.append(row); return PYLON_OK
-    case .keepAndStop: state.result.rows.append(row)
-    case .stop: break
+    case .next: return PYLON_OK
+    case .stop:
+        state.stopped = true
+        return PYLON_ERR_ABORTED
     }
-    state.stopped = true
-    return PYLON_ERR_ABORTED
 }
 
-/// What `StoreConnection.execute(_:_:each:)` does with a row.
+/// What `StoreConnection.execute(_:_:each:)` does after a row.
 public enum RowVerdict: Sendable {
-    case skip, keep
-    /// Keep this row and read no more.
-    case keepAndStop
+    /// Go on to the next row.
+    case next
     /// Read no more.
     case stop
 }
@@ -269,14 +266,14 @@ public final class StoreConnection: @unchecked Sendable {
         return try executeBatch(batch, wantRows: wantRows)
     }
 
-    /// Runs one statement whose rows are decided one by one as the store sends them, so a
-    /// scan keeps only what `each` keeps in memory and stops where it says (the store is
+    /// Runs one statement handing each row to `each` as the store sends it, none kept
+    /// here, so a scan holds only what `each` keeps and stops where it says (the store is
     /// told to stop; that is no error). For reads checked row by row (`ReadPlan`).
-    public func execute(_ sql: String, _ params: [SQLValue], each: @escaping ([SQLValue]) -> RowVerdict) throws(StoreError) -> QueryResult {
+    public func execute(_ sql: String, _ params: [SQLValue], each: @escaping ([SQLValue]) -> RowVerdict) throws(StoreError) {
         var batch = pending
         pending.removeAll(keepingCapacity: true)
         batch.append((sql, params))
-        return try executeBatch(batch, wantRows: true, each: each)
+        _ = try executeBatch(batch, wantRows: true, each: each)
     }
 
     /// BEGIN / COMMIT / ROLLBACK. COMMIT sends what is queued first; ROLLBACK drops it.
