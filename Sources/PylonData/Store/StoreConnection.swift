@@ -260,20 +260,22 @@ public final class StoreConnection: @unchecked Sendable {
     /// skips copying result rows.
     @discardableResult
     public func execute(_ sql: String, _ params: [SQLValue] = [], wantRows: Bool = true) throws(StoreError) -> QueryResult {
+        try executeBatch(takingPending(sql, params), wantRows: wantRows)
+    }
+
+    /// What `enqueue` queued, then this statement: one call sends them all.
+    private func takingPending(_ sql: String, _ params: [SQLValue]) -> [(sql: String, params: [SQLValue])] {
         var batch = pending
         pending.removeAll(keepingCapacity: true)
         batch.append((sql, params))
-        return try executeBatch(batch, wantRows: wantRows)
+        return batch
     }
 
     /// Runs one statement handing each row to `each` as the store sends it, none kept
     /// here, so a scan holds only what `each` keeps and stops where it says (the store is
     /// told to stop; that is no error). For reads checked row by row (`ReadPlan`).
     public func execute(_ sql: String, _ params: [SQLValue], each: @escaping ([SQLValue]) -> RowVerdict) throws(StoreError) {
-        var batch = pending
-        pending.removeAll(keepingCapacity: true)
-        batch.append((sql, params))
-        _ = try executeBatch(batch, wantRows: true, each: each)
+        _ = try executeBatch(takingPending(sql, params), wantRows: true, each: each)
     }
 
     /// BEGIN / COMMIT / ROLLBACK. COMMIT sends what is queued first; ROLLBACK drops it.
